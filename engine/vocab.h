@@ -1,0 +1,69 @@
+/* vocab.h — tokenizers: SentencePiece-style BPE ("llama", with byte fallback) and GPT-2
+ * byte-level BPE ("gpt2", with the gpt-2, deepseek-coder and deepseek-llm pre-tokenizers),
+ * loaded from a GGUF file's tokenizer.ggml.* keys.
+ *
+ * Special tokens: CONTROL (and USER_DEFINED) tokens are matched in the text only when
+ * parse_special is true, so that user text such as "<s>" or "[INST]" stays ordinary text by
+ * default and cannot inject control tokens.
+ */
+#ifndef ELM_VOCAB_H
+#define ELM_VOCAB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gguf.h"
+
+/* GGUF token types (tokenizer.ggml.token_type) */
+enum elm_token_type {
+    ELM_TOKEN_UNDEFINED = 0,
+    ELM_TOKEN_NORMAL = 1,
+    ELM_TOKEN_UNKNOWN = 2,
+    ELM_TOKEN_CONTROL = 3,
+    ELM_TOKEN_USER_DEFINED = 4,
+    ELM_TOKEN_UNUSED = 5,
+    ELM_TOKEN_BYTE = 6,
+};
+
+enum elm_vocab_kind { ELM_VOCAB_SPM, ELM_VOCAB_BPE };
+
+struct elm_vocab; /* opaque, immutable after load: safe to share between threads */
+
+/* Builds the vocabulary from g's tokenizer keys (copies everything it needs: g may be destroyed
+ * afterwards). On failure returns ELM_EFORMAT / ELM_EUNSUPPORTED / -ENOMEM with a message in err;
+ * *out untouched. */
+int elm_vocab_load(const struct elm_gguf *g, struct elm_vocab **out, char *err, size_t errlen);
+void elm_vocab_destroy(struct elm_vocab **v); /* NULL-safe, nulls *v */
+
+int32_t elm_vocab_size(const struct elm_vocab *v);
+enum elm_vocab_kind elm_vocab_kind(const struct elm_vocab *v);
+int32_t elm_vocab_bos(const struct elm_vocab *v); /* -1 when none */
+int32_t elm_vocab_eos(const struct elm_vocab *v); /* -1 when none */
+bool elm_vocab_add_bos(const struct elm_vocab *v); /* tokenizer.ggml.add_bos_token or default */
+bool elm_vocab_add_eos(const struct elm_vocab *v);
+enum elm_token_type elm_vocab_type(const struct elm_vocab *v, int32_t id); /* id must be valid */
+/* True for tokens that end a generation (EOS, EOT). */
+bool elm_vocab_is_eog(const struct elm_vocab *v, int32_t id);
+/* The stored token text (e.g. "▁Hello", "<0x0A>", "Ġworld"); not NUL-terminated. */
+const char *elm_vocab_text(const struct elm_vocab *v, int32_t id, size_t *len);
+
+/* Tokenizes len bytes of text. add_special adds BOS/EOS as the vocab asks; parse_special lets
+ * CONTROL/USER_DEFINED token text in the input become those tokens. Writes at most cap ids to
+ * out and returns the total number of tokens (which may exceed cap: call again with a bigger
+ * buffer), or a negative error. */
+int elm_tokenize(const struct elm_vocab *v, const char *text, size_t len, bool add_special,
+                 bool parse_special, int32_t *out, int cap);
+
+/* The bytes one token contributes to the output text: byte tokens become their byte, "▁" a
+ * space, GPT-2's byte map is undone. CONTROL/UNKNOWN tokens render as nothing unless special.
+ * Writes at most cap bytes and returns the piece's full length, or a negative error
+ * (ELM_ETOKEN for a bad id). */
+int elm_token_to_piece(const struct elm_vocab *v, int32_t id, bool special, char *buf, int cap);
+
+/* Decodes a whole sequence; remove_leading_space drops the SPM prefix space of the first
+ * piece (as when text was tokenized with the space prefix). Returns total length like above. */
+int elm_detokenize(const struct elm_vocab *v, const int32_t *ids, int n, bool special,
+                   bool remove_leading_space, char *buf, int cap);
+
+#endif

@@ -1,0 +1,88 @@
+/* kernels.h — the per-type table and the dispatch table of compute kernels.
+ *
+ * Every weight type elm runs is described once in a type table (block size, bytes per block,
+ * the activation format its dot product consumes). The functions live in a dispatch table of
+ * per-ISA variants: "ref" is the portable scalar oracle that every SIMD variant is tested
+ * against; "avx2" and "avx512" are chosen at start-up by a CPU probe (the build uses no -march
+ * flags: each variant's file has its own) and can be forced with ELM_KERNEL=ref|avx2|avx512.
+ *
+ * Type ids are ggml's, because they are stored in GGUF files.
+ *
+ * Activation quantization: a quantized weight row is never multiplied with float activations.
+ * As ggml does, the activation row is first quantized to the type's dot_type (Q8_0 for Q4_0,
+ * Q5_0, Q8_0; Q8_1 for Q4_1, Q5_1; Q8_K for every K-quant), and vec_dot takes the integer dot
+ * product block by block. F32, F16 and BF16 weights take F32 activations (dot_type F32).
+ */
+#ifndef ELM_KERNELS_H
+#define ELM_KERNELS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum elm_type {
+    ELM_TYPE_F32 = 0,
+    ELM_TYPE_F16 = 1,
+    ELM_TYPE_Q4_0 = 2,
+    ELM_TYPE_Q4_1 = 3,
+    ELM_TYPE_Q5_0 = 6,
+    ELM_TYPE_Q5_1 = 7,
+    ELM_TYPE_Q8_0 = 8,
+    ELM_TYPE_Q8_1 = 9,
+    ELM_TYPE_Q2_K = 10,
+    ELM_TYPE_Q3_K = 11,
+    ELM_TYPE_Q4_K = 12,
+    ELM_TYPE_Q5_K = 13,
+    ELM_TYPE_Q6_K = 14,
+    ELM_TYPE_Q8_K = 15,
+    ELM_TYPE_BF16 = 30,
+    ELM_TYPE_COUNT = 40 /* size of the id space we index tables by (ggml ids go up to ~39) */
+};
+
+struct elm_type_info {
+    const char *name;      /* "q4_0", ... ; NULL for ids elm does not know */
+    int32_t block;         /* elements per block (1 for float types) */
+    int32_t block_bytes;   /* bytes per block */
+    enum elm_type dot_type; /* activation format vec_dot expects */
+    bool quantized;
+    bool is_weight;        /* may appear as a tensor type in a model (Q8_1/Q8_K may not) */
+};
+
+/* NULL when the id is unknown to elm (or out of range). */
+const struct elm_type_info *elm_type_get(uint32_t type);
+/* Looks a type up by name ("q4_k", case-insensitive); -1 when unknown. */
+int elm_type_from_name(const char *name);
+/* Bytes of a row of n elements; n must be a multiple of the block size (checked by callers). */
+size_t elm_row_bytes(enum elm_type type, int64_t n);
+
+/* One ISA variant. Arrays are indexed by enum elm_type; a NULL entry means "not provided by this
+ * variant": elm_kernels_get() fills such holes from the ref table, so callers never see NULL for
+ * a type that ref supports. n is always a multiple of the type's block size. */
+struct elm_kernels {
+    const char *name; /* "ref", "avx2", "avx512" */
+    /* dst[0..n) = dequantized src row */
+    void (*to_float[ELM_TYPE_COUNT])(const void *src, float *dst, int64_t n);
+    /* quantizes a float row (weights for the quantizer, activations for vec_dot) */
+    void (*from_float[ELM_TYPE_COUNT])(const float *src, void *dst, int64_t n);
+    /* *s = dot(weight row w of type T, activation row a of type dot_type(T)), n elements */
+    void (*vec_dot[ELM_TYPE_COUNT])(int64_t n, float *s, const void *w, const void *a);
+};
+
+/* The variant chosen for this process: ELM_KERNEL if set (falls back to the probe, with a
+ * warning on stderr, when the CPU lacks it), else the best the CPU supports. Thread-safe. */
+const struct elm_kernels *elm_kernels_active(void);
+/* A named variant, or NULL when unknown or when this CPU cannot run it. */
+const struct elm_kernels *elm_kernels_get(const char *name);
+/* True when the CPU (and OS, for AVX state) supports the named variant. */
+bool elm_kernels_cpu_has(const char *name);
+
+/* Multiply: y[t*y_stride + r] = dot(W row r, activation row t) for r < nrows, t < ntok.
+ * xq holds ntok activation rows already in dot_type(type), xq_stride bytes apart.
+ * Each output element is computed by the same vec_dot call whatever ntok or the thread count,
+ * so results are bit-identical between batched and token-by-token evaluation.
+ * Parallelised with OpenMP over rows (and token tiles) inside; call from serial code. */
+void elm_matmul(const struct elm_kernels *k, enum elm_type type, const void *w, int64_t ncols,
+                int64_t nrows, const void *xq, size_t xq_stride, int64_t ntok, float *y,
+                int64_t y_stride);
+
+#endif

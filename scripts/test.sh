@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# test.sh — the README's test command: installs what is missing, then builds and runs the whole
+# suite twice, optimised and under AddressSanitizer + UndefinedBehaviorSanitizer.
+# Extra arguments go to ctest (e.g. scripts/test.sh -L kernel).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/deps.sh
+export ELM_MODELS_DIR=${ELM_MODELS_DIR:-$(cd .. && pwd)/shared/models}
+if [ ! -d "$ELM_MODELS_DIR" ]; then
+  echo "test.sh: WARNING: $ELM_MODELS_DIR is missing: tests that need a model will skip" >&2
+fi
+# ASan: leaks are errors; UBSan: print stacks. OpenMP's runtime keeps its thread pool alive at
+# exit by design, which LeakSanitizer does not report as a leak.
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+status=0
+for flavour in release asan; do
+  echo "=== $flavour build" >&2
+  scripts/build.sh "$flavour"
+  echo "=== $flavour tests" >&2
+  (cd "build/$flavour" && ctest --output-on-failure -j2 "$@") || status=1
+done
+exit $status

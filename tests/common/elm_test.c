@@ -1,0 +1,57 @@
+/* elm_test.c — see elm_test.h. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "elm_test.h"
+
+const char *elm_test_models_dir(void)
+{
+    const char *d = getenv("ELM_MODELS_DIR");
+    return (d && *d) ? d : ELM_DEFAULT_MODELS_DIR;
+}
+
+const char *elm_test_model_path(const char *rel)
+{
+    static char slots[8][4096];
+    static unsigned next;
+    char *buf = slots[next++ % 8];
+    snprintf(buf, sizeof slots[0], "%s/%s", elm_test_models_dir(), rel);
+    return access(buf, R_OK) == 0 ? buf : NULL;
+}
+
+char *elm_test_read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    char *buf = NULL;
+    size_t cap = 0, n = 0;
+    for (;;) {
+        if (n + 65536 + 1 > cap) {
+            cap = cap ? cap * 2 : 131072;
+            char *nb = realloc(buf, cap);
+            if (!nb) {
+                free(buf);
+                fclose(f);
+                return NULL;
+            }
+            buf = nb;
+        }
+        size_t r = fread(buf + n, 1, 65536, f);
+        n += r;
+        if (r < 65536)
+            break;
+    }
+    fclose(f);
+    buf[n] = 0;
+    if (len)
+        *len = n;
+    return buf;
+}
+
+const char *elm_test_build_dir(void)
+{
+    const char *d = getenv("ELM_BUILD_DIR");
+    return (d && *d) ? d : ELM_BUILD_DIR;
+}

@@ -1,0 +1,36 @@
+/* elm_test.h — helpers shared by the cmocka tests: where the model files are, reading files. */
+#ifndef ELM_TEST_H
+#define ELM_TEST_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+/* $ELM_MODELS_DIR, else ../shared/models beside the source checkout. */
+const char *elm_test_models_dir(void);
+
+/* Full path of a file under the models folder, in a static buffer per call slot (up to 8 live
+ * results). Returns NULL when the file does not exist: callers then skip with a message. */
+const char *elm_test_model_path(const char *rel);
+
+/* In a cmocka test: resolves rel or skips the test with a clear message. */
+#define ELM_REQUIRE_MODEL(var, rel)                                                                \
+    const char *var = elm_test_model_path(rel);                                                    \
+    do {                                                                                           \
+        if (!var) {                                                                                \
+            print_message("SKIP: model file %s/%s not found (set ELM_MODELS_DIR)\n",              \
+                          elm_test_models_dir(), rel);                                             \
+            skip();                                                                                \
+        }                                                                                          \
+    } while (0)
+
+/* Reads a whole file into a malloc'ed buffer (NUL-terminated, not counted in *len).
+ * Returns NULL on failure. Caller frees. */
+char *elm_test_read_file(const char *path, size_t *len);
+
+/* Directory of the build tree (for helper binaries such as elmd), from ELM_BUILD_DIR. */
+const char *elm_test_build_dir(void);
+
+#endif
