@@ -1,0 +1,129 @@
+/* model.h — the llama-family transformer (architectures "llama" and "qwen2"): hyperparameters,
+ * weights, per-sequence KV caches and a batched forward pass.
+ *
+ * One struct elm_model is immutable after load and shared by every sequence: weights live in
+ * the GGUF mapping (or, in the daemon, in a pinned hugepage copy of the data section). The
+ * forward pass takes a batch of tokens that may belong to different sequences, each with its
+ * own KV cache and position. Every per-token computation (norms, matmul rows through
+ * elm_matmul, attention over its own sequence) is done in the same order whatever the batch
+ * holds, so a sequence's logits are bit-identical alone or batched with others.
+ */
+#ifndef ELM_MODEL_H
+#define ELM_MODEL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gguf.h"
+#include "kernels/kernels.h"
+#include "vocab.h"
+
+enum elm_arch { ELM_ARCH_LLAMA, ELM_ARCH_QWEN2 };
+enum elm_rope_mode {
+    ELM_ROPE_NORM, /* rotate adjacent pairs (2i, 2i+1): llama */
+    ELM_ROPE_NEOX, /* rotate (i, i + n_rot/2): qwen2 */
+};
+
+struct elm_hparams {
+    enum elm_arch arch;
+    int32_t n_vocab;
+    int32_t n_ctx_train;
+    int32_t n_embd;
+    int32_t n_layer;
+    int32_t n_head;
+    int32_t n_head_kv;
+    int32_t n_ff;
+    int32_t head_dim;  /* n_embd / n_head */
+    int32_t n_rot;     /* rotated dims per head (rope.dimension_count, default head_dim) */
+    float eps;         /* RMSNorm epsilon */
+    float rope_base;   /* rope.freq_base */
+    float rope_scale;  /* position multiplier: 1 / linear scaling factor */
+    enum elm_rope_mode rope_mode;
+};
+
+/* A weight matrix [ne1 rows][ne0 columns] of any elm_type, or a 1-D F32 vector. */
+struct elm_tensor {
+    enum elm_type type;
+    int64_t ne0, ne1;
+    const void *data; /* NULL when absent (optional tensors) */
+};
+
+struct elm_layer {
+    const float *attn_norm;                     /* [n_embd] */
+    struct elm_tensor wq, wk, wv, wo;           /* [n_embd -> n_head*hd], [-> n_head_kv*hd] ... */
+    const float *bq, *bk, *bv;                  /* qwen2 biases, NULL for llama */
+    const float *ffn_norm;                      /* [n_embd] */
+    struct elm_tensor w_gate, w_up, w_down;     /* SwiGLU: down(silu(gate x) * up x) */
+};
+
+struct elm_model {
+    struct elm_hparams hp;
+    struct elm_gguf *gguf;   /* owned: the header (and, for elm_model_load, the mapping) */
+    struct elm_vocab *vocab; /* owned */
+    const struct elm_kernels *k;
+    struct elm_tensor tok_embd;   /* [n_vocab rows][n_embd] */
+    const float *output_norm;     /* [n_embd] */
+    struct elm_tensor output;     /* [n_vocab rows][n_embd]; == tok_embd when tied */
+    struct elm_layer *layers;     /* [n_layer], owned */
+    int n_threads;
+    void **owned;                 /* F32 copies of non-F32 norms/biases, freed with the model */
+    int n_owned;
+    uint64_t weight_bytes;        /* bytes of tensor data used */
+};
+
+struct elm_model_params {
+    int n_threads;             /* <= 0: number of online CPUs */
+    const char *kernel;        /* NULL: elm_kernels_active() */
+};
+
+/* Maps PATH and builds the model with its vocabulary. Caller owns *out. Errors: ELM_EFORMAT,
+ * ELM_EUNSUPPORTED, ELM_EMODEL, -errno; message in err. */
+int elm_model_load(const char *path, const struct elm_model_params *p, struct elm_model **out,
+                   char *err, size_t errlen);
+
+/* Builds a model from an already parsed file. Takes ownership of g on success only. data, when
+ * not NULL, is a copy of the file's data section (g->data_size bytes) that must outlive the model
+ * (the daemon's pinned copy); when NULL the weights are read from g's buffer. */
+int elm_model_create(struct elm_gguf *g, const void *data, const struct elm_model_params *p,
+                     struct elm_model **out, char *err, size_t errlen);
+
+void elm_model_destroy(struct elm_model **m); /* NULL-safe, nulls *m */
+
+/* ---- KV cache of one sequence -------------------------------------------------------------- */
+
+struct elm_kv {
+    int32_t n_ctx;      /* positions it can hold */
+    enum elm_type type; /* ELM_TYPE_F32 or ELM_TYPE_F16 */
+    int32_t n_layer;
+    int32_t kv_dim;     /* n_head_kv * head_dim */
+    void *k, *v;        /* [n_layer][n_ctx][kv_dim] of type, owned */
+};
+
+/* Allocates a cache for n_ctx positions. type F32 or F16. Caller owns *out. */
+int elm_kv_create(const struct elm_model *m, int32_t n_ctx, enum elm_type type,
+                  struct elm_kv **out);
+void elm_kv_destroy(struct elm_kv **kv);
+
+/* ---- forward pass -------------------------------------------------------------------------- */
+
+struct elm_batch_item {
+    int32_t token;
+    int32_t pos;       /* position in its sequence; K/V of positions < pos must be in kv */
+    struct elm_kv *kv; /* its sequence's cache; K/V for pos is written by the pass */
+    float *logits;     /* out: n_vocab floats, or NULL when not wanted */
+};
+
+struct elm_work; /* scratch buffers for batches of up to n_batch tokens; one per calling thread */
+
+int elm_work_create(const struct elm_model *m, int32_t n_batch, int32_t n_ctx_max,
+                    struct elm_work **out);
+void elm_work_destroy(struct elm_work **w);
+int32_t elm_work_n_batch(const struct elm_work *w);
+
+/* Runs n items (n <= n_batch) through the model. Items of one sequence must be in increasing
+ * position order. Returns 0, -EINVAL (bad batch), ELM_ETOKEN or ELM_ECONTEXT (pos >= n_ctx). */
+int elm_model_forward(const struct elm_model *m, struct elm_work *w,
+                      const struct elm_batch_item *items, int n);
+
+#endif
