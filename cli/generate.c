@@ -1,0 +1,336 @@
+/* generate.c — `elmctl generate` and `elmctl tokenize`.
+ *
+ * generate --local MODEL runs the engine in this process and streams text as it is produced
+ * (or, with --ids, the generated token ids on one line). The prompt is tokenized the way every
+ * elm front end does it: BOS as the vocabulary asks, control-token text kept as plain text
+ * unless --special.
+ */
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli.h"
+#include "elm/status.h"
+
+struct gen_opts {
+    const char *model;
+    const char *kernel;
+    struct elm_gen_params gp;
+    long threads;
+    long ctx;
+    long batch;
+    bool ids;
+    bool special;
+    bool verbose;
+    enum elm_type kv_type;
+};
+
+static void generate_usage(FILE *f)
+{
+    fprintf(f,
+            "usage: elmctl generate --local MODEL [OPTIONS] [PROMPT]\n"
+            "Streams a completion of PROMPT (empty: start from BOS alone).\n\n"
+            "  --local MODEL         run MODEL (a GGUF file) in this process\n"
+            "  -n, --n-predict N     generate at most N tokens (default: until EOS/context)\n"
+            "  --temp T              temperature, 0 = greedy (default 0.8)\n"
+            "  --top-k K             keep the K most likely tokens (default 40, 0 = off)\n"
+            "  --top-p P             nucleus sampling threshold (default 0.95, 1 = off)\n"
+            "  --min-p P             drop tokens below P x the best one (default 0.05)\n"
+            "  --repeat-penalty R    penalise recent tokens (default 1.0 = off)\n"
+            "  --repeat-last-n N     tokens the penalty looks back at (default 64)\n"
+            "  --seed S              random seed; same seed, same output (default: clock)\n"
+            "  --stop STR            stop before STR (repeatable, up to %d)\n"
+            "  --threads N           compute threads (default: CPU count)\n"
+            "  --ctx N               context size (default: the model's, at most 4096)\n"
+            "  --batch N             prompt tokens per forward pass (default 256)\n"
+            "  --kv-type f16|f32     KV cache precision (default f16)\n"
+            "  --special             let control-token text in PROMPT become control tokens\n"
+            "  --ids                 print generated token ids instead of text\n"
+            "  --kernel ref|avx2|avx512  force a kernel variant\n"
+            "  -v, --verbose         print timings to stderr\n",
+            ELM_MAX_STOP);
+}
+
+static int parse_generate(int argc, char **argv, struct gen_opts *o, const char **prompt)
+{
+    static const struct option lo[] = {
+        {"local", required_argument, 0, 'L'},   {"n-predict", required_argument, 0, 'n'},
+        {"temp", required_argument, 0, 't'},    {"top-k", required_argument, 0, 'k'},
+        {"top-p", required_argument, 0, 'p'},   {"min-p", required_argument, 0, 'm'},
+        {"repeat-penalty", required_argument, 0, 'r'},
+        {"repeat-last-n", required_argument, 0, 'R'},
+        {"seed", required_argument, 0, 's'},    {"stop", required_argument, 0, 'S'},
+        {"threads", required_argument, 0, 'T'}, {"ctx", required_argument, 0, 'c'},
+        {"batch", required_argument, 0, 'b'},   {"kv-type", required_argument, 0, 'K'},
+        {"special", no_argument, 0, 'x'},       {"ids", no_argument, 0, 'i'},
+        {"kernel", required_argument, 0, 'G'},  {"verbose", no_argument, 0, 'v'},
+        {"help", no_argument, 0, 'h'},          {0, 0, 0, 0},
+    };
+    struct elm_sampling *sp = &o->gp.sampling;
+    long l;
+    double d;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "n:vh", lo, NULL)) != -1) {
+        switch (c) {
+        case 'L': o->model = optarg; break;
+        case 'n':
+            if (!cli_int("--n-predict", optarg, -1, 1 << 30, &l))
+                return 2;
+            o->gp.n_predict = (int32_t)l;
+            break;
+        case 't':
+            if (!cli_float("--temp", optarg, 0, 100, &d))
+                return 2;
+            sp->temp = (float)d;
+            break;
+        case 'k':
+            if (!cli_int("--top-k", optarg, 0, 1 << 30, &l))
+                return 2;
+            sp->top_k = (int32_t)l;
+            break;
+        case 'p':
+            if (!cli_float("--top-p", optarg, 0, 1, &d))
+                return 2;
+            sp->top_p = (float)d;
+            break;
+        case 'm':
+            if (!cli_float("--min-p", optarg, 0, 1, &d))
+                return 2;
+            sp->min_p = (float)d;
+            break;
+        case 'r':
+            if (!cli_float("--repeat-penalty", optarg, 0.01, 100, &d))
+                return 2;
+            sp->repeat_penalty = (float)d;
+            break;
+        case 'R':
+            if (!cli_int("--repeat-last-n", optarg, 0, 1 << 20, &l))
+                return 2;
+            sp->repeat_last_n = (int32_t)l;
+            break;
+        case 's': {
+            char *end;
+            unsigned long long v = strtoull(optarg, &end, 10);
+            if (end == optarg || *end || *optarg == '-' || v == ELM_SEED_RANDOM)
+                return cli_fail("--seed expects a non-negative integer, got '%s'", optarg), 2;
+            sp->seed = v;
+            break;
+        }
+        case 'S':
+            if (o->gp.n_stop == ELM_MAX_STOP)
+                return cli_fail("at most %d --stop strings", ELM_MAX_STOP), 2;
+            o->gp.stop[o->gp.n_stop++] = optarg;
+            break;
+        case 'T':
+            if (!cli_int("--threads", optarg, 1, 1024, &o->threads))
+                return 2;
+            break;
+        case 'c':
+            if (!cli_int("--ctx", optarg, 1, 1 << 20, &o->ctx))
+                return 2;
+            break;
+        case 'b':
+            if (!cli_int("--batch", optarg, 1, 1 << 16, &o->batch))
+                return 2;
+            break;
+        case 'K':
+            if (!strcmp(optarg, "f16"))
+                o->kv_type = ELM_TYPE_F16;
+            else if (!strcmp(optarg, "f32"))
+                o->kv_type = ELM_TYPE_F32;
+            else
+                return cli_fail("--kv-type expects f16 or f32, got '%s'", optarg), 2;
+            break;
+        case 'x': o->special = true; break;
+        case 'i': o->ids = true; break;
+        case 'G': o->kernel = optarg; break;
+        case 'v': o->verbose = true; break;
+        case 'h': generate_usage(stdout); return -1;
+        default: generate_usage(stderr); return 2;
+        }
+    }
+    if (optind + 1 < argc)
+        return cli_fail("generate takes one PROMPT argument (quote it), got %d",
+                        argc - optind), 2;
+    *prompt = optind < argc ? argv[optind] : "";
+    return 0;
+}
+
+struct stream {
+    bool ids;
+    int n_ids;
+};
+
+static int on_token(void *user, const struct elm_seq_out *out)
+{
+    struct stream *st = user;
+    if (st->ids && out->token >= 0) {
+        printf(st->n_ids++ ? " %d" : "%d", out->token);
+        fflush(stdout);
+    } else if (!st->ids && out->text_len) {
+        fwrite(out->text, 1, out->text_len, stdout);
+        fflush(stdout);
+    }
+    return 0;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int run_local(const struct gen_opts *o, const char *prompt)
+{
+    char err[512];
+    struct elm_model_params mp = {.n_threads = (int)o->threads, .kernel = o->kernel};
+    struct elm_model *m = NULL;
+    struct elm_work *w = NULL;
+    struct elm_seq *s = NULL;
+    int32_t *ids = NULL, n_ids = 0;
+    int exit_code = 1;
+    double t0 = now_s();
+    int rc = elm_model_load(o->model, &mp, &m, err, sizeof err);
+    if (rc) {
+        cli_fail("cannot load %s: %s", o->model, err[0] ? err : elm_strerror(rc));
+        return 1;
+    }
+    double t_load = now_s() - t0;
+    int32_t n_ctx = o->ctx ? (int32_t)o->ctx : m->hp.n_ctx_train;
+    if (!o->ctx && n_ctx > 4096)
+        n_ctx = 4096;
+    if ((rc = elm_prompt_tokenize(m, prompt, strlen(prompt), o->special, &ids, &n_ids))) {
+        cli_fail("cannot tokenize the prompt: %s", elm_strerror(rc));
+        goto out;
+    }
+    if (n_ids == 0) {
+        cli_fail("the prompt is empty and this model adds no BOS token: give a prompt");
+        goto out;
+    }
+    if (n_ids > n_ctx) {
+        cli_fail("the prompt has %d tokens but the context holds %d (--ctx)", n_ids, n_ctx);
+        goto out;
+    }
+    if ((rc = elm_seq_create(m, n_ctx, o->kv_type, &s)) ||
+        (rc = elm_work_create(m, (int32_t)o->batch, n_ctx, &w)) ||
+        (rc = elm_seq_start(s, ids, n_ids, &o->gp))) {
+        cli_fail("cannot start: %s", elm_strerror(rc));
+        goto out;
+    }
+    struct stream st = {.ids = o->ids};
+    double t1 = now_s();
+    rc = elm_seq_run(s, w, on_token, &st);
+    double t_gen = now_s() - t1;
+    fputc('\n', stdout);
+    fflush(stdout);
+    if (rc) {
+        cli_fail("generation failed: %s", elm_strerror(rc));
+        goto out;
+    }
+    if (o->verbose)
+        fprintf(stderr, "elmctl: load %.3f s, %d prompt + %d generated tokens in %.3f s (%s)\n",
+                t_load, n_ids, elm_seq_n_generated(s), t_gen,
+                elm_stop_reason_name(elm_seq_done(s)));
+    exit_code = 0;
+out:
+    free(ids);
+    elm_seq_destroy(&s);
+    elm_work_destroy(&w);
+    elm_model_destroy(&m);
+    return exit_code;
+}
+
+int cmd_generate(int argc, char **argv)
+{
+    struct gen_opts o = {.batch = 256, .kv_type = ELM_TYPE_F16};
+    elm_gen_params_default(&o.gp);
+    const char *prompt;
+    int rc = parse_generate(argc, argv, &o, &prompt);
+    if (rc)
+        return rc < 0 ? 0 : rc;
+    if (!o.model)
+        return cli_fail("generate needs --local MODEL (the daemon client is not built in)"), 2;
+    return run_local(&o, prompt);
+}
+
+/* ---- tokenize ------------------------------------------------------------------------------ */
+
+int cmd_tokenize(int argc, char **argv)
+{
+    static const struct option lo[] = {
+        {"local", required_argument, 0, 'L'}, {"no-bos", no_argument, 0, 'B'},
+        {"special", no_argument, 0, 'x'},     {"ids", no_argument, 0, 'i'},
+        {"help", no_argument, 0, 'h'},        {0, 0, 0, 0},
+    };
+    const char *model = NULL;
+    bool no_bos = false, special = false, ids_only = false;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+        switch (c) {
+        case 'L': model = optarg; break;
+        case 'B': no_bos = true; break;
+        case 'x': special = true; break;
+        case 'i': ids_only = true; break;
+        case 'h':
+            printf("usage: elmctl tokenize --local MODEL [--no-bos] [--special] [--ids] TEXT\n"
+                   "Prints the token ids of TEXT ('-' reads stdin byte for byte), one per line\n"
+                   "with its piece, or on one line with --ids. --no-bos: no BOS/EOS added;\n"
+                   "--special: control-token text becomes control tokens.\n");
+            return 0;
+        default: return 2;
+        }
+    }
+    if (!model)
+        return cli_fail("tokenize needs --local MODEL"), 2;
+    if (optind + 1 != argc)
+        return cli_fail("tokenize takes exactly one TEXT argument ('-' for stdin)"), 2;
+    size_t len;
+    char *text = NULL;
+    if (!strcmp(argv[optind], "-")) {
+        if (!(text = cli_read_stdin(&len)))
+            return cli_fail("cannot read stdin");
+    } else {
+        text = strdup(argv[optind]);
+        len = strlen(argv[optind]);
+    }
+    char err[512];
+    struct elm_gguf *g = NULL;
+    struct elm_vocab *v = NULL;
+    int exit_code = 1;
+    int rc = elm_gguf_open(model, &g, err, sizeof err);
+    if (!rc)
+        rc = elm_vocab_load(g, &v, err, sizeof err);
+    if (rc) {
+        cli_fail("cannot load %s: %s", model, err[0] ? err : elm_strerror(rc));
+        goto out;
+    }
+    int n = elm_tokenize(v, text, len, !no_bos, special, NULL, 0);
+    int32_t *ids = n > 0 ? malloc((size_t)n * sizeof *ids) : NULL;
+    if (n < 0 || (n > 0 && !ids)) {
+        cli_fail("cannot tokenize: %s", elm_strerror(n < 0 ? n : -12));
+        goto out;
+    }
+    elm_tokenize(v, text, len, !no_bos, special, ids, n);
+    for (int i = 0; i < n; i++) {
+        if (ids_only) {
+            printf(i ? " %d" : "%d", ids[i]);
+            continue;
+        }
+        size_t tl;
+        const char *t = elm_vocab_text(v, ids[i], &tl);
+        printf("%6d '%.*s'\n", ids[i], (int)tl, t);
+    }
+    if (ids_only)
+        putchar('\n');
+    free(ids);
+    exit_code = 0;
+out:
+    free(text);
+    elm_vocab_destroy(&v);
+    elm_gguf_destroy(&g);
+    return exit_code;
+}

@@ -1,0 +1,140 @@
+/* zoo.c — see zoo.h. The prompt is evaluated in one batch, then each reference greedy id is fed
+ * back at the next position, exactly as llama.cpp produced the reference. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "elm_test.h"
+#include "engine/model.h"
+#include "json.h"
+#include "zoo.h"
+
+#define MAX_TOK 256
+
+static int check_prompt(const struct elm_model *m, struct elm_work *w, struct elm_kv *kv,
+                        const struct json *pr, double margin_cut, double p_tol,
+                        struct zoo_report *rep)
+{
+    const struct json *text = json_get(pr, "text"), *pids = json_get(pr, "prompt_ids"),
+                      *gids = json_get(pr, "greedy_ids"), *tops = json_get(pr, "top_probs"),
+                      *margins = json_get(pr, "logit_margins");
+    if (!text || !pids || !gids || !tops || !margins) {
+        snprintf(rep->failure, sizeof rep->failure, "reference JSON lacks a field");
+        return 1;
+    }
+    int32_t ids[MAX_TOK];
+    int n = elm_tokenize(m->vocab, text->str, text->str_len, true, true, ids, MAX_TOK);
+    if (n != (int)pids->n) {
+        snprintf(rep->failure, sizeof rep->failure, "prompt '%s': %d ids, reference %zu",
+                 text->str, n, pids->n);
+        return 1;
+    }
+    for (int i = 0; i < n; i++)
+        if (ids[i] != (int32_t)json_at(pids, (size_t)i)->num) {
+            snprintf(rep->failure, sizeof rep->failure, "prompt '%s': id %d is %d, ref %d",
+                     text->str, i, ids[i], (int)json_at(pids, (size_t)i)->num);
+            return 1;
+        }
+    int V = m->hp.n_vocab;
+    float *logits = malloc((size_t)V * sizeof *logits);
+    struct elm_batch_item items[MAX_TOK];
+    for (int i = 0; i < n; i++)
+        items[i] = (struct elm_batch_item){
+            .token = ids[i], .pos = i, .kv = kv, .logits = i == n - 1 ? logits : NULL};
+    int rc = elm_model_forward(m, w, items, n);
+    int pos = n, result = 0;
+    rep->ids_reference += (int)gids->n;
+    for (size_t k = 0; k < gids->n && !rc; k++) {
+        if (k < tops->n) {
+            double mx = logits[elm_argmax(logits, V)], sum = 0;
+            for (int i = 0; i < V; i++)
+                sum += exp((double)logits[i] - mx);
+            const struct json *top = json_at(tops, k);
+            for (size_t e = 0; e < top->n; e++) {
+                int id = (int)json_get(json_at(top, e), "id")->num;
+                double pref = json_get(json_at(top, e), "p")->num;
+                double p = exp((double)logits[id] - mx) / sum;
+                double d = fabs(p - pref);
+                if (d > rep->max_dp)
+                    rep->max_dp = d;
+                if (d > p_tol && !result) {
+                    snprintf(rep->failure, sizeof rep->failure,
+                             "prompt '%s' position %zu: p(%d) = %.6f, reference %.6f", text->str,
+                             k, id, p, pref);
+                    result = 1;
+                }
+            }
+            rep->positions++;
+        }
+        if (json_at(margins, k)->num < margin_cut)
+            break;
+        int32_t want = (int32_t)json_at(gids, k)->num, got = elm_argmax(logits, V);
+        if (got != want) {
+            if (!result)
+                snprintf(rep->failure, sizeof rep->failure,
+                         "prompt '%s' position %zu: greedy id %d, reference %d (margin %.3f)",
+                         text->str, k, got, want, json_at(margins, k)->num);
+            result = 1;
+            break;
+        }
+        rep->ids_compared++;
+        if (k + 1 == gids->n || pos >= kv->n_ctx)
+            break;
+        struct elm_batch_item it = {.token = want, .pos = pos++, .kv = kv, .logits = logits};
+        rc = elm_model_forward(m, w, &it, 1);
+    }
+    if (rc && !result) {
+        snprintf(rep->failure, sizeof rep->failure, "forward failed: %d", rc);
+        result = 1;
+    }
+    free(logits);
+    return result;
+}
+
+int zoo_check(const char *name, const char *kernel, enum elm_type kv_type, double margin_cut,
+              double p_tol, struct zoo_report *rep)
+{
+    memset(rep, 0, sizeof *rep);
+    char rel[256];
+    snprintf(rel, sizeof rel, "zoo/%s.gguf", name);
+    const char *gguf = elm_test_model_path(rel);
+    snprintf(rel, sizeof rel, "zoo/%s.ref.json", name);
+    const char *refp = elm_test_model_path(rel);
+    if (!gguf || !refp)
+        return -1;
+    char *text = elm_test_read_file(refp, NULL);
+    struct json *ref = text ? json_parse(text) : NULL;
+    free(text);
+    const struct json *prompts = json_get(ref, "prompts");
+    if (!prompts) {
+        snprintf(rep->failure, sizeof rep->failure, "cannot read %s", refp);
+        json_free(ref);
+        return 1;
+    }
+    struct elm_model_params mp = {.n_threads = 2, .kernel = kernel};
+    struct elm_model *m = NULL;
+    char err[512];
+    int rc = elm_model_load(gguf, &mp, &m, err, sizeof err);
+    if (rc) {
+        snprintf(rep->failure, sizeof rep->failure, "load %s: %s", gguf, err);
+        json_free(ref);
+        return 1;
+    }
+    struct elm_work *w = NULL;
+    int result = elm_work_create(m, MAX_TOK, MAX_TOK, &w) ? 1 : 0;
+    for (size_t i = 0; i < prompts->n && !result; i++) {
+        struct elm_kv *kv = NULL;
+        if (elm_kv_create(m, MAX_TOK, kv_type, &kv)) {
+            result = 1;
+            break;
+        }
+        result = check_prompt(m, w, kv, json_at(prompts, i), margin_cut, p_tol, rep);
+        rep->prompts++;
+        elm_kv_destroy(&kv);
+    }
+    elm_work_destroy(&w);
+    elm_model_destroy(&m);
+    json_free(ref);
+    return result;
+}

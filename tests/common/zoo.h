@@ -1,0 +1,28 @@
+/* zoo.h — checking elm against the zoo's reference outputs (shared/models/zoo/*.ref.json,
+ * computed by llama.cpp). Used by the engine tests (F32 files) and the kernel tests (every
+ * quantized file under every kernel variant). */
+#ifndef ELM_TEST_ZOO_H
+#define ELM_TEST_ZOO_H
+
+#include <stdbool.h>
+
+#include "kernels/kernels.h"
+
+struct zoo_report {
+    int prompts;          /* prompts checked */
+    int ids_compared;     /* greedy ids compared (all equal, or the check failed) */
+    int ids_reference;    /* greedy ids in the reference */
+    int positions;        /* positions whose top-10 probabilities were compared */
+    double max_dp;        /* largest |p_elm - p_ref| over the compared top-10 entries */
+    char failure[512];    /* empty when everything held */
+};
+
+/* Runs every prompt of zoo/<name>.ref.json through zoo/<name>.gguf with the given kernel
+ * variant (NULL: the active one) and KV cache type. The prompt ids must equal the reference;
+ * greedy ids must equal it up to the first position whose recorded margin is below
+ * margin_cut; the top-10 probabilities must agree within p_tol. Returns 0 when all held,
+ * 1 when a check failed (rep->failure says which), -1 when the files are missing. */
+int zoo_check(const char *name, const char *kernel, enum elm_type kv_type, double margin_cut,
+              double p_tol, struct zoo_report *rep);
+
+#endif

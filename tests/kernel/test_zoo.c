@@ -1,0 +1,80 @@
+/* test_zoo.c — every zoo file (llama and qwen2, every quantization type) under every kernel
+ * variant this CPU supports, against the references llama.cpp computed:
+ *   F32 KV cache: greedy ids equal up to the first recorded margin < 0.05, top-10 p within 1e-3;
+ *   F16 KV cache (elm's default): greedy ids up to the first margin < 0.1, p within 1e-2.
+ * (F32 files are held to 1e-4 and margin 0.01 in tests/unit/test_model.c.) A variant the CPU
+ * lacks is reported as skipped, never as passed. */
+#include <stdio.h>
+#include <string.h>
+
+#include "elm_test.h"
+#include "zoo.h"
+
+static const char *const files[] = {
+    "zoo-llama",          "zoo-llama-q8_0",      "zoo-llama-q6_k",      "zoo-llama-q5_k_m",
+    "zoo-llama-q5_k-pure", "zoo-llama-q5_1",     "zoo-llama-q5_0",      "zoo-llama-q4_k_m",
+    "zoo-llama-q4_k-pure", "zoo-llama-q4_1",     "zoo-llama-q4_0",      "zoo-llama-q3_k_m",
+    "zoo-llama-q3_k-pure", "zoo-llama-q2_k",     "zoo-llama-q2_k-pure", "zoo-qwen2",
+    "zoo-qwen2-q8_0",     "zoo-qwen2-q6_k",      "zoo-qwen2-q5_k_m",    "zoo-qwen2-q5_0",
+    "zoo-qwen2-q4_k_m",   "zoo-qwen2-q4_0",      "zoo-qwen2-q3_k_m",    "zoo-qwen2-q2_k",
+};
+
+static void run_variant(const char *variant)
+{
+    if (!elm_kernels_cpu_has(variant)) {
+        print_message("SKIP: this CPU cannot run the %s kernels\n", variant);
+        skip();
+    }
+    if (!elm_kernels_get(variant)) {
+        print_message("SKIP: the %s kernels are not built\n", variant);
+        skip();
+    }
+    int failures = 0, missing = 0;
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+        for (int kv = 0; kv < 2; kv++) {
+            struct zoo_report r;
+            int rc = kv ? zoo_check(files[i], variant, ELM_TYPE_F16, 0.1, 1e-2, &r)
+                        : zoo_check(files[i], variant, ELM_TYPE_F32, 0.05, 1e-3, &r);
+            if (rc < 0) {
+                missing++;
+                break;
+            }
+            print_message("%-7s %-20s kv %s: %2d/%3d ids, %2d positions, max |dp| %.2e%s%s\n",
+                          variant, files[i], kv ? "f16" : "f32", r.ids_compared,
+                          r.ids_reference, r.positions, r.max_dp, rc ? "  FAIL: " : "",
+                          rc ? r.failure : "");
+            failures += rc != 0;
+        }
+    }
+    if (missing == (int)(sizeof files / sizeof *files)) {
+        print_message("SKIP: no zoo files under %s\n", elm_test_models_dir());
+        skip();
+    }
+    assert_int_equal(missing, 0);
+    assert_int_equal(failures, 0);
+}
+
+static void test_ref(void **state)
+{
+    run_variant("ref");
+}
+
+static void test_avx2(void **state)
+{
+    run_variant("avx2");
+}
+
+static void test_avx512(void **state)
+{
+    run_variant("avx512");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_ref),
+        cmocka_unit_test(test_avx2),
+        cmocka_unit_test(test_avx512),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

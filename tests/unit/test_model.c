@@ -1,0 +1,313 @@
+/* test_model.c — the engine end to end on real files: golden greedy tokens of stories260K, the
+ * quantizer's output, the zoo F32 references, F16 weights, rejected files, and the invariance
+ * of logits to how a prompt is split into batches. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "elm/status.h"
+#include "elm_test.h"
+#include "engine/quantize.h"
+#include "engine/seq.h"
+#include "zoo.h"
+
+/* shared/models/README.md: the first 60 greedy ids of stories260K.gguf from BOS. */
+static const int32_t stories_ref[60] = {
+    403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395, 317, 426,
+    338, 401, 396, 267, 337, 410, 408, 419, 292, 411, 322, 265, 282, 295, 433,
+    426, 385, 328, 432, 358, 394, 261, 370, 432, 352, 266, 268, 388, 426, 338,
+    391, 266, 267, 337, 335, 312, 432, 398, 312, 286, 267, 414, 270, 333, 415,
+};
+
+struct collect {
+    int32_t ids[512];
+    int n;
+    char text[8192];
+    size_t len;
+};
+
+static int on_token(void *user, const struct elm_seq_out *o)
+{
+    struct collect *c = user;
+    if (o->token >= 0 && c->n < 512)
+        c->ids[c->n++] = o->token;
+    if (o->text_len && c->len + o->text_len < sizeof c->text) {
+        memcpy(c->text + c->len, o->text, o->text_len);
+        c->len += o->text_len;
+        c->text[c->len] = 0;
+    }
+    return 0;
+}
+
+/* Greedy generation of n tokens from prompt text with the given kernel / KV type. */
+static void greedy(const char *path, const char *kernel, enum elm_type kv, const char *prompt,
+                   int n, struct collect *c)
+{
+    char err[512];
+    struct elm_model_params mp = {.n_threads = 2, .kernel = kernel};
+    struct elm_model *m;
+    int rc = elm_model_load(path, &mp, &m, err, sizeof err);
+    if (rc)
+        fail_msg("load %s: %s", path, err);
+    int32_t *ids, n_ids;
+    assert_int_equal(elm_prompt_tokenize(m, prompt, strlen(prompt), false, &ids, &n_ids), 0);
+    struct elm_seq *s;
+    struct elm_work *w;
+    assert_int_equal(elm_seq_create(m, 512, kv, &s), 0);
+    assert_int_equal(elm_work_create(m, 64, 512, &w), 0);
+    struct elm_gen_params gp;
+    elm_gen_params_default(&gp);
+    gp.sampling.temp = 0;
+    gp.n_predict = n;
+    assert_int_equal(elm_seq_start(s, ids, n_ids, &gp), 0);
+    memset(c, 0, sizeof *c);
+    assert_int_equal(elm_seq_run(s, w, on_token, c), 0);
+    free(ids);
+    elm_seq_destroy(&s);
+    elm_work_destroy(&w);
+    elm_model_destroy(&m);
+}
+
+static void test_stories_golden(void **state)
+{
+    ELM_REQUIRE_MODEL(path, "stories260K.gguf");
+    struct collect c;
+    for (int kv = 0; kv < 2; kv++) {
+        greedy(path, NULL, kv ? ELM_TYPE_F16 : ELM_TYPE_F32, "", 60, &c);
+        assert_int_equal(c.n, 60);
+        assert_memory_equal(c.ids, stories_ref, sizeof stories_ref);
+        const char *want = "Once upon a time, there was a little girl named Lily.";
+        assert_memory_equal(c.text, want, strlen(want));
+    }
+}
+
+static char tmpdir[64];
+
+static const char *tmp_path(const char *name)
+{
+    static char buf[4][128];
+    static int i;
+    char *b = buf[i++ % 4];
+    snprintf(b, sizeof buf[0], "%s/%s", tmpdir, name);
+    return b;
+}
+
+/* Logits of the first step (BOS alone) with an F32 KV cache. */
+static float *first_logits(const char *path, int *n_vocab)
+{
+    char err[512];
+    struct elm_model_params mp = {.n_threads = 2};
+    struct elm_model *m;
+    if (elm_model_load(path, &mp, &m, err, sizeof err))
+        fail_msg("load %s: %s", path, err);
+    struct elm_kv *kv;
+    struct elm_work *w;
+    assert_int_equal(elm_kv_create(m, 8, ELM_TYPE_F32, &kv), 0);
+    assert_int_equal(elm_work_create(m, 1, 8, &w), 0);
+    float *logits = malloc((size_t)m->hp.n_vocab * sizeof *logits);
+    struct elm_batch_item it = {.token = elm_vocab_bos(m->vocab), .pos = 0, .kv = kv,
+                                .logits = logits};
+    assert_int_equal(elm_model_forward(m, w, &it, 1), 0);
+    *n_vocab = m->hp.n_vocab;
+    elm_kv_destroy(&kv);
+    elm_work_destroy(&w);
+    elm_model_destroy(&m);
+    return logits;
+}
+
+static void test_stories_quantized(void **state)
+{
+    ELM_REQUIRE_MODEL(path, "stories260K.gguf");
+    char err[512];
+    struct elm_quantize_stats st;
+    const char *q8 = tmp_path("stories-q8_0.gguf"), *q4 = tmp_path("stories-q4_0.gguf");
+    if (elm_quantize_file(path, q8, "q8_0", false, 2, &st, err, sizeof err))
+        fail_msg("quantize q8_0: %s", err);
+    /* 64-wide rows fit Q8_0 blocks; the five 172-wide ffn_down rows and the norms stay F32 */
+    assert_int_equal(st.n_quantized, 37 - 5);
+    if (elm_quantize_file(path, q4, "q4_0", false, 2, &st, err, sizeof err))
+        fail_msg("quantize q4_0: %s", err);
+
+    struct collect c;
+    greedy(q8, NULL, ELM_TYPE_F32, "", 60, &c);
+    int same = 0;
+    while (same < c.n && c.ids[same] == stories_ref[same])
+        same++;
+    print_message("stories260K q8_0: %d of 60 leading ids equal the F32 reference\n", same);
+    assert_true(same >= 50);
+
+    greedy(q4, NULL, ELM_TYPE_F32, "", 60, &c);
+    int match = 0;
+    for (int i = 0; i < c.n; i++)
+        match += c.ids[i] == stories_ref[i];
+    int V1, V2;
+    float *a = first_logits(path, &V1), *b = first_logits(q4, &V2);
+    assert_int_equal(V1, V2);
+    double dot = 0, na = 0, nb = 0;
+    for (int i = 0; i < V1; i++) {
+        dot += (double)a[i] * b[i];
+        na += (double)a[i] * a[i];
+        nb += (double)b[i] * b[i];
+    }
+    double cosine = dot / sqrt(na * nb);
+    print_message("stories260K q4_0: first-step logit cosine %.5f; %d of 60 ids equal\n",
+                  cosine, match);
+    assert_true(cosine >= 0.98);
+    free(a);
+    free(b);
+    unlink(q8);
+    unlink(q4);
+}
+
+static void zoo_f32(const char *name)
+{
+    struct zoo_report r;
+    int rc = zoo_check(name, NULL, ELM_TYPE_F32, 0.01, 1e-4, &r);
+    if (rc < 0) {
+        print_message("SKIP: zoo/%s not found under %s\n", name, elm_test_models_dir());
+        skip();
+    }
+    print_message("%s: %d prompts, %d/%d greedy ids compared, %d positions, max |dp| %.2e\n",
+                  name, r.prompts, r.ids_compared, r.ids_reference, r.positions, r.max_dp);
+    if (rc)
+        fail_msg("%s: %s", name, r.failure);
+    assert_int_equal(r.prompts, 4);
+}
+
+static void test_zoo_llama(void **state)
+{
+    zoo_f32("zoo-llama");
+}
+
+static void test_zoo_qwen2(void **state)
+{
+    zoo_f32("zoo-qwen2");
+}
+
+/* F16 weights (llama-2-tiny-random) against the same weights dequantized to F32. */
+static void test_f16_model(void **state)
+{
+    ELM_REQUIRE_MODEL(path, "llama-2-tiny-random.gguf");
+    char err[512];
+    const char *f32 = tmp_path("tiny-f32.gguf");
+    if (elm_quantize_file(path, f32, "f32", false, 2, NULL, err, sizeof err))
+        fail_msg("dequantize: %s", err);
+    const char *prompt = "The capital of France is";
+    float *lg[2];
+    int V = 0;
+    for (int f = 0; f < 2; f++) {
+        struct elm_model_params mp = {.n_threads = 2};
+        struct elm_model *m;
+        if (elm_model_load(f ? f32 : path, &mp, &m, err, sizeof err))
+            fail_msg("load: %s", err);
+        assert_int_equal(m->hp.n_vocab, 32000);
+        int32_t *ids, n;
+        assert_int_equal(elm_prompt_tokenize(m, prompt, strlen(prompt), false, &ids, &n), 0);
+        assert_true(n > 2);
+        struct elm_kv *kv;
+        struct elm_work *w;
+        assert_int_equal(elm_kv_create(m, 64, ELM_TYPE_F32, &kv), 0);
+        assert_int_equal(elm_work_create(m, 64, 64, &w), 0);
+        V = m->hp.n_vocab;
+        lg[f] = malloc((size_t)V * sizeof(float));
+        struct elm_batch_item items[64];
+        for (int i = 0; i < n; i++)
+            items[i] = (struct elm_batch_item){.token = ids[i], .pos = i, .kv = kv,
+                                               .logits = i == n - 1 ? lg[f] : NULL};
+        assert_int_equal(elm_model_forward(m, w, items, n), 0);
+        free(ids);
+        elm_kv_destroy(&kv);
+        elm_work_destroy(&w);
+        elm_model_destroy(&m);
+    }
+    double maxd = 0;
+    for (int i = 0; i < V; i++)
+        maxd = fmax(maxd, fabs((double)lg[0][i] - lg[1][i]));
+    print_message("llama-2-tiny-random F16 vs F32: max |logit diff| %.2e\n", maxd);
+    assert_true(maxd <= 1e-3);
+    free(lg[0]);
+    free(lg[1]);
+    unlink(f32);
+}
+
+static void test_rejected_files(void **state)
+{
+    ELM_REQUIRE_MODEL(v1, "tinyllamas-stories-260k-f32.gguf");
+    ELM_REQUIRE_MODEL(q8, "tinyllamas-stories-260k-q8_0.gguf");
+    char err[512];
+    struct elm_model *m = NULL;
+    assert_int_equal(elm_model_load(v1, NULL, &m, err, sizeof err), ELM_EUNSUPPORTED);
+    assert_non_null(strstr(err, "v1"));
+    assert_int_equal(elm_model_load(q8, NULL, &m, err, sizeof err), ELM_EFORMAT);
+    assert_non_null(strstr(err, "ffn_down"));
+    assert_non_null(strstr(err, "172"));
+    assert_null(m);
+}
+
+/* A prompt evaluated in one batch, in chunks, or token by token gives bit-identical logits. */
+static void test_batch_split_invariance(void **state)
+{
+    ELM_REQUIRE_MODEL(path, "zoo/zoo-qwen2.gguf");
+    char err[512];
+    struct elm_model_params mp = {.n_threads = 2};
+    struct elm_model *m;
+    if (elm_model_load(path, &mp, &m, err, sizeof err))
+        fail_msg("load: %s", err);
+    const char *prompt = "The quick brown fox jumps over the lazy dog.";
+    int32_t *ids, n;
+    assert_int_equal(elm_prompt_tokenize(m, prompt, strlen(prompt), false, &ids, &n), 0);
+    int V = m->hp.n_vocab;
+    float *ref = malloc((size_t)V * sizeof *ref), *got = malloc((size_t)V * sizeof *got);
+    struct elm_work *w;
+    assert_int_equal(elm_work_create(m, 64, 64, &w), 0);
+    const int chunks[] = {64, 7, 3, 1};
+    for (int c = 0; c < 4; c++) {
+        struct elm_kv *kv;
+        assert_int_equal(elm_kv_create(m, 64, ELM_TYPE_F16, &kv), 0);
+        for (int start = 0; start < n; start += chunks[c]) {
+            struct elm_batch_item items[64];
+            int k = n - start < chunks[c] ? n - start : chunks[c];
+            for (int i = 0; i < k; i++)
+                items[i] = (struct elm_batch_item){.token = ids[start + i], .pos = start + i,
+                                                   .kv = kv,
+                                                   .logits = start + i == n - 1 ? (c ? got : ref)
+                                                                                : NULL};
+            assert_int_equal(elm_model_forward(m, w, items, k), 0);
+        }
+        if (c)
+            assert_memory_equal(ref, got, (size_t)V * sizeof *ref);
+        elm_kv_destroy(&kv);
+    }
+    free(ids);
+    free(ref);
+    free(got);
+    elm_work_destroy(&w);
+    elm_model_destroy(&m);
+}
+
+static int setup(void **state)
+{
+    strcpy(tmpdir, "/tmp/elm-test-XXXXXX");
+    return mkdtemp(tmpdir) ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    return rmdir(tmpdir);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_stories_golden),
+        cmocka_unit_test(test_stories_quantized),
+        cmocka_unit_test(test_zoo_llama),
+        cmocka_unit_test(test_zoo_qwen2),
+        cmocka_unit_test(test_f16_model),
+        cmocka_unit_test(test_rejected_files),
+        cmocka_unit_test(test_batch_split_invariance),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
