@@ -1,0 +1,72 @@
+/* bench.h — elm-bench's shared pieces: options every subcommand takes, timing and statistics,
+ * the machine description, and result output (Markdown table, JSON lines or CSV).
+ *
+ * Every measurement is warmed up, repeated (>= 5 times by default) and reported as median with
+ * min and max. Comparisons are measured in the same run, alternating A and B, and reported as
+ * ratios, because the machines elm runs on are noisy.
+ */
+#ifndef ELM_BENCH_H
+#define ELM_BENCH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum bench_format { BENCH_MD, BENCH_JSON, BENCH_CSV };
+
+struct bench_opts {
+    enum bench_format format;
+    int reps;        /* repetitions per measurement (after one warm-up) */
+    int threads;     /* 0: physical cores */
+    bool quick;      /* small sizes, for the test suite */
+    const char *plot;/* SVG path, or NULL */
+    const char *cmdline; /* the exact command, echoed in the output */
+};
+
+/* Monotonic time in seconds. */
+double bench_now(void);
+
+struct bench_stat {
+    double median, min, max;
+};
+/* Sorts v in place and summarises it. */
+struct bench_stat bench_stats(double *v, int n);
+/* The p-th percentile (0..100) of n sorted values, by linear interpolation. */
+double bench_percentile(const double *sorted, int n, double p);
+
+/* ---- results ------------------------------------------------------------------------------- */
+
+/* A result row is a list of named cells; numbers keep their unit in the column name. */
+struct bench_cell {
+    const char *name;
+    const char *str; /* when non-NULL, a text cell */
+    double num;
+    int prec;        /* decimals for the Markdown table */
+};
+
+/* Prints the header block (machine, kernel variant, command) once per run. */
+void bench_print_header(const struct bench_opts *o, const char *subcommand);
+/* Prints one row in the chosen format; the first row of a table prints its header too. */
+void bench_row(const struct bench_opts *o, const char *table, const struct bench_cell *cells,
+               int n);
+/* Ends the current table (a blank line in Markdown). */
+void bench_end_table(const struct bench_opts *o);
+
+/* A progress line on stderr (overwritten in place); NULL clears it. */
+void bench_progress(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* ---- machine ------------------------------------------------------------------------------- */
+
+struct bench_machine {
+    char cpu[128];
+    int cores;           /* online CPUs */
+    const char *kernel;  /* active kernel variant */
+    long hugepages_free; /* explicit 2 MiB pages free */
+    char thp[32];        /* transparent hugepage mode */
+};
+void bench_machine(struct bench_machine *m);
+
+/* Subcommands: argc/argv start after the subcommand name; return the exit code. */
+int bench_model(const struct bench_opts *o, int argc, char **argv);
+
+#endif

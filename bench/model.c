@@ -1,0 +1,169 @@
+/* model.c — `elm-bench model`: prompt processing (pp) and decode (tg) throughput of whole
+ * models, llama-bench style: one row per model × thread count, pp with P prompt tokens in
+ * batches, tg with T tokens decoded one at a time after it. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench.h"
+#include "elm/status.h"
+#include "engine/model.h"
+#include "engine/sampler.h"
+
+#define MAX_MODELS 16
+
+struct run {
+    int pp, tg, batch;
+};
+
+/* Times one pp and one tg pass; returns 0 or an error. */
+static int measure(const struct elm_model *m, struct elm_work *w, struct elm_kv *kv,
+                   const struct run *r, uint64_t seed, double *t_pp, double *t_tg)
+{
+    int V = m->hp.n_vocab;
+    float *logits = malloc((size_t)V * sizeof *logits);
+    struct elm_batch_item *items = malloc((size_t)r->batch * sizeof *items);
+    if (!logits || !items) {
+        free(logits);
+        free(items);
+        return -12;
+    }
+    int rc = 0, pos = 0;
+    double t0 = bench_now();
+    while (pos < r->pp && !rc) {
+        int n = r->pp - pos < r->batch ? r->pp - pos : r->batch;
+        for (int i = 0; i < n; i++) {
+            seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+            items[i] = (struct elm_batch_item){.token = (int32_t)((seed >> 33) % (uint64_t)V),
+                                               .pos = pos + i,
+                                               .kv = kv,
+                                               .logits = pos + i == r->pp - 1 ? logits : NULL};
+        }
+        rc = elm_model_forward(m, w, items, n);
+        pos += n;
+    }
+    double t1 = bench_now();
+    int32_t tok = rc ? 0 : elm_argmax(logits, V);
+    for (int i = 0; i < r->tg && !rc; i++) {
+        struct elm_batch_item it = {.token = tok, .pos = pos++, .kv = kv, .logits = logits};
+        rc = elm_model_forward(m, w, &it, 1);
+        tok = elm_argmax(logits, V);
+    }
+    *t_pp = t1 - t0;
+    *t_tg = bench_now() - t1;
+    free(logits);
+    free(items);
+    return rc;
+}
+
+static int bench_one(const struct bench_opts *o, const char *path, int threads,
+                     const struct run *r)
+{
+    char err[512];
+    struct elm_model_params mp = {.n_threads = threads};
+    struct elm_model *m;
+    int rc = elm_model_load(path, &mp, &m, err, sizeof err);
+    if (rc) {
+        fprintf(stderr, "elm-bench: %s: %s\n", path, err);
+        return 1;
+    }
+    int n_ctx = r->pp + r->tg + 1;
+    struct elm_work *w = NULL;
+    struct elm_kv *kv = NULL;
+    if ((rc = elm_work_create(m, r->batch, n_ctx, &w)) ||
+        (rc = elm_kv_create(m, n_ctx, ELM_TYPE_F16, &kv))) {
+        fprintf(stderr, "elm-bench: %s\n", elm_strerror(rc));
+        elm_work_destroy(&w);
+        elm_model_destroy(&m);
+        return 1;
+    }
+    double pp[1000], tg[1000];
+    for (int i = -1; i < o->reps && !rc; i++) { /* i = -1: warm-up */
+        bench_progress("model %s, %d threads: run %d/%d", path, threads, i + 1, o->reps);
+        double a, b;
+        rc = measure(m, w, kv, r, (uint64_t)(i + 2), &a, &b);
+        if (i >= 0) {
+            pp[i] = r->pp / a;
+            tg[i] = r->tg / b;
+        }
+    }
+    bench_progress(NULL);
+    if (!rc) {
+        struct bench_stat sp = bench_stats(pp, o->reps), st = bench_stats(tg, o->reps);
+        const char *name = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+        char pp_name[32], tg_name[32];
+        snprintf(pp_name, sizeof pp_name, "pp%d t/s", r->pp);
+        snprintf(tg_name, sizeof tg_name, "tg%d t/s", r->tg);
+        struct bench_cell cells[] = {
+            {"model", name, 0, 0},
+            {"weights MB", NULL, (double)m->weight_bytes / 1e6, 2},
+            {"threads", NULL, threads, 0},
+            {pp_name, NULL, sp.median, 1},
+            {"pp min", NULL, sp.min, 1},
+            {"pp max", NULL, sp.max, 1},
+            {tg_name, NULL, st.median, 1},
+            {"tg min", NULL, st.min, 1},
+            {"tg max", NULL, st.max, 1},
+        };
+        bench_row(o, "model", cells, (int)(sizeof cells / sizeof *cells));
+    } else {
+        fprintf(stderr, "elm-bench: %s: %s\n", path, elm_strerror(rc));
+    }
+    elm_kv_destroy(&kv);
+    elm_work_destroy(&w);
+    elm_model_destroy(&m);
+    return rc ? 1 : 0;
+}
+
+int bench_model(const struct bench_opts *o, int argc, char **argv)
+{
+    static const struct option lo[] = {
+        {"model", required_argument, 0, 'm'}, {"pp", required_argument, 0, 'p'},
+        {"tg", required_argument, 0, 'n'},    {"batch", required_argument, 0, 'b'},
+        {"help", no_argument, 0, 'h'},        {0, 0, 0, 0},
+    };
+    const char *models[MAX_MODELS];
+    int n_models = 0;
+    struct run r = {.pp = o->quick ? 32 : 512, .tg = o->quick ? 16 : 128, .batch = 512};
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "m:p:n:b:h", lo, NULL)) != -1) {
+        int *dst = c == 'p' ? &r.pp : c == 'n' ? &r.tg : &r.batch;
+        switch (c) {
+        case 'm':
+            if (n_models == MAX_MODELS) {
+                fprintf(stderr, "elm-bench model: at most %d --model\n", MAX_MODELS);
+                return 2;
+            }
+            models[n_models++] = optarg;
+            break;
+        case 'p': case 'n': case 'b': {
+            char *end;
+            long v = strtol(optarg, &end, 10);
+            if (*end || v < 1 || v > 65536) {
+                fprintf(stderr, "elm-bench model: -%c expects 1..65536, got '%s'\n", c, optarg);
+                return 2;
+            }
+            *dst = (int)v;
+            break;
+        }
+        case 'h':
+            printf("usage: elm-bench model --model FILE [--model FILE...] [--pp N] [--tg N] "
+                   "[--batch N]\nPrompt processing of N random tokens (default 512) in batches, "
+                   "then decode of N tokens (default 128), F16 KV cache.\n");
+            return 0;
+        default: return 2;
+        }
+    }
+    if (!n_models) {
+        fprintf(stderr, "elm-bench model: give at least one --model FILE\n");
+        return 2;
+    }
+    bench_print_header(o, "model");
+    int fails = 0;
+    for (int i = 0; i < n_models; i++)
+        fails += bench_one(o, models[i], o->threads, &r);
+    bench_end_table(o);
+    return fails ? 1 : 0;
+}

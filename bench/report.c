@@ -1,0 +1,190 @@
+/* report.c — timing, statistics, machine description and result output for elm-bench. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bench.h"
+#include "kernels/kernels.h"
+
+double bench_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+double bench_percentile(const double *v, int n, double p)
+{
+    if (n <= 0)
+        return 0;
+    double at = p / 100.0 * (n - 1);
+    int lo = (int)at;
+    if (lo >= n - 1)
+        return v[n - 1];
+    return v[lo] + (at - lo) * (v[lo + 1] - v[lo]);
+}
+
+struct bench_stat bench_stats(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    struct bench_stat s = {0};
+    if (n > 0) {
+        s.min = v[0];
+        s.max = v[n - 1];
+        s.median = bench_percentile(v, n, 50);
+    }
+    return s;
+}
+
+void bench_machine(struct bench_machine *m)
+{
+    memset(m, 0, sizeof *m);
+    snprintf(m->cpu, sizeof m->cpu, "unknown");
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    char line[512];
+    while (f && fgets(line, sizeof line, f)) {
+        if (!strncmp(line, "model name", 10)) {
+            char *c = strchr(line, ':');
+            if (c) {
+                snprintf(m->cpu, sizeof m->cpu, "%s", c + 2);
+                m->cpu[strcspn(m->cpu, "\n")] = 0;
+            }
+            break;
+        }
+    }
+    if (f)
+        fclose(f);
+    m->cores = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    m->kernel = elm_kernels_active()->name;
+    m->hugepages_free = -1;
+    f = fopen("/proc/meminfo", "r");
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "HugePages_Free: %ld", &m->hugepages_free) == 1)
+            break;
+    if (f)
+        fclose(f);
+    snprintf(m->thp, sizeof m->thp, "unknown");
+    f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
+    if (f && fgets(line, sizeof line, f)) {
+        char *a = strchr(line, '['), *b = a ? strchr(a, ']') : NULL;
+        if (a && b)
+            snprintf(m->thp, sizeof m->thp, "%.*s", (int)(b - a - 1), a + 1);
+    }
+    if (f)
+        fclose(f);
+}
+
+static void json_str(const char *s)
+{
+    putchar('"');
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            printf("\\%c", c);
+        else if (c < 0x20)
+            printf("\\u%04x", c);
+        else
+            putchar(c);
+    }
+    putchar('"');
+}
+
+void bench_print_header(const struct bench_opts *o, const char *sub)
+{
+    struct bench_machine m;
+    bench_machine(&m);
+    if (o->format == BENCH_JSON) {
+        printf("{\"type\":\"machine\",\"subcommand\":");
+        json_str(sub);
+        printf(",\"cpu\":");
+        json_str(m.cpu);
+        printf(",\"cores\":%d,\"kernel\":\"%s\",\"threads\":%d,\"hugepages_free\":%ld,"
+               "\"thp\":\"%s\",\"reps\":%d,\"command\":",
+               m.cores, m.kernel, o->threads, m.hugepages_free, m.thp, o->reps);
+        json_str(o->cmdline);
+        printf("}\n");
+    } else if (o->format == BENCH_MD) {
+        printf("elm-bench %s — %s, %d cores, kernels %s, %d threads, hugepages free %ld, "
+               "THP %s; median of %d runs (min–max)\ncommand: `%s`\n\n",
+               sub, m.cpu, m.cores, m.kernel, o->threads, m.hugepages_free, m.thp, o->reps,
+               o->cmdline);
+    }
+    fflush(stdout);
+}
+
+static char last_table[64];
+
+void bench_row(const struct bench_opts *o, const char *table, const struct bench_cell *c, int n)
+{
+    bool first = strcmp(last_table, table) != 0;
+    snprintf(last_table, sizeof last_table, "%s", table);
+    if (o->format == BENCH_JSON) {
+        printf("{\"type\":");
+        json_str(table);
+        for (int i = 0; i < n; i++) {
+            printf(",");
+            json_str(c[i].name);
+            putchar(':');
+            if (c[i].str)
+                json_str(c[i].str);
+            else
+                printf("%.6g", c[i].num);
+        }
+        printf("}\n");
+    } else if (o->format == BENCH_CSV) {
+        if (first) {
+            printf("table");
+            for (int i = 0; i < n; i++)
+                printf(",%s", c[i].name);
+            putchar('\n');
+        }
+        printf("%s", table);
+        for (int i = 0; i < n; i++)
+            c[i].str ? printf(",%s", c[i].str) : printf(",%.6g", c[i].num);
+        putchar('\n');
+    } else {
+        if (first) {
+            for (int i = 0; i < n; i++)
+                printf("| %s ", c[i].name);
+            printf("|\n");
+            for (int i = 0; i < n; i++)
+                printf(c[i].str ? "|---" : "|--:");
+            printf("|\n");
+        }
+        for (int i = 0; i < n; i++)
+            c[i].str ? printf("| %s ", c[i].str) : printf("| %.*f ", c[i].prec, c[i].num);
+        printf("|\n");
+    }
+    fflush(stdout);
+}
+
+void bench_end_table(const struct bench_opts *o)
+{
+    if (o->format == BENCH_MD)
+        putchar('\n');
+    last_table[0] = 0;
+}
+
+void bench_progress(const char *fmt, ...)
+{
+    if (!isatty(2))
+        return;
+    if (!fmt) {
+        fprintf(stderr, "\r\033[K");
+        return;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "\r\033[K");
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+}
