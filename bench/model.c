@@ -81,7 +81,7 @@ static int bench_one(const struct bench_opts *o, const char *path, int threads,
     double pp[1000], tg[1000];
     for (int i = -1; i < o->reps && !rc; i++) { /* i = -1: warm-up */
         bench_progress("model %s, %d threads: run %d/%d", path, threads, i + 1, o->reps);
-        double a, b;
+        double a = 0, b = 0;
         rc = measure(m, w, kv, r, (uint64_t)(i + 2), &a, &b);
         if (i >= 0) {
             pp[i] = r->pp / a;

@@ -7,6 +7,7 @@
 
 #include "elm_test.h"
 #include "engine/model.h"
+#include "engine/sampler.h"
 #include "json.h"
 #include "zoo.h"
 

@@ -1,4 +1,4 @@
-/* zoo.h — checking elm against the zoo's reference outputs (shared/models/zoo/*.ref.json,
+/* zoo.h — checking elm against the zoo's reference outputs (the .ref.json files in shared/models/zoo,
  * computed by llama.cpp). Used by the engine tests (F32 files) and the kernel tests (every
  * quantized file under every kernel variant). */
 #ifndef ELM_TEST_ZOO_H
