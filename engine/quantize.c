@@ -128,7 +128,7 @@ static void fill(void *ctx, void *dst, uint64_t n_bytes)
             if (!tmp)
                 continue;
             j->k->to_float[j->in]((const char *)j->src + (size_t)r * in_row, tmp, j->ne0);
-            j->k->from_float[j->out](tmp, (char *)dst + (size_t)r * out_row, j->ne0);
+            elm_quantize_row(j->out, tmp, (char *)dst + (size_t)r * out_row, j->ne0);
         }
         free(tmp);
     }

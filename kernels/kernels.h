@@ -85,4 +85,16 @@ void elm_matmul(const struct elm_kernels *k, enum elm_type type, const void *w, 
                 int64_t nrows, const void *xq, size_t xq_stride, int64_t ntok, float *y,
                 int64_t y_stride);
 
+/* The portable scalar table: the oracle every SIMD variant is tested against. Complete: every
+ * type in the type table has to_float; every weight type has vec_dot; every dot_type and every
+ * quantizable weight type has from_float. */
+extern const struct elm_kernels elm_kernels_ref;
+
+/* Quantizes one weight row the way llama-quantize does without an importance matrix (ggml's
+ * *_ref quantizers), for any weight type (F32/F16/BF16 convert). The same as
+ * elm_kernels_ref.from_float[type] except for Q8_0, whose from_float is the activation rounding
+ * of ggml's x86 build (127/amax, ties to even) while weights use 1/d and ties away from zero.
+ * Returns 0, or -EINVAL when type is not a weight type or n is not a multiple of its block. */
+int elm_quantize_row(enum elm_type type, const float *src, void *dst, int64_t n);
+
 #endif

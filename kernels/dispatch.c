@@ -1,0 +1,247 @@
+/* dispatch.c — the table of kernel variants and the choice of one for this process.
+ *
+ * "ref" (the portable scalar kernels in kernels/ref/) is always present and complete. SIMD
+ * variants register below; a variant may leave entries NULL (types it does not accelerate), and
+ * those holes are filled from ref once, the first time any variant is asked for, so callers
+ * never see NULL where ref has a kernel. A variant is offered only when it was built in AND the
+ * CPU (and the OS, for the wider register state) supports the instructions it was compiled for.
+ *
+ * The choice is made once (pthread_once): ELM_KERNEL=ref|avx2|avx512 forces a variant; an
+ * unknown or unsupported name prints a warning and falls back to the best variant the CPU runs.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "kernels/blocks.h"
+#include "kernels/kernels.h"
+#include "kernels/ref/ref.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#define ELM_X86 1
+#endif
+
+/* ---- the reference table ----------------------------------------------------------------- */
+
+const struct elm_kernels elm_kernels_ref = {
+    .name = "ref",
+    .to_float =
+        {
+            [ELM_TYPE_F32] = elm_ref_f32_to_float,
+            [ELM_TYPE_F16] = elm_ref_f16_to_float,
+            [ELM_TYPE_BF16] = elm_ref_bf16_to_float,
+            [ELM_TYPE_Q4_0] = elm_ref_q4_0_to_float,
+            [ELM_TYPE_Q4_1] = elm_ref_q4_1_to_float,
+            [ELM_TYPE_Q5_0] = elm_ref_q5_0_to_float,
+            [ELM_TYPE_Q5_1] = elm_ref_q5_1_to_float,
+            [ELM_TYPE_Q8_0] = elm_ref_q8_0_to_float,
+            [ELM_TYPE_Q8_1] = elm_ref_q8_1_to_float,
+            [ELM_TYPE_Q2_K] = elm_ref_q2_k_to_float,
+            [ELM_TYPE_Q3_K] = elm_ref_q3_k_to_float,
+            [ELM_TYPE_Q4_K] = elm_ref_q4_k_to_float,
+            [ELM_TYPE_Q5_K] = elm_ref_q5_k_to_float,
+            [ELM_TYPE_Q6_K] = elm_ref_q6_k_to_float,
+            [ELM_TYPE_Q8_K] = elm_ref_q8_k_to_float,
+        },
+    .from_float =
+        {
+            [ELM_TYPE_F32] = elm_ref_f32_from_float,
+            [ELM_TYPE_F16] = elm_ref_f16_from_float,
+            [ELM_TYPE_BF16] = elm_ref_bf16_from_float,
+            [ELM_TYPE_Q4_0] = elm_ref_q4_0_from_float,
+            [ELM_TYPE_Q4_1] = elm_ref_q4_1_from_float,
+            [ELM_TYPE_Q5_0] = elm_ref_q5_0_from_float,
+            [ELM_TYPE_Q5_1] = elm_ref_q5_1_from_float,
+            [ELM_TYPE_Q8_0] = elm_ref_q8_0_from_float, /* activation rounding, see kernels.h */
+            [ELM_TYPE_Q8_1] = elm_ref_q8_1_from_float,
+            [ELM_TYPE_Q2_K] = elm_ref_q2_k_from_float,
+            [ELM_TYPE_Q3_K] = elm_ref_q3_k_from_float,
+            [ELM_TYPE_Q4_K] = elm_ref_q4_k_from_float,
+            [ELM_TYPE_Q5_K] = elm_ref_q5_k_from_float,
+            [ELM_TYPE_Q6_K] = elm_ref_q6_k_from_float,
+            [ELM_TYPE_Q8_K] = elm_ref_q8_k_from_float,
+        },
+    .vec_dot =
+        {
+            [ELM_TYPE_F32] = elm_ref_f32_vec_dot,
+            [ELM_TYPE_F16] = elm_ref_f16_vec_dot,
+            [ELM_TYPE_BF16] = elm_ref_bf16_vec_dot,
+            [ELM_TYPE_Q4_0] = elm_ref_q4_0_vec_dot,
+            [ELM_TYPE_Q4_1] = elm_ref_q4_1_vec_dot,
+            [ELM_TYPE_Q5_0] = elm_ref_q5_0_vec_dot,
+            [ELM_TYPE_Q5_1] = elm_ref_q5_1_vec_dot,
+            [ELM_TYPE_Q8_0] = elm_ref_q8_0_vec_dot,
+            [ELM_TYPE_Q2_K] = elm_ref_q2_k_vec_dot,
+            [ELM_TYPE_Q3_K] = elm_ref_q3_k_vec_dot,
+            [ELM_TYPE_Q4_K] = elm_ref_q4_k_vec_dot,
+            [ELM_TYPE_Q5_K] = elm_ref_q5_k_vec_dot,
+            [ELM_TYPE_Q6_K] = elm_ref_q6_k_vec_dot,
+        },
+};
+
+int elm_quantize_row(enum elm_type type, const float *src, void *dst, int64_t n)
+{
+    const struct elm_type_info *ti = elm_type_get((uint32_t)type);
+    if (ti == NULL || !ti->is_weight || n < 0 || n % ti->block != 0)
+        return -EINVAL;
+    if (type == ELM_TYPE_Q8_0)
+        elm_ref_q8_0_quantize_weights(src, dst, n);
+    else
+        elm_kernels_ref.from_float[type](src, dst, n);
+    return 0;
+}
+
+/* ---- SIMD variants: REGISTRATION ------------------------------------------------------------
+ * To add a variant: define `const struct elm_kernels elm_kernels_<isa>` in kernels/<isa>/,
+ * declare it here, and add its row to `variants` (best first). Its `isa` names the CPU check
+ * below that must pass before it is offered. (Weak symbols would avoid this edit, but a weak
+ * reference does not pull an object out of a static library, so the table would silently
+ * vanish from every binary.) */
+enum isa { ISA_NONE, ISA_AVX2, ISA_AVX512 };
+
+/* extern const struct elm_kernels elm_kernels_avx512; */
+/* extern const struct elm_kernels elm_kernels_avx2; */
+
+static const struct variant {
+    const char *name;
+    enum isa isa;
+    const struct elm_kernels *table; /* as built: may have holes */
+} variants[] = {
+    /* {"avx512", ISA_AVX512, &elm_kernels_avx512}, */
+    /* {"avx2", ISA_AVX2, &elm_kernels_avx2}, */
+    {"ref", ISA_NONE, &elm_kernels_ref}, /* last: always runs */
+};
+#define N_VARIANTS (sizeof variants / sizeof variants[0])
+
+/* ---- CPU probe --------------------------------------------------------------------------- */
+
+#ifdef ELM_X86
+/* XCR0 via xgetbv, valid only when CPUID reports OSXSAVE. Written as bytes so that this file
+ * needs no -mxsave. */
+static uint64_t read_xcr0(void)
+{
+    uint32_t lo, hi;
+    __asm__ volatile(".byte 0x0f, 0x01, 0xd0" : "=a"(lo), "=d"(hi) : "c"(0));
+    return ((uint64_t)hi << 32) | lo;
+}
+
+static bool probe_isa(enum isa isa)
+{
+    unsigned a, b, c, d;
+    if (isa == ISA_NONE)
+        return true;
+    if (!__get_cpuid(1, &a, &b, &c, &d))
+        return false;
+    const bool osxsave = c & (1u << 27), avx = c & (1u << 28);
+    const bool fma = c & (1u << 12), f16c = c & (1u << 29);
+    if (!osxsave || !avx || !fma || !f16c)
+        return false;
+    /* the OS must save the YMM state (XCR0 bits 1 and 2), else AVX instructions fault */
+    const uint64_t xcr0 = read_xcr0();
+    if ((xcr0 & 0x6) != 0x6)
+        return false;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d))
+        return false;
+    const bool avx2 = b & (1u << 5), bmi2 = b & (1u << 8);
+    if (!avx2 || !bmi2)
+        return false;
+    if (isa == ISA_AVX2)
+        return true;
+    /* AVX-512 also needs the opmask and both ZMM halves saved (XCR0 bits 5, 6, 7) */
+    const bool f = b & (1u << 16), dq = b & (1u << 17), bw = b & (1u << 30), vl = b & (1u << 31);
+    const bool vnni = c & (1u << 11);
+    return f && dq && bw && vl && vnni && (xcr0 & 0xe0) == 0xe0;
+}
+#else
+static bool probe_isa(enum isa isa)
+{
+    return isa == ISA_NONE;
+}
+#endif
+
+/* ---- one-time initialisation ------------------------------------------------------------- */
+
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+static struct elm_kernels filled[N_VARIANTS]; /* variants with holes filled from ref */
+static bool usable[N_VARIANTS];               /* built in and runnable on this CPU */
+static const struct elm_kernels *active;
+
+static void fill_holes(struct elm_kernels *k)
+{
+    for (int t = 0; t < ELM_TYPE_COUNT; t++) {
+        if (k->to_float[t] == NULL)
+            k->to_float[t] = elm_kernels_ref.to_float[t];
+        if (k->from_float[t] == NULL)
+            k->from_float[t] = elm_kernels_ref.from_float[t];
+        if (k->vec_dot[t] == NULL)
+            k->vec_dot[t] = elm_kernels_ref.vec_dot[t];
+    }
+}
+
+static int find_variant(const char *name)
+{
+    for (size_t i = 0; i < N_VARIANTS; i++)
+        if (strcmp(variants[i].name, name) == 0)
+            return (int)i;
+    return -1;
+}
+
+static void init(void)
+{
+    for (size_t i = 0; i < N_VARIANTS; i++) {
+        filled[i] = *variants[i].table;
+        fill_holes(&filled[i]);
+        usable[i] = probe_isa(variants[i].isa);
+    }
+    /* the best usable variant: the list is ordered best first and ends with ref */
+    size_t best = N_VARIANTS - 1;
+    for (size_t i = 0; i < N_VARIANTS; i++) {
+        if (usable[i]) {
+            best = i;
+            break;
+        }
+    }
+    active = &filled[best];
+
+    const char *want = getenv("ELM_KERNEL");
+    if (want != NULL && *want != '\0') {
+        int i = find_variant(want);
+        if (i >= 0 && usable[i])
+            active = &filled[i];
+        else
+            elm_warn("ELM_KERNEL=%s: %s; using \"%s\"", want,
+                     i < 0 ? "not a kernel variant built into elm" : "not supported by this CPU",
+                     active->name);
+    }
+}
+
+const struct elm_kernels *elm_kernels_get(const char *name)
+{
+    pthread_once(&init_once, init);
+    if (name == NULL)
+        return NULL;
+    int i = find_variant(name);
+    return i >= 0 && usable[i] ? &filled[i] : NULL;
+}
+
+const struct elm_kernels *elm_kernels_active(void)
+{
+    pthread_once(&init_once, init);
+    return active;
+}
+
+bool elm_kernels_cpu_has(const char *name)
+{
+    if (name == NULL)
+        return false;
+    if (strcmp(name, "ref") == 0)
+        return true;
+    if (strcmp(name, "avx2") == 0)
+        return probe_isa(ISA_AVX2);
+    if (strcmp(name, "avx512") == 0)
+        return probe_isa(ISA_AVX512);
+    return false;
+}

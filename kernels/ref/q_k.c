@@ -1,0 +1,290 @@
+/* q_k.c — dequantization and dot products of the K-quants (Q2_K ... Q6_K) and the Q8_K
+ * activation format they are multiplied with. Weight quantizers are in q_k_quant.c.
+ *
+ * A K-quant super-block covers 256 elements in sub-blocks of 16 (Q2_K, Q3_K, Q6_K) or 32
+ * (Q4_K, Q5_K) with small integer scales under one fp16 super-scale d; Q2_K/Q4_K/Q5_K also
+ * subtract a per-sub-block minimum under a second super-scale dmin.
+ *
+ * Dot products follow ggml's decomposition:
+ *   sum_i w_i a_i = d_a * ( d * sum_sub sc_sub * sum(q * qa)  -  dmin * sum_sub m_sub * sum(qa) )
+ * The inner sums are exact integers. sum(qa) over each 16 elements is precomputed in the Q8_K
+ * block (bsums), which is why Q8_K exists: the minimum term costs 16 multiplies per block.
+ *
+ * Q8_K activations: ggml's x86 build runs the portable quantize_row_q8_K_ref, so this is exact:
+ * scale -127/max with the signed largest element (it maps to -127), values rounded half to even,
+ * d stored as a float (1/iscale). The -127 (not -128) is what ggml has used since its IQ2 types.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "kernels/blocks.h"
+#include "kernels/fp16.h"
+#include "kernels/ref/ref.h"
+
+/* ---- Q8_K -------------------------------------------------------------------------------- */
+
+void elm_ref_q8_k_from_float(const float *src, void *dst, int64_t n)
+{
+    struct elm_block_q8_k *y = dst;
+    for (int64_t i = 0; i < n / ELM_QK_K; i++) {
+        const float *x = src + i * ELM_QK_K;
+        float max = 0.0f, amax = 0.0f;
+        for (int j = 0; j < ELM_QK_K; j++) {
+            if (fabsf(x[j]) > amax) {
+                amax = fabsf(x[j]);
+                max = x[j];
+            }
+        }
+        if (amax == 0.0f) {
+            memset(&y[i], 0, sizeof y[i]);
+            continue;
+        }
+        const float iscale = -127.0f / max;
+        for (int j = 0; j < ELM_QK_K; j++) {
+            int v = elm_round_even(iscale * x[j]);
+            y[i].qs[j] = (int8_t)(v < 127 ? v : 127);
+        }
+        for (int g = 0; g < ELM_QK_K / 16; g++) {
+            int sum = 0;
+            for (int l = 0; l < 16; l++)
+                sum += y[i].qs[16 * g + l];
+            y[i].bsums[g] = (int16_t)sum;
+        }
+        y[i].d = 1 / iscale;
+    }
+}
+
+void elm_ref_q8_k_to_float(const void *src, float *dst, int64_t n)
+{
+    const struct elm_block_q8_k *x = src;
+    for (int64_t i = 0; i < n / ELM_QK_K; i++)
+        for (int j = 0; j < ELM_QK_K; j++)
+            dst[i * ELM_QK_K + j] = x[i].d * (float)x[i].qs[j];
+}
+
+/* ---- Q2_K: x = d * sc * q - dmin * m, q in 0..3, 16 sub-blocks of 16 ------------------ */
+
+/* Quant j of a Q2_K/Q3_K 2-bit field (see pack_2bit in q_k_quant.c). */
+static inline int q2_at(const uint8_t *qs, int j)
+{
+    const int half = j / 128, r = j % 128;
+    return (qs[32 * half + r % 32] >> (2 * (r / 32))) & 3;
+}
+
+void elm_ref_q2_k_to_float(const void *src, float *dst, int64_t n)
+{
+    const struct elm_block_q2_k *x = src;
+    for (int64_t i = 0; i < n / ELM_QK_K; i++) {
+        const float d = elm_fp16_to_f32(x[i].d);
+        const float dmin = elm_fp16_to_f32(x[i].dmin);
+        float *y = dst + i * ELM_QK_K;
+        for (int j = 0; j < ELM_QK_K; j++) {
+            const uint8_t sc = x[i].scales[j / 16];
+            const float dl = d * (float)(sc & 0x0f);
+            const float ml = dmin * (float)(sc >> 4);
+            y[j] = dl * (float)q2_at(x[i].qs, j) - ml;
+        }
+    }
+}
+
+void elm_ref_q2_k_vec_dot(int64_t n, float *s, const void *w, const void *a)
+{
+    const struct elm_block_q2_k *x = w;
+    const struct elm_block_q8_k *y = a;
+    float sum = 0.0f;
+    for (int64_t i = 0; i < n / ELM_QK_K; i++) {
+        int32_t isum = 0, msum = 0;
+        for (int sb = 0; sb < 16; sb++) {
+            int32_t dot = 0;
+            for (int l = 0; l < 16; l++)
+                dot += q2_at(x[i].qs, 16 * sb + l) * y[i].qs[16 * sb + l];
+            isum += (x[i].scales[sb] & 0x0f) * dot;
+            msum += (x[i].scales[sb] >> 4) * y[i].bsums[sb];
+        }
+        const float dall = y[i].d * elm_fp16_to_f32(x[i].d);
+        const float dmin = y[i].d * elm_fp16_to_f32(x[i].dmin);
+        sum += dall * (float)isum - dmin * (float)msum;
+    }
+    *s = sum;
+}
+
+/* ---- Q3_K: x = d * (sc - 32) * (q - 4 * !hbit), 16 sub-blocks of 16 ------------------- */
+
+static inline int q3_at(const struct elm_block_q3_k *b, int j)
+{
+    const int hbit = (b->hmask[j % 32] >> (j / 32)) & 1;
+    return q2_at(b->qs, j) - (hbit ? 0 : 4);
+}
+
+void elm_ref_q3_k_to_float(const void *src, float *dst, int64_t n)
+{
+    const struct elm_block_q3_k *x = src;
+    for (int64_t i = 0; i < n / ELM_QK_K; i++) {
+        const float d = elm_fp16_to_f32(x[i].d);
+        int8_t sc[16];
+        elm_k3_scales(x[i].scales, sc);
+        float *y = dst + i * ELM_QK_K;
+        for (int j = 0; j < ELM_QK_K; j++)
+            y[j] = d * (float)sc[j / 16] * (float)q3_at(&x[i], j);
+    }
+}
+
+void elm_ref_q3_k_vec_dot(int64_t n, float *s, const void *w, const void *a)
+{
+    const struct elm_block_q3_k *x = w;
+    const struct elm_block_q8_k *y = a;
+    float sum = 0.0f;
+    for (int64_t i = 0; i < n / ELM_QK_K; i++) {
+        int8_t sc[16];
+        elm_k3_scales(x[i].scales, sc);
+        int32_t isum = 0;
+        for (int sb = 0; sb < 16; sb++) {
+            int32_t dot = 0;
+            for (int l = 0; l < 16; l++)
+                dot += q3_at(&x[i], 16 * sb + l) * y[i].qs[16 * sb + l];
+            isum += sc[sb] * dot;
+        }
+        sum += (elm_fp16_to_f32(x[i].d) * y[i].d) * (float)isum;
+    }
+    *s = sum;
+}
+
+/* ---- Q4_K: x = d * sc * q - dmin * m, q in 0..15, 8 sub-blocks of 32 ------------------- */
+
+/* Element j of a Q4_K/Q5_K nibble field: 32-byte run j / 64, low nibble for the first 32. */
+static inline int q4_at(const uint8_t *qs, int j)
+{
+    const uint8_t b = qs[32 * (j / 64) + j % 32];
+    return (j % 64) < 32 ? b & 0x0f : b >> 4;
+}
+
+void elm_ref_q4_k_to_float(const void *src, float *dst, int64_t n)
+{
+    const struct elm_block_q4_k *x = src;
+    for (int64_t i = 0; i < n / ELM_QK_K; i++) {
+        const float d = elm_fp16_to_f32(x[i].d);
+        const float dmin = elm_fp16_to_f32(x[i].dmin);
+        float *y = dst + i * ELM_QK_K;
+        for (int sb = 0; sb < 8; sb++) {
+            uint8_t sc, m;
+            elm_k4_scale_min(x[i].scales, sb, &sc, &m);
+            const float dl = d * (float)sc, ml = dmin * (float)m;
+            for (int l = 0; l < 32; l++)
+                y[32 * sb + l] = dl * (float)q4_at(x[i].qs, 32 * sb + l) - ml;
+        }
+    }
+}
+
+void elm_ref_q4_k_vec_dot(int64_t n, float *s, const void *w, const void *a)
+{
+    const struct elm_block_q4_k *x = w;
+    const struct elm_block_q8_k *y = a;
+    float sum = 0.0f;
+    for (int64_t i = 0; i < n / ELM_QK_K; i++) {
+        int32_t isum = 0, msum = 0;
+        for (int sb = 0; sb < 8; sb++) {
+            uint8_t sc, m;
+            elm_k4_scale_min(x[i].scales, sb, &sc, &m);
+            int32_t dot = 0;
+            for (int l = 0; l < 32; l++)
+                dot += q4_at(x[i].qs, 32 * sb + l) * y[i].qs[32 * sb + l];
+            isum += sc * dot;
+            msum += m * (y[i].bsums[2 * sb] + y[i].bsums[2 * sb + 1]);
+        }
+        const float d = elm_fp16_to_f32(x[i].d) * y[i].d;
+        const float dmin = elm_fp16_to_f32(x[i].dmin) * y[i].d;
+        sum += d * (float)isum - dmin * (float)msum;
+    }
+    *s = sum;
+}
+
+/* ---- Q5_K: Q4_K plus a fifth bit in qh ------------------------------------------------- */
+
+static inline int q5_at(const struct elm_block_q5_k *b, int j)
+{
+    /* bit 4 of element j: qh[j % 32], bit 2 * (j / 64) for the first 32 of each 64, +1 after */
+    const int bit = 2 * (j / 64) + ((j % 64) >= 32);
+    return q4_at(b->qs, j) | (((b->qh[j % 32] >> bit) & 1) << 4);
+}
+
+void elm_ref_q5_k_to_float(const void *src, float *dst, int64_t n)
+{
+    const struct elm_block_q5_k *x = src;
+    for (int64_t i = 0; i < n / ELM_QK_K; i++) {
+        const float d = elm_fp16_to_f32(x[i].d);
+        const float dmin = elm_fp16_to_f32(x[i].dmin);
+        float *y = dst + i * ELM_QK_K;
+        for (int sb = 0; sb < 8; sb++) {
+            uint8_t sc, m;
+            elm_k4_scale_min(x[i].scales, sb, &sc, &m);
+            const float dl = d * (float)sc, ml = dmin * (float)m;
+            for (int l = 0; l < 32; l++)
+                y[32 * sb + l] = dl * (float)q5_at(&x[i], 32 * sb + l) - ml;
+        }
+    }
+}
+
+void elm_ref_q5_k_vec_dot(int64_t n, float *s, const void *w, const void *a)
+{
+    const struct elm_block_q5_k *x = w;
+    const struct elm_block_q8_k *y = a;
+    float sum = 0.0f;
+    for (int64_t i = 0; i < n / ELM_QK_K; i++) {
+        int32_t isum = 0, msum = 0;
+        for (int sb = 0; sb < 8; sb++) {
+            uint8_t sc, m;
+            elm_k4_scale_min(x[i].scales, sb, &sc, &m);
+            int32_t dot = 0;
+            for (int l = 0; l < 32; l++)
+                dot += q5_at(&x[i], 32 * sb + l) * y[i].qs[32 * sb + l];
+            isum += sc * dot;
+            msum += m * (y[i].bsums[2 * sb] + y[i].bsums[2 * sb + 1]);
+        }
+        const float d = elm_fp16_to_f32(x[i].d) * y[i].d;
+        const float dmin = elm_fp16_to_f32(x[i].dmin) * y[i].d;
+        sum += d * (float)isum - dmin * (float)msum;
+    }
+    *s = sum;
+}
+
+/* ---- Q6_K: x = d * sc * (q - 32), int8 scales, 16 sub-blocks of 16 --------------------- */
+
+static inline int q6_at(const struct elm_block_q6_k *b, int j)
+{
+    /* within each 128-element half: element r's low nibble is in ql[64h + r % 64] (low nibble
+     * for r < 64, high nibble after), its top two bits in qh[32h + r % 32], pair r / 32 */
+    const int h = j / 128, r = j % 128;
+    const uint8_t lb = b->ql[64 * h + r % 64];
+    const int lo = r < 64 ? lb & 0x0f : lb >> 4;
+    const int hi = (b->qh[32 * h + r % 32] >> (2 * (r / 32))) & 3;
+    return (lo | (hi << 4)) - 32;
+}
+
+void elm_ref_q6_k_to_float(const void *src, float *dst, int64_t n)
+{
+    const struct elm_block_q6_k *x = src;
+    for (int64_t i = 0; i < n / ELM_QK_K; i++) {
+        const float d = elm_fp16_to_f32(x[i].d);
+        float *y = dst + i * ELM_QK_K;
+        for (int j = 0; j < ELM_QK_K; j++)
+            y[j] = d * (float)x[i].scales[j / 16] * (float)q6_at(&x[i], j);
+    }
+}
+
+void elm_ref_q6_k_vec_dot(int64_t n, float *s, const void *w, const void *a)
+{
+    const struct elm_block_q6_k *x = w;
+    const struct elm_block_q8_k *y = a;
+    float sum = 0.0f;
+    for (int64_t i = 0; i < n / ELM_QK_K; i++) {
+        int32_t isum = 0;
+        for (int sb = 0; sb < 16; sb++) {
+            int32_t dot = 0;
+            for (int l = 0; l < 16; l++)
+                dot += q6_at(&x[i], 16 * sb + l) * y[i].qs[16 * sb + l];
+            isum += x[i].scales[sb] * dot;
+        }
+        sum += (elm_fp16_to_f32(x[i].d) * y[i].d) * (float)isum;
+    }
+    *s = sum;
+}
