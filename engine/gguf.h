@@ -47,6 +47,8 @@ struct elm_gguf_kv {
     uint32_t arr_type;  /* element type when type == ARRAY (never ARRAY itself: no nesting) */
     uint64_t arr_n;     /* element count when type == ARRAY */
     const uint8_t *raw; /* the value's bytes in the buffer (for arrays: the first element) */
+                        /* (a STRING's raw includes its u64 length: raw_len = 8 + len, as each
+                         * element of a STRING array does; raw is the value as serialized) */
     uint64_t raw_len;   /* byte length of the value (for arrays: all elements) */
     union {             /* decoded scalar value (not for arrays) */
         uint64_t u64;   /* every unsigned integer type and bool */
@@ -121,5 +123,10 @@ bool elm_gguf_str_eq(struct elm_gguf_str s, const char *c);
 /* Size in bytes of one element of a scalar value type; 0 for STRING/ARRAY/unknown. */
 size_t elm_gguf_vtype_size(uint32_t t);
 const char *elm_gguf_vtype_name(uint32_t t);
+
+/* Writes s into dst for messages: printable ASCII as is, any other byte (and ' and \) as \xNN,
+ * cut after 64 source bytes with "..." appended. NUL-terminates when dstlen > 0; 4 * 64 + 4 bytes
+ * hold any result. Returns dst. */
+const char *elm_gguf_str_format(struct elm_gguf_str s, char *dst, size_t dstlen);
 
 #endif

@@ -1,0 +1,962 @@
+/* test_gguf.c — tests of the GGUF reader (engine/gguf.c) and writer (engine/gguf_writer.c).
+ *
+ * The reader is the first code to touch an untrusted model file, so most of this file attacks
+ * it: every real model in the models folder must parse (and the two legacy files must be refused
+ * with the right error), while truncated files, randomly corrupted headers and hand-made
+ * malformed files must all be rejected with a message, never crash and never leak (run it under
+ * the ASan build: mutated buffers are heap copies of exactly the file size, so any read past the
+ * end is caught). The writer is checked by round trips, including a byte-exact copy of
+ * stories260K.gguf. Temporary files live in a mkdtemp() directory removed by the group teardown.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <ftw.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../common/elm_test.h"
+#include "elm/status.h"
+#include "engine/gguf.h"
+#include "engine/gguf_writer.h"
+#include "kernels/kernels.h"
+
+static char g_tmpdir[64];
+
+#define assert_ok(expr) assert_int_equal((expr), 0)
+
+#define assert_contains(hay, needle)                                                               \
+    do {                                                                                           \
+        if (!strstr((hay), (needle)))                                                              \
+            fail_msg("message \"%s\" does not contain \"%s\"", (hay), (needle));                   \
+    } while (0)
+
+/* ---------------------------------------------------------------------------------------------
+ * Helpers: a byte builder for hand-made files, a PRNG, invariant checks
+ */
+
+struct bb {
+    uint8_t *p;
+    size_t n, cap;
+};
+
+static void bb_put(struct bb *b, const void *src, size_t n)
+{
+    if (b->n + n > b->cap) {
+        b->cap = (b->n + n) * 2 + 64;
+        b->p = realloc(b->p, b->cap);
+        assert_non_null(b->p);
+    }
+    if (n)
+        memcpy(b->p + b->n, src, n);
+    b->n += n;
+}
+
+static void bb_u32(struct bb *b, uint32_t v)
+{
+    bb_put(b, &v, 4);
+}
+
+static void bb_u64(struct bb *b, uint64_t v)
+{
+    bb_put(b, &v, 8);
+}
+
+static void bb_str(struct bb *b, const char *s)
+{
+    bb_u64(b, strlen(s));
+    bb_put(b, s, strlen(s));
+}
+
+static void bb_zeros(struct bb *b, size_t n)
+{
+    static const uint8_t z[64];
+    while (n) {
+        size_t k = n < sizeof z ? n : sizeof z;
+        bb_put(b, z, k);
+        n -= k;
+    }
+}
+
+static void bb_header(struct bb *b, uint32_t version, uint64_t n_tensors, uint64_t n_kv)
+{
+    bb_put(b, "GGUF", 4);
+    bb_u32(b, version);
+    bb_u64(b, n_tensors);
+    bb_u64(b, n_kv);
+}
+
+static uint64_t rng_next(uint64_t *s)
+{
+    /* xorshift64*: reproducible across platforms, unlike rand() */
+    *s ^= *s >> 12;
+    *s ^= *s << 25;
+    *s ^= *s >> 27;
+    return *s * UINT64_C(2685821657736338717);
+}
+
+/* What a successful parse promises: everything it describes lies inside the buffer. */
+static void check_invariants(const struct elm_gguf *g)
+{
+    const uint8_t *end = g->base + g->size;
+
+    assert_true(g->version == 2 || g->version == 3);
+    assert_true(g->alignment && (g->alignment & (g->alignment - 1)) == 0);
+    assert_true(g->data_offset <= g->size);
+    assert_true(g->data_size <= g->size - g->data_offset);
+    for (uint64_t i = 0; i < g->n_kv; i++) {
+        const struct elm_gguf_kv *kv = &g->kv[i];
+        assert_true(kv->key.ptr >= (const char *)g->base && kv->key.len <= g->size);
+        assert_true((const uint8_t *)kv->key.ptr + kv->key.len <= end);
+        assert_true(kv->raw >= g->base && kv->raw_len <= (uint64_t)(end - kv->raw));
+        assert_true(kv->type < ELM_GGUF_VTYPE_COUNT && kv->arr_type != ELM_GGUF_ARRAY);
+    }
+    for (uint64_t i = 0; i < g->n_tensors; i++) {
+        const struct elm_gguf_tensor *t = &g->tensors[i];
+        const struct elm_type_info *ti = elm_type_get(t->type);
+        assert_non_null(ti);
+        assert_true(t->n_dims >= 1 && t->n_dims <= ELM_GGUF_MAX_DIMS);
+        assert_int_equal(t->ne[0] % ti->block, 0);
+        assert_int_equal(t->offset % g->alignment, 0);
+        assert_true(t->offset + t->n_bytes <= g->data_size);
+        assert_ptr_equal(elm_gguf_tensor_data(g, t), g->base + g->data_offset + t->offset);
+    }
+}
+
+static void expect_fail(const struct bb *b, int code, const char *needle)
+{
+    /* an exact-size heap copy so ASan sees any read past the end */
+    uint8_t *copy = malloc(b->n ? b->n : 1);
+    struct elm_gguf *g = NULL;
+    char err[512];
+    int rc;
+
+    assert_non_null(copy);
+    if (b->n)
+        memcpy(copy, b->p, b->n);
+    rc = elm_gguf_parse(copy, b->n, &g, err, sizeof err);
+    if (rc != code)
+        fail_msg("expected %d, got %d (%s)", code, rc, rc ? err : "success");
+    assert_null(g);
+    assert_true(err[0] != 0);
+    if (needle)
+        assert_contains(err, needle);
+    free(copy);
+}
+
+static char *read_model(const char *rel, size_t *len)
+{
+    const char *path = elm_test_model_path(rel);
+    char *buf = path ? elm_test_read_file(path, len) : NULL;
+    assert_non_null(buf);
+    return buf;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Real files
+ */
+
+static void test_stories260k(void **state)
+{
+    ELM_REQUIRE_MODEL(path, "stories260K.gguf");
+    struct elm_gguf *g = NULL;
+    struct elm_gguf_str tokens[512], s;
+    const struct elm_gguf_tensor *t;
+    const void *data;
+    uint64_t n;
+    uint32_t u;
+    int32_t i;
+    float f;
+    char err[512];
+    struct stat st;
+
+    assert_ok(elm_gguf_open(path, &g, err, sizeof err));
+    assert_ok(stat(path, &st));
+    check_invariants(g);
+    assert_int_equal(g->version, 3);
+    assert_int_equal(g->n_tensors, 48);
+    assert_int_equal(g->n_kv, 19);
+    assert_int_equal(g->alignment, 32);
+    assert_int_equal(g->data_offset + g->data_size, (uint64_t)st.st_size);
+
+    assert_ok(elm_gguf_get_u32(g, "llama.embedding_length", &u));
+    assert_int_equal(u, 64);
+    assert_ok(elm_gguf_get_i32(g, "llama.embedding_length", &i));
+    assert_int_equal(i, 64);
+    assert_ok(elm_gguf_get_f32(g, "llama.attention.layer_norm_rms_epsilon", &f));
+    assert_true(fabsf(f - 1e-5f) < 1e-9f);
+    assert_ok(elm_gguf_get_str(g, "general.architecture", &s));
+    assert_true(elm_gguf_str_eq(s, "llama"));
+    assert_false(elm_gguf_str_eq(s, "llam"));
+    /* "none" is stored as 0xFFFFFFFF: a u32, out of range for i32 */
+    assert_ok(elm_gguf_get_u32(g, "tokenizer.ggml.seperator_token_id", &u));
+    assert_int_equal(u, UINT32_MAX);
+    i = 7;
+    assert_int_equal(elm_gguf_get_i32(g, "tokenizer.ggml.seperator_token_id", &i), ELM_EFORMAT);
+    assert_int_equal(i, 7); /* untouched on failure */
+    assert_int_equal(elm_gguf_get_u32(g, "general.architecture", &u), ELM_EFORMAT);
+    assert_int_equal(elm_gguf_get_u32(g, "no.such.key", &u), -ENOENT);
+    assert_null(elm_gguf_find(g, "no.such.key"));
+
+    assert_ok(elm_gguf_get_arr(g, "tokenizer.ggml.tokens", ELM_GGUF_STRING, &n, &data));
+    assert_int_equal(n, 512);
+    assert_int_equal(elm_gguf_get_arr(g, "tokenizer.ggml.tokens", ELM_GGUF_U32, &n, &data),
+                     ELM_EFORMAT);
+    assert_int_equal(elm_gguf_get_str_arr(g, "tokenizer.ggml.tokens", tokens, 511), ELM_EFORMAT);
+    assert_ok(elm_gguf_get_str_arr(g, "tokenizer.ggml.tokens", tokens, 512));
+    assert_true(elm_gguf_str_eq(tokens[0], "<unk>"));
+    assert_true(elm_gguf_str_eq(tokens[1], "<s>"));
+    assert_true(elm_gguf_str_eq(tokens[2], "</s>"));
+    assert_true(elm_gguf_str_eq(tokens[3], "<0x00>"));
+
+    t = elm_gguf_find_tensor(g, "token_embd.weight");
+    assert_non_null(t);
+    assert_int_equal(t->n_dims, 2);
+    assert_int_equal(t->ne[0], 64);
+    assert_int_equal(t->ne[1], 512);
+    assert_int_equal(t->ne[2], 1);
+    assert_int_equal(t->type, ELM_TYPE_F32);
+    assert_int_equal(t->n_elements, 64 * 512);
+    assert_int_equal(t->n_bytes, 64 * 512 * 4);
+    assert_ok((uintptr_t)elm_gguf_tensor_data(g, t) % 32);
+    assert_null(elm_gguf_find_tensor(g, "token_embd"));
+
+    elm_gguf_destroy(&g);
+    assert_null(g);
+    elm_gguf_destroy(&g);   /* NULL-safe */
+    elm_gguf_destroy(NULL); /* NULL-safe */
+}
+
+static void check_model_dir(const char *sub, int *n_files)
+{
+    char dir[4096];
+    struct dirent *de;
+    DIR *d;
+
+    snprintf(dir, sizeof dir, "%s/%s", elm_test_models_dir(), sub);
+    d = opendir(dir);
+    if (!d)
+        return;
+    while ((de = readdir(d))) {
+        size_t len = strlen(de->d_name);
+        struct elm_gguf *g = NULL;
+        char path[8192], err[1024];
+        int rc;
+
+        if (len < 5 || strcmp(de->d_name + len - 5, ".gguf") != 0)
+            continue;
+        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+        rc = elm_gguf_open(path, &g, err, sizeof err);
+        (*n_files)++;
+        if (strcmp(de->d_name, "tinyllamas-stories-260k-f32.gguf") == 0) {
+            assert_int_equal(rc, ELM_EUNSUPPORTED);
+            assert_contains(err, "v1");
+            assert_contains(err, "re-convert");
+        } else if (strcmp(de->d_name, "tinyllamas-stories-260k-q8_0.gguf") == 0) {
+            assert_int_equal(rc, ELM_EFORMAT);
+            assert_contains(err, "'blk.0.ffn_down.weight'");
+            assert_contains(err, "172");
+            assert_contains(err, "q8_0 block size 32");
+        } else {
+            if (rc != 0)
+                fail_msg("%s: rc %d: %s", path, rc, err);
+            check_invariants(g);
+            if (g->n_tensors == 0)
+                assert_int_equal(g->data_size, 0);
+            else
+                assert_int_equal(g->data_offset + g->data_size, g->size);
+            elm_gguf_destroy(&g);
+        }
+        if (rc)
+            assert_null(g);
+    }
+    closedir(d);
+}
+
+static void test_all_models(void **state)
+{
+    ELM_REQUIRE_MODEL(p, "stories260K.gguf");
+    int n = 0;
+    (void)p;
+    check_model_dir(".", &n);
+    check_model_dir("vocab", &n);
+    check_model_dir("zoo", &n);
+    print_message("parsed %d model files\n", n);
+    assert_true(n >= 4);
+}
+
+static void test_open_errors(void **state)
+{
+    struct elm_gguf *g = NULL;
+    char err[512], path[128];
+    FILE *f;
+
+    assert_int_equal(elm_gguf_open("/nonexistent/model.gguf", &g, err, sizeof err), -ENOENT);
+    assert_contains(err, "/nonexistent/model.gguf");
+    assert_int_equal(elm_gguf_open(g_tmpdir, &g, err, sizeof err), -EISDIR);
+    snprintf(path, sizeof path, "%s/empty.gguf", g_tmpdir);
+    f = fopen(path, "wb");
+    assert_non_null(f);
+    fclose(f);
+    assert_int_equal(elm_gguf_open(path, &g, err, sizeof err), ELM_EFORMAT);
+    assert_contains(err, path);
+    assert_null(g);
+    unlink(path);
+    /* a NULL err buffer is allowed */
+    assert_int_equal(elm_gguf_open("/nonexistent/model.gguf", &g, NULL, 0), -ENOENT);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Malformed inputs
+ */
+
+static void test_truncated(void **state)
+{
+    ELM_REQUIRE_MODEL(path, "stories260K.gguf");
+    struct elm_gguf *g = NULL;
+    size_t len, cuts[20];
+    char *buf = read_model("stories260K.gguf", &len);
+    char err[512];
+    int nc = 0;
+
+    assert_ok(elm_gguf_parse(buf, len, &g, err, sizeof err));
+    size_t info = (size_t)((const uint8_t *)g->tensors[0].name.ptr - g->base - 8);
+    size_t hdr_end = (size_t)((const uint8_t *)g->tensors[47].name.ptr - g->base) + 60;
+    size_t data = (size_t)g->data_offset;
+    elm_gguf_destroy(&g);
+    assert_true(info > 100 && data > info);
+
+    /* header */
+    cuts[nc++] = 0, cuts[nc++] = 3, cuts[nc++] = 6, cuts[nc++] = 12, cuts[nc++] = 23;
+    /* key/value section */
+    cuts[nc++] = 24, cuts[nc++] = 30, cuts[nc++] = 50, cuts[nc++] = info / 2, cuts[nc++] = info - 9;
+    /* tensor infos, then the padding before the data */
+    cuts[nc++] = info, cuts[nc++] = info + 13, cuts[nc++] = (info + data) / 2;
+    cuts[nc++] = hdr_end < data ? hdr_end : data - 1, cuts[nc++] = data - 1;
+    /* tensor data */
+    cuts[nc++] = data, cuts[nc++] = data + 1, cuts[nc++] = data + (len - data) / 2;
+    cuts[nc++] = len - 4, cuts[nc++] = len - 1;
+    assert_int_equal(nc, 20);
+
+    for (int i = 0; i < nc; i++) {
+        char *copy = malloc(cuts[i] ? cuts[i] : 1);
+        assert_non_null(copy);
+        memcpy(copy, buf, cuts[i]);
+        err[0] = 0;
+        int rc = elm_gguf_parse(copy, cuts[i], &g, err, sizeof err);
+        if (rc == 0)
+            fail_msg("truncation at %zu of %zu parsed", cuts[i], len);
+        assert_true(rc < 0);
+        assert_true(err[0] != 0);
+        assert_null(g);
+        free(copy);
+    }
+
+    /* Then every cut through the header: the prefix is placed at the END of one exact-size heap
+     * block, so that under ASan a read past the cut is a read past the block. */
+    char *tail = malloc(data + 1);
+    assert_non_null(tail);
+    for (size_t cut = 0; cut <= data; cut++) {
+        char *p = tail + (data + 1 - cut);
+        memcpy(p, buf, cut);
+        err[0] = 0;
+        assert_true(elm_gguf_parse(p, cut, &g, err, sizeof err) < 0);
+        assert_true(err[0] != 0);
+    }
+    free(tail);
+    free(buf);
+}
+
+/* Flips 1-4 random bytes of the header region of rel, `variants` times, and parses each. */
+static void mutate_file(const char *rel, int variants, uint64_t seed)
+{
+    struct elm_gguf *g = NULL;
+    size_t len;
+    char *buf = read_model(rel, &len);
+    char err[512];
+    int failed = 0;
+
+    assert_ok(elm_gguf_parse(buf, len, &g, err, sizeof err));
+    size_t region = (size_t)g->data_offset;
+    elm_gguf_destroy(&g);
+
+    for (int v = 0; v < variants; v++) {
+        size_t pos[4];
+        char old[4];
+        int k = 1 + (int)(rng_next(&seed) % 4);
+        for (int j = 0; j < k; j++) {
+            pos[j] = rng_next(&seed) % region;
+            old[j] = buf[pos[j]];
+            buf[pos[j]] ^= (char)(1 + rng_next(&seed) % 255);
+        }
+        err[0] = 0;
+        int rc = elm_gguf_parse(buf, len, &g, err, sizeof err);
+        if (rc) {
+            failed++;
+            assert_true(rc < 0);
+            if (err[0] == 0)
+                fail_msg("variant %d: error %d without a message", v, rc);
+            assert_null(g);
+        } else {
+            /* the flips kept the file valid (say, inside a token's text): it must be sound */
+            uint64_t n;
+            const void *data;
+            check_invariants(g);
+            if (elm_gguf_get_arr(g, "tokenizer.ggml.tokens", ELM_GGUF_STRING, &n, &data) == 0) {
+                struct elm_gguf_str *s = malloc((n ? n : 1) * sizeof *s);
+                assert_ok(elm_gguf_get_str_arr(g, "tokenizer.ggml.tokens", s, n));
+                for (uint64_t i = 0; i < n; i++)
+                    assert_true((const uint8_t *)s[i].ptr + s[i].len <= g->base + g->size);
+                free(s);
+            }
+            elm_gguf_destroy(&g);
+        }
+        for (int j = k - 1; j >= 0; j--) /* reverse order: a position may repeat */
+            buf[pos[j]] = old[j];
+    }
+    print_message("%s: %d of %d mutated headers rejected\n", rel, failed, variants);
+    /* Most of the region is token text, scores and token types, where a flip stays valid; the
+     * rest (lengths, types, counts, dims, offsets) must be caught. */
+    assert_true(failed * 2 >= variants);
+    free(buf);
+}
+
+static void test_mutations(void **state)
+{
+    ELM_REQUIRE_MODEL(path, "stories260K.gguf");
+    (void)path;
+    mutate_file("stories260K.gguf", 10000, 0x5eed1234abcdULL);
+    /* a file with general.alignment and K-quant tensors */
+    if (elm_test_model_path("zoo/zoo-qwen2-q4_k_m.gguf"))
+        mutate_file("zoo/zoo-qwen2-q4_k_m.gguf", 3000, 42);
+}
+
+/* A file of one "general.name" KV and the given tensor infos, then data_bytes of data. */
+struct tinfo {
+    const char *name;
+    uint32_t n_dims;
+    uint64_t ne[5]; /* one more than GGUF allows, to write n_dims 5 */
+    uint32_t type;
+    uint64_t offset;
+};
+
+static void bb_tensor_file(struct bb *b, const struct tinfo *t, int n, uint64_t data_bytes)
+{
+    bb_header(b, 3, (uint64_t)n, 1);
+    bb_str(b, "general.name");
+    bb_u32(b, ELM_GGUF_STRING);
+    bb_str(b, "t");
+    for (int i = 0; i < n; i++) {
+        bb_str(b, t[i].name);
+        bb_u32(b, t[i].n_dims);
+        for (uint32_t d = 0; d < t[i].n_dims; d++)
+            bb_u64(b, t[i].ne[d]);
+        bb_u32(b, t[i].type);
+        bb_u64(b, t[i].offset);
+    }
+    bb_zeros(b, (32 - b->n % 32) % 32);
+    bb_zeros(b, (size_t)data_bytes);
+}
+
+static void test_handmade_header(void **state)
+{
+    struct bb b = {0};
+
+    expect_fail(&b, ELM_EFORMAT, "bad magic");
+    bb_put(&b, "GGUF", 4);
+    expect_fail(&b, ELM_EFORMAT, "truncated");
+    b.n = 0, bb_header(&b, 1, 0, 0);
+    expect_fail(&b, ELM_EUNSUPPORTED, "v1");
+    b.n = 0, bb_header(&b, 4, 0, 0);
+    expect_fail(&b, ELM_EFORMAT, "version 4");
+    b.n = 0, bb_header(&b, 0x03000000, 0, 0); /* big-endian file */
+    expect_fail(&b, ELM_EFORMAT, "version");
+    b.n = 0, bb_put(&b, "GGUG", 4), bb_u32(&b, 3), bb_u64(&b, 0), bb_u64(&b, 0);
+    expect_fail(&b, ELM_EFORMAT, "magic");
+
+    /* huge counts are refused before anything is allocated */
+    b.n = 0, bb_header(&b, 3, 0, UINT64_C(1) << 60);
+    expect_fail(&b, ELM_EFORMAT, "cannot fit");
+    b.n = 0, bb_header(&b, 3, UINT64_MAX / 16, 1);
+    expect_fail(&b, ELM_EFORMAT, "cannot fit");
+    b.n = 0, bb_header(&b, 3, 0, 2), bb_zeros(&b, 20); /* 2 KVs need >= 28 bytes */
+    expect_fail(&b, ELM_EFORMAT, "cannot fit");
+
+    /* minimal valid file: no KVs, no tensors */
+    struct elm_gguf *g = NULL;
+    b.n = 0, bb_header(&b, 2, 0, 0);
+    assert_ok(elm_gguf_parse(b.p, b.n, &g, NULL, 0));
+    assert_int_equal(g->data_size, 0);
+    assert_int_equal(g->data_offset, 24);
+    elm_gguf_destroy(&g);
+    free(b.p);
+}
+
+static void test_handmade_kv(void **state)
+{
+    struct bb b = {0};
+
+    /* huge key length and huge string length */
+    bb_header(&b, 3, 0, 1), bb_u64(&b, UINT64_MAX - 3), bb_zeros(&b, 16);
+    expect_fail(&b, ELM_EFORMAT, "truncated");
+    b.n = 0, bb_header(&b, 3, 0, 1), bb_str(&b, "k.str"), bb_u32(&b, ELM_GGUF_STRING);
+    bb_u64(&b, UINT64_MAX), bb_zeros(&b, 8);
+    expect_fail(&b, ELM_EFORMAT, "key 'k.str'");
+    /* empty key */
+    b.n = 0, bb_header(&b, 3, 0, 1), bb_str(&b, ""), bb_u32(&b, ELM_GGUF_U8), bb_zeros(&b, 4);
+    expect_fail(&b, ELM_EFORMAT, "empty key");
+    /* unknown value type */
+    b.n = 0, bb_header(&b, 3, 0, 1), bb_str(&b, "k.t"), bb_u32(&b, 13), bb_zeros(&b, 8);
+    expect_fail(&b, ELM_EFORMAT, "unknown value type 13");
+    /* array of arrays */
+    b.n = 0, bb_header(&b, 3, 0, 1), bb_str(&b, "k.nest"), bb_u32(&b, ELM_GGUF_ARRAY);
+    bb_u32(&b, ELM_GGUF_ARRAY), bb_u64(&b, 1), bb_u32(&b, ELM_GGUF_U8), bb_u64(&b, 0);
+    expect_fail(&b, ELM_EFORMAT, "nested");
+    /* unknown array element type */
+    b.n = 0, bb_header(&b, 3, 0, 1), bb_str(&b, "k.a"), bb_u32(&b, ELM_GGUF_ARRAY);
+    bb_u32(&b, 99), bb_u64(&b, 0);
+    expect_fail(&b, ELM_EFORMAT, "element type 99");
+    /* array length x element size overflows / exceeds the file */
+    b.n = 0, bb_header(&b, 3, 0, 1), bb_str(&b, "k.big"), bb_u32(&b, ELM_GGUF_ARRAY);
+    bb_u32(&b, ELM_GGUF_U64), bb_u64(&b, UINT64_MAX / 4), bb_zeros(&b, 64);
+    expect_fail(&b, ELM_EFORMAT, "does not fit");
+    b.n = 0, bb_header(&b, 3, 0, 1), bb_str(&b, "k.strs"), bb_u32(&b, ELM_GGUF_ARRAY);
+    bb_u32(&b, ELM_GGUF_STRING), bb_u64(&b, UINT64_C(1) << 40), bb_zeros(&b, 64);
+    expect_fail(&b, ELM_EFORMAT, "cannot fit");
+    /* bools must be 0 or 1, alone or in arrays */
+    b.n = 0, bb_header(&b, 3, 0, 1), bb_str(&b, "k.b"), bb_u32(&b, ELM_GGUF_BOOL);
+    bb_put(&b, "\x02", 1);
+    expect_fail(&b, ELM_EFORMAT, "neither 0 nor 1");
+    b.n = 0, bb_header(&b, 3, 0, 1), bb_str(&b, "k.ba"), bb_u32(&b, ELM_GGUF_ARRAY);
+    bb_u32(&b, ELM_GGUF_BOOL), bb_u64(&b, 3), bb_put(&b, "\x01\x00\xff", 3);
+    expect_fail(&b, ELM_EFORMAT, "key 'k.ba'");
+    /* duplicate keys */
+    b.n = 0, bb_header(&b, 3, 0, 3);
+    bb_str(&b, "a"), bb_u32(&b, ELM_GGUF_U8), bb_zeros(&b, 1);
+    bb_str(&b, "b"), bb_u32(&b, ELM_GGUF_U8), bb_zeros(&b, 1);
+    bb_str(&b, "a"), bb_u32(&b, ELM_GGUF_U16), bb_zeros(&b, 2);
+    expect_fail(&b, ELM_EFORMAT, "key 'a': duplicate");
+    /* a key with control bytes is printed escaped */
+    b.n = 0, bb_header(&b, 3, 0, 1), bb_str(&b, "bad\x1b[2J"), bb_u32(&b, 77), bb_zeros(&b, 4);
+    expect_fail(&b, ELM_EFORMAT, "'bad\\x1b[2J'");
+
+    /* general.alignment: u32, nonzero, power of two */
+    static const uint32_t bad_align[] = {0, 33, 96};
+    for (int i = 0; i < 3; i++) {
+        b.n = 0, bb_header(&b, 3, 0, 1), bb_str(&b, "general.alignment");
+        bb_u32(&b, ELM_GGUF_U32), bb_u32(&b, bad_align[i]);
+        expect_fail(&b, ELM_EFORMAT, "power of two");
+    }
+    b.n = 0, bb_header(&b, 3, 0, 1), bb_str(&b, "general.alignment");
+    bb_u32(&b, ELM_GGUF_U64), bb_u64(&b, 64);
+    expect_fail(&b, ELM_EFORMAT, "expected u32");
+    free(b.p);
+}
+
+static void test_handmade_tensors(void **state)
+{
+    struct bb b = {0};
+    struct elm_gguf *g = NULL;
+    char err[512];
+
+    /* a valid pair first, so the failures below are due to the one field changed */
+    struct tinfo ok[2] = {{"a", 2, {32, 2}, ELM_TYPE_F32, 0}, {"b", 1, {64}, ELM_TYPE_Q8_0, 256}};
+    bb_tensor_file(&b, ok, 2, 256 + 68);
+    assert_ok(elm_gguf_parse(b.p, b.n, &g, err, sizeof err));
+    check_invariants(g);
+    assert_int_equal(g->tensors[1].n_bytes, 68);
+    assert_int_equal(g->data_size, 256 + 68);
+    elm_gguf_destroy(&g);
+
+    struct {
+        struct tinfo t[2];
+        int n;
+        uint64_t data;
+        int code;
+        const char *msg;
+    } cases[] = {
+        // clang-format off
+        /* offset outside the file */
+        {{{"a", 1, {32}, ELM_TYPE_F32, 4096}}, 1, 128, ELM_EFORMAT, "tensor 'a': data"},
+        {{{"a", 1, {32}, ELM_TYPE_F32, 0}}, 1, 127, ELM_EFORMAT, "outside"},
+        /* no data at all */
+        {{{"a", 1, {32}, ELM_TYPE_F32, 0}}, 1, 0, ELM_EFORMAT, "outside"},
+        /* overlapping tensors */
+        {{{"a", 1, {32}, ELM_TYPE_F32, 0}, {"b", 1, {32}, ELM_TYPE_F32, 96}}, 2, 256,
+         ELM_EFORMAT, "'a' and 'b' overlap"},
+        /* offset not a multiple of the alignment */
+        {{{"a", 1, {32}, ELM_TYPE_F32, 16}}, 1, 256, ELM_EFORMAT, "multiple of the alignment"},
+        /* ne 0, and a dims product that overflows */
+        {{{"a", 2, {0, 4}, ELM_TYPE_F32, 0}}, 1, 256, ELM_EFORMAT, "dimension 0 is 0"},
+        {{{"a", 2, {32, 0}, ELM_TYPE_F32, 0}}, 1, 256, ELM_EFORMAT, "dimension 1 is 0"},
+        {{{"a", 3, {UINT64_C(1) << 32, UINT64_C(1) << 32, 1 << 30}, ELM_TYPE_F32, 0}}, 1, 256,
+         ELM_EFORMAT, "overflows"},
+        {{{"a", 1, {UINT64_MAX}, ELM_TYPE_F32, 0}}, 1, 256, ELM_EFORMAT, "must be >= 1"},
+        /* n_dims out of range */
+        {{{"a", 0, {0}, ELM_TYPE_F32, 0}}, 1, 256, ELM_EFORMAT, "n_dims 0"},
+        {{{"a", 5, {1, 1, 1, 1, 1}, ELM_TYPE_F32, 0}}, 1, 256, ELM_EFORMAT, "n_dims 5"},
+        /* types: unknown to elm (IQ2_XXS = 16), an activation-only format, garbage */
+        {{{"a", 1, {256}, 16, 0}}, 1, 256, ELM_EUNSUPPORTED, "type id 16"},
+        {{{"a", 1, {256}, ELM_TYPE_Q8_K, 0}}, 1, 512, ELM_EUNSUPPORTED, "type id 15"},
+        {{{"a", 1, {32}, 1000, 0}}, 1, 256, ELM_EFORMAT, "type id 1000"},
+        /* row not a multiple of the block size */
+        {{{"w", 2, {172, 64}, ELM_TYPE_Q8_0, 0}}, 1, 12000, ELM_EFORMAT,
+         "tensor 'w': row of 172 elements is not a multiple of the q8_0 block size 32"},
+        /* duplicate and empty names */
+        {{{"a", 1, {32}, ELM_TYPE_F32, 0}, {"a", 1, {32}, ELM_TYPE_F32, 128}}, 2, 256,
+         ELM_EFORMAT, "tensor 'a': duplicate"},
+        {{{"", 1, {32}, ELM_TYPE_F32, 0}}, 1, 256, ELM_EFORMAT, "empty tensor name"},
+        // clang-format on
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        b.n = 0;
+        bb_tensor_file(&b, cases[i].t, cases[i].n, cases[i].data);
+        expect_fail(&b, cases[i].code, cases[i].msg);
+    }
+    free(b.p);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Writer
+ */
+
+static void fill_pattern(void *ctx, void *dst, uint64_t n)
+{
+    uint8_t *p = dst;
+    for (uint64_t i = 0; i < n; i++)
+        p[i] = (uint8_t)(i * 7 + *(int *)ctx);
+}
+
+static void tmp_path(char *buf, size_t len, const char *name)
+{
+    snprintf(buf, len, "%s/%s", g_tmpdir, name);
+}
+
+static void test_writer_round_trip(void **state)
+{
+    struct elm_gguf_writer *w = elm_gguf_writer_create(0);
+    struct elm_gguf *g = NULL;
+    char path[256], err[512];
+    uint8_t u8 = 200, b1 = 1;
+    int8_t i8 = -5;
+    uint16_t u16 = 60000;
+    int16_t i16 = -300;
+    uint64_t u64 = UINT64_C(0xfedcba9876543210), n;
+    int64_t i64 = -(INT64_C(1) << 40);
+    double f64 = 3.14159265358979;
+    float f32v[3] = {1.5f, -2.25f, 1e30f};
+    uint32_t u32v[3] = {1, 2, UINT32_MAX};
+    uint8_t boolv[3] = {1, 0, 1};
+    double f64v[2] = {-1.0, 0.5};
+    const char *strs[] = {"a", "", "ccc", "\xe2\x96\x81x"};
+    struct elm_gguf_str sv[4];
+    const void *data;
+    int seed = 3;
+
+    assert_non_null(w);
+    assert_ok(elm_gguf_writer_set_scalar(w, "t.u8", ELM_GGUF_U8, &u8));
+    assert_ok(elm_gguf_writer_set_scalar(w, "t.i8", ELM_GGUF_I8, &i8));
+    assert_ok(elm_gguf_writer_set_scalar(w, "t.u16", ELM_GGUF_U16, &u16));
+    assert_ok(elm_gguf_writer_set_scalar(w, "t.i16", ELM_GGUF_I16, &i16));
+    assert_ok(elm_gguf_writer_set_u32(w, "t.u32", 1));
+    assert_ok(elm_gguf_writer_set_i32(w, "t.i32", -7));
+    assert_ok(elm_gguf_writer_set_f32(w, "t.f32", 0.125f));
+    assert_ok(elm_gguf_writer_set_bool(w, "t.bool", true));
+    assert_ok(elm_gguf_writer_set_str(w, "t.str", "hello"));
+    assert_ok(elm_gguf_writer_set_scalar(w, "t.u64", ELM_GGUF_U64, &u64));
+    assert_ok(elm_gguf_writer_set_scalar(w, "t.i64", ELM_GGUF_I64, &i64));
+    assert_ok(elm_gguf_writer_set_scalar(w, "t.f64", ELM_GGUF_F64, &f64));
+    assert_ok(elm_gguf_writer_set_arr(w, "t.af32", ELM_GGUF_F32, 3, f32v));
+    assert_ok(elm_gguf_writer_set_arr(w, "t.au32", ELM_GGUF_U32, 3, u32v));
+    assert_ok(elm_gguf_writer_set_arr(w, "t.abool", ELM_GGUF_BOOL, 3, boolv));
+    assert_ok(elm_gguf_writer_set_arr(w, "t.af64", ELM_GGUF_F64, 2, f64v));
+    assert_ok(elm_gguf_writer_set_arr(w, "t.aempty", ELM_GGUF_U8, 0, NULL));
+    assert_ok(elm_gguf_writer_set_str_arr(w, "t.astr", strs, 4));
+    /* replacing keeps the position (and may change the type) */
+    assert_ok(elm_gguf_writer_set_u32(w, "t.u32", 4000000000u));
+    assert_ok(elm_gguf_writer_set_scalar(w, "t.bool", ELM_GGUF_BOOL, &b1));
+
+    float tf[8 * 3];
+    uint8_t tq[2 * 2 * 34];
+    for (int i = 0; i < 24; i++)
+        tf[i] = (float)i - 3.5f;
+    for (size_t i = 0; i < sizeof tq; i++)
+        tq[i] = (uint8_t)(i * 13 + 1);
+    assert_ok(elm_gguf_writer_add_tensor(w, "t.f32", ELM_TYPE_F32, 2, (const int64_t[]){8, 3}, tf));
+    assert_ok(
+        elm_gguf_writer_add_tensor(w, "t.q8", ELM_TYPE_Q8_0, 2, (const int64_t[]){64, 2}, tq));
+    assert_ok(elm_gguf_writer_add_tensor_fill(w, "t.fill", ELM_TYPE_F16, 3,
+                                              (const int64_t[]){5, 3, 2}, fill_pattern, &seed));
+    tmp_path(path, sizeof path, "round.gguf");
+    assert_ok(elm_gguf_writer_write(w, path, err, sizeof err));
+    elm_gguf_writer_destroy(&w);
+    assert_null(w);
+    elm_gguf_writer_destroy(&w);
+
+    int rc = elm_gguf_open(path, &g, err, sizeof err);
+    if (rc)
+        fail_msg("%s", err);
+    check_invariants(g);
+    assert_int_equal(g->version, 3);
+    assert_int_equal(g->n_kv, 18); /* no general.alignment: it is 32 */
+    assert_null(elm_gguf_find(g, "general.alignment"));
+    assert_true(elm_gguf_str_eq(g->kv[4].key, "t.u32"));
+    assert_int_equal(g->kv[0].v.u64, 200);
+    assert_int_equal(g->kv[1].v.i64, -5);
+    assert_int_equal(g->kv[2].v.u64, 60000);
+    assert_int_equal(g->kv[3].v.i64, -300);
+    assert_int_equal(g->kv[4].v.u64, 4000000000u);
+    assert_int_equal(g->kv[5].v.i64, -7);
+    assert_true(g->kv[6].type == ELM_GGUF_F32 && g->kv[6].v.f64 == 0.125);
+    assert_true(g->kv[7].type == ELM_GGUF_BOOL && g->kv[7].v.u64 == 1);
+    assert_true(elm_gguf_str_eq(g->kv[8].v.str, "hello"));
+    assert_int_equal(g->kv[9].v.u64, u64);
+    assert_int_equal(g->kv[10].v.i64, i64);
+    assert_true(g->kv[11].v.f64 == f64);
+    static const uint32_t types[12] = {ELM_GGUF_U8,     ELM_GGUF_I8,  ELM_GGUF_U16, ELM_GGUF_I16,
+                                       ELM_GGUF_U32,    ELM_GGUF_I32, ELM_GGUF_F32, ELM_GGUF_BOOL,
+                                       ELM_GGUF_STRING, ELM_GGUF_U64, ELM_GGUF_I64, ELM_GGUF_F64};
+    for (uint64_t i = 0; i < g->n_kv; i++)
+        assert_int_equal(g->kv[i].type, i < 12 ? types[i] : ELM_GGUF_ARRAY);
+    assert_ok(elm_gguf_get_arr(g, "t.af32", ELM_GGUF_F32, &n, &data));
+    assert_true(n == 3 && memcmp(data, f32v, sizeof f32v) == 0);
+    assert_ok(elm_gguf_get_arr(g, "t.au32", ELM_GGUF_U32, &n, &data));
+    assert_true(n == 3 && memcmp(data, u32v, sizeof u32v) == 0);
+    assert_ok(elm_gguf_get_arr(g, "t.abool", ELM_GGUF_BOOL, &n, &data));
+    assert_true(n == 3 && memcmp(data, boolv, sizeof boolv) == 0);
+    assert_ok(elm_gguf_get_arr(g, "t.af64", ELM_GGUF_F64, &n, &data));
+    assert_true(n == 2 && memcmp(data, f64v, sizeof f64v) == 0);
+    assert_ok(elm_gguf_get_arr(g, "t.aempty", ELM_GGUF_U8, &n, &data));
+    assert_int_equal(n, 0);
+    assert_ok(elm_gguf_get_str_arr(g, "t.astr", sv, 4));
+    for (int i = 0; i < 4; i++)
+        assert_true(elm_gguf_str_eq(sv[i], strs[i]));
+
+    /* typed getters across integer types */
+    uint32_t u;
+    int32_t i;
+    float f;
+    bool bv;
+    assert_ok(elm_gguf_get_u32(g, "t.u8", &u));
+    assert_int_equal(u, 200);
+    assert_ok(elm_gguf_get_i32(g, "t.i16", &i));
+    assert_int_equal(i, -300);
+    assert_int_equal(elm_gguf_get_u32(g, "t.i8", &u), ELM_EFORMAT);   /* negative */
+    assert_int_equal(elm_gguf_get_u32(g, "t.u64", &u), ELM_EFORMAT);  /* too large */
+    assert_int_equal(elm_gguf_get_i32(g, "t.u32", &i), ELM_EFORMAT);  /* > INT32_MAX */
+    assert_int_equal(elm_gguf_get_i32(g, "t.i64", &i), ELM_EFORMAT);  /* < INT32_MIN */
+    assert_int_equal(elm_gguf_get_u32(g, "t.bool", &u), ELM_EFORMAT); /* not an integer */
+    assert_ok(elm_gguf_get_f32(g, "t.f64", &f));
+    assert_true(fabsf(f - 3.14159265f) < 1e-6f);
+    assert_int_equal(elm_gguf_get_f32(g, "t.u8", &f), ELM_EFORMAT);
+    assert_ok(elm_gguf_get_bool(g, "t.bool", &bv));
+    assert_true(bv);
+    assert_int_equal(elm_gguf_get_bool(g, "t.u8", &bv), ELM_EFORMAT);
+
+    /* tensors */
+    const struct elm_gguf_tensor *t = elm_gguf_find_tensor(g, "t.f32");
+    assert_non_null(t);
+    assert_true(t->n_dims == 2 && t->ne[0] == 8 && t->ne[1] == 3 && t->type == ELM_TYPE_F32);
+    assert_memory_equal(elm_gguf_tensor_data(g, t), tf, sizeof tf);
+    t = elm_gguf_find_tensor(g, "t.q8");
+    assert_non_null(t);
+    assert_true(t->n_bytes == sizeof tq && t->type == ELM_TYPE_Q8_0);
+    assert_memory_equal(elm_gguf_tensor_data(g, t), tq, sizeof tq);
+    t = elm_gguf_find_tensor(g, "t.fill");
+    assert_non_null(t);
+    assert_true(t->n_dims == 3 && t->ne[2] == 2 && t->n_bytes == 30 * 2);
+    uint8_t expect[60];
+    fill_pattern(&seed, expect, sizeof expect);
+    assert_memory_equal(elm_gguf_tensor_data(g, t), expect, sizeof expect);
+    /* each tensor padded, the last one too (llama.cpp expects it) */
+    assert_int_equal(g->size % 32, 0);
+    elm_gguf_destroy(&g);
+
+    /* no temporary file left behind */
+    char tmp[300];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    assert_int_equal(access(tmp, F_OK), -1);
+    unlink(path);
+}
+
+static void test_writer_alignment(void **state)
+{
+    struct elm_gguf_writer *w = elm_gguf_writer_create(64);
+    struct elm_gguf *g = NULL;
+    char path[256], err[512];
+    float a[32] = {1}, b[40] = {2};
+
+    assert_null(elm_gguf_writer_create(48));
+    assert_non_null(w);
+    assert_ok(elm_gguf_writer_set_str(w, "general.architecture", "llama"));
+    assert_ok(elm_gguf_writer_add_tensor(w, "a", ELM_TYPE_F32, 1, (int64_t[]){32}, a));
+    assert_ok(elm_gguf_writer_add_tensor(w, "b", ELM_TYPE_F32, 1, (int64_t[]){40}, b));
+    tmp_path(path, sizeof path, "align64.gguf");
+    assert_ok(elm_gguf_writer_write(w, path, err, sizeof err));
+    assert_ok(elm_gguf_open(path, &g, err, sizeof err));
+    check_invariants(g);
+    assert_int_equal(g->alignment, 64);
+    assert_int_equal(g->data_offset % 64, 0);
+    assert_int_equal(elm_gguf_find_tensor(g, "b")->offset, 128); /* a: 128 bytes */
+    assert_int_equal(g->size % 64, 0);
+    assert_memory_equal(elm_gguf_tensor_data(g, elm_gguf_find_tensor(g, "b")), b, sizeof b);
+    elm_gguf_destroy(&g);
+    elm_gguf_writer_destroy(&w);
+
+    /* a stale general.alignment is corrected to the writer's alignment */
+    w = elm_gguf_writer_create(32);
+    assert_ok(elm_gguf_writer_set_u32(w, "general.alignment", 256));
+    assert_ok(elm_gguf_writer_add_tensor(w, "a", ELM_TYPE_F32, 1, (int64_t[]){32}, a));
+    assert_ok(elm_gguf_writer_write(w, path, err, sizeof err));
+    assert_ok(elm_gguf_open(path, &g, err, sizeof err));
+    assert_int_equal(g->alignment, 32);
+    assert_int_equal(g->n_kv, 1);
+    elm_gguf_destroy(&g);
+    elm_gguf_writer_destroy(&w);
+    unlink(path);
+}
+
+/* add_tensor with the dims inline */
+#define ADD(name, type, n_dims, data, ...)                                                         \
+    elm_gguf_writer_add_tensor(w, name, type, n_dims, (int64_t[]){__VA_ARGS__}, data)
+
+static void test_writer_errors(void **state)
+{
+    struct elm_gguf_writer *w = elm_gguf_writer_create(32);
+    uint8_t q[64 * 172] = {0}, two = 2;
+    const char *strs[] = {"x", NULL};
+    char err[512];
+
+    assert_non_null(w);
+    assert_int_equal(ADD("blk.0.ffn_down.weight", ELM_TYPE_Q8_0, 2, q, 172, 64), ELM_EFORMAT);
+    assert_contains(elm_gguf_writer_error(w), "'blk.0.ffn_down.weight'");
+    assert_contains(elm_gguf_writer_error(w), "172");
+    assert_int_equal(ADD("a", ELM_TYPE_F32, 5, q, 1, 1, 1, 1, 1), ELM_EFORMAT);
+    assert_int_equal(ADD("a", ELM_TYPE_F32, 2, q, 0, 4), ELM_EFORMAT);
+    assert_int_equal(ADD("a", ELM_TYPE_F32, 2, q, -1, 4), ELM_EFORMAT);
+    assert_int_equal(ADD("a", ELM_TYPE_Q8_K, 1, q, 256), ELM_EUNSUPPORTED);
+    assert_int_equal(ADD("a", 77, 1, q, 32), ELM_EUNSUPPORTED);
+    assert_int_equal(ADD("", ELM_TYPE_F32, 1, q, 32), ELM_EFORMAT);
+    assert_int_equal(ADD("a", ELM_TYPE_F32, 1, NULL, 32), -EINVAL);
+    assert_ok(ADD("a", ELM_TYPE_F32, 1, q, 32));
+    assert_int_equal(ADD("a", ELM_TYPE_F32, 1, q, 32), ELM_EFORMAT);
+    assert_contains(elm_gguf_writer_error(w), "duplicate");
+    assert_int_equal(elm_gguf_writer_set_arr(w, "k", ELM_GGUF_ARRAY, 1, q), ELM_EFORMAT);
+    assert_int_equal(elm_gguf_writer_set_arr(w, "k", ELM_GGUF_STRING, 1, q), ELM_EFORMAT);
+    assert_int_equal(elm_gguf_writer_set_arr(w, "k", ELM_GGUF_U64, UINT64_MAX / 2, q), ELM_EFORMAT);
+    assert_int_equal(elm_gguf_writer_set_scalar(w, "k", ELM_GGUF_BOOL, &two), ELM_EFORMAT);
+    assert_int_equal(elm_gguf_writer_set_scalar(w, "k", ELM_GGUF_STRING, "x"), ELM_EFORMAT);
+    assert_int_equal(elm_gguf_writer_set_str_arr(w, "k", strs, 2), -EINVAL);
+    assert_int_equal(elm_gguf_writer_set_u32(w, "", 1), ELM_EFORMAT);
+    assert_int_equal(elm_gguf_writer_set_str(w, "k", NULL), -EINVAL);
+
+    /* an unwritable path: an error naming it, and no temporary file */
+    assert_int_equal(elm_gguf_writer_write(w, "/nonexistent/dir/x.gguf", err, sizeof err), -ENOENT);
+    assert_contains(err, "/nonexistent/dir/x.gguf");
+    elm_gguf_writer_destroy(&w);
+    elm_gguf_writer_destroy(NULL);
+}
+
+/* Copies every KV and tensor of src into a new file and checks the copy field by field. */
+static void copy_and_compare(const char *rel, const char *out_name, bool expect_identical)
+{
+    struct elm_gguf *src = NULL, *dst = NULL;
+    struct elm_gguf_writer *w = elm_gguf_writer_create(32);
+    char path[256], err[512];
+    const char *in = elm_test_model_path(rel);
+
+    assert_non_null(in);
+    assert_ok(elm_gguf_open(in, &src, err, sizeof err));
+    for (uint64_t i = 0; i < src->n_kv; i++)
+        assert_ok(elm_gguf_writer_copy_kv(w, &src->kv[i]));
+    for (uint64_t i = 0; i < src->n_tensors; i++) {
+        const struct elm_gguf_tensor *t = &src->tensors[i];
+        char name[256];
+        assert_true(t->name.len < sizeof name);
+        memcpy(name, t->name.ptr, t->name.len);
+        name[t->name.len] = 0;
+        assert_ok(elm_gguf_writer_add_tensor(w, name, t->type, t->n_dims, t->ne,
+                                             elm_gguf_tensor_data(src, t)));
+    }
+    tmp_path(path, sizeof path, out_name);
+    assert_ok(elm_gguf_writer_write(w, path, err, sizeof err));
+    elm_gguf_writer_destroy(&w);
+
+    assert_ok(elm_gguf_open(path, &dst, err, sizeof err));
+    check_invariants(dst);
+    assert_int_equal(dst->n_kv, src->n_kv);
+    assert_int_equal(dst->n_tensors, src->n_tensors);
+    for (uint64_t i = 0; i < src->n_kv; i++) {
+        const struct elm_gguf_kv *a = &src->kv[i], *b = &dst->kv[i];
+        assert_int_equal(a->key.len, b->key.len);
+        assert_memory_equal(a->key.ptr, b->key.ptr, a->key.len);
+        assert_int_equal(a->type, b->type);
+        assert_int_equal(a->arr_type, b->arr_type);
+        assert_int_equal(a->arr_n, b->arr_n);
+        assert_int_equal(a->raw_len, b->raw_len);
+        if (a->raw_len)
+            assert_memory_equal(a->raw, b->raw, a->raw_len);
+    }
+    for (uint64_t i = 0; i < src->n_tensors; i++) {
+        const struct elm_gguf_tensor *a = &src->tensors[i], *b = &dst->tensors[i];
+        assert_true(a->name.len == b->name.len && !memcmp(a->name.ptr, b->name.ptr, a->name.len));
+        assert_int_equal(a->n_dims, b->n_dims);
+        assert_memory_equal(a->ne, b->ne, sizeof a->ne);
+        assert_int_equal(a->type, b->type);
+        assert_int_equal(a->n_bytes, b->n_bytes);
+        assert_memory_equal(elm_gguf_tensor_data(src, a), elm_gguf_tensor_data(dst, b), a->n_bytes);
+    }
+    /* this file was written by ggml's GGUF writer with the same layout rules */
+    if (expect_identical) {
+        assert_int_equal(dst->size, src->size);
+        assert_memory_equal(dst->base, src->base, src->size);
+    }
+    elm_gguf_destroy(&dst);
+    elm_gguf_destroy(&src);
+    unlink(path);
+}
+
+static void test_writer_copy_stories(void **state)
+{
+    ELM_REQUIRE_MODEL(p1, "stories260K.gguf");
+    ELM_REQUIRE_MODEL(p2, "vocab/ggml-vocab-llama-spm.gguf");
+    (void)p1, (void)p2;
+    copy_and_compare("stories260K.gguf", "copy.gguf", true);
+    copy_and_compare("vocab/ggml-vocab-llama-spm.gguf", "vocab.gguf", false);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Main
+ */
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    return remove(path);
+}
+
+static int group_setup(void **state)
+{
+    strcpy(g_tmpdir, "/tmp/elm-test-gguf-XXXXXX");
+    return mkdtemp(g_tmpdir) ? 0 : -1;
+}
+
+static int group_teardown(void **state)
+{
+    return nftw(g_tmpdir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_stories260k),       cmocka_unit_test(test_all_models),
+        cmocka_unit_test(test_open_errors),       cmocka_unit_test(test_truncated),
+        cmocka_unit_test(test_mutations),         cmocka_unit_test(test_handmade_header),
+        cmocka_unit_test(test_handmade_kv),       cmocka_unit_test(test_handmade_tensors),
+        cmocka_unit_test(test_writer_round_trip), cmocka_unit_test(test_writer_alignment),
+        cmocka_unit_test(test_writer_errors),     cmocka_unit_test(test_writer_copy_stories),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
