@@ -2,9 +2,10 @@
  * byte-level BPE ("gpt2", with the gpt-2, deepseek-coder and deepseek-llm pre-tokenizers),
  * loaded from a GGUF file's tokenizer.ggml.* keys.
  *
- * Special tokens: CONTROL (and USER_DEFINED) tokens are matched in the text only when
- * parse_special is true, so that user text such as "<s>" or "[INST]" stays ordinary text by
- * default and cannot inject control tokens.
+ * Special tokens: CONTROL and UNKNOWN tokens are matched in the text only when parse_special
+ * is true, so that user text such as "<s>" or "[INST]" stays ordinary text by default and
+ * cannot inject control tokens. USER_DEFINED tokens (plain text the vocabulary keeps whole,
+ * such as "ü" in deepseek) are always split out, as llama.cpp does.
  */
 #ifndef ELM_VOCAB_H
 #define ELM_VOCAB_H
@@ -47,6 +48,10 @@ enum elm_token_type elm_vocab_type(const struct elm_vocab *v, int32_t id); /* id
 bool elm_vocab_is_eog(const struct elm_vocab *v, int32_t id);
 /* The stored token text (e.g. "▁Hello", "<0x0A>", "Ġworld"); not NUL-terminated. */
 const char *elm_vocab_text(const struct elm_vocab *v, int32_t id, size_t *len);
+
+/* Id of the token whose stored text is exactly text[0..len) (e.g. "<|im_end|>", "▁Hello"), or
+ * -1 when there is none. */
+int32_t elm_vocab_find(const struct elm_vocab *v, const char *text, size_t len);
 
 /* Tokenizes len bytes of text. add_special adds BOS/EOS as the vocab asks; parse_special lets
  * CONTROL/USER_DEFINED token text in the input become those tokens. Writes at most cap ids to
