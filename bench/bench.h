@@ -66,6 +66,11 @@ struct bench_machine {
 };
 void bench_machine(struct bench_machine *m);
 
+/* Synthetic models (synth.c): writes (or finds in the cache) the GGUF for SHAPE:TYPE, e.g.
+ * "tinyllama-1.1b:q4_0", and puts its path in path. Returns 0 or an error with a message. */
+int bench_synth(const char *spec, char *path, size_t pathlen, char *err, size_t errlen);
+const char *bench_synth_shapes(void);
+
 /* Subcommands: argc/argv start after the subcommand name; return the exit code. */
 int bench_model(const struct bench_opts *o, int argc, char **argv);
 

@@ -119,22 +119,34 @@ static int bench_one(const struct bench_opts *o, const char *path, int threads,
 int bench_model(const struct bench_opts *o, int argc, char **argv)
 {
     static const struct option lo[] = {
-        {"model", required_argument, 0, 'm'}, {"pp", required_argument, 0, 'p'},
+        {"model", required_argument, 0, 'm'}, {"synth", required_argument, 0, 's'},
+        {"pp", required_argument, 0, 'p'},
         {"tg", required_argument, 0, 'n'},    {"batch", required_argument, 0, 'b'},
         {"help", no_argument, 0, 'h'},        {0, 0, 0, 0},
     };
     const char *models[MAX_MODELS];
+    static char synth_paths[MAX_MODELS][512];
     int n_models = 0;
     struct run r = {.pp = o->quick ? 32 : 512, .tg = o->quick ? 16 : 128, .batch = 512};
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "m:p:n:b:h", lo, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "m:s:p:n:b:h", lo, NULL)) != -1) {
         int *dst = c == 'p' ? &r.pp : c == 'n' ? &r.tg : &r.batch;
         switch (c) {
         case 'm':
+        case 's':
             if (n_models == MAX_MODELS) {
-                fprintf(stderr, "elm-bench model: at most %d --model\n", MAX_MODELS);
+                fprintf(stderr, "elm-bench model: at most %d models\n", MAX_MODELS);
                 return 2;
+            }
+            if (c == 's') {
+                char err[512];
+                if (bench_synth(optarg, synth_paths[n_models], sizeof synth_paths[0], err,
+                                sizeof err)) {
+                    fprintf(stderr, "elm-bench model: %s\n", err);
+                    return 2;
+                }
+                optarg = synth_paths[n_models];
             }
             models[n_models++] = optarg;
             break;
@@ -149,15 +161,17 @@ int bench_model(const struct bench_opts *o, int argc, char **argv)
             break;
         }
         case 'h':
-            printf("usage: elm-bench model --model FILE [--model FILE...] [--pp N] [--tg N] "
-                   "[--batch N]\nPrompt processing of N random tokens (default 512) in batches, "
-                   "then decode of N tokens (default 128), F16 KV cache.\n");
+            printf("usage: elm-bench model (--model FILE | --synth SHAPE:TYPE)... [--pp N] "
+                   "[--tg N] [--batch N]\nPrompt processing of N random tokens (default 512) "
+                   "in batches, then decode of N tokens (default 128), F16 KV cache.\n"
+                   "Synthetic shapes: %s; TYPE is any 'elmctl quantize' type.\n",
+                   bench_synth_shapes());
             return 0;
         default: return 2;
         }
     }
     if (!n_models) {
-        fprintf(stderr, "elm-bench model: give at least one --model FILE\n");
+        fprintf(stderr, "elm-bench model: give at least one --model FILE or --synth SPEC\n");
         return 2;
     }
     bench_print_header(o, "model");
