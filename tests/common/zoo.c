@@ -74,7 +74,7 @@ static int check_prompt(const struct elm_model *m, struct elm_work *w, struct el
         if (got != want) {
             if (!result)
                 snprintf(rep->failure, sizeof rep->failure,
-                         "prompt '%s' position %zu: greedy id %d, reference %d (margin %.3f)",
+                         "prompt '%.200s' position %zu: greedy id %d, reference %d (margin %.3f)",
                          text->str, k, got, want, json_at(margins, k)->num);
             result = 1;
             break;
@@ -118,7 +118,7 @@ int zoo_check(const char *name, const char *kernel, enum elm_type kv_type, doubl
     char err[512];
     int rc = elm_model_load(gguf, &mp, &m, err, sizeof err);
     if (rc) {
-        snprintf(rep->failure, sizeof rep->failure, "load %s: %s", gguf, err);
+        snprintf(rep->failure, sizeof rep->failure, "load %.200s: %.200s", gguf, err);
         json_free(ref);
         return 1;
     }
