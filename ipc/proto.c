@@ -1,0 +1,731 @@
+/* proto.c — control-message codec: schema tables, the validating decoder, the frame builder.
+ *
+ * The schema is data: one table gives each tag its name and value type, one gives each command
+ * the fields its request and its reply may carry. The decoder walks a frame once, checks every
+ * field header against the bytes that remain before touching the value, checks values by type
+ * and fields against the command's schema, and recurses one level into groups. Every loop
+ * advances by at least one field header, so it ends; every read is bounded by the frame length.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "elm/status.h"
+#include "ipc/proto.h"
+
+/* ---------------------------------------------------------------------------------------------
+ * Schema
+ */
+
+struct tag_def {
+    const char *name;
+    uint8_t type; /* enum elm_proto_type; 0 = not a tag */
+};
+
+static const struct tag_def tag_defs[ELM_TAG_LIMIT] = {
+    [ELM_TAG_STATUS] = {"status", ELM_PT_I64},
+    [ELM_TAG_MESSAGE] = {"message", ELM_PT_STR},
+    [ELM_TAG_VERSION_MIN] = {"version_min", ELM_PT_U64},
+    [ELM_TAG_VERSION_MAX] = {"version_max", ELM_PT_U64},
+    [ELM_TAG_VERSION] = {"version", ELM_PT_U64},
+    [ELM_TAG_CLIENT_NAME] = {"client_name", ELM_PT_STR},
+    [ELM_TAG_DAEMON_VERSION] = {"daemon_version", ELM_PT_STR},
+    [ELM_TAG_PID] = {"pid", ELM_PT_U64},
+    [ELM_TAG_PATH] = {"path", ELM_PT_STR},
+    [ELM_TAG_MODEL_NAME] = {"model_name", ELM_PT_STR},
+    [ELM_TAG_N_CTX] = {"n_ctx", ELM_PT_U64},
+    [ELM_TAG_N_THREADS] = {"n_threads", ELM_PT_U64},
+    [ELM_TAG_N_VOCAB] = {"n_vocab", ELM_PT_U64},
+    [ELM_TAG_SESSION_ID] = {"session_id", ELM_PT_U64},
+    [ELM_TAG_SHM_NAME] = {"shm_name", ELM_PT_STR},
+    [ELM_TAG_SHM_SIZE] = {"shm_size", ELM_PT_U64},
+    [ELM_TAG_REQ_RING_SIZE] = {"req_ring_size", ELM_PT_U64},
+    [ELM_TAG_EVT_RING_SIZE] = {"evt_ring_size", ELM_PT_U64},
+    [ELM_TAG_SESSION] = {"session", ELM_PT_GROUP},
+    [ELM_TAG_STATE] = {"state", ELM_PT_U64},
+    [ELM_TAG_UPTIME_NS] = {"uptime_ns", ELM_PT_U64},
+    [ELM_TAG_N_SESSIONS] = {"n_sessions", ELM_PT_U64},
+    [ELM_TAG_MAX_SESSIONS] = {"max_sessions", ELM_PT_U64},
+    [ELM_TAG_N_REQUESTS] = {"n_requests", ELM_PT_U64},
+    [ELM_TAG_N_PROMPT_TOKENS] = {"n_prompt_tokens", ELM_PT_U64},
+    [ELM_TAG_N_GEN_TOKENS] = {"n_gen_tokens", ELM_PT_U64},
+    [ELM_TAG_PROMPT_NS] = {"prompt_ns", ELM_PT_U64},
+    [ELM_TAG_GEN_NS] = {"gen_ns", ELM_PT_U64},
+    [ELM_TAG_N_ERRORS] = {"n_errors", ELM_PT_U64},
+    [ELM_TAG_GEN_TOKENS_PER_S] = {"gen_tokens_per_s", ELM_PT_F64},
+    [ELM_TAG_RSS_BYTES] = {"rss_bytes", ELM_PT_U64},
+    [ELM_TAG_LOAD_NS] = {"load_ns", ELM_PT_U64},
+    [ELM_TAG_AGE_NS] = {"age_ns", ELM_PT_U64},
+};
+
+#define RQ 0x1 /* required (in a reply: required when STATUS is 0) */
+#define RP 0x2 /* may appear more than once */
+
+struct rule {
+    uint16_t tag;
+    uint8_t flags;
+};
+
+struct schema {
+    const struct rule *rules;
+    unsigned n; /* <= 64 (a bit each while scanning) */
+};
+
+// clang-format off
+#define SCHEMA(...) \
+    {(const struct rule[]){__VA_ARGS__}, \
+     sizeof((const struct rule[]){__VA_ARGS__}) / sizeof(struct rule)}
+#define NO_FIELDS {NULL, 0}
+// clang-format on
+
+/* Replies implicitly also carry STATUS (required) and MESSAGE (optional). */
+struct cmd_def {
+    const char *name;
+    bool is_request; /* false: reply-only (ERROR) */
+    struct schema req;
+    struct schema rep;
+};
+
+static const struct cmd_def cmd_defs[ELM_CMD_LIMIT] = {
+    [ELM_CMD_HELLO] = {"hello", true,
+                       SCHEMA({ELM_TAG_VERSION_MIN, RQ}, {ELM_TAG_VERSION_MAX, RQ},
+                              {ELM_TAG_CLIENT_NAME, 0}, {ELM_TAG_PID, 0}),
+                       SCHEMA({ELM_TAG_VERSION, RQ}, {ELM_TAG_VERSION_MIN, 0},
+                              {ELM_TAG_VERSION_MAX, 0}, {ELM_TAG_DAEMON_VERSION, 0},
+                              {ELM_TAG_PID, 0})},
+    [ELM_CMD_STATUS] = {"status", true, NO_FIELDS,
+                        SCHEMA({ELM_TAG_UPTIME_NS, RQ}, {ELM_TAG_N_SESSIONS, RQ},
+                               {ELM_TAG_MAX_SESSIONS, 0}, {ELM_TAG_PID, 0},
+                               {ELM_TAG_DAEMON_VERSION, 0}, {ELM_TAG_PATH, 0},
+                               {ELM_TAG_MODEL_NAME, 0}, {ELM_TAG_N_CTX, 0}, {ELM_TAG_N_VOCAB, 0},
+                               {ELM_TAG_N_THREADS, 0}, {ELM_TAG_LOAD_NS, 0})},
+    [ELM_CMD_LOAD] = {"load", true,
+                      SCHEMA({ELM_TAG_PATH, RQ}, {ELM_TAG_N_CTX, 0}, {ELM_TAG_N_THREADS, 0}),
+                      SCHEMA({ELM_TAG_MODEL_NAME, 0}, {ELM_TAG_N_CTX, 0}, {ELM_TAG_N_VOCAB, 0},
+                             {ELM_TAG_LOAD_NS, 0})},
+    [ELM_CMD_UNLOAD] = {"unload", true, NO_FIELDS, NO_FIELDS},
+    [ELM_CMD_OPEN_SESSION] = {"open_session", true,
+                              SCHEMA({ELM_TAG_N_CTX, 0}, {ELM_TAG_REQ_RING_SIZE, 0},
+                                     {ELM_TAG_EVT_RING_SIZE, 0}, {ELM_TAG_CLIENT_NAME, 0},
+                                     {ELM_TAG_PID, 0}),
+                              SCHEMA({ELM_TAG_SESSION_ID, RQ}, {ELM_TAG_SHM_NAME, RQ},
+                                     {ELM_TAG_SHM_SIZE, RQ}, {ELM_TAG_REQ_RING_SIZE, RQ},
+                                     {ELM_TAG_EVT_RING_SIZE, RQ}, {ELM_TAG_N_CTX, 0})},
+    [ELM_CMD_CLOSE_SESSION] = {"close_session", true, SCHEMA({ELM_TAG_SESSION_ID, RQ}), NO_FIELDS},
+    [ELM_CMD_CANCEL] = {"cancel", true, SCHEMA({ELM_TAG_SESSION_ID, RQ}), NO_FIELDS},
+    [ELM_CMD_SESSIONS] = {"sessions", true, NO_FIELDS, SCHEMA({ELM_TAG_SESSION, RP})},
+    [ELM_CMD_STATS] = {"stats", true, NO_FIELDS,
+                       SCHEMA({ELM_TAG_UPTIME_NS, RQ}, {ELM_TAG_N_REQUESTS, RQ},
+                              {ELM_TAG_N_PROMPT_TOKENS, RQ}, {ELM_TAG_N_GEN_TOKENS, RQ},
+                              {ELM_TAG_PROMPT_NS, 0}, {ELM_TAG_GEN_NS, 0}, {ELM_TAG_N_ERRORS, 0},
+                              {ELM_TAG_GEN_TOKENS_PER_S, 0}, {ELM_TAG_RSS_BYTES, 0},
+                              {ELM_TAG_N_SESSIONS, 0})},
+    [ELM_CMD_SHUTDOWN] = {"shutdown", true, NO_FIELDS, NO_FIELDS},
+    [ELM_CMD_ERROR] = {"error", false, NO_FIELDS, NO_FIELDS},
+};
+
+/* The fields of one ELM_TAG_SESSION group. */
+static const struct schema session_group =
+    SCHEMA({ELM_TAG_SESSION_ID, RQ}, {ELM_TAG_STATE, RQ}, {ELM_TAG_PID, 0},
+           {ELM_TAG_CLIENT_NAME, 0}, {ELM_TAG_N_CTX, 0}, {ELM_TAG_N_PROMPT_TOKENS, 0},
+           {ELM_TAG_N_GEN_TOKENS, 0}, {ELM_TAG_AGE_NS, 0});
+
+static const struct cmd_def *cmd_def(uint16_t cmd)
+{
+    return cmd < ELM_CMD_LIMIT && cmd_defs[cmd].name ? &cmd_defs[cmd] : NULL;
+}
+
+static const struct schema *group_schema(uint16_t tag)
+{
+    return tag == ELM_TAG_SESSION ? &session_group : NULL;
+}
+
+int elm_proto_tag_type(uint16_t tag)
+{
+    return tag < ELM_TAG_LIMIT ? tag_defs[tag].type : 0;
+}
+
+const char *elm_proto_tag_name(uint16_t tag)
+{
+    return tag < ELM_TAG_LIMIT && tag_defs[tag].name ? tag_defs[tag].name : "unknown";
+}
+
+const char *elm_proto_cmd_name(uint16_t cmd)
+{
+    const struct cmd_def *d = cmd_def(cmd);
+    return d ? d->name : "unknown";
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Little-endian access (memcpy: frames have no alignment; the host is little endian)
+ */
+
+static uint16_t rd16(const unsigned char *p)
+{
+    uint16_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static uint32_t rd32(const unsigned char *p)
+{
+    uint32_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static uint64_t rd64(const unsigned char *p)
+{
+    uint64_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Decoder
+ */
+
+/* What a scan found besides validity. */
+struct scan_out {
+    uint64_t seen; /* bit i: rule i present */
+    bool has_status;
+    bool has_message;
+    int64_t status;
+};
+
+static int fail(const char **why, const char *what)
+{
+    if (why)
+        *why = what;
+    return ELM_EPROTO;
+}
+
+static int check_value(uint8_t type, const unsigned char *v, uint32_t n, const char **why)
+{
+    switch (type) {
+    case ELM_PT_U64:
+    case ELM_PT_I64:
+        return n == 8 ? 0 : fail(why, "integer field is not 8 bytes");
+    case ELM_PT_F64: {
+        if (n != 8)
+            return fail(why, "f64 field is not 8 bytes");
+        double d;
+        memcpy(&d, v, sizeof d);
+        return isfinite(d) ? 0 : fail(why, "f64 field is not finite");
+    }
+    case ELM_PT_STR:
+        if (n > ELM_PROTO_MAX_STR)
+            return fail(why, "string too long");
+        return memchr(v, 0, n) ? fail(why, "string contains NUL") : 0;
+    case ELM_PT_BYTES:
+    case ELM_PT_GROUP:
+        return 0; /* groups are checked by the caller, against their schema */
+    default:
+        return fail(why, "unknown value type");
+    }
+}
+
+static int find_rule(const struct schema *s, uint16_t tag)
+{
+    for (unsigned i = 0; i < s->n; i++)
+        if (s->rules[i].tag == tag)
+            return (int)i;
+    return -1;
+}
+
+static int check_required(const struct schema *s, uint64_t seen, const char **why)
+{
+    for (unsigned i = 0; i < s->n; i++)
+        if ((s->rules[i].flags & RQ) && !(seen & (1ull << i)))
+            return fail(why, "required field missing");
+    return 0;
+}
+
+/* Validates a field sequence against schema s. reply: STATUS/MESSAGE are allowed. depth 0 is
+ * a body, 1 a group (groups do not nest). */
+static int scan(const unsigned char *p, uint32_t len, const struct schema *s, bool reply, int depth,
+                struct scan_out *o, const char **why)
+{
+    memset(o, 0, sizeof *o);
+    uint32_t off = 0;
+    while (off < len) {
+        if (len - off < ELM_PROTO_FIELD_HDR)
+            return fail(why, "truncated field header");
+        uint16_t tag = rd16(p + off);
+        uint16_t type = rd16(p + off + 2);
+        uint32_t n = rd32(p + off + 4);
+        off += ELM_PROTO_FIELD_HDR;
+        if (n > len - off)
+            return fail(why, "field runs past the end of the frame");
+        const unsigned char *v = p + off;
+        off += n;
+
+        int known = elm_proto_tag_type(tag);
+        if (!known) {
+            if (tag & ELM_TAG_OPTIONAL)
+                continue; /* a newer peer's optional field: skipped whole */
+            return fail(why, "unknown field tag");
+        }
+        if (type != known)
+            return fail(why, "field has the wrong type for its tag");
+        int rc = check_value((uint8_t)type, v, n, why);
+        if (rc < 0)
+            return rc;
+
+        if (reply && depth == 0 && tag == ELM_TAG_STATUS) {
+            if (o->has_status)
+                return fail(why, "duplicate status");
+            o->has_status = true;
+            o->status = (int64_t)rd64(v);
+            continue;
+        }
+        if (reply && depth == 0 && tag == ELM_TAG_MESSAGE) {
+            if (o->has_message)
+                return fail(why, "duplicate message");
+            o->has_message = true;
+            continue;
+        }
+        int i = find_rule(s, tag);
+        if (i < 0)
+            return fail(why, "field not allowed in this message");
+        if ((o->seen & (1ull << i)) && !(s->rules[i].flags & RP))
+            return fail(why, "duplicate field");
+        o->seen |= 1ull << i;
+        if (type == ELM_PT_GROUP) {
+            const struct schema *g = group_schema(tag);
+            struct scan_out go;
+            if (depth > 0 || !g)
+                return fail(why, "nested group");
+            rc = scan(v, n, g, false, depth + 1, &go, why);
+            if (rc == 0)
+                rc = check_required(g, go.seen, why);
+            if (rc < 0)
+                return rc;
+        }
+    }
+    return 0;
+}
+
+int elm_proto_decode_header(const void *frame, size_t len, struct elm_proto_hdr *out)
+{
+    const unsigned char *b = frame;
+    if (!frame || len < ELM_PROTO_HDR_SIZE || len > ELM_PROTO_MAX_FRAME)
+        return ELM_EPROTO;
+    if (b[0] != 'E' || b[1] != 'L' || b[2] != 'M')
+        return ELM_EPROTO;
+    out->version = b[3];
+    out->cmd = rd16(b + 4);
+    out->flags = rd16(b + 6);
+    out->req_id = rd32(b + 8);
+    return 0;
+}
+
+int elm_proto_decode(const void *frame, size_t len, struct elm_proto_msg *out, const char **why)
+{
+    struct elm_proto_hdr h;
+    if (elm_proto_decode_header(frame, len, &h) < 0)
+        return fail(why, "bad magic or frame size");
+    if (h.flags & ~ELM_PROTO_F_KNOWN)
+        return fail(why, "unknown flags");
+    const struct cmd_def *d = cmd_def(h.cmd);
+    if (!d)
+        return fail(why, "unknown command");
+    bool reply = h.flags & ELM_PROTO_F_REPLY;
+    if (!reply && !d->is_request)
+        return fail(why, "command is reply-only");
+    /* HELLO and ERROR are version-independent, so any client can negotiate or learn why not. */
+    if (h.version == 0)
+        return fail(why, "version 0");
+    if (h.cmd != ELM_CMD_HELLO && h.cmd != ELM_CMD_ERROR &&
+        !elm_proto_version_is_supported(h.version))
+        return fail(why, "unsupported protocol version");
+
+    const unsigned char *body = (const unsigned char *)frame + ELM_PROTO_HDR_SIZE;
+    uint32_t blen = (uint32_t)(len - ELM_PROTO_HDR_SIZE);
+    const struct schema *s = reply ? &d->rep : &d->req;
+    struct scan_out o;
+    int rc = scan(body, blen, s, reply, 0, &o, why);
+    if (rc < 0)
+        return rc;
+    int32_t status = 0;
+    if (reply) {
+        if (!o.has_status)
+            return fail(why, "reply without status");
+        if (o.status > 0 || o.status < INT32_MIN)
+            return fail(why, "status out of range");
+        if (h.cmd == ELM_CMD_ERROR && o.status == 0)
+            return fail(why, "error reply with status 0");
+        status = (int32_t)o.status;
+    }
+    /* A failed reply carries only what explains the failure; its success fields are optional. */
+    if (status == 0) {
+        rc = check_required(s, o.seen, why);
+        if (rc < 0)
+            return rc;
+    }
+    out->hdr = h;
+    out->status = status;
+    out->body.p = body;
+    out->body.len = blen;
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Accessors (on validated views; still bounds-checked so a misuse cannot read out of bounds)
+ */
+
+static int find_field(const struct elm_proto_view *v, uint16_t tag, uint32_t *cursor,
+                      uint16_t *type, const unsigned char **val, uint32_t *n)
+{
+    uint32_t off = *cursor;
+    while (off < v->len && v->len - off >= ELM_PROTO_FIELD_HDR) {
+        uint16_t t = rd16(v->p + off);
+        uint32_t len = rd32(v->p + off + 4);
+        if (len > v->len - off - ELM_PROTO_FIELD_HDR)
+            break;
+        if (t == tag) {
+            *type = rd16(v->p + off + 2);
+            *val = v->p + off + ELM_PROTO_FIELD_HDR;
+            *n = len;
+            *cursor = off + ELM_PROTO_FIELD_HDR + len;
+            return 0;
+        }
+        off += ELM_PROTO_FIELD_HDR + len;
+    }
+    return -ENOENT;
+}
+
+static int get_fixed(const struct elm_proto_view *v, uint16_t tag, uint16_t want, uint64_t *raw)
+{
+    uint32_t cur = 0, n;
+    uint16_t type;
+    const unsigned char *val;
+    if (!v || find_field(v, tag, &cur, &type, &val, &n) < 0)
+        return -ENOENT;
+    if (type != want || n != 8)
+        return ELM_EPROTO;
+    *raw = rd64(val);
+    return 0;
+}
+
+int elm_proto_get_u64(const struct elm_proto_view *v, uint16_t tag, uint64_t *out)
+{
+    return get_fixed(v, tag, ELM_PT_U64, out);
+}
+
+int elm_proto_get_i64(const struct elm_proto_view *v, uint16_t tag, int64_t *out)
+{
+    uint64_t raw;
+    int rc = get_fixed(v, tag, ELM_PT_I64, &raw);
+    if (rc == 0)
+        *out = (int64_t)raw;
+    return rc;
+}
+
+int elm_proto_get_f64(const struct elm_proto_view *v, uint16_t tag, double *out)
+{
+    uint64_t raw;
+    int rc = get_fixed(v, tag, ELM_PT_F64, &raw);
+    if (rc == 0)
+        memcpy(out, &raw, sizeof *out);
+    return rc;
+}
+
+static int get_var(const struct elm_proto_view *v, uint16_t tag, uint16_t want,
+                   const unsigned char **p, uint32_t *len)
+{
+    uint32_t cur = 0, n;
+    uint16_t type;
+    const unsigned char *val;
+    if (!v || find_field(v, tag, &cur, &type, &val, &n) < 0)
+        return -ENOENT;
+    if (type != want)
+        return ELM_EPROTO;
+    *p = val;
+    *len = n;
+    return 0;
+}
+
+int elm_proto_get_str(const struct elm_proto_view *v, uint16_t tag, const char **s, uint32_t *len)
+{
+    const unsigned char *p;
+    uint32_t n;
+    int rc = get_var(v, tag, ELM_PT_STR, &p, &n);
+    if (rc == 0) {
+        *s = (const char *)p;
+        *len = n;
+    }
+    return rc;
+}
+
+int elm_proto_get_bytes(const struct elm_proto_view *v, uint16_t tag, const void **p, uint32_t *len)
+{
+    const unsigned char *q;
+    uint32_t n;
+    int rc = get_var(v, tag, ELM_PT_BYTES, &q, &n);
+    if (rc == 0) {
+        *p = q;
+        *len = n;
+    }
+    return rc;
+}
+
+int elm_proto_copy_str(const struct elm_proto_view *v, uint16_t tag, char *buf, size_t cap)
+{
+    const char *s;
+    uint32_t n;
+    int rc = elm_proto_get_str(v, tag, &s, &n);
+    if (rc < 0)
+        return rc;
+    if (!buf || (size_t)n >= cap)
+        return -ENOSPC;
+    memcpy(buf, s, n);
+    buf[n] = '\0';
+    return 0;
+}
+
+int elm_proto_next_group(const struct elm_proto_view *v, uint16_t tag, uint32_t *cursor,
+                         struct elm_proto_view *out)
+{
+    uint32_t cur = *cursor, n;
+    uint16_t type;
+    const unsigned char *val;
+    for (;;) {
+        if (!v || find_field(v, tag, &cur, &type, &val, &n) < 0)
+            return -ENOENT;
+        if (type == ELM_PT_GROUP)
+            break;
+    }
+    out->p = val;
+    out->len = n;
+    *cursor = cur;
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Builder
+ */
+
+static int set_err(struct elm_proto_buf *b, int rc)
+{
+    if (!b->err)
+        b->err = rc;
+    return b->err;
+}
+
+/* Makes room for n more bytes, within ELM_PROTO_MAX_FRAME. */
+static int reserve(struct elm_proto_buf *b, size_t n)
+{
+    if (b->err)
+        return b->err;
+    if (n > ELM_PROTO_MAX_FRAME - b->len)
+        return set_err(b, -EMSGSIZE);
+    if (b->len + n <= b->cap)
+        return 0;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->len + n)
+        cap *= 2;
+    unsigned char *d = realloc(b->data, cap);
+    if (!d)
+        return set_err(b, -ENOMEM);
+    b->data = d;
+    b->cap = cap;
+    return 0;
+}
+
+static void wr16(unsigned char *p, uint16_t v)
+{
+    memcpy(p, &v, sizeof v);
+}
+
+static void wr32(unsigned char *p, uint32_t v)
+{
+    memcpy(p, &v, sizeof v);
+}
+
+static int put_field(struct elm_proto_buf *b, uint16_t tag, uint16_t type, const void *v, size_t n)
+{
+    if (!b)
+        return -EINVAL;
+    if (b->len < ELM_PROTO_HDR_SIZE)
+        return set_err(b, -EINVAL); /* no begin */
+    int rc = reserve(b, ELM_PROTO_FIELD_HDR + n);
+    if (rc < 0)
+        return rc;
+    unsigned char *p = b->data + b->len;
+    wr16(p, tag);
+    wr16(p + 2, type);
+    wr32(p + 4, (uint32_t)n);
+    if (n)
+        memcpy(p + ELM_PROTO_FIELD_HDR, v, n);
+    b->len += ELM_PROTO_FIELD_HDR + n;
+    return 0;
+}
+
+void elm_proto_buf_init(struct elm_proto_buf *b)
+{
+    memset(b, 0, sizeof *b);
+}
+
+void elm_proto_buf_fini(struct elm_proto_buf *b)
+{
+    if (!b)
+        return;
+    free(b->data);
+    memset(b, 0, sizeof *b);
+}
+
+int elm_proto_begin(struct elm_proto_buf *b, uint8_t version, uint16_t cmd, uint16_t flags,
+                    uint32_t req_id)
+{
+    if (!b)
+        return -EINVAL;
+    b->len = 0;
+    b->group_at = 0;
+    b->err = 0;
+    int rc = reserve(b, ELM_PROTO_HDR_SIZE);
+    if (rc < 0)
+        return rc;
+    unsigned char *p = b->data;
+    p[0] = 'E';
+    p[1] = 'L';
+    p[2] = 'M';
+    p[3] = version;
+    wr16(p + 4, cmd);
+    wr16(p + 6, flags);
+    wr32(p + 8, req_id);
+    b->len = ELM_PROTO_HDR_SIZE;
+    return 0;
+}
+
+static int put_status(struct elm_proto_buf *b, int status, const char *msg)
+{
+    int rc = elm_proto_put_i64(b, ELM_TAG_STATUS, status);
+    if (rc == 0 && msg)
+        rc = elm_proto_put_strn(b, ELM_TAG_MESSAGE, msg, strnlen(msg, ELM_PROTO_MAX_STR));
+    return rc;
+}
+
+int elm_proto_begin_reply(struct elm_proto_buf *b, const struct elm_proto_msg *req, int status,
+                          const char *msg)
+{
+    if (!req)
+        return -EINVAL;
+    int rc = elm_proto_begin(b, req->hdr.version, req->hdr.cmd, ELM_PROTO_F_REPLY, req->hdr.req_id);
+    return rc < 0 ? rc : put_status(b, status, msg);
+}
+
+int elm_proto_begin_error(struct elm_proto_buf *b, uint32_t req_id, int status, const char *msg)
+{
+    if (status >= 0)
+        return -EINVAL;
+    int rc = elm_proto_begin(b, ELM_PROTO_VERSION_MIN, ELM_CMD_ERROR, ELM_PROTO_F_REPLY, req_id);
+    return rc < 0 ? rc : put_status(b, status, msg);
+}
+
+int elm_proto_put_u64(struct elm_proto_buf *b, uint16_t tag, uint64_t v)
+{
+    return put_field(b, tag, ELM_PT_U64, &v, sizeof v);
+}
+
+int elm_proto_put_i64(struct elm_proto_buf *b, uint16_t tag, int64_t v)
+{
+    return put_field(b, tag, ELM_PT_I64, &v, sizeof v);
+}
+
+int elm_proto_put_f64(struct elm_proto_buf *b, uint16_t tag, double v)
+{
+    return put_field(b, tag, ELM_PT_F64, &v, sizeof v);
+}
+
+int elm_proto_put_strn(struct elm_proto_buf *b, uint16_t tag, const char *s, size_t n)
+{
+    if (b && (n > ELM_PROTO_MAX_STR || (n && !s)))
+        return set_err(b, -EINVAL);
+    return put_field(b, tag, ELM_PT_STR, s, n);
+}
+
+int elm_proto_put_str(struct elm_proto_buf *b, uint16_t tag, const char *s)
+{
+    if (b && !s)
+        return set_err(b, -EINVAL);
+    return elm_proto_put_strn(b, tag, s, s ? strlen(s) : 0);
+}
+
+int elm_proto_put_bytes(struct elm_proto_buf *b, uint16_t tag, const void *p, size_t n)
+{
+    if (b && n && !p)
+        return set_err(b, -EINVAL);
+    return put_field(b, tag, ELM_PT_BYTES, p, n);
+}
+
+int elm_proto_group_begin(struct elm_proto_buf *b, uint16_t tag)
+{
+    if (b && b->group_at)
+        return set_err(b, -EINVAL); /* groups do not nest */
+    size_t at = b ? b->len : 0;
+    int rc = put_field(b, tag, ELM_PT_GROUP, NULL, 0);
+    if (rc == 0)
+        b->group_at = at; /* >= ELM_PROTO_HDR_SIZE, so never 0 */
+    return rc;
+}
+
+int elm_proto_group_end(struct elm_proto_buf *b)
+{
+    if (!b)
+        return -EINVAL;
+    if (b->err)
+        return b->err;
+    if (!b->group_at)
+        return set_err(b, -EINVAL);
+    wr32(b->data + b->group_at + 4, (uint32_t)(b->len - b->group_at - ELM_PROTO_FIELD_HDR));
+    b->group_at = 0;
+    return 0;
+}
+
+int elm_proto_finish(struct elm_proto_buf *b, const void **frame, size_t *len)
+{
+    if (!b)
+        return -EINVAL;
+    if (b->err)
+        return b->err;
+    if (b->len < ELM_PROTO_HDR_SIZE || b->group_at)
+        return set_err(b, -EINVAL);
+    struct elm_proto_msg m;
+    if (elm_proto_decode(b->data, b->len, &m, NULL) < 0)
+        return set_err(b, ELM_EPROTO);
+    *frame = b->data;
+    *len = b->len;
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Versions
+ */
+
+int elm_proto_negotiate_range(uint64_t our_min, uint64_t our_max, uint64_t peer_min,
+                              uint64_t peer_max, uint8_t *chosen)
+{
+    if (our_min == 0 || our_min > our_max || our_max > 255)
+        return -EINVAL; /* our own range: a programming error */
+    if (peer_min == 0 || peer_min > peer_max)
+        return ELM_EPROTO;
+    uint64_t lo = our_min > peer_min ? our_min : peer_min;
+    uint64_t hi = our_max < peer_max ? our_max : peer_max;
+    if (lo > hi)
+        return ELM_EPROTO;
+    *chosen = (uint8_t)hi;
+    return 0;
+}
+
+int elm_proto_negotiate(uint64_t peer_min, uint64_t peer_max, uint8_t *chosen)
+{
+    return elm_proto_negotiate_range(ELM_PROTO_VERSION_MIN, ELM_PROTO_VERSION_MAX, peer_min,
+                                     peer_max, chosen);
+}
+
+bool elm_proto_version_is_supported(uint64_t version)
+{
+    return version >= ELM_PROTO_VERSION_MIN && version <= ELM_PROTO_VERSION_MAX;
+}
