@@ -37,7 +37,7 @@ static void test_generate_ids_and_text(void **state)
                      0);
     assert_string_equal(out, "403 407 261 378 432 383 286 261 376 298 315 421 395 317 426 338 "
                              "401 396 267 337\n");
-    assert_int_equal(run(out, sizeof out, "%s generate --local '%s' --temp 0 -n 14 ''", elmctl, m),
+    assert_int_equal(run(out, sizeof out, "%s generate --local '%s' --temp 0 -n 15 ''", elmctl, m),
                      0);
     assert_string_equal(out, "Once upon a time, there was a little girl named Lily.\n");
     /* the same seed reproduces a sampled run */
@@ -86,7 +86,7 @@ static void test_quantize_and_inspect(void **state)
     assert_non_null(strstr(out, "architecture: llama"));
     assert_non_null(strstr(out, "q8_0"));
     assert_non_null(strstr(out, "general.file_type"));
-    assert_int_equal(run(out, sizeof out, "%s generate --local %s/q8.gguf --temp 0 -n 14 ''",
+    assert_int_equal(run(out, sizeof out, "%s generate --local %s/q8.gguf --temp 0 -n 15 ''",
                          elmctl, dir),
                      0);
     assert_string_equal(out, "Once upon a time, there was a little girl named Lily.\n");
