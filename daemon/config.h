@@ -1,0 +1,74 @@
+/* config.h — elmd's settings: defaults, the optional config file (key = value lines) and the
+ * command line, merged in that order (the command line wins).
+ *
+ * A configuration is a plain value: parsing builds a new one and never touches the running one,
+ * so SIGHUP can parse the file again and keep the old settings when the new file is invalid.
+ */
+#ifndef ELMD_CONFIG_H
+#define ELMD_CONFIG_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "kernels/kernels.h"
+
+#define ELMD_MAX_SESSIONS_LIMIT 60 /* futex_waitv takes <= 128 words: 2 per session + 1 */
+
+enum elmd_hugepages {
+    ELMD_HUGE_AUTO,    /* hugetlb when enough pages are reserved, else THP, else plain */
+    ELMD_HUGE_HUGETLB, /* hugetlb or fail */
+    ELMD_HUGE_THP,     /* madvise(MADV_HUGEPAGE) only */
+    ELMD_HUGE_OFF,     /* plain anonymous memory */
+};
+
+struct elmd_config {
+    char model[PATH_MAX];       /* "" = start without a model */
+    char runtime_dir[PATH_MAX]; /* "" = the default (see rundir.h) */
+    char config_path[PATH_MAX]; /* the file these settings came from, "" = none */
+    char endpoint[256];         /* "" = no TCP endpoint; else tcp://127.0.0.1:PORT */
+    char group[64];             /* "" = owner only; else a group granted access */
+    char kernel[16];            /* "" = the CPU probe's choice; else ref|avx2|avx512 */
+    int threads;                /* 0 = every online CPU */
+    int log_level;              /* enum elm_log_level */
+    bool use_syslog;
+    bool foreground;
+    bool test_only; /* -t: check and exit */
+    int32_t ctx;    /* context tokens per session; 0 = the model's, at most 4096 */
+    int max_sessions;
+    enum elm_type kv_type; /* F16 (default) or F32 */
+    int prefill_chunk;     /* prompt tokens a session may evaluate per step */
+    enum elmd_hugepages hugepages;
+    bool mlock;       /* pin the weights (failure is a warning) */
+    bool direct_io;   /* try O_DIRECT when reading weights */
+    int io_depth;     /* reads in flight */
+    int io_chunk_kib; /* bytes per read, KiB */
+    int drain_ms;     /* on SIGTERM, how long running requests may finish */
+    int unlink_ms;    /* shm names are unlinked after this even without a confirm */
+};
+
+/* Fills c with the built-in defaults. */
+void elmd_config_defaults(struct elmd_config *c);
+
+/* Applies PATH's key = value lines to c. Returns 0, -errno when the file cannot be read, or
+ * ELM_EFORMAT with "PATH:LINE: problem" in err. c is partly updated on failure: parse into a
+ * scratch copy. */
+int elmd_config_load_file(struct elmd_config *c, const char *path, char *err, size_t errlen);
+
+/* Parses the command line into c: first the defaults, then the config file (--config FILE, or
+ * $XDG_CONFIG_HOME/elm/elmd.conf / ~/.config/elm/elmd.conf when present), then the options.
+ * Returns 0; 1 when the caller should exit 0 (--help, --version, printed); ELM_EFORMAT or
+ * -errno with a message in err. */
+int elmd_config_from_args(struct elmd_config *c, int argc, char **argv, char *err, size_t errlen);
+
+/* Applies one key = value setting (the names of the file). Returns 0 or ELM_EFORMAT with a
+ * message in err. */
+int elmd_config_set(struct elmd_config *c, const char *key, const char *value, char *err,
+                    size_t errlen);
+
+/* Prints the usage text. */
+void elmd_config_usage(FILE *f);
+
+#endif

@@ -1,0 +1,189 @@
+/* elmd.h — the daemon's shared state and how its three threads divide it.
+ *
+ *   control thread (main.c, control.c): owns the ZeroMQ sockets, the runtime directory, the
+ *       session list and every session's lifetime (create, free), the loader thread;
+ *   engine thread (scheduler.c): owns the forward pass and every adopted session's rings,
+ *       sequence and request state; it is the only thread that touches those;
+ *   loader thread (loader.c): builds one new model, then hands it over and ends.
+ *
+ * They meet in the fields marked [L], under d->lock, held only for short bookkeeping (never
+ * across a forward pass or a file read). Hand-overs are queues: control puts new sessions on
+ * `adopt` and sets flags on sessions (close, cancel) or on d (swap, drain) and wakes the engine
+ * through a futex word; the engine puts sessions it has let go on `reaped`, retires an old
+ * model, and wakes control through an eventfd. So a session or model is freed only by control,
+ * only after the engine has said it no longer uses it.
+ */
+#ifndef ELMD_H
+#define ELMD_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "engine/seq.h"
+#include "ipc/proto.h"
+#include "ipc/session_shm.h"
+#include "ipc/shm.h"
+#include "loader.h"
+#include "rundir.h"
+#include "stats.h"
+
+#define ELMD_VERSION "0.1.0"
+
+/* Worst case of the events one step can push for a session: a TOKEN with the longest piece and
+ * a DONE or ERROR. A session is planned only when this much fits, so pushes never fail with
+ * -EAGAIN and a slow reader only ever stalls itself. */
+#define ELMD_STEP_EVT_BYTES                                                                        \
+    (2 * ELM_RING_REC_HDR + sizeof(struct elm_rec_token) + ELM_REC_MAX_PIECE +                     \
+     sizeof(struct elm_rec_error) + ELM_REC_MAX_ERROR_MSG + 16)
+
+/* A prompt copied out of a request ring and decoded; owned by the engine. */
+struct elmd_prompt {
+    struct elmd_prompt *next;
+    struct elm_prompt_msg msg; /* points into buf */
+    void *buf;
+    uint64_t t_recv_ns;
+    bool cancelled; /* a CANCEL came before it started */
+};
+
+struct elmd_session {
+    struct elmd_session *next;  /* control's list */
+    struct elmd_session *qnext; /* d->adopt / d->reaped */
+    struct elmd *d;
+    uint64_t id;
+    long pid;  /* the client's, from OPEN_SESSION (0: unknown) */
+    int pidfd; /* polled by control: readable when the client exits; -1 */
+    char client_name[64];
+    uint64_t opened_ns;
+    struct elm_shm shm;
+    bool shm_unlinked;
+    uint64_t unlink_at_ns; /* the name is removed then, mapped or not */
+    uint32_t req_cap, evt_cap;
+    int32_t n_ctx;
+    const struct elm_model *model; /* the model seq was built for */
+    struct elm_seq *seq;           /* built by control at open; used by the engine only */
+    struct elm_session_rings rings;
+
+    /* [L] set by control, read by the engine */
+    bool close_req;
+    int close_code;        /* reported to a running request: ELM_ESESSION, ... */
+    const char *close_msg; /* static string */
+    bool cancel_req;
+
+    /* [L] written by the engine, read by control */
+    int state; /* enum elm_proto_session_state */
+    uint64_t n_requests, n_prompt_tokens, n_gen_tokens;
+    struct elmd_lat ttft, itl;
+    int reap_code;   /* why the engine let it go (0: asked to) */
+    int32_t kv_used; /* positions of its context in use */
+
+    /* engine only */
+    struct elmd_prompt *queue; /* prompts waiting for the running one to finish */
+    int n_queued;
+    bool dead;        /* stop serving it; reap at the end of the step */
+    bool paused;      /* its event ring lacks room for a step's events */
+    int32_t *history; /* tokens of the conversation so far (KEEP_CONTEXT) */
+    int32_t n_history;
+    struct {
+        bool active;
+        uint32_t req_id;
+        uint64_t t_recv, t_first, t_last;
+        int32_t n_predict; /* -1: no limit */
+        int32_t to_eval;   /* prompt tokens not yet evaluated */
+    } cur;
+    struct { /* counters of this step, added to the [L] ones at its end */
+        uint32_t req, err, tok;
+        uint64_t prompt_tok, prompt_ns, gen_ns, ttft_ns, itl_ns;
+        bool has_ttft, has_itl, ring_err;
+    } step;
+};
+
+struct elmd {
+    struct elmd_config cfg; /* control's; the engine reads the [L] copies below */
+    int argc;
+    char **argv;
+    uint64_t start_ns;
+    struct elmd_rundir rd;
+
+    /* control thread */
+    void *zctx, *router, *router_tcp;
+    int sig_fd;  /* eventfd: the signal handlers write it */
+    int wake_fd; /* eventfd: engine and loader tell control something happened */
+    struct elmd_session *sessions;
+    int n_sessions;
+    uint64_t next_session_id;
+    bool draining;
+    uint64_t drain_deadline_ns;
+    bool stopping; /* all requests ended; closing sessions, then exit */
+    bool swapping; /* a model swap control asked for is not done yet */
+    int exit_code;
+    struct elmd_pending *load_waiters; /* LOAD requests to answer when the load ends */
+
+    /* loader */
+    pthread_t loader;
+    bool loading;               /* control's view */
+    _Atomic bool load_finished; /* set by the loader thread when it is done */
+    struct elmd_load_progress progress;
+    struct elmd_load_params load_params;
+    char load_path[PATH_MAX];
+    int32_t load_ctx; /* from LOAD's N_CTX, 0 = config */
+    struct elmd_model *load_result;
+    int load_rc;
+    char load_err[512];
+    char last_load_error[PATH_MAX + 600]; /* for status */
+
+    /* engine thread */
+    pthread_t engine;
+    bool engine_started;
+    _Atomic uint32_t eng_seq; /* futex word: bumped to wake the engine */
+
+    pthread_mutex_t lock;
+    struct elmd_model *model;    /* [L] the model served; swapped by the engine */
+    int32_t model_ctx;           /* [L] default context of sessions on it */
+    struct elmd_model *swap_to;  /* [L] */
+    int32_t swap_ctx;            /* [L] */
+    bool swap_pending;           /* [L] */
+    struct elmd_model *retired;  /* [L] for control to free */
+    struct elmd_session *adopt;  /* [L] */
+    struct elmd_session *reaped; /* [L] */
+    bool eng_draining;           /* [L] refuse new prompts */
+    bool eng_cancel_all;         /* [L] end running requests with ESHUTDOWN */
+    bool eng_stop;               /* [L] leave the loop */
+    int eng_prefill_chunk;       /* [L] */
+    int eng_max_sessions;        /* [L] */
+    int n_running;               /* [L] requests running or queued */
+    bool eng_drain_seen;         /* [L] n_running counts every ring read since draining began */
+    struct elmd_stats st;        /* [L] */
+};
+
+/* scheduler.c */
+void *elmd_engine_main(void *arg);
+void elmd_engine_wake(struct elmd *d);
+
+/* control.c */
+int elmd_control_open(struct elmd *d, char *err, size_t errlen);
+void elmd_control_close(struct elmd *d);
+/* Runs until shutdown; returns the exit code. ready() is called once the initial model (if
+ * any) has loaded, with 0 or the load's error. */
+int elmd_control_run(struct elmd *d, void (*ready)(struct elmd *d, int rc, const char *msg));
+int elmd_start_load(struct elmd *d, const char *path, int32_t ctx, int threads, char *err,
+                    size_t errlen);
+void elmd_reload_config(struct elmd *d);
+
+/* session.c */
+int elmd_session_create(struct elmd *d, const struct elmd_model *m, int32_t n_ctx, uint32_t req_cap,
+                        uint32_t evt_cap, long pid, const char *name, struct elmd_session **out,
+                        char *err, size_t errlen);
+void elmd_session_destroy(struct elmd_session **ps);
+void elmd_session_free_queue(struct elmd_session *s);
+/* The largest context a session on m may ask for: the default, or the model's training
+ * context when larger. */
+int32_t elmd_ctx_cap(const struct elmd_model *m, int32_t default_ctx);
+/* The default context of sessions on m: configured ctx, else the model's, at most 4096. */
+int32_t elmd_ctx_default(const struct elmd_model *m, int32_t configured);
+
+uint64_t elmd_now_ns(void);
+
+#endif
