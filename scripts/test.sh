@@ -9,6 +9,8 @@ export ELM_MODELS_DIR=${ELM_MODELS_DIR:-$(cd .. && pwd)/shared/models}
 if [ ! -d "$ELM_MODELS_DIR" ]; then
   echo "test.sh: WARNING: $ELM_MODELS_DIR is missing: tests that need a model will skip" >&2
 fi
+# Tests run two at a time on small machines: OpenMP threads sleep instead of spinning at
+# barriers (tests/CMakeLists.txt sets OMP_WAIT_POLICY=passive), so they do not starve each other.
 # ASan: leaks are errors; UBSan: print stacks. OpenMP's runtime keeps its thread pool alive at
 # exit by design, which LeakSanitizer does not report as a leak.
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
