@@ -6,6 +6,12 @@
  *   x += Wdown · (silu(Wgate·rmsnorm(x)) * Wup·rmsnorm(x))
  * then logits = Wout · rmsnorm(x) for the tokens that ask for them.
  *
+ * Every operation that rounds goes through the kernel table (m->k: matmuls, norms, rotary
+ * embedding, softmax, SiLU, attention over the cache), whose reference versions reproduce the
+ * floats of the llama.cpp build the zoo references came from (docs/kernels.md). What is left
+ * here rounds the same on every machine: the residual and bias additions, the attention scale
+ * (a power of two for the usual head sizes) and the conversion to an F16 cache.
+ *
  * Batch invariance: every quantity of a token is computed from that token's own rows with the
  * same code path whatever else the batch holds (norms per row, matmul outputs via one vec_dot
  * per element, attention over the token's own sequence), so results are bit-identical alone or
@@ -94,6 +100,8 @@ struct elm_work {
     float *hb;     /* [n_batch][n_ff] gate, then silu(gate) * up */
     float *hb2;    /* [n_batch][n_ff] up */
     float *att;    /* [n_threads][n_ctx_max] attention scores per thread */
+    uint16_t *qh;  /* [n_threads][head_dim] a query head converted for an F16 cache */
+    float *rope;   /* [n_rot] cos/sin table of one position */
     float *logits; /* [LOGIT_ROWS][n_vocab] */
     void *aq;      /* activations quantized to a dot type: [n_batch][row bytes of widest row] */
     size_t aq_row; /* bytes per row in aq */
@@ -129,13 +137,15 @@ int elm_work_create(const struct elm_model *m, int32_t n_batch, int32_t n_ctx_ma
     w->hb = falloc(nb * (size_t)hp->n_ff);
     w->hb2 = falloc(nb * (size_t)hp->n_ff);
     w->att = falloc((size_t)w->n_threads * (size_t)n_ctx_max);
+    w->qh = malloc((size_t)w->n_threads * (size_t)hp->head_dim * sizeof *w->qh);
+    w->rope = falloc((size_t)hp->n_rot);
     w->logits = falloc((size_t)LOGIT_ROWS * (size_t)hp->n_vocab);
     /* The widest activation row in any dot type: Q8_K needs 292 bytes per 256 values, Q8_0 34
      * per 32, Q8_1 36 per 32; F32 activations are used in place and need no copy. */
     w->aq_row = (wide / 32 + 1) * 36 + 292;
     w->aq = malloc(nb * w->aq_row);
-    if (!w->x || !w->xb || !w->q || !w->k || !w->v || !w->hb || !w->hb2 || !w->att ||
-        !w->logits || !w->aq) {
+    if (!w->x || !w->xb || !w->q || !w->k || !w->v || !w->hb || !w->hb2 || !w->att || !w->qh ||
+        !w->rope || !w->logits || !w->aq) {
         elm_work_destroy(&w);
         return -ENOMEM;
     }
@@ -156,6 +166,8 @@ void elm_work_destroy(struct elm_work **pw)
     free(w->hb);
     free(w->hb2);
     free(w->att);
+    free(w->qh);
+    free(w->rope);
     free(w->logits);
     free(w->aq);
     free(w);
@@ -165,39 +177,6 @@ void elm_work_destroy(struct elm_work **pw)
 int32_t elm_work_n_batch(const struct elm_work *w)
 {
     return w->n_batch;
-}
-
-/* ---- elementwise operations ---------------------------------------------------------------- */
-
-/* y = x / sqrt(mean(x^2) + eps) * g. The sum of squares is accumulated in double, as ggml does,
- * so long rows lose no precision. */
-static void rmsnorm(float *y, const float *x, const float *g, int n, float eps)
-{
-    double ss = 0.0;
-    for (int i = 0; i < n; i++)
-        ss += (double)(x[i] * x[i]);
-    float scale = 1.0f / sqrtf((float)(ss / n) + eps);
-    for (int i = 0; i < n; i++)
-        y[i] = x[i] * scale * g[i];
-}
-
-/* Rotates the first n_rot dims of one head vector by position pos. The angle of pair i is
- * pos * scale * base^(-2i/n_rot), built by repeated multiplication as ggml does. */
-static void rope(float *x, int n_rot, int32_t pos, float base, float scale,
-                 enum elm_rope_mode mode)
-{
-    float theta_scale = powf(base, -2.0f / (float)n_rot);
-    float theta = (float)pos;
-    int half = n_rot / 2;
-    for (int i = 0; i < half; i++) {
-        float c = cosf(theta * scale), s = sinf(theta * scale);
-        int a = mode == ELM_ROPE_NORM ? 2 * i : i;
-        int b = mode == ELM_ROPE_NORM ? 2 * i + 1 : i + half;
-        float x0 = x[a], x1 = x[b];
-        x[a] = x0 * c - x1 * s;
-        x[b] = x0 * s + x1 * c;
-        theta *= theta_scale;
-    }
 }
 
 /* ---- matmul with activation quantization --------------------------------------------------- */
@@ -232,55 +211,29 @@ static void add_bias(float *y, const float *b, int n, int dim)
 
 /* ---- attention ----------------------------------------------------------------------------- */
 
-static float kv_dot(const struct elm_kv *kv, size_t at, const float *q, int n)
+/* out[hd] = softmax(q·K[0..pos] / sqrt(hd)) · V[0..pos] for one head of one token. qh is
+ * scratch for the query in the cache's type. */
+static void attend_head(const struct elm_kernels *k, const struct elm_hparams *hp,
+                        const struct elm_kv *kv, int layer, int32_t pos, int kvh, const float *q,
+                        float *att, uint16_t *qh, float *out)
 {
-    float s = 0.0f;
-    if (kv->type == ELM_TYPE_F32) {
-        const float *k = (const float *)kv->k + at;
-        for (int i = 0; i < n; i++)
-            s += q[i] * k[i];
-    } else {
-        const uint16_t *k = (const uint16_t *)kv->k + at;
-        for (int i = 0; i < n; i++)
-            s += q[i] * elm_fp16_to_f32(k[i]);
+    const int hd = hp->head_dim;
+    const size_t esz = kv->type == ELM_TYPE_F32 ? sizeof(float) : sizeof(uint16_t);
+    const char *kbase = (const char *)kv->k + (kv_index(kv, layer, 0) + (size_t)kvh * hd) * esz;
+    const char *vbase = (const char *)kv->v + (kv_index(kv, layer, 0) + (size_t)kvh * hd) * esz;
+    const size_t row = (size_t)kv->kv_dim * esz; /* bytes from one position to the next */
+    const void *qc = q;
+    if (kv->type == ELM_TYPE_F16) {
+        k->from_float[ELM_TYPE_F16](q, qh, hd);
+        qc = qh;
     }
-    return s;
-}
-
-static void kv_axpy(const struct elm_kv *kv, size_t at, float a, float *out, int n)
-{
-    if (kv->type == ELM_TYPE_F32) {
-        const float *v = (const float *)kv->v + at;
-        for (int i = 0; i < n; i++)
-            out[i] += a * v[i];
-    } else {
-        const uint16_t *v = (const uint16_t *)kv->v + at;
-        for (int i = 0; i < n; i++)
-            out[i] += a * elm_fp16_to_f32(v[i]);
-    }
-}
-
-/* out[hd] = softmax(q·K[0..pos] / sqrt(hd)) · V[0..pos] for one head of one token. */
-static void attend_head(const struct elm_hparams *hp, const struct elm_kv *kv, int layer,
-                        int32_t pos, int kvh, const float *q, float *att, float *out)
-{
-    int hd = hp->head_dim;
-    float scale = 1.0f / sqrtf((float)hd);
-    float mx = -INFINITY;
+    const float scale = 1.0f / sqrtf((float)hd);
     for (int32_t p = 0; p <= pos; p++) {
-        att[p] = kv_dot(kv, kv_index(kv, layer, p) + (size_t)kvh * hd, q, hd) * scale;
-        if (att[p] > mx)
-            mx = att[p];
+        k->kv_dot[kv->type](hd, &att[p], kbase + (size_t)p * row, qc);
+        att[p] *= scale;
     }
-    double sum = 0.0;
-    for (int32_t p = 0; p <= pos; p++) {
-        att[p] = expf(att[p] - mx);
-        sum += att[p];
-    }
-    float inv = (float)(1.0 / sum);
-    memset(out, 0, (size_t)hd * sizeof *out);
-    for (int32_t p = 0; p <= pos; p++)
-        kv_axpy(kv, kv_index(kv, layer, p) + (size_t)kvh * hd, att[p] * inv, out, hd);
+    k->softmax(att, (int64_t)pos + 1);
+    k->kv_mix[kv->type]((int64_t)pos + 1, hd, out, att, vbase, kv->kv_dim);
 }
 
 static void attention(const struct elm_model *m, struct elm_work *w, int layer,
@@ -292,10 +245,10 @@ static void attention(const struct elm_model *m, struct elm_work *w, int layer,
     int jobs = n * hp->n_head;
 #pragma omp parallel for num_threads(w->n_threads) schedule(static)
     for (int j = 0; j < jobs; j++) {
-        int t = j / hp->n_head, h = j % hp->n_head;
-        float *att = w->att + (size_t)omp_get_thread_num() * (size_t)w->n_ctx_max;
-        attend_head(hp, items[t].kv, layer, items[t].pos, h / group,
-                    w->q + (size_t)t * qdim + (size_t)h * hd, att,
+        int t = j / hp->n_head, h = j % hp->n_head, th = omp_get_thread_num();
+        attend_head(m->k, hp, items[t].kv, layer, items[t].pos, h / group,
+                    w->q + (size_t)t * qdim + (size_t)h * hd,
+                    w->att + (size_t)th * (size_t)w->n_ctx_max, w->qh + (size_t)th * hd,
                     w->xb + (size_t)t * qdim + (size_t)h * hd);
     }
 }
@@ -324,11 +277,13 @@ static void layer_forward(const struct elm_model *m, struct elm_work *w, int li,
 {
     const struct elm_hparams *hp = &m->hp;
     const struct elm_layer *l = &m->layers[li];
+    const struct elm_kernels *k = m->k;
     int E = hp->n_embd, hd = hp->head_dim, ff = hp->n_ff;
     int qdim = hp->n_head * hd, kvdim = hp->n_head_kv * hd;
+    const bool neox = hp->rope_mode == ELM_ROPE_NEOX;
 
     for (int t = 0; t < n; t++)
-        rmsnorm(w->xb + (size_t)t * E, w->x + (size_t)t * E, l->attn_norm, E, hp->eps);
+        k->rmsnorm(w->xb + (size_t)t * E, w->x + (size_t)t * E, l->attn_norm, E, hp->eps);
     matmul(m, w, &l->wq, w->xb, n, w->q);
     matmul(m, w, &l->wk, w->xb, n, w->k);
     matmul(m, w, &l->wv, w->xb, n, w->v);
@@ -336,12 +291,11 @@ static void layer_forward(const struct elm_model *m, struct elm_work *w, int li,
     add_bias(w->k, l->bk, n, kvdim);
     add_bias(w->v, l->bv, n, kvdim);
     for (int t = 0; t < n; t++) {
+        k->rope_table(w->rope, hp->n_rot, items[t].pos, hp->rope_base, hp->rope_scale);
         for (int h = 0; h < hp->n_head; h++)
-            rope(w->q + (size_t)t * qdim + (size_t)h * hd, hp->n_rot, items[t].pos,
-                 hp->rope_base, hp->rope_scale, hp->rope_mode);
+            k->rope(w->q + (size_t)t * qdim + (size_t)h * hd, hp->n_rot, w->rope, neox);
         for (int h = 0; h < hp->n_head_kv; h++)
-            rope(w->k + (size_t)t * kvdim + (size_t)h * hd, hp->n_rot, items[t].pos,
-                 hp->rope_base, hp->rope_scale, hp->rope_mode);
+            k->rope(w->k + (size_t)t * kvdim + (size_t)h * hd, hp->n_rot, w->rope, neox);
         kv_store(items[t].kv, li, items[t].pos, w->k + (size_t)t * kvdim,
                  w->v + (size_t)t * kvdim);
     }
@@ -353,13 +307,11 @@ static void layer_forward(const struct elm_model *m, struct elm_work *w, int li,
         w->x[i] += w->q[i];
 
     for (int t = 0; t < n; t++)
-        rmsnorm(w->xb + (size_t)t * E, w->x + (size_t)t * E, l->ffn_norm, E, hp->eps);
+        k->rmsnorm(w->xb + (size_t)t * E, w->x + (size_t)t * E, l->ffn_norm, E, hp->eps);
     matmul(m, w, &l->w_gate, w->xb, n, w->hb);
     matmul(m, w, &l->w_up, w->xb, n, w->hb2);
-    for (size_t i = 0; i < (size_t)n * ff; i++) {
-        float g = w->hb[i];
-        w->hb[i] = g / (1.0f + expf(-g)) * w->hb2[i];
-    }
+    for (int t = 0; t < n; t++)
+        k->silu_mul(w->hb + (size_t)t * ff, w->hb2 + (size_t)t * ff, ff);
     matmul(m, w, &l->w_down, w->hb, n, w->q);
     for (size_t i = 0; i < (size_t)n * E; i++)
         w->x[i] += w->q[i];
@@ -373,7 +325,8 @@ static void output_logits(const struct elm_model *m, struct elm_work *w,
     int idx[LOGIT_ROWS], c = 0;
     for (int t = 0; t <= n; t++) {
         if (t < n && items[t].logits) {
-            rmsnorm(w->xb + (size_t)c * E, w->x + (size_t)t * E, m->output_norm, E, m->hp.eps);
+            m->k->rmsnorm(w->xb + (size_t)c * E, w->x + (size_t)t * E, m->output_norm, E,
+                          m->hp.eps);
             idx[c++] = t;
         }
         if (c == LOGIT_ROWS || (t == n && c > 0)) {

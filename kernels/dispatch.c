@@ -80,6 +80,13 @@ const struct elm_kernels elm_kernels_ref = {
             [ELM_TYPE_Q5_K] = elm_ref_q5_k_vec_dot,
             [ELM_TYPE_Q6_K] = elm_ref_q6_k_vec_dot,
         },
+    .rmsnorm = elm_ref_rmsnorm,
+    .rope_table = elm_ref_rope_table,
+    .rope = elm_ref_rope,
+    .softmax = elm_ref_softmax,
+    .silu_mul = elm_ref_silu_mul,
+    .kv_dot = {[ELM_TYPE_F32] = elm_ref_kv_dot_f32, [ELM_TYPE_F16] = elm_ref_kv_dot_f16},
+    .kv_mix = {[ELM_TYPE_F32] = elm_ref_kv_mix_f32, [ELM_TYPE_F16] = elm_ref_kv_mix_f16},
 };
 
 int elm_quantize_row(enum elm_type type, const float *src, void *dst, int64_t n)
@@ -178,7 +185,21 @@ static void fill_holes(struct elm_kernels *k)
             k->from_float[t] = elm_kernels_ref.from_float[t];
         if (k->vec_dot[t] == NULL)
             k->vec_dot[t] = elm_kernels_ref.vec_dot[t];
+        if (k->kv_dot[t] == NULL)
+            k->kv_dot[t] = elm_kernels_ref.kv_dot[t];
+        if (k->kv_mix[t] == NULL)
+            k->kv_mix[t] = elm_kernels_ref.kv_mix[t];
     }
+    if (k->rmsnorm == NULL)
+        k->rmsnorm = elm_kernels_ref.rmsnorm;
+    if (k->rope_table == NULL)
+        k->rope_table = elm_kernels_ref.rope_table;
+    if (k->rope == NULL)
+        k->rope = elm_kernels_ref.rope;
+    if (k->softmax == NULL)
+        k->softmax = elm_kernels_ref.softmax;
+    if (k->silu_mul == NULL)
+        k->silu_mul = elm_kernels_ref.silu_mul;
 }
 
 static int find_variant(const char *name)

@@ -8,6 +8,11 @@
  *
  * Type ids are ggml's, because they are stored in GGUF files.
  *
+ * Besides the matmul kernels the table holds the other operations of the forward pass that
+ * round (norm, rotary embedding, softmax, SiLU, attention over the KV cache), so that every
+ * float the engine produces comes from a kernel that a SIMD variant can replace and a test can
+ * hold to the reference.
+ *
  * Activation quantization: a quantized weight row is never multiplied with float activations.
  * As ggml does, the activation row is first quantized to the type's dot_type (Q8_0 for Q4_0,
  * Q5_0, Q8_0; Q8_1 for Q4_1, Q5_1; Q8_K for every K-quant), and vec_dot takes the integer dot
@@ -66,6 +71,39 @@ struct elm_kernels {
     void (*from_float[ELM_TYPE_COUNT])(const float *src, void *dst, int64_t n);
     /* *s = dot(weight row w of type T, activation row a of type dot_type(T)), n elements */
     void (*vec_dot[ELM_TYPE_COUNT])(int64_t n, float *s, const void *w, const void *a);
+
+    /* ---- the operations around the matmuls ---------------------------------------------
+     * The forward pass does every rounding operation through this table, so that a variant
+     * can replace each one and test_quant can hold it to the reference. Like vec_dot, the
+     * reference versions add in the exact order of the build the zoo references came from
+     * (llama.cpp on x86 with AVX-512; docs/kernels.md). None of them may depend on anything
+     * but its own arguments: that is what keeps results batch-invariant. */
+
+    /* y[i] = x[i] / sqrt(mean(x^2) + eps) * g[i], n elements; y may equal x */
+    void (*rmsnorm)(float *y, const float *x, const float *g, int64_t n, float eps);
+    /* cs[2i], cs[2i+1] = cos, sin of pos * scale * base^(-2i/n_rot), for i < n_rot / 2 */
+    void (*rope_table)(float *cs, int n_rot, int32_t pos, float base, float scale);
+    /* Rotates the first n_rot dims of one head vector in place by the angles in cs: the pairs
+     * (2i, 2i+1), or (i, i + n_rot/2) when neox. */
+    void (*rope)(float *x, int n_rot, const float *cs, bool neox);
+    /* x[0..n) = softmax(x[0..n)) in place */
+    void (*softmax)(float *x, int64_t n);
+    /* g[i] = silu(g[i]) * u[i] with silu(x) = x / (1 + e^-x). The vector code works in blocks of
+     * 16 from the start of the row: call it once per row (n = n_ff). */
+    void (*silu_mul)(float *g, const float *u, int64_t n);
+
+    /* Attention over a KV cache, both indexed by the cache type (F32 or F16 only).
+     * kv_dot: *s = k · q over n elements (one head); k is a cache row and q is in the cache
+     *   type too: an F16 cache takes q converted by from_float[F16], as llama.cpp converts it.
+     * kv_mix: out[d] = sum_{p < n} w[p] * V[p * v_stride + d] for d < hd: the softmax weights
+     *   applied to n value rows (a cache of the given type, v_stride elements from one
+     *   position to the next). An F16 cache takes the weights rounded to F16.
+     * The order of the sums over p is the one llama.cpp uses for a batch of several tokens.
+     * For a token decoded alone it uses another order (whose last bits may differ); elm keeps
+     * one order for every batch, and measured that the zoo references still hold. */
+    void (*kv_dot[ELM_TYPE_COUNT])(int64_t n, float *s, const void *k, const void *q);
+    void (*kv_mix[ELM_TYPE_COUNT])(int64_t n, int64_t hd, float *out, const float *w, const void *v,
+                                   int64_t v_stride);
 };
 
 /* The variant chosen for this process: ELM_KERNEL if set (falls back to the probe, with a

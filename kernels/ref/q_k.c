@@ -9,6 +9,10 @@
  *   sum_i w_i a_i = d_a * ( d * sum_sub sc_sub * sum(q * qa)  -  dmin * sum_sub m_sub * sum(qa) )
  * The inner sums are exact integers. sum(qa) over each 16 elements is precomputed in the Q8_K
  * block (bsums), which is why Q8_K exists: the minimum term costs 16 multiplies per block.
+ * The float part reproduces the x86 build the references came from (docs/kernels.md): eight
+ * float lanes, lane k holding the scaled integer products of elements 4k..4k+3 of every run of
+ * 32, advanced by fmaf(d_a * d, lane sum, lane) once per super-block; the minimum terms go into
+ * the same lanes (Q2_K), four lanes of their own (Q4_K) or a scalar fmaf chain (Q5_K).
  *
  * Q8_K activations: ggml's x86 build runs the portable quantize_row_q8_K_ref, so this is exact:
  * scale -127/max with the signed largest element (it maps to -127), values rounded half to even,
@@ -62,6 +66,45 @@ void elm_ref_q8_k_to_float(const void *src, float *dst, int64_t n)
             dst[i * ELM_QK_K + j] = x[i].d * (float)x[i].qs[j];
 }
 
+/* ---- the lane layout of the super-block dot products ------------------------------------ */
+
+/* lane[k] = sum over the 8 runs of 32 elements r of sc16[2r + (k >= 4)] * (the integer products
+ * of elements 32r + 4k .. 32r + 4k + 3). sc16 is the scale of each group of 16 (a scale of 32
+ * elements is given twice). Exact in int32 for every K-quant. */
+static void k_lanes(const int prod[ELM_QK_K], const int sc16[16], int32_t lane[8])
+{
+    for (int k = 0; k < 8; k++) {
+        int32_t sum = 0;
+        for (int r = 0; r < 8; r++) {
+            const int *p = prod + 32 * r + 4 * k;
+            sum += sc16[2 * r + (k >= 4)] * (p[0] + p[1] + p[2] + p[3]);
+        }
+        lane[k] = sum;
+    }
+}
+
+static void k_lanes_fma(float acc[8], float d, const int prod[ELM_QK_K], const int sc16[16])
+{
+    int32_t lane[8];
+    k_lanes(prod, sc16, lane);
+    for (int k = 0; k < 8; k++)
+        acc[k] = fmaf(d, (float)lane[k], acc[k]);
+}
+
+/* The minimum term of Q4_K/Q5_K in four integer lanes: lane k covers sub-blocks 2k and 2k+1,
+ * each minimum times the sum of its 32 activations. */
+static void k4_min_lanes(const uint8_t *packed, const int16_t bsums[16], int32_t lane[4])
+{
+    for (int k = 0; k < 4; k++) {
+        lane[k] = 0;
+        for (int j = 2 * k; j < 2 * k + 2; j++) {
+            uint8_t sc, m;
+            elm_k4_scale_min(packed, j, &sc, &m);
+            lane[k] += m * (bsums[2 * j] + bsums[2 * j + 1]);
+        }
+    }
+}
+
 /* ---- Q2_K: x = d * sc * q - dmin * m, q in 0..3, 16 sub-blocks of 16 ------------------ */
 
 /* Quant j of a Q2_K/Q3_K 2-bit field (see pack_2bit in q_k_quant.c). */
@@ -91,21 +134,24 @@ void elm_ref_q2_k_vec_dot(int64_t n, float *s, const void *w, const void *a)
 {
     const struct elm_block_q2_k *x = w;
     const struct elm_block_q8_k *y = a;
-    float sum = 0.0f;
+    float acc[8] = {0};
     for (int64_t i = 0; i < n / ELM_QK_K; i++) {
-        int32_t isum = 0, msum = 0;
-        for (int sb = 0; sb < 16; sb++) {
-            int32_t dot = 0;
-            for (int l = 0; l < 16; l++)
-                dot += q2_at(x[i].qs, 16 * sb + l) * y[i].qs[16 * sb + l];
-            isum += (x[i].scales[sb] & 0x0f) * dot;
-            msum += (x[i].scales[sb] >> 4) * y[i].bsums[sb];
+        const float d = y[i].d * elm_fp16_to_f32(x[i].d);
+        const float dmin = -(y[i].d * elm_fp16_to_f32(x[i].dmin));
+        /* minimum term first, in the same lanes: lane k covers sub-blocks 2k and 2k+1 */
+        for (int k = 0; k < 8; k++) {
+            const int32_t mins = (x[i].scales[2 * k] >> 4) * y[i].bsums[2 * k] +
+                                 (x[i].scales[2 * k + 1] >> 4) * y[i].bsums[2 * k + 1];
+            acc[k] = fmaf(dmin, (float)mins, acc[k]);
         }
-        const float dall = y[i].d * elm_fp16_to_f32(x[i].d);
-        const float dmin = y[i].d * elm_fp16_to_f32(x[i].dmin);
-        sum += dall * (float)isum - dmin * (float)msum;
+        int prod[ELM_QK_K], sc16[16];
+        for (int j = 0; j < ELM_QK_K; j++)
+            prod[j] = q2_at(x[i].qs, j) * y[i].qs[j];
+        for (int g = 0; g < 16; g++)
+            sc16[g] = x[i].scales[g] & 0x0f;
+        k_lanes_fma(acc, d, prod, sc16);
     }
-    *s = sum;
+    *s = elm_hsum8(acc);
 }
 
 /* ---- Q3_K: x = d * (sc - 32) * (q - 4 * !hbit), 16 sub-blocks of 16 ------------------- */
@@ -133,20 +179,18 @@ void elm_ref_q3_k_vec_dot(int64_t n, float *s, const void *w, const void *a)
 {
     const struct elm_block_q3_k *x = w;
     const struct elm_block_q8_k *y = a;
-    float sum = 0.0f;
+    float acc[8] = {0};
     for (int64_t i = 0; i < n / ELM_QK_K; i++) {
         int8_t sc[16];
         elm_k3_scales(x[i].scales, sc);
-        int32_t isum = 0;
-        for (int sb = 0; sb < 16; sb++) {
-            int32_t dot = 0;
-            for (int l = 0; l < 16; l++)
-                dot += q3_at(&x[i], 16 * sb + l) * y[i].qs[16 * sb + l];
-            isum += sc[sb] * dot;
-        }
-        sum += (elm_fp16_to_f32(x[i].d) * y[i].d) * (float)isum;
+        int prod[ELM_QK_K], sc16[16];
+        for (int j = 0; j < ELM_QK_K; j++)
+            prod[j] = q3_at(&x[i], j) * y[i].qs[j];
+        for (int g = 0; g < 16; g++)
+            sc16[g] = sc[g];
+        k_lanes_fma(acc, y[i].d * elm_fp16_to_f32(x[i].d), prod, sc16);
     }
-    *s = sum;
+    *s = elm_hsum8(acc);
 }
 
 /* ---- Q4_K: x = d * sc * q - dmin * m, q in 0..15, 8 sub-blocks of 32 ------------------- */
@@ -179,23 +223,26 @@ void elm_ref_q4_k_vec_dot(int64_t n, float *s, const void *w, const void *a)
 {
     const struct elm_block_q4_k *x = w;
     const struct elm_block_q8_k *y = a;
-    float sum = 0.0f;
+    float acc[8] = {0}, acc_m[4] = {0};
     for (int64_t i = 0; i < n / ELM_QK_K; i++) {
-        int32_t isum = 0, msum = 0;
+        const float d = y[i].d * elm_fp16_to_f32(x[i].d);
+        const float dmin = -(y[i].d * elm_fp16_to_f32(x[i].dmin));
+        int32_t mins[4];
+        k4_min_lanes(x[i].scales, y[i].bsums, mins);
+        for (int k = 0; k < 4; k++)
+            acc_m[k] = fmaf(dmin, (float)mins[k], acc_m[k]);
+        int prod[ELM_QK_K], sc16[16];
+        for (int j = 0; j < ELM_QK_K; j++)
+            prod[j] = q4_at(x[i].qs, j) * y[i].qs[j];
         for (int sb = 0; sb < 8; sb++) {
             uint8_t sc, m;
             elm_k4_scale_min(x[i].scales, sb, &sc, &m);
-            int32_t dot = 0;
-            for (int l = 0; l < 32; l++)
-                dot += q4_at(x[i].qs, 32 * sb + l) * y[i].qs[32 * sb + l];
-            isum += sc * dot;
-            msum += m * (y[i].bsums[2 * sb] + y[i].bsums[2 * sb + 1]);
+            sc16[2 * sb] = sc16[2 * sb + 1] = sc;
         }
-        const float d = elm_fp16_to_f32(x[i].d) * y[i].d;
-        const float dmin = elm_fp16_to_f32(x[i].dmin) * y[i].d;
-        sum += d * (float)isum - dmin * (float)msum;
+        k_lanes_fma(acc, d, prod, sc16);
     }
-    *s = sum;
+    /* the four minimum lanes fold as a 128-bit register: 2,3 onto 0,1, then 1 onto 0 */
+    *s = elm_hsum8(acc) + ((acc_m[0] + acc_m[2]) + (acc_m[1] + acc_m[3]));
 }
 
 /* ---- Q5_K: Q4_K plus a fifth bit in qh ------------------------------------------------- */
@@ -228,23 +275,25 @@ void elm_ref_q5_k_vec_dot(int64_t n, float *s, const void *w, const void *a)
 {
     const struct elm_block_q5_k *x = w;
     const struct elm_block_q8_k *y = a;
-    float sum = 0.0f;
+    float acc[8] = {0}, summs = 0.0f;
     for (int64_t i = 0; i < n / ELM_QK_K; i++) {
-        int32_t isum = 0, msum = 0;
+        const float d = y[i].d * elm_fp16_to_f32(x[i].d);
+        const float dmin = -(y[i].d * elm_fp16_to_f32(x[i].dmin));
+        int32_t mins[4];
+        k4_min_lanes(x[i].scales, y[i].bsums, mins);
+        /* here the minimum term is one integer, added into a scalar fused chain */
+        summs = fmaf(dmin, (float)((mins[0] + mins[1]) + (mins[2] + mins[3])), summs);
+        int prod[ELM_QK_K], sc16[16];
+        for (int j = 0; j < ELM_QK_K; j++)
+            prod[j] = q5_at(&x[i], j) * y[i].qs[j];
         for (int sb = 0; sb < 8; sb++) {
             uint8_t sc, m;
             elm_k4_scale_min(x[i].scales, sb, &sc, &m);
-            int32_t dot = 0;
-            for (int l = 0; l < 32; l++)
-                dot += q5_at(&x[i], 32 * sb + l) * y[i].qs[32 * sb + l];
-            isum += sc * dot;
-            msum += m * (y[i].bsums[2 * sb] + y[i].bsums[2 * sb + 1]);
+            sc16[2 * sb] = sc16[2 * sb + 1] = sc;
         }
-        const float d = elm_fp16_to_f32(x[i].d) * y[i].d;
-        const float dmin = elm_fp16_to_f32(x[i].dmin) * y[i].d;
-        sum += d * (float)isum - dmin * (float)msum;
+        k_lanes_fma(acc, d, prod, sc16);
     }
-    *s = sum;
+    *s = elm_hsum8(acc) + summs;
 }
 
 /* ---- Q6_K: x = d * sc * (q - 32), int8 scales, 16 sub-blocks of 16 --------------------- */
@@ -275,16 +324,14 @@ void elm_ref_q6_k_vec_dot(int64_t n, float *s, const void *w, const void *a)
 {
     const struct elm_block_q6_k *x = w;
     const struct elm_block_q8_k *y = a;
-    float sum = 0.0f;
+    float acc[8] = {0};
     for (int64_t i = 0; i < n / ELM_QK_K; i++) {
-        int32_t isum = 0;
-        for (int sb = 0; sb < 16; sb++) {
-            int32_t dot = 0;
-            for (int l = 0; l < 16; l++)
-                dot += q6_at(&x[i], 16 * sb + l) * y[i].qs[16 * sb + l];
-            isum += x[i].scales[sb] * dot;
-        }
-        sum += (elm_fp16_to_f32(x[i].d) * y[i].d) * (float)isum;
+        int prod[ELM_QK_K], sc16[16];
+        for (int j = 0; j < ELM_QK_K; j++)
+            prod[j] = q6_at(&x[i], j) * y[i].qs[j];
+        for (int g = 0; g < 16; g++)
+            sc16[g] = x[i].scales[g];
+        k_lanes_fma(acc, y[i].d * elm_fp16_to_f32(x[i].d), prod, sc16);
     }
-    *s = sum;
+    *s = elm_hsum8(acc);
 }

@@ -11,8 +11,16 @@
  * zero) in a few elements per thousand. The reference outputs elm is checked against were
  * computed that way, so that is the rule here.
  *
- * Dot products (weight block x Q8_0/Q8_1 block): an exact integer sum per block, scaled by the
- * product of the two block scales, accumulated in float in block order.
+ * Dot products (weight block x Q8_0/Q8_1 block) take exact integer sums and add them in float in
+ * the order of the x86 build the references came from (docs/kernels.md has the argument):
+ *   - Q4_1, Q5_0, Q5_1, Q8_0: eight float lanes, lane l holding the integer dot product of
+ *     elements 4l..4l+3 of each block, fmaf(block scale, lane sum, lane) block after block, then
+ *     the lanes folded by elm_hsum8; Q4_1/Q5_1 add the offset terms m * s in a separate scalar
+ *     fmaf chain, added last.
+ *   - Q4_0: one fmaf chain over whole-block integer sums. On x86 llama.cpp repacks Q4_0 matrices
+ *     whose row count is a multiple of 8 into interleaved 8-row blocks, whose kernels accumulate
+ *     each output that way for one token or many. (Other matrices keep the 8-lane order of
+ *     Q4_0's vec_dot; elm does not tell them apart, and every matrix of the zoo repacks.)
  */
 #include <float.h>
 #include <math.h>
@@ -67,6 +75,23 @@ static inline int min_int(int a, int b)
     return a < b ? a : b;
 }
 
+/* The eight integer lanes of one 32-element block: lane l = prod[4l] + ... + prod[4l + 3], where
+ * prod holds the block's integer products in element order. */
+static void lane_sums(const int prod[ELM_QK], int32_t lane[8])
+{
+    for (int l = 0; l < 8; l++)
+        lane[l] = prod[4 * l] + prod[4 * l + 1] + prod[4 * l + 2] + prod[4 * l + 3];
+}
+
+/* acc[l] = fmaf(d, lane l, acc[l]) for the eight lanes of one block. */
+static void lanes_fma(float acc[8], float d, const int prod[ELM_QK])
+{
+    int32_t lane[8];
+    lane_sums(prod, lane);
+    for (int l = 0; l < 8; l++)
+        acc[l] = fmaf(d, (float)lane[l], acc[l]);
+}
+
 /* ---- Q4_0: x = d * (q - 8) --------------------------------------------------------------- */
 
 void elm_ref_q4_0_from_float(const float *src, void *dst, int64_t n)
@@ -113,7 +138,8 @@ void elm_ref_q4_0_vec_dot(int64_t n, float *s, const void *w, const void *a)
             isum += ((x[i].qs[j] & 0x0f) - 8) * y[i].qs[j];
             isum += ((x[i].qs[j] >> 4) - 8) * y[i].qs[j + HALF];
         }
-        sum += (float)isum * (elm_fp16_to_f32(x[i].d) * elm_fp16_to_f32(y[i].d));
+        /* the repacked kernels: one fused multiply-add per block, scale = d_w * d_a */
+        sum = fmaf((float)isum, elm_fp16_to_f32(x[i].d) * elm_fp16_to_f32(y[i].d), sum);
     }
     *s = sum;
 }
@@ -157,19 +183,19 @@ void elm_ref_q4_1_vec_dot(int64_t n, float *s, const void *w, const void *a)
 {
     const struct elm_block_q4_1 *x = w;
     const struct elm_block_q8_1 *y = a;
-    float sum = 0.0f;
+    float acc[8] = {0}, summs = 0.0f;
     for (int64_t i = 0; i < n / ELM_QK; i++) {
-        int32_t isum = 0;
+        int prod[ELM_QK];
         for (int j = 0; j < HALF; j++) {
-            isum += (x[i].qs[j] & 0x0f) * y[i].qs[j];
-            isum += (x[i].qs[j] >> 4) * y[i].qs[j + HALF];
+            prod[j] = (x[i].qs[j] & 0x0f) * y[i].qs[j];
+            prod[j + HALF] = (x[i].qs[j] >> 4) * y[i].qs[j + HALF];
         }
         /* sum(x*y) = dx*dy*sum(q*qy) + m*dy*sum(qy); the activation block carries dy*sum(qy)
-         * as s, so the offset costs one multiply */
-        sum += (elm_fp16_to_f32(x[i].d) * elm_fp16_to_f32(y[i].d)) * (float)isum +
-               elm_fp16_to_f32(x[i].m) * elm_fp16_to_f32(y[i].s);
+         * as s, so the offset costs one multiply (fused into its own running sum) */
+        summs = fmaf(elm_fp16_to_f32(x[i].m), elm_fp16_to_f32(y[i].s), summs);
+        lanes_fma(acc, elm_fp16_to_f32(x[i].d) * elm_fp16_to_f32(y[i].d), prod);
     }
-    *s = sum;
+    *s = elm_hsum8(acc) + summs;
 }
 
 /* ---- Q5_0: x = d * (q - 16) -------------------------------------------------------------- */
@@ -214,18 +240,19 @@ void elm_ref_q5_0_vec_dot(int64_t n, float *s, const void *w, const void *a)
 {
     const struct elm_block_q5_0 *x = w;
     const struct elm_block_q8_0 *y = a;
-    float sum = 0.0f;
+    float acc[8] = {0};
     for (int64_t i = 0; i < n / ELM_QK; i++) {
         const uint32_t qh = load_qh(x[i].qh);
-        int32_t isum = 0;
+        int prod[ELM_QK];
         for (int j = 0; j < HALF; j++) {
             int q0 = (x[i].qs[j] & 0x0f) | (int)(((qh >> j) & 1) << 4);
             int q1 = (x[i].qs[j] >> 4) | (int)(((qh >> (j + HALF)) & 1) << 4);
-            isum += (q0 - 16) * y[i].qs[j] + (q1 - 16) * y[i].qs[j + HALF];
+            prod[j] = (q0 - 16) * y[i].qs[j];
+            prod[j + HALF] = (q1 - 16) * y[i].qs[j + HALF];
         }
-        sum += (float)isum * (elm_fp16_to_f32(x[i].d) * elm_fp16_to_f32(y[i].d));
+        lanes_fma(acc, elm_fp16_to_f32(x[i].d) * elm_fp16_to_f32(y[i].d), prod);
     }
-    *s = sum;
+    *s = elm_hsum8(acc);
 }
 
 /* ---- Q5_1: x = d * q + m ----------------------------------------------------------------- */
@@ -275,19 +302,20 @@ void elm_ref_q5_1_vec_dot(int64_t n, float *s, const void *w, const void *a)
 {
     const struct elm_block_q5_1 *x = w;
     const struct elm_block_q8_1 *y = a;
-    float sum = 0.0f;
+    float acc[8] = {0}, summs = 0.0f;
     for (int64_t i = 0; i < n / ELM_QK; i++) {
         const uint32_t qh = load_qh(x[i].qh);
-        int32_t isum = 0;
+        int prod[ELM_QK];
         for (int j = 0; j < HALF; j++) {
             int q0 = (x[i].qs[j] & 0x0f) | (int)(((qh >> j) & 1) << 4);
             int q1 = (x[i].qs[j] >> 4) | (int)(((qh >> (j + HALF)) & 1) << 4);
-            isum += q0 * y[i].qs[j] + q1 * y[i].qs[j + HALF];
+            prod[j] = q0 * y[i].qs[j];
+            prod[j + HALF] = q1 * y[i].qs[j + HALF];
         }
-        sum += (elm_fp16_to_f32(x[i].d) * elm_fp16_to_f32(y[i].d)) * (float)isum +
-               elm_fp16_to_f32(x[i].m) * elm_fp16_to_f32(y[i].s);
+        summs = fmaf(elm_fp16_to_f32(x[i].m), elm_fp16_to_f32(y[i].s), summs);
+        lanes_fma(acc, elm_fp16_to_f32(x[i].d) * elm_fp16_to_f32(y[i].d), prod);
     }
-    *s = sum;
+    *s = elm_hsum8(acc) + summs;
 }
 
 /* ---- Q8_0: x = d * q --------------------------------------------------------------------- */
@@ -353,17 +381,12 @@ void elm_ref_q8_0_vec_dot(int64_t n, float *s, const void *w, const void *a)
     const struct elm_block_q8_0 *y = a;
     float acc[8] = {0};
     for (int64_t i = 0; i < n / ELM_QK; i++) {
-        float d = elm_fp16_to_f32(x[i].d) * elm_fp16_to_f32(y[i].d);
-        for (int l = 0; l < 8; l++) {
-            int32_t p = 0;
-            for (int j = 4 * l; j < 4 * l + 4; j++)
-                p += x[i].qs[j] * y[i].qs[j];
-            acc[l] = fmaf(d, (float)p, acc[l]);
-        }
+        int prod[ELM_QK];
+        for (int j = 0; j < ELM_QK; j++)
+            prod[j] = x[i].qs[j] * y[i].qs[j];
+        lanes_fma(acc, elm_fp16_to_f32(x[i].d) * elm_fp16_to_f32(y[i].d), prod);
     }
-    float r0 = acc[0] + acc[4], r1 = acc[1] + acc[5], r2 = acc[2] + acc[6], r3 = acc[3] + acc[7];
-    r0 = r0 + r2; r1 = r1 + r3;
-    *s = r0 + r1;
+    *s = elm_hsum8(acc);
 }
 
 /* ---- Q8_1 (activations for Q4_1/Q5_1): Q8_0 plus s = d * sum(q) -------------------------- */

@@ -1,17 +1,21 @@
-/* ref.h — the portable scalar reference kernels, one set per type, and the helpers they share.
+/* ref.h — the portable scalar reference kernels (one set per type, plus the operations of
+ * ops.c) and the helpers they share.
  *
  * These functions are the oracle: every SIMD variant is tested against them, and elm's
  * quantizer uses them to write files. They follow ggml's definitions exactly where exactness is
  * possible: block layouts, the weight quantizers (ggml's *_ref functions, which llama-quantize
  * runs when there is no importance matrix), and the activation quantizers (what ggml's x86 build
- * runs). Dot products take exact integer sums per block and scale them in float, as ggml does;
- * only the order of the float additions may differ from a given SIMD build.
+ * runs). Dot products take exact integer sums per block and add them in float in the order of
+ * the x86 SIMD build the zoo references were computed with, and ops.c does the same for the
+ * other operations of the forward pass, so that elm reproduces those references bit for bit
+ * (docs/kernels.md).
  *
  * dispatch.c collects them into elm_kernels_ref. Nothing outside kernels/ includes this file.
  */
 #ifndef ELM_KERNELS_REF_H
 #define ELM_KERNELS_REF_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -25,6 +29,31 @@ static inline int elm_round_even(float x)
     int32_t bits;
     memcpy(&bits, &biased, sizeof bits);
     return (bits & 0x007fffff) - 0x00400000;
+}
+
+/* ---- the float arithmetic of the reference outputs ------------------------------------------
+ * The zoo references were computed by llama.cpp's x86 build with 8- and 16-lane SIMD. Adding the
+ * same products in a different order gives different last bits, and a last-bit change in an
+ * activation can flip its rounding when the next matmul quantizes it, which random-weight models
+ * amplify. So the reference kernels add in exactly the order of those SIMD loops (see
+ * docs/kernels.md): a lane array stands for a vector register, fmaf() for a fused multiply-add
+ * instruction (elm builds with contraction off, so every other a * b + c rounds twice). */
+
+/* The sum of 8 float lanes as x86 code folds a 256-bit register: the high half onto the low
+ * half, then lanes 2,3 onto 0,1, then lane 1 onto lane 0. */
+static inline float elm_hsum8(const float a[8])
+{
+    const float r0 = a[0] + a[4], r1 = a[1] + a[5], r2 = a[2] + a[6], r3 = a[3] + a[7];
+    return (r0 + r2) + (r1 + r3);
+}
+
+/* The sum of 16 float lanes folded the same way (a 512-bit register: 16 -> 8 -> 4 -> 2 -> 1). */
+static inline float elm_hsum16(const float a[16])
+{
+    float h[8];
+    for (int l = 0; l < 8; l++)
+        h[l] = a[l] + a[l + 8];
+    return elm_hsum8(h);
 }
 
 /* ---- float types (ref/float.c) ---------------------------------------------------------- */
@@ -78,6 +107,19 @@ void elm_ref_q6_k_from_float(const float *src, void *dst, int64_t n);
 void elm_ref_q6_k_vec_dot(int64_t n, float *s, const void *w, const void *a);
 void elm_ref_q8_k_to_float(const void *src, float *dst, int64_t n);
 void elm_ref_q8_k_from_float(const float *src, void *dst, int64_t n);
+
+/* ---- operations around the matmuls (ref/ops.c) ------------------------------------------- */
+void elm_ref_rmsnorm(float *y, const float *x, const float *g, int64_t n, float eps);
+void elm_ref_rope_table(float *cs, int n_rot, int32_t pos, float base, float scale);
+void elm_ref_rope(float *x, int n_rot, const float *cs, bool neox);
+void elm_ref_softmax(float *x, int64_t n);
+void elm_ref_silu_mul(float *g, const float *u, int64_t n);
+void elm_ref_kv_dot_f32(int64_t n, float *s, const void *k, const void *q);
+void elm_ref_kv_dot_f16(int64_t n, float *s, const void *k, const void *q);
+void elm_ref_kv_mix_f32(int64_t n, int64_t hd, float *out, const float *w, const void *v,
+                        int64_t v_stride);
+void elm_ref_kv_mix_f16(int64_t n, int64_t hd, float *out, const float *w, const void *v,
+                        int64_t v_stride);
 
 /* Unpacks the 12-byte 6-bit scale/min field of Q4_K and Q5_K: sub-block j (0..7). */
 static inline void elm_k4_scale_min(const uint8_t *packed, int j, uint8_t *scale, uint8_t *min)
