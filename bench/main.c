@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "bench.h"
+#include "common/log.h"
 
 struct sub {
     const char *name;
@@ -15,6 +16,8 @@ struct sub {
 
 static const struct sub subs[] = {
     {"model", bench_model, "prompt (pp) and decode (tg) tokens/s per model and thread count"},
+    {"ipc", bench_ipc, "shared-memory ring vs ZeroMQ round trips between two processes"},
+    {"load", bench_load, "io_uring hugepage load vs cat, and first-token time via elmd"},
 };
 
 static void usage(FILE *f)
@@ -60,6 +63,7 @@ int main(int argc, char **argv)
         {"help", no_argument, 0, 'h'},         {0, 0, 0, 0},
     };
     char *cmdline = join_cmdline(argc, argv);
+    elm_log_setup(ELM_LOG_ERROR, false, "elm-bench"); /* results on stdout, not loader chatter */
     struct bench_opts o = {.format = BENCH_MD, .reps = 5, .cmdline = cmdline ? cmdline : ""};
     int c;
     /* '+': stop at the subcommand, whose own options follow it */
