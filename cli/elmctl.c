@@ -82,23 +82,67 @@ struct cmd {
     const char *help;
 };
 
+const char *cli_runtime_dir;
+bool cli_json;
+
 static const struct cmd cmds[] = {
-    {"generate", cmd_generate, "stream a completion (--local MODEL runs in-process)"},
+    {"generate", cmd_generate, "stream a completion (from elmd, or --local MODEL in-process)"},
     {"tokenize", cmd_tokenize, "print the token ids of a text"},
     {"inspect", cmd_inspect, "show a model's architecture, tensors and metadata"},
     {"quantize", cmd_quantize, "write a quantized copy of a GGUF model"},
+#ifdef ELM_HAVE_CLIENT
+    {"start", cmd_start, "start elmd and wait until it answers"},
+    {"stop", cmd_stop, "stop elmd and wait until it is gone"},
+    {"status", cmd_status, "show elmd's state and model"},
+    {"load", cmd_load, "load a model into elmd"},
+    {"unload", cmd_unload, "drop elmd's model"},
+    {"sessions", cmd_sessions, "list elmd's sessions"},
+    {"stats", cmd_stats, "show elmd's counters"},
+#endif
 };
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: elmctl COMMAND [OPTIONS] [ARGS]\n\ncommands:\n");
+    fprintf(f, "usage: elmctl [--runtime-dir DIR] [--json] COMMAND [OPTIONS] [ARGS]\n\n"
+               "  --runtime-dir DIR  where elmd's socket is (default $ELM_RUNTIME_DIR, else\n"
+               "                     $XDG_RUNTIME_DIR/elm)\n"
+               "  --json             machine-readable output (status, sessions, stats...)\n"
+               "\ncommands:\n");
     for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++)
         fprintf(f, "  %-10s %s\n", cmds[i].name, cmds[i].help);
     fprintf(f, "\n'elmctl COMMAND --help' describes each command.\n");
 }
 
+/* Consumes the global options before the command; returns how many argv entries they took, or
+ * -1 after printing an error. */
+static int global_options(int argc, char **argv)
+{
+    int i = 1;
+    while (i < argc) {
+        if (!strcmp(argv[i], "--json")) {
+            cli_json = true;
+            i++;
+        } else if (!strncmp(argv[i], "--runtime-dir=", 14)) {
+            cli_runtime_dir = argv[i++] + 14;
+        } else if (!strcmp(argv[i], "--runtime-dir")) {
+            if (i + 1 >= argc)
+                return cli_fail("--runtime-dir needs a directory"), -1;
+            cli_runtime_dir = argv[i + 1];
+            i += 2;
+        } else {
+            break;
+        }
+    }
+    return i - 1;
+}
+
 int main(int argc, char **argv)
 {
+    int skip = global_options(argc, argv);
+    if (skip < 0)
+        return 2;
+    argc -= skip;
+    argv += skip;
     if (argc < 2) {
         usage(stderr);
         return 2;

@@ -1,11 +1,15 @@
 /* generate.c — `elmctl generate` and `elmctl tokenize`.
  *
  * generate --local MODEL runs the engine in this process and streams text as it is produced
- * (or, with --ids, the generated token ids on one line). The prompt is tokenized the way every
+ * (or, with --ids, the generated token ids on one line). Without --local the same request goes
+ * to elmd through libelmclient and its tokens are printed as they arrive, in the same format,
+ * so a greedy request prints the same bytes either way. The prompt is tokenized the way every
  * elm front end does it: BOS as the vocabulary asks, control-token text kept as plain text
  * unless --special.
  */
+#include <errno.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -24,14 +28,19 @@ struct gen_opts {
     bool special;
     bool verbose;
     enum elm_type kv_type;
+    const char *runtime_dir; /* the daemon's, when not --local */
+    const char *local_only;  /* the last option given that only --local uses */
 };
 
 static void generate_usage(FILE *f)
 {
     fprintf(f,
-            "usage: elmctl generate --local MODEL [OPTIONS] [PROMPT]\n"
-            "Streams a completion of PROMPT (empty: start from BOS alone).\n\n"
+            "usage: elmctl generate [--local MODEL] [OPTIONS] [PROMPT]\n"
+            "Streams a completion of PROMPT (empty: start from BOS alone), from elmd's model,\n"
+            "or with --local from MODEL run in this process.\n\n"
             "  --local MODEL         run MODEL (a GGUF file) in this process\n"
+            "  --runtime-dir DIR     the daemon's directory (default $ELM_RUNTIME_DIR, else\n"
+            "                        $XDG_RUNTIME_DIR/elm)\n"
             "  -n, --n-predict N     generate at most N tokens (default: until EOS/context)\n"
             "  --temp T              temperature, 0 = greedy (default 0.8)\n"
             "  --top-k K             keep the K most likely tokens (default 40, 0 = off)\n"
@@ -41,13 +50,13 @@ static void generate_usage(FILE *f)
             "  --repeat-last-n N     tokens the penalty looks back at (default 64)\n"
             "  --seed S              random seed; same seed, same output (default: clock)\n"
             "  --stop STR            stop before STR (repeatable, up to %d)\n"
-            "  --threads N           compute threads (default: CPU count)\n"
             "  --ctx N               context size (default: the model's, at most 4096)\n"
-            "  --batch N             prompt tokens per forward pass (default 256)\n"
-            "  --kv-type f16|f32     KV cache precision (default f16)\n"
+            "  --threads N           compute threads (default: CPU count)           [--local]\n"
+            "  --batch N             prompt tokens per forward pass (default 256)   [--local]\n"
+            "  --kv-type f16|f32     KV cache precision (default f16)               [--local]\n"
             "  --special             let control-token text in PROMPT become control tokens\n"
             "  --ids                 print generated token ids instead of text\n"
-            "  --kernel ref|avx2|avx512  force a kernel variant\n"
+            "  --kernel ref|avx2|avx512  force a kernel variant                   [--local]\n"
             "  -v, --verbose         print timings to stderr\n",
             ELM_MAX_STOP);
 }
@@ -65,6 +74,7 @@ static int parse_generate(int argc, char **argv, struct gen_opts *o, const char 
         {"batch", required_argument, 0, 'b'},   {"kv-type", required_argument, 0, 'K'},
         {"special", no_argument, 0, 'x'},       {"ids", no_argument, 0, 'i'},
         {"kernel", required_argument, 0, 'G'},  {"verbose", no_argument, 0, 'v'},
+        {"runtime-dir", required_argument, 0, 'D'},
         {"help", no_argument, 0, 'h'},          {0, 0, 0, 0},
     };
     struct elm_sampling *sp = &o->gp.sampling;
@@ -124,6 +134,7 @@ static int parse_generate(int argc, char **argv, struct gen_opts *o, const char 
             o->gp.stop[o->gp.n_stop++] = optarg;
             break;
         case 'T':
+            o->local_only = "--threads";
             if (!cli_int("--threads", optarg, 1, 1024, &o->threads))
                 return 2;
             break;
@@ -132,10 +143,12 @@ static int parse_generate(int argc, char **argv, struct gen_opts *o, const char 
                 return 2;
             break;
         case 'b':
+            o->local_only = "--batch";
             if (!cli_int("--batch", optarg, 1, 1 << 16, &o->batch))
                 return 2;
             break;
         case 'K':
+            o->local_only = "--kv-type";
             if (!strcmp(optarg, "f16"))
                 o->kv_type = ELM_TYPE_F16;
             else if (!strcmp(optarg, "f32"))
@@ -145,7 +158,8 @@ static int parse_generate(int argc, char **argv, struct gen_opts *o, const char 
             break;
         case 'x': o->special = true; break;
         case 'i': o->ids = true; break;
-        case 'G': o->kernel = optarg; break;
+        case 'G': o->kernel = optarg, o->local_only = "--kernel"; break;
+        case 'D': o->runtime_dir = optarg; break;
         case 'v': o->verbose = true; break;
         case 'h': generate_usage(stdout); return -1;
         default: generate_usage(stderr); return 2;
@@ -195,7 +209,7 @@ static int run_local(const struct gen_opts *o, const char *prompt)
     double t0 = now_s();
     int rc = elm_model_load(o->model, &mp, &m, err, sizeof err);
     if (rc) {
-        cli_fail("cannot load %s: %s", o->model, err[0] ? err : elm_strerror(rc));
+        err[0] ? cli_fail("%s", err) : cli_fail("%s: %s", o->model, elm_strerror(rc));
         return 1;
     }
     double t_load = now_s() - t0;
@@ -243,17 +257,145 @@ out:
     return exit_code;
 }
 
+#ifdef ELM_HAVE_CLIENT
+/* ---- through the daemon ---------------------------------------------------------------------- */
+
+static volatile sig_atomic_t interrupted;
+
+static void on_sigint(int sig)
+{
+    (void)sig;
+    interrupted = 1;
+}
+
+/* The request the local path would run, in the client library's terms. */
+static int to_request(const struct gen_opts *o, const char *prompt, struct elm_request *r)
+{
+    const struct elm_sampling *sp = &o->gp.sampling;
+    elm_request_init(r);
+    r->prompt = prompt;
+    /* The engine stops after the first token when n_predict is 0 (it checks the count after
+     * sampling); the wire's 0 means "no limit", so ask for that one token explicitly. */
+    r->n_predict = o->gp.n_predict == 0 ? 1 : o->gp.n_predict;
+    r->temp = sp->temp;
+    r->top_k = sp->top_k;
+    r->top_p = sp->top_p;
+    r->min_p = sp->min_p;
+    r->repeat_penalty = sp->repeat_penalty;
+    r->repeat_last_n = sp->repeat_last_n;
+    r->seed = sp->seed;
+    r->flags = o->special ? ELM_REQUEST_SPECIAL : 0;
+    for (int i = 0; i < o->gp.n_stop; i++) {
+        size_t l = strlen(o->gp.stop[i]);
+        if (l == 0)
+            continue; /* the engine ignores empty stop strings too */
+        if (l > ELM_REQUEST_MAX_STOP_LEN)
+            return cli_fail("--stop strings sent to elmd hold at most %d bytes",
+                            ELM_REQUEST_MAX_STOP_LEN), 2;
+        r->stop[r->n_stop++] = o->gp.stop[i];
+    }
+    return 0;
+}
+
+/* Prints one token as the local path's on_token does. */
+static void print_token(struct stream *st, const struct elm_event *ev)
+{
+    struct elm_seq_out out = {.token = ev->token, .text = ev->text, .text_len = ev->text_len};
+    on_token(st, &out);
+}
+
+static int run_remote(const struct gen_opts *o, const char *prompt)
+{
+    struct elm_request req;
+    elm_client *c = NULL;
+    elm_session *s = NULL;
+    int exit_code = to_request(o, prompt, &req);
+    if (exit_code)
+        return exit_code;
+    if (o->local_only)
+        fprintf(stderr, "elmctl: %s applies to --local only; elmd uses its own setting\n",
+                o->local_only);
+    if ((exit_code = cli_connect(o->runtime_dir, &c)))
+        return exit_code;
+    struct elm_session_params sp = {.n_ctx = (uint32_t)o->ctx};
+    size_t plen = strlen(prompt);
+    if (plen > (1u << 20))
+        sp.max_prompt_bytes = plen > UINT32_MAX / 2 ? UINT32_MAX / 2 : (uint32_t)plen;
+    int rc = elm_session_open_params(c, &sp, &s);
+    if (rc == ELM_ENOMODEL) {
+        exit_code = cli_fail("elmd has no model loaded (load one with 'elmctl load MODEL')");
+        goto out;
+    }
+    if (rc) {
+        exit_code = cli_client_fail(c, rc, "cannot open a session");
+        goto out;
+    }
+    /* Ctrl-C cancels the request (the daemon ends it at once) instead of killing us mid-line. */
+    struct sigaction sa = {.sa_handler = on_sigint}, old;
+    sigaction(SIGINT, &sa, &old);
+    struct stream st = {.ids = o->ids};
+    struct elm_event ev = {0};
+    bool cancelled = false;
+    int n_tokens = 0;
+    rc = elm_session_submit(s, &req);
+    while (rc == 0) {
+        /* A bounded wait, so a signal that lands outside the futex sleep is seen too. */
+        rc = elm_session_next(s, &ev, 200);
+        if (rc == -EINTR || rc == -ETIMEDOUT) {
+            rc = 0;
+            if (interrupted && !cancelled) {
+                cancelled = true;
+                rc = elm_session_cancel(s);
+            }
+            continue;
+        }
+        if (rc == 0 && ev.type == ELM_EVENT_TOKEN)
+            print_token(&st, &ev), n_tokens++;
+        else if (rc == 0)
+            break;
+    }
+    sigaction(SIGINT, &old, NULL);
+    /* As the local path: the line ends once generation ran; a request refused before its first
+     * token (prompt too long...) prints nothing, as a local one that fails to start. */
+    if (n_tokens || (rc == 0 && ev.type == ELM_EVENT_DONE)) {
+        fputc('\n', stdout);
+        fflush(stdout);
+    }
+    if (rc == 0 && ev.type == ELM_EVENT_ERROR) {
+        exit_code = cli_fail("generation failed: %s",
+                             ev.message[0] ? ev.message : elm_strerror(ev.error));
+    } else if (rc) {
+        exit_code = cli_client_fail(c, rc, "generation failed");
+    } else {
+        if (o->verbose)
+            fprintf(stderr,
+                    "elmctl: %u prompt + %u generated tokens, first after %.3f s, all in %.3f s "
+                    "(%s)\n",
+                    ev.n_prompt, ev.n_gen, ev.t_first_ns * 1e-9, ev.t_total_ns * 1e-9,
+                    elm_finish_reason_name(ev.reason));
+        exit_code = interrupted ? 130 : 0;
+    }
+out:
+    elm_session_close(&s);
+    elm_client_close(&c);
+    return exit_code;
+}
+#else
+static int run_remote(const struct gen_opts *o, const char *prompt)
+{
+    return cli_fail("generate needs --local MODEL (the daemon client is not built in)"), 2;
+}
+#endif
+
 int cmd_generate(int argc, char **argv)
 {
-    struct gen_opts o = {.batch = 256, .kv_type = ELM_TYPE_F16};
+    struct gen_opts o = {.batch = 256, .kv_type = ELM_TYPE_F16, .runtime_dir = cli_runtime_dir};
     elm_gen_params_default(&o.gp);
     const char *prompt;
     int rc = parse_generate(argc, argv, &o, &prompt);
     if (rc)
         return rc < 0 ? 0 : rc;
-    if (!o.model)
-        return cli_fail("generate needs --local MODEL (the daemon client is not built in)"), 2;
-    return run_local(&o, prompt);
+    return o.model ? run_local(&o, prompt) : run_remote(&o, prompt);
 }
 
 /* ---- tokenize ------------------------------------------------------------------------------ */
@@ -305,7 +447,7 @@ int cmd_tokenize(int argc, char **argv)
     if (!rc)
         rc = elm_vocab_load(g, &v, err, sizeof err);
     if (rc) {
-        cli_fail("cannot load %s: %s", model, err[0] ? err : elm_strerror(rc));
+        err[0] ? cli_fail("%s", err) : cli_fail("%s: %s", model, elm_strerror(rc));
         goto out;
     }
     int n = elm_tokenize(v, text, len, !no_bos, special, NULL, 0);

@@ -1,0 +1,317 @@
+/* control.c — elmctl's subcommands that ask elmd something or tell it to do something: status,
+ * load, unload, sessions, stats; and the connection helpers every daemon subcommand shares.
+ *
+ * Each prints human-readable text by default and one JSON document with --json (report.c).
+ * Errors go to stderr as "elmctl: ..." with exit code 1; a daemon that is not running is said
+ * so plainly, with the command that starts one.
+ */
+#ifdef ELM_HAVE_CLIENT
+#include <errno.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+/* ---------------------------------------------------------------------------------------------
+ * Shared helpers
+ */
+
+int cli_client_fail(const elm_client *c, int rc, const char *what)
+{
+    const char *msg = c ? elm_client_last_message(c) : "";
+    if (rc == ELM_EDAEMON)
+        return cli_fail("%s: elmd stopped answering (is it still running?)", what);
+    return cli_fail("%s: %s", what, msg[0] ? msg : elm_strerror(rc));
+}
+
+int cli_connect(const char *runtime_dir, elm_client **out)
+{
+    int rc = elm_client_connect(runtime_dir, out);
+    return rc ? cli_connect_fail(runtime_dir, rc) : 0;
+}
+
+int cli_connect_fail(const char *runtime_dir, int rc)
+{
+    char dir[4096];
+    if (runtime_dir)
+        snprintf(dir, sizeof dir, "%s", runtime_dir);
+    else if (elm_client_default_runtime_dir(dir, sizeof dir))
+        dir[0] = 0;
+    switch (rc) {
+    case ELM_EDAEMON:
+        return cli_fail("elmd is not running (start it with 'elmctl start --model FILE')");
+    case -EACCES:
+        return cli_fail("permission denied: the elmd in %s belongs to another user", dir);
+    case ELM_EPROTO:
+        return cli_fail("the elmd in %s speaks another protocol version than this elmctl "
+                        "(%s): use matching versions",
+                        dir, ELM_VERSION_STRING);
+    default:
+        return cli_fail("cannot connect to elmd in %s: %s", dir, elm_strerror(rc));
+    }
+}
+
+int cli_parse_daemon_opts(int argc, char **argv, const char *usage, int min_pos, int max_pos)
+{
+    static const struct option lo[] = {
+        {"runtime-dir", required_argument, 0, 'D'},
+        {"json", no_argument, 0, 'j'},
+        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
+    };
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+        switch (c) {
+        case 'D':
+            cli_runtime_dir = optarg;
+            break;
+        case 'j':
+            cli_json = true;
+            break;
+        case 'h':
+            fputs(usage, stdout);
+            return -1;
+        default:
+            fputs(usage, stderr);
+            return 2;
+        }
+    }
+    int n = argc - optind;
+    if (n < min_pos || n > max_pos)
+        return cli_fail("%s: wrong number of arguments (see --help)", argv[0]), 2;
+    return 0;
+}
+
+#define COMMON_OPTS                                                                                \
+    "  --runtime-dir DIR  elmd's directory (default $ELM_RUNTIME_DIR, else "                       \
+    "$XDG_RUNTIME_DIR/elm)\n"                                                                      \
+    "  --json             print JSON\n"
+
+/* The shape of every query subcommand: its options, a connection, one call (act: the call and
+ * the printing, returning the call's result), and "elmctl: what: why" when the call fails. */
+static int query(int argc, char **argv, const char *usage, const char *what,
+                 int (*act)(elm_client *c))
+{
+    int rc = cli_parse_daemon_opts(argc, argv, usage, 0, 0);
+    if (rc)
+        return rc < 0 ? 0 : rc;
+    elm_client *c;
+    if ((rc = cli_connect(cli_runtime_dir, &c)))
+        return rc;
+    rc = act(c);
+    int exit_code = rc ? cli_client_fail(c, rc, what) : 0;
+    elm_client_close(&c);
+    return exit_code;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * status
+ */
+
+static int show_status(elm_client *c)
+{
+    struct elm_daemon_status st;
+    int rc = elm_client_status(c, &st);
+    if (rc == 0)
+        cli_print_status(c, &st);
+    return rc;
+}
+
+int cmd_status(int argc, char **argv)
+{
+    return query(
+        argc, argv,
+        "usage: elmctl status [--runtime-dir DIR] [--json]\n"
+        "Shows elmd's version, uptime, model, where its weights live, and sessions.\n" COMMON_OPTS,
+        "status", show_status);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * load: the call blocks until the model is in memory; meanwhile a second connection polls
+ * status to draw a progress line on stderr (only when stderr is a terminal).
+ */
+
+struct progress {
+    const char *runtime_dir;
+    const char *path;
+    atomic_bool done;
+};
+
+/* "[#####.....]  45%" for done of total bytes, or a turning bar while the total is unknown. */
+static void draw_progress(const char *path, uint64_t done, uint64_t total, unsigned tick,
+                          double elapsed)
+{
+    char bar[33];
+    int fill = total ? (int)(done * 30 / total) : -1;
+    for (int i = 0; i < 30; i++)
+        bar[i] = fill < 0 ? (i == (int)(tick % 30) ? '#' : '.') : (i < fill ? '#' : '.');
+    bar[30] = 0;
+    if (total)
+        fprintf(stderr, "\rloading %s [%s] %3d%%  %.1f s ", path, bar, (int)(done * 100 / total),
+                elapsed);
+    else
+        fprintf(stderr, "\rloading %s [%s]  %.1f s ", path, bar, elapsed);
+}
+
+static void *progress_thread(void *arg)
+{
+    struct progress *p = arg;
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    elm_client *c = NULL;
+    elm_client_connect(p->runtime_dir, &c); /* NULL on failure: the bar still turns */
+    struct elm_daemon_status *st = malloc(sizeof *st);
+    for (unsigned tick = 0; !atomic_load(&p->done); tick++) {
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        double el = (double)(t.tv_sec - t0.tv_sec) + (t.tv_nsec - t0.tv_nsec) * 1e-9;
+        bool known = c && st && elm_client_status(c, st) == 0 && st->loading;
+        draw_progress(p->path, known ? st->load_done : 0, known ? st->load_total : 0, tick, el);
+        usleep(100 * 1000);
+    }
+    fputs("\r\033[K", stderr); /* clear the line: the result follows on stdout */
+    free(st);
+    elm_client_close(&c);
+    return NULL;
+}
+
+int cmd_load(int argc, char **argv)
+{
+    static const struct option lo[] = {
+        {"ctx", required_argument, 0, 'c'},
+        {"threads", required_argument, 0, 'T'},
+        {"runtime-dir", required_argument, 0, 'D'},
+        {"json", no_argument, 0, 'j'},
+        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
+    };
+    static const char usage[] =
+        "usage: elmctl load [--ctx N] [--threads N] [--runtime-dir DIR] [--json] MODEL\n"
+        "Loads MODEL (a GGUF file) into elmd, replacing its model once the new one is ready.\n"
+        "  --ctx N            context tokens per session (default: elmd's setting)\n"
+        "  --threads N        compute threads (default: elmd's setting)\n" COMMON_OPTS;
+    long ctx = 0, threads = 0;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            if (!cli_int("--ctx", optarg, 1, 1 << 20, &ctx))
+                return 2;
+            break;
+        case 'T':
+            if (!cli_int("--threads", optarg, 1, 1024, &threads))
+                return 2;
+            break;
+        case 'D':
+            cli_runtime_dir = optarg;
+            break;
+        case 'j':
+            cli_json = true;
+            break;
+        case 'h':
+            fputs(usage, stdout);
+            return 0;
+        default:
+            fputs(usage, stderr);
+            return 2;
+        }
+    }
+    if (optind + 1 != argc)
+        return cli_fail("load takes one MODEL argument (see --help)"), 2;
+    const char *path = argv[optind];
+    elm_client *cl;
+    int rc = cli_connect(cli_runtime_dir, &cl);
+    if (rc)
+        return rc;
+    struct progress pr = {.runtime_dir = cli_runtime_dir, .path = path};
+    pthread_t th;
+    bool drawing = isatty(2) && pthread_create(&th, NULL, progress_thread, &pr) == 0;
+    struct elm_load_result r;
+    rc = elm_client_load(cl, path, (uint32_t)ctx, (uint32_t)threads, &r);
+    if (drawing) {
+        atomic_store(&pr.done, true);
+        pthread_join(th, NULL);
+    }
+    int exit_code = 0;
+    char what[4200];
+    snprintf(what, sizeof what, "cannot load %s", path);
+    if (rc) {
+        exit_code = cli_client_fail(cl, rc, what);
+    } else {
+        cli_print_load(path, &r);
+    }
+    elm_client_close(&cl);
+    return exit_code;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * unload
+ */
+
+static int do_unload(elm_client *c)
+{
+    int rc = elm_client_unload(c);
+    if (rc == 0)
+        puts(cli_json ? "{\"unloaded\":true}" : "model unloaded");
+    return rc;
+}
+
+int cmd_unload(int argc, char **argv)
+{
+    return query(argc, argv,
+                 "usage: elmctl unload [--runtime-dir DIR] [--json]\n"
+                 "Drops elmd's model; its sessions are closed.\n" COMMON_OPTS,
+                 "unload", do_unload);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * sessions
+ */
+
+static int show_sessions(elm_client *c)
+{
+    struct elm_session_info *list;
+    size_t n;
+    int rc = elm_client_sessions(c, &list, &n);
+    if (rc == 0) {
+        cli_print_sessions(list, n);
+        free(list);
+    }
+    return rc;
+}
+
+int cmd_sessions(int argc, char **argv)
+{
+    return query(argc, argv,
+                 "usage: elmctl sessions [--runtime-dir DIR] [--json]\n"
+                 "Lists elmd's open sessions, of every client.\n" COMMON_OPTS,
+                 "sessions", show_sessions);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * stats
+ */
+
+static int show_stats(elm_client *c)
+{
+    struct elm_daemon_stats st;
+    int rc = elm_client_stats(c, &st);
+    if (rc == 0)
+        cli_print_stats(&st);
+    return rc;
+}
+
+int cmd_stats(int argc, char **argv)
+{
+    return query(argc, argv,
+                 "usage: elmctl stats [--runtime-dir DIR] [--json]\n"
+                 "Shows elmd's counters since it started.\n" COMMON_OPTS,
+                 "stats", show_stats);
+}
+#endif

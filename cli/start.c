@@ -1,0 +1,201 @@
+/* start.c — `elmctl start` and `elmctl stop`: running elmd and ending it.
+ *
+ * start spawns elmd with the options given after "start" and returns once the daemon answers
+ * HELLO on its socket, so a script can use it on the next line. elmd normally puts itself in
+ * the background (its first process exits 0), so the child's exit is not the signal: the
+ * socket answering is. A child that exits non-zero has already said why on stderr (which it
+ * shares with us). stop asks for a shutdown and waits for the process to be gone.
+ */
+#ifdef ELM_HAVE_CLIENT
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+#define START_TIMEOUT_S 60 /* elmd may load a large model before it answers */
+#define STOP_TIMEOUT_S  30 /* elmd lets running requests finish first */
+
+/* The elmd to run: $ELMD, else the one beside elmctl (installed together), else the build
+ * tree's daemon/elmd, else "elmd" from PATH. */
+static const char *find_elmd(char *buf, size_t cap)
+{
+    const char *env = getenv("ELMD");
+    if (env && *env)
+        return env;
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n > 0) {
+        self[n] = 0;
+        const char *dir = dirname(self);
+        static const char *rel[] = {"elmd", "../daemon/elmd"};
+        for (size_t i = 0; i < sizeof rel / sizeof *rel; i++) {
+            snprintf(buf, cap, "%s/%s", dir, rel[i]);
+            if (access(buf, X_OK) == 0)
+                return buf;
+        }
+    }
+    return "elmd";
+}
+
+/* The --runtime-dir among elmd's options, if any. */
+static const char *arg_runtime_dir(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--runtime-dir") && i + 1 < argc)
+            return argv[i + 1];
+        if (!strncmp(argv[i], "--runtime-dir=", 14))
+            return argv[i] + 14;
+    }
+    return NULL;
+}
+
+static pid_t spawn(const char *elmd, char **args)
+{
+    pid_t pid = fork();
+    if (pid != 0)
+        return pid;
+    /* No stdin; and stdout goes to stderr, so that a daemon left in the foreground does not
+     * hold a pipe that elmctl's caller reads to its end (`x=$(elmctl start -f ...)`). */
+    int null = open("/dev/null", O_RDONLY);
+    if (null >= 0)
+        dup2(null, 0);
+    dup2(2, 1);
+    execvp(elmd, args);
+    fprintf(stderr, "elmctl: cannot run %s: %s\n", elmd, strerror(errno));
+    _exit(127);
+}
+
+static void report_running(elm_client *c, const char *what)
+{
+    if (cli_json)
+        printf("{\"running\":true,\"pid\":%ld}\n", elm_client_daemon_pid(c));
+    else
+        printf("elmd %s (pid %ld)\n", what, elm_client_daemon_pid(c));
+}
+
+int cmd_start(int argc, char **argv)
+{
+    if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+        printf("usage: elmctl start [ELMD OPTIONS]\n"
+               "Starts elmd with ELMD OPTIONS (see 'elmd --help'; e.g. --model FILE) and waits\n"
+               "until it answers, at most %d s. The runtime directory is elmctl's\n"
+               "(--runtime-dir, $ELM_RUNTIME_DIR) unless ELMD OPTIONS name one. $ELMD\n"
+               "overrides which elmd binary runs.\n",
+               START_TIMEOUT_S);
+        return 0;
+    }
+    const char *dir = arg_runtime_dir(argc, argv);
+    if (!dir)
+        dir = cli_runtime_dir ? cli_runtime_dir : getenv("ELM_RUNTIME_DIR");
+    if (dir && !*dir)
+        dir = NULL;
+    elm_client *c = NULL;
+    if (elm_client_connect(dir, &c) == 0) {
+        report_running(c, "is already running");
+        elm_client_close(&c);
+        return 0;
+    }
+
+    /* elmd's argv: its path, --runtime-dir when elmctl has one it would not know, the rest. */
+    char path[PATH_MAX + 32];
+    const char *elmd = find_elmd(path, sizeof path);
+    char **args = calloc((size_t)argc + 4, sizeof *args);
+    if (!args)
+        return cli_fail("out of memory");
+    int n = 0;
+    args[n++] = (char *)elmd;
+    if (dir && !arg_runtime_dir(argc, argv)) {
+        args[n++] = "--runtime-dir";
+        args[n++] = (char *)dir;
+    }
+    for (int i = 1; i < argc; i++)
+        args[n++] = argv[i];
+    pid_t pid = spawn(elmd, args);
+    free(args);
+    if (pid < 0)
+        return cli_fail("cannot fork: %s", strerror(errno));
+
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    bool child_done = false;
+    for (;;) {
+        int st, rc;
+        if (!child_done && waitpid(pid, &st, WNOHANG) == pid) {
+            child_done = true;
+            if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+                return cli_fail("elmd failed to start (%s %d)",
+                                WIFEXITED(st) ? "exit status" : "signal",
+                                WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
+        }
+        if ((rc = elm_client_connect(dir, &c)) == 0)
+            break;
+        if (rc != ELM_EDAEMON)
+            return cli_connect_fail(dir, rc);
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        if (t.tv_sec - t0.tv_sec >= START_TIMEOUT_S)
+            return cli_fail("elmd did not answer within %d s (see its log)", START_TIMEOUT_S);
+        usleep(50 * 1000);
+    }
+    /* In the foreground elmd answers while its start-up model still loads; "running" means
+     * ready to serve, so wait for the load to end (in the background elmd waits itself). */
+    struct elm_daemon_status *st = malloc(sizeof *st);
+    int rc = st ? 0 : -ENOMEM;
+    while (rc == 0 && (rc = elm_client_status(c, st)) == 0 && st->loading)
+        usleep(50 * 1000);
+    int exit_code = 0;
+    if (rc)
+        exit_code = cli_client_fail(c, rc, "elmd started but");
+    else if (!st->model_loaded && st->load_error[0])
+        exit_code = cli_fail("elmd is running (pid %ld) without a model: %s",
+                             elm_client_daemon_pid(c), st->load_error);
+    else
+        report_running(c, "is running");
+    free(st);
+    elm_client_close(&c);
+    return exit_code;
+}
+
+int cmd_stop(int argc, char **argv)
+{
+    char usage[256];
+    snprintf(usage, sizeof usage,
+             "usage: elmctl stop [--runtime-dir DIR] [--json]\n"
+             "Asks elmd to stop (running requests get a moment to finish) and waits until\n"
+             "its process is gone, at most %d s.\n",
+             STOP_TIMEOUT_S);
+    int prc = cli_parse_daemon_opts(argc, argv, usage, 0, 0);
+    if (prc)
+        return prc < 0 ? 0 : prc;
+    elm_client *c;
+    int rc = elm_client_connect(cli_runtime_dir, &c);
+    if (rc == ELM_EDAEMON) {
+        if (cli_json)
+            printf("{\"running\":false}\n");
+        else
+            fprintf(stderr, "elmctl: elmd is not running\n");
+        return 0;
+    }
+    if (rc)
+        return cli_connect_fail(cli_runtime_dir, rc);
+    long pid = elm_client_daemon_pid(c);
+    rc = elm_client_shutdown(c, STOP_TIMEOUT_S * 1000);
+    int exit_code = 0;
+    if (rc == -ETIMEDOUT)
+        exit_code = cli_fail("elmd (pid %ld) is still running after %d s", pid, STOP_TIMEOUT_S);
+    else if (rc)
+        exit_code = cli_client_fail(c, rc, "stop");
+    else if (cli_json)
+        printf("{\"running\":false,\"pid\":%ld}\n", pid);
+    else
+        printf("elmd stopped (pid %ld)\n", pid);
+    elm_client_close(&c);
+    return exit_code;
+}
+#endif

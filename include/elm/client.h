@@ -1,0 +1,313 @@
+/* elm/client.h — the client library (libelmclient): talk to the elm daemon (elmd).
+ *
+ * A program connects to the daemon of its user (elm_client_connect), may ask it about its state
+ * or tell it to load a model, and opens sessions (elm_session_open). A session is one
+ * conversation with the loaded model: it runs one request at a time and keeps the context of
+ * its previous requests. Generated tokens stream back through shared memory as they are made;
+ * read them one by one (elm_session_next) or have a callback called for each
+ * (elm_session_generate). docs/client.md has an example program.
+ *
+ * ERRORS. Every function that can fail returns 0 or a negative code: -errno (-EINVAL for bad
+ * arguments, -ENOMEM, -ETIMEDOUT, -EACCES...) or an ELM_E* code from elm/status.h;
+ * elm_strerror() names them all. The ones to expect here:
+ *   ELM_EDAEMON   the daemon is not running (no socket, or nothing answers it) or it died
+ *   ELM_EPROTO    the daemon speaks an incompatible protocol version, or sent a malformed reply
+ *   ELM_ERING     the daemon wrote an invalid record into the session's shared memory; the
+ *                 session is unusable from then on (close it)
+ *   ELM_ENOMODEL  no model is loaded;  ELM_EBUSY  no room for another session now, or the
+ *                 model is being loaded or replaced: try again shortly
+ *   ELM_ECONTEXT  the request does not fit the session's context
+ *   ELM_ESESSION  the daemon closed the session;  ELM_ESHUTDOWN  the daemon is stopping
+ *   -EACCES       the daemon belongs to another user (its socket is not ours to use)
+ * Out-parameters are written only on success. Strings returned through structs are
+ * NUL-terminated.
+ *
+ * THREADS. All functions may be called from any thread. A client's control calls are
+ * serialised by a lock inside the client, so one thread's elm_client_load() delays another's
+ * elm_session_open(). A session is used by one thread at a time, except elm_session_cancel(),
+ * which any thread may call while another waits in elm_session_next() or
+ * elm_session_generate(). Different sessions are independent: give each thread its own.
+ * Handles must not be used in a child process after fork(); connect again there.
+ */
+#ifndef ELM_CLIENT_H
+#define ELM_CLIENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "elm/status.h"
+#include "elm/version.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct elm_client elm_client;   /* a connection to the daemon */
+typedef struct elm_session elm_session; /* a conversation: a context and a request at a time */
+
+/* ---------------------------------------------------------------------------------------------
+ * Connecting
+ */
+
+/* The runtime directory used when elm_client_connect() gets NULL, written to buf (cap bytes,
+ * NUL-terminated): $ELM_RUNTIME_DIR if set, else $XDG_RUNTIME_DIR/elm, else /run/user/<uid>/elm
+ * when /run/user/<uid> exists, else /tmp/elm-<uid> (the daemon's own default order). Returns 0
+ * or -ENAMETOOLONG. */
+int elm_client_default_runtime_dir(char *buf, size_t cap);
+
+/* Connects to the daemon listening in runtime_dir (NULL: the default above; borrowed for the
+ * call) and negotiates the protocol version. Fails fast, without waiting for a daemon to appear:
+ * ELM_EDAEMON when no daemon is there or it does not answer within a few seconds, -EACCES when
+ * the socket belongs to another user, ELM_EPROTO when no common protocol version exists.
+ * Caller owns *out and releases it with elm_client_close(). */
+int elm_client_connect(const char *runtime_dir, elm_client **out);
+
+/* Releases the caller's reference to *c and sets *c to NULL. NULL-safe. Sessions still open
+ * keep the connection alive; it closes with the last of them. */
+void elm_client_close(elm_client **c);
+
+/* The daemon's message explaining the last failed call on c (e.g. why a model did not load), or
+ * "" when it gave none. Borrowed until the next call on c; meaningful when c is used by one
+ * thread. */
+const char *elm_client_last_message(const elm_client *c);
+
+/* The protocol version agreed with the daemon, and the daemon's process id. */
+unsigned elm_client_protocol_version(const elm_client *c);
+long elm_client_daemon_pid(const elm_client *c);
+
+/* ---------------------------------------------------------------------------------------------
+ * Asking and telling the daemon (control calls)
+ */
+
+struct elm_daemon_status {
+    char daemon_version[32]; /* "" if the daemon did not say */
+    long pid;                /* daemon process id */
+    uint64_t uptime_ns;
+    uint32_t n_sessions;   /* open sessions */
+    uint32_t max_sessions; /* 0: not reported */
+    bool model_loaded;
+    char model_path[4096]; /* "" when no model is loaded */
+    char model_name[256];
+    uint32_t n_ctx; /* default context per session; 0 when no model */
+    uint32_t n_vocab;
+    /* The model and where its weights live (0 or "" when not reported). */
+    char arch[16];         /* "llama", "qwen2" */
+    char kernel[16];       /* the kernel variant computing: "avx2"... */
+    char kv_type[8];       /* KV cache precision: "f16", "f32" */
+    uint64_t n_params;     /* parameters (tensor elements) */
+    uint32_t n_threads;    /* compute threads */
+    uint64_t load_ns;      /* time the load took */
+    uint64_t weight_bytes; /* bytes of weights */
+    uint64_t pinned_bytes; /* of those, locked in memory (0: not pinned) */
+    uint64_t huge_bytes;   /* of those, on huge pages */
+    char backing[16];      /* "hugetlb", "thp" or "plain" */
+    char load_notes[256];  /* fallbacks taken while loading; "" if none */
+    uint64_t kv_bytes;     /* KV caches of the open sessions: memory, */
+    uint64_t kv_tokens;    /* positions in use, */
+    uint64_t kv_capacity;  /* and positions allocated */
+    /* A load in progress (started by any client), or the last one that failed. */
+    bool loading;
+    char loading_path[4096];
+    uint64_t load_done;   /* bytes of weights read so far */
+    uint64_t load_total;  /* bytes to read; 0 until known */
+    char load_error[512]; /* why the last load failed; "" if it did not */
+};
+
+/* The daemon's state. *out is the caller's struct, written on success. */
+int elm_client_status(elm_client *c, struct elm_daemon_status *out);
+
+struct elm_load_result {
+    char model_name[256];
+    uint32_t n_ctx;
+    uint32_t n_vocab;
+    uint64_t load_ns; /* time the daemon took to load */
+};
+
+/* Loads the GGUF model at path (borrowed; a relative path is resolved against the caller's
+ * working directory) in the daemon. The old model serves until the new one is ready; then the
+ * sessions open on it are closed (a running request ends with an ERROR ELM_ENOMODEL, later
+ * calls on them return ELM_ESESSION): open new ones. n_ctx (context tokens per session) and
+ * n_threads: 0 = the daemon's default. Blocks until the model is loaded, however long it takes,
+ * or the daemon dies (ELM_EDAEMON). out (the caller's struct, may be NULL) is written on
+ * success. Errors from the daemon (the file is not a model...) come with
+ * elm_client_last_message(). */
+int elm_client_load(elm_client *c, const char *path, uint32_t n_ctx, uint32_t n_threads,
+                    struct elm_load_result *out);
+
+/* Drops the loaded model. Open sessions are closed as for a load (see above). */
+int elm_client_unload(elm_client *c);
+
+enum elm_session_state {
+    ELM_SESSION_IDLE = 1,    /* no request running */
+    ELM_SESSION_RUNNING = 2, /* a request is being evaluated or generated */
+    ELM_SESSION_CLOSING = 3, /* being closed */
+};
+
+struct elm_session_info {
+    uint64_t id;
+    int state;            /* enum elm_session_state */
+    long pid;             /* the client process, 0 if unknown */
+    char client_name[64]; /* "" if unknown */
+    uint32_t n_ctx;
+    uint64_t n_prompt_tokens;
+    uint64_t n_gen_tokens;
+    uint64_t age_ns; /* since the session was opened */
+};
+
+/* The daemon's open sessions (of every client). *out is malloc'ed: caller owns it and frees it
+ * with free(); it is NULL when *n is 0. */
+int elm_client_sessions(elm_client *c, struct elm_session_info **out, size_t *n);
+
+struct elm_daemon_stats {
+    uint64_t uptime_ns;
+    uint64_t n_requests;
+    uint64_t n_prompt_tokens;
+    uint64_t n_gen_tokens;
+    uint64_t prompt_ns; /* time spent evaluating prompts */
+    uint64_t gen_ns;    /* time spent generating */
+    uint64_t n_errors;
+    double gen_tokens_per_s; /* 0 when unknown */
+    uint64_t rss_bytes;      /* daemon's resident memory */
+    uint32_t n_sessions;
+    /* 0 when not reported: */
+    uint64_t n_steps;         /* forward passes */
+    uint64_t n_client_deaths; /* sessions freed because their client died */
+    uint64_t n_ring_errors;   /* sessions closed for an invalid record */
+    uint64_t ttft_ns[3];      /* time to first token: median, 90th, 99th percentile */
+    uint64_t itl_ns[3];       /* time between tokens: median, 90th, 99th percentile */
+};
+
+/* The daemon's counters. *out is the caller's struct, written on success. */
+int elm_client_stats(elm_client *c, struct elm_daemon_stats *out);
+
+/* Asks the daemon to stop, then waits up to timeout_ms (< 0: forever) for its process to exit.
+ * Returns 0 once it is gone, -ETIMEDOUT if it is still running. c stays valid (but every later
+ * call returns ELM_EDAEMON): close it. */
+int elm_client_shutdown(elm_client *c, int timeout_ms);
+
+/* ---------------------------------------------------------------------------------------------
+ * Sessions
+ */
+
+struct elm_session_params {
+    uint32_t n_ctx;            /* context tokens; 0 = the model's default */
+    uint32_t max_prompt_bytes; /* largest prompt accepted; 0 = 1 MiB. elmd takes up to about
+                                  32 MiB (its rings are at most 64 MiB) */
+};
+
+/* Opens a session with default parameters. The session holds a reference to c, so c may be
+ * closed first. Errors: ELM_ENOMODEL, ELM_EBUSY (no room, or a model being loaded: retry),
+ * ELM_EDAEMON, ELM_EPROTO, ELM_ERING (the shared region is not what the daemon announced),
+ * -EACCES. Caller owns *out and releases it with elm_session_close(). */
+int elm_session_open(elm_client *c, elm_session **out);
+/* The same with parameters (p borrowed for the call; NULL = defaults). */
+int elm_session_open_params(elm_client *c, const struct elm_session_params *p, elm_session **out);
+
+/* Ends the session (cancelling a running request) and sets *s to NULL. NULL-safe. */
+void elm_session_close(elm_session **s);
+
+/* The daemon's id of the session (as listed by elm_client_sessions). */
+uint64_t elm_session_id(const elm_session *s);
+/* The session's context size in tokens, as granted by the daemon (0 if it did not say). */
+uint32_t elm_session_n_ctx(const elm_session *s);
+
+#define ELM_REQUEST_MAX_STOP     8          /* stop strings per request */
+#define ELM_REQUEST_MAX_STOP_LEN 128        /* bytes of one stop string */
+#define ELM_REQUEST_SEED_RANDOM  UINT64_MAX /* the daemon seeds from its clock */
+
+enum elm_request_flags {
+    ELM_REQUEST_NO_BOS = 0x1,       /* do not start the prompt with the model's BOS token */
+    ELM_REQUEST_SPECIAL = 0x2,      /* control-token text in the prompt (e.g. "<s>") becomes
+                                       control tokens: only for trusted prompts */
+    ELM_REQUEST_KEEP_CONTEXT = 0x4, /* continue after the previous request's tokens */
+};
+
+/* A generation request. Fill it with elm_request_init() and change what you need. */
+struct elm_request {
+    const char *prompt;    /* UTF-8, NUL-terminated; "" starts from BOS alone */
+    int32_t n_predict;     /* most tokens to generate; < 0: until EOS, a stop string or the
+                              context is full */
+    float temp;            /* 0 = greedy (default 0.8) */
+    int32_t top_k;         /* 0 = off (default 40) */
+    float top_p;           /* 1 = off (default 0.95) */
+    float min_p;           /* 0 = off (default 0.05) */
+    float repeat_penalty;  /* 1 = off (default) */
+    int32_t repeat_last_n; /* tokens the penalty looks back at (default 64) */
+    uint64_t seed;         /* same seed, same output; default ELM_REQUEST_SEED_RANDOM */
+    int n_stop;            /* stop strings: generation ends before one would be output */
+    const char *stop[ELM_REQUEST_MAX_STOP]; /* NUL-terminated, 1..128 bytes */
+    uint32_t flags;                         /* enum elm_request_flags */
+};
+
+/* Sets llama.cpp's defaults: no token limit, temp 0.8, top-k 40, top-p 0.95, min-p 0.05, no
+ * repetition penalty (over 64 tokens), random seed, no stop strings, no flags, prompt "". */
+void elm_request_init(struct elm_request *r);
+
+enum elm_event_type {
+    ELM_EVENT_TOKEN = 1, /* a generated token and its text */
+    ELM_EVENT_DONE = 2,  /* the request finished: reason and counters */
+    ELM_EVENT_ERROR = 3, /* the request failed: code and message */
+};
+
+enum elm_finish_reason {
+    ELM_FINISH_EOS = 1,     /* the model ended the text */
+    ELM_FINISH_LENGTH = 2,  /* n_predict tokens were generated */
+    ELM_FINISH_STOP = 3,    /* a stop string matched (it is not part of the output) */
+    ELM_FINISH_CANCEL = 4,  /* elm_session_cancel(), or the daemon cancelled */
+    ELM_FINISH_CONTEXT = 5, /* the context is full */
+};
+/* "eos", "length", "stop", "cancel", "context"; "unknown" otherwise. Static. */
+const char *elm_finish_reason_name(int reason);
+
+/* One event of a request's stream. Strings are borrowed from the session until the next call
+ * on it (copy them to keep them). */
+struct elm_event {
+    int type; /* enum elm_event_type */
+    /* ELM_EVENT_TOKEN */
+    int32_t token;    /* token id in the model's vocabulary */
+    const char *text; /* the token's text (NUL-terminated; may be empty, and a multi-byte
+                         character may be split across tokens: concatenate) */
+    size_t text_len;
+    /* ELM_EVENT_DONE */
+    int reason;          /* enum elm_finish_reason */
+    uint32_t n_prompt;   /* prompt tokens evaluated */
+    uint32_t n_gen;      /* tokens generated */
+    uint64_t t_first_ns; /* from the request's arrival to its first token (0 if none) */
+    uint64_t t_total_ns; /* from the request's arrival to its end */
+    /* ELM_EVENT_ERROR */
+    int error;           /* negative code (-errno or ELM_E*) */
+    const char *message; /* the daemon's explanation, NUL-terminated (may be "") */
+};
+
+/* Sends a request; r and its strings are borrowed for the call (copied into shared memory).
+ * Then read its events with elm_session_next() until DONE or ERROR. Errors: -EINVAL (bad
+ * parameters), -EINPROGRESS (the previous request has not finished: read its events, or cancel
+ * it and read them), -EMSGSIZE (the prompt exceeds max_prompt_bytes), ELM_EDAEMON, ELM_ERING. */
+int elm_session_submit(elm_session *s, const struct elm_request *r);
+
+/* Waits up to timeout_ms (< 0: forever, 0: poll) for the next event of the running request and
+ * writes it to *ev. After DONE or ERROR the request is over. Returns 0, -ETIMEDOUT, -EINTR (a
+ * signal arrived: check your flags and call again), -ENOMSG (no request is running),
+ * ELM_EDAEMON (the daemon died), ELM_ESESSION (the daemon closed the session), ELM_ERING or
+ * ELM_EPROTO (the daemon broke the protocol: the session is unusable). */
+int elm_session_next(elm_session *s, struct elm_event *ev, int timeout_ms);
+
+/* Asks the daemon to end the running request early; its stream then ends with DONE/CANCEL
+ * (tokens already on their way still arrive first). Without a running request it does nothing.
+ * Any thread may call it. Returns 0, ELM_EDAEMON or ELM_ERING. */
+int elm_session_cancel(elm_session *s);
+
+/* Called for each event of elm_session_generate(); ev is borrowed for the call. Returning
+ * non-zero cancels the request (the callback still gets the final DONE). */
+typedef int (*elm_event_fn)(void *user, const struct elm_event *ev);
+
+/* Submits r and calls fn for each event until the request ends. Returns 0 when it ended with
+ * DONE (whatever the reason, cancel included), the error code of an ERROR event, or an error
+ * of elm_session_submit() / elm_session_next(). Waits as long as the daemon is alive. */
+int elm_session_generate(elm_session *s, const struct elm_request *r, elm_event_fn fn, void *user);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,623 @@
+/* client.c — the control half of libelmclient: finding and connecting to the daemon's socket,
+ * version negotiation, and the control calls (status, load, unload, sessions, stats, shutdown).
+ *
+ * The control channel is one ZeroMQ DEALER socket per client, speaking the codec of
+ * ipc/proto.h: one frame per message, each request carrying an id that its reply echoes, so a
+ * reply that arrives after its call timed out is recognised and dropped rather than taken for
+ * the answer to the next call. Connecting fails fast when no daemon is there: a plain connect()
+ * probes the socket first (ZeroMQ's connect would otherwise succeed and retry in the background
+ * forever), the ZeroMQ socket has ZMQ_IMMEDIATE (a send waits only for a real connection, up to
+ * a timeout) and ZMQ_LINGER 0 (closing never waits for undelivered messages), and HELLO's
+ * reply is awaited for a few seconds at most. Replies are waited
+ * for in short slices, checking between them that the daemon process still exists (a pidfd),
+ * so a dead daemon is reported as ELM_EDAEMON within a fraction of a second.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "daemon/xtags.h" /* elmd's optional status/stats fields, until they move to ipc/ */
+#include "internal.h"
+
+#define SOCKET_NAME "control"
+
+_Static_assert((int)ELM_SESSION_IDLE == ELM_SESSION_STATE_IDLE &&
+                   (int)ELM_SESSION_RUNNING == ELM_SESSION_STATE_RUNNING &&
+                   (int)ELM_SESSION_CLOSING == ELM_SESSION_STATE_CLOSING,
+               "public session states are the wire's");
+
+const char *elm_version(void)
+{
+    return ELM_VERSION_STRING;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Finding the daemon
+ */
+
+int elm_client_default_runtime_dir(char *buf, size_t cap)
+{
+    const char *env = getenv("ELM_RUNTIME_DIR"), *xdg = getenv("XDG_RUNTIME_DIR");
+    char run[64];
+    struct stat st;
+    int n;
+    /* The daemon's order (daemon/rundir.c), after the override both elmctl and we honour. */
+    snprintf(run, sizeof run, "/run/user/%u", (unsigned)geteuid());
+    if (env && *env)
+        n = snprintf(buf, cap, "%s", env);
+    else if (xdg && xdg[0] == '/')
+        n = snprintf(buf, cap, "%s/elm", xdg);
+    else if (stat(run, &st) == 0 && S_ISDIR(st.st_mode))
+        n = snprintf(buf, cap, "%s/elm", run);
+    else
+        n = snprintf(buf, cap, "/tmp/elm-%u", (unsigned)geteuid());
+    return n < 0 || (size_t)n >= cap ? -ENAMETOOLONG : 0;
+}
+
+/* Checks that a daemon listens on path, with one plain connect() that is closed at once.
+ * ZeroMQ's connect would accept any path and retry in the background forever, so this is where
+ * "no daemon" (no socket, or one left by a daemon that died: refused at once) and "not yours"
+ * (the directory or the 0600 socket is another user's) are told apart without waiting. The
+ * daemon sees a connection that ends before the ZeroMQ greeting, which it ignores. */
+static int probe_socket(const char *path)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int rc = connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0 ? -errno : 0;
+    close(fd);
+    if (rc == -ENOENT || rc == -ENOTDIR || rc == -ECONNREFUSED)
+        return ELM_EDAEMON;
+    return rc == -EPERM ? -EACCES : rc;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Liveness and references
+ */
+
+bool client_daemon_alive(struct elm_client *c)
+{
+    if (c->pidfd >= 0) {
+        /* A pidfd becomes readable when the process exits, and cannot be fooled by pid
+         * reuse. */
+        struct pollfd p = {.fd = c->pidfd, .events = POLLIN};
+        return poll(&p, 1, 0) == 0;
+    }
+    return c->daemon_pid <= 0 || kill((pid_t)c->daemon_pid, 0) == 0 || errno == EPERM;
+}
+
+static void client_destroy(struct elm_client *c)
+{
+    if (c->sock)
+        zmq_close(c->sock);
+    if (c->zctx)
+        zmq_ctx_term(c->zctx);
+    if (c->pidfd >= 0)
+        close(c->pidfd);
+    elm_proto_buf_fini(&c->out);
+    free(c->in);
+    pthread_mutex_destroy(&c->lock);
+    free(c);
+}
+
+void client_ref(struct elm_client *c)
+{
+    pthread_mutex_lock(&c->lock);
+    c->refs++;
+    pthread_mutex_unlock(&c->lock);
+}
+
+void client_unref(struct elm_client *c)
+{
+    pthread_mutex_lock(&c->lock);
+    bool last = --c->refs == 0;
+    pthread_mutex_unlock(&c->lock);
+    if (last)
+        client_destroy(c);
+}
+
+void elm_client_close(elm_client **pc)
+{
+    if (!pc || !*pc)
+        return;
+    client_unref(*pc);
+    *pc = NULL;
+}
+
+const char *elm_client_last_message(const elm_client *c)
+{
+    return c ? c->message : "";
+}
+
+unsigned elm_client_protocol_version(const elm_client *c)
+{
+    return c ? c->version : 0;
+}
+
+long elm_client_daemon_pid(const elm_client *c)
+{
+    return c ? c->daemon_pid : 0;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Control calls
+ */
+
+struct elm_proto_buf *ctl_begin(struct elm_client *c, uint16_t cmd, int *rc)
+{
+    pthread_mutex_lock(&c->lock);
+    c->message[0] = 0;
+    /* One poll() per call: a dead daemon fails the call now, not after the send timeout. */
+    if (!c->gone && !client_daemon_alive(c))
+        c->gone = true;
+    if (c->gone) {
+        *rc = ELM_EDAEMON;
+        pthread_mutex_unlock(&c->lock);
+        return NULL;
+    }
+    c->next_req_id = c->next_req_id + 1 ? c->next_req_id + 1 : 1;
+    *rc = elm_proto_begin(&c->out, c->version, cmd, 0, c->next_req_id);
+    if (*rc < 0) {
+        pthread_mutex_unlock(&c->lock);
+        return NULL;
+    }
+    return &c->out;
+}
+
+void ctl_end(struct elm_client *c)
+{
+    pthread_mutex_unlock(&c->lock);
+}
+
+/* Receives one frame into c->in. Returns its length, -EAGAIN when nothing came within
+ * wait_ms, -EINTR, or ELM_EPROTO for a frame of several parts or over the size limit. */
+static int recv_frame(struct elm_client *c, int wait_ms)
+{
+    zmq_pollitem_t it = {.socket = c->sock, .events = ZMQ_POLLIN};
+    int n = zmq_poll(&it, 1, wait_ms);
+    if (n < 0)
+        return -zmq_errno();
+    if (n == 0)
+        return -EAGAIN;
+    int len = zmq_recv(c->sock, c->in, ELM_PROTO_MAX_FRAME, ZMQ_DONTWAIT);
+    if (len < 0)
+        return -zmq_errno();
+    int more = 0;
+    size_t sz = sizeof more;
+    zmq_getsockopt(c->sock, ZMQ_RCVMORE, &more, &sz);
+    bool bad = more || len > ELM_PROTO_MAX_FRAME;
+    while (more) { /* drop the rest of a multi-part message */
+        if (zmq_recv(c->sock, NULL, 0, ZMQ_DONTWAIT) < 0)
+            break;
+        zmq_getsockopt(c->sock, ZMQ_RCVMORE, &more, &sz);
+    }
+    return bad ? ELM_EPROTO : len;
+}
+
+int ctl_call(struct elm_client *c, struct elm_proto_msg *rep, int timeout_ms)
+{
+    const void *frame;
+    size_t flen;
+    struct elm_proto_hdr sent;
+    int rc = elm_proto_finish(&c->out, &frame, &flen);
+    if (rc < 0)
+        return rc;
+    elm_proto_decode_header(frame, flen, &sent);
+    /* With ZMQ_IMMEDIATE and a send timeout, this fails (EAGAIN) when nobody accepts on the
+     * socket instead of queueing the request for a daemon that may never come. */
+    while (zmq_send(c->sock, frame, flen, 0) < 0) {
+        if (zmq_errno() == EINTR)
+            continue;
+        if (zmq_errno() != EAGAIN)
+            return -zmq_errno();
+        if (!client_daemon_alive(c))
+            c->gone = true;
+        return ELM_EDAEMON;
+    }
+    int64_t deadline = timeout_ms < 0 ? INT64_MAX : client_now_ms() + timeout_ms;
+    for (;;) {
+        int64_t left = deadline == INT64_MAX ? ELM_CLIENT_LIVENESS_MS : deadline - client_now_ms();
+        if (left <= 0)
+            return -ETIMEDOUT;
+        int len =
+            recv_frame(c, (int)(left < ELM_CLIENT_LIVENESS_MS ? left : ELM_CLIENT_LIVENESS_MS));
+        if (len == -EAGAIN && !client_daemon_alive(c)) {
+            c->gone = true;
+            return ELM_EDAEMON;
+        }
+        if (len == -EAGAIN || len == -EINTR)
+            continue;
+        if (len < 0)
+            return len;
+        const char *why;
+        if (elm_proto_decode(c->in, (size_t)len, rep, &why) < 0)
+            return ELM_EPROTO;
+        if (rep->hdr.req_id != sent.req_id)
+            continue; /* the late answer to a call that timed out */
+        if (!(rep->hdr.flags & ELM_PROTO_F_REPLY) ||
+            (rep->hdr.cmd != sent.cmd && rep->hdr.cmd != ELM_CMD_ERROR))
+            return ELM_EPROTO;
+        if (rep->status < 0)
+            elm_proto_copy_str(&rep->body, ELM_TAG_MESSAGE, c->message, sizeof c->message);
+        if (rep->hdr.cmd == ELM_CMD_ERROR && rep->status >= 0)
+            return ELM_EPROTO;
+        return rep->status < 0 ? rep->status : 0;
+    }
+}
+
+/* A call without fields, or whose fields the caller does not need. */
+static int simple_call(struct elm_client *c, uint16_t cmd)
+{
+    int rc;
+    struct elm_proto_msg rep;
+    if (!c)
+        return -EINVAL;
+    if (ctl_begin(c, cmd, &rc)) {
+        rc = ctl_call(c, &rep, ELM_CLIENT_CALL_TIMEOUT_MS);
+        ctl_end(c);
+    }
+    return rc;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Connecting
+ */
+
+static int open_socket(struct elm_client *c, const char *sock_path)
+{
+    char ep[sizeof "ipc://" + PATH_MAX];
+    int zero = 0, one = 1, tmo = ELM_CLIENT_CONNECT_TIMEOUT_MS;
+    snprintf(ep, sizeof ep, "ipc://%s", sock_path);
+    c->zctx = zmq_ctx_new();
+    if (!c->zctx)
+        return -zmq_errno();
+    /* Not blocky: terminating the context never waits for a peer. */
+    zmq_ctx_set(c->zctx, ZMQ_BLOCKY, 0);
+    c->sock = zmq_socket(c->zctx, ZMQ_DEALER);
+    if (!c->sock)
+        return -zmq_errno();
+    if (zmq_setsockopt(c->sock, ZMQ_LINGER, &zero, sizeof zero) < 0 ||
+        zmq_setsockopt(c->sock, ZMQ_IMMEDIATE, &one, sizeof one) < 0 ||
+        zmq_setsockopt(c->sock, ZMQ_SNDTIMEO, &tmo, sizeof tmo) < 0 || zmq_connect(c->sock, ep) < 0)
+        return -zmq_errno();
+    return 0;
+}
+
+/* HELLO: offers our version range and learns the daemon's choice and pid. */
+static int hello(struct elm_client *c)
+{
+    int rc;
+    struct elm_proto_msg rep;
+    struct elm_proto_buf *b = ctl_begin(c, ELM_CMD_HELLO, &rc);
+    if (!b)
+        return rc;
+    elm_proto_put_u64(b, ELM_TAG_VERSION_MIN, ELM_PROTO_VERSION_MIN);
+    elm_proto_put_u64(b, ELM_TAG_VERSION_MAX, ELM_PROTO_VERSION_MAX);
+    elm_proto_put_str(b, ELM_TAG_CLIENT_NAME, program_invocation_short_name);
+    elm_proto_put_u64(b, ELM_TAG_PID, (uint64_t)getpid());
+    rc = ctl_call(c, &rep, ELM_CLIENT_CONNECT_TIMEOUT_MS);
+    uint64_t v = 0, pid = 0;
+    if (rc == 0 && (elm_proto_get_u64(&rep.body, ELM_TAG_VERSION, &v) < 0 ||
+                    !elm_proto_version_is_supported(v)))
+        rc = ELM_EPROTO;
+    if (rc == 0 && elm_proto_get_u64(&rep.body, ELM_TAG_PID, &pid) == 0 && pid <= INT_MAX)
+        c->daemon_pid = (long)pid;
+    ctl_end(c);
+    if (rc == -ETIMEDOUT)
+        return ELM_EDAEMON; /* something holds the socket but does not answer */
+    if (rc < 0)
+        return rc;
+    c->version = (uint8_t)v;
+    return 0;
+}
+
+int elm_client_connect(const char *runtime_dir, elm_client **out)
+{
+    char dir[PATH_MAX], path[PATH_MAX + sizeof "/" SOCKET_NAME];
+    if (!out)
+        return -EINVAL;
+    int rc = 0;
+    if (runtime_dir)
+        rc = snprintf(dir, sizeof dir, "%s", runtime_dir) >= (int)sizeof dir ? -ENAMETOOLONG : 0;
+    else
+        rc = elm_client_default_runtime_dir(dir, sizeof dir);
+    if (rc < 0)
+        return rc;
+    snprintf(path, sizeof path, "%s/" SOCKET_NAME, dir);
+    if (strlen(path) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+        return -ENAMETOOLONG;
+    if ((rc = probe_socket(path)) < 0)
+        return rc;
+
+    struct elm_client *c = calloc(1, sizeof *c);
+    if (!c)
+        return -ENOMEM;
+    pthread_mutex_init(&c->lock, NULL);
+    c->refs = 1;
+    c->pidfd = -1;
+    /* HELLO's layout is frozen, so any daemon reads it; its version byte is informational and
+     * carries our highest (docs/protocol.md, 1.7). */
+    c->version = ELM_PROTO_VERSION_MAX;
+    elm_proto_buf_init(&c->out);
+    c->in = malloc(ELM_PROTO_MAX_FRAME);
+    if (!c->in) {
+        rc = -ENOMEM;
+        goto fail;
+    }
+    if ((rc = open_socket(c, path)) < 0 || (rc = hello(c)) < 0)
+        goto fail;
+    if (c->daemon_pid > 0) {
+        long fd = syscall(SYS_pidfd_open, (pid_t)c->daemon_pid, 0);
+        c->pidfd = fd < 0 ? -1 : (int)fd; /* old kernels: kill(pid, 0) instead */
+    }
+    *out = c;
+    return 0;
+fail:
+    client_destroy(c);
+    return rc;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Status, load, unload, sessions, stats, shutdown
+ */
+
+/* Optional numeric fields: absent leaves *out alone, present must fit. */
+static int opt_u64(const struct elm_proto_view *v, uint16_t tag, uint64_t *out)
+{
+    int rc = elm_proto_get_u64(v, tag, out);
+    return rc == -ENOENT ? 0 : rc;
+}
+
+static int opt_u32(const struct elm_proto_view *v, uint16_t tag, uint32_t *out)
+{
+    uint64_t x = *out;
+    int rc = opt_u64(v, tag, &x);
+    if (rc == 0 && x > UINT32_MAX)
+        rc = ELM_EPROTO;
+    if (rc == 0)
+        *out = (uint32_t)x;
+    return rc;
+}
+
+static int opt_str(const struct elm_proto_view *v, uint16_t tag, char *buf, size_t cap)
+{
+    int rc = elm_proto_copy_str(v, tag, buf, cap);
+    /* A daemon's string that does not fit our buffer is cut, not an error. */
+    if (rc == -ENOSPC) {
+        const char *s;
+        uint32_t n;
+        elm_proto_get_str(v, tag, &s, &n);
+        snprintf(buf, cap, "%.*s", (int)n, s);
+        rc = 0;
+    }
+    return rc == -ENOENT ? 0 : rc;
+}
+
+int elm_client_status(elm_client *c, struct elm_daemon_status *out)
+{
+    int rc;
+    struct elm_proto_msg rep;
+    if (!c || !out)
+        return -EINVAL;
+    if (!ctl_begin(c, ELM_CMD_STATUS, &rc))
+        return rc;
+    struct elm_daemon_status st = {0};
+    uint64_t pid = 0;
+    rc = ctl_call(c, &rep, ELM_CLIENT_CALL_TIMEOUT_MS);
+    const struct elm_proto_view *b = &rep.body;
+    if (rc == 0)
+        rc = elm_proto_get_u64(b, ELM_TAG_UPTIME_NS, &st.uptime_ns) ||
+                     opt_u32(b, ELM_TAG_N_SESSIONS, &st.n_sessions) ||
+                     opt_u32(b, ELM_TAG_MAX_SESSIONS, &st.max_sessions) ||
+                     opt_str(b, ELM_TAG_PATH, st.model_path, sizeof st.model_path) ||
+                     opt_str(b, ELM_TAG_MODEL_NAME, st.model_name, sizeof st.model_name) ||
+                     opt_u32(b, ELM_TAG_N_CTX, &st.n_ctx) ||
+                     opt_u32(b, ELM_TAG_N_VOCAB, &st.n_vocab) || opt_u64(b, ELM_TAG_PID, &pid) ||
+                     opt_str(b, ELM_TAG_DAEMON_VERSION, st.daemon_version,
+                             sizeof st.daemon_version) ||
+                     opt_u32(b, ELM_TAG_N_THREADS, &st.n_threads) ||
+                     opt_u64(b, ELM_TAG_LOAD_NS, &st.load_ns) ||
+                     opt_str(b, ELMD_TAG_ARCH, st.arch, sizeof st.arch) ||
+                     opt_str(b, ELMD_TAG_KERNEL, st.kernel, sizeof st.kernel) ||
+                     opt_str(b, ELMD_TAG_KV_TYPE, st.kv_type, sizeof st.kv_type) ||
+                     opt_u64(b, ELMD_TAG_N_PARAMS, &st.n_params) ||
+                     opt_u64(b, ELMD_TAG_WEIGHT_BYTES, &st.weight_bytes) ||
+                     opt_u64(b, ELMD_TAG_PINNED_BYTES, &st.pinned_bytes) ||
+                     opt_u64(b, ELMD_TAG_HUGE_BYTES, &st.huge_bytes) ||
+                     opt_str(b, ELMD_TAG_BACKING, st.backing, sizeof st.backing) ||
+                     opt_str(b, ELMD_TAG_LOAD_NOTES, st.load_notes, sizeof st.load_notes) ||
+                     opt_u64(b, ELMD_TAG_KV_BYTES, &st.kv_bytes) ||
+                     opt_u64(b, ELMD_TAG_KV_TOKENS, &st.kv_tokens) ||
+                     opt_u64(b, ELMD_TAG_KV_CAPACITY, &st.kv_capacity) ||
+                     opt_str(b, ELMD_TAG_LOADING_PATH, st.loading_path, sizeof st.loading_path) ||
+                     opt_u64(b, ELMD_TAG_LOAD_DONE, &st.load_done) ||
+                     opt_u64(b, ELMD_TAG_LOAD_TOTAL, &st.load_total) ||
+                     opt_str(b, ELMD_TAG_LOAD_ERROR, st.load_error, sizeof st.load_error)
+                 ? ELM_EPROTO
+                 : 0;
+    ctl_end(c);
+    if (rc < 0)
+        return rc;
+    st.pid = pid && pid <= INT_MAX ? (long)pid : c->daemon_pid;
+    st.model_loaded = st.model_path[0] != 0;
+    st.loading = st.loading_path[0] != 0;
+    *out = st;
+    return 0;
+}
+
+int elm_client_load(elm_client *c, const char *path, uint32_t n_ctx, uint32_t n_threads,
+                    struct elm_load_result *out)
+{
+    char abs[PATH_MAX];
+    int rc;
+    struct elm_proto_msg rep;
+    if (!c || !path)
+        return -EINVAL;
+    /* The daemon resolves paths against its own working directory, not ours. */
+    if (!realpath(path, abs))
+        return -errno;
+    struct elm_proto_buf *b = ctl_begin(c, ELM_CMD_LOAD, &rc);
+    if (!b)
+        return rc;
+    elm_proto_put_str(b, ELM_TAG_PATH, abs);
+    if (n_ctx)
+        elm_proto_put_u64(b, ELM_TAG_N_CTX, n_ctx);
+    if (n_threads)
+        elm_proto_put_u64(b, ELM_TAG_N_THREADS, n_threads);
+    struct elm_load_result r = {0};
+    rc = ctl_call(c, &rep, -1);
+    const struct elm_proto_view *v = &rep.body;
+    if (rc == 0)
+        rc = opt_str(v, ELM_TAG_MODEL_NAME, r.model_name, sizeof r.model_name) ||
+                     opt_u32(v, ELM_TAG_N_CTX, &r.n_ctx) ||
+                     opt_u32(v, ELM_TAG_N_VOCAB, &r.n_vocab) ||
+                     opt_u64(v, ELM_TAG_LOAD_NS, &r.load_ns)
+                 ? ELM_EPROTO
+                 : 0;
+    ctl_end(c);
+    if (rc == 0 && out)
+        *out = r;
+    return rc;
+}
+
+int elm_client_unload(elm_client *c)
+{
+    return simple_call(c, ELM_CMD_UNLOAD);
+}
+
+static int read_session(const struct elm_proto_view *g, struct elm_session_info *si)
+{
+    uint64_t state = 0, pid = 0;
+    memset(si, 0, sizeof *si);
+    if (elm_proto_get_u64(g, ELM_TAG_SESSION_ID, &si->id) ||
+        elm_proto_get_u64(g, ELM_TAG_STATE, &state) || state < ELM_SESSION_IDLE ||
+        state > ELM_SESSION_CLOSING || opt_u64(g, ELM_TAG_PID, &pid) || pid > INT_MAX ||
+        opt_str(g, ELM_TAG_CLIENT_NAME, si->client_name, sizeof si->client_name) ||
+        opt_u32(g, ELM_TAG_N_CTX, &si->n_ctx) ||
+        opt_u64(g, ELM_TAG_N_PROMPT_TOKENS, &si->n_prompt_tokens) ||
+        opt_u64(g, ELM_TAG_N_GEN_TOKENS, &si->n_gen_tokens) ||
+        opt_u64(g, ELM_TAG_AGE_NS, &si->age_ns))
+        return ELM_EPROTO;
+    si->state = (int)state;
+    si->pid = (long)pid;
+    return 0;
+}
+
+int elm_client_sessions(elm_client *c, struct elm_session_info **out, size_t *n)
+{
+    int rc;
+    struct elm_proto_msg rep;
+    if (!c || !out || !n)
+        return -EINVAL;
+    if (!ctl_begin(c, ELM_CMD_SESSIONS, &rc))
+        return rc;
+    struct elm_session_info *list = NULL;
+    size_t count = 0;
+    rc = ctl_call(c, &rep, ELM_CLIENT_CALL_TIMEOUT_MS);
+    struct elm_proto_view g;
+    uint32_t cur = 0;
+    /* Count first, then fill: the frame bounds the count, so this allocation is bounded. */
+    while (rc == 0 && elm_proto_next_group(&rep.body, ELM_TAG_SESSION, &cur, &g) == 0)
+        count++;
+    if (rc == 0 && count && !(list = calloc(count, sizeof *list)))
+        rc = -ENOMEM;
+    cur = 0;
+    for (size_t i = 0; rc == 0 && i < count; i++)
+        if (elm_proto_next_group(&rep.body, ELM_TAG_SESSION, &cur, &g) ||
+            read_session(&g, &list[i]))
+            rc = ELM_EPROTO;
+    ctl_end(c);
+    if (rc < 0) {
+        free(list);
+        return rc;
+    }
+    *out = list;
+    *n = count;
+    return 0;
+}
+
+static int read_percentiles(const struct elm_proto_view *b, struct elm_daemon_stats *st)
+{
+    for (int k = 0; k < 3; k++)
+        if (opt_u64(b, (uint16_t)(ELMD_TAG_TTFT_P50_NS + k), &st->ttft_ns[k]) ||
+            opt_u64(b, (uint16_t)(ELMD_TAG_ITL_P50_NS + k), &st->itl_ns[k]))
+            return ELM_EPROTO;
+    return 0;
+}
+
+int elm_client_stats(elm_client *c, struct elm_daemon_stats *out)
+{
+    int rc;
+    struct elm_proto_msg rep;
+    if (!c || !out)
+        return -EINVAL;
+    if (!ctl_begin(c, ELM_CMD_STATS, &rc))
+        return rc;
+    struct elm_daemon_stats st = {0};
+    rc = ctl_call(c, &rep, ELM_CLIENT_CALL_TIMEOUT_MS);
+    const struct elm_proto_view *b = &rep.body;
+    double tps = 0;
+    if (rc == 0)
+        rc = elm_proto_get_u64(b, ELM_TAG_UPTIME_NS, &st.uptime_ns) ||
+                     elm_proto_get_u64(b, ELM_TAG_N_REQUESTS, &st.n_requests) ||
+                     elm_proto_get_u64(b, ELM_TAG_N_PROMPT_TOKENS, &st.n_prompt_tokens) ||
+                     elm_proto_get_u64(b, ELM_TAG_N_GEN_TOKENS, &st.n_gen_tokens) ||
+                     opt_u64(b, ELM_TAG_PROMPT_NS, &st.prompt_ns) ||
+                     opt_u64(b, ELM_TAG_GEN_NS, &st.gen_ns) ||
+                     opt_u64(b, ELM_TAG_N_ERRORS, &st.n_errors) ||
+                     (elm_proto_get_f64(b, ELM_TAG_GEN_TOKENS_PER_S, &tps) == ELM_EPROTO) ||
+                     opt_u64(b, ELM_TAG_RSS_BYTES, &st.rss_bytes) ||
+                     opt_u32(b, ELM_TAG_N_SESSIONS, &st.n_sessions) ||
+                     opt_u64(b, ELMD_TAG_N_STEPS, &st.n_steps) ||
+                     opt_u64(b, ELMD_TAG_N_CLIENT_DEATHS, &st.n_client_deaths) ||
+                     opt_u64(b, ELMD_TAG_N_RING_ERRORS, &st.n_ring_errors) ||
+                     read_percentiles(b, &st)
+                 ? ELM_EPROTO
+                 : 0;
+    ctl_end(c);
+    if (rc < 0)
+        return rc;
+    st.gen_tokens_per_s = tps;
+    *out = st;
+    return 0;
+}
+
+int elm_client_shutdown(elm_client *c, int timeout_ms)
+{
+    int rc = simple_call(c, ELM_CMD_SHUTDOWN);
+    /* A daemon with nothing to drain may exit before its reply leaves the socket: gone is
+     * what we asked for. */
+    if (rc == ELM_EDAEMON && !client_daemon_alive(c))
+        return 0;
+    if (rc < 0)
+        return rc;
+    pthread_mutex_lock(&c->lock);
+    c->gone = true; /* whatever happens next, this daemon takes no more calls */
+    pthread_mutex_unlock(&c->lock);
+    if (c->daemon_pid <= 0)
+        return 0; /* it did not say who it is: nothing to wait for */
+    int64_t deadline = timeout_ms < 0 ? INT64_MAX : client_now_ms() + timeout_ms;
+    while (client_daemon_alive(c)) {
+        if (client_now_ms() >= deadline)
+            return -ETIMEDOUT;
+        if (c->pidfd >= 0) {
+            struct pollfd p = {.fd = c->pidfd, .events = POLLIN};
+            poll(&p, 1, ELM_CLIENT_LIVENESS_MS);
+        } else {
+            usleep(20 * 1000);
+        }
+    }
+    return 0;
+}

@@ -1,0 +1,505 @@
+/* session.c — the data plane of libelmclient: a session's shared region, the PROMPT and CANCEL
+ * records the client produces, and the TOKEN/DONE/ERROR records it consumes.
+ *
+ * The daemon is trusted less than fully. The region is checked when it is mapped (owner, mode,
+ * size, layout: ipc/shm.h, ipc/session_shm.h); every event is popped into a private buffer and
+ * decoded there, and must fit the conversation (events only while a request runs, DONE/ERROR
+ * carrying that request's id). Anything else makes the session unusable (a sticky error), never
+ * a read out of bounds. While it waits for events the client sleeps on the ring's futex in
+ * short slices and checks between them that the daemon process still exists, so a daemon that
+ * dies mid-stream is reported (ELM_EDAEMON) instead of waited for forever.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "ipc/session_shm.h"
+#include "ipc/shm.h"
+
+_Static_assert(ELM_REQUEST_MAX_STOP == ELM_REC_MAX_STOP, "stop strings per request");
+_Static_assert(ELM_REQUEST_MAX_STOP_LEN == ELM_REC_MAX_STOP_LEN, "stop string length");
+_Static_assert((int)ELM_FINISH_EOS == ELM_DONE_EOS && (int)ELM_FINISH_LENGTH == ELM_DONE_LENGTH &&
+                   (int)ELM_FINISH_STOP == ELM_DONE_STOP &&
+                   (int)ELM_FINISH_CANCEL == ELM_DONE_CANCEL &&
+                   (int)ELM_FINISH_CONTEXT == ELM_DONE_CONTEXT,
+               "public finish reasons are the wire's");
+
+/* The largest valid event payload is an ERROR with a full message; a bigger record is a
+ * protocol violation, detected by elm_ring_pop's -EMSGSIZE without copying it. */
+#define EVT_BUF (sizeof(struct elm_rec_error) + ELM_REC_MAX_ERROR_MSG)
+/* Bytes a PROMPT needs besides its text: the fixed part and the stop strings at their
+ * largest, plus the ring's record header. Used to size the request ring. */
+#define PROMPT_OVERHEAD                                                                            \
+    (sizeof(struct elm_rec_prompt) + ELM_REC_MAX_STOP * (4 + ELM_REC_MAX_STOP_LEN) +               \
+     ELM_RING_REC_HDR)
+#define DEFAULT_MAX_PROMPT (1u << 20)
+#define CLOSE_TIMEOUT_MS   2000
+
+struct elm_session {
+    struct elm_client *c; /* a reference: the control channel for close */
+    uint64_t id;
+    uint32_t n_ctx;
+    struct elm_shm shm;
+    struct elm_session_rings r;
+    pthread_mutex_t prod_lock;   /* submit and cancel (any thread) both produce into r.req */
+    _Atomic uint32_t running_id; /* the running request's id, 0 when none (read by cancel) */
+    uint32_t last_id;            /* the last request id used */
+    int broken;                  /* sticky: ELM_ERING, ELM_EPROTO, ELM_ESESSION, ELM_EDAEMON */
+    unsigned char rec[EVT_BUF];  /* private copy of the last event; decoded from here */
+    char text[ELM_REC_MAX_PIECE + 1];
+    char msg[ELM_REC_MAX_ERROR_MSG + 1];
+};
+
+/* Marks the session unusable with code, and returns it. */
+static int set_broken(struct elm_session *s, int code)
+{
+    s->broken = code;
+    atomic_store(&s->running_id, 0);
+    return code;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Opening and closing
+ */
+
+/* Request ring capacity for prompts of up to max_prompt bytes: the next power of two. */
+static int req_capacity(uint32_t max_prompt, uint32_t *cap)
+{
+    uint64_t need = (uint64_t)(max_prompt ? max_prompt : DEFAULT_MAX_PROMPT) + PROMPT_OVERHEAD;
+    uint64_t c = ELM_RING_MIN_CAPACITY;
+    while (c < need)
+        c <<= 1;
+    if (c > ELM_RING_MAX_CAPACITY)
+        return -EINVAL;
+    *cap = (uint32_t)c;
+    return 0;
+}
+
+static int get_u32(const struct elm_proto_view *v, uint16_t tag, uint32_t *out)
+{
+    uint64_t x;
+    int rc = elm_proto_get_u64(v, tag, &x);
+    if (rc == 0 && x > UINT32_MAX)
+        rc = ELM_EPROTO;
+    if (rc == 0)
+        *out = (uint32_t)x;
+    return rc;
+}
+
+/* What OPEN_SESSION's reply announces. */
+struct announce {
+    uint64_t id;
+    char shm_name[ELM_SHM_NAME_MAX];
+    uint64_t shm_size;
+    uint32_t req_cap, evt_cap, n_ctx;
+};
+
+/* Reads and checks the reply: the ring sizes must be valid capacities and the region exactly
+ * the size of a session with those rings. The reply is input from another process. */
+static int read_announce(const struct elm_proto_view *b, struct announce *a)
+{
+    size_t want;
+    if (elm_proto_get_u64(b, ELM_TAG_SESSION_ID, &a->id) ||
+        elm_proto_copy_str(b, ELM_TAG_SHM_NAME, a->shm_name, sizeof a->shm_name) ||
+        elm_proto_get_u64(b, ELM_TAG_SHM_SIZE, &a->shm_size) ||
+        get_u32(b, ELM_TAG_REQ_RING_SIZE, &a->req_cap) ||
+        get_u32(b, ELM_TAG_EVT_RING_SIZE, &a->evt_cap))
+        return ELM_EPROTO;
+    a->n_ctx = 0;
+    if (get_u32(b, ELM_TAG_N_CTX, &a->n_ctx) == ELM_EPROTO)
+        return ELM_EPROTO;
+    if (!elm_shm_name_is_valid(a->shm_name) ||
+        elm_session_shm_size(a->req_cap, a->evt_cap, &want) < 0 || want != a->shm_size)
+        return ELM_EPROTO;
+    return 0;
+}
+
+/* Tells the daemon the session is over. Best effort: the daemon also frees sessions whose
+ * client died, so a failure here leaks nothing for long. */
+static void send_close(struct elm_client *c, uint64_t id)
+{
+    int rc;
+    struct elm_proto_buf *b = ctl_begin(c, ELM_CMD_CLOSE_SESSION, &rc);
+    if (!b)
+        return;
+    struct elm_proto_msg rep;
+    if (elm_proto_put_u64(b, ELM_TAG_SESSION_ID, id) == 0)
+        ctl_call(c, &rep, CLOSE_TIMEOUT_MS);
+    ctl_end(c);
+}
+
+/* Maps and attaches the region the daemon announced, then removes its name: once both sides
+ * have it mapped nobody else needs to open it, and a crash can no longer leave it behind. */
+static int map_region(struct elm_session *s, const struct announce *a)
+{
+    int rc = elm_shm_open(&s->shm, a->shm_name, (size_t)a->shm_size, geteuid());
+    if (rc < 0)
+        return rc == -EINVAL ? ELM_EPROTO : rc;
+    rc = elm_session_shm_attach(s->shm.base, s->shm.size, a->req_cap, a->evt_cap,
+                                ELM_SESSION_CLIENT, &s->r);
+    if (rc < 0) {
+        elm_shm_close(&s->shm);
+        return rc == -EINVAL ? ELM_ERING : rc;
+    }
+    /* The daemon may have unlinked it already (it does so when the client is slow to map). */
+    elm_shm_unlink(a->shm_name);
+    return 0;
+}
+
+int elm_session_open_params(elm_client *c, const struct elm_session_params *p, elm_session **out)
+{
+    struct elm_session_params dp = {0};
+    uint32_t req_cap;
+    if (!c || !out)
+        return -EINVAL;
+    if (!p)
+        p = &dp;
+    int rc = req_capacity(p->max_prompt_bytes, &req_cap);
+    if (rc < 0)
+        return rc;
+    struct elm_session *s = calloc(1, sizeof *s);
+    if (!s)
+        return -ENOMEM;
+    pthread_mutex_init(&s->prod_lock, NULL);
+
+    struct announce a;
+    struct elm_proto_msg rep;
+    struct elm_proto_buf *b = ctl_begin(c, ELM_CMD_OPEN_SESSION, &rc);
+    if (!b)
+        goto fail;
+    if (p->n_ctx)
+        elm_proto_put_u64(b, ELM_TAG_N_CTX, p->n_ctx);
+    elm_proto_put_u64(b, ELM_TAG_REQ_RING_SIZE, req_cap);
+    elm_proto_put_str(b, ELM_TAG_CLIENT_NAME, program_invocation_short_name);
+    elm_proto_put_u64(b, ELM_TAG_PID, (uint64_t)getpid());
+    rc = ctl_call(c, &rep, ELM_CLIENT_CALL_TIMEOUT_MS);
+    /* From here the daemon holds a session for us: any failure must tell it to free it. */
+    bool opened = rc == 0;
+    a.id = 0;
+    if (rc == 0)
+        rc = read_announce(&rep.body, &a);
+    ctl_end(c);
+    if (rc < 0 && !opened)
+        goto fail;
+    if (rc < 0)
+        goto fail_close;
+    /* A larger request ring than asked for is fine; a smaller one would refuse prompts of the
+     * size the caller was promised (max_prompt_bytes). */
+    if (a.req_cap < req_cap) {
+        rc = ELM_EPROTO;
+        goto fail_close;
+    }
+    rc = map_region(s, &a);
+    if (rc < 0)
+        goto fail_close;
+    s->id = a.id;
+    s->n_ctx = a.n_ctx;
+    client_ref(c);
+    s->c = c;
+    *out = s;
+    return 0;
+
+fail_close:
+    send_close(c, a.id);
+fail:
+    pthread_mutex_destroy(&s->prod_lock);
+    free(s);
+    return rc;
+}
+
+int elm_session_open(elm_client *c, elm_session **out)
+{
+    return elm_session_open_params(c, NULL, out);
+}
+
+void elm_session_close(elm_session **ps)
+{
+    if (!ps || !*ps)
+        return;
+    struct elm_session *s = *ps;
+    /* Closing our producer end tells a daemon that watches the ring that nothing more comes;
+     * CLOSE_SESSION then frees the session (and cancels a running request) at once. */
+    elm_ring_close(&s->r.req);
+    send_close(s->c, s->id);
+    elm_shm_close(&s->shm);
+    client_unref(s->c);
+    pthread_mutex_destroy(&s->prod_lock);
+    free(s);
+    *ps = NULL;
+}
+
+uint64_t elm_session_id(const elm_session *s)
+{
+    return s ? s->id : 0;
+}
+
+uint32_t elm_session_n_ctx(const elm_session *s)
+{
+    return s ? s->n_ctx : 0;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Requests
+ */
+
+void elm_request_init(struct elm_request *r)
+{
+    if (!r)
+        return;
+    memset(r, 0, sizeof *r);
+    r->prompt = "";
+    r->n_predict = -1;
+    r->temp = 0.8f;
+    r->top_k = 40;
+    r->top_p = 0.95f;
+    r->min_p = 0.05f;
+    r->repeat_penalty = 1.0f;
+    r->repeat_last_n = 64;
+    r->seed = ELM_REQUEST_SEED_RANDOM;
+}
+
+#define REQUEST_FLAGS (ELM_REQUEST_NO_BOS | ELM_REQUEST_SPECIAL | ELM_REQUEST_KEEP_CONTEXT)
+
+/* Translates a public request to the wire's PROMPT; -EINVAL for values the daemon would reject
+ * (checked here so the caller learns which call was wrong, not a later event). */
+static int to_prompt(const struct elm_request *r, uint32_t req_id, struct elm_prompt_msg *m)
+{
+    if (!r->prompt || (r->flags & ~(uint32_t)REQUEST_FLAGS) || r->n_stop < 0 ||
+        r->n_stop > ELM_REQUEST_MAX_STOP || r->top_k < 0 || r->repeat_last_n < 0 ||
+        !isfinite(r->temp) || r->temp < 0 || !(r->top_p >= 0 && r->top_p <= 1) ||
+        !(r->min_p >= 0 && r->min_p <= 1) || !isfinite(r->repeat_penalty) ||
+        !(r->repeat_penalty > 0))
+        return -EINVAL;
+    size_t len = strlen(r->prompt);
+    if (len > UINT32_MAX)
+        return -EMSGSIZE;
+    memset(m, 0, sizeof *m);
+    struct elm_rec_prompt *h = &m->hdr;
+    h->req_id = req_id;
+    h->flags = (r->flags & ELM_REQUEST_NO_BOS ? 0 : ELM_PROMPT_F_ADD_BOS) |
+               (r->flags & ELM_REQUEST_SPECIAL ? ELM_PROMPT_F_PARSE_SPECIAL : 0) |
+               (r->flags & ELM_REQUEST_KEEP_CONTEXT ? ELM_PROMPT_F_KEEP_CONTEXT : 0);
+    /* On the wire 0 means "no limit". */
+    h->n_predict = r->n_predict < 0 ? 0 : (uint32_t)r->n_predict;
+    h->top_k = r->top_k;
+    h->temp = r->temp;
+    h->top_p = r->top_p;
+    h->min_p = r->min_p;
+    h->repeat_penalty = r->repeat_penalty;
+    h->repeat_last_n = (uint32_t)r->repeat_last_n;
+    h->n_stop = (uint32_t)r->n_stop;
+    h->seed = r->seed;
+    h->prompt_len = (uint32_t)len;
+    m->text = r->prompt;
+    for (int i = 0; i < r->n_stop; i++) {
+        size_t sl = r->stop[i] ? strlen(r->stop[i]) : 0;
+        if (sl == 0 || sl > ELM_REQUEST_MAX_STOP_LEN)
+            return -EINVAL;
+        m->stop[i] = r->stop[i];
+        m->stop_len[i] = (uint32_t)sl;
+    }
+    return 0;
+}
+
+/* Pushes a request record with push(), waiting for space while the daemon lives. Called with
+ * prod_lock held. */
+static int push_waiting(struct elm_session *s, uint32_t size,
+                        int (*push)(struct elm_session *s, const void *arg), const void *arg)
+{
+    for (;;) {
+        int rc = push(s, arg);
+        if (rc != -EAGAIN)
+            return rc;
+        rc = elm_ring_wait_space(&s->r.req, size, ELM_CLIENT_LIVENESS_MS);
+        if (rc == -ETIMEDOUT && !client_daemon_alive(s->c))
+            return ELM_EDAEMON;
+        if (rc < 0 && rc != -ETIMEDOUT && rc != -EINTR)
+            return rc;
+    }
+}
+
+static int push_prompt(struct elm_session *s, const void *m)
+{
+    return elm_rec_prompt_push(&s->r.req, m);
+}
+
+static int push_cancel(struct elm_session *s, const void *id)
+{
+    return elm_rec_cancel_push(&s->r.req, *(const uint32_t *)id);
+}
+
+/* A ring that refuses our record: closed by the daemon (the session is gone), or broken. */
+static int push_error(struct elm_session *s, int rc)
+{
+    if (rc == -EPIPE)
+        return set_broken(s, ELM_ESESSION);
+    if (rc == ELM_ERING || rc == ELM_EDAEMON)
+        return set_broken(s, rc);
+    return rc;
+}
+
+int elm_session_submit(elm_session *s, const struct elm_request *r)
+{
+    struct elm_prompt_msg m;
+    uint32_t size;
+    if (!s || !r)
+        return -EINVAL;
+    if (s->broken)
+        return s->broken;
+    if (atomic_load(&s->running_id))
+        return -EINPROGRESS;
+    uint32_t id = s->last_id + 1 ? s->last_id + 1 : 1;
+    int rc = to_prompt(r, id, &m);
+    if (rc == 0)
+        rc = elm_rec_prompt_size(&m, &size);
+    if (rc < 0)
+        return rc;
+    if (size > elm_ring_max_payload(&s->r.req))
+        return -EMSGSIZE;
+    pthread_mutex_lock(&s->prod_lock);
+    rc = push_waiting(s, size, push_prompt, &m);
+    if (rc == 0) {
+        s->last_id = id;
+        atomic_store(&s->running_id, id);
+    }
+    pthread_mutex_unlock(&s->prod_lock);
+    return rc < 0 ? push_error(s, rc) : 0;
+}
+
+int elm_session_cancel(elm_session *s)
+{
+    if (!s)
+        return -EINVAL;
+    pthread_mutex_lock(&s->prod_lock);
+    /* Read under the lock: a submit in flight either published its id before we read it, or
+     * has not pushed its PROMPT yet (and a CANCEL for the previous id is harmless). */
+    uint32_t id = atomic_load(&s->running_id);
+    int rc = id ? push_waiting(s, sizeof(struct elm_rec_cancel), push_cancel, &id) : 0;
+    pthread_mutex_unlock(&s->prod_lock);
+    /* A closed ring means the daemon already ended the session: nothing left to cancel. */
+    return rc == -EPIPE ? 0 : rc;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Events
+ */
+
+const char *elm_finish_reason_name(int reason)
+{
+    static const char *names[] = {NULL, "eos", "length", "stop", "cancel", "context"};
+    return reason > 0 && reason <= ELM_FINISH_CONTEXT ? names[reason] : "unknown";
+}
+
+/* Decodes the record just popped into *ev. Ends the request on DONE/ERROR. */
+static int deliver(struct elm_session *s, const struct elm_ring_rec *rec, struct elm_event *ev)
+{
+    uint32_t running = atomic_load(&s->running_id);
+    struct elm_event e = {.type = 0, .text = "", .message = ""};
+    switch (rec->type) {
+    case ELM_REC_TOKEN: {
+        struct elm_token_msg t;
+        if (elm_rec_token_decode(s->rec, rec->len, &t) < 0)
+            return set_broken(s, ELM_EPROTO);
+        memcpy(s->text, t.piece, t.piece_len);
+        s->text[t.piece_len] = 0;
+        e.type = ELM_EVENT_TOKEN;
+        e.token = t.id;
+        e.text = s->text;
+        e.text_len = t.piece_len;
+        break;
+    }
+    case ELM_REC_DONE: {
+        struct elm_rec_done d;
+        if (elm_rec_done_decode(s->rec, rec->len, &d) < 0 || d.req_id != running)
+            return set_broken(s, ELM_EPROTO);
+        e.type = ELM_EVENT_DONE;
+        e.reason = (int)d.reason;
+        e.n_prompt = d.n_prompt;
+        e.n_gen = d.n_gen;
+        e.t_first_ns = d.t_first_ns;
+        e.t_total_ns = d.t_total_ns;
+        break;
+    }
+    case ELM_REC_ERROR: {
+        struct elm_error_msg em;
+        if (elm_rec_error_decode(s->rec, rec->len, &em) < 0 || em.req_id != running)
+            return set_broken(s, ELM_EPROTO);
+        memcpy(s->msg, em.msg, em.msg_len);
+        s->msg[em.msg_len] = 0;
+        e.type = ELM_EVENT_ERROR;
+        e.error = em.code;
+        e.message = s->msg;
+        break;
+    }
+    default:
+        return set_broken(s, ELM_EPROTO);
+    }
+    if (e.type != ELM_EVENT_TOKEN)
+        atomic_store(&s->running_id, 0);
+    *ev = e;
+    return 0;
+}
+
+int elm_session_next(elm_session *s, struct elm_event *ev, int timeout_ms)
+{
+    if (!s || !ev)
+        return -EINVAL;
+    if (s->broken)
+        return s->broken;
+    if (!atomic_load(&s->running_id))
+        return -ENOMSG;
+    int64_t deadline = timeout_ms < 0 ? INT64_MAX : client_now_ms() + timeout_ms;
+    for (;;) {
+        struct elm_ring_rec rec;
+        int rc = elm_ring_pop(&s->r.evt, &rec, s->rec, sizeof s->rec);
+        if (rc == 0)
+            return deliver(s, &rec, ev);
+        if (rc == -EMSGSIZE)
+            return set_broken(s, ELM_EPROTO); /* bigger than any valid event */
+        if (rc == -EPIPE)
+            return set_broken(s, ELM_ESESSION); /* the daemon closed it, request unfinished */
+        if (rc != -EAGAIN)
+            return rc == ELM_ERING ? set_broken(s, rc) : rc;
+        int64_t left = deadline == INT64_MAX ? ELM_CLIENT_LIVENESS_MS : deadline - client_now_ms();
+        if (left <= 0)
+            return -ETIMEDOUT;
+        rc = elm_ring_wait_data(
+            &s->r.evt, (int)(left < ELM_CLIENT_LIVENESS_MS ? left : ELM_CLIENT_LIVENESS_MS));
+        if (rc == -ETIMEDOUT && !client_daemon_alive(s->c))
+            return set_broken(s, ELM_EDAEMON);
+        if (rc == -EINTR)
+            return -EINTR;
+        if (rc == ELM_ERING)
+            return set_broken(s, rc);
+        /* 0, -ETIMEDOUT or -EPIPE: pop again (it drains what remains before reporting EPIPE). */
+    }
+}
+
+int elm_session_generate(elm_session *s, const struct elm_request *r, elm_event_fn fn, void *user)
+{
+    int rc = elm_session_submit(s, r);
+    bool cancelled = false;
+    while (rc == 0) {
+        struct elm_event ev;
+        rc = elm_session_next(s, &ev, -1);
+        if (rc == -EINTR) {
+            rc = 0;
+            continue;
+        }
+        if (rc < 0)
+            break;
+        if (fn && fn(user, &ev) && !cancelled && ev.type == ELM_EVENT_TOKEN) {
+            cancelled = true;
+            rc = elm_session_cancel(s);
+        }
+        if (ev.type == ELM_EVENT_DONE)
+            return 0;
+        if (ev.type == ELM_EVENT_ERROR)
+            return ev.error;
+    }
+    return rc;
+}
