@@ -88,6 +88,8 @@ static int parse_generate(int argc, char **argv, struct gen_opts *o, const char 
         case 'n':
             if (!cli_int("--n-predict", optarg, -1, 1 << 30, &l))
                 return 2;
+            if (l == 0) /* the wire's 0 means "no limit": keep one meaning everywhere */
+                return cli_fail("--n-predict expects -1 (no limit) or a count >= 1"), 2;
             o->gp.n_predict = (int32_t)l;
             break;
         case 't':
@@ -276,7 +278,7 @@ static int to_request(const struct gen_opts *o, const char *prompt, struct elm_r
     r->prompt = prompt;
     /* The engine stops after the first token when n_predict is 0 (it checks the count after
      * sampling); the wire's 0 means "no limit", so ask for that one token explicitly. */
-    r->n_predict = o->gp.n_predict == 0 ? 1 : o->gp.n_predict;
+    r->n_predict = o->gp.n_predict;
     r->temp = sp->temp;
     r->top_k = sp->top_k;
     r->top_p = sp->top_p;

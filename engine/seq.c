@@ -237,7 +237,11 @@ void elm_seq_advance(struct elm_seq *s, int n, int rc, struct elm_seq_out *out)
     }
     goto finish;
 
-sample:;
+sample:
+    if (s->n_predict >= 0 && s->n_gen >= s->n_predict) { /* n_predict 0: the prompt only */
+        s->done = ELM_STOP_LENGTH;
+        goto finish;
+    }
     const struct elm_vocab *v = s->m->vocab;
     int32_t V = s->m->hp.n_vocab;
     memcpy(s->scratch, s->logits, (size_t)V * sizeof(float));
