@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/errmsg.h"
 #include "elm/status.h"
 #include "engine/gguf.h"
 #include "loader.h"
@@ -49,19 +50,6 @@ static uint64_t now_ns(void)
 static uint64_t round_up(uint64_t v, uint64_t a)
 {
     return (v + a - 1) & ~(a - 1);
-}
-
-static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
-{
-    if (errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return code;
 }
 
 /* Logs a fallback and appends it to the notes that `status` reports. */
@@ -145,14 +133,14 @@ static int alloc_resident(uint64_t span, const struct elmd_load_params *p, struc
                  want, free_pages);
         }
         if (p->hugepages == ELMD_HUGE_HUGETLB)
-            return fail(err, errlen, -ENOMEM, "hugepages = hugetlb, but %s", r->notes);
+            return elm_errf(err, errlen, -ENOMEM, "hugepages = hugetlb, but %s", r->notes);
     }
     /* Over-allocate by 2 MiB and trim, so the mapping starts on a huge-page boundary and THP
      * can back all of it. */
     unsigned char *raw =
         mmap(NULL, len + HUGE_2M, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (raw == MAP_FAILED)
-        return fail(err, errlen, -errno, "cannot map %zu MiB: %s", len >> 20, strerror(errno));
+        return elm_errf(err, errlen, -errno, "cannot map %zu MiB: %s", len >> 20, strerror(errno));
     unsigned char *m = (unsigned char *)round_up((uintptr_t)raw, HUGE_2M);
     if (m > raw)
         munmap(raw, (size_t)(m - raw));
@@ -374,11 +362,11 @@ static int read_span(const char *path, const struct elm_gguf *g, struct rd *rd,
             continue;
         }
         if (fd < 0)
-            return fail(err, errlen, -errno, "cannot open %s: %s", path, strerror(errno));
+            return elm_errf(err, errlen, -errno, "cannot open %s: %s", path, strerror(errno));
         struct stat st;
         if (fstat(fd, &st) < 0 || (uint64_t)st.st_size != g->size) {
             close(fd);
-            return fail(err, errlen, -EIO, "%s changed while it was being loaded", path);
+            return elm_errf(err, errlen, -EIO, "%s changed while it was being loaded", path);
         }
         rd->fd = fd;
         rd->file_end = (uint64_t)st.st_size < rd->req_end ? (uint64_t)st.st_size : rd->req_end;
@@ -401,7 +389,7 @@ static int read_span(const char *path, const struct elm_gguf *g, struct rd *rd,
             continue;
         }
         if (rc)
-            return fail(err, errlen, rc, "reading %s: %s", path,
+            return elm_errf(err, errlen, rc, "reading %s: %s", path,
                         rc == -ECANCELED ? "cancelled" : strerror(-rc));
         r->direct = direct;
         r->read_bytes = rd->file_end - rd->from;
@@ -426,7 +414,7 @@ int elmd_model_load(const char *path, const struct elmd_load_params *p,
 
     struct elmd_model *dm = calloc(1, sizeof *dm);
     if (!dm)
-        return fail(err, errlen, -ENOMEM, "out of memory");
+        return elm_errf(err, errlen, -ENOMEM, "out of memory");
     snprintf(dm->path, sizeof dm->path, "%s", path);
     struct elmd_residency *r = &dm->res;
     struct elm_gguf *g = NULL;

@@ -13,23 +13,11 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/errmsg.h"
 #include "elm/status.h"
 #include "rundir.h"
 
 #define LOCK_NAME "elmd.lock"
-
-static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
-{
-    if (errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return code;
-}
 
 int elmd_rundir_default(char *buf, size_t cap)
 {
@@ -54,24 +42,24 @@ static int check_dir(struct elmd_rundir *r, char *err, size_t errlen)
     mode_t want = r->have_group ? 02750 : 0700;
     bool created = mkdir(r->dir, want) == 0;
     if (!created && errno != EEXIST)
-        return fail(err, errlen, -errno, "cannot create %s: %s", r->dir, strerror(errno));
+        return elm_errf(err, errlen, -errno, "cannot create %s: %s", r->dir, strerror(errno));
     int fd = open(r->dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0)
-        return fail(err, errlen, -errno, "cannot open %s: %s%s", r->dir, strerror(errno),
+        return elm_errf(err, errlen, -errno, "cannot open %s: %s%s", r->dir, strerror(errno),
                     errno == ELOOP || errno == ENOTDIR ? " (not a plain directory)" : "");
     struct stat st;
     int rc = 0;
     if (fstat(fd, &st) < 0) {
-        rc = fail(err, errlen, -errno, "cannot stat %s: %s", r->dir, strerror(errno));
+        rc = elm_errf(err, errlen, -errno, "cannot stat %s: %s", r->dir, strerror(errno));
         goto out;
     }
     if (st.st_uid != geteuid()) {
-        rc = fail(err, errlen, -EPERM, "%s is owned by uid %u, not by us (uid %u): refusing it",
+        rc = elm_errf(err, errlen, -EPERM, "%s is owned by uid %u, not by us (uid %u): refusing it",
                   r->dir, (unsigned)st.st_uid, (unsigned)geteuid());
         goto out;
     }
     if (r->have_group && st.st_gid != r->gid && fchown(fd, (uid_t)-1, r->gid) < 0) {
-        rc = fail(err, errlen, -errno, "cannot give %s to group %u: %s", r->dir, (unsigned)r->gid,
+        rc = elm_errf(err, errlen, -errno, "cannot give %s to group %u: %s", r->dir, (unsigned)r->gid,
                   strerror(errno));
         goto out;
     }
@@ -79,7 +67,7 @@ static int check_dir(struct elmd_rundir *r, char *err, size_t errlen)
         /* Ours, so we may tighten it; an over-open directory would let others replace the
          * socket or read the pid. */
         if (fchmod(fd, want) < 0) {
-            rc = fail(err, errlen, -errno, "cannot chmod %s: %s", r->dir, strerror(errno));
+            rc = elm_errf(err, errlen, -errno, "cannot chmod %s: %s", r->dir, strerror(errno));
             goto out;
         }
         if (!created) /* (mkdir's mode passes through the umask; that is no news) */
@@ -113,7 +101,7 @@ int elmd_rundir_open(struct elmd_rundir *r, const char *dir, const char *group, 
         dl--;
     /* sun_path holds 108 bytes: "<dir>/control" must fit for ZeroMQ's ipc:// bind. */
     if (dl == 0 || dl + sizeof "/control" > 108)
-        return fail(err, errlen, -ENAMETOOLONG, "runtime dir '%s' is too long for a socket path",
+        return elm_errf(err, errlen, -ENAMETOOLONG, "runtime dir '%s' is too long for a socket path",
                     dir);
     snprintf(r->dir, sizeof r->dir, "%.*s", (int)dl, dir);
     snprintf(r->sock_path, sizeof r->sock_path, "%s/control", r->dir);
@@ -121,7 +109,7 @@ int elmd_rundir_open(struct elmd_rundir *r, const char *dir, const char *group, 
     if (group && *group) {
         struct group *g = getgrnam(group);
         if (!g)
-            return fail(err, errlen, -ENOENT, "unknown group '%s'", group);
+            return elm_errf(err, errlen, -ENOENT, "unknown group '%s'", group);
         r->have_group = true;
         r->gid = g->gr_gid;
     }
@@ -133,18 +121,18 @@ int elmd_rundir_open(struct elmd_rundir *r, const char *dir, const char *group, 
     snprintf(path, sizeof path, "%s/" LOCK_NAME, r->dir);
     int fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0)
-        return fail(err, errlen, -errno, "cannot open %s: %s", path, strerror(errno));
+        return elm_errf(err, errlen, -errno, "cannot open %s: %s", path, strerror(errno));
     if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
         int e = errno;
         long pid = lock_holder(fd);
         close(fd);
         if (e == EWOULDBLOCK) {
             if (pid)
-                return fail(err, errlen, ELM_EBUSY, "another elmd (pid %ld) already serves %s", pid,
+                return elm_errf(err, errlen, ELM_EBUSY, "another elmd (pid %ld) already serves %s", pid,
                             r->dir);
-            return fail(err, errlen, ELM_EBUSY, "another elmd already serves %s", r->dir);
+            return elm_errf(err, errlen, ELM_EBUSY, "another elmd already serves %s", r->dir);
         }
-        return fail(err, errlen, -e, "cannot lock %s: %s", path, strerror(e));
+        return elm_errf(err, errlen, -e, "cannot lock %s: %s", path, strerror(e));
     }
     r->lock_fd = fd;
     /* We hold the lock: anything left at these paths is from a daemon that died. */

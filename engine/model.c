@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/errmsg.h"
 #include "elm/status.h"
 #include "kernels/fp16.h"
 #include "model.h"
@@ -17,17 +18,6 @@
 /* Upper bounds that keep every size product far from overflow and reject absurd headers. */
 #define MAX_DIM   (1 << 20)
 #define MAX_LAYER 1024
-
-static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
-{
-    if (errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return code;
-}
 
 /* Reads "<arch>.<suffix>" as u32; absent → def (or error when def < 0). */
 static int arch_u32(const struct elm_gguf *g, const char *arch, const char *suffix, int64_t def,
@@ -39,12 +29,12 @@ static int arch_u32(const struct elm_gguf *g, const char *arch, const char *suff
     int rc = elm_gguf_get_u32(g, key, &v);
     if (rc == -ENOENT) {
         if (def < 0)
-            return fail(err, errlen, ELM_EMODEL, "missing hyperparameter '%s'", key);
+            return elm_errf(err, errlen, ELM_EMODEL, "missing hyperparameter '%s'", key);
         *out = (int32_t)def;
         return 0;
     }
     if (rc < 0 || v > MAX_DIM)
-        return fail(err, errlen, ELM_EMODEL, "hyperparameter '%s' is invalid", key);
+        return elm_errf(err, errlen, ELM_EMODEL, "hyperparameter '%s' is invalid", key);
     *out = (int32_t)v;
     return 0;
 }
@@ -60,7 +50,7 @@ static int arch_f32(const struct elm_gguf *g, const char *arch, const char *suff
         return 0;
     }
     if (rc < 0 || !isfinite(*out))
-        return fail(err, errlen, ELM_EMODEL, "hyperparameter '%s' is invalid", key);
+        return elm_errf(err, errlen, ELM_EMODEL, "hyperparameter '%s' is invalid", key);
     return 0;
 }
 
@@ -69,7 +59,7 @@ static int read_hparams(const struct elm_gguf *g, struct elm_hparams *hp, char *
 {
     struct elm_gguf_str a;
     if (elm_gguf_get_str(g, "general.architecture", &a) < 0)
-        return fail(err, errlen, ELM_EMODEL, "missing 'general.architecture'");
+        return elm_errf(err, errlen, ELM_EMODEL, "missing 'general.architecture'");
     char arch[32];
     if (elm_gguf_str_eq(a, "llama")) {
         hp->arch = ELM_ARCH_LLAMA;
@@ -78,7 +68,7 @@ static int read_hparams(const struct elm_gguf *g, struct elm_hparams *hp, char *
         hp->arch = ELM_ARCH_QWEN2;
         hp->rope_mode = ELM_ROPE_NEOX;
     } else {
-        return fail(err, errlen, ELM_EUNSUPPORTED,
+        return elm_errf(err, errlen, ELM_EUNSUPPORTED,
                     "architecture '%.*s' is not supported (llama, qwen2)",
                     (int)(a.len > 32 ? 32 : a.len), a.ptr);
     }
@@ -97,7 +87,7 @@ static int read_hparams(const struct elm_gguf *g, struct elm_hparams *hp, char *
     if (hp->n_embd <= 0 || hp->n_head <= 0 || hp->n_head_kv <= 0 || hp->n_layer <= 0 ||
         hp->n_ff <= 0 || hp->n_layer > MAX_LAYER || hp->n_embd % hp->n_head != 0 ||
         hp->n_head % hp->n_head_kv != 0)
-        return fail(err, errlen, ELM_EMODEL,
+        return elm_errf(err, errlen, ELM_EMODEL,
                     "inconsistent hyperparameters: n_embd %d, n_head %d, n_head_kv %d, "
                     "n_layer %d, n_ff %d",
                     hp->n_embd, hp->n_head, hp->n_head_kv, hp->n_layer, hp->n_ff);
@@ -105,14 +95,14 @@ static int read_hparams(const struct elm_gguf *g, struct elm_hparams *hp, char *
     if ((rc = arch_u32(g, arch, "rope.dimension_count", hp->head_dim, &hp->n_rot, err, errlen)))
         return rc;
     if (hp->n_rot <= 0 || hp->n_rot > hp->head_dim || hp->n_rot % 2)
-        return fail(err, errlen, ELM_EMODEL, "rope.dimension_count %d does not fit head size %d",
+        return elm_errf(err, errlen, ELM_EMODEL, "rope.dimension_count %d does not fit head size %d",
                     hp->n_rot, hp->head_dim);
     if ((rc = arch_f32(g, arch, "attention.layer_norm_rms_epsilon", 1e-5f, &hp->eps, err,
                        errlen)) ||
         (rc = arch_f32(g, arch, "rope.freq_base", 10000.0f, &hp->rope_base, err, errlen)))
         return rc;
     if (!(hp->eps > 0) || !(hp->rope_base > 0))
-        return fail(err, errlen, ELM_EMODEL, "rms epsilon and rope.freq_base must be positive");
+        return elm_errf(err, errlen, ELM_EMODEL, "rms epsilon and rope.freq_base must be positive");
 
     /* Linear RoPE scaling: positions are multiplied by 1/factor. Newer files say
      * rope.scaling.type = "linear" + rope.scaling.factor, older ones rope.scale_linear. */
@@ -122,7 +112,7 @@ static int read_hparams(const struct elm_gguf *g, struct elm_hparams *hp, char *
     snprintf(key, sizeof key, "%s.rope.scaling.type", arch);
     bool has_type = elm_gguf_get_str(g, key, &st) == 0;
     if (has_type && !elm_gguf_str_eq(st, "linear") && !elm_gguf_str_eq(st, "none"))
-        return fail(err, errlen, ELM_EUNSUPPORTED, "rope scaling '%.*s' is not supported",
+        return elm_errf(err, errlen, ELM_EUNSUPPORTED, "rope scaling '%.*s' is not supported",
                     (int)(st.len > 32 ? 32 : st.len), st.ptr);
     if (!has_type || elm_gguf_str_eq(st, "linear")) {
         if ((rc = arch_f32(g, arch, "rope.scaling.factor", 0.0f, &factor, err, errlen)))
@@ -152,7 +142,7 @@ static const struct elm_gguf_tensor *find(struct loader *L, const char *name, bo
 {
     const struct elm_gguf_tensor *t = elm_gguf_find_tensor(L->g, name);
     if (!t && required)
-        *rc = fail(L->err, L->errlen, ELM_EMODEL, "missing tensor '%s'", name);
+        *rc = elm_errf(L->err, L->errlen, ELM_EMODEL, "missing tensor '%s'", name);
     return t;
 }
 
@@ -166,11 +156,11 @@ static int get_matrix(struct loader *L, const char *name, int64_t cols, int64_t 
         return rc;
     const struct elm_type_info *ti = elm_type_get(t->type);
     if (!ti || !ti->is_weight)
-        return fail(L->err, L->errlen, ELM_EUNSUPPORTED, "tensor '%s' has unsupported type %u",
+        return elm_errf(L->err, L->errlen, ELM_EUNSUPPORTED, "tensor '%s' has unsupported type %u",
                     name, t->type);
     bool shape_ok = t->ne[0] == cols && t->ne[1] == rows && t->ne[2] == 1 && t->ne[3] == 1;
     if (!shape_ok)
-        return fail(L->err, L->errlen, ELM_EMODEL,
+        return elm_errf(L->err, L->errlen, ELM_EMODEL,
                     "tensor '%s' has shape [%lld, %lld], expected [%lld, %lld]", name,
                     (long long)t->ne[0], (long long)t->ne[1], (long long)cols, (long long)rows);
     out->type = (enum elm_type)t->type;
@@ -190,7 +180,7 @@ static int get_vector(struct loader *L, const char *name, int64_t n, bool requir
     if (!t)
         return rc;
     if (t->n_elements != (uint64_t)n || t->ne[0] != n)
-        return fail(L->err, L->errlen, ELM_EMODEL, "tensor '%s' has %llu elements, expected %lld",
+        return elm_errf(L->err, L->errlen, ELM_EMODEL, "tensor '%s' has %llu elements, expected %lld",
                     name, (unsigned long long)t->n_elements, (long long)n);
     const void *src = L->data + t->offset;
     L->m->weight_bytes += t->n_bytes;
@@ -200,7 +190,7 @@ static int get_vector(struct loader *L, const char *name, int64_t n, bool requir
     }
     const struct elm_type_info *ti = elm_type_get(t->type);
     if (!ti || !ti->is_weight || n % ti->block)
-        return fail(L->err, L->errlen, ELM_EUNSUPPORTED, "tensor '%s' has unsupported type %u",
+        return elm_errf(L->err, L->errlen, ELM_EUNSUPPORTED, "tensor '%s' has unsupported type %u",
                     name, t->type);
     float *f = malloc((size_t)n * sizeof *f);
     void **owned = realloc(L->m->owned, (size_t)(L->m->n_owned + 1) * sizeof *owned);
@@ -208,7 +198,7 @@ static int get_vector(struct loader *L, const char *name, int64_t n, bool requir
         free(f);
         if (owned)
             L->m->owned = owned;
-        return fail(L->err, L->errlen, -ENOMEM, "out of memory");
+        return elm_errf(L->err, L->errlen, -ENOMEM, "out of memory");
     }
     L->m->owned = owned;
     owned[L->m->n_owned++] = f;
@@ -234,7 +224,7 @@ static int load_tensors(struct loader *L)
 
     m->layers = calloc((size_t)hp->n_layer, sizeof *m->layers);
     if (!m->layers)
-        return fail(L->err, L->errlen, -ENOMEM, "out of memory");
+        return elm_errf(L->err, L->errlen, -ENOMEM, "out of memory");
     for (int i = 0; i < hp->n_layer; i++) {
         struct elm_layer *l = &m->layers[i];
         char n[96];
@@ -265,13 +255,13 @@ int elm_model_create(struct elm_gguf *g, const void *data, const struct elm_mode
         err[0] = 0;
     struct elm_model *m = calloc(1, sizeof *m);
     if (!m)
-        return fail(err, errlen, -ENOMEM, "out of memory");
+        return elm_errf(err, errlen, -ENOMEM, "out of memory");
     int rc;
     m->k = elm_kernels_active();
     if (p && p->kernel) {
         m->k = elm_kernels_get(p->kernel);
         if (!m->k) {
-            rc = fail(err, errlen, ELM_EUNSUPPORTED, "kernel variant '%s' is not available",
+            rc = elm_errf(err, errlen, ELM_EUNSUPPORTED, "kernel variant '%s' is not available",
                       p->kernel);
             goto fail_model;
         }
@@ -290,7 +280,7 @@ int elm_model_create(struct elm_gguf *g, const void *data, const struct elm_mode
     uint32_t v;
     m->hp.n_vocab = elm_gguf_get_u32(g, key, &v) == 0 ? (int32_t)v : nv;
     if (m->hp.n_vocab != nv) {
-        rc = fail(err, errlen, ELM_EMODEL, "'%s' is %d but the tokenizer has %d tokens", key,
+        rc = elm_errf(err, errlen, ELM_EMODEL, "'%s' is %d but the tokenizer has %d tokens", key,
                   m->hp.n_vocab, nv);
         goto fail_vocab;
     }

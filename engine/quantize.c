@@ -9,6 +9,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "common/errmsg.h"
 #include "elm/status.h"
 #include "gguf.h"
 #include "gguf_writer.h"
@@ -37,17 +38,6 @@ static const struct preset presets[] = {
 const char *elm_quantize_presets(void)
 {
     return "f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 q6_k q4_k_m (= q4_k) q5_k_m (= q5_k)";
-}
-
-static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
-{
-    if (errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return code;
 }
 
 /* llama.cpp's "use more bits" layers: the first and last eighth, and every third in between. */
@@ -146,7 +136,7 @@ int elm_quantize_file(const char *in, const char *out, const char *preset, bool 
         if (!strcasecmp(preset, presets[i].name))
             p = &presets[i];
     if (!p)
-        return fail(err, errlen, ELM_EUNSUPPORTED, "unknown type '%s' (one of: %s)", preset,
+        return elm_errf(err, errlen, ELM_EUNSUPPORTED, "unknown type '%s' (one of: %s)", preset,
                     elm_quantize_presets());
     if (n_threads <= 0)
         n_threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
@@ -159,7 +149,7 @@ int elm_quantize_file(const char *in, const char *out, const char *preset, bool 
     struct job *jobs = calloc(g->n_tensors ? g->n_tensors : 1, sizeof *jobs);
     struct elm_quantize_stats s = {0};
     if (!w || !jobs) {
-        rc = fail(err, errlen, -ENOMEM, "out of memory");
+        rc = elm_errf(err, errlen, -ENOMEM, "out of memory");
         goto out;
     }
     struct elm_gguf_str arch;
@@ -179,7 +169,7 @@ int elm_quantize_file(const char *in, const char *out, const char *preset, bool 
     if (!rc && elm_type_get(p->base)->quantized)
         rc = elm_gguf_writer_set_u32(w, "general.quantization_version", 2);
     if (rc) {
-        rc = fail(err, errlen, rc, "%s", elm_gguf_writer_error(w));
+        rc = elm_errf(err, errlen, rc, "%s", elm_gguf_writer_error(w));
         goto out;
     }
     for (uint64_t i = 0; i < g->n_tensors; i++) {
@@ -189,7 +179,7 @@ int elm_quantize_file(const char *in, const char *out, const char *preset, bool 
                  t->name.ptr);
         const struct elm_type_info *ti = elm_type_get(t->type);
         if (ti->quantized) {
-            rc = fail(err, errlen, ELM_EUNSUPPORTED,
+            rc = elm_errf(err, errlen, ELM_EUNSUPPORTED,
                       "tensor '%s' is already %s: elm quantizes from F32, F16 or BF16", name,
                       ti->name);
             goto out;
@@ -204,7 +194,7 @@ int elm_quantize_file(const char *in, const char *out, const char *preset, bool 
                           .n_threads = n_threads};
         rc = elm_gguf_writer_add_tensor_fill(w, name, j->out, t->n_dims, t->ne, fill, j);
         if (rc) {
-            rc = fail(err, errlen, rc, "%s", elm_gguf_writer_error(w));
+            rc = elm_errf(err, errlen, rc, "%s", elm_gguf_writer_error(w));
             goto out;
         }
         if (elm_type_get(j->out)->quantized)
@@ -217,7 +207,7 @@ int elm_quantize_file(const char *in, const char *out, const char *preset, bool 
     rc = elm_gguf_writer_write(w, out, err, errlen);
     for (uint64_t i = 0; i < g->n_tensors && !rc; i++)
         if (jobs[i].rc) {
-            rc = fail(err, errlen, jobs[i].rc, "out of memory while quantizing");
+            rc = elm_errf(err, errlen, jobs[i].rc, "out of memory while quantizing");
             unlink(out);
         }
     if (!rc && st)
