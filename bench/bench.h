@@ -73,6 +73,7 @@ const char *bench_synth_shapes(void);
 
 /* Subcommands: argc/argv start after the subcommand name; return the exit code. */
 int bench_model(const struct bench_opts *o, int argc, char **argv);
+int bench_kernels(const struct bench_opts *o, int argc, char **argv);
 int bench_ipc(const struct bench_opts *o, int argc, char **argv);
 int bench_load(const struct bench_opts *o, int argc, char **argv);
 

@@ -16,6 +16,7 @@ struct sub {
 
 static const struct sub subs[] = {
     {"model", bench_model, "prompt (pp) and decode (tg) tokens/s per model and thread count"},
+    {"kernels", bench_kernels, "matmul kernels per type and variant vs memory bandwidth and int8 peak"},
     {"ipc", bench_ipc, "shared-memory ring vs ZeroMQ round trips between two processes"},
     {"load", bench_load, "io_uring hugepage load vs cat, and first-token time via elmd"},
 };

@@ -109,16 +109,16 @@ int elm_quantize_row(enum elm_type type, const float *src, void *dst, int64_t n)
  * vanish from every binary.) */
 enum isa { ISA_NONE, ISA_AVX2, ISA_AVX512 };
 
-/* extern const struct elm_kernels elm_kernels_avx512; */
-/* extern const struct elm_kernels elm_kernels_avx2; */
+extern const struct elm_kernels elm_kernels_avx512; /* kernels/avx512/avx512.c */
+extern const struct elm_kernels elm_kernels_avx2;   /* kernels/avx2/avx2.c */
 
 static const struct variant {
     const char *name;
     enum isa isa;
     const struct elm_kernels *table; /* as built: may have holes */
 } variants[] = {
-    /* {"avx512", ISA_AVX512, &elm_kernels_avx512}, */
-    /* {"avx2", ISA_AVX2, &elm_kernels_avx2}, */
+    {"avx512", ISA_AVX512, &elm_kernels_avx512},
+    {"avx2", ISA_AVX2, &elm_kernels_avx2},
     {"ref", ISA_NONE, &elm_kernels_ref}, /* last: always runs */
 };
 #define N_VARIANTS (sizeof variants / sizeof variants[0])

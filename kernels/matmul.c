@@ -1,15 +1,106 @@
-/* matmul.c — the reference matrix multiply: weight rows against quantized activation rows.
+/* matmul.c — weight rows against quantized activation rows, the engine's one matrix multiply.
  *
- * Every output element y[t][r] is one vec_dot call on weight row r and activation row t, with
- * the same arguments whatever ntok is or how the rows are split among threads. That is what
- * makes batched (prompt) and token-by-token (generation) evaluation bit-identical, and results
- * independent of the thread count. OpenMP splits the weight rows statically; each thread then
- * streams its rows once for all tokens. A tiled faster version can replace this one as long as
- * it keeps that one-call-per-element property.
+ * Every output element y[t][r] is computed exactly as vec_dot(weight row r, activation row t)
+ * computes it, whatever ntok is or how the work is split among threads: either by that
+ * vec_dot itself, or by a tile kernel of the same variant that reproduces it bit for bit
+ * (tiles.h). That is what makes batched (prompt) and token-by-token (generation) evaluation
+ * bit-identical, and results independent of the thread count.
+ *
+ * How the work is laid out:
+ *  - One OpenMP parallel region per call (libgomp keeps its team alive between regions, so a
+ *    region costs a wake-up, not a thread creation). Small products run on the calling thread
+ *    alone: waking the team would cost more than it saves.
+ *  - Rows are split statically: thread i owns the i-th contiguous share (in whole runs of 16
+ *    rows, a 64-byte line of float outputs, so no two threads write one line) and walks it in
+ *    chunks from the front. A thread that finishes early then takes chunks from the front of
+ *    the others' shares. On a quiet machine nobody steals and each thread streams its own part
+ *    of the weights; when a thread loses its core to another process (two cores, other
+ *    programs), the region does not wait a whole scheduler slice for it. Who computes an
+ *    element never changes its value.
+ *  - Decode (one token): the tile walks a chunk several rows at a time, so that their
+ *    independent accumulations overlap, and prefetches the next group of rows while it works.
+ *  - Prefill (several tokens): within a chunk of rows (kept in L2), tokens are taken in chunks
+ *    whose activations stay in L2 too; each panel of `rows` weight rows (in L1) is multiplied
+ *    with every tile of `toks` tokens of the token chunk, so each weight block is unpacked once
+ *    per tile of tokens and each activation block loaded once per panel of rows.
+ * Nothing here allocates.
  */
+#include <omp.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "kernels/kernels.h"
+#include "kernels/tiles.h"
+
+#define ROW_UNIT       16          /* rows per share: one cache line of float outputs */
+#define CHUNK_GEMV     32          /* rows per claim, one token */
+#define CHUNK_GEMM     64          /* rows per claim, several tokens (their weights stay in L2) */
+#define MAX_SHARES     64          /* threads that get a share; more would take from others */
+#define L2_ACT_BYTES   (192 << 10) /* activations of one token chunk, well inside a 512K+ L2 */
+#define PARALLEL_MACS  (1 << 18)   /* below this many multiply-adds, one thread */
+
+/* The variants that have tiles, best first. */
+static const struct elm_tiles *const tile_tables[] = {&elm_tiles_avx512, &elm_tiles_avx2};
+
+const struct elm_tile_kernel *elm_tile_find(enum elm_type type,
+                                            void (*vec_dot)(int64_t, float *, const void *,
+                                                            const void *))
+{
+    if ((unsigned)type >= ELM_TYPE_COUNT || vec_dot == NULL)
+        return NULL;
+    for (size_t i = 0; i < sizeof tile_tables / sizeof *tile_tables; i++) {
+        const struct elm_tile_kernel *tk = &tile_tables[i]->k[type];
+        if (tk->tile != NULL && tk->vec_dot == vec_dot)
+            return tk;
+    }
+    return NULL;
+}
+
+static int64_t min64(int64_t a, int64_t b)
+{
+    return a < b ? a : b;
+}
+
+/* Rows [r0, r1) of the product, by tiles. */
+static void tiled_rows(const struct elm_tile_kernel *tk, const uint8_t *w, size_t rb,
+                       int64_t ncols, int64_t r0, int64_t r1, const uint8_t *x, size_t xs,
+                       int64_t ntok, float *y, int64_t ys)
+{
+    if (ntok == 1) {
+        tk->tile(ncols, w + (size_t)r0 * rb, rb, (int)(r1 - r0), x, xs, 1, y + r0, ys);
+        return;
+    }
+    const int R = tk->rows, T = tk->toks;
+    int64_t chunk = (int64_t)(L2_ACT_BYTES / (xs ? xs : 1));
+    chunk = chunk < T ? T : chunk - chunk % T;
+    for (int64_t tc = 0; tc < ntok; tc += chunk) {
+        const int64_t te = min64(ntok, tc + chunk);
+        for (int64_t r = r0; r < r1; r += R) {
+            const int nr = (int)min64(R, r1 - r);
+            for (int64_t t = tc; t < te; t += T)
+                tk->tile(ncols, w + (size_t)r * rb, rb, nr, x + (size_t)t * xs, xs,
+                         (int)min64(T, te - t), y + t * ys + r, ys);
+        }
+    }
+}
+
+/* Rows [r0, r1) of the product, one vec_dot per element (types without a tile). */
+static void plain_rows(void (*dot)(int64_t, float *, const void *, const void *),
+                       const uint8_t *w, size_t rb, int64_t ncols, int64_t r0, int64_t r1,
+                       const uint8_t *x, size_t xs, int64_t ntok, float *y, int64_t ys)
+{
+    for (int64_t r = r0; r < r1; r++)
+        for (int64_t t = 0; t < ntok; t++)
+            dot(ncols, &y[t * ys + r], w + (size_t)r * rb, x + (size_t)t * xs);
+}
+
+/* One thread's share of the rows: [next, end), claimed a chunk at a time. Padded to a cache
+ * line so that claims on different shares do not contend. */
+struct share {
+    _Atomic int64_t next;
+    int64_t end;
+    char pad[64 - sizeof(_Atomic int64_t) - sizeof(int64_t)];
+};
 
 void elm_matmul(const struct elm_kernels *k, enum elm_type type, const void *w, int64_t ncols,
                 int64_t nrows, const void *xq, size_t xq_stride, int64_t ntok, float *y,
@@ -19,14 +110,37 @@ void elm_matmul(const struct elm_kernels *k, enum elm_type type, const void *w, 
     void (*dot)(int64_t, float *, const void *, const void *) = k->vec_dot[type];
     if (dot == NULL)
         dot = elm_kernels_ref.vec_dot[type];
-    const size_t row_bytes = elm_row_bytes(type, ncols);
-    const uint8_t *wb = w;
-    const uint8_t *xb = xq;
+    const struct elm_tile_kernel *tk = elm_tile_find(type, dot);
+    const size_t rb = elm_row_bytes(type, ncols);
+    const uint8_t *wb = w, *xb = xq;
+    const int64_t units = (nrows + ROW_UNIT - 1) / ROW_UNIT;
+    int nth = omp_get_max_threads();
+    if (nth > MAX_SHARES)
+        nth = MAX_SHARES;
+    if (nrows * ncols * ntok < PARALLEL_MACS || units < 2)
+        nth = 1;
+    const int64_t chunk = ntok == 1 ? CHUNK_GEMV : CHUNK_GEMM;
+    struct share shares[MAX_SHARES];
+    for (int i = 0; i < nth; i++) {
+        atomic_init(&shares[i].next, min64(nrows, units * i / nth * ROW_UNIT));
+        shares[i].end = min64(nrows, units * (i + 1) / nth * ROW_UNIT);
+    }
 
-#pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < nrows; r++) {
-        const void *wr = wb + (size_t)r * row_bytes;
-        for (int64_t t = 0; t < ntok; t++)
-            dot(ncols, &y[t * y_stride + r], wr, xb + (size_t)t * xq_stride);
+    /* a team smaller than asked for is fine: its shares are taken by the others */
+#pragma omp parallel num_threads(nth) if (nth > 1)
+    {
+        const int me = omp_get_thread_num();
+        for (int s = 0; s < nth; s++) {
+            struct share *sh = &shares[(me + s) % nth];
+            int64_t r;
+            while ((r = atomic_fetch_add_explicit(&sh->next, chunk, memory_order_relaxed)) <
+                   sh->end) {
+                const int64_t re = min64(sh->end, r + chunk);
+                if (tk != NULL)
+                    tiled_rows(tk, wb, rb, ncols, r, re, xb, xq_stride, ntok, y, y_stride);
+                else
+                    plain_rows(dot, wb, rb, ncols, r, re, xb, xq_stride, ntok, y, y_stride);
+            }
+        }
     }
 }

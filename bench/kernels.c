@@ -1,0 +1,328 @@
+/* kernels.c — `elm-bench kernels`: the matmul kernels of every variant this CPU runs, against
+ * what the machine can do.
+ *
+ * Decode is memory-bound: each token streams every weight once, so a mat×vec is judged by its
+ * effective weight bandwidth (weight bytes / time) as a fraction of the machine's streaming-read
+ * bandwidth, which this command measures itself (a sum over a buffer far larger than the
+ * caches, 1..N threads). The probe and the kernel alternate within each repetition, so a noisy
+ * neighbour hits both; the fraction reported is the median of the per-repetition ratios.
+ * The mat×vec runs over enough copies of the matrix (like a model's layers) to exceed the
+ * last-level cache, so the weights really come from memory.
+ *
+ * Prefill is compute-bound: a mat×mat of T tokens (default 64) is judged in GFLOP/s (2 per
+ * multiply-add) against the int8 dot-product peak: 64 int8 multiply-adds per cycle per core
+ * (two 256-bit vpdpbusd or vpmaddubsw per cycle, the instruction throughput of Zen 4 and recent
+ * Intel cores) x cores x clock. The clock is measured (a chain of dependent adds runs at one
+ * per cycle), not read from /proc, because a VM's nominal MHz says little about turbo.
+ */
+#include <getopt.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench.h"
+#include "kernels/kernels.h"
+
+#define INT8_MACS_PER_CYCLE 64
+#define MAX_REPS            1000
+
+struct kopts {
+    int64_t rows, cols, toks;
+    int64_t llc_bytes; /* the mat×vec working set is at least this */
+    size_t bw_bytes;   /* bandwidth probe buffer */
+    const char *types;
+};
+
+/* ---- the machine ------------------------------------------------------------------------------ */
+
+/* Sum of the buffer by `threads` threads, each its own contiguous slice; returns GB/s. Eight
+ * independent accumulators keep the loads, not the adds, the limit. */
+static double stream_once(const uint64_t *buf, size_t words, int threads, uint64_t *sink)
+{
+    uint64_t total = 0;
+    double t0 = bench_now();
+#pragma omp parallel num_threads(threads) reduction(+ : total)
+    {
+        const size_t nth = (size_t)omp_get_num_threads(), ith = (size_t)omp_get_thread_num();
+        const size_t lo = words * ith / nth & ~(size_t)7, hi = words * (ith + 1) / nth & ~(size_t)7;
+        uint64_t s[8] = {0};
+        for (size_t i = lo; i < hi; i += 8)
+            for (int j = 0; j < 8; j++)
+                s[j] += buf[i + j];
+        for (int j = 0; j < 8; j++)
+            total += s[j];
+    }
+    double dt = bench_now() - t0;
+    *sink += total;
+    return (double)(words * sizeof *buf) / dt / 1e9;
+}
+
+/* Cycles per second of this core: a chain of dependent adds runs at one per cycle. */
+static double measure_clock(void)
+{
+    const long n = 200000000;
+    double best = 0;
+    for (int rep = 0; rep < 3; rep++) {
+        long x = 0;
+        double t0 = bench_now();
+        for (long i = 0; i < n; i += 4)
+            __asm__ volatile("add $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0" : "+r"(x));
+        double hz = (double)n / (bench_now() - t0);
+        if (hz > best)
+            best = hz;
+    }
+    return best;
+}
+
+/* ---- operands ---------------------------------------------------------------------------------- */
+
+/* copies x rows x cols of type t: 16 distinct quantized rows repeated (quantizing a whole
+ * large matrix would take longer than measuring it; the kernels do not care). */
+static uint8_t *make_weights(enum elm_type t, int64_t rows, int64_t cols, int copies)
+{
+    const size_t rb = elm_row_bytes(t, cols);
+    uint8_t *w = aligned_alloc(64, (rb * (size_t)rows * (size_t)copies + 63) & ~(size_t)63);
+    float *x = malloc((size_t)cols * sizeof *x);
+    if (!w || !x) {
+        free(w);
+        free(x);
+        return NULL;
+    }
+    uint64_t s = 12345;
+    for (int r = 0; r < 16 && r < rows; r++) {
+        for (int64_t i = 0; i < cols; i++) {
+            s = s * 6364136223846793005ull + 1442695040888963407ull;
+            x[i] = (float)((int64_t)(s >> 40) - (1 << 23)) / (float)(1 << 23);
+        }
+        elm_quantize_row(t, x, w + (size_t)r * rb, cols);
+    }
+    for (size_t r = 16; r < (size_t)rows * (size_t)copies; r++)
+        memcpy(w + r * rb, w + (r % 16) * rb, rb);
+    free(x);
+    return w;
+}
+
+static void *make_acts(const struct elm_kernels *k, enum elm_type t, int64_t cols, int64_t toks,
+                       size_t *stride)
+{
+    const enum elm_type dt = elm_type_get(t)->dot_type;
+    *stride = elm_row_bytes(dt, cols);
+    uint8_t *a = malloc(*stride * (size_t)toks);
+    float *x = malloc((size_t)cols * sizeof *x);
+    if (a && x)
+        for (int64_t tk = 0; tk < toks; tk++) {
+            for (int64_t i = 0; i < cols; i++)
+                x[i] = (float)((i * 7 + tk * 13) % 29) / 14.0f - 1.0f;
+            k->from_float[dt](x, a + (size_t)tk * *stride, cols);
+        }
+    free(x);
+    return a;
+}
+
+/* ---- one (type, variant) -------------------------------------------------------------------- */
+
+static int bench_type(const struct bench_opts *o, const struct kopts *ko, enum elm_type t,
+                      const struct elm_kernels *k, const uint64_t *buf, size_t words,
+                      double peak_gflops)
+{
+    const size_t rb = elm_row_bytes(t, ko->cols), mat = rb * (size_t)ko->rows;
+    int copies = (int)((ko->llc_bytes + (int64_t)mat - 1) / (int64_t)mat);
+    if (copies < 1)
+        copies = 1;
+    uint8_t *w = make_weights(t, ko->rows, ko->cols, copies);
+    size_t xs;
+    void *xq = make_acts(k, t, ko->cols, ko->toks, &xs);
+    float *y = malloc((size_t)(ko->rows * ko->toks) * sizeof *y);
+    if (!w || !xq || !y) {
+        free(w);
+        free(xq);
+        free(y);
+        fprintf(stderr, "elm-bench kernels: out of memory\n");
+        return 1;
+    }
+    double gbs[MAX_REPS], ratio[MAX_REPS], probe[MAX_REPS], gfl[MAX_REPS];
+    /* the scalar reference is ~100x slower: its mat×mat takes an eighth of the rows */
+    const int64_t mm_rows = strcmp(k->name, "ref") ? ko->rows
+                            : ko->rows / 8 < 16    ? ko->rows
+                                                   : ko->rows / 8;
+    uint64_t sink = 0;
+    const char *name = elm_type_get(t)->name;
+    for (int i = -1; i < o->reps; i++) { /* i = -1: warm-up */
+        bench_progress("kernels %s %s: rep %d/%d", name, k->name, i + 1, o->reps);
+        const double bw = stream_once(buf, words, o->threads, &sink);
+        if (ko->llc_bytes == 0) /* --hot: bring the matrix back after the probe */
+            elm_matmul(k, t, w, ko->cols, ko->rows, xq, xs, 1, y, ko->rows);
+        double t0 = bench_now();
+        for (int c = 0; c < copies; c++)
+            elm_matmul(k, t, w + (size_t)c * mat, ko->cols, ko->rows, xq, xs, 1, y, ko->rows);
+        const double tv = bench_now() - t0;
+        t0 = bench_now();
+        elm_matmul(k, t, w, ko->cols, mm_rows, xq, xs, ko->toks, y, mm_rows);
+        const double tm = bench_now() - t0;
+        if (i < 0)
+            continue;
+        probe[i] = bw;
+        gbs[i] = (double)mat * copies / tv / 1e9;
+        ratio[i] = gbs[i] / bw;
+        gfl[i] = 2.0 * (double)mm_rows * (double)ko->cols * (double)ko->toks / tm / 1e9;
+    }
+    bench_progress(NULL);
+    const struct bench_stat sg = bench_stats(gbs, o->reps), sr = bench_stats(ratio, o->reps);
+    const struct bench_stat sp = bench_stats(probe, o->reps), sf = bench_stats(gfl, o->reps);
+    char tok_name[48];
+    snprintf(tok_name, sizeof tok_name, "mat×mat %lld tok GFLOP/s", (long long)ko->toks);
+    const struct bench_cell cells[] = {
+        {"type", name, 0, 0},
+        {"variant", k->name, 0, 0},
+        {"mat×vec GB/s", NULL, sg.median, 2},
+        {"min", NULL, sg.min, 2},
+        {"max", NULL, sg.max, 2},
+        {"stream GB/s", NULL, sp.median, 2},
+        {"% of stream", NULL, 100.0 * sr.median, 1},
+        {tok_name, NULL, sf.median, 1},
+        {"min ", NULL, sf.min, 1},
+        {"max ", NULL, sf.max, 1},
+        {"% of int8 peak", NULL, 100.0 * sf.median / peak_gflops, 1},
+    };
+    bench_row(o, "kernels", cells, (int)(sizeof cells / sizeof *cells));
+    free(w);
+    free(xq);
+    free(y);
+    return sink == 42 ? 0 : 0; /* sink keeps the probe's sums alive */
+}
+
+/* ---- the command ------------------------------------------------------------------------------ */
+
+static int parse_types(const char *list, enum elm_type *out, int max)
+{
+    static const enum elm_type all[] = {ELM_TYPE_Q4_0, ELM_TYPE_Q4_K, ELM_TYPE_Q6_K,
+                                        ELM_TYPE_Q8_0, ELM_TYPE_Q5_K, ELM_TYPE_Q5_0,
+                                        ELM_TYPE_Q4_1, ELM_TYPE_Q5_1, ELM_TYPE_Q2_K,
+                                        ELM_TYPE_Q3_K, ELM_TYPE_F16,  ELM_TYPE_F32};
+    int n = 0;
+    if (!list) {
+        for (size_t i = 0; i < sizeof all / sizeof *all && n < max; i++)
+            out[n++] = all[i];
+        return n;
+    }
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", list);
+    for (char *save, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        int t = elm_type_from_name(tok);
+        const struct elm_type_info *ti = t < 0 ? NULL : elm_type_get((uint32_t)t);
+        if (!ti || !ti->is_weight || t == ELM_TYPE_BF16) {
+            fprintf(stderr, "elm-bench kernels: '%s' is not a weight type\n", tok);
+            return -1;
+        }
+        if (n < max)
+            out[n++] = (enum elm_type)t;
+    }
+    return n;
+}
+
+int bench_kernels(const struct bench_opts *o, int argc, char **argv)
+{
+    static const struct option lo[] = {
+        {"types", required_argument, 0, 'T'}, {"rows", required_argument, 0, 'r'},
+        {"cols", required_argument, 0, 'c'},  {"tokens", required_argument, 0, 'n'},
+        {"hot", no_argument, 0, 'H'},         {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
+    };
+    struct kopts ko = {.rows = 4096, .cols = 4096, .toks = 64, .llc_bytes = 256 << 20,
+                       .bw_bytes = (size_t)1 << 30};
+    if (o->quick) {
+        ko = (struct kopts){.rows = 512, .cols = 1024, .toks = 8, .llc_bytes = 8 << 20,
+                            .bw_bytes = 64 << 20};
+    }
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "T:r:c:n:Hh", lo, NULL)) != -1) {
+        char *end;
+        long v = 0;
+        if (c == 'r' || c == 'c' || c == 'n') {
+            v = strtol(optarg, &end, 10);
+            if (*end || v < 1 || v > (1 << 20)) {
+                fprintf(stderr, "elm-bench kernels: expected 1..%d, got '%s'\n", 1 << 20, optarg);
+                return 2;
+            }
+        }
+        switch (c) {
+        case 'T': ko.types = optarg; break;
+        case 'r': ko.rows = v; break;
+        case 'c': ko.cols = v; break;
+        case 'n': ko.toks = v; break;
+        case 'H': ko.llc_bytes = 0; break;
+        case 'h':
+            printf("usage: elm-bench kernels [--types q4_0,q8_0,...] [--rows N] [--cols N] "
+                   "[--tokens N] [--hot]\nmat×vec GB/s against the measured streaming-read bandwidth, "
+                   "and mat×mat GFLOP/s of N tokens (default 64) against the int8 peak,\nfor "
+                   "every weight type and every kernel variant this CPU runs. --cols must be a "
+                   "multiple of 256 (default 4096 x 4096).\n--hot: mat×vec over one matrix, from "
+                   "the caches when it fits (kernel throughput rather than memory).\n");
+            return 0;
+        default: return 2;
+        }
+    }
+    enum elm_type types[16];
+    const int nt = parse_types(ko.types, types, 16);
+    if (nt <= 0)
+        return 2;
+    if (ko.cols % 256) {
+        fprintf(stderr, "elm-bench kernels: --cols must be a multiple of 256\n");
+        return 2;
+    }
+    if (o->reps > MAX_REPS)
+        return 2;
+    bench_print_header(o, "kernels");
+
+    /* streaming-read bandwidth by thread count */
+    const size_t words = ko.bw_bytes / sizeof(uint64_t);
+    uint64_t *buf = aligned_alloc(64, words * sizeof *buf), sink = 0;
+    if (!buf) {
+        fprintf(stderr, "elm-bench kernels: cannot allocate the probe buffer\n");
+        return 1;
+    }
+    for (size_t i = 0; i < words; i++)
+        buf[i] = i; /* touch every page, so the probe measures memory, not page faults */
+    for (int th = 1; th <= o->threads; th++) {
+        double v[MAX_REPS];
+        stream_once(buf, words, th, &sink);
+        for (int i = 0; i < o->reps; i++)
+            v[i] = stream_once(buf, words, th, &sink);
+        const struct bench_stat s = bench_stats(v, o->reps);
+        const struct bench_cell cells[] = {
+            {"threads", NULL, th, 0},
+            {"stream read GB/s", NULL, s.median, 2},
+            {"min", NULL, s.min, 2},
+            {"max", NULL, s.max, 2},
+            {"buffer MiB", NULL, (double)ko.bw_bytes / (1 << 20), 0},
+        };
+        bench_row(o, "stream", cells, (int)(sizeof cells / sizeof *cells));
+    }
+    bench_end_table(o);
+
+    const double hz = measure_clock();
+    const double peak = 2.0 * INT8_MACS_PER_CYCLE * o->threads * hz / 1e9;
+    const struct bench_cell pc[] = {
+        {"clock GHz (measured)", NULL, hz / 1e9, 2},
+        {"cores", NULL, o->threads, 0},
+        {"int8 MAC/cycle/core", NULL, INT8_MACS_PER_CYCLE, 0},
+        {"int8 peak GFLOP/s", NULL, peak, 0},
+    };
+    bench_row(o, "peak", pc, (int)(sizeof pc / sizeof *pc));
+    bench_end_table(o);
+
+    omp_set_num_threads(o->threads);
+    static const char *const variants[] = {"ref", "avx2", "avx512"};
+    int fails = 0;
+    for (int i = 0; i < nt; i++)
+        for (size_t v = 0; v < sizeof variants / sizeof *variants; v++) {
+            const struct elm_kernels *k = elm_kernels_get(variants[v]);
+            if (k)
+                fails += bench_type(o, &ko, types[i], k, buf, words, peak);
+        }
+    bench_end_table(o);
+    free(buf);
+    return fails || sink == 1 ? 1 : 0;
+}

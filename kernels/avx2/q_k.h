@@ -1,0 +1,463 @@
+/* q_k.h — SIMD kernels for the K-quants: vec_dot and matmul tiles for Q2_K ... Q6_K against
+ * Q8_K activations, their dequantization, and the Q8_K activation quantizer. Compiled once per
+ * variant (see simd.h); included only by kernels/avx2/avx2.c and kernels/avx512/avx512.c.
+ *
+ * The float arithmetic is the reference's (kernels/ref/q_k.c): eight float lanes per output,
+ * lane k holding, for every run of 32 elements of a super-block, the scaled integer products
+ * of elements 4k..4k+3 — which is exactly what vpmaddubsw (pairs) followed by vpmaddwd with a
+ * vector of the run's scales (quads, times the scale of their 16-element half) produces. The
+ * eight runs are summed in int32 (exact), then one fma(d_a * d_w, lane, acc) per super-block.
+ * The minimum terms: Q2_K in the same lanes, first; Q4_K in four lanes of their own, folded
+ * as a 128-bit register and added last; Q5_K one scalar fused chain, added last.
+ *
+ * Integer parts that need a correction (Q6_K's -32, Q3_K's -4 where the high bit is clear) are
+ * exact int16 differences of two vpmaddubsw results, as in llama.cpp: no pair leaves int16.
+ */
+#ifndef ELM_SIMD_Q_K_H
+#define ELM_SIMD_Q_K_H
+
+#include "kernels/avx2/q_legacy.h"
+#include "kernels/avx2/simd.h"
+#include "kernels/blocks.h"
+
+/* K tiles hold an int32 and a float accumulator per output: 2 x 2 in 16 registers, 4 x 2 in
+ * 32 (the float ones are touched once per 256 elements, so spilling them is cheap). */
+#ifdef ELM_SIMD_VNNI
+#define KQ_R 4
+#define KQ_T 2
+#else
+#define KQ_R 2
+#define KQ_T 2
+#endif
+#define KQ_R_GEMV 4
+#define KQ_MR (KQ_R_GEMV > KQ_R ? KQ_R_GEMV : KQ_R)
+
+/* Unpacks Q4_K/Q5_K's 12-byte scale field: bytes 0..7 the scales, 8..15 the mins (the same
+ * values as elm_k4_scale_min, by llama.cpp's word arithmetic). */
+ALWAYS_INLINE void k4_scales(const uint8_t *packed, uint8_t out[16])
+{
+    const uint32_t m1 = 0x3f3f3f3f, m2 = 0x0f0f0f0f, m3 = 0x03030303;
+    uint32_t u[4];
+    memcpy(u, packed, 12);
+    u[3] = ((u[2] >> 4) & m2) | (((u[1] >> 6) & m3) << 4);
+    const uint32_t mins_lo = u[1] & m1;
+    u[1] = (u[2] & m2) | (((u[0] >> 6) & m3) << 4);
+    u[2] = mins_lo;
+    u[0] &= m1;
+    memcpy(out, u, 16);
+}
+
+/* Q3_K's 16 six-bit scales, unbiased, as int8 (the values of elm_k3_scales): low nibbles from
+ * bytes 0..7, high two bits from bytes 8..11, by llama.cpp's word arithmetic. */
+ALWAYS_INLINE __m128i k3_scales(const uint8_t *packed)
+{
+    const uint32_t m1 = 0x03030303, m2 = 0x0f0f0f0f;
+    uint32_t a[3];
+    memcpy(a, packed, 12);
+    const __m128i s = _mm_set_epi32((int)(((a[1] >> 4) & m2) | (((a[2] >> 6) & m1) << 4)),
+                                    (int)(((a[0] >> 4) & m2) | (((a[2] >> 4) & m1) << 4)),
+                                    (int)((a[1] & m2) | (((a[2] >> 2) & m1) << 4)),
+                                    (int)((a[0] & m2) | ((a[2] & m1) << 4)));
+    return _mm_sub_epi8(s, _mm_set1_epi8(32));
+}
+
+/* ---- Q4_K and Q5_K ------------------------------------------------------------------------ */
+
+ALWAYS_INLINE void q45_k_impl(TILE_ARGS, const int NR, const int NT, const bool FIVE)
+{
+    __m256 acc[KQ_MR][KQ_T];
+    __m128 accm[KQ_MR][KQ_T];
+    float summs[KQ_MR][KQ_T];
+    UNROLL for (int r = 0; r < NR; r++) {
+        UNROLL for (int t = 0; t < NT; t++) {
+            acc[r][t] = _mm256_setzero_ps();
+            accm[r][t] = _mm_setzero_ps();
+            summs[r][t] = 0.0f;
+        }
+    }
+    /* both types start with d, dmin, scales; Q5_K then has qh before qs */
+    const size_t bb = FIVE ? sizeof(struct elm_block_q5_k) : sizeof(struct elm_block_q4_k);
+    const size_t qs_off = FIVE ? offsetof(struct elm_block_q5_k, qs)
+                               : offsetof(struct elm_block_q4_k, qs);
+    for (int64_t b = 0; b < n / ELM_QK_K; b++) {
+        if (pf)
+            prefetch_span(pf + b * NR * bb, NR * bb);
+        float dw[KQ_MR], dmw[KQ_MR];
+        uint8_t sm[KQ_MR][16];
+        const uint8_t *xb[KQ_MR];
+        __m256i qh[KQ_MR];
+        UNROLL for (int r = 0; r < NR; r++) {
+            xb[r] = w + (size_t)r * ws + (size_t)b * bb;
+            const struct elm_block_q4_k *x = (const struct elm_block_q4_k *)xb[r];
+            dw[r] = h2f(x->d);
+            dmw[r] = h2f(x->dmin);
+            k4_scales(x->scales, sm[r]);
+            if (FIVE)
+                qh[r] = loadu256(((const struct elm_block_q5_k *)xb[r])->qh);
+        }
+        const struct elm_block_q8_k *v[KQ_T];
+        UNROLL for (int t = 0; t < NT; t++) {
+            v[t] = BLK(elm_block_q8_k, a, as, t, b);
+            /* the sums of each 32 activations: pairs of bsums */
+            const __m128i bs = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)v[t]->bsums),
+                                              _mm_loadu_si128((const __m128i *)v[t]->bsums + 1));
+            UNROLL for (int r = 0; r < NR; r++) {
+                /* lane k: min[2k] * sum32[2k] + min[2k+1] * sum32[2k+1] */
+                const __m128i mins = _mm_madd_epi16(
+                    _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)(sm[r] + 8))), bs);
+                const float dmin = -(v[t]->d * dmw[r]);
+                if (FIVE) {
+                    const __m128i s2 = _mm_add_epi32(mins, _mm_srli_si128(mins, 8));
+                    const int32_t tot = _mm_cvtsi128_si32(_mm_add_epi32(s2, _mm_srli_si128(s2, 4)));
+                    summs[r][t] = fmaf(dmin, (float)tot, summs[r][t]);
+                } else {
+                    accm[r][t] =
+                        _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(mins), accm[r][t]);
+                }
+            }
+        }
+        __m256i li[KQ_MR][KQ_T];
+        UNROLL for (int r = 0; r < NR; r++) {
+            UNROLL for (int t = 0; t < NT; t++)
+                li[r][t] = _mm256_setzero_si256();
+        }
+        /* [sc0..sc7 | sc0..sc7] as int16; run R's scale is picked by one vpshufb */
+        __m256i scv[KQ_MR];
+        UNROLL for (int r = 0; r < NR; r++)
+            scv[r] = _mm256_broadcastsi128_si256(
+                _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)sm[r])));
+        UNROLL for (int j = 0; j < 4; j++) { /* 64 elements: runs 2j (low nibbles), 2j+1 (high) */
+            const __m256i pick0 = _mm256_set1_epi16((short)(0x0100 * (4 * j + 1) + 4 * j));
+            const __m256i pick1 = _mm256_set1_epi16((short)(0x0100 * (4 * j + 3) + 4 * j + 2));
+            __m256i q0[KQ_MR], q1[KQ_MR];
+            UNROLL for (int r = 0; r < NR; r++) {
+                const __m256i raw = loadu256(xb[r] + qs_off + 32 * j);
+                const __m256i m4 = _mm256_set1_epi8(0x0f);
+                q0[r] = _mm256_and_si256(raw, m4);
+                q1[r] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+                if (FIVE) {
+                    /* bit 2j of qh[l] is bit 4 of run 2j's element l, bit 2j+1 of run 2j+1's */
+                    const __m256i one = _mm256_set1_epi8(1);
+                    const __m256i h0 = _mm256_and_si256(_mm256_srli_epi16(qh[r], 2 * j), one);
+                    const __m256i h1 = _mm256_and_si256(_mm256_srli_epi16(qh[r], 2 * j + 1), one);
+                    q0[r] = _mm256_or_si256(q0[r], _mm256_slli_epi16(h0, 4));
+                    q1[r] = _mm256_or_si256(q1[r], _mm256_slli_epi16(h1, 4));
+                }
+            }
+            UNROLL for (int t = 0; t < NT; t++) {
+                const __m256i y0 = loadu256(v[t]->qs + 64 * j);
+                const __m256i y1 = loadu256(v[t]->qs + 64 * j + 32);
+                UNROLL for (int r = 0; r < NR; r++) {
+                    li[r][t] = madd_acc(li[r][t], _mm256_maddubs_epi16(q0[r], y0),
+                                        _mm256_shuffle_epi8(scv[r], pick0));
+                    li[r][t] = madd_acc(li[r][t], _mm256_maddubs_epi16(q1[r], y1),
+                                        _mm256_shuffle_epi8(scv[r], pick1));
+                }
+            }
+        }
+        UNROLL for (int r = 0; r < NR; r++) {
+            UNROLL for (int t = 0; t < NT; t++) {
+                const __m256 d = _mm256_set1_ps(v[t]->d * dw[r]);
+                acc[r][t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(li[r][t]), acc[r][t]);
+            }
+        }
+    }
+    UNROLL for (int r = 0; r < NR; r++) {
+        UNROLL for (int t = 0; t < NT; t++)
+            y[t * ys + r] = hsum8_ps(acc[r][t]) + (FIVE ? summs[r][t] : hsum4_ps(accm[r][t]));
+    }
+}
+
+#define q4_k_impl(...) q45_k_impl(__VA_ARGS__, false)
+#define q5_k_impl(...) q45_k_impl(__VA_ARGS__, true)
+
+/* ---- Q6_K, Q2_K, Q3_K: 16 scales of 16 elements ------------------------------------------ */
+
+/* KIND 6, 2 or 3. Per run R (0..7) the 32 quants as unsigned bytes q, and for Q6_K/Q3_K the
+ * amount subtracted from each (32, or 4 where the high bit is clear). */
+ALWAYS_INLINE void q16_impl(TILE_ARGS, const int NR, const int NT, const int KIND)
+{
+    const size_t bb = KIND == 6 ? sizeof(struct elm_block_q6_k)
+                      : KIND == 2 ? sizeof(struct elm_block_q2_k)
+                                  : sizeof(struct elm_block_q3_k);
+    __m256 acc[KQ_MR][KQ_T];
+    UNROLL for (int r = 0; r < NR; r++) {
+        UNROLL for (int t = 0; t < NT; t++)
+            acc[r][t] = _mm256_setzero_ps();
+    }
+    for (int64_t b = 0; b < n / ELM_QK_K; b++) {
+        if (pf)
+            prefetch_span(pf + b * NR * bb, NR * bb);
+        const uint8_t *xb[KQ_MR];
+        __m256i sc[KQ_MR]; /* the 16 scales as int16 */
+        float dw[KQ_MR], dmw[KQ_MR];
+        UNROLL for (int r = 0; r < NR; r++) {
+            xb[r] = w + (size_t)r * ws + (size_t)b * bb;
+            if (KIND == 6) {
+                const struct elm_block_q6_k *x = (const void *)xb[r];
+                dw[r] = h2f(x->d);
+                sc[r] = _mm256_cvtepi8_epi16(_mm_loadu_si128((const void *)x->scales));
+            } else if (KIND == 2) {
+                const struct elm_block_q2_k *x = (const void *)xb[r];
+                dw[r] = h2f(x->d);
+                dmw[r] = h2f(x->dmin);
+                const __m128i s8 = _mm_loadu_si128((const void *)x->scales);
+                sc[r] = _mm256_cvtepu8_epi16(_mm_and_si128(s8, _mm_set1_epi8(0x0f)));
+            } else {
+                const struct elm_block_q3_k *x = (const void *)xb[r];
+                dw[r] = h2f(x->d);
+                sc[r] = _mm256_cvtepi8_epi16(k3_scales(x->scales));
+            }
+        }
+        const struct elm_block_q8_k *v[KQ_T];
+        UNROLL for (int t = 0; t < NT; t++) {
+            v[t] = BLK(elm_block_q8_k, a, as, t, b);
+            if (KIND == 2) {
+                /* the minimum term first, in the same lanes: lane k covers groups 2k, 2k+1 */
+                const __m256i bs = loadu256(v[t]->bsums);
+                UNROLL for (int r = 0; r < NR; r++) {
+                    const struct elm_block_q2_k *x = (const void *)xb[r];
+                    const __m128i m8 =
+                        _mm_and_si128(_mm_srli_epi16(_mm_loadu_si128((const void *)x->scales), 4),
+                                      _mm_set1_epi8(0x0f));
+                    const __m256i mins = _mm256_madd_epi16(_mm256_cvtepu8_epi16(m8), bs);
+                    const __m256 dmin = _mm256_set1_ps(-(v[t]->d * dmw[r]));
+                    acc[r][t] = _mm256_fmadd_ps(dmin, _mm256_cvtepi32_ps(mins), acc[r][t]);
+                }
+            }
+        }
+        __m256i li[KQ_MR][KQ_T];
+        UNROLL for (int r = 0; r < NR; r++) {
+            UNROLL for (int t = 0; t < NT; t++)
+                li[r][t] = _mm256_setzero_si256();
+        }
+        /* the 16 scales as int16, eight per register and repeated in both halves; run R's
+         * pair is picked by one vpshufb */
+        __m256i scv[KQ_MR][2];
+        UNROLL for (int r = 0; r < NR; r++) {
+            scv[r][0] = _mm256_permute2x128_si256(sc[r], sc[r], 0x00);
+            scv[r][1] = _mm256_permute2x128_si256(sc[r], sc[r], 0x11);
+        }
+        UNROLL for (int R = 0; R < 8; R++) {
+            const int h = R / 4, s = R % 4;
+            const int e0 = (2 * R) % 8, e1 = (2 * R + 1) % 8; /* int16 index in the register */
+            const __m256i pick = _mm256_set_m128i(_mm_set1_epi16((short)(0x0101 * 2 * e1 + 0x0100)),
+                                                  _mm_set1_epi16((short)(0x0101 * 2 * e0 + 0x0100)));
+            __m256i q[KQ_MR], c[KQ_MR];
+            UNROLL for (int r = 0; r < NR; r++) {
+                const __m128i cnt = _mm_cvtsi32_si128(2 * s);
+                if (KIND == 6) {
+                    const struct elm_block_q6_k *x = (const void *)xb[r];
+                    const __m256i ql = loadu256(x->ql + 64 * h + 32 * (s & 1));
+                    const __m256i lo = _mm256_and_si256(s < 2 ? ql : _mm256_srli_epi16(ql, 4),
+                                                        _mm256_set1_epi8(0x0f));
+                    const __m256i hi = _mm256_and_si256(
+                        _mm256_srl_epi16(loadu256(x->qh + 32 * h), cnt), _mm256_set1_epi8(3));
+                    q[r] = _mm256_or_si256(lo, _mm256_slli_epi16(hi, 4));
+                } else {
+                    const uint8_t *qs = KIND == 2 ? ((const struct elm_block_q2_k *)xb[r])->qs
+                                                  : ((const struct elm_block_q3_k *)xb[r])->qs;
+                    q[r] = _mm256_and_si256(_mm256_srl_epi16(loadu256(qs + 32 * h), cnt),
+                                            _mm256_set1_epi8(3));
+                    if (KIND == 3) {
+                        /* 4 where bit R of hmask[l] is clear */
+                        const struct elm_block_q3_k *x = (const void *)xb[r];
+                        const __m256i hb = _mm256_srl_epi16(loadu256(x->hmask),
+                                                            _mm_cvtsi32_si128(R));
+                        c[r] = _mm256_slli_epi16(
+                            _mm256_andnot_si256(hb, _mm256_set1_epi8(1)), 2);
+                    }
+                }
+            }
+            UNROLL for (int t = 0; t < NT; t++) {
+                const __m256i ya = loadu256(v[t]->qs + 32 * R);
+                const __m256i m32 = _mm256_maddubs_epi16(_mm256_set1_epi8(32), ya);
+                UNROLL for (int r = 0; r < NR; r++) {
+                    __m256i p = _mm256_maddubs_epi16(q[r], ya);
+                    if (KIND == 6)
+                        p = _mm256_sub_epi16(p, m32);
+                    else if (KIND == 3)
+                        p = _mm256_sub_epi16(p, _mm256_maddubs_epi16(c[r], ya));
+                    li[r][t] = madd_acc(li[r][t], p, _mm256_shuffle_epi8(scv[r][h], pick));
+                }
+            }
+        }
+        UNROLL for (int r = 0; r < NR; r++) {
+            UNROLL for (int t = 0; t < NT; t++) {
+                const __m256 d = _mm256_set1_ps(v[t]->d * dw[r]);
+                acc[r][t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(li[r][t]), acc[r][t]);
+            }
+        }
+    }
+    UNROLL for (int r = 0; r < NR; r++) {
+        UNROLL for (int t = 0; t < NT; t++)
+            y[t * ys + r] = hsum8_ps(acc[r][t]);
+    }
+}
+
+#define q6_k_impl(...) q16_impl(__VA_ARGS__, 6)
+#define q2_k_impl(...) q16_impl(__VA_ARGS__, 2)
+#define q3_k_impl(...) q16_impl(__VA_ARGS__, 3)
+
+DEFINE_TILE(q4_k_tile, q4_k_impl, KQ_R, KQ_T, KQ_R_GEMV)
+DEFINE_TILE(q5_k_tile, q5_k_impl, KQ_R, KQ_T, KQ_R_GEMV)
+DEFINE_TILE(q6_k_tile, q6_k_impl, KQ_R, KQ_T, KQ_R_GEMV)
+DEFINE_TILE(q2_k_tile, q2_k_impl, KQ_R, KQ_T, KQ_R_GEMV)
+DEFINE_TILE(q3_k_tile, q3_k_impl, KQ_R, KQ_T, KQ_R_GEMV)
+
+#define DEFINE_VEC_DOT(name, impl)                                                                 \
+    static void name(int64_t n, float *s, const void *w, const void *a)                           \
+    {                                                                                              \
+        impl(n, (const uint8_t *)w, 0, (const uint8_t *)a, 0, s, 0, NULL, 1, 1);                       \
+    }
+
+DEFINE_VEC_DOT(q4_k_vec_dot, q4_k_impl)
+DEFINE_VEC_DOT(q5_k_vec_dot, q5_k_impl)
+DEFINE_VEC_DOT(q6_k_vec_dot, q6_k_impl)
+DEFINE_VEC_DOT(q2_k_vec_dot, q2_k_impl)
+DEFINE_VEC_DOT(q3_k_vec_dot, q3_k_impl)
+
+/* ---- dequantization ----------------------------------------------------------------------- */
+
+/* dst[0..32) from the 32 quants of one run (as int8 bytes) with the reference's expression per
+ * 16-element half h: (a_h * q) - b_h when OFFSET, else a_h * q (a_h already the rounded
+ * product d * scale, as in the reference). */
+ALWAYS_INLINE void run_to_float(__m256i q, float a0, float a1, float b0, float b1, bool offset,
+                                float *dst)
+{
+    UNROLL for (int i = 0; i < 4; i++) {
+        const __m128i q8 = i < 2 ? _mm256_castsi256_si128(q) : _mm256_extracti128_si256(q, 1);
+        const __m256 f = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(i % 2 ? _mm_srli_si128(q8, 8) : q8));
+        __m256 v = _mm256_mul_ps(_mm256_set1_ps(i < 2 ? a0 : a1), f);
+        if (offset)
+            v = _mm256_sub_ps(v, _mm256_set1_ps(i < 2 ? b0 : b1));
+        _mm256_storeu_ps(dst + 8 * i, v);
+    }
+}
+
+static void q4_k_to_float(const void *src, float *dst, int64_t n)
+{
+    const struct elm_block_q4_k *x = src;
+    for (int64_t i = 0; i < n / ELM_QK_K; i++) {
+        const float d = h2f(x[i].d), dmin = h2f(x[i].dmin);
+        uint8_t sm[16];
+        k4_scales(x[i].scales, sm);
+        for (int j = 0; j < 4; j++) {
+            const __m256i raw = loadu256(x[i].qs + 32 * j), m4 = _mm256_set1_epi8(0x0f);
+            const float dl0 = d * (float)sm[2 * j], ml0 = dmin * (float)sm[8 + 2 * j];
+            const float dl1 = d * (float)sm[2 * j + 1], ml1 = dmin * (float)sm[9 + 2 * j];
+            float *y = dst + i * ELM_QK_K + 64 * j;
+            run_to_float(_mm256_and_si256(raw, m4), dl0, dl0, ml0, ml0, true, y);
+            run_to_float(_mm256_and_si256(_mm256_srli_epi16(raw, 4), m4), dl1, dl1, ml1, ml1, true,
+                         y + 32);
+        }
+    }
+}
+
+static void q5_k_to_float(const void *src, float *dst, int64_t n)
+{
+    const struct elm_block_q5_k *x = src;
+    for (int64_t i = 0; i < n / ELM_QK_K; i++) {
+        const float d = h2f(x[i].d), dmin = h2f(x[i].dmin);
+        uint8_t sm[16];
+        k4_scales(x[i].scales, sm);
+        const __m256i qh = loadu256(x[i].qh), one = _mm256_set1_epi8(1);
+        for (int j = 0; j < 4; j++) {
+            const __m256i raw = loadu256(x[i].qs + 32 * j), m4 = _mm256_set1_epi8(0x0f);
+            const __m256i h0 = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * j)), one);
+            const __m256i h1 =
+                _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * j + 1)), one);
+            const __m256i q0 = _mm256_or_si256(_mm256_and_si256(raw, m4), _mm256_slli_epi16(h0, 4));
+            const __m256i q1 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(raw, 4), m4),
+                                               _mm256_slli_epi16(h1, 4));
+            const float dl0 = d * (float)sm[2 * j], ml0 = dmin * (float)sm[8 + 2 * j];
+            const float dl1 = d * (float)sm[2 * j + 1], ml1 = dmin * (float)sm[9 + 2 * j];
+            float *y = dst + i * ELM_QK_K + 64 * j;
+            run_to_float(q0, dl0, dl0, ml0, ml0, true, y);
+            run_to_float(q1, dl1, dl1, ml1, ml1, true, y + 32);
+        }
+    }
+}
+
+static void q6_k_to_float(const void *src, float *dst, int64_t n)
+{
+    const struct elm_block_q6_k *x = src;
+    for (int64_t i = 0; i < n / ELM_QK_K; i++) {
+        const float d = h2f(x[i].d);
+        for (int R = 0; R < 8; R++) {
+            const int h = R / 4, s = R % 4;
+            const __m256i ql = loadu256(x[i].ql + 64 * h + 32 * (s & 1));
+            const __m256i lo =
+                _mm256_and_si256(s < 2 ? ql : _mm256_srli_epi16(ql, 4), _mm256_set1_epi8(0x0f));
+            const __m256i hi = _mm256_and_si256(
+                _mm256_srl_epi16(loadu256(x[i].qh + 32 * h), _mm_cvtsi32_si128(2 * s)),
+                _mm256_set1_epi8(3));
+            const __m256i q = _mm256_sub_epi8(_mm256_or_si256(lo, _mm256_slli_epi16(hi, 4)),
+                                              _mm256_set1_epi8(32));
+            run_to_float(q, d * (float)x[i].scales[2 * R], d * (float)x[i].scales[2 * R + 1], 0, 0,
+                         false, dst + i * ELM_QK_K + 32 * R);
+        }
+    }
+}
+
+/* ---- Q8_K activation quantization ------------------------------------------------------------ */
+
+/* ggml's quantize_row_q8_K_ref (ref: elm_ref_q8_k_from_float): the signed element of largest
+ * magnitude (the first one on ties) maps to -127; values x * (-127 / max) rounded half to even
+ * (vcvtps2dq), at most 127; bsums the exact sums of each 16; d = 1 / iscale. */
+static void q8_k_from_float(const float *src, void *dst, int64_t n)
+{
+    struct elm_block_q8_k *y = dst;
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    for (int64_t i = 0; i < n / ELM_QK_K; i++) {
+        const float *x = src + i * ELM_QK_K;
+        __m256 mx = _mm256_setzero_ps();
+        for (int j = 0; j < ELM_QK_K; j += 8)
+            mx = _mm256_max_ps(mx, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + j)));
+        __m128 m = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+        m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+        m = _mm_max_ss(m, _mm_movehdup_ps(m));
+        const float amax = _mm_cvtss_f32(m);
+        if (amax == 0.0f) {
+            memset(&y[i], 0, sizeof y[i]);
+            continue;
+        }
+        /* the first element whose magnitude is amax, with its sign */
+        const __m256 am = _mm256_set1_ps(amax);
+        float max = 0.0f;
+        for (int j = 0; j < ELM_QK_K; j += 8) {
+            const __m256 ax = _mm256_andnot_ps(sign, _mm256_loadu_ps(x + j));
+            const int hit = _mm256_movemask_ps(_mm256_cmp_ps(ax, am, _CMP_EQ_OQ));
+            if (hit) {
+                max = x[j + __builtin_ctz((unsigned)hit)];
+                break;
+            }
+        }
+        const float iscale = -127.0f / max;
+        const __m256 is = _mm256_set1_ps(iscale);
+        __m256i sums[16];
+        for (int j = 0; j < ELM_QK_K; j += 32) {
+            __m256i q[4];
+            UNROLL for (int k = 0; k < 4; k++) {
+                q[k] = _mm256_cvtps_epi32(_mm256_mul_ps(is, _mm256_loadu_ps(x + j + 8 * k)));
+                q[k] = _mm256_min_epi32(q[k], _mm256_set1_epi32(127));
+            }
+            sums[j / 16] = _mm256_add_epi32(q[0], q[1]);
+            sums[j / 16 + 1] = _mm256_add_epi32(q[2], q[3]);
+            const __m256i p01 = _mm256_packs_epi32(q[0], q[1]), p23 = _mm256_packs_epi32(q[2], q[3]);
+            const __m256i p = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(p01, p23),
+                                                          _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+            _mm256_storeu_si256((__m256i *)(y[i].qs + j), p);
+        }
+        const __m256i s0 = hsum8x8_epi32(sums[0], sums[1], sums[2], sums[3], sums[4], sums[5],
+                                         sums[6], sums[7]);
+        const __m256i s1 = hsum8x8_epi32(sums[8], sums[9], sums[10], sums[11], sums[12], sums[13],
+                                         sums[14], sums[15]);
+        /* packs interleaves 128-bit halves: restore the group order */
+        const __m256i bs = _mm256_permute4x64_epi64(_mm256_packs_epi32(s0, s1), 0xd8);
+        _mm256_storeu_si256((__m256i *)y[i].bsums, bs);
+        y[i].d = 1 / iscale;
+    }
+}
+
+#endif

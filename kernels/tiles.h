@@ -1,0 +1,53 @@
+/* tiles.h — multi-row, multi-token matmul kernels ("tiles") of the SIMD variants, for matmul.c.
+ *
+ * A tile computes y[t * y_stride + r] = vec_dot(weight row r, activation row t) for nr rows and
+ * nt tokens at once: each weight block is unpacked once for all nt tokens and each activation
+ * block loaded once for all nr rows, and the nr * nt independent accumulations keep the
+ * floating-point units busy. Each output element goes through exactly the operations of the
+ * variant's vec_dot, in the same order (same lanes, same fused multiply-adds, same folds), so
+ * a tile's result is bit-identical to vec_dot whatever nr and nt: that is what keeps matmul
+ * batch-invariant. tests/kernel/test_simd.c holds every tile to vec_dot and vec_dot to ref.
+ *
+ * A tile is tied to the vec_dot it reproduces: matmul.c uses a tile only when the kernel table
+ * it was given has that very vec_dot, so a table that mixes variants (or a test's hand-made
+ * table) never gets a tile whose bits differ from its own vec_dot.
+ *
+ * This is an internal interface of kernels/: the tables are defined by the variants
+ * (kernels/avx2/avx2.c, kernels/avx512/avx512.c) and used by kernels/matmul.c only.
+ */
+#ifndef ELM_KERNELS_TILES_H
+#define ELM_KERNELS_TILES_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kernels/kernels.h"
+
+/* nr in 1..rows, nt in 1..toks; w rows are w_stride bytes apart, activation rows a_stride;
+ * n is the row length in elements (a multiple of the type's block). */
+typedef void (*elm_tile_fn)(int64_t n, const void *w, size_t w_stride, int nr, const void *a,
+                            size_t a_stride, int nt, float *y, int64_t y_stride);
+
+struct elm_tile_kernel {
+    /* the vec_dot whose results this tile reproduces bit for bit */
+    void (*vec_dot)(int64_t n, float *s, const void *w, const void *a);
+    elm_tile_fn tile;
+    int rows;      /* the largest nr for prefill (several tokens) */
+    int toks;      /* the largest nt */
+    int rows_gemv; /* the largest nr for a single token (decode) */
+};
+
+struct elm_tiles {
+    const char *name; /* the variant, for reports */
+    struct elm_tile_kernel k[ELM_TYPE_COUNT];
+};
+
+extern const struct elm_tiles elm_tiles_avx2;
+extern const struct elm_tiles elm_tiles_avx512;
+
+/* The tile that reproduces the given vec_dot for this type, or NULL. */
+const struct elm_tile_kernel *elm_tile_find(enum elm_type type,
+                                            void (*vec_dot)(int64_t, float *, const void *,
+                                                            const void *));
+
+#endif

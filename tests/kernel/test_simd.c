@@ -1,0 +1,435 @@
+/* test_simd.c — every SIMD kernel variant the CPU supports against the scalar reference.
+ *
+ * The expectation is exactness: the reference reproduces llama.cpp's float arithmetic bit for
+ * bit (docs/kernels.md) and a variant that differed in one last bit would stop reproducing the
+ * zoo references, so every variant must give the reference's bits. The tolerance table below
+ * names each kernel's tolerance, in units in the last place; every one is 0 (bit-identical),
+ * and a test fails on the first differing output with both values and the shape.
+ *
+ * What is compared, on seeded random data and odd shapes (one block, a few blocks, rows that are
+ * not a multiple of any tile, rows with an offset for the minimum terms, all-zero blocks):
+ *  - from_float (activation and weight quantizers the variant provides): the bytes;
+ *  - to_float of every type: the floats;
+ *  - vec_dot of every weight type: the float;
+ *  - elm_matmul through the variant (its tiles) for 1..9 tokens, 1 and 2 threads: every element
+ *    equal to the reference vec_dot of its row and token;
+ *  - the operations (rmsnorm, rope, softmax, silu_mul, kv_dot, kv_mix for F32 and F16).
+ * A variant the CPU cannot run is reported as skipped, never as passed.
+ */
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/elm_test.h"
+#include "kernels/blocks.h"
+#include "kernels/fp16.h"
+#include "kernels/kernels.h"
+
+static const enum elm_type weight_types[] = {
+    ELM_TYPE_F32,  ELM_TYPE_F16,  ELM_TYPE_BF16, ELM_TYPE_Q4_0, ELM_TYPE_Q4_1,
+    ELM_TYPE_Q5_0, ELM_TYPE_Q5_1, ELM_TYPE_Q8_0, ELM_TYPE_Q2_K, ELM_TYPE_Q3_K,
+    ELM_TYPE_Q4_K, ELM_TYPE_Q5_K, ELM_TYPE_Q6_K,
+};
+#define N_WEIGHT_TYPES (sizeof weight_types / sizeof weight_types[0])
+
+/* Tolerances in ulps, per kernel family. All 0: bit-identical to the reference (see above). */
+static const struct {
+    const char *kernel;
+    int ulps;
+} tolerance[] = {
+    {"from_float", 0}, {"to_float", 0}, {"vec_dot", 0}, {"matmul", 0}, {"rmsnorm", 0},
+    {"rope", 0},       {"softmax", 0},  {"silu_mul", 0}, {"kv_dot", 0}, {"kv_mix", 0},
+};
+
+static int tol_of(const char *kernel)
+{
+    for (size_t i = 0; i < sizeof tolerance / sizeof *tolerance; i++)
+        if (!strcmp(tolerance[i].kernel, kernel))
+            return tolerance[i].ulps;
+    fail_msg("no tolerance named for %s", kernel);
+    return 0;
+}
+
+/* Distance in ulps between two floats of the same sign (large when signs differ). */
+static int64_t ulps(float a, float b)
+{
+    int32_t ia, ib;
+    memcpy(&ia, &a, 4);
+    memcpy(&ib, &b, 4);
+    if (ia == ib)
+        return 0;
+    if ((ia < 0) != (ib < 0))
+        return INT64_MAX;
+    return llabs((int64_t)ia - (int64_t)ib);
+}
+
+static void expect_floats(const char *kernel, const char *what, const float *got,
+                          const float *want, int64_t n)
+{
+    const int tol = tol_of(kernel);
+    for (int64_t i = 0; i < n; i++) {
+        if (isnan(got[i]) && isnan(want[i]))
+            continue;
+        if (ulps(got[i], want[i]) > tol)
+            fail_msg("%s %s: element %lld is %.9g (0x%08x), reference %.9g (0x%08x)", kernel,
+                     what, (long long)i, (double)got[i], elm_f32_bits(got[i]),
+                     (double)want[i], elm_f32_bits(want[i]));
+    }
+}
+
+/* ---- data ---------------------------------------------------------------------------------- */
+
+static uint64_t rng_state;
+
+static uint64_t rng_next(void)
+{
+    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static double rng_uniform(void)
+{
+    return ((double)(rng_next() >> 11) + 0.5) / 9007199254740992.0;
+}
+
+/* N(0,1) data with some texture: kind 1 adds an offset (minimum terms), kind 2 zeroes the first
+ * 64 elements and plants repeated maxima of both signs (ties in the amax searches), kind 3
+ * scales blocks by wildly different powers of two. */
+static void fill(float *x, int64_t n, uint64_t seed, int kind)
+{
+    rng_state = seed * 7919 + 17;
+    for (int64_t i = 0; i < n; i++) {
+        double r = sqrt(-2.0 * log(rng_uniform())), t = 2.0 * M_PI * rng_uniform();
+        x[i] = (float)(r * cos(t));
+        if (kind == 1)
+            x[i] = 0.3f * x[i] + 0.7f;
+        if (kind == 3)
+            x[i] = ldexpf(x[i], (int)((i / 32) % 13) - 6);
+    }
+    if (kind == 2) {
+        for (int64_t i = 0; i < n && i < 64; i++)
+            x[i] = 0.0f;
+        for (int64_t i = 64; i + 40 < n; i += 97) {
+            x[i] = 3.5f;
+            x[i + 7] = -3.5f;
+            x[i + 40] = 3.5f;
+        }
+    }
+}
+
+static void *xmalloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    assert_non_null(p);
+    return p;
+}
+
+static const struct elm_kernels *variant_or_skip(void **state)
+{
+    const char *name = *state;
+    if (!elm_kernels_cpu_has(name)) {
+        print_message("SKIP: this CPU cannot run the %s kernels\n", name);
+        skip();
+    }
+    const struct elm_kernels *k = elm_kernels_get(name);
+    if (!k) {
+        print_message("SKIP: the %s kernels are not built\n", name);
+        skip();
+    }
+    return k;
+}
+
+static const int64_t block_counts[] = {1, 2, 3, 8, 17, 40};
+#define N_BLOCK_COUNTS (sizeof block_counts / sizeof block_counts[0])
+#define MAX_N          (40 * 256)
+
+/* ---- quantizers and dequantizers ----------------------------------------------------------- */
+
+static void test_convert(void **state)
+{
+    const struct elm_kernels *k = variant_or_skip(state), *ref = &elm_kernels_ref;
+    float *x = xmalloc(MAX_N * sizeof *x), *got = xmalloc(MAX_N * sizeof *got);
+    float *want = xmalloc(MAX_N * sizeof *want);
+    uint8_t *q1 = xmalloc(MAX_N * 4), *q2 = xmalloc(MAX_N * 4);
+    int checked = 0;
+    for (int t = 0; t < ELM_TYPE_COUNT; t++) {
+        const struct elm_type_info *ti = elm_type_get((uint32_t)t);
+        if (!ti)
+            continue;
+        for (size_t c = 0; c < N_BLOCK_COUNTS; c++) {
+            const int64_t n = block_counts[c] * (ti->block == 1 ? 32 : ti->block);
+            if (n > MAX_N)
+                continue;
+            for (int kind = 0; kind < 4; kind++) {
+                char what[96];
+                snprintf(what, sizeof what, "%s n=%lld data %d", ti->name, (long long)n, kind);
+                fill(x, n, (uint64_t)(t * 100 + c * 10 + kind), kind);
+                const size_t bytes = elm_row_bytes((enum elm_type)t, n);
+                if (ref->from_float[t]) {
+                    memset(q1, 0xa5, bytes);
+                    memset(q2, 0x5a, bytes);
+                    ref->from_float[t](x, q1, n);
+                    k->from_float[t](x, q2, n);
+                    if (memcmp(q1, q2, bytes) != 0) {
+                        size_t i = 0;
+                        while (q1[i] == q2[i])
+                            i++;
+                        fail_msg("from_float %s: byte %zu is 0x%02x, reference 0x%02x", what, i,
+                                 q2[i], q1[i]);
+                    }
+                } else {
+                    /* a type with no quantizer (none today): dequantize bytes from ref's q8 */
+                    continue;
+                }
+                ref->to_float[t](q1, want, n);
+                k->to_float[t](q1, got, n);
+                expect_floats("to_float", what, got, want, n);
+                checked++;
+            }
+        }
+    }
+    print_message("%s: from_float and to_float bit-identical on %d (type, shape, data) cases\n",
+                  k->name, checked);
+    free(x);
+    free(got);
+    free(want);
+    free(q1);
+    free(q2);
+}
+
+/* ---- dot products -------------------------------------------------------------------------- */
+
+/* Weights of type t for n columns (elm_quantize_row, the reference quantizer) and reference
+ * activations in its dot type. */
+static void make_operands(enum elm_type t, int64_t n, uint64_t seed, int kind, void *wq, void *aq,
+                          float *scratch)
+{
+    const enum elm_type dt = elm_type_get(t)->dot_type;
+    fill(scratch, n, seed, kind);
+    assert_int_equal(elm_quantize_row(t, scratch, wq, n), 0);
+    fill(scratch, n, seed + 1000, kind == 1 ? 0 : kind);
+    elm_kernels_ref.from_float[dt](scratch, aq, n);
+}
+
+static void test_vec_dot(void **state)
+{
+    const struct elm_kernels *k = variant_or_skip(state), *ref = &elm_kernels_ref;
+    float *scratch = xmalloc(MAX_N * sizeof *scratch);
+    void *wq = xmalloc(MAX_N * 4), *aq = xmalloc(MAX_N * 4);
+    int checked = 0;
+    for (size_t i = 0; i < N_WEIGHT_TYPES; i++) {
+        const enum elm_type t = weight_types[i];
+        const struct elm_type_info *ti = elm_type_get(t);
+        for (size_t c = 0; c < N_BLOCK_COUNTS; c++) {
+            const int64_t n = block_counts[c] * (ti->block == 1 ? 32 : ti->block);
+            if (n > MAX_N)
+                continue;
+            for (int kind = 0; kind < 4; kind++) {
+                for (int rep = 0; rep < 3; rep++) {
+                    make_operands(t, n, (uint64_t)(1000 * i + 100 * c + 10 * kind + rep), kind,
+                                  wq, aq, scratch);
+                    float want = NAN, got = NAN;
+                    ref->vec_dot[t](n, &want, wq, aq);
+                    k->vec_dot[t](n, &got, wq, aq);
+                    char what[96];
+                    snprintf(what, sizeof what, "%s n=%lld data %d rep %d", ti->name,
+                             (long long)n, kind, rep);
+                    expect_floats("vec_dot", what, &got, &want, 1);
+                    checked++;
+                }
+            }
+        }
+    }
+    print_message("%s: vec_dot bit-identical to ref on %d cases (every weight type)\n", k->name,
+                  checked);
+    free(scratch);
+    free(wq);
+    free(aq);
+}
+
+/* ---- matmul --------------------------------------------------------------------------------- */
+
+static void check_matmul(const struct elm_kernels *k, enum elm_type t, int64_t ncols,
+                         int64_t nrows, int64_t maxtok, uint64_t seed)
+{
+    const struct elm_type_info *ti = elm_type_get(t);
+    const enum elm_type dt = ti->dot_type;
+    const size_t wrow = elm_row_bytes(t, ncols), xrow = elm_row_bytes(dt, ncols);
+    float *scratch = xmalloc((size_t)ncols * sizeof *scratch);
+    uint8_t *wq = xmalloc(wrow * (size_t)nrows), *xq = xmalloc(xrow * (size_t)maxtok);
+    float *want = xmalloc((size_t)(nrows * maxtok) * sizeof *want);
+    float *got = xmalloc((size_t)(nrows * maxtok) * sizeof *got);
+    for (int64_t r = 0; r < nrows; r++) {
+        fill(scratch, ncols, seed + (uint64_t)r, (int)(r % 4));
+        assert_int_equal(elm_quantize_row(t, scratch, wq + (size_t)r * wrow, ncols), 0);
+    }
+    for (int64_t tk = 0; tk < maxtok; tk++) {
+        fill(scratch, ncols, seed + 5000 + (uint64_t)tk, tk % 3 == 2 ? 3 : 0);
+        elm_kernels_ref.from_float[dt](scratch, xq + (size_t)tk * xrow, ncols);
+    }
+    for (int64_t tk = 0; tk < maxtok; tk++)
+        for (int64_t r = 0; r < nrows; r++)
+            elm_kernels_ref.vec_dot[t](ncols, &want[tk * nrows + r], wq + (size_t)r * wrow,
+                                       xq + (size_t)tk * xrow);
+    const int saved = omp_get_max_threads();
+    for (int threads = 1; threads <= 2; threads++) {
+        omp_set_num_threads(threads);
+        for (int64_t ntok = 1; ntok <= maxtok; ntok++) {
+            memset(got, 0xff, (size_t)(nrows * ntok) * sizeof *got);
+            elm_matmul(k, t, wq, ncols, nrows, xq, xrow, ntok, got, nrows);
+            char what[128];
+            snprintf(what, sizeof what, "%s %s %lld x %lld, %lld tokens, %d threads", k->name,
+                     ti->name, (long long)nrows, (long long)ncols, (long long)ntok, threads);
+            expect_floats("matmul", what, got, want, nrows * ntok);
+        }
+    }
+    omp_set_num_threads(saved);
+    free(scratch);
+    free(wq);
+    free(xq);
+    free(want);
+    free(got);
+}
+
+static void test_matmul(void **state)
+{
+    const struct elm_kernels *k = variant_or_skip(state);
+    /* (rows, blocks): one row, one block; rows that no tile divides; enough work for threads */
+    static const int64_t shapes[][2] = {{1, 1}, {3, 2}, {13, 1}, {37, 3}, {67, 8}, {130, 16}};
+    for (size_t i = 0; i < N_WEIGHT_TYPES; i++) {
+        const enum elm_type t = weight_types[i];
+        const int64_t blk = elm_type_get(t)->block == 1 ? 32 : elm_type_get(t)->block;
+        for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++)
+            check_matmul(k, t, shapes[s][1] * blk, shapes[s][0], 9, 77 + s);
+    }
+    print_message("%s: elm_matmul bit-identical to ref vec_dot, 1..9 tokens, 1 and 2 threads\n",
+                  k->name);
+}
+
+/* ---- operations ------------------------------------------------------------------------------ */
+
+static void test_ops(void **state)
+{
+    const struct elm_kernels *k = variant_or_skip(state), *ref = &elm_kernels_ref;
+    enum { N = 5632 + 13, HD = 128, NPOS = 300, STRIDE = 264 };
+    float *x = xmalloc(N * sizeof *x), *g = xmalloc(N * sizeof *g);
+    float *y1 = xmalloc(N * sizeof *y1), *y2 = xmalloc(N * sizeof *y2);
+    char what[64];
+    static const int64_t lens[] = {1, 7, 16, 33, 64, 100, 256, 768, 2048, 5632, N};
+    for (size_t i = 0; i < sizeof lens / sizeof *lens; i++) {
+        /* data 3 spreads values over 2^-6..2^6: exp's results reach subnormals and overflow */
+        for (int kind = 0; kind <= 3; kind += 3) {
+            const int64_t n = lens[i];
+            snprintf(what, sizeof what, "n=%lld data %d", (long long)n, kind);
+            fill(x, n, 40 + i, kind);
+            fill(g, n, 50 + i, 1);
+            ref->rmsnorm(y1, x, g, n, 1e-5f);
+            k->rmsnorm(y2, x, g, n, 1e-5f);
+            expect_floats("rmsnorm", what, y2, y1, n);
+
+            for (int64_t j = 0; j < n; j++)
+                x[j] *= 6.0f; /* reaches deep into exp's range */
+            memcpy(y1, x, n * sizeof *x);
+            memcpy(y2, x, n * sizeof *x);
+            ref->softmax(y1, n);
+            k->softmax(y2, n);
+            expect_floats("softmax", what, y2, y1, n);
+
+            memcpy(y1, x, n * sizeof *x);
+            memcpy(y2, x, n * sizeof *x);
+            ref->silu_mul(y1, g, n);
+            k->silu_mul(y2, g, n);
+            expect_floats("silu_mul", what, y2, y1, n);
+        }
+    }
+    /* softmax over masked-looking scores (-inf) and huge ranges */
+    for (int64_t j = 0; j < 100; j++)
+        x[j] = j % 5 == 0 ? -INFINITY : (float)(j * 3) - 150.0f;
+    memcpy(y1, x, 100 * sizeof *x);
+    memcpy(y2, x, 100 * sizeof *x);
+    ref->softmax(y1, 100);
+    k->softmax(y2, 100);
+    expect_floats("softmax", "with -inf", y2, y1, 100);
+
+    float cs[HD];
+    for (int n_rot = 2; n_rot <= HD; n_rot *= 2) {
+        ref->rope_table(cs, n_rot, 777, 10000.0f, 1.0f);
+        for (int neox = 0; neox < 2; neox++) {
+            fill(x, HD, (uint64_t)(n_rot + neox), 0);
+            memcpy(y1, x, HD * sizeof *x);
+            memcpy(y2, x, HD * sizeof *x);
+            ref->rope(y1, n_rot, cs, neox);
+            k->rope(y2, n_rot, cs, neox);
+            snprintf(what, sizeof what, "n_rot=%d neox=%d", n_rot, neox);
+            expect_floats("rope", what, y2, y1, HD);
+        }
+        float cs2[HD];
+        k->rope_table(cs2, n_rot, 777, 10000.0f, 1.0f);
+        expect_floats("rope", "table", cs2, cs, n_rot);
+    }
+
+    float *v = xmalloc(NPOS * STRIDE * sizeof *v), *w = xmalloc(NPOS * sizeof *w);
+    uint16_t *vh = xmalloc(NPOS * STRIDE * sizeof *vh), *qh = xmalloc(HD * sizeof *qh);
+    fill(v, NPOS * STRIDE, 61, 0);
+    for (int64_t j = 0; j < NPOS * STRIDE; j++)
+        vh[j] = elm_f32_to_fp16(v[j]);
+    fill(x, HD, 62, 0);
+    for (int j = 0; j < HD; j++)
+        qh[j] = elm_f32_to_fp16(x[j]);
+    static const int64_t dims[] = {1, 8, 16, 40, 64, 80, 96, 100, 128};
+    for (size_t i = 0; i < sizeof dims / sizeof *dims; i++) {
+        const int64_t n = dims[i];
+        float s1, s2;
+        snprintf(what, sizeof what, "f32 n=%lld", (long long)n);
+        ref->kv_dot[ELM_TYPE_F32](n, &s1, v + 3, x);
+        k->kv_dot[ELM_TYPE_F32](n, &s2, v + 3, x);
+        expect_floats("kv_dot", what, &s2, &s1, 1);
+        snprintf(what, sizeof what, "f16 n=%lld", (long long)n);
+        ref->kv_dot[ELM_TYPE_F16](n, &s1, vh + 3, qh);
+        k->kv_dot[ELM_TYPE_F16](n, &s2, vh + 3, qh);
+        expect_floats("kv_dot", what, &s2, &s1, 1);
+    }
+    static const int64_t npos[] = {1, 5, 16, 17, 64, 100, 300};
+    static const int64_t hds[] = {8, 24, 64, 128};
+    for (size_t i = 0; i < sizeof npos / sizeof *npos; i++) {
+        for (size_t h = 0; h < sizeof hds / sizeof *hds; h++) {
+            const int64_t n = npos[i], hd = hds[h];
+            fill(w, n, 70 + i, 0);
+            ref->softmax(w, n);
+            snprintf(what, sizeof what, "f32 n=%lld hd=%lld", (long long)n, (long long)hd);
+            ref->kv_mix[ELM_TYPE_F32](n, hd, y1, w, v + 8, STRIDE);
+            k->kv_mix[ELM_TYPE_F32](n, hd, y2, w, v + 8, STRIDE);
+            expect_floats("kv_mix", what, y2, y1, hd);
+            snprintf(what, sizeof what, "f16 n=%lld hd=%lld", (long long)n, (long long)hd);
+            ref->kv_mix[ELM_TYPE_F16](n, hd, y1, w, vh + 8, STRIDE);
+            k->kv_mix[ELM_TYPE_F16](n, hd, y2, w, vh + 8, STRIDE);
+            expect_floats("kv_mix", what, y2, y1, hd);
+        }
+    }
+    print_message("%s: rmsnorm, softmax, silu_mul, rope, kv_dot, kv_mix bit-identical to ref\n",
+                  k->name);
+    free(v);
+    free(w);
+    free(vh);
+    free(qh);
+    free(x);
+    free(g);
+    free(y1);
+    free(y2);
+}
+
+#define VARIANT_TESTS(name)                                                                        \
+    cmocka_unit_test_prestate(test_convert, (void *)name),                                        \
+        cmocka_unit_test_prestate(test_vec_dot, (void *)name),                                    \
+        cmocka_unit_test_prestate(test_matmul, (void *)name),                                     \
+        cmocka_unit_test_prestate(test_ops, (void *)name)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {VARIANT_TESTS("avx2"), VARIANT_TESTS("avx512")};
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
