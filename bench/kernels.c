@@ -9,6 +9,11 @@
  * The mat×vec runs over enough copies of the matrix (like a model's layers) to exceed the
  * last-level cache, so the weights really come from memory.
  *
+ * The same roofline for whole models (--model FILE / --synth SPEC, repeatable): decode of 32
+ * tokens, one at a time, alternating with the probe; the bytes a decode step streams are every
+ * weight except the token-embedding table (of which it reads one row), unless the output
+ * projection shares it.
+ *
  * Prefill is compute-bound: a mat×mat of T tokens (default 64) is judged in GFLOP/s (2 per
  * multiply-add) against the int8 dot-product peak: 64 int8 multiply-adds per cycle per core
  * (two 256-bit vpdpbusd or vpmaddubsw per cycle, the instruction throughput of Zen 4 and recent
@@ -22,16 +27,22 @@
 #include <string.h>
 
 #include "bench.h"
+#include "elm/status.h"
+#include "engine/model.h"
 #include "kernels/kernels.h"
 
 #define INT8_MACS_PER_CYCLE 64
 #define MAX_REPS            1000
+#define MAX_MODELS          8
+#define DECODE_TOKENS       32
 
 struct kopts {
     int64_t rows, cols, toks;
     int64_t llc_bytes; /* the mat×vec working set is at least this */
     size_t bw_bytes;   /* bandwidth probe buffer */
     const char *types;
+    const char *models[MAX_MODELS];
+    int n_models;
 };
 
 /* ---- the machine ------------------------------------------------------------------------------ */
@@ -192,6 +203,73 @@ static int bench_type(const struct bench_opts *o, const struct kopts *ko, enum e
     return sink == 42 ? 0 : 0; /* sink keeps the probe's sums alive */
 }
 
+/* ---- whole models: decode against the probe ------------------------------------------------ */
+
+static int bench_decode(const struct bench_opts *o, const char *path, const uint64_t *buf,
+                        size_t words)
+{
+    char err[512];
+    struct elm_model_params mp = {.n_threads = o->threads};
+    struct elm_model *m;
+    if (elm_model_load(path, &mp, &m, err, sizeof err)) {
+        fprintf(stderr, "elm-bench kernels: %s: %s\n", path, err);
+        return 1;
+    }
+    struct elm_work *w = NULL;
+    struct elm_kv *kv = NULL;
+    float *logits = malloc((size_t)m->hp.n_vocab * sizeof *logits);
+    int rc = !logits ? -12 : elm_work_create(m, 1, DECODE_TOKENS + 1, &w);
+    if (!rc)
+        rc = elm_kv_create(m, DECODE_TOKENS + 1, ELM_TYPE_F16, &kv);
+    const struct elm_tensor *te = &m->tok_embd;
+    const uint64_t embd = te->data == m->output.data ? 0 : elm_row_bytes(te->type, te->ne0) * (uint64_t)te->ne1;
+    const double step_bytes = (double)(m->weight_bytes - embd);
+    double gbs[MAX_REPS], ratio[MAX_REPS], probe[MAX_REPS], tps[MAX_REPS];
+    uint64_t sink = 0;
+    for (int i = -1; i < o->reps && !rc; i++) {
+        bench_progress("decode %s: rep %d/%d", path, i + 1, o->reps);
+        const double bw = stream_once(buf, words, o->threads, &sink);
+        const double t0 = bench_now();
+        for (int p = 0; p < DECODE_TOKENS && !rc; p++) {
+            struct elm_batch_item it = {.token = (p * 7919) % m->hp.n_vocab, .pos = p, .kv = kv,
+                                        .logits = logits};
+            rc = elm_model_forward(m, w, &it, 1);
+        }
+        const double dt = bench_now() - t0;
+        if (i < 0)
+            continue;
+        probe[i] = bw;
+        tps[i] = DECODE_TOKENS / dt;
+        gbs[i] = step_bytes * DECODE_TOKENS / dt / 1e9;
+        ratio[i] = gbs[i] / bw;
+    }
+    bench_progress(NULL);
+    if (!rc) {
+        const struct bench_stat st = bench_stats(tps, o->reps), sg = bench_stats(gbs, o->reps);
+        const struct bench_stat sp = bench_stats(probe, o->reps), sr = bench_stats(ratio, o->reps);
+        const char *name = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+        const struct bench_cell cells[] = {
+            {"model", name, 0, 0},
+            {"kernels", elm_kernels_active()->name, 0, 0},
+            {"MB per token", NULL, step_bytes / 1e6, 1},
+            {"tg t/s", NULL, st.median, 1},
+            {"decode GB/s", NULL, sg.median, 2},
+            {"min", NULL, sg.min, 2},
+            {"max", NULL, sg.max, 2},
+            {"stream GB/s", NULL, sp.median, 2},
+            {"% of stream", NULL, 100.0 * sr.median, 1},
+        };
+        bench_row(o, "decode", cells, (int)(sizeof cells / sizeof *cells));
+    } else {
+        fprintf(stderr, "elm-bench kernels: %s: %s\n", path, elm_strerror(rc));
+    }
+    elm_kv_destroy(&kv);
+    elm_work_destroy(&w);
+    elm_model_destroy(&m);
+    free(logits);
+    return rc ? 1 : 0;
+}
+
 /* ---- the command ------------------------------------------------------------------------------ */
 
 static int parse_types(const char *list, enum elm_type *out, int max)
@@ -226,7 +304,8 @@ int bench_kernels(const struct bench_opts *o, int argc, char **argv)
     static const struct option lo[] = {
         {"types", required_argument, 0, 'T'}, {"rows", required_argument, 0, 'r'},
         {"cols", required_argument, 0, 'c'},  {"tokens", required_argument, 0, 'n'},
-        {"hot", no_argument, 0, 'H'},         {"help", no_argument, 0, 'h'},
+        {"hot", no_argument, 0, 'H'},         {"model", required_argument, 0, 'm'},
+        {"synth", required_argument, 0, 's'}, {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
     struct kopts ko = {.rows = 4096, .cols = 4096, .toks = 64, .llc_bytes = 256 << 20,
@@ -235,9 +314,10 @@ int bench_kernels(const struct bench_opts *o, int argc, char **argv)
         ko = (struct kopts){.rows = 512, .cols = 1024, .toks = 8, .llc_bytes = 8 << 20,
                             .bw_bytes = 64 << 20};
     }
+    static char synth_paths[MAX_MODELS][512];
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "T:r:c:n:Hh", lo, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "T:r:c:n:Hm:s:h", lo, NULL)) != -1) {
         char *end;
         long v = 0;
         if (c == 'r' || c == 'c' || c == 'n') {
@@ -253,13 +333,32 @@ int bench_kernels(const struct bench_opts *o, int argc, char **argv)
         case 'c': ko.cols = v; break;
         case 'n': ko.toks = v; break;
         case 'H': ko.llc_bytes = 0; break;
+        case 'm':
+        case 's':
+            if (ko.n_models == MAX_MODELS) {
+                fprintf(stderr, "elm-bench kernels: at most %d models\n", MAX_MODELS);
+                return 2;
+            }
+            if (c == 's') {
+                char err[512];
+                if (bench_synth(optarg, synth_paths[ko.n_models], sizeof synth_paths[0], err,
+                                sizeof err)) {
+                    fprintf(stderr, "elm-bench kernels: %s\n", err);
+                    return 2;
+                }
+                optarg = synth_paths[ko.n_models];
+            }
+            ko.models[ko.n_models++] = optarg;
+            break;
         case 'h':
             printf("usage: elm-bench kernels [--types q4_0,q8_0,...] [--rows N] [--cols N] "
-                   "[--tokens N] [--hot]\nmat×vec GB/s against the measured streaming-read bandwidth, "
+                   "[--tokens N] [--hot]\n       elm-bench kernels (--model FILE | --synth SHAPE:TYPE)...\nmat×vec GB/s against the measured streaming-read bandwidth, "
                    "and mat×mat GFLOP/s of N tokens (default 64) against the int8 peak,\nfor "
                    "every weight type and every kernel variant this CPU runs. --cols must be a "
                    "multiple of 256 (default 4096 x 4096).\n--hot: mat×vec over one matrix, from "
-                   "the caches when it fits (kernel throughput rather than memory).\n");
+                   "the caches when it fits (kernel throughput rather than memory).\nWith models: "
+                   "decode of %d tokens (active kernels) against the same probe, instead of "
+                   "the per-type table.\n", DECODE_TOKENS);
             return 0;
         default: return 2;
         }
@@ -314,6 +413,14 @@ int bench_kernels(const struct bench_opts *o, int argc, char **argv)
     bench_end_table(o);
 
     omp_set_num_threads(o->threads);
+    if (ko.n_models > 0) {
+        int fails = 0;
+        for (int i = 0; i < ko.n_models; i++)
+            fails += bench_decode(o, ko.models[i], buf, words);
+        bench_end_table(o);
+        free(buf);
+        return fails || sink == 1 ? 1 : 0;
+    }
     static const char *const variants[] = {"ref", "avx2", "avx512"};
     int fails = 0;
     for (int i = 0; i < nt; i++)
