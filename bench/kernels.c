@@ -45,7 +45,7 @@ struct kopts {
     int n_models;
 };
 
-/* ---- the machine ------------------------------------------------------------------------------ */
+/* ---- the machine ----------------------------------------------------------------------------- */
 
 /* Sum of the buffer by `threads` threads, each its own contiguous slice; returns GB/s. Eight
  * independent accumulators keep the loads, not the adds, the limit. */
@@ -86,7 +86,7 @@ static double measure_clock(void)
     return best;
 }
 
-/* ---- operands ---------------------------------------------------------------------------------- */
+/* ---- operands -------------------------------------------------------------------------------- */
 
 /* copies x rows x cols of type t: 16 distinct quantized rows repeated (quantizing a whole
  * large matrix would take longer than measuring it; the kernels do not care). */
@@ -131,7 +131,7 @@ static void *make_acts(const struct elm_kernels *k, enum elm_type t, int64_t col
     return a;
 }
 
-/* ---- one (type, variant) -------------------------------------------------------------------- */
+/* ---- one (type, variant) --------------------------------------------------------------------- */
 
 static int bench_type(const struct bench_opts *o, const struct kopts *ko, enum elm_type t,
                       const struct elm_kernels *k, const uint64_t *buf, size_t words,
@@ -203,7 +203,7 @@ static int bench_type(const struct bench_opts *o, const struct kopts *ko, enum e
     return sink == 42 ? 0 : 0; /* sink keeps the probe's sums alive */
 }
 
-/* ---- whole models: decode against the probe ------------------------------------------------ */
+/* ---- whole models: decode against the probe -------------------------------------------------- */
 
 static int bench_decode(const struct bench_opts *o, const char *path, const uint64_t *buf,
                         size_t words)
@@ -222,7 +222,8 @@ static int bench_decode(const struct bench_opts *o, const char *path, const uint
     if (!rc)
         rc = elm_kv_create(m, DECODE_TOKENS + 1, ELM_TYPE_F16, &kv);
     const struct elm_tensor *te = &m->tok_embd;
-    const uint64_t embd = te->data == m->output.data ? 0 : elm_row_bytes(te->type, te->ne0) * (uint64_t)te->ne1;
+    const uint64_t embd =
+        te->data == m->output.data ? 0 : elm_row_bytes(te->type, te->ne0) * (uint64_t)te->ne1;
     const double step_bytes = (double)(m->weight_bytes - embd);
     double gbs[MAX_REPS], ratio[MAX_REPS], probe[MAX_REPS], tps[MAX_REPS];
     uint64_t sink = 0;
@@ -231,8 +232,8 @@ static int bench_decode(const struct bench_opts *o, const char *path, const uint
         const double bw = stream_once(buf, words, o->threads, &sink);
         const double t0 = bench_now();
         for (int p = 0; p < DECODE_TOKENS && !rc; p++) {
-            struct elm_batch_item it = {.token = (p * 7919) % m->hp.n_vocab, .pos = p, .kv = kv,
-                                        .logits = logits};
+            struct elm_batch_item it = {
+                .token = (p * 7919) % m->hp.n_vocab, .pos = p, .kv = kv, .logits = logits};
             rc = elm_model_forward(m, w, &it, 1);
         }
         const double dt = bench_now() - t0;
@@ -270,14 +271,13 @@ static int bench_decode(const struct bench_opts *o, const char *path, const uint
     return rc ? 1 : 0;
 }
 
-/* ---- the command ------------------------------------------------------------------------------ */
+/* ---- the command ----------------------------------------------------------------------------- */
 
 static int parse_types(const char *list, enum elm_type *out, int max)
 {
-    static const enum elm_type all[] = {ELM_TYPE_Q4_0, ELM_TYPE_Q4_K, ELM_TYPE_Q6_K,
-                                        ELM_TYPE_Q8_0, ELM_TYPE_Q5_K, ELM_TYPE_Q5_0,
-                                        ELM_TYPE_Q4_1, ELM_TYPE_Q5_1, ELM_TYPE_Q2_K,
-                                        ELM_TYPE_Q3_K, ELM_TYPE_F16,  ELM_TYPE_F32};
+    static const enum elm_type all[] = {ELM_TYPE_Q4_0, ELM_TYPE_Q4_K, ELM_TYPE_Q6_K, ELM_TYPE_Q8_0,
+                                        ELM_TYPE_Q5_K, ELM_TYPE_Q5_0, ELM_TYPE_Q4_1, ELM_TYPE_Q5_1,
+                                        ELM_TYPE_Q2_K, ELM_TYPE_Q3_K, ELM_TYPE_F16,  ELM_TYPE_F32};
     int n = 0;
     if (!list) {
         for (size_t i = 0; i < sizeof all / sizeof *all && n < max; i++)
@@ -302,17 +302,24 @@ static int parse_types(const char *list, enum elm_type *out, int max)
 int bench_kernels(const struct bench_opts *o, int argc, char **argv)
 {
     static const struct option lo[] = {
-        {"types", required_argument, 0, 'T'}, {"rows", required_argument, 0, 'r'},
-        {"cols", required_argument, 0, 'c'},  {"tokens", required_argument, 0, 'n'},
-        {"hot", no_argument, 0, 'H'},         {"model", required_argument, 0, 'm'},
-        {"synth", required_argument, 0, 's'}, {"help", no_argument, 0, 'h'},
+        {"types", required_argument, 0, 'T'},
+        {"rows", required_argument, 0, 'r'},
+        {"cols", required_argument, 0, 'c'},
+        {"tokens", required_argument, 0, 'n'},
+        {"hot", no_argument, 0, 'H'},
+        {"model", required_argument, 0, 'm'},
+        {"synth", required_argument, 0, 's'},
+        {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
-    struct kopts ko = {.rows = 4096, .cols = 4096, .toks = 64, .llc_bytes = 256 << 20,
+    struct kopts ko = {.rows = 4096,
+                       .cols = 4096,
+                       .toks = 64,
+                       .llc_bytes = 256 << 20,
                        .bw_bytes = (size_t)1 << 30};
     if (o->quick) {
-        ko = (struct kopts){.rows = 512, .cols = 1024, .toks = 8, .llc_bytes = 8 << 20,
-                            .bw_bytes = 64 << 20};
+        ko = (struct kopts){
+            .rows = 512, .cols = 1024, .toks = 8, .llc_bytes = 8 << 20, .bw_bytes = 64 << 20};
     }
     static char synth_paths[MAX_MODELS][512];
     int c;
@@ -328,11 +335,21 @@ int bench_kernels(const struct bench_opts *o, int argc, char **argv)
             }
         }
         switch (c) {
-        case 'T': ko.types = optarg; break;
-        case 'r': ko.rows = v; break;
-        case 'c': ko.cols = v; break;
-        case 'n': ko.toks = v; break;
-        case 'H': ko.llc_bytes = 0; break;
+        case 'T':
+            ko.types = optarg;
+            break;
+        case 'r':
+            ko.rows = v;
+            break;
+        case 'c':
+            ko.cols = v;
+            break;
+        case 'n':
+            ko.toks = v;
+            break;
+        case 'H':
+            ko.llc_bytes = 0;
+            break;
         case 'm':
         case 's':
             if (ko.n_models == MAX_MODELS) {
@@ -352,15 +369,18 @@ int bench_kernels(const struct bench_opts *o, int argc, char **argv)
             break;
         case 'h':
             printf("usage: elm-bench kernels [--types q4_0,q8_0,...] [--rows N] [--cols N] "
-                   "[--tokens N] [--hot]\n       elm-bench kernels (--model FILE | --synth SHAPE:TYPE)...\nmat×vec GB/s against the measured streaming-read bandwidth, "
+                   "[--tokens N] [--hot]\n       elm-bench kernels (--model FILE | --synth "
+                   "SHAPE:TYPE)...\nmat×vec GB/s against the measured streaming-read bandwidth, "
                    "and mat×mat GFLOP/s of N tokens (default 64) against the int8 peak,\nfor "
                    "every weight type and every kernel variant this CPU runs. --cols must be a "
                    "multiple of 256 (default 4096 x 4096).\n--hot: mat×vec over one matrix, from "
                    "the caches when it fits (kernel throughput rather than memory).\nWith models: "
                    "decode of %d tokens (active kernels) against the same probe, instead of "
-                   "the per-type table.\n", DECODE_TOKENS);
+                   "the per-type table.\n",
+                   DECODE_TOKENS);
             return 0;
-        default: return 2;
+        default:
+            return 2;
         }
     }
     enum elm_type types[16];

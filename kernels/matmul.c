@@ -32,19 +32,18 @@
 #include "kernels/kernels.h"
 #include "kernels/tiles.h"
 
-#define ROW_UNIT       16          /* rows per share: one cache line of float outputs */
-#define CHUNK_GEMV     32          /* rows per claim, one token */
-#define CHUNK_GEMM     64          /* rows per claim, several tokens (their weights stay in L2) */
-#define MAX_SHARES     64          /* threads that get a share; more would take from others */
-#define L2_ACT_BYTES   (192 << 10) /* activations of one token chunk, well inside a 512K+ L2 */
-#define PARALLEL_MACS  (1 << 18)   /* below this many multiply-adds, one thread */
+#define ROW_UNIT      16          /* rows per share: one cache line of float outputs */
+#define CHUNK_GEMV    32          /* rows per claim, one token */
+#define CHUNK_GEMM    64          /* rows per claim, several tokens (their weights stay in L2) */
+#define MAX_SHARES    64          /* threads that get a share; more would take from others */
+#define L2_ACT_BYTES  (192 << 10) /* activations of one token chunk, well inside a 512K+ L2 */
+#define PARALLEL_MACS (1 << 18)   /* below this many multiply-adds, one thread */
 
 /* The variants that have tiles, best first. */
 static const struct elm_tiles *const tile_tables[] = {&elm_tiles_avx512, &elm_tiles_avx2};
 
-const struct elm_tile_kernel *elm_tile_find(enum elm_type type,
-                                            void (*vec_dot)(int64_t, float *, const void *,
-                                                            const void *))
+const struct elm_tile_kernel *
+elm_tile_find(enum elm_type type, void (*vec_dot)(int64_t, float *, const void *, const void *))
 {
     if ((unsigned)type >= ELM_TYPE_COUNT || vec_dot == NULL)
         return NULL;
@@ -62,9 +61,9 @@ static int64_t min64(int64_t a, int64_t b)
 }
 
 /* Rows [r0, r1) of the product, by tiles. */
-static void tiled_rows(const struct elm_tile_kernel *tk, const uint8_t *w, size_t rb,
-                       int64_t ncols, int64_t r0, int64_t r1, const uint8_t *x, size_t xs,
-                       int64_t ntok, float *y, int64_t ys)
+static void tiled_rows(const struct elm_tile_kernel *tk, const uint8_t *w, size_t rb, int64_t ncols,
+                       int64_t r0, int64_t r1, const uint8_t *x, size_t xs, int64_t ntok, float *y,
+                       int64_t ys)
 {
     if (ntok == 1) {
         tk->tile(ncols, w + (size_t)r0 * rb, rb, (int)(r1 - r0), x, xs, 1, y + r0, ys);
@@ -85,9 +84,9 @@ static void tiled_rows(const struct elm_tile_kernel *tk, const uint8_t *w, size_
 }
 
 /* Rows [r0, r1) of the product, one vec_dot per element (types without a tile). */
-static void plain_rows(void (*dot)(int64_t, float *, const void *, const void *),
-                       const uint8_t *w, size_t rb, int64_t ncols, int64_t r0, int64_t r1,
-                       const uint8_t *x, size_t xs, int64_t ntok, float *y, int64_t ys)
+static void plain_rows(void (*dot)(int64_t, float *, const void *, const void *), const uint8_t *w,
+                       size_t rb, int64_t ncols, int64_t r0, int64_t r1, const uint8_t *x,
+                       size_t xs, int64_t ntok, float *y, int64_t ys)
 {
     for (int64_t r = r0; r < r1; r++)
         for (int64_t t = 0; t < ntok; t++)

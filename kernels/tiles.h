@@ -46,8 +46,7 @@ extern const struct elm_tiles elm_tiles_avx2;
 extern const struct elm_tiles elm_tiles_avx512;
 
 /* The tile that reproduces the given vec_dot for this type, or NULL. */
-const struct elm_tile_kernel *elm_tile_find(enum elm_type type,
-                                            void (*vec_dot)(int64_t, float *, const void *,
-                                                            const void *));
+const struct elm_tile_kernel *
+elm_tile_find(enum elm_type type, void (*vec_dot)(int64_t, float *, const void *, const void *));
 
 #endif

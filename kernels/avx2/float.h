@@ -18,9 +18,11 @@
 #include "kernels/avx2/q_legacy.h"
 #include "kernels/avx2/simd.h"
 
-#define FLT_R      8
-#define FLT_T      2
+#define FLT_R 8
+#define FLT_T 2
+/* one token: also two quads; four (16 rows) ran at half the speed, even with 32 registers */
 #define FLT_R_GEMV 8
+#define FLT_MR (FLT_R_GEMV > FLT_R ? FLT_R_GEMV : FLT_R)
 
 /* Eight weights of row base + i as floats: KIND 0 = F32, 1 = F16, 2 = BF16. */
 ALWAYS_INLINE __m256 wload8(const uint8_t *row, int64_t i, const int KIND)
@@ -53,10 +55,14 @@ ALWAYS_INLINE __m256d quad8(__m256d acc, __m256 p0, __m256 p1, __m256 p2, __m256
     /* 4x4 transposes within each 128-bit half: tc holds column c (low) and c + 4 (high) */
     const __m256 t0 = _mm256_unpacklo_ps(p0, p1), t1 = _mm256_unpackhi_ps(p0, p1);
     const __m256 t2 = _mm256_unpacklo_ps(p2, p3), t3 = _mm256_unpackhi_ps(p2, p3);
-    const __m256 c0 = _mm256_castpd_ps(_mm256_unpacklo_pd(_mm256_castps_pd(t0), _mm256_castps_pd(t2)));
-    const __m256 c1 = _mm256_castpd_ps(_mm256_unpackhi_pd(_mm256_castps_pd(t0), _mm256_castps_pd(t2)));
-    const __m256 c2 = _mm256_castpd_ps(_mm256_unpacklo_pd(_mm256_castps_pd(t1), _mm256_castps_pd(t3)));
-    const __m256 c3 = _mm256_castpd_ps(_mm256_unpackhi_pd(_mm256_castps_pd(t1), _mm256_castps_pd(t3)));
+    const __m256 c0 =
+        _mm256_castpd_ps(_mm256_unpacklo_pd(_mm256_castps_pd(t0), _mm256_castps_pd(t2)));
+    const __m256 c1 =
+        _mm256_castpd_ps(_mm256_unpackhi_pd(_mm256_castps_pd(t0), _mm256_castps_pd(t2)));
+    const __m256 c2 =
+        _mm256_castpd_ps(_mm256_unpacklo_pd(_mm256_castps_pd(t1), _mm256_castps_pd(t3)));
+    const __m256 c3 =
+        _mm256_castpd_ps(_mm256_unpackhi_pd(_mm256_castps_pd(t1), _mm256_castps_pd(t3)));
     acc = _mm256_add_pd(acc, _mm256_cvtps_pd(_mm256_castps256_ps128(c0)));
     acc = _mm256_add_pd(acc, _mm256_cvtps_pd(_mm256_castps256_ps128(c1)));
     acc = _mm256_add_pd(acc, _mm256_cvtps_pd(_mm256_castps256_ps128(c2)));
@@ -73,7 +79,8 @@ ALWAYS_INLINE void flt_impl(TILE_ARGS, const int NR, const int NT, const int KIN
     const int64_t n8 = n - n % 8;
     const size_t esz = KIND == 0 ? 4 : 2;
     if (NR == 1) {
-        UNROLL for (int t = 0; t < NT; t++) {
+        UNROLL for (int t = 0; t < NT; t++)
+        {
             const float *yv = (const float *)(a + (size_t)t * as);
             double sum = 0.0;
             for (int64_t i = 0; i < n8; i += 8) {
@@ -81,8 +88,7 @@ ALWAYS_INLINE void flt_impl(TILE_ARGS, const int NR, const int NT, const int KIN
                 double d[8];
                 _mm256_storeu_pd(d, _mm256_cvtps_pd(_mm256_castps256_ps128(p)));
                 _mm256_storeu_pd(d + 4, _mm256_cvtps_pd(_mm256_extractf128_ps(p, 1)));
-                UNROLL for (int l = 0; l < 8; l++)
-                    sum += d[l];
+                UNROLL for (int l = 0; l < 8; l++) sum += d[l];
             }
             for (int64_t i = n8; i < n; i++)
                 sum += (double)(wload1(w, i, KIND) * yv[i]);
@@ -90,30 +96,31 @@ ALWAYS_INLINE void flt_impl(TILE_ARGS, const int NR, const int NT, const int KIN
         }
         return;
     }
-    enum { MQ = FLT_R / 4 };
+    enum { MQ = FLT_MR / 4 };
     const int NQ = NR / 4;
     __m256d acc[MQ][FLT_T];
-    UNROLL for (int q = 0; q < NQ; q++) {
-        UNROLL for (int t = 0; t < NT; t++)
-            acc[q][t] = _mm256_setzero_pd();
+    UNROLL for (int q = 0; q < NQ; q++)
+    {
+        UNROLL for (int t = 0; t < NT; t++) acc[q][t] = _mm256_setzero_pd();
     }
     for (int64_t i = 0; i < n8; i += 8) {
         if (pf && i % (64 / esz) == 0) /* a line of the next rows per line of these */
             UNROLL for (int r = 0; r < NR; r++)
                 _mm_prefetch((const char *)(pf + (size_t)r * ws + (size_t)i * esz), _MM_HINT_T0);
-        __m256 wv[FLT_R];
-        UNROLL for (int r = 0; r < NR; r++)
-            wv[r] = wload8(w + (size_t)r * ws, i, KIND);
-        UNROLL for (int t = 0; t < NT; t++) {
+        __m256 wv[FLT_MR];
+        UNROLL for (int r = 0; r < NR; r++) wv[r] = wload8(w + (size_t)r * ws, i, KIND);
+        UNROLL for (int t = 0; t < NT; t++)
+        {
             const __m256 yv = _mm256_loadu_ps((const float *)(a + (size_t)t * as) + i);
-            UNROLL for (int q = 0; q < NQ; q++)
-                acc[q][t] = quad8(acc[q][t], _mm256_mul_ps(wv[4 * q], yv),
-                                  _mm256_mul_ps(wv[4 * q + 1], yv), _mm256_mul_ps(wv[4 * q + 2], yv),
-                                  _mm256_mul_ps(wv[4 * q + 3], yv));
+            UNROLL for (int q = 0; q < NQ; q++) acc[q][t] =
+                quad8(acc[q][t], _mm256_mul_ps(wv[4 * q], yv), _mm256_mul_ps(wv[4 * q + 1], yv),
+                      _mm256_mul_ps(wv[4 * q + 2], yv), _mm256_mul_ps(wv[4 * q + 3], yv));
         }
     }
-    UNROLL for (int q = 0; q < NQ; q++) {
-        UNROLL for (int t = 0; t < NT; t++) {
+    UNROLL for (int q = 0; q < NQ; q++)
+    {
+        UNROLL for (int t = 0; t < NT; t++)
+        {
             double s[4];
             _mm256_storeu_pd(s, acc[q][t]);
             const float *yv = (const float *)(a + (size_t)t * as);

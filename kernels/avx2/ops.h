@@ -22,7 +22,7 @@
 
 #include "kernels/avx2/simd.h"
 
-/* ---- exp as the reference computes it ------------------------------------------------------ */
+/* ---- exp as the reference computes it -------------------------------------------------------- */
 
 /* A copy of ref/ops.c's exp_lane(), for the lanes the vector code leaves to it. */
 static float exp_lane_scalar(float x)
@@ -54,8 +54,8 @@ ALWAYS_INLINE __m256 scale_pow2(__m256 j, __m256 n, bool *slow)
                                     _mm256_cmp_ps(n, _mm256_set1_ps(127.0f), _CMP_LE_OQ));
     *slow |= _mm256_movemask_ps(in) != 0xff;
     /* 2^n built from its exponent bits; lanes out of range are redone by the caller */
-    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n),
-                                                         _mm256_set1_epi32(127)), 23);
+    const __m256i e =
+        _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
     return _mm256_mul_ps(j, _mm256_castsi256_ps(e));
 }
 #endif
@@ -72,17 +72,15 @@ ALWAYS_INLINE __m256 exp8(__m256 x, bool *slow)
                                      _mm256_fmadd_ps(nn, _mm256_set1_ps(0x1.62e4p-1f), x));
     const __m256 u = _mm256_mul_ps(b, b);
     const __m256 p = _mm256_fmadd_ps(
-        _mm256_fmadd_ps(_mm256_fmadd_ps(_mm256_set1_ps(0x1.0e4020p-7f), b,
-                                        _mm256_set1_ps(0x1.573e2ep-5f)),
-                        u,
-                        _mm256_fmadd_ps(_mm256_set1_ps(0x1.555e66p-3f), b,
-                                        _mm256_set1_ps(0x1.fffdb6p-2f))),
+        _mm256_fmadd_ps(
+            _mm256_fmadd_ps(_mm256_set1_ps(0x1.0e4020p-7f), b, _mm256_set1_ps(0x1.573e2ep-5f)), u,
+            _mm256_fmadd_ps(_mm256_set1_ps(0x1.555e66p-3f), b, _mm256_set1_ps(0x1.fffdb6p-2f))),
         u, _mm256_fmadd_ps(_mm256_set1_ps(0x1.ffffecp-1f), b, _mm256_set1_ps(1.0f)));
     /* |n| <= 192 (false for NaN and for n = -inf): the polynomial; else 0 or +inf */
     const __m256 absn = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), n);
     const __m256 ok = _mm256_cmp_ps(absn, _mm256_set1_ps(192.0f), _CMP_LE_OQ);
-    const __m256 big = _mm256_and_ps(_mm256_cmp_ps(n, _mm256_setzero_ps(), _CMP_GT_OQ),
-                                     _mm256_set1_ps(INFINITY));
+    const __m256 big =
+        _mm256_and_ps(_mm256_cmp_ps(n, _mm256_setzero_ps(), _CMP_GT_OQ), _mm256_set1_ps(INFINITY));
     /* n is zeroed in the other lanes, so that only lanes of the polynomial's range can ask for
      * the scalar path */
     const __m256 r = scale_pow2(p, _mm256_and_ps(ok, n), slow);
@@ -146,7 +144,7 @@ static void simd_softmax(float *x, int64_t n)
         x[i] *= _mm256_cvtss_f32(inv);
 }
 
-/* ---- SiLU-gated product --------------------------------------------------------------------- */
+/* ---- SiLU-gated product ---------------------------------------------------------------------- */
 
 static void simd_silu_mul(float *g, const float *u, int64_t n)
 {
@@ -169,7 +167,7 @@ static void simd_silu_mul(float *g, const float *u, int64_t n)
         g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }
 
-/* ---- RMS norm ----------------------------------------------------------------------------------- */
+/* ---- RMS norm -------------------------------------------------------------------------------- */
 
 static void simd_rmsnorm(float *y, const float *x, const float *g, int64_t n, float eps)
 {
@@ -199,7 +197,7 @@ static void simd_rmsnorm(float *y, const float *x, const float *g, int64_t n, fl
         y[i] = (x[i] * scale) * g[i];
 }
 
-/* ---- rotary embedding ----------------------------------------------------------------------------- */
+/* ---- rotary embedding ------------------------------------------------------------------------ */
 
 /* cs holds (cos, sin) pairs: eight pairs -> a vector of cosines and one of sines */
 ALWAYS_INLINE void load_cs8(const float *cs, __m256 *c, __m256 *s)
@@ -248,7 +246,7 @@ static void simd_rope(float *x, int n_rot, const float *cs, bool neox)
     }
 }
 
-/* ---- F16 conversions ------------------------------------------------------------------------------ */
+/* ---- F16 conversions ------------------------------------------------------------------------- */
 
 static void f16_to_float(const void *src, float *dst, int64_t n)
 {
@@ -271,7 +269,7 @@ static void f16_from_float(const float *src, void *dst, int64_t n)
         h[i] = f2h(src[i]);
 }
 
-/* ---- attention: scores ------------------------------------------------------------------------------ */
+/* ---- attention: scores ----------------------------------------------------------------------- */
 
 /* F32: four 16-lane accumulators per 64 elements (each as two 8-lane halves), folded
  * (a0 + a2) + (a1 + a3) then as a register; the tail past the last 64 as the reference adds
@@ -284,9 +282,8 @@ static void simd_kv_dot_f32(int64_t n, float *s, const void *k, const void *q)
         acc[j] = _mm256_setzero_ps();
     const int64_t np = n - n % 64;
     for (int64_t i = 0; i < np; i += 64)
-        UNROLL for (int j = 0; j < 8; j++)
-            acc[j] = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8 * j), _mm256_loadu_ps(y + i + 8 * j),
-                                     acc[j]);
+        UNROLL for (int j = 0; j < 8; j++) acc[j] =
+            _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8 * j), _mm256_loadu_ps(y + i + 8 * j), acc[j]);
     /* accumulator j's lanes 0..7 are acc[2j], lanes 8..15 acc[2j+1] */
     const __m256 lo = _mm256_add_ps(_mm256_add_ps(acc[0], acc[4]), _mm256_add_ps(acc[2], acc[6]));
     const __m256 hi = _mm256_add_ps(_mm256_add_ps(acc[1], acc[5]), _mm256_add_ps(acc[3], acc[7]));
@@ -302,19 +299,47 @@ static void simd_kv_dot_f32(int64_t n, float *s, const void *k, const void *q)
 
 /* F16: 16 lanes, lane l a fused chain over elements l, l + 16, ...; a partial last block only
  * advances its first lanes (scalar: a padded lane could turn a -0 into +0). */
+/* The 16 lanes over the whole blocks of 16 (i0 returns where the partial block starts). With
+ * AVX-512 a block is one 512-bit conversion and one fma per operand. */
+#ifdef ELM_SIMD_VNNI
+ALWAYS_INLINE void f16_lanes(const uint16_t *x, const uint16_t *y, int64_t n, __m256 *lo,
+                             __m256 *hi, int64_t *i0)
+{
+    __m512 acc = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        acc = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(x + i))),
+                              _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(y + i))), acc);
+    *lo = _mm512_castps512_ps256(acc);
+    *hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc), 1));
+    *i0 = i;
+}
+#else
+ALWAYS_INLINE void f16_lanes(const uint16_t *x, const uint16_t *y, int64_t n, __m256 *lo,
+                             __m256 *hi, int64_t *i0)
+{
+    __m256 a = _mm256_setzero_ps(), b = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m256i u = _mm256_loadu_si256((const __m256i *)(x + i));
+        const __m256i v = _mm256_loadu_si256((const __m256i *)(y + i));
+        a = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm256_castsi256_si128(u)),
+                            _mm256_cvtph_ps(_mm256_castsi256_si128(v)), a);
+        b = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm256_extracti128_si256(u, 1)),
+                            _mm256_cvtph_ps(_mm256_extracti128_si256(v, 1)), b);
+    }
+    *lo = a;
+    *hi = b;
+    *i0 = i;
+}
+#endif
+
 static void simd_kv_dot_f16(int64_t n, float *s, const void *k, const void *q)
 {
     const uint16_t *x = k, *y = q;
-    __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        const __m256i a = _mm256_loadu_si256((const __m256i *)(x + i));
-        const __m256i b = _mm256_loadu_si256((const __m256i *)(y + i));
-        lo = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm256_castsi256_si128(a)),
-                             _mm256_cvtph_ps(_mm256_castsi256_si128(b)), lo);
-        hi = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm256_extracti128_si256(a, 1)),
-                             _mm256_cvtph_ps(_mm256_extracti128_si256(b, 1)), hi);
-    }
+    __m256 lo, hi;
+    int64_t i;
+    f16_lanes(x, y, n, &lo, &hi, &i);
     if (i < n) {
         float lane[16];
         _mm256_storeu_ps(lane, lo);
@@ -327,7 +352,7 @@ static void simd_kv_dot_f16(int64_t n, float *s, const void *k, const void *q)
     *s = hsum16_ps(lo, hi);
 }
 
-/* ---- attention: weighted sum of value rows -------------------------------------------------------- */
+/* ---- attention: weighted sum of value rows --------------------------------------------------- */
 
 /* The reference keeps, for each output d, 16 lanes over the positions (lane p % 16 a fused
  * chain). Here a vector spans eight outputs d..d+7 and there is one vector per lane: position
@@ -361,18 +386,16 @@ ALWAYS_INLINE void kv_mix_impl(int64_t n, int64_t hd, float *out, const float *w
             A[l] = _mm256_setzero_ps();
         for (int pass = 0; pass < 16 / MIX_LANES; pass++) {
             __m256 B[MIX_LANES];
-            UNROLL for (int l = 0; l < MIX_LANES; l++)
-                B[l] = _mm256_setzero_ps();
+            UNROLL for (int l = 0; l < MIX_LANES; l++) B[l] = _mm256_setzero_ps();
             int64_t p = (int64_t)pass * MIX_LANES;
             for (; p + 16 <= n; p += 16)
-                UNROLL for (int l = 0; l < MIX_LANES; l++)
-                    B[l] = _mm256_fmadd_ps(mix_load(v, (p + l) * v_stride + d, half),
-                                           _mm256_set1_ps(mix_weight(w, p + l, half)), B[l]);
+                UNROLL for (int l = 0; l < MIX_LANES; l++) B[l] =
+                    _mm256_fmadd_ps(mix_load(v, (p + l) * v_stride + d, half),
+                                    _mm256_set1_ps(mix_weight(w, p + l, half)), B[l]);
             for (int l = 0; l < MIX_LANES && p + l < n; l++)
                 B[l] = _mm256_fmadd_ps(mix_load(v, (p + l) * v_stride + d, half),
                                        _mm256_set1_ps(mix_weight(w, p + l, half)), B[l]);
-            UNROLL for (int l = 0; l < MIX_LANES; l++)
-                A[pass * MIX_LANES + l] = B[l];
+            UNROLL for (int l = 0; l < MIX_LANES; l++) A[pass * MIX_LANES + l] = B[l];
         }
         __m256 h[8];
         for (int l = 0; l < 8; l++)
@@ -402,10 +425,63 @@ static void simd_kv_mix_f32(int64_t n, int64_t hd, float *out, const float *w, c
     kv_mix_impl(n, hd, out, w, v, v_stride, false);
 }
 
+/* With an F16 cache every value row is multiplied by its weight rounded to half. Rounding
+ * the weights once per chunk of positions, rather than once per position and block of eight
+ * outputs, leaves one load, one conversion and one fma per element; the 16 accumulators of
+ * each block of outputs wait in a stack array between chunks (16 KiB for head_dim 256). */
+#define MIX_CHUNK  256
+#define MIX_MAX_HD 256
+
 static void simd_kv_mix_f16(int64_t n, int64_t hd, float *out, const float *w, const void *v,
                             int64_t v_stride)
 {
-    kv_mix_impl(n, hd, out, w, v, v_stride, true);
+    const int64_t nd = hd / 8;
+    if (hd > MIX_MAX_HD || n < 32) {
+        kv_mix_impl(n, hd, out, w, v, v_stride, true);
+        return;
+    }
+    const uint16_t *vh = v;
+    __m256 acc[MIX_MAX_HD / 8][16];
+    for (int64_t db = 0; db < nd; db++)
+        for (int l = 0; l < 16; l++)
+            acc[db][l] = _mm256_setzero_ps();
+    float wr[MIX_CHUNK];
+    for (int64_t p0 = 0; p0 < n; p0 += MIX_CHUNK) {
+        const int64_t m = n - p0 < MIX_CHUNK ? n - p0 : MIX_CHUNK; /* a multiple of 16 but last */
+        int64_t i = 0;
+        for (; i + 8 <= m; i += 8)
+            _mm256_storeu_ps(wr + i, _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_loadu_ps(w + p0 + i),
+                                                                     _MM_FROUND_TO_NEAREST_INT)));
+        for (; i < m; i++)
+            wr[i] = h2f(f2h(w[p0 + i]));
+        for (int64_t db = 0; db < nd; db++) {
+            __m256 A[16];
+            UNROLL for (int l = 0; l < 16; l++) A[l] = acc[db][l];
+            const uint16_t *vb = vh + p0 * v_stride + 8 * db;
+            i = 0;
+            for (; i + 16 <= m; i += 16)
+                UNROLL for (int l = 0; l < 16; l++) A[l] = _mm256_fmadd_ps(
+                    _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(vb + (i + l) * v_stride))),
+                    _mm256_set1_ps(wr[i + l]), A[l]);
+            for (int l = 0; i + l < m; l++)
+                A[l] = _mm256_fmadd_ps(
+                    _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(vb + (i + l) * v_stride))),
+                    _mm256_set1_ps(wr[i + l]), A[l]);
+            UNROLL for (int l = 0; l < 16; l++) acc[db][l] = A[l];
+        }
+    }
+    for (int64_t db = 0; db < nd; db++) {
+        __m256 h[8];
+        for (int l = 0; l < 8; l++)
+            h[l] = _mm256_add_ps(acc[db][l], acc[db][l + 8]);
+        const __m256 r0 = _mm256_add_ps(h[0], h[4]), r1 = _mm256_add_ps(h[1], h[5]);
+        const __m256 r2 = _mm256_add_ps(h[2], h[6]), r3 = _mm256_add_ps(h[3], h[7]);
+        _mm256_storeu_ps(out + 8 * db, _mm256_add_ps(_mm256_add_ps(r0, r2), _mm256_add_ps(r1, r3)));
+    }
+    if (nd * 8 < hd) { /* outputs past the last eight: the generic code does only those */
+        const int64_t d0 = nd * 8;
+        kv_mix_impl(n, hd - d0, out + d0, w, vh + d0, v_stride, true);
+    }
 }
 
 #endif

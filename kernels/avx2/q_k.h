@@ -30,7 +30,7 @@
 #define KQ_T 2
 #endif
 #define KQ_R_GEMV 4
-#define KQ_MR (KQ_R_GEMV > KQ_R ? KQ_R_GEMV : KQ_R)
+#define KQ_MR     (KQ_R_GEMV > KQ_R ? KQ_R_GEMV : KQ_R)
 
 /* Unpacks Q4_K/Q5_K's 12-byte scale field: bytes 0..7 the scales, 8..15 the mins (the same
  * values as elm_k4_scale_min, by llama.cpp's word arithmetic). */
@@ -61,15 +61,17 @@ ALWAYS_INLINE __m128i k3_scales(const uint8_t *packed)
     return _mm_sub_epi8(s, _mm_set1_epi8(32));
 }
 
-/* ---- Q4_K and Q5_K ------------------------------------------------------------------------ */
+/* ---- Q4_K and Q5_K --------------------------------------------------------------------------- */
 
 ALWAYS_INLINE void q45_k_impl(TILE_ARGS, const int NR, const int NT, const bool FIVE)
 {
     __m256 acc[KQ_MR][KQ_T];
     __m128 accm[KQ_MR][KQ_T];
     float summs[KQ_MR][KQ_T];
-    UNROLL for (int r = 0; r < NR; r++) {
-        UNROLL for (int t = 0; t < NT; t++) {
+    UNROLL for (int r = 0; r < NR; r++)
+    {
+        UNROLL for (int t = 0; t < NT; t++)
+        {
             acc[r][t] = _mm256_setzero_ps();
             accm[r][t] = _mm_setzero_ps();
             summs[r][t] = 0.0f;
@@ -77,8 +79,8 @@ ALWAYS_INLINE void q45_k_impl(TILE_ARGS, const int NR, const int NT, const bool 
     }
     /* both types start with d, dmin, scales; Q5_K then has qh before qs */
     const size_t bb = FIVE ? sizeof(struct elm_block_q5_k) : sizeof(struct elm_block_q4_k);
-    const size_t qs_off = FIVE ? offsetof(struct elm_block_q5_k, qs)
-                               : offsetof(struct elm_block_q4_k, qs);
+    const size_t qs_off =
+        FIVE ? offsetof(struct elm_block_q5_k, qs) : offsetof(struct elm_block_q4_k, qs);
     for (int64_t b = 0; b < n / ELM_QK_K; b++) {
         if (pf)
             prefetch_span(pf + b * NR * bb, NR * bb);
@@ -86,7 +88,8 @@ ALWAYS_INLINE void q45_k_impl(TILE_ARGS, const int NR, const int NT, const bool 
         uint8_t sm[KQ_MR][16];
         const uint8_t *xb[KQ_MR];
         __m256i qh[KQ_MR];
-        UNROLL for (int r = 0; r < NR; r++) {
+        UNROLL for (int r = 0; r < NR; r++)
+        {
             xb[r] = w + (size_t)r * ws + (size_t)b * bb;
             const struct elm_block_q4_k *x = (const struct elm_block_q4_k *)xb[r];
             dw[r] = h2f(x->d);
@@ -96,12 +99,14 @@ ALWAYS_INLINE void q45_k_impl(TILE_ARGS, const int NR, const int NT, const bool 
                 qh[r] = loadu256(((const struct elm_block_q5_k *)xb[r])->qh);
         }
         const struct elm_block_q8_k *v[KQ_T];
-        UNROLL for (int t = 0; t < NT; t++) {
+        UNROLL for (int t = 0; t < NT; t++)
+        {
             v[t] = BLK(elm_block_q8_k, a, as, t, b);
             /* the sums of each 32 activations: pairs of bsums */
             const __m128i bs = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)v[t]->bsums),
                                               _mm_loadu_si128((const __m128i *)v[t]->bsums + 1));
-            UNROLL for (int r = 0; r < NR; r++) {
+            UNROLL for (int r = 0; r < NR; r++)
+            {
                 /* lane k: min[2k] * sum32[2k] + min[2k+1] * sum32[2k+1] */
                 const __m128i mins = _mm_madd_epi16(
                     _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)(sm[r] + 8))), bs);
@@ -111,26 +116,26 @@ ALWAYS_INLINE void q45_k_impl(TILE_ARGS, const int NR, const int NT, const bool 
                     const int32_t tot = _mm_cvtsi128_si32(_mm_add_epi32(s2, _mm_srli_si128(s2, 4)));
                     summs[r][t] = fmaf(dmin, (float)tot, summs[r][t]);
                 } else {
-                    accm[r][t] =
-                        _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(mins), accm[r][t]);
+                    accm[r][t] = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(mins), accm[r][t]);
                 }
             }
         }
         __m256i li[KQ_MR][KQ_T];
-        UNROLL for (int r = 0; r < NR; r++) {
-            UNROLL for (int t = 0; t < NT; t++)
-                li[r][t] = _mm256_setzero_si256();
+        UNROLL for (int r = 0; r < NR; r++)
+        {
+            UNROLL for (int t = 0; t < NT; t++) li[r][t] = _mm256_setzero_si256();
         }
         /* [sc0..sc7 | sc0..sc7] as int16; run R's scale is picked by one vpshufb */
         __m256i scv[KQ_MR];
-        UNROLL for (int r = 0; r < NR; r++)
-            scv[r] = _mm256_broadcastsi128_si256(
-                _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)sm[r])));
-        UNROLL for (int j = 0; j < 4; j++) { /* 64 elements: runs 2j (low nibbles), 2j+1 (high) */
+        UNROLL for (int r = 0; r < NR; r++) scv[r] =
+            _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)sm[r])));
+        UNROLL for (int j = 0; j < 4; j++)
+        { /* 64 elements: runs 2j (low nibbles), 2j+1 (high) */
             const __m256i pick0 = _mm256_set1_epi16((short)(0x0100 * (4 * j + 1) + 4 * j));
             const __m256i pick1 = _mm256_set1_epi16((short)(0x0100 * (4 * j + 3) + 4 * j + 2));
             __m256i q0[KQ_MR], q1[KQ_MR];
-            UNROLL for (int r = 0; r < NR; r++) {
+            UNROLL for (int r = 0; r < NR; r++)
+            {
                 const __m256i raw = loadu256(xb[r] + qs_off + 32 * j);
                 const __m256i m4 = _mm256_set1_epi8(0x0f);
                 q0[r] = _mm256_and_si256(raw, m4);
@@ -144,10 +149,12 @@ ALWAYS_INLINE void q45_k_impl(TILE_ARGS, const int NR, const int NT, const bool 
                     q1[r] = _mm256_or_si256(q1[r], _mm256_slli_epi16(h1, 4));
                 }
             }
-            UNROLL for (int t = 0; t < NT; t++) {
+            UNROLL for (int t = 0; t < NT; t++)
+            {
                 const __m256i y0 = loadu256(v[t]->qs + 64 * j);
                 const __m256i y1 = loadu256(v[t]->qs + 64 * j + 32);
-                UNROLL for (int r = 0; r < NR; r++) {
+                UNROLL for (int r = 0; r < NR; r++)
+                {
                     li[r][t] = madd_acc(li[r][t], _mm256_maddubs_epi16(q0[r], y0),
                                         _mm256_shuffle_epi8(scv[r], pick0));
                     li[r][t] = madd_acc(li[r][t], _mm256_maddubs_epi16(q1[r], y1),
@@ -155,35 +162,38 @@ ALWAYS_INLINE void q45_k_impl(TILE_ARGS, const int NR, const int NT, const bool 
                 }
             }
         }
-        UNROLL for (int r = 0; r < NR; r++) {
-            UNROLL for (int t = 0; t < NT; t++) {
+        UNROLL for (int r = 0; r < NR; r++)
+        {
+            UNROLL for (int t = 0; t < NT; t++)
+            {
                 const __m256 d = _mm256_set1_ps(v[t]->d * dw[r]);
                 acc[r][t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(li[r][t]), acc[r][t]);
             }
         }
     }
-    UNROLL for (int r = 0; r < NR; r++) {
-        UNROLL for (int t = 0; t < NT; t++)
-            y[t * ys + r] = hsum8_ps(acc[r][t]) + (FIVE ? summs[r][t] : hsum4_ps(accm[r][t]));
+    UNROLL for (int r = 0; r < NR; r++)
+    {
+        UNROLL for (int t = 0; t < NT; t++) y[t * ys + r] =
+            hsum8_ps(acc[r][t]) + (FIVE ? summs[r][t] : hsum4_ps(accm[r][t]));
     }
 }
 
 #define q4_k_impl(...) q45_k_impl(__VA_ARGS__, false)
 #define q5_k_impl(...) q45_k_impl(__VA_ARGS__, true)
 
-/* ---- Q6_K, Q2_K, Q3_K: 16 scales of 16 elements ------------------------------------------ */
+/* ---- Q6_K, Q2_K, Q3_K: 16 scales of 16 elements ---------------------------------------------- */
 
 /* KIND 6, 2 or 3. Per run R (0..7) the 32 quants as unsigned bytes q, and for Q6_K/Q3_K the
  * amount subtracted from each (32, or 4 where the high bit is clear). */
 ALWAYS_INLINE void q16_impl(TILE_ARGS, const int NR, const int NT, const int KIND)
 {
-    const size_t bb = KIND == 6 ? sizeof(struct elm_block_q6_k)
+    const size_t bb = KIND == 6   ? sizeof(struct elm_block_q6_k)
                       : KIND == 2 ? sizeof(struct elm_block_q2_k)
                                   : sizeof(struct elm_block_q3_k);
     __m256 acc[KQ_MR][KQ_T];
-    UNROLL for (int r = 0; r < NR; r++) {
-        UNROLL for (int t = 0; t < NT; t++)
-            acc[r][t] = _mm256_setzero_ps();
+    UNROLL for (int r = 0; r < NR; r++)
+    {
+        UNROLL for (int t = 0; t < NT; t++) acc[r][t] = _mm256_setzero_ps();
     }
     for (int64_t b = 0; b < n / ELM_QK_K; b++) {
         if (pf)
@@ -191,7 +201,8 @@ ALWAYS_INLINE void q16_impl(TILE_ARGS, const int NR, const int NT, const int KIN
         const uint8_t *xb[KQ_MR];
         __m256i sc[KQ_MR]; /* the 16 scales as int16 */
         float dw[KQ_MR], dmw[KQ_MR];
-        UNROLL for (int r = 0; r < NR; r++) {
+        UNROLL for (int r = 0; r < NR; r++)
+        {
             xb[r] = w + (size_t)r * ws + (size_t)b * bb;
             if (KIND == 6) {
                 const struct elm_block_q6_k *x = (const void *)xb[r];
@@ -210,12 +221,14 @@ ALWAYS_INLINE void q16_impl(TILE_ARGS, const int NR, const int NT, const int KIN
             }
         }
         const struct elm_block_q8_k *v[KQ_T];
-        UNROLL for (int t = 0; t < NT; t++) {
+        UNROLL for (int t = 0; t < NT; t++)
+        {
             v[t] = BLK(elm_block_q8_k, a, as, t, b);
             if (KIND == 2) {
                 /* the minimum term first, in the same lanes: lane k covers groups 2k, 2k+1 */
                 const __m256i bs = loadu256(v[t]->bsums);
-                UNROLL for (int r = 0; r < NR; r++) {
+                UNROLL for (int r = 0; r < NR; r++)
+                {
                     const struct elm_block_q2_k *x = (const void *)xb[r];
                     const __m128i m8 =
                         _mm_and_si128(_mm_srli_epi16(_mm_loadu_si128((const void *)x->scales), 4),
@@ -227,24 +240,28 @@ ALWAYS_INLINE void q16_impl(TILE_ARGS, const int NR, const int NT, const int KIN
             }
         }
         __m256i li[KQ_MR][KQ_T];
-        UNROLL for (int r = 0; r < NR; r++) {
-            UNROLL for (int t = 0; t < NT; t++)
-                li[r][t] = _mm256_setzero_si256();
+        UNROLL for (int r = 0; r < NR; r++)
+        {
+            UNROLL for (int t = 0; t < NT; t++) li[r][t] = _mm256_setzero_si256();
         }
         /* the 16 scales as int16, eight per register and repeated in both halves; run R's
          * pair is picked by one vpshufb */
         __m256i scv[KQ_MR][2];
-        UNROLL for (int r = 0; r < NR; r++) {
+        UNROLL for (int r = 0; r < NR; r++)
+        {
             scv[r][0] = _mm256_permute2x128_si256(sc[r], sc[r], 0x00);
             scv[r][1] = _mm256_permute2x128_si256(sc[r], sc[r], 0x11);
         }
-        UNROLL for (int R = 0; R < 8; R++) {
+        UNROLL for (int R = 0; R < 8; R++)
+        {
             const int h = R / 4, s = R % 4;
             const int e0 = (2 * R) % 8, e1 = (2 * R + 1) % 8; /* int16 index in the register */
-            const __m256i pick = _mm256_set_m128i(_mm_set1_epi16((short)(0x0101 * 2 * e1 + 0x0100)),
-                                                  _mm_set1_epi16((short)(0x0101 * 2 * e0 + 0x0100)));
+            const __m256i pick =
+                _mm256_set_m128i(_mm_set1_epi16((short)(0x0101 * 2 * e1 + 0x0100)),
+                                 _mm_set1_epi16((short)(0x0101 * 2 * e0 + 0x0100)));
             __m256i q[KQ_MR], c[KQ_MR];
-            UNROLL for (int r = 0; r < NR; r++) {
+            UNROLL for (int r = 0; r < NR; r++)
+            {
                 const __m128i cnt = _mm_cvtsi32_si128(2 * s);
                 if (KIND == 6) {
                     const struct elm_block_q6_k *x = (const void *)xb[r];
@@ -262,17 +279,18 @@ ALWAYS_INLINE void q16_impl(TILE_ARGS, const int NR, const int NT, const int KIN
                     if (KIND == 3) {
                         /* 4 where bit R of hmask[l] is clear */
                         const struct elm_block_q3_k *x = (const void *)xb[r];
-                        const __m256i hb = _mm256_srl_epi16(loadu256(x->hmask),
-                                                            _mm_cvtsi32_si128(R));
-                        c[r] = _mm256_slli_epi16(
-                            _mm256_andnot_si256(hb, _mm256_set1_epi8(1)), 2);
+                        const __m256i hb =
+                            _mm256_srl_epi16(loadu256(x->hmask), _mm_cvtsi32_si128(R));
+                        c[r] = _mm256_slli_epi16(_mm256_andnot_si256(hb, _mm256_set1_epi8(1)), 2);
                     }
                 }
             }
-            UNROLL for (int t = 0; t < NT; t++) {
+            UNROLL for (int t = 0; t < NT; t++)
+            {
                 const __m256i ya = loadu256(v[t]->qs + 32 * R);
                 const __m256i m32 = _mm256_maddubs_epi16(_mm256_set1_epi8(32), ya);
-                UNROLL for (int r = 0; r < NR; r++) {
+                UNROLL for (int r = 0; r < NR; r++)
+                {
                     __m256i p = _mm256_maddubs_epi16(q[r], ya);
                     if (KIND == 6)
                         p = _mm256_sub_epi16(p, m32);
@@ -282,16 +300,18 @@ ALWAYS_INLINE void q16_impl(TILE_ARGS, const int NR, const int NT, const int KIN
                 }
             }
         }
-        UNROLL for (int r = 0; r < NR; r++) {
-            UNROLL for (int t = 0; t < NT; t++) {
+        UNROLL for (int r = 0; r < NR; r++)
+        {
+            UNROLL for (int t = 0; t < NT; t++)
+            {
                 const __m256 d = _mm256_set1_ps(v[t]->d * dw[r]);
                 acc[r][t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(li[r][t]), acc[r][t]);
             }
         }
     }
-    UNROLL for (int r = 0; r < NR; r++) {
-        UNROLL for (int t = 0; t < NT; t++)
-            y[t * ys + r] = hsum8_ps(acc[r][t]);
+    UNROLL for (int r = 0; r < NR; r++)
+    {
+        UNROLL for (int t = 0; t < NT; t++) y[t * ys + r] = hsum8_ps(acc[r][t]);
     }
 }
 
@@ -306,9 +326,9 @@ DEFINE_TILE(q2_k_tile, q2_k_impl, KQ_R, KQ_T, KQ_R_GEMV)
 DEFINE_TILE(q3_k_tile, q3_k_impl, KQ_R, KQ_T, KQ_R_GEMV)
 
 #define DEFINE_VEC_DOT(name, impl)                                                                 \
-    static void name(int64_t n, float *s, const void *w, const void *a)                           \
+    static void name(int64_t n, float *s, const void *w, const void *a)                            \
     {                                                                                              \
-        impl(n, (const uint8_t *)w, 0, (const uint8_t *)a, 0, s, 0, NULL, 1, 1);                       \
+        impl(n, (const uint8_t *)w, 0, (const uint8_t *)a, 0, s, 0, NULL, 1, 1);                   \
     }
 
 DEFINE_VEC_DOT(q4_k_vec_dot, q4_k_impl)
@@ -317,7 +337,7 @@ DEFINE_VEC_DOT(q6_k_vec_dot, q6_k_impl)
 DEFINE_VEC_DOT(q2_k_vec_dot, q2_k_impl)
 DEFINE_VEC_DOT(q3_k_vec_dot, q3_k_impl)
 
-/* ---- dequantization ----------------------------------------------------------------------- */
+/* ---- dequantization -------------------------------------------------------------------------- */
 
 /* dst[0..32) from the 32 quants of one run (as int8 bytes) with the reference's expression per
  * 16-element half h: (a_h * q) - b_h when OFFSET, else a_h * q (a_h already the rounded
@@ -325,9 +345,11 @@ DEFINE_VEC_DOT(q3_k_vec_dot, q3_k_impl)
 ALWAYS_INLINE void run_to_float(__m256i q, float a0, float a1, float b0, float b1, bool offset,
                                 float *dst)
 {
-    UNROLL for (int i = 0; i < 4; i++) {
+    UNROLL for (int i = 0; i < 4; i++)
+    {
         const __m128i q8 = i < 2 ? _mm256_castsi256_si128(q) : _mm256_extracti128_si256(q, 1);
-        const __m256 f = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(i % 2 ? _mm_srli_si128(q8, 8) : q8));
+        const __m256 f =
+            _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(i % 2 ? _mm_srli_si128(q8, 8) : q8));
         __m256 v = _mm256_mul_ps(_mm256_set1_ps(i < 2 ? a0 : a1), f);
         if (offset)
             v = _mm256_sub_ps(v, _mm256_set1_ps(i < 2 ? b0 : b1));
@@ -364,7 +386,8 @@ static void q5_k_to_float(const void *src, float *dst, int64_t n)
         const __m256i qh = loadu256(x[i].qh), one = _mm256_set1_epi8(1);
         for (int j = 0; j < 4; j++) {
             const __m256i raw = loadu256(x[i].qs + 32 * j), m4 = _mm256_set1_epi8(0x0f);
-            const __m256i h0 = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * j)), one);
+            const __m256i h0 =
+                _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * j)), one);
             const __m256i h1 =
                 _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * j + 1)), one);
             const __m256i q0 = _mm256_or_si256(_mm256_and_si256(raw, m4), _mm256_slli_epi16(h0, 4));
@@ -438,19 +461,21 @@ static void q8_k_from_float(const float *src, void *dst, int64_t n)
         __m256i sums[16];
         for (int j = 0; j < ELM_QK_K; j += 32) {
             __m256i q[4];
-            UNROLL for (int k = 0; k < 4; k++) {
+            UNROLL for (int k = 0; k < 4; k++)
+            {
                 q[k] = _mm256_cvtps_epi32(_mm256_mul_ps(is, _mm256_loadu_ps(x + j + 8 * k)));
                 q[k] = _mm256_min_epi32(q[k], _mm256_set1_epi32(127));
             }
             sums[j / 16] = _mm256_add_epi32(q[0], q[1]);
             sums[j / 16 + 1] = _mm256_add_epi32(q[2], q[3]);
-            const __m256i p01 = _mm256_packs_epi32(q[0], q[1]), p23 = _mm256_packs_epi32(q[2], q[3]);
-            const __m256i p = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(p01, p23),
-                                                          _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+            const __m256i p01 = _mm256_packs_epi32(q[0], q[1]),
+                          p23 = _mm256_packs_epi32(q[2], q[3]);
+            const __m256i p = _mm256_permutevar8x32_epi32(
+                _mm256_packs_epi16(p01, p23), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
             _mm256_storeu_si256((__m256i *)(y[i].qs + j), p);
         }
-        const __m256i s0 = hsum8x8_epi32(sums[0], sums[1], sums[2], sums[3], sums[4], sums[5],
-                                         sums[6], sums[7]);
+        const __m256i s0 =
+            hsum8x8_epi32(sums[0], sums[1], sums[2], sums[3], sums[4], sums[5], sums[6], sums[7]);
         const __m256i s1 = hsum8x8_epi32(sums[8], sums[9], sums[10], sums[11], sums[12], sums[13],
                                          sums[14], sums[15]);
         /* packs interleaves 128-bit halves: restore the group order */

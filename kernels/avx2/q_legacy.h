@@ -36,14 +36,14 @@
 #endif
 #define LEG_R_GEMV 4 /* rows per step when there is one token */
 #define Q40_R_GEMV 8 /* Q4_0: outputs live in lanes, 8 per vector */
-#define Q40_T 4
+#define Q40_T      4
 #ifdef ELM_SIMD_VNNI
 #define Q40_R 8
 #else
 #define Q40_R 4
 #endif
 
-/* ---- tile plumbing ------------------------------------------------------------------------ */
+/* ---- tile plumbing --------------------------------------------------------------------------- */
 
 /* pf: when not NULL, the start of the next group of rows, prefetched a block's share at a time
  * (NR blocks' worth of bytes per block) so that it is in cache when its turn comes. */
@@ -56,16 +56,24 @@
 #define SWITCH_NT(impl, NR, T, nt)                                                                 \
     do {                                                                                           \
         switch (nt) {                                                                              \
-        case 1: impl(n, wb, ws, ab, as, yb, ys, NULL, NR, 1); break;                                     \
-        case 2: impl(n, wb, ws, ab, as, yb, ys, NULL, NR, NT_AT_MOST(2, T)); break;                      \
-        case 3: impl(n, wb, ws, ab, as, yb, ys, NULL, NR, NT_AT_MOST(3, T)); break;                      \
-        default: impl(n, wb, ws, ab, as, yb, ys, NULL, NR, NT_AT_MOST(4, T)); break;                     \
+        case 1:                                                                                    \
+            impl(n, wb, ws, ab, as, yb, ys, NULL, NR, 1);                                          \
+            break;                                                                                 \
+        case 2:                                                                                    \
+            impl(n, wb, ws, ab, as, yb, ys, NULL, NR, NT_AT_MOST(2, T));                           \
+            break;                                                                                 \
+        case 3:                                                                                    \
+            impl(n, wb, ws, ab, as, yb, ys, NULL, NR, NT_AT_MOST(3, T));                           \
+            break;                                                                                 \
+        default:                                                                                   \
+            impl(n, wb, ws, ab, as, yb, ys, NULL, NR, NT_AT_MOST(4, T));                           \
+            break;                                                                                 \
         }                                                                                          \
     } while (0)
 
 /* name(): the elm_tile_fn of impl. One token: RG rows at a time; several: R rows x nt tokens;
  * rows left over one at a time. (Only these shapes are instantiated, to bound code size.) */
-#define DEFINE_TILE(name, impl, R, T, RG)                                                             \
+#define DEFINE_TILE(name, impl, R, T, RG)                                                          \
     static void name(int64_t n, const void *w, size_t ws, int nr, const void *a, size_t as,        \
                      int nt, float *y, int64_t ys)                                                 \
     {                                                                                              \
@@ -75,23 +83,23 @@
             for (; r + (RG) <= nr; r += (RG)) {                                                    \
                 const uint8_t *wb = (const uint8_t *)w + (size_t)r * ws;                           \
                 float *yb = y + r;                                                                 \
-                impl(n, wb, ws, ab, as, yb, ys, wb + (RG) * ws, RG, 1);                                            \
+                impl(n, wb, ws, ab, as, yb, ys, wb + (RG)*ws, RG, 1);                              \
             }                                                                                      \
         for (; r + (R) <= nr; r += (R)) {                                                          \
             const uint8_t *wb = (const uint8_t *)w + (size_t)r * ws;                               \
             float *yb = y + r;                                                                     \
-            SWITCH_NT(impl, R, T, nt);                                                                \
+            SWITCH_NT(impl, R, T, nt);                                                             \
         }                                                                                          \
         for (; r < nr; r++) {                                                                      \
             const uint8_t *wb = (const uint8_t *)w + (size_t)r * ws;                               \
             float *yb = y + r;                                                                     \
-            SWITCH_NT(impl, 1, T, nt);                                                                \
+            SWITCH_NT(impl, 1, T, nt);                                                             \
         }                                                                                          \
     }
 
 #define BLK(type, base, stride, i, b) ((const struct type *)((base) + (size_t)(i) * (stride)) + (b))
 
-/* ---- Q8_0 x Q8_0: signed x signed ---------------------------------------------------------- */
+/* ---- Q8_0 x Q8_0: signed x signed ------------------------------------------------------------ */
 
 /* The signed products as lanes of unsigned x signed dots. AVX2: |x| times y with x's sign
  * (llama.cpp's trick); VNNI: (y + 128) times x, minus 128 * sum(x), the correction computed
@@ -135,37 +143,41 @@ ALWAYS_INLINE void q8_0_impl(TILE_ARGS, const int NR, const int NT)
 {
     enum { MR = LEG_R_GEMV > LEG_R ? LEG_R_GEMV : LEG_R };
     __m256 acc[MR][LEG_T];
-    UNROLL for (int r = 0; r < NR; r++) {
-        UNROLL for (int t = 0; t < NT; t++)
-            acc[r][t] = _mm256_setzero_ps();
+    UNROLL for (int r = 0; r < NR; r++)
+    {
+        UNROLL for (int t = 0; t < NT; t++) acc[r][t] = _mm256_setzero_ps();
     }
     for (int64_t b = 0; b < n / ELM_QK; b++) {
         if (pf)
-            prefetch_span(pf + b * NR * sizeof(struct elm_block_q8_0), NR * sizeof(struct elm_block_q8_0));
+            prefetch_span(pf + b * NR * sizeof(struct elm_block_q8_0),
+                          NR * sizeof(struct elm_block_q8_0));
         __m256i wu[MR], wc[MR];
         float dw[MR];
-        UNROLL for (int r = 0; r < NR; r++) {
+        UNROLL for (int r = 0; r < NR; r++)
+        {
             const struct elm_block_q8_0 *x = BLK(elm_block_q8_0, w, ws, r, b);
             dw[r] = h2f(x->d);
             q8_prep_w(loadu256(x->qs), &wu[r], &wc[r]);
         }
-        UNROLL for (int t = 0; t < NT; t++) {
+        UNROLL for (int t = 0; t < NT; t++)
+        {
             const struct elm_block_q8_0 *v = BLK(elm_block_q8_0, a, as, t, b);
             const float da = h2f(v->d);
             const __m256i ya = q8_prep_a(loadu256(v->qs));
-            UNROLL for (int r = 0; r < NR; r++) {
+            UNROLL for (int r = 0; r < NR; r++)
+            {
                 const __m256 lane = _mm256_cvtepi32_ps(q8_dot(wu[r], wc[r], ya));
                 acc[r][t] = _mm256_fmadd_ps(_mm256_set1_ps(dw[r] * da), lane, acc[r][t]);
             }
         }
     }
-    UNROLL for (int r = 0; r < NR; r++) {
-        UNROLL for (int t = 0; t < NT; t++)
-            y[t * ys + r] = hsum8_ps(acc[r][t]);
+    UNROLL for (int r = 0; r < NR; r++)
+    {
+        UNROLL for (int t = 0; t < NT; t++) y[t * ys + r] = hsum8_ps(acc[r][t]);
     }
 }
 
-/* ---- Q5_0, Q4_1, Q5_1 x Q8_0 / Q8_1: unsigned weights -------------------------------------- */
+/* ---- Q5_0, Q4_1, Q5_1 x Q8_0 / Q8_1: unsigned weights ---------------------------------------- */
 
 /* Q5_0/Q5_1 quants 0..31: the low nibbles plus 16 where qh has the element's bit. */
 ALWAYS_INLINE __m256i q5_quants(const uint8_t *qs, const uint8_t *qh)
@@ -188,8 +200,10 @@ ALWAYS_INLINE void qx_impl(TILE_ARGS, const int NR, const int NT, const int KIND
     enum { MR = LEG_R_GEMV > LEG_R ? LEG_R_GEMV : LEG_R };
     __m256 acc[MR][LEG_T];
     float summs[MR][LEG_T];
-    UNROLL for (int r = 0; r < NR; r++) {
-        UNROLL for (int t = 0; t < NT; t++) {
+    UNROLL for (int r = 0; r < NR; r++)
+    {
+        UNROLL for (int t = 0; t < NT; t++)
+        {
             acc[r][t] = _mm256_setzero_ps();
             summs[r][t] = 0.0f;
         }
@@ -202,7 +216,8 @@ ALWAYS_INLINE void qx_impl(TILE_ARGS, const int NR, const int NT, const int KIND
             prefetch_span(pf + b * NR * bb, NR * bb);
         __m256i wq[MR];
         float dw[MR], mw[MR];
-        UNROLL for (int r = 0; r < NR; r++) {
+        UNROLL for (int r = 0; r < NR; r++)
+        {
             if (KIND == 0) {
                 const struct elm_block_q5_0 *x = BLK(elm_block_q5_0, w, ws, r, b);
                 dw[r] = h2f(x->d);
@@ -219,7 +234,8 @@ ALWAYS_INLINE void qx_impl(TILE_ARGS, const int NR, const int NT, const int KIND
                 wq[r] = q5_quants(x->qs, x->qh);
             }
         }
-        UNROLL for (int t = 0; t < NT; t++) {
+        UNROLL for (int t = 0; t < NT; t++)
+        {
             __m256i ya, c;
             float da, sa = 0.0f;
             if (KIND == 0) {
@@ -234,7 +250,8 @@ ALWAYS_INLINE void qx_impl(TILE_ARGS, const int NR, const int NT, const int KIND
                 ya = loadu256(v->qs);
                 c = _mm256_setzero_si256();
             }
-            UNROLL for (int r = 0; r < NR; r++) {
+            UNROLL for (int r = 0; r < NR; r++)
+            {
                 if (KIND != 0)
                     summs[r][t] = fmaf(mw[r], sa, summs[r][t]);
                 const __m256 lane = _mm256_cvtepi32_ps(dot4(c, wq[r], ya));
@@ -242,8 +259,10 @@ ALWAYS_INLINE void qx_impl(TILE_ARGS, const int NR, const int NT, const int KIND
             }
         }
     }
-    UNROLL for (int r = 0; r < NR; r++) {
-        UNROLL for (int t = 0; t < NT; t++) {
+    UNROLL for (int r = 0; r < NR; r++)
+    {
+        UNROLL for (int t = 0; t < NT; t++)
+        {
             const float s = hsum8_ps(acc[r][t]);
             y[t * ys + r] = KIND == 0 ? s : s + summs[r][t];
         }
@@ -254,7 +273,7 @@ ALWAYS_INLINE void qx_impl(TILE_ARGS, const int NR, const int NT, const int KIND
 #define q4_1_impl(...) qx_impl(__VA_ARGS__, 1)
 #define q5_1_impl(...) qx_impl(__VA_ARGS__, 2)
 
-/* ---- Q4_0 x Q8_0: one fused chain per output, outputs in lanes ----------------------------- */
+/* ---- Q4_0 x Q8_0: one fused chain per output, outputs in lanes ------------------------------- */
 
 /* Two rows per vector: row 2p's 16 bytes in the low half, row 2p+1's in the high half; the low
  * nibbles (elements 0..15) meet activations 0..15 broadcast to both halves, the high nibbles
@@ -266,8 +285,8 @@ ALWAYS_INLINE void q4_0_pair(const struct elm_block_q4_0 *x0, const struct elm_b
 {
     const __m128i a = _mm_loadu_si128((const __m128i *)x0->qs);
     const __m256i v = two ? _mm256_inserti128_si256(_mm256_castsi128_si256(a),
-                                                   _mm_loadu_si128((const __m128i *)x1->qs), 1)
-                         : _mm256_zextsi128_si256(a);
+                                                    _mm_loadu_si128((const __m128i *)x1->qs), 1)
+                          : _mm256_zextsi128_si256(a);
     const __m256i m4 = _mm256_set1_epi8(0x0f);
     *lo = _mm256_and_si256(v, m4);
     *hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
@@ -295,14 +314,15 @@ ALWAYS_INLINE void q4_0_impl(TILE_ARGS, const int NR, const int NT)
     /* vector v holds row pair v % RP of token v / RP; four vectors make a group of 8 lanes */
     const int RP = (NR + 1) / 2, V = RP * NT, G = (V + 3) / 4;
     __m256 acc[GMAX];
-    UNROLL for (int g = 0; g < G; g++)
-        acc[g] = _mm256_setzero_ps();
-    _Pragma("GCC unroll 2") for (int64_t b = 0; b < n / ELM_QK; b++) {
+    UNROLL for (int g = 0; g < G; g++) acc[g] = _mm256_setzero_ps();
+    _Pragma("GCC unroll 2") for (int64_t b = 0; b < n / ELM_QK; b++)
+    {
         if (pf)
             prefetch_span(pf + b * NR * sizeof(struct elm_block_q4_0),
                           NR * sizeof(struct elm_block_q4_0));
         __m256i lo[MP], hi[MP], ylo[Q40_T], yhi[Q40_T], c[Q40_T];
-        UNROLL for (int p = 0; p < RP; p++) {
+        UNROLL for (int p = 0; p < RP; p++)
+        {
             const struct elm_block_q4_0 *x0 = BLK(elm_block_q4_0, w, ws, 2 * p, b);
             const struct elm_block_q4_0 *x1 = BLK(elm_block_q4_0, w, ws, 2 * p + 1, b);
             q4_0_pair(x0, x1, 2 * p + 1 < NR, &lo[p], &hi[p]);
@@ -312,7 +332,8 @@ ALWAYS_INLINE void q4_0_impl(TILE_ARGS, const int NR, const int NT)
         const __m256 dav =
             NT == 1 ? _mm256_set1_ps(h2f(BLK(elm_block_q8_0, a, as, 0, b)->d))
                     : load_h8_strided(a + (size_t)b * sizeof(struct elm_block_q8_0), as, NT);
-        UNROLL for (int t = 0; t < NT; t++) {
+        UNROLL for (int t = 0; t < NT; t++)
+        {
             const struct elm_block_q8_0 *v = BLK(elm_block_q8_0, a, as, t, b);
             ylo[t] = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)v->qs));
             yhi[t] = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)v->qs + 1));
@@ -321,12 +342,15 @@ ALWAYS_INLINE void q4_0_impl(TILE_ARGS, const int NR, const int NT)
             c[t] = _mm256_sub_epi32(_mm256_setzero_si256(),
                                     dot4x2(_mm256_setzero_si256(), e8, ylo[t], e8, yhi[t]));
         }
-        UNROLL for (int g = 0; g < G; g++) {
+        UNROLL for (int g = 0; g < G; g++)
+        {
             __m256i pv[4];
             int rl[8], tl[8]; /* each lane's row and token (compile-time after unrolling) */
-            UNROLL for (int j = 0; j < 4; j++) {
+            UNROLL for (int j = 0; j < 4; j++)
+            {
                 const int vi = 4 * g + j, p = vi % RP, t = vi / RP;
-                pv[j] = vi < V ? dot4x2(c[t], lo[p], ylo[t], hi[p], yhi[t]) : _mm256_setzero_si256();
+                pv[j] =
+                    vi < V ? dot4x2(c[t], lo[p], ylo[t], hi[p], yhi[t]) : _mm256_setzero_si256();
                 rl[j] = vi < V ? 2 * p : 0;
                 rl[j + 4] = vi < V && 2 * p + 1 < NR ? 2 * p + 1 : 0;
                 tl[j] = tl[j + 4] = vi < V ? t : 0;
@@ -334,18 +358,21 @@ ALWAYS_INLINE void q4_0_impl(TILE_ARGS, const int NR, const int NT)
             const __m256i isum = hsum4x4_epi32(pv[0], pv[1], pv[2], pv[3]);
             const __m256 dwl = _mm256_permutevar8x32_ps(
                 dwv, _mm256_setr_epi32(rl[0], rl[1], rl[2], rl[3], rl[4], rl[5], rl[6], rl[7]));
-            const __m256 dal = NT == 1 ? dav
-                                       : _mm256_permutevar8x32_ps(
-                                             dav, _mm256_setr_epi32(tl[0], tl[1], tl[2], tl[3],
-                                                                    tl[4], tl[5], tl[6], tl[7]));
+            const __m256 dal =
+                NT == 1
+                    ? dav
+                    : _mm256_permutevar8x32_ps(dav, _mm256_setr_epi32(tl[0], tl[1], tl[2], tl[3],
+                                                                      tl[4], tl[5], tl[6], tl[7]));
             /* sum = fmaf((float)isum, d_w * d_a, sum), eight outputs at once */
             acc[g] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(dwl, dal), acc[g]);
         }
     }
-    UNROLL for (int g = 0; g < G; g++) {
+    UNROLL for (int g = 0; g < G; g++)
+    {
         float out[8];
         _mm256_storeu_ps(out, acc[g]);
-        UNROLL for (int j = 0; j < 8; j++) {
+        UNROLL for (int j = 0; j < 8; j++)
+        {
             const int vi = 4 * g + j % 4, r = 2 * (vi % RP) + j / 4, t = vi / RP;
             if (vi < V && r < NR)
                 y[t * ys + r] = out[j];
@@ -353,7 +380,7 @@ ALWAYS_INLINE void q4_0_impl(TILE_ARGS, const int NR, const int NT)
     }
 }
 
-/* ---- tiles and vec_dot ---------------------------------------------------------------------- */
+/* ---- tiles and vec_dot ----------------------------------------------------------------------- */
 
 DEFINE_TILE(q8_0_tile, q8_0_impl, LEG_R, LEG_T, LEG_R_GEMV)
 DEFINE_TILE(q5_0_tile, q5_0_impl, LEG_R, LEG_T, LEG_R_GEMV)
@@ -392,15 +419,16 @@ static void q4_0_vec_dot(int64_t n, float *s, const void *w, const void *a)
     int64_t b = 0;
     for (; b + 8 <= nb; b += 8) {
         __m256i p[8];
-        UNROLL for (int j = 0; j < 8; j++) {
+        UNROLL for (int j = 0; j < 8; j++)
+        {
             const __m256i ya = loadu256(v[b + j].qs);
             p[j] = dot4(neg_sum4(ya, 8), unpack_nibbles16(x[b + j].qs), ya);
         }
         int32_t isum[8];
         _mm256_storeu_si256((__m256i *)isum,
                             hsum8x8_epi32(p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7]));
-        UNROLL for (int j = 0; j < 8; j++)
-            sum = fmaf((float)isum[j], h2f(x[b + j].d) * h2f(v[b + j].d), sum);
+        UNROLL for (int j = 0; j < 8; j++) sum =
+            fmaf((float)isum[j], h2f(x[b + j].d) * h2f(v[b + j].d), sum);
     }
     for (; b < nb; b++) {
         const __m256i ya = loadu256(v[b].qs);
@@ -410,7 +438,7 @@ static void q4_0_vec_dot(int64_t n, float *s, const void *w, const void *a)
     *s = sum;
 }
 
-/* ---- dequantization --------------------------------------------------------------------------- */
+/* ---- dequantization -------------------------------------------------------------------------- */
 
 /* dst[0..32) = (float)(q[j] + k) * d (+ m): the reference's expression, one rounding each (and
  * a second for the offset: the reference does not fuse it either). */
@@ -418,7 +446,8 @@ ALWAYS_INLINE void bytes_to_float(__m256i q, int k, float d, float m, bool offse
 {
     const __m256 dv = _mm256_set1_ps(d), mv = _mm256_set1_ps(m);
     const __m256i kv = _mm256_set1_epi32(k);
-    UNROLL for (int i = 0; i < 4; i++) {
+    UNROLL for (int i = 0; i < 4; i++)
+    {
         const __m128i q8 = i < 2 ? _mm256_castsi256_si128(q) : _mm256_extracti128_si256(q, 1);
         const __m256i q32 = _mm256_cvtepi8_epi32(i % 2 ? _mm_srli_si128(q8, 8) : q8);
         __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(q32, kv)), dv);
@@ -465,7 +494,7 @@ static void q8_0_to_float(const void *src, float *dst, int64_t n)
         bytes_to_float(loadu256(x[i].qs), 0, h2f(x[i].d), 0, false, dst + i * ELM_QK);
 }
 
-/* ---- activation quantization: Q8_0 and Q8_1 --------------------------------------------------- */
+/* ---- activation quantization: Q8_0 and Q8_1 -------------------------------------------------- */
 
 /* One block of 32 floats as ggml's x86 build rounds it (ref: elm_ref_q8_0_from_float):
  * amax exact (a max), mul = 127 / amax, each x * mul rounded half to even (the default MXCSR
@@ -475,7 +504,8 @@ ALWAYS_INLINE __m256i q8_block(const float *x, float *amax_out)
     const __m256 sign = _mm256_set1_ps(-0.0f);
     __m256 v[4];
     __m256 mx = _mm256_setzero_ps();
-    UNROLL for (int i = 0; i < 4; i++) {
+    UNROLL for (int i = 0; i < 4; i++)
+    {
         v[i] = _mm256_loadu_ps(x + 8 * i);
         mx = _mm256_max_ps(mx, _mm256_andnot_ps(sign, v[i]));
     }

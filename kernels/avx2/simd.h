@@ -1,14 +1,14 @@
 /* simd.h — building blocks shared by the AVX2 and AVX-512 kernel variants.
  *
  * The kernels of both variants are written once, in the headers of kernels/avx2/ (simd.h,
- * q_legacy.h, q_k.h, ops.h), and compiled twice: kernels/avx2/avx2.c includes them under
- * -mavx2 -mfma -mf16c -mbmi2, kernels/avx512/avx512.c under the AVX-512 flags. Every kernel
- * must give the reference's bits (kernels/ref, docs/kernels.md), so the float part is the same
- * in both: 8 float lanes per output, one fused multiply-add per block, the same folds. What the
- * ISA changes is only the exact integer part (VNNI's vpdpbusd/vpdpwssd instead of
- * vpmaddubsw + vpmaddwd, which give the same integers) and the register budget (32 registers
- * allow larger matmul tiles). The choice is made here, once, by the compiler's feature macros,
- * so that no function body needs an #if.
+ * q_legacy.h, q_k.h, float.h, ops.h; table.h collects them), and compiled twice:
+ * kernels/avx2/avx2.c includes them under -mavx2 -mfma -mf16c -mbmi2, kernels/avx512/avx512.c under
+ * the AVX-512 flags. Every kernel must give the reference's bits (kernels/ref, docs/kernels.md), so
+ * the float part is the same in both: 8 float lanes per output, one fused multiply-add per block,
+ * the same folds. What the ISA changes is only the exact integer part (VNNI's vpdpbusd/vpdpwssd
+ * instead of vpmaddubsw + vpmaddwd, which give the same integers) and the register budget (32
+ * registers allow larger matmul tiles). The choice is made here, once, by the compiler's feature
+ * macros, so that no function body needs an #if.
  *
  * Everything here is static inline: each including translation unit gets its own copy, compiled
  * for its own ISA, and nothing leaks between variants.
@@ -33,7 +33,7 @@
  * own; unrolled, their arrays of vectors become registers. */
 #define UNROLL _Pragma("GCC unroll 16")
 
-/* ---- scalars ------------------------------------------------------------------------------- */
+/* ---- scalars --------------------------------------------------------------------------------- */
 
 /* fp16 -> float with the F16C instruction: exact, like elm_fp16_to_f32 (NaN payloads aside). */
 ALWAYS_INLINE float h2f(uint16_t h)
@@ -61,7 +61,7 @@ ALWAYS_INLINE uint32_t load_u32(const void *p)
     return v;
 }
 
-/* ---- float folds, in the reference's order (ref.h) ----------------------------------------- */
+/* ---- float folds, in the reference's order (ref.h) ------------------------------------------- */
 
 /* elm_hsum8: ((a0+a4) + (a2+a6)) + ((a1+a5) + (a3+a7)) */
 ALWAYS_INLINE float hsum8_ps(__m256 a)
@@ -86,7 +86,7 @@ ALWAYS_INLINE float hsum4_ps(__m128 r)
     return _mm_cvtss_f32(r);
 }
 
-/* ---- exact integer sums ------------------------------------------------------------------- */
+/* ---- exact integer sums ---------------------------------------------------------------------- */
 
 /* Sum of the 8 int32 lanes (exact: any order). */
 ALWAYS_INLINE int32_t hsum_epi32(__m256i v)
@@ -103,8 +103,10 @@ ALWAYS_INLINE int32_t hsum_epi32(__m256i v)
 ALWAYS_INLINE __m256i hsum4x4_epi32(__m256i v0, __m256i v1, __m256i v2, __m256i v3)
 {
     /* s01 = [v0_02 v1_02 v0_13 v1_13], s23 the same for v2, v3 (x_ij = x_i + x_j) */
-    const __m256i s01 = _mm256_add_epi32(_mm256_unpacklo_epi32(v0, v1), _mm256_unpackhi_epi32(v0, v1));
-    const __m256i s23 = _mm256_add_epi32(_mm256_unpacklo_epi32(v2, v3), _mm256_unpackhi_epi32(v2, v3));
+    const __m256i s01 =
+        _mm256_add_epi32(_mm256_unpacklo_epi32(v0, v1), _mm256_unpackhi_epi32(v0, v1));
+    const __m256i s23 =
+        _mm256_add_epi32(_mm256_unpacklo_epi32(v2, v3), _mm256_unpackhi_epi32(v2, v3));
     return _mm256_add_epi32(_mm256_unpacklo_epi64(s01, s23), _mm256_unpackhi_epi64(s01, s23));
 }
 
@@ -175,8 +177,7 @@ ALWAYS_INLINE __m256i unpack_nibbles16(const uint8_t *qs)
  * every caller, so the loop unrolls). */
 ALWAYS_INLINE void prefetch_span(const uint8_t *p, size_t len)
 {
-    UNROLL for (size_t o = 0; o < len; o += 64)
-        _mm_prefetch((const char *)p + o, _MM_HINT_T0);
+    UNROLL for (size_t o = 0; o < len; o += 64) _mm_prefetch((const char *)p + o, _MM_HINT_T0);
 }
 
 ALWAYS_INLINE __m256i loadu256(const void *p)
@@ -190,9 +191,8 @@ ALWAYS_INLINE __m256i loadu256(const void *p)
 ALWAYS_INLINE __m256 load_h8_strided(const uint8_t *p, size_t stride, int n)
 {
     uint64_t q[2] = {0, 0};
-    UNROLL for (int i = 0; i < 8; i++)
-        if (i < n)
-            q[i / 4] |= (uint64_t)load_u16(p + (size_t)i * stride) << (16 * (i % 4));
+    UNROLL for (int i = 0; i < 8; i++) if (i < n) q[i / 4] |=
+        (uint64_t)load_u16(p + (size_t)i * stride) << (16 * (i % 4));
     return _mm256_cvtph_ps(_mm_set_epi64x((long long)q[1], (long long)q[0]));
 }
 

@@ -50,7 +50,10 @@ const struct elm_kernels ELM_VARIANT_TABLE = {
     .kv_mix = {[ELM_TYPE_F32] = simd_kv_mix_f32, [ELM_TYPE_F16] = simd_kv_mix_f16},
 };
 
-#define TILE(fn, dot, r, t, rg) {.vec_dot = dot, .tile = fn, .rows = r, .toks = t, .rows_gemv = rg}
+#define TILE(fn, dot, r, t, rg)                                                                    \
+    {                                                                                              \
+        .vec_dot = dot, .tile = fn, .rows = r, .toks = t, .rows_gemv = rg                          \
+    }
 
 const struct elm_tiles ELM_VARIANT_TILES = {
     .name = ELM_VARIANT_NAME,

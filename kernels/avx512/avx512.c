@@ -1,10 +1,10 @@
 /* avx512.c — the "avx512" kernel variant: AVX-512 F/BW/VL/DQ with VNNI (Ice Lake, Zen 4 and
  * later), plus AVX2/FMA/F16C.
  *
- * The same kernel source as the avx2 variant (the headers of kernels/avx2/), compiled with this file's
- * flags: the integer dot products become VNNI instructions (vpdpbusd, vpdpwssd), the 32 vector
- * registers allow larger matmul tiles, and the float arithmetic stays the reference's, lane for
- * lane (simd.h). dispatch.c offers this variant only when the CPU and OS support all of it. */
+ * The same kernel source as the avx2 variant (the headers of kernels/avx2/), compiled with this
+ * file's flags: the integer dot products become VNNI instructions (vpdpbusd, vpdpwssd), the 32
+ * vector registers allow larger matmul tiles, and the float arithmetic stays the reference's, lane
+ * for lane (simd.h). dispatch.c offers this variant only when the CPU and OS support all of it. */
 #include "kernels/avx2/float.h"
 #include "kernels/avx2/ops.h"
 #include "kernels/avx2/q_k.h"

@@ -39,7 +39,7 @@ static const struct {
     const char *kernel;
     int ulps;
 } tolerance[] = {
-    {"from_float", 0}, {"to_float", 0}, {"vec_dot", 0}, {"matmul", 0}, {"rmsnorm", 0},
+    {"from_float", 0}, {"to_float", 0}, {"vec_dot", 0},  {"matmul", 0}, {"rmsnorm", 0},
     {"rope", 0},       {"softmax", 0},  {"silu_mul", 0}, {"kv_dot", 0}, {"kv_mix", 0},
 };
 
@@ -65,21 +65,21 @@ static int64_t ulps(float a, float b)
     return llabs((int64_t)ia - (int64_t)ib);
 }
 
-static void expect_floats(const char *kernel, const char *what, const float *got,
-                          const float *want, int64_t n)
+static void expect_floats(const char *kernel, const char *what, const float *got, const float *want,
+                          int64_t n)
 {
     const int tol = tol_of(kernel);
     for (int64_t i = 0; i < n; i++) {
         if (isnan(got[i]) && isnan(want[i]))
             continue;
         if (ulps(got[i], want[i]) > tol)
-            fail_msg("%s %s: element %lld is %.9g (0x%08x), reference %.9g (0x%08x)", kernel,
-                     what, (long long)i, (double)got[i], elm_f32_bits(got[i]),
-                     (double)want[i], elm_f32_bits(want[i]));
+            fail_msg("%s %s: element %lld is %.9g (0x%08x), reference %.9g (0x%08x)", kernel, what,
+                     (long long)i, (double)got[i], elm_f32_bits(got[i]), (double)want[i],
+                     elm_f32_bits(want[i]));
     }
 }
 
-/* ---- data ---------------------------------------------------------------------------------- */
+/* ---- data ------------------------------------------------------------------------------------ */
 
 static uint64_t rng_state;
 
@@ -147,7 +147,7 @@ static const int64_t block_counts[] = {1, 2, 3, 8, 17, 40};
 #define N_BLOCK_COUNTS (sizeof block_counts / sizeof block_counts[0])
 #define MAX_N          (40 * 256)
 
-/* ---- quantizers and dequantizers ----------------------------------------------------------- */
+/* ---- quantizers and dequantizers ------------------------------------------------------------- */
 
 static void test_convert(void **state)
 {
@@ -201,7 +201,7 @@ static void test_convert(void **state)
     free(q2);
 }
 
-/* ---- dot products -------------------------------------------------------------------------- */
+/* ---- dot products ---------------------------------------------------------------------------- */
 
 /* Weights of type t for n columns (elm_quantize_row, the reference quantizer) and reference
  * activations in its dot type. */
@@ -230,14 +230,14 @@ static void test_vec_dot(void **state)
                 continue;
             for (int kind = 0; kind < 4; kind++) {
                 for (int rep = 0; rep < 3; rep++) {
-                    make_operands(t, n, (uint64_t)(1000 * i + 100 * c + 10 * kind + rep), kind,
-                                  wq, aq, scratch);
+                    make_operands(t, n, (uint64_t)(1000 * i + 100 * c + 10 * kind + rep), kind, wq,
+                                  aq, scratch);
                     float want = NAN, got = NAN;
                     ref->vec_dot[t](n, &want, wq, aq);
                     k->vec_dot[t](n, &got, wq, aq);
                     char what[96];
-                    snprintf(what, sizeof what, "%s n=%lld data %d rep %d", ti->name,
-                             (long long)n, kind, rep);
+                    snprintf(what, sizeof what, "%s n=%lld data %d rep %d", ti->name, (long long)n,
+                             kind, rep);
                     expect_floats("vec_dot", what, &got, &want, 1);
                     checked++;
                 }
@@ -251,10 +251,10 @@ static void test_vec_dot(void **state)
     free(aq);
 }
 
-/* ---- matmul --------------------------------------------------------------------------------- */
+/* ---- matmul ---------------------------------------------------------------------------------- */
 
-static void check_matmul(const struct elm_kernels *k, enum elm_type t, int64_t ncols,
-                         int64_t nrows, int64_t maxtok, uint64_t seed)
+static void check_matmul(const struct elm_kernels *k, enum elm_type t, int64_t ncols, int64_t nrows,
+                         int64_t maxtok, uint64_t seed)
 {
     const struct elm_type_info *ti = elm_type_get(t);
     const enum elm_type dt = ti->dot_type;
@@ -423,9 +423,9 @@ static void test_ops(void **state)
 }
 
 #define VARIANT_TESTS(name)                                                                        \
-    cmocka_unit_test_prestate(test_convert, (void *)name),                                        \
-        cmocka_unit_test_prestate(test_vec_dot, (void *)name),                                    \
-        cmocka_unit_test_prestate(test_matmul, (void *)name),                                     \
+    cmocka_unit_test_prestate(test_convert, (void *)name),                                         \
+        cmocka_unit_test_prestate(test_vec_dot, (void *)name),                                     \
+        cmocka_unit_test_prestate(test_matmul, (void *)name),                                      \
         cmocka_unit_test_prestate(test_ops, (void *)name)
 
 int main(void)
