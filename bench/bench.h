@@ -29,6 +29,9 @@ double bench_now(void);
 struct bench_stat {
     double median, min, max;
 };
+/* Parses "A,B,C" into at most max integers in [lo, hi]; returns the count, or -1. */
+int bench_parse_list(const char *s, int *out, int max, int lo, int hi);
+
 /* Sorts v in place and summarises it. */
 struct bench_stat bench_stats(double *v, int n);
 /* The p-th percentile (0..100) of n sorted values, by linear interpolation. */
@@ -65,6 +68,14 @@ struct bench_machine {
     char thp[32];        /* transparent hugepage mode */
 };
 void bench_machine(struct bench_machine *m);
+
+/* int8 multiply-adds per cycle per core: two 256-bit vpdpbusd (or vpmaddubsw) per cycle, the
+ * instruction throughput of Zen 4 and recent Intel cores. */
+#define BENCH_INT8_MACS_PER_CYCLE 64
+/* The int8 dot-product peak of `threads` cores in GFLOP/s (2 per multiply-add) at the clock
+ * measured here (a chain of dependent adds runs at one per cycle; a VM's nominal MHz says
+ * little about turbo). *hz gets the clock. Takes about half a second. */
+double bench_int8_peak(int threads, double *hz);
 
 /* Synthetic models (synth.c): writes (or finds in the cache) the GGUF for SHAPE:TYPE, e.g.
  * "tinyllama-1.1b:q4_0", and puts its path in path. Returns 0 or an error with a message. */

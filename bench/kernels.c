@@ -31,7 +31,6 @@
 #include "engine/model.h"
 #include "kernels/kernels.h"
 
-#define INT8_MACS_PER_CYCLE 64
 #define MAX_REPS            1000
 #define MAX_MODELS          8
 #define DECODE_TOKENS       32
@@ -67,23 +66,6 @@ static double stream_once(const uint64_t *buf, size_t words, int threads, uint64
     double dt = bench_now() - t0;
     *sink += total;
     return (double)(words * sizeof *buf) / dt / 1e9;
-}
-
-/* Cycles per second of this core: a chain of dependent adds runs at one per cycle. */
-static double measure_clock(void)
-{
-    const long n = 200000000;
-    double best = 0;
-    for (int rep = 0; rep < 3; rep++) {
-        long x = 0;
-        double t0 = bench_now();
-        for (long i = 0; i < n; i += 4)
-            __asm__ volatile("add $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0" : "+r"(x));
-        double hz = (double)n / (bench_now() - t0);
-        if (hz > best)
-            best = hz;
-    }
-    return best;
 }
 
 /* ---- operands -------------------------------------------------------------------------------- */
@@ -421,12 +403,12 @@ int bench_kernels(const struct bench_opts *o, int argc, char **argv)
     }
     bench_end_table(o);
 
-    const double hz = measure_clock();
-    const double peak = 2.0 * INT8_MACS_PER_CYCLE * o->threads * hz / 1e9;
+    double hz;
+    const double peak = bench_int8_peak(o->threads, &hz);
     const struct bench_cell pc[] = {
         {"clock GHz (measured)", NULL, hz / 1e9, 2},
         {"cores", NULL, o->threads, 0},
-        {"int8 MAC/cycle/core", NULL, INT8_MACS_PER_CYCLE, 0},
+        {"int8 MAC/cycle/core", NULL, BENCH_INT8_MACS_PER_CYCLE, 0},
         {"int8 peak GFLOP/s", NULL, peak, 0},
     };
     bench_row(o, "peak", pc, (int)(sizeof pc / sizeof *pc));

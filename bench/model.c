@@ -1,6 +1,10 @@
 /* model.c — `elm-bench model`: prompt processing (pp) and decode (tg) throughput of whole
- * models, llama-bench style: one row per model × thread count, pp with P prompt tokens in
- * batches, tg with T tokens decoded one at a time after it. */
+ * models, llama-bench style: one row per model × thread count × prompt length, pp with P prompt
+ * tokens in batches, tg with T tokens decoded one at a time after it.
+ *
+ * Prefill is also given in GFLOP/s of the weight matmuls (2 per weight per token; attention is
+ * left out) and as a fraction of the int8 dot-product peak measured in the same run, because
+ * prefill is a race against arithmetic. */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +16,7 @@
 #include "engine/sampler.h"
 
 #define MAX_MODELS 16
+#define MAX_LIST   8
 
 struct run {
     int pp, tg, batch;
@@ -57,8 +62,22 @@ static int measure(const struct elm_model *m, struct elm_work *w, struct elm_kv 
     return rc;
 }
 
+/* Weights the matmuls of one token multiply: every layer matrix and the output. */
+static double matmul_weights(const struct elm_model *m)
+{
+    double n = (double)m->output.ne0 * (double)m->output.ne1;
+    for (int l = 0; l < m->hp.n_layer; l++) {
+        const struct elm_layer *L = &m->layers[l];
+        const struct elm_tensor *t[] = {&L->wq, &L->wk, &L->wv, &L->wo,
+                                        &L->w_gate, &L->w_up, &L->w_down};
+        for (size_t i = 0; i < sizeof t / sizeof *t; i++)
+            n += (double)t[i]->ne0 * (double)t[i]->ne1;
+    }
+    return n;
+}
+
 static int bench_one(const struct bench_opts *o, const char *path, int threads,
-                     const struct run *r)
+                     const struct run *r, double peak)
 {
     char err[512];
     struct elm_model_params mp = {.n_threads = threads};
@@ -92,17 +111,19 @@ static int bench_one(const struct bench_opts *o, const char *path, int threads,
     if (!rc) {
         struct bench_stat sp = bench_stats(pp, o->reps), st = bench_stats(tg, o->reps);
         const char *name = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
-        char pp_name[32], tg_name[32];
-        snprintf(pp_name, sizeof pp_name, "pp%d t/s", r->pp);
-        snprintf(tg_name, sizeof tg_name, "tg%d t/s", r->tg);
+        const double gflops = 2.0 * matmul_weights(m) * sp.median / 1e9;
         struct bench_cell cells[] = {
             {"model", name, 0, 0},
             {"weights MB", NULL, (double)m->weight_bytes / 1e6, 2},
             {"threads", NULL, threads, 0},
-            {pp_name, NULL, sp.median, 1},
+            {"pp tokens", NULL, r->pp, 0},
+            {"pp t/s", NULL, sp.median, 1},
             {"pp min", NULL, sp.min, 1},
             {"pp max", NULL, sp.max, 1},
-            {tg_name, NULL, st.median, 1},
+            {"pp GFLOP/s", NULL, gflops, 1},
+            {"% of int8 peak", NULL, 100.0 * gflops / (peak * threads / o->threads), 1},
+            {"tg tokens", NULL, r->tg, 0},
+            {"tg t/s", NULL, st.median, 1},
             {"tg min", NULL, st.min, 1},
             {"tg max", NULL, st.max, 1},
         };
@@ -120,18 +141,20 @@ int bench_model(const struct bench_opts *o, int argc, char **argv)
 {
     static const struct option lo[] = {
         {"model", required_argument, 0, 'm'}, {"synth", required_argument, 0, 's'},
-        {"pp", required_argument, 0, 'p'},
+        {"pp", required_argument, 0, 'p'},    {"threads", required_argument, 0, 't'},
         {"tg", required_argument, 0, 'n'},    {"batch", required_argument, 0, 'b'},
         {"help", no_argument, 0, 'h'},        {0, 0, 0, 0},
     };
     const char *models[MAX_MODELS];
     static char synth_paths[MAX_MODELS][512];
     int n_models = 0;
-    struct run r = {.pp = o->quick ? 32 : 512, .tg = o->quick ? 16 : 128, .batch = 512};
+    struct run r = {.tg = o->quick ? 16 : 128, .batch = 512};
+    int pps[MAX_LIST] = {o->quick ? 32 : 512}, n_pp = 1;
+    int thr[MAX_LIST] = {o->threads}, n_thr = 1;
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "m:s:p:n:b:h", lo, NULL)) != -1) {
-        int *dst = c == 'p' ? &r.pp : c == 'n' ? &r.tg : &r.batch;
+    while ((c = getopt_long(argc, argv, "m:s:p:t:n:b:h", lo, NULL)) != -1) {
+        int *dst = c == 'n' ? &r.tg : &r.batch;
         switch (c) {
         case 'm':
         case 's':
@@ -150,7 +173,21 @@ int bench_model(const struct bench_opts *o, int argc, char **argv)
             }
             models[n_models++] = optarg;
             break;
-        case 'p': case 'n': case 'b': {
+        case 'p':
+            if ((n_pp = bench_parse_list(optarg, pps, MAX_LIST, 1, 65536)) < 0) {
+                fprintf(stderr, "elm-bench model: --pp expects a list of 1..65536 (at most %d), "
+                                "got '%s'\n", MAX_LIST, optarg);
+                return 2;
+            }
+            break;
+        case 't':
+            if ((n_thr = bench_parse_list(optarg, thr, MAX_LIST, 1, 1024)) < 0) {
+                fprintf(stderr, "elm-bench model: --threads expects a list of 1..1024 (at most "
+                                "%d), got '%s'\n", MAX_LIST, optarg);
+                return 2;
+            }
+            break;
+        case 'n': case 'b': {
             char *end;
             long v = strtol(optarg, &end, 10);
             if (*end || v < 1 || v > 65536) {
@@ -161,9 +198,12 @@ int bench_model(const struct bench_opts *o, int argc, char **argv)
             break;
         }
         case 'h':
-            printf("usage: elm-bench model (--model FILE | --synth SHAPE:TYPE)... [--pp N] "
-                   "[--tg N] [--batch N]\nPrompt processing of N random tokens (default 512) "
-                   "in batches, then decode of N tokens (default 128), F16 KV cache.\n"
+            printf("usage: elm-bench model (--model FILE | --synth SHAPE:TYPE)... [--pp N,...] "
+                   "[--threads N,...] [--tg N] [--batch N]\nPrompt processing of N random tokens "
+                   "(default 512) in batches, then decode of N tokens (default 128), F16 KV "
+                   "cache;\none row per model x thread count x prompt length. pp GFLOP/s counts "
+                   "the weight matmuls\n(2 per weight per token) against the int8 peak of the "
+                   "threads used, measured in the same run.\n"
                    "Synthetic shapes: %s; TYPE is any 'elmctl quantize' type.\n",
                    bench_synth_shapes());
             return 0;
@@ -175,9 +215,16 @@ int bench_model(const struct bench_opts *o, int argc, char **argv)
         return 2;
     }
     bench_print_header(o, "model");
+    /* the peak of o->threads cores; bench_one scales it to the threads of its row */
+    const double peak = bench_int8_peak(o->threads, NULL);
     int fails = 0;
     for (int i = 0; i < n_models; i++)
-        fails += bench_one(o, models[i], o->threads, &r);
+        for (int t = 0; t < n_thr; t++)
+            for (int p = 0; p < n_pp; p++) {
+                struct run rr = r;
+                rr.pp = pps[p];
+                fails += bench_one(o, models[i], thr[t], &rr, peak);
+            }
     bench_end_table(o);
     return fails ? 1 : 0;
 }

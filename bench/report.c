@@ -188,3 +188,41 @@ void bench_progress(const char *fmt, ...)
     vfprintf(stderr, fmt, ap);
     va_end(ap);
 }
+
+double bench_int8_peak(int threads, double *hz)
+{
+    const long n = 200000000;
+    double best = 0;
+    for (int rep = 0; rep < 3; rep++) {
+        long x = 0;
+        double t0 = bench_now();
+        for (long i = 0; i < n; i += 4)
+#if defined(__x86_64__) || defined(__i386__)
+            __asm__ volatile("add $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0" : "+r"(x));
+#else
+            __asm__ volatile("" : "+r"(x)); /* one iteration ~ one cycle: a rough figure */
+#endif
+        double f = (double)n / (bench_now() - t0);
+        if (f > best)
+            best = f;
+    }
+    if (hz)
+        *hz = best;
+    return 2.0 * BENCH_INT8_MACS_PER_CYCLE * threads * best / 1e9;
+}
+
+int bench_parse_list(const char *s, int *out, int max, int lo, int hi)
+{
+    int n = 0;
+    while (*s) {
+        char *end;
+        long v = strtol(s, &end, 10);
+        if (end == s || v < lo || v > hi || n == max || (*end && *end != ','))
+            return -1;
+        out[n++] = (int)v;
+        s = *end ? end + 1 : end;
+        if (*end && !*s)
+            return -1; /* trailing comma */
+    }
+    return n ? n : -1;
+}
