@@ -53,7 +53,8 @@ static void generate_usage(FILE *f)
             "  --ctx N               context size (default: the model's, at most 4096)\n"
             "  --threads N           compute threads (default: CPU count)           [--local]\n"
             "  --batch N             prompt tokens per forward pass (default 256)   [--local]\n"
-            "  --kv-type f16|f32     KV cache precision (default f16)               [--local]\n"
+            "  --kv-type f16|f32|q8_0  KV cache precision (default f16; q8_0 needs a head\n"
+            "                        size that is a multiple of 32)                 [--local]\n"
             "  --special             let control-token text in PROMPT become control tokens\n"
             "  --ids                 print generated token ids instead of text\n"
             "  --kernel ref|avx2|avx512  force a kernel variant                   [--local]\n"
@@ -155,8 +156,10 @@ static int parse_generate(int argc, char **argv, struct gen_opts *o, const char 
                 o->kv_type = ELM_TYPE_F16;
             else if (!strcmp(optarg, "f32"))
                 o->kv_type = ELM_TYPE_F32;
+            else if (!strcmp(optarg, "q8_0"))
+                o->kv_type = ELM_TYPE_Q8_0;
             else
-                return cli_fail("--kv-type expects f16 or f32, got '%s'", optarg), 2;
+                return cli_fail("--kv-type expects f16, f32 or q8_0, got '%s'", optarg), 2;
             break;
         case 'x': o->special = true; break;
         case 'i': o->ids = true; break;
@@ -228,6 +231,11 @@ static int run_local(const struct gen_opts *o, const char *prompt)
     }
     if (n_ids > n_ctx) {
         cli_fail("the prompt has %d tokens but the context holds %d (--ctx)", n_ids, n_ctx);
+        goto out;
+    }
+    char kv_err[256];
+    if ((rc = elm_kv_type_check(m, o->kv_type, kv_err, sizeof kv_err))) {
+        cli_fail("--kv-type: %s", kv_err);
         goto out;
     }
     if ((rc = elm_seq_create(m, n_ctx, o->kv_type, &s)) ||

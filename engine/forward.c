@@ -1,5 +1,5 @@
-/* forward.c — the batched forward pass of the llama family, plus the KV cache and scratch
- * buffers it uses.
+/* forward.c — the batched forward pass of the llama family, plus the scratch buffers it uses
+ * and the reads and writes of the paged KV cache (kv_impl.h).
  *
  * Read it top to bottom as the math of one layer:
  *   x += Wo · attn(rope(Wq·rmsnorm(x) [+bq]), rope(Wk·rmsnorm(x) [+bk]), Wv·rmsnorm(x) [+bv])
@@ -12,6 +12,15 @@
  * here rounds the same on every machine: the residual and bias additions, the attention scale
  * (a power of two for the usual head sizes) and the conversion to an F16 cache.
  *
+ * Attention walks a sequence's cache page by page (ELM_KV_PAGE positions each): the scores
+ * position by position, then the weighted sum of V one page's run at a time into 16 lanes per
+ * output that only the final fold combines (kernels.h kv_mix), so a paged cache gives the bits
+ * of a contiguous one.
+ *
+ * Profiling (prof.h): with a struct elm_prof set on the work area, the clock is read between
+ * operations (never inside a kernel or a parallel region) and the time since the previous read
+ * is charged to the operation just finished.
+ *
  * Batch invariance: every quantity of a token is computed from that token's own rows with the
  * same code path whatever else the batch holds (norms per row, matmul outputs via one vec_dot
  * per element, attention over the token's own sequence), so results are bit-identical alone or
@@ -23,70 +32,53 @@
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "elm/status.h"
 #include "kernels/fp16.h"
+#include "kv_impl.h"
 #include "model.h"
+#include "prof.h"
 
 /* ---- KV cache ------------------------------------------------------------------------------ */
 
-int elm_kv_create(const struct elm_model *m, int32_t n_ctx, enum elm_type type,
-                  struct elm_kv **out)
+/* Where layer `layer` of position pos keeps its K row (V is ELM_KV_PAGE rows further). The
+ * caller has checked that pos is backed by a page. */
+static unsigned char *kv_row(const struct elm_kv *kv, int layer, int32_t pos)
 {
-    if (n_ctx <= 0 || (type != ELM_TYPE_F32 && type != ELM_TYPE_F16))
-        return -EINVAL;
-    struct elm_kv *kv = calloc(1, sizeof *kv);
-    if (!kv)
-        return -ENOMEM;
-    kv->n_ctx = n_ctx;
-    kv->type = type;
-    kv->n_layer = m->hp.n_layer;
-    kv->kv_dim = m->hp.n_head_kv * m->hp.head_dim;
-    size_t esz = type == ELM_TYPE_F32 ? 4 : 2;
-    size_t bytes = (size_t)kv->n_layer * (size_t)n_ctx * (size_t)kv->kv_dim * esz;
-    kv->k = malloc(bytes);
-    kv->v = malloc(bytes);
-    if (!kv->k || !kv->v) {
-        elm_kv_destroy(&kv);
-        return -ENOMEM;
-    }
-    *out = kv;
-    return 0;
+    const struct elm_kv_pool *p = kv->pool;
+    return elm_kv_page(p, kv->table[pos / ELM_KV_PAGE]) + (size_t)layer * p->layer_bytes +
+           (size_t)(pos % ELM_KV_PAGE) * p->row_bytes;
 }
 
-void elm_kv_destroy(struct elm_kv **pkv)
+static void kv_store(const struct elm_kernels *k, struct elm_kv *kv, int layer, int32_t pos,
+                     const float *kr, const float *vr)
 {
-    if (!pkv || !*pkv)
-        return;
-    free((*pkv)->k);
-    free((*pkv)->v);
-    free(*pkv);
-    *pkv = NULL;
-}
-
-static size_t kv_index(const struct elm_kv *kv, int layer, int32_t pos)
-{
-    return ((size_t)layer * (size_t)kv->n_ctx + (size_t)pos) * (size_t)kv->kv_dim;
-}
-
-static void kv_store(struct elm_kv *kv, int layer, int32_t pos, const float *k, const float *v)
-{
-    size_t at = kv_index(kv, layer, pos);
-    if (kv->type == ELM_TYPE_F32) {
-        memcpy((float *)kv->k + at, k, (size_t)kv->kv_dim * sizeof(float));
-        memcpy((float *)kv->v + at, v, (size_t)kv->kv_dim * sizeof(float));
-        return;
-    }
-    uint16_t *kd = (uint16_t *)kv->k + at, *vd = (uint16_t *)kv->v + at;
-    for (int i = 0; i < kv->kv_dim; i++) {
-        kd[i] = elm_f32_to_fp16(k[i]);
-        vd[i] = elm_f32_to_fp16(v[i]);
+    const struct elm_kv_pool *p = kv->pool;
+    unsigned char *kd = kv_row(kv, layer, pos), *vd = kd + (size_t)ELM_KV_PAGE * p->row_bytes;
+    switch (p->type) {
+    case ELM_TYPE_F32:
+        memcpy(kd, kr, (size_t)p->kv_dim * sizeof(float));
+        memcpy(vd, vr, (size_t)p->kv_dim * sizeof(float));
+        break;
+    case ELM_TYPE_F16:
+        for (int i = 0; i < p->kv_dim; i++) {
+            ((uint16_t *)kd)[i] = elm_f32_to_fp16(kr[i]);
+            ((uint16_t *)vd)[i] = elm_f32_to_fp16(vr[i]);
+        }
+        break;
+    default: /* Q8_0: as llama.cpp copies into a q8_0 cache, with the activation quantizer;
+              * head_dim is a multiple of 32, so the blocks of a row are the blocks of its heads */
+        k->from_float[p->type](kr, kd, p->kv_dim);
+        k->from_float[p->type](vr, vd, p->kv_dim);
+        break;
     }
 }
 
 /* ---- scratch ------------------------------------------------------------------------------- */
 
 #define LOGIT_ROWS 16 /* output rows computed per output matmul (bounds the logits scratch) */
+#define MIX_LANES  16 /* partial sums per attention output (kernels.h kv_mix) */
 
 struct elm_work {
     int32_t n_batch;
@@ -100,11 +92,15 @@ struct elm_work {
     float *hb;     /* [n_batch][n_ff] gate, then silu(gate) * up */
     float *hb2;    /* [n_batch][n_ff] up */
     float *att;    /* [n_threads][n_ctx_max] attention scores per thread */
-    uint16_t *qh;  /* [n_threads][head_dim] a query head converted for an F16 cache */
+    float *lanes;  /* [n_threads][MIX_LANES][head_dim] partial sums of the weighted V per thread */
+    void *qc;      /* [n_threads][qc_row] a query head converted to the cache type (F16, Q8_0) */
+    size_t qc_row; /* bytes per thread in qc: head_dim floats, more than any cache type needs */
     float *rope;   /* [n_rot] cos/sin table of one position */
     float *logits; /* [LOGIT_ROWS][n_vocab] */
     void *aq;      /* activations quantized to a dot type: [n_batch][row bytes of widest row] */
     size_t aq_row; /* bytes per row in aq */
+    struct elm_prof *prof; /* borrowed; NULL: not profiling */
+    uint64_t t_mark;       /* clock at the end of the last profiled operation (ns) */
 };
 
 static float *falloc(size_t n)
@@ -118,8 +114,8 @@ int elm_work_create(const struct elm_model *m, int32_t n_batch, int32_t n_ctx_ma
     if (n_batch <= 0 || n_ctx_max <= 0)
         return -EINVAL;
     const struct elm_hparams *hp = &m->hp;
-    size_t nb = (size_t)n_batch, E = (size_t)hp->n_embd;
-    size_t qdim = (size_t)hp->n_head * hp->head_dim, kvdim = (size_t)hp->n_head_kv * hp->head_dim;
+    size_t nb = (size_t)n_batch, E = (size_t)hp->n_embd, hd = (size_t)hp->head_dim;
+    size_t qdim = (size_t)hp->n_head * hd, kvdim = (size_t)hp->n_head_kv * hd;
     size_t wide = E > qdim ? E : qdim;
     if ((size_t)hp->n_ff > wide)
         wide = (size_t)hp->n_ff;
@@ -129,6 +125,7 @@ int elm_work_create(const struct elm_model *m, int32_t n_batch, int32_t n_ctx_ma
     w->n_batch = n_batch;
     w->n_ctx_max = n_ctx_max;
     w->n_threads = m->n_threads;
+    size_t nt = (size_t)w->n_threads;
     w->x = falloc(nb * E);
     w->xb = falloc(nb * wide);
     w->q = falloc(nb * qdim);
@@ -136,16 +133,18 @@ int elm_work_create(const struct elm_model *m, int32_t n_batch, int32_t n_ctx_ma
     w->v = falloc(nb * kvdim);
     w->hb = falloc(nb * (size_t)hp->n_ff);
     w->hb2 = falloc(nb * (size_t)hp->n_ff);
-    w->att = falloc((size_t)w->n_threads * (size_t)n_ctx_max);
-    w->qh = malloc((size_t)w->n_threads * (size_t)hp->head_dim * sizeof *w->qh);
+    w->att = falloc(nt * (size_t)n_ctx_max);
+    w->lanes = falloc(nt * MIX_LANES * hd);
+    w->qc_row = hd * sizeof(float);
+    w->qc = malloc(nt * w->qc_row);
     w->rope = falloc((size_t)hp->n_rot);
     w->logits = falloc((size_t)LOGIT_ROWS * (size_t)hp->n_vocab);
     /* The widest activation row in any dot type: Q8_K needs 292 bytes per 256 values, Q8_0 34
      * per 32, Q8_1 36 per 32; F32 activations are used in place and need no copy. */
     w->aq_row = (wide / 32 + 1) * 36 + 292;
     w->aq = malloc(nb * w->aq_row);
-    if (!w->x || !w->xb || !w->q || !w->k || !w->v || !w->hb || !w->hb2 || !w->att || !w->qh ||
-        !w->rope || !w->logits || !w->aq) {
+    if (!w->x || !w->xb || !w->q || !w->k || !w->v || !w->hb || !w->hb2 || !w->att ||
+        !w->lanes || !w->qc || !w->rope || !w->logits || !w->aq) {
         elm_work_destroy(&w);
         return -ENOMEM;
     }
@@ -166,7 +165,8 @@ void elm_work_destroy(struct elm_work **pw)
     free(w->hb);
     free(w->hb2);
     free(w->att);
-    free(w->qh);
+    free(w->lanes);
+    free(w->qc);
     free(w->rope);
     free(w->logits);
     free(w->aq);
@@ -179,25 +179,82 @@ int32_t elm_work_n_batch(const struct elm_work *w)
     return w->n_batch;
 }
 
+/* ---- profiling ----------------------------------------------------------------------------- */
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+void elm_work_set_prof(struct elm_work *w, struct elm_prof *p)
+{
+    w->prof = p;
+}
+
+/* Charges the time since the previous mark to op (and to layer's row when layer >= 0). */
+static void mark(struct elm_work *w, enum elm_prof_op op, int layer)
+{
+    struct elm_prof *p = w->prof;
+    if (!p)
+        return;
+    const uint64_t t = now_ns(), d = t - w->t_mark;
+    w->t_mark = t;
+    p->ns[op] += d;
+    if (layer >= 0 && layer < p->n_layer && p->per_layer)
+        p->per_layer[(size_t)layer * ELM_PROF_OP_COUNT + op] += d;
+}
+
 /* ---- matmul with activation quantization --------------------------------------------------- */
 
-/* y[t][r] = W[r] · x[t] for n tokens. Quantized weights take activations quantized to their
- * dot type (as ggml does: the reference outputs depend on it); float weights take x itself. */
-static void matmul(const struct elm_model *m, struct elm_work *w, const struct elm_tensor *W,
-                   const float *x, int n, float *y)
+/* The activations of a matmul: n rows of ncols floats at src, and the last conversion of them
+ * to a dot type (in w->aq), which the next matmul over the same rows reuses when its weights
+ * take the same dot type (Q, K and V; gate and up). */
+struct acts {
+    const float *src;
+    int64_t ncols;
+    int n;
+    enum elm_type dt; /* dot type now in w->aq; ELM_TYPE_F32 when nothing is */
+};
+
+static struct acts acts_of(const float *src, int64_t ncols, int n)
 {
-    const struct elm_type_info *ti = elm_type_get(W->type);
-    enum elm_type dt = ti->dot_type;
-    const void *xq = x;
-    size_t stride = (size_t)W->ne0 * sizeof(float);
-    if (dt != ELM_TYPE_F32) {
-        stride = elm_row_bytes(dt, W->ne0);
-        for (int t = 0; t < n; t++)
-            m->k->from_float[dt](x + (size_t)t * W->ne0, (char *)w->aq + (size_t)t * stride,
-                                 W->ne0);
-        xq = w->aq;
+    return (struct acts){.src = src, .ncols = ncols, .n = n, .dt = ELM_TYPE_F32};
+}
+
+/* Quantized weights take activations quantized to their dot type (as ggml does: the reference
+ * outputs depend on it); float weights take x itself. Returns the rows and their stride. */
+static const void *acts_for(const struct elm_model *m, struct elm_work *w, struct acts *a,
+                            const struct elm_tensor *W, size_t *stride)
+{
+    const enum elm_type dt = elm_type_get(W->type)->dot_type;
+    if (dt == ELM_TYPE_F32) {
+        *stride = (size_t)a->ncols * sizeof(float);
+        return a->src;
     }
-    elm_matmul(m->k, W->type, W->data, W->ne0, W->ne1, xq, stride, n, y, W->ne1);
+    *stride = elm_row_bytes(dt, a->ncols);
+    if (a->dt != dt) {
+        for (int t = 0; t < a->n; t++)
+            m->k->from_float[dt](a->src + (size_t)t * a->ncols, (char *)w->aq + (size_t)t * *stride,
+                                 a->ncols);
+        a->dt = dt;
+    }
+    return w->aq;
+}
+
+/* y[t][r] = W[r] · x[t] for the activations' n tokens. The activations are quantized (or
+ * reused) first and charged to QUANTIZE; the product to op. */
+static void matmul(const struct elm_model *m, struct elm_work *w, const struct elm_tensor *W,
+                   struct acts *a, float *y, enum elm_prof_op op, int layer)
+{
+    size_t stride;
+    const void *xq = acts_for(m, w, a, W, &stride);
+    mark(w, ELM_PROF_QUANTIZE, layer);
+    elm_matmul(m->k, W->type, W->data, W->ne0, W->ne1, xq, stride, a->n, y, W->ne1);
+    if (w->prof)
+        w->prof->matmul_bytes += (uint64_t)elm_row_bytes(W->type, W->ne0) * (uint64_t)W->ne1;
+    mark(w, op, layer);
 }
 
 static void add_bias(float *y, const float *b, int n, int dim)
@@ -211,29 +268,42 @@ static void add_bias(float *y, const float *b, int n, int dim)
 
 /* ---- attention ----------------------------------------------------------------------------- */
 
-/* out[hd] = softmax(q·K[0..pos] / sqrt(hd)) · V[0..pos] for one head of one token. qh is
- * scratch for the query in the cache's type. */
+/* out[hd] = softmax(q·K[0..pos] / sqrt(hd)) · V[0..pos] for one head of one token, over the
+ * pages of its cache. qc is scratch for the query in the cache's type, lanes for the 16
+ * partial sums of each output. */
 static void attend_head(const struct elm_kernels *k, const struct elm_hparams *hp,
                         const struct elm_kv *kv, int layer, int32_t pos, int kvh, const float *q,
-                        float *att, uint16_t *qh, float *out)
+                        float *att, void *qc, float *lanes, float *out)
 {
+    const struct elm_kv_pool *pl = kv->pool;
+    const enum elm_type type = pl->type;
     const int hd = hp->head_dim;
-    const size_t esz = kv->type == ELM_TYPE_F32 ? sizeof(float) : sizeof(uint16_t);
-    const char *kbase = (const char *)kv->k + (kv_index(kv, layer, 0) + (size_t)kvh * hd) * esz;
-    const char *vbase = (const char *)kv->v + (kv_index(kv, layer, 0) + (size_t)kvh * hd) * esz;
-    const size_t row = (size_t)kv->kv_dim * esz; /* bytes from one position to the next */
-    const void *qc = q;
-    if (kv->type == ELM_TYPE_F16) {
-        k->from_float[ELM_TYPE_F16](q, qh, hd);
-        qc = qh;
+    const size_t row = pl->row_bytes; /* bytes from one position to the next */
+    const size_t koff = (size_t)layer * pl->layer_bytes + (size_t)kvh * pl->head_bytes;
+    const size_t voff = koff + (size_t)ELM_KV_PAGE * row;
+    const void *qv = q;
+    if (type != ELM_TYPE_F32) {
+        k->from_float[type](q, qc, hd);
+        qv = qc;
     }
     const float scale = 1.0f / sqrtf((float)hd);
-    for (int32_t p = 0; p <= pos; p++) {
-        k->kv_dot[kv->type](hd, &att[p], kbase + (size_t)p * row, qc);
-        att[p] *= scale;
+    const int32_t n = pos + 1, n_pages = (int32_t)elm_kv_pages_for(n);
+    for (int32_t pg = 0; pg < n_pages; pg++) {
+        const unsigned char *kb = elm_kv_page(pl, kv->table[pg]) + koff;
+        const int32_t p0 = pg * ELM_KV_PAGE, run = n - p0 < ELM_KV_PAGE ? n - p0 : ELM_KV_PAGE;
+        for (int32_t i = 0; i < run; i++) {
+            k->kv_dot[type](hd, &att[p0 + i], kb + (size_t)i * row, qv);
+            att[p0 + i] *= scale;
+        }
     }
-    k->softmax(att, (int64_t)pos + 1);
-    k->kv_mix[kv->type]((int64_t)pos + 1, hd, out, att, vbase, kv->kv_dim);
+    k->softmax(att, n);
+    memset(lanes, 0, (size_t)MIX_LANES * (size_t)hd * sizeof *lanes);
+    for (int32_t pg = 0; pg < n_pages; pg++) {
+        const int32_t p0 = pg * ELM_KV_PAGE, run = n - p0 < ELM_KV_PAGE ? n - p0 : ELM_KV_PAGE;
+        k->kv_mix[type](run, hd, lanes, att + p0, elm_kv_page(pl, kv->table[pg]) + voff,
+                        (int64_t)row);
+    }
+    k->kv_fold(hd, lanes, out);
 }
 
 static void attention(const struct elm_model *m, struct elm_work *w, int layer,
@@ -248,7 +318,9 @@ static void attention(const struct elm_model *m, struct elm_work *w, int layer,
         int t = j / hp->n_head, h = j % hp->n_head, th = omp_get_thread_num();
         attend_head(m->k, hp, items[t].kv, layer, items[t].pos, h / group,
                     w->q + (size_t)t * qdim + (size_t)h * hd,
-                    w->att + (size_t)th * (size_t)w->n_ctx_max, w->qh + (size_t)th * hd,
+                    w->att + (size_t)th * (size_t)w->n_ctx_max,
+                    (char *)w->qc + (size_t)th * w->qc_row,
+                    w->lanes + (size_t)th * MIX_LANES * (size_t)hd,
                     w->xb + (size_t)t * qdim + (size_t)h * hd);
     }
 }
@@ -258,15 +330,20 @@ static void attention(const struct elm_model *m, struct elm_work *w, int layer,
 static int check_batch(const struct elm_model *m, const struct elm_work *w,
                        const struct elm_batch_item *items, int n)
 {
+    const struct elm_hparams *hp = &m->hp;
     if (n <= 0 || n > w->n_batch)
         return -EINVAL;
     for (int t = 0; t < n; t++) {
         const struct elm_batch_item *it = &items[t];
-        if (!it->kv || it->kv->n_layer != m->hp.n_layer)
+        if (!it->kv)
             return -EINVAL;
-        if (it->token < 0 || it->token >= m->hp.n_vocab)
+        const struct elm_kv_pool *p = it->kv->pool;
+        if (p->n_layer != hp->n_layer || p->head_dim != hp->head_dim ||
+            p->kv_dim != hp->n_head_kv * hp->head_dim)
+            return -EINVAL;
+        if (it->token < 0 || it->token >= hp->n_vocab)
             return ELM_ETOKEN;
-        if (it->pos < 0 || it->pos >= it->kv->n_ctx || it->pos >= w->n_ctx_max)
+        if (it->pos < 0 || it->pos >= elm_kv_capacity(it->kv) || it->pos >= w->n_ctx_max)
             return ELM_ECONTEXT;
     }
     return 0;
@@ -284,37 +361,50 @@ static void layer_forward(const struct elm_model *m, struct elm_work *w, int li,
 
     for (int t = 0; t < n; t++)
         k->rmsnorm(w->xb + (size_t)t * E, w->x + (size_t)t * E, l->attn_norm, E, hp->eps);
-    matmul(m, w, &l->wq, w->xb, n, w->q);
-    matmul(m, w, &l->wk, w->xb, n, w->k);
-    matmul(m, w, &l->wv, w->xb, n, w->v);
+    mark(w, ELM_PROF_NORM, li);
+    /* one quantization of the normed rows serves Q, K and V when they share a dot type */
+    struct acts a = acts_of(w->xb, E, n);
+    matmul(m, w, &l->wq, &a, w->q, ELM_PROF_MAT_QKV, li);
+    matmul(m, w, &l->wk, &a, w->k, ELM_PROF_MAT_QKV, li);
+    matmul(m, w, &l->wv, &a, w->v, ELM_PROF_MAT_QKV, li);
     add_bias(w->q, l->bq, n, qdim);
     add_bias(w->k, l->bk, n, kvdim);
     add_bias(w->v, l->bv, n, kvdim);
+    mark(w, ELM_PROF_MAT_QKV, li);
     for (int t = 0; t < n; t++) {
         k->rope_table(w->rope, hp->n_rot, items[t].pos, hp->rope_base, hp->rope_scale);
         for (int h = 0; h < hp->n_head; h++)
             k->rope(w->q + (size_t)t * qdim + (size_t)h * hd, hp->n_rot, w->rope, neox);
         for (int h = 0; h < hp->n_head_kv; h++)
             k->rope(w->k + (size_t)t * kvdim + (size_t)h * hd, hp->n_rot, w->rope, neox);
-        kv_store(items[t].kv, li, items[t].pos, w->k + (size_t)t * kvdim,
+        kv_store(k, items[t].kv, li, items[t].pos, w->k + (size_t)t * kvdim,
                  w->v + (size_t)t * kvdim);
     }
+    mark(w, ELM_PROF_ROPE, li);
     /* All of the batch's K/V are stored before anyone attends, so a token sees the earlier
      * tokens of its own sequence that arrived in the same batch. */
     attention(m, w, li, items, n);
-    matmul(m, w, &l->wo, w->xb, n, w->q); /* q is free now: reuse it for the projection */
+    mark(w, ELM_PROF_ATTENTION, li);
+    a = acts_of(w->xb, qdim, n);
+    matmul(m, w, &l->wo, &a, w->q, ELM_PROF_MAT_O, li); /* q is free now: reuse it */
     for (size_t i = 0; i < (size_t)n * E; i++)
         w->x[i] += w->q[i];
+    mark(w, ELM_PROF_RESIDUAL, li);
 
     for (int t = 0; t < n; t++)
         k->rmsnorm(w->xb + (size_t)t * E, w->x + (size_t)t * E, l->ffn_norm, E, hp->eps);
-    matmul(m, w, &l->w_gate, w->xb, n, w->hb);
-    matmul(m, w, &l->w_up, w->xb, n, w->hb2);
+    mark(w, ELM_PROF_NORM, li);
+    a = acts_of(w->xb, E, n); /* one quantization for gate and up */
+    matmul(m, w, &l->w_gate, &a, w->hb, ELM_PROF_MAT_FFN, li);
+    matmul(m, w, &l->w_up, &a, w->hb2, ELM_PROF_MAT_FFN, li);
     for (int t = 0; t < n; t++)
         k->silu_mul(w->hb + (size_t)t * ff, w->hb2 + (size_t)t * ff, ff);
-    matmul(m, w, &l->w_down, w->hb, n, w->q);
+    mark(w, ELM_PROF_SILU, li);
+    a = acts_of(w->hb, ff, n);
+    matmul(m, w, &l->w_down, &a, w->q, ELM_PROF_MAT_FFN, li);
     for (size_t i = 0; i < (size_t)n * E; i++)
         w->x[i] += w->q[i];
+    mark(w, ELM_PROF_RESIDUAL, li);
 }
 
 /* Final norm and output projection for the items that want logits, LOGIT_ROWS at a time. */
@@ -328,11 +418,14 @@ static void output_logits(const struct elm_model *m, struct elm_work *w,
             m->k->rmsnorm(w->xb + (size_t)c * E, w->x + (size_t)t * E, m->output_norm, E,
                           m->hp.eps);
             idx[c++] = t;
+            mark(w, ELM_PROF_NORM, -1);
         }
         if (c == LOGIT_ROWS || (t == n && c > 0)) {
-            matmul(m, w, &m->output, w->xb, c, w->logits);
+            struct acts a = acts_of(w->xb, E, c);
+            matmul(m, w, &m->output, &a, w->logits, ELM_PROF_OUTPUT, -1);
             for (int i = 0; i < c; i++)
                 memcpy(items[idx[i]].logits, w->logits + (size_t)i * V, (size_t)V * sizeof(float));
+            mark(w, ELM_PROF_OUTPUT, -1);
             c = 0;
         }
     }
@@ -344,12 +437,18 @@ int elm_model_forward(const struct elm_model *m, struct elm_work *w,
     int rc = check_batch(m, w, items, n);
     if (rc)
         return rc;
+    if (w->prof) {
+        w->t_mark = now_ns();
+        w->prof->passes++;
+        w->prof->tokens += (uint64_t)n;
+    }
     int E = m->hp.n_embd;
     const struct elm_tensor *te = &m->tok_embd;
     for (int t = 0; t < n; t++)
         m->k->to_float[te->type]((const char *)te->data +
                                      (size_t)items[t].token * elm_row_bytes(te->type, E),
                                  w->x + (size_t)t * E, E);
+    mark(w, ELM_PROF_EMBED, -1);
     for (int li = 0; li < m->hp.n_layer; li++)
         layer_forward(m, w, li, items, n);
     output_logits(m, w, items, n);

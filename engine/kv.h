@@ -33,9 +33,15 @@ enum elm_kv_pool_flags {
 struct elm_kv_pool;
 
 /* A pool of n_pages pages for model m's layers and KV width, in type ELM_TYPE_F32, F16 or
- * Q8_0. Errors: -EINVAL (bad type or n_pages <= 0), -ENOMEM. Caller owns *out. */
+ * Q8_0. Errors: -EINVAL (bad type or n_pages <= 0), ELM_EUNSUPPORTED (Q8_0 for a model whose
+ * head_dim is not a multiple of 32: each head's row is stored as whole Q8_0 blocks), -ENOMEM.
+ * Caller owns *out. */
 int elm_kv_pool_create(const struct elm_model *m, enum elm_type type, int64_t n_pages,
                        unsigned flags, struct elm_kv_pool **out);
+/* Whether m can use a cache of type: 0, or the error elm_kv_pool_create would return, with a
+ * message in err (may be NULL) for the user. */
+int elm_kv_type_check(const struct elm_model *m, enum elm_type type, char *err, size_t errlen);
+
 /* NULL-safe, nulls *p. Every elm_kv taken from it must be destroyed first. */
 void elm_kv_pool_destroy(struct elm_kv_pool **p);
 
@@ -59,14 +65,16 @@ int elm_kv_open(struct elm_kv_pool *pool, int32_t n_ctx, struct elm_kv **out);
 
 /* Makes positions [0, n) backed by pages, taking the missing ones from the pool. All or
  * nothing: -ENOSPC when the pool has too few free pages (then nothing is taken), ELM_ECONTEXT
- * when n > n_ctx. */
+ * when n > n_ctx, -EINVAL when n < 0. Never gives pages back (see elm_kv_trim). */
 int elm_kv_reserve(struct elm_kv *kv, int32_t n);
 
 /* Gives back the pages not needed for positions [0, n); the K/V of those positions stay. */
 void elm_kv_trim(struct elm_kv *kv, int32_t n);
 
-int32_t elm_kv_capacity(const struct elm_kv *kv); /* positions backed by pages */
+int32_t elm_kv_capacity(const struct elm_kv *kv); /* positions backed by pages (<= n_ctx) */
 int32_t elm_kv_n_ctx(const struct elm_kv *kv);
+int64_t elm_kv_pages(const struct elm_kv *kv);       /* pages held */
+enum elm_type elm_kv_type(const struct elm_kv *kv);
 
 /* Returns its pages to the pool and frees it; NULL-safe, nulls *kv. */
 void elm_kv_destroy(struct elm_kv **kv);

@@ -1,5 +1,5 @@
 /* model.h — the llama-family transformer (architectures "llama" and "qwen2"): hyperparameters,
- * weights, per-sequence KV caches and a batched forward pass.
+ * weights and a batched forward pass over sequences' KV caches (kv.h).
  *
  * One struct elm_model is immutable after load and shared by every sequence: weights live in
  * the GGUF mapping (or, in the daemon, in a pinned hugepage copy of the data section). The
@@ -17,6 +17,7 @@
 
 #include "gguf.h"
 #include "kernels/kernels.h"
+#include "kv.h"
 #include "vocab.h"
 
 enum elm_arch { ELM_ARCH_LLAMA, ELM_ARCH_QWEN2 };
@@ -90,39 +91,31 @@ int elm_model_create(struct elm_gguf *g, const void *data, const struct elm_mode
 
 void elm_model_destroy(struct elm_model **m); /* NULL-safe, nulls *m */
 
-/* ---- KV cache of one sequence -------------------------------------------------------------- */
-
-struct elm_kv {
-    int32_t n_ctx;      /* positions it can hold */
-    enum elm_type type; /* ELM_TYPE_F32 or ELM_TYPE_F16 */
-    int32_t n_layer;
-    int32_t kv_dim;     /* n_head_kv * head_dim */
-    void *k, *v;        /* [n_layer][n_ctx][kv_dim] of type, owned */
-};
-
-/* Allocates a cache for n_ctx positions. type F32 or F16. Caller owns *out. */
-int elm_kv_create(const struct elm_model *m, int32_t n_ctx, enum elm_type type,
-                  struct elm_kv **out);
-void elm_kv_destroy(struct elm_kv **kv);
-
 /* ---- forward pass -------------------------------------------------------------------------- */
 
 struct elm_batch_item {
     int32_t token;
     int32_t pos;       /* position in its sequence; K/V of positions < pos must be in kv */
-    struct elm_kv *kv; /* its sequence's cache; K/V for pos is written by the pass */
+    struct elm_kv *kv; /* its sequence's cache; K/V for pos is written by the pass; pos must be
+                          backed by a page (elm_kv_reserve) */
     float *logits;     /* out: n_vocab floats, or NULL when not wanted */
 };
 
 struct elm_work; /* scratch buffers for batches of up to n_batch tokens; one per calling thread */
 
+/* Scratch for batches of up to n_batch tokens at positions below n_ctx_max. Caller owns *out.
+ * Profiling: see prof.h (elm_work_set_prof). */
 int elm_work_create(const struct elm_model *m, int32_t n_batch, int32_t n_ctx_max,
                     struct elm_work **out);
 void elm_work_destroy(struct elm_work **w);
 int32_t elm_work_n_batch(const struct elm_work *w);
 
 /* Runs n items (n <= n_batch) through the model. Items of one sequence must be in increasing
- * position order. Returns 0, -EINVAL (bad batch), ELM_ETOKEN or ELM_ECONTEXT (pos >= n_ctx). */
+ * position order. Returns 0, -EINVAL (bad batch: n out of range, no cache, or a cache from a
+ * pool made for another model shape), ELM_ETOKEN, or ELM_ECONTEXT when a position is at or
+ * past the cache's n_ctx or the work's n_ctx_max, or has no page in its cache (a pooled
+ * sequence that did not reserve it). The whole batch is checked first: on an error nothing is
+ * written, neither K/V nor logits. */
 int elm_model_forward(const struct elm_model *m, struct elm_work *w,
                       const struct elm_batch_item *items, int n);
 

@@ -10,6 +10,7 @@
 struct elm_seq {
     const struct elm_model *m;
     struct elm_kv *kv;
+    bool pooled; /* kv's pages come and go with requests (elm_seq_create_pooled) */
     struct elm_sampler *smp;
     int32_t n_ctx;
     int32_t *tokens;  /* [n_ctx] prompt then generated tokens */
@@ -46,26 +47,48 @@ void elm_gen_params_default(struct elm_gen_params *p)
     p->n_predict = -1;
 }
 
+/* A sequence around a cache already made (taken over: destroyed on failure). */
+static int seq_new(const struct elm_model *m, int32_t n_ctx, struct elm_kv *kv, bool pooled,
+                   struct elm_seq **out)
+{
+    struct elm_seq *s = calloc(1, sizeof *s);
+    if (!s) {
+        elm_kv_destroy(&kv);
+        return -ENOMEM;
+    }
+    s->m = m;
+    s->n_ctx = n_ctx;
+    s->kv = kv;
+    s->pooled = pooled;
+    s->tokens = malloc((size_t)n_ctx * sizeof *s->tokens);
+    s->logits = malloc((size_t)m->hp.n_vocab * sizeof(float));
+    s->scratch = malloc((size_t)m->hp.n_vocab * sizeof(float));
+    if (!s->tokens || !s->logits || !s->scratch) {
+        elm_seq_destroy(&s);
+        return -ENOMEM;
+    }
+    *out = s;
+    return 0;
+}
+
 int elm_seq_create(const struct elm_model *m, int32_t n_ctx, enum elm_type kv_type,
                    struct elm_seq **out)
 {
     if (n_ctx <= 0)
         return -EINVAL;
-    struct elm_seq *s = calloc(1, sizeof *s);
-    if (!s)
-        return -ENOMEM;
-    s->m = m;
-    s->n_ctx = n_ctx;
-    int rc = elm_kv_create(m, n_ctx, kv_type, &s->kv);
-    s->tokens = malloc((size_t)n_ctx * sizeof *s->tokens);
-    s->logits = malloc((size_t)m->hp.n_vocab * sizeof(float));
-    s->scratch = malloc((size_t)m->hp.n_vocab * sizeof(float));
-    if (rc || !s->tokens || !s->logits || !s->scratch) {
-        elm_seq_destroy(&s);
-        return rc ? rc : -ENOMEM;
-    }
-    *out = s;
-    return 0;
+    struct elm_kv *kv;
+    int rc = elm_kv_create(m, n_ctx, kv_type, &kv);
+    return rc ? rc : seq_new(m, n_ctx, kv, false, out);
+}
+
+int elm_seq_create_pooled(const struct elm_model *m, struct elm_kv_pool *pool, int32_t n_ctx,
+                          struct elm_seq **out)
+{
+    if (n_ctx <= 0 || !pool)
+        return -EINVAL;
+    struct elm_kv *kv;
+    int rc = elm_kv_open(pool, n_ctx, &kv);
+    return rc ? rc : seq_new(m, n_ctx, kv, true, out);
 }
 
 static void clear_request(struct elm_seq *s)
@@ -103,23 +126,42 @@ int elm_seq_start(struct elm_seq *s, const int32_t *prompt, int32_t n,
     for (int32_t i = 0; i < n; i++)
         if (prompt[i] < 0 || prompt[i] >= s->m->hp.n_vocab)
             return ELM_ETOKEN;
-    clear_request(s);
-    int rc = elm_sampler_create(&p->sampling, s->m->hp.n_vocab, &s->smp);
-    if (rc)
-        return rc;
-    for (int i = 0; i < p->n_stop; i++) {
+    /* Everything that can fail is done into locals first, so that a failure leaves the
+     * sequence (its tokens, K/V and previous request's state) as it was. */
+    struct elm_sampler *smp = NULL;
+    char *stop[ELM_MAX_STOP];
+    int n_stop = 0;
+    size_t stop_max = 0;
+    int rc = elm_sampler_create(&p->sampling, s->m->hp.n_vocab, &smp);
+    for (int i = 0; i < p->n_stop && !rc; i++) {
         if (!p->stop[i] || !*p->stop[i])
             continue;
-        s->stop[s->n_stop] = strdup(p->stop[i]);
-        if (!s->stop[s->n_stop]) {
-            clear_request(s);
-            return -ENOMEM;
+        if (!(stop[n_stop] = strdup(p->stop[i]))) {
+            rc = -ENOMEM;
+            break;
         }
         size_t l = strlen(p->stop[i]);
-        if (l > s->stop_max)
-            s->stop_max = l;
-        s->n_stop++;
+        if (l > stop_max)
+            stop_max = l;
+        n_stop++;
     }
+    if (!rc && s->pooled) {
+        int64_t want = (int64_t)n + (p->n_predict < 0 ? s->n_ctx : p->n_predict);
+        int32_t need = want < s->n_ctx ? (int32_t)want : s->n_ctx;
+        if ((rc = elm_kv_reserve(s->kv, need)) == 0)
+            elm_kv_trim(s->kv, need); /* pages past need: back to the pool */
+    }
+    if (rc) {
+        elm_sampler_destroy(&smp);
+        for (int i = 0; i < n_stop; i++)
+            free(stop[i]);
+        return rc;
+    }
+    clear_request(s);
+    s->smp = smp;
+    memcpy(s->stop, stop, (size_t)n_stop * sizeof *stop);
+    s->n_stop = n_stop;
+    s->stop_max = stop_max;
     /* Prefix reuse: positions whose token is unchanged keep their K/V. At least the last
      * prompt token is evaluated again, because its logits are needed to sample. */
     int32_t keep = 0;
@@ -285,6 +327,24 @@ void elm_seq_cancel(struct elm_seq *s)
 {
     if (s->done == ELM_STOP_NONE)
         s->done = ELM_STOP_CANCEL;
+}
+
+void elm_seq_release(struct elm_seq *s, bool keep_history)
+{
+    elm_seq_cancel(s);
+    if (!keep_history) {
+        s->n_tokens = 0;
+        s->n_past = 0;
+    }
+    /* n_past: the positions whose K/V the cache holds (a step planned but not advanced
+     * never counted) */
+    if (s->pooled)
+        elm_kv_trim(s->kv, s->n_past);
+}
+
+int64_t elm_seq_pages(const struct elm_seq *s)
+{
+    return elm_kv_pages(s->kv);
 }
 
 int32_t elm_seq_n_prompt(const struct elm_seq *s)

@@ -39,16 +39,37 @@ void elm_gen_params_default(struct elm_gen_params *p);
 
 struct elm_seq;
 
-/* A sequence of up to n_ctx tokens with its own KV cache of kv_type (F32 or F16). */
+/* A sequence of up to n_ctx tokens with its own KV cache of kv_type (F32, F16 or Q8_0; see
+ * elm_kv_pool_create for the errors), every position backed from the start. Caller owns *out. */
 int elm_seq_create(const struct elm_model *m, int32_t n_ctx, enum elm_type kv_type,
                    struct elm_seq **out);
+/* A sequence whose cache takes pages from pool (borrowed: it must outlive the sequence) and
+ * holds none yet: elm_seq_start reserves what a request needs, elm_seq_release gives it back.
+ * Caller owns *out. */
+int elm_seq_create_pooled(const struct elm_model *m, struct elm_kv_pool *pool, int32_t n_ctx,
+                          struct elm_seq **out);
+/* NULL-safe, nulls *s; a pooled sequence's pages go back to its pool. */
 void elm_seq_destroy(struct elm_seq **s);
 
 /* Starts a request. The KV entries of the longest common prefix with the sequence's previous
- * tokens are kept (multi-turn chat does not recompute its history). Errors: ELM_ECONTEXT when
- * the prompt does not fit, -EINVAL for bad parameters or an empty prompt, -ENOMEM. */
+ * tokens are kept (multi-turn chat does not recompute its history). A pooled sequence first
+ * makes sure it holds pages for min(n_ctx, n + (n_predict < 0 ? n_ctx : n_predict)) positions
+ * (taking the missing ones, giving back any beyond), before touching anything else.
+ * Errors: ELM_ECONTEXT when the prompt does not fit, -EINVAL for bad parameters or an empty
+ * prompt, ELM_ETOKEN, -ENOMEM, and -ENOSPC when the pool has too few free pages. On any error
+ * the sequence is unchanged: its previous tokens and their K/V stay reusable. */
 int elm_seq_start(struct elm_seq *s, const int32_t *prompt, int32_t n,
                   const struct elm_gen_params *p);
+
+/* After a request (a running one is ended as cancelled). keep_history: gives back the pages
+ * past the positions whose K/V are valid, so the conversation stays reusable by the next
+ * start at the cost of those pages. !keep_history: gives back every page and forgets the
+ * tokens, so the next start recomputes from scratch. A standalone sequence (elm_seq_create)
+ * keeps its cache either way; !keep_history still forgets the tokens. */
+void elm_seq_release(struct elm_seq *s, bool keep_history);
+
+/* Pages of the pool this sequence holds (a standalone sequence: those of its own cache). */
+int64_t elm_seq_pages(const struct elm_seq *s);
 
 /* Batch items this sequence needs in the next pass, at most max (>= 1): a prompt chunk or one
  * decode token. Returns the count (0 when done). */

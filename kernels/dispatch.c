@@ -85,8 +85,13 @@ const struct elm_kernels elm_kernels_ref = {
     .rope = elm_ref_rope,
     .softmax = elm_ref_softmax,
     .silu_mul = elm_ref_silu_mul,
-    .kv_dot = {[ELM_TYPE_F32] = elm_ref_kv_dot_f32, [ELM_TYPE_F16] = elm_ref_kv_dot_f16},
-    .kv_mix = {[ELM_TYPE_F32] = elm_ref_kv_mix_f32, [ELM_TYPE_F16] = elm_ref_kv_mix_f16},
+    .kv_dot = {[ELM_TYPE_F32] = elm_ref_kv_dot_f32,
+               [ELM_TYPE_F16] = elm_ref_kv_dot_f16,
+               [ELM_TYPE_Q8_0] = elm_ref_q8_0_vec_dot},
+    .kv_mix = {[ELM_TYPE_F32] = elm_ref_kv_mix_f32,
+               [ELM_TYPE_F16] = elm_ref_kv_mix_f16,
+               [ELM_TYPE_Q8_0] = elm_ref_kv_mix_q8_0},
+    .kv_fold = elm_ref_kv_fold,
 };
 
 int elm_quantize_row(enum elm_type type, const float *src, void *dst, int64_t n)
@@ -198,6 +203,8 @@ static void fill_holes(struct elm_kernels *k)
         k->rope = elm_kernels_ref.rope;
     if (k->softmax == NULL)
         k->softmax = elm_kernels_ref.softmax;
+    if (k->kv_fold == NULL)
+        k->kv_fold = elm_kernels_ref.kv_fold;
     if (k->silu_mul == NULL)
         k->silu_mul = elm_kernels_ref.silu_mul;
 }

@@ -92,18 +92,28 @@ struct elm_kernels {
      * 16 from the start of the row: call it once per row (n = n_ff). */
     void (*silu_mul)(float *g, const float *u, int64_t n);
 
-    /* Attention over a KV cache, both indexed by the cache type (F32 or F16 only).
+    /* Attention over a KV cache, indexed by the cache type (F32, F16 or Q8_0).
      * kv_dot: *s = k · q over n elements (one head); k is a cache row and q is in the cache
-     *   type too: an F16 cache takes q converted by from_float[F16], as llama.cpp converts it.
-     * kv_mix: out[d] = sum_{p < n} w[p] * V[p * v_stride + d] for d < hd: the softmax weights
-     *   applied to n value rows (a cache of the given type, v_stride elements from one
-     *   position to the next). An F16 cache takes the weights rounded to F16.
+     *   type too: an F16 cache takes q converted by from_float[F16], as llama.cpp converts it;
+     *   a Q8_0 cache takes q quantized by from_float[Q8_0] and is the Q8_0 vec_dot of the
+     *   matmuls (llama.cpp's path for a q8_0 K cache). n is a multiple of 32 for Q8_0.
+     * kv_mix: lanes[l * hd + d] += sum over p < n with p % 16 == l of w[p] * V(p, d), for
+     *   d < hd: the softmax weights applied to n value rows, V(p, d) element d of the row
+     *   v + p * v_stride (bytes). The 16 lanes per output are the sum's partial sums, each a
+     *   fused chain in position order; the caller zeroes lanes[16 * hd] once and may then call
+     *   kv_mix over consecutive runs of positions (a paged cache: one call per page) as long as
+     *   every run but the last is a multiple of 16 long, and gets the bits of one call over
+     *   all positions. An F16 cache takes the weights rounded to F16 (as llama.cpp converts
+     *   them to the cache type); a Q8_0 cache takes them as they are and its values
+     *   dequantized (d * q, exact in float). hd is a multiple of 32 for Q8_0.
+     * kv_fold: out[d] = the 16 lanes of output d folded as a 512-bit register (elm_hsum16).
      * The order of the sums over p is the one llama.cpp uses for a batch of several tokens.
      * For a token decoded alone it uses another order (whose last bits may differ); elm keeps
      * one order for every batch, and measured that the zoo references still hold. */
     void (*kv_dot[ELM_TYPE_COUNT])(int64_t n, float *s, const void *k, const void *q);
-    void (*kv_mix[ELM_TYPE_COUNT])(int64_t n, int64_t hd, float *out, const float *w, const void *v,
-                                   int64_t v_stride);
+    void (*kv_mix[ELM_TYPE_COUNT])(int64_t n, int64_t hd, float *lanes, const float *w,
+                                   const void *v, int64_t v_stride);
+    void (*kv_fold)(int64_t hd, const float *lanes, float *out);
 };
 
 /* The variant chosen for this process: ELM_KERNEL if set (falls back to the probe, with a

@@ -355,132 +355,130 @@ static void simd_kv_dot_f16(int64_t n, float *s, const void *k, const void *q)
 /* ---- attention: weighted sum of value rows --------------------------------------------------- */
 
 /* The reference keeps, for each output d, 16 lanes over the positions (lane p % 16 a fused
- * chain). Here a vector spans eight outputs d..d+7 and there is one vector per lane: position
- * p advances vector p % 16. With 32 registers all 16 fit at once; with 16 registers the
- * positions are walked twice, lanes 0..7 then 8..15. The fold across lanes is then elementwise:
- * h_l = A_l + A_{l+8}, then ((h0+h4) + (h2+h6)) + ((h1+h5) + (h3+h7)). */
+ * chain) in the caller's buffer lanes[16][hd]. Here a vector spans eight outputs d..d+7 and
+ * there is one vector per lane: position p advances vector p % 16. With 32 registers all 16
+ * fit at once; with 16 registers the positions are walked twice, lanes 0..7 then 8..15. The
+ * lanes are loaded from the buffer and stored back once per call and block of outputs, so a
+ * paged cache pays that per page. */
 #ifdef ELM_SIMD_VNNI
 #define MIX_LANES 16
 #else
 #define MIX_LANES 8
 #endif
+#define MIX_CHUNK 256 /* positions whose weights are prepared at once (a multiple of 16) */
 
-ALWAYS_INLINE __m256 mix_load(const void *v, int64_t idx, bool half)
+enum mix_kind { MIX_F32, MIX_F16, MIX_Q8_0 };
+
+/* Eight values d..d+7 of a cache row (d a multiple of 8). Q8_0: d * q is exact in float, so
+ * this equals the reference's per-element dequantization. */
+ALWAYS_INLINE __m256 mix_load(const char *row, int64_t d, const enum mix_kind kind)
 {
-    return half ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)v + idx)))
-                : _mm256_loadu_ps((const float *)v + idx);
+    if (kind == MIX_F16)
+        return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)row + d)));
+    if (kind == MIX_Q8_0) {
+        const char *b = row + (d / 32) * 34;
+        const __m128i q = _mm_loadl_epi64((const __m128i *)(b + 2 + d % 32));
+        return _mm256_mul_ps(_mm256_set1_ps(h2f(load_u16(b))),
+                             _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)));
+    }
+    return _mm256_loadu_ps((const float *)row + d);
 }
 
-ALWAYS_INLINE float mix_weight(const float *w, int64_t p, bool half)
+ALWAYS_INLINE float mix_scalar(const char *row, int64_t d, const enum mix_kind kind)
 {
-    return half ? h2f(f2h(w[p])) : w[p];
+    if (kind == MIX_F16)
+        return h2f(load_u16(row + 2 * d));
+    if (kind == MIX_Q8_0) {
+        const char *b = row + (d / 32) * 34;
+        return h2f(load_u16(b)) * (float)(int8_t)b[2 + d % 32];
+    }
+    float x;
+    memcpy(&x, row + 4 * d, sizeof x);
+    return x;
 }
 
-ALWAYS_INLINE void kv_mix_impl(int64_t n, int64_t hd, float *out, const float *w, const void *v,
-                               int64_t v_stride, const bool half)
+ALWAYS_INLINE void kv_mix_impl(int64_t n, int64_t hd, float *lanes, const float *w, const void *v,
+                               int64_t v_stride, const enum mix_kind kind)
+{
+    float wr[MIX_CHUNK];
+    for (int64_t p0 = 0; p0 < n; p0 += MIX_CHUNK) {
+        const int64_t m = n - p0 < MIX_CHUNK ? n - p0 : MIX_CHUNK;
+        /* the weights as the products take them: rounded to half for an F16 cache */
+        int64_t i = 0;
+        if (kind == MIX_F16) {
+            for (; i + 8 <= m; i += 8)
+                _mm256_storeu_ps(wr + i,
+                                 _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_loadu_ps(w + p0 + i),
+                                                                 _MM_FROUND_TO_NEAREST_INT)));
+            for (; i < m; i++)
+                wr[i] = h2f(f2h(w[p0 + i]));
+        } else {
+            memcpy(wr, w + p0, (size_t)m * sizeof *wr);
+        }
+        const char *vb = (const char *)v + p0 * v_stride;
+        int64_t d = 0;
+        for (; d + 8 <= hd; d += 8) {
+            for (int pass = 0; pass < 16 / MIX_LANES; pass++) {
+                float *lp = lanes + (int64_t)pass * MIX_LANES * hd + d;
+                __m256 B[MIX_LANES];
+                UNROLL for (int l = 0; l < MIX_LANES; l++) B[l] = _mm256_loadu_ps(lp + l * hd);
+                i = (int64_t)pass * MIX_LANES;
+                for (; i + 16 <= m; i += 16)
+                    UNROLL for (int l = 0; l < MIX_LANES; l++) B[l] =
+                        _mm256_fmadd_ps(mix_load(vb + (i + l) * v_stride, d, kind),
+                                        _mm256_set1_ps(wr[i + l]), B[l]);
+                for (int l = 0; l < MIX_LANES && i + l < m; l++)
+                    B[l] = _mm256_fmadd_ps(mix_load(vb + (i + l) * v_stride, d, kind),
+                                           _mm256_set1_ps(wr[i + l]), B[l]);
+                UNROLL for (int l = 0; l < MIX_LANES; l++) _mm256_storeu_ps(lp + l * hd, B[l]);
+            }
+        }
+        for (; d < hd; d++) /* outputs past the last eight: the reference's loop */
+            for (i = 0; i < m; i++) {
+                float *lane = lanes + (i % 16) * hd + d; /* p0 is a multiple of 16 */
+                *lane = fmaf(mix_scalar(vb + i * v_stride, d, kind), wr[i], *lane);
+            }
+    }
+}
+
+static void simd_kv_mix_f32(int64_t n, int64_t hd, float *lanes, const float *w, const void *v,
+                            int64_t v_stride)
+{
+    kv_mix_impl(n, hd, lanes, w, v, v_stride, MIX_F32);
+}
+
+static void simd_kv_mix_f16(int64_t n, int64_t hd, float *lanes, const float *w, const void *v,
+                            int64_t v_stride)
+{
+    kv_mix_impl(n, hd, lanes, w, v, v_stride, MIX_F16);
+}
+
+static void simd_kv_mix_q8_0(int64_t n, int64_t hd, float *lanes, const float *w, const void *v,
+                             int64_t v_stride)
+{
+    kv_mix_impl(n, hd, lanes, w, v, v_stride, MIX_Q8_0);
+}
+
+/* The fold across lanes is elementwise here: h_l = A_l + A_{l+8}, then
+ * ((h0+h4) + (h2+h6)) + ((h1+h5) + (h3+h7)), the reference's elm_hsum16. */
+static void simd_kv_fold(int64_t hd, const float *lanes, float *out)
 {
     int64_t d = 0;
     for (; d + 8 <= hd; d += 8) {
-        __m256 A[16];
-        for (int l = 0; l < 16; l++)
-            A[l] = _mm256_setzero_ps();
-        for (int pass = 0; pass < 16 / MIX_LANES; pass++) {
-            __m256 B[MIX_LANES];
-            UNROLL for (int l = 0; l < MIX_LANES; l++) B[l] = _mm256_setzero_ps();
-            int64_t p = (int64_t)pass * MIX_LANES;
-            for (; p + 16 <= n; p += 16)
-                UNROLL for (int l = 0; l < MIX_LANES; l++) B[l] =
-                    _mm256_fmadd_ps(mix_load(v, (p + l) * v_stride + d, half),
-                                    _mm256_set1_ps(mix_weight(w, p + l, half)), B[l]);
-            for (int l = 0; l < MIX_LANES && p + l < n; l++)
-                B[l] = _mm256_fmadd_ps(mix_load(v, (p + l) * v_stride + d, half),
-                                       _mm256_set1_ps(mix_weight(w, p + l, half)), B[l]);
-            UNROLL for (int l = 0; l < MIX_LANES; l++) A[pass * MIX_LANES + l] = B[l];
-        }
         __m256 h[8];
         for (int l = 0; l < 8; l++)
-            h[l] = _mm256_add_ps(A[l], A[l + 8]);
+            h[l] = _mm256_add_ps(_mm256_loadu_ps(lanes + l * hd + d),
+                                 _mm256_loadu_ps(lanes + (l + 8) * hd + d));
         const __m256 r0 = _mm256_add_ps(h[0], h[4]), r1 = _mm256_add_ps(h[1], h[5]);
         const __m256 r2 = _mm256_add_ps(h[2], h[6]), r3 = _mm256_add_ps(h[3], h[7]);
         _mm256_storeu_ps(out + d, _mm256_add_ps(_mm256_add_ps(r0, r2), _mm256_add_ps(r1, r3)));
     }
-    for (; d < hd; d++) { /* outputs past the last eight: the reference's loop */
-        float lane[16] = {0};
-        for (int64_t p = 0; p < n; p++) {
-            const float vp = half ? h2f(((const uint16_t *)v)[p * v_stride + d])
-                                  : ((const float *)v)[p * v_stride + d];
-            lane[p % 16] = fmaf(vp, mix_weight(w, p, half), lane[p % 16]);
-        }
+    for (; d < hd; d++) {
         float h8[8];
         for (int l = 0; l < 8; l++)
-            h8[l] = lane[l] + lane[l + 8];
+            h8[l] = lanes[l * hd + d] + lanes[(l + 8) * hd + d];
         const float r0 = h8[0] + h8[4], r1 = h8[1] + h8[5], r2 = h8[2] + h8[6], r3 = h8[3] + h8[7];
         out[d] = (r0 + r2) + (r1 + r3);
-    }
-}
-
-static void simd_kv_mix_f32(int64_t n, int64_t hd, float *out, const float *w, const void *v,
-                            int64_t v_stride)
-{
-    kv_mix_impl(n, hd, out, w, v, v_stride, false);
-}
-
-/* With an F16 cache every value row is multiplied by its weight rounded to half. Rounding
- * the weights once per chunk of positions, rather than once per position and block of eight
- * outputs, leaves one load, one conversion and one fma per element; the 16 accumulators of
- * each block of outputs wait in a stack array between chunks (16 KiB for head_dim 256). */
-#define MIX_CHUNK  256
-#define MIX_MAX_HD 256
-
-static void simd_kv_mix_f16(int64_t n, int64_t hd, float *out, const float *w, const void *v,
-                            int64_t v_stride)
-{
-    const int64_t nd = hd / 8;
-    if (hd > MIX_MAX_HD || n < 32) {
-        kv_mix_impl(n, hd, out, w, v, v_stride, true);
-        return;
-    }
-    const uint16_t *vh = v;
-    __m256 acc[MIX_MAX_HD / 8][16];
-    for (int64_t db = 0; db < nd; db++)
-        for (int l = 0; l < 16; l++)
-            acc[db][l] = _mm256_setzero_ps();
-    float wr[MIX_CHUNK];
-    for (int64_t p0 = 0; p0 < n; p0 += MIX_CHUNK) {
-        const int64_t m = n - p0 < MIX_CHUNK ? n - p0 : MIX_CHUNK; /* a multiple of 16 but last */
-        int64_t i = 0;
-        for (; i + 8 <= m; i += 8)
-            _mm256_storeu_ps(wr + i, _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_loadu_ps(w + p0 + i),
-                                                                     _MM_FROUND_TO_NEAREST_INT)));
-        for (; i < m; i++)
-            wr[i] = h2f(f2h(w[p0 + i]));
-        for (int64_t db = 0; db < nd; db++) {
-            __m256 A[16];
-            UNROLL for (int l = 0; l < 16; l++) A[l] = acc[db][l];
-            const uint16_t *vb = vh + p0 * v_stride + 8 * db;
-            i = 0;
-            for (; i + 16 <= m; i += 16)
-                UNROLL for (int l = 0; l < 16; l++) A[l] = _mm256_fmadd_ps(
-                    _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(vb + (i + l) * v_stride))),
-                    _mm256_set1_ps(wr[i + l]), A[l]);
-            for (int l = 0; i + l < m; l++)
-                A[l] = _mm256_fmadd_ps(
-                    _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(vb + (i + l) * v_stride))),
-                    _mm256_set1_ps(wr[i + l]), A[l]);
-            UNROLL for (int l = 0; l < 16; l++) acc[db][l] = A[l];
-        }
-    }
-    for (int64_t db = 0; db < nd; db++) {
-        __m256 h[8];
-        for (int l = 0; l < 8; l++)
-            h[l] = _mm256_add_ps(acc[db][l], acc[db][l + 8]);
-        const __m256 r0 = _mm256_add_ps(h[0], h[4]), r1 = _mm256_add_ps(h[1], h[5]);
-        const __m256 r2 = _mm256_add_ps(h[2], h[6]), r3 = _mm256_add_ps(h[3], h[7]);
-        _mm256_storeu_ps(out + 8 * db, _mm256_add_ps(_mm256_add_ps(r0, r2), _mm256_add_ps(r1, r3)));
-    }
-    if (nd * 8 < hd) { /* outputs past the last eight: the generic code does only those */
-        const int64_t d0 = nd * 8;
-        kv_mix_impl(n, hd - d0, out + d0, w, vh + d0, v_stride, true);
     }
 }
 

@@ -46,8 +46,13 @@ const struct elm_kernels ELM_VARIANT_TABLE = {
     .rope = simd_rope,
     .softmax = simd_softmax,
     .silu_mul = simd_silu_mul,
-    .kv_dot = {[ELM_TYPE_F32] = simd_kv_dot_f32, [ELM_TYPE_F16] = simd_kv_dot_f16},
-    .kv_mix = {[ELM_TYPE_F32] = simd_kv_mix_f32, [ELM_TYPE_F16] = simd_kv_mix_f16},
+    .kv_dot = {[ELM_TYPE_F32] = simd_kv_dot_f32,
+               [ELM_TYPE_F16] = simd_kv_dot_f16,
+               [ELM_TYPE_Q8_0] = q8_0_vec_dot},
+    .kv_mix = {[ELM_TYPE_F32] = simd_kv_mix_f32,
+               [ELM_TYPE_F16] = simd_kv_mix_f16,
+               [ELM_TYPE_Q8_0] = simd_kv_mix_q8_0},
+    .kv_fold = simd_kv_fold,
 };
 
 #define TILE(fn, dot, r, t, rg)                                                                    \

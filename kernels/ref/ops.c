@@ -18,6 +18,7 @@
 #include <math.h>
 #include <stdbool.h>
 
+#include "kernels/blocks.h"
 #include "kernels/fp16.h"
 #include "kernels/kernels.h"
 #include "kernels/ref/ref.h"
@@ -168,31 +169,57 @@ void elm_ref_kv_dot_f16(int64_t n, float *s, const void *k, const void *q)
 /* out[d] = sum_p w[p] V[p][d] as the tiled matmul of a batch adds it: 16 lanes over the cache
  * positions, lane l a fused chain over positions l, l + 16, ... in order, then folded. The
  * positions past n that llama.cpp's padded cache window adds have weight 0 and change no lane,
- * so they are not visited (their cache rows may hold anything). */
-void elm_ref_kv_mix_f32(int64_t n, int64_t hd, float *out, const float *w, const void *v,
+ * so they are not visited (their cache rows may hold anything). The lanes live in the caller's
+ * buffer so that a paged cache can walk its pages one run at a time (kernels.h). */
+void elm_ref_kv_mix_f32(int64_t n, int64_t hd, float *lanes, const float *w, const void *v,
                         int64_t v_stride)
 {
-    const float *vf = v;
-    for (int64_t d = 0; d < hd; d++) {
-        float lane[LANES] = {0};
-        for (int64_t p = 0; p < n; p++)
-            lane[p % LANES] = fmaf(vf[p * v_stride + d], w[p], lane[p % LANES]);
-        out[d] = elm_hsum16(lane);
+    for (int64_t p = 0; p < n; p++) {
+        const float *row = (const float *)((const char *)v + p * v_stride);
+        float *lane = lanes + (p % LANES) * hd;
+        for (int64_t d = 0; d < hd; d++)
+            lane[d] = fmaf(row[d], w[p], lane[d]);
     }
 }
 
 /* The same over a half cache; the weights are rounded to half first, as llama.cpp converts
  * them to the cache type before the product. */
-void elm_ref_kv_mix_f16(int64_t n, int64_t hd, float *out, const float *w, const void *v,
+void elm_ref_kv_mix_f16(int64_t n, int64_t hd, float *lanes, const float *w, const void *v,
                         int64_t v_stride)
 {
-    const uint16_t *vh = v;
-    for (int64_t d = 0; d < hd; d++) {
-        float lane[LANES] = {0};
-        for (int64_t p = 0; p < n; p++) {
-            const float wp = elm_fp16_to_f32(elm_f32_to_fp16(w[p]));
-            lane[p % LANES] = fmaf(elm_fp16_to_f32(vh[p * v_stride + d]), wp, lane[p % LANES]);
+    for (int64_t p = 0; p < n; p++) {
+        const uint16_t *row = (const uint16_t *)((const char *)v + p * v_stride);
+        const float wp = elm_fp16_to_f32(elm_f32_to_fp16(w[p]));
+        float *lane = lanes + (p % LANES) * hd;
+        for (int64_t d = 0; d < hd; d++)
+            lane[d] = fmaf(elm_fp16_to_f32(row[d]), wp, lane[d]);
+    }
+}
+
+/* A Q8_0 cache: each value dequantized (d * q: an 11-bit by 8-bit product, exact in float, so
+ * any order of dequantizing gives these bits) times the float weight. The weights are not
+ * rounded to Q8_0 or F16: V is already the lossy part, and the weights' exponent range matters
+ * (one block scale for 32 weights would flush the small ones to 0). */
+void elm_ref_kv_mix_q8_0(int64_t n, int64_t hd, float *lanes, const float *w, const void *v,
+                         int64_t v_stride)
+{
+    for (int64_t p = 0; p < n; p++) {
+        const struct elm_block_q8_0 *b =
+            (const struct elm_block_q8_0 *)((const char *)v + p * v_stride);
+        float *lane = lanes + (p % LANES) * hd;
+        for (int64_t d = 0; d < hd; d++) {
+            const float x = elm_fp16_to_f32(b[d / 32].d) * (float)b[d / 32].qs[d % 32];
+            lane[d] = fmaf(x, w[p], lane[d]);
         }
+    }
+}
+
+void elm_ref_kv_fold(int64_t hd, const float *lanes, float *out)
+{
+    for (int64_t d = 0; d < hd; d++) {
+        float lane[LANES];
+        for (int l = 0; l < LANES; l++)
+            lane[l] = lanes[l * hd + d];
         out[d] = elm_hsum16(lane);
     }
 }

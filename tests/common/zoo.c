@@ -80,7 +80,7 @@ static int check_prompt(const struct elm_model *m, struct elm_work *w, struct el
             break;
         }
         rep->ids_compared++;
-        if (k + 1 == gids->n || pos >= kv->n_ctx)
+        if (k + 1 == gids->n || pos >= elm_kv_n_ctx(kv))
             break;
         struct elm_batch_item it = {.token = want, .pos = pos++, .kv = kv, .logits = logits};
         rc = elm_model_forward(m, w, &it, 1);

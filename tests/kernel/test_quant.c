@@ -735,6 +735,18 @@ static uint16_t *to_half(const float *x, int64_t n)
 
 /* Each op against the same math in double. The bounds are a few float roundings (2^-24 each)
  * times the size of the terms, set at about twice the measured worst case. */
+/* kv_mix over all n positions at once into zeroed lanes, then kv_fold (kernels.h); stride in
+ * elements of the cache type (esz bytes each) */
+static void mix_all(const struct elm_kernels *k, enum elm_type t, int64_t n, int64_t hd,
+                    float *out, const float *w, const void *v, int64_t stride, size_t esz)
+{
+    float *lanes = calloc((size_t)(16 * hd), sizeof *lanes);
+    assert_non_null(lanes);
+    k->kv_mix[t](n, hd, lanes, w, v, stride * (int64_t)esz);
+    k->kv_fold(hd, lanes, out);
+    free(lanes);
+}
+
 static void test_ops_math(void **state)
 {
     (void)state;
@@ -861,8 +873,8 @@ static void test_ops_math(void **state)
     fill_normal(w, NPOS, 19);
     k->softmax(w, NPOS);
     uint16_t *vh = to_half(v, NPOS * STRIDE);
-    k->kv_mix[ELM_TYPE_F32](NPOS, HD, out32, w, v + 8, STRIDE);
-    k->kv_mix[ELM_TYPE_F16](NPOS, HD, out16, w, vh + 8, STRIDE);
+    mix_all(k, ELM_TYPE_F32, NPOS, HD, out32, w, v + 8, STRIDE, 4);
+    mix_all(k, ELM_TYPE_F16, NPOS, HD, out16, w, vh + 8, STRIDE, 2);
     double w32 = 0, w16 = 0;
     for (int d = 0; d < HD; d++) {
         double e32 = 0, m32 = 0, e16 = 0, m16 = 0;
@@ -956,9 +968,9 @@ static uint64_t kernel_digest(const struct elm_kernels *k)
     }
     memcpy(y, a, NPOS * sizeof *y);
     k->softmax(y, NPOS);
-    k->kv_mix[ELM_TYPE_F32](NPOS, HD, out, y, v, STRIDE);
+    mix_all(k, ELM_TYPE_F32, NPOS, HD, out, y, v, STRIDE, 4);
     h = digest(h, out, sizeof out);
-    k->kv_mix[ELM_TYPE_F16](NPOS, HD, out, y, vh, STRIDE);
+    mix_all(k, ELM_TYPE_F16, NPOS, HD, out, y, vh, STRIDE, 2);
     h = digest(h, out, sizeof out);
     free(v);
     free(vh);

@@ -13,7 +13,9 @@
  *  - vec_dot of every weight type: the float;
  *  - elm_matmul through the variant (its tiles) for 1..9 tokens, 1 and 2 threads: every element
  *    equal to the reference vec_dot of its row and token;
- *  - the operations (rmsnorm, rope, softmax, silu_mul, kv_dot, kv_mix for F32 and F16).
+ *  - the operations (rmsnorm, rope, softmax, silu_mul; kv_dot, kv_mix and kv_fold for F32,
+ *    F16 and Q8_0 caches, kv_mix also over runs of positions with its lanes carried, as the
+ *    paged cache calls it).
  * A variant the CPU cannot run is reported as skipped, never as passed.
  */
 #include <math.h>
@@ -393,23 +395,67 @@ static void test_ops(void **state)
         k->kv_dot[ELM_TYPE_F16](n, &s2, vh + 3, qh);
         expect_floats("kv_dot", what, &s2, &s1, 1);
     }
-    static const int64_t npos[] = {1, 5, 16, 17, 64, 100, 300};
-    static const int64_t hds[] = {8, 24, 64, 128};
+    /* Q8_0 cache rows: 256 values (8 blocks) per position, quantized as the cache stores them */
+    enum { QROW = 8 * 34 };
+    uint8_t *vq = xmalloc(NPOS * QROW), *qq = xmalloc(HD / 32 * 34);
+    for (int p = 0; p < NPOS; p++)
+        ref->from_float[ELM_TYPE_Q8_0](v + p * STRIDE, vq + p * QROW, 256);
+    ref->from_float[ELM_TYPE_Q8_0](x, qq, HD);
+    for (int64_t n = 32; n <= HD; n += 32) {
+        float s1, s2;
+        snprintf(what, sizeof what, "q8_0 n=%lld", (long long)n);
+        ref->kv_dot[ELM_TYPE_Q8_0](n, &s1, vq + 2 * 34, qq);
+        k->kv_dot[ELM_TYPE_Q8_0](n, &s2, vq + 2 * 34, qq);
+        expect_floats("kv_dot", what, &s2, &s1, 1);
+    }
+    /* kv_mix: the reference over all positions in one call is the oracle; the variant must
+     * give its bits in one call and with the lanes carried over runs, as a paged cache calls
+     * it: pages of 32, and runs of 16 and 48 (any multiple of 16 but the last) */
+    static const int64_t npos[] = {1, 5, 16, 17, 33, 64, 100, 300};
+    static const int64_t hds[] = {8, 24, 32, 64, 96, 128};
+    static const int64_t runs[] = {0, 32, 16, 48};
+    float *lanes = xmalloc(16 * HD * sizeof *lanes);
     for (size_t i = 0; i < sizeof npos / sizeof *npos; i++) {
         for (size_t h = 0; h < sizeof hds / sizeof *hds; h++) {
             const int64_t n = npos[i], hd = hds[h];
             fill(w, n, 70 + i, 0);
             ref->softmax(w, n);
-            snprintf(what, sizeof what, "f32 n=%lld hd=%lld", (long long)n, (long long)hd);
-            ref->kv_mix[ELM_TYPE_F32](n, hd, y1, w, v + 8, STRIDE);
-            k->kv_mix[ELM_TYPE_F32](n, hd, y2, w, v + 8, STRIDE);
-            expect_floats("kv_mix", what, y2, y1, hd);
-            snprintf(what, sizeof what, "f16 n=%lld hd=%lld", (long long)n, (long long)hd);
-            ref->kv_mix[ELM_TYPE_F16](n, hd, y1, w, vh + 8, STRIDE);
-            k->kv_mix[ELM_TYPE_F16](n, hd, y2, w, vh + 8, STRIDE);
-            expect_floats("kv_mix", what, y2, y1, hd);
+            for (int ty = 0; ty < 3; ty++) {
+                const enum elm_type t = ty == 0   ? ELM_TYPE_F32
+                                        : ty == 1 ? ELM_TYPE_F16
+                                                  : ELM_TYPE_Q8_0;
+                if (t == ELM_TYPE_Q8_0 && hd % 32)
+                    continue;
+                const char *base = t == ELM_TYPE_F32   ? (const char *)(v + 8)
+                                   : t == ELM_TYPE_F16 ? (const char *)(vh + 8)
+                                                       : (const char *)(vq + 34);
+                const int64_t stride = t == ELM_TYPE_F32   ? STRIDE * 4
+                                       : t == ELM_TYPE_F16 ? STRIDE * 2
+                                                           : QROW;
+                memset(lanes, 0, 16 * HD * sizeof *lanes);
+                ref->kv_mix[t](n, hd, lanes, w, base, stride);
+                ref->kv_fold(hd, lanes, y1);
+                for (size_t r = 0; r < sizeof runs / sizeof *runs; r++) {
+                    for (int which = 0; which < 2; which++) {
+                        const struct elm_kernels *kk = which ? k : ref;
+                        memset(lanes, 0, 16 * HD * sizeof *lanes);
+                        const int64_t run = runs[r] ? runs[r] : n;
+                        for (int64_t p0 = 0; p0 < n; p0 += run)
+                            kk->kv_mix[t](n - p0 < run ? n - p0 : run, hd, lanes, w + p0,
+                                          base + p0 * stride, stride);
+                        kk->kv_fold(hd, lanes, y2);
+                        snprintf(what, sizeof what, "%s %s n=%lld hd=%lld run %lld", kk->name,
+                                 elm_type_get(t)->name, (long long)n, (long long)hd,
+                                 (long long)run);
+                        expect_floats("kv_mix", what, y2, y1, hd);
+                    }
+                }
+            }
         }
     }
+    free(lanes);
+    free(vq);
+    free(qq);
     print_message("%s: rmsnorm, softmax, silu_mul, rope, kv_dot, kv_mix bit-identical to ref\n",
                   k->name);
     free(v);

@@ -1,0 +1,52 @@
+/* kv_impl.h — the layout of a KV pool and of a sequence's page table, shared by kv.c (which
+ * hands pages out) and forward.c (which reads and writes them). Nothing else includes it.
+ *
+ * A page is n_layer blocks, one per layer, each holding that layer's K rows of the page's
+ * ELM_KV_PAGE positions and then its V rows:
+ *     page + layer * layer_bytes + p * row_bytes                  K row of position p
+ *     page + layer * layer_bytes + (ELM_KV_PAGE + p) * row_bytes  V row of position p
+ * A row is kv_dim values of the pool's type: n_head_kv heads of head_bytes each (for Q8_0
+ * head_dim / 32 blocks per head, so a head's row is a whole number of blocks).
+ */
+#ifndef ELM_KV_IMPL_H
+#define ELM_KV_IMPL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kv.h"
+
+struct elm_kv_pool {
+    enum elm_type type;
+    int32_t n_layer, kv_dim, head_dim;
+    size_t head_bytes;   /* one head of one position in type */
+    size_t row_bytes;    /* kv_dim values in type */
+    size_t layer_bytes;  /* K and V rows of ELM_KV_PAGE positions: 2 * ELM_KV_PAGE * row_bytes */
+    size_t page_bytes;   /* n_layer * layer_bytes, rounded up to a cache line */
+    unsigned char *base; /* n_pages * page_bytes (mapping of map_len bytes) */
+    size_t map_len;
+    int64_t n_pages;
+    int64_t n_free;
+    int32_t *free_list; /* [n_pages] indices of free pages in free_list[0 .. n_free) */
+    const char *backing;
+    bool locked;
+    int64_t n_open; /* caches taken from the pool and not destroyed */
+};
+
+struct elm_kv {
+    struct elm_kv_pool *pool;
+    bool owns_pool; /* elm_kv_create's private pool */
+    int32_t n_ctx;
+    int32_t n_pages;   /* pages held: positions [0, n_pages * ELM_KV_PAGE) are backed */
+    int32_t max_pages; /* elm_kv_pages_for(n_ctx) */
+    int32_t *table;    /* [max_pages] page index of each run of ELM_KV_PAGE positions */
+};
+
+/* The start of page i of a pool. */
+static inline unsigned char *elm_kv_page(const struct elm_kv_pool *p, int32_t i)
+{
+    return p->base + (size_t)i * p->page_bytes;
+}
+
+#endif
