@@ -100,8 +100,10 @@ static const char *human_bytes(uint64_t b, char *buf, size_t cap)
 {
     if (b >= (1ull << 30))
         snprintf(buf, cap, "%.2f GiB", b / (double)(1ull << 30));
-    else
+    else if (b >= (1ull << 20))
         snprintf(buf, cap, "%.1f MiB", b / (double)(1ull << 20));
+    else
+        snprintf(buf, cap, "%.1f KiB", b / 1024.0);
     return buf;
 }
 
@@ -149,6 +151,13 @@ static void status_json(const elm_client *c, const struct elm_daemon_status *st)
     j_u64(&j, "kv_bytes", st->kv_bytes);
     j_u64(&j, "kv_tokens", st->kv_tokens);
     j_u64(&j, "kv_capacity", st->kv_capacity);
+    j_u64(&j, "kv_pages", st->kv_pages);
+    j_u64(&j, "kv_pages_free", st->kv_pages_free);
+    j_u64(&j, "kv_page_bytes", st->kv_page_bytes);
+    j_u64(&j, "kv_page_tokens", st->kv_page_tokens);
+    j_str(&j, "kv_backing", st->kv_backing);
+    j_bool(&j, "kv_locked", st->kv_locked);
+    j_u64(&j, "n_queued", st->n_queued);
     j_bool(&j, "loading", st->loading);
     j_str(&j, "loading_path", st->loading_path);
     j_u64(&j, "load_done", st->load_done);
@@ -176,9 +185,16 @@ static void status_model(const struct elm_daemon_status *st)
     printf("context   %u tokens per session%s%s%s, vocabulary %u\n", st->n_ctx,
            st->kv_type[0] ? " (KV cache " : "", st->kv_type, st->kv_type[0] ? ")" : "",
            st->n_vocab);
-    if (st->kv_capacity)
-        printf("kv cache  %llu of %llu positions in use, %s\n", (unsigned long long)st->kv_tokens,
-               (unsigned long long)st->kv_capacity, human_bytes(st->kv_bytes, b, sizeof b));
+    if (st->kv_pages) {
+        printf("kv pool   %s: %llu of %llu pages free (%llu positions, %s each), %s, %s\n",
+               human_bytes(st->kv_bytes, b, sizeof b), (unsigned long long)st->kv_pages_free,
+               (unsigned long long)st->kv_pages, (unsigned long long)st->kv_page_tokens,
+               human_bytes(st->kv_page_bytes, a, sizeof a),
+               st->kv_backing[0] ? st->kv_backing : "?", st->kv_locked ? "pinned" : "not pinned");
+        printf("          %llu of %llu positions hold sessions' tokens; %u request%s waiting\n",
+               (unsigned long long)st->kv_tokens, (unsigned long long)st->kv_capacity, st->n_queued,
+               st->n_queued == 1 ? "" : "s");
+    }
 }
 
 void cli_print_status(const elm_client *c, const struct elm_daemon_status *st)
@@ -297,6 +313,7 @@ void cli_print_stats(const struct elm_daemon_stats *s)
         j_u64(&j, "n_requests", s->n_requests);
         j_u64(&j, "n_errors", s->n_errors);
         j_u64(&j, "n_prompt_tokens", s->n_prompt_tokens);
+        j_u64(&j, "n_prompt_reused", s->n_prompt_reused);
         j_u64(&j, "prompt_ns", s->prompt_ns);
         j_u64(&j, "n_gen_tokens", s->n_gen_tokens);
         j_u64(&j, "gen_ns", s->gen_ns);
@@ -308,14 +325,17 @@ void cli_print_stats(const struct elm_daemon_stats *s)
         j_u64(&j, "n_sessions", s->n_sessions);
         j_u64(&j, "n_client_deaths", s->n_client_deaths);
         j_u64(&j, "n_ring_errors", s->n_ring_errors);
+        j_u64(&j, "n_busy", s->n_busy);
+        j_u64(&j, "n_kv_reclaimed", s->n_kv_reclaimed);
         puts("}");
         return;
     }
     printf("uptime            %s\n", human_ns(s->uptime_ns, t, sizeof t));
     printf("requests          %llu (%llu failed)\n", (unsigned long long)s->n_requests,
            (unsigned long long)s->n_errors);
-    printf("prompt tokens     %llu in %.3f s\n", (unsigned long long)s->n_prompt_tokens,
-           s->prompt_ns * 1e-9);
+    printf("prompt tokens     %llu evaluated in %.3f s, %llu reused from history\n",
+           (unsigned long long)s->n_prompt_tokens, s->prompt_ns * 1e-9,
+           (unsigned long long)s->n_prompt_reused);
     printf("generated tokens  %llu in %.3f s (%.1f tokens/s)\n",
            (unsigned long long)s->n_gen_tokens, s->gen_ns * 1e-9, s->gen_tokens_per_s);
     printf("first token       %.1f / %.1f / %.1f ms (median / p90 / p99)\n", s->ttft_ns[0] * 1e-6,
@@ -328,5 +348,8 @@ void cli_print_stats(const struct elm_daemon_stats *s)
            "record)\n",
            s->n_sessions, (unsigned long long)s->n_client_deaths,
            (unsigned long long)s->n_ring_errors);
+    printf("kv memory         %llu request%s refused busy, %llu idle session%s reclaimed\n",
+           (unsigned long long)s->n_busy, s->n_busy == 1 ? "" : "s",
+           (unsigned long long)s->n_kv_reclaimed, s->n_kv_reclaimed == 1 ? "" : "s");
 }
 #endif

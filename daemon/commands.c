@@ -15,7 +15,7 @@
 #include "common/log.h"
 #include "control.h"
 #include "elm/status.h"
-#include "xtags.h"
+#include "ipc/proto.h"
 
 #define MIN_REQ_RING (4u << 10)
 #define MIN_EVT_RING (16u << 10) /* several steps of events (ELMD_STEP_EVT_BYTES each) */
@@ -51,8 +51,8 @@ static void put_pcts(struct elm_proto_buf *b, const struct elmd_lat *ttft,
     elmd_lat_pct(ttft, t);
     elmd_lat_pct(itl, i);
     for (int k = 0; k < 3; k++) {
-        elm_proto_put_u64(b, (uint16_t)(ELMD_TAG_TTFT_P50_NS + k), t[k]);
-        elm_proto_put_u64(b, (uint16_t)(ELMD_TAG_ITL_P50_NS + k), i[k]);
+        elm_proto_put_u64(b, (uint16_t)(ELM_TAG_TTFT_P50_NS + k), t[k]);
+        elm_proto_put_u64(b, (uint16_t)(ELM_TAG_ITL_P50_NS + k), i[k]);
     }
 }
 
@@ -94,8 +94,7 @@ static void cmd_hello(struct elmd *d, const struct elmd_peer *p, const struct el
     elm_proto_buf_fini(&b);
 }
 
-static void put_model(struct elm_proto_buf *b, const struct elmd_model *dm, int32_t ctx,
-                      enum elm_type kv_type)
+static void put_model(struct elm_proto_buf *b, const struct elmd_model *dm, int32_t ctx)
 {
     const struct elm_model *m = dm->m;
     const struct elmd_residency *r = &dm->res;
@@ -111,25 +110,25 @@ static void put_model(struct elm_proto_buf *b, const struct elmd_model *dm, int3
     elm_proto_put_u64(b, ELM_TAG_N_VOCAB, (uint64_t)m->hp.n_vocab);
     elm_proto_put_u64(b, ELM_TAG_N_THREADS, (uint64_t)m->n_threads);
     elm_proto_put_u64(b, ELM_TAG_LOAD_NS, r->total_ns);
-    elm_proto_put_str(b, ELMD_TAG_ARCH, m->hp.arch == ELM_ARCH_QWEN2 ? "qwen2" : "llama");
-    elm_proto_put_str(b, ELMD_TAG_KERNEL, m->k->name);
-    elm_proto_put_u64(b, ELMD_TAG_N_PARAMS, n_params);
-    elm_proto_put_u64(b, ELMD_TAG_N_LAYER, (uint64_t)m->hp.n_layer);
-    elm_proto_put_u64(b, ELMD_TAG_N_EMBD, (uint64_t)m->hp.n_embd);
-    elm_proto_put_u64(b, ELMD_TAG_N_CTX_TRAIN, (uint64_t)m->hp.n_ctx_train);
-    elm_proto_put_str(b, ELMD_TAG_KV_TYPE, kv_type == ELM_TYPE_F32 ? "f32" : "f16");
-    elm_proto_put_u64(b, ELMD_TAG_WEIGHT_BYTES, r->data_size);
+    elm_proto_put_str(b, ELM_TAG_ARCH, m->hp.arch == ELM_ARCH_QWEN2 ? "qwen2" : "llama");
+    elm_proto_put_str(b, ELM_TAG_KERNEL, m->k->name);
+    elm_proto_put_u64(b, ELM_TAG_N_PARAMS, n_params);
+    elm_proto_put_u64(b, ELM_TAG_N_LAYER, (uint64_t)m->hp.n_layer);
+    elm_proto_put_u64(b, ELM_TAG_N_EMBD, (uint64_t)m->hp.n_embd);
+    elm_proto_put_u64(b, ELM_TAG_N_CTX_TRAIN, (uint64_t)m->hp.n_ctx_train);
+    elm_proto_put_str(b, ELM_TAG_KV_TYPE, elmd_kv_type_name(elm_kv_pool_type(dm->kv_pool)));
+    elm_proto_put_u64(b, ELM_TAG_WEIGHT_BYTES, r->data_size);
     bool pinned = r->locked || r->backing == ELMD_BACK_HUGETLB; /* hugetlb never swaps */
-    elm_proto_put_u64(b, ELMD_TAG_PINNED_BYTES, pinned ? r->locked_bytes : 0);
-    elm_proto_put_u64(b, ELMD_TAG_HUGE_BYTES, r->huge_bytes);
-    elm_proto_put_f64(b, ELMD_TAG_HUGE_SHARE,
+    elm_proto_put_u64(b, ELM_TAG_PINNED_BYTES, pinned ? r->locked_bytes : 0);
+    elm_proto_put_u64(b, ELM_TAG_HUGE_BYTES, r->huge_bytes);
+    elm_proto_put_f64(b, ELM_TAG_HUGE_SHARE,
                       r->map_len ? (double)r->huge_bytes / (double)r->map_len : 0.0);
-    elm_proto_put_str(b, ELMD_TAG_BACKING, elmd_backing_name(r->backing));
-    elm_proto_put_u64(b, ELMD_TAG_O_DIRECT, r->direct);
-    elm_proto_put_u64(b, ELMD_TAG_IO_URING, r->uring);
-    elm_proto_put_f64(b, ELMD_TAG_LOAD_GBPS, r->gbps);
+    elm_proto_put_str(b, ELM_TAG_BACKING, elmd_backing_name(r->backing));
+    elm_proto_put_u64(b, ELM_TAG_O_DIRECT, r->direct);
+    elm_proto_put_u64(b, ELM_TAG_IO_URING, r->uring);
+    elm_proto_put_f64(b, ELM_TAG_LOAD_GBPS, r->gbps);
     if (r->notes[0])
-        elm_proto_put_str(b, ELMD_TAG_LOAD_NOTES, r->notes);
+        elm_proto_put_str(b, ELM_TAG_LOAD_NOTES, r->notes);
 }
 
 static void cmd_status(struct elmd *d, const struct elmd_peer *p, const struct elm_proto_msg *m)
@@ -142,31 +141,36 @@ static void cmd_status(struct elmd *d, const struct elmd_peer *p, const struct e
     elm_proto_put_u64(&b, ELM_TAG_MAX_SESSIONS, (uint64_t)d->cfg.max_sessions);
     elm_proto_put_u64(&b, ELM_TAG_PID, (uint64_t)getpid());
     elm_proto_put_str(&b, ELM_TAG_DAEMON_VERSION, ELMD_VERSION);
-    uint64_t kv_bytes = 0, kv_used = 0, kv_cap = 0;
     pthread_mutex_lock(&d->lock);
-    /* Safe under the lock: only control frees models, and the engine swaps them under it. */
+    /* Safe under the lock: only control frees models, and the engine swaps them under it. The
+     * pool's size, page size, backing and pinning never change; its free pages are the engine's
+     * business, published at the end of each step. */
     if (d->model) {
-        put_model(&b, d->model, d->model_ctx, d->cfg.kv_type);
-        const struct elm_hparams *hp = &d->model->m->hp;
-        size_t esz = d->cfg.kv_type == ELM_TYPE_F32 ? 4 : 2;
-        for (struct elmd_session *s = d->sessions; s; s = s->next) {
-            kv_bytes += 2 * (uint64_t)hp->n_layer * (uint64_t)s->n_ctx *
-                        (uint64_t)(hp->n_head_kv * hp->head_dim) * esz;
-            kv_used += (uint64_t)s->kv_used;
-            kv_cap += (uint64_t)s->n_ctx;
-        }
+        const struct elm_kv_pool *pool = d->model->kv_pool;
+        uint64_t pages = (uint64_t)elm_kv_pool_pages(pool), used = 0;
+        uint64_t page_bytes = elm_kv_pool_page_bytes(pool);
+        for (struct elmd_session *s = d->sessions; s; s = s->next)
+            used += (uint64_t)s->kv_used;
+        put_model(&b, d->model, d->model_ctx);
+        elm_proto_put_u64(&b, ELM_TAG_KV_BYTES, pages * page_bytes);
+        elm_proto_put_u64(&b, ELM_TAG_KV_TOKENS, used);
+        elm_proto_put_u64(&b, ELM_TAG_KV_CAPACITY, pages * ELM_KV_PAGE);
+        elm_proto_put_u64(&b, ELM_TAG_KV_PAGES, pages);
+        elm_proto_put_u64(&b, ELM_TAG_KV_PAGES_FREE, (uint64_t)d->kv_free_pages);
+        elm_proto_put_u64(&b, ELM_TAG_KV_PAGE_BYTES, page_bytes);
+        elm_proto_put_u64(&b, ELM_TAG_KV_PAGE_TOKENS, ELM_KV_PAGE);
+        elm_proto_put_str(&b, ELM_TAG_KV_BACKING, elm_kv_pool_backing(pool));
+        elm_proto_put_u64(&b, ELM_TAG_KV_LOCKED, elm_kv_pool_locked(pool));
+        elm_proto_put_u64(&b, ELM_TAG_N_QUEUED, (uint64_t)d->n_kv_waiting);
     }
     pthread_mutex_unlock(&d->lock);
-    elm_proto_put_u64(&b, ELMD_TAG_KV_BYTES, kv_bytes);
-    elm_proto_put_u64(&b, ELMD_TAG_KV_TOKENS, kv_used);
-    elm_proto_put_u64(&b, ELMD_TAG_KV_CAPACITY, kv_cap);
     if (d->loading) {
-        elm_proto_put_str(&b, ELMD_TAG_LOADING_PATH, d->load_path);
-        elm_proto_put_u64(&b, ELMD_TAG_LOAD_DONE, atomic_load(&d->progress.done));
-        elm_proto_put_u64(&b, ELMD_TAG_LOAD_TOTAL, atomic_load(&d->progress.total));
+        elm_proto_put_str(&b, ELM_TAG_LOADING_PATH, d->load_path);
+        elm_proto_put_u64(&b, ELM_TAG_LOAD_DONE, atomic_load(&d->progress.done));
+        elm_proto_put_u64(&b, ELM_TAG_LOAD_TOTAL, atomic_load(&d->progress.total));
     }
     if (d->last_load_error[0])
-        elm_proto_put_str(&b, ELMD_TAG_LOAD_ERROR, d->last_load_error);
+        elm_proto_put_str(&b, ELM_TAG_LOAD_ERROR, d->last_load_error);
     elmd_reply(d, p, &b);
     elm_proto_buf_fini(&b);
 }
@@ -187,12 +191,15 @@ static void cmd_stats(struct elmd *d, const struct elmd_peer *p, const struct el
     elm_proto_put_u64(&b, ELM_TAG_N_ERRORS, st->n_errors);
     elm_proto_put_f64(&b, ELM_TAG_GEN_TOKENS_PER_S,
                       st->gen_ns ? (double)st->n_gen_tokens * 1e9 / (double)st->gen_ns : 0.0);
-    elm_proto_put_u64(&b, ELMD_TAG_N_MALFORMED, st->n_malformed);
-    elm_proto_put_u64(&b, ELMD_TAG_N_CONTROL, st->n_control);
-    elm_proto_put_u64(&b, ELMD_TAG_N_DROPPED, st->n_dropped);
-    elm_proto_put_u64(&b, ELMD_TAG_N_STEPS, st->n_steps);
-    elm_proto_put_u64(&b, ELMD_TAG_N_CLIENT_DEATHS, st->n_client_deaths);
-    elm_proto_put_u64(&b, ELMD_TAG_N_RING_ERRORS, st->n_ring_errors);
+    elm_proto_put_u64(&b, ELM_TAG_N_MALFORMED, st->n_malformed);
+    elm_proto_put_u64(&b, ELM_TAG_N_CONTROL, st->n_control);
+    elm_proto_put_u64(&b, ELM_TAG_N_DROPPED, st->n_dropped);
+    elm_proto_put_u64(&b, ELM_TAG_N_STEPS, st->n_steps);
+    elm_proto_put_u64(&b, ELM_TAG_N_CLIENT_DEATHS, st->n_client_deaths);
+    elm_proto_put_u64(&b, ELM_TAG_N_RING_ERRORS, st->n_ring_errors);
+    elm_proto_put_u64(&b, ELM_TAG_N_PROMPT_REUSED, st->n_prompt_reused);
+    elm_proto_put_u64(&b, ELM_TAG_N_BUSY, st->n_busy);
+    elm_proto_put_u64(&b, ELM_TAG_N_KV_RECLAIMED, st->n_kv_reclaimed);
     put_pcts(&b, &st->ttft, &st->itl);
     pthread_mutex_unlock(&d->lock);
     elm_proto_put_u64(&b, ELM_TAG_RSS_BYTES, rss_bytes());
@@ -221,7 +228,7 @@ static void cmd_sessions(struct elmd *d, const struct elmd_peer *p, const struct
         elm_proto_put_u64(&b, ELM_TAG_N_PROMPT_TOKENS, s->n_prompt_tokens);
         elm_proto_put_u64(&b, ELM_TAG_N_GEN_TOKENS, s->n_gen_tokens);
         elm_proto_put_u64(&b, ELM_TAG_AGE_NS, now - s->opened_ns);
-        elm_proto_put_u64(&b, ELMD_TAG_N_REQUESTS_SESSION, s->n_requests);
+        elm_proto_put_u64(&b, ELM_TAG_N_REQUESTS_SESSION, s->n_requests);
         put_pcts(&b, &s->ttft, &s->itl);
         elm_proto_group_end(&b);
     }
@@ -364,7 +371,12 @@ static int cmd_open_session(struct elmd *d, const struct elmd_peer *p,
         snprintf(msg, sizeof msg, "all %d sessions are in use", d->cfg.max_sessions);
         return simple_reply(d, p, m, ELM_EBUSY, msg);
     }
+    /* A session never gets more context than the KV pool holds, so every request it sends can
+     * run once the pool is free (elm_seq_start reserves up to the whole context). */
     int32_t cap = elmd_ctx_cap(model, def_ctx);
+    int64_t pool_cap = elm_kv_pool_pages(model->kv_pool) * ELM_KV_PAGE;
+    if (cap > pool_cap)
+        cap = (int32_t)pool_cap;
     if (ctx > (uint64_t)cap) {
         snprintf(msg, sizeof msg, "N_CTX %llu exceeds the limit of %d", (unsigned long long)ctx,
                  cap);

@@ -39,6 +39,8 @@ void elmd_config_defaults(struct elmd_config *c)
     c->log_level = ELM_LOG_INFO;
     c->max_sessions = 16;
     c->kv_type = ELM_TYPE_F16;
+    c->max_queued = 16;
+    c->queue_timeout_ms = 30000;
     c->prefill_chunk = 64;
     c->hugepages = ELMD_HUGE_AUTO;
     c->mlock = true;
@@ -47,6 +49,17 @@ void elmd_config_defaults(struct elmd_config *c)
     c->io_chunk_kib = 2048;
     c->drain_ms = 3000;
     c->unlink_ms = 5000;
+}
+
+int64_t elmd_kv_pool_default(int max_sessions, int32_t ctx)
+{
+    int64_t quarter = (int64_t)max_sessions * ctx / 4, four = 4 * (int64_t)ctx;
+    return quarter > four ? quarter : four;
+}
+
+const char *elmd_kv_type_name(enum elm_type t)
+{
+    return t == ELM_TYPE_F32 ? "f32" : t == ELM_TYPE_Q8_0 ? "q8_0" : "f16";
 }
 
 /* ---- values ------------------------------------------------------------------------------ */
@@ -133,8 +146,17 @@ int elmd_config_set(struct elmd_config *c, const char *key, const char *v, char 
             c->kv_type = ELM_TYPE_F16;
         else if (!strcasecmp(v, "f32"))
             c->kv_type = ELM_TYPE_F32;
+        else if (!strcasecmp(v, "q8_0"))
+            c->kv_type = ELM_TYPE_Q8_0;
         else
             bad = 1;
+    } else if (!strcmp(key, "kv_pool_tokens")) {
+        bad = parse_int(v, 0, 1L << 24, &x) || (c->kv_pool_tokens = x, 0);
+    } else if (!strcmp(key, "max_queued")) {
+        /* a session waits with one request at most, so more than the sessions cannot queue */
+        bad = parse_int(v, 0, ELMD_MAX_SESSIONS_LIMIT, &x) || (c->max_queued = (int)x, 0);
+    } else if (!strcmp(key, "queue_timeout_ms")) {
+        bad = parse_int(v, 0, 3600000, &x) || (c->queue_timeout_ms = (int)x, 0);
     } else if (!strcmp(key, "prefill_chunk")) {
         bad = parse_int(v, 1, 4096, &x) || (c->prefill_chunk = (int)x, 0);
     } else if (!strcmp(key, "hugepages")) {
@@ -230,7 +252,10 @@ void elmd_config_usage(FILE *f)
             "      --syslog            log to syslog (the default when in the background)\n"
             "      --ctx N             context tokens per session (default: model's, <= 4096)\n"
             "      --max-sessions N    concurrent sessions (default 16, at most %d)\n"
-            "      --kv-type T         f16 (default) or f32\n"
+            "      --kv-type T         KV cache type: f16 (default), f32 or q8_0\n"
+            "      --kv-pool-tokens N  KV positions shared by all sessions (default: see docs)\n"
+            "      --max-queued N      requests that may wait for KV memory (default 16)\n"
+            "      --queue-timeout-ms N  how long they may wait (default 30000; 0: refuse)\n"
             "      --prefill-chunk N   prompt tokens per session per step (default 64)\n"
             "      --endpoint URL      also listen on tcp://127.0.0.1:PORT\n"
             "  -h, --help              this text\n"
@@ -254,17 +279,39 @@ static bool default_config_path(char *buf, size_t cap)
 int elmd_config_from_args(struct elmd_config *c, int argc, char **argv, char *err, size_t errlen)
 {
     static const struct option opts[] = {
-        {"model", required_argument, 0, 'm'},   {"config", required_argument, 0, 'c'},
-        {"foreground", no_argument, 0, 'f'},    {"test-config", no_argument, 0, 't'},
-        {"threads", required_argument, 0, 1},   {"runtime-dir", required_argument, 0, 2},
-        {"log-level", required_argument, 0, 3}, {"syslog", no_argument, 0, 4},
-        {"ctx", required_argument, 0, 5},       {"max-sessions", required_argument, 0, 6},
-        {"kv-type", required_argument, 0, 7},   {"prefill-chunk", required_argument, 0, 8},
-        {"endpoint", required_argument, 0, 9},  {"help", no_argument, 0, 'h'},
-        {"version", no_argument, 0, 'V'},       {0, 0, 0, 0},
+        {"model", required_argument, 0, 'm'},
+        {"config", required_argument, 0, 'c'},
+        {"foreground", no_argument, 0, 'f'},
+        {"test-config", no_argument, 0, 't'},
+        {"threads", required_argument, 0, 1},
+        {"runtime-dir", required_argument, 0, 2},
+        {"log-level", required_argument, 0, 3},
+        {"syslog", no_argument, 0, 4},
+        {"ctx", required_argument, 0, 5},
+        {"max-sessions", required_argument, 0, 6},
+        {"kv-type", required_argument, 0, 7},
+        {"prefill-chunk", required_argument, 0, 8},
+        {"endpoint", required_argument, 0, 9},
+        {"kv-pool-tokens", required_argument, 0, 10},
+        {"max-queued", required_argument, 0, 11},
+        {"queue-timeout-ms", required_argument, 0, 12},
+        {"help", no_argument, 0, 'h'},
+        {"version", no_argument, 0, 'V'},
+        {0, 0, 0, 0},
     };
-    static const char *keys[] = {NULL,  "threads",      "runtime_dir", "log_level",     "syslog",
-                                 "ctx", "max_sessions", "kv_type",     "prefill_chunk", "endpoint"};
+    static const char *keys[] = {NULL,
+                                 "threads",
+                                 "runtime_dir",
+                                 "log_level",
+                                 "syslog",
+                                 "ctx",
+                                 "max_sessions",
+                                 "kv_type",
+                                 "prefill_chunk",
+                                 "endpoint",
+                                 "kv_pool_tokens",
+                                 "max_queued",
+                                 "queue_timeout_ms"};
     elmd_config_defaults(c);
 
     /* First pass: only --config, --help and --version, so the file is applied before the
@@ -315,7 +362,7 @@ int elmd_config_from_args(struct elmd_config *c, int argc, char **argv, char *er
         case 'c':
             break;
         default:
-            if (o >= 1 && o <= 9)
+            if (o >= 1 && o <= 12)
                 rc = elmd_config_set(c, keys[o], optarg, msg, sizeof msg);
             break;
         }

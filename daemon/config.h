@@ -38,8 +38,11 @@ struct elmd_config {
     bool test_only; /* -t: check and exit */
     int32_t ctx;    /* context tokens per session; 0 = the model's, at most 4096 */
     int max_sessions;
-    enum elm_type kv_type; /* F16 (default) or F32 */
-    int prefill_chunk;     /* prompt tokens a session may evaluate per step */
+    enum elm_type kv_type;  /* F16 (default), F32 or Q8_0 */
+    int64_t kv_pool_tokens; /* KV positions shared by all sessions; 0 = elmd_kv_pool_default */
+    int max_queued;         /* requests that may wait for KV memory at once */
+    int queue_timeout_ms;   /* how long one may wait; 0 = refuse at once */
+    int prefill_chunk;      /* prompt tokens a session may evaluate per step */
     enum elmd_hugepages hugepages;
     bool mlock;       /* pin the weights (failure is a warning) */
     bool direct_io;   /* try O_DIRECT when reading weights */
@@ -48,6 +51,17 @@ struct elmd_config {
     int drain_ms;     /* on SIGTERM, how long running requests may finish */
     int unlink_ms;    /* shm names are unlinked after this even without a confirm */
 };
+
+/* The KV pool's size when kv_pool_tokens is 0, for sessions of ctx tokens: a quarter of every
+ * session at its full context, but at least 4 full contexts. Why: most requests are short chats
+ * and take a few pages, so 16 sessions at a quarter of 4096 tokens each run together; a request
+ * without a token limit reserves its whole context (engine/seq.h), and at least 4 of those must
+ * run at once; and every session at full context at once would cost more memory than the
+ * weights of most models (7B f16: 16 x 4096 positions = 32 GiB). */
+int64_t elmd_kv_pool_default(int max_sessions, int32_t ctx);
+
+/* "f16", "f32" or "q8_0": the kv_type value naming t. */
+const char *elmd_kv_type_name(enum elm_type t);
 
 /* Fills c with the built-in defaults. */
 void elmd_config_defaults(struct elmd_config *c);

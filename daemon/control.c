@@ -255,6 +255,38 @@ void elmd_close_all_sessions(struct elmd *d, int code, const char *msg)
     elmd_engine_wake(d);
 }
 
+/* The KV pool of a freshly loaded model: kv_pool_tokens positions (or the default for ctx),
+ * shared by every session on it. Its pages are handed out by the engine thread only. Returns 0
+ * or an error with a message in err; *ctx is lowered to the pool's size if it is larger, so a
+ * session's request can always fit an empty pool. */
+static int make_kv_pool(struct elmd *d, struct elmd_model *dm, int32_t *ctx, char *err,
+                        size_t errlen)
+{
+    const struct elmd_config *c = &d->cfg;
+    int64_t tokens =
+        c->kv_pool_tokens ? c->kv_pool_tokens : elmd_kv_pool_default(c->max_sessions, *ctx);
+    int64_t pages = elm_kv_pages_for(tokens);
+    unsigned flags =
+        (c->hugepages != ELMD_HUGE_OFF ? ELM_KV_POOL_HUGE : 0) | (c->mlock ? ELM_KV_POOL_LOCK : 0);
+    int rc = elm_kv_type_check(dm->m, c->kv_type, err, errlen);
+    if (rc == 0 && (rc = elm_kv_pool_create(dm->m, c->kv_type, pages, flags, &dm->kv_pool)))
+        snprintf(err, errlen, "cannot allocate a KV pool of %lld positions: %s", (long long)tokens,
+                 elm_strerror(rc));
+    if (rc)
+        return rc;
+    int64_t cap = elm_kv_pool_pages(dm->kv_pool) * ELM_KV_PAGE;
+    if (*ctx > cap) {
+        elm_warn("kv_pool_tokens %lld is less than the context %d: sessions get %lld tokens",
+                 (long long)tokens, *ctx, (long long)cap);
+        *ctx = (int32_t)cap;
+    }
+    const struct elm_kv_pool *p = dm->kv_pool;
+    elm_info("KV pool: %lld pages of %d positions (%zu bytes each), %s, %s, %s", (long long)pages,
+             ELM_KV_PAGE, elm_kv_pool_page_bytes(p), elmd_kv_type_name(c->kv_type),
+             elm_kv_pool_backing(p), elm_kv_pool_locked(p) ? "pinned" : "not pinned");
+    return 0;
+}
+
 /* The loader returned: hand a new model to the engine, or report the failure. */
 static void finish_load(struct elmd *d, int *initial_rc)
 {
@@ -264,6 +296,13 @@ static void finish_load(struct elmd *d, int *initial_rc)
         elmd_model_destroy(&d->load_result);
         d->load_rc = -ECANCELED;
         snprintf(d->load_err, sizeof d->load_err, "the load was cancelled");
+    }
+    int32_t ctx = 0;
+    if (d->load_rc == 0) {
+        ctx = elmd_ctx_default(d->load_result, d->load_ctx ? d->load_ctx : d->cfg.ctx);
+        d->load_rc = make_kv_pool(d, d->load_result, &ctx, d->load_err, sizeof d->load_err);
+        if (d->load_rc)
+            elmd_model_destroy(&d->load_result);
     }
     if (d->load_rc) {
         snprintf(d->last_load_error, sizeof d->last_load_error, "%s: %s", d->load_path,
@@ -277,7 +316,7 @@ static void finish_load(struct elmd *d, int *initial_rc)
     pthread_mutex_lock(&d->lock);
     elmd_model_destroy(&d->swap_to);
     d->swap_to = d->load_result;
-    d->swap_ctx = elmd_ctx_default(d->load_result, d->load_ctx ? d->load_ctx : d->cfg.ctx);
+    d->swap_ctx = ctx;
     d->swap_pending = true;
     pthread_mutex_unlock(&d->lock);
     d->swapping = true;
@@ -456,6 +495,8 @@ void elmd_reload_config(struct elmd *d)
     pthread_mutex_lock(&d->lock);
     d->eng_prefill_chunk = d->cfg.prefill_chunk;
     d->eng_max_sessions = d->cfg.max_sessions;
+    d->eng_max_queued = d->cfg.max_queued;
+    d->eng_queue_timeout_ms = d->cfg.queue_timeout_ms;
     pthread_mutex_unlock(&d->lock);
     elmd_engine_wake(d);
     elm_info("SIGHUP: configuration reloaded%s%s", d->cfg.config_path[0] ? " from " : "",

@@ -3,7 +3,8 @@
  *   control thread (main.c, control.c): owns the ZeroMQ sockets, the runtime directory, the
  *       session list and every session's lifetime (create, free), the loader thread;
  *   engine thread (scheduler.c): owns the forward pass and every adopted session's rings,
- *       sequence and request state; it is the only thread that touches those;
+ *       sequence and request state, and hands out the KV pool's pages (admission.c); it is the
+ *       only thread that touches those;
  *   loader thread (loader.c): builds one new model, then hands it over and ends.
  *
  * They meet in the fields marked [L], under d->lock, held only for short bookkeeping (never
@@ -40,6 +41,7 @@
      sizeof(struct elm_rec_error) + ELM_REC_MAX_ERROR_MSG + 16)
 
 /* A prompt copied out of a request ring and decoded; owned by the engine. */
+struct elmd_wait;
 struct elmd_prompt {
     struct elmd_prompt *next;
     struct elm_prompt_msg msg; /* points into buf */
@@ -63,7 +65,10 @@ struct elmd_session {
     uint32_t req_cap, evt_cap;
     int32_t n_ctx;
     const struct elm_model *model; /* the model seq was built for */
-    struct elm_seq *seq;           /* built by control at open; used by the engine only */
+    struct elm_kv_pool *pool;      /* that model's KV pool (elmd_model.kv_pool) */
+    /* Built and destroyed by the engine (at adoption, and before it lets the session go), so
+     * that only the engine thread ever takes or gives back pages of the pool. */
+    struct elm_seq *seq;
     struct elm_session_rings rings;
 
     /* [L] set by control, read by the engine */
@@ -86,6 +91,8 @@ struct elmd_session {
     bool paused;      /* its event ring lacks room for a step's events */
     int32_t *history; /* tokens of the conversation so far (KEEP_CONTEXT) */
     int32_t n_history;
+    struct elmd_wait *wait; /* a request waiting for KV pages (admission.c); NULL */
+    uint64_t last_used_ns;  /* when its last request started or ended: reclaim order */
     struct {
         bool active;
         uint32_t req_id;
@@ -94,8 +101,8 @@ struct elmd_session {
         int32_t to_eval;   /* prompt tokens not yet evaluated */
     } cur;
     struct { /* counters of this step, added to the [L] ones at its end */
-        uint32_t req, err, tok;
-        uint64_t prompt_tok, prompt_ns, gen_ns, ttft_ns, itl_ns;
+        uint32_t req, err, tok, busy, reclaimed;
+        uint64_t prompt_tok, prompt_reused, prompt_ns, gen_ns, ttft_ns, itl_ns;
         bool has_ttft, has_itl, ring_err;
     } step;
 };
@@ -153,6 +160,10 @@ struct elmd {
     bool eng_stop;               /* [L] leave the loop */
     int eng_prefill_chunk;       /* [L] */
     int eng_max_sessions;        /* [L] */
+    int eng_max_queued;          /* [L] */
+    int eng_queue_timeout_ms;    /* [L] */
+    int64_t kv_free_pages;       /* [L] the pool's free pages, as of the engine's last step */
+    int n_kv_waiting;            /* [L] requests waiting for KV pages */
     int n_running;               /* [L] requests running or queued */
     bool eng_drain_seen;         /* [L] n_running counts every ring read since draining began */
     struct elmd_stats st;        /* [L] */

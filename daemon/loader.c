@@ -473,6 +473,7 @@ void elmd_model_destroy(struct elmd_model **pm)
     if (!pm || !*pm)
         return;
     struct elmd_model *dm = *pm;
+    elm_kv_pool_destroy(&dm->kv_pool); /* its sequences are gone: the engine destroyed them */
     elm_model_destroy(&dm->m);
     if (dm->res.map)
         munmap(dm->res.map, dm->res.map_len);

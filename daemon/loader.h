@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "engine/kv.h"
 #include "engine/model.h"
 
 enum elmd_backing {
@@ -49,7 +50,8 @@ struct elmd_residency {
 };
 
 struct elmd_model {
-    struct elm_model *m; /* built on res.data */
+    struct elm_model *m;         /* built on res.data */
+    struct elm_kv_pool *kv_pool; /* every session's KV pages; made by control (control.c) */
     struct elmd_residency res;
     char path[PATH_MAX];
 };

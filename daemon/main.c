@@ -183,8 +183,22 @@ static int test_config(const struct elmd_config *c)
     printf("elmd: model %s OK: %s, %d layers, %d embd, vocab %d, context %d\n", c->model,
            m->hp.arch == ELM_ARCH_QWEN2 ? "qwen2" : "llama", m->hp.n_layer, m->hp.n_embd,
            m->hp.n_vocab, m->hp.n_ctx_train);
+    /* The KV pool as a load would make it (control.c): a kv_type the model cannot use fails
+     * here rather than at the load. */
+    int32_t train = m->hp.n_ctx_train, ctx = c->ctx                      ? c->ctx
+                                             : train > 0 && train < 4096 ? train
+                                                                         : 4096;
+    int64_t tokens =
+        c->kv_pool_tokens ? c->kv_pool_tokens : elmd_kv_pool_default(c->max_sessions, ctx);
+    rc = elm_kv_type_check(m, c->kv_type, err, sizeof err);
+    if (rc)
+        fprintf(stderr, "elmd: kv_type %s: %s\n", elmd_kv_type_name(c->kv_type), err);
+    else
+        printf("elmd: KV pool of %lld positions (%lld pages), %s\n",
+               (long long)(elm_kv_pages_for(tokens) * ELM_KV_PAGE),
+               (long long)elm_kv_pages_for(tokens), elmd_kv_type_name(c->kv_type));
     elm_model_destroy(&m);
-    return 0;
+    return rc ? 1 : 0;
 }
 
 /* ---- tear-down
@@ -262,6 +276,8 @@ int main(int argc, char **argv)
         fatal("out of memory");
     d.eng_prefill_chunk = d.cfg.prefill_chunk;
     d.eng_max_sessions = d.cfg.max_sessions;
+    d.eng_max_queued = d.cfg.max_queued;
+    d.eng_queue_timeout_ms = d.cfg.queue_timeout_ms;
     if ((rc = elmd_control_open(&d, err, sizeof err)))
         fatal("%s", err);
     if ((rc = pthread_create(&d.engine, NULL, elmd_engine_main, &d)))

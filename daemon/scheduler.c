@@ -10,6 +10,11 @@
  * batch-invariant, so each session's logits are bit-identical to running alone; (5) advance
  * each sequence and push TOKEN / DONE / ERROR to its event ring.
  *
+ * KV memory: a request starts only once its pages of the model's pool are reserved
+ * (admission.c; idle sessions' pages are taken back first). Otherwise it waits in one FIFO for
+ * every session, retried each step oldest first, until queue_timeout_ms (then ERROR ELM_EBUSY);
+ * max_queued bounds the FIFO. A request that ends keeps its conversation's pages.
+ *
  * Back-pressure: a session is planned only when its event ring has room for the events a step
  * can produce (ELMD_STEP_EVT_BYTES), so pushes never block; a client that stops reading pauses
  * only its own session. Pushing costs no system call unless the client may be asleep (ring.h).
@@ -31,9 +36,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "admission.h"
 #include "common/log.h"
 #include "elm/status.h"
 #include "elmd.h"
+#include "engine/kv.h"
 #include "ipc/proto.h"
 
 #define MAX_QUEUED      4 /* prompts read ahead per session; the rest wait in the ring */
@@ -52,6 +59,7 @@ struct eng {
     struct elm_batch_item *items;
     int rr;
     int prefill_chunk, max_sessions;
+    int max_queued, queue_timeout_ms;
     bool draining, cancel_all, stop;
     uint32_t wake_seen;
     bool no_waitv;
@@ -79,10 +87,13 @@ static void flush_stats(struct elmd *d, struct elmd_session *s)
     d->st.n_requests += s->step.req;
     d->st.n_errors += s->step.err;
     d->st.n_prompt_tokens += s->step.prompt_tok;
+    d->st.n_prompt_reused += s->step.prompt_reused;
     d->st.n_gen_tokens += s->step.tok;
     d->st.prompt_ns += s->step.prompt_ns;
     d->st.gen_ns += s->step.gen_ns;
     d->st.n_ring_errors += s->step.ring_err;
+    d->st.n_busy += s->step.busy;
+    d->st.n_kv_reclaimed += s->step.reclaimed;
     if (s->step.has_ttft) {
         elmd_lat_add(&s->ttft, s->step.ttft_ns);
         elmd_lat_add(&d->st.ttft, s->step.ttft_ns);
@@ -101,7 +112,7 @@ static void flush_now(struct elmd_session *s)
     pthread_mutex_lock(&s->d->lock);
     flush_stats(s->d, s);
     if (!s->dead) /* the request has ended (cur.active is false by now) */
-        s->state = s->queue ? ELM_SESSION_STATE_RUNNING : ELM_SESSION_STATE_IDLE;
+        s->state = s->queue || s->wait ? ELM_SESSION_STATE_RUNNING : ELM_SESSION_STATE_IDLE;
     pthread_mutex_unlock(&s->d->lock);
 }
 
@@ -125,15 +136,27 @@ static void push_error(struct elmd_session *s, uint32_t req_id, int code, const 
         check_push(s, elm_rec_error_push(&s->rings.evt, req_id, code, msg));
 }
 
+/* Prompt tokens the request evaluated: the history whose KV was kept is not counted. */
+static int32_t n_evaluated(const struct elmd_session *s)
+{
+    return elm_seq_n_prompt(s->seq) - elm_seq_n_reused(s->seq);
+}
+
 static void end_stats(struct elmd_session *s, uint64_t now)
 {
     s->step.req++;
-    s->step.prompt_tok += (uint64_t)elm_seq_n_prompt(s->seq);
+    s->step.prompt_tok += (uint64_t)n_evaluated(s);
+    s->step.prompt_reused += (uint64_t)elm_seq_n_reused(s->seq);
     if (s->cur.t_first) {
         s->step.prompt_ns += s->cur.t_first - s->cur.t_recv;
         s->step.gen_ns += now - s->cur.t_first;
     }
     s->cur.active = false;
+    s->last_used_ns = now;
+    /* The pages beyond the conversation go back to the pool; the history's stay, so the next
+     * KEEP_CONTEXT turn (or a prompt sharing a prefix) does not evaluate it again — unless the
+     * pool needs them first (admission.c). */
+    elm_seq_release(s->seq, true);
 }
 
 /* Ends the running request with ERROR(code). */
@@ -156,7 +179,7 @@ static void finish_request(struct elmd_session *s, enum elm_done_reason reason)
     struct elm_rec_done dn = {
         .req_id = s->cur.req_id,
         .reason = reason,
-        .n_prompt = (uint32_t)elm_seq_n_prompt(s->seq),
+        .n_prompt = (uint32_t)n_evaluated(s),
         .n_gen = (uint32_t)elm_seq_n_generated(s->seq),
         .t_first_ns = s->cur.t_first ? s->cur.t_first - s->cur.t_recv : 0,
         .t_total_ns = now - s->cur.t_recv,
@@ -169,9 +192,36 @@ static void finish_request(struct elmd_session *s, enum elm_done_reason reason)
               dn.req_id, dn.reason, dn.n_gen);
 }
 
-/* Ends a request that a cancel reached: DONE/CANCEL, or the error a shutdown asks for. */
+/* Answers the request waiting for KV pages without running it: DONE/CANCEL when code is 0,
+ * else ERROR(code). */
+static void end_wait(struct elmd_session *s, int code, const char *msg)
+{
+    struct elmd_wait *w = s->wait;
+    uint32_t req_id = w->p->msg.hdr.req_id;
+    uint64_t t_total = elmd_now_ns() - w->p->t_recv_ns;
+    s->wait = NULL;
+    elmd_wait_free(w);
+    s->step.req++;
+    s->step.err += code != 0;
+    s->step.busy += code == ELM_EBUSY;
+    flush_now(s);
+    if (code) {
+        push_error(s, req_id, code, msg);
+    } else if (!s->dead) {
+        struct elm_rec_done dn = {
+            .req_id = req_id, .reason = ELM_DONE_CANCEL, .t_total_ns = t_total};
+        check_push(s, elm_rec_done_push(&s->rings.evt, &dn));
+    }
+    elm_debug("session %llu: request %u: ended while waiting for KV memory (%d)",
+              (unsigned long long)s->id, req_id, code);
+}
+
+/* Ends a request that a cancel reached: DONE/CANCEL, or the error a shutdown asks for. A
+ * request still waiting for KV pages ends the same way. */
 static void cancel_request(struct elmd_session *s, int code, const char *msg)
 {
+    if (!s->cur.active && s->wait)
+        end_wait(s, code, msg);
     if (!s->cur.active)
         return;
     elm_seq_cancel(s->seq);
@@ -187,6 +237,8 @@ static void kill_session(struct elmd_session *s, int code, const char *msg)
     elm_warn("session %llu: %s: closing it", (unsigned long long)s->id, msg);
     if (s->cur.active)
         fail_request(s, code, msg);
+    else if (s->wait)
+        end_wait(s, code, msg);
     else
         push_error(s, 0, code, msg);
     s->dead = true;
@@ -198,7 +250,8 @@ static void kill_session(struct elmd_session *s, int code, const char *msg)
 
 static void handle_cancel(struct elmd_session *s, uint32_t req_id)
 {
-    if (s->cur.active && s->cur.req_id == req_id) {
+    if ((s->cur.active && s->cur.req_id == req_id) ||
+        (s->wait && s->wait->p->msg.hdr.req_id == req_id)) {
         cancel_request(s, 0, NULL);
         return;
     }
@@ -286,8 +339,12 @@ static int tokenize(const struct elm_model *m, const struct elm_prompt_msg *p, b
     return 0;
 }
 
-/* Starts the prompt p on s (which is idle). Errors are answered with ERROR at once. */
-static int start_prompt(struct eng *e, struct elmd_session *s, struct elmd_prompt *p)
+/* The sequence prompt p asks for on s (its kept history, when KEEP_CONTEXT, then the prompt's
+ * tokens) and its parameters, in a new *out. Everything that can refuse the request is checked
+ * here, before anything of the session changes, so a refused request leaves the conversation
+ * as it was. */
+static int prepare(struct eng *e, struct elmd_session *s, struct elmd_prompt *p,
+                   struct elmd_wait **out)
 {
     const struct elm_rec_prompt *h = &p->msg.hdr;
     bool keep = (h->flags & ELM_PROMPT_F_KEEP_CONTEXT) && s->n_history > 0;
@@ -298,17 +355,28 @@ static int start_prompt(struct eng *e, struct elmd_session *s, struct elmd_promp
     if (rc)
         return rc;
     int32_t base = keep ? s->n_history : 0;
-    if ((int64_t)base + n > s->n_ctx) {
+    struct elmd_wait *w = NULL;
+    if ((int64_t)base + n > s->n_ctx)
+        rc = ELM_ECONTEXT;
+    else if (base + n == 0)
+        rc = -EINVAL;
+    else if (!(w = calloc(1, sizeof *w)) ||
+             !(w->toks = malloc((size_t)(base + n) * sizeof(int32_t))))
+        rc = -ENOMEM;
+    else if (!s->history && !(s->history = malloc(((size_t)s->n_ctx + 1) * sizeof(int32_t))))
+        rc = -ENOMEM;
+    if (rc) {
         free(ids);
-        return ELM_ECONTEXT;
+        elmd_wait_free(w);
+        return rc;
     }
-    if (base + n == 0) {
-        free(ids);
-        return -EINVAL;
-    }
-    struct elm_gen_params gp;
-    elm_gen_params_default(&gp);
-    gp.sampling = (struct elm_sampling){
+    memcpy(w->toks, s->history, (size_t)base * sizeof *ids);
+    memcpy(w->toks + base, ids, (size_t)n * sizeof *ids);
+    free(ids);
+    w->n = base + n;
+    struct elm_gen_params *gp = &w->gp;
+    elm_gen_params_default(gp);
+    gp->sampling = (struct elm_sampling){
         .temp = h->temp,
         .top_k = h->top_k,
         .top_p = h->top_p,
@@ -316,52 +384,161 @@ static int start_prompt(struct eng *e, struct elmd_session *s, struct elmd_promp
         .repeat_penalty = h->repeat_penalty,
         .repeat_last_n = (int32_t)(h->repeat_last_n > 1u << 20 ? 1u << 20 : h->repeat_last_n),
         .seed = h->seed};
-    gp.n_predict =
+    gp->n_predict =
         h->n_predict ? (int32_t)(h->n_predict > INT32_MAX ? INT32_MAX : h->n_predict) : -1;
     /* The record's stop strings are not NUL-terminated: copy them out. */
-    char stops[ELM_REC_MAX_STOP][ELM_REC_MAX_STOP_LEN + 1];
-    gp.n_stop = (int)h->n_stop;
+    gp->n_stop = (int)h->n_stop;
     for (uint32_t i = 0; i < h->n_stop; i++) {
-        memcpy(stops[i], p->msg.stop[i], p->msg.stop_len[i]);
-        stops[i][p->msg.stop_len[i]] = 0;
-        gp.stop[i] = stops[i];
+        memcpy(w->stops[i], p->msg.stop[i], p->msg.stop_len[i]);
+        w->stops[i][p->msg.stop_len[i]] = 0;
+        gp->stop[i] = w->stops[i];
     }
-    /* Everything that can refuse the request comes before the history is touched, so a
-     * refused request leaves the conversation as it was. */
-    rc = elm_sampling_check(&gp.sampling);
-    if (!rc && !s->history && !(s->history = malloc(((size_t)s->n_ctx + 1) * sizeof(int32_t))))
-        rc = -ENOMEM;
-    if (rc) {
-        free(ids);
+    if ((rc = elm_sampling_check(&gp->sampling))) {
+        elmd_wait_free(w);
         return rc;
     }
-    memcpy(s->history + base, ids, (size_t)n * sizeof *ids);
-    free(ids);
-    if ((rc = elm_seq_start(s->seq, s->history, base + n, &gp))) {
-        s->n_history = 0; /* the sequence forgot its tokens: so do we */
-        return rc;
-    }
-    s->n_history = base + n;
+    *out = w;
+    return 0;
+}
+
+/* The request w (from prompt p) has its pages: it runs from the next plan on. */
+static void commit(struct elmd_session *s, struct elmd_prompt *p, struct elmd_wait *w)
+{
+    memcpy(s->history, w->toks, (size_t)w->n * sizeof *w->toks);
+    s->n_history = w->n;
     s->cur.active = true;
-    s->cur.req_id = h->req_id;
+    s->cur.req_id = p->msg.hdr.req_id;
     s->cur.t_recv = p->t_recv_ns;
     s->cur.t_first = s->cur.t_last = 0;
-    s->cur.n_predict = gp.n_predict;
-    s->cur.to_eval = base + n - elm_seq_n_reused(s->seq);
+    s->cur.n_predict = w->gp.n_predict;
+    s->cur.to_eval = w->n - elm_seq_n_reused(s->seq);
+    s->last_used_ns = elmd_now_ns();
     elm_debug("session %llu: request %u: %d prompt tokens (%d reused)", (unsigned long long)s->id,
-              h->req_id, base + n, elm_seq_n_reused(s->seq));
-    return 0;
+              s->cur.req_id, w->n, elm_seq_n_reused(s->seq));
+}
+
+static int n_waiting(const struct eng *e)
+{
+    int n = 0;
+    for (int k = 0; k < e->n_act; k++)
+        n += e->act[k]->wait != NULL;
+    return n;
+}
+
+static void busy_message(const struct elmd_wait *w, char *msg, size_t cap)
+{
+    snprintf(msg, cap, "no KV memory free: %lld pages needed, %lld free; try later",
+             (long long)w->need_pages, (long long)w->free_pages);
+}
+
+/* Starts prompt p on s (which is idle), or makes it wait for KV pages. Returns 0 (started),
+ * 1 (waiting: s->wait owns p now) or an error for an ERROR reply, with msg filled for
+ * ELM_EBUSY. */
+static int start_prompt(struct eng *e, struct elmd_session *s, struct elmd_prompt *p, char *msg,
+                        size_t cap)
+{
+    struct elmd_wait *w;
+    int rc = prepare(e, s, p, &w);
+    if (rc)
+        return rc;
+    /* The requests already waiting came first: with any, this one queues behind them. */
+    int waiting = n_waiting(e), reclaimed = 0;
+    rc = waiting ? -ENOSPC : elmd_admit(e->act, e->n_act, s, w, &reclaimed);
+    s->step.reclaimed += (uint32_t)reclaimed;
+    if (rc == 0)
+        commit(s, p, w);
+    if (rc != -ENOSPC) {
+        elmd_wait_free(w);
+        return rc;
+    }
+    if (waiting) {
+        w->need_pages = elmd_wait_need(s, w);
+        w->free_pages = elm_kv_pool_free_pages(s->pool);
+    }
+    if (e->queue_timeout_ms == 0 || waiting >= e->max_queued) {
+        busy_message(w, msg, cap);
+        elm_debug("session %llu: request %u refused: %s (%d waiting)", (unsigned long long)s->id,
+                  p->msg.hdr.req_id, msg, waiting);
+        elmd_wait_free(w);
+        return ELM_EBUSY;
+    }
+    w->p = p;
+    w->since_ns = elmd_now_ns();
+    s->wait = w;
+    elm_debug("session %llu: request %u waits for %lld KV pages (%lld free)",
+              (unsigned long long)s->id, p->msg.hdr.req_id, (long long)w->need_pages,
+              (long long)w->free_pages);
+    return 1;
+}
+
+/* Each step, before new prompts: starts the waiting requests that fit now, oldest first, and
+ * stops at the first that does not (strict FIFO: a large request is not overtaken for ever by
+ * small ones); refuses the ones that waited too long. Returns the milliseconds until the next
+ * of those deadlines (-1: none). */
+static int admit_waiting(struct eng *e)
+{
+    struct elmd_session *q[ELMD_MAX_SESSIONS_LIMIT + 1];
+    int n = 0;
+    for (int k = 0; k < e->n_act; k++) { /* sorted by arrival: a handful, insertion sort */
+        struct elmd_session *s = e->act[k];
+        if (!s->wait || s->dead)
+            continue;
+        int i = n++;
+        for (; i > 0 && q[i - 1]->wait->since_ns > s->wait->since_ns; i--)
+            q[i] = q[i - 1];
+        q[i] = s;
+    }
+    uint64_t now = elmd_now_ns(), timeout = (uint64_t)e->queue_timeout_ms * 1000000u;
+    uint64_t next = UINT64_MAX;
+    bool blocked = false;
+    char msg[160];
+    for (int i = 0; i < n; i++) {
+        struct elmd_session *s = q[i];
+        struct elmd_wait *w = s->wait;
+        if (e->draining) {
+            end_wait(s, ELM_ESHUTDOWN, "the daemon is shutting down");
+            continue;
+        }
+        if (!blocked) {
+            int reclaimed = 0;
+            int rc = elmd_admit(e->act, e->n_act, s, w, &reclaimed);
+            s->step.reclaimed += (uint32_t)reclaimed;
+            if (rc == 0) {
+                struct elmd_prompt *p = w->p;
+                s->wait = NULL;
+                w->p = NULL;
+                commit(s, p, w);
+                elmd_wait_free(w);
+                free(p->buf);
+                free(p);
+                continue;
+            }
+            if (rc != -ENOSPC) {
+                end_wait(s, rc, elm_strerror(rc));
+                continue;
+            }
+            blocked = true;
+        }
+        if (now - w->since_ns >= timeout) {
+            busy_message(w, msg, sizeof msg);
+            end_wait(s, ELM_EBUSY, msg);
+        } else if (w->since_ns + timeout < next) {
+            next = w->since_ns + timeout;
+        }
+    }
+    return next == UINT64_MAX ? -1 : (int)((next - now + 999999) / 1000000);
 }
 
 /* Starts the next queued prompt of an idle session. */
 static void start_next(struct eng *e, struct elmd_session *s)
 {
-    while (!s->dead && !s->cur.active && s->queue) {
+    while (!s->dead && !s->cur.active && !s->wait && s->queue) {
         struct elmd_prompt *p = s->queue;
         s->queue = p->next;
         s->n_queued--;
         int rc;
         const char *msg = NULL;
+        char buf[160];
         if (p->cancelled) {
             struct elm_rec_done dn = {.req_id = p->msg.hdr.req_id,
                                       .reason = ELM_DONE_CANCEL,
@@ -374,15 +551,19 @@ static void start_next(struct eng *e, struct elmd_session *s)
             rc = ELM_ESHUTDOWN;
             msg = "the daemon is shutting down";
         } else {
-            rc = start_prompt(e, s, p);
+            rc = start_prompt(e, s, p, buf, sizeof buf);
+            if (rc == 1)
+                return; /* waiting for KV pages: s->wait owns p */
             msg = rc == ELM_ECONTEXT ? "the prompt does not fit the session's context"
                   : rc == -EINVAL    ? "empty prompt (and the model adds no BOS) or invalid "
                                        "sampling parameters"
+                  : rc == ELM_EBUSY  ? buf
                                      : elm_strerror(rc);
         }
         if (rc) {
             s->step.req++;
             s->step.err++;
+            s->step.busy += rc == ELM_EBUSY;
             flush_now(s);
             push_error(s, p->msg.hdr.req_id, rc, msg);
         }
@@ -431,7 +612,7 @@ static int plan(struct eng *e)
     return used;
 }
 
-static enum elm_done_reason done_reason(const struct elmd_session *s, enum elm_stop_reason r)
+static enum elm_done_reason done_reason(enum elm_stop_reason r)
 {
     switch (r) {
     case ELM_STOP_EOS:
@@ -443,8 +624,7 @@ static enum elm_done_reason done_reason(const struct elmd_session *s, enum elm_s
     default:
         break;
     }
-    bool limit = s->cur.n_predict >= 0 && elm_seq_n_generated(s->seq) >= s->cur.n_predict;
-    return limit ? ELM_DONE_LENGTH : ELM_DONE_CONTEXT;
+    return ELM_DONE_LENGTH; /* n_predict reached, or the context is full */
 }
 
 static void advance(struct elmd_session *s, int n, int rc)
@@ -479,7 +659,7 @@ static void advance(struct elmd_session *s, int n, int rc)
     if (out.done == ELM_STOP_ERROR)
         fail_request(s, rc ? rc : -EIO, "the forward pass failed");
     else if (out.done)
-        finish_request(s, done_reason(s, out.done));
+        finish_request(s, done_reason(out.done));
 }
 
 /* Recreates the scratch buffers when the model or the batch size changed. */
@@ -533,7 +713,7 @@ static void take_commands(struct eng *e)
         const char *msg;
         bool close;
     } todo[ELMD_MAX_SESSIONS_LIMIT + 1];
-    int n_todo = 0;
+    int n_todo = 0, first_new = e->n_act;
     pthread_mutex_lock(&d->lock);
     while (d->adopt && e->n_act < ELMD_MAX_SESSIONS_LIMIT) {
         struct elmd_session *s = d->adopt;
@@ -554,7 +734,22 @@ static void take_commands(struct eng *e)
     e->stop = d->eng_stop;
     e->prefill_chunk = d->eng_prefill_chunk;
     e->max_sessions = d->eng_max_sessions;
+    e->max_queued = d->eng_max_queued;
+    e->queue_timeout_ms = d->eng_queue_timeout_ms;
     pthread_mutex_unlock(&d->lock);
+
+    /* New sessions get their sequence here, on the thread that owns the pool's pages. */
+    for (int k = first_new; k < e->n_act; k++) {
+        struct elmd_session *s = e->act[k];
+        int rc = elm_seq_create_pooled(s->model, s->pool, s->n_ctx, &s->seq);
+        if (rc) {
+            elm_err("session %llu: cannot create its sequence: %s", (unsigned long long)s->id,
+                    elm_strerror(rc));
+            push_error(s, 0, rc, "the daemon cannot create the session's context");
+            s->dead = true;
+            s->reap_code = rc;
+        }
+    }
 
     for (int i = 0; i < n_todo; i++) {
         if (todo[i].close)
@@ -572,14 +767,24 @@ static void end_step(struct eng *e, bool stepped)
 {
     struct elmd *d = e->d;
     bool reaped = false;
-    int running = 0;
+    int running = 0, waiting = 0;
+    /* A session leaves the engine without its sequence: its pages go back to the pool here,
+     * on this thread. */
+    for (int k = 0; k < e->n_act; k++)
+        if (e->act[k]->dead) {
+            elmd_wait_free(e->act[k]->wait);
+            e->act[k]->wait = NULL;
+            elm_seq_destroy(&e->act[k]->seq);
+        }
     pthread_mutex_lock(&d->lock);
     d->st.n_steps += stepped;
     for (int k = 0; k < e->n_act; k++) {
         struct elmd_session *s = e->act[k];
         flush_stats(d, s);
-        s->kv_used = s->n_history;
-        bool busy = s->cur.active || s->queue;
+        int64_t held = s->seq ? elm_seq_pages(s->seq) * ELM_KV_PAGE : 0;
+        s->kv_used = held < s->n_history ? (int32_t)held : s->n_history;
+        bool busy = s->cur.active || s->queue || s->wait;
+        waiting += s->wait && !s->dead;
         running += busy && !s->dead;
         s->state = s->dead ? ELM_SESSION_STATE_CLOSING
                    : busy  ? ELM_SESSION_STATE_RUNNING
@@ -599,6 +804,9 @@ static void end_step(struct eng *e, bool stepped)
         e->act[k] = e->act[--e->n_act];
         reaped = true;
     }
+    d->n_kv_waiting = waiting;
+    if (e->m)
+        d->kv_free_pages = elm_kv_pool_free_pages(e->m->kv_pool);
     /* While draining, control waits for the last request to end: tell it when that happens. */
     bool tell = e->draining && (!d->eng_drain_seen || (d->n_running && !running));
     d->n_running = running;
@@ -628,6 +836,7 @@ static void swap_model(struct eng *e)
     e->m = d->model;
     if (e->m)
         e->w_ctx = elmd_ctx_cap(e->m, d->model_ctx);
+    d->kv_free_pages = e->m ? elm_kv_pool_free_pages(e->m->kv_pool) : 0;
     pthread_mutex_unlock(&d->lock);
     if (pending)
         notify_control(d);
@@ -639,7 +848,8 @@ static void swap_model(struct eng *e)
 #define SYS_futex_waitv 449
 #endif
 
-static void idle_wait(struct eng *e)
+/* Sleeps until a ring or control needs the engine, or timeout_ms (< 0: IDLE_TIMEOUT_MS). */
+static void idle_wait(struct eng *e, int timeout_ms)
 {
     struct elmd *d = e->d;
     if (e->no_waitv) {
@@ -673,7 +883,13 @@ static void idle_wait(struct eng *e)
     if (!ready) {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_sec += IDLE_TIMEOUT_MS / 1000;
+        int ms = timeout_ms < 0 || timeout_ms > IDLE_TIMEOUT_MS ? IDLE_TIMEOUT_MS : timeout_ms;
+        ts.tv_sec += ms / 1000;
+        ts.tv_nsec += (long)(ms % 1000) * 1000000;
+        if (ts.tv_nsec >= 1000000000) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000;
+        }
         long r = syscall(SYS_futex_waitv, w, (unsigned)n, 0, &ts, CLOCK_MONOTONIC);
         if (r < 0 && errno == ENOSYS) {
             elm_warn("engine: futex_waitv unavailable (Linux < 5.16): polling every 2 ms");
@@ -704,10 +920,14 @@ void *elmd_engine_main(void *arg)
         pthread_mutex_lock(&e.d->lock);
         swap = e.d->swap_pending || e.m != e.d->model;
         pthread_mutex_unlock(&e.d->lock);
-        for (int k = 0; k < e.n_act; k++) {
+        for (int k = 0; k < e.n_act; k++)
             read_requests(e.act[k]);
+        int wait_ms = admit_waiting(&e);
+        for (int k = 0; k < e.n_act; k++)
             start_next(&e, e.act[k]);
-        }
+        int64_t free_seen = e.m ? elm_kv_pool_free_pages(e.m->kv_pool) : 0;
+        if (wait_ms < 0 && n_waiting(&e))
+            wait_ms = e.queue_timeout_ms; /* a request that began to wait in this step */
         int n = 0, rc = 0;
         if (e.m && e.n_act && ensure_work(&e) == 0)
             n = plan(&e);
@@ -724,8 +944,10 @@ void *elmd_engine_main(void *arg)
             swap_model(&e);
             continue;
         }
-        if (n == 0)
-            idle_wait(&e);
+        /* Pages freed in this step (a session closed) may let a waiting request in: no sleep. */
+        bool freed = e.m && n_waiting(&e) && elm_kv_pool_free_pages(e.m->kv_pool) > free_seen;
+        if (n == 0 && !freed)
+            idle_wait(&e, wait_ms);
     }
     /* Control asked us to stop after closing every session; hand back any stragglers. */
     for (int k = 0; k < e.n_act; k++)

@@ -1,5 +1,6 @@
-/* session.c — creating and freeing a session: its shared region (ipc/shm + session_shm), its
- * sequence with its own KV cache, and the pidfd that tells control when its client exits.
+/* session.c — creating and freeing a session: its shared region (ipc/shm + session_shm) and
+ * the pidfd that tells control when its client exits. (Its sequence, with its pages of the KV
+ * pool, is the engine's to build and destroy: see elmd.h.)
  *
  * Both run on the control thread: create before the engine adopts the session, destroy after
  * the engine has reaped it (see elmd.h), so nothing here needs the lock.
@@ -89,10 +90,7 @@ int elmd_session_create(struct elmd *d, const struct elmd_model *m, int32_t n_ct
         snprintf(err, errlen, "cannot initialise the session region: %s", elm_strerror(rc));
         goto fail;
     }
-    if ((rc = elm_seq_create(m->m, n_ctx, d->cfg.kv_type, &s->seq))) {
-        snprintf(err, errlen, "cannot allocate a %d-token context: %s", n_ctx, elm_strerror(rc));
-        goto fail;
-    }
+    s->pool = m->kv_pool; /* the engine builds the sequence on it when it adopts the session */
     *out = s;
     return 0;
 

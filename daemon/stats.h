@@ -26,7 +26,10 @@ int elmd_lat_pct(const struct elmd_lat *l, uint64_t out[3]);
 struct elmd_stats {
     uint64_t n_requests; /* finished (DONE or ERROR) */
     uint64_t n_errors;   /* requests that ended with ERROR */
-    uint64_t n_prompt_tokens;
+    uint64_t n_prompt_tokens; /* evaluated */
+    uint64_t n_prompt_reused; /* prompt tokens whose KV was kept from the session's history */
+    uint64_t n_busy;          /* requests refused with ELM_EBUSY: no KV memory in time */
+    uint64_t n_kv_reclaimed;  /* idle sessions whose KV pages were taken for another request */
     uint64_t n_gen_tokens;
     uint64_t prompt_ns;       /* arrival to first token, summed */
     uint64_t gen_ns;          /* first token to end, summed */

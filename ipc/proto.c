@@ -59,6 +59,67 @@ static const struct tag_def tag_defs[ELM_TAG_LIMIT] = {
     [ELM_TAG_AGE_NS] = {"age_ns", ELM_PT_U64},
 };
 
+/* Optional tags (ELM_TAG_OPTIONAL | 0x100...), indexed from ELM_TAG_ARCH. */
+#define OPT(t) [(t)-ELM_TAG_ARCH]
+static const struct tag_def opt_tag_defs[ELM_TAG_OPT_END - ELM_TAG_ARCH] = {
+    OPT(ELM_TAG_ARCH) = {"arch", ELM_PT_STR},
+    OPT(ELM_TAG_KERNEL) = {"kernel", ELM_PT_STR},
+    OPT(ELM_TAG_N_PARAMS) = {"n_params", ELM_PT_U64},
+    OPT(ELM_TAG_N_LAYER) = {"n_layer", ELM_PT_U64},
+    OPT(ELM_TAG_N_EMBD) = {"n_embd", ELM_PT_U64},
+    OPT(ELM_TAG_N_CTX_TRAIN) = {"n_ctx_train", ELM_PT_U64},
+    OPT(ELM_TAG_KV_TYPE) = {"kv_type", ELM_PT_STR},
+    OPT(ELM_TAG_WEIGHT_BYTES) = {"weight_bytes", ELM_PT_U64},
+    OPT(ELM_TAG_PINNED_BYTES) = {"pinned_bytes", ELM_PT_U64},
+    OPT(ELM_TAG_HUGE_BYTES) = {"huge_bytes", ELM_PT_U64},
+    OPT(ELM_TAG_HUGE_SHARE) = {"huge_share", ELM_PT_F64},
+    OPT(ELM_TAG_BACKING) = {"backing", ELM_PT_STR},
+    OPT(ELM_TAG_O_DIRECT) = {"o_direct", ELM_PT_U64},
+    OPT(ELM_TAG_IO_URING) = {"io_uring", ELM_PT_U64},
+    OPT(ELM_TAG_LOAD_GBPS) = {"load_gbps", ELM_PT_F64},
+    OPT(ELM_TAG_LOAD_NOTES) = {"load_notes", ELM_PT_STR},
+    OPT(ELM_TAG_LOADING_PATH) = {"loading_path", ELM_PT_STR},
+    OPT(ELM_TAG_LOAD_DONE) = {"load_done", ELM_PT_U64},
+    OPT(ELM_TAG_LOAD_TOTAL) = {"load_total", ELM_PT_U64},
+    OPT(ELM_TAG_LOAD_ERROR) = {"load_error", ELM_PT_STR},
+    OPT(ELM_TAG_KV_BYTES) = {"kv_bytes", ELM_PT_U64},
+    OPT(ELM_TAG_KV_TOKENS) = {"kv_tokens", ELM_PT_U64},
+    OPT(ELM_TAG_KV_CAPACITY) = {"kv_capacity", ELM_PT_U64},
+    OPT(ELM_TAG_N_MALFORMED) = {"n_malformed", ELM_PT_U64},
+    OPT(ELM_TAG_N_CONTROL) = {"n_control", ELM_PT_U64},
+    OPT(ELM_TAG_N_DROPPED) = {"n_dropped", ELM_PT_U64},
+    OPT(ELM_TAG_N_STEPS) = {"n_steps", ELM_PT_U64},
+    OPT(ELM_TAG_N_CLIENT_DEATHS) = {"n_client_deaths", ELM_PT_U64},
+    OPT(ELM_TAG_N_RING_ERRORS) = {"n_ring_errors", ELM_PT_U64},
+    OPT(ELM_TAG_TTFT_P50_NS) = {"ttft_p50_ns", ELM_PT_U64},
+    OPT(ELM_TAG_TTFT_P90_NS) = {"ttft_p90_ns", ELM_PT_U64},
+    OPT(ELM_TAG_TTFT_P99_NS) = {"ttft_p99_ns", ELM_PT_U64},
+    OPT(ELM_TAG_ITL_P50_NS) = {"itl_p50_ns", ELM_PT_U64},
+    OPT(ELM_TAG_ITL_P90_NS) = {"itl_p90_ns", ELM_PT_U64},
+    OPT(ELM_TAG_ITL_P99_NS) = {"itl_p99_ns", ELM_PT_U64},
+    OPT(ELM_TAG_N_REQUESTS_SESSION) = {"n_requests_session", ELM_PT_U64},
+    OPT(ELM_TAG_KV_PAGES) = {"kv_pages", ELM_PT_U64},
+    OPT(ELM_TAG_KV_PAGES_FREE) = {"kv_pages_free", ELM_PT_U64},
+    OPT(ELM_TAG_KV_PAGE_BYTES) = {"kv_page_bytes", ELM_PT_U64},
+    OPT(ELM_TAG_KV_PAGE_TOKENS) = {"kv_page_tokens", ELM_PT_U64},
+    OPT(ELM_TAG_KV_BACKING) = {"kv_backing", ELM_PT_STR},
+    OPT(ELM_TAG_KV_LOCKED) = {"kv_locked", ELM_PT_U64},
+    OPT(ELM_TAG_N_QUEUED) = {"n_queued", ELM_PT_U64},
+    OPT(ELM_TAG_N_BUSY) = {"n_busy", ELM_PT_U64},
+    OPT(ELM_TAG_N_PROMPT_REUSED) = {"n_prompt_reused", ELM_PT_U64},
+    OPT(ELM_TAG_N_KV_RECLAIMED) = {"n_kv_reclaimed", ELM_PT_U64},
+};
+#undef OPT
+
+static const struct tag_def *tag_def(uint16_t tag)
+{
+    if (tag < ELM_TAG_LIMIT)
+        return &tag_defs[tag];
+    if (tag >= ELM_TAG_ARCH && tag < ELM_TAG_OPT_END)
+        return &opt_tag_defs[tag - ELM_TAG_ARCH];
+    return NULL;
+}
+
 #define RQ 0x1 /* required (in a reply: required when STATUS is 0) */
 #define RP 0x2 /* may appear more than once */
 
@@ -143,12 +204,14 @@ static const struct schema *group_schema(uint16_t tag)
 
 int elm_proto_tag_type(uint16_t tag)
 {
-    return tag < ELM_TAG_LIMIT ? tag_defs[tag].type : 0;
+    const struct tag_def *t = tag_def(tag);
+    return t ? t->type : 0;
 }
 
 const char *elm_proto_tag_name(uint16_t tag)
 {
-    return tag < ELM_TAG_LIMIT && tag_defs[tag].name ? tag_defs[tag].name : "unknown";
+    const struct tag_def *t = tag_def(tag);
+    return t && t->name ? t->name : "unknown";
 }
 
 const char *elm_proto_cmd_name(uint16_t cmd)
@@ -272,6 +335,8 @@ static int scan(const unsigned char *p, uint32_t len, const struct schema *s, bo
         int rc = check_value((uint8_t)type, v, n, why);
         if (rc < 0)
             return rc;
+        if (tag & ELM_TAG_OPTIONAL)
+            continue; /* typed, but not bound to a schema: allowed anywhere, repeatable */
 
         if (reply && depth == 0 && tag == ELM_TAG_STATUS) {
             if (o->has_status)

@@ -13,9 +13,10 @@
  * ELM_EPROTO for anything else: frames are untrusted input from another process.
  *
  * Extension: a tag with bit 0x8000 set (ELM_TAG_OPTIONAL) may be skipped by a receiver that does
- * not know it, so a newer peer can add such fields within a version. Unknown tags without the
- * bit, unknown commands, unknown flags and unknown versions are errors. Incompatible changes
- * bump the version, negotiated once per connection with HELLO (see elm_proto_negotiate).
+ * not know it, so a newer peer can add such fields within a version (elm_proto_opt_tag below).
+ * Unknown tags without the bit, unknown commands, unknown flags and unknown versions are errors.
+ * Incompatible changes bump the version, negotiated once per connection with HELLO (see
+ * elm_proto_negotiate).
  *
  * Versions: HELLO and ERROR have a frozen layout and are accepted whatever their version byte
  * (so a client of any version can negotiate and understand why it was refused); every other
@@ -104,6 +105,67 @@ enum elm_proto_tag {
     ELM_TAG_LOAD_NS = 32,          /* u64 */
     ELM_TAG_AGE_NS = 33,           /* u64: time since the session was opened */
     ELM_TAG_LIMIT = 34,            /* known (non-optional) tags are < this */
+};
+
+/* Optional fields: elmd's diagnostics in STATUS, STATS and SESSIONS replies. They carry
+ * ELM_TAG_OPTIONAL, so a receiver that does not know one skips it, and a newer daemon may add
+ * more within a version; a receiver that knows one checks its type and value like any other
+ * field. They are not bound to a command's schema (the daemon sends what it has). */
+enum elm_proto_opt_tag {
+    /* STATUS: the model */
+    ELM_TAG_ARCH = ELM_TAG_OPTIONAL | 0x100, /* str: "llama", "qwen2" */
+    ELM_TAG_KERNEL,                          /* str: kernel variant, "avx2"... */
+    ELM_TAG_N_PARAMS,                        /* u64: parameters (tensor elements) */
+    ELM_TAG_N_LAYER,                         /* u64 */
+    ELM_TAG_N_EMBD,                          /* u64 */
+    ELM_TAG_N_CTX_TRAIN,                     /* u64 */
+    ELM_TAG_KV_TYPE,                         /* str: "f16", "f32" or "q8_0" */
+    /* STATUS: residency of the weights */
+    ELM_TAG_WEIGHT_BYTES, /* u64: bytes of the data section */
+    ELM_TAG_PINNED_BYTES, /* u64: bytes locked in memory (0: not pinned) */
+    ELM_TAG_HUGE_BYTES,   /* u64: bytes on huge pages */
+    ELM_TAG_HUGE_SHARE,   /* f64: huge_bytes / mapping size, 0..1 */
+    ELM_TAG_BACKING,      /* str: "hugetlb", "thp" or "plain" */
+    ELM_TAG_O_DIRECT,     /* u64: 1 when read with O_DIRECT */
+    ELM_TAG_IO_URING,     /* u64: 1 when read with io_uring */
+    ELM_TAG_LOAD_GBPS,    /* f64: read throughput, GB/s (1e9 bytes) */
+    ELM_TAG_LOAD_NOTES,   /* str: fallbacks taken while loading */
+    /* STATUS: a load in progress, or the last one that failed */
+    ELM_TAG_LOADING_PATH, /* str */
+    ELM_TAG_LOAD_DONE,    /* u64: bytes read so far */
+    ELM_TAG_LOAD_TOTAL,   /* u64: bytes to read */
+    ELM_TAG_LOAD_ERROR,   /* str */
+    /* STATUS: the KV pool */
+    ELM_TAG_KV_BYTES,    /* u64: bytes of the pool */
+    ELM_TAG_KV_TOKENS,   /* u64: positions holding sessions' tokens */
+    ELM_TAG_KV_CAPACITY, /* u64: positions the pool holds (pages x page positions) */
+    /* STATS (and SESSIONS groups, per session) */
+    ELM_TAG_N_MALFORMED,     /* u64: control frames that failed to decode */
+    ELM_TAG_N_CONTROL,       /* u64: control frames received */
+    ELM_TAG_N_DROPPED,       /* u64: replies that could not be sent */
+    ELM_TAG_N_STEPS,         /* u64: forward passes */
+    ELM_TAG_N_CLIENT_DEATHS, /* u64: sessions freed because the client died */
+    ELM_TAG_N_RING_ERRORS,   /* u64: sessions closed for a bad record */
+    ELM_TAG_TTFT_P50_NS,     /* u64: time to first token percentiles */
+    ELM_TAG_TTFT_P90_NS,
+    ELM_TAG_TTFT_P99_NS,
+    ELM_TAG_ITL_P50_NS, /* u64: inter-token latency percentiles */
+    ELM_TAG_ITL_P90_NS,
+    ELM_TAG_ITL_P99_NS,
+    ELM_TAG_N_REQUESTS_SESSION, /* u64 (SESSIONS groups): requests finished */
+    /* STATUS: the KV pool's pages */
+    ELM_TAG_KV_PAGES,       /* u64: pages in the pool */
+    ELM_TAG_KV_PAGES_FREE,  /* u64: pages no session holds */
+    ELM_TAG_KV_PAGE_BYTES,  /* u64: bytes of one page */
+    ELM_TAG_KV_PAGE_TOKENS, /* u64: positions of one page */
+    ELM_TAG_KV_BACKING,     /* str: "hugetlb", "thp" or "plain" */
+    ELM_TAG_KV_LOCKED,      /* u64: 1 when the pool is locked in memory */
+    ELM_TAG_N_QUEUED,       /* u64: requests waiting for KV memory */
+    /* STATS: admission and prefix reuse */
+    ELM_TAG_N_BUSY,          /* u64: requests refused ELM_EBUSY: no KV memory in time */
+    ELM_TAG_N_PROMPT_REUSED, /* u64: prompt tokens whose KV was kept from the history */
+    ELM_TAG_N_KV_RECLAIMED,  /* u64: idle sessions whose pages were taken back */
+    ELM_TAG_OPT_END,         /* known optional tags are < this */
 };
 
 enum elm_proto_session_state {

@@ -295,7 +295,7 @@ int elm_rec_token_decode(const void *p, uint32_t len, struct elm_token_msg *out)
 
 static bool done_is_valid(const struct elm_rec_done *d)
 {
-    return d->reason >= ELM_DONE_EOS && d->reason <= ELM_DONE_CONTEXT;
+    return d->reason >= ELM_DONE_EOS && d->reason <= ELM_DONE_LAST;
 }
 
 int elm_rec_done_push(struct elm_ring *r, const struct elm_rec_done *d)

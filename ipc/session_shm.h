@@ -182,17 +182,17 @@ int elm_rec_token_decode(const void *p, uint32_t len, struct elm_token_msg *out)
  */
 
 enum elm_done_reason {
-    ELM_DONE_EOS = 1,     /* the model produced end-of-sequence */
-    ELM_DONE_LENGTH = 2,  /* n_predict tokens were generated */
-    ELM_DONE_STOP = 3,    /* a stop string matched (its text is not sent) */
-    ELM_DONE_CANCEL = 4,  /* cancelled by CANCEL or the control channel */
-    ELM_DONE_CONTEXT = 5, /* the context window is full */
+    ELM_DONE_EOS = 1,    /* the model produced end-of-sequence */
+    ELM_DONE_LENGTH = 2, /* n_predict tokens were generated, or the context is full */
+    ELM_DONE_STOP = 3,   /* a stop string matched (its text is not sent) */
+    ELM_DONE_CANCEL = 4, /* cancelled by CANCEL or the control channel */
+    ELM_DONE_LAST = ELM_DONE_CANCEL,
 };
 
 struct elm_rec_done {
     uint32_t req_id;
     uint32_t reason;     /* enum elm_done_reason */
-    uint32_t n_prompt;   /* prompt tokens evaluated */
+    uint32_t n_prompt;   /* prompt tokens evaluated (history whose KV was kept not counted) */
     uint32_t n_gen;      /* tokens generated (TOKEN records sent) */
     uint64_t t_first_ns; /* from PROMPT received to first token (0 if none) */
     uint64_t t_total_ns; /* from PROMPT received to DONE */

@@ -26,7 +26,6 @@
 #include <unistd.h>
 #include <zmq.h>
 
-#include "daemon/xtags.h" /* elmd's optional status/stats fields, until they move to ipc/ */
 #include "internal.h"
 
 #define SOCKET_NAME "control"
@@ -414,7 +413,7 @@ int elm_client_status(elm_client *c, struct elm_daemon_status *out)
     if (!ctl_begin(c, ELM_CMD_STATUS, &rc))
         return rc;
     struct elm_daemon_status st = {0};
-    uint64_t pid = 0;
+    uint64_t pid = 0, kv_locked = 0;
     rc = ctl_call(c, &rep, ELM_CLIENT_CALL_TIMEOUT_MS);
     const struct elm_proto_view *b = &rep.body;
     if (rc == 0)
@@ -429,22 +428,29 @@ int elm_client_status(elm_client *c, struct elm_daemon_status *out)
                              sizeof st.daemon_version) ||
                      opt_u32(b, ELM_TAG_N_THREADS, &st.n_threads) ||
                      opt_u64(b, ELM_TAG_LOAD_NS, &st.load_ns) ||
-                     opt_str(b, ELMD_TAG_ARCH, st.arch, sizeof st.arch) ||
-                     opt_str(b, ELMD_TAG_KERNEL, st.kernel, sizeof st.kernel) ||
-                     opt_str(b, ELMD_TAG_KV_TYPE, st.kv_type, sizeof st.kv_type) ||
-                     opt_u64(b, ELMD_TAG_N_PARAMS, &st.n_params) ||
-                     opt_u64(b, ELMD_TAG_WEIGHT_BYTES, &st.weight_bytes) ||
-                     opt_u64(b, ELMD_TAG_PINNED_BYTES, &st.pinned_bytes) ||
-                     opt_u64(b, ELMD_TAG_HUGE_BYTES, &st.huge_bytes) ||
-                     opt_str(b, ELMD_TAG_BACKING, st.backing, sizeof st.backing) ||
-                     opt_str(b, ELMD_TAG_LOAD_NOTES, st.load_notes, sizeof st.load_notes) ||
-                     opt_u64(b, ELMD_TAG_KV_BYTES, &st.kv_bytes) ||
-                     opt_u64(b, ELMD_TAG_KV_TOKENS, &st.kv_tokens) ||
-                     opt_u64(b, ELMD_TAG_KV_CAPACITY, &st.kv_capacity) ||
-                     opt_str(b, ELMD_TAG_LOADING_PATH, st.loading_path, sizeof st.loading_path) ||
-                     opt_u64(b, ELMD_TAG_LOAD_DONE, &st.load_done) ||
-                     opt_u64(b, ELMD_TAG_LOAD_TOTAL, &st.load_total) ||
-                     opt_str(b, ELMD_TAG_LOAD_ERROR, st.load_error, sizeof st.load_error)
+                     opt_str(b, ELM_TAG_ARCH, st.arch, sizeof st.arch) ||
+                     opt_str(b, ELM_TAG_KERNEL, st.kernel, sizeof st.kernel) ||
+                     opt_str(b, ELM_TAG_KV_TYPE, st.kv_type, sizeof st.kv_type) ||
+                     opt_u64(b, ELM_TAG_N_PARAMS, &st.n_params) ||
+                     opt_u64(b, ELM_TAG_WEIGHT_BYTES, &st.weight_bytes) ||
+                     opt_u64(b, ELM_TAG_PINNED_BYTES, &st.pinned_bytes) ||
+                     opt_u64(b, ELM_TAG_HUGE_BYTES, &st.huge_bytes) ||
+                     opt_str(b, ELM_TAG_BACKING, st.backing, sizeof st.backing) ||
+                     opt_str(b, ELM_TAG_LOAD_NOTES, st.load_notes, sizeof st.load_notes) ||
+                     opt_u64(b, ELM_TAG_KV_BYTES, &st.kv_bytes) ||
+                     opt_u64(b, ELM_TAG_KV_TOKENS, &st.kv_tokens) ||
+                     opt_u64(b, ELM_TAG_KV_CAPACITY, &st.kv_capacity) ||
+                     opt_u64(b, ELM_TAG_KV_PAGES, &st.kv_pages) ||
+                     opt_u64(b, ELM_TAG_KV_PAGES_FREE, &st.kv_pages_free) ||
+                     opt_u64(b, ELM_TAG_KV_PAGE_BYTES, &st.kv_page_bytes) ||
+                     opt_u32(b, ELM_TAG_KV_PAGE_TOKENS, &st.kv_page_tokens) ||
+                     opt_str(b, ELM_TAG_KV_BACKING, st.kv_backing, sizeof st.kv_backing) ||
+                     opt_u64(b, ELM_TAG_KV_LOCKED, &kv_locked) ||
+                     opt_u32(b, ELM_TAG_N_QUEUED, &st.n_queued) ||
+                     opt_str(b, ELM_TAG_LOADING_PATH, st.loading_path, sizeof st.loading_path) ||
+                     opt_u64(b, ELM_TAG_LOAD_DONE, &st.load_done) ||
+                     opt_u64(b, ELM_TAG_LOAD_TOTAL, &st.load_total) ||
+                     opt_str(b, ELM_TAG_LOAD_ERROR, st.load_error, sizeof st.load_error)
                  ? ELM_EPROTO
                  : 0;
     ctl_end(c);
@@ -453,6 +459,7 @@ int elm_client_status(elm_client *c, struct elm_daemon_status *out)
     st.pid = pid && pid <= INT_MAX ? (long)pid : c->daemon_pid;
     st.model_loaded = st.model_path[0] != 0;
     st.loading = st.loading_path[0] != 0;
+    st.kv_locked = kv_locked != 0;
     *out = st;
     return 0;
 }
@@ -551,8 +558,8 @@ int elm_client_sessions(elm_client *c, struct elm_session_info **out, size_t *n)
 static int read_percentiles(const struct elm_proto_view *b, struct elm_daemon_stats *st)
 {
     for (int k = 0; k < 3; k++)
-        if (opt_u64(b, (uint16_t)(ELMD_TAG_TTFT_P50_NS + k), &st->ttft_ns[k]) ||
-            opt_u64(b, (uint16_t)(ELMD_TAG_ITL_P50_NS + k), &st->itl_ns[k]))
+        if (opt_u64(b, (uint16_t)(ELM_TAG_TTFT_P50_NS + k), &st->ttft_ns[k]) ||
+            opt_u64(b, (uint16_t)(ELM_TAG_ITL_P50_NS + k), &st->itl_ns[k]))
             return ELM_EPROTO;
     return 0;
 }
@@ -580,9 +587,12 @@ int elm_client_stats(elm_client *c, struct elm_daemon_stats *out)
                      (elm_proto_get_f64(b, ELM_TAG_GEN_TOKENS_PER_S, &tps) == ELM_EPROTO) ||
                      opt_u64(b, ELM_TAG_RSS_BYTES, &st.rss_bytes) ||
                      opt_u32(b, ELM_TAG_N_SESSIONS, &st.n_sessions) ||
-                     opt_u64(b, ELMD_TAG_N_STEPS, &st.n_steps) ||
-                     opt_u64(b, ELMD_TAG_N_CLIENT_DEATHS, &st.n_client_deaths) ||
-                     opt_u64(b, ELMD_TAG_N_RING_ERRORS, &st.n_ring_errors) ||
+                     opt_u64(b, ELM_TAG_N_STEPS, &st.n_steps) ||
+                     opt_u64(b, ELM_TAG_N_CLIENT_DEATHS, &st.n_client_deaths) ||
+                     opt_u64(b, ELM_TAG_N_RING_ERRORS, &st.n_ring_errors) ||
+                     opt_u64(b, ELM_TAG_N_PROMPT_REUSED, &st.n_prompt_reused) ||
+                     opt_u64(b, ELM_TAG_N_BUSY, &st.n_busy) ||
+                     opt_u64(b, ELM_TAG_N_KV_RECLAIMED, &st.n_kv_reclaimed) ||
                      read_percentiles(b, &st)
                  ? ELM_EPROTO
                  : 0;

@@ -24,8 +24,7 @@ _Static_assert(ELM_REQUEST_MAX_STOP == ELM_REC_MAX_STOP, "stop strings per reque
 _Static_assert(ELM_REQUEST_MAX_STOP_LEN == ELM_REC_MAX_STOP_LEN, "stop string length");
 _Static_assert((int)ELM_FINISH_EOS == ELM_DONE_EOS && (int)ELM_FINISH_LENGTH == ELM_DONE_LENGTH &&
                    (int)ELM_FINISH_STOP == ELM_DONE_STOP &&
-                   (int)ELM_FINISH_CANCEL == ELM_DONE_CANCEL &&
-                   (int)ELM_FINISH_CONTEXT == ELM_DONE_CONTEXT,
+                   (int)ELM_FINISH_CANCEL == ELM_DONE_CANCEL && ELM_DONE_LAST == ELM_DONE_CANCEL,
                "public finish reasons are the wire's");
 
 /* The largest valid event payload is an ERROR with a full message; a bigger record is a
@@ -390,8 +389,8 @@ int elm_session_cancel(elm_session *s)
 
 const char *elm_finish_reason_name(int reason)
 {
-    static const char *names[] = {NULL, "eos", "length", "stop", "cancel", "context"};
-    return reason > 0 && reason <= ELM_FINISH_CONTEXT ? names[reason] : "unknown";
+    static const char *names[] = {NULL, "eos", "length", "stop", "cancel"};
+    return reason > 0 && reason <= ELM_FINISH_CANCEL ? names[reason] : "unknown";
 }
 
 /* Decodes the record just popped into *ev. Ends the request on DONE/ERROR. */

@@ -94,7 +94,7 @@ struct elm_daemon_status {
     /* The model and where its weights live (0 or "" when not reported). */
     char arch[16];         /* "llama", "qwen2" */
     char kernel[16];       /* the kernel variant computing: "avx2"... */
-    char kv_type[8];       /* KV cache precision: "f16", "f32" */
+    char kv_type[8];       /* KV cache precision: "f16", "f32", "q8_0" */
     uint64_t n_params;     /* parameters (tensor elements) */
     uint32_t n_threads;    /* compute threads */
     uint64_t load_ns;      /* time the load took */
@@ -103,9 +103,17 @@ struct elm_daemon_status {
     uint64_t huge_bytes;   /* of those, on huge pages */
     char backing[16];      /* "hugetlb", "thp" or "plain" */
     char load_notes[256];  /* fallbacks taken while loading; "" if none */
-    uint64_t kv_bytes;     /* KV caches of the open sessions: memory, */
-    uint64_t kv_tokens;    /* positions in use, */
-    uint64_t kv_capacity;  /* and positions allocated */
+    /* The KV pool: one per model, its pages shared by every session. */
+    uint64_t kv_bytes;       /* bytes of the pool */
+    uint64_t kv_tokens;      /* positions holding sessions' tokens */
+    uint64_t kv_capacity;    /* positions the pool holds (kv_pages x kv_page_tokens) */
+    uint64_t kv_pages;       /* pages in the pool */
+    uint64_t kv_pages_free;  /* pages no session holds */
+    uint64_t kv_page_bytes;  /* bytes of one page */
+    uint32_t kv_page_tokens; /* positions of one page */
+    char kv_backing[16];     /* "hugetlb", "thp" or "plain" */
+    bool kv_locked;          /* the pool is locked in memory */
+    uint32_t n_queued;       /* requests waiting for KV memory to free up */
     /* A load in progress (started by any client), or the last one that failed. */
     bool loading;
     char loading_path[4096];
@@ -162,7 +170,7 @@ int elm_client_sessions(elm_client *c, struct elm_session_info **out, size_t *n)
 struct elm_daemon_stats {
     uint64_t uptime_ns;
     uint64_t n_requests;
-    uint64_t n_prompt_tokens;
+    uint64_t n_prompt_tokens; /* prompt tokens evaluated */
     uint64_t n_gen_tokens;
     uint64_t prompt_ns; /* time spent evaluating prompts */
     uint64_t gen_ns;    /* time spent generating */
@@ -176,6 +184,9 @@ struct elm_daemon_stats {
     uint64_t n_ring_errors;   /* sessions closed for an invalid record */
     uint64_t ttft_ns[3];      /* time to first token: median, 90th, 99th percentile */
     uint64_t itl_ns[3];       /* time between tokens: median, 90th, 99th percentile */
+    uint64_t n_prompt_reused; /* prompt tokens whose KV was kept from the session's history */
+    uint64_t n_busy;          /* requests refused with ELM_EBUSY: no KV memory free in time */
+    uint64_t n_kv_reclaimed;  /* idle sessions whose KV memory was taken for another request */
 };
 
 /* The daemon's counters. *out is the caller's struct, written on success. */
@@ -251,13 +262,12 @@ enum elm_event_type {
 };
 
 enum elm_finish_reason {
-    ELM_FINISH_EOS = 1,     /* the model ended the text */
-    ELM_FINISH_LENGTH = 2,  /* n_predict tokens were generated */
-    ELM_FINISH_STOP = 3,    /* a stop string matched (it is not part of the output) */
-    ELM_FINISH_CANCEL = 4,  /* elm_session_cancel(), or the daemon cancelled */
-    ELM_FINISH_CONTEXT = 5, /* the context is full */
+    ELM_FINISH_EOS = 1,    /* the model ended the text */
+    ELM_FINISH_LENGTH = 2, /* n_predict tokens were generated, or the context is full */
+    ELM_FINISH_STOP = 3,   /* a stop string matched (it is not part of the output) */
+    ELM_FINISH_CANCEL = 4, /* elm_session_cancel(), or the daemon cancelled */
 };
-/* "eos", "length", "stop", "cancel", "context"; "unknown" otherwise. Static. */
+/* "eos", "length", "stop", "cancel"; "unknown" otherwise. Static. */
 const char *elm_finish_reason_name(int reason);
 
 /* One event of a request's stream. Strings are borrowed from the session until the next call

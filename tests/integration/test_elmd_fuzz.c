@@ -199,8 +199,8 @@ static void test_fuzz_control(void **state)
     assert_int_equal(tc_simple(&c, ELM_CMD_STATUS), 0);
     assert_string_equal(tc_str(&c, ELM_TAG_PATH), elm_test_model_path(TD_MODEL));
     assert_int_equal(tc_simple(&c, ELM_CMD_STATS), 0);
-    assert_int_equal(tc_u64(&c, ELMD_TAG_N_MALFORMED), malformed);
-    assert_true(tc_u64(&c, ELMD_TAG_N_CONTROL) >= sent + 3);
+    assert_int_equal(tc_u64(&c, ELM_TAG_N_MALFORMED), malformed);
+    assert_true(tc_u64(&c, ELM_TAG_N_CONTROL) >= sent + 3);
     tc_close(&c);
 }
 
@@ -277,7 +277,7 @@ static void test_flood_without_reading(void **state)
     assert_int_equal(tc_simple(&c, ELM_CMD_STATS), 0);
     print_message("flood: answered another client after %lld ms; %llu replies dropped so far\n",
                   (long long)(td_now_ms() - t0),
-                  (unsigned long long)tc_u64(&c, ELMD_TAG_N_DROPPED));
+                  (unsigned long long)tc_u64(&c, ELM_TAG_N_DROPPED));
     tc_close(&flood);
     assert_int_equal(tc_simple(&c, ELM_CMD_STATUS), 0);
     tc_close(&c);

@@ -198,13 +198,13 @@ static void test_hugetlb_backing(void **state)
     tc_open_path(&c, t->dir);
     assert_int_equal(tc_simple(&c, ELM_CMD_STATUS), 0);
     print_message("backing %s, %.0f%% on huge pages, %llu bytes pinned, notes '%s'\n",
-                  tc_str(&c, ELMD_TAG_BACKING), 100 * tc_f64(&c, ELMD_TAG_HUGE_SHARE),
-                  (unsigned long long)tc_u64(&c, ELMD_TAG_PINNED_BYTES),
-                  tc_str(&c, ELMD_TAG_LOAD_NOTES));
-    assert_string_equal(tc_str(&c, ELMD_TAG_BACKING), "hugetlb");
-    assert_true(tc_f64(&c, ELMD_TAG_HUGE_SHARE) > 0.999);
-    assert_true(tc_u64(&c, ELMD_TAG_HUGE_BYTES) >= tc_u64(&c, ELMD_TAG_WEIGHT_BYTES));
-    assert_true(tc_u64(&c, ELMD_TAG_PINNED_BYTES) >= tc_u64(&c, ELMD_TAG_WEIGHT_BYTES));
+                  tc_str(&c, ELM_TAG_BACKING), 100 * tc_f64(&c, ELM_TAG_HUGE_SHARE),
+                  (unsigned long long)tc_u64(&c, ELM_TAG_PINNED_BYTES),
+                  tc_str(&c, ELM_TAG_LOAD_NOTES));
+    assert_string_equal(tc_str(&c, ELM_TAG_BACKING), "hugetlb");
+    assert_true(tc_f64(&c, ELM_TAG_HUGE_SHARE) > 0.999);
+    assert_true(tc_u64(&c, ELM_TAG_HUGE_BYTES) >= tc_u64(&c, ELM_TAG_WEIGHT_BYTES));
+    assert_true(tc_u64(&c, ELM_TAG_PINNED_BYTES) >= tc_u64(&c, ELM_TAG_WEIGHT_BYTES));
     /* and it generates from there */
     struct ts s;
     static struct ts_result want, got;
@@ -228,11 +228,11 @@ static void test_fallback_without_hugepages(void **state)
     struct tc c;
     tc_open_path(&c, t->dir);
     assert_int_equal(tc_simple(&c, ELM_CMD_STATUS), 0);
-    const char *backing = tc_str(&c, ELMD_TAG_BACKING);
+    const char *backing = tc_str(&c, ELM_TAG_BACKING);
     print_message("backing %s, %.0f%% on huge pages, notes '%s'\n", backing,
-                  100 * tc_f64(&c, ELMD_TAG_HUGE_SHARE), tc_str(&c, ELMD_TAG_LOAD_NOTES));
+                  100 * tc_f64(&c, ELM_TAG_HUGE_SHARE), tc_str(&c, ELM_TAG_LOAD_NOTES));
     assert_true(!strcmp(backing, "thp") || !strcmp(backing, "plain"));
-    assert_non_null(strstr(tc_str(&c, ELMD_TAG_LOAD_NOTES), "not using hugetlb"));
+    assert_non_null(strstr(tc_str(&c, ELM_TAG_LOAD_NOTES), "not using hugetlb"));
     char *thp = elm_test_read_file("/sys/kernel/mm/transparent_hugepage/enabled", NULL);
     if (thp && !strstr(thp, "[never]"))
         assert_string_equal(backing, "thp");
@@ -278,10 +278,10 @@ static void test_direct_io_and_fallback(void **state)
     tc_open_path(&c, t->dir);
     assert_int_equal(tc_simple(&c, ELM_CMD_STATUS), 0);
     print_message("%s: O_DIRECT %llu, io_uring %llu, %.2f GB/s\n", model,
-                  (unsigned long long)tc_u64(&c, ELMD_TAG_O_DIRECT),
-                  (unsigned long long)tc_u64(&c, ELMD_TAG_IO_URING),
-                  tc_f64(&c, ELMD_TAG_LOAD_GBPS));
-    assert_int_equal(tc_u64(&c, ELMD_TAG_IO_URING), 1);
+                  (unsigned long long)tc_u64(&c, ELM_TAG_O_DIRECT),
+                  (unsigned long long)tc_u64(&c, ELM_TAG_IO_URING),
+                  tc_f64(&c, ELM_TAG_LOAD_GBPS));
+    assert_int_equal(tc_u64(&c, ELM_TAG_IO_URING), 1);
 
     char dir[200], copy[300], cmd[700];
     bool mounted;
@@ -297,10 +297,10 @@ static void test_direct_io_and_fallback(void **state)
     int rc = tc_call(&c, 30000);
     assert_int_equal(tc_simple(&c, ELM_CMD_STATUS), 0);
     print_message("%s: O_DIRECT %llu, notes '%s'\n", copy,
-                  (unsigned long long)tc_u64(&c, ELMD_TAG_O_DIRECT),
-                  tc_str(&c, ELMD_TAG_LOAD_NOTES));
-    bool ok = rc == 0 && tc_u64(&c, ELMD_TAG_O_DIRECT) == 0 &&
-              strstr(tc_str(&c, ELMD_TAG_LOAD_NOTES), "O_DIRECT") != NULL;
+                  (unsigned long long)tc_u64(&c, ELM_TAG_O_DIRECT),
+                  tc_str(&c, ELM_TAG_LOAD_NOTES));
+    bool ok = rc == 0 && tc_u64(&c, ELM_TAG_O_DIRECT) == 0 &&
+              strstr(tc_str(&c, ELM_TAG_LOAD_NOTES), "O_DIRECT") != NULL;
     if (!mounted)
         unlink(copy); /* (a ramfs goes away whole in teardown) */
     tc_close(&c);
@@ -338,10 +338,10 @@ static void test_load_unload(void **state)
     int64_t end = td_now_ms() + 30000;
     while (td_now_ms() < end) {
         assert_int_equal(tc_simple(&c2, ELM_CMD_STATUS), 0);
-        if (!strcmp(tc_str(&c2, ELMD_TAG_LOADING_PATH), synth)) {
+        if (!strcmp(tc_str(&c2, ELM_TAG_LOADING_PATH), synth)) {
             print_message("loading: %llu of %llu bytes\n",
-                          (unsigned long long)tc_u64(&c2, ELMD_TAG_LOAD_DONE),
-                          (unsigned long long)tc_u64(&c2, ELMD_TAG_LOAD_TOTAL));
+                          (unsigned long long)tc_u64(&c2, ELM_TAG_LOAD_DONE),
+                          (unsigned long long)tc_u64(&c2, ELM_TAG_LOAD_TOTAL));
             elm_proto_put_str(tc_begin(&c2, ELM_CMD_LOAD), ELM_TAG_PATH, model);
             int rc = tc_call(&c2, 10000);
             busy_seen = rc == ELM_EBUSY;
@@ -366,10 +366,10 @@ static void test_load_unload(void **state)
         assert_string_equal(tc_str(&c, ELM_TAG_PATH), synth);
         print_message("synthetic model, %d layers: %.1f MiB, load %.3f s, read at %.2f GB/s "
                       "(O_DIRECT %llu, %s, %.0f%% huge pages)\n",
-                      layers, (double)tc_u64(&c, ELMD_TAG_WEIGHT_BYTES) / (1 << 20),
-                      (double)tc_u64(&c, ELM_TAG_LOAD_NS) / 1e9, tc_f64(&c, ELMD_TAG_LOAD_GBPS),
-                      (unsigned long long)tc_u64(&c, ELMD_TAG_O_DIRECT),
-                      tc_str(&c, ELMD_TAG_BACKING), 100 * tc_f64(&c, ELMD_TAG_HUGE_SHARE));
+                      layers, (double)tc_u64(&c, ELM_TAG_WEIGHT_BYTES) / (1 << 20),
+                      (double)tc_u64(&c, ELM_TAG_LOAD_NS) / 1e9, tc_f64(&c, ELM_TAG_LOAD_GBPS),
+                      (unsigned long long)tc_u64(&c, ELM_TAG_O_DIRECT),
+                      tc_str(&c, ELM_TAG_BACKING), 100 * tc_f64(&c, ELM_TAG_HUGE_SHARE));
     }
 
     /* Replace it with stories260K; then a bad file leaves that one serving. */
@@ -380,7 +380,7 @@ static void test_load_unload(void **state)
     print_message("bad load: %s\n", tc_str(&c, ELM_TAG_MESSAGE));
     assert_int_equal(tc_simple(&c, ELM_CMD_STATUS), 0);
     assert_string_equal(tc_str(&c, ELM_TAG_PATH), model);
-    assert_non_null(strstr(tc_str(&c, ELMD_TAG_LOAD_ERROR), "/etc/hostname"));
+    assert_non_null(strstr(tc_str(&c, ELM_TAG_LOAD_ERROR), "/etc/hostname"));
 
     /* UNLOAD ends a running request with ERROR(ENOMODEL) and closes the session. */
     struct ts s;

@@ -125,7 +125,7 @@ static void test_garbage_closes_only_that_session(void **state)
     while (count_sessions(&f->c, 0) != 1 && td_now_ms() < end)
         td_sleep_ms(20);
     assert_int_equal(count_sessions(&f->c, 0), 1);
-    assert_int_equal(stat_u64(&f->c, ELMD_TAG_N_RING_ERRORS), 2);
+    assert_int_equal(stat_u64(&f->c, ELM_TAG_N_RING_ERRORS), 2);
     assert_int_equal(ts_close(&f->c, &good), 0);
     ts_close(NULL, &bad_ring);
     ts_close(NULL, &bad_rec);
@@ -167,7 +167,7 @@ static void test_killed_client_is_noticed(void **state)
     print_message("session of the killed client gone after %lld ms\n", (long long)dt);
     assert_int_equal(count_sessions(&f->c, child), 0);
     assert_true(dt < 1000);
-    assert_int_equal(stat_u64(&f->c, ELMD_TAG_N_CLIENT_DEATHS), 1);
+    assert_int_equal(stat_u64(&f->c, ELM_TAG_N_CLIENT_DEATHS), 1);
     close(p[0]);
     close(p[1]);
 }
@@ -245,7 +245,7 @@ static void test_cancel_and_context(void **state)
     assert_int_equal(rc, 0);
     assert_true(r.done);
     /* (On a fast machine the request may have filled its context first.) */
-    assert_true(r.dn.reason == ELM_DONE_CANCEL || r.dn.reason == ELM_DONE_CONTEXT);
+    assert_true(r.dn.reason == ELM_DONE_CANCEL || r.dn.reason == ELM_DONE_LENGTH);
     /* A prompt longer than the context: ERROR before any work. */
     char long_prompt[600];
     memset(long_prompt, 0, sizeof long_prompt);
@@ -258,6 +258,7 @@ static void test_cancel_and_context(void **state)
     assert_int_equal(r.req_id, 2);
     assert_int_equal(r.n_ids, 0);
     /* Generation that reaches the end of the context. */
+    uint64_t reused0 = stat_u64(&f->c, ELM_TAG_N_PROMPT_REUSED);
     assert_int_equal(ts_prompt(&s, 3, "Once upon a time", 0, 0, 1), 0);
     rc = ts_collect(&s, &r, 10000);
     if (rc)
@@ -265,9 +266,13 @@ static void test_cancel_and_context(void **state)
     assert_int_equal(rc, 0);
     assert_true(r.done);
     if (r.dn.reason != ELM_DONE_EOS) { /* greedy from this prompt does not end before 48 */
-        assert_int_equal(r.dn.reason, ELM_DONE_CONTEXT);
-        /* 48 positions evaluated, and the token sampled from the last one is still sent */
-        assert_int_equal(r.dn.n_prompt + r.dn.n_gen, 49);
+        /* the context is full: reason LENGTH, as for n_predict (there is no other limit) */
+        assert_int_equal(r.dn.reason, ELM_DONE_LENGTH);
+        /* 48 positions evaluated (DONE's n_prompt leaves out the prefix kept from request 1:
+         * the same BOS and "Once"), and the token sampled from the last one is still sent */
+        uint64_t reused = stat_u64(&f->c, ELM_TAG_N_PROMPT_REUSED) - reused0;
+        assert_true(reused > 0);
+        assert_int_equal(reused + r.dn.n_prompt + r.dn.n_gen, 49);
     }
     assert_int_equal(ts_close(&f->c, &s), 0);
 
@@ -311,8 +316,14 @@ static void test_list_and_limit(void **state)
     assert_int_equal(n, 4);
     assert_int_equal(tc_simple(&f->c, ELM_CMD_STATUS), 0);
     assert_int_equal(tc_u64(&f->c, ELM_TAG_N_SESSIONS), 4);
-    assert_true(tc_u64(&f->c, ELMD_TAG_KV_BYTES) > 0);
-    assert_int_equal(tc_u64(&f->c, ELMD_TAG_KV_CAPACITY), 4 * s[0].n_ctx);
+    /* One pool for all sessions: by default max(max_sessions x ctx / 4, 4 x ctx) positions. */
+    uint64_t pages = tc_u64(&f->c, ELM_TAG_KV_PAGES);
+    assert_int_equal(pages, (4 * s[0].n_ctx + 31) / 32);
+    assert_int_equal(tc_u64(&f->c, ELM_TAG_KV_CAPACITY), pages * 32);
+    assert_int_equal(tc_u64(&f->c, ELM_TAG_KV_BYTES), pages * tc_u64(&f->c, ELM_TAG_KV_PAGE_BYTES));
+    /* s[2]'s 20-token answer keeps its history's pages; the others hold none */
+    assert_true(tc_u64(&f->c, ELM_TAG_KV_TOKENS) >= 20);
+    assert_true(tc_u64(&f->c, ELM_TAG_KV_PAGES_FREE) < pages);
     for (int i = 0; i < 4; i++)
         assert_int_equal(ts_close(&f->c, &s[i]), 0);
     int64_t end = td_now_ms() + 5000;

@@ -23,7 +23,6 @@
 #include <unistd.h>
 #include <zmq.h>
 
-#include "daemon/xtags.h"
 #include "elm/status.h"
 #include "elm_test.h"
 #include "engine/seq.h"
@@ -336,7 +335,9 @@ struct ts {
     struct elm_session_rings r;
 };
 
-static inline int ts_open(struct tc *c, struct ts *s, long pid, uint32_t n_ctx)
+/* Opens a session; evt_ring: the event ring size to ask for (0: the default). */
+static inline int ts_open_evt(struct tc *c, struct ts *s, long pid, uint32_t n_ctx,
+                              uint32_t evt_ring)
 {
     memset(s, 0, sizeof *s);
     struct elm_proto_buf *b = tc_begin(c, ELM_CMD_OPEN_SESSION);
@@ -344,6 +345,8 @@ static inline int ts_open(struct tc *c, struct ts *s, long pid, uint32_t n_ctx)
         elm_proto_put_u64(b, ELM_TAG_PID, (uint64_t)pid);
     if (n_ctx)
         elm_proto_put_u64(b, ELM_TAG_N_CTX, n_ctx);
+    if (evt_ring)
+        elm_proto_put_u64(b, ELM_TAG_EVT_RING_SIZE, evt_ring);
     elm_proto_put_str(b, ELM_TAG_CLIENT_NAME, "elmd-test");
     int rc = tc_call(c, 10000);
     if (rc)
@@ -361,6 +364,11 @@ static inline int ts_open(struct tc *c, struct ts *s, long pid, uint32_t n_ctx)
     return rc;
 }
 
+static inline int ts_open(struct tc *c, struct ts *s, long pid, uint32_t n_ctx)
+{
+    return ts_open_evt(c, s, pid, n_ctx, 0);
+}
+
 static inline int ts_close(struct tc *c, struct ts *s)
 {
     int rc = 0;
@@ -372,12 +380,12 @@ static inline int ts_close(struct tc *c, struct ts *s)
     return rc;
 }
 
-/* Pushes a PROMPT: greedy when temp == 0, BOS per the vocabulary. */
-static inline int ts_prompt(struct ts *s, uint32_t req_id, const char *text, uint32_t n_predict,
-                            float temp, uint64_t seed)
+/* Pushes a PROMPT with these flags (enum elm_prompt_flags); greedy when temp == 0. */
+static inline int ts_prompt_flags(struct ts *s, uint32_t req_id, const char *text,
+                                  uint32_t n_predict, float temp, uint64_t seed, uint32_t flags)
 {
     struct elm_prompt_msg m = {.hdr = {.req_id = req_id,
-                                       .flags = ELM_PROMPT_F_ADD_BOS,
+                                       .flags = flags,
                                        .n_predict = n_predict,
                                        .top_k = 40,
                                        .temp = temp,
@@ -389,6 +397,13 @@ static inline int ts_prompt(struct ts *s, uint32_t req_id, const char *text, uin
                                        .prompt_len = (uint32_t)strlen(text)},
                                .text = text};
     return elm_rec_prompt_push(&s->r.req, &m);
+}
+
+/* Pushes a PROMPT: greedy when temp == 0, BOS per the vocabulary. */
+static inline int ts_prompt(struct ts *s, uint32_t req_id, const char *text, uint32_t n_predict,
+                            float temp, uint64_t seed)
+{
+    return ts_prompt_flags(s, req_id, text, n_predict, temp, seed, ELM_PROMPT_F_ADD_BOS);
 }
 
 struct ts_result {
@@ -459,18 +474,69 @@ static inline int ts_collect(struct ts *s, struct ts_result *res, int timeout_ms
     }
 }
 
+/* Reads one event of s (waiting up to timeout_ms) into res; returns 1 when the request ended,
+ * 0 when a token came, or an error. start_pos, when not NULL, gets the ring position the
+ * record started at (the consumer's counter before the pop). */
+static inline int ts_next(struct ts *s, struct ts_result *res, int timeout_ms, uint32_t *start_pos)
+{
+    static unsigned char buf[2048];
+    int64_t end = td_now_ms() + timeout_ms;
+    for (;;) {
+        uint32_t pos = s->r.evt.pos;
+        struct elm_ring_rec rec;
+        int rc = elm_ring_pop(&s->r.evt, &rec, buf, sizeof buf);
+        if (rc == -EAGAIN) {
+            int left = (int)(end - td_now_ms());
+            if (left <= 0)
+                return -ETIMEDOUT;
+            rc = elm_ring_wait_data(&s->r.evt, left);
+            if (rc < 0 && rc != -EINTR && rc != -ETIMEDOUT)
+                return rc;
+            continue;
+        }
+        if (rc < 0)
+            return rc;
+        if (start_pos)
+            *start_pos = pos;
+        if (rec.type == ELM_REC_TOKEN) {
+            struct elm_token_msg t;
+            if ((rc = elm_rec_token_decode(buf, rec.len, &t)))
+                return rc;
+            if (res->n_ids < 2048)
+                res->ids[res->n_ids++] = t.id;
+            if (res->text_len + t.piece_len < sizeof res->text) {
+                memcpy(res->text + res->text_len, t.piece, t.piece_len);
+                res->text_len += t.piece_len;
+            }
+            return 0;
+        }
+        if (rec.type == ELM_REC_DONE) {
+            res->done = true;
+            rc = elm_rec_done_decode(buf, rec.len, &res->dn);
+            res->req_id = res->dn.req_id;
+            return rc ? rc : 1;
+        }
+        if (rec.type == ELM_REC_ERROR) {
+            struct elm_error_msg e;
+            if ((rc = elm_rec_error_decode(buf, rec.len, &e)))
+                return rc;
+            res->error = true;
+            res->err_code = e.code;
+            res->req_id = e.req_id;
+            snprintf(res->err_msg, sizeof res->err_msg, "%.*s", (int)e.msg_len, e.msg);
+            return 1;
+        }
+        return ELM_EPROTO;
+    }
+}
+
 /* ---- the reference: the engine in this process ------------------------------------------- */
 
-/* Greedy tokens of prompt from the engine in this process, as the daemon must produce them. */
-static inline void local_greedy(const char *model, const char *prompt, int n, struct ts_result *out)
+/* Greedy continuation of the token sequence ids[0..n_ids) by n tokens from the engine in this
+ * process, on a fresh sequence: what the daemon must produce for that sequence. */
+static inline void local_greedy_ids(const struct elm_model *m, const int32_t *ids, int32_t n_ids,
+                                    int n, struct ts_result *out)
 {
-    char err[256];
-    struct elm_model_params mp = {.n_threads = 1};
-    struct elm_model *m;
-    if (elm_model_load(model, &mp, &m, err, sizeof err))
-        fail_msg("load %s: %s", model, err);
-    int32_t *ids, n_ids;
-    assert_int_equal(elm_prompt_tokenize(m, prompt, strlen(prompt), false, &ids, &n_ids), 0);
     struct elm_seq *s;
     struct elm_work *w;
     assert_int_equal(elm_seq_create(m, 2048, ELM_TYPE_F16, &s), 0);
@@ -481,6 +547,7 @@ static inline void local_greedy(const char *model, const char *prompt, int n, st
     gp.n_predict = n;
     assert_int_equal(elm_seq_start(s, ids, n_ids, &gp), 0);
     memset(out, 0, sizeof *out);
+    out->done = true;
     struct elm_batch_item items[64];
     for (;;) {
         int k = elm_seq_plan(s, 64, items);
@@ -496,9 +563,28 @@ static inline void local_greedy(const char *model, const char *prompt, int n, st
         if (o.done)
             break;
     }
-    free(ids);
     elm_work_destroy(&w);
     elm_seq_destroy(&s);
+}
+
+static inline struct elm_model *local_model(const char *model)
+{
+    char err[256];
+    struct elm_model_params mp = {.n_threads = 1};
+    struct elm_model *m;
+    if (elm_model_load(model, &mp, &m, err, sizeof err))
+        fail_msg("load %s: %s", model, err);
+    return m;
+}
+
+/* Greedy tokens of prompt from the engine in this process, as the daemon must produce them. */
+static inline void local_greedy(const char *model, const char *prompt, int n, struct ts_result *out)
+{
+    struct elm_model *m = local_model(model);
+    int32_t *ids, n_ids;
+    assert_int_equal(elm_prompt_tokenize(m, prompt, strlen(prompt), false, &ids, &n_ids), 0);
+    local_greedy_ids(m, ids, n_ids, n, out);
+    free(ids);
     elm_model_destroy(&m);
 }
 

@@ -316,9 +316,18 @@ static void test_malformed(void **state)
     EXPECT_BAD(raw_begin(&r, 1, ELM_CMD_CANCEL, 0); raw_u64(&r, ELM_TAG_SESSION_ID, 1);
                raw_u64(&r, 500, 1)); /* unknown critical tag */
     EXPECT_OK(raw_begin(&r, 1, ELM_CMD_CANCEL, 0); raw_u64(&r, ELM_TAG_SESSION_ID, 1);
-              raw_field(&r, 0x8123, 99, 3, "abc")); /* unknown optional: skipped */
+              raw_field(&r, 0x8fff, 99, 3, "abc")); /* unknown optional: skipped */
     EXPECT_BAD(raw_begin(&r, 1, ELM_CMD_CANCEL, 0); raw_u64(&r, ELM_TAG_SESSION_ID, 1);
-               raw_field(&r, 0x8123, 99, 300, NULL)); /* ... but must fit */
+               raw_field(&r, 0x8fff, 99, 300, NULL)); /* ... but must fit */
+    /* A known optional tag is typed: its type and value are checked, its place is not. */
+    EXPECT_OK(raw_begin(&r, 1, ELM_CMD_CANCEL, 0); raw_u64(&r, ELM_TAG_SESSION_ID, 1);
+              raw_u64(&r, ELM_TAG_KV_PAGES, 7); raw_u64(&r, ELM_TAG_KV_PAGES, 8));
+    EXPECT_BAD(raw_begin(&r, 1, ELM_CMD_CANCEL, 0); raw_u64(&r, ELM_TAG_SESSION_ID, 1);
+               raw_field(&r, ELM_TAG_KV_BACKING, ELM_PT_U64, 8, "12345678")); /* wrong type */
+    EXPECT_BAD(raw_begin(&r, 1, ELM_CMD_CANCEL, 0); raw_u64(&r, ELM_TAG_SESSION_ID, 1);
+               raw_field(&r, ELM_TAG_KV_PAGES, ELM_PT_U64, 4, "1234")); /* short integer */
+    EXPECT_BAD(raw_begin(&r, 1, ELM_CMD_CANCEL, 0); raw_u64(&r, ELM_TAG_SESSION_ID, 1);
+               raw_field(&r, ELM_TAG_KV_BACKING, ELM_PT_STR, 3, "a\0b")); /* NUL in string */
     EXPECT_BAD(raw_begin(&r, 1, ELM_CMD_CANCEL, 0);
                raw_field(&r, ELM_TAG_SESSION_ID, ELM_PT_U64, 4, "abcd")); /* short integer */
     EXPECT_BAD(raw_begin(&r, 1, ELM_CMD_CANCEL, 0);
@@ -517,6 +526,16 @@ static void test_versions(void **state)
     assert_string_equal(elm_proto_cmd_name(999), "unknown");
     assert_string_equal(elm_proto_tag_name(ELM_TAG_SHM_NAME), "shm_name");
     assert_string_equal(elm_proto_tag_name(0x8001), "unknown");
+    assert_string_equal(elm_proto_tag_name(ELM_TAG_ARCH), "arch");
+    assert_string_equal(elm_proto_tag_name(ELM_TAG_N_KV_RECLAIMED), "n_kv_reclaimed");
+    assert_string_equal(elm_proto_tag_name(ELM_TAG_OPT_END), "unknown");
+    assert_int_equal(elm_proto_tag_type(ELM_TAG_HUGE_SHARE), ELM_PT_F64);
+    assert_int_equal(elm_proto_tag_type(ELM_TAG_KV_BACKING), ELM_PT_STR);
+    /* every optional tag has a name and a type */
+    for (uint16_t t = ELM_TAG_ARCH; t < ELM_TAG_OPT_END; t++) {
+        assert_true(elm_proto_tag_type(t) != 0);
+        assert_string_not_equal(elm_proto_tag_name(t), "unknown");
+    }
     assert_int_equal(elm_proto_tag_type(ELM_TAG_SESSION), ELM_PT_GROUP);
     assert_int_equal(elm_proto_tag_type(0), 0);
 }

@@ -231,7 +231,7 @@ static void test_encode_rejects(void **state)
     assert_int_equal(elm_rec_token_push(&p.d.evt, 1, big, ELM_REC_MAX_PIECE + 1), -EINVAL);
     struct elm_rec_done done = {1, 0, 0, 0, 0, 0};
     assert_int_equal(elm_rec_done_push(&p.d.evt, &done), -EINVAL);
-    done.reason = ELM_DONE_CONTEXT + 1;
+    done.reason = ELM_DONE_LAST + 1;
     assert_int_equal(elm_rec_done_push(&p.d.evt, &done), -EINVAL);
     assert_int_equal(elm_rec_error_push(&p.d.evt, 1, 0, "no"), -EINVAL);
     /* An over-long message is truncated, not refused. */
@@ -278,7 +278,7 @@ static int decode_all(const unsigned char *p, uint32_t len)
     }
     struct elm_rec_done d;
     if (elm_rec_done_decode(p, len, &d) == 0) {
-        assert_true(d.reason >= ELM_DONE_EOS && d.reason <= ELM_DONE_CONTEXT);
+        assert_true(d.reason >= ELM_DONE_EOS && d.reason <= ELM_DONE_LAST);
         ok++;
     }
     struct elm_error_msg e;
@@ -345,6 +345,14 @@ static void test_decode_hostile(void **state)
     assert_int_equal(elm_rec_cancel_decode(cancel, 8, &id), ELM_EPROTO); /* reserved != 0 */
     assert_int_equal(elm_rec_cancel_decode(cancel, 4, &id), ELM_EPROTO);
     assert_int_equal(elm_rec_done_decode(cancel, 8, NULL), ELM_EPROTO);
+    /* Reason 5 (once "context", now reported as LENGTH) and 0 are not valid reasons. */
+    struct elm_rec_done dn = {1, ELM_DONE_LENGTH, 3, 4, 5, 6}, got;
+    assert_int_equal(elm_rec_done_decode(&dn, sizeof dn, &got), 0);
+    assert_int_equal(got.reason, ELM_DONE_LENGTH);
+    dn.reason = 5;
+    assert_int_equal(elm_rec_done_decode(&dn, sizeof dn, &got), ELM_EPROTO);
+    dn.reason = 0;
+    assert_int_equal(elm_rec_done_decode(&dn, sizeof dn, &got), ELM_EPROTO);
     assert_int_equal(elm_rec_prompt_decode(NULL, 0, &d), ELM_EPROTO);
 }
 

@@ -1,0 +1,75 @@
+/* admission.c — fitting a request into the KV pool (see admission.h). */
+#include <errno.h>
+#include <stdlib.h>
+
+#include "admission.h"
+#include "common/log.h"
+#include "engine/kv.h"
+
+void elmd_wait_free(struct elmd_wait *w)
+{
+    if (!w)
+        return;
+    if (w->p) {
+        free(w->p->buf);
+        free(w->p);
+    }
+    free(w->toks);
+    free(w);
+}
+
+int64_t elmd_wait_need(const struct elmd_session *s, const struct elmd_wait *w)
+{
+    /* The reservation rule of elm_seq_start (engine/seq.h). */
+    int64_t gen = w->gp.n_predict < 0 ? s->n_ctx : w->gp.n_predict;
+    int64_t target = (int64_t)w->n + gen < s->n_ctx ? (int64_t)w->n + gen : s->n_ctx;
+    int64_t need = elm_kv_pages_for(target) - elm_seq_pages(s->seq);
+    return need > 0 ? need : 0;
+}
+
+/* A session whose pages may be taken: it runs nothing (a waiting request has not started
+ * either), and it holds some. */
+static bool reclaimable(const struct elmd_session *v, const struct elmd_session *s)
+{
+    return v != s && v->seq && !v->cur.active && elm_seq_pages(v->seq) > 0;
+}
+
+int elmd_admit(struct elmd_session *const *act, int n_act, struct elmd_session *s,
+               struct elmd_wait *w, int *n_reclaimed)
+{
+    int rc = elm_seq_start(s->seq, w->toks, w->n, &w->gp);
+    if (rc != -ENOSPC)
+        return rc;
+    int64_t need = elmd_wait_need(s, w), free_pages = elm_kv_pool_free_pages(s->pool);
+    w->need_pages = need;
+    w->free_pages = free_pages;
+    /* Take nothing unless it is enough: another session's history is worth keeping when it
+     * would not let this request run anyway. */
+    int64_t avail = free_pages;
+    for (int k = 0; k < n_act; k++)
+        if (reclaimable(act[k], s))
+            avail += elm_seq_pages(act[k]->seq);
+    if (avail < need)
+        return -ENOSPC;
+    for (;;) {
+        struct elmd_session *lru = NULL;
+        for (int k = 0; k < n_act; k++)
+            if (reclaimable(act[k], s) && (!lru || act[k]->last_used_ns < lru->last_used_ns))
+                lru = act[k];
+        if (!lru)
+            break;
+        elm_debug("session %llu: its %lld KV pages go to session %llu; its next turn recomputes",
+                  (unsigned long long)lru->id, (long long)elm_seq_pages(lru->seq),
+                  (unsigned long long)s->id);
+        elm_seq_release(lru->seq, false);
+        (*n_reclaimed)++;
+        if (elm_kv_pool_free_pages(s->pool) < need)
+            continue;
+        rc = elm_seq_start(s->seq, w->toks, w->n, &w->gp);
+        if (rc != -ENOSPC)
+            return rc;
+    }
+    w->need_pages = elmd_wait_need(s, w);
+    w->free_pages = elm_kv_pool_free_pages(s->pool);
+    return -ENOSPC;
+}

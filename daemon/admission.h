@@ -1,0 +1,44 @@
+/* admission.h — fitting a request into the model's KV pool (engine thread only).
+ *
+ * elm_seq_start reserves a request's pages before it runs (min(n_ctx, prompt + n_predict)
+ * positions; the whole context when n_predict is unlimited), all or nothing, so a running
+ * request never runs short mid-way and never takes pages from another. When the pool is short,
+ * sessions that are not running give theirs back, least recently used first
+ * (elm_seq_release(s, false): their next turn evaluates its history again — time, not
+ * correctness). Running sessions are never touched. When even that is not enough, the request
+ * waits (scheduler.c: a bounded FIFO with a timeout, then ELM_EBUSY).
+ */
+#ifndef ELMD_ADMISSION_H
+#define ELMD_ADMISSION_H
+
+#include <stdint.h>
+
+#include "elmd.h"
+
+/* A request ready to start: every token of the sequence (kept history + new prompt) and its
+ * parameters. Heap-allocated and never copied: gp.stop points into stops. */
+struct elmd_wait {
+    struct elmd_prompt *p; /* the PROMPT it came from (owned) */
+    int32_t *toks;         /* [n] owned */
+    int32_t n;
+    struct elm_gen_params gp;
+    char stops[ELM_REC_MAX_STOP][ELM_REC_MAX_STOP_LEN + 1];
+    uint64_t since_ns;  /* when it began to wait (FIFO order; 0 while not waiting) */
+    int64_t need_pages; /* pages it lacked at its last try, and the pool's free pages then */
+    int64_t free_pages;
+};
+
+void elmd_wait_free(struct elmd_wait *w);
+
+/* Pages of the pool w's request reserves, beyond those its sequence holds already. */
+int64_t elmd_wait_need(const struct elmd_session *s, const struct elmd_wait *w);
+
+/* Starts w on s (elm_seq_start), taking back the pages of sessions in act[0..n_act) that run no
+ * request — least recently used first, and only when that makes enough room — if the pool is
+ * short. Returns 0; -ENOSPC when the request cannot start now (w->need_pages and
+ * w->free_pages say why); or elm_seq_start's other errors. *n_reclaimed counts the sessions
+ * whose pages were taken. */
+int elmd_admit(struct elmd_session *const *act, int n_act, struct elmd_session *s,
+               struct elmd_wait *w, int *n_reclaimed);
+
+#endif
