@@ -42,6 +42,7 @@ void elmd_config_defaults(struct elmd_config *c)
     c->max_queued = 16;
     c->queue_timeout_ms = 30000;
     c->prefill_chunk = 64;
+    c->step_ms = 100;
     c->hugepages = ELMD_HUGE_AUTO;
     c->mlock = true;
     c->direct_io = true;
@@ -159,6 +160,8 @@ int elmd_config_set(struct elmd_config *c, const char *key, const char *v, char 
         bad = parse_int(v, 0, 3600000, &x) || (c->queue_timeout_ms = (int)x, 0);
     } else if (!strcmp(key, "prefill_chunk")) {
         bad = parse_int(v, 1, 4096, &x) || (c->prefill_chunk = (int)x, 0);
+    } else if (!strcmp(key, "step_ms")) {
+        bad = parse_int(v, 0, 60000, &x) || (c->step_ms = (int)x, 0);
     } else if (!strcmp(key, "hugepages")) {
         static const char *names[] = {"auto", "hugetlb", "thp", "off"};
         bad = 1;

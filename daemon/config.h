@@ -43,6 +43,7 @@ struct elmd_config {
     int max_queued;         /* requests that may wait for KV memory at once */
     int queue_timeout_ms;   /* how long one may wait; 0 = refuse at once */
     int prefill_chunk;      /* prompt tokens a session may evaluate per step */
+    int step_ms;            /* prompt tokens per step are cut to fit this; 0 = no limit */
     enum elmd_hugepages hugepages;
     bool mlock;       /* pin the weights (failure is a warning) */
     bool direct_io;   /* try O_DIRECT when reading weights */

@@ -494,6 +494,7 @@ void elmd_reload_config(struct elmd *d)
     elm_log_setup((enum elm_log_level)d->cfg.log_level, d->cfg.use_syslog, "elmd");
     pthread_mutex_lock(&d->lock);
     d->eng_prefill_chunk = d->cfg.prefill_chunk;
+    d->eng_step_ms = d->cfg.step_ms;
     d->eng_max_sessions = d->cfg.max_sessions;
     d->eng_max_queued = d->cfg.max_queued;
     d->eng_queue_timeout_ms = d->cfg.queue_timeout_ms;

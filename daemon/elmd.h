@@ -159,6 +159,7 @@ struct elmd {
     bool eng_cancel_all;         /* [L] end running requests with ESHUTDOWN */
     bool eng_stop;               /* [L] leave the loop */
     int eng_prefill_chunk;       /* [L] */
+    int eng_step_ms;             /* [L] */
     int eng_max_sessions;        /* [L] */
     int eng_max_queued;          /* [L] */
     int eng_queue_timeout_ms;    /* [L] */

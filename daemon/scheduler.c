@@ -59,6 +59,8 @@ struct eng {
     struct elm_batch_item *items;
     int rr;
     int prefill_chunk, max_sessions;
+    int step_ms;       /* prompt tokens per step fit this budget (0: only prefill_chunk) */
+    double ns_per_tok; /* running estimate of a token's cost in a batch of several (0: none) */
     int max_queued, queue_timeout_ms;
     bool draining, cancel_all, stop;
     uint32_t wake_seen;
@@ -587,6 +589,28 @@ static bool has_room(struct elmd_session *s)
     return !s->paused;
 }
 
+/* Prompt tokens this step may take besides the `decoding` tokens, so that the step stays
+ * within step_ms: many-token passes are compute-bound, so their cost grows with the tokens
+ * (ns_per_tok, measured). At least one, so prompts always progress. */
+static int prefill_allowance(const struct eng *e, int decoding)
+{
+    int left = e->w_batch - decoding;
+    if (e->step_ms <= 0 || e->ns_per_tok <= 0)
+        return left;
+    double fit = (double)e->step_ms * 1e6 / e->ns_per_tok - decoding;
+    return fit < 1 ? 1 : fit < left ? (int)fit : left;
+}
+
+/* Learns a token's cost from passes of several tokens (a pass of one or two reads all the
+ * weights for little work: its cost per token says nothing about larger batches). */
+static void learn_cost(struct eng *e, int n, uint64_t ns)
+{
+    if (n < 8)
+        return;
+    double per = (double)ns / n;
+    e->ns_per_tok = e->ns_per_tok > 0 ? 0.75 * e->ns_per_tok + 0.25 * per : per;
+}
+
 static int plan(struct eng *e)
 {
     int used = 0;
@@ -598,11 +622,12 @@ static int plan(struct eng *e)
             used += e->counts[k];
         }
     }
-    for (int j = 0; j < e->n_act && used < e->w_batch; j++) {
+    const int limit = used + prefill_allowance(e, used);
+    for (int j = 0; j < e->n_act && used < limit; j++) {
         int k = (e->rr + j) % e->n_act;
         struct elmd_session *s = e->act[k];
         if (runnable(s) && s->cur.to_eval > 0 && has_room(s)) {
-            int left = e->w_batch - used;
+            int left = limit - used;
             int max = left < e->prefill_chunk ? left : e->prefill_chunk;
             e->counts[k] = elm_seq_plan(s->seq, max, e->items + used);
             used += e->counts[k];
@@ -733,6 +758,7 @@ static void take_commands(struct eng *e)
     e->cancel_all = d->eng_cancel_all;
     e->stop = d->eng_stop;
     e->prefill_chunk = d->eng_prefill_chunk;
+    e->step_ms = d->eng_step_ms;
     e->max_sessions = d->eng_max_sessions;
     e->max_queued = d->eng_max_queued;
     e->queue_timeout_ms = d->eng_queue_timeout_ms;
@@ -824,6 +850,7 @@ static void swap_model(struct eng *e)
     struct elmd *d = e->d;
     elm_work_destroy(&e->w);
     e->w_batch = 0;
+    e->ns_per_tok = 0; /* another model, another cost */
     pthread_mutex_lock(&d->lock);
     bool pending = d->swap_pending && e->n_act == 0;
     if (pending) {
@@ -932,7 +959,9 @@ void *elmd_engine_main(void *arg)
         if (e.m && e.n_act && ensure_work(&e) == 0)
             n = plan(&e);
         if (n > 0) {
+            const uint64_t t0 = elmd_now_ns();
             rc = elm_model_forward(e.m->m, e.w, e.items, n);
+            learn_cost(&e, n, elmd_now_ns() - t0);
             if (rc)
                 elm_err("engine: forward pass over %d tokens failed: %s", n, elm_strerror(rc));
             for (int k = 0; k < e.n_act; k++)
