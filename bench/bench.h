@@ -87,5 +87,7 @@ int bench_model(const struct bench_opts *o, int argc, char **argv);
 int bench_kernels(const struct bench_opts *o, int argc, char **argv);
 int bench_ipc(const struct bench_opts *o, int argc, char **argv);
 int bench_load(const struct bench_opts *o, int argc, char **argv);
+int bench_serve(const struct bench_opts *o, int argc, char **argv);
+int bench_profile(const struct bench_opts *o, int argc, char **argv);
 
 #endif

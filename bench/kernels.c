@@ -30,6 +30,7 @@
 #include "elm/status.h"
 #include "engine/model.h"
 #include "kernels/kernels.h"
+#include "svg.h"
 
 #define MAX_REPS            1000
 #define MAX_MODELS          8
@@ -117,7 +118,7 @@ static void *make_acts(const struct elm_kernels *k, enum elm_type t, int64_t col
 
 static int bench_type(const struct bench_opts *o, const struct kopts *ko, enum elm_type t,
                       const struct elm_kernels *k, const uint64_t *buf, size_t words,
-                      double peak_gflops)
+                      double peak_gflops, struct bench_stat res[2])
 {
     const size_t rb = elm_row_bytes(t, ko->cols), mat = rb * (size_t)ko->rows;
     int copies = (int)((ko->llc_bytes + (int64_t)mat - 1) / (int64_t)mat);
@@ -163,10 +164,12 @@ static int bench_type(const struct bench_opts *o, const struct kopts *ko, enum e
     bench_progress(NULL);
     const struct bench_stat sg = bench_stats(gbs, o->reps), sr = bench_stats(ratio, o->reps);
     const struct bench_stat sp = bench_stats(probe, o->reps), sf = bench_stats(gfl, o->reps);
+    res[0] = sg;
+    res[1] = sf;
     char tok_name[48];
     snprintf(tok_name, sizeof tok_name, "mat×mat %lld tok GFLOP/s", (long long)ko->toks);
     const struct bench_cell cells[] = {
-        {"type", name, 0, 0},
+        {"weight type", name, 0, 0}, /* not "type": each JSON line's table name */
         {"variant", k->name, 0, 0},
         {"mat×vec GB/s", NULL, sg.median, 2},
         {"min", NULL, sg.min, 2},
@@ -253,6 +256,46 @@ static int bench_decode(const struct bench_opts *o, const char *path, const uint
     return rc ? 1 : 0;
 }
 
+/* ---- --plot ---------------------------------------------------------------------------------- */
+
+/* Bars per type, one per variant this CPU runs (never measured: median 0), with min..max. */
+static int plot_kernels(const struct bench_opts *o, const enum elm_type *types, int nt,
+                        const char *const variants[3], struct bench_stat res[16][3][2],
+                        int64_t toks)
+{
+    static struct svg_chart ch[2];
+    static char title[96];
+    memset(ch, 0, sizeof ch);
+    snprintf(title, sizeof title, "elm-bench kernels: mat×mat, %lld tokens", (long long)toks);
+    ch[0] = (struct svg_chart){.title = "elm-bench kernels: mat×vec (decode) weight bandwidth",
+                               .xlabel = "weight type", .ylabel = "GB/s", .bars = true};
+    ch[1] = (struct svg_chart){.title = title, .xlabel = "weight type", .ylabel = "GFLOP/s",
+                               .bars = true};
+    for (int c = 0; c < 2; c++) {
+        ch[c].n_cats = nt < SVG_MAX_CATS ? nt : SVG_MAX_CATS;
+        for (int i = 0; i < ch[c].n_cats; i++)
+            ch[c].cats[i] = elm_type_get(types[i])->name;
+        for (int v = 0; v < 3; v++) {
+            if (!elm_kernels_get(variants[v]))
+                continue;
+            struct svg_series *se = &ch[c].series[ch[c].n_series++];
+            se->name = variants[v];
+            se->has_range = true;
+            for (int i = 0; i < ch[c].n_cats; i++) {
+                se->y[i] = res[i][v][c].median;
+                se->lo[i] = res[i][v][c].min;
+                se->hi[i] = res[i][v][c].max;
+            }
+        }
+    }
+    char err[512];
+    if (svg_write(o->plot, ch, 2, err, sizeof err)) {
+        fprintf(stderr, "elm-bench kernels: %s\n", err);
+        return 1;
+    }
+    return 0;
+}
+
 /* ---- the command ----------------------------------------------------------------------------- */
 
 static int parse_types(const char *list, enum elm_type *out, int max)
@@ -281,8 +324,9 @@ static int parse_types(const char *list, enum elm_type *out, int max)
     return n;
 }
 
-int bench_kernels(const struct bench_opts *o, int argc, char **argv)
+int bench_kernels(const struct bench_opts *go, int argc, char **argv)
 {
+    struct bench_opts opts = *go, *o = &opts; /* --plot may also follow the subcommand */
     static const struct option lo[] = {
         {"types", required_argument, 0, 'T'},
         {"rows", required_argument, 0, 'r'},
@@ -291,6 +335,7 @@ int bench_kernels(const struct bench_opts *o, int argc, char **argv)
         {"hot", no_argument, 0, 'H'},
         {"model", required_argument, 0, 'm'},
         {"synth", required_argument, 0, 's'},
+        {"plot", required_argument, 0, 'P'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -306,7 +351,7 @@ int bench_kernels(const struct bench_opts *o, int argc, char **argv)
     static char synth_paths[MAX_MODELS][512];
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "T:r:c:n:Hm:s:h", lo, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "T:r:c:n:Hm:s:P:h", lo, NULL)) != -1) {
         char *end;
         long v = 0;
         if (c == 'r' || c == 'c' || c == 'n') {
@@ -332,6 +377,9 @@ int bench_kernels(const struct bench_opts *o, int argc, char **argv)
         case 'H':
             ko.llc_bytes = 0;
             break;
+        case 'P':
+            opts.plot = optarg;
+            break;
         case 'm':
         case 's':
             if (ko.n_models == MAX_MODELS) {
@@ -351,8 +399,9 @@ int bench_kernels(const struct bench_opts *o, int argc, char **argv)
             break;
         case 'h':
             printf("usage: elm-bench kernels [--types q4_0,q8_0,...] [--rows N] [--cols N] "
-                   "[--tokens N] [--hot]\n       elm-bench kernels (--model FILE | --synth "
-                   "SHAPE:TYPE)...\nmat×vec GB/s against the measured streaming-read bandwidth, "
+                   "[--tokens N] [--hot] [--plot FILE.svg]\n"
+                   "       elm-bench kernels (--model FILE | --synth SHAPE:TYPE)...\n"
+                   "mat×vec GB/s against the measured streaming-read bandwidth, "
                    "and mat×mat GFLOP/s of N tokens (default 64) against the int8 peak,\nfor "
                    "every weight type and every kernel variant this CPU runs. --cols must be a "
                    "multiple of 256 (default 4096 x 4096).\n--hot: mat×vec over one matrix, from "
@@ -416,6 +465,8 @@ int bench_kernels(const struct bench_opts *o, int argc, char **argv)
 
     omp_set_num_threads(o->threads);
     if (ko.n_models > 0) {
+        if (o->plot)
+            fprintf(stderr, "elm-bench kernels: --plot draws the per-type sweep, not --model\n");
         int fails = 0;
         for (int i = 0; i < ko.n_models; i++)
             fails += bench_decode(o, ko.models[i], buf, words);
@@ -424,14 +475,17 @@ int bench_kernels(const struct bench_opts *o, int argc, char **argv)
         return fails || sink == 1 ? 1 : 0;
     }
     static const char *const variants[] = {"ref", "avx2", "avx512"};
+    struct bench_stat res[16][3][2] = {0}; /* [type][variant]: mat×vec GB/s, mat×mat GFLOP/s */
     int fails = 0;
     for (int i = 0; i < nt; i++)
         for (size_t v = 0; v < sizeof variants / sizeof *variants; v++) {
             const struct elm_kernels *k = elm_kernels_get(variants[v]);
             if (k)
-                fails += bench_type(o, &ko, types[i], k, buf, words, peak);
+                fails += bench_type(o, &ko, types[i], k, buf, words, peak, res[i][v]);
         }
     bench_end_table(o);
+    if (o->plot)
+        fails += plot_kernels(o, types, nt, variants, res, ko.toks);
     free(buf);
     return fails || sink == 1 ? 1 : 0;
 }

@@ -19,6 +19,8 @@ static const struct sub subs[] = {
     {"kernels", bench_kernels, "matmul kernels per type and variant vs memory bandwidth and int8 peak"},
     {"ipc", bench_ipc, "shared-memory ring vs ZeroMQ round trips between two processes"},
     {"load", bench_load, "io_uring hugepage load vs cat, and first-token time via elmd"},
+    {"serve", bench_serve, "N concurrent client processes through elmd: tokens/s, TTFT, ITL"},
+    {"profile", bench_profile, "time per op and per layer of a decode step and a prefill chunk"},
 };
 
 static void usage(FILE *f)

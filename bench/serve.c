@@ -1,0 +1,692 @@
+/* serve.c — `elm-bench serve`: what the daemon delivers to N programs at once.
+ *
+ * For each client count N (default 1, 2, 4, 8, 16) N client processes (fork; each links
+ * libelmclient and connects on its own) open a session, wait at a barrier, and are released
+ * together: each submits the same prompt (greedy, n_predict G) and timestamps every token event
+ * with CLOCK_MONOTONIC, which all processes share. From one round of N clients:
+ *   - aggregate decode tokens/s: the tokens every client received after its own first token,
+ *     over the window from the earliest first token to the latest last token (prefill and
+ *     session set-up are outside it);
+ *   - time to first token (from each client's submit) p50 and p99 over the N clients;
+ *   - inter-token latency p50 and p99 over every gap between consecutive tokens of all clients.
+ * A repetition runs one round of every N in turn, so a noisy neighbour hits every N alike, and
+ * the ratios (aggregate at N / at the first N, ITL p99 at N / at the first N) are taken within
+ * each repetition; each cell is the median over repetitions, after one warm-up repetition.
+ *
+ * elm-bench starts its own elmd from the build tree (private runtime directory, a config file
+ * of its own so the user's elmd.conf does not leak in) with max_sessions = the largest N, or
+ * uses a running daemon with --runtime-dir DIR.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bench.h"
+#include "elm/client.h"
+#include "svg.h"
+
+#define MAX_MODELS       4
+#define MAX_CLIENTS      60 /* elmd's max_sessions limit */
+#define MAX_NS           8  /* client counts in one sweep */
+#define MAX_REPS         1000
+#define MAX_CONF         16
+#define EVENT_TIMEOUT_MS 120000 /* a client that hears nothing this long gives up */
+
+/* Short, so that the clients' prompts (evaluated together when they are released) take little of
+ * the window next to their decode: 26 tokens with the synthetic models' byte-level vocabulary. */
+static const char default_prompt[] = "Once upon a time";
+
+struct serve_cfg {
+    const char *models[MAX_MODELS]; /* GGUF paths; none with --runtime-dir: the loaded model */
+    int n_models;
+    int ns[MAX_NS], n_ns; /* client counts */
+    int n_predict;        /* G */
+    int ctx;              /* context per session of the self-started daemon */
+    const char *prompt;
+    const char *runtime_dir;    /* a running daemon, or NULL */
+    const char *conf[MAX_CONF]; /* extra KEY=VALUE lines for the self-started daemon */
+    int n_conf;
+};
+
+/* One client's record in the shared result area; written by the client, read by the parent
+ * after the client has exited. */
+struct slot {
+    int err;         /* 0 or the failing call's code */
+    int stage;       /* where it failed: 1 connect, 2 open, 3 submit, 4 events */
+    int n;           /* token timestamps in t[] */
+    int n_prompt;    /* prompt tokens, as the daemon counted them (DONE) */
+    double t_submit; /* seconds, CLOCK_MONOTONIC */
+    double t[];      /* [n_predict] token arrival times */
+};
+
+/* Statistics of one round of N clients. */
+struct round {
+    double agg;     /* aggregate decode tokens/s */
+    double tokens;  /* tokens received by all clients */
+    double prompt;  /* prompt tokens of one client (the largest) */
+    double ttft[2]; /* p50, p99 ms */
+    double itl[2];  /* p50, p99 ms */
+};
+
+static size_t slot_size(const struct serve_cfg *c)
+{
+    return (sizeof(struct slot) + (size_t)c->n_predict * sizeof(double) + 63) & ~(size_t)63;
+}
+
+/* ---- one client process --------------------------------------------------------------------- */
+
+static int client_main(const struct serve_cfg *c, const char *dir, int ready_fd, int go_fd,
+                       struct slot *s)
+{
+    elm_client *cl = NULL;
+    elm_session *se = NULL;
+    int rc = elm_client_connect(dir, &cl);
+    s->stage = 1;
+    /* a session may still be closing from the previous round: EBUSY is worth a few retries */
+    for (int tries = 0; !rc && tries < 500; tries++) {
+        s->stage = 2;
+        rc = elm_session_open(cl, &se);
+        if (rc != ELM_EBUSY)
+            break;
+        nanosleep(&(struct timespec){0, 20 * 1000000}, NULL);
+    }
+    char b = rc ? 'e' : 'r', g;
+    if (write(ready_fd, &b, 1) != 1)
+        rc = rc ? rc : -EPIPE;
+    close(ready_fd);
+    while (read(go_fd, &g, 1) < 0 && errno == EINTR) /* EOF: the parent released everyone */
+        ;
+    if (!rc) {
+        struct elm_request r;
+        elm_request_init(&r);
+        r.prompt = c->prompt;
+        r.n_predict = c->n_predict;
+        r.temp = 0;
+        s->stage = 3;
+        s->t_submit = bench_now();
+        rc = elm_session_submit(se, &r);
+        s->stage = 4;
+        for (bool done = false; !rc && !done;) {
+            struct elm_event ev;
+            rc = elm_session_next(se, &ev, EVENT_TIMEOUT_MS);
+            if (rc == -EINTR) {
+                rc = 0;
+                continue;
+            }
+            if (rc)
+                break;
+            if (ev.type == ELM_EVENT_TOKEN) {
+                if (s->n < c->n_predict)
+                    s->t[s->n++] = bench_now();
+            } else if (ev.type == ELM_EVENT_DONE) {
+                s->n_prompt = (int)ev.n_prompt;
+                done = true;
+            } else if (ev.type == ELM_EVENT_ERROR) {
+                rc = ev.error ? ev.error : ELM_EPROTO;
+            }
+        }
+    }
+    s->err = rc;
+    elm_session_close(&se);
+    elm_client_close(&cl);
+    return rc ? 1 : 0;
+}
+
+/* ---- one round: N clients released together ------------------------------------------------- */
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int summarise(const struct serve_cfg *c, uint8_t *area, int n, struct round *out)
+{
+    size_t ss = slot_size(c), n_gaps = 0;
+    double *ttft = malloc((size_t)n * sizeof *ttft);
+    double *gaps = malloc((size_t)n * (size_t)c->n_predict * sizeof *gaps);
+    if (!ttft || !gaps) {
+        free(ttft);
+        free(gaps);
+        return -ENOMEM;
+    }
+    double first = INFINITY, last = -INFINITY, decoded = 0, tokens = 0, prompt = 0;
+    for (int i = 0; i < n; i++) {
+        const struct slot *s = (const struct slot *)(area + ss * (size_t)i);
+        ttft[i] = (s->t[0] - s->t_submit) * 1e3;
+        first = s->t[0] < first ? s->t[0] : first;
+        last = s->t[s->n - 1] > last ? s->t[s->n - 1] : last;
+        decoded += s->n - 1;
+        tokens += s->n;
+        prompt = s->n_prompt > prompt ? s->n_prompt : prompt;
+        for (int k = 1; k < s->n; k++)
+            gaps[n_gaps++] = (s->t[k] - s->t[k - 1]) * 1e3;
+    }
+    qsort(ttft, (size_t)n, sizeof *ttft, cmp_double);
+    qsort(gaps, n_gaps, sizeof *gaps, cmp_double);
+    *out = (struct round){
+        .agg = last > first ? decoded / (last - first) : 0,
+        .tokens = tokens,
+        .prompt = prompt,
+        .ttft = {bench_percentile(ttft, n, 50), bench_percentile(ttft, n, 99)},
+        .itl = {bench_percentile(gaps, (int)n_gaps, 50), bench_percentile(gaps, (int)n_gaps, 99)},
+    };
+    free(ttft);
+    free(gaps);
+    return 0;
+}
+
+static const char *stage_name(int stage)
+{
+    static const char *const names[] = {"?", "connect", "open a session", "submit", "read events"};
+    return stage >= 1 && stage <= 4 ? names[stage] : names[0];
+}
+
+static int run_round(const struct serve_cfg *c, const char *dir, uint8_t *area, int n,
+                     struct round *out)
+{
+    const size_t ss = slot_size(c);
+    memset(area, 0, ss * (size_t)n);
+    int ready[2], go[2];
+    if (pipe(ready))
+        return -errno;
+    if (pipe(go)) {
+        int e = errno;
+        close(ready[0]);
+        close(ready[1]);
+        return -e;
+    }
+    fflush(NULL);
+    pid_t pids[MAX_CLIENTS];
+    int started = 0;
+    for (; started < n; started++) {
+        pid_t pid = fork();
+        if (pid < 0)
+            break;
+        if (pid == 0) {
+            prctl(PR_SET_PDEATHSIG, SIGKILL);
+            close(ready[0]);
+            close(go[1]);
+            _exit(
+                client_main(c, dir, ready[1], go[0], (struct slot *)(area + ss * (size_t)started)));
+        }
+        pids[started] = pid;
+    }
+    close(ready[1]);
+    close(go[0]);
+    /* every client says it has its session (or failed) before any is released */
+    char b;
+    for (int got = 0; got < started;) {
+        ssize_t r = read(ready[0], &b, 1);
+        if (r == 1)
+            got++;
+        else if (r == 0 || errno != EINTR)
+            break; /* every client is gone */
+    }
+    close(ready[0]);
+    close(go[1]); /* the release: every client's read() sees EOF at once */
+    int rc = started < n ? -EAGAIN : 0;
+    for (int i = 0; i < started; i++) {
+        int st;
+        while (waitpid(pids[i], &st, 0) < 0 && errno == EINTR)
+            ;
+        const struct slot *s = (const struct slot *)(area + ss * (size_t)i);
+        if (!rc && (s->err || !WIFEXITED(st) || WEXITSTATUS(st))) {
+            rc = s->err ? s->err : -ECHILD;
+            fprintf(stderr, "\nelm-bench serve: client %d of %d could not %s: %s%s\n", i + 1, n,
+                    stage_name(s->stage), elm_strerror(rc),
+                    rc == ELM_EBUSY ? " (the daemon has no room: raise max_sessions or its KV "
+                                      "pool, e.g. --elmd-conf kv_pool_tokens=N)"
+                                    : "");
+        } else if (!rc && s->n < 2) {
+            rc = -ENODATA;
+            fprintf(stderr,
+                    "\nelm-bench serve: client %d received %d token(s): the model ended the text "
+                    "at once; aggregate decode needs at least 2 per client\n",
+                    i + 1, s->n);
+        }
+    }
+    return rc ? rc : summarise(c, area, n, out);
+}
+
+/* ---- the daemon ------------------------------------------------------------------------------ */
+
+struct daemon {
+    char base[64]; /* mkdtemp directory holding elmd.conf and run/ */
+    char dir[96];  /* runtime directory */
+    bool ours;     /* started here: stop it at the end */
+};
+
+/* elmd next to elm-bench in the build tree (bench/../daemon/elmd), or in the same bin dir. */
+static void find_elmd(char *out, size_t cap)
+{
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    self[n > 0 ? n : 0] = 0;
+    char *slash = strrchr(self, '/');
+    if (slash)
+        *slash = 0;
+    snprintf(out, cap, "%.3000s/../daemon/elmd", self);
+    if (access(out, X_OK) != 0)
+        snprintf(out, cap, "%.3000s/elmd", self);
+}
+
+static int daemon_start(const struct bench_opts *o, const struct serve_cfg *c, const char *model,
+                        struct daemon *d)
+{
+    char elmd[PATH_MAX], conf[128];
+    find_elmd(elmd, sizeof elmd);
+    snprintf(d->base, sizeof d->base, "/tmp/elm-bench-serve-XXXXXX");
+    if (access(elmd, X_OK) != 0 || !mkdtemp(d->base)) {
+        fprintf(stderr, "elm-bench serve: cannot run %s\n", elmd);
+        return -ENOENT;
+    }
+    snprintf(d->dir, sizeof d->dir, "%s/run", d->base);
+    snprintf(conf, sizeof conf, "%s/elmd.conf", d->base);
+    int max_n = 1;
+    for (int i = 0; i < c->n_ns; i++)
+        max_n = c->ns[i] > max_n ? c->ns[i] : max_n;
+    FILE *f = fopen(conf, "w");
+    if (!f)
+        return -errno;
+    fprintf(f, "# written by elm-bench serve\nmax_sessions = %d\nctx = %d\nthreads = %d\n", max_n,
+            c->ctx, o->threads);
+    for (int i = 0; i < c->n_conf; i++) {
+        const char *eq = strchr(c->conf[i], '=');
+        fprintf(f, "%.*s = %s\n", (int)(eq - c->conf[i]), c->conf[i], eq + 1);
+    }
+    if (fclose(f))
+        return -errno;
+    /* in the background elmd returns once it serves the model (or has failed to) */
+    char *argv[] = {elmd,          "--config",      conf,   "--model",
+                    (char *)model, "--runtime-dir", d->dir, NULL};
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int null = open("/dev/null", O_WRONLY);
+        dup2(null, 1); /* results on our stdout only; elmd's errors still reach stderr */
+        execv(elmd, argv);
+        _exit(127);
+    }
+    int st = 0;
+    while (pid > 0 && waitpid(pid, &st, 0) < 0 && errno == EINTR)
+        ;
+    if (pid < 0 || !WIFEXITED(st) || WEXITSTATUS(st)) {
+        fprintf(stderr, "elm-bench serve: elmd did not start on %s (config %s)\n", model, conf);
+        return ELM_EDAEMON;
+    }
+    d->ours = true;
+    return 0;
+}
+
+/* Asks our elmd to stop; if it does not answer (it died, or hangs), its pid file in our private
+ * directory names the process to terminate. Then removes the directory and what elmd left. */
+static void daemon_stop(struct daemon *d)
+{
+    if (!d->ours)
+        return;
+    elm_client *c = NULL;
+    bool stopped = false;
+    if (elm_client_connect(d->dir, &c) == 0) {
+        stopped = elm_client_shutdown(c, 20000) == 0;
+        elm_client_close(&c);
+    }
+    char path[160];
+    snprintf(path, sizeof path, "%s/elmd.pid", d->dir);
+    FILE *f = stopped ? NULL : fopen(path, "r");
+    long pid = 0;
+    if (f && fscanf(f, "%ld", &pid) == 1 && pid > 1 && kill((pid_t)pid, SIGTERM) == 0) {
+        fprintf(stderr, "elm-bench serve: elmd (pid %ld) did not answer; sent it SIGTERM\n", pid);
+        for (int i = 0; i < 100 && kill((pid_t)pid, 0) == 0; i++)
+            nanosleep(&(struct timespec){0, 50 * 1000000}, NULL);
+    }
+    if (f)
+        fclose(f);
+    static const char *const left[] = {"elmd.pid", "elmd.lock", "control"};
+    for (size_t i = 0; i < sizeof left / sizeof *left; i++) {
+        snprintf(path, sizeof path, "%s/%s", d->dir, left[i]);
+        unlink(path);
+    }
+    snprintf(path, sizeof path, "%s/elmd.conf", d->base);
+    unlink(path);
+    rmdir(d->dir);
+    rmdir(d->base);
+    d->ours = false;
+}
+
+/* The running daemon's model name (or loads path in it); *name gets a display name. */
+static int daemon_use(const char *dir, const char *path, char *name, size_t cap)
+{
+    elm_client *c = NULL;
+    int rc = elm_client_connect(dir, &c);
+    if (rc) {
+        fprintf(stderr, "elm-bench serve: no daemon in %s: %s\n", dir, elm_strerror(rc));
+        return rc;
+    }
+    if (path && (rc = elm_client_load(c, path, 0, 0, NULL)))
+        fprintf(stderr, "elm-bench serve: loading %s: %s %s\n", path, elm_strerror(rc),
+                elm_client_last_message(c));
+    struct elm_daemon_status *st = rc ? NULL : malloc(sizeof *st);
+    if (!rc && !st)
+        rc = -ENOMEM;
+    if (!rc && !(rc = elm_client_status(c, st)) && !st->model_loaded) {
+        fprintf(stderr, "elm-bench serve: the daemon in %s has no model loaded\n", dir);
+        rc = ELM_ENOMODEL;
+    }
+    if (!rc) {
+        const char *p = st->model_path, *b = strrchr(p, '/');
+        snprintf(name, cap, "%.200s", b ? b + 1 : p);
+    }
+    free(st);
+    elm_client_close(&c);
+    return rc;
+}
+
+/* ---- the sweep ------------------------------------------------------------------------------- */
+
+/* Per model: medians over repetitions for each client count, kept for the plot. */
+struct sweep {
+    char name[256];
+    struct bench_stat agg[MAX_NS], itl99[MAX_NS];
+};
+
+static int run_model(const struct bench_opts *o, const struct serve_cfg *c, const char *path,
+                     struct sweep *sw)
+{
+    struct daemon d = {0};
+    int rc;
+    if (c->runtime_dir) {
+        snprintf(d.dir, sizeof d.dir, "%s", c->runtime_dir);
+        rc = daemon_use(c->runtime_dir, path, sw->name, sizeof sw->name);
+    } else {
+        const char *b = strrchr(path, '/');
+        snprintf(sw->name, sizeof sw->name, "%s", b ? b + 1 : path);
+        rc = daemon_start(o, c, path, &d);
+    }
+    if (rc)
+        return rc;
+    const int R = o->reps;
+    int max_n = 1;
+    for (int i = 0; i < c->n_ns; i++)
+        max_n = c->ns[i] > max_n ? c->ns[i] : max_n;
+    uint8_t *area = mmap(NULL, slot_size(c) * (size_t)max_n, PROT_READ | PROT_WRITE,
+                         MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    /* [n][rep] series: agg, tokens, ttft p50/p99, itl p50/p99, ratios agg and itl p99 */
+    enum { AGG, TOK, PRM, T50, T99, I50, I99, RAGG, RI99, NV };
+    double *v = malloc(sizeof(double) * NV * MAX_NS * (size_t)R);
+    if (area == MAP_FAILED || !v) {
+        rc = -ENOMEM;
+        goto out;
+    }
+#define V(k, ni, r) v[((size_t)(k)*MAX_NS + (size_t)(ni)) * (size_t)R + (size_t)(r)]
+    for (int r = -1; r < R && !rc; r++) { /* r = -1: warm-up */
+        struct round base = {0};
+        for (int ni = 0; ni < c->n_ns && !rc; ni++) {
+            bench_progress("serve %s: rep %d/%d, %d client%s", sw->name, r + 1, R, c->ns[ni],
+                           c->ns[ni] > 1 ? "s" : "");
+            struct round rd = {0};
+            if ((rc = run_round(c, d.dir, area, c->ns[ni], &rd)))
+                break;
+            if (ni == 0)
+                base = rd;
+            if (r < 0)
+                continue;
+            V(AGG, ni, r) = rd.agg;
+            V(TOK, ni, r) = rd.tokens;
+            V(PRM, ni, r) = rd.prompt;
+            V(T50, ni, r) = rd.ttft[0];
+            V(T99, ni, r) = rd.ttft[1];
+            V(I50, ni, r) = rd.itl[0];
+            V(I99, ni, r) = rd.itl[1];
+            V(RAGG, ni, r) = base.agg > 0 ? rd.agg / base.agg : 0;
+            V(RI99, ni, r) = base.itl[1] > 0 ? rd.itl[1] / base.itl[1] : 0;
+        }
+    }
+    bench_progress(NULL);
+    if (rc) {
+        fprintf(stderr, "elm-bench serve: %s: %s\n", sw->name, elm_strerror(rc));
+        goto out;
+    }
+    char ragg[32], ri99[40];
+    snprintf(ragg, sizeof ragg, "agg/agg(%d)", c->ns[0]);
+    snprintf(ri99, sizeof ri99, "ITL p99/ITL p99(%d)", c->ns[0]);
+    for (int ni = 0; ni < c->n_ns; ni++) {
+        struct bench_stat s[NV];
+        for (int k = 0; k < NV; k++)
+            s[k] = bench_stats(&V(k, ni, 0), R);
+        sw->agg[ni] = s[AGG];
+        sw->itl99[ni] = s[I99];
+        const struct bench_cell cells[] = {
+            {"model", sw->name, 0, 0},
+            {"clients", NULL, c->ns[ni], 0},
+            {"prompt tokens", NULL, s[PRM].median, 0},
+            {"tokens", NULL, s[TOK].median, 0},
+            {"agg t/s", NULL, s[AGG].median, 1},
+            {"agg min", NULL, s[AGG].min, 1},
+            {"agg max", NULL, s[AGG].max, 1},
+            {"t/s per client", NULL, s[AGG].median / c->ns[ni], 1},
+            {"TTFT p50 ms", NULL, s[T50].median, 1},
+            {"TTFT p99 ms", NULL, s[T99].median, 1},
+            {"ITL p50 ms", NULL, s[I50].median, 2},
+            {"ITL p99 ms", NULL, s[I99].median, 2},
+            {"ITL p99 min", NULL, s[I99].min, 2},
+            {"ITL p99 max", NULL, s[I99].max, 2},
+            {ragg, NULL, s[RAGG].median, 2},
+            {ri99, NULL, s[RI99].median, 2},
+        };
+        bench_row(o, "serve", cells, (int)(sizeof cells / sizeof *cells));
+    }
+#undef V
+out:
+    free(v);
+    if (area != MAP_FAILED)
+        munmap(area, slot_size(c) * (size_t)max_n);
+    daemon_stop(&d);
+    return rc;
+}
+
+static int plot(const struct bench_opts *o, const struct serve_cfg *c, const struct sweep *sw,
+                int n)
+{
+    static struct svg_chart ch[2];
+    memset(ch, 0, sizeof ch);
+    static char cats[MAX_NS][16];
+    ch[0] = (struct svg_chart){.title = "elm-bench serve: aggregate decode throughput",
+                               .xlabel = "concurrent clients",
+                               .ylabel = "tokens/s (all clients)"};
+    ch[1] = (struct svg_chart){.title = "elm-bench serve: inter-token latency p99",
+                               .xlabel = "concurrent clients",
+                               .ylabel = "ms"};
+    for (int k = 0; k < 2; k++) {
+        ch[k].n_cats = c->n_ns;
+        ch[k].n_series = n;
+        for (int i = 0; i < c->n_ns; i++) {
+            snprintf(cats[i], sizeof cats[i], "%d", c->ns[i]);
+            ch[k].cats[i] = cats[i];
+        }
+        for (int m = 0; m < n; m++) {
+            struct svg_series *se = &ch[k].series[m];
+            se->name = sw[m].name;
+            se->has_range = true;
+            for (int i = 0; i < c->n_ns; i++) {
+                const struct bench_stat *s = k == 0 ? &sw[m].agg[i] : &sw[m].itl99[i];
+                se->y[i] = s->median;
+                se->lo[i] = s->min;
+                se->hi[i] = s->max;
+            }
+        }
+    }
+    char err[512];
+    if (svg_write(o->plot, ch, 2, err, sizeof err)) {
+        fprintf(stderr, "elm-bench serve: %s\n", err);
+        return 1;
+    }
+    return 0;
+}
+
+/* ---- the command ----------------------------------------------------------------------------- */
+
+static void usage(void)
+{
+    printf("usage: elm-bench serve [--model FILE | --synth SHAPE:TYPE]... [--clients N,...] "
+           "[--n-predict G]\n"
+           "                       [--ctx N] [--prompt TEXT] [--elmd-conf KEY=VALUE]... "
+           "[--runtime-dir DIR]\n"
+           "                       [--plot FILE.svg]\n"
+           "N client processes (default 1,2,4,8,16; --quick 1,2) released together through "
+           "elmd, each a greedy\nrequest of G tokens (default 64; --quick 8): aggregate decode "
+           "tokens/s, time to first token and\ninter-token latency p50/p99, ratios to the first "
+           "client count of the same repetition.\nelm-bench starts elmd from the build tree "
+           "(max_sessions = largest N, --ctx per session, default\n256; --elmd-conf adds config "
+           "lines) unless --runtime-dir names a running one (which then\nserves its loaded "
+           "model, or loads each --model). --plot FILE.svg draws both sweeps.\n");
+}
+
+static int parse_int(const char *opt, const char *s, int lo, int hi, int *out)
+{
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (end == s || *end || v < lo || v > hi) {
+        fprintf(stderr, "elm-bench serve: %s expects %d..%d, got '%s'\n", opt, lo, hi, s);
+        return -1;
+    }
+    *out = (int)v;
+    return 0;
+}
+
+int bench_serve(const struct bench_opts *go, int argc, char **argv)
+{
+    struct bench_opts opts = *go, *o = &opts; /* --plot may also follow the subcommand */
+    static const struct option lo[] = {
+        {"model", required_argument, 0, 'm'},
+        {"synth", required_argument, 0, 's'},
+        {"clients", required_argument, 0, 'N'},
+        {"n-predict", required_argument, 0, 'n'},
+        {"ctx", required_argument, 0, 'C'},
+        {"prompt", required_argument, 0, 'p'},
+        {"elmd-conf", required_argument, 0, 'E'},
+        {"runtime-dir", required_argument, 0, 'R'},
+        {"plot", required_argument, 0, 'P'},
+        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
+    };
+    static char synth_paths[MAX_MODELS][512];
+    struct serve_cfg c = {.n_predict = o->quick ? 8 : 64, .ctx = 0, .prompt = default_prompt};
+    static const int def_ns[] = {1, 2, 4, 8, 16}, quick_ns[] = {1, 2};
+    c.n_ns = o->quick ? 2 : 5;
+    memcpy(c.ns, o->quick ? quick_ns : def_ns, sizeof(int) * (size_t)c.n_ns);
+    int ch;
+    optind = 1;
+    while ((ch = getopt_long(argc, argv, "m:s:N:n:C:p:E:R:P:h", lo, NULL)) != -1) {
+        char err[512];
+        switch (ch) {
+        case 'm':
+        case 's':
+            if (c.n_models == MAX_MODELS) {
+                fprintf(stderr, "elm-bench serve: at most %d models\n", MAX_MODELS);
+                return 2;
+            }
+            if (ch == 's') {
+                if (bench_synth(optarg, synth_paths[c.n_models], sizeof synth_paths[0], err,
+                                sizeof err)) {
+                    fprintf(stderr, "elm-bench serve: --synth: %s\n", err);
+                    return 2;
+                }
+                optarg = synth_paths[c.n_models];
+            } else if (access(optarg, R_OK) != 0) {
+                fprintf(stderr, "elm-bench serve: --model %s: %s\n", optarg, strerror(errno));
+                return 2;
+            }
+            c.models[c.n_models++] = optarg;
+            break;
+        case 'N':
+            if ((c.n_ns = bench_parse_list(optarg, c.ns, MAX_NS, 1, MAX_CLIENTS)) < 0) {
+                fprintf(stderr,
+                        "elm-bench serve: --clients expects a list of 1..%d (at most %d), "
+                        "got '%s'\n",
+                        MAX_CLIENTS, MAX_NS, optarg);
+                return 2;
+            }
+            break;
+        case 'n':
+            if (parse_int("--n-predict", optarg, 2, 4096, &c.n_predict))
+                return 2;
+            break;
+        case 'C':
+            if (parse_int("--ctx", optarg, 16, 65536, &c.ctx))
+                return 2;
+            break;
+        case 'p':
+            c.prompt = optarg;
+            break;
+        case 'E': {
+            const char *eq = strchr(optarg, '=');
+            if (!eq || eq == optarg || strchr(optarg, '\n')) {
+                fprintf(stderr, "elm-bench serve: --elmd-conf expects KEY=VALUE, got '%s'\n",
+                        optarg);
+                return 2;
+            }
+            if (c.n_conf == MAX_CONF) {
+                fprintf(stderr, "elm-bench serve: at most %d --elmd-conf lines\n", MAX_CONF);
+                return 2;
+            }
+            c.conf[c.n_conf++] = optarg;
+            break;
+        }
+        case 'R':
+            c.runtime_dir = optarg;
+            break;
+        case 'P':
+            opts.plot = optarg;
+            break;
+        case 'h':
+            usage();
+            return 0;
+        default:
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "elm-bench serve: unexpected argument '%s'\n", argv[optind]);
+        return 2;
+    }
+    if (!c.n_models && !c.runtime_dir) {
+        fprintf(stderr, "elm-bench serve: give --model FILE, --synth SHAPE:TYPE or "
+                        "--runtime-dir DIR (a running elmd)\n");
+        return 2;
+    }
+    if (c.runtime_dir && c.n_conf) {
+        fprintf(stderr, "elm-bench serve: --elmd-conf applies to the daemon elm-bench starts, "
+                        "not to --runtime-dir\n");
+        return 2;
+    }
+    if (o->reps > MAX_REPS)
+        return 2;
+    if (!c.ctx)
+        c.ctx = c.n_predict + 192 > 256 ? c.n_predict + 192 : 256;
+    bench_print_header(o, "serve");
+    static struct sweep sw[MAX_MODELS];
+    const int n_runs = c.n_models ? c.n_models : 1;
+    int fails = 0, done = 0;
+    for (int i = 0; i < n_runs; i++) {
+        if (run_model(o, &c, c.n_models ? c.models[i] : NULL, &sw[done]))
+            fails++;
+        else
+            done++;
+    }
+    bench_end_table(o);
+    if (o->plot && done)
+        fails += plot(o, &c, sw, done);
+    return fails ? 1 : 0;
+}

@@ -1,0 +1,91 @@
+#!/bin/sh
+# bench-docs.sh — re-measures the tables of docs/benchmarks.md on this machine and writes them
+# between their markers (<!-- bench:NAME begin --> ... <!-- bench:NAME end -->), so the page
+# always shows what the current code does here, with the exact commands.
+#
+#   scripts/bench-docs.sh [-b BUILD_DIR] [SECTION...]
+#
+# BUILD_DIR defaults to build/release (scripts/build.sh); SECTIONs are model kernels ipc load
+# serve profile (default: all). ELM_BENCH_ARGS adds global elm-bench options (e.g. "--reps 7").
+# Before each command the script waits (up to ELM_BENCH_IDLE_WAIT seconds, default 600) until
+# the CPUs are at least 90% idle, because other work on the machine skews everything;
+# ELM_BENCH_IDLE_WAIT=0 skips the wait. A section whose command fails keeps its old table.
+set -eu
+
+cd "$(dirname "$0")/.."
+build=build/release
+if [ "${1:-}" = "-b" ]; then
+    [ $# -ge 2 ] || { echo "bench-docs.sh: -b needs a directory" >&2; exit 2; }
+    build=${2%/}
+    shift 2
+fi
+bench=$build/bench/elm-bench
+doc=docs/benchmarks.md
+[ -x "$bench" ] || { echo "bench-docs.sh: $bench not built (scripts/build.sh)" >&2; exit 1; }
+[ $# -gt 0 ] || set -- model kernels ipc load serve profile
+
+# The command behind each table (elm-bench's global options first, then the subcommand).
+command_for() {
+    case $1 in
+    model)   echo "model --synth small-110m:q4_0 --synth tinyllama-1.1b:q4_0" ;;
+    kernels) echo "--plot docs/benchmarks-kernels.svg kernels --types q4_0,q4_k,q6_k,q8_0" ;;
+    ipc)     echo "ipc" ;;
+    load)    echo "load --synth tinyllama-1.1b:q4_0" ;;
+    serve)   echo "--plot docs/benchmarks-serve.svg serve --synth small-110m:q4_0 --synth tinyllama-1.1b:q4_0" ;;
+    profile) echo "profile --synth tinyllama-1.1b:q4_0" ;;
+    *)       return 1 ;;
+    esac
+}
+
+# Percent of CPU time idle over the next 2 seconds (/proc/stat), not the load average: that
+# still counts the previous section's own run for a minute.
+idle_pct() {
+    a=$(head -n1 /proc/stat)
+    sleep 2
+    b=$(head -n1 /proc/stat)
+    echo "$a
+$b" | awk '{ idle[NR] = $5 + $6; tot[NR] = 0; for (i = 2; i <= NF; i++) tot[NR] += $i }
+        END { d = tot[2] - tot[1]; print (d > 0 ? int(100 * (idle[2] - idle[1]) / d) : 100) }'
+}
+
+wait_idle() {
+    limit=${ELM_BENCH_IDLE_WAIT:-600}
+    waited=0
+    while [ "$waited" -lt "$limit" ]; do
+        idle=$(idle_pct)
+        [ "$idle" -ge 90 ] && return 0
+        [ "$waited" -eq 0 ] && echo "bench-docs.sh: waiting for an idle machine (${idle}% idle)" >&2
+        sleep 8
+        waited=$((waited + 10))
+    done
+    echo "bench-docs.sh: still busy after ${limit}s; measuring anyway" >&2
+}
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fails=0
+for section in "$@"; do
+    cmd=$(command_for "$section") || { echo "bench-docs.sh: unknown section '$section'" >&2; exit 2; }
+    grep -q "^<!-- bench:$section begin -->\$" "$doc" ||
+        { echo "bench-docs.sh: $doc has no marker for '$section'" >&2; exit 1; }
+    wait_idle
+    echo "bench-docs.sh: $bench ${ELM_BENCH_ARGS:-} $cmd" >&2
+    # shellcheck disable=SC2086  # the commands are word lists on purpose
+    if ! OMP_WAIT_POLICY=passive "$bench" ${ELM_BENCH_ARGS:-} $cmd >"$tmp/out"; then
+        echo "bench-docs.sh: '$section' failed; its table is unchanged" >&2
+        fails=$((fails + 1))
+        continue
+    fi
+    # the table goes between the markers; everything else stays as it is
+    awk -v name="$section" -v table="$tmp/out" '
+        $0 == "<!-- bench:" name " begin -->" {
+            print; print ""
+            while ((getline line < table) > 0) print line
+            skip = 1; next
+        }
+        $0 == "<!-- bench:" name " end -->" { skip = 0 }
+        !skip { print }
+    ' "$doc" >"$tmp/doc"
+    cp "$tmp/doc" "$doc"
+done
+exit $((fails > 0))

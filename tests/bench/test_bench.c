@@ -1,0 +1,503 @@
+/* test_bench.c — elm-bench as a script uses it: every subcommand in --quick --json mode on
+ * stories260K, each line parsed, the expected fields present, the figures positive, min <=
+ * median <= max, and every ratio equal to the quotient of its parts from the same run; the SVG
+ * of --plot; and argument errors (exit code 2, a message naming the option).
+ *
+ * Nothing here asserts a speed: the machine is shared. Runs the real binary from the build tree
+ * (ELM_BUILD_DIR/bench/elm-bench); each test runs under an alarm.
+ */
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "elm_test.h"
+#include "json.h"
+
+#define TEST_ALARM_S 240
+#define MAX_LINES    256
+
+static char bench[4096];
+static char tmpdir[64];
+static char errfile[96];
+
+/* Runs `elm-bench ARGS` with stdout into out and stderr into errfile; returns the exit code. */
+static int run(char *out, size_t cap, const char *fmt, ...)
+{
+    char cmd[8192];
+    int n = snprintf(cmd, sizeof cmd, "OMP_WAIT_POLICY=passive ELM_BENCH_CACHE=%s/cache '%s' ",
+                     tmpdir, bench);
+    va_list ap;
+    va_start(ap, fmt);
+    n += vsnprintf(cmd + n, sizeof cmd - (size_t)n, fmt, ap);
+    va_end(ap);
+    snprintf(cmd + n, sizeof cmd - (size_t)n, " 2>%s", errfile);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t got = fread(out, 1, cap - 1, p);
+    out[got] = 0;
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static const char *err_text(void)
+{
+    static char buf[8192];
+    FILE *f = fopen(errfile, "r");
+    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    buf[n] = 0;
+    if (f)
+        fclose(f);
+    return buf;
+}
+
+/* ---- JSON lines ------------------------------------------------------------------------------ */
+
+struct lines {
+    struct json *v[MAX_LINES];
+    int n;
+};
+
+static void lines_free(struct lines *l)
+{
+    for (int i = 0; i < l->n; i++)
+        json_free(l->v[i]);
+    l->n = 0;
+}
+
+/* Parses every line of out; the first must be the machine header of subcommand sub. */
+static void parse_lines(char *out, const char *sub, struct lines *l)
+{
+    l->n = 0;
+    for (char *save, *line = strtok_r(out, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        assert_true(l->n < MAX_LINES);
+        struct json *j = json_parse(line);
+        if (!j)
+            fail_msg("not JSON: %s", line);
+        assert_int_equal(j->kind, JSON_OBJ);
+        assert_non_null(json_get(j, "type"));
+        l->v[l->n++] = j;
+    }
+    assert_true(l->n >= 2);
+    const struct json *h = l->v[0];
+    assert_string_equal(json_get(h, "type")->str, "machine");
+    assert_string_equal(json_get(h, "subcommand")->str, sub);
+    assert_true(json_get(h, "cores")->num >= 1);
+    assert_true(json_get(h, "threads")->num >= 1);
+    assert_true(json_get(h, "reps")->num >= 1);
+    assert_true(strlen(json_get(h, "kernel")->str) > 0);
+    assert_non_null(json_get(h, "cpu"));
+    /* the exact command, so a table can be reproduced */
+    assert_non_null(strstr(json_get(h, "command")->str, bench));
+    assert_non_null(strstr(json_get(h, "command")->str, sub));
+}
+
+/* The rows of one table, in order. */
+static int rows(const struct lines *l, const char *type, const struct json **out, int max)
+{
+    int n = 0;
+    for (int i = 0; i < l->n; i++)
+        if (!strcmp(json_get(l->v[i], "type")->str, type) && n < max)
+            out[n++] = l->v[i];
+    return n;
+}
+
+static double num(const struct json *row, const char *key)
+{
+    const struct json *v = json_get(row, key);
+    if (!v || v->kind != JSON_NUM)
+        fail_msg("row has no number '%s'", key);
+    return v->num;
+}
+
+static const char *str(const struct json *row, const char *key)
+{
+    const struct json *v = json_get(row, key);
+    if (!v || v->kind != JSON_STR)
+        fail_msg("row has no string '%s'", key);
+    return v->str;
+}
+
+/* a == b to the 6 significant digits the JSON carries (a quotient of two rounded figures). */
+static void assert_close(double a, double b, const char *what)
+{
+    if (!(fabs(a - b) <= 2e-5 * fabs(b) + 1e-9))
+        fail_msg("%s: %.9g vs %.9g", what, a, b);
+}
+
+static void assert_ordered_from(double zero, const struct json *row, const char *lo,
+                                const char *mid, const char *hi)
+{
+    const double a = num(row, lo), b = num(row, mid), c = num(row, hi);
+    if (!(a > zero && a <= b && b <= c))
+        fail_msg("expected %g < %s <= %s <= %s, got %g %g %g", zero, lo, mid, hi, a, b, c);
+}
+
+/* 0 < lo <= mid <= hi */
+static void assert_ordered(const struct json *row, const char *lo, const char *mid, const char *hi)
+{
+    assert_ordered_from(0, row, lo, mid, hi);
+}
+
+/* ---- fixtures -------------------------------------------------------------------------------- */
+
+static int setup(void **state)
+{
+    (void)state;
+    snprintf(bench, sizeof bench, "%s/bench/elm-bench", elm_test_build_dir());
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/elm-bench-test-XXXXXX");
+    assert_non_null(mkdtemp(tmpdir));
+    snprintf(errfile, sizeof errfile, "%s/stderr", tmpdir);
+    alarm(TEST_ALARM_S);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
+    alarm(0);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static void require_bench(void)
+{
+    if (access(bench, X_OK) != 0) {
+        print_message("SKIP: %s is not built\n", bench);
+        skip();
+    }
+}
+
+/* ---- argument errors ------------------------------------------------------------------------- */
+
+static void expect_usage_error(const char *args, const char *needle)
+{
+    static char out[65536];
+    const int rc = run(out, sizeof out, "%s", args);
+    if (rc != 2)
+        fail_msg("'elm-bench %s' exited %d, expected 2 (stderr: %s)", args, rc, err_text());
+    if (!strstr(err_text(), needle))
+        fail_msg("'elm-bench %s': stderr does not name '%s':\n%s", args, needle, err_text());
+    assert_string_equal(out, ""); /* no header for a command that never ran */
+}
+
+static void test_argument_errors(void **state)
+{
+    (void)state;
+    require_bench();
+    ELM_REQUIRE_MODEL(model, "stories260K.gguf");
+    char a[4608];
+    expect_usage_error("", "usage: elm-bench");
+    expect_usage_error("nosuch", "unknown subcommand 'nosuch'");
+    expect_usage_error("--reps 0 ipc", "--reps expects 1..1000, got '0'");
+    expect_usage_error("--threads x ipc", "--threads expects");
+    expect_usage_error("--bogus ipc", "--bogus");
+    expect_usage_error("serve", "give --model FILE");
+    expect_usage_error("serve --bogus", "--bogus");
+    expect_usage_error("serve --model /nonexistent.gguf", "--model /nonexistent.gguf");
+    expect_usage_error("serve --synth bogus:q4_0", "unknown shape 'bogus'");
+    expect_usage_error("serve --synth tiny-5m", "is not SHAPE:TYPE");
+    snprintf(a, sizeof a, "serve --model '%s' --clients 0,2", model);
+    expect_usage_error(a, "--clients expects a list of 1..60");
+    snprintf(a, sizeof a, "serve --model '%s' --clients 1,,2", model);
+    expect_usage_error(a, "--clients");
+    snprintf(a, sizeof a, "serve --model '%s' --clients 61", model);
+    expect_usage_error(a, "--clients");
+    snprintf(a, sizeof a, "serve --model '%s' --n-predict 1", model);
+    expect_usage_error(a, "--n-predict expects 2..4096, got '1'");
+    snprintf(a, sizeof a, "serve --model '%s' --elmd-conf novalue", model);
+    expect_usage_error(a, "--elmd-conf expects KEY=VALUE, got 'novalue'");
+    snprintf(a, sizeof a, "serve --model '%s' extra", model);
+    expect_usage_error(a, "unexpected argument 'extra'");
+    expect_usage_error("profile", "give --model FILE");
+    snprintf(a, sizeof a, "profile --model '%s' --pos -1", model);
+    expect_usage_error(a, "--pos expects 0..65536, got '-1'");
+    snprintf(a, sizeof a, "profile --model '%s' --chunk 0", model);
+    expect_usage_error(a, "--chunk expects 1..4096, got '0'");
+    snprintf(a, sizeof a, "profile --model '%s' --steps 2x", model);
+    expect_usage_error(a, "--steps expects");
+    expect_usage_error("kernels --types q9_9", "'q9_9' is not a weight type");
+    expect_usage_error("ipc --count 5", "--count expects 10..10000000, got '5'");
+    expect_usage_error("load", "give --model FILE");
+
+    static char out[16384];
+    const char *subs[] = {"model", "kernels", "ipc", "load", "serve", "profile"};
+    for (size_t i = 0; i < sizeof subs / sizeof *subs; i++) {
+        assert_int_equal(run(out, sizeof out, "%s --help", subs[i]), 0);
+        assert_non_null(strstr(out, "usage: elm-bench"));
+    }
+    assert_int_equal(run(out, sizeof out, "--help"), 0);
+    assert_non_null(strstr(out, "serve"));
+    assert_non_null(strstr(out, "profile"));
+}
+
+/* ---- each subcommand ------------------------------------------------------------------------- */
+
+static void test_model(void **state)
+{
+    (void)state;
+    require_bench();
+    ELM_REQUIRE_MODEL(model, "stories260K.gguf");
+    static char out[65536];
+    struct lines l;
+    assert_int_equal(
+        run(out, sizeof out, "--quick --json --threads 1 model --model '%s' --pp 16 --tg 8", model),
+        0);
+    parse_lines(out, "model", &l);
+    const struct json *r[4];
+    assert_int_equal(rows(&l, "model", r, 4), 1);
+    assert_string_equal(str(r[0], "model"), "stories260K.gguf");
+    assert_int_equal((int)num(r[0], "threads"), 1);
+    assert_true(num(r[0], "weights MB") > 0);
+    assert_int_equal((int)num(r[0], "pp tokens"), 16);
+    assert_int_equal((int)num(r[0], "tg tokens"), 8);
+    assert_ordered(r[0], "pp min", "pp t/s", "pp max");
+    assert_ordered(r[0], "tg min", "tg t/s", "tg max");
+    lines_free(&l);
+}
+
+static void test_kernels(void **state)
+{
+    (void)state;
+    require_bench();
+    static char out[65536];
+    char svg[128];
+    snprintf(svg, sizeof svg, "%s/kernels.svg", tmpdir);
+    struct lines l;
+    assert_int_equal(
+        run(out, sizeof out, "--quick --json --reps 2 --plot %s kernels --types q4_0,q8_0", svg),
+        0);
+    parse_lines(out, "kernels", &l);
+    const struct json *r[16];
+    const int ns = rows(&l, "stream", r, 16);
+    assert_true(ns >= 1);
+    for (int i = 0; i < ns; i++)
+        assert_ordered(r[i], "min", "stream read GB/s", "max");
+    assert_int_equal(rows(&l, "peak", r, 16), 1);
+    assert_true(num(r[0], "int8 peak GFLOP/s") > 0);
+    /* every variant this CPU runs, for both types; the roofline fraction is positive */
+    const int nk = rows(&l, "kernels", r, 16);
+    assert_true(nk >= 2 && nk % 2 == 0);
+    for (int i = 0; i < nk; i++) {
+        assert_string_equal(str(r[i], "weight type"), i < nk / 2 ? "q4_0" : "q8_0");
+        assert_ordered(r[i], "min", "mat×vec GB/s", "max");
+        assert_true(num(r[i], "% of stream") > 0);
+        assert_true(num(r[i], "% of int8 peak") > 0);
+    }
+    /* the plot: one bar per (type, variant) in each of its two panels */
+    char *s = elm_test_read_file(svg, NULL);
+    assert_non_null(s);
+    assert_true(!strncmp(s, "<?xml", 5));
+    assert_non_null(strstr(s, "</svg>\n"));
+    int bars = 0;
+    for (const char *p = s; (p = strstr(p, "<rect x=")); p++)
+        bars++;
+    /* bars plus one legend square per variant per panel */
+    assert_int_equal(bars, 2 * (nk + nk / 2));
+    assert_non_null(strstr(s, ">q4_0<"));
+    assert_non_null(strstr(s, ">q8_0<"));
+    assert_non_null(strstr(s, ">ref<"));
+    free(s);
+    lines_free(&l);
+}
+
+static void test_ipc(void **state)
+{
+    (void)state;
+    require_bench();
+    static char out[65536];
+    struct lines l;
+    assert_int_equal(run(out, sizeof out, "--quick --json ipc --count 200"), 0);
+    parse_lines(out, "ipc", &l);
+    const struct json *r[4];
+    assert_int_equal(rows(&l, "ipc", r, 4), 2);
+    assert_string_equal(str(r[0], "path"), "shm ring");
+    assert_string_equal(str(r[1], "path"), "zeromq ipc");
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal((int)num(r[i], "round trips"), 200 * 5);
+        assert_ordered(r[i], "min us", "p50 us", "p99 us");
+        assert_true(num(r[i], "p99 us") <= num(r[i], "max us"));
+    }
+    assert_close(num(r[0], "p50 vs ring"), 1, "ring vs itself");
+    assert_close(num(r[1], "p50 vs ring"), num(r[1], "p50 us") / num(r[0], "p50 us"),
+                 "zeromq p50 / ring p50");
+    lines_free(&l);
+}
+
+static void test_load(void **state)
+{
+    (void)state;
+    require_bench();
+    ELM_REQUIRE_MODEL(model, "stories260K.gguf");
+    static char out[65536];
+    struct lines l;
+    assert_int_equal(run(out, sizeof out, "--quick --json load --model '%s'", model), 0);
+    parse_lines(out, "load", &l);
+    const struct json *r[4];
+    assert_int_equal(rows(&l, "load", r, 4), 1);
+    assert_true(num(r[0], "elm load s") > 0 && num(r[0], "cat s") > 0);
+    assert_close(num(r[0], "elm/cat time"), num(r[0], "elm load s") / num(r[0], "cat s"),
+                 "elm/cat time");
+    assert_int_equal(rows(&l, "first-token", r, 4), 1);
+    assert_ordered(r[0], "min", "via elmd ms", "max");
+    assert_close(num(r[0], "in-process/elmd"),
+                 num(r[0], "in-process ms") / num(r[0], "via elmd ms"), "in-process/elmd");
+    lines_free(&l);
+}
+
+static void check_serve_row(const struct json *r, int clients, int n_predict)
+{
+    assert_string_equal(str(r, "model"), "stories260K.gguf");
+    assert_int_equal((int)num(r, "clients"), clients);
+    assert_true(num(r, "prompt tokens") >= 2); /* BOS and the prompt's first token at least */
+    /* greedy continuations of the fixed prompt never end before n_predict on stories260K */
+    assert_int_equal((int)num(r, "tokens"), clients * n_predict);
+    assert_ordered(r, "agg min", "agg t/s", "agg max");
+    assert_close(num(r, "t/s per client"), num(r, "agg t/s") / clients, "t/s per client");
+    assert_true(num(r, "TTFT p50 ms") > 0 && num(r, "TTFT p50 ms") <= num(r, "TTFT p99 ms"));
+    /* a model this small can finish tokens faster than the client is scheduled: it then reads
+     * several at once, and gaps near 0 are real */
+    assert_true(num(r, "ITL p50 ms") >= 0 && num(r, "ITL p50 ms") <= num(r, "ITL p99 ms"));
+    assert_ordered_from(-1e-9, r, "ITL p99 min", "ITL p99 ms", "ITL p99 max");
+}
+
+static void test_serve(void **state)
+{
+    (void)state;
+    require_bench();
+    ELM_REQUIRE_MODEL(model, "stories260K.gguf");
+    if (access(elm_test_build_dir(), R_OK) != 0) {
+        print_message("SKIP: no build directory\n");
+        skip();
+    }
+    static char out[65536];
+    struct lines l;
+    const struct json *r[8];
+    /* one repetition: each ratio is exactly the quotient of the figures in its own run */
+    assert_int_equal(run(out, sizeof out,
+                         "--quick --json --reps 1 serve --model '%s' --clients 1,2,3 --n-predict 6",
+                         model),
+                     0);
+    parse_lines(out, "serve", &l);
+    assert_int_equal(rows(&l, "serve", r, 8), 3);
+    for (int i = 0; i < 3; i++) {
+        check_serve_row(r[i], i + 1, 6);
+        assert_close(num(r[i], "agg/agg(1)"), num(r[i], "agg t/s") / num(r[0], "agg t/s"),
+                     "aggregate ratio");
+        if (num(r[0], "ITL p99 ms") > 0) /* else the ratio is reported as 0 */
+            assert_close(num(r[i], "ITL p99/ITL p99(1)"),
+                         num(r[i], "ITL p99 ms") / num(r[0], "ITL p99 ms"), "ITL p99 ratio");
+        /* a single client's TTFT percentiles are the same one value */
+        if (i == 0)
+            assert_close(num(r[i], "TTFT p99 ms"), num(r[i], "TTFT p50 ms"), "one client");
+    }
+    lines_free(&l);
+
+    /* several repetitions: the ratios are medians of per-repetition ratios, so they lie between
+     * the extreme quotients; the plot has a point per client count in each panel */
+    char svg[128];
+    snprintf(svg, sizeof svg, "%s/serve.svg", tmpdir);
+    assert_int_equal(
+        run(out, sizeof out, "--quick --json --reps 3 --plot %s serve --model '%s'", svg, model),
+        0);
+    parse_lines(out, "serve", &l);
+    assert_int_equal(rows(&l, "serve", r, 8), 2); /* --quick: 1 and 2 clients */
+    check_serve_row(r[0], 1, 8);
+    check_serve_row(r[1], 2, 8);
+    assert_close(num(r[0], "agg/agg(1)"), 1, "first count vs itself");
+    const double ra = num(r[1], "agg/agg(1)");
+    assert_true(ra >= num(r[1], "agg min") / num(r[0], "agg max") * (1 - 1e-5));
+    assert_true(ra <= num(r[1], "agg max") / num(r[0], "agg min") * (1 + 1e-5));
+    char *s = elm_test_read_file(svg, NULL);
+    assert_non_null(s);
+    int points = 0;
+    for (const char *p = s; (p = strstr(p, "<circle")); p++)
+        points++;
+    assert_int_equal(points, 2 * 2);
+    assert_non_null(strstr(s, "aggregate decode"));
+    assert_non_null(strstr(s, "inter-token latency p99"));
+    assert_non_null(strstr(s, ">stories260K.gguf<"));
+    assert_non_null(strstr(s, "</svg>\n"));
+    free(s);
+    lines_free(&l);
+}
+
+static void test_profile(void **state)
+{
+    (void)state;
+    require_bench();
+    ELM_REQUIRE_MODEL(model, "stories260K.gguf");
+    static char out[65536];
+    struct lines l;
+    const int rc = run(out, sizeof out, "--quick --json --reps 1 profile --model '%s'", model);
+    if (rc)
+        fail_msg("profile exited %d: %s", rc, err_text());
+    parse_lines(out, "profile", &l);
+    const struct json *ops[32], *ph[4], *lay[64];
+    const int n_ops = rows(&l, "profile-ops", ops, 32);
+    assert_int_equal(n_ops, 11); /* ELM_PROF_OP_COUNT */
+    double dec_pct = 0, pre_pct = 0, mm_pct = 0, dec_ns = 0, pre_ns = 0;
+    for (int i = 0; i < n_ops; i++) {
+        for (int j = 0; j < i; j++)
+            assert_string_not_equal(str(ops[i], "op"), str(ops[j], "op"));
+        if (i > 0) /* hottest decode operation first */
+            assert_true(num(ops[i], "decode ns/token") <= num(ops[i - 1], "decode ns/token"));
+        dec_pct += num(ops[i], "decode %");
+        pre_pct += num(ops[i], "prefill %");
+        dec_ns += num(ops[i], "decode ns/token");
+        pre_ns += num(ops[i], "prefill ns/token");
+        if (!strcmp(str(ops[i], "matmul"), "yes"))
+            mm_pct += num(ops[i], "decode %");
+    }
+    assert_close(dec_pct, 100, "decode shares");
+    assert_close(pre_pct, 100, "prefill shares");
+    assert_int_equal(rows(&l, "profile", ph, 4), 2);
+    assert_string_equal(str(ph[0], "phase"), "decode");
+    assert_string_equal(str(ph[1], "phase"), "prefill");
+    assert_int_equal((int)num(ph[0], "position"), 16);
+    assert_int_equal((int)num(ph[1], "tokens per pass"), 8);
+    assert_close(num(ph[0], "matmul %"), mm_pct, "matmul share = its operations' shares");
+    assert_close(num(ph[0], "profiled ms/token"), dec_ns / 1e6, "decode total");
+    assert_close(num(ph[1], "profiled ms/token"), pre_ns / 1e6, "prefill total");
+    for (int i = 0; i < 2; i++) {
+        assert_true(num(ph[i], "matmul %") > 0 && num(ph[i], "matmul %") < 100);
+        assert_ordered(ph[i], "GB/s min", "matmul GB/s", "GB/s max");
+        /* the profiled operations happen inside the timed passes */
+        assert_true(num(ph[i], "profiled ms/token") <= num(ph[i], "ms/token") * 1.001);
+    }
+    /* stories260K: 5 layers, a row per layer and phase, summing to less than the pass */
+    const int nl = rows(&l, "profile-layers", lay, 64);
+    assert_int_equal(nl, 2 * 5);
+    for (int p = 0; p < 2; p++) {
+        double sum = 0;
+        for (int i = 0; i < 5; i++) {
+            const struct json *x = lay[p * 5 + i];
+            assert_string_equal(str(x, "phase"), p ? "prefill" : "decode");
+            assert_int_equal((int)num(x, "layer"), i);
+            assert_true(num(x, "layer us") > 0);
+            sum += num(x, "layer us");
+        }
+        assert_true(sum <= num(ph[p], "profiled ms/token") * 1e3 * 1.001);
+    }
+    lines_free(&l);
+}
+
+int main(void)
+{
+    setenv("OMP_WAIT_POLICY", "passive", 0);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_argument_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_model, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_kernels, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ipc, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_load, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_serve, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_profile, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
