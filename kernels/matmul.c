@@ -66,7 +66,7 @@ static void tiled_rows(const struct elm_tile_kernel *tk, const uint8_t *w, size_
                        int64_t ys)
 {
     if (ntok == 1) {
-        tk->tile(ncols, w + (size_t)r0 * rb, rb, (int)(r1 - r0), x, xs, 1, y + r0, ys);
+        tk->tile(ncols, w + (size_t)r0 * rb, rb, (int)(r1 - r0), x, xs, 1, y + r0, ys, 1);
         return;
     }
     const int R = tk->rows, T = tk->toks;
@@ -76,9 +76,10 @@ static void tiled_rows(const struct elm_tile_kernel *tk, const uint8_t *w, size_
         const int64_t te = min64(ntok, tc + chunk);
         for (int64_t r = r0; r < r1; r += R) {
             const int nr = (int)min64(R, r1 - r);
+            /* the first token tile of the first token chunk brings the panel from memory */
             for (int64_t t = tc; t < te; t += T)
                 tk->tile(ncols, w + (size_t)r * rb, rb, nr, x + (size_t)t * xs, xs,
-                         (int)min64(T, te - t), y + t * ys + r, ys);
+                         (int)min64(T, te - t), y + t * ys + r, ys, t == 0);
         }
     }
 }

@@ -24,9 +24,12 @@
 #include "kernels/kernels.h"
 
 /* nr in 1..rows, nt in 1..toks; w rows are w_stride bytes apart, activation rows a_stride;
- * n is the row length in elements (a multiple of the type's block). */
+ * n is the row length in elements (a multiple of the type's block). stream: the weights come
+ * from memory, not from a cache (their first use in this matmul): several tokens then prefetch
+ * the rows after their group as one token always does, because a few tokens' arithmetic is too
+ * little to hide the misses. */
 typedef void (*elm_tile_fn)(int64_t n, const void *w, size_t w_stride, int nr, const void *a,
-                            size_t a_stride, int nt, float *y, int64_t y_stride);
+                            size_t a_stride, int nt, float *y, int64_t y_stride, int stream);
 
 struct elm_tile_kernel {
     /* the vec_dot whose results this tile reproduces bit for bit */

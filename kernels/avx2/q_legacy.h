@@ -51,22 +51,23 @@
     int64_t n, const uint8_t *w, size_t ws, const uint8_t *a, size_t as, float *y, int64_t ys,     \
         const uint8_t *pf
 
-/* Calls impl with a compile-time NT in 1..T (T <= 4; nt <= T is the caller's promise). */
+/* Calls impl with a compile-time NT in 1..T (T <= 4; nt <= T is the caller's promise) and the
+ * prefetch pointer pf in scope. */
 #define NT_AT_MOST(k, T) ((k) < (T) ? (k) : (T))
 #define SWITCH_NT(impl, NR, T, nt)                                                                 \
     do {                                                                                           \
         switch (nt) {                                                                              \
         case 1:                                                                                    \
-            impl(n, wb, ws, ab, as, yb, ys, NULL, NR, 1);                                          \
+            impl(n, wb, ws, ab, as, yb, ys, pf, NR, 1);                                            \
             break;                                                                                 \
         case 2:                                                                                    \
-            impl(n, wb, ws, ab, as, yb, ys, NULL, NR, NT_AT_MOST(2, T));                           \
+            impl(n, wb, ws, ab, as, yb, ys, pf, NR, NT_AT_MOST(2, T));                             \
             break;                                                                                 \
         case 3:                                                                                    \
-            impl(n, wb, ws, ab, as, yb, ys, NULL, NR, NT_AT_MOST(3, T));                           \
+            impl(n, wb, ws, ab, as, yb, ys, pf, NR, NT_AT_MOST(3, T));                             \
             break;                                                                                 \
         default:                                                                                   \
-            impl(n, wb, ws, ab, as, yb, ys, NULL, NR, NT_AT_MOST(4, T));                           \
+            impl(n, wb, ws, ab, as, yb, ys, pf, NR, NT_AT_MOST(4, T));                             \
             break;                                                                                 \
         }                                                                                          \
     } while (0)
@@ -75,7 +76,7 @@
  * rows left over one at a time. (Only these shapes are instantiated, to bound code size.) */
 #define DEFINE_TILE(name, impl, R, T, RG)                                                          \
     static void name(int64_t n, const void *w, size_t ws, int nr, const void *a, size_t as,        \
-                     int nt, float *y, int64_t ys)                                                 \
+                     int nt, float *y, int64_t ys, int stream)                                     \
     {                                                                                              \
         const uint8_t *ab = a;                                                                     \
         int r = 0;                                                                                 \
@@ -87,11 +88,13 @@
             }                                                                                      \
         for (; r + (R) <= nr; r += (R)) {                                                          \
             const uint8_t *wb = (const uint8_t *)w + (size_t)r * ws;                               \
+            const uint8_t *pf = stream ? wb + (R)*ws : NULL;                                       \
             float *yb = y + r;                                                                     \
             SWITCH_NT(impl, R, T, nt);                                                             \
         }                                                                                          \
         for (; r < nr; r++) {                                                                      \
             const uint8_t *wb = (const uint8_t *)w + (size_t)r * ws;                               \
+            const uint8_t *pf = NULL;                                                              \
             float *yb = y + r;                                                                     \
             SWITCH_NT(impl, 1, T, nt);                                                             \
         }                                                                                          \
