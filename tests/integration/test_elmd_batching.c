@@ -15,64 +15,17 @@
 
 #include "test_elmd_util.h"
 
-struct fx {
-    struct td t;
-    struct tc c;
-};
-
-static int start(void **state, const char *const *extra)
-{
-    struct fx *f = calloc(1, sizeof *f);
-    *state = f;
-    const char *model = elm_test_model_path(TD_MODEL);
-    if (!model) {
-        print_message("SKIP: model %s/%s not found (set ELM_MODELS_DIR)\n", elm_test_models_dir(),
-                      TD_MODEL);
-        return 0;
-    }
-    int rc = td_start(&f->t, model, extra);
-    if (rc) {
-        td_dump_log(&f->t);
-        return -1;
-    }
-    tc_open_path(&f->c, f->t.dir);
-    return 0;
-}
-
 static int setup(void **state)
 {
     const char *extra[] = {"--threads", "1", "--max-sessions", "8", NULL};
-    return start(state, extra);
+    return fx_start(state, extra);
 }
 
 /* A prefill chunk of 3 tokens: prompts take several steps, so chunks and decodes mix. */
 static int setup_small_chunks(void **state)
 {
     const char *extra[] = {"--threads", "1", "--max-sessions", "8", "--prefill-chunk", "3", NULL};
-    return start(state, extra);
-}
-
-static int teardown(void **state)
-{
-    struct fx *f = *state;
-    tc_close(&f->c);
-    if (getenv("ELMD_TEST_LOG"))
-        td_dump_log(&f->t);
-    int rc = td_cleanup(&f->t);
-    free(f);
-    return rc;
-}
-
-#define REQUIRE_DAEMON(f)                                                                          \
-    do {                                                                                           \
-        if (!(f)->t.pid)                                                                           \
-            skip();                                                                                \
-    } while (0)
-
-static uint64_t stat_u64(struct tc *c, uint16_t tag)
-{
-    assert_int_equal(tc_simple(c, ELM_CMD_STATS), 0);
-    return tc_u64(c, tag);
+    return fx_start(state, extra);
 }
 
 /* ---- cancel mid-batch ---------------------------------------------------------------------- */
@@ -337,10 +290,10 @@ int main(int argc, char **argv)
     td_omp_passive(argv);
     alarm(300);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_cancel_mid_batch, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_joins_and_leaves, setup_small_chunks, teardown),
-        cmocka_unit_test_setup_teardown(test_prefix_reuse, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_status_json_kv, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cancel_mid_batch, setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_joins_and_leaves, setup_small_chunks, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_prefix_reuse, setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_status_json_kv, setup, fx_teardown),
     };
     if (getenv("ELMD_TEST_FILTER"))
         cmocka_set_test_filter(getenv("ELMD_TEST_FILTER"));

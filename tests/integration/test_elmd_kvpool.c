@@ -17,21 +17,8 @@
 #define N_LONG      1000   /* reserves 32 pages with its prompt */
 #define TIMEOUT_MS  1500
 
-struct fx {
-    struct td t;
-    struct tc c;
-};
-
 static int start(void **state, const char *max_queued, const char *timeout_ms)
 {
-    struct fx *f = calloc(1, sizeof *f);
-    *state = f;
-    const char *model = elm_test_model_path(TD_MODEL);
-    if (!model) {
-        print_message("SKIP: model %s/%s not found (set ELM_MODELS_DIR)\n", elm_test_models_dir(),
-                      TD_MODEL);
-        return 0;
-    }
     const char *extra[] = {"--threads",
                            "1",
                            "--max-sessions",
@@ -43,13 +30,7 @@ static int start(void **state, const char *max_queued, const char *timeout_ms)
                            "--queue-timeout-ms",
                            timeout_ms,
                            NULL};
-    int rc = td_start(&f->t, model, extra);
-    if (rc) {
-        td_dump_log(&f->t);
-        return -1;
-    }
-    tc_open_path(&f->c, f->t.dir);
-    return 0;
+    return fx_start(state, extra);
 }
 
 static int setup(void **state)
@@ -67,32 +48,9 @@ static int setup_no_wait(void **state)
     return start(state, "16", "0");
 }
 
-static int teardown(void **state)
-{
-    struct fx *f = *state;
-    tc_close(&f->c);
-    if (getenv("ELMD_TEST_LOG"))
-        td_dump_log(&f->t);
-    int rc = td_cleanup(&f->t);
-    free(f);
-    return rc;
-}
-
-#define REQUIRE_DAEMON(f)                                                                          \
-    do {                                                                                           \
-        if (!(f)->t.pid)                                                                           \
-            skip();                                                                                \
-    } while (0)
-
 static uint64_t status_u64(struct tc *c, uint16_t tag)
 {
     assert_int_equal(tc_simple(c, ELM_CMD_STATUS), 0);
-    return tc_u64(c, tag);
-}
-
-static uint64_t stat_u64(struct tc *c, uint16_t tag)
-{
-    assert_int_equal(tc_simple(c, ELM_CMD_STATS), 0);
     return tc_u64(c, tag);
 }
 
@@ -283,9 +241,9 @@ int main(int argc, char **argv)
     td_omp_passive(argv);
     alarm(300);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_exhaustion, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_no_queue, setup_no_queue, teardown),
-        cmocka_unit_test_setup_teardown(test_no_wait, setup_no_wait, teardown),
+        cmocka_unit_test_setup_teardown(test_exhaustion, setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_no_queue, setup_no_queue, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_no_wait, setup_no_wait, fx_teardown),
     };
     if (getenv("ELMD_TEST_FILTER"))
         cmocka_set_test_filter(getenv("ELMD_TEST_FILTER"));

@@ -8,52 +8,10 @@
 
 #include "test_elmd_util.h"
 
-struct fx {
-    struct td t;
-    struct tc c;
-};
-
 static int setup(void **state)
 {
-    struct fx *f = calloc(1, sizeof *f);
-    *state = f;
-    const char *model = elm_test_model_path(TD_MODEL);
-    if (!model) {
-        print_message("SKIP: model %s/%s not found (set ELM_MODELS_DIR)\n", elm_test_models_dir(),
-                      TD_MODEL);
-        return 0;
-    }
     const char *extra[] = {"--max-sessions", "4", NULL};
-    int rc = td_start(&f->t, model, extra);
-    if (rc) {
-        td_dump_log(&f->t);
-        return -1;
-    }
-    tc_open_path(&f->c, f->t.dir);
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct fx *f = *state;
-    tc_close(&f->c);
-    if (getenv("ELMD_TEST_LOG"))
-        td_dump_log(&f->t);
-    int rc = td_cleanup(&f->t);
-    free(f);
-    return rc;
-}
-
-#define REQUIRE_DAEMON(f)                                                                          \
-    do {                                                                                           \
-        if (!(f)->t.pid)                                                                           \
-            skip();                                                                                \
-    } while (0)
-
-static uint64_t stat_u64(struct tc *c, uint16_t tag)
-{
-    assert_int_equal(tc_simple(c, ELM_CMD_STATS), 0);
-    return tc_u64(c, tag);
+    return fx_start(state, extra);
 }
 
 /* Open sessions whose pid is pid (any pid when 0), from SESSIONS. */
@@ -338,11 +296,11 @@ int main(int argc, char **argv)
     td_omp_passive(argv);
     alarm(300);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_garbage_closes_only_that_session, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_killed_client_is_noticed, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_slow_reader_pauses_only_itself, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_cancel_and_context, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_list_and_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_garbage_closes_only_that_session, setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_killed_client_is_noticed, setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_slow_reader_pauses_only_itself, setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_cancel_and_context, setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_list_and_limit, setup, fx_teardown),
     };
     if (getenv("ELMD_TEST_FILTER")) /* e.g. ELMD_TEST_FILTER='*cancel*' */
         cmocka_set_test_filter(getenv("ELMD_TEST_FILTER"));

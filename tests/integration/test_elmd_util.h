@@ -597,4 +597,57 @@ static inline void assert_same(const struct ts_result *got, const struct ts_resu
     assert_memory_equal(got->text, want->text, want->text_len);
 }
 
+
+/* ---- the daemon tests' fixture: a daemon on TD_MODEL and a control connection -------------- */
+
+struct fx {
+    struct td t;
+    struct tc c;
+};
+
+/* cmocka setup body: *state gets a fixture; without the model its daemon is not started (the
+ * tests then skip with REQUIRE_DAEMON). extra: elmd options, NULL-terminated. */
+static inline int fx_start(void **state, const char *const *extra)
+{
+    struct fx *f = calloc(1, sizeof *f);
+    *state = f;
+    const char *model = elm_test_model_path(TD_MODEL);
+    if (!model) {
+        print_message("SKIP: model %s/%s not found (set ELM_MODELS_DIR)\n", elm_test_models_dir(),
+                      TD_MODEL);
+        return 0;
+    }
+    int rc = td_start(&f->t, model, extra);
+    if (rc) {
+        td_dump_log(&f->t);
+        return -1;
+    }
+    tc_open_path(&f->c, f->t.dir);
+    return 0;
+}
+
+static inline int fx_teardown(void **state)
+{
+    struct fx *f = *state;
+    tc_close(&f->c);
+    if (getenv("ELMD_TEST_LOG"))
+        td_dump_log(&f->t);
+    int rc = td_cleanup(&f->t);
+    free(f);
+    return rc;
+}
+
+#define REQUIRE_DAEMON(f)                                                                          \
+    do {                                                                                           \
+        if (!(f)->t.pid)                                                                           \
+            skip();                                                                                \
+    } while (0)
+
+/* One counter of STATS. */
+static inline uint64_t stat_u64(struct tc *c, uint16_t tag)
+{
+    assert_int_equal(tc_simple(c, ELM_CMD_STATS), 0);
+    return tc_u64(c, tag);
+}
+
 #endif
