@@ -266,8 +266,12 @@ static int make_kv_pool(struct elmd *d, struct elmd_model *dm, int32_t *ctx, cha
     int64_t tokens =
         c->kv_pool_tokens ? c->kv_pool_tokens : elmd_kv_pool_default(c->max_sessions, *ctx);
     int64_t pages = elm_kv_pages_for(tokens);
-    unsigned flags =
-        (c->hugepages != ELMD_HUGE_OFF ? ELM_KV_POOL_HUGE : 0) | (c->mlock ? ELM_KV_POOL_LOCK : 0);
+    /* as the weights: thp never takes reserved pages; hugetlb and auto try them first (the
+     * pool is made after the weights, so it takes only what they left) */
+    unsigned flags = (c->hugepages == ELMD_HUGE_THP   ? ELM_KV_POOL_THP
+                      : c->hugepages != ELMD_HUGE_OFF ? ELM_KV_POOL_HUGE
+                                                      : 0) |
+                     (c->mlock ? ELM_KV_POOL_LOCK : 0);
     int rc = elm_kv_type_check(dm->m, c->kv_type, err, errlen);
     if (rc == 0 && (rc = elm_kv_pool_create(dm->m, c->kv_type, pages, flags, &dm->kv_pool)))
         snprintf(err, errlen, "cannot allocate a KV pool of %lld positions: %s", (long long)tokens,

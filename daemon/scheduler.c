@@ -852,7 +852,9 @@ static void swap_model(struct eng *e)
     e->w_batch = 0;
     e->ns_per_tok = 0; /* another model, another cost */
     pthread_mutex_lock(&d->lock);
-    bool pending = d->swap_pending && e->n_act == 0;
+    /* A session control opened for the old model may still wait in adopt: it must be adopted
+     * (and closed by the swap) before the old model can go. */
+    bool pending = d->swap_pending && e->n_act == 0 && !d->adopt;
     if (pending) {
         d->retired = d->model;
         d->model = d->swap_to;

@@ -59,10 +59,12 @@ static bool thp_disabled(void)
 static int map_pool(struct elm_kv_pool *p, size_t len, unsigned flags)
 {
     p->map_len = len;
-    if (flags & ELM_KV_POOL_HUGE) {
+    if (flags & (ELM_KV_POOL_HUGE | ELM_KV_POOL_THP)) {
         /* hugetlb reserves its pages at mmap time, so a short pool fails here, not later */
-        void *m = mmap(NULL, len, PROT_READ | PROT_WRITE,
-                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | MAP_HUGE_2MB, -1, 0);
+        void *m = (flags & ELM_KV_POOL_HUGE)
+                      ? mmap(NULL, len, PROT_READ | PROT_WRITE,
+                             MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | MAP_HUGE_2MB, -1, 0)
+                      : MAP_FAILED;
         if (m != MAP_FAILED) {
             p->base = m;
             p->backing = "hugetlb";
@@ -120,7 +122,7 @@ int elm_kv_pool_create(const struct elm_model *m, enum elm_type type, int64_t n_
     }
     p->free_list = malloc((size_t)n_pages * sizeof *p->free_list);
     if (!p->free_list ||
-        (rc = map_pool(p, (flags & ELM_KV_POOL_HUGE) ? round_up(bytes, HUGE_2M) : bytes, flags))) {
+        (rc = map_pool(p, (flags & (ELM_KV_POOL_HUGE | ELM_KV_POOL_THP)) ? round_up(bytes, HUGE_2M) : bytes, flags))) {
         free(p->free_list);
         free(p);
         return -ENOMEM;

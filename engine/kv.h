@@ -28,6 +28,7 @@ struct elm_model;
 enum elm_kv_pool_flags {
     ELM_KV_POOL_HUGE = 1u << 0, /* try hugetlb, then transparent huge pages */
     ELM_KV_POOL_LOCK = 1u << 1, /* mlock the pool (best effort: see elm_kv_pool_locked) */
+    ELM_KV_POOL_THP = 1u << 2,  /* transparent huge pages only: leave reserved pages alone */
 };
 
 struct elm_kv_pool;

@@ -33,7 +33,7 @@
 #include "ipc/ring.h"
 
 #define ELM_SESSION_SHM_MAGIC   0x534d4c45u /* "ELMS" */
-#define ELM_SESSION_SHM_VERSION 1u
+#define ELM_SESSION_SHM_VERSION 2u /* 2: DONE n_prompt counts evaluated tokens; no CONTEXT reason */
 
 /* Defaults a daemon may use: a prompt must fit one request record, an event ring only has to
  * absorb a burst of tokens while the client is descheduled. */
