@@ -84,6 +84,10 @@ int elmd_session_create(struct elmd *d, const struct elmd_model *m, int32_t n_ct
         snprintf(err, errlen, "cannot create the session region: %s", elm_strerror(rc));
         goto fail;
     }
+    if (d->rd.have_group && (rc = elm_shm_share(&s->shm, d->rd.gid))) {
+        snprintf(err, errlen, "cannot give the session region to the group: %s", elm_strerror(rc));
+        goto fail;
+    }
     if ((rc = elm_session_shm_init(s->shm.base, s->shm.size, req_cap, evt_cap)) ||
         (rc = elm_session_shm_attach(s->shm.base, s->shm.size, req_cap, evt_cap, ELM_SESSION_DAEMON,
                                      &s->rings))) {

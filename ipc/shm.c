@@ -122,6 +122,16 @@ fail_unlink:
     return rc;
 }
 
+int elm_shm_share(const struct elm_shm *s, gid_t gid)
+{
+    int fd = shm_open(s->name, O_RDWR, 0);
+    if (fd < 0)
+        return -errno;
+    int rc = fchown(fd, (uid_t)-1, gid) < 0 || fchmod(fd, 0660) < 0 ? -errno : 0;
+    close(fd);
+    return rc;
+}
+
 int elm_shm_open(struct elm_shm *out, const char *name, size_t size, uid_t owner)
 {
     if (!out || !elm_shm_name_is_valid(name) || size == 0 || size > ELM_SHM_MAX_SIZE)
@@ -140,7 +150,7 @@ int elm_shm_open(struct elm_shm *out, const char *name, size_t size, uid_t owner
         goto out;
     }
     /* Checked on the open descriptor, so the object cannot be swapped between check and map. */
-    if (!S_ISREG(st.st_mode) || st.st_uid != owner || (st.st_mode & 07077) != 0) {
+    if (!S_ISREG(st.st_mode) || st.st_uid != owner || (st.st_mode & 07117) != 0) {
         rc = -EACCES;
         goto out;
     }

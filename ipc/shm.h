@@ -41,11 +41,18 @@ struct elm_shm {
  * failure no object is left behind. The caller unlinks the name when the peer has mapped it. */
 int elm_shm_create(struct elm_shm *out, size_t size);
 
+/* Gives the object to group gid, mode 0660: a daemon configured with a group lets its members'
+ * processes map their sessions (the client then checks the daemon's uid, not its own). The
+ * object's name lives only until the client has mapped it (elm_shm_unlink). Returns 0 or
+ * -errno. */
+int elm_shm_share(const struct elm_shm *s, gid_t gid);
+
 /* Opens and maps an existing object created by elm_shm_create. Rejects it unless its name is
  * well-formed (-EINVAL), it exists (-ENOENT), its name carries owner's uid and it is a regular
- * object with no group/other permission bits owned by owner (-EACCES) and its size is exactly size
- * (-EINVAL). owner is the uid the caller expects the daemon to run as (geteuid() for a per-user
- * daemon). *out is written only on success. */
+ * object owned by owner with no permission bits for others, no execute or set-id bits (group
+ * read/write are allowed: elm_shm_share) (-EACCES), and its size is exactly size (-EINVAL).
+ * owner is the uid the caller expects the daemon to run as: the owner of the daemon's socket.
+ * *out is written only on success. */
 int elm_shm_open(struct elm_shm *out, const char *name, size_t size, uid_t owner);
 
 /* Unmaps the object (the name is not unlinked) and resets *s. NULL-safe and idempotent. */

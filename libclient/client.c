@@ -339,6 +339,11 @@ int elm_client_connect(const char *runtime_dir, elm_client **out)
         return -ENAMETOOLONG;
     if ((rc = probe_socket(path)) < 0)
         return rc;
+    /* The daemon may be another user's that shares its socket with our group: its regions
+     * then belong to it, and to nobody else. */
+    struct stat sst;
+    if (stat(path, &sst) < 0)
+        return -errno;
 
     struct elm_client *c = calloc(1, sizeof *c);
     if (!c)
@@ -346,6 +351,7 @@ int elm_client_connect(const char *runtime_dir, elm_client **out)
     pthread_mutex_init(&c->lock, NULL);
     c->refs = 1;
     c->pidfd = -1;
+    c->daemon_uid = sst.st_uid;
     /* HELLO's layout is frozen, so any daemon reads it; its version byte is informational and
      * carries our highest (docs/protocol.md, 1.7). */
     c->version = ELM_PROTO_VERSION_MAX;

@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <time.h>
 
 #include "elm/client.h"
@@ -30,6 +31,7 @@ struct elm_client {
     uint8_t version;          /* negotiated protocol version */
     uint32_t next_req_id;     /* of control requests, to pair replies with requests */
     long daemon_pid;          /* from HELLO; 0 if unknown */
+    uid_t daemon_uid;         /* owner of the socket: the owner every session region must have */
     int pidfd;                /* the daemon's pidfd, -1 when unavailable */
     bool gone;                /* shut down or found dead: calls fail with ELM_EDAEMON */
     struct elm_proto_buf out; /* the request being built */

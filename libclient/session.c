@@ -133,9 +133,9 @@ static void send_close(struct elm_client *c, uint64_t id)
 
 /* Maps and attaches the region the daemon announced, then removes its name: once both sides
  * have it mapped nobody else needs to open it, and a crash can no longer leave it behind. */
-static int map_region(struct elm_session *s, const struct announce *a)
+static int map_region(struct elm_session *s, const struct announce *a, uid_t owner)
 {
-    int rc = elm_shm_open(&s->shm, a->shm_name, (size_t)a->shm_size, geteuid());
+    int rc = elm_shm_open(&s->shm, a->shm_name, (size_t)a->shm_size, owner);
     if (rc < 0)
         return rc == -EINVAL ? ELM_EPROTO : rc;
     rc = elm_session_shm_attach(s->shm.base, s->shm.size, a->req_cap, a->evt_cap,
@@ -192,7 +192,7 @@ int elm_session_open_params(elm_client *c, const struct elm_session_params *p, e
         rc = ELM_EPROTO;
         goto fail_close;
     }
-    rc = map_region(s, &a);
+    rc = map_region(s, &a, c->daemon_uid);
     if (rc < 0)
         goto fail_close;
     s->id = a.id;

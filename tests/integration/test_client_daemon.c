@@ -11,7 +11,8 @@
  *   - a client killed with SIGKILL mid-stream: its session leaves `sessions` within about a
  *     second and the streams of the other clients complete unchanged;
  *   - unloading the model ends a running request with ELM_ENOMODEL and closes its session;
- *   - another user cannot connect (a child that becomes uid 54321; needs root).
+ *   - another user cannot connect (a child that becomes uid 54321; needs root);
+ *   - with `group = users`, a member of the group streams like the owner (needs root).
  * Skips with a message when elmd is not built or the model file is missing.
  */
 #include <errno.h>
@@ -84,8 +85,9 @@ static pid_t fork_child(int keep1, int keep2)
     return pid;
 }
 
-/* Starts elmd and waits until it answers; skips the test when elmd or the model is missing. */
-static void daemon_start(struct daemon *d, const char *model)
+/* Starts elmd (with the config file conf when not NULL) and waits until it answers; skips the
+ * test when elmd or the model is missing. */
+static void daemon_start_conf(struct daemon *d, const char *model, const char *conf)
 {
     char elmd[4096], log[128];
     snprintf(elmd, sizeof elmd, "%s/daemon/elmd", elm_test_build_dir());
@@ -102,8 +104,12 @@ static void daemon_start(struct daemon *d, const char *model)
         child_setup(-1, -1);
         FILE *f = freopen(log, "w", stderr);
         (void)f;
-        execl(elmd, "elmd", "--foreground", "--runtime-dir", d->dir, "--model", model, "--threads",
-              "1", (char *)NULL);
+        if (conf)
+            execl(elmd, "elmd", "--foreground", "--config", conf, "--runtime-dir", d->dir,
+                  "--model", model, "--threads", "1", (char *)NULL);
+        else
+            execl(elmd, "elmd", "--foreground", "--runtime-dir", d->dir, "--model", model,
+                  "--threads", "1", (char *)NULL);
         _exit(127);
     }
     g_daemon = d;
@@ -125,6 +131,11 @@ static void daemon_start(struct daemon *d, const char *model)
 
 /* Stops the daemon (SIGTERM: it drains and exits 0) and removes its files; with kill9, after
  * a failure, just makes sure it is gone and keeps the log. */
+static void daemon_start(struct daemon *d, const char *model)
+{
+    daemon_start_conf(d, model, NULL);
+}
+
 static void daemon_stop(struct daemon *d, bool kill9)
 {
     char cmd[160];
@@ -559,6 +570,60 @@ static void test_other_user_cannot_connect(void **state)
     daemon_stop(&d, false);
 }
 
+/* With `group = users`, a member of that group (another uid) streams through the daemon exactly
+ * as its owner does — control socket, session region and all — and a non-member is refused. */
+static void test_group_member_can_stream(void **state)
+{
+    ELM_REQUIRE_MODEL(model, "stories260K.gguf");
+    const struct group *g = getgrnam("users");
+    if (geteuid() != 0 || !g) {
+        print_message("SKIP: needs root and a group 'users' to become a member (uid 54321)\n");
+        skip();
+    }
+    const gid_t gid = g->gr_gid;
+    alarm(TEST_ALARM_S);
+    static struct text want[2];
+    expected(model, 2, prompts, N_PREDICT, want);
+    char conf[] = "/tmp/elm-clt-conf-XXXXXX";
+    int cfd = mkstemp(conf);
+    assert_true(cfd >= 0);
+    assert_true(write(cfd, "group = users\n", 14) == 14);
+    close(cfd);
+    struct daemon d;
+    daemon_start_conf(&d, model, conf);
+    unlink(conf);
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t member = fork_child(fds[1], -1);
+    if (member == 0) {
+        if (setgroups(1, &gid) || setresgid(gid, gid, gid) || setresuid(54321, 54321, 54321))
+            _exit(3);
+        _exit(client_two_sessions(d.dir, 0, fds[1]));
+    }
+    close(fds[1]);
+    static char got[2 * sizeof want[0].buf + 2];
+    size_t n = read_all(fds[0], got, sizeof got);
+    close(fds[0]);
+    wait_ok(member);
+    size_t l1 = strlen(got);
+    assert_true(l1 < n);
+    assert_int_equal(l1, want[0].len);
+    assert_memory_equal(got, want[0].buf, l1);
+    assert_int_equal(strlen(got + l1 + 1), want[1].len);
+    assert_memory_equal(got + l1 + 1, want[1].buf, want[1].len);
+    pid_t stranger = fork_child(-1, -1);
+    if (stranger == 0) {
+        elm_client *c = NULL;
+        if (setgroups(0, NULL) || setresgid(54321, 54321, 54321) ||
+            setresuid(54321, 54321, 54321))
+            _exit(3);
+        int rc = elm_client_connect(d.dir, &c);
+        _exit(rc == -EACCES && !c ? 0 : 1);
+    }
+    wait_ok(stranger);
+    daemon_stop(&d, false);
+}
+
 int main(void)
 {
     /* A client whose daemon died must not take the test with it through SIGPIPE. */
@@ -568,6 +633,7 @@ int main(void)
         cmocka_unit_test_teardown(test_kill_client_mid_stream, teardown),
         cmocka_unit_test_teardown(test_unload_ends_sessions, teardown),
         cmocka_unit_test_teardown(test_other_user_cannot_connect, teardown),
+        cmocka_unit_test_teardown(test_group_member_can_stream, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

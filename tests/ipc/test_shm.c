@@ -103,8 +103,18 @@ static void test_shm_reject(void **state)
 
     int fd = shm_open(a.name, O_RDWR, 0);
     assert_true(fd >= 0);
-    assert_int_equal(fchmod(fd, 0640), 0);
-    assert_int_equal(elm_shm_open(&c, a.name, size, geteuid()), -EACCES);
+    static const mode_t bad_modes[] = {0604, 0602, 0700, 0670, 04600, 01600};
+    for (size_t i = 0; i < sizeof bad_modes / sizeof *bad_modes; i++) {
+        assert_int_equal(fchmod(fd, bad_modes[i]), 0);
+        assert_int_equal(elm_shm_open(&c, a.name, size, geteuid()), -EACCES);
+    }
+    /* shared with a group (elm_shm_share): still ours to open */
+    assert_int_equal(elm_shm_share(&a, getegid()), 0);
+    struct stat st;
+    assert_int_equal(fstat(fd, &st), 0);
+    assert_int_equal(st.st_mode & 07777, 0660);
+    assert_int_equal(elm_shm_open(&c, a.name, size, geteuid()), 0);
+    elm_shm_close(&c);
     assert_int_equal(fchmod(fd, 0600), 0);
     if (geteuid() == 0) { /* only root can give an object away */
         assert_int_equal(fchown(fd, 4242, (gid_t)-1), 0);
