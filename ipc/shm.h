@@ -5,8 +5,9 @@
  * it with elm_shm_open. The name is the only capability: it is "/elm-<uid>-<32 hex digits>",
  * with 128 bits from getrandom(), so no other process can guess it, and the object is created
  * with O_EXCL and mode 0600, so nobody can plant an object under that name in advance or open
- * it as another user. The client still checks what it opened: a regular object, of exactly the
- * size announced, owned by the expected user, with no group/other permission bits.
+ * it as another user (a daemon configured with a group gives it to that group, 0660:
+ * elm_shm_share). The client still checks what it opened: a regular object, of exactly the size
+ * announced, owned by the expected user, with no permission bits for others.
  *
  * Lifetime: the name should be unlinked (elm_shm_unlink) as soon as the client has mapped it or
  * the session is closed; the mappings stay valid until elm_shm_close. An object left by a
@@ -16,7 +17,9 @@
  * the other process then gets SIGBUS when it touches the mapping beyond the new end. POSIX shm
  * objects cannot be sealed against that (memfd seals could, but need fd passing, which the
  * ZeroMQ control channel cannot do). With the same-user model (owner = daemon user, mode 0600)
- * only processes that could already signal or ptrace the daemon can do it.
+ * only processes that could already signal or ptrace the daemon can do it; with a group, any
+ * member can while the name exists (until its client maps it, at most unlink_ms): the daemon
+ * trusts its group not to crash it.
  */
 #ifndef ELM_IPC_SHM_H
 #define ELM_IPC_SHM_H
