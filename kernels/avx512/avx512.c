@@ -9,6 +9,15 @@
 #include "kernels/avx2/ops.h"
 #include "kernels/avx2/q_k.h"
 #include "kernels/avx2/q_legacy.h"
+#include "kernels/avx512/q4_0_tile.h"
+
+/* Q4_0 prefill: the one-output-per-lane tile (q4_0_tile.h) replaces the shared tile in this
+ * variant's table, with its own panel shape; it falls back to the shared tile itself. */
+#undef Q40_R
+#undef Q40_T
+#define Q40_R     Q40W_R
+#define Q40_T     Q40W_T
+#define q4_0_tile q4_0_tile_wide
 
 #define ELM_VARIANT_NAME  "avx512"
 #define ELM_VARIANT_TABLE elm_kernels_avx512

@@ -255,8 +255,11 @@ static void test_vec_dot(void **state)
 
 /* ---- matmul ---------------------------------------------------------------------------------- */
 
+/* passes > 1: weights and activations are quantized again, from other data, into the same
+ * buffers and the product checked again (a tile that keeps unpacked weights or prepared
+ * activations between calls must not reuse them in another product). */
 static void check_matmul(const struct elm_kernels *k, enum elm_type t, int64_t ncols, int64_t nrows,
-                         int64_t maxtok, uint64_t seed)
+                         int64_t maxtok, uint64_t seed, int passes)
 {
     const struct elm_type_info *ti = elm_type_get(t);
     const enum elm_type dt = ti->dot_type;
@@ -265,28 +268,33 @@ static void check_matmul(const struct elm_kernels *k, enum elm_type t, int64_t n
     uint8_t *wq = xmalloc(wrow * (size_t)nrows), *xq = xmalloc(xrow * (size_t)maxtok);
     float *want = xmalloc((size_t)(nrows * maxtok) * sizeof *want);
     float *got = xmalloc((size_t)(nrows * maxtok) * sizeof *got);
-    for (int64_t r = 0; r < nrows; r++) {
-        fill(scratch, ncols, seed + (uint64_t)r, (int)(r % 4));
-        assert_int_equal(elm_quantize_row(t, scratch, wq + (size_t)r * wrow, ncols), 0);
-    }
-    for (int64_t tk = 0; tk < maxtok; tk++) {
-        fill(scratch, ncols, seed + 5000 + (uint64_t)tk, tk % 3 == 2 ? 3 : 0);
-        elm_kernels_ref.from_float[dt](scratch, xq + (size_t)tk * xrow, ncols);
-    }
-    for (int64_t tk = 0; tk < maxtok; tk++)
-        for (int64_t r = 0; r < nrows; r++)
-            elm_kernels_ref.vec_dot[t](ncols, &want[tk * nrows + r], wq + (size_t)r * wrow,
-                                       xq + (size_t)tk * xrow);
     const int saved = omp_get_max_threads();
-    for (int threads = 1; threads <= 2; threads++) {
-        omp_set_num_threads(threads);
-        for (int64_t ntok = 1; ntok <= maxtok; ntok++) {
-            memset(got, 0xff, (size_t)(nrows * ntok) * sizeof *got);
-            elm_matmul(k, t, wq, ncols, nrows, xq, xrow, ntok, got, nrows);
-            char what[128];
-            snprintf(what, sizeof what, "%s %s %lld x %lld, %lld tokens, %d threads", k->name,
-                     ti->name, (long long)nrows, (long long)ncols, (long long)ntok, threads);
-            expect_floats("matmul", what, got, want, nrows * ntok);
+    for (int pass = 0; pass < passes; pass++) {
+        for (int64_t tk = 0; tk < maxtok; tk++) {
+            fill(scratch, ncols, seed + 10000 * (uint64_t)pass + 5000 + (uint64_t)tk,
+                 (tk + pass) % 3 == 2 ? 3 : 0);
+            elm_kernels_ref.from_float[dt](scratch, xq + (size_t)tk * xrow, ncols);
+        }
+        for (int64_t r = 0; r < nrows; r++) {
+            fill(scratch, ncols, seed + 10000 * (uint64_t)pass + (uint64_t)r,
+                 (int)((r + pass) % 4));
+            assert_int_equal(elm_quantize_row(t, scratch, wq + (size_t)r * wrow, ncols), 0);
+        }
+        for (int64_t tk = 0; tk < maxtok; tk++)
+            for (int64_t r = 0; r < nrows; r++)
+                elm_kernels_ref.vec_dot[t](ncols, &want[tk * nrows + r], wq + (size_t)r * wrow,
+                                           xq + (size_t)tk * xrow);
+        for (int threads = 1; threads <= 2; threads++) {
+            omp_set_num_threads(threads);
+            for (int64_t ntok = 1; ntok <= maxtok; ntok++) {
+                memset(got, 0xff, (size_t)(nrows * ntok) * sizeof *got);
+                elm_matmul(k, t, wq, ncols, nrows, xq, xrow, ntok, got, nrows);
+                char what[128];
+                snprintf(what, sizeof what, "%s %s %lld x %lld, %lld tokens, %d threads, pass %d",
+                         k->name, ti->name, (long long)nrows, (long long)ncols, (long long)ntok,
+                         threads, pass);
+                expect_floats("matmul", what, got, want, nrows * ntok);
+            }
         }
     }
     omp_set_num_threads(saved);
@@ -306,10 +314,17 @@ static void test_matmul(void **state)
         const enum elm_type t = weight_types[i];
         const int64_t blk = elm_type_get(t)->block == 1 ? 32 : elm_type_get(t)->block;
         for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++)
-            check_matmul(k, t, shapes[s][1] * blk, shapes[s][0], 9, 77 + s);
+            check_matmul(k, t, shapes[s][1] * blk, shapes[s][0], 9, 77 + s, 1);
     }
     print_message("%s: elm_matmul bit-identical to ref vec_dot, 1..9 tokens, 1 and 2 threads\n",
                   k->name);
+    /* Q4_0 prefill: several token tiles per panel (the avx512 tile keeps unpacked panels between
+     * them), token chunks of a few tokens (rows of 1024 blocks), rows longer than its buffer,
+     * panels of 16 rows and a partial one, weights rewritten in place between products */
+    static const int64_t q40[][3] = {{37, 16, 20}, {37, 1024, 20}, {21, 1025, 13}};
+    for (size_t s = 0; s < sizeof q40 / sizeof *q40; s++)
+        check_matmul(k, ELM_TYPE_Q4_0, q40[s][1] * 32, q40[s][0], q40[s][2], 91 + s, 2);
+    print_message("%s: Q4_0 elm_matmul bit-identical to ref vec_dot, up to 20 tokens\n", k->name);
 }
 
 /* ---- operations ------------------------------------------------------------------------------ */

@@ -1,0 +1,258 @@
+/* q4_0_tile.h — the avx512 variant's Q4_0 prefill tile: one output per 32-bit lane.
+ *
+ * The shared q4_0_impl (kernels/avx2/q_legacy.h) gives each (row pair, token) 8 lanes of
+ * partial sums and then reduces, permutes scales, converts: most of its instructions are not
+ * multiply-adds. Here a zmm accumulator holds 16 rows of one token, one output per lane, and
+ * vpdpbusd accumulates each lane's whole block: for group g (elements 4g..4g+3) the register
+ * operand is the 16 rows' weight bytes of group g, the memory operand the token's 4 activation
+ * bytes broadcast to every lane. A block costs 8 vpdpbusd, one cvt, one mul and one fma per 16
+ * outputs, all on registers filled by loads.
+ *
+ * The float chain is the reference's (elm_ref_q4_0_vec_dot), block after block:
+ * sum = fma((float)isum, d_w * d_a, sum), with isum the exact block sum (< 2^24, so its
+ * conversion is exact) and d_w * d_a one float product. The -8 offset of the nibbles is an exact
+ * integer correction per (token, block), -8 * sum(a), used as the start of the vpdpbusd chain.
+ *
+ * The weights must be unpacked into that layout ([block][group][16 rows x 4 bytes], nibbles as
+ * bytes 0..15, plus the 16 row scales as floats), which costs more than one tile's worth of
+ * arithmetic saves; matmul.c multiplies each panel of rows with every token tile of a token
+ * chunk, so the unpacked panel is kept in a per-thread buffer while the calls are for the same
+ * panel, and the prepared token tiles (corrections, scales) are kept for the other panels of
+ * the row chunk. Reuse is keyed by pointers, which is safe only within one matmul: it relies on
+ * the `stream` flag of tiles.h (set on the first call on a panel in a matmul; matmul.c sets it
+ * at the start of every row chunk a thread takes, so every matmul's first call on a thread has
+ * it). A stream call drops everything kept and takes the shared tile, which prefetches the
+ * next rows as batched decode needs; so do calls with fewer than 4 tokens and rows too long for
+ * the buffer. tests/kernel/test_simd.c rewrites weights and activations in place between
+ * products to catch a stale reuse. Included only by kernels/avx512/avx512.c, after q_legacy.h.
+ */
+#ifndef ELM_AVX512_Q4_0_TILE_H
+#define ELM_AVX512_Q4_0_TILE_H
+
+#include <stddef.h>
+
+#include "kernels/avx2/q_legacy.h"
+
+#define Q40W_R          16   /* rows per panel: one zmm of outputs per token */
+#define Q40W_T          8    /* tokens per tile (8 accumulators + 8 weight registers) */
+#define Q40W_MIN_T      4    /* fewer tokens: the shared tile */
+#define Q40W_MAX_BLOCKS 1024 /* 32768 columns; longer rows take the shared tile */
+#define Q40W_ABLOCKS    4096 /* kept token tiles: this many blocks in all (256 KiB) */
+#define Q40W_SLOTS      64   /* at most this many token tiles kept */
+
+/* One block of a 16-row panel: lane l of each vector is row q40w_row(l). */
+struct q40w_wblock {
+    __m512i w[8]; /* group g: the 4 weight bytes (0..15) of elements 4g..4g+3 */
+    __m512 dw;    /* the rows' scales */
+};
+
+/* One block of a token tile: one cache line. */
+struct q40w_ablock {
+    int32_t corr[Q40W_T]; /* -8 * sum of the token's 32 activation bytes */
+    float da[Q40W_T];     /* the token's scale */
+};
+
+/* What a kept token tile was made from; gen: q40w_scratch.gen when it was made. */
+struct q40w_atag {
+    const void *a;
+    size_t as;
+    int64_t nb;
+    int nt;
+    uint64_t gen;
+};
+
+static _Thread_local struct q40w_scratch {
+    struct q40w_wblock wb[Q40W_MAX_BLOCKS];
+    struct q40w_ablock ab[Q40W_ABLOCKS];
+    struct q40w_atag atag[Q40W_SLOTS];
+    uint64_t gen; /* advanced by every stream call: kept token tiles older than it are stale */
+    /* the panel wb holds (w NULL: none) */
+    const void *w;
+    size_t ws;
+    int64_t nb;
+    int nr;
+} q40w_scratch __attribute__((aligned(64)));
+
+/* The 4x4 dword transpose of the unpack puts row 4 * (l % 4) + l / 4 in lane l (an involution,
+ * so the same index vector puts the lanes back in row order). */
+ALWAYS_INLINE int q40w_row(int l)
+{
+    return 4 * (l % 4) + l / 4;
+}
+
+/* Unpacks rows [0, nr) of the panel; lanes of rows nr..15 get zero weights and scales. */
+static void q40w_unpack(struct q40w_scratch *s, const uint8_t *w, size_t ws, int nr, int64_t nb)
+{
+    static const struct elm_block_q4_0 zero;
+    const uint8_t *base[Q40W_R];
+    size_t step[Q40W_R];
+    for (int r = 0; r < Q40W_R; r++) {
+        base[r] = r < nr ? w + (size_t)r * ws : (const uint8_t *)&zero;
+        step[r] = r < nr ? sizeof(struct elm_block_q4_0) : 0;
+    }
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    for (int64_t b = 0; b < nb; b++) {
+        /* z[k]: rows 4k..4k+3, one 16-byte qs per 128-bit lane (dword d = bytes 4d..4d+3) */
+        __m512i z[4];
+        uint16_t d[Q40W_R];
+        UNROLL for (int k = 0; k < 4; k++)
+        {
+            const struct elm_block_q4_0 *x[4];
+            UNROLL for (int q = 0; q < 4; q++) x[q] =
+                (const struct elm_block_q4_0 *)(base[4 * k + q] + (size_t)b * step[4 * k + q]);
+            __m512i v = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)x[0]->qs));
+            v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)x[1]->qs), 1);
+            v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)x[2]->qs), 2);
+            z[k] = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)x[3]->qs), 3);
+            /* row 4k+q goes to lane 4q+k */
+            UNROLL for (int q = 0; q < 4; q++) d[4 * q + k] = load_u16(&x[q]->d);
+        }
+        /* per 128-bit lane q: raw[d] = [z0.d z1.d z2.d z3.d], i.e. lane 4q+k = row 4k+q */
+        const __m512i t0 = _mm512_unpacklo_epi32(z[0], z[1]),
+                      t1 = _mm512_unpackhi_epi32(z[0], z[1]);
+        const __m512i t2 = _mm512_unpacklo_epi32(z[2], z[3]),
+                      t3 = _mm512_unpackhi_epi32(z[2], z[3]);
+        const __m512i raw[4] = {_mm512_unpacklo_epi64(t0, t2), _mm512_unpackhi_epi64(t0, t2),
+                                _mm512_unpacklo_epi64(t1, t3), _mm512_unpackhi_epi64(t1, t3)};
+        struct q40w_wblock *o = &s->wb[b];
+        /* byte j holds element j (low nibble) and element j + 16 (high nibble) */
+        UNROLL for (int g = 0; g < 4; g++)
+        {
+            _mm512_store_si512(&o->w[g], _mm512_and_si512(raw[g], m4));
+            _mm512_store_si512(&o->w[g + 4], _mm512_and_si512(_mm512_srli_epi16(raw[g], 4), m4));
+        }
+        _mm512_store_ps(&o->dw, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)d)));
+    }
+}
+
+/* The per-block corrections and scales of tokens [0, nt), into ab[0..nb). */
+static void q40w_prep(struct q40w_ablock *ab, const uint8_t *a, size_t as, int nt, int64_t nb)
+{
+    const __m256i e8 = _mm256_set1_epi8(8);
+    for (int t = 0; t < nt; t++) {
+        const struct elm_block_q8_0 *v = (const struct elm_block_q8_0 *)(a + (size_t)t * as);
+        int64_t b = 0;
+        for (; b + 8 <= nb; b += 8) {
+            __m256i p[8];
+            UNROLL for (int j = 0; j < 8; j++) p[j] =
+                dot4(_mm256_setzero_si256(), e8, loadu256(v[b + j].qs));
+            int32_t c[8];
+            _mm256_storeu_si256(
+                (__m256i *)c,
+                _mm256_sub_epi32(_mm256_setzero_si256(),
+                                 hsum8x8_epi32(p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7])));
+            UNROLL for (int j = 0; j < 8; j++)
+            {
+                ab[b + j].corr[t] = c[j];
+                ab[b + j].da[t] = h2f(v[b + j].d);
+            }
+        }
+        for (; b < nb; b++) {
+            ab[b].corr[t] = -hsum_epi32(dot4(_mm256_setzero_si256(), e8, loadu256(v[b].qs)));
+            ab[b].da[t] = h2f(v[b].d);
+        }
+    }
+}
+
+/* NT tokens against the unpacked panel; rows [0, nr) of each token's outputs are stored. */
+ALWAYS_INLINE void q40w_run(const struct q40w_scratch *s, const struct q40w_ablock *abs, int64_t nb,
+                            const uint8_t *a, size_t as, float *y, int64_t ys, int nr, const int NT)
+{
+    __m512 acc[Q40W_T];
+    UNROLL for (int t = 0; t < NT; t++) acc[t] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const struct q40w_wblock *wb = &s->wb[b];
+        const struct q40w_ablock *ab = &abs[b];
+        __m512i wg[8];
+        UNROLL for (int g = 0; g < 8; g++) wg[g] = _mm512_load_si512(&wb->w[g]);
+        const __m512 dw = _mm512_load_ps(&wb->dw);
+        UNROLL for (int t = 0; t < NT; t++)
+        {
+            const uint8_t *q = a + (size_t)t * as + (size_t)b * sizeof(struct elm_block_q8_0) +
+                               offsetof(struct elm_block_q8_0, qs);
+            __m512i isum = _mm512_set1_epi32(ab->corr[t]);
+            UNROLL for (int g = 0; g < 8; g++) isum =
+                _mm512_dpbusd_epi32(isum, wg[g], _mm512_set1_epi32((int32_t)load_u32(q + 4 * g)));
+            /* sum = fmaf((float)isum, d_w * d_a, sum), 16 outputs at once */
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum),
+                                     _mm512_mul_ps(dw, _mm512_set1_ps(ab->da[t])), acc[t]);
+        }
+    }
+    const __m512i back = _mm512_setr_epi32(q40w_row(0), q40w_row(1), q40w_row(2), q40w_row(3),
+                                           q40w_row(4), q40w_row(5), q40w_row(6), q40w_row(7),
+                                           q40w_row(8), q40w_row(9), q40w_row(10), q40w_row(11),
+                                           q40w_row(12), q40w_row(13), q40w_row(14), q40w_row(15));
+    const __mmask16 m = (__mmask16)((1u << nr) - 1);
+    UNROLL for (int t = 0; t < NT; t++)
+        _mm512_mask_storeu_ps(y + t * ys, m, _mm512_permutexvar_ps(back, acc[t]));
+}
+
+/* The prepared token tile at a: a kept one if this thread made it since the last stream call
+ * (the activations of a matmul do not change during it, and every matmul's first call on a
+ * thread is a stream call), else made now. The tiles of a token chunk are T * as apart, so
+ * they fall in consecutive slots; the same tile is used by every row panel of a row chunk. */
+static const struct q40w_ablock *q40w_acts(struct q40w_scratch *s, const uint8_t *a, size_t as,
+                                           int nt, int64_t nb)
+{
+    int64_t nslot = Q40W_ABLOCKS / nb;
+    if (nslot > Q40W_SLOTS)
+        nslot = Q40W_SLOTS;
+    const size_t span = Q40W_T * (as ? as : 1);
+    const int64_t slot = (int64_t)(((uintptr_t)a / span) % (uint64_t)nslot);
+    struct q40w_atag *tag = &s->atag[slot];
+    struct q40w_ablock *ab = &s->ab[slot * nb];
+    if (tag->a != a || tag->as != as || tag->nb != nb || tag->nt != nt || tag->gen != s->gen) {
+        q40w_prep(ab, a, as, nt, nb);
+        *tag = (struct q40w_atag){.a = a, .as = as, .nb = nb, .nt = nt, .gen = s->gen};
+    }
+    return ab;
+}
+
+/* The elm_tile_fn of the avx512 Q4_0 entry: nt <= Q40W_T; nr <= Q40W_R with several tokens
+ * (one token: a whole row chunk, for the shared tile). */
+static void q4_0_tile_wide(int64_t n, const void *w, size_t ws, int nr, const void *a, size_t as,
+                           int nt, float *y, int64_t ys, int stream)
+{
+    struct q40w_scratch *s = &q40w_scratch;
+    const int64_t nb = n / ELM_QK;
+    if (stream || nt < Q40W_MIN_T || nr > Q40W_R || nb < 1 || nb > Q40W_MAX_BLOCKS) {
+        if (stream) { /* a new matmul: data behind kept pointers may have changed */
+            s->w = NULL;
+            s->gen++;
+        }
+        /* in the shared tile's own panels, so that each stays in L1 for all its tokens */
+        for (int r = 0; r < nr; r += Q40_R)
+            for (int t = 0; t < nt; t += Q40_T)
+                q4_0_tile(n, (const uint8_t *)w + (size_t)r * ws, ws,
+                          nr - r < Q40_R ? nr - r : Q40_R, (const uint8_t *)a + (size_t)t * as, as,
+                          nt - t < Q40_T ? nt - t : Q40_T, y + t * ys + r, ys, stream && t == 0);
+        return;
+    }
+    if (s->w != w || s->ws != ws || s->nb != nb || s->nr != nr) {
+        q40w_unpack(s, w, ws, nr, nb);
+        s->w = w;
+        s->ws = ws;
+        s->nb = nb;
+        s->nr = nr;
+    }
+    const struct q40w_ablock *abs = q40w_acts(s, a, as, nt, nb);
+    switch (nt) {
+    case 4:
+        q40w_run(s, abs, nb, a, as, y, ys, nr, 4);
+        break;
+    case 5:
+        q40w_run(s, abs, nb, a, as, y, ys, nr, 5);
+        break;
+    case 6:
+        q40w_run(s, abs, nb, a, as, y, ys, nr, 6);
+        break;
+    case 7:
+        q40w_run(s, abs, nb, a, as, y, ys, nr, 7);
+        break;
+    default:
+        q40w_run(s, abs, nb, a, as, y, ys, nr, 8);
+        break;
+    }
+}
+
+#endif
