@@ -301,9 +301,10 @@ static int load_tokens(const struct elm_gguf *g, struct elm_vocab *v, char *err,
     uint64_t total = 0;
     for (uint64_t i = 0; i < n; i++) {
         if (strs[i].len > ELM_VOCAB_MAX_TOKEN_LEN) {
+            const unsigned long long len = strs[i].len;
             free(strs);
             return elm_vocab_fail(err, errlen, ELM_EFORMAT, "%s[%llu]: %llu bytes long", KEY_TOKENS,
-                                  (unsigned long long)i, (unsigned long long)strs[i].len);
+                                  (unsigned long long)i, len);
         }
         total += strs[i].len;
     }
