@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/thp.h"
 #include "common/log.h"
 #include "common/errmsg.h"
 #include "elm/status.h"
@@ -97,17 +98,6 @@ uint64_t elmd_hugepages_free(void)
     return free_pages > resv ? free_pages - resv : 0;
 }
 
-static bool thp_disabled(void)
-{
-    char buf[128] = {0};
-    FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "re");
-    if (!f)
-        return true;
-    bool never = fgets(buf, sizeof buf, f) && strstr(buf, "[never]");
-    fclose(f);
-    return never;
-}
-
 /* ---- memory ------------------------------------------------------------------------------- */
 
 static int alloc_resident(uint64_t span, const struct elmd_load_params *p, struct elmd_residency *r,
@@ -150,7 +140,7 @@ static int alloc_resident(uint64_t span, const struct elmd_load_params *p, struc
     r->map_len = len;
     r->backing = ELMD_BACK_PLAIN;
     if (p->hugepages != ELMD_HUGE_OFF) {
-        if (thp_disabled())
+        if (elm_thp_disabled())
             note(r, "transparent huge pages are disabled: using 4 KiB pages");
         else if (madvise(m, len, MADV_HUGEPAGE) == 0)
             r->backing = ELMD_BACK_THP;

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "common/thp.h"
 #include "common/errmsg.h"
 #include "elm/status.h"
 #include "kv_impl.h"
@@ -44,17 +45,6 @@ int elm_kv_type_check(const struct elm_model *m, enum elm_type type, char *err, 
     return 0;
 }
 
-static bool thp_disabled(void)
-{
-    char buf[128] = {0};
-    FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "re");
-    if (!f)
-        return true;
-    bool never = fgets(buf, sizeof buf, f) && strstr(buf, "[never]");
-    fclose(f);
-    return never;
-}
-
 /* Maps len bytes (a multiple of 2 MiB when huge) and records the backing. */
 static int map_pool(struct elm_kv_pool *p, size_t len, unsigned flags)
 {
@@ -81,7 +71,7 @@ static int map_pool(struct elm_kv_pool *p, size_t len, unsigned flags)
         if (a + len < raw + len + HUGE_2M)
             munmap(a + len, (size_t)(raw + len + HUGE_2M - (a + len)));
         p->base = a;
-        p->backing = !thp_disabled() && madvise(a, len, MADV_HUGEPAGE) == 0 ? "thp" : "plain";
+        p->backing = !elm_thp_disabled() && madvise(a, len, MADV_HUGEPAGE) == 0 ? "thp" : "plain";
         return 0;
     }
     void *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);

@@ -25,34 +25,30 @@ static char bench[4096];
 static char tmpdir[64];
 static char errfile[96];
 
+static int sh(char *out, size_t cap, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = elm_test_vsh(out, cap, errfile, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
 /* Runs `elm-bench ARGS` with stdout into out and stderr into errfile; returns the exit code. */
 static int run(char *out, size_t cap, const char *fmt, ...)
 {
-    char cmd[8192];
-    int n = snprintf(cmd, sizeof cmd, "OMP_WAIT_POLICY=passive ELM_BENCH_CACHE=%s/cache '%s' ",
-                     tmpdir, bench);
+    char args[6144];
     va_list ap;
     va_start(ap, fmt);
-    n += vsnprintf(cmd + n, sizeof cmd - (size_t)n, fmt, ap);
+    vsnprintf(args, sizeof args, fmt, ap);
     va_end(ap);
-    snprintf(cmd + n, sizeof cmd - (size_t)n, " 2>%s", errfile);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    size_t got = fread(out, 1, cap - 1, p);
-    out[got] = 0;
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return sh(out, cap, "OMP_WAIT_POLICY=passive ELM_BENCH_CACHE=%s/cache '%s' %s", tmpdir, bench,
+              args);
 }
 
 static const char *err_text(void)
 {
-    static char buf[8192];
-    FILE *f = fopen(errfile, "r");
-    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
-    buf[n] = 0;
-    if (f)
-        fclose(f);
-    return buf;
+    return elm_test_file_text(errfile);
 }
 
 /* ---- JSON lines ------------------------------------------------------------------------------ */

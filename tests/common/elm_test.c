@@ -1,6 +1,7 @@
 /* elm_test.c — see elm_test.h. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "elm_test.h"
@@ -54,4 +55,29 @@ const char *elm_test_build_dir(void)
 {
     const char *d = getenv("ELM_BUILD_DIR");
     return (d && *d) ? d : ELM_BUILD_DIR;
+}
+
+int elm_test_vsh(char *out, size_t cap, const char *errpath, const char *fmt, va_list ap)
+{
+    char cmd[8192];
+    int n = vsnprintf(cmd, sizeof cmd, fmt, ap);
+    assert_true(n >= 0 && (size_t)n < sizeof cmd - 200);
+    snprintf(cmd + n, sizeof cmd - (size_t)n, " 2>%s", errpath);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t got = fread(out, 1, cap - 1, p);
+    out[got] = 0;
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+const char *elm_test_file_text(const char *path)
+{
+    static char buf[8192];
+    FILE *f = fopen(path, "r");
+    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    buf[n] = 0;
+    if (f)
+        fclose(f);
+    return buf;
 }

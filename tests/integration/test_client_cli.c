@@ -25,30 +25,17 @@ static char errfile[96];
  * status. */
 static int run(char *out, size_t cap, const char *fmt, ...)
 {
-    char cmd[8192];
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(cmd, sizeof cmd, fmt, ap);
+    int rc = elm_test_vsh(out, cap, errfile, fmt, ap);
     va_end(ap);
-    snprintf(cmd + n, sizeof cmd - (size_t)n, " 2>%s", errfile);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    size_t got = fread(out, 1, cap - 1, p);
-    out[got] = 0;
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return rc;
 }
 
 /* What the last run() wrote to stderr. */
 static const char *err_text(void)
 {
-    static char buf[8192];
-    FILE *f = fopen(errfile, "r");
-    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
-    buf[n] = 0;
-    if (f)
-        fclose(f);
-    return buf;
+    return elm_test_file_text(errfile);
 }
 
 static void require_elmd(void)
