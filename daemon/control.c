@@ -496,13 +496,7 @@ void elmd_reload_config(struct elmd *d)
     d->cfg = *n;
     free(n);
     elm_log_setup((enum elm_log_level)d->cfg.log_level, d->cfg.use_syslog, "elmd");
-    pthread_mutex_lock(&d->lock);
-    d->eng_prefill_chunk = d->cfg.prefill_chunk;
-    d->eng_step_ms = d->cfg.step_ms;
-    d->eng_max_sessions = d->cfg.max_sessions;
-    d->eng_max_queued = d->cfg.max_queued;
-    d->eng_queue_timeout_ms = d->cfg.queue_timeout_ms;
-    pthread_mutex_unlock(&d->lock);
+    elmd_publish_knobs(d);
     elmd_engine_wake(d);
     elm_info("SIGHUP: configuration reloaded%s%s", d->cfg.config_path[0] ? " from " : "",
              d->cfg.config_path);

@@ -107,6 +107,16 @@ struct elmd_session {
     } step;
 };
 
+/* The settings the engine thread reads at every step: copied from the configuration under the
+ * lock at start-up and on SIGHUP, because control replaces cfg without it. */
+struct elmd_knobs {
+    int prefill_chunk;    /* prompt tokens a session may evaluate per step */
+    int step_ms;          /* prompt tokens per step fit this budget (0: only prefill_chunk) */
+    int max_sessions;
+    int max_queued;       /* requests that may wait for KV pages */
+    int queue_timeout_ms; /* how long they may wait */
+};
+
 struct elmd {
     struct elmd_config cfg; /* control's; the engine reads the [L] copies below */
     int argc;
@@ -158,11 +168,7 @@ struct elmd {
     bool eng_draining;           /* [L] refuse new prompts */
     bool eng_cancel_all;         /* [L] end running requests with ESHUTDOWN */
     bool eng_stop;               /* [L] leave the loop */
-    int eng_prefill_chunk;       /* [L] */
-    int eng_step_ms;             /* [L] */
-    int eng_max_sessions;        /* [L] */
-    int eng_max_queued;          /* [L] */
-    int eng_queue_timeout_ms;    /* [L] */
+    struct elmd_knobs knobs;     /* [L] the engine's settings, from cfg (elmd_publish_knobs) */
     int64_t kv_free_pages;       /* [L] the pool's free pages, as of the engine's last step */
     int n_kv_waiting;            /* [L] requests waiting for KV pages */
     int n_running;               /* [L] requests running or queued */
@@ -173,6 +179,8 @@ struct elmd {
 /* scheduler.c */
 void *elmd_engine_main(void *arg);
 void elmd_engine_wake(struct elmd *d);
+/* Copies cfg's engine settings to d->knobs (takes d->lock); the engine sees them next step. */
+void elmd_publish_knobs(struct elmd *d);
 
 /* control.c */
 int elmd_control_open(struct elmd *d, char *err, size_t errlen);

@@ -274,11 +274,7 @@ int main(int argc, char **argv)
         fatal("cannot write the pid file: %s", strerror(-rc));
     if (elmd_stats_init(&d.st) || pthread_mutex_init(&d.lock, NULL))
         fatal("out of memory");
-    d.eng_prefill_chunk = d.cfg.prefill_chunk;
-    d.eng_step_ms = d.cfg.step_ms;
-    d.eng_max_sessions = d.cfg.max_sessions;
-    d.eng_max_queued = d.cfg.max_queued;
-    d.eng_queue_timeout_ms = d.cfg.queue_timeout_ms;
+    elmd_publish_knobs(&d);
     if ((rc = elmd_control_open(&d, err, sizeof err)))
         fatal("%s", err);
     if ((rc = pthread_create(&d.engine, NULL, elmd_engine_main, &d)))

@@ -58,14 +58,24 @@ struct eng {
     int32_t w_batch, w_ctx;
     struct elm_batch_item *items;
     int rr;
-    int prefill_chunk, max_sessions;
-    int step_ms;       /* prompt tokens per step fit this budget (0: only prefill_chunk) */
-    double ns_per_tok; /* running estimate of a token's cost in a batch of several (0: none) */
-    int max_queued, queue_timeout_ms;
+    struct elmd_knobs k; /* d->knobs as of this step */
+    double ns_per_tok;   /* running estimate of a token's cost in a batch of several (0: none) */
     bool draining, cancel_all, stop;
     uint32_t wake_seen;
     bool no_waitv;
 };
+
+void elmd_publish_knobs(struct elmd *d)
+{
+    const struct elmd_config *c = &d->cfg;
+    pthread_mutex_lock(&d->lock);
+    d->knobs = (struct elmd_knobs){.prefill_chunk = c->prefill_chunk,
+                                   .step_ms = c->step_ms,
+                                   .max_sessions = c->max_sessions,
+                                   .max_queued = c->max_queued,
+                                   .queue_timeout_ms = c->queue_timeout_ms};
+    pthread_mutex_unlock(&d->lock);
+}
 
 void elmd_engine_wake(struct elmd *d)
 {
@@ -457,7 +467,7 @@ static int start_prompt(struct eng *e, struct elmd_session *s, struct elmd_promp
         w->need_pages = elmd_wait_need(s, w);
         w->free_pages = elm_kv_pool_free_pages(s->pool);
     }
-    if (e->queue_timeout_ms == 0 || waiting >= e->max_queued) {
+    if (e->k.queue_timeout_ms == 0 || waiting >= e->k.max_queued) {
         busy_message(w, msg, cap);
         elm_debug("session %llu: request %u refused: %s (%d waiting)", (unsigned long long)s->id,
                   p->msg.hdr.req_id, msg, waiting);
@@ -490,7 +500,7 @@ static int admit_waiting(struct eng *e)
             q[i] = q[i - 1];
         q[i] = s;
     }
-    uint64_t now = elmd_now_ns(), timeout = (uint64_t)e->queue_timeout_ms * 1000000u;
+    uint64_t now = elmd_now_ns(), timeout = (uint64_t)e->k.queue_timeout_ms * 1000000u;
     uint64_t next = UINT64_MAX;
     bool blocked = false;
     char msg[160];
@@ -595,9 +605,9 @@ static bool has_room(struct elmd_session *s)
 static int prefill_allowance(const struct eng *e, int decoding)
 {
     int left = e->w_batch - decoding;
-    if (e->step_ms <= 0 || e->ns_per_tok <= 0)
+    if (e->k.step_ms <= 0 || e->ns_per_tok <= 0)
         return left;
-    double fit = (double)e->step_ms * 1e6 / e->ns_per_tok - decoding;
+    double fit = (double)e->k.step_ms * 1e6 / e->ns_per_tok - decoding;
     return fit < 1 ? 1 : fit < left ? (int)fit : left;
 }
 
@@ -628,7 +638,7 @@ static int plan(struct eng *e)
         struct elmd_session *s = e->act[k];
         if (runnable(s) && s->cur.to_eval > 0 && has_room(s)) {
             int left = limit - used;
-            int max = left < e->prefill_chunk ? left : e->prefill_chunk;
+            int max = left < e->k.prefill_chunk ? left : e->k.prefill_chunk;
             e->counts[k] = elm_seq_plan(s->seq, max, e->items + used);
             used += e->counts[k];
         }
@@ -690,7 +700,7 @@ static void advance(struct elmd_session *s, int n, int rc)
 /* Recreates the scratch buffers when the model or the batch size changed. */
 static int ensure_work(struct eng *e)
 {
-    int32_t batch = (e->max_sessions > e->n_act ? e->max_sessions : e->n_act) + e->prefill_chunk;
+    int32_t batch = (e->k.max_sessions > e->n_act ? e->k.max_sessions : e->n_act) + e->k.prefill_chunk;
     if (e->w && e->w_batch == batch)
         return 0;
     elm_work_destroy(&e->w);
@@ -757,11 +767,7 @@ static void take_commands(struct eng *e)
     e->draining = d->eng_draining;
     e->cancel_all = d->eng_cancel_all;
     e->stop = d->eng_stop;
-    e->prefill_chunk = d->eng_prefill_chunk;
-    e->step_ms = d->eng_step_ms;
-    e->max_sessions = d->eng_max_sessions;
-    e->max_queued = d->eng_max_queued;
-    e->queue_timeout_ms = d->eng_queue_timeout_ms;
+    e->k = d->knobs;
     pthread_mutex_unlock(&d->lock);
 
     /* New sessions get their sequence here, on the thread that owns the pool's pages. */
@@ -956,7 +962,7 @@ void *elmd_engine_main(void *arg)
             start_next(&e, e.act[k]);
         int64_t free_seen = e.m ? elm_kv_pool_free_pages(e.m->kv_pool) : 0;
         if (wait_ms < 0 && n_waiting(&e))
-            wait_ms = e.queue_timeout_ms; /* a request that began to wait in this step */
+            wait_ms = e.k.queue_timeout_ms; /* a request that began to wait in this step */
         int n = 0, rc = 0;
         if (e.m && e.n_act && ensure_work(&e) == 0)
             n = plan(&e);
