@@ -260,6 +260,7 @@ void elmd_config_usage(FILE *f)
             "      --max-queued N      requests that may wait for KV memory (default 16)\n"
             "      --queue-timeout-ms N  how long they may wait (default 30000; 0: refuse)\n"
             "      --prefill-chunk N   prompt tokens per session per step (default 64)\n"
+            "      --step-ms N         prompt tokens per step fit N ms (default 100; 0: no limit)\n"
             "      --endpoint URL      also listen on tcp://127.0.0.1:PORT\n"
             "  -h, --help              this text\n"
             "  -V, --version           print the version\n",
@@ -298,6 +299,7 @@ int elmd_config_from_args(struct elmd_config *c, int argc, char **argv, char *er
         {"kv-pool-tokens", required_argument, 0, 10},
         {"max-queued", required_argument, 0, 11},
         {"queue-timeout-ms", required_argument, 0, 12},
+        {"step-ms", required_argument, 0, 13},
         {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, 'V'},
         {0, 0, 0, 0},
@@ -314,7 +316,8 @@ int elmd_config_from_args(struct elmd_config *c, int argc, char **argv, char *er
                                  "endpoint",
                                  "kv_pool_tokens",
                                  "max_queued",
-                                 "queue_timeout_ms"};
+                                 "queue_timeout_ms",
+                                 "step_ms"};
     elmd_config_defaults(c);
 
     /* First pass: only --config, --help and --version, so the file is applied before the
@@ -365,7 +368,7 @@ int elmd_config_from_args(struct elmd_config *c, int argc, char **argv, char *er
         case 'c':
             break;
         default:
-            if (o >= 1 && o <= 12)
+            if (o >= 1 && o < (int)(sizeof keys / sizeof *keys))
                 rc = elmd_config_set(c, keys[o], optarg, msg, sizeof msg);
             break;
         }
