@@ -62,7 +62,8 @@ int elm_test_vsh(char *out, size_t cap, const char *errpath, const char *fmt, va
     char cmd[8192];
     int n = vsnprintf(cmd, sizeof cmd, fmt, ap);
     assert_true(n >= 0 && (size_t)n < sizeof cmd - 200);
-    snprintf(cmd + n, sizeof cmd - (size_t)n, " 2>%s", errpath);
+    if (errpath)
+        snprintf(cmd + n, sizeof cmd - (size_t)n, " 2>%s", errpath);
     FILE *p = popen(cmd, "r");
     assert_non_null(p);
     size_t got = fread(out, 1, cap - 1, p);

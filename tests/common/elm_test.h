@@ -34,8 +34,8 @@ char *elm_test_read_file(const char *path, size_t *len);
 const char *elm_test_build_dir(void);
 
 /* Runs a shell command (printf-style) with its stdout in out (NUL-terminated, at most cap - 1
- * bytes kept) and its stderr in the file errpath. Returns the exit status, -1 when it did not
- * exit. Asserts that the shell could be started. */
+ * bytes kept) and its stderr in the file errpath (NULL: left alone). Returns the exit status, -1
+ * when it did not exit. Asserts that the shell could be started. */
 int elm_test_vsh(char *out, size_t cap, const char *errpath, const char *fmt, va_list ap);
 
 /* The start (up to 8 KiB) of a text file, "" when it cannot be read. Static buffer. */

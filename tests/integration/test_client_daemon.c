@@ -344,6 +344,37 @@ static void wait_ok(pid_t pid)
         fail_msg("client %d ended with status %d", (int)pid, st);
 }
 
+/* Reads a client_two_sessions child's two texts from fd, waits for it, and compares them with
+ * want[0] and want[1]. */
+static void expect_two_texts(int fd, pid_t pid, const struct text *want)
+{
+    static char got[2 * sizeof want[0].buf + 2];
+    size_t n = read_all(fd, got, sizeof got);
+    close(fd);
+    wait_ok(pid);
+    size_t l1 = strlen(got);
+    assert_true(l1 < n);
+    assert_int_equal(l1, want[0].len);
+    assert_memory_equal(got, want[0].buf, l1);
+    assert_int_equal(strlen(got + l1 + 1), want[1].len);
+    assert_memory_equal(got + l1 + 1, want[1].buf, want[1].len);
+}
+
+/* A child that becomes uid 54321, in no group, is refused by the daemon at dir. */
+static void expect_stranger_refused(const char *dir)
+{
+    pid_t pid = fork_child(-1, -1);
+    if (pid == 0) {
+        elm_client *c = NULL;
+        if (setgroups(0, NULL) || setresgid(54321, 54321, 54321) ||
+            setresuid(54321, 54321, 54321))
+            _exit(3);
+        int rc = elm_client_connect(dir, &c);
+        _exit(rc == -EACCES && !c ? 0 : 1);
+    }
+    wait_ok(pid);
+}
+
 static void test_four_clients_eight_streams(void **state)
 {
     ELM_REQUIRE_MODEL(model, "stories260K.gguf");
@@ -359,18 +390,8 @@ static void test_four_clients_eight_streams(void **state)
         pids[k] = spawn_client(run_two_sessions, d.dir, 2 * k, fds[k][1], -1);
         close(fds[k][1]);
     }
-    for (int k = 0; k < 4; k++) {
-        static char got[2 * sizeof want[0].buf + 2];
-        size_t n = read_all(fds[k][0], got, sizeof got);
-        close(fds[k][0]);
-        wait_ok(pids[k]);
-        size_t l1 = strlen(got);
-        assert_true(l1 < n);
-        assert_int_equal(l1, want[2 * k].len);
-        assert_memory_equal(got, want[2 * k].buf, l1);
-        assert_int_equal(strlen(got + l1 + 1), want[2 * k + 1].len);
-        assert_memory_equal(got + l1 + 1, want[2 * k + 1].buf, want[2 * k + 1].len);
-    }
+    for (int k = 0; k < 4; k++)
+        expect_two_texts(fds[k][0], pids[k], &want[2 * k]);
     daemon_stop(&d, false);
 }
 
@@ -556,16 +577,7 @@ static void test_other_user_cannot_connect(void **state)
     for (int open_dir = 0; open_dir < 2; open_dir++) {
         if (!open_dir)
             assert_int_equal(chmod(d.dir, 0700), 0);
-        pid_t pid = fork_child(-1, -1);
-        if (pid == 0) {
-            elm_client *c = NULL;
-            if (setgroups(0, NULL) || setresgid(54321, 54321, 54321) ||
-                setresuid(54321, 54321, 54321))
-                _exit(3);
-            int rc = elm_client_connect(d.dir, &c);
-            _exit(rc == -EACCES && !c ? 0 : 1);
-        }
-        wait_ok(pid);
+        expect_stranger_refused(d.dir);
     }
     daemon_stop(&d, false);
 }
@@ -601,26 +613,8 @@ static void test_group_member_can_stream(void **state)
         _exit(client_two_sessions(d.dir, 0, fds[1]));
     }
     close(fds[1]);
-    static char got[2 * sizeof want[0].buf + 2];
-    size_t n = read_all(fds[0], got, sizeof got);
-    close(fds[0]);
-    wait_ok(member);
-    size_t l1 = strlen(got);
-    assert_true(l1 < n);
-    assert_int_equal(l1, want[0].len);
-    assert_memory_equal(got, want[0].buf, l1);
-    assert_int_equal(strlen(got + l1 + 1), want[1].len);
-    assert_memory_equal(got + l1 + 1, want[1].buf, want[1].len);
-    pid_t stranger = fork_child(-1, -1);
-    if (stranger == 0) {
-        elm_client *c = NULL;
-        if (setgroups(0, NULL) || setresgid(54321, 54321, 54321) ||
-            setresuid(54321, 54321, 54321))
-            _exit(3);
-        int rc = elm_client_connect(d.dir, &c);
-        _exit(rc == -EACCES && !c ? 0 : 1);
-    }
-    wait_ok(stranger);
+    expect_two_texts(fds[0], member, want);
+    expect_stranger_refused(d.dir);
     daemon_stop(&d, false);
 }
 

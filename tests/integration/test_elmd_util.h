@@ -418,62 +418,6 @@ struct ts_result {
     uint32_t req_id;
 };
 
-/* Reads events until DONE or ERROR. Returns 0, -ETIMEDOUT, -EPIPE (session closed) or a
- * decoding error. */
-static inline int ts_collect(struct ts *s, struct ts_result *res, int timeout_ms)
-{
-    static unsigned char buf[2048];
-    memset(res, 0, sizeof *res);
-    int64_t end = td_now_ms() + timeout_ms;
-    for (;;) {
-        struct elm_ring_rec rec;
-        int rc = elm_ring_pop(&s->r.evt, &rec, buf, sizeof buf);
-        if (rc == -EAGAIN) {
-            int left = (int)(end - td_now_ms());
-            if (left <= 0) {
-                if (getenv("ELMD_TEST_HOLD")) { /* debugging: time to attach to the daemon */
-                    fprintf(stderr, "HOLD\n");
-                    sleep(120);
-                }
-                return -ETIMEDOUT;
-            }
-            rc = elm_ring_wait_data(&s->r.evt, left);
-            if (rc < 0 && rc != -EINTR && rc != -ETIMEDOUT)
-                return rc;
-            continue;
-        }
-        if (rc < 0)
-            return rc;
-        if (rec.type == ELM_REC_TOKEN) {
-            struct elm_token_msg t;
-            if ((rc = elm_rec_token_decode(buf, rec.len, &t)))
-                return rc;
-            if (res->n_ids < 2048)
-                res->ids[res->n_ids++] = t.id;
-            if (res->text_len + t.piece_len < sizeof res->text) {
-                memcpy(res->text + res->text_len, t.piece, t.piece_len);
-                res->text_len += t.piece_len;
-            }
-        } else if (rec.type == ELM_REC_DONE) {
-            res->done = true;
-            rc = elm_rec_done_decode(buf, rec.len, &res->dn);
-            res->req_id = res->dn.req_id;
-            return rc;
-        } else if (rec.type == ELM_REC_ERROR) {
-            struct elm_error_msg e;
-            if ((rc = elm_rec_error_decode(buf, rec.len, &e)))
-                return rc;
-            res->error = true;
-            res->err_code = e.code;
-            res->req_id = e.req_id;
-            snprintf(res->err_msg, sizeof res->err_msg, "%.*s", (int)e.msg_len, e.msg);
-            return 0;
-        } else {
-            return ELM_EPROTO;
-        }
-    }
-}
-
 /* Reads one event of s (waiting up to timeout_ms) into res; returns 1 when the request ended,
  * 0 when a token came, or an error. start_pos, when not NULL, gets the ring position the
  * record started at (the consumer's counter before the pop). */
@@ -527,6 +471,26 @@ static inline int ts_next(struct ts *s, struct ts_result *res, int timeout_ms, u
             return 1;
         }
         return ELM_EPROTO;
+    }
+}
+
+/* Reads events until DONE or ERROR. Returns 0, -ETIMEDOUT, -EPIPE (session closed) or a
+ * decoding error. */
+static inline int ts_collect(struct ts *s, struct ts_result *res, int timeout_ms)
+{
+    memset(res, 0, sizeof *res);
+    int64_t end = td_now_ms() + timeout_ms;
+    for (;;) {
+        int left = (int)(end - td_now_ms());
+        int rc = ts_next(s, res, left > 0 ? left : 0, NULL);
+        if (rc == 1)
+            return 0;
+        if (rc == -ETIMEDOUT && getenv("ELMD_TEST_HOLD")) { /* debugging: attach to the daemon */
+            fprintf(stderr, "HOLD\n");
+            sleep(120);
+        }
+        if (rc)
+            return rc;
     }
 }
 
