@@ -349,15 +349,18 @@ static int parse_kv(struct cursor *c, uint64_t index, struct elm_gguf_kv *kv)
  * Duplicate detection and overlap checks: sort pointers, compare neighbours.
  */
 
-static int cmp_str_ptr(const void *a, const void *b)
+static int cmp_str(const struct elm_gguf_str *x, const struct elm_gguf_str *y)
 {
-    const struct elm_gguf_str *x = *(const struct elm_gguf_str *const *)a;
-    const struct elm_gguf_str *y = *(const struct elm_gguf_str *const *)b;
     uint64_t n = x->len < y->len ? x->len : y->len;
     int r = n ? memcmp(x->ptr, y->ptr, n) : 0;
     if (r)
         return r;
     return x->len < y->len ? -1 : x->len > y->len;
+}
+
+static int cmp_str_ptr(const void *a, const void *b)
+{
+    return cmp_str(*(const struct elm_gguf_str *const *)a, *(const struct elm_gguf_str *const *)b);
 }
 
 /* Finds a name that occurs twice among n names spaced `stride` bytes apart; NULL if none (or
@@ -384,6 +387,61 @@ static const struct elm_gguf_str *find_duplicate(const void *first, size_t strid
             dup = v[i];
     free(v);
     return dup;
+}
+
+static bool same_value(const struct elm_gguf_kv *a, const struct elm_gguf_kv *b)
+{
+    return a->type == b->type && a->arr_type == b->arr_type && a->arr_n == b->arr_n &&
+           a->raw_len == b->raw_len && memcmp(a->raw, b->raw, a->raw_len) == 0;
+}
+
+/* Orders keys by name, then by position in the file. */
+static int cmp_kv_ptr(const void *a, const void *b)
+{
+    const struct elm_gguf_kv *x = *(const struct elm_gguf_kv *const *)a;
+    const struct elm_gguf_kv *y = *(const struct elm_gguf_kv *const *)b;
+    int r = cmp_str(&x->key, &y->key);
+    return r ? r : (x > y) - (x < y);
+}
+
+/* A key written twice with the same type and the same bytes is kept once (the first), as
+ * llama.cpp's reader of the time did: some converters wrote general.file_type twice
+ * (vocab/ggml-vocab-dbrx.gguf). A key repeated with a different value is ambiguous and refused. */
+static int drop_repeated_keys(struct cursor *c, struct elm_gguf *g)
+{
+    struct elm_gguf_kv **v;
+    bool *drop;
+    uint64_t n = 0;
+
+    if (g->n_kv < 2)
+        return 0;
+    v = malloc(g->n_kv * sizeof *v);
+    drop = calloc(g->n_kv, sizeof *drop);
+    if (!v || !drop) {
+        free(v), free(drop);
+        return fail(c, -ENOMEM, "out of memory");
+    }
+    for (uint64_t i = 0; i < g->n_kv; i++)
+        v[i] = &g->kv[i];
+    qsort(v, g->n_kv, sizeof *v, cmp_kv_ptr);
+    for (uint64_t i = 1, first = 0; i < g->n_kv; i++) {
+        if (cmp_str(&v[first]->key, &v[i]->key)) {
+            first = i;
+            continue;
+        }
+        if (!same_value(v[first], v[i])) {
+            set_ctx_name(c, "key", v[i]->key);
+            free(v), free(drop);
+            return fail(c, ELM_EFORMAT, "duplicate key with a different value");
+        }
+        drop[v[i] - g->kv] = true;
+    }
+    for (uint64_t i = 0; i < g->n_kv; i++)
+        if (!drop[i])
+            g->kv[n++] = g->kv[i];
+    g->n_kv = n;
+    free(v), free(drop);
+    return 0;
 }
 
 static int cmp_tensor_offset(const void *a, const void *b)
@@ -545,13 +603,8 @@ static int parse_all(struct cursor *c, struct elm_gguf *g)
     for (uint64_t i = 0; i < g->n_kv; i++)
         if ((rc = parse_kv(c, i, &g->kv[i])))
             return rc;
-    dup = find_duplicate(&g->kv[0].key, sizeof g->kv[0], g->n_kv, &rc);
-    if (rc)
-        return fail(c, rc, "out of memory");
-    if (dup) {
-        set_ctx_name(c, "key", *dup);
-        return fail(c, ELM_EFORMAT, "duplicate key");
-    }
+    if ((rc = drop_repeated_keys(c, g)))
+        return rc;
     if ((rc = read_alignment(c, g, &g->alignment)))
         return rc;
 

@@ -539,6 +539,29 @@ static void test_handmade_kv(void **state)
     bb_str(&b, "b"), bb_u32(&b, ELM_GGUF_U8), bb_zeros(&b, 1);
     bb_str(&b, "a"), bb_u32(&b, ELM_GGUF_U16), bb_zeros(&b, 2);
     expect_fail(&b, ELM_EFORMAT, "key 'a': duplicate");
+    /* the same key with the same type and bytes is kept once, in file order (the dbrx vocab
+     * repeats general.file_type) */
+    b.n = 0, bb_header(&b, 3, 0, 4);
+    bb_str(&b, "a"), bb_u32(&b, ELM_GGUF_U8), bb_put(&b, "\x07", 1);
+    bb_str(&b, "b"), bb_u32(&b, ELM_GGUF_U8), bb_put(&b, "\x01", 1);
+    bb_str(&b, "a"), bb_u32(&b, ELM_GGUF_U8), bb_put(&b, "\x07", 1);
+    bb_str(&b, "c"), bb_u32(&b, ELM_GGUF_U8), bb_put(&b, "\x02", 1);
+    {
+        struct elm_gguf *g = NULL;
+        char err[256];
+        assert_int_equal(elm_gguf_parse(b.p, b.n, &g, err, sizeof err), 0);
+        assert_int_equal(g->n_kv, 3);
+        assert_int_equal(g->kv[0].key.ptr[0], 'a');
+        assert_int_equal(g->kv[1].key.ptr[0], 'b');
+        assert_int_equal(g->kv[2].key.ptr[0], 'c');
+        assert_int_equal(elm_gguf_find(g, "a")->v.u64, 7);
+        elm_gguf_destroy(&g);
+    }
+    /* ... but not with other bytes */
+    b.n = 0, bb_header(&b, 3, 0, 2);
+    bb_str(&b, "a"), bb_u32(&b, ELM_GGUF_U8), bb_put(&b, "\x07", 1);
+    bb_str(&b, "a"), bb_u32(&b, ELM_GGUF_U8), bb_put(&b, "\x08", 1);
+    expect_fail(&b, ELM_EFORMAT, "key 'a': duplicate key with a different value");
     /* a key with control bytes is printed escaped */
     b.n = 0, bb_header(&b, 3, 0, 1), bb_str(&b, "bad\x1b[2J"), bb_u32(&b, 77), bb_zeros(&b, 4);
     expect_fail(&b, ELM_EFORMAT, "'bad\\x1b[2J'");
