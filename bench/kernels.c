@@ -32,9 +32,9 @@
 #include "kernels/kernels.h"
 #include "svg.h"
 
-#define MAX_REPS            1000
-#define MAX_MODELS          8
-#define DECODE_TOKENS       32
+#define MAX_REPS      1000
+#define MAX_MODELS    8
+#define DECODE_TOKENS 32
 
 struct kopts {
     int64_t rows, cols, toks;
@@ -268,9 +268,11 @@ static int plot_kernels(const struct bench_opts *o, const enum elm_type *types, 
     memset(ch, 0, sizeof ch);
     snprintf(title, sizeof title, "elm-bench kernels: mat×mat, %lld tokens", (long long)toks);
     ch[0] = (struct svg_chart){.title = "elm-bench kernels: mat×vec (decode) weight bandwidth",
-                               .xlabel = "weight type", .ylabel = "GB/s", .bars = true};
-    ch[1] = (struct svg_chart){.title = title, .xlabel = "weight type", .ylabel = "GFLOP/s",
+                               .xlabel = "weight type",
+                               .ylabel = "GB/s",
                                .bars = true};
+    ch[1] = (struct svg_chart){
+        .title = title, .xlabel = "weight type", .ylabel = "GFLOP/s", .bars = true};
     for (int c = 0; c < 2; c++) {
         ch[c].n_cats = nt < SVG_MAX_CATS ? nt : SVG_MAX_CATS;
         for (int i = 0; i < ch[c].n_cats; i++)
@@ -324,20 +326,15 @@ static int parse_types(const char *list, enum elm_type *out, int max)
     return n;
 }
 
-int bench_kernels(const struct bench_opts *go, int argc, char **argv)
+/* Reads the subcommand's options into *ko and o->plot. Returns -1 to go on, else the exit code. */
+static int parse_kopts(struct bench_opts *o, int argc, char **argv, struct kopts *ko_out)
 {
-    struct bench_opts opts = *go, *o = &opts; /* --plot may also follow the subcommand */
     static const struct option lo[] = {
-        {"types", required_argument, 0, 'T'},
-        {"rows", required_argument, 0, 'r'},
-        {"cols", required_argument, 0, 'c'},
-        {"tokens", required_argument, 0, 'n'},
-        {"hot", no_argument, 0, 'H'},
-        {"model", required_argument, 0, 'm'},
-        {"synth", required_argument, 0, 's'},
-        {"plot", required_argument, 0, 'P'},
-        {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0},
+        {"types", required_argument, 0, 'T'}, {"rows", required_argument, 0, 'r'},
+        {"cols", required_argument, 0, 'c'},  {"tokens", required_argument, 0, 'n'},
+        {"hot", no_argument, 0, 'H'},         {"model", required_argument, 0, 'm'},
+        {"synth", required_argument, 0, 's'}, {"plot", required_argument, 0, 'P'},
+        {"help", no_argument, 0, 'h'},        {0, 0, 0, 0},
     };
     struct kopts ko = {.rows = 4096,
                        .cols = 4096,
@@ -378,7 +375,7 @@ int bench_kernels(const struct bench_opts *go, int argc, char **argv)
             ko.llc_bytes = 0;
             break;
         case 'P':
-            opts.plot = optarg;
+            o->plot = optarg;
             break;
         case 'm':
         case 's':
@@ -414,6 +411,55 @@ int bench_kernels(const struct bench_opts *go, int argc, char **argv)
             return 2;
         }
     }
+    *ko_out = ko;
+    return -1;
+}
+
+/* Prints the streaming-read bandwidth by thread count, measured on buf[words]. */
+static void print_stream(const struct bench_opts *o, const struct kopts *ko, uint64_t *buf,
+                         size_t words, uint64_t *sink)
+{
+    for (int th = 1; th <= o->threads; th++) {
+        double v[MAX_REPS];
+        stream_once(buf, words, th, sink);
+        for (int i = 0; i < o->reps; i++)
+            v[i] = stream_once(buf, words, th, sink);
+        const struct bench_stat s = bench_stats(v, o->reps);
+        const struct bench_cell cells[] = {
+            {"threads", NULL, th, 0},
+            {"stream read GB/s", NULL, s.median, 2},
+            {"min", NULL, s.min, 2},
+            {"max", NULL, s.max, 2},
+            {"buffer MiB", NULL, (double)ko->bw_bytes / (1 << 20), 0},
+        };
+        bench_row(o, "stream", cells, (int)(sizeof cells / sizeof *cells));
+    }
+    bench_end_table(o);
+}
+
+/* Prints the measured clock and the int8 peak; returns the peak in GFLOP/s. */
+static double print_peak(const struct bench_opts *o)
+{
+    double hz;
+    const double peak = bench_int8_peak(o->threads, &hz);
+    const struct bench_cell pc[] = {
+        {"clock GHz (measured)", NULL, hz / 1e9, 2},
+        {"cores", NULL, o->threads, 0},
+        {"int8 MAC/cycle/core", NULL, BENCH_INT8_MACS_PER_CYCLE, 0},
+        {"int8 peak GFLOP/s", NULL, peak, 0},
+    };
+    bench_row(o, "peak", pc, (int)(sizeof pc / sizeof *pc));
+    bench_end_table(o);
+    return peak;
+}
+
+int bench_kernels(const struct bench_opts *go, int argc, char **argv)
+{
+    struct bench_opts opts = *go, *o = &opts; /* --plot may also follow the subcommand */
+    struct kopts ko;
+    int rc = parse_kopts(o, argc, argv, &ko);
+    if (rc >= 0)
+        return rc;
     enum elm_type types[16];
     const int nt = parse_types(ko.types, types, 16);
     if (nt <= 0)
@@ -435,33 +481,8 @@ int bench_kernels(const struct bench_opts *go, int argc, char **argv)
     }
     for (size_t i = 0; i < words; i++)
         buf[i] = i; /* touch every page, so the probe measures memory, not page faults */
-    for (int th = 1; th <= o->threads; th++) {
-        double v[MAX_REPS];
-        stream_once(buf, words, th, &sink);
-        for (int i = 0; i < o->reps; i++)
-            v[i] = stream_once(buf, words, th, &sink);
-        const struct bench_stat s = bench_stats(v, o->reps);
-        const struct bench_cell cells[] = {
-            {"threads", NULL, th, 0},
-            {"stream read GB/s", NULL, s.median, 2},
-            {"min", NULL, s.min, 2},
-            {"max", NULL, s.max, 2},
-            {"buffer MiB", NULL, (double)ko.bw_bytes / (1 << 20), 0},
-        };
-        bench_row(o, "stream", cells, (int)(sizeof cells / sizeof *cells));
-    }
-    bench_end_table(o);
-
-    double hz;
-    const double peak = bench_int8_peak(o->threads, &hz);
-    const struct bench_cell pc[] = {
-        {"clock GHz (measured)", NULL, hz / 1e9, 2},
-        {"cores", NULL, o->threads, 0},
-        {"int8 MAC/cycle/core", NULL, BENCH_INT8_MACS_PER_CYCLE, 0},
-        {"int8 peak GFLOP/s", NULL, peak, 0},
-    };
-    bench_row(o, "peak", pc, (int)(sizeof pc / sizeof *pc));
-    bench_end_table(o);
+    print_stream(o, &ko, buf, words, &sink);
+    const double peak = print_peak(o);
 
     omp_set_num_threads(o->threads);
     if (ko.n_models > 0) {
