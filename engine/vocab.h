@@ -60,6 +60,12 @@ int32_t elm_vocab_find(const struct elm_vocab *v, const char *text, size_t len);
 int elm_tokenize(const struct elm_vocab *v, const char *text, size_t len, bool add_special,
                  bool parse_special, int32_t *out, int cap);
 
+/* The same, all of it: *out is a malloc'ed array of *n ids (the caller frees it; not NULL on
+ * success, even for no tokens). add_special false is "no BOS/EOS" (a continued conversation,
+ * `elmctl tokenize --no-bos`). Returns 0 or a negative error; *out and *n written on success. */
+int elm_tokenize_alloc(const struct elm_vocab *v, const char *text, size_t len, bool add_special,
+                       bool parse_special, int32_t **out, int32_t *n);
+
 /* The bytes one token contributes to the output text: byte tokens become their byte, "▁" a
  * space, GPT-2's byte map is undone. CONTROL/UNKNOWN tokens render as nothing unless special.
  * Writes at most cap bytes and returns the piece's full length, or a negative error

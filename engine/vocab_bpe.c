@@ -23,9 +23,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/errmsg.h"
 #include "elm/status.h"
 #include "unicode.h"
-#include "vocab_impl.h"
+#include "vocab_bpe.h"
 
 /* ============================================================================================
  * GPT-2 byte <-> code point map
@@ -94,7 +95,7 @@ static uint32_t hash_u64(uint64_t k)
     return (uint32_t)k;
 }
 
-int32_t elm_vocab_merge_rank(const struct elm_vocab *v, int32_t left, int32_t right)
+static int32_t merge_rank_of(const struct elm_vocab *v, int32_t left, int32_t right)
 {
     if (!v->merge_keys || left < 0 || right < 0)
         return -1;
@@ -126,21 +127,20 @@ int elm_bpe_load_merges(const struct elm_gguf *g, struct elm_vocab *v, char *err
     const void *unused;
     int rc = elm_gguf_get_arr(g, KEY_MERGES, ELM_GGUF_STRING, &n, &unused);
     if (rc == -ENOENT)
-        return elm_vocab_fail(err, errlen, ELM_EFORMAT,
-                              "%s: missing (required by gpt2 vocabularies)", KEY_MERGES);
+        return elm_errf(err, errlen, ELM_EFORMAT, "%s: missing (required by gpt2 vocabularies)",
+                        KEY_MERGES);
     if (rc)
-        return elm_vocab_fail(err, errlen, ELM_EFORMAT, "%s: expected an array of strings",
-                              KEY_MERGES);
+        return elm_errf(err, errlen, ELM_EFORMAT, "%s: expected an array of strings", KEY_MERGES);
     if (n > ELM_VOCAB_MAX_TOKENS)
-        return elm_vocab_fail(err, errlen, ELM_EFORMAT, "%s: %llu merges", KEY_MERGES,
-                              (unsigned long long)n);
+        return elm_errf(err, errlen, ELM_EFORMAT, "%s: %llu merges", KEY_MERGES,
+                        (unsigned long long)n);
     struct elm_gguf_str *strs = malloc((n ? n : 1) * sizeof *strs);
     if (!strs)
         return -ENOMEM;
     rc = elm_gguf_get_str_arr(g, KEY_MERGES, strs, n);
     if (rc) {
         free(strs);
-        return elm_vocab_fail(err, errlen, ELM_EFORMAT, "%s: unreadable strings", KEY_MERGES);
+        return elm_errf(err, errlen, ELM_EFORMAT, "%s: unreadable strings", KEY_MERGES);
     }
     uint32_t size = elm_vocab_table_size(n);
     v->merge_mask = size - 1;
@@ -160,8 +160,8 @@ int elm_bpe_load_merges(const struct elm_gguf *g, struct elm_vocab *v, char *err
         int32_t r = sp ? elm_vocab_lookup(v, sp + 1, len - (size_t)(sp - s) - 1) : -1;
         if (l < 0 || r < 0) {
             free(strs);
-            return elm_vocab_fail(err, errlen, ELM_EFORMAT, "%s[%llu]: '%.*s' is not two tokens",
-                                  KEY_MERGES, (unsigned long long)i, (int)(len > 64 ? 64 : len), s);
+            return elm_errf(err, errlen, ELM_EFORMAT, "%s[%llu]: '%.*s' is not two tokens",
+                            KEY_MERGES, (unsigned long long)i, (int)(len > 64 ? 64 : len), s);
         }
         merge_insert(v, l, r, (int32_t)i);
     }
@@ -625,7 +625,7 @@ static int try_merge(struct bpe_state *st, int32_t left, int32_t right)
     if (left < 0 || right < 0)
         return 0;
     const struct elm_sym *l = &st->sym[left], *r = &st->sym[right];
-    int32_t rank = elm_vocab_merge_rank(st->v, l->id, r->id);
+    int32_t rank = merge_rank_of(st->v, l->id, r->id);
     if (rank < 0)
         return 0;
     struct elm_bigram b = {.key = rank, .left = left, .right = right, .size = l->len + r->len};

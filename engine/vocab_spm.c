@@ -20,7 +20,7 @@
 
 #include "elm/status.h"
 #include "unicode.h"
-#include "vocab_impl.h"
+#include "vocab_spm.h"
 
 #define SPACE_ESCAPE     "\xE2\x96\x81" /* U+2581 */
 #define SPACE_ESCAPE_LEN 3

@@ -1,0 +1,127 @@
+/* vocab_table.c — the vocabulary's lookup primitives (see vocab_table.h): the token-text hash
+ * table, the growable id list and the merge queue that both tokenizers use.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vocab_table.h"
+
+/* ============================================================================================
+ * Small containers: id list, merge queue
+ * ============================================================================================ */
+
+int elm_ids_push(struct elm_ids *ids, int32_t id)
+{
+    if (ids->n == ids->cap) {
+        size_t cap = ids->cap ? ids->cap * 2 : 64;
+        int32_t *p = realloc(ids->v, cap * sizeof *p);
+        if (!p)
+            return -ENOMEM;
+        ids->v = p;
+        ids->cap = cap;
+    }
+    ids->v[ids->n++] = id;
+    return 0;
+}
+
+static bool bigram_before(const struct elm_bigram *a, const struct elm_bigram *b)
+{
+    return a->key < b->key || (a->key == b->key && a->left < b->left);
+}
+
+int elm_heap_push(struct elm_heap *h, struct elm_bigram b)
+{
+    if (h->n == h->cap) {
+        size_t cap = h->cap ? h->cap * 2 : 64;
+        struct elm_bigram *p = realloc(h->a, cap * sizeof *p);
+        if (!p)
+            return -ENOMEM;
+        h->a = p;
+        h->cap = cap;
+    }
+    size_t i = h->n++;
+    while (i > 0 && bigram_before(&b, &h->a[(i - 1) / 2])) {
+        h->a[i] = h->a[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    h->a[i] = b;
+    return 0;
+}
+
+bool elm_heap_pop(struct elm_heap *h, struct elm_bigram *out)
+{
+    if (h->n == 0)
+        return false;
+    *out = h->a[0];
+    struct elm_bigram last = h->a[--h->n];
+    size_t i = 0;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= h->n)
+            break;
+        if (c + 1 < h->n && bigram_before(&h->a[c + 1], &h->a[c]))
+            c++;
+        if (!bigram_before(&h->a[c], &last))
+            break;
+        h->a[i] = h->a[c];
+        i = c;
+    }
+    if (h->n)
+        h->a[i] = last;
+    return true;
+}
+
+/* ============================================================================================
+ * Hash tables
+ * ============================================================================================ */
+
+static uint32_t hash_bytes(const char *s, size_t len)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (uint8_t)s[i]) * 16777619u;
+    return h;
+}
+
+/* Smallest power of two >= 2n (tables stay at most half full). */
+uint32_t elm_vocab_table_size(size_t n)
+{
+    uint32_t s = 16;
+    while (s < 2 * n)
+        s *= 2;
+    return s;
+}
+
+int32_t elm_vocab_lookup(const struct elm_vocab *v, const char *s, size_t len)
+{
+    uint32_t h = hash_bytes(s, len);
+    for (uint32_t i = h & v->tok_mask;; i = (i + 1) & v->tok_mask) {
+        int32_t id = v->tok_slots[i];
+        if (id < 0)
+            return -1;
+        if (v->tok_hash[i] == h) {
+            size_t tl;
+            const char *t = vocab_text(v, id, &tl);
+            if (tl == len && memcmp(t, s, len) == 0)
+                return id;
+        }
+    }
+}
+
+int32_t elm_vocab_insert(struct elm_vocab *v, int32_t id)
+{
+    size_t len;
+    const char *s = vocab_text(v, id, &len);
+    uint32_t h = hash_bytes(s, len);
+    uint32_t i = h & v->tok_mask;
+    for (; v->tok_slots[i] >= 0; i = (i + 1) & v->tok_mask) {
+        size_t tl;
+        const char *t = vocab_text(v, v->tok_slots[i], &tl);
+        if (v->tok_hash[i] == h && tl == len && memcmp(t, s, len) == 0)
+            return v->tok_slots[i];
+    }
+    v->tok_slots[i] = id;
+    v->tok_hash[i] = h;
+    return -1;
+}
