@@ -22,26 +22,6 @@ struct elm_sampler {
     struct cand *c; /* [n_vocab] scratch */
 };
 
-void elm_sampling_default(struct elm_sampling *s)
-{
-    s->temp = 0.8f;
-    s->top_k = 40;
-    s->top_p = 0.95f;
-    s->min_p = 0.05f;
-    s->repeat_penalty = 1.0f;
-    s->repeat_last_n = 64;
-    s->seed = ELM_SEED_RANDOM;
-}
-
-int elm_sampling_check(const struct elm_sampling *s)
-{
-    if (!isfinite(s->temp) || !isfinite(s->top_p) || !isfinite(s->min_p) ||
-        !isfinite(s->repeat_penalty) || s->top_p < 0 || s->min_p < 0 || s->min_p > 1 ||
-        s->repeat_penalty <= 0 || s->repeat_last_n < 0)
-        return -EINVAL;
-    return 0;
-}
-
 static uint64_t splitmix64(uint64_t *x)
 {
     uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
