@@ -218,9 +218,7 @@ static int run_local(const struct gen_opts *o, const char *prompt)
         return 1;
     }
     double t_load = now_s() - t0;
-    int32_t n_ctx = o->ctx ? (int32_t)o->ctx : m->hp.n_ctx_train;
-    if (!o->ctx && n_ctx > 4096)
-        n_ctx = 4096;
+    int32_t n_ctx = elm_model_ctx_default(m, (int32_t)o->ctx);
     if ((rc = elm_prompt_tokenize(m, prompt, strlen(prompt), o->special, &ids, &n_ids))) {
         cli_fail("cannot tokenize the prompt: %s", elm_strerror(rc));
         goto out;

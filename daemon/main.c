@@ -185,9 +185,7 @@ static int test_config(const struct elmd_config *c)
            m->hp.n_vocab, m->hp.n_ctx_train);
     /* The KV pool as a load would make it (control.c): a kv_type the model cannot use fails
      * here rather than at the load. */
-    int32_t train = m->hp.n_ctx_train, ctx = c->ctx                      ? c->ctx
-                                             : train > 0 && train < 4096 ? train
-                                                                         : 4096;
+    int32_t ctx = elm_model_ctx_default(m, c->ctx);
     int64_t tokens =
         c->kv_pool_tokens ? c->kv_pool_tokens : elmd_kv_pool_default(c->max_sessions, ctx);
     rc = elm_kv_type_check(m, c->kv_type, err, sizeof err);
