@@ -23,6 +23,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "elm/version.h"
 #include "engine/seq.h"
 #include "ipc/proto.h"
 #include "ipc/session_shm.h"
@@ -31,7 +32,7 @@
 #include "rundir.h"
 #include "stats.h"
 
-#define ELMD_VERSION "0.1.0"
+#define ELMD_VERSION ELM_VERSION_STRING /* elm/version.h, generated from the project version */
 
 /* Worst case of the events one step can push for a session: a TOKEN with the longest piece and
  * a DONE or ERROR. A session is planned only when this much fits, so pushes never fail with
