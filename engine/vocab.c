@@ -573,14 +573,8 @@ struct frags {
 
 static int frags_push(struct frags *f, int32_t id, size_t off, size_t len)
 {
-    if (f->n == f->cap) {
-        size_t cap = f->cap ? f->cap * 2 : 16;
-        struct frag *p = realloc(f->a, cap * sizeof *p);
-        if (!p)
-            return -ENOMEM;
-        f->a = p;
-        f->cap = cap;
-    }
+    if (elm_vocab_grow((void **)&f->a, &f->cap, f->n + 1, sizeof *f->a))
+        return -ENOMEM;
     f->a[f->n++] = (struct frag){.id = id, .off = off, .len = len};
     return 0;
 }

@@ -189,14 +189,8 @@ static int spans_push(struct spans *s, size_t len)
 {
     if (len == 0)
         return 0;
-    if (s->n == s->cap) {
-        size_t cap = s->cap ? s->cap * 2 : 64;
-        uint32_t *p = realloc(s->len, cap * sizeof *p);
-        if (!p)
-            return -ENOMEM;
-        s->len = p;
-        s->cap = cap;
-    }
+    if (elm_vocab_grow((void **)&s->len, &s->cap, s->n + 1, sizeof *s->len))
+        return -ENOMEM;
     s->len[s->n++] = (uint32_t)len;
     return 0;
 }
@@ -632,26 +626,11 @@ static int try_merge(struct bpe_state *st, int32_t left, int32_t right)
     return elm_heap_push(&st->heap, b);
 }
 
-static int grow(void **p, size_t *cap, size_t need, size_t elem)
-{
-    if (need <= *cap)
-        return 0;
-    size_t cap2 = *cap ? *cap : 256;
-    while (cap2 < need)
-        cap2 *= 2;
-    void *q = realloc(*p, cap2 * elem);
-    if (!q)
-        return -ENOMEM;
-    *p = q;
-    *cap = cap2;
-    return 0;
-}
-
 /* Byte-maps code points cp[0..n) into st->word and returns its length via *len. */
 static int map_word(struct bpe_state *st, const uint32_t *cp, size_t n, size_t *len)
 {
     /* at most 4 UTF-8 bytes per code point, each mapped to at most 2 bytes */
-    int rc = grow((void **)&st->word, &st->word_cap, n * 8, 1);
+    int rc = elm_vocab_grow((void **)&st->word, &st->word_cap, n * 8, 1);
     if (rc)
         return rc;
     size_t o = 0;
@@ -668,7 +647,7 @@ static int map_word(struct bpe_state *st, const uint32_t *cp, size_t n, size_t *
 static int merge_word(struct bpe_state *st, size_t n, struct elm_ids *out)
 {
     const char *w = st->word;
-    int rc = grow((void **)&st->sym, &st->sym_cap, n, sizeof *st->sym);
+    int rc = elm_vocab_grow((void **)&st->sym, &st->sym_cap, n, sizeof *st->sym);
     if (rc)
         return rc;
 

@@ -8,19 +8,28 @@
 #include "vocab_table.h"
 
 /* ============================================================================================
- * Small containers: id list, merge queue
+ * Small containers: growable arrays, id list, merge queue
  * ============================================================================================ */
+
+int elm_vocab_grow(void **p, size_t *cap, size_t need, size_t elem)
+{
+    if (need <= *cap)
+        return 0;
+    size_t cap2 = *cap ? *cap : 64;
+    while (cap2 < need)
+        cap2 *= 2;
+    void *q = realloc(*p, cap2 * elem);
+    if (!q)
+        return -ENOMEM;
+    *p = q;
+    *cap = cap2;
+    return 0;
+}
 
 int elm_ids_push(struct elm_ids *ids, int32_t id)
 {
-    if (ids->n == ids->cap) {
-        size_t cap = ids->cap ? ids->cap * 2 : 64;
-        int32_t *p = realloc(ids->v, cap * sizeof *p);
-        if (!p)
-            return -ENOMEM;
-        ids->v = p;
-        ids->cap = cap;
-    }
+    if (elm_vocab_grow((void **)&ids->v, &ids->cap, ids->n + 1, sizeof *ids->v))
+        return -ENOMEM;
     ids->v[ids->n++] = id;
     return 0;
 }
@@ -32,14 +41,8 @@ static bool bigram_before(const struct elm_bigram *a, const struct elm_bigram *b
 
 int elm_heap_push(struct elm_heap *h, struct elm_bigram b)
 {
-    if (h->n == h->cap) {
-        size_t cap = h->cap ? h->cap * 2 : 64;
-        struct elm_bigram *p = realloc(h->a, cap * sizeof *p);
-        if (!p)
-            return -ENOMEM;
-        h->a = p;
-        h->cap = cap;
-    }
+    if (elm_vocab_grow((void **)&h->a, &h->cap, h->n + 1, sizeof *h->a))
+        return -ENOMEM;
     size_t i = h->n++;
     while (i > 0 && bigram_before(&b, &h->a[(i - 1) / 2])) {
         h->a[i] = h->a[(i - 1) / 2];

@@ -86,6 +86,10 @@ int32_t elm_vocab_lookup(const struct elm_vocab *v, const char *s, size_t len);
  * or -1 (then id is in). */
 int32_t elm_vocab_insert(struct elm_vocab *v, int32_t id);
 
+/* Makes room for need elements of elem bytes in the growable array *p of *cap elements
+ * (doubling, so n pushes cost O(n)). Returns 0 or -ENOMEM (then *p and *cap are unchanged). */
+int elm_vocab_grow(void **p, size_t *cap, size_t need, size_t elem);
+
 /* --- growable output of token ids ------------------------------------------------------------ */
 
 struct elm_ids {
