@@ -127,13 +127,8 @@ static void test_bad_params(void **state)
         assert_null(s);
     }
 
-    /* The edges are in range: top_p 1 and min_p 0 are "off", temp 0 is greedy. */
-    elm_sampling_default(&p);
-    p.top_p = 1;
-    p.min_p = 0;
-    p.temp = 0;
-    p.top_k = 0;
-    p.repeat_last_n = 0;
+    /* The edges are in range: temp 0 is greedy; top_k 0, top_p 1, min_p 0 are "off". */
+    p = (struct elm_sampling){.top_p = 1, .repeat_penalty = 1};
     assert_int_equal(elm_sampling_check(&p), 0);
     assert_int_equal(elm_sampler_create(&p, 10, &s), 0);
     elm_sampler_destroy(&s);
