@@ -651,19 +651,7 @@ static int merge_word(struct bpe_state *st, size_t n, struct elm_ids *out)
     if (rc)
         return rc;
 
-    int32_t n_sym = 0;
-    for (size_t off = 0; off < n;) {
-        size_t cl = elm_utf8_seq_len((uint8_t)w[off]);
-        if (cl > n - off)
-            cl = n - off;
-        st->sym[n_sym] = (struct elm_sym){.prev = n_sym - 1,
-                                          .next = off + cl == n ? -1 : n_sym + 1,
-                                          .start = (uint32_t)off,
-                                          .len = (uint32_t)cl,
-                                          .id = elm_vocab_lookup(st->v, w + off, cl)};
-        n_sym++;
-        off += cl;
-    }
+    int32_t n_sym = elm_syms_split(st->v, w, n, st->sym);
 
     st->heap.n = 0;
     for (int32_t i = 1; !rc && i < n_sym; i++)

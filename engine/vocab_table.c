@@ -5,10 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "unicode.h"
 #include "vocab_table.h"
 
 /* ============================================================================================
- * Small containers: growable arrays, id list, merge queue
+ * Small containers: growable arrays, id list, symbol chain, merge queue
  * ============================================================================================ */
 
 int elm_vocab_grow(void **p, size_t *cap, size_t need, size_t elem)
@@ -32,6 +33,24 @@ int elm_ids_push(struct elm_ids *ids, int32_t id)
         return -ENOMEM;
     ids->v[ids->n++] = id;
     return 0;
+}
+
+int32_t elm_syms_split(const struct elm_vocab *v, const char *text, size_t n, struct elm_sym *sym)
+{
+    int32_t n_sym = 0;
+    for (size_t off = 0; off < n;) {
+        size_t cl = elm_utf8_seq_len((uint8_t)text[off]);
+        if (cl > n - off)
+            cl = n - off;
+        sym[n_sym] = (struct elm_sym){.prev = n_sym - 1,
+                                      .next = off + cl == n ? -1 : n_sym + 1,
+                                      .start = (uint32_t)off,
+                                      .len = (uint32_t)cl,
+                                      .id = v ? elm_vocab_lookup(v, text + off, cl) : -1};
+        n_sym++;
+        off += cl;
+    }
+    return n_sym;
 }
 
 static bool bigram_before(const struct elm_bigram *a, const struct elm_bigram *b)

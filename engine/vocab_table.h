@@ -109,6 +109,11 @@ struct elm_sym {
     int32_t id; /* BPE: token id of the span or -1 (unused by SPM) */
 };
 
+/* Splits text[0..n) into one symbol per UTF-8 character, cut by lead byte only (no validation,
+ * as llama.cpp does), chained in order, into sym (room for n). Each symbol's id is the token of
+ * its character when v is given, else -1. Returns the number of symbols. */
+int32_t elm_syms_split(const struct elm_vocab *v, const char *text, size_t n, struct elm_sym *sym);
+
 /* A candidate merge of two neighbouring symbols. The queue pops the lowest key first and, on a
  * tie, the leftmost pair. SPM uses key = -score (best score first), BPE key = rank. size is the
  * byte length of the pair when pushed: if either symbol changed since, the entry is stale. */
