@@ -3,7 +3,7 @@
 #include <math.h>
 #include <stdbool.h>
 
-#include "sampling.h"
+#include "common/sampling.h"
 
 void elm_sampling_default(struct elm_sampling *s)
 {

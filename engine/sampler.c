@@ -7,7 +7,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "sampler.h"
+#include "engine/sampler.h"
 
 struct cand {
     int32_t id;

@@ -21,9 +21,10 @@
 #include "common/errmsg.h"
 #include "common/log.h"
 #include "elm/status.h"
-#include "vocab_bpe.h"
-#include "vocab_spm.h"
-#include "vocab_table.h"
+#include "engine/vocab.h"
+#include "engine/vocab_bpe.h"
+#include "engine/vocab_spm.h"
+#include "engine/vocab_table.h"
 
 #define KEY_MODEL  "tokenizer.ggml.model"
 #define KEY_PRE    "tokenizer.ggml.pre"

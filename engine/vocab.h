@@ -14,20 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "gguf.h"
-
-/* GGUF token types (tokenizer.ggml.token_type) */
-enum elm_token_type {
-    ELM_TOKEN_UNDEFINED = 0,
-    ELM_TOKEN_NORMAL = 1,
-    ELM_TOKEN_UNKNOWN = 2,
-    ELM_TOKEN_CONTROL = 3,
-    ELM_TOKEN_USER_DEFINED = 4,
-    ELM_TOKEN_UNUSED = 5,
-    ELM_TOKEN_BYTE = 6,
-};
-
-enum elm_vocab_kind { ELM_VOCAB_SPM, ELM_VOCAB_BPE };
+#include "engine/gguf.h"
+#include "engine/vocab_types.h" /* enum elm_token_type, enum elm_vocab_kind */
 
 struct elm_vocab; /* opaque, immutable after load: safe to share between threads */
 

@@ -25,8 +25,8 @@
 
 #include "common/errmsg.h"
 #include "elm/status.h"
-#include "unicode.h"
-#include "vocab_bpe.h"
+#include "engine/unicode.h"
+#include "engine/vocab_bpe.h"
 
 /* ============================================================================================
  * GPT-2 byte <-> code point map

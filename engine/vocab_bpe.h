@@ -5,8 +5,8 @@
 #ifndef ELM_VOCAB_BPE_H
 #define ELM_VOCAB_BPE_H
 
-#include "gguf.h"
-#include "vocab_table.h"
+#include "engine/gguf.h"
+#include "engine/vocab_table.h"
 
 /* Reads tokenizer.ggml.merges (required for gpt2 vocabularies: both halves of every entry must
  * be tokens) into the merge table. */

@@ -19,7 +19,7 @@
 #include <string.h>
 
 #include "elm/status.h"
-#include "vocab_spm.h"
+#include "engine/vocab_spm.h"
 
 #define SPACE_ESCAPE     "\xE2\x96\x81" /* U+2581 */
 #define SPACE_ESCAPE_LEN 3

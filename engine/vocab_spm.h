@@ -5,7 +5,7 @@
 #ifndef ELM_VOCAB_SPM_H
 #define ELM_VOCAB_SPM_H
 
-#include "vocab_table.h"
+#include "engine/vocab_table.h"
 
 /* SentencePiece-style: escapes spaces to U+2581, prepends one when add_prefix. */
 int elm_spm_tokenize(const struct elm_vocab *v, const char *text, size_t len, bool add_prefix,

@@ -5,8 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "unicode.h"
-#include "vocab_table.h"
+#include "engine/unicode.h"
+#include "engine/vocab_table.h"
 
 /* ============================================================================================
  * Small containers: growable arrays, id list, symbol chain, merge queue

@@ -15,7 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "vocab.h"
+#include "engine/vocab_types.h"
 
 /* Limits on what a file may declare: far beyond any real vocabulary, and they keep every id,
  * offset and table size in 32 bits. */

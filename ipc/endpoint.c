@@ -5,7 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "endpoint.h"
+#include "ipc/endpoint.h"
 
 int elm_rundir_default(char *buf, size_t cap)
 {
