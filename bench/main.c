@@ -7,6 +7,7 @@
 
 #include "bench.h"
 #include "common/log.h"
+#include "elm/version.h"
 
 struct sub {
     const char *name;
@@ -26,7 +27,8 @@ static const struct sub subs[] = {
 static void usage(FILE *f)
 {
     fprintf(f, "usage: elm-bench [--json|--csv] [--reps N] [--threads N] [--quick] "
-               "[--plot FILE.svg] SUBCOMMAND [ARGS]\n\nsubcommands:\n");
+               "[--plot FILE.svg] SUBCOMMAND [ARGS]\n       elm-bench --version\n\n"
+               "subcommands:\n");
     for (size_t i = 0; i < sizeof subs / sizeof *subs; i++)
         fprintf(f, "  %-8s %s\n", subs[i].name, subs[i].help);
     fprintf(f, "\n'elm-bench SUBCOMMAND --help' describes each one.\n");
@@ -65,6 +67,10 @@ int main(int argc, char **argv)
         {"quick", no_argument, 0, 'q'},        {"plot", required_argument, 0, 'P'},
         {"help", no_argument, 0, 'h'},         {0, 0, 0, 0},
     };
+    if (argc == 2 && (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V"))) {
+        printf("elm-bench %s\n", ELM_VERSION_STRING);
+        return 0;
+    }
     char *cmdline = join_cmdline(argc, argv);
     elm_log_setup(ELM_LOG_ERROR, false, "elm-bench"); /* results on stdout, not loader chatter */
     struct bench_opts o = {.format = BENCH_MD, .reps = 5, .cmdline = cmdline ? cmdline : ""};

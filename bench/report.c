@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "bench.h"
+#include "elm/version.h"
 #include "kernels/kernels.h"
 
 double bench_now(void)
@@ -103,7 +104,7 @@ void bench_print_header(const struct bench_opts *o, const char *sub)
     struct bench_machine m;
     bench_machine(&m);
     if (o->format == BENCH_JSON) {
-        printf("{\"type\":\"machine\",\"subcommand\":");
+        printf("{\"type\":\"machine\",\"version\":\"%s\",\"subcommand\":", ELM_VERSION_STRING);
         json_str(sub);
         printf(",\"cpu\":");
         json_str(m.cpu);
@@ -113,10 +114,10 @@ void bench_print_header(const struct bench_opts *o, const char *sub)
         json_str(o->cmdline);
         printf("}\n");
     } else if (o->format == BENCH_MD) {
-        printf("elm-bench %s — %s, %d cores, kernels %s, %d threads, hugepages free %ld, "
+        printf("elm-bench %s %s — %s, %d cores, kernels %s, %d threads, hugepages free %ld, "
                "THP %s; median of %d runs (min–max)\ncommand: `%s`\n\n",
-               sub, m.cpu, m.cores, m.kernel, o->threads, m.hugepages_free, m.thp, o->reps,
-               o->cmdline);
+               ELM_VERSION_STRING, sub, m.cpu, m.cores, m.kernel, o->threads, m.hugepages_free,
+               m.thp, o->reps, o->cmdline);
     }
     fflush(stdout);
 }

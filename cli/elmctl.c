@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "elm/version.h"
 
 int cli_fail(const char *fmt, ...)
 {
@@ -103,7 +104,8 @@ static const struct cmd cmds[] = {
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: elmctl [--runtime-dir DIR] [--json] COMMAND [OPTIONS] [ARGS]\n\n"
+    fprintf(f, "usage: elmctl [--runtime-dir DIR] [--json] COMMAND [OPTIONS] [ARGS]\n"
+               "       elmctl --version\n\n"
                "  --runtime-dir DIR  where elmd's socket is (default $ELM_RUNTIME_DIR, else\n"
                "                     $XDG_RUNTIME_DIR/elm)\n"
                "  --json             machine-readable output (status, sessions, stats...)\n"
@@ -149,6 +151,10 @@ int main(int argc, char **argv)
     }
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
         usage(stdout);
+        return 0;
+    }
+    if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V")) {
+        printf("elmctl %s\n", ELM_VERSION_STRING);
         return 0;
     }
     for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++)

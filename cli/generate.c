@@ -218,9 +218,7 @@ static int run_local(const struct gen_opts *o, const char *prompt)
         return 1;
     }
     double t_load = now_s() - t0;
-    int32_t n_ctx = o->ctx ? (int32_t)o->ctx : m->hp.n_ctx_train;
-    if (!o->ctx && n_ctx > 4096)
-        n_ctx = 4096;
+    int32_t n_ctx = elm_model_ctx_default(m, (int32_t)o->ctx);
     if ((rc = elm_prompt_tokenize(m, prompt, strlen(prompt), o->special, &ids, &n_ids))) {
         cli_fail("cannot tokenize the prompt: %s", elm_strerror(rc));
         goto out;
@@ -460,13 +458,11 @@ int cmd_tokenize(int argc, char **argv)
         err[0] ? cli_fail("%s", err) : cli_fail("%s: %s", model, elm_strerror(rc));
         goto out;
     }
-    int n = elm_tokenize(v, text, len, !no_bos, special, NULL, 0);
-    int32_t *ids = n > 0 ? malloc((size_t)n * sizeof *ids) : NULL;
-    if (n < 0 || (n > 0 && !ids)) {
-        cli_fail("cannot tokenize: %s", elm_strerror(n < 0 ? n : -12));
+    int32_t *ids, n;
+    if ((rc = elm_tokenize_alloc(v, text, len, !no_bos, special, &ids, &n))) {
+        cli_fail("cannot tokenize: %s", elm_strerror(rc));
         goto out;
     }
-    elm_tokenize(v, text, len, !no_bos, special, ids, n);
     for (int i = 0; i < n; i++) {
         if (ids_only) {
             printf(i ? " %d" : "%d", ids[i]);

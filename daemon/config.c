@@ -17,8 +17,7 @@
 #include "common/log.h"
 #include "config.h"
 #include "elm/status.h"
-
-#define ELMD_VERSION_STRING "0.1.0"
+#include "elm/version.h"
 
 static int fail(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -332,7 +331,7 @@ int elmd_config_from_args(struct elmd_config *c, int argc, char **argv, char *er
         else if (o == 'h')
             return elmd_config_usage(stdout), 1;
         else if (o == 'V')
-            return printf("elmd %s\n", ELMD_VERSION_STRING), 1;
+            return printf("elmd %s\n", ELM_VERSION_STRING), 1;
         else if (o == '?')
             return fail(err, errlen, "unknown or incomplete option '%s' (see --help)",
                         argv[optind - 1]);

@@ -23,6 +23,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "elm/version.h"
 #include "engine/seq.h"
 #include "ipc/proto.h"
 #include "ipc/session_shm.h"
@@ -31,7 +32,7 @@
 #include "rundir.h"
 #include "stats.h"
 
-#define ELMD_VERSION "0.1.0"
+#define ELMD_VERSION ELM_VERSION_STRING /* elm/version.h, generated from the project version */
 
 /* Worst case of the events one step can push for a session: a TOKEN with the longest piece and
  * a DONE or ERROR. A session is planned only when this much fits, so pushes never fail with
@@ -201,7 +202,7 @@ void elmd_session_free_queue(struct elmd_session *s);
 /* The largest context a session on m may ask for: the default, or the model's training
  * context when larger. */
 int32_t elmd_ctx_cap(const struct elmd_model *m, int32_t default_ctx);
-/* The default context of sessions on m: configured ctx, else the model's, at most 4096. */
+/* The default context of sessions on m: elm_model_ctx_default (engine/model.h). */
 int32_t elmd_ctx_default(const struct elmd_model *m, int32_t configured);
 
 uint64_t elmd_now_ns(void);

@@ -24,6 +24,7 @@
 #include "common/log.h"
 #include "elm/status.h"
 #include "elmd.h"
+#include "ipc/endpoint.h"
 
 static int g_ready_fd = -1; /* write end of the readiness pipe, background mode only */
 
@@ -165,7 +166,7 @@ static int test_config(const struct elmd_config *c)
     if (c->runtime_dir[0])
         snprintf(dir, sizeof dir, "%s", c->runtime_dir);
     else
-        elmd_rundir_default(dir, sizeof dir);
+        elm_rundir_default(dir, sizeof dir);
     printf("elmd: configuration %s%s%sOK (runtime dir %s)\n", c->config_path[0] ? "file " : "",
            c->config_path, c->config_path[0] ? " " : "", dir);
     if (!c->model[0]) {
@@ -185,9 +186,7 @@ static int test_config(const struct elmd_config *c)
            m->hp.n_vocab, m->hp.n_ctx_train);
     /* The KV pool as a load would make it (control.c): a kv_type the model cannot use fails
      * here rather than at the load. */
-    int32_t train = m->hp.n_ctx_train, ctx = c->ctx                      ? c->ctx
-                                             : train > 0 && train < 4096 ? train
-                                                                         : 4096;
+    int32_t ctx = elm_model_ctx_default(m, c->ctx);
     int64_t tokens =
         c->kv_pool_tokens ? c->kv_pool_tokens : elmd_kv_pool_default(c->max_sessions, ctx);
     rc = elm_kv_type_check(m, c->kv_type, err, sizeof err);
@@ -266,7 +265,7 @@ int main(int argc, char **argv)
     char dir[PATH_MAX];
     if (d.cfg.runtime_dir[0])
         snprintf(dir, sizeof dir, "%s", d.cfg.runtime_dir);
-    else if (elmd_rundir_default(dir, sizeof dir) < 0)
+    else if (elm_rundir_default(dir, sizeof dir) < 0)
         fatal("the default runtime directory path is too long");
     if ((rc = elmd_rundir_open(&d.rd, dir, d.cfg.group, err, sizeof err)))
         fatal("%s", err);

@@ -15,25 +15,10 @@
 #include "common/log.h"
 #include "common/errmsg.h"
 #include "elm/status.h"
+#include "ipc/endpoint.h"
 #include "rundir.h"
 
 #define LOCK_NAME "elmd.lock"
-
-int elmd_rundir_default(char *buf, size_t cap)
-{
-    const char *xdg = getenv("XDG_RUNTIME_DIR");
-    char run[64];
-    struct stat st;
-    int n;
-    snprintf(run, sizeof run, "/run/user/%u", (unsigned)geteuid());
-    if (xdg && xdg[0] == '/')
-        n = snprintf(buf, cap, "%s/elm", xdg);
-    else if (stat(run, &st) == 0 && S_ISDIR(st.st_mode))
-        n = snprintf(buf, cap, "%s/elm", run);
-    else
-        n = snprintf(buf, cap, "/tmp/elm-%u", (unsigned)geteuid());
-    return n < 0 || (size_t)n >= cap ? -ENAMETOOLONG : 0;
-}
 
 /* Creates dir if needed and checks owner and mode on the opened directory itself, so that a
  * rename between check and use cannot substitute another one. */
@@ -100,11 +85,11 @@ int elmd_rundir_open(struct elmd_rundir *r, const char *dir, const char *group, 
     while (dl > 1 && dir[dl - 1] == '/')
         dl--;
     /* sun_path holds 108 bytes: "<dir>/control" must fit for ZeroMQ's ipc:// bind. */
-    if (dl == 0 || dl + sizeof "/control" > 108)
+    if (dl == 0 || dl + sizeof "/" ELM_CONTROL_SOCKET > 108)
         return elm_errf(err, errlen, -ENAMETOOLONG, "runtime dir '%s' is too long for a socket path",
                     dir);
     snprintf(r->dir, sizeof r->dir, "%.*s", (int)dl, dir);
-    snprintf(r->sock_path, sizeof r->sock_path, "%s/control", r->dir);
+    snprintf(r->sock_path, sizeof r->sock_path, "%s/" ELM_CONTROL_SOCKET, r->dir);
     snprintf(r->pid_path, sizeof r->pid_path, "%s/elmd.pid", r->dir);
     if (group && *group) {
         struct group *g = getgrnam(group);

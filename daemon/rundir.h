@@ -1,6 +1,7 @@
 /* rundir.h — the daemon's runtime directory: where it lives, who may enter it, and the lock and
  * pid files that make one directory belong to one elmd.
  *
+ * The default directory is ipc/endpoint.h's elm_rundir_default (the clients look there too).
  * The directory holds the control socket ("control"), the lock file ("elmd.lock", which also
  * records the holder's pid) and the pid file ("elmd.pid"). It is created 0700 (02750 with a
  * configured group); an existing one must be owned by us: group/other bits beyond the allowed
@@ -26,10 +27,6 @@ struct elmd_rundir {
     bool have_group;
     gid_t gid;
 };
-
-/* The default directory: $XDG_RUNTIME_DIR/elm, else /run/user/<uid>/elm when /run/user/<uid>
- * exists, else /tmp/elm-<uid>. Returns 0 or -ENAMETOOLONG. */
-int elmd_rundir_default(char *buf, size_t cap);
 
 /* Creates or checks dir, then takes the lock. group may be NULL or "". Returns 0; ELM_EBUSY
  * when another elmd holds the lock (err: "another elmd (pid N) already serves DIR"); -EACCES,

@@ -337,18 +337,7 @@ static int tokenize(const struct elm_model *m, const struct elm_prompt_msg *p, b
                     int32_t **ids, int32_t *n)
 {
     bool special = p->hdr.flags & ELM_PROMPT_F_PARSE_SPECIAL;
-    if (bos)
-        return elm_prompt_tokenize(m, p->text, p->hdr.prompt_len, special, ids, n);
-    int cnt = elm_tokenize(m->vocab, p->text, p->hdr.prompt_len, false, special, NULL, 0);
-    if (cnt < 0)
-        return cnt;
-    int32_t *buf = malloc((size_t)(cnt ? cnt : 1) * sizeof *buf);
-    if (!buf)
-        return -ENOMEM;
-    elm_tokenize(m->vocab, p->text, p->hdr.prompt_len, false, special, buf, cnt);
-    *ids = buf;
-    *n = cnt;
-    return 0;
+    return elm_tokenize_alloc(m->vocab, p->text, p->hdr.prompt_len, bos, special, ids, n);
 }
 
 /* The sequence prompt p asks for on s (its kept history, when KEEP_CONTEXT, then the prompt's

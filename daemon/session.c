@@ -26,10 +26,7 @@ uint64_t elmd_now_ns(void)
 
 int32_t elmd_ctx_default(const struct elmd_model *m, int32_t configured)
 {
-    if (configured > 0)
-        return configured;
-    int32_t train = m->m->hp.n_ctx_train;
-    return train > 0 && train < 4096 ? train : 4096;
+    return elm_model_ctx_default(m->m, configured);
 }
 
 int32_t elmd_ctx_cap(const struct elmd_model *m, int32_t default_ctx)

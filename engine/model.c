@@ -321,6 +321,14 @@ int elm_model_load(const char *path, const struct elm_model_params *p, struct el
     return rc;
 }
 
+int32_t elm_model_ctx_default(const struct elm_model *m, int32_t configured)
+{
+    if (configured > 0)
+        return configured;
+    int32_t train = m->hp.n_ctx_train;
+    return train > 0 && train < ELM_CTX_DEFAULT_MAX ? train : ELM_CTX_DEFAULT_MAX;
+}
+
 void elm_model_destroy(struct elm_model **pm)
 {
     if (!pm || !*pm)

@@ -91,6 +91,14 @@ int elm_model_create(struct elm_gguf *g, const void *data, const struct elm_mode
 
 void elm_model_destroy(struct elm_model **m); /* NULL-safe, nulls *m */
 
+#define ELM_CTX_DEFAULT_MAX 4096 /* the default context's ceiling, in tokens */
+
+/* The context a sequence gets when its user names none: configured when > 0, else the model's
+ * training context, at most ELM_CTX_DEFAULT_MAX (a long-context model's full window would take
+ * gigabytes of KV cache by default). A file that states no training context (context_length
+ * 0) gets ELM_CTX_DEFAULT_MAX. elmd's sessions and `elmctl generate --local` both use this. */
+int32_t elm_model_ctx_default(const struct elm_model *m, int32_t configured);
+
 /* ---- forward pass -------------------------------------------------------------------------- */
 
 struct elm_batch_item {

@@ -7,7 +7,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "sampler.h"
+#include "engine/sampler.h"
 
 struct cand {
     int32_t id;
@@ -21,26 +21,6 @@ struct elm_sampler {
     uint64_t rng[4];
     struct cand *c; /* [n_vocab] scratch */
 };
-
-void elm_sampling_default(struct elm_sampling *s)
-{
-    s->temp = 0.8f;
-    s->top_k = 40;
-    s->top_p = 0.95f;
-    s->min_p = 0.05f;
-    s->repeat_penalty = 1.0f;
-    s->repeat_last_n = 64;
-    s->seed = ELM_SEED_RANDOM;
-}
-
-int elm_sampling_check(const struct elm_sampling *s)
-{
-    if (!isfinite(s->temp) || !isfinite(s->top_p) || !isfinite(s->min_p) ||
-        !isfinite(s->repeat_penalty) || s->top_p < 0 || s->min_p < 0 || s->min_p > 1 ||
-        s->repeat_penalty <= 0 || s->repeat_last_n < 0)
-        return -EINVAL;
-    return 0;
-}
 
 static uint64_t splitmix64(uint64_t *x)
 {

@@ -3,34 +3,18 @@
  *
  * The chain follows llama.cpp's default order: repetition penalty on the raw logits, then top-k,
  * top-p and min-p on the distribution at temperature 1, then temperature, then a draw. A
- * temperature <= 0 is greedy: the argmax of the (penalised) logits, lowest id on ties.
+ * temperature of 0 is greedy: the argmax of the (penalised) logits, lowest id on ties.
  */
 #ifndef ELM_SAMPLER_H
 #define ELM_SAMPLER_H
 
 #include <stdint.h>
 
-struct elm_sampling {
-    float temp;           /* <= 0: greedy */
-    int32_t top_k;        /* <= 0: off */
-    float top_p;          /* >= 1: off */
-    float min_p;          /* <= 0: off */
-    float repeat_penalty; /* 1: off */
-    int32_t repeat_last_n;/* how many recent tokens the penalty looks at */
-    uint64_t seed;
-};
-
-#define ELM_SEED_RANDOM UINT64_MAX /* "pick a seed from the clock" when the sampler is created */
-
-/* llama.cpp's defaults: temp 0.8, top_k 40, top_p 0.95, min_p 0.05, repeat 1.0 over 64, and a
- * seed from the clock. */
-void elm_sampling_default(struct elm_sampling *s);
-/* Returns 0 or -EINVAL naming nothing: values out of range (NaN, negative top_p...). */
-int elm_sampling_check(const struct elm_sampling *s);
+#include "common/sampling.h" /* struct elm_sampling, its defaults and ranges */
 
 struct elm_sampler;
 
-/* Caller owns *out. The parameters are copied. */
+/* Caller owns *out. The parameters are copied; -EINVAL when elm_sampling_check refuses them. */
 int elm_sampler_create(const struct elm_sampling *p, int32_t n_vocab, struct elm_sampler **out);
 void elm_sampler_destroy(struct elm_sampler **s);
 

@@ -405,22 +405,5 @@ int elm_seq_run(struct elm_seq *s, struct elm_work *w, elm_on_token on_token, vo
 int elm_prompt_tokenize(const struct elm_model *m, const char *text, size_t len,
                         bool parse_special, int32_t **out, int32_t *n)
 {
-    int cap = (int)(len + 8 > 1 << 20 ? 1 << 20 : len + 8);
-    for (;;) {
-        int32_t *ids = malloc((size_t)cap * sizeof *ids);
-        if (!ids)
-            return -ENOMEM;
-        int got = elm_tokenize(m->vocab, text, len, true, parse_special, ids, cap);
-        if (got < 0) {
-            free(ids);
-            return got;
-        }
-        if (got <= cap) {
-            *out = ids;
-            *n = got;
-            return 0;
-        }
-        free(ids);
-        cap = got;
-    }
+    return elm_tokenize_alloc(m->vocab, text, len, true, parse_special, out, n);
 }

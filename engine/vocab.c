@@ -1,7 +1,8 @@
-/* vocab.c — the vocabulary: loading and validating tokenizer.ggml.* from a GGUF file, the
- * token-text hash table, splitting special tokens out of the input, and decoding. The two
- * tokenizers (and what only they need: byte-fallback tokens, the BPE merge table) live in
- * vocab_spm.c and vocab_bpe.c.
+/* vocab.c — the vocabulary: loading and validating tokenizer.ggml.* from a GGUF file,
+ * splitting special tokens out of the input, and decoding. The two tokenizers (and what only
+ * they need: byte-fallback tokens, the BPE merge table) live in vocab_spm.c and vocab_bpe.c,
+ * which this file calls; the token-text table and the containers all three share live in
+ * vocab_table.c.
  *
  * Special tokens follow llama.cpp, whose output the test vectors are: before tokenizing, the
  * text is cut at every occurrence of a token that may be matched verbatim. With parse_special
@@ -13,14 +14,17 @@
  */
 #include <errno.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/errmsg.h"
 #include "common/log.h"
 #include "elm/status.h"
-#include "vocab_impl.h"
+#include "engine/vocab.h"
+#include "engine/vocab_bpe.h"
+#include "engine/vocab_spm.h"
+#include "engine/vocab_table.h"
 
 #define KEY_MODEL  "tokenizer.ggml.model"
 #define KEY_PRE    "tokenizer.ggml.pre"
@@ -31,139 +35,8 @@
 #define KEY_EOS    "tokenizer.ggml.eos_token_id"
 
 /* ============================================================================================
- * Small containers: id list, merge queue
- * ============================================================================================ */
-
-int elm_ids_push(struct elm_ids *ids, int32_t id)
-{
-    if (ids->n == ids->cap) {
-        size_t cap = ids->cap ? ids->cap * 2 : 64;
-        int32_t *p = realloc(ids->v, cap * sizeof *p);
-        if (!p)
-            return -ENOMEM;
-        ids->v = p;
-        ids->cap = cap;
-    }
-    ids->v[ids->n++] = id;
-    return 0;
-}
-
-static bool bigram_before(const struct elm_bigram *a, const struct elm_bigram *b)
-{
-    return a->key < b->key || (a->key == b->key && a->left < b->left);
-}
-
-int elm_heap_push(struct elm_heap *h, struct elm_bigram b)
-{
-    if (h->n == h->cap) {
-        size_t cap = h->cap ? h->cap * 2 : 64;
-        struct elm_bigram *p = realloc(h->a, cap * sizeof *p);
-        if (!p)
-            return -ENOMEM;
-        h->a = p;
-        h->cap = cap;
-    }
-    size_t i = h->n++;
-    while (i > 0 && bigram_before(&b, &h->a[(i - 1) / 2])) {
-        h->a[i] = h->a[(i - 1) / 2];
-        i = (i - 1) / 2;
-    }
-    h->a[i] = b;
-    return 0;
-}
-
-bool elm_heap_pop(struct elm_heap *h, struct elm_bigram *out)
-{
-    if (h->n == 0)
-        return false;
-    *out = h->a[0];
-    struct elm_bigram last = h->a[--h->n];
-    size_t i = 0;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= h->n)
-            break;
-        if (c + 1 < h->n && bigram_before(&h->a[c + 1], &h->a[c]))
-            c++;
-        if (!bigram_before(&h->a[c], &last))
-            break;
-        h->a[i] = h->a[c];
-        i = c;
-    }
-    if (h->n)
-        h->a[i] = last;
-    return true;
-}
-
-/* ============================================================================================
- * Hash tables
- * ============================================================================================ */
-
-static uint32_t hash_bytes(const char *s, size_t len)
-{
-    uint32_t h = 2166136261u; /* FNV-1a */
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ (uint8_t)s[i]) * 16777619u;
-    return h;
-}
-
-/* Smallest power of two >= 2n (tables stay at most half full). */
-uint32_t elm_vocab_table_size(size_t n)
-{
-    uint32_t s = 16;
-    while (s < 2 * n)
-        s *= 2;
-    return s;
-}
-
-int32_t elm_vocab_lookup(const struct elm_vocab *v, const char *s, size_t len)
-{
-    uint32_t h = hash_bytes(s, len);
-    for (uint32_t i = h & v->tok_mask;; i = (i + 1) & v->tok_mask) {
-        int32_t id = v->tok_slots[i];
-        if (id < 0)
-            return -1;
-        if (v->tok_hash[i] == h) {
-            size_t tl;
-            const char *t = vocab_text(v, id, &tl);
-            if (tl == len && memcmp(t, s, len) == 0)
-                return id;
-        }
-    }
-}
-
-/* Inserts token id; returns the id already holding the same text, or -1. */
-static int32_t tok_insert(struct elm_vocab *v, int32_t id)
-{
-    size_t len;
-    const char *s = vocab_text(v, id, &len);
-    uint32_t h = hash_bytes(s, len);
-    uint32_t i = h & v->tok_mask;
-    for (; v->tok_slots[i] >= 0; i = (i + 1) & v->tok_mask) {
-        size_t tl;
-        const char *t = vocab_text(v, v->tok_slots[i], &tl);
-        if (v->tok_hash[i] == h && tl == len && memcmp(t, s, len) == 0)
-            return v->tok_slots[i];
-    }
-    v->tok_slots[i] = id;
-    v->tok_hash[i] = h;
-    return -1;
-}
-
-/* ============================================================================================
  * Loading
  * ============================================================================================ */
-
-int elm_vocab_fail(char *err, size_t errlen, int rc, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return rc;
-}
 
 static bool is_int_type(uint32_t t)
 {
@@ -185,8 +58,8 @@ static int get_token_id(const struct elm_gguf *g, const char *key, int32_t n, in
     if (!kv)
         return 0;
     if (!is_int_type(kv->type))
-        return elm_vocab_fail(err, errlen, ELM_EFORMAT, "%s: expected an integer, found %s", key,
-                              elm_gguf_vtype_name(kv->type));
+        return elm_errf(err, errlen, ELM_EFORMAT, "%s: expected an integer, found %s", key,
+                        elm_gguf_vtype_name(kv->type));
     bool neg = is_signed_type(kv->type) && kv->v.i64 < 0;
     uint64_t x = is_signed_type(kv->type) ? (uint64_t)kv->v.i64 : kv->v.u64;
     if (neg ? kv->v.i64 == -1 : x == UINT32_MAX || x == UINT64_MAX) {
@@ -194,8 +67,8 @@ static int get_token_id(const struct elm_gguf *g, const char *key, int32_t n, in
         return 0;
     }
     if (neg || x >= (uint64_t)n)
-        return elm_vocab_fail(err, errlen, ELM_EFORMAT, "%s: token id %lld out of range [0, %d)",
-                              key, neg ? kv->v.i64 : (long long)x, (int)n);
+        return elm_errf(err, errlen, ELM_EFORMAT, "%s: token id %lld out of range [0, %d)", key,
+                        neg ? kv->v.i64 : (long long)x, (int)n);
     *id = (int32_t)x;
     return 0;
 }
@@ -207,7 +80,7 @@ static int get_opt_bool(const struct elm_gguf *g, const char *key, bool *val, ch
     if (rc == -ENOENT)
         return 0;
     if (rc)
-        return elm_vocab_fail(err, errlen, ELM_EFORMAT, "%s: expected a bool", key);
+        return elm_errf(err, errlen, ELM_EFORMAT, "%s: expected a bool", key);
     return 0;
 }
 
@@ -217,17 +90,16 @@ static int load_kind(const struct elm_gguf *g, struct elm_vocab *v, char *err, s
     struct elm_gguf_str s;
     int rc = elm_gguf_get_str(g, KEY_MODEL, &s);
     if (rc == -ENOENT)
-        return elm_vocab_fail(err, errlen, ELM_EFORMAT, "%s: missing", KEY_MODEL);
+        return elm_errf(err, errlen, ELM_EFORMAT, "%s: missing", KEY_MODEL);
     if (rc)
-        return elm_vocab_fail(err, errlen, ELM_EFORMAT, "%s: expected a string", KEY_MODEL);
+        return elm_errf(err, errlen, ELM_EFORMAT, "%s: expected a string", KEY_MODEL);
     if (elm_gguf_str_eq(s, "llama")) {
         v->kind = ELM_VOCAB_SPM;
         return 0;
     }
     if (!elm_gguf_str_eq(s, "gpt2"))
-        return elm_vocab_fail(err, errlen, ELM_EUNSUPPORTED,
-                              "%s: tokenizer '%.*s' is not supported", KEY_MODEL,
-                              (int)(s.len > 64 ? 64 : s.len), s.ptr);
+        return elm_errf(err, errlen, ELM_EUNSUPPORTED, "%s: tokenizer '%.*s' is not supported",
+                        KEY_MODEL, (int)(s.len > 64 ? 64 : s.len), s.ptr);
     v->kind = ELM_VOCAB_BPE;
 
     rc = elm_gguf_get_str(g, KEY_PRE, &s);
@@ -238,7 +110,7 @@ static int load_kind(const struct elm_gguf *g, struct elm_vocab *v, char *err, s
         return 0;
     }
     if (rc)
-        return elm_vocab_fail(err, errlen, ELM_EFORMAT, "%s: expected a string", KEY_PRE);
+        return elm_errf(err, errlen, ELM_EFORMAT, "%s: expected a string", KEY_PRE);
     if (elm_gguf_str_eq(s, "default"))
         v->pre = ELM_PRE_DEFAULT;
     else if (elm_gguf_str_eq(s, "gpt-2") || elm_gguf_str_eq(s, "phi-2"))
@@ -248,9 +120,8 @@ static int load_kind(const struct elm_gguf *g, struct elm_vocab *v, char *err, s
     else if (elm_gguf_str_eq(s, "deepseek-llm"))
         v->pre = ELM_PRE_DEEPSEEK_LLM;
     else
-        return elm_vocab_fail(err, errlen, ELM_EUNSUPPORTED,
-                              "%s: pre-tokenizer '%.*s' is not supported", KEY_PRE,
-                              (int)(s.len > 64 ? 64 : s.len), s.ptr);
+        return elm_errf(err, errlen, ELM_EUNSUPPORTED, "%s: pre-tokenizer '%.*s' is not supported",
+                        KEY_PRE, (int)(s.len > 64 ? 64 : s.len), s.ptr);
     return 0;
 }
 
@@ -264,11 +135,11 @@ static int get_parallel_arr(const struct elm_gguf *g, const char *key, uint32_t 
     if (!kv)
         return 0;
     if (kv->type != ELM_GGUF_ARRAY || (kv->arr_type != t1 && kv->arr_type != t2))
-        return elm_vocab_fail(err, errlen, ELM_EFORMAT, "%s: expected an array of %s", key,
-                              elm_gguf_vtype_name(t1));
+        return elm_errf(err, errlen, ELM_EFORMAT, "%s: expected an array of %s", key,
+                        elm_gguf_vtype_name(t1));
     if (kv->arr_n != n)
-        return elm_vocab_fail(err, errlen, ELM_EFORMAT, "%s: %llu entries for %llu tokens", key,
-                              (unsigned long long)kv->arr_n, (unsigned long long)n);
+        return elm_errf(err, errlen, ELM_EFORMAT, "%s: %llu entries for %llu tokens", key,
+                        (unsigned long long)kv->arr_n, (unsigned long long)n);
     *type = kv->arr_type;
     *data = kv->raw;
     return 0;
@@ -281,13 +152,12 @@ static int load_tokens(const struct elm_gguf *g, struct elm_vocab *v, char *err,
     const void *unused;
     int rc = elm_gguf_get_arr(g, KEY_TOKENS, ELM_GGUF_STRING, &n, &unused);
     if (rc == -ENOENT)
-        return elm_vocab_fail(err, errlen, ELM_EFORMAT, "%s: missing", KEY_TOKENS);
+        return elm_errf(err, errlen, ELM_EFORMAT, "%s: missing", KEY_TOKENS);
     if (rc)
-        return elm_vocab_fail(err, errlen, ELM_EFORMAT, "%s: expected an array of strings",
-                              KEY_TOKENS);
+        return elm_errf(err, errlen, ELM_EFORMAT, "%s: expected an array of strings", KEY_TOKENS);
     if (n == 0 || n > ELM_VOCAB_MAX_TOKENS)
-        return elm_vocab_fail(err, errlen, ELM_EFORMAT, "%s: %llu tokens (expected 1..%d)",
-                              KEY_TOKENS, (unsigned long long)n, ELM_VOCAB_MAX_TOKENS);
+        return elm_errf(err, errlen, ELM_EFORMAT, "%s: %llu tokens (expected 1..%d)", KEY_TOKENS,
+                        (unsigned long long)n, ELM_VOCAB_MAX_TOKENS);
     v->n_tokens = (int32_t)n;
 
     struct elm_gguf_str *strs = malloc(n * sizeof *strs);
@@ -296,21 +166,21 @@ static int load_tokens(const struct elm_gguf *g, struct elm_vocab *v, char *err,
     rc = elm_gguf_get_str_arr(g, KEY_TOKENS, strs, n);
     if (rc) {
         free(strs);
-        return elm_vocab_fail(err, errlen, ELM_EFORMAT, "%s: unreadable strings", KEY_TOKENS);
+        return elm_errf(err, errlen, ELM_EFORMAT, "%s: unreadable strings", KEY_TOKENS);
     }
     uint64_t total = 0;
     for (uint64_t i = 0; i < n; i++) {
         if (strs[i].len > ELM_VOCAB_MAX_TOKEN_LEN) {
             const unsigned long long len = strs[i].len;
             free(strs);
-            return elm_vocab_fail(err, errlen, ELM_EFORMAT, "%s[%llu]: %llu bytes long", KEY_TOKENS,
-                                  (unsigned long long)i, len);
+            return elm_errf(err, errlen, ELM_EFORMAT, "%s[%llu]: %llu bytes long", KEY_TOKENS,
+                            (unsigned long long)i, len);
         }
         total += strs[i].len;
     }
     if (total >= UINT32_MAX) {
         free(strs);
-        return elm_vocab_fail(err, errlen, ELM_EFORMAT, "%s: texts too large", KEY_TOKENS);
+        return elm_errf(err, errlen, ELM_EFORMAT, "%s: texts too large", KEY_TOKENS);
     }
     v->text = malloc(total + 1);
     v->text_off = malloc((n + 1) * sizeof *v->text_off);
@@ -357,8 +227,8 @@ static int load_tokens(const struct elm_gguf *g, struct elm_vocab *v, char *err,
         if (data)
             memcpy(&t, data + 4 * i, 4);
         if (t < ELM_TOKEN_UNDEFINED || t > ELM_TOKEN_BYTE)
-            return elm_vocab_fail(err, errlen, ELM_EFORMAT, "%s[%llu]: unknown token type %d",
-                                  KEY_TYPES, (unsigned long long)i, (int)t);
+            return elm_errf(err, errlen, ELM_EFORMAT, "%s[%llu]: unknown token type %d", KEY_TYPES,
+                            (unsigned long long)i, (int)t);
         v->types[i] = (uint8_t)t;
     }
     return 0;
@@ -378,11 +248,10 @@ static int build_token_table(struct elm_vocab *v, char *err, size_t errlen)
         const char *s = vocab_text(v, i, &len);
         if (len == 0)
             continue; /* an empty token can never be looked up (llama.cpp renames it) */
-        int32_t dup = tok_insert(v, i);
+        int32_t dup = elm_vocab_insert(v, i);
         if (dup >= 0)
-            return elm_vocab_fail(err, errlen, ELM_EFORMAT,
-                                  "%s: duplicate token '%.*s' (ids %d and %d)", KEY_TOKENS,
-                                  (int)(len > 64 ? 64 : len), s, (int)dup, (int)i);
+            return elm_errf(err, errlen, ELM_EFORMAT, "%s: duplicate token '%.*s' (ids %d and %d)",
+                            KEY_TOKENS, (int)(len > 64 ? 64 : len), s, (int)dup, (int)i);
     }
     return 0;
 }
@@ -430,11 +299,11 @@ static int load_specials(const struct elm_gguf *g, struct elm_vocab *v, char *er
      * byte-level vocab that claimed one would lose a real leading space on decoding. */
     v->add_space_prefix = v->add_space_prefix && spm;
     if (v->add_bos && v->bos < 0)
-        return elm_vocab_fail(err, errlen, ELM_EFORMAT,
-                              "tokenizer.ggml.add_bos_token is true but %s is not set", KEY_BOS);
+        return elm_errf(err, errlen, ELM_EFORMAT,
+                        "tokenizer.ggml.add_bos_token is true but %s is not set", KEY_BOS);
     if (v->add_eos && v->eos < 0)
-        return elm_vocab_fail(err, errlen, ELM_EFORMAT,
-                              "tokenizer.ggml.add_eos_token is true but %s is not set", KEY_EOS);
+        return elm_errf(err, errlen, ELM_EFORMAT,
+                        "tokenizer.ggml.add_eos_token is true but %s is not set", KEY_EOS);
     return 0;
 }
 
@@ -469,9 +338,8 @@ static int build_pieces(struct elm_vocab *v, char *err, size_t errlen)
         case ELM_TOKEN_BYTE: {
             int b = elm_spm_byte_value(s, len);
             if (b < 0)
-                return elm_vocab_fail(err, errlen, ELM_EFORMAT,
-                                      "%s[%d]: byte token '%.*s' is not <0xNN>", KEY_TOKENS,
-                                      (int)id, (int)(len > 16 ? 16 : len), s);
+                return elm_errf(err, errlen, ELM_EFORMAT, "%s[%d]: byte token '%.*s' is not <0xNN>",
+                                KEY_TOKENS, (int)id, (int)(len > 16 ? 16 : len), s);
             *d = (char)b;
             o++;
             break;
@@ -596,7 +464,7 @@ int elm_vocab_load(const struct elm_gguf *g, struct elm_vocab **out, char *err, 
         elm_spm_init_bytes(v);
     if (rc) {
         if (rc == -ENOMEM)
-            elm_vocab_fail(err, errlen, rc, "out of memory loading the vocabulary");
+            elm_errf(err, errlen, rc, "out of memory loading the vocabulary");
         elm_vocab_destroy(&v);
         return rc;
     }
@@ -706,14 +574,8 @@ struct frags {
 
 static int frags_push(struct frags *f, int32_t id, size_t off, size_t len)
 {
-    if (f->n == f->cap) {
-        size_t cap = f->cap ? f->cap * 2 : 16;
-        struct frag *p = realloc(f->a, cap * sizeof *p);
-        if (!p)
-            return -ENOMEM;
-        f->a = p;
-        f->cap = cap;
-    }
+    if (elm_vocab_grow((void **)&f->a, &f->cap, f->n + 1, sizeof *f->a))
+        return -ENOMEM;
     f->a[f->n++] = (struct frag){.id = id, .off = off, .len = len};
     return 0;
 }
@@ -782,17 +644,15 @@ static int partition(const struct elm_vocab *v, const char *text, size_t len, bo
     return 0;
 }
 
-int elm_tokenize(const struct elm_vocab *v, const char *text, size_t len, bool add_special,
-                 bool parse_special, int32_t *out, int cap)
+/* The whole of elm_tokenize into ids (which the caller frees, also on failure). */
+static int tokenize_ids(const struct elm_vocab *v, const char *text, size_t len, bool add_special,
+                        bool parse_special, struct elm_ids *ids)
 {
-    if (!v || (!text && len) || cap < 0 || (cap > 0 && !out))
-        return -EINVAL;
-    struct elm_ids ids = {0};
     struct frags frags = {0};
     int rc = 0;
 
     if (add_special && v->add_bos)
-        rc = elm_ids_push(&ids, v->bos);
+        rc = elm_ids_push(ids, v->bos);
     if (!rc && len)
         rc = partition(v, text, len, parse_special, &frags);
 
@@ -802,29 +662,57 @@ int elm_tokenize(const struct elm_vocab *v, const char *text, size_t len, bool a
     for (size_t i = 0; !rc && i < frags.n; i++) {
         const struct frag *f = &frags.a[i];
         if (f->id >= 0) {
-            rc = elm_ids_push(&ids, f->id);
+            rc = elm_ids_push(ids, f->id);
             after_special = true;
         } else if (v->kind == ELM_VOCAB_SPM) {
             rc = elm_spm_tokenize(v, text + f->off, f->len, v->add_space_prefix && after_special,
-                                  &ids);
+                                  ids);
             after_special = false;
         } else {
-            rc = elm_bpe_tokenize(v, text + f->off, f->len, &ids);
+            rc = elm_bpe_tokenize(v, text + f->off, f->len, ids);
         }
     }
     if (!rc && add_special && v->add_eos)
-        rc = elm_ids_push(&ids, v->eos);
-    if (!rc && ids.n > INT_MAX)
+        rc = elm_ids_push(ids, v->eos);
+    if (!rc && ids->n > INT_MAX)
         rc = -EOVERFLOW;
+    free(frags.a);
+    return rc;
+}
+
+int elm_tokenize(const struct elm_vocab *v, const char *text, size_t len, bool add_special,
+                 bool parse_special, int32_t *out, int cap)
+{
+    if (!v || (!text && len) || cap < 0 || (cap > 0 && !out))
+        return -EINVAL;
+    struct elm_ids ids = {0};
+    int rc = tokenize_ids(v, text, len, add_special, parse_special, &ids);
     if (!rc) {
         size_t k = ids.n < (size_t)cap ? ids.n : (size_t)cap;
         if (k)
             memcpy(out, ids.v, k * sizeof *out);
         rc = (int)ids.n;
     }
-    free(frags.a);
     free(ids.v);
     return rc;
+}
+
+int elm_tokenize_alloc(const struct elm_vocab *v, const char *text, size_t len, bool add_special,
+                       bool parse_special, int32_t **out, int32_t *n)
+{
+    if (!v || (!text && len) || !out || !n)
+        return -EINVAL;
+    struct elm_ids ids = {0};
+    int rc = tokenize_ids(v, text, len, add_special, parse_special, &ids);
+    if (!rc && !ids.v && !(ids.v = malloc(sizeof *ids.v))) /* no tokens: still a buffer */
+        rc = -ENOMEM;
+    if (rc) {
+        free(ids.v);
+        return rc;
+    }
+    *out = ids.v;
+    *n = (int32_t)ids.n;
+    return 0;
 }
 
 /* ============================================================================================

@@ -14,20 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "gguf.h"
-
-/* GGUF token types (tokenizer.ggml.token_type) */
-enum elm_token_type {
-    ELM_TOKEN_UNDEFINED = 0,
-    ELM_TOKEN_NORMAL = 1,
-    ELM_TOKEN_UNKNOWN = 2,
-    ELM_TOKEN_CONTROL = 3,
-    ELM_TOKEN_USER_DEFINED = 4,
-    ELM_TOKEN_UNUSED = 5,
-    ELM_TOKEN_BYTE = 6,
-};
-
-enum elm_vocab_kind { ELM_VOCAB_SPM, ELM_VOCAB_BPE };
+#include "engine/gguf.h"
+#include "engine/vocab_types.h" /* enum elm_token_type, enum elm_vocab_kind */
 
 struct elm_vocab; /* opaque, immutable after load: safe to share between threads */
 
@@ -59,6 +47,12 @@ int32_t elm_vocab_find(const struct elm_vocab *v, const char *text, size_t len);
  * buffer), or a negative error. */
 int elm_tokenize(const struct elm_vocab *v, const char *text, size_t len, bool add_special,
                  bool parse_special, int32_t *out, int cap);
+
+/* The same, all of it: *out is a malloc'ed array of *n ids (the caller frees it; not NULL on
+ * success, even for no tokens). add_special false is "no BOS/EOS" (a continued conversation,
+ * `elmctl tokenize --no-bos`). Returns 0 or a negative error; *out and *n written on success. */
+int elm_tokenize_alloc(const struct elm_vocab *v, const char *text, size_t len, bool add_special,
+                       bool parse_special, int32_t **out, int32_t *n);
 
 /* The bytes one token contributes to the output text: byte tokens become their byte, "▁" a
  * space, GPT-2's byte map is undone. CONTROL/UNKNOWN tokens render as nothing unless special.

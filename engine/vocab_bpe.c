@@ -23,9 +23,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/errmsg.h"
 #include "elm/status.h"
-#include "unicode.h"
-#include "vocab_impl.h"
+#include "engine/unicode.h"
+#include "engine/vocab_bpe.h"
 
 /* ============================================================================================
  * GPT-2 byte <-> code point map
@@ -94,7 +95,7 @@ static uint32_t hash_u64(uint64_t k)
     return (uint32_t)k;
 }
 
-int32_t elm_vocab_merge_rank(const struct elm_vocab *v, int32_t left, int32_t right)
+static int32_t merge_rank_of(const struct elm_vocab *v, int32_t left, int32_t right)
 {
     if (!v->merge_keys || left < 0 || right < 0)
         return -1;
@@ -126,21 +127,20 @@ int elm_bpe_load_merges(const struct elm_gguf *g, struct elm_vocab *v, char *err
     const void *unused;
     int rc = elm_gguf_get_arr(g, KEY_MERGES, ELM_GGUF_STRING, &n, &unused);
     if (rc == -ENOENT)
-        return elm_vocab_fail(err, errlen, ELM_EFORMAT,
-                              "%s: missing (required by gpt2 vocabularies)", KEY_MERGES);
+        return elm_errf(err, errlen, ELM_EFORMAT, "%s: missing (required by gpt2 vocabularies)",
+                        KEY_MERGES);
     if (rc)
-        return elm_vocab_fail(err, errlen, ELM_EFORMAT, "%s: expected an array of strings",
-                              KEY_MERGES);
+        return elm_errf(err, errlen, ELM_EFORMAT, "%s: expected an array of strings", KEY_MERGES);
     if (n > ELM_VOCAB_MAX_TOKENS)
-        return elm_vocab_fail(err, errlen, ELM_EFORMAT, "%s: %llu merges", KEY_MERGES,
-                              (unsigned long long)n);
+        return elm_errf(err, errlen, ELM_EFORMAT, "%s: %llu merges", KEY_MERGES,
+                        (unsigned long long)n);
     struct elm_gguf_str *strs = malloc((n ? n : 1) * sizeof *strs);
     if (!strs)
         return -ENOMEM;
     rc = elm_gguf_get_str_arr(g, KEY_MERGES, strs, n);
     if (rc) {
         free(strs);
-        return elm_vocab_fail(err, errlen, ELM_EFORMAT, "%s: unreadable strings", KEY_MERGES);
+        return elm_errf(err, errlen, ELM_EFORMAT, "%s: unreadable strings", KEY_MERGES);
     }
     uint32_t size = elm_vocab_table_size(n);
     v->merge_mask = size - 1;
@@ -160,8 +160,8 @@ int elm_bpe_load_merges(const struct elm_gguf *g, struct elm_vocab *v, char *err
         int32_t r = sp ? elm_vocab_lookup(v, sp + 1, len - (size_t)(sp - s) - 1) : -1;
         if (l < 0 || r < 0) {
             free(strs);
-            return elm_vocab_fail(err, errlen, ELM_EFORMAT, "%s[%llu]: '%.*s' is not two tokens",
-                                  KEY_MERGES, (unsigned long long)i, (int)(len > 64 ? 64 : len), s);
+            return elm_errf(err, errlen, ELM_EFORMAT, "%s[%llu]: '%.*s' is not two tokens",
+                            KEY_MERGES, (unsigned long long)i, (int)(len > 64 ? 64 : len), s);
         }
         merge_insert(v, l, r, (int32_t)i);
     }
@@ -189,14 +189,8 @@ static int spans_push(struct spans *s, size_t len)
 {
     if (len == 0)
         return 0;
-    if (s->n == s->cap) {
-        size_t cap = s->cap ? s->cap * 2 : 64;
-        uint32_t *p = realloc(s->len, cap * sizeof *p);
-        if (!p)
-            return -ENOMEM;
-        s->len = p;
-        s->cap = cap;
-    }
+    if (elm_vocab_grow((void **)&s->len, &s->cap, s->n + 1, sizeof *s->len))
+        return -ENOMEM;
     s->len[s->n++] = (uint32_t)len;
     return 0;
 }
@@ -625,33 +619,18 @@ static int try_merge(struct bpe_state *st, int32_t left, int32_t right)
     if (left < 0 || right < 0)
         return 0;
     const struct elm_sym *l = &st->sym[left], *r = &st->sym[right];
-    int32_t rank = elm_vocab_merge_rank(st->v, l->id, r->id);
+    int32_t rank = merge_rank_of(st->v, l->id, r->id);
     if (rank < 0)
         return 0;
     struct elm_bigram b = {.key = rank, .left = left, .right = right, .size = l->len + r->len};
     return elm_heap_push(&st->heap, b);
 }
 
-static int grow(void **p, size_t *cap, size_t need, size_t elem)
-{
-    if (need <= *cap)
-        return 0;
-    size_t cap2 = *cap ? *cap : 256;
-    while (cap2 < need)
-        cap2 *= 2;
-    void *q = realloc(*p, cap2 * elem);
-    if (!q)
-        return -ENOMEM;
-    *p = q;
-    *cap = cap2;
-    return 0;
-}
-
 /* Byte-maps code points cp[0..n) into st->word and returns its length via *len. */
 static int map_word(struct bpe_state *st, const uint32_t *cp, size_t n, size_t *len)
 {
     /* at most 4 UTF-8 bytes per code point, each mapped to at most 2 bytes */
-    int rc = grow((void **)&st->word, &st->word_cap, n * 8, 1);
+    int rc = elm_vocab_grow((void **)&st->word, &st->word_cap, n * 8, 1);
     if (rc)
         return rc;
     size_t o = 0;
@@ -668,23 +647,11 @@ static int map_word(struct bpe_state *st, const uint32_t *cp, size_t n, size_t *
 static int merge_word(struct bpe_state *st, size_t n, struct elm_ids *out)
 {
     const char *w = st->word;
-    int rc = grow((void **)&st->sym, &st->sym_cap, n, sizeof *st->sym);
+    int rc = elm_vocab_grow((void **)&st->sym, &st->sym_cap, n, sizeof *st->sym);
     if (rc)
         return rc;
 
-    int32_t n_sym = 0;
-    for (size_t off = 0; off < n;) {
-        size_t cl = elm_utf8_seq_len((uint8_t)w[off]);
-        if (cl > n - off)
-            cl = n - off;
-        st->sym[n_sym] = (struct elm_sym){.prev = n_sym - 1,
-                                          .next = off + cl == n ? -1 : n_sym + 1,
-                                          .start = (uint32_t)off,
-                                          .len = (uint32_t)cl,
-                                          .id = elm_vocab_lookup(st->v, w + off, cl)};
-        n_sym++;
-        off += cl;
-    }
+    int32_t n_sym = elm_syms_split(st->v, w, n, st->sym);
 
     st->heap.n = 0;
     for (int32_t i = 1; !rc && i < n_sym; i++)

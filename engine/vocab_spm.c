@@ -19,8 +19,7 @@
 #include <string.h>
 
 #include "elm/status.h"
-#include "unicode.h"
-#include "vocab_impl.h"
+#include "engine/vocab_spm.h"
 
 #define SPACE_ESCAPE     "\xE2\x96\x81" /* U+2581 */
 #define SPACE_ESCAPE_LEN 3
@@ -167,20 +166,7 @@ int elm_spm_tokenize(const struct elm_vocab *v, const char *text, size_t len, bo
         goto out;
     }
 
-    /* One symbol per UTF-8 character, split by lead byte only (no validation, as llama.cpp). */
-    int32_t n_sym = 0;
-    for (size_t off = 0; off < n;) {
-        size_t cl = elm_utf8_seq_len((uint8_t)buf[off]);
-        if (cl > n - off)
-            cl = n - off;
-        st.sym[n_sym] = (struct elm_sym){.prev = n_sym - 1,
-                                         .next = off + cl == n ? -1 : n_sym + 1,
-                                         .start = (uint32_t)off,
-                                         .len = (uint32_t)cl,
-                                         .id = -1};
-        n_sym++;
-        off += cl;
-    }
+    int32_t n_sym = elm_syms_split(NULL, buf, n, st.sym);
 
     for (int32_t i = 1; i < n_sym; i++) {
         rc = try_pair(&st, i - 1, i);

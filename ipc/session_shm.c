@@ -7,9 +7,9 @@
  * fixed structs are their own wire format.
  */
 #include <errno.h>
-#include <math.h>
 #include <string.h>
 
+#include "common/sampling.h"
 #include "elm/status.h"
 #include "ipc/session_shm.h"
 
@@ -129,14 +129,22 @@ const char *elm_rec_type_name(uint16_t type)
  * PROMPT
  */
 
-/* The fixed fields' ranges, shared by the encoder (-EINVAL) and decoder (ELM_EPROTO). The
- * float tests are written so that NaN fails them. */
+/* The fixed fields' ranges, shared by the encoder (-EINVAL) and decoder (ELM_EPROTO); the
+ * sampling fields' are common/sampling.h's, as everywhere. */
 static bool prompt_hdr_is_valid(const struct elm_rec_prompt *h)
 {
+    /* Any count is a valid look-back (the scheduler bounds it), so a large one maps to a
+     * large one rather than wrapping negative. */
+    struct elm_sampling sp = {
+        .temp = h->temp,
+        .top_k = h->top_k,
+        .top_p = h->top_p,
+        .min_p = h->min_p,
+        .repeat_penalty = h->repeat_penalty,
+        .repeat_last_n = h->repeat_last_n > INT32_MAX ? INT32_MAX : (int32_t)h->repeat_last_n,
+        .seed = h->seed};
     return (h->flags & ~ELM_PROMPT_F_KNOWN) == 0 && h->n_stop <= ELM_REC_MAX_STOP &&
-           h->top_k >= 0 && isfinite(h->temp) && h->temp >= 0.0f && h->top_p >= 0.0f &&
-           h->top_p <= 1.0f && h->min_p >= 0.0f && h->min_p <= 1.0f &&
-           isfinite(h->repeat_penalty) && h->repeat_penalty > 0.0f && h->reserved == 0;
+           h->reserved == 0 && elm_sampling_check(&sp) == 0;
 }
 
 /* Describes m as iovecs (fixed part, text, then length + bytes per stop string). lens holds

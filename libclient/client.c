@@ -27,8 +27,7 @@
 #include <zmq.h>
 
 #include "internal.h"
-
-#define SOCKET_NAME "control"
+#include "ipc/endpoint.h"
 
 _Static_assert((int)ELM_SESSION_IDLE == ELM_SESSION_STATE_IDLE &&
                    (int)ELM_SESSION_RUNNING == ELM_SESSION_STATE_RUNNING &&
@@ -46,20 +45,11 @@ const char *elm_version(void)
 
 int elm_client_default_runtime_dir(char *buf, size_t cap)
 {
-    const char *env = getenv("ELM_RUNTIME_DIR"), *xdg = getenv("XDG_RUNTIME_DIR");
-    char run[64];
-    struct stat st;
-    int n;
-    /* The daemon's order (daemon/rundir.c), after the override both elmctl and we honour. */
-    snprintf(run, sizeof run, "/run/user/%u", (unsigned)geteuid());
-    if (env && *env)
-        n = snprintf(buf, cap, "%s", env);
-    else if (xdg && xdg[0] == '/')
-        n = snprintf(buf, cap, "%s/elm", xdg);
-    else if (stat(run, &st) == 0 && S_ISDIR(st.st_mode))
-        n = snprintf(buf, cap, "%s/elm", run);
-    else
-        n = snprintf(buf, cap, "/tmp/elm-%u", (unsigned)geteuid());
+    /* The override both elmctl and we honour, then the daemon's own rule. */
+    const char *env = getenv("ELM_RUNTIME_DIR");
+    if (!env || !*env)
+        return elm_rundir_default(buf, cap);
+    int n = snprintf(buf, cap, "%s", env);
     return n < 0 || (size_t)n >= cap ? -ENAMETOOLONG : 0;
 }
 
@@ -324,7 +314,7 @@ static int hello(struct elm_client *c)
 
 int elm_client_connect(const char *runtime_dir, elm_client **out)
 {
-    char dir[PATH_MAX], path[PATH_MAX + sizeof "/" SOCKET_NAME];
+    char dir[PATH_MAX], path[PATH_MAX + sizeof "/" ELM_CONTROL_SOCKET];
     if (!out)
         return -EINVAL;
     int rc = 0;
@@ -334,7 +324,7 @@ int elm_client_connect(const char *runtime_dir, elm_client **out)
         rc = elm_client_default_runtime_dir(dir, sizeof dir);
     if (rc < 0)
         return rc;
-    snprintf(path, sizeof path, "%s/" SOCKET_NAME, dir);
+    snprintf(path, sizeof path, "%s/" ELM_CONTROL_SOCKET, dir);
     if (strlen(path) >= sizeof(((struct sockaddr_un *)0)->sun_path))
         return -ENAMETOOLONG;
     if ((rc = probe_socket(path)) < 0)

@@ -10,12 +10,12 @@
  * dies mid-stream is reported (ELM_EDAEMON) instead of waited for forever.
  */
 #include <errno.h>
-#include <math.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "common/sampling.h"
 #include "internal.h"
 #include "ipc/session_shm.h"
 #include "ipc/shm.h"
@@ -245,20 +245,24 @@ uint32_t elm_session_n_ctx(const elm_session *s)
  * Requests
  */
 
+_Static_assert(ELM_REQUEST_SEED_RANDOM == ELM_SEED_RANDOM, "one 'random seed' value");
+
 void elm_request_init(struct elm_request *r)
 {
     if (!r)
         return;
+    struct elm_sampling d;
+    elm_sampling_default(&d);
     memset(r, 0, sizeof *r);
     r->prompt = "";
     r->n_predict = -1;
-    r->temp = 0.8f;
-    r->top_k = 40;
-    r->top_p = 0.95f;
-    r->min_p = 0.05f;
-    r->repeat_penalty = 1.0f;
-    r->repeat_last_n = 64;
-    r->seed = ELM_REQUEST_SEED_RANDOM;
+    r->temp = d.temp;
+    r->top_k = d.top_k;
+    r->top_p = d.top_p;
+    r->min_p = d.min_p;
+    r->repeat_penalty = d.repeat_penalty;
+    r->repeat_last_n = d.repeat_last_n;
+    r->seed = d.seed;
 }
 
 #define REQUEST_FLAGS (ELM_REQUEST_NO_BOS | ELM_REQUEST_SPECIAL | ELM_REQUEST_KEEP_CONTEXT)
@@ -267,11 +271,15 @@ void elm_request_init(struct elm_request *r)
  * (checked here so the caller learns which call was wrong, not a later event). */
 static int to_prompt(const struct elm_request *r, uint32_t req_id, struct elm_prompt_msg *m)
 {
+    struct elm_sampling sp = {.temp = r->temp,
+                              .top_k = r->top_k,
+                              .top_p = r->top_p,
+                              .min_p = r->min_p,
+                              .repeat_penalty = r->repeat_penalty,
+                              .repeat_last_n = r->repeat_last_n,
+                              .seed = r->seed};
     if (!r->prompt || (r->flags & ~(uint32_t)REQUEST_FLAGS) || r->n_stop < 0 ||
-        r->n_stop > ELM_REQUEST_MAX_STOP || r->top_k < 0 || r->repeat_last_n < 0 ||
-        !isfinite(r->temp) || r->temp < 0 || !(r->top_p >= 0 && r->top_p <= 1) ||
-        !(r->min_p >= 0 && r->min_p <= 1) || !isfinite(r->repeat_penalty) ||
-        !(r->repeat_penalty > 0))
+        r->n_stop > ELM_REQUEST_MAX_STOP || elm_sampling_check(&sp))
         return -EINVAL;
     size_t len = strlen(r->prompt);
     if (len > UINT32_MAX)

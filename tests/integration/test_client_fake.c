@@ -7,10 +7,12 @@
  * quickly, without reading out of bounds (the ASan build checks that part).
  */
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <regex.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -22,6 +24,7 @@
 
 #include "elm/client.h"
 #include "elm_test.h"
+#include "ipc/endpoint.h"
 #include "ipc/proto.h"
 #include "ipc/session_shm.h"
 #include "ipc/shm.h"
@@ -610,10 +613,12 @@ static void test_exports(void **state)
     pclose(p);
     regex_t re;
     assert_int_equal(regcomp(&re, "elm_[a-z0-9_]+\\(", REG_EXTENDED), 0);
+    /* version.h is generated into the build tree (CMake configure_file). */
     const char *headers[] = {"client.h", "status.h", "version.h"};
+    const char *dirs[] = {src, src, elm_test_build_dir()};
     int n_declared = 0;
     for (int i = 0; i < 3; i++) {
-        snprintf(path, sizeof path, "%s/include/elm/%s", src, headers[i]);
+        snprintf(path, sizeof path, "%s/include/elm/%s", dirs[i], headers[i]);
         char *text = elm_test_read_file(path, NULL);
         assert_non_null(text);
         regmatch_t m;
@@ -638,6 +643,52 @@ static void test_exports(void **state)
     print_message("%d public functions, all exported, nothing else\n", n_declared);
 }
 
+/* Restores one environment variable to a saved value (NULL: unset). */
+static void env_restore(const char *name, const char *saved)
+{
+    if (saved)
+        setenv(name, saved, 1);
+    else
+        unsetenv(name);
+}
+
+/* Where a client looks: $ELM_RUNTIME_DIR, else exactly where elmd puts itself (one rule,
+ * ipc/endpoint.h, for both). */
+static void test_default_runtime_dir(void **state)
+{
+    char *env = getenv("ELM_RUNTIME_DIR"), *xdg = getenv("XDG_RUNTIME_DIR");
+    env = env ? strdup(env) : NULL;
+    xdg = xdg ? strdup(xdg) : NULL;
+    char a[PATH_MAX], b[PATH_MAX];
+
+    setenv("ELM_RUNTIME_DIR", "/some/where", 1);
+    assert_int_equal(elm_client_default_runtime_dir(a, sizeof a), 0);
+    assert_string_equal(a, "/some/where");
+    assert_int_equal(elm_client_default_runtime_dir(a, 5), -ENAMETOOLONG);
+
+    unsetenv("ELM_RUNTIME_DIR");
+    setenv("XDG_RUNTIME_DIR", "/xdg", 1);
+    assert_int_equal(elm_client_default_runtime_dir(a, sizeof a), 0);
+    assert_string_equal(a, "/xdg/elm");
+    assert_int_equal(elm_rundir_default(b, sizeof b), 0);
+    assert_string_equal(a, b);
+
+    setenv("XDG_RUNTIME_DIR", "relative", 1); /* not absolute: ignored */
+    assert_int_equal(elm_client_default_runtime_dir(a, sizeof a), 0);
+    assert_int_equal(elm_rundir_default(b, sizeof b), 0);
+    assert_string_equal(a, b);
+    char run[64], tmp[64];
+    snprintf(run, sizeof run, "/run/user/%u/elm", (unsigned)geteuid());
+    snprintf(tmp, sizeof tmp, "/tmp/elm-%u", (unsigned)geteuid());
+    assert_true(!strcmp(a, run) || !strcmp(a, tmp));
+    assert_int_equal(elm_client_default_runtime_dir(a, 5), -ENAMETOOLONG);
+
+    env_restore("ELM_RUNTIME_DIR", env);
+    env_restore("XDG_RUNTIME_DIR", xdg);
+    free(env);
+    free(xdg);
+}
+
 int main(void)
 {
     alarm(120); /* the whole file; each wait inside has its own, shorter bound */
@@ -651,6 +702,7 @@ int main(void)
         cmocka_unit_test(test_daemon_death_mid_stream),
         cmocka_unit_test(test_other_user_refused),
         cmocka_unit_test(test_exports),
+        cmocka_unit_test(test_default_runtime_dir),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -214,6 +214,9 @@ static void test_encode_rejects(void **state)
     b.hdr.top_k = -1;
     assert_int_equal(elm_rec_prompt_push(&p.c.req, &b), -EINVAL);
     b = m;
+    b.hdr.top_p = 1.0001f; /* common/sampling.h's range, as in the engine and libelmclient */
+    assert_int_equal(elm_rec_prompt_push(&p.c.req, &b), -EINVAL);
+    b = m;
     b.text = NULL;
     assert_int_equal(elm_rec_prompt_push(&p.c.req, &b), -EINVAL);
     /* Fits the codec, not the 256-byte ring: the ring says so. */

@@ -307,6 +307,22 @@ static int teardown(void **state)
     return rmdir(tmpdir);
 }
 
+/* The one default-context rule (elmd's sessions, elmctl --local): configured, else the
+ * training context up to 4096, and 4096 for a file that states none. */
+static void test_ctx_default(void **state)
+{
+    struct elm_model m = {.hp.n_ctx_train = 2048};
+    assert_int_equal(elm_model_ctx_default(&m, 0), 2048);
+    assert_int_equal(elm_model_ctx_default(&m, 100), 100);
+    assert_int_equal(elm_model_ctx_default(&m, 8192), 8192); /* configured is not capped */
+    m.hp.n_ctx_train = 32768;
+    assert_int_equal(elm_model_ctx_default(&m, 0), ELM_CTX_DEFAULT_MAX);
+    assert_int_equal(ELM_CTX_DEFAULT_MAX, 4096);
+    m.hp.n_ctx_train = 0;
+    assert_int_equal(elm_model_ctx_default(&m, 0), 4096);
+    assert_int_equal(elm_model_ctx_default(&m, 512), 512);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -317,6 +333,7 @@ int main(void)
         cmocka_unit_test(test_f16_model),
         cmocka_unit_test(test_rejected_files),
         cmocka_unit_test(test_batch_split_invariance),
+        cmocka_unit_test(test_ctx_default),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

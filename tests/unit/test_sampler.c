@@ -1,5 +1,6 @@
 /* test_sampler.c — the sampler chain on fixed logits, and the generation loop's seed
  * reproducibility, stop strings and length limits on stories260K. */
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -103,6 +104,49 @@ static void test_bad_params(void **state)
     struct elm_sampler *s = NULL;
     assert_int_equal(elm_sampler_create(&p, 10, &s), -22);
     assert_null(s);
+
+    /* The ranges are common/sampling.h's, the same that the wire and libelmclient enforce:
+     * the engine used to take a top_p above 1, a negative temperature and a negative top-k. */
+    struct {
+        const char *what;
+        struct elm_sampling p;
+    } bad[] = {{.what = "top_p > 1"}, {.what = "temp < 0"},         {.what = "top_k < 0"},
+               {.what = "min_p > 1"}, {.what = "repeat_penalty 0"}, {.what = "repeat_last_n < 0"}};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        elm_sampling_default(&bad[i].p);
+    bad[0].p.top_p = 1.0001f;
+    bad[1].p.temp = -0.5f;
+    bad[2].p.top_k = -1;
+    bad[3].p.min_p = 1.5f;
+    bad[4].p.repeat_penalty = 0;
+    bad[5].p.repeat_last_n = -1;
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        if (elm_sampling_check(&bad[i].p) != -EINVAL)
+            fail_msg("%s was accepted", bad[i].what);
+        assert_int_equal(elm_sampler_create(&bad[i].p, 10, &s), -EINVAL);
+        assert_null(s);
+    }
+
+    /* The edges are in range: temp 0 is greedy; top_k 0, top_p 1, min_p 0 are "off". */
+    p = (struct elm_sampling){.top_p = 1, .repeat_penalty = 1};
+    assert_int_equal(elm_sampling_check(&p), 0);
+    assert_int_equal(elm_sampler_create(&p, 10, &s), 0);
+    elm_sampler_destroy(&s);
+}
+
+/* The defaults are llama.cpp's, the ones elm_request_init() documents. */
+static void test_defaults(void **state)
+{
+    struct elm_sampling p;
+    elm_sampling_default(&p);
+    assert_float_equal(p.temp, 0.8f, 0);
+    assert_int_equal(p.top_k, 40);
+    assert_float_equal(p.top_p, 0.95f, 0);
+    assert_float_equal(p.min_p, 0.05f, 0);
+    assert_float_equal(p.repeat_penalty, 1.0f, 0);
+    assert_int_equal(p.repeat_last_n, 64);
+    assert_true(p.seed == ELM_SEED_RANDOM);
+    assert_int_equal(elm_sampling_check(&p), 0);
 }
 
 /* ---- generation loop ----------------------------------------------------------------------- */
@@ -183,9 +227,10 @@ static void test_generation(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_greedy_and_ties),  cmocka_unit_test(test_top_k_one_is_greedy),
-        cmocka_unit_test(test_min_p_and_top_p),  cmocka_unit_test(test_repeat_penalty),
-        cmocka_unit_test(test_bad_params),       cmocka_unit_test(test_generation),
+        cmocka_unit_test(test_greedy_and_ties), cmocka_unit_test(test_top_k_one_is_greedy),
+        cmocka_unit_test(test_min_p_and_top_p), cmocka_unit_test(test_repeat_penalty),
+        cmocka_unit_test(test_bad_params),      cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_generation),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

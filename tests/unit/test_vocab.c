@@ -243,6 +243,22 @@ static void test_stories_bos_and_specials(void **state)
     assert_int_equal(two[0], 1);
     assert_int_equal(two[1], 403);
 
+    /* the one allocating entry point: BOS or not, and a buffer even for no tokens */
+    int32_t *all, n_all;
+    assert_int_equal(elm_tokenize_alloc(v, s, strlen(s), true, false, &all, &n_all), 0);
+    assert_int_equal(n_all, 5);
+    assert_memory_equal(all, want, sizeof want);
+    free(all);
+    assert_int_equal(elm_tokenize_alloc(v, s, strlen(s), false, false, &all, &n_all), 0);
+    assert_int_equal(n_all, 4);
+    assert_memory_equal(all, want + 1, 4 * sizeof *all);
+    free(all);
+    assert_int_equal(elm_tokenize_alloc(v, "", 0, false, false, &all, &n_all), 0);
+    assert_int_equal(n_all, 0);
+    assert_non_null(all);
+    free(all);
+    assert_int_equal(elm_tokenize_alloc(v, NULL, 3, true, false, &all, &n_all), -EINVAL);
+
     /* pieces: control tokens render only when special; bad ids are errors */
     char buf[16];
     assert_int_equal(elm_token_to_piece(v, 1, false, buf, sizeof buf), 0);

@@ -1,18 +1,21 @@
-/* vocab_impl.h — internals shared by vocab.c (loading, special tokens, decoding), vocab_spm.c
- * (SentencePiece-style merges) and vocab_bpe.c (GPT-2 byte-level BPE). Not a public header.
+/* vocab_table.h — the vocabulary's tables and the primitives that vocab.c (loading, special
+ * tokens, decoding), vocab_spm.c (SentencePiece-style merges) and vocab_bpe.c (GPT-2 byte-level
+ * BPE) all use. Not a public header. The dependencies go one way: vocab.c calls down into the
+ * two tokenizers, and all three call down into this file; nothing here or in the tokenizers
+ * calls back up into vocab.c.
  *
  * The vocabulary owns one pool of token texts; every lookup structure indexes into it. Token
  * text -> id and (left id, right id) -> merge rank are open-addressing hash tables with linear
  * probing, sized at load to at most half full, so a lookup costs one hash and a probe or two.
  */
-#ifndef ELM_VOCAB_IMPL_H
-#define ELM_VOCAB_IMPL_H
+#ifndef ELM_VOCAB_TABLE_H
+#define ELM_VOCAB_TABLE_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#include "vocab.h"
+#include "engine/vocab_types.h"
 
 /* Limits on what a file may declare: far beyond any real vocabulary, and they keep every id,
  * offset and table size in 32 bits. */
@@ -73,18 +76,19 @@ static inline const char *vocab_text(const struct elm_vocab *v, int32_t id, size
     return v->text + v->text_off[id];
 }
 
-/* Writes fmt into err (when errlen > 0) and returns rc: load errors name their key. */
-int elm_vocab_fail(char *err, size_t errlen, int rc, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
 /* Slots for a hash table of n entries: the smallest power of two >= 2n (at least 16). */
 uint32_t elm_vocab_table_size(size_t n);
 
 /* Id of the token whose text is exactly s[0..len), or -1. */
 int32_t elm_vocab_lookup(const struct elm_vocab *v, const char *s, size_t len);
 
-/* Rank of the merge (left, right), or -1 when the pair is not a merge. */
-int32_t elm_vocab_merge_rank(const struct elm_vocab *v, int32_t left, int32_t right);
+/* Inserts token id into the token-text table; returns the id already holding the same text,
+ * or -1 (then id is in). */
+int32_t elm_vocab_insert(struct elm_vocab *v, int32_t id);
+
+/* Makes room for need elements of elem bytes in the growable array *p of *cap elements
+ * (doubling, so n pushes cost O(n)). Returns 0 or -ENOMEM (then *p and *cap are unchanged). */
+int elm_vocab_grow(void **p, size_t *cap, size_t need, size_t elem);
 
 /* --- growable output of token ids ------------------------------------------------------------ */
 
@@ -105,6 +109,11 @@ struct elm_sym {
     int32_t id; /* BPE: token id of the span or -1 (unused by SPM) */
 };
 
+/* Splits text[0..n) into one symbol per UTF-8 character, cut by lead byte only (no validation,
+ * as llama.cpp does), chained in order, into sym (room for n). Each symbol's id is the token of
+ * its character when v is given, else -1. Returns the number of symbols. */
+int32_t elm_syms_split(const struct elm_vocab *v, const char *text, size_t n, struct elm_sym *sym);
+
 /* A candidate merge of two neighbouring symbols. The queue pops the lowest key first and, on a
  * tie, the leftmost pair. SPM uses key = -score (best score first), BPE key = rank. size is the
  * byte length of the pair when pushed: if either symbol changed since, the entry is stale. */
@@ -121,32 +130,5 @@ struct elm_heap {
 
 int elm_heap_push(struct elm_heap *h, struct elm_bigram b); /* 0 or -ENOMEM */
 bool elm_heap_pop(struct elm_heap *h, struct elm_bigram *out);
-
-/* --- the two tokenizers (raw text fragments; special tokens are already split out) ------------ */
-
-/* SentencePiece-style: escapes spaces to U+2581, prepends one when add_prefix. */
-int elm_spm_tokenize(const struct elm_vocab *v, const char *text, size_t len, bool add_prefix,
-                     struct elm_ids *out);
-
-/* Fills spm_byte[] once the token table exists. */
-void elm_spm_init_bytes(struct elm_vocab *v);
-
-/* The byte a "<0xNN>" byte-fallback token stands for, or -1 when the text is not of that form. */
-int elm_spm_byte_value(const char *s, size_t len);
-
-/* Turns a NORMAL SPM token's "▁" into spaces: writes at most len bytes to out, returns count. */
-size_t elm_spm_unescape(const char *text, size_t len, char *out);
-
-/* Reads tokenizer.ggml.merges (required for gpt2 vocabularies: both halves of every entry must
- * be tokens) into the merge table. */
-int elm_bpe_load_merges(const struct elm_gguf *g, struct elm_vocab *v, char *err, size_t errlen);
-
-/* GPT-2 byte-level BPE with the vocab's pre-tokenizer. */
-int elm_bpe_tokenize(const struct elm_vocab *v, const char *text, size_t len, struct elm_ids *out);
-
-/* Undoes GPT-2's byte-to-unicode map on a NORMAL token's text: appends the bytes to out (which
- * has room for len bytes; the result is never longer) and returns their count. Code points
- * outside the map are copied through as UTF-8. */
-size_t elm_bpe_unmap(const char *text, size_t len, char *out);
 
 #endif
