@@ -66,7 +66,7 @@ struct elm_field {
     uint32_t size;     /* bytes of the member (a string's buffer) */
     size_t offset;     /* of the member in the table's struct */
     uint64_t min, max; /* integers: the values a receiver accepts (max 0: the C type's) */
-    const char *name;  /* wire name (elm_proto_tag_name); NULL: the base tag's own name */
+    const char *name;  /* wire name (elm_proto_tag_name); NULL: the same as json */
     const char *json;  /* elmctl --json key: the member's name; lines sharing one form an array */
     const char *row;   /* elmctl's text row (or column) label; NULL: not in the text */
     const char *text;  /* the row's fragment, "%s" standing for the value (columns: unused) */

@@ -71,9 +71,9 @@ static bool tag_lookup(uint16_t tag, struct tag_def *out)
         return out->type != 0;
     }
     const struct elm_field *f = (tag & ELM_TAG_OPTIONAL) ? elm_fields_find(tag) : NULL;
-    if (!f || !f->name)
+    if (!f)
         return false;
-    out->name = f->name;
+    out->name = f->name ? f->name : f->json;
     out->type = (uint8_t)elm_field_type(f);
     return true;
 }
