@@ -10,9 +10,10 @@
  *   - libelmclient reads them back into the same struct (elm_fields_get),
  *   - elmctl prints them as text and JSON (cli/report.c),
  *   - tests/ipc/test_fields.c round-trips every line.
- * So a new status or stats value is a member in the public struct (include/elm/client.h), a line
- * here (ipc/fields.c), and the line in elmd that computes it. New fields take an optional tag
- * (ELM_TAG_OPTIONAL | ...): older peers skip them, so the protocol version stays.
+ * So a new status or stats value is a member in the public struct (include/elm/client.h), a name
+ * for its tag in enum elm_proto_opt_tag (ipc/proto.h), a line here (ipc/fields.c), and the line
+ * in elmd that computes it (docs/protocol.md 1.8 shows the diff). New fields take an optional
+ * tag: older peers skip them, so the protocol version stays.
  *
  * Every field's default is zero: "" for strings, false, 0. A receiver starts from a zeroed
  * struct, so an absent field reads as its default.
