@@ -1,11 +1,17 @@
-/* report.c — how elmctl shows what elmd reports: `status`, `sessions` and `stats` as aligned
- * text for people, or with --json as one JSON document for scripts (field names are the client
- * library's struct fields; sizes in bytes, times in nanoseconds, absent values 0 or "").
+/* report.c — how elmctl shows what elmd reports: `status`, `sessions`, `stats` and `load` as
+ * aligned text for people, or with --json as one JSON document for scripts (member names are the
+ * client library's struct fields; sizes in bytes, times in nanoseconds, absent values 0 or "").
+ *
+ * Nothing here names a field: both forms walk the reply's field table (ipc/fields.h), whose
+ * lines give each value's JSON key, text row, fragment and unit. A field added to a table shows
+ * up in both without a change here.
  */
 #ifdef ELM_HAVE_CLIENT
 #include <stdio.h>
+#include <string.h>
 
 #include "cli.h"
+#include "ipc/fields.h"
 
 /* ---------------------------------------------------------------------------------------------
  * A JSON object writer: enough for flat objects of strings and numbers, and arrays of them
@@ -53,29 +59,10 @@ static void j_u64(struct json *j, const char *k, uint64_t v)
     printf("%llu", (unsigned long long)v);
 }
 
-static void j_i64(struct json *j, const char *k, long long v)
-{
-    j_key(j, k);
-    printf("%lld", v);
-}
-
-static void j_f64(struct json *j, const char *k, double v)
-{
-    j_key(j, k);
-    printf("%.3f", v);
-}
-
 static void j_bool(struct json *j, const char *k, bool v)
 {
     j_key(j, k);
     fputs(v ? "true" : "false", stdout);
-}
-
-static void j_u64x3(struct json *j, const char *k, const uint64_t v[3])
-{
-    j_key(j, k);
-    printf("[%llu,%llu,%llu]", (unsigned long long)v[0], (unsigned long long)v[1],
-           (unsigned long long)v[2]);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -119,114 +106,187 @@ static const char *human_count(uint64_t n, char *buf, size_t cap)
 }
 
 /* ---------------------------------------------------------------------------------------------
- * status
+ * Walking a field table (ipc/fields.h): values as text, rows, columns, JSON members
  */
 
-static void status_json(const elm_client *c, const struct elm_daemon_status *st)
+/* The value of f in obj as text, in f's unit. Returns buf, or the member itself for strings. */
+static const char *render(const struct elm_field *f, const void *obj, char *buf, size_t cap)
 {
-    struct json j;
-    j_open(&j);
-    j_str(&j, "daemon_version", st->daemon_version);
-    j_i64(&j, "pid", st->pid);
-    j_u64(&j, "protocol_version", elm_client_protocol_version(c));
-    j_u64(&j, "uptime_ns", st->uptime_ns);
-    j_u64(&j, "n_sessions", st->n_sessions);
-    j_u64(&j, "max_sessions", st->max_sessions);
-    j_bool(&j, "model_loaded", st->model_loaded);
-    j_str(&j, "model_path", st->model_path);
-    j_str(&j, "model_name", st->model_name);
-    j_u64(&j, "n_ctx", st->n_ctx);
-    j_u64(&j, "n_vocab", st->n_vocab);
-    j_str(&j, "arch", st->arch);
-    j_str(&j, "kernel", st->kernel);
-    j_str(&j, "kv_type", st->kv_type);
-    j_u64(&j, "n_params", st->n_params);
-    j_u64(&j, "n_threads", st->n_threads);
-    j_u64(&j, "load_ns", st->load_ns);
-    j_u64(&j, "weight_bytes", st->weight_bytes);
-    j_u64(&j, "pinned_bytes", st->pinned_bytes);
-    j_u64(&j, "huge_bytes", st->huge_bytes);
-    j_str(&j, "backing", st->backing);
-    j_str(&j, "load_notes", st->load_notes);
-    j_u64(&j, "kv_bytes", st->kv_bytes);
-    j_u64(&j, "kv_tokens", st->kv_tokens);
-    j_u64(&j, "kv_capacity", st->kv_capacity);
-    j_u64(&j, "kv_pages", st->kv_pages);
-    j_u64(&j, "kv_pages_free", st->kv_pages_free);
-    j_u64(&j, "kv_page_bytes", st->kv_page_bytes);
-    j_u64(&j, "kv_page_tokens", st->kv_page_tokens);
-    j_str(&j, "kv_backing", st->kv_backing);
-    j_bool(&j, "kv_locked", st->kv_locked);
-    j_u64(&j, "n_queued", st->n_queued);
-    j_bool(&j, "loading", st->loading);
-    j_str(&j, "loading_path", st->loading_path);
-    j_u64(&j, "load_done", st->load_done);
-    j_u64(&j, "load_total", st->load_total);
-    j_str(&j, "load_error", st->load_error);
-    puts("}");
-}
-
-static void status_model(const struct elm_daemon_status *st)
-{
-    char a[64], b[64];
-    printf("model     %s  %s\n", st->model_name[0] ? st->model_name : "-", st->model_path);
-    if (st->arch[0])
-        printf("          %s, %s parameters, %s kernels, %u threads, loaded in %.3f s\n", st->arch,
-               human_count(st->n_params, a, sizeof a), st->kernel, st->n_threads,
-               st->load_ns * 1e-9);
-    if (st->weight_bytes)
-        printf("weights   %s: %s, %.0f%% on huge pages, %s\n",
-               human_bytes(st->weight_bytes, a, sizeof a), st->backing,
-               st->huge_bytes >= st->weight_bytes ? 100.0
-                                                  : 100.0 * st->huge_bytes / st->weight_bytes,
-               st->pinned_bytes ? "pinned" : "not pinned (may be paged out)");
-    if (st->load_notes[0])
-        printf("          %s\n", st->load_notes);
-    printf("context   %u tokens per session%s%s%s, vocabulary %u\n", st->n_ctx,
-           st->kv_type[0] ? " (KV cache " : "", st->kv_type, st->kv_type[0] ? ")" : "",
-           st->n_vocab);
-    if (st->kv_pages) {
-        printf("kv pool   %s: %llu of %llu pages free (%llu positions, %s each), %s, %s\n",
-               human_bytes(st->kv_bytes, b, sizeof b), (unsigned long long)st->kv_pages_free,
-               (unsigned long long)st->kv_pages, (unsigned long long)st->kv_page_tokens,
-               human_bytes(st->kv_page_bytes, a, sizeof a),
-               st->kv_backing[0] ? st->kv_backing : "?", st->kv_locked ? "pinned" : "not pinned");
-        printf("          %llu of %llu positions hold sessions' tokens; %u request%s waiting\n",
-               (unsigned long long)st->kv_tokens, (unsigned long long)st->kv_capacity, st->n_queued,
-               st->n_queued == 1 ? "" : "s");
+    if (f->ctype == ELM_CT_STR)
+        return elm_field_str(f, obj);
+    if (f->ctype == ELM_CT_F64) {
+        double v = elm_field_f64(f, obj);
+        if (f->unit == ELM_UNIT_SHARE)
+            snprintf(buf, cap, "%.0f%%", v * 100.0);
+        else
+            snprintf(buf, cap, "%.1f", v);
+        return buf;
+    }
+    uint64_t v = elm_field_u64(f, obj);
+    switch (f->unit) {
+    case ELM_UNIT_SECONDS:
+        snprintf(buf, cap, "%.3f s", v * 1e-9);
+        return buf;
+    case ELM_UNIT_DURATION:
+        return human_ns(v, buf, cap);
+    case ELM_UNIT_MS:
+        snprintf(buf, cap, "%.2f", v * 1e-6);
+        return buf;
+    case ELM_UNIT_BYTES:
+        return human_bytes(v, buf, cap);
+    case ELM_UNIT_COUNT:
+        return human_count(v, buf, cap);
+    case ELM_UNIT_YESNO:
+        return v ? "yes" : "no";
+    case ELM_UNIT_NAMES:
+        return v >= f->min && v <= f->max && f->names[v] ? f->names[v] : "unknown";
+    default:
+        if (elm_field_is_signed(f))
+            snprintf(buf, cap, "%lld", (long long)v);
+        else
+            snprintf(buf, cap, "%llu", (unsigned long long)v);
+        return buf;
     }
 }
 
-void cli_print_status(const elm_client *c, const struct elm_daemon_status *st)
+/* Prints f's fragment with its value where the fragment says "%s"; nothing for a NONZERO field
+ * at its default (the fragment would have nothing to say). */
+static void fragment(const struct elm_field *f, const void *obj)
 {
-    char t[64];
-    if (cli_json) {
-        status_json(c, st);
+    char buf[64];
+    if ((f->flags & ELM_FIELD_NONZERO) && elm_field_is_default(f, obj))
+        return;
+    const char *at = strstr(f->text, "%s");
+    if (!at) {
+        fputs(f->text, stdout);
         return;
     }
-    printf("elmd %s, pid %ld, up %s (protocol %u)\n",
-           st->daemon_version[0] ? st->daemon_version : "(version unknown)", st->pid,
-           human_ns(st->uptime_ns, t, sizeof t), elm_client_protocol_version(c));
-    if (st->model_loaded)
-        status_model(st);
+    printf("%.*s%s%s", (int)(at - f->text), f->text, render(f, obj, buf, sizeof buf), at + 2);
+}
+
+/* The number of fields from i on that share f[i]'s row. */
+static unsigned row_len(const struct elm_fields *t, unsigned i)
+{
+    unsigned k = 1;
+    while (i + k < t->n && t->f[i + k].row && !strcmp(t->f[i + k].row, t->f[i].row))
+        k++;
+    return k;
+}
+
+/* One line per row: the label, then each field's fragment. A row whose fields all hold their
+ * defaults is left out unless all is set (counters read better as 0 than absent). */
+static void print_rows(const struct elm_fields *t, const void *obj, bool all)
+{
+    for (unsigned i = 0; i < t->n;) {
+        const struct elm_field *f = &t->f[i];
+        unsigned k = f->row ? row_len(t, i) : 1;
+        bool empty = true;
+        for (unsigned r = 0; r < k; r++)
+            empty = empty && elm_field_is_default(&f[r], obj);
+        if (f->row && f->text && (all || !empty)) {
+            printf("%-17s ", f->row);
+            for (unsigned r = 0; r < k; r++)
+                fragment(&f[r], obj);
+            putchar('\n');
+        }
+        i += k;
+    }
+}
+
+/* Every field's fragment on the current line, without labels. */
+static void print_inline(const struct elm_fields *t, const void *obj)
+{
+    for (unsigned i = 0; i < t->n; i++)
+        if (t->f[i].text)
+            fragment(&t->f[i], obj);
+    putchar('\n');
+}
+
+/* A list as a table: the header from the rows' labels, then one line per struct. */
+static void print_columns(const struct elm_fields *t, const void *objs, size_t size, size_t n)
+{
+    char buf[64];
+    for (unsigned i = 0; i < t->n; i++)
+        if (t->f[i].row)
+            printf("%s%*s", i ? "  " : "", t->f[i].width, t->f[i].row);
+    putchar('\n');
+    for (size_t k = 0; k < n; k++) {
+        const void *obj = (const char *)objs + k * size;
+        for (unsigned i = 0; i < t->n; i++) {
+            const struct elm_field *f = &t->f[i];
+            if (!f->row)
+                continue;
+            const char *v = (f->flags & ELM_FIELD_NONZERO) && elm_field_is_default(f, obj)
+                                ? "-"
+                                : render(f, obj, buf, sizeof buf);
+            int w = f->width < 0 ? -f->width : f->width;
+            if (w) /* left-aligned strings are cut to their column */
+                printf("%s%*.*s", i ? "  " : "", f->width, w, v);
+            else /* the last column: no padding */
+                printf("%s%s", i ? "  " : "", v);
+        }
+        putchar('\n');
+    }
+}
+
+static void json_value(const struct elm_field *f, const void *obj)
+{
+    char buf[64];
+    if (f->ctype == ELM_CT_STR || f->unit == ELM_UNIT_NAMES)
+        json_str(render(f, obj, buf, sizeof buf));
+    else if (f->ctype == ELM_CT_F64)
+        printf("%.3f", elm_field_f64(f, obj));
+    else if (f->ctype == ELM_CT_BOOL)
+        fputs(elm_field_u64(f, obj) ? "true" : "false", stdout);
+    else if (elm_field_is_signed(f))
+        printf("%lld", (long long)elm_field_u64(f, obj));
     else
-        printf("model     none (load one with 'elmctl load MODEL')\n");
-    if (st->loading && st->load_total)
-        printf("loading   %s (%d%%)\n", st->loading_path,
-               (int)(st->load_done * 100 / st->load_total));
-    else if (st->loading)
-        printf("loading   %s\n", st->loading_path);
-    if (st->load_error[0])
-        printf("last load failed: %s\n", st->load_error);
-    if (st->max_sessions)
-        printf("sessions  %u of %u\n", st->n_sessions, st->max_sessions);
-    else
-        printf("sessions  %u\n", st->n_sessions);
+        printf("%llu", (unsigned long long)elm_field_u64(f, obj));
+}
+
+/* Every field as a member named after its struct member; the lines of an array member (which
+ * share the name) become one JSON array. */
+static void json_fields(struct json *j, const struct elm_fields *t, const void *obj)
+{
+    for (unsigned i = 0; i < t->n;) {
+        unsigned k = 1;
+        while (i + k < t->n && !strcmp(t->f[i + k].json, t->f[i].json))
+            k++;
+        j_key(j, t->f[i].json);
+        if (k > 1)
+            putchar('[');
+        for (unsigned r = 0; r < k; r++) {
+            if (r)
+                putchar(',');
+            json_value(&t->f[i + r], obj);
+        }
+        if (k > 1)
+            putchar(']');
+        i += k;
+    }
 }
 
 /* ---------------------------------------------------------------------------------------------
- * load
+ * What elmctl prints for each query: the table, and what the client library adds
  */
+
+void cli_print_status(const elm_client *c, const struct elm_daemon_status *st)
+{
+    if (cli_json) {
+        struct json j;
+        j_open(&j);
+        j_u64(&j, "protocol_version", elm_client_protocol_version(c));
+        j_bool(&j, "model_loaded", st->model_loaded);
+        j_bool(&j, "loading", st->loading);
+        json_fields(&j, &elm_fields_status, st);
+        puts("}");
+        return;
+    }
+    print_rows(&elm_fields_status, st, false);
+    printf("%-17s %u\n", "protocol", elm_client_protocol_version(c));
+    if (!st->model_loaded)
+        printf("%-17s none (load one with 'elmctl load MODEL')\n", "model");
+}
 
 void cli_print_load(const char *path, const struct elm_load_result *r)
 {
@@ -234,38 +294,16 @@ void cli_print_load(const char *path, const struct elm_load_result *r)
         struct json j;
         j_open(&j);
         j_str(&j, "model_path", path);
-        j_str(&j, "model_name", r->model_name);
-        j_u64(&j, "n_ctx", r->n_ctx);
-        j_u64(&j, "n_vocab", r->n_vocab);
-        j_u64(&j, "load_ns", r->load_ns);
+        json_fields(&j, &elm_fields_load, r);
         puts("}");
         return;
     }
-    printf("loaded %s (%s): context %u tokens, vocabulary %u, in %.3f s\n", path,
-           r->model_name[0] ? r->model_name : "unnamed", r->n_ctx, r->n_vocab, r->load_ns * 1e-9);
-}
-
-/* ---------------------------------------------------------------------------------------------
- * sessions
- */
-
-static const char *state_name(int state)
-{
-    switch (state) {
-    case ELM_SESSION_IDLE:
-        return "idle";
-    case ELM_SESSION_RUNNING:
-        return "running";
-    case ELM_SESSION_CLOSING:
-        return "closing";
-    default:
-        return "unknown";
-    }
+    printf("loaded %s", path);
+    print_inline(&elm_fields_load, r);
 }
 
 void cli_print_sessions(const struct elm_session_info *s, size_t n)
 {
-    char t[64];
     if (cli_json) {
         putchar('[');
         for (size_t i = 0; i < n; i++) {
@@ -273,83 +311,27 @@ void cli_print_sessions(const struct elm_session_info *s, size_t n)
             if (i)
                 putchar(',');
             j_open(&j);
-            j_u64(&j, "id", s[i].id);
-            j_str(&j, "state", state_name(s[i].state));
-            j_i64(&j, "pid", s[i].pid);
-            j_str(&j, "client_name", s[i].client_name);
-            j_u64(&j, "n_ctx", s[i].n_ctx);
-            j_u64(&j, "n_prompt_tokens", s[i].n_prompt_tokens);
-            j_u64(&j, "n_gen_tokens", s[i].n_gen_tokens);
-            j_u64(&j, "age_ns", s[i].age_ns);
+            json_fields(&j, &elm_fields_session, &s[i]);
             putchar('}');
         }
         puts("]");
         return;
     }
-    if (n == 0) {
+    if (n == 0)
         printf("no sessions\n");
-        return;
-    }
-    printf("%8s  %-8s %8s  %-16s %6s %8s %8s  %s\n", "ID", "STATE", "PID", "CLIENT", "CTX",
-           "PROMPT", "GEN", "AGE");
-    for (size_t i = 0; i < n; i++)
-        printf("%8llu  %-8s %8ld  %-16.16s %6u %8llu %8llu  %s\n", (unsigned long long)s[i].id,
-               state_name(s[i].state), s[i].pid, s[i].client_name[0] ? s[i].client_name : "-",
-               s[i].n_ctx, (unsigned long long)s[i].n_prompt_tokens,
-               (unsigned long long)s[i].n_gen_tokens, human_ns(s[i].age_ns, t, sizeof t));
+    else
+        print_columns(&elm_fields_session, s, sizeof *s, n);
 }
-
-/* ---------------------------------------------------------------------------------------------
- * stats
- */
 
 void cli_print_stats(const struct elm_daemon_stats *s)
 {
-    char t[64], b[64];
     if (cli_json) {
         struct json j;
         j_open(&j);
-        j_u64(&j, "uptime_ns", s->uptime_ns);
-        j_u64(&j, "n_requests", s->n_requests);
-        j_u64(&j, "n_errors", s->n_errors);
-        j_u64(&j, "n_prompt_tokens", s->n_prompt_tokens);
-        j_u64(&j, "n_prompt_reused", s->n_prompt_reused);
-        j_u64(&j, "prompt_ns", s->prompt_ns);
-        j_u64(&j, "n_gen_tokens", s->n_gen_tokens);
-        j_u64(&j, "gen_ns", s->gen_ns);
-        j_f64(&j, "gen_tokens_per_s", s->gen_tokens_per_s);
-        j_u64x3(&j, "ttft_ns", s->ttft_ns);
-        j_u64x3(&j, "itl_ns", s->itl_ns);
-        j_u64(&j, "n_steps", s->n_steps);
-        j_u64(&j, "rss_bytes", s->rss_bytes);
-        j_u64(&j, "n_sessions", s->n_sessions);
-        j_u64(&j, "n_client_deaths", s->n_client_deaths);
-        j_u64(&j, "n_ring_errors", s->n_ring_errors);
-        j_u64(&j, "n_busy", s->n_busy);
-        j_u64(&j, "n_kv_reclaimed", s->n_kv_reclaimed);
+        json_fields(&j, &elm_fields_stats, s);
         puts("}");
         return;
     }
-    printf("uptime            %s\n", human_ns(s->uptime_ns, t, sizeof t));
-    printf("requests          %llu (%llu failed)\n", (unsigned long long)s->n_requests,
-           (unsigned long long)s->n_errors);
-    printf("prompt tokens     %llu evaluated in %.3f s, %llu reused from history\n",
-           (unsigned long long)s->n_prompt_tokens, s->prompt_ns * 1e-9,
-           (unsigned long long)s->n_prompt_reused);
-    printf("generated tokens  %llu in %.3f s (%.1f tokens/s)\n",
-           (unsigned long long)s->n_gen_tokens, s->gen_ns * 1e-9, s->gen_tokens_per_s);
-    printf("first token       %.1f / %.1f / %.1f ms (median / p90 / p99)\n", s->ttft_ns[0] * 1e-6,
-           s->ttft_ns[1] * 1e-6, s->ttft_ns[2] * 1e-6);
-    printf("between tokens    %.2f / %.2f / %.2f ms\n", s->itl_ns[0] * 1e-6, s->itl_ns[1] * 1e-6,
-           s->itl_ns[2] * 1e-6);
-    printf("forward passes    %llu\n", (unsigned long long)s->n_steps);
-    printf("resident memory   %s\n", human_bytes(s->rss_bytes, b, sizeof b));
-    printf("open sessions     %u (%llu freed after their client died, %llu closed for a bad "
-           "record)\n",
-           s->n_sessions, (unsigned long long)s->n_client_deaths,
-           (unsigned long long)s->n_ring_errors);
-    printf("kv memory         %llu request%s refused busy, %llu idle session%s reclaimed\n",
-           (unsigned long long)s->n_busy, s->n_busy == 1 ? "" : "s",
-           (unsigned long long)s->n_kv_reclaimed, s->n_kv_reclaimed == 1 ? "" : "s");
+    print_rows(&elm_fields_stats, s, true);
 }
 #endif

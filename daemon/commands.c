@@ -15,6 +15,7 @@
 #include "common/log.h"
 #include "control.h"
 #include "elm/status.h"
+#include "ipc/fields.h"
 #include "ipc/proto.h"
 
 #define MIN_REQ_RING (4u << 10)
@@ -33,6 +34,32 @@ static int simple_reply(struct elmd *d, const struct elmd_peer *p, const struct 
     return 0;
 }
 
+/* Replies with success and the fields of table t read from obj (a filled public struct). */
+static void reply_fields(struct elmd *d, const struct elmd_peer *p, const struct elm_proto_msg *m,
+                         const struct elm_fields *t, const void *obj, unsigned sections)
+{
+    struct elm_proto_buf b;
+    elm_proto_buf_init(&b);
+    elm_proto_begin_reply(&b, m, 0, NULL);
+    elm_fields_put(&b, t, obj, sections);
+    elmd_reply(d, p, &b);
+    elm_proto_buf_fini(&b);
+}
+
+/* Copies n bytes of s (or up to its NUL) into buf with a NUL, cut to fit: the public structs'
+ * buffers are as long as a client keeps anyway. */
+static void set_strn(char *buf, size_t cap, const char *s, size_t n)
+{
+    n = strnlen(s, n < cap ? n : cap - 1);
+    memcpy(buf, s, n);
+    buf[n] = 0;
+}
+
+static void set_str(char *buf, size_t cap, const char *s)
+{
+    set_strn(buf, cap, s, cap - 1);
+}
+
 static uint64_t rss_bytes(void)
 {
     unsigned long long size, rss;
@@ -42,18 +69,6 @@ static uint64_t rss_bytes(void)
     int n = fscanf(f, "%llu %llu", &size, &rss);
     fclose(f);
     return n == 2 ? rss * (uint64_t)sysconf(_SC_PAGESIZE) : 0;
-}
-
-static void put_pcts(struct elm_proto_buf *b, const struct elmd_lat *ttft,
-                     const struct elmd_lat *itl)
-{
-    uint64_t t[3], i[3];
-    elmd_lat_pct(ttft, t);
-    elmd_lat_pct(itl, i);
-    for (int k = 0; k < 3; k++) {
-        elm_proto_put_u64(b, (uint16_t)(ELM_TAG_TTFT_P50_NS + k), t[k]);
-        elm_proto_put_u64(b, (uint16_t)(ELM_TAG_ITL_P50_NS + k), i[k]);
-    }
 }
 
 static struct elmd_session *find_session(struct elmd *d, const struct elm_proto_msg *m)
@@ -94,118 +109,97 @@ static void cmd_hello(struct elmd *d, const struct elmd_peer *p, const struct el
     elm_proto_buf_fini(&b);
 }
 
-static void put_model(struct elm_proto_buf *b, const struct elmd_model *dm, int32_t ctx)
+/* The model's fields of STATUS (section ELM_STATUS_MODEL); d->lock held. */
+static void fill_model(struct elm_daemon_status *st, const struct elmd *d)
 {
+    const struct elmd_model *dm = d->model;
     const struct elm_model *m = dm->m;
     const struct elmd_residency *r = &dm->res;
+    const struct elm_kv_pool *pool = dm->kv_pool;
     struct elm_gguf_str name;
-    uint64_t n_params = 0;
     for (uint64_t i = 0; i < m->gguf->n_tensors; i++)
-        n_params += m->gguf->tensors[i].n_elements;
-    elm_proto_put_str(b, ELM_TAG_PATH, dm->path);
+        st->n_params += m->gguf->tensors[i].n_elements;
+    set_str(st->model_path, sizeof st->model_path, dm->path);
     if (elm_gguf_get_str(m->gguf, "general.name", &name) == 0)
-        elm_proto_put_strn(b, ELM_TAG_MODEL_NAME, name.ptr,
-                           name.len > ELM_PROTO_MAX_STR ? ELM_PROTO_MAX_STR : name.len);
-    elm_proto_put_u64(b, ELM_TAG_N_CTX, (uint64_t)ctx);
-    elm_proto_put_u64(b, ELM_TAG_N_VOCAB, (uint64_t)m->hp.n_vocab);
-    elm_proto_put_u64(b, ELM_TAG_N_THREADS, (uint64_t)m->n_threads);
-    elm_proto_put_u64(b, ELM_TAG_LOAD_NS, r->total_ns);
-    elm_proto_put_str(b, ELM_TAG_ARCH, m->hp.arch == ELM_ARCH_QWEN2 ? "qwen2" : "llama");
-    elm_proto_put_str(b, ELM_TAG_KERNEL, m->k->name);
-    elm_proto_put_u64(b, ELM_TAG_N_PARAMS, n_params);
-    elm_proto_put_u64(b, ELM_TAG_N_LAYER, (uint64_t)m->hp.n_layer);
-    elm_proto_put_u64(b, ELM_TAG_N_EMBD, (uint64_t)m->hp.n_embd);
-    elm_proto_put_u64(b, ELM_TAG_N_CTX_TRAIN, (uint64_t)m->hp.n_ctx_train);
-    elm_proto_put_str(b, ELM_TAG_KV_TYPE, elmd_kv_type_name(elm_kv_pool_type(dm->kv_pool)));
-    elm_proto_put_u64(b, ELM_TAG_WEIGHT_BYTES, r->data_size);
+        set_strn(st->model_name, sizeof st->model_name, name.ptr, name.len);
+    st->n_ctx = (uint32_t)d->model_ctx;
+    st->n_vocab = (uint32_t)m->hp.n_vocab;
+    st->n_threads = (uint32_t)m->n_threads;
+    st->load_ns = r->total_ns;
+    set_str(st->arch, sizeof st->arch, m->hp.arch == ELM_ARCH_QWEN2 ? "qwen2" : "llama");
+    set_str(st->kernel, sizeof st->kernel, m->k->name);
+    st->n_layer = (uint32_t)m->hp.n_layer;
+    st->n_embd = (uint32_t)m->hp.n_embd;
+    st->n_ctx_train = (uint32_t)m->hp.n_ctx_train;
+    set_str(st->kv_type, sizeof st->kv_type, elmd_kv_type_name(elm_kv_pool_type(pool)));
+    st->weight_bytes = r->data_size;
     bool pinned = r->locked || r->backing == ELMD_BACK_HUGETLB; /* hugetlb never swaps */
-    elm_proto_put_u64(b, ELM_TAG_PINNED_BYTES, pinned ? r->locked_bytes : 0);
-    elm_proto_put_u64(b, ELM_TAG_HUGE_BYTES, r->huge_bytes);
-    elm_proto_put_f64(b, ELM_TAG_HUGE_SHARE,
-                      r->map_len ? (double)r->huge_bytes / (double)r->map_len : 0.0);
-    elm_proto_put_str(b, ELM_TAG_BACKING, elmd_backing_name(r->backing));
-    elm_proto_put_u64(b, ELM_TAG_O_DIRECT, r->direct);
-    elm_proto_put_u64(b, ELM_TAG_IO_URING, r->uring);
-    elm_proto_put_f64(b, ELM_TAG_LOAD_GBPS, r->gbps);
-    if (r->notes[0])
-        elm_proto_put_str(b, ELM_TAG_LOAD_NOTES, r->notes);
+    st->pinned_bytes = pinned ? r->locked_bytes : 0;
+    st->huge_bytes = r->huge_bytes;
+    st->huge_share = r->map_len ? (double)r->huge_bytes / (double)r->map_len : 0.0;
+    set_str(st->backing, sizeof st->backing, elmd_backing_name(r->backing));
+    st->o_direct = r->direct;
+    st->io_uring = r->uring;
+    st->load_gbps = r->gbps;
+    set_str(st->load_notes, sizeof st->load_notes, r->notes);
+    /* Safe under the lock: only control frees models, and the engine swaps them under it. The
+     * pool's size, page size, backing and pinning never change; its free pages are the engine's
+     * business, published at the end of each step. */
+    st->kv_pages = (uint64_t)elm_kv_pool_pages(pool);
+    st->kv_page_bytes = elm_kv_pool_page_bytes(pool);
+    st->kv_page_tokens = ELM_KV_PAGE;
+    st->kv_bytes = st->kv_pages * st->kv_page_bytes;
+    st->kv_capacity = st->kv_pages * ELM_KV_PAGE;
+    st->kv_pages_free = (uint64_t)d->kv_free_pages;
+    for (const struct elmd_session *s = d->sessions; s; s = s->next)
+        st->kv_tokens += (uint64_t)s->kv_used;
+    set_str(st->kv_backing, sizeof st->kv_backing, elm_kv_pool_backing(pool));
+    st->kv_locked = elm_kv_pool_locked(pool);
+    st->n_queued = (uint32_t)d->n_kv_waiting;
 }
 
 static void cmd_status(struct elmd *d, const struct elmd_peer *p, const struct elm_proto_msg *m)
 {
-    struct elm_proto_buf b;
-    elm_proto_buf_init(&b);
-    elm_proto_begin_reply(&b, m, 0, NULL);
-    elm_proto_put_u64(&b, ELM_TAG_UPTIME_NS, elmd_now_ns() - d->start_ns);
-    elm_proto_put_u64(&b, ELM_TAG_N_SESSIONS, (uint64_t)d->n_sessions);
-    elm_proto_put_u64(&b, ELM_TAG_MAX_SESSIONS, (uint64_t)d->cfg.max_sessions);
-    elm_proto_put_u64(&b, ELM_TAG_PID, (uint64_t)getpid());
-    elm_proto_put_str(&b, ELM_TAG_DAEMON_VERSION, ELMD_VERSION);
+    struct elm_daemon_status *st = calloc(1, sizeof *st); /* 9 KiB of path buffers */
+    if (!st) {
+        simple_reply(d, p, m, -ENOMEM, "out of memory");
+        return;
+    }
+    unsigned sections = 0;
+    st->uptime_ns = elmd_now_ns() - d->start_ns;
+    st->n_sessions = (uint32_t)d->n_sessions;
+    st->max_sessions = (uint32_t)d->cfg.max_sessions;
+    st->pid = (long)getpid();
+    set_str(st->daemon_version, sizeof st->daemon_version, ELMD_VERSION);
     pthread_mutex_lock(&d->lock);
-    /* Safe under the lock: only control frees models, and the engine swaps them under it. The
-     * pool's size, page size, backing and pinning never change; its free pages are the engine's
-     * business, published at the end of each step. */
     if (d->model) {
-        const struct elm_kv_pool *pool = d->model->kv_pool;
-        uint64_t pages = (uint64_t)elm_kv_pool_pages(pool), used = 0;
-        uint64_t page_bytes = elm_kv_pool_page_bytes(pool);
-        for (struct elmd_session *s = d->sessions; s; s = s->next)
-            used += (uint64_t)s->kv_used;
-        put_model(&b, d->model, d->model_ctx);
-        elm_proto_put_u64(&b, ELM_TAG_KV_BYTES, pages * page_bytes);
-        elm_proto_put_u64(&b, ELM_TAG_KV_TOKENS, used);
-        elm_proto_put_u64(&b, ELM_TAG_KV_CAPACITY, pages * ELM_KV_PAGE);
-        elm_proto_put_u64(&b, ELM_TAG_KV_PAGES, pages);
-        elm_proto_put_u64(&b, ELM_TAG_KV_PAGES_FREE, (uint64_t)d->kv_free_pages);
-        elm_proto_put_u64(&b, ELM_TAG_KV_PAGE_BYTES, page_bytes);
-        elm_proto_put_u64(&b, ELM_TAG_KV_PAGE_TOKENS, ELM_KV_PAGE);
-        elm_proto_put_str(&b, ELM_TAG_KV_BACKING, elm_kv_pool_backing(pool));
-        elm_proto_put_u64(&b, ELM_TAG_KV_LOCKED, elm_kv_pool_locked(pool));
-        elm_proto_put_u64(&b, ELM_TAG_N_QUEUED, (uint64_t)d->n_kv_waiting);
+        fill_model(st, d);
+        sections |= ELM_STATUS_MODEL;
     }
     pthread_mutex_unlock(&d->lock);
     if (d->loading) {
-        elm_proto_put_str(&b, ELM_TAG_LOADING_PATH, d->load_path);
-        elm_proto_put_u64(&b, ELM_TAG_LOAD_DONE, atomic_load(&d->progress.done));
-        elm_proto_put_u64(&b, ELM_TAG_LOAD_TOTAL, atomic_load(&d->progress.total));
+        set_str(st->loading_path, sizeof st->loading_path, d->load_path);
+        st->load_done = atomic_load(&d->progress.done);
+        st->load_total = atomic_load(&d->progress.total);
+        sections |= ELM_STATUS_LOADING;
     }
-    if (d->last_load_error[0])
-        elm_proto_put_str(&b, ELM_TAG_LOAD_ERROR, d->last_load_error);
-    elmd_reply(d, p, &b);
-    elm_proto_buf_fini(&b);
+    set_str(st->load_error, sizeof st->load_error, d->last_load_error);
+    reply_fields(d, p, m, &elm_fields_status, st, sections);
+    free(st);
 }
 
 static void cmd_stats(struct elmd *d, const struct elmd_peer *p, const struct elm_proto_msg *m)
 {
-    struct elm_proto_buf b;
-    elm_proto_buf_init(&b);
-    elm_proto_begin_reply(&b, m, 0, NULL);
-    elm_proto_put_u64(&b, ELM_TAG_UPTIME_NS, elmd_now_ns() - d->start_ns);
     pthread_mutex_lock(&d->lock);
-    const struct elmd_stats *st = &d->st;
-    elm_proto_put_u64(&b, ELM_TAG_N_REQUESTS, st->n_requests);
-    elm_proto_put_u64(&b, ELM_TAG_N_PROMPT_TOKENS, st->n_prompt_tokens);
-    elm_proto_put_u64(&b, ELM_TAG_N_GEN_TOKENS, st->n_gen_tokens);
-    elm_proto_put_u64(&b, ELM_TAG_PROMPT_NS, st->prompt_ns);
-    elm_proto_put_u64(&b, ELM_TAG_GEN_NS, st->gen_ns);
-    elm_proto_put_u64(&b, ELM_TAG_N_ERRORS, st->n_errors);
-    elm_proto_put_f64(&b, ELM_TAG_GEN_TOKENS_PER_S,
-                      st->gen_ns ? (double)st->n_gen_tokens * 1e9 / (double)st->gen_ns : 0.0);
-    elm_proto_put_u64(&b, ELM_TAG_N_MALFORMED, st->n_malformed);
-    elm_proto_put_u64(&b, ELM_TAG_N_CONTROL, st->n_control);
-    elm_proto_put_u64(&b, ELM_TAG_N_DROPPED, st->n_dropped);
-    elm_proto_put_u64(&b, ELM_TAG_N_STEPS, st->n_steps);
-    elm_proto_put_u64(&b, ELM_TAG_N_CLIENT_DEATHS, st->n_client_deaths);
-    elm_proto_put_u64(&b, ELM_TAG_N_RING_ERRORS, st->n_ring_errors);
-    elm_proto_put_u64(&b, ELM_TAG_N_PROMPT_REUSED, st->n_prompt_reused);
-    elm_proto_put_u64(&b, ELM_TAG_N_BUSY, st->n_busy);
-    elm_proto_put_u64(&b, ELM_TAG_N_KV_RECLAIMED, st->n_kv_reclaimed);
-    put_pcts(&b, &st->ttft, &st->itl);
+    struct elm_daemon_stats st = d->st.c;
+    elmd_lat_pct(&d->st.ttft, st.ttft_ns);
+    elmd_lat_pct(&d->st.itl, st.itl_ns);
     pthread_mutex_unlock(&d->lock);
-    elm_proto_put_u64(&b, ELM_TAG_RSS_BYTES, rss_bytes());
-    elm_proto_put_u64(&b, ELM_TAG_N_SESSIONS, (uint64_t)d->n_sessions);
-    elmd_reply(d, p, &b);
-    elm_proto_buf_fini(&b);
+    st.uptime_ns = elmd_now_ns() - d->start_ns;
+    st.gen_tokens_per_s = st.gen_ns ? (double)st.n_gen_tokens * 1e9 / (double)st.gen_ns : 0.0;
+    st.rss_bytes = rss_bytes();
+    st.n_sessions = (uint32_t)d->n_sessions;
+    reply_fields(d, p, m, &elm_fields_stats, &st, 0);
 }
 
 static void cmd_sessions(struct elmd *d, const struct elmd_peer *p, const struct elm_proto_msg *m)
@@ -216,20 +210,21 @@ static void cmd_sessions(struct elmd *d, const struct elmd_peer *p, const struct
     uint64_t now = elmd_now_ns();
     pthread_mutex_lock(&d->lock);
     for (struct elmd_session *s = d->sessions; s; s = s->next) {
+        struct elm_session_info si = {
+            .id = s->id,
+            .state = s->close_req ? ELM_SESSION_STATE_CLOSING : s->state,
+            .pid = s->pid > 0 ? s->pid : 0,
+            .n_ctx = (uint32_t)s->n_ctx,
+            .n_prompt_tokens = s->n_prompt_tokens,
+            .n_gen_tokens = s->n_gen_tokens,
+            .age_ns = now - s->opened_ns,
+            .n_requests = s->n_requests,
+        };
+        set_str(si.client_name, sizeof si.client_name, s->client_name);
+        elmd_lat_pct(&s->ttft, si.ttft_ns);
+        elmd_lat_pct(&s->itl, si.itl_ns);
         elm_proto_group_begin(&b, ELM_TAG_SESSION);
-        elm_proto_put_u64(&b, ELM_TAG_SESSION_ID, s->id);
-        elm_proto_put_u64(&b, ELM_TAG_STATE,
-                          (uint64_t)(s->close_req ? ELM_SESSION_STATE_CLOSING : s->state));
-        if (s->pid > 0)
-            elm_proto_put_u64(&b, ELM_TAG_PID, (uint64_t)s->pid);
-        if (s->client_name[0])
-            elm_proto_put_str(&b, ELM_TAG_CLIENT_NAME, s->client_name);
-        elm_proto_put_u64(&b, ELM_TAG_N_CTX, (uint64_t)s->n_ctx);
-        elm_proto_put_u64(&b, ELM_TAG_N_PROMPT_TOKENS, s->n_prompt_tokens);
-        elm_proto_put_u64(&b, ELM_TAG_N_GEN_TOKENS, s->n_gen_tokens);
-        elm_proto_put_u64(&b, ELM_TAG_AGE_NS, now - s->opened_ns);
-        elm_proto_put_u64(&b, ELM_TAG_N_REQUESTS_SESSION, s->n_requests);
-        put_pcts(&b, &s->ttft, &s->itl);
+        elm_fields_put(&b, &elm_fields_session, &si, 0);
         elm_proto_group_end(&b);
     }
     pthread_mutex_unlock(&d->lock);
@@ -265,13 +260,15 @@ void elmd_answer_pending(struct elmd *d, uint16_t cmd, int rc, const char *msg)
         elm_proto_begin_reply(&b, &w->req, rc, rc ? msg : NULL);
         pthread_mutex_lock(&d->lock);
         if (rc == 0 && w->req.hdr.cmd == ELM_CMD_LOAD && d->model) {
+            struct elm_load_result r = {
+                .n_ctx = (uint32_t)d->model_ctx,
+                .n_vocab = (uint32_t)d->model->m->hp.n_vocab,
+                .load_ns = d->model->res.total_ns,
+            };
             struct elm_gguf_str name;
             if (elm_gguf_get_str(d->model->m->gguf, "general.name", &name) == 0)
-                elm_proto_put_strn(&b, ELM_TAG_MODEL_NAME, name.ptr,
-                                   name.len > ELM_PROTO_MAX_STR ? ELM_PROTO_MAX_STR : name.len);
-            elm_proto_put_u64(&b, ELM_TAG_N_CTX, (uint64_t)d->model_ctx);
-            elm_proto_put_u64(&b, ELM_TAG_N_VOCAB, (uint64_t)d->model->m->hp.n_vocab);
-            elm_proto_put_u64(&b, ELM_TAG_LOAD_NS, d->model->res.total_ns);
+                set_strn(r.model_name, sizeof r.model_name, name.ptr, name.len);
+            elm_fields_put(&b, &elm_fields_load, &r, 0);
         }
         pthread_mutex_unlock(&d->lock);
         elmd_reply(d, &w->peer, &b);
@@ -402,7 +399,6 @@ static int cmd_open_session(struct elmd *d, const struct elmd_peer *p,
     d->sessions = s;
     d->n_sessions++;
     pthread_mutex_lock(&d->lock);
-    d->st.n_sessions++;
     s->qnext = NULL;
     struct elmd_session **tail = &d->adopt;
     while (*tail)
@@ -464,8 +460,8 @@ void elmd_handle_frame(struct elmd *d, const struct elmd_peer *p, const void *fr
         why = "a reply sent to the daemon";
     }
     pthread_mutex_lock(&d->lock);
-    d->st.n_control++;
-    d->st.n_malformed += rc != 0;
+    d->st.c.n_control++;
+    d->st.c.n_malformed += rc != 0;
     pthread_mutex_unlock(&d->lock);
     if (rc) {
         struct elm_proto_hdr h = {0};

@@ -140,7 +140,7 @@ void elmd_reply(struct elmd *d, const struct elmd_peer *p, struct elm_proto_buf 
     if (!ok) {
         elm_debug("control: reply dropped: %s", zmq_strerror(zmq_errno()));
         pthread_mutex_lock(&d->lock);
-        d->st.n_dropped++;
+        d->st.c.n_dropped++;
         pthread_mutex_unlock(&d->lock);
     }
 }
@@ -386,7 +386,7 @@ static void client_died(struct elmd *d, struct elmd_session *s)
         s->close_req = true;
         s->close_code = ELM_ESESSION;
         s->close_msg = "the client exited";
-        d->st.n_client_deaths++;
+        d->st.c.n_client_deaths++;
     }
     pthread_mutex_unlock(&d->lock);
     elmd_engine_wake(d);

@@ -96,16 +96,16 @@ static void flush_stats(struct elmd *d, struct elmd_session *s)
     s->n_requests += s->step.req;
     s->n_prompt_tokens += s->step.prompt_tok;
     s->n_gen_tokens += s->step.tok;
-    d->st.n_requests += s->step.req;
-    d->st.n_errors += s->step.err;
-    d->st.n_prompt_tokens += s->step.prompt_tok;
-    d->st.n_prompt_reused += s->step.prompt_reused;
-    d->st.n_gen_tokens += s->step.tok;
-    d->st.prompt_ns += s->step.prompt_ns;
-    d->st.gen_ns += s->step.gen_ns;
-    d->st.n_ring_errors += s->step.ring_err;
-    d->st.n_busy += s->step.busy;
-    d->st.n_kv_reclaimed += s->step.reclaimed;
+    d->st.c.n_requests += s->step.req;
+    d->st.c.n_errors += s->step.err;
+    d->st.c.n_prompt_tokens += s->step.prompt_tok;
+    d->st.c.n_prompt_reused += s->step.prompt_reused;
+    d->st.c.n_gen_tokens += s->step.tok;
+    d->st.c.prompt_ns += s->step.prompt_ns;
+    d->st.c.gen_ns += s->step.gen_ns;
+    d->st.c.n_ring_errors += s->step.ring_err;
+    d->st.c.n_busy += s->step.busy;
+    d->st.c.n_kv_reclaimed += s->step.reclaimed;
     if (s->step.has_ttft) {
         elmd_lat_add(&s->ttft, s->step.ttft_ns);
         elmd_lat_add(&d->st.ttft, s->step.ttft_ns);
@@ -798,7 +798,7 @@ static void end_step(struct eng *e, bool stepped)
             elm_seq_destroy(&e->act[k]->seq);
         }
     pthread_mutex_lock(&d->lock);
-    d->st.n_steps += stepped;
+    d->st.c.n_steps += stepped;
     for (int k = 0; k < e->n_act; k++) {
         struct elmd_session *s = e->act[k];
         flush_stats(d, s);

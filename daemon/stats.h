@@ -9,6 +9,8 @@
 
 #include <stdint.h>
 
+#include "elm/client.h"
+
 struct elmd_lat {
     uint64_t *v; /* [cap] nanoseconds */
     uint32_t cap;
@@ -23,24 +25,13 @@ void elmd_lat_add(struct elmd_lat *l, uint64_t ns);
 /* p50, p90, p99 of the samples held (nearest rank); zeros when empty. Returns 0 or -ENOMEM. */
 int elmd_lat_pct(const struct elmd_lat *l, uint64_t out[3]);
 
+/* The counters are the public struct that STATS sends (include/elm/client.h), so each has one
+ * definition: the engine and control add to c's members under the daemon's lock, and the STATS
+ * handler fills the values computed on demand (uptime, rates, percentiles, memory) and sends it
+ * with the field table (ipc/fields.c). */
 struct elmd_stats {
-    uint64_t n_requests; /* finished (DONE or ERROR) */
-    uint64_t n_errors;   /* requests that ended with ERROR */
-    uint64_t n_prompt_tokens; /* evaluated */
-    uint64_t n_prompt_reused; /* prompt tokens whose KV was kept from the session's history */
-    uint64_t n_busy;          /* requests refused with ELM_EBUSY: no KV memory in time */
-    uint64_t n_kv_reclaimed;  /* idle sessions whose KV pages were taken for another request */
-    uint64_t n_gen_tokens;
-    uint64_t prompt_ns;       /* arrival to first token, summed */
-    uint64_t gen_ns;          /* first token to end, summed */
-    uint64_t n_steps;         /* forward passes */
-    uint64_t n_control;       /* control messages received */
-    uint64_t n_malformed;     /* of which could not be decoded */
-    uint64_t n_dropped;       /* replies that could not be sent (peer gone, queue full) */
-    uint64_t n_sessions;      /* opened since start */
-    uint64_t n_client_deaths; /* sessions freed because their client exited */
-    uint64_t n_ring_errors;   /* sessions closed for an invalid request record */
-    struct elmd_lat ttft, itl;
+    struct elm_daemon_stats c;
+    struct elmd_lat ttft, itl; /* the whole daemon's latency samples */
 };
 
 int elmd_stats_init(struct elmd_stats *s);

@@ -1,7 +1,9 @@
 /* proto.c — control-message codec: schema tables, the validating decoder, the frame builder.
  *
- * The schema is data: one table gives each tag its name and value type, one gives each command
- * the fields its request and its reply may carry. The decoder walks a frame once, checks every
+ * The schema is data: one table gives each base tag its name and value type, one gives each
+ * command the fields its request and its reply may carry. The replies that fill a public struct
+ * (STATUS, STATS, LOAD, a SESSIONS entry) use their field tables (ipc/fields.c) as schemas, and
+ * those tables also name and type the optional tags. The decoder walks a frame once, checks every
  * field header against the bytes that remain before touching the value, checks values by type
  * and fields against the command's schema, and recurses one level into groups. Every loop
  * advances by at least one field header, so it ends; every read is bounded by the frame length.
@@ -12,6 +14,7 @@
 #include <string.h>
 
 #include "elm/status.h"
+#include "ipc/fields.h"
 #include "ipc/proto.h"
 
 /* ---------------------------------------------------------------------------------------------
@@ -59,159 +62,91 @@ static const struct tag_def tag_defs[ELM_TAG_LIMIT] = {
     [ELM_TAG_AGE_NS] = {"age_ns", ELM_PT_U64},
 };
 
-/* Optional tags (ELM_TAG_OPTIONAL | 0x100...), indexed from ELM_TAG_ARCH. */
-#define OPT(t) [(t)-ELM_TAG_ARCH]
-static const struct tag_def opt_tag_defs[ELM_TAG_OPT_END - ELM_TAG_ARCH] = {
-    OPT(ELM_TAG_ARCH) = {"arch", ELM_PT_STR},
-    OPT(ELM_TAG_KERNEL) = {"kernel", ELM_PT_STR},
-    OPT(ELM_TAG_N_PARAMS) = {"n_params", ELM_PT_U64},
-    OPT(ELM_TAG_N_LAYER) = {"n_layer", ELM_PT_U64},
-    OPT(ELM_TAG_N_EMBD) = {"n_embd", ELM_PT_U64},
-    OPT(ELM_TAG_N_CTX_TRAIN) = {"n_ctx_train", ELM_PT_U64},
-    OPT(ELM_TAG_KV_TYPE) = {"kv_type", ELM_PT_STR},
-    OPT(ELM_TAG_WEIGHT_BYTES) = {"weight_bytes", ELM_PT_U64},
-    OPT(ELM_TAG_PINNED_BYTES) = {"pinned_bytes", ELM_PT_U64},
-    OPT(ELM_TAG_HUGE_BYTES) = {"huge_bytes", ELM_PT_U64},
-    OPT(ELM_TAG_HUGE_SHARE) = {"huge_share", ELM_PT_F64},
-    OPT(ELM_TAG_BACKING) = {"backing", ELM_PT_STR},
-    OPT(ELM_TAG_O_DIRECT) = {"o_direct", ELM_PT_U64},
-    OPT(ELM_TAG_IO_URING) = {"io_uring", ELM_PT_U64},
-    OPT(ELM_TAG_LOAD_GBPS) = {"load_gbps", ELM_PT_F64},
-    OPT(ELM_TAG_LOAD_NOTES) = {"load_notes", ELM_PT_STR},
-    OPT(ELM_TAG_LOADING_PATH) = {"loading_path", ELM_PT_STR},
-    OPT(ELM_TAG_LOAD_DONE) = {"load_done", ELM_PT_U64},
-    OPT(ELM_TAG_LOAD_TOTAL) = {"load_total", ELM_PT_U64},
-    OPT(ELM_TAG_LOAD_ERROR) = {"load_error", ELM_PT_STR},
-    OPT(ELM_TAG_KV_BYTES) = {"kv_bytes", ELM_PT_U64},
-    OPT(ELM_TAG_KV_TOKENS) = {"kv_tokens", ELM_PT_U64},
-    OPT(ELM_TAG_KV_CAPACITY) = {"kv_capacity", ELM_PT_U64},
-    OPT(ELM_TAG_N_MALFORMED) = {"n_malformed", ELM_PT_U64},
-    OPT(ELM_TAG_N_CONTROL) = {"n_control", ELM_PT_U64},
-    OPT(ELM_TAG_N_DROPPED) = {"n_dropped", ELM_PT_U64},
-    OPT(ELM_TAG_N_STEPS) = {"n_steps", ELM_PT_U64},
-    OPT(ELM_TAG_N_CLIENT_DEATHS) = {"n_client_deaths", ELM_PT_U64},
-    OPT(ELM_TAG_N_RING_ERRORS) = {"n_ring_errors", ELM_PT_U64},
-    OPT(ELM_TAG_TTFT_P50_NS) = {"ttft_p50_ns", ELM_PT_U64},
-    OPT(ELM_TAG_TTFT_P90_NS) = {"ttft_p90_ns", ELM_PT_U64},
-    OPT(ELM_TAG_TTFT_P99_NS) = {"ttft_p99_ns", ELM_PT_U64},
-    OPT(ELM_TAG_ITL_P50_NS) = {"itl_p50_ns", ELM_PT_U64},
-    OPT(ELM_TAG_ITL_P90_NS) = {"itl_p90_ns", ELM_PT_U64},
-    OPT(ELM_TAG_ITL_P99_NS) = {"itl_p99_ns", ELM_PT_U64},
-    OPT(ELM_TAG_N_REQUESTS_SESSION) = {"n_requests_session", ELM_PT_U64},
-    OPT(ELM_TAG_KV_PAGES) = {"kv_pages", ELM_PT_U64},
-    OPT(ELM_TAG_KV_PAGES_FREE) = {"kv_pages_free", ELM_PT_U64},
-    OPT(ELM_TAG_KV_PAGE_BYTES) = {"kv_page_bytes", ELM_PT_U64},
-    OPT(ELM_TAG_KV_PAGE_TOKENS) = {"kv_page_tokens", ELM_PT_U64},
-    OPT(ELM_TAG_KV_BACKING) = {"kv_backing", ELM_PT_STR},
-    OPT(ELM_TAG_KV_LOCKED) = {"kv_locked", ELM_PT_U64},
-    OPT(ELM_TAG_N_QUEUED) = {"n_queued", ELM_PT_U64},
-    OPT(ELM_TAG_N_BUSY) = {"n_busy", ELM_PT_U64},
-    OPT(ELM_TAG_N_PROMPT_REUSED) = {"n_prompt_reused", ELM_PT_U64},
-    OPT(ELM_TAG_N_KV_RECLAIMED) = {"n_kv_reclaimed", ELM_PT_U64},
-};
-#undef OPT
-
-static const struct tag_def *tag_def(uint16_t tag)
+/* The known tag's name and value type: base tags from tag_defs, optional ones from the field
+ * tables (ipc/fields.c), where each is defined by the line that maps it to a struct member. */
+static bool tag_lookup(uint16_t tag, struct tag_def *out)
 {
-    if (tag < ELM_TAG_LIMIT)
-        return &tag_defs[tag];
-    if (tag >= ELM_TAG_ARCH && tag < ELM_TAG_OPT_END)
-        return &opt_tag_defs[tag - ELM_TAG_ARCH];
-    return NULL;
+    if (tag < ELM_TAG_LIMIT) {
+        *out = tag_defs[tag];
+        return out->type != 0;
+    }
+    const struct elm_field *f = (tag & ELM_TAG_OPTIONAL) ? elm_fields_find(tag) : NULL;
+    if (!f)
+        return false;
+    out->name = f->name ? f->name : f->json;
+    out->type = (uint8_t)elm_field_type(f);
+    return true;
 }
 
-#define RQ 0x1 /* required (in a reply: required when STATUS is 0) */
-#define RP 0x2 /* may appear more than once */
+#define RQ ELM_FIELD_REQUIRED /* required (in a reply: required when STATUS is 0) */
+#define RP ELM_FIELD_REPEAT   /* may appear more than once */
 
-struct rule {
-    uint16_t tag;
-    uint8_t flags;
-};
-
-struct schema {
-    const struct rule *rules;
-    unsigned n; /* <= 64 (a bit each while scanning) */
-};
-
+/* A schema is a field table (const struct elm_fields *): the replies that fill a public struct
+ * use theirs (ipc/fields.c); the others list their tags here. NULL: no fields. */
 // clang-format off
+#define R(t, fl) {.tag = (t), .flags = (fl)}
 #define SCHEMA(...) \
-    {(const struct rule[]){__VA_ARGS__}, \
-     sizeof((const struct rule[]){__VA_ARGS__}) / sizeof(struct rule)}
-#define NO_FIELDS {NULL, 0}
+    (&(const struct elm_fields){.f = (const struct elm_field[]){__VA_ARGS__}, \
+     .n = sizeof((const struct elm_field[]){__VA_ARGS__}) / sizeof(struct elm_field)})
+#define NO_FIELDS NULL
 // clang-format on
 
 /* Replies implicitly also carry STATUS (required) and MESSAGE (optional). */
 struct cmd_def {
     const char *name;
     bool is_request; /* false: reply-only (ERROR) */
-    struct schema req;
-    struct schema rep;
+    const struct elm_fields *req;
+    const struct elm_fields *rep;
 };
 
 static const struct cmd_def cmd_defs[ELM_CMD_LIMIT] = {
     [ELM_CMD_HELLO] = {"hello", true,
-                       SCHEMA({ELM_TAG_VERSION_MIN, RQ}, {ELM_TAG_VERSION_MAX, RQ},
-                              {ELM_TAG_CLIENT_NAME, 0}, {ELM_TAG_PID, 0}),
-                       SCHEMA({ELM_TAG_VERSION, RQ}, {ELM_TAG_VERSION_MIN, 0},
-                              {ELM_TAG_VERSION_MAX, 0}, {ELM_TAG_DAEMON_VERSION, 0},
-                              {ELM_TAG_PID, 0})},
-    [ELM_CMD_STATUS] = {"status", true, NO_FIELDS,
-                        SCHEMA({ELM_TAG_UPTIME_NS, RQ}, {ELM_TAG_N_SESSIONS, RQ},
-                               {ELM_TAG_MAX_SESSIONS, 0}, {ELM_TAG_PID, 0},
-                               {ELM_TAG_DAEMON_VERSION, 0}, {ELM_TAG_PATH, 0},
-                               {ELM_TAG_MODEL_NAME, 0}, {ELM_TAG_N_CTX, 0}, {ELM_TAG_N_VOCAB, 0},
-                               {ELM_TAG_N_THREADS, 0}, {ELM_TAG_LOAD_NS, 0})},
+                       SCHEMA(R(ELM_TAG_VERSION_MIN, RQ), R(ELM_TAG_VERSION_MAX, RQ),
+                              R(ELM_TAG_CLIENT_NAME, 0), R(ELM_TAG_PID, 0)),
+                       SCHEMA(R(ELM_TAG_VERSION, RQ), R(ELM_TAG_VERSION_MIN, 0),
+                              R(ELM_TAG_VERSION_MAX, 0), R(ELM_TAG_DAEMON_VERSION, 0),
+                              R(ELM_TAG_PID, 0))},
+    [ELM_CMD_STATUS] = {"status", true, NO_FIELDS, &elm_fields_status},
     [ELM_CMD_LOAD] = {"load", true,
-                      SCHEMA({ELM_TAG_PATH, RQ}, {ELM_TAG_N_CTX, 0}, {ELM_TAG_N_THREADS, 0}),
-                      SCHEMA({ELM_TAG_MODEL_NAME, 0}, {ELM_TAG_N_CTX, 0}, {ELM_TAG_N_VOCAB, 0},
-                             {ELM_TAG_LOAD_NS, 0})},
+                      SCHEMA(R(ELM_TAG_PATH, RQ), R(ELM_TAG_N_CTX, 0), R(ELM_TAG_N_THREADS, 0)),
+                      &elm_fields_load},
     [ELM_CMD_UNLOAD] = {"unload", true, NO_FIELDS, NO_FIELDS},
     [ELM_CMD_OPEN_SESSION] = {"open_session", true,
-                              SCHEMA({ELM_TAG_N_CTX, 0}, {ELM_TAG_REQ_RING_SIZE, 0},
-                                     {ELM_TAG_EVT_RING_SIZE, 0}, {ELM_TAG_CLIENT_NAME, 0},
-                                     {ELM_TAG_PID, 0}),
-                              SCHEMA({ELM_TAG_SESSION_ID, RQ}, {ELM_TAG_SHM_NAME, RQ},
-                                     {ELM_TAG_SHM_SIZE, RQ}, {ELM_TAG_REQ_RING_SIZE, RQ},
-                                     {ELM_TAG_EVT_RING_SIZE, RQ}, {ELM_TAG_N_CTX, 0})},
-    [ELM_CMD_CLOSE_SESSION] = {"close_session", true, SCHEMA({ELM_TAG_SESSION_ID, RQ}), NO_FIELDS},
-    [ELM_CMD_CANCEL] = {"cancel", true, SCHEMA({ELM_TAG_SESSION_ID, RQ}), NO_FIELDS},
-    [ELM_CMD_SESSIONS] = {"sessions", true, NO_FIELDS, SCHEMA({ELM_TAG_SESSION, RP})},
-    [ELM_CMD_STATS] = {"stats", true, NO_FIELDS,
-                       SCHEMA({ELM_TAG_UPTIME_NS, RQ}, {ELM_TAG_N_REQUESTS, RQ},
-                              {ELM_TAG_N_PROMPT_TOKENS, RQ}, {ELM_TAG_N_GEN_TOKENS, RQ},
-                              {ELM_TAG_PROMPT_NS, 0}, {ELM_TAG_GEN_NS, 0}, {ELM_TAG_N_ERRORS, 0},
-                              {ELM_TAG_GEN_TOKENS_PER_S, 0}, {ELM_TAG_RSS_BYTES, 0},
-                              {ELM_TAG_N_SESSIONS, 0})},
+                              SCHEMA(R(ELM_TAG_N_CTX, 0), R(ELM_TAG_REQ_RING_SIZE, 0),
+                                     R(ELM_TAG_EVT_RING_SIZE, 0), R(ELM_TAG_CLIENT_NAME, 0),
+                                     R(ELM_TAG_PID, 0)),
+                              SCHEMA(R(ELM_TAG_SESSION_ID, RQ), R(ELM_TAG_SHM_NAME, RQ),
+                                     R(ELM_TAG_SHM_SIZE, RQ), R(ELM_TAG_REQ_RING_SIZE, RQ),
+                                     R(ELM_TAG_EVT_RING_SIZE, RQ), R(ELM_TAG_N_CTX, 0))},
+    [ELM_CMD_CLOSE_SESSION] = {"close_session", true, SCHEMA(R(ELM_TAG_SESSION_ID, RQ)), NO_FIELDS},
+    [ELM_CMD_CANCEL] = {"cancel", true, SCHEMA(R(ELM_TAG_SESSION_ID, RQ)), NO_FIELDS},
+    [ELM_CMD_SESSIONS] = {"sessions", true, NO_FIELDS, SCHEMA(R(ELM_TAG_SESSION, RP))},
+    [ELM_CMD_STATS] = {"stats", true, NO_FIELDS, &elm_fields_stats},
     [ELM_CMD_SHUTDOWN] = {"shutdown", true, NO_FIELDS, NO_FIELDS},
     [ELM_CMD_ERROR] = {"error", false, NO_FIELDS, NO_FIELDS},
 };
-
-/* The fields of one ELM_TAG_SESSION group. */
-static const struct schema session_group =
-    SCHEMA({ELM_TAG_SESSION_ID, RQ}, {ELM_TAG_STATE, RQ}, {ELM_TAG_PID, 0},
-           {ELM_TAG_CLIENT_NAME, 0}, {ELM_TAG_N_CTX, 0}, {ELM_TAG_N_PROMPT_TOKENS, 0},
-           {ELM_TAG_N_GEN_TOKENS, 0}, {ELM_TAG_AGE_NS, 0});
 
 static const struct cmd_def *cmd_def(uint16_t cmd)
 {
     return cmd < ELM_CMD_LIMIT && cmd_defs[cmd].name ? &cmd_defs[cmd] : NULL;
 }
 
-static const struct schema *group_schema(uint16_t tag)
+/* The fields of a group: one ELM_TAG_SESSION is one struct elm_session_info. */
+static const struct elm_fields *group_schema(uint16_t tag)
 {
-    return tag == ELM_TAG_SESSION ? &session_group : NULL;
+    return tag == ELM_TAG_SESSION ? &elm_fields_session : NULL;
 }
 
 int elm_proto_tag_type(uint16_t tag)
 {
-    const struct tag_def *t = tag_def(tag);
-    return t ? t->type : 0;
+    struct tag_def t;
+    return tag_lookup(tag, &t) ? t.type : 0;
 }
 
 const char *elm_proto_tag_name(uint16_t tag)
 {
-    const struct tag_def *t = tag_def(tag);
-    return t && t->name ? t->name : "unknown";
+    struct tag_def t;
+    return tag_lookup(tag, &t) && t.name ? t.name : "unknown";
 }
 
 const char *elm_proto_cmd_name(uint16_t cmd)
@@ -289,26 +224,28 @@ static int check_value(uint8_t type, const unsigned char *v, uint32_t n, const c
     }
 }
 
-static int find_rule(const struct schema *s, uint16_t tag)
+/* Optional tags are never looked up here: scan() takes them before. A table has at most 64
+ * fields (tests/ipc/test_fields.c checks), one bit each in scan_out.seen. */
+static int find_rule(const struct elm_fields *s, uint16_t tag)
 {
-    for (unsigned i = 0; i < s->n; i++)
-        if (s->rules[i].tag == tag)
+    for (unsigned i = 0; s && i < s->n && i < 64; i++)
+        if (s->f[i].tag == tag)
             return (int)i;
     return -1;
 }
 
-static int check_required(const struct schema *s, uint64_t seen, const char **why)
+static int check_required(const struct elm_fields *s, uint64_t seen, const char **why)
 {
-    for (unsigned i = 0; i < s->n; i++)
-        if ((s->rules[i].flags & RQ) && !(seen & (1ull << i)))
+    for (unsigned i = 0; s && i < s->n && i < 64; i++)
+        if ((s->f[i].flags & RQ) && !(seen & (1ull << i)))
             return fail(why, "required field missing");
     return 0;
 }
 
 /* Validates a field sequence against schema s. reply: STATUS/MESSAGE are allowed. depth 0 is
  * a body, 1 a group (groups do not nest). */
-static int scan(const unsigned char *p, uint32_t len, const struct schema *s, bool reply, int depth,
-                struct scan_out *o, const char **why)
+static int scan(const unsigned char *p, uint32_t len, const struct elm_fields *s, bool reply,
+                int depth, struct scan_out *o, const char **why)
 {
     memset(o, 0, sizeof *o);
     uint32_t off = 0;
@@ -354,11 +291,11 @@ static int scan(const unsigned char *p, uint32_t len, const struct schema *s, bo
         int i = find_rule(s, tag);
         if (i < 0)
             return fail(why, "field not allowed in this message");
-        if ((o->seen & (1ull << i)) && !(s->rules[i].flags & RP))
+        if ((o->seen & (1ull << i)) && !(s->f[i].flags & RP))
             return fail(why, "duplicate field");
         o->seen |= 1ull << i;
         if (type == ELM_PT_GROUP) {
-            const struct schema *g = group_schema(tag);
+            const struct elm_fields *g = group_schema(tag);
             struct scan_out go;
             if (depth > 0 || !g)
                 return fail(why, "nested group");
@@ -408,7 +345,7 @@ int elm_proto_decode(const void *frame, size_t len, struct elm_proto_msg *out, c
 
     const unsigned char *body = (const unsigned char *)frame + ELM_PROTO_HDR_SIZE;
     uint32_t blen = (uint32_t)(len - ELM_PROTO_HDR_SIZE);
-    const struct schema *s = reply ? &d->rep : &d->req;
+    const struct elm_fields *s = reply ? d->rep : d->req;
     struct scan_out o;
     int rc = scan(body, blen, s, reply, 0, &o, why);
     if (rc < 0)

@@ -110,7 +110,9 @@ enum elm_proto_tag {
 /* Optional fields: elmd's diagnostics in STATUS, STATS and SESSIONS replies. They carry
  * ELM_TAG_OPTIONAL, so a receiver that does not know one skips it, and a newer daemon may add
  * more within a version; a receiver that knows one checks its type and value like any other
- * field. They are not bound to a command's schema (the daemon sends what it has). */
+ * field. They are not bound to a command's schema (the daemon sends what it has). Their names
+ * and types are defined by their lines in the field tables (ipc/fields.c); the names below are
+ * for code that refers to a tag by itself. The comments give the type, for readers. */
 enum elm_proto_opt_tag {
     /* STATUS: the model */
     ELM_TAG_ARCH = ELM_TAG_OPTIONAL | 0x100, /* str: "llama", "qwen2" */

@@ -28,6 +28,7 @@
 
 #include "internal.h"
 #include "ipc/endpoint.h"
+#include "ipc/fields.h"
 
 _Static_assert((int)ELM_SESSION_IDLE == ELM_SESSION_STATE_IDLE &&
                    (int)ELM_SESSION_RUNNING == ELM_SESSION_STATE_RUNNING &&
@@ -368,37 +369,8 @@ fail:
  * Status, load, unload, sessions, stats, shutdown
  */
 
-/* Optional numeric fields: absent leaves *out alone, present must fit. */
-static int opt_u64(const struct elm_proto_view *v, uint16_t tag, uint64_t *out)
-{
-    int rc = elm_proto_get_u64(v, tag, out);
-    return rc == -ENOENT ? 0 : rc;
-}
-
-static int opt_u32(const struct elm_proto_view *v, uint16_t tag, uint32_t *out)
-{
-    uint64_t x = *out;
-    int rc = opt_u64(v, tag, &x);
-    if (rc == 0 && x > UINT32_MAX)
-        rc = ELM_EPROTO;
-    if (rc == 0)
-        *out = (uint32_t)x;
-    return rc;
-}
-
-static int opt_str(const struct elm_proto_view *v, uint16_t tag, char *buf, size_t cap)
-{
-    int rc = elm_proto_copy_str(v, tag, buf, cap);
-    /* A daemon's string that does not fit our buffer is cut, not an error. */
-    if (rc == -ENOSPC) {
-        const char *s;
-        uint32_t n;
-        elm_proto_get_str(v, tag, &s, &n);
-        snprintf(buf, cap, "%.*s", (int)n, s);
-        rc = 0;
-    }
-    return rc == -ENOENT ? 0 : rc;
-}
+/* Every reply that fills a public struct is read through its field table (ipc/fields.c), which
+ * checks each value's type and bounds: ELM_EPROTO when one is off. */
 
 int elm_client_status(elm_client *c, struct elm_daemon_status *out)
 {
@@ -409,53 +381,16 @@ int elm_client_status(elm_client *c, struct elm_daemon_status *out)
     if (!ctl_begin(c, ELM_CMD_STATUS, &rc))
         return rc;
     struct elm_daemon_status st = {0};
-    uint64_t pid = 0, kv_locked = 0;
     rc = ctl_call(c, &rep, ELM_CLIENT_CALL_TIMEOUT_MS);
-    const struct elm_proto_view *b = &rep.body;
     if (rc == 0)
-        rc = elm_proto_get_u64(b, ELM_TAG_UPTIME_NS, &st.uptime_ns) ||
-                     opt_u32(b, ELM_TAG_N_SESSIONS, &st.n_sessions) ||
-                     opt_u32(b, ELM_TAG_MAX_SESSIONS, &st.max_sessions) ||
-                     opt_str(b, ELM_TAG_PATH, st.model_path, sizeof st.model_path) ||
-                     opt_str(b, ELM_TAG_MODEL_NAME, st.model_name, sizeof st.model_name) ||
-                     opt_u32(b, ELM_TAG_N_CTX, &st.n_ctx) ||
-                     opt_u32(b, ELM_TAG_N_VOCAB, &st.n_vocab) || opt_u64(b, ELM_TAG_PID, &pid) ||
-                     opt_str(b, ELM_TAG_DAEMON_VERSION, st.daemon_version,
-                             sizeof st.daemon_version) ||
-                     opt_u32(b, ELM_TAG_N_THREADS, &st.n_threads) ||
-                     opt_u64(b, ELM_TAG_LOAD_NS, &st.load_ns) ||
-                     opt_str(b, ELM_TAG_ARCH, st.arch, sizeof st.arch) ||
-                     opt_str(b, ELM_TAG_KERNEL, st.kernel, sizeof st.kernel) ||
-                     opt_str(b, ELM_TAG_KV_TYPE, st.kv_type, sizeof st.kv_type) ||
-                     opt_u64(b, ELM_TAG_N_PARAMS, &st.n_params) ||
-                     opt_u64(b, ELM_TAG_WEIGHT_BYTES, &st.weight_bytes) ||
-                     opt_u64(b, ELM_TAG_PINNED_BYTES, &st.pinned_bytes) ||
-                     opt_u64(b, ELM_TAG_HUGE_BYTES, &st.huge_bytes) ||
-                     opt_str(b, ELM_TAG_BACKING, st.backing, sizeof st.backing) ||
-                     opt_str(b, ELM_TAG_LOAD_NOTES, st.load_notes, sizeof st.load_notes) ||
-                     opt_u64(b, ELM_TAG_KV_BYTES, &st.kv_bytes) ||
-                     opt_u64(b, ELM_TAG_KV_TOKENS, &st.kv_tokens) ||
-                     opt_u64(b, ELM_TAG_KV_CAPACITY, &st.kv_capacity) ||
-                     opt_u64(b, ELM_TAG_KV_PAGES, &st.kv_pages) ||
-                     opt_u64(b, ELM_TAG_KV_PAGES_FREE, &st.kv_pages_free) ||
-                     opt_u64(b, ELM_TAG_KV_PAGE_BYTES, &st.kv_page_bytes) ||
-                     opt_u32(b, ELM_TAG_KV_PAGE_TOKENS, &st.kv_page_tokens) ||
-                     opt_str(b, ELM_TAG_KV_BACKING, st.kv_backing, sizeof st.kv_backing) ||
-                     opt_u64(b, ELM_TAG_KV_LOCKED, &kv_locked) ||
-                     opt_u32(b, ELM_TAG_N_QUEUED, &st.n_queued) ||
-                     opt_str(b, ELM_TAG_LOADING_PATH, st.loading_path, sizeof st.loading_path) ||
-                     opt_u64(b, ELM_TAG_LOAD_DONE, &st.load_done) ||
-                     opt_u64(b, ELM_TAG_LOAD_TOTAL, &st.load_total) ||
-                     opt_str(b, ELM_TAG_LOAD_ERROR, st.load_error, sizeof st.load_error)
-                 ? ELM_EPROTO
-                 : 0;
+        rc = elm_fields_get(&rep.body, &elm_fields_status, &st);
     ctl_end(c);
     if (rc < 0)
         return rc;
-    st.pid = pid && pid <= INT_MAX ? (long)pid : c->daemon_pid;
+    if (!st.pid)
+        st.pid = c->daemon_pid; /* as HELLO said */
     st.model_loaded = st.model_path[0] != 0;
     st.loading = st.loading_path[0] != 0;
-    st.kv_locked = kv_locked != 0;
     *out = st;
     return 0;
 }
@@ -481,14 +416,8 @@ int elm_client_load(elm_client *c, const char *path, uint32_t n_ctx, uint32_t n_
         elm_proto_put_u64(b, ELM_TAG_N_THREADS, n_threads);
     struct elm_load_result r = {0};
     rc = ctl_call(c, &rep, -1);
-    const struct elm_proto_view *v = &rep.body;
     if (rc == 0)
-        rc = opt_str(v, ELM_TAG_MODEL_NAME, r.model_name, sizeof r.model_name) ||
-                     opt_u32(v, ELM_TAG_N_CTX, &r.n_ctx) ||
-                     opt_u32(v, ELM_TAG_N_VOCAB, &r.n_vocab) ||
-                     opt_u64(v, ELM_TAG_LOAD_NS, &r.load_ns)
-                 ? ELM_EPROTO
-                 : 0;
+        rc = elm_fields_get(&rep.body, &elm_fields_load, &r);
     ctl_end(c);
     if (rc == 0 && out)
         *out = r;
@@ -498,24 +427,6 @@ int elm_client_load(elm_client *c, const char *path, uint32_t n_ctx, uint32_t n_
 int elm_client_unload(elm_client *c)
 {
     return simple_call(c, ELM_CMD_UNLOAD);
-}
-
-static int read_session(const struct elm_proto_view *g, struct elm_session_info *si)
-{
-    uint64_t state = 0, pid = 0;
-    memset(si, 0, sizeof *si);
-    if (elm_proto_get_u64(g, ELM_TAG_SESSION_ID, &si->id) ||
-        elm_proto_get_u64(g, ELM_TAG_STATE, &state) || state < ELM_SESSION_IDLE ||
-        state > ELM_SESSION_CLOSING || opt_u64(g, ELM_TAG_PID, &pid) || pid > INT_MAX ||
-        opt_str(g, ELM_TAG_CLIENT_NAME, si->client_name, sizeof si->client_name) ||
-        opt_u32(g, ELM_TAG_N_CTX, &si->n_ctx) ||
-        opt_u64(g, ELM_TAG_N_PROMPT_TOKENS, &si->n_prompt_tokens) ||
-        opt_u64(g, ELM_TAG_N_GEN_TOKENS, &si->n_gen_tokens) ||
-        opt_u64(g, ELM_TAG_AGE_NS, &si->age_ns))
-        return ELM_EPROTO;
-    si->state = (int)state;
-    si->pid = (long)pid;
-    return 0;
 }
 
 int elm_client_sessions(elm_client *c, struct elm_session_info **out, size_t *n)
@@ -539,7 +450,7 @@ int elm_client_sessions(elm_client *c, struct elm_session_info **out, size_t *n)
     cur = 0;
     for (size_t i = 0; rc == 0 && i < count; i++)
         if (elm_proto_next_group(&rep.body, ELM_TAG_SESSION, &cur, &g) ||
-            read_session(&g, &list[i]))
+            elm_fields_get(&g, &elm_fields_session, &list[i]))
             rc = ELM_EPROTO;
     ctl_end(c);
     if (rc < 0) {
@@ -548,15 +459,6 @@ int elm_client_sessions(elm_client *c, struct elm_session_info **out, size_t *n)
     }
     *out = list;
     *n = count;
-    return 0;
-}
-
-static int read_percentiles(const struct elm_proto_view *b, struct elm_daemon_stats *st)
-{
-    for (int k = 0; k < 3; k++)
-        if (opt_u64(b, (uint16_t)(ELM_TAG_TTFT_P50_NS + k), &st->ttft_ns[k]) ||
-            opt_u64(b, (uint16_t)(ELM_TAG_ITL_P50_NS + k), &st->itl_ns[k]))
-            return ELM_EPROTO;
     return 0;
 }
 
@@ -570,32 +472,11 @@ int elm_client_stats(elm_client *c, struct elm_daemon_stats *out)
         return rc;
     struct elm_daemon_stats st = {0};
     rc = ctl_call(c, &rep, ELM_CLIENT_CALL_TIMEOUT_MS);
-    const struct elm_proto_view *b = &rep.body;
-    double tps = 0;
     if (rc == 0)
-        rc = elm_proto_get_u64(b, ELM_TAG_UPTIME_NS, &st.uptime_ns) ||
-                     elm_proto_get_u64(b, ELM_TAG_N_REQUESTS, &st.n_requests) ||
-                     elm_proto_get_u64(b, ELM_TAG_N_PROMPT_TOKENS, &st.n_prompt_tokens) ||
-                     elm_proto_get_u64(b, ELM_TAG_N_GEN_TOKENS, &st.n_gen_tokens) ||
-                     opt_u64(b, ELM_TAG_PROMPT_NS, &st.prompt_ns) ||
-                     opt_u64(b, ELM_TAG_GEN_NS, &st.gen_ns) ||
-                     opt_u64(b, ELM_TAG_N_ERRORS, &st.n_errors) ||
-                     (elm_proto_get_f64(b, ELM_TAG_GEN_TOKENS_PER_S, &tps) == ELM_EPROTO) ||
-                     opt_u64(b, ELM_TAG_RSS_BYTES, &st.rss_bytes) ||
-                     opt_u32(b, ELM_TAG_N_SESSIONS, &st.n_sessions) ||
-                     opt_u64(b, ELM_TAG_N_STEPS, &st.n_steps) ||
-                     opt_u64(b, ELM_TAG_N_CLIENT_DEATHS, &st.n_client_deaths) ||
-                     opt_u64(b, ELM_TAG_N_RING_ERRORS, &st.n_ring_errors) ||
-                     opt_u64(b, ELM_TAG_N_PROMPT_REUSED, &st.n_prompt_reused) ||
-                     opt_u64(b, ELM_TAG_N_BUSY, &st.n_busy) ||
-                     opt_u64(b, ELM_TAG_N_KV_RECLAIMED, &st.n_kv_reclaimed) ||
-                     read_percentiles(b, &st)
-                 ? ELM_EPROTO
-                 : 0;
+        rc = elm_fields_get(&rep.body, &elm_fields_stats, &st);
     ctl_end(c);
     if (rc < 0)
         return rc;
-    st.gen_tokens_per_s = tps;
     *out = st;
     return 0;
 }

@@ -96,12 +96,19 @@ struct elm_daemon_status {
     char kernel[16];       /* the kernel variant computing: "avx2"... */
     char kv_type[8];       /* KV cache precision: "f16", "f32", "q8_0" */
     uint64_t n_params;     /* parameters (tensor elements) */
+    uint32_t n_layer;      /* transformer blocks */
+    uint32_t n_embd;       /* embedding width */
+    uint32_t n_ctx_train;  /* context the model was trained with */
     uint32_t n_threads;    /* compute threads */
     uint64_t load_ns;      /* time the load took */
     uint64_t weight_bytes; /* bytes of weights */
     uint64_t pinned_bytes; /* of those, locked in memory (0: not pinned) */
     uint64_t huge_bytes;   /* of those, on huge pages */
+    double huge_share;     /* huge_bytes / the mapping's size, 0..1 */
     char backing[16];      /* "hugetlb", "thp" or "plain" */
+    bool o_direct;         /* the weights were read with O_DIRECT */
+    bool io_uring;         /* ... with io_uring */
+    double load_gbps;      /* read throughput, GB/s (1e9 bytes) */
     char load_notes[256];  /* fallbacks taken while loading; "" if none */
     /* The KV pool: one per model, its pages shared by every session. */
     uint64_t kv_bytes;       /* bytes of the pool */
@@ -160,7 +167,10 @@ struct elm_session_info {
     uint32_t n_ctx;
     uint64_t n_prompt_tokens;
     uint64_t n_gen_tokens;
-    uint64_t age_ns; /* since the session was opened */
+    uint64_t age_ns;     /* since the session was opened */
+    uint64_t n_requests; /* requests finished */
+    uint64_t ttft_ns[3]; /* time to first token: median, 90th, 99th percentile (0: none yet) */
+    uint64_t itl_ns[3];  /* time between tokens: median, 90th, 99th percentile */
 };
 
 /* The daemon's open sessions (of every client). *out is malloc'ed: caller owns it and frees it
@@ -187,6 +197,9 @@ struct elm_daemon_stats {
     uint64_t n_prompt_reused; /* prompt tokens whose KV was kept from the session's history */
     uint64_t n_busy;          /* requests refused with ELM_EBUSY: no KV memory free in time */
     uint64_t n_kv_reclaimed;  /* idle sessions whose KV memory was taken for another request */
+    uint64_t n_control;       /* control messages received */
+    uint64_t n_malformed;     /* of which could not be decoded */
+    uint64_t n_dropped;       /* replies that could not be sent (peer gone, queue full) */
 };
 
 /* The daemon's counters. *out is the caller's struct, written on success. */

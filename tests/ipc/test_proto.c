@@ -13,6 +13,8 @@
 
 #include "elm/status.h"
 #include "elm_test.h"
+#include "elm/client.h"
+#include "ipc/fields.h"
 #include "ipc/proto.h"
 
 static uint64_t rng_next(uint64_t *s) /* splitmix64 */
@@ -566,12 +568,22 @@ static void touch(const struct elm_proto_msg *m)
         elm_proto_get_bytes(&m->body, tag, &p, &n);
         elm_proto_copy_str(&m->body, tag, buf, sizeof buf);
     }
+    /* and through the field tables, as libelmclient reads replies (any result but a crash) */
+    static struct elm_daemon_status st;
+    struct elm_daemon_stats ds = {0};
+    struct elm_load_result lr = {0};
+    memset(&st, 0, sizeof st);
+    elm_fields_get(&m->body, &elm_fields_status, &st);
+    elm_fields_get(&m->body, &elm_fields_stats, &ds);
+    elm_fields_get(&m->body, &elm_fields_load, &lr);
     uint32_t cur = 0;
     struct elm_proto_view g;
     while (elm_proto_next_group(&m->body, ELM_TAG_SESSION, &cur, &g) == 0) {
         uint64_t u;
+        struct elm_session_info si = {0};
         assert_int_equal(elm_proto_get_u64(&g, ELM_TAG_SESSION_ID, &u), 0);
         assert_int_equal(elm_proto_get_u64(&g, ELM_TAG_STATE, &u), 0);
+        elm_fields_get(&g, &elm_fields_session, &si);
     }
 }
 

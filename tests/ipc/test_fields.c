@@ -1,0 +1,408 @@
+/* test_fields.c — the control protocol's field tables (ipc/fields.h), walked line by line.
+ *
+ * Each line must describe its struct member (offset and size inside the struct, a size that
+ * matches its C type), agree with the codec on its tag's name and value type, and be the only
+ * line with its tag in its table. Then every table round-trips: a struct with a distinct value
+ * in every member is written with elm_fields_put into a real reply frame, checked by the decoder,
+ * and read back with elm_fields_get into a zeroed struct, member by member; a struct of defaults
+ * sends only what a reply must carry; a value past a line's bounds is refused, a string longer
+ * than its buffer is cut.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "elm/client.h"
+#include "elm/status.h"
+#include "elm_test.h"
+#include "ipc/fields.h"
+#include "ipc/proto.h"
+
+/* The reply each table belongs to; a SESSIONS entry travels in a SESSION group. */
+static uint16_t table_cmd(const struct elm_fields *t)
+{
+    if (t == &elm_fields_status)
+        return ELM_CMD_STATUS;
+    if (t == &elm_fields_stats)
+        return ELM_CMD_STATS;
+    if (t == &elm_fields_load)
+        return ELM_CMD_LOAD;
+    assert_ptr_equal(t, &elm_fields_session);
+    return ELM_CMD_SESSIONS;
+}
+
+static size_t ctype_size(uint8_t ct)
+{
+    switch (ct) {
+    case ELM_CT_U64:
+        return sizeof(uint64_t);
+    case ELM_CT_U32:
+        return sizeof(uint32_t);
+    case ELM_CT_INT:
+        return sizeof(int);
+    case ELM_CT_LONG:
+        return sizeof(long);
+    case ELM_CT_BOOL:
+        return sizeof(bool);
+    case ELM_CT_F64:
+        return sizeof(double);
+    default:
+        return 0; /* strings: any size */
+    }
+}
+
+static void test_lines(void **state)
+{
+    unsigned n_tables = 0;
+    for (const struct elm_fields *const *tp = elm_fields_all; *tp; tp++, n_tables++) {
+        const struct elm_fields *t = *tp;
+        assert_true(t->n > 0 && t->n <= 64); /* the decoder keeps a bit per field */
+        for (unsigned i = 0; i < t->n; i++) {
+            const struct elm_field *f = &t->f[i];
+            /* the member */
+            assert_true(f->offset + f->size <= t->size);
+            if (f->ctype == ELM_CT_STR)
+                assert_true(f->size >= 2);
+            else
+                assert_int_equal(f->size, ctype_size(f->ctype));
+            assert_non_null(f->json);
+            /* the tag: one line per table, and the codec's name and type */
+            for (unsigned k = 0; k < i; k++)
+                assert_int_not_equal(t->f[k].tag, f->tag);
+            assert_int_equal(elm_proto_tag_type(f->tag), elm_field_type(f));
+            if (f->tag & ELM_TAG_OPTIONAL) /* the line defines the tag; the decoder skips it */
+                assert_false(f->flags & ELM_FIELD_REQUIRED);
+            else
+                assert_true(f->tag < ELM_TAG_LIMIT);
+            assert_string_equal(elm_proto_tag_name(f->tag), f->name ? f->name : f->json);
+            /* the same tag means the same thing in every table */
+            const struct elm_field *first = elm_fields_find(f->tag);
+            assert_int_equal(elm_field_type(first), elm_field_type(f));
+            /* bounds and names */
+            assert_true(f->max == 0 || f->min <= f->max);
+            if (f->unit == ELM_UNIT_NAMES) {
+                assert_non_null(f->names);
+                for (uint64_t v = f->min; v <= f->max; v++)
+                    assert_non_null(f->names[v]);
+            }
+            /* text: a fragment has at most one "%s" */
+            if (f->text) {
+                const char *at = strstr(f->text, "%s");
+                assert_true(!at || !strstr(at + 2, "%s"));
+                assert_null(strchr(at ? at + 2 : f->text, '%'));
+            }
+        }
+    }
+    assert_int_equal(n_tables, 4);
+    /* every optional tag the codec names is defined by a line */
+    for (uint16_t t = ELM_TAG_ARCH; t < ELM_TAG_OPT_END; t++)
+        assert_non_null(elm_fields_find(t));
+    assert_null(elm_fields_find(0xffff));
+    assert_null(elm_fields_find(ELM_TAG_SHM_NAME)); /* OPEN_SESSION has no public struct */
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Round trips
+ */
+
+/* A value for line i that no other line of the table has, within the line's bounds. */
+static void fill(const struct elm_field *f, unsigned i, void *obj)
+{
+    unsigned char *p = (unsigned char *)obj + f->offset;
+    uint64_t v = 1000 + i;
+    if (f->max)
+        v = f->min + i % (f->max - f->min + 1);
+    if (v == 0)
+        v = 1;
+    switch (f->ctype) {
+    case ELM_CT_U64:
+        *(uint64_t *)p = v;
+        break;
+    case ELM_CT_U32:
+        *(uint32_t *)p = (uint32_t)v;
+        break;
+    case ELM_CT_INT:
+        *(int *)p = (int)v;
+        break;
+    case ELM_CT_LONG:
+        *(long *)p = (long)v;
+        break;
+    case ELM_CT_BOOL:
+        *(bool *)p = true;
+        break;
+    case ELM_CT_F64:
+        *(double *)p = i + 0.25;
+        break;
+    case ELM_CT_STR:
+        snprintf((char *)p, f->size, "v%u", i);
+        break;
+    }
+}
+
+static void assert_same(const struct elm_field *f, const void *a, const void *b)
+{
+    if (f->ctype == ELM_CT_STR)
+        assert_string_equal(elm_field_str(f, a), elm_field_str(f, b));
+    else if (f->ctype == ELM_CT_F64)
+        assert_true(elm_field_f64(f, a) == elm_field_f64(f, b));
+    else
+        assert_int_equal(elm_field_u64(f, a), elm_field_u64(f, b));
+}
+
+/* Builds t's reply from the fields of sub (a subset of t's lines, or t) read from obj, plus
+ * one extra u64 field when extra_tag is not 0; decodes it into *m. Returns the finish result. */
+static int build(struct elm_proto_buf *b, const struct elm_fields *t, const struct elm_fields *sub,
+                 const void *obj, unsigned sections, uint16_t extra_tag, uint64_t extra,
+                 struct elm_proto_msg *m, struct elm_proto_view *body)
+{
+    const void *frame;
+    size_t len;
+    uint16_t cmd = table_cmd(t);
+    assert_int_equal(elm_proto_begin(b, ELM_PROTO_VERSION_MAX, cmd, ELM_PROTO_F_REPLY, 7), 0);
+    elm_proto_put_i64(b, ELM_TAG_STATUS, 0);
+    if (cmd == ELM_CMD_SESSIONS)
+        elm_proto_group_begin(b, ELM_TAG_SESSION);
+    assert_int_equal(elm_fields_put(b, sub, obj, sections), 0);
+    if (extra_tag)
+        elm_proto_put_u64(b, extra_tag, extra);
+    if (cmd == ELM_CMD_SESSIONS)
+        elm_proto_group_end(b);
+    int rc = elm_proto_finish(b, &frame, &len);
+    if (rc < 0)
+        return rc;
+    assert_int_equal(elm_proto_decode(frame, len, m, NULL), 0);
+    *body = m->body;
+    if (cmd == ELM_CMD_SESSIONS) {
+        uint32_t cur = 0;
+        assert_int_equal(elm_proto_next_group(&m->body, ELM_TAG_SESSION, &cur, body), 0);
+    }
+    return 0;
+}
+
+static void test_roundtrip(void **state)
+{
+    struct elm_proto_buf b;
+    elm_proto_buf_init(&b);
+    for (const struct elm_fields *const *tp = elm_fields_all; *tp; tp++) {
+        const struct elm_fields *t = *tp;
+        void *in = calloc(1, t->size), *out = calloc(1, t->size);
+        assert_non_null(in);
+        assert_non_null(out);
+        for (unsigned i = 0; i < t->n; i++)
+            fill(&t->f[i], i, in);
+        struct elm_proto_msg m;
+        struct elm_proto_view v;
+        assert_int_equal(build(&b, t, t, in, ~0u, 0, 0, &m, &v), 0);
+        for (unsigned i = 0; i < t->n; i++) { /* every line is on the wire, with its type */
+            const struct elm_field *f = &t->f[i];
+            uint64_t u;
+            double d;
+            const char *s;
+            uint32_t n;
+            if (elm_field_type(f) == ELM_PT_U64)
+                assert_int_equal(elm_proto_get_u64(&v, f->tag, &u), 0);
+            else if (elm_field_type(f) == ELM_PT_F64)
+                assert_int_equal(elm_proto_get_f64(&v, f->tag, &d), 0);
+            else
+                assert_int_equal(elm_proto_get_str(&v, f->tag, &s, &n), 0);
+        }
+        assert_int_equal(elm_fields_get(&v, t, out), 0);
+        for (unsigned i = 0; i < t->n; i++)
+            assert_same(&t->f[i], in, out);
+        free(in);
+        free(out);
+    }
+    elm_proto_buf_fini(&b);
+}
+
+/* Defaults: a zeroed struct sends its always-sent lines (as zeros) and no NONZERO or sectioned
+ * line; reading that back gives zeros again. A line whose smallest valid value is above 0 (a
+ * session's state) holds that instead: 0 is not a value it can send. */
+static void test_defaults(void **state)
+{
+    struct elm_proto_buf b;
+    elm_proto_buf_init(&b);
+    for (const struct elm_fields *const *tp = elm_fields_all; *tp; tp++) {
+        const struct elm_fields *t = *tp;
+        void *in = calloc(1, t->size), *out = calloc(1, t->size);
+        assert_non_null(in);
+        assert_non_null(out);
+        for (unsigned i = 0; i < t->n; i++)
+            if (t->f[i].min)
+                fill(&t->f[i], 0, in); /* = min */
+        struct elm_proto_msg m;
+        struct elm_proto_view v;
+        assert_int_equal(build(&b, t, t, in, 0, 0, 0, &m, &v), 0);
+        for (unsigned i = 0; i < t->n; i++) {
+            const struct elm_field *f = &t->f[i];
+            bool sent = !f->section && !(f->flags & ELM_FIELD_NONZERO);
+            const char *s;
+            uint32_t n;
+            uint64_t u;
+            double d;
+            int rc = elm_field_type(f) == ELM_PT_STR   ? elm_proto_get_str(&v, f->tag, &s, &n)
+                     : elm_field_type(f) == ELM_PT_F64 ? elm_proto_get_f64(&v, f->tag, &d)
+                                                       : elm_proto_get_u64(&v, f->tag, &u);
+            assert_int_equal(rc, sent ? 0 : -ENOENT);
+        }
+        memset(out, 0xa5, t->size);
+        for (unsigned i = 0; i < t->n; i++) /* members start at their default */
+            memset((char *)out + t->f[i].offset, 0, t->f[i].size);
+        assert_int_equal(elm_fields_get(&v, t, out), 0);
+        for (unsigned i = 0; i < t->n; i++)
+            assert_same(&t->f[i], in, out);
+        free(in);
+        free(out);
+    }
+    elm_proto_buf_fini(&b);
+}
+
+/* The largest value the member holds, as elm_fields_get bounds it. */
+static uint64_t type_max(const struct elm_field *f)
+{
+    uint64_t m = f->ctype == ELM_CT_U32    ? UINT32_MAX
+                 : f->ctype == ELM_CT_INT  ? INT_MAX
+                 : f->ctype == ELM_CT_LONG ? LONG_MAX
+                 : f->ctype == ELM_CT_BOOL ? 1
+                                           : UINT64_MAX;
+    return f->max && f->max < m ? f->max : m;
+}
+
+/* Each integer line with bounds: its largest value is read, one more is ELM_EPROTO (and its
+ * smallest, one less, when it has one above 0). */
+static void test_bounds(void **state)
+{
+    struct elm_proto_buf b;
+    elm_proto_buf_init(&b);
+    unsigned checked = 0;
+    for (const struct elm_fields *const *tp = elm_fields_all; *tp; tp++) {
+        const struct elm_fields *t = *tp;
+        void *in = calloc(1, t->size), *out = calloc(1, t->size);
+        struct elm_field *rest = calloc(t->n, sizeof *rest);
+        assert_true(in && out && rest);
+        for (unsigned i = 0; i < t->n; i++)
+            fill(&t->f[i], i, in);
+        for (unsigned i = 0; i < t->n; i++) {
+            const struct elm_field *f = &t->f[i];
+            uint64_t max = type_max(f);
+            if (elm_field_type(f) != ELM_PT_U64 || max == UINT64_MAX)
+                continue;
+            /* the table without line i, then line i's tag with a chosen value */
+            unsigned n = 0;
+            for (unsigned k = 0; k < t->n; k++)
+                if (k != i)
+                    rest[n++] = t->f[k];
+            struct elm_fields sub = {.f = rest, .n = n, .size = t->size};
+            struct elm_proto_msg m;
+            struct elm_proto_view v;
+            assert_int_equal(build(&b, t, &sub, in, ~0u, f->tag, max, &m, &v), 0);
+            memset(out, 0, t->size);
+            assert_int_equal(elm_fields_get(&v, t, out), 0);
+            assert_int_equal(elm_field_u64(f, out), f->ctype == ELM_CT_BOOL ? 1 : max);
+            assert_int_equal(build(&b, t, &sub, in, ~0u, f->tag, max + 1, &m, &v), 0);
+            assert_int_equal(elm_fields_get(&v, t, out), ELM_EPROTO);
+            if (f->min) {
+                assert_int_equal(build(&b, t, &sub, in, ~0u, f->tag, f->min - 1, &m, &v), 0);
+                assert_int_equal(elm_fields_get(&v, t, out), ELM_EPROTO);
+            }
+            checked++;
+        }
+        free(rest);
+        free(in);
+        free(out);
+    }
+    assert_true(checked >= 10); /* the u32, int, long and bool members of the four tables */
+    elm_proto_buf_fini(&b);
+}
+
+/* A string as long as its buffer (one byte too many for the NUL) is cut, not refused; a
+ * required line that is absent is refused. */
+static void test_strings_and_required(void **state)
+{
+    struct elm_proto_buf b;
+    elm_proto_buf_init(&b);
+    char *big = malloc(ELM_PROTO_MAX_STR + 1);
+    assert_non_null(big);
+    memset(big, 'x', ELM_PROTO_MAX_STR);
+    big[ELM_PROTO_MAX_STR] = 0;
+    unsigned cut = 0;
+    for (const struct elm_fields *const *tp = elm_fields_all; *tp; tp++) {
+        const struct elm_fields *t = *tp;
+        void *in = calloc(1, t->size), *out = calloc(1, t->size);
+        assert_true(in && out);
+        for (unsigned i = 0; i < t->n; i++)
+            fill(&t->f[i], i, in);
+        for (unsigned i = 0; i < t->n; i++) {
+            const struct elm_field *f = &t->f[i];
+            if (f->ctype != ELM_CT_STR || f->size > ELM_PROTO_MAX_STR)
+                continue;
+            struct elm_proto_msg m;
+            struct elm_proto_view v;
+            const void *frame;
+            size_t len;
+            uint16_t cmd = table_cmd(t);
+            /* the line's value, overlong: sent by hand in place of the struct's */
+            struct elm_field *rest = calloc(t->n, sizeof *rest);
+            unsigned n = 0;
+            for (unsigned k = 0; k < t->n; k++)
+                if (k != i)
+                    rest[n++] = t->f[k];
+            struct elm_fields sub = {.f = rest, .n = n, .size = t->size};
+            elm_proto_begin(&b, ELM_PROTO_VERSION_MAX, cmd, ELM_PROTO_F_REPLY, 7);
+            elm_proto_put_i64(&b, ELM_TAG_STATUS, 0);
+            if (cmd == ELM_CMD_SESSIONS)
+                elm_proto_group_begin(&b, ELM_TAG_SESSION);
+            elm_fields_put(&b, &sub, in, ~0u);
+            elm_proto_put_strn(&b, f->tag, big, f->size);
+            if (cmd == ELM_CMD_SESSIONS)
+                elm_proto_group_end(&b);
+            assert_int_equal(elm_proto_finish(&b, &frame, &len), 0);
+            assert_int_equal(elm_proto_decode(frame, len, &m, NULL), 0);
+            v = m.body;
+            uint32_t cur = 0;
+            if (cmd == ELM_CMD_SESSIONS)
+                assert_int_equal(elm_proto_next_group(&m.body, ELM_TAG_SESSION, &cur, &v), 0);
+            memset(out, 0, t->size);
+            assert_int_equal(elm_fields_get(&v, t, out), 0);
+            assert_int_equal(strlen(elm_field_str(f, out)), f->size - 1);
+            free(rest);
+            cut++;
+        }
+        /* A body without t's required lines (a HELLO reply's): the decoder would refuse it
+         * as t's reply; elm_fields_get refuses it too. */
+        bool has_required = false;
+        for (unsigned i = 0; i < t->n; i++)
+            has_required |= (t->f[i].flags & ELM_FIELD_REQUIRED) != 0;
+        if (has_required) {
+            const void *frame;
+            size_t len;
+            struct elm_proto_msg m;
+            elm_proto_begin(&b, ELM_PROTO_VERSION_MAX, ELM_CMD_HELLO, ELM_PROTO_F_REPLY, 7);
+            elm_proto_put_i64(&b, ELM_TAG_STATUS, 0);
+            elm_proto_put_u64(&b, ELM_TAG_VERSION, 1);
+            assert_int_equal(elm_proto_finish(&b, &frame, &len), 0);
+            assert_int_equal(elm_proto_decode(frame, len, &m, NULL), 0);
+            memset(out, 0, t->size);
+            assert_int_equal(elm_fields_get(&m.body, t, out), ELM_EPROTO);
+        }
+        free(in);
+        free(out);
+    }
+    assert_true(cut >= 10);
+    free(big);
+    elm_proto_buf_fini(&b);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_lines),
+        cmocka_unit_test(test_roundtrip),
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_bounds),
+        cmocka_unit_test(test_strings_and_required),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
