@@ -4,7 +4,7 @@
  * Every frame gets exactly one reply: a decode failure is answered with an ERROR frame naming
  * the problem (and counted as malformed); a well-formed request that cannot be served gets its
  * own command's reply with a negative STATUS and a MESSAGE. Handlers never block: LOAD and
- * UNLOAD are answered later, when the engine has swapped the model (control.c).
+ * UNLOAD are answered later, when the engine has swapped the model (lifecycle.c).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -12,10 +12,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "commands.h"
 #include "common/log.h"
-#include "control.h"
 #include "elm/status.h"
 #include "ipc/proto.h"
+#include "lifecycle.h"
 
 #define MIN_REQ_RING (4u << 10)
 #define MIN_EVT_RING (16u << 10) /* several steps of events (ELMD_STEP_EVT_BYTES each) */
@@ -97,7 +98,7 @@ static void cmd_hello(struct elmd *d, const struct elmd_peer *p, const struct el
 static void put_model(struct elm_proto_buf *b, const struct elmd_model *dm, int32_t ctx)
 {
     const struct elm_model *m = dm->m;
-    const struct elmd_residency *r = &dm->res;
+    const struct elm_residency *r = &dm->res;
     struct elm_gguf_str name;
     uint64_t n_params = 0;
     for (uint64_t i = 0; i < m->gguf->n_tensors; i++)
@@ -118,12 +119,12 @@ static void put_model(struct elm_proto_buf *b, const struct elmd_model *dm, int3
     elm_proto_put_u64(b, ELM_TAG_N_CTX_TRAIN, (uint64_t)m->hp.n_ctx_train);
     elm_proto_put_str(b, ELM_TAG_KV_TYPE, elmd_kv_type_name(elm_kv_pool_type(dm->kv_pool)));
     elm_proto_put_u64(b, ELM_TAG_WEIGHT_BYTES, r->data_size);
-    bool pinned = r->locked || r->backing == ELMD_BACK_HUGETLB; /* hugetlb never swaps */
+    bool pinned = r->mem.locked || r->mem.backing == ELM_BACK_HUGETLB; /* hugetlb never swaps */
     elm_proto_put_u64(b, ELM_TAG_PINNED_BYTES, pinned ? r->locked_bytes : 0);
     elm_proto_put_u64(b, ELM_TAG_HUGE_BYTES, r->huge_bytes);
     elm_proto_put_f64(b, ELM_TAG_HUGE_SHARE,
-                      r->map_len ? (double)r->huge_bytes / (double)r->map_len : 0.0);
-    elm_proto_put_str(b, ELM_TAG_BACKING, elmd_backing_name(r->backing));
+                      r->mem.len ? (double)r->huge_bytes / (double)r->mem.len : 0.0);
+    elm_proto_put_str(b, ELM_TAG_BACKING, elm_backing_name(r->mem.backing));
     elm_proto_put_u64(b, ELM_TAG_O_DIRECT, r->direct);
     elm_proto_put_u64(b, ELM_TAG_IO_URING, r->uring);
     elm_proto_put_f64(b, ELM_TAG_LOAD_GBPS, r->gbps);
@@ -164,13 +165,13 @@ static void cmd_status(struct elmd *d, const struct elmd_peer *p, const struct e
         elm_proto_put_u64(&b, ELM_TAG_N_QUEUED, (uint64_t)d->n_kv_waiting);
     }
     pthread_mutex_unlock(&d->lock);
-    if (d->loading) {
-        elm_proto_put_str(&b, ELM_TAG_LOADING_PATH, d->load_path);
-        elm_proto_put_u64(&b, ELM_TAG_LOAD_DONE, atomic_load(&d->progress.done));
-        elm_proto_put_u64(&b, ELM_TAG_LOAD_TOTAL, atomic_load(&d->progress.total));
+    if (d->load.active) {
+        elm_proto_put_str(&b, ELM_TAG_LOADING_PATH, d->load.path);
+        elm_proto_put_u64(&b, ELM_TAG_LOAD_DONE, atomic_load(&d->load.progress.done));
+        elm_proto_put_u64(&b, ELM_TAG_LOAD_TOTAL, atomic_load(&d->load.progress.total));
     }
-    if (d->last_load_error[0])
-        elm_proto_put_str(&b, ELM_TAG_LOAD_ERROR, d->last_load_error);
+    if (d->load.last_error[0])
+        elm_proto_put_str(&b, ELM_TAG_LOAD_ERROR, d->load.last_error);
     elmd_reply(d, p, &b);
     elm_proto_buf_fini(&b);
 }
@@ -302,18 +303,8 @@ static int cmd_load(struct elmd *d, const struct elmd_peer *p, const struct elm_
 
 static int cmd_unload(struct elmd *d, const struct elmd_peer *p, const struct elm_proto_msg *m)
 {
-    if (d->loading) /* its LOAD waiters get ECANCELED when it returns */
-        atomic_store(&d->progress.abort, true);
-    pthread_mutex_lock(&d->lock);
-    bool idle = !d->model && !d->swap_pending;
-    if (!idle) {
-        elmd_model_destroy(&d->swap_to); /* a loaded model waiting to be installed: not now */
-        d->swap_pending = true;
-    }
-    pthread_mutex_unlock(&d->lock);
-    if (idle)
+    if (!elmd_unload(d))
         return simple_reply(d, p, m, 0, NULL);
-    d->swapping = true;
     elmd_answer_pending(d, ELM_CMD_LOAD, ELM_ECANCELED, "superseded by an unload");
     elmd_close_all_sessions(d, ELM_ENOMODEL, "the model was unloaded");
     if (add_pending(d, p, m) < 0)
