@@ -2,7 +2,7 @@
 #include <errno.h>
 #include <stdlib.h>
 
-#include "admission.h"
+#include "daemon/admission.h"
 #include "common/log.h"
 #include "engine/kv.h"
 

@@ -7,8 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "elmd.h"
-#include "reply.h"
+#include "daemon/elmd.h"
+#include "daemon/reply.h"
 
 /* Decodes and answers one control frame. */
 void elmd_handle_frame(struct elmd *d, const struct elmd_peer *p, const void *frame, size_t len);

@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
-#include "config.h"
+#include "daemon/config.h"
 #include "elm/status.h"
 
 #define ELMD_VERSION_STRING "0.1.0"

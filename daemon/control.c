@@ -23,12 +23,12 @@
 #include <unistd.h>
 #include <zmq.h>
 
-#include "commands.h"
+#include "daemon/commands.h"
 #include "common/log.h"
-#include "control.h"
+#include "daemon/control.h"
 #include "elm/status.h"
-#include "lifecycle.h"
-#include "reply.h"
+#include "daemon/lifecycle.h"
+#include "daemon/reply.h"
 
 /* ---- signals: the handlers only count and poke the eventfd ------------------------------- */
 

@@ -6,7 +6,7 @@
 
 #include <stddef.h>
 
-#include "elmd.h"
+#include "daemon/elmd.h"
 
 /* Creates the eventfds, installs the signal handlers and binds the sockets. */
 int elmd_control_open(struct elmd *d, char *err, size_t errlen);

@@ -24,14 +24,14 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "config.h"
+#include "daemon/config.h"
 #include "engine/seq.h"
 #include "ipc/proto.h"
 #include "ipc/session_shm.h"
 #include "ipc/shm.h"
-#include "lifecycle.h"
-#include "rundir.h"
-#include "stats.h"
+#include "daemon/model.h"
+#include "daemon/rundir.h"
+#include "daemon/stats.h"
 
 #define ELMD_VERSION "0.1.0"
 

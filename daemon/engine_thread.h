@@ -7,7 +7,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "elmd.h"
+#include "daemon/elmd.h"
 
 #define MAX_QUEUED 4 /* prompts read ahead per session; the rest wait in the ring */
 /* Payload bytes one record holding a step's events would need (see ELMD_STEP_EVT_BYTES). */

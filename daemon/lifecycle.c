@@ -15,19 +15,8 @@
 
 #include "common/log.h"
 #include "elm/status.h"
-#include "elmd.h"
-#include "lifecycle.h"
-
-void elmd_model_destroy(struct elmd_model **pm)
-{
-    if (!pm || !*pm)
-        return;
-    struct elmd_model *dm = *pm;
-    elm_kv_pool_destroy(&dm->kv_pool); /* its sequences are gone: the engine destroyed them */
-    elm_loader_unload(&dm->m, &dm->res);
-    free(dm);
-    *pm = NULL;
-}
+#include "daemon/elmd.h"
+#include "daemon/lifecycle.h"
 
 /* ---- the loader thread ---------------------------------------------------------------------- */
 

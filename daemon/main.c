@@ -22,10 +22,10 @@
 #include <unistd.h>
 
 #include "common/log.h"
-#include "control.h"
+#include "daemon/control.h"
 #include "elm/status.h"
-#include "elmd.h"
-#include "lifecycle.h"
+#include "daemon/elmd.h"
+#include "daemon/lifecycle.h"
 
 static int g_ready_fd = -1; /* write end of the readiness pipe, background mode only */
 

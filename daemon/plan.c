@@ -1,5 +1,5 @@
 /* plan.c — the scheduling decision of one step (plan.h). */
-#include "plan.h"
+#include "daemon/plan.h"
 
 int elmd_prefill_allowance(const struct elmd_plan_limits *lim, int decoding)
 {

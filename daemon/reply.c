@@ -3,7 +3,7 @@
 
 #include "common/log.h"
 #include "elm/status.h"
-#include "reply.h"
+#include "daemon/reply.h"
 
 bool elmd_recv(void *sock, struct elmd_peer *p, zmq_msg_t *payload, bool *has_payload, bool *bad)
 {

@@ -12,7 +12,7 @@
 #include <stddef.h>
 #include <zmq.h>
 
-#include "elmd.h"
+#include "daemon/elmd.h"
 #include "ipc/proto.h"
 
 #define ELMD_MAX_ENVELOPE 2  /* frames between the routing id and the payload (REQ: one) */

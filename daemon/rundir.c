@@ -15,7 +15,7 @@
 #include "common/log.h"
 #include "common/errmsg.h"
 #include "elm/status.h"
-#include "rundir.h"
+#include "daemon/rundir.h"
 
 #define LOCK_NAME "elmd.lock"
 

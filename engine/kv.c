@@ -14,8 +14,8 @@
 #include "common/residency.h"
 #include "common/errmsg.h"
 #include "elm/status.h"
-#include "kv_impl.h"
-#include "model.h"
+#include "engine/kv_impl.h"
+#include "engine/model.h"
 
 #define CACHE_LINE 64
 

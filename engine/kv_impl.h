@@ -16,7 +16,7 @@
 #include <stdint.h>
 
 #include "common/residency.h"
-#include "kv.h"
+#include "kernels/kernels.h" /* enum elm_type */
 
 struct elm_kv_pool {
     enum elm_type type;

@@ -32,8 +32,8 @@
 #include "common/errmsg.h"
 #include "common/log.h"
 #include "elm/status.h"
-#include "gguf.h"
-#include "loader.h"
+#include "engine/gguf.h"
+#include "engine/loader.h"
 
 #define DIO_ALIGN ((uint64_t)4096)
 

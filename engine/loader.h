@@ -21,7 +21,7 @@
 #include <stdint.h>
 
 #include "common/residency.h"
-#include "model.h"
+#include "engine/model.h"
 
 /* How the weights ended up in memory; the daemon reports it in `status`. */
 struct elm_residency {
