@@ -20,7 +20,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <inttypes.h>
 #include <liburing.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -75,9 +74,8 @@ static int alloc_resident(uint64_t span, const struct elm_load_params *p, struct
         note(r, "%s", notes);
     if (rc && p->hugepages == ELM_HUGE_HUGETLB)
         return elm_errf(err, errlen, rc, "hugepages = hugetlb, but %s", r->notes);
-    if (rc)
-        return elm_errf(err, errlen, rc, "cannot map %" PRIu64 " MiB: %s", span >> 20,
-                        r->notes[0] ? r->notes : strerror(-rc));
+    if (rc) /* the notes end with why the last mapping failed */
+        return elm_errf(err, errlen, rc, "%s", r->notes[0] ? r->notes : strerror(-rc));
     return 0;
 }
 
