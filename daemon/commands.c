@@ -12,11 +12,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "daemon/commands.h"
 #include "common/log.h"
+#include "daemon/commands.h"
+#include "daemon/lifecycle.h"
 #include "elm/status.h"
 #include "ipc/proto.h"
-#include "daemon/lifecycle.h"
 
 #define MIN_REQ_RING (4u << 10)
 #define MIN_EVT_RING (16u << 10) /* several steps of events (ELMD_STEP_EVT_BYTES each) */

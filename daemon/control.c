@@ -23,12 +23,12 @@
 #include <unistd.h>
 #include <zmq.h>
 
-#include "daemon/commands.h"
 #include "common/log.h"
+#include "daemon/commands.h"
 #include "daemon/control.h"
-#include "elm/status.h"
 #include "daemon/lifecycle.h"
 #include "daemon/reply.h"
+#include "elm/status.h"
 
 /* ---- signals: the handlers only count and poke the eventfd ------------------------------- */
 

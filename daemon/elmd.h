@@ -25,13 +25,13 @@
 #include <stdint.h>
 
 #include "daemon/config.h"
+#include "daemon/model.h"
+#include "daemon/rundir.h"
+#include "daemon/stats.h"
 #include "engine/seq.h"
 #include "ipc/proto.h"
 #include "ipc/session_shm.h"
 #include "ipc/shm.h"
-#include "daemon/model.h"
-#include "daemon/rundir.h"
-#include "daemon/stats.h"
 
 #define ELMD_VERSION "0.1.0"
 

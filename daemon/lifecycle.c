@@ -14,9 +14,9 @@
 #include <unistd.h>
 
 #include "common/log.h"
-#include "elm/status.h"
 #include "daemon/elmd.h"
 #include "daemon/lifecycle.h"
+#include "elm/status.h"
 
 /* ---- the loader thread ---------------------------------------------------------------------- */
 

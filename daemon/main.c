@@ -23,9 +23,9 @@
 
 #include "common/log.h"
 #include "daemon/control.h"
-#include "elm/status.h"
 #include "daemon/elmd.h"
 #include "daemon/lifecycle.h"
+#include "elm/status.h"
 
 static int g_ready_fd = -1; /* write end of the readiness pipe, background mode only */
 

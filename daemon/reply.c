@@ -2,8 +2,8 @@
 #include <string.h>
 
 #include "common/log.h"
-#include "elm/status.h"
 #include "daemon/reply.h"
+#include "elm/status.h"
 
 bool elmd_recv(void *sock, struct elmd_peer *p, zmq_msg_t *payload, bool *has_payload, bool *bad)
 {

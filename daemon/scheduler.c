@@ -19,13 +19,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "daemon/admission.h"
 #include "common/log.h"
-#include "elm/status.h"
+#include "daemon/admission.h"
 #include "daemon/elmd.h"
+#include "daemon/engine_thread.h"
+#include "elm/status.h"
 #include "engine/kv.h"
 #include "ipc/proto.h"
-#include "daemon/engine_thread.h"
 
 void elmd_flush_stats(struct elmd *d, struct elmd_session *s)
 {

@@ -28,13 +28,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "daemon/admission.h"
 #include "common/log.h"
-#include "elm/status.h"
+#include "daemon/admission.h"
 #include "daemon/elmd.h"
-#include "engine/kv.h"
-#include "daemon/plan.h"
 #include "daemon/engine_thread.h"
+#include "daemon/plan.h"
+#include "elm/status.h"
+#include "engine/kv.h"
 
 #define IDLE_TIMEOUT_MS 1000
 

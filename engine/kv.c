@@ -11,8 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/residency.h"
 #include "common/errmsg.h"
+#include "common/residency.h"
 #include "elm/status.h"
 #include "engine/kv_impl.h"
 #include "engine/model.h"

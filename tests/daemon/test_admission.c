@@ -13,10 +13,10 @@
 
 #include "daemon/admission.h"
 #include "elm/status.h"
-#include "tests/common/elm_test.h"
 #include "engine/kv.h"
 #include "engine/model.h"
 #include "engine/seq.h"
+#include "tests/common/elm_test.h"
 
 #define POOL_PAGES 8
 

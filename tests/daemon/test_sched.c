@@ -8,8 +8,8 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "tests/common/elm_test.h"
 #include "daemon/plan.h"
+#include "tests/common/elm_test.h"
 
 #define DEC                                                                                        \
     {                                                                                              \
