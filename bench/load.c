@@ -1,8 +1,9 @@
 /* load.c — `elm-bench load`: what residency costs and what it buys.
  *
- * Table "load": the daemon's loader (io_uring reads into pinned huge-page memory, elmd's own
- * code) against `cat FILE > /dev/null`, alternated in the same run. With --cold the file's pages
- * are dropped from the page cache (posix_fadvise DONTNEED, no root needed) before every run.
+ * Table "load": the engine's loader (engine/loader.h: io_uring reads into pinned huge-page
+ * memory, what elmd loads with) against `cat FILE > /dev/null`, alternated in the same run. With
+ * --cold the file's pages are dropped from the page cache (posix_fadvise DONTNEED, no root
+ * needed) before every run.
  *
  * Table "first-token": a new client process asking a resident elmd for one token, against a
  * new process that loads the model itself (`elmctl generate --local`), from fork to the first
@@ -21,7 +22,7 @@
 #include <unistd.h>
 
 #include "bench.h"
-#include "loader.h"
+#include "engine/loader.h"
 
 static void drop_cache(const char *path)
 {
@@ -101,28 +102,32 @@ static int load_table(const struct bench_opts *o, const char *path, bool cold)
     }
     double elm_s[1000], cat_s[1000], elm_gbps[1000];
     char err[512], notes[256] = "";
-    struct elmd_load_params lp = {.threads = o->threads, .hugepages = ELMD_HUGE_AUTO,
-                                  .mlock = true, .direct_io = true, .io_depth = 32,
-                                  .io_chunk = 2u << 20};
+    struct elm_load_params lp = {.threads = o->threads,
+                                 .hugepages = ELM_HUGE_AUTO,
+                                 .mlock = true,
+                                 .direct_io = true,
+                                 .io_depth = 32,
+                                 .io_chunk = 2u << 20};
     for (int i = -1; i < o->reps; i++) {
         bench_progress("load run %d/%d", i + 1, o->reps);
         if (cold)
             drop_cache(path);
         double t0 = bench_now();
-        struct elmd_load_progress pr = {0};
-        struct elmd_model *m = NULL;
-        if (elmd_model_load(path, &lp, &pr, &m, err, sizeof err)) {
+        struct elm_load_progress pr = {0};
+        struct elm_model *m = NULL;
+        struct elm_residency res;
+        if (elm_loader_load(path, &lp, &pr, &m, &res, err, sizeof err)) {
             fprintf(stderr, "elm-bench load: %s\n", err);
             return 1;
         }
         double t = bench_now() - t0;
         if (i >= 0) {
             elm_s[i] = t;
-            elm_gbps[i] = m->res.gbps;
-            snprintf(notes, sizeof notes, "%s%s%s", elmd_backing_name(m->res.backing),
-                     m->res.direct ? "+direct" : "", m->res.locked ? "+mlock" : "");
+            elm_gbps[i] = res.gbps;
+            snprintf(notes, sizeof notes, "%s%s%s", elm_backing_name(res.mem.backing),
+                     res.direct ? "+direct" : "", res.mem.locked ? "+mlock" : "");
         }
-        elmd_model_destroy(&m);
+        elm_loader_unload(&m, &res);
         if (cold)
             drop_cache(path);
         double c = time_cat(path);

@@ -2,8 +2,8 @@
 #include <errno.h>
 #include <stdlib.h>
 
-#include "admission.h"
 #include "common/log.h"
+#include "daemon/admission.h"
 #include "engine/kv.h"
 
 void elmd_wait_free(struct elmd_wait *w)

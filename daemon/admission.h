@@ -13,7 +13,7 @@
 
 #include <stdint.h>
 
-#include "elmd.h"
+#include "daemon/elmd.h"
 
 /* A request ready to start: every token of the sequence (kept history + new prompt) and its
  * parameters. Heap-allocated and never copied: gp.stop points into stops. */

@@ -4,7 +4,7 @@
  * Every frame gets exactly one reply: a decode failure is answered with an ERROR frame naming
  * the problem (and counted as malformed); a well-formed request that cannot be served gets its
  * own command's reply with a negative STATUS and a MESSAGE. Handlers never block: LOAD and
- * UNLOAD are answered later, when the engine has swapped the model (control.c).
+ * UNLOAD are answered later, when the engine has swapped the model (lifecycle.c).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -13,7 +13,8 @@
 #include <unistd.h>
 
 #include "common/log.h"
-#include "control.h"
+#include "daemon/commands.h"
+#include "daemon/lifecycle.h"
 #include "elm/status.h"
 #include "ipc/fields.h"
 #include "ipc/proto.h"
@@ -114,7 +115,7 @@ static void fill_model(struct elm_daemon_status *st, const struct elmd *d)
 {
     const struct elmd_model *dm = d->model;
     const struct elm_model *m = dm->m;
-    const struct elmd_residency *r = &dm->res;
+    const struct elm_residency *r = &dm->res;
     const struct elm_kv_pool *pool = dm->kv_pool;
     struct elm_gguf_str name;
     for (uint64_t i = 0; i < m->gguf->n_tensors; i++)
@@ -133,11 +134,11 @@ static void fill_model(struct elm_daemon_status *st, const struct elmd *d)
     st->n_ctx_train = (uint32_t)m->hp.n_ctx_train;
     set_str(st->kv_type, sizeof st->kv_type, elmd_kv_type_name(elm_kv_pool_type(pool)));
     st->weight_bytes = r->data_size;
-    bool pinned = r->locked || r->backing == ELMD_BACK_HUGETLB; /* hugetlb never swaps */
+    bool pinned = r->mem.locked || r->mem.backing == ELM_BACK_HUGETLB; /* hugetlb never swaps */
     st->pinned_bytes = pinned ? r->locked_bytes : 0;
     st->huge_bytes = r->huge_bytes;
-    st->huge_share = r->map_len ? (double)r->huge_bytes / (double)r->map_len : 0.0;
-    set_str(st->backing, sizeof st->backing, elmd_backing_name(r->backing));
+    st->huge_share = r->mem.len ? (double)r->huge_bytes / (double)r->mem.len : 0.0;
+    set_str(st->backing, sizeof st->backing, elm_backing_name(r->mem.backing));
     st->o_direct = r->direct;
     st->io_uring = r->uring;
     st->load_gbps = r->gbps;
@@ -177,13 +178,13 @@ static void cmd_status(struct elmd *d, const struct elmd_peer *p, const struct e
         sections |= ELM_STATUS_MODEL;
     }
     pthread_mutex_unlock(&d->lock);
-    if (d->loading) {
-        set_str(st->loading_path, sizeof st->loading_path, d->load_path);
-        st->load_done = atomic_load(&d->progress.done);
-        st->load_total = atomic_load(&d->progress.total);
+    if (d->load.active) {
+        set_str(st->loading_path, sizeof st->loading_path, d->load.path);
+        st->load_done = atomic_load(&d->load.progress.done);
+        st->load_total = atomic_load(&d->load.progress.total);
         sections |= ELM_STATUS_LOADING;
     }
-    set_str(st->load_error, sizeof st->load_error, d->last_load_error);
+    set_str(st->load_error, sizeof st->load_error, d->load.last_error);
     reply_fields(d, p, m, &elm_fields_status, st, sections);
     free(st);
 }
@@ -299,18 +300,8 @@ static int cmd_load(struct elmd *d, const struct elmd_peer *p, const struct elm_
 
 static int cmd_unload(struct elmd *d, const struct elmd_peer *p, const struct elm_proto_msg *m)
 {
-    if (d->loading) /* its LOAD waiters get ECANCELED when it returns */
-        atomic_store(&d->progress.abort, true);
-    pthread_mutex_lock(&d->lock);
-    bool idle = !d->model && !d->swap_pending;
-    if (!idle) {
-        elmd_model_destroy(&d->swap_to); /* a loaded model waiting to be installed: not now */
-        d->swap_pending = true;
-    }
-    pthread_mutex_unlock(&d->lock);
-    if (idle)
+    if (!elmd_unload(d))
         return simple_reply(d, p, m, 0, NULL);
-    d->swapping = true;
     elmd_answer_pending(d, ELM_CMD_LOAD, ELM_ECANCELED, "superseded by an unload");
     elmd_close_all_sessions(d, ELM_ENOMODEL, "the model was unloaded");
     if (add_pending(d, p, m) < 0)

@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
-#include "config.h"
+#include "daemon/config.h"
 #include "elm/status.h"
 #include "elm/version.h"
 
@@ -42,7 +42,7 @@ void elmd_config_defaults(struct elmd_config *c)
     c->queue_timeout_ms = 30000;
     c->prefill_chunk = 64;
     c->step_ms = 100;
-    c->hugepages = ELMD_HUGE_AUTO;
+    c->hugepages = ELM_HUGE_AUTO;
     c->mlock = true;
     c->direct_io = true;
     c->io_depth = 32;
@@ -166,7 +166,7 @@ int elmd_config_set(struct elmd_config *c, const char *key, const char *v, char 
         bad = 1;
         for (int i = 0; i < 4; i++)
             if (!strcasecmp(v, names[i]))
-                c->hugepages = (enum elmd_hugepages)i, bad = 0;
+                c->hugepages = (enum elm_huge)i, bad = 0;
     } else if (!strcmp(key, "mlock")) {
         bad = parse_bool(v, &c->mlock);
     } else if (!strcmp(key, "direct_io")) {
@@ -374,5 +374,23 @@ int elmd_config_from_args(struct elmd_config *c, int argc, char **argv, char *er
         if (rc)
             return fail(err, errlen, "%s", msg);
     }
+    return 0;
+}
+
+/* ---- SIGHUP ------------------------------------------------------------------------------- */
+
+int elmd_config_reload(const struct elmd_config *cur, int argc, char **argv,
+                       struct elmd_config *next, bool *restart_only, char *err, size_t errlen)
+{
+    int rc = elmd_config_from_args(next, argc, argv, err, errlen);
+    if (rc)
+        return rc;
+    *restart_only = strcmp(next->runtime_dir, cur->runtime_dir) ||
+                    strcmp(next->endpoint, cur->endpoint) || strcmp(next->group, cur->group);
+    snprintf(next->runtime_dir, sizeof next->runtime_dir, "%s", cur->runtime_dir);
+    snprintf(next->endpoint, sizeof next->endpoint, "%s", cur->endpoint);
+    snprintf(next->group, sizeof next->group, "%s", cur->group);
+    next->foreground = cur->foreground;
+    next->use_syslog = cur->use_syslog; /* where logs go is decided once, at start-up */
     return 0;
 }

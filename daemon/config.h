@@ -13,16 +13,10 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "common/residency.h"
 #include "kernels/kernels.h"
 
 #define ELMD_MAX_SESSIONS_LIMIT 60 /* futex_waitv takes <= 128 words: 2 per session + 1 */
-
-enum elmd_hugepages {
-    ELMD_HUGE_AUTO,    /* hugetlb when enough pages are reserved, else THP, else plain */
-    ELMD_HUGE_HUGETLB, /* hugetlb or fail */
-    ELMD_HUGE_THP,     /* madvise(MADV_HUGEPAGE) only */
-    ELMD_HUGE_OFF,     /* plain anonymous memory */
-};
 
 struct elmd_config {
     char model[PATH_MAX];       /* "" = start without a model */
@@ -44,7 +38,7 @@ struct elmd_config {
     int queue_timeout_ms;   /* how long one may wait; 0 = refuse at once */
     int prefill_chunk;      /* prompt tokens a session may evaluate per step */
     int step_ms;            /* prompt tokens per step are cut to fit this; 0 = no limit */
-    enum elmd_hugepages hugepages;
+    enum elm_huge hugepages; /* for the weights and the KV pool (common/residency.h) */
     bool mlock;       /* pin the weights (failure is a warning) */
     bool direct_io;   /* try O_DIRECT when reading weights */
     int io_depth;     /* reads in flight */
@@ -82,6 +76,15 @@ int elmd_config_from_args(struct elmd_config *c, int argc, char **argv, char *er
  * message in err. */
 int elmd_config_set(struct elmd_config *c, const char *key, const char *value, char *err,
                     size_t errlen);
+
+/* The configuration SIGHUP installs: argv (the daemon's own command line) parsed again, file
+ * included, into *next. Settings that shape what already exists — runtime_dir, endpoint, group
+ * (the directory and sockets) and where logs go (foreground, syslog) — keep cur's values until
+ * the next start; *restart_only says whether the new settings asked to change one of the first
+ * three. Returns what elmd_config_from_args returns (0; 1: nothing to apply; an error with a
+ * message in err), and cur is never touched: an invalid file leaves the running settings. */
+int elmd_config_reload(const struct elmd_config *cur, int argc, char **argv,
+                       struct elmd_config *next, bool *restart_only, char *err, size_t errlen);
 
 /* Prints the usage text. */
 void elmd_config_usage(FILE *f);

@@ -1,50 +1,23 @@
-/* control.h — what the control loop (control.c) and the command handlers (commands.c) share:
- * where a reply goes, replies that wait for a load to finish, and the handlers' entry point.
+/* control.h — the control thread's event loop (control.c): the sockets, signals, client deaths,
+ * timers; it dispatches requests to commands.c and model events to lifecycle.c.
  */
 #ifndef ELMD_CONTROL_H
 #define ELMD_CONTROL_H
 
 #include <stddef.h>
 
-#include "elmd.h"
-#include "ipc/proto.h"
+#include "daemon/elmd.h"
 
-#define ELMD_MAX_ENVELOPE 2  /* frames between the routing id and the payload (REQ: one) */
-#define ELMD_MAX_ENV_LEN  64 /* bytes of each */
+/* Creates the eventfds, installs the signal handlers and binds the sockets. */
+int elmd_control_open(struct elmd *d, char *err, size_t errlen);
+void elmd_control_close(struct elmd *d);
 
-/* A peer to answer: the ROUTER socket it came on, its routing id and its envelope. Copied, so
- * a reply can be sent long after the request (LOAD). */
-struct elmd_peer {
-    void *sock;
-    unsigned char id[256];
-    size_t id_len;
-    unsigned char env[ELMD_MAX_ENVELOPE][ELMD_MAX_ENV_LEN];
-    size_t env_len[ELMD_MAX_ENVELOPE];
-    int n_env;
-};
+/* Runs until shutdown; returns the exit code. ready() is called once the initial model (if
+ * any) has loaded, with 0 or the load's error. */
+int elmd_control_run(struct elmd *d, void (*ready)(struct elmd *d, int rc, const char *msg));
 
-/* A request answered later: LOAD (when the new model serves) or UNLOAD (when the old one is
- * gone). */
-struct elmd_pending {
-    struct elmd_pending *next;
-    struct elmd_peer peer;
-    struct elm_proto_msg req; /* header only: the body is gone */
-};
-
-/* Sends the frame built in b to p (non-blocking); counts it as dropped if it cannot go now. */
-void elmd_reply(struct elmd *d, const struct elmd_peer *p, struct elm_proto_buf *b);
-
-/* Decodes and answers one control frame. */
-void elmd_handle_frame(struct elmd *d, const struct elmd_peer *p, const void *frame, size_t len);
-
-/* Answers the pending requests of command cmd (0: all) with status rc (and, for a successful
- * LOAD, the model's fields). */
-void elmd_answer_pending(struct elmd *d, uint16_t cmd, int rc, const char *msg);
-
-/* Starts draining: no new sessions, prompts or loads; running requests may finish. */
-void elmd_begin_drain(struct elmd *d, const char *why);
-
-/* Asks the engine to close every session with code/msg (model swap, unload, shutdown). */
-void elmd_close_all_sessions(struct elmd *d, int code, const char *msg);
+/* SIGHUP: parses the configuration again and applies it (config.h elmd_config_reload says
+ * what changes); an invalid one is logged and the running one stays. */
+void elmd_reload_config(struct elmd *d);
 
 #endif

@@ -1,11 +1,13 @@
 /* elmd.h — the daemon's shared state and how its three threads divide it.
  *
- *   control thread (main.c, control.c): owns the ZeroMQ sockets, the runtime directory, the
- *       session list and every session's lifetime (create, free), the loader thread;
+ *   control thread (main.c, control.c, commands.c, lifecycle.c): owns the ZeroMQ sockets, the
+ *       runtime directory, the session list and every session's lifetime (create, free), the
+ *       loader thread;
  *   engine thread (scheduler.c): owns the forward pass and every adopted session's rings,
  *       sequence and request state, and hands out the KV pool's pages (admission.c); it is the
  *       only thread that touches those;
- *   loader thread (loader.c): builds one new model, then hands it over and ends.
+ *   loader thread (lifecycle.c, engine/loader.c): builds one new model, then hands it over
+ *       and ends.
  *
  * They meet in the fields marked [L], under d->lock, held only for short bookkeeping (never
  * across a forward pass or a file read). Hand-overs are queues: control puts new sessions on
@@ -22,15 +24,15 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "config.h"
+#include "daemon/config.h"
+#include "daemon/model.h"
+#include "daemon/rundir.h"
+#include "daemon/stats.h"
 #include "elm/version.h"
 #include "engine/seq.h"
 #include "ipc/proto.h"
 #include "ipc/session_shm.h"
 #include "ipc/shm.h"
-#include "loader.h"
-#include "rundir.h"
-#include "stats.h"
 
 #define ELMD_VERSION ELM_VERSION_STRING /* elm/version.h, generated from the project version */
 
@@ -139,18 +141,7 @@ struct elmd {
     int exit_code;
     struct elmd_pending *load_waiters; /* LOAD requests to answer when the load ends */
 
-    /* loader */
-    pthread_t loader;
-    bool loading;               /* control's view */
-    _Atomic bool load_finished; /* set by the loader thread when it is done */
-    struct elmd_load_progress progress;
-    struct elmd_load_params load_params;
-    char load_path[PATH_MAX];
-    int32_t load_ctx; /* from LOAD's N_CTX, 0 = config */
-    struct elmd_model *load_result;
-    int load_rc;
-    char load_err[512];
-    char last_load_error[PATH_MAX + 600]; /* for status */
+    struct elmd_load load; /* the loader thread and its outcome (lifecycle.c) */
 
     /* engine thread */
     pthread_t engine;
@@ -182,16 +173,6 @@ void *elmd_engine_main(void *arg);
 void elmd_engine_wake(struct elmd *d);
 /* Copies cfg's engine settings to d->knobs (takes d->lock); the engine sees them next step. */
 void elmd_publish_knobs(struct elmd *d);
-
-/* control.c */
-int elmd_control_open(struct elmd *d, char *err, size_t errlen);
-void elmd_control_close(struct elmd *d);
-/* Runs until shutdown; returns the exit code. ready() is called once the initial model (if
- * any) has loaded, with 0 or the load's error. */
-int elmd_control_run(struct elmd *d, void (*ready)(struct elmd *d, int rc, const char *msg));
-int elmd_start_load(struct elmd *d, const char *path, int32_t ctx, int threads, char *err,
-                    size_t errlen);
-void elmd_reload_config(struct elmd *d);
 
 /* session.c */
 int elmd_session_create(struct elmd *d, const struct elmd_model *m, int32_t n_ctx, uint32_t req_cap,

@@ -22,8 +22,10 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "daemon/control.h"
+#include "daemon/elmd.h"
+#include "daemon/lifecycle.h"
 #include "elm/status.h"
-#include "elmd.h"
 #include "ipc/endpoint.h"
 
 static int g_ready_fd = -1; /* write end of the readiness pipe, background mode only */
@@ -184,7 +186,7 @@ static int test_config(const struct elmd_config *c)
     printf("elmd: model %s OK: %s, %d layers, %d embd, vocab %d, context %d\n", c->model,
            m->hp.arch == ELM_ARCH_QWEN2 ? "qwen2" : "llama", m->hp.n_layer, m->hp.n_embd,
            m->hp.n_vocab, m->hp.n_ctx_train);
-    /* The KV pool as a load would make it (control.c): a kv_type the model cannot use fails
+    /* The KV pool as a load would make it (lifecycle.c): a kv_type the model cannot use fails
      * here rather than at the load. */
     int32_t ctx = elm_model_ctx_default(m, c->ctx);
     int64_t tokens =

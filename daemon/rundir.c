@@ -15,8 +15,8 @@
 #include "common/log.h"
 #include "common/errmsg.h"
 #include "elm/status.h"
+#include "daemon/rundir.h"
 #include "ipc/endpoint.h"
-#include "rundir.h"
 
 #define LOCK_NAME "elmd.lock"
 

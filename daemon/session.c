@@ -15,7 +15,7 @@
 
 #include "common/log.h"
 #include "elm/status.h"
-#include "elmd.h"
+#include "daemon/elmd.h"
 
 uint64_t elmd_now_ns(void)
 {

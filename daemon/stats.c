@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "stats.h"
+#include "daemon/stats.h"
 
 int elmd_lat_init(struct elmd_lat *l, uint32_t cap)
 {

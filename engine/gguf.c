@@ -680,45 +680,35 @@ int elm_gguf_parse(const void *buf, size_t size, struct elm_gguf **out, char *er
     return 0;
 }
 
-int elm_gguf_open(const char *path, struct elm_gguf **out, char *err, size_t errlen)
+int elm_gguf_open_fd(int fd, const char *path, struct elm_gguf **out, char *err, size_t errlen)
 {
     struct elm_gguf *g = NULL;
     struct stat st;
     void *map;
-    int fd, rc;
+    int rc;
 
     if (!err)
         errlen = 0;
     if (errlen)
         err[0] = 0;
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        rc = -errno;
-        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(-rc));
-        return rc;
-    }
     if (fstat(fd, &st) != 0) {
         rc = -errno;
         snprintf(err, errlen, "%s: cannot stat: %s", path, strerror(-rc));
-        close(fd);
         return rc;
     }
     if (!S_ISREG(st.st_mode)) {
         snprintf(err, errlen, "%s: not a regular file", path);
-        close(fd);
         return S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
     }
     if (st.st_size < HEADER_BYTES) {
         /* also avoids mmap's EINVAL on an empty file */
         snprintf(err, errlen, "%s: %lld bytes is too small for a GGUF file", path,
                  (long long)st.st_size);
-        close(fd);
         return ELM_EFORMAT;
     }
     map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-    rc = map == MAP_FAILED ? -errno : 0;
-    close(fd); /* the mapping keeps the file alive */
-    if (rc) {
+    if (map == MAP_FAILED) {
+        rc = -errno;
         snprintf(err, errlen, "%s: cannot map: %s", path, strerror(-rc));
         return rc;
     }
@@ -734,6 +724,21 @@ int elm_gguf_open(const char *path, struct elm_gguf **out, char *err, size_t err
     g->map_len = (size_t)st.st_size;
     *out = g;
     return 0;
+}
+
+int elm_gguf_open(const char *path, struct elm_gguf **out, char *err, size_t errlen)
+{
+    if (!err)
+        errlen = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        int rc = -errno;
+        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(-rc));
+        return rc;
+    }
+    int rc = elm_gguf_open_fd(fd, path, out, err, errlen);
+    close(fd); /* the mapping keeps the file alive */
+    return rc;
 }
 
 void elm_gguf_destroy(struct elm_gguf **g)

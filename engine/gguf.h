@@ -89,6 +89,10 @@ struct elm_gguf {
  * message naming the problem into err (if errlen > 0); *out is untouched. */
 int elm_gguf_open(const char *path, struct elm_gguf **out, char *err, size_t errlen);
 
+/* The same on a file the caller opened (and still owns: fd may be closed afterwards, the mapping
+ * keeps the file alive). path only names the file in messages. */
+int elm_gguf_open_fd(int fd, const char *path, struct elm_gguf **out, char *err, size_t errlen);
+
 /* Parses a GGUF image in memory. The buffer is borrowed: it must outlive *out. */
 int elm_gguf_parse(const void *buf, size_t size, struct elm_gguf **out, char *err, size_t errlen);
 

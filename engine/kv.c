@@ -1,28 +1,22 @@
 /* kv.c — the KV page pool and the page tables of sequences (kv.h; layout in kv_impl.h).
  *
- * The pool is one anonymous mapping, backed as the daemon backs the weights (daemon/loader.c,
- * not linked from here: the engine does not depend on the daemon): explicit 2 MiB huge pages
- * when the system has them reserved, else an ordinary mapping aligned to 2 MiB and offered to
- * transparent huge pages, else plain pages; then mlock when asked, best effort. Free pages are
- * a stack of indices, so reserving and trimming cost O(pages moved) and never allocate.
+ * The pool is one anonymous mapping, backed as the weights are (common/residency.h): explicit
+ * 2 MiB huge pages when the system has them reserved, else an ordinary mapping aligned to 2 MiB
+ * and offered to transparent huge pages, else plain pages; then mlock when asked, best effort. Free
+ * pages are a stack of indices, so reserving and trimming cost O(pages moved) and never allocate.
  */
 #include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
-#include "common/thp.h"
 #include "common/errmsg.h"
+#include "common/residency.h"
 #include "elm/status.h"
-#include "kv_impl.h"
-#include "model.h"
+#include "engine/kv_impl.h"
+#include "engine/model.h"
 
-#ifndef MAP_HUGE_2MB
-#define MAP_HUGE_2MB (21 << 26)
-#endif
-#define HUGE_2M    ((size_t)2 << 20)
 #define CACHE_LINE 64
 
 static size_t round_up(size_t x, size_t a)
@@ -45,40 +39,18 @@ int elm_kv_type_check(const struct elm_model *m, enum elm_type type, char *err, 
     return 0;
 }
 
-/* Maps len bytes (a multiple of 2 MiB when huge) and records the backing. */
+/* The pool's memory, backed as the weights are (common/residency.h): HUGE tries reserved huge
+ * pages first, THP only offers the mapping to transparent huge pages, neither maps plain pages
+ * of exactly len bytes (a sequence's private cache stays small). */
 static int map_pool(struct elm_kv_pool *p, size_t len, unsigned flags)
 {
-    p->map_len = len;
-    if (flags & (ELM_KV_POOL_HUGE | ELM_KV_POOL_THP)) {
-        /* hugetlb reserves its pages at mmap time, so a short pool fails here, not later */
-        void *m = (flags & ELM_KV_POOL_HUGE)
-                      ? mmap(NULL, len, PROT_READ | PROT_WRITE,
-                             MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | MAP_HUGE_2MB, -1, 0)
-                      : MAP_FAILED;
-        if (m != MAP_FAILED) {
-            p->base = m;
-            p->backing = "hugetlb";
-            return 0;
-        }
-        /* over-map by 2 MiB and trim, so the pool starts on a huge-page boundary */
-        unsigned char *raw =
-            mmap(NULL, len + HUGE_2M, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (raw == MAP_FAILED)
-            return -ENOMEM;
-        unsigned char *a = (unsigned char *)round_up((uintptr_t)raw, HUGE_2M);
-        if (a > raw)
-            munmap(raw, (size_t)(a - raw));
-        if (a + len < raw + len + HUGE_2M)
-            munmap(a + len, (size_t)(raw + len + HUGE_2M - (a + len)));
-        p->base = a;
-        p->backing = !elm_thp_disabled() && madvise(a, len, MADV_HUGEPAGE) == 0 ? "thp" : "plain";
-        return 0;
-    }
-    void *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (m == MAP_FAILED)
-        return -ENOMEM;
-    p->base = m;
-    p->backing = "plain";
+    enum elm_huge policy = (flags & ELM_KV_POOL_HUGE)  ? ELM_HUGE_AUTO
+                           : (flags & ELM_KV_POOL_THP) ? ELM_HUGE_THP
+                                                       : ELM_HUGE_OFF;
+    int rc = elm_region_map(&p->mem, len, policy, NULL, 0);
+    if (rc)
+        return rc;
+    p->base = p->mem.base;
     return 0;
 }
 
@@ -106,13 +78,12 @@ int elm_kv_pool_create(const struct elm_model *m, enum elm_type type, int64_t n_
     p->n_free = n_pages;
     size_t bytes;
     if (__builtin_mul_overflow((size_t)n_pages, p->page_bytes, &bytes) ||
-        bytes > SIZE_MAX - 2 * HUGE_2M) {
+        bytes > SIZE_MAX - 2 * ELM_HUGE_PAGE) {
         free(p);
         return -ENOMEM;
     }
     p->free_list = malloc((size_t)n_pages * sizeof *p->free_list);
-    if (!p->free_list ||
-        (rc = map_pool(p, (flags & (ELM_KV_POOL_HUGE | ELM_KV_POOL_THP)) ? round_up(bytes, HUGE_2M) : bytes, flags))) {
+    if (!p->free_list || (rc = map_pool(p, bytes, flags))) {
         free(p->free_list);
         free(p);
         return -ENOMEM;
@@ -121,7 +92,7 @@ int elm_kv_pool_create(const struct elm_model *m, enum elm_type type, int64_t n_
     for (int64_t i = 0; i < n_pages; i++)
         p->free_list[i] = (int32_t)(n_pages - 1 - i);
     if (flags & ELM_KV_POOL_LOCK)
-        p->locked = mlock(p->base, p->map_len) == 0; /* best effort: RLIMIT_MEMLOCK may refuse */
+        elm_region_lock(&p->mem); /* best effort: RLIMIT_MEMLOCK may refuse */
     *out = p;
     return 0;
 }
@@ -132,7 +103,7 @@ void elm_kv_pool_destroy(struct elm_kv_pool **pp)
         return;
     struct elm_kv_pool *p = *pp;
     assert(p->n_open == 0 && "every elm_kv of a pool is destroyed before the pool");
-    munmap(p->base, p->map_len);
+    elm_region_unmap(&p->mem);
     free(p->free_list);
     free(p);
     *pp = NULL;
@@ -160,12 +131,12 @@ size_t elm_kv_pool_page_bytes(const struct elm_kv_pool *p)
 
 const char *elm_kv_pool_backing(const struct elm_kv_pool *p)
 {
-    return p->backing;
+    return elm_backing_name(p->mem.backing);
 }
 
 bool elm_kv_pool_locked(const struct elm_kv_pool *p)
 {
-    return p->locked;
+    return p->mem.locked;
 }
 
 /* ---- one sequence's page table -------------------------------------------------------------- */

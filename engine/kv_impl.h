@@ -15,7 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "kv.h"
+#include "common/residency.h"
+#include "kernels/kernels.h" /* enum elm_type */
 
 struct elm_kv_pool {
     enum elm_type type;
@@ -24,13 +25,11 @@ struct elm_kv_pool {
     size_t row_bytes;    /* kv_dim values in type */
     size_t layer_bytes;  /* K and V rows of ELM_KV_PAGE positions: 2 * ELM_KV_PAGE * row_bytes */
     size_t page_bytes;   /* n_layer * layer_bytes, rounded up to a cache line */
-    unsigned char *base; /* n_pages * page_bytes (mapping of map_len bytes) */
-    size_t map_len;
+    unsigned char *base; /* n_pages * page_bytes, at mem.base */
+    struct elm_region mem;
     int64_t n_pages;
     int64_t n_free;
     int32_t *free_list; /* [n_pages] indices of free pages in free_list[0 .. n_free) */
-    const char *backing;
-    bool locked;
     int64_t n_open; /* caches taken from the pool and not destroyed */
 };
 

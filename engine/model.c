@@ -329,6 +329,41 @@ int32_t elm_model_ctx_default(const struct elm_model *m, int32_t configured)
     return train > 0 && train < ELM_CTX_DEFAULT_MAX ? train : ELM_CTX_DEFAULT_MAX;
 }
 
+/* p moved from the file's data section to the same offset of data; other pointers (the F32
+ * copies of converted vectors, NULL for absent tensors) stay. */
+static const void *rebase(const struct elm_gguf *g, const void *data, const void *p)
+{
+    const uint8_t *from = g->base + g->data_offset, *q = p;
+    if (!q || q < from || q >= from + g->data_size)
+        return p;
+    return (const uint8_t *)data + (q - from);
+}
+
+void elm_model_rebase(struct elm_model *m, const void *data)
+{
+    const struct elm_gguf *g = m->gguf;
+#define MOVE(x) ((x) = rebase(g, data, (x)))
+    MOVE(m->tok_embd.data);
+    MOVE(m->output_norm);
+    MOVE(m->output.data);
+    for (int i = 0; i < m->hp.n_layer; i++) {
+        struct elm_layer *l = &m->layers[i];
+        MOVE(l->attn_norm);
+        MOVE(l->wq.data);
+        MOVE(l->wk.data);
+        MOVE(l->wv.data);
+        MOVE(l->wo.data);
+        MOVE(l->bq);
+        MOVE(l->bk);
+        MOVE(l->bv);
+        MOVE(l->ffn_norm);
+        MOVE(l->w_gate.data);
+        MOVE(l->w_up.data);
+        MOVE(l->w_down.data);
+    }
+#undef MOVE
+}
+
 void elm_model_destroy(struct elm_model **pm)
 {
     if (!pm || !*pm)

@@ -89,6 +89,12 @@ int elm_model_load(const char *path, const struct elm_model_params *p, struct el
 int elm_model_create(struct elm_gguf *g, const void *data, const struct elm_model_params *p,
                      struct elm_model **out, char *err, size_t errlen);
 
+/* Points every weight of m, built on its file's mapping (elm_model_create with data NULL), at
+ * data instead: a copy of the file's data section (m->gguf->data_size bytes) that must outlive
+ * the model. So a loader can validate the whole file before it reads the weights, and build the
+ * model once (engine/loader.c). */
+void elm_model_rebase(struct elm_model *m, const void *data);
+
 void elm_model_destroy(struct elm_model **m); /* NULL-safe, nulls *m */
 
 #define ELM_CTX_DEFAULT_MAX 4096 /* the default context's ceiling, in tokens */

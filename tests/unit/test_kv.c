@@ -281,8 +281,8 @@ static void test_unbacked_position(void **state)
     assert_int_equal(elm_kv_reserve(a, 32), 0);
     assert_int_equal(elm_kv_reserve(b, 10), 0);
     assert_int_equal(run(m, w, a, 0, 32, 32, NULL), 0);
-    unsigned char *before = malloc(pool->map_len);
-    memcpy(before, pool->base, pool->map_len);
+    unsigned char *before = malloc(pool->mem.len);
+    memcpy(before, pool->base, pool->mem.len);
     float *la = malloc((size_t)V * sizeof *la), *lb = malloc((size_t)V * sizeof *lb);
     memset(la, 0x7f, (size_t)V * sizeof *la);
     memset(lb, 0x7f, (size_t)V * sizeof *lb);
@@ -298,7 +298,7 @@ static void test_unbacked_position(void **state)
         assert_int_equal(ua, 0x7f7f7f7fu);
         assert_int_equal(ub, 0x7f7f7f7fu);
     }
-    assert_memory_equal(before, pool->base, pool->map_len);
+    assert_memory_equal(before, pool->base, pool->mem.len);
     /* past n_ctx is the same error; once reserved, the position runs */
     items[1].pos = NCTX;
     assert_int_equal(elm_model_forward(m, w, items + 1, 1), ELM_ECONTEXT);

@@ -1,0 +1,56 @@
+/* engine_thread.h — the engine thread's state, shared by its loop (step.c) and its request
+ * handling (scheduler.c). Engine thread only: nothing here is touched by another thread.
+ */
+#ifndef ELMD_ENGINE_THREAD_H
+#define ELMD_ENGINE_THREAD_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "daemon/elmd.h"
+
+#define MAX_QUEUED 4 /* prompts read ahead per session; the rest wait in the ring */
+/* Payload bytes one record holding a step's events would need (see ELMD_STEP_EVT_BYTES). */
+#define STEP_PAYLOAD ((uint32_t)(ELMD_STEP_EVT_BYTES - ELM_RING_REC_HDR))
+
+struct eng {
+    struct elmd *d;
+    struct elmd_session *act[ELMD_MAX_SESSIONS_LIMIT + 1];
+    int counts[ELMD_MAX_SESSIONS_LIMIT + 1]; /* items planned per session this step */
+    int order[ELMD_MAX_SESSIONS_LIMIT + 1];  /* sessions in the order they went into the pass */
+    int n_act;
+    const struct elmd_model *m;
+    struct elm_work *w;
+    int32_t w_batch, w_ctx;
+    struct elm_batch_item *items;
+    int rr;
+    struct elmd_knobs k; /* d->knobs as of this step */
+    double ns_per_tok;   /* running estimate of a token's cost in a batch of several (0: none) */
+    bool draining, cancel_all, stop;
+    uint32_t wake_seen;
+    bool no_waitv;
+};
+
+/* ---- scheduler.c: requests --------------------------------------------------------------- */
+
+/* Adds a session's counters of this step to the shared ones; d->lock held. */
+void elmd_flush_stats(struct elmd *d, struct elmd_session *s);
+/* Sends ERROR(code) for req_id unless the session is already dead. */
+void elmd_push_error(struct elmd_session *s, uint32_t req_id, int code, const char *msg);
+/* Ends the running (or KV-waiting) request: DONE/CANCEL when code is 0, else ERROR(code). */
+void elmd_cancel_request(struct elmd_session *s, int code, const char *msg);
+/* Copies out every record of the request ring (up to MAX_QUEUED prompts), validating each. */
+void elmd_read_requests(struct elmd_session *s);
+/* Requests waiting for KV pages. */
+int elmd_n_waiting(const struct eng *e);
+/* Starts the waiting requests that fit now, oldest first; refuses those that waited too long.
+ * Returns the milliseconds until the next such deadline (-1: none). */
+int elmd_admit_waiting(struct eng *e);
+/* Starts the next queued prompt of an idle session (or makes it wait for KV pages). */
+void elmd_start_next(struct eng *e, struct elmd_session *s);
+/* Advances s by the n items of the pass that returned rc; pushes its events. */
+void elmd_advance(struct elmd_session *s, int n, int rc);
+/* Control closes s: every prompt the client sent gets its answer, then the session is dead. */
+void elmd_close_session(struct elmd_session *s, int code, const char *msg);
+
+#endif

@@ -1,0 +1,44 @@
+/* plan.h — which tokens of which sessions go into the next forward pass: the scheduling
+ * decision alone, over plain numbers, so a test can call it without threads, rings or a model.
+ *
+ * The rule: every decoding session gets its one token first (a decode step is cheap and each
+ * waits for it); then prompts get chunks of at most prefill_chunk tokens, round-robin from the
+ * session after last step's first, so a long prompt delays the others by one chunk per step,
+ * never by its whole length. The prompt tokens of one step are capped twice: by the pass's
+ * batch, and by what fits step_ms at the measured cost of a token (ns_per_tok), at least one so
+ * prompts always progress.
+ */
+#ifndef ELMD_PLAN_H
+#define ELMD_PLAN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* One session as the planner sees it. */
+struct elmd_plan_slot {
+    bool ready;      /* runs a request that is not finished, and its event ring has room */
+    int32_t to_eval; /* prompt tokens not yet evaluated; 0: decoding (one token a step) */
+};
+
+struct elmd_plan_limits {
+    int batch;         /* tokens one pass holds */
+    int prefill_chunk; /* prompt tokens a session may evaluate per step */
+    int step_ms;       /* prompt tokens per step fit this budget (0: no budget) */
+    double ns_per_tok; /* measured cost of a token in a pass of several (0: unknown) */
+};
+
+/* Plans one step over slots[0..n): take[k] tokens of session k (0: none), and order[0..m) the
+ * m sessions that take some, in the order their tokens go into the pass. *rr is the round-robin
+ * start, advanced for the next step. Returns the total tokens (<= lim->batch). */
+int elmd_plan(const struct elmd_plan_slot *slots, int n, const struct elmd_plan_limits *lim,
+              int *rr, int *take, int *order, int *m);
+
+/* Prompt tokens a step may take besides `decoding` decode tokens (see above). */
+int elmd_prefill_allowance(const struct elmd_plan_limits *lim, int decoding);
+
+/* Updates *ns_per_tok from a pass of n tokens that took ns. Passes of fewer than 8 tokens are
+ * ignored: they read all the weights for little work, so their cost per token says nothing
+ * about larger batches. */
+void elmd_learn_cost(double *ns_per_tok, int n, uint64_t ns);
+
+#endif

@@ -1,0 +1,130 @@
+/* test_loader.c — the engine's resident loader (engine/loader.c) against the plain file mapping:
+ * the copy holds the file's data section byte for byte, the model built on it computes the same
+ * logits bit for bit, and the pread fallback (what runs when io_uring_queue_init fails: old
+ * kernels, seccomp, qemu-user) fills the memory the same way and says so. A file that fails
+ * validation fails before a byte of its weights is read.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/residency.h"
+#include "elm/status.h"
+#include "engine/loader.h"
+#include "engine/model.h"
+#include "tests/common/elm_test.h"
+
+#define N_TOK 4
+
+/* Logits of the last of a few tokens, in a new buffer. */
+static float *logits_of(const struct elm_model *m)
+{
+    static const int32_t toks[N_TOK] = {1, 403, 407, 261};
+    struct elm_kv *kv;
+    struct elm_work *w;
+    assert_int_equal(elm_kv_create(m, 16, ELM_TYPE_F32, &kv), 0);
+    assert_int_equal(elm_work_create(m, N_TOK, 16, &w), 0);
+    float *out = malloc((size_t)m->hp.n_vocab * sizeof *out);
+    assert_non_null(out);
+    struct elm_batch_item items[N_TOK];
+    for (int i = 0; i < N_TOK; i++)
+        items[i] = (struct elm_batch_item){
+            .token = toks[i], .pos = i, .kv = kv, .logits = i == N_TOK - 1 ? out : NULL};
+    assert_int_equal(elm_model_forward(m, w, items, N_TOK), 0);
+    elm_work_destroy(&w);
+    elm_kv_destroy(&kv);
+    return out;
+}
+
+static void check_load(const char *path, bool no_uring)
+{
+    char err[512];
+    struct elm_model_params mp = {.n_threads = 1};
+    struct elm_model *ref;
+    assert_int_equal(elm_model_load(path, &mp, &ref, err, sizeof err), 0);
+
+    struct elm_load_params lp = {.threads = 1,
+                                 .hugepages = ELM_HUGE_AUTO,
+                                 .mlock = false,
+                                 .direct_io = true,
+                                 .no_uring = no_uring};
+    struct elm_load_progress pr = {0};
+    struct elm_model *m = NULL;
+    struct elm_residency r;
+    int rc = elm_loader_load(path, &lp, &pr, &m, &r, err, sizeof err);
+    if (rc)
+        fail_msg("%s: %s", path, err);
+    print_message("%s: %s, %s, %s, notes '%s'\n", no_uring ? "pread" : "default",
+                  r.uring ? "io_uring" : "pread", r.direct ? "O_DIRECT" : "buffered",
+                  elm_backing_name(r.mem.backing), r.notes);
+    if (no_uring)
+        assert_false(r.uring);
+    else if (!r.uring) /* io_uring refused here: the fallback ran and said why */
+        assert_non_null(strstr(r.notes, "io_uring unavailable"));
+
+    /* the copy is the file's data section, and the model reads its weights from the copy */
+    const struct elm_gguf *g = ref->gguf;
+    assert_int_equal(r.data_size, g->data_size);
+    assert_int_equal(atomic_load(&pr.done), atomic_load(&pr.total));
+    assert_true(atomic_load(&pr.total) >= g->data_size);
+    assert_memory_equal(r.data, g->base + g->data_offset, g->data_size);
+    const unsigned char *lo = r.data, *hi = lo + r.data_size;
+    assert_true((const unsigned char *)m->tok_embd.data >= lo &&
+                (const unsigned char *)m->tok_embd.data < hi);
+    assert_true((const unsigned char *)m->layers[0].w_down.data >= lo &&
+                (const unsigned char *)m->layers[0].w_down.data < hi);
+
+    float *a = logits_of(ref), *b = logits_of(m);
+    assert_memory_equal(a, b, (size_t)ref->hp.n_vocab * sizeof *a);
+    free(a);
+    free(b);
+    elm_loader_unload(&m, &r);
+    assert_null(m);
+    assert_null(r.mem.base);
+    elm_model_destroy(&ref);
+}
+
+static void test_uring(void **state)
+{
+    (void)state;
+    ELM_REQUIRE_MODEL(path, "stories260K.gguf");
+    check_load(path, false);
+}
+
+static void test_pread_fallback(void **state)
+{
+    (void)state;
+    ELM_REQUIRE_MODEL(path, "stories260K.gguf");
+    check_load(path, true);
+}
+
+/* A tensor that does not fit its type is found from the header: nothing is read, nothing is
+ * returned. */
+static void test_bad_file_reads_nothing(void **state)
+{
+    (void)state;
+    ELM_REQUIRE_MODEL(path, "tinyllamas-stories-260k-q8_0.gguf");
+    struct elm_load_params lp = {.hugepages = ELM_HUGE_OFF};
+    struct elm_load_progress pr = {0};
+    struct elm_model *m = NULL;
+    struct elm_residency r = {.data_size = 12345};
+    char err[512];
+    assert_int_equal(elm_loader_load(path, &lp, &pr, &m, &r, err, sizeof err), ELM_EFORMAT);
+    assert_non_null(strstr(err, "'blk.0.ffn_down.weight'"));
+    assert_int_equal(atomic_load(&pr.total), 0);
+    assert_null(m);
+    assert_int_equal(r.data_size, 12345); /* written only on success */
+
+    assert_int_equal(elm_loader_load("/nonexistent/x.gguf", &lp, &pr, &m, &r, err, sizeof err),
+                     -ENOENT);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_uring),
+        cmocka_unit_test(test_pread_fallback),
+        cmocka_unit_test(test_bad_file_reads_nothing),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
