@@ -25,7 +25,7 @@
 #include <stdint.h>
 
 #include "daemon/config.h"
-#include "daemon/model.h"
+#include "daemon/elmd_model.h"
 #include "daemon/rundir.h"
 #include "daemon/stats.h"
 #include "elm/version.h"

@@ -11,7 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "daemon/model.h"
+#include "daemon/elmd_model.h"
 
 struct elmd;
 

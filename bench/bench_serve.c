@@ -1,4 +1,4 @@
-/* serve.c — `elm-bench serve`: what the daemon delivers to N programs at once.
+/* bench_serve.c — `elm-bench serve`: what the daemon delivers to N programs at once.
  *
  * For each client count N (default 1, 2, 4, 8, 16) N client processes (fork; each links
  * libelmclient and connects on its own) open a session, wait at a barrier, and are released
@@ -32,9 +32,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "bench.h"
+#include "bench/bench.h"
 #include "elm/client.h"
-#include "svg.h"
+#include "bench/bench_svg.h"
 
 #define MAX_MODELS       4
 #define MAX_CLIENTS      60 /* elmd's max_sessions limit */

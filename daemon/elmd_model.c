@@ -1,7 +1,7 @@
-/* model.c — freeing a served model (model.h). */
+/* elmd_model.c — freeing a served model (elmd_model.h). */
 #include <stdlib.h>
 
-#include "daemon/model.h"
+#include "daemon/elmd_model.h"
 
 void elmd_model_destroy(struct elmd_model **pm)
 {

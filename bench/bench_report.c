@@ -1,4 +1,4 @@
-/* report.c — timing, statistics, machine description and result output for elm-bench. */
+/* bench_report.c — timing, statistics, machine description and result output for elm-bench. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -6,7 +6,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "bench.h"
+#include "bench/bench.h"
 #include "elm/version.h"
 #include "kernels/kernels.h"
 

@@ -1,4 +1,4 @@
-/* model.h — a model as the daemon serves it (resident weights and the KV pool its sessions
+/* elmd_model.h — a model as the daemon serves it (resident weights and the KV pool its sessions
  * share), and the state of the load that makes one. The types only: lifecycle.c loads, swaps
  * and unloads them; elmd.h embeds the load state in struct elmd.
  */

@@ -1,4 +1,4 @@
-/* load.c — `elm-bench load`: what residency costs and what it buys.
+/* bench_load.c — `elm-bench load`: what residency costs and what it buys.
  *
  * Table "load": the engine's loader (engine/loader.h: io_uring reads into pinned huge-page
  * memory, what elmd loads with) against `cat FILE > /dev/null`, alternated in the same run. With
@@ -21,7 +21,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "bench.h"
+#include "bench/bench.h"
 #include "engine/loader.h"
 
 static void drop_cache(const char *path)

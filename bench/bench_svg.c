@@ -1,4 +1,5 @@
-/* svg.c — the --plot chart writer (see svg.h): panels of line or grouped-bar charts in one SVG.
+/* bench_svg.c — the --plot chart writer (see bench_svg.h): panels of line or grouped-bar charts
+ * in one SVG.
  *
  * Geometry is fixed (an 820 x 360 panel, the plot area inset for axis labels on the left and the
  * legend on the right), which is enough for a handful of series over a few dozen categories and
@@ -9,7 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "svg.h"
+#include "bench/bench_svg.h"
 
 #define PANEL_W 820.0
 #define PANEL_H 360.0

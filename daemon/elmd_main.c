@@ -1,4 +1,4 @@
-/* main.c — elmd's start-up and exit: configuration, `-t`, daemonizing with a readiness pipe,
+/* elmd_main.c — elmd's start-up and exit: configuration, `-t`, daemonizing with a readiness pipe,
  * the runtime directory, the threads, and the orderly tear-down after a drain.
  *
  * Background mode forks twice (setsid in between, so the daemon is no session leader and can

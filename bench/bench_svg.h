@@ -1,4 +1,4 @@
-/* svg.h — a tiny chart writer for elm-bench --plot: line and grouped-bar charts over named
+/* bench_svg.h — a tiny chart writer for elm-bench --plot: line and grouped-bar charts over named
  * categories (client counts, weight types), stacked as panels in one self-contained SVG file.
  *
  * Deliberately small: a linear y axis from 0 with 1-2-5 ticks, category labels on x, a legend,

@@ -1,4 +1,4 @@
-/* model.c — `elm-bench model`: prompt processing (pp) and decode (tg) throughput of whole
+/* bench_model.c — `elm-bench model`: prompt processing (pp) and decode (tg) throughput of whole
  * models, llama-bench style: one row per model × thread count × prompt length, pp with P prompt
  * tokens in batches, tg with T tokens decoded one at a time after it.
  *
@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bench.h"
+#include "bench/bench.h"
 #include "elm/status.h"
 #include "engine/model.h"
 #include "engine/sampler.h"

@@ -1,4 +1,4 @@
-/* session.c — creating and freeing a session: its shared region (ipc/shm + session_shm) and
+/* elmd_session.c — creating and freeing a session: its shared region (ipc/shm + session_shm) and
  * the pidfd that tells control when its client exits. (Its sequence, with its pages of the KV
  * pool, is the engine's to build and destroy: see elmd.h.)
  *

@@ -1,11 +1,11 @@
-/* main.c — elm-bench: subcommand dispatch and the options every subcommand shares. */
+/* elm_bench.c — elm-bench: subcommand dispatch and the options every subcommand shares. */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "bench.h"
+#include "bench/bench.h"
 #include "common/log.h"
 #include "elm/version.h"
 

@@ -1,4 +1,4 @@
-/* synth.c — synthetic GGUF models of named shapes with random weights, so that benchmark
+/* bench_synth.c — synthetic GGUF models of named shapes with random weights, so that benchmark
  * figures at realistic sizes can be reproduced anywhere without downloads.
  *
  * A spec is SHAPE:PRESET, e.g. "tinyllama-1.1b:q4_0" or "small-110m:q4_k_m". The weights are
@@ -15,7 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "bench.h"
+#include "bench/bench.h"
 #include "engine/gguf_writer.h"
 #include "engine/quantize.h"
 #include "kernels/kernels.h"

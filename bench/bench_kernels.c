@@ -1,5 +1,5 @@
-/* kernels.c — `elm-bench kernels`: the matmul kernels of every variant this CPU runs, against
- * what the machine can do.
+/* bench_kernels.c — `elm-bench kernels`: the matmul kernels of every variant this CPU runs,
+ * against what the machine can do.
  *
  * Decode is memory-bound: each token streams every weight once, so a mat×vec is judged by its
  * effective weight bandwidth (weight bytes / time) as a fraction of the machine's streaming-read
@@ -26,11 +26,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bench.h"
+#include "bench/bench.h"
 #include "elm/status.h"
 #include "engine/model.h"
 #include "kernels/kernels.h"
-#include "svg.h"
+#include "bench/bench_svg.h"
 
 #define MAX_REPS      1000
 #define MAX_MODELS    8

@@ -1,5 +1,5 @@
-/* session.c — the data plane of libelmclient: a session's shared region, the PROMPT and CANCEL
- * records the client produces, and the TOKEN/DONE/ERROR records it consumes.
+/* client_session.c — the data plane of libelmclient: a session's shared region, the PROMPT and
+ * CANCEL records the client produces, and the TOKEN/DONE/ERROR records it consumes.
  *
  * The daemon is trusted less than fully. The region is checked when it is mapped (owner, mode,
  * size, layout: ipc/shm.h, ipc/session_shm.h); every event is popped into a private buffer and

@@ -1,5 +1,5 @@
-/* profile.c — `elm-bench profile`: where one decode step and one prefill chunk spend their time,
- * per operation and per layer, so the hot spot is obvious.
+/* bench_profile.c — `elm-bench profile`: where one decode step and one prefill chunk spend their
+ * time, per operation and per layer, so the hot spot is obvious.
  *
  * The engine's profiler (engine/prof.h) adds the wall-clock nanoseconds of each operation of a
  * pass to counters, reading the clock only between operations. Each repetition profiles, in
@@ -19,7 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bench.h"
+#include "bench/bench.h"
 #include "elm/status.h"
 #include "engine/model.h"
 #include "engine/prof.h"

@@ -1,4 +1,4 @@
-/* ipc.c — `elm-bench ipc`: round-trip latency of one small record each way through elm's
+/* bench_ipc.c — `elm-bench ipc`: round-trip latency of one small record each way through elm's
  * shared-memory rings (the data plane) against a ZeroMQ ipc:// request/reply (the control
  * plane), measured in the same run, alternating blocks of A and B, between two processes.
  *
@@ -17,7 +17,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
-#include "bench.h"
+#include "bench/bench.h"
 #include "ipc/ring.h"
 
 #define RING_CAP 4096u
