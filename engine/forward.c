@@ -384,8 +384,7 @@ static void rope_table_ff(float *cs, const struct elm_hparams *hp, int32_t pos, 
 }
 
 /* gemma2: the attention or FFN output (in w->q) RMS-normed before the residual add. */
-static void post_norm(const struct elm_model *m, struct elm_work *w, const float *g, int n,
-                      int li)
+static void post_norm(const struct elm_model *m, struct elm_work *w, const float *g, int n, int li)
 {
     if (!g)
         return;

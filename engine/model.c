@@ -56,7 +56,7 @@ static int arch_f32(const struct elm_gguf *g, const char *arch, const char *suff
 }
 
 static const char *const arch_names[] = {
-    [ELM_ARCH_LLAMA] = "llama", [ELM_ARCH_QWEN2] = "qwen2", [ELM_ARCH_PHI3] = "phi3",
+    [ELM_ARCH_LLAMA] = "llama",   [ELM_ARCH_QWEN2] = "qwen2", [ELM_ARCH_PHI3] = "phi3",
     [ELM_ARCH_GEMMA2] = "gemma2", [ELM_ARCH_BERT] = "bert",
 };
 
@@ -95,12 +95,12 @@ static int read_rope_scale(const struct elm_gguf *g, const char *arch, struct el
     bool has_type = elm_gguf_get_str(g, key, &st) == 0;
     if (has_type && !elm_gguf_str_eq(st, "linear") && !elm_gguf_str_eq(st, "none"))
         return elm_errf(err, errlen, ELM_EUNSUPPORTED, "rope scaling '%.*s' is not supported",
-                    (int)(st.len > 32 ? 32 : st.len), st.ptr);
+                        (int)(st.len > 32 ? 32 : st.len), st.ptr);
     if (!has_type || elm_gguf_str_eq(st, "linear")) {
         if ((rc = arch_f32(g, arch, "rope.scaling.factor", 0.0f, &factor, err, errlen)))
             return rc;
-        if (factor == 0.0f && (rc = arch_f32(g, arch, "rope.scale_linear", 1.0f, &factor, err,
-                                             errlen)))
+        if (factor == 0.0f &&
+            (rc = arch_f32(g, arch, "rope.scale_linear", 1.0f, &factor, err, errlen)))
             return rc;
     }
     if (factor <= 0.0f)
@@ -112,8 +112,7 @@ static int read_rope_scale(const struct elm_gguf *g, const char *arch, struct el
 /* gemma2: the values llama.cpp uses (build b4748) when the keys are absent, and its query
  * scale, which it picks from the layer count (Gemma-2 2B/9B scale by 1/sqrt(head_dim), 27B by
  * 1/sqrt(n_embd / n_head)); the window covers the even layers only. */
-static int read_gemma2(const struct elm_gguf *g, struct elm_hparams *hp, char *err,
-                       size_t errlen)
+static int read_gemma2(const struct elm_gguf *g, struct elm_hparams *hp, char *err, size_t errlen)
 {
     int rc;
     if ((rc = arch_u32(g, "gemma2", "attention.sliding_window", 4096, &hp->n_swa, err, errlen)) ||
@@ -137,8 +136,7 @@ static int read_bert(const struct elm_gguf *g, struct elm_hparams *hp, char *err
     int rc;
     int32_t pool;
     bool causal = false;
-    if ((rc = arch_f32(g, "bert", "attention.layer_norm_epsilon", 1e-12f, &hp->eps, err,
-                       errlen)) ||
+    if ((rc = arch_f32(g, "bert", "attention.layer_norm_epsilon", 1e-12f, &hp->eps, err, errlen)) ||
         (rc = arch_u32(g, "bert", "pooling_type", ELM_POOL_MEAN, &pool, err, errlen)))
         return rc;
     if (elm_gguf_get_bool(g, "bert.attention.causal", &causal) == 0 && causal)
@@ -151,8 +149,7 @@ static int read_bert(const struct elm_gguf *g, struct elm_hparams *hp, char *err
     return 0;
 }
 
-static int read_hparams(const struct elm_gguf *g, struct elm_hparams *hp, char *err,
-                        size_t errlen)
+static int read_hparams(const struct elm_gguf *g, struct elm_hparams *hp, char *err, size_t errlen)
 {
     int rc;
     if ((rc = read_arch(g, hp, err, errlen)))
@@ -176,8 +173,8 @@ static int read_hparams(const struct elm_gguf *g, struct elm_hparams *hp, char *
                     hp->n_embd, hp->n_head, hp->n_head_kv, hp->n_layer, hp->n_ff);
     /* Q/K heads may be wider than n_embd / n_head (gemma2 says so in key_length) */
     int32_t vlen;
-    if ((rc = arch_u32(g, arch, "attention.key_length", hp->n_embd / hp->n_head, &hp->head_dim,
-                       err, errlen)) ||
+    if ((rc = arch_u32(g, arch, "attention.key_length", hp->n_embd / hp->n_head, &hp->head_dim, err,
+                       errlen)) ||
         (rc = arch_u32(g, arch, "attention.value_length", hp->head_dim, &vlen, err, errlen)))
         return rc;
     if (hp->head_dim <= 0 || hp->head_dim % 2 || vlen != hp->head_dim ||
@@ -202,7 +199,8 @@ static int read_hparams(const struct elm_gguf *g, struct elm_hparams *hp, char *
     if (hp->arch == ELM_ARCH_BERT && (rc = read_bert(g, hp, err, errlen)))
         return rc;
     if (!(hp->eps > 0) || !(hp->rope_base > 0))
-        return elm_errf(err, errlen, ELM_EMODEL, "norm epsilon and rope.freq_base must be positive");
+        return elm_errf(err, errlen, ELM_EMODEL,
+                        "norm epsilon and rope.freq_base must be positive");
     return read_rope_scale(g, arch, hp, err, errlen);
 }
 
@@ -289,11 +287,11 @@ static int get_vector(struct loader *L, const char *name, int64_t n, bool requir
 /* Rows [row0, row0 + rows) of a matrix, as a matrix of its own (phi3's fused tensors). */
 static struct elm_tensor rows_of(const struct elm_tensor *t, int64_t row0, int64_t rows)
 {
-    return (struct elm_tensor){
-        .type = t->type,
-        .ne0 = t->ne0,
-        .ne1 = rows,
-        .data = (const char *)t->data + (size_t)row0 * elm_row_bytes(t->type, t->ne0)};
+    return (struct elm_tensor){.type = t->type,
+                               .ne0 = t->ne0,
+                               .ne1 = rows,
+                               .data = (const char *)t->data +
+                                       (size_t)row0 * elm_row_bytes(t->type, t->ne0)};
 }
 
 /* The attention projections of decoder layer i: separate Q, K, V, or phi3's fused QKV. */

@@ -46,12 +46,12 @@ struct elm_hparams {
     float rope_base;   /* rope.freq_base */
     float rope_scale;  /* position multiplier: 1 / linear scaling factor */
     enum elm_rope_mode rope_mode;
-    float q_scale;       /* scores are (q·k) * q_scale: 1/sqrt(head_dim) but for gemma2 27B */
-    int32_t n_swa;       /* sliding window: a query at i sees keys j > i - n_swa; 0: none */
-    bool swa_even_only;  /* the window applies to layers 0, 2, 4, ... only (gemma2) */
-    float attn_softcap;  /* scores s become c * tanh(s / c) before the mask; 0: none */
-    float final_softcap; /* the same on the logits; 0: none */
-    float embd_scale;    /* the token embedding is multiplied by this (gemma2: sqrt(n_embd)) */
+    float q_scale;            /* scores are (q·k) * q_scale: 1/sqrt(head_dim) but for gemma2 27B */
+    int32_t n_swa;            /* sliding window: a query at i sees keys j > i - n_swa; 0: none */
+    bool swa_even_only;       /* the window applies to layers 0, 2, 4, ... only (gemma2) */
+    float attn_softcap;       /* scores s become c * tanh(s / c) before the mask; 0: none */
+    float final_softcap;      /* the same on the logits; 0: none */
+    float embd_scale;         /* the token embedding is multiplied by this (gemma2: sqrt(n_embd)) */
     enum elm_pooling pooling; /* bert: how token states become one embedding */
 };
 
