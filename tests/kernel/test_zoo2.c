@@ -14,11 +14,13 @@
  * BERT: the embedding of each reference's token ids within 1e-4 (F32) / 1e-3 (Q8_0).
  * Tokenization: the prompt ids elm's tokenizer gives are compared in test_tokenize, which skips
  * a file whose vocabulary elm cannot load yet (llama-bpe, qwen2 pre-tokenizers; WordPiece). */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "elm/status.h"
 #include "elm_test.h"
 #include "engine/model.h"
 #include "engine/sampler.h"
@@ -324,6 +326,69 @@ static void test_tokenize(void **state)
     assert_int_equal(mismatched, 0);
 }
 
+/* What the loader reads for each family, and what it refuses. */
+static void test_load(void **state)
+{
+    struct elm_model *m = NULL;
+    if (load_model("zoo-gemma2", NULL, &m)) {
+        print_message("SKIP: no zoo2 files under %s\n", elm_test_models_dir());
+        skip();
+    }
+    const struct elm_hparams *hp = &m->hp;
+    assert_int_equal(hp->arch, ELM_ARCH_GEMMA2);
+    assert_int_equal(hp->head_dim, 16); /* key_length, not n_embd / n_head = 8 */
+    assert_int_equal(hp->n_swa, 8);
+    assert_true(hp->swa_even_only);
+    assert_true(hp->attn_softcap == 50.0f && hp->final_softcap == 30.0f);
+    assert_true(hp->q_scale == 0.25f && hp->embd_scale == sqrtf(32.0f));
+    assert_true(m->output.data == m->tok_embd.data); /* tied */
+    assert_true(m->layers[25].attn_post_norm && m->layers[25].ffn_post_norm);
+    char err[256];
+    assert_int_equal(elm_kv_type_check(m, ELM_TYPE_Q8_0, err, sizeof err), ELM_EUNSUPPORTED);
+    elm_model_destroy(&m);
+
+    assert_int_equal(load_model("zoo-phi3", NULL, &m), 0);
+    assert_int_equal(m->hp.arch, ELM_ARCH_PHI3);
+    assert_true(m->hp.n_swa == 2047 && !m->hp.swa_even_only);
+    /* the fused QKV split into consecutive row ranges of one tensor */
+    size_t row = elm_row_bytes(m->layers[0].wq.type, 256);
+    assert_ptr_equal(m->layers[0].wk.data, (const char *)m->layers[0].wq.data + 256 * row);
+    assert_ptr_equal(m->layers[0].wv.data, (const char *)m->layers[0].wq.data + 512 * row);
+    assert_true(m->output.data != m->tok_embd.data);
+    elm_model_destroy(&m);
+
+    assert_int_equal(load_model("zoo-llama3", NULL, &m), 0);
+    assert_non_null(m->rope_freqs);
+    assert_true(m->rope_freqs[0] == 1.0f && m->rope_freqs[31] == 8.0f);
+    assert_null(m->vocab); /* llama-bpe: not yet */
+    elm_model_destroy(&m);
+
+    /* without vocab_optional, the tokenizer's refusal stands */
+    struct elm_model_params mp = {.n_threads = 1};
+    const char *path = elm_test_model_path("zoo2/zoo-qwen25.gguf");
+    assert_non_null(path);
+    assert_int_equal(elm_model_load(path, &mp, &m, err, sizeof err), ELM_EUNSUPPORTED);
+    assert_non_null(strstr(err, "qwen2"));
+
+    /* bert makes embeddings, not logits */
+    assert_int_equal(load_model("zoo-bert", NULL, &m), 0);
+    assert_true(elm_model_is_embedding(m) && m->hp.pooling == ELM_POOL_MEAN);
+    struct elm_work *w;
+    assert_int_equal(elm_work_create(m, 4, 16, &w), 0);
+    float logits[384];
+    struct elm_kv *kv;
+    assert_int_equal(elm_kv_create(m, 16, ELM_TYPE_F32, &kv), 0);
+    struct elm_batch_item it = {.token = 101, .pos = 0, .kv = kv, .logits = logits};
+    assert_int_equal(elm_model_forward(m, w, &it, 1), -EINVAL);
+    const int32_t bad[] = {101, 384, 102}, *ids = bad, n = 3, too_long = 513;
+    float emb[64];
+    assert_int_equal(elm_model_embed(m, &ids, &n, 1, emb), ELM_ETOKEN);
+    assert_int_equal(elm_model_embed(m, &ids, &too_long, 1, emb), ELM_ECONTEXT);
+    elm_kv_destroy(&kv);
+    elm_work_destroy(&w);
+    elm_model_destroy(&m);
+}
+
 static void test_ref(void **state)
 {
     run_generative("ref");
@@ -353,8 +418,8 @@ static void test_bert(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_bert),   cmocka_unit_test(test_ref),      cmocka_unit_test(test_avx2),
-        cmocka_unit_test(test_avx512), cmocka_unit_test(test_tokenize),
+        cmocka_unit_test(test_load), cmocka_unit_test(test_bert),   cmocka_unit_test(test_ref),
+        cmocka_unit_test(test_avx2), cmocka_unit_test(test_avx512), cmocka_unit_test(test_tokenize),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
