@@ -431,6 +431,10 @@ static int load_tensors(struct loader *L)
                (rc = get_vector(L, "rope_freqs.weight", hp->n_rot / 2, false, &m->rope_freqs))) {
         return rc;
     }
+    /* Phi-3 128k files scale RoPE per dimension with these (LongRoPE); elm does not yet */
+    if (elm_gguf_find_tensor(L->g, "rope_factors_long.weight"))
+        return elm_errf(L->err, L->errlen, ELM_EUNSUPPORTED,
+                        "LongRoPE (rope_factors_long/short, Phi-3 128k) is not supported");
     if (!bert && !m->output.data)
         m->output = m->tok_embd; /* tied embeddings (qwen2, gemma2, Llama 3.2) */
 
