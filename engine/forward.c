@@ -1,10 +1,19 @@
-/* forward.c — the batched forward pass of the llama family, plus the scratch buffers it uses
- * and the reads and writes of the paged KV cache (kv_impl.h).
+/* forward.c — the batched forward pass of the decoders (llama, qwen2, phi3, gemma2), plus the
+ * scratch buffers it uses and the reads and writes of the paged KV cache (kv_impl.h).
  *
  * Read it top to bottom as the math of one layer:
- *   x += Wo · attn(rope(Wq·rmsnorm(x) [+bq]), rope(Wk·rmsnorm(x) [+bk]), Wv·rmsnorm(x) [+bv])
- *   x += Wdown · (silu(Wgate·rmsnorm(x)) * Wup·rmsnorm(x))
- * then logits = Wout · rmsnorm(x) for the tokens that ask for them.
+ *   h = rmsnorm(x)
+ *   x += [postnorm] Wo · attn(rope(Wq·h [+bq]), rope(Wk·h [+bk]), Wv·h [+bv])
+ *   h = rmsnorm(x)
+ *   x += [postnorm] Wdown · (act(Wgate·h) * Wup·h)
+ * then logits = [softcap] Wout · rmsnorm(x) for the tokens that ask for them. act is SiLU, or
+ * GELU for gemma2; the bracketed steps are gemma2's, as are the scaled embedding, the soft-capped
+ * attention scores and the sliding window on even layers (phi3 has the window on every layer).
+ *
+ * The sliding window is a mask, as in llama.cpp: a query at position i sees keys j with
+ * i - n_swa < j <= i. Every position stays in the cache; the scores and the weighted sum start at
+ * the page of the window's first position, with the positions before it in that page masked,
+ * which gives the bits of a sum over the whole cache with those weights 0.
  *
  * Every operation that rounds goes through the kernel table (m->k: matmuls, norms, rotary
  * embedding, softmax, SiLU, attention over the cache), whose reference versions reproduce the
@@ -38,6 +47,7 @@
 #include "kernels/fp16.h"
 #include "kv_impl.h"
 #include "model.h"
+#include "ops.h"
 #include "prof.h"
 
 /* ---- KV cache ------------------------------------------------------------------------------ */
@@ -86,7 +96,7 @@ struct elm_work {
     int n_threads;
     float *x;      /* [n_batch][n_embd]  residual stream */
     float *xb;     /* [n_batch][max(n_embd, qdim)] normed input / attention output */
-    float *q;      /* [n_batch][qdim] */
+    float *q;      /* [n_batch][max(qdim, n_embd)] */
     float *k;      /* [n_batch][kvdim] */
     float *v;      /* [n_batch][kvdim] */
     float *hb;     /* [n_batch][n_ff] gate, then silu(gate) * up */
@@ -128,7 +138,7 @@ int elm_work_create(const struct elm_model *m, int32_t n_batch, int32_t n_ctx_ma
     size_t nt = (size_t)w->n_threads;
     w->x = falloc(nb * E);
     w->xb = falloc(nb * wide);
-    w->q = falloc(nb * qdim);
+    w->q = falloc(nb * (qdim > E ? qdim : E)); /* also the Wo and Wdown outputs */
     w->k = falloc(nb * kvdim);
     w->v = falloc(nb * kvdim);
     w->hb = falloc(nb * (size_t)hp->n_ff);
@@ -275,6 +285,10 @@ static void attend_head(const struct elm_kernels *k, const struct elm_hparams *h
                         const struct elm_kv *kv, int layer, int32_t pos, int kvh, const float *q,
                         float *att, void *qc, float *lanes, float *out)
 {
+    /* the first visible position, and the page it is in: the sums run from there */
+    const bool swa = hp->n_swa > 0 && (!hp->swa_even_only || layer % 2 == 0);
+    const int32_t lo = swa && pos - hp->n_swa + 1 > 0 ? pos - hp->n_swa + 1 : 0;
+    const int32_t pg0 = lo / ELM_KV_PAGE, base = pg0 * ELM_KV_PAGE;
     const struct elm_kv_pool *pl = kv->pool;
     const enum elm_type type = pl->type;
     const int hd = hp->head_dim;
@@ -286,19 +300,25 @@ static void attend_head(const struct elm_kernels *k, const struct elm_hparams *h
         k->from_float[type](q, qc, hd);
         qv = qc;
     }
-    const float scale = 1.0f / sqrtf((float)hd);
+    const float scale = hp->q_scale;
     const int32_t n = pos + 1, n_pages = (int32_t)elm_kv_pages_for(n);
-    for (int32_t pg = 0; pg < n_pages; pg++) {
+    for (int32_t p = base; p < lo; p++)
+        att[p] = -INFINITY;
+    for (int32_t pg = pg0; pg < n_pages; pg++) {
         const unsigned char *kb = elm_kv_page(pl, kv->table[pg]) + koff;
         const int32_t p0 = pg * ELM_KV_PAGE, run = n - p0 < ELM_KV_PAGE ? n - p0 : ELM_KV_PAGE;
-        for (int32_t i = 0; i < run; i++) {
+        for (int32_t i = p0 < lo ? lo - p0 : 0; i < run; i++) {
             k->kv_dot[type](hd, &att[p0 + i], kb + (size_t)i * row, qv);
             att[p0 + i] *= scale;
         }
     }
-    k->softmax(att, n);
+    if (hp->attn_softcap > 0)
+        elm_softcap(att + lo, n - lo, hp->attn_softcap);
+    /* the softmax sums in blocks from the start of its row: a page start keeps the blocks of
+     * a row that starts at position 0 */
+    k->softmax(att + base, n - base);
     memset(lanes, 0, (size_t)MIX_LANES * (size_t)hd * sizeof *lanes);
-    for (int32_t pg = 0; pg < n_pages; pg++) {
+    for (int32_t pg = pg0; pg < n_pages; pg++) {
         const int32_t p0 = pg * ELM_KV_PAGE, run = n - p0 < ELM_KV_PAGE ? n - p0 : ELM_KV_PAGE;
         k->kv_mix[type](run, hd, lanes, att + p0, elm_kv_page(pl, kv->table[pg]) + voff,
                         (int64_t)row);
@@ -331,7 +351,7 @@ static int check_batch(const struct elm_model *m, const struct elm_work *w,
                        const struct elm_batch_item *items, int n)
 {
     const struct elm_hparams *hp = &m->hp;
-    if (n <= 0 || n > w->n_batch)
+    if (n <= 0 || n > w->n_batch || elm_model_is_embedding(m))
         return -EINVAL;
     for (int t = 0; t < n; t++) {
         const struct elm_batch_item *it = &items[t];
@@ -347,6 +367,31 @@ static int check_batch(const struct elm_model *m, const struct elm_work *w,
             return ELM_ECONTEXT;
     }
     return 0;
+}
+
+/* cs for a position with Llama 3's frequency factors: llama.cpp divides each pair's angle by
+ * its factor before the linear scale; the rest is the kernels' rope_table. */
+static void rope_table_ff(float *cs, const struct elm_hparams *hp, int32_t pos, const float *ff)
+{
+    const float theta_scale = powf(hp->rope_base, -2.0f / (float)hp->n_rot);
+    float theta = (float)pos;
+    for (int i = 0; i < hp->n_rot / 2; i++) {
+        const float t = theta / ff[i];
+        cs[2 * i] = cosf(t * hp->rope_scale);
+        cs[2 * i + 1] = sinf(t * hp->rope_scale);
+        theta *= theta_scale;
+    }
+}
+
+/* gemma2: the attention or FFN output (in w->q) RMS-normed before the residual add. */
+static void post_norm(const struct elm_model *m, struct elm_work *w, const float *g, int n, int li)
+{
+    if (!g)
+        return;
+    const int E = m->hp.n_embd;
+    for (int t = 0; t < n; t++)
+        m->k->rmsnorm(w->q + (size_t)t * E, w->q + (size_t)t * E, g, E, m->hp.eps);
+    mark(w, ELM_PROF_NORM, li);
 }
 
 static void layer_forward(const struct elm_model *m, struct elm_work *w, int li,
@@ -372,7 +417,10 @@ static void layer_forward(const struct elm_model *m, struct elm_work *w, int li,
     add_bias(w->v, l->bv, n, kvdim);
     mark(w, ELM_PROF_MAT_QKV, li);
     for (int t = 0; t < n; t++) {
-        k->rope_table(w->rope, hp->n_rot, items[t].pos, hp->rope_base, hp->rope_scale);
+        if (m->rope_freqs)
+            rope_table_ff(w->rope, hp, items[t].pos, m->rope_freqs);
+        else
+            k->rope_table(w->rope, hp->n_rot, items[t].pos, hp->rope_base, hp->rope_scale);
         for (int h = 0; h < hp->n_head; h++)
             k->rope(w->q + (size_t)t * qdim + (size_t)h * hd, hp->n_rot, w->rope, neox);
         for (int h = 0; h < hp->n_head_kv; h++)
@@ -387,6 +435,7 @@ static void layer_forward(const struct elm_model *m, struct elm_work *w, int li,
     mark(w, ELM_PROF_ATTENTION, li);
     a = acts_of(w->xb, qdim, n);
     matmul(m, w, &l->wo, &a, w->q, ELM_PROF_MAT_O, li); /* q is free now: reuse it */
+    post_norm(m, w, l->attn_post_norm, n, li);
     for (size_t i = 0; i < (size_t)n * E; i++)
         w->x[i] += w->q[i];
     mark(w, ELM_PROF_RESIDUAL, li);
@@ -397,11 +446,16 @@ static void layer_forward(const struct elm_model *m, struct elm_work *w, int li,
     a = acts_of(w->xb, E, n); /* one quantization for gate and up */
     matmul(m, w, &l->w_gate, &a, w->hb, ELM_PROF_MAT_FFN, li);
     matmul(m, w, &l->w_up, &a, w->hb2, ELM_PROF_MAT_FFN, li);
-    for (int t = 0; t < n; t++)
-        k->silu_mul(w->hb + (size_t)t * ff, w->hb2 + (size_t)t * ff, ff);
+    for (int t = 0; t < n; t++) {
+        if (hp->arch == ELM_ARCH_GEMMA2)
+            elm_gelu_mul(w->hb + (size_t)t * ff, w->hb2 + (size_t)t * ff, ff);
+        else
+            k->silu_mul(w->hb + (size_t)t * ff, w->hb2 + (size_t)t * ff, ff);
+    }
     mark(w, ELM_PROF_SILU, li);
     a = acts_of(w->hb, ff, n);
     matmul(m, w, &l->w_down, &a, w->q, ELM_PROF_MAT_FFN, li);
+    post_norm(m, w, l->ffn_post_norm, n, li);
     for (size_t i = 0; i < (size_t)n * E; i++)
         w->x[i] += w->q[i];
     mark(w, ELM_PROF_RESIDUAL, li);
@@ -423,6 +477,8 @@ static void output_logits(const struct elm_model *m, struct elm_work *w,
         if (c == LOGIT_ROWS || (t == n && c > 0)) {
             struct acts a = acts_of(w->xb, E, c);
             matmul(m, w, &m->output, &a, w->logits, ELM_PROF_OUTPUT, -1);
+            if (m->hp.final_softcap > 0)
+                elm_softcap(w->logits, (int64_t)c * V, m->hp.final_softcap);
             for (int i = 0; i < c; i++)
                 memcpy(items[idx[i]].logits, w->logits + (size_t)i * V, (size_t)V * sizeof(float));
             mark(w, ELM_PROF_OUTPUT, -1);
@@ -448,6 +504,9 @@ int elm_model_forward(const struct elm_model *m, struct elm_work *w,
         m->k->to_float[te->type]((const char *)te->data +
                                      (size_t)items[t].token * elm_row_bytes(te->type, E),
                                  w->x + (size_t)t * E, E);
+    if (m->hp.embd_scale != 0.0f)
+        for (size_t i = 0; i < (size_t)n * E; i++)
+            w->x[i] *= m->hp.embd_scale;
     mark(w, ELM_PROF_EMBED, -1);
     for (int li = 0; li < m->hp.n_layer; li++)
         layer_forward(m, w, li, items, n);

@@ -293,12 +293,11 @@ static int read_span(const char *path, struct rd *rd, const struct elm_load_para
 
 /* ---- the whole load ----------------------------------------------------------------------- */
 
-/* Reads m's data section into r's memory and moves the model's weights there. */
-static int make_resident(const char *path, int fd, struct elm_model *m,
+/* Reads g's data section into r's memory. */
+static int make_resident(const char *path, int fd, const struct elm_gguf *g,
                          const struct elm_load_params *p, struct elm_load_progress *pr,
                          struct elm_residency *r, char *err, size_t errlen)
 {
-    const struct elm_gguf *g = m->gguf;
     uint64_t from = g->data_offset & ~(DIO_ALIGN - 1);
     uint64_t req_end = round_up(g->data_offset + g->data_size, DIO_ALIGN);
     int rc = alloc_resident(req_end - from, p, r, err, errlen);
@@ -318,7 +317,6 @@ static int make_resident(const char *path, int fd, struct elm_model *m,
     r->data = (unsigned char *)r->mem.base + (g->data_offset - from);
     r->data_size = g->data_size;
     r->gbps = r->read_ns ? (double)r->read_bytes / (double)r->read_ns : 0;
-    elm_model_rebase(m, r->data);
     elm_region_usage(&r->mem, &r->huge_bytes, &r->locked_bytes);
     return 0;
 }
@@ -337,20 +335,25 @@ int elm_loader_load(const char *path, const struct elm_load_params *p, struct el
     if (fd < 0)
         return elm_errf(err, errlen, -errno, "%s: cannot open: %s", path, strerror(errno));
     int rc = elm_gguf_open_fd(fd, path, &g, err, errlen);
-    /* Validates the whole header and every tensor; reads no weights. */
-    if (rc == 0 && (rc = elm_model_create(g, NULL, &mp, &m, err, errlen)) == 0)
-        g = NULL; /* the model's now */
+    /* An architecture elm cannot run is refused before a byte of weights is read; the tensors'
+     * names, shapes and types are checked when the model is built on the resident copy (and a
+     * file that fails there has cost one read). Built once, on the copy: no pointer into the
+     * file's mapping survives the load. */
+    if (rc == 0)
+        rc = elm_model_check(g, err, errlen);
     uint64_t t1 = now_ns();
     if (rc == 0)
-        rc = make_resident(path, fd, m, p, pr ? pr : &own, &res, err, errlen);
+        rc = make_resident(path, fd, g, p, pr ? pr : &own, &res, err, errlen);
     close(fd);
+    if (rc == 0 && (rc = elm_model_create(g, res.data, &mp, &m, err, errlen)) == 0)
+        g = NULL; /* the model's now */
     if (rc) {
         elm_gguf_destroy(&g);
         elm_loader_unload(&m, &res);
         return rc;
     }
     res.total_ns = now_ns() - t0;
-    elm_debug("load: validate %.3f s, allocate + read + lock %.3f s", (double)(t1 - t0) / 1e9,
+    elm_debug("load: parse %.3f s, allocate + read + lock + build %.3f s", (double)(t1 - t0) / 1e9,
               (double)(now_ns() - t1) / 1e9);
     elm_info("loaded %s: %.1f MiB in %.3f s (%.2f GB/s, %s%s, %s, %.0f%% on huge pages%s)", path,
              (double)res.read_bytes / (1 << 20), (double)res.read_ns / 1e9, res.gbps,

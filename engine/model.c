@@ -1,6 +1,7 @@
-/* model.c — building a llama-family model from a parsed GGUF file: hyperparameters from the
- * architecture's keys, every tensor looked up by name and its shape and type checked, so that
- * the forward pass (forward.c) can index weights without further checks.
+/* model.c — building a model from a parsed GGUF file: hyperparameters from the architecture's
+ * keys (with llama.cpp's defaults where a key is optional), every tensor looked up by name and
+ * its shape and type checked, so that the forward passes (forward.c, arch_bert.c) can index
+ * weights without further checks.
  */
 #include <errno.h>
 #include <math.h>
@@ -54,27 +55,107 @@ static int arch_f32(const struct elm_gguf *g, const char *arch, const char *suff
     return 0;
 }
 
-static int read_hparams(const struct elm_gguf *g, struct elm_hparams *hp, char *err,
-                        size_t errlen)
+static const char *const arch_names[] = {
+    [ELM_ARCH_LLAMA] = "llama",   [ELM_ARCH_QWEN2] = "qwen2", [ELM_ARCH_PHI3] = "phi3",
+    [ELM_ARCH_GEMMA2] = "gemma2", [ELM_ARCH_BERT] = "bert",
+};
+
+const char *elm_arch_name(enum elm_arch a)
+{
+    return (unsigned)a < sizeof arch_names / sizeof *arch_names ? arch_names[a] : "?";
+}
+
+static int read_arch(const struct elm_gguf *g, struct elm_hparams *hp, char *err, size_t errlen)
 {
     struct elm_gguf_str a;
     if (elm_gguf_get_str(g, "general.architecture", &a) < 0)
         return elm_errf(err, errlen, ELM_EMODEL, "missing 'general.architecture'");
-    char arch[32];
-    if (elm_gguf_str_eq(a, "llama")) {
-        hp->arch = ELM_ARCH_LLAMA;
-        hp->rope_mode = ELM_ROPE_NORM;
-    } else if (elm_gguf_str_eq(a, "qwen2")) {
-        hp->arch = ELM_ARCH_QWEN2;
-        hp->rope_mode = ELM_ROPE_NEOX;
-    } else {
-        return elm_errf(err, errlen, ELM_EUNSUPPORTED,
-                    "architecture '%.*s' is not supported (llama, qwen2)",
+    for (size_t i = 0; i < sizeof arch_names / sizeof *arch_names; i++)
+        if (elm_gguf_str_eq(a, arch_names[i])) {
+            hp->arch = (enum elm_arch)i;
+            hp->rope_mode = i == ELM_ARCH_LLAMA ? ELM_ROPE_NORM : ELM_ROPE_NEOX;
+            return 0;
+        }
+    return elm_errf(err, errlen, ELM_EUNSUPPORTED,
+                    "architecture '%.*s' is not supported (llama, qwen2, phi3, gemma2, bert)",
                     (int)(a.len > 32 ? 32 : a.len), a.ptr);
-    }
-    snprintf(arch, sizeof arch, "%.*s", (int)a.len, a.ptr);
+}
 
+/* Linear RoPE scaling: positions are multiplied by 1/factor. Newer files say
+ * rope.scaling.type = "linear" + rope.scaling.factor, older ones rope.scale_linear. Llama 3's
+ * scaling needs no key: the rope_freqs tensor carries it. */
+static int read_rope_scale(const struct elm_gguf *g, const char *arch, struct elm_hparams *hp,
+                           char *err, size_t errlen)
+{
+    float factor = 1.0f;
+    char key[128];
+    struct elm_gguf_str st;
     int rc;
+    snprintf(key, sizeof key, "%s.rope.scaling.type", arch);
+    bool has_type = elm_gguf_get_str(g, key, &st) == 0;
+    if (has_type && !elm_gguf_str_eq(st, "linear") && !elm_gguf_str_eq(st, "none"))
+        return elm_errf(err, errlen, ELM_EUNSUPPORTED, "rope scaling '%.*s' is not supported",
+                        (int)(st.len > 32 ? 32 : st.len), st.ptr);
+    if (!has_type || elm_gguf_str_eq(st, "linear")) {
+        if ((rc = arch_f32(g, arch, "rope.scaling.factor", 0.0f, &factor, err, errlen)))
+            return rc;
+        if (factor == 0.0f &&
+            (rc = arch_f32(g, arch, "rope.scale_linear", 1.0f, &factor, err, errlen)))
+            return rc;
+    }
+    if (factor <= 0.0f)
+        factor = 1.0f;
+    hp->rope_scale = 1.0f / factor;
+    return 0;
+}
+
+/* gemma2: the values llama.cpp uses (build b4748) when the keys are absent, and its query
+ * scale, which it picks from the layer count (Gemma-2 2B/9B scale by 1/sqrt(head_dim), 27B by
+ * 1/sqrt(n_embd / n_head)); the window covers the even layers only. */
+static int read_gemma2(const struct elm_gguf *g, struct elm_hparams *hp, char *err, size_t errlen)
+{
+    int rc;
+    if ((rc = arch_u32(g, "gemma2", "attention.sliding_window", 4096, &hp->n_swa, err, errlen)) ||
+        (rc = arch_f32(g, "gemma2", "attn_logit_softcapping", 50.0f, &hp->attn_softcap, err,
+                       errlen)) ||
+        (rc = arch_f32(g, "gemma2", "final_logit_softcapping", 30.0f, &hp->final_softcap, err,
+                       errlen)))
+        return rc;
+    if (hp->attn_softcap < 0 || hp->final_softcap < 0)
+        return elm_errf(err, errlen, ELM_EMODEL, "gemma2 soft-capping values must be >= 0");
+    hp->swa_even_only = true;
+    hp->embd_scale = sqrtf((float)hp->n_embd);
+    if (hp->n_layer == 46)
+        hp->q_scale = 1.0f / sqrtf((float)(hp->n_embd / hp->n_head));
+    return 0;
+}
+
+/* bert: LayerNorm epsilon, bidirectional attention and the pooling of the token states. */
+static int read_bert(const struct elm_gguf *g, struct elm_hparams *hp, char *err, size_t errlen)
+{
+    int rc;
+    int32_t pool;
+    bool causal = false;
+    if ((rc = arch_f32(g, "bert", "attention.layer_norm_epsilon", 1e-12f, &hp->eps, err, errlen)) ||
+        (rc = arch_u32(g, "bert", "pooling_type", ELM_POOL_MEAN, &pool, err, errlen)))
+        return rc;
+    if (elm_gguf_get_bool(g, "bert.attention.causal", &causal) == 0 && causal)
+        return elm_errf(err, errlen, ELM_EUNSUPPORTED, "causal bert is not supported");
+    if (pool != ELM_POOL_MEAN && pool != ELM_POOL_CLS)
+        return elm_errf(err, errlen, ELM_EUNSUPPORTED,
+                        "bert.pooling_type %d is not supported (1 mean, 2 cls)", pool);
+    hp->pooling = (enum elm_pooling)pool;
+    hp->n_head_kv = hp->n_head;
+    return 0;
+}
+
+static int read_hparams(const struct elm_gguf *g, struct elm_hparams *hp, char *err, size_t errlen)
+{
+    int rc;
+    if ((rc = read_arch(g, hp, err, errlen)))
+        return rc;
+    const char *arch = elm_arch_name(hp->arch);
+
     if ((rc = arch_u32(g, arch, "embedding_length", -1, &hp->n_embd, err, errlen)) ||
         (rc = arch_u32(g, arch, "block_count", -1, &hp->n_layer, err, errlen)) ||
         (rc = arch_u32(g, arch, "feed_forward_length", -1, &hp->n_ff, err, errlen)) ||
@@ -85,13 +166,21 @@ static int read_hparams(const struct elm_gguf *g, struct elm_hparams *hp, char *
                        errlen)))
         return rc;
     if (hp->n_embd <= 0 || hp->n_head <= 0 || hp->n_head_kv <= 0 || hp->n_layer <= 0 ||
-        hp->n_ff <= 0 || hp->n_layer > MAX_LAYER || hp->n_embd % hp->n_head != 0 ||
-        hp->n_head % hp->n_head_kv != 0)
+        hp->n_ff <= 0 || hp->n_layer > MAX_LAYER || hp->n_head % hp->n_head_kv != 0)
         return elm_errf(err, errlen, ELM_EMODEL,
                     "inconsistent hyperparameters: n_embd %d, n_head %d, n_head_kv %d, "
                     "n_layer %d, n_ff %d",
                     hp->n_embd, hp->n_head, hp->n_head_kv, hp->n_layer, hp->n_ff);
-    hp->head_dim = hp->n_embd / hp->n_head;
+    /* Q/K heads may be wider than n_embd / n_head (gemma2 says so in key_length) */
+    int32_t vlen;
+    if ((rc = arch_u32(g, arch, "attention.key_length", hp->n_embd / hp->n_head, &hp->head_dim, err,
+                       errlen)) ||
+        (rc = arch_u32(g, arch, "attention.value_length", hp->head_dim, &vlen, err, errlen)))
+        return rc;
+    if (hp->head_dim <= 0 || hp->head_dim % 2 || vlen != hp->head_dim ||
+        (int64_t)hp->head_dim * hp->n_head > MAX_DIM)
+        return elm_errf(err, errlen, ELM_EMODEL, "head size %d (value %d) is not supported",
+                        hp->head_dim, vlen);
     if ((rc = arch_u32(g, arch, "rope.dimension_count", hp->head_dim, &hp->n_rot, err, errlen)))
         return rc;
     if (hp->n_rot <= 0 || hp->n_rot > hp->head_dim || hp->n_rot % 2)
@@ -101,30 +190,18 @@ static int read_hparams(const struct elm_gguf *g, struct elm_hparams *hp, char *
                        errlen)) ||
         (rc = arch_f32(g, arch, "rope.freq_base", 10000.0f, &hp->rope_base, err, errlen)))
         return rc;
+    hp->q_scale = 1.0f / sqrtf((float)hp->head_dim);
+    if (hp->arch == ELM_ARCH_PHI3 &&
+        (rc = arch_u32(g, arch, "attention.sliding_window", 0, &hp->n_swa, err, errlen)))
+        return rc;
+    if (hp->arch == ELM_ARCH_GEMMA2 && (rc = read_gemma2(g, hp, err, errlen)))
+        return rc;
+    if (hp->arch == ELM_ARCH_BERT && (rc = read_bert(g, hp, err, errlen)))
+        return rc;
     if (!(hp->eps > 0) || !(hp->rope_base > 0))
-        return elm_errf(err, errlen, ELM_EMODEL, "rms epsilon and rope.freq_base must be positive");
-
-    /* Linear RoPE scaling: positions are multiplied by 1/factor. Newer files say
-     * rope.scaling.type = "linear" + rope.scaling.factor, older ones rope.scale_linear. */
-    float factor = 1.0f;
-    char key[128];
-    struct elm_gguf_str st;
-    snprintf(key, sizeof key, "%s.rope.scaling.type", arch);
-    bool has_type = elm_gguf_get_str(g, key, &st) == 0;
-    if (has_type && !elm_gguf_str_eq(st, "linear") && !elm_gguf_str_eq(st, "none"))
-        return elm_errf(err, errlen, ELM_EUNSUPPORTED, "rope scaling '%.*s' is not supported",
-                    (int)(st.len > 32 ? 32 : st.len), st.ptr);
-    if (!has_type || elm_gguf_str_eq(st, "linear")) {
-        if ((rc = arch_f32(g, arch, "rope.scaling.factor", 0.0f, &factor, err, errlen)))
-            return rc;
-        if (factor == 0.0f && (rc = arch_f32(g, arch, "rope.scale_linear", 1.0f, &factor, err,
-                                             errlen)))
-            return rc;
-    }
-    if (factor <= 0.0f)
-        factor = 1.0f;
-    hp->rope_scale = 1.0f / factor;
-    return 0;
+        return elm_errf(err, errlen, ELM_EMODEL,
+                        "norm epsilon and rope.freq_base must be positive");
+    return read_rope_scale(g, arch, hp, err, errlen);
 }
 
 /* ---- tensors ------------------------------------------------------------------------------- */
@@ -207,43 +284,199 @@ static int get_vector(struct loader *L, const char *name, int64_t n, bool requir
     return 0;
 }
 
+/* Rows [row0, row0 + rows) of a matrix, as a matrix of its own (phi3's fused tensors). */
+static struct elm_tensor rows_of(const struct elm_tensor *t, int64_t row0, int64_t rows)
+{
+    return (struct elm_tensor){.type = t->type,
+                               .ne0 = t->ne0,
+                               .ne1 = rows,
+                               .data = (const char *)t->data +
+                                       (size_t)row0 * elm_row_bytes(t->type, t->ne0)};
+}
+
+/* The attention projections of decoder layer i: separate Q, K, V, or phi3's fused QKV. */
+static int load_attn(struct loader *L, int i, struct elm_layer *l)
+{
+    const struct elm_hparams *hp = &L->m->hp;
+    int64_t E = hp->n_embd, qdim = (int64_t)hp->n_head * hp->head_dim;
+    int64_t kvdim = (int64_t)hp->n_head_kv * hp->head_dim;
+    bool bias = hp->arch == ELM_ARCH_QWEN2;
+    char n[96];
+    int rc;
+#define NAME(s) (snprintf(n, sizeof n, "blk.%d.%s", i, s), n)
+    if (hp->arch == ELM_ARCH_PHI3) {
+        struct elm_tensor qkv;
+        if ((rc = get_matrix(L, NAME("attn_qkv.weight"), E, qdim + 2 * kvdim, true, &qkv)))
+            return rc;
+        l->wq = rows_of(&qkv, 0, qdim);
+        l->wk = rows_of(&qkv, qdim, kvdim);
+        l->wv = rows_of(&qkv, qdim + kvdim, kvdim);
+    } else if ((rc = get_matrix(L, NAME("attn_q.weight"), E, qdim, true, &l->wq)) ||
+               (rc = get_matrix(L, NAME("attn_k.weight"), E, kvdim, true, &l->wk)) ||
+               (rc = get_matrix(L, NAME("attn_v.weight"), E, kvdim, true, &l->wv))) {
+        return rc;
+    }
+    if ((rc = get_matrix(L, NAME("attn_output.weight"), qdim, E, true, &l->wo)) ||
+        (rc = get_vector(L, NAME("attn_q.bias"), qdim, bias, &l->bq)) ||
+        (rc = get_vector(L, NAME("attn_k.bias"), kvdim, bias, &l->bk)) ||
+        (rc = get_vector(L, NAME("attn_v.bias"), kvdim, bias, &l->bv)))
+        return rc;
+#undef NAME
+    return 0;
+}
+
+/* The feed-forward of decoder layer i: gate, up, down, or phi3's fused gate|up. */
+static int load_ffn(struct loader *L, int i, struct elm_layer *l)
+{
+    const struct elm_hparams *hp = &L->m->hp;
+    int64_t E = hp->n_embd, ff = hp->n_ff;
+    char n[96];
+    int rc;
+#define NAME(s) (snprintf(n, sizeof n, "blk.%d.%s", i, s), n)
+    if (hp->arch == ELM_ARCH_PHI3) {
+        struct elm_tensor gu;
+        if ((rc = get_matrix(L, NAME("ffn_up.weight"), E, 2 * ff, true, &gu)))
+            return rc;
+        l->w_gate = rows_of(&gu, 0, ff);
+        l->w_up = rows_of(&gu, ff, ff);
+    } else if ((rc = get_matrix(L, NAME("ffn_gate.weight"), E, ff, true, &l->w_gate)) ||
+               (rc = get_matrix(L, NAME("ffn_up.weight"), E, ff, true, &l->w_up))) {
+        return rc;
+    }
+    rc = get_matrix(L, NAME("ffn_down.weight"), ff, E, true, &l->w_down);
+#undef NAME
+    return rc;
+}
+
+static int load_decoder_layer(struct loader *L, int i, struct elm_layer *l)
+{
+    const struct elm_hparams *hp = &L->m->hp;
+    int64_t E = hp->n_embd;
+    bool post = hp->arch == ELM_ARCH_GEMMA2;
+    char n[96];
+    int rc;
+#define NAME(s) (snprintf(n, sizeof n, "blk.%d.%s", i, s), n)
+    if ((rc = get_vector(L, NAME("attn_norm.weight"), E, true, &l->attn_norm)) ||
+        (rc = load_attn(L, i, l)) ||
+        (rc = get_vector(L, NAME("post_attention_norm.weight"), E, post, &l->attn_post_norm)) ||
+        (rc = get_vector(L, NAME("ffn_norm.weight"), E, true, &l->ffn_norm)) ||
+        (rc = load_ffn(L, i, l)) ||
+        (rc = get_vector(L, NAME("post_ffw_norm.weight"), E, post, &l->ffn_post_norm)))
+        return rc;
+#undef NAME
+    return 0;
+}
+
+static int load_bert_layer(struct loader *L, int i, struct elm_layer *l)
+{
+    const struct elm_hparams *hp = &L->m->hp;
+    int64_t E = hp->n_embd, ff = hp->n_ff, qdim = (int64_t)hp->n_head * hp->head_dim;
+    char n[96];
+    int rc;
+#define NAME(s) (snprintf(n, sizeof n, "blk.%d.%s", i, s), n)
+    if ((rc = get_matrix(L, NAME("attn_q.weight"), E, qdim, true, &l->wq)) ||
+        (rc = get_vector(L, NAME("attn_q.bias"), qdim, true, &l->bq)) ||
+        (rc = get_matrix(L, NAME("attn_k.weight"), E, qdim, true, &l->wk)) ||
+        (rc = get_vector(L, NAME("attn_k.bias"), qdim, true, &l->bk)) ||
+        (rc = get_matrix(L, NAME("attn_v.weight"), E, qdim, true, &l->wv)) ||
+        (rc = get_vector(L, NAME("attn_v.bias"), qdim, true, &l->bv)) ||
+        (rc = get_matrix(L, NAME("attn_output.weight"), qdim, E, true, &l->wo)) ||
+        (rc = get_vector(L, NAME("attn_output.bias"), E, true, &l->bo)) ||
+        (rc = get_vector(L, NAME("attn_output_norm.weight"), E, true, &l->attn_out_norm)) ||
+        (rc = get_vector(L, NAME("attn_output_norm.bias"), E, true, &l->attn_out_norm_b)) ||
+        (rc = get_matrix(L, NAME("ffn_up.weight"), E, ff, true, &l->w_up)) ||
+        (rc = get_vector(L, NAME("ffn_up.bias"), ff, true, &l->b_up)) ||
+        (rc = get_matrix(L, NAME("ffn_down.weight"), ff, E, true, &l->w_down)) ||
+        (rc = get_vector(L, NAME("ffn_down.bias"), E, true, &l->b_down)) ||
+        (rc = get_vector(L, NAME("layer_output_norm.weight"), E, true, &l->out_norm)) ||
+        (rc = get_vector(L, NAME("layer_output_norm.bias"), E, true, &l->out_norm_b)))
+        return rc;
+#undef NAME
+    return 0;
+}
+
+/* bert's embeddings: token, token type and learned position, then a LayerNorm. */
+static int load_bert_embd(struct loader *L)
+{
+    struct elm_model *m = L->m;
+    int64_t E = m->hp.n_embd;
+    uint32_t n_types = 2;
+    int rc;
+    elm_gguf_get_u32(L->g, "tokenizer.ggml.token_type_count", &n_types);
+    if (n_types < 1 || n_types > 64)
+        return elm_errf(L->err, L->errlen, ELM_EMODEL, "token_type_count %u is invalid", n_types);
+    if ((rc = get_matrix(L, "token_types.weight", E, n_types, true, &m->tok_types)) ||
+        (rc = get_matrix(L, "position_embd.weight", E, m->hp.n_ctx_train, true, &m->pos_embd)) ||
+        (rc = get_vector(L, "token_embd_norm.weight", E, true, &m->tok_norm)) ||
+        (rc = get_vector(L, "token_embd_norm.bias", E, true, &m->tok_norm_b)))
+        return rc;
+    return 0;
+}
+
 static int load_tensors(struct loader *L)
 {
     struct elm_model *m = L->m;
     const struct elm_hparams *hp = &m->hp;
-    int64_t E = hp->n_embd, hd = hp->head_dim;
-    int64_t qdim = hp->n_head * hd, kvdim = hp->n_head_kv * hd;
+    const bool bert = hp->arch == ELM_ARCH_BERT;
+    int64_t E = hp->n_embd;
     int rc;
 
-    if ((rc = get_matrix(L, "token_embd.weight", E, hp->n_vocab, true, &m->tok_embd)) ||
-        (rc = get_vector(L, "output_norm.weight", E, true, &m->output_norm)) ||
-        (rc = get_matrix(L, "output.weight", E, hp->n_vocab, false, &m->output)))
+    if ((rc = get_matrix(L, "token_embd.weight", E, hp->n_vocab, true, &m->tok_embd)))
         return rc;
-    if (!m->output.data)
-        m->output = m->tok_embd; /* tied embeddings (qwen2, and some llama files) */
+    if (bert) {
+        if ((rc = load_bert_embd(L)))
+            return rc;
+    } else if ((rc = get_vector(L, "output_norm.weight", E, true, &m->output_norm)) ||
+               (rc = get_matrix(L, "output.weight", E, hp->n_vocab, false, &m->output)) ||
+               (rc = get_vector(L, "rope_freqs.weight", hp->n_rot / 2, false, &m->rope_freqs))) {
+        return rc;
+    }
+    /* Phi-3 128k files scale RoPE per dimension with these (LongRoPE); elm does not yet */
+    if (elm_gguf_find_tensor(L->g, "rope_factors_long.weight"))
+        return elm_errf(L->err, L->errlen, ELM_EUNSUPPORTED,
+                        "LongRoPE (rope_factors_long/short, Phi-3 128k) is not supported");
+    if (!bert && !m->output.data)
+        m->output = m->tok_embd; /* tied embeddings (qwen2, gemma2, Llama 3.2) */
 
     m->layers = calloc((size_t)hp->n_layer, sizeof *m->layers);
     if (!m->layers)
         return elm_errf(L->err, L->errlen, -ENOMEM, "out of memory");
     for (int i = 0; i < hp->n_layer; i++) {
-        struct elm_layer *l = &m->layers[i];
-        char n[96];
-        bool bias = hp->arch == ELM_ARCH_QWEN2;
-#define NAME(s) (snprintf(n, sizeof n, "blk.%d.%s", i, s), n)
-        if ((rc = get_vector(L, NAME("attn_norm.weight"), E, true, &l->attn_norm)) ||
-            (rc = get_matrix(L, NAME("attn_q.weight"), E, qdim, true, &l->wq)) ||
-            (rc = get_matrix(L, NAME("attn_k.weight"), E, kvdim, true, &l->wk)) ||
-            (rc = get_matrix(L, NAME("attn_v.weight"), E, kvdim, true, &l->wv)) ||
-            (rc = get_matrix(L, NAME("attn_output.weight"), qdim, E, true, &l->wo)) ||
-            (rc = get_vector(L, NAME("attn_q.bias"), qdim, bias, &l->bq)) ||
-            (rc = get_vector(L, NAME("attn_k.bias"), kvdim, bias, &l->bk)) ||
-            (rc = get_vector(L, NAME("attn_v.bias"), kvdim, bias, &l->bv)) ||
-            (rc = get_vector(L, NAME("ffn_norm.weight"), E, true, &l->ffn_norm)) ||
-            (rc = get_matrix(L, NAME("ffn_gate.weight"), E, hp->n_ff, true, &l->w_gate)) ||
-            (rc = get_matrix(L, NAME("ffn_up.weight"), E, hp->n_ff, true, &l->w_up)) ||
-            (rc = get_matrix(L, NAME("ffn_down.weight"), hp->n_ff, E, true, &l->w_down)))
+        rc = bert ? load_bert_layer(L, i, &m->layers[i]) : load_decoder_layer(L, i, &m->layers[i]);
+        if (rc)
             return rc;
-#undef NAME
+    }
+    return 0;
+}
+
+/* The tokenizer, or (vocab_optional) none when elm cannot read it yet; n_vocab from the
+ * tokenizer, checked against <arch>.vocab_size, or from token_embd without one. */
+static int load_vocab(struct elm_model *m, const struct elm_gguf *g,
+                      const struct elm_model_params *p, char *err, size_t errlen)
+{
+    int rc = elm_vocab_load(g, &m->vocab, err, errlen);
+    if (rc == ELM_EUNSUPPORTED && p && p->vocab_optional) {
+        m->vocab = NULL;
+        const struct elm_gguf_tensor *t = elm_gguf_find_tensor(g, "token_embd.weight");
+        if (!t || t->n_dims != 2 || t->ne[1] <= 0 || t->ne[1] > MAX_DIM)
+            return rc; /* the message stays the tokenizer's */
+        m->hp.n_vocab = (int32_t)t->ne[1];
+        if (errlen)
+            err[0] = 0;
+        return 0;
+    }
+    if (rc)
+        return rc;
+    int32_t nv = elm_vocab_size(m->vocab);
+    char key[96];
+    snprintf(key, sizeof key, "%s.vocab_size", elm_arch_name(m->hp.arch));
+    uint32_t v;
+    m->hp.n_vocab = elm_gguf_get_u32(g, key, &v) == 0 ? (int32_t)v : nv;
+    if (m->hp.n_vocab != nv) {
+        rc = elm_errf(err, errlen, ELM_EMODEL, "'%s' is %d but the tokenizer has %d tokens", key,
+                      m->hp.n_vocab, nv);
+        elm_vocab_destroy(&m->vocab);
+        return rc;
     }
     return 0;
 }
@@ -272,18 +505,8 @@ int elm_model_create(struct elm_gguf *g, const void *data, const struct elm_mode
 
     if ((rc = read_hparams(g, &m->hp, err, errlen)))
         goto fail_model;
-    if ((rc = elm_vocab_load(g, &m->vocab, err, errlen)))
+    if ((rc = load_vocab(m, g, p, err, errlen)))
         goto fail_model;
-    int32_t nv = elm_vocab_size(m->vocab);
-    char key[96];
-    snprintf(key, sizeof key, "%s.vocab_size", m->hp.arch == ELM_ARCH_QWEN2 ? "qwen2" : "llama");
-    uint32_t v;
-    m->hp.n_vocab = elm_gguf_get_u32(g, key, &v) == 0 ? (int32_t)v : nv;
-    if (m->hp.n_vocab != nv) {
-        rc = elm_errf(err, errlen, ELM_EMODEL, "'%s' is %d but the tokenizer has %d tokens", key,
-                  m->hp.n_vocab, nv);
-        goto fail_vocab;
-    }
 
     struct loader L = {.m = m,
                        .g = g,
@@ -301,7 +524,6 @@ fail_tensors:
         free(m->owned[i]);
     free(m->owned);
     free(m->layers);
-fail_vocab:
     elm_vocab_destroy(&m->vocab);
 fail_model:
     free(m);
@@ -329,39 +551,12 @@ int32_t elm_model_ctx_default(const struct elm_model *m, int32_t configured)
     return train > 0 && train < ELM_CTX_DEFAULT_MAX ? train : ELM_CTX_DEFAULT_MAX;
 }
 
-/* p moved from the file's data section to the same offset of data; other pointers (the F32
- * copies of converted vectors, NULL for absent tensors) stay. */
-static const void *rebase(const struct elm_gguf *g, const void *data, const void *p)
+int elm_model_check(const struct elm_gguf *g, char *err, size_t errlen)
 {
-    const uint8_t *from = g->base + g->data_offset, *q = p;
-    if (!q || q < from || q >= from + g->data_size)
-        return p;
-    return (const uint8_t *)data + (q - from);
-}
-
-void elm_model_rebase(struct elm_model *m, const void *data)
-{
-    const struct elm_gguf *g = m->gguf;
-#define MOVE(x) ((x) = rebase(g, data, (x)))
-    MOVE(m->tok_embd.data);
-    MOVE(m->output_norm);
-    MOVE(m->output.data);
-    for (int i = 0; i < m->hp.n_layer; i++) {
-        struct elm_layer *l = &m->layers[i];
-        MOVE(l->attn_norm);
-        MOVE(l->wq.data);
-        MOVE(l->wk.data);
-        MOVE(l->wv.data);
-        MOVE(l->wo.data);
-        MOVE(l->bq);
-        MOVE(l->bk);
-        MOVE(l->bv);
-        MOVE(l->ffn_norm);
-        MOVE(l->w_gate.data);
-        MOVE(l->w_up.data);
-        MOVE(l->w_down.data);
-    }
-#undef MOVE
+    struct elm_hparams hp;
+    if (errlen)
+        err[0] = 0;
+    return read_hparams(g, &hp, err, errlen);
 }
 
 void elm_model_destroy(struct elm_model **pm)

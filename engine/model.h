@@ -1,5 +1,6 @@
-/* model.h — the llama-family transformer (architectures "llama" and "qwen2"): hyperparameters,
- * weights and a batched forward pass over sequences' KV caches (kv.h).
+/* model.h — the transformers elm runs: the decoders "llama" (Llama 1-3, with Llama-3 RoPE
+ * frequency factors), "qwen2", "phi3" and "gemma2", with a batched forward pass over sequences'
+ * KV caches (kv.h), and the encoder "bert" as an embedding model (elm_model_embed).
  *
  * One struct elm_model is immutable after load and shared by every sequence: weights live in
  * the GGUF mapping (or, in the daemon, in a pinned hugepage copy of the data section). The
@@ -20,11 +21,15 @@
 #include "kv.h"
 #include "vocab.h"
 
-enum elm_arch { ELM_ARCH_LLAMA, ELM_ARCH_QWEN2 };
+enum elm_arch { ELM_ARCH_LLAMA, ELM_ARCH_QWEN2, ELM_ARCH_PHI3, ELM_ARCH_GEMMA2, ELM_ARCH_BERT };
 enum elm_rope_mode {
     ELM_ROPE_NORM, /* rotate adjacent pairs (2i, 2i+1): llama */
-    ELM_ROPE_NEOX, /* rotate (i, i + n_rot/2): qwen2 */
+    ELM_ROPE_NEOX, /* rotate (i, i + n_rot/2): qwen2, phi3, gemma2 */
 };
+enum elm_pooling { ELM_POOL_NONE, ELM_POOL_MEAN, ELM_POOL_CLS }; /* GGUF pooling_type 0, 1, 2 */
+
+/* The GGUF name of an architecture ("llama", "qwen2", ...). */
+const char *elm_arch_name(enum elm_arch a);
 
 struct elm_hparams {
     enum elm_arch arch;
@@ -35,12 +40,19 @@ struct elm_hparams {
     int32_t n_head;
     int32_t n_head_kv;
     int32_t n_ff;
-    int32_t head_dim;  /* n_embd / n_head */
+    int32_t head_dim;  /* attention.key_length, default n_embd / n_head (gemma2 differs) */
     int32_t n_rot;     /* rotated dims per head (rope.dimension_count, default head_dim) */
-    float eps;         /* RMSNorm epsilon */
+    float eps;         /* RMSNorm epsilon (LayerNorm epsilon for bert) */
     float rope_base;   /* rope.freq_base */
     float rope_scale;  /* position multiplier: 1 / linear scaling factor */
     enum elm_rope_mode rope_mode;
+    float q_scale;            /* scores are (q·k) * q_scale: 1/sqrt(head_dim) but for gemma2 27B */
+    int32_t n_swa;            /* sliding window: a query at i sees keys j > i - n_swa; 0: none */
+    bool swa_even_only;       /* the window applies to layers 0, 2, 4, ... only (gemma2) */
+    float attn_softcap;       /* scores s become c * tanh(s / c) before the mask; 0: none */
+    float final_softcap;      /* the same on the logits; 0: none */
+    float embd_scale;         /* the token embedding is multiplied by this (gemma2: sqrt(n_embd)) */
+    enum elm_pooling pooling; /* bert: how token states become one embedding */
 };
 
 /* A weight matrix [ne1 rows][ne0 columns] of any elm_type, or a 1-D F32 vector. */
@@ -50,12 +62,20 @@ struct elm_tensor {
     const void *data; /* NULL when absent (optional tensors) */
 };
 
+/* One block. phi3's fused attn_qkv and gate|up tensors are split into views of their rows
+ * (wq/wk/wv, w_gate/w_up point into the same data), which gives the bits of the fused product:
+ * every output element is one vec_dot of its own row either way. */
 struct elm_layer {
-    const float *attn_norm;                     /* [n_embd] */
+    const float *attn_norm;                     /* [n_embd]; bert: NULL (post-norm) */
     struct elm_tensor wq, wk, wv, wo;           /* [n_embd -> n_head*hd], [-> n_head_kv*hd] ... */
-    const float *bq, *bk, *bv;                  /* qwen2 biases, NULL for llama */
+    const float *bq, *bk, *bv, *bo;             /* qwen2/bert biases, NULL when absent */
+    const float *attn_post_norm;                /* gemma2: RMS norm of the attention output */
     const float *ffn_norm;                      /* [n_embd] */
-    struct elm_tensor w_gate, w_up, w_down;     /* SwiGLU: down(silu(gate x) * up x) */
+    struct elm_tensor w_gate, w_up, w_down;     /* down(act(gate x) * up x); bert: no gate */
+    const float *b_up, *b_down;                 /* bert FFN biases */
+    const float *ffn_post_norm;                 /* gemma2: RMS norm of the FFN output */
+    /* bert LayerNorms: x = LN(x + attn) with attn_out_norm, x = LN(x + ffn) with out_norm */
+    const float *attn_out_norm, *attn_out_norm_b, *out_norm, *out_norm_b;
 };
 
 struct elm_model {
@@ -66,6 +86,10 @@ struct elm_model {
     struct elm_tensor tok_embd;   /* [n_vocab rows][n_embd] */
     const float *output_norm;     /* [n_embd] */
     struct elm_tensor output;     /* [n_vocab rows][n_embd]; == tok_embd when tied */
+    const float *rope_freqs;      /* [n_rot / 2] Llama-3 frequency factors, or NULL */
+    struct elm_tensor tok_types;  /* bert: [n_token_types rows][n_embd] */
+    struct elm_tensor pos_embd;   /* bert: [n_ctx_train rows][n_embd] */
+    const float *tok_norm, *tok_norm_b; /* bert: LayerNorm of the summed embeddings */
     struct elm_layer *layers;     /* [n_layer], owned */
     int n_threads;
     void **owned;                 /* F32 copies of non-F32 norms/biases, freed with the model */
@@ -76,6 +100,10 @@ struct elm_model {
 struct elm_model_params {
     int n_threads;             /* <= 0: number of online CPUs */
     const char *kernel;        /* NULL: elm_kernels_active() */
+    /* Build the model without a tokenizer when the file's tokenizer is not supported (vocab is
+     * then NULL and callers feed token ids): for checking a forward pass against reference ids
+     * before elm can tokenize that vocabulary. Nothing that tokenizes may use such a model. */
+    bool vocab_optional;
 };
 
 /* Maps PATH and builds the model with its vocabulary. Caller owns *out. Errors: ELM_EFORMAT,
@@ -89,11 +117,10 @@ int elm_model_load(const char *path, const struct elm_model_params *p, struct el
 int elm_model_create(struct elm_gguf *g, const void *data, const struct elm_model_params *p,
                      struct elm_model **out, char *err, size_t errlen);
 
-/* Points every weight of m, built on its file's mapping (elm_model_create with data NULL), at
- * data instead: a copy of the file's data section (m->gguf->data_size bytes) that must outlive
- * the model. So a loader can validate the whole file before it reads the weights, and build the
- * model once (engine/loader.c). */
-void elm_model_rebase(struct elm_model *m, const void *data);
+/* Checks what elm_model_create checks first (architecture and hyperparameters), without building
+ * anything: a loader refuses a file it cannot run before it reads the weights. 0 or the error
+ * elm_model_create would return, with its message in err. */
+int elm_model_check(const struct elm_gguf *g, char *err, size_t errlen);
 
 void elm_model_destroy(struct elm_model **m); /* NULL-safe, nulls *m */
 
@@ -132,5 +159,18 @@ int32_t elm_work_n_batch(const struct elm_work *w);
  * written, neither K/V nor logits. */
 int elm_model_forward(const struct elm_model *m, struct elm_work *w,
                       const struct elm_batch_item *items, int n);
+
+/* ---- embeddings (bert) --------------------------------------------------------------------- */
+
+/* True for models that make embeddings (elm_model_embed) rather than logits. */
+bool elm_model_is_embedding(const struct elm_model *m);
+
+/* Embeds n_seq token sequences (seq i: n_ids[i] ids at ids[i], with [CLS]/[SEP] already in
+ * place, as the tokenizer adds them) in one pass: out[i * n_embd ...] is sequence i's pooled
+ * state (mean or CLS, as the file says), divided by its L2 norm. Every sequence is computed
+ * the same alone or with others. Returns 0, -EINVAL (not an embedding model, n_seq <= 0, an
+ * empty sequence), ELM_ETOKEN, ELM_ECONTEXT (a sequence longer than context_length), -ENOMEM. */
+int elm_model_embed(const struct elm_model *m, const int32_t *const *ids, const int32_t *n_ids,
+                    int n_seq, float *out);
 
 #endif
