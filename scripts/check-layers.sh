@@ -49,7 +49,7 @@ while IFS= read -r f; do
         fi
         itop=${inc%%/*}
         if [ "$itop" = elm ]; then
-            [ -f "include/$inc" ] || say "$f: #include \"$inc\": no such public header"
+            [ -f "include/$inc" ] || [ -f "include/$inc.in" ] || say "$f: #include \"$inc\": no such public header"
             echo "$(node "$f") $(node "$inc")" >>"$edges"
             continue
         fi
