@@ -105,7 +105,7 @@ int cmd_inspect(int argc, char **argv)
     }
     if (m) {
         const struct elm_hparams *hp = &m->hp;
-        printf("architecture: %s\n", hp->arch == ELM_ARCH_QWEN2 ? "qwen2" : "llama");
+        printf("architecture: %s\n", elm_arch_name(hp->arch));
         printf("hyperparameters: n_embd %d, n_layer %d, n_head %d, n_head_kv %d, head_dim %d, "
                "n_ff %d, n_ctx_train %d\n",
                hp->n_embd, hp->n_layer, hp->n_head, hp->n_head_kv, hp->head_dim, hp->n_ff,

@@ -184,7 +184,7 @@ static int test_config(const struct elmd_config *c)
         return 1;
     }
     printf("elmd: model %s OK: %s, %d layers, %d embd, vocab %d, context %d\n", c->model,
-           m->hp.arch == ELM_ARCH_QWEN2 ? "qwen2" : "llama", m->hp.n_layer, m->hp.n_embd,
+           elm_arch_name(m->hp.arch), m->hp.n_layer, m->hp.n_embd,
            m->hp.n_vocab, m->hp.n_ctx_train);
     /* The KV pool as a load would make it (lifecycle.c): a kv_type the model cannot use fails
      * here rather than at the load. */
