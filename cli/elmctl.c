@@ -8,74 +8,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cli.h"
+#include "cli/cli.h"
+#include "cli/cli_util.h"
 #include "elm/version.h"
-
-int cli_fail(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("elmctl: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    return 1;
-}
-
-bool cli_int(const char *opt, const char *s, long min, long max, long *out)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < min || v > max) {
-        cli_fail("%s expects an integer in [%ld, %ld], got '%s'", opt, min, max, s);
-        return false;
-    }
-    *out = v;
-    return true;
-}
-
-bool cli_float(const char *opt, const char *s, double min, double max, double *out)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !isfinite(v) || v < min || v > max) {
-        cli_fail("%s expects a number in [%g, %g], got '%s'", opt, min, max, s);
-        return false;
-    }
-    *out = v;
-    return true;
-}
-
-char *cli_read_stdin(size_t *len)
-{
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        ssize_t r = read(0, buf + n, cap - n - 1);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            free(buf);
-            return NULL;
-        }
-        if (r == 0)
-            break;
-        n += (size_t)r;
-        if (n + 1 == cap) {
-            char *nb = realloc(buf, cap *= 2);
-            if (!nb)
-                free(buf);
-            buf = nb;
-        }
-    }
-    if (buf) {
-        buf[n] = 0;
-        *len = n;
-    }
-    return buf;
-}
 
 struct cmd {
     const char *name;
@@ -83,23 +18,18 @@ struct cmd {
     const char *help;
 };
 
-const char *cli_runtime_dir;
-bool cli_json;
-
 static const struct cmd cmds[] = {
-    {"generate", cmd_generate, "stream a completion (from elmd, or --local MODEL in-process)"},
-    {"tokenize", cmd_tokenize, "print the token ids of a text"},
-    {"inspect", cmd_inspect, "show a model's architecture, tensors and metadata"},
-    {"quantize", cmd_quantize, "write a quantized copy of a GGUF model"},
-#ifdef ELM_HAVE_CLIENT
-    {"start", cmd_start, "start elmd and wait until it answers"},
-    {"stop", cmd_stop, "stop elmd and wait until it is gone"},
-    {"status", cmd_status, "show elmd's state and model"},
-    {"load", cmd_load, "load a model into elmd"},
-    {"unload", cmd_unload, "drop elmd's model"},
-    {"sessions", cmd_sessions, "list elmd's sessions"},
-    {"stats", cmd_stats, "show elmd's counters"},
-#endif
+    {"generate", cli_cmd_generate, "stream a completion (from elmd, or --local MODEL in-process)"},
+    {"tokenize", cli_cmd_tokenize, "print the token ids of a text"},
+    {"inspect", cli_cmd_inspect, "show a model's architecture, tensors and metadata"},
+    {"quantize", cli_cmd_quantize, "write a quantized copy of a GGUF model"},
+    {"start", cli_cmd_start, "start elmd and wait until it answers"},
+    {"stop", cli_cmd_stop, "stop elmd and wait until it is gone"},
+    {"status", cli_cmd_status, "show elmd's state and model"},
+    {"load", cli_cmd_load, "load a model into elmd"},
+    {"unload", cli_cmd_unload, "drop elmd's model"},
+    {"sessions", cli_cmd_sessions, "list elmd's sessions"},
+    {"stats", cli_cmd_stats, "show elmd's counters"},
 };
 
 static void usage(FILE *f)

@@ -1,4 +1,4 @@
-/* report.c — how elmctl shows what elmd reports: `status`, `sessions`, `stats` and `load` as
+/* cli_print.c — how elmctl shows what elmd reports: `status`, `sessions`, `stats` and `load` as
  * aligned text for people, or with --json as one JSON document for scripts (member names are the
  * client library's struct fields; sizes in bytes, times in nanoseconds, absent values 0 or "").
  *
@@ -6,11 +6,11 @@
  * lines give each value's JSON key, text row, fragment and unit. A field added to a table shows
  * up in both without a change here.
  */
-#ifdef ELM_HAVE_CLIENT
 #include <stdio.h>
 #include <string.h>
 
-#include "cli.h"
+#include "cli/cli_client.h"
+#include "cli/cli_util.h"
 #include "ipc/fields.h"
 
 /* ---------------------------------------------------------------------------------------------
@@ -334,4 +334,3 @@ void cli_print_stats(const struct elm_daemon_stats *s)
     }
     print_rows(&elm_fields_stats, s, true);
 }
-#endif

@@ -1,11 +1,13 @@
-/* inspect.c — `elmctl inspect MODEL` and `elmctl quantize IN OUT TYPE`. */
+/* cmd_inspect.c — `elmctl inspect MODEL` and `elmctl quantize IN OUT TYPE`. */
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli.h"
+#include "cli/cli.h"
+#include "cli/cli_util.h"
 #include "elm/status.h"
+#include "engine/model.h"
 #include "engine/quantize.h"
 
 /* Prints a string value with control characters escaped, at most max bytes. */
@@ -77,7 +79,7 @@ static void print_tensors(const struct elm_gguf *g)
     putchar('\n');
 }
 
-int cmd_inspect(int argc, char **argv)
+int cli_cmd_inspect(int argc, char **argv)
 {
     if (argc == 2 && !strcmp(argv[1], "--help")) {
         printf("usage: elmctl inspect MODEL\nShows the architecture, hyperparameters, "
@@ -127,7 +129,7 @@ int cmd_inspect(int argc, char **argv)
     return 0;
 }
 
-int cmd_quantize(int argc, char **argv)
+int cli_cmd_quantize(int argc, char **argv)
 {
     static const struct option lo[] = {
         {"pure", no_argument, 0, 'p'},

@@ -1,4 +1,4 @@
-/* start.c — `elmctl start` and `elmctl stop`: running elmd and ending it.
+/* cmd_start.c — `elmctl start` and `elmctl stop`: running elmd and ending it.
  *
  * start spawns elmd with the options given after "start" and returns once the daemon answers
  * HELLO on its socket, so a script can use it on the next line. elmd normally puts itself in
@@ -6,7 +6,6 @@
  * socket answering is. A child that exits non-zero has already said why on stderr (which it
  * shares with us). stop asks for a shutdown and waits for the process to be gone.
  */
-#ifdef ELM_HAVE_CLIENT
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -17,7 +16,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cli.h"
+#include "cli/cli.h"
+#include "cli/cli_client.h"
+#include "cli/cli_util.h"
 
 #define START_TIMEOUT_S 60 /* elmd may load a large model before it answers */
 #define STOP_TIMEOUT_S  30 /* elmd lets running requests finish first */
@@ -80,7 +81,7 @@ static void report_running(elm_client *c, const char *what)
         printf("elmd %s (pid %ld)\n", what, elm_client_daemon_pid(c));
 }
 
-int cmd_start(int argc, char **argv)
+int cli_cmd_start(int argc, char **argv)
 {
     if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
         printf("usage: elmctl start [ELMD OPTIONS]\n"
@@ -162,7 +163,7 @@ int cmd_start(int argc, char **argv)
     return exit_code;
 }
 
-int cmd_stop(int argc, char **argv)
+int cli_cmd_stop(int argc, char **argv)
 {
     char usage[256];
     snprintf(usage, sizeof usage,
@@ -198,4 +199,3 @@ int cmd_stop(int argc, char **argv)
     elm_client_close(&c);
     return exit_code;
 }
-#endif

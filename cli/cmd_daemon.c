@@ -1,11 +1,10 @@
-/* control.c — elmctl's subcommands that ask elmd something or tell it to do something: status,
- * load, unload, sessions, stats; and the connection helpers every daemon subcommand shares.
+/* cmd_daemon.c — elmctl's subcommands that ask elmd something or tell it to do something:
+ * status, load, unload, sessions, stats.
  *
- * Each prints human-readable text by default and one JSON document with --json (report.c).
+ * Each prints human-readable text by default and one JSON document with --json (cli_print.c).
  * Errors go to stderr as "elmctl: ..." with exit code 1; a daemon that is not running is said
  * so plainly, with the command that starts one.
  */
-#ifdef ELM_HAVE_CLIENT
 #include <errno.h>
 #include <getopt.h>
 #include <pthread.h>
@@ -15,78 +14,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cli.h"
-
-/* ---------------------------------------------------------------------------------------------
- * Shared helpers
- */
-
-int cli_client_fail(const elm_client *c, int rc, const char *what)
-{
-    const char *msg = c ? elm_client_last_message(c) : "";
-    if (rc == ELM_EDAEMON)
-        return cli_fail("%s: elmd stopped answering (is it still running?)", what);
-    return cli_fail("%s: %s", what, msg[0] ? msg : elm_strerror(rc));
-}
-
-int cli_connect(const char *runtime_dir, elm_client **out)
-{
-    int rc = elm_client_connect(runtime_dir, out);
-    return rc ? cli_connect_fail(runtime_dir, rc) : 0;
-}
-
-int cli_connect_fail(const char *runtime_dir, int rc)
-{
-    char dir[4096];
-    if (runtime_dir)
-        snprintf(dir, sizeof dir, "%s", runtime_dir);
-    else if (elm_client_default_runtime_dir(dir, sizeof dir))
-        dir[0] = 0;
-    switch (rc) {
-    case ELM_EDAEMON:
-        return cli_fail("elmd is not running (start it with 'elmctl start --model FILE')");
-    case -EACCES:
-        return cli_fail("permission denied: the elmd in %s belongs to another user", dir);
-    case ELM_EPROTO:
-        return cli_fail("the elmd in %s speaks another protocol version than this elmctl "
-                        "(%s): use matching versions",
-                        dir, ELM_VERSION_STRING);
-    default:
-        return cli_fail("cannot connect to elmd in %s: %s", dir, elm_strerror(rc));
-    }
-}
-
-int cli_parse_daemon_opts(int argc, char **argv, const char *usage, int min_pos, int max_pos)
-{
-    static const struct option lo[] = {
-        {"runtime-dir", required_argument, 0, 'D'},
-        {"json", no_argument, 0, 'j'},
-        {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0},
-    };
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
-        switch (c) {
-        case 'D':
-            cli_runtime_dir = optarg;
-            break;
-        case 'j':
-            cli_json = true;
-            break;
-        case 'h':
-            fputs(usage, stdout);
-            return -1;
-        default:
-            fputs(usage, stderr);
-            return 2;
-        }
-    }
-    int n = argc - optind;
-    if (n < min_pos || n > max_pos)
-        return cli_fail("%s: wrong number of arguments (see --help)", argv[0]), 2;
-    return 0;
-}
+#include "cli/cli.h"
+#include "cli/cli_client.h"
+#include "cli/cli_util.h"
 
 #define COMMON_OPTS                                                                                \
     "  --runtime-dir DIR  elmd's directory (default $ELM_RUNTIME_DIR, else "                       \
@@ -123,7 +53,7 @@ static int show_status(elm_client *c)
     return rc;
 }
 
-int cmd_status(int argc, char **argv)
+int cli_cmd_status(int argc, char **argv)
 {
     return query(
         argc, argv,
@@ -180,7 +110,7 @@ static void *progress_thread(void *arg)
     return NULL;
 }
 
-int cmd_load(int argc, char **argv)
+int cli_cmd_load(int argc, char **argv)
 {
     static const struct option lo[] = {
         {"ctx", required_argument, 0, 'c'},
@@ -262,7 +192,7 @@ static int do_unload(elm_client *c)
     return rc;
 }
 
-int cmd_unload(int argc, char **argv)
+int cli_cmd_unload(int argc, char **argv)
 {
     return query(argc, argv,
                  "usage: elmctl unload [--runtime-dir DIR] [--json]\n"
@@ -286,7 +216,7 @@ static int show_sessions(elm_client *c)
     return rc;
 }
 
-int cmd_sessions(int argc, char **argv)
+int cli_cmd_sessions(int argc, char **argv)
 {
     return query(argc, argv,
                  "usage: elmctl sessions [--runtime-dir DIR] [--json]\n"
@@ -307,11 +237,10 @@ static int show_stats(elm_client *c)
     return rc;
 }
 
-int cmd_stats(int argc, char **argv)
+int cli_cmd_stats(int argc, char **argv)
 {
     return query(argc, argv,
                  "usage: elmctl stats [--runtime-dir DIR] [--json]\n"
                  "Shows elmd's counters since it started.\n" COMMON_OPTS,
                  "stats", show_stats);
 }
-#endif

@@ -1,4 +1,4 @@
-/* generate.c — `elmctl generate` and `elmctl tokenize`.
+/* cmd_generate.c — `elmctl generate` and `elmctl tokenize`.
  *
  * generate --local MODEL runs the engine in this process and streams text as it is produced
  * (or, with --ids, the generated token ids on one line). Without --local the same request goes
@@ -14,8 +14,11 @@
 #include <string.h>
 #include <time.h>
 
-#include "cli.h"
+#include "cli/cli.h"
+#include "cli/cli_client.h"
+#include "cli/cli_util.h"
 #include "elm/status.h"
+#include "engine/seq.h"
 
 struct gen_opts {
     const char *model;
@@ -265,7 +268,6 @@ out:
     return exit_code;
 }
 
-#ifdef ELM_HAVE_CLIENT
 /* ---- through the daemon ---------------------------------------------------------------------- */
 
 static volatile sig_atomic_t interrupted;
@@ -388,14 +390,8 @@ out:
     elm_client_close(&c);
     return exit_code;
 }
-#else
-static int run_remote(const struct gen_opts *o, const char *prompt)
-{
-    return cli_fail("generate needs --local MODEL (the daemon client is not built in)"), 2;
-}
-#endif
 
-int cmd_generate(int argc, char **argv)
+int cli_cmd_generate(int argc, char **argv)
 {
     struct gen_opts o = {.batch = 256, .kv_type = ELM_TYPE_F16, .runtime_dir = cli_runtime_dir};
     elm_gen_params_default(&o.gp);
@@ -408,7 +404,7 @@ int cmd_generate(int argc, char **argv)
 
 /* ---- tokenize ------------------------------------------------------------------------------ */
 
-int cmd_tokenize(int argc, char **argv)
+int cli_cmd_tokenize(int argc, char **argv)
 {
     static const struct option lo[] = {
         {"local", required_argument, 0, 'L'}, {"no-bos", no_argument, 0, 'B'},

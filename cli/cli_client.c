@@ -1,0 +1,77 @@
+/* cli_client.c — how elmctl's daemon subcommands connect to elmd, parse the options they all
+ * take, and say why a call failed (a daemon that is not running is said so plainly, with the
+ * command that starts one). */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+
+#include "cli/cli_client.h"
+#include "cli/cli_util.h"
+#include "elm/version.h"
+
+int cli_client_fail(const elm_client *c, int rc, const char *what)
+{
+    const char *msg = c ? elm_client_last_message(c) : "";
+    if (rc == ELM_EDAEMON)
+        return cli_fail("%s: elmd stopped answering (is it still running?)", what);
+    return cli_fail("%s: %s", what, msg[0] ? msg : elm_strerror(rc));
+}
+
+int cli_connect(const char *runtime_dir, elm_client **out)
+{
+    int rc = elm_client_connect(runtime_dir, out);
+    return rc ? cli_connect_fail(runtime_dir, rc) : 0;
+}
+
+int cli_connect_fail(const char *runtime_dir, int rc)
+{
+    char dir[4096];
+    if (runtime_dir)
+        snprintf(dir, sizeof dir, "%s", runtime_dir);
+    else if (elm_client_default_runtime_dir(dir, sizeof dir))
+        dir[0] = 0;
+    switch (rc) {
+    case ELM_EDAEMON:
+        return cli_fail("elmd is not running (start it with 'elmctl start --model FILE')");
+    case -EACCES:
+        return cli_fail("permission denied: the elmd in %s belongs to another user", dir);
+    case ELM_EPROTO:
+        return cli_fail("the elmd in %s speaks another protocol version than this elmctl "
+                        "(%s): use matching versions",
+                        dir, ELM_VERSION_STRING);
+    default:
+        return cli_fail("cannot connect to elmd in %s: %s", dir, elm_strerror(rc));
+    }
+}
+
+int cli_parse_daemon_opts(int argc, char **argv, const char *usage, int min_pos, int max_pos)
+{
+    static const struct option lo[] = {
+        {"runtime-dir", required_argument, 0, 'D'},
+        {"json", no_argument, 0, 'j'},
+        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
+    };
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+        switch (c) {
+        case 'D':
+            cli_runtime_dir = optarg;
+            break;
+        case 'j':
+            cli_json = true;
+            break;
+        case 'h':
+            fputs(usage, stdout);
+            return -1;
+        default:
+            fputs(usage, stderr);
+            return 2;
+        }
+    }
+    int n = argc - optind;
+    if (n < min_pos || n > max_pos)
+        return cli_fail("%s: wrong number of arguments (see --help)", argv[0]), 2;
+    return 0;
+}

@@ -1,0 +1,29 @@
+/* cli_client.h — the daemon subcommands' connection, options and errors (cli_client.c), and
+ * how they print what elmd reports (cli_print.c). */
+#ifndef ELM_CLI_CLIENT_H
+#define ELM_CLI_CLIENT_H
+
+#include <stddef.h>
+
+#include "elm/client.h"
+
+/* Connects to elmd; on failure prints why ("elmd is not running (start it with ...)") and
+ * returns the exit code, else 0. */
+int cli_connect(const char *runtime_dir, elm_client **out);
+/* The message of cli_connect for an elm_client_connect() error rc; returns the exit code. */
+int cli_connect_fail(const char *runtime_dir, int rc);
+/* Parses what every daemon subcommand takes: --runtime-dir, --json, --help (prints usage).
+ * Returns 0 with the positional arguments from argv[optind] (between min_pos and max_pos of
+ * them), -1 after --help (exit 0), or 2 (usage error, printed). */
+int cli_parse_daemon_opts(int argc, char **argv, const char *usage, int min_pos, int max_pos);
+/* Prints "elmctl: what: <the daemon's message or elm_strerror(rc)>"; returns 1. c may be
+ * NULL. */
+int cli_client_fail(const elm_client *c, int rc, const char *what);
+
+/* What elmd reports, as text or (cli_json) JSON on stdout (cli_print.c). */
+void cli_print_status(const elm_client *c, const struct elm_daemon_status *st);
+void cli_print_load(const char *path, const struct elm_load_result *r);
+void cli_print_sessions(const struct elm_session_info *s, size_t n);
+void cli_print_stats(const struct elm_daemon_stats *s);
+
+#endif
