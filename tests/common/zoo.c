@@ -27,8 +27,8 @@ static int check_prompt(const struct elm_model *m, struct elm_work *w, struct el
     int32_t ids[MAX_TOK];
     int n = elm_tokenize(m->vocab, text->str, text->str_len, true, true, ids, MAX_TOK);
     if (n != (int)pids->n) {
-        snprintf(rep->failure, sizeof rep->failure, "prompt '%s': %d ids, reference %zu",
-                 text->str, n, pids->n);
+        snprintf(rep->failure, sizeof rep->failure, "prompt '%s': %d ids, reference %zu", text->str,
+                 n, pids->n);
         return 1;
     }
     for (int i = 0; i < n; i++)
@@ -66,8 +66,8 @@ static int check_prompt(const struct elm_model *m, struct elm_work *w, struct el
                     rep->max_dp = d;
                 if (d > p_tol && !result) {
                     snprintf(rep->failure, sizeof rep->failure,
-                             "prompt '%s' position %zu: p(%d) = %.6f, reference %.6f", text->str,
-                             k, id, p, pref);
+                             "prompt '%s' position %zu: p(%d) = %.6f, reference %.6f", text->str, k,
+                             id, p, pref);
                     result = 1;
                 }
             }

@@ -1,6 +1,6 @@
-/* zoo.h — checking elm against the zoo's reference outputs (the .ref.json files in shared/models/zoo,
- * computed by llama.cpp). Used by the engine tests (F32 files) and the kernel tests (every
- * quantized file under every kernel variant). */
+/* zoo.h — checking elm against the zoo's reference outputs (the .ref.json files in
+ * shared/models/zoo, computed by llama.cpp). Used by the engine tests (F32 files) and the kernel
+ * tests (every quantized file under every kernel variant). */
 #ifndef ELM_TEST_ZOO_H
 #define ELM_TEST_ZOO_H
 
@@ -11,15 +11,15 @@
 #define ZOO_MAX_PROMPTS 8
 
 struct zoo_report {
-    int prompts;          /* prompts checked */
-    int ids_compared;     /* greedy ids compared (all equal, or the check failed) */
-    int ids_expected;     /* ids the reference asks to compare: those before its first margin
-                           * below the cut (from the reference alone, not from elm) */
-    int ids_reference;    /* greedy ids in the reference */
+    int prompts;       /* prompts checked */
+    int ids_compared;  /* greedy ids compared (all equal, or the check failed) */
+    int ids_expected;  /* ids the reference asks to compare: those before its first margin
+                        * below the cut (from the reference alone, not from elm) */
+    int ids_reference; /* greedy ids in the reference */
     int ids_prompt[ZOO_MAX_PROMPTS]; /* ids compared, per prompt */
-    int positions;        /* positions whose top-10 probabilities were compared */
-    double max_dp;        /* largest |p_elm - p_ref| over the compared top-10 entries */
-    char failure[512];    /* empty when everything held */
+    int positions;                   /* positions whose top-10 probabilities were compared */
+    double max_dp;                   /* largest |p_elm - p_ref| over the compared top-10 entries */
+    char failure[512];               /* empty when everything held */
 };
 
 /* Runs every prompt of zoo/<name>.ref.json through zoo/<name>.gguf with the given kernel

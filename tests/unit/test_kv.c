@@ -504,10 +504,10 @@ static void test_kv_refs(void **state)
                      r.prompts, r.ids_compared, r.ids_expected);
             rc = 1;
         }
-        print_message("%-17s kv %-4s: ids %2d %2d %2d %2d of %3d, %3d positions, max |dp| %.2e%s%s\n",
-                      c->file, t, r.ids_prompt[0], r.ids_prompt[1], r.ids_prompt[2],
-                      r.ids_prompt[3], r.ids_reference, r.positions, r.max_dp,
-                      rc ? "  FAIL: " : "", rc ? r.failure : "");
+        print_message(
+            "%-17s kv %-4s: ids %2d %2d %2d %2d of %3d, %3d positions, max |dp| %.2e%s%s\n",
+            c->file, t, r.ids_prompt[0], r.ids_prompt[1], r.ids_prompt[2], r.ids_prompt[3],
+            r.ids_reference, r.positions, r.max_dp, rc ? "  FAIL: " : "", rc ? r.failure : "");
         failures += rc != 0;
         checked++;
     }
