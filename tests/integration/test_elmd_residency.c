@@ -1,9 +1,10 @@
 /* test_elmd_residency.c — how elmd holds the weights, and loading at run time: explicit 2 MiB
  * huge pages when some are reserved (as root: vm.nr_hugepages is raised for the test and put
- * back afterwards, even when the test is killed: tests/common/guard.h), the THP/plain fallback when none are, O_DIRECT on a disk
- * file system and the buffered fallback on one without it (ramfs); LOAD of a larger synthetic model
- * (its read throughput is printed), a second LOAD while one runs (busy), progress in STATUS, a bad
- * file that leaves the old model serving, and UNLOAD ending the sessions.
+ * back afterwards, even when the test is killed: tests/common/guard.h), the THP/plain fallback
+ * when none are, O_DIRECT on a disk file system and the buffered fallback on one without it
+ * (ramfs); LOAD of a larger synthetic model (its read throughput is printed), a second LOAD while
+ * one runs (busy), progress in STATUS, a bad file that leaves the old model serving, and UNLOAD
+ * ending the sessions.
  */
 #include "test_elmd_util.h"
 
