@@ -3,7 +3,16 @@
  * another session), start-up in the background with a readiness wait, `-t`, SIGTERM draining
  * and SIGHUP reloading (an invalid file keeps the running configuration).
  */
-#include "test_elmd_util.h"
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "elmd_fixture.h"
 
 static int teardown(void **state)
 {

@@ -10,7 +10,12 @@
  *     history again and gives the output of the whole conversation in-process;
  *   - max_queued = 0 and queue_timeout_ms = 0: refused without waiting.
  */
-#include "test_elmd_util.h"
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "elmd_fixture.h"
 
 #define POOL_TOKENS "2048" /* 64 pages of 32 */
 #define SMALL_RING  16384  /* event ring of the non-reading clients: ~590 tokens, then paused */

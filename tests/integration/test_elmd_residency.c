@@ -6,8 +6,16 @@
  * one runs (busy), progress in STATUS, a bad file that leaves the old model serving, and UNLOAD
  * ending the sessions.
  */
-#include "test_elmd_util.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include "elmd_fixture.h"
 #include "engine/gguf_writer.h"
 #include "guard.h"
 
@@ -263,8 +271,7 @@ static void test_direct_io_and_fallback(void **state)
     assert_int_equal(tc_simple(&c, ELM_CMD_STATUS), 0);
     print_message("%s: O_DIRECT %llu, io_uring %llu, %.2f GB/s\n", model,
                   (unsigned long long)tc_u64(&c, ELM_TAG_O_DIRECT),
-                  (unsigned long long)tc_u64(&c, ELM_TAG_IO_URING),
-                  tc_f64(&c, ELM_TAG_LOAD_GBPS));
+                  (unsigned long long)tc_u64(&c, ELM_TAG_IO_URING), tc_f64(&c, ELM_TAG_LOAD_GBPS));
     assert_int_equal(tc_u64(&c, ELM_TAG_IO_URING), 1);
 
     char dir[200], copy[300], cmd[700];
@@ -281,8 +288,7 @@ static void test_direct_io_and_fallback(void **state)
     int rc = tc_call(&c, 30000);
     assert_int_equal(tc_simple(&c, ELM_CMD_STATUS), 0);
     print_message("%s: O_DIRECT %llu, notes '%s'\n", copy,
-                  (unsigned long long)tc_u64(&c, ELM_TAG_O_DIRECT),
-                  tc_str(&c, ELM_TAG_LOAD_NOTES));
+                  (unsigned long long)tc_u64(&c, ELM_TAG_O_DIRECT), tc_str(&c, ELM_TAG_LOAD_NOTES));
     bool ok = rc == 0 && tc_u64(&c, ELM_TAG_O_DIRECT) == 0 &&
               strstr(tc_str(&c, ELM_TAG_LOAD_NOTES), "O_DIRECT") != NULL;
     if (!mounted)
@@ -352,8 +358,8 @@ static void test_load_unload(void **state)
                       "(O_DIRECT %llu, %s, %.0f%% huge pages)\n",
                       layers, (double)tc_u64(&c, ELM_TAG_WEIGHT_BYTES) / (1 << 20),
                       (double)tc_u64(&c, ELM_TAG_LOAD_NS) / 1e9, tc_f64(&c, ELM_TAG_LOAD_GBPS),
-                      (unsigned long long)tc_u64(&c, ELM_TAG_O_DIRECT),
-                      tc_str(&c, ELM_TAG_BACKING), 100 * tc_f64(&c, ELM_TAG_HUGE_SHARE));
+                      (unsigned long long)tc_u64(&c, ELM_TAG_O_DIRECT), tc_str(&c, ELM_TAG_BACKING),
+                      100 * tc_f64(&c, ELM_TAG_HUGE_SHARE));
     }
 
     /* Replace it with stories260K; then a bad file leaves that one serving. */

@@ -6,7 +6,14 @@
 #include <linux/futex.h>
 #include <sys/syscall.h>
 
-#include "test_elmd_util.h"
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include "elmd_fixture.h"
 
 static int setup(void **state)
 {
