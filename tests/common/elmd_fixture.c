@@ -75,6 +75,8 @@ pid_t td_exec(const struct td *t, const char *const *args)
 
 int td_wait(pid_t pid, int timeout_ms)
 {
+    if (pid <= 0) /* a failed fork: waitpid(-1) would reap any child */
+        return -1;
     int64_t end = td_now_ms() + timeout_ms;
     for (;;) {
         int st;

@@ -13,6 +13,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -502,7 +503,9 @@ static void test_daemon_death_mid_stream(void **state)
 {
     struct fake *f = fake_start(HELLO_OK, OPEN_OK);
     pid_t child = fork();
+    assert_true(child >= 0); /* never kill(-1) below */
     if (child == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* a failed test leaves nothing behind */
         pause();
         _exit(0);
     }
@@ -544,6 +547,7 @@ static void test_other_user_refused(void **state)
     }
     struct fake *f = fake_start(HELLO_OK, OPEN_OK);
     pid_t child = fork();
+    assert_true(child >= 0);
     if (child == 0) {
         elm_client *c = NULL;
         if (setresgid(54321, 54321, 54321) || setresuid(54321, 54321, 54321))
