@@ -273,3 +273,8 @@ bool elm_kernels_cpu_has(const char *name)
         return probe_isa(ISA_AVX512);
     return false;
 }
+
+const char *elm_kernels_variant(size_t i)
+{
+    return i < N_VARIANTS ? variants[i].name : NULL;
+}

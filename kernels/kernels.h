@@ -123,6 +123,10 @@ const struct elm_kernels *elm_kernels_active(void);
 const struct elm_kernels *elm_kernels_get(const char *name);
 /* True when the CPU (and OS, for AVX state) supports the named variant. */
 bool elm_kernels_cpu_has(const char *name);
+/* The name of the i-th variant built into elm, in the dispatch table's order (best first, "ref"
+ * last), whether or not this CPU runs it; NULL past the end. Tests make one case per variant
+ * from this list, so a variant added to the table is tested (or skipped) without more edits. */
+const char *elm_kernels_variant(size_t i);
 
 /* Multiply: y[t*y_stride + r] = dot(W row r, activation row t) for r < nrows, t < ntok.
  * xq holds ntok activation rows already in dot_type(type), xq_stride bytes apart.

@@ -22,4 +22,8 @@ for flavour in release asan; do
   echo "=== $flavour tests" >&2
   (cd "build/$flavour" && ctest --output-on-failure -j2 "$@") || status=1
 done
+# What a green run did not check: every skipped case, with its reason, per flavour.
+for flavour in release asan; do
+  scripts/skips.sh "build/$flavour/Testing/Temporary/LastTest.log" "$flavour" || true
+done
 exit $status

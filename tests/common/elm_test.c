@@ -1,6 +1,12 @@
 /* elm_test.c — see elm_test.h. */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -81,4 +87,40 @@ const char *elm_test_file_text(const char *path)
     if (f)
         fclose(f);
     return buf;
+}
+
+/* True when the NUL-separated command line of pid contains marker in one of its arguments. */
+static int cmdline_has(long pid, const char *marker)
+{
+    char path[64], buf[8192];
+    snprintf(path, sizeof path, "/proc/%ld/cmdline", pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = 0;
+    for (ssize_t i = 0; i < n; i += (ssize_t)strlen(buf + i) + 1)
+        if (strstr(buf + i, marker))
+            return 1;
+    return 0;
+}
+
+int elm_test_signal_if_ours(long pid, const char *marker, int sig)
+{
+    if (pid <= 0 || !marker || !*marker)
+        return -ESRCH;
+    /* The pidfd pins the process that has the pid now. If it is still alive after the command
+     * line was read, that command line was its own: the pid cannot be reused while it lives. */
+    int fd = (int)syscall(SYS_pidfd_open, (pid_t)pid, 0);
+    if (fd < 0)
+        return -errno;
+    int rc = -EPERM;
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    if (cmdline_has(pid, marker) && poll(&p, 1, 0) == 0)
+        rc = syscall(SYS_pidfd_send_signal, fd, sig, NULL, 0) == 0 ? 0 : -errno;
+    close(fd);
+    return rc;
 }

@@ -20,7 +20,7 @@ const char *elm_test_model_path(const char *rel);
     const char *var = elm_test_model_path(rel);                                                    \
     do {                                                                                           \
         if (!var) {                                                                                \
-            print_message("SKIP: model file %s/%s not found (set ELM_MODELS_DIR)\n",              \
+            print_message("SKIP: model file %s/%s not found (set ELM_MODELS_DIR)\n",               \
                           elm_test_models_dir(), rel);                                             \
             skip();                                                                                \
         }                                                                                          \
@@ -40,5 +40,11 @@ int elm_test_vsh(char *out, size_t cap, const char *errpath, const char *fmt, va
 
 /* The start (up to 8 KiB) of a text file, "" when it cannot be read. Static buffer. */
 const char *elm_test_file_text(const char *path);
+
+/* Sends sig to process pid only while it is still the process whose command line contains
+ * marker (a unique mkdtemp path the test gave it): a pid read from a file may belong to anybody
+ * by now (a stale pid file, pid reuse). Race-free through a pidfd. Returns 0 when sent, -ESRCH
+ * when no such process runs (or pid <= 0), -EPERM when pid is somebody else's. */
+int elm_test_signal_if_ours(long pid, const char *marker, int sig);
 
 #endif

@@ -27,8 +27,8 @@ static int check_prompt(const struct elm_model *m, struct elm_work *w, struct el
     int32_t ids[MAX_TOK];
     int n = elm_tokenize(m->vocab, text->str, text->str_len, true, true, ids, MAX_TOK);
     if (n != (int)pids->n) {
-        snprintf(rep->failure, sizeof rep->failure, "prompt '%s': %d ids, reference %zu",
-                 text->str, n, pids->n);
+        snprintf(rep->failure, sizeof rep->failure, "prompt '%s': %d ids, reference %zu", text->str,
+                 n, pids->n);
         return 1;
     }
     for (int i = 0; i < n; i++)
@@ -46,6 +46,11 @@ static int check_prompt(const struct elm_model *m, struct elm_work *w, struct el
     int rc = elm_model_forward(m, w, items, n);
     int pos = n, result = 0;
     rep->ids_reference += (int)gids->n;
+    size_t expect = 0;
+    while (expect < gids->n && expect < margins->n && json_at(margins, expect)->num >= margin_cut)
+        expect++;
+    rep->ids_expected += (int)expect;
+    int spare = 0, *mine = rep->prompts < ZOO_MAX_PROMPTS ? &rep->ids_prompt[rep->prompts] : &spare;
     for (size_t k = 0; k < gids->n && !rc; k++) {
         if (k < tops->n) {
             double mx = logits[elm_argmax(logits, V)], sum = 0;
@@ -61,8 +66,8 @@ static int check_prompt(const struct elm_model *m, struct elm_work *w, struct el
                     rep->max_dp = d;
                 if (d > p_tol && !result) {
                     snprintf(rep->failure, sizeof rep->failure,
-                             "prompt '%s' position %zu: p(%d) = %.6f, reference %.6f", text->str,
-                             k, id, p, pref);
+                             "prompt '%s' position %zu: p(%d) = %.6f, reference %.6f", text->str, k,
+                             id, p, pref);
                     result = 1;
                 }
             }
@@ -80,6 +85,7 @@ static int check_prompt(const struct elm_model *m, struct elm_work *w, struct el
             break;
         }
         rep->ids_compared++;
+        (*mine)++;
         if (k + 1 == gids->n || pos >= elm_kv_n_ctx(kv))
             break;
         struct elm_batch_item it = {.token = want, .pos = pos++, .kv = kv, .logits = logits};
@@ -96,12 +102,19 @@ static int check_prompt(const struct elm_model *m, struct elm_work *w, struct el
 int zoo_check(const char *name, const char *kernel, enum elm_type kv_type, double margin_cut,
               double p_tol, struct zoo_report *rep)
 {
+    char ref[256];
+    snprintf(ref, sizeof ref, "zoo/%s.ref.json", name);
+    return zoo_check_ref(name, ref, kernel, kv_type, margin_cut, p_tol, rep);
+}
+
+int zoo_check_ref(const char *name, const char *ref_rel, const char *kernel, enum elm_type kv_type,
+                  double margin_cut, double p_tol, struct zoo_report *rep)
+{
     memset(rep, 0, sizeof *rep);
     char rel[256];
     snprintf(rel, sizeof rel, "zoo/%s.gguf", name);
     const char *gguf = elm_test_model_path(rel);
-    snprintf(rel, sizeof rel, "zoo/%s.ref.json", name);
-    const char *refp = elm_test_model_path(rel);
+    const char *refp = elm_test_model_path(ref_rel);
     if (!gguf || !refp)
         return -1;
     char *text = elm_test_read_file(refp, NULL);

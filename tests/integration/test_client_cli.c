@@ -3,7 +3,8 @@
  * no daemon runs. The central promise: `elmctl generate` through elmd prints the same bytes as
  * `elmctl generate --local` for a greedy request (and for a seeded one). Runs the real binaries
  * from the build tree; each test runs under an alarm; a daemon left behind by a failed
- * assertion is killed through its pid file.
+ * assertion is killed through its pid file, if that pid still runs with this test's runtime
+ * directory on its command line.
  */
 #include <signal.h>
 #include <stdarg.h>
@@ -58,7 +59,9 @@ static int setup(void **state)
     return 0;
 }
 
-/* Kills a daemon that a failed test left running, then removes the directory. */
+/* Kills a daemon that a failed test left running, then removes the directory. The pid file
+ * outlives a daemon that did not exit cleanly and its pid may be anybody's by now: the signal
+ * goes only to a process whose command line holds this test's own runtime directory. */
 static int teardown(void **state)
 {
     char path[256], buf[32] = {0};
@@ -67,7 +70,7 @@ static int teardown(void **state)
     if (f) {
         long pid = fgets(buf, sizeof buf, f) ? strtol(buf, NULL, 10) : 0;
         fclose(f);
-        if (pid > 0 && kill((pid_t)pid, SIGKILL) == 0)
+        if (elm_test_signal_if_ours(pid, rundir, SIGKILL) == 0)
             print_message("killed the elmd (pid %ld) a failed test left behind\n", pid);
     }
     snprintf(path, sizeof path, "rm -rf %s %s", rundir, errfile);

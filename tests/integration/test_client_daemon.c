@@ -8,8 +8,8 @@
  *     prompts at once (one session read with elm_session_next, the other from a second thread
  *     with elm_session_generate), and every stream equals the engine's in-process output for its
  *     prompt, byte for byte;
- *   - a client killed with SIGKILL mid-stream: its session leaves `sessions` within about a
- *     second and the streams of the other clients complete unchanged;
+ *   - a client killed with SIGKILL mid-stream: the daemon frees its session by itself, and the
+ *     streams of the other clients complete unchanged;
  *   - unloading the model ends a running request with ELM_ENOMODEL and closes its session;
  *   - another user cannot connect (a child that becomes uid 54321; needs root);
  *   - with `group = users`, a member of the group streams like the owner (needs root).
@@ -42,13 +42,6 @@ static const char *const prompts[8] = {
     "One day, a big bird", "Tom had a red ball. He", "The sun was shining and",       "Mom said",
 };
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 /* ---------------------------------------------------------------------------------------------
  * The daemon
  */
@@ -58,10 +51,22 @@ struct daemon {
     pid_t pid;
 };
 
-/* What a failed assertion leaves running, for teardown to kill: the daemon and the clients. */
-static struct daemon *g_daemon;
+/* What a failed assertion leaves running, for teardown to kill: the daemon and the clients.
+ * Static, not on a test's stack: teardown runs after the test function has gone. Teardown kills
+ * only these children and only while they are unreaped (a pid that waitpid already collected
+ * may belong to anybody by now). */
+static struct daemon g_daemon;
 static pid_t g_kids[8];
 static int g_n_kids;
+
+/* Kills child pid if it is still an unreaped child of this process, and reaps it. */
+static void kill_child(pid_t pid)
+{
+    if (pid > 0 && waitpid(pid, NULL, WNOHANG) == 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+    }
+}
 
 /* In a forked child: die with the test (so a failed or timed-out test leaves nothing behind),
  * and keep only the descriptors it was given, so that a pipe reaches end-of-file when the
@@ -86,9 +91,10 @@ static pid_t fork_child(int keep1, int keep2)
 }
 
 /* Starts elmd (with the config file conf when not NULL) and waits until it answers; skips the
- * test when elmd or the model is missing. */
-static void daemon_start_conf(struct daemon *d, const char *model, const char *conf)
+ * test when elmd or the model is missing. The daemon is g_daemon. */
+static struct daemon *daemon_start_conf(const char *model, const char *conf)
 {
+    struct daemon *d = &g_daemon;
     char elmd[4096], log[128];
     snprintf(elmd, sizeof elmd, "%s/daemon/elmd", elm_test_build_dir());
     if (access(elmd, X_OK) != 0) {
@@ -98,9 +104,9 @@ static void daemon_start_conf(struct daemon *d, const char *model, const char *c
     snprintf(d->dir, sizeof d->dir, "/tmp/elm-clt-XXXXXX");
     assert_non_null(mkdtemp(d->dir));
     snprintf(log, sizeof log, "%s.log", d->dir);
-    d->pid = fork();
-    assert_true(d->pid >= 0);
-    if (d->pid == 0) {
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
         child_setup(-1, -1);
         FILE *f = freopen(log, "w", stderr);
         (void)f;
@@ -112,8 +118,9 @@ static void daemon_start_conf(struct daemon *d, const char *model, const char *c
                   "--threads", "1", (char *)NULL);
         _exit(127);
     }
-    g_daemon = d;
-    for (double t0 = now_s(); now_s() - t0 < 20;) {
+    d->pid = pid;
+    /* a hang here is caught by the test's alarm */
+    for (;;) {
         elm_client *c;
         struct elm_daemon_status st;
         /* The socket answers before the start-up model is in place: wait for that too. */
@@ -121,28 +128,38 @@ static void daemon_start_conf(struct daemon *d, const char *model, const char *c
             bool ready = elm_client_status(c, &st) == 0 && st.model_loaded && !st.loading;
             elm_client_close(&c);
             if (ready)
-                return;
+                return d;
         }
-        assert_int_equal(waitpid(d->pid, NULL, WNOHANG), 0); /* still alive */
+        if (waitpid(d->pid, NULL, WNOHANG) != 0) {
+            d->pid = 0;
+            fail_msg("elmd exited before it answered (see %s)", log);
+        }
         usleep(20000);
     }
-    fail_msg("elmd did not answer within 20 s (see %s)", log);
+}
+
+static struct daemon *daemon_start(const char *model)
+{
+    return daemon_start_conf(model, NULL);
 }
 
 /* Stops the daemon (SIGTERM: it drains and exits 0) and removes its files; with kill9, after
- * a failure, just makes sure it is gone and keeps the log. */
-static void daemon_start(struct daemon *d, const char *model)
-{
-    daemon_start_conf(d, model, NULL);
-}
-
+ * a failure, just makes sure it is gone and keeps the log. Does nothing when it is not running
+ * (never started, or already stopped). */
 static void daemon_stop(struct daemon *d, bool kill9)
 {
     char cmd[160];
     int st;
-    g_daemon = NULL;
-    kill(d->pid, kill9 ? SIGKILL : SIGTERM);
-    assert_int_equal(waitpid(d->pid, &st, 0), d->pid);
+    pid_t pid = d->pid;
+    d->pid = 0;
+    if (pid <= 0)
+        return;
+    if (kill9) {
+        kill_child(pid);
+    } else {
+        kill(pid, SIGTERM); /* still our unreaped child: nobody else has its pid */
+        assert_int_equal(waitpid(pid, &st, 0), pid);
+    }
     snprintf(cmd, sizeof cmd, kill9 ? "rm -rf %s" : "rm -rf %s %s.log", d->dir, d->dir);
     assert_int_equal(system(cmd), 0);
     assert_true(kill9 || (WIFEXITED(st) && WEXITSTATUS(st) == 0));
@@ -151,12 +168,11 @@ static void daemon_stop(struct daemon *d, bool kill9)
 static int teardown(void **state)
 {
     for (int i = 0; i < g_n_kids; i++)
-        if (kill(g_kids[i], SIGKILL) == 0)
-            waitpid(g_kids[i], NULL, 0);
+        kill_child(g_kids[i]);
     g_n_kids = 0;
-    if (g_daemon) {
-        print_message("elmd's log: %s.log\n", g_daemon->dir);
-        daemon_stop(g_daemon, true);
+    if (g_daemon.pid > 0) {
+        print_message("elmd's log: %s.log\n", g_daemon.dir);
+        daemon_stop(&g_daemon, true);
     }
     alarm(0);
     return 0;
@@ -366,8 +382,7 @@ static void expect_stranger_refused(const char *dir)
     pid_t pid = fork_child(-1, -1);
     if (pid == 0) {
         elm_client *c = NULL;
-        if (setgroups(0, NULL) || setresgid(54321, 54321, 54321) ||
-            setresuid(54321, 54321, 54321))
+        if (setgroups(0, NULL) || setresgid(54321, 54321, 54321) || setresuid(54321, 54321, 54321))
             _exit(3);
         int rc = elm_client_connect(dir, &c);
         _exit(rc == -EACCES && !c ? 0 : 1);
@@ -381,18 +396,17 @@ static void test_four_clients_eight_streams(void **state)
     alarm(TEST_ALARM_S);
     static struct text want[8];
     expected(model, 8, prompts, N_PREDICT, want);
-    struct daemon d;
-    daemon_start(&d, model);
+    struct daemon *d = daemon_start(model);
     int fds[4][2];
     pid_t pids[4];
     for (int k = 0; k < 4; k++) {
         assert_int_equal(pipe(fds[k]), 0);
-        pids[k] = spawn_client(run_two_sessions, d.dir, 2 * k, fds[k][1], -1);
+        pids[k] = spawn_client(run_two_sessions, d->dir, 2 * k, fds[k][1], -1);
         close(fds[k][1]);
     }
     for (int k = 0; k < 4; k++)
         expect_two_texts(fds[k][0], pids[k], &want[2 * k]);
-    daemon_stop(&d, false);
+    daemon_stop(d, false);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -477,15 +491,14 @@ static void test_kill_client_mid_stream(void **state)
     static struct text want[2];
     const char *ps[2] = {prompts[0], prompts[2]};
     expected(model, 2, ps, N_PREDICT_MID, want);
-    struct daemon d;
-    daemon_start(&d, model);
+    struct daemon *d = daemon_start(model);
     int up[3][2], down[3][2];
     pid_t pids[3];
     char b;
     for (int k = 0; k < 3; k++) {
         assert_int_equal(pipe(up[k]), 0);
         assert_int_equal(pipe(down[k]), 0);
-        pids[k] = spawn_client(k == 2 ? client_victim : client_paused, d.dir, k == 2 ? 5 : 2 * k,
+        pids[k] = spawn_client(k == 2 ? client_victim : client_paused, d->dir, k == 2 ? 5 : 2 * k,
                                up[k][1], down[k][0]);
         close(up[k][1]);
         close(down[k][0]);
@@ -494,16 +507,14 @@ static void test_kill_client_mid_stream(void **state)
         assert_int_equal(read(up[k][0], &b, 1), 1); /* everyone is mid-stream */
 
     elm_client *c;
-    assert_int_equal(elm_client_connect(d.dir, &c), 0);
+    assert_int_equal(elm_client_connect(d->dir, &c), 0);
     assert_true(session_of(c, pids[2]));
     kill(pids[2], SIGKILL);
     waitpid(pids[2], NULL, 0);
-    double t0 = now_s();
-    while (session_of(c, pids[2])) {
-        assert_true(now_s() - t0 < 3.0); /* ~0.05 s on an idle machine */
+    /* The daemon frees it by itself; how soon is not asserted (the test's alarm catches a
+     * daemon that never does). */
+    while (session_of(c, pids[2]))
         usleep(10000);
-    }
-    print_message("the killed client's session was freed after %.3f s\n", now_s() - t0);
     assert_true(session_of(c, pids[0]) && session_of(c, pids[1]));
     elm_client_close(&c);
 
@@ -519,7 +530,7 @@ static void test_kill_client_mid_stream(void **state)
         close(up[k][0]);
         close(down[k][1]);
     }
-    daemon_stop(&d, false);
+    daemon_stop(d, false);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -530,13 +541,12 @@ static void test_unload_ends_sessions(void **state)
 {
     ELM_REQUIRE_MODEL(model, "stories260K.gguf");
     alarm(TEST_ALARM_S);
-    struct daemon d;
-    daemon_start(&d, model);
+    struct daemon *d = daemon_start(model);
     elm_client *c;
     elm_session *s;
     struct elm_request r;
     struct elm_event ev;
-    assert_int_equal(elm_client_connect(d.dir, &c), 0);
+    assert_int_equal(elm_client_connect(d->dir, &c), 0);
     assert_int_equal(elm_session_open(c, &s), 0);
     greedy(&r, prompts[0], 2000);
     assert_int_equal(elm_session_submit(s, &r), 0);
@@ -555,7 +565,7 @@ static void test_unload_ends_sessions(void **state)
     elm_session_close(&s);
     assert_int_equal(elm_session_open(c, &s), ELM_ENOMODEL);
     elm_client_close(&c);
-    daemon_stop(&d, false);
+    daemon_stop(d, false);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -570,16 +580,15 @@ static void test_other_user_cannot_connect(void **state)
         skip();
     }
     alarm(TEST_ALARM_S);
-    struct daemon d;
-    daemon_start(&d, model);
+    struct daemon *d = daemon_start(model);
     /* Even a runtime directory that others may enter keeps them out: the socket is 0600. */
-    assert_int_equal(chmod(d.dir, 0755), 0);
+    assert_int_equal(chmod(d->dir, 0755), 0);
     for (int open_dir = 0; open_dir < 2; open_dir++) {
         if (!open_dir)
-            assert_int_equal(chmod(d.dir, 0700), 0);
-        expect_stranger_refused(d.dir);
+            assert_int_equal(chmod(d->dir, 0700), 0);
+        expect_stranger_refused(d->dir);
     }
-    daemon_stop(&d, false);
+    daemon_stop(d, false);
 }
 
 /* With `group = users`, a member of that group (another uid) streams through the daemon exactly
@@ -601,8 +610,7 @@ static void test_group_member_can_stream(void **state)
     assert_true(cfd >= 0);
     assert_true(write(cfd, "group = users\n", 14) == 14);
     close(cfd);
-    struct daemon d;
-    daemon_start_conf(&d, model, conf);
+    struct daemon *d = daemon_start_conf(model, conf);
     unlink(conf);
     int fds[2];
     assert_int_equal(pipe(fds), 0);
@@ -610,12 +618,12 @@ static void test_group_member_can_stream(void **state)
     if (member == 0) {
         if (setgroups(1, &gid) || setresgid(gid, gid, gid) || setresuid(54321, 54321, 54321))
             _exit(3);
-        _exit(client_two_sessions(d.dir, 0, fds[1]));
+        _exit(client_two_sessions(d->dir, 0, fds[1]));
     }
     close(fds[1]);
     expect_two_texts(fds[0], member, want);
-    expect_stranger_refused(d.dir);
-    daemon_stop(&d, false);
+    expect_stranger_refused(d->dir);
+    daemon_stop(d, false);
 }
 
 int main(void)

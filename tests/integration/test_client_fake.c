@@ -15,10 +15,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 #include <zmq.h>
 
@@ -28,13 +28,6 @@
 #include "ipc/proto.h"
 #include "ipc/session_shm.h"
 #include "ipc/shm.h"
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 /* ---------------------------------------------------------------------------------------------
  * The scripted daemon
@@ -206,9 +199,9 @@ static void test_no_daemon_fails_fast(void **state)
     char dir[] = "/tmp/elm-none-XXXXXX", path[100];
     assert_non_null(mkdtemp(dir));
     elm_client *c = NULL;
-    double t0 = now_s();
+    /* Refused, not waited for: how fast is not asserted (a shared CPU makes any latency bound
+     * flaky); main()'s alarm catches a hang. */
     assert_int_equal(elm_client_connect(dir, &c), ELM_EDAEMON); /* no socket at all */
-    assert_true(now_s() - t0 < 0.1);
     assert_null(c);
 
     /* A socket left by a daemon that died: it exists, but nobody accepts on it. */
@@ -218,9 +211,8 @@ static void test_no_daemon_fails_fast(void **state)
     snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
     assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
     close(fd);
-    t0 = now_s();
-    assert_int_equal(elm_client_connect(dir, &c), ELM_EDAEMON);
-    assert_true(now_s() - t0 < 0.1); /* refused at once, no timeout */
+    assert_int_equal(elm_client_connect(dir, &c), ELM_EDAEMON); /* refused (ECONNREFUSED) */
+    assert_null(c);
     unlink(path);
 
     /* Something that is not a socket. */
@@ -514,7 +506,9 @@ static void test_daemon_death_mid_stream(void **state)
 {
     struct fake *f = fake_start(HELLO_OK, OPEN_OK);
     pid_t child = fork();
+    assert_true(child >= 0); /* never kill(-1) below */
     if (child == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* a failed test leaves nothing behind */
         pause();
         _exit(0);
     }
@@ -534,16 +528,17 @@ static void test_daemon_death_mid_stream(void **state)
     assert_int_equal(elm_session_next(s, &ev, -1), 0);
     kill(child, SIGKILL);
     waitpid(child, NULL, 0);
-    double t0 = now_s();
-    assert_int_equal(elm_session_next(s, &ev, -1), ELM_EDAEMON);
-    assert_true(now_s() - t0 < 1.0);
-    /* Control calls to a dead daemon fail at once too, and closing does not wait for it. */
+    /* The death is noticed (ELM_EDAEMON), not waited out: with a bound far past anything but a
+     * hang, a client that only timed out would return -ETIMEDOUT. */
+    assert_int_equal(elm_session_next(s, &ev, 60000), ELM_EDAEMON);
+    /* Control calls to a dead daemon fail too (the daemon's pid is gone), and closing returns;
+     * main()'s alarm catches a hang. */
     struct elm_daemon_status st;
-    t0 = now_s();
     assert_int_equal(elm_client_status(c, &st), ELM_EDAEMON);
     elm_session_close(&s);
     elm_client_close(&c);
-    assert_true(now_s() - t0 < 0.5);
+    assert_null(s);
+    assert_null(c);
     fake_stop(f);
 }
 
@@ -555,6 +550,7 @@ static void test_other_user_refused(void **state)
     }
     struct fake *f = fake_start(HELLO_OK, OPEN_OK);
     pid_t child = fork();
+    assert_true(child >= 0);
     if (child == 0) {
         elm_client *c = NULL;
         if (setresgid(54321, 54321, 54321) || setresuid(54321, 54321, 54321))

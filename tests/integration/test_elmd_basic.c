@@ -3,7 +3,16 @@
  * another session), start-up in the background with a readiness wait, `-t`, SIGTERM draining
  * and SIGHUP reloading (an invalid file keeps the running configuration).
  */
-#include "test_elmd_util.h"
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "elmd_fixture.h"
 
 static int teardown(void **state)
 {
@@ -230,7 +239,6 @@ static void test_sigterm_drains(void **state)
                      0);
     assert_int_equal(ts_prompt(&s, 7, "Once upon a time", 0, 0.8f, 42), 0);
     td_sleep_ms(300); /* the ring fills, or, on a busy machine, the request still runs */
-    int64_t t0 = td_now_ms();
     assert_int_equal(kill(t->pid, SIGTERM), 0);
     struct ts_result *res = calloc(1, sizeof *res);
     assert_int_equal(ts_collect(&s, res, 10000), 0);
@@ -242,7 +250,13 @@ static void test_sigterm_drains(void **state)
     t->pid = 0;
     assert_true(WIFEXITED(st));
     assert_int_equal(WEXITSTATUS(st), 0);
-    assert_true(td_now_ms() - t0 >= 250); /* it did wait for the drain time */
+    /* It let the request run out the drain time, then ended it (the daemon's log says so;
+     * how long that took is not asserted) */
+    char *log = elm_test_read_file(t->log, NULL);
+    assert_non_null(log);
+    assert_non_null(strstr(log, "draining ("));
+    assert_non_null(strstr(log, "drain time is up: ending 1 request(s)"));
+    free(log);
     char p[256];
     snprintf(p, sizeof p, "%s/control", t->dir);
     assert_int_not_equal(access(p, F_OK), 0);

@@ -13,7 +13,14 @@
  */
 #include <sys/wait.h>
 
-#include "test_elmd_util.h"
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "elmd_fixture.h"
 
 static int setup(void **state)
 {

@@ -5,7 +5,13 @@
  * exactly those frames as malformed. Also: bad envelopes, an oversized frame, and a peer that
  * floods requests without reading the replies.
  */
-#include "test_elmd_util.h"
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "elmd_fixture.h"
 
 #define N_FUZZ 12000
 
@@ -276,8 +282,7 @@ static void test_flood_without_reading(void **state)
     assert_int_equal(tc_simple(&c, ELM_CMD_STATUS), 0);
     assert_int_equal(tc_simple(&c, ELM_CMD_STATS), 0);
     print_message("flood: answered another client after %lld ms; %llu replies dropped so far\n",
-                  (long long)(td_now_ms() - t0),
-                  (unsigned long long)tc_u64(&c, ELM_TAG_N_DROPPED));
+                  (long long)(td_now_ms() - t0), (unsigned long long)tc_u64(&c, ELM_TAG_N_DROPPED));
     tc_close(&flood);
     assert_int_equal(tc_simple(&c, ELM_CMD_STATUS), 0);
     tc_close(&c);

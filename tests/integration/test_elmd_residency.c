@@ -1,13 +1,23 @@
 /* test_elmd_residency.c — how elmd holds the weights, and loading at run time: explicit 2 MiB
  * huge pages when some are reserved (as root: vm.nr_hugepages is raised for the test and put
- * back afterwards, even on failure), the THP/plain fallback when none are, O_DIRECT on a disk
- * file system and the buffered fallback on one without it (ramfs); LOAD of a larger synthetic model
- * (its read throughput is printed), a second LOAD while one runs (busy), progress in STATUS, a bad
- * file that leaves the old model serving, and UNLOAD ending the sessions.
+ * back afterwards, even when the test is killed: tests/common/guard.h), the THP/plain fallback
+ * when none are, O_DIRECT on a disk file system and the buffered fallback on one without it
+ * (ramfs); LOAD of a larger synthetic model (its read throughput is printed), a second LOAD while
+ * one runs (busy), progress in STATUS, a bad file that leaves the old model serving, and UNLOAD
+ * ending the sessions.
  */
-#include "test_elmd_util.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include "elmd_fixture.h"
 #include "engine/gguf_writer.h"
+#include "guard.h"
 
 #define NR_HUGEPAGES "/proc/sys/vm/nr_hugepages"
 
@@ -36,34 +46,9 @@ static void restore_hugepages(void)
     if (g_old_nr >= 0) {
         if (write_long(NR_HUGEPAGES, g_old_nr) < 0)
             print_message("WARNING: could not restore %s to %ld\n", NR_HUGEPAGES, g_old_nr);
+        elm_test_guard_sysctl_done(NR_HUGEPAGES);
         g_old_nr = -1;
     }
-}
-
-/* A timeout (alarm) or ^C must not leave the machine's huge pages reserved: async-signal-safe
- * restore, then die as before. */
-static void on_fatal_signal(int sig)
-{
-    if (g_old_nr >= 0) {
-        char buf[32];
-        int n = 0;
-        long v = g_old_nr;
-        char tmp[24];
-        do
-            tmp[n++] = (char)('0' + v % 10);
-        while ((v /= 10) && n < 20);
-        for (int i = 0; i < n; i++)
-            buf[i] = tmp[n - 1 - i];
-        buf[n++] = '\n';
-        int fd = open(NR_HUGEPAGES, O_WRONLY);
-        if (fd >= 0) {
-            if (write(fd, buf, (size_t)n) < 0) {
-            }
-            close(fd);
-        }
-    }
-    signal(sig, SIG_DFL);
-    raise(sig);
 }
 
 /* Sets nr_hugepages so that exactly `free` 2 MiB pages are free, or skips with the reason. */
@@ -82,11 +67,13 @@ static void set_free_hugepages(long want_free)
         skip();
     }
     long target = nr - free_now + want_free; /* pages in use by others stay */
+    /* teardown puts it back; the guardian does if this process is killed (timeout, ^C) */
+    if (elm_test_guard_start() < 0) {
+        print_message("SKIP: cannot start the process that would restore %s\n", NR_HUGEPAGES);
+        skip();
+    }
     g_old_nr = nr;
-    atexit(restore_hugepages);
-    signal(SIGALRM, on_fatal_signal);
-    signal(SIGINT, on_fatal_signal);
-    signal(SIGTERM, on_fatal_signal);
+    elm_test_guard_sysctl(NR_HUGEPAGES, nr);
     if (write_long(NR_HUGEPAGES, target) < 0 || read_long(p) != want_free) {
         print_message("SKIP: could not make %ld huge pages free (%ld are; in use elsewhere, or "
                       "memory too fragmented)\n",
@@ -109,6 +96,8 @@ static int teardown(void **state)
             snprintf(cmd, sizeof cmd, "umount '%s'", g_ramfs);
             if (system(cmd) != 0)
                 print_message("WARNING: cannot unmount %s\n", g_ramfs);
+            else
+                elm_test_guard_mount_done(g_ramfs);
             g_ramfs[0] = 0;
         }
         int rc = td_cleanup(t);
@@ -246,14 +235,17 @@ static bool no_direct_fs(const struct td *t, char *dir, size_t cap, bool *mounte
 {
     *mounted = false;
     snprintf(dir, cap, "%s/ramfs", t->base);
-    if (geteuid() == 0 && mkdir(dir, 0700) == 0) {
+    /* teardown unmounts it; the guardian does if this process is killed */
+    if (geteuid() == 0 && elm_test_guard_start() == 0 && mkdir(dir, 0700) == 0) {
         char cmd[300];
         snprintf(cmd, sizeof cmd, "mount -t ramfs none '%s' 2>/dev/null", dir);
+        elm_test_guard_mount(dir);
         if (system(cmd) == 0) {
             *mounted = true;
             snprintf(g_ramfs, sizeof g_ramfs, "%s", dir);
             return true;
         }
+        elm_test_guard_mount_done(dir);
         rmdir(dir);
     }
     snprintf(dir, cap, "/dev/shm");
@@ -279,8 +271,7 @@ static void test_direct_io_and_fallback(void **state)
     assert_int_equal(tc_simple(&c, ELM_CMD_STATUS), 0);
     print_message("%s: O_DIRECT %llu, io_uring %llu, %.2f GB/s\n", model,
                   (unsigned long long)tc_u64(&c, ELM_TAG_O_DIRECT),
-                  (unsigned long long)tc_u64(&c, ELM_TAG_IO_URING),
-                  tc_f64(&c, ELM_TAG_LOAD_GBPS));
+                  (unsigned long long)tc_u64(&c, ELM_TAG_IO_URING), tc_f64(&c, ELM_TAG_LOAD_GBPS));
     assert_int_equal(tc_u64(&c, ELM_TAG_IO_URING), 1);
 
     char dir[200], copy[300], cmd[700];
@@ -297,8 +288,7 @@ static void test_direct_io_and_fallback(void **state)
     int rc = tc_call(&c, 30000);
     assert_int_equal(tc_simple(&c, ELM_CMD_STATUS), 0);
     print_message("%s: O_DIRECT %llu, notes '%s'\n", copy,
-                  (unsigned long long)tc_u64(&c, ELM_TAG_O_DIRECT),
-                  tc_str(&c, ELM_TAG_LOAD_NOTES));
+                  (unsigned long long)tc_u64(&c, ELM_TAG_O_DIRECT), tc_str(&c, ELM_TAG_LOAD_NOTES));
     bool ok = rc == 0 && tc_u64(&c, ELM_TAG_O_DIRECT) == 0 &&
               strstr(tc_str(&c, ELM_TAG_LOAD_NOTES), "O_DIRECT") != NULL;
     if (!mounted)
@@ -368,8 +358,8 @@ static void test_load_unload(void **state)
                       "(O_DIRECT %llu, %s, %.0f%% huge pages)\n",
                       layers, (double)tc_u64(&c, ELM_TAG_WEIGHT_BYTES) / (1 << 20),
                       (double)tc_u64(&c, ELM_TAG_LOAD_NS) / 1e9, tc_f64(&c, ELM_TAG_LOAD_GBPS),
-                      (unsigned long long)tc_u64(&c, ELM_TAG_O_DIRECT),
-                      tc_str(&c, ELM_TAG_BACKING), 100 * tc_f64(&c, ELM_TAG_HUGE_SHARE));
+                      (unsigned long long)tc_u64(&c, ELM_TAG_O_DIRECT), tc_str(&c, ELM_TAG_BACKING),
+                      100 * tc_f64(&c, ELM_TAG_HUGE_SHARE));
     }
 
     /* Replace it with stories260K; then a bad file leaves that one serving. */

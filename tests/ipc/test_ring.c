@@ -206,9 +206,8 @@ static void test_close_and_timeouts(void **state)
     ring_new(&t, 256, 0);
     struct elm_ring_rec rec;
     char buf[256];
-    int64_t t0 = now_ms();
+    /* it slept on the futex (not only spun) and timed out; how long is not asserted */
     assert_int_equal(elm_ring_wait_data(&t.cons, 50), -ETIMEDOUT);
-    assert_true(now_ms() - t0 >= 49);
     assert_true(t.cons.n_sleeps >= 1);
     assert_int_equal(atomic_load(&t.h->cons_waiting), 0); /* cleared after the wait */
 

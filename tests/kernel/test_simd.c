@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "../common/elm_test.h"
+#include "../common/variants.h"
 #include "kernels/blocks.h"
 #include "kernels/fp16.h"
 #include "kernels/kernels.h"
@@ -130,19 +131,11 @@ static void *xmalloc(size_t n)
     return p;
 }
 
+/* One case per variant of the dispatch table but ref (tests/common/variants.h): skipped, with
+ * the reason, when this CPU cannot run it. */
 static const struct elm_kernels *variant_or_skip(void **state)
 {
-    const char *name = *state;
-    if (!elm_kernels_cpu_has(name)) {
-        print_message("SKIP: this CPU cannot run the %s kernels\n", name);
-        skip();
-    }
-    const struct elm_kernels *k = elm_kernels_get(name);
-    if (!k) {
-        print_message("SKIP: the %s kernels are not built\n", name);
-        skip();
-    }
-    return k;
+    return elm_test_variant(state);
 }
 
 static const int64_t block_counts[] = {1, 2, 3, 8, 17, 40};
@@ -483,14 +476,13 @@ static void test_ops(void **state)
     free(y2);
 }
 
-#define VARIANT_TESTS(name)                                                                        \
-    cmocka_unit_test_prestate(test_convert, (void *)name),                                         \
-        cmocka_unit_test_prestate(test_vec_dot, (void *)name),                                     \
-        cmocka_unit_test_prestate(test_matmul, (void *)name),                                      \
-        cmocka_unit_test_prestate(test_ops, (void *)name)
-
 int main(void)
 {
-    const struct CMUnitTest tests[] = {VARIANT_TESTS("avx2"), VARIANT_TESTS("avx512")};
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    struct CMUnitTest tests[64];
+    size_t n = 0;
+    elm_test_add_variant_cases(tests, &n, 64, "test_convert", test_convert, false);
+    elm_test_add_variant_cases(tests, &n, 64, "test_vec_dot", test_vec_dot, false);
+    elm_test_add_variant_cases(tests, &n, 64, "test_matmul", test_matmul, false);
+    elm_test_add_variant_cases(tests, &n, 64, "test_ops", test_ops, false);
+    return _cmocka_run_group_tests("test_simd", tests, n, NULL, NULL);
 }

@@ -7,8 +7,9 @@
  *    caches, alone and batched together;
  *  - a position without a page is refused with ELM_ECONTEXT before anything is written;
  *  - elm_seq_start's reservation, -ENOSPC leaving the sequence reusable, elm_seq_release;
- *  - Q8_0: refused for head_dim 8 (stories260K), and on the zoo F32 files held to llama.cpp's
- *    F32-cache references (bounds below, with the measurements they come from).
+ *  - Q8_0: refused for head_dim 8 (stories260K);
+ *  - F16 and Q8_0 caches held to llama.cpp's own F16- and Q8_0-cache references of five zoo
+ *    files (shared/models/zoo/kv/; the bounds and where they come from are above kv_refs).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -441,36 +442,82 @@ static void test_q8_0_refused(void **state)
     elm_model_destroy(&m);
 }
 
-/* The zoo F32 files with a Q8_0 cache against llama.cpp's F32-cache references: greedy ids up
- * to the first recorded margin below `cut`, top-10 probabilities within p_tol. Measured (every
- * kernel variant gives the same bits; an F32 cache fed Q8_0-rounded K, V and q gives the same
- * figures, so this is the type's rounding, not a kernel error):
- *   zoo-llama: margin cut 0.05, 126/128 ids, max |dp| 2.17e-2;
- *   zoo-qwen2: at cut 0.05 the greedy id flips at a margin of 0.084 ('Once upon a time',
- *     position 12), so the cut is 0.1: 52/107 ids, max |dp| 9.47e-2.
- * Q8_0 rounds each value to 2^-8 of its block's largest (F16: 2^-11 of itself), and qwen2's
- * K biases (sigma 0.5) put a large common part in every K row, which sets the block scales
- * and rounds the position-dependent part coarsely; F16 measures 1.2e-3 / 3.6e-3 on these
- * files (test_zoo). The p bounds are the measurements rounded up by about a third. */
-static void test_q8_0_zoo(void **state)
+/* ---- llama.cpp's own F16- and Q8_0-cache references (shared/models/zoo/kv/) ------------------ */
+
+/* elm with an F16 or a Q8_0 cache against llama.cpp with the same cache type, on the five zoo
+ * files that shared/models/zoo/kv/ has references for. The bounds add up effects its README and
+ * the zoo README measured; none comes from elm's output:
+ *  - 1e-2 in p, greedy ids up to the first margin < 0.1: the zoo README's "F16 KV cache" row, for
+ *    attention done in another precision or order than the reference's;
+ *  - + 4e-2 in p, and the cut doubled to 0.2, for zoo-llama-q8_0 and zoo-qwen2-q4_k_m: the kv
+ *    references were made on an AVX2 machine, and the kv README's control (an F32-cache run
+ *    there against the zoo's AVX-512 reference) moves these two files by 0.04 (elm reproduces the
+ *    AVX-512 build) and, on its own, flips zoo-qwen2-q4_k_m's greedy id at a margin of 0.0998
+ *    (prompt 2, position 5 of its zoo reference); on the other three files it is <= 2.1e-6;
+ *  - + 7e-3 in p for the Q8_0 references: llama.cpp makes a Q8_0 cache only with flash attention
+ *    (-fa), whose fused softmax and summation order are not elm's; the kv README's controls put
+ *    that change at <= 1.6e-3 + 1.2e-3 (zoo-llama) and 4e-3 + 3e-3 (zoo-qwen2), with and without
+ *    -fa against the same F32-cache run.
+ * Measured (active kernel; every variant gives the same bits, test_simd): max |dp| F16 1.4e-4,
+ * 7.0e-3, 2.1e-3, 9.3e-4, 3.5e-2 and Q8_0 5.1e-4, 9.4e-7, 9.8e-3, 1.2e-3, 5.3e-2, in the order of
+ * the table. Every greedy id before the cut equals the reference's. The one that differs past it:
+ * zoo-qwen2-q4_k_m with a Q8_0 cache, 'Once upon a time' position 20 (elm 163, llama.cpp 164),
+ * where the reference's margin is 0.113 — the CPU effect above flips ids at that size. With cut
+ * 0.1, prompt 3 of zoo-llama compares no id: its reference's first margin is already below. */
+struct kv_ref {
+    const char *file;  /* zoo/<file>.gguf */
+    enum elm_type kv;  /* the cache type of elm and of the reference */
+    double cut, p_tol; /* margin cut and top-10 p bound, as argued above */
+};
+
+static const struct kv_ref kv_refs[] = {
+    {"zoo-llama", ELM_TYPE_F16, 0.1, 1e-2},
+    {"zoo-llama-q8_0", ELM_TYPE_F16, 0.2, 1e-2 + 4e-2},
+    {"zoo-llama-q4_k_m", ELM_TYPE_F16, 0.1, 1e-2},
+    {"zoo-qwen2", ELM_TYPE_F16, 0.1, 1e-2},
+    {"zoo-qwen2-q4_k_m", ELM_TYPE_F16, 0.2, 1e-2 + 4e-2},
+    {"zoo-llama", ELM_TYPE_Q8_0, 0.1, 1e-2 + 7e-3},
+    {"zoo-llama-q8_0", ELM_TYPE_Q8_0, 0.2, 1e-2 + 4e-2 + 7e-3},
+    {"zoo-llama-q4_k_m", ELM_TYPE_Q8_0, 0.1, 1e-2 + 7e-3},
+    {"zoo-qwen2", ELM_TYPE_Q8_0, 0.1, 1e-2 + 7e-3},
+    {"zoo-qwen2-q4_k_m", ELM_TYPE_Q8_0, 0.2, 1e-2 + 4e-2 + 7e-3},
+};
+#define N_KV_REFS (sizeof kv_refs / sizeof *kv_refs)
+
+static void test_kv_refs(void **state)
 {
-    static const struct {
-        const char *name;
-        double cut, p_tol;
-    } files[] = {{"zoo-llama", 0.05, 3e-2}, {"zoo-qwen2", 0.1, 1.25e-1}};
-    for (int i = 0; i < 2; i++) {
+    int failures = 0, missing = 0, checked = 0;
+    for (size_t i = 0; i < N_KV_REFS; i++) {
+        const struct kv_ref *c = &kv_refs[i];
+        const char *t = elm_type_get(c->kv)->name;
+        char ref[160];
+        snprintf(ref, sizeof ref, "zoo/kv/%s.kv-%s.ref.json", c->file, t);
         struct zoo_report r;
-        int rc = zoo_check(files[i].name, NULL, ELM_TYPE_Q8_0, files[i].cut, files[i].p_tol, &r);
+        int rc = zoo_check_ref(c->file, ref, NULL, c->kv, c->cut, c->p_tol, &r);
         if (rc < 0) {
-            print_message("SKIP: %s not found under %s\n", files[i].name, elm_test_models_dir());
-            skip();
+            print_message("%s or zoo/%s.gguf not found\n", ref, c->file);
+            missing++;
+            continue;
         }
-        print_message("%-10s kv q8_0: %3d/%3d ids, %2d positions, max |dp| %.2e%s%s\n",
-                      files[i].name, r.ids_compared, r.ids_reference, r.positions, r.max_dp,
-                      rc ? "  FAIL: " : "", rc ? r.failure : "");
-        assert_int_equal(rc, 0);
-        assert_int_equal(r.ids_compared, i == 0 ? 126 : 52); /* as measured: no silent loss */
+        if (rc == 0 && (r.ids_compared != r.ids_expected || r.prompts != 4)) {
+            snprintf(r.failure, sizeof r.failure, "%d prompts, %d ids compared, reference %d",
+                     r.prompts, r.ids_compared, r.ids_expected);
+            rc = 1;
+        }
+        print_message(
+            "%-17s kv %-4s: ids %2d %2d %2d %2d of %3d, %3d positions, max |dp| %.2e%s%s\n",
+            c->file, t, r.ids_prompt[0], r.ids_prompt[1], r.ids_prompt[2], r.ids_prompt[3],
+            r.ids_reference, r.positions, r.max_dp, rc ? "  FAIL: " : "", rc ? r.failure : "");
+        failures += rc != 0;
+        checked++;
     }
+    assert_int_equal(failures, 0);
+    if (missing) {
+        print_message("SKIP: test_kv_refs: %d of %zu references or models not found under %s\n",
+                      missing, N_KV_REFS, elm_test_models_dir());
+        skip();
+    }
+    assert_int_equal(checked, N_KV_REFS);
 }
 
 int main(void)
@@ -479,7 +526,7 @@ int main(void)
         cmocka_unit_test(test_pool_accounting),   cmocka_unit_test(test_reserve_all_or_nothing),
         cmocka_unit_test(test_trim_keeps_kv),     cmocka_unit_test(test_interleaved_pages),
         cmocka_unit_test(test_unbacked_position), cmocka_unit_test(test_pooled_seq),
-        cmocka_unit_test(test_q8_0_refused),      cmocka_unit_test(test_q8_0_zoo),
+        cmocka_unit_test(test_q8_0_refused),      cmocka_unit_test(test_kv_refs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

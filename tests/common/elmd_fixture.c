@@ -1,15 +1,4 @@
-/* test_elmd_util.h — helpers of the elmd integration tests (test_elmd_*.c): start a real elmd
- * (fork/exec of build/daemon/elmd --foreground in a fresh mkdtemp directory), talk to it with
- * raw ZeroMQ frames built by ipc/proto.h, and drive sessions through their shared memory with
- * ipc/session_shm.h — the daemon's own wire, without the client library in between.
- *
- * Everything waits with a deadline: a daemon that hangs makes a test fail, not the suite stall.
- * The daemon child gets PR_SET_PDEATHSIG, so a crashed test never leaves one behind.
- * Header-only (static functions) because each test_*.c is its own executable.
- */
-#ifndef TEST_ELMD_UTIL_H
-#define TEST_ELMD_UTIL_H
-
+/* elmd_fixture.c — see elmd_fixture.h. */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -23,32 +12,22 @@
 #include <unistd.h>
 #include <zmq.h>
 
-#include "elm/status.h"
-#include "elm_test.h"
-#include "engine/seq.h"
-#include "ipc/proto.h"
-#include "ipc/session_shm.h"
-#include "ipc/shm.h"
+#include "elmd_fixture.h"
 
-#define TD_MODEL "stories260K.gguf"
-
-static inline int64_t td_now_ms(void)
+int64_t td_now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static inline void td_sleep_ms(int ms)
+void td_sleep_ms(int ms)
 {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
     nanosleep(&ts, NULL);
 }
 
-/* The test's own engine (local_greedy) uses OpenMP too: on a loaded machine libgomp's default
- * spin-waiting makes it crawl (see daemon/main.c). Re-executes the test once with
- * OMP_WAIT_POLICY=passive unless a policy is set; call first thing in main(). */
-static inline void td_omp_passive(char **argv)
+void td_omp_passive(char **argv)
 {
     if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT"))
         return;
@@ -58,21 +37,14 @@ static inline void td_omp_passive(char **argv)
 
 /* ---- the daemon process --------------------------------------------------------------------- */
 
-struct td {
-    pid_t pid;
-    char base[64]; /* mkdtemp directory, removed by td_cleanup */
-    char dir[128]; /* runtime dir: <base>/run */
-    char log[128]; /* the daemon's stderr */
-};
-
-static inline const char *td_elmd_path(void)
+const char *td_elmd_path(void)
 {
     static char p[4096];
     snprintf(p, sizeof p, "%s/daemon/elmd", elm_test_build_dir());
     return p;
 }
 
-static inline int td_mkbase(struct td *t)
+int td_mkbase(struct td *t)
 {
     memset(t, 0, sizeof *t);
     snprintf(t->base, sizeof t->base, "/tmp/elmd-test-XXXXXX");
@@ -83,8 +55,7 @@ static inline int td_mkbase(struct td *t)
     return 0;
 }
 
-/* Runs elmd with args (NULL-terminated, after argv[0]); its output goes to t->log. */
-static inline pid_t td_exec(const struct td *t, const char *const *args)
+pid_t td_exec(const struct td *t, const char *const *args)
 {
     pid_t pid = fork();
     if (pid != 0)
@@ -102,9 +73,10 @@ static inline pid_t td_exec(const struct td *t, const char *const *args)
     _exit(127);
 }
 
-/* Waits up to timeout_ms for pid to exit. Returns its wait status, or -1 on timeout. */
-static inline int td_wait(pid_t pid, int timeout_ms)
+int td_wait(pid_t pid, int timeout_ms)
 {
+    if (pid <= 0) /* a failed fork: waitpid(-1) would reap any child */
+        return -1;
     int64_t end = td_now_ms() + timeout_ms;
     for (;;) {
         int st;
@@ -117,7 +89,7 @@ static inline int td_wait(pid_t pid, int timeout_ms)
     }
 }
 
-static inline void td_dump_log(const struct td *t)
+void td_dump_log(const struct td *t)
 {
     /* fputs, not print_message: cmocka formats into a small fixed buffer */
     char *s = elm_test_read_file(t->log, NULL);
@@ -129,10 +101,7 @@ static inline void td_dump_log(const struct td *t)
     free(s);
 }
 
-/* Stops the daemon (SIGTERM: its exit path runs, and under ASan its leak check) and removes
- * the directory. Returns -1 when the daemon's log has a sanitizer report (the log is printed),
- * so a teardown can fail the test: the daemon's own errors are not the test's stderr. */
-static inline int td_cleanup(struct td *t)
+int td_cleanup(struct td *t)
 {
     int rc = 0;
     if (t->pid > 0) {
@@ -162,16 +131,7 @@ static inline int td_cleanup(struct td *t)
 
 /* ---- a raw control connection --------------------------------------------------------------- */
 
-struct tc {
-    void *ctx, *sock;
-    uint32_t next_id;
-    struct elm_proto_buf out;
-    unsigned char in[ELM_PROTO_MAX_FRAME];
-    int in_len;
-    struct elm_proto_msg rep;
-};
-
-static inline int tc_open_path(struct tc *c, const char *dir)
+int tc_open_path(struct tc *c, const char *dir)
 {
     memset(c, 0, sizeof *c);
     char ep[256];
@@ -184,7 +144,7 @@ static inline int tc_open_path(struct tc *c, const char *dir)
     return zmq_connect(c->sock, ep) < 0 ? -zmq_errno() : 0;
 }
 
-static inline void tc_close(struct tc *c)
+void tc_close(struct tc *c)
 {
     if (c->sock)
         zmq_close(c->sock);
@@ -194,13 +154,12 @@ static inline void tc_close(struct tc *c)
     memset(c, 0, sizeof *c);
 }
 
-static inline int tc_send_raw(struct tc *c, const void *p, size_t n)
+int tc_send_raw(struct tc *c, const void *p, size_t n)
 {
     return zmq_send(c->sock, p, n, 0) < 0 ? -zmq_errno() : 0;
 }
 
-/* Receives one frame into c->in; returns its length, or -ETIMEDOUT. */
-static inline int tc_recv_raw(struct tc *c, int timeout_ms)
+int tc_recv_raw(struct tc *c, int timeout_ms)
 {
     zmq_pollitem_t it = {.socket = c->sock, .events = ZMQ_POLLIN};
     if (zmq_poll(&it, 1, timeout_ms) <= 0)
@@ -210,15 +169,13 @@ static inline int tc_recv_raw(struct tc *c, int timeout_ms)
     return n < 0 ? -zmq_errno() : n > (int)sizeof c->in ? -EMSGSIZE : n;
 }
 
-static inline struct elm_proto_buf *tc_begin(struct tc *c, uint16_t cmd)
+struct elm_proto_buf *tc_begin(struct tc *c, uint16_t cmd)
 {
     elm_proto_begin(&c->out, ELM_PROTO_VERSION_MAX, cmd, 0, ++c->next_id);
     return &c->out;
 }
 
-/* Sends the request built in c->out and waits for its reply (decoded into c->rep). Returns the
- * reply's status, or a transport/decoding error. */
-static inline int tc_call(struct tc *c, int timeout_ms)
+int tc_call(struct tc *c, int timeout_ms)
 {
     const void *f;
     size_t n;
@@ -241,28 +198,27 @@ static inline int tc_call(struct tc *c, int timeout_ms)
     }
 }
 
-static inline int tc_simple(struct tc *c, uint16_t cmd)
+int tc_simple(struct tc *c, uint16_t cmd)
 {
     tc_begin(c, cmd);
     return tc_call(c, 10000);
 }
 
-static inline uint64_t tc_u64(const struct tc *c, uint16_t tag)
+uint64_t tc_u64(const struct tc *c, uint16_t tag)
 {
     uint64_t v = UINT64_MAX;
     elm_proto_get_u64(&c->rep.body, tag, &v);
     return v;
 }
 
-static inline double tc_f64(const struct tc *c, uint16_t tag)
+double tc_f64(const struct tc *c, uint16_t tag)
 {
     double v = -1;
     elm_proto_get_f64(&c->rep.body, tag, &v);
     return v;
 }
 
-/* A str field of the last reply ("" when absent), in one of 4 rotating static buffers. */
-static inline const char *tc_str(const struct tc *c, uint16_t tag)
+const char *tc_str(const struct tc *c, uint16_t tag)
 {
     static char buf[4][ELM_PROTO_MAX_STR + 1];
     static unsigned next;
@@ -274,10 +230,7 @@ static inline const char *tc_str(const struct tc *c, uint16_t tag)
 
 /* ---- starting and stopping ------------------------------------------------------------------ */
 
-/* Starts elmd --foreground --runtime-dir <dir> [--model model] extra... (in a new directory
- * unless td_mkbase made one already) and waits until its STATUS reports the model (or, without
- * one, until it answers). */
-static inline int td_start(struct td *t, const char *model, const char *const *extra)
+int td_start(struct td *t, const char *model, const char *const *extra)
 {
     int rc = t->base[0] ? 0 : td_mkbase(t);
     if (rc)
@@ -314,8 +267,7 @@ static inline int td_start(struct td *t, const char *model, const char *const *e
     return -ETIMEDOUT;
 }
 
-/* Sends sig and waits for the exit; returns the wait status or -1. */
-static inline int td_stop(struct td *t, int sig, int timeout_ms)
+int td_stop(struct td *t, int sig, int timeout_ms)
 {
     if (t->pid <= 0)
         return -1;
@@ -328,16 +280,7 @@ static inline int td_stop(struct td *t, int sig, int timeout_ms)
 
 /* ---- sessions through shared memory --------------------------------------------------------- */
 
-struct ts {
-    uint64_t id;
-    uint32_t n_ctx;
-    struct elm_shm shm;
-    struct elm_session_rings r;
-};
-
-/* Opens a session; evt_ring: the event ring size to ask for (0: the default). */
-static inline int ts_open_evt(struct tc *c, struct ts *s, long pid, uint32_t n_ctx,
-                              uint32_t evt_ring)
+int ts_open_evt(struct tc *c, struct ts *s, long pid, uint32_t n_ctx, uint32_t evt_ring)
 {
     memset(s, 0, sizeof *s);
     struct elm_proto_buf *b = tc_begin(c, ELM_CMD_OPEN_SESSION);
@@ -364,12 +307,12 @@ static inline int ts_open_evt(struct tc *c, struct ts *s, long pid, uint32_t n_c
     return rc;
 }
 
-static inline int ts_open(struct tc *c, struct ts *s, long pid, uint32_t n_ctx)
+int ts_open(struct tc *c, struct ts *s, long pid, uint32_t n_ctx)
 {
     return ts_open_evt(c, s, pid, n_ctx, 0);
 }
 
-static inline int ts_close(struct tc *c, struct ts *s)
+int ts_close(struct tc *c, struct ts *s)
 {
     int rc = 0;
     if (c) {
@@ -380,9 +323,8 @@ static inline int ts_close(struct tc *c, struct ts *s)
     return rc;
 }
 
-/* Pushes a PROMPT with these flags (enum elm_prompt_flags); greedy when temp == 0. */
-static inline int ts_prompt_flags(struct ts *s, uint32_t req_id, const char *text,
-                                  uint32_t n_predict, float temp, uint64_t seed, uint32_t flags)
+int ts_prompt_flags(struct ts *s, uint32_t req_id, const char *text, uint32_t n_predict, float temp,
+                    uint64_t seed, uint32_t flags)
 {
     struct elm_prompt_msg m = {.hdr = {.req_id = req_id,
                                        .flags = flags,
@@ -399,29 +341,13 @@ static inline int ts_prompt_flags(struct ts *s, uint32_t req_id, const char *tex
     return elm_rec_prompt_push(&s->r.req, &m);
 }
 
-/* Pushes a PROMPT: greedy when temp == 0, BOS per the vocabulary. */
-static inline int ts_prompt(struct ts *s, uint32_t req_id, const char *text, uint32_t n_predict,
-                            float temp, uint64_t seed)
+int ts_prompt(struct ts *s, uint32_t req_id, const char *text, uint32_t n_predict, float temp,
+              uint64_t seed)
 {
     return ts_prompt_flags(s, req_id, text, n_predict, temp, seed, ELM_PROMPT_F_ADD_BOS);
 }
 
-struct ts_result {
-    int32_t ids[2048];
-    int n_ids;
-    char text[16384];
-    size_t text_len;
-    bool done, error;
-    struct elm_rec_done dn;
-    int err_code;
-    char err_msg[256];
-    uint32_t req_id;
-};
-
-/* Reads one event of s (waiting up to timeout_ms) into res; returns 1 when the request ended,
- * 0 when a token came, or an error. start_pos, when not NULL, gets the ring position the
- * record started at (the consumer's counter before the pop). */
-static inline int ts_next(struct ts *s, struct ts_result *res, int timeout_ms, uint32_t *start_pos)
+int ts_next(struct ts *s, struct ts_result *res, int timeout_ms, uint32_t *start_pos)
 {
     static unsigned char buf[2048];
     int64_t end = td_now_ms() + timeout_ms;
@@ -474,9 +400,7 @@ static inline int ts_next(struct ts *s, struct ts_result *res, int timeout_ms, u
     }
 }
 
-/* Reads events until DONE or ERROR. Returns 0, -ETIMEDOUT, -EPIPE (session closed) or a
- * decoding error. */
-static inline int ts_collect(struct ts *s, struct ts_result *res, int timeout_ms)
+int ts_collect(struct ts *s, struct ts_result *res, int timeout_ms)
 {
     memset(res, 0, sizeof *res);
     int64_t end = td_now_ms() + timeout_ms;
@@ -496,10 +420,8 @@ static inline int ts_collect(struct ts *s, struct ts_result *res, int timeout_ms
 
 /* ---- the reference: the engine in this process ------------------------------------------- */
 
-/* Greedy continuation of the token sequence ids[0..n_ids) by n tokens from the engine in this
- * process, on a fresh sequence: what the daemon must produce for that sequence. */
-static inline void local_greedy_ids(const struct elm_model *m, const int32_t *ids, int32_t n_ids,
-                                    int n, struct ts_result *out)
+void local_greedy_ids(const struct elm_model *m, const int32_t *ids, int32_t n_ids, int n,
+                      struct ts_result *out)
 {
     struct elm_seq *s;
     struct elm_work *w;
@@ -531,7 +453,7 @@ static inline void local_greedy_ids(const struct elm_model *m, const int32_t *id
     elm_seq_destroy(&s);
 }
 
-static inline struct elm_model *local_model(const char *model)
+struct elm_model *local_model(const char *model)
 {
     char err[256];
     struct elm_model_params mp = {.n_threads = 1};
@@ -541,8 +463,7 @@ static inline struct elm_model *local_model(const char *model)
     return m;
 }
 
-/* Greedy tokens of prompt from the engine in this process, as the daemon must produce them. */
-static inline void local_greedy(const char *model, const char *prompt, int n, struct ts_result *out)
+void local_greedy(const char *model, const char *prompt, int n, struct ts_result *out)
 {
     struct elm_model *m = local_model(model);
     int32_t *ids, n_ids;
@@ -552,7 +473,7 @@ static inline void local_greedy(const char *model, const char *prompt, int n, st
     elm_model_destroy(&m);
 }
 
-static inline void assert_same(const struct ts_result *got, const struct ts_result *want)
+void assert_same(const struct ts_result *got, const struct ts_result *want)
 {
     assert_true(got->done);
     assert_int_equal(got->n_ids, want->n_ids);
@@ -561,17 +482,9 @@ static inline void assert_same(const struct ts_result *got, const struct ts_resu
     assert_memory_equal(got->text, want->text, want->text_len);
 }
 
-
 /* ---- the daemon tests' fixture: a daemon on TD_MODEL and a control connection -------------- */
 
-struct fx {
-    struct td t;
-    struct tc c;
-};
-
-/* cmocka setup body: *state gets a fixture; without the model its daemon is not started (the
- * tests then skip with REQUIRE_DAEMON). extra: elmd options, NULL-terminated. */
-static inline int fx_start(void **state, const char *const *extra)
+int fx_start(void **state, const char *const *extra)
 {
     struct fx *f = calloc(1, sizeof *f);
     *state = f;
@@ -590,7 +503,7 @@ static inline int fx_start(void **state, const char *const *extra)
     return 0;
 }
 
-static inline int fx_teardown(void **state)
+int fx_teardown(void **state)
 {
     struct fx *f = *state;
     tc_close(&f->c);
@@ -601,17 +514,8 @@ static inline int fx_teardown(void **state)
     return rc;
 }
 
-#define REQUIRE_DAEMON(f)                                                                          \
-    do {                                                                                           \
-        if (!(f)->t.pid)                                                                           \
-            skip();                                                                                \
-    } while (0)
-
-/* One counter of STATS. */
-static inline uint64_t stat_u64(struct tc *c, uint16_t tag)
+uint64_t stat_u64(struct tc *c, uint16_t tag)
 {
     assert_int_equal(tc_simple(c, ELM_CMD_STATS), 0);
     return tc_u64(c, tag);
 }
-
-#endif
