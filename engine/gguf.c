@@ -404,9 +404,9 @@ static int cmp_kv_ptr(const void *a, const void *b)
     return r ? r : (x > y) - (x < y);
 }
 
-/* A key written twice with the same type and the same bytes is kept once (the first), as
- * llama.cpp's reader of the time did: some converters wrote general.file_type twice
- * (vocab/ggml-vocab-dbrx.gguf). A key repeated with a different value is ambiguous and refused. */
+/* A key written twice with the same type and the same bytes is kept once (the first): nothing is
+ * ambiguous, and a converter branch wrote general.file_type twice (vocab/ggml-vocab-dbrx.gguf,
+ * whose tokenizer vectors elm must pass). A key repeated with another value is refused. */
 static int drop_repeated_keys(struct cursor *c, struct elm_gguf *g)
 {
     struct elm_gguf_kv **v;
