@@ -27,10 +27,11 @@
 #include <string.h>
 
 #include "bench/bench.h"
+#include "bench/bench_svg.h"
 #include "elm/status.h"
+#include "engine/kv.h"
 #include "engine/model.h"
 #include "kernels/kernels.h"
-#include "bench/bench_svg.h"
 
 #define MAX_REPS      1000
 #define MAX_MODELS    8

@@ -12,6 +12,7 @@
 
 #include "bench/bench.h"
 #include "elm/status.h"
+#include "engine/kv.h"
 #include "engine/model.h"
 #include "engine/sampler.h"
 

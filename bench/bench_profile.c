@@ -21,6 +21,7 @@
 
 #include "bench/bench.h"
 #include "elm/status.h"
+#include "engine/kv.h"
 #include "engine/model.h"
 #include "engine/prof.h"
 

@@ -33,8 +33,8 @@
 #include <unistd.h>
 
 #include "bench/bench.h"
-#include "elm/client.h"
 #include "bench/bench_svg.h"
+#include "elm/client.h"
 
 #define MAX_MODELS       4
 #define MAX_CLIENTS      60 /* elmd's max_sessions limit */

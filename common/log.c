@@ -5,7 +5,7 @@
 #include <syslog.h>
 #include <time.h>
 
-#include "log.h"
+#include "common/log.h"
 
 static enum elm_log_level g_max = ELM_LOG_INFO;
 static bool g_syslog;

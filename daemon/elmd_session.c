@@ -14,8 +14,8 @@
 #include <unistd.h>
 
 #include "common/log.h"
-#include "elm/status.h"
 #include "daemon/elmd.h"
+#include "elm/status.h"
 
 uint64_t elmd_now_ns(void)
 {

@@ -12,10 +12,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "common/log.h"
 #include "common/errmsg.h"
-#include "elm/status.h"
+#include "common/log.h"
 #include "daemon/rundir.h"
+#include "elm/status.h"
 #include "ipc/endpoint.h"
 
 #define LOCK_NAME "elmd.lock"

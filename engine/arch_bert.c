@@ -18,8 +18,8 @@
 #include <string.h>
 
 #include "elm/status.h"
-#include "model.h"
-#include "ops.h"
+#include "engine/model.h"
+#include "engine/ops.h"
 
 #define MIX_LANES 16 /* partial sums per attention output (kernels.h kv_mix) */
 

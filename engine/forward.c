@@ -44,11 +44,12 @@
 #include <time.h>
 
 #include "elm/status.h"
+#include "engine/kv.h"
+#include "engine/kv_impl.h"
+#include "engine/model.h"
+#include "engine/ops.h"
+#include "engine/prof.h"
 #include "kernels/fp16.h"
-#include "kv_impl.h"
-#include "model.h"
-#include "ops.h"
-#include "prof.h"
 
 /* ---- KV cache ------------------------------------------------------------------------------ */
 

@@ -14,6 +14,7 @@
 #include "common/errmsg.h"
 #include "common/residency.h"
 #include "elm/status.h"
+#include "engine/kv.h"
 #include "engine/kv_impl.h"
 #include "engine/model.h"
 

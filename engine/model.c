@@ -13,8 +13,8 @@
 
 #include "common/errmsg.h"
 #include "elm/status.h"
+#include "engine/model.h"
 #include "kernels/fp16.h"
-#include "model.h"
 
 /* Upper bounds that keep every size product far from overflow and reject absurd headers. */
 #define MAX_DIM   (1 << 20)

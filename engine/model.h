@@ -16,10 +16,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "gguf.h"
+#include "engine/gguf.h"
+#include "engine/vocab.h"
 #include "kernels/kernels.h"
-#include "kv.h"
-#include "vocab.h"
+
+struct elm_kv; /* engine/kv.h: the cache a token of a batch reads and writes */
 
 enum elm_arch { ELM_ARCH_LLAMA, ELM_ARCH_QWEN2, ELM_ARCH_PHI3, ELM_ARCH_GEMMA2, ELM_ARCH_BERT };
 enum elm_rope_mode {

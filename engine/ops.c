@@ -3,8 +3,8 @@
 #include <math.h>
 #include <pthread.h>
 
+#include "engine/ops.h"
 #include "kernels/fp16.h"
-#include "ops.h"
 
 /* ---- GELU ---------------------------------------------------------------------------------- */
 

@@ -1,6 +1,6 @@
 /* prof.c — the names and classes of the profiled operations (prof.h). The counting itself is
  * in forward.c, which owns the work area and knows where each operation ends. */
-#include "prof.h"
+#include "engine/prof.h"
 
 static const char *const names[ELM_PROF_OP_COUNT] = {
     [ELM_PROF_EMBED] = "embed",       [ELM_PROF_NORM] = "norm",

@@ -11,10 +11,10 @@
 
 #include "common/errmsg.h"
 #include "elm/status.h"
-#include "gguf.h"
-#include "gguf_writer.h"
+#include "engine/gguf.h"
+#include "engine/gguf_writer.h"
+#include "engine/quantize.h"
 #include "kernels/kernels.h"
-#include "quantize.h"
 
 enum mix { MIX_PLAIN, MIX_K_M };
 

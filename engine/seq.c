@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "elm/status.h"
-#include "seq.h"
+#include "engine/seq.h"
 
 struct elm_seq {
     const struct elm_model *m;

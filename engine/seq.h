@@ -14,8 +14,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "model.h"
-#include "sampler.h"
+#include "engine/kv.h"
+#include "engine/model.h"
+#include "engine/sampler.h"
 
 enum elm_stop_reason {
     ELM_STOP_NONE = 0, /* still running */

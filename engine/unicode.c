@@ -4,7 +4,7 @@
  * tokenizer test vectors were produced by llama.cpp, and a stricter decoder would turn some
  * malformed inputs into different token sequences.
  */
-#include "unicode.h"
+#include "engine/unicode.h"
 
 size_t elm_utf8_seq_len(uint8_t c)
 {

@@ -4,7 +4,7 @@
  * Runs of code points with the same category flags (enum elm_ucat in unicode.h),
  * sorted: entry = first code point << 8 | flags; a run lasts until the next entry.
  */
-#include "unicode.h"
+#include "engine/unicode.h"
 
 const uint32_t elm_unicode_runs[] = {
     0x00000040, 0x000009C0, 0x00000E40, 0x00002084, 0x00002110, 0x00002420, 0x00002510,

@@ -26,9 +26,9 @@
 #include <unistd.h>
 #include <zmq.h>
 
-#include "internal.h"
 #include "ipc/endpoint.h"
 #include "ipc/fields.h"
+#include "libclient/internal.h"
 
 _Static_assert((int)ELM_SESSION_IDLE == ELM_SESSION_STATE_IDLE &&
                    (int)ELM_SESSION_RUNNING == ELM_SESSION_STATE_RUNNING &&

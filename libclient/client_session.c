@@ -16,9 +16,9 @@
 #include <unistd.h>
 
 #include "common/sampling.h"
-#include "internal.h"
 #include "ipc/session_shm.h"
 #include "ipc/shm.h"
+#include "libclient/internal.h"
 
 _Static_assert(ELM_REQUEST_MAX_STOP == ELM_REC_MAX_STOP, "stop strings per request");
 _Static_assert(ELM_REQUEST_MAX_STOP_LEN == ELM_REC_MAX_STOP_LEN, "stop string length");

@@ -15,8 +15,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "elm_test.h"
-#include "json.h"
+#include "tests/common/elm_test.h"
+#include "tests/common/json.h"
 
 #define TEST_ALARM_S 240
 #define MAX_LINES    256

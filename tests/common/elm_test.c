@@ -10,7 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "elm_test.h"
+#include "tests/common/elm_test.h"
 
 const char *elm_test_models_dir(void)
 {

@@ -12,7 +12,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
-#include "elmd_fixture.h"
+#include "tests/common/elmd_fixture.h"
 
 int64_t td_now_ms(void)
 {

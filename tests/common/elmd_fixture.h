@@ -15,11 +15,11 @@
 #include <sys/types.h>
 
 #include "elm/status.h"
-#include "elm_test.h"
 #include "engine/seq.h"
 #include "ipc/proto.h"
 #include "ipc/session_shm.h"
 #include "ipc/shm.h"
+#include "tests/common/elm_test.h"
 
 #define TD_MODEL "stories260K.gguf"
 

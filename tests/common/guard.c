@@ -11,7 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "guard.h"
+#include "tests/common/guard.h"
 
 #define MAX_ENTRIES 8
 #define MAX_LINE    512

@@ -2,7 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "json.h"
+#include "tests/common/json.h"
 
 struct p {
     const char *s;

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "variants.h"
+#include "tests/common/variants.h"
 
 struct variant_case {
     char test[96];       /* "<test>/<variant>", the cmocka case name */

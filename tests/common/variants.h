@@ -7,8 +7,8 @@
 
 #include <stdbool.h>
 
-#include "elm_test.h"
 #include "kernels/kernels.h"
+#include "tests/common/elm_test.h"
 
 /* Appends to out[*n..cap) one case per built-in variant, named "<name>/<variant>", running fn
  * with the variant as its state; with_ref false leaves out "ref" (for tests that compare a

@@ -5,11 +5,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "elm_test.h"
+#include "engine/kv.h"
 #include "engine/model.h"
 #include "engine/sampler.h"
-#include "json.h"
-#include "zoo.h"
+#include "tests/common/elm_test.h"
+#include "tests/common/json.h"
+#include "tests/common/zoo.h"
 
 #define MAX_TOK 256
 

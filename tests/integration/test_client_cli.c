@@ -14,7 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "elm_test.h"
+#include "tests/common/elm_test.h"
 
 #define TEST_ALARM_S 300
 

@@ -29,8 +29,8 @@
 #include <unistd.h>
 
 #include "elm/client.h"
-#include "elm_test.h"
 #include "engine/seq.h"
+#include "tests/common/elm_test.h"
 
 #define N_PREDICT        80  /* tokens per stream */
 #define N_PREDICT_MID    400 /* the kill test's survivors: still generating when the victim dies */

@@ -23,11 +23,11 @@
 #include <zmq.h>
 
 #include "elm/client.h"
-#include "elm_test.h"
 #include "ipc/endpoint.h"
 #include "ipc/proto.h"
 #include "ipc/session_shm.h"
 #include "ipc/shm.h"
+#include "tests/common/elm_test.h"
 
 /* ---------------------------------------------------------------------------------------------
  * The scripted daemon

@@ -8,7 +8,7 @@
 #include <unistd.h>
 
 #include "elm/version.h"
-#include "elm_test.h"
+#include "tests/common/elm_test.h"
 
 /* Runs a shell command, captures stdout (and stderr when merged by the caller) into out.
  * Returns the exit status. */

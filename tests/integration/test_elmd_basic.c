@@ -12,7 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "elmd_fixture.h"
+#include "tests/common/elmd_fixture.h"
 
 static int teardown(void **state)
 {

@@ -11,7 +11,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
-#include "elmd_fixture.h"
+#include "tests/common/elmd_fixture.h"
 
 #define N_FUZZ 12000
 

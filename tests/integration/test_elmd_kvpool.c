@@ -15,7 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "elmd_fixture.h"
+#include "tests/common/elmd_fixture.h"
 
 #define POOL_TOKENS "2048" /* 64 pages of 32 */
 #define SMALL_RING  16384  /* event ring of the non-reading clients: ~590 tokens, then paused */

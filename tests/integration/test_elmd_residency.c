@@ -15,9 +15,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "elmd_fixture.h"
 #include "engine/gguf_writer.h"
-#include "guard.h"
+#include "tests/common/elmd_fixture.h"
+#include "tests/common/guard.h"
 
 #define NR_HUGEPAGES "/proc/sys/vm/nr_hugepages"
 

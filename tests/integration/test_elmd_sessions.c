@@ -13,7 +13,7 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
-#include "elmd_fixture.h"
+#include "tests/common/elmd_fixture.h"
 
 static int setup(void **state)
 {

@@ -16,9 +16,9 @@
 
 #include "elm/client.h"
 #include "elm/status.h"
-#include "elm_test.h"
 #include "ipc/fields.h"
 #include "ipc/proto.h"
+#include "tests/common/elm_test.h"
 
 /* The reply each table belongs to; a SESSIONS entry travels in a SESSION group. */
 static uint16_t table_cmd(const struct elm_fields *t)

@@ -11,11 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "elm/status.h"
-#include "elm_test.h"
 #include "elm/client.h"
+#include "elm/status.h"
 #include "ipc/fields.h"
 #include "ipc/proto.h"
+#include "tests/common/elm_test.h"
 
 static uint64_t rng_next(uint64_t *s) /* splitmix64 */
 {

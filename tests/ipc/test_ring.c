@@ -26,10 +26,10 @@
 #include <unistd.h>
 
 #include "elm/status.h"
-#include "elm_test.h"
 #include "ipc/ring.h"
 #include "ipc/session_shm.h"
 #include "ipc/shm.h"
+#include "tests/common/elm_test.h"
 
 /* ---------------------------------------------------------------------------------------------
  * Helpers

@@ -16,9 +16,9 @@
 #include <unistd.h>
 
 #include "elm/status.h"
-#include "elm_test.h"
 #include "ipc/session_shm.h"
 #include "ipc/shm.h"
+#include "tests/common/elm_test.h"
 
 static uint64_t rng_next(uint64_t *s) /* splitmix64 */
 {

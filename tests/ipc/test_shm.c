@@ -15,9 +15,9 @@
 #include <unistd.h>
 
 #include "elm/status.h"
-#include "elm_test.h"
 #include "ipc/session_shm.h"
 #include "ipc/shm.h"
+#include "tests/common/elm_test.h"
 
 static void test_shm_create_mode(void **state)
 {

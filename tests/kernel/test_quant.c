@@ -29,11 +29,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "../common/elm_test.h"
-#include "../common/variants.h"
 #include "kernels/blocks.h"
 #include "kernels/fp16.h"
 #include "kernels/kernels.h"
+#include "tests/common/elm_test.h"
+#include "tests/common/variants.h"
 
 /* Every type the table must know, and the weight types among them. */
 static const enum elm_type weight_types[] = {

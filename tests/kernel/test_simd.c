@@ -24,11 +24,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../common/elm_test.h"
-#include "../common/variants.h"
 #include "kernels/blocks.h"
 #include "kernels/fp16.h"
 #include "kernels/kernels.h"
+#include "tests/common/elm_test.h"
+#include "tests/common/variants.h"
 
 static const enum elm_type weight_types[] = {
     ELM_TYPE_F32,  ELM_TYPE_F16,  ELM_TYPE_BF16, ELM_TYPE_Q4_0, ELM_TYPE_Q4_1,

@@ -14,9 +14,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "elm_test.h"
-#include "variants.h"
-#include "zoo.h"
+#include "tests/common/elm_test.h"
+#include "tests/common/variants.h"
+#include "tests/common/zoo.h"
 
 static const char *const files[] = {
     "zoo-llama",           "zoo-llama-q8_0", "zoo-llama-q6_k",      "zoo-llama-q5_k_m",

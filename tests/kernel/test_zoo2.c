@@ -21,10 +21,11 @@
 #include <string.h>
 
 #include "elm/status.h"
-#include "elm_test.h"
+#include "engine/kv.h"
 #include "engine/model.h"
 #include "engine/sampler.h"
-#include "json.h"
+#include "tests/common/elm_test.h"
+#include "tests/common/json.h"
 
 #define MAX_TOK 256
 

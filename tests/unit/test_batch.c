@@ -9,9 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "elm_test.h"
+#include "engine/kv.h"
 #include "engine/model.h"
 #include "engine/sampler.h"
+#include "tests/common/elm_test.h"
 
 #define N_CTX   96
 #define MAX_SEQ 8

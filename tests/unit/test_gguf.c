@@ -18,11 +18,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../common/elm_test.h"
 #include "elm/status.h"
 #include "engine/gguf.h"
 #include "engine/gguf_writer.h"
 #include "kernels/kernels.h"
+#include "tests/common/elm_test.h"
 
 static char g_tmpdir[64];
 

@@ -17,11 +17,12 @@
 #include <string.h>
 
 #include "elm/status.h"
-#include "elm_test.h"
+#include "engine/kv.h"
 #include "engine/kv_impl.h"
 #include "engine/model.h"
 #include "engine/seq.h"
-#include "zoo.h"
+#include "tests/common/elm_test.h"
+#include "tests/common/zoo.h"
 
 #define NCTX 128
 

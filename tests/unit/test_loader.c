@@ -10,6 +10,7 @@
 
 #include "common/residency.h"
 #include "elm/status.h"
+#include "engine/kv.h"
 #include "engine/loader.h"
 #include "engine/model.h"
 #include "tests/common/elm_test.h"

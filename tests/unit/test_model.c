@@ -8,12 +8,12 @@
 #include <unistd.h>
 
 #include "elm/status.h"
-#include "elm_test.h"
 #include "engine/gguf.h"
 #include "engine/quantize.h"
 #include "engine/seq.h"
-#include "variants.h"
-#include "zoo.h"
+#include "tests/common/elm_test.h"
+#include "tests/common/variants.h"
+#include "tests/common/zoo.h"
 
 /* shared/models/README.md: the first 60 greedy ids of stories260K.gguf from BOS. */
 static const int32_t stories_ref[60] = {

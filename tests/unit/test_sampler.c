@@ -5,8 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "elm_test.h"
 #include "engine/seq.h"
+#include "tests/common/elm_test.h"
 
 static void test_greedy_and_ties(void **state)
 {

@@ -13,10 +13,10 @@
 #include <string.h>
 #include <time.h>
 
-#include "elm_test.h"
 #include "elm/status.h"
 #include "engine/gguf.h"
 #include "engine/vocab.h"
+#include "tests/common/elm_test.h"
 
 #define SEP     "\n__ggml_vocab_test__\n"
 #define N_CASES 46
