@@ -82,7 +82,7 @@ if [ $# -ge 1 ]; then
     defs=$(mktemp)
     trap 'rm -f "$edges" "$defs"' EXIT
     # Each object of the project's own code (tests excluded) with its source, each source once:
-    # build/daemon/CMakeFiles/elmd.dir/main.c.o is daemon/main.c; "__/" in an object path is "../".
+    # build/daemon/CMakeFiles/elmd.dir/elmd_main.c.o is daemon/elmd_main.c; "__/" in an object path is "../".
     declare -A src_of=()
     while IFS= read -r o; do
         rel=${o#"$build"/}

@@ -29,7 +29,7 @@ int64_t td_now_ms(void);
 void td_sleep_ms(int ms);
 
 /* The test's own engine (local_greedy) uses OpenMP too: on a loaded machine libgomp's default
- * spin-waiting makes it crawl (see daemon/main.c). Re-executes the test once with
+ * spin-waiting makes it crawl (see daemon/elmd_main.c). Re-executes the test once with
  * OMP_WAIT_POLICY=passive unless a policy is set; call first thing in main(). */
 void td_omp_passive(char **argv);
 
