@@ -7,6 +7,12 @@
  * and read back with elm_fields_get into a zeroed struct, member by member; a struct of defaults
  * sends only what a reply must carry; a value past a line's bounds is refused, a string longer
  * than its buffer is cut.
+ *
+ * The request tables get the same walk in the other direction: a filled request struct is
+ * written into a real request frame (so the decoder checks it against the request's schema,
+ * which is the table), and read back with elm_fields_get_request; a value past a line's bounds
+ * is refused with -EINVAL and a message naming the field and the bound; a WHOLE string that
+ * does not fit is refused, never cut; elm_field_bounds gives the bounds elmctl checks.
  */
 #include <errno.h>
 #include <limits.h>
@@ -395,6 +401,262 @@ static void test_strings_and_required(void **state)
     elm_proto_buf_fini(&b);
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * Requests
+ */
+
+/* The request each request table is the schema of. */
+static uint16_t request_cmd(const struct elm_fields *t)
+{
+    if (t == &elm_fields_hello_req)
+        return ELM_CMD_HELLO;
+    if (t == &elm_fields_load_req)
+        return ELM_CMD_LOAD;
+    if (t == &elm_fields_open_req)
+        return ELM_CMD_OPEN_SESSION;
+    assert_ptr_equal(t, &elm_fields_session_req);
+    return ELM_CMD_CLOSE_SESSION;
+}
+
+/* Builds t's request from the fields of sub read from obj, plus one u64 field when extra_tag is
+ * not 0, and decodes it into *m. Returns the finish result. */
+static int build_request(struct elm_proto_buf *b, const struct elm_fields *t,
+                         const struct elm_fields *sub, const void *obj, uint16_t extra_tag,
+                         uint64_t extra, struct elm_proto_msg *m)
+{
+    const void *frame;
+    size_t len;
+    assert_int_equal(elm_proto_begin(b, ELM_PROTO_VERSION_MAX, request_cmd(t), 0, 9), 0);
+    elm_fields_put(b, sub, obj, 0);
+    if (extra_tag)
+        elm_proto_put_u64(b, extra_tag, extra);
+    int rc = elm_proto_finish(b, &frame, &len);
+    if (rc < 0)
+        return rc;
+    assert_int_equal(elm_proto_decode(frame, len, m, NULL), 0);
+    assert_int_equal(m->hdr.flags & ELM_PROTO_F_REPLY, 0);
+    return 0;
+}
+
+/* t without its line i, in rest (t->n lines of room). */
+static struct elm_fields without(const struct elm_fields *t, unsigned i, struct elm_field *rest)
+{
+    unsigned n = 0;
+    for (unsigned k = 0; k < t->n; k++)
+        if (k != i)
+            rest[n++] = t->f[k];
+    return (struct elm_fields){.f = rest, .n = n, .size = t->size};
+}
+
+static void test_request_lines(void **state)
+{
+    unsigned n_tables = 0;
+    for (const struct elm_fields *const *tp = elm_fields_requests; *tp; tp++, n_tables++) {
+        const struct elm_fields *t = *tp;
+        assert_true(t->n > 0 && t->n <= 64);
+        for (unsigned i = 0; i < t->n; i++) {
+            const struct elm_field *f = &t->f[i];
+            assert_true(f->offset + f->size <= t->size);
+            if (f->ctype == ELM_CT_STR)
+                assert_true(f->size >= 2);
+            else
+                assert_int_equal(f->size, ctype_size(f->ctype));
+            for (unsigned k = 0; k < i; k++)
+                assert_int_not_equal(t->f[k].tag, f->tag);
+            /* requests carry base tags only: an optional one would be skipped unchecked */
+            assert_true(f->tag < ELM_TAG_LIMIT);
+            assert_int_equal(elm_proto_tag_type(f->tag), elm_field_type(f));
+            assert_string_equal(elm_proto_tag_name(f->tag), f->name ? f->name : f->json);
+            assert_true(f->max == 0 || f->min <= f->max);
+            assert_null(f->row); /* nothing prints a request */
+        }
+    }
+    assert_int_equal(n_tables, 4);
+    /* the limits elmctl and elmd share */
+    uint64_t min, max;
+    assert_int_equal(elm_field_bounds(&elm_fields_load_req, ELM_TAG_N_CTX, &min, &max), 0);
+    assert_int_equal(min, 0);
+    assert_int_equal(max, 1u << 20);
+    assert_int_equal(elm_field_bounds(&elm_fields_load_req, ELM_TAG_N_THREADS, &min, &max), 0);
+    assert_int_equal(max, 1024);
+    assert_int_equal(elm_field_bounds(&elm_fields_open_req, ELM_TAG_REQ_RING_SIZE, &min, &max), 0);
+    assert_int_equal(max, 64u << 20);
+    assert_int_equal(elm_field_bounds(&elm_fields_open_req, ELM_TAG_PID, &min, &max), 0);
+    assert_int_equal(max, INT32_MAX);
+    assert_int_equal(elm_field_bounds(&elm_fields_load_req, ELM_TAG_PID, &min, &max), -ENOENT);
+    assert_true(elm_fields_line(&elm_fields_load_req, ELM_TAG_PATH)->flags & ELM_FIELD_WHOLE);
+}
+
+/* Every line of every request travels and comes back; a struct of defaults sends only the lines
+ * that are not NONZERO, and reads back as defaults. */
+static void test_request_roundtrip(void **state)
+{
+    struct elm_proto_buf b;
+    elm_proto_buf_init(&b);
+    for (const struct elm_fields *const *tp = elm_fields_requests; *tp; tp++) {
+        const struct elm_fields *t = *tp;
+        void *in = calloc(1, t->size), *out = calloc(1, t->size), *zero = calloc(1, t->size);
+        assert_true(in && out && zero);
+        char msg[128] = "";
+        struct elm_proto_msg m;
+        for (unsigned i = 0; i < t->n; i++)
+            fill(&t->f[i], i, in);
+        assert_int_equal(build_request(&b, t, t, in, 0, 0, &m), 0);
+        assert_int_equal(elm_fields_get_request(&m.body, t, out, msg, sizeof msg), 0);
+        for (unsigned i = 0; i < t->n; i++)
+            assert_same(&t->f[i], in, out);
+
+        /* defaults: what a request must carry (HELLO's versions, LOAD's path...) stays */
+        for (unsigned i = 0; i < t->n; i++)
+            if (t->f[i].flags & ELM_FIELD_REQUIRED)
+                fill(&t->f[i], i, zero);
+        assert_int_equal(build_request(&b, t, t, zero, 0, 0, &m), 0);
+        for (unsigned i = 0; i < t->n; i++) {
+            const struct elm_field *f = &t->f[i];
+            const char *s;
+            uint32_t n;
+            uint64_t u;
+            int rc = elm_field_type(f) == ELM_PT_STR ? elm_proto_get_str(&m.body, f->tag, &s, &n)
+                                                     : elm_proto_get_u64(&m.body, f->tag, &u);
+            assert_int_equal(rc, (f->flags & ELM_FIELD_NONZERO) ? -ENOENT : 0);
+        }
+        memset(out, 0, t->size);
+        assert_int_equal(elm_fields_get_request(&m.body, t, out, msg, sizeof msg), 0);
+        for (unsigned i = 0; i < t->n; i++)
+            assert_same(&t->f[i], zero, out);
+
+        /* a body without the required lines: refused, the message names the first one */
+        bool has_required = false;
+        for (unsigned i = 0; i < t->n; i++)
+            has_required |= (t->f[i].flags & ELM_FIELD_REQUIRED) != 0;
+        if (has_required) {
+            struct elm_proto_view empty = {0};
+            assert_int_equal(elm_fields_get_request(&empty, t, out, msg, sizeof msg), ELM_EPROTO);
+            assert_non_null(strstr(msg, "missing"));
+        }
+        free(in);
+        free(out);
+        free(zero);
+    }
+    elm_proto_buf_fini(&b);
+}
+
+/* Each integer line with bounds: its largest value is read, one more is -EINVAL with a message
+ * naming the field, the value and the bound (and its smallest, one less, when above 0). */
+static void test_request_bounds(void **state)
+{
+    struct elm_proto_buf b;
+    elm_proto_buf_init(&b);
+    unsigned checked = 0;
+    for (const struct elm_fields *const *tp = elm_fields_requests; *tp; tp++) {
+        const struct elm_fields *t = *tp;
+        void *in = calloc(1, t->size), *out = calloc(1, t->size);
+        struct elm_field *rest = calloc(t->n, sizeof *rest);
+        assert_true(in && out && rest);
+        for (unsigned i = 0; i < t->n; i++)
+            fill(&t->f[i], i, in);
+        for (unsigned i = 0; i < t->n; i++) {
+            const struct elm_field *f = &t->f[i];
+            uint64_t max = type_max(f);
+            if (elm_field_type(f) != ELM_PT_U64 || max == UINT64_MAX)
+                continue;
+            struct elm_fields sub = without(t, i, rest);
+            struct elm_proto_msg m;
+            char msg[128] = "", want[128];
+            assert_int_equal(build_request(&b, t, &sub, in, f->tag, max, &m), 0);
+            memset(out, 0, t->size);
+            assert_int_equal(elm_fields_get_request(&m.body, t, out, msg, sizeof msg), 0);
+            assert_int_equal(elm_field_u64(f, out), max);
+            assert_int_equal(build_request(&b, t, &sub, in, f->tag, max + 1, &m), 0);
+            assert_int_equal(elm_fields_get_request(&m.body, t, out, msg, sizeof msg), -EINVAL);
+            snprintf(want, sizeof want, "%s %llu is out of range [%llu, %llu]",
+                     elm_proto_tag_name(f->tag), (unsigned long long)max + 1,
+                     (unsigned long long)f->min, (unsigned long long)max);
+            assert_string_equal(msg, want);
+            assert_int_equal(elm_fields_get(&m.body, t, out), ELM_EPROTO); /* as a reply would */
+            if (f->min) {
+                assert_int_equal(build_request(&b, t, &sub, in, f->tag, f->min - 1, &m), 0);
+                assert_int_equal(elm_fields_get_request(&m.body, t, out, msg, sizeof msg), -EINVAL);
+            }
+            checked++;
+        }
+        free(rest);
+        free(in);
+        free(out);
+    }
+    assert_int_equal(checked, 5); /* LOAD's n_ctx and n_threads, OPEN_SESSION's rings and pid */
+    elm_proto_buf_fini(&b);
+}
+
+/* A WHOLE string is refused when it does not fit, both ways: elm_fields_put fails (sticky
+ * -EINVAL) on a buffer without its NUL, elm_fields_get_request on a longer value; a string that
+ * is not WHOLE (a client name) is cut. A small table stands in for LOAD's, whose path buffer
+ * holds the longest string the codec carries. */
+struct small_load {
+    char path[8];
+    char name[4];
+};
+
+static void test_request_strings(void **state)
+{
+    static const struct elm_field lines[] = {
+        {.tag = ELM_TAG_PATH,
+         .ctype = ELM_CT_STR,
+         .flags = ELM_FIELD_WHOLE,
+         .offset = offsetof(struct small_load, path),
+         .size = 8,
+         .json = "path"},
+        {.tag = ELM_TAG_CLIENT_NAME,
+         .ctype = ELM_CT_STR,
+         .offset = offsetof(struct small_load, name),
+         .size = 4,
+         .json = "client_name"},
+    };
+    const struct elm_fields t = {
+        .what = "small", .f = lines, .n = 2, .size = sizeof(struct small_load)};
+    struct elm_proto_buf b;
+    elm_proto_buf_init(&b);
+    struct elm_proto_msg m;
+    const void *frame;
+    size_t len;
+    char msg[128] = "";
+    struct small_load in, out;
+
+    memcpy(in.path, "/abcdefg", 8); /* no NUL */
+    strcpy(in.name, "abc");
+    elm_proto_begin(&b, ELM_PROTO_VERSION_MAX, ELM_CMD_LOAD, 0, 9);
+    assert_int_equal(elm_fields_put(&b, &t, &in, 0), -EINVAL);
+    assert_int_equal(elm_proto_finish(&b, &frame, &len), -EINVAL);
+
+    elm_proto_begin(&b, ELM_PROTO_VERSION_MAX, ELM_CMD_OPEN_SESSION, 0, 9);
+    elm_proto_put_str(&b, ELM_TAG_CLIENT_NAME, "a long name");
+    assert_int_equal(elm_proto_finish(&b, &frame, &len), 0);
+    assert_int_equal(elm_proto_decode(frame, len, &m, NULL), 0);
+    memset(&out, 0, sizeof out);
+    assert_int_equal(elm_fields_get_request(&m.body, &t, &out, msg, sizeof msg), 0);
+    assert_string_equal(out.name, "a l");
+
+    elm_proto_begin(&b, ELM_PROTO_VERSION_MAX, ELM_CMD_LOAD, 0, 9);
+    elm_proto_put_str(&b, ELM_TAG_PATH, "/abcdefg");
+    assert_int_equal(elm_proto_finish(&b, &frame, &len), 0);
+    assert_int_equal(elm_proto_decode(frame, len, &m, NULL), 0);
+    memset(&out, 0, sizeof out);
+    assert_int_equal(elm_fields_get_request(&m.body, &t, &out, msg, sizeof msg), -EINVAL);
+    assert_string_equal(msg, "path is longer than 7 bytes");
+    assert_int_equal(elm_fields_get(&m.body, &t, &out), ELM_EPROTO);
+
+    elm_proto_begin(&b, ELM_PROTO_VERSION_MAX, ELM_CMD_LOAD, 0, 9);
+    elm_proto_put_str(&b, ELM_TAG_PATH, "/abcdef"); /* 7 bytes: fits with its NUL */
+    assert_int_equal(elm_proto_finish(&b, &frame, &len), 0);
+    assert_int_equal(elm_proto_decode(frame, len, &m, NULL), 0);
+    assert_int_equal(elm_fields_get_request(&m.body, &t, &out, msg, sizeof msg), 0);
+    assert_string_equal(out.path, "/abcdef");
+
+    /* the real path line takes the longest string the codec carries */
+    assert_true(elm_fields_line(&elm_fields_load_req, ELM_TAG_PATH)->size > ELM_PROTO_MAX_STR);
+    elm_proto_buf_fini(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -403,6 +665,10 @@ int main(void)
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_bounds),
         cmocka_unit_test(test_strings_and_required),
+        cmocka_unit_test(test_request_lines),
+        cmocka_unit_test(test_request_roundtrip),
+        cmocka_unit_test(test_request_bounds),
+        cmocka_unit_test(test_request_strings),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
