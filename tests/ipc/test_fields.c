@@ -26,17 +26,29 @@
 #include "ipc/fields.h"
 #include "ipc/proto.h"
 
-/* The reply each table belongs to; a SESSIONS entry travels in a SESSION group. */
+/* The message each table belongs to: a reply's (a SESSIONS entry travels in a SESSION group),
+ * or the request it is the schema of (CLOSE_SESSION's also serves CANCEL). */
+static const struct {
+    const struct elm_fields *t;
+    uint16_t cmd;
+} table_cmds[] = {
+    {&elm_fields_status, ELM_CMD_STATUS},
+    {&elm_fields_stats, ELM_CMD_STATS},
+    {&elm_fields_load, ELM_CMD_LOAD},
+    {&elm_fields_session, ELM_CMD_SESSIONS},
+    {&elm_fields_hello_req, ELM_CMD_HELLO},
+    {&elm_fields_load_req, ELM_CMD_LOAD},
+    {&elm_fields_open_req, ELM_CMD_OPEN_SESSION},
+    {&elm_fields_session_req, ELM_CMD_CLOSE_SESSION},
+};
+
 static uint16_t table_cmd(const struct elm_fields *t)
 {
-    if (t == &elm_fields_status)
-        return ELM_CMD_STATUS;
-    if (t == &elm_fields_stats)
-        return ELM_CMD_STATS;
-    if (t == &elm_fields_load)
-        return ELM_CMD_LOAD;
-    assert_ptr_equal(t, &elm_fields_session);
-    return ELM_CMD_SESSIONS;
+    for (size_t i = 0; i < sizeof table_cmds / sizeof table_cmds[0]; i++)
+        if (table_cmds[i].t == t)
+            return table_cmds[i].cmd;
+    fail_msg("no command for table %s", t->what);
+    return 0;
 }
 
 static size_t ctype_size(uint8_t ct)
@@ -59,6 +71,22 @@ static size_t ctype_size(uint8_t ct)
     }
 }
 
+/* Line i of t describes its member (inside the struct, the size of its C type) and is the only
+ * line with its tag in t, with the codec's type for that tag. */
+static void check_member_and_tag(const struct elm_fields *t, unsigned i)
+{
+    const struct elm_field *f = &t->f[i];
+    assert_true(f->offset + f->size <= t->size);
+    if (f->ctype == ELM_CT_STR)
+        assert_true(f->size >= 2);
+    else
+        assert_int_equal(f->size, ctype_size(f->ctype));
+    assert_non_null(f->json);
+    for (unsigned k = 0; k < i; k++)
+        assert_int_not_equal(t->f[k].tag, f->tag);
+    assert_int_equal(elm_proto_tag_type(f->tag), elm_field_type(f));
+}
+
 static void test_lines(void **state)
 {
     unsigned n_tables = 0;
@@ -67,17 +95,7 @@ static void test_lines(void **state)
         assert_true(t->n > 0 && t->n <= 64); /* the decoder keeps a bit per field */
         for (unsigned i = 0; i < t->n; i++) {
             const struct elm_field *f = &t->f[i];
-            /* the member */
-            assert_true(f->offset + f->size <= t->size);
-            if (f->ctype == ELM_CT_STR)
-                assert_true(f->size >= 2);
-            else
-                assert_int_equal(f->size, ctype_size(f->ctype));
-            assert_non_null(f->json);
-            /* the tag: one line per table, and the codec's name and type */
-            for (unsigned k = 0; k < i; k++)
-                assert_int_not_equal(t->f[k].tag, f->tag);
-            assert_int_equal(elm_proto_tag_type(f->tag), elm_field_type(f));
+            check_member_and_tag(t, i);
             if (f->tag & ELM_TAG_OPTIONAL) /* the line defines the tag; the decoder skips it */
                 assert_false(f->flags & ELM_FIELD_REQUIRED);
             else
@@ -276,14 +294,30 @@ static uint64_t type_max(const struct elm_field *f)
     return f->max && f->max < m ? f->max : m;
 }
 
-/* Each integer line with bounds: its largest value is read, one more is ELM_EPROTO (and its
- * smallest, one less, when it has one above 0). */
-static void test_bounds(void **state)
+/* t without its line i, in rest (t->n lines of room). */
+static struct elm_fields without(const struct elm_fields *t, unsigned i, struct elm_field *rest)
+{
+    unsigned n = 0;
+    for (unsigned k = 0; k < t->n; k++)
+        if (k != i)
+            rest[n++] = t->f[k];
+    return (struct elm_fields){.f = rest, .n = n, .size = t->size};
+}
+
+/* One bounded line f of table t: sub is t without f, in a filled struct, out one to read into;
+ * max is the largest value f accepts. */
+typedef void (*bound_check)(struct elm_proto_buf *b, const struct elm_fields *t,
+                            const struct elm_field *f, const struct elm_fields *sub, const void *in,
+                            void *out, uint64_t max);
+
+/* Calls check for every integer line of the tables whose bounds are narrower than a u64's.
+ * Returns how many it checked. */
+static unsigned for_each_bounded(const struct elm_fields *const *tables, bound_check check)
 {
     struct elm_proto_buf b;
     elm_proto_buf_init(&b);
     unsigned checked = 0;
-    for (const struct elm_fields *const *tp = elm_fields_all; *tp; tp++) {
+    for (const struct elm_fields *const *tp = tables; *tp; tp++) {
         const struct elm_fields *t = *tp;
         void *in = calloc(1, t->size), *out = calloc(1, t->size);
         struct elm_field *rest = calloc(t->n, sizeof *rest);
@@ -295,32 +329,43 @@ static void test_bounds(void **state)
             uint64_t max = type_max(f);
             if (elm_field_type(f) != ELM_PT_U64 || max == UINT64_MAX)
                 continue;
-            /* the table without line i, then line i's tag with a chosen value */
-            unsigned n = 0;
-            for (unsigned k = 0; k < t->n; k++)
-                if (k != i)
-                    rest[n++] = t->f[k];
-            struct elm_fields sub = {.f = rest, .n = n, .size = t->size};
-            struct elm_proto_msg m;
-            struct elm_proto_view v;
-            assert_int_equal(build(&b, t, &sub, in, ~0u, f->tag, max, &m, &v), 0);
+            struct elm_fields sub = without(t, i, rest);
             memset(out, 0, t->size);
-            assert_int_equal(elm_fields_get(&v, t, out), 0);
-            assert_int_equal(elm_field_u64(f, out), f->ctype == ELM_CT_BOOL ? 1 : max);
-            assert_int_equal(build(&b, t, &sub, in, ~0u, f->tag, max + 1, &m, &v), 0);
-            assert_int_equal(elm_fields_get(&v, t, out), ELM_EPROTO);
-            if (f->min) {
-                assert_int_equal(build(&b, t, &sub, in, ~0u, f->tag, f->min - 1, &m, &v), 0);
-                assert_int_equal(elm_fields_get(&v, t, out), ELM_EPROTO);
-            }
+            check(&b, t, f, &sub, in, out, max);
             checked++;
         }
         free(rest);
         free(in);
         free(out);
     }
-    assert_true(checked >= 10); /* the u32, int, long and bool members of the four tables */
     elm_proto_buf_fini(&b);
+    return checked;
+}
+
+/* A reply's line: its largest value is read, one more is ELM_EPROTO (and its smallest, one
+ * less, when it has one above 0). The table without the line, then the line's tag with a
+ * chosen value. */
+static void check_reply_bound(struct elm_proto_buf *b, const struct elm_fields *t,
+                              const struct elm_field *f, const struct elm_fields *sub,
+                              const void *in, void *out, uint64_t max)
+{
+    struct elm_proto_msg m;
+    struct elm_proto_view v;
+    assert_int_equal(build(b, t, sub, in, ~0u, f->tag, max, &m, &v), 0);
+    assert_int_equal(elm_fields_get(&v, t, out), 0);
+    assert_int_equal(elm_field_u64(f, out), f->ctype == ELM_CT_BOOL ? 1 : max);
+    assert_int_equal(build(b, t, sub, in, ~0u, f->tag, max + 1, &m, &v), 0);
+    assert_int_equal(elm_fields_get(&v, t, out), ELM_EPROTO);
+    if (f->min) {
+        assert_int_equal(build(b, t, sub, in, ~0u, f->tag, f->min - 1, &m, &v), 0);
+        assert_int_equal(elm_fields_get(&v, t, out), ELM_EPROTO);
+    }
+}
+
+static void test_bounds(void **state)
+{
+    /* the u32, int, long and bool members of the four tables */
+    assert_true(for_each_bounded(elm_fields_all, check_reply_bound) >= 10);
 }
 
 /* A string as long as its buffer (one byte too many for the NUL) is cut, not refused; a
@@ -405,19 +450,6 @@ static void test_strings_and_required(void **state)
  * Requests
  */
 
-/* The request each request table is the schema of. */
-static uint16_t request_cmd(const struct elm_fields *t)
-{
-    if (t == &elm_fields_hello_req)
-        return ELM_CMD_HELLO;
-    if (t == &elm_fields_load_req)
-        return ELM_CMD_LOAD;
-    if (t == &elm_fields_open_req)
-        return ELM_CMD_OPEN_SESSION;
-    assert_ptr_equal(t, &elm_fields_session_req);
-    return ELM_CMD_CLOSE_SESSION;
-}
-
 /* Builds t's request from the fields of sub read from obj, plus one u64 field when extra_tag is
  * not 0, and decodes it into *m. Returns the finish result. */
 static int build_request(struct elm_proto_buf *b, const struct elm_fields *t,
@@ -426,7 +458,7 @@ static int build_request(struct elm_proto_buf *b, const struct elm_fields *t,
 {
     const void *frame;
     size_t len;
-    assert_int_equal(elm_proto_begin(b, ELM_PROTO_VERSION_MAX, request_cmd(t), 0, 9), 0);
+    assert_int_equal(elm_proto_begin(b, ELM_PROTO_VERSION_MAX, table_cmd(t), 0, 9), 0);
     elm_fields_put(b, sub, obj, 0);
     if (extra_tag)
         elm_proto_put_u64(b, extra_tag, extra);
@@ -438,16 +470,6 @@ static int build_request(struct elm_proto_buf *b, const struct elm_fields *t,
     return 0;
 }
 
-/* t without its line i, in rest (t->n lines of room). */
-static struct elm_fields without(const struct elm_fields *t, unsigned i, struct elm_field *rest)
-{
-    unsigned n = 0;
-    for (unsigned k = 0; k < t->n; k++)
-        if (k != i)
-            rest[n++] = t->f[k];
-    return (struct elm_fields){.f = rest, .n = n, .size = t->size};
-}
-
 static void test_request_lines(void **state)
 {
     unsigned n_tables = 0;
@@ -456,16 +478,9 @@ static void test_request_lines(void **state)
         assert_true(t->n > 0 && t->n <= 64);
         for (unsigned i = 0; i < t->n; i++) {
             const struct elm_field *f = &t->f[i];
-            assert_true(f->offset + f->size <= t->size);
-            if (f->ctype == ELM_CT_STR)
-                assert_true(f->size >= 2);
-            else
-                assert_int_equal(f->size, ctype_size(f->ctype));
-            for (unsigned k = 0; k < i; k++)
-                assert_int_not_equal(t->f[k].tag, f->tag);
+            check_member_and_tag(t, i);
             /* requests carry base tags only: an optional one would be skipped unchecked */
             assert_true(f->tag < ELM_TAG_LIMIT);
-            assert_int_equal(elm_proto_tag_type(f->tag), elm_field_type(f));
             assert_string_equal(elm_proto_tag_name(f->tag), f->name ? f->name : f->json);
             assert_true(f->max == 0 || f->min <= f->max);
             assert_null(f->row); /* nothing prints a request */
@@ -541,51 +556,33 @@ static void test_request_roundtrip(void **state)
     elm_proto_buf_fini(&b);
 }
 
-/* Each integer line with bounds: its largest value is read, one more is -EINVAL with a message
- * naming the field, the value and the bound (and its smallest, one less, when above 0). */
+/* A request's line: its largest value is read, one more is -EINVAL with a message naming the
+ * field, the value and the bound (and its smallest, one less, when above 0). */
+static void check_request_bound(struct elm_proto_buf *b, const struct elm_fields *t,
+                                const struct elm_field *f, const struct elm_fields *sub,
+                                const void *in, void *out, uint64_t max)
+{
+    struct elm_proto_msg m;
+    char msg[128] = "", want[128];
+    assert_int_equal(build_request(b, t, sub, in, f->tag, max, &m), 0);
+    assert_int_equal(elm_fields_get_request(&m.body, t, out, msg, sizeof msg), 0);
+    assert_int_equal(elm_field_u64(f, out), max);
+    assert_int_equal(build_request(b, t, sub, in, f->tag, max + 1, &m), 0);
+    assert_int_equal(elm_fields_get_request(&m.body, t, out, msg, sizeof msg), -EINVAL);
+    snprintf(want, sizeof want, "%s %llu is out of range [%llu, %llu]", elm_proto_tag_name(f->tag),
+             (unsigned long long)max + 1, (unsigned long long)f->min, (unsigned long long)max);
+    assert_string_equal(msg, want);
+    assert_int_equal(elm_fields_get(&m.body, t, out), ELM_EPROTO); /* as a reply would */
+    if (f->min) {
+        assert_int_equal(build_request(b, t, sub, in, f->tag, f->min - 1, &m), 0);
+        assert_int_equal(elm_fields_get_request(&m.body, t, out, msg, sizeof msg), -EINVAL);
+    }
+}
+
 static void test_request_bounds(void **state)
 {
-    struct elm_proto_buf b;
-    elm_proto_buf_init(&b);
-    unsigned checked = 0;
-    for (const struct elm_fields *const *tp = elm_fields_requests; *tp; tp++) {
-        const struct elm_fields *t = *tp;
-        void *in = calloc(1, t->size), *out = calloc(1, t->size);
-        struct elm_field *rest = calloc(t->n, sizeof *rest);
-        assert_true(in && out && rest);
-        for (unsigned i = 0; i < t->n; i++)
-            fill(&t->f[i], i, in);
-        for (unsigned i = 0; i < t->n; i++) {
-            const struct elm_field *f = &t->f[i];
-            uint64_t max = type_max(f);
-            if (elm_field_type(f) != ELM_PT_U64 || max == UINT64_MAX)
-                continue;
-            struct elm_fields sub = without(t, i, rest);
-            struct elm_proto_msg m;
-            char msg[128] = "", want[128];
-            assert_int_equal(build_request(&b, t, &sub, in, f->tag, max, &m), 0);
-            memset(out, 0, t->size);
-            assert_int_equal(elm_fields_get_request(&m.body, t, out, msg, sizeof msg), 0);
-            assert_int_equal(elm_field_u64(f, out), max);
-            assert_int_equal(build_request(&b, t, &sub, in, f->tag, max + 1, &m), 0);
-            assert_int_equal(elm_fields_get_request(&m.body, t, out, msg, sizeof msg), -EINVAL);
-            snprintf(want, sizeof want, "%s %llu is out of range [%llu, %llu]",
-                     elm_proto_tag_name(f->tag), (unsigned long long)max + 1,
-                     (unsigned long long)f->min, (unsigned long long)max);
-            assert_string_equal(msg, want);
-            assert_int_equal(elm_fields_get(&m.body, t, out), ELM_EPROTO); /* as a reply would */
-            if (f->min) {
-                assert_int_equal(build_request(&b, t, &sub, in, f->tag, f->min - 1, &m), 0);
-                assert_int_equal(elm_fields_get_request(&m.body, t, out, msg, sizeof msg), -EINVAL);
-            }
-            checked++;
-        }
-        free(rest);
-        free(in);
-        free(out);
-    }
-    assert_int_equal(checked, 5); /* LOAD's n_ctx and n_threads, OPEN_SESSION's rings and pid */
-    elm_proto_buf_fini(&b);
+    /* LOAD's n_ctx and n_threads, OPEN_SESSION's rings and pid */
+    assert_int_equal(for_each_bounded(elm_fields_requests, check_request_bound), 5);
 }
 
 /* A WHOLE string is refused when it does not fit, both ways: elm_fields_put fails (sticky
