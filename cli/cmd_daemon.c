@@ -17,6 +17,7 @@
 #include "cli/cli.h"
 #include "cli/cli_client.h"
 #include "cli/cli_util.h"
+#include "ipc/fields.h"
 
 #define COMMON_OPTS                                                                                \
     "  --runtime-dir DIR  elmd's directory (default $ELM_RUNTIME_DIR, else "                       \
@@ -110,6 +111,14 @@ static void *progress_thread(void *arg)
     return NULL;
 }
 
+/* The largest value LOAD's request table accepts for tag (ipc/fields.c). */
+static long load_max(uint16_t tag)
+{
+    uint64_t min, max = 0;
+    elm_field_bounds(&elm_fields_load_req, tag, &min, &max);
+    return (long)max;
+}
+
 int cli_cmd_load(int argc, char **argv)
 {
     static const struct option lo[] = {
@@ -129,13 +138,13 @@ int cli_cmd_load(int argc, char **argv)
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
-        switch (c) {
+        switch (c) { /* from 1: the wire's 0 is "elmd's setting"; up to the request's bound */
         case 'c':
-            if (!cli_int("--ctx", optarg, 1, 1 << 20, &ctx))
+            if (!cli_int("--ctx", optarg, 1, load_max(ELM_TAG_N_CTX), &ctx))
                 return 2;
             break;
         case 'T':
-            if (!cli_int("--threads", optarg, 1, 1024, &threads))
+            if (!cli_int("--threads", optarg, 1, load_max(ELM_TAG_N_THREADS), &threads))
                 return 2;
             break;
         case 'D':

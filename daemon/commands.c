@@ -19,9 +19,11 @@
 #include "ipc/fields.h"
 #include "ipc/proto.h"
 
+/* The largest ring is a bound of the request table (ELM_REQ_MAX_RING, ipc/fields.c). */
 #define MIN_REQ_RING (4u << 10)
 #define MIN_EVT_RING (16u << 10) /* several steps of events (ELMD_STEP_EVT_BYTES each) */
-#define MAX_RING     (64u << 20) /* per ring: a session must not be able to pin gigabytes */
+
+typedef int (*cmd_fn)(struct elmd *d, const struct elmd_peer *p, const struct elm_proto_msg *m);
 
 /* Replies with a status (and message) only. Returns 0, so handlers can end with it. */
 static int simple_reply(struct elmd *d, const struct elmd_peer *p, const struct elm_proto_msg *m,
@@ -72,28 +74,39 @@ static uint64_t rss_bytes(void)
     return n == 2 ? rss * (uint64_t)sysconf(_SC_PAGESIZE) : 0;
 }
 
+/* Reads request m into req (a zeroed struct of t's type) through its table. Returns 0, or
+ * replies with the error naming the field and its bound and returns it. */
+static int read_request(struct elmd *d, const struct elmd_peer *p, const struct elm_proto_msg *m,
+                        const struct elm_fields *t, void *req)
+{
+    char msg[128];
+    int rc = elm_fields_get_request(&m->body, t, req, msg, sizeof msg);
+    if (rc)
+        simple_reply(d, p, m, rc, msg);
+    return rc;
+}
+
 static struct elmd_session *find_session(struct elmd *d, const struct elm_proto_msg *m)
 {
-    uint64_t id;
-    if (elm_proto_get_u64(&m->body, ELM_TAG_SESSION_ID, &id) < 0)
+    struct elm_session_req r = {0};
+    if (elm_fields_get_request(&m->body, &elm_fields_session_req, &r, NULL, 0) < 0)
         return NULL;
     for (struct elmd_session *s = d->sessions; s; s = s->next)
-        if (s->id == id)
+        if (s->id == r.session_id)
             return s;
     return NULL;
 }
 
 /* ---- hello, status, stats, sessions --------------------------------------------------------- */
 
-static void cmd_hello(struct elmd *d, const struct elmd_peer *p, const struct elm_proto_msg *m)
+static int cmd_hello(struct elmd *d, const struct elmd_peer *p, const struct elm_proto_msg *m)
 {
-    uint64_t lo = 0, hi = 0;
+    struct elm_hello_req r = {0}; /* no bounds: a failed read leaves 0s, which negotiate refuses */
     uint8_t v;
-    elm_proto_get_u64(&m->body, ELM_TAG_VERSION_MIN, &lo);
-    elm_proto_get_u64(&m->body, ELM_TAG_VERSION_MAX, &hi);
+    elm_fields_get_request(&m->body, &elm_fields_hello_req, &r, NULL, 0);
     struct elm_proto_buf b;
     elm_proto_buf_init(&b);
-    if (elm_proto_negotiate(lo, hi, &v) < 0) {
+    if (elm_proto_negotiate(r.version_min, r.version_max, &v) < 0) {
         char msg[96];
         snprintf(msg, sizeof msg, "no common protocol version: elmd speaks %d..%d",
                  ELM_PROTO_VERSION_MIN, ELM_PROTO_VERSION_MAX);
@@ -108,6 +121,7 @@ static void cmd_hello(struct elmd *d, const struct elmd_peer *p, const struct el
     elm_proto_put_u64(&b, ELM_TAG_PID, (uint64_t)getpid());
     elmd_reply(d, p, &b);
     elm_proto_buf_fini(&b);
+    return 0;
 }
 
 /* The model's fields of STATUS (section ELM_STATUS_MODEL); d->lock held. */
@@ -159,13 +173,11 @@ static void fill_model(struct elm_daemon_status *st, const struct elmd *d)
     st->n_queued = (uint32_t)d->n_kv_waiting;
 }
 
-static void cmd_status(struct elmd *d, const struct elmd_peer *p, const struct elm_proto_msg *m)
+static int cmd_status(struct elmd *d, const struct elmd_peer *p, const struct elm_proto_msg *m)
 {
     struct elm_daemon_status *st = calloc(1, sizeof *st); /* 9 KiB of path buffers */
-    if (!st) {
-        simple_reply(d, p, m, -ENOMEM, "out of memory");
-        return;
-    }
+    if (!st)
+        return simple_reply(d, p, m, -ENOMEM, "out of memory");
     unsigned sections = 0;
     st->uptime_ns = elmd_now_ns() - d->start_ns;
     st->n_sessions = (uint32_t)d->n_sessions;
@@ -187,9 +199,10 @@ static void cmd_status(struct elmd *d, const struct elmd_peer *p, const struct e
     set_str(st->load_error, sizeof st->load_error, d->load.last_error);
     reply_fields(d, p, m, &elm_fields_status, st, sections);
     free(st);
+    return 0;
 }
 
-static void cmd_stats(struct elmd *d, const struct elmd_peer *p, const struct elm_proto_msg *m)
+static int cmd_stats(struct elmd *d, const struct elmd_peer *p, const struct elm_proto_msg *m)
 {
     pthread_mutex_lock(&d->lock);
     struct elm_daemon_stats st = d->st.c;
@@ -201,9 +214,10 @@ static void cmd_stats(struct elmd *d, const struct elmd_peer *p, const struct el
     st.rss_bytes = rss_bytes();
     st.n_sessions = (uint32_t)d->n_sessions;
     reply_fields(d, p, m, &elm_fields_stats, &st, 0);
+    return 0;
 }
 
-static void cmd_sessions(struct elmd *d, const struct elmd_peer *p, const struct elm_proto_msg *m)
+static int cmd_sessions(struct elmd *d, const struct elmd_peer *p, const struct elm_proto_msg *m)
 {
     struct elm_proto_buf b;
     elm_proto_buf_init(&b);
@@ -231,6 +245,7 @@ static void cmd_sessions(struct elmd *d, const struct elmd_peer *p, const struct
     pthread_mutex_unlock(&d->lock);
     elmd_reply(d, p, &b);
     elm_proto_buf_fini(&b);
+    return 0;
 }
 
 /* ---- load, unload --------------------------------------------------------------------------- */
@@ -280,17 +295,15 @@ void elmd_answer_pending(struct elmd *d, uint16_t cmd, int rc, const char *msg)
 
 static int cmd_load(struct elmd *d, const struct elmd_peer *p, const struct elm_proto_msg *m)
 {
-    char path[PATH_MAX], err[600];
-    uint64_t ctx = 0, threads = 0;
-    if (elm_proto_copy_str(&m->body, ELM_TAG_PATH, path, sizeof path) < 0 || path[0] != '/')
+    struct elm_load_req r = {0}; /* 4 KiB: the path */
+    char err[600];
+    if (read_request(d, p, m, &elm_fields_load_req, &r))
+        return 0;
+    if (r.path[0] != '/')
         return simple_reply(d, p, m, -EINVAL, "PATH must be an absolute path");
-    elm_proto_get_u64(&m->body, ELM_TAG_N_CTX, &ctx);
-    elm_proto_get_u64(&m->body, ELM_TAG_N_THREADS, &threads);
-    if (ctx > (1u << 20) || threads > 1024)
-        return simple_reply(d, p, m, -EINVAL, "N_CTX or N_THREADS out of range");
     if (d->draining)
         return simple_reply(d, p, m, ELM_ESHUTDOWN, "the daemon is shutting down");
-    int rc = elmd_start_load(d, path, (int32_t)ctx, (int)threads, err, sizeof err);
+    int rc = elmd_start_load(d, r.path, (int32_t)r.n_ctx, (int)r.n_threads, err, sizeof err);
     if (rc == 0)
         rc = add_pending(d, p, m);
     if (rc)
@@ -311,39 +324,33 @@ static int cmd_unload(struct elmd *d, const struct elmd_peer *p, const struct el
 
 /* ---- sessions ------------------------------------------------------------------------------- */
 
-static int ring_size(const struct elm_proto_msg *m, uint16_t tag, uint32_t def, uint32_t min,
-                     uint32_t *out)
+/* The ring capacity for a requested size v (already within ELM_REQ_MAX_RING). */
+static int ring_size(uint32_t v, uint32_t def, uint32_t min, uint32_t *out)
 {
-    uint64_t v = 0;
-    if (elm_proto_get_u64(&m->body, tag, &v) < 0 || v == 0)
+    if (v == 0)
         v = def;
     if (v < min)
         v = min; /* more room than asked never hurts the client */
-    if (v > MAX_RING || !elm_ring_capacity_is_valid((uint32_t)v))
+    if (!elm_ring_capacity_is_valid(v))
         return -EINVAL;
-    *out = (uint32_t)v;
+    *out = v;
     return 0;
 }
 
 static int cmd_open_session(struct elmd *d, const struct elmd_peer *p,
                             const struct elm_proto_msg *m)
 {
-    uint64_t ctx = 0, pid = 0;
+    struct elm_open_req r = {0};
     uint32_t req_cap, evt_cap;
-    char name[64] = "", err[256], msg[128];
+    char err[256], msg[128];
     if (d->draining)
         return simple_reply(d, p, m, ELM_ESHUTDOWN, "the daemon is shutting down");
-    if (ring_size(m, ELM_TAG_REQ_RING_SIZE, ELM_SESSION_DEFAULT_REQ_CAPACITY, MIN_REQ_RING,
-                  &req_cap) < 0 ||
-        ring_size(m, ELM_TAG_EVT_RING_SIZE, ELM_SESSION_DEFAULT_EVT_CAPACITY, MIN_EVT_RING,
-                  &evt_cap) < 0)
+    if (read_request(d, p, m, &elm_fields_open_req, &r))
+        return 0;
+    if (ring_size(r.req_ring_size, ELM_SESSION_DEFAULT_REQ_CAPACITY, MIN_REQ_RING, &req_cap) < 0 ||
+        ring_size(r.evt_ring_size, ELM_SESSION_DEFAULT_EVT_CAPACITY, MIN_EVT_RING, &evt_cap) < 0)
         return simple_reply(d, p, m, -EINVAL, "ring sizes must be powers of two up to 64 MiB");
-    elm_proto_get_u64(&m->body, ELM_TAG_N_CTX, &ctx);
-    elm_proto_get_u64(&m->body, ELM_TAG_PID, &pid);
-    if (elm_proto_copy_str(&m->body, ELM_TAG_CLIENT_NAME, name, sizeof name) == -ENOSPC)
-        name[0] = 0;
-    if (pid > (uint64_t)INT32_MAX)
-        return simple_reply(d, p, m, -EINVAL, "PID out of range");
+    uint64_t ctx = r.n_ctx;
 
     /* Only control starts swaps, so the model cannot change while this handler runs. */
     pthread_mutex_lock(&d->lock);
@@ -371,8 +378,8 @@ static int cmd_open_session(struct elmd *d, const struct elmd_peer *p,
         return simple_reply(d, p, m, ELM_ECONTEXT, msg);
     }
     struct elmd_session *s;
-    int rc = elmd_session_create(d, model, ctx ? (int32_t)ctx : def_ctx, req_cap, evt_cap,
-                                 (long)pid, name, &s, err, sizeof err);
+    int rc = elmd_session_create(d, model, ctx ? (int32_t)ctx : def_ctx, req_cap, evt_cap, r.pid,
+                                 r.client_name, &s, err, sizeof err);
     if (rc)
         return simple_reply(d, p, m, rc, err);
     s->id = ++d->next_session_id;
@@ -441,6 +448,27 @@ static int cmd_cancel(struct elmd *d, const struct elmd_peer *p, const struct el
 
 /* ---- dispatch ------------------------------------------------------------------------------- */
 
+static int cmd_shutdown(struct elmd *d, const struct elmd_peer *p, const struct elm_proto_msg *m)
+{
+    simple_reply(d, p, m, 0, NULL);
+    elmd_begin_drain(d, "shutdown requested");
+    return 0;
+}
+
+/* One handler per request elmd serves, indexed by command; the others (ERROR) are NULL. */
+static const cmd_fn handlers[ELM_CMD_LIMIT] = {
+    [ELM_CMD_HELLO] = cmd_hello,
+    [ELM_CMD_STATUS] = cmd_status,
+    [ELM_CMD_LOAD] = cmd_load,
+    [ELM_CMD_UNLOAD] = cmd_unload,
+    [ELM_CMD_OPEN_SESSION] = cmd_open_session,
+    [ELM_CMD_CLOSE_SESSION] = cmd_close_session,
+    [ELM_CMD_CANCEL] = cmd_cancel,
+    [ELM_CMD_SESSIONS] = cmd_sessions,
+    [ELM_CMD_STATS] = cmd_stats,
+    [ELM_CMD_SHUTDOWN] = cmd_shutdown,
+};
+
 void elmd_handle_frame(struct elmd *d, const struct elmd_peer *p, const void *frame, size_t len)
 {
     struct elm_proto_msg m;
@@ -466,40 +494,9 @@ void elmd_handle_frame(struct elmd *d, const struct elmd_peer *p, const void *fr
         return;
     }
     elm_debug("control: %s", elm_proto_cmd_name(m.hdr.cmd));
-    switch (m.hdr.cmd) {
-    case ELM_CMD_HELLO:
-        cmd_hello(d, p, &m);
-        break;
-    case ELM_CMD_STATUS:
-        cmd_status(d, p, &m);
-        break;
-    case ELM_CMD_LOAD:
-        cmd_load(d, p, &m);
-        break;
-    case ELM_CMD_UNLOAD:
-        cmd_unload(d, p, &m);
-        break;
-    case ELM_CMD_OPEN_SESSION:
-        cmd_open_session(d, p, &m);
-        break;
-    case ELM_CMD_CLOSE_SESSION:
-        cmd_close_session(d, p, &m);
-        break;
-    case ELM_CMD_CANCEL:
-        cmd_cancel(d, p, &m);
-        break;
-    case ELM_CMD_SESSIONS:
-        cmd_sessions(d, p, &m);
-        break;
-    case ELM_CMD_STATS:
-        cmd_stats(d, p, &m);
-        break;
-    case ELM_CMD_SHUTDOWN:
-        simple_reply(d, p, &m, 0, NULL);
-        elmd_begin_drain(d, "shutdown requested");
-        break;
-    default: /* decodable but not a request we serve (the decoder knows every command) */
+    cmd_fn fn = m.hdr.cmd < ELM_CMD_LIMIT ? handlers[m.hdr.cmd] : NULL;
+    if (fn)
+        fn(d, p, &m);
+    else /* decodable but not a request we serve (the decoder knows every command) */
         simple_reply(d, p, &m, ELM_EPROTO, "command not served by elmd");
-        break;
-    }
 }

@@ -1,4 +1,5 @@
-/* fields.c — the field tables of the control replies, and the code that walks them (fields.h).
+/* fields.c — the field tables of the control replies and requests, and the code that walks
+ * them (fields.h).
  *
  * Each table is in the order elmctl prints it. A line names the member once (the macros take
  * offset, size and JSON key from it, and the wire name unless .name differs), the wire tag, the
@@ -6,7 +7,9 @@
  * its fragment, the unit.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <limits.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "elm/client.h"
@@ -15,6 +18,7 @@
 
 #define RQ ELM_FIELD_REQUIRED
 #define NZ ELM_FIELD_NONZERO
+#define WH ELM_FIELD_WHOLE
 
 /* A line for member m of struct T; the rest are designated initializers. */
 #define LINE(T, tag_, ct, m, ...)                                                                  \
@@ -217,6 +221,56 @@ static const struct elm_field load_lines[] = {
 // clang-format on
 #undef L
 
+/* ---------------------------------------------------------------------------------------------
+ * Requests: what a client sends. Bounds here are the one definition of each limit: elmd refuses
+ * a value outside them (-EINVAL naming the field), elmctl refuses such an option before sending.
+ * Order is the order libelmclient writes them in.
+ */
+
+#define H(...) LINE(elm_hello_req, __VA_ARGS__)
+#define D(...) LINE(elm_load_req, __VA_ARGS__)
+#define O(...) LINE(elm_open_req, __VA_ARGS__)
+// clang-format off
+static const struct elm_field hello_req_lines[] = {
+    H(ELM_TAG_VERSION_MIN, U64, version_min, .flags = RQ),
+    H(ELM_TAG_VERSION_MAX, U64, version_max, .flags = RQ),
+    H(ELM_TAG_CLIENT_NAME, STR, client_name),
+    H(ELM_TAG_PID, U64, pid), /* informative: any value, as before any bound existed */
+};
+static const struct elm_field load_req_lines[] = {
+    D(ELM_TAG_PATH, STR, path, .flags = RQ | WH),
+    D(ELM_TAG_N_CTX, U32, n_ctx, .flags = NZ, .max = ELM_REQ_MAX_CTX),
+    D(ELM_TAG_N_THREADS, U32, n_threads, .flags = NZ, .max = ELM_REQ_MAX_THREADS),
+};
+static const struct elm_field open_req_lines[] = {
+    O(ELM_TAG_N_CTX, U64, n_ctx, .flags = NZ),
+    O(ELM_TAG_REQ_RING_SIZE, U32, req_ring_size, .flags = NZ, .max = ELM_REQ_MAX_RING),
+    O(ELM_TAG_EVT_RING_SIZE, U32, evt_ring_size, .flags = NZ, .max = ELM_REQ_MAX_RING),
+    O(ELM_TAG_CLIENT_NAME, STR, client_name),
+    O(ELM_TAG_PID, LONG, pid, .max = INT32_MAX),
+};
+static const struct elm_field session_req_lines[] = {
+    LINE(elm_session_req, ELM_TAG_SESSION_ID, U64, session_id, .flags = RQ),
+};
+// clang-format on
+#undef O
+#undef D
+#undef H
+
+const struct elm_fields elm_fields_hello_req = TABLE("hello", elm_hello_req, hello_req_lines);
+const struct elm_fields elm_fields_load_req = TABLE("load", elm_load_req, load_req_lines);
+const struct elm_fields elm_fields_open_req = TABLE("open_session", elm_open_req, open_req_lines);
+const struct elm_fields elm_fields_session_req =
+    TABLE("session", elm_session_req, session_req_lines);
+
+const struct elm_fields *const elm_fields_requests[] = {
+    &elm_fields_hello_req,
+    &elm_fields_load_req,
+    &elm_fields_open_req,
+    &elm_fields_session_req,
+    NULL,
+};
+
 const struct elm_fields elm_fields_status = TABLE("status", elm_daemon_status, status_lines);
 const struct elm_fields elm_fields_stats = TABLE("stats", elm_daemon_stats, stats_lines);
 const struct elm_fields elm_fields_session = TABLE("session", elm_session_info, session_lines);
@@ -355,8 +409,10 @@ static int put_one(struct elm_proto_buf *b, const struct elm_field *f, const voi
         return elm_proto_put_f64(b, f->tag, elm_field_f64(f, obj));
     case ELM_PT_STR: {
         const char *s = elm_field_str(f, obj);
-        return elm_proto_put_strn(
-            b, f->tag, s, strnlen(s, f->size < ELM_PROTO_MAX_STR ? f->size : ELM_PROTO_MAX_STR));
+        size_t n = strnlen(s, f->size);
+        if ((f->flags & ELM_FIELD_WHOLE) && (n == f->size || n > ELM_PROTO_MAX_STR))
+            return elm_proto_put_strn(b, f->tag, s, ELM_PROTO_MAX_STR + 1); /* sticky -EINVAL */
+        return elm_proto_put_strn(b, f->tag, s, n < ELM_PROTO_MAX_STR ? n : ELM_PROTO_MAX_STR);
     }
     default:
         return elm_proto_put_u64(b, f->tag, elm_field_u64(f, obj));
@@ -378,6 +434,8 @@ int elm_fields_put(struct elm_proto_buf *b, const struct elm_fields *t, const vo
     return rc;
 }
 
+/* Reads line f into obj. Returns 0, -ENOENT (absent), ELM_EPROTO (wrong type), -ERANGE (an
+ * integer outside the line's bounds) or -ENAMETOOLONG (a WHOLE string longer than its buffer). */
 static int get_one(const struct elm_proto_view *v, const struct elm_field *f, void *obj)
 {
     switch (elm_field_type(f)) {
@@ -387,6 +445,8 @@ static int get_one(const struct elm_proto_view *v, const struct elm_field *f, vo
         const char *s;
         uint32_t n;
         int rc = elm_proto_get_str(v, f->tag, &s, &n);
+        if (rc == 0 && n >= f->size && (f->flags & ELM_FIELD_WHOLE))
+            return -ENAMETOOLONG;
         if (rc == 0) { /* a daemon's string longer than our buffer is cut, not an error */
             size_t k = n < f->size - 1 ? n : f->size - 1;
             memcpy(at_mut(f, obj), s, k);
@@ -398,7 +458,7 @@ static int get_one(const struct elm_proto_view *v, const struct elm_field *f, vo
         uint64_t x;
         int rc = elm_proto_get_u64(v, f->tag, &x);
         if (rc == 0 && (x < f->min || x > max_of(f)))
-            return ELM_EPROTO;
+            return -ERANGE;
         if (rc == 0)
             set_u64(f, obj, x);
         return rc;
@@ -406,16 +466,65 @@ static int get_one(const struct elm_proto_view *v, const struct elm_field *f, vo
     }
 }
 
-int elm_fields_get(const struct elm_proto_view *v, const struct elm_fields *t, void *obj)
+/* Reads every line of t; on failure *bad is the line that failed. */
+static int get_all(const struct elm_proto_view *v, const struct elm_fields *t, void *obj,
+                   const struct elm_field **bad)
 {
     for (unsigned i = 0; i < t->n; i++) {
         const struct elm_field *f = &t->f[i];
         int rc = get_one(v, f, obj);
-        if (rc == -ENOENT && (f->flags & ELM_FIELD_REQUIRED))
-            return ELM_EPROTO;
-        if (rc < 0 && rc != -ENOENT)
-            return ELM_EPROTO;
+        if (rc == -ENOENT && !(f->flags & ELM_FIELD_REQUIRED))
+            continue;
+        if (rc < 0) {
+            *bad = f;
+            return rc == -ENOENT ? ELM_EPROTO : rc;
+        }
     }
+    return 0;
+}
+
+int elm_fields_get(const struct elm_proto_view *v, const struct elm_fields *t, void *obj)
+{
+    const struct elm_field *bad;
+    return get_all(v, t, obj, &bad) < 0 ? ELM_EPROTO : 0;
+}
+
+int elm_fields_get_request(const struct elm_proto_view *v, const struct elm_fields *t, void *obj,
+                           char *msg, size_t cap)
+{
+    const struct elm_field *f = NULL;
+    int rc = get_all(v, t, obj, &f);
+    if (rc == 0)
+        return 0;
+    const char *name = elm_proto_tag_name(f->tag);
+    uint64_t x = 0;
+    if (rc == ELM_EPROTO) {
+        snprintf(msg, cap, "%s is missing or has the wrong type", name);
+        return ELM_EPROTO;
+    }
+    if (rc == -ENAMETOOLONG)
+        snprintf(msg, cap, "%s is longer than %" PRIu32 " bytes", name, f->size - 1);
+    else if (elm_proto_get_u64(v, f->tag, &x) == 0)
+        snprintf(msg, cap, "%s %" PRIu64 " is out of range [%" PRIu64 ", %" PRIu64 "]", name, x,
+                 f->min, max_of(f));
+    return -EINVAL;
+}
+
+const struct elm_field *elm_fields_line(const struct elm_fields *t, uint16_t tag)
+{
+    for (unsigned i = 0; i < t->n; i++)
+        if (t->f[i].tag == tag)
+            return &t->f[i];
+    return NULL;
+}
+
+int elm_field_bounds(const struct elm_fields *t, uint16_t tag, uint64_t *min, uint64_t *max)
+{
+    const struct elm_field *f = elm_fields_line(t, tag);
+    if (!f)
+        return -ENOENT;
+    *min = f->min;
+    *max = max_of(f);
     return 0;
 }
 

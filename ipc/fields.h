@@ -1,5 +1,6 @@
 /* fields.h — the control protocol's field tables: one line per field of every reply that maps to
- * a public struct (STATUS, STATS, one SESSIONS entry, LOAD).
+ * a public struct (STATUS, STATS, one SESSIONS entry, LOAD), and of every request that carries
+ * fields (HELLO, LOAD, OPEN_SESSION, CLOSE_SESSION and CANCEL).
  *
  * A line says everything about a field once: its wire tag, its name on the wire, the struct
  * member that holds it (offset, C type, size), which values are valid, whether the reply must
@@ -10,6 +11,11 @@
  *   - libelmclient reads them back into the same struct (elm_fields_get),
  *   - elmctl prints them as text and JSON (cli/report.c),
  *   - tests/ipc/test_fields.c round-trips every line.
+ * Requests go the other way: libelmclient fills a request struct (below) and writes it with
+ * elm_fields_put; elmd reads it with elm_fields_get_request, which checks every value against
+ * its line's bounds and names the field and the bound when one is out; elmctl takes the bounds
+ * of its options from the same lines (elm_field_bounds). The decoder uses these tables as the
+ * requests' schemas.
  * So a new status or stats value is a member in the public struct (include/elm/client.h), a name
  * for its tag in enum elm_proto_opt_tag (ipc/proto.h), a line here (ipc/fields.c), and the line
  * in elmd that computes it (docs/protocol.md 1.8 shows the diff). New fields take an optional
@@ -43,6 +49,7 @@ enum elm_field_flag {
                                  checks it, and optional tags may always be left out) */
     ELM_FIELD_REPEAT = 0x2,   /* may appear more than once (schemas of groups in a list) */
     ELM_FIELD_NONZERO = 0x4,  /* sent only when not its default; elmctl's text skips it too */
+    ELM_FIELD_WHOLE = 0x8,    /* strings: one longer than the buffer is refused, never cut */
 };
 
 /* How elmctl shows a value in its text output (JSON always has the plain number or string). */
@@ -92,6 +99,46 @@ extern const struct elm_fields elm_fields_load;    /* LOAD: struct elm_load_resu
 /* All of them, NULL-terminated (for lookups by tag and for tests). */
 extern const struct elm_fields *const elm_fields_all[];
 
+/* The request structs: internal to elm (libelmclient builds them, elmd reads them), so they
+ * live here, not in include/elm/. A zero integer means "elmd's default" wherever a line is
+ * NONZERO (then it is not sent at all). */
+struct elm_hello_req {
+    uint64_t version_min, version_max; /* the client's protocol range */
+    char client_name[64];              /* for logs; cut */
+    uint64_t pid;                      /* the client's; informative only */
+};
+
+struct elm_load_req {
+    char path[ELM_PROTO_MAX_STR + 1]; /* absolute, resolved by the client */
+    uint32_t n_ctx;                   /* context tokens per session; 0: elmd's */
+    uint32_t n_threads;               /* compute threads; 0: elmd's */
+};
+
+struct elm_open_req {
+    uint64_t n_ctx;         /* 0: the model's; checked by elmd against the KV pool, not here */
+    uint32_t req_ring_size; /* bytes; 0: the default (power of two, checked by elmd) */
+    uint32_t evt_ring_size; /* bytes; 0: the default */
+    char client_name[64];   /* the same size as elm_session_info's; cut */
+    long pid;               /* the client's, watched by elmd to free the session if it dies */
+};
+
+struct elm_session_req {
+    uint64_t session_id; /* CLOSE_SESSION and CANCEL */
+};
+
+#define ELM_REQ_MAX_CTX     (1u << 20)  /* LOAD: context tokens */
+#define ELM_REQ_MAX_THREADS 1024u       /* LOAD: compute threads */
+#define ELM_REQ_MAX_RING    (64u << 20) /* OPEN_SESSION, per ring: a session must not pin GiBs */
+
+/* The request tables (the schemas of the requests in ipc/proto.c). */
+extern const struct elm_fields elm_fields_hello_req;   /* HELLO: struct elm_hello_req */
+extern const struct elm_fields elm_fields_load_req;    /* LOAD: struct elm_load_req */
+extern const struct elm_fields elm_fields_open_req;    /* OPEN_SESSION: struct elm_open_req */
+extern const struct elm_fields elm_fields_session_req; /* CLOSE_SESSION, CANCEL */
+/* All of them, NULL-terminated. Kept apart from elm_fields_all: a base tag (N_CTX, PID) may
+ * carry other bounds in a request than in a reply, and elm_fields_find looks up replies. */
+extern const struct elm_fields *const elm_fields_requests[];
+
 /* Sections of the STATUS table: the model's fields, and a load in progress. */
 enum elm_fields_status_section {
     ELM_STATUS_MODEL = 0x1,
@@ -106,11 +153,23 @@ int elm_fields_put(struct elm_proto_buf *b, const struct elm_fields *t, const vo
 
 /* Reads t's fields from a decoded body or group into obj (the caller's struct of t's type,
  * zeroed by the caller: absent fields keep their default). Strings longer than their buffer are
- * cut. Returns 0, or ELM_EPROTO when a field has the wrong type or a value out of its bounds or a
- * required field is absent (obj is then partly written). */
+ * cut, unless the line is WHOLE. Returns 0, or ELM_EPROTO when a field has the wrong type or a
+ * value out of its bounds or a required field is absent (obj is then partly written). */
 int elm_fields_get(const struct elm_proto_view *v, const struct elm_fields *t, void *obj);
 
-/* The first line with this tag in any table, or NULL. */
+/* Reads a request's fields from a decoded body into obj (zeroed by the caller), checking every
+ * value against its line: 0; -EINVAL when an integer is out of its bounds or a WHOLE string
+ * does not fit its buffer, with msg (cap bytes) saying which field and which bound; ELM_EPROTO
+ * when a field has the wrong type or a required one is absent. obj is partly written on error. */
+int elm_fields_get_request(const struct elm_proto_view *v, const struct elm_fields *t, void *obj,
+                           char *msg, size_t cap);
+
+/* The line of t with this tag, or NULL. */
+const struct elm_field *elm_fields_line(const struct elm_fields *t, uint16_t tag);
+/* The values t's line for tag accepts: 0 with *min and *max set, or -ENOENT. */
+int elm_field_bounds(const struct elm_fields *t, uint16_t tag, uint64_t *min, uint64_t *max);
+
+/* The first line with this tag in any reply table, or NULL. */
 const struct elm_field *elm_fields_find(uint16_t tag);
 /* The wire type of a line (enum elm_proto_type). */
 int elm_field_type(const struct elm_field *f);

@@ -1,12 +1,13 @@
 /* proto.c — control-message codec: schema tables, the validating decoder, the frame builder.
  *
  * The schema is data: one table gives each base tag its name and value type, one gives each
- * command the fields its request and its reply may carry. The replies that fill a public struct
- * (STATUS, STATS, LOAD, a SESSIONS entry) use their field tables (ipc/fields.c) as schemas, and
- * those tables also name and type the optional tags. The decoder walks a frame once, checks every
- * field header against the bytes that remain before touching the value, checks values by type
- * and fields against the command's schema, and recurses one level into groups. Every loop
- * advances by at least one field header, so it ends; every read is bounded by the frame length.
+ * command the fields its request and its reply may carry. The requests, and the replies that fill
+ * a public struct (STATUS, STATS, LOAD, a SESSIONS entry), use their field tables (ipc/fields.c)
+ * as schemas, and those tables also name and type the optional tags. The decoder walks a frame
+ * once, checks every field header against the bytes that remain before touching the value, checks
+ * values by type and fields against the command's schema, and recurses one level into groups. Every
+ * loop advances by at least one field header, so it ends; every read is bounded by the frame
+ * length.
  */
 #include <errno.h>
 #include <math.h>
@@ -81,8 +82,9 @@ static bool tag_lookup(uint16_t tag, struct tag_def *out)
 #define RQ ELM_FIELD_REQUIRED /* required (in a reply: required when STATUS is 0) */
 #define RP ELM_FIELD_REPEAT   /* may appear more than once */
 
-/* A schema is a field table (const struct elm_fields *): the replies that fill a public struct
- * use theirs (ipc/fields.c); the others list their tags here. NULL: no fields. */
+/* A schema is a field table (const struct elm_fields *): requests and the replies that fill a
+ * public struct use theirs (ipc/fields.c); the other replies list their tags here. NULL: no
+ * fields. */
 // clang-format off
 #define R(t, fl) {.tag = (t), .flags = (fl)}
 #define SCHEMA(...) \
@@ -100,26 +102,19 @@ struct cmd_def {
 };
 
 static const struct cmd_def cmd_defs[ELM_CMD_LIMIT] = {
-    [ELM_CMD_HELLO] = {"hello", true,
-                       SCHEMA(R(ELM_TAG_VERSION_MIN, RQ), R(ELM_TAG_VERSION_MAX, RQ),
-                              R(ELM_TAG_CLIENT_NAME, 0), R(ELM_TAG_PID, 0)),
+    [ELM_CMD_HELLO] = {"hello", true, &elm_fields_hello_req,
                        SCHEMA(R(ELM_TAG_VERSION, RQ), R(ELM_TAG_VERSION_MIN, 0),
                               R(ELM_TAG_VERSION_MAX, 0), R(ELM_TAG_DAEMON_VERSION, 0),
                               R(ELM_TAG_PID, 0))},
     [ELM_CMD_STATUS] = {"status", true, NO_FIELDS, &elm_fields_status},
-    [ELM_CMD_LOAD] = {"load", true,
-                      SCHEMA(R(ELM_TAG_PATH, RQ), R(ELM_TAG_N_CTX, 0), R(ELM_TAG_N_THREADS, 0)),
-                      &elm_fields_load},
+    [ELM_CMD_LOAD] = {"load", true, &elm_fields_load_req, &elm_fields_load},
     [ELM_CMD_UNLOAD] = {"unload", true, NO_FIELDS, NO_FIELDS},
-    [ELM_CMD_OPEN_SESSION] = {"open_session", true,
-                              SCHEMA(R(ELM_TAG_N_CTX, 0), R(ELM_TAG_REQ_RING_SIZE, 0),
-                                     R(ELM_TAG_EVT_RING_SIZE, 0), R(ELM_TAG_CLIENT_NAME, 0),
-                                     R(ELM_TAG_PID, 0)),
+    [ELM_CMD_OPEN_SESSION] = {"open_session", true, &elm_fields_open_req,
                               SCHEMA(R(ELM_TAG_SESSION_ID, RQ), R(ELM_TAG_SHM_NAME, RQ),
                                      R(ELM_TAG_SHM_SIZE, RQ), R(ELM_TAG_REQ_RING_SIZE, RQ),
                                      R(ELM_TAG_EVT_RING_SIZE, RQ), R(ELM_TAG_N_CTX, 0))},
-    [ELM_CMD_CLOSE_SESSION] = {"close_session", true, SCHEMA(R(ELM_TAG_SESSION_ID, RQ)), NO_FIELDS},
-    [ELM_CMD_CANCEL] = {"cancel", true, SCHEMA(R(ELM_TAG_SESSION_ID, RQ)), NO_FIELDS},
+    [ELM_CMD_CLOSE_SESSION] = {"close_session", true, &elm_fields_session_req, NO_FIELDS},
+    [ELM_CMD_CANCEL] = {"cancel", true, &elm_fields_session_req, NO_FIELDS},
     [ELM_CMD_SESSIONS] = {"sessions", true, NO_FIELDS, SCHEMA(R(ELM_TAG_SESSION, RP))},
     [ELM_CMD_STATS] = {"stats", true, NO_FIELDS, &elm_fields_stats},
     [ELM_CMD_SHUTDOWN] = {"shutdown", true, NO_FIELDS, NO_FIELDS},

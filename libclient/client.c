@@ -290,13 +290,16 @@ static int hello(struct elm_client *c)
 {
     int rc;
     struct elm_proto_msg rep;
+    struct elm_hello_req req = {
+        .version_min = ELM_PROTO_VERSION_MIN,
+        .version_max = ELM_PROTO_VERSION_MAX,
+        .pid = (uint64_t)getpid(),
+    };
+    snprintf(req.client_name, sizeof req.client_name, "%s", program_invocation_short_name);
     struct elm_proto_buf *b = ctl_begin(c, ELM_CMD_HELLO, &rc);
     if (!b)
         return rc;
-    elm_proto_put_u64(b, ELM_TAG_VERSION_MIN, ELM_PROTO_VERSION_MIN);
-    elm_proto_put_u64(b, ELM_TAG_VERSION_MAX, ELM_PROTO_VERSION_MAX);
-    elm_proto_put_str(b, ELM_TAG_CLIENT_NAME, program_invocation_short_name);
-    elm_proto_put_u64(b, ELM_TAG_PID, (uint64_t)getpid());
+    elm_fields_put(b, &elm_fields_hello_req, &req, 0);
     rc = ctl_call(c, &rep, ELM_CLIENT_CONNECT_TIMEOUT_MS);
     uint64_t v = 0, pid = 0;
     if (rc == 0 && (elm_proto_get_u64(&rep.body, ELM_TAG_VERSION, &v) < 0 ||
@@ -406,14 +409,22 @@ int elm_client_load(elm_client *c, const char *path, uint32_t n_ctx, uint32_t n_
     /* The daemon resolves paths against its own working directory, not ours. */
     if (!realpath(path, abs))
         return -errno;
+    struct elm_load_req *req = calloc(1, sizeof *req); /* 4 KiB of path */
+    if (!req)
+        return -ENOMEM;
+    if (strlen(abs) >= sizeof req->path) {
+        free(req);
+        return -ENAMETOOLONG; /* sent whole or not at all: a cut path names another file */
+    }
+    strcpy(req->path, abs);
+    req->n_ctx = n_ctx;
+    req->n_threads = n_threads;
     struct elm_proto_buf *b = ctl_begin(c, ELM_CMD_LOAD, &rc);
+    if (b)
+        elm_fields_put(b, &elm_fields_load_req, req, 0);
+    free(req);
     if (!b)
         return rc;
-    elm_proto_put_str(b, ELM_TAG_PATH, abs);
-    if (n_ctx)
-        elm_proto_put_u64(b, ELM_TAG_N_CTX, n_ctx);
-    if (n_threads)
-        elm_proto_put_u64(b, ELM_TAG_N_THREADS, n_threads);
     struct elm_load_result r = {0};
     rc = ctl_call(c, &rep, -1);
     if (rc == 0)

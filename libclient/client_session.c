@@ -11,11 +11,13 @@
  */
 #include <errno.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "common/sampling.h"
+#include "ipc/fields.h"
 #include "ipc/session_shm.h"
 #include "ipc/shm.h"
 #include "libclient/internal.h"
@@ -126,7 +128,8 @@ static void send_close(struct elm_client *c, uint64_t id)
     if (!b)
         return;
     struct elm_proto_msg rep;
-    if (elm_proto_put_u64(b, ELM_TAG_SESSION_ID, id) == 0)
+    struct elm_session_req req = {.session_id = id};
+    if (elm_fields_put(b, &elm_fields_session_req, &req, 0) == 0)
         ctl_call(c, &rep, CLOSE_TIMEOUT_MS);
     ctl_end(c);
 }
@@ -167,14 +170,12 @@ int elm_session_open_params(elm_client *c, const struct elm_session_params *p, e
 
     struct announce a;
     struct elm_proto_msg rep;
+    struct elm_open_req req = {.n_ctx = p->n_ctx, .req_ring_size = req_cap, .pid = (long)getpid()};
+    snprintf(req.client_name, sizeof req.client_name, "%s", program_invocation_short_name);
     struct elm_proto_buf *b = ctl_begin(c, ELM_CMD_OPEN_SESSION, &rc);
     if (!b)
         goto fail;
-    if (p->n_ctx)
-        elm_proto_put_u64(b, ELM_TAG_N_CTX, p->n_ctx);
-    elm_proto_put_u64(b, ELM_TAG_REQ_RING_SIZE, req_cap);
-    elm_proto_put_str(b, ELM_TAG_CLIENT_NAME, program_invocation_short_name);
-    elm_proto_put_u64(b, ELM_TAG_PID, (uint64_t)getpid());
+    elm_fields_put(b, &elm_fields_open_req, &req, 0);
     rc = ctl_call(c, &rep, ELM_CLIENT_CALL_TIMEOUT_MS);
     /* From here the daemon holds a session for us: any failure must tell it to free it. */
     bool opened = rc == 0;

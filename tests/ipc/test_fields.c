@@ -7,6 +7,12 @@
  * and read back with elm_fields_get into a zeroed struct, member by member; a struct of defaults
  * sends only what a reply must carry; a value past a line's bounds is refused, a string longer
  * than its buffer is cut.
+ *
+ * The request tables get the same walk in the other direction: a filled request struct is
+ * written into a real request frame (so the decoder checks it against the request's schema,
+ * which is the table), and read back with elm_fields_get_request; a value past a line's bounds
+ * is refused with -EINVAL and a message naming the field and the bound; a WHOLE string that
+ * does not fit is refused, never cut; elm_field_bounds gives the bounds elmctl checks.
  */
 #include <errno.h>
 #include <limits.h>
@@ -20,17 +26,29 @@
 #include "ipc/proto.h"
 #include "tests/common/elm_test.h"
 
-/* The reply each table belongs to; a SESSIONS entry travels in a SESSION group. */
+/* The message each table belongs to: a reply's (a SESSIONS entry travels in a SESSION group),
+ * or the request it is the schema of (CLOSE_SESSION's also serves CANCEL). */
+static const struct {
+    const struct elm_fields *t;
+    uint16_t cmd;
+} table_cmds[] = {
+    {&elm_fields_status, ELM_CMD_STATUS},
+    {&elm_fields_stats, ELM_CMD_STATS},
+    {&elm_fields_load, ELM_CMD_LOAD},
+    {&elm_fields_session, ELM_CMD_SESSIONS},
+    {&elm_fields_hello_req, ELM_CMD_HELLO},
+    {&elm_fields_load_req, ELM_CMD_LOAD},
+    {&elm_fields_open_req, ELM_CMD_OPEN_SESSION},
+    {&elm_fields_session_req, ELM_CMD_CLOSE_SESSION},
+};
+
 static uint16_t table_cmd(const struct elm_fields *t)
 {
-    if (t == &elm_fields_status)
-        return ELM_CMD_STATUS;
-    if (t == &elm_fields_stats)
-        return ELM_CMD_STATS;
-    if (t == &elm_fields_load)
-        return ELM_CMD_LOAD;
-    assert_ptr_equal(t, &elm_fields_session);
-    return ELM_CMD_SESSIONS;
+    for (size_t i = 0; i < sizeof table_cmds / sizeof table_cmds[0]; i++)
+        if (table_cmds[i].t == t)
+            return table_cmds[i].cmd;
+    fail_msg("no command for table %s", t->what);
+    return 0;
 }
 
 static size_t ctype_size(uint8_t ct)
@@ -53,6 +71,22 @@ static size_t ctype_size(uint8_t ct)
     }
 }
 
+/* Line i of t describes its member (inside the struct, the size of its C type) and is the only
+ * line with its tag in t, with the codec's type for that tag. */
+static void check_member_and_tag(const struct elm_fields *t, unsigned i)
+{
+    const struct elm_field *f = &t->f[i];
+    assert_true(f->offset + f->size <= t->size);
+    if (f->ctype == ELM_CT_STR)
+        assert_true(f->size >= 2);
+    else
+        assert_int_equal(f->size, ctype_size(f->ctype));
+    assert_non_null(f->json);
+    for (unsigned k = 0; k < i; k++)
+        assert_int_not_equal(t->f[k].tag, f->tag);
+    assert_int_equal(elm_proto_tag_type(f->tag), elm_field_type(f));
+}
+
 static void test_lines(void **state)
 {
     unsigned n_tables = 0;
@@ -61,17 +95,7 @@ static void test_lines(void **state)
         assert_true(t->n > 0 && t->n <= 64); /* the decoder keeps a bit per field */
         for (unsigned i = 0; i < t->n; i++) {
             const struct elm_field *f = &t->f[i];
-            /* the member */
-            assert_true(f->offset + f->size <= t->size);
-            if (f->ctype == ELM_CT_STR)
-                assert_true(f->size >= 2);
-            else
-                assert_int_equal(f->size, ctype_size(f->ctype));
-            assert_non_null(f->json);
-            /* the tag: one line per table, and the codec's name and type */
-            for (unsigned k = 0; k < i; k++)
-                assert_int_not_equal(t->f[k].tag, f->tag);
-            assert_int_equal(elm_proto_tag_type(f->tag), elm_field_type(f));
+            check_member_and_tag(t, i);
             if (f->tag & ELM_TAG_OPTIONAL) /* the line defines the tag; the decoder skips it */
                 assert_false(f->flags & ELM_FIELD_REQUIRED);
             else
@@ -270,14 +294,30 @@ static uint64_t type_max(const struct elm_field *f)
     return f->max && f->max < m ? f->max : m;
 }
 
-/* Each integer line with bounds: its largest value is read, one more is ELM_EPROTO (and its
- * smallest, one less, when it has one above 0). */
-static void test_bounds(void **state)
+/* t without its line i, in rest (t->n lines of room). */
+static struct elm_fields without(const struct elm_fields *t, unsigned i, struct elm_field *rest)
+{
+    unsigned n = 0;
+    for (unsigned k = 0; k < t->n; k++)
+        if (k != i)
+            rest[n++] = t->f[k];
+    return (struct elm_fields){.f = rest, .n = n, .size = t->size};
+}
+
+/* One bounded line f of table t: sub is t without f, in a filled struct, out one to read into;
+ * max is the largest value f accepts. */
+typedef void (*bound_check)(struct elm_proto_buf *b, const struct elm_fields *t,
+                            const struct elm_field *f, const struct elm_fields *sub, const void *in,
+                            void *out, uint64_t max);
+
+/* Calls check for every integer line of the tables whose bounds are narrower than a u64's.
+ * Returns how many it checked. */
+static unsigned for_each_bounded(const struct elm_fields *const *tables, bound_check check)
 {
     struct elm_proto_buf b;
     elm_proto_buf_init(&b);
     unsigned checked = 0;
-    for (const struct elm_fields *const *tp = elm_fields_all; *tp; tp++) {
+    for (const struct elm_fields *const *tp = tables; *tp; tp++) {
         const struct elm_fields *t = *tp;
         void *in = calloc(1, t->size), *out = calloc(1, t->size);
         struct elm_field *rest = calloc(t->n, sizeof *rest);
@@ -289,32 +329,43 @@ static void test_bounds(void **state)
             uint64_t max = type_max(f);
             if (elm_field_type(f) != ELM_PT_U64 || max == UINT64_MAX)
                 continue;
-            /* the table without line i, then line i's tag with a chosen value */
-            unsigned n = 0;
-            for (unsigned k = 0; k < t->n; k++)
-                if (k != i)
-                    rest[n++] = t->f[k];
-            struct elm_fields sub = {.f = rest, .n = n, .size = t->size};
-            struct elm_proto_msg m;
-            struct elm_proto_view v;
-            assert_int_equal(build(&b, t, &sub, in, ~0u, f->tag, max, &m, &v), 0);
+            struct elm_fields sub = without(t, i, rest);
             memset(out, 0, t->size);
-            assert_int_equal(elm_fields_get(&v, t, out), 0);
-            assert_int_equal(elm_field_u64(f, out), f->ctype == ELM_CT_BOOL ? 1 : max);
-            assert_int_equal(build(&b, t, &sub, in, ~0u, f->tag, max + 1, &m, &v), 0);
-            assert_int_equal(elm_fields_get(&v, t, out), ELM_EPROTO);
-            if (f->min) {
-                assert_int_equal(build(&b, t, &sub, in, ~0u, f->tag, f->min - 1, &m, &v), 0);
-                assert_int_equal(elm_fields_get(&v, t, out), ELM_EPROTO);
-            }
+            check(&b, t, f, &sub, in, out, max);
             checked++;
         }
         free(rest);
         free(in);
         free(out);
     }
-    assert_true(checked >= 10); /* the u32, int, long and bool members of the four tables */
     elm_proto_buf_fini(&b);
+    return checked;
+}
+
+/* A reply's line: its largest value is read, one more is ELM_EPROTO (and its smallest, one
+ * less, when it has one above 0). The table without the line, then the line's tag with a
+ * chosen value. */
+static void check_reply_bound(struct elm_proto_buf *b, const struct elm_fields *t,
+                              const struct elm_field *f, const struct elm_fields *sub,
+                              const void *in, void *out, uint64_t max)
+{
+    struct elm_proto_msg m;
+    struct elm_proto_view v;
+    assert_int_equal(build(b, t, sub, in, ~0u, f->tag, max, &m, &v), 0);
+    assert_int_equal(elm_fields_get(&v, t, out), 0);
+    assert_int_equal(elm_field_u64(f, out), f->ctype == ELM_CT_BOOL ? 1 : max);
+    assert_int_equal(build(b, t, sub, in, ~0u, f->tag, max + 1, &m, &v), 0);
+    assert_int_equal(elm_fields_get(&v, t, out), ELM_EPROTO);
+    if (f->min) {
+        assert_int_equal(build(b, t, sub, in, ~0u, f->tag, f->min - 1, &m, &v), 0);
+        assert_int_equal(elm_fields_get(&v, t, out), ELM_EPROTO);
+    }
+}
+
+static void test_bounds(void **state)
+{
+    /* the u32, int, long and bool members of the four tables */
+    assert_true(for_each_bounded(elm_fields_all, check_reply_bound) >= 10);
 }
 
 /* A string as long as its buffer (one byte too many for the NUL) is cut, not refused; a
@@ -395,6 +446,214 @@ static void test_strings_and_required(void **state)
     elm_proto_buf_fini(&b);
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * Requests
+ */
+
+/* Builds t's request from the fields of sub read from obj, plus one u64 field when extra_tag is
+ * not 0, and decodes it into *m. Returns the finish result. */
+static int build_request(struct elm_proto_buf *b, const struct elm_fields *t,
+                         const struct elm_fields *sub, const void *obj, uint16_t extra_tag,
+                         uint64_t extra, struct elm_proto_msg *m)
+{
+    const void *frame;
+    size_t len;
+    assert_int_equal(elm_proto_begin(b, ELM_PROTO_VERSION_MAX, table_cmd(t), 0, 9), 0);
+    elm_fields_put(b, sub, obj, 0);
+    if (extra_tag)
+        elm_proto_put_u64(b, extra_tag, extra);
+    int rc = elm_proto_finish(b, &frame, &len);
+    if (rc < 0)
+        return rc;
+    assert_int_equal(elm_proto_decode(frame, len, m, NULL), 0);
+    assert_int_equal(m->hdr.flags & ELM_PROTO_F_REPLY, 0);
+    return 0;
+}
+
+static void test_request_lines(void **state)
+{
+    unsigned n_tables = 0;
+    for (const struct elm_fields *const *tp = elm_fields_requests; *tp; tp++, n_tables++) {
+        const struct elm_fields *t = *tp;
+        assert_true(t->n > 0 && t->n <= 64);
+        for (unsigned i = 0; i < t->n; i++) {
+            const struct elm_field *f = &t->f[i];
+            check_member_and_tag(t, i);
+            /* requests carry base tags only: an optional one would be skipped unchecked */
+            assert_true(f->tag < ELM_TAG_LIMIT);
+            assert_string_equal(elm_proto_tag_name(f->tag), f->name ? f->name : f->json);
+            assert_true(f->max == 0 || f->min <= f->max);
+            assert_null(f->row); /* nothing prints a request */
+        }
+    }
+    assert_int_equal(n_tables, 4);
+    /* the limits elmctl and elmd share */
+    uint64_t min, max;
+    assert_int_equal(elm_field_bounds(&elm_fields_load_req, ELM_TAG_N_CTX, &min, &max), 0);
+    assert_int_equal(min, 0);
+    assert_int_equal(max, 1u << 20);
+    assert_int_equal(elm_field_bounds(&elm_fields_load_req, ELM_TAG_N_THREADS, &min, &max), 0);
+    assert_int_equal(max, 1024);
+    assert_int_equal(elm_field_bounds(&elm_fields_open_req, ELM_TAG_REQ_RING_SIZE, &min, &max), 0);
+    assert_int_equal(max, 64u << 20);
+    assert_int_equal(elm_field_bounds(&elm_fields_open_req, ELM_TAG_PID, &min, &max), 0);
+    assert_int_equal(max, INT32_MAX);
+    assert_int_equal(elm_field_bounds(&elm_fields_load_req, ELM_TAG_PID, &min, &max), -ENOENT);
+    assert_true(elm_fields_line(&elm_fields_load_req, ELM_TAG_PATH)->flags & ELM_FIELD_WHOLE);
+}
+
+/* Every line of every request travels and comes back; a struct of defaults sends only the lines
+ * that are not NONZERO, and reads back as defaults. */
+static void test_request_roundtrip(void **state)
+{
+    struct elm_proto_buf b;
+    elm_proto_buf_init(&b);
+    for (const struct elm_fields *const *tp = elm_fields_requests; *tp; tp++) {
+        const struct elm_fields *t = *tp;
+        void *in = calloc(1, t->size), *out = calloc(1, t->size), *zero = calloc(1, t->size);
+        assert_true(in && out && zero);
+        char msg[128] = "";
+        struct elm_proto_msg m;
+        for (unsigned i = 0; i < t->n; i++)
+            fill(&t->f[i], i, in);
+        assert_int_equal(build_request(&b, t, t, in, 0, 0, &m), 0);
+        assert_int_equal(elm_fields_get_request(&m.body, t, out, msg, sizeof msg), 0);
+        for (unsigned i = 0; i < t->n; i++)
+            assert_same(&t->f[i], in, out);
+
+        /* defaults: what a request must carry (HELLO's versions, LOAD's path...) stays */
+        for (unsigned i = 0; i < t->n; i++)
+            if (t->f[i].flags & ELM_FIELD_REQUIRED)
+                fill(&t->f[i], i, zero);
+        assert_int_equal(build_request(&b, t, t, zero, 0, 0, &m), 0);
+        for (unsigned i = 0; i < t->n; i++) {
+            const struct elm_field *f = &t->f[i];
+            const char *s;
+            uint32_t n;
+            uint64_t u;
+            int rc = elm_field_type(f) == ELM_PT_STR ? elm_proto_get_str(&m.body, f->tag, &s, &n)
+                                                     : elm_proto_get_u64(&m.body, f->tag, &u);
+            assert_int_equal(rc, (f->flags & ELM_FIELD_NONZERO) ? -ENOENT : 0);
+        }
+        memset(out, 0, t->size);
+        assert_int_equal(elm_fields_get_request(&m.body, t, out, msg, sizeof msg), 0);
+        for (unsigned i = 0; i < t->n; i++)
+            assert_same(&t->f[i], zero, out);
+
+        /* a body without the required lines: refused, the message names the first one */
+        bool has_required = false;
+        for (unsigned i = 0; i < t->n; i++)
+            has_required |= (t->f[i].flags & ELM_FIELD_REQUIRED) != 0;
+        if (has_required) {
+            struct elm_proto_view empty = {0};
+            assert_int_equal(elm_fields_get_request(&empty, t, out, msg, sizeof msg), ELM_EPROTO);
+            assert_non_null(strstr(msg, "missing"));
+        }
+        free(in);
+        free(out);
+        free(zero);
+    }
+    elm_proto_buf_fini(&b);
+}
+
+/* A request's line: its largest value is read, one more is -EINVAL with a message naming the
+ * field, the value and the bound (and its smallest, one less, when above 0). */
+static void check_request_bound(struct elm_proto_buf *b, const struct elm_fields *t,
+                                const struct elm_field *f, const struct elm_fields *sub,
+                                const void *in, void *out, uint64_t max)
+{
+    struct elm_proto_msg m;
+    char msg[128] = "", want[128];
+    assert_int_equal(build_request(b, t, sub, in, f->tag, max, &m), 0);
+    assert_int_equal(elm_fields_get_request(&m.body, t, out, msg, sizeof msg), 0);
+    assert_int_equal(elm_field_u64(f, out), max);
+    assert_int_equal(build_request(b, t, sub, in, f->tag, max + 1, &m), 0);
+    assert_int_equal(elm_fields_get_request(&m.body, t, out, msg, sizeof msg), -EINVAL);
+    snprintf(want, sizeof want, "%s %llu is out of range [%llu, %llu]", elm_proto_tag_name(f->tag),
+             (unsigned long long)max + 1, (unsigned long long)f->min, (unsigned long long)max);
+    assert_string_equal(msg, want);
+    assert_int_equal(elm_fields_get(&m.body, t, out), ELM_EPROTO); /* as a reply would */
+    if (f->min) {
+        assert_int_equal(build_request(b, t, sub, in, f->tag, f->min - 1, &m), 0);
+        assert_int_equal(elm_fields_get_request(&m.body, t, out, msg, sizeof msg), -EINVAL);
+    }
+}
+
+static void test_request_bounds(void **state)
+{
+    /* LOAD's n_ctx and n_threads, OPEN_SESSION's rings and pid */
+    assert_int_equal(for_each_bounded(elm_fields_requests, check_request_bound), 5);
+}
+
+/* A WHOLE string is refused when it does not fit, both ways: elm_fields_put fails (sticky
+ * -EINVAL) on a buffer without its NUL, elm_fields_get_request on a longer value; a string that
+ * is not WHOLE (a client name) is cut. A small table stands in for LOAD's, whose path buffer
+ * holds the longest string the codec carries. */
+struct small_load {
+    char path[8];
+    char name[4];
+};
+
+static void test_request_strings(void **state)
+{
+    static const struct elm_field lines[] = {
+        {.tag = ELM_TAG_PATH,
+         .ctype = ELM_CT_STR,
+         .flags = ELM_FIELD_WHOLE,
+         .offset = offsetof(struct small_load, path),
+         .size = 8,
+         .json = "path"},
+        {.tag = ELM_TAG_CLIENT_NAME,
+         .ctype = ELM_CT_STR,
+         .offset = offsetof(struct small_load, name),
+         .size = 4,
+         .json = "client_name"},
+    };
+    const struct elm_fields t = {
+        .what = "small", .f = lines, .n = 2, .size = sizeof(struct small_load)};
+    struct elm_proto_buf b;
+    elm_proto_buf_init(&b);
+    struct elm_proto_msg m;
+    const void *frame;
+    size_t len;
+    char msg[128] = "";
+    struct small_load in, out;
+
+    memcpy(in.path, "/abcdefg", 8); /* no NUL */
+    strcpy(in.name, "abc");
+    elm_proto_begin(&b, ELM_PROTO_VERSION_MAX, ELM_CMD_LOAD, 0, 9);
+    assert_int_equal(elm_fields_put(&b, &t, &in, 0), -EINVAL);
+    assert_int_equal(elm_proto_finish(&b, &frame, &len), -EINVAL);
+
+    elm_proto_begin(&b, ELM_PROTO_VERSION_MAX, ELM_CMD_OPEN_SESSION, 0, 9);
+    elm_proto_put_str(&b, ELM_TAG_CLIENT_NAME, "a long name");
+    assert_int_equal(elm_proto_finish(&b, &frame, &len), 0);
+    assert_int_equal(elm_proto_decode(frame, len, &m, NULL), 0);
+    memset(&out, 0, sizeof out);
+    assert_int_equal(elm_fields_get_request(&m.body, &t, &out, msg, sizeof msg), 0);
+    assert_string_equal(out.name, "a l");
+
+    elm_proto_begin(&b, ELM_PROTO_VERSION_MAX, ELM_CMD_LOAD, 0, 9);
+    elm_proto_put_str(&b, ELM_TAG_PATH, "/abcdefg");
+    assert_int_equal(elm_proto_finish(&b, &frame, &len), 0);
+    assert_int_equal(elm_proto_decode(frame, len, &m, NULL), 0);
+    memset(&out, 0, sizeof out);
+    assert_int_equal(elm_fields_get_request(&m.body, &t, &out, msg, sizeof msg), -EINVAL);
+    assert_string_equal(msg, "path is longer than 7 bytes");
+    assert_int_equal(elm_fields_get(&m.body, &t, &out), ELM_EPROTO);
+
+    elm_proto_begin(&b, ELM_PROTO_VERSION_MAX, ELM_CMD_LOAD, 0, 9);
+    elm_proto_put_str(&b, ELM_TAG_PATH, "/abcdef"); /* 7 bytes: fits with its NUL */
+    assert_int_equal(elm_proto_finish(&b, &frame, &len), 0);
+    assert_int_equal(elm_proto_decode(frame, len, &m, NULL), 0);
+    assert_int_equal(elm_fields_get_request(&m.body, &t, &out, msg, sizeof msg), 0);
+    assert_string_equal(out.path, "/abcdef");
+
+    /* the real path line takes the longest string the codec carries */
+    assert_true(elm_fields_line(&elm_fields_load_req, ELM_TAG_PATH)->size > ELM_PROTO_MAX_STR);
+    elm_proto_buf_fini(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -403,6 +662,10 @@ int main(void)
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_bounds),
         cmocka_unit_test(test_strings_and_required),
+        cmocka_unit_test(test_request_lines),
+        cmocka_unit_test(test_request_roundtrip),
+        cmocka_unit_test(test_request_bounds),
+        cmocka_unit_test(test_request_strings),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
