@@ -18,6 +18,7 @@
 #include "elm/status.h"
 #include "ipc/fields.h"
 #include "ipc/proto.h"
+#include "ipc/schema.h"
 
 /* The largest ring is a bound of the request table (ELM_REQ_MAX_RING, ipc/fields.c). */
 #define MIN_REQ_RING (4u << 10)

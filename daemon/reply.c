@@ -4,6 +4,7 @@
 #include "common/log.h"
 #include "daemon/reply.h"
 #include "elm/status.h"
+#include "ipc/schema.h"
 
 bool elmd_recv(void *sock, struct elmd_peer *p, zmq_msg_t *payload, bool *has_payload, bool *bad)
 {

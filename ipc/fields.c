@@ -496,7 +496,7 @@ int elm_fields_get_request(const struct elm_proto_view *v, const struct elm_fiel
     int rc = get_all(v, t, obj, &f);
     if (rc == 0)
         return 0;
-    const char *name = elm_proto_tag_name(f->tag);
+    const char *name = f->name ? f->name : f->json; /* the tag's name (schema.c) */
     uint64_t x = 0;
     if (rc == ELM_EPROTO) {
         snprintf(msg, cap, "%s is missing or has the wrong type", name);

@@ -199,14 +199,6 @@ struct elm_proto_msg {
     struct elm_proto_view body; /* read with the elm_proto_get_* functions */
 };
 
-/* Reads only the header (magic and size checked), e.g. to echo the request id in an ERROR
- * reply to a frame that failed elm_proto_decode. Returns 0 or ELM_EPROTO. */
-int elm_proto_decode_header(const void *frame, size_t len, struct elm_proto_hdr *out);
-
-/* Validates a whole frame against its command's schema and fills *out, whose body points into
- * frame (keep the frame alive while using it). Returns 0 or ELM_EPROTO. On failure, if why is
- * not NULL, *why is set to a static string naming the problem (for logs and ERROR replies). */
-int elm_proto_decode(const void *frame, size_t len, struct elm_proto_msg *out, const char **why);
 
 /* Field accessors on a decoded body or group. The first field with the tag is returned.
  * Return 0, -ENOENT (absent) or ELM_EPROTO (the tag has another type). Outputs only on
@@ -266,9 +258,6 @@ int elm_proto_put_bytes(struct elm_proto_buf *b, uint16_t tag, const void *p, si
 int elm_proto_group_begin(struct elm_proto_buf *b, uint16_t tag);
 int elm_proto_group_end(struct elm_proto_buf *b);
 
-/* Ends the frame and checks it with elm_proto_decode, so a frame that the peer would reject
- * is caught here (ELM_EPROTO). Returns 0 with *frame and *len set (owned by b), or the error. */
-int elm_proto_finish(struct elm_proto_buf *b, const void **frame, size_t *len);
 
 /* ---------------------------------------------------------------------------------------------
  * Version negotiation and names
@@ -285,10 +274,5 @@ int elm_proto_negotiate_range(uint64_t our_min, uint64_t our_max, uint64_t peer_
 int elm_proto_negotiate(uint64_t peer_min, uint64_t peer_max, uint8_t *chosen);
 bool elm_proto_version_is_supported(uint64_t version);
 
-/* Static names for logs: "open_session", "session_id"...; "unknown" when not known. */
-const char *elm_proto_cmd_name(uint16_t cmd);
-const char *elm_proto_tag_name(uint16_t tag);
-/* The value type of a known tag, or 0. */
-int elm_proto_tag_type(uint16_t tag);
 
 #endif

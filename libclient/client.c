@@ -28,6 +28,7 @@
 
 #include "ipc/endpoint.h"
 #include "ipc/fields.h"
+#include "ipc/schema.h"
 #include "libclient/internal.h"
 
 _Static_assert((int)ELM_SESSION_IDLE == ELM_SESSION_STATE_IDLE &&

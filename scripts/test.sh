@@ -19,6 +19,10 @@ status=0
 for flavour in release asan; do
   echo "=== $flavour build" >&2
   scripts/build.sh "$flavour"
+  if [ "$flavour" = release ]; then
+    echo "=== layering (docs/architecture.md)" >&2
+    scripts/check-layers.sh build/release || status=1
+  fi
   echo "=== $flavour tests" >&2
   (cd "build/$flavour" && ctest --output-on-failure -j2 "$@") || status=1
 done

@@ -12,6 +12,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "ipc/schema.h"
 #include "tests/common/elmd_fixture.h"
 
 int64_t td_now_ms(void)

@@ -25,6 +25,7 @@
 #include "elm/client.h"
 #include "ipc/endpoint.h"
 #include "ipc/proto.h"
+#include "ipc/schema.h"
 #include "ipc/session_shm.h"
 #include "ipc/shm.h"
 #include "tests/common/elm_test.h"

@@ -11,6 +11,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "ipc/schema.h"
 #include "tests/common/elmd_fixture.h"
 
 #define N_FUZZ 12000

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "engine/gguf_writer.h"
+#include "ipc/schema.h"
 #include "tests/common/elmd_fixture.h"
 #include "tests/common/guard.h"
 

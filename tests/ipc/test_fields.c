@@ -24,6 +24,7 @@
 #include "elm/status.h"
 #include "ipc/fields.h"
 #include "ipc/proto.h"
+#include "ipc/schema.h"
 #include "tests/common/elm_test.h"
 
 /* The message each table belongs to: a reply's (a SESSIONS entry travels in a SESSION group),

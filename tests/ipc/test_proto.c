@@ -15,6 +15,7 @@
 #include "elm/status.h"
 #include "ipc/fields.h"
 #include "ipc/proto.h"
+#include "ipc/schema.h"
 #include "tests/common/elm_test.h"
 
 static uint64_t rng_next(uint64_t *s) /* splitmix64 */
