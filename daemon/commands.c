@@ -214,6 +214,7 @@ static int cmd_stats(struct elmd *d, const struct elmd_peer *p, const struct elm
     st.gen_tokens_per_s = st.gen_ns ? (double)st.n_gen_tokens * 1e9 / (double)st.gen_ns : 0.0;
     st.rss_bytes = rss_bytes();
     st.n_sessions = (uint32_t)d->n_sessions;
+    st.n_sessions_opened = d->next_session_id; /* ids count from 1 */
     reply_fields(d, p, m, &elm_fields_stats, &st, 0);
     return 0;
 }

@@ -166,6 +166,7 @@ static const struct elm_field stats_lines[] = {
     T(ELM_TAG_N_MALFORMED, U64, n_malformed, .row = "control messages", .text = " (%s malformed"),
     T(ELM_TAG_N_DROPPED, U64, n_dropped, .row = "control messages",
       .text = ", %s replies dropped)"),
+    T(ELM_TAG_N_SESSIONS_OPENED, U64, n_sessions_opened, .row = "sessions opened", .text = "%s"),
 };
 // clang-format on
 #undef MS

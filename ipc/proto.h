@@ -167,6 +167,7 @@ enum elm_proto_opt_tag {
     ELM_TAG_N_BUSY,          /* u64: requests refused ELM_EBUSY: no KV memory in time */
     ELM_TAG_N_PROMPT_REUSED, /* u64: prompt tokens whose KV was kept from the history */
     ELM_TAG_N_KV_RECLAIMED,  /* u64: idle sessions whose pages were taken back */
+    ELM_TAG_N_SESSIONS_OPENED, /* u64: sessions opened since the daemon started */
     ELM_TAG_OPT_END,         /* known optional tags are < this */
 };
 

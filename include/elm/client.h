@@ -200,6 +200,7 @@ struct elm_daemon_stats {
     uint64_t n_control;       /* control messages received */
     uint64_t n_malformed;     /* of which could not be decoded */
     uint64_t n_dropped;       /* replies that could not be sent (peer gone, queue full) */
+    uint64_t n_sessions_opened; /* sessions opened since the daemon started */
 };
 
 /* The daemon's counters. *out is the caller's struct, written on success. */

@@ -181,8 +181,10 @@ static void test_start_generate_stop(void **state)
     assert_string_equal(out, "[]\n");
     assert_int_equal(run(out, sizeof out, "%s stats --runtime-dir %s", elmctl, rundir), 0);
     assert_non_null(strstr(out, "requests          8 (0 failed)"));
+    assert_non_null(strstr(out, "sessions opened   8\n")); /* one per generate */
     assert_int_equal(run(out, sizeof out, "%s stats --json --runtime-dir %s", elmctl, rundir), 0);
     assert_non_null(strstr(out, "\"n_requests\":8"));
+    assert_non_null(strstr(out, "\"n_sessions_opened\":8"));
 
     assert_int_equal(run(out, sizeof out, "%s unload --runtime-dir %s", elmctl, rundir), 0);
     assert_int_equal(run(out, sizeof out, "%s --runtime-dir %s generate hi", elmctl, rundir), 1);
