@@ -1,0 +1,450 @@
+/* test_ops.c — the operations around the matmuls in the scalar reference kernels (kernels/ref),
+ * and the dispatch table that picks a kernel variant.
+ *
+ * What is checked, and against what:
+ *  (f) the operations around the matmuls (rmsnorm, rope, softmax, silu_mul, kv_dot, kv_mix)
+ *      against double-precision math within measured bounds, and every float the reference
+ *      kernels produce pinned by a digest (the order of their additions reproduces the zoo
+ *      references bit for bit; the digest catches a change of it without the zoo files);
+ *      every SIMD variant offered must give the same bits;
+ *  plus the dispatch table (no holes, ELM_KERNEL override with a warning).
+ * The type table, round trips, real files, vec_dot and matmul determinism ((a)-(e)) are in
+ * test_quant.c.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "kernels/fp16.h"
+#include "kernels/kernels.h"
+#include "tests/common/elm_test.h"
+#include "tests/common/quant_data.h"
+#include "tests/common/variants.h"
+
+/* ---- (f) the operations around the matmuls ----------------------------------------------- */
+
+/* Uniform floats in [-1, 1) from the integer generator only (no libm), so that the digest
+ * below sees the same inputs on every machine. */
+static void fill_uniform(float *x, int64_t n, uint64_t seed)
+{
+    elm_test_rng_seed(seed);
+    for (int64_t i = 0; i < n; i++)
+        x[i] = (float)((int32_t)(elm_test_rng_next() >> 40) - (1 << 23)) / (float)(1 << 23);
+}
+
+static uint16_t *to_half(const float *x, int64_t n)
+{
+    uint16_t *h = elm_test_xmalloc((size_t)n * sizeof *h);
+    for (int64_t i = 0; i < n; i++)
+        h[i] = elm_f32_to_fp16(x[i]);
+    return h;
+}
+
+/* Each op against the same math in double. The bounds are a few float roundings (2^-24 each)
+ * times the size of the terms, set at about twice the measured worst case. */
+/* kv_mix over all n positions at once into zeroed lanes, then kv_fold (kernels.h); stride in
+ * elements of the cache type (esz bytes each) */
+static void mix_all(const struct elm_kernels *k, enum elm_type t, int64_t n, int64_t hd, float *out,
+                    const float *w, const void *v, int64_t stride, size_t esz)
+{
+    float *lanes = calloc((size_t)(16 * hd), sizeof *lanes);
+    assert_non_null(lanes);
+    k->kv_mix[t](n, hd, lanes, w, v, stride * (int64_t)esz);
+    k->kv_fold(hd, lanes, out);
+    free(lanes);
+}
+
+static void test_ops_math(void **state)
+{
+    (void)state;
+    const struct elm_kernels *k = &elm_kernels_ref;
+    enum { N = 768, HD = 64, NPOS = 100, STRIDE = 128 };
+    float *x = elm_test_xmalloc(N * sizeof *x), *g = elm_test_xmalloc(N * sizeof *g),
+          *y = elm_test_xmalloc(N * sizeof *y);
+    double worst;
+
+    /* rmsnorm: measured 1.8e-7 relative */
+    elm_test_fill_normal(x, N, 11);
+    elm_test_fill_normal(g, N, 12);
+    k->rmsnorm(y, x, g, 256, 1e-5f);
+    double ss = 0;
+    for (int i = 0; i < 256; i++)
+        ss += (double)x[i] * x[i];
+    worst = 0;
+    for (int i = 0; i < 256; i++) {
+        double want = x[i] / sqrt(ss / 256 + 1e-5) * g[i];
+        worst = fmax(worst, fabs(y[i] - want) / fabs(want));
+    }
+    print_message("rmsnorm   worst rel. error %.2e (bound 1e-6)\n", worst);
+    assert_true(worst < 1e-6);
+
+    /* rope: the angles are built by repeated multiplication in float, as llama.cpp does, so
+     * the table drifts from the exact angles (measured 2.3e-5 at pos 1000); the rotation by the
+     * table's own cos/sin is exact to a few roundings (measured 2e-8 of the vector's norm) */
+    float cs[HD];
+    const int32_t pos = 1000;
+    for (int neox = 0; neox < 2; neox++) {
+        k->rope_table(cs, HD, pos, 10000.0f, 1.0f);
+        worst = 0;
+        for (int i = 0; i < HD / 2; i++) {
+            double th = pos * pow(10000.0, -2.0 * i / HD);
+            worst = fmax(worst, fmax(fabs(cs[2 * i] - cos(th)), fabs(cs[2 * i + 1] - sin(th))));
+        }
+        assert_true(worst < 1e-4);
+        elm_test_fill_normal(x, HD, 13);
+        memcpy(y, x, HD * sizeof *y);
+        k->rope(y, HD, cs, neox);
+        double norm = 0, err = 0;
+        for (int i = 0; i < HD / 2; i++) {
+            int a = neox ? i : 2 * i, b = neox ? i + HD / 2 : 2 * i + 1;
+            double c = cs[2 * i], sn = cs[2 * i + 1];
+            err = fmax(err, fabs(y[a] - (x[a] * c - x[b] * sn)));
+            err = fmax(err, fabs(y[b] - (x[a] * sn + x[b] * c)));
+            norm += (double)x[a] * x[a] + (double)x[b] * x[b];
+        }
+        print_message("rope%s   table %.1e, rotation %.2e of |x| (bounds 1e-4, 2e-7)\n",
+                      neox ? "neox" : "    ", worst, err / sqrt(norm));
+        assert_true(err / sqrt(norm) < 2e-7);
+    }
+
+    /* softmax (exp by the vector polynomial, within 2 ulp): measured 8.5e-7 relative */
+    for (int n = 1; n <= NPOS; n += 33) {
+        elm_test_fill_normal(x, n, 14 + n);
+        for (int i = 0; i < n; i++)
+            x[i] *= 4.0f;
+        memcpy(y, x, n * sizeof *y);
+        k->softmax(y, n);
+        double mx = -INFINITY, sum = 0;
+        for (int i = 0; i < n; i++)
+            mx = fmax(mx, x[i]);
+        for (int i = 0; i < n; i++)
+            sum += exp(x[i] - mx);
+        worst = 0;
+        for (int i = 0; i < n; i++) {
+            double want = exp(x[i] - mx) / sum;
+            worst = fmax(worst, fabs(y[i] - want) / want);
+        }
+        print_message("softmax   n=%3d worst rel. error %.2e (bound 2e-6)\n", n, worst);
+        assert_true(worst < 2e-6);
+    }
+
+    /* silu_mul over a row of 768 (all in blocks of 16) and one of 20 (a tail through libm):
+     * measured 2.2e-7 relative */
+    for (int n = N; n > 0; n = n == N ? 20 : 0) {
+        elm_test_fill_normal(x, n, 15);
+        elm_test_fill_normal(g, n, 16);
+        for (int i = 0; i < n; i++)
+            x[i] *= 6.0f;
+        memcpy(y, x, n * sizeof *y);
+        k->silu_mul(y, g, n);
+        worst = 0;
+        for (int i = 0; i < n; i++) {
+            double want = x[i] / (1.0 + exp(-(double)x[i])) * g[i];
+            worst = fmax(worst, fabs(y[i] - want) / fabs(want));
+        }
+        print_message("silu_mul  n=%3d worst rel. error %.2e (bound 1e-6)\n", n, worst);
+        assert_true(worst < 1e-6);
+    }
+
+    /* kv_dot: F32 rows of 64 (the vector loop only), 80 and 135 (tails); F16 rows. Error
+     * relative to sum |k q|: measured 2.1e-8 */
+    float *kq = elm_test_xmalloc(2 * 160 * sizeof *kq);
+    for (int n = 64; n < 160; n = n == 64 ? 80 : n == 80 ? 135 : 160) {
+        elm_test_fill_normal(kq, 2 * n, 17 + n);
+        uint16_t *kh = to_half(kq, n), *qh = to_half(kq + n, n);
+        double exact = 0, mag = 0, exact_h = 0, mag_h = 0;
+        for (int i = 0; i < n; i++) {
+            exact += (double)kq[i] * kq[n + i];
+            mag += fabs((double)kq[i] * kq[n + i]);
+            double p = (double)elm_fp16_to_f32(kh[i]) * elm_fp16_to_f32(qh[i]);
+            exact_h += p;
+            mag_h += fabs(p);
+        }
+        float s32, s16;
+        k->kv_dot[ELM_TYPE_F32](n, &s32, kq, kq + n);
+        k->kv_dot[ELM_TYPE_F16](n, &s16, kh, qh);
+        print_message("kv_dot    n=%3d f32 %.2e f16 %.2e (bound 5e-7)\n", n,
+                      fabs(s32 - exact) / mag, fabs(s16 - exact_h) / mag_h);
+        assert_true(fabs(s32 - exact) / mag < 5e-7);
+        assert_true(fabs(s16 - exact_h) / mag_h < 5e-7);
+        free(kh);
+        free(qh);
+    }
+    free(kq);
+
+    /* kv_mix over NPOS positions of a cache with rows of STRIDE floats; weights from a softmax.
+     * F16: the weights are rounded to half first, as the kernel documents. Measured 3.5e-8 of
+     * sum |w v| */
+    float *v = elm_test_xmalloc(NPOS * STRIDE * sizeof *v), *w = elm_test_xmalloc(NPOS * sizeof *w);
+    float out32[HD], out16[HD];
+    elm_test_fill_normal(v, NPOS * STRIDE, 18);
+    elm_test_fill_normal(w, NPOS, 19);
+    k->softmax(w, NPOS);
+    uint16_t *vh = to_half(v, NPOS * STRIDE);
+    mix_all(k, ELM_TYPE_F32, NPOS, HD, out32, w, v + 8, STRIDE, 4);
+    mix_all(k, ELM_TYPE_F16, NPOS, HD, out16, w, vh + 8, STRIDE, 2);
+    double w32 = 0, w16 = 0;
+    for (int d = 0; d < HD; d++) {
+        double e32 = 0, m32 = 0, e16 = 0, m16 = 0;
+        for (int p = 0; p < NPOS; p++) {
+            double a = (double)w[p] * v[p * STRIDE + 8 + d];
+            double b = (double)elm_fp16_to_f32(elm_f32_to_fp16(w[p])) *
+                       elm_fp16_to_f32(vh[p * STRIDE + 8 + d]);
+            e32 += a;
+            m32 += fabs(a);
+            e16 += b;
+            m16 += fabs(b);
+        }
+        w32 = fmax(w32, fabs(out32[d] - e32) / m32);
+        w16 = fmax(w16, fabs(out16[d] - e16) / m16);
+    }
+    print_message("kv_mix    f32 %.2e f16 %.2e (bound 5e-7)\n", w32, w16);
+    assert_true(w32 < 5e-7 && w16 < 5e-7);
+    free(vh);
+    free(v);
+    free(w);
+    free(x);
+    free(g);
+    free(y);
+}
+
+/* FNV-1a over bytes */
+static uint64_t digest(uint64_t h, const void *p, size_t n)
+{
+    const uint8_t *b = p;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ b[i]) * 0x100000001b3ull;
+    return h;
+}
+
+/* Runs every float-producing kernel of a variant on fixed inputs and digests the output bits.
+ * Inputs come from the integer generator and the quantizers, rope angles from a fixed table:
+ * nothing here calls libm except through the kernels' own exact operations (fmaf, ldexpf,
+ * sqrtf), so the digest is the same on every machine. */
+static uint64_t kernel_digest(const struct elm_kernels *k)
+{
+    enum { N = 1024, HD = 64, NPOS = 77, STRIDE = 128 };
+    uint64_t h = 0xcbf29ce484222325ull;
+    float *w = elm_test_xmalloc(N * sizeof *w), *a = elm_test_xmalloc(N * sizeof *a),
+          *y = elm_test_xmalloc(N * sizeof *y);
+    void *wq = elm_test_xmalloc(N * sizeof(float)), *aq = elm_test_xmalloc(N * sizeof(float));
+    for (size_t i = 0; i < ELM_TEST_N_WEIGHT_TYPES; i++) {
+        enum elm_type t = elm_test_weight_types[i], dt = elm_type_get(t)->dot_type;
+        for (int round = 0; round < 3; round++) {
+            fill_uniform(w, N, 300 + round);
+            fill_uniform(a, N, 400 + round);
+            if (round == 2)
+                for (int j = 0; j < N; j++)
+                    w[j] = 0.25f * w[j] + 0.5f; /* an offset row, for the min terms */
+            assert_int_equal(elm_quantize_row(t, w, wq, N), 0);
+            k->from_float[dt](a, aq, N);
+            float s;
+            k->vec_dot[t](N, &s, wq, aq);
+            h = digest(h, &s, sizeof s);
+        }
+    }
+    fill_uniform(a, N, 500);
+    fill_uniform(w, N, 501);
+    k->rmsnorm(y, a, w, 256, 1e-6f);
+    h = digest(h, y, 256 * sizeof *y);
+    float cs[HD];
+    for (int i = 0; i < HD / 2; i++) {
+        cs[2 * i] = w[100 + i]; /* any values: the rotation arithmetic is what is pinned */
+        cs[2 * i + 1] = w[200 + i];
+    }
+    for (int neox = 0; neox < 2; neox++) {
+        memcpy(y, a, HD * sizeof *y);
+        k->rope(y, HD, cs, neox);
+        h = digest(h, y, HD * sizeof *y);
+    }
+    for (int i = 0; i < NPOS; i++)
+        y[i] = 8.0f * a[i];
+    k->softmax(y, NPOS);
+    h = digest(h, y, NPOS * sizeof *y);
+    memcpy(y, a, 768 * sizeof *y);
+    for (int i = 0; i < 768; i++)
+        y[i] *= 12.0f;
+    k->silu_mul(y, w, 768);
+    h = digest(h, y, 768 * sizeof *y);
+    float *v = elm_test_xmalloc(NPOS * STRIDE * sizeof *v), out[HD], s;
+    fill_uniform(v, NPOS * STRIDE, 502);
+    uint16_t *vh = to_half(v, NPOS * STRIDE), *qh = to_half(a, N);
+    for (int n = 64; n <= 136; n += 72) {
+        k->kv_dot[ELM_TYPE_F32](n, &s, v, a);
+        h = digest(h, &s, sizeof s);
+        k->kv_dot[ELM_TYPE_F16](n, &s, vh, qh);
+        h = digest(h, &s, sizeof s);
+    }
+    memcpy(y, a, NPOS * sizeof *y);
+    k->softmax(y, NPOS);
+    mix_all(k, ELM_TYPE_F32, NPOS, HD, out, y, v, STRIDE, 4);
+    h = digest(h, out, sizeof out);
+    mix_all(k, ELM_TYPE_F16, NPOS, HD, out, y, vh, STRIDE, 2);
+    h = digest(h, out, sizeof out);
+    free(v);
+    free(vh);
+    free(qh);
+    free(w);
+    free(a);
+    free(y);
+    free(wq);
+    free(aq);
+    return h;
+}
+
+/* The reference's bits are those that reproduced every zoo reference exactly (docs/kernels.md);
+ * this digest was taken from that version. If it changes, the zoo test says whether the new
+ * order still matches llama.cpp; only then update it. */
+#define REF_KERNEL_DIGEST 0x582f6091f44717d3ull
+
+static void test_ops_exact(void **state)
+{
+    (void)state;
+    const uint64_t ref = kernel_digest(&elm_kernels_ref);
+    print_message("reference kernel digest 0x%016llx\n", (unsigned long long)ref);
+    assert_true(ref == REF_KERNEL_DIGEST);
+}
+
+/* Each variant but ref (one case each, skipped when this CPU cannot run it) gives the same
+ * digest. */
+static void test_ops_exact_variant(void **state)
+{
+    const struct elm_kernels *v = elm_test_variant(state);
+    assert_true(kernel_digest(v) == REF_KERNEL_DIGEST);
+}
+
+/* ---- dispatch ---------------------------------------------------------------------------- */
+
+static void test_dispatch(void **state)
+{
+    (void)state;
+    const struct elm_kernels *ref = elm_kernels_get("ref");
+    assert_non_null(ref);
+    assert_string_equal(ref->name, "ref");
+    assert_non_null(elm_kernels_active());
+    assert_true(elm_kernels_cpu_has("ref"));
+    assert_false(elm_kernels_cpu_has("sse9"));
+    assert_null(elm_kernels_get("sse9"));
+    assert_null(elm_kernels_get(NULL));
+    /* the reference is complete for what the type table promises */
+    for (uint32_t t = 0; t < ELM_TYPE_COUNT; t++) {
+        const struct elm_type_info *ti = elm_type_get(t);
+        if (!ti)
+            continue;
+        assert_non_null(ref->to_float[t]);
+        assert_non_null(ref->from_float[t]);
+        if (ti->is_weight)
+            assert_non_null(ref->vec_dot[t]);
+    }
+    assert_non_null(ref->rmsnorm);
+    assert_non_null(ref->rope_table);
+    assert_non_null(ref->rope);
+    assert_non_null(ref->softmax);
+    assert_non_null(ref->silu_mul);
+    assert_non_null(ref->kv_dot[ELM_TYPE_F32]);
+    assert_non_null(ref->kv_dot[ELM_TYPE_F16]);
+    assert_non_null(ref->kv_mix[ELM_TYPE_F32]);
+    assert_non_null(ref->kv_mix[ELM_TYPE_F16]);
+    /* the dispatch table lists ref, last (the fallback that always runs) */
+    size_t n = 0;
+    while (elm_kernels_variant(n))
+        n++;
+    assert_true(n >= 1);
+    assert_string_equal(elm_kernels_variant(n - 1), "ref");
+}
+
+/* A variant offered (one case per variant but ref; skipped when this CPU cannot run it) runs on
+ * this CPU and has no holes where ref has kernels. */
+static void test_dispatch_variant(void **state)
+{
+    const struct elm_kernels *ref = elm_kernels_get("ref");
+    const char *name = elm_test_variant_name(state);
+    const struct elm_kernels *v = elm_kernels_get(name);
+    assert_string_equal(v->name, name);
+    assert_true(elm_kernels_cpu_has(name)); /* the probe and the table agree */
+    for (int t = 0; t < ELM_TYPE_COUNT; t++) {
+        assert_true(ref->to_float[t] == NULL || v->to_float[t] != NULL);
+        assert_true(ref->from_float[t] == NULL || v->from_float[t] != NULL);
+        assert_true(ref->vec_dot[t] == NULL || v->vec_dot[t] != NULL);
+        assert_true(ref->kv_dot[t] == NULL || v->kv_dot[t] != NULL);
+        assert_true(ref->kv_mix[t] == NULL || v->kv_mix[t] != NULL);
+    }
+    assert_true(v->rmsnorm && v->rope_table && v->rope && v->softmax && v->silu_mul);
+}
+
+/* ELM_KERNEL is read once per process, so the override is checked in child processes: this
+ * binary re-executed with ELM_TEST_PRINT_KERNEL set prints the active variant's name.
+ * env NULL runs the child with ELM_KERNEL unset. */
+static void run_child(const char *env, char *out_buf, size_t out_len, char *err_buf, size_t err_len)
+{
+    int out[2], err[2];
+    assert_int_equal(pipe(out), 0);
+    assert_int_equal(pipe(err), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(out[1], 1);
+        dup2(err[1], 2);
+        if (env)
+            setenv("ELM_KERNEL", env, 1);
+        else
+            unsetenv("ELM_KERNEL");
+        setenv("ELM_TEST_PRINT_KERNEL", "1", 1);
+        execl("/proc/self/exe", "test_ops", (char *)NULL);
+        _exit(127);
+    }
+    close(out[1]);
+    close(err[1]);
+    size_t no = 0, ne = 0;
+    ssize_t r;
+    memset(out_buf, 0, out_len);
+    memset(err_buf, 0, err_len);
+    while (no < out_len - 1 && (r = read(out[0], out_buf + no, out_len - 1 - no)) > 0)
+        no += (size_t)r;
+    while (ne < err_len - 1 && (r = read(err[0], err_buf + ne, err_len - 1 - ne)) > 0)
+        ne += (size_t)r;
+    close(out[0]);
+    close(err[0]);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+static void test_kernel_override(void **state)
+{
+    (void)state;
+    char probe[64], forced[64], bogus[64], err[1024];
+    run_child(NULL, probe, sizeof probe, err, sizeof err);
+    assert_null(strstr(err, "ELM_KERNEL"));
+    run_child("ref", forced, sizeof forced, err, sizeof err);
+    assert_string_equal(forced, "ref\n");
+    assert_null(strstr(err, "ELM_KERNEL"));
+    /* unknown name: a warning, and the probe's choice */
+    run_child("bogus", bogus, sizeof bogus, err, sizeof err);
+    assert_non_null(strstr(err, "ELM_KERNEL"));
+    assert_string_equal(bogus, probe);
+    print_message("probe picks %s", probe);
+}
+
+int main(void)
+{
+    if (getenv("ELM_TEST_PRINT_KERNEL")) {
+        printf("%s\n", elm_kernels_active()->name);
+        return 0;
+    }
+    const struct CMUnitTest fixed[] = {
+        cmocka_unit_test(test_ops_math),
+        cmocka_unit_test(test_ops_exact),
+        cmocka_unit_test(test_dispatch),
+        cmocka_unit_test(test_kernel_override),
+    };
+    struct CMUnitTest tests[64];
+    size_t n = sizeof fixed / sizeof *fixed;
+    memcpy(tests, fixed, sizeof fixed);
+    elm_test_add_variant_cases(tests, &n, 64, "test_ops_exact", test_ops_exact_variant, false);
+    elm_test_add_variant_cases(tests, &n, 64, "test_dispatch", test_dispatch_variant, false);
+    return _cmocka_run_group_tests("test_ops", tests, n, NULL, NULL);
+}
