@@ -76,12 +76,26 @@ static void test_avx512(void **state)
     run_variant("avx512");
 }
 
+static void test_neon(void **state)
+{
+    run_variant("neon");
+}
+
+static void test_dotprod(void **state)
+{
+    run_variant("dotprod");
+}
+
+static void test_i8mm(void **state)
+{
+    run_variant("i8mm");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_ref),
-        cmocka_unit_test(test_avx2),
-        cmocka_unit_test(test_avx512),
+        cmocka_unit_test(test_ref),  cmocka_unit_test(test_avx2),    cmocka_unit_test(test_avx512),
+        cmocka_unit_test(test_neon), cmocka_unit_test(test_dotprod), cmocka_unit_test(test_i8mm),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

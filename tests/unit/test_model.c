@@ -74,9 +74,9 @@ static void greedy(const char *path, const char *kernel, enum elm_type kv, const
 static void test_stories_golden(void **state)
 {
     ELM_REQUIRE_MODEL(path, "stories260K.gguf");
-    const char *variants[] = {"ref", "avx2", "avx512"};
+    const char *variants[] = {"ref", "avx2", "avx512", "neon", "dotprod", "i8mm"};
     struct collect c;
-    for (int v = 0; v < 3; v++) {
+    for (size_t v = 0; v < sizeof variants / sizeof *variants; v++) {
         if (!elm_kernels_get(variants[v])) {
             print_message("variant %s: not available on this CPU or build, skipped\n",
                           variants[v]);
