@@ -2,8 +2,16 @@
 # test.sh — the README's test command: installs what is missing, then builds and runs the whole
 # suite twice, optimised and under AddressSanitizer + UndefinedBehaviorSanitizer.
 # Extra arguments go to ctest (e.g. scripts/test.sh -L kernel).
+# scripts/test.sh --arch arm64 [ctest args] runs only the ARM64 pass (scripts/test-arm64.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "${1:-}" = "--arch" ]; then
+  case "${2:-}" in
+    arm64 | aarch64) shift 2; exec scripts/test-arm64.sh "$@" ;;
+    x86_64 | amd64) shift 2 ;;
+    *) echo "test.sh: unknown architecture '${2:-}' (x86_64|arm64)" >&2; exit 2 ;;
+  esac
+fi
 scripts/deps.sh
 export ELM_MODELS_DIR=${ELM_MODELS_DIR:-$(cd .. && pwd)/shared/models}
 if [ ! -d "$ELM_MODELS_DIR" ]; then

@@ -315,7 +315,12 @@ static void test_matmul(void **state)
     for (size_t i = 0; i < N_WEIGHT_TYPES; i++) {
         const enum elm_type t = weight_types[i];
         const int64_t blk = elm_type_get(t)->block == 1 ? 32 : elm_type_get(t)->block;
-        for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++)
+        /* without a tile elm_matmul is the variant's vec_dot per element (checked above) in
+         * code shared by every variant: two small shapes show that the variant's table is the
+         * one used, the large ones would only repeat the reference's set-up (minutes under
+         * emulation, where the tile-less ARM variants are tested) */
+        const bool tiled = elm_tile_find(t, k->vec_dot[t]) != NULL;
+        for (size_t s = tiled ? 0 : 1; s < (tiled ? sizeof shapes / sizeof *shapes : 3); s++)
             check_matmul(k, t, shapes[s][1] * blk, shapes[s][0], 9, 77 + s, 1);
     }
     print_message("%s: elm_matmul bit-identical to ref vec_dot, 1..9 tokens, 1 and 2 threads\n",
