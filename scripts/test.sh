@@ -30,4 +30,12 @@ for flavour in release asan; do
   echo "=== $flavour tests" >&2
   (cd "build/$flavour" && ctest --output-on-failure -j2 "$@") || status=1
 done
+# the ARM64 pass (about 2 minutes of tests under qemu) when its cross toolchain is installed
+# (scripts/deps-arm64.sh needs root and the network, so it is not installed from here)
+if command -v aarch64-linux-gnu-gcc >/dev/null && command -v qemu-aarch64-static >/dev/null; then
+  echo "=== arm64 build and tests (qemu)" >&2
+  scripts/test-arm64.sh || status=1
+else
+  echo "test.sh: arm64 pass skipped: run scripts/deps-arm64.sh to install its toolchain" >&2
+fi
 exit $status
