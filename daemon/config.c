@@ -18,6 +18,7 @@
 #include "daemon/config.h"
 #include "elm/status.h"
 #include "elm/version.h"
+#include "kernels/kernels.h"
 
 static int fail(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -105,6 +106,15 @@ static int copy_str(char *dst, size_t cap, const char *v)
     return 0;
 }
 
+/* A kernel variant built into elm for this architecture (kernels/dispatch.c's list). */
+static bool kernel_is_known(const char *v)
+{
+    for (size_t i = 0; elm_kernels_variant(i); i++)
+        if (!strcmp(v, elm_kernels_variant(i)))
+            return true;
+    return false;
+}
+
 /* Only loopback TCP: the control protocol has no authentication, so anything reachable from
  * another host would hand the model (and every session) to the network. */
 static bool endpoint_is_valid(const char *v)
@@ -129,8 +139,7 @@ int elmd_config_set(struct elmd_config *c, const char *key, const char *v, char 
     } else if (!strcmp(key, "group")) {
         bad = copy_str(c->group, sizeof c->group, v);
     } else if (!strcmp(key, "kernel")) {
-        bad = copy_str(c->kernel, sizeof c->kernel, v) ||
-              (v[0] && strcmp(v, "ref") && strcmp(v, "avx2") && strcmp(v, "avx512"));
+        bad = copy_str(c->kernel, sizeof c->kernel, v) || (v[0] && !kernel_is_known(v));
     } else if (!strcmp(key, "threads")) {
         bad = parse_int(v, 0, 1024, &x) || (c->threads = (int)x, 0);
     } else if (!strcmp(key, "log_level")) {

@@ -6,8 +6,11 @@
  * never see NULL where ref has a kernel. A variant is offered only when it was built in AND the
  * CPU (and the OS, for the wider register state) supports the instructions it was compiled for.
  *
- * The choice is made once (pthread_once): ELM_KERNEL=ref|avx2|avx512 forces a variant; an
- * unknown or unsupported name prints a warning and falls back to the best variant the CPU runs.
+ * The choice is made once (pthread_once): ELM_KERNEL=<name> (ref, avx2, avx512 on x86-64; ref,
+ * neon, dotprod, i8mm on ARM64) forces a variant; an unknown or unsupported name prints a
+ * warning and falls back to the best variant the CPU runs. x86 probes CPUID (and XCR0 for the
+ * register state); ARM64 asks the kernel (getauxval(AT_HWCAP/AT_HWCAP2)), because the ID
+ * registers are not readable from user space on every kernel.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -22,6 +25,19 @@
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
 #define ELM_X86 1
+#elif defined(__aarch64__)
+#include <sys/auxv.h>
+#define ELM_ARM64 1
+/* bits of AT_HWCAP / AT_HWCAP2 (linux/arch/arm64/include/uapi/asm/hwcap.h), for old headers */
+#ifndef HWCAP_ASIMD
+#define HWCAP_ASIMD (1UL << 1)
+#endif
+#ifndef HWCAP_ASIMDDP
+#define HWCAP_ASIMDDP (1UL << 20)
+#endif
+#ifndef HWCAP2_I8MM
+#define HWCAP2_I8MM (1UL << 13)
+#endif
 #endif
 
 /* ---- the reference table ----------------------------------------------------------------- */
@@ -108,23 +124,40 @@ int elm_quantize_row(enum elm_type type, const float *src, void *dst, int64_t n)
 
 /* ---- SIMD variants: REGISTRATION ------------------------------------------------------------
  * To add a variant: define `const struct elm_kernels elm_kernels_<isa>` in kernels/<isa>/,
- * declare it here, and add its row to `variants` (best first). Its `isa` names the CPU check
- * below that must pass before it is offered. (Weak symbols would avoid this edit, but a weak
- * reference does not pull an object out of a static library, so the table would silently
- * vanish from every binary.) */
-enum isa { ISA_NONE, ISA_AVX2, ISA_AVX512 };
+ * declare it here, and add its row to `variants` of its architecture (best first). Its `isa`
+ * names the CPU check below that must pass before it is offered. (Weak symbols would avoid this
+ * edit, but a weak reference does not pull an object out of a static library, so the table
+ * would silently vanish from every binary.) Each architecture builds only its own variants
+ * (CMakeLists.txt), hence one list per architecture. */
+enum isa { ISA_NONE, ISA_AVX2, ISA_AVX512, ISA_NEON, ISA_DOTPROD, ISA_I8MM };
 
+#ifdef ELM_X86
 extern const struct elm_kernels elm_kernels_avx512; /* kernels/avx512/avx512.c */
 extern const struct elm_kernels elm_kernels_avx2;   /* kernels/avx2/avx2.c */
+#endif
+#ifdef ELM_ARM64
+extern const struct elm_kernels elm_kernels_i8mm;    /* kernels/arm/i8mm.c */
+extern const struct elm_kernels elm_kernels_dotprod; /* kernels/arm/dotprod.c */
+extern const struct elm_kernels elm_kernels_neon;    /* kernels/arm/neon.c */
+#endif
 
 static const struct variant {
     const char *name;
     enum isa isa;
     const struct elm_kernels *table; /* as built: may have holes */
 } variants[] = {
+/* clang-format off */
+#ifdef ELM_X86
     {"avx512", ISA_AVX512, &elm_kernels_avx512},
     {"avx2", ISA_AVX2, &elm_kernels_avx2},
+#endif
+#ifdef ELM_ARM64
+    {"i8mm", ISA_I8MM, &elm_kernels_i8mm},
+    {"dotprod", ISA_DOTPROD, &elm_kernels_dotprod},
+    {"neon", ISA_NEON, &elm_kernels_neon},
+#endif
     {"ref", ISA_NONE, &elm_kernels_ref}, /* last: always runs */
+    /* clang-format on */
 };
 #define N_VARIANTS (sizeof variants / sizeof variants[0])
 
@@ -166,6 +199,26 @@ static bool probe_isa(enum isa isa)
     const bool f = b & (1u << 16), dq = b & (1u << 17), bw = b & (1u << 30), vl = b & (1u << 31);
     const bool vnni = c & (1u << 11);
     return f && dq && bw && vl && vnni && (xcr0 & 0xe0) == 0xe0;
+}
+#elif defined(ELM_ARM64)
+/* ARMv8.0-A makes Advanced SIMD mandatory, but a kernel may still hide it (HWCAP_ASIMD);
+ * i8mm kernels also use sdot, so they need both bits. */
+static bool probe_isa(enum isa isa)
+{
+    const unsigned long hw = getauxval(AT_HWCAP), hw2 = getauxval(AT_HWCAP2);
+    const bool asimd = hw & HWCAP_ASIMD, dp = hw & HWCAP_ASIMDDP, i8mm = hw2 & HWCAP2_I8MM;
+    switch (isa) {
+    case ISA_NONE:
+        return true;
+    case ISA_NEON:
+        return asimd;
+    case ISA_DOTPROD:
+        return asimd && dp;
+    case ISA_I8MM:
+        return asimd && dp && i8mm;
+    default:
+        return false;
+    }
 }
 #else
 static bool probe_isa(enum isa isa)
@@ -265,13 +318,8 @@ bool elm_kernels_cpu_has(const char *name)
 {
     if (name == NULL)
         return false;
-    if (strcmp(name, "ref") == 0)
-        return true;
-    if (strcmp(name, "avx2") == 0)
-        return probe_isa(ISA_AVX2);
-    if (strcmp(name, "avx512") == 0)
-        return probe_isa(ISA_AVX512);
-    return false;
+    int i = find_variant(name);
+    return i >= 0 && probe_isa(variants[i].isa);
 }
 
 const char *elm_kernels_variant(size_t i)

@@ -3,8 +3,9 @@
  * Every weight type elm runs is described once in a type table (block size, bytes per block,
  * the activation format its dot product consumes). The functions live in a dispatch table of
  * per-ISA variants: "ref" is the portable scalar oracle that every SIMD variant is tested
- * against; "avx2" and "avx512" are chosen at start-up by a CPU probe (the build uses no -march
- * flags: each variant's file has its own) and can be forced with ELM_KERNEL=ref|avx2|avx512.
+ * against; "avx2" and "avx512" on x86-64, "neon", "dotprod" and "i8mm" on ARM64 are chosen at
+ * start-up by a CPU probe (the build uses no -march flags: each variant's file has its own) and
+ * can be forced with ELM_KERNEL=<name>.
  *
  * Type ids are ggml's, because they are stored in GGUF files.
  *
@@ -64,7 +65,7 @@ size_t elm_row_bytes(enum elm_type type, int64_t n);
  * variant": elm_kernels_get() fills such holes from the ref table, so callers never see NULL for
  * a type that ref supports. n is always a multiple of the type's block size. */
 struct elm_kernels {
-    const char *name; /* "ref", "avx2", "avx512" */
+    const char *name; /* "ref", "avx2", "avx512", "neon", "dotprod", "i8mm" */
     /* dst[0..n) = dequantized src row */
     void (*to_float[ELM_TYPE_COUNT])(const void *src, float *dst, int64_t n);
     /* quantizes a float row (weights for the quantizer, activations for vec_dot) */
@@ -121,11 +122,12 @@ struct elm_kernels {
 const struct elm_kernels *elm_kernels_active(void);
 /* A named variant, or NULL when unknown or when this CPU cannot run it. */
 const struct elm_kernels *elm_kernels_get(const char *name);
-/* True when the CPU (and OS, for AVX state) supports the named variant. */
+/* True when the named variant is built into elm and the CPU (and OS, for AVX state) supports
+ * it. */
 bool elm_kernels_cpu_has(const char *name);
-/* The name of the i-th variant built into elm, in the dispatch table's order (best first, "ref"
- * last), whether or not this CPU runs it; NULL past the end. Tests make one case per variant
- * from this list, so a variant added to the table is tested (or skipped) without more edits. */
+/* The i-th variant built into elm for this architecture, best first, ending with "ref"; NULL
+ * past the end. Whether this CPU runs it: elm_kernels_cpu_has(). For tests and reports that
+ * go over every variant. */
 const char *elm_kernels_variant(size_t i);
 
 /* Multiply: y[t*y_stride + r] = dot(W row r, activation row t) for r < nrows, t < ntok.

@@ -39,15 +39,20 @@
 #define L2_ACT_BYTES  (192 << 10) /* activations of one token chunk, well inside a 512K+ L2 */
 #define PARALLEL_MACS (1 << 18)   /* below this many multiply-adds, one thread */
 
-/* The variants that have tiles, best first. */
+/* The variants that have tiles, best first (the ARM variants have none yet: their matmuls go
+ * one vec_dot per element). */
+#if defined(__x86_64__) || defined(__i386__)
 static const struct elm_tiles *const tile_tables[] = {&elm_tiles_avx512, &elm_tiles_avx2};
+#else
+static const struct elm_tiles *const tile_tables[] = {NULL};
+#endif
 
 const struct elm_tile_kernel *
 elm_tile_find(enum elm_type type, void (*vec_dot)(int64_t, float *, const void *, const void *))
 {
     if ((unsigned)type >= ELM_TYPE_COUNT || vec_dot == NULL)
         return NULL;
-    for (size_t i = 0; i < sizeof tile_tables / sizeof *tile_tables; i++) {
+    for (size_t i = 0; i < sizeof tile_tables / sizeof *tile_tables && tile_tables[i]; i++) {
         const struct elm_tile_kernel *tk = &tile_tables[i]->k[type];
         if (tk->tile != NULL && tk->vec_dot == vec_dot)
             return tk;

@@ -2,8 +2,16 @@
 # test.sh — the README's test command: installs what is missing, then builds and runs the whole
 # suite twice, optimised and under AddressSanitizer + UndefinedBehaviorSanitizer.
 # Extra arguments go to ctest (e.g. scripts/test.sh -L kernel).
+# scripts/test.sh --arch arm64 [ctest args] runs only the ARM64 pass (scripts/test-arm64.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "${1:-}" = "--arch" ]; then
+  case "${2:-}" in
+    arm64 | aarch64) shift 2; exec scripts/test-arm64.sh "$@" ;;
+    x86_64 | amd64) shift 2 ;;
+    *) echo "test.sh: unknown architecture '${2:-}' (x86_64|arm64)" >&2; exit 2 ;;
+  esac
+fi
 scripts/deps.sh
 export ELM_MODELS_DIR=${ELM_MODELS_DIR:-$(cd .. && pwd)/shared/models}
 if [ ! -d "$ELM_MODELS_DIR" ]; then
@@ -26,6 +34,10 @@ for flavour in release asan; do
   echo "=== $flavour tests" >&2
   (cd "build/$flavour" && ctest --output-on-failure -j2 "$@") || status=1
 done
+# The ARM64 pass: cross-built, run under qemu (scripts/test-arm64.sh installs its toolchain and
+# says what it leaves out, and why).
+echo "=== arm64 build and tests (qemu)" >&2
+scripts/test-arm64.sh || status=1
 # What a green run did not check: every skipped case, with its reason, per flavour.
 for flavour in release asan; do
   scripts/skips.sh "build/$flavour/Testing/Temporary/LastTest.log" "$flavour" || true

@@ -67,9 +67,16 @@ pid_t td_exec(const struct td *t, const char *const *args)
         dup2(fd, 1);
         dup2(fd, 2);
     }
-    const char *argv[32] = {td_elmd_path()};
+    /* under user-mode emulation (scripts/test-arm64.sh) the emulator runs elmd: the host
+     * kernel cannot exec a foreign binary without binfmt_misc */
+    const char *emu = getenv("ELM_TEST_EMULATOR");
+    const char *argv[33] = {0};
+    int a = 0;
+    if (emu && *emu)
+        argv[a++] = emu;
+    argv[a++] = td_elmd_path();
     for (int i = 0; args[i] && i < 30; i++)
-        argv[i + 1] = args[i];
+        argv[a++] = args[i];
     execv(argv[0], (char *const *)argv);
     _exit(127);
 }
