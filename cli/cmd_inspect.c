@@ -317,7 +317,7 @@ int cli_cmd_quantize(int argc, char **argv)
         return cli_usage("usage: elmctl quantize [--pure] [--threads N] IN.gguf OUT.gguf TYPE");
     const char *in = argv[optind], *out = argv[optind + 1], *type = argv[optind + 2];
     if (!elm_quantize_preset_known(type))
-        return cli_usage("unknown TYPE '%s' (one of: %s)", type, elm_quantize_presets());
+        return cli_usage("unknown type '%s' (one of: %s)", type, elm_quantize_presets());
     char err[512] = "";
     struct elm_quantize_stats st;
     int rc = elm_quantize_file(in, out, type, pure, (int)threads, &st, err, sizeof err);
