@@ -2,8 +2,8 @@
  * stats, load, unload, generate through the daemon, stop; --json (every subcommand's output and
  * errors, parsed); --help; exit codes; the prompt from stdin; a 1 MB prompt; and the message
  * when no daemon runs. The central promise: `elmctl generate` through elmd prints the same
- * bytes as `elmctl generate --local` for a greedy request (and for a seeded one). Runs the real binaries
- * from the build tree; each test runs under an alarm; a daemon left behind by a failed
+ * bytes as `elmctl generate --local` for a greedy request (and for a seeded one). Runs the real
+ * binaries from the build tree; each test runs under an alarm; a daemon left behind by a failed
  * assertion is killed through its pid file, if that pid still runs with this test's runtime
  * directory on its command line.
  */
@@ -112,9 +112,8 @@ static void test_no_daemon(void **state)
         assert_string_equal(err_text(), msg);
     }
     /* A wrong command line is a usage error (2), JSON too. */
-    const char *bad[] = {"status extra", "sessions --bogus", "stats --runtime-dir",
-                         "unload x",     "load",             "stop x",
-                         "generate --temp x hi"};
+    const char *bad[] = {"status extra", "sessions --bogus", "stats --runtime-dir", "unload x",
+                         "load",         "stop x",           "generate --temp x hi"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         assert_int_equal(run(out, sizeof out, "%s --json %s", elmctl, bad[i]), 2);
         if (!json_is_error(out, 2, NULL))
@@ -189,13 +188,12 @@ static void conventions(const char *model)
     for (int i = 0; i < 1 << 16; i++)
         fputs("Once upon a time", f);
     fclose(f);
-    assert_int_equal(run(out, sizeof out, "%s --runtime-dir %s generate -n 4 -f %s", elmctl,
-                         rundir, file),
-                     1);
+    assert_int_equal(
+        run(out, sizeof out, "%s --runtime-dir %s generate -n 4 -f %s", elmctl, rundir, file), 1);
     assert_non_null(strstr(err_text(), "the prompt has "));
     assert_non_null(strstr(err_text(), " tokens but the session's context holds 2048"));
-    assert_int_equal(run(out, sizeof out, "%s --runtime-dir %s generate --json -n 4 -f %s",
-                         elmctl, rundir, file),
+    assert_int_equal(run(out, sizeof out, "%s --runtime-dir %s generate --json -n 4 -f %s", elmctl,
+                         rundir, file),
                      1);
     assert_true(json_is_error(out, 1, "context holds 2048"));
     unlink(file);
@@ -271,9 +269,8 @@ static void test_start_generate_stop(void **state)
         run(out, sizeof out, "%s load --runtime-dir %s /nonexistent.gguf", elmctl, rundir), 1);
     assert_non_null(strstr(err_text(), "cannot load /nonexistent.gguf"));
     /* A file the engine rejects: its message names the path, elmctl does not repeat it. */
-    assert_int_equal(run(out, sizeof out, "%s load --runtime-dir %s /dev/null --json", elmctl,
-                         rundir),
-                     1);
+    assert_int_equal(
+        run(out, sizeof out, "%s load --runtime-dir %s /dev/null --json", elmctl, rundir), 1);
     assert_true(json_is_error(out, 1, "/dev/null"));
     const char *at = strstr(err_text(), "/dev/null");
     assert_non_null(at);

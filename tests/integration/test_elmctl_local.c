@@ -159,13 +159,12 @@ static void test_json(void **state)
         run(out, sizeof out, "%s generate --local '%s' --temp 0 -n 15 --json ''", elmctl, m), 0);
     assert_true(json_is_stream(out, "length", 15, text, sizeof text));
     assert_string_equal(text, "Once upon a time, there was a little girl named Lily.");
-    assert_int_equal(run(out, sizeof out,
-                         "%s --json generate --local /nonexistent.gguf hi 2>/dev/null", elmctl),
-                     1);
+    assert_int_equal(
+        run(out, sizeof out, "%s --json generate --local /nonexistent.gguf hi 2>/dev/null", elmctl),
+        1);
     assert_true(json_is_error(out, 1, "/nonexistent.gguf: cannot open"));
-    assert_int_equal(run(out, sizeof out, "%s generate --json --local x --temp abc hi 2>/dev/null",
-                         elmctl),
-                     2);
+    assert_int_equal(
+        run(out, sizeof out, "%s generate --json --local x --temp abc hi 2>/dev/null", elmctl), 2);
     assert_true(json_is_error(out, 2, "--temp expects a number"));
 
     assert_int_equal(run(out, sizeof out, "%s tokenize --json --local '%s' 'Once upon'", elmctl, m),
@@ -189,23 +188,21 @@ static void test_json(void **state)
     assert_true(json_get(j, "tensors")->n > 0);
     assert_string_equal(json_get(json_get(j, "metadata"), "general.architecture")->str, "llama");
     json_free(j);
-    assert_int_equal(run(out, sizeof out, "%s inspect --json /nonexistent.gguf 2>/dev/null",
-                         elmctl),
-                     1);
+    assert_int_equal(
+        run(out, sizeof out, "%s inspect --json /nonexistent.gguf 2>/dev/null", elmctl), 1);
     assert_true(json_is_error(out, 1, "/nonexistent.gguf"));
 
     char dir[] = "/tmp/elm-cli-XXXXXX";
     assert_non_null(mkdtemp(dir));
-    assert_int_equal(run(out, sizeof out, "%s --json quantize '%s' %s/q8.gguf q8_0", elmctl, m,
-                         dir),
-                     0);
+    assert_int_equal(
+        run(out, sizeof out, "%s --json quantize '%s' %s/q8.gguf q8_0", elmctl, m, dir), 0);
     assert_non_null(j = json_parse(out));
     assert_int_equal((int)json_get(j, "n_quantized")->num, 32);
     assert_int_equal((int)json_get(j, "n_kept")->num, 16);
     json_free(j);
-    assert_int_equal(run(out, sizeof out, "%s quantize --json '%s' %s/x.gguf q9_9 2>/dev/null",
-                         elmctl, m, dir),
-                     2);
+    assert_int_equal(
+        run(out, sizeof out, "%s quantize --json '%s' %s/x.gguf q9_9 2>/dev/null", elmctl, m, dir),
+        2);
     assert_true(json_is_error(out, 2, "unknown type 'q9_9'"));
     assert_int_equal(run(out, sizeof out, "rm -rf %s", dir), 0);
 
@@ -221,18 +218,21 @@ static void test_prompt_sources(void **state)
 {
     ELM_REQUIRE_MODEL(m, "stories260K.gguf");
     static char want[65536], out[65536];
-    assert_int_equal(run(want, sizeof want, "%s generate --local '%s' --temp 0 -n 8 "
-                                            "'Once upon a time'",
+    assert_int_equal(run(want, sizeof want,
+                         "%s generate --local '%s' --temp 0 -n 8 "
+                         "'Once upon a time'",
                          elmctl, m),
                      0);
     assert_string_equal(want, ", there was a little girl\n");
-    assert_int_equal(run(out, sizeof out, "printf 'Once upon a time' | %s generate --local '%s' "
-                                          "--temp 0 -n 8",
+    assert_int_equal(run(out, sizeof out,
+                         "printf 'Once upon a time' | %s generate --local '%s' "
+                         "--temp 0 -n 8",
                          elmctl, m),
                      0);
     assert_string_equal(out, want);
-    assert_int_equal(run(out, sizeof out, "printf 'Once upon a time' | %s generate --local '%s' "
-                                          "--temp 0 -n 8 -",
+    assert_int_equal(run(out, sizeof out,
+                         "printf 'Once upon a time' | %s generate --local '%s' "
+                         "--temp 0 -n 8 -",
                          elmctl, m),
                      0);
     assert_string_equal(out, want);
@@ -245,18 +245,15 @@ static void test_prompt_sources(void **state)
                          elmctl, m, file),
                      0);
     assert_string_equal(out, want);
-    assert_int_equal(run(out, sizeof out, "%s tokenize --local '%s' --ids --file %s", elmctl, m,
-                         file),
-                     0);
+    assert_int_equal(
+        run(out, sizeof out, "%s tokenize --local '%s' --ids --file %s", elmctl, m, file), 0);
     static char ids[4096];
-    assert_int_equal(run(ids, sizeof ids, "%s tokenize --local '%s' --ids 'Once upon a time'",
-                         elmctl, m),
-                     0);
+    assert_int_equal(
+        run(ids, sizeof ids, "%s tokenize --local '%s' --ids 'Once upon a time'", elmctl, m), 0);
     assert_string_equal(out, ids);
     /* Two sources is a usage error; a missing file a failure that names it once. */
-    assert_int_equal(run(out, sizeof out, "%s generate --local '%s' -f %s hi 2>&1", elmctl, m,
-                         file),
-                     2);
+    assert_int_equal(
+        run(out, sizeof out, "%s generate --local '%s' -f %s hi 2>&1", elmctl, m, file), 2);
     assert_non_null(strstr(out, "not both"));
     unlink(file);
     assert_int_equal(run(out, sizeof out, "%s generate --local '%s' -f %s 2>&1", elmctl, m, file),
@@ -279,9 +276,8 @@ static void test_huge_prompt(void **state)
         fputs("Once upon a time", f); /* 16 bytes: 1 MiB */
     fclose(f);
     static char out[65536];
-    assert_int_equal(run(out, sizeof out, "%s generate --local '%s' -n 4 -f %s 2>&1", elmctl, m,
-                         file),
-                     1);
+    assert_int_equal(
+        run(out, sizeof out, "%s generate --local '%s' -n 4 -f %s 2>&1", elmctl, m, file), 1);
     assert_non_null(strstr(out, "elmctl: the prompt has "));
     assert_non_null(strstr(out, " tokens but the context holds 2048"));
     assert_int_equal(run(out, sizeof out, "%s generate --json --local '%s' -n 4 -f %s 2>/dev/null",
