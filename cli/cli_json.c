@@ -49,6 +49,18 @@ void cli_json_str(const char *s, size_t len)
     putchar('"');
 }
 
+size_t cli_utf8_complete(const char *s, size_t len)
+{
+    for (size_t k = 1; k <= 3 && k <= len; k++) {
+        unsigned char c = (unsigned char)s[len - k];
+        if ((c & 0xc0) == 0x80)
+            continue; /* a continuation byte: look further back for the lead */
+        size_t need = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 1;
+        return need > k ? len - k : len;
+    }
+    return len;
+}
+
 void cli_json_strz(const char *s)
 {
     size_t n = 0;

@@ -16,6 +16,9 @@ struct cli_jw {
  * that ends inside a multi-byte character still gives a line any JSON parser reads. */
 void cli_json_str(const char *s, size_t len);
 void cli_json_strz(const char *s);
+/* The length of s[0..len) without a multi-byte character cut at its end (whose lead byte
+ * announces more bytes than follow): what can be written now when more text will follow. */
+size_t cli_utf8_complete(const char *s, size_t len);
 
 void cli_jw_open(struct cli_jw *j);  /* "{" */
 void cli_jw_close(struct cli_jw *j); /* "}" */

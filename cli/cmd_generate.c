@@ -196,6 +196,10 @@ struct stream {
     bool ids;
     int n_ids;
     double t_first; /* when the first token came (local runs), 0 before */
+    /* --json: the start of a character whose other bytes come with the next token (byte-level
+     * vocabularies split characters), so every line holds whole characters. */
+    char carry[4];
+    size_t n_carry;
 };
 
 static double now_s(void)
@@ -205,20 +209,36 @@ static double now_s(void)
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+/* One --json line: the token (-1: text without a token) and its text, after what the previous
+ * line carried over; the end of a cut character waits for the next line (last: no next line). */
+static void json_token(struct stream *st, int32_t token, const char *text, size_t len, bool last)
+{
+    char *buf = malloc(st->n_carry + len + 1);
+    if (!buf)
+        return;
+    memcpy(buf, st->carry, st->n_carry);
+    memcpy(buf + st->n_carry, text, len);
+    size_t n = st->n_carry + len;
+    size_t whole = last ? n : cli_utf8_complete(buf, n);
+    st->n_carry = n - whole;
+    memcpy(st->carry, buf + whole, st->n_carry);
+    struct cli_jw j;
+    cli_jw_open(&j);
+    cli_jw_i64(&j, "token", token);
+    cli_jw_strn(&j, "text", buf, whole);
+    cli_jw_close(&j);
+    putchar('\n');
+    fflush(stdout);
+    free(buf);
+}
+
 static int on_token(void *user, const struct elm_seq_out *out)
 {
     struct stream *st = user;
     if (!st->t_first)
         st->t_first = now_s();
     if (cli_json) {
-        /* A line per token, with its text (the piece may be empty: a partial character). */
-        struct cli_jw j;
-        cli_jw_open(&j);
-        cli_jw_i64(&j, "token", out->token);
-        cli_jw_strn(&j, "text", out->text, out->text_len);
-        cli_jw_close(&j);
-        putchar('\n');
-        fflush(stdout);
+        json_token(st, out->token, out->text, out->text_len, false);
     } else if (st->ids && out->token >= 0) {
         printf(st->n_ids++ ? " %d" : "%d", out->token);
         fflush(stdout);
@@ -230,9 +250,11 @@ static int on_token(void *user, const struct elm_seq_out *out)
 }
 
 /* Where the output ends: the text's newline, or the JSON stream's final record. */
-static void print_end(const char *reason, uint64_t n_prompt, uint64_t n_gen, double t_first_s,
-                      double t_total_s)
+static void print_end(struct stream *st, const char *reason, uint64_t n_prompt, uint64_t n_gen,
+                      double t_first_s, double t_total_s)
 {
+    if (cli_json && st->n_carry) /* a cut character at the very end: its bytes, as they are */
+        json_token(st, -1, "", 0, true);
     if (cli_json) {
         struct cli_jw j;
         cli_jw_open(&j);
@@ -293,11 +315,11 @@ static int run_local(const struct gen_opts *o, const char *prompt)
     double t_gen = now_s() - t1;
     if (rc) {
         if (!cli_json)
-            print_end("", 0, 0, 0, 0);
+            print_end(&st, "", 0, 0, 0, 0);
         cli_fail("generation failed: %s", elm_strerror(rc));
         goto out;
     }
-    print_end(elm_stop_reason_name(elm_seq_done(s)), (uint64_t)n_ids,
+    print_end(&st, elm_stop_reason_name(elm_seq_done(s)), (uint64_t)n_ids,
               (uint64_t)elm_seq_n_generated(s), st.t_first ? st.t_first - t1 : 0, t_gen);
     if (o->verbose)
         fprintf(stderr, "elmctl: load %.3f s, %d prompt + %d generated tokens in %.3f s (%s)\n",
@@ -413,10 +435,10 @@ static int run_remote(const struct gen_opts *o, const char *prompt)
      * token (prompt too long...) prints nothing, as a local one that fails to start. */
     bool done = rc == 0 && ev.type == ELM_EVENT_DONE;
     if (done)
-        print_end(elm_finish_reason_name(ev.reason), ev.n_prompt, ev.n_gen, ev.t_first_ns * 1e-9,
-                  ev.t_total_ns * 1e-9);
+        print_end(&st, elm_finish_reason_name(ev.reason), ev.n_prompt, ev.n_gen,
+                  ev.t_first_ns * 1e-9, ev.t_total_ns * 1e-9);
     else if (n_tokens && !cli_json)
-        print_end("", 0, 0, 0, 0);
+        print_end(&st, "", 0, 0, 0, 0);
     if (rc == 0 && ev.type == ELM_EVENT_ERROR) {
         exit_code = cli_fail("generation failed: %s",
                              ev.message[0] ? ev.message : elm_strerror(ev.error));
