@@ -48,7 +48,7 @@ int cli_parse_daemon_opts(int argc, char **argv, const char *usage, int min_pos,
 {
     static const struct option lo[] = {
         {"runtime-dir", required_argument, 0, 'D'},
-        {"json", no_argument, 0, 'j'},
+        CLI_OPT_JSON,
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -66,12 +66,11 @@ int cli_parse_daemon_opts(int argc, char **argv, const char *usage, int min_pos,
             fputs(usage, stdout);
             return -1;
         default:
-            fputs(usage, stderr);
-            return 2;
+            return cli_bad_option(argv);
         }
     }
     int n = argc - optind;
     if (n < min_pos || n > max_pos)
-        return cli_fail("%s: wrong number of arguments (see --help)", argv[0]), 2;
+        return cli_usage("%s: wrong number of arguments (see --help)", argv[0]);
     return 0;
 }

@@ -10,60 +10,9 @@
 #include <string.h>
 
 #include "cli/cli_client.h"
+#include "cli/cli_json.h"
 #include "cli/cli_util.h"
 #include "ipc/fields.h"
-
-/* ---------------------------------------------------------------------------------------------
- * A JSON object writer: enough for flat objects of strings and numbers, and arrays of them
- */
-
-struct json {
-    bool first; /* no member written yet in the current object */
-};
-
-static void json_str(const char *s)
-{
-    putchar('"');
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            printf("\\%c", *p);
-        else if (*p < 0x20)
-            printf("\\u%04x", *p);
-        else
-            putchar(*p);
-    }
-    putchar('"');
-}
-
-static void j_open(struct json *j)
-{
-    putchar('{');
-    j->first = true;
-}
-
-static void j_key(struct json *j, const char *k)
-{
-    printf("%s\"%s\":", j->first ? "" : ",", k);
-    j->first = false;
-}
-
-static void j_str(struct json *j, const char *k, const char *v)
-{
-    j_key(j, k);
-    json_str(v);
-}
-
-static void j_u64(struct json *j, const char *k, uint64_t v)
-{
-    j_key(j, k);
-    printf("%llu", (unsigned long long)v);
-}
-
-static void j_bool(struct json *j, const char *k, bool v)
-{
-    j_key(j, k);
-    fputs(v ? "true" : "false", stdout);
-}
 
 /* ---------------------------------------------------------------------------------------------
  * Human units
@@ -233,7 +182,7 @@ static void json_value(const struct elm_field *f, const void *obj)
 {
     char buf[64];
     if (f->ctype == ELM_CT_STR || f->unit == ELM_UNIT_NAMES)
-        json_str(render(f, obj, buf, sizeof buf));
+        cli_json_strz(render(f, obj, buf, sizeof buf));
     else if (f->ctype == ELM_CT_F64)
         printf("%.3f", elm_field_f64(f, obj));
     else if (f->ctype == ELM_CT_BOOL)
@@ -246,13 +195,13 @@ static void json_value(const struct elm_field *f, const void *obj)
 
 /* Every field as a member named after its struct member; the lines of an array member (which
  * share the name) become one JSON array. */
-static void json_fields(struct json *j, const struct elm_fields *t, const void *obj)
+static void json_fields(struct cli_jw *j, const struct elm_fields *t, const void *obj)
 {
     for (unsigned i = 0; i < t->n;) {
         unsigned k = 1;
         while (i + k < t->n && !strcmp(t->f[i + k].json, t->f[i].json))
             k++;
-        j_key(j, t->f[i].json);
+        cli_jw_key(j, t->f[i].json);
         if (k > 1)
             putchar('[');
         for (unsigned r = 0; r < k; r++) {
@@ -273,11 +222,11 @@ static void json_fields(struct json *j, const struct elm_fields *t, const void *
 void cli_print_status(const elm_client *c, const struct elm_daemon_status *st)
 {
     if (cli_json) {
-        struct json j;
-        j_open(&j);
-        j_u64(&j, "protocol_version", elm_client_protocol_version(c));
-        j_bool(&j, "model_loaded", st->model_loaded);
-        j_bool(&j, "loading", st->loading);
+        struct cli_jw j;
+        cli_jw_open(&j);
+        cli_jw_u64(&j, "protocol_version", elm_client_protocol_version(c));
+        cli_jw_bool(&j, "model_loaded", st->model_loaded);
+        cli_jw_bool(&j, "loading", st->loading);
         json_fields(&j, &elm_fields_status, st);
         puts("}");
         return;
@@ -291,9 +240,9 @@ void cli_print_status(const elm_client *c, const struct elm_daemon_status *st)
 void cli_print_load(const char *path, const struct elm_load_result *r)
 {
     if (cli_json) {
-        struct json j;
-        j_open(&j);
-        j_str(&j, "model_path", path);
+        struct cli_jw j;
+        cli_jw_open(&j);
+        cli_jw_str(&j, "model_path", path);
         json_fields(&j, &elm_fields_load, r);
         puts("}");
         return;
@@ -307,10 +256,10 @@ void cli_print_sessions(const struct elm_session_info *s, size_t n)
     if (cli_json) {
         putchar('[');
         for (size_t i = 0; i < n; i++) {
-            struct json j;
+            struct cli_jw j;
             if (i)
                 putchar(',');
-            j_open(&j);
+            cli_jw_open(&j);
             json_fields(&j, &elm_fields_session, &s[i]);
             putchar('}');
         }
@@ -326,8 +275,8 @@ void cli_print_sessions(const struct elm_session_info *s, size_t n)
 void cli_print_stats(const struct elm_daemon_stats *s)
 {
     if (cli_json) {
-        struct json j;
-        j_open(&j);
+        struct cli_jw j;
+        cli_jw_open(&j);
         json_fields(&j, &elm_fields_stats, s);
         puts("}");
         return;

@@ -2,8 +2,8 @@
  * status, load, unload, sessions, stats.
  *
  * Each prints human-readable text by default and one JSON document with --json (cli_print.c).
- * Errors go to stderr as "elmctl: ..." with exit code 1; a daemon that is not running is said
- * so plainly, with the command that starts one.
+ * Errors go to stderr as "elmctl: ..." (and under --json to stdout as a JSON object) with exit
+ * code 1; a daemon that is not running is said so plainly, with the command that starts one.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -22,7 +22,8 @@
 #define COMMON_OPTS                                                                                \
     "  --runtime-dir DIR  elmd's directory (default $ELM_RUNTIME_DIR, else "                       \
     "$XDG_RUNTIME_DIR/elm)\n"                                                                      \
-    "  --json             print JSON\n"
+    "  --json             print JSON (an error: {\"error\":S,\"exit_code\":N})\n"                  \
+    "Exit status: 0 ok, 1 failure (elmd not running, the call failed), 2 usage error.\n"
 
 /* The shape of every query subcommand: its options, a connection, one call (act: the call and
  * the printing, returning the call's result), and "elmctl: what: why" when the call fails. */
@@ -125,7 +126,7 @@ int cli_cmd_load(int argc, char **argv)
         {"ctx", required_argument, 0, 'c'},
         {"threads", required_argument, 0, 'T'},
         {"runtime-dir", required_argument, 0, 'D'},
-        {"json", no_argument, 0, 'j'},
+        CLI_OPT_JSON,
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -141,11 +142,11 @@ int cli_cmd_load(int argc, char **argv)
         switch (c) { /* from 1: the wire's 0 is "elmd's setting"; up to the request's bound */
         case 'c':
             if (!cli_int("--ctx", optarg, 1, load_max(ELM_TAG_N_CTX), &ctx))
-                return 2;
+                return CLI_USAGE;
             break;
         case 'T':
             if (!cli_int("--threads", optarg, 1, load_max(ELM_TAG_N_THREADS), &threads))
-                return 2;
+                return CLI_USAGE;
             break;
         case 'D':
             cli_runtime_dir = optarg;
@@ -157,12 +158,11 @@ int cli_cmd_load(int argc, char **argv)
             fputs(usage, stdout);
             return 0;
         default:
-            fputs(usage, stderr);
-            return 2;
+            return cli_bad_option(argv);
         }
     }
     if (optind + 1 != argc)
-        return cli_fail("load takes one MODEL argument (see --help)"), 2;
+        return cli_usage("load takes one MODEL argument (see --help)");
     const char *path = argv[optind];
     elm_client *cl;
     int rc = cli_connect(cli_runtime_dir, &cl);
@@ -180,6 +180,8 @@ int cli_cmd_load(int argc, char **argv)
     int exit_code = 0;
     char what[4200];
     snprintf(what, sizeof what, "cannot load %s", path);
+    if (rc && cli_names_file(elm_client_last_message(cl), path))
+        snprintf(what, sizeof what, "cannot load"); /* the message names the file */
     if (rc) {
         exit_code = cli_client_fail(cl, rc, what);
     } else {

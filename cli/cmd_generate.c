@@ -1,11 +1,12 @@
 /* cmd_generate.c — `elmctl generate` and `elmctl tokenize`.
  *
  * generate --local MODEL runs the engine in this process and streams text as it is produced
- * (or, with --ids, the generated token ids on one line). Without --local the same request goes
- * to elmd through libelmclient and its tokens are printed as they arrive, in the same format,
- * so a greedy request prints the same bytes either way. The prompt is tokenized the way every
- * elm front end does it: BOS as the vocabulary asks, control-token text kept as plain text
- * unless --special.
+ * (or, with --ids, the generated token ids on one line; with --json, one JSON line per token and
+ * a final one with the reason and timings). Without --local the same request goes to elmd
+ * through libelmclient and its tokens are printed as they arrive, in the same format, so a
+ * greedy request prints the same bytes either way. The prompt comes from the argument, -f FILE
+ * or stdin (cli_read_text) and is tokenized the way every elm front end does it: BOS as the
+ * vocabulary asks, control-token text kept as plain text unless --special.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -16,12 +17,14 @@
 
 #include "cli/cli.h"
 #include "cli/cli_client.h"
+#include "cli/cli_json.h"
 #include "cli/cli_util.h"
 #include "elm/status.h"
 #include "engine/seq.h"
 
 struct gen_opts {
     const char *model;
+    const char *file; /* -f: the prompt's file */
     const char *kernel;
     struct elm_gen_params gp;
     long threads;
@@ -38,10 +41,12 @@ struct gen_opts {
 static void generate_usage(FILE *f)
 {
     fprintf(f,
-            "usage: elmctl generate [--local MODEL] [OPTIONS] [PROMPT]\n"
-            "Streams a completion of PROMPT (empty: start from BOS alone), from elmd's model,\n"
-            "or with --local from MODEL run in this process.\n\n"
+            "usage: elmctl generate [--local MODEL] [OPTIONS] [PROMPT | -f FILE | -]\n"
+            "Streams a completion of PROMPT, from elmd's model, or with --local from MODEL run\n"
+            "in this process. The prompt is PROMPT, else FILE's bytes (-f), else stdin when it\n"
+            "is '-' or not a terminal, else empty (start from BOS alone).\n\n"
             "  --local MODEL         run MODEL (a GGUF file) in this process\n"
+            "  -f, --file FILE       read the prompt from FILE ('-': stdin)\n"
             "  --runtime-dir DIR     the daemon's directory (default $ELM_RUNTIME_DIR, else\n"
             "                        $XDG_RUNTIME_DIR/elm)\n"
             "  -n, --n-predict N     generate at most N tokens (default: until EOS/context)\n"
@@ -61,11 +66,17 @@ static void generate_usage(FILE *f)
             "  --special             let control-token text in PROMPT become control tokens\n"
             "  --ids                 print generated token ids instead of text\n"
             "  --kernel ref|avx2|avx512  force a kernel variant                   [--local]\n"
-            "  -v, --verbose         print timings to stderr\n",
+            "  -v, --verbose         print timings to stderr\n"
+            "  --json                one JSON object per line: {\"token\":ID,\"text\":S} per\n"
+            "                        token, then {\"done\":true,\"reason\":S,\"n_prompt\":N,\n"
+            "                        \"n_gen\":N,\"t_first_ns\":N,\"t_total_ns\":N}; an error is\n"
+            "                        {\"error\":S,\"exit_code\":N}\n"
+            "Exit status: 0 ok, 1 failure, 2 usage error, 130 interrupted (Ctrl-C).\n",
             ELM_MAX_STOP);
 }
 
-static int parse_generate(int argc, char **argv, struct gen_opts *o, const char **prompt)
+/* Returns 0 with the prompt in *prompt (malloc'ed), -1 after --help, or the exit code. */
+static int parse_generate(int argc, char **argv, struct gen_opts *o, char **prompt)
 {
     static const struct option lo[] = {
         {"local", required_argument, 0, 'L'},   {"n-predict", required_argument, 0, 'n'},
@@ -79,6 +90,7 @@ static int parse_generate(int argc, char **argv, struct gen_opts *o, const char 
         {"special", no_argument, 0, 'x'},       {"ids", no_argument, 0, 'i'},
         {"kernel", required_argument, 0, 'G'},  {"verbose", no_argument, 0, 'v'},
         {"runtime-dir", required_argument, 0, 'D'},
+        {"file", required_argument, 0, 'f'},    CLI_OPT_JSON,
         {"help", no_argument, 0, 'h'},          {0, 0, 0, 0},
     };
     struct elm_sampling *sp = &o->gp.sampling;
@@ -86,72 +98,72 @@ static int parse_generate(int argc, char **argv, struct gen_opts *o, const char 
     double d;
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "n:vh", lo, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "n:f:vh", lo, NULL)) != -1) {
         switch (c) {
         case 'L': o->model = optarg; break;
         case 'n':
             if (!cli_int("--n-predict", optarg, -1, 1 << 30, &l))
-                return 2;
+                return CLI_USAGE;
             if (l == 0) /* the wire's 0 means "no limit": keep one meaning everywhere */
-                return cli_fail("--n-predict expects -1 (no limit) or a count >= 1"), 2;
+                return cli_usage("--n-predict expects -1 (no limit) or a count >= 1");
             o->gp.n_predict = (int32_t)l;
             break;
         case 't':
             if (!cli_float("--temp", optarg, 0, 100, &d))
-                return 2;
+                return CLI_USAGE;
             sp->temp = (float)d;
             break;
         case 'k':
             if (!cli_int("--top-k", optarg, 0, 1 << 30, &l))
-                return 2;
+                return CLI_USAGE;
             sp->top_k = (int32_t)l;
             break;
         case 'p':
             if (!cli_float("--top-p", optarg, 0, 1, &d))
-                return 2;
+                return CLI_USAGE;
             sp->top_p = (float)d;
             break;
         case 'm':
             if (!cli_float("--min-p", optarg, 0, 1, &d))
-                return 2;
+                return CLI_USAGE;
             sp->min_p = (float)d;
             break;
         case 'r':
             if (!cli_float("--repeat-penalty", optarg, 0.01, 100, &d))
-                return 2;
+                return CLI_USAGE;
             sp->repeat_penalty = (float)d;
             break;
         case 'R':
             if (!cli_int("--repeat-last-n", optarg, 0, 1 << 20, &l))
-                return 2;
+                return CLI_USAGE;
             sp->repeat_last_n = (int32_t)l;
             break;
         case 's': {
             char *end;
             unsigned long long v = strtoull(optarg, &end, 10);
             if (end == optarg || *end || *optarg == '-' || v == ELM_SEED_RANDOM)
-                return cli_fail("--seed expects a non-negative integer, got '%s'", optarg), 2;
+                return cli_usage("--seed expects a non-negative integer, got '%s'", optarg);
             sp->seed = v;
             break;
         }
         case 'S':
             if (o->gp.n_stop == ELM_MAX_STOP)
-                return cli_fail("at most %d --stop strings", ELM_MAX_STOP), 2;
+                return cli_usage("at most %d --stop strings", ELM_MAX_STOP);
             o->gp.stop[o->gp.n_stop++] = optarg;
             break;
         case 'T':
             o->local_only = "--threads";
             if (!cli_int("--threads", optarg, 1, 1024, &o->threads))
-                return 2;
+                return CLI_USAGE;
             break;
         case 'c':
             if (!cli_int("--ctx", optarg, 1, 1 << 20, &o->ctx))
-                return 2;
+                return CLI_USAGE;
             break;
         case 'b':
             o->local_only = "--batch";
             if (!cli_int("--batch", optarg, 1, 1 << 16, &o->batch))
-                return 2;
+                return CLI_USAGE;
             break;
         case 'K':
             o->local_only = "--kv-type";
@@ -162,33 +174,72 @@ static int parse_generate(int argc, char **argv, struct gen_opts *o, const char 
             else if (!strcmp(optarg, "q8_0"))
                 o->kv_type = ELM_TYPE_Q8_0;
             else
-                return cli_fail("--kv-type expects f16, f32 or q8_0, got '%s'", optarg), 2;
+                return cli_usage("--kv-type expects f16, f32 or q8_0, got '%s'", optarg);
             break;
         case 'x': o->special = true; break;
         case 'i': o->ids = true; break;
         case 'G': o->kernel = optarg, o->local_only = "--kernel"; break;
         case 'D': o->runtime_dir = optarg; break;
         case 'v': o->verbose = true; break;
+        case 'f': o->file = optarg; break;
+        case 'j': cli_json = true; break;
         case 'h': generate_usage(stdout); return -1;
-        default: generate_usage(stderr); return 2;
+        default: return cli_bad_option(argv);
         }
     }
-    if (optind + 1 < argc)
-        return cli_fail("generate takes one PROMPT argument (quote it), got %d",
-                        argc - optind), 2;
-    *prompt = optind < argc ? argv[optind] : "";
-    return 0;
+    size_t len;
+    bool given;
+    return cli_read_text(o->file, argc - optind, argv + optind, prompt, &len, &given);
 }
 
 struct stream {
     bool ids;
     int n_ids;
+    double t_first; /* when the first token came (local runs), 0 before */
+    /* --json: the start of a character whose other bytes come with the next token (byte-level
+     * vocabularies split characters), so every line holds whole characters. */
+    char carry[4];
+    size_t n_carry;
 };
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* One --json line: the token (-1: text without a token) and its text, after what the previous
+ * line carried over; the end of a cut character waits for the next line (last: no next line). */
+static void json_token(struct stream *st, int32_t token, const char *text, size_t len, bool last)
+{
+    char *buf = malloc(st->n_carry + len + 1);
+    if (!buf)
+        return;
+    memcpy(buf, st->carry, st->n_carry);
+    memcpy(buf + st->n_carry, text, len);
+    size_t n = st->n_carry + len;
+    size_t whole = last ? n : cli_utf8_complete(buf, n);
+    st->n_carry = n - whole;
+    memcpy(st->carry, buf + whole, st->n_carry);
+    struct cli_jw j;
+    cli_jw_open(&j);
+    cli_jw_i64(&j, "token", token);
+    cli_jw_strn(&j, "text", buf, whole);
+    cli_jw_close(&j);
+    putchar('\n');
+    fflush(stdout);
+    free(buf);
+}
 
 static int on_token(void *user, const struct elm_seq_out *out)
 {
     struct stream *st = user;
-    if (st->ids && out->token >= 0) {
+    if (!st->t_first)
+        st->t_first = now_s();
+    if (cli_json) {
+        json_token(st, out->token, out->text, out->text_len, false);
+    } else if (st->ids && out->token >= 0) {
         printf(st->n_ids++ ? " %d" : "%d", out->token);
         fflush(stdout);
     } else if (!st->ids && out->text_len) {
@@ -198,16 +249,30 @@ static int on_token(void *user, const struct elm_seq_out *out)
     return 0;
 }
 
-static double now_s(void)
+/* Where the output ends: the text's newline, or the JSON stream's final record. */
+static void print_end(struct stream *st, const char *reason, uint64_t n_prompt, uint64_t n_gen,
+                      double t_first_s, double t_total_s)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+    if (cli_json && st->n_carry) /* a cut character at the very end: its bytes, as they are */
+        json_token(st, -1, "", 0, true);
+    if (cli_json) {
+        struct cli_jw j;
+        cli_jw_open(&j);
+        cli_jw_bool(&j, "done", true);
+        cli_jw_str(&j, "reason", reason);
+        cli_jw_u64(&j, "n_prompt", n_prompt);
+        cli_jw_u64(&j, "n_gen", n_gen);
+        cli_jw_u64(&j, "t_first_ns", (uint64_t)(t_first_s * 1e9));
+        cli_jw_u64(&j, "t_total_ns", (uint64_t)(t_total_s * 1e9));
+        cli_jw_close(&j);
+    }
+    putchar('\n');
+    fflush(stdout);
 }
 
 static int run_local(const struct gen_opts *o, const char *prompt)
 {
-    char err[512];
+    char err[512] = "";
     struct elm_model_params mp = {.n_threads = (int)o->threads, .kernel = o->kernel};
     struct elm_model *m = NULL;
     struct elm_work *w = NULL;
@@ -217,8 +282,7 @@ static int run_local(const struct gen_opts *o, const char *prompt)
     double t0 = now_s();
     int rc = elm_model_load(o->model, &mp, &m, err, sizeof err);
     if (rc) {
-        err[0] ? cli_fail("%s", err) : cli_fail("%s: %s", o->model, elm_strerror(rc));
-        return 1;
+        return cli_fail_file(o->model, rc, err);
     }
     double t_load = now_s() - t0;
     int32_t n_ctx = elm_model_ctx_default(m, (int32_t)o->ctx);
@@ -249,12 +313,14 @@ static int run_local(const struct gen_opts *o, const char *prompt)
     double t1 = now_s();
     rc = elm_seq_run(s, w, on_token, &st);
     double t_gen = now_s() - t1;
-    fputc('\n', stdout);
-    fflush(stdout);
     if (rc) {
+        if (!cli_json)
+            print_end(&st, "", 0, 0, 0, 0);
         cli_fail("generation failed: %s", elm_strerror(rc));
         goto out;
     }
+    print_end(&st, elm_stop_reason_name(elm_seq_done(s)), (uint64_t)n_ids,
+              (uint64_t)elm_seq_n_generated(s), st.t_first ? st.t_first - t1 : 0, t_gen);
     if (o->verbose)
         fprintf(stderr, "elmctl: load %.3f s, %d prompt + %d generated tokens in %.3f s (%s)\n",
                 t_load, n_ids, elm_seq_n_generated(s), t_gen,
@@ -300,8 +366,8 @@ static int to_request(const struct gen_opts *o, const char *prompt, struct elm_r
         if (l == 0)
             continue; /* the engine ignores empty stop strings too */
         if (l > ELM_REQUEST_MAX_STOP_LEN)
-            return cli_fail("--stop strings sent to elmd hold at most %d bytes",
-                            ELM_REQUEST_MAX_STOP_LEN), 2;
+            return cli_usage("--stop strings sent to elmd hold at most %d bytes",
+                             ELM_REQUEST_MAX_STOP_LEN);
         r->stop[r->n_stop++] = o->gp.stop[i];
     }
     return 0;
@@ -367,10 +433,12 @@ static int run_remote(const struct gen_opts *o, const char *prompt)
     sigaction(SIGINT, &old, NULL);
     /* As the local path: the line ends once generation ran; a request refused before its first
      * token (prompt too long...) prints nothing, as a local one that fails to start. */
-    if (n_tokens || (rc == 0 && ev.type == ELM_EVENT_DONE)) {
-        fputc('\n', stdout);
-        fflush(stdout);
-    }
+    bool done = rc == 0 && ev.type == ELM_EVENT_DONE;
+    if (done)
+        print_end(&st, elm_finish_reason_name(ev.reason), ev.n_prompt, ev.n_gen,
+                  ev.t_first_ns * 1e-9, ev.t_total_ns * 1e-9);
+    else if (n_tokens && !cli_json)
+        print_end(&st, "", 0, 0, 0, 0);
     if (rc == 0 && ev.type == ELM_EVENT_ERROR) {
         exit_code = cli_fail("generation failed: %s",
                              ev.message[0] ? ev.message : elm_strerror(ev.error));
@@ -395,63 +463,108 @@ int cli_cmd_generate(int argc, char **argv)
 {
     struct gen_opts o = {.batch = 256, .kv_type = ELM_TYPE_F16, .runtime_dir = cli_runtime_dir};
     elm_gen_params_default(&o.gp);
-    const char *prompt;
+    char *prompt = NULL;
     int rc = parse_generate(argc, argv, &o, &prompt);
-    if (rc)
-        return rc < 0 ? 0 : rc;
-    return o.model ? run_local(&o, prompt) : run_remote(&o, prompt);
+    if (rc == 0)
+        rc = o.model ? run_local(&o, prompt) : run_remote(&o, prompt);
+    free(prompt);
+    return rc < 0 ? 0 : rc;
 }
 
 /* ---- tokenize ------------------------------------------------------------------------------ */
+
+/* The ids of text, as lines "ID 'piece'", one line of ids (--ids), or one JSON document. */
+static void print_tokens(const struct elm_vocab *v, const int32_t *ids, int n, bool ids_only)
+{
+    struct cli_jw j;
+    if (cli_json) {
+        cli_jw_open(&j);
+        cli_jw_i64(&j, "n_tokens", n);
+        cli_jw_key(&j, "tokens");
+        putchar('[');
+    }
+    for (int i = 0; i < n; i++) {
+        size_t tl;
+        const char *t = elm_vocab_text(v, ids[i], &tl);
+        if (cli_json) {
+            struct cli_jw tok;
+            fputs(i ? "," : "", stdout);
+            cli_jw_open(&tok);
+            cli_jw_i64(&tok, "id", ids[i]);
+            cli_jw_strn(&tok, "piece", t, tl);
+            cli_jw_close(&tok);
+        } else if (ids_only) {
+            printf(i ? " %d" : "%d", ids[i]);
+        } else {
+            printf("%6d '%.*s'\n", ids[i], (int)tl, t);
+        }
+    }
+    if (cli_json) {
+        putchar(']');
+        cli_jw_close(&j);
+    }
+    if (cli_json || ids_only)
+        putchar('\n');
+}
 
 int cli_cmd_tokenize(int argc, char **argv)
 {
     static const struct option lo[] = {
         {"local", required_argument, 0, 'L'}, {"no-bos", no_argument, 0, 'B'},
         {"special", no_argument, 0, 'x'},     {"ids", no_argument, 0, 'i'},
+        {"file", required_argument, 0, 'f'},  CLI_OPT_JSON,
         {"help", no_argument, 0, 'h'},        {0, 0, 0, 0},
     };
-    const char *model = NULL;
+    const char *model = NULL, *file = NULL;
     bool no_bos = false, special = false, ids_only = false;
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "f:h", lo, NULL)) != -1) {
         switch (c) {
         case 'L': model = optarg; break;
         case 'B': no_bos = true; break;
         case 'x': special = true; break;
         case 'i': ids_only = true; break;
+        case 'f': file = optarg; break;
+        case 'j': cli_json = true; break;
         case 'h':
-            printf("usage: elmctl tokenize --local MODEL [--no-bos] [--special] [--ids] TEXT\n"
-                   "Prints the token ids of TEXT ('-' reads stdin byte for byte), one per line\n"
-                   "with its piece, or on one line with --ids. --no-bos: no BOS/EOS added;\n"
-                   "--special: control-token text becomes control tokens.\n");
+            printf("usage: elmctl tokenize --local MODEL [OPTIONS] [TEXT | -f FILE | -]\n"
+                   "Prints the token ids of TEXT, one per line with its piece. The text is TEXT,\n"
+                   "else FILE's bytes (-f), else stdin (byte for byte) when it is '-' or not a\n"
+                   "terminal.\n\n"
+                   "  --local MODEL   the model whose vocabulary tokenizes (a GGUF file)\n"
+                   "  -f, --file FILE read the text from FILE ('-': stdin)\n"
+                   "  --no-bos        add no BOS/EOS\n"
+                   "  --special       let control-token text become control tokens\n"
+                   "  --ids           print the ids on one line\n"
+                   "  --json          print {\"n_tokens\":N,\"tokens\":[{\"id\":ID,\"piece\":S},\n"
+                   "                  ...]}; an error is {\"error\":S,\"exit_code\":N}\n"
+                   "Exit status: 0 ok, 1 failure, 2 usage error.\n");
             return 0;
-        default: return 2;
+        default: return cli_bad_option(argv);
         }
     }
     if (!model)
-        return cli_fail("tokenize needs --local MODEL"), 2;
-    if (optind + 1 != argc)
-        return cli_fail("tokenize takes exactly one TEXT argument ('-' for stdin)"), 2;
+        return cli_usage("tokenize needs --local MODEL");
     size_t len;
+    bool given;
     char *text = NULL;
-    if (!strcmp(argv[optind], "-")) {
-        if (!(text = cli_read_stdin(&len)))
-            return cli_fail("cannot read stdin");
-    } else {
-        text = strdup(argv[optind]);
-        len = strlen(argv[optind]);
+    int exit_code = cli_read_text(file, argc - optind, argv + optind, &text, &len, &given);
+    if (exit_code)
+        return exit_code;
+    if (!given) {
+        free(text);
+        return cli_usage("tokenize needs a TEXT argument, -f FILE or text on stdin");
     }
-    char err[512];
+    char err[512] = "";
     struct elm_gguf *g = NULL;
     struct elm_vocab *v = NULL;
-    int exit_code = 1;
+    exit_code = CLI_FAIL;
     int rc = elm_gguf_open(model, &g, err, sizeof err);
     if (!rc)
         rc = elm_vocab_load(g, &v, err, sizeof err);
     if (rc) {
-        err[0] ? cli_fail("%s", err) : cli_fail("%s: %s", model, elm_strerror(rc));
+        cli_fail_file(model, rc, err);
         goto out;
     }
     int32_t *ids, n;
@@ -459,19 +572,9 @@ int cli_cmd_tokenize(int argc, char **argv)
         cli_fail("cannot tokenize: %s", elm_strerror(rc));
         goto out;
     }
-    for (int i = 0; i < n; i++) {
-        if (ids_only) {
-            printf(i ? " %d" : "%d", ids[i]);
-            continue;
-        }
-        size_t tl;
-        const char *t = elm_vocab_text(v, ids[i], &tl);
-        printf("%6d '%.*s'\n", ids[i], (int)tl, t);
-    }
-    if (ids_only)
-        putchar('\n');
+    print_tokens(v, ids, n, ids_only);
     free(ids);
-    exit_code = 0;
+    exit_code = CLI_OK;
 out:
     free(text);
     elm_vocab_destroy(&v);

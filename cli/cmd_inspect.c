@@ -1,10 +1,13 @@
-/* cmd_inspect.c — `elmctl inspect MODEL` and `elmctl quantize IN OUT TYPE`. */
+/* cmd_inspect.c — `elmctl inspect MODEL` and `elmctl quantize IN OUT TYPE`, as text for
+ * people or (--json) one JSON document. */
 #include <getopt.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/cli_json.h"
 #include "cli/cli_util.h"
 #include "elm/status.h"
 #include "engine/model.h"
@@ -79,54 +82,197 @@ static void print_tensors(const struct elm_gguf *g)
     putchar('\n');
 }
 
-int cli_cmd_inspect(int argc, char **argv)
+/* ---- inspect --json: one document with the same facts ---------------------------------------- */
+
+static void json_scalar(uint32_t type, const struct elm_gguf_kv *kv)
 {
-    if (argc == 2 && !strcmp(argv[1], "--help")) {
-        printf("usage: elmctl inspect MODEL\nShows the architecture, hyperparameters, "
-               "vocabulary, tensor types and sizes and all metadata of a GGUF file.\n");
-        return 0;
+    switch (type) {
+    case ELM_GGUF_U8: case ELM_GGUF_U16: case ELM_GGUF_U32: case ELM_GGUF_U64:
+        printf("%" PRIu64, kv->v.u64);
+        break;
+    case ELM_GGUF_I8: case ELM_GGUF_I16: case ELM_GGUF_I32: case ELM_GGUF_I64:
+        printf("%" PRId64, kv->v.i64);
+        break;
+    case ELM_GGUF_F32: case ELM_GGUF_F64:
+        isfinite(kv->v.f64) ? printf("%.17g", kv->v.f64) : printf("null");
+        break;
+    case ELM_GGUF_BOOL: printf("%s", kv->v.u64 ? "true" : "false"); break;
+    case ELM_GGUF_STRING: cli_json_str(kv->v.str.ptr, kv->v.str.len); break;
+    default: printf("null"); break;
     }
-    if (argc != 2)
-        return cli_fail("usage: elmctl inspect MODEL"), 2;
-    char err[512];
-    struct elm_gguf *g;
-    int rc = elm_gguf_open(argv[1], &g, err, sizeof err);
-    if (rc)
-        return cli_fail("%s: %s", argv[1], err[0] ? err : elm_strerror(rc));
-    printf("file: %s\nGGUF v%u, %" PRIu64 " bytes, alignment %" PRIu64 ", data at %" PRIu64 "\n",
-           argv[1], g->version, g->size, g->alignment, g->data_offset);
-    /* The model view needs a complete model; a vocab-only file still gets its metadata shown. */
+}
+
+/* "metadata": {key: value}; an array's value is {"type":T,"n":N} (its elements can be a whole
+ * vocabulary: the text view does not list them either). */
+static void json_metadata(struct cli_jw *j, const struct elm_gguf *g)
+{
+    cli_jw_key(j, "metadata");
+    struct cli_jw o;
+    cli_jw_open(&o);
+    for (uint64_t i = 0; i < g->n_kv; i++) {
+        const struct elm_gguf_kv *kv = &g->kv[i];
+        if (!o.first)
+            putchar(',');
+        o.first = false;
+        cli_json_str(kv->key.ptr, kv->key.len);
+        putchar(':');
+        if (kv->type == ELM_GGUF_ARRAY) {
+            struct cli_jw a;
+            cli_jw_open(&a);
+            cli_jw_str(&a, "type", elm_gguf_vtype_name(kv->arr_type));
+            cli_jw_u64(&a, "n", kv->arr_n);
+            cli_jw_close(&a);
+        } else {
+            json_scalar(kv->type, kv);
+        }
+    }
+    cli_jw_close(&o);
+}
+
+static void json_tensors(struct cli_jw *j, const struct elm_gguf *g)
+{
+    cli_jw_key(j, "tensors");
+    putchar('[');
+    for (uint64_t i = 0; i < g->n_tensors; i++) {
+        const struct elm_gguf_tensor *t = &g->tensors[i];
+        const struct elm_type_info *ti = elm_type_get(t->type);
+        struct cli_jw o;
+        fputs(i ? "," : "", stdout);
+        cli_jw_open(&o);
+        cli_jw_strn(&o, "name", t->name.ptr, t->name.len);
+        cli_jw_str(&o, "type", ti ? ti->name : "?");
+        cli_jw_key(&o, "shape");
+        for (uint32_t d = 0; d < t->n_dims; d++)
+            printf(d ? ",%" PRId64 : "[%" PRId64, t->ne[d]);
+        fputs(t->n_dims ? "]" : "[]", stdout);
+        cli_jw_u64(&o, "bytes", t->n_bytes);
+        cli_jw_close(&o);
+    }
+    putchar(']');
+}
+
+static void json_model(struct cli_jw *j, const struct elm_model *m)
+{
+    const struct elm_hparams *hp = &m->hp;
+    const struct elm_vocab *v = m->vocab;
+    cli_jw_key(j, "model");
+    struct cli_jw o;
+    cli_jw_open(&o);
+    cli_jw_str(&o, "architecture", elm_arch_name(hp->arch));
+    cli_jw_i64(&o, "n_embd", hp->n_embd);
+    cli_jw_i64(&o, "n_layer", hp->n_layer);
+    cli_jw_i64(&o, "n_head", hp->n_head);
+    cli_jw_i64(&o, "n_head_kv", hp->n_head_kv);
+    cli_jw_i64(&o, "head_dim", hp->head_dim);
+    cli_jw_i64(&o, "n_ff", hp->n_ff);
+    cli_jw_i64(&o, "n_ctx_train", hp->n_ctx_train);
+    cli_jw_str(&o, "rope", hp->rope_mode == ELM_ROPE_NEOX ? "neox" : "norm");
+    cli_jw_i64(&o, "n_rot", hp->n_rot);
+    cli_jw_f64(&o, "rope_base", hp->rope_base);
+    cli_jw_f64(&o, "rope_scale", hp->rope_scale);
+    cli_jw_f64(&o, "rms_eps", hp->eps);
+    cli_jw_bool(&o, "tied_output", m->output.data == m->tok_embd.data);
+    cli_jw_str(&o, "vocab", elm_vocab_kind(v) == ELM_VOCAB_SPM ? "spm" : "bpe");
+    cli_jw_i64(&o, "n_vocab", elm_vocab_size(v));
+    cli_jw_i64(&o, "bos", elm_vocab_bos(v));
+    cli_jw_i64(&o, "eos", elm_vocab_eos(v));
+    cli_jw_bool(&o, "add_bos", elm_vocab_add_bos(v));
+    cli_jw_u64(&o, "weight_bytes", m->weight_bytes);
+    cli_jw_close(&o);
+}
+
+static void print_text_model(const struct elm_model *m)
+{
+    const struct elm_hparams *hp = &m->hp;
+    printf("architecture: %s\n", elm_arch_name(hp->arch));
+    printf("hyperparameters: n_embd %d, n_layer %d, n_head %d, n_head_kv %d, head_dim %d, "
+           "n_ff %d, n_ctx_train %d\n",
+           hp->n_embd, hp->n_layer, hp->n_head, hp->n_head_kv, hp->head_dim, hp->n_ff,
+           hp->n_ctx_train);
+    printf("rope: %s, dims %d, base %g, scale %g; rms eps %g; output %s\n",
+           hp->rope_mode == ELM_ROPE_NEOX ? "neox" : "norm", hp->n_rot, hp->rope_base,
+           hp->rope_scale, hp->eps, m->output.data == m->tok_embd.data ? "tied" : "separate");
+    const struct elm_vocab *v = m->vocab;
+    printf("vocabulary: %s, %d tokens, bos %d, eos %d, add_bos %s\n",
+           elm_vocab_kind(v) == ELM_VOCAB_SPM ? "spm (llama)" : "bpe (gpt2)", elm_vocab_size(v),
+           elm_vocab_bos(v), elm_vocab_eos(v), elm_vocab_add_bos(v) ? "yes" : "no");
+    printf("weights: %" PRIu64 " bytes\n", m->weight_bytes);
+}
+
+/* The model view needs a complete model; a vocab-only file still gets its metadata shown, with
+ * why it is not runnable in err. NULL then. */
+static struct elm_model *open_model(const char *path, char *err, size_t cap)
+{
     struct elm_model *m = NULL;
     struct elm_model_params mp = {.n_threads = 1};
     struct elm_gguf *g2;
-    if (elm_gguf_open(argv[1], &g2, err, sizeof err) == 0) {
-        if (elm_model_create(g2, NULL, &mp, &m, err, sizeof err) != 0) {
-            elm_gguf_destroy(&g2);
-            printf("model: not runnable by elm: %s\n", err);
+    if (elm_gguf_open(path, &g2, err, cap) == 0 &&
+        elm_model_create(g2, NULL, &mp, &m, err, cap) != 0)
+        elm_gguf_destroy(&g2);
+    return m;
+}
+
+static const char inspect_usage[] =
+    "usage: elmctl inspect [--json] MODEL\n"
+    "Shows the architecture, hyperparameters, vocabulary, tensor types and sizes and all\n"
+    "metadata of a GGUF file.\n\n"
+    "  --json   print one JSON document: file, gguf_version, size, alignment, data_offset,\n"
+    "           model (absent when elm cannot run the file; model_error says why), tensors,\n"
+    "           metadata; an error is {\"error\":S,\"exit_code\":N}\n"
+    "Exit status: 0 ok, 1 failure (the file cannot be read), 2 usage error.\n";
+
+int cli_cmd_inspect(int argc, char **argv)
+{
+    static const struct option lo[] = {CLI_OPT_JSON, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+        switch (c) {
+        case 'j': cli_json = true; break;
+        case 'h': fputs(inspect_usage, stdout); return CLI_OK;
+        default: return cli_bad_option(argv);
         }
     }
-    if (m) {
-        const struct elm_hparams *hp = &m->hp;
-        printf("architecture: %s\n", elm_arch_name(hp->arch));
-        printf("hyperparameters: n_embd %d, n_layer %d, n_head %d, n_head_kv %d, head_dim %d, "
-               "n_ff %d, n_ctx_train %d\n",
-               hp->n_embd, hp->n_layer, hp->n_head, hp->n_head_kv, hp->head_dim, hp->n_ff,
-               hp->n_ctx_train);
-        printf("rope: %s, dims %d, base %g, scale %g; rms eps %g; output %s\n",
-               hp->rope_mode == ELM_ROPE_NEOX ? "neox" : "norm", hp->n_rot, hp->rope_base,
-               hp->rope_scale, hp->eps, m->output.data == m->tok_embd.data ? "tied" : "separate");
-        const struct elm_vocab *v = m->vocab;
-        printf("vocabulary: %s, %d tokens, bos %d, eos %d, add_bos %s\n",
-               elm_vocab_kind(v) == ELM_VOCAB_SPM ? "spm (llama)" : "bpe (gpt2)",
-               elm_vocab_size(v), elm_vocab_bos(v), elm_vocab_eos(v),
-               elm_vocab_add_bos(v) ? "yes" : "no");
-        printf("weights: %" PRIu64 " bytes\n", m->weight_bytes);
-        elm_model_destroy(&m);
+    if (argc - optind != 1)
+        return cli_usage("inspect takes one MODEL argument (see --help)");
+    const char *path = argv[optind];
+    char err[512] = "";
+    struct elm_gguf *g;
+    int rc = elm_gguf_open(path, &g, err, sizeof err);
+    if (rc)
+        return cli_fail_file(path, rc, err);
+    err[0] = 0;
+    struct elm_model *m = open_model(path, err, sizeof err);
+    if (cli_json) {
+        struct cli_jw j;
+        cli_jw_open(&j);
+        cli_jw_str(&j, "file", path);
+        cli_jw_u64(&j, "gguf_version", g->version);
+        cli_jw_u64(&j, "size", g->size);
+        cli_jw_u64(&j, "alignment", g->alignment);
+        cli_jw_u64(&j, "data_offset", g->data_offset);
+        if (m)
+            json_model(&j, m);
+        else
+            cli_jw_str(&j, "model_error", err);
+        json_tensors(&j, g);
+        json_metadata(&j, g);
+        cli_jw_close(&j);
+        putchar('\n');
+    } else {
+        printf("file: %s\nGGUF v%u, %" PRIu64 " bytes, alignment %" PRIu64
+               ", data at %" PRIu64 "\n",
+               path, g->version, g->size, g->alignment, g->data_offset);
+        if (m)
+            print_text_model(m);
+        else
+            printf("model: not runnable by elm: %s\n", err);
+        print_tensors(g);
+        print_metadata(g);
     }
-    print_tensors(g);
-    print_metadata(g);
+    elm_model_destroy(&m);
     elm_gguf_destroy(&g);
-    return 0;
+    return CLI_OK;
 }
 
 int cli_cmd_quantize(int argc, char **argv)
@@ -134,6 +280,7 @@ int cli_cmd_quantize(int argc, char **argv)
     static const struct option lo[] = {
         {"pure", no_argument, 0, 'p'},
         {"threads", required_argument, 0, 'T'},
+        CLI_OPT_JSON,
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -146,28 +293,49 @@ int cli_cmd_quantize(int argc, char **argv)
         case 'p': pure = true; break;
         case 'T':
             if (!cli_int("--threads", optarg, 1, 1024, &threads))
-                return 2;
+                return CLI_USAGE;
             break;
+        case 'j': cli_json = true; break;
         case 'h':
-            printf("usage: elmctl quantize [--pure] [--threads N] IN.gguf OUT.gguf TYPE\n"
+            printf("usage: elmctl quantize [--pure] [--threads N] [--json] IN.gguf OUT.gguf TYPE\n"
                    "TYPE: %s\n"
                    "Without --pure the output and some attention-V / FFN-down layers get more\n"
                    "bits, as the widely used presets do. Tensors whose rows do not fit the\n"
-                   "block size, and 1-D tensors, are kept in F32. All metadata is kept.\n",
+                   "block size, and 1-D tensors, are kept in F32. All metadata is kept.\n\n"
+                   "  --pure       every quantizable tensor gets TYPE\n"
+                   "  --threads N  compute threads (default: CPU count)\n"
+                   "  --json       print {\"output\":S,\"n_quantized\":N,\"n_kept\":N,\n"
+                   "               \"bytes_in\":N,\"bytes_out\":N}; an error is\n"
+                   "               {\"error\":S,\"exit_code\":N}\n"
+                   "Exit status: 0 ok, 1 failure, 2 usage error (an unknown TYPE too).\n",
                    elm_quantize_presets());
-            return 0;
-        default: return 2;
+            return CLI_OK;
+        default: return cli_bad_option(argv);
         }
     }
     if (argc - optind != 3)
-        return cli_fail("usage: elmctl quantize [--pure] IN.gguf OUT.gguf TYPE"), 2;
-    char err[512];
+        return cli_usage("usage: elmctl quantize [--pure] [--threads N] IN.gguf OUT.gguf TYPE");
+    const char *in = argv[optind], *out = argv[optind + 1], *type = argv[optind + 2];
+    if (!elm_quantize_preset_known(type))
+        return cli_usage("unknown type '%s' (one of: %s)", type, elm_quantize_presets());
+    char err[512] = "";
     struct elm_quantize_stats st;
-    int rc = elm_quantize_file(argv[optind], argv[optind + 1], argv[optind + 2], pure,
-                               (int)threads, &st, err, sizeof err);
+    int rc = elm_quantize_file(in, out, type, pure, (int)threads, &st, err, sizeof err);
     if (rc)
         return cli_fail("quantize: %s", err[0] ? err : elm_strerror(rc));
-    printf("%s: %d tensors quantized, %d kept in F32, %.2f MB -> %.2f MB\n", argv[optind + 1],
-           st.n_quantized, st.n_kept, st.bytes_in / 1e6, st.bytes_out / 1e6);
-    return 0;
+    if (cli_json) {
+        struct cli_jw j;
+        cli_jw_open(&j);
+        cli_jw_str(&j, "output", out);
+        cli_jw_i64(&j, "n_quantized", st.n_quantized);
+        cli_jw_i64(&j, "n_kept", st.n_kept);
+        cli_jw_u64(&j, "bytes_in", st.bytes_in);
+        cli_jw_u64(&j, "bytes_out", st.bytes_out);
+        cli_jw_close(&j);
+        putchar('\n');
+    } else {
+        printf("%s: %d tensors quantized, %d kept in F32, %.2f MB -> %.2f MB\n", out,
+               st.n_quantized, st.n_kept, st.bytes_in / 1e6, st.bytes_out / 1e6);
+    }
+    return CLI_OK;
 }

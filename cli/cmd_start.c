@@ -84,14 +84,20 @@ static void report_running(elm_client *c, const char *what)
 int cli_cmd_start(int argc, char **argv)
 {
     if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
-        printf("usage: elmctl start [ELMD OPTIONS]\n"
+        printf("usage: elmctl start [--json] [ELMD OPTIONS]\n"
                "Starts elmd with ELMD OPTIONS (see 'elmd --help'; e.g. --model FILE) and waits\n"
                "until it answers, at most %d s. The runtime directory is elmctl's\n"
                "(--runtime-dir, $ELM_RUNTIME_DIR) unless ELMD OPTIONS name one. $ELMD\n"
-               "overrides which elmd binary runs.\n",
+               "overrides which elmd binary runs.\n\n"
+               "  --json   print {\"running\":true,\"pid\":N}; an error is\n"
+               "           {\"error\":S,\"exit_code\":N}\n"
+               "Exit status: 0 running (started, or already running), 1 failure, 2 usage error\n"
+               "(elmd's own, e.g. an unknown option, is reported as a failure to start).\n",
                START_TIMEOUT_S);
         return 0;
     }
+    for (int i = 1; i < argc; i++)
+        cli_json |= !strcmp(argv[i], "--json");
     const char *dir = arg_runtime_dir(argc, argv);
     if (!dir)
         dir = cli_runtime_dir ? cli_runtime_dir : getenv("ELM_RUNTIME_DIR");
@@ -117,7 +123,8 @@ int cli_cmd_start(int argc, char **argv)
         args[n++] = (char *)dir;
     }
     for (int i = 1; i < argc; i++)
-        args[n++] = argv[i];
+        if (strcmp(argv[i], "--json")) /* elmctl's, consumed above */
+            args[n++] = argv[i];
     pid_t pid = spawn(elmd, args);
     free(args);
     if (pid < 0)
@@ -165,11 +172,16 @@ int cli_cmd_start(int argc, char **argv)
 
 int cli_cmd_stop(int argc, char **argv)
 {
-    char usage[256];
+    char usage[1024];
     snprintf(usage, sizeof usage,
              "usage: elmctl stop [--runtime-dir DIR] [--json]\n"
              "Asks elmd to stop (running requests get a moment to finish) and waits until\n"
-             "its process is gone, at most %d s.\n",
+             "its process is gone, at most %d s.\n\n"
+             "  --runtime-dir DIR  elmd's directory (default $ELM_RUNTIME_DIR, else\n"
+             "                     $XDG_RUNTIME_DIR/elm)\n"
+             "  --json             print {\"running\":false,\"pid\":N}; an error is\n"
+             "                     {\"error\":S,\"exit_code\":N}\n"
+             "Exit status: 0 stopped (or was not running), 1 failure, 2 usage error.\n",
              STOP_TIMEOUT_S);
     int prc = cli_parse_daemon_opts(argc, argv, usage, 0, 0);
     if (prc)

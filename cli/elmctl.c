@@ -1,12 +1,8 @@
 /* elmctl.c — the command line that drives elm: subcommand dispatch and shared helpers.
  * Local subcommands (generate --local, tokenize, inspect, quantize) run the engine in-process;
  * the others talk to elmd. */
-#include <errno.h>
-#include <math.h>
-#include <stdarg.h>
-#include <stdlib.h>
+#include <getopt.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "cli/cli.h"
 #include "cli/cli_util.h"
@@ -38,11 +34,15 @@ static void usage(FILE *f)
                "       elmctl --version\n\n"
                "  --runtime-dir DIR  where elmd's socket is (default $ELM_RUNTIME_DIR, else\n"
                "                     $XDG_RUNTIME_DIR/elm)\n"
-               "  --json             machine-readable output (status, sessions, stats...)\n"
+               "  --json             JSON on stdout, errors included (every command takes it\n"
+               "                     after its name too)\n"
                "\ncommands:\n");
     for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++)
         fprintf(f, "  %-10s %s\n", cmds[i].name, cmds[i].help);
-    fprintf(f, "\n'elmctl COMMAND --help' describes each command.\n");
+    fprintf(f, "\n'elmctl COMMAND --help' describes each command. Texts (generate's prompt,\n"
+               "tokenize's text) come from the argument, -f FILE, or stdin ('-', or no\n"
+               "argument when stdin is not a terminal).\n"
+               "Exit status: 0 ok, 1 failure, 2 usage error, 130 interrupted.\n");
 }
 
 /* Consumes the global options before the command; returns how many argv entries they took, or
@@ -58,7 +58,7 @@ static int global_options(int argc, char **argv)
             cli_runtime_dir = argv[i++] + 14;
         } else if (!strcmp(argv[i], "--runtime-dir")) {
             if (i + 1 >= argc)
-                return cli_fail("--runtime-dir needs a directory"), -1;
+                return cli_usage("--runtime-dir needs a directory"), -1;
             cli_runtime_dir = argv[i + 1];
             i += 2;
         } else {
@@ -70,26 +70,29 @@ static int global_options(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+    opterr = 0; /* the commands report bad options themselves (cli_bad_option), in JSON too */
     int skip = global_options(argc, argv);
     if (skip < 0)
-        return 2;
+        return CLI_USAGE;
     argc -= skip;
     argv += skip;
     if (argc < 2) {
         usage(stderr);
-        return 2;
+        return cli_usage("no command given");
     }
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
         usage(stdout);
         return 0;
     }
     if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V")) {
-        printf("elmctl %s\n", ELM_VERSION_STRING);
-        return 0;
+        if (cli_json)
+            printf("{\"version\":\"%s\"}\n", ELM_VERSION_STRING);
+        else
+            printf("elmctl %s\n", ELM_VERSION_STRING);
+        return CLI_OK;
     }
     for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++)
         if (!strcmp(argv[1], cmds[i].name))
             return cmds[i].fn(argc - 1, argv + 1);
-    cli_fail("unknown command '%s' (see elmctl --help)", argv[1]);
-    return 2;
+    return cli_usage("unknown command '%s' (see elmctl --help)", argv[1]);
 }

@@ -145,7 +145,11 @@ int elmd_finish_load(struct elmd *d)
             elmd_model_destroy(&L->result);
     }
     if (L->rc) {
-        snprintf(L->last_error, sizeof L->last_error, "%s: %s", L->path, L->err);
+        /* The engine's messages about the file already start with its path: name it once. */
+        size_t pl = strlen(L->path);
+        bool named = !strncmp(L->err, L->path, pl) && L->err[pl] == ':';
+        snprintf(L->last_error, sizeof L->last_error, "%s%s%s", named ? "" : L->path,
+                 named ? "" : ": ", L->err);
         elm_err("cannot load %s", L->last_error);
         return L->rc;
     }

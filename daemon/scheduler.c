@@ -279,9 +279,9 @@ static int tokenize(const struct elm_model *m, const struct elm_prompt_msg *p, b
 /* The sequence prompt p asks for on s (its kept history, when KEEP_CONTEXT, then the prompt's
  * tokens) and its parameters, in a new *out. Everything that can refuse the request is checked
  * here, before anything of the session changes, so a refused request leaves the conversation
- * as it was. */
+ * as it was. A prompt too long for the context says so in msg, with the numbers. */
 static int prepare(struct eng *e, struct elmd_session *s, struct elmd_prompt *p,
-                   struct elmd_wait **out)
+                   struct elmd_wait **out, char *msg, size_t cap)
 {
     const struct elm_rec_prompt *h = &p->msg.hdr;
     bool keep = (h->flags & ELM_PROMPT_F_KEEP_CONTEXT) && s->n_history > 0;
@@ -293,9 +293,17 @@ static int prepare(struct eng *e, struct elmd_session *s, struct elmd_prompt *p,
         return rc;
     int32_t base = keep ? s->n_history : 0;
     struct elmd_wait *w = NULL;
-    if ((int64_t)base + n > s->n_ctx)
+    if ((int64_t)base + n > s->n_ctx) {
         rc = ELM_ECONTEXT;
-    else if (base + n == 0)
+        if (base)
+            snprintf(msg, cap,
+                     "the prompt has %d tokens, %lld with the conversation kept so far, "
+                     "but the session's context holds %d",
+                     n, (long long)base + n, s->n_ctx);
+        else
+            snprintf(msg, cap, "the prompt has %d tokens but the session's context holds %d", n,
+                     s->n_ctx);
+    } else if (base + n == 0)
         rc = -EINVAL;
     else if (!(w = calloc(1, sizeof *w)) ||
              !(w->toks = malloc((size_t)(base + n) * sizeof(int32_t))))
@@ -370,12 +378,12 @@ static void busy_message(const struct elmd_wait *w, char *msg, size_t cap)
 
 /* Starts prompt p on s (which is idle), or makes it wait for KV pages. Returns 0 (started),
  * 1 (waiting: s->wait owns p now) or an error for an ERROR reply, with msg filled for
- * ELM_EBUSY. */
+ * ELM_EBUSY and ELM_ECONTEXT. */
 static int start_prompt(struct eng *e, struct elmd_session *s, struct elmd_prompt *p, char *msg,
                         size_t cap)
 {
     struct elmd_wait *w;
-    int rc = prepare(e, s, p, &w);
+    int rc = prepare(e, s, p, &w, msg, cap);
     if (rc)
         return rc;
     /* The requests already waiting came first: with any, this one queues behind them. */
@@ -491,11 +499,10 @@ void elmd_start_next(struct eng *e, struct elmd_session *s)
             rc = start_prompt(e, s, p, buf, sizeof buf);
             if (rc == 1)
                 return; /* waiting for KV pages: s->wait owns p */
-            msg = rc == ELM_ECONTEXT ? "the prompt does not fit the session's context"
-                  : rc == -EINVAL    ? "empty prompt (and the model adds no BOS) or invalid "
-                                       "sampling parameters"
-                  : rc == ELM_EBUSY  ? buf
-                                     : elm_strerror(rc);
+            msg = rc == -EINVAL ? "empty prompt (and the model adds no BOS) "
+                                  "or invalid sampling parameters"
+                  : rc == ELM_EBUSY || rc == ELM_ECONTEXT ? buf
+                                                          : elm_strerror(rc);
         }
         if (rc) {
             s->step.req++;

@@ -40,6 +40,19 @@ const char *elm_quantize_presets(void)
     return "f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 q6_k q4_k_m (= q4_k) q5_k_m (= q5_k)";
 }
 
+static const struct preset *find_preset(const char *name)
+{
+    for (size_t i = 0; i < sizeof presets / sizeof *presets; i++)
+        if (!strcasecmp(name, presets[i].name))
+            return &presets[i];
+    return NULL;
+}
+
+bool elm_quantize_preset_known(const char *preset)
+{
+    return find_preset(preset) != NULL;
+}
+
 /* llama.cpp's "use more bits" layers: the first and last eighth, and every third in between. */
 static bool use_more_bits(int i, int n)
 {
@@ -131,10 +144,7 @@ int elm_quantize_file(const char *in, const char *out, const char *preset, bool 
 {
     if (errlen)
         err[0] = 0;
-    const struct preset *p = NULL;
-    for (size_t i = 0; i < sizeof presets / sizeof *presets; i++)
-        if (!strcasecmp(preset, presets[i].name))
-            p = &presets[i];
+    const struct preset *p = find_preset(preset);
     if (!p)
         return elm_errf(err, errlen, ELM_EUNSUPPORTED, "unknown type '%s' (one of: %s)", preset,
                     elm_quantize_presets());

@@ -25,6 +25,9 @@ struct elm_quantize_stats {
 
 /* "q8_0 q4_0 ..." — the accepted TYPE names, for help texts. */
 const char *elm_quantize_presets(void);
+/* Whether preset names one of them (case-insensitive): a front end tells a wrong TYPE (a usage
+ * error) from a file that cannot be quantized before it starts. */
+bool elm_quantize_preset_known(const char *preset);
 
 /* Quantizes IN (F32/F16/BF16 weights) into OUT with the named preset (case-insensitive).
  * n_threads <= 0: all CPUs. Returns 0, -errno, ELM_EFORMAT (IN invalid), ELM_EUNSUPPORTED

@@ -271,3 +271,66 @@ const struct json *json_at(const struct json *j, size_t i)
         return NULL;
     return j->items[i];
 }
+
+struct json *json_parse_lines(const char *text)
+{
+    struct json *arr = node(JSON_ARR);
+    while (arr && *text) {
+        const char *nl = strchr(text, '\n');
+        size_t len = nl ? (size_t)(nl - text) : strlen(text);
+        char *line = strndup(text, len);
+        struct json *j = line ? json_parse(line) : NULL;
+        free(line);
+        if (!j || !push(arr, j, NULL)) {
+            json_free(j);
+            json_free(arr);
+            return NULL;
+        }
+        text += len + (nl != NULL);
+    }
+    if (arr && arr->n == 0) {
+        json_free(arr);
+        return NULL;
+    }
+    return arr;
+}
+
+bool json_is_error(const char *text, int exit_code, const char *needle)
+{
+    struct json *j = json_parse(text);
+    const struct json *e = json_get(j, "error"), *c = json_get(j, "exit_code");
+    bool ok = e && e->kind == JSON_STR && e->str_len > 0 && (!needle || strstr(e->str, needle)) &&
+              c && c->kind == JSON_NUM && c->num == exit_code;
+    json_free(j);
+    return ok;
+}
+
+static bool is_num(const struct json *j)
+{
+    return j && j->kind == JSON_NUM;
+}
+
+bool json_is_stream(const char *text, const char *reason, int n_gen, char *buf, size_t cap)
+{
+    struct json *lines = json_parse_lines(text);
+    size_t n = lines ? lines->n - 1 : 0, len = 0;
+    bool ok = lines && (n_gen < 0 || n == (size_t)n_gen);
+    for (size_t i = 0; ok && i < n; i++) {
+        const struct json *t = json_get(lines->items[i], "text");
+        ok = is_num(json_get(lines->items[i], "token")) && t && t->kind == JSON_STR &&
+             len + t->str_len < cap;
+        if (ok)
+            memcpy(buf + len, t->str, t->str_len), len += t->str_len;
+    }
+    if (cap)
+        buf[len] = 0;
+    const struct json *end = ok ? lines->items[n] : NULL;
+    const struct json *done = json_get(end, "done"), *r = json_get(end, "reason");
+    ok = ok && done && done->kind == JSON_BOOL && done->num == 1 && r && r->kind == JSON_STR &&
+         !strcmp(r->str, reason) && is_num(json_get(end, "n_prompt")) &&
+         json_get(end, "n_prompt")->num >= 1 && is_num(json_get(end, "n_gen")) &&
+         json_get(end, "n_gen")->num == (double)n && is_num(json_get(end, "t_first_ns")) &&
+         is_num(json_get(end, "t_total_ns"));
+    json_free(lines);
+    return ok;
+}

@@ -28,4 +28,15 @@ const struct json *json_get(const struct json *j, const char *key);
 /* Element of an array (NULL when out of range or not an array). */
 const struct json *json_at(const struct json *j, size_t i);
 
+/* JSON lines (one document per line, as `elmctl generate --json` streams them): a JSON_ARR of
+ * the documents, or NULL when a line does not parse or there is none. */
+struct json *json_parse_lines(const char *text);
+/* Whether text is a whole `elmctl generate --json` stream: n_gen lines {"token":ID,"text":S}
+ * (n_gen < 0: any number), then {"done":true,"reason":reason,"n_prompt":N >= 1,"n_gen":n_gen,
+ * "t_first_ns":N,"t_total_ns":N}. The tokens' texts, concatenated, go to buf (cap bytes). */
+bool json_is_stream(const char *text, const char *reason, int n_gen, char *buf, size_t cap);
+/* Whether text is elmctl's error document: one object with a non-empty string "error" that
+ * contains needle (NULL: any) and "exit_code" equal to exit_code. */
+bool json_is_error(const char *text, int exit_code, const char *needle);
+
 #endif

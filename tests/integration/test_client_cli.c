@@ -1,8 +1,9 @@
 /* test_client_cli.c — elmctl's daemon subcommands as a user runs them: start, status, sessions,
- * stats, load, unload, generate through the daemon, stop; --json; --help; and the message when
- * no daemon runs. The central promise: `elmctl generate` through elmd prints the same bytes as
- * `elmctl generate --local` for a greedy request (and for a seeded one). Runs the real binaries
- * from the build tree; each test runs under an alarm; a daemon left behind by a failed
+ * stats, load, unload, generate through the daemon, stop; --json (every subcommand's output and
+ * errors, parsed); --help; exit codes; the prompt from stdin; a 1 MB prompt; and the message
+ * when no daemon runs. The central promise: `elmctl generate` through elmd prints the same
+ * bytes as `elmctl generate --local` for a greedy request (and for a seeded one). Runs the real
+ * binaries from the build tree; each test runs under an alarm; a daemon left behind by a failed
  * assertion is killed through its pid file, if that pid still runs with this test's runtime
  * directory on its command line.
  */
@@ -15,6 +16,7 @@
 #include <unistd.h>
 
 #include "tests/common/elm_test.h"
+#include "tests/common/json.h"
 
 #define TEST_ALARM_S 300
 
@@ -100,9 +102,28 @@ static void test_no_daemon(void **state)
                          1);
         assert_string_equal(err_text(), msg);
     }
+    /* Under --json the same error is a JSON document on stdout, with the same exit code. */
+    const char *all[] = {"status", "sessions", "stats", "unload", "load /dev/null", "generate hi"};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) {
+        assert_int_equal(
+            run(out, sizeof out, "%s --runtime-dir %s %s --json", elmctl, rundir, all[i]), 1);
+        if (!json_is_error(out, 1, "elmd is not running"))
+            fail_msg("%s --json: '%s'", all[i], out);
+        assert_string_equal(err_text(), msg);
+    }
+    /* A wrong command line is a usage error (2), JSON too. */
+    const char *bad[] = {"status extra", "sessions --bogus", "stats --runtime-dir", "unload x",
+                         "load",         "stop x",           "generate --temp x hi"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        assert_int_equal(run(out, sizeof out, "%s --json %s", elmctl, bad[i]), 2);
+        if (!json_is_error(out, 2, NULL))
+            fail_msg("%s: '%s'", bad[i], out);
+    }
     /* Stopping what does not run is not a failure: the goal is reached. */
     assert_int_equal(run(out, sizeof out, "%s --runtime-dir %s stop", elmctl, rundir), 0);
     assert_non_null(strstr(err_text(), "elmd is not running"));
+    assert_int_equal(run(out, sizeof out, "%s --runtime-dir %s stop --json", elmctl, rundir), 0);
+    assert_string_equal(out, "{\"running\":false}\n");
 }
 
 static void test_help(void **state)
@@ -138,6 +159,46 @@ static void same_as_local(const char *model, const char *opts, const char *promp
     assert_true(strlen(remote) > 1);
 }
 
+/* Through the daemon: the prompt from stdin, --json streams, a 1 MB prompt from a file. */
+static void conventions(const char *model)
+{
+    static char want[65536], out[65536], text[65536];
+    assert_int_equal(run(want, sizeof want,
+                         "%s --runtime-dir %s generate --temp 0 -n 8 'Once upon a time'", elmctl,
+                         rundir),
+                     0);
+    assert_int_equal(run(out, sizeof out,
+                         "printf 'Once upon a time' | %s --runtime-dir %s generate --temp 0 -n 8",
+                         elmctl, rundir),
+                     0);
+    assert_string_equal(out, want);
+    assert_string_equal(out, ", there was a little girl\n");
+    /* --json: a line per token whose texts make the same text, then the final record */
+    assert_int_equal(run(out, sizeof out,
+                         "%s --runtime-dir %s generate --json --temp 0 -n 8 'Once upon a time'",
+                         elmctl, rundir),
+                     0);
+    assert_true(json_is_stream(out, "length", 8, text, sizeof text));
+    assert_string_equal(text, ", there was a little girl");
+    /* 1 MiB of prompt: refused with the numbers, the same way --local refuses it */
+    char file[128];
+    snprintf(file, sizeof file, "%s/big.txt", rundir);
+    FILE *f = fopen(file, "w");
+    assert_non_null(f);
+    for (int i = 0; i < 1 << 16; i++)
+        fputs("Once upon a time", f);
+    fclose(f);
+    assert_int_equal(
+        run(out, sizeof out, "%s --runtime-dir %s generate -n 4 -f %s", elmctl, rundir, file), 1);
+    assert_non_null(strstr(err_text(), "the prompt has "));
+    assert_non_null(strstr(err_text(), " tokens but the session's context holds 2048"));
+    assert_int_equal(run(out, sizeof out, "%s --runtime-dir %s generate --json -n 4 -f %s", elmctl,
+                         rundir, file),
+                     1);
+    assert_true(json_is_error(out, 1, "context holds 2048"));
+    unlink(file);
+}
+
 static void test_start_generate_stop(void **state)
 {
     ELM_REQUIRE_MODEL(model, "stories260K.gguf");
@@ -150,13 +211,23 @@ static void test_start_generate_stop(void **state)
     assert_int_equal(
         run(out, sizeof out, "%s --runtime-dir %s start --model '%s'", elmctl, rundir, model), 0);
     assert_non_null(strstr(out, "already running"));
+    assert_int_equal(run(out, sizeof out, "%s --runtime-dir %s start --json --model '%s'", elmctl,
+                         rundir, model),
+                     0);
+    struct json *j = json_parse(out);
+    assert_true(json_get(j, "running") && json_get(j, "running")->num == 1);
+    assert_true(json_get(j, "pid") && json_get(j, "pid")->num > 1);
+    json_free(j);
 
     assert_int_equal(run(out, sizeof out, "%s status --runtime-dir %s", elmctl, rundir), 0);
     assert_non_null(strstr(out, model));
     assert_non_null(strstr(out, "vocabulary 512"));
     assert_int_equal(run(out, sizeof out, "%s --json --runtime-dir %s status", elmctl, rundir), 0);
-    assert_non_null(strstr(out, "\"model_loaded\":true"));
-    assert_non_null(strstr(out, "\"n_vocab\":512"));
+    assert_non_null(j = json_parse(out));
+    assert_int_equal(json_get(j, "model_loaded")->kind, JSON_BOOL);
+    assert_true(json_get(j, "model_loaded")->num == 1);
+    assert_int_equal((int)json_get(j, "n_vocab")->num, 512);
+    json_free(j);
 
     same_as_local(model, "--temp 0 -n 60", "Once upon a time");
     same_as_local(model, "--temp 0 -n 40", "");
@@ -183,22 +254,39 @@ static void test_start_generate_stop(void **state)
     assert_non_null(strstr(out, "requests          8 (0 failed)"));
     assert_non_null(strstr(out, "sessions opened   8\n")); /* one per generate */
     assert_int_equal(run(out, sizeof out, "%s stats --json --runtime-dir %s", elmctl, rundir), 0);
-    assert_non_null(strstr(out, "\"n_requests\":8"));
-    assert_non_null(strstr(out, "\"n_sessions_opened\":8"));
+    assert_non_null(j = json_parse(out));
+    assert_int_equal((int)json_get(j, "n_requests")->num, 8);
+    assert_int_equal((int)json_get(j, "n_sessions_opened")->num, 8);
+    json_free(j);
 
-    assert_int_equal(run(out, sizeof out, "%s unload --runtime-dir %s", elmctl, rundir), 0);
+    conventions(model);
+
+    assert_int_equal(run(out, sizeof out, "%s unload --json --runtime-dir %s", elmctl, rundir), 0);
+    assert_string_equal(out, "{\"unloaded\":true}\n");
     assert_int_equal(run(out, sizeof out, "%s --runtime-dir %s generate hi", elmctl, rundir), 1);
     assert_non_null(strstr(err_text(), "elmd has no model loaded"));
     assert_int_equal(
         run(out, sizeof out, "%s load --runtime-dir %s /nonexistent.gguf", elmctl, rundir), 1);
     assert_non_null(strstr(err_text(), "cannot load /nonexistent.gguf"));
-    assert_int_equal(run(out, sizeof out, "%s load --runtime-dir %s '%s'", elmctl, rundir, model),
-                     0);
-    assert_non_null(strstr(out, "loaded"));
+    /* A file the engine rejects: its message names the path, elmctl does not repeat it. */
+    assert_int_equal(
+        run(out, sizeof out, "%s load --runtime-dir %s /dev/null --json", elmctl, rundir), 1);
+    assert_true(json_is_error(out, 1, "/dev/null"));
+    const char *at = strstr(err_text(), "/dev/null");
+    assert_non_null(at);
+    assert_null(strstr(at + 1, "/dev/null"));
+    assert_int_equal(
+        run(out, sizeof out, "%s load --json --runtime-dir %s '%s'", elmctl, rundir, model), 0);
+    assert_non_null(j = json_parse(out));
+    assert_string_equal(json_get(j, "model_path")->str, model);
+    json_free(j);
     same_as_local(model, "--temp 0 -n 20", "Once upon a time");
 
-    assert_int_equal(run(out, sizeof out, "%s --runtime-dir %s stop", elmctl, rundir), 0);
-    assert_non_null(strstr(out, "elmd stopped"));
+    assert_int_equal(run(out, sizeof out, "%s --runtime-dir %s stop --json", elmctl, rundir), 0);
+    assert_non_null(j = json_parse(out));
+    assert_true(json_get(j, "running") && json_get(j, "running")->num == 0);
+    assert_true(json_get(j, "pid") && json_get(j, "pid")->num > 1);
+    json_free(j);
     assert_int_equal(run(out, sizeof out, "%s --runtime-dir %s status", elmctl, rundir), 1);
     assert_non_null(strstr(err_text(), "elmd is not running"));
 }

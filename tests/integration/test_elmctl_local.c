@@ -1,6 +1,8 @@
 /* test_elmctl_local.c — elmctl's in-process commands as a user runs them: generate --local
  * (text and --ids), tokenize (argument and stdin, --special), quantize, inspect, and the
- * errors for bad input. Runs the real binary from the build tree. */
+ * errors for bad input; the conventions every command follows: --json output (parsed) and
+ * errors, the prompt from an argument, '-', stdin or -f FILE, exit codes 0/1/2, a file named
+ * once in an error, --version. Runs the real binaries from the build tree. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +11,7 @@
 
 #include "elm/version.h"
 #include "tests/common/elm_test.h"
+#include "tests/common/json.h"
 
 /* Runs a shell command, captures stdout (and stderr when merged by the caller) into out.
  * Returns the exit status. */
@@ -85,9 +88,14 @@ static void test_quantize_and_inspect(void **state)
                          elmctl, dir),
                      0);
     assert_string_equal(out, "Once upon a time, there was a little girl named Lily.\n");
+    /* A wrong TYPE is a usage error (2), as every other wrong command line. */
     assert_int_equal(run(out, sizeof out, "%s quantize '%s' %s/x.gguf q9_9 2>&1", elmctl, m, dir),
-                     1);
+                     2);
     assert_non_null(strstr(out, "unknown type 'q9_9'"));
+    assert_int_equal(run(out, sizeof out, "%s quantize --bogus 2>&1", elmctl), 2);
+    assert_int_equal(run(out, sizeof out, "%s quantize '%s' %s/x.gguf Q4_K 2>&1", elmctl,
+                         "/nonexistent.gguf", dir),
+                     1);
     char cmd[256];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     assert_int_equal(system(cmd), 0);
@@ -132,6 +140,151 @@ static void test_version(void **state)
              ELM_VERSION_PATCH);
     assert_string_equal(want, ELM_VERSION_STRING);
     assert_string_equal(elm_version(), ELM_VERSION_STRING);
+    /* elmd answers --version the same way */
+    char elmd[1100];
+    snprintf(elmd, sizeof elmd, "%s/daemon/elmd", elm_test_build_dir());
+    if (access(elmd, X_OK) == 0) {
+        assert_int_equal(run(out, sizeof out, "%s --version", elmd), 0);
+        assert_string_equal(out, "elmd " ELM_VERSION_STRING "\n");
+    }
+}
+
+/* --json on every local command: a parsed document on success, an error document with the same
+ * exit code on failure (stdout, as a script reads it; the text still goes to stderr). */
+static void test_json(void **state)
+{
+    ELM_REQUIRE_MODEL(m, "stories260K.gguf");
+    static char out[1 << 20], text[65536];
+    assert_int_equal(
+        run(out, sizeof out, "%s generate --local '%s' --temp 0 -n 15 --json ''", elmctl, m), 0);
+    assert_true(json_is_stream(out, "length", 15, text, sizeof text));
+    assert_string_equal(text, "Once upon a time, there was a little girl named Lily.");
+    assert_int_equal(
+        run(out, sizeof out, "%s --json generate --local /nonexistent.gguf hi 2>/dev/null", elmctl),
+        1);
+    assert_true(json_is_error(out, 1, "/nonexistent.gguf: cannot open"));
+    assert_int_equal(
+        run(out, sizeof out, "%s generate --json --local x --temp abc hi 2>/dev/null", elmctl), 2);
+    assert_true(json_is_error(out, 2, "--temp expects a number"));
+
+    assert_int_equal(run(out, sizeof out, "%s tokenize --json --local '%s' 'Once upon'", elmctl, m),
+                     0);
+    struct json *j = json_parse(out);
+    assert_non_null(j);
+    assert_int_equal((int)json_get(j, "n_tokens")->num, 3);
+    const struct json *toks = json_get(j, "tokens");
+    assert_int_equal(toks->n, 3);
+    assert_int_equal((int)json_get(json_at(toks, 0), "id")->num, 1);
+    assert_int_equal((int)json_get(json_at(toks, 1), "id")->num, 403);
+    json_free(j);
+    assert_int_equal(run(out, sizeof out, "%s tokenize --json 'x' 2>/dev/null", elmctl), 2);
+    assert_true(json_is_error(out, 2, "--local MODEL"));
+
+    assert_int_equal(run(out, sizeof out, "%s inspect --json '%s'", elmctl, m), 0);
+    assert_non_null(j = json_parse(out));
+    assert_string_equal(json_get(json_get(j, "model"), "architecture")->str, "llama");
+    assert_int_equal((int)json_get(json_get(j, "model"), "n_vocab")->num, 512);
+    assert_int_equal(json_get(j, "tensors")->kind, JSON_ARR);
+    assert_true(json_get(j, "tensors")->n > 0);
+    assert_string_equal(json_get(json_get(j, "metadata"), "general.architecture")->str, "llama");
+    json_free(j);
+    assert_int_equal(
+        run(out, sizeof out, "%s inspect --json /nonexistent.gguf 2>/dev/null", elmctl), 1);
+    assert_true(json_is_error(out, 1, "/nonexistent.gguf"));
+
+    char dir[] = "/tmp/elm-cli-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    assert_int_equal(
+        run(out, sizeof out, "%s --json quantize '%s' %s/q8.gguf q8_0", elmctl, m, dir), 0);
+    assert_non_null(j = json_parse(out));
+    assert_int_equal((int)json_get(j, "n_quantized")->num, 32);
+    assert_int_equal((int)json_get(j, "n_kept")->num, 16);
+    json_free(j);
+    assert_int_equal(
+        run(out, sizeof out, "%s quantize --json '%s' %s/x.gguf q9_9 2>/dev/null", elmctl, m, dir),
+        2);
+    assert_true(json_is_error(out, 2, "unknown type 'q9_9'"));
+    assert_int_equal(run(out, sizeof out, "rm -rf %s", dir), 0);
+
+    /* Usage errors found by the dispatcher answer in JSON too. */
+    assert_int_equal(run(out, sizeof out, "%s --json frobnicate 2>/dev/null", elmctl), 2);
+    assert_true(json_is_error(out, 2, "unknown command 'frobnicate'"));
+    assert_int_equal(run(out, sizeof out, "%s --json --version", elmctl), 0);
+    assert_string_equal(out, "{\"version\":\"" ELM_VERSION_STRING "\"}\n");
+}
+
+/* The prompt from stdin (no argument, or '-') and from -f FILE prints what the argument does. */
+static void test_prompt_sources(void **state)
+{
+    ELM_REQUIRE_MODEL(m, "stories260K.gguf");
+    static char want[65536], out[65536];
+    assert_int_equal(run(want, sizeof want,
+                         "%s generate --local '%s' --temp 0 -n 8 "
+                         "'Once upon a time'",
+                         elmctl, m),
+                     0);
+    assert_string_equal(want, ", there was a little girl\n");
+    assert_int_equal(run(out, sizeof out,
+                         "printf 'Once upon a time' | %s generate --local '%s' "
+                         "--temp 0 -n 8",
+                         elmctl, m),
+                     0);
+    assert_string_equal(out, want);
+    assert_int_equal(run(out, sizeof out,
+                         "printf 'Once upon a time' | %s generate --local '%s' "
+                         "--temp 0 -n 8 -",
+                         elmctl, m),
+                     0);
+    assert_string_equal(out, want);
+    char file[] = "/tmp/elm-cli-prompt-XXXXXX";
+    int fd = mkstemp(file);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, "Once upon a time", 16), 16);
+    close(fd);
+    assert_int_equal(run(out, sizeof out, "%s generate --local '%s' --temp 0 -n 8 -f %s </dev/null",
+                         elmctl, m, file),
+                     0);
+    assert_string_equal(out, want);
+    assert_int_equal(
+        run(out, sizeof out, "%s tokenize --local '%s' --ids --file %s", elmctl, m, file), 0);
+    static char ids[4096];
+    assert_int_equal(
+        run(ids, sizeof ids, "%s tokenize --local '%s' --ids 'Once upon a time'", elmctl, m), 0);
+    assert_string_equal(out, ids);
+    /* Two sources is a usage error; a missing file a failure that names it once. */
+    assert_int_equal(
+        run(out, sizeof out, "%s generate --local '%s' -f %s hi 2>&1", elmctl, m, file), 2);
+    assert_non_null(strstr(out, "not both"));
+    unlink(file);
+    assert_int_equal(run(out, sizeof out, "%s generate --local '%s' -f %s 2>&1", elmctl, m, file),
+                     1);
+    const char *at = strstr(out, file);
+    assert_non_null(at);
+    assert_null(strstr(at + 1, file));
+    assert_non_null(strstr(out, "No such file"));
+}
+
+/* A 1 MB prompt from a file: refused with the token count and the context size, not a crash. */
+static void test_huge_prompt(void **state)
+{
+    ELM_REQUIRE_MODEL(m, "stories260K.gguf");
+    char file[] = "/tmp/elm-cli-big-XXXXXX";
+    int fd = mkstemp(file);
+    assert_true(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    for (int i = 0; i < 1 << 16; i++)
+        fputs("Once upon a time", f); /* 16 bytes: 1 MiB */
+    fclose(f);
+    static char out[65536];
+    assert_int_equal(
+        run(out, sizeof out, "%s generate --local '%s' -n 4 -f %s 2>&1", elmctl, m, file), 1);
+    assert_non_null(strstr(out, "elmctl: the prompt has "));
+    assert_non_null(strstr(out, " tokens but the context holds 2048"));
+    assert_int_equal(run(out, sizeof out, "%s generate --json --local '%s' -n 4 -f %s 2>/dev/null",
+                         elmctl, m, file),
+                     1);
+    assert_true(json_is_error(out, 1, "context holds 2048"));
+    unlink(file);
 }
 
 int main(void)
@@ -142,6 +295,9 @@ int main(void)
         cmocka_unit_test(test_quantize_and_inspect),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_version),
+        cmocka_unit_test(test_json),
+        cmocka_unit_test(test_prompt_sources),
+        cmocka_unit_test(test_huge_prompt),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
