@@ -31,19 +31,28 @@ static void put_str(struct elm_gguf_str s, size_t max)
         printf("... (%" PRIu64 " bytes)", s.len);
 }
 
-static void put_scalar(uint32_t type, const struct elm_gguf_kv *kv)
+/* A scalar value as text, or (json) as a JSON value: strings escaped whole, non-finite floats
+ * null. */
+static void put_scalar(const struct elm_gguf_kv *kv, bool json)
 {
-    switch (type) {
+    switch (kv->type) {
     case ELM_GGUF_U8: case ELM_GGUF_U16: case ELM_GGUF_U32: case ELM_GGUF_U64:
         printf("%" PRIu64, kv->v.u64);
         break;
     case ELM_GGUF_I8: case ELM_GGUF_I16: case ELM_GGUF_I32: case ELM_GGUF_I64:
         printf("%" PRId64, kv->v.i64);
         break;
-    case ELM_GGUF_F32: case ELM_GGUF_F64: printf("%g", kv->v.f64); break;
+    case ELM_GGUF_F32: case ELM_GGUF_F64:
+        if (!json)
+            printf("%g", kv->v.f64);
+        else
+            isfinite(kv->v.f64) ? printf("%.17g", kv->v.f64) : printf("null");
+        break;
     case ELM_GGUF_BOOL: printf("%s", kv->v.u64 ? "true" : "false"); break;
-    case ELM_GGUF_STRING: put_str(kv->v.str, 120); break;
-    default: printf("?"); break;
+    case ELM_GGUF_STRING:
+        json ? cli_json_str(kv->v.str.ptr, kv->v.str.len) : put_str(kv->v.str, 120);
+        break;
+    default: printf(json ? "null" : "?"); break;
     }
 }
 
@@ -56,7 +65,7 @@ static void print_metadata(const struct elm_gguf *g)
         if (kv->type == ELM_GGUF_ARRAY)
             printf("[%s x %" PRIu64 "]", elm_gguf_vtype_name(kv->arr_type), kv->arr_n);
         else
-            put_scalar(kv->type, kv);
+            put_scalar(kv, false);
         putchar('\n');
     }
 }
@@ -84,24 +93,6 @@ static void print_tensors(const struct elm_gguf *g)
 
 /* ---- inspect --json: one document with the same facts ---------------------------------------- */
 
-static void json_scalar(uint32_t type, const struct elm_gguf_kv *kv)
-{
-    switch (type) {
-    case ELM_GGUF_U8: case ELM_GGUF_U16: case ELM_GGUF_U32: case ELM_GGUF_U64:
-        printf("%" PRIu64, kv->v.u64);
-        break;
-    case ELM_GGUF_I8: case ELM_GGUF_I16: case ELM_GGUF_I32: case ELM_GGUF_I64:
-        printf("%" PRId64, kv->v.i64);
-        break;
-    case ELM_GGUF_F32: case ELM_GGUF_F64:
-        isfinite(kv->v.f64) ? printf("%.17g", kv->v.f64) : printf("null");
-        break;
-    case ELM_GGUF_BOOL: printf("%s", kv->v.u64 ? "true" : "false"); break;
-    case ELM_GGUF_STRING: cli_json_str(kv->v.str.ptr, kv->v.str.len); break;
-    default: printf("null"); break;
-    }
-}
-
 /* "metadata": {key: value}; an array's value is {"type":T,"n":N} (its elements can be a whole
  * vocabulary: the text view does not list them either). */
 static void json_metadata(struct cli_jw *j, const struct elm_gguf *g)
@@ -123,7 +114,7 @@ static void json_metadata(struct cli_jw *j, const struct elm_gguf *g)
             cli_jw_u64(&a, "n", kv->arr_n);
             cli_jw_close(&a);
         } else {
-            json_scalar(kv->type, kv);
+            put_scalar(kv, true);
         }
     }
     cli_jw_close(&o);
