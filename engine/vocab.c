@@ -23,6 +23,7 @@
 #include "elm/status.h"
 #include "engine/vocab.h"
 #include "engine/vocab_bpe.h"
+#include "engine/vocab_pretok.h"
 #include "engine/vocab_spm.h"
 #include "engine/vocab_table.h"
 
@@ -106,20 +107,13 @@ static int load_kind(const struct elm_gguf *g, struct elm_vocab *v, char *err, s
     if (rc == -ENOENT) {
         /* llama.cpp warns loudly and falls back to its default regex list; so do we */
         elm_warn("%s missing: using the default pre-tokenizer (quality may suffer)", KEY_PRE);
-        v->pre = ELM_PRE_DEFAULT;
+        v->pre = elm_pretok_find(NULL, 0);
         return 0;
     }
     if (rc)
         return elm_errf(err, errlen, ELM_EFORMAT, "%s: expected a string", KEY_PRE);
-    if (elm_gguf_str_eq(s, "default"))
-        v->pre = ELM_PRE_DEFAULT;
-    else if (elm_gguf_str_eq(s, "gpt-2") || elm_gguf_str_eq(s, "phi-2"))
-        v->pre = ELM_PRE_GPT2;
-    else if (elm_gguf_str_eq(s, "deepseek-coder"))
-        v->pre = ELM_PRE_DEEPSEEK_CODER;
-    else if (elm_gguf_str_eq(s, "deepseek-llm"))
-        v->pre = ELM_PRE_DEEPSEEK_LLM;
-    else
+    v->pre = elm_pretok_find(s.ptr, s.len);
+    if (!v->pre)
         return elm_errf(err, errlen, ELM_EUNSUPPORTED, "%s: pre-tokenizer '%.*s' is not supported",
                         KEY_PRE, (int)(s.len > 64 ? 64 : s.len), s.ptr);
     return 0;
@@ -288,6 +282,10 @@ static int load_specials(const struct elm_gguf *g, struct elm_vocab *v, char *er
         if (rc)
             return rc;
     }
+    /* Llama 3 and Tekken add BOS unless the file says otherwise (llama.cpp sets the default
+     * by pre-tokenizer name); a file without a BOS id cannot, so it does not by default. */
+    if (!spm && v->pre && elm_pretok_adds_bos(v->pre) && v->bos >= 0)
+        v->add_bos = true;
     int rc = get_opt_bool(g, "tokenizer.ggml.add_bos_token", &v->add_bos, err, errlen);
     if (!rc)
         rc = get_opt_bool(g, "tokenizer.ggml.add_eos_token", &v->add_eos, err, errlen);

@@ -22,17 +22,11 @@
 #define ELM_VOCAB_MAX_TOKENS    (1 << 26) /* tokens, and merges */
 #define ELM_VOCAB_MAX_TOKEN_LEN (1 << 20) /* bytes of one token text */
 
-/* Pre-tokenizers of byte-level BPE vocabularies (tokenizer.ggml.pre). */
-enum elm_bpe_pre {
-    ELM_PRE_DEFAULT,        /* missing or "default": llama.cpp's fallback regex list */
-    ELM_PRE_GPT2,           /* "gpt-2" */
-    ELM_PRE_DEEPSEEK_CODER, /* "deepseek-coder" */
-    ELM_PRE_DEEPSEEK_LLM,   /* "deepseek-llm" */
-};
+struct elm_pretok; /* a pre-tokenizer of vocab_pretok.c's table (static) */
 
 struct elm_vocab {
     enum elm_vocab_kind kind;
-    enum elm_bpe_pre pre; /* BPE only */
+    const struct elm_pretok *pre; /* BPE only: what tokenizer.ggml.pre names */
     int32_t n_tokens;
 
     char *text;         /* all token texts back to back */
