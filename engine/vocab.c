@@ -11,6 +11,8 @@
  * first (DeepSeek stores characters such as "ü" that way, and HF tokenizers split them out).
  * Control tokens such as "<s>" are therefore only produced from text when the caller says so.
  * Longer tokens are matched before shorter ones, each over the text left by the longer ones.
+ * Some tokens also swallow the white space next to them (llama.cpp's LSTRIP/RSTRIP attributes,
+ * which it sets by model name: Phi-3's chat tokens; see build_strip).
  */
 #include <errno.h>
 #include <limits.h>
@@ -435,6 +437,50 @@ static int build_special_index(struct elm_vocab *v)
     return rc;
 }
 
+static bool is_phi3_name(const struct elm_gguf *g)
+{
+    struct elm_gguf_str s;
+    if (elm_gguf_get_str(g, "general.name", &s))
+        return false;
+    char low[256];
+    size_t n = s.len < sizeof low - 1 ? s.len : sizeof low - 1;
+    for (size_t i = 0; i < n; i++)
+        low[i] = (char)(s.ptr[i] >= 'A' && s.ptr[i] <= 'Z' ? s.ptr[i] + 32 : s.ptr[i]);
+    low[n] = 0;
+    return strstr(low, "phi-3") || strstr(low, "phi3");
+}
+
+static void set_strip(struct elm_vocab *v, const char *text, uint8_t bits)
+{
+    int32_t id = elm_vocab_lookup(v, text, strlen(text));
+    if (id >= 0)
+        v->strip[id] = bits;
+}
+
+/* The strip attributes llama.cpp gives by model name. Phi-3 (general.name contains "phi3" or
+ * "phi-3", any case): every CONTROL, USER_DEFINED and UNKNOWN token and "</s>" swallow the
+ * white space after them, except "<unk>", "<s>" and "<|endoftext|>". So "<|user|>\nHi" is
+ * <|user|> then "Hi" (with the SPM prefix space: "▁Hi"). llama.cpp also gives jina-v2's
+ * "<mask>" LSTRIP; those pre-tokenizers are not supported here, so neither is that. */
+static int build_strip(const struct elm_gguf *g, struct elm_vocab *v)
+{
+    if (!is_phi3_name(g))
+        return 0;
+    v->strip = calloc((size_t)v->n_tokens, 1);
+    if (!v->strip)
+        return -ENOMEM;
+    for (int32_t id = 0; id < v->n_tokens; id++) {
+        uint8_t t = v->types[id];
+        if (t == ELM_TOKEN_CONTROL || t == ELM_TOKEN_USER_DEFINED || t == ELM_TOKEN_UNKNOWN)
+            v->strip[id] = ELM_STRIP_RIGHT;
+    }
+    set_strip(v, "</s>", ELM_STRIP_RIGHT);
+    set_strip(v, "<unk>", 0);
+    set_strip(v, "<s>", 0);
+    set_strip(v, "<|endoftext|>", 0);
+    return 0;
+}
+
 int elm_vocab_load(const struct elm_gguf *g, struct elm_vocab **out, char *err, size_t errlen)
 {
     if (!g || !out)
@@ -458,6 +504,8 @@ int elm_vocab_load(const struct elm_gguf *g, struct elm_vocab **out, char *err, 
         rc = build_eog(v);
     if (!rc)
         rc = build_special_index(v);
+    if (!rc)
+        rc = build_strip(g, v);
     if (!rc)
         elm_spm_init_bytes(v);
     if (rc) {
@@ -488,6 +536,7 @@ void elm_vocab_destroy(struct elm_vocab **pv)
     free(v->eog);
     free(v->special_lens);
     free(v->user_lens);
+    free(v->strip);
     free(v);
     *pv = NULL;
 }
@@ -585,7 +634,15 @@ static bool matchable(const struct elm_vocab *v, int32_t id, bool parse_special)
            (parse_special && (t == ELM_TOKEN_CONTROL || t == ELM_TOKEN_UNKNOWN));
 }
 
-/* Cuts the text fragments of *cur at every matchable token of length L, left to right. */
+/* C's isspace in the "C" locale, which llama.cpp's strip uses: ASCII white space only. */
+static bool is_c_space(char c)
+{
+    return c == ' ' || (c >= '\t' && c <= '\r');
+}
+
+/* Cuts the text fragments of *cur at every matchable token of length L, left to right, and
+ * drops the white space that the token's strip attributes swallow; a fragment left empty
+ * disappears (so SPM's prefix space goes to the next text that remains). */
 static int partition_len(const struct elm_vocab *v, const char *text, uint32_t L,
                          bool parse_special, const struct frags *cur, struct frags *next)
 {
@@ -607,11 +664,17 @@ static int partition_len(const struct elm_vocab *v, const char *text, uint32_t L
                 p++;
                 continue;
             }
-            if (p > start)
-                rc = frags_push(next, -1, start, p - start);
+            uint8_t strip = v->strip ? v->strip[id] : 0;
+            size_t left_end = p;
+            while ((strip & ELM_STRIP_LEFT) && left_end > start && is_c_space(text[left_end - 1]))
+                left_end--;
+            if (left_end > start)
+                rc = frags_push(next, -1, start, left_end - start);
             if (!rc)
                 rc = frags_push(next, id, p, L);
             p += L;
+            while ((strip & ELM_STRIP_RIGHT) && p < end && is_c_space(text[p]))
+                p++;
             start = p;
         }
         if (!rc && start < end)

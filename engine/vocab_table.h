@@ -61,6 +61,16 @@ struct elm_vocab {
     uint32_t *user_lens;
     int n_user_lens;
     uint8_t special_first[32]; /* bitmap over the first byte of every matchable token */
+
+    /* llama.cpp's per-token LSTRIP/RSTRIP attributes (not stored in GGUF files: it sets them
+     * by model name): the white space before / after such a token, when it is matched in the
+     * text, is dropped. NULL when no token has one. */
+    uint8_t *strip; /* [n_tokens]: enum elm_strip bits */
+};
+
+enum elm_strip {
+    ELM_STRIP_LEFT = 1,
+    ELM_STRIP_RIGHT = 2,
 };
 
 /* The token text of id (which must be valid). */

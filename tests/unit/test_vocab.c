@@ -254,6 +254,24 @@ static void test_dbrx(void **state)
     check_vectors_n("dbrx", false, 43); /* from llama.cpp PR 7132's branch: 3 cases fewer */
 }
 
+/* Phi-3's special tokens swallow the white space after them (llama.cpp's RSTRIP), with and
+ * without parse_special (</s> is USER_DEFINED, so it is matched either way). */
+static void test_phi3_special(void **state)
+{
+    const struct vec_spec sp = {"vocab/ggml-vocab-phi-3.gguf",
+                                "zoo2/ggml-vocab-phi-3-special.inp",
+                                "zoo2/ggml-vocab-phi-3-special.out",
+                                15,
+                                ELM_VOCAB_SPM,
+                                true,
+                                false};
+    check_spec(&sp);
+    struct vec_spec noparse = sp;
+    noparse.out = "zoo2/ggml-vocab-phi-3-special.noparse.out";
+    noparse.parse_special = false;
+    check_spec(&noparse);
+}
+
 static void test_pre_llama_bpe(void **state)
 {
     check_relabelled("llama-bpe");
@@ -749,6 +767,7 @@ int main(void)
         cmocka_unit_test(test_mpt),                      /* BPE, the GPT-2 regex */
         cmocka_unit_test(test_refact),                   /* BPE, \p{N} then GPT-2 */
         cmocka_unit_test(test_dbrx),                     /* BPE, Llama 3's regex */
+        cmocka_unit_test(test_phi3_special),             /* RSTRIP after chat tokens */
         cmocka_unit_test(test_pre_llama_bpe),            /* GPT-2 vocab, Llama 3 regex */
         cmocka_unit_test(test_pre_qwen2),                /* GPT-2 vocab, Qwen2 regex */
         cmocka_unit_test(test_pre_smollm),               /* GPT-2 vocab, SmolLM regexes */
