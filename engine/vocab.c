@@ -1,8 +1,8 @@
 /* vocab.c — the vocabulary: loading and validating tokenizer.ggml.* from a GGUF file,
- * splitting special tokens out of the input, and decoding. The two tokenizers (and what only
- * they need: byte-fallback tokens, the BPE merge table) live in vocab_spm.c and vocab_bpe.c,
- * which this file calls; the token-text table and the containers all three share live in
- * vocab_table.c.
+ * splitting special tokens out of the input, and decoding. The tokenizers (and what only they
+ * need: byte-fallback tokens, the BPE merge table and pre-tokenizers) live in vocab_spm.c,
+ * vocab_bpe.c (with vocab_pretok.c) and vocab_wpm.c, which this file calls; the
+ * token-text table and the containers they all share live in vocab_table.c.
  *
  * Special tokens follow llama.cpp, whose output the test vectors are: before tokenizing, the
  * text is cut at every occurrence of a token that may be matched verbatim. With parse_special
@@ -28,6 +28,7 @@
 #include "engine/vocab_pretok.h"
 #include "engine/vocab_spm.h"
 #include "engine/vocab_table.h"
+#include "engine/vocab_wpm.h"
 
 #define KEY_MODEL  "tokenizer.ggml.model"
 #define KEY_PRE    "tokenizer.ggml.pre"
@@ -98,6 +99,10 @@ static int load_kind(const struct elm_gguf *g, struct elm_vocab *v, char *err, s
         return elm_errf(err, errlen, ELM_EFORMAT, "%s: expected a string", KEY_MODEL);
     if (elm_gguf_str_eq(s, "llama")) {
         v->kind = ELM_VOCAB_SPM;
+        return 0;
+    }
+    if (elm_gguf_str_eq(s, "bert")) {
+        v->kind = ELM_VOCAB_WPM;
         return 0;
     }
     if (!elm_gguf_str_eq(s, "gpt2"))
@@ -244,12 +249,31 @@ static int build_token_table(struct elm_vocab *v, char *err, size_t errlen)
         const char *s = vocab_text(v, i, &len);
         if (len == 0)
             continue; /* an empty token can never be looked up (llama.cpp renames it) */
+        if (len > v->max_token_len)
+            v->max_token_len = (uint32_t)len;
         int32_t dup = elm_vocab_insert(v, i);
         if (dup >= 0)
             return elm_errf(err, errlen, ELM_EFORMAT, "%s: duplicate token '%.*s' (ids %d and %d)",
                             KEY_TOKENS, (int)(len > 64 ? 64 : len), s, (int)dup, (int)i);
     }
     return 0;
+}
+
+/* BERT frames a text as [CLS] ... [SEP]: those are its BOS and EOS here, both added by default
+ * (llama.cpp's defaults: [UNK] 100, [CLS] 101, [SEP] 102, [PAD] 0, when the file has them). */
+static int wpm_specials(const struct elm_gguf *g, struct elm_vocab *v, char *err, size_t errlen)
+{
+    int32_t n = v->n_tokens;
+    v->bos = n > 101 ? 101 : -1;
+    v->eos = n > 102 ? 102 : -1;
+    if (!elm_gguf_find(g, "tokenizer.ggml.unknown_token_id"))
+        v->unk = n > 100 ? 100 : -1;
+    int rc = get_token_id(g, "tokenizer.ggml.cls_token_id", n, &v->bos, err, errlen);
+    if (!rc)
+        rc = get_token_id(g, "tokenizer.ggml.seperator_token_id", n, &v->eos, err, errlen);
+    v->add_bos = v->bos >= 0;
+    v->add_eos = v->eos >= 0;
+    return rc;
 }
 
 /* Special ids and the add_* flags, with llama.cpp's per-tokenizer defaults. */
@@ -281,6 +305,11 @@ static int load_specials(const struct elm_gguf *g, struct elm_vocab *v, char *er
 
     for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++) {
         int rc = get_token_id(g, ids[i].key, n, (int32_t *)((char *)v + ids[i].field), err, errlen);
+        if (rc)
+            return rc;
+    }
+    if (v->kind == ELM_VOCAB_WPM) {
+        int rc = wpm_specials(g, v, err, errlen);
         if (rc)
             return rc;
     }
@@ -729,6 +758,8 @@ static int tokenize_ids(const struct elm_vocab *v, const char *text, size_t len,
             rc = elm_spm_tokenize(v, text + f->off, f->len, v->add_space_prefix && after_special,
                                   ids);
             after_special = false;
+        } else if (v->kind == ELM_VOCAB_WPM) {
+            rc = elm_wpm_tokenize(v, text + f->off, f->len, ids);
         } else {
             rc = elm_bpe_tokenize(v, text + f->off, f->len, ids);
         }

@@ -1,8 +1,8 @@
 /* vocab_table.h — the vocabulary's tables and the primitives that vocab.c (loading, special
- * tokens, decoding), vocab_spm.c (SentencePiece-style merges) and vocab_bpe.c (GPT-2 byte-level
- * BPE) all use. Not a public header. The dependencies go one way: vocab.c calls down into the
- * two tokenizers, and all three call down into this file; nothing here or in the tokenizers
- * calls back up into vocab.c.
+ * tokens, decoding), vocab_spm.c (SentencePiece-style merges), vocab_bpe.c (GPT-2 byte-level
+ * BPE, with vocab_pretok.c) and vocab_wpm.c (WordPiece) all use. Not a public header. The
+ * dependencies go one way: vocab.c calls down into the two tokenizers, and all three call down into
+ * this file; nothing here or in the tokenizers calls back up into vocab.c.
  *
  * The vocabulary owns one pool of token texts; every lookup structure indexes into it. Token
  * text -> id and (left id, right id) -> merge rank are open-addressing hash tables with linear
@@ -40,6 +40,7 @@ struct elm_vocab {
     int32_t *tok_slots; /* [tok_mask + 1]: token id or -1; keyed by token text */
     uint32_t *tok_hash; /* [tok_mask + 1]: full hash of the slot's text, to skip memcmp */
     uint32_t tok_mask;
+    uint32_t max_token_len; /* bytes of the longest token text */
 
     uint64_t *merge_keys; /* [merge_mask + 1]: left id << 32 | right id, or UINT64_MAX */
     int32_t *merge_rank;  /* [merge_mask + 1] */

@@ -13,7 +13,8 @@
  *   top_probs_batch_dp), but a difference above 0.2 fails.
  * BERT: the embedding of each reference's token ids within 1e-4 (F32) / 1e-3 (Q8_0).
  * Tokenization: the prompt ids elm's tokenizer gives are compared in test_tokenize (prompts and
- * chat prompts of every generative file), which skips a file whose vocabulary elm cannot load. */
+ * chat prompts of every generative file, bert's embedded texts), which skips a file whose
+ * vocabulary elm cannot load. */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -276,7 +277,7 @@ static void run_bert(const char *variant, const char *name, double tol)
  * llama-server's /tokenize did), for each file whose vocabulary elm can load. */
 static void test_tokenize(void **state)
 {
-    const char *files[] = {"zoo-llama3", "zoo-qwen25", "zoo-phi3", "zoo-gemma2"};
+    const char *files[] = {"zoo-llama3", "zoo-qwen25", "zoo-phi3", "zoo-gemma2", "zoo-bert"};
     int checked = 0, mismatched = 0;
     for (size_t f = 0; f < sizeof files / sizeof *files; f++) {
         struct json *ref = load_ref(files[f]);
@@ -294,12 +295,15 @@ static void test_tokenize(void **state)
             json_free(ref);
             continue;
         }
-        const char *lists[] = {"prompts", "chat"}, *fields[] = {"text", "prompt_text"};
-        for (int li = 0; li < 2; li++) {
+        /* generative files have prompts and chats, bert its embedded texts */
+        const char *lists[] = {"prompts", "chat", "embeddings"},
+                   *fields[] = {"text", "prompt_text", "text"},
+                   *idf[] = {"prompt_ids", "prompt_ids", "token_ids"};
+        for (int li = 0; li < 3; li++) {
             const struct json *list = json_get(ref, lists[li]);
             for (size_t i = 0; list && i < list->n; i++) {
                 const struct json *e = json_at(list, i), *text = json_get(e, fields[li]),
-                                  *pids = json_get(e, "prompt_ids");
+                                  *pids = json_get(e, idf[li]);
                 int32_t ids[MAX_TOK];
                 int n = elm_tokenize(m->vocab, text->str, text->str_len, true, true, ids, MAX_TOK);
                 bool same = n == (int)pids->n;

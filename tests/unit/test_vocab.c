@@ -254,6 +254,19 @@ static void test_dbrx(void **state)
     check_vectors_n("dbrx", false, 43); /* from llama.cpp PR 7132's branch: 3 cases fewer */
 }
 
+/* BERT's WordPiece (bge-small): lower-cased, accents dropped, so no round trip. */
+static void test_bert_bge(void **state)
+{
+    const struct vec_spec sp = {"vocab/ggml-vocab-bert-bge.gguf",
+                                "vocab/ggml-vocab-bert-bge.gguf.inp",
+                                "vocab/ggml-vocab-bert-bge.gguf.out",
+                                N_CASES,
+                                ELM_VOCAB_WPM,
+                                false,
+                                false};
+    check_spec(&sp);
+}
+
 /* Phi-3's special tokens swallow the white space after them (llama.cpp's RSTRIP), with and
  * without parse_special (</s> is USER_DEFINED, so it is matched either way). */
 static void test_phi3_special(void **state)
@@ -675,7 +688,7 @@ static void test_validation(void **state)
     expect_fail(&b, ELM_EFORMAT, "tokenizer.ggml.model");
 
     gb_begin(&b);
-    kv_str(&b, "tokenizer.ggml.model", "bert");
+    kv_str(&b, "tokenizer.ggml.model", "rwkv");
     expect_fail(&b, ELM_EUNSUPPORTED, "tokenizer.ggml.model");
 
     gb_begin(&b);
@@ -767,6 +780,7 @@ int main(void)
         cmocka_unit_test(test_mpt),                      /* BPE, the GPT-2 regex */
         cmocka_unit_test(test_refact),                   /* BPE, \p{N} then GPT-2 */
         cmocka_unit_test(test_dbrx),                     /* BPE, Llama 3's regex */
+        cmocka_unit_test(test_bert_bge),                 /* WordPiece */
         cmocka_unit_test(test_phi3_special),             /* RSTRIP after chat tokens */
         cmocka_unit_test(test_pre_llama_bpe),            /* GPT-2 vocab, Llama 3 regex */
         cmocka_unit_test(test_pre_qwen2),                /* GPT-2 vocab, Qwen2 regex */
