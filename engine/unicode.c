@@ -94,3 +94,32 @@ unsigned elm_unicode_flags(uint32_t cp)
     }
     return elm_unicode_runs[lo] & 0xFFu;
 }
+
+/* The entry of the sorted map whose range holds cp, or NULL. */
+static const struct elm_unicode_map *map_find(const struct elm_unicode_map *m, size_t n,
+                                              uint32_t cp)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (cp < m[mid].first)
+            hi = mid;
+        else if (cp > m[mid].last)
+            lo = mid + 1;
+        else
+            return &m[mid];
+    }
+    return NULL;
+}
+
+uint32_t elm_unicode_tolower(uint32_t cp)
+{
+    const struct elm_unicode_map *e = map_find(elm_unicode_lower, elm_unicode_lower_n, cp);
+    return e ? e->to : cp;
+}
+
+uint32_t elm_unicode_nfd_base(uint32_t cp)
+{
+    const struct elm_unicode_map *e = map_find(elm_unicode_nfd, elm_unicode_nfd_n, cp);
+    return e ? e->to : cp;
+}

@@ -1,8 +1,8 @@
 /* vocab.c — the vocabulary: loading and validating tokenizer.ggml.* from a GGUF file,
- * splitting special tokens out of the input, and decoding. The two tokenizers (and what only
- * they need: byte-fallback tokens, the BPE merge table) live in vocab_spm.c and vocab_bpe.c,
- * which this file calls; the token-text table and the containers all three share live in
- * vocab_table.c.
+ * splitting special tokens out of the input, and decoding. The tokenizers (and what only they
+ * need: byte-fallback tokens, the BPE merge table and pre-tokenizers) live in vocab_spm.c,
+ * vocab_bpe.c (with vocab_pretok.c) and vocab_wpm.c, which this file calls; the
+ * token-text table and the containers they all share live in vocab_table.c.
  *
  * Special tokens follow llama.cpp, whose output the test vectors are: before tokenizing, the
  * text is cut at every occurrence of a token that may be matched verbatim. With parse_special
@@ -11,6 +11,8 @@
  * first (DeepSeek stores characters such as "ü" that way, and HF tokenizers split them out).
  * Control tokens such as "<s>" are therefore only produced from text when the caller says so.
  * Longer tokens are matched before shorter ones, each over the text left by the longer ones.
+ * Some tokens also swallow the white space next to them (llama.cpp's LSTRIP/RSTRIP attributes,
+ * which it sets by model name: Phi-3's chat tokens; see build_strip).
  */
 #include <errno.h>
 #include <limits.h>
@@ -23,8 +25,10 @@
 #include "elm/status.h"
 #include "engine/vocab.h"
 #include "engine/vocab_bpe.h"
+#include "engine/vocab_pretok.h"
 #include "engine/vocab_spm.h"
 #include "engine/vocab_table.h"
+#include "engine/vocab_wpm.h"
 
 #define KEY_MODEL  "tokenizer.ggml.model"
 #define KEY_PRE    "tokenizer.ggml.pre"
@@ -97,6 +101,10 @@ static int load_kind(const struct elm_gguf *g, struct elm_vocab *v, char *err, s
         v->kind = ELM_VOCAB_SPM;
         return 0;
     }
+    if (elm_gguf_str_eq(s, "bert")) {
+        v->kind = ELM_VOCAB_WPM;
+        return 0;
+    }
     if (!elm_gguf_str_eq(s, "gpt2"))
         return elm_errf(err, errlen, ELM_EUNSUPPORTED, "%s: tokenizer '%.*s' is not supported",
                         KEY_MODEL, (int)(s.len > 64 ? 64 : s.len), s.ptr);
@@ -106,20 +114,13 @@ static int load_kind(const struct elm_gguf *g, struct elm_vocab *v, char *err, s
     if (rc == -ENOENT) {
         /* llama.cpp warns loudly and falls back to its default regex list; so do we */
         elm_warn("%s missing: using the default pre-tokenizer (quality may suffer)", KEY_PRE);
-        v->pre = ELM_PRE_DEFAULT;
+        v->pre = elm_pretok_find(NULL, 0);
         return 0;
     }
     if (rc)
         return elm_errf(err, errlen, ELM_EFORMAT, "%s: expected a string", KEY_PRE);
-    if (elm_gguf_str_eq(s, "default"))
-        v->pre = ELM_PRE_DEFAULT;
-    else if (elm_gguf_str_eq(s, "gpt-2") || elm_gguf_str_eq(s, "phi-2"))
-        v->pre = ELM_PRE_GPT2;
-    else if (elm_gguf_str_eq(s, "deepseek-coder"))
-        v->pre = ELM_PRE_DEEPSEEK_CODER;
-    else if (elm_gguf_str_eq(s, "deepseek-llm"))
-        v->pre = ELM_PRE_DEEPSEEK_LLM;
-    else
+    v->pre = elm_pretok_find(s.ptr, s.len);
+    if (!v->pre)
         return elm_errf(err, errlen, ELM_EUNSUPPORTED, "%s: pre-tokenizer '%.*s' is not supported",
                         KEY_PRE, (int)(s.len > 64 ? 64 : s.len), s.ptr);
     return 0;
@@ -248,12 +249,31 @@ static int build_token_table(struct elm_vocab *v, char *err, size_t errlen)
         const char *s = vocab_text(v, i, &len);
         if (len == 0)
             continue; /* an empty token can never be looked up (llama.cpp renames it) */
+        if (len > v->max_token_len)
+            v->max_token_len = (uint32_t)len;
         int32_t dup = elm_vocab_insert(v, i);
         if (dup >= 0)
             return elm_errf(err, errlen, ELM_EFORMAT, "%s: duplicate token '%.*s' (ids %d and %d)",
                             KEY_TOKENS, (int)(len > 64 ? 64 : len), s, (int)dup, (int)i);
     }
     return 0;
+}
+
+/* BERT frames a text as [CLS] ... [SEP]: those are its BOS and EOS here, both added by default
+ * (llama.cpp's defaults: [UNK] 100, [CLS] 101, [SEP] 102, [PAD] 0, when the file has them). */
+static int wpm_specials(const struct elm_gguf *g, struct elm_vocab *v, char *err, size_t errlen)
+{
+    int32_t n = v->n_tokens;
+    v->bos = n > 101 ? 101 : -1;
+    v->eos = n > 102 ? 102 : -1;
+    if (!elm_gguf_find(g, "tokenizer.ggml.unknown_token_id"))
+        v->unk = n > 100 ? 100 : -1;
+    int rc = get_token_id(g, "tokenizer.ggml.cls_token_id", n, &v->bos, err, errlen);
+    if (!rc)
+        rc = get_token_id(g, "tokenizer.ggml.seperator_token_id", n, &v->eos, err, errlen);
+    v->add_bos = v->bos >= 0;
+    v->add_eos = v->eos >= 0;
+    return rc;
 }
 
 /* Special ids and the add_* flags, with llama.cpp's per-tokenizer defaults. */
@@ -288,6 +308,15 @@ static int load_specials(const struct elm_gguf *g, struct elm_vocab *v, char *er
         if (rc)
             return rc;
     }
+    if (v->kind == ELM_VOCAB_WPM) {
+        int rc = wpm_specials(g, v, err, errlen);
+        if (rc)
+            return rc;
+    }
+    /* Llama 3 and Tekken add BOS unless the file says otherwise (llama.cpp sets the default
+     * by pre-tokenizer name); a file without a BOS id cannot, so it does not by default. */
+    if (!spm && v->pre && elm_pretok_adds_bos(v->pre) && v->bos >= 0)
+        v->add_bos = true;
     int rc = get_opt_bool(g, "tokenizer.ggml.add_bos_token", &v->add_bos, err, errlen);
     if (!rc)
         rc = get_opt_bool(g, "tokenizer.ggml.add_eos_token", &v->add_eos, err, errlen);
@@ -437,6 +466,50 @@ static int build_special_index(struct elm_vocab *v)
     return rc;
 }
 
+static bool is_phi3_name(const struct elm_gguf *g)
+{
+    struct elm_gguf_str s;
+    if (elm_gguf_get_str(g, "general.name", &s))
+        return false;
+    char low[256];
+    size_t n = s.len < sizeof low - 1 ? s.len : sizeof low - 1;
+    for (size_t i = 0; i < n; i++)
+        low[i] = (char)(s.ptr[i] >= 'A' && s.ptr[i] <= 'Z' ? s.ptr[i] + 32 : s.ptr[i]);
+    low[n] = 0;
+    return strstr(low, "phi-3") || strstr(low, "phi3");
+}
+
+static void set_strip(struct elm_vocab *v, const char *text, uint8_t bits)
+{
+    int32_t id = elm_vocab_lookup(v, text, strlen(text));
+    if (id >= 0)
+        v->strip[id] = bits;
+}
+
+/* The strip attributes llama.cpp gives by model name. Phi-3 (general.name contains "phi3" or
+ * "phi-3", any case): every CONTROL, USER_DEFINED and UNKNOWN token and "</s>" swallow the
+ * white space after them, except "<unk>", "<s>" and "<|endoftext|>". So "<|user|>\nHi" is
+ * <|user|> then "Hi" (with the SPM prefix space: "▁Hi"). llama.cpp also gives jina-v2's
+ * "<mask>" LSTRIP; those pre-tokenizers are not supported here, so neither is that. */
+static int build_strip(const struct elm_gguf *g, struct elm_vocab *v)
+{
+    if (!is_phi3_name(g))
+        return 0;
+    v->strip = calloc((size_t)v->n_tokens, 1);
+    if (!v->strip)
+        return -ENOMEM;
+    for (int32_t id = 0; id < v->n_tokens; id++) {
+        uint8_t t = v->types[id];
+        if (t == ELM_TOKEN_CONTROL || t == ELM_TOKEN_USER_DEFINED || t == ELM_TOKEN_UNKNOWN)
+            v->strip[id] = ELM_STRIP_RIGHT;
+    }
+    set_strip(v, "</s>", ELM_STRIP_RIGHT);
+    set_strip(v, "<unk>", 0);
+    set_strip(v, "<s>", 0);
+    set_strip(v, "<|endoftext|>", 0);
+    return 0;
+}
+
 int elm_vocab_load(const struct elm_gguf *g, struct elm_vocab **out, char *err, size_t errlen)
 {
     if (!g || !out)
@@ -460,6 +533,8 @@ int elm_vocab_load(const struct elm_gguf *g, struct elm_vocab **out, char *err, 
         rc = build_eog(v);
     if (!rc)
         rc = build_special_index(v);
+    if (!rc)
+        rc = build_strip(g, v);
     if (!rc)
         elm_spm_init_bytes(v);
     if (rc) {
@@ -490,6 +565,7 @@ void elm_vocab_destroy(struct elm_vocab **pv)
     free(v->eog);
     free(v->special_lens);
     free(v->user_lens);
+    free(v->strip);
     free(v);
     *pv = NULL;
 }
@@ -587,7 +663,15 @@ static bool matchable(const struct elm_vocab *v, int32_t id, bool parse_special)
            (parse_special && (t == ELM_TOKEN_CONTROL || t == ELM_TOKEN_UNKNOWN));
 }
 
-/* Cuts the text fragments of *cur at every matchable token of length L, left to right. */
+/* C's isspace in the "C" locale, which llama.cpp's strip uses: ASCII white space only. */
+static bool is_c_space(char c)
+{
+    return c == ' ' || (c >= '\t' && c <= '\r');
+}
+
+/* Cuts the text fragments of *cur at every matchable token of length L, left to right, and
+ * drops the white space that the token's strip attributes swallow; a fragment left empty
+ * disappears (so SPM's prefix space goes to the next text that remains). */
 static int partition_len(const struct elm_vocab *v, const char *text, uint32_t L,
                          bool parse_special, const struct frags *cur, struct frags *next)
 {
@@ -609,11 +693,17 @@ static int partition_len(const struct elm_vocab *v, const char *text, uint32_t L
                 p++;
                 continue;
             }
-            if (p > start)
-                rc = frags_push(next, -1, start, p - start);
+            uint8_t strip = v->strip ? v->strip[id] : 0;
+            size_t left_end = p;
+            while ((strip & ELM_STRIP_LEFT) && left_end > start && is_c_space(text[left_end - 1]))
+                left_end--;
+            if (left_end > start)
+                rc = frags_push(next, -1, start, left_end - start);
             if (!rc)
                 rc = frags_push(next, id, p, L);
             p += L;
+            while ((strip & ELM_STRIP_RIGHT) && p < end && is_c_space(text[p]))
+                p++;
             start = p;
         }
         if (!rc && start < end)
@@ -668,6 +758,8 @@ static int tokenize_ids(const struct elm_vocab *v, const char *text, size_t len,
             rc = elm_spm_tokenize(v, text + f->off, f->len, v->add_space_prefix && after_special,
                                   ids);
             after_special = false;
+        } else if (v->kind == ELM_VOCAB_WPM) {
+            rc = elm_wpm_tokenize(v, text + f->off, f->len, ids);
         } else {
             rc = elm_bpe_tokenize(v, text + f->off, f->len, ids);
         }

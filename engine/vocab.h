@@ -1,5 +1,6 @@
-/* vocab.h — tokenizers: SentencePiece-style BPE ("llama", with byte fallback) and GPT-2
- * byte-level BPE ("gpt2", with the gpt-2, deepseek-coder and deepseek-llm pre-tokenizers),
+/* vocab.h — tokenizers: SentencePiece-style BPE ("llama", with byte fallback), GPT-2
+ * byte-level BPE ("gpt2", with the pre-tokenizers of engine/vocab_pretok.c: Llama 3, Qwen2,
+ * Tekken, SmolLM, StarCoder, Falcon, MPT, DBRX, DeepSeek, GPT-2...) and BERT WordPiece ("bert"),
  * loaded from a GGUF file's tokenizer.ggml.* keys.
  *
  * Special tokens: CONTROL and UNKNOWN tokens are matched in the text only when parse_special

@@ -2,10 +2,9 @@
  * DeepSeek coder/LLM models), matching llama.cpp's BPE tokenizer token for token.
  *
  * Three steps per text fragment:
- *  1. Pre-tokenize: cut the text into words with the regex list that tokenizer.ggml.pre names.
- *     The regexes are emulated by hand (no regex library); each stage refines the pieces of the
- *     previous one, a match and the text between matches both becoming pieces, which is how
- *     llama.cpp applies a list of regexes.
+ *  1. Pre-tokenize: cut the text into words with the regex list that tokenizer.ggml.pre names
+ *     (vocab_pretok.c). With llama.cpp's ignore_merges (Llama 3, Tekken), a word that is itself
+ *     a token is taken whole.
  *  2. Map every byte of a word to a printable code point (GPT-2's bytes_to_unicode), so that
  *     the merge table only ever sees printable text.
  *  3. Merge: repeatedly join the neighbouring pair with the lowest merge rank (leftmost on a
@@ -27,6 +26,7 @@
 #include "elm/status.h"
 #include "engine/unicode.h"
 #include "engine/vocab_bpe.h"
+#include "engine/vocab_pretok.h"
 
 /* ============================================================================================
  * GPT-2 byte <-> code point map
@@ -170,438 +170,6 @@ int elm_bpe_load_merges(const struct elm_gguf *g, struct elm_vocab *v, char *err
 }
 
 /* ============================================================================================
- * Pre-tokenizer
- * ============================================================================================ */
-
-/* The decoded fragment: code points and their category flags. */
-struct pt_text {
-    const uint32_t *cp;
-    const uint8_t *fl;
-};
-
-/* Piece lengths in code points, in text order. */
-struct spans {
-    uint32_t *len;
-    size_t n, cap;
-};
-
-static int spans_push(struct spans *s, size_t len)
-{
-    if (len == 0)
-        return 0;
-    if (elm_vocab_grow((void **)&s->len, &s->cap, s->n + 1, sizeof *s->len))
-        return -ENOMEM;
-    s->len[s->n++] = (uint32_t)len;
-    return 0;
-}
-
-static bool is_space(const struct pt_text *t, size_t i)
-{
-    return t->fl[i] & ELM_UCAT_SPACE;
-}
-
-static bool is_letter(const struct pt_text *t, size_t i)
-{
-    return t->fl[i] & ELM_UCAT_LETTER;
-}
-
-static bool is_number(const struct pt_text *t, size_t i)
-{
-    return t->fl[i] & ELM_UCAT_NUMBER;
-}
-
-static bool is_punct(const struct pt_text *t, size_t i)
-{
-    return t->fl[i] & ELM_UCAT_PUNCT;
-}
-
-/* "[\p{P}\$\+<=>\^~\|]": punctuation plus the ASCII symbols llama.cpp's default list adds. */
-static bool is_punct_or_math(const struct pt_text *t, size_t i)
-{
-    uint32_t c = t->cp[i];
-    return is_punct(t, i) || (c < 0x80 && c && strchr("$+<=>^~|", (int)c));
-}
-
-static bool is_ascii_digit(const struct pt_text *t, size_t i)
-{
-    return t->cp[i] >= '0' && t->cp[i] <= '9';
-}
-
-/* "[一-龥ࠀ-一가-퟿]": U+0800..U+9FA5 and the Hangul block. llama.cpp matches this class on
- * text where non-ASCII white space was replaced by U+000B, so U+3000 never matches. */
-static bool is_cjk(const struct pt_text *t, size_t i)
-{
-    uint32_t c = t->cp[i];
-    if (is_space(t, i))
-        return false;
-    return (c >= 0x0800 && c <= 0x9FA5) || (c >= 0xAC00 && c <= 0xD7FF);
-}
-
-struct cp_range {
-    uint32_t lo, hi;
-};
-
-static bool in_ranges(const struct cp_range *r, size_t n, uint32_t c)
-{
-    size_t lo = 0, hi = n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (c < r[mid].lo)
-            hi = mid;
-        else if (c > r[mid].hi)
-            lo = mid + 1;
-        else
-            return true;
-    }
-    return false;
-}
-
-/* DeepSeek LLM's letter class: the cased letters of its tokenizer.json regex, an explicit list
- * (not \p{L}), given as code point ranges because several of them look exactly like letters of
- * other blocks (U+1F7D vs U+03CE, U+2126 vs U+03A9, U+212A vs 'K'). */
-static const struct cp_range ds_letters[] = {
-    {0x0041, 0x005A},   {0x0061, 0x007A},   {0x00B5, 0x00B5},   {0x00C0, 0x00D6},
-    {0x00D8, 0x00F6},   {0x00F8, 0x01BA},   {0x01BC, 0x01BF},   {0x01C4, 0x0293},
-    {0x0295, 0x02AF},   {0x0370, 0x0373},   {0x0376, 0x0377},   {0x037B, 0x037D},
-    {0x037F, 0x037F},   {0x0386, 0x0386},   {0x0388, 0x038A},   {0x038C, 0x038C},
-    {0x038E, 0x03A1},   {0x03A3, 0x03F5},   {0x03F7, 0x0481},   {0x048A, 0x052F},
-    {0x0531, 0x0556},   {0x10A0, 0x10C5},   {0x13A0, 0x13F5},   {0x13F8, 0x13FD},
-    {0x1C90, 0x1CBA},   {0x1CBD, 0x1CBF},   {0x1D00, 0x1D2B},   {0x1D6B, 0x1D77},
-    {0x1D79, 0x1D9A},   {0x1E00, 0x1F15},   {0x1F18, 0x1F1D},   {0x1F20, 0x1F45},
-    {0x1F48, 0x1F4D},   {0x1F50, 0x1F57},   {0x1F59, 0x1F59},   {0x1F5B, 0x1F5B},
-    {0x1F5D, 0x1F5D},   {0x1F5F, 0x1F7D},   {0x1F80, 0x1FB4},   {0x1FB6, 0x1FBC},
-    {0x1FBE, 0x1FBE},   {0x1FC2, 0x1FC4},   {0x1FC6, 0x1FCC},   {0x1FD0, 0x1FD3},
-    {0x1FD6, 0x1FDB},   {0x1FE0, 0x1FEC},   {0x1FF2, 0x1FF4},   {0x1FF6, 0x1FFC},
-    {0x2102, 0x2102},   {0x2107, 0x2107},   {0x210A, 0x2113},   {0x2115, 0x2115},
-    {0x2119, 0x211D},   {0x2124, 0x2124},   {0x2126, 0x2126},   {0x2128, 0x2128},
-    {0x212A, 0x212D},   {0x212F, 0x2134},   {0x2139, 0x2139},   {0x213C, 0x213F},
-    {0x2145, 0x2149},   {0x214E, 0x214E},   {0x2183, 0x2184},   {0x2C00, 0x2C7B},
-    {0x2C7E, 0x2CE4},   {0x2CEB, 0x2CEE},   {0x2CF2, 0x2CF3},   {0xA640, 0xA66D},
-    {0xA680, 0xA69B},   {0xA722, 0xA76F},   {0xA771, 0xA787},   {0xA78B, 0xA78E},
-    {0xAB70, 0xABBF},   {0xFB00, 0xFB06},   {0xFB13, 0xFB17},   {0xFF21, 0xFF3A},
-    {0xFF41, 0xFF5A},   {0x10400, 0x1044F}, {0x104B0, 0x104D3}, {0x104D8, 0x104FB},
-    {0x10C80, 0x10CB2}, {0x10CC0, 0x10CF2}, {0x118A0, 0x118DF}, {0x1E900, 0x1E943},
-};
-
-/* DeepSeek LLM's punctuation class: ASCII !-/ and :-~ (which includes the ASCII letters: the
- * letter stage has already taken them), full-width forms, curly quotes, CJK full stops. */
-static const struct cp_range ds_puncts[] = {
-    {0x0021, 0x002F}, {0x003A, 0x007E}, {0x2018, 0x201F},
-    {0x3000, 0x3002}, {0xFF01, 0xFF0F}, {0xFF1A, 0xFF5E},
-};
-
-static bool is_ds_letter(const struct pt_text *t, size_t i)
-{
-    return !is_space(t, i) &&
-           in_ranges(ds_letters, sizeof ds_letters / sizeof ds_letters[0], t->cp[i]);
-}
-
-static bool is_ds_punct(const struct pt_text *t, size_t i)
-{
-    return !is_space(t, i) &&
-           in_ranges(ds_puncts, sizeof ds_puncts / sizeof ds_puncts[0], t->cp[i]);
-}
-
-typedef bool (*cp_class)(const struct pt_text *t, size_t i);
-
-/* --- one regex = a "find the leftmost match in [from, hi)" function ------------------------- */
-
-/* A regex stage: finds the leftmost match starting at or after from; false when none. */
-typedef bool (*find_fn)(const struct pt_text *t, size_t from, size_t hi, size_t *ms, size_t *me);
-
-static size_t run_end(const struct pt_text *t, size_t i, size_t hi, cp_class cls)
-{
-    while (i < hi && cls(t, i))
-        i++;
-    return i;
-}
-
-/* "C+" for a class C. */
-static bool find_run(const struct pt_text *t, size_t from, size_t hi, cp_class cls, size_t *ms,
-                     size_t *me)
-{
-    for (size_t p = from; p < hi; p++) {
-        if (cls(t, p)) {
-            *ms = p;
-            *me = run_end(t, p, hi, cls);
-            return true;
-        }
-    }
-    return false;
-}
-
-/* "\s?C+": a white-space character joins the run that follows it. C never contains white
- * space, so trying the space first and the bare class second is the regex's backtracking. */
-static bool find_space_run(const struct pt_text *t, size_t from, size_t hi, cp_class cls,
-                           size_t *ms, size_t *me)
-{
-    for (size_t p = from; p < hi; p++) {
-        if (is_space(t, p) && p + 1 < hi && cls(t, p + 1)) {
-            *ms = p;
-            *me = run_end(t, p + 1, hi, cls);
-            return true;
-        }
-        if (cls(t, p)) {
-            *ms = p;
-            *me = run_end(t, p, hi, cls);
-            return true;
-        }
-    }
-    return false;
-}
-
-/* "[\r\n]" */
-static bool find_newline(const struct pt_text *t, size_t from, size_t hi, size_t *ms, size_t *me)
-{
-    for (size_t p = from; p < hi; p++) {
-        if (t->cp[p] == '\r' || t->cp[p] == '\n') {
-            *ms = p;
-            *me = p + 1;
-            return true;
-        }
-    }
-    return false;
-}
-
-/* "\p{N}": one number character at a time (DeepSeek coder splits digit runs). */
-static bool find_one_number(const struct pt_text *t, size_t from, size_t hi, size_t *ms, size_t *me)
-{
-    for (size_t p = from; p < hi; p++) {
-        if (is_number(t, p)) {
-            *ms = p;
-            *me = p + 1;
-            return true;
-        }
-    }
-    return false;
-}
-
-/* "[0-9][0-9][0-9]" */
-static bool find_three_digits(const struct pt_text *t, size_t from, size_t hi, size_t *ms,
-                              size_t *me)
-{
-    for (size_t p = from; p + 3 <= hi; p++) {
-        if (is_ascii_digit(t, p) && is_ascii_digit(t, p + 1) && is_ascii_digit(t, p + 2)) {
-            *ms = p;
-            *me = p + 3;
-            return true;
-        }
-    }
-    return false;
-}
-
-/* "\s+$": the white space that ends the piece ($ is the end of the piece, not of a line). */
-static bool find_trailing_space(const struct pt_text *t, size_t from, size_t hi, size_t *ms,
-                                size_t *me)
-{
-    if (hi <= from || !is_space(t, hi - 1))
-        return false;
-    size_t p = hi - 1;
-    while (p > from && is_space(t, p - 1))
-        p--;
-    *ms = p;
-    *me = hi;
-    return true;
-}
-
-static bool find_numbers(const struct pt_text *t, size_t from, size_t hi, size_t *ms, size_t *me)
-{
-    return find_run(t, from, hi, is_number, ms, me);
-}
-
-static bool find_cjk(const struct pt_text *t, size_t from, size_t hi, size_t *ms, size_t *me)
-{
-    return find_run(t, from, hi, is_cjk, ms, me);
-}
-
-static bool find_punct_math(const struct pt_text *t, size_t from, size_t hi, size_t *ms, size_t *me)
-{
-    return find_run(t, from, hi, is_punct_or_math, ms, me);
-}
-
-static bool find_sp_letters(const struct pt_text *t, size_t from, size_t hi, size_t *ms, size_t *me)
-{
-    return find_space_run(t, from, hi, is_letter, ms, me);
-}
-
-static bool find_sp_puncts(const struct pt_text *t, size_t from, size_t hi, size_t *ms, size_t *me)
-{
-    return find_space_run(t, from, hi, is_punct, ms, me);
-}
-
-static bool find_sp_ds_letters(const struct pt_text *t, size_t from, size_t hi, size_t *ms,
-                               size_t *me)
-{
-    return find_space_run(t, from, hi, is_ds_letter, ms, me);
-}
-
-static bool find_sp_ds_puncts(const struct pt_text *t, size_t from, size_t hi, size_t *ms,
-                              size_t *me)
-{
-    return find_space_run(t, from, hi, is_ds_punct, ms, me);
-}
-
-/* Splits [lo, hi) at every match of find: matches and the gaps between them become pieces. */
-static int split_by_find(const struct pt_text *t, size_t lo, size_t hi, find_fn find,
-                         struct spans *out)
-{
-    size_t pos = lo, ms, me;
-    int rc = 0;
-    while (!rc && pos < hi && find(t, pos, hi, &ms, &me)) {
-        rc = spans_push(out, ms - pos);
-        if (!rc)
-            rc = spans_push(out, me - ms);
-        pos = me;
-    }
-    if (!rc)
-        rc = spans_push(out, hi - pos);
-    return rc;
-}
-
-/* GPT-2's regex, written out as a scanner:
- *   's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
- * The alternatives are tried in order at each position; the look-ahead "(?!\S)" makes a run of
- * white space leave its last character to the word that follows it. */
-static int split_gpt2(const struct pt_text *t, size_t lo, size_t hi, struct spans *out)
-{
-    size_t pos = lo;
-    while (pos < hi) {
-        size_t start = pos;
-        uint32_t c = t->cp[pos];
-
-        if (c == '\'' && pos + 1 < hi) {
-            uint32_t c1 = t->cp[pos + 1];
-            if (c1 == 's' || c1 == 't' || c1 == 'm' || c1 == 'd') {
-                pos += 2;
-                goto piece;
-            }
-            if (pos + 2 < hi) {
-                uint32_t c2 = t->cp[pos + 2];
-                if ((c1 == 'r' && c2 == 'e') || (c1 == 'v' && c2 == 'e') ||
-                    (c1 == 'l' && c2 == 'l')) {
-                    pos += 3;
-                    goto piece;
-                }
-            }
-        }
-
-        /* " ?X+" for X = letters, numbers, or anything but space/letter/number */
-        size_t q = pos + (c == ' ');
-        if (q < hi) {
-            if (is_letter(t, q)) {
-                pos = run_end(t, q, hi, is_letter);
-                goto piece;
-            }
-            if (is_number(t, q)) {
-                pos = run_end(t, q, hi, is_number);
-                goto piece;
-            }
-            if (!is_space(t, q)) {
-                while (q < hi && !is_space(t, q) && !is_letter(t, q) && !is_number(t, q))
-                    q++;
-                pos = q;
-                goto piece;
-            }
-        }
-
-        size_t n_space = 0;
-        while (pos + n_space < hi && is_space(t, pos + n_space))
-            n_space++;
-        if (n_space > 1 && pos + n_space < hi)
-            pos += n_space - 1; /* \s+(?!\S): leave one space to the next word */
-        else if (n_space > 0)
-            pos += n_space; /* \s+ */
-        else
-            pos++; /* no alternative matched: the character stands alone */
-    piece:;
-        int rc = spans_push(out, pos - start);
-        if (rc)
-            return rc;
-    }
-    return 0;
-}
-
-/* A stage is either a hand-written splitter or a find-based regex. */
-struct stage {
-    int (*split)(const struct pt_text *t, size_t lo, size_t hi, struct spans *out);
-    find_fn find;
-};
-
-/* The stage lists, in the order llama.cpp applies them for each tokenizer.ggml.pre. */
-static const struct stage pre_gpt2[] = {
-    {split_gpt2, NULL}, /* the GPT-2 regex above */
-};
-static const struct stage pre_default[] = {
-    {NULL, find_punct_math},   /* [\p{P}\$\+<=>\^~\|]+ */
-    {split_gpt2, NULL},        /* the GPT-2 regex */
-    {NULL, find_numbers},      /* \p{N}+ */
-    {NULL, find_three_digits}, /* [0-9][0-9][0-9] */
-};
-static const struct stage pre_deepseek_coder[] = {
-    {NULL, find_newline},    /* [\r\n] */
-    {NULL, find_sp_letters}, /* \s?\p{L}+ */
-    {NULL, find_sp_puncts},  /* \s?\p{P}+ */
-    {NULL, find_cjk},        /* [一-龥ࠀ-一가-퟿]+ */
-    {NULL, find_one_number}, /* \p{N} */
-};
-static const struct stage pre_deepseek_llm[] = {
-    {NULL, find_newline},        /* [\r\n] */
-    {NULL, find_sp_ds_letters},  /* \s?[A-Za-zµÀ-Ö...]+ (ds_letters) */
-    {NULL, find_sp_ds_puncts},   /* \s?[!-/:-~！-／：-～‘-‟　-。]+ (ds_puncts) */
-    {NULL, find_trailing_space}, /* \s+$ */
-    {NULL, find_cjk},            /* [一-龥ࠀ-一가-퟿]+ */
-    {NULL, find_numbers},        /* \p{N}+ */
-};
-
-static const struct stage *stages_of(enum elm_bpe_pre pre, size_t *n)
-{
-#define STAGES(a) (*n = sizeof(a) / sizeof((a)[0]), (a))
-    switch (pre) {
-    case ELM_PRE_GPT2:
-        return STAGES(pre_gpt2);
-    case ELM_PRE_DEEPSEEK_CODER:
-        return STAGES(pre_deepseek_coder);
-    case ELM_PRE_DEEPSEEK_LLM:
-        return STAGES(pre_deepseek_llm);
-    case ELM_PRE_DEFAULT:
-    default:
-        return STAGES(pre_default);
-    }
-#undef STAGES
-}
-
-/* Runs every stage over the pieces of the previous one; the result ends up in *words. */
-static int pretokenize(const struct elm_vocab *v, const struct pt_text *t, size_t n_cp,
-                       struct spans *words)
-{
-    size_t n_stages;
-    const struct stage *st = stages_of(v->pre, &n_stages);
-    struct spans cur = {0}, next = {0};
-    int rc = spans_push(&cur, n_cp);
-
-    for (size_t s = 0; !rc && s < n_stages; s++) {
-        next.n = 0;
-        size_t lo = 0;
-        for (size_t i = 0; !rc && i < cur.n; i++) {
-            size_t hi = lo + cur.len[i];
-            rc = st[s].split ? st[s].split(t, lo, hi, &next)
-                             : split_by_find(t, lo, hi, st[s].find, &next);
-            lo = hi;
-        }
-        struct spans tmp = cur;
-        cur = next;
-        next = tmp;
-    }
-    free(next.len);
-    if (rc) {
-        free(cur.len);
-        return rc;
-    }
-    *words = cur;
-    return 0;
-}
-
-/* ============================================================================================
  * Byte-level merges
  * ============================================================================================ */
 
@@ -647,6 +215,11 @@ static int map_word(struct bpe_state *st, const uint32_t *cp, size_t n, size_t *
 static int merge_word(struct bpe_state *st, size_t n, struct elm_ids *out)
 {
     const char *w = st->word;
+    if (elm_pretok_ignores_merges(st->v->pre)) {
+        int32_t id = elm_vocab_lookup(st->v, w, n); /* a whole-word token wins outright */
+        if (id >= 0)
+            return elm_ids_push(out, id);
+    }
     int rc = elm_vocab_grow((void **)&st->sym, &st->sym_cap, n, sizeof *st->sym);
     if (rc)
         return rc;
@@ -693,7 +266,8 @@ static int merge_word(struct bpe_state *st, size_t n, struct elm_ids *out)
 int elm_bpe_tokenize(const struct elm_vocab *v, const char *text, size_t len, struct elm_ids *out)
 {
     struct bpe_state st = {.v = v};
-    struct spans words = {0};
+    uint32_t *words = NULL; /* word lengths in code points */
+    size_t n_words = 0;
     uint32_t *cp = NULL;
     uint8_t *fl = NULL;
     int rc = 0;
@@ -718,19 +292,18 @@ int elm_bpe_tokenize(const struct elm_vocab *v, const char *text, size_t len, st
         i += adv;
     }
 
-    const struct pt_text t = {.cp = cp, .fl = fl};
-    rc = pretokenize(v, &t, n_cp, &words);
+    rc = elm_pretok_split(v->pre, cp, fl, n_cp, &words, &n_words);
     size_t lo = 0;
-    for (size_t i = 0; !rc && i < words.n; i++) {
+    for (size_t i = 0; !rc && i < n_words; i++) {
         size_t wlen;
-        rc = map_word(&st, cp + lo, words.len[i], &wlen);
+        rc = map_word(&st, cp + lo, words[i], &wlen);
         if (!rc)
             rc = merge_word(&st, wlen, out);
-        lo += words.len[i];
+        lo += words[i];
     }
 
 out:
-    free(words.len);
+    free(words);
     free(st.heap.a);
     free(st.sym);
     free(st.word);

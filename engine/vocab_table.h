@@ -1,8 +1,8 @@
 /* vocab_table.h — the vocabulary's tables and the primitives that vocab.c (loading, special
- * tokens, decoding), vocab_spm.c (SentencePiece-style merges) and vocab_bpe.c (GPT-2 byte-level
- * BPE) all use. Not a public header. The dependencies go one way: vocab.c calls down into the
- * two tokenizers, and all three call down into this file; nothing here or in the tokenizers
- * calls back up into vocab.c.
+ * tokens, decoding), vocab_spm.c (SentencePiece-style merges), vocab_bpe.c (GPT-2 byte-level
+ * BPE, with vocab_pretok.c) and vocab_wpm.c (WordPiece) all use. Not a public header. The
+ * dependencies go one way: vocab.c calls down into the two tokenizers, and all three call down into
+ * this file; nothing here or in the tokenizers calls back up into vocab.c.
  *
  * The vocabulary owns one pool of token texts; every lookup structure indexes into it. Token
  * text -> id and (left id, right id) -> merge rank are open-addressing hash tables with linear
@@ -22,17 +22,11 @@
 #define ELM_VOCAB_MAX_TOKENS    (1 << 26) /* tokens, and merges */
 #define ELM_VOCAB_MAX_TOKEN_LEN (1 << 20) /* bytes of one token text */
 
-/* Pre-tokenizers of byte-level BPE vocabularies (tokenizer.ggml.pre). */
-enum elm_bpe_pre {
-    ELM_PRE_DEFAULT,        /* missing or "default": llama.cpp's fallback regex list */
-    ELM_PRE_GPT2,           /* "gpt-2" */
-    ELM_PRE_DEEPSEEK_CODER, /* "deepseek-coder" */
-    ELM_PRE_DEEPSEEK_LLM,   /* "deepseek-llm" */
-};
+struct elm_pretok; /* a pre-tokenizer of vocab_pretok.c's table (static) */
 
 struct elm_vocab {
     enum elm_vocab_kind kind;
-    enum elm_bpe_pre pre; /* BPE only */
+    const struct elm_pretok *pre; /* BPE only: what tokenizer.ggml.pre names */
     int32_t n_tokens;
 
     char *text;         /* all token texts back to back */
@@ -46,6 +40,7 @@ struct elm_vocab {
     int32_t *tok_slots; /* [tok_mask + 1]: token id or -1; keyed by token text */
     uint32_t *tok_hash; /* [tok_mask + 1]: full hash of the slot's text, to skip memcmp */
     uint32_t tok_mask;
+    uint32_t max_token_len; /* bytes of the longest token text */
 
     uint64_t *merge_keys; /* [merge_mask + 1]: left id << 32 | right id, or UINT64_MAX */
     int32_t *merge_rank;  /* [merge_mask + 1] */
@@ -67,6 +62,16 @@ struct elm_vocab {
     uint32_t *user_lens;
     int n_user_lens;
     uint8_t special_first[32]; /* bitmap over the first byte of every matchable token */
+
+    /* llama.cpp's per-token LSTRIP/RSTRIP attributes (not stored in GGUF files: it sets them
+     * by model name): the white space before / after such a token, when it is matched in the
+     * text, is dropped. NULL when no token has one. */
+    uint8_t *strip; /* [n_tokens]: enum elm_strip bits */
+};
+
+enum elm_strip {
+    ELM_STRIP_LEFT = 1,
+    ELM_STRIP_RIGHT = 2,
 };
 
 /* The token text of id (which must be valid). */

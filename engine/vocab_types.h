@@ -16,6 +16,10 @@ enum elm_token_type {
     ELM_TOKEN_BYTE = 6,
 };
 
-enum elm_vocab_kind { ELM_VOCAB_SPM, ELM_VOCAB_BPE };
+enum elm_vocab_kind {
+    ELM_VOCAB_SPM, /* "llama": SentencePiece-style BPE */
+    ELM_VOCAB_BPE, /* "gpt2": byte-level BPE */
+    ELM_VOCAB_WPM, /* "bert": WordPiece */
+};
 
 #endif

@@ -13,6 +13,12 @@ as they do for the regex \\p{C}. White space is the Unicode White_Space property
 unicodedata does not expose, so its 25 code points are listed here (they have not changed since
 Unicode 6.0).
 
+Two maps follow for BERT's WordPiece, as llama.cpp builds them: the lower-case form of a code
+point (the first code point of Python's str.lower()) and its "NFD base", the first code point of
+its canonical decomposition (so a precomposed letter becomes its base letter and the accent is
+dropped, which is what llama.cpp's NFD step does). The lower-case map is a sorted list of pairs;
+the NFD map a sorted list of ranges of consecutive code points with the same base.
+
 Usage: python3 scripts/gen_unicode.py [output path]   (default: engine/unicode_data.c)
 """
 import os
@@ -63,6 +69,41 @@ def build_runs():
     return runs
 
 
+def build_lower():
+    pairs = []
+    for cp in range(MAX_CP):
+        lo = ord(chr(cp).lower()[0])
+        if lo != cp:
+            pairs.append((cp, lo))
+    return pairs
+
+
+def build_nfd():
+    ranges = []  # (first, last, base)
+    for cp in range(MAX_CP):
+        base = ord(unicodedata.normalize("NFD", chr(cp))[0])
+        if base == cp:
+            continue
+        if ranges and ranges[-1][1] == cp - 1 and ranges[-1][2] == base:
+            ranges[-1] = (ranges[-1][0], cp, base)
+        else:
+            ranges.append((cp, cp, base))
+    return ranges
+
+
+def emit_maps(lines, name, entries, what):
+    lines.append("/* %s */" % what)
+    lines.append("const struct elm_unicode_map %s[] = {" % name)
+    per_line = 3
+    for i in range(0, len(entries), per_line):
+        lines.append("    " + " ".join("{0x%05X, 0x%05X, 0x%05X}," % e
+                                       for e in entries[i:i + per_line]))
+    lines.append("};")
+    lines.append("")
+    lines.append("const size_t %s_n = sizeof %s / sizeof %s[0];" % (name, name, name))
+    lines.append("")
+
+
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
     default = os.path.normpath(os.path.join(here, "..", "engine", "unicode_data.c"))
@@ -79,7 +120,7 @@ def main():
         " * sorted: entry = first code point << 8 | flags; a run lasts until the next entry.",
         " */",
     ]
-    lines.append('#include "unicode.h"')
+    lines.append('#include "engine/unicode.h"')
     lines.append("")
     lines.append("const uint32_t elm_unicode_runs[] = {")
     per_line = 7
@@ -89,9 +130,16 @@ def main():
     lines.append("")
     lines.append("const size_t elm_unicode_n_runs = sizeof elm_unicode_runs / sizeof(uint32_t);")
     lines.append("")
+    lower = build_lower()
+    emit_maps(lines, "elm_unicode_lower", [(cp, cp, lo) for cp, lo in lower],
+              "Lower case: {code point, same, its lower-case form}, sorted.")
+    nfd = build_nfd()
+    emit_maps(lines, "elm_unicode_nfd", nfd,
+              "NFD base: {first, last, first code point of the decomposition}, sorted.")
     with open(out_path, "w", encoding="ascii") as f:
         f.write("\n".join(lines))
-    print("%s: %d runs" % (out_path, len(runs)))
+    print("%s: %d runs, %d lower-case pairs, %d NFD ranges" % (out_path, len(runs), len(lower),
+                                                                len(nfd)))
 
 
 if __name__ == "__main__":
