@@ -91,6 +91,15 @@ static void print_tensors(const struct elm_gguf *g)
     putchar('\n');
 }
 
+/* enum elm_vocab_kind: the JSON name and the text (with tokenizer.ggml.model's name). */
+static const struct {
+    const char *json, *text;
+} vocab_kinds[] = {
+    [ELM_VOCAB_SPM] = {"spm", "spm (llama)"},
+    [ELM_VOCAB_BPE] = {"bpe", "bpe (gpt2)"},
+    [ELM_VOCAB_WPM] = {"wordpiece", "wordpiece (bert)"},
+};
+
 /* ---- inspect --json: one document with the same facts ---------------------------------------- */
 
 /* "metadata": {key: value}; an array's value is {"type":T,"n":N} (its elements can be a whole
@@ -163,7 +172,7 @@ static void json_model(struct cli_jw *j, const struct elm_model *m)
     cli_jw_f64(&o, "rope_scale", hp->rope_scale);
     cli_jw_f64(&o, "rms_eps", hp->eps);
     cli_jw_bool(&o, "tied_output", m->output.data == m->tok_embd.data);
-    cli_jw_str(&o, "vocab", elm_vocab_kind(v) == ELM_VOCAB_SPM ? "spm" : "bpe");
+    cli_jw_str(&o, "vocab", vocab_kinds[elm_vocab_kind(v)].json);
     cli_jw_i64(&o, "n_vocab", elm_vocab_size(v));
     cli_jw_i64(&o, "bos", elm_vocab_bos(v));
     cli_jw_i64(&o, "eos", elm_vocab_eos(v));
@@ -185,7 +194,7 @@ static void print_text_model(const struct elm_model *m)
            hp->rope_scale, hp->eps, m->output.data == m->tok_embd.data ? "tied" : "separate");
     const struct elm_vocab *v = m->vocab;
     printf("vocabulary: %s, %d tokens, bos %d, eos %d, add_bos %s\n",
-           elm_vocab_kind(v) == ELM_VOCAB_SPM ? "spm (llama)" : "bpe (gpt2)", elm_vocab_size(v),
+           vocab_kinds[elm_vocab_kind(v)].text, elm_vocab_size(v),
            elm_vocab_bos(v), elm_vocab_eos(v), elm_vocab_add_bos(v) ? "yes" : "no");
     printf("weights: %" PRIu64 " bytes\n", m->weight_bytes);
 }
