@@ -148,7 +148,7 @@ static void test_stories260k(void **state)
     assert_ok(elm_gguf_get_i32(g, "llama.embedding_length", &i));
     assert_int_equal(i, 64);
     assert_ok(elm_gguf_get_f32(g, "llama.attention.layer_norm_rms_epsilon", &f));
-    assert_true(fabsf(f - 1e-5f) < 1e-9f);
+    assert_true(f == 1e-5f); /* stored as an f32: read back bit for bit, no tolerance */
     assert_ok(elm_gguf_get_str(g, "general.architecture", &s));
     assert_true(elm_gguf_str_eq(s, "llama"));
     assert_false(elm_gguf_str_eq(s, "llam"));
