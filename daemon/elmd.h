@@ -126,6 +126,7 @@ struct elmd {
     char **argv;
     uint64_t start_ns;
     struct elmd_rundir rd;
+    uint64_t shm_tag; /* names the session objects of this runtime dir (ipc/shm.h) */
 
     /* control thread */
     void *zctx, *router, *router_tcp;
