@@ -1,0 +1,177 @@
+/* test_elmd_attacks.c — attacks of issue 17 that used to work, rerun with real processes: each
+ * ends with a clear error for the attacker (or nothing left of it), and a well-behaved stream
+ * running meanwhile stays byte-identical to the engine in this process.
+ *
+ * - a LOAD of a FIFO (open() waited for a writer forever: later loads were refused and SIGTERM
+ *   never completed);
+ * - shared-memory objects a killed elmd left in /dev/shm (a new elmd did not remove them).
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "tests/common/elmd_fixture.h"
+
+#define PROMPT "Once upon a time"
+
+static int setup(void **state)
+{
+    return fx_start(state, NULL);
+}
+
+/* A daemon whose session names are never unlinked by timeout, so a kill -9 leaves them. */
+static int setup_no_unlink(void **state)
+{
+    struct fx *f = calloc(1, sizeof *f);
+    *state = f;
+    const char *model = elm_test_model_path(TD_MODEL);
+    if (!model) {
+        print_message("SKIP: model %s/%s not found (set ELM_MODELS_DIR)\n", elm_test_models_dir(),
+                      TD_MODEL);
+        return 0;
+    }
+    char conf[200];
+    if (td_mkbase(&f->t))
+        return -1;
+    snprintf(conf, sizeof conf, "%s/elmd.conf", f->t.base);
+    FILE *fp = fopen(conf, "w");
+    if (!fp || fputs("unlink_ms = 600000\n", fp) < 0 || fclose(fp))
+        return -1;
+    const char *extra[] = {"--config", conf, NULL};
+    if (td_start(&f->t, model, extra)) {
+        td_dump_log(&f->t);
+        return -1;
+    }
+    tc_open_path(&f->c, f->t.dir);
+    return 0;
+}
+
+/* LOAD path; its reply's status (the message, if any, in msg). */
+static int load(struct tc *c, const char *path, char *msg, size_t cap)
+{
+    elm_proto_put_str(tc_begin(c, ELM_CMD_LOAD), ELM_TAG_PATH, path);
+    int rc = tc_call(c, 60000);
+    snprintf(msg, cap, "%s", tc_str(c, ELM_TAG_MESSAGE));
+    return rc;
+}
+
+/* Issue 17 item 4. */
+static void test_fifo_load_is_refused(void **state)
+{
+    struct fx *f = *state;
+    REQUIRE_DAEMON(f);
+    const char *model = elm_test_model_path(TD_MODEL);
+    static struct ts_result want, got;
+    struct ts good;
+    char fifo[200], msg[ELM_PROTO_MAX_STR + 1];
+    local_greedy(model, PROMPT, 300, &want);
+    assert_int_equal(ts_open(&f->c, &good, getpid(), 0), 0);
+    assert_int_equal(ts_prompt(&good, 1, PROMPT, 300, 0, 1), 0);
+
+    snprintf(fifo, sizeof fifo, "%s/model.fifo", f->t.base);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    int rc = load(&f->c, fifo, msg, sizeof msg);
+    print_message("LOAD of a FIFO: %d '%s'\n", rc, msg);
+    assert_int_not_equal(rc, -ETIMEDOUT); /* the hang this test is about */
+    assert_int_equal(rc, -EINVAL);
+    assert_non_null(strstr(msg, "not a regular file"));
+    assert_non_null(strstr(msg, fifo));
+
+    assert_int_equal(ts_collect(&good, &got, 30000), 0);
+    assert_same(&got, &want);
+    assert_int_equal(ts_close(&f->c, &good), 0);
+
+    /* The loader is free: a real model loads ... */
+    assert_int_equal(load(&f->c, model, msg, sizeof msg), 0);
+    assert_int_equal(ts_open(&f->c, &good, getpid(), 0), 0);
+    assert_int_equal(ts_prompt(&good, 2, PROMPT, 300, 0, 1), 0);
+    assert_int_equal(ts_collect(&good, &got, 30000), 0);
+    assert_same(&got, &want);
+    assert_int_equal(ts_close(&f->c, &good), 0);
+    /* ... and SIGTERM ends the daemon (the bound only catches a hang). */
+    int st = td_stop(&f->t, SIGTERM, 30000);
+    assert_int_not_equal(st, -1);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    unlink(fifo);
+}
+
+/* Opens a session without mapping it (its name stays in /dev/shm): the name into name. */
+static void open_unmapped(struct tc *c, char name[ELM_SHM_NAME_MAX])
+{
+    struct elm_proto_buf *b = tc_begin(c, ELM_CMD_OPEN_SESSION);
+    elm_proto_put_u64(b, ELM_TAG_PID, (uint64_t)getpid());
+    assert_int_equal(tc_call(c, 10000), 0);
+    assert_true(elm_proto_copy_str(&c->rep.body, ELM_TAG_SHM_NAME, name, ELM_SHM_NAME_MAX) >= 0);
+    assert_true(elm_shm_name_is_valid(name));
+}
+
+static bool shm_exists(const char *name)
+{
+    char path[160];
+    snprintf(path, sizeof path, "/dev/shm%s", name);
+    return access(path, F_OK) == 0;
+}
+
+/* Issue 17 item 9. */
+static void test_stale_shm_removed_on_restart(void **state)
+{
+    struct fx *f = *state;
+    REQUIRE_DAEMON(f);
+    const char *model = elm_test_model_path(TD_MODEL);
+    static struct ts_result want, got;
+    char stale[2][ELM_SHM_NAME_MAX];
+    local_greedy(model, PROMPT, 200, &want);
+    open_unmapped(&f->c, stale[0]);
+    open_unmapped(&f->c, stale[1]);
+
+    assert_true(WIFSIGNALED(td_stop(&f->t, SIGKILL, 10000)));
+    tc_close(&f->c);
+    for (int i = 0; i < 2; i++)
+        assert_true(shm_exists(stale[i])); /* what the attack left */
+    /* Objects that are not that daemon's: an untagged one, one of another runtime directory. */
+    struct elm_shm untagged, other;
+    assert_int_equal(elm_shm_create(&untagged, 4096), 0);
+    assert_int_equal(elm_shm_create_tagged(&other, 4096, elm_shm_tag("/nonexistent/elsewhere")), 0);
+
+    assert_int_equal(td_start(&f->t, model, NULL), 0);
+    tc_open_path(&f->c, f->t.dir);
+    /* Unlinked by the test itself before asserting, so a failure leaves nothing behind. */
+    bool left[2], kept[2] = {elm_shm_unlink(untagged.name) == 0, elm_shm_unlink(other.name) == 0};
+    for (int i = 0; i < 2; i++)
+        left[i] = elm_shm_unlink(stale[i]) == 0;
+    elm_shm_close(&untagged);
+    elm_shm_close(&other);
+    assert_false(left[0]);
+    assert_false(left[1]);
+    assert_true(kept[0]);
+    assert_true(kept[1]);
+
+    struct ts s;
+    assert_int_equal(ts_open(&f->c, &s, getpid(), 0), 0);
+    assert_int_equal(ts_prompt(&s, 1, PROMPT, 200, 0, 1), 0);
+    assert_int_equal(ts_collect(&s, &got, 30000), 0);
+    assert_same(&got, &want);
+    assert_int_equal(ts_close(&f->c, &s), 0);
+}
+
+int main(int argc, char **argv)
+{
+    (void)argc;
+    td_omp_passive(argv);
+    alarm(300); /* a hang fails the test instead of stalling the suite */
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_fifo_load_is_refused, setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_stale_shm_removed_on_restart, setup_no_unlink,
+                                        fx_teardown),
+    };
+    if (getenv("ELMD_TEST_FILTER"))
+        cmocka_set_test_filter(getenv("ELMD_TEST_FILTER"));
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
