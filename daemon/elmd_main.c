@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -237,6 +238,24 @@ static void stop_engine(struct elmd *d)
     elmd_model_destroy(&d->retired);
 }
 
+/* Every client connection costs a descriptor, and libzmq aborts the whole daemon when accepting
+ * one fails with EMFILE (issue 17: about 1,100 connections under systemd's soft limit of 1024).
+ * The hard limit is ours to take; whatever it is, the soft one is no reason to die sooner. */
+static void raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= rl.rlim_max)
+        return;
+    rlim_t old = rl.rlim_cur;
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+        elm_warn("cannot raise the open-file limit from %llu to %llu: %s", (unsigned long long)old,
+                 (unsigned long long)rl.rlim_max, strerror(errno));
+    else
+        elm_debug("open-file limit raised from %llu to %llu", (unsigned long long)old,
+                  (unsigned long long)rl.rlim_max);
+}
+
 /* Tags this daemon's session objects with its runtime directory and removes those a previous
  * daemon of the directory left (killed before it could unlink them): holding the directory's
  * lock, we know that daemon is gone; other users' and other directories' objects carry another
@@ -276,6 +295,7 @@ int main(int argc, char **argv)
     d.cfg.use_syslog = use_syslog;
     if (!d.cfg.foreground)
         daemonize();
+    raise_nofile();
     /* Everything we create (socket, pid file, lock file) is ours alone unless stated. */
     umask(077);
     d.start_ns = elmd_now_ns();

@@ -4,7 +4,8 @@
  *
  * - a LOAD of a FIFO (open() waited for a writer forever: later loads were refused and SIGTERM
  *   never completed);
- * - shared-memory objects a killed elmd left in /dev/shm (a new elmd did not remove them).
+ * - shared-memory objects a killed elmd left in /dev/shm (a new elmd did not remove them);
+ * - connections beyond elmd's soft open-file limit (libzmq aborted it on EMFILE).
  */
 #include <errno.h>
 #include <signal.h>
@@ -12,13 +13,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <zmq.h>
 
+#include "ipc/schema.h"
 #include "tests/common/elmd_fixture.h"
 
-#define PROMPT "Once upon a time"
+#define PROMPT     "Once upon a time"
+#define LOW_NOFILE 128 /* elmd's soft open-file limit in the connections test */
+#define N_CONNS    300 /* connections it gets: well beyond LOW_NOFILE */
 
 static int setup(void **state)
 {
@@ -161,6 +167,104 @@ static void test_stale_shm_removed_on_restart(void **state)
     assert_int_equal(ts_close(&f->c, &s), 0);
 }
 
+/* A daemon started with a small soft open-file limit (its hard limit is the test's). */
+static int setup_low_nofile(void **state)
+{
+    struct rlimit orig, low;
+    if (getrlimit(RLIMIT_NOFILE, &orig) < 0)
+        return -1;
+    low = orig;
+    low.rlim_cur = LOW_NOFILE < orig.rlim_cur ? LOW_NOFILE : orig.rlim_cur;
+    if (setrlimit(RLIMIT_NOFILE, &low) < 0)
+        return -1;
+    int rc = fx_start(state, NULL);
+    return setrlimit(RLIMIT_NOFILE, &orig) < 0 ? -1 : rc;
+}
+
+/* "Max open files" of pid from /proc: soft and hard (UINT64_MAX for unlimited). */
+static void nofile_of(pid_t pid, uint64_t *soft, uint64_t *hard)
+{
+    char path[64], line[256], a[32] = "", b[32] = "";
+    snprintf(path, sizeof path, "/proc/%d/limits", (int)pid);
+    FILE *fp = fopen(path, "r");
+    assert_non_null(fp);
+    while (fgets(line, sizeof line, fp))
+        if (sscanf(line, "Max open files %31s %31s", a, b) == 2)
+            break;
+    fclose(fp);
+    *soft = strcmp(a, "unlimited") ? strtoull(a, NULL, 10) : UINT64_MAX;
+    *hard = strcmp(b, "unlimited") ? strtoull(b, NULL, 10) : UINT64_MAX;
+}
+
+/* Issue 17 item 1, the part that is fixed: elmd takes its hard open-file limit, so connections
+ * beyond the soft limit it was started with no longer abort it (libzmq's EMFILE assertion). */
+static void test_connections_beyond_soft_limit(void **state)
+{
+    struct fx *f = *state;
+    REQUIRE_DAEMON(f);
+    uint64_t soft, hard;
+    nofile_of(f->t.pid, &soft, &hard);
+    print_message("elmd's open-file limit: soft %llu, hard %llu (started with soft %d)\n",
+                  (unsigned long long)soft, (unsigned long long)hard, LOW_NOFILE);
+    assert_true(soft == hard);
+    if (hard < 2 * N_CONNS) {
+        print_message("SKIP: the hard limit %llu is too small for %d connections\n",
+                      (unsigned long long)hard, N_CONNS);
+        skip();
+    }
+    const char *model = elm_test_model_path(TD_MODEL);
+    static struct ts_result want, got;
+    struct ts good;
+    local_greedy(model, PROMPT, 300, &want);
+    assert_int_equal(ts_open(&f->c, &good, getpid(), 0), 0);
+    assert_int_equal(ts_prompt(&good, 1, PROMPT, 300, 0, 1), 0);
+
+    /* N_CONNS connections of one context (each costs elmd a descriptor), each asking STATUS. */
+    struct elm_proto_buf b;
+    const void *frame;
+    size_t len;
+    char ep[200];
+    elm_proto_buf_init(&b);
+    elm_proto_begin(&b, ELM_PROTO_VERSION_MAX, ELM_CMD_STATUS, 0, 1);
+    assert_int_equal(elm_proto_finish(&b, &frame, &len), 0);
+    snprintf(ep, sizeof ep, "ipc://%s/control", f->t.dir);
+    void *ctx = zmq_ctx_new();
+    static void *socks[N_CONNS];
+    int zero = 0, answered = 0;
+    for (int i = 0; i < N_CONNS; i++) {
+        socks[i] = zmq_socket(ctx, ZMQ_DEALER);
+        assert_non_null(socks[i]);
+        zmq_setsockopt(socks[i], ZMQ_LINGER, &zero, sizeof zero);
+        assert_int_equal(zmq_connect(socks[i], ep), 0);
+        assert_int_equal(zmq_send(socks[i], frame, len, 0), (int)len);
+    }
+    /* one bound for all: a daemon that died answers none, and that must not take 300 waits */
+    int64_t end = td_now_ms() + 60000;
+    for (int i = 0; i < N_CONNS; i++) {
+        zmq_pollitem_t it = {.socket = socks[i], .events = ZMQ_POLLIN};
+        int64_t left = end - td_now_ms();
+        static unsigned char in[ELM_PROTO_MAX_FRAME];
+        struct elm_proto_msg rep;
+        if (zmq_poll(&it, 1, left > 0 ? left : 0) == 1) {
+            int n = zmq_recv(socks[i], in, sizeof in, 0);
+            answered +=
+                n > 0 && elm_proto_decode(in, (size_t)n, &rep, NULL) == 0 && rep.status == 0;
+        }
+    }
+    int st = td_wait(f->t.pid, 0);
+    print_message("%d of %d connections answered; elmd %s (wait status %d)\n", answered, N_CONNS,
+                  st == -1 ? "alive" : "exited", st);
+    assert_int_equal(st, -1); /* alive */
+    assert_int_equal(answered, N_CONNS);
+    assert_int_equal(ts_collect(&good, &got, 30000), 0);
+    assert_same(&got, &want);
+    assert_int_equal(ts_close(&f->c, &good), 0);
+    for (int i = 0; i < N_CONNS; i++)
+        zmq_close(socks[i]);
+    zmq_ctx_term(ctx);
+    elm_proto_buf_fini(&b);
+}
+
 int main(int argc, char **argv)
 {
     (void)argc;
@@ -169,6 +273,8 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_fifo_load_is_refused, setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_stale_shm_removed_on_restart, setup_no_unlink,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(test_connections_beyond_soft_limit, setup_low_nofile,
                                         fx_teardown),
     };
     if (getenv("ELMD_TEST_FILTER"))
