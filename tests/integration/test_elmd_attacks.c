@@ -25,14 +25,15 @@
 #define PROMPT     "Once upon a time"
 #define LOW_NOFILE 128 /* elmd's soft open-file limit in the connections test */
 #define N_CONNS    300 /* connections it gets: well beyond LOW_NOFILE */
+#define MAX_CONNS  40  /* max_connections in the limit test */
 
 static int setup(void **state)
 {
     return fx_start(state, NULL);
 }
 
-/* A daemon whose session names are never unlinked by timeout, so a kill -9 leaves them. */
-static int setup_no_unlink(void **state)
+/* A daemon with a config file holding conf_text. */
+static int setup_conf(void **state, const char *conf_text)
 {
     struct fx *f = calloc(1, sizeof *f);
     *state = f;
@@ -47,7 +48,7 @@ static int setup_no_unlink(void **state)
         return -1;
     snprintf(conf, sizeof conf, "%s/elmd.conf", f->t.base);
     FILE *fp = fopen(conf, "w");
-    if (!fp || fputs("unlink_ms = 600000\n", fp) < 0 || fclose(fp))
+    if (!fp || fputs(conf_text, fp) < 0 || fclose(fp))
         return -1;
     const char *extra[] = {"--config", conf, NULL};
     if (td_start(&f->t, model, extra)) {
@@ -56,6 +57,19 @@ static int setup_no_unlink(void **state)
     }
     tc_open_path(&f->c, f->t.dir);
     return 0;
+}
+
+/* A daemon whose session names are never unlinked by timeout, so a kill -9 leaves them. */
+static int setup_no_unlink(void **state)
+{
+    return setup_conf(state, "unlink_ms = 600000\n");
+}
+
+static int setup_max_conns(void **state)
+{
+    char text[64];
+    snprintf(text, sizeof text, "max_connections = %d\n", MAX_CONNS);
+    return setup_conf(state, text);
 }
 
 /* LOAD path; its reply's status (the message, if any, in msg). */
@@ -196,8 +210,53 @@ static void nofile_of(pid_t pid, uint64_t *soft, uint64_t *hard)
     *hard = strcmp(b, "unlimited") ? strtoull(b, NULL, 10) : UINT64_MAX;
 }
 
-/* Issue 17 item 1, the part that is fixed: elmd takes its hard open-file limit, so connections
- * beyond the soft limit it was started with no longer abort it (libzmq's EMFILE assertion). */
+/* 1 when sock gets a successful reply by the deadline end (td_now_ms), else 0. */
+static int answer(void *sock, int64_t end)
+{
+    zmq_pollitem_t it = {.socket = sock, .events = ZMQ_POLLIN};
+    int64_t left = end - td_now_ms();
+    static unsigned char in[ELM_PROTO_MAX_FRAME];
+    struct elm_proto_msg rep;
+    if (zmq_poll(&it, 1, left > 0 ? (long)left : 0) != 1)
+        return 0;
+    int got = zmq_recv(sock, in, sizeof in, 0);
+    return got > 0 && elm_proto_decode(in, (size_t)got, &rep, NULL) == 0 && rep.status == 0;
+}
+
+/* n connections of one context (each costs elmd a descriptor), each asking STATUS: how many
+ * were answered within wait_ms (one bound for all, so that a daemon that died, or refused
+ * connections, cost one wait, not n). one_by_one: each waits for its answer before the next
+ * connects (the daemon sees every connection before the next one). The sockets stay open, in
+ * socks. */
+static int storm(const char *dir, void *ctx, void **socks, int n, int wait_ms, bool one_by_one)
+{
+    struct elm_proto_buf b;
+    const void *frame;
+    size_t len;
+    char ep[200];
+    int zero = 0, answered = 0;
+    elm_proto_buf_init(&b);
+    elm_proto_begin(&b, ELM_PROTO_VERSION_MAX, ELM_CMD_STATUS, 0, 1);
+    assert_int_equal(elm_proto_finish(&b, &frame, &len), 0);
+    snprintf(ep, sizeof ep, "ipc://%s/control", dir);
+    int64_t end = td_now_ms() + wait_ms;
+    for (int i = 0; i < n; i++) {
+        socks[i] = zmq_socket(ctx, ZMQ_DEALER);
+        assert_non_null(socks[i]);
+        zmq_setsockopt(socks[i], ZMQ_LINGER, &zero, sizeof zero);
+        assert_int_equal(zmq_connect(socks[i], ep), 0);
+        assert_int_equal(zmq_send(socks[i], frame, len, 0), (int)len);
+        if (one_by_one)
+            answered += answer(socks[i], end);
+    }
+    for (int i = 0; i < n && !one_by_one; i++)
+        answered += answer(socks[i], end);
+    elm_proto_buf_fini(&b);
+    return answered;
+}
+
+/* Issue 17 item 1: elmd takes its hard open-file limit, so connections beyond the soft limit it
+ * was started with no longer abort it (libzmq's EMFILE assertion). */
 static void test_connections_beyond_soft_limit(void **state)
 {
     struct fx *f = *state;
@@ -219,38 +278,9 @@ static void test_connections_beyond_soft_limit(void **state)
     assert_int_equal(ts_open(&f->c, &good, getpid(), 0), 0);
     assert_int_equal(ts_prompt(&good, 1, PROMPT, 300, 0, 1), 0);
 
-    /* N_CONNS connections of one context (each costs elmd a descriptor), each asking STATUS. */
-    struct elm_proto_buf b;
-    const void *frame;
-    size_t len;
-    char ep[200];
-    elm_proto_buf_init(&b);
-    elm_proto_begin(&b, ELM_PROTO_VERSION_MAX, ELM_CMD_STATUS, 0, 1);
-    assert_int_equal(elm_proto_finish(&b, &frame, &len), 0);
-    snprintf(ep, sizeof ep, "ipc://%s/control", f->t.dir);
     void *ctx = zmq_ctx_new();
     static void *socks[N_CONNS];
-    int zero = 0, answered = 0;
-    for (int i = 0; i < N_CONNS; i++) {
-        socks[i] = zmq_socket(ctx, ZMQ_DEALER);
-        assert_non_null(socks[i]);
-        zmq_setsockopt(socks[i], ZMQ_LINGER, &zero, sizeof zero);
-        assert_int_equal(zmq_connect(socks[i], ep), 0);
-        assert_int_equal(zmq_send(socks[i], frame, len, 0), (int)len);
-    }
-    /* one bound for all: a daemon that died answers none, and that must not take 300 waits */
-    int64_t end = td_now_ms() + 60000;
-    for (int i = 0; i < N_CONNS; i++) {
-        zmq_pollitem_t it = {.socket = socks[i], .events = ZMQ_POLLIN};
-        int64_t left = end - td_now_ms();
-        static unsigned char in[ELM_PROTO_MAX_FRAME];
-        struct elm_proto_msg rep;
-        if (zmq_poll(&it, 1, left > 0 ? left : 0) == 1) {
-            int n = zmq_recv(socks[i], in, sizeof in, 0);
-            answered +=
-                n > 0 && elm_proto_decode(in, (size_t)n, &rep, NULL) == 0 && rep.status == 0;
-        }
-    }
+    int answered = storm(f->t.dir, ctx, socks, N_CONNS, 60000, false);
     int st = td_wait(f->t.pid, 0);
     print_message("%d of %d connections answered; elmd %s (wait status %d)\n", answered, N_CONNS,
                   st == -1 ? "alive" : "exited", st);
@@ -262,7 +292,48 @@ static void test_connections_beyond_soft_limit(void **state)
     for (int i = 0; i < N_CONNS; i++)
         zmq_close(socks[i]);
     zmq_ctx_term(ctx);
-    elm_proto_buf_fini(&b);
+}
+
+/* Issue 17 item 1: at max_connections elmd refuses new connections (their connect finds no
+ * socket) instead of running out of descriptors; the open ones, and a stream, go on; once
+ * connections close, new ones are accepted again. */
+static void test_connection_limit(void **state)
+{
+    struct fx *f = *state;
+    REQUIRE_DAEMON(f);
+    const char *model = elm_test_model_path(TD_MODEL);
+    static struct ts_result want, got;
+    struct ts good;
+    local_greedy(model, PROMPT, 300, &want);
+    assert_int_equal(ts_open(&f->c, &good, getpid(), 0), 0);
+    assert_int_equal(ts_prompt(&good, 1, PROMPT, 300, 0, 1), 0);
+
+    void *ctx = zmq_ctx_new();
+    static void *socks[2 * MAX_CONNS];
+    int answered = storm(f->t.dir, ctx, socks, 2 * MAX_CONNS, 10000, true);
+    int st = td_wait(f->t.pid, 0);
+    print_message("max_connections %d: %d of %d new connections answered; elmd %s\n", MAX_CONNS,
+                  answered, 2 * MAX_CONNS, st == -1 ? "alive" : "exited");
+    assert_int_equal(st, -1);
+    /* one by one, the daemon sees each before the next: none beyond the limit (which counts
+     * the fixture's own connection) is answered */
+    assert_true(answered <= MAX_CONNS);
+    assert_true(answered >= MAX_CONNS / 2);
+    /* the connection the test had before still works, and so does the stream */
+    assert_int_equal(tc_simple(&f->c, ELM_CMD_STATUS), 0);
+    assert_int_equal(ts_collect(&good, &got, 30000), 0);
+    assert_same(&got, &want);
+    assert_int_equal(ts_close(&f->c, &good), 0);
+
+    for (int i = 0; i < 2 * MAX_CONNS; i++)
+        zmq_close(socks[i]);
+    zmq_ctx_term(ctx);
+    /* closed: a new connection is accepted again (the bound only catches a daemon that never
+     * takes the socket back) */
+    struct tc c;
+    tc_open_path(&c, f->t.dir);
+    assert_int_equal(tc_simple(&c, ELM_CMD_STATUS), 0);
+    tc_close(&c);
 }
 
 int main(int argc, char **argv)
@@ -276,6 +347,7 @@ int main(int argc, char **argv)
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_connections_beyond_soft_limit, setup_low_nofile,
                                         fx_teardown),
+        cmocka_unit_test_setup_teardown(test_connection_limit, setup_max_conns, fx_teardown),
     };
     if (getenv("ELMD_TEST_FILTER"))
         cmocka_set_test_filter(getenv("ELMD_TEST_FILTER"));
