@@ -201,8 +201,17 @@ int elmd_control_open(struct elmd *d, char *err, size_t errlen)
 void elmd_control_close(struct elmd *d)
 {
     conn_accept_again(d);
-    if (d->conn_mon)
+    if (d->conn_mon) {
+        /* Stop the events, then read those in flight: libzmq leaks event messages (their
+         * endpoint strings) still queued when the socket is closed. */
+        zmq_socket_monitor(d->router, NULL, 0);
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        while (zmq_msg_recv(&m, d->conn_mon, ZMQ_DONTWAIT) >= 0)
+            ;
+        zmq_msg_close(&m);
         zmq_close(d->conn_mon);
+    }
     d->conn_mon = NULL;
     if (d->router)
         zmq_close(d->router);
