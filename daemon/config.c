@@ -50,6 +50,7 @@ void elmd_config_defaults(struct elmd_config *c)
     c->io_chunk_kib = 2048;
     c->drain_ms = 3000;
     c->unlink_ms = 5000;
+    c->max_connections = 512;
 }
 
 int64_t elmd_kv_pool_default(int max_sessions, int32_t ctx)
@@ -187,6 +188,8 @@ int elmd_config_set(struct elmd_config *c, const char *key, const char *v, char 
         bad = parse_int(v, 4, 65536, &x) || x % 4 || (c->io_chunk_kib = (int)x, 0);
     } else if (!strcmp(key, "drain_ms")) {
         bad = parse_int(v, 0, 3600000, &x) || (c->drain_ms = (int)x, 0);
+    } else if (!strcmp(key, "max_connections")) {
+        bad = parse_int(v, 4, 1000000, &x) || (c->max_connections = (int)x, 0);
     } else if (!strcmp(key, "unlink_ms")) {
         bad = parse_int(v, 100, 600000, &x) || (c->unlink_ms = (int)x, 0);
     } else {

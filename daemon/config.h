@@ -44,6 +44,8 @@ struct elmd_config {
     int io_depth;     /* reads in flight */
     int io_chunk_kib; /* bytes per read, KiB */
     int drain_ms;     /* on SIGTERM, how long running requests may finish */
+    /* control connections before new ones are refused (docs/daemon.md) */
+    int max_connections;
     int unlink_ms;    /* shm names are unlinked after this even without a confirm */
 };
 

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zmq.h>
@@ -84,6 +85,90 @@ static int open_router(struct elmd *d, const char *endpoint, void **out, char *e
     return 0;
 }
 
+/* ---- the connection limit ------------------------------------------------------------------
+ *
+ * Every ipc connection costs a descriptor, and libzmq aborts the process when an accept fails
+ * with EMFILE; it has no per-connection refusal on a ROUTER either. So elmd counts connections
+ * from the socket's monitor events and, at the limit, renames the socket file away: connect()
+ * then finds no socket, while the bound listener and every open connection stay as they are.
+ * The name comes back once enough connections closed. The limit is max_connections, and at
+ * most half the open-file limit, so the connections accepted before the rename takes effect
+ * (the event is asynchronous) and the sessions' own descriptors still fit.
+ */
+
+#define CONN_MON_EP "inproc://elmd-connections"
+
+static void conn_full_path(const struct elmd *d, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "%s.full", d->rd.sock_path);
+}
+
+static int conn_limit(const struct elmd *d)
+{
+    struct rlimit rl;
+    int lim = d->cfg.max_connections;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur / 2 < (rlim_t)lim)
+        lim = (int)(rl.rlim_cur / 2);
+    return lim;
+}
+
+static int open_conn_monitor(struct elmd *d, char *err, size_t errlen)
+{
+    int zero = 0;
+    char full[sizeof d->rd.sock_path + 8];
+    conn_full_path(d, full, sizeof full);
+    unlink(full); /* a previous daemon's, killed while refusing */
+    d->conn_mon = zmq_socket(d->zctx, ZMQ_PAIR);
+    if (!d->conn_mon || zmq_setsockopt(d->conn_mon, ZMQ_RCVHWM, &zero, sizeof zero) ||
+        zmq_socket_monitor(d->router, CONN_MON_EP, ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED) ||
+        zmq_connect(d->conn_mon, CONN_MON_EP)) {
+        int e = zmq_errno();
+        snprintf(err, errlen, "cannot watch the connections: %s", zmq_strerror(e));
+        return -e;
+    }
+    return 0;
+}
+
+/* Puts the socket's name back (at exit: so that it is removed like any other time). */
+static void conn_accept_again(struct elmd *d)
+{
+    char full[sizeof d->rd.sock_path + 8];
+    conn_full_path(d, full, sizeof full);
+    if (d->refusing && rename(full, d->rd.sock_path) == 0)
+        d->refusing = false;
+}
+
+/* Reads the monitor's events (two frames each: event + value, then the endpoint), counts the
+ * connections and applies the limit. */
+static void count_connections(struct elmd *d)
+{
+    zmq_msg_t m;
+    zmq_msg_init(&m);
+    while (zmq_msg_recv(&m, d->conn_mon, ZMQ_DONTWAIT) >= 0) {
+        uint16_t ev = 0;
+        if (zmq_msg_size(&m) >= sizeof ev)
+            memcpy(&ev, zmq_msg_data(&m), sizeof ev);
+        d->n_conns += ev == ZMQ_EVENT_ACCEPTED ? 1 : ev == ZMQ_EVENT_DISCONNECTED ? -1 : 0;
+        while (zmq_msg_more(&m) && zmq_msg_recv(&m, d->conn_mon, ZMQ_DONTWAIT) >= 0)
+            ;
+    }
+    zmq_msg_close(&m);
+    int limit = conn_limit(d);
+    char full[sizeof d->rd.sock_path + 8];
+    conn_full_path(d, full, sizeof full);
+    if (!d->refusing && d->n_conns >= limit) {
+        if (rename(d->rd.sock_path, full) == 0) {
+            d->refusing = true;
+            elm_warn("%d connections (limit %d): refusing new ones until some close", d->n_conns,
+                     limit);
+        }
+    } else if (d->refusing && d->n_conns < limit - limit / 8) {
+        conn_accept_again(d);
+        if (!d->refusing)
+            elm_info("%d connections: accepting new ones again", d->n_conns);
+    }
+}
+
 int elmd_control_open(struct elmd *d, char *err, size_t errlen)
 {
     d->sig_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -105,6 +190,8 @@ int elmd_control_open(struct elmd *d, char *err, size_t errlen)
         return rc;
     if ((rc = elmd_rundir_secure_socket(&d->rd)))
         return snprintf(err, errlen, "chmod %s: %s", d->rd.sock_path, strerror(-rc)), rc;
+    if ((rc = open_conn_monitor(d, err, errlen)))
+        return rc;
     if (d->cfg.endpoint[0] && (rc = open_router(d, d->cfg.endpoint, &d->router_tcp, err, errlen)))
         return rc;
     elm_info("listening on %s%s%s", ep, d->cfg.endpoint[0] ? " and " : "", d->cfg.endpoint);
@@ -113,6 +200,19 @@ int elmd_control_open(struct elmd *d, char *err, size_t errlen)
 
 void elmd_control_close(struct elmd *d)
 {
+    conn_accept_again(d);
+    if (d->conn_mon) {
+        /* Stop the events, then read those in flight: libzmq leaks event messages (their
+         * endpoint strings) still queued when the socket is closed. */
+        zmq_socket_monitor(d->router, NULL, 0);
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        while (zmq_msg_recv(&m, d->conn_mon, ZMQ_DONTWAIT) >= 0)
+            ;
+        zmq_msg_close(&m);
+        zmq_close(d->conn_mon);
+    }
+    d->conn_mon = NULL;
     if (d->router)
         zmq_close(d->router);
     if (d->router_tcp)
@@ -225,6 +325,7 @@ static void exit_now(struct elmd *d)
     for (struct elmd_session *s = d->sessions; s; s = s->next)
         if (!s->shm_unlinked)
             elm_shm_unlink(s->shm.name);
+    conn_accept_again(d);
     elmd_rundir_close(&d->rd);
     _exit(1);
 }
@@ -270,12 +371,13 @@ int elmd_control_run(struct elmd *d, void (*ready)(struct elmd *d, int rc, const
     if (!waiting_initial)
         ready(d, 0, NULL);
     for (;;) {
-        zmq_pollitem_t it[4 + ELMD_MAX_SESSIONS_LIMIT];
-        struct elmd_session *owner[4 + ELMD_MAX_SESSIONS_LIMIT] = {0};
+        zmq_pollitem_t it[5 + ELMD_MAX_SESSIONS_LIMIT];
+        struct elmd_session *owner[5 + ELMD_MAX_SESSIONS_LIMIT] = {0};
         int n = 0;
         it[n++] = (zmq_pollitem_t){.socket = d->router, .events = ZMQ_POLLIN};
         if (d->router_tcp)
             it[n++] = (zmq_pollitem_t){.socket = d->router_tcp, .events = ZMQ_POLLIN};
+        it[n++] = (zmq_pollitem_t){.socket = d->conn_mon, .events = ZMQ_POLLIN};
         int sig_i = n;
         it[n++] = (zmq_pollitem_t){.fd = d->sig_fd, .events = ZMQ_POLLIN};
         it[n++] = (zmq_pollitem_t){.fd = d->wake_fd, .events = ZMQ_POLLIN};
@@ -321,6 +423,7 @@ int elmd_control_run(struct elmd *d, void (*ready)(struct elmd *d, int rc, const
         for (int i = sig_i + 2; i < n; i++)
             if (it[i].revents & ZMQ_POLLIN)
                 client_died(d, owner[i]);
+        count_connections(d);
         serve_socket(d, d->router);
         if (d->router_tcp)
             serve_socket(d, d->router_tcp);

@@ -126,11 +126,15 @@ struct elmd {
     char **argv;
     uint64_t start_ns;
     struct elmd_rundir rd;
+    uint64_t shm_tag; /* names the session objects of this runtime dir (ipc/shm.h) */
 
     /* control thread */
     void *zctx, *router, *router_tcp;
-    int sig_fd;  /* eventfd: the signal handlers write it */
-    int wake_fd; /* eventfd: engine and loader tell control something happened */
+    void *conn_mon; /* PAIR receiving the ipc router's accept/disconnect events */
+    int n_conns;    /* ipc connections open now, from those events */
+    bool refusing;  /* the socket is renamed away: no new connection can reach it */
+    int sig_fd;     /* eventfd: the signal handlers write it */
+    int wake_fd;    /* eventfd: engine and loader tell control something happened */
     struct elmd_session *sessions;
     int n_sessions;
     uint64_t next_session_id;

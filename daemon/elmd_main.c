@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -27,6 +28,7 @@
 #include "daemon/lifecycle.h"
 #include "elm/status.h"
 #include "ipc/endpoint.h"
+#include "ipc/shm.h"
 
 static int g_ready_fd = -1; /* write end of the readiness pipe, background mode only */
 
@@ -236,6 +238,39 @@ static void stop_engine(struct elmd *d)
     elmd_model_destroy(&d->retired);
 }
 
+/* Every client connection costs a descriptor, and libzmq aborts the whole daemon when accepting
+ * one fails with EMFILE (issue 17: about 1,100 connections under systemd's soft limit of 1024).
+ * The hard limit is ours to take; whatever it is, the soft one is no reason to die sooner. */
+static void raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= rl.rlim_max)
+        return;
+    rlim_t old = rl.rlim_cur;
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+        elm_warn("cannot raise the open-file limit from %llu to %llu: %s", (unsigned long long)old,
+                 (unsigned long long)rl.rlim_max, strerror(errno));
+    else
+        elm_debug("open-file limit raised from %llu to %llu", (unsigned long long)old,
+                  (unsigned long long)rl.rlim_max);
+}
+
+/* Tags this daemon's session objects with its runtime directory and removes those a previous
+ * daemon of the directory left (killed before it could unlink them): holding the directory's
+ * lock, we know that daemon is gone; other users' and other directories' objects carry another
+ * uid or tag (ipc/shm.h). */
+static void sweep_shm(struct elmd *d)
+{
+    char real[PATH_MAX];
+    d->shm_tag = elm_shm_tag(realpath(d->rd.dir, real) ? real : d->rd.dir);
+    int n = elm_shm_sweep(d->shm_tag);
+    if (n < 0)
+        elm_warn("cannot look for stale session objects: %s", strerror(-n));
+    else if (n > 0)
+        elm_info("removed %d session object(s) a previous elmd of %s left", n, d->rd.dir);
+}
+
 int main(int argc, char **argv)
 {
     static struct elmd d; /* large (paths); static keeps it off the stack */
@@ -260,6 +295,7 @@ int main(int argc, char **argv)
     d.cfg.use_syslog = use_syslog;
     if (!d.cfg.foreground)
         daemonize();
+    raise_nofile();
     /* Everything we create (socket, pid file, lock file) is ours alone unless stated. */
     umask(077);
     d.start_ns = elmd_now_ns();
@@ -273,6 +309,7 @@ int main(int argc, char **argv)
         fatal("%s", err);
     if ((rc = elmd_rundir_write_pid(&d.rd)))
         fatal("cannot write the pid file: %s", strerror(-rc));
+    sweep_shm(&d);
     if (elmd_stats_init(&d.st) || pthread_mutex_init(&d.lock, NULL))
         fatal("out of memory");
     elmd_publish_knobs(&d);

@@ -77,7 +77,7 @@ int elmd_session_create(struct elmd *d, const struct elmd_model *m, int32_t n_ct
             goto fail;
         }
     }
-    if ((rc = elm_shm_create(&s->shm, size))) {
+    if ((rc = elm_shm_create_tagged(&s->shm, size, d->shm_tag))) {
         snprintf(err, errlen, "cannot create the session region: %s", elm_strerror(rc));
         goto fail;
     }

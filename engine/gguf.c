@@ -726,16 +726,48 @@ int elm_gguf_open_fd(int fd, const char *path, struct elm_gguf **out, char *err,
     return 0;
 }
 
+int elm_gguf_open_file(const char *path, char *err, size_t errlen)
+{
+    if (!err)
+        errlen = 0;
+    /* O_NONBLOCK: opening a FIFO for reading waits for a writer (forever, if none comes), and a
+     * device's open may wait too. Regular files ignore the flag; it is cleared once the file is
+     * known to be one, so no later read sees EAGAIN. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+    int rc = 0;
+    struct stat st;
+    if (fd < 0) {
+        rc = -errno;
+        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(-rc));
+        return rc;
+    }
+    if (fstat(fd, &st) != 0) {
+        rc = -errno;
+        snprintf(err, errlen, "%s: cannot stat: %s", path, strerror(-rc));
+    } else if (!S_ISREG(st.st_mode)) {
+        rc = S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
+        snprintf(err, errlen, "%s: not a regular file", path);
+    } else {
+        int fl = fcntl(fd, F_GETFL);
+        if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0) {
+            rc = -errno;
+            snprintf(err, errlen, "%s: cannot clear O_NONBLOCK: %s", path, strerror(-rc));
+        }
+    }
+    if (rc) {
+        close(fd);
+        return rc;
+    }
+    return fd;
+}
+
 int elm_gguf_open(const char *path, struct elm_gguf **out, char *err, size_t errlen)
 {
     if (!err)
         errlen = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        int rc = -errno;
-        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(-rc));
-        return rc;
-    }
+    int fd = elm_gguf_open_file(path, err, errlen);
+    if (fd < 0)
+        return fd;
     int rc = elm_gguf_open_fd(fd, path, out, err, errlen);
     close(fd); /* the mapping keeps the file alive */
     return rc;

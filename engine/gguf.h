@@ -89,6 +89,11 @@ struct elm_gguf {
  * message naming the problem into err (if errlen > 0); *out is untouched. */
 int elm_gguf_open(const char *path, struct elm_gguf **out, char *err, size_t errlen);
 
+/* Opens PATH read-only for elm_gguf_open_fd, refusing anything but a regular file without
+ * blocking (a FIFO with no writer would hang open() forever). Returns the descriptor (the caller
+ * closes it) or -errno with a message naming the file in err. */
+int elm_gguf_open_file(const char *path, char *err, size_t errlen);
+
 /* The same on a file the caller opened (and still owns: fd may be closed afterwards, the mapping
  * keeps the file alive). path only names the file in messages. */
 int elm_gguf_open_fd(int fd, const char *path, struct elm_gguf **out, char *err, size_t errlen);

@@ -331,9 +331,9 @@ int elm_loader_load(const char *path, const struct elm_load_params *p, struct el
     struct elm_residency res = {0};
     struct elm_gguf *g = NULL;
     struct elm_model *m = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = elm_gguf_open_file(path, err, errlen);
     if (fd < 0)
-        return elm_errf(err, errlen, -errno, "%s: cannot open: %s", path, strerror(errno));
+        return fd;
     int rc = elm_gguf_open_fd(fd, path, &g, err, errlen);
     /* An architecture elm cannot run is refused before a byte of weights is read; the tensors'
      * names, shapes and types are checked when the model is built on the resident copy (and a

@@ -3,6 +3,7 @@
  * See shm.h for the threat model. The file descriptor is closed as soon as the mapping exists:
  * the mapping keeps the object alive, and neither side needs the descriptor afterwards.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
@@ -15,9 +16,12 @@
 
 #include "ipc/shm.h"
 
+/* where glibc's shm_open keeps the objects on Linux */
+#define SHM_DIR      "/dev/shm"
 #define NAME_PREFIX  "/elm-"
 #define RANDOM_BYTES 16 /* 128 bits: unguessable, and collisions never happen in practice */
 #define CREATE_TRIES 4  /* EEXIST retries; reaching the limit means something is very wrong */
+#define TAG_BYTES    8  /* of the 16: a tagged name keeps 64 random bits, still unguessable */
 
 /* ---------------------------------------------------------------------------------------------
  * Names
@@ -53,10 +57,21 @@ static uint64_t name_uid(const char *name)
     return uid;
 }
 
-static int random_name(char name[ELM_SHM_NAME_MAX])
+/* "/elm-<euid>-" plus the 16 hex digits of tag: the start of every name elm_shm_create_tagged
+ * gives with that tag. Returns its length. */
+static int tag_prefix(char *buf, size_t cap, uint64_t tag)
+{
+    return snprintf(buf, cap, NAME_PREFIX "%u-%016llx", (unsigned)geteuid(),
+                    (unsigned long long)tag);
+}
+
+/* tag_bytes of the name's 16 random bytes are replaced by the tag's (0 or TAG_BYTES). */
+static int random_name(char name[ELM_SHM_NAME_MAX], uint64_t tag, size_t tag_bytes)
 {
     unsigned char rnd[RANDOM_BYTES];
-    size_t got = 0;
+    size_t got = tag_bytes;
+    for (size_t i = 0; i < tag_bytes; i++)
+        rnd[i] = (unsigned char)(tag >> (8 * (TAG_BYTES - 1 - i)));
     while (got < sizeof rnd) {
         /* Blocks only until the kernel's pool is initialised at boot; EINTR is retried. */
         ssize_t n = getrandom(rnd + got, sizeof rnd - got, 0);
@@ -86,14 +101,14 @@ static int map_fd(int fd, size_t size, void **base)
     return 0;
 }
 
-int elm_shm_create(struct elm_shm *out, size_t size)
+static int create(struct elm_shm *out, size_t size, uint64_t tag, size_t tag_bytes)
 {
     if (!out || size == 0 || size > ELM_SHM_MAX_SIZE)
         return -EINVAL;
     char name[ELM_SHM_NAME_MAX];
     int fd = -1, rc;
     for (int tries = 0; fd < 0; tries++) {
-        rc = random_name(name);
+        rc = random_name(name, tag, tag_bytes);
         if (rc < 0)
             return rc;
         fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL, 0600);
@@ -120,6 +135,16 @@ fail_unlink:
     shm_unlink(name);
     close(fd);
     return rc;
+}
+
+int elm_shm_create(struct elm_shm *out, size_t size)
+{
+    return create(out, size, 0, 0);
+}
+
+int elm_shm_create_tagged(struct elm_shm *out, size_t size, uint64_t tag)
+{
+    return create(out, size, tag, TAG_BYTES);
 }
 
 int elm_shm_share(const struct elm_shm *s, gid_t gid)
@@ -185,4 +210,45 @@ int elm_shm_unlink(const char *name)
     if (!elm_shm_name_is_valid(name))
         return -EINVAL;
     return shm_unlink(name) < 0 ? -errno : 0;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Tags: recognising what a previous daemon left
+ */
+
+uint64_t elm_shm_tag(const char *key)
+{
+    /* FNV-1a: stable across builds and machines, which is all a tag needs. */
+    uint64_t h = 0xcbf29ce484222325u;
+    for (const unsigned char *p = (const unsigned char *)key; *p; p++)
+        h = (h ^ *p) * 0x100000001b3u;
+    return h;
+}
+
+int elm_shm_sweep(uint64_t tag)
+{
+    char prefix[ELM_SHM_NAME_MAX];
+    int plen = tag_prefix(prefix, sizeof prefix, tag);
+    DIR *dir = opendir(SHM_DIR);
+    if (!dir)
+        return -errno;
+    int removed = 0;
+    struct dirent *e;
+    while ((e = readdir(dir)) != NULL) {
+        char name[ELM_SHM_NAME_MAX];
+        /* prefix starts with '/', directory entries do not */
+        if (strncmp(e->d_name, prefix + 1, (size_t)plen - 1) != 0 ||
+            snprintf(name, sizeof name, "/%s", e->d_name) >= (int)sizeof name ||
+            !elm_shm_name_is_valid(name))
+            continue;
+        struct stat st;
+        /* Ours by name and by owner: never another user's object, whatever its name says. */
+        if (fstatat(dirfd(dir), e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode) ||
+            st.st_uid != geteuid())
+            continue;
+        if (shm_unlink(name) == 0)
+            removed++;
+    }
+    closedir(dir);
+    return removed;
 }

@@ -3,7 +3,8 @@
  * The daemon creates one object per session (elm_shm_create), initialises the layout in it
  * (ipc/session_shm.h) and sends its name to the client over the control socket; the client maps
  * it with elm_shm_open. The name is the only capability: it is "/elm-<uid>-<32 hex digits>",
- * with 128 bits from getrandom(), so no other process can guess it, and the object is created
+ * with 128 bits from getrandom() (64 when the daemon puts its tag in the first half:
+ * elm_shm_create_tagged), so no other process can guess it, and the object is created
  * with O_EXCL and mode 0600, so nobody can plant an object under that name in advance or open
  * it as another user (a daemon configured with a group gives it to that group, 0660:
  * elm_shm_share). The client still checks what it opened: a regular object, of exactly the size
@@ -11,7 +12,8 @@
  *
  * Lifetime: the name should be unlinked (elm_shm_unlink) as soon as the client has mapped it or
  * the session is closed; the mappings stay valid until elm_shm_close. An object left by a
- * crashed daemon stays in /dev/shm until unlinked.
+ * crashed daemon stays in /dev/shm until the next daemon of the same runtime directory starts
+ * (elm_shm_sweep).
  *
  * KNOWN LIMIT (SIGBUS): a process that can open the object read-write can also ftruncate() it;
  * the other process then gets SIGBUS when it touches the mapping beyond the new end. POSIX shm
@@ -26,6 +28,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #define ELM_SHM_NAME_MAX 64                /* bytes including the NUL; names use 49 at most */
@@ -43,6 +46,21 @@ struct elm_shm {
  * another -errno from shm_open/ftruncate/mmap/getrandom. *out is written only on success; on
  * failure no object is left behind. The caller unlinks the name when the peer has mapped it. */
 int elm_shm_create(struct elm_shm *out, size_t size);
+
+/* The same, with a name whose first 16 hex digits are tag (the other 16 stay random: 64 bits
+ * nobody can guess): the daemon tags its objects with its runtime directory (elm_shm_tag), so a
+ * later daemon that holds that directory's lock can find and remove what a killed one left
+ * (elm_shm_sweep). */
+int elm_shm_create_tagged(struct elm_shm *out, size_t size, uint64_t tag);
+
+/* A tag for elm_shm_create_tagged: a 64-bit hash of key (the runtime directory's path). */
+uint64_t elm_shm_tag(const char *key);
+
+/* Unlinks every object in /dev/shm whose name is valid, carries the effective uid and tag, and
+ * that is a regular object owned by the effective user. Only for a caller that knows no live
+ * process uses those names (the daemon holding its runtime directory's lock). Returns how many
+ * were removed, or -errno when /dev/shm cannot be read. */
+int elm_shm_sweep(uint64_t tag);
 
 /* Gives the object to group gid, mode 0660: a daemon configured with a group lets its members'
  * processes map their sessions (the client then checks the daemon's uid, not its own). The
