@@ -6,16 +6,23 @@
 # QEMU_CPU=max emulates a core with dotprod and i8mm, so test_simd runs all three ARM variants
 # (neon, dotprod, i8mm) against the reference, bit for bit.
 # What runs, and what is left out (measured with qemu-aarch64 7.2, Debian 12; docs/arm64.md):
-#  - runs: test_simd (every ARM variant, every type and operation), test_proto, test_vocab,
-#    test_shm: about 2 minutes.
-#  - left out: every test that loads a model and runs the engine (test_model, test_sampler,
-#    test_kv, test_batch), forks (test_quant, test_ring, test_session_shm) or starts elmd
-#    (integration): under this qemu they hang, busy and without system calls, in glibc's
-#    pthread mutex code (elmd: when libzmq creates its first thread), and run into their
-#    timeouts; under QEMU_STRACE=1 elmd starts, loads stories260K through the pread fallback
-#    (io_uring is ENOSYS under qemu-user) and serves, so the cause is the emulator's, not found
-#    yet. test_zoo (24 files x 4 variants) would not fit the budget anyway; test_gguf fails on
-#    x86 too (ggml-vocab-dbrx.gguf: duplicate key). bench: timings under emulation mean nothing.
+#  - runs: the engine on real files (test_model's golden ids and test_zoo/test_zoo2 under every
+#    ARM variant, test_sampler, test_kv, test_batch, test_gguf*, test_loader, test_vocab), the
+#    kernels (test_simd, test_quant), ipc (test_fields, test_proto, test_shm, test_session_shm),
+#    the daemon's units, and elmd started under the emulator (test_client_fake, test_elmd_basic,
+#    test_elmd_fuzz).
+#  - left out, for a limit of the emulator as far as known: test_ops (its override case
+#    re-executes /proc/self/exe, a foreign binary to the host kernel: no binfmt_misc here),
+#    test_client_daemon, test_client_cli, test_elmctl_local, test_elmd_batching (they exec elmd
+#    or elmctl directly or through a shell, not through ELM_TEST_EMULATOR), test_elmd_residency
+#    (qemu-user refuses MAP_HUGETLB, EINVAL, and has no io_uring: its hugetlb and O_DIRECT +
+#    io_uring cases expect both), test_ring (test_multi_ring_wait), test_elmd_kvpool
+#    (test_exhaustion, then SIGALRM at 300 s) and test_elmd_sessions
+#    (test_slow_reader_pauses_only_itself): in all three a wait across processes returns
+#    -ETIMEDOUT under qemu; not investigated yet (emulator or ring: unknown), bench (timings under emulation mean nothing,
+#    and it runs elm-bench through a shell).
+# Threads and forks used to hang here: qemu must run the multiarch glibc (QEMU_LD_PREFIX=/),
+# never the cross sysroot's ld.so with the multiarch libc.so.6 (cmake/aarch64-linux-gnu.cmake).
 # ELM_ARM64_TESTS overrides the selection (e.g. ELM_ARM64_TESTS="-L integration"). Extra
 # arguments go to ctest.
 set -euo pipefail
@@ -23,16 +30,19 @@ cd "$(dirname "$0")/.."
 scripts/deps-arm64.sh
 export ELM_MODELS_DIR=${ELM_MODELS_DIR:-$(cd .. && pwd)/shared/models}
 export QEMU_CPU=${QEMU_CPU:-max}
-# processes the tests start (elmd) find the arm64 loader and libraries here, and are run by
-# the emulator (tests/integration/test_elmd_util.h): the host kernel has no binfmt_misc entry
-export QEMU_LD_PREFIX=/usr/aarch64-linux-gnu
+# processes the tests start (elmd) are run by the emulator (tests/common/elmd_fixture.c): the
+# host kernel has no binfmt_misc entry. "/" = the multiarch arm64 ld.so and libraries, the same
+# glibc build throughout (the toolchain file's -L / for the tests themselves)
+export QEMU_LD_PREFIX=/
 export ELM_TEST_EMULATOR=${ELM_TEST_EMULATOR:-$(command -v qemu-aarch64-static)}
 start=$(date +%s)
 cmake -S . -B build/arm64 -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_TOOLCHAIN_FILE=cmake/aarch64-linux-gnu.cmake >/dev/null
 cmake --build build/arm64 -j"$(nproc)"
 built=$(date +%s)
-read -r -a sel <<<"${ELM_ARM64_TESTS:--R ^test_(simd|proto|vocab|shm)$}"
+out="ops|ring|client_daemon|client_cli|elmctl_local|elmd_batching|elmd_residency|elmd_kvpool"
+out+="|elmd_sessions|bench"
+read -r -a sel <<<"${ELM_ARM64_TESTS:--E ^test_($out)$}"
 status=0
 (cd build/arm64 && ctest --output-on-failure -j2 "${sel[@]}" "$@") || status=1
 end=$(date +%s)
