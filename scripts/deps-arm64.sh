@@ -3,7 +3,7 @@
 # multiarch): the aarch64 cross compiler, qemu's user-mode emulator, and the arm64 builds of the
 # libraries elm links. Safe to run again: it installs nothing when everything is there.
 set -euo pipefail
-pkgs=(gcc-aarch64-linux-gnu qemu-user-static libzmq3-dev:arm64 liburing-dev:arm64
+pkgs=(gcc-aarch64-linux-gnu qemu-user-static libc6:arm64 libzmq3-dev:arm64 liburing-dev:arm64
       libcmocka-dev:arm64 libgomp1:arm64)
 sudo=""
 [ "$(id -u)" -ne 0 ] && sudo="sudo"

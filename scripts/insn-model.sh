@@ -26,7 +26,7 @@ harness aarch64-linux-gnu-gcc build/arm64 "$tmp/arm"
 count() { # $1 = emulator, $2 = cpu, $3 = binary, $4... = args
   local emu=$1 cpu=$2 bin=$3
   shift 3
-  QEMU_LD_PREFIX=/usr/aarch64-linux-gnu "$emu" -cpu "$cpu" -d in_asm,exec,nochain -D "$tmp/log" \
+  QEMU_LD_PREFIX=/ "$emu" -cpu "$cpu" -d in_asm,exec,nochain -D "$tmp/log" \
     "$bin" "$@" 2>/dev/null
   awk '
     /^IN:/ { inb = 1; pc = ""; next }
