@@ -160,7 +160,9 @@ int cli_read_text(const char *file, int argc, char **argv, char **text, size_t *
         *text = strdup(argv[0]);
         return *text ? 0 : cli_fail("out of memory");
     }
-    if (argc || !isatty(0))
+    /* stdin counts when it is open and not a terminal: a program started with fd 0 closed gets
+     * the empty text, as with a terminal */
+    if (argc || (!isatty(0) && fcntl(0, F_GETFD) != -1))
         return read_file("-", text, len);
     *given = false;
     *len = 0;
