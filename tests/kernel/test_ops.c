@@ -72,20 +72,19 @@ static void mix_all(const struct elm_kernels *k, enum elm_type t, int64_t n, int
     free(lanes);
 }
 
-static void test_ops_math(void **state)
+/* Sizes of the op checks: rows of MATH_N, heads of MATH_HD, MATH_NPOS cached positions
+ * MATH_STRIDE floats apart. */
+enum { MATH_N = 768, MATH_HD = 64, MATH_NPOS = 100, MATH_STRIDE = 128 };
+
+static void check_rmsnorm_rope(const struct elm_kernels *k, float *x, float *g, float *y)
 {
-    (void)state;
-    const struct elm_kernels *k = &elm_kernels_ref;
-    enum { N = 768, HD = 64, NPOS = 100, STRIDE = 128 };
-    float *x = elm_test_xmalloc(N * sizeof *x), *g = elm_test_xmalloc(N * sizeof *g),
-          *y = elm_test_xmalloc(N * sizeof *y);
     double worst;
 
     /* rmsnorm: the sum of squares (u, halved by the square root), the mean's rounding and
      * + eps (u each, halved), sqrtf, the division and the two products: 5.5 u, within gamma(6);
      * the double sum's roundings and eps's float rounding are below 2^-40 */
-    elm_test_fill_normal(x, N, 11);
-    elm_test_fill_normal(g, N, 12);
+    elm_test_fill_normal(x, MATH_N, 11);
+    elm_test_fill_normal(g, MATH_N, 12);
     k->rmsnorm(y, x, g, 256, 1e-5f);
     double ss = 0;
     for (int i = 0; i < 256; i++)
@@ -103,26 +102,26 @@ static void test_ops_math(void **state)
      * (measured here against the exact ratio, libm's figure, not elm's), and cosf/sinf add at
      * most an ulp of a value <= 1 (2^-23); the rotation rounds a product and a fused
      * multiply-add: gamma(2) of |x0 c| + |x1 s| */
-    const double ratio = pow(10000.0, -2.0 / HD);
-    const double pow_err = fabs(powf(10000.0f, -2.0f / HD) - ratio) / ratio;
-    float cs[HD];
+    const double ratio = pow(10000.0, -2.0 / MATH_HD);
+    const double pow_err = fabs(powf(10000.0f, -2.0f / MATH_HD) - ratio) / ratio;
+    float cs[MATH_HD];
     const int32_t pos = 1000;
     for (int neox = 0; neox < 2; neox++) {
-        k->rope_table(cs, HD, pos, 10000.0f, 1.0f);
+        k->rope_table(cs, MATH_HD, pos, 10000.0f, 1.0f);
         worst = 0;
-        for (int i = 0; i < HD / 2; i++) {
-            double th = pos * pow(10000.0, -2.0 * i / HD);
+        for (int i = 0; i < MATH_HD / 2; i++) {
+            double th = pos * pow(10000.0, -2.0 * i / MATH_HD);
             double bound = th * (gamma_n(i) + 1.01 * i * pow_err) + 0x1p-23;
             double e = fmax(fabs(cs[2 * i] - cos(th)), fabs(cs[2 * i + 1] - sin(th)));
             worst = fmax(worst, e);
             assert_true(e <= bound);
         }
-        elm_test_fill_normal(x, HD, 13);
-        memcpy(y, x, HD * sizeof *y);
-        k->rope(y, HD, cs, neox);
+        elm_test_fill_normal(x, MATH_HD, 13);
+        memcpy(y, x, MATH_HD * sizeof *y);
+        k->rope(y, MATH_HD, cs, neox);
         double err = 0;
-        for (int i = 0; i < HD / 2; i++) {
-            int a = neox ? i : 2 * i, b = neox ? i + HD / 2 : 2 * i + 1;
+        for (int i = 0; i < MATH_HD / 2; i++) {
+            int a = neox ? i : 2 * i, b = neox ? i + MATH_HD / 2 : 2 * i + 1;
             double c = cs[2 * i], sn = cs[2 * i + 1];
             double mag = fabs(x[a] * c) + fabs(x[b] * sn), mag2 = fabs(x[a] * sn) + fabs(x[b] * c);
             double ea = fabs(y[a] - (x[a] * c - x[b] * sn)) / mag;
@@ -136,12 +135,17 @@ static void test_ops_math(void **state)
                       worst, err, gamma_n(2));
         assert_true(err <= gamma_n(2));
     }
+}
+
+static void check_softmax_silu(const struct elm_kernels *k, float *x, float *g, float *y)
+{
+    double worst;
 
     /* softmax: each e_i = exp(x_i - mx) errs by EXP_ERR plus u |x_i - mx| (the subtraction's
      * rounding, moved through exp); the sum of positive terms by the largest of those plus 4
      * rounds of the 16-lane fold (the block sums are added in double, below 2^-40); then
      * 1 / sum and the product: gamma(2) */
-    for (int n = 1; n <= NPOS; n += 33) {
+    for (int n = 1; n <= MATH_NPOS; n += 33) {
         elm_test_fill_normal(x, n, 14 + n);
         for (int i = 0; i < n; i++)
             x[i] *= 4.0f;
@@ -168,7 +172,7 @@ static void test_ops_math(void **state)
     /* silu_mul over a row of 768 (all in blocks of 16) and one of 20 (a tail through libm's
      * expf, within the same 2 ulp): exp's error (which 1 + e can only shrink), then 1 + e, the
      * division and the product, gamma(3) */
-    for (int n = N; n > 0; n = n == N ? 20 : 0) {
+    for (int n = MATH_N; n > 0; n = n == MATH_N ? 20 : 0) {
         elm_test_fill_normal(x, n, 15);
         elm_test_fill_normal(g, n, 16);
         for (int i = 0; i < n; i++)
@@ -184,7 +188,10 @@ static void test_ops_math(void **state)
         print_message("silu_mul  n=%3d worst rel. error %.2e (bound %.2e)\n", n, worst, bound);
         assert_true(worst <= bound);
     }
+}
 
+static void check_kv(const struct elm_kernels *k)
+{
     /* kv_dot: F32 rows of 64 (the vector loop only), 80 and 135 (tails); F16 rows. Error
      * relative to sum |k q|. F32: n / 64 fused steps per lane, 2 + 4 folding rounds, then the
      * tail's n % 64 additions (a product and an add each): gamma(n / 64 + n % 64 + 8). F16
@@ -214,25 +221,26 @@ static void test_ops_math(void **state)
     }
     free(kq);
 
-    /* kv_mix over NPOS positions of a cache with rows of STRIDE floats; weights from a softmax.
-     * F16: the weights are rounded to half first, as the kernel documents. Error relative to
-     * sum |w v|: each lane a fused chain of ceil(NPOS / 16) steps, then 4 folding rounds (the
-     * products of halves are exact, F32's are fused) */
-    float *v = elm_test_xmalloc(NPOS * STRIDE * sizeof *v), *w = elm_test_xmalloc(NPOS * sizeof *w);
-    float out32[HD], out16[HD];
-    elm_test_fill_normal(v, NPOS * STRIDE, 18);
-    elm_test_fill_normal(w, NPOS, 19);
-    k->softmax(w, NPOS);
-    uint16_t *vh = to_half(v, NPOS * STRIDE);
-    mix_all(k, ELM_TYPE_F32, NPOS, HD, out32, w, v + 8, STRIDE, 4);
-    mix_all(k, ELM_TYPE_F16, NPOS, HD, out16, w, vh + 8, STRIDE, 2);
+    /* kv_mix over MATH_NPOS positions of a cache with rows of MATH_STRIDE floats; weights from a
+     * softmax. F16: the weights are rounded to half first, as the kernel documents. Error relative
+     * to sum |w v|: each lane a fused chain of ceil(MATH_NPOS / 16) steps, then 4 folding rounds
+     * (the products of halves are exact, F32's are fused) */
+    float *v = elm_test_xmalloc(MATH_NPOS * MATH_STRIDE * sizeof *v),
+          *w = elm_test_xmalloc(MATH_NPOS * sizeof *w);
+    float out32[MATH_HD], out16[MATH_HD];
+    elm_test_fill_normal(v, MATH_NPOS * MATH_STRIDE, 18);
+    elm_test_fill_normal(w, MATH_NPOS, 19);
+    k->softmax(w, MATH_NPOS);
+    uint16_t *vh = to_half(v, MATH_NPOS * MATH_STRIDE);
+    mix_all(k, ELM_TYPE_F32, MATH_NPOS, MATH_HD, out32, w, v + 8, MATH_STRIDE, 4);
+    mix_all(k, ELM_TYPE_F16, MATH_NPOS, MATH_HD, out16, w, vh + 8, MATH_STRIDE, 2);
     double w32 = 0, w16 = 0;
-    for (int d = 0; d < HD; d++) {
+    for (int d = 0; d < MATH_HD; d++) {
         double e32 = 0, m32 = 0, e16 = 0, m16 = 0;
-        for (int p = 0; p < NPOS; p++) {
-            double a = (double)w[p] * v[p * STRIDE + 8 + d];
+        for (int p = 0; p < MATH_NPOS; p++) {
+            double a = (double)w[p] * v[p * MATH_STRIDE + 8 + d];
             double b = (double)elm_fp16_to_f32(elm_f32_to_fp16(w[p])) *
-                       elm_fp16_to_f32(vh[p * STRIDE + 8 + d]);
+                       elm_fp16_to_f32(vh[p * MATH_STRIDE + 8 + d]);
             e32 += a;
             m32 += fabs(a);
             e16 += b;
@@ -241,12 +249,23 @@ static void test_ops_math(void **state)
         w32 = fmax(w32, fabs(out32[d] - e32) / m32);
         w16 = fmax(w16, fabs(out16[d] - e16) / m16);
     }
-    const double bmix = gamma_n((NPOS + 15) / 16 + 4);
+    const double bmix = gamma_n((MATH_NPOS + 15) / 16 + 4);
     print_message("kv_mix    f32 %.2e f16 %.2e (bound %.2e)\n", w32, w16, bmix);
     assert_true(w32 <= bmix && w16 <= bmix);
     free(vh);
     free(v);
     free(w);
+}
+
+static void test_ops_math(void **state)
+{
+    (void)state;
+    const struct elm_kernels *k = &elm_kernels_ref;
+    float *x = elm_test_xmalloc(MATH_N * sizeof *x), *g = elm_test_xmalloc(MATH_N * sizeof *g),
+          *y = elm_test_xmalloc(MATH_N * sizeof *y);
+    check_rmsnorm_rope(k, x, g, y);
+    check_softmax_silu(k, x, g, y);
+    check_kv(k);
     free(x);
     free(g);
     free(y);
