@@ -44,24 +44,28 @@ int cli_connect_fail(const char *runtime_dir, int rc)
     }
 }
 
+bool cli_daemon_opt(int c)
+{
+    if (c == 'D')
+        cli_runtime_dir = optarg;
+    else if (c == 'j')
+        cli_json = true;
+    return c == 'D' || c == 'j';
+}
+
 int cli_parse_daemon_opts(int argc, char **argv, const char *usage, int min_pos, int max_pos)
 {
     static const struct option lo[] = {
-        {"runtime-dir", required_argument, 0, 'D'},
-        CLI_OPT_JSON,
+        CLI_OPTS_DAEMON,
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+        if (cli_daemon_opt(c))
+            continue;
         switch (c) {
-        case 'D':
-            cli_runtime_dir = optarg;
-            break;
-        case 'j':
-            cli_json = true;
-            break;
         case 'h':
             fputs(usage, stdout);
             return -1;

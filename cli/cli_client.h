@@ -3,6 +3,7 @@
 #ifndef ELM_CLI_CLIENT_H
 #define ELM_CLI_CLIENT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "elm/client.h"
@@ -16,6 +17,11 @@ int cli_connect_fail(const char *runtime_dir, int rc);
  * Returns 0 with the positional arguments from argv[optind] (between min_pos and max_pos of
  * them), -1 after --help (exit 0), or 2 (usage error, printed). */
 int cli_parse_daemon_opts(int argc, char **argv, const char *usage, int min_pos, int max_pos);
+/* The long options every daemon subcommand takes (before its own help row), and the getopt
+ * cases they set: cli_daemon_opt(c) applies 'D' (--runtime-dir) and 'j' (--json) and says
+ * whether c was one of them. */
+#define CLI_OPTS_DAEMON {"runtime-dir", required_argument, 0, 'D'}, CLI_OPT_JSON
+bool cli_daemon_opt(int c);
 /* Prints "elmctl: what: <the daemon's message or elm_strerror(rc)>"; returns 1. c may be
  * NULL. */
 int cli_client_fail(const elm_client *c, int rc, const char *what);

@@ -125,8 +125,7 @@ int cli_cmd_load(int argc, char **argv)
     static const struct option lo[] = {
         {"ctx", required_argument, 0, 'c'},
         {"threads", required_argument, 0, 'T'},
-        {"runtime-dir", required_argument, 0, 'D'},
-        CLI_OPT_JSON,
+        CLI_OPTS_DAEMON,
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -139,6 +138,8 @@ int cli_cmd_load(int argc, char **argv)
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+        if (cli_daemon_opt(c))
+            continue;
         switch (c) { /* from 1: the wire's 0 is "elmd's setting"; up to the request's bound */
         case 'c':
             if (!cli_int("--ctx", optarg, 1, load_max(ELM_TAG_N_CTX), &ctx))
@@ -147,12 +148,6 @@ int cli_cmd_load(int argc, char **argv)
         case 'T':
             if (!cli_int("--threads", optarg, 1, load_max(ELM_TAG_N_THREADS), &threads))
                 return CLI_USAGE;
-            break;
-        case 'D':
-            cli_runtime_dir = optarg;
-            break;
-        case 'j':
-            cli_json = true;
             break;
         case 'h':
             fputs(usage, stdout);
