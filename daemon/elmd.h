@@ -187,8 +187,6 @@ void elmd_session_free_queue(struct elmd_session *s);
 /* The largest context a session on m may ask for: the default, or the model's training
  * context when larger. */
 int32_t elmd_ctx_cap(const struct elmd_model *m, int32_t default_ctx);
-/* The default context of sessions on m: elm_model_ctx_default (engine/model.h). */
-int32_t elmd_ctx_default(const struct elmd_model *m, int32_t configured);
 
 uint64_t elmd_now_ns(void);
 

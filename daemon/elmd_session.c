@@ -24,11 +24,6 @@ uint64_t elmd_now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-int32_t elmd_ctx_default(const struct elmd_model *m, int32_t configured)
-{
-    return elm_model_ctx_default(m->m, configured);
-}
-
 int32_t elmd_ctx_cap(const struct elmd_model *m, int32_t default_ctx)
 {
     /* Bounded: a client asking for a 128k context on a long-context model would take

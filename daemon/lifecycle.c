@@ -139,7 +139,7 @@ int elmd_finish_load(struct elmd *d)
     }
     int32_t ctx = 0;
     if (L->rc == 0) {
-        ctx = elmd_ctx_default(L->result, L->ctx ? L->ctx : d->cfg.ctx);
+        ctx = elm_model_ctx_default(L->result->m, L->ctx ? L->ctx : d->cfg.ctx);
         L->rc = make_kv_pool(d, L->result, &ctx, L->err, sizeof L->err);
         if (L->rc)
             elmd_model_destroy(&L->result);
