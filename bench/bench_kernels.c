@@ -259,10 +259,23 @@ static int bench_decode(const struct bench_opts *o, const char *path, const uint
 
 /* ---- --plot ---------------------------------------------------------------------------------- */
 
+enum { MAX_VARIANTS = 4 }; /* built into one architecture: ref, avx2, avx512 / neon, dotprod, i8mm */
+
+/* The kernel variants built in, reference first (the dispatch table lists them best first). */
+static int built_variants(const char *out[MAX_VARIANTS])
+{
+    int total = 0, n = 0;
+    while (elm_kernels_variant((size_t)total))
+        total++;
+    for (int i = total - 1; i >= 0 && n < MAX_VARIANTS; i--)
+        out[n++] = elm_kernels_variant((size_t)i);
+    return n;
+}
+
 /* Bars per type, one per variant this CPU runs (never measured: median 0), with min..max. */
 static int plot_kernels(const struct bench_opts *o, const enum elm_type *types, int nt,
-                        const char *const variants[3], struct bench_stat res[16][3][2],
-                        int64_t toks)
+                        const char *const variants[], int nv,
+                        struct bench_stat res[16][MAX_VARIANTS][2], int64_t toks)
 {
     static struct svg_chart ch[2];
     static char title[96];
@@ -278,7 +291,7 @@ static int plot_kernels(const struct bench_opts *o, const enum elm_type *types, 
         ch[c].n_cats = nt < SVG_MAX_CATS ? nt : SVG_MAX_CATS;
         for (int i = 0; i < ch[c].n_cats; i++)
             ch[c].cats[i] = elm_type_get(types[i])->name;
-        for (int v = 0; v < 3; v++) {
+        for (int v = 0; v < nv; v++) {
             if (!elm_kernels_get(variants[v]))
                 continue;
             struct svg_series *se = &ch[c].series[ch[c].n_series++];
@@ -496,18 +509,20 @@ int bench_kernels(const struct bench_opts *go, int argc, char **argv)
         free(buf);
         return fails || sink == 1 ? 1 : 0;
     }
-    static const char *const variants[] = {"ref", "avx2", "avx512"};
-    struct bench_stat res[16][3][2] = {0}; /* [type][variant]: mat×vec GB/s, mat×mat GFLOP/s */
+    const char *variants[MAX_VARIANTS];
+    const int nv = built_variants(variants);
+    /* [type][variant]: mat×vec GB/s, mat×mat GFLOP/s */
+    struct bench_stat res[16][MAX_VARIANTS][2] = {0};
     int fails = 0;
     for (int i = 0; i < nt; i++)
-        for (size_t v = 0; v < sizeof variants / sizeof *variants; v++) {
+        for (int v = 0; v < nv; v++) {
             const struct elm_kernels *k = elm_kernels_get(variants[v]);
             if (k)
                 fails += bench_type(o, &ko, types[i], k, buf, words, peak, res[i][v]);
         }
     bench_end_table(o);
     if (o->plot)
-        fails += plot_kernels(o, types, nt, variants, res, ko.toks);
+        fails += plot_kernels(o, types, nt, variants, nv, res, ko.toks);
     free(buf);
     return fails || sink == 1 ? 1 : 0;
 }
