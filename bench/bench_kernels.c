@@ -259,7 +259,8 @@ static int bench_decode(const struct bench_opts *o, const char *path, const uint
 
 /* ---- --plot ---------------------------------------------------------------------------------- */
 
-enum { MAX_VARIANTS = 4 }; /* built into one architecture: ref, avx2, avx512 / neon, dotprod, i8mm */
+/* the most variants one architecture builds: ref, avx2, avx512 / ref, neon, dotprod, i8mm */
+enum { MAX_VARIANTS = 4 };
 
 /* The kernel variants built in, reference first (the dispatch table lists them best first). */
 static int built_variants(const char *out[MAX_VARIANTS])
