@@ -24,7 +24,7 @@ struct elmd_config {
     char config_path[PATH_MAX]; /* the file these settings came from, "" = none */
     char endpoint[256];         /* "" = no TCP endpoint; else tcp://127.0.0.1:PORT */
     char group[64];             /* "" = owner only; else a group granted access */
-    char kernel[16];            /* "" = the CPU probe's choice; else ref|avx2|avx512 */
+    char kernel[16];            /* "" = the CPU probe's choice; else a built variant */
     int threads;                /* 0 = every online CPU */
     int log_level;              /* enum elm_log_level */
     bool use_syslog;
