@@ -174,10 +174,10 @@ static int bench_type(const struct bench_opts *o, const struct kopts *ko, enum e
     /* Figures no memory system or core can give are flagged, not reported as the kernel's:
      * above the streaming bandwidth the matrix came from the caches (expected only with --hot),
      * above the int8 peak or below the timer's resolution the timing is wrong. */
-    const char *check = unresolved                          ? "below timer resolution"
-                        : sf.median > peak_gflops           ? "above int8 peak"
+    const char *check = unresolved                         ? "below timer resolution"
+                        : sf.median > peak_gflops          ? "above int8 peak"
                         : sr.median > 1.0 && ko->llc_bytes ? "above stream: from cache"
-                                                            : "ok";
+                                                           : "ok";
     const struct bench_cell cells[] = {
         {"weight type", name, 0, 0}, /* not "type": each JSON line's table name */
         {"variant", k->name, 0, 0},

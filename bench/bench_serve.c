@@ -177,9 +177,8 @@ static int summarise(const struct serve_cfg *c, uint8_t *area, int n, struct rou
     qsort(gaps, n_gaps, sizeof *gaps, cmp_double);
     *out = (struct round){
         /* NAN: the span cannot hold that many tokens (bench_span_resolved): excluded */
-        .agg = last > first && bench_span_resolved(last - first, decoded)
-                   ? decoded / (last - first)
-                   : NAN,
+        .agg = last > first && bench_span_resolved(last - first, decoded) ? decoded / (last - first)
+                                                                          : NAN,
         .tokens = tokens,
         .prompt = prompt,
         .ttft = {bench_percentile(ttft, n, 50), bench_percentile(ttft, n, 99)},

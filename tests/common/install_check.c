@@ -36,11 +36,12 @@ void install_check_example(const char *bindir, const char *pkgconfig_path, const
                                 "'%s/docs/client.md' > '%s/complete.c' && test -s '%s/complete.c'",
                                 ELM_SOURCE_DIR, workdir, workdir),
                      0);
-    assert_int_equal(install_sh(out, sizeof out, workdir,
-                                "cd '%s' && cc complete.c $(%spkg-config --cflags --libs elmclient) "
-                                "-o complete",
-                                workdir, pc_env),
-                     0);
+    assert_int_equal(
+        install_sh(out, sizeof out, workdir,
+                   "cd '%s' && cc complete.c $(%spkg-config --cflags --libs elmclient) "
+                   "-o complete",
+                   workdir, pc_env),
+        0);
     assert_int_equal(install_sh(out, sizeof out, workdir,
                                 "env -u LD_LIBRARY_PATH '%s/elmd' --runtime-dir '%s/run' "
                                 "--model '%s' --threads 1",
@@ -83,7 +84,8 @@ void install_check_unit(const char *unit, const char *bindir, const char *manpat
     free(text);
     static char out[16384];
     if (install_sh(out, sizeof out, workdir, "command -v systemd-analyze") != 0) {
-        print_message("SKIP: systemd-analyze is not installed (scripts/deps.sh installs systemd)\n");
+        print_message(
+            "SKIP: systemd-analyze is not installed (scripts/deps.sh installs systemd)\n");
         skip();
     }
     /* a user manager's view, in a private runtime directory; Documentation= pages are looked up

@@ -165,8 +165,7 @@ static int check_program(const char *page_file, const char *prog)
         n_sub++;
     }
     free(page);
-    print_message("%s: %d options of %s and its %d subcommands found\n", page_file, n, prog,
-                  n_sub);
+    print_message("%s: %d options of %s and its %d subcommands found\n", page_file, n, prog, n_sub);
     return n_sub;
 }
 
@@ -182,8 +181,8 @@ static void check_words(const char *page_file, const char *file, const char *sed
 {
     char *page = render(page_file);
     static char words[65536];
-    assert_int_equal(
-        install_sh(words, sizeof words, work, "sed -n '%s' '%s' | sort -u", sed, file), 0);
+    assert_int_equal(install_sh(words, sizeof words, work, "sed -n '%s' '%s' | sort -u", sed, file),
+                     0);
     int n = 0;
     for (char *save = NULL, *w = strtok_r(words, "\n", &save); w; w = strtok_r(NULL, "\n", &save)) {
         if (!has_option(page, w))
