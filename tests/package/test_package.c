@@ -97,9 +97,11 @@ static void test_packages(void **state)
         skip();
     }
 
-    /* build: a release build for /usr kept beside this build tree, so a rerun is incremental */
-    snprintf(debs, sizeof debs, "%s/package-debs", elm_test_build_dir());
-    assert_int_equal(sh(out, sizeof out, "'%s/scripts/package.sh' -B '%s/package-build' -o '%s'",
+    /* build: scripts/package.sh's own build directory, build/package beside this build tree
+     * (not inside it: scripts/check-layers.sh reads every object there), so a rerun, or a run
+     * after the user's own package.sh, is incremental */
+    snprintf(debs, sizeof debs, "%s/../package/debs", elm_test_build_dir());
+    assert_int_equal(sh(out, sizeof out, "'%s/scripts/package.sh' -B '%s/../package' -o '%s'",
                         ELM_SOURCE_DIR, elm_test_build_dir(), debs),
                      0);
     /* control data: names, Depends from dpkg-shlibdeps, the library's shlibs and soname */
