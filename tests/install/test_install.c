@@ -3,7 +3,8 @@
  * (the RPATH elmclient.pc gives) against P's elmd; the systemd user unit names P's elmd and
  * passes `systemd-analyze verify`; the sample elmd.conf is valid; every man page renders with
  * `man -l` and names every option the --help of its program and subcommands prints (and
- * libelmclient(3) every exported function, elmd.conf(5) every key of the sample).
+ * libelmclient(3) every exported function, elmd.conf(5) and the sample every key of
+ * docs/daemon.md's configuration table).
  */
 #include <ctype.h>
 #include <signal.h>
@@ -200,6 +201,19 @@ static void test_man_library_and_config(void **state)
     check_words("man3/libelmclient.3", path, "s/^ *\\(elm_[a-z_]*\\);$/\\1/p");
     snprintf(path, sizeof path, "%s/share/doc/elm/examples/elmd.conf", prefix);
     check_words("man5/elmd.conf.5", path, "s/^#\\([a-z_]*\\) = .*/\\1/p");
+    /* the keys docs/daemon.md's configuration table lists: in the page and in the sample */
+    char doc[512];
+    snprintf(doc, sizeof doc, "%s/docs/daemon.md", ELM_SOURCE_DIR);
+    const char *keys = "/^## Configuration/,/^## /s/^| `\\([a-z_]*\\)` |.*/\\1/p";
+    check_words("man5/elmd.conf.5", doc, keys);
+    static char missing[4096];
+    assert_int_equal(install_sh(missing, sizeof missing, work,
+                                "for k in $(sed -n '%s' '%s'); do grep -q \"^#$k = \" '%s' || "
+                                "echo $k; done",
+                                keys, doc, path),
+                     0);
+    if (missing[0])
+        fail_msg("the sample elmd.conf lacks: %s", missing);
 }
 
 int main(void)
