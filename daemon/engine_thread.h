@@ -35,6 +35,11 @@ struct eng {
 
 /* Adds a session's counters of this step to the shared ones; d->lock held. */
 void elmd_flush_stats(struct elmd *d, struct elmd_session *s);
+/* Counts a push's failure: a push can only fail when the client broke or closed its ring
+ * (room was checked), and the session is then closed. */
+void elmd_check_push(struct elmd_session *s, int rc);
+/* Publishes the session's counters and state before a request's last record goes out. */
+void elmd_flush_now(struct elmd_session *s);
 /* Sends ERROR(code) for req_id unless the session is already dead. */
 void elmd_push_error(struct elmd_session *s, uint32_t req_id, int code, const char *msg);
 /* Ends the running (or KV-waiting) request: DONE/CANCEL when code is 0, else ERROR(code). */

@@ -22,6 +22,7 @@
 #include "common/log.h"
 #include "daemon/admission.h"
 #include "daemon/elmd.h"
+#include "daemon/embed.h"
 #include "daemon/engine_thread.h"
 #include "elm/status.h"
 #include "engine/kv.h"
@@ -76,6 +77,16 @@ static void check_push(struct elmd_session *s, int rc)
         s->dead = true;
         s->reap_code = rc;
     }
+}
+
+void elmd_check_push(struct elmd_session *s, int rc)
+{
+    check_push(s, rc);
+}
+
+void elmd_flush_now(struct elmd_session *s)
+{
+    flush_now(s);
 }
 
 void elmd_push_error(struct elmd_session *s, uint32_t req_id, int code, const char *msg)
@@ -168,6 +179,10 @@ static void end_wait(struct elmd_session *s, int code, const char *msg)
  * request still waiting for KV pages ends the same way. */
 void elmd_cancel_request(struct elmd_session *s, int code, const char *msg)
 {
+    if (s->emb) {
+        elmd_embed_cancel(s, code, msg);
+        return;
+    }
     if (!s->cur.active && s->wait)
         end_wait(s, code, msg);
     if (!s->cur.active)
@@ -199,7 +214,8 @@ static void kill_session(struct elmd_session *s, int code, const char *msg)
 static void handle_cancel(struct elmd_session *s, uint32_t req_id)
 {
     if ((s->cur.active && s->cur.req_id == req_id) ||
-        (s->wait && s->wait->p->msg.hdr.req_id == req_id)) {
+        (s->wait && s->wait->p->msg.hdr.req_id == req_id) ||
+        elmd_embed_is_running(s, req_id)) {
         elmd_cancel_request(s, 0, NULL);
         return;
     }
@@ -227,7 +243,9 @@ void elmd_read_requests(struct elmd_session *s)
             kill_session(s, ELM_ERING, "the request ring is corrupted");
             return;
         }
-        void *buf = malloc(rec.len ? rec.len : 1);
+        /* an EMBED's decoded struct goes first in buf (embed.h), so free(buf) frees both */
+        size_t extra = elmd_embed_extra(rec.type);
+        void *buf = malloc(extra + (rec.len ? rec.len : 1));
         struct elmd_prompt *p = calloc(1, sizeof *p);
         if (!buf || !p) {
             free(buf);
@@ -235,10 +253,13 @@ void elmd_read_requests(struct elmd_session *s)
             kill_session(s, -ENOMEM, "out of memory reading a request");
             return;
         }
-        rc = elm_ring_pop(&s->rings.req, &rec, buf, rec.len);
+        void *payload = (char *)buf + extra;
+        rc = elm_ring_pop(&s->rings.req, &rec, payload, rec.len);
         uint32_t cancel_id;
-        if (rc == 0 && rec.type == ELM_REC_PROMPT &&
-            (rc = elm_rec_prompt_decode(buf, rec.len, &p->msg)) == 0) {
+        if (rc == 0 && ((rec.type == ELM_REC_PROMPT &&
+                         (rc = elm_rec_prompt_decode(payload, rec.len, &p->msg)) == 0) ||
+                        (rec.type == ELM_REC_EMBED &&
+                         (rc = elmd_embed_decode(p, buf, rec.len)) == 0))) {
             p->buf = buf;
             p->t_recv_ns = elmd_now_ns();
             struct elmd_prompt **tail = &s->queue;
@@ -250,7 +271,7 @@ void elmd_read_requests(struct elmd_session *s)
         }
         free(p);
         if (rc == 0 && rec.type == ELM_REC_CANCEL &&
-            (rc = elm_rec_cancel_decode(buf, rec.len, &cancel_id)) == 0) {
+            (rc = elm_rec_cancel_decode(payload, rec.len, &cancel_id)) == 0) {
             free(buf);
             handle_cancel(s, cancel_id);
             continue;
@@ -477,7 +498,9 @@ int elmd_admit_waiting(struct eng *e)
 /* Starts the next queued prompt of an idle session. */
 void elmd_start_next(struct eng *e, struct elmd_session *s)
 {
-    while (!s->dead && !s->cur.active && !s->wait && s->queue) {
+    if (s->emb && !elmd_embed_flush(s))
+        return; /* an EMBED's vectors wait for room in the event ring */
+    while (!s->dead && !s->cur.active && !s->wait && !s->emb && s->queue) {
         struct elmd_prompt *p = s->queue;
         s->queue = p->next;
         s->n_queued--;
@@ -495,6 +518,11 @@ void elmd_start_next(struct eng *e, struct elmd_session *s)
         } else if (e->draining) {
             rc = ELM_ESHUTDOWN;
             msg = "the daemon is shutting down";
+        } else if ((rc = elmd_embed_check_kind(s->model, p, buf, sizeof buf)) ||
+                   (p->embed && (rc = elmd_embed_start(s, p, buf, sizeof buf)))) {
+            msg = buf;
+        } else if (p->embed) {
+            /* started: its vectors are on their way (s->emb) */
         } else {
             rc = start_prompt(e, s, p, buf, sizeof buf);
             if (rc == 1)
