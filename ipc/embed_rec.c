@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
 
@@ -41,15 +42,22 @@ int elm_rec_embed_push(struct elm_ring *r, const struct elm_embed_msg *m)
     int rc = elm_rec_embed_size(m, &size);
     if (rc < 0)
         return rc;
-    /* gathered: the fixed part, then a length and a text per entry, without a copy */
-    struct iovec iov[1 + 2 * ELM_REC_MAX_TEXTS];
-    int n = 0;
-    iov[n++] = (struct iovec){(void *)&m->hdr, sizeof m->hdr};
+    /* One contiguous copy: up to 2 segments per text would exceed ELM_RING_MAX_IOV, and the
+     * copy costs little next to running the encoder over the texts. */
+    char *buf = malloc(size), *b = buf;
+    if (!buf)
+        return -ENOMEM;
+    memcpy(b, &m->hdr, sizeof m->hdr);
+    b += sizeof m->hdr;
     for (uint32_t i = 0; i < m->hdr.n_text; i++) {
-        iov[n++] = (struct iovec){(void *)&m->len[i], 4};
-        iov[n++] = (struct iovec){(void *)m->text[i], m->len[i]};
+        memcpy(b, &m->len[i], 4);
+        if (m->len[i])
+            memcpy(b + 4, m->text[i], m->len[i]);
+        b += 4 + m->len[i];
     }
-    return elm_ring_pushv(r, ELM_REC_EMBED, 0, iov, n);
+    rc = elm_ring_push(r, ELM_REC_EMBED, buf, size);
+    free(buf);
+    return rc;
 }
 
 int elm_rec_embed_decode(const void *p, uint32_t len, struct elm_embed_msg *out)

@@ -39,7 +39,8 @@ struct elm_embed_msg {
 
 /* Payload bytes m encodes to. Returns 0 or -EINVAL (m invalid). */
 int elm_rec_embed_size(const struct elm_embed_msg *m, uint32_t *out);
-/* Appends m to a request ring. Returns 0, -EINVAL or a ring error (-EAGAIN when full). */
+/* Appends m to a request ring. Returns 0, -EINVAL, -ENOMEM or a ring error (-EAGAIN when
+ * full: wait for space and retry; -EMSGSIZE when it can never fit). */
 int elm_rec_embed_push(struct elm_ring *r, const struct elm_embed_msg *m);
 /* Decodes an EMBED payload into *out (its pointers point into p). Returns 0 or ELM_EPROTO. */
 int elm_rec_embed_decode(const void *p, uint32_t len, struct elm_embed_msg *out);
