@@ -36,21 +36,22 @@ struct printer {
 
 static void embed_usage(FILE *f)
 {
-    fprintf(f, "usage: elmctl embed [--local MODEL] [OPTIONS] TEXT... | -\n"
-               "Prints the embedding of each TEXT (pooled as the model says, L2-normalised, as\n"
-               "llama.cpp's server does), from elmd's embedding model or with --local from MODEL\n"
-               "run in this process. Without TEXT (or with '-'), each non-empty line of stdin is\n"
-               "one text.\n\n"
-               "  --local MODEL       run MODEL (a GGUF embedding model, e.g. bert) here\n"
-               "  --runtime-dir DIR   the daemon's directory (default $ELM_RUNTIME_DIR, else\n"
-               "                      $XDG_RUNTIME_DIR/elm)\n"
-               "  --special           let control-token text in TEXT become control tokens\n"
-               "  --threads N         compute threads (default: CPU count)          [--local]\n"
-               "  --kernel NAME       force a kernel variant (ref, avx2, ...)         [--local]\n"
-               "  --json              one JSON document: {\"n_embd\":N,\"embeddings\":[{\"index\":I,\n"
-               "                      \"n_tokens\":N,\"embedding\":[...]},...]}\n"
-               "Text output: one line per text, its n_embd values separated by spaces.\n"
-               "Exit status: 0 ok, 1 failure, 2 usage error.\n");
+    fprintf(f,
+            "usage: elmctl embed [--local MODEL] [OPTIONS] TEXT... | -\n"
+            "Prints the embedding of each TEXT (pooled as the model says, L2-normalised, as\n"
+            "llama.cpp's server does), from elmd's embedding model or with --local from MODEL\n"
+            "run in this process. Without TEXT (or with '-'), each non-empty line of stdin is\n"
+            "one text.\n\n"
+            "  --local MODEL       run MODEL (a GGUF embedding model, e.g. bert) here\n"
+            "  --runtime-dir DIR   the daemon's directory (default $ELM_RUNTIME_DIR, else\n"
+            "                      $XDG_RUNTIME_DIR/elm)\n"
+            "  --special           let control-token text in TEXT become control tokens\n"
+            "  --threads N         compute threads (default: CPU count)          [--local]\n"
+            "  --kernel NAME       force a kernel variant (ref, avx2, ...)         [--local]\n"
+            "  --json              one JSON document: {\"n_embd\":N,\"embeddings\":[{\"index\":I,\n"
+            "                      \"n_tokens\":N,\"embedding\":[...]},...]}\n"
+            "Text output: one line per text, its n_embd values separated by spaces.\n"
+            "Exit status: 0 ok, 1 failure, 2 usage error.\n");
 }
 
 static void print_batch(struct printer *p, const float *v, uint32_t n_embd, const uint32_t *n_tok,
@@ -103,8 +104,8 @@ static int embed_local(const struct embed_opts *o, char **texts, size_t n)
         float *v = malloc(k * E * sizeof *v);
         rc = v ? 0 : -ENOMEM;
         for (size_t i = 0; i < k && rc == 0; i++) {
-            rc = elm_tokenize_alloc(m->vocab, texts[b + i], strlen(texts[b + i]), true,
-                                    o->special, &ids[i], &n_ids[i]);
+            rc = elm_tokenize_alloc(m->vocab, texts[b + i], strlen(texts[b + i]), true, o->special,
+                                    &ids[i], &n_ids[i]);
             n_tok[i] = rc ? 0 : (uint32_t)n_ids[i];
         }
         if (rc == 0)
@@ -153,8 +154,8 @@ static int embed_remote(const struct embed_opts *o, char **texts, size_t n, size
         size_t k = n - b < ELM_EMBED_MAX_TEXTS ? n - b : ELM_EMBED_MAX_TEXTS;
         uint32_t n_tok[ELM_EMBED_MAX_TEXTS], E = 0;
         float *v = NULL;
-        rc = elm_session_embed(s, (const char *const *)texts + b, k, o->special ? ELM_REQUEST_SPECIAL : 0,
-                               &v, &E, n_tok);
+        rc = elm_session_embed(s, (const char *const *)texts + b, k,
+                               o->special ? ELM_REQUEST_SPECIAL : 0, &v, &E, n_tok);
         if (rc) {
             const char *msg = elm_session_last_message(s);
             exit_code = cli_fail("cannot embed: %s", *msg ? msg : elm_strerror(rc));
@@ -175,20 +176,24 @@ out:
 /* The non-empty lines of text, in place (text is cut at each newline). *out is malloc'ed. */
 static int split_lines(char *text, size_t len, char ***out, size_t *n)
 {
-    size_t cap = 16, k = 0;
-    char **v = malloc(cap * sizeof *v);
-    for (size_t i = 0; v && i < len;) {
+    size_t cap = 0, k = 0;
+    char **v = NULL;
+    for (size_t i = 0; i < len;) {
         char *nl = memchr(text + i, '\n', len - i);
         size_t end = nl ? (size_t)(nl - text) : len;
         text[end] = 0;
-        if (end > i && k == cap && !(v = realloc(v, (cap *= 2) * sizeof *v)))
-            break;
+        if (end > i && k == cap) {
+            char **nv = realloc(v, (cap = cap ? 2 * cap : 16) * sizeof *v);
+            if (!nv) {
+                free(v);
+                return cli_fail("out of memory");
+            }
+            v = nv;
+        }
         if (end > i)
             v[k++] = text + i;
         i = end + 1;
     }
-    if (!v)
-        return cli_fail("out of memory");
     *out = v;
     *n = k;
     return 0;
@@ -197,27 +202,44 @@ static int split_lines(char *text, size_t len, char ***out, size_t *n)
 int cli_cmd_embed(int argc, char **argv)
 {
     static const struct option lo[] = {
-        {"local", required_argument, 0, 'L'},   {"special", no_argument, 0, 'x'},
-        {"threads", required_argument, 0, 'T'}, {"kernel", required_argument, 0, 'G'},
-        {"runtime-dir", required_argument, 0, 'D'}, CLI_OPT_JSON,
-        {"help", no_argument, 0, 'h'},          {0, 0, 0, 0},
+        {"local", required_argument, 0, 'L'},
+        {"special", no_argument, 0, 'x'},
+        {"threads", required_argument, 0, 'T'},
+        {"kernel", required_argument, 0, 'G'},
+        {"runtime-dir", required_argument, 0, 'D'},
+        CLI_OPT_JSON,
+        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
     };
     struct embed_opts o = {.runtime_dir = cli_runtime_dir};
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
         switch (c) {
-        case 'L': o.model = optarg; break;
-        case 'x': o.special = true; break;
+        case 'L':
+            o.model = optarg;
+            break;
+        case 'x':
+            o.special = true;
+            break;
         case 'T':
             if (!cli_int("--threads", optarg, 1, 1024, &o.threads))
                 return CLI_USAGE;
             break;
-        case 'G': o.kernel = optarg; break;
-        case 'D': o.runtime_dir = optarg; break;
-        case 'j': cli_json = true; break;
-        case 'h': embed_usage(stdout); return CLI_OK;
-        default: return cli_bad_option(argv);
+        case 'G':
+            o.kernel = optarg;
+            break;
+        case 'D':
+            o.runtime_dir = optarg;
+            break;
+        case 'j':
+            cli_json = true;
+            break;
+        case 'h':
+            embed_usage(stdout);
+            return CLI_OK;
+        default:
+            return cli_bad_option(argv);
         }
     }
     char **texts = argv + optind, **lines = NULL, *input = NULL;

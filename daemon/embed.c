@@ -24,8 +24,8 @@ struct elmd_embed {
     uint32_t req_id;
     uint32_t n, next; /* vectors, and the next one to send */
     uint32_t n_embd;
-    float *vec;       /* [n][n_embd] */
-    uint32_t *n_tok;  /* [n]: tokens of each text */
+    float *vec;      /* [n][n_embd] */
+    uint32_t *n_tok; /* [n]: tokens of each text */
     uint32_t n_tokens;
     uint64_t t_recv, t_done; /* PROMPT received, vectors computed */
     bool cancelled;          /* send DONE/CANCEL instead of the remaining vectors */
@@ -54,12 +54,14 @@ int elmd_embed_check_kind(const struct elm_model *m, const struct elmd_prompt *p
     if (emb == (p->embed != NULL))
         return 0;
     if (emb)
-        snprintf(msg, cap, "the loaded model (%s) is an embedding model: it embeds texts and "
-                           "cannot generate",
+        snprintf(msg, cap,
+                 "the loaded model (%s) is an embedding model: it embeds texts and "
+                 "cannot generate",
                  elm_arch_name(m->hp.arch));
     else
-        snprintf(msg, cap, "the loaded model (%s) generates text: load an embedding model "
-                           "(bert) to embed texts",
+        snprintf(msg, cap,
+                 "the loaded model (%s) generates text: load an embedding model "
+                 "(bert) to embed texts",
                  elm_arch_name(m->hp.arch));
     return ELM_EUNSUPPORTED;
 }
@@ -194,10 +196,12 @@ bool elmd_embed_flush(struct elmd_session *s)
             finish(s, o->cancelled ? ELM_DONE_CANCEL : ELM_DONE_EOS);
             return true;
         }
-        struct elm_rec_vector h = {
-            .req_id = o->req_id, .index = o->next, .n_embd = o->n_embd, .n_tokens = o->n_tok[o->next]};
-        elmd_check_push(s, elm_rec_vector_push(&s->rings.evt, &h,
-                                               o->vec + (size_t)o->next * o->n_embd));
+        struct elm_rec_vector h = {.req_id = o->req_id,
+                                   .index = o->next,
+                                   .n_embd = o->n_embd,
+                                   .n_tokens = o->n_tok[o->next]};
+        elmd_check_push(
+            s, elm_rec_vector_push(&s->rings.evt, &h, o->vec + (size_t)o->next * o->n_embd));
         o->next++;
     }
     return true;

@@ -107,8 +107,7 @@ int elm_rec_vector_push(struct elm_ring *r, const struct elm_rec_vector *hdr, co
     return elm_ring_pushv(r, ELM_REC_VECTOR, 0, iov, 2);
 }
 
-int elm_rec_vector_decode(const void *p, uint32_t len, struct elm_rec_vector *hdr,
-                          const void **v)
+int elm_rec_vector_decode(const void *p, uint32_t len, struct elm_rec_vector *hdr, const void **v)
 {
     struct elm_rec_vector h;
     if (!p || !hdr || !v || len < sizeof h)

@@ -64,7 +64,6 @@ static inline uint32_t elm_rec_vector_size(uint32_t n_embd)
 int elm_rec_vector_push(struct elm_ring *r, const struct elm_rec_vector *hdr, const float *v);
 /* Decodes a VECTOR payload: *hdr, and *v pointing at its floats inside p (which need not be
  * aligned: copy them out with memcpy). Returns 0 or ELM_EPROTO. */
-int elm_rec_vector_decode(const void *p, uint32_t len, struct elm_rec_vector *hdr,
-                          const void **v);
+int elm_rec_vector_decode(const void *p, uint32_t len, struct elm_rec_vector *hdr, const void **v);
 
 #endif

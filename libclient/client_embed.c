@@ -20,7 +20,7 @@ _Static_assert(ELM_REQUEST_SPECIAL == ELM_EMBED_F_PARSE_SPECIAL, "one 'parse spe
 /* Where the vectors of one call are gathered. */
 struct embed_out {
     uint32_t id, n, next, n_embd;
-    float *vec;        /* [n][n_embd], allocated at the first VECTOR */
+    float *vec;         /* [n][n_embd], allocated at the first VECTOR */
     uint32_t *n_tokens; /* the caller's, or NULL */
 };
 

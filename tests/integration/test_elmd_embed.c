@@ -6,6 +6,8 @@
  *   - batched equals one by one, bit for bit (one pass over several sequences computes each as
  *     alone), and a session with a small event ring, which gets the vectors in several rounds as
  *     it reads them, gets the same bits;
+ *   - `elmctl embed` prints the same bytes through elmd and with --local, and --json is one
+ *     document with every vector;
  *   - errors: a prompt to the embedding model and an embedding request to a generative model
  *     (ELM_EUNSUPPORTED with a message), a text longer than the model's context (ELM_ECONTEXT),
  *     no texts (-EINVAL), a malformed EMBED record (ELM_EPROTO, the session is closed).
@@ -13,6 +15,7 @@
  */
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -145,6 +148,53 @@ static void check_malformed(struct td *t)
     tc_close(&c);
 }
 
+static int sh(char *out, size_t cap, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = elm_test_vsh(out, cap, NULL, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+/* elmctl embed: the text lines through elmd equal --local's; --json has every vector. */
+static void check_cli(struct td *t, const char *model, const struct ref *r, const float *v,
+                      uint32_t E)
+{
+    static char a[1 << 16], b[1 << 16];
+    const char *elmctl = elm_test_build_dir();
+    char args[1024] = "";
+    for (size_t i = 0; i < 2; i++) /* two texts as arguments: no quotes in the zoo2 texts */
+        snprintf(args + strlen(args), sizeof args - strlen(args), " '%s'", r->texts[i]);
+    assert_int_equal(
+        sh(a, sizeof a, "%s/cli/elmctl --runtime-dir %s embed%s", elmctl, t->dir, args), 0);
+    assert_int_equal(
+        sh(b, sizeof b, "%s/cli/elmctl embed --local %s --threads 1%s", elmctl, model, args), 0);
+    assert_string_equal(a, b);
+    char *line = a; /* the first line reads back as the first vector, exactly (%.9g) */
+    for (uint32_t k = 0; k < E; k++)
+        assert_true(strtof(line, &line) == v[k]);
+    assert_true(*line == '\n');
+    assert_int_equal(
+        sh(a, sizeof a,
+           "printf '%%s\\n\\n%%s\\n' '%s' '%s' | %s/cli/elmctl --runtime-dir %s embed --json",
+           r->texts[0], r->texts[1], elmctl, t->dir),
+        0);
+    struct json *j = json_parse(a);
+    assert_non_null(j);
+    assert_int_equal((uint32_t)json_get(j, "n_embd")->num, E);
+    const struct json *es = json_get(j, "embeddings");
+    assert_int_equal(es->n, 2); /* the empty line is no text */
+    for (size_t i = 0; i < 2; i++) {
+        const struct json *e = json_at(es, i), *x = json_get(e, "embedding");
+        assert_int_equal((size_t)json_get(e, "index")->num, i);
+        assert_int_equal(x->n, E);
+        for (uint32_t k = 0; k < E; k++)
+            assert_true((float)json_at(x, k)->num == v[i * E + k]);
+    }
+    json_free(j);
+}
+
 static void run(const char *name, double tol)
 {
     struct ref r;
@@ -160,9 +210,8 @@ static void run(const char *name, double tol)
     for (size_t i = 0; i < r.n; i++) {
         const struct json *want = json_get(json_at(r.embs, i), "token_ids");
         int32_t *ids, n;
-        assert_int_equal(elm_tokenize_alloc(m->vocab, r.texts[i], strlen(r.texts[i]), true,
-                                            false, &ids, &n),
-                         0);
+        assert_int_equal(
+            elm_tokenize_alloc(m->vocab, r.texts[i], strlen(r.texts[i]), true, false, &ids, &n), 0);
         assert_int_equal(n, (int)want->n);
         for (int k = 0; k < n; k++)
             assert_int_equal(ids[k], (int32_t)json_at(want, (size_t)k)->num);
@@ -235,6 +284,7 @@ static void run(const char *name, double tol)
     assert_memory_equal(again, v, r.n * E * sizeof *v);
     free(again);
     check_malformed(&t);
+    check_cli(&t, model, &r, v, E);
 
     free(v);
     elm_session_close(&s);

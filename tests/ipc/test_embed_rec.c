@@ -34,7 +34,8 @@ static const char *texts[] = {"hello world", "", "The cat sits on the mat."};
 
 static struct elm_embed_msg sample(void)
 {
-    struct elm_embed_msg m = {.hdr = {.req_id = 9, .flags = ELM_EMBED_F_PARSE_SPECIAL, .n_text = 3}};
+    struct elm_embed_msg m = {
+        .hdr = {.req_id = 9, .flags = ELM_EMBED_F_PARSE_SPECIAL, .n_text = 3}};
     for (int i = 0; i < 3; i++) {
         m.text[i] = texts[i];
         m.len[i] = (uint32_t)strlen(texts[i]);
