@@ -3,8 +3,9 @@
  *
  * The texts are the arguments; without any, the lines of stdin when it is not a terminal (or
  * '-'), one text per non-empty line. They are embedded ELM_EMBED_MAX_TEXTS at a time, each
- * batch in one pass. Output: one line per text, its floats with 9 significant digits (a float32
- * printed so it reads back exactly), or with --json one document
+ * batch in one pass (through elmd, fewer when a batch has more tokens than elmd takes at once).
+ * Output: one line per text, its floats with 9 significant digits (a float32 printed so it reads
+ * back exactly), or with --json one document
  * {"n_embd":N,"embeddings":[{"index":I,"n_tokens":N,"embedding":[...]}...]}. Both paths print
  * the same bytes for the same model: the pass is the same code and batch-invariant.
  */
@@ -150,12 +151,19 @@ static int embed_remote(const struct embed_opts *o, char **texts, size_t n, size
         goto out;
     }
     struct printer pr = {0};
-    for (size_t b = 0; b < n; b += ELM_EMBED_MAX_TEXTS) {
-        size_t k = n - b < ELM_EMBED_MAX_TEXTS ? n - b : ELM_EMBED_MAX_TEXTS;
+    /* Up to ELM_EMBED_MAX_TEXTS texts per request; a request with more tokens than elmd takes
+     * in one (ELM_ECONTEXT for several texts) is split in halves until it fits. */
+    size_t k = ELM_EMBED_MAX_TEXTS;
+    for (size_t b = 0; b < n;) {
+        k = n - b < k ? n - b : k;
         uint32_t n_tok[ELM_EMBED_MAX_TEXTS], E = 0;
         float *v = NULL;
         rc = elm_session_embed(s, (const char *const *)texts + b, k,
                                o->special ? ELM_REQUEST_SPECIAL : 0, &v, &E, n_tok);
+        if (rc == ELM_ECONTEXT && k > 1) {
+            k /= 2;
+            continue;
+        }
         if (rc) {
             const char *msg = elm_session_last_message(s);
             exit_code = cli_fail("cannot embed: %s", *msg ? msg : elm_strerror(rc));
@@ -163,6 +171,7 @@ static int embed_remote(const struct embed_opts *o, char **texts, size_t n, size
         }
         print_batch(&pr, v, E, n_tok, k);
         free(v);
+        b += k;
     }
     print_end(&pr);
 out:

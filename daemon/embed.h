@@ -13,9 +13,10 @@
 #include "daemon/elmd.h"
 #include "engine/model.h"
 
-/* Most tokens of all the texts of one request together: the encoder's scratch grows with them
- * (about 40 floats per token per unit of width), and the engine serves nobody else meanwhile. */
-#define ELMD_EMBED_MAX_TOKENS 16384
+/* Most tokens of all the texts of one request together: the encoder's scratch (arch_bert.c
+ * buf_alloc) takes about 5 n_embd + 2 n_ff floats per token, ~36 KiB for a 1024-wide model
+ * (bge-large), so 8192 tokens stay near 300 MB; and the engine serves nobody else meanwhile. */
+#define ELMD_EMBED_MAX_TOKENS 8192
 
 /* Bytes a request buffer needs before the payload of a record of this type (read_requests puts
  * an EMBED's decoded struct there, so one free() releases both). */

@@ -345,7 +345,7 @@ int elm_session_generate(elm_session *s, const struct elm_request *r, elm_event_
  * token count (n entries). flags: 0 or ELM_REQUEST_SPECIAL. Blocks until the vectors came.
  * Errors: -EINVAL, -EINPROGRESS (a request is running), -EMSGSIZE (the texts exceed the
  * session's max_prompt_bytes), ELM_EUNSUPPORTED (the loaded model generates text),
- * ELM_ECONTEXT (a text longer than the model's context, or more than 16384 tokens in all: send
+ * ELM_ECONTEXT (a text longer than the model's context, or more than 8192 tokens in all: send
  * fewer texts per call), ELM_ECANCELED (elm_session_cancel() from another thread), and the
  * session errors of elm_session_next(). The daemon's reason: elm_session_last_message(). */
 int elm_session_embed(elm_session *s, const char *const *texts, size_t n, uint32_t flags,

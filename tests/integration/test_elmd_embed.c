@@ -6,8 +6,8 @@
  *   - batched equals one by one, bit for bit (one pass over several sequences computes each as
  *     alone), and a session with a small event ring, which gets the vectors in several rounds as
  *     it reads them, gets the same bits;
- *   - `elmctl embed` prints the same bytes through elmd and with --local, and --json is one
- *     document with every vector;
+ *   - `elmctl embed` prints the same bytes through elmd and with --local (also for more texts
+ *     than one request takes, which it splits), and --json is one document with every vector;
  *   - errors: a prompt to the embedding model and an embedding request to a generative model
  *     (ELM_EUNSUPPORTED with a message), a text longer than the model's context (ELM_ECONTEXT),
  *     no texts (-EINVAL), a malformed EMBED record (ELM_EPROTO, the session is closed).
@@ -159,7 +159,7 @@ static int sh(char *out, size_t cap, const char *fmt, ...)
 
 /* elmctl embed: the text lines through elmd equal --local's; --json has every vector. */
 static void check_cli(struct td *t, const char *model, const struct ref *r, const float *v,
-                      uint32_t E)
+                      uint32_t E, bool split)
 {
     static char a[1 << 16], b[1 << 16];
     const char *elmctl = elm_test_build_dir();
@@ -193,6 +193,25 @@ static void check_cli(struct td *t, const char *model, const struct ref *r, cons
             assert_true((float)json_at(x, k)->num == v[i * E + k]);
     }
     json_free(j);
+    if (!split)
+        return;
+
+    /* 240 lines of about 38 tokens: more than a request of 256 texts may hold (8192 tokens), so
+     * elmctl splits it; the vectors are still --local's, byte for byte */
+    char path[256];
+    snprintf(path, sizeof path, "%s/lines.txt", t->base);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    for (int i = 0; i < 240; i++)
+        for (int k = 0; k < 4; k++)
+            fprintf(f, "%s%s", r->texts[(size_t)(i + k) % r->n], k == 3 ? "\n" : " ");
+    fclose(f);
+    assert_int_equal(sh(a, sizeof a,
+                        "%s/cli/elmctl --runtime-dir %s embed < %s > %s.d && %s/cli/elmctl embed "
+                        "--local %s --threads 1 - < %s > %s.l && cmp %s.d %s.l && wc -l < %s.d",
+                        elmctl, t->dir, path, path, elmctl, model, path, path, path, path, path),
+                     0);
+    assert_int_equal(atoi(a), 240);
 }
 
 static void run(const char *name, double tol)
@@ -284,7 +303,7 @@ static void run(const char *name, double tol)
     assert_memory_equal(again, v, r.n * E * sizeof *v);
     free(again);
     check_malformed(&t);
-    check_cli(&t, model, &r, v, E);
+    check_cli(&t, model, &r, v, E, tol < 1e-3); /* the split once, with the F32 file */
 
     free(v);
     elm_session_close(&s);
