@@ -15,7 +15,6 @@
 
 #include "common/log.h"
 #include "daemon/elmd.h"
-#include "daemon/embed.h"
 #include "elm/status.h"
 
 uint64_t elmd_now_ns(void)
@@ -124,7 +123,6 @@ void elmd_session_destroy(struct elmd_session **ps)
     if (s->pidfd >= 0)
         close(s->pidfd);
     elmd_session_free_queue(s);
-    elmd_embed_free(&s->emb);
     free(s->history);
     elmd_lat_fini(&s->ttft);
     elmd_lat_fini(&s->itl);

@@ -31,7 +31,7 @@ struct eng {
     bool no_waitv;
 };
 
-/* ---- scheduler.c: requests --------------------------------------------------------------- */
+/* ---- events.c: what every request kind pushes and counts ------------------------------- */
 
 /* Adds a session's counters of this step to the shared ones; d->lock held. */
 void elmd_flush_stats(struct elmd *d, struct elmd_session *s);
@@ -42,6 +42,9 @@ void elmd_check_push(struct elmd_session *s, int rc);
 void elmd_flush_now(struct elmd_session *s);
 /* Sends ERROR(code) for req_id unless the session is already dead. */
 void elmd_push_error(struct elmd_session *s, uint32_t req_id, int code, const char *msg);
+
+/* ---- scheduler.c: requests --------------------------------------------------------------- */
+
 /* Ends the running (or KV-waiting) request: DONE/CANCEL when code is 0, else ERROR(code). */
 void elmd_cancel_request(struct elmd_session *s, int code, const char *msg);
 /* Copies out every record of the request ring (up to MAX_QUEUED prompts), validating each. */

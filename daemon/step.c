@@ -200,6 +200,7 @@ static void end_step(struct eng *e, bool stepped)
         if (e->act[k]->dead) {
             elmd_wait_free(e->act[k]->wait);
             e->act[k]->wait = NULL;
+            elmd_embed_free(&e->act[k]->emb); /* vectors nobody will read */
             elm_seq_destroy(&e->act[k]->seq);
         }
     pthread_mutex_lock(&d->lock);
