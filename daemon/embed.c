@@ -173,6 +173,8 @@ static void finish(struct elmd_session *s, enum elm_done_reason reason)
                               .n_gen = o->next,
                               .t_first_ns = o->t_done - o->t_recv,
                               .t_total_ns = now - o->t_recv};
+    /* not paused any more: the engine would otherwise wake for this ring's room forever */
+    s->paused = false;
     s->step.req++;
     s->step.prompt_tok += o->n_tokens;
     s->step.prompt_ns += o->t_done - o->t_recv;
@@ -192,7 +194,6 @@ bool elmd_embed_flush(struct elmd_session *s)
             return false;
         }
         if (o->cancelled || o->next == o->n) {
-            s->paused = false;
             finish(s, o->cancelled ? ELM_DONE_CANCEL : ELM_DONE_EOS);
             return true;
         }
@@ -218,6 +219,7 @@ void elmd_embed_cancel(struct elmd_session *s, int code, const char *msg)
         return;
     }
     uint32_t req_id = o->req_id;
+    s->paused = false;
     s->step.req++;
     s->step.err++;
     elmd_embed_free(&s->emb);
