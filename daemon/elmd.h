@@ -45,8 +45,8 @@
 
 /* A prompt copied out of a request ring and decoded; owned by the engine. */
 struct elmd_wait;
-struct elmd_embed;     /* daemon/embed.c: an embedding request's vectors being sent */
-struct elm_embed_msg;  /* ipc/embed_rec.h */
+struct elmd_embed;    /* daemon/embed.c: an embedding request's vectors being sent */
+struct elm_embed_msg; /* ipc/embed_rec.h */
 struct elmd_prompt {
     struct elmd_prompt *next;
     struct elm_prompt_msg msg; /* points into buf; for an EMBED only msg.hdr.req_id is set */

@@ -159,8 +159,7 @@ static void kill_session(struct elmd_session *s, int code, const char *msg)
 static void handle_cancel(struct elmd_session *s, uint32_t req_id)
 {
     if ((s->cur.active && s->cur.req_id == req_id) ||
-        (s->wait && s->wait->p->msg.hdr.req_id == req_id) ||
-        elmd_embed_is_running(s, req_id)) {
+        (s->wait && s->wait->p->msg.hdr.req_id == req_id) || elmd_embed_is_running(s, req_id)) {
         elmd_cancel_request(s, 0, NULL);
         return;
     }
@@ -201,10 +200,10 @@ void elmd_read_requests(struct elmd_session *s)
         void *payload = (char *)buf + extra;
         rc = elm_ring_pop(&s->rings.req, &rec, payload, rec.len);
         uint32_t cancel_id;
-        if (rc == 0 && ((rec.type == ELM_REC_PROMPT &&
-                         (rc = elm_rec_prompt_decode(payload, rec.len, &p->msg)) == 0) ||
-                        (rec.type == ELM_REC_EMBED &&
-                         (rc = elmd_embed_decode(p, buf, rec.len)) == 0))) {
+        if (rc == 0 &&
+            ((rec.type == ELM_REC_PROMPT &&
+              (rc = elm_rec_prompt_decode(payload, rec.len, &p->msg)) == 0) ||
+             (rec.type == ELM_REC_EMBED && (rc = elmd_embed_decode(p, buf, rec.len)) == 0))) {
             p->buf = buf;
             p->t_recv_ns = elmd_now_ns();
             struct elmd_prompt **tail = &s->queue;

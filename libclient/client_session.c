@@ -298,7 +298,7 @@ static int to_prompt(const struct elm_request *r, uint32_t req_id, struct elm_pr
 /* Pushes a request record with push(), waiting for space while the daemon lives. Called with
  * prod_lock held. */
 int session_push_waiting(struct elm_session *s, uint32_t size,
-                        int (*push)(struct elm_session *s, const void *arg), const void *arg)
+                         int (*push)(struct elm_session *s, const void *arg), const void *arg)
 {
     for (;;) {
         int rc = push(s, arg);
@@ -445,7 +445,8 @@ int session_pop(struct elm_session *s, void *buf, uint32_t cap, struct elm_ring_
         if (rc == -EMSGSIZE)
             return session_set_broken(s, ELM_EPROTO); /* bigger than any valid event */
         if (rc == -EPIPE)
-            return session_set_broken(s, ELM_ESESSION); /* the daemon closed it, request unfinished */
+            /* the daemon closed it, request unfinished */
+            return session_set_broken(s, ELM_ESESSION);
         if (rc != -EAGAIN)
             return rc == ELM_ERING ? session_set_broken(s, rc) : rc;
         int64_t left = deadline == INT64_MAX ? ELM_CLIENT_LIVENESS_MS : deadline - client_now_ms();
