@@ -4,7 +4,11 @@
  *
  * Prefill is also given in GFLOP/s of the weight matmuls (2 per weight per token; attention is
  * left out) and as a fraction of the int8 dot-product peak measured in the same run, because
- * prefill is a race against arithmetic. */
+ * prefill is a race against arithmetic.
+ *
+ * An embedding model (bert) has no decode: its pp is P random tokens cut into texts of at most
+ * its context (EMBED_TEXT tokens when that is smaller), all embedded in one elm_model_embed
+ * pass, as elmd runs one request; its tg columns are 0. */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +26,38 @@
 struct run {
     int pp, tg, batch;
 };
+
+#define EMBED_TEXT 128 /* tokens per text of an embedding model's pp: a sentence or two */
+
+/* Times one pass of an embedding model over r->pp random tokens ([CLS]/[SEP] not added: the
+ * encoder costs the same for any ids). */
+static int measure_embed(const struct elm_model *m, const struct run *r, uint64_t seed,
+                         double *t_pp)
+{
+    int L = m->hp.n_ctx_train < EMBED_TEXT ? m->hp.n_ctx_train : EMBED_TEXT;
+    int n_seq = (r->pp + L - 1) / L, V = m->hp.n_vocab;
+    int32_t *ids = malloc((size_t)r->pp * sizeof *ids), *n_ids = malloc(n_seq * sizeof *n_ids);
+    const int32_t **seq = malloc(n_seq * sizeof *seq);
+    float *out = malloc((size_t)n_seq * m->hp.n_embd * sizeof *out);
+    int rc = ids && n_ids && seq && out ? 0 : -12;
+    for (int i = 0; !rc && i < r->pp; i++) {
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        ids[i] = (int32_t)((seed >> 33) % (uint64_t)V);
+    }
+    for (int k = 0; !rc && k < n_seq; k++) {
+        seq[k] = ids + (size_t)k * L;
+        n_ids[k] = r->pp - k * L < L ? r->pp - k * L : L;
+    }
+    double t0 = bench_now();
+    if (!rc)
+        rc = elm_model_embed(m, seq, n_ids, n_seq, out);
+    *t_pp = bench_now() - t0;
+    free(ids);
+    free(n_ids);
+    free(seq);
+    free(out);
+    return rc;
+}
 
 /* Times one pp and one tg pass; returns 0 or an error. */
 static int measure(const struct elm_model *m, struct elm_work *w, struct elm_kv *kv,
@@ -91,8 +127,13 @@ static int bench_one(const struct bench_opts *o, const char *path, int threads,
     int n_ctx = r->pp + r->tg + 1;
     struct elm_work *w = NULL;
     struct elm_kv *kv = NULL;
-    if ((rc = elm_work_create(m, r->batch, n_ctx, &w)) ||
-        (rc = elm_kv_create(m, n_ctx, ELM_TYPE_F16, &kv))) {
+    const bool embed = elm_model_is_embedding(m);
+    struct run er = *r;
+    if (embed) {
+        er.tg = 0;
+        r = &er;
+    } else if ((rc = elm_work_create(m, r->batch, n_ctx, &w)) ||
+               (rc = elm_kv_create(m, n_ctx, ELM_TYPE_F16, &kv))) {
         fprintf(stderr, "elm-bench: %s\n", elm_strerror(rc));
         elm_work_destroy(&w);
         elm_model_destroy(&m);
@@ -102,10 +143,11 @@ static int bench_one(const struct bench_opts *o, const char *path, int threads,
     for (int i = -1; i < o->reps && !rc; i++) { /* i = -1: warm-up */
         bench_progress("model %s, %d threads: run %d/%d", path, threads, i + 1, o->reps);
         double a = 0, b = 0;
-        rc = measure(m, w, kv, r, (uint64_t)(i + 2), &a, &b);
+        rc = embed ? measure_embed(m, r, (uint64_t)(i + 2), &a)
+                   : measure(m, w, kv, r, (uint64_t)(i + 2), &a, &b);
         if (i >= 0) {
             pp[i] = r->pp / a;
-            tg[i] = r->tg / b;
+            tg[i] = embed ? 0 : r->tg / b;
         }
     }
     bench_progress(NULL);
@@ -204,9 +246,10 @@ int bench_model(const struct bench_opts *o, int argc, char **argv)
                    "(default 512) in batches, then decode of N tokens (default 128), F16 KV "
                    "cache;\none row per model x thread count x prompt length. pp GFLOP/s counts "
                    "the weight matmuls\n(2 per weight per token) against the int8 peak of the "
-                   "threads used, measured in the same run.\n"
+                   "threads used, measured in the same run.\nAn embedding model (bert): pp "
+                   "embeds the N tokens as texts of up to %d in one pass; no tg.\n"
                    "Synthetic shapes: %s; TYPE is any 'elmctl quantize' type.\n",
-                   bench_synth_shapes());
+                   EMBED_TEXT, bench_synth_shapes());
             return 0;
         default: return 2;
         }

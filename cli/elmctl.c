@@ -17,6 +17,7 @@ struct cmd {
 static const struct cmd cmds[] = {
     {"generate", cli_cmd_generate, "stream a completion (from elmd, or --local MODEL in-process)"},
     {"tokenize", cli_cmd_tokenize, "print the token ids of a text"},
+    {"embed", cli_cmd_embed, "print the embedding vectors of texts (an embedding model)"},
     {"inspect", cli_cmd_inspect, "show a model's architecture, tensors and metadata"},
     {"quantize", cli_cmd_quantize, "write a quantized copy of a GGUF model"},
     {"start", cli_cmd_start, "start elmd and wait until it answers"},

@@ -142,7 +142,7 @@ static void fill_model(struct elm_daemon_status *st, const struct elmd *d)
     st->n_vocab = (uint32_t)m->hp.n_vocab;
     st->n_threads = (uint32_t)m->n_threads;
     st->load_ns = r->total_ns;
-    set_str(st->arch, sizeof st->arch, m->hp.arch == ELM_ARCH_QWEN2 ? "qwen2" : "llama");
+    set_str(st->arch, sizeof st->arch, elm_arch_name(m->hp.arch));
     set_str(st->kernel, sizeof st->kernel, m->k->name);
     st->n_layer = (uint32_t)m->hp.n_layer;
     st->n_embd = (uint32_t)m->hp.n_embd;

@@ -45,9 +45,12 @@
 
 /* A prompt copied out of a request ring and decoded; owned by the engine. */
 struct elmd_wait;
+struct elmd_embed;    /* daemon/embed.c: an embedding request's vectors being sent */
+struct elm_embed_msg; /* ipc/embed_rec.h */
 struct elmd_prompt {
     struct elmd_prompt *next;
-    struct elm_prompt_msg msg; /* points into buf */
+    struct elm_prompt_msg msg; /* points into buf; for an EMBED only msg.hdr.req_id is set */
+    const struct elm_embed_msg *embed; /* an EMBED (at the start of buf), NULL for a PROMPT */
     void *buf;
     uint64_t t_recv_ns;
     bool cancelled; /* a CANCEL came before it started */
@@ -95,6 +98,7 @@ struct elmd_session {
     int32_t *history; /* tokens of the conversation so far (KEEP_CONTEXT) */
     int32_t n_history;
     struct elmd_wait *wait; /* a request waiting for KV pages (admission.c); NULL */
+    struct elmd_embed *emb; /* an EMBED whose vectors are being sent (embed.c); NULL */
     uint64_t last_used_ns;  /* when its last request started or ended: reclaim order */
     struct {
         bool active;

@@ -31,12 +31,20 @@ struct eng {
     bool no_waitv;
 };
 
-/* ---- scheduler.c: requests --------------------------------------------------------------- */
+/* ---- events.c: what every request kind pushes and counts ------------------------------- */
 
 /* Adds a session's counters of this step to the shared ones; d->lock held. */
 void elmd_flush_stats(struct elmd *d, struct elmd_session *s);
+/* Counts a push's failure: a push can only fail when the client broke or closed its ring
+ * (room was checked), and the session is then closed. */
+void elmd_check_push(struct elmd_session *s, int rc);
+/* Publishes the session's counters and state before a request's last record goes out. */
+void elmd_flush_now(struct elmd_session *s);
 /* Sends ERROR(code) for req_id unless the session is already dead. */
 void elmd_push_error(struct elmd_session *s, uint32_t req_id, int code, const char *msg);
+
+/* ---- scheduler.c: requests --------------------------------------------------------------- */
+
 /* Ends the running (or KV-waiting) request: DONE/CANCEL when code is 0, else ERROR(code). */
 void elmd_cancel_request(struct elmd_session *s, int code, const char *msg);
 /* Copies out every record of the request ring (up to MAX_QUEUED prompts), validating each. */

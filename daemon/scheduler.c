@@ -22,66 +22,22 @@
 #include "common/log.h"
 #include "daemon/admission.h"
 #include "daemon/elmd.h"
+#include "daemon/embed.h"
 #include "daemon/engine_thread.h"
 #include "elm/status.h"
 #include "engine/kv.h"
 #include "ipc/proto.h"
 
-void elmd_flush_stats(struct elmd *d, struct elmd_session *s)
-{
-    s->n_requests += s->step.req;
-    s->n_prompt_tokens += s->step.prompt_tok;
-    s->n_gen_tokens += s->step.tok;
-    d->st.c.n_requests += s->step.req;
-    d->st.c.n_errors += s->step.err;
-    d->st.c.n_prompt_tokens += s->step.prompt_tok;
-    d->st.c.n_prompt_reused += s->step.prompt_reused;
-    d->st.c.n_gen_tokens += s->step.tok;
-    d->st.c.prompt_ns += s->step.prompt_ns;
-    d->st.c.gen_ns += s->step.gen_ns;
-    d->st.c.n_ring_errors += s->step.ring_err;
-    d->st.c.n_busy += s->step.busy;
-    d->st.c.n_kv_reclaimed += s->step.reclaimed;
-    if (s->step.has_ttft) {
-        elmd_lat_add(&s->ttft, s->step.ttft_ns);
-        elmd_lat_add(&d->st.ttft, s->step.ttft_ns);
-    }
-    if (s->step.has_itl) {
-        elmd_lat_add(&s->itl, s->step.itl_ns);
-        elmd_lat_add(&d->st.itl, s->step.itl_ns);
-    }
-    memset(&s->step, 0, sizeof s->step);
-}
-
-/* Before a request's last record goes out: whoever reads it and then asks for `stats` must
- * find the request counted. */
+/* The event plumbing every request kind shares is in events.c (embed.c uses it too); these
+ * are its short names here. */
 static void flush_now(struct elmd_session *s)
 {
-    pthread_mutex_lock(&s->d->lock);
-    elmd_flush_stats(s->d, s);
-    if (!s->dead) /* the request has ended (cur.active is false by now) */
-        s->state = s->queue || s->wait ? ELM_SESSION_STATE_RUNNING : ELM_SESSION_STATE_IDLE;
-    pthread_mutex_unlock(&s->d->lock);
+    elmd_flush_now(s);
 }
 
-/* ---- events ------------------------------------------------------------------------------- */
-
-/* A push can only fail when the client broke or closed its ring (room was checked): the session
- * is then beyond help. */
 static void check_push(struct elmd_session *s, int rc)
 {
-    if (rc < 0 && !s->dead) {
-        elm_info("session %llu: cannot send events (%s): closing it", (unsigned long long)s->id,
-                 elm_strerror(rc));
-        s->dead = true;
-        s->reap_code = rc;
-    }
-}
-
-void elmd_push_error(struct elmd_session *s, uint32_t req_id, int code, const char *msg)
-{
-    if (!s->dead)
-        check_push(s, elm_rec_error_push(&s->rings.evt, req_id, code, msg));
+    elmd_check_push(s, rc);
 }
 
 /* Prompt tokens the request evaluated: the history whose KV was kept is not counted. */
@@ -168,6 +124,10 @@ static void end_wait(struct elmd_session *s, int code, const char *msg)
  * request still waiting for KV pages ends the same way. */
 void elmd_cancel_request(struct elmd_session *s, int code, const char *msg)
 {
+    if (s->emb) {
+        elmd_embed_cancel(s, code, msg);
+        return;
+    }
     if (!s->cur.active && s->wait)
         end_wait(s, code, msg);
     if (!s->cur.active)
@@ -199,7 +159,7 @@ static void kill_session(struct elmd_session *s, int code, const char *msg)
 static void handle_cancel(struct elmd_session *s, uint32_t req_id)
 {
     if ((s->cur.active && s->cur.req_id == req_id) ||
-        (s->wait && s->wait->p->msg.hdr.req_id == req_id)) {
+        (s->wait && s->wait->p->msg.hdr.req_id == req_id) || elmd_embed_is_running(s, req_id)) {
         elmd_cancel_request(s, 0, NULL);
         return;
     }
@@ -227,7 +187,9 @@ void elmd_read_requests(struct elmd_session *s)
             kill_session(s, ELM_ERING, "the request ring is corrupted");
             return;
         }
-        void *buf = malloc(rec.len ? rec.len : 1);
+        /* an EMBED's decoded struct goes first in buf (embed.h), so free(buf) frees both */
+        size_t extra = elmd_embed_extra(rec.type);
+        void *buf = malloc(extra + (rec.len ? rec.len : 1));
         struct elmd_prompt *p = calloc(1, sizeof *p);
         if (!buf || !p) {
             free(buf);
@@ -235,10 +197,13 @@ void elmd_read_requests(struct elmd_session *s)
             kill_session(s, -ENOMEM, "out of memory reading a request");
             return;
         }
-        rc = elm_ring_pop(&s->rings.req, &rec, buf, rec.len);
+        void *payload = (char *)buf + extra;
+        rc = elm_ring_pop(&s->rings.req, &rec, payload, rec.len);
         uint32_t cancel_id;
-        if (rc == 0 && rec.type == ELM_REC_PROMPT &&
-            (rc = elm_rec_prompt_decode(buf, rec.len, &p->msg)) == 0) {
+        if (rc == 0 &&
+            ((rec.type == ELM_REC_PROMPT &&
+              (rc = elm_rec_prompt_decode(payload, rec.len, &p->msg)) == 0) ||
+             (rec.type == ELM_REC_EMBED && (rc = elmd_embed_decode(p, buf, rec.len)) == 0))) {
             p->buf = buf;
             p->t_recv_ns = elmd_now_ns();
             struct elmd_prompt **tail = &s->queue;
@@ -250,7 +215,7 @@ void elmd_read_requests(struct elmd_session *s)
         }
         free(p);
         if (rc == 0 && rec.type == ELM_REC_CANCEL &&
-            (rc = elm_rec_cancel_decode(buf, rec.len, &cancel_id)) == 0) {
+            (rc = elm_rec_cancel_decode(payload, rec.len, &cancel_id)) == 0) {
             free(buf);
             handle_cancel(s, cancel_id);
             continue;
@@ -477,7 +442,9 @@ int elmd_admit_waiting(struct eng *e)
 /* Starts the next queued prompt of an idle session. */
 void elmd_start_next(struct eng *e, struct elmd_session *s)
 {
-    while (!s->dead && !s->cur.active && !s->wait && s->queue) {
+    if (s->emb && !elmd_embed_flush(s))
+        return; /* an EMBED's vectors wait for room in the event ring */
+    while (!s->dead && !s->cur.active && !s->wait && !s->emb && s->queue) {
         struct elmd_prompt *p = s->queue;
         s->queue = p->next;
         s->n_queued--;
@@ -495,6 +462,11 @@ void elmd_start_next(struct eng *e, struct elmd_session *s)
         } else if (e->draining) {
             rc = ELM_ESHUTDOWN;
             msg = "the daemon is shutting down";
+        } else if ((rc = elmd_embed_check_kind(s->model, p, buf, sizeof buf)) ||
+                   (p->embed && (rc = elmd_embed_start(s, p, buf, sizeof buf)))) {
+            msg = buf;
+        } else if (p->embed) {
+            /* started: its vectors are on their way (s->emb) */
         } else {
             rc = start_prompt(e, s, p, buf, sizeof buf);
             if (rc == 1)

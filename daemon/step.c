@@ -31,6 +31,7 @@
 #include "common/log.h"
 #include "daemon/admission.h"
 #include "daemon/elmd.h"
+#include "daemon/embed.h"
 #include "daemon/engine_thread.h"
 #include "daemon/plan.h"
 #include "elm/status.h"
@@ -199,6 +200,7 @@ static void end_step(struct eng *e, bool stepped)
         if (e->act[k]->dead) {
             elmd_wait_free(e->act[k]->wait);
             e->act[k]->wait = NULL;
+            elmd_embed_free(&e->act[k]->emb); /* vectors nobody will read */
             elm_seq_destroy(&e->act[k]->seq);
         }
     pthread_mutex_lock(&d->lock);
@@ -208,7 +210,7 @@ static void end_step(struct eng *e, bool stepped)
         elmd_flush_stats(d, s);
         int64_t held = s->seq ? elm_seq_pages(s->seq) * ELM_KV_PAGE : 0;
         s->kv_used = held < s->n_history ? (int32_t)held : s->n_history;
-        bool busy = s->cur.active || s->queue || s->wait;
+        bool busy = s->cur.active || s->queue || s->wait || s->emb;
         waiting += s->wait && !s->dead;
         running += busy && !s->dead;
         s->state = s->dead ? ELM_SESSION_STATE_CLOSING
@@ -276,6 +278,12 @@ static void swap_model(struct eng *e)
 #define SYS_futex_waitv 449
 #endif
 
+/* The event-ring room a paused session waits for: a step's events, or an EMBED's next record. */
+static uint32_t evt_need(const struct elmd_session *s)
+{
+    return s->emb ? elmd_embed_need(s) : STEP_PAYLOAD;
+}
+
 /* Sleeps until a ring or control needs the engine, or timeout_ms (< 0: IDLE_TIMEOUT_MS). */
 static void idle_wait(struct eng *e, int timeout_ms)
 {
@@ -299,14 +307,14 @@ static void idle_wait(struct eng *e, int timeout_ms)
         if (s->n_queued < MAX_QUEUED && elm_ring_arm(&s->rings.req, 0, &f) == 0)
             w[n++] =
                 (struct futex_waitv){.val = f.val, .uaddr = (uintptr_t)f.uaddr, .flags = FUTEX_32};
-        if (s->paused && elm_ring_arm(&s->rings.evt, STEP_PAYLOAD, &f) == 0)
+        if (s->paused && elm_ring_arm(&s->rings.evt, evt_need(s), &f) == 0)
             w[n++] =
                 (struct futex_waitv){.val = f.val, .uaddr = (uintptr_t)f.uaddr, .flags = FUTEX_32};
     }
     for (int k = 0; k < e->n_act && !ready; k++) {
         struct elmd_session *s = e->act[k];
         ready = (s->n_queued < MAX_QUEUED && elm_ring_is_ready(&s->rings.req, 0)) ||
-                (s->paused && elm_ring_is_ready(&s->rings.evt, STEP_PAYLOAD));
+                (s->paused && elm_ring_is_ready(&s->rings.evt, evt_need(s)));
     }
     if (!ready) {
         struct timespec ts;

@@ -103,12 +103,13 @@ int elm_session_shm_attach(void *base, size_t size, uint32_t req_cap, uint32_t e
 
 bool elm_rec_is_request(uint16_t type)
 {
-    return type == ELM_REC_PROMPT || type == ELM_REC_CANCEL;
+    return type == ELM_REC_PROMPT || type == ELM_REC_CANCEL || type == ELM_REC_EMBED;
 }
 
 bool elm_rec_is_event(uint16_t type)
 {
-    return type == ELM_REC_TOKEN || type == ELM_REC_DONE || type == ELM_REC_ERROR;
+    return type == ELM_REC_TOKEN || type == ELM_REC_DONE || type == ELM_REC_ERROR ||
+           type == ELM_REC_VECTOR;
 }
 
 const char *elm_rec_type_name(uint16_t type)
@@ -120,6 +121,8 @@ const char *elm_rec_type_name(uint16_t type)
     case ELM_REC_TOKEN: return "token";
     case ELM_REC_DONE: return "done";
     case ELM_REC_ERROR: return "error";
+    case ELM_REC_EMBED: return "embed";
+    case ELM_REC_VECTOR: return "vector";
     default: return "unknown";
     }
     // clang-format on

@@ -81,15 +81,17 @@ int elm_session_shm_attach(void *base, size_t size, uint32_t req_cap, uint32_t e
  */
 
 enum elm_rec_type {
-    ELM_REC_PROMPT = 1, /* request ring: generate from a prompt */
-    ELM_REC_CANCEL = 2, /* request ring: stop a request early */
-    ELM_REC_TOKEN = 16, /* event ring: one generated token and its text */
-    ELM_REC_DONE = 17,  /* event ring: a request finished */
-    ELM_REC_ERROR = 18, /* event ring: a request failed */
+    ELM_REC_PROMPT = 1,  /* request ring: generate from a prompt */
+    ELM_REC_CANCEL = 2,  /* request ring: stop a request early */
+    ELM_REC_EMBED = 4,   /* request ring: embed texts (ipc/embed_rec.h) */
+    ELM_REC_TOKEN = 16,  /* event ring: one generated token and its text */
+    ELM_REC_DONE = 17,   /* event ring: a request finished */
+    ELM_REC_ERROR = 18,  /* event ring: a request failed */
+    ELM_REC_VECTOR = 20, /* event ring: one text's embedding (ipc/embed_rec.h) */
 };
 
-bool elm_rec_is_request(uint16_t type);       /* PROMPT or CANCEL */
-bool elm_rec_is_event(uint16_t type);         /* TOKEN, DONE or ERROR */
+bool elm_rec_is_request(uint16_t type);       /* PROMPT, CANCEL or EMBED */
+bool elm_rec_is_event(uint16_t type);         /* TOKEN, DONE, ERROR or VECTOR */
 const char *elm_rec_type_name(uint16_t type); /* static string; "unknown" for others */
 
 /* Bounds enforced by encoders and decoders. */

@@ -29,9 +29,6 @@ _Static_assert((int)ELM_FINISH_EOS == ELM_DONE_EOS && (int)ELM_FINISH_LENGTH == 
                    (int)ELM_FINISH_CANCEL == ELM_DONE_CANCEL && ELM_DONE_LAST == ELM_DONE_CANCEL,
                "public finish reasons are the wire's");
 
-/* The largest valid event payload is an ERROR with a full message; a bigger record is a
- * protocol violation, detected by elm_ring_pop's -EMSGSIZE without copying it. */
-#define EVT_BUF (sizeof(struct elm_rec_error) + ELM_REC_MAX_ERROR_MSG)
 /* Bytes a PROMPT needs besides its text: the fixed part and the stop strings at their
  * largest, plus the ring's record header. Used to size the request ring. */
 #define PROMPT_OVERHEAD                                                                            \
@@ -40,23 +37,8 @@ _Static_assert((int)ELM_FINISH_EOS == ELM_DONE_EOS && (int)ELM_FINISH_LENGTH == 
 #define DEFAULT_MAX_PROMPT (1u << 20)
 #define CLOSE_TIMEOUT_MS   2000
 
-struct elm_session {
-    struct elm_client *c; /* a reference: the control channel for close */
-    uint64_t id;
-    uint32_t n_ctx;
-    struct elm_shm shm;
-    struct elm_session_rings r;
-    pthread_mutex_t prod_lock;   /* submit and cancel (any thread) both produce into r.req */
-    _Atomic uint32_t running_id; /* the running request's id, 0 when none (read by cancel) */
-    uint32_t last_id;            /* the last request id used */
-    int broken;                  /* sticky: ELM_ERING, ELM_EPROTO, ELM_ESESSION, ELM_EDAEMON */
-    unsigned char rec[EVT_BUF];  /* private copy of the last event; decoded from here */
-    char text[ELM_REC_MAX_PIECE + 1];
-    char msg[ELM_REC_MAX_ERROR_MSG + 1];
-};
-
 /* Marks the session unusable with code, and returns it. */
-static int set_broken(struct elm_session *s, int code)
+int session_set_broken(struct elm_session *s, int code)
 {
     s->broken = code;
     atomic_store(&s->running_id, 0);
@@ -315,8 +297,8 @@ static int to_prompt(const struct elm_request *r, uint32_t req_id, struct elm_pr
 
 /* Pushes a request record with push(), waiting for space while the daemon lives. Called with
  * prod_lock held. */
-static int push_waiting(struct elm_session *s, uint32_t size,
-                        int (*push)(struct elm_session *s, const void *arg), const void *arg)
+int session_push_waiting(struct elm_session *s, uint32_t size,
+                         int (*push)(struct elm_session *s, const void *arg), const void *arg)
 {
     for (;;) {
         int rc = push(s, arg);
@@ -341,12 +323,12 @@ static int push_cancel(struct elm_session *s, const void *id)
 }
 
 /* A ring that refuses our record: closed by the daemon (the session is gone), or broken. */
-static int push_error(struct elm_session *s, int rc)
+int session_push_error(struct elm_session *s, int rc)
 {
     if (rc == -EPIPE)
-        return set_broken(s, ELM_ESESSION);
+        return session_set_broken(s, ELM_ESESSION);
     if (rc == ELM_ERING || rc == ELM_EDAEMON)
-        return set_broken(s, rc);
+        return session_set_broken(s, rc);
     return rc;
 }
 
@@ -369,13 +351,13 @@ int elm_session_submit(elm_session *s, const struct elm_request *r)
     if (size > elm_ring_max_payload(&s->r.req))
         return -EMSGSIZE;
     pthread_mutex_lock(&s->prod_lock);
-    rc = push_waiting(s, size, push_prompt, &m);
+    rc = session_push_waiting(s, size, push_prompt, &m);
     if (rc == 0) {
         s->last_id = id;
         atomic_store(&s->running_id, id);
     }
     pthread_mutex_unlock(&s->prod_lock);
-    return rc < 0 ? push_error(s, rc) : 0;
+    return rc < 0 ? session_push_error(s, rc) : 0;
 }
 
 int elm_session_cancel(elm_session *s)
@@ -386,7 +368,7 @@ int elm_session_cancel(elm_session *s)
     /* Read under the lock: a submit in flight either published its id before we read it, or
      * has not pushed its PROMPT yet (and a CANCEL for the previous id is harmless). */
     uint32_t id = atomic_load(&s->running_id);
-    int rc = id ? push_waiting(s, sizeof(struct elm_rec_cancel), push_cancel, &id) : 0;
+    int rc = id ? session_push_waiting(s, sizeof(struct elm_rec_cancel), push_cancel, &id) : 0;
     pthread_mutex_unlock(&s->prod_lock);
     /* A closed ring means the daemon already ended the session: nothing left to cancel. */
     return rc == -EPIPE ? 0 : rc;
@@ -411,7 +393,7 @@ static int deliver(struct elm_session *s, const struct elm_ring_rec *rec, struct
     case ELM_REC_TOKEN: {
         struct elm_token_msg t;
         if (elm_rec_token_decode(s->rec, rec->len, &t) < 0)
-            return set_broken(s, ELM_EPROTO);
+            return session_set_broken(s, ELM_EPROTO);
         memcpy(s->text, t.piece, t.piece_len);
         s->text[t.piece_len] = 0;
         e.type = ELM_EVENT_TOKEN;
@@ -423,7 +405,7 @@ static int deliver(struct elm_session *s, const struct elm_ring_rec *rec, struct
     case ELM_REC_DONE: {
         struct elm_rec_done d;
         if (elm_rec_done_decode(s->rec, rec->len, &d) < 0 || d.req_id != running)
-            return set_broken(s, ELM_EPROTO);
+            return session_set_broken(s, ELM_EPROTO);
         e.type = ELM_EVENT_DONE;
         e.reason = (int)d.reason;
         e.n_prompt = d.n_prompt;
@@ -435,7 +417,7 @@ static int deliver(struct elm_session *s, const struct elm_ring_rec *rec, struct
     case ELM_REC_ERROR: {
         struct elm_error_msg em;
         if (elm_rec_error_decode(s->rec, rec->len, &em) < 0 || em.req_id != running)
-            return set_broken(s, ELM_EPROTO);
+            return session_set_broken(s, ELM_EPROTO);
         memcpy(s->msg, em.msg, em.msg_len);
         s->msg[em.msg_len] = 0;
         e.type = ELM_EVENT_ERROR;
@@ -444,12 +426,42 @@ static int deliver(struct elm_session *s, const struct elm_ring_rec *rec, struct
         break;
     }
     default:
-        return set_broken(s, ELM_EPROTO);
+        return session_set_broken(s, ELM_EPROTO);
     }
     if (e.type != ELM_EVENT_TOKEN)
         atomic_store(&s->running_id, 0);
     *ev = e;
     return 0;
+}
+
+int session_pop(struct elm_session *s, void *buf, uint32_t cap, struct elm_ring_rec *rec,
+                int timeout_ms)
+{
+    int64_t deadline = timeout_ms < 0 ? INT64_MAX : client_now_ms() + timeout_ms;
+    for (;;) {
+        int rc = elm_ring_pop(&s->r.evt, rec, buf, cap);
+        if (rc == 0)
+            return 0;
+        if (rc == -EMSGSIZE)
+            return session_set_broken(s, ELM_EPROTO); /* bigger than any valid event */
+        if (rc == -EPIPE)
+            /* the daemon closed it, request unfinished */
+            return session_set_broken(s, ELM_ESESSION);
+        if (rc != -EAGAIN)
+            return rc == ELM_ERING ? session_set_broken(s, rc) : rc;
+        int64_t left = deadline == INT64_MAX ? ELM_CLIENT_LIVENESS_MS : deadline - client_now_ms();
+        if (left <= 0)
+            return -ETIMEDOUT;
+        rc = elm_ring_wait_data(
+            &s->r.evt, (int)(left < ELM_CLIENT_LIVENESS_MS ? left : ELM_CLIENT_LIVENESS_MS));
+        if (rc == -ETIMEDOUT && !client_daemon_alive(s->c))
+            return session_set_broken(s, ELM_EDAEMON);
+        if (rc == -EINTR)
+            return -EINTR;
+        if (rc == ELM_ERING)
+            return session_set_broken(s, rc);
+        /* 0, -ETIMEDOUT or -EPIPE: pop again (it drains what remains before reporting EPIPE). */
+    }
 }
 
 int elm_session_next(elm_session *s, struct elm_event *ev, int timeout_ms)
@@ -460,31 +472,9 @@ int elm_session_next(elm_session *s, struct elm_event *ev, int timeout_ms)
         return s->broken;
     if (!atomic_load(&s->running_id))
         return -ENOMSG;
-    int64_t deadline = timeout_ms < 0 ? INT64_MAX : client_now_ms() + timeout_ms;
-    for (;;) {
-        struct elm_ring_rec rec;
-        int rc = elm_ring_pop(&s->r.evt, &rec, s->rec, sizeof s->rec);
-        if (rc == 0)
-            return deliver(s, &rec, ev);
-        if (rc == -EMSGSIZE)
-            return set_broken(s, ELM_EPROTO); /* bigger than any valid event */
-        if (rc == -EPIPE)
-            return set_broken(s, ELM_ESESSION); /* the daemon closed it, request unfinished */
-        if (rc != -EAGAIN)
-            return rc == ELM_ERING ? set_broken(s, rc) : rc;
-        int64_t left = deadline == INT64_MAX ? ELM_CLIENT_LIVENESS_MS : deadline - client_now_ms();
-        if (left <= 0)
-            return -ETIMEDOUT;
-        rc = elm_ring_wait_data(
-            &s->r.evt, (int)(left < ELM_CLIENT_LIVENESS_MS ? left : ELM_CLIENT_LIVENESS_MS));
-        if (rc == -ETIMEDOUT && !client_daemon_alive(s->c))
-            return set_broken(s, ELM_EDAEMON);
-        if (rc == -EINTR)
-            return -EINTR;
-        if (rc == ELM_ERING)
-            return set_broken(s, rc);
-        /* 0, -ETIMEDOUT or -EPIPE: pop again (it drains what remains before reporting EPIPE). */
-    }
+    struct elm_ring_rec rec;
+    int rc = session_pop(s, s->rec, sizeof s->rec, &rec, timeout_ms);
+    return rc ? rc : deliver(s, &rec, ev);
 }
 
 int elm_session_generate(elm_session *s, const struct elm_request *r, elm_event_fn fn, void *user)

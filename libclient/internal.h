@@ -12,6 +12,8 @@
 
 #include "elm/client.h"
 #include "ipc/proto.h"
+#include "ipc/session_shm.h"
+#include "ipc/shm.h"
 
 /* How long a control call waits for its reply (except LOAD, which waits while the daemon
  * lives): the daemon answers control messages between forward passes, so seconds mean it is
@@ -62,5 +64,40 @@ static inline int64_t client_now_ms(void)
 /* Reference counting: a session keeps its client alive. */
 void client_ref(struct elm_client *c);
 void client_unref(struct elm_client *c);
+
+/* ---- a session (client_session.c; client_embed.c sends EMBED requests on it) ---- */
+
+/* The largest valid event payload is an ERROR with a full message; a bigger record is a
+ * protocol violation, detected by elm_ring_pop's -EMSGSIZE without copying it. */
+#define EVT_BUF (sizeof(struct elm_rec_error) + ELM_REC_MAX_ERROR_MSG)
+
+struct elm_session {
+    struct elm_client *c; /* a reference: the control channel for close */
+    uint64_t id;
+    uint32_t n_ctx;
+    struct elm_shm shm;
+    struct elm_session_rings r;
+    pthread_mutex_t prod_lock;   /* submit and cancel (any thread) both produce into r.req */
+    _Atomic uint32_t running_id; /* the running request's id, 0 when none (read by cancel) */
+    uint32_t last_id;            /* the last request id used */
+    int broken;                  /* sticky: ELM_ERING, ELM_EPROTO, ELM_ESESSION, ELM_EDAEMON */
+    unsigned char rec[EVT_BUF];  /* private copy of the last event; decoded from here */
+    char text[ELM_REC_MAX_PIECE + 1];
+    char msg[ELM_REC_MAX_ERROR_MSG + 1];
+};
+
+/* Marks the session unusable with code, and returns it. */
+int session_set_broken(struct elm_session *s, int code);
+/* Pushes a request record with push(), waiting for space while the daemon lives. Called with
+ * prod_lock held. */
+int session_push_waiting(struct elm_session *s, uint32_t size,
+                         int (*push)(struct elm_session *s, const void *arg), const void *arg);
+/* The error to return for a ring that refused our record (the session may be broken then). */
+int session_push_error(struct elm_session *s, int rc);
+/* Pops the next event record into buf (cap bytes), waiting up to timeout_ms (< 0: while the
+ * daemon lives). Returns 0, -ETIMEDOUT, -EINTR, or a sticky error (ELM_EPROTO for a record
+ * larger than cap, ELM_ESESSION, ELM_EDAEMON, ELM_ERING). */
+int session_pop(struct elm_session *s, void *buf, uint32_t cap, struct elm_ring_rec *rec,
+                int timeout_ms);
 
 #endif

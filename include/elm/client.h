@@ -331,6 +331,30 @@ typedef int (*elm_event_fn)(void *user, const struct elm_event *ev);
  * of elm_session_submit() / elm_session_next(). Waits as long as the daemon is alive. */
 int elm_session_generate(elm_session *s, const struct elm_request *r, elm_event_fn fn, void *user);
 
+/* ---------------------------------------------------------------------------------------------
+ * Embeddings (the daemon serving an embedding model, e.g. a bert file)
+ */
+
+#define ELM_EMBED_MAX_TEXTS 256 /* texts of one elm_session_embed() call */
+
+/* Embeds n texts (1..ELM_EMBED_MAX_TEXTS; UTF-8, NUL-terminated, borrowed for the call) in one
+ * pass of the loaded embedding model. Each text is tokenized with the model's [CLS]/[SEP], its
+ * token states pooled as the model file says (mean or [CLS]) and divided by their L2 norm, as
+ * llama.cpp's server does. *vecs (malloc'ed: the caller frees it with free()) gets n * *n_embd
+ * floats, text i's vector at (*vecs)[i * *n_embd]; n_tokens, when not NULL, gets each text's
+ * token count (n entries). flags: 0 or ELM_REQUEST_SPECIAL. Blocks until the vectors came.
+ * Errors: -EINVAL, -EINPROGRESS (a request is running), -EMSGSIZE (the texts exceed the
+ * session's max_prompt_bytes), ELM_EUNSUPPORTED (the loaded model generates text),
+ * ELM_ECONTEXT (a text longer than the model's context, or more than 8192 tokens in all: send
+ * fewer texts per call), ELM_ECANCELED (elm_session_cancel() from another thread), and the
+ * session errors of elm_session_next(). The daemon's reason: elm_session_last_message(). */
+int elm_session_embed(elm_session *s, const char *const *texts, size_t n, uint32_t flags,
+                      float **vecs, uint32_t *n_embd, uint32_t *n_tokens);
+
+/* The daemon's message of the last failed request on s ("" if it gave none). Borrowed until
+ * the next call on s. */
+const char *elm_session_last_message(const elm_session *s);
+
 #ifdef __cplusplus
 }
 #endif

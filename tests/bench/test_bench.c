@@ -257,6 +257,27 @@ static void test_model(void **state)
     lines_free(&l);
 }
 
+/* An embedding model: pp times one elm_model_embed pass, no tg. */
+static void test_model_embed(void **state)
+{
+    (void)state;
+    require_bench();
+    ELM_REQUIRE_MODEL(model, "zoo2/zoo-bert.gguf");
+    static char out[65536];
+    struct lines l;
+    assert_int_equal(
+        run(out, sizeof out, "--quick --json --threads 1 model --model '%s' --pp 200", model), 0);
+    parse_lines(out, "model", &l);
+    const struct json *r[4];
+    assert_int_equal(rows(&l, "model", r, 4), 1);
+    assert_string_equal(str(r[0], "model"), "zoo-bert.gguf");
+    assert_int_equal((int)num(r[0], "pp tokens"), 200);
+    assert_true(num(r[0], "pp t/s") > 0);
+    assert_ordered(r[0], "pp min", "pp t/s", "pp max");
+    assert_int_equal((int)num(r[0], "tg tokens"), 0);
+    lines_free(&l);
+}
+
 static void test_kernels(void **state)
 {
     (void)state;
@@ -512,6 +533,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_argument_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_model, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_model_embed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kernels, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ipc, setup, teardown),
         cmocka_unit_test_setup_teardown(test_load, setup, teardown),
