@@ -16,6 +16,7 @@ struct cmd {
 
 static const struct cmd cmds[] = {
     {"generate", cli_cmd_generate, "stream a completion (from elmd, or --local MODEL in-process)"},
+    {"chat", cli_cmd_chat, "chat with a chat model (elmd's, or --local MODEL in-process)"},
     {"tokenize", cli_cmd_tokenize, "print the token ids of a text"},
     {"inspect", cli_cmd_inspect, "show a model's architecture, tensors and metadata"},
     {"quantize", cli_cmd_quantize, "write a quantized copy of a GGUF model"},
