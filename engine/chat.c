@@ -168,8 +168,8 @@ enum elm_chat_tmpl elm_chat_detect(const char *tmpl, size_t len)
     return ELM_CHAT_UNKNOWN;
 }
 
-int elm_chat_model_template(const struct elm_model *m, const char *name, enum elm_chat_tmpl *out,
-                            char *err, size_t errlen)
+int elm_chat_select(const char *tmpl, size_t len, const char *name, enum elm_chat_tmpl *out,
+                    char *err, size_t errlen)
 {
     enum elm_chat_tmpl t;
     if (name) {
@@ -177,20 +177,17 @@ int elm_chat_model_template(const struct elm_model *m, const char *name, enum el
         if (t == ELM_CHAT_UNKNOWN)
             return elm_errf(err, errlen, ELM_EUNSUPPORTED,
                             "unknown chat template name '%s' (one of: %s)", name, elm_chat_names());
+    } else if (!tmpl) {
+        t = ELM_CHAT_CHATML; /* llama-server's default for a file without a template */
     } else {
-        struct elm_gguf_str s;
-        if (elm_gguf_get_str(m->gguf, "tokenizer.chat_template", &s)) {
-            t = ELM_CHAT_CHATML; /* llama-server's default for a file without a template */
-        } else {
-            t = elm_chat_detect(s.ptr, (size_t)s.len);
-            if (t == ELM_CHAT_UNKNOWN) {
-                char shown[4 * 64 + 4];
-                s.len = s.len > 40 ? 40 : s.len;
-                return elm_errf(err, errlen, ELM_EUNSUPPORTED,
-                                "chat template not recognised: '%s' (choose a format with "
-                                "--chat-template NAME)",
-                                elm_gguf_str_format(s, shown, sizeof shown));
-            }
+        t = elm_chat_detect(tmpl, len);
+        if (t == ELM_CHAT_UNKNOWN) {
+            char shown[4 * 64 + 4];
+            struct elm_gguf_str s = {len > 40 ? 40 : len, tmpl};
+            return elm_errf(err, errlen, ELM_EUNSUPPORTED,
+                            "chat template not recognised: '%s' (choose a format with "
+                            "--chat-template NAME)",
+                            elm_gguf_str_format(s, shown, sizeof shown));
         }
     }
     if (t >= ELM_CHAT_N_RENDERED)
@@ -200,6 +197,14 @@ int elm_chat_model_template(const struct elm_model *m, const char *name, enum el
                         elm_chat_name(t));
     *out = t;
     return 0;
+}
+
+int elm_chat_model_template(const struct elm_model *m, const char *name, enum elm_chat_tmpl *out,
+                            char *err, size_t errlen)
+{
+    struct elm_gguf_str s;
+    bool has = elm_gguf_get_str(m->gguf, "tokenizer.chat_template", &s) == 0;
+    return elm_chat_select(has ? s.ptr : NULL, has ? (size_t)s.len : 0, name, out, err, errlen);
 }
 
 /* ---- rendering ----------------------------------------------------------------------------- */

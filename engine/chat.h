@@ -75,6 +75,13 @@ const char *elm_chat_names(void);
  * substrings in llama.cpp's order. ELM_CHAT_UNKNOWN when nothing matches. */
 enum elm_chat_tmpl elm_chat_detect(const char *tmpl, size_t len);
 
+/* The format to render with: the one named name when not NULL, else the one template text
+ * tmpl[0..len) is recognised as, chatml when tmpl is NULL (no template: llama-server's default).
+ * ELM_EUNSUPPORTED, with a message naming the name or showing the template's first 40 bytes in
+ * err, for an unknown one or one elm does not render. */
+int elm_chat_select(const char *tmpl, size_t len, const char *name, enum elm_chat_tmpl *out,
+                    char *err, size_t errlen);
+
 /* The format for model m: the named one when name is not NULL, else the one its
  * tokenizer.chat_template is recognised as; chatml when the file has none (as llama-server).
  * Errors, with a message naming the template (its first 40 bytes) or name in err:

@@ -184,6 +184,16 @@ static void test_detect(void **state)
                      cases[i].name);
     }
     assert_int_equal(elm_chat_detect("{{ messages }}", 14), ELM_CHAT_UNKNOWN);
+    /* an unknown template is refused with its first 40 bytes shown (escaped) */
+    const char *odd = "{% for m in messages %}\n{{ m['content'] }}{% endfor %} and more";
+    enum elm_chat_tmpl t;
+    char err[512];
+    assert_int_equal(elm_chat_select(odd, strlen(odd), NULL, &t, err, sizeof err),
+                     ELM_EUNSUPPORTED);
+    assert_non_null(strstr(err, "chat template not recognised: "
+                                "'{% for m in messages %}\\x0a{{ m[\\x27content\\x27] '"));
+    assert_int_equal(elm_chat_select(NULL, 0, NULL, &t, err, sizeof err), 0);
+    assert_int_equal(t, ELM_CHAT_CHATML);
     assert_int_equal(elm_chat_from_name("jinja"), ELM_CHAT_UNKNOWN);
 }
 
