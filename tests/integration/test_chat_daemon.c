@@ -4,7 +4,8 @@
  * of its reference goes through elm_session_chat as role/content messages, so the daemon
  * renders it with the model's template and tokenizes it. Checked, per
  * shared/models/zoo2/README.md: the greedy ids equal the reference's up to the first position
- * whose margin is < 0.1, and a reference that ends at an EOG token ends there with reason EOS
+ * whose margin is < 0.1, and a reply that generated every id of a reference ending at an EOG
+ * token ends there with reason EOS
  * (the prompt ids themselves are compared in tests/kernel/test_chat.c, which renders with the
  * same engine/chat.c). Then a second turn (the conversation, the reply, a new user message)
  * evaluates only what the session had not seen: DONE's n_prompt is at most the conversation's
@@ -115,19 +116,24 @@ static void check_file(elm_client *c, const char *name, const char *path)
                                              json_get(json_at(msgs, (size_t)i), "content")->str};
         struct reply r;
         chat(s, m, n, (int)gids->n, &r);
-        bool cut = false;
-        for (size_t k = 0; k < gids->n && !cut; k++) {
-            if ((cut = json_at(margins, k)->num < 0.1))
-                break;
+        bool cut = false, same = true; /* same: every reference id generated */
+        for (size_t k = 0; k < gids->n; k++) {
+            const int32_t want = (int32_t)json_at(gids, k)->num;
+            cut = cut || json_at(margins, k)->num < 0.1;
+            same = same && (int)k < r.n && r.ids[k] == want;
+            if (cut)
+                continue;
             assert_true((int)k < r.n);
-            if (r.ids[k] != (int32_t)json_at(gids, k)->num)
+            if (r.ids[k] != want)
                 fail_msg("%s chat %zu: id %zu is %d, reference %d", name, e, k, r.ids[k],
-                         (int)json_at(gids, k)->num);
+                         (int)want);
             compared++;
         }
-        if (!cut && !strcmp(json_get(en, "stop_type")->str, "eos")) {
+        if (same && !strcmp(json_get(en, "stop_type")->str, "eos")) {
             assert_int_equal(r.n, (int)gids->n);
             assert_int_equal(r.reason, ELM_FINISH_EOS);
+            print_message("%-11s chat %zu: stopped at EOG id %d as llama.cpp\n", name, e,
+                          r.ids[r.n - 1]);
         }
         if (e > 0)
             continue;

@@ -8,8 +8,9 @@
  * file, rendered from its messages, equals prompt_text byte for byte; its ids (BOS per the
  * vocabulary, special tokens parsed, as llama-server) equal prompt_ids; greedy generation
  * through elm_seq (as elmctl --local and elmd run it) equals greedy_ids up to the first
- * position whose margin is < 0.1 (F32) / 0.3 (quantized), and a reference that stops at an EOG
- * token stops there too.
+ * position whose margin is < 0.1 (F32) / 0.3 (quantized), and where elm generated every
+ * reference id of an entry that ends at an EOG token (qwen25's multi_turn: <|endoftext|>, not
+ * its eos_token_id), elm stops there too.
  * EOG: each vocabulary's set equals the eog_token_ids llama.cpp printed, and a sequence stops
  * at each of them. */
 #include <errno.h>
@@ -290,21 +291,25 @@ static int check_entry(const struct elm_model *m, enum elm_chat_tmpl t, struct e
     struct collect c = {.n = 0};
     assert_int_equal(elm_seq_run(s, w, on_token, &c), 0);
     int compared = 0;
-    bool cut = false;
-    for (size_t k = 0; k < gids->n && !cut; k++) {
-        cut = json_at(margins, k)->num < margin_cut;
+    bool cut = false, same = true; /* same: every reference id generated, cut or not */
+    for (size_t k = 0; k < gids->n; k++) {
+        const int32_t want = (int32_t)json_at(gids, k)->num;
+        cut = cut || json_at(margins, k)->num < margin_cut;
+        same = same && (int)k < c.n && c.ids[k] == want;
         if (cut)
-            break;
+            continue;
         assert_true((int)k < c.n);
-        if (c.ids[k] != (int32_t)json_at(gids, k)->num)
+        if (c.ids[k] != want)
             fail_msg("%s %s: generated id %zu is %d, reference %d", name,
-                     json_get(e, "kind")->str, k, c.ids[k], (int)json_at(gids, k)->num);
+                     json_get(e, "kind")->str, k, c.ids[k], (int)want);
         compared++;
     }
-    if (!cut && !strcmp(json_get(e, "stop_type")->str, "eos")) {
-        /* the reference ended at an EOG token (its last id): elm stops there too */
+    if (same && !strcmp(json_get(e, "stop_type")->str, "eos")) {
+        /* the reference ended at an EOG token (its last id), and so did elm */
         assert_int_equal(c.n, (int)gids->n);
         assert_int_equal(elm_seq_done(s), ELM_STOP_EOS);
+        print_message("%s %s: stopped at EOG id %d as llama.cpp\n", name,
+                      json_get(e, "kind")->str, c.ids[c.n - 1]);
     }
     elm_seq_destroy(&s);
     free(ids);
