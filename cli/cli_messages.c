@@ -47,9 +47,10 @@ static int hex4(const char *p)
     int v = 0;
     for (int i = 0; i < 4; i++) {
         char c = p[i];
-        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
-                : c >= 'A' && c <= 'F'                               ? c - 'A' + 10
-                                                                     : -1;
+        int d = c >= '0' && c <= '9'   ? c - '0'
+                : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                       : -1;
         if (d < 0)
             return -1;
         v = v * 16 + d;
@@ -177,9 +178,9 @@ static bool message(struct rd *r, struct cli_msg *m)
             if (!string(r, &key))
                 return false;
             bool ok = eat(r, ':');
-            char **slot = !strcmp(key, "role") ? &m->role
+            char **slot = !strcmp(key, "role")      ? &m->role
                           : !strcmp(key, "content") ? &m->content
-                                                     : NULL;
+                                                    : NULL;
             free(key);
             if (!ok)
                 return fail(r, "expected ':'");

@@ -54,8 +54,8 @@ struct turn {
     size_t len, cap;
     bool print; /* stream the text to stdout as it comes */
     const char *reason;
-    long n_tokens;  /* the conversation's prompt tokens (-1: elmd does not say) */
-    long n_eval;    /* of those, evaluated this turn */
+    long n_tokens; /* the conversation's prompt tokens (-1: elmd does not say) */
+    long n_eval;   /* of those, evaluated this turn */
     long n_gen;
     double t_first, t_total; /* seconds */
 };
@@ -412,14 +412,21 @@ static const char chat_usage[] =
 static int parse_chat(int argc, char **argv, struct chat_opts *o)
 {
     static const struct option lo[] = {
-        {"local", required_argument, 0, 'L'},   {"system", required_argument, 0, 'y'},
+        {"local", required_argument, 0, 'L'},
+        {"system", required_argument, 0, 'y'},
         {"chat-template", required_argument, 0, 'C'},
-        {"n-predict", required_argument, 0, 'n'}, {"temp", required_argument, 0, 't'},
-        {"seed", required_argument, 0, 's'},    {"ctx", required_argument, 0, 'c'},
-        {"threads", required_argument, 0, 'T'}, {"kv-type", required_argument, 0, 'K'},
-        {"kernel", required_argument, 0, 'G'},  {"runtime-dir", required_argument, 0, 'D'},
-        {"verbose", no_argument, 0, 'v'},       CLI_OPT_JSON,
-        {"help", no_argument, 0, 'h'},          {0, 0, 0, 0},
+        {"n-predict", required_argument, 0, 'n'},
+        {"temp", required_argument, 0, 't'},
+        {"seed", required_argument, 0, 's'},
+        {"ctx", required_argument, 0, 'c'},
+        {"threads", required_argument, 0, 'T'},
+        {"kv-type", required_argument, 0, 'K'},
+        {"kernel", required_argument, 0, 'G'},
+        {"runtime-dir", required_argument, 0, 'D'},
+        {"verbose", no_argument, 0, 'v'},
+        CLI_OPT_JSON,
+        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
     };
     long l;
     double d;
@@ -427,8 +434,12 @@ static int parse_chat(int argc, char **argv, struct chat_opts *o)
     optind = 1;
     while ((c = getopt_long(argc, argv, "n:vh", lo, NULL)) != -1) {
         switch (c) {
-        case 'L': o->model = optarg; break;
-        case 'y': o->system = optarg; break;
+        case 'L':
+            o->model = optarg;
+            break;
+        case 'y':
+            o->system = optarg;
+            break;
         case 'C':
             if (elm_chat_from_name(optarg) == ELM_CHAT_UNKNOWN)
                 return cli_usage("unknown --chat-template '%s' (one of: %s)", optarg,
@@ -473,12 +484,23 @@ static int parse_chat(int argc, char **argv, struct chat_opts *o)
             else
                 return cli_usage("--kv-type expects f16, f32 or q8_0, got '%s'", optarg);
             break;
-        case 'G': o->kernel = optarg, o->local_only = "--kernel"; break;
-        case 'D': o->runtime_dir = optarg; break;
-        case 'v': o->verbose = true; break;
-        case 'j': cli_json = true; break;
-        case 'h': fputs(chat_usage, stdout); return -1;
-        default: return cli_bad_option(argv);
+        case 'G':
+            o->kernel = optarg, o->local_only = "--kernel";
+            break;
+        case 'D':
+            o->runtime_dir = optarg;
+            break;
+        case 'v':
+            o->verbose = true;
+            break;
+        case 'j':
+            cli_json = true;
+            break;
+        case 'h':
+            fputs(chat_usage, stdout);
+            return -1;
+        default:
+            return cli_bad_option(argv);
         }
     }
     if (optind != argc)

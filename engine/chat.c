@@ -151,8 +151,12 @@ enum elm_chat_tmpl elm_chat_detect(const char *tmpl, size_t len)
         return ELM_CHAT_MINICPM;
     if (has(t, "'Assistant: ' + message['content'] + eos_token"))
         return ELM_CHAT_DEEPSEEK2;
-    if (has(t, "<\xEF\xBD\x9C" "Assistant\xEF\xBD\x9C>") && has(t, "<\xEF\xBD\x9C" "User\xEF\xBD\x9C>") &&
-        has(t, "<\xEF\xBD\x9C" "end\xE2\x96\x81of\xE2\x96\x81sentence\xEF\xBD\x9C>"))
+    if (has(t, "<\xEF\xBD\x9C"
+               "Assistant\xEF\xBD\x9C>") &&
+        has(t, "<\xEF\xBD\x9C"
+               "User\xEF\xBD\x9C>") &&
+        has(t, "<\xEF\xBD\x9C"
+               "end\xE2\x96\x81of\xE2\x96\x81sentence\xEF\xBD\x9C>"))
         return ELM_CHAT_DEEPSEEK3;
     if (has(t, "[|system|]") && has(t, "[|assistant|]") && has(t, "[|endofturn|]"))
         return ELM_CHAT_EXAONE3;
@@ -436,7 +440,7 @@ static void render_roles(enum elm_chat_tmpl t, const struct elm_chat_msg *msgs, 
                 puts_(o, "GPT4 Correct ");
                 if (m->role_len) { /* the role with its first letter upper-cased */
                     char first = m->role[0] >= 'a' && m->role[0] <= 'z' ? (char)(m->role[0] - 32)
-                                                                         : m->role[0];
+                                                                        : m->role[0];
                     put(o, &first, 1);
                     put(o, m->role + 1, m->role_len - 1);
                 }
@@ -477,13 +481,24 @@ static void render_roles(enum elm_chat_tmpl t, const struct elm_chat_msg *msgs, 
     if (!gen)
         return;
     switch (t) {
-    case ELM_CHAT_MONARCH: puts_(o, "<s>assistant\n"); break;
-    case ELM_CHAT_OPENCHAT: puts_(o, "GPT4 Correct Assistant:"); break;
+    case ELM_CHAT_MONARCH:
+        puts_(o, "<s>assistant\n");
+        break;
+    case ELM_CHAT_OPENCHAT:
+        puts_(o, "GPT4 Correct Assistant:");
+        break;
     case ELM_CHAT_VICUNA:
-    case ELM_CHAT_VICUNA_ORCA: puts_(o, "ASSISTANT:"); break;
-    case ELM_CHAT_DEEPSEEK: puts_(o, "### Response:\n"); break;
-    case ELM_CHAT_COMMAND_R: puts_(o, "<|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|>"); break;
-    default: break; /* orion adds none */
+    case ELM_CHAT_VICUNA_ORCA:
+        puts_(o, "ASSISTANT:");
+        break;
+    case ELM_CHAT_DEEPSEEK:
+        puts_(o, "### Response:\n");
+        break;
+    case ELM_CHAT_COMMAND_R:
+        puts_(o, "<|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|>");
+        break;
+    default:
+        break; /* orion adds none */
     }
 }
 
@@ -501,19 +516,27 @@ int elm_chat_render(enum elm_chat_tmpl t, const struct elm_chat_msg *msgs, int n
     case ELM_CHAT_MISTRAL_V1:
     case ELM_CHAT_MISTRAL_V3:
     case ELM_CHAT_MISTRAL_V3_TEKKEN:
-    case ELM_CHAT_MISTRAL_V7: render_mistral(t, msgs, n, &o); break;
+    case ELM_CHAT_MISTRAL_V7:
+        render_mistral(t, msgs, n, &o);
+        break;
     case ELM_CHAT_LLAMA2:
     case ELM_CHAT_LLAMA2_SYS:
     case ELM_CHAT_LLAMA2_SYS_BOS:
-    case ELM_CHAT_LLAMA2_SYS_STRIP: render_llama2(t, msgs, n, &o); break;
-    case ELM_CHAT_GEMMA: render_gemma(msgs, n, gen, &o); break;
+    case ELM_CHAT_LLAMA2_SYS_STRIP:
+        render_llama2(t, msgs, n, &o);
+        break;
+    case ELM_CHAT_GEMMA:
+        render_gemma(msgs, n, gen, &o);
+        break;
     case ELM_CHAT_MONARCH:
     case ELM_CHAT_ORION:
     case ELM_CHAT_OPENCHAT:
     case ELM_CHAT_VICUNA:
     case ELM_CHAT_VICUNA_ORCA:
     case ELM_CHAT_DEEPSEEK:
-    case ELM_CHAT_COMMAND_R: render_roles(t, msgs, n, gen, &o); break;
+    case ELM_CHAT_COMMAND_R:
+        render_roles(t, msgs, n, gen, &o);
+        break;
     default:
         if ((unsigned)t >= ELM_CHAT_N_RENDERED || !simple_formats[t].prefix)
             return ELM_EUNSUPPORTED;

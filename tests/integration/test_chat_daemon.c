@@ -80,8 +80,8 @@ static int n_tokens(const char *path, const struct elm_chat_message *m, int n)
     assert_int_equal(elm_chat_model_template(model, NULL, &t, err, sizeof err), 0);
     struct elm_chat_msg cm[8];
     for (int i = 0; i < n; i++)
-        cm[i] = (struct elm_chat_msg){m[i].role, strlen(m[i].role), m[i].content,
-                                      strlen(m[i].content)};
+        cm[i] =
+            (struct elm_chat_msg){m[i].role, strlen(m[i].role), m[i].content, strlen(m[i].content)};
     size_t len;
     assert_int_equal(elm_chat_render_alloc(t, cm, n, true, &text, &len), 0);
     int32_t *ids, k;

@@ -31,10 +31,16 @@
 
 /* llama.cpp's test conversation */
 static const struct elm_chat_msg conv[] = {
-#define M(r, c) {r, sizeof r - 1, c, sizeof c - 1}
-    M("system", "You are a helpful assistant"), M("user", "Hello"),
-    M("assistant", "Hi there"),                 M("user", "Who are you"),
-    M("assistant", "   I am an assistant   "),  M("user", "Another question"),
+#define M(r, c)                                                                                    \
+    {                                                                                              \
+        r, sizeof r - 1, c, sizeof c - 1                                                           \
+    }
+    M("system", "You are a helpful assistant"),
+    M("user", "Hello"),
+    M("assistant", "Hi there"),
+    M("user", "Who are you"),
+    M("assistant", "   I am an assistant   "),
+    M("user", "Another question"),
 #undef M
 };
 
@@ -181,8 +187,7 @@ static void test_detect(void **state)
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         enum elm_chat_tmpl t = elm_chat_detect(cases[i].tmpl, strlen(cases[i].tmpl));
         if (strcmp(elm_chat_name(t), cases[i].name))
-            fail_msg("'%s': detected %s, want %s", cases[i].tmpl, elm_chat_name(t),
-                     cases[i].name);
+            fail_msg("'%s': detected %s, want %s", cases[i].tmpl, elm_chat_name(t), cases[i].name);
     }
     assert_int_equal(elm_chat_detect("{{ messages }}", 14), ELM_CHAT_UNKNOWN);
     /* an unknown template is refused with its first 40 bytes shown (escaped) */
@@ -300,16 +305,16 @@ static int check_entry(const struct elm_model *m, enum elm_chat_tmpl t, struct e
             continue;
         assert_true((int)k < c.n);
         if (c.ids[k] != want)
-            fail_msg("%s %s: generated id %zu is %d, reference %d", name,
-                     json_get(e, "kind")->str, k, c.ids[k], (int)want);
+            fail_msg("%s %s: generated id %zu is %d, reference %d", name, json_get(e, "kind")->str,
+                     k, c.ids[k], (int)want);
         compared++;
     }
     if (same && !strcmp(json_get(e, "stop_type")->str, "eos")) {
         /* the reference ended at an EOG token (its last id), and so did elm */
         assert_int_equal(c.n, (int)gids->n);
         assert_int_equal(elm_seq_done(s), ELM_STOP_EOS);
-        print_message("%s %s: stopped at EOG id %d as llama.cpp\n", name,
-                      json_get(e, "kind")->str, c.ids[c.n - 1]);
+        print_message("%s %s: stopped at EOG id %d as llama.cpp\n", name, json_get(e, "kind")->str,
+                      c.ids[c.n - 1]);
     }
     elm_seq_destroy(&s);
     free(ids);
