@@ -1,12 +1,13 @@
 /* cli.h — elmctl's subcommands, as elmctl.c's command table calls them. Each takes argc/argv
  * starting at the subcommand's name and returns the process exit code (0 ok, 1 failure, 2 usage).
- * One file each, or a family per file: cmd_generate.c (generate, tokenize), cmd_embed.c (embed),
- * cmd_inspect.c (inspect, quantize), cmd_start.c (start, stop), cmd_daemon.c (status, load,
- * unload, sessions, stats). */
+ * One file each, or a family per file: cmd_generate.c (generate, tokenize), cmd_chat.c (chat),
+ * cmd_embed.c (embed), cmd_inspect.c (inspect, quantize), cmd_start.c (start, stop),
+ * cmd_daemon.c (status, load, unload, sessions, stats). */
 #ifndef ELM_CLI_H
 #define ELM_CLI_H
 
 int cli_cmd_generate(int argc, char **argv);
+int cli_cmd_chat(int argc, char **argv);
 int cli_cmd_tokenize(int argc, char **argv);
 int cli_cmd_embed(int argc, char **argv);
 int cli_cmd_inspect(int argc, char **argv);

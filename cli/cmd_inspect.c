@@ -10,6 +10,7 @@
 #include "cli/cli_json.h"
 #include "cli/cli_util.h"
 #include "elm/status.h"
+#include "engine/chat.h"
 #include "engine/model.h"
 #include "engine/quantize.h"
 
@@ -151,6 +152,142 @@ static void json_tensors(struct cli_jw *j, const struct elm_gguf *g)
     putchar(']');
 }
 
+/* ---- what a user of a chat model looks at: template, special tokens, size, quantization ---- */
+
+/* The chat template elm renders for m, or NULL with why in err; *in_file: whether the file
+ * has one (without, elm uses llama-server's default, chatml). */
+static const char *chat_template(const struct elm_model *m, bool *in_file, char *err, size_t cap)
+{
+    enum elm_chat_tmpl t;
+    *in_file = elm_gguf_find(m->gguf, "tokenizer.chat_template") != NULL;
+    return elm_chat_model_template(m, NULL, &t, err, cap) ? NULL : elm_chat_name(t);
+}
+
+static uint64_t n_params(const struct elm_gguf *g)
+{
+    uint64_t n = 0;
+    for (uint64_t i = 0; i < g->n_tensors; i++) {
+        uint64_t e = 1;
+        for (uint32_t d = 0; d < g->tensors[i].n_dims; d++)
+            e *= (uint64_t)g->tensors[i].ne[d];
+        n += e;
+    }
+    return n;
+}
+
+/* general.file_type (-1 when absent) and its name ("" when elm has none for it). */
+static long file_type(const struct elm_gguf *g, const char **name)
+{
+    uint32_t ft;
+    *name = "";
+    if (elm_gguf_get_u32(g, "general.file_type", &ft))
+        return -1;
+    const char *n = elm_quantize_file_type_name(ft);
+    *name = n ? n : "";
+    return (long)ft;
+}
+
+static void print_token(const struct elm_vocab *v, const char *what, int32_t id)
+{
+    if (id < 0) {
+        printf("%s -", what);
+        return;
+    }
+    size_t len;
+    const char *t = elm_vocab_text(v, id, &len);
+    printf("%s %d ", what, (int)id);
+    put_str((struct elm_gguf_str){len, t}, 40);
+}
+
+static void print_text_chat(const struct elm_model *m)
+{
+    const struct elm_vocab *v = m->vocab;
+    char err[512];
+    bool in_file;
+    const char *tmpl = chat_template(m, &in_file, err, sizeof err);
+    printf("chat template: %s%s\n", tmpl ? tmpl : err,
+           in_file ? "" : " (the file has none: llama-server's default)");
+    printf("special tokens: ");
+    print_token(v, "bos", elm_vocab_bos(v));
+    print_token(v, ", eos", elm_vocab_eos(v));
+    print_token(v, ", eot", elm_vocab_eot(v));
+    print_token(v, ", pad", elm_vocab_pad(v));
+    print_token(v, ", unk", elm_vocab_unk(v));
+    int n;
+    const int32_t *eog = elm_vocab_eog(v, &n);
+    printf("\nend of generation:");
+    for (int i = 0; i < n; i++)
+        print_token(v, i ? "," : "", eog[i]);
+    putchar('\n');
+}
+
+static void json_chat(struct cli_jw *o, const struct elm_model *m)
+{
+    const struct elm_vocab *v = m->vocab;
+    char err[512];
+    bool in_file;
+    const char *tmpl = chat_template(m, &in_file, err, sizeof err);
+    cli_jw_bool(o, "chat_template_in_file", in_file);
+    if (tmpl)
+        cli_jw_str(o, "chat_template", tmpl);
+    else
+        cli_jw_str(o, "chat_template_error", err);
+    cli_jw_i64(o, "eot", elm_vocab_eot(v));
+    cli_jw_i64(o, "pad", elm_vocab_pad(v));
+    cli_jw_i64(o, "unk", elm_vocab_unk(v));
+    int n;
+    const int32_t *eog = elm_vocab_eog(v, &n);
+    cli_jw_key(o, "eog");
+    for (int i = 0; i < n; i++)
+        printf(i ? ",%d" : "[%d", (int)eog[i]);
+    fputs(n ? "]" : "[]", stdout);
+}
+
+/* Tensors per type: how a file is quantized (llama-quantize mixes types). */
+static void count_types(const struct elm_gguf *g, uint64_t per_type[ELM_TYPE_COUNT])
+{
+    for (uint64_t i = 0; i < g->n_tensors; i++)
+        if (g->tensors[i].type < ELM_TYPE_COUNT)
+            per_type[g->tensors[i].type]++;
+}
+
+static void print_text_size(const struct elm_gguf *g)
+{
+    const char *ftn;
+    long ft = file_type(g, &ftn);
+    uint64_t per_type[ELM_TYPE_COUNT] = {0};
+    count_types(g, per_type);
+    printf("parameters: %" PRIu64 "; file type ", n_params(g));
+    ft < 0 ? printf("-") : printf(ftn[0] ? "%ld (%s)" : "%ld", ft, ftn);
+    printf("; tensors by type:");
+    const char *sep = " ";
+    for (int ty = 0; ty < ELM_TYPE_COUNT; ty++)
+        if (per_type[ty]) {
+            printf("%s%s %" PRIu64, sep, elm_type_get((uint32_t)ty)->name, per_type[ty]);
+            sep = ", ";
+        }
+    putchar('\n');
+}
+
+static void json_size(struct cli_jw *j, const struct elm_gguf *g)
+{
+    const char *ftn;
+    long ft = file_type(g, &ftn);
+    cli_jw_u64(j, "n_params", n_params(g));
+    cli_jw_i64(j, "file_type", ft);
+    if (ftn[0])
+        cli_jw_str(j, "file_type_name", ftn);
+    uint64_t per_type[ELM_TYPE_COUNT] = {0};
+    count_types(g, per_type);
+    cli_jw_key(j, "tensor_types");
+    struct cli_jw o;
+    cli_jw_open(&o);
+    for (int ty = 0; ty < ELM_TYPE_COUNT; ty++)
+        if (per_type[ty])
+            cli_jw_u64(&o, elm_type_get((uint32_t)ty)->name, per_type[ty]);
+    cli_jw_close(&o);
+}
+
 static void json_model(struct cli_jw *j, const struct elm_model *m)
 {
     const struct elm_hparams *hp = &m->hp;
@@ -177,6 +314,7 @@ static void json_model(struct cli_jw *j, const struct elm_model *m)
     cli_jw_i64(&o, "bos", elm_vocab_bos(v));
     cli_jw_i64(&o, "eos", elm_vocab_eos(v));
     cli_jw_bool(&o, "add_bos", elm_vocab_add_bos(v));
+    json_chat(&o, m);
     cli_jw_u64(&o, "weight_bytes", m->weight_bytes);
     cli_jw_close(&o);
 }
@@ -196,6 +334,7 @@ static void print_text_model(const struct elm_model *m)
     printf("vocabulary: %s, %d tokens, bos %d, eos %d, add_bos %s\n",
            vocab_kinds[elm_vocab_kind(v)].text, elm_vocab_size(v),
            elm_vocab_bos(v), elm_vocab_eos(v), elm_vocab_add_bos(v) ? "yes" : "no");
+    print_text_chat(m);
     printf("weights: %" PRIu64 " bytes\n", m->weight_bytes);
 }
 
@@ -214,11 +353,15 @@ static struct elm_model *open_model(const char *path, char *err, size_t cap)
 
 static const char inspect_usage[] =
     "usage: elmctl inspect [--json] MODEL\n"
-    "Shows the architecture, hyperparameters, vocabulary, tensor types and sizes and all\n"
-    "metadata of a GGUF file.\n\n"
+    "Shows the architecture, parameters, quantization (file type, tensors by type),\n"
+    "hyperparameters and context, vocabulary, chat template (as elm recognises it), special\n"
+    "and end-of-generation tokens, tensor types and sizes and all metadata of a GGUF file.\n\n"
     "  --json   print one JSON document: file, gguf_version, size, alignment, data_offset,\n"
-    "           model (absent when elm cannot run the file; model_error says why), tensors,\n"
-    "           metadata; an error is {\"error\":S,\"exit_code\":N}\n"
+    "           n_params, file_type (-1: none), file_type_name, tensor_types {type: count},\n"
+    "           model (absent when elm cannot run the file; model_error says why; with\n"
+    "           chat_template_in_file, chat_template or chat_template_error, bos, eos, eot,\n"
+    "           pad, unk, eog [ids]),\n"
+    "           tensors, metadata; an error is {\"error\":S,\"exit_code\":N}\n"
     "Exit status: 0 ok, 1 failure (the file cannot be read), 2 usage error.\n";
 
 int cli_cmd_inspect(int argc, char **argv)
@@ -251,6 +394,7 @@ int cli_cmd_inspect(int argc, char **argv)
         cli_jw_u64(&j, "size", g->size);
         cli_jw_u64(&j, "alignment", g->alignment);
         cli_jw_u64(&j, "data_offset", g->data_offset);
+        json_size(&j, g);
         if (m)
             json_model(&j, m);
         else
@@ -263,6 +407,7 @@ int cli_cmd_inspect(int argc, char **argv)
         printf("file: %s\nGGUF v%u, %" PRIu64 " bytes, alignment %" PRIu64
                ", data at %" PRIu64 "\n",
                path, g->version, g->size, g->alignment, g->data_offset);
+        print_text_size(g);
         if (m)
             print_text_model(m);
         else

@@ -16,6 +16,7 @@ struct cmd {
 
 static const struct cmd cmds[] = {
     {"generate", cli_cmd_generate, "stream a completion (from elmd, or --local MODEL in-process)"},
+    {"chat", cli_cmd_chat, "chat with a chat model (elmd's, or --local MODEL in-process)"},
     {"tokenize", cli_cmd_tokenize, "print the token ids of a text"},
     {"embed", cli_cmd_embed, "print the embedding vectors of texts (an embedding model)"},
     {"inspect", cli_cmd_inspect, "show a model's architecture, tensors and metadata"},

@@ -25,6 +25,7 @@
 #include "daemon/embed.h"
 #include "daemon/engine_thread.h"
 #include "elm/status.h"
+#include "engine/chat.h"
 #include "engine/kv.h"
 #include "ipc/proto.h"
 
@@ -233,10 +234,43 @@ void elmd_read_requests(struct elmd_session *s)
     }
 }
 
+/* A conversation (ELM_PROMPT_F_MESSAGES) rendered with the model's chat template and tokenized
+ * as llama-server does a chat request: BOS per the vocabulary, the template's control tokens
+ * parsed. The message names an unrecognised template. */
+static int tokenize_chat(const struct elm_model *m, const struct elm_prompt_msg *p, int32_t **ids,
+                         int32_t *n, char *msg, size_t cap)
+{
+    uint32_t k;
+    enum elm_chat_tmpl t;
+    int rc = elm_rec_messages_decode(p->text, p->hdr.prompt_len, NULL, 0, &k);
+    if (!rc)
+        rc = elm_chat_model_template(m, NULL, &t, msg, cap);
+    if (rc)
+        return rc;
+    struct elm_rec_message *rm = malloc(k * sizeof *rm);
+    struct elm_chat_msg *cm = malloc(k * sizeof *cm);
+    char *text = NULL;
+    size_t len;
+    rc = rm && cm ? elm_rec_messages_decode(p->text, p->hdr.prompt_len, rm, k, &k) : -ENOMEM;
+    for (uint32_t i = 0; !rc && i < k; i++)
+        cm[i] = (struct elm_chat_msg){rm[i].role, rm[i].role_len, rm[i].content,
+                                      rm[i].content_len};
+    if (!rc)
+        rc = elm_chat_render_alloc(t, cm, (int)k, true, &text, &len);
+    if (!rc)
+        rc = elm_tokenize_alloc(m->vocab, text, len, true, true, ids, n);
+    free(text);
+    free(cm);
+    free(rm);
+    return rc;
+}
+
 /* Tokens of the prompt text, BOS per the vocabulary when asked. *ids is malloc'ed. */
 static int tokenize(const struct elm_model *m, const struct elm_prompt_msg *p, bool bos,
-                    int32_t **ids, int32_t *n)
+                    int32_t **ids, int32_t *n, char *msg, size_t cap)
 {
+    if (p->hdr.flags & ELM_PROMPT_F_MESSAGES)
+        return tokenize_chat(m, p, ids, n, msg, cap);
     bool special = p->hdr.flags & ELM_PROMPT_F_PARSE_SPECIAL;
     return elm_tokenize_alloc(m->vocab, p->text, p->hdr.prompt_len, bos, special, ids, n);
 }
@@ -253,7 +287,7 @@ static int prepare(struct eng *e, struct elmd_session *s, struct elmd_prompt *p,
     /* A continued conversation never gets a BOS in its middle. */
     bool bos = (h->flags & ELM_PROMPT_F_ADD_BOS) && !keep;
     int32_t *ids = NULL, n = 0;
-    int rc = tokenize(e->m->m, &p->msg, bos, &ids, &n);
+    int rc = tokenize(e->m->m, &p->msg, bos, &ids, &n, msg, cap);
     if (rc)
         return rc;
     int32_t base = keep ? s->n_history : 0;
@@ -343,7 +377,7 @@ static void busy_message(const struct elmd_wait *w, char *msg, size_t cap)
 
 /* Starts prompt p on s (which is idle), or makes it wait for KV pages. Returns 0 (started),
  * 1 (waiting: s->wait owns p now) or an error for an ERROR reply, with msg filled for
- * ELM_EBUSY and ELM_ECONTEXT. */
+ * ELM_EBUSY, ELM_ECONTEXT and a chat template elm cannot render (ELM_EUNSUPPORTED). */
 static int start_prompt(struct eng *e, struct elmd_session *s, struct elmd_prompt *p, char *msg,
                         size_t cap)
 {
@@ -450,7 +484,7 @@ void elmd_start_next(struct eng *e, struct elmd_session *s)
         s->n_queued--;
         int rc;
         const char *msg = NULL;
-        char buf[160];
+        char buf[384] = ""; /* room for a chat template's start, escaped */
         if (p->cancelled) {
             struct elm_rec_done dn = {.req_id = p->msg.hdr.req_id,
                                       .reason = ELM_DONE_CANCEL,
@@ -473,8 +507,9 @@ void elmd_start_next(struct eng *e, struct elmd_session *s)
                 return; /* waiting for KV pages: s->wait owns p */
             msg = rc == -EINVAL ? "empty prompt (and the model adds no BOS) "
                                   "or invalid sampling parameters"
-                  : rc == ELM_EBUSY || rc == ELM_ECONTEXT ? buf
-                                                          : elm_strerror(rc);
+                  : rc == ELM_EBUSY || rc == ELM_ECONTEXT || (rc == ELM_EUNSUPPORTED && buf[0])
+                      ? buf
+                      : elm_strerror(rc);
         }
         if (rc) {
             s->step.req++;

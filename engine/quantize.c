@@ -53,6 +53,14 @@ bool elm_quantize_preset_known(const char *preset)
     return find_preset(preset) != NULL;
 }
 
+const char *elm_quantize_file_type_name(uint32_t file_type)
+{
+    for (size_t i = 0; i < sizeof presets / sizeof *presets; i++)
+        if (presets[i].file_type == file_type)
+            return presets[i].name;
+    return NULL;
+}
+
 /* llama.cpp's "use more bits" layers: the first and last eighth, and every third in between. */
 static bool use_more_bits(int i, int n)
 {

@@ -29,6 +29,9 @@ const char *elm_quantize_presets(void);
  * error) from a file that cannot be quantized before it starts. */
 bool elm_quantize_preset_known(const char *preset);
 
+/* The preset name of a general.file_type value ("q4_k_m"), or NULL for one elm does not write. */
+const char *elm_quantize_file_type_name(uint32_t file_type);
+
 /* Quantizes IN (F32/F16/BF16 weights) into OUT with the named preset (case-insensitive).
  * n_threads <= 0: all CPUs. Returns 0, -errno, ELM_EFORMAT (IN invalid), ELM_EUNSUPPORTED
  * (unknown preset, or IN already quantized) with a message in err. */

@@ -289,6 +289,9 @@ static int load_specials(const struct elm_gguf *g, struct elm_vocab *v, char *er
         {"tokenizer.ggml.eot_token_id", offsetof(struct elm_vocab, eot)},
         {"tokenizer.ggml.eom_token_id", offsetof(struct elm_vocab, eom)},
         {"tokenizer.ggml.padding_token_id", offsetof(struct elm_vocab, pad)},
+        {"tokenizer.ggml.fim_pad_token_id", offsetof(struct elm_vocab, fim[0])},
+        {"tokenizer.ggml.fim_rep_token_id", offsetof(struct elm_vocab, fim[1])},
+        {"tokenizer.ggml.fim_sep_token_id", offsetof(struct elm_vocab, fim[2])},
     };
     bool spm = v->kind == ELM_VOCAB_SPM;
     int32_t n = v->n_tokens;
@@ -299,6 +302,7 @@ static int load_specials(const struct elm_gguf *g, struct elm_vocab *v, char *er
     v->eos = spm && n > 2 ? 2 : -1;
     v->unk = spm ? 0 : -1;
     v->eot = v->eom = v->pad = -1;
+    v->fim[0] = v->fim[1] = v->fim[2] = -1;
     v->add_bos = spm;
     v->add_eos = false;
     v->add_space_prefix = spm;
@@ -381,33 +385,46 @@ static int build_pieces(struct elm_vocab *v, char *err, size_t errlen)
     return 0;
 }
 
-/* End-of-generation ids: EOS, EOT, EOM, and tokens whose text marks the end of a turn in
- * common chat formats (llama.cpp recognises them by text too; files rarely set eot). */
+/* End-of-generation ids, by llama.cpp's rule (llama-vocab.cpp at the zoo2 commit): EOS, EOT
+ * and EOM (from their keys, or for EOT/EOM found by text), the FIM pad / repo / file-separator
+ * tokens, and every token whose text is one of the turn ends below. Only these texts: an
+ * "<|end_of_text|>" in a Llama 3 vocabulary is generated and decoding goes on, as in llama.cpp.
+ * The one definition of "this token ends a reply", for --local and for elmd. */
 static int build_eog(struct elm_vocab *v)
 {
-    static const char *const texts[] = {
-        "<|eot_id|>",
-        "<|im_end|>",
-        "<|end|>",
-        "<end_of_turn>",
-        "<|endoftext|>",
-        "<|eom_id|>",
+    static const char *const turn_ends[] = {
+        "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|eom_id|>",
         "<EOT>",
-        "<|end_of_text|>",
-        "<\xEF\xBD\x9C"
-        "end\xE2\x96\x81of\xE2\x96\x81sentence\xEF\xBD\x9C>", /* DeepSeek */
     };
-    size_t n_texts = sizeof texts / sizeof texts[0];
-    v->eog = malloc((n_texts + 3) * sizeof *v->eog);
-    if (!v->eog)
-        return -ENOMEM;
-    int32_t cand[sizeof texts / sizeof texts[0] + 3];
+    /* FIM pad, repo and file-separator tokens, found by text when the file names none (Qwen2.5
+     * has three); group i is v->fim[i] */
+    static const char *const fim[][4] = {
+        {"<|fim_pad|>", "<fim-pad>", "<PAD>"},
+        {"<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>"},
+        {"<|file_sep|>"},
+    };
+    /* DeepSeek's sentence end is an EOT by text (so EOG) but not on the turn-end list */
+    static const char deepseek_eos[] = "<\xEF\xBD\x9C"
+                                       "end\xE2\x96\x81of\xE2\x96\x81sentence\xEF\xBD\x9C>";
+    enum { N_TURN = sizeof turn_ends / sizeof *turn_ends };
+    int32_t cand[N_TURN + 3 * 4 + 4];
     size_t n = 0;
     cand[n++] = v->eos;
-    cand[n++] = v->eot;
     cand[n++] = v->eom;
-    for (size_t i = 0; i < n_texts; i++)
-        cand[n++] = elm_vocab_lookup(v, texts[i], strlen(texts[i]));
+    cand[n++] = v->eot;
+    if (v->eot < 0)
+        cand[n++] = elm_vocab_lookup(v, deepseek_eos, sizeof deepseek_eos - 1);
+    for (size_t i = 0; i < N_TURN; i++)
+        cand[n++] = elm_vocab_lookup(v, turn_ends[i], strlen(turn_ends[i]));
+    for (int k = 0; k < 3; k++) {
+        if (v->fim[k] >= 0)
+            cand[n++] = v->fim[k];
+        for (int i = 0; v->fim[k] < 0 && i < 4 && fim[k][i]; i++)
+            cand[n++] = elm_vocab_lookup(v, fim[k][i], strlen(fim[k][i]));
+    }
+    v->eog = malloc(n * sizeof *v->eog);
+    if (!v->eog)
+        return -ENOMEM;
     for (size_t i = 0; i < n; i++) {
         bool seen = cand[i] < 0;
         for (int j = 0; !seen && j < v->n_eog; j++)
@@ -609,6 +626,27 @@ enum elm_token_type elm_vocab_type(const struct elm_vocab *v, int32_t id)
     if (id < 0 || id >= v->n_tokens)
         return ELM_TOKEN_UNDEFINED;
     return (enum elm_token_type)v->types[id];
+}
+
+int32_t elm_vocab_eot(const struct elm_vocab *v)
+{
+    return v->eot;
+}
+
+int32_t elm_vocab_unk(const struct elm_vocab *v)
+{
+    return v->unk;
+}
+
+int32_t elm_vocab_pad(const struct elm_vocab *v)
+{
+    return v->pad;
+}
+
+const int32_t *elm_vocab_eog(const struct elm_vocab *v, int *n)
+{
+    *n = v->n_eog;
+    return v->eog;
 }
 
 bool elm_vocab_is_eog(const struct elm_vocab *v, int32_t id)

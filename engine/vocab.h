@@ -33,8 +33,15 @@ int32_t elm_vocab_eos(const struct elm_vocab *v); /* -1 when none */
 bool elm_vocab_add_bos(const struct elm_vocab *v); /* tokenizer.ggml.add_bos_token or default */
 bool elm_vocab_add_eos(const struct elm_vocab *v);
 enum elm_token_type elm_vocab_type(const struct elm_vocab *v, int32_t id); /* id must be valid */
-/* True for tokens that end a generation (EOS, EOT). */
+int32_t elm_vocab_eot(const struct elm_vocab *v); /* -1 when none (key only) */
+int32_t elm_vocab_unk(const struct elm_vocab *v); /* -1 when none */
+int32_t elm_vocab_pad(const struct elm_vocab *v); /* -1 when none */
+/* True for tokens that end a generation: EOS, EOT, EOM, FIM pad/repo/separator and the chat
+ * turn ends llama.cpp recognises by text (<|eot_id|>, <|im_end|>, <|end|>, <end_of_turn>,
+ * <|endoftext|>...). The one definition, used by every generation path. */
 bool elm_vocab_is_eog(const struct elm_vocab *v, int32_t id);
+/* The end-of-generation ids (*n of them), in the vocabulary's memory. */
+const int32_t *elm_vocab_eog(const struct elm_vocab *v, int *n);
 /* The stored token text (e.g. "▁Hello", "<0x0A>", "Ġworld"); not NUL-terminated. */
 const char *elm_vocab_text(const struct elm_vocab *v, int32_t id, size_t *len);
 

@@ -47,6 +47,7 @@ struct elm_vocab {
     uint32_t merge_mask;  /* 0 and NULL tables when the vocab has no merges */
 
     int32_t bos, eos, unk, eot, eom, pad; /* -1 when none */
+    int32_t fim[3];                       /* FIM pad, repo, file separator; -1 when none */
     int32_t *eog;                         /* ids that end a generation */
     int n_eog;
     bool add_bos, add_eos, add_space_prefix;

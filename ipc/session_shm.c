@@ -146,7 +146,9 @@ static bool prompt_hdr_is_valid(const struct elm_rec_prompt *h)
         .repeat_penalty = h->repeat_penalty,
         .repeat_last_n = h->repeat_last_n > INT32_MAX ? INT32_MAX : (int32_t)h->repeat_last_n,
         .seed = h->seed};
-    return (h->flags & ~ELM_PROMPT_F_KNOWN) == 0 && h->n_stop <= ELM_REC_MAX_STOP &&
+    const uint32_t conv = ELM_PROMPT_F_MESSAGES | ELM_PROMPT_F_KEEP_CONTEXT;
+    return (h->flags & ~ELM_PROMPT_F_KNOWN) == 0 && (h->flags & conv) != conv &&
+           h->n_stop <= ELM_REC_MAX_STOP &&
            h->reserved == 0 && elm_sampling_check(&sp) == 0;
 }
 
@@ -243,11 +245,92 @@ int elm_rec_prompt_decode(const void *p, uint32_t len, struct elm_prompt_msg *ou
     }
     if (off != len)
         return ELM_EPROTO; /* trailing bytes: a different layout than the one we speak */
+    uint32_t n_msg;
+    if ((m.hdr.flags & ELM_PROMPT_F_MESSAGES) &&
+        elm_rec_messages_decode(m.text, m.hdr.prompt_len, NULL, 0, &n_msg))
+        return ELM_EPROTO;
     for (uint32_t i = m.hdr.n_stop; i < ELM_REC_MAX_STOP; i++) {
         m.stop[i] = NULL;
         m.stop_len[i] = 0;
     }
     *out = m;
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Messages
+ */
+
+int elm_rec_messages_size(const struct elm_rec_message *m, uint32_t n, uint32_t *out)
+{
+    if (!m || n == 0 || n > ELM_REC_MAX_MESSAGES)
+        return -EINVAL;
+    uint64_t sum = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        if (m[i].role_len == 0 || m[i].role_len > ELM_REC_MAX_ROLE_LEN || !m[i].role ||
+            (m[i].content_len && !m[i].content))
+            return -EINVAL;
+        sum += 2 * sizeof(uint32_t) + (uint64_t)m[i].role_len + m[i].content_len;
+    }
+    if (sum > UINT32_MAX)
+        return -EINVAL;
+    *out = (uint32_t)sum;
+    return 0;
+}
+
+int elm_rec_messages_encode(const struct elm_rec_message *m, uint32_t n, void *buf, uint32_t cap)
+{
+    uint32_t size;
+    int rc = elm_rec_messages_size(m, n, &size);
+    if (rc)
+        return rc;
+    if (!buf || size > cap)
+        return buf ? -EMSGSIZE : -EINVAL;
+    unsigned char *o = buf;
+    for (uint32_t i = 0; i < n; i++) {
+        memcpy(o, &m[i].role_len, sizeof m[i].role_len);
+        memcpy(o + 4, m[i].role, m[i].role_len);
+        o += 4 + m[i].role_len;
+        memcpy(o, &m[i].content_len, sizeof m[i].content_len);
+        if (m[i].content_len)
+            memcpy(o + 4, m[i].content, m[i].content_len);
+        o += 4 + m[i].content_len;
+    }
+    return 0;
+}
+
+int elm_rec_messages_decode(const void *p, uint32_t len, struct elm_rec_message *out,
+                            uint32_t cap, uint32_t *n)
+{
+    const unsigned char *b = p;
+    uint32_t off = 0, k = 0;
+    if (!p && len)
+        return ELM_EPROTO;
+    while (off < len) {
+        struct elm_rec_message msg;
+        if (k == ELM_REC_MAX_MESSAGES || len - off < 4)
+            return ELM_EPROTO;
+        memcpy(&msg.role_len, b + off, 4);
+        off += 4;
+        if (msg.role_len == 0 || msg.role_len > ELM_REC_MAX_ROLE_LEN || msg.role_len > len - off)
+            return ELM_EPROTO;
+        msg.role = (const char *)b + off;
+        off += msg.role_len;
+        if (len - off < 4)
+            return ELM_EPROTO;
+        memcpy(&msg.content_len, b + off, 4);
+        off += 4;
+        if (msg.content_len > len - off)
+            return ELM_EPROTO;
+        msg.content = (const char *)b + off;
+        off += msg.content_len;
+        if (k < cap)
+            out[k] = msg;
+        k++;
+    }
+    if (k == 0)
+        return ELM_EPROTO;
+    *n = k;
     return 0;
 }
 

@@ -108,7 +108,10 @@ const char *elm_rec_type_name(uint16_t type); /* static string; "unknown" for ot
 #define ELM_PROMPT_F_ADD_BOS       0x1u /* prepend the model's BOS token */
 #define ELM_PROMPT_F_PARSE_SPECIAL 0x2u /* match control-token text (trusted input only) */
 #define ELM_PROMPT_F_KEEP_CONTEXT  0x4u /* continue after the session's previous tokens */
-#define ELM_PROMPT_F_KNOWN         0x7u
+#define ELM_PROMPT_F_MESSAGES      0x8u /* the prompt text is a conversation (below), which the
+                                           daemon renders with the model's chat template; not
+                                           with KEEP_CONTEXT (the history is in the messages) */
+#define ELM_PROMPT_F_KNOWN         0xFu
 
 struct elm_rec_prompt {
     uint32_t req_id;        /* chosen by the client, echoed in DONE/ERROR */
@@ -145,6 +148,30 @@ int elm_rec_prompt_push(struct elm_ring *r, const struct elm_prompt_msg *m);
 int elm_rec_prompt_encode(const struct elm_prompt_msg *m, void *buf, uint32_t cap, uint32_t *len);
 /* Decodes a PROMPT payload. out's pointers point into p. Returns 0 or ELM_EPROTO. */
 int elm_rec_prompt_decode(const void *p, uint32_t len, struct elm_prompt_msg *out);
+
+/* ---------------------------------------------------------------------------------------------
+ * Messages: with ELM_PROMPT_F_MESSAGES the prompt text is 1..ELM_REC_MAX_MESSAGES messages back
+ * to back, each u32 role_len (1..ELM_REC_MAX_ROLE_LEN), the role's bytes, u32 content_len, the
+ * content's bytes, filling prompt_len exactly.
+ */
+
+#define ELM_REC_MAX_MESSAGES 4096
+#define ELM_REC_MAX_ROLE_LEN 64
+
+struct elm_rec_message {
+    const char *role, *content; /* not NUL-terminated */
+    uint32_t role_len, content_len;
+};
+
+/* Bytes n messages encode to. Returns 0 or -EINVAL (a count or role length out of bounds, a
+ * total beyond UINT32_MAX). */
+int elm_rec_messages_size(const struct elm_rec_message *m, uint32_t n, uint32_t *out);
+/* Encodes n messages into buf (cap bytes, at least their size). Returns 0, -EINVAL, -EMSGSIZE. */
+int elm_rec_messages_encode(const struct elm_rec_message *m, uint32_t n, void *buf, uint32_t cap);
+/* Decodes a conversation: *n is its message count; the first min(n, cap) are written to out
+ * (may be NULL with cap 0: validation only), pointing into p. Returns 0 or ELM_EPROTO. */
+int elm_rec_messages_decode(const void *p, uint32_t len, struct elm_rec_message *out,
+                            uint32_t cap, uint32_t *n);
 
 /* ---------------------------------------------------------------------------------------------
  * CANCEL

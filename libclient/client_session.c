@@ -252,7 +252,8 @@ void elm_request_init(struct elm_request *r)
 
 /* Translates a public request to the wire's PROMPT; -EINVAL for values the daemon would reject
  * (checked here so the caller learns which call was wrong, not a later event). */
-static int to_prompt(const struct elm_request *r, uint32_t req_id, struct elm_prompt_msg *m)
+static int to_prompt(const struct elm_request *r, const char *text, size_t len, uint32_t req_id,
+                     struct elm_prompt_msg *m)
 {
     struct elm_sampling sp = {.temp = r->temp,
                               .top_k = r->top_k,
@@ -261,10 +262,9 @@ static int to_prompt(const struct elm_request *r, uint32_t req_id, struct elm_pr
                               .repeat_penalty = r->repeat_penalty,
                               .repeat_last_n = r->repeat_last_n,
                               .seed = r->seed};
-    if (!r->prompt || (r->flags & ~(uint32_t)REQUEST_FLAGS) || r->n_stop < 0 ||
+    if (!text || (r->flags & ~(uint32_t)REQUEST_FLAGS) || r->n_stop < 0 ||
         r->n_stop > ELM_REQUEST_MAX_STOP || elm_sampling_check(&sp))
         return -EINVAL;
-    size_t len = strlen(r->prompt);
     if (len > UINT32_MAX)
         return -EMSGSIZE;
     memset(m, 0, sizeof *m);
@@ -284,7 +284,7 @@ static int to_prompt(const struct elm_request *r, uint32_t req_id, struct elm_pr
     h->n_stop = (uint32_t)r->n_stop;
     h->seed = r->seed;
     h->prompt_len = (uint32_t)len;
-    m->text = r->prompt;
+    m->text = text;
     for (int i = 0; i < r->n_stop; i++) {
         size_t sl = r->stop[i] ? strlen(r->stop[i]) : 0;
         if (sl == 0 || sl > ELM_REQUEST_MAX_STOP_LEN)
@@ -332,32 +332,79 @@ int session_push_error(struct elm_session *s, int rc)
     return rc;
 }
 
-int elm_session_submit(elm_session *s, const struct elm_request *r)
+/* Sends the PROMPT m (its req_id set here). */
+static int submit(elm_session *s, struct elm_prompt_msg *m)
 {
-    struct elm_prompt_msg m;
     uint32_t size;
-    if (!s || !r)
-        return -EINVAL;
-    if (s->broken)
-        return s->broken;
-    if (atomic_load(&s->running_id))
-        return -EINPROGRESS;
     uint32_t id = s->last_id + 1 ? s->last_id + 1 : 1;
-    int rc = to_prompt(r, id, &m);
-    if (rc == 0)
-        rc = elm_rec_prompt_size(&m, &size);
+    m->hdr.req_id = id;
+    int rc = elm_rec_prompt_size(m, &size);
     if (rc < 0)
         return rc;
     if (size > elm_ring_max_payload(&s->r.req))
         return -EMSGSIZE;
     pthread_mutex_lock(&s->prod_lock);
-    rc = session_push_waiting(s, size, push_prompt, &m);
+    rc = session_push_waiting(s, size, push_prompt, m);
     if (rc == 0) {
         s->last_id = id;
         atomic_store(&s->running_id, id);
     }
     pthread_mutex_unlock(&s->prod_lock);
     return rc < 0 ? session_push_error(s, rc) : 0;
+}
+
+int elm_session_submit(elm_session *s, const struct elm_request *r)
+{
+    struct elm_prompt_msg m;
+    if (!s || !r || !r->prompt)
+        return -EINVAL;
+    if (s->broken)
+        return s->broken;
+    if (atomic_load(&s->running_id))
+        return -EINPROGRESS;
+    int rc = to_prompt(r, r->prompt, strlen(r->prompt), 0, &m);
+    return rc < 0 ? rc : submit(s, &m);
+}
+
+int elm_session_submit_chat(elm_session *s, const struct elm_request *r,
+                            const struct elm_chat_message *msgs, int n)
+{
+    if (!s || !r || !msgs || n <= 0 || n > ELM_REC_MAX_MESSAGES || r->flags)
+        return -EINVAL;
+    if (s->broken)
+        return s->broken;
+    if (atomic_load(&s->running_id))
+        return -EINPROGRESS;
+    struct elm_rec_message *rm = malloc((size_t)n * sizeof *rm);
+    if (!rm)
+        return -ENOMEM;
+    int rc = 0;
+    for (int i = 0; i < n && !rc; i++) {
+        size_t rl = msgs[i].role ? strlen(msgs[i].role) : 0,
+               cl = msgs[i].content ? strlen(msgs[i].content) : 0;
+        if (!msgs[i].content || rl > ELM_REC_MAX_ROLE_LEN || cl > UINT32_MAX)
+            rc = -EINVAL;
+        rm[i] = (struct elm_rec_message){msgs[i].role, msgs[i].content, (uint32_t)rl,
+                                         (uint32_t)cl};
+    }
+    uint32_t size = 0;
+    char *buf = NULL;
+    if (!rc)
+        rc = elm_rec_messages_size(rm, (uint32_t)n, &size);
+    if (!rc && !(buf = malloc(size)))
+        rc = -ENOMEM;
+    if (!rc)
+        rc = elm_rec_messages_encode(rm, (uint32_t)n, buf, size);
+    struct elm_prompt_msg m;
+    if (!rc)
+        rc = to_prompt(r, buf, size, 0, &m);
+    if (!rc) {
+        m.hdr.flags = ELM_PROMPT_F_MESSAGES; /* BOS and special tokens: the daemon's rule */
+        rc = submit(s, &m);
+    }
+    free(buf);
+    free(rm);
+    return rc;
 }
 
 int elm_session_cancel(elm_session *s)
@@ -477,9 +524,9 @@ int elm_session_next(elm_session *s, struct elm_event *ev, int timeout_ms)
     return rc ? rc : deliver(s, &rec, ev);
 }
 
-int elm_session_generate(elm_session *s, const struct elm_request *r, elm_event_fn fn, void *user)
+/* Reads the events of the request just submitted (rc: the submit's result) into fn. */
+static int drain(elm_session *s, int rc, elm_event_fn fn, void *user)
 {
-    int rc = elm_session_submit(s, r);
     bool cancelled = false;
     while (rc == 0) {
         struct elm_event ev;
@@ -500,4 +547,15 @@ int elm_session_generate(elm_session *s, const struct elm_request *r, elm_event_
             return ev.error;
     }
     return rc;
+}
+
+int elm_session_generate(elm_session *s, const struct elm_request *r, elm_event_fn fn, void *user)
+{
+    return drain(s, elm_session_submit(s, r), fn, user);
+}
+
+int elm_session_chat(elm_session *s, const struct elm_request *r,
+                     const struct elm_chat_message *msgs, int n, elm_event_fn fn, void *user)
+{
+    return drain(s, elm_session_submit_chat(s, r, msgs, n), fn, user);
 }

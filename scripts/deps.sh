@@ -3,9 +3,10 @@
 # machine lacks. Safe to run again: it installs nothing when everything is there.
 set -euo pipefail
 # scdoc: the man pages; man-db: `man -l` in their test; systemd: systemd-analyze for the unit's;
-# dpkg-dev and file: dpkg-shlibdeps and the ELF check CPack's DEB generator runs (package.sh)
+# dpkg-dev and file: dpkg-shlibdeps and the ELF check CPack's DEB generator runs (package.sh);
+# libedit-dev: line editing in `elmctl chat`
 pkgs=(gcc make cmake pkg-config liburing-dev libzmq3-dev libcmocka-dev scdoc man-db systemd
-      dpkg-dev file)
+      dpkg-dev file libedit-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

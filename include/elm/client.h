@@ -310,6 +310,24 @@ struct elm_event {
  * it and read them), -EMSGSIZE (the prompt exceeds max_prompt_bytes), ELM_EDAEMON, ELM_ERING. */
 int elm_session_submit(elm_session *s, const struct elm_request *r);
 
+/* One message of a conversation. */
+struct elm_chat_message {
+    const char *role;    /* "system", "user" or "assistant"; NUL-terminated, 1..64 bytes */
+    const char *content; /* UTF-8, NUL-terminated */
+};
+
+/* Sends a chat request: the daemon renders the n messages (1..4096) with the loaded model's
+ * chat template, as llama.cpp's built-in formats do, followed by the assistant's turn opening,
+ * tokenizes that (BOS per the model, the template's control tokens parsed) and generates the
+ * reply with r's sampling parameters and stop strings (r->prompt is ignored and may be NULL;
+ * r->flags must be 0). Every client thus gets the same rendering. To continue a conversation,
+ * send it whole again with the reply appended: the session keeps the KV of the part it has
+ * already seen, so only the new turn is evaluated (DONE's n_prompt counts it). Events and
+ * errors as elm_session_submit(); a model whose template elm does not recognise ends the
+ * request with an ERROR event ELM_EUNSUPPORTED whose message names the template. */
+int elm_session_submit_chat(elm_session *s, const struct elm_request *r,
+                            const struct elm_chat_message *msgs, int n);
+
 /* Waits up to timeout_ms (< 0: forever, 0: poll) for the next event of the running request and
  * writes it to *ev. After DONE or ERROR the request is over. Returns 0, -ETIMEDOUT, -EINTR (a
  * signal arrived: check your flags and call again), -ENOMSG (no request is running),
@@ -331,6 +349,9 @@ typedef int (*elm_event_fn)(void *user, const struct elm_event *ev);
  * of elm_session_submit() / elm_session_next(). Waits as long as the daemon is alive. */
 int elm_session_generate(elm_session *s, const struct elm_request *r, elm_event_fn fn, void *user);
 
+/* elm_session_generate() for a chat request (elm_session_submit_chat()). */
+int elm_session_chat(elm_session *s, const struct elm_request *r,
+                     const struct elm_chat_message *msgs, int n, elm_event_fn fn, void *user);
 /* ---------------------------------------------------------------------------------------------
  * Embeddings (the daemon serving an embedding model, e.g. a bert file)
  */

@@ -1,6 +1,6 @@
 /* test_elmctl_local.c — elmctl's in-process commands as a user runs them: generate --local
  * (text and --ids), tokenize (argument and stdin, --special), quantize, inspect, and the
- * errors for bad input; the conventions every command follows: --json output (parsed) and
+ * errors for bad input, chat with the conversation on stdin; the conventions every command follows: --json output (parsed) and
  * errors, the prompt from an argument, '-', stdin or -f FILE, exit codes 0/1/2, a file named
  * once in an error, --version. Runs the real binaries from the build tree. */
 #include <stdio.h>
@@ -287,6 +287,86 @@ static void test_huge_prompt(void **state)
     unlink(file);
 }
 
+/* elmctl chat with the conversation on stdin: the reply is llama.cpp's greedy text for the zoo2
+ * llama3 system entry (all its margins are >= 0.1, zoo2/README.md), as text and in --json; bad
+ * input and template names are usage errors. */
+static void test_chat(void **state)
+{
+    ELM_REQUIRE_MODEL(m, "zoo2/zoo-llama3.gguf");
+    ELM_REQUIRE_MODEL(refp, "zoo2/zoo-llama3.ref.json");
+    char *rtext = elm_test_read_file(refp, NULL);
+    struct json *ref = json_parse(rtext);
+    free(rtext);
+    const struct json *e = json_at(json_get(ref, "chat"), 0);
+    assert_string_equal(json_get(e, "kind")->str, "system");
+    const char *conv = "[{\"role\":\"system\",\"content\":\"You are a concise assistant. "
+                       "Reply with one word.\"},\n {\"role\":\"user\",\"content\":\"What "
+                       "colour is the sky on a clear day?\"}]";
+    char file[] = "/tmp/elm-cli-chat-XXXXXX";
+    int fd = mkstemp(file);
+    assert_true(fd >= 0);
+    assert_true(write(fd, conv, strlen(conv)) == (ssize_t)strlen(conv));
+    close(fd);
+    static char out[65536];
+    /* the reply's bytes (greedy_text has U+FFFD where a token ends inside a character) */
+    const char *hex = json_get(e, "greedy_text_hex")->str;
+    char want[256];
+    size_t n_want = strlen(hex) / 2;
+    assert_true(n_want < sizeof want);
+    for (size_t i = 0; i < n_want; i++) {
+        unsigned v;
+        assert_int_equal(sscanf(hex + 2 * i, "%2x", &v), 1);
+        want[i] = (char)v;
+    }
+    assert_int_equal(run(out, sizeof out,
+                         "%s chat --local '%s' --temp 0 -n 32 --kv-type f32 < %s 2>/dev/null",
+                         elmctl, m, file),
+                     0);
+    assert_int_equal(strlen(out), n_want + 1); /* and the line's end */
+    assert_memory_equal(out, want, n_want);
+    assert_int_equal(run(out, sizeof out,
+                         "%s chat --json --local '%s' --temp 0 -n 32 --kv-type f32 < %s", elmctl,
+                         m, file),
+                     0);
+    struct json *j = json_parse(out);
+    assert_non_null(j);
+    assert_string_equal(json_get(j, "role")->str, "assistant");
+    assert_string_equal(json_get(j, "reason")->str, "length");
+    assert_int_equal((int)json_get(j, "n_gen")->num, 32);
+    assert_int_equal((int)json_get(j, "n_prompt")->num, (int)json_get(e, "prompt_ids")->n);
+    json_free(j);
+    json_free(ref);
+    unlink(file);
+    assert_int_equal(run(out, sizeof out, "echo '[{\"role\":\"user\"}]' | %s chat --json "
+                                          "--local '%s'",
+                         elmctl, m),
+                     2);
+    assert_true(json_is_error(out, 2, "\"content\""));
+    assert_int_equal(run(out, sizeof out, "echo '[]' | %s chat --local '%s' --chat-template nope "
+                                          "2>&1",
+                         elmctl, m),
+                     2);
+    assert_non_null(strstr(out, "unknown --chat-template 'nope'"));
+
+    /* inspect: the template as recognised, special and EOG tokens, size and quantization
+     * (zoo2/README.md: parameters, EOG ids, the Q4_K_M mix) */
+    ELM_REQUIRE_MODEL(q, "zoo2/zoo-qwen25-q4_k_m.gguf");
+    assert_int_equal(run(out, sizeof out, "%s inspect --json '%s'", elmctl, q), 0);
+    j = json_parse(out);
+    assert_non_null(j);
+    assert_int_equal((int)json_get(j, "n_params")->num, 1345792);
+    assert_string_equal(json_get(j, "file_type_name")->str, "q4_k_m");
+    assert_int_equal((int)json_get(json_get(j, "tensor_types"), "q6_k")->num, 3);
+    const struct json *mo = json_get(j, "model"), *eog = json_get(mo, "eog");
+    assert_string_equal(json_get(mo, "chat_template")->str, "chatml");
+    assert_int_equal((int)eog->n, 2);
+    assert_true(json_at(eog, 0)->num + json_at(eog, 1)->num == 632 + 634);
+    json_free(j);
+    assert_int_equal(run(out, sizeof out, "%s inspect '%s'", elmctl, m), 0);
+    assert_non_null(strstr(out, "\nchat template: llama3\n"));
+    assert_non_null(strstr(out, "\nend of generation: 639 \"<|eot_id|>\"\n"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -298,6 +378,7 @@ int main(void)
         cmocka_unit_test(test_json),
         cmocka_unit_test(test_prompt_sources),
         cmocka_unit_test(test_huge_prompt),
+        cmocka_unit_test(test_chat),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

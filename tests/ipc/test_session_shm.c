@@ -319,7 +319,8 @@ static void test_decode_hostile(void **state)
         {offsetof(struct elm_rec_prompt, prompt_len), 0xfffffff0u},
         {offsetof(struct elm_rec_prompt, n_stop), 9},
         {offsetof(struct elm_rec_prompt, n_stop), 0x80000000u},
-        {offsetof(struct elm_rec_prompt, flags), 0x8},
+        {offsetof(struct elm_rec_prompt, flags), 0x10},
+        {offsetof(struct elm_rec_prompt, flags), 0x8}, /* MESSAGES, but the text is not */
         {offsetof(struct elm_rec_prompt, reserved), 1},
         {offsetof(struct elm_rec_prompt, top_k), 0xffffffffu},
         {offsetof(struct elm_rec_prompt, temp), 0x7fc00000u},           /* NaN */
@@ -523,12 +524,61 @@ static void test_conversation(void **state)
     elm_shm_close(&shm);
 }
 
+/* A conversation in a PROMPT (ELM_PROMPT_F_MESSAGES): round trip, and every malformed form. */
+static void test_messages(void **state)
+{
+    (void)state;
+    const struct elm_rec_message in[] = {
+        {"system", "Be brief.", 6, 9}, {"user", "Hi", 4, 2}, {"assistant", "", 9, 0}};
+    uint32_t size, n;
+    assert_int_equal(elm_rec_messages_size(in, 3, &size), 0);
+    assert_int_equal(size, 6 * 4 + 6 + 9 + 4 + 2 + 9);
+    unsigned char buf[128];
+    assert_int_equal(elm_rec_messages_encode(in, 3, buf, size - 1), -EMSGSIZE);
+    assert_int_equal(elm_rec_messages_encode(in, 3, buf, size), 0);
+    struct elm_rec_message out[3];
+    assert_int_equal(elm_rec_messages_decode(buf, size, out, 3, &n), 0);
+    assert_int_equal(n, 3);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(out[i].role_len, in[i].role_len);
+        assert_memory_equal(out[i].role, in[i].role, in[i].role_len);
+        assert_int_equal(out[i].content_len, in[i].content_len);
+        assert_memory_equal(out[i].content, in[i].content, in[i].content_len);
+    }
+    /* every truncation but the message boundaries is malformed; nothing at all is too */
+    for (uint32_t k = 0; k < size; k++) {
+        int rc = elm_rec_messages_decode(buf, k, NULL, 0, &n);
+        bool boundary = k == 4 + 6 + 4 + 9 || k == 4 + 6 + 4 + 9 + 4 + 4 + 4 + 2;
+        assert_int_equal(rc, boundary ? 0 : ELM_EPROTO);
+    }
+    const struct elm_rec_message bad_role[] = {{"", "x", 0, 1}};
+    assert_int_equal(elm_rec_messages_size(bad_role, 1, &size), -EINVAL);
+    assert_int_equal(elm_rec_messages_size(in, 0, &size), -EINVAL);
+    uint32_t v = 65; /* a role longer than ELM_REC_MAX_ROLE_LEN */
+    memcpy(buf, &v, 4);
+    assert_int_equal(elm_rec_messages_decode(buf, 100, NULL, 0, &n), ELM_EPROTO);
+
+    /* in a PROMPT record: valid with MESSAGES, refused with KEEP_CONTEXT as well */
+    assert_int_equal(elm_rec_messages_encode(in, 3, buf, sizeof buf), 0);
+    struct elm_prompt_msg m = sample_prompt(), d;
+    m.hdr.flags = ELM_PROMPT_F_MESSAGES;
+    m.text = (const char *)buf;
+    assert_int_equal(elm_rec_messages_size(in, 3, &m.hdr.prompt_len), 0);
+    unsigned char enc[1024];
+    uint32_t len;
+    assert_int_equal(elm_rec_prompt_encode(&m, enc, sizeof enc, &len), 0);
+    assert_int_equal(elm_rec_prompt_decode(enc, len, &d), 0);
+    m.hdr.flags |= ELM_PROMPT_F_KEEP_CONTEXT;
+    assert_int_equal(elm_rec_prompt_encode(&m, enc, sizeof enc, &len), -EINVAL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_layout),         cmocka_unit_test(test_roundtrip),
         cmocka_unit_test(test_encode_rejects), cmocka_unit_test(test_decode_hostile),
         cmocka_unit_test(test_decode_fuzz),    cmocka_unit_test(test_conversation),
+        cmocka_unit_test(test_messages),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,193 @@
+/* test_chat_daemon.c — libelmclient's chat call against the real elmd, on the zoo2 files.
+ *
+ * elmd (F32 KV cache, one thread) loads each F32 generative zoo2 file in turn; each chat entry
+ * of its reference goes through elm_session_chat as role/content messages, so the daemon
+ * renders it with the model's template and tokenizes it. Checked, per
+ * shared/models/zoo2/README.md: the greedy ids equal the reference's up to the first position
+ * whose margin is < 0.1, and a reply that generated every id of a reference ending at an EOG
+ * token ends there with reason EOS
+ * (the prompt ids themselves are compared in tests/kernel/test_chat.c, which renders with the
+ * same engine/chat.c). Then a second turn (the conversation, the reply, a new user message)
+ * evaluates only what the session had not seen: DONE's n_prompt is at most the conversation's
+ * tokens minus the first turn's prompt. Skips when elmd is not built or zoo2 is missing. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "elm/client.h"
+#include "engine/chat.h"
+#include "engine/model.h"
+#include "tests/common/elmd_fixture.h"
+#include "tests/common/json.h"
+
+#define MAX_TOK 256
+
+static struct td g_td;
+
+static int teardown(void **state)
+{
+    return td_cleanup(&g_td) ? -1 : 0;
+}
+
+struct reply {
+    int32_t ids[MAX_TOK];
+    int n;
+    char text[4096];
+    size_t len;
+    int reason;
+    uint32_t n_prompt;
+};
+
+static int on_event(void *user, const struct elm_event *ev)
+{
+    struct reply *r = user;
+    if (ev->type == ELM_EVENT_TOKEN) {
+        if (r->n < MAX_TOK)
+            r->ids[r->n++] = ev->token;
+        if (r->len + ev->text_len < sizeof r->text) {
+            memcpy(r->text + r->len, ev->text, ev->text_len);
+            r->len += ev->text_len;
+            r->text[r->len] = 0;
+        }
+    } else if (ev->type == ELM_EVENT_DONE) {
+        r->reason = ev->reason;
+        r->n_prompt = ev->n_prompt;
+    }
+    return 0;
+}
+
+static void chat(elm_session *s, const struct elm_chat_message *m, int n, int n_predict,
+                 struct reply *r)
+{
+    struct elm_request req;
+    elm_request_init(&req);
+    req.temp = 0;
+    req.n_predict = n_predict;
+    memset(r, 0, sizeof *r);
+    int rc = elm_session_chat(s, &req, m, n, on_event, r);
+    if (rc)
+        fail_msg("chat: %s", elm_strerror(rc));
+}
+
+/* Tokens of the conversation as the daemon renders it (BOS, specials parsed). */
+static int n_tokens(const char *path, const struct elm_chat_message *m, int n)
+{
+    struct elm_model_params mp = {.n_threads = 1};
+    struct elm_model *model;
+    char err[256], *text;
+    assert_int_equal(elm_model_load(path, &mp, &model, err, sizeof err), 0);
+    enum elm_chat_tmpl t;
+    assert_int_equal(elm_chat_model_template(model, NULL, &t, err, sizeof err), 0);
+    struct elm_chat_msg cm[8];
+    for (int i = 0; i < n; i++)
+        cm[i] =
+            (struct elm_chat_msg){m[i].role, strlen(m[i].role), m[i].content, strlen(m[i].content)};
+    size_t len;
+    assert_int_equal(elm_chat_render_alloc(t, cm, n, true, &text, &len), 0);
+    int32_t *ids, k;
+    assert_int_equal(elm_prompt_tokenize(model, text, len, true, &ids, &k), 0);
+    free(ids);
+    free(text);
+    elm_model_destroy(&model);
+    return k;
+}
+
+static void check_file(elm_client *c, const char *name, const char *path)
+{
+    char rel[128];
+    snprintf(rel, sizeof rel, "zoo2/%s.ref.json", name);
+    char *js = elm_test_read_file(elm_test_model_path(rel), NULL);
+    struct json *ref = js ? json_parse(js) : NULL;
+    free(js);
+    assert_non_null(ref);
+    elm_session *s;
+    assert_int_equal(elm_session_open(c, &s), 0);
+    const struct json *list = json_get(ref, "chat");
+    int compared = 0;
+    for (size_t e = 0; e < list->n; e++) {
+        const struct json *en = json_at(list, e), *msgs = json_get(en, "messages"),
+                          *gids = json_get(en, "greedy_ids"),
+                          *margins = json_get(en, "logit_margins");
+        struct elm_chat_message m[8];
+        int n = (int)msgs->n;
+        assert_true(n <= 6);
+        for (int i = 0; i < n; i++)
+            m[i] = (struct elm_chat_message){json_get(json_at(msgs, (size_t)i), "role")->str,
+                                             json_get(json_at(msgs, (size_t)i), "content")->str};
+        struct reply r;
+        chat(s, m, n, (int)gids->n, &r);
+        bool cut = false, same = true; /* same: every reference id generated */
+        for (size_t k = 0; k < gids->n; k++) {
+            const int32_t want = (int32_t)json_at(gids, k)->num;
+            cut = cut || json_at(margins, k)->num < 0.1;
+            same = same && (int)k < r.n && r.ids[k] == want;
+            if (cut)
+                continue;
+            assert_true((int)k < r.n);
+            if (r.ids[k] != want)
+                fail_msg("%s chat %zu: id %zu is %d, reference %d", name, e, k, r.ids[k],
+                         (int)want);
+            compared++;
+        }
+        if (same && !strcmp(json_get(en, "stop_type")->str, "eos")) {
+            assert_int_equal(r.n, (int)gids->n);
+            assert_int_equal(r.reason, ELM_FINISH_EOS);
+            print_message("%-11s chat %zu: stopped at EOG id %d as llama.cpp\n", name, e,
+                          r.ids[r.n - 1]);
+        }
+        if (e > 0)
+            continue;
+        /* a second turn on the same session: only the new part is evaluated */
+        uint32_t first = r.n_prompt;
+        m[n] = (struct elm_chat_message){"assistant", r.text};
+        m[n + 1] = (struct elm_chat_message){"user", "Thanks. And again?"};
+        struct reply r2;
+        chat(s, m, n + 2, 4, &r2);
+        int total = n_tokens(path, m, n + 2);
+        print_message("%-11s turn 2: %d prompt tokens, %u evaluated (turn 1: %u)\n", name, total,
+                      r2.n_prompt, first);
+        assert_true(r2.n_prompt >= 1 && (int)r2.n_prompt <= total - (int)first);
+    }
+    print_message("%-11s %zu chats through elmd, %d greedy ids equal to llama.cpp's\n", name,
+                  list->n, compared);
+    elm_session_close(&s);
+    json_free(ref);
+}
+
+static void test_chat_daemon(void **state)
+{
+    static const char *const files[] = {"zoo-llama3", "zoo-qwen25", "zoo-phi3", "zoo-gemma2"};
+    const char *paths[4];
+    for (int i = 0; i < 4; i++) {
+        char rel[128];
+        snprintf(rel, sizeof rel, "zoo2/%s.gguf", files[i]);
+        const char *p = elm_test_model_path(rel);
+        if (!p) {
+            print_message("SKIP: %s/%s not found\n", elm_test_models_dir(), rel);
+            skip();
+        }
+        paths[i] = strdup(p);
+    }
+    const char *extra[] = {"--kv-type", "f32", "--threads", "1", NULL};
+    if (td_start(&g_td, paths[0], extra)) {
+        print_message("SKIP: elmd could not be started (%s)\n", td_elmd_path());
+        skip();
+    }
+    elm_client *c;
+    assert_int_equal(elm_client_connect(g_td.dir, &c), 0);
+    for (int i = 0; i < 4; i++) {
+        if (i)
+            assert_int_equal(elm_client_load(c, paths[i], 0, 0, NULL), 0);
+        check_file(c, files[i], paths[i]);
+        free((void *)paths[i]);
+    }
+    elm_client_close(&c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_chat_daemon, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
