@@ -30,6 +30,7 @@ struct elmd_wait {
     uint64_t since_ns;  /* when it began to wait (FIFO order; 0 while not waiting) */
     int64_t need_pages; /* pages it lacked at its last try, and the pool's free pages then */
     int64_t free_pages;
+    int ahead; /* requests before it in the FIFO then (they are served first) */
 };
 
 void elmd_wait_free(struct elmd_wait *w);

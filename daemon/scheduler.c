@@ -397,8 +397,10 @@ static uint64_t fifo_key(const struct elmd_session *s)
 
 static void busy_message(const struct elmd_wait *w, char *msg, size_t cap)
 {
-    snprintf(msg, cap, "no KV memory free: %lld pages needed, %lld free; try later",
-             (long long)w->need_pages, (long long)w->free_pages);
+    snprintf(msg, cap,
+             "no KV memory for this request: %lld pages needed, %lld free, %d requests waiting "
+             "before it; try later",
+             (long long)w->need_pages, (long long)w->free_pages, w->ahead);
 }
 
 /* Starts prompt p on s (which is idle), or makes it wait for KV pages. Returns 0 (started),
@@ -435,6 +437,7 @@ static int start_prompt(struct eng *e, struct elmd_session *s, struct elmd_promp
         w->need_pages = elmd_wait_need(s, w);
         w->free_pages = elm_kv_pool_free_pages(s->pool);
     }
+    w->ahead = waiting;
     if (e->k.queue_timeout_ms == 0 || n_new_waiting(e) >= e->k.max_queued) {
         busy_message(w, msg, cap);
         elm_debug("session %llu: request %u refused: %s (%d waiting)", (unsigned long long)s->id,
@@ -471,7 +474,8 @@ int elmd_admit_waiting(struct eng *e)
     uint64_t now = elmd_now_ns(), timeout = (uint64_t)e->k.queue_timeout_ms * 1000000u;
     uint64_t next = UINT64_MAX;
     bool blocked = false;
-    char msg[160];
+    int ahead = 0; /* of the one at hand: the requests before it that still wait */
+    char msg[256];
     for (int i = 0; i < n; i++) {
         struct elmd_session *s = q[i];
         struct elmd_wait *w = s->wait;
@@ -485,6 +489,7 @@ int elmd_admit_waiting(struct eng *e)
             }
             s->step.reclaimed += (uint32_t)reclaimed;
             blocked = blocked || s->preempted;
+            ahead += s->preempted;
             continue;
         }
         if (e->draining) {
@@ -511,6 +516,11 @@ int elmd_admit_waiting(struct eng *e)
             }
             blocked = true;
         }
+        if (ahead > 0) { /* not tried, behind an older one: the numbers as of now */
+            w->need_pages = elmd_wait_need(s, w);
+            w->free_pages = elm_kv_pool_free_pages(s->pool);
+        }
+        w->ahead = ahead++;
         if (now - w->since_ns >= timeout) {
             busy_message(w, msg, sizeof msg);
             end_wait(s, ELM_EBUSY, msg);
