@@ -101,7 +101,7 @@ struct elmd_session {
         bool active;
         uint32_t req_id;
         uint64_t t_recv, t_first, t_last;
-        uint64_t t_admit; /* when it first got its pages: its age for preemption (plan.h) */
+        uint64_t t_admit;  /* when it first got its pages: its age for preemption (plan.h) */
         int32_t n_predict; /* -1: no limit */
         int32_t to_eval;   /* prompt tokens not yet evaluated */
     } cur;

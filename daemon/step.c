@@ -136,7 +136,8 @@ static void take_pages(struct eng *e)
     for (int k = 0; k < e->n_act; k++)
         if (e->counts[k] && elm_seq_grow(e->act[k]->seq, e->counts[k]) != 0) {
             /* the planner counted these pages: a bug, not a state to serve through */
-            elm_err("session %llu: no KV page for its planned tokens", (unsigned long long)e->act[k]->id);
+            elm_err("session %llu: no KV page for its planned tokens",
+                    (unsigned long long)e->act[k]->id);
             preempt(e->act[k]);
             e->counts[k] = 0;
         }

@@ -190,7 +190,7 @@ static void test_takes_nothing_unless_enough(void **state)
     FIX();
     struct elmd_session *run = session(f, 0, 128, 1), *idle = session(f, 1, 128, 2);
     struct elmd_session *big = session(f, 2, 256, 3);
-    occupy(f, run, 120, -1, true);  /* 4 pages */
+    occupy(f, run, 120, -1, true); /* 4 pages */
     occupy(f, idle, 60, 4, false); /* 2 pages */
     assert_int_equal(elm_kv_pool_free_pages(f->pool), 2);
 

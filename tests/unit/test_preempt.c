@@ -4,12 +4,12 @@
  *
  * For each file (zoo-llama in F32, Q8_0 and Q4_K_M, and with a Q8_0 KV cache): a stream runs
  * alone on a pool of its own, prompt in chunks of 5 then decode, greedy (and on the F32 file
- * also sampled, temp 0.9, seed 7: the sampler's state must survive too). Then the same stream runs batched with another
- * sequence on one shared pool that it fills page by page, and is preempted three times: in the
- * middle of its prompt, early and late in its generation; after each it evaluates all its
- * tokens again in chunks of 7 (another chunking than the first time). Its sampled ids and the
- * logits they were drawn from must be bit-identical to the uninterrupted run's, its pages must
- * all have gone back at each preemption.
+ * also sampled, temp 0.9, seed 7: the sampler's state must survive too). Then the same stream runs
+ * batched with another sequence on one shared pool that it fills page by page, and is preempted
+ * three times: in the middle of its prompt, early and late in its generation; after each it
+ * evaluates all its tokens again in chunks of 7 (another chunking than the first time). Its sampled
+ * ids and the logits they were drawn from must be bit-identical to the uninterrupted run's, its
+ * pages must all have gone back at each preemption.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -19,10 +19,10 @@
 #include "engine/seq.h"
 #include "tests/common/elm_test.h"
 
-#define N_CTX    128
-#define N_GEN    32
-#define MAX_V    640 /* the largest vocabulary of the files below */
-#define N_BATCH  16
+#define N_CTX   128
+#define N_GEN   32
+#define MAX_V   640 /* the largest vocabulary of the files below */
+#define N_BATCH 16
 
 static const char *const prompts[2] = {
     "Once upon a time there was a little girl who liked to play",
@@ -75,8 +75,8 @@ static void params(struct elm_gen_params *gp, bool sampled)
     }
 }
 
-static void record(const struct elm_model *m, const struct elm_seq *s,
-                   const struct elm_seq_out *o, struct trace *t)
+static void record(const struct elm_model *m, const struct elm_seq *s, const struct elm_seq_out *o,
+                   struct trace *t)
 {
     if (o->token < 0)
         return;
@@ -88,9 +88,8 @@ static void record(const struct elm_model *m, const struct elm_seq *s,
 
 /* Runs stream 0 to its end, batched with stream 1 when `other`, on one pool of pool_pages;
  * preempts stream 0 before the steps listed in at[] (chunks of 7 after the first preemption). */
-static void run(const struct elm_model *m, struct elm_work *w, enum elm_type kv_type,
-                bool sampled, bool other, int64_t pool_pages, const int *at, int n_at,
-                struct trace *t)
+static void run(const struct elm_model *m, struct elm_work *w, enum elm_type kv_type, bool sampled,
+                bool other, int64_t pool_pages, const int *at, int n_at, struct trace *t)
 {
     struct elm_kv_pool *pool;
     assert_int_equal(elm_kv_pool_create(m, kv_type, pool_pages, 0, &pool), 0);
