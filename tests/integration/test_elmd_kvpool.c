@@ -14,7 +14,8 @@
  *   - a waiting request cancelled: DONE/CANCEL at once;
  *   - the session whose pages were taken: its next KEEP_CONTEXT turn evaluates its whole
  *     history again and gives the output of the whole conversation in-process;
- *   - max_queued = 0 and queue_timeout_ms = 0: refused without waiting.
+ *   - max_queued = 0 and queue_timeout_ms = 0: refused without waiting; a preempted request
+ *     cancelled: DONE/CANCEL.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -374,8 +375,14 @@ static void test_no_wait(void **state)
     assert_int_equal(ts_open(&f->c, &w, getpid(), 0), 0);
     expect_busy(&w, 3, &r);
     assert_int_equal(status_u64(&f->c, ELM_TAG_N_QUEUED), 1); /* the preempted one */
-    for (int i = 0; i < 2; i++)
-        finish_long(&long_s[i], i, &got[i]);
+    /* A preempted request can be cancelled: DONE/CANCEL after the tokens it had sent. */
+    assert_int_equal(elm_rec_cancel_push(&long_s[1].r.req, 1), 0);
+    assert_int_equal(ts_collect(&long_s[1], &got[1], 20000), 0);
+    assert_true(got[1].done);
+    assert_int_equal(got[1].dn.reason, ELM_DONE_CANCEL);
+    assert_true(got[1].n_ids < N_LONG);
+    wait_status(&f->c, ELM_TAG_N_QUEUED, 0);
+    finish_long(&long_s[0], 0, &got[0]);
     for (int i = 0; i < 2; i++)
         assert_int_equal(ts_close(&f->c, &long_s[i]), 0);
     assert_int_equal(ts_close(&f->c, &w), 0);
