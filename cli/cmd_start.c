@@ -57,6 +57,61 @@ static const char *arg_runtime_dir(int argc, char **argv)
     return NULL;
 }
 
+static void report_running(elm_client *c, const char *what)
+{
+    if (cli_json)
+        printf("{\"running\":true,\"pid\":%ld}\n", elm_client_daemon_pid(c));
+    else
+        printf("elmd %s (pid %ld)\n", what, elm_client_daemon_pid(c));
+}
+
+/* The --model among elmd's options (-m FILE, --model FILE, --model=FILE), if any. */
+static const char *arg_model(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        if ((!strcmp(argv[i], "--model") || !strcmp(argv[i], "-m")) && i + 1 < argc)
+            return argv[i + 1];
+        if (!strncmp(argv[i], "--model=", 8))
+            return argv[i] + 8;
+    }
+    return NULL;
+}
+
+/* Whether paths a and b name the same file (the daemon holds its model's path made absolute;
+ * the user may give it relative, or through a symlink). */
+static bool same_file(const char *a, const char *b)
+{
+    char ra[PATH_MAX], rb[PATH_MAX];
+    if (realpath(a, ra) && realpath(b, rb))
+        return !strcmp(ra, rb);
+    return !strcmp(a, b);
+}
+
+/* elmd is already running: fine when it serves the model asked for (or none was named);
+ * otherwise say so, naming both, rather than report a daemon that serves something else. */
+static int already_running(elm_client *c, const char *model)
+{
+    struct elm_daemon_status *st = malloc(sizeof *st);
+    int rc = st ? 0 : -ENOMEM;
+    while (model && rc == 0 && (rc = elm_client_status(c, st)) == 0 && st->loading)
+        usleep(50 * 1000); /* a load under way may be this very model */
+    int exit_code = 0;
+    if (rc)
+        exit_code = cli_client_fail(c, rc, "elmd is running but");
+    else if (model && !st->model_loaded)
+        exit_code = cli_fail("elmd is already running (pid %ld) with no model loaded, not %s; "
+                             "load it with 'elmctl load %s'",
+                             elm_client_daemon_pid(c), model, model);
+    else if (model && !same_file(model, st->model_path))
+        exit_code = cli_fail("elmd is already running (pid %ld) with another model: it serves "
+                             "%s, not %s; 'elmctl load %s' replaces it",
+                             elm_client_daemon_pid(c), st->model_path, model, model);
+    else
+        report_running(c, "is already running");
+    free(st);
+    return exit_code;
+}
+
 static pid_t spawn(const char *elmd, char **args)
 {
     pid_t pid = fork();
@@ -73,14 +128,6 @@ static pid_t spawn(const char *elmd, char **args)
     _exit(127);
 }
 
-static void report_running(elm_client *c, const char *what)
-{
-    if (cli_json)
-        printf("{\"running\":true,\"pid\":%ld}\n", elm_client_daemon_pid(c));
-    else
-        printf("elmd %s (pid %ld)\n", what, elm_client_daemon_pid(c));
-}
-
 int cli_cmd_start(int argc, char **argv)
 {
     if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
@@ -91,8 +138,10 @@ int cli_cmd_start(int argc, char **argv)
                "overrides which elmd binary runs.\n\n"
                "  --json   print {\"running\":true,\"pid\":N}; an error is\n"
                "           {\"error\":S,\"exit_code\":N}\n"
-               "Exit status: 0 running (started, or already running), 1 failure, 2 usage error\n"
-               "(elmd's own, e.g. an unknown option, is reported as a failure to start).\n",
+               "Exit status: 0 running (started, or already running with the --model asked\n"
+               "for), 1 failure (including a daemon already running another model, or none:\n"
+               "the message names both), 2 usage error (elmd's own, e.g. an unknown option,\n"
+               "is reported as a failure to start).\n",
                START_TIMEOUT_S);
         return 0;
     }
@@ -105,9 +154,9 @@ int cli_cmd_start(int argc, char **argv)
         dir = NULL;
     elm_client *c = NULL;
     if (elm_client_connect(dir, &c) == 0) {
-        report_running(c, "is already running");
+        int exit_code = already_running(c, arg_model(argc, argv));
         elm_client_close(&c);
-        return 0;
+        return exit_code;
     }
 
     /* elmd's argv: its path, --runtime-dir when elmctl has one it would not know, the rest. */

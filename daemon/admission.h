@@ -1,12 +1,16 @@
 /* admission.h — fitting a request into the model's KV pool (engine thread only).
  *
- * elm_seq_start reserves a request's pages before it runs (min(n_ctx, prompt + n_predict)
- * positions; the whole context when n_predict is unlimited), all or nothing, so a running
- * request never runs short mid-way and never takes pages from another. When the pool is short,
- * sessions that are not running give theirs back, least recently used first
- * (elm_seq_release(s, false): their next turn evaluates its history again — time, not
- * correctness). Running sessions are never touched. When even that is not enough, the request
- * waits (scheduler.c: a bounded FIFO with a timeout, then ELM_EBUSY).
+ * Pages are taken as a request grows: elm_seq_start takes those of its prompt, and each step
+ * the scheduler takes those its planned tokens reach (elm_seq_grow; plan.h's elmd_plan_memory
+ * decides, when the pool is short, whom to take them from: idle sessions' history, then the
+ * most recently admitted running request, preempted). Here: starting a request, and resuming a
+ * preempted one. When the pool is short for that, sessions that are not running give their
+ * pages back, least recently used first (elm_seq_release(s, false): their next turn evaluates
+ * its history again — time, not correctness), and only when that makes enough room. Running
+ * requests are never taken from here. When even that is not enough, the request waits
+ * (scheduler.c: one FIFO, oldest first). A request that could need more pages than the whole
+ * pool holds — min(n_ctx, prompt + n_predict) positions, the whole context without n_predict —
+ * is refused before it starts: alone, it could never finish.
  */
 #ifndef ELMD_ADMISSION_H
 #define ELMD_ADMISSION_H
@@ -26,12 +30,17 @@ struct elmd_wait {
     uint64_t since_ns;  /* when it began to wait (FIFO order; 0 while not waiting) */
     int64_t need_pages; /* pages it lacked at its last try, and the pool's free pages then */
     int64_t free_pages;
+    int ahead; /* requests before it in the FIFO then (they are served first) */
 };
 
 void elmd_wait_free(struct elmd_wait *w);
 
-/* Pages of the pool w's request reserves, beyond those its sequence holds already. */
+/* Pages of the pool w's prompt needs to start, beyond those its sequence holds already. */
 int64_t elmd_wait_need(const struct elmd_session *s, const struct elmd_wait *w);
+
+/* Pages w's request holds at most, when it runs to its limit: min(n_ctx, n + n_predict)
+ * positions (the whole context when n_predict is unlimited). */
+int64_t elmd_request_pages(const struct elmd_session *s, const struct elmd_wait *w);
 
 /* Starts w on s (elm_seq_start), taking back the pages of sessions in act[0..n_act) that run no
  * request — least recently used first, and only when that makes enough room — if the pool is
@@ -40,5 +49,10 @@ int64_t elmd_wait_need(const struct elmd_session *s, const struct elmd_wait *w);
  * whose pages were taken. */
 int elmd_admit(struct elmd_session *const *act, int n_act, struct elmd_session *s,
                struct elmd_wait *w, int *n_reclaimed);
+
+/* Gives preempted s the pages to evaluate all its tokens again, the same way. Returns 0 or
+ * -ENOSPC (nothing taken). */
+int elmd_resume(struct elmd_session *const *act, int n_act, struct elmd_session *s,
+                int *n_reclaimed);
 
 #endif

@@ -368,12 +368,9 @@ static int cmd_open_session(struct elmd *d, const struct elmd_peer *p,
         snprintf(msg, sizeof msg, "all %d sessions are in use", d->cfg.max_sessions);
         return simple_reply(d, p, m, ELM_EBUSY, msg);
     }
-    /* A session never gets more context than the KV pool holds, so every request it sends can
-     * run once the pool is free (elm_seq_start reserves up to the whole context). */
+    /* A context larger than the KV pool is allowed: a request that could outgrow the pool is
+     * refused when it comes, with its numbers (scheduler.c), one that stays within it runs. */
     int32_t cap = elmd_ctx_cap(model, def_ctx);
-    int64_t pool_cap = elm_kv_pool_pages(model->kv_pool) * ELM_KV_PAGE;
-    if (cap > pool_cap)
-        cap = (int32_t)pool_cap;
     if (ctx > (uint64_t)cap) {
         snprintf(msg, sizeof msg, "N_CTX %llu exceeds the limit of %d", (unsigned long long)ctx,
                  cap);

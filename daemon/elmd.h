@@ -99,16 +99,19 @@ struct elmd_session {
     int32_t n_history;
     struct elmd_wait *wait; /* a request waiting for KV pages (admission.c); NULL */
     struct elmd_embed *emb; /* an EMBED whose vectors are being sent (embed.c); NULL */
+    bool preempted;         /* cur's request gave its pages back; it waits to be recomputed */
     uint64_t last_used_ns;  /* when its last request started or ended: reclaim order */
     struct {
         bool active;
         uint32_t req_id;
         uint64_t t_recv, t_first, t_last;
+        uint64_t t_admit;  /* when it first got its pages: its age for preemption (plan.h) */
         int32_t n_predict; /* -1: no limit */
         int32_t to_eval;   /* prompt tokens not yet evaluated */
     } cur;
     struct { /* counters of this step, added to the [L] ones at its end */
-        uint32_t req, err, tok, busy, reclaimed;
+        uint32_t req, err, tok, busy, reclaimed, preempted;
+        uint64_t recomputed;
         uint64_t prompt_tok, prompt_reused, prompt_ns, gen_ns, ttft_ns, itl_ns;
         bool has_ttft, has_itl, ring_err;
     } step;

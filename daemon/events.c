@@ -24,6 +24,8 @@ void elmd_flush_stats(struct elmd *d, struct elmd_session *s)
     d->st.c.n_ring_errors += s->step.ring_err;
     d->st.c.n_busy += s->step.busy;
     d->st.c.n_kv_reclaimed += s->step.reclaimed;
+    d->st.c.n_preemptions += s->step.preempted;
+    d->st.c.n_recomputed += s->step.recomputed;
     if (s->step.has_ttft) {
         elmd_lat_add(&s->ttft, s->step.ttft_ns);
         elmd_lat_add(&d->st.ttft, s->step.ttft_ns);

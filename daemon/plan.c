@@ -45,3 +45,57 @@ int elmd_plan(const struct elmd_plan_slot *slots, int n, const struct elmd_plan_
     *rr = n ? (*rr + 1) % n : 0;
     return used;
 }
+
+/* ---- KV memory --------------------------------------------------------------------------- */
+
+/* Whether slot a comes before slot b in request age (ties: by index, so the order is total). */
+static bool older(const struct elmd_mem_slot *sl, int a, int b)
+{
+    return sl[a].order < sl[b].order || (sl[a].order == sl[b].order && a < b);
+}
+
+/* Whose pages go next for slot k: the least recently used idle session holding some, else the
+ * most recently admitted running request (k itself at the latest: it is a candidate). */
+static int victim(const struct elmd_mem_slot *sl, int n, const bool *take, int k)
+{
+    int v = -1;
+    for (int j = 0; j < n; j++)
+        if (!take[j] && !sl[j].running && sl[j].held > 0 && (v < 0 || older(sl, j, v)))
+            v = j;
+    if (v >= 0)
+        return v;
+    v = k;
+    for (int j = 0; j < n; j++)
+        if (!take[j] && sl[j].running && (sl[j].held > 0 || sl[j].want > 0) && older(sl, v, j))
+            v = j;
+    return v;
+}
+
+int elmd_plan_memory(const struct elmd_mem_slot *sl, int n, int64_t avail, bool *take)
+{
+    int n_taken = 0;
+    for (int k = 0; k < n; k++)
+        take[k] = false;
+    /* Serve the running slots that want pages oldest first. A victim is always k or younger
+     * than k, so a slot served earlier never loses what it was given. */
+    for (int prev = -1;;) {
+        int k = -1;
+        for (int j = 0; j < n; j++)
+            if (sl[j].running && sl[j].want > 0 && !take[j] && (prev < 0 || older(sl, prev, j)) &&
+                (k < 0 || older(sl, j, k)))
+                k = j;
+        if (k < 0)
+            return n_taken;
+        prev = k;
+        while (avail < sl[k].want) {
+            int v = victim(sl, n, take, k);
+            take[v] = true;
+            n_taken++;
+            avail += sl[v].held;
+            if (v == k)
+                break;
+        }
+        if (!take[k])
+            avail -= sl[k].want;
+    }
+}

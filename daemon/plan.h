@@ -41,4 +41,28 @@ int elmd_prefill_allowance(const struct elmd_plan_limits *lim, int decoding);
  * about larger batches. */
 void elmd_learn_cost(double *ns_per_tok, int n, uint64_t ns);
 
+/* ---- KV memory ------------------------------------------------------------------------------
+ * Pages are taken as sequences grow. When a step's sequences lack more pages than are free,
+ * requests are served in the order they were first admitted, oldest first; for one that does
+ * not fit, pages are taken back from idle sessions (the history they keep), least recently used
+ * first, then from the running request admitted MOST RECENTLY, which is preempted (its pages
+ * freed, its request requeued to be recomputed) — possibly the one asking, which then waits.
+ * So the oldest request always progresses (no request alone is larger than the pool: admission
+ * refuses those), and the work thrown away is that of the youngest, which has done the least.
+ */
+
+/* One session as the memory planner sees it. */
+struct elmd_mem_slot {
+    bool running;   /* runs a request that holds or needs pages; false: idle (or none) */
+    uint64_t order; /* running: when its request was first admitted; idle: when last used */
+    int64_t held;   /* pages it holds */
+    int64_t want;   /* pages its tokens of this step lack (0 unless running and planned) */
+};
+
+/* Decides whose pages are taken so that the wants of slots[0..n) fit free_pages (see above):
+ * take[k] is set for each session to take them from (idle: reclaimed; running: preempted, and
+ * it gets nothing this step). Every running slot left untaken gets its want. Returns how many
+ * were taken. */
+int elmd_plan_memory(const struct elmd_mem_slot *slots, int n, int64_t free_pages, bool *take);
+
 #endif

@@ -6,10 +6,14 @@
  * session_shm decoders, and a bad one ends that session alone (ERROR, then closed). A session
  * runs one request at a time; up to MAX_QUEUED more wait in order.
  *
- * KV memory: a request starts only once its pages of the model's pool are reserved
- * (admission.c; idle sessions' pages are taken back first). Otherwise it waits in one FIFO for
- * every session, retried each step oldest first, until queue_timeout_ms (then ERROR ELM_EBUSY);
- * max_queued bounds the FIFO. A request that ends keeps its conversation's pages.
+ * KV memory: a request starts once its prompt's pages of the model's pool are taken
+ * (admission.c; idle sessions' pages are taken back first); it grows page by page (step.c), and
+ * a preempted one (plan.h) waits to be resumed. A request that cannot start waits in one FIFO
+ * for every session, beside the preempted ones, retried each step oldest first (a preempted
+ * request by its first admission, a new one by its arrival), until queue_timeout_ms (then ERROR
+ * ELM_EBUSY; a preempted request never times out: it has started); max_queued bounds the new
+ * ones. A request that could need more than the whole pool is refused at once (ELM_ECONTEXT).
+ * A request that ends keeps its conversation's pages.
  *
  * Events: a session is planned only when its event ring has room for the events a step can
  * produce (ELMD_STEP_EVT_BYTES), so pushes here never block and never fail with -EAGAIN.
@@ -57,6 +61,7 @@ static void end_stats(struct elmd_session *s, uint64_t now)
         s->step.gen_ns += now - s->cur.t_first;
     }
     s->cur.active = false;
+    s->preempted = false;
     s->last_used_ns = now;
     /* The pages beyond the conversation go back to the pool; the history's stay, so the next
      * KEEP_CONTEXT turn (or a prompt sharing a prefix) does not evaluate it again — unless the
@@ -354,6 +359,8 @@ static void commit(struct elmd_session *s, struct elmd_prompt *p, struct elmd_wa
     s->cur.req_id = p->msg.hdr.req_id;
     s->cur.t_recv = p->t_recv_ns;
     s->cur.t_first = s->cur.t_last = 0;
+    s->cur.t_admit = elmd_now_ns();
+    s->preempted = false;
     s->cur.n_predict = w->gp.n_predict;
     s->cur.to_eval = w->n - elm_seq_n_reused(s->seq);
     s->last_used_ns = elmd_now_ns();
@@ -365,14 +372,32 @@ int elmd_n_waiting(const struct eng *e)
 {
     int n = 0;
     for (int k = 0; k < e->n_act; k++)
+        n += e->act[k]->wait != NULL || e->act[k]->preempted;
+    return n;
+}
+
+/* New requests waiting for their first pages: what max_queued bounds. */
+static int n_new_waiting(const struct eng *e)
+{
+    int n = 0;
+    for (int k = 0; k < e->n_act; k++)
         n += e->act[k]->wait != NULL;
     return n;
 }
 
+/* A waiting session's place in the FIFO: a preempted request's first admission, a new one's
+ * arrival. */
+static uint64_t fifo_key(const struct elmd_session *s)
+{
+    return s->preempted ? s->cur.t_admit : s->wait->since_ns;
+}
+
 static void busy_message(const struct elmd_wait *w, char *msg, size_t cap)
 {
-    snprintf(msg, cap, "no KV memory free: %lld pages needed, %lld free; try later",
-             (long long)w->need_pages, (long long)w->free_pages);
+    snprintf(msg, cap,
+             "no KV memory for this request: %lld pages needed, %lld free, %d requests waiting "
+             "before it; try later",
+             (long long)w->need_pages, (long long)w->free_pages, w->ahead);
 }
 
 /* Starts prompt p on s (which is idle), or makes it wait for KV pages. Returns 0 (started),
@@ -385,6 +410,16 @@ static int start_prompt(struct eng *e, struct elmd_session *s, struct elmd_promp
     int rc = prepare(e, s, p, &w, msg, cap);
     if (rc)
         return rc;
+    int64_t worst = elmd_request_pages(s, w), pool = elm_kv_pool_pages(s->pool);
+    if (worst > pool) {
+        snprintf(msg, cap,
+                 "the request may need %lld KV positions (%d prompt tokens, context %d) but "
+                 "the whole KV pool holds %lld (%lld pages of %d): limit n_predict or the context",
+                 (long long)worst * ELM_KV_PAGE, w->n, s->n_ctx, (long long)pool * ELM_KV_PAGE,
+                 (long long)pool, ELM_KV_PAGE);
+        elmd_wait_free(w);
+        return ELM_ECONTEXT;
+    }
     /* The requests already waiting came first: with any, this one queues behind them. */
     int waiting = elmd_n_waiting(e), reclaimed = 0;
     rc = waiting ? -ENOSPC : elmd_admit(e->act, e->n_act, s, w, &reclaimed);
@@ -399,7 +434,8 @@ static int start_prompt(struct eng *e, struct elmd_session *s, struct elmd_promp
         w->need_pages = elmd_wait_need(s, w);
         w->free_pages = elm_kv_pool_free_pages(s->pool);
     }
-    if (e->k.queue_timeout_ms == 0 || waiting >= e->k.max_queued) {
+    w->ahead = waiting;
+    if (e->k.queue_timeout_ms == 0 || n_new_waiting(e) >= e->k.max_queued) {
         busy_message(w, msg, cap);
         elm_debug("session %llu: request %u refused: %s (%d waiting)", (unsigned long long)s->id,
                   p->msg.hdr.req_id, msg, waiting);
@@ -425,20 +461,34 @@ int elmd_admit_waiting(struct eng *e)
     int n = 0;
     for (int k = 0; k < e->n_act; k++) { /* sorted by arrival: a handful, insertion sort */
         struct elmd_session *s = e->act[k];
-        if (!s->wait || s->dead)
+        if ((!s->wait && !s->preempted) || s->dead)
             continue;
         int i = n++;
-        for (; i > 0 && q[i - 1]->wait->since_ns > s->wait->since_ns; i--)
+        for (; i > 0 && fifo_key(q[i - 1]) > fifo_key(s); i--)
             q[i] = q[i - 1];
         q[i] = s;
     }
     uint64_t now = elmd_now_ns(), timeout = (uint64_t)e->k.queue_timeout_ms * 1000000u;
     uint64_t next = UINT64_MAX;
     bool blocked = false;
-    char msg[160];
+    int ahead = 0; /* of the one at hand: the requests before it that still wait */
+    char msg[256];
     for (int i = 0; i < n; i++) {
         struct elmd_session *s = q[i];
         struct elmd_wait *w = s->wait;
+        if (s->preempted) { /* a running request: it never times out, a drain lets it finish */
+            int reclaimed = 0;
+            if (!blocked && elmd_resume(e->act, e->n_act, s, &reclaimed) == 0) {
+                s->preempted = false;
+                s->cur.to_eval = elm_seq_n_pending(s->seq);
+                elm_debug("session %llu: request %u resumes: %d tokens to evaluate again",
+                          (unsigned long long)s->id, s->cur.req_id, s->cur.to_eval);
+            }
+            s->step.reclaimed += (uint32_t)reclaimed;
+            blocked = blocked || s->preempted;
+            ahead += s->preempted;
+            continue;
+        }
         if (e->draining) {
             end_wait(s, ELM_ESHUTDOWN, "the daemon is shutting down");
             continue;
@@ -463,6 +513,11 @@ int elmd_admit_waiting(struct eng *e)
             }
             blocked = true;
         }
+        if (ahead > 0) { /* not tried, behind an older one: the numbers as of now */
+            w->need_pages = elmd_wait_need(s, w);
+            w->free_pages = elm_kv_pool_free_pages(s->pool);
+        }
+        w->ahead = ahead++;
         if (now - w->since_ns >= timeout) {
             busy_message(w, msg, sizeof msg);
             end_wait(s, ELM_EBUSY, msg);

@@ -3,7 +3,10 @@
  * A step: (1) take control's hand-overs (new sessions, close/cancel flags, a model swap);
  * (2) read each session's request ring and start what can start (scheduler.c); (3) plan
  * (plan.c): every decoding session gets its one token, then prompts get chunks, round-robin,
- * within the batch and the step's time budget; (4) ONE elm_model_forward() over all the items —
+ * within the batch and the step's time budget; then the KV pages those tokens reach are taken,
+ * preempting the most recently admitted requests when the pool is short (plan.h's
+ * elmd_plan_memory; the preempted ones are resumed by scheduler.c when pages are free again,
+ * and recompute their tokens); (4) ONE elm_model_forward() over all the items —
  * the pass is batch-invariant, so each session's logits are bit-identical to running alone;
  * (5) advance each sequence and push TOKEN / DONE / ERROR to its event ring.
  *
@@ -70,7 +73,7 @@ static void notify_control(struct elmd *d)
 
 static bool runnable(const struct elmd_session *s)
 {
-    return !s->dead && s->cur.active && elm_seq_done(s->seq) == ELM_STOP_NONE;
+    return !s->dead && s->cur.active && !s->preempted && elm_seq_done(s->seq) == ELM_STOP_NONE;
 }
 
 /* True when a step's events fit the event ring (or the ring is closed or broken: the push
@@ -89,6 +92,58 @@ static struct elmd_plan_limits limits(const struct eng *e)
                                      .ns_per_tok = e->ns_per_tok};
 }
 
+/* Takes back every page of s's running request, which waits to be recomputed. */
+static void preempt(struct elmd_session *s)
+{
+    int32_t dropped = elm_seq_preempt(s->seq);
+    s->preempted = true;
+    s->step.preempted++;
+    s->step.recomputed += (uint64_t)dropped;
+    elm_debug("session %llu: request %u preempted: %d tokens to evaluate again",
+              (unsigned long long)s->id, s->cur.req_id, elm_seq_n_pending(s->seq));
+}
+
+/* Takes the pages the planned tokens reach, deciding whose pages go when the pool is short
+ * (plan.c); a preempted session's tokens leave the plan. */
+static void take_pages(struct eng *e)
+{
+    struct elmd_mem_slot sl[ELMD_MAX_SESSIONS_LIMIT + 1];
+    bool take[ELMD_MAX_SESSIONS_LIMIT + 1];
+    int64_t want = 0, free_pages = elm_kv_pool_free_pages(e->m->kv_pool);
+    for (int k = 0; k < e->n_act; k++) {
+        const struct elmd_session *s = e->act[k];
+        bool running = !s->dead && s->cur.active && !s->preempted;
+        bool idle = !s->dead && !s->cur.active;
+        sl[k] = (struct elmd_mem_slot){
+            .running = running,
+            .order = running ? s->cur.t_admit : s->last_used_ns,
+            .held = (running || idle) && s->seq ? elm_seq_pages(s->seq) : 0,
+            .want = running && e->counts[k] ? elm_seq_pages_short(s->seq, e->counts[k]) : 0};
+        want += sl[k].want;
+    }
+    if (want > free_pages && elmd_plan_memory(sl, e->n_act, free_pages, take) > 0)
+        for (int k = 0; k < e->n_act; k++) {
+            struct elmd_session *s = e->act[k];
+            if (!take[k])
+                continue;
+            if (sl[k].running) {
+                preempt(s);
+                e->counts[k] = 0;
+            } else {
+                elm_seq_release(s->seq, false);
+                s->step.reclaimed++;
+            }
+        }
+    for (int k = 0; k < e->n_act; k++)
+        if (e->counts[k] && elm_seq_grow(e->act[k]->seq, e->counts[k]) != 0) {
+            /* the planner counted these pages: a bug, not a state to serve through */
+            elm_err("session %llu: no KV page for its planned tokens",
+                    (unsigned long long)e->act[k]->id);
+            preempt(e->act[k]);
+            e->counts[k] = 0;
+        }
+}
+
 /* Plans the step (plan.c) and fills the pass's items in that order; returns their number. */
 static int plan(struct eng *e)
 {
@@ -101,8 +156,11 @@ static int plan(struct eng *e)
     const struct elmd_plan_limits lim = limits(e);
     int m, used = 0;
     elmd_plan(slots, e->n_act, &lim, &e->rr, e->counts, e->order, &m);
+    take_pages(e);
     for (int i = 0; i < m; i++) {
         int k = e->order[i];
+        if (!e->counts[k])
+            continue;
         /* gives what was planned: the sequence has that many tokens pending (to_eval mirrors
          * it), so the counts stay those plan.c chose */
         e->counts[k] = elm_seq_plan(e->act[k]->seq, e->counts[k], e->items + used);
@@ -211,7 +269,7 @@ static void end_step(struct eng *e, bool stepped)
         int64_t held = s->seq ? elm_seq_pages(s->seq) * ELM_KV_PAGE : 0;
         s->kv_used = held < s->n_history ? (int32_t)held : s->n_history;
         bool busy = s->cur.active || s->queue || s->wait || s->emb;
-        waiting += s->wait && !s->dead;
+        waiting += (s->wait || s->preempted) && !s->dead;
         running += busy && !s->dead;
         s->state = s->dead ? ELM_SESSION_STATE_CLOSING
                    : busy  ? ELM_SESSION_STATE_RUNNING

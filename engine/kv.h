@@ -4,8 +4,9 @@
  * pages, else plain pages; mlock'ed when allowed) cut into pages of ELM_KV_PAGE positions; a page
  * holds those positions' K and V rows for every layer. A sequence's cache (struct elm_kv) is a
  * page table: position p lives in page table[p / ELM_KV_PAGE]. Pages are taken and given back
- * only by elm_kv_reserve/elm_kv_trim/elm_kv_destroy — never on the forward pass, so a token
- * costs no allocation and a running sequence can never lose its memory to another.
+ * only by elm_kv_reserve/elm_kv_trim/elm_kv_destroy — between passes, never on the forward
+ * pass, so a token costs no allocation (engine/seq.h grows a sequence page by page, and its
+ * preemption gives all of them back).
  *
  * ELM_KV_PAGE is a multiple of the 16 lanes that the attention sums keep (kernels.h kv_mix), so
  * a sum can carry its lanes from page to page and gives the bits of one contiguous cache.

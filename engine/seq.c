@@ -145,12 +145,9 @@ int elm_seq_start(struct elm_seq *s, const int32_t *prompt, int32_t n,
             stop_max = l;
         n_stop++;
     }
-    if (!rc && s->pooled) {
-        int64_t want = (int64_t)n + (p->n_predict < 0 ? s->n_ctx : p->n_predict);
-        int32_t need = want < s->n_ctx ? (int32_t)want : s->n_ctx;
-        if ((rc = elm_kv_reserve(s->kv, need)) == 0)
-            elm_kv_trim(s->kv, need); /* pages past need: back to the pool */
-    }
+    /* The prompt's positions now; the generated ones page by page (elm_seq_grow). */
+    if (!rc && s->pooled && (rc = elm_kv_reserve(s->kv, n)) == 0)
+        elm_kv_trim(s->kv, n); /* pages past the prompt: back to the pool */
     if (rc) {
         elm_sampler_destroy(&smp);
         for (int i = 0; i < n_stop; i++)
@@ -347,6 +344,42 @@ int64_t elm_seq_pages(const struct elm_seq *s)
     return elm_kv_pages(s->kv);
 }
 
+/* Positions the next n planned tokens reach: they are written at n_past, n_past + 1, ... */
+static int32_t reach(const struct elm_seq *s, int n)
+{
+    int32_t pending = s->n_tokens - s->n_past;
+    return s->n_past + (n < pending ? n : pending);
+}
+
+int64_t elm_seq_pages_short(const struct elm_seq *s, int n)
+{
+    int64_t short_by = elm_kv_pages_for(reach(s, n)) - elm_kv_pages(s->kv);
+    return short_by > 0 ? short_by : 0;
+}
+
+int elm_seq_grow(struct elm_seq *s, int n)
+{
+    return elm_kv_reserve(s->kv, reach(s, n));
+}
+
+int32_t elm_seq_preempt(struct elm_seq *s)
+{
+    int32_t dropped = s->n_past;
+    /* Everything else stays: the tokens (prompt and generated), the sampler's state, the
+     * held-back text. Position 0 on, the K/V are computed again by the same batch-invariant
+     * passes, so the logits of the last token, and the tokens sampled from them, are those the
+     * uninterrupted request would have had. */
+    s->n_past = 0;
+    if (s->pooled)
+        elm_kv_trim(s->kv, 0);
+    return dropped;
+}
+
+int32_t elm_seq_n_pending(const struct elm_seq *s)
+{
+    return s->started && s->done == ELM_STOP_NONE ? s->n_tokens - s->n_past : 0;
+}
+
 int32_t elm_seq_n_prompt(const struct elm_seq *s)
 {
     return s->n_prompt;
@@ -388,7 +421,9 @@ int elm_seq_run(struct elm_seq *s, struct elm_work *w, elm_on_token on_token, vo
         int n = elm_seq_plan(s, nb, items);
         if (n == 0)
             break;
-        int rc = elm_model_forward(s->m, w, items, n);
+        int rc = elm_seq_grow(s, n); /* a pooled sequence's pages, as it grows */
+        if (rc == 0)
+            rc = elm_model_forward(s->m, w, items, n);
         if (rc)
             result = rc;
         struct elm_seq_out out;

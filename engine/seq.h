@@ -54,8 +54,9 @@ void elm_seq_destroy(struct elm_seq **s);
 
 /* Starts a request. The KV entries of the longest common prefix with the sequence's previous
  * tokens are kept (multi-turn chat does not recompute its history). A pooled sequence first
- * makes sure it holds pages for min(n_ctx, n + (n_predict < 0 ? n_ctx : n_predict)) positions
- * (taking the missing ones, giving back any beyond), before touching anything else.
+ * makes sure it holds pages for the n prompt positions (taking the missing ones, giving back
+ * any beyond), before touching anything else; the generated tokens' pages come one by one
+ * (elm_seq_grow).
  * Errors: ELM_ECONTEXT when the prompt does not fit, -EINVAL for bad parameters or an empty
  * prompt, ELM_ETOKEN, -ENOMEM, and -ENOSPC when the pool has too few free pages. On any error
  * the sequence is unchanged: its previous tokens and their K/V stay reusable. */
@@ -71,6 +72,24 @@ void elm_seq_release(struct elm_seq *s, bool keep_history);
 
 /* Pages of the pool this sequence holds (a standalone sequence: those of its own cache). */
 int64_t elm_seq_pages(const struct elm_seq *s);
+
+/* Pooled sequences take their pages as they grow, between passes: elm_seq_pages_short says
+ * how many pages the next plan of at most n tokens lacks, elm_seq_grow takes them (0, or
+ * -ENOSPC with nothing taken). A standalone sequence never lacks any. */
+int64_t elm_seq_pages_short(const struct elm_seq *s, int n);
+int elm_seq_grow(struct elm_seq *s, int n);
+
+/* Preemption: forgets the running request's K/V and gives every page of a pooled sequence
+ * back, keeping its tokens, sampler and held-back text, so that it can resume later: its next
+ * plans evaluate all its tokens again from position 0 (elm_seq_n_pending of them, in prompt
+ * chunks) and, every pass being batch-invariant, it then samples exactly the tokens it would
+ * have without the interruption. Returns the tokens whose K/V were dropped. Not between a plan
+ * and its advance. */
+int32_t elm_seq_preempt(struct elm_seq *s);
+
+/* Tokens of the running request whose K/V are not in the cache: the next plans evaluate them
+ * (the prompt not yet evaluated, or everything after a preemption, or the last sampled token). */
+int32_t elm_seq_n_pending(const struct elm_seq *s);
 
 /* Batch items this sequence needs in the next pass, at most max (>= 1): a prompt chunk or one
  * decode token. Returns the count (0 when done). */
@@ -98,9 +117,10 @@ enum elm_stop_reason elm_seq_done(const struct elm_seq *s);
 /* The logits the last sample was drawn from (n_vocab floats, before any penalty). */
 const float *elm_seq_logits(const struct elm_seq *s);
 
-/* Runs a whole request in this thread: plans, forwards in chunks of the work's n_batch, and
- * calls on_token for every step that produced a token or text. on_token returning non-zero
- * cancels. Returns the forward error, if any, else 0. */
+/* Runs a whole request in this thread: plans, takes a pooled sequence's pages (-ENOSPC when
+ * the pool runs out: the request ends with ELM_STOP_ERROR), forwards in chunks of the work's
+ * n_batch, and calls on_token for every step that produced a token or text. on_token returning
+ * non-zero cancels. Returns the forward error, if any, else 0. */
 typedef int (*elm_on_token)(void *user, const struct elm_seq_out *out);
 int elm_seq_run(struct elm_seq *s, struct elm_work *w, elm_on_token on_token, void *user);
 

@@ -168,6 +168,8 @@ enum elm_proto_opt_tag {
     ELM_TAG_N_PROMPT_REUSED, /* u64: prompt tokens whose KV was kept from the history */
     ELM_TAG_N_KV_RECLAIMED,  /* u64: idle sessions whose pages were taken back */
     ELM_TAG_N_SESSIONS_OPENED, /* u64: sessions opened since the daemon started */
+    ELM_TAG_N_PREEMPTIONS,   /* u64: running requests preempted for KV memory */
+    ELM_TAG_N_RECOMPUTED,    /* u64: tokens the preempted requests evaluated again */
     ELM_TAG_OPT_END,         /* known optional tags are < this */
 };
 

@@ -201,6 +201,8 @@ struct elm_daemon_stats {
     uint64_t n_malformed;     /* of which could not be decoded */
     uint64_t n_dropped;       /* replies that could not be sent (peer gone, queue full) */
     uint64_t n_sessions_opened; /* sessions opened since the daemon started */
+    uint64_t n_preemptions;     /* running requests whose KV memory was taken for an older one */
+    uint64_t n_recomputed;      /* tokens those requests had evaluated and evaluated again */
 };
 
 /* The daemon's counters. *out is the caller's struct, written on success. */

@@ -1,11 +1,12 @@
 /* test_admission.c — fitting a request into the model's KV pool (daemon/admission.c), called
  * in-process on sessions built by hand over stories260K and a small pool.
  *
- * What it pins down (admission.h): a request reserves min(n_ctx, prompt + n_predict) positions
- * before it runs, all or nothing; when the pool is short, idle sessions give their pages back,
- * least recently used first and only as many as needed; running sessions are never touched; and
- * when even every idle session's pages would not be enough, nothing is taken (-ENOSPC, with the
- * pages needed and free).
+ * What it pins down (admission.h): a request takes its prompt's pages before it runs, all or
+ * nothing (the rest come as it grows, decided by plan.c); when the pool is short, idle sessions
+ * give their pages back, least recently used first and only as many as needed; running sessions
+ * are never touched; when even every idle session's pages would not be enough, nothing is taken
+ * (-ENOSPC, with the pages needed and free); and a preempted request resumes the same way, with
+ * the pages to evaluate all its tokens again.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -122,8 +123,9 @@ static void test_fits(void **state)
 {
     FIX();
     struct elmd_session *a = session(f, 0, 128, 1);
-    struct elmd_wait *w = request(10, 22); /* 32 positions: one page */
+    struct elmd_wait *w = request(10, 22); /* the prompt's 10 positions: one page */
     assert_int_equal(elmd_wait_need(a, w), 1);
+    assert_int_equal(elmd_request_pages(a, w), 1); /* 32 positions at most */
     int reclaimed = 0;
     assert_int_equal(elmd_admit(f->s, n_act(f), a, w, &reclaimed), 0);
     assert_int_equal(reclaimed, 0);
@@ -131,13 +133,15 @@ static void test_fits(void **state)
     assert_int_equal(elm_kv_pool_free_pages(f->pool), POOL_PAGES - 1);
     elmd_wait_free(w);
 
-    /* without a token limit the request reserves its whole context */
+    /* without a token limit the request may grow to its whole context, but starts with its
+     * prompt's pages */
     struct elmd_session *b = session(f, 1, 128, 2);
-    w = request(10, -1);
-    assert_int_equal(elmd_wait_need(b, w), 4);
+    w = request(40, -1);
+    assert_int_equal(elmd_wait_need(b, w), 2);
+    assert_int_equal(elmd_request_pages(b, w), 4);
     assert_int_equal(elmd_admit(f->s, n_act(f), b, w, &reclaimed), 0);
-    assert_int_equal(elm_seq_pages(b->seq), 4);
-    assert_int_equal(elm_kv_pool_free_pages(f->pool), POOL_PAGES - 5);
+    assert_int_equal(elm_seq_pages(b->seq), 2);
+    assert_int_equal(elm_kv_pool_free_pages(f->pool), POOL_PAGES - 3);
     elmd_wait_free(w);
 }
 
@@ -146,11 +150,11 @@ static void test_reclaims_least_recently_used(void **state)
     FIX();
     struct elmd_session *old = session(f, 0, 128, 100), *recent = session(f, 1, 128, 200);
     struct elmd_session *c = session(f, 2, 128, 300);
-    occupy(f, recent, 10, -1, false); /* 4 pages each, the pool is full */
-    occupy(f, old, 10, -1, false);
+    occupy(f, recent, 120, -1, false); /* 4 pages each, the pool is full */
+    occupy(f, old, 120, -1, false);
     assert_int_equal(elm_kv_pool_free_pages(f->pool), 0);
 
-    struct elmd_wait *w = request(10, -1);
+    struct elmd_wait *w = request(120, -1);
     int reclaimed = 0;
     assert_int_equal(elmd_admit(f->s, n_act(f), c, w, &reclaimed), 0);
     assert_int_equal(reclaimed, 1); /* one session was enough */
@@ -165,8 +169,8 @@ static void test_running_sessions_are_never_touched(void **state)
     FIX();
     struct elmd_session *a = session(f, 0, 128, 1), *b = session(f, 1, 128, 2);
     struct elmd_session *c = session(f, 2, 128, 3);
-    occupy(f, a, 10, -1, true);
-    occupy(f, b, 10, -1, true);
+    occupy(f, a, 120, -1, true);
+    occupy(f, b, 120, -1, true);
 
     struct elmd_wait *w = request(10, 22);
     int reclaimed = 0;
@@ -186,11 +190,11 @@ static void test_takes_nothing_unless_enough(void **state)
     FIX();
     struct elmd_session *run = session(f, 0, 128, 1), *idle = session(f, 1, 128, 2);
     struct elmd_session *big = session(f, 2, 256, 3);
-    occupy(f, run, 10, -1, true);   /* 4 pages */
-    occupy(f, idle, 10, 54, false); /* 64 positions: 2 pages */
+    occupy(f, run, 120, -1, true); /* 4 pages */
+    occupy(f, idle, 60, 4, false); /* 2 pages */
     assert_int_equal(elm_kv_pool_free_pages(f->pool), 2);
 
-    struct elmd_wait *w = request(10, 150); /* 160 positions: 5 pages; at most 4 could be had */
+    struct elmd_wait *w = request(150, 10); /* 5 pages for its prompt; at most 4 could be had */
     int reclaimed = 0;
     assert_int_equal(elmd_admit(f->s, n_act(f), big, w, &reclaimed), -ENOSPC);
     assert_int_equal(reclaimed, 0);
@@ -202,7 +206,7 @@ static void test_takes_nothing_unless_enough(void **state)
 
     /* once the running one has ended, its pages and the idle one's make room */
     run->cur.active = false;
-    w = request(10, 150);
+    w = request(150, 10);
     reclaimed = 0;
     assert_int_equal(elmd_admit(f->s, n_act(f), big, w, &reclaimed), 0);
     assert_int_equal(elm_seq_pages(big->seq), 5);
@@ -210,6 +214,33 @@ static void test_takes_nothing_unless_enough(void **state)
     assert_int_equal(elm_seq_pages(run->seq), 0);  /* least recently used: it went first */
     assert_int_equal(elm_seq_pages(idle->seq), 2); /* and was enough */
     elmd_wait_free(w);
+}
+
+/* A preempted request gets back the pages for all its tokens, from idle sessions if needed,
+ * and never from running ones. */
+static void test_resume(void **state)
+{
+    FIX();
+    struct elmd_session *a = session(f, 0, 128, 1), *idle = session(f, 1, 128, 5);
+    struct elmd_session *done = session(f, 2, 128, 3), *run = session(f, 3, 128, 4);
+    occupy(f, a, 120, -1, true); /* 4 pages */
+    assert_int_equal(elm_seq_preempt(a->seq), 0); /* before it ran: nothing was evaluated */
+    assert_int_equal(elm_seq_pages(a->seq), 0);
+    occupy(f, idle, 40, 4, false); /* 2 pages */
+    occupy(f, done, 40, 4, true);  /* 2 pages */
+    occupy(f, run, 90, 4, true);   /* 3 pages: 1 free */
+    int reclaimed = 0;
+    assert_int_equal(elmd_resume(f->s, n_act(f), a, &reclaimed), -ENOSPC); /* 1 + 2 < 4 */
+    assert_int_equal(reclaimed, 0);
+    assert_int_equal(elm_seq_pages(idle->seq), 2);
+
+    done->cur.active = false; /* used longer ago than idle: its pages go first, then idle's */
+    assert_int_equal(elmd_resume(f->s, n_act(f), a, &reclaimed), 0);
+    assert_int_equal(reclaimed, 2);
+    assert_int_equal(elm_seq_pages(a->seq), 4);
+    assert_int_equal(elm_seq_n_pending(a->seq), 120);
+    assert_int_equal(elm_seq_pages(run->seq), 3);
+    assert_int_equal(elm_kv_pool_free_pages(f->pool), 1);
 }
 
 /* A prompt longer than the context is refused before any page moves. */
@@ -232,6 +263,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_running_sessions_are_never_touched, setup, teardown),
         cmocka_unit_test_setup_teardown(test_takes_nothing_unless_enough, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prompt_beyond_context, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_resume, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -4,6 +4,9 @@
  * The rule under test (plan.h): decoding sessions first, one token each, in session order;
  * then prompt chunks of at most prefill_chunk, round-robin from *rr, within the batch and the
  * step_ms budget (at least one prompt token per step); sessions not ready take nothing.
+ * And the KV memory decision (elmd_plan_memory): wants served oldest request first; when the
+ * pool is short, idle sessions' pages go first (least recently used first), then the most
+ * recently admitted running request is preempted, possibly the one asking.
  */
 #include <stdint.h>
 #include <string.h>
@@ -148,6 +151,83 @@ static void test_learn_cost(void **state)
     assert_true(c == 0.75 * 1000000.0 + 0.25 * 5000000.0);
 }
 
+/* ---- KV memory ----------------------------------------------------------------------------- */
+
+#define RUN(ord, h, w)                                                                             \
+    {                                                                                              \
+        .running = true, .order = (ord), .held = (h), .want = (w)                                  \
+    }
+#define IDLE(ord, h)                                                                               \
+    {                                                                                              \
+        .running = false, .order = (ord), .held = (h)                                              \
+    }
+
+static void test_memory_fits(void **state)
+{
+    (void)state;
+    const struct elmd_mem_slot s[3] = {RUN(1, 2, 1), RUN(2, 3, 1), IDLE(0, 4)};
+    bool take[3];
+    assert_int_equal(elmd_plan_memory(s, 3, 2, take), 0);
+    assert_false(take[0] || take[1] || take[2]);
+}
+
+static void test_memory_idle_first_least_recently_used(void **state)
+{
+    (void)state;
+    /* 0 free, 2 wanted: the idle session used longest ago (order 5) is enough */
+    const struct elmd_mem_slot s[4] = {RUN(1, 2, 1), IDLE(9, 3), IDLE(5, 1), RUN(2, 2, 1)};
+    bool take[4];
+    assert_int_equal(elmd_plan_memory(s, 4, 1, take), 1);
+    assert_true(take[2]);
+    assert_false(take[0] || take[1] || take[3]);
+}
+
+static void test_memory_preempts_most_recently_admitted(void **state)
+{
+    (void)state;
+    /* no idle pages: the oldest (order 1) wants a page, the youngest running (order 7, not
+     * planned this step) is preempted, the one in between keeps its pages and gets its want */
+    const struct elmd_mem_slot s[3] = {RUN(7, 4, 0), RUN(1, 5, 1), RUN(3, 3, 1)};
+    bool take[3];
+    assert_int_equal(elmd_plan_memory(s, 3, 0, take), 1);
+    assert_true(take[0]);
+    assert_false(take[1] || take[2]);
+}
+
+static void test_memory_youngest_preempts_itself(void **state)
+{
+    (void)state;
+    /* the youngest is the one short of a page: it waits, the older ones run */
+    const struct elmd_mem_slot s[3] = {RUN(1, 5, 1), RUN(9, 3, 1), RUN(3, 3, 0)};
+    bool take[3];
+    assert_int_equal(elmd_plan_memory(s, 3, 1, take), 1);
+    assert_true(take[1]);
+    assert_false(take[0] || take[2]);
+}
+
+static void test_memory_several_victims(void **state)
+{
+    (void)state;
+    /* the oldest needs 6 pages (a resumed prompt chunk): idle pages first, then the two
+     * youngest running requests (one of them planned: it gets nothing), never the one admitted
+     * second */
+    const struct elmd_mem_slot s[5] = {RUN(1, 0, 6), IDLE(4, 1), RUN(5, 2, 1), RUN(8, 2, 0),
+                                       RUN(2, 1, 0)};
+    bool take[5];
+    assert_int_equal(elmd_plan_memory(s, 5, 1, take), 3);
+    assert_true(take[1] && take[2] && take[3]);
+    assert_false(take[0] || take[4]);
+}
+
+static void test_memory_nothing_wanted(void **state)
+{
+    (void)state;
+    const struct elmd_mem_slot s[2] = {RUN(1, 2, 0), IDLE(2, 2)};
+    bool take[2];
+    assert_int_equal(elmd_plan_memory(s, 2, 0, take), 0);
+    assert_false(take[0] || take[1]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -158,6 +238,12 @@ int main(void)
         cmocka_unit_test(test_nothing_to_do),
         cmocka_unit_test(test_step_budget),
         cmocka_unit_test(test_learn_cost),
+        cmocka_unit_test(test_memory_fits),
+        cmocka_unit_test(test_memory_idle_first_least_recently_used),
+        cmocka_unit_test(test_memory_preempts_most_recently_admitted),
+        cmocka_unit_test(test_memory_youngest_preempts_itself),
+        cmocka_unit_test(test_memory_several_victims),
+        cmocka_unit_test(test_memory_nothing_wanted),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -211,6 +211,20 @@ static void test_start_generate_stop(void **state)
     assert_int_equal(
         run(out, sizeof out, "%s --runtime-dir %s start --model '%s'", elmctl, rundir, model), 0);
     assert_non_null(strstr(out, "already running"));
+    /* Another model while it runs: a failure naming both, never a silent "running". */
+    const char *other = elm_test_model_path("tinyllamas-stories-260k-f32.gguf");
+    if (other) {
+        assert_int_equal(
+            run(out, sizeof out, "%s --runtime-dir %s start --model '%s'", elmctl, rundir, other),
+            1);
+        assert_string_equal(out, "");
+        assert_non_null(strstr(err_text(), "elmd is already running (pid "));
+        assert_non_null(strstr(err_text(), model));
+        assert_non_null(strstr(err_text(), other));
+    } else {
+        print_message("(tinyllamas-stories-260k-f32.gguf not found: start with another model "
+                      "not checked)\n");
+    }
     assert_int_equal(run(out, sizeof out, "%s --runtime-dir %s start --json --model '%s'", elmctl,
                          rundir, model),
                      0);

@@ -367,7 +367,8 @@ static void test_pooled_seq(void **state)
     assert_int_equal(elm_seq_create_pooled(m, pool, 256, &o), 0);
     assert_int_equal(elm_seq_pages(s), 0);
     assert_int_equal(elm_seq_start(s, prompt, 40, &gp), 0);
-    assert_int_equal(elm_seq_pages(s), 3); /* 40 + 30 positions */
+    assert_int_equal(elm_seq_pages(s), 2); /* the prompt's 40 positions; the rest as it grows */
+    assert_int_equal(elm_seq_pages_short(s, 64), 0);
     assert_int_equal(elm_seq_run(s, w, collect, &got), 0);
     assert_int_equal(got.n, 30);
     assert_memory_equal(want.id, got.id, sizeof want.id[0] * 30);
@@ -376,25 +377,42 @@ static void test_pooled_seq(void **state)
     assert_int_equal(elm_seq_pages(s), 3);
     assert_int_equal(elm_kv_pool_free_pages(pool), 2);
 
-    /* the other sequence cannot get 3 pages: -ENOSPC, and it holds none */
-    assert_int_equal(elm_seq_start(o, prompt, 40, &gp), -ENOSPC);
+    /* the other sequence takes the last 2 pages for its prompt; a third would not fit */
+    assert_int_equal(elm_seq_start(o, prompt, 40, &gp), 0);
+    assert_int_equal(elm_seq_pages(o), 2);
+    assert_int_equal(elm_kv_pool_free_pages(pool), 0);
+    assert_int_equal(elm_seq_n_pending(o), 40);
+    /* preempted before it ran: its pages go back, its request stays, to be evaluated again */
+    assert_int_equal(elm_seq_preempt(o), 0);
     assert_int_equal(elm_seq_pages(o), 0);
-    /* n_predict < 0 asks for all of n_ctx (8 pages): more than the pool has. The sequence is
-     * unchanged: the next start still reuses the conversation */
-    int32_t longer[80];
+    assert_int_equal(elm_seq_n_pending(o), 40);
+    assert_int_equal(elm_kv_pool_free_pages(pool), 2);
+    /* a failed start leaves the sequence as it was: the next start still reuses the
+     * conversation */
+    int32_t longer[170];
     memcpy(longer, prompt, sizeof prompt);
     memcpy(longer + 40, got.id, 29 * sizeof *longer);
-    longer[69] = 5;
-    greedy_params(&gp, -1);
-    assert_int_equal(elm_seq_start(s, longer, 70, &gp), -ENOSPC);
+    for (int i = 69; i < 170; i++)
+        longer[i] = 5;
+    assert_int_equal(elm_seq_start(s, longer, 170, &gp), -ENOSPC); /* 6 pages: 3 held, 2 free */
+    assert_int_equal(elm_kv_pool_free_pages(pool), 2);
     assert_int_equal(elm_seq_pages(s), 3);
     greedy_params(&gp, 2);
     assert_int_equal(elm_seq_start(s, longer, 70, &gp), 0);
     assert_int_equal(elm_seq_n_reused(s), 69);
-    assert_int_equal(elm_seq_pages(s), 3); /* 72 positions */
+    assert_int_equal(elm_seq_pages(s), 3); /* 70 positions */
     got.n = 0;
     assert_int_equal(elm_seq_run(s, w, collect, &got), 0);
     assert_int_equal(got.n, 2);
+    assert_int_equal(elm_seq_pages(s), 3); /* grown to 71 positions */
+
+    /* the preempted one resumes once pages are free: the tokens of the uninterrupted run */
+    elm_seq_release(s, false);
+    got.n = 0;
+    assert_int_equal(elm_seq_run(o, w, collect, &got), 0);
+    assert_int_equal(got.n, 30);
+    assert_memory_equal(want.id, got.id, sizeof want.id[0] * 30);
+    elm_seq_release(o, false);
 
     /* forget: every page back, and the next start recomputes everything */
     elm_seq_release(s, false);
