@@ -1,7 +1,10 @@
-/* cli_json.c — elmctl's JSON writer (cli_json.h). Everything goes to stdout: JSON is what a
- * script reads there, errors included (cli_util.c). */
+/* cli_json.c — elmctl's JSON output (cli_json.h). jansson builds and escapes the documents;
+ * this file only cleans the bytes it is given into valid UTF-8 first. Everything goes to
+ * stdout: JSON is what a script reads there, errors included (cli_util.c). */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "cli/cli_json.h"
 
@@ -21,32 +24,63 @@ static size_t utf8_len(const unsigned char *p, size_t n)
     return len;
 }
 
-void cli_json_str(const char *s, size_t len)
+/* s[0..len) with each invalid byte as U+FFFD (3 bytes), in a malloc'ed buffer of *out_len
+ * bytes (NUL-terminated); NULL on OOM. */
+static char *utf8_clean(const char *s, size_t len, size_t *out_len)
 {
     const unsigned char *p = (const unsigned char *)s;
-    putchar('"');
+    char *buf = malloc(len * 3 + 1); /* every byte could become 3 */
+    if (!buf)
+        return NULL;
+    size_t o = 0;
     for (size_t i = 0; i < len;) {
-        unsigned char c = p[i];
-        if (c == '"' || c == '\\') {
-            printf("\\%c", c);
-        } else if (c < 0x20 || c == 0x7f) {
-            printf("\\u%04x", c);
-        } else if (c >= 0x80) {
-            size_t l = utf8_len(p + i, len - i);
-            if (l == 0) {
-                fputs("\\ufffd", stdout);
-                i++;
-                continue;
-            }
-            fwrite(p + i, 1, l, stdout);
-            i += l;
+        size_t l = p[i] < 0x80 ? 1 : utf8_len(p + i, len - i);
+        if (l == 0) {
+            memcpy(buf + o, "\xef\xbf\xbd", 3);
+            o += 3;
+            i++;
             continue;
-        } else {
-            putchar(c);
         }
-        i++;
+        memcpy(buf + o, p + i, l);
+        o += l;
+        i += l;
     }
-    putchar('"');
+    buf[o] = 0;
+    *out_len = o;
+    return buf;
+}
+
+json_t *cli_json_text(const char *s, size_t len)
+{
+    size_t n;
+    char *clean = utf8_clean(s, len, &n);
+    json_t *v = clean ? json_stringn_nocheck(clean, n) : NULL;
+    free(clean);
+    return v;
+}
+
+json_t *cli_json_real(double v)
+{
+    return isfinite(v) ? json_real(v) : json_null();
+}
+
+void cli_json_set_text(json_t *obj, const char *key, size_t key_len, const char *s, size_t len)
+{
+    size_t n;
+    char *k = utf8_clean(key, key_len, &n);
+    if (k)
+        json_object_setn_new_nocheck(obj, k, n, cli_json_text(s, len));
+    free(k);
+}
+
+void cli_json_print(json_t *v)
+{
+    /* 15 significant digits: a decimal the daemon or a file gave reads back as written. */
+    if (v)
+        json_dumpf(v, stdout, JSON_COMPACT | JSON_REAL_PRECISION(15));
+    putchar('\n');
+    fflush(stdout);
+    json_decref(v);
 }
 
 size_t cli_utf8_complete(const char *s, size_t len)
@@ -59,72 +93,4 @@ size_t cli_utf8_complete(const char *s, size_t len)
         return need > k ? len - k : len;
     }
     return len;
-}
-
-void cli_json_strz(const char *s)
-{
-    size_t n = 0;
-    while (s[n])
-        n++;
-    cli_json_str(s, n);
-}
-
-void cli_jw_open(struct cli_jw *j)
-{
-    putchar('{');
-    j->first = true;
-}
-
-void cli_jw_close(struct cli_jw *j)
-{
-    (void)j;
-    putchar('}');
-}
-
-void cli_jw_key(struct cli_jw *j, const char *k)
-{
-    if (!j->first)
-        putchar(',');
-    cli_json_strz(k);
-    putchar(':');
-    j->first = false;
-}
-
-void cli_jw_str(struct cli_jw *j, const char *k, const char *v)
-{
-    cli_jw_key(j, k);
-    cli_json_strz(v);
-}
-
-void cli_jw_strn(struct cli_jw *j, const char *k, const char *v, size_t len)
-{
-    cli_jw_key(j, k);
-    cli_json_str(v, len);
-}
-
-void cli_jw_u64(struct cli_jw *j, const char *k, uint64_t v)
-{
-    cli_jw_key(j, k);
-    printf("%llu", (unsigned long long)v);
-}
-
-void cli_jw_i64(struct cli_jw *j, const char *k, int64_t v)
-{
-    cli_jw_key(j, k);
-    printf("%lld", (long long)v);
-}
-
-void cli_jw_f64(struct cli_jw *j, const char *k, double v)
-{
-    cli_jw_key(j, k);
-    if (isfinite(v))
-        printf("%.17g", v);
-    else
-        fputs("null", stdout); /* JSON has no inf or nan */
-}
-
-void cli_jw_bool(struct cli_jw *j, const char *k, bool v)
-{
-    cli_jw_key(j, k);
-    fputs(v ? "true" : "false", stdout);
 }

@@ -18,6 +18,7 @@
 
 #include "cli/cli.h"
 #include "cli/cli_client.h"
+#include "cli/cli_json.h"
 #include "cli/cli_util.h"
 
 #define START_TIMEOUT_S 60 /* elmd may load a large model before it answers */
@@ -76,7 +77,7 @@ static pid_t spawn(const char *elmd, char **args)
 static void report_running(elm_client *c, const char *what)
 {
     if (cli_json)
-        printf("{\"running\":true,\"pid\":%ld}\n", elm_client_daemon_pid(c));
+        cli_json_print(json_pack("{sbsI}", "running", 1, "pid", (json_int_t)elm_client_daemon_pid(c)));
     else
         printf("elmd %s (pid %ld)\n", what, elm_client_daemon_pid(c));
 }
@@ -190,7 +191,7 @@ int cli_cmd_stop(int argc, char **argv)
     int rc = elm_client_connect(cli_runtime_dir, &c);
     if (rc == ELM_EDAEMON) {
         if (cli_json)
-            printf("{\"running\":false}\n");
+            cli_json_print(json_pack("{sb}", "running", 0));
         else
             fprintf(stderr, "elmctl: elmd is not running\n");
         return 0;
@@ -205,7 +206,7 @@ int cli_cmd_stop(int argc, char **argv)
     else if (rc)
         exit_code = cli_client_fail(c, rc, "stop");
     else if (cli_json)
-        printf("{\"running\":false,\"pid\":%ld}\n", pid);
+        cli_json_print(json_pack("{sbsI}", "running", 0, "pid", (json_int_t)pid));
     else
         printf("elmd stopped (pid %ld)\n", pid);
     elm_client_close(&c);

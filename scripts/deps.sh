@@ -2,7 +2,8 @@
 # deps.sh — installs, from Debian's packages, whatever the build and the tests need and this
 # machine lacks. Safe to run again: it installs nothing when everything is there.
 set -euo pipefail
-pkgs=(gcc make cmake pkg-config liburing-dev libzmq3-dev libcmocka-dev)
+pkgs=(gcc make cmake pkg-config liburing-dev libzmq3-dev libcmocka-dev libjansson-dev
+      libmicrohttpd-dev curl)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

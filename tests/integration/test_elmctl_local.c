@@ -157,58 +157,58 @@ static void test_json(void **state)
     static char out[1 << 20], text[65536];
     assert_int_equal(
         run(out, sizeof out, "%s generate --local '%s' --temp 0 -n 15 --json ''", elmctl, m), 0);
-    assert_true(json_is_stream(out, "length", 15, text, sizeof text));
+    assert_true(elm_test_json_is_stream(out, "length", 15, text, sizeof text));
     assert_string_equal(text, "Once upon a time, there was a little girl named Lily.");
     assert_int_equal(
         run(out, sizeof out, "%s --json generate --local /nonexistent.gguf hi 2>/dev/null", elmctl),
         1);
-    assert_true(json_is_error(out, 1, "/nonexistent.gguf: cannot open"));
+    assert_true(elm_test_json_is_error(out, 1, "/nonexistent.gguf: cannot open"));
     assert_int_equal(
         run(out, sizeof out, "%s generate --json --local x --temp abc hi 2>/dev/null", elmctl), 2);
-    assert_true(json_is_error(out, 2, "--temp expects a number"));
+    assert_true(elm_test_json_is_error(out, 2, "--temp expects a number"));
 
     assert_int_equal(run(out, sizeof out, "%s tokenize --json --local '%s' 'Once upon'", elmctl, m),
                      0);
-    struct json *j = json_parse(out);
+    json_t *j = elm_test_json(out);
     assert_non_null(j);
-    assert_int_equal((int)json_get(j, "n_tokens")->num, 3);
-    const struct json *toks = json_get(j, "tokens");
-    assert_int_equal(toks->n, 3);
-    assert_int_equal((int)json_get(json_at(toks, 0), "id")->num, 1);
-    assert_int_equal((int)json_get(json_at(toks, 1), "id")->num, 403);
-    json_free(j);
+    assert_int_equal((int)elm_test_jnum(j, "n_tokens"), 3);
+    const json_t *toks = json_object_get(j, "tokens");
+    assert_int_equal(json_array_size(toks), 3);
+    assert_int_equal((int)elm_test_jnum(json_array_get(toks, 0), "id"), 1);
+    assert_int_equal((int)elm_test_jnum(json_array_get(toks, 1), "id"), 403);
+    json_decref(j);
     assert_int_equal(run(out, sizeof out, "%s tokenize --json 'x' 2>/dev/null", elmctl), 2);
-    assert_true(json_is_error(out, 2, "--local MODEL"));
+    assert_true(elm_test_json_is_error(out, 2, "--local MODEL"));
 
     assert_int_equal(run(out, sizeof out, "%s inspect --json '%s'", elmctl, m), 0);
-    assert_non_null(j = json_parse(out));
-    assert_string_equal(json_get(json_get(j, "model"), "architecture")->str, "llama");
-    assert_int_equal((int)json_get(json_get(j, "model"), "n_vocab")->num, 512);
-    assert_int_equal(json_get(j, "tensors")->kind, JSON_ARR);
-    assert_true(json_get(j, "tensors")->n > 0);
-    assert_string_equal(json_get(json_get(j, "metadata"), "general.architecture")->str, "llama");
-    json_free(j);
+    assert_non_null(j = elm_test_json(out));
+    assert_string_equal(elm_test_jstr(json_object_get(j, "model"), "architecture"), "llama");
+    assert_int_equal((int)elm_test_jnum(json_object_get(j, "model"), "n_vocab"), 512);
+    assert_true(json_is_array(json_object_get(j, "tensors")));
+    assert_true(json_array_size(json_object_get(j, "tensors")) > 0);
+    assert_string_equal(elm_test_jstr(json_object_get(j, "metadata"), "general.architecture"), "llama");
+    json_decref(j);
     assert_int_equal(
         run(out, sizeof out, "%s inspect --json /nonexistent.gguf 2>/dev/null", elmctl), 1);
-    assert_true(json_is_error(out, 1, "/nonexistent.gguf"));
+    assert_true(elm_test_json_is_error(out, 1, "/nonexistent.gguf"));
 
     char dir[] = "/tmp/elm-cli-XXXXXX";
     assert_non_null(mkdtemp(dir));
     assert_int_equal(
         run(out, sizeof out, "%s --json quantize '%s' %s/q8.gguf q8_0", elmctl, m, dir), 0);
-    assert_non_null(j = json_parse(out));
-    assert_int_equal((int)json_get(j, "n_quantized")->num, 32);
-    assert_int_equal((int)json_get(j, "n_kept")->num, 16);
-    json_free(j);
+    assert_non_null(j = elm_test_json(out));
+    assert_int_equal((int)elm_test_jnum(j, "n_quantized"), 32);
+    assert_int_equal((int)elm_test_jnum(j, "n_kept"), 16);
+    json_decref(j);
     assert_int_equal(
         run(out, sizeof out, "%s quantize --json '%s' %s/x.gguf q9_9 2>/dev/null", elmctl, m, dir),
         2);
-    assert_true(json_is_error(out, 2, "unknown type 'q9_9'"));
+    assert_true(elm_test_json_is_error(out, 2, "unknown type 'q9_9'"));
     assert_int_equal(run(out, sizeof out, "rm -rf %s", dir), 0);
 
     /* Usage errors found by the dispatcher answer in JSON too. */
     assert_int_equal(run(out, sizeof out, "%s --json frobnicate 2>/dev/null", elmctl), 2);
-    assert_true(json_is_error(out, 2, "unknown command 'frobnicate'"));
+    assert_true(elm_test_json_is_error(out, 2, "unknown command 'frobnicate'"));
     assert_int_equal(run(out, sizeof out, "%s --json --version", elmctl), 0);
     assert_string_equal(out, "{\"version\":\"" ELM_VERSION_STRING "\"}\n");
 }
@@ -283,7 +283,7 @@ static void test_huge_prompt(void **state)
     assert_int_equal(run(out, sizeof out, "%s generate --json --local '%s' -n 4 -f %s 2>/dev/null",
                          elmctl, m, file),
                      1);
-    assert_true(json_is_error(out, 1, "context holds 2048"));
+    assert_true(elm_test_json_is_error(out, 1, "context holds 2048"));
     unlink(file);
 }
 
