@@ -18,8 +18,5 @@ json_t *cli_json_real(double v);
 void cli_json_set_text(json_t *obj, const char *key, size_t key_len, const char *s, size_t len);
 /* Writes v as one compact line on stdout, flushes, and releases the caller's reference. */
 void cli_json_print(json_t *v);
-/* The length of s[0..len) without a multi-byte character cut at its end (whose lead byte
- * announces more bytes than follow): what can be written now when more text will follow. */
-size_t cli_utf8_complete(const char *s, size_t len);
 
 #endif

@@ -19,6 +19,7 @@
 #include "cli/cli_client.h"
 #include "cli/cli_json.h"
 #include "cli/cli_util.h"
+#include "common/utf8.h"
 #include "elm/status.h"
 #include "engine/seq.h"
 
@@ -220,7 +221,7 @@ static void json_token(struct stream *st, int32_t token, const char *text, size_
     memcpy(buf, st->carry, st->n_carry);
     memcpy(buf + st->n_carry, text, len);
     size_t n = st->n_carry + len;
-    size_t whole = last ? n : cli_utf8_complete(buf, n);
+    size_t whole = last ? n : elm_utf8_complete(buf, n);
     st->n_carry = n - whole;
     memcpy(st->carry, buf + whole, st->n_carry);
     json_t *j = json_pack("{sI}", "token", (json_int_t)token);
