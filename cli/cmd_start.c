@@ -20,6 +20,7 @@
 #include "cli/cli_client.h"
 #include "cli/cli_json.h"
 #include "cli/cli_util.h"
+#include "cli/start_httpd.h"
 
 #define START_TIMEOUT_S 60 /* elmd may load a large model before it answers */
 #define STOP_TIMEOUT_S  30 /* elmd lets running requests finish first */
@@ -74,23 +75,58 @@ static pid_t spawn(const char *elmd, char **args)
     _exit(127);
 }
 
-static void report_running(elm_client *c, const char *what)
+/* The daemon runs; with --http, the gateway is started now (url: where it listens). */
+static int report_running(elm_client *c, const char *what, const char *dir, const char *http)
 {
-    if (cli_json)
-        cli_json_print(json_pack("{sbsI}", "running", 1, "pid", (json_int_t)elm_client_daemon_pid(c)));
-    else
-        printf("elmd %s (pid %ld)\n", what, elm_client_daemon_pid(c));
+    char url[600] = "";
+    if (http && !cli_httpd_start(dir, http, url, sizeof url))
+        return CLI_FAIL;
+    if (cli_json) {
+        json_t *j = json_pack("{sbsI}", "running", 1, "pid", (json_int_t)elm_client_daemon_pid(c));
+        if (http)
+            json_object_set_new(j, "http", json_string(url));
+        cli_json_print(j);
+        return 0;
+    }
+    printf("elmd %s (pid %ld)\n", what, elm_client_daemon_pid(c));
+    if (http)
+        printf("elm-httpd listening on %s\n", url);
+    return 0;
+}
+
+/* The --http ADDR:PORT (or --http=ADDR:PORT) among the options, removed from them: it is
+ * elmctl's, not elmd's. NULL when absent; "" when its value is missing. */
+static const char *take_http(int *argc, char **argv)
+{
+    for (int i = 1; i < *argc; i++) {
+        const char *v = NULL;
+        int k = 0;
+        if (!strcmp(argv[i], "--http"))
+            v = i + 1 < *argc ? argv[i + 1] : "", k = i + 1 < *argc ? 2 : 1;
+        else if (!strncmp(argv[i], "--http=", 7))
+            v = argv[i] + 7, k = 1;
+        if (!v)
+            continue;
+        memmove(&argv[i], &argv[i + k], (size_t)(*argc - i - k + 1) * sizeof *argv);
+        *argc -= k;
+        return v;
+    }
+    return NULL;
 }
 
 int cli_cmd_start(int argc, char **argv)
 {
     if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
-        printf("usage: elmctl start [--json] [ELMD OPTIONS]\n"
+        printf("usage: elmctl start [--json] [--http ADDR:PORT] [ELMD OPTIONS]\n"
                "Starts elmd with ELMD OPTIONS (see 'elmd --help'; e.g. --model FILE) and waits\n"
                "until it answers, at most %d s. The runtime directory is elmctl's\n"
                "(--runtime-dir, $ELM_RUNTIME_DIR) unless ELMD OPTIONS name one. $ELMD\n"
                "overrides which elmd binary runs.\n\n"
-               "  --json   print {\"running\":true,\"pid\":N}; an error is\n"
+               "  --http ADDR:PORT   also start elm-httpd, the HTTP gateway (OpenAI and Ollama\n"
+               "                     APIs), listening there (e.g. 127.0.0.1:8080); its log and\n"
+               "                     pid go to the runtime directory, 'elmctl stop' ends it.\n"
+               "                     $ELM_HTTPD overrides which elm-httpd runs\n"
+               "  --json   print {\"running\":true,\"pid\":N[,\"http\":URL]}; an error is\n"
                "           {\"error\":S,\"exit_code\":N}\n"
                "Exit status: 0 running (started, or already running), 1 failure, 2 usage error\n"
                "(elmd's own, e.g. an unknown option, is reported as a failure to start).\n",
@@ -99,6 +135,9 @@ int cli_cmd_start(int argc, char **argv)
     }
     for (int i = 1; i < argc; i++)
         cli_json |= !strcmp(argv[i], "--json");
+    const char *http = take_http(&argc, argv);
+    if (http && !*http)
+        return cli_usage("--http expects ADDR:PORT (e.g. 127.0.0.1:8080)");
     const char *dir = arg_runtime_dir(argc, argv);
     if (!dir)
         dir = cli_runtime_dir ? cli_runtime_dir : getenv("ELM_RUNTIME_DIR");
@@ -106,9 +145,9 @@ int cli_cmd_start(int argc, char **argv)
         dir = NULL;
     elm_client *c = NULL;
     if (elm_client_connect(dir, &c) == 0) {
-        report_running(c, "is already running");
+        int code = report_running(c, "is already running", dir, http);
         elm_client_close(&c);
-        return 0;
+        return code;
     }
 
     /* elmd's argv: its path, --runtime-dir when elmctl has one it would not know, the rest. */
@@ -165,7 +204,7 @@ int cli_cmd_start(int argc, char **argv)
         exit_code = cli_fail("elmd is running (pid %ld) without a model: %s",
                              elm_client_daemon_pid(c), st->load_error);
     else
-        report_running(c, "is running");
+        exit_code = report_running(c, "is running", dir, http);
     free(st);
     elm_client_close(&c);
     return exit_code;
@@ -187,6 +226,7 @@ int cli_cmd_stop(int argc, char **argv)
     int prc = cli_parse_daemon_opts(argc, argv, usage, 0, 0);
     if (prc)
         return prc < 0 ? 0 : prc;
+    cli_httpd_stop(cli_runtime_dir); /* the gateway first: it would only answer 503 */
     elm_client *c;
     int rc = elm_client_connect(cli_runtime_dir, &c);
     if (rc == ELM_EDAEMON) {
