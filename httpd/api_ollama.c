@@ -20,9 +20,9 @@
 #include "httpd/params.h"
 #include "httpd/reply.h"
 
-static const char *const sampling_names[6] = {
-    "options.temperature", "options.top_k",          "options.top_p",
-    "options.min_p",       "options.repeat_penalty", "options.repeat_last_n"};
+static const char *const sampling_names[6] = {"options.temperature",    "options.top_k",
+                                              "options.top_p",          "options.min_p",
+                                              "options.repeat_penalty", "options.repeat_last_n"};
 
 /* Ollama's timestamps: RFC 3339 in UTC with nanoseconds. */
 static void rfc3339(char *buf, size_t cap, const struct timespec *ts)
@@ -87,8 +87,8 @@ static json_t *model_entry(const struct elm_daemon_status *st)
     gw_model_id(st, id, sizeof id);
     snprintf(name, sizeof name, "%s:latest", id);
     return json_pack("{sososssssIso}", "name", json_text(name, strlen(name)), "model",
-                     json_text(name, strlen(name)), "digest", "", "modified_at", "",
-                     "size", (json_int_t)st->weight_bytes, "details", details(st));
+                     json_text(name, strlen(name)), "digest", "", "modified_at", "", "size",
+                     (json_int_t)st->weight_bytes, "details", details(st));
 }
 
 enum MHD_Result ollama_tags(struct hreq *r)
@@ -161,8 +161,8 @@ enum MHD_Result ollama_show(struct hreq *r)
         goto out;
     }
     char key[64], modelfile[4200];
-    json_t *info = json_pack("{sssI}", "general.architecture", st->arch,
-                             "general.parameter_count", (json_int_t)st->n_params);
+    json_t *info = json_pack("{sssI}", "general.architecture", st->arch, "general.parameter_count",
+                             (json_int_t)st->n_params);
     snprintf(key, sizeof key, "%s.context_length", st->arch);
     json_object_set_new(info, key, json_integer(st->n_ctx_train));
     snprintf(key, sizeof key, "%s.embedding_length", st->arch);
@@ -283,10 +283,9 @@ static int parse(const json_t *b, struct elm_request *q, long long *num_ctx, str
         p_unsupported(b, "images", e) || p_unsupported(b, "format", e) ||
         p_unsupported(b, "suffix", e) || p_unsupported(b, "think", e) ||
         p_int(o, "num_predict", -2, INT32_MAX, &n_predict, e) ||
-        p_int(o, "num_ctx", 0, UINT32_MAX, num_ctx, e) ||
-        p_float(o, "temperature", &q->temp, e) || p_int(o, "top_k", INT32_MIN, INT32_MAX, &top_k, e) ||
-        p_float(o, "top_p", &q->top_p, e) || p_float(o, "min_p", &q->min_p, e) ||
-        p_float(o, "repeat_penalty", &q->repeat_penalty, e) ||
+        p_int(o, "num_ctx", 0, UINT32_MAX, num_ctx, e) || p_float(o, "temperature", &q->temp, e) ||
+        p_int(o, "top_k", INT32_MIN, INT32_MAX, &top_k, e) || p_float(o, "top_p", &q->top_p, e) ||
+        p_float(o, "min_p", &q->min_p, e) || p_float(o, "repeat_penalty", &q->repeat_penalty, e) ||
         p_int(o, "repeat_last_n", INT32_MIN, INT32_MAX, &last_n, e) ||
         p_int(o, "seed", INT64_MIN, INT64_MAX, &seed, e) || p_stop(o, "stop", q, e) ||
         p_unsupported_num(o, "presence_penalty", 0, e) ||

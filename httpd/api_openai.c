@@ -55,9 +55,9 @@ enum MHD_Result openai_models(struct hreq *r)
         char id[256];
         gw_model_id(st, id, sizeof id);
         json_int_t created = (json_int_t)time(NULL) - (json_int_t)(st->uptime_ns / 1000000000u);
-        json_array_append_new(data, json_pack("{sosssssI}", "id", json_text(id, strlen(id)),
-                                              "object", "model", "owned_by", "elm", "created",
-                                              created));
+        json_array_append_new(data,
+                              json_pack("{sosssssI}", "id", json_text(id, strlen(id)), "object",
+                                        "model", "owned_by", "elm", "created", created));
     }
     free(st);
     return reply_json(r, 200, json_pack("{ssso}", "object", "list", "data", data));
@@ -95,8 +95,8 @@ static json_t *chunk(const struct completion *c, json_t *choices)
 
 static json_t *choice(json_t *text, const char *finish)
 {
-    return json_pack("{sosisnso}", "text", text ? text : json_string(""), "index", 0,
-                     "logprobs", "finish_reason", finish ? json_string(finish) : json_null());
+    return json_pack("{sosisnso}", "text", text ? text : json_string(""), "index", 0, "logprobs",
+                     "finish_reason", finish ? json_string(finish) : json_null());
 }
 
 static json_t *usage(const struct elm_event *ev)
@@ -111,8 +111,7 @@ static json_t *error_object(int rc, const char *msg)
     char m[512];
     snprintf(m, sizeof m, "%s%s%s", elm_strerror(rc), msg && *msg ? ": " : "", msg ? msg : "");
     return json_pack("{s{sosssn}}", "error", "message", json_text(m, strlen(m)), "type",
-                     http_status_of(rc) >= 500 ? "server_error" : "invalid_request_error",
-                     "code");
+                     http_status_of(rc) >= 500 ? "server_error" : "invalid_request_error", "code");
 }
 
 static bool sse_event(struct hstream *s, const struct elm_event *ev)
@@ -185,7 +184,8 @@ static int parse(const json_t *b, struct elm_request *q, const char **prompt, bo
         return -1;
     }
     if (p_bool(b, "stream", stream, e) || p_bool(so, "include_usage", include_usage, e) ||
-        p_int(b, "n", 1, INT32_MAX, &n, e) || p_int(b, "max_tokens", 0, INT32_MAX, &max_tokens, e) ||
+        p_int(b, "n", 1, INT32_MAX, &n, e) ||
+        p_int(b, "max_tokens", 0, INT32_MAX, &max_tokens, e) ||
         p_int(b, "max_completion_tokens", 0, INT32_MAX, &max_tokens, e) ||
         p_float(b, "temperature", &q->temp, e) || p_float(b, "top_p", &q->top_p, e) ||
         p_stop(b, "stop", q, e) || p_unsupported_num(b, "presence_penalty", 0, e) ||

@@ -23,25 +23,25 @@ static void on_signal(int sig)
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: elm-httpd [OPTIONS]\n"
-            "Serves elmd's model over HTTP: OpenAI-compatible /v1/models, /v1/completions;\n"
-            "Ollama-compatible /api/generate, /api/tags, /api/ps, /api/show, /api/version;\n"
-            "GET /health. A client of elmd like any other (libelmclient); elmd itself never\n"
-            "listens on a network.\n\n"
-            "  --listen ADDR:PORT     where to listen (default 127.0.0.1:8080; [::1]:PORT for\n"
-            "                         IPv6; port 0: any free port, printed when ready)\n"
-            "  --runtime-dir DIR      elmd's runtime directory (default: $ELM_RUNTIME_DIR, else\n"
-            "                         elmctl's default)\n"
-            "  --api-key-file FILE    require \"Authorization: Bearer KEY\" (KEY: the file's first\n"
-            "                         line) on every endpoint but /health\n"
-            "  --cors ORIGIN          allow browsers on ORIGIN (or *) to call; default: CORS off\n"
-            "  --max-body BYTES       largest request body (default 1048576; 413 above)\n"
-            "  --max-header BYTES     memory for a request's line and headers (default 32768)\n"
-            "  --max-connections N    connections served at once (default 64)\n"
-            "  --idle-timeout S       close a connection silent this long (default 30)\n"
-            "  --version, --help\n"
-            "Once listening it prints \"elm-httpd: listening on http://ADDR:PORT\" on stdout.\n");
+    fprintf(
+        f, "usage: elm-httpd [OPTIONS]\n"
+           "Serves elmd's model over HTTP: OpenAI-compatible /v1/models, /v1/completions;\n"
+           "Ollama-compatible /api/generate, /api/tags, /api/ps, /api/show, /api/version;\n"
+           "GET /health. A client of elmd like any other (libelmclient); elmd itself never\n"
+           "listens on a network.\n\n"
+           "  --listen ADDR:PORT     where to listen (default 127.0.0.1:8080; [::1]:PORT for\n"
+           "                         IPv6; port 0: any free port, printed when ready)\n"
+           "  --runtime-dir DIR      elmd's runtime directory (default: $ELM_RUNTIME_DIR, else\n"
+           "                         elmctl's default)\n"
+           "  --api-key-file FILE    require \"Authorization: Bearer KEY\" (KEY: the file's first\n"
+           "                         line) on every endpoint but /health\n"
+           "  --cors ORIGIN          allow browsers on ORIGIN (or *) to call; default: CORS off\n"
+           "  --max-body BYTES       largest request body (default 1048576; 413 above)\n"
+           "  --max-header BYTES     memory for a request's line and headers (default 32768)\n"
+           "  --max-connections N    connections served at once (default 64)\n"
+           "  --idle-timeout S       close a connection silent this long (default 30)\n"
+           "  --version, --help\n"
+           "Once listening it prints \"elm-httpd: listening on http://ADDR:PORT\" on stdout.\n");
 }
 
 /* A positive number option, or 0 after a message. */
@@ -84,28 +84,54 @@ int main(int argc, char **argv)
                               .max_header = 32u << 10,
                               .max_conns = 64,
                               .idle_s = 30};
-    static const struct option opts[] = {
-        {"listen", required_argument, 0, 'l'},      {"runtime-dir", required_argument, 0, 'r'},
-        {"api-key-file", required_argument, 0, 'k'}, {"cors", required_argument, 0, 'c'},
-        {"max-body", required_argument, 0, 'b'},    {"max-header", required_argument, 0, 'H'},
-        {"max-connections", required_argument, 0, 'n'},
-        {"idle-timeout", required_argument, 0, 't'}, {"version", no_argument, 0, 'V'},
-        {"help", no_argument, 0, 'h'},              {0, 0, 0, 0}};
+    static const struct option opts[] = {{"listen", required_argument, 0, 'l'},
+                                         {"runtime-dir", required_argument, 0, 'r'},
+                                         {"api-key-file", required_argument, 0, 'k'},
+                                         {"cors", required_argument, 0, 'c'},
+                                         {"max-body", required_argument, 0, 'b'},
+                                         {"max-header", required_argument, 0, 'H'},
+                                         {"max-connections", required_argument, 0, 'n'},
+                                         {"idle-timeout", required_argument, 0, 't'},
+                                         {"version", no_argument, 0, 'V'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
     int c;
     unsigned long long v = 1;
     while (v && (c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
-        case 'l': h.o.listen = optarg; break;
-        case 'r': h.o.runtime_dir = optarg; break;
-        case 'k': h.o.key_file = optarg; break;
-        case 'c': h.o.cors = optarg; break;
-        case 'b': h.o.max_body = v = number("--max-body", optarg, 32u << 20); break;
-        case 'H': h.o.max_header = v = number("--max-header", optarg, 1u << 20); break;
-        case 'n': h.o.max_conns = (unsigned)(v = number("--max-connections", optarg, 4096)); break;
-        case 't': h.o.idle_s = (unsigned)(v = number("--idle-timeout", optarg, 86400)); break;
-        case 'V': printf("elm-httpd %s\n", ELM_VERSION_STRING); return 0;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        case 'l':
+            h.o.listen = optarg;
+            break;
+        case 'r':
+            h.o.runtime_dir = optarg;
+            break;
+        case 'k':
+            h.o.key_file = optarg;
+            break;
+        case 'c':
+            h.o.cors = optarg;
+            break;
+        case 'b':
+            h.o.max_body = v = number("--max-body", optarg, 32u << 20);
+            break;
+        case 'H':
+            h.o.max_header = v = number("--max-header", optarg, 1u << 20);
+            break;
+        case 'n':
+            h.o.max_conns = (unsigned)(v = number("--max-connections", optarg, 4096));
+            break;
+        case 't':
+            h.o.idle_s = (unsigned)(v = number("--idle-timeout", optarg, 86400));
+            break;
+        case 'V':
+            printf("elm-httpd %s\n", ELM_VERSION_STRING);
+            return 0;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
         }
     }
     if (!v)

@@ -80,8 +80,7 @@ static int add_stop(const json_t *s, const char *key, struct elm_request *r, str
         return fail(e, key, "%s must be a string or an array of strings", key);
     size_t n = json_string_length(s);
     if (n == 0 || n > ELM_REQUEST_MAX_STOP_LEN || strlen(json_string_value(s)) != n)
-        return fail(e, key, "each %s string must be 1 to %d bytes", key,
-                    ELM_REQUEST_MAX_STOP_LEN);
+        return fail(e, key, "each %s string must be 1 to %d bytes", key, ELM_REQUEST_MAX_STOP_LEN);
     if (r->n_stop >= ELM_REQUEST_MAX_STOP)
         return fail(e, key, "at most %d %s strings", ELM_REQUEST_MAX_STOP, key);
     r->stop[r->n_stop++] = json_string_value(s);
@@ -97,9 +96,11 @@ int p_stop(const json_t *o, const char *key, struct elm_request *r, struct perr 
         return add_stop(v, key, r, e);
     size_t i;
     const json_t *s;
-    json_array_foreach (v, i, s)
+    for (i = 0; i < json_array_size(v); i++) {
+        s = json_array_get(v, i);
         if (add_stop(s, key, r, e))
             return -1;
+    }
     return 0;
 }
 
@@ -130,12 +131,24 @@ int p_check_sampling(const struct elm_request *r, const char *const names[6], st
         struct elm_sampling s;
         elm_sampling_default(&s);
         switch (i) {
-        case 0: s.temp = r->temp; break;
-        case 1: s.top_k = r->top_k; break;
-        case 2: s.top_p = r->top_p; break;
-        case 3: s.min_p = r->min_p; break;
-        case 4: s.repeat_penalty = r->repeat_penalty; break;
-        default: s.repeat_last_n = r->repeat_last_n; break;
+        case 0:
+            s.temp = r->temp;
+            break;
+        case 1:
+            s.top_k = r->top_k;
+            break;
+        case 2:
+            s.top_p = r->top_p;
+            break;
+        case 3:
+            s.min_p = r->min_p;
+            break;
+        case 4:
+            s.repeat_penalty = r->repeat_penalty;
+            break;
+        default:
+            s.repeat_last_n = r->repeat_last_n;
+            break;
         }
         if (elm_sampling_check(&s))
             return fail(e, names[i], "%s is out of range", names[i]);

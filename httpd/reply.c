@@ -54,11 +54,16 @@ enum MHD_Result reply_json(struct hreq *r, unsigned status, json_t *j)
 static const char *openai_type(unsigned status)
 {
     switch (status) {
-    case 401: return "authentication_error";
-    case 404: return "not_found_error";
-    case 413: return "invalid_request_error";
-    case 429: return "rate_limit_error";
-    default: return status >= 500 ? "server_error" : "invalid_request_error";
+    case 401:
+        return "authentication_error";
+    case 404:
+        return "not_found_error";
+    case 413:
+        return "invalid_request_error";
+    case 429:
+        return "rate_limit_error";
+    default:
+        return status >= 500 ? "server_error" : "invalid_request_error";
     }
 }
 
@@ -73,8 +78,8 @@ enum MHD_Result reply_error(struct hreq *r, unsigned status, const char *param, 
     json_t *m = json_text(msg, strlen(msg));
     json_t *j;
     if (r->api == API_OPENAI)
-        j = json_pack("{s{sosssoso}}", "error", "message", m, "type", openai_type(status),
-                      "param", param ? json_string(param) : json_null(), "code",
+        j = json_pack("{s{sosssoso}}", "error", "message", m, "type", openai_type(status), "param",
+                      param ? json_string(param) : json_null(), "code",
                       status == 404 && param && !strcmp(param, "model")
                           ? json_string("model_not_found")
                           : json_null());
@@ -86,16 +91,24 @@ enum MHD_Result reply_error(struct hreq *r, unsigned status, const char *param, 
 unsigned http_status_of(int rc)
 {
     switch (rc) {
-    case ELM_EDAEMON: case ELM_ENOMODEL: case ELM_EBUSY: case ELM_ESHUTDOWN: return 503;
-    case ELM_ECONTEXT: case -EINVAL: return 400;
-    case -EMSGSIZE: return 413;
-    default: return 500;
+    case ELM_EDAEMON:
+    case ELM_ENOMODEL:
+    case ELM_EBUSY:
+    case ELM_ESHUTDOWN:
+        return 503;
+    case ELM_ECONTEXT:
+    case -EINVAL:
+        return 400;
+    case -EMSGSIZE:
+        return 413;
+    default:
+        return 500;
     }
 }
 
 enum MHD_Result reply_elm_error(struct hreq *r, int rc, const char *daemon_msg)
 {
-    const char *what = rc == ELM_EDAEMON   ? "elmd is not running"
+    const char *what = rc == ELM_EDAEMON    ? "elmd is not running"
                        : rc == ELM_ENOMODEL ? "no model is loaded"
                                             : elm_strerror(rc);
     if (daemon_msg && *daemon_msg)
@@ -230,4 +243,3 @@ enum MHD_Result reply_stream(struct hreq *r, struct hstream *s, const char *cont
     MHD_add_response_header(resp, "X-Accel-Buffering", "no");
     return reply_queue(r, 200, resp);
 }
-

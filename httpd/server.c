@@ -72,9 +72,9 @@ static enum MHD_Result health(struct hreq *r)
     if (!st)
         return MHD_NO;
     int rc = gw_status(&r->h->gw, st);
-    const char *state = rc == ELM_EDAEMON ? "elmd is not running"
-                        : rc              ? elm_strerror(rc)
-                        : st->loading     ? "loading"
+    const char *state = rc == ELM_EDAEMON   ? "elmd is not running"
+                        : rc                ? elm_strerror(rc)
+                        : st->loading       ? "loading"
                         : !st->model_loaded ? "no model is loaded"
                                             : "ok";
     bool ok = !strcmp(state, "ok");
@@ -145,8 +145,7 @@ static enum MHD_Result on_headers(struct hreq *r, const char *url, const char *m
         errno = 0;
         unsigned long long n = strtoull(cl, &end, 10);
         if (errno || end == cl || *end || n > r->h->o.max_body)
-            return reply_error(r, 413, NULL, "the body is larger than %zu bytes",
-                               r->h->o.max_body);
+            return reply_error(r, 413, NULL, "the body is larger than %zu bytes", r->h->o.max_body);
     }
     cs->rt = rt;
     *done = false;
@@ -154,9 +153,8 @@ static enum MHD_Result on_headers(struct hreq *r, const char *url, const char *m
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
 {
     (void)version;
     struct httpd *h = cls;
@@ -263,13 +261,11 @@ int httpd_start(struct httpd *h)
     gw_init(&h->gw, h->o.runtime_dir, (uint32_t)h->o.max_body);
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
                      MHD_USE_POLL | MHD_USE_ERROR_LOG | (v6 ? MHD_USE_IPv6 : 0);
-    h->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, h,
-                              MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-                              MHD_OPTION_CONNECTION_LIMIT, (unsigned)h->o.max_conns,
-                              MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)h->o.idle_s,
-                              MHD_OPTION_CONNECTION_MEMORY_LIMIT, h->o.max_header,
-                              MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
-                              MHD_OPTION_END);
+    h->mhd = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)h->o.max_conns, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)h->o.idle_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT, h->o.max_header,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_END);
     if (!h->mhd) {
         int e = errno ? errno : EADDRINUSE;
         fprintf(stderr, "elm-httpd: cannot listen on %s: %s\n", h->o.listen, strerror(e));

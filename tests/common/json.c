@@ -63,8 +63,7 @@ bool elm_test_json_is_error(const char *text, int exit_code, const char *needle)
     return ok;
 }
 
-bool elm_test_json_is_stream(const char *text, const char *reason, int n_gen, char *buf,
-                             size_t cap)
+bool elm_test_json_is_stream(const char *text, const char *reason, int n_gen, char *buf, size_t cap)
 {
     json_t *lines = elm_test_json_lines(text);
     size_t n = lines ? json_array_size(lines) - 1 : 0, len = 0;

@@ -33,7 +33,7 @@
 static char elmctl[4096], httpd[4096];
 static char rundir[64], errfile[96];
 static const char *model;
-static char url[128]; /* the gateway elmctl started */
+static char url[128];    /* the gateway elmctl started */
 static char local[4096]; /* elmctl generate --local's greedy text of PROMPT, without its newline */
 
 static int run(char *out, size_t cap, const char *fmt, ...)
@@ -92,8 +92,8 @@ static int setup(void **state)
     json_decref(j);
     if (!*url)
         return -1;
-    if (run(local, sizeof local, "%s generate --local '%s' --threads 1 --temp 0 -n %d '%s'",
-            elmctl, model, N_GEN, PROMPT))
+    if (run(local, sizeof local, "%s generate --local '%s' --threads 1 --temp 0 -n %d '%s'", elmctl,
+            model, N_GEN, PROMPT))
         return -1;
     local[strcspn(local, "\n")] = 0;
     return 0;
@@ -353,9 +353,9 @@ static void test_bad_requests(void **state)
         openai_error(out, cases[i].param);
     }
     /* Ollama's errors are {"error":S} */
-    assert_int_equal(curl(out, sizeof out, "-d '{\"model\":\"nope\",\"prompt\":\"x\"}' %s/api/generate",
-                          url),
-                     404);
+    assert_int_equal(
+        curl(out, sizeof out, "-d '{\"model\":\"nope\",\"prompt\":\"x\"}' %s/api/generate", url),
+        404);
     assert_non_null(strstr(out, "{\"error\":\"model 'nope' not found\"}"));
     assert_int_equal(curl(out, sizeof out,
                           "-d '{\"model\":\"stories260K\",\"prompt\":\"x\",\"options\":"
@@ -368,8 +368,12 @@ static void test_bad_requests(void **state)
     assert_int_equal(curl(out, sizeof out, "%s/v1/completions", url), 405);
     assert_int_equal(curl(out, sizeof out, "-X DELETE %s/api/tags", url), 405);
     /* nothing maps a URL onto files */
-    const char *paths[] = {"/", "/../../../etc/passwd", "/%2e%2e/%2e%2e/etc/passwd",
-                           "/v1/../../etc/passwd", "/api/..%2f..%2fetc%2fpasswd", "//etc/passwd"};
+    const char *paths[] = {"/",
+                           "/../../../etc/passwd",
+                           "/%2e%2e/%2e%2e/etc/passwd",
+                           "/v1/../../etc/passwd",
+                           "/api/..%2f..%2fetc%2fpasswd",
+                           "//etc/passwd"};
     for (size_t i = 0; i < sizeof paths / sizeof *paths; i++) {
         int st = curl(out, sizeof out, "--path-as-is '%s%s'", url, paths[i]);
         if (st != 404)
@@ -389,8 +393,10 @@ static void test_bad_requests(void **state)
     assert_int_equal(curl(out, sizeof out, "--data-binary @%s %s/v1/completions", big, url), 413);
     openai_error(out, NULL);
     /* ... and chunked, without a length: the connection is closed (no 2xx) */
-    int st = curl(out, sizeof out, "-H 'Transfer-Encoding: chunked' --data-binary @%s "
-                  "%s/v1/completions", big, url);
+    int st = curl(out, sizeof out,
+                  "-H 'Transfer-Encoding: chunked' --data-binary @%s "
+                  "%s/v1/completions",
+                  big, url);
     assert_true(st != 200 && (st == 0 || st == 100 || (st >= 400 && st < 500)));
     /* a header past the connection's memory: 431 */
     char hdr[256];
@@ -407,7 +413,8 @@ static void test_bad_requests(void **state)
     /* the daemon and the gateway still serve the same greedy text */
     assert_int_equal(curl(out, sizeof out,
                           "-d '{\"prompt\":\"" PROMPT "\",\"max_tokens\":32,\"temperature\":0}' "
-                          "%s/v1/completions", url),
+                          "%s/v1/completions",
+                          url),
                      200);
     check_completion(out, local);
     static char status[16384];
@@ -500,17 +507,19 @@ static void test_daemon_restart(void **state)
     assert_int_equal(curl(out, sizeof out, "%s/health", url), 503);
     assert_int_equal(curl(out, sizeof out, "-d '{\"prompt\":\"x\"}' %s/v1/completions", url), 503);
     openai_error(out, NULL);
-    assert_int_equal(curl(out, sizeof out, "-d '{\"model\":\"stories260K\",\"prompt\":\"x\"}' "
-                          "%s/api/generate", url),
+    assert_int_equal(curl(out, sizeof out,
+                          "-d '{\"model\":\"stories260K\",\"prompt\":\"x\"}' "
+                          "%s/api/generate",
+                          url),
                      503);
     /* elmd back (the gateway is kept): served again, same text */
-    assert_int_equal(run(out, sizeof out, "%s --runtime-dir %s start --model '%s'", elmctl, rundir,
-                         model),
-                     0);
+    assert_int_equal(
+        run(out, sizeof out, "%s --runtime-dir %s start --model '%s'", elmctl, rundir, model), 0);
     assert_int_equal(curl(out, sizeof out, "%s/health", url), 200);
     assert_int_equal(curl(out, sizeof out,
                           "-d '{\"prompt\":\"" PROMPT "\",\"max_tokens\":32,\"temperature\":0}' "
-                          "%s/v1/completions", url),
+                          "%s/v1/completions",
+                          url),
                      200);
     check_completion(out, local);
 }
@@ -552,8 +561,7 @@ static void test_key_and_cors(void **state)
     static char out[8192];
     char u[128], key[128], extra[512];
     /* by default: no CORS header, no preflight */
-    assert_int_equal(curl(out, sizeof out, "-i -H 'Origin: http://evil.example' %s/v1/models",
-                          url),
+    assert_int_equal(curl(out, sizeof out, "-i -H 'Origin: http://evil.example' %s/v1/models", url),
                      200);
     assert_null(strcasestr(out, "Access-Control-Allow-Origin"));
     assert_int_equal(curl(out, sizeof out, "-X OPTIONS %s/v1/models", url), 405);
@@ -567,18 +575,17 @@ static void test_key_and_cors(void **state)
     long pid = start_gateway(extra, u, sizeof u);
     assert_int_equal(curl(out, sizeof out, "%s/v1/models", u), 401);
     openai_error(out, NULL);
-    assert_int_equal(curl(out, sizeof out, "-H 'Authorization: Bearer s3cret-kez' %s/v1/models",
-                          u),
+    assert_int_equal(curl(out, sizeof out, "-H 'Authorization: Bearer s3cret-kez' %s/v1/models", u),
                      401);
-    assert_int_equal(curl(out, sizeof out, "-H 'Authorization: Bearer s3cret-key2' %s/v1/models",
-                          u),
-                     401);
-    assert_int_equal(curl(out, sizeof out, "-H 'Authorization: Bearer s3cret-key' %s/v1/models",
-                          u),
+    assert_int_equal(
+        curl(out, sizeof out, "-H 'Authorization: Bearer s3cret-key2' %s/v1/models", u), 401);
+    assert_int_equal(curl(out, sizeof out, "-H 'Authorization: Bearer s3cret-key' %s/v1/models", u),
                      200);
     assert_int_equal(curl(out, sizeof out, "%s/health", u), 200); /* no key needed */
-    assert_int_equal(curl(out, sizeof out, "-i -X OPTIONS -H 'Origin: http://app.example' "
-                          "%s/v1/completions", u),
+    assert_int_equal(curl(out, sizeof out,
+                          "-i -X OPTIONS -H 'Origin: http://app.example' "
+                          "%s/v1/completions",
+                          u),
                      204);
     assert_non_null(strcasestr(out, "Access-Control-Allow-Origin: http://app.example"));
     assert_non_null(strcasestr(out, "Access-Control-Allow-Headers: Authorization"));
