@@ -13,10 +13,19 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include "httpd/gateway.h"
+#include "httpd/metrics.h"
 
 #define POLL_MS 100 /* how often a waiting generation looks at its HTTP client's socket */
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 void gw_init(struct gw *g, const char *runtime_dir, uint32_t max_prompt_bytes)
 {
@@ -109,6 +118,7 @@ int gw_gen_start(struct gw *g, struct gw_gen *gen, const struct elm_request *r, 
         return rc;
     }
     gen->submitted = true;
+    gen->t_submit = now_ns();
     return 0;
 }
 
@@ -138,8 +148,19 @@ int gw_gen_next(struct gw_gen *gen, struct elm_event *ev)
                 return -ECONNRESET;
         if (rc == -ETIMEDOUT || rc == -EINTR)
             continue;
-        if (rc || ev->type != ELM_EVENT_TOKEN)
+        if (rc == 0 && ev->type == ELM_EVENT_TOKEN) {
+            uint64_t t = now_ns();
+            if (gen->had_token)
+                metrics_next_token(t - gen->t_last);
+            else
+                metrics_first_token(t - gen->t_submit);
+            gen->had_token = true;
+            gen->t_last = t;
+        } else {
+            if (rc == 0 && ev->type == ELM_EVENT_DONE)
+                metrics_done(ev->n_prompt, ev->n_gen);
             gen->submitted = false; /* the request is over */
+        }
         return rc;
     }
 }

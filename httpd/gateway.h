@@ -32,8 +32,10 @@ bool gw_model_matches(const struct elm_daemon_status *st, const char *name);
 /* One request's generation. */
 struct gw_gen {
     elm_session *s;
-    int client_fd;  /* the HTTP client's socket, watched for a hang-up while waiting */
-    bool submitted; /* a request is running: close cancels it */
+    int client_fd;             /* the HTTP client's socket, watched for a hang-up while waiting */
+    bool submitted;            /* a request is running: close cancels it */
+    uint64_t t_submit, t_last; /* CLOCK_MONOTONIC ns: for the latency metrics */
+    bool had_token;
 };
 
 /* Opens a session (n_ctx 0: the model's default) and submits r. On failure nothing is left

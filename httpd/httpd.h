@@ -35,6 +35,7 @@ enum api { API_PLAIN, API_OPENAI, API_OLLAMA };
 
 struct hreq {
     struct httpd *h;
+    const char *endpoint; /* the route's path ("other" when none): the metrics' label */
     struct MHD_Connection *conn;
     enum api api;
     const char *body; /* the request body, NUL-terminated (not counted in body_len) */

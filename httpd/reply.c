@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "common/utf8.h"
+#include "httpd/metrics.h"
 #include "httpd/reply.h"
 
 /* ---------------------------------------------------------------------------------------------
@@ -27,6 +28,7 @@ enum MHD_Result reply_queue(struct hreq *r, unsigned status, struct MHD_Response
     if (!resp)
         return MHD_NO; /* out of memory: close the connection */
     add_common_headers(r, resp);
+    metrics_request(r->endpoint ? r->endpoint : "other", status);
     enum MHD_Result res = MHD_queue_response(r->conn, status, resp);
     MHD_destroy_response(resp);
     return res;

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "httpd/api.h"
+#include "httpd/metrics.h"
 #include "httpd/reply.h"
 #include "httpd/server.h"
 
@@ -28,6 +29,7 @@
  */
 
 static enum MHD_Result health(struct hreq *r);
+static enum MHD_Result metrics(struct hreq *r);
 
 struct route {
     const char *path;
@@ -38,6 +40,7 @@ struct route {
 
 static const struct route routes[] = {
     {"/health", "GET", API_PLAIN, health},
+    {"/metrics", "GET", API_PLAIN, metrics},
     {"/v1/models", "GET", API_OPENAI, openai_models},
     {"/v1/completions", "POST", API_OPENAI, openai_completions},
     {"/api/generate", "POST", API_OLLAMA, ollama_generate},
@@ -80,6 +83,30 @@ static enum MHD_Result health(struct hreq *r)
     bool ok = !strcmp(state, "ok");
     free(st);
     return reply_json(r, ok ? 200 : 503, json_pack("{ss}", "status", state));
+}
+
+/* GET /metrics: the gateway's counters and elmd's gauges, in Prometheus' text format. */
+static enum MHD_Result metrics(struct hreq *r)
+{
+    struct elm_daemon_status *st = malloc(sizeof *st);
+    if (!st)
+        return MHD_NO;
+    char id[256] = "";
+    bool up = gw_status(&r->h->gw, st) == 0;
+    if (up)
+        gw_model_id(st, id, sizeof id);
+    char *text = metrics_render(up ? st : NULL, id);
+    free(st);
+    if (!text)
+        return MHD_NO;
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+    if (!resp) {
+        free(text);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+    return reply_queue(r, 200, resp);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -133,6 +160,7 @@ static enum MHD_Result on_headers(struct hreq *r, const char *url, const char *m
         return reply_error(r, 404, NULL, "no such endpoint: %s %s", method, url);
     }
     r->api = rt->api;
+    r->endpoint = rt->path;
     if (!strcmp(method, "OPTIONS") && r->h->o.cors)
         return preflight(r, rt);
     if (!method_ok(rt, method))
@@ -174,6 +202,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (!cs->rt)
         return MHD_YES; /* a reply was queued at the headers: the body is discarded */
     r.api = cs->rt->api;
+    r.endpoint = cs->rt->path;
     if (*upload_data_size) {
         size_t n = *upload_data_size;
         if (n > h->o.max_body - cs->len)

@@ -9,6 +9,7 @@
  *     model, n > 1, an unsupported penalty, an oversized body or header, a wrong method, path
  *     traversal), and the daemon keeps serving the same greedy text afterwards.
  *   - A client that hangs up mid-stream has its session freed (seen in `elmctl sessions`).
+ *   - /metrics counts the requests, tokens and latencies of the tests before it.
  *   - elmd gone: 503; elmd back: the gateway serves again without a restart.
  *   - --api-key-file (401 without the key) and --cors (off by default; preflight when on).
  * No assertion is about time: the waits have deadlines only to turn a hang into a failure.
@@ -297,6 +298,39 @@ static void test_listings(void **state)
     json_decref(j);
     assert_int_equal(curl(out, sizeof out, "%s/api/version", url), 200);
     assert_non_null(strstr(out, "\"version\""));
+}
+
+/* The number after "name " on a line of a Prometheus exposition, -1 when absent. */
+static double metric(const char *text, const char *name)
+{
+    char key[256];
+    snprintf(key, sizeof key, "\n%s ", name);
+    const char *p = strstr(text, key);
+    return p ? strtod(p + strlen(key), NULL) : -1;
+}
+
+/* /metrics counts what the tests before it did: 3 greedy completions of 32 tokens (document,
+ * SSE with usage, SSE) and 2 generations (document, lines), of 5 prompt tokens each. */
+static void test_metrics(void **state)
+{
+    (void)state;
+    require_gateway();
+    static char out[65536];
+    assert_int_equal(curl(out, sizeof out, "%s/metrics", url), 200);
+    assert_true(
+        metric(out, "elm_http_requests_total{endpoint=\"/v1/completions\",status=\"200\"}") == 3);
+    assert_true(metric(out, "elm_http_requests_total{endpoint=\"/api/generate\",status=\"200\"}") ==
+                2);
+    assert_true(metric(out, "elm_http_generated_tokens_total{model=\"stories260K\"}") == 5 * N_GEN);
+    assert_true(metric(out, "elm_http_prompt_tokens_total{model=\"stories260K\"}") == 5 * 5);
+    assert_true(metric(out, "elm_http_ttft_seconds_count{model=\"stories260K\"}") == 5);
+    assert_true(metric(out, "elm_http_inter_token_seconds_count{model=\"stories260K\"}") ==
+                5 * (N_GEN - 1));
+    assert_true(metric(out, "elm_http_ttft_seconds_bucket{model=\"stories260K\",le=\"+Inf\"}") ==
+                5);
+    assert_true(metric(out, "elm_up") == 1);
+    assert_true(metric(out, "elm_kv_pages{model=\"stories260K\"}") > 0);
+    assert_true(metric(out, "elm_sessions{model=\"stories260K\"}") == 0);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -596,9 +630,9 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_greedy_openai),  cmocka_unit_test(test_greedy_ollama),
-        cmocka_unit_test(test_listings),       cmocka_unit_test(test_bad_requests),
-        cmocka_unit_test(test_hangup_cancels), cmocka_unit_test(test_daemon_restart),
-        cmocka_unit_test(test_key_and_cors),
+        cmocka_unit_test(test_metrics),        cmocka_unit_test(test_listings),
+        cmocka_unit_test(test_bad_requests),   cmocka_unit_test(test_hangup_cancels),
+        cmocka_unit_test(test_daemon_restart), cmocka_unit_test(test_key_and_cors),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
