@@ -3,6 +3,7 @@
  *
  *   - Greedy text through /v1/completions (one document and server-sent events) and Ollama's
  *     /api/generate (one document and JSON lines) equals `elmctl generate --local`'s.
+ *   - The official openai and ollama npm clients (tests/http/clients.mjs) get the same text.
  *   - The SSE framing: every event "data: JSON\n\n", chunks of one id, finish_reason on the
  *     last, the usage chunk when asked, then "data: [DONE]".
  *   - Hostile and malformed requests get a 4xx with a message (bad JSON, wrong types, unknown
@@ -333,6 +334,36 @@ static void test_metrics(void **state)
     assert_true(metric(out, "elm_sessions{model=\"stories260K\"}") == 0);
 }
 
+/* The official openai and ollama npm clients, unchanged, against the gateway (clients.mjs). */
+static void test_npm_clients(void **state)
+{
+    (void)state;
+    require_gateway();
+    static char out[16384];
+    if (run(out, sizeof out, "command -v node")) {
+        print_message("SKIP: node is not installed (scripts/deps.sh installs nodejs)\n");
+        skip();
+    }
+    if (access(ELM_HTTP_CLIENTS_DIR "/node_modules/openai", R_OK) ||
+        access(ELM_HTTP_CLIENTS_DIR "/node_modules/ollama", R_OK)) {
+        print_message("SKIP: the npm clients are not installed in %s (scripts/test.sh installs "
+                      "them with scripts/npm-clients.sh)\n",
+                      ELM_HTTP_CLIENTS_DIR);
+        skip();
+    }
+    char expected[128];
+    snprintf(expected, sizeof expected, "%s/expected.txt", rundir);
+    FILE *f = fopen(expected, "w");
+    assert_non_null(f);
+    fputs(local, f);
+    fclose(f);
+    int rc = run(out, sizeof out, "node %s/clients.mjs %s %s stories260K %d '%s' %s 2>&1",
+                 ELM_HTTP_CLIENTS_SRC, ELM_HTTP_CLIENTS_DIR, url, N_GEN, PROMPT, expected);
+    print_message("%s", out);
+    assert_int_equal(rc, 0);
+    assert_non_null(strstr(out, "ok ollama generate stream"));
+}
+
 /* ---------------------------------------------------------------------------------------------
  * Hostile and malformed requests: a 4xx with a message, and the daemon keeps serving
  */
@@ -631,6 +662,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_greedy_openai),  cmocka_unit_test(test_greedy_ollama),
         cmocka_unit_test(test_metrics),        cmocka_unit_test(test_listings),
+        cmocka_unit_test(test_npm_clients),
         cmocka_unit_test(test_bad_requests),   cmocka_unit_test(test_hangup_cancels),
         cmocka_unit_test(test_daemon_restart), cmocka_unit_test(test_key_and_cors),
     };
