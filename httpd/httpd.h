@@ -28,6 +28,7 @@ struct httpd {
     struct gw gw;
     struct MHD_Daemon *mhd;
     uint16_t port; /* the port bound (the one asked, or the kernel's choice for 0) */
+    bool loopback; /* listening on 127.0.0.0/8 or ::1: only local Host names are served */
 };
 
 /* Which API an endpoint belongs to: its errors take that API's shape. */

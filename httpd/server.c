@@ -7,9 +7,10 @@
  * whose calls block: a generation waits on its session in the connection's own thread, and a
  * slow or silent client holds only its own thread, for at most the idle timeout.
  *
- * A request goes through, in order: the route table (404), the method (405), CORS preflight,
- * the API key (401), the declared body size (413), then the body is collected (a chunked body
- * that grows past the limit closes the connection) and the route's handler runs.
+ * A request goes through, in order: the route table (404), a Host that is not this machine's
+ * when listening on loopback (403), the method (405), CORS preflight, the API key (401), the
+ * declared body size (413), then the body is collected (a chunked body that grows past the limit
+ * closes the connection) and the route's handler runs.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -136,6 +137,31 @@ static bool authorized(const struct httpd *h, struct MHD_Connection *conn)
     return diff == 0;
 }
 
+/* Whether the Host header names this machine (localhost, 127.x.y.z, [::1], any port). A page on
+ * another site that rebinds its DNS name to 127.0.0.1 reaches a loopback gateway under its own
+ * Host: such requests are refused. No Host (HTTP/1.0) is local by definition. */
+static bool local_host(struct MHD_Connection *conn)
+{
+    const char *h = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Host");
+    if (!h)
+        return true;
+    size_t n = strlen(h);
+    if (h[0] == '[') /* [v6]:port */
+        return !strncmp(h, "[::1]", 5) && (h[5] == 0 || h[5] == ':');
+    const char *colon = strchr(h, ':');
+    if (colon)
+        n = (size_t)(colon - h);
+    if (n == 9 && !strncasecmp(h, "localhost", 9))
+        return true;
+    char ip[16];
+    struct in_addr a;
+    if (n >= sizeof ip)
+        return false;
+    memcpy(ip, h, n);
+    ip[n] = 0;
+    return inet_pton(AF_INET, ip, &a) == 1 && (ntohl(a.s_addr) >> 24) == 127;
+}
+
 static enum MHD_Result preflight(struct hreq *r, const struct route *rt)
 {
     struct MHD_Response *resp = MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT);
@@ -161,6 +187,8 @@ static enum MHD_Result on_headers(struct hreq *r, const char *url, const char *m
     }
     r->api = rt->api;
     r->endpoint = rt->path;
+    if (r->h->loopback && !local_host(r->conn))
+        return reply_error(r, 403, NULL, "this gateway serves only this machine (Host: localhost)");
     if (!strcmp(method, "OPTIONS") && r->h->o.cors)
         return preflight(r, rt);
     if (!method_ok(rt, method))
@@ -249,7 +277,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
  */
 
 /* "ADDR:PORT" or "[ADDR6]:PORT" into *ss. */
-static int parse_listen(const char *s, struct sockaddr_storage *ss, bool *v6)
+static int parse_listen(const char *s, struct sockaddr_storage *ss, bool *v6, bool *loopback)
 {
     char host[128];
     const char *colon = strrchr(s, ':');
@@ -270,19 +298,25 @@ static int parse_listen(const char *s, struct sockaddr_storage *ss, bool *v6)
         host[hl - 1] = 0;
         a->sin6_family = AF_INET6;
         a->sin6_port = htons((uint16_t)port);
-        return inet_pton(AF_INET6, host + 1, &a->sin6_addr) == 1 ? 0 : -EINVAL;
+        if (inet_pton(AF_INET6, host + 1, &a->sin6_addr) != 1)
+            return -EINVAL;
+        *loopback = IN6_IS_ADDR_LOOPBACK(&a->sin6_addr);
+        return 0;
     }
     struct sockaddr_in *a = (struct sockaddr_in *)ss;
     a->sin_family = AF_INET;
     a->sin_port = htons((uint16_t)port);
-    return inet_pton(AF_INET, host, &a->sin_addr) == 1 ? 0 : -EINVAL;
+    if (inet_pton(AF_INET, host, &a->sin_addr) != 1)
+        return -EINVAL;
+    *loopback = (ntohl(a->sin_addr.s_addr) >> 24) == 127;
+    return 0;
 }
 
 int httpd_start(struct httpd *h)
 {
     struct sockaddr_storage ss;
     bool v6;
-    if (parse_listen(h->o.listen, &ss, &v6)) {
+    if (parse_listen(h->o.listen, &ss, &v6, &h->loopback)) {
         fprintf(stderr, "elm-httpd: --listen %s: expected ADDR:PORT or [ADDR6]:PORT\n",
                 h->o.listen);
         return -EINVAL;
@@ -290,11 +324,17 @@ int httpd_start(struct httpd *h)
     gw_init(&h->gw, h->o.runtime_dir, (uint32_t)h->o.max_body);
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
                      MHD_USE_POLL | MHD_USE_ERROR_LOG | (v6 ? MHD_USE_IPv6 : 0);
-    h->mhd = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)h->o.max_conns, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)h->o.idle_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT, h->o.max_header,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_END);
+    /* clang-format off */
+    h->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, h,
+                              MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+                              MHD_OPTION_CONNECTION_LIMIT, (unsigned)h->o.max_conns,
+                              MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)h->o.idle_s,
+                              MHD_OPTION_CONNECTION_MEMORY_LIMIT, h->o.max_header,
+                              MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+                              /* HTTP/1.1 without Host, spaces in the URL: 400 */
+                              MHD_OPTION_STRICT_FOR_CLIENT, (int)1,
+                              MHD_OPTION_END);
+    /* clang-format on */
     if (!h->mhd) {
         int e = errno ? errno : EADDRINUSE;
         fprintf(stderr, "elm-httpd: cannot listen on %s: %s\n", h->o.listen, strerror(e));

@@ -630,6 +630,9 @@ static void test_key_and_cors(void **state)
                      200);
     assert_null(strcasestr(out, "Access-Control-Allow-Origin"));
     assert_int_equal(curl(out, sizeof out, "-X OPTIONS %s/v1/models", url), 405);
+    /* a page whose DNS name was rebound to 127.0.0.1 keeps its own Host: refused */
+    assert_int_equal(curl(out, sizeof out, "-H 'Host: evil.example' %s/v1/models", url), 403);
+    assert_int_equal(curl(out, sizeof out, "-H 'Host: localhost:1234' %s/v1/models", url), 200);
 
     snprintf(key, sizeof key, "%s/key", rundir);
     FILE *f = fopen(key, "w");
