@@ -34,6 +34,18 @@ int bench_parse_list(const char *s, int *out, int max, int lo, int hi);
 
 /* Sorts v in place and summarises it. */
 struct bench_stat bench_stats(double *v, int n);
+/* The same over the finite values of v only (NAN marks a repetition excluded as not physical);
+ * *n_kept gets their number, and all three figures are 0 when none is left. */
+struct bench_stat bench_stats_finite(double *v, int n, int *n_kept);
+
+/* ---- sanity: one rule for figures that cannot be physical ----------------------------------- */
+
+/* No event elm-bench times (a token, a round trip, a matrix product) takes under a microsecond.
+ * A rate whose span gives each event less, or that spans under 1000 ticks of the clock, was not
+ * measured as the events happened (e.g. a client reading a backlog of tokens at once): such a
+ * repetition is excluded, or the row flagged, never reported as a result. */
+#define BENCH_MIN_EVENT_S 1e-6
+bool bench_span_resolved(double span_s, double n_events);
 /* The p-th percentile (0..100) of n sorted values, by linear interpolation. */
 double bench_percentile(const double *sorted, int n, double p);
 

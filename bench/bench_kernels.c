@@ -117,6 +117,19 @@ static void *make_acts(const struct elm_kernels *k, enum elm_type t, int64_t col
 
 /* ---- one (type, variant) --------------------------------------------------------------------- */
 
+/* The check column: figures no memory system or core can give are flagged, not reported as the
+ * kernel's. Above the streaming bandwidth (stream_ratio > 1) the weights came from the caches,
+ * expected only when from_memory is false (--hot); above the int8 peak (peak_ratio > 1; pass 0
+ * when there is none) or below the timer's resolution the timing is wrong. */
+static const char *roofline_check(bool unresolved, double stream_ratio, bool from_memory,
+                                  double peak_ratio)
+{
+    return unresolved                          ? "below timer resolution"
+           : peak_ratio > 1.0                  ? "above int8 peak"
+           : stream_ratio > 1.0 && from_memory ? "above stream: from cache"
+                                               : "ok";
+}
+
 static int bench_type(const struct bench_opts *o, const struct kopts *ko, enum elm_type t,
                       const struct elm_kernels *k, const uint64_t *buf, size_t words,
                       double peak_gflops, struct bench_stat res[2])
@@ -137,6 +150,7 @@ static int bench_type(const struct bench_opts *o, const struct kopts *ko, enum e
         return 1;
     }
     double gbs[MAX_REPS], ratio[MAX_REPS], probe[MAX_REPS], gfl[MAX_REPS];
+    int unresolved = 0; /* repetitions timed below the clock's resolution (bench_span_resolved) */
     /* the scalar reference is ~100x slower: its mat×mat takes an eighth of the rows */
     const int64_t mm_rows = strcmp(k->name, "ref") ? ko->rows
                             : ko->rows / 8 < 16    ? ko->rows
@@ -157,6 +171,7 @@ static int bench_type(const struct bench_opts *o, const struct kopts *ko, enum e
         const double tm = bench_now() - t0;
         if (i < 0)
             continue;
+        unresolved += !bench_span_resolved(tv, copies) || !bench_span_resolved(tm, 1);
         probe[i] = bw;
         gbs[i] = (double)mat * copies / tv / 1e9;
         ratio[i] = gbs[i] / bw;
@@ -169,6 +184,8 @@ static int bench_type(const struct bench_opts *o, const struct kopts *ko, enum e
     res[1] = sf;
     char tok_name[48];
     snprintf(tok_name, sizeof tok_name, "mat×mat %lld tok GFLOP/s", (long long)ko->toks);
+    const char *check =
+        roofline_check(unresolved, sr.median, ko->llc_bytes > 0, sf.median / peak_gflops);
     const struct bench_cell cells[] = {
         {"weight type", name, 0, 0}, /* not "type": each JSON line's table name */
         {"variant", k->name, 0, 0},
@@ -181,6 +198,7 @@ static int bench_type(const struct bench_opts *o, const struct kopts *ko, enum e
         {"min ", NULL, sf.min, 1},
         {"max ", NULL, sf.max, 1},
         {"% of int8 peak", NULL, 100.0 * sf.median / peak_gflops, 1},
+        {"check", check, 0, 0},
     };
     bench_row(o, "kernels", cells, (int)(sizeof cells / sizeof *cells));
     free(w);
@@ -212,6 +230,7 @@ static int bench_decode(const struct bench_opts *o, const char *path, const uint
         te->data == m->output.data ? 0 : elm_row_bytes(te->type, te->ne0) * (uint64_t)te->ne1;
     const double step_bytes = (double)(m->weight_bytes - embd);
     double gbs[MAX_REPS], ratio[MAX_REPS], probe[MAX_REPS], tps[MAX_REPS];
+    int unresolved = 0;
     uint64_t sink = 0;
     for (int i = -1; i < o->reps && !rc; i++) {
         bench_progress("decode %s: rep %d/%d", path, i + 1, o->reps);
@@ -225,6 +244,7 @@ static int bench_decode(const struct bench_opts *o, const char *path, const uint
         const double dt = bench_now() - t0;
         if (i < 0)
             continue;
+        unresolved += !bench_span_resolved(dt, DECODE_TOKENS);
         probe[i] = bw;
         tps[i] = DECODE_TOKENS / dt;
         gbs[i] = step_bytes * DECODE_TOKENS / dt / 1e9;
@@ -245,6 +265,8 @@ static int bench_decode(const struct bench_opts *o, const char *path, const uint
             {"max", NULL, sg.max, 2},
             {"stream GB/s", NULL, sp.median, 2},
             {"% of stream", NULL, 100.0 * sr.median, 1},
+            /* a model that fits in the caches is read from them, faster than the probe */
+            {"check", roofline_check(unresolved, sr.median, true, 0), 0, 0},
         };
         bench_row(o, "decode", cells, (int)(sizeof cells / sizeof *cells));
     } else {

@@ -1,5 +1,6 @@
 /* bench_report.c — timing, statistics, machine description and result output for elm-bench. */
 #include <jansson.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,6 +46,25 @@ struct bench_stat bench_stats(double *v, int n)
         s.median = bench_percentile(v, n, 50);
     }
     return s;
+}
+
+struct bench_stat bench_stats_finite(double *v, int n, int *n_kept)
+{
+    int k = 0;
+    for (int i = 0; i < n; i++)
+        if (isfinite(v[i]))
+            v[k++] = v[i];
+    *n_kept = k;
+    return bench_stats(v, k);
+}
+
+bool bench_span_resolved(double span_s, double n_events)
+{
+    struct timespec res;
+    const double tick = clock_getres(CLOCK_MONOTONIC, &res) == 0
+                            ? (double)res.tv_sec + (double)res.tv_nsec * 1e-9
+                            : 1e-6;
+    return span_s >= 1000 * tick && span_s >= n_events * BENCH_MIN_EVENT_S;
 }
 
 void bench_machine(struct bench_machine *m)

@@ -176,7 +176,9 @@ static int summarise(const struct serve_cfg *c, uint8_t *area, int n, struct rou
     qsort(ttft, (size_t)n, sizeof *ttft, cmp_double);
     qsort(gaps, n_gaps, sizeof *gaps, cmp_double);
     *out = (struct round){
-        .agg = last > first ? decoded / (last - first) : 0,
+        /* NAN: the span cannot hold that many tokens (bench_span_resolved): excluded */
+        .agg = last > first && bench_span_resolved(last - first, decoded) ? decoded / (last - first)
+                                                                          : NAN,
         .tokens = tokens,
         .prompt = prompt,
         .ttft = {bench_percentile(ttft, n, 50), bench_percentile(ttft, n, 99)},
@@ -449,7 +451,7 @@ static int run_model(const struct bench_opts *o, const struct serve_cfg *c, cons
             V(T99, ni, r) = rd.ttft[1];
             V(I50, ni, r) = rd.itl[0];
             V(I99, ni, r) = rd.itl[1];
-            V(RAGG, ni, r) = base.agg > 0 ? rd.agg / base.agg : 0;
+            V(RAGG, ni, r) = base.agg > 0 ? rd.agg / base.agg : NAN; /* NAN stays NAN */
             V(RI99, ni, r) = base.itl[1] > 0 ? rd.itl[1] / base.itl[1] : 0;
         }
     }
@@ -463,8 +465,16 @@ static int run_model(const struct bench_opts *o, const struct serve_cfg *c, cons
     snprintf(ri99, sizeof ri99, "ITL p99/ITL p99(%d)", c->ns[0]);
     for (int ni = 0; ni < c->n_ns; ni++) {
         struct bench_stat s[NV];
+        int kept = R, kept_ratio = R; /* the ratios lose the same repetitions */
         for (int k = 0; k < NV; k++)
-            s[k] = bench_stats(&V(k, ni, 0), R);
+            s[k] = k == AGG    ? bench_stats_finite(&V(k, ni, 0), R, &kept)
+                   : k == RAGG ? bench_stats_finite(&V(k, ni, 0), R, &kept_ratio)
+                               : bench_stats(&V(k, ni, 0), R);
+        char check[96] = "ok";
+        if (kept < R)
+            snprintf(check, sizeof check, "aggregate of %d of %d reps excluded (below timer)",
+                     R - kept, R);
+        (void)kept_ratio;
         sw->agg[ni] = s[AGG];
         sw->itl99[ni] = s[I99];
         const struct bench_cell cells[] = {
@@ -484,6 +494,7 @@ static int run_model(const struct bench_opts *o, const struct serve_cfg *c, cons
             {"ITL p99 max", NULL, s[I99].max, 2},
             {ragg, NULL, s[RAGG].median, 2},
             {ri99, NULL, s[RI99].median, 2},
+            {"check", check, 0, 0},
         };
         bench_row(o, "serve", cells, (int)(sizeof cells / sizeof *cells));
     }

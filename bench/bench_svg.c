@@ -70,17 +70,19 @@ static void text(FILE *f, double x, double y, const char *anchor, const char *ex
     fputs("</text>\n", f);
 }
 
+/* The axis follows the medians, with a quarter of headroom, never the whiskers: one outlier
+ * repetition (a noisy neighbour, a timer artefact) would otherwise stretch the axis until the
+ * real lines lie flat on zero. Whiskers beyond the axis are clipped and end in an arrow. */
 static double chart_max(const struct svg_chart *c)
 {
     double m = 0;
     for (int s = 0; s < c->n_series; s++)
         for (int i = 0; i < c->n_cats; i++) {
-            const struct svg_series *se = &c->series[s];
-            const double v = se->has_range && isfinite(se->hi[i]) ? se->hi[i] : se->y[i];
+            const double v = c->series[s].y[i];
             if (isfinite(v) && v > m)
                 m = v;
         }
-    return m;
+    return m * 1.25;
 }
 
 static void whisker(FILE *f, double x, double ylo, double yhi, const char *col)
@@ -150,8 +152,14 @@ static void panel(FILE *f, const struct svg_chart *c, double oy)
             else
                 fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3.5\" fill=\"%s\"/>\n", cx,
                         YPOS(se->y[i]), col);
-            if (se->has_range && isfinite(se->lo[i]) && isfinite(se->hi[i]))
-                whisker(f, cx, YPOS(se->lo[i]), YPOS(se->hi[i]), c->bars ? "#000" : col);
+            if (se->has_range && isfinite(se->lo[i]) && isfinite(se->hi[i])) {
+                const char *wc = c->bars ? "#000" : col;
+                const double lo = fmin(se->lo[i], ymax), hi = fmin(se->hi[i], ymax);
+                whisker(f, cx, YPOS(lo), YPOS(hi), wc);
+                if (se->hi[i] > ymax) /* clipped: an arrow says the range goes on */
+                    fprintf(f, "<path d=\"M%.1f %.1fl4 -7l4 7z\" fill=\"%s\"/>\n", cx - 4,
+                            YPOS(ymax), wc);
+            }
         }
         /* legend entry */
         const double ly = y1 + 10 + 22 * s;

@@ -1,7 +1,8 @@
 /* bench_svg.h — a tiny chart writer for elm-bench --plot: line and grouped-bar charts over named
  * categories (client counts, weight types), stacked as panels in one self-contained SVG file.
  *
- * Deliberately small: a linear y axis from 0 with 1-2-5 ticks, category labels on x, a legend,
+ * Deliberately small: a linear y axis from 0 with 1-2-5 ticks up to the largest value plus a
+ * quarter (whiskers beyond it are clipped, with an arrow), category labels on x, a legend,
  * optional min..max whiskers. No fonts or scripts are referenced, so the file renders the same
  * in a browser, an image viewer or a Markdown page.
  */

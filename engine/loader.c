@@ -90,8 +90,8 @@ static void pin(const struct elm_load_params *p, struct elm_residency *r)
     int rc = elm_region_lock(&r->mem);
     if (rc)
         note(r,
-             "mlock failed (%s): weights are not pinned (raise RLIMIT_MEMLOCK, e.g. "
-             "LimitMEMLOCK=infinity)",
+             "mlock failed (%s): weights are not pinned (raise RLIMIT_MEMLOCK: ulimit -l, "
+             "or the user's memlock limit in limits.conf)",
              strerror(-rc));
 }
 

@@ -2,8 +2,11 @@
 # deps.sh — installs, from Debian's packages, whatever the build and the tests need and this
 # machine lacks. Safe to run again: it installs nothing when everything is there.
 set -euo pipefail
-pkgs=(gcc make cmake pkg-config liburing-dev libzmq3-dev libcmocka-dev libjansson-dev
-      libmicrohttpd-dev curl)
+# scdoc: the man pages; man-db: `man -l` in their test; systemd: systemd-analyze for the unit's;
+# dpkg-dev and file: dpkg-shlibdeps and the ELF check CPack's DEB generator runs (package.sh);
+# jansson: every JSON elm reads or writes; libmicrohttpd: elm-httpd; curl: its tests
+pkgs=(gcc make cmake pkg-config liburing-dev libzmq3-dev libcmocka-dev scdoc man-db systemd
+      dpkg-dev file libjansson-dev libmicrohttpd-dev curl)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -16,5 +19,10 @@ echo "deps: installing ${missing[*]}" >&2
 sudo=""
 [ "$(id -u)" -ne 0 ] && sudo="sudo"
 export DEBIAN_FRONTEND=noninteractive
-$sudo apt-get update -qq
-$sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+# other apt users on a shared machine: wait for the lock instead of failing
+lock=(-o DPkg::Lock::Timeout=900)
+echo "deps: apt-get update" >&2
+$sudo apt-get "${lock[@]}" update -qq
+echo "deps: apt-get install (a minute or two on a fresh machine)" >&2
+$sudo apt-get "${lock[@]}" install -y -qq "${missing[@]}" >/dev/null
+echo "deps: done" >&2

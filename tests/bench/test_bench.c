@@ -283,6 +283,13 @@ static void test_kernels(void **state)
         assert_string_equal(str(r[i], "weight type"), i < nk / 2 ? "q4_0" : "q8_0");
         assert_ordered(r[i], "min", "mat×vec GB/s", "max");
         assert_true(num(r[i], "% of stream") > 0);
+        /* a figure beyond the machine's limits is flagged, never reported plainly */
+        const char *check = str(r[i], "check");
+        assert_true(strcmp(check, "ok") == 0 || strcmp(check, "above stream: from cache") == 0 ||
+                    strcmp(check, "above int8 peak") == 0 ||
+                    strcmp(check, "below timer resolution") == 0);
+        if (strcmp(check, "ok") == 0)
+            assert_true(num(r[i], "% of stream") <= 100 && num(r[i], "% of int8 peak") <= 100);
         assert_true(num(r[i], "% of int8 peak") > 0);
     }
     /* the plot: one bar per (type, variant) in each of its two panels */
@@ -353,7 +360,18 @@ static void check_serve_row(const json_t *r, int clients, int n_predict)
     assert_true(num(r, "prompt tokens") >= 2); /* BOS and the prompt's first token at least */
     /* greedy continuations of the fixed prompt never end before n_predict on stories260K */
     assert_int_equal((int)num(r, "tokens"), clients * n_predict);
-    assert_ordered(r, "agg min", "agg t/s", "agg max");
+    /* repetitions whose tokens arrived faster than any decode step (a backlog read at once) are
+     * excluded from the aggregate and named; with none left the figures are 0, not a rate */
+    const char *check = str(r, "check");
+    int excluded = 0, reps = 0;
+    if (strcmp(check, "ok") != 0) {
+        assert_int_equal(sscanf(check, "aggregate of %d of %d reps excluded", &excluded, &reps), 2);
+        assert_true(excluded >= 1 && excluded <= reps);
+    }
+    if (excluded > 0 && excluded == reps)
+        assert_true(num(r, "agg min") == 0 && num(r, "agg t/s") == 0 && num(r, "agg max") == 0);
+    else
+        assert_ordered(r, "agg min", "agg t/s", "agg max");
     assert_close(num(r, "t/s per client"), num(r, "agg t/s") / clients, "t/s per client");
     assert_true(num(r, "TTFT p50 ms") > 0 && num(r, "TTFT p50 ms") <= num(r, "TTFT p99 ms"));
     /* a model this small can finish tokens faster than the client is scheduled: it then reads
@@ -383,8 +401,11 @@ static void test_serve(void **state)
     assert_int_equal(rows(&l, "serve", r, 8), 3);
     for (int i = 0; i < 3; i++) {
         check_serve_row(r[i], i + 1, 6);
-        assert_close(num(r[i], "agg/agg(1)"), num(r[i], "agg t/s") / num(r[0], "agg t/s"),
-                     "aggregate ratio");
+        if (num(r[0], "agg t/s") > 0 && num(r[i], "agg t/s") > 0)
+            assert_close(num(r[i], "agg/agg(1)"), num(r[i], "agg t/s") / num(r[0], "agg t/s"),
+                         "aggregate ratio");
+        else /* an excluded repetition has no ratio either */
+            assert_true(num(r[i], "agg/agg(1)") == 0);
         if (num(r[0], "ITL p99 ms") > 0) /* else the ratio is reported as 0 */
             assert_close(num(r[i], "ITL p99/ITL p99(1)"),
                          num(r[i], "ITL p99 ms") / num(r[0], "ITL p99 ms"), "ITL p99 ratio");
@@ -405,10 +426,12 @@ static void test_serve(void **state)
     assert_int_equal(rows(&l, "serve", r, 8), 2); /* --quick: 1 and 2 clients */
     check_serve_row(r[0], 1, 8);
     check_serve_row(r[1], 2, 8);
-    assert_close(num(r[0], "agg/agg(1)"), 1, "first count vs itself");
-    const double ra = num(r[1], "agg/agg(1)");
-    assert_true(ra >= num(r[1], "agg min") / num(r[0], "agg max") * (1 - 1e-5));
-    assert_true(ra <= num(r[1], "agg max") / num(r[0], "agg min") * (1 + 1e-5));
+    if (strcmp(str(r[0], "check"), "ok") == 0 && strcmp(str(r[1], "check"), "ok") == 0) {
+        assert_close(num(r[0], "agg/agg(1)"), 1, "first count vs itself");
+        const double ra = num(r[1], "agg/agg(1)");
+        assert_true(ra >= num(r[1], "agg min") / num(r[0], "agg max") * (1 - 1e-5));
+        assert_true(ra <= num(r[1], "agg max") / num(r[0], "agg min") * (1 + 1e-5));
+    }
     char *s = elm_test_read_file(svg, NULL);
     assert_non_null(s);
     int points = 0;

@@ -299,6 +299,12 @@ static void test_start_failure(void **state)
         1);
     assert_non_null(strstr(err_text(), "elmctl: elmd failed to start"));
     assert_non_null(strstr(err_text(), "/nonexistent.gguf")); /* elmd's own explanation */
+    /* under --json the failure is a JSON document on stdout too, same exit code */
+    assert_int_equal(run(out, sizeof out,
+                         "%s --runtime-dir %s start --json --model /nonexistent.gguf", elmctl,
+                         rundir),
+                     1);
+    assert_true(elm_test_json_is_error(out, 1, "elmd failed to start"));
 }
 
 int main(void)
