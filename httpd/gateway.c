@@ -18,7 +18,8 @@
 #include "httpd/gateway.h"
 #include "httpd/metrics.h"
 
-#define POLL_MS 100 /* how often a waiting generation looks at its HTTP client's socket */
+#define POLL_MS      100   /* how often a waiting generation looks at its HTTP client's socket */
+#define BUSY_WAIT_MS 10000 /* how long a request waits for one of elmd's session slots */
 
 static uint64_t now_ns(void)
 {
@@ -92,36 +93,6 @@ bool gw_model_matches(const struct elm_daemon_status *st, const char *name)
     return st->model_loaded && (same_name(name, id) || same_name(name, st->model_name));
 }
 
-int gw_gen_start(struct gw *g, struct gw_gen *gen, const struct elm_request *r, uint32_t n_ctx,
-                 int client_fd, const char **msg)
-{
-    struct elm_session_params p = {.n_ctx = n_ctx, .max_prompt_bytes = g->max_prompt_bytes};
-    memset(gen, 0, sizeof *gen);
-    gen->client_fd = client_fd;
-    *msg = "";
-    pthread_mutex_lock(&g->lock);
-    int rc = connected(g);
-    if (rc == 0 && (rc = elm_session_open_params(g->c, &p, &gen->s)) != 0) {
-        *msg = elm_client_last_message(g->c);
-        after(g, rc);
-        if (rc == ELM_EDAEMON && (rc = connected(g)) == 0) {
-            rc = elm_session_open_params(g->c, &p, &gen->s);
-            after(g, rc);
-        }
-    }
-    pthread_mutex_unlock(&g->lock);
-    if (rc)
-        return rc;
-    rc = elm_session_submit(gen->s, r);
-    if (rc) {
-        elm_session_close(&gen->s);
-        return rc;
-    }
-    gen->submitted = true;
-    gen->t_submit = now_ns();
-    return 0;
-}
-
 /* Whether the peer of fd has closed its end (or the socket failed). Data it sent early (a
  * pipelined request) is left for the HTTP server. */
 static bool client_gone(int fd)
@@ -135,6 +106,52 @@ static bool client_gone(int fd)
         return true;
     char c;
     return recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
+}
+
+/* One attempt at a session, connecting (again) first when needed. The daemon's message goes to
+ * err: the client it lives in may be dropped here. */
+static int open_session(struct gw *g, const struct elm_session_params *p, elm_session **s,
+                        char *err, size_t cap)
+{
+    pthread_mutex_lock(&g->lock);
+    int rc = connected(g);
+    for (int attempt = 0; rc == 0 && attempt < 2; attempt++) {
+        if ((rc = elm_session_open_params(g->c, p, s)) == 0)
+            break;
+        snprintf(err, cap, "%s", elm_client_last_message(g->c));
+        after(g, rc);
+        /* a client made before the daemon restarted fails once: try a fresh one */
+        if (rc != ELM_EDAEMON || attempt || (rc = connected(g)) != 0)
+            break;
+    }
+    pthread_mutex_unlock(&g->lock);
+    return rc;
+}
+
+int gw_gen_start(struct gw *g, struct gw_gen *gen, const struct elm_request *r, uint32_t n_ctx,
+                 int client_fd, const char **msg)
+{
+    struct elm_session_params p = {.n_ctx = n_ctx, .max_prompt_bytes = g->max_prompt_bytes};
+    memset(gen, 0, sizeof *gen);
+    gen->client_fd = client_fd;
+    *msg = gen->err;
+    /* Every session slot of elmd taken (its max_sessions): wait a little for one to free up, as
+     * long as the client waits too, rather than refuse a burst at once. */
+    uint64_t give_up = now_ns() + BUSY_WAIT_MS * 1000000ull;
+    int rc;
+    while ((rc = open_session(g, &p, &gen->s, gen->err, sizeof gen->err)) == ELM_EBUSY &&
+           now_ns() < give_up && !client_gone(client_fd))
+        nanosleep(&(struct timespec){0, 20 * 1000000}, NULL);
+    if (rc)
+        return rc;
+    rc = elm_session_submit(gen->s, r);
+    if (rc) {
+        elm_session_close(&gen->s);
+        return rc;
+    }
+    gen->submitted = true;
+    gen->t_submit = now_ns();
+    return 0;
 }
 
 int gw_gen_next(struct gw_gen *gen, struct elm_event *ev)

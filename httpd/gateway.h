@@ -36,10 +36,12 @@ struct gw_gen {
     bool submitted;            /* a request is running: close cancels it */
     uint64_t t_submit, t_last; /* CLOCK_MONOTONIC ns: for the latency metrics */
     bool had_token;
+    char err[256]; /* the daemon's message when the start failed */
 };
 
-/* Opens a session (n_ctx 0: the model's default) and submits r. On failure nothing is left
- * open and *msg (static or the client's message) says why. */
+/* Opens a session (n_ctx 0: the model's default; while elmd has no free session slot, waits up
+ * to 10 s for one) and submits r. On failure nothing is left open and *msg (in gen) gives the
+ * daemon's message, "" when it gave none. */
 int gw_gen_start(struct gw *g, struct gw_gen *gen, const struct elm_request *r, uint32_t n_ctx,
                  int client_fd, const char **msg);
 /* The next event of the request. -ECONNRESET when the HTTP client hung up (the caller ends

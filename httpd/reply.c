@@ -29,6 +29,8 @@ enum MHD_Result reply_queue(struct hreq *r, unsigned status, struct MHD_Response
         return MHD_NO; /* out of memory: close the connection */
     add_common_headers(r, resp);
     metrics_request(r->endpoint ? r->endpoint : "other", status);
+    if (status == 503) /* elmd away, loading, or out of room: worth another try soon */
+        MHD_add_response_header(resp, "Retry-After", "1");
     enum MHD_Result res = MHD_queue_response(r->conn, status, resp);
     MHD_destroy_response(resp);
     return res;
