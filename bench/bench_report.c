@@ -1,4 +1,5 @@
 /* bench_report.c — timing, statistics, machine description and result output for elm-bench. */
+#include <jansson.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -104,19 +105,15 @@ void bench_machine(struct bench_machine *m)
         fclose(f);
 }
 
-static void json_str(const char *s)
+/* One JSON line on stdout (jansson escapes the strings; the cpu name and the command line are
+ * whatever the machine and the user gave). Numbers keep the 6 significant digits of the text
+ * forms. */
+static void json_line(json_t *j)
 {
-    putchar('"');
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\')
-            printf("\\%c", c);
-        else if (c < 0x20)
-            printf("\\u%04x", c);
-        else
-            putchar(c);
-    }
-    putchar('"');
+    if (j)
+        json_dumpf(j, stdout, JSON_COMPACT | JSON_REAL_PRECISION(6));
+    putchar('\n');
+    json_decref(j);
 }
 
 void bench_print_header(const struct bench_opts *o, const char *sub)
@@ -124,15 +121,11 @@ void bench_print_header(const struct bench_opts *o, const char *sub)
     struct bench_machine m;
     bench_machine(&m);
     if (o->format == BENCH_JSON) {
-        printf("{\"type\":\"machine\",\"version\":\"%s\",\"subcommand\":", ELM_VERSION_STRING);
-        json_str(sub);
-        printf(",\"cpu\":");
-        json_str(m.cpu);
-        printf(",\"cores\":%d,\"kernel\":\"%s\",\"threads\":%d,\"hugepages_free\":%ld,"
-               "\"thp\":\"%s\",\"reps\":%d,\"command\":",
-               m.cores, m.kernel, o->threads, m.hugepages_free, m.thp, o->reps);
-        json_str(o->cmdline);
-        printf("}\n");
+        json_line(json_pack("{sssssssssisssisIsssiss}", "type", "machine", "version",
+                            ELM_VERSION_STRING, "subcommand", sub, "cpu", m.cpu, "cores", m.cores,
+                            "kernel", m.kernel, "threads", o->threads, "hugepages_free",
+                            (json_int_t)m.hugepages_free, "thp", m.thp, "reps", o->reps,
+                            "command", o->cmdline));
     } else if (o->format == BENCH_MD) {
         printf("elm-bench %s %s — %s, %d cores, kernels %s, %d threads, hugepages free %ld, "
                "THP %s; median of %d runs (min–max)\ncommand: `%s`\n\n",
@@ -149,18 +142,11 @@ void bench_row(const struct bench_opts *o, const char *table, const struct bench
     bool first = strcmp(last_table, table) != 0;
     snprintf(last_table, sizeof last_table, "%s", table);
     if (o->format == BENCH_JSON) {
-        printf("{\"type\":");
-        json_str(table);
-        for (int i = 0; i < n; i++) {
-            printf(",");
-            json_str(c[i].name);
-            putchar(':');
-            if (c[i].str)
-                json_str(c[i].str);
-            else
-                printf("%.6g", c[i].num);
-        }
-        printf("}\n");
+        json_t *j = json_pack("{ss}", "type", table);
+        for (int i = 0; j && i < n; i++)
+            json_object_set_new(j, c[i].name,
+                                c[i].str ? json_string(c[i].str) : json_real(c[i].num));
+        json_line(j);
     } else if (o->format == BENCH_CSV) {
         if (first) {
             printf("table");

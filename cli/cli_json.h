@@ -1,33 +1,22 @@
-/* cli_json.h — the JSON elmctl writes on stdout (cli_json.c): strings escaped to valid UTF-8,
- * and an object writer for flat objects of strings, numbers and booleans. Nesting is written
- * by the caller between cli_jw_key() and the next member (an array, an inner object). */
+/* cli_json.h — the JSON elmctl writes on stdout, built with jansson (cli_json.c). Documents are
+ * json_t trees written as one compact line; text from a model or a file goes through
+ * cli_json_text(), which turns bytes that are not valid UTF-8 into U+FFFD (jansson refuses such
+ * strings), so a token that ends inside a multi-byte character still gives a line any JSON
+ * parser reads. */
 #ifndef ELM_CLI_JSON_H
 #define ELM_CLI_JSON_H
 
-#include <stdbool.h>
+#include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
 
-struct cli_jw {
-    bool first; /* no member written yet in the current object */
-};
-
-/* Writes s[0..len) as a JSON string; bytes that are not valid UTF-8 become U+FFFD, so a token
- * that ends inside a multi-byte character still gives a line any JSON parser reads. */
-void cli_json_str(const char *s, size_t len);
-void cli_json_strz(const char *s);
-/* The length of s[0..len) without a multi-byte character cut at its end (whose lead byte
- * announces more bytes than follow): what can be written now when more text will follow. */
-size_t cli_utf8_complete(const char *s, size_t len);
-
-void cli_jw_open(struct cli_jw *j);  /* "{" */
-void cli_jw_close(struct cli_jw *j); /* "}" */
-void cli_jw_key(struct cli_jw *j, const char *k);
-void cli_jw_str(struct cli_jw *j, const char *k, const char *v);
-void cli_jw_strn(struct cli_jw *j, const char *k, const char *v, size_t len);
-void cli_jw_u64(struct cli_jw *j, const char *k, uint64_t v);
-void cli_jw_i64(struct cli_jw *j, const char *k, int64_t v);
-void cli_jw_f64(struct cli_jw *j, const char *k, double v);
-void cli_jw_bool(struct cli_jw *j, const char *k, bool v);
+/* A JSON string of s[0..len) with invalid UTF-8 replaced. New reference; NULL only on OOM. */
+json_t *cli_json_text(const char *s, size_t len);
+/* A number, or null when v is not finite (JSON has no inf or nan). New reference. */
+json_t *cli_json_real(double v);
+/* obj[key] = s[0..len) as cli_json_text(); the key goes through the same replacement. */
+void cli_json_set_text(json_t *obj, const char *key, size_t key_len, const char *s, size_t len);
+/* Writes v as one compact line on stdout, flushes, and releases the caller's reference. */
+void cli_json_print(json_t *v);
 
 #endif

@@ -6,6 +6,7 @@
  * lines give each value's JSON key, text row, fragment and unit. A field added to a table shows
  * up in both without a change here.
  */
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -178,41 +179,35 @@ static void print_columns(const struct elm_fields *t, const void *objs, size_t s
     }
 }
 
-static void json_value(const struct elm_field *f, const void *obj)
+static json_t *json_value(const struct elm_field *f, const void *obj)
 {
     char buf[64];
-    if (f->ctype == ELM_CT_STR || f->unit == ELM_UNIT_NAMES)
-        cli_json_strz(render(f, obj, buf, sizeof buf));
-    else if (f->ctype == ELM_CT_F64)
-        printf("%.3f", elm_field_f64(f, obj));
-    else if (f->ctype == ELM_CT_BOOL)
-        fputs(elm_field_u64(f, obj) ? "true" : "false", stdout);
-    else if (elm_field_is_signed(f))
-        printf("%lld", (long long)elm_field_u64(f, obj));
-    else
-        printf("%llu", (unsigned long long)elm_field_u64(f, obj));
+    if (f->ctype == ELM_CT_STR || f->unit == ELM_UNIT_NAMES) {
+        const char *v = render(f, obj, buf, sizeof buf);
+        return cli_json_text(v, strlen(v));
+    }
+    if (f->ctype == ELM_CT_F64) /* to the 3 decimals the text view shows */
+        return cli_json_real(round(elm_field_f64(f, obj) * 1e3) / 1e3);
+    if (f->ctype == ELM_CT_BOOL)
+        return json_boolean(elm_field_u64(f, obj));
+    return json_integer((json_int_t)elm_field_u64(f, obj)); /* signed fields are stored as such */
 }
 
 /* Every field as a member named after its struct member; the lines of an array member (which
  * share the name) become one JSON array. */
-static void json_fields(struct cli_jw *j, const struct elm_fields *t, const void *obj)
+static json_t *json_fields(json_t *j, const struct elm_fields *t, const void *obj)
 {
     for (unsigned i = 0; i < t->n;) {
         unsigned k = 1;
         while (i + k < t->n && !strcmp(t->f[i + k].json, t->f[i].json))
             k++;
-        cli_jw_key(j, t->f[i].json);
-        if (k > 1)
-            putchar('[');
-        for (unsigned r = 0; r < k; r++) {
-            if (r)
-                putchar(',');
-            json_value(&t->f[i + r], obj);
-        }
-        if (k > 1)
-            putchar(']');
+        json_t *v = k > 1 ? json_array() : json_value(&t->f[i], obj);
+        for (unsigned r = 0; k > 1 && r < k; r++)
+            json_array_append_new(v, json_value(&t->f[i + r], obj));
+        json_object_set_new(j, t->f[i].json, v);
         i += k;
     }
+    return j;
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -222,13 +217,10 @@ static void json_fields(struct cli_jw *j, const struct elm_fields *t, const void
 void cli_print_status(const elm_client *c, const struct elm_daemon_status *st)
 {
     if (cli_json) {
-        struct cli_jw j;
-        cli_jw_open(&j);
-        cli_jw_u64(&j, "protocol_version", elm_client_protocol_version(c));
-        cli_jw_bool(&j, "model_loaded", st->model_loaded);
-        cli_jw_bool(&j, "loading", st->loading);
-        json_fields(&j, &elm_fields_status, st);
-        puts("}");
+        json_t *j = json_pack("{sIsbsb}", "protocol_version",
+                              (json_int_t)elm_client_protocol_version(c), "model_loaded",
+                              st->model_loaded, "loading", st->loading);
+        cli_json_print(json_fields(j, &elm_fields_status, st));
         return;
     }
     print_rows(&elm_fields_status, st, false);
@@ -240,11 +232,9 @@ void cli_print_status(const elm_client *c, const struct elm_daemon_status *st)
 void cli_print_load(const char *path, const struct elm_load_result *r)
 {
     if (cli_json) {
-        struct cli_jw j;
-        cli_jw_open(&j);
-        cli_jw_str(&j, "model_path", path);
-        json_fields(&j, &elm_fields_load, r);
-        puts("}");
+        json_t *j = json_object();
+        cli_json_set_text(j, "model_path", 10, path, strlen(path));
+        cli_json_print(json_fields(j, &elm_fields_load, r));
         return;
     }
     printf("loaded %s", path);
@@ -254,16 +244,10 @@ void cli_print_load(const char *path, const struct elm_load_result *r)
 void cli_print_sessions(const struct elm_session_info *s, size_t n)
 {
     if (cli_json) {
-        putchar('[');
-        for (size_t i = 0; i < n; i++) {
-            struct cli_jw j;
-            if (i)
-                putchar(',');
-            cli_jw_open(&j);
-            json_fields(&j, &elm_fields_session, &s[i]);
-            putchar('}');
-        }
-        puts("]");
+        json_t *a = json_array();
+        for (size_t i = 0; i < n; i++)
+            json_array_append_new(a, json_fields(json_object(), &elm_fields_session, &s[i]));
+        cli_json_print(a);
         return;
     }
     if (n == 0)
@@ -275,10 +259,7 @@ void cli_print_sessions(const struct elm_session_info *s, size_t n)
 void cli_print_stats(const struct elm_daemon_stats *s)
 {
     if (cli_json) {
-        struct cli_jw j;
-        cli_jw_open(&j);
-        json_fields(&j, &elm_fields_stats, s);
-        puts("}");
+        cli_json_print(json_fields(json_object(), &elm_fields_stats, s));
         return;
     }
     print_rows(&elm_fields_stats, s, true);

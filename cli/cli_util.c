@@ -22,13 +22,10 @@ static int report(int code, const char *fmt, va_list ap)
     vsnprintf(msg, sizeof msg, fmt, ap);
     fprintf(stderr, "elmctl: %s\n", msg);
     if (cli_json) {
-        struct cli_jw j;
-        cli_jw_open(&j);
-        cli_jw_str(&j, "error", msg);
-        cli_jw_u64(&j, "exit_code", (uint64_t)code);
-        cli_jw_close(&j);
-        putchar('\n');
-        fflush(stdout);
+        json_t *j = json_object();
+        cli_json_set_text(j, "error", 5, msg, strlen(msg));
+        json_object_set_new(j, "exit_code", json_integer(code));
+        cli_json_print(j);
     }
     return code;
 }

@@ -359,20 +359,16 @@ static int one_reply(const struct chat_opts *o, struct backend *b)
         rc = reply(o, b, msgs, n, &t);
     cli_msgs_free(msgs, n);
     if (!rc && cli_json) {
-        struct cli_jw j;
-        cli_jw_open(&j);
-        cli_jw_str(&j, "role", "assistant");
-        cli_jw_strn(&j, "content", t.text ? t.text : "", t.len);
-        cli_jw_str(&j, "reason", t.reason);
+        json_t *j = json_pack("{ss}", "role", "assistant");
+        cli_json_set_text(j, "content", 7, t.text ? t.text : "", t.len);
+        json_object_set_new(j, "reason", json_string(t.reason));
         if (t.n_tokens >= 0)
-            cli_jw_i64(&j, "n_prompt", t.n_tokens);
-        cli_jw_i64(&j, "n_evaluated", t.n_eval);
-        cli_jw_i64(&j, "n_gen", t.n_gen);
-        cli_jw_u64(&j, "t_first_ns", (uint64_t)(t.t_first * 1e9));
-        cli_jw_u64(&j, "t_total_ns", (uint64_t)(t.t_total * 1e9));
-        cli_jw_close(&j);
-        putchar('\n');
-        fflush(stdout);
+            json_object_set_new(j, "n_prompt", json_integer(t.n_tokens));
+        json_object_set_new(j, "n_evaluated", json_integer(t.n_eval));
+        json_object_set_new(j, "n_gen", json_integer(t.n_gen));
+        json_object_set_new(j, "t_first_ns", json_integer((json_int_t)(t.t_first * 1e9)));
+        json_object_set_new(j, "t_total_ns", json_integer((json_int_t)(t.t_total * 1e9)));
+        cli_json_print(j);
     }
     free(t.text);
     return rc ? rc : interrupted ? 130 : 0;

@@ -16,6 +16,7 @@
 
 #include "cli/cli.h"
 #include "cli/cli_client.h"
+#include "cli/cli_json.h"
 #include "cli/cli_util.h"
 #include "ipc/fields.h"
 
@@ -194,7 +195,7 @@ static int do_unload(elm_client *c)
 {
     int rc = elm_client_unload(c);
     if (rc == 0)
-        puts(cli_json ? "{\"unloaded\":true}" : "model unloaded");
+        cli_json ? cli_json_print(json_pack("{sb}", "unloaded", 1)) : (void)puts("model unloaded");
     return rc;
 }
 

@@ -17,6 +17,7 @@
 
 #include "cli/cli.h"
 #include "cli/cli_client.h"
+#include "cli/cli_json.h"
 #include "cli/cli_util.h"
 #include "elm/status.h"
 #include "engine/model.h"
@@ -33,6 +34,7 @@ struct embed_opts {
 struct printer {
     size_t n_done; /* texts printed so far */
     uint32_t n_embd;
+    json_t *items; /* --json: the embeddings so far, printed as one document at the end */
 };
 
 static void embed_usage(FILE *f)
@@ -58,24 +60,35 @@ static void embed_usage(FILE *f)
 static void print_batch(struct printer *p, const float *v, uint32_t n_embd, const uint32_t *n_tok,
                         size_t n)
 {
-    if (cli_json && p->n_done == 0)
-        printf("{\"n_embd\":%u,\"embeddings\":[", n_embd);
     p->n_embd = n_embd;
+    if (cli_json && !p->items)
+        p->items = json_array();
     for (size_t i = 0; i < n; i++, p->n_done++) {
         const float *x = v + i * n_embd;
-        if (cli_json)
-            printf("%s{\"index\":%zu,\"n_tokens\":%u,\"embedding\":[", p->n_done ? "," : "",
-                   p->n_done, n_tok[i]);
+        if (cli_json) {
+            json_t *e = json_array();
+            for (uint32_t k = 0; k < n_embd; k++)
+                json_array_append_new(e, json_real((double)x[k]));
+            json_array_append_new(p->items,
+                                  json_pack("{sIsIso}", "index", (json_int_t)p->n_done, "n_tokens",
+                                            (json_int_t)n_tok[i], "embedding", e));
+            continue;
+        }
         for (uint32_t k = 0; k < n_embd; k++)
-            printf(k ? (cli_json ? ",%.9g" : " %.9g") : "%.9g", (double)x[k]);
-        fputs(cli_json ? "]}" : "\n", stdout);
+            printf(k ? " %.9g" : "%.9g", (double)x[k]);
+        putchar('\n');
     }
 }
 
-static void print_end(const struct printer *p)
+/* Prints the --json document when ok; frees what the printer holds either way. */
+static void print_end(struct printer *p, bool ok)
 {
-    if (cli_json)
-        printf("%s]}\n", p->n_done ? "" : "{\"n_embd\":0,\"embeddings\":[");
+    if (ok && cli_json)
+        cli_json_print(json_pack("{sIso}", "n_embd", (json_int_t)p->n_embd, "embeddings",
+                                 p->items ? p->items : json_array()));
+    else
+        json_decref(p->items);
+    p->items = NULL;
     fflush(stdout);
 }
 
@@ -90,6 +103,7 @@ static int embed_local(const struct embed_opts *o, char **texts, size_t n)
     if (rc)
         return cli_fail_file(o->model, rc, err);
     int exit_code = CLI_OK;
+    struct printer pr = {0};
     if (!elm_model_is_embedding(m)) {
         exit_code = cli_fail("%s: the model (%s) generates text; embed needs an embedding model "
                              "(bert)",
@@ -97,7 +111,6 @@ static int embed_local(const struct embed_opts *o, char **texts, size_t n)
         goto out;
     }
     const uint32_t E = (uint32_t)m->hp.n_embd;
-    struct printer pr = {0};
     for (size_t b = 0; b < n && exit_code == CLI_OK; b += ELM_EMBED_MAX_TEXTS) {
         size_t k = n - b < ELM_EMBED_MAX_TEXTS ? n - b : ELM_EMBED_MAX_TEXTS;
         int32_t *ids[ELM_EMBED_MAX_TEXTS] = {0}, n_ids[ELM_EMBED_MAX_TEXTS];
@@ -119,9 +132,8 @@ static int embed_local(const struct embed_opts *o, char **texts, size_t n)
             free(ids[i]);
         free(v);
     }
-    if (exit_code == CLI_OK)
-        print_end(&pr);
 out:
+    print_end(&pr, exit_code == CLI_OK);
     elm_model_destroy(&m);
     return exit_code;
 }
@@ -134,6 +146,7 @@ static int embed_remote(const struct embed_opts *o, char **texts, size_t n, size
         fprintf(stderr, "elmctl: --threads and --kernel apply to --local only\n");
     elm_client *c = NULL;
     elm_session *s = NULL;
+    struct printer pr = {0};
     int exit_code = cli_connect(o->runtime_dir, &c);
     if (exit_code)
         return exit_code;
@@ -150,7 +163,6 @@ static int embed_remote(const struct embed_opts *o, char **texts, size_t n, size
         exit_code = cli_client_fail(c, rc, "cannot open a session");
         goto out;
     }
-    struct printer pr = {0};
     /* Up to ELM_EMBED_MAX_TEXTS texts per request; a request with more tokens than elmd takes
      * in one (ELM_ECONTEXT for several texts) is split in halves until it fits. */
     size_t k = ELM_EMBED_MAX_TEXTS;
@@ -173,8 +185,8 @@ static int embed_remote(const struct embed_opts *o, char **texts, size_t n, size
         free(v);
         b += k;
     }
-    print_end(&pr);
 out:
+    print_end(&pr, exit_code == CLI_OK);
     elm_session_close(&s);
     elm_client_close(&c);
     return exit_code;

@@ -19,6 +19,7 @@
 #include "cli/cli_client.h"
 #include "cli/cli_json.h"
 #include "cli/cli_util.h"
+#include "common/utf8.h"
 #include "elm/status.h"
 #include "engine/seq.h"
 
@@ -220,16 +221,12 @@ static void json_token(struct stream *st, int32_t token, const char *text, size_
     memcpy(buf, st->carry, st->n_carry);
     memcpy(buf + st->n_carry, text, len);
     size_t n = st->n_carry + len;
-    size_t whole = last ? n : cli_utf8_complete(buf, n);
+    size_t whole = last ? n : elm_utf8_complete(buf, n);
     st->n_carry = n - whole;
     memcpy(st->carry, buf + whole, st->n_carry);
-    struct cli_jw j;
-    cli_jw_open(&j);
-    cli_jw_i64(&j, "token", token);
-    cli_jw_strn(&j, "text", buf, whole);
-    cli_jw_close(&j);
-    putchar('\n');
-    fflush(stdout);
+    json_t *j = json_pack("{sI}", "token", (json_int_t)token);
+    cli_json_set_text(j, "text", 4, buf, whole);
+    cli_json_print(j);
     free(buf);
 }
 
@@ -257,15 +254,11 @@ static void print_end(struct stream *st, const char *reason, uint64_t n_prompt, 
     if (cli_json && st->n_carry) /* a cut character at the very end: its bytes, as they are */
         json_token(st, -1, "", 0, true);
     if (cli_json) {
-        struct cli_jw j;
-        cli_jw_open(&j);
-        cli_jw_bool(&j, "done", true);
-        cli_jw_str(&j, "reason", reason);
-        cli_jw_u64(&j, "n_prompt", n_prompt);
-        cli_jw_u64(&j, "n_gen", n_gen);
-        cli_jw_u64(&j, "t_first_ns", (uint64_t)(t_first_s * 1e9));
-        cli_jw_u64(&j, "t_total_ns", (uint64_t)(t_total_s * 1e9));
-        cli_jw_close(&j);
+        cli_json_print(json_pack("{sbsssIsIsIsI}", "done", 1, "reason", reason, "n_prompt",
+                                 (json_int_t)n_prompt, "n_gen", (json_int_t)n_gen, "t_first_ns",
+                                 (json_int_t)(t_first_s * 1e9), "t_total_ns",
+                                 (json_int_t)(t_total_s * 1e9)));
+        return;
     }
     putchar('\n');
     fflush(stdout);
@@ -477,34 +470,23 @@ int cli_cmd_generate(int argc, char **argv)
 /* The ids of text, as lines "ID 'piece'", one line of ids (--ids), or one JSON document. */
 static void print_tokens(const struct elm_vocab *v, const int32_t *ids, int n, bool ids_only)
 {
-    struct cli_jw j;
-    if (cli_json) {
-        cli_jw_open(&j);
-        cli_jw_i64(&j, "n_tokens", n);
-        cli_jw_key(&j, "tokens");
-        putchar('[');
-    }
+    json_t *toks = cli_json ? json_array() : NULL;
     for (int i = 0; i < n; i++) {
         size_t tl;
         const char *t = elm_vocab_text(v, ids[i], &tl);
         if (cli_json) {
-            struct cli_jw tok;
-            fputs(i ? "," : "", stdout);
-            cli_jw_open(&tok);
-            cli_jw_i64(&tok, "id", ids[i]);
-            cli_jw_strn(&tok, "piece", t, tl);
-            cli_jw_close(&tok);
+            json_t *tok = json_pack("{sI}", "id", (json_int_t)ids[i]);
+            cli_json_set_text(tok, "piece", 5, t, tl);
+            json_array_append_new(toks, tok);
         } else if (ids_only) {
             printf(i ? " %d" : "%d", ids[i]);
         } else {
             printf("%6d '%.*s'\n", ids[i], (int)tl, t);
         }
     }
-    if (cli_json) {
-        putchar(']');
-        cli_jw_close(&j);
-    }
-    if (cli_json || ids_only)
+    if (cli_json)
+        cli_json_print(json_pack("{sIso}", "n_tokens", (json_int_t)n, "tokens", toks));
+    else if (ids_only)
         putchar('\n');
 }
 

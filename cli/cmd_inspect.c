@@ -2,7 +2,6 @@
  * people or (--json) one JSON document. */
 #include <getopt.h>
 #include <inttypes.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,28 +31,35 @@ static void put_str(struct elm_gguf_str s, size_t max)
         printf("... (%" PRIu64 " bytes)", s.len);
 }
 
-/* A scalar value as text, or (json) as a JSON value: strings escaped whole, non-finite floats
- * null. */
-static void put_scalar(const struct elm_gguf_kv *kv, bool json)
+/* A scalar value as text. */
+static void put_scalar(const struct elm_gguf_kv *kv)
 {
     switch (kv->type) {
-    case ELM_GGUF_U8: case ELM_GGUF_U16: case ELM_GGUF_U32: case ELM_GGUF_U64:
+    case ELM_GGUF_U8:
+    case ELM_GGUF_U16:
+    case ELM_GGUF_U32:
+    case ELM_GGUF_U64:
         printf("%" PRIu64, kv->v.u64);
         break;
-    case ELM_GGUF_I8: case ELM_GGUF_I16: case ELM_GGUF_I32: case ELM_GGUF_I64:
+    case ELM_GGUF_I8:
+    case ELM_GGUF_I16:
+    case ELM_GGUF_I32:
+    case ELM_GGUF_I64:
         printf("%" PRId64, kv->v.i64);
         break;
-    case ELM_GGUF_F32: case ELM_GGUF_F64:
-        if (!json)
-            printf("%g", kv->v.f64);
-        else
-            isfinite(kv->v.f64) ? printf("%.17g", kv->v.f64) : printf("null");
+    case ELM_GGUF_F32:
+    case ELM_GGUF_F64:
+        printf("%g", kv->v.f64);
         break;
-    case ELM_GGUF_BOOL: printf("%s", kv->v.u64 ? "true" : "false"); break;
+    case ELM_GGUF_BOOL:
+        printf("%s", kv->v.u64 ? "true" : "false");
+        break;
     case ELM_GGUF_STRING:
-        json ? cli_json_str(kv->v.str.ptr, kv->v.str.len) : put_str(kv->v.str, 120);
+        put_str(kv->v.str, 120);
         break;
-    default: printf(json ? "null" : "?"); break;
+    default:
+        printf("?");
+        break;
     }
 }
 
@@ -66,7 +72,7 @@ static void print_metadata(const struct elm_gguf *g)
         if (kv->type == ELM_GGUF_ARRAY)
             printf("[%s x %" PRIu64 "]", elm_gguf_vtype_name(kv->arr_type), kv->arr_n);
         else
-            put_scalar(kv, false);
+            put_scalar(kv);
         putchar('\n');
     }
 }
@@ -103,53 +109,67 @@ static const struct {
 
 /* ---- inspect --json: one document with the same facts ---------------------------------------- */
 
-/* "metadata": {key: value}; an array's value is {"type":T,"n":N} (its elements can be a whole
- * vocabulary: the text view does not list them either). */
-static void json_metadata(struct cli_jw *j, const struct elm_gguf *g)
+/* A scalar value as JSON: strings whole (invalid UTF-8 replaced), non-finite floats null. */
+static json_t *json_scalar(const struct elm_gguf_kv *kv)
 {
-    cli_jw_key(j, "metadata");
-    struct cli_jw o;
-    cli_jw_open(&o);
-    for (uint64_t i = 0; i < g->n_kv; i++) {
-        const struct elm_gguf_kv *kv = &g->kv[i];
-        if (!o.first)
-            putchar(',');
-        o.first = false;
-        cli_json_str(kv->key.ptr, kv->key.len);
-        putchar(':');
-        if (kv->type == ELM_GGUF_ARRAY) {
-            struct cli_jw a;
-            cli_jw_open(&a);
-            cli_jw_str(&a, "type", elm_gguf_vtype_name(kv->arr_type));
-            cli_jw_u64(&a, "n", kv->arr_n);
-            cli_jw_close(&a);
-        } else {
-            put_scalar(kv, true);
-        }
+    switch (kv->type) {
+    case ELM_GGUF_U8:
+    case ELM_GGUF_U16:
+    case ELM_GGUF_U32:
+    case ELM_GGUF_U64:
+        return json_integer((json_int_t)kv->v.u64);
+    case ELM_GGUF_I8:
+    case ELM_GGUF_I16:
+    case ELM_GGUF_I32:
+    case ELM_GGUF_I64:
+        return json_integer((json_int_t)kv->v.i64);
+    case ELM_GGUF_F32:
+    case ELM_GGUF_F64:
+        return cli_json_real(kv->v.f64);
+    case ELM_GGUF_BOOL:
+        return json_boolean(kv->v.u64);
+    case ELM_GGUF_STRING:
+        return cli_json_text(kv->v.str.ptr, kv->v.str.len);
+    default:
+        return json_null();
     }
-    cli_jw_close(&o);
 }
 
-static void json_tensors(struct cli_jw *j, const struct elm_gguf *g)
+/* "metadata": {key: value}; an array's value is {"type":T,"n":N} (its elements can be a whole
+ * vocabulary: the text view does not list them either). */
+static json_t *json_metadata(const struct elm_gguf *g)
 {
-    cli_jw_key(j, "tensors");
-    putchar('[');
+    json_t *o = json_object();
+    for (uint64_t i = 0; i < g->n_kv; i++) {
+        const struct elm_gguf_kv *kv = &g->kv[i];
+        json_t *v = kv->type == ELM_GGUF_ARRAY
+                        ? json_pack("{sssI}", "type", elm_gguf_vtype_name(kv->arr_type), "n",
+                                    (json_int_t)kv->arr_n)
+                        : json_scalar(kv);
+        json_t *k = cli_json_text(kv->key.ptr, kv->key.len); /* the key, made valid UTF-8 */
+        if (k)
+            json_object_set_new(o, json_string_value(k), v);
+        else
+            json_decref(v);
+        json_decref(k);
+    }
+    return o;
+}
+
+static json_t *json_tensors(const struct elm_gguf *g)
+{
+    json_t *a = json_array();
     for (uint64_t i = 0; i < g->n_tensors; i++) {
         const struct elm_gguf_tensor *t = &g->tensors[i];
         const struct elm_type_info *ti = elm_type_get(t->type);
-        struct cli_jw o;
-        fputs(i ? "," : "", stdout);
-        cli_jw_open(&o);
-        cli_jw_strn(&o, "name", t->name.ptr, t->name.len);
-        cli_jw_str(&o, "type", ti ? ti->name : "?");
-        cli_jw_key(&o, "shape");
+        json_t *shape = json_array();
         for (uint32_t d = 0; d < t->n_dims; d++)
-            printf(d ? ",%" PRId64 : "[%" PRId64, t->ne[d]);
-        fputs(t->n_dims ? "]" : "[]", stdout);
-        cli_jw_u64(&o, "bytes", t->n_bytes);
-        cli_jw_close(&o);
+            json_array_append_new(shape, json_integer(t->ne[d]));
+        json_array_append_new(
+            a, json_pack("{sosssosI}", "name", cli_json_text(t->name.ptr, t->name.len), "type",
+                         ti ? ti->name : "?", "shape", shape, "bytes", (json_int_t)t->n_bytes));
     }
-    putchar(']');
+    return a;
 }
 
 /* ---- what a user of a chat model looks at: template, special tokens, size, quantization ---- */
@@ -221,26 +241,27 @@ static void print_text_chat(const struct elm_model *m)
     putchar('\n');
 }
 
-static void json_chat(struct cli_jw *o, const struct elm_model *m)
+/* The chat fields of inspect's "model" object, added to o. */
+static void json_chat(json_t *o, const struct elm_model *m)
 {
     const struct elm_vocab *v = m->vocab;
     char err[512];
     bool in_file;
     const char *tmpl = chat_template(m, &in_file, err, sizeof err);
-    cli_jw_bool(o, "chat_template_in_file", in_file);
+    json_object_set_new(o, "chat_template_in_file", json_boolean(in_file));
     if (tmpl)
-        cli_jw_str(o, "chat_template", tmpl);
+        json_object_set_new(o, "chat_template", json_string(tmpl));
     else
-        cli_jw_str(o, "chat_template_error", err);
-    cli_jw_i64(o, "eot", elm_vocab_eot(v));
-    cli_jw_i64(o, "pad", elm_vocab_pad(v));
-    cli_jw_i64(o, "unk", elm_vocab_unk(v));
+        cli_json_set_text(o, "chat_template_error", 19, err, strlen(err));
+    json_object_set_new(o, "eot", json_integer(elm_vocab_eot(v)));
+    json_object_set_new(o, "pad", json_integer(elm_vocab_pad(v)));
+    json_object_set_new(o, "unk", json_integer(elm_vocab_unk(v)));
     int n;
     const int32_t *eog = elm_vocab_eog(v, &n);
-    cli_jw_key(o, "eog");
+    json_t *a = json_array();
     for (int i = 0; i < n; i++)
-        printf(i ? ",%d" : "[%d", (int)eog[i]);
-    fputs(n ? "]" : "[]", stdout);
+        json_array_append_new(a, json_integer(eog[i]));
+    json_object_set_new(o, "eog", a);
 }
 
 /* Tensors per type: how a file is quantized (llama-quantize mixes types). */
@@ -269,54 +290,44 @@ static void print_text_size(const struct elm_gguf *g)
     putchar('\n');
 }
 
-static void json_size(struct cli_jw *j, const struct elm_gguf *g)
+/* Size and quantization: n_params, file_type (-1: none), file_type_name, tensor_types. */
+static void json_size(json_t *j, const struct elm_gguf *g)
 {
     const char *ftn;
     long ft = file_type(g, &ftn);
-    cli_jw_u64(j, "n_params", n_params(g));
-    cli_jw_i64(j, "file_type", ft);
+    json_object_set_new(j, "n_params", json_integer((json_int_t)n_params(g)));
+    json_object_set_new(j, "file_type", json_integer(ft));
     if (ftn[0])
-        cli_jw_str(j, "file_type_name", ftn);
+        json_object_set_new(j, "file_type_name", json_string(ftn));
     uint64_t per_type[ELM_TYPE_COUNT] = {0};
     count_types(g, per_type);
-    cli_jw_key(j, "tensor_types");
-    struct cli_jw o;
-    cli_jw_open(&o);
+    json_t *o = json_object();
     for (int ty = 0; ty < ELM_TYPE_COUNT; ty++)
         if (per_type[ty])
-            cli_jw_u64(&o, elm_type_get((uint32_t)ty)->name, per_type[ty]);
-    cli_jw_close(&o);
+            json_object_set_new(o, elm_type_get((uint32_t)ty)->name,
+                                json_integer((json_int_t)per_type[ty]));
+    json_object_set_new(j, "tensor_types", o);
 }
 
-static void json_model(struct cli_jw *j, const struct elm_model *m)
+static json_t *json_model(const struct elm_model *m)
 {
     const struct elm_hparams *hp = &m->hp;
     const struct elm_vocab *v = m->vocab;
-    cli_jw_key(j, "model");
-    struct cli_jw o;
-    cli_jw_open(&o);
-    cli_jw_str(&o, "architecture", elm_arch_name(hp->arch));
-    cli_jw_i64(&o, "n_embd", hp->n_embd);
-    cli_jw_i64(&o, "n_layer", hp->n_layer);
-    cli_jw_i64(&o, "n_head", hp->n_head);
-    cli_jw_i64(&o, "n_head_kv", hp->n_head_kv);
-    cli_jw_i64(&o, "head_dim", hp->head_dim);
-    cli_jw_i64(&o, "n_ff", hp->n_ff);
-    cli_jw_i64(&o, "n_ctx_train", hp->n_ctx_train);
-    cli_jw_str(&o, "rope", hp->rope_mode == ELM_ROPE_NEOX ? "neox" : "norm");
-    cli_jw_i64(&o, "n_rot", hp->n_rot);
-    cli_jw_f64(&o, "rope_base", hp->rope_base);
-    cli_jw_f64(&o, "rope_scale", hp->rope_scale);
-    cli_jw_f64(&o, "rms_eps", hp->eps);
-    cli_jw_bool(&o, "tied_output", m->output.data == m->tok_embd.data);
-    cli_jw_str(&o, "vocab", vocab_kinds[elm_vocab_kind(v)].json);
-    cli_jw_i64(&o, "n_vocab", elm_vocab_size(v));
-    cli_jw_i64(&o, "bos", elm_vocab_bos(v));
-    cli_jw_i64(&o, "eos", elm_vocab_eos(v));
-    cli_jw_bool(&o, "add_bos", elm_vocab_add_bos(v));
-    json_chat(&o, m);
-    cli_jw_u64(&o, "weight_bytes", m->weight_bytes);
-    cli_jw_close(&o);
+    json_t *o = json_pack(
+        "{sssIsIsIsIsIsIsIsssIsosososbsssIsIsIsbsI}", "architecture", elm_arch_name(hp->arch),
+        "n_embd", (json_int_t)hp->n_embd, "n_layer", (json_int_t)hp->n_layer, "n_head",
+        (json_int_t)hp->n_head, "n_head_kv", (json_int_t)hp->n_head_kv, "head_dim",
+        (json_int_t)hp->head_dim, "n_ff", (json_int_t)hp->n_ff, "n_ctx_train",
+        (json_int_t)hp->n_ctx_train, "rope", hp->rope_mode == ELM_ROPE_NEOX ? "neox" : "norm",
+        "n_rot", (json_int_t)hp->n_rot, "rope_base", cli_json_real(hp->rope_base), "rope_scale",
+        cli_json_real(hp->rope_scale), "rms_eps", cli_json_real(hp->eps), "tied_output",
+        m->output.data == m->tok_embd.data, "vocab", vocab_kinds[elm_vocab_kind(v)].json, "n_vocab",
+        (json_int_t)elm_vocab_size(v), "bos", (json_int_t)elm_vocab_bos(v), "eos",
+        (json_int_t)elm_vocab_eos(v), "add_bos", elm_vocab_add_bos(v), "weight_bytes",
+        (json_int_t)m->weight_bytes);
+    if (o)
+        json_chat(o, m);
+    return o;
 }
 
 static void print_text_model(const struct elm_model *m)
@@ -332,8 +343,8 @@ static void print_text_model(const struct elm_model *m)
            hp->rope_scale, hp->eps, m->output.data == m->tok_embd.data ? "tied" : "separate");
     const struct elm_vocab *v = m->vocab;
     printf("vocabulary: %s, %d tokens, bos %d, eos %d, add_bos %s\n",
-           vocab_kinds[elm_vocab_kind(v)].text, elm_vocab_size(v),
-           elm_vocab_bos(v), elm_vocab_eos(v), elm_vocab_add_bos(v) ? "yes" : "no");
+           vocab_kinds[elm_vocab_kind(v)].text, elm_vocab_size(v), elm_vocab_bos(v),
+           elm_vocab_eos(v), elm_vocab_add_bos(v) ? "yes" : "no");
     print_text_chat(m);
     printf("weights: %" PRIu64 " bytes\n", m->weight_bytes);
 }
@@ -371,9 +382,14 @@ int cli_cmd_inspect(int argc, char **argv)
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
         switch (c) {
-        case 'j': cli_json = true; break;
-        case 'h': fputs(inspect_usage, stdout); return CLI_OK;
-        default: return cli_bad_option(argv);
+        case 'j':
+            cli_json = true;
+            break;
+        case 'h':
+            fputs(inspect_usage, stdout);
+            return CLI_OK;
+        default:
+            return cli_bad_option(argv);
         }
     }
     if (argc - optind != 1)
@@ -387,25 +403,23 @@ int cli_cmd_inspect(int argc, char **argv)
     err[0] = 0;
     struct elm_model *m = open_model(path, err, sizeof err);
     if (cli_json) {
-        struct cli_jw j;
-        cli_jw_open(&j);
-        cli_jw_str(&j, "file", path);
-        cli_jw_u64(&j, "gguf_version", g->version);
-        cli_jw_u64(&j, "size", g->size);
-        cli_jw_u64(&j, "alignment", g->alignment);
-        cli_jw_u64(&j, "data_offset", g->data_offset);
-        json_size(&j, g);
+        json_t *j = json_object();
+        cli_json_set_text(j, "file", 4, path, strlen(path));
+        json_object_set_new(j, "gguf_version", json_integer(g->version));
+        json_object_set_new(j, "size", json_integer((json_int_t)g->size));
+        json_object_set_new(j, "alignment", json_integer((json_int_t)g->alignment));
+        json_object_set_new(j, "data_offset", json_integer((json_int_t)g->data_offset));
+        json_size(j, g);
         if (m)
-            json_model(&j, m);
+            json_object_set_new(j, "model", json_model(m));
         else
-            cli_jw_str(&j, "model_error", err);
-        json_tensors(&j, g);
-        json_metadata(&j, g);
-        cli_jw_close(&j);
-        putchar('\n');
+            cli_json_set_text(j, "model_error", 11, err, strlen(err));
+        json_object_set_new(j, "tensors", json_tensors(g));
+        json_object_set_new(j, "metadata", json_metadata(g));
+        cli_json_print(j);
     } else {
-        printf("file: %s\nGGUF v%u, %" PRIu64 " bytes, alignment %" PRIu64
-               ", data at %" PRIu64 "\n",
+        printf("file: %s\nGGUF v%u, %" PRIu64 " bytes, alignment %" PRIu64 ", data at %" PRIu64
+               "\n",
                path, g->version, g->size, g->alignment, g->data_offset);
         print_text_size(g);
         if (m)
@@ -435,12 +449,16 @@ int cli_cmd_quantize(int argc, char **argv)
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
         switch (c) {
-        case 'p': pure = true; break;
+        case 'p':
+            pure = true;
+            break;
         case 'T':
             if (!cli_int("--threads", optarg, 1, 1024, &threads))
                 return CLI_USAGE;
             break;
-        case 'j': cli_json = true; break;
+        case 'j':
+            cli_json = true;
+            break;
         case 'h':
             printf("usage: elmctl quantize [--pure] [--threads N] [--json] IN.gguf OUT.gguf TYPE\n"
                    "TYPE: %s\n"
@@ -455,7 +473,8 @@ int cli_cmd_quantize(int argc, char **argv)
                    "Exit status: 0 ok, 1 failure, 2 usage error (an unknown TYPE too).\n",
                    elm_quantize_presets());
             return CLI_OK;
-        default: return cli_bad_option(argv);
+        default:
+            return cli_bad_option(argv);
         }
     }
     if (argc - optind != 3)
@@ -469,15 +488,11 @@ int cli_cmd_quantize(int argc, char **argv)
     if (rc)
         return cli_fail("quantize: %s", err[0] ? err : elm_strerror(rc));
     if (cli_json) {
-        struct cli_jw j;
-        cli_jw_open(&j);
-        cli_jw_str(&j, "output", out);
-        cli_jw_i64(&j, "n_quantized", st.n_quantized);
-        cli_jw_i64(&j, "n_kept", st.n_kept);
-        cli_jw_u64(&j, "bytes_in", st.bytes_in);
-        cli_jw_u64(&j, "bytes_out", st.bytes_out);
-        cli_jw_close(&j);
-        putchar('\n');
+        json_t *j = json_pack("{sIsIsIsI}", "n_quantized", (json_int_t)st.n_quantized, "n_kept",
+                              (json_int_t)st.n_kept, "bytes_in", (json_int_t)st.bytes_in,
+                              "bytes_out", (json_int_t)st.bytes_out);
+        cli_json_set_text(j, "output", 6, out, strlen(out));
+        cli_json_print(j);
     } else {
         printf("%s: %d tensors quantized, %d kept in F32, %.2f MB -> %.2f MB\n", out,
                st.n_quantized, st.n_kept, st.bytes_in / 1e6, st.bytes_out / 1e6);

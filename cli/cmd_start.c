@@ -18,7 +18,9 @@
 
 #include "cli/cli.h"
 #include "cli/cli_client.h"
+#include "cli/cli_json.h"
 #include "cli/cli_util.h"
+#include "cli/start_httpd.h"
 
 #define START_TIMEOUT_S 60 /* elmd may load a large model before it answers */
 #define STOP_TIMEOUT_S  30 /* elmd lets running requests finish first */
@@ -57,12 +59,43 @@ static const char *arg_runtime_dir(int argc, char **argv)
     return NULL;
 }
 
-static void report_running(elm_client *c, const char *what)
+/* The daemon runs; with --http, the gateway is started now (url: where it listens). */
+static int report_running(elm_client *c, const char *what, const char *dir, const char *http)
 {
-    if (cli_json)
-        printf("{\"running\":true,\"pid\":%ld}\n", elm_client_daemon_pid(c));
-    else
-        printf("elmd %s (pid %ld)\n", what, elm_client_daemon_pid(c));
+    char url[600] = "";
+    if (http && !cli_httpd_start(dir, http, url, sizeof url))
+        return CLI_FAIL;
+    if (cli_json) {
+        json_t *j = json_pack("{sbsI}", "running", 1, "pid", (json_int_t)elm_client_daemon_pid(c));
+        if (http)
+            json_object_set_new(j, "http", json_string(url));
+        cli_json_print(j);
+        return 0;
+    }
+    printf("elmd %s (pid %ld)\n", what, elm_client_daemon_pid(c));
+    if (http)
+        printf("elm-httpd listening on %s\n", url);
+    return 0;
+}
+
+/* The --http ADDR:PORT (or --http=ADDR:PORT) among the options, removed from them: it is
+ * elmctl's, not elmd's. NULL when absent; "" when its value is missing. */
+static const char *take_http(int *argc, char **argv)
+{
+    for (int i = 1; i < *argc; i++) {
+        const char *v = NULL;
+        int k = 0;
+        if (!strcmp(argv[i], "--http"))
+            v = i + 1 < *argc ? argv[i + 1] : "", k = i + 1 < *argc ? 2 : 1;
+        else if (!strncmp(argv[i], "--http=", 7))
+            v = argv[i] + 7, k = 1;
+        if (!v)
+            continue;
+        memmove(&argv[i], &argv[i + k], (size_t)(*argc - i - k + 1) * sizeof *argv);
+        *argc -= k;
+        return v;
+    }
+    return NULL;
 }
 
 /* The --model among elmd's options (-m FILE, --model FILE, --model=FILE), if any. */
@@ -89,7 +122,7 @@ static bool same_file(const char *a, const char *b)
 
 /* elmd is already running: fine when it serves the model asked for (or none was named);
  * otherwise say so, naming both, rather than report a daemon that serves something else. */
-static int already_running(elm_client *c, const char *model)
+static int already_running(elm_client *c, const char *model, const char *dir, const char *http)
 {
     struct elm_daemon_status *st = malloc(sizeof *st);
     int rc = st ? 0 : -ENOMEM;
@@ -107,7 +140,7 @@ static int already_running(elm_client *c, const char *model)
                              "%s, not %s; 'elmctl load %s' replaces it",
                              elm_client_daemon_pid(c), st->model_path, model, model);
     else
-        report_running(c, "is already running");
+        exit_code = report_running(c, "is already running", dir, http);
     free(st);
     return exit_code;
 }
@@ -131,12 +164,16 @@ static pid_t spawn(const char *elmd, char **args)
 int cli_cmd_start(int argc, char **argv)
 {
     if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
-        printf("usage: elmctl start [--json] [ELMD OPTIONS]\n"
+        printf("usage: elmctl start [--json] [--http ADDR:PORT] [ELMD OPTIONS]\n"
                "Starts elmd with ELMD OPTIONS (see 'elmd --help'; e.g. --model FILE) and waits\n"
                "until it answers, at most %d s. The runtime directory is elmctl's\n"
                "(--runtime-dir, $ELM_RUNTIME_DIR) unless ELMD OPTIONS name one. $ELMD\n"
                "overrides which elmd binary runs.\n\n"
-               "  --json   print {\"running\":true,\"pid\":N}; an error is\n"
+               "  --http ADDR:PORT   also start elm-httpd, the HTTP gateway (OpenAI and Ollama\n"
+               "                     APIs), listening there (e.g. 127.0.0.1:8080); its log and\n"
+               "                     pid go to the runtime directory, 'elmctl stop' ends it.\n"
+               "                     $ELM_HTTPD overrides which elm-httpd runs\n"
+               "  --json   print {\"running\":true,\"pid\":N[,\"http\":URL]}; an error is\n"
                "           {\"error\":S,\"exit_code\":N}\n"
                "Exit status: 0 running (started, or already running with the --model asked\n"
                "for), 1 failure (including a daemon already running another model, or none:\n"
@@ -147,6 +184,9 @@ int cli_cmd_start(int argc, char **argv)
     }
     for (int i = 1; i < argc; i++)
         cli_json |= !strcmp(argv[i], "--json");
+    const char *http = take_http(&argc, argv);
+    if (http && !*http)
+        return cli_usage("--http expects ADDR:PORT (e.g. 127.0.0.1:8080)");
     const char *dir = arg_runtime_dir(argc, argv);
     if (!dir)
         dir = cli_runtime_dir ? cli_runtime_dir : getenv("ELM_RUNTIME_DIR");
@@ -154,7 +194,7 @@ int cli_cmd_start(int argc, char **argv)
         dir = NULL;
     elm_client *c = NULL;
     if (elm_client_connect(dir, &c) == 0) {
-        int exit_code = already_running(c, arg_model(argc, argv));
+        int exit_code = already_running(c, arg_model(argc, argv), dir, http);
         elm_client_close(&c);
         return exit_code;
     }
@@ -213,7 +253,7 @@ int cli_cmd_start(int argc, char **argv)
         exit_code = cli_fail("elmd is running (pid %ld) without a model: %s",
                              elm_client_daemon_pid(c), st->load_error);
     else
-        report_running(c, "is running");
+        exit_code = report_running(c, "is running", dir, http);
     free(st);
     elm_client_close(&c);
     return exit_code;
@@ -235,11 +275,12 @@ int cli_cmd_stop(int argc, char **argv)
     int prc = cli_parse_daemon_opts(argc, argv, usage, 0, 0);
     if (prc)
         return prc < 0 ? 0 : prc;
+    cli_httpd_stop(cli_runtime_dir); /* the gateway first: it would only answer 503 */
     elm_client *c;
     int rc = elm_client_connect(cli_runtime_dir, &c);
     if (rc == ELM_EDAEMON) {
         if (cli_json)
-            printf("{\"running\":false}\n");
+            cli_json_print(json_pack("{sb}", "running", 0));
         else
             fprintf(stderr, "elmctl: elmd is not running\n");
         return 0;
@@ -254,7 +295,7 @@ int cli_cmd_stop(int argc, char **argv)
     else if (rc)
         exit_code = cli_client_fail(c, rc, "stop");
     else if (cli_json)
-        printf("{\"running\":false,\"pid\":%ld}\n", pid);
+        cli_json_print(json_pack("{sbsI}", "running", 0, "pid", (json_int_t)pid));
     else
         printf("elmd stopped (pid %ld)\n", pid);
     elm_client_close(&c);

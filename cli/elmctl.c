@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/cli_json.h"
 #include "cli/cli_util.h"
 #include "elm/version.h"
 
@@ -88,7 +89,7 @@ int main(int argc, char **argv)
     }
     if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V")) {
         if (cli_json)
-            printf("{\"version\":\"%s\"}\n", ELM_VERSION_STRING);
+            cli_json_print(json_pack("{ss}", "version", ELM_VERSION_STRING));
         else
             printf("elmctl %s\n", ELM_VERSION_STRING);
         return CLI_OK;

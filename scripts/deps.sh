@@ -4,13 +4,17 @@
 set -euo pipefail
 # scdoc: the man pages; man-db: `man -l` in their test; systemd: systemd-analyze for the unit's;
 # dpkg-dev and file: dpkg-shlibdeps and the ELF check CPack's DEB generator runs (package.sh);
-# libedit-dev: line editing in `elmctl chat`
+# libedit-dev: line editing in `elmctl chat`; jansson: every JSON elm reads or writes;
+# libmicrohttpd: elm-httpd; curl: its tests
 pkgs=(gcc make cmake pkg-config liburing-dev libzmq3-dev libcmocka-dev scdoc man-db systemd
-      dpkg-dev file libedit-dev)
+      dpkg-dev file libedit-dev libjansson-dev libmicrohttpd-dev curl)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# node and npm run the third-party HTTP clients of test_httpd (tests/http/); another nodejs
+# build (nodesource) that brings its own npm will do.
+command -v node >/dev/null && command -v npm >/dev/null || missing+=(nodejs npm)
 [ ${#missing[@]} -eq 0 ] && exit 0
 echo "deps: installing ${missing[*]}" >&2
 sudo=""

@@ -54,14 +54,14 @@ static const char *err_text(void)
 /* ---- JSON lines ------------------------------------------------------------------------------ */
 
 struct lines {
-    struct json *v[MAX_LINES];
+    json_t *v[MAX_LINES];
     int n;
 };
 
 static void lines_free(struct lines *l)
 {
     for (int i = 0; i < l->n; i++)
-        json_free(l->v[i]);
+        json_decref(l->v[i]);
     l->n = 0;
 }
 
@@ -71,51 +71,51 @@ static void parse_lines(char *out, const char *sub, struct lines *l)
     l->n = 0;
     for (char *save, *line = strtok_r(out, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
         assert_true(l->n < MAX_LINES);
-        struct json *j = json_parse(line);
+        json_t *j = elm_test_json(line);
         if (!j)
             fail_msg("not JSON: %s", line);
-        assert_int_equal(j->kind, JSON_OBJ);
-        assert_non_null(json_get(j, "type"));
+        assert_true(json_is_object(j));
+        assert_non_null(json_object_get(j, "type"));
         l->v[l->n++] = j;
     }
     assert_true(l->n >= 2);
-    const struct json *h = l->v[0];
-    assert_string_equal(json_get(h, "type")->str, "machine");
-    assert_string_equal(json_get(h, "subcommand")->str, sub);
-    assert_true(json_get(h, "cores")->num >= 1);
-    assert_true(json_get(h, "threads")->num >= 1);
-    assert_true(json_get(h, "reps")->num >= 1);
-    assert_true(strlen(json_get(h, "kernel")->str) > 0);
-    assert_non_null(json_get(h, "cpu"));
+    const json_t *h = l->v[0];
+    assert_string_equal(elm_test_jstr(h, "type"), "machine");
+    assert_string_equal(elm_test_jstr(h, "subcommand"), sub);
+    assert_true(elm_test_jnum(h, "cores") >= 1);
+    assert_true(elm_test_jnum(h, "threads") >= 1);
+    assert_true(elm_test_jnum(h, "reps") >= 1);
+    assert_true(strlen(elm_test_jstr(h, "kernel")) > 0);
+    assert_non_null(json_object_get(h, "cpu"));
     /* the exact command, so a table can be reproduced */
-    assert_non_null(strstr(json_get(h, "command")->str, bench));
-    assert_non_null(strstr(json_get(h, "command")->str, sub));
+    assert_non_null(strstr(elm_test_jstr(h, "command"), bench));
+    assert_non_null(strstr(elm_test_jstr(h, "command"), sub));
 }
 
 /* The rows of one table, in order. */
-static int rows(const struct lines *l, const char *type, const struct json **out, int max)
+static int rows(const struct lines *l, const char *type, const json_t **out, int max)
 {
     int n = 0;
     for (int i = 0; i < l->n; i++)
-        if (!strcmp(json_get(l->v[i], "type")->str, type) && n < max)
+        if (!strcmp(elm_test_jstr(l->v[i], "type"), type) && n < max)
             out[n++] = l->v[i];
     return n;
 }
 
-static double num(const struct json *row, const char *key)
+static double num(const json_t *row, const char *key)
 {
-    const struct json *v = json_get(row, key);
-    if (!v || v->kind != JSON_NUM)
+    const json_t *v = json_object_get(row, key);
+    if (!json_is_number(v))
         fail_msg("row has no number '%s'", key);
-    return v->num;
+    return json_number_value(v);
 }
 
-static const char *str(const struct json *row, const char *key)
+static const char *str(const json_t *row, const char *key)
 {
-    const struct json *v = json_get(row, key);
-    if (!v || v->kind != JSON_STR)
+    const json_t *v = json_object_get(row, key);
+    if (!json_is_string(v))
         fail_msg("row has no string '%s'", key);
-    return v->str;
+    return json_string_value(v);
 }
 
 /* a == b to the 6 significant digits the JSON carries (a quotient of two rounded figures). */
@@ -125,7 +125,7 @@ static void assert_close(double a, double b, const char *what)
         fail_msg("%s: %.9g vs %.9g", what, a, b);
 }
 
-static void assert_ordered_from(double zero, const struct json *row, const char *lo,
+static void assert_ordered_from(double zero, const json_t *row, const char *lo,
                                 const char *mid, const char *hi)
 {
     const double a = num(row, lo), b = num(row, mid), c = num(row, hi);
@@ -134,7 +134,7 @@ static void assert_ordered_from(double zero, const struct json *row, const char 
 }
 
 /* 0 < lo <= mid <= hi */
-static void assert_ordered(const struct json *row, const char *lo, const char *mid, const char *hi)
+static void assert_ordered(const json_t *row, const char *lo, const char *mid, const char *hi)
 {
     assert_ordered_from(0, row, lo, mid, hi);
 }
@@ -245,7 +245,7 @@ static void test_model(void **state)
         run(out, sizeof out, "--quick --json --threads 1 model --model '%s' --pp 16 --tg 8", model),
         0);
     parse_lines(out, "model", &l);
-    const struct json *r[4];
+    const json_t *r[4];
     assert_int_equal(rows(&l, "model", r, 4), 1);
     assert_string_equal(str(r[0], "model"), "stories260K.gguf");
     assert_int_equal((int)num(r[0], "threads"), 1);
@@ -268,7 +268,7 @@ static void test_model_embed(void **state)
     assert_int_equal(
         run(out, sizeof out, "--quick --json --threads 1 model --model '%s' --pp 200", model), 0);
     parse_lines(out, "model", &l);
-    const struct json *r[4];
+    const json_t *r[4];
     assert_int_equal(rows(&l, "model", r, 4), 1);
     assert_string_equal(str(r[0], "model"), "zoo-bert.gguf");
     assert_int_equal((int)num(r[0], "pp tokens"), 200);
@@ -290,7 +290,7 @@ static void test_kernels(void **state)
         run(out, sizeof out, "--quick --json --reps 2 --plot %s kernels --types q4_0,q8_0", svg),
         0);
     parse_lines(out, "kernels", &l);
-    const struct json *r[16];
+    const json_t *r[16];
     const int ns = rows(&l, "stream", r, 16);
     assert_true(ns >= 1);
     for (int i = 0; i < ns; i++)
@@ -338,7 +338,7 @@ static void test_ipc(void **state)
     struct lines l;
     assert_int_equal(run(out, sizeof out, "--quick --json ipc --count 200"), 0);
     parse_lines(out, "ipc", &l);
-    const struct json *r[4];
+    const json_t *r[4];
     assert_int_equal(rows(&l, "ipc", r, 4), 2);
     assert_string_equal(str(r[0], "path"), "shm ring");
     assert_string_equal(str(r[1], "path"), "zeromq ipc");
@@ -362,7 +362,7 @@ static void test_load(void **state)
     struct lines l;
     assert_int_equal(run(out, sizeof out, "--quick --json load --model '%s'", model), 0);
     parse_lines(out, "load", &l);
-    const struct json *r[4];
+    const json_t *r[4];
     assert_int_equal(rows(&l, "load", r, 4), 1);
     assert_true(num(r[0], "elm load s") > 0 && num(r[0], "cat s") > 0);
     assert_close(num(r[0], "elm/cat time"), num(r[0], "elm load s") / num(r[0], "cat s"),
@@ -374,7 +374,7 @@ static void test_load(void **state)
     lines_free(&l);
 }
 
-static void check_serve_row(const struct json *r, int clients, int n_predict)
+static void check_serve_row(const json_t *r, int clients, int n_predict)
 {
     assert_string_equal(str(r, "model"), "stories260K.gguf");
     assert_int_equal((int)num(r, "clients"), clients);
@@ -412,7 +412,7 @@ static void test_serve(void **state)
     }
     static char out[65536];
     struct lines l;
-    const struct json *r[8];
+    const json_t *r[8];
     /* one repetition: each ratio is exactly the quotient of the figures in its own run */
     assert_int_equal(run(out, sizeof out,
                          "--quick --json --reps 1 serve --model '%s' --clients 1,2,3 --n-predict 6",
@@ -478,7 +478,7 @@ static void test_profile(void **state)
     if (rc)
         fail_msg("profile exited %d: %s", rc, err_text());
     parse_lines(out, "profile", &l);
-    const struct json *ops[32], *ph[4], *lay[64];
+    const json_t *ops[32], *ph[4], *lay[64];
     const int n_ops = rows(&l, "profile-ops", ops, 32);
     assert_int_equal(n_ops, 11); /* ELM_PROF_OP_COUNT */
     double dec_pct = 0, pre_pct = 0, mm_pct = 0, dec_ns = 0, pre_ns = 0;
@@ -516,7 +516,7 @@ static void test_profile(void **state)
     for (int p = 0; p < 2; p++) {
         double sum = 0;
         for (int i = 0; i < 5; i++) {
-            const struct json *x = lay[p * 5 + i];
+            const json_t *x = lay[p * 5 + i];
             assert_string_equal(str(x, "phase"), p ? "prefill" : "decode");
             assert_int_equal((int)num(x, "layer"), i);
             assert_true(num(x, "layer us") > 0);

@@ -15,27 +15,27 @@
 #define MAX_TOK 256
 
 static int check_prompt(const struct elm_model *m, struct elm_work *w, struct elm_kv *kv,
-                        const struct json *pr, double margin_cut, double p_tol,
+                        const json_t *pr, double margin_cut, double p_tol,
                         struct zoo_report *rep)
 {
-    const struct json *text = json_get(pr, "text"), *pids = json_get(pr, "prompt_ids"),
-                      *gids = json_get(pr, "greedy_ids"), *tops = json_get(pr, "top_probs"),
-                      *margins = json_get(pr, "logit_margins");
+    const json_t *text = json_object_get(pr, "text"), *pids = json_object_get(pr, "prompt_ids"),
+                      *gids = json_object_get(pr, "greedy_ids"), *tops = json_object_get(pr, "top_probs"),
+                      *margins = json_object_get(pr, "logit_margins");
     if (!text || !pids || !gids || !tops || !margins) {
         snprintf(rep->failure, sizeof rep->failure, "reference JSON lacks a field");
         return 1;
     }
     int32_t ids[MAX_TOK];
-    int n = elm_tokenize(m->vocab, text->str, text->str_len, true, true, ids, MAX_TOK);
-    if (n != (int)pids->n) {
-        snprintf(rep->failure, sizeof rep->failure, "prompt '%s': %d ids, reference %zu", text->str,
-                 n, pids->n);
+    int n = elm_tokenize(m->vocab, json_string_value(text), json_string_length(text), true, true, ids, MAX_TOK);
+    if (n != (int)json_array_size(pids)) {
+        snprintf(rep->failure, sizeof rep->failure, "prompt '%s': %d ids, reference %zu", json_string_value(text),
+                 n, json_array_size(pids));
         return 1;
     }
     for (int i = 0; i < n; i++)
-        if (ids[i] != (int32_t)json_at(pids, (size_t)i)->num) {
+        if (ids[i] != (int32_t)elm_test_jat(pids, (size_t)i)) {
             snprintf(rep->failure, sizeof rep->failure, "prompt '%s': id %d is %d, ref %d",
-                     text->str, i, ids[i], (int)json_at(pids, (size_t)i)->num);
+                     json_string_value(text), i, ids[i], (int)elm_test_jat(pids, (size_t)i));
             return 1;
         }
     int V = m->hp.n_vocab;
@@ -46,48 +46,48 @@ static int check_prompt(const struct elm_model *m, struct elm_work *w, struct el
             .token = ids[i], .pos = i, .kv = kv, .logits = i == n - 1 ? logits : NULL};
     int rc = elm_model_forward(m, w, items, n);
     int pos = n, result = 0;
-    rep->ids_reference += (int)gids->n;
+    rep->ids_reference += (int)json_array_size(gids);
     size_t expect = 0;
-    while (expect < gids->n && expect < margins->n && json_at(margins, expect)->num >= margin_cut)
+    while (expect < json_array_size(gids) && expect < json_array_size(margins) && elm_test_jat(margins, expect) >= margin_cut)
         expect++;
     rep->ids_expected += (int)expect;
     int spare = 0, *mine = rep->prompts < ZOO_MAX_PROMPTS ? &rep->ids_prompt[rep->prompts] : &spare;
-    for (size_t k = 0; k < gids->n && !rc; k++) {
-        if (k < tops->n) {
+    for (size_t k = 0; k < json_array_size(gids) && !rc; k++) {
+        if (k < json_array_size(tops)) {
             double mx = logits[elm_argmax(logits, V)], sum = 0;
             for (int i = 0; i < V; i++)
                 sum += exp((double)logits[i] - mx);
-            const struct json *top = json_at(tops, k);
-            for (size_t e = 0; e < top->n; e++) {
-                int id = (int)json_get(json_at(top, e), "id")->num;
-                double pref = json_get(json_at(top, e), "p")->num;
+            const json_t *top = json_array_get(tops, k);
+            for (size_t e = 0; e < json_array_size(top); e++) {
+                int id = (int)elm_test_jnum(json_array_get(top, e), "id");
+                double pref = elm_test_jnum(json_array_get(top, e), "p");
                 double p = exp((double)logits[id] - mx) / sum;
                 double d = fabs(p - pref);
                 if (d > rep->max_dp)
                     rep->max_dp = d;
                 if (d > p_tol && !result) {
                     snprintf(rep->failure, sizeof rep->failure,
-                             "prompt '%s' position %zu: p(%d) = %.6f, reference %.6f", text->str, k,
+                             "prompt '%s' position %zu: p(%d) = %.6f, reference %.6f", json_string_value(text), k,
                              id, p, pref);
                     result = 1;
                 }
             }
             rep->positions++;
         }
-        if (json_at(margins, k)->num < margin_cut)
+        if (elm_test_jat(margins, k) < margin_cut)
             break;
-        int32_t want = (int32_t)json_at(gids, k)->num, got = elm_argmax(logits, V);
+        int32_t want = (int32_t)elm_test_jat(gids, k), got = elm_argmax(logits, V);
         if (got != want) {
             if (!result)
                 snprintf(rep->failure, sizeof rep->failure,
                          "prompt '%.200s' position %zu: greedy id %d, reference %d (margin %.3f)",
-                         text->str, k, got, want, json_at(margins, k)->num);
+                         json_string_value(text), k, got, want, elm_test_jat(margins, k));
             result = 1;
             break;
         }
         rep->ids_compared++;
         (*mine)++;
-        if (k + 1 == gids->n || pos >= elm_kv_n_ctx(kv))
+        if (k + 1 == json_array_size(gids) || pos >= elm_kv_n_ctx(kv))
             break;
         struct elm_batch_item it = {.token = want, .pos = pos++, .kv = kv, .logits = logits};
         rc = elm_model_forward(m, w, &it, 1);
@@ -119,12 +119,12 @@ int zoo_check_ref(const char *name, const char *ref_rel, const char *kernel, enu
     if (!gguf || !refp)
         return -1;
     char *text = elm_test_read_file(refp, NULL);
-    struct json *ref = text ? json_parse(text) : NULL;
+    json_t *ref = text ? elm_test_json(text) : NULL;
     free(text);
-    const struct json *prompts = json_get(ref, "prompts");
+    const json_t *prompts = json_object_get(ref, "prompts");
     if (!prompts) {
         snprintf(rep->failure, sizeof rep->failure, "cannot read %s", refp);
-        json_free(ref);
+        json_decref(ref);
         return 1;
     }
     struct elm_model_params mp = {.n_threads = 2, .kernel = kernel};
@@ -133,23 +133,23 @@ int zoo_check_ref(const char *name, const char *ref_rel, const char *kernel, enu
     int rc = elm_model_load(gguf, &mp, &m, err, sizeof err);
     if (rc) {
         snprintf(rep->failure, sizeof rep->failure, "load %.200s: %.200s", gguf, err);
-        json_free(ref);
+        json_decref(ref);
         return 1;
     }
     struct elm_work *w = NULL;
     int result = elm_work_create(m, MAX_TOK, MAX_TOK, &w) ? 1 : 0;
-    for (size_t i = 0; i < prompts->n && !result; i++) {
+    for (size_t i = 0; i < json_array_size(prompts) && !result; i++) {
         struct elm_kv *kv = NULL;
         if (elm_kv_create(m, MAX_TOK, kv_type, &kv)) {
             result = 1;
             break;
         }
-        result = check_prompt(m, w, kv, json_at(prompts, i), margin_cut, p_tol, rep);
+        result = check_prompt(m, w, kv, json_array_get(prompts, i), margin_cut, p_tol, rep);
         rep->prompts++;
         elm_kv_destroy(&kv);
     }
     elm_work_destroy(&w);
     elm_model_destroy(&m);
-    json_free(ref);
+    json_decref(ref);
     return result;
 }

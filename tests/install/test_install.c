@@ -66,6 +66,21 @@ static void test_unit(void **state)
     snprintf(unit, sizeof unit, "%s/lib/systemd/user/elmd.service", prefix);
     snprintf(man, sizeof man, "%s/share/man", prefix);
     install_check_unit(unit, bindir, man, work);
+    /* elm-httpd's unit: it runs the installed gateway, and systemd accepts it */
+    snprintf(unit, sizeof unit, "%s/lib/systemd/user/elm-httpd.service", prefix);
+    char *text = elm_test_read_file(unit, NULL);
+    assert_non_null(text);
+    char want[600];
+    snprintf(want, sizeof want, "\nExecStart=%s/elm-httpd --listen 127.0.0.1:8080", bindir);
+    assert_non_null(strstr(text, want));
+    free(text);
+    static char out[16384];
+    if (install_sh(out, sizeof out, work, "command -v systemd-analyze") == 0 &&
+        install_sh(out, sizeof out, work,
+                   "mkdir -p -m 700 '%s/xdg' && XDG_RUNTIME_DIR='%s/xdg' MANPATH='%s': "
+                   "systemd-analyze --user verify '%s' 2>&1",
+                   work, work, man, unit) != 0)
+        fail_msg("systemd-analyze verify %s: %s", unit, out);
 }
 
 static void test_sample_config(void **state)
@@ -175,6 +190,7 @@ static void test_man_programs(void **state)
     assert_int_equal(check_program("man8/elmd.8", "elmd"), 0);
     assert_int_equal(check_program("man1/elmctl.1", "elmctl"), 13);
     assert_int_equal(check_program("man1/elm-bench.1", "elm-bench"), 6);
+    assert_int_equal(check_program("man1/elm-httpd.1", "elm-httpd"), 0);
 }
 
 /* Every word matching a sed pattern in file is in page. */

@@ -97,29 +97,30 @@ static void check_file(elm_client *c, const char *name, const char *path)
     char rel[128];
     snprintf(rel, sizeof rel, "zoo2/%s.ref.json", name);
     char *js = elm_test_read_file(elm_test_model_path(rel), NULL);
-    struct json *ref = js ? json_parse(js) : NULL;
+    json_t *ref = js ? elm_test_json(js) : NULL;
     free(js);
     assert_non_null(ref);
     elm_session *s;
     assert_int_equal(elm_session_open(c, &s), 0);
-    const struct json *list = json_get(ref, "chat");
+    const json_t *list = json_object_get(ref, "chat");
     int compared = 0;
-    for (size_t e = 0; e < list->n; e++) {
-        const struct json *en = json_at(list, e), *msgs = json_get(en, "messages"),
-                          *gids = json_get(en, "greedy_ids"),
-                          *margins = json_get(en, "logit_margins");
+    for (size_t e = 0; e < json_array_size(list); e++) {
+        const json_t *en = json_array_get(list, e), *msgs = json_object_get(en, "messages"),
+                     *gids = json_object_get(en, "greedy_ids"),
+                     *margins = json_object_get(en, "logit_margins");
         struct elm_chat_message m[8];
-        int n = (int)msgs->n;
+        int n = (int)json_array_size(msgs);
         assert_true(n <= 6);
         for (int i = 0; i < n; i++)
-            m[i] = (struct elm_chat_message){json_get(json_at(msgs, (size_t)i), "role")->str,
-                                             json_get(json_at(msgs, (size_t)i), "content")->str};
+            m[i] = (struct elm_chat_message){
+                json_string_value(json_object_get(json_array_get(msgs, (size_t)i), "role")),
+                json_string_value(json_object_get(json_array_get(msgs, (size_t)i), "content"))};
         struct reply r;
-        chat(s, m, n, (int)gids->n, &r);
+        chat(s, m, n, (int)json_array_size(gids), &r);
         bool cut = false, same = true; /* same: every reference id generated */
-        for (size_t k = 0; k < gids->n; k++) {
-            const int32_t want = (int32_t)json_at(gids, k)->num;
-            cut = cut || json_at(margins, k)->num < 0.1;
+        for (size_t k = 0; k < json_array_size(gids); k++) {
+            const int32_t want = (int32_t)json_number_value(json_array_get(gids, k));
+            cut = cut || json_number_value(json_array_get(margins, k)) < 0.1;
             same = same && (int)k < r.n && r.ids[k] == want;
             if (cut)
                 continue;
@@ -129,8 +130,8 @@ static void check_file(elm_client *c, const char *name, const char *path)
                          (int)want);
             compared++;
         }
-        if (same && !strcmp(json_get(en, "stop_type")->str, "eos")) {
-            assert_int_equal(r.n, (int)gids->n);
+        if (same && !strcmp(json_string_value(json_object_get(en, "stop_type")), "eos")) {
+            assert_int_equal(r.n, (int)json_array_size(gids));
             assert_int_equal(r.reason, ELM_FINISH_EOS);
             print_message("%-11s chat %zu: stopped at EOG id %d as llama.cpp\n", name, e,
                           r.ids[r.n - 1]);
@@ -149,9 +150,9 @@ static void check_file(elm_client *c, const char *name, const char *path)
         assert_true(r2.n_prompt >= 1 && (int)r2.n_prompt <= total - (int)first);
     }
     print_message("%-11s %zu chats through elmd, %d greedy ids equal to llama.cpp's\n", name,
-                  list->n, compared);
+                  json_array_size(list), compared);
     elm_session_close(&s);
-    json_free(ref);
+    json_decref(ref);
 }
 
 static void test_chat_daemon(void **state)

@@ -107,7 +107,7 @@ static void test_no_daemon(void **state)
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) {
         assert_int_equal(
             run(out, sizeof out, "%s --runtime-dir %s %s --json", elmctl, rundir, all[i]), 1);
-        if (!json_is_error(out, 1, "elmd is not running"))
+        if (!elm_test_json_is_error(out, 1, "elmd is not running"))
             fail_msg("%s --json: '%s'", all[i], out);
         assert_string_equal(err_text(), msg);
     }
@@ -116,7 +116,7 @@ static void test_no_daemon(void **state)
                          "load",         "stop x",           "generate --temp x hi"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         assert_int_equal(run(out, sizeof out, "%s --json %s", elmctl, bad[i]), 2);
-        if (!json_is_error(out, 2, NULL))
+        if (!elm_test_json_is_error(out, 2, NULL))
             fail_msg("%s: '%s'", bad[i], out);
     }
     /* Stopping what does not run is not a failure: the goal is reached. */
@@ -178,7 +178,7 @@ static void conventions(const char *model)
                          "%s --runtime-dir %s generate --json --temp 0 -n 8 'Once upon a time'",
                          elmctl, rundir),
                      0);
-    assert_true(json_is_stream(out, "length", 8, text, sizeof text));
+    assert_true(elm_test_json_is_stream(out, "length", 8, text, sizeof text));
     assert_string_equal(text, ", there was a little girl");
     /* 1 MiB of prompt: refused with the numbers, the same way --local refuses it */
     char file[128];
@@ -195,7 +195,7 @@ static void conventions(const char *model)
     assert_int_equal(run(out, sizeof out, "%s --runtime-dir %s generate --json -n 4 -f %s", elmctl,
                          rundir, file),
                      1);
-    assert_true(json_is_error(out, 1, "context holds 2048"));
+    assert_true(elm_test_json_is_error(out, 1, "context holds 2048"));
     unlink(file);
 }
 
@@ -228,20 +228,19 @@ static void test_start_generate_stop(void **state)
     assert_int_equal(run(out, sizeof out, "%s --runtime-dir %s start --json --model '%s'", elmctl,
                          rundir, model),
                      0);
-    struct json *j = json_parse(out);
-    assert_true(json_get(j, "running") && json_get(j, "running")->num == 1);
-    assert_true(json_get(j, "pid") && json_get(j, "pid")->num > 1);
-    json_free(j);
+    json_t *j = elm_test_json(out);
+    assert_true(json_is_true(json_object_get(j, "running")));
+    assert_true(elm_test_jnum(j, "pid") > 1);
+    json_decref(j);
 
     assert_int_equal(run(out, sizeof out, "%s status --runtime-dir %s", elmctl, rundir), 0);
     assert_non_null(strstr(out, model));
     assert_non_null(strstr(out, "vocabulary 512"));
     assert_int_equal(run(out, sizeof out, "%s --json --runtime-dir %s status", elmctl, rundir), 0);
-    assert_non_null(j = json_parse(out));
-    assert_int_equal(json_get(j, "model_loaded")->kind, JSON_BOOL);
-    assert_true(json_get(j, "model_loaded")->num == 1);
-    assert_int_equal((int)json_get(j, "n_vocab")->num, 512);
-    json_free(j);
+    assert_non_null(j = elm_test_json(out));
+    assert_true(json_is_true(json_object_get(j, "model_loaded")));
+    assert_int_equal((int)elm_test_jnum(j, "n_vocab"), 512);
+    json_decref(j);
 
     same_as_local(model, "--temp 0 -n 60", "Once upon a time");
     same_as_local(model, "--temp 0 -n 40", "");
@@ -268,10 +267,10 @@ static void test_start_generate_stop(void **state)
     assert_non_null(strstr(out, "requests          8 (0 failed)"));
     assert_non_null(strstr(out, "sessions opened   8\n")); /* one per generate */
     assert_int_equal(run(out, sizeof out, "%s stats --json --runtime-dir %s", elmctl, rundir), 0);
-    assert_non_null(j = json_parse(out));
-    assert_int_equal((int)json_get(j, "n_requests")->num, 8);
-    assert_int_equal((int)json_get(j, "n_sessions_opened")->num, 8);
-    json_free(j);
+    assert_non_null(j = elm_test_json(out));
+    assert_int_equal((int)elm_test_jnum(j, "n_requests"), 8);
+    assert_int_equal((int)elm_test_jnum(j, "n_sessions_opened"), 8);
+    json_decref(j);
 
     conventions(model);
 
@@ -285,22 +284,22 @@ static void test_start_generate_stop(void **state)
     /* A file the engine rejects: its message names the path, elmctl does not repeat it. */
     assert_int_equal(
         run(out, sizeof out, "%s load --runtime-dir %s /dev/null --json", elmctl, rundir), 1);
-    assert_true(json_is_error(out, 1, "/dev/null"));
+    assert_true(elm_test_json_is_error(out, 1, "/dev/null"));
     const char *at = strstr(err_text(), "/dev/null");
     assert_non_null(at);
     assert_null(strstr(at + 1, "/dev/null"));
     assert_int_equal(
         run(out, sizeof out, "%s load --json --runtime-dir %s '%s'", elmctl, rundir, model), 0);
-    assert_non_null(j = json_parse(out));
-    assert_string_equal(json_get(j, "model_path")->str, model);
-    json_free(j);
+    assert_non_null(j = elm_test_json(out));
+    assert_string_equal(elm_test_jstr(j, "model_path"), model);
+    json_decref(j);
     same_as_local(model, "--temp 0 -n 20", "Once upon a time");
 
     assert_int_equal(run(out, sizeof out, "%s --runtime-dir %s stop --json", elmctl, rundir), 0);
-    assert_non_null(j = json_parse(out));
-    assert_true(json_get(j, "running") && json_get(j, "running")->num == 0);
-    assert_true(json_get(j, "pid") && json_get(j, "pid")->num > 1);
-    json_free(j);
+    assert_non_null(j = elm_test_json(out));
+    assert_true(json_is_false(json_object_get(j, "running")));
+    assert_true(elm_test_jnum(j, "pid") > 1);
+    json_decref(j);
     assert_int_equal(run(out, sizeof out, "%s --runtime-dir %s status", elmctl, rundir), 1);
     assert_non_null(strstr(err_text(), "elmd is not running"));
 }
@@ -319,7 +318,7 @@ static void test_start_failure(void **state)
                          "%s --runtime-dir %s start --json --model /nonexistent.gguf", elmctl,
                          rundir),
                      1);
-    assert_true(json_is_error(out, 1, "elmd failed to start"));
+    assert_true(elm_test_json_is_error(out, 1, "elmd failed to start"));
 }
 
 int main(void)

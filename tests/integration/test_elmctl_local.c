@@ -1,8 +1,8 @@
 /* test_elmctl_local.c — elmctl's in-process commands as a user runs them: generate --local
  * (text and --ids), tokenize (argument and stdin, --special), quantize, inspect, and the
- * errors for bad input, chat with the conversation on stdin; the conventions every command follows: --json output (parsed) and
- * errors, the prompt from an argument, '-', stdin or -f FILE, exit codes 0/1/2, a file named
- * once in an error, --version. Runs the real binaries from the build tree. */
+ * errors for bad input, chat with the conversation on stdin; the conventions every command follows:
+ * --json output (parsed) and errors, the prompt from an argument, '-', stdin or -f FILE, exit codes
+ * 0/1/2, a file named once in an error, --version. Runs the real binaries from the build tree. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,9 +30,8 @@ static void test_generate_ids_and_text(void **state)
 {
     ELM_REQUIRE_MODEL(m, "stories260K.gguf");
     static char out[65536];
-    assert_int_equal(run(out, sizeof out, "%s generate --local '%s' --temp 0 -n 20 --ids ''",
-                         elmctl, m),
-                     0);
+    assert_int_equal(
+        run(out, sizeof out, "%s generate --local '%s' --temp 0 -n 20 --ids ''", elmctl, m), 0);
     assert_string_equal(out, "403 407 261 378 432 383 286 261 376 298 315 421 395 317 426 338 "
                              "401 396 267 337\n");
     assert_int_equal(run(out, sizeof out, "%s generate --local '%s' --temp 0 -n 15 ''", elmctl, m),
@@ -40,10 +39,10 @@ static void test_generate_ids_and_text(void **state)
     assert_string_equal(out, "Once upon a time, there was a little girl named Lily.\n");
     /* the same seed reproduces a sampled run */
     static char again[65536];
-    assert_int_equal(run(out, sizeof out, "%s generate --local '%s' --seed 7 -n 40 'Once'",
-                         elmctl, m), 0);
-    assert_int_equal(run(again, sizeof again, "%s generate --local '%s' --seed 7 -n 40 'Once'",
-                         elmctl, m), 0);
+    assert_int_equal(
+        run(out, sizeof out, "%s generate --local '%s' --seed 7 -n 40 'Once'", elmctl, m), 0);
+    assert_int_equal(
+        run(again, sizeof again, "%s generate --local '%s' --seed 7 -n 40 'Once'", elmctl, m), 0);
     assert_string_equal(out, again);
     /* a stop string ends the text before it */
     assert_int_equal(run(out, sizeof out,
@@ -56,9 +55,8 @@ static void test_tokenize(void **state)
 {
     ELM_REQUIRE_MODEL(m, "stories260K.gguf");
     static char out[65536];
-    assert_int_equal(run(out, sizeof out, "printf 'Hi <s>' | %s tokenize --local '%s' --ids -",
-                         elmctl, m),
-                     0);
+    assert_int_equal(
+        run(out, sizeof out, "printf 'Hi <s>' | %s tokenize --local '%s' --ids -", elmctl, m), 0);
     assert_null(strstr(out, " 1 ")); /* "<s>" stays text: no BOS id after the first */
     assert_memory_equal(out, "1 ", 2);
     assert_int_equal(run(out, sizeof out,
@@ -66,9 +64,8 @@ static void test_tokenize(void **state)
                      0);
     size_t len = strlen(out);
     assert_true(len > 3 && !strcmp(out + len - 3, " 1\n"));
-    assert_int_equal(run(out, sizeof out, "%s tokenize --local '%s' --no-bos --ids 'Once'",
-                         elmctl, m),
-                     0);
+    assert_int_equal(
+        run(out, sizeof out, "%s tokenize --local '%s' --no-bos --ids 'Once'", elmctl, m), 0);
     assert_string_equal(out, "403\n");
 }
 
@@ -84,9 +81,8 @@ static void test_quantize_and_inspect(void **state)
     assert_non_null(strstr(out, "architecture: llama"));
     assert_non_null(strstr(out, "q8_0"));
     assert_non_null(strstr(out, "general.file_type"));
-    assert_int_equal(run(out, sizeof out, "%s generate --local %s/q8.gguf --temp 0 -n 15 ''",
-                         elmctl, dir),
-                     0);
+    assert_int_equal(
+        run(out, sizeof out, "%s generate --local %s/q8.gguf --temp 0 -n 15 ''", elmctl, dir), 0);
     assert_string_equal(out, "Once upon a time, there was a little girl named Lily.\n");
     /* A wrong TYPE is a usage error (2), as every other wrong command line. */
     assert_int_equal(run(out, sizeof out, "%s quantize '%s' %s/x.gguf q9_9 2>&1", elmctl, m, dir),
@@ -157,58 +153,59 @@ static void test_json(void **state)
     static char out[1 << 20], text[65536];
     assert_int_equal(
         run(out, sizeof out, "%s generate --local '%s' --temp 0 -n 15 --json ''", elmctl, m), 0);
-    assert_true(json_is_stream(out, "length", 15, text, sizeof text));
+    assert_true(elm_test_json_is_stream(out, "length", 15, text, sizeof text));
     assert_string_equal(text, "Once upon a time, there was a little girl named Lily.");
     assert_int_equal(
         run(out, sizeof out, "%s --json generate --local /nonexistent.gguf hi 2>/dev/null", elmctl),
         1);
-    assert_true(json_is_error(out, 1, "/nonexistent.gguf: cannot open"));
+    assert_true(elm_test_json_is_error(out, 1, "/nonexistent.gguf: cannot open"));
     assert_int_equal(
         run(out, sizeof out, "%s generate --json --local x --temp abc hi 2>/dev/null", elmctl), 2);
-    assert_true(json_is_error(out, 2, "--temp expects a number"));
+    assert_true(elm_test_json_is_error(out, 2, "--temp expects a number"));
 
     assert_int_equal(run(out, sizeof out, "%s tokenize --json --local '%s' 'Once upon'", elmctl, m),
                      0);
-    struct json *j = json_parse(out);
+    json_t *j = elm_test_json(out);
     assert_non_null(j);
-    assert_int_equal((int)json_get(j, "n_tokens")->num, 3);
-    const struct json *toks = json_get(j, "tokens");
-    assert_int_equal(toks->n, 3);
-    assert_int_equal((int)json_get(json_at(toks, 0), "id")->num, 1);
-    assert_int_equal((int)json_get(json_at(toks, 1), "id")->num, 403);
-    json_free(j);
+    assert_int_equal((int)elm_test_jnum(j, "n_tokens"), 3);
+    const json_t *toks = json_object_get(j, "tokens");
+    assert_int_equal(json_array_size(toks), 3);
+    assert_int_equal((int)elm_test_jnum(json_array_get(toks, 0), "id"), 1);
+    assert_int_equal((int)elm_test_jnum(json_array_get(toks, 1), "id"), 403);
+    json_decref(j);
     assert_int_equal(run(out, sizeof out, "%s tokenize --json 'x' 2>/dev/null", elmctl), 2);
-    assert_true(json_is_error(out, 2, "--local MODEL"));
+    assert_true(elm_test_json_is_error(out, 2, "--local MODEL"));
 
     assert_int_equal(run(out, sizeof out, "%s inspect --json '%s'", elmctl, m), 0);
-    assert_non_null(j = json_parse(out));
-    assert_string_equal(json_get(json_get(j, "model"), "architecture")->str, "llama");
-    assert_int_equal((int)json_get(json_get(j, "model"), "n_vocab")->num, 512);
-    assert_int_equal(json_get(j, "tensors")->kind, JSON_ARR);
-    assert_true(json_get(j, "tensors")->n > 0);
-    assert_string_equal(json_get(json_get(j, "metadata"), "general.architecture")->str, "llama");
-    json_free(j);
+    assert_non_null(j = elm_test_json(out));
+    assert_string_equal(elm_test_jstr(json_object_get(j, "model"), "architecture"), "llama");
+    assert_int_equal((int)elm_test_jnum(json_object_get(j, "model"), "n_vocab"), 512);
+    assert_true(json_is_array(json_object_get(j, "tensors")));
+    assert_true(json_array_size(json_object_get(j, "tensors")) > 0);
+    assert_string_equal(elm_test_jstr(json_object_get(j, "metadata"), "general.architecture"),
+                        "llama");
+    json_decref(j);
     assert_int_equal(
         run(out, sizeof out, "%s inspect --json /nonexistent.gguf 2>/dev/null", elmctl), 1);
-    assert_true(json_is_error(out, 1, "/nonexistent.gguf"));
+    assert_true(elm_test_json_is_error(out, 1, "/nonexistent.gguf"));
 
     char dir[] = "/tmp/elm-cli-XXXXXX";
     assert_non_null(mkdtemp(dir));
     assert_int_equal(
         run(out, sizeof out, "%s --json quantize '%s' %s/q8.gguf q8_0", elmctl, m, dir), 0);
-    assert_non_null(j = json_parse(out));
-    assert_int_equal((int)json_get(j, "n_quantized")->num, 32);
-    assert_int_equal((int)json_get(j, "n_kept")->num, 16);
-    json_free(j);
+    assert_non_null(j = elm_test_json(out));
+    assert_int_equal((int)elm_test_jnum(j, "n_quantized"), 32);
+    assert_int_equal((int)elm_test_jnum(j, "n_kept"), 16);
+    json_decref(j);
     assert_int_equal(
         run(out, sizeof out, "%s quantize --json '%s' %s/x.gguf q9_9 2>/dev/null", elmctl, m, dir),
         2);
-    assert_true(json_is_error(out, 2, "unknown type 'q9_9'"));
+    assert_true(elm_test_json_is_error(out, 2, "unknown type 'q9_9'"));
     assert_int_equal(run(out, sizeof out, "rm -rf %s", dir), 0);
 
     /* Usage errors found by the dispatcher answer in JSON too. */
     assert_int_equal(run(out, sizeof out, "%s --json frobnicate 2>/dev/null", elmctl), 2);
-    assert_true(json_is_error(out, 2, "unknown command 'frobnicate'"));
+    assert_true(elm_test_json_is_error(out, 2, "unknown command 'frobnicate'"));
     assert_int_equal(run(out, sizeof out, "%s --json --version", elmctl), 0);
     assert_string_equal(out, "{\"version\":\"" ELM_VERSION_STRING "\"}\n");
 }
@@ -283,7 +280,7 @@ static void test_huge_prompt(void **state)
     assert_int_equal(run(out, sizeof out, "%s generate --json --local '%s' -n 4 -f %s 2>/dev/null",
                          elmctl, m, file),
                      1);
-    assert_true(json_is_error(out, 1, "context holds 2048"));
+    assert_true(elm_test_json_is_error(out, 1, "context holds 2048"));
     unlink(file);
 }
 
@@ -295,10 +292,10 @@ static void test_chat(void **state)
     ELM_REQUIRE_MODEL(m, "zoo2/zoo-llama3.gguf");
     ELM_REQUIRE_MODEL(refp, "zoo2/zoo-llama3.ref.json");
     char *rtext = elm_test_read_file(refp, NULL);
-    struct json *ref = json_parse(rtext);
+    json_t *ref = elm_test_json(rtext);
     free(rtext);
-    const struct json *e = json_at(json_get(ref, "chat"), 0);
-    assert_string_equal(json_get(e, "kind")->str, "system");
+    const json_t *e = json_array_get(json_object_get(ref, "chat"), 0);
+    assert_string_equal(json_string_value(json_object_get(e, "kind")), "system");
     const char *conv = "[{\"role\":\"system\",\"content\":\"You are a concise assistant. "
                        "Reply with one word.\"},\n {\"role\":\"user\",\"content\":\"What "
                        "colour is the sky on a clear day?\"}]";
@@ -309,7 +306,7 @@ static void test_chat(void **state)
     close(fd);
     static char out[65536];
     /* the reply's bytes (greedy_text has U+FFFD where a token ends inside a character) */
-    const char *hex = json_get(e, "greedy_text_hex")->str;
+    const char *hex = json_string_value(json_object_get(e, "greedy_text_hex"));
     char want[256];
     size_t n_want = strlen(hex) / 2;
     assert_true(n_want < sizeof want);
@@ -325,25 +322,28 @@ static void test_chat(void **state)
     assert_int_equal(strlen(out), n_want + 1); /* and the line's end */
     assert_memory_equal(out, want, n_want);
     assert_int_equal(run(out, sizeof out,
-                         "%s chat --json --local '%s' --temp 0 -n 32 --kv-type f32 < %s", elmctl,
-                         m, file),
+                         "%s chat --json --local '%s' --temp 0 -n 32 --kv-type f32 < %s", elmctl, m,
+                         file),
                      0);
-    struct json *j = json_parse(out);
+    json_t *j = elm_test_json(out);
     assert_non_null(j);
-    assert_string_equal(json_get(j, "role")->str, "assistant");
-    assert_string_equal(json_get(j, "reason")->str, "length");
-    assert_int_equal((int)json_get(j, "n_gen")->num, 32);
-    assert_int_equal((int)json_get(j, "n_prompt")->num, (int)json_get(e, "prompt_ids")->n);
-    json_free(j);
-    json_free(ref);
+    assert_string_equal(json_string_value(json_object_get(j, "role")), "assistant");
+    assert_string_equal(json_string_value(json_object_get(j, "reason")), "length");
+    assert_int_equal((int)json_number_value(json_object_get(j, "n_gen")), 32);
+    assert_int_equal((int)json_number_value(json_object_get(j, "n_prompt")),
+                     (int)json_array_size(json_object_get(e, "prompt_ids")));
+    json_decref(j);
+    json_decref(ref);
     unlink(file);
-    assert_int_equal(run(out, sizeof out, "echo '[{\"role\":\"user\"}]' | %s chat --json "
-                                          "--local '%s'",
+    assert_int_equal(run(out, sizeof out,
+                         "echo '[{\"role\":\"user\"}]' | %s chat --json "
+                         "--local '%s'",
                          elmctl, m),
                      2);
-    assert_true(json_is_error(out, 2, "\"content\""));
-    assert_int_equal(run(out, sizeof out, "echo '[]' | %s chat --local '%s' --chat-template nope "
-                                          "2>&1",
+    assert_true(elm_test_json_is_error(out, 2, "\"content\""));
+    assert_int_equal(run(out, sizeof out,
+                         "echo '[]' | %s chat --local '%s' --chat-template nope "
+                         "2>&1",
                          elmctl, m),
                      2);
     assert_non_null(strstr(out, "unknown --chat-template 'nope'"));
@@ -352,16 +352,19 @@ static void test_chat(void **state)
      * (zoo2/README.md: parameters, EOG ids, the Q4_K_M mix) */
     ELM_REQUIRE_MODEL(q, "zoo2/zoo-qwen25-q4_k_m.gguf");
     assert_int_equal(run(out, sizeof out, "%s inspect --json '%s'", elmctl, q), 0);
-    j = json_parse(out);
+    j = elm_test_json(out);
     assert_non_null(j);
-    assert_int_equal((int)json_get(j, "n_params")->num, 1345792);
-    assert_string_equal(json_get(j, "file_type_name")->str, "q4_k_m");
-    assert_int_equal((int)json_get(json_get(j, "tensor_types"), "q6_k")->num, 3);
-    const struct json *mo = json_get(j, "model"), *eog = json_get(mo, "eog");
-    assert_string_equal(json_get(mo, "chat_template")->str, "chatml");
-    assert_int_equal((int)eog->n, 2);
-    assert_true(json_at(eog, 0)->num + json_at(eog, 1)->num == 632 + 634);
-    json_free(j);
+    assert_int_equal((int)json_number_value(json_object_get(j, "n_params")), 1345792);
+    assert_string_equal(json_string_value(json_object_get(j, "file_type_name")), "q4_k_m");
+    assert_int_equal(
+        (int)json_number_value(json_object_get(json_object_get(j, "tensor_types"), "q6_k")), 3);
+    const json_t *mo = json_object_get(j, "model"), *eog = json_object_get(mo, "eog");
+    assert_string_equal(json_string_value(json_object_get(mo, "chat_template")), "chatml");
+    assert_int_equal((int)json_array_size(eog), 2);
+    assert_true(json_number_value(json_array_get(eog, 0)) +
+                    json_number_value(json_array_get(eog, 1)) ==
+                632 + 634);
+    json_decref(j);
     assert_int_equal(run(out, sizeof out, "%s inspect '%s'", elmctl, m), 0);
     assert_non_null(strstr(out, "\nchat template: llama3\n"));
     assert_non_null(strstr(out, "\nend of generation: 639 \"<|eot_id|>\"\n"));

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "tests/common/elmd_fixture.h"
+#include "tests/common/json.h"
 
 static int setup(void **state)
 {
@@ -244,15 +245,6 @@ static char *elmctl(const struct td *t, const char *args)
     return elm_test_read_file(out, NULL);
 }
 
-/* The number after "key": in a flat JSON object, or -1. */
-static long long json_num(const char *js, const char *key)
-{
-    char k[64];
-    snprintf(k, sizeof k, "\"%s\":", key);
-    const char *p = strstr(js, k);
-    return p ? strtoll(p + strlen(k), NULL, 10) : -1;
-}
-
 static void test_status_json_kv(void **state)
 {
     struct fx *f = *state;
@@ -265,22 +257,26 @@ static void test_status_json_kv(void **state)
     char *js = elmctl(&f->t, "--json status");
     assert_non_null(js);
     print_message("%s", js);
+    json_t *j = elm_test_json(js);
+    assert_non_null(j);
     /* stories260K: 2048-token context, 8 sessions: max(8 x 2048 / 4, 4 x 2048) = 8192
      * positions = 256 pages of 32; a page is K and V of 5 layers x 32 values x 32 positions
      * in f16 = 20480 bytes. */
-    assert_int_equal(json_num(js, "kv_pages"), 256);
-    assert_int_equal(json_num(js, "kv_page_tokens"), 32);
-    assert_int_equal(json_num(js, "kv_page_bytes"), 20480);
-    assert_int_equal(json_num(js, "kv_bytes"), 256 * 20480);
-    assert_int_equal(json_num(js, "kv_capacity"), 8192);
+    assert_int_equal(elm_test_jnum(j, "kv_pages"), 256);
+    assert_int_equal(elm_test_jnum(j, "kv_page_tokens"), 32);
+    assert_int_equal(elm_test_jnum(j, "kv_page_bytes"), 20480);
+    assert_int_equal(elm_test_jnum(j, "kv_bytes"), 256 * 20480);
+    assert_int_equal(elm_test_jnum(j, "kv_capacity"), 8192);
     /* The finished request keeps its conversation's pages: 4 + 1 + 40 tokens, 2 pages. */
-    assert_int_equal(json_num(js, "kv_pages_free"), 256 - 2);
-    assert_true(json_num(js, "kv_tokens") >= 44 && json_num(js, "kv_tokens") <= 64);
-    assert_int_equal(json_num(js, "n_queued"), 0);
-    assert_non_null(strstr(js, "\"kv_type\":\"f16\""));
-    assert_true(strstr(js, "\"kv_backing\":\"hugetlb\"") || strstr(js, "\"kv_backing\":\"thp\"") ||
-                strstr(js, "\"kv_backing\":\"plain\""));
-    assert_true(strstr(js, "\"kv_locked\":true") || strstr(js, "\"kv_locked\":false"));
+    assert_int_equal(elm_test_jnum(j, "kv_pages_free"), 256 - 2);
+    assert_true(elm_test_jnum(j, "kv_tokens") >= 44 && elm_test_jnum(j, "kv_tokens") <= 64);
+    assert_int_equal(elm_test_jnum(j, "n_queued"), 0);
+    assert_string_equal(elm_test_jstr(j, "kv_type"), "f16");
+    const char *backing = elm_test_jstr(j, "kv_backing");
+    assert_true(backing && (!strcmp(backing, "hugetlb") || !strcmp(backing, "thp") ||
+                            !strcmp(backing, "plain")));
+    assert_true(json_is_boolean(json_object_get(j, "kv_locked")));
+    json_decref(j);
     free(js);
     /* ... and in words. */
     char *txt = elmctl(&f->t, "status");

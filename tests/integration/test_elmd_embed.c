@@ -31,8 +31,8 @@
 #define SMALL_EVT (16u << 10) /* event ring of the raw session (elmd's smallest) */
 
 struct ref {
-    struct json *j;
-    const struct json *embs;
+    json_t *j;
+    const json_t *embs;
     const char *texts[MAX_TEXTS];
     size_t n;
 };
@@ -44,21 +44,21 @@ static bool load_ref(const char *name, struct ref *r, const char **model)
     snprintf(rel, sizeof rel, "zoo2/%s.ref.json", name);
     const char *path = elm_test_model_path(rel);
     char *text = path ? elm_test_read_file(path, NULL) : NULL;
-    r->j = text ? json_parse(text) : NULL;
+    r->j = text ? elm_test_json(text) : NULL;
     free(text);
     snprintf(rel, sizeof rel, "zoo2/%s.gguf", name);
     *model = elm_test_model_path(rel);
     if (!r->j || !*model) {
         print_message("SKIP: zoo2/%s not found under %s\n", name, elm_test_models_dir());
-        json_free(r->j);
+        json_decref(r->j);
         return false;
     }
-    r->embs = json_get(r->j, "embeddings");
+    r->embs = json_object_get(r->j, "embeddings");
     assert_non_null(r->embs);
-    r->n = r->embs->n;
+    r->n = json_array_size(r->embs);
     assert_true(r->n >= 2 && r->n <= MAX_TEXTS);
     for (size_t i = 0; i < r->n; i++)
-        r->texts[i] = json_get(json_at(r->embs, i), "text")->str;
+        r->texts[i] = json_string_value(json_object_get(json_array_get(r->embs, i), "text"));
     return true;
 }
 
@@ -180,19 +180,19 @@ static void check_cli(struct td *t, const char *model, const struct ref *r, cons
            "printf '%%s\\n\\n%%s\\n' '%s' '%s' | %s/cli/elmctl --runtime-dir %s embed --json",
            r->texts[0], r->texts[1], elmctl, t->dir),
         0);
-    struct json *j = json_parse(a);
+    json_t *j = elm_test_json(a);
     assert_non_null(j);
-    assert_int_equal((uint32_t)json_get(j, "n_embd")->num, E);
-    const struct json *es = json_get(j, "embeddings");
-    assert_int_equal(es->n, 2); /* the empty line is no text */
+    assert_int_equal((uint32_t)json_number_value(json_object_get(j, "n_embd")), E);
+    const json_t *es = json_object_get(j, "embeddings");
+    assert_int_equal(json_array_size(es), 2); /* the empty line is no text */
     for (size_t i = 0; i < 2; i++) {
-        const struct json *e = json_at(es, i), *x = json_get(e, "embedding");
-        assert_int_equal((size_t)json_get(e, "index")->num, i);
-        assert_int_equal(x->n, E);
+        const json_t *e = json_array_get(es, i), *x = json_object_get(e, "embedding");
+        assert_int_equal((size_t)json_number_value(json_object_get(e, "index")), i);
+        assert_int_equal(json_array_size(x), E);
         for (uint32_t k = 0; k < E; k++)
-            assert_true((float)json_at(x, k)->num == v[i * E + k]);
+            assert_true((float)json_number_value(json_array_get(x, k)) == v[i * E + k]);
     }
-    json_free(j);
+    json_decref(j);
     if (!split)
         return;
 
@@ -227,13 +227,13 @@ static void run(const char *name, double tol)
     assert_int_equal(elm_model_load(model, &mp, &m, err, sizeof err), 0);
     const uint32_t E = (uint32_t)m->hp.n_embd;
     for (size_t i = 0; i < r.n; i++) {
-        const struct json *want = json_get(json_at(r.embs, i), "token_ids");
+        const json_t *want = json_object_get(json_array_get(r.embs, i), "token_ids");
         int32_t *ids, n;
         assert_int_equal(
             elm_tokenize_alloc(m->vocab, r.texts[i], strlen(r.texts[i]), true, false, &ids, &n), 0);
-        assert_int_equal(n, (int)want->n);
+        assert_int_equal(n, (int)json_array_size(want));
         for (int k = 0; k < n; k++)
-            assert_int_equal(ids[k], (int32_t)json_at(want, (size_t)k)->num);
+            assert_int_equal(ids[k], (int32_t)json_number_value(json_array_get(want, (size_t)k)));
         free(ids);
     }
     elm_model_destroy(&m);
@@ -250,11 +250,11 @@ static void run(const char *name, double tol)
     assert_int_equal(n_embd, E);
     double worst = 0;
     for (size_t i = 0; i < r.n; i++) {
-        const struct json *e = json_at(r.embs, i), *want = json_get(e, "embedding");
-        assert_int_equal(n_tok[i], (uint32_t)json_get(e, "n_tokens")->num);
-        assert_int_equal(want->n, E);
+        const json_t *e = json_array_get(r.embs, i), *want = json_object_get(e, "embedding");
+        assert_int_equal(n_tok[i], (uint32_t)json_number_value(json_object_get(e, "n_tokens")));
+        assert_int_equal(json_array_size(want), E);
         for (uint32_t k = 0; k < E; k++) {
-            double d = fabs((double)v[i * E + k] - json_at(want, k)->num);
+            double d = fabs((double)v[i * E + k] - json_number_value(json_array_get(want, k)));
             worst = d > worst ? d : worst;
         }
     }
@@ -309,7 +309,7 @@ static void run(const char *name, double tol)
     elm_session_close(&s);
     elm_client_close(&c);
     assert_int_equal(td_cleanup(&t), 0);
-    json_free(r.j);
+    json_decref(r.j);
 }
 
 static void test_bert_f32(void **state)

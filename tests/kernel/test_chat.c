@@ -212,13 +212,13 @@ static const char *const gen_files[] = {
     "zoo-gemma2-q4_k_m",
 };
 
-static struct json *load_ref(const char *name)
+static json_t *load_ref(const char *name)
 {
     char rel[128];
     snprintf(rel, sizeof rel, "zoo2/%s.ref.json", name);
     const char *path = elm_test_model_path(rel);
     char *text = path ? elm_test_read_file(path, NULL) : NULL;
-    struct json *ref = text ? json_parse(text) : NULL;
+    json_t *ref = text ? elm_test_json(text) : NULL;
     free(text);
     return ref;
 }
@@ -251,70 +251,71 @@ static int on_token(void *user, const struct elm_seq_out *out)
 }
 
 /* The messages of a reference entry as elm_chat_msg (pointing into the JSON). */
-static int messages(const struct json *e, struct elm_chat_msg *msgs, int cap)
+static int messages(const json_t *e, struct elm_chat_msg *msgs, int cap)
 {
-    const struct json *list = json_get(e, "messages");
+    const json_t *list = json_object_get(e, "messages");
     assert_non_null(list);
-    assert_true((int)list->n <= cap);
-    for (size_t i = 0; i < list->n; i++) {
-        const struct json *r = json_get(json_at(list, i), "role"),
-                          *c = json_get(json_at(list, i), "content");
-        msgs[i] = (struct elm_chat_msg){r->str, r->str_len, c->str, c->str_len};
+    assert_true((int)json_array_size(list) <= cap);
+    for (size_t i = 0; i < json_array_size(list); i++) {
+        const json_t *r = json_object_get(json_array_get(list, i), "role"),
+                     *c = json_object_get(json_array_get(list, i), "content");
+        msgs[i] = (struct elm_chat_msg){json_string_value(r), json_string_length(r),
+                                        json_string_value(c), json_string_length(c)};
     }
-    return (int)list->n;
+    return (int)json_array_size(list);
 }
 
 /* One entry: rendering, ids, greedy generation. Returns the generated ids compared. */
 static int check_entry(const struct elm_model *m, enum elm_chat_tmpl t, struct elm_work *w,
-                       const struct json *e, double margin_cut, const char *name)
+                       const json_t *e, double margin_cut, const char *name)
 {
     struct elm_chat_msg msgs[16];
     int n = messages(e, msgs, 16);
     char *text;
     size_t len;
     assert_int_equal(elm_chat_render_alloc(t, msgs, n, true, &text, &len), 0);
-    const struct json *want = json_get(e, "prompt_text");
-    if (len != want->str_len || memcmp(text, want->str, len))
-        fail_msg("%s %s: rendered '%s', reference '%s'", name, json_get(e, "kind")->str, text,
-                 want->str);
+    const json_t *want = json_object_get(e, "prompt_text");
+    if (len != json_string_length(want) || memcmp(text, json_string_value(want), len))
+        fail_msg("%s %s: rendered '%s', reference '%s'", name,
+                 json_string_value(json_object_get(e, "kind")), text, json_string_value(want));
     int32_t *ids, n_ids;
     assert_int_equal(elm_prompt_tokenize(m, text, len, true, &ids, &n_ids), 0);
     free(text);
-    const struct json *pids = json_get(e, "prompt_ids"), *gids = json_get(e, "greedy_ids"),
-                      *margins = json_get(e, "logit_margins");
-    assert_int_equal(n_ids, (int)pids->n);
+    const json_t *pids = json_object_get(e, "prompt_ids"), *gids = json_object_get(e, "greedy_ids"),
+                 *margins = json_object_get(e, "logit_margins");
+    assert_int_equal(n_ids, (int)json_array_size(pids));
     for (int i = 0; i < n_ids; i++)
-        assert_int_equal(ids[i], (int32_t)json_at(pids, (size_t)i)->num);
+        assert_int_equal(ids[i], (int32_t)json_number_value(json_array_get(pids, (size_t)i)));
 
     struct elm_seq *s;
     assert_int_equal(elm_seq_create(m, MAX_TOK, ELM_TYPE_F32, &s), 0);
     struct elm_gen_params p;
     elm_gen_params_default(&p);
     p.sampling.temp = 0;
-    p.n_predict = (int32_t)gids->n;
+    p.n_predict = (int32_t)json_array_size(gids);
     assert_int_equal(elm_seq_start(s, ids, n_ids, &p), 0);
     struct collect c = {.n = 0};
     assert_int_equal(elm_seq_run(s, w, on_token, &c), 0);
     int compared = 0;
     bool cut = false, same = true; /* same: every reference id generated, cut or not */
-    for (size_t k = 0; k < gids->n; k++) {
-        const int32_t want = (int32_t)json_at(gids, k)->num;
-        cut = cut || json_at(margins, k)->num < margin_cut;
+    for (size_t k = 0; k < json_array_size(gids); k++) {
+        const int32_t want = (int32_t)json_number_value(json_array_get(gids, k));
+        cut = cut || json_number_value(json_array_get(margins, k)) < margin_cut;
         same = same && (int)k < c.n && c.ids[k] == want;
         if (cut)
             continue;
         assert_true((int)k < c.n);
         if (c.ids[k] != want)
-            fail_msg("%s %s: generated id %zu is %d, reference %d", name, json_get(e, "kind")->str,
-                     k, c.ids[k], (int)want);
+            fail_msg("%s %s: generated id %zu is %d, reference %d", name,
+                     json_string_value(json_object_get(e, "kind")), k, c.ids[k], (int)want);
         compared++;
     }
-    if (same && !strcmp(json_get(e, "stop_type")->str, "eos")) {
+    if (same && !strcmp(json_string_value(json_object_get(e, "stop_type")), "eos")) {
         /* the reference ended at an EOG token (its last id), and so did elm */
-        assert_int_equal(c.n, (int)gids->n);
+        assert_int_equal(c.n, (int)json_array_size(gids));
         assert_int_equal(elm_seq_done(s), ELM_STOP_EOS);
-        print_message("%s %s: stopped at EOG id %d as llama.cpp\n", name, json_get(e, "kind")->str,
-                      c.ids[c.n - 1]);
+        print_message("%s %s: stopped at EOG id %d as llama.cpp\n", name,
+                      json_string_value(json_object_get(e, "kind")), c.ids[c.n - 1]);
     }
     elm_seq_destroy(&s);
     free(ids);
@@ -325,10 +326,10 @@ static void test_zoo2(void **state)
 {
     int files = 0;
     for (size_t f = 0; f < sizeof gen_files / sizeof *gen_files; f++) {
-        struct json *ref = load_ref(gen_files[f]);
+        json_t *ref = load_ref(gen_files[f]);
         struct elm_model *m = ref ? load_model(gen_files[f]) : NULL;
         if (!m) {
-            json_free(ref);
+            json_decref(ref);
             continue;
         }
         enum elm_chat_tmpl t;
@@ -337,18 +338,18 @@ static void test_zoo2(void **state)
         struct elm_work *w;
         assert_int_equal(elm_work_create(m, MAX_TOK, MAX_TOK, &w), 0);
         const bool q = strchr(gen_files[f] + 4, '-') != NULL;
-        const struct json *chat = json_get(ref, "chat");
+        const json_t *chat = json_object_get(ref, "chat");
         int compared = 0, total = 0;
-        for (size_t i = 0; i < chat->n; i++) {
-            compared += check_entry(m, t, w, json_at(chat, i), q ? 0.3 : 0.1, gen_files[f]);
-            total += (int)json_get(json_at(chat, i), "greedy_ids")->n;
+        for (size_t i = 0; i < json_array_size(chat); i++) {
+            compared += check_entry(m, t, w, json_array_get(chat, i), q ? 0.3 : 0.1, gen_files[f]);
+            total += (int)json_array_size(json_object_get(json_array_get(chat, i), "greedy_ids"));
         }
         print_message("%-18s %-7s %zu chats rendered and tokenized as llama.cpp, %d/%d greedy "
                       "ids compared\n",
-                      gen_files[f], elm_chat_name(t), chat->n, compared, total);
+                      gen_files[f], elm_chat_name(t), json_array_size(chat), compared, total);
         elm_work_destroy(&w);
         elm_model_destroy(&m);
-        json_free(ref);
+        json_decref(ref);
         files++;
     }
     if (!files) {
@@ -365,18 +366,19 @@ static void test_eog(void **state)
     const char *files[] = {"zoo-llama3", "zoo-qwen25", "zoo-phi3", "zoo-gemma2"};
     int done = 0;
     for (size_t f = 0; f < sizeof files / sizeof *files; f++) {
-        struct json *ref = load_ref(files[f]);
+        json_t *ref = load_ref(files[f]);
         struct elm_model *m = ref ? load_model(files[f]) : NULL;
         if (!m) {
-            json_free(ref);
+            json_decref(ref);
             continue;
         }
-        const struct json *want = json_get(ref, "eog_token_ids");
+        const json_t *want = json_object_get(ref, "eog_token_ids");
         int n;
         const int32_t *eog = elm_vocab_eog(m->vocab, &n);
-        assert_int_equal(n, (int)want->n);
-        for (size_t i = 0; i < want->n; i++)
-            assert_true(elm_vocab_is_eog(m->vocab, (int32_t)json_at(want, i)->num));
+        assert_int_equal(n, (int)json_array_size(want));
+        for (size_t i = 0; i < json_array_size(want); i++)
+            assert_true(
+                elm_vocab_is_eog(m->vocab, (int32_t)json_number_value(json_array_get(want, i))));
         struct elm_work *w;
         assert_int_equal(elm_work_create(m, 8, 16, &w), 0);
         const int V = m->hp.n_vocab;
@@ -410,7 +412,7 @@ static void test_eog(void **state)
         print_message("%-11s EOG %d ids as llama.cpp's; generation stops at each\n", files[f], n);
         elm_work_destroy(&w);
         elm_model_destroy(&m);
-        json_free(ref);
+        json_decref(ref);
         done++;
     }
     if (!done) {

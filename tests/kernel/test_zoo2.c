@@ -57,13 +57,13 @@ static bool quantized(const char *name)
     return strchr(name + 4, '-') != NULL; /* "zoo-llama3-q8_0" */
 }
 
-static struct json *load_ref(const char *name)
+static json_t *load_ref(const char *name)
 {
     char rel[128];
     snprintf(rel, sizeof rel, "zoo2/%s.ref.json", name);
     const char *path = elm_test_model_path(rel);
     char *text = path ? elm_test_read_file(path, NULL) : NULL;
-    struct json *ref = text ? json_parse(text) : NULL;
+    json_t *ref = text ? elm_test_json(text) : NULL;
     free(text);
     return ref;
 }
@@ -82,14 +82,14 @@ static int load_model(const char *name, const char *kernel, struct elm_model **m
 }
 
 /* Compares the logits with one reference position's top-10 list; returns the largest |dp|. */
-static double compare_top(const float *logits, int V, const struct json *top)
+static double compare_top(const float *logits, int V, const json_t *top)
 {
     double mx = logits[elm_argmax(logits, V)], sum = 0, worst = 0;
     for (int i = 0; i < V; i++)
         sum += exp((double)logits[i] - mx);
-    for (size_t e = 0; e < top->n; e++) {
-        int id = (int)json_get(json_at(top, e), "id")->num;
-        double pref = json_get(json_at(top, e), "p")->num;
+    for (size_t e = 0; e < json_array_size(top); e++) {
+        int id = (int)elm_test_jnum(json_array_get(top, e), "id");
+        double pref = elm_test_jnum(json_array_get(top, e), "p");
         double d = fabs(exp((double)logits[id] - mx) / sum - pref);
         worst = d > worst ? d : worst;
     }
@@ -97,58 +97,58 @@ static double compare_top(const float *logits, int V, const struct json *top)
 }
 
 /* One entry: prompt ids in one batch, then every reference greedy id fed back. */
-static void check_entry(const struct elm_model *m, struct elm_work *w, const struct json *e,
+static void check_entry(const struct elm_model *m, struct elm_work *w, const json_t *e,
                         const struct limits *lim, bool quant, struct report *r)
 {
-    const struct json *pids = json_get(e, "prompt_ids"), *gids = json_get(e, "greedy_ids"),
-                      *tops = json_get(e, "top_probs"), *margins = json_get(e, "logit_margins"),
-                      *bdp = json_get(e, "top_probs_batch_dp");
+    const json_t *pids = json_object_get(e, "prompt_ids"), *gids = json_object_get(e, "greedy_ids"),
+                      *tops = json_object_get(e, "top_probs"), *margins = json_object_get(e, "logit_margins"),
+                      *bdp = json_object_get(e, "top_probs_batch_dp");
     assert_non_null(pids);
     assert_non_null(gids);
     assert_non_null(tops);
     assert_non_null(margins);
-    assert_true(pids->n > 0 && pids->n + gids->n < MAX_TOK);
+    assert_true(json_array_size(pids) > 0 && json_array_size(pids) + json_array_size(gids) < MAX_TOK);
     struct elm_kv *kv;
     assert_int_equal(elm_kv_create(m, MAX_TOK, ELM_TYPE_F32, &kv), 0);
-    const int V = m->hp.n_vocab, n = (int)pids->n;
+    const int V = m->hp.n_vocab, n = (int)json_array_size(pids);
     float *logits = malloc((size_t)V * sizeof *logits);
     struct elm_batch_item items[MAX_TOK];
     for (int i = 0; i < n; i++)
-        items[i] = (struct elm_batch_item){.token = (int32_t)json_at(pids, (size_t)i)->num,
+        items[i] = (struct elm_batch_item){.token = (int32_t)elm_test_jat(pids, (size_t)i),
                                            .pos = i,
                                            .kv = kv,
                                            .logits = i == n - 1 ? logits : NULL};
     assert_int_equal(elm_model_forward(m, w, items, n), 0);
-    r->ids_reference += (int)gids->n;
+    r->ids_reference += (int)json_array_size(gids);
     bool ids_done = false;
-    for (size_t k = 0; k < gids->n; k++) {
-        if (k < tops->n) {
-            double d = compare_top(logits, V, json_at(tops, k));
+    for (size_t k = 0; k < json_array_size(gids); k++) {
+        if (k < json_array_size(tops)) {
+            double d = compare_top(logits, V, json_array_get(tops, k));
             r->max_dp = d > r->max_dp ? d : r->max_dp;
             r->positions++;
             r->over_1e3 += d > 1e-3;
-            r->over_1e3_ref += d > 1e-3 && bdp && k < bdp->n && json_at(bdp, k)->num > 1e-3;
+            r->over_1e3_ref += d > 1e-3 && bdp && k < json_array_size(bdp) && elm_test_jat(bdp, k) > 1e-3;
             bool bad = quant ? d > lim->p_fail : d > lim->p_tol;
             if (bad && !r->failure[0])
                 snprintf(r->failure, sizeof r->failure, "entry %d position %zu: |dp| %.3g",
                          r->entries, k, d);
         }
-        if (!ids_done && json_at(margins, k)->num < lim->margin_cut)
+        if (!ids_done && elm_test_jat(margins, k) < lim->margin_cut)
             ids_done = true;
-        const int32_t want = (int32_t)json_at(gids, k)->num;
+        const int32_t want = (int32_t)elm_test_jat(gids, k);
         if (!ids_done) {
             const int32_t got = elm_argmax(logits, V);
             if (got != want) {
                 if (!r->failure[0])
                     snprintf(r->failure, sizeof r->failure,
                              "entry %d position %zu: greedy %d, reference %d (margin %.3f)",
-                             r->entries, k, got, want, json_at(margins, k)->num);
+                             r->entries, k, got, want, elm_test_jat(margins, k));
                 ids_done = true;
             } else {
                 r->ids_compared++;
             }
         }
-        if (k + 1 == gids->n)
+        if (k + 1 == json_array_size(gids))
             break;
         struct elm_batch_item it = {.token = want, .pos = n + (int)k, .kv = kv, .logits = logits};
         assert_int_equal(elm_model_forward(m, w, &it, 1), 0);
@@ -162,10 +162,10 @@ static void check_entry(const struct elm_model *m, struct elm_work *w, const str
 static int check_file(const char *name, const char *kernel, struct report *r)
 {
     memset(r, 0, sizeof *r);
-    struct json *ref = load_ref(name);
+    json_t *ref = load_ref(name);
     struct elm_model *m = NULL;
     if (!ref || load_model(name, kernel, &m)) {
-        json_free(ref);
+        json_decref(ref);
         return -1;
     }
     const bool q = quantized(name), gemma = strstr(name, "gemma2") != NULL;
@@ -175,14 +175,14 @@ static int check_file(const char *name, const char *kernel, struct report *r)
     assert_int_equal(elm_work_create(m, MAX_TOK, MAX_TOK, &w), 0);
     const char *lists[] = {"prompts", "chat"};
     for (int li = 0; li < 2; li++) {
-        const struct json *list = json_get(ref, lists[li]);
+        const json_t *list = json_object_get(ref, lists[li]);
         assert_non_null(list);
-        for (size_t i = 0; i < list->n; i++)
-            check_entry(m, w, json_at(list, i), &lim, q, r);
+        for (size_t i = 0; i < json_array_size(list); i++)
+            check_entry(m, w, json_array_get(list, i), &lim, q, r);
     }
     elm_work_destroy(&w);
     elm_model_destroy(&m);
-    json_free(ref);
+    json_decref(ref);
     return r->failure[0] ? 1 : 0;
 }
 
@@ -233,34 +233,34 @@ static void run_bert(const char *variant, const char *name, double tol)
 {
     if (!variant_usable(variant))
         skip();
-    struct json *ref = load_ref(name);
+    json_t *ref = load_ref(name);
     struct elm_model *m = NULL;
     if (!ref || load_model(name, variant, &m)) {
         print_message("SKIP: zoo2/%s not found under %s\n", name, elm_test_models_dir());
-        json_free(ref);
+        json_decref(ref);
         skip();
     }
     assert_true(elm_model_is_embedding(m));
-    const struct json *embs = json_get(ref, "embeddings");
+    const json_t *embs = json_object_get(ref, "embeddings");
     assert_non_null(embs);
-    const int E = m->hp.n_embd, n = (int)embs->n;
+    const int E = m->hp.n_embd, n = (int)json_array_size(embs);
     int32_t *ids[16], n_ids[16];
     assert_true(n > 0 && n <= 16);
     for (int s = 0; s < n; s++) {
-        const struct json *t = json_get(json_at(embs, (size_t)s), "token_ids");
-        n_ids[s] = (int32_t)t->n;
-        ids[s] = malloc(t->n * sizeof *ids[s]);
-        for (size_t i = 0; i < t->n; i++)
-            ids[s][i] = (int32_t)json_at(t, i)->num;
+        const json_t *t = json_object_get(json_array_get(embs, (size_t)s), "token_ids");
+        n_ids[s] = (int32_t)json_array_size(t);
+        ids[s] = malloc(json_array_size(t) * sizeof *ids[s]);
+        for (size_t i = 0; i < json_array_size(t); i++)
+            ids[s][i] = (int32_t)elm_test_jat(t, i);
     }
     float *out = malloc((size_t)n * E * sizeof *out);
     assert_int_equal(elm_model_embed(m, (const int32_t *const *)ids, n_ids, n, out), 0);
     double worst = 0;
     for (int s = 0; s < n; s++) {
-        const struct json *v = json_get(json_at(embs, (size_t)s), "embedding");
-        assert_int_equal((int)v->n, E);
+        const json_t *v = json_object_get(json_array_get(embs, (size_t)s), "embedding");
+        assert_int_equal((int)json_array_size(v), E);
         for (int i = 0; i < E; i++) {
-            double d = fabs((double)out[(size_t)s * E + i] - json_at(v, (size_t)i)->num);
+            double d = fabs((double)out[(size_t)s * E + i] - elm_test_jat(v, (size_t)i));
             worst = d > worst ? d : worst;
         }
     }
@@ -270,7 +270,7 @@ static void run_bert(const char *variant, const char *name, double tol)
         free(ids[s]);
     free(out);
     elm_model_destroy(&m);
-    json_free(ref);
+    json_decref(ref);
     assert_true(worst <= tol);
 }
 
@@ -283,10 +283,10 @@ static void test_tokenize(void **state)
     const char *files[] = {"zoo-llama3", "zoo-qwen25", "zoo-phi3", "zoo-gemma2", "zoo-bert"};
     int checked = 0, mismatched = 0;
     for (size_t f = 0; f < sizeof files / sizeof *files; f++) {
-        struct json *ref = load_ref(files[f]);
+        json_t *ref = load_ref(files[f]);
         struct elm_model *m = NULL;
         if (!ref || load_model(files[f], NULL, &m)) {
-            json_free(ref);
+            json_decref(ref);
             continue;
         }
         if (!m->vocab) {
@@ -295,7 +295,7 @@ static void test_tokenize(void **state)
                           "reference ids\n",
                           files[f]);
             elm_model_destroy(&m);
-            json_free(ref);
+            json_decref(ref);
             continue;
         }
         /* generative files have prompts and chats, bert its embedded texts */
@@ -303,25 +303,25 @@ static void test_tokenize(void **state)
                    *fields[] = {"text", "prompt_text", "text"},
                    *idf[] = {"prompt_ids", "prompt_ids", "token_ids"};
         for (int li = 0; li < 3; li++) {
-            const struct json *list = json_get(ref, lists[li]);
-            for (size_t i = 0; list && i < list->n; i++) {
-                const struct json *e = json_at(list, i), *text = json_get(e, fields[li]),
-                                  *pids = json_get(e, idf[li]);
+            const json_t *list = json_object_get(ref, lists[li]);
+            for (size_t i = 0; list && i < json_array_size(list); i++) {
+                const json_t *e = json_array_get(list, i), *text = json_object_get(e, fields[li]),
+                                  *pids = json_object_get(e, idf[li]);
                 int32_t ids[MAX_TOK];
-                int n = elm_tokenize(m->vocab, text->str, text->str_len, true, true, ids, MAX_TOK);
-                bool same = n == (int)pids->n;
+                int n = elm_tokenize(m->vocab, json_string_value(text), json_string_length(text), true, true, ids, MAX_TOK);
+                bool same = n == (int)json_array_size(pids);
                 for (int k = 0; same && k < n; k++)
-                    same = ids[k] == (int32_t)json_at(pids, (size_t)k)->num;
+                    same = ids[k] == (int32_t)elm_test_jat(pids, (size_t)k);
                 checked++;
                 if (!same) {
                     mismatched++;
                     print_message("%s %s[%zu]: elm's %d ids differ from the reference's %zu\n",
-                                  files[f], lists[li], i, n, pids->n);
+                                  files[f], lists[li], i, n, json_array_size(pids));
                 }
             }
         }
         elm_model_destroy(&m);
-        json_free(ref);
+        json_decref(ref);
     }
     if (!checked) {
         print_message("SKIP: no zoo2 vocabulary elm can load under %s\n", elm_test_models_dir());

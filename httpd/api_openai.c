@@ -1,0 +1,265 @@
+/* api_openai.c — the OpenAI-compatible endpoints: GET /v1/models and POST /v1/completions
+ * (streamed as server-sent events ending with "data: [DONE]", or one document).
+ *
+ * Where the API and elm differ: sampling values a request leaves out keep elm's defaults
+ * (llama.cpp's, as llama-server does), not OpenAI's temperature 1; max_tokens left out means
+ * "until the end of the text or of the context", as llama-server, not OpenAI's 16. Fields the
+ * sampler cannot honour (presence/frequency penalties other than 0, logprobs, echo, best_of,
+ * suffix, logit_bias) and n > 1 are refused with a 400 that names the field.
+ */
+#include <stdatomic.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "httpd/api.h"
+#include "httpd/params.h"
+#include "httpd/reply.h"
+
+static const char *const sampling_names[6] = {"temperature", "top_k",          "top_p",
+                                              "min_p",       "repeat_penalty", "repeat_last_n"};
+
+/* The loaded model's status, or NULL after replying (503 when there is none). Caller frees. */
+static struct elm_daemon_status *loaded(struct hreq *r, enum MHD_Result *res)
+{
+    struct elm_daemon_status *st = malloc(sizeof *st);
+    if (!st) {
+        *res = MHD_NO;
+        return NULL;
+    }
+    int rc = gw_status(&r->h->gw, st);
+    if (!rc && !st->model_loaded)
+        rc = ELM_ENOMODEL;
+    if (rc) {
+        free(st);
+        *res = reply_elm_error(r, rc, NULL);
+        return NULL;
+    }
+    return st;
+}
+
+enum MHD_Result openai_models(struct hreq *r)
+{
+    struct elm_daemon_status *st = malloc(sizeof *st);
+    if (!st)
+        return MHD_NO;
+    int rc = gw_status(&r->h->gw, st);
+    if (rc) {
+        free(st);
+        return reply_elm_error(r, rc, NULL);
+    }
+    json_t *data = json_array();
+    if (st->model_loaded) {
+        char id[256];
+        gw_model_id(st, id, sizeof id);
+        json_int_t created = (json_int_t)time(NULL) - (json_int_t)(st->uptime_ns / 1000000000u);
+        json_array_append_new(data,
+                              json_pack("{sosssssI}", "id", json_text(id, strlen(id)), "object",
+                                        "model", "owned_by", "elm", "created", created));
+    }
+    free(st);
+    return reply_json(r, 200, json_pack("{ssso}", "object", "list", "data", data));
+}
+
+/* ---- /v1/completions --------------------------------------------------------------------- */
+
+struct completion {
+    char id[48];
+    char model[256];
+    json_int_t created;
+    bool include_usage;
+};
+
+static void completion_init(struct completion *c, const struct elm_daemon_status *st)
+{
+    static atomic_uint_fast64_t serial;
+    snprintf(c->id, sizeof c->id, "cmpl-elm-%lx-%llu", (long)st->pid,
+             (unsigned long long)atomic_fetch_add(&serial, 1));
+    gw_model_id(st, c->model, sizeof c->model);
+    c->created = (json_int_t)time(NULL);
+}
+
+static const char *finish_reason(int reason)
+{
+    return reason == ELM_FINISH_LENGTH ? "length" : "stop"; /* eos, a stop string, a cancel */
+}
+
+/* {"id","object","created","model","choices":[...]} around choices (stolen). */
+static json_t *chunk(const struct completion *c, json_t *choices)
+{
+    return json_pack("{sssssIssso}", "id", c->id, "object", "text_completion", "created",
+                     c->created, "model", c->model, "choices", choices);
+}
+
+static json_t *choice(json_t *text, const char *finish)
+{
+    return json_pack("{sosisnso}", "text", text ? text : json_string(""), "index", 0, "logprobs",
+                     "finish_reason", finish ? json_string(finish) : json_null());
+}
+
+static json_t *usage(const struct elm_event *ev)
+{
+    return json_pack("{sIsIsI}", "prompt_tokens", (json_int_t)ev->n_prompt, "completion_tokens",
+                     (json_int_t)ev->n_gen, "total_tokens",
+                     (json_int_t)ev->n_prompt + (json_int_t)ev->n_gen);
+}
+
+static json_t *error_object(int rc, const char *msg)
+{
+    char m[512];
+    snprintf(m, sizeof m, "%s%s%s", elm_strerror(rc), msg && *msg ? ": " : "", msg ? msg : "");
+    return json_pack("{s{sosssn}}", "error", "message", json_text(m, strlen(m)), "type",
+                     http_status_of(rc) >= 500 ? "server_error" : "invalid_request_error", "code");
+}
+
+static bool sse_event(struct hstream *s, const struct elm_event *ev)
+{
+    const struct completion *c = s->api;
+    if (ev->type == ELM_EVENT_TOKEN) {
+        json_t *t = hs_text(s, ev->text, ev->text_len, false);
+        if (json_string_length(t))
+            hs_put_json(s, chunk(c, json_pack("[o]", choice(t, NULL))), true);
+        else
+            json_decref(t); /* nothing whole yet: wait for the rest of the character */
+        return false;
+    }
+    if (ev->type == ELM_EVENT_DONE) {
+        json_t *t = s->n_carry ? hs_text(s, "", 0, true) : NULL;
+        hs_put_json(s, chunk(c, json_pack("[o]", choice(t, finish_reason(ev->reason)))), true);
+        if (c->include_usage) {
+            json_t *j = chunk(c, json_array());
+            json_object_set_new(j, "usage", usage(ev));
+            hs_put_json(s, j, true);
+        }
+    } else {
+        hs_put_json(s, error_object(ev->error, ev->message), true);
+    }
+    hs_put(s, "data: [DONE]\n\n", 14);
+    return true;
+}
+
+/* The whole completion as one document, once the request is over. */
+static enum MHD_Result complete(struct hreq *r, struct gw_gen *gen, const struct completion *c)
+{
+    char *text;
+    size_t len;
+    struct elm_event ev;
+    int rc = gw_gen_collect(gen, &text, &len, &ev);
+    enum MHD_Result res;
+    if (rc == -ECONNRESET)
+        res = MHD_NO; /* the client left: close; gw_gen_end cancels */
+    else if (rc || ev.type == ELM_EVENT_ERROR)
+        res = reply_elm_error(r, rc ? rc : ev.error, rc ? NULL : ev.message);
+    else {
+        json_t *j = chunk(c, json_pack("[o]", choice(json_text(text ? text : "", len),
+                                                     finish_reason(ev.reason))));
+        json_object_set_new(j, "usage", usage(&ev));
+        res = reply_json(r, 200, j);
+    }
+    free(text);
+    gw_gen_end(gen);
+    return res;
+}
+
+/* The request's fields into q; 0, or -1 with e filled. */
+static int parse(const json_t *b, struct elm_request *q, const char **prompt, bool *stream,
+                 bool *include_usage, struct perr *e)
+{
+    long long n = 1, max_tokens = -1;
+    const json_t *p = json_object_get(b, "prompt");
+    if (json_is_array(p) && json_array_size(p) == 1)
+        p = json_array_get(p, 0); /* a batch of one */
+    if (!json_is_string(p)) {
+        snprintf(e->param, sizeof e->param, "prompt");
+        snprintf(e->msg, sizeof e->msg, "prompt must be a string (or an array of one)");
+        return -1;
+    }
+    *prompt = json_string_value(p);
+    const json_t *so = json_object_get(b, "stream_options");
+    if (so && !json_is_null(so) && !json_is_object(so)) {
+        snprintf(e->param, sizeof e->param, "stream_options");
+        snprintf(e->msg, sizeof e->msg, "stream_options must be an object");
+        return -1;
+    }
+    if (p_bool(b, "stream", stream, e) || p_bool(so, "include_usage", include_usage, e) ||
+        p_int(b, "n", 1, INT32_MAX, &n, e) ||
+        p_int(b, "max_tokens", 0, INT32_MAX, &max_tokens, e) ||
+        p_int(b, "max_completion_tokens", 0, INT32_MAX, &max_tokens, e) ||
+        p_float(b, "temperature", &q->temp, e) || p_float(b, "top_p", &q->top_p, e) ||
+        p_stop(b, "stop", q, e) || p_unsupported_num(b, "presence_penalty", 0, e) ||
+        p_unsupported_num(b, "frequency_penalty", 0, e) || p_unsupported(b, "logprobs", e) ||
+        p_unsupported(b, "top_logprobs", e) || p_unsupported(b, "echo", e) ||
+        p_unsupported_num(b, "best_of", 1, e) || p_unsupported(b, "suffix", e) ||
+        p_unsupported(b, "logit_bias", e) || p_unsupported(b, "tools", e))
+        return -1;
+    if (n != 1) {
+        snprintf(e->param, sizeof e->param, "n");
+        snprintf(e->msg, sizeof e->msg, "n must be 1: elm makes one choice per request");
+        return -1;
+    }
+    long long seed = -1;
+    if (p_int(b, "seed", INT64_MIN, INT64_MAX, &seed, e))
+        return -1;
+    if (json_object_get(b, "seed") && !json_is_null(json_object_get(b, "seed")))
+        q->seed = (uint64_t)seed;
+    q->n_predict = (int32_t)max_tokens;
+    return p_check_sampling(q, sampling_names, e);
+}
+
+enum MHD_Result openai_completions(struct hreq *r)
+{
+    enum MHD_Result res;
+    json_t *b = body_object(r, &res);
+    if (!b)
+        return res;
+    struct elm_request q;
+    elm_request_init(&q);
+    struct perr e = {0};
+    bool stream = false, include_usage = false;
+    const char *model = NULL;
+    struct elm_daemon_status *st = NULL;
+    if (p_str(b, "model", &model, &e) || parse(b, &q, &q.prompt, &stream, &include_usage, &e)) {
+        res = reply_error(r, 400, e.param, "%s", e.msg);
+        goto out;
+    }
+    if (!(st = loaded(r, &res)))
+        goto out;
+    if (model && !gw_model_matches(st, model)) {
+        res = reply_error(r, 404, "model", "the model '%s' does not exist (elmd serves one model)",
+                          model);
+        goto out;
+    }
+    struct hstream *s = calloc(1, sizeof *s);
+    struct completion *c = calloc(1, sizeof *c);
+    if (!s || !c) {
+        free(s);
+        free(c);
+        res = MHD_NO;
+        goto out;
+    }
+    completion_init(c, st);
+    c->include_usage = include_usage;
+    const char *msg;
+    int rc = gw_gen_start(&r->h->gw, &s->gen, &q, 0, r->fd, &msg);
+    if (rc) {
+        free(s);
+        free(c);
+        res = reply_elm_error(r, rc, msg);
+        goto out;
+    }
+    if (stream) {
+        s->api = c;
+        s->on_event = sse_event;
+        res = reply_stream(r, s, "text/event-stream");
+    } else {
+        res = complete(r, &s->gen, c);
+        free(s);
+        free(c);
+    }
+out:
+    free(st);
+    json_decref(b);
+    return res;
+}

@@ -1,0 +1,206 @@
+/* gateway.c — elm-httpd's connection to elmd (gateway.h). elmd never listens on a network: this
+ * process is an ordinary libelmclient client, and every HTTP request becomes a session whose
+ * tokens come back through shared memory.
+ *
+ * Reconnecting: a call that fails with ELM_EDAEMON drops the shared client; the next request
+ * connects again, so a restarted daemon is served without restarting the gateway. Sessions hold
+ * their own reference to the client they were opened on, so dropping it never pulls a
+ * connection from under a running generation.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "httpd/gateway.h"
+#include "httpd/metrics.h"
+
+#define POLL_MS      100   /* how often a waiting generation looks at its HTTP client's socket */
+#define BUSY_WAIT_MS 10000 /* how long a request waits for one of elmd's session slots */
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+void gw_init(struct gw *g, const char *runtime_dir, uint32_t max_prompt_bytes)
+{
+    memset(g, 0, sizeof *g);
+    g->runtime_dir = runtime_dir;
+    g->max_prompt_bytes = max_prompt_bytes;
+    pthread_mutex_init(&g->lock, NULL);
+}
+
+void gw_fini(struct gw *g)
+{
+    elm_client_close(&g->c);
+    pthread_mutex_destroy(&g->lock);
+}
+
+/* With g->lock held: a connected client, or the error of connecting. */
+static int connected(struct gw *g)
+{
+    return g->c ? 0 : elm_client_connect(g->runtime_dir, &g->c);
+}
+
+/* With g->lock held: after a failed call, forget a client whose daemon is gone. */
+static void after(struct gw *g, int rc)
+{
+    if (rc == ELM_EDAEMON || rc == ELM_ESHUTDOWN || rc == ELM_EPROTO)
+        elm_client_close(&g->c);
+}
+
+int gw_status(struct gw *g, struct elm_daemon_status *out)
+{
+    pthread_mutex_lock(&g->lock);
+    int rc = connected(g);
+    if (rc == 0 && (rc = elm_client_status(g->c, out)) != 0) {
+        after(g, rc);
+        /* A client made before the daemon restarted fails once: try a fresh one. */
+        if (rc == ELM_EDAEMON && (rc = connected(g)) == 0)
+            after(g, rc = elm_client_status(g->c, out));
+    }
+    pthread_mutex_unlock(&g->lock);
+    return rc;
+}
+
+void gw_model_id(const struct elm_daemon_status *st, char *buf, size_t cap)
+{
+    const char *base = strrchr(st->model_path, '/');
+    base = base ? base + 1 : st->model_path;
+    size_t n = strlen(base);
+    if (n > 5 && !strcmp(base + n - 5, ".gguf"))
+        n -= 5;
+    snprintf(buf, cap, "%.*s", (int)n, base);
+}
+
+/* Whether name is want, or want followed by ":latest". */
+static bool same_name(const char *name, const char *want)
+{
+    size_t n = strlen(want);
+    return n && !strncmp(name, want, n) && (!name[n] || !strcmp(name + n, ":latest"));
+}
+
+bool gw_model_matches(const struct elm_daemon_status *st, const char *name)
+{
+    char id[256];
+    gw_model_id(st, id, sizeof id);
+    return st->model_loaded && (same_name(name, id) || same_name(name, st->model_name));
+}
+
+/* Whether the peer of fd has closed its end (or the socket failed). Data it sent early (a
+ * pipelined request) is left for the HTTP server. */
+static bool client_gone(int fd)
+{
+    if (fd < 0)
+        return false;
+    struct pollfd p = {.fd = fd, .events = POLLIN | POLLRDHUP};
+    if (poll(&p, 1, 0) <= 0)
+        return false;
+    if (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL))
+        return true;
+    char c;
+    return recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
+}
+
+/* One attempt at a session, connecting (again) first when needed. The daemon's message goes to
+ * err: the client it lives in may be dropped here. */
+static int open_session(struct gw *g, const struct elm_session_params *p, elm_session **s,
+                        char *err, size_t cap)
+{
+    pthread_mutex_lock(&g->lock);
+    int rc = connected(g);
+    for (int attempt = 0; rc == 0 && attempt < 2; attempt++) {
+        if ((rc = elm_session_open_params(g->c, p, s)) == 0)
+            break;
+        snprintf(err, cap, "%s", elm_client_last_message(g->c));
+        after(g, rc);
+        /* a client made before the daemon restarted fails once: try a fresh one */
+        if (rc != ELM_EDAEMON || attempt || (rc = connected(g)) != 0)
+            break;
+    }
+    pthread_mutex_unlock(&g->lock);
+    return rc;
+}
+
+int gw_gen_start(struct gw *g, struct gw_gen *gen, const struct elm_request *r, uint32_t n_ctx,
+                 int client_fd, const char **msg)
+{
+    struct elm_session_params p = {.n_ctx = n_ctx, .max_prompt_bytes = g->max_prompt_bytes};
+    memset(gen, 0, sizeof *gen);
+    gen->client_fd = client_fd;
+    *msg = gen->err;
+    /* Every session slot of elmd taken (its max_sessions): wait a little for one to free up, as
+     * long as the client waits too, rather than refuse a burst at once. */
+    uint64_t give_up = now_ns() + BUSY_WAIT_MS * 1000000ull;
+    int rc;
+    while ((rc = open_session(g, &p, &gen->s, gen->err, sizeof gen->err)) == ELM_EBUSY &&
+           now_ns() < give_up && !client_gone(client_fd))
+        nanosleep(&(struct timespec){0, 20 * 1000000}, NULL);
+    if (rc)
+        return rc;
+    rc = elm_session_submit(gen->s, r);
+    if (rc) {
+        elm_session_close(&gen->s);
+        return rc;
+    }
+    gen->submitted = true;
+    gen->t_submit = now_ns();
+    return 0;
+}
+
+int gw_gen_next(struct gw_gen *gen, struct elm_event *ev)
+{
+    for (;;) {
+        int rc = elm_session_next(gen->s, ev, POLL_MS);
+        /* Looked at while waiting and at every token, so a client that hangs up while tokens
+         * flow (a non-streamed reply writes nothing until the end) is noticed too. */
+        if ((rc == 0 && ev->type == ELM_EVENT_TOKEN) || rc == -ETIMEDOUT || rc == -EINTR)
+            if (client_gone(gen->client_fd))
+                return -ECONNRESET;
+        if (rc == -ETIMEDOUT || rc == -EINTR)
+            continue;
+        if (rc == 0 && ev->type == ELM_EVENT_TOKEN) {
+            uint64_t t = now_ns();
+            if (gen->had_token)
+                metrics_next_token(t - gen->t_last);
+            else
+                metrics_first_token(t - gen->t_submit);
+            gen->had_token = true;
+            gen->t_last = t;
+        } else {
+            if (rc == 0 && ev->type == ELM_EVENT_DONE)
+                metrics_done(ev->n_prompt, ev->n_gen);
+            gen->submitted = false; /* the request is over */
+        }
+        return rc;
+    }
+}
+
+int gw_gen_collect(struct gw_gen *gen, char **text, size_t *len, struct elm_event *ev)
+{
+    *text = NULL;
+    *len = 0;
+    int rc;
+    while ((rc = gw_gen_next(gen, ev)) == 0 && ev->type == ELM_EVENT_TOKEN) {
+        char *t = realloc(*text, *len + ev->text_len + 1);
+        if (!t)
+            return -ENOMEM;
+        *text = t;
+        memcpy(t + *len, ev->text, ev->text_len);
+        *len += ev->text_len;
+        t[*len] = 0;
+    }
+    return rc;
+}
+
+void gw_gen_end(struct gw_gen *gen)
+{
+    elm_session_close(&gen->s); /* cancels a running request */
+    gen->submitted = false;
+}

@@ -1,0 +1,686 @@
+/* test_httpd.c — elm-httpd, the HTTP gateway, driven with curl against a real elmd on
+ * stories260K, as a user would reach it: started by `elmctl start --http`.
+ *
+ *   - Greedy text through /v1/completions (one document and server-sent events) and Ollama's
+ *     /api/generate (one document and JSON lines) equals `elmctl generate --local`'s.
+ *   - The official openai and ollama npm clients (tests/http/clients.mjs) get the same text.
+ *   - The SSE framing: every event "data: JSON\n\n", chunks of one id, finish_reason on the
+ *     last, the usage chunk when asked, then "data: [DONE]".
+ *   - Hostile and malformed requests get a 4xx with a message (bad JSON, wrong types, unknown
+ *     model, n > 1, an unsupported penalty, an oversized body or header, a wrong method, path
+ *     traversal), and the daemon keeps serving the same greedy text afterwards.
+ *   - A client that hangs up mid-stream has its session freed (seen in `elmctl sessions`).
+ *   - /metrics counts the requests, tokens and latencies of the tests before it.
+ *   - elmd gone: 503; elmd back: the gateway serves again without a restart.
+ *   - --api-key-file (401 without the key) and --cors (off by default; preflight when on).
+ * No assertion is about time: the waits have deadlines only to turn a hang into a failure.
+ */
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "tests/common/elm_test.h"
+#include "tests/common/json.h"
+
+#define TEST_ALARM_S 300
+#define MODEL        "stories260K.gguf"
+#define PROMPT       "Once upon a time"
+#define N_GEN        32
+
+static char elmctl[4096], httpd[4096];
+static char rundir[64], errfile[96];
+static const char *model;
+static char url[128];    /* the gateway elmctl started */
+static char local[4096]; /* elmctl generate --local's greedy text of PROMPT, without its newline */
+
+static int run(char *out, size_t cap, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = elm_test_vsh(out, cap, errfile, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+/* curl with the HTTP status appended as a last line "HTTP NNN". Returns the status. */
+static int curl(char *out, size_t cap, const char *fmt, ...)
+{
+    char args[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    run(out, cap, "curl -sS --max-time 60 -w '\\nHTTP %%{http_code}' %s", args);
+    char *last = strrchr(out, '\n');
+    int status = last && !strncmp(last, "\nHTTP ", 6) ? atoi(last + 6) : -1;
+    if (last)
+        *last = 0;
+    return status;
+}
+
+static bool have_curl(void)
+{
+    static char out[256];
+    return run(out, sizeof out, "command -v curl") == 0;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    snprintf(elmctl, sizeof elmctl, "%s/cli/elmctl", elm_test_build_dir());
+    snprintf(httpd, sizeof httpd, "%s/httpd/elm-httpd", elm_test_build_dir());
+    snprintf(rundir, sizeof rundir, "/tmp/elm-httpd-XXXXXX");
+    if (!mkdtemp(rundir))
+        return -1;
+    snprintf(errfile, sizeof errfile, "%s.err", rundir);
+    model = elm_test_model_path(MODEL);
+    if (!model || !have_curl() || access(httpd, X_OK))
+        return 0; /* each test skips with the reason */
+    static char out[8192];
+    alarm(TEST_ALARM_S);
+    if (run(out, sizeof out, "%s --runtime-dir %s start --json --http 127.0.0.1:0 --model '%s'",
+            elmctl, rundir, model)) {
+        print_message("elmctl start --http failed: %s %s\n", out, elm_test_file_text(errfile));
+        return -1;
+    }
+    json_t *j = elm_test_json(out);
+    const char *u = elm_test_jstr(j, "http");
+    snprintf(url, sizeof url, "%s", u ? u : "");
+    json_decref(j);
+    if (!*url)
+        return -1;
+    if (run(local, sizeof local, "%s generate --local '%s' --threads 1 --temp 0 -n %d '%s'", elmctl,
+            model, N_GEN, PROMPT))
+        return -1;
+    local[strcspn(local, "\n")] = 0;
+    return 0;
+}
+
+/* Ends what a test left running: the gateway and the daemon, through elmctl stop, and by their
+ * pid files if a process with this test's runtime directory on its command line survives. */
+static int teardown(void **state)
+{
+    (void)state;
+    static char out[4096];
+    run(out, sizeof out, "%s --runtime-dir %s stop", elmctl, rundir);
+    const char *pids[] = {"elmd.pid", "elm-httpd.pid"};
+    for (size_t i = 0; i < 2; i++) {
+        char path[256], buf[32] = {0};
+        snprintf(path, sizeof path, "%s/%s", rundir, pids[i]);
+        FILE *f = fopen(path, "r");
+        long pid = f && fgets(buf, sizeof buf, f) ? strtol(buf, NULL, 10) : 0;
+        if (f)
+            fclose(f);
+        elm_test_signal_if_ours(pid, rundir, SIGKILL);
+    }
+    /* the gateways' own errors are not this test's stderr: a sanitizer report in their logs
+     * (read after they exited, so their leak checks ran) fails the test */
+    int bad = 0;
+    const char *logs[] = {"elm-httpd.log", "gw2.out"};
+    for (size_t i = 0; i < 2; i++) {
+        char path[256];
+        snprintf(path, sizeof path, "%s/%s", rundir, logs[i]);
+        const char *text = elm_test_file_text(path);
+        if (strstr(text, "Sanitizer") || strstr(text, "runtime error:")) {
+            print_message("%s:\n%s\n", path, text);
+            bad = 1;
+        }
+    }
+    snprintf(out, sizeof out, "rm -rf %s %s", rundir, errfile);
+    alarm(0);
+    return system(out) == 0 && !bad ? 0 : -1;
+}
+
+static void require_gateway(void)
+{
+    if (!model) {
+        print_message("SKIP: model file %s/%s not found\n", elm_test_models_dir(), MODEL);
+        skip();
+    }
+    if (!have_curl()) {
+        print_message("SKIP: curl is not installed (scripts/deps.sh installs it)\n");
+        skip();
+    }
+    if (access(httpd, X_OK)) {
+        print_message("SKIP: %s is not built\n", httpd);
+        skip();
+    }
+    assert_true(*url);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Greedy text through each API equals elmctl generate --local
+ */
+
+/* The completion's text of a /v1/completions document, checked for its shape. */
+static void check_completion(const char *body, const char *want)
+{
+    json_t *j = elm_test_json(body);
+    if (!j)
+        fail_msg("not JSON: %s", body);
+    assert_string_equal(elm_test_jstr(j, "object"), "text_completion");
+    assert_string_equal(elm_test_jstr(j, "model"), "stories260K");
+    const json_t *c = json_array_get(json_object_get(j, "choices"), 0);
+    assert_string_equal(elm_test_jstr(c, "text"), want);
+    assert_string_equal(elm_test_jstr(c, "finish_reason"), "length");
+    const json_t *u = json_object_get(j, "usage");
+    assert_true(elm_test_jnum(u, "completion_tokens") == N_GEN);
+    assert_true(elm_test_jnum(u, "prompt_tokens") == 5); /* BOS + 4 */
+    assert_true(elm_test_jnum(u, "total_tokens") == N_GEN + 5);
+    json_decref(j);
+}
+
+/* The events of an SSE body: each "data: X\n\n"; the texts of the chunks concatenated into
+ * text; the last event must be [DONE]. Returns the number of JSON events. */
+static int parse_sse(char *body, char *text, size_t cap, bool want_usage)
+{
+    size_t len = 0;
+    int n = 0;
+    bool done = false, finished = false, usage = false;
+    char id[64] = "";
+    for (char *p = body; *p;) {
+        assert_false(done); /* nothing after [DONE] */
+        assert_memory_equal(p, "data: ", 6);
+        char *end = strstr(p, "\n\n");
+        assert_non_null(end);
+        *end = 0;
+        const char *data = p + 6;
+        p = end + 2;
+        if (!strcmp(data, "[DONE]")) {
+            done = true;
+            continue;
+        }
+        json_t *j = elm_test_json(data);
+        if (!j)
+            fail_msg("event is not JSON: %s", data);
+        n++;
+        if (!*id)
+            snprintf(id, sizeof id, "%s", elm_test_jstr(j, "id"));
+        assert_string_equal(elm_test_jstr(j, "id"), id);
+        assert_string_equal(elm_test_jstr(j, "object"), "text_completion");
+        const json_t *ch = json_object_get(j, "choices");
+        if (json_array_size(ch) == 0) { /* the usage chunk, after the last choice */
+            assert_true(finished);
+            const json_t *u = json_object_get(j, "usage");
+            assert_true(elm_test_jnum(u, "completion_tokens") == N_GEN);
+            usage = true;
+        } else {
+            assert_false(finished);
+            const json_t *c = json_array_get(ch, 0);
+            const char *t = elm_test_jstr(c, "text");
+            assert_non_null(t);
+            assert_true(len + strlen(t) < cap);
+            memcpy(text + len, t, strlen(t));
+            len += strlen(t);
+            const char *fr = elm_test_jstr(c, "finish_reason");
+            if (fr) {
+                assert_string_equal(fr, "length");
+                finished = true;
+            }
+        }
+        json_decref(j);
+    }
+    text[len] = 0;
+    assert_true(done && finished);
+    assert_int_equal(usage, want_usage);
+    return n;
+}
+
+static void test_greedy_openai(void **state)
+{
+    (void)state;
+    require_gateway();
+    static char out[65536], text[8192];
+    const char *req = "-d '{\"model\":\"stories260K\",\"prompt\":\"" PROMPT "\",\"max_tokens\":32,"
+                      "\"temperature\":0%s}' %s/v1/completions";
+    assert_int_equal(curl(out, sizeof out, req, "", url), 200);
+    check_completion(out, local);
+    char args[1024];
+    snprintf(args, sizeof args, req, ",\"stream\":true,\"stream_options\":{\"include_usage\":true}",
+             url);
+    assert_int_equal(curl(out, sizeof out, "-N %s", args), 200);
+    assert_true(parse_sse(out, text, sizeof text, true) >= 2);
+    assert_string_equal(text, local);
+    /* without include_usage: no usage chunk */
+    snprintf(args, sizeof args, req, ",\"stream\":true", url);
+    assert_int_equal(curl(out, sizeof out, "-N %s", args), 200);
+    parse_sse(out, text, sizeof text, false);
+    assert_string_equal(text, local);
+}
+
+static void test_greedy_ollama(void **state)
+{
+    (void)state;
+    require_gateway();
+    static char out[65536], text[8192];
+    const char *req = "-d '{\"model\":\"stories260K\",\"prompt\":\"" PROMPT "\",\"stream\":%s,"
+                      "\"options\":{\"num_predict\":32,\"temperature\":0}}' %s/api/generate";
+    assert_int_equal(curl(out, sizeof out, req, "false", url), 200);
+    json_t *j = elm_test_json(out);
+    assert_non_null(j);
+    assert_string_equal(elm_test_jstr(j, "response"), local);
+    assert_true(json_is_true(json_object_get(j, "done")));
+    assert_string_equal(elm_test_jstr(j, "done_reason"), "length");
+    assert_true(elm_test_jnum(j, "eval_count") == N_GEN);
+    json_decref(j);
+    /* streamed: one JSON document per line, the last one done */
+    assert_int_equal(curl(out, sizeof out, req, "true", url), 200);
+    json_t *lines = elm_test_json_lines(out);
+    assert_non_null(lines);
+    size_t n = json_array_size(lines), len = 0;
+    for (size_t i = 0; i < n; i++) {
+        const json_t *l = json_array_get(lines, i);
+        assert_int_equal(json_is_true(json_object_get(l, "done")), i + 1 == n);
+        const char *t = elm_test_jstr(l, "response");
+        assert_non_null(t);
+        memcpy(text + len, t, strlen(t));
+        len += strlen(t);
+    }
+    text[len] = 0;
+    assert_string_equal(text, local);
+    assert_true(elm_test_jnum(json_array_get(lines, n - 1), "eval_count") == N_GEN);
+    json_decref(lines);
+}
+
+/* The model listings name the loaded model the way each API's clients look for it. */
+static void test_listings(void **state)
+{
+    (void)state;
+    require_gateway();
+    static char out[16384];
+    assert_int_equal(curl(out, sizeof out, "%s/health", url), 200);
+    assert_int_equal(curl(out, sizeof out, "%s/v1/models", url), 200);
+    json_t *j = elm_test_json(out);
+    assert_string_equal(elm_test_jstr(json_array_get(json_object_get(j, "data"), 0), "id"),
+                        "stories260K");
+    json_decref(j);
+    assert_int_equal(curl(out, sizeof out, "%s/api/tags", url), 200);
+    j = elm_test_json(out);
+    assert_string_equal(elm_test_jstr(json_array_get(json_object_get(j, "models"), 0), "name"),
+                        "stories260K:latest");
+    json_decref(j);
+    assert_int_equal(curl(out, sizeof out, "%s/api/ps", url), 200);
+    assert_int_equal(curl(out, sizeof out, "-d '{\"model\":\"stories260K\"}' %s/api/show", url),
+                     200);
+    j = elm_test_json(out);
+    assert_string_equal(elm_test_jstr(json_object_get(j, "details"), "family"), "llama");
+    json_decref(j);
+    assert_int_equal(curl(out, sizeof out, "%s/api/version", url), 200);
+    assert_non_null(strstr(out, "\"version\""));
+}
+
+/* The number after "name " on a line of a Prometheus exposition, -1 when absent. */
+static double metric(const char *text, const char *name)
+{
+    char key[256];
+    snprintf(key, sizeof key, "\n%s ", name);
+    const char *p = strstr(text, key);
+    return p ? strtod(p + strlen(key), NULL) : -1;
+}
+
+/* /metrics counts what the tests before it did: 3 greedy completions of 32 tokens (document,
+ * SSE with usage, SSE) and 2 generations (document, lines), of 5 prompt tokens each. */
+static void test_metrics(void **state)
+{
+    (void)state;
+    require_gateway();
+    static char out[65536];
+    assert_int_equal(curl(out, sizeof out, "%s/metrics", url), 200);
+    assert_true(
+        metric(out, "elm_http_requests_total{endpoint=\"/v1/completions\",status=\"200\"}") == 3);
+    assert_true(metric(out, "elm_http_requests_total{endpoint=\"/api/generate\",status=\"200\"}") ==
+                2);
+    assert_true(metric(out, "elm_http_generated_tokens_total{model=\"stories260K\"}") == 5 * N_GEN);
+    assert_true(metric(out, "elm_http_prompt_tokens_total{model=\"stories260K\"}") == 5 * 5);
+    assert_true(metric(out, "elm_http_ttft_seconds_count{model=\"stories260K\"}") == 5);
+    assert_true(metric(out, "elm_http_inter_token_seconds_count{model=\"stories260K\"}") ==
+                5 * (N_GEN - 1));
+    assert_true(metric(out, "elm_http_ttft_seconds_bucket{model=\"stories260K\",le=\"+Inf\"}") ==
+                5);
+    assert_true(metric(out, "elm_up") == 1);
+    assert_true(metric(out, "elm_kv_pages{model=\"stories260K\"}") > 0);
+    assert_true(metric(out, "elm_sessions{model=\"stories260K\"}") == 0);
+}
+
+/* The official openai and ollama npm clients, unchanged, against the gateway (clients.mjs). */
+static void test_npm_clients(void **state)
+{
+    (void)state;
+    require_gateway();
+    static char out[16384];
+    if (run(out, sizeof out, "command -v node")) {
+        print_message("SKIP: node is not installed (scripts/deps.sh installs nodejs)\n");
+        skip();
+    }
+    if (access(ELM_HTTP_CLIENTS_DIR "/node_modules/openai", R_OK) ||
+        access(ELM_HTTP_CLIENTS_DIR "/node_modules/ollama", R_OK)) {
+        print_message("SKIP: the npm clients are not installed in %s (scripts/test.sh installs "
+                      "them with scripts/npm-clients.sh)\n",
+                      ELM_HTTP_CLIENTS_DIR);
+        skip();
+    }
+    char expected[128];
+    snprintf(expected, sizeof expected, "%s/expected.txt", rundir);
+    FILE *f = fopen(expected, "w");
+    assert_non_null(f);
+    fputs(local, f);
+    fclose(f);
+    int rc = run(out, sizeof out, "node %s/clients.mjs %s %s stories260K %d '%s' %s 2>&1",
+                 ELM_HTTP_CLIENTS_SRC, ELM_HTTP_CLIENTS_DIR, url, N_GEN, PROMPT, expected);
+    print_message("%s", out);
+    assert_int_equal(rc, 0);
+    assert_non_null(strstr(out, "ok ollama generate stream"));
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Hostile and malformed requests: a 4xx with a message, and the daemon keeps serving
+ */
+
+/* The OpenAI error document of a reply: message non-empty, param as given (NULL: any). */
+static void openai_error(const char *body, const char *param)
+{
+    json_t *j = elm_test_json(body);
+    if (!j)
+        fail_msg("error reply is not JSON: %s", body);
+    const json_t *e = json_object_get(j, "error");
+    assert_true(elm_test_jstr(e, "message") && *elm_test_jstr(e, "message"));
+    assert_non_null(elm_test_jstr(e, "type"));
+    if (param)
+        assert_string_equal(elm_test_jstr(e, "param"), param);
+    json_decref(j);
+}
+
+static void test_bad_requests(void **state)
+{
+    (void)state;
+    require_gateway();
+    static char out[65536];
+    static const struct {
+        const char *body;
+        int status;
+        const char *param;
+    } cases[] = {
+        {"{", 400, NULL},
+        {"[1,2]", 400, NULL},
+        {"{\"prompt\":\"a\",\"prompt\":\"b\"}", 400, NULL}, /* a duplicate key */
+        {"{\"prompt\":5}", 400, "prompt"},
+        {"{\"prompt\":\"x\",\"max_tokens\":\"many\"}", 400, "max_tokens"},
+        {"{\"prompt\":\"x\",\"max_tokens\":-2}", 400, "max_tokens"},
+        {"{\"prompt\":\"x\",\"temperature\":\"hot\"}", 400, "temperature"},
+        {"{\"prompt\":\"x\",\"temperature\":-1}", 400, "temperature"},
+        {"{\"prompt\":\"x\",\"top_p\":2}", 400, "top_p"},
+        {"{\"prompt\":\"x\",\"stream\":\"yes\"}", 400, "stream"},
+        {"{\"prompt\":\"x\",\"stop\":[1]}", 400, "stop"},
+        {"{\"prompt\":\"x\",\"seed\":1.5}", 400, "seed"},
+        {"{\"prompt\":\"x\",\"n\":2}", 400, "n"},
+        {"{\"prompt\":\"x\",\"presence_penalty\":0.5}", 400, "presence_penalty"},
+        {"{\"prompt\":\"x\",\"frequency_penalty\":1}", 400, "frequency_penalty"},
+        {"{\"prompt\":\"x\",\"logprobs\":2}", 400, "logprobs"},
+        {"{\"prompt\":\"x\",\"model\":\"gpt-4\"}", 404, "model"},
+        {"{\"prompt\":\"x\",\"model\":7}", 400, "model"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        int st = curl(out, sizeof out, "-d '%s' %s/v1/completions", cases[i].body, url);
+        if (st != cases[i].status)
+            fail_msg("%s: HTTP %d, expected %d: %s", cases[i].body, st, cases[i].status, out);
+        openai_error(out, cases[i].param);
+    }
+    /* Ollama's errors are {"error":S} */
+    assert_int_equal(
+        curl(out, sizeof out, "-d '{\"model\":\"nope\",\"prompt\":\"x\"}' %s/api/generate", url),
+        404);
+    assert_non_null(strstr(out, "{\"error\":\"model 'nope' not found\"}"));
+    assert_int_equal(curl(out, sizeof out,
+                          "-d '{\"model\":\"stories260K\",\"prompt\":\"x\",\"options\":"
+                          "{\"temperature\":\"x\"}}' %s/api/generate",
+                          url),
+                     400);
+    assert_int_equal(curl(out, sizeof out, "-d '{\"prompt\":\"x\"}' %s/api/generate", url), 400);
+    /* wrong methods */
+    assert_int_equal(curl(out, sizeof out, "-X POST %s/v1/models", url), 405);
+    assert_int_equal(curl(out, sizeof out, "%s/v1/completions", url), 405);
+    assert_int_equal(curl(out, sizeof out, "-X DELETE %s/api/tags", url), 405);
+    /* nothing maps a URL onto files */
+    const char *paths[] = {"/",
+                           "/../../../etc/passwd",
+                           "/%2e%2e/%2e%2e/etc/passwd",
+                           "/v1/../../etc/passwd",
+                           "/api/..%2f..%2fetc%2fpasswd",
+                           "//etc/passwd"};
+    for (size_t i = 0; i < sizeof paths / sizeof *paths; i++) {
+        int st = curl(out, sizeof out, "--path-as-is '%s%s'", url, paths[i]);
+        if (st != 404)
+            fail_msg("%s: HTTP %d: %s", paths[i], st, out);
+        assert_null(strstr(out, "root:"));
+    }
+    /* a body over the limit (1 MiB by default), declared: 413 before it is read */
+    char big[256];
+    snprintf(big, sizeof big, "%s/big.json", rundir);
+    FILE *f = fopen(big, "w");
+    assert_non_null(f);
+    fputs("{\"prompt\":\"", f);
+    for (int i = 0; i < (2 << 20) / 64; i++)
+        fputs("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", f);
+    fputs("\"}", f);
+    fclose(f);
+    assert_int_equal(curl(out, sizeof out, "--data-binary @%s %s/v1/completions", big, url), 413);
+    openai_error(out, NULL);
+    /* ... and chunked, without a length: the connection is closed (no 2xx) */
+    int st = curl(out, sizeof out,
+                  "-H 'Transfer-Encoding: chunked' --data-binary @%s "
+                  "%s/v1/completions",
+                  big, url);
+    assert_true(st != 200 && (st == 0 || st == 100 || (st >= 400 && st < 500)));
+    /* a header past the connection's memory: 431 */
+    char hdr[256];
+    snprintf(hdr, sizeof hdr, "%s/hdr.txt", rundir);
+    f = fopen(hdr, "w");
+    assert_non_null(f);
+    fputs("X-Big: ", f);
+    for (int i = 0; i < 64 << 10; i++)
+        fputc('x', f);
+    fputc('\n', f);
+    fclose(f);
+    assert_int_equal(curl(out, sizeof out, "-H @%s %s/health", hdr, url), 431);
+
+    /* the daemon and the gateway still serve the same greedy text */
+    assert_int_equal(curl(out, sizeof out,
+                          "-d '{\"prompt\":\"" PROMPT "\",\"max_tokens\":32,\"temperature\":0}' "
+                          "%s/v1/completions",
+                          url),
+                     200);
+    check_completion(out, local);
+    static char status[16384];
+    assert_int_equal(run(status, sizeof status, "%s --runtime-dir %s --json stats", elmctl, rundir),
+                     0);
+    json_t *j = elm_test_json(status);
+    assert_true(elm_test_jnum(j, "n_errors") == 0);
+    json_decref(j);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Hang-ups, a daemon that goes away, keys and CORS
+ */
+
+/* The number of sessions elmd has open. */
+static int n_sessions(void)
+{
+    static char out[65536];
+    assert_int_equal(run(out, sizeof out, "%s --runtime-dir %s sessions --json", elmctl, rundir),
+                     0);
+    json_t *j = elm_test_json(out);
+    assert_true(json_is_array(j));
+    int n = (int)json_array_size(j);
+    json_decref(j);
+    return n;
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Waits (deadline: 30 s, a hang catcher) until elmd has want sessions open. */
+static void wait_sessions(int want)
+{
+    int64_t end = now_ms() + 30000;
+    int n;
+    while ((n = n_sessions()) != want && now_ms() < end)
+        usleep(20 * 1000);
+    if (n != want)
+        fail_msg("elmd has %d sessions open, expected %d", n, want);
+}
+
+static void test_hangup_cancels(void **state)
+{
+    (void)state;
+    require_gateway();
+    static char out[4096];
+    assert_int_equal(n_sessions(), 0);
+    /* A stream that would run until the context is full (2048 tokens), in the background;
+     * its pid comes back on stdout. */
+    char pidfile[128];
+    snprintf(pidfile, sizeof pidfile, "%s/curl.pid", rundir);
+    assert_int_equal(run(out, sizeof out,
+                         "curl -sN -d '{\"prompt\":\"Once\",\"stream\":true,\"temperature\":1,"
+                         "\"seed\":7}' %s/v1/completions >/dev/null 2>&1 & echo $! >%s",
+                         url, pidfile),
+                     0);
+    long pid = atol(elm_test_file_text(pidfile));
+    assert_true(pid > 1);
+    wait_sessions(1);
+    assert_int_equal(kill((pid_t)pid, SIGKILL), 0);
+    wait_sessions(0); /* closing the session cancelled the request */
+    /* the same for a request that was not streamed */
+    assert_int_equal(run(out, sizeof out,
+                         "curl -s -d '{\"prompt\":\"Once\",\"temperature\":1,\"seed\":7}' "
+                         "%s/v1/completions >/dev/null 2>&1 & echo $! >%s",
+                         url, pidfile),
+                     0);
+    pid = atol(elm_test_file_text(pidfile));
+    wait_sessions(1);
+    assert_int_equal(kill((pid_t)pid, SIGKILL), 0);
+    wait_sessions(0);
+}
+
+static void test_daemon_restart(void **state)
+{
+    (void)state;
+    require_gateway();
+    static char out[8192];
+    char pidpath[128];
+    snprintf(pidpath, sizeof pidpath, "%s/elmd.pid", rundir);
+    long pid = atol(elm_test_file_text(pidpath));
+    assert_int_equal(elm_test_signal_if_ours(pid, rundir, SIGTERM), 0);
+    int64_t end = now_ms() + 30000;
+    while (kill((pid_t)pid, 0) == 0 && now_ms() < end)
+        usleep(20 * 1000);
+    assert_int_equal(curl(out, sizeof out, "%s/health", url), 503);
+    assert_int_equal(curl(out, sizeof out, "-d '{\"prompt\":\"x\"}' %s/v1/completions", url), 503);
+    openai_error(out, NULL);
+    assert_int_equal(curl(out, sizeof out,
+                          "-d '{\"model\":\"stories260K\",\"prompt\":\"x\"}' "
+                          "%s/api/generate",
+                          url),
+                     503);
+    /* elmd back (the gateway is kept): served again, same text */
+    assert_int_equal(
+        run(out, sizeof out, "%s --runtime-dir %s start --model '%s'", elmctl, rundir, model), 0);
+    assert_int_equal(curl(out, sizeof out, "%s/health", url), 200);
+    assert_int_equal(curl(out, sizeof out,
+                          "-d '{\"prompt\":\"" PROMPT "\",\"max_tokens\":32,\"temperature\":0}' "
+                          "%s/v1/completions",
+                          url),
+                     200);
+    check_completion(out, local);
+}
+
+/* A second gateway on the same daemon with extra options; returns its URL in u. */
+static long start_gateway(const char *extra, char *u, size_t cap)
+{
+    static char out[4096];
+    char log[128];
+    snprintf(log, sizeof log, "%s/gw2.out", rundir);
+    assert_int_equal(run(out, sizeof out,
+                         "%s --listen 127.0.0.1:0 --runtime-dir %s %s >%s 2>&1 & echo $!", httpd,
+                         rundir, extra, log),
+                     0);
+    long pid = atol(out);
+    int64_t end = now_ms() + 30000;
+    const char *at;
+    while (!(at = strstr(elm_test_file_text(log), "http://")) && now_ms() < end)
+        usleep(20 * 1000);
+    assert_non_null(at);
+    snprintf(u, cap, "%.*s", (int)strcspn(at, "\n"), at);
+    return pid;
+}
+
+static void stop_gateway(long pid)
+{
+    assert_int_equal(elm_test_signal_if_ours(pid, rundir, SIGTERM), 0);
+    int64_t end = now_ms() + 30000;
+    while (kill((pid_t)pid, 0) == 0 && now_ms() < end) {
+        waitpid((pid_t)pid, NULL, WNOHANG);
+        usleep(20 * 1000);
+    }
+}
+
+static void test_key_and_cors(void **state)
+{
+    (void)state;
+    require_gateway();
+    static char out[8192];
+    char u[128], key[128], extra[512];
+    /* by default: no CORS header, no preflight */
+    assert_int_equal(curl(out, sizeof out, "-i -H 'Origin: http://evil.example' %s/v1/models", url),
+                     200);
+    assert_null(strcasestr(out, "Access-Control-Allow-Origin"));
+    assert_int_equal(curl(out, sizeof out, "-X OPTIONS %s/v1/models", url), 405);
+    /* a page whose DNS name was rebound to 127.0.0.1 keeps its own Host: refused */
+    assert_int_equal(curl(out, sizeof out, "-H 'Host: evil.example' %s/v1/models", url), 403);
+    assert_int_equal(curl(out, sizeof out, "-H 'Host: localhost:1234' %s/v1/models", url), 200);
+
+    snprintf(key, sizeof key, "%s/key", rundir);
+    FILE *f = fopen(key, "w");
+    assert_non_null(f);
+    fputs("s3cret-key\n", f);
+    fclose(f);
+    snprintf(extra, sizeof extra, "--api-key-file %s --cors http://app.example", key);
+    long pid = start_gateway(extra, u, sizeof u);
+    assert_int_equal(curl(out, sizeof out, "%s/v1/models", u), 401);
+    openai_error(out, NULL);
+    assert_int_equal(curl(out, sizeof out, "-H 'Authorization: Bearer s3cret-kez' %s/v1/models", u),
+                     401);
+    assert_int_equal(
+        curl(out, sizeof out, "-H 'Authorization: Bearer s3cret-key2' %s/v1/models", u), 401);
+    assert_int_equal(curl(out, sizeof out, "-H 'Authorization: Bearer s3cret-key' %s/v1/models", u),
+                     200);
+    assert_int_equal(curl(out, sizeof out, "%s/health", u), 200); /* no key needed */
+    assert_int_equal(curl(out, sizeof out,
+                          "-i -X OPTIONS -H 'Origin: http://app.example' "
+                          "%s/v1/completions",
+                          u),
+                     204);
+    assert_non_null(strcasestr(out, "Access-Control-Allow-Origin: http://app.example"));
+    assert_non_null(strcasestr(out, "Access-Control-Allow-Headers: Authorization"));
+    stop_gateway(pid);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_greedy_openai),  cmocka_unit_test(test_greedy_ollama),
+        cmocka_unit_test(test_metrics),        cmocka_unit_test(test_listings),
+        cmocka_unit_test(test_npm_clients),
+        cmocka_unit_test(test_bad_requests),   cmocka_unit_test(test_hangup_cancels),
+        cmocka_unit_test(test_daemon_restart), cmocka_unit_test(test_key_and_cors),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
