@@ -326,10 +326,12 @@ int cli_cmd_distill_data(int argc, char **argv)
         }
         for (int32_t j = 0; j < n_ctx; j++) {
             const float *l = logits + (size_t)j * (size_t)V;
-            /* log-softmax as elm_eval_nll computes it */
             top_k(l, V, K, top);
+            /* log-softmax as elm_eval_nll computes it: top[0] holds the max, so its nll is
+             * log(sum exp(l - max)), and every other log-prob follows without another sum */
+            const double lse = elm_eval_nll(l, V, top[0]);
             for (int32_t t = 0; t < K; t++)
-                lp[t] = (float)-elm_eval_nll(l, V, top[t]);
+                lp[t] = (float)((double)(l[top[t]] - l[top[0]]) - lse);
             if (fwrite(top, sizeof *top, (size_t)K, f) != (size_t)K ||
                 fwrite(lp, sizeof *lp, (size_t)K, f) != (size_t)K) {
                 ec = cli_fail_file(out, -EIO, "");

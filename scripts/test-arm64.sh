@@ -13,7 +13,7 @@
 #    test_elmd_fuzz).
 #  - left out, for a limit of the emulator as far as known: test_ops (its override case
 #    re-executes /proc/self/exe, a foreign binary to the host kernel: no binfmt_misc here),
-#    test_client_daemon, test_client_cli, test_elmctl_local, test_elmd_batching (they exec elmd
+#    test_client_daemon, test_client_cli, test_elmctl_local, test_eval, test_elmd_batching (they exec elmd
 #    or elmctl directly or through a shell, not through ELM_TEST_EMULATOR), test_elmd_residency
 #    (qemu-user refuses MAP_HUGETLB, EINVAL, and has no io_uring: its hugetlb and O_DIRECT +
 #    io_uring cases expect both), test_ring (test_multi_ring_wait), test_elmd_kvpool
@@ -41,7 +41,7 @@ cmake -S . -B build/arm64 -DCMAKE_BUILD_TYPE=Release \
 cmake --build build/arm64 -j"$(nproc)"
 built=$(date +%s)
 out="ops|ring|client_daemon|client_cli|elmctl_local|elmd_batching|elmd_residency|elmd_kvpool"
-out+="|elmd_sessions|bench"
+out+="|elmd_sessions|bench|eval"
 read -r -a sel <<<"${ELM_ARM64_TESTS:--E ^test_($out)$}"
 status=0
 (cd build/arm64 && ctest --output-on-failure -j2 "${sel[@]}" "$@") || status=1
