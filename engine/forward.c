@@ -520,8 +520,13 @@ int elm_model_forward(const struct elm_model *m, struct elm_work *w,
         for (size_t i = 0; i < (size_t)n * E; i++)
             w->x[i] *= m->hp.embd_scale;
     mark(w, ELM_PROF_EMBED, -1);
-    for (int li = 0; li < m->hp.n_layer; li++)
+    for (int li = 0; li < m->hp.n_layer; li++) {
+        if (w->obs.hidden)
+            w->obs.hidden(w->obs.ctx, li, w->x, E, n);
         layer_forward(m, w, li, items, n);
+    }
+    if (w->obs.hidden)
+        w->obs.hidden(w->obs.ctx, m->hp.n_layer, w->x, E, n);
     output_logits(m, w, items, n);
     return 0;
 }

@@ -172,6 +172,10 @@ enum elm_mat_role {
 struct elm_matmul_observer {
     void (*fn)(void *ctx, int layer, enum elm_mat_role role, const float *x, int64_t ncols,
                int n);
+    /* Optional (NULL: not called): the residual stream, n rows of n_embd floats, entering block
+     * `layer` (layer 0: the embeddings; layer n_layer: after the last block, before the final
+     * norm). Block l's influence is measured between calls l and l + 1 (`elmctl prune`). */
+    void (*hidden)(void *ctx, int layer, const float *x, int64_t n_embd, int n);
     void *ctx;
 };
 
