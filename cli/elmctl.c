@@ -23,6 +23,7 @@ static const struct cmd cmds[] = {
     {"kld", cli_cmd_kld, "KL-divergence of a student model from a teacher on a text file"},
     {"imatrix", cli_cmd_imatrix, "collect an importance matrix over calibration text"},
     {"distill-data", cli_cmd_distill_data, "write a teacher's top-k log-probs per position"},
+    {"prune", cli_cmd_prune, "drop a model's least influential blocks into a smaller GGUF"},
     {"start", cli_cmd_start, "start elmd and wait until it answers"},
     {"stop", cli_cmd_stop, "stop elmd and wait until it is gone"},
     {"status", cli_cmd_status, "show elmd's state and model"},

@@ -1,7 +1,7 @@
 /* test_eval.c — elmctl's evaluation commands against llama.cpp's own numbers
  * (shared/models/evalref, README sections 1-3): perplexity per chunk and final, the
  * KL-divergence machinery on llama.cpp's base log-prob file, the importance matrix entry by
- * entry, and the distillation file's layout.
+ * entry, the distillation file's layout, and layer pruning on stories260K.
  *
  * Bounds come from the issue's acceptance and evalref's README: perplexity within 0.1 %
  * relative (per chunk and final), imatrix within 1e-4 relative per entry, KLD within 1e-4
@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "engine/imatrix.h"
+#include "engine/model.h"
 #include "tests/common/elm_test.h"
 #include "tests/common/json.h"
 
@@ -273,6 +274,57 @@ static void test_distill_data(void **state)
     unlink(path);
 }
 
+/* ---- layer pruning ------------------------------------------------------------------------- */
+
+/* stories260K (the one trained model): dropping the block of least measured influence costs
+ * less perplexity than dropping the most influential one, and the pruned file loads as a
+ * 4-block model under elm's strict validation. */
+static void test_prune_layers(void **state)
+{
+    ELM_REQUIRE_MODEL(m, "stories260K.gguf");
+    ELM_REQUIRE_MODEL(text, "corpus/tinystories-sample-30k.txt");
+    char dir[] = "/tmp/elm-prune-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    assert_int_equal(run("%s prune '%s' '%s' --ctx 128 --chunks 20 --layers 1 -o %s/low.gguf "
+                         "--json 2>/dev/null",
+                         elmctl, m, text, dir),
+                     0);
+    struct json *lo = json_parse(out);
+    assert_non_null(lo);
+    const struct json *inf = json_get(lo, "influence");
+    assert_int_equal(inf->n, 5);
+    size_t imin = 0, imax = 0;
+    for (size_t l = 1; l < inf->n; l++) {
+        imin = json_at(inf, l)->num < json_at(inf, imin)->num ? l : imin;
+        imax = json_at(inf, l)->num > json_at(inf, imax)->num ? l : imax;
+    }
+    assert_int_equal((int)json_at(json_get(lo, "dropped"), 0)->num, (int)imin);
+    assert_int_equal((int)num(lo, "n_layer_out"), 4);
+    assert_true(num(lo, "params_out") < num(lo, "params_in"));
+    assert_true(num(lo, "bytes_out") < num(lo, "bytes_in"));
+    assert_int_equal(run("%s prune '%s' '%s' --ctx 128 --chunks 20 --drop %zu -o %s/high.gguf "
+                         "--json 2>/dev/null",
+                         elmctl, m, text, imax, dir),
+                     0);
+    struct json *hi = json_parse(out);
+    assert_non_null(hi);
+    print_message("drop block %zu (least influence): PPL %.4f -> %.4f; block %zu (most): %.4f\n",
+                  imin, num(lo, "ppl_before"), num(lo, "ppl_after"), imax, num(hi, "ppl_after"));
+    assert_true(num(lo, "ppl_after") < num(hi, "ppl_after"));
+    char path[256], err[256];
+    snprintf(path, sizeof path, "%s/low.gguf", dir);
+    struct elm_model *pm = NULL;
+    assert_int_equal(
+        elm_model_load(path, &(struct elm_model_params){.n_threads = 1}, &pm, err, sizeof err), 0);
+    assert_int_equal(pm->hp.n_layer, 4);
+    assert_non_null(elm_gguf_find_tensor(pm->gguf, "blk.3.ffn_down.weight"));
+    assert_null(elm_gguf_find_tensor(pm->gguf, "blk.4.ffn_down.weight"));
+    elm_model_destroy(&pm);
+    json_free(lo);
+    json_free(hi);
+    run("rm -r %s", dir);
+}
+
 static int setup(void **state)
 {
     snprintf(elmctl, sizeof elmctl, "%s/cli/elmctl", elm_test_build_dir());
@@ -287,6 +339,7 @@ int main(void)
         cmocka_unit_test(test_kld_one_run_equals_two),
         cmocka_unit_test(test_imatrix),
         cmocka_unit_test(test_distill_data),
+        cmocka_unit_test(test_prune_layers),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
