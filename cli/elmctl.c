@@ -22,6 +22,11 @@ static const struct cmd cmds[] = {
     {"embed", cli_cmd_embed, "print the embedding vectors of texts (an embedding model)"},
     {"inspect", cli_cmd_inspect, "show a model's architecture, tensors and metadata"},
     {"quantize", cli_cmd_quantize, "write a quantized copy of a GGUF model"},
+    {"perplexity", cli_cmd_perplexity, "score a model on a text file (llama.cpp-compatible PPL, KLD)"},
+    {"kld", cli_cmd_kld, "KL-divergence of a student model from a teacher on a text file"},
+    {"imatrix", cli_cmd_imatrix, "collect an importance matrix over calibration text"},
+    {"distill-data", cli_cmd_distill_data, "write a teacher's top-k log-probs per position"},
+    {"prune", cli_cmd_prune, "drop a model's least influential blocks into a smaller GGUF"},
     {"start", cli_cmd_start, "start elmd and wait until it answers"},
     {"stop", cli_cmd_stop, "stop elmd and wait until it is gone"},
     {"status", cli_cmd_status, "show elmd's state and model"},
@@ -41,7 +46,7 @@ static void usage(FILE *f)
                "                     after its name too)\n"
                "\ncommands:\n");
     for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++)
-        fprintf(f, "  %-10s %s\n", cmds[i].name, cmds[i].help);
+        fprintf(f, "  %-12s %s\n", cmds[i].name, cmds[i].help);
     fprintf(f, "\n'elmctl COMMAND --help' describes each command. Texts (generate's prompt,\n"
                "tokenize's text) come from the argument, -f FILE, or stdin ('-', or no\n"
                "argument when stdin is not a terminal).\n"

@@ -26,6 +26,9 @@
  * output that only the final fold combines (kernels.h kv_mix), so a paged cache gives the bits
  * of a contiguous one.
  *
+ * Observing (elm_work_set_observer): an observer attached to the work area sees every matmul's
+ * F32 input rows, which is how `elmctl imatrix` collects its statistics without the pass knowing.
+ *
  * Profiling (prof.h): with a struct elm_prof set on the work area, the clock is read between
  * operations (never inside a kernel or a parallel region) and the time since the previous read
  * is charged to the operation just finished.
@@ -110,8 +113,9 @@ struct elm_work {
     float *logits; /* [LOGIT_ROWS][n_vocab] */
     void *aq;      /* activations quantized to a dot type: [n_batch][row bytes of widest row] */
     size_t aq_row; /* bytes per row in aq */
-    struct elm_prof *prof; /* borrowed; NULL: not profiling */
-    uint64_t t_mark;       /* clock at the end of the last profiled operation (ns) */
+    struct elm_prof *prof;          /* borrowed; NULL: not profiling */
+    struct elm_matmul_observer obs; /* obs.fn NULL: none */
+    uint64_t t_mark;                /* clock at the end of the last profiled operation (ns) */
 };
 
 static float *falloc(size_t n)
@@ -204,6 +208,11 @@ void elm_work_set_prof(struct elm_work *w, struct elm_prof *p)
     w->prof = p;
 }
 
+void elm_work_set_observer(struct elm_work *w, const struct elm_matmul_observer *o)
+{
+    w->obs = o ? *o : (struct elm_matmul_observer){0};
+}
+
 /* Charges the time since the previous mark to op (and to layer's row when layer >= 0). */
 static void mark(struct elm_work *w, enum elm_prof_op op, int layer)
 {
@@ -257,8 +266,10 @@ static const void *acts_for(const struct elm_model *m, struct elm_work *w, struc
 /* y[t][r] = W[r] · x[t] for the activations' n tokens. The activations are quantized (or
  * reused) first and charged to QUANTIZE; the product to op. */
 static void matmul(const struct elm_model *m, struct elm_work *w, const struct elm_tensor *W,
-                   struct acts *a, float *y, enum elm_prof_op op, int layer)
+                   struct acts *a, float *y, enum elm_prof_op op, int layer, enum elm_mat_role role)
 {
+    if (w->obs.fn) /* the observer sees the F32 rows, before any activation quantization */
+        w->obs.fn(w->obs.ctx, layer, role, a->src, a->ncols, a->n);
     size_t stride;
     const void *xq = acts_for(m, w, a, W, &stride);
     mark(w, ELM_PROF_QUANTIZE, layer);
@@ -410,9 +421,9 @@ static void layer_forward(const struct elm_model *m, struct elm_work *w, int li,
     mark(w, ELM_PROF_NORM, li);
     /* one quantization of the normed rows serves Q, K and V when they share a dot type */
     struct acts a = acts_of(w->xb, E, n);
-    matmul(m, w, &l->wq, &a, w->q, ELM_PROF_MAT_QKV, li);
-    matmul(m, w, &l->wk, &a, w->k, ELM_PROF_MAT_QKV, li);
-    matmul(m, w, &l->wv, &a, w->v, ELM_PROF_MAT_QKV, li);
+    matmul(m, w, &l->wq, &a, w->q, ELM_PROF_MAT_QKV, li, ELM_MAT_Q);
+    matmul(m, w, &l->wk, &a, w->k, ELM_PROF_MAT_QKV, li, ELM_MAT_K);
+    matmul(m, w, &l->wv, &a, w->v, ELM_PROF_MAT_QKV, li, ELM_MAT_V);
     add_bias(w->q, l->bq, n, qdim);
     add_bias(w->k, l->bk, n, kvdim);
     add_bias(w->v, l->bv, n, kvdim);
@@ -435,7 +446,7 @@ static void layer_forward(const struct elm_model *m, struct elm_work *w, int li,
     attention(m, w, li, items, n);
     mark(w, ELM_PROF_ATTENTION, li);
     a = acts_of(w->xb, qdim, n);
-    matmul(m, w, &l->wo, &a, w->q, ELM_PROF_MAT_O, li); /* q is free now: reuse it */
+    matmul(m, w, &l->wo, &a, w->q, ELM_PROF_MAT_O, li, ELM_MAT_O); /* q is free now: reuse it */
     post_norm(m, w, l->attn_post_norm, n, li);
     for (size_t i = 0; i < (size_t)n * E; i++)
         w->x[i] += w->q[i];
@@ -445,8 +456,8 @@ static void layer_forward(const struct elm_model *m, struct elm_work *w, int li,
         k->rmsnorm(w->xb + (size_t)t * E, w->x + (size_t)t * E, l->ffn_norm, E, hp->eps);
     mark(w, ELM_PROF_NORM, li);
     a = acts_of(w->xb, E, n); /* one quantization for gate and up */
-    matmul(m, w, &l->w_gate, &a, w->hb, ELM_PROF_MAT_FFN, li);
-    matmul(m, w, &l->w_up, &a, w->hb2, ELM_PROF_MAT_FFN, li);
+    matmul(m, w, &l->w_gate, &a, w->hb, ELM_PROF_MAT_FFN, li, ELM_MAT_GATE);
+    matmul(m, w, &l->w_up, &a, w->hb2, ELM_PROF_MAT_FFN, li, ELM_MAT_UP);
     for (int t = 0; t < n; t++) {
         if (hp->arch == ELM_ARCH_GEMMA2)
             elm_gelu_mul(w->hb + (size_t)t * ff, w->hb2 + (size_t)t * ff, ff);
@@ -455,7 +466,7 @@ static void layer_forward(const struct elm_model *m, struct elm_work *w, int li,
     }
     mark(w, ELM_PROF_SILU, li);
     a = acts_of(w->hb, ff, n);
-    matmul(m, w, &l->w_down, &a, w->q, ELM_PROF_MAT_FFN, li);
+    matmul(m, w, &l->w_down, &a, w->q, ELM_PROF_MAT_FFN, li, ELM_MAT_DOWN);
     post_norm(m, w, l->ffn_post_norm, n, li);
     for (size_t i = 0; i < (size_t)n * E; i++)
         w->x[i] += w->q[i];
@@ -477,7 +488,7 @@ static void output_logits(const struct elm_model *m, struct elm_work *w,
         }
         if (c == LOGIT_ROWS || (t == n && c > 0)) {
             struct acts a = acts_of(w->xb, E, c);
-            matmul(m, w, &m->output, &a, w->logits, ELM_PROF_OUTPUT, -1);
+            matmul(m, w, &m->output, &a, w->logits, ELM_PROF_OUTPUT, -1, ELM_MAT_OUTPUT);
             if (m->hp.final_softcap > 0)
                 elm_softcap(w->logits, (int64_t)c * V, m->hp.final_softcap);
             for (int i = 0; i < c; i++)
@@ -509,8 +520,13 @@ int elm_model_forward(const struct elm_model *m, struct elm_work *w,
         for (size_t i = 0; i < (size_t)n * E; i++)
             w->x[i] *= m->hp.embd_scale;
     mark(w, ELM_PROF_EMBED, -1);
-    for (int li = 0; li < m->hp.n_layer; li++)
+    for (int li = 0; li < m->hp.n_layer; li++) {
+        if (w->obs.hidden)
+            w->obs.hidden(w->obs.ctx, li, w->x, E, n);
         layer_forward(m, w, li, items, n);
+    }
+    if (w->obs.hidden)
+        w->obs.hidden(w->obs.ctx, m->hp.n_layer, w->x, E, n);
     output_logits(m, w, items, n);
     return 0;
 }

@@ -152,6 +152,36 @@ int elm_work_create(const struct elm_model *m, int32_t n_batch, int32_t n_ctx_ma
 void elm_work_destroy(struct elm_work **w);
 int32_t elm_work_n_batch(const struct elm_work *w);
 
+/* Which weight a matmul of the pass multiplies (the GGUF tensor blk.N.attn_q ... output). */
+enum elm_mat_role {
+    ELM_MAT_Q,
+    ELM_MAT_K,
+    ELM_MAT_V,
+    ELM_MAT_O,
+    ELM_MAT_GATE,
+    ELM_MAT_UP,
+    ELM_MAT_DOWN,
+    ELM_MAT_OUTPUT, /* layer -1 */
+};
+
+/* Sees the F32 input of every matmul of a pass (the importance matrix, engine/imatrix.h):
+ * fn(ctx, layer, role, x, ncols, n) with x the n input rows of ncols floats (before any
+ * activation quantization), called on the forward pass's thread in graph order, before the
+ * product. The rows are only valid during the call. An observer keeps its own errors. phi3's
+ * fused QKV and gate|up are reported per view (Q, K, V; GATE, UP), with the same rows. */
+struct elm_matmul_observer {
+    void (*fn)(void *ctx, int layer, enum elm_mat_role role, const float *x, int64_t ncols,
+               int n);
+    /* Optional (NULL: not called): the residual stream, n rows of n_embd floats, entering block
+     * `layer` (layer 0: the embeddings; layer n_layer: after the last block, before the final
+     * norm). Block l's influence is measured between calls l and l + 1 (`elmctl prune`). */
+    void (*hidden)(void *ctx, int layer, const float *x, int64_t n_embd, int n);
+    void *ctx;
+};
+
+/* Attaches an observer to a work area (NULL detaches; the struct is copied). */
+void elm_work_set_observer(struct elm_work *w, const struct elm_matmul_observer *o);
+
 /* Runs n items (n <= n_batch) through the model. Items of one sequence must be in increasing
  * position order. Returns 0, -EINVAL (bad batch: n out of range, no cache, or a cache from a
  * pool made for another model shape), ELM_ETOKEN, or ELM_ECONTEXT when a position is at or

@@ -13,9 +13,10 @@
 #    test_elmd_fuzz).
 #  - left out, for a limit of the emulator as far as known: test_ops (its override case
 #    re-executes /proc/self/exe, a foreign binary to the host kernel: no binfmt_misc here),
-#    test_client_daemon, test_client_cli, test_elmctl_local, test_elmd_batching, test_elmd_embed
-#    (they exec elmd or elmctl directly or through a shell, not through ELM_TEST_EMULATOR; the
-#    embeddings themselves run under every ARM variant in test_zoo2), test_elmd_residency
+#    test_client_daemon, test_client_cli, test_elmctl_local, test_eval, test_elmd_batching,
+#    test_elmd_embed (they exec elmd or elmctl directly or through a shell, not through
+#    ELM_TEST_EMULATOR; the embeddings themselves run under every ARM variant in test_zoo2),
+#    test_elmd_residency
 #    (qemu-user refuses MAP_HUGETLB, EINVAL, and has no io_uring: its hugetlb and O_DIRECT +
 #    io_uring cases expect both), test_ring (test_multi_ring_wait), test_elmd_kvpool
 #    (test_exhaustion, then SIGALRM at 300 s) and test_elmd_sessions
@@ -45,7 +46,7 @@ cmake -S . -B build/arm64 -DCMAKE_BUILD_TYPE=Release \
 cmake --build build/arm64 -j"$(nproc)"
 built=$(date +%s)
 out="ops|ring|client_daemon|client_cli|elmctl_local|elmd_batching|elmd_embed|elmd_residency"
-out+="|elmd_kvpool|elmd_sessions|bench|chat_daemon|httpd|httpd_abuse"
+out+="|elmd_kvpool|elmd_sessions|bench|chat_daemon|httpd|httpd_abuse|eval"
 read -r -a sel <<<"${ELM_ARM64_TESTS:--E ^test_($out)$}"
 status=0
 (cd build/arm64 && ctest --output-on-failure -j2 "${sel[@]}" "$@") || status=1
