@@ -131,6 +131,18 @@ static enum elm_type choose_type(const struct preset *p, bool pure, const struct
     size_t nl = strlen(name);
     if (t->n_dims < 2 || nl < 7 || strcmp(name + nl - 7, ".weight") != 0)
         return ELM_TYPE_F32;
+    /* the weights llama-quantize never quantizes: norms, MoE gates, BERT's position and token
+     * type embeddings, Mamba's conv, RWKV's time-mix, T5's relative position bias */
+    static const char *const keep[] = {"_norm.weight",          "ffn_gate_inp.weight",
+                                       "ssm_conv1d.weight",     "time_mix_first.weight",
+                                       "time_mix_w1.weight",    "time_mix_w2.weight",
+                                       "time_mix_decay_w1.weight", "time_mix_decay_w2.weight",
+                                       "time_mix_lerp_fused.weight", "attn_rel_b.weight"};
+    for (size_t i = 0; i < sizeof keep / sizeof *keep; i++)
+        if (strstr(name, keep[i]))
+            return ELM_TYPE_F32;
+    if (!strcmp(name, "position_embd.weight") || !strcmp(name, "token_types.weight"))
+        return ELM_TYPE_F32;
     enum elm_type ty = p->base;
     bool is_float_preset = !elm_type_get(ty)->quantized;
     bool is_output = !strcmp(name, "output.weight") ||

@@ -12,8 +12,10 @@
  * share a KV head. --pure uses the base type everywhere. A tensor whose rows are not a multiple
  * of its type's block falls back like llama.cpp (Q4_K → Q5_0, Q5_K → Q5_1, Q6_K → Q8_0,
  * Q2_K/Q3_K/IQ4_XS → IQ4_NL), and a tensor whose rows fit no block of its type, like every 1-D
- * tensor, is kept in F32. All metadata is kept; general.file_type and
- * general.quantization_version are set.
+ * tensor, is kept in F32, as are the weights llama.cpp never quantizes (norms, MoE gates, BERT's
+ * position and token-type embeddings, ...). All metadata is kept; general.quantization_version
+ * and general.file_type are set last, and tensors are written by block number, then name, as
+ * llama-quantize does: the zoo's quantized files are reproduced byte for byte.
  */
 #ifndef ELM_QUANTIZE_H
 #define ELM_QUANTIZE_H
