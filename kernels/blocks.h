@@ -146,6 +146,9 @@ struct elm_block_iq4_xs {
 _Static_assert(sizeof(struct elm_block_iq4_xs) == 136, "iq4_xs block is 136 bytes");
 
 /* The 16 values an IQ4 index stands for (ggml's kvalues_iq4nl). */
-#define ELM_IQ4_VALUES {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113}
+#define ELM_IQ4_VALUES                                                                             \
+    {                                                                                              \
+        -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113                   \
+    }
 
 #endif

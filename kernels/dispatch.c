@@ -130,18 +130,41 @@ int elm_quantize_row_imatrix(enum elm_type type, const float *src, void *dst, in
     /* ggml's quantize_* take the *_impl path with weights, the *_ref path without */
     void (*weighted)(const float *, void *, int64_t, const float *) = NULL;
     switch (type) {
-    case ELM_TYPE_Q4_0: weighted = elm_ref_q4_0_quantize_imatrix; break;
-    case ELM_TYPE_Q4_1: weighted = elm_ref_q4_1_quantize_imatrix; break;
-    case ELM_TYPE_Q5_0: weighted = elm_ref_q5_0_quantize_imatrix; break;
-    case ELM_TYPE_Q5_1: weighted = elm_ref_q5_1_quantize_imatrix; break;
-    case ELM_TYPE_Q2_K: weighted = elm_ref_q2_k_quantize_imatrix; break;
-    case ELM_TYPE_Q3_K: weighted = elm_ref_q3_k_quantize_imatrix; break;
-    case ELM_TYPE_Q4_K: weighted = elm_ref_q4_k_quantize_imatrix; break;
-    case ELM_TYPE_Q5_K: weighted = elm_ref_q5_k_quantize_imatrix; break;
-    case ELM_TYPE_Q6_K: weighted = elm_ref_q6_k_quantize_imatrix; break;
-    case ELM_TYPE_IQ4_NL: weighted = elm_ref_iq4_nl_quantize; break;
-    case ELM_TYPE_IQ4_XS: weighted = elm_ref_iq4_xs_quantize; break;
-    default: break;
+    case ELM_TYPE_Q4_0:
+        weighted = elm_ref_q4_0_quantize_imatrix;
+        break;
+    case ELM_TYPE_Q4_1:
+        weighted = elm_ref_q4_1_quantize_imatrix;
+        break;
+    case ELM_TYPE_Q5_0:
+        weighted = elm_ref_q5_0_quantize_imatrix;
+        break;
+    case ELM_TYPE_Q5_1:
+        weighted = elm_ref_q5_1_quantize_imatrix;
+        break;
+    case ELM_TYPE_Q2_K:
+        weighted = elm_ref_q2_k_quantize_imatrix;
+        break;
+    case ELM_TYPE_Q3_K:
+        weighted = elm_ref_q3_k_quantize_imatrix;
+        break;
+    case ELM_TYPE_Q4_K:
+        weighted = elm_ref_q4_k_quantize_imatrix;
+        break;
+    case ELM_TYPE_Q5_K:
+        weighted = elm_ref_q5_k_quantize_imatrix;
+        break;
+    case ELM_TYPE_Q6_K:
+        weighted = elm_ref_q6_k_quantize_imatrix;
+        break;
+    case ELM_TYPE_IQ4_NL:
+        weighted = elm_ref_iq4_nl_quantize;
+        break;
+    case ELM_TYPE_IQ4_XS:
+        weighted = elm_ref_iq4_xs_quantize;
+        break;
+    default:
+        break;
     }
     if (imatrix != NULL && weighted != NULL)
         weighted(src, dst, n, imatrix);

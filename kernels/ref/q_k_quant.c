@@ -256,8 +256,8 @@ static void quantize_k4_common(const float *x, uint16_t *d_out, uint16_t *dmin_o
         const float av_x = sqrtf(sum_x2 / 32);
         for (int l = 0; l < 32; l++)
             weights[l] = av_x + fabsf(xs[l]);
-        scales[j] = elm_ref_fit_scale_min(32, nmax, xs, weights, L + 32 * j, &mins[j], Laux, rmin, rdelta,
-                                  nstep, false);
+        scales[j] = elm_ref_fit_scale_min(32, nmax, xs, weights, L + 32 * j, &mins[j], Laux, rmin,
+                                          rdelta, nstep, false);
         if (scales[j] > max_scale)
             max_scale = scales[j];
         if (mins[j] > max_min)
@@ -309,8 +309,8 @@ void elm_ref_q2_k_from_float(const float *src, void *dst, int64_t n)
         for (int j = 0; j < 16; j++) {
             for (int l = 0; l < 16; l++)
                 weights[l] = fabsf(x[16 * j + l]);
-            scales[j] = elm_ref_fit_scale_min(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], Laux, -0.5f,
-                                      0.1f, 15, true);
+            scales[j] = elm_ref_fit_scale_min(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j],
+                                              Laux, -0.5f, 0.1f, 15, true);
             if (scales[j] > max_scale)
                 max_scale = scales[j];
             if (mins[j] > max_min)

@@ -117,8 +117,7 @@ int zoo_check_ref(const char *name, const char *ref_rel, const char *kernel, enu
 }
 
 int zoo_check_paths(const char *gguf_rel, const char *ref_rel, const char *kernel,
-                    enum elm_type kv_type, double margin_cut, double p_tol,
-                    struct zoo_report *rep)
+                    enum elm_type kv_type, double margin_cut, double p_tol, struct zoo_report *rep)
 {
     memset(rep, 0, sizeof *rep);
     const char *gguf = elm_test_model_path(gguf_rel);

@@ -140,8 +140,8 @@ static void quantized_like_llama(const char *model, const char *preset, bool pur
     assert_non_null(mine_bytes);
     assert_non_null(ref_bytes);
     if (mine_len != ref_len || memcmp(mine_bytes, ref_bytes, ref_len))
-        fail_msg("%s %s: the file differs from llama-quantize's (%zu vs %zu bytes)", model,
-                 preset, mine_len, ref_len);
+        fail_msg("%s %s: the file differs from llama-quantize's (%zu vs %zu bytes)", model, preset,
+                 mine_len, ref_len);
     free(mine_bytes);
     free(ref_bytes);
     print_message("%s %s%s: the file (%llu tensors) byte-identical to llama-quantize's\n", model,
