@@ -439,18 +439,23 @@ int cli_cmd_quantize(int argc, char **argv)
     static const struct option lo[] = {
         {"pure", no_argument, 0, 'p'},
         {"threads", required_argument, 0, 'T'},
+        {"imatrix", required_argument, 0, 'I'},
         CLI_OPT_JSON,
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
     bool pure = false;
     long threads = 0;
+    const char *imatrix = NULL;
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
         switch (c) {
         case 'p':
             pure = true;
+            break;
+        case 'I':
+            imatrix = optarg;
             break;
         case 'T':
             if (!cli_int("--threads", optarg, 1, 1024, &threads))
@@ -460,12 +465,16 @@ int cli_cmd_quantize(int argc, char **argv)
             cli_json = true;
             break;
         case 'h':
-            printf("usage: elmctl quantize [--pure] [--threads N] [--json] IN.gguf OUT.gguf TYPE\n"
+            printf("usage: elmctl quantize [--pure] [--imatrix FILE] [--threads N] [--json] IN.gguf "
+                   "OUT.gguf TYPE\n"
                    "TYPE: %s\n"
                    "Without --pure the output and some attention-V / FFN-down layers get more\n"
                    "bits, as the widely used presets do. Tensors whose rows do not fit the\n"
                    "block size, and 1-D tensors, are kept in F32. All metadata is kept.\n\n"
                    "  --pure       every quantizable tensor gets TYPE\n"
+                   "  --imatrix FILE  llama.cpp importance matrix (llama-imatrix or elmctl\n"
+                   "               imatrix): weighs each weight column by its activations\n"
+                   "               where llama-quantize does (Q4_0..Q5_1, K-quants, IQ4)\n"
                    "  --threads N  compute threads (default: CPU count)\n"
                    "  --json       print {\"output\":S,\"n_quantized\":N,\"n_kept\":N,\n"
                    "               \"bytes_in\":N,\"bytes_out\":N}; an error is\n"
@@ -478,13 +487,15 @@ int cli_cmd_quantize(int argc, char **argv)
         }
     }
     if (argc - optind != 3)
-        return cli_usage("usage: elmctl quantize [--pure] [--threads N] IN.gguf OUT.gguf TYPE");
+        return cli_usage("usage: elmctl quantize [--pure] [--imatrix FILE] [--threads N] IN.gguf "
+                         "OUT.gguf TYPE");
     const char *in = argv[optind], *out = argv[optind + 1], *type = argv[optind + 2];
     if (!elm_quantize_preset_known(type))
         return cli_usage("unknown type '%s' (one of: %s)", type, elm_quantize_presets());
     char err[512] = "";
     struct elm_quantize_stats st;
-    int rc = elm_quantize_file(in, out, type, pure, (int)threads, &st, err, sizeof err);
+    int rc = elm_quantize_file_imatrix(in, out, type, pure, imatrix, (int)threads, &st, err,
+                                       sizeof err);
     if (rc)
         return cli_fail("quantize: %s", err[0] ? err : elm_strerror(rc));
     if (cli_json) {

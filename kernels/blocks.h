@@ -126,4 +126,29 @@ struct elm_block_q8_k {
 };
 _Static_assert(sizeof(struct elm_block_q8_k) == 292, "q8_k block is 292 bytes");
 
+/* IQ4_NL: 32 elements, x = d * kvalues[q] with q a 4-bit index into a fixed non-linear table
+ * (ELM_IQ4_VALUES: denser near zero, where most weights are); nibble order as Q4_0. */
+struct elm_block_iq4_nl {
+    uint16_t d;
+    uint8_t qs[ELM_QK / 2];
+};
+_Static_assert(sizeof(struct elm_block_iq4_nl) == 18, "iq4_nl block is 18 bytes");
+
+/* IQ4_XS: 8 sub-blocks of 32 with IQ4_NL's table, x = d * (ls - 32) * kvalues[q]; the 6-bit
+ * sub-scale ls of sub-block j has its low 4 bits in nibble j % 2 of scales_l[j / 2] and its high
+ * 2 bits in bits 2j, 2j+1 of scales_h; qs holds 16 bytes per sub-block in Q4_0's nibble order. */
+struct elm_block_iq4_xs {
+    uint16_t d;
+    uint16_t scales_h;
+    uint8_t scales_l[ELM_QK_K / 64];
+    uint8_t qs[ELM_QK_K / 2];
+};
+_Static_assert(sizeof(struct elm_block_iq4_xs) == 136, "iq4_xs block is 136 bytes");
+
+/* The 16 values an IQ4 index stands for (ggml's kvalues_iq4nl). */
+#define ELM_IQ4_VALUES                                                                             \
+    {                                                                                              \
+        -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113                   \
+    }
+
 #endif

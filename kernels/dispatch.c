@@ -61,6 +61,8 @@ const struct elm_kernels elm_kernels_ref = {
             [ELM_TYPE_Q5_K] = elm_ref_q5_k_to_float,
             [ELM_TYPE_Q6_K] = elm_ref_q6_k_to_float,
             [ELM_TYPE_Q8_K] = elm_ref_q8_k_to_float,
+            [ELM_TYPE_IQ4_NL] = elm_ref_iq4_nl_to_float,
+            [ELM_TYPE_IQ4_XS] = elm_ref_iq4_xs_to_float,
         },
     .from_float =
         {
@@ -79,6 +81,8 @@ const struct elm_kernels elm_kernels_ref = {
             [ELM_TYPE_Q5_K] = elm_ref_q5_k_from_float,
             [ELM_TYPE_Q6_K] = elm_ref_q6_k_from_float,
             [ELM_TYPE_Q8_K] = elm_ref_q8_k_from_float,
+            [ELM_TYPE_IQ4_NL] = elm_ref_iq4_nl_from_float,
+            [ELM_TYPE_IQ4_XS] = elm_ref_iq4_xs_from_float,
         },
     .vec_dot =
         {
@@ -95,6 +99,8 @@ const struct elm_kernels elm_kernels_ref = {
             [ELM_TYPE_Q4_K] = elm_ref_q4_k_vec_dot,
             [ELM_TYPE_Q5_K] = elm_ref_q5_k_vec_dot,
             [ELM_TYPE_Q6_K] = elm_ref_q6_k_vec_dot,
+            [ELM_TYPE_IQ4_NL] = elm_ref_iq4_nl_vec_dot,
+            [ELM_TYPE_IQ4_XS] = elm_ref_iq4_xs_vec_dot,
         },
     .rmsnorm = elm_ref_rmsnorm,
     .rope_table = elm_ref_rope_table,
@@ -112,10 +118,57 @@ const struct elm_kernels elm_kernels_ref = {
 
 int elm_quantize_row(enum elm_type type, const float *src, void *dst, int64_t n)
 {
+    return elm_quantize_row_imatrix(type, src, dst, n, NULL);
+}
+
+int elm_quantize_row_imatrix(enum elm_type type, const float *src, void *dst, int64_t n,
+                             const float *imatrix)
+{
     const struct elm_type_info *ti = elm_type_get((uint32_t)type);
     if (ti == NULL || !ti->is_weight || n < 0 || n % ti->block != 0)
         return -EINVAL;
-    if (type == ELM_TYPE_Q8_0)
+    /* ggml's quantize_* take the *_impl path with weights, the *_ref path without */
+    void (*weighted)(const float *, void *, int64_t, const float *) = NULL;
+    switch (type) {
+    case ELM_TYPE_Q4_0:
+        weighted = elm_ref_q4_0_quantize_imatrix;
+        break;
+    case ELM_TYPE_Q4_1:
+        weighted = elm_ref_q4_1_quantize_imatrix;
+        break;
+    case ELM_TYPE_Q5_0:
+        weighted = elm_ref_q5_0_quantize_imatrix;
+        break;
+    case ELM_TYPE_Q5_1:
+        weighted = elm_ref_q5_1_quantize_imatrix;
+        break;
+    case ELM_TYPE_Q2_K:
+        weighted = elm_ref_q2_k_quantize_imatrix;
+        break;
+    case ELM_TYPE_Q3_K:
+        weighted = elm_ref_q3_k_quantize_imatrix;
+        break;
+    case ELM_TYPE_Q4_K:
+        weighted = elm_ref_q4_k_quantize_imatrix;
+        break;
+    case ELM_TYPE_Q5_K:
+        weighted = elm_ref_q5_k_quantize_imatrix;
+        break;
+    case ELM_TYPE_Q6_K:
+        weighted = elm_ref_q6_k_quantize_imatrix;
+        break;
+    case ELM_TYPE_IQ4_NL:
+        weighted = elm_ref_iq4_nl_quantize;
+        break;
+    case ELM_TYPE_IQ4_XS:
+        weighted = elm_ref_iq4_xs_quantize;
+        break;
+    default:
+        break;
+    }
+    if (imatrix != NULL && weighted != NULL)
+        weighted(src, dst, n, imatrix);
+    else if (type == ELM_TYPE_Q8_0)
         elm_ref_q8_0_quantize_weights(src, dst, n);
     else
         elm_kernels_ref.from_float[type](src, dst, n);

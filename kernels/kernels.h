@@ -16,8 +16,9 @@
  *
  * Activation quantization: a quantized weight row is never multiplied with float activations.
  * As ggml does, the activation row is first quantized to the type's dot_type (Q8_0 for Q4_0,
- * Q5_0, Q8_0; Q8_1 for Q4_1, Q5_1; Q8_K for every K-quant), and vec_dot takes the integer dot
- * product block by block. F32, F16 and BF16 weights take F32 activations (dot_type F32).
+ * Q5_0, Q8_0, IQ4_NL; Q8_1 for Q4_1, Q5_1; Q8_K for every K-quant and IQ4_XS), and vec_dot
+ * takes the integer dot product block by block. F32, F16 and BF16 weights take F32 activations
+ * (dot_type F32).
  */
 #ifndef ELM_KERNELS_H
 #define ELM_KERNELS_H
@@ -41,6 +42,8 @@ enum elm_type {
     ELM_TYPE_Q5_K = 13,
     ELM_TYPE_Q6_K = 14,
     ELM_TYPE_Q8_K = 15,
+    ELM_TYPE_IQ4_NL = 20,
+    ELM_TYPE_IQ4_XS = 23,
     ELM_TYPE_BF16 = 30,
     ELM_TYPE_COUNT = 40 /* size of the id space we index tables by (ggml ids go up to ~39) */
 };
@@ -150,5 +153,13 @@ extern const struct elm_kernels elm_kernels_ref;
  * of ggml's x86 build (127/amax, ties to even) while weights use 1/d and ties away from zero.
  * Returns 0, or -EINVAL when type is not a weight type or n is not a multiple of its block. */
 int elm_quantize_row(enum elm_type type, const float *src, void *dst, int64_t n);
+
+/* The same with an importance matrix: imatrix[j] weighs column j of the row (n values; from
+ * llama.cpp's imatrix file, divided by its call count). It changes the result, as in ggml's
+ * quantize_* with quant_weights, for Q4_0, Q4_1, Q5_0, Q5_1, the K-quants and IQ4_NL/IQ4_XS;
+ * other types ignore it, and NULL is elm_quantize_row. Needs the whole row, because some types
+ * weigh by the row's mean square. Returns 0 or -EINVAL as elm_quantize_row. */
+int elm_quantize_row_imatrix(enum elm_type type, const float *src, void *dst, int64_t n,
+                             const float *imatrix);
 
 #endif

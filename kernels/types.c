@@ -29,6 +29,10 @@ static const struct elm_type_info type_table[ELM_TYPE_COUNT] = {
     [ELM_TYPE_Q4_K] = {"q4_k", ELM_QK_K, sizeof(struct elm_block_q4_k), ELM_TYPE_Q8_K, true, true},
     [ELM_TYPE_Q5_K] = {"q5_k", ELM_QK_K, sizeof(struct elm_block_q5_k), ELM_TYPE_Q8_K, true, true},
     [ELM_TYPE_Q6_K] = {"q6_k", ELM_QK_K, sizeof(struct elm_block_q6_k), ELM_TYPE_Q8_K, true, true},
+    [ELM_TYPE_IQ4_NL] = {"iq4_nl", ELM_QK, sizeof(struct elm_block_iq4_nl), ELM_TYPE_Q8_0, true,
+                         true},
+    [ELM_TYPE_IQ4_XS] = {"iq4_xs", ELM_QK_K, sizeof(struct elm_block_iq4_xs), ELM_TYPE_Q8_K, true,
+                         true},
     [ELM_TYPE_Q8_K] = {"q8_k", ELM_QK_K, sizeof(struct elm_block_q8_k), ELM_TYPE_Q8_K, true, false},
 };
 

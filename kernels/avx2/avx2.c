@@ -4,6 +4,7 @@
  * file's flags (-mavx2 -mfma -mf16c -mbmi2); kernels/avx512/avx512.c compiles the same source
  * for AVX-512. simd.h says why; every kernel gives the reference's bits. */
 #include "kernels/avx2/float.h"
+#include "kernels/avx2/iq4.h"
 #include "kernels/avx2/ops.h"
 #include "kernels/avx2/q_k.h"
 #include "kernels/avx2/q_legacy.h"

@@ -18,6 +18,8 @@ const struct elm_kernels ELM_VARIANT_TABLE = {
             [ELM_TYPE_Q4_K] = q4_k_to_float,
             [ELM_TYPE_Q5_K] = q5_k_to_float,
             [ELM_TYPE_Q6_K] = q6_k_to_float,
+            [ELM_TYPE_IQ4_NL] = iq4_nl_to_float,
+            [ELM_TYPE_IQ4_XS] = iq4_xs_to_float,
         },
     .from_float =
         {
@@ -41,6 +43,8 @@ const struct elm_kernels ELM_VARIANT_TABLE = {
             [ELM_TYPE_Q4_K] = q4_k_vec_dot,
             [ELM_TYPE_Q5_K] = q5_k_vec_dot,
             [ELM_TYPE_Q6_K] = q6_k_vec_dot,
+            [ELM_TYPE_IQ4_NL] = iq4_nl_vec_dot,
+            [ELM_TYPE_IQ4_XS] = iq4_xs_vec_dot,
         },
     .rmsnorm = simd_rmsnorm,
     .rope = simd_rope,

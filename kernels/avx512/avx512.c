@@ -6,6 +6,7 @@
  * vector registers allow larger matmul tiles, and the float arithmetic stays the reference's, lane
  * for lane (simd.h). dispatch.c offers this variant only when the CPU and OS support all of it. */
 #include "kernels/avx2/float.h"
+#include "kernels/avx2/iq4.h"
 #include "kernels/avx2/ops.h"
 #include "kernels/avx2/q_k.h"
 #include "kernels/avx2/q_legacy.h"

@@ -45,11 +45,12 @@ static float signed_max(const float *x, int n, float *amax)
 
 /* ---- scale searches ---------------------------------------------------------------------- */
 
-/* Symmetric quantization to [-nmax, nmax-1] with weights x^2 (weighted least squares), trying 18
- * scales around nmax/max and keeping the one with the largest sumlx^2/suml2, which is the same as
- * the smallest weighted squared error at the optimal scale. Returns the scale; L gets q + nmax.
- * Used by Q6_K (n 16, nmax 32). */
-static float fit_symmetric(int n, int nmax, const float *x, int8_t *L)
+/* Symmetric quantization to [-nmax, nmax-1] with weights qw (x^2 when NULL; weighted least
+ * squares), trying 18 scales around nmax/max and keeping the one with the largest
+ * sumlx^2/suml2, which is the same as the smallest weighted squared error at the optimal scale.
+ * Returns the scale; L gets q + nmax. Used by Q6_K (n 16, nmax 32) and, with an importance
+ * matrix, by Q4_0, Q5_0 and Q3_K (q_imatrix.c). */
+float elm_ref_fit_symmetric(int n, int nmax, const float *x, int8_t *L, const float *qw)
 {
     float amax;
     const float max = signed_max(x, n, &amax);
@@ -62,7 +63,7 @@ static float fit_symmetric(int n, int nmax, const float *x, int8_t *L)
     for (int i = 0; i < n; i++) {
         int l = clamp_int(elm_round_even(iscale * x[i]), -nmax, nmax - 1);
         L[i] = (int8_t)(l + nmax);
-        float w = x[i] * x[i];
+        float w = qw ? qw[i] : x[i] * x[i];
         sumlx += w * x[i] * l;
         suml2 += w * l * l;
     }
@@ -75,7 +76,7 @@ static float fit_symmetric(int n, int nmax, const float *x, int8_t *L)
         sumlx = suml2 = 0.0f;
         for (int i = 0; i < n; i++) {
             int l = clamp_int(elm_round_even(iscale * x[i]), -nmax, nmax - 1);
-            float w = x[i] * x[i];
+            float w = qw ? qw[i] : x[i] * x[i];
             sumlx += w * x[i] * l;
             suml2 += w * l * l;
         }
@@ -141,9 +142,9 @@ static float fit_symmetric_descent(int n, int nmax, const float *x, int8_t *L)
  * the range; for each it solves the weighted least-squares scale and offset for that rounding
  * and keeps the one with the smallest weighted error (absolute error when use_mad).
  * Returns the scale; *neg_min gets -min (>= 0). */
-static float fit_scale_min(int n, int nmax, const float *x, const float *weights, uint8_t *L,
-                           float *neg_min, uint8_t *Laux, float rmin, float rdelta, int nstep,
-                           bool use_mad)
+float elm_ref_fit_scale_min(int n, int nmax, const float *x, const float *weights, uint8_t *L,
+                            float *neg_min, uint8_t *Laux, float rmin, float rdelta, int nstep,
+                            bool use_mad)
 {
     float min = x[0], max = x[0];
     float sum_w = weights[0];
@@ -215,7 +216,7 @@ static float fit_scale_min(int n, int nmax, const float *x, const float *weights
 
 /* 2-bit fields of Q2_K and Q3_K: byte l of each 32-byte half h holds elements 128h + l,
  * +32, +64, +96 in bit pairs 0, 2, 4, 6 (so one byte load feeds four sub-blocks). */
-static void pack_2bit(uint8_t *qs, const uint8_t *L)
+void elm_ref_pack_2bit(uint8_t *qs, const uint8_t *L)
 {
     for (int h = 0; h < ELM_QK_K; h += 128)
         for (int l = 0; l < 32; l++)
@@ -224,7 +225,7 @@ static void pack_2bit(uint8_t *qs, const uint8_t *L)
 }
 
 /* Q4_K/Q5_K scale field: 8 six-bit scales and 8 six-bit mins in 12 bytes (see ref.h). */
-static void pack_k4_scales(uint8_t *packed, const uint8_t *ls, const uint8_t *lm)
+void elm_ref_pack_k4_scales(uint8_t *packed, const uint8_t *ls, const uint8_t *lm)
 {
     for (int j = 0; j < 8; j++) {
         if (j < 4) {
@@ -255,8 +256,8 @@ static void quantize_k4_common(const float *x, uint16_t *d_out, uint16_t *dmin_o
         const float av_x = sqrtf(sum_x2 / 32);
         for (int l = 0; l < 32; l++)
             weights[l] = av_x + fabsf(xs[l]);
-        scales[j] = fit_scale_min(32, nmax, xs, weights, L + 32 * j, &mins[j], Laux, rmin, rdelta,
-                                  nstep, false);
+        scales[j] = elm_ref_fit_scale_min(32, nmax, xs, weights, L + 32 * j, &mins[j], Laux, rmin,
+                                          rdelta, nstep, false);
         if (scales[j] > max_scale)
             max_scale = scales[j];
         if (mins[j] > max_min)
@@ -271,18 +272,24 @@ static void quantize_k4_common(const float *x, uint16_t *d_out, uint16_t *dmin_o
         lm[j] = m < 63 ? m : 63;
     }
     memset(packed, 0, ELM_K_SCALE_BYTES);
-    pack_k4_scales(packed, ls, lm);
+    elm_ref_pack_k4_scales(packed, ls, lm);
     *d_out = elm_f32_to_fp16(max_scale / 63.0f);
     *dmin_out = elm_f32_to_fp16(max_min / 63.0f);
 
+    elm_ref_k4_requantize(x, *d_out, *dmin_out, packed, L, nmax);
+}
+
+void elm_ref_k4_requantize(const float *x, uint16_t d16, uint16_t dmin16, const uint8_t *packed,
+                           uint8_t *L, int nmax)
+{
     /* re-round every element against the scale and min it will be decoded with */
     for (int j = 0; j < 8; j++) {
         uint8_t sc, m;
         elm_k4_scale_min(packed, j, &sc, &m);
-        const float d = elm_fp16_to_f32(*d_out) * sc;
+        const float d = elm_fp16_to_f32(d16) * sc;
         if (d == 0.0f)
             continue;
-        const float dm = elm_fp16_to_f32(*dmin_out) * m;
+        const float dm = elm_fp16_to_f32(dmin16) * m;
         for (int l = 0; l < 32; l++)
             L[32 * j + l] = (uint8_t)clamp_int(elm_round_even((x[32 * j + l] + dm) / d), 0, nmax);
     }
@@ -302,8 +309,8 @@ void elm_ref_q2_k_from_float(const float *src, void *dst, int64_t n)
         for (int j = 0; j < 16; j++) {
             for (int l = 0; l < 16; l++)
                 weights[l] = fabsf(x[16 * j + l]);
-            scales[j] = fit_scale_min(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], Laux, -0.5f,
-                                      0.1f, 15, true);
+            scales[j] = elm_ref_fit_scale_min(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j],
+                                              Laux, -0.5f, 0.1f, 15, true);
             if (scales[j] > max_scale)
                 max_scale = scales[j];
             if (mins[j] > max_min)
@@ -326,16 +333,21 @@ void elm_ref_q2_k_from_float(const float *src, void *dst, int64_t n)
         } else {
             y[i].dmin = elm_f32_to_fp16(0.0f);
         }
-        for (int j = 0; j < 16; j++) {
-            const float d = elm_fp16_to_f32(y[i].d) * (y[i].scales[j] & 0x0f);
-            if (d == 0.0f)
-                continue;
-            const float dm = elm_fp16_to_f32(y[i].dmin) * (y[i].scales[j] >> 4);
-            for (int l = 0; l < 16; l++)
-                L[16 * j + l] = (uint8_t)clamp_int(elm_round_even((x[16 * j + l] + dm) / d), 0, 3);
-        }
-        pack_2bit(y[i].qs, L);
+        elm_ref_q2_k_finish(&y[i], x, L);
     }
+}
+
+void elm_ref_q2_k_finish(struct elm_block_q2_k *y, const float *x, uint8_t *L)
+{
+    for (int j = 0; j < 16; j++) {
+        const float d = elm_fp16_to_f32(y->d) * (y->scales[j] & 0x0f);
+        if (d == 0.0f)
+            continue;
+        const float dm = elm_fp16_to_f32(y->dmin) * (y->scales[j] >> 4);
+        for (int l = 0; l < 16; l++)
+            L[16 * j + l] = (uint8_t)clamp_int(elm_round_even((x[16 * j + l] + dm) / d), 0, 3);
+    }
+    elm_ref_pack_2bit(y->qs, L);
 }
 
 /* ---- Q3_K ------------------------------------------------------------------------------- */
@@ -372,28 +384,33 @@ void elm_ref_q3_k_from_float(const float *src, void *dst, int64_t n)
         } else {
             y[i].d = elm_f32_to_fp16(0.0f);
         }
-        int8_t sc[16];
-        elm_k3_scales(y[i].scales, sc);
-        for (int j = 0; j < 16; j++) {
-            const float d = elm_fp16_to_f32(y[i].d) * sc[j];
-            if (d == 0.0f)
-                continue;
-            for (int l = 0; l < 16; l++)
-                L[16 * j + l] = (int8_t)(clamp_int(elm_round_even(x[16 * j + l] / d), -4, 3) + 4);
-        }
-        /* bit 2 of element j goes to hmask[j % 32], bit j / 32; the low two bits to qs */
-        uint8_t low[ELM_QK_K];
-        memset(y[i].hmask, 0, sizeof y[i].hmask);
-        for (int j = 0; j < ELM_QK_K; j++) {
-            int q = L[j];
-            if (q > 3) {
-                y[i].hmask[j % 32] |= (uint8_t)(1u << (j / 32));
-                q -= 4;
-            }
-            low[j] = (uint8_t)q;
-        }
-        pack_2bit(y[i].qs, low);
+        elm_ref_q3_k_finish(&y[i], x, L);
     }
+}
+
+void elm_ref_q3_k_finish(struct elm_block_q3_k *y, const float *x, int8_t *L)
+{
+    int8_t sc[16];
+    elm_k3_scales(y->scales, sc);
+    for (int j = 0; j < 16; j++) {
+        const float d = elm_fp16_to_f32(y->d) * sc[j];
+        if (d == 0.0f)
+            continue;
+        for (int l = 0; l < 16; l++)
+            L[16 * j + l] = (int8_t)(clamp_int(elm_round_even(x[16 * j + l] / d), -4, 3) + 4);
+    }
+    /* bit 2 of element j goes to hmask[j % 32], bit j / 32; the low two bits to qs */
+    uint8_t low[ELM_QK_K];
+    memset(y->hmask, 0, sizeof y->hmask);
+    for (int j = 0; j < ELM_QK_K; j++) {
+        int q = L[j];
+        if (q > 3) {
+            y->hmask[j % 32] |= (uint8_t)(1u << (j / 32));
+            q -= 4;
+        }
+        low[j] = (uint8_t)q;
+    }
+    elm_ref_pack_2bit(y->qs, low);
 }
 
 /* ---- Q4_K / Q5_K ------------------------------------------------------------------------ */
@@ -405,11 +422,16 @@ void elm_ref_q4_k_from_float(const float *src, void *dst, int64_t n)
         uint8_t L[ELM_QK_K];
         quantize_k4_common(src + i * ELM_QK_K, &y[i].d, &y[i].dmin, y[i].scales, L, 15, -1.0f, 0.1f,
                            20);
-        /* each 32-byte run holds two 32-element sub-blocks: low nibbles, then high nibbles */
-        for (int j = 0; j < ELM_QK_K; j += 64)
-            for (int l = 0; l < 32; l++)
-                y[i].qs[j / 2 + l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 4));
+        elm_ref_q4_k_pack(&y[i], L);
     }
+}
+
+void elm_ref_q4_k_pack(struct elm_block_q4_k *y, const uint8_t *L)
+{
+    /* each 32-byte run holds two 32-element sub-blocks: low nibbles, then high nibbles */
+    for (int j = 0; j < ELM_QK_K; j += 64)
+        for (int l = 0; l < 32; l++)
+            y->qs[j / 2 + l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 4));
 }
 
 void elm_ref_q5_k_from_float(const float *src, void *dst, int64_t n)
@@ -419,16 +441,21 @@ void elm_ref_q5_k_from_float(const float *src, void *dst, int64_t n)
         uint8_t L[ELM_QK_K];
         quantize_k4_common(src + i * ELM_QK_K, &y[i].d, &y[i].dmin, y[i].scales, L, 31, -0.5f, 0.1f,
                            15);
-        /* low 4 bits as Q4_K; bit 4 of element 64k + l goes to qh[l] bit 2k, of 64k + 32 + l to
-         * qh[l] bit 2k + 1 */
-        memset(y[i].qh, 0, sizeof y[i].qh);
-        for (int j = 0; j < ELM_QK_K; j += 64) {
-            const int bit = j / 32;
-            for (int l = 0; l < 32; l++) {
-                int q1 = L[j + l], q2 = L[j + l + 32];
-                y[i].qh[l] |= (uint8_t)(((q1 >> 4) << bit) | ((q2 >> 4) << (bit + 1)));
-                y[i].qs[j / 2 + l] = (uint8_t)((q1 & 0x0f) | ((q2 & 0x0f) << 4));
-            }
+        elm_ref_q5_k_pack(&y[i], L);
+    }
+}
+
+void elm_ref_q5_k_pack(struct elm_block_q5_k *y, const uint8_t *L)
+{
+    /* low 4 bits as Q4_K; bit 4 of element 64k + l goes to qh[l] bit 2k, of 64k + 32 + l to
+     * qh[l] bit 2k + 1 */
+    memset(y->qh, 0, sizeof y->qh);
+    for (int j = 0; j < ELM_QK_K; j += 64) {
+        const int bit = j / 32;
+        for (int l = 0; l < 32; l++) {
+            int q1 = L[j + l], q2 = L[j + l + 32];
+            y->qh[l] |= (uint8_t)(((q1 >> 4) << bit) | ((q2 >> 4) << (bit + 1)));
+            y->qs[j / 2 + l] = (uint8_t)((q1 & 0x0f) | ((q2 & 0x0f) << 4));
         }
     }
 }
@@ -437,6 +464,13 @@ void elm_ref_q5_k_from_float(const float *src, void *dst, int64_t n)
 
 void elm_ref_q6_k_from_float(const float *src, void *dst, int64_t n)
 {
+    elm_ref_q6_k_quantize_imatrix(src, dst, n, NULL);
+}
+
+/* With an importance matrix only the element weights of the 16-element fits change (qw alone,
+ * no sigma2 term, as ggml's quantize_row_q6_K_impl); the sub-scales are quantized the same way. */
+void elm_ref_q6_k_quantize_imatrix(const float *src, void *dst, int64_t n, const float *qw)
+{
     struct elm_block_q6_k *y = dst;
     for (int64_t i = 0; i < n / ELM_QK_K; i++) {
         const float *x = src + i * ELM_QK_K;
@@ -444,7 +478,8 @@ void elm_ref_q6_k_from_float(const float *src, void *dst, int64_t n)
         float scales[16];
         float max_scale = 0.0f, max_abs_scale = 0.0f;
         for (int j = 0; j < 16; j++) {
-            scales[j] = fit_symmetric(16, 32, x + 16 * j, L + 16 * j);
+            scales[j] = elm_ref_fit_symmetric(16, 32, x + 16 * j, L + 16 * j,
+                                              qw ? qw + i * ELM_QK_K + 16 * j : NULL);
             if (fabsf(scales[j]) > max_abs_scale) {
                 max_abs_scale = fabsf(scales[j]);
                 max_scale = scales[j];

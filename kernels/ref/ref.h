@@ -108,6 +108,52 @@ void elm_ref_q6_k_vec_dot(int64_t n, float *s, const void *w, const void *a);
 void elm_ref_q8_k_to_float(const void *src, float *dst, int64_t n);
 void elm_ref_q8_k_from_float(const float *src, void *dst, int64_t n);
 
+/* Shared by the K-quant quantizers with and without an importance matrix (q_k_quant.c):
+ * the symmetric fit of ggml's make_qx_quants (rmse_type 1; weights qw, or x^2 when NULL), the
+ * asymmetric scale/min fit of make_qkx2/qkx3_quants, and the 2-bit and 6-bit field packing. */
+float elm_ref_fit_symmetric(int n, int nmax, const float *x, int8_t *L, const float *qw);
+float elm_ref_fit_scale_min(int n, int nmax, const float *x, const float *weights, uint8_t *L,
+                            float *neg_min, uint8_t *Laux, float rmin, float rdelta, int nstep,
+                            bool use_mad);
+void elm_ref_pack_2bit(uint8_t *qs, const uint8_t *L);
+void elm_ref_pack_k4_scales(uint8_t *packed, const uint8_t *ls, const uint8_t *lm);
+/* The last steps once a super-block's scales are set: re-round every element against the scale
+ * (and min) it decodes with, then pack (L: the fitted quants, overwritten). */
+struct elm_block_q2_k;
+struct elm_block_q3_k;
+struct elm_block_q4_k;
+struct elm_block_q5_k;
+void elm_ref_q2_k_finish(struct elm_block_q2_k *y, const float *x, uint8_t *L);
+void elm_ref_q3_k_finish(struct elm_block_q3_k *y, const float *x, int8_t *L);
+void elm_ref_k4_requantize(const float *x, uint16_t d16, uint16_t dmin16, const uint8_t *packed,
+                           uint8_t *L, int nmax);
+void elm_ref_q4_k_pack(struct elm_block_q4_k *y, const uint8_t *L);
+void elm_ref_q5_k_pack(struct elm_block_q5_k *y, const uint8_t *L);
+
+/* ---- IQ4_NL / IQ4_XS (ref/iq4.c) --------------------------------------------------------- */
+void elm_ref_iq4_nl_to_float(const void *src, float *dst, int64_t n);
+void elm_ref_iq4_nl_from_float(const float *src, void *dst, int64_t n);
+void elm_ref_iq4_nl_vec_dot(int64_t n, float *s, const void *w, const void *a);
+void elm_ref_iq4_xs_to_float(const void *src, float *dst, int64_t n);
+void elm_ref_iq4_xs_from_float(const float *src, void *dst, int64_t n);
+void elm_ref_iq4_xs_vec_dot(int64_t n, float *s, const void *w, const void *a);
+/* The quantizers with an importance matrix qw (n values, or NULL: from_float). */
+void elm_ref_iq4_nl_quantize(const float *src, void *dst, int64_t n, const float *qw);
+void elm_ref_iq4_xs_quantize(const float *src, void *dst, int64_t n, const float *qw);
+
+/* ---- importance-weighted quantizers (ref/q_imatrix.c) --------------------------------------
+ * ggml's quantize_row_*_impl for a whole row of n values with the imatrix qw (n values, not
+ * NULL): what llama-quantize runs for these types when it has an importance matrix. */
+void elm_ref_q4_0_quantize_imatrix(const float *src, void *dst, int64_t n, const float *qw);
+void elm_ref_q4_1_quantize_imatrix(const float *src, void *dst, int64_t n, const float *qw);
+void elm_ref_q5_0_quantize_imatrix(const float *src, void *dst, int64_t n, const float *qw);
+void elm_ref_q5_1_quantize_imatrix(const float *src, void *dst, int64_t n, const float *qw);
+void elm_ref_q2_k_quantize_imatrix(const float *src, void *dst, int64_t n, const float *qw);
+void elm_ref_q3_k_quantize_imatrix(const float *src, void *dst, int64_t n, const float *qw);
+void elm_ref_q4_k_quantize_imatrix(const float *src, void *dst, int64_t n, const float *qw);
+void elm_ref_q5_k_quantize_imatrix(const float *src, void *dst, int64_t n, const float *qw);
+void elm_ref_q6_k_quantize_imatrix(const float *src, void *dst, int64_t n, const float *qw);
+
 /* ---- operations around the matmuls (ref/ops.c) ------------------------------------------- */
 void elm_ref_rmsnorm(float *y, const float *x, const float *g, int64_t n, float eps);
 void elm_ref_rope_table(float *cs, int n_rot, int32_t pos, float base, float scale);

@@ -111,10 +111,16 @@ int zoo_check(const char *name, const char *kernel, enum elm_type kv_type, doubl
 int zoo_check_ref(const char *name, const char *ref_rel, const char *kernel, enum elm_type kv_type,
                   double margin_cut, double p_tol, struct zoo_report *rep)
 {
-    memset(rep, 0, sizeof *rep);
     char rel[256];
     snprintf(rel, sizeof rel, "zoo/%s.gguf", name);
-    const char *gguf = elm_test_model_path(rel);
+    return zoo_check_paths(rel, ref_rel, kernel, kv_type, margin_cut, p_tol, rep);
+}
+
+int zoo_check_paths(const char *gguf_rel, const char *ref_rel, const char *kernel,
+                    enum elm_type kv_type, double margin_cut, double p_tol, struct zoo_report *rep)
+{
+    memset(rep, 0, sizeof *rep);
+    const char *gguf = elm_test_model_path(gguf_rel);
     const char *refp = elm_test_model_path(ref_rel);
     if (!gguf || !refp)
         return -1;

@@ -35,4 +35,9 @@ int zoo_check(const char *name, const char *kernel, enum elm_type kv_type, doubl
 int zoo_check_ref(const char *name, const char *ref, const char *kernel, enum elm_type kv_type,
                   double margin_cut, double p_tol, struct zoo_report *rep);
 
+/* The same with both files named by their paths under the models folder (e.g. the evalref
+ * files, "evalref/quant/zoo-llama-iq4_nl.gguf" and its ".ref.json", in the zoo's format). */
+int zoo_check_paths(const char *gguf, const char *ref, const char *kernel, enum elm_type kv_type,
+                    double margin_cut, double p_tol, struct zoo_report *rep);
+
 #endif

@@ -199,6 +199,10 @@ static void test_type_table(void **state)
         {ELM_TYPE_Q6_K, "q6_k", 256, 210, ELM_TYPE_Q8_K, true, true, sizeof(struct elm_block_q6_k)},
         {ELM_TYPE_Q8_K, "q8_k", 256, 292, ELM_TYPE_Q8_K, true, false,
          sizeof(struct elm_block_q8_k)},
+        {ELM_TYPE_IQ4_NL, "iq4_nl", 32, 18, ELM_TYPE_Q8_0, true, true,
+         sizeof(struct elm_block_iq4_nl)},
+        {ELM_TYPE_IQ4_XS, "iq4_xs", 256, 136, ELM_TYPE_Q8_K, true, true,
+         sizeof(struct elm_block_iq4_xs)},
     };
     int known = 0;
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
@@ -217,7 +221,7 @@ static void test_type_table(void **state)
     }
     for (uint32_t id = 0; id < ELM_TYPE_COUNT + 10; id++)
         known += elm_type_get(id) != NULL;
-    assert_int_equal(known, 15);
+    assert_int_equal(known, 17);
     assert_null(elm_type_get(4)); /* ggml's removed Q4_2 */
     assert_null(elm_type_get(ELM_TYPE_COUNT));
     assert_null(elm_type_get(UINT32_MAX));

@@ -35,7 +35,7 @@
 static const enum elm_type weight_types[] = {
     ELM_TYPE_F32,  ELM_TYPE_F16,  ELM_TYPE_BF16, ELM_TYPE_Q4_0, ELM_TYPE_Q4_1,
     ELM_TYPE_Q5_0, ELM_TYPE_Q5_1, ELM_TYPE_Q8_0, ELM_TYPE_Q2_K, ELM_TYPE_Q3_K,
-    ELM_TYPE_Q4_K, ELM_TYPE_Q5_K, ELM_TYPE_Q6_K,
+    ELM_TYPE_Q4_K, ELM_TYPE_Q5_K, ELM_TYPE_Q6_K, ELM_TYPE_IQ4_NL, ELM_TYPE_IQ4_XS,
 };
 #define N_WEIGHT_TYPES (sizeof weight_types / sizeof weight_types[0])
 

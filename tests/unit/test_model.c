@@ -133,8 +133,19 @@ static void quantized_like_llama(const char *model, const char *preset, bool pur
         if (memcmp(elm_gguf_tensor_data(mine, t), elm_gguf_tensor_data(ref, r), r->n_bytes))
             fail_msg("%s %s: %s differs from llama-quantize's bytes", model, preset, name);
     }
-    print_message("%s %s%s: %llu tensors byte-identical to llama-quantize's\n", model, preset,
-                  pure ? " --pure" : "", (unsigned long long)ref->n_tensors);
+    /* and the whole file: metadata in llama-quantize's order, tensors in its order */
+    size_t mine_len = 0, ref_len = 0;
+    char *mine_bytes = elm_test_read_file(mine_path, &mine_len);
+    char *ref_bytes = elm_test_read_file(ref_path, &ref_len);
+    assert_non_null(mine_bytes);
+    assert_non_null(ref_bytes);
+    if (mine_len != ref_len || memcmp(mine_bytes, ref_bytes, ref_len))
+        fail_msg("%s %s: the file differs from llama-quantize's (%zu vs %zu bytes)", model, preset,
+                 mine_len, ref_len);
+    free(mine_bytes);
+    free(ref_bytes);
+    print_message("%s %s%s: the file (%llu tensors) byte-identical to llama-quantize's\n", model,
+                  preset, pure ? " --pure" : "", (unsigned long long)ref->n_tensors);
     elm_gguf_destroy(&ref);
     elm_gguf_destroy(&mine);
     unlink(mine_path);
@@ -155,6 +166,9 @@ static void test_quantize_like_llama(void **state)
         {"zoo-qwen2", "q8_0", false},   {"zoo-qwen2", "q6_k", false},
         {"zoo-qwen2", "q5_k_m", false}, {"zoo-qwen2", "q5_0", false},
         {"zoo-qwen2", "q4_k_m", false}, {"zoo-qwen2", "q4_0", false},
+        {"zoo-llama", "q3_k_m", false}, {"zoo-llama", "q3_k", true},
+        {"zoo-llama", "q2_k", false},   {"zoo-llama", "q2_k", true},
+        {"zoo-qwen2", "q3_k_m", false}, {"zoo-qwen2", "q2_k", false},
     };
     for (size_t i = 0; i < sizeof files / sizeof *files; i++)
         quantized_like_llama(files[i].model, files[i].preset, files[i].pure);
