@@ -8,6 +8,7 @@
 #      common   <  ipc      <  libclient
 #      engine, ipc          <  daemon
 #      engine, ipc, libclient  <  cli, bench        (never daemon/)
+#      engine, ipc          <  fuzz                 (the libFuzzer targets)
 #      include/elm (the public headers) include only each other; tests/ may include anything.
 #
 # 2. Cycles: no two files may depend on each other, directly or around a loop, neither through
@@ -26,10 +27,11 @@ declare -A allowed=(
     [daemon]="common kernels engine ipc daemon"
     [cli]="common kernels engine ipc libclient cli"
     [bench]="common kernels engine ipc libclient bench"
+    [fuzz]="common kernels engine ipc fuzz"
     [tests]="common kernels engine ipc libclient daemon cli bench tests"
     [include]=""
 )
-folders=(common kernels engine ipc libclient daemon cli bench include tests)
+folders=(common kernels engine ipc libclient daemon cli bench fuzz include tests)
 bad=0
 say() { echo "check-layers: $*" >&2; bad=1; }
 
