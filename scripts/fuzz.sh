@@ -60,8 +60,11 @@ for t in "${run[@]}"; do
   echo "=== fuzz $t: ${seconds}s" >&2
   dict=()
   [ -f "fuzz/dict/$t.dict" ] && dict=(-dict="fuzz/dict/$t.dict")
-  if "$bin" "${opts[@]}" "${dict[@]}" -max_total_time="$seconds" -jobs="${ELM_FUZZ_JOBS:-1}" \
-      -workers="${ELM_FUZZ_JOBS:-1}" -artifact_prefix="$build/artifacts/$t/" \
+  # several processes (-fork) share the work corpus; one runs in this process
+  par=()
+  [ "${ELM_FUZZ_JOBS:-1}" -gt 1 ] && par=(-fork="$ELM_FUZZ_JOBS")
+  if "$bin" "${opts[@]}" "${dict[@]}" "${par[@]}" -max_total_time="$seconds" \
+      -artifact_prefix="$build/artifacts/$t/" \
       "$build/work/$t" "${dirs[@]}" >"$build/$t.log" 2>&1; then
     # the last status line: executions, coverage (cov: edges, ft: features), corpus size
     grep -E '^#[0-9]+' "$build/$t.log" | tail -1 | sed "s/^/fuzz $t: /" >&2
