@@ -16,8 +16,10 @@ reports=$PWD/build/tsan/reports
 rm -rf "$reports"
 mkdir -p "$reports"
 # log_path: one file per process; exitcode=0 so a report does not change a test's own result
-# (the count below decides); second_deadlock_stack: both stacks of a lock-order report.
-export TSAN_OPTIONS="suppressions=$PWD/scripts/tsan.supp log_path=$reports/tsan exitcode=0 second_deadlock_stack=1 history_size=7"
+# (the count below decides); second_deadlock_stack: both stacks of a lock-order report;
+# die_after_fork=0: tests fork client processes that start ZeroMQ's threads, which TSan refuses
+# by default after a fork of a threaded process (the child's own accesses are still checked).
+export TSAN_OPTIONS="suppressions=$PWD/scripts/tsan.supp log_path=$reports/tsan exitcode=0 second_deadlock_stack=1 history_size=7 die_after_fork=0"
 # libgomp is not instrumented: the barrier that ends a parallel loop is invisible to TSan, which
 # then reports every worker's write against the caller's next read. One thread per OpenMP team
 # keeps those loops on the calling thread; the threads elm creates itself (the daemon's control
