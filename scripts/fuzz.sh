@@ -27,7 +27,6 @@ if [ "$target" != all ] && ! grep -qw -- "$target" <<<"$targets"; then
 fi
 [ "$target" = all ] && run=($targets) || run=("$target")
 
-export CMAKE_C_COMPILER_LAUNCHER=${CMAKE_C_COMPILER_LAUNCHER:-ccache}
 CC=clang cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DELM_SANITIZE=ON -DELM_FUZZ=ON \
   -DELM_TESTS=OFF >/dev/null
 cmake --build "$build" -j"$(nproc)" --target elm_fuzz_seeds "${run[@]/#/fuzz_}" >/dev/null
