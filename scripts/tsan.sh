@@ -23,8 +23,8 @@ export TSAN_OPTIONS="suppressions=$PWD/scripts/tsan.supp log_path=$reports/tsan 
 # libgomp is not instrumented: the barrier that ends a parallel loop is invisible to TSan, which
 # then reports every worker's write against the caller's next read. One thread per OpenMP team
 # keeps those loops on the calling thread; the threads elm creates itself (the daemon's control
-# and engine threads, the clients' own) are still checked. (OpenMP loops split work into disjoint rows; the
-# batch-invariance tests hold results equal at every thread count.)
+# and engine threads, the clients' own) are still checked. (OpenMP loops split work into
+# disjoint rows; the batch-invariance tests hold results equal at every thread count.)
 export OMP_THREAD_LIMIT=1
 status=0
 (cd build/tsan && ctest --output-on-failure -j2 -L "$labels" "$@") || status=1
