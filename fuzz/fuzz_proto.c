@@ -29,7 +29,8 @@ static void read_tags(const struct elm_proto_view *v)
 {
     char buf[64];
     for (uint32_t i = 0; i < ELM_TAG_LIMIT + 40; i++) {
-        uint16_t tag = i < ELM_TAG_LIMIT ? (uint16_t)i : (uint16_t)(ELM_TAG_ARCH + i - ELM_TAG_LIMIT);
+        uint16_t tag =
+            i < ELM_TAG_LIMIT ? (uint16_t)i : (uint16_t)(ELM_TAG_ARCH + i - ELM_TAG_LIMIT);
         uint64_t u;
         int64_t s;
         double f;

@@ -75,8 +75,8 @@ static struct elm_ring_hdr *new_ring(void)
 
 static void consume(const uint8_t *d, size_t n)
 {
-    static const uint16_t types[] = {ELM_REC_PROMPT, ELM_REC_CANCEL, ELM_REC_TOKEN,
-                                     ELM_REC_DONE, ELM_REC_ERROR};
+    static const uint16_t types[] = {ELM_REC_PROMPT, ELM_REC_CANCEL, ELM_REC_TOKEN, ELM_REC_DONE,
+                                     ELM_REC_ERROR};
     struct elm_ring_hdr *h;
     struct elm_ring r;
     if (n < 16 || !(h = new_ring()))
@@ -144,8 +144,8 @@ static void attach_region(const uint8_t *d, size_t n)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static const uint16_t types[] = {ELM_REC_PROMPT, ELM_REC_CANCEL, ELM_REC_TOKEN,
-                                     ELM_REC_DONE, ELM_REC_ERROR};
+    static const uint16_t types[] = {ELM_REC_PROMPT, ELM_REC_CANCEL, ELM_REC_TOKEN, ELM_REC_DONE,
+                                     ELM_REC_ERROR};
     if (size < 1)
         return 0;
     const uint8_t *d = data + 1;

@@ -1,5 +1,6 @@
 /* fuzz_tok_wpm.c — the WordPiece tokenizer (engine/vocab_wpm.c) on arbitrary text, with the
- * BERT (bge) vocabulary of the shared test data. Input: one flags byte (fuzz_util.h), then the text.
+ * BERT (bge) vocabulary of the shared test data. Input: one flags byte (fuzz_util.h), then the
+ * text.
  */
 #include "engine/vocab.h"
 #include "fuzz/fuzz_util.h"

@@ -48,9 +48,24 @@ static void fill(void *ctx, void *dst, uint64_t n)
 
 static void write_model(const char *name, uint32_t type, int with_tensors)
 {
-    static const char *tokens[16] = {"<unk>", "<s>", "</s>", "\xe2\x96\x81", "a", "b", "c", "ab",
-                                     "\xe2\x96\x81" "a", "<0x0A>", "<0xE2>", "h", "i", "hi",
-                                     "\xe2\x96\x81" "hi", "<|user|>"};
+    static const char *tokens[16] = {"<unk>",
+                                     "<s>",
+                                     "</s>",
+                                     "\xe2\x96\x81",
+                                     "a",
+                                     "b",
+                                     "c",
+                                     "ab",
+                                     "\xe2\x96\x81"
+                                     "a",
+                                     "<0x0A>",
+                                     "<0xE2>",
+                                     "h",
+                                     "i",
+                                     "hi",
+                                     "\xe2\x96\x81"
+                                     "hi",
+                                     "<|user|>"};
     float scores[16];
     int32_t types[16];
     for (int i = 0; i < 16; i++) {
@@ -82,11 +97,11 @@ static void write_model(const char *name, uint32_t type, int with_tensors)
             const char *name;
             int64_t ne0, ne1;
             int matrix;
-        } t[] = {{"token_embd.weight", E, V, 1},       {"output_norm.weight", E, 1, 0},
-                 {"blk.0.attn_norm.weight", E, 1, 0},  {"blk.0.attn_q.weight", E, E, 1},
-                 {"blk.0.attn_k.weight", E, E / 2, 1}, {"blk.0.attn_v.weight", E, E / 2, 1},
+        } t[] = {{"token_embd.weight", E, V, 1},        {"output_norm.weight", E, 1, 0},
+                 {"blk.0.attn_norm.weight", E, 1, 0},   {"blk.0.attn_q.weight", E, E, 1},
+                 {"blk.0.attn_k.weight", E, E / 2, 1},  {"blk.0.attn_v.weight", E, E / 2, 1},
                  {"blk.0.attn_output.weight", E, E, 1}, {"blk.0.ffn_norm.weight", E, 1, 0},
-                 {"blk.0.ffn_gate.weight", E, F, 1},   {"blk.0.ffn_up.weight", E, F, 1},
+                 {"blk.0.ffn_gate.weight", E, F, 1},    {"blk.0.ffn_up.weight", E, F, 1},
                  {"blk.0.ffn_down.weight", F, E, 1}};
         for (size_t k = 0; k < sizeof t / sizeof *t; k++) {
             int64_t ne[2] = {t[k].ne0, t[k].ne1};
@@ -111,7 +126,8 @@ static void write_model(const char *name, uint32_t type, int with_tensors)
     put("model", name, buf, n);
 }
 
-/* ---- proto: one well-formed frame of every request and reply shape ---------------------------- */
+/* ---- proto: one well-formed frame of every request and reply shape ----------------------------
+ */
 
 static void frame(const char *name, struct elm_proto_buf *b)
 {
@@ -203,16 +219,24 @@ static void write_frames(void)
     elm_proto_buf_fini(&b);
 }
 
-/* ---- records: payloads as the encoders write them, and whole rings ----------------------------- */
+/* ---- records: payloads as the encoders write them, and whole rings -----------------------------
+ */
 
 static void write_records(void)
 {
     static unsigned char region[64 + 2 * 256 + 2 * 512] __attribute__((aligned(64)));
     const char *stops[1] = {"\n\n"};
-    struct elm_prompt_msg pm = {.hdr = {.req_id = 1, .flags = ELM_PROMPT_F_ADD_BOS,
-                                        .n_predict = 16, .top_k = 40, .temp = 0.8f,
-                                        .top_p = 0.95f, .min_p = 0.05f, .repeat_penalty = 1.1f,
-                                        .repeat_last_n = 64, .n_stop = 1, .seed = 42,
+    struct elm_prompt_msg pm = {.hdr = {.req_id = 1,
+                                        .flags = ELM_PROMPT_F_ADD_BOS,
+                                        .n_predict = 16,
+                                        .top_k = 40,
+                                        .temp = 0.8f,
+                                        .top_p = 0.95f,
+                                        .min_p = 0.05f,
+                                        .repeat_penalty = 1.1f,
+                                        .repeat_last_n = 64,
+                                        .n_stop = 1,
+                                        .seed = 42,
                                         .prompt_len = 16},
                                 .text = "Once upon a time"};
     unsigned char buf[512 + 1];
@@ -255,8 +279,12 @@ static void write_records(void)
     put("records", "cancel", cancel, sizeof cancel);
     const unsigned char token[] = {2, 72, 1, 0, 0, 5, 0, 0, 0, ' ', 't', 'i', 'm', 'e'};
     put("records", "token", token, sizeof token);
-    struct elm_rec_done d = {.req_id = 1, .reason = ELM_DONE_STOP, .n_prompt = 5, .n_gen = 9,
-                             .t_first_ns = 1000, .t_total_ns = 90000};
+    struct elm_rec_done d = {.req_id = 1,
+                             .reason = ELM_DONE_STOP,
+                             .n_prompt = 5,
+                             .n_gen = 9,
+                             .t_first_ns = 1000,
+                             .t_total_ns = 90000};
     buf[0] = 3;
     memcpy(buf + 1, &d, sizeof d);
     put("records", "done", buf, 1 + sizeof d);
@@ -267,7 +295,8 @@ static void write_records(void)
     put("records", "error", buf, 1 + sizeof e + 12);
 }
 
-/* ---- tok_*: the shared tokenizer test texts, one input per text ------------------------------- */
+/* ---- tok_*: the shared tokenizer test texts, one input per text -------------------------------
+ */
 
 static void write_texts(const char *target, const char *rel, int prefix)
 {
