@@ -36,7 +36,7 @@ for flavour in release asan; do
 done
 # A full run (no ctest arguments) also fuzzes and soaks the daemon: each fuzz target for
 # ELM_FUZZ_SECONDS (default 25; its stored corpus and every past crash replayed first), then 300
-# soak requests. (The ThreadSanitizer job, scripts/tsan.sh, takes over ten minutes on two cores:
+# soak requests. (The ThreadSanitizer job, scripts/tsan.sh, takes about six minutes on two cores:
 # it runs before each release, docs/fuzzing.md.)
 if [ $# -eq 0 ]; then
   echo "=== fuzz (scripts/fuzz.sh, ${ELM_FUZZ_SECONDS:-25} s per target)" >&2

@@ -4,7 +4,7 @@
 # against real daemons), runs them, and counts the data-race reports of every process they
 # started (elmd children included: each writes its reports to build/tsan/reports/). The
 # suppressions (scripts/tsan.supp) name only uninstrumented third-party libraries; any report
-# left fails the job. Run before each release (over ten minutes on two cores: not in test.sh).
+# left fails the job. Run before each release (about six minutes on two cores: not in test.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export ELM_MODELS_DIR=${ELM_MODELS_DIR:-$(cd .. && pwd)/shared/models}
