@@ -634,6 +634,11 @@ const struct elm_pretok *elm_pretok_find(const char *name, size_t len)
     return NULL;
 }
 
+const char *elm_pretok_name(size_t i)
+{
+    return i < sizeof pretoks / sizeof pretoks[0] ? pretoks[i].name : NULL;
+}
+
 bool elm_pretok_ignores_merges(const struct elm_pretok *p)
 {
     return p->ignore_merges;

@@ -15,6 +15,10 @@ struct elm_pretok; /* one entry of the name table in vocab_pretok.c; static, nev
  * the name. name NULL selects llama.cpp's default list (the key is missing). */
 const struct elm_pretok *elm_pretok_find(const char *name, size_t len);
 
+/* The name of the i-th pre-tokenizer elm knows (i from 0), or NULL past the last: lets the fuzz
+ * targets (fuzz/) and tests drive every one without a second copy of the list. */
+const char *elm_pretok_name(size_t i);
+
 /* True when a word that is itself a token is emitted whole, without merging (llama.cpp's
  * ignore_merges: Llama 3 and Tekken). */
 bool elm_pretok_ignores_merges(const struct elm_pretok *p);

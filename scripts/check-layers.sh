@@ -9,6 +9,7 @@
 #      engine, ipc          <  daemon
 #      engine, ipc, libclient  <  cli, bench        (never daemon/)
 #      ipc, libclient          <  httpd             (never engine/ or daemon/: a client only)
+#      engine, ipc          <  fuzz                 (the libFuzzer targets)
 #      include/elm (the public headers) include only each other; tests/ may include anything.
 #
 # 2. Cycles: no two files may depend on each other, directly or around a loop, neither through
@@ -28,10 +29,11 @@ declare -A allowed=(
     [cli]="common kernels engine ipc libclient cli"
     [bench]="common kernels engine ipc libclient bench"
     [httpd]="common ipc libclient httpd"
+    [fuzz]="common kernels engine ipc fuzz"
     [tests]="common kernels engine ipc libclient daemon cli bench httpd tests"
     [include]=""
 )
-folders=(common kernels engine ipc libclient daemon cli bench httpd include tests)
+folders=(common kernels engine ipc libclient daemon cli bench httpd fuzz include tests)
 bad=0
 say() { echo "check-layers: $*" >&2; bad=1; }
 

@@ -37,6 +37,16 @@ for flavour in release asan; do
   echo "=== $flavour tests" >&2
   (cd "build/$flavour" && ctest --output-on-failure -j2 "$@") || status=1
 done
+# A full run (no ctest arguments) also fuzzes and soaks the daemon: each fuzz target for
+# ELM_FUZZ_SECONDS (default 25; its stored corpus and every past crash replayed first), then 300
+# soak requests. (The ThreadSanitizer job, scripts/tsan.sh, takes about six minutes on two cores:
+# it runs before each release, docs/fuzzing.md.)
+if [ $# -eq 0 ]; then
+  echo "=== fuzz (scripts/fuzz.sh, ${ELM_FUZZ_SECONDS:-25} s per target)" >&2
+  scripts/fuzz.sh all "${ELM_FUZZ_SECONDS:-25}" || status=1
+  echo "=== soak (scripts/soak.sh 300)" >&2
+  scripts/soak.sh 300 || status=1
+fi
 # The ARM64 pass: cross-built, run under qemu (scripts/test-arm64.sh installs its toolchain and
 # says what it leaves out, and why).
 echo "=== arm64 build and tests (qemu)" >&2

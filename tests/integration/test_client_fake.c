@@ -44,10 +44,13 @@ struct fake {
     atomic_bool stop;
     enum hello_mode hello;
     enum open_mode open;
-    long pid; /* reported in HELLO */
-    /* the last session opened: the daemon's side */
+    atomic_long pid; /* reported in HELLO; set by the test while the fake runs */
+    /* the last session opened: the daemon's side. Each session's ring views get their own slot,
+     * written once by the fake's thread and then used only by the test's: the test learns of a
+     * session through libzmq, an ordering ThreadSanitizer cannot see, so the views are published
+     * by n_open instead (release there, acquire in cur()). */
     struct elm_shm shm;
-    struct elm_session_rings rings;
+    struct elm_session_rings rings[16];
     atomic_int n_open, n_close;
 };
 
@@ -70,8 +73,10 @@ static void open_session(struct fake *f, const struct elm_proto_msg *req, struct
     assert_int_equal(elm_shm_create(&f->shm, size), 0);
     assert_int_equal(elm_session_shm_init(f->shm.base, size, (uint32_t)req_cap, (uint32_t)evt_cap),
                      0);
+    int k = atomic_load(&f->n_open);
+    assert_true(k < (int)(sizeof f->rings / sizeof f->rings[0]));
     assert_int_equal(elm_session_shm_attach(f->shm.base, size, (uint32_t)req_cap, (uint32_t)evt_cap,
-                                            ELM_SESSION_DAEMON, &f->rings),
+                                            ELM_SESSION_DAEMON, &f->rings[k]),
                      0);
     atomic_fetch_add(&f->n_open, 1);
     elm_proto_begin_reply(b, req, 0, NULL);
@@ -290,12 +295,20 @@ static void test_bad_announcement(void **state)
  * Streams
  */
 
+/* The daemon's side of the last session opened (see struct fake). */
+static struct elm_session_rings *cur(struct fake *f)
+{
+    int n = atomic_load(&f->n_open);
+    assert_true(n > 0);
+    return &f->rings[n - 1];
+}
+
 /* Pops the next request record from the client; returns its type. */
 static int daemon_pop(struct fake *f, void *buf, uint32_t cap, uint32_t *len)
 {
     struct elm_ring_rec rec;
-    assert_int_equal(elm_ring_wait_data(&f->rings.req, 5000), 0);
-    assert_int_equal(elm_ring_pop(&f->rings.req, &rec, buf, cap), 0);
+    assert_int_equal(elm_ring_wait_data(&cur(f)->req, 5000), 0);
+    assert_int_equal(elm_ring_pop(&cur(f)->req, &rec, buf, cap), 0);
     *len = rec.len;
     return rec.type;
 }
@@ -376,10 +389,10 @@ static void test_stream(void **state)
     assert_memory_equal(m.stop[0], "END", 3);
 
     assert_int_equal(elm_session_next(s, &ev, 0), -ETIMEDOUT);
-    assert_int_equal(elm_rec_token_push(&f->rings.evt, 261, " a", 2), 0);
-    assert_int_equal(elm_rec_token_push(&f->rings.evt, 378, " time", 5), 0);
+    assert_int_equal(elm_rec_token_push(&cur(f)->evt, 261, " a", 2), 0);
+    assert_int_equal(elm_rec_token_push(&cur(f)->evt, 378, " time", 5), 0);
     struct elm_rec_done d = {.req_id = id, .reason = ELM_DONE_LENGTH, .n_prompt = 3, .n_gen = 2};
-    assert_int_equal(elm_rec_done_push(&f->rings.evt, &d), 0);
+    assert_int_equal(elm_rec_done_push(&cur(f)->evt, &d), 0);
     assert_int_equal(elm_session_next(s, &ev, 1000), 0);
     assert_int_equal(ev.type, ELM_EVENT_TOKEN);
     assert_int_equal(ev.token, 261);
@@ -399,7 +412,7 @@ static void test_stream(void **state)
     assert_int_equal(pthread_create(&th, NULL, gen_thread, &j), 0);
     id = daemon_take_prompt(f, &m, buf);
     assert_int_equal(m.hdr.flags, ELM_PROMPT_F_PARSE_SPECIAL);
-    elm_rec_token_push(&f->rings.evt, 1, "x", 1);
+    elm_rec_token_push(&cur(f)->evt, 1, "x", 1);
     /* Cancel from this thread while the other waits: the daemon sees a CANCEL for the id. */
     usleep(20000);
     uint32_t len, cid;
@@ -408,7 +421,7 @@ static void test_stream(void **state)
     assert_int_equal(elm_rec_cancel_decode(buf, len, &cid), 0);
     assert_int_equal(cid, id);
     d = (struct elm_rec_done){.req_id = id, .reason = ELM_DONE_CANCEL};
-    elm_rec_done_push(&f->rings.evt, &d);
+    elm_rec_done_push(&cur(f)->evt, &d);
     pthread_join(th, NULL);
     assert_int_equal(j.rc, 0);
     assert_string_equal(j.got.text, "x");
@@ -418,7 +431,7 @@ static void test_stream(void **state)
     r.flags = 0;
     assert_int_equal(elm_session_submit(s, &r), 0);
     id = daemon_take_prompt(f, &m, buf);
-    elm_rec_error_push(&f->rings.evt, id, ELM_ECONTEXT, "the prompt has 900 tokens");
+    elm_rec_error_push(&cur(f)->evt, id, ELM_ECONTEXT, "the prompt has 900 tokens");
     assert_int_equal(elm_session_next(s, &ev, 1000), 0);
     assert_int_equal(ev.type, ELM_EVENT_ERROR);
     assert_int_equal(ev.error, ELM_ECONTEXT);
@@ -453,23 +466,23 @@ static void tell_lie(struct fake *f, enum lie lie, uint32_t id)
     struct elm_rec_error e = {.req_id = id, .code = 5};
     switch (lie) {
     case LIE_TYPE:
-        elm_ring_push(&f->rings.evt, 99, "x", 1);
+        elm_ring_push(&cur(f)->evt, 99, "x", 1);
         break;
     case LIE_TOKEN_LEN:
-        elm_ring_push(&f->rings.evt, ELM_REC_TOKEN, tok, sizeof tok);
+        elm_ring_push(&cur(f)->evt, ELM_REC_TOKEN, tok, sizeof tok);
         break;
     case LIE_DONE_ID:
-        elm_rec_done_push(&f->rings.evt, &d);
+        elm_rec_done_push(&cur(f)->evt, &d);
         break;
     case LIE_ERROR_CODE:
-        elm_ring_push(&f->rings.evt, ELM_REC_ERROR, &e, sizeof e);
+        elm_ring_push(&cur(f)->evt, ELM_REC_ERROR, &e, sizeof e);
         break;
     case LIE_HUGE:
-        elm_ring_push(&f->rings.evt, ELM_REC_TOKEN, big, sizeof big);
+        elm_ring_push(&cur(f)->evt, ELM_REC_TOKEN, big, sizeof big);
         break;
     case LIE_HEAD: /* a head that is not 8-aligned and far past anything written */
-        atomic_store(&f->rings.evt.hdr->head, 0x7fff0003u);
-        atomic_fetch_add(&f->rings.evt.hdr->data_seq, 1);
+        atomic_store(&cur(f)->evt.hdr->head, 0x7fff0003u);
+        atomic_fetch_add(&cur(f)->evt.hdr->data_seq, 1);
         break;
     default:
         break;
@@ -525,7 +538,7 @@ static void test_daemon_death_mid_stream(void **state)
     assert_int_equal(elm_session_open(c, &s), 0);
     assert_int_equal(elm_session_submit(s, &r), 0);
     daemon_take_prompt(f, &m, buf);
-    elm_rec_token_push(&f->rings.evt, 7, "y", 1);
+    elm_rec_token_push(&cur(f)->evt, 7, "y", 1);
     assert_int_equal(elm_session_next(s, &ev, -1), 0);
     kill(child, SIGKILL);
     waitpid(child, NULL, 0);

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# tsan.sh [ctest args] — the ThreadSanitizer job: builds the tsan flavour (scripts/build.sh
+# tsan) of elmd, elmctl and the daemon and integration tests (which run the client library
+# against real daemons), runs them, and counts the data-race reports of every process they
+# started (elmd children included: each writes its reports to build/tsan/reports/). The
+# suppressions (scripts/tsan.supp) name only uninstrumented third-party libraries; any report
+# left fails the job. Run before each release (about six minutes on two cores: not in test.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export ELM_MODELS_DIR=${ELM_MODELS_DIR:-$(cd .. && pwd)/shared/models}
+cmake -S . -B build/tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DELM_TSAN=ON >/dev/null
+labels='^(daemon|integration)$'
+tests=$(cd build/tsan && ctest -N -L "$labels" | sed -n 's/^ *Test *#[0-9]*: //p')
+scripts/build.sh tsan elmd elmctl $tests >/dev/null
+reports=$PWD/build/tsan/reports
+rm -rf "$reports"
+mkdir -p "$reports"
+# log_path: one file per process; exitcode=0 so a report does not change a test's own result
+# (the count below decides); second_deadlock_stack: both stacks of a lock-order report;
+# die_after_fork=0: tests fork client processes that start ZeroMQ's threads, which TSan refuses
+# by default after a fork of a threaded process (the child's own accesses are still checked).
+export TSAN_OPTIONS="suppressions=$PWD/scripts/tsan.supp log_path=$reports/tsan exitcode=0 second_deadlock_stack=1 history_size=7 die_after_fork=0"
+# libgomp is not instrumented: the barrier that ends a parallel loop is invisible to TSan, which
+# then reports every worker's write against the caller's next read. One thread per OpenMP team
+# keeps those loops on the calling thread; the threads elm creates itself (the daemon's control
+# and engine threads, the clients' own) are still checked. (OpenMP loops split work into
+# disjoint rows; the batch-invariance tests hold results equal at every thread count.)
+export OMP_THREAD_LIMIT=1
+status=0
+(cd build/tsan && ctest --output-on-failure -j2 -L "$labels" "$@") || status=1
+n=$(cat "$reports"/tsan* 2>/dev/null | grep -c '^WARNING: ThreadSanitizer' || true)
+echo "tsan: $n reports (build/tsan/reports)" >&2
+if [ "$n" -gt 0 ]; then
+  grep -h -A3 '^WARNING: ThreadSanitizer' "$reports"/tsan* | head -40 >&2
+  status=1
+fi
+exit $status
