@@ -45,7 +45,6 @@ bool elmd_recv(void *sock, struct elmd_peer *p, zmq_msg_t *payload, bool *has_pa
         zmq_msg_close(&part);
         return false;
     }
-    p->has_cred = peer_cred(zmq_msg_gets(&part, "Peer-Address"), &p->uid, &p->pid);
     p->id_len = zmq_msg_size(&part) < sizeof p->id ? zmq_msg_size(&part) : 0;
     memcpy(p->id, zmq_msg_data(&part), p->id_len);
     bool more = zmq_msg_more(&part);
@@ -72,6 +71,11 @@ bool elmd_recv(void *sock, struct elmd_peer *p, zmq_msg_t *payload, bool *has_pa
         *has_payload = true;
     }
     *bad = *bad || !p->id_len;
+    /* From the payload: a ROUTER's routing-id part lacks the metadata when zmq_poll() fetched
+     * the message ahead (libzmq 4.3's router_t::xhas_in), the parts that came over the wire
+     * always carry it. */
+    if (*has_payload)
+        p->has_cred = peer_cred(zmq_msg_gets(payload, "Peer-Address"), &p->uid, &p->pid);
     return true;
 }
 

@@ -33,7 +33,8 @@
 #include "ipc/ring.h"
 
 #define ELM_SESSION_SHM_MAGIC   0x534d4c45u /* "ELMS" */
-#define ELM_SESSION_SHM_VERSION 2u /* 2: DONE n_prompt counts evaluated tokens; no CONTEXT reason */
+#define ELM_SESSION_SHM_VERSION 2u /* 2: DONE n_prompt counts evaluated tokens; no CONTEXT reason  \
+                                    */
 
 /* Defaults a daemon may use: a prompt must fit one request record, an event ring only has to
  * absorb a burst of tokens while the client is descheduled. */
@@ -50,7 +51,8 @@ struct elm_session_shm {
     uint64_t evt_offset;     /* byte offset of the event ring's header */
     uint64_t total_size;     /* bytes of the whole region */
     uint32_t ring_version;   /* ELM_RING_VERSION */
-    uint32_t reserved[5];    /* 0 */
+    uint32_t heartbeat;      /* the daemon bumps it while it runs (docs/protocol.md, 2.2) */
+    uint32_t reserved[4];    /* 0 */
 };
 _Static_assert(sizeof(struct elm_session_shm) == 64, "session header is one cache line");
 
@@ -62,6 +64,11 @@ struct elm_session_rings {
     struct elm_ring req; /* client -> daemon */
     struct elm_ring evt; /* daemon -> client */
 };
+
+/* Daemon: bumps the region's heartbeat (any thread; atomic). */
+void elm_session_shm_beat(void *base);
+/* Client: the heartbeat's current value (atomic load: the daemon writes it concurrently). */
+uint32_t elm_session_shm_heartbeat(const void *base);
 
 /* Bytes of a region with these ring capacities. Returns 0 or -EINVAL (invalid capacity). */
 int elm_session_shm_size(uint32_t req_cap, uint32_t evt_cap, size_t *out);
@@ -108,10 +115,11 @@ const char *elm_rec_type_name(uint16_t type); /* static string; "unknown" for ot
 #define ELM_PROMPT_F_ADD_BOS       0x1u /* prepend the model's BOS token */
 #define ELM_PROMPT_F_PARSE_SPECIAL 0x2u /* match control-token text (trusted input only) */
 #define ELM_PROMPT_F_KEEP_CONTEXT  0x4u /* continue after the session's previous tokens */
-#define ELM_PROMPT_F_MESSAGES      0x8u /* the prompt text is a conversation (below), which the
-                                           daemon renders with the model's chat template; not
-                                           with KEEP_CONTEXT (the history is in the messages) */
-#define ELM_PROMPT_F_KNOWN         0xFu
+#define ELM_PROMPT_F_MESSAGES                                                                      \
+    0x8u /* the prompt text is a conversation (below), which the                                   \
+            daemon renders with the model's chat template; not                                     \
+            with KEEP_CONTEXT (the history is in the messages) */
+#define ELM_PROMPT_F_KNOWN 0xFu
 
 struct elm_rec_prompt {
     uint32_t req_id;        /* chosen by the client, echoed in DONE/ERROR */
@@ -170,8 +178,8 @@ int elm_rec_messages_size(const struct elm_rec_message *m, uint32_t n, uint32_t 
 int elm_rec_messages_encode(const struct elm_rec_message *m, uint32_t n, void *buf, uint32_t cap);
 /* Decodes a conversation: *n is its message count; the first min(n, cap) are written to out
  * (may be NULL with cap 0: validation only), pointing into p. Returns 0 or ELM_EPROTO. */
-int elm_rec_messages_decode(const void *p, uint32_t len, struct elm_rec_message *out,
-                            uint32_t cap, uint32_t *n);
+int elm_rec_messages_decode(const void *p, uint32_t len, struct elm_rec_message *out, uint32_t cap,
+                            uint32_t *n);
 
 /* ---------------------------------------------------------------------------------------------
  * CANCEL

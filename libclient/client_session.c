@@ -38,6 +38,29 @@ _Static_assert((int)ELM_FINISH_EOS == ELM_DONE_EOS && (int)ELM_FINISH_LENGTH == 
 #define CLOSE_TIMEOUT_MS   2000
 
 /* Marks the session unusable with code, and returns it. */
+bool session_daemon_alive(struct elm_session *s)
+{
+    if (!client_daemon_alive(s->c))
+        return false;
+    uint32_t b = elm_session_shm_heartbeat(s->shm.base);
+    int64_t now = client_now_ms();
+    if (b != s->beat) {
+        s->beat = b;
+        s->beat_ms = now;
+        return true;
+    }
+    pthread_mutex_lock(&s->c->lock);
+    int stall = s->c->stall_ms;
+    pthread_mutex_unlock(&s->c->lock);
+    if (stall == 0 || now - s->beat_ms < stall)
+        return true;
+    snprintf(s->msg, sizeof s->msg,
+             "elmd (pid %ld) made no progress for %d ms: stopped or stalled "
+             "(ELM_STALL_TIMEOUT_MS)",
+             s->c->daemon_pid, stall);
+    return false;
+}
+
 int session_set_broken(struct elm_session *s, int code)
 {
     s->broken = code;
@@ -129,6 +152,8 @@ static int map_region(struct elm_session *s, const struct announce *a, uid_t own
         elm_shm_close(&s->shm);
         return rc == -EINVAL ? ELM_ERING : rc;
     }
+    s->beat = elm_session_shm_heartbeat(s->shm.base);
+    s->beat_ms = client_now_ms();
     /* The daemon may have unlinked it already (it does so when the client is slow to map). */
     elm_shm_unlink(a->shm_name);
     return 0;
@@ -305,7 +330,7 @@ int session_push_waiting(struct elm_session *s, uint32_t size,
         if (rc != -EAGAIN)
             return rc;
         rc = elm_ring_wait_space(&s->r.req, size, ELM_CLIENT_LIVENESS_MS);
-        if (rc == -ETIMEDOUT && !client_daemon_alive(s->c))
+        if (rc == -ETIMEDOUT && !session_daemon_alive(s))
             return ELM_EDAEMON;
         if (rc < 0 && rc != -ETIMEDOUT && rc != -EINTR)
             return rc;
@@ -384,8 +409,7 @@ int elm_session_submit_chat(elm_session *s, const struct elm_request *r,
                cl = msgs[i].content ? strlen(msgs[i].content) : 0;
         if (!msgs[i].content || rl > ELM_REC_MAX_ROLE_LEN || cl > UINT32_MAX)
             rc = -EINVAL;
-        rm[i] = (struct elm_rec_message){msgs[i].role, msgs[i].content, (uint32_t)rl,
-                                         (uint32_t)cl};
+        rm[i] = (struct elm_rec_message){msgs[i].role, msgs[i].content, (uint32_t)rl, (uint32_t)cl};
     }
     uint32_t size = 0;
     char *buf = NULL;
@@ -501,7 +525,7 @@ int session_pop(struct elm_session *s, void *buf, uint32_t cap, struct elm_ring_
             return -ETIMEDOUT;
         rc = elm_ring_wait_data(
             &s->r.evt, (int)(left < ELM_CLIENT_LIVENESS_MS ? left : ELM_CLIENT_LIVENESS_MS));
-        if (rc == -ETIMEDOUT && !client_daemon_alive(s->c))
+        if (rc == -ETIMEDOUT && !session_daemon_alive(s))
             return session_set_broken(s, ELM_EDAEMON);
         if (rc == -EINTR)
             return -EINTR;

@@ -24,6 +24,9 @@
 #define ELM_CLIENT_CONNECT_TIMEOUT_MS 5000
 /* Longest sleep between two checks that the daemon process is still alive. */
 #define ELM_CLIENT_LIVENESS_MS 200
+/* How long a session waits for a heartbeat before it calls the daemon stalled (ELM_EDAEMON):
+ * elm_client_set_stall_timeout, else $ELM_STALL_TIMEOUT_MS, else this. */
+#define ELM_CLIENT_STALL_TIMEOUT_MS 30000
 
 struct elm_client {
     pthread_mutex_t lock; /* serialises control calls; guards refs */
@@ -35,6 +38,7 @@ struct elm_client {
     long daemon_pid;          /* from HELLO; 0 if unknown */
     uid_t daemon_uid;         /* owner of the socket: the owner every session region must have */
     int pidfd;                /* the daemon's pidfd, -1 when unavailable */
+    int stall_ms;             /* no heartbeat for this long: the daemon is stalled; 0: never */
     bool gone;                /* shut down or found dead: calls fail with ELM_EDAEMON */
     struct elm_proto_buf out; /* the request being built */
     unsigned char *in;        /* the last reply frame (malloc'ed, ELM_PROTO_MAX_FRAME bytes) */
@@ -81,10 +85,16 @@ struct elm_session {
     _Atomic uint32_t running_id; /* the running request's id, 0 when none (read by cancel) */
     uint32_t last_id;            /* the last request id used */
     int broken;                  /* sticky: ELM_ERING, ELM_EPROTO, ELM_ESESSION, ELM_EDAEMON */
+    uint32_t beat;               /* the region's heartbeat when last seen to change ... */
+    int64_t beat_ms;             /* ... and when (client_now_ms) */
     unsigned char rec[EVT_BUF];  /* private copy of the last event; decoded from here */
     char text[ELM_REC_MAX_PIECE + 1];
     char msg[ELM_REC_MAX_ERROR_MSG + 1];
 };
+
+/* After a wait that timed out: false when the daemon is dead, or alive but its heartbeat has
+ * not moved for the client's stall timeout (a stopped or wedged daemon). */
+bool session_daemon_alive(struct elm_session *s);
 
 /* Marks the session unusable with code, and returns it. */
 int session_set_broken(struct elm_session *s, int code);
