@@ -33,8 +33,7 @@
 #include "ipc/ring.h"
 
 #define ELM_SESSION_SHM_MAGIC   0x534d4c45u /* "ELMS" */
-#define ELM_SESSION_SHM_VERSION 2u /* 2: DONE n_prompt counts evaluated tokens; no CONTEXT reason  \
-                                    */
+#define ELM_SESSION_SHM_VERSION 3u /* 3: the heartbeat; 2: DONE n_prompt evaluated, no CONTEXT */
 
 /* Defaults a daemon may use: a prompt must fit one request record, an event ring only has to
  * absorb a burst of tokens while the client is descheduled. */
@@ -115,11 +114,10 @@ const char *elm_rec_type_name(uint16_t type); /* static string; "unknown" for ot
 #define ELM_PROMPT_F_ADD_BOS       0x1u /* prepend the model's BOS token */
 #define ELM_PROMPT_F_PARSE_SPECIAL 0x2u /* match control-token text (trusted input only) */
 #define ELM_PROMPT_F_KEEP_CONTEXT  0x4u /* continue after the session's previous tokens */
-#define ELM_PROMPT_F_MESSAGES                                                                      \
-    0x8u /* the prompt text is a conversation (below), which the                                   \
-            daemon renders with the model's chat template; not                                     \
-            with KEEP_CONTEXT (the history is in the messages) */
-#define ELM_PROMPT_F_KNOWN 0xFu
+#define ELM_PROMPT_F_MESSAGES      0x8u /* the prompt text is a conversation (below), which the
+                                           daemon renders with the model's chat template; not
+                                           with KEEP_CONTEXT (the history is in the messages) */
+#define ELM_PROMPT_F_KNOWN         0xFu
 
 struct elm_rec_prompt {
     uint32_t req_id;        /* chosen by the client, echoed in DONE/ERROR */
@@ -178,8 +176,8 @@ int elm_rec_messages_size(const struct elm_rec_message *m, uint32_t n, uint32_t 
 int elm_rec_messages_encode(const struct elm_rec_message *m, uint32_t n, void *buf, uint32_t cap);
 /* Decodes a conversation: *n is its message count; the first min(n, cap) are written to out
  * (may be NULL with cap 0: validation only), pointing into p. Returns 0 or ELM_EPROTO. */
-int elm_rec_messages_decode(const void *p, uint32_t len, struct elm_rec_message *out, uint32_t cap,
-                            uint32_t *n);
+int elm_rec_messages_decode(const void *p, uint32_t len, struct elm_rec_message *out,
+                            uint32_t cap, uint32_t *n);
 
 /* ---------------------------------------------------------------------------------------------
  * CANCEL
