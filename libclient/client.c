@@ -141,9 +141,7 @@ int elm_client_set_stall_timeout(elm_client *c, int timeout_ms)
 {
     if (!c || timeout_ms < 0)
         return -EINVAL;
-    pthread_mutex_lock(&c->lock);
-    c->stall_ms = timeout_ms;
-    pthread_mutex_unlock(&c->lock);
+    atomic_store(&c->stall_ms, timeout_ms);
     return 0;
 }
 
