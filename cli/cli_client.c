@@ -3,6 +3,7 @@
  * command that starts one). */
 #include <errno.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 
 #include "cli/cli_client.h"
@@ -12,6 +13,12 @@
 int cli_client_fail(const elm_client *c, int rc, const char *what)
 {
     const char *msg = c ? elm_client_last_message(c) : "";
+    long pid = c ? elm_client_daemon_pid(c) : 0;
+    /* Alive but silent: a session's stall timeout (elm_client_set_stall_timeout) ran out. */
+    if (rc == ELM_EDAEMON && pid > 0 && (kill((pid_t)pid, 0) == 0 || errno == EPERM))
+        return cli_fail("%s: elmd (pid %ld) is running but made no progress (stopped or stalled?"
+                        "; ELM_STALL_TIMEOUT_MS sets how long to wait)",
+                        what, pid);
     if (rc == ELM_EDAEMON)
         return cli_fail("%s: elmd stopped answering (is it still running?)", what);
     return cli_fail("%s: %s", what, msg[0] ? msg : elm_strerror(rc));

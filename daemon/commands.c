@@ -98,6 +98,31 @@ static struct elmd_session *find_session(struct elmd *d, const struct elm_proto_
     return NULL;
 }
 
+/* The one rule of session ownership: a session is its opener's, the process the kernel named
+ * when it connected (reply.c), never a pid a client writes in a request. Only that process may
+ * cancel or close it; the uid alone is not enough, as every client of a daemon without a group
+ * shares the daemon's uid. The opener's pid cannot be reused while the session exists: its exit
+ * closes the session (its pidfd, control.c). */
+static bool is_owner(const struct elmd_session *s, const struct elmd_peer *p)
+{
+    return p->has_cred && p->pid == s->pid;
+}
+
+/* Answers a CANCEL or CLOSE_SESSION that cannot act on s: 0 when it can. */
+static int refuse_session(struct elmd *d, const struct elmd_peer *p, const struct elm_proto_msg *m,
+                          const struct elmd_session *s)
+{
+    if (!s)
+        return simple_reply(d, p, m, ELM_ESESSION, "no such session"), -1;
+    if (!is_owner(s, p)) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "session %llu belongs to another process",
+                 (unsigned long long)s->id);
+        return simple_reply(d, p, m, -EPERM, msg), -1;
+    }
+    return 0;
+}
+
 /* ---- hello, status, stats, sessions --------------------------------------------------------- */
 
 static int cmd_hello(struct elmd *d, const struct elmd_peer *p, const struct elm_proto_msg *m)
@@ -349,6 +374,9 @@ static int cmd_open_session(struct elmd *d, const struct elmd_peer *p,
         return simple_reply(d, p, m, ELM_ESHUTDOWN, "the daemon is shutting down");
     if (read_request(d, p, m, &elm_fields_open_req, &r))
         return 0;
+    if (!p->has_cred) /* no opener to bind it to, or to notice the exit of (is_owner) */
+        return simple_reply(d, p, m, -EPERM,
+                            "sessions are opened on the local socket, whose peer is known");
     if (ring_size(r.req_ring_size, ELM_SESSION_DEFAULT_REQ_CAPACITY, MIN_REQ_RING, &req_cap) < 0 ||
         ring_size(r.evt_ring_size, ELM_SESSION_DEFAULT_EVT_CAPACITY, MIN_EVT_RING, &evt_cap) < 0)
         return simple_reply(d, p, m, -EINVAL, "ring sizes must be powers of two up to 64 MiB");
@@ -377,7 +405,7 @@ static int cmd_open_session(struct elmd *d, const struct elmd_peer *p,
         return simple_reply(d, p, m, ELM_ECONTEXT, msg);
     }
     struct elmd_session *s;
-    int rc = elmd_session_create(d, model, ctx ? (int32_t)ctx : def_ctx, req_cap, evt_cap, r.pid,
+    int rc = elmd_session_create(d, model, ctx ? (int32_t)ctx : def_ctx, req_cap, evt_cap, p->pid,
                                  r.client_name, &s, err, sizeof err);
     if (rc)
         return simple_reply(d, p, m, rc, err);
@@ -415,8 +443,10 @@ static int cmd_close_session(struct elmd *d, const struct elmd_peer *p,
                              const struct elm_proto_msg *m)
 {
     struct elmd_session *s = find_session(d, m);
+    if (refuse_session(d, p, m, s))
+        return 0;
     pthread_mutex_lock(&d->lock);
-    bool ok = s && !s->close_req;
+    bool ok = !s->close_req;
     if (ok) {
         s->close_req = true;
         s->close_code = ELM_ESESSION;
@@ -433,8 +463,10 @@ static int cmd_close_session(struct elmd *d, const struct elmd_peer *p,
 static int cmd_cancel(struct elmd *d, const struct elmd_peer *p, const struct elm_proto_msg *m)
 {
     struct elmd_session *s = find_session(d, m);
+    if (refuse_session(d, p, m, s))
+        return 0;
     pthread_mutex_lock(&d->lock);
-    bool ok = s && !s->close_req;
+    bool ok = !s->close_req;
     if (ok)
         s->cancel_req = true;
     pthread_mutex_unlock(&d->lock);

@@ -30,6 +30,7 @@
 #include "daemon/lifecycle.h"
 #include "daemon/reply.h"
 #include "elm/status.h"
+#include "ipc/session_shm.h"
 
 /* ---- signals: the handlers only count and poke the eventfd ------------------------------- */
 
@@ -296,10 +297,29 @@ static void client_died(struct elmd *d, struct elmd_session *s)
     elmd_engine_wake(d);
 }
 
-/* Removes shm names whose client did not map them in time; returns ms to the next deadline. */
+/* The heartbeat (docs/protocol.md, 2.2): bumped in every session's region this often, by this
+ * thread rather than the engine's, so a long prompt is not mistaken for a stall; a stopped or
+ * wedged process stops it, and its clients give up after their stall timeout. */
+#define BEAT_NS 250000000u
+
+static void beat(struct elmd *d, uint64_t now, uint64_t *next)
+{
+    static uint64_t last;
+    if (now - last >= BEAT_NS) {
+        for (struct elmd_session *s = d->sessions; s; s = s->next)
+            elm_session_shm_beat(s->shm.base);
+        last = now;
+    }
+    if (last + BEAT_NS < *next)
+        *next = last + BEAT_NS;
+}
+
+/* Removes shm names whose client did not map them in time; beats; returns ms to the next
+ * deadline. */
 static int run_timers(struct elmd *d)
 {
     uint64_t now = elmd_now_ns(), next = now + 1000000000u;
+    beat(d, now, &next);
     for (struct elmd_session *s = d->sessions; s; s = s->next) {
         if (s->shm_unlinked)
             continue;

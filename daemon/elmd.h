@@ -61,7 +61,7 @@ struct elmd_session {
     struct elmd_session *qnext; /* d->adopt / d->reaped */
     struct elmd *d;
     uint64_t id;
-    long pid;  /* the client's, from OPEN_SESSION (0: unknown) */
+    long pid;  /* its opener, from the connection's SO_PEERCRED (reply.c), never from a request */
     int pidfd; /* polled by control: readable when the client exits; -1 */
     char client_name[64];
     uint64_t opened_ns;

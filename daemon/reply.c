@@ -1,10 +1,39 @@
 /* reply.c — receiving a request with its envelope and sending a reply (reply.h). */
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/log.h"
 #include "daemon/reply.h"
 #include "elm/status.h"
 #include "ipc/schema.h"
+
+/* Who is on the other end of an ipc connection. libzmq (4.3, Debian 12) reads SO_PEERCRED when
+ * it accepts a unix-socket connection and appends ":uid:gid:pid" to the message property
+ * "Peer-Address" (TCP peers get the address alone). The kernel wrote those numbers, not the
+ * client; only the part before them (the peer's bound name, which a hand-made client could
+ * choose and fill with colons) is the client's, so the fields are read from the end. Why not
+ * ZMQ_SRCFD + getsockopt: that option is deprecated, and the descriptor may already belong to a
+ * newer connection when a queued message is read; ZAP would need a handler thread for the same
+ * numbers. */
+static bool peer_cred(const char *a, long *uid, long *pid)
+{
+    long v[3];
+    const char *end = a ? a + strlen(a) : NULL;
+    for (int i = 2; end && i >= 0; i--) {
+        const char *c = end;
+        while (c > a && c[-1] >= '0' && c[-1] <= '9')
+            c--;
+        if (c == end || c == a || c[-1] != ':' || end - c > 10)
+            return false;
+        v[i] = strtol(c, NULL, 10);
+        end = c - 1;
+    }
+    if (!end)
+        return false;
+    *uid = v[0];
+    *pid = v[2];
+    return *pid > 0; /* 0: the opener is outside our pid namespace */
+}
 
 bool elmd_recv(void *sock, struct elmd_peer *p, zmq_msg_t *payload, bool *has_payload, bool *bad)
 {
@@ -42,6 +71,11 @@ bool elmd_recv(void *sock, struct elmd_peer *p, zmq_msg_t *payload, bool *has_pa
         *has_payload = true;
     }
     *bad = *bad || !p->id_len;
+    /* From the payload: a ROUTER's routing-id part lacks the metadata when zmq_poll() fetched
+     * the message ahead (libzmq 4.3's router_t::xhas_in), the parts that came over the wire
+     * always carry it. */
+    if (*has_payload)
+        p->has_cred = peer_cred(zmq_msg_gets(payload, "Peer-Address"), &p->uid, &p->pid);
     return true;
 }
 

@@ -19,9 +19,12 @@
 #define ELMD_MAX_ENV_LEN  64 /* bytes of each */
 
 /* A peer to answer: the ROUTER socket it came on, its routing id and its envelope. Copied, so
- * a reply can be sent long after the request (LOAD). */
+ * a reply can be sent long after the request (LOAD). has_cred: the kernel's credentials of the
+ * connecting process (SO_PEERCRED, taken by libzmq at accept) are in uid and pid; false on TCP. */
 struct elmd_peer {
     void *sock;
+    bool has_cred;
+    long uid, pid;
     unsigned char id[256];
     size_t id_len;
     unsigned char env[ELMD_MAX_ENVELOPE][ELMD_MAX_ENV_LEN];

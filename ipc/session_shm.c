@@ -65,6 +65,16 @@ int elm_session_shm_init(void *base, size_t size, uint32_t req_cap, uint32_t evt
     return rc;
 }
 
+void elm_session_shm_beat(void *base)
+{
+    __atomic_fetch_add(&((struct elm_session_shm *)base)->heartbeat, 1, __ATOMIC_RELAXED);
+}
+
+uint32_t elm_session_shm_heartbeat(const void *base)
+{
+    return __atomic_load_n(&((const struct elm_session_shm *)base)->heartbeat, __ATOMIC_RELAXED);
+}
+
 int elm_session_shm_attach(void *base, size_t size, uint32_t req_cap, uint32_t evt_cap,
                            enum elm_session_side side, struct elm_session_rings *out)
 {
@@ -80,6 +90,7 @@ int elm_session_shm_attach(void *base, size_t size, uint32_t req_cap, uint32_t e
         return -EINVAL;
     /* One copy of the shared header, compared as a whole: the expected layout is ours. */
     memcpy(&got, base, sizeof got);
+    got.heartbeat = 0; /* the one field that moves: any value is valid */
     if (memcmp(&got, &want, sizeof got) != 0)
         return ELM_ERING;
 

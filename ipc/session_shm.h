@@ -33,7 +33,7 @@
 #include "ipc/ring.h"
 
 #define ELM_SESSION_SHM_MAGIC   0x534d4c45u /* "ELMS" */
-#define ELM_SESSION_SHM_VERSION 2u /* 2: DONE n_prompt counts evaluated tokens; no CONTEXT reason */
+#define ELM_SESSION_SHM_VERSION 3u /* 3: the heartbeat; 2: DONE n_prompt evaluated, no CONTEXT */
 
 /* Defaults a daemon may use: a prompt must fit one request record, an event ring only has to
  * absorb a burst of tokens while the client is descheduled. */
@@ -50,7 +50,8 @@ struct elm_session_shm {
     uint64_t evt_offset;     /* byte offset of the event ring's header */
     uint64_t total_size;     /* bytes of the whole region */
     uint32_t ring_version;   /* ELM_RING_VERSION */
-    uint32_t reserved[5];    /* 0 */
+    uint32_t heartbeat;      /* the daemon bumps it while it runs (docs/protocol.md, 2.2) */
+    uint32_t reserved[4];    /* 0 */
 };
 _Static_assert(sizeof(struct elm_session_shm) == 64, "session header is one cache line");
 
@@ -62,6 +63,11 @@ struct elm_session_rings {
     struct elm_ring req; /* client -> daemon */
     struct elm_ring evt; /* daemon -> client */
 };
+
+/* Daemon: bumps the region's heartbeat (any thread; atomic). */
+void elm_session_shm_beat(void *base);
+/* Client: the heartbeat's current value (atomic load: the daemon writes it concurrently). */
+uint32_t elm_session_shm_heartbeat(const void *base);
 
 /* Bytes of a region with these ring capacities. Returns 0 or -EINVAL (invalid capacity). */
 int elm_session_shm_size(uint32_t req_cap, uint32_t evt_cap, size_t *out);

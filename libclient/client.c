@@ -137,6 +137,14 @@ unsigned elm_client_protocol_version(const elm_client *c)
     return c ? c->version : 0;
 }
 
+int elm_client_set_stall_timeout(elm_client *c, int timeout_ms)
+{
+    if (!c || timeout_ms < 0)
+        return -EINVAL;
+    atomic_store(&c->stall_ms, timeout_ms);
+    return 0;
+}
+
 long elm_client_daemon_pid(const elm_client *c)
 {
     return c ? c->daemon_pid : 0;
@@ -346,6 +354,14 @@ int elm_client_connect(const char *runtime_dir, elm_client **out)
     pthread_mutex_init(&c->lock, NULL);
     c->refs = 1;
     c->pidfd = -1;
+    c->stall_ms = ELM_CLIENT_STALL_TIMEOUT_MS;
+    const char *env = getenv("ELM_STALL_TIMEOUT_MS");
+    if (env && *env) {
+        char *end;
+        long v = strtol(env, &end, 10);
+        if (*end == 0 && v >= 0 && v <= INT32_MAX)
+            c->stall_ms = (int)v;
+    }
     c->daemon_uid = sst.st_uid;
     /* HELLO's layout is frozen, so any daemon reads it; its version byte is informational and
      * carries our highest (docs/protocol.md, 1.7). */

@@ -37,6 +37,28 @@ _Static_assert((int)ELM_FINISH_EOS == ELM_DONE_EOS && (int)ELM_FINISH_LENGTH == 
 #define DEFAULT_MAX_PROMPT (1u << 20)
 #define CLOSE_TIMEOUT_MS   2000
 
+bool session_daemon_alive(struct elm_session *s, struct session_beat *w, bool say)
+{
+    if (!client_daemon_alive(s->c))
+        return false;
+    uint32_t b = elm_session_shm_heartbeat(s->shm.base);
+    int64_t now = client_now_ms();
+    if (b != w->beat) {
+        w->beat = b;
+        w->since_ms = now;
+        return true;
+    }
+    int stall = atomic_load(&s->c->stall_ms);
+    if (stall == 0 || now - w->since_ms < stall)
+        return true;
+    if (say)
+        snprintf(s->msg, sizeof s->msg,
+                 "elmd (pid %ld) made no progress for %d ms: stopped or stalled "
+                 "(ELM_STALL_TIMEOUT_MS)",
+                 s->c->daemon_pid, stall);
+    return false;
+}
+
 /* Marks the session unusable with code, and returns it. */
 int session_set_broken(struct elm_session *s, int code)
 {
@@ -129,6 +151,7 @@ static int map_region(struct elm_session *s, const struct announce *a, uid_t own
         elm_shm_close(&s->shm);
         return rc == -EINVAL ? ELM_ERING : rc;
     }
+    s->beat = (struct session_beat){elm_session_shm_heartbeat(s->shm.base), client_now_ms()};
     /* The daemon may have unlinked it already (it does so when the client is slow to map). */
     elm_shm_unlink(a->shm_name);
     return 0;
@@ -300,12 +323,14 @@ static int to_prompt(const struct elm_request *r, const char *text, size_t len, 
 int session_push_waiting(struct elm_session *s, uint32_t size,
                          int (*push)(struct elm_session *s, const void *arg), const void *arg)
 {
+    /* Its own watch: the reading thread owns s->beat and s->msg. */
+    struct session_beat w = {elm_session_shm_heartbeat(s->shm.base), client_now_ms()};
     for (;;) {
         int rc = push(s, arg);
         if (rc != -EAGAIN)
             return rc;
         rc = elm_ring_wait_space(&s->r.req, size, ELM_CLIENT_LIVENESS_MS);
-        if (rc == -ETIMEDOUT && !client_daemon_alive(s->c))
+        if (rc == -ETIMEDOUT && !session_daemon_alive(s, &w, false))
             return ELM_EDAEMON;
         if (rc < 0 && rc != -ETIMEDOUT && rc != -EINTR)
             return rc;
@@ -384,8 +409,7 @@ int elm_session_submit_chat(elm_session *s, const struct elm_request *r,
                cl = msgs[i].content ? strlen(msgs[i].content) : 0;
         if (!msgs[i].content || rl > ELM_REC_MAX_ROLE_LEN || cl > UINT32_MAX)
             rc = -EINVAL;
-        rm[i] = (struct elm_rec_message){msgs[i].role, msgs[i].content, (uint32_t)rl,
-                                         (uint32_t)cl};
+        rm[i] = (struct elm_rec_message){msgs[i].role, msgs[i].content, (uint32_t)rl, (uint32_t)cl};
     }
     uint32_t size = 0;
     char *buf = NULL;
@@ -501,7 +525,7 @@ int session_pop(struct elm_session *s, void *buf, uint32_t cap, struct elm_ring_
             return -ETIMEDOUT;
         rc = elm_ring_wait_data(
             &s->r.evt, (int)(left < ELM_CLIENT_LIVENESS_MS ? left : ELM_CLIENT_LIVENESS_MS));
-        if (rc == -ETIMEDOUT && !client_daemon_alive(s->c))
+        if (rc == -ETIMEDOUT && !session_daemon_alive(s, &s->beat, true))
             return session_set_broken(s, ELM_EDAEMON);
         if (rc == -EINTR)
             return -EINTR;

@@ -5,6 +5,7 @@
 #define ELM_LIBCLIENT_INTERNAL_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -24,6 +25,9 @@
 #define ELM_CLIENT_CONNECT_TIMEOUT_MS 5000
 /* Longest sleep between two checks that the daemon process is still alive. */
 #define ELM_CLIENT_LIVENESS_MS 200
+/* How long a session waits for a heartbeat before it calls the daemon stalled (ELM_EDAEMON):
+ * elm_client_set_stall_timeout, else $ELM_STALL_TIMEOUT_MS, else this. */
+#define ELM_CLIENT_STALL_TIMEOUT_MS 30000
 
 struct elm_client {
     pthread_mutex_t lock; /* serialises control calls; guards refs */
@@ -35,6 +39,7 @@ struct elm_client {
     long daemon_pid;          /* from HELLO; 0 if unknown */
     uid_t daemon_uid;         /* owner of the socket: the owner every session region must have */
     int pidfd;                /* the daemon's pidfd, -1 when unavailable */
+    _Atomic int stall_ms;     /* no heartbeat for this long: the daemon is stalled; 0: never */
     bool gone;                /* shut down or found dead: calls fail with ELM_EDAEMON */
     struct elm_proto_buf out; /* the request being built */
     unsigned char *in;        /* the last reply frame (malloc'ed, ELM_PROTO_MAX_FRAME bytes) */
@@ -71,6 +76,12 @@ void client_unref(struct elm_client *c);
  * protocol violation, detected by elm_ring_pop's -EMSGSIZE without copying it. */
 #define EVT_BUF (sizeof(struct elm_rec_error) + ELM_REC_MAX_ERROR_MSG)
 
+/* The daemon's heartbeat in a session's region as last seen to change, and when (ms). */
+struct session_beat {
+    uint32_t beat;
+    int64_t since_ms;
+};
+
 struct elm_session {
     struct elm_client *c; /* a reference: the control channel for close */
     uint64_t id;
@@ -81,10 +92,16 @@ struct elm_session {
     _Atomic uint32_t running_id; /* the running request's id, 0 when none (read by cancel) */
     uint32_t last_id;            /* the last request id used */
     int broken;                  /* sticky: ELM_ERING, ELM_EPROTO, ELM_ESESSION, ELM_EDAEMON */
+    struct session_beat beat;    /* the reading thread's watch of the daemon's heartbeat */
     unsigned char rec[EVT_BUF];  /* private copy of the last event; decoded from here */
     char text[ELM_REC_MAX_PIECE + 1];
     char msg[ELM_REC_MAX_ERROR_MSG + 1];
 };
+
+/* After a wait that timed out: false when the daemon is dead, or alive but its heartbeat has
+ * not moved since w saw it change for the client's stall timeout (a stopped or wedged daemon;
+ * with say, s->msg tells so). Updates w. */
+bool session_daemon_alive(struct elm_session *s, struct session_beat *w, bool say);
 
 /* Marks the session unusable with code, and returns it. */
 int session_set_broken(struct elm_session *s, int code);

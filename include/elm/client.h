@@ -76,6 +76,14 @@ const char *elm_client_last_message(const elm_client *c);
 unsigned elm_client_protocol_version(const elm_client *c);
 long elm_client_daemon_pid(const elm_client *c);
 
+/* How long a session may wait without the daemon's heartbeat (which it bumps several times a
+ * second in every session's shared memory while it runs) before elm_session_next(),
+ * elm_session_generate() and the other calls that wait on a session give up with ELM_EDAEMON:
+ * the daemon is alive but stopped (SIGSTOP) or stalled. timeout_ms 0: wait forever. The default
+ * is $ELM_STALL_TIMEOUT_MS when set at connect, else 30000. Below about a second a busy machine
+ * can raise false alarms. Returns 0 or -EINVAL. */
+int elm_client_set_stall_timeout(elm_client *c, int timeout_ms);
+
 /* ---------------------------------------------------------------------------------------------
  * Asking and telling the daemon (control calls)
  */
