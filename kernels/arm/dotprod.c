@@ -7,7 +7,9 @@
 #include "kernels/arm/float.h"
 #include "kernels/arm/q_k.h"
 #include "kernels/arm/q_legacy.h"
+#include "kernels/arm/tile.h"
 
 #define ELM_VARIANT_NAME  "dotprod"
 #define ELM_VARIANT_TABLE elm_kernels_dotprod
+#define ELM_VARIANT_TILES elm_tiles_dotprod
 #include "kernels/arm/table.h"

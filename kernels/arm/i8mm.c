@@ -9,7 +9,9 @@
 #include "kernels/arm/float.h"
 #include "kernels/arm/q_k.h"
 #include "kernels/arm/q_legacy.h"
+#include "kernels/arm/tile.h"
 
 #define ELM_VARIANT_NAME  "i8mm"
 #define ELM_VARIANT_TABLE elm_kernels_i8mm
+#define ELM_VARIANT_TILES elm_tiles_i8mm
 #include "kernels/arm/table.h"
