@@ -87,6 +87,11 @@ static void parse_lines(char *out, const char *sub, struct lines *l)
     assert_true(json_get(h, "reps")->num >= 1);
     assert_true(strlen(json_get(h, "kernel")->str) > 0);
     assert_non_null(json_get(h, "cpu"));
+    /* why timings would mean nothing: "" for a native binary (this test is not in the emulated
+     * pass), unless forced with ELM_EMULATED */
+    assert_non_null(json_get(h, "emulated"));
+    if (!getenv("ELM_EMULATED"))
+        assert_string_equal(json_get(h, "emulated")->str, "");
     /* the exact command, so a table can be reproduced */
     assert_non_null(strstr(json_get(h, "command")->str, bench));
     assert_non_null(strstr(json_get(h, "command")->str, sub));
