@@ -1,0 +1,132 @@
+/* test_elmd_clients.c — elmd as a user meets it, and as the arm64 pass runs it under qemu-user:
+ * a daemon started on a model, TWO elmctl processes started together and generating at the same
+ * time (each its own session; each answer must be the engine's greedy continuation of its prompt
+ * alone), then `elmctl status` reporting the kernel variant the daemon computes with and how it
+ * read the model: io_uring, or the pread fallback where io_uring is refused (always under
+ * qemu-user, which has no io_uring, so there the fallback and its note are required).
+ *
+ * Every program is exec'd directly, through ELM_TEST_EMULATOR when it is set (the host kernel
+ * cannot exec a foreign binary without binfmt_misc), never through a shell: this is the test of
+ * the daemon and its command-line client that runs in the emulated pass (scripts/test-arm64.sh).
+ */
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "kernels/kernels.h"
+#include "tests/common/elmd_fixture.h"
+#include "tests/common/json.h"
+
+#define N_PREDICT 40
+#define WAIT_MS   600000 /* a hang bound only: the emulated pass on a loaded machine is slow */
+
+static const char *const prompts[2] = {"Once upon a time", "The little dog"};
+
+static int setup(void **state)
+{
+    const char *extra[] = {"--threads", "1", NULL};
+    return fx_start(state, extra);
+}
+
+/* Starts build/cli/elmctl --runtime-dir DIR args... with stdout and stderr in out. */
+static pid_t elmctl(const struct td *t, const char *out, const char *const *args)
+{
+    pid_t pid = fork();
+    if (pid != 0)
+        return pid;
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (fd < 0)
+        _exit(126);
+    dup2(fd, 1);
+    dup2(fd, 2);
+    static char path[4096];
+    snprintf(path, sizeof path, "%s/cli/elmctl", elm_test_build_dir());
+    const char *emu = getenv("ELM_TEST_EMULATOR");
+    const char *argv[24] = {0};
+    int a = 0;
+    if (emu && *emu)
+        argv[a++] = emu;
+    argv[a++] = path;
+    argv[a++] = "--runtime-dir";
+    argv[a++] = t->dir;
+    for (int i = 0; args[i] && a < 23; i++)
+        argv[a++] = args[i];
+    execv(argv[0], (char *const *)argv);
+    _exit(127);
+}
+
+/* Waits for pid; its output must parse as JSON lines (the caller frees the array). */
+static struct json *finish(pid_t pid, const char *out)
+{
+    int st = td_wait(pid, WAIT_MS);
+    const char *text = elm_test_file_text(out);
+    if (st < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        fail_msg("elmctl (%s) failed, status %d:\n%s", out, st, text);
+    struct json *j = json_parse_lines(text);
+    if (!j)
+        fail_msg("elmctl (%s): not JSON lines:\n%s", out, text);
+    return j;
+}
+
+static void test_two_clients_and_status(void **state)
+{
+    struct fx *f = *state;
+    REQUIRE_DAEMON(f);
+    const char *model = elm_test_model_path(TD_MODEL);
+
+    /* both clients run before either is waited for: two processes, two sessions at once */
+    char out[2][192];
+    pid_t pid[2];
+    for (int i = 0; i < 2; i++) {
+        snprintf(out[i], sizeof out[i], "%s/client%d.out", f->t.base, i);
+        const char *args[] = {"generate", "--json", "--temp", "0", "-n", "40", prompts[i], NULL};
+        pid[i] = elmctl(&f->t, out[i], args);
+        assert_true(pid[i] > 0);
+    }
+    for (int i = 0; i < 2; i++) {
+        static struct ts_result want;
+        local_greedy(model, prompts[i], N_PREDICT, &want);
+        struct json *j = finish(pid[i], out[i]);
+        assert_int_equal(j->n, (size_t)want.n_ids + 1); /* the tokens, then "done" */
+        for (int k = 0; k < want.n_ids; k++)
+            assert_int_equal((int)json_get(json_at(j, (size_t)k), "token")->num, want.ids[k]);
+        const struct json *done = json_at(j, (size_t)want.n_ids);
+        assert_string_equal(json_get(done, "reason")->str, "length");
+        json_free(j);
+    }
+    assert_int_equal(stat_u64(&f->c, ELM_TAG_N_REQUESTS), 2);
+
+    char sout[192];
+    snprintf(sout, sizeof sout, "%s/status.out", f->t.base);
+    const char *args[] = {"--json", "status", NULL};
+    struct json *j = finish(elmctl(&f->t, sout, args), sout);
+    const struct json *s = json_at(j, 0);
+    /* the daemon's variant is the one this process's probe picks: same CPU, same ELM_KERNEL */
+    assert_string_equal(json_get(s, "kernel")->str, elm_kernels_active()->name);
+    const bool uring = json_get(s, "io_uring")->num != 0;
+    const char *notes = json_get(s, "load_notes")->str;
+    const char *emu = getenv("ELM_TEST_EMULATOR");
+    print_message("elmd: kernel %s, io_uring %s; load notes: %s\n", json_get(s, "kernel")->str,
+                  uring ? "yes" : "no", notes);
+    if (emu && *emu)
+        assert_false(uring); /* qemu-user: io_uring_setup is ENOSYS */
+    if (!uring) /* a fallback is reported, whatever refused io_uring */
+        assert_non_null(strstr(notes, "io_uring"));
+    json_free(j);
+}
+
+int main(int argc, char **argv)
+{
+    (void)argc;
+    td_omp_passive(argv);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_two_clients_and_status, setup, fx_teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
