@@ -5,6 +5,7 @@
  * -march=armv8.2-a+dotprod: each reference lane's four byte products become one sdot lane
  * (simd.h). dispatch.c offers this variant only when HWCAP_ASIMDDP says the CPU has it. */
 #include "kernels/arm/float.h"
+#include "kernels/arm/ops.h"
 #include "kernels/arm/q_k.h"
 #include "kernels/arm/q_legacy.h"
 #include "kernels/arm/tile.h"

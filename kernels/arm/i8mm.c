@@ -7,6 +7,7 @@
  * kernels here keep sdot, whose 4-element lanes are the reference's. dispatch.c offers this
  * variant only when HWCAP2_I8MM and HWCAP_ASIMDDP say the CPU has both. */
 #include "kernels/arm/float.h"
+#include "kernels/arm/ops.h"
 #include "kernels/arm/q_k.h"
 #include "kernels/arm/q_legacy.h"
 #include "kernels/arm/tile.h"

@@ -5,6 +5,7 @@
  * baseline; dotprod.c and i8mm.c compile the same source with their extensions (simd.h says
  * why). Every kernel gives the reference's bits. */
 #include "kernels/arm/float.h"
+#include "kernels/arm/ops.h"
 #include "kernels/arm/q_k.h"
 #include "kernels/arm/q_legacy.h"
 #include "kernels/arm/tile.h"
