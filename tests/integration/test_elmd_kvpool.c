@@ -65,7 +65,7 @@ static uint64_t status_u64(struct tc *c, uint16_t tag)
 /* Waits up to 10 s for STATUS's tag to become want. */
 static void wait_status(struct tc *c, uint16_t tag, uint64_t want)
 {
-    int64_t end = td_now_ms() + 10000;
+    int64_t end = td_deadline(10000);
     while (status_u64(c, tag) != want && td_now_ms() < end)
         td_sleep_ms(5);
     assert_int_equal(status_u64(c, tag), want);
@@ -246,7 +246,7 @@ int main(int argc, char **argv)
 {
     (void)argc;
     td_omp_passive(argv);
-    alarm(300);
+    td_alarm(300);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_exhaustion, setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_no_queue, setup_no_queue, fx_teardown),
