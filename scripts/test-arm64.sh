@@ -20,9 +20,10 @@
 #    (qemu-user refuses MAP_HUGETLB, EINVAL, and has no io_uring: its hugetlb and O_DIRECT +
 #    io_uring cases expect both), bench (timings under emulation mean nothing, and it runs
 #    elm-bench through a shell); and for time: test_elmd_kvpool (its exhaustion case computes
-#    two 1000-token references in-process and has the daemon generate them too, about 90 s of
-#    CPU under qemu; it passes with the scaled bounds below, but is the pass's longest daemon
-#    test for a path no other architecture changes).
+#    two 1000-token references in-process, has the daemon generate them too, then re-evaluate a
+#    1000-token history: minutes of emulated CPU. With load average 20 on the 2 cores it got
+#    through the waits of the exhaustion and the cancel, then the last turn's scaled 100 s bound
+#    expired; CPU starvation, not a hang: every process there had ~10% of a core).
 #  - qemu-user 7.2 has no futex_waitv (ENOSYS): test_ring skips its two-process futex_waitv
 #    part, and elmd's engine polls every 2 ms instead of sleeping on its rings (daemon/step.c).
 #  - ELM_TEST_TIME_SCALE (default 5 here) multiplies the daemon tests' hang bounds and alarms
