@@ -32,7 +32,7 @@ ALWAYS_INLINE float32x4_t load_h4(const uint16_t *p)
     return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p)));
 }
 
-/* ---- rmsnorm ---------------------------------------------------------------------------------- */
+/* ---- rmsnorm --------------------------------------------------------------------------------- */
 
 static void simd_rmsnorm(float *y, const float *x, const float *g, int64_t n, float eps)
 {
@@ -55,7 +55,7 @@ static void simd_rmsnorm(float *y, const float *x, const float *g, int64_t n, fl
         y[i] = (x[i] * scale) * g[i];
 }
 
-/* ---- attention: scores ------------------------------------------------------------------------ */
+/* ---- attention: scores ----------------------------------------------------------------------- */
 
 static void simd_kv_dot_f32(int64_t n, float *s, const void *k, const void *q)
 {
@@ -65,9 +65,8 @@ static void simd_kv_dot_f32(int64_t n, float *s, const void *k, const void *q)
         vdupq_n_f32(0.0f);
     const int64_t np = n - n % 64;
     for (int64_t i = 0; i < np; i += 64)
-        UNROLL for (int j = 0; j < 4; j++) UNROLL for (int c = 0; c < 4; c++) acc[j][c] =
-            vfmaq_f32(acc[j][c], vld1q_f32(x + i + 16 * j + 4 * c),
-                      vld1q_f32(y + i + 16 * j + 4 * c));
+        UNROLL for (int j = 0; j < 4; j++) UNROLL for (int c = 0; c < 4; c++) acc[j][c] = vfmaq_f32(
+            acc[j][c], vld1q_f32(x + i + 16 * j + 4 * c), vld1q_f32(y + i + 16 * j + 4 * c));
     float32x4_t lane[4];
     UNROLL for (int c = 0; c < 4; c++) lane[c] =
         vaddq_f32(vaddq_f32(acc[0][c], acc[2][c]), vaddq_f32(acc[1][c], acc[3][c]));
@@ -100,7 +99,7 @@ static void simd_kv_dot_f16(int64_t n, float *s, const void *k, const void *q)
     *s = hsum16_f32(lane);
 }
 
-/* ---- attention: weighted sum of value rows ---------------------------------------------------- */
+/* ---- attention: weighted sum of value rows --------------------------------------------------- */
 
 /* lane[d] = fmaf(v(d), wp, lane[d]) for d < hd, v(d) four at a time from vrow4 */
 #define KV_MIX_ROW(hd, lane, wp, vrow4, vscalar)                                                   \

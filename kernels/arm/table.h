@@ -50,9 +50,15 @@ const struct elm_tiles ELM_VARIANT_TILES = {
     .name = ELM_VARIANT_NAME,
     .k =
         {
-            [ELM_TYPE_Q4_0] = {.vec_dot = q4_0_vec_dot, .tile = q4_0_tile, .rows = ARM_TILE_R,
-                               .toks = Q40_TILE_T, .rows_gemv = ARM_TILE_R},
-            [ELM_TYPE_Q8_0] = {.vec_dot = q8_0_vec_dot, .tile = q8_0_tile, .rows = ARM_TILE_R,
-                               .toks = Q80_TILE_T, .rows_gemv = ARM_TILE_R},
+            [ELM_TYPE_Q4_0] = {.vec_dot = q4_0_vec_dot,
+                               .tile = q4_0_tile,
+                               .rows = ARM_TILE_R,
+                               .toks = Q40_TILE_T,
+                               .rows_gemv = ARM_TILE_R},
+            [ELM_TYPE_Q8_0] = {.vec_dot = q8_0_vec_dot,
+                               .tile = q8_0_tile,
+                               .rows = ARM_TILE_R,
+                               .toks = Q80_TILE_T,
+                               .rows_gemv = ARM_TILE_R},
         },
 };

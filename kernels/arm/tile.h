@@ -75,8 +75,8 @@ ALWAYS_INLINE void q4_0_rows4(int64_t n, const uint8_t *w, size_t ws, const uint
             const struct elm_block_q8_0 *yb = ROW_BLK(elm_block_q8_0, a, as, t, b);
             const int8x16_t a0 = vld1q_s8(yb->qs), a1 = vld1q_s8(yb->qs + 16);
             int32x4_t p[ARM_TILE_R];
-            UNROLL for (int r = 0; r < ARM_TILE_R; r++)
-                p[r] = dot16(dot16(vdupq_n_s32(0), w0[r], a0), w1[r], a1);
+            UNROLL for (int r = 0; r < ARM_TILE_R; r++) p[r] =
+                dot16(dot16(vdupq_n_s32(0), w0[r], a0), w1[r], a1);
             /* lane r = the whole-block sum of row r (vec_dot's vaddvq), exact */
             const int32x4_t isum = vpaddq_s32(vpaddq_s32(p[0], p[1]), vpaddq_s32(p[2], p[3]));
             acc[t] = vfmaq_f32(acc[t], vcvtq_f32_s32(isum), vmulq_n_f32(dw, h2f(yb->d)));
@@ -113,11 +113,11 @@ ALWAYS_INLINE void q8_0_rows4(int64_t n, const uint8_t *w, size_t ws, const uint
                 block_lanes(&lo[r][t], &hi[r][t], dw[r] * da, w0[r], w1[r], yb->qs);
         }
     }
-    UNROLL for (int r = 0; r < ARM_TILE_R; r++) UNROLL for (int t = 0; t < NT; t++)
-        y[t * ys + r] = hsum8_f32(lo[r][t], hi[r][t]);
+    UNROLL for (int r = 0; r < ARM_TILE_R; r++) UNROLL for (int t = 0; t < NT; t++) y[t * ys + r] =
+        hsum8_f32(lo[r][t], hi[r][t]);
 }
 
-/* ---- i8mm: Q4_0 by SMMLA ---------------------------------------------------------------------- */
+/* ---- i8mm: Q4_0 by SMMLA --------------------------------------------------------------------- */
 
 #ifdef __ARM_FEATURE_MATMUL_INT8
 /* Two 16-byte rows as the 2x8 operands of SMMLA: *lo = (x[0..8), y[0..8)), *hi = (x[8..16),
@@ -213,7 +213,7 @@ ALWAYS_INLINE void q4_0_tile_rows4(int64_t n, const uint8_t *w, size_t ws, const
 }
 #endif
 
-/* ---- the elm_tile_fn of each type ------------------------------------------------------------- */
+/* ---- the elm_tile_fn of each type ------------------------------------------------------------ */
 
 /* Rows that do not fill a tile: vec_dot per element (its bits by definition). */
 ALWAYS_INLINE void rows_by_vec_dot(void (*dot)(int64_t, float *, const void *, const void *),
@@ -225,8 +225,8 @@ ALWAYS_INLINE void rows_by_vec_dot(void (*dot)(int64_t, float *, const void *, c
             dot(n, &y[t * ys + r], w + (size_t)r * ws, a + (size_t)t * as);
 }
 
-static void q4_0_tile(int64_t n, const void *w, size_t ws, int nr, const void *a, size_t as,
-                      int nt, float *y, int64_t ys, int stream)
+static void q4_0_tile(int64_t n, const void *w, size_t ws, int nr, const void *a, size_t as, int nt,
+                      float *y, int64_t ys, int stream)
 {
     (void)stream;
     const uint8_t *wb = w, *ab = a;
@@ -236,8 +236,8 @@ static void q4_0_tile(int64_t n, const void *w, size_t ws, int nr, const void *a
     rows_by_vec_dot(q4_0_vec_dot, n, wb, ws, r, nr, ab, as, nt, y, ys);
 }
 
-static void q8_0_tile(int64_t n, const void *w, size_t ws, int nr, const void *a, size_t as,
-                      int nt, float *y, int64_t ys, int stream)
+static void q8_0_tile(int64_t n, const void *w, size_t ws, int nr, const void *a, size_t as, int nt,
+                      float *y, int64_t ys, int stream)
 {
     (void)stream;
     const uint8_t *wb = w, *ab = a;

@@ -116,7 +116,7 @@ static void test_two_clients_and_status(void **state)
                   uring ? "yes" : "no", notes);
     if (emu && *emu)
         assert_false(uring); /* qemu-user: io_uring_setup is ENOSYS */
-    if (!uring) /* a fallback is reported, whatever refused io_uring */
+    if (!uring)              /* a fallback is reported, whatever refused io_uring */
         assert_non_null(strstr(notes, "io_uring"));
     json_free(j);
 }
