@@ -31,7 +31,7 @@
 #include "kernels/tiles.h"
 
 #define ARM_TILE_R 4 /* rows per tile: one float32x4_t of Q4_0 chains */
-#define Q40_TILE_T 4 /* tokens per Q4_0 tile: 4 chains vectors (8 for i8mm's two pairs) */
+#define Q40_TILE_T 4 /* tokens per Q4_0 tile (i8mm: two SMMLA token pairs) */
 #define Q80_TILE_T 2 /* tokens per Q8_0 tile: 4 rows x 2 tokens x 2 = 16 lane accumulators */
 
 /* Block b of row r of a weight (or activation) matrix whose rows are `stride` bytes apart. */
