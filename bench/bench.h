@@ -78,6 +78,7 @@ struct bench_machine {
     const char *kernel;  /* active kernel variant */
     long hugepages_free; /* explicit 2 MiB pages free */
     char thp[32];        /* transparent hugepage mode */
+    char emulated[96];   /* why timings mean nothing here (an emulator), or "" */
 };
 void bench_machine(struct bench_machine *m);
 

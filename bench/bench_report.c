@@ -67,6 +67,57 @@ bool bench_span_resolved(double span_s, double n_events)
     return span_s >= 1000 * tick && span_s >= n_events * BENCH_MIN_EVENT_S;
 }
 
+/* ---- emulation ---------------------------------------------------------------------------- */
+
+/* The architecture this binary was built for, as Linux names it in /proc/sys/kernel/arch. */
+#if defined(__aarch64__)
+#define BUILT_ARCH "aarch64"
+#elif defined(__x86_64__)
+#define BUILT_ARCH "x86_64"
+#else
+#define BUILT_ARCH ""
+#endif
+
+/* Why this process runs under an emulator (its timings then measure the emulator), or "".
+ * A user-mode emulator (qemu-user, how the arm64 pass runs) rewrites uname(), the auxiliary
+ * vector (AT_PLATFORM, AT_HWCAP) and, in newer versions, /proc/cpuinfo, so none of those can
+ * tell; what it does not rewrite is the kernel's own architecture, /proc/sys/kernel/arch
+ * (Linux 6.1+), so a mismatch with the architecture we were built for is proof. On older
+ * kernels an x86 /proc/cpuinfo ("vendor_id") seen by an ARM64 build is the same proof (qemu up
+ * to 7.2 passes the host's through). ELM_EMULATED=1 (or 0) overrides both, for emulators that
+ * hide well (a whole emulated system: its kernel is the guest's). */
+static void detect_emulation(char *why, size_t cap)
+{
+    why[0] = '\0';
+    const char *env = getenv("ELM_EMULATED");
+    if (env && *env) {
+        if (strcmp(env, "0") != 0)
+            snprintf(why, cap, "ELM_EMULATED=%s", env);
+        return;
+    }
+    char arch[32] = "";
+    FILE *f = fopen("/proc/sys/kernel/arch", "r");
+    if (f && fgets(arch, sizeof arch, f))
+        arch[strcspn(arch, "\n")] = '\0';
+    if (f)
+        fclose(f);
+    if (arch[0] && BUILT_ARCH[0] && strcmp(arch, BUILT_ARCH) != 0) {
+        snprintf(why, cap, "an %s binary on an %s kernel", BUILT_ARCH, arch);
+        return;
+    }
+    if (arch[0] || strcmp(BUILT_ARCH, "aarch64") != 0)
+        return;
+    char line[256];
+    f = fopen("/proc/cpuinfo", "r");
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, "vendor_id", 9)) {
+            snprintf(why, cap, "an aarch64 binary seeing an x86 /proc/cpuinfo");
+            break;
+        }
+    if (f)
+        fclose(f);
+}
+
 void bench_machine(struct bench_machine *m)
 {
     memset(m, 0, sizeof *m);
@@ -86,6 +137,7 @@ void bench_machine(struct bench_machine *m)
     if (f)
         fclose(f);
     m->cores = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    detect_emulation(m->emulated, sizeof m->emulated);
     m->kernel = elm_kernels_active()->name;
     m->hugepages_free = -1;
     f = fopen("/proc/meminfo", "r");
@@ -121,16 +173,22 @@ void bench_print_header(const struct bench_opts *o, const char *sub)
     struct bench_machine m;
     bench_machine(&m);
     if (o->format == BENCH_JSON) {
-        json_line(json_pack("{sssssssssisssisIsssiss}", "type", "machine", "version",
+        json_line(json_pack("{sssssssssisssisIsssissss}", "type", "machine", "version",
                             ELM_VERSION_STRING, "subcommand", sub, "cpu", m.cpu, "cores", m.cores,
                             "kernel", m.kernel, "threads", o->threads, "hugepages_free",
                             (json_int_t)m.hugepages_free, "thp", m.thp, "reps", o->reps,
-                            "command", o->cmdline));
+                            "command", o->cmdline, "emulated", m.emulated));
     } else if (o->format == BENCH_MD) {
         printf("elm-bench %s %s — %s, %d cores, kernels %s, %d threads, hugepages free %ld, "
                "THP %s; median of %d runs (min–max)\ncommand: `%s`\n\n",
                ELM_VERSION_STRING, sub, m.cpu, m.cores, m.kernel, o->threads, m.hugepages_free,
                m.thp, o->reps, o->cmdline);
+        if (m.emulated[0])
+            printf("**Emulated** (%s): the timings below measure the emulator, not the kernels; "
+                   "only the results and the variant names mean anything.\n\n",
+                   m.emulated);
+    } else if (m.emulated[0]) {
+        fprintf(stderr, "elm-bench: emulated (%s): timings measure the emulator\n", m.emulated);
     }
     fflush(stdout);
 }

@@ -17,16 +17,16 @@
 #include "elm/status.h"
 #include "ipc/ring.h"
 
-_Static_assert(offsetof(struct elm_ring_hdr, tail) == 64, "tail on its own line");
-_Static_assert(offsetof(struct elm_ring_hdr, cons_waiting) == 128, "flags on their own line");
-_Static_assert(offsetof(struct elm_ring_hdr, prod_waiting) == 132 &&
-                   offsetof(struct elm_ring_hdr, data_seq) == 136 &&
-                   offsetof(struct elm_ring_hdr, space_seq) == 140 &&
-                   offsetof(struct elm_ring_hdr, space_need) == 144 &&
-                   offsetof(struct elm_ring_hdr, closed) == 148,
+_Static_assert(offsetof(struct elm_ring_hdr, tail) == 128, "tail on its own line");
+_Static_assert(offsetof(struct elm_ring_hdr, cons_waiting) == 256, "flags on their own line");
+_Static_assert(offsetof(struct elm_ring_hdr, prod_waiting) == 260 &&
+                   offsetof(struct elm_ring_hdr, data_seq) == 264 &&
+                   offsetof(struct elm_ring_hdr, space_seq) == 268 &&
+                   offsetof(struct elm_ring_hdr, space_need) == 272 &&
+                   offsetof(struct elm_ring_hdr, closed) == 276,
                "wait fields as documented in docs/protocol.md");
-_Static_assert(offsetof(struct elm_ring_hdr, magic) == 192, "constants on their own line");
-_Static_assert(offsetof(struct elm_ring_hdr, data) == 256, "data on its own line");
+_Static_assert(offsetof(struct elm_ring_hdr, magic) == 384, "constants on their own line");
+_Static_assert(offsetof(struct elm_ring_hdr, data) == 512, "data on its own line");
 
 /* Spins before sleeping: long enough to catch a peer that is about to publish (a few
  * microseconds), short enough not to burn a core that the peer may need to make progress. */

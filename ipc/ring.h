@@ -20,11 +20,15 @@
  *   Each side keeps its own counter in private memory (struct elm_ring) and only ever stores it
  *   to the shared region; it never reads its own counter back, so the peer cannot move it.
  *
- * WHY SEPARATE CACHE LINES
+ * WHY SEPARATE CACHE LINES, AND WHY 128 BYTES
  *   head is written by the producer on every push and tail by the consumer on every pop. On one
- *   64-byte line, each write would invalidate the other core's copy of the line (false sharing),
+ *   cache line, each write would invalidate the other core's copy of the line (false sharing),
  *   turning every push and pop into a cache-line ping-pong. head, tail, the rarely written wait
  *   flags and the constant fields therefore each get their own line, as does the data area.
+ *   A "line" here is 128 bytes on every architecture: Apple's cores and some Neoverse parts have
+ *   128-byte lines, and x86's adjacent-line prefetcher moves 64-byte lines in 128-byte pairs,
+ *   so 64 would still false-share there. One size everywhere also keeps one layout
+ *   (docs/protocol.md) instead of one per architecture; it costs 256 bytes per ring.
  *
  * WHY NOTHING IN SHARED MEMORY IS A POINTER
  *   The region is mapped at a different address in each process, so a pointer written by one
@@ -99,8 +103,8 @@ _Static_assert(sizeof(_Atomic uint32_t) == 4, "futex words are 32 bits");
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "shared layouts are little endian");
 
 #define ELM_RING_MAGIC        0x524d4c45u /* "ELMR" */
-#define ELM_RING_VERSION      1u
-#define ELM_RING_CACHELINE    64
+#define ELM_RING_VERSION      2u  /* 2: 128-byte lines (1 had 64) */
+#define ELM_RING_CACHELINE    128 /* the false-sharing unit; see WHY SEPARATE CACHE LINES */
 #define ELM_RING_REC_HDR      8u /* bytes of a record header */
 #define ELM_RING_MIN_CAPACITY 64u
 #define ELM_RING_MAX_CAPACITY (1u << 30) /* keeps head - tail unambiguous in u32 arithmetic */
@@ -158,7 +162,7 @@ struct elm_ring_rec {
 bool elm_ring_capacity_is_valid(uint32_t capacity);
 
 /* Bytes a ring with this capacity occupies in a region (header + data), or 0 if the capacity
- * is invalid. Place ring headers at 64-byte aligned offsets. */
+ * is invalid. Place ring headers at ELM_RING_CACHELINE-aligned offsets. */
 size_t elm_ring_region_size(uint32_t capacity);
 
 /* Creator side, before the region is shared: makes h an empty ring of capacity bytes (h must

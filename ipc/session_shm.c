@@ -14,6 +14,7 @@
 #include "ipc/session_shm.h"
 
 #define RING_HDR_BYTES ((uint64_t)sizeof(struct elm_ring_hdr))
+#define LINE_UP(x)     (((uint64_t)(x) + ELM_RING_CACHELINE - 1) & ~(uint64_t)(ELM_RING_CACHELINE - 1))
 
 /* ---------------------------------------------------------------------------------------------
  * Region layout
@@ -30,9 +31,11 @@ static int layout(uint32_t req_cap, uint32_t evt_cap, struct elm_session_shm *h)
     h->header_size = sizeof *h;
     h->req_capacity = req_cap;
     h->evt_capacity = evt_cap;
-    h->req_offset = sizeof *h;
-    h->evt_offset = h->req_offset + RING_HDR_BYTES + req_cap;
-    h->total_size = h->evt_offset + RING_HDR_BYTES + evt_cap; /* <= 2^31 + 576: no overflow */
+    /* each ring header starts a line of its own (ring.h: no false sharing with the session
+     * header or with the end of the request ring's data, which may be shorter than a line) */
+    h->req_offset = LINE_UP(sizeof *h);
+    h->evt_offset = LINE_UP(h->req_offset + RING_HDR_BYTES + req_cap);
+    h->total_size = h->evt_offset + RING_HDR_BYTES + evt_cap; /* < 2^31 + 2^11: no overflow */
     h->ring_version = ELM_RING_VERSION;
     return 0;
 }

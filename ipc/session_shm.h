@@ -1,12 +1,12 @@
 /* session_shm.h — the layout of a session's shared region and the records its rings carry.
  *
  * A session region (one POSIX shm object per session, ipc/shm.h) holds a 64-byte header and two
- * rings (ipc/ring.h):
+ * rings (ipc/ring.h), each ring starting a 128-byte line of its own (ELM_RING_CACHELINE):
  *
- *   offset 0                       struct elm_session_shm (64 bytes)
- *   offset 64                      request ring: client -> daemon (PROMPT, CANCEL)
- *   offset 64 + 256 + req_cap      event ring:   daemon -> client (TOKEN, DONE, ERROR)
- *   total  64 + 2*256 + req_cap + evt_cap bytes
+ *   offset 0                            struct elm_session_shm (64 bytes, then 64 unused)
+ *   offset 128                          request ring: client -> daemon (PROMPT, CANCEL)
+ *   offset E = 128 + 512 + up(req_cap)  event ring:   daemon -> client (TOKEN, DONE, ERROR)
+ *   total  E + 512 + evt_cap bytes      (512: a ring header; up(): rounded up to 128)
  *
  * The daemon creates and initialises the region; both sides attach with the capacities they
  * know from their own state (the daemon) or from the open_session reply (the client). The
@@ -33,7 +33,9 @@
 #include "ipc/ring.h"
 
 #define ELM_SESSION_SHM_MAGIC   0x534d4c45u /* "ELMS" */
-#define ELM_SESSION_SHM_VERSION 3u /* 3: the heartbeat; 2: DONE n_prompt evaluated, no CONTEXT */
+/* 2: DONE n_prompt counts evaluated tokens; no CONTEXT reason. 3: rings on 128-byte lines, and
+ * the heartbeat */
+#define ELM_SESSION_SHM_VERSION 3u
 
 /* Defaults a daemon may use: a prompt must fit one request record, an event ring only has to
  * absorb a burst of tokens while the client is descheduled. */
@@ -73,7 +75,8 @@ uint32_t elm_session_shm_heartbeat(const void *base);
 int elm_session_shm_size(uint32_t req_cap, uint32_t evt_cap, size_t *out);
 
 /* Daemon, before sending the region's name: writes the header and two empty rings into base
- * (size bytes, 64-byte aligned, must equal elm_session_shm_size()). Returns 0 or -EINVAL. */
+ * (size bytes, ELM_RING_CACHELINE-aligned, must equal elm_session_shm_size()). Returns 0 or
+ * -EINVAL. */
 int elm_session_shm_init(void *base, size_t size, uint32_t req_cap, uint32_t evt_cap);
 
 /* Either side: checks the header against the expected capacities and size, and attaches ring

@@ -39,10 +39,12 @@
 #define L2_ACT_BYTES  (192 << 10) /* activations of one token chunk, well inside a 512K+ L2 */
 #define PARALLEL_MACS (1 << 18)   /* below this many multiply-adds, one thread */
 
-/* The variants that have tiles, best first (the ARM variants have none yet: their matmuls go
- * one vec_dot per element). */
+/* The variants that have tiles, best first (each architecture builds only its own). */
 #if defined(__x86_64__) || defined(__i386__)
 static const struct elm_tiles *const tile_tables[] = {&elm_tiles_avx512, &elm_tiles_avx2};
+#elif defined(__aarch64__)
+static const struct elm_tiles *const tile_tables[] = {&elm_tiles_i8mm, &elm_tiles_dotprod,
+                                                      &elm_tiles_neon};
 #else
 static const struct elm_tiles *const tile_tables[] = {NULL};
 #endif

@@ -13,7 +13,8 @@
  * table) never gets a tile whose bits differ from its own vec_dot.
  *
  * This is an internal interface of kernels/: the tables are defined by the variants
- * (kernels/avx2/avx2.c, kernels/avx512/avx512.c) and used by kernels/matmul.c only.
+ * (kernels/avx2/avx2.c, kernels/avx512/avx512.c; kernels/arm/neon.c, dotprod.c, i8mm.c) and
+ * used by kernels/matmul.c only. Each architecture builds only its own tables.
  */
 #ifndef ELM_KERNELS_TILES_H
 #define ELM_KERNELS_TILES_H
@@ -47,6 +48,9 @@ struct elm_tiles {
 
 extern const struct elm_tiles elm_tiles_avx2;
 extern const struct elm_tiles elm_tiles_avx512;
+extern const struct elm_tiles elm_tiles_i8mm;
+extern const struct elm_tiles elm_tiles_dotprod;
+extern const struct elm_tiles elm_tiles_neon;
 
 /* The tile that reproduces the given vec_dot for this type, or NULL. */
 const struct elm_tile_kernel *

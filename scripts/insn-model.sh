@@ -8,6 +8,8 @@
 # Needs build/release and build/arm64 (scripts/test-arm64.sh). Prints, per type and variant,
 # the instructions per block of 32 weights (legacy types) or 256 (K-quants) for rows of COLS.
 # usage: scripts/insn-model.sh [COLS] [ROWS]
+# INSN_TYPES and INSN_VARIANTS (space-separated) measure a subset, e.g. after changing one kernel
+# (the whole table takes about half an hour, most of it qemu's logging).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cols=${1:-2048}
@@ -15,8 +17,8 @@ rows=${2:-64}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 harness() { # $1 = compiler, $2 = build dir, $3 = output
-  "$1" -O2 -fopenmp -I. scripts/insn-model.c "$2/libelm_kernels.a" "$2/libelm_common.a" -lm \
-    -o "$3"
+  "$1" -O2 -fopenmp -I. scripts/insn-model.c "$2/kernels/libelm_kernels.a" \
+    "$2/common/libelm_common.a" -lm -o "$3"
 }
 harness gcc build/release "$tmp/x86"
 harness aarch64-linux-gnu-gcc build/arm64 "$tmp/arm"
@@ -41,10 +43,10 @@ count() { # $1 = emulator, $2 = cpu, $3 = binary, $4... = args
 }
 
 printf '%-6s %-8s %12s\n' type variant "insn/block"
-for t in q4_0 q8_0 q4_k q6_k; do
+for t in ${INSN_TYPES:-q4_0 q8_0 q4_k q6_k}; do
   case $t in q4_k | q6_k) blk=256 ;; *) blk=32 ;; esac
   blocks=$((rows * cols / blk))
-  for v in dotprod neon avx2; do
+  for v in ${INSN_VARIANTS:-dotprod neon avx2}; do
     case $v in
       avx2) emu=qemu-x86_64-static bin=$tmp/x86 ;;
       *) emu=qemu-aarch64-static bin=$tmp/arm ;;

@@ -5,9 +5,12 @@
  * -march=armv8.2-a+dotprod: each reference lane's four byte products become one sdot lane
  * (simd.h). dispatch.c offers this variant only when HWCAP_ASIMDDP says the CPU has it. */
 #include "kernels/arm/float.h"
+#include "kernels/arm/ops.h"
 #include "kernels/arm/q_k.h"
 #include "kernels/arm/q_legacy.h"
+#include "kernels/arm/tile.h"
 
 #define ELM_VARIANT_NAME  "dotprod"
 #define ELM_VARIANT_TABLE elm_kernels_dotprod
+#define ELM_VARIANT_TILES elm_tiles_dotprod
 #include "kernels/arm/table.h"

@@ -7,9 +7,12 @@
  * kernels here keep sdot, whose 4-element lanes are the reference's. dispatch.c offers this
  * variant only when HWCAP2_I8MM and HWCAP_ASIMDDP say the CPU has both. */
 #include "kernels/arm/float.h"
+#include "kernels/arm/ops.h"
 #include "kernels/arm/q_k.h"
 #include "kernels/arm/q_legacy.h"
+#include "kernels/arm/tile.h"
 
 #define ELM_VARIANT_NAME  "i8mm"
 #define ELM_VARIANT_TABLE elm_kernels_i8mm
+#define ELM_VARIANT_TILES elm_tiles_i8mm
 #include "kernels/arm/table.h"

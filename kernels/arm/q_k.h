@@ -158,18 +158,24 @@ static void q3_k_vec_dot(int64_t n, float *s, const void *w, const void *a)
 /* ---- Q4_K and Q5_K --------------------------------------------------------------------------- */
 
 /* The eight 6-bit scales and the four minimum lanes of a Q4_K/Q5_K super-block (ref: q_k.c's
- * k4_min_lanes; integers, exact). */
-ALWAYS_INLINE void k4_scales_mins(const uint8_t *packed, const int16_t *bsums, uint8_t sc[8],
-                                  int32_t mins[4])
+ * k4_min_lanes; integers, exact). The 12 packed bytes as three words: scale and minimum j < 4
+ * are the low 6 bits of bytes j and 4 + j; for j >= 4 the low (scales) or high (minimums)
+ * nibble of byte 4 + j, with bits 4..5 from the top 2 bits of byte j - 4 (scales) or j
+ * (minimums) — elm_k4_scale_min for all eight at once. Minimum lane k is
+ * m[2k] * (sum of sub-block 2k's activations) + m[2k + 1] * (...2k + 1): pairwise adds of
+ * bsums (16-element sums, each within +-2032) and widening products. */
+ALWAYS_INLINE int32x4_t k4_scales_mins(const uint8_t *packed, const int16_t *bsums, uint8_t sc[8])
 {
-    for (int k = 0; k < 4; k++) {
-        mins[k] = 0;
-        for (int j = 2 * k; j < 2 * k + 2; j++) {
-            uint8_t m;
-            elm_k4_scale_min(packed, j, &sc[j], &m);
-            mins[k] += m * (bsums[2 * j] + bsums[2 * j + 1]);
-        }
-    }
+    const uint32_t u0 = load_u32(packed), u1 = load_u32(packed + 4), u2 = load_u32(packed + 8);
+    const uint32_t low6 = 0x3f3f3f3fu, low4 = 0x0f0f0f0fu, top2 = 0x03030303u;
+    const uint32_t s[2] = {u0 & low6, (u2 & low4) | (((u0 >> 6) & top2) << 4)};
+    const uint32_t m[2] = {u1 & low6, ((u2 >> 4) & low4) | (((u1 >> 6) & top2) << 4)};
+    memcpy(sc, s, 8);
+    const int16x8_t mins = vreinterpretq_s16_u16(vmovl_u8(vld1_u8((const uint8_t *)m)));
+    const int16x8_t sums = vpaddq_s16(vld1q_s16(bsums), vld1q_s16(bsums + 8)); /* sub-blocks */
+    const int32x4_t p0 = vmull_s16(vget_low_s16(mins), vget_low_s16(sums));
+    const int32x4_t p1 = vmull_high_s16(mins, sums);
+    return vpaddq_s32(p0, p1);
 }
 
 /* The integer lanes of one Q4_K (FIVE false) or Q5_K super-block. */
@@ -200,9 +206,7 @@ static void q4_k_vec_dot(int64_t n, float *s, const void *w, const void *a)
         const float d = y[i].d * h2f(x[i].d);
         const float dmin = -(y[i].d * h2f(x[i].dmin));
         uint8_t sc[8];
-        int32_t mins[4];
-        k4_scales_mins(x[i].scales, y[i].bsums, sc, mins);
-        accm = fma_lanes(accm, vld1q_s32(mins), dmin);
+        accm = fma_lanes(accm, k4_scales_mins(x[i].scales, y[i].bsums, sc), dmin);
         int32x4_t ilo, ihi;
         k45_lanes(x[i].qs, NULL, y[i].qs, sc, &ilo, &ihi, false);
         lo = fma_lanes(lo, ilo, d);
@@ -221,9 +225,8 @@ static void q5_k_vec_dot(int64_t n, float *s, const void *w, const void *a)
         const float d = y[i].d * h2f(x[i].d);
         const float dmin = -(y[i].d * h2f(x[i].dmin));
         uint8_t sc[8];
-        int32_t mins[4];
-        k4_scales_mins(x[i].scales, y[i].bsums, sc, mins);
-        summs = fmaf(dmin, (float)((mins[0] + mins[1]) + (mins[2] + mins[3])), summs);
+        const int32_t mins = vaddvq_s32(k4_scales_mins(x[i].scales, y[i].bsums, sc)); /* exact */
+        summs = fmaf(dmin, (float)mins, summs);
         int32x4_t ilo, ihi;
         k45_lanes(x[i].qs, x[i].qh, y[i].qs, sc, &ilo, &ihi, true);
         lo = fma_lanes(lo, ilo, d);

@@ -87,6 +87,11 @@ static void parse_lines(char *out, const char *sub, struct lines *l)
     assert_true(elm_test_jnum(h, "reps") >= 1);
     assert_true(strlen(elm_test_jstr(h, "kernel")) > 0);
     assert_non_null(json_object_get(h, "cpu"));
+    /* why timings would mean nothing: "" for a native binary (this test is not in the emulated
+     * pass), unless forced with ELM_EMULATED */
+    assert_non_null(elm_test_jstr(h, "emulated"));
+    if (!getenv("ELM_EMULATED"))
+        assert_string_equal(elm_test_jstr(h, "emulated"), "");
     /* the exact command, so a table can be reproduced */
     assert_non_null(strstr(elm_test_jstr(h, "command"), bench));
     assert_non_null(strstr(elm_test_jstr(h, "command"), sub));

@@ -28,6 +28,23 @@ void td_sleep_ms(int ms)
     nanosleep(&ts, NULL);
 }
 
+int td_time_scale(void)
+{
+    const char *e = getenv("ELM_TEST_TIME_SCALE");
+    const int v = e ? atoi(e) : 1;
+    return v >= 1 && v <= 100 ? v : 1;
+}
+
+int64_t td_deadline(int timeout_ms)
+{
+    return td_now_ms() + (int64_t)timeout_ms * td_time_scale();
+}
+
+void td_alarm(unsigned seconds)
+{
+    alarm(seconds * (unsigned)td_time_scale());
+}
+
 void td_omp_passive(char **argv)
 {
     if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT"))
@@ -85,7 +102,7 @@ int td_wait(pid_t pid, int timeout_ms)
 {
     if (pid <= 0) /* a failed fork: waitpid(-1) would reap any child */
         return -1;
-    int64_t end = td_now_ms() + timeout_ms;
+    int64_t end = td_deadline(timeout_ms);
     for (;;) {
         int st;
         pid_t r = waitpid(pid, &st, WNOHANG);
@@ -193,7 +210,7 @@ int tc_call(struct tc *c, int timeout_ms)
     uint32_t id = c->next_id;
     if ((rc = tc_send_raw(c, f, n)) < 0)
         return rc;
-    int64_t end = td_now_ms() + timeout_ms;
+    int64_t end = td_deadline(timeout_ms);
     for (;;) {
         int left = (int)(end - td_now_ms());
         int len = tc_recv_raw(c, left > 0 ? left : 0);
@@ -253,7 +270,7 @@ int td_start(struct td *t, const char *model, const char *const *extra)
         args[n++] = extra[i];
     args[n] = NULL;
     t->pid = td_exec(t, args);
-    int64_t end = td_now_ms() + 30000;
+    int64_t end = td_deadline(30000);
     while (td_now_ms() < end) {
         if (waitpid(t->pid, NULL, WNOHANG) == t->pid) {
             t->pid = 0;
@@ -358,7 +375,7 @@ int ts_prompt(struct ts *s, uint32_t req_id, const char *text, uint32_t n_predic
 int ts_next(struct ts *s, struct ts_result *res, int timeout_ms, uint32_t *start_pos)
 {
     static unsigned char buf[2048];
-    int64_t end = td_now_ms() + timeout_ms;
+    int64_t end = td_deadline(timeout_ms);
     for (;;) {
         uint32_t pos = s->r.evt.pos;
         struct elm_ring_rec rec;
@@ -411,7 +428,7 @@ int ts_next(struct ts *s, struct ts_result *res, int timeout_ms, uint32_t *start
 int ts_collect(struct ts *s, struct ts_result *res, int timeout_ms)
 {
     memset(res, 0, sizeof *res);
-    int64_t end = td_now_ms() + timeout_ms;
+    int64_t end = td_deadline(timeout_ms);
     for (;;) {
         int left = (int)(end - td_now_ms());
         int rc = ts_next(s, res, left > 0 ? left : 0, NULL);

@@ -86,7 +86,7 @@ static uint64_t status_u64(struct tc *c, uint16_t tag)
 /* Waits up to ms for STATUS's tag to become want (a bound only a hung daemon reaches). */
 static void wait_status_ms(struct tc *c, uint16_t tag, uint64_t want, int ms)
 {
-    int64_t end = td_now_ms() + ms;
+    int64_t end = td_deadline(ms);
     while (status_u64(c, tag) != want && td_now_ms() < end)
         td_sleep_ms(5);
     assert_int_equal(status_u64(c, tag), want);
@@ -398,7 +398,7 @@ int main(int argc, char **argv)
 {
     (void)argc;
     td_omp_passive(argv);
-    alarm(540); /* under the 600 s of ctest: ASan and a loaded machine make this file slow */
+    td_alarm(540); /* under the 600 s of ctest: ASan and a loaded machine make this file slow */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_sixteen, setup_sixteen, fx_teardown),
         cmocka_unit_test_setup_teardown(test_larger_than_pool, setup_sixteen, fx_teardown),

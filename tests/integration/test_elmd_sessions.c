@@ -86,7 +86,7 @@ static void test_garbage_closes_only_that_session(void **state)
     assert_int_equal(ts_collect(&good, &got, 20000), 0);
     assert_same(&got, &want);
 
-    int64_t end = td_now_ms() + 5000;
+    int64_t end = td_deadline(5000);
     while (count_sessions(&f->c, 0) != 1 && td_now_ms() < end)
         td_sleep_ms(20);
     assert_int_equal(count_sessions(&f->c, 0), 1);
@@ -139,7 +139,7 @@ static void test_killed_client_is_noticed(void **state)
     assert_int_equal(count_sessions(&f->c, child), 1);
     assert_int_equal(kill(child, SIGKILL), 0);
     assert_true(td_wait(child, 10000) != -1);
-    int64_t end = td_now_ms() + 30000;
+    int64_t end = td_deadline(30000);
     while (count_sessions(&f->c, child) != 0 && td_now_ms() < end)
         td_sleep_ms(10);
     assert_int_equal(count_sessions(&f->c, child), 0);
@@ -300,7 +300,7 @@ static void test_list_and_limit(void **state)
     assert_true(tc_u64(&f->c, ELM_TAG_KV_PAGES_FREE) < pages);
     for (int i = 0; i < 4; i++)
         assert_int_equal(ts_close(&f->c, &s[i]), 0);
-    int64_t end = td_now_ms() + 5000;
+    int64_t end = td_deadline(5000);
     while (count_sessions(&f->c, 0) && td_now_ms() < end)
         td_sleep_ms(10);
     assert_int_equal(count_sessions(&f->c, 0), 0);
@@ -310,7 +310,7 @@ int main(int argc, char **argv)
 {
     (void)argc;
     td_omp_passive(argv);
-    alarm(300);
+    td_alarm(300);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_garbage_closes_only_that_session, setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_killed_client_is_noticed, setup, fx_teardown),

@@ -79,7 +79,9 @@ static void ring_new(struct test_ring *t, uint32_t cap, uint32_t start)
 {
     size_t size = elm_ring_region_size(cap);
     assert_true(size > 0);
-    t->h = aligned_alloc(64, size);
+    /* aligned_alloc wants a multiple of the alignment; the ring uses only size bytes */
+    t->h = aligned_alloc(ELM_RING_CACHELINE, (size + ELM_RING_CACHELINE - 1) &
+                                                 ~(size_t)(ELM_RING_CACHELINE - 1));
     assert_non_null(t->h);
     memset(t->h, 0xa5, size);
     t->cap = cap;
@@ -110,7 +112,7 @@ static void test_setup_validation(void **state)
     assert_true(elm_ring_capacity_is_valid(64));
     assert_true(elm_ring_capacity_is_valid(1u << 30));
     assert_int_equal(elm_ring_region_size(100), 0);
-    assert_int_equal(elm_ring_region_size(4096), 4096 + 256);
+    assert_int_equal(elm_ring_region_size(4096), 4096 + 512);
 
     struct test_ring t;
     ring_new(&t, 256, 0);
@@ -448,8 +450,6 @@ static int multi_consumer(struct elm_ring_hdr *ha, struct elm_ring_hdr *hb, uint
             long rc = syscall(SYS_futex_waitv, w, 2u, 0, &ts, CLOCK_MONOTONIC);
             if (rc < 0 && errno == ETIMEDOUT)
                 return 21;
-            if (rc < 0 && errno == ENOSYS)
-                return 77; /* kernel < 5.16 */
         }
         for (int i = 0; i < 2; i++) {
             elm_ring_disarm(&r[i]);
@@ -504,6 +504,15 @@ static void test_multi_ring_wait(void **state)
     struct elm_ring_rec rec;
     assert_int_equal(elm_ring_pop(&c, &rec, &v, sizeof v), 0);
 
+    /* Linux < 5.16 and qemu-user up to 7.2 (the arm64 pass) have no futex_waitv: ENOSYS, where
+     * a kernel that has it rejects an empty list with EINVAL. Without it the consumer below
+     * could not sleep, and the producer would wait for space that never comes. */
+    if (syscall(SYS_futex_waitv, NULL, 0u, 0, NULL, CLOCK_MONOTONIC) < 0 && errno == ENOSYS) {
+        print_message("SKIP part: futex_waitv unavailable (ENOSYS), two-process part not run\n");
+        assert_int_equal(elm_shm_unlink(shm.name), 0);
+        elm_shm_close(&shm);
+        return;
+    }
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0)
@@ -522,10 +531,7 @@ static void test_multi_ring_wait(void **state)
     int st;
     assert_int_equal(waitpid(pid, &st, 0), pid);
     assert_true(WIFEXITED(st));
-    if (WEXITSTATUS(st) == 77)
-        print_message("SKIP part: futex_waitv unavailable\n");
-    else
-        assert_int_equal(WEXITSTATUS(st), 0);
+    assert_int_equal(WEXITSTATUS(st), 0);
     print_message("multi-ring: %d records over 2 rings; producer woke the consumer %llu times\n",
                   MULTI_N, (unsigned long long)(p[0].n_wakes + p[1].n_wakes));
     assert_int_equal(elm_shm_unlink(shm.name), 0);

@@ -69,7 +69,8 @@ static void pair_new(struct pair *p, uint32_t req_cap, uint32_t evt_cap)
 {
     size_t size;
     assert_int_equal(elm_session_shm_size(req_cap, evt_cap, &size), 0);
-    p->mem = aligned_alloc(64, (size + 63) & ~(size_t)63);
+    p->mem = aligned_alloc(ELM_RING_CACHELINE,
+                           (size + ELM_RING_CACHELINE - 1) & ~(size_t)(ELM_RING_CACHELINE - 1));
     assert_non_null(p->mem);
     assert_int_equal(elm_session_shm_init(p->mem, size, req_cap, evt_cap), 0);
     assert_int_equal(
@@ -87,19 +88,23 @@ static void test_layout(void **state)
     (void)state;
     size_t size;
     assert_int_equal(elm_session_shm_size(4096, 1024, &size), 0);
-    assert_int_equal(size, 64 + 256 + 4096 + 256 + 1024);
+    assert_int_equal(size, 128 + 512 + 4096 + 512 + 1024);
     assert_int_equal(elm_session_shm_size(4096, 1000, &size), -EINVAL);
+    /* a request ring shorter than a line: the event ring still starts a line of its own */
+    assert_int_equal(elm_session_shm_size(64, 64, &size), 0);
+    assert_int_equal(size, 128 + 512 + 128 + 512 + 64);
+    assert_int_equal(elm_session_shm_size(4096, 1024, &size), 0);
     struct pair p;
     pair_new(&p, 4096, 1024);
     const struct elm_session_shm *h = p.mem;
     assert_int_equal(h->magic, ELM_SESSION_SHM_MAGIC);
-    assert_int_equal(h->req_offset, 64);
-    assert_int_equal(h->evt_offset, 64 + 256 + 4096);
+    assert_int_equal(h->req_offset, 128);
+    assert_int_equal(h->evt_offset, 128 + 512 + 4096);
     assert_int_equal(p.d.req.role, ELM_RING_CONSUMER);
     assert_int_equal(p.d.evt.role, ELM_RING_PRODUCER);
     assert_int_equal(elm_session_shm_init(p.mem, size - 64, 4096, 1024), -EINVAL); /* size */
-    assert_int_equal(elm_session_shm_init((char *)p.mem + 8, 64 + 512 + 4096 + 1024, 4096, 1024),
-                     -EINVAL); /* misaligned */
+    assert_int_equal(elm_session_shm_init((char *)p.mem + 64, size, 4096, 1024),
+                     -EINVAL); /* 64-aligned is not a 128-byte line */
     assert_true(elm_rec_is_request(ELM_REC_PROMPT) && !elm_rec_is_request(ELM_REC_TOKEN));
     assert_true(elm_rec_is_event(ELM_REC_DONE) && !elm_rec_is_event(ELM_REC_CANCEL));
     assert_string_equal(elm_rec_type_name(ELM_REC_ERROR), "error");

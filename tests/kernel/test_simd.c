@@ -311,7 +311,7 @@ static void test_matmul(void **state)
         /* without a tile elm_matmul is the variant's vec_dot per element (checked above) in
          * code shared by every variant: two small shapes show that the variant's table is the
          * one used, the large ones would only repeat the reference's set-up (minutes under
-         * emulation, where the tile-less ARM variants are tested) */
+         * emulation, where the ARM variants' tile-less types are tested) */
         const bool tiled = elm_tile_find(t, k->vec_dot[t]) != NULL;
         for (size_t s = tiled ? 0 : 1; s < (tiled ? sizeof shapes / sizeof *shapes : 3); s++)
             check_matmul(k, t, shapes[s][1] * blk, shapes[s][0], 9, 77 + s, 1);
