@@ -176,8 +176,8 @@ void bench_print_header(const struct bench_opts *o, const char *sub)
         json_line(json_pack("{sssssssssisssisIsssissss}", "type", "machine", "version",
                             ELM_VERSION_STRING, "subcommand", sub, "cpu", m.cpu, "cores", m.cores,
                             "kernel", m.kernel, "threads", o->threads, "hugepages_free",
-                            (json_int_t)m.hugepages_free, "thp", m.thp, "reps", o->reps,
-                            "command", o->cmdline, "emulated", m.emulated));
+                            (json_int_t)m.hugepages_free, "thp", m.thp, "reps", o->reps, "command",
+                            o->cmdline, "emulated", m.emulated));
     } else if (o->format == BENCH_MD) {
         printf("elm-bench %s %s — %s, %d cores, kernels %s, %d threads, hugepages free %ld, "
                "THP %s; median of %d runs (min–max)\ncommand: `%s`\n\n",
