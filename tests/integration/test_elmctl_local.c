@@ -210,6 +210,51 @@ static void test_json(void **state)
     assert_string_equal(out, "{\"version\":\"" ELM_VERSION_STRING "\"}\n");
 }
 
+/* --json on the commands added since test_json was written (chat, embed and the evaluation
+ * commands): an unreadable model is an error document with exit code 1, a wrong command line
+ * one with exit code 2, and distill-data's success is a parsed document. */
+static void test_json_newer(void **state)
+{
+    ELM_REQUIRE_MODEL(m, "stories260K.gguf");
+    ELM_REQUIRE_MODEL(text, "corpus/tinystories-sample-30k.txt");
+    static char out[1 << 16];
+    const char *fail[] = {
+        "chat --local /nonexistent.gguf </dev/null",
+        "embed --local /nonexistent.gguf hi",
+        "perplexity /nonexistent.gguf /nonexistent.txt",
+        "kld --teacher /nonexistent.gguf --student /nonexistent.gguf /nonexistent.txt",
+        "imatrix /nonexistent.gguf /nonexistent.txt -o /tmp/elm-never-written",
+        "distill-data /nonexistent.gguf /nonexistent.txt -o /tmp/elm-never-written",
+        "prune /nonexistent.gguf -o /tmp/elm-never-written --drop 0",
+    };
+    for (size_t i = 0; i < sizeof fail / sizeof *fail; i++) {
+        int rc = run(out, sizeof out, "%s --json %s 2>/dev/null", elmctl, fail[i]);
+        if (rc != 1 || !elm_test_json_is_error(out, 1, "/nonexistent"))
+            fail_msg("%s: exit %d, '%s'", fail[i], rc, out);
+    }
+    const char *usage[] = {
+        "chat --temp x", "embed --threads 0 --local x hi",  "perplexity",  "kld --teacher a",
+        "imatrix a b",   "distill-data a b --top-k 0 -o c", "prune a -o b"};
+    for (size_t i = 0; i < sizeof usage / sizeof *usage; i++) {
+        int rc = run(out, sizeof out, "%s --json %s </dev/null 2>/dev/null", elmctl, usage[i]);
+        if (rc != 2 || !elm_test_json_is_error(out, 2, NULL))
+            fail_msg("%s: exit %d, '%s'", usage[i], rc, out);
+    }
+    char dir[] = "/tmp/elm-cli-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    assert_int_equal(run(out, sizeof out,
+                         "%s --json distill-data '%s' '%s' -o %s/d --ctx 64 --chunks 2 --top-k 4 "
+                         "2>/dev/null",
+                         elmctl, m, text, dir),
+                     0);
+    json_t *j = elm_test_json(out);
+    assert_non_null(j);
+    assert_int_equal((int)elm_test_jnum(j, "positions"), 128);
+    assert_int_equal((int)elm_test_jnum(j, "top_k"), 4);
+    json_decref(j);
+    assert_int_equal(run(out, sizeof out, "rm -rf %s", dir), 0);
+}
+
 /* The prompt from stdin (no argument, or '-') and from -f FILE prints what the argument does. */
 static void test_prompt_sources(void **state)
 {
@@ -379,6 +424,7 @@ int main(void)
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_version),
         cmocka_unit_test(test_json),
+        cmocka_unit_test(test_json_newer),
         cmocka_unit_test(test_prompt_sources),
         cmocka_unit_test(test_huge_prompt),
         cmocka_unit_test(test_chat),
