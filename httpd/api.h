@@ -18,5 +18,7 @@ enum MHD_Result ollama_tags(struct hreq *r);
 enum MHD_Result ollama_ps(struct hreq *r);
 enum MHD_Result ollama_show(struct hreq *r);
 enum MHD_Result ollama_version(struct hreq *r);
+/* GET /: the chat page (page.c). */
+enum MHD_Result page_chat(struct hreq *r);
 
 #endif

@@ -23,7 +23,7 @@
 #    -ETIMEDOUT under qemu; not investigated yet (emulator or ring: unknown), bench (timings under emulation mean nothing,
 #    and it runs elm-bench through a shell), test_chat_daemon (four models through elmd: not
 #    yet tried under the emulator; the chat rendering and greedy replies on ARM kernels are
-#    test_chat's, which runs), test_httpd and test_httpd_abuse (they run elmctl, elm-httpd and
+#    test_chat's, which runs), test_httpd, test_httpd_abuse and test_httpd_chat (they run elmctl, elm-httpd and
 #    curl directly or through a shell, like test_client_cli).
 # Threads and forks used to hang here: qemu must run the multiarch glibc (QEMU_LD_PREFIX=/),
 # never the cross sysroot's ld.so with the multiarch libc.so.6 (cmake/aarch64-linux-gnu.cmake).
@@ -45,7 +45,7 @@ cmake -S . -B build/arm64 -DCMAKE_BUILD_TYPE=Release \
 cmake --build build/arm64 -j"$(nproc)"
 built=$(date +%s)
 out="ops|ring|client_daemon|client_cli|elmctl_local|elmd_batching|elmd_embed|elmd_residency"
-out+="|elmd_kvpool|elmd_sessions|bench|chat_daemon|httpd|httpd_abuse"
+out+="|elmd_kvpool|elmd_sessions|bench|chat_daemon|httpd|httpd_abuse|httpd_chat"
 read -r -a sel <<<"${ELM_ARM64_TESTS:--E ^test_($out)$}"
 status=0
 (cd build/arm64 && ctest --output-on-failure -j2 "${sel[@]}" "$@") || status=1

@@ -10,6 +10,9 @@
  *     daemon.
  *   - zoo-bert (an embedding model, loaded into the same daemon): /v1/embeddings (floats and
  *     base64), /api/embed and /api/embeddings give exactly `elmctl embed --local`'s vectors.
+ *   - The chat page at "/" in Debian's chromium, headless (tests/http/page.mjs, playwright-core):
+ *     a typed message's streamed reply equals the API's greedy answer to the same request; a
+ *     screenshot is saved as BUILD_DIR/httpd-chat-page.png; Stop ends a reply in flight.
  *   - Asking the wrong kind of model (chat of an embedding model, embeddings of a chat model)
  *     and malformed messages or inputs are 400s naming the field.
  * No assertion is about time.
@@ -385,6 +388,49 @@ static void test_npm_chat(void **state)
     assert_non_null(strstr(out, "ok ollama chat stream"));
 }
 
+/* The chat page in a real browser (tests/http/page.mjs): the reply it streams equals the API's
+ * greedy answer to the same request. */
+static void test_page(void **state)
+{
+    (void)state;
+    require_gateway();
+    static char out[16384];
+    if (access("/usr/bin/chromium", X_OK)) {
+        print_message("SKIP: /usr/bin/chromium is not installed (scripts/deps.sh installs it)\n");
+        skip();
+    }
+    if (run(out, sizeof out, "command -v node") ||
+        access(ELM_HTTP_CLIENTS_DIR "/node_modules/playwright-core", R_OK)) {
+        print_message("SKIP: node or playwright-core (scripts/npm-clients.sh) is missing\n");
+        skip();
+    }
+    const char *msg = "Hello, what is 2 + 2?";
+    /* what the page sends: the one message, greedy, 32 tokens (it streams; this does not) */
+    char req[256], expected[256];
+    write_json(req, sizeof req, "request.json",
+               json_pack("{sss[{ssss}]sisi}", "model", "zoo-qwen25", "messages", "role", "user",
+                         "content", msg, "temperature", 0, "max_tokens", N_PREDICT));
+    assert_int_equal(curl(out, sizeof out, "-d @%s %s/v1/chat/completions", req, url), 200);
+    json_t *j = elm_test_json(out);
+    const char *want = elm_test_jstr(
+        json_object_get(json_array_get(json_object_get(j, "choices"), 0), "message"), "content");
+    assert_non_null(want);
+    snprintf(expected, sizeof expected, "%s/expected.txt", rundir);
+    FILE *f = fopen(expected, "w");
+    assert_non_null(f);
+    fputs(want, f);
+    fclose(f);
+    json_decref(j);
+    int rc = run(
+        out, sizeof out,
+        "HOME=%s timeout 120 node %s/page.mjs %s %s zoo-qwen25 '%s' %s %s/httpd-chat-page.png 2>&1",
+        rundir, ELM_HTTP_CLIENTS_SRC, ELM_HTTP_CLIENTS_DIR, url, msg, expected,
+        elm_test_build_dir());
+    print_message("%s", out);
+    assert_int_equal(rc, 0);
+    assert_non_null(strstr(out, "ok streamed reply equals the API's"));
+}
+
 /* ---------------------------------------------------------------------------------------------
  * Embeddings: zoo-bert loaded into the same daemon
  */
@@ -500,9 +546,8 @@ static void test_embed(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_chat),
-        cmocka_unit_test(test_chat_bad_requests),
-        cmocka_unit_test(test_npm_chat),
+        cmocka_unit_test(test_chat),     cmocka_unit_test(test_chat_bad_requests),
+        cmocka_unit_test(test_npm_chat), cmocka_unit_test(test_page),
         cmocka_unit_test(test_embed),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
