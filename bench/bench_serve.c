@@ -16,6 +16,12 @@
  * elm-bench starts its own elmd from the build tree (private runtime directory, a config file
  * of its own so the user's elmd.conf does not leak in) with max_sessions = the largest N, or
  * uses a running daemon with --runtime-dir DIR.
+ *
+ * --http also starts elm-httpd on that daemon, and each round of N clients runs twice in a row:
+ * through libelmclient, then through HTTP (each client its own connection, a streamed
+ * /v1/completions, bench_http.c), so the two share the machine's mood and their ratio is the
+ * gateway's overhead. --vs-llama-server URL adds a third round against that server's
+ * /v1/completions (its own model: load the same file there).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -33,6 +39,7 @@
 #include <unistd.h>
 
 #include "bench/bench.h"
+#include "bench/bench_http.h"
 #include "bench/bench_svg.h"
 #include "elm/client.h"
 
@@ -57,7 +64,13 @@ struct serve_cfg {
     const char *runtime_dir;    /* a running daemon, or NULL */
     const char *conf[MAX_CONF]; /* extra KEY=VALUE lines for the self-started daemon */
     int n_conf;
+    bool http;             /* also through elm-httpd */
+    const char *llama_url; /* also through this llama-server, or NULL */
 };
+
+/* The ways a round's clients reach the model. */
+enum via { VIA_ELM, VIA_HTTP, VIA_LLAMA, N_VIA };
+static const char *const via_name[N_VIA] = {"libelmclient", "elm-httpd", "llama-server"};
 
 /* One client's record in the shared result area; written by the client, read by the parent
  * after the client has exited. */
@@ -85,6 +98,28 @@ static size_t slot_size(const struct serve_cfg *c)
 }
 
 /* ---- one client process --------------------------------------------------------------------- */
+
+/* One client through HTTP at url: connected before the barrier, its request after. */
+static int http_client_main(const struct serve_cfg *c, const char *url, int ready_fd, int go_fd,
+                            struct slot *s)
+{
+    s->stage = 1;
+    int fd = bench_http_connect(url), rc = fd < 0 ? fd : 0;
+    char b = rc ? 'e' : 'r', g;
+    if (write(ready_fd, &b, 1) != 1)
+        rc = rc ? rc : -EPIPE;
+    close(ready_fd);
+    while (read(go_fd, &g, 1) < 0 && errno == EINTR)
+        ;
+    if (!rc) {
+        s->stage = 4;
+        rc = bench_http_completion(fd, url, c->prompt, c->n_predict, &s->t_submit, s->t,
+                                   c->n_predict, &s->n, &s->n_prompt);
+    } else if (fd >= 0)
+        close(fd);
+    s->err = rc;
+    return rc ? 1 : 0;
+}
 
 static int client_main(const struct serve_cfg *c, const char *dir, int ready_fd, int go_fd,
                        struct slot *s)
@@ -195,8 +230,9 @@ static const char *stage_name(int stage)
     return stage >= 1 && stage <= 4 ? names[stage] : names[0];
 }
 
-static int run_round(const struct serve_cfg *c, const char *dir, uint8_t *area, int n,
-                     struct round *out)
+/* url: the round goes through HTTP there; NULL: through libelmclient to the daemon in dir. */
+static int run_round(const struct serve_cfg *c, const char *dir, const char *url, uint8_t *area,
+                     int n, struct round *out)
 {
     const size_t ss = slot_size(c);
     memset(area, 0, ss * (size_t)n);
@@ -220,8 +256,9 @@ static int run_round(const struct serve_cfg *c, const char *dir, uint8_t *area, 
             prctl(PR_SET_PDEATHSIG, SIGKILL);
             close(ready[0]);
             close(go[1]);
-            _exit(
-                client_main(c, dir, ready[1], go[0], (struct slot *)(area + ss * (size_t)started)));
+            struct slot *s = (struct slot *)(area + ss * (size_t)started);
+            _exit(url ? http_client_main(c, url, ready[1], go[0], s)
+                      : client_main(c, dir, ready[1], go[0], s));
         }
         pids[started] = pid;
     }
@@ -246,8 +283,8 @@ static int run_round(const struct serve_cfg *c, const char *dir, uint8_t *area, 
         const struct slot *s = (const struct slot *)(area + ss * (size_t)i);
         if (!rc && (s->err || !WIFEXITED(st) || WEXITSTATUS(st))) {
             rc = s->err ? s->err : -ECHILD;
-            fprintf(stderr, "\nelm-bench serve: client %d of %d could not %s: %s%s\n", i + 1, n,
-                    stage_name(s->stage), elm_strerror(rc),
+            fprintf(stderr, "\nelm-bench serve: client %d of %d%s%s could not %s: %s%s\n", i + 1, n,
+                    url ? " of " : "", url ? url : "", stage_name(s->stage), elm_strerror(rc),
                     rc == ELM_EBUSY ? " (the daemon has no room: raise max_sessions or its KV "
                                       "pool, e.g. --elmd-conf kv_pool_tokens=N)"
                                     : "");
@@ -302,6 +339,10 @@ static int daemon_start(const struct bench_opts *o, const struct serve_cfg *c, c
     FILE *f = fopen(conf, "w");
     if (!f)
         return -errno;
+    /* through HTTP a round's sessions are opened by the gateway just after the previous
+     * round's closed: room for both, so no request waits for a slot being freed */
+    if (c->http)
+        max_n = 2 * max_n < MAX_CLIENTS ? 2 * max_n : MAX_CLIENTS;
     fprintf(f, "# written by elm-bench serve\nmax_sessions = %d\nctx = %d\nthreads = %d\n", max_n,
             c->ctx, o->threads);
     for (int i = 0; i < c->n_conf; i++) {
@@ -422,37 +463,63 @@ static int run_model(const struct bench_opts *o, const struct serve_cfg *c, cons
     int max_n = 1;
     for (int i = 0; i < c->n_ns; i++)
         max_n = c->ns[i] > max_n ? c->ns[i] : max_n;
+    /* the ways this sweep reaches the model, and each one's URL (NULL: libelmclient) */
+    struct bench_gateway gw = {.out_fd = -1};
+    const char *urls[N_VIA] = {NULL};
+    enum via vias[N_VIA] = {VIA_ELM};
+    int n_via = 1;
+    if (c->http) {
+        if ((rc = bench_gateway_start(d.dir, max_n + 4, &gw))) {
+            daemon_stop(&d);
+            return rc;
+        }
+        urls[n_via] = gw.url;
+        vias[n_via++] = VIA_HTTP;
+    }
+    if (c->llama_url) {
+        urls[n_via] = c->llama_url;
+        vias[n_via++] = VIA_LLAMA;
+    }
     uint8_t *area = mmap(NULL, slot_size(c) * (size_t)max_n, PROT_READ | PROT_WRITE,
                          MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    /* [n][rep] series: agg, tokens, ttft p50/p99, itl p50/p99, ratios agg and itl p99 */
-    enum { AGG, TOK, PRM, T50, T99, I50, I99, RAGG, RI99, NV };
-    double *v = malloc(sizeof(double) * NV * MAX_NS * (size_t)R);
+    /* [via][n][rep] series: agg, tokens, ttft p50/p99, itl p50/p99, ratios agg and itl p99 to
+     * the first N's, agg and TTFT p50 against libelmclient's at the same N */
+    enum { AGG, TOK, PRM, T50, T99, I50, I99, RAGG, RI99, VAGG, VT50, NV };
+    double *v = malloc(sizeof(double) * NV * N_VIA * MAX_NS * (size_t)R);
     if (area == MAP_FAILED || !v) {
         rc = -ENOMEM;
         goto out;
     }
-#define V(k, ni, r) v[((size_t)(k)*MAX_NS + (size_t)(ni)) * (size_t)R + (size_t)(r)]
+#define V(k, t, ni, r)                                                                             \
+    v[(((size_t)(k)*N_VIA + (size_t)(t)) * MAX_NS + (size_t)(ni)) * (size_t)R + (size_t)(r)]
     for (int r = -1; r < R && !rc; r++) { /* r = -1: warm-up */
-        struct round base = {0};
+        struct round base[N_VIA] = {0};
         for (int ni = 0; ni < c->n_ns && !rc; ni++) {
-            bench_progress("serve %s: rep %d/%d, %d client%s", sw->name, r + 1, R, c->ns[ni],
-                           c->ns[ni] > 1 ? "s" : "");
-            struct round rd = {0};
-            if ((rc = run_round(c, d.dir, area, c->ns[ni], &rd)))
-                break;
-            if (ni == 0)
-                base = rd;
-            if (r < 0)
-                continue;
-            V(AGG, ni, r) = rd.agg;
-            V(TOK, ni, r) = rd.tokens;
-            V(PRM, ni, r) = rd.prompt;
-            V(T50, ni, r) = rd.ttft[0];
-            V(T99, ni, r) = rd.ttft[1];
-            V(I50, ni, r) = rd.itl[0];
-            V(I99, ni, r) = rd.itl[1];
-            V(RAGG, ni, r) = base.agg > 0 ? rd.agg / base.agg : NAN; /* NAN stays NAN */
-            V(RI99, ni, r) = base.itl[1] > 0 ? rd.itl[1] / base.itl[1] : 0;
+            struct round elm = {0};
+            for (int t = 0; t < n_via && !rc; t++) {
+                bench_progress("serve %s: rep %d/%d, %d client%s via %s", sw->name, r + 1, R,
+                               c->ns[ni], c->ns[ni] > 1 ? "s" : "", via_name[vias[t]]);
+                struct round rd = {0};
+                if ((rc = run_round(c, d.dir, urls[t], area, c->ns[ni], &rd)))
+                    break;
+                if (ni == 0)
+                    base[t] = rd;
+                if (t == 0)
+                    elm = rd;
+                if (r < 0)
+                    continue;
+                V(AGG, t, ni, r) = rd.agg;
+                V(TOK, t, ni, r) = rd.tokens;
+                V(PRM, t, ni, r) = rd.prompt;
+                V(T50, t, ni, r) = rd.ttft[0];
+                V(T99, t, ni, r) = rd.ttft[1];
+                V(I50, t, ni, r) = rd.itl[0];
+                V(I99, t, ni, r) = rd.itl[1];
+                V(RAGG, t, ni, r) = base[t].agg > 0 ? rd.agg / base[t].agg : NAN; /* NAN stays */
+                V(RI99, t, ni, r) = base[t].itl[1] > 0 ? rd.itl[1] / base[t].itl[1] : 0;
+                V(VAGG, t, ni, r) = elm.agg > 0 ? rd.agg / elm.agg : NAN;
+                V(VT50, t, ni, r) = rd.ttft[0] - elm.ttft[0];
+            }
         }
     }
     bench_progress(NULL);
@@ -463,46 +530,61 @@ static int run_model(const struct bench_opts *o, const struct serve_cfg *c, cons
     char ragg[32], ri99[40];
     snprintf(ragg, sizeof ragg, "agg/agg(%d)", c->ns[0]);
     snprintf(ri99, sizeof ri99, "ITL p99/ITL p99(%d)", c->ns[0]);
-    for (int ni = 0; ni < c->n_ns; ni++) {
-        struct bench_stat s[NV];
-        int kept = R, kept_ratio = R; /* the ratios lose the same repetitions */
-        for (int k = 0; k < NV; k++)
-            s[k] = k == AGG    ? bench_stats_finite(&V(k, ni, 0), R, &kept)
-                   : k == RAGG ? bench_stats_finite(&V(k, ni, 0), R, &kept_ratio)
-                               : bench_stats(&V(k, ni, 0), R);
-        char check[96] = "ok";
-        if (kept < R)
-            snprintf(check, sizeof check, "aggregate of %d of %d reps excluded (below timer)",
-                     R - kept, R);
-        (void)kept_ratio;
-        sw->agg[ni] = s[AGG];
-        sw->itl99[ni] = s[I99];
-        const struct bench_cell cells[] = {
-            {"model", sw->name, 0, 0},
-            {"clients", NULL, c->ns[ni], 0},
-            {"prompt tokens", NULL, s[PRM].median, 0},
-            {"tokens", NULL, s[TOK].median, 0},
-            {"agg t/s", NULL, s[AGG].median, 1},
-            {"agg min", NULL, s[AGG].min, 1},
-            {"agg max", NULL, s[AGG].max, 1},
-            {"t/s per client", NULL, s[AGG].median / c->ns[ni], 1},
-            {"TTFT p50 ms", NULL, s[T50].median, 1},
-            {"TTFT p99 ms", NULL, s[T99].median, 1},
-            {"ITL p50 ms", NULL, s[I50].median, 2},
-            {"ITL p99 ms", NULL, s[I99].median, 2},
-            {"ITL p99 min", NULL, s[I99].min, 2},
-            {"ITL p99 max", NULL, s[I99].max, 2},
-            {ragg, NULL, s[RAGG].median, 2},
-            {ri99, NULL, s[RI99].median, 2},
-            {"check", check, 0, 0},
-        };
-        bench_row(o, "serve", cells, (int)(sizeof cells / sizeof *cells));
-    }
+    for (int ni = 0; ni < c->n_ns; ni++)
+        for (int t = 0; t < n_via; t++) {
+            struct bench_stat s[NV];
+            int kept = R, kept_ratio = R; /* the ratios lose the same repetitions */
+            for (int k = 0; k < NV; k++)
+                s[k] = k == AGG ? bench_stats_finite(&V(k, t, ni, 0), R, &kept)
+                       : k == RAGG || k == VAGG
+                           ? bench_stats_finite(&V(k, t, ni, 0), R, &kept_ratio)
+                           : bench_stats(&V(k, t, ni, 0), R);
+            char check[96] = "ok";
+            if (kept < R)
+                snprintf(check, sizeof check, "aggregate of %d of %d reps excluded (below timer)",
+                         R - kept, R);
+            (void)kept_ratio;
+            if (t == 0) {
+                sw->agg[ni] = s[AGG];
+                sw->itl99[ni] = s[I99];
+            }
+            struct bench_cell cells[] = {
+                {"model", sw->name, 0, 0},
+                {"via", via_name[vias[t]], 0, 0},
+                {"clients", NULL, c->ns[ni], 0},
+                {"prompt tokens", NULL, s[PRM].median, 0},
+                {"tokens", NULL, s[TOK].median, 0},
+                {"agg t/s", NULL, s[AGG].median, 1},
+                {"agg min", NULL, s[AGG].min, 1},
+                {"agg max", NULL, s[AGG].max, 1},
+                {"t/s per client", NULL, s[AGG].median / c->ns[ni], 1},
+                {"TTFT p50 ms", NULL, s[T50].median, 1},
+                {"TTFT p99 ms", NULL, s[T99].median, 1},
+                {"ITL p50 ms", NULL, s[I50].median, 2},
+                {"ITL p99 ms", NULL, s[I99].median, 2},
+                {"ITL p99 min", NULL, s[I99].min, 2},
+                {"ITL p99 max", NULL, s[I99].max, 2},
+                {ragg, NULL, s[RAGG].median, 2},
+                {ri99, NULL, s[RI99].median, 2},
+                {"agg/libelmclient", NULL, s[VAGG].median, 3},
+                {"TTFT p50 - libelmclient ms", NULL, s[VT50].median, 2},
+                {"check", check, 0, 0},
+            };
+            /* the comparison columns only when there is something to compare */
+            int nc = (int)(sizeof cells / sizeof *cells);
+            if (n_via == 1) {
+                memmove(&cells[1], &cells[2], sizeof cells[0] * (size_t)(nc - 2)); /* no "via" */
+                cells[nc - 4] = cells[nc - 2];                                     /* check */
+                nc -= 3;
+            }
+            bench_row(o, "serve", cells, nc);
+        }
 #undef V
 out:
     free(v);
     if (area != MAP_FAILED)
         munmap(area, slot_size(c) * (size_t)max_n);
+    bench_gateway_stop(&gw);
     daemon_stop(&d);
     return rc;
 }
@@ -550,18 +632,23 @@ static int plot(const struct bench_opts *o, const struct serve_cfg *c, const str
 
 static void usage(void)
 {
-    printf("usage: elm-bench serve [--model FILE | --synth SHAPE:TYPE]... [--clients N,...] "
-           "[--n-predict G]\n"
-           "                       [--ctx N] [--prompt TEXT] [--elmd-conf KEY=VALUE]... "
-           "[--runtime-dir DIR]\n"
-           "                       [--plot FILE.svg]\n"
-           "N client processes (default 1,2,4,8,16; --quick 1,2) released together through "
-           "elmd, each a greedy\nrequest of G tokens (default 64; --quick 8): aggregate decode "
-           "tokens/s, time to first token and\ninter-token latency p50/p99, ratios to the first "
-           "client count of the same repetition.\nelm-bench starts elmd from the build tree "
-           "(max_sessions = largest N, --ctx per session, default\n256; --elmd-conf adds config "
-           "lines) unless --runtime-dir names a running one (which then\nserves its loaded "
-           "model, or loads each --model). --plot FILE.svg draws both sweeps.\n");
+    printf(
+        "usage: elm-bench serve [--model FILE | --synth SHAPE:TYPE]... [--clients N,...] "
+        "[--n-predict G]\n"
+        "                       [--ctx N] [--prompt TEXT] [--elmd-conf KEY=VALUE]... "
+        "[--runtime-dir DIR]\n"
+        "                       [--plot FILE.svg] [--http] [--vs-llama-server URL]\n"
+        "N client processes (default 1,2,4,8,16; --quick 1,2) released together through "
+        "elmd, each a greedy\nrequest of G tokens (default 64; --quick 8): aggregate decode "
+        "tokens/s, time to first token and\ninter-token latency p50/p99, ratios to the first "
+        "client count of the same repetition.\nelm-bench starts elmd from the build tree "
+        "(max_sessions = largest N, --ctx per session, default\n256; --elmd-conf adds config "
+        "lines) unless --runtime-dir names a running one (which then\nserves its loaded "
+        "model, or loads each --model). --plot FILE.svg draws both sweeps.\n"
+        "--http: also start elm-httpd and run every round a second time through it (streamed\n"
+        "/v1/completions, a connection per client): columns agg/libelmclient and TTFT p50 -\n"
+        "libelmclient are the gateway's cost. --vs-llama-server http://HOST:PORT: a third round\n"
+        "against that server (serving the same model file).\n");
 }
 
 static int parse_int(const char *opt, const char *s, int lo, int hi, int *out)
@@ -589,6 +676,8 @@ int bench_serve(const struct bench_opts *go, int argc, char **argv)
         {"elmd-conf", required_argument, 0, 'E'},
         {"runtime-dir", required_argument, 0, 'R'},
         {"plot", required_argument, 0, 'P'},
+        {"http", no_argument, 0, 'H'},
+        {"vs-llama-server", required_argument, 0, 'L'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -599,7 +688,7 @@ int bench_serve(const struct bench_opts *go, int argc, char **argv)
     memcpy(c.ns, o->quick ? quick_ns : def_ns, sizeof(int) * (size_t)c.n_ns);
     int ch;
     optind = 1;
-    while ((ch = getopt_long(argc, argv, "m:s:N:n:C:p:E:R:P:h", lo, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "m:s:N:n:C:p:E:R:P:HL:h", lo, NULL)) != -1) {
         char err[512];
         switch (ch) {
         case 'm':
@@ -660,6 +749,19 @@ int bench_serve(const struct bench_opts *go, int argc, char **argv)
             break;
         case 'P':
             opts.plot = optarg;
+            break;
+        case 'H':
+            c.http = true;
+            break;
+        case 'L':
+            if (strncmp(optarg, "http://", 7)) {
+                fprintf(stderr,
+                        "elm-bench serve: --vs-llama-server expects http://HOST:PORT, "
+                        "got '%s'\n",
+                        optarg);
+                return 2;
+            }
+            c.llama_url = optarg;
             break;
         case 'h':
             usage();

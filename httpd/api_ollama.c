@@ -1,13 +1,14 @@
-/* api_ollama.c — the Ollama-compatible endpoints: /api/generate (JSON lines, or one document
- * with "stream": false), /api/tags, /api/ps, /api/show, /api/version — enough for ollama's
- * own clients to list, describe and run the model elmd serves.
+/* api_ollama.c — the Ollama-compatible endpoints: /api/generate and /api/chat (JSON lines, or
+ * one document with "stream": false), /api/tags, /api/ps, /api/show, /api/version — enough for
+ * ollama's own clients to list, describe and run the model elmd serves.
  *
  * Mapping: options.num_predict, temperature, top_k, top_p, min_p, seed, stop, repeat_penalty,
  * repeat_last_n go to the request, options.num_ctx to the session's context; other options are
  * ignored, as ollama ignores options it does not know. keep_alive is accepted and has no effect:
  * elmd keeps its one model resident for every client. /api/generate is always raw (elm applies
  * no prompt template there), so "system", "template", "context", "images", "format" and a
- * "suffix" are refused with a 400 rather than silently dropped.
+ * "suffix" are refused with a 400 rather than silently dropped. /api/chat's messages are
+ * rendered by elmd with the model's chat template (elm_session_submit_chat()).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -184,14 +185,18 @@ out:
 /* ---- /api/generate ----------------------------------------------------------------------- */
 
 struct generation {
+    bool chat; /* /api/chat: the text goes in "message" rather than "response" */
     char model[300];
     struct timespec t0; /* the request's arrival */
 };
 
 static json_t *line(const struct generation *g, json_t *response, bool done)
 {
-    return json_pack("{sssoso*sb}", "model", g->model, "created_at", now_json(), "response",
-                     response ? response : json_string(""), "done", done);
+    json_t *t = response ? response : json_string("");
+    if (g->chat)
+        t = json_pack("{ssso}", "role", "assistant", "content", t);
+    return json_pack("{sssoso*sb}", "model", g->model, "created_at", now_json(),
+                     g->chat ? "message" : "response", t, "done", done);
 }
 
 static int64_t since_ns(const struct timespec *t0)
@@ -305,7 +310,8 @@ static int parse(const json_t *b, struct elm_request *q, long long *num_ctx, str
     return p_check_sampling(q, sampling_names, e);
 }
 
-enum MHD_Result ollama_generate(struct hreq *r)
+/* /api/generate (chat false) and /api/chat. */
+static enum MHD_Result generate(struct hreq *r, bool chat)
 {
     enum MHD_Result res;
     json_t *b = body_object(r, &res);
@@ -318,11 +324,14 @@ enum MHD_Result ollama_generate(struct hreq *r)
     struct perr e = {0};
     bool stream = true;
     long long num_ctx = 0;
+    struct elm_chat_message *msgs = NULL;
+    int n_msgs = 0;
     const char *model = model_field(r, b, &res);
     if (!model)
         goto out;
-    if (p_str(b, "prompt", &q.prompt, &e) || p_bool(b, "stream", &stream, &e) ||
-        parse(b, &q, &num_ctx, &e)) {
+    if ((chat ? p_unsupported(b, "tools", &e) || p_messages(b, &msgs, &n_msgs, &e)
+              : p_str(b, "prompt", &q.prompt, &e)) ||
+        p_bool(b, "stream", &stream, &e) || parse(b, &q, &num_ctx, &e)) {
         res = reply_error(r, 400, e.param, "%s", e.msg);
         goto out;
     }
@@ -341,8 +350,9 @@ enum MHD_Result ollama_generate(struct hreq *r)
         goto out;
     }
     clock_gettime(CLOCK_MONOTONIC, &g->t0);
+    g->chat = chat;
     snprintf(g->model, sizeof g->model, "%s", model);
-    if (!*q.prompt) { /* ollama's way to load a model: it is loaded already */
+    if (!chat && !*q.prompt) { /* ollama's way to load a model: it is loaded already */
         json_t *j = line(g, NULL, true);
         json_object_set_new(j, "done_reason", json_string("load"));
         free(g);
@@ -351,7 +361,9 @@ enum MHD_Result ollama_generate(struct hreq *r)
         goto out;
     }
     const char *msg;
-    int rc = gw_gen_start(&r->h->gw, &s->gen, &q, (uint32_t)num_ctx, r->fd, &msg);
+    int rc =
+        chat ? gw_chat_start(&r->h->gw, &s->gen, &q, msgs, n_msgs, (uint32_t)num_ctx, r->fd, &msg)
+             : gw_gen_start(&r->h->gw, &s->gen, &q, (uint32_t)num_ctx, r->fd, &msg);
     if (rc) {
         free(g);
         free(s);
@@ -368,7 +380,18 @@ enum MHD_Result ollama_generate(struct hreq *r)
         free(s);
     }
 out:
+    free(msgs);
     free(st);
     json_decref(b);
     return res;
+}
+
+enum MHD_Result ollama_generate(struct hreq *r)
+{
+    return generate(r, false);
+}
+
+enum MHD_Result ollama_chat(struct hreq *r)
+{
+    return generate(r, true);
 }

@@ -1,5 +1,6 @@
-/* api_openai.c — the OpenAI-compatible endpoints: GET /v1/models and POST /v1/completions
- * (streamed as server-sent events ending with "data: [DONE]", or one document).
+/* api_openai.c — the OpenAI-compatible endpoints: GET /v1/models, POST /v1/completions and
+ * /v1/chat/completions (streamed as server-sent events ending with "data: [DONE]", or one
+ * document) and POST /v1/embeddings.
  *
  * Where the API and elm differ: sampling values a request leaves out keep elm's defaults
  * (llama.cpp's, as llama-server does), not OpenAI's temperature 1; max_tokens left out means
@@ -70,12 +71,19 @@ struct completion {
     char model[256];
     json_int_t created;
     bool include_usage;
+    bool chat; /* a chat completion: choices carry a message (a delta when streamed) */
+    bool stream;
+    const char *obj; /* the documents' "object" */
 };
 
-static void completion_init(struct completion *c, const struct elm_daemon_status *st)
+static void completion_init(struct completion *c, const struct elm_daemon_status *st, bool chat,
+                            bool stream)
 {
     static atomic_uint_fast64_t serial;
-    snprintf(c->id, sizeof c->id, "cmpl-elm-%lx-%llu", (long)st->pid,
+    c->chat = chat;
+    c->stream = stream;
+    c->obj = !chat ? "text_completion" : stream ? "chat.completion.chunk" : "chat.completion";
+    snprintf(c->id, sizeof c->id, "%s-elm-%lx-%llu", chat ? "chatcmpl" : "cmpl", (long)st->pid,
              (unsigned long long)atomic_fetch_add(&serial, 1));
     gw_model_id(st, c->model, sizeof c->model);
     c->created = (json_int_t)time(NULL);
@@ -89,14 +97,30 @@ static const char *finish_reason(int reason)
 /* {"id","object","created","model","choices":[...]} around choices (stolen). */
 static json_t *chunk(const struct completion *c, json_t *choices)
 {
-    return json_pack("{sssssIssso}", "id", c->id, "object", "text_completion", "created",
-                     c->created, "model", c->model, "choices", choices);
+    return json_pack("{sssssIssso}", "id", c->id, "object", c->obj, "created", c->created, "model",
+                     c->model, "choices", choices);
 }
 
-static json_t *choice(json_t *text, const char *finish)
+/* One choice (text stolen; NULL: ""). A chat chunk's text goes in a delta, which a stream's
+ * first chunk opens with the assistant's role and its last leaves empty; a whole chat reply's
+ * in a message. */
+static json_t *choice(const struct completion *c, json_t *text, const char *finish)
 {
-    return json_pack("{sosisnso}", "text", text ? text : json_string(""), "index", 0, "logprobs",
-                     "finish_reason", finish ? json_string(finish) : json_null());
+    json_t *f = finish ? json_string(finish) : json_null();
+    if (!text)
+        text = json_string("");
+    if (!c->chat)
+        return json_pack("{sosisnso}", "text", text, "index", 0, "logprobs", "finish_reason", f);
+    json_t *m;
+    if (!c->stream)
+        m = json_pack("{ssso}", "role", "assistant", "content", text);
+    else if (finish && !json_string_length(text)) {
+        m = json_object();
+        json_decref(text);
+    } else
+        m = json_pack("{so}", "content", text);
+    return json_pack("{siso*snso}", "index", 0, c->stream ? "delta" : "message", m, "logprobs",
+                     "finish_reason", f);
 }
 
 static json_t *usage(const struct elm_event *ev)
@@ -120,14 +144,14 @@ static bool sse_event(struct hstream *s, const struct elm_event *ev)
     if (ev->type == ELM_EVENT_TOKEN) {
         json_t *t = hs_text(s, ev->text, ev->text_len, false);
         if (json_string_length(t))
-            hs_put_json(s, chunk(c, json_pack("[o]", choice(t, NULL))), true);
+            hs_put_json(s, chunk(c, json_pack("[o]", choice(c, t, NULL))), true);
         else
             json_decref(t); /* nothing whole yet: wait for the rest of the character */
         return false;
     }
     if (ev->type == ELM_EVENT_DONE) {
         json_t *t = s->n_carry ? hs_text(s, "", 0, true) : NULL;
-        hs_put_json(s, chunk(c, json_pack("[o]", choice(t, finish_reason(ev->reason)))), true);
+        hs_put_json(s, chunk(c, json_pack("[o]", choice(c, t, finish_reason(ev->reason)))), true);
         if (c->include_usage) {
             json_t *j = chunk(c, json_array());
             json_object_set_new(j, "usage", usage(ev));
@@ -153,7 +177,7 @@ static enum MHD_Result complete(struct hreq *r, struct gw_gen *gen, const struct
     else if (rc || ev.type == ELM_EVENT_ERROR)
         res = reply_elm_error(r, rc ? rc : ev.error, rc ? NULL : ev.message);
     else {
-        json_t *j = chunk(c, json_pack("[o]", choice(json_text(text ? text : "", len),
+        json_t *j = chunk(c, json_pack("[o]", choice(c, json_text(text ? text : "", len),
                                                      finish_reason(ev.reason))));
         json_object_set_new(j, "usage", usage(&ev));
         res = reply_json(r, 200, j);
@@ -163,11 +187,9 @@ static enum MHD_Result complete(struct hreq *r, struct gw_gen *gen, const struct
     return res;
 }
 
-/* The request's fields into q; 0, or -1 with e filled. */
-static int parse(const json_t *b, struct elm_request *q, const char **prompt, bool *stream,
-                 bool *include_usage, struct perr *e)
+/* The completion's prompt: a string, or an array of one. */
+static int parse_prompt(const json_t *b, const char **prompt, struct perr *e)
 {
-    long long n = 1, max_tokens = -1;
     const json_t *p = json_object_get(b, "prompt");
     if (json_is_array(p) && json_array_size(p) == 1)
         p = json_array_get(p, 0); /* a batch of one */
@@ -177,6 +199,14 @@ static int parse(const json_t *b, struct elm_request *q, const char **prompt, bo
         return -1;
     }
     *prompt = json_string_value(p);
+    return 0;
+}
+
+/* The fields both completions share into q; 0, or -1 with e filled. */
+static int parse(const json_t *b, struct elm_request *q, bool *stream, bool *include_usage,
+                 struct perr *e)
+{
+    long long n = 1, max_tokens = -1;
     const json_t *so = json_object_get(b, "stream_options");
     if (so && !json_is_null(so) && !json_is_object(so)) {
         snprintf(e->param, sizeof e->param, "stream_options");
@@ -192,7 +222,9 @@ static int parse(const json_t *b, struct elm_request *q, const char **prompt, bo
         p_unsupported_num(b, "frequency_penalty", 0, e) || p_unsupported(b, "logprobs", e) ||
         p_unsupported(b, "top_logprobs", e) || p_unsupported(b, "echo", e) ||
         p_unsupported_num(b, "best_of", 1, e) || p_unsupported(b, "suffix", e) ||
-        p_unsupported(b, "logit_bias", e) || p_unsupported(b, "tools", e))
+        p_unsupported(b, "logit_bias", e) || p_unsupported(b, "tools", e) ||
+        p_unsupported(b, "tool_choice", e) || p_unsupported(b, "functions", e) ||
+        p_unsupported(b, "response_format", e))
         return -1;
     if (n != 1) {
         snprintf(e->param, sizeof e->param, "n");
@@ -208,7 +240,8 @@ static int parse(const json_t *b, struct elm_request *q, const char **prompt, bo
     return p_check_sampling(q, sampling_names, e);
 }
 
-enum MHD_Result openai_completions(struct hreq *r)
+/* /v1/completions (chat false) and /v1/chat/completions. */
+static enum MHD_Result completions(struct hreq *r, bool chat)
 {
     enum MHD_Result res;
     json_t *b = body_object(r, &res);
@@ -220,7 +253,11 @@ enum MHD_Result openai_completions(struct hreq *r)
     bool stream = false, include_usage = false;
     const char *model = NULL;
     struct elm_daemon_status *st = NULL;
-    if (p_str(b, "model", &model, &e) || parse(b, &q, &q.prompt, &stream, &include_usage, &e)) {
+    struct elm_chat_message *msgs = NULL;
+    int n_msgs = 0;
+    if (p_str(b, "model", &model, &e) ||
+        (chat ? p_messages(b, &msgs, &n_msgs, &e) : parse_prompt(b, &q.prompt, &e)) ||
+        parse(b, &q, &stream, &include_usage, &e)) {
         res = reply_error(r, 400, e.param, "%s", e.msg);
         goto out;
     }
@@ -239,10 +276,11 @@ enum MHD_Result openai_completions(struct hreq *r)
         res = MHD_NO;
         goto out;
     }
-    completion_init(c, st);
+    completion_init(c, st, chat, stream);
     c->include_usage = include_usage;
     const char *msg;
-    int rc = gw_gen_start(&r->h->gw, &s->gen, &q, 0, r->fd, &msg);
+    int rc = chat ? gw_chat_start(&r->h->gw, &s->gen, &q, msgs, n_msgs, 0, r->fd, &msg)
+                  : gw_gen_start(&r->h->gw, &s->gen, &q, 0, r->fd, &msg);
     if (rc) {
         free(s);
         free(c);
@@ -250,6 +288,12 @@ enum MHD_Result openai_completions(struct hreq *r)
         goto out;
     }
     if (stream) {
+        if (chat) /* OpenAI's first chunk names the speaker */
+            hs_put_json(
+                s,
+                chunk(c, json_pack("[{sis{ssss}snsn}]", "index", 0, "delta", "role", "assistant",
+                                   "content", "", "logprobs", "finish_reason")),
+                true);
         s->api = c;
         s->on_event = sse_event;
         res = reply_stream(r, s, "text/event-stream");
@@ -259,7 +303,18 @@ enum MHD_Result openai_completions(struct hreq *r)
         free(c);
     }
 out:
+    free(msgs);
     free(st);
     json_decref(b);
     return res;
+}
+
+enum MHD_Result openai_completions(struct hreq *r)
+{
+    return completions(r, false);
+}
+
+enum MHD_Result openai_chat(struct hreq *r)
+{
+    return completions(r, true);
 }

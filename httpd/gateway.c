@@ -128,8 +128,9 @@ static int open_session(struct gw *g, const struct elm_session_params *p, elm_se
     return rc;
 }
 
-int gw_gen_start(struct gw *g, struct gw_gen *gen, const struct elm_request *r, uint32_t n_ctx,
-                 int client_fd, const char **msg)
+/* A session for gen, waiting while every one of elmd's slots is taken. */
+static int gen_open(struct gw *g, struct gw_gen *gen, uint32_t n_ctx, int client_fd,
+                    const char **msg)
 {
     struct elm_session_params p = {.n_ctx = n_ctx, .max_prompt_bytes = g->max_prompt_bytes};
     memset(gen, 0, sizeof *gen);
@@ -142,9 +143,18 @@ int gw_gen_start(struct gw *g, struct gw_gen *gen, const struct elm_request *r, 
     while ((rc = open_session(g, &p, &gen->s, gen->err, sizeof gen->err)) == ELM_EBUSY &&
            now_ns() < give_up && !client_gone(client_fd))
         nanosleep(&(struct timespec){0, 20 * 1000000}, NULL);
+    return rc;
+}
+
+/* Submits r (with msgs: a chat request) on a fresh session. */
+static int gen_start(struct gw *g, struct gw_gen *gen, const struct elm_request *r,
+                     const struct elm_chat_message *msgs, int n_msgs, uint32_t n_ctx, int client_fd,
+                     const char **msg)
+{
+    int rc = gen_open(g, gen, n_ctx, client_fd, msg);
     if (rc)
         return rc;
-    rc = elm_session_submit(gen->s, r);
+    rc = msgs ? elm_session_submit_chat(gen->s, r, msgs, n_msgs) : elm_session_submit(gen->s, r);
     if (rc) {
         elm_session_close(&gen->s);
         return rc;
@@ -152,6 +162,38 @@ int gw_gen_start(struct gw *g, struct gw_gen *gen, const struct elm_request *r, 
     gen->submitted = true;
     gen->t_submit = now_ns();
     return 0;
+}
+
+int gw_gen_start(struct gw *g, struct gw_gen *gen, const struct elm_request *r, uint32_t n_ctx,
+                 int client_fd, const char **msg)
+{
+    return gen_start(g, gen, r, NULL, 0, n_ctx, client_fd, msg);
+}
+
+int gw_chat_start(struct gw *g, struct gw_gen *gen, const struct elm_request *r,
+                  const struct elm_chat_message *msgs, int n_msgs, uint32_t n_ctx, int client_fd,
+                  const char **msg)
+{
+    return gen_start(g, gen, r, msgs, n_msgs, n_ctx, client_fd, msg);
+}
+
+int gw_embed(struct gw *g, struct gw_gen *gen, const char *const *texts, size_t n, float **vecs,
+             uint32_t *n_embd, uint32_t *n_tokens, const char **msg)
+{
+    int rc = gen_open(g, gen, 0, -1, msg);
+    if (rc)
+        return rc;
+    rc = elm_session_embed(gen->s, texts, n, 0, vecs, n_embd, n_tokens);
+    if (rc)
+        snprintf(gen->err, sizeof gen->err, "%s", elm_session_last_message(gen->s));
+    else {
+        uint32_t sum = 0;
+        for (size_t i = 0; i < n; i++)
+            sum += n_tokens[i];
+        metrics_done(sum, 0); /* the texts' tokens count as prompt tokens */
+    }
+    elm_session_close(&gen->s);
+    return rc;
 }
 
 int gw_gen_next(struct gw_gen *gen, struct elm_event *ev)

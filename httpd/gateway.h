@@ -44,6 +44,16 @@ struct gw_gen {
  * daemon's message, "" when it gave none. */
 int gw_gen_start(struct gw *g, struct gw_gen *gen, const struct elm_request *r, uint32_t n_ctx,
                  int client_fd, const char **msg);
+/* gw_gen_start() for a chat request: the daemon renders the n_msgs messages with the model's
+ * chat template (elm_session_submit_chat()). */
+int gw_chat_start(struct gw *g, struct gw_gen *gen, const struct elm_request *r,
+                  const struct elm_chat_message *msgs, int n_msgs, uint32_t n_ctx, int client_fd,
+                  const char **msg);
+/* The embeddings of n texts (elm_session_embed(): *vecs malloc'ed, n * *n_embd floats;
+ * n_tokens gets n counts) on a session opened and closed for the call. On failure *msg (in gen)
+ * gives the daemon's message. */
+int gw_embed(struct gw *g, struct gw_gen *gen, const char *const *texts, size_t n, float **vecs,
+             uint32_t *n_embd, uint32_t *n_tokens, const char **msg);
 /* The next event of the request. -ECONNRESET when the HTTP client hung up (the caller ends
  * the generation, which cancels it in the daemon). */
 int gw_gen_next(struct gw_gen *gen, struct elm_event *ev);

@@ -2,6 +2,7 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/sampling.h"
@@ -153,5 +154,50 @@ int p_check_sampling(const struct elm_request *r, const char *const names[6], st
         if (elm_sampling_check(&s))
             return fail(e, names[i], "%s is out of range", names[i]);
     }
+    return 0;
+}
+
+/* A chat's messages: 1..4096 objects with a "role" (system, developer — OpenAI's newer name
+ * for system —, user or assistant) and a string "content", borrowed from b into *msgs
+ * (malloc'ed; caller frees, also on failure). Images, tool calls and content parts are
+ * refused: elm renders text. */
+int p_messages(const json_t *b, struct elm_chat_message **msgs, int *n, struct perr *e)
+{
+    const json_t *a = json_object_get(b, "messages");
+    size_t na = json_array_size(a);
+    snprintf(e->param, sizeof e->param, "messages");
+    if (!json_is_array(a) || na < 1 || na > 4096) {
+        snprintf(e->msg, sizeof e->msg, "messages must be an array of 1 to 4096 messages");
+        return -1;
+    }
+    if (!(*msgs = calloc(na, sizeof **msgs))) {
+        snprintf(e->msg, sizeof e->msg, "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < na; i++) {
+        const json_t *m = json_array_get(a, i);
+        const char *role = json_string_value(json_object_get(m, "role"));
+        const char *content = json_string_value(json_object_get(m, "content"));
+        if (p_unsupported(m, "images", e) || p_unsupported(m, "tool_calls", e)) {
+            snprintf(e->param, sizeof e->param, "messages[%zu].%.30s", i,
+                     json_object_get(m, "images") ? "images" : "tool_calls");
+            return -1;
+        }
+        if (!role || !content) {
+            snprintf(e->msg, sizeof e->msg,
+                     "messages[%zu] must have a string role and a string content", i);
+            return -1;
+        }
+        if (!strcmp(role, "developer"))
+            role = "system";
+        if (strcmp(role, "system") && strcmp(role, "user") && strcmp(role, "assistant")) {
+            snprintf(e->msg, sizeof e->msg,
+                     "messages[%zu].role must be system, developer, user or assistant", i);
+            return -1;
+        }
+        (*msgs)[i] = (struct elm_chat_message){role, content};
+    }
+    *n = (int)na;
+    e->param[0] = 0;
     return 0;
 }

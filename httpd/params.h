@@ -32,6 +32,12 @@ int p_unsupported_num(const json_t *o, const char *key, double neutral, struct p
 /* Refuses a field that is present and not null, false, 0, "" or empty. */
 int p_unsupported(const json_t *o, const char *key, struct perr *e);
 
+/* A chat's "messages": 1..4096 objects with a "role" (system, developer — OpenAI's newer name
+ * for system —, user or assistant) and a string "content", borrowed from b into *msgs
+ * (malloc'ed; caller frees, also on failure). Images, tool calls and content parts are
+ * refused: elm renders text. */
+int p_messages(const json_t *b, struct elm_chat_message **msgs, int *n, struct perr *e);
+
 /* Checks r's sampling values against their ranges; names[] gives the client's name of temp,
  * top_k, top_p, min_p, repeat_penalty, repeat_last_n (in that order) for the message. */
 int p_check_sampling(const struct elm_request *r, const char *const names[6], struct perr *e);

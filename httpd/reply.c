@@ -101,6 +101,7 @@ unsigned http_status_of(int rc)
     case ELM_ESHUTDOWN:
         return 503;
     case ELM_ECONTEXT:
+    case ELM_EUNSUPPORTED: /* e.g. chat with an embedding model, or embed with a chat model */
     case -EINVAL:
         return 400;
     case -EMSGSIZE:

@@ -40,11 +40,17 @@ struct route {
 };
 
 static const struct route routes[] = {
+    {"/", "GET", API_PLAIN, page_chat},
     {"/health", "GET", API_PLAIN, health},
     {"/metrics", "GET", API_PLAIN, metrics},
     {"/v1/models", "GET", API_OPENAI, openai_models},
     {"/v1/completions", "POST", API_OPENAI, openai_completions},
+    {"/v1/chat/completions", "POST", API_OPENAI, openai_chat},
+    {"/v1/embeddings", "POST", API_OPENAI, openai_embeddings},
     {"/api/generate", "POST", API_OLLAMA, ollama_generate},
+    {"/api/chat", "POST", API_OLLAMA, ollama_chat},
+    {"/api/embed", "POST", API_OLLAMA, ollama_embed},
+    {"/api/embeddings", "POST", API_OLLAMA, ollama_embeddings},
     {"/api/tags", "GET", API_OLLAMA, ollama_tags},
     {"/api/ps", "GET", API_OLLAMA, ollama_ps},
     {"/api/show", "POST", API_OLLAMA, ollama_show},
@@ -193,7 +199,8 @@ static enum MHD_Result on_headers(struct hreq *r, const char *url, const char *m
         return preflight(r, rt);
     if (!method_ok(rt, method))
         return reply_error(r, 405, NULL, "%s takes %s, not %s", rt->path, rt->method, method);
-    if (rt->fn != health && !authorized(r->h, r->conn))
+    /* /health and the page itself hold nothing to protect; the page's own requests need it */
+    if (rt->fn != health && rt->fn != page_chat && !authorized(r->h, r->conn))
         return reply_error(r, 401, NULL, "a valid API key is required (Authorization: Bearer)");
     const char *cl = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Content-Length");
     if (cl) {

@@ -5,11 +5,12 @@ set -euo pipefail
 # scdoc: the man pages; man-db: `man -l` in their test; systemd: systemd-analyze for the unit's;
 # dpkg-dev and file: dpkg-shlibdeps and the ELF check CPack's DEB generator runs (package.sh);
 # libedit-dev: line editing in `elmctl chat`; jansson: every JSON elm reads or writes;
-# libmicrohttpd: elm-httpd; curl: its tests; clang, libclang-rt-14-dev: libFuzzer and its
-# sanitizer runtimes (scripts/fuzz.sh); python3: soak.sh computes the daemon's shared-memory tag
+# libmicrohttpd: elm-httpd; curl: its tests; chromium: the headless browser that tests its chat
+# page (test_httpd_chat); clang, libclang-rt-14-dev: libFuzzer and its sanitizer runtimes
+# (scripts/fuzz.sh); python3: soak.sh computes the daemon's shared-memory tag
 pkgs=(gcc make cmake pkg-config liburing-dev libzmq3-dev libcmocka-dev scdoc man-db systemd
-      dpkg-dev file libedit-dev libjansson-dev libmicrohttpd-dev curl clang libclang-rt-14-dev
-      python3)
+      dpkg-dev file libedit-dev libjansson-dev libmicrohttpd-dev curl chromium clang
+      libclang-rt-14-dev python3)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # npm-clients.sh [DIR] — installs the third-party HTTP clients that test_httpd drives against
-# elm-httpd (the official `openai` and `ollama` npm packages), exactly as pinned by
+# elm-httpd (the official `openai` and `ollama` npm packages, and playwright-core, which drives
+# Debian's chromium for the chat page's test; it downloads no browser), exactly as pinned by
 # tests/http/package-lock.json, into DIR (default build/http-clients). Run by scripts/test.sh;
 # the only download of the test command besides Debian's packages. Safe to run again: it
 # installs nothing when DIR already holds this lock file's packages.

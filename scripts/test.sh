@@ -17,8 +17,9 @@ export ELM_MODELS_DIR=${ELM_MODELS_DIR:-$(cd .. && pwd)/shared/models}
 if [ ! -d "$ELM_MODELS_DIR" ]; then
   echo "test.sh: WARNING: $ELM_MODELS_DIR is missing: tests that need a model will skip" >&2
 fi
-# The official openai/ollama npm clients that test_httpd drives, as pinned by
-# tests/http/package-lock.json (test_httpd skips that case, saying so, when they are missing).
+# The official openai/ollama npm clients and playwright-core (the chat page's browser test) that
+# test_httpd and test_httpd_chat drive, as pinned by tests/http/package-lock.json (those cases
+# skip, saying so, when they are missing).
 scripts/npm-clients.sh || echo "test.sh: WARNING: npm could not install tests/http's clients" >&2
 # Tests run two at a time on small machines: OpenMP threads sleep instead of spinning at
 # barriers (tests/CMakeLists.txt sets OMP_WAIT_POLICY=passive), so they do not starve each other.

@@ -130,8 +130,8 @@ static void assert_close(double a, double b, const char *what)
         fail_msg("%s: %.9g vs %.9g", what, a, b);
 }
 
-static void assert_ordered_from(double zero, const json_t *row, const char *lo,
-                                const char *mid, const char *hi)
+static void assert_ordered_from(double zero, const json_t *row, const char *lo, const char *mid,
+                                const char *hi)
 {
     const double a = num(row, lo), b = num(row, mid), c = num(row, hi);
     if (!(a > zero && a <= b && b <= c))
@@ -215,6 +215,8 @@ static void test_argument_errors(void **state)
     expect_usage_error(a, "--elmd-conf expects KEY=VALUE, got 'novalue'");
     snprintf(a, sizeof a, "serve --model '%s' extra", model);
     expect_usage_error(a, "unexpected argument 'extra'");
+    snprintf(a, sizeof a, "serve --model '%s' --vs-llama-server localhost:8080", model);
+    expect_usage_error(a, "--vs-llama-server expects http://HOST:PORT");
     expect_usage_error("profile", "give --model FILE");
     snprintf(a, sizeof a, "profile --model '%s' --pos -1", model);
     expect_usage_error(a, "--pos expects 0..65536, got '-1'");
@@ -406,6 +408,43 @@ static void check_serve_row(const json_t *r, int clients, int n_predict)
     assert_ordered_from(-1e-9, r, "ITL p99 min", "ITL p99 ms", "ITL p99 max");
 }
 
+/* serve --http: every round a second time through elm-httpd, the same greedy tokens. */
+static void test_serve_http(void **state)
+{
+    (void)state;
+    require_bench();
+    ELM_REQUIRE_MODEL(model, "stories260K.gguf");
+    char gw[4200];
+    snprintf(gw, sizeof gw, "%s/httpd/elm-httpd", elm_test_build_dir());
+    if (access(gw, X_OK) != 0) {
+        print_message("SKIP: %s is not built\n", gw);
+        skip();
+    }
+    static char out[65536];
+    struct lines l;
+    const json_t *r[8];
+    assert_int_equal(run(out, sizeof out,
+                         "--quick --json --reps 1 serve --model '%s' --clients 1,2 --n-predict 6 "
+                         "--http",
+                         model),
+                     0);
+    parse_lines(out, "serve", &l);
+    assert_int_equal(rows(&l, "serve", r, 8), 4);
+    for (int i = 0; i < 4; i++) {
+        const json_t *elm = r[i & ~1];
+        assert_string_equal(str(r[i], "via"), i & 1 ? "elm-httpd" : "libelmclient");
+        /* stories260K's tokens are whole characters: one event each, as many as elmd sent */
+        check_serve_row(r[i], i / 2 + 1, 6);
+        assert_true(num(r[i], "prompt tokens") == num(elm, "prompt tokens"));
+        if (num(elm, "agg t/s") > 0 && num(r[i], "agg t/s") > 0)
+            assert_close(num(r[i], "agg/libelmclient"), num(r[i], "agg t/s") / num(elm, "agg t/s"),
+                         "HTTP vs libelmclient");
+        if (!(i & 1))
+            assert_true(num(r[i], "TTFT p50 - libelmclient ms") == 0);
+    }
+    lines_free(&l);
+}
+
 static void test_serve(void **state)
 {
     (void)state;
@@ -543,6 +582,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ipc, setup, teardown),
         cmocka_unit_test_setup_teardown(test_load, setup, teardown),
         cmocka_unit_test_setup_teardown(test_serve, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_serve_http, setup, teardown),
         cmocka_unit_test_setup_teardown(test_profile, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -445,8 +445,9 @@ static void test_bad_requests(void **state)
     assert_int_equal(curl(out, sizeof out, "-X POST %s/v1/models", url), 405);
     assert_int_equal(curl(out, sizeof out, "%s/v1/completions", url), 405);
     assert_int_equal(curl(out, sizeof out, "-X DELETE %s/api/tags", url), 405);
-    /* nothing maps a URL onto files */
-    const char *paths[] = {"/",
+    /* nothing maps a URL onto files ("/" is the chat page, built in: test_httpd_chat) */
+    const char *paths[] = {"/index.html",
+                           "/chat.html",
                            "/../../../etc/passwd",
                            "/%2e%2e/%2e%2e/etc/passwd",
                            "/v1/../../etc/passwd",
