@@ -3,6 +3,8 @@
  * command works on. */
 #include <errno.h>
 #include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -165,4 +167,25 @@ int cli_read_text(const char *file, int argc, char **argv, char **text, size_t *
     *len = 0;
     *text = strdup("");
     return *text ? 0 : cli_fail("out of memory");
+}
+
+const char *cli_find_program(const char *env, const char *name, const char *build_rel, char *buf,
+                             size_t cap)
+{
+    const char *e = getenv(env);
+    if (e && *e)
+        return e;
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n > 0) {
+        self[n] = 0;
+        const char *dir = dirname(self);
+        const char *rel[] = {name, build_rel};
+        for (size_t i = 0; i < sizeof rel / sizeof *rel; i++) {
+            snprintf(buf, cap, "%s/%s", dir, rel[i]);
+            if (access(buf, X_OK) == 0)
+                return buf;
+        }
+    }
+    return name;
 }

@@ -17,7 +17,10 @@ extern bool cli_json;
 enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2 };
 
 /* The getopt_long line of --json, which every subcommand takes; its case sets cli_json. */
-#define CLI_OPT_JSON {"json", no_argument, 0, 'j'}
+#define CLI_OPT_JSON                                                                               \
+    {                                                                                              \
+        "json", no_argument, 0, 'j'                                                                \
+    }
 
 /* Reports an error and returns its exit code: cli_fail CLI_FAIL (something did not work),
  * cli_usage CLI_USAGE (the command line is wrong). The message goes to stderr as
@@ -46,5 +49,11 @@ bool cli_float(const char *opt, const char *s, double min, double max, double *o
  * stripped). Returns 0 with a malloc'ed NUL-terminated *text and its length, or the exit code
  * after reporting why (CLI_USAGE: two sources; CLI_FAIL: the file cannot be read). */
 int cli_read_text(const char *file, int argc, char **argv, char **text, size_t *len, bool *given);
+
+/* The program to run: $env when set, else name beside elmctl (installed together), else
+ * build_rel beside it (the build tree's "../daemon/elmd"), else name itself (from PATH). The
+ * path is written to buf when found there; the result is borrowed. */
+const char *cli_find_program(const char *env, const char *name, const char *build_rel, char *buf,
+                             size_t cap);
 
 #endif

@@ -8,7 +8,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,28 +23,6 @@
 
 #define START_TIMEOUT_S 60 /* elmd may load a large model before it answers */
 #define STOP_TIMEOUT_S  30 /* elmd lets running requests finish first */
-
-/* The elmd to run: $ELMD, else the one beside elmctl (installed together), else the build
- * tree's daemon/elmd, else "elmd" from PATH. */
-static const char *find_elmd(char *buf, size_t cap)
-{
-    const char *env = getenv("ELMD");
-    if (env && *env)
-        return env;
-    char self[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-    if (n > 0) {
-        self[n] = 0;
-        const char *dir = dirname(self);
-        static const char *rel[] = {"elmd", "../daemon/elmd"};
-        for (size_t i = 0; i < sizeof rel / sizeof *rel; i++) {
-            snprintf(buf, cap, "%s/%s", dir, rel[i]);
-            if (access(buf, X_OK) == 0)
-                return buf;
-        }
-    }
-    return "elmd";
-}
 
 /* The --runtime-dir among elmd's options, if any. */
 static const char *arg_runtime_dir(int argc, char **argv)
@@ -201,7 +178,7 @@ int cli_cmd_start(int argc, char **argv)
 
     /* elmd's argv: its path, --runtime-dir when elmctl has one it would not know, the rest. */
     char path[PATH_MAX + 32];
-    const char *elmd = find_elmd(path, sizeof path);
+    const char *elmd = cli_find_program("ELMD", "elmd", "../daemon/elmd", path, sizeof path);
     char **args = calloc((size_t)argc + 4, sizeof *args);
     if (!args)
         return cli_fail("out of memory");

@@ -6,7 +6,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
@@ -22,28 +21,6 @@
 #include "elm/client.h"
 
 #define READY_TIMEOUT_MS 10000
-
-/* $ELM_HTTPD, else elm-httpd beside elmctl (installed together), else the build tree's
- * httpd/elm-httpd, else "elm-httpd" from PATH. */
-static const char *find_httpd(char *buf, size_t cap)
-{
-    const char *env = getenv("ELM_HTTPD");
-    if (env && *env)
-        return env;
-    char self[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-    if (n > 0) {
-        self[n] = 0;
-        const char *dir = dirname(self);
-        static const char *rel[] = {"elm-httpd", "../httpd/elm-httpd"};
-        for (size_t i = 0; i < sizeof rel / sizeof *rel; i++) {
-            snprintf(buf, cap, "%s/%s", dir, rel[i]);
-            if (access(buf, X_OK) == 0)
-                return buf;
-        }
-    }
-    return "elm-httpd";
-}
 
 static int runtime_dir(const char *dir, char *buf, size_t cap)
 {
@@ -88,7 +65,8 @@ pid_t cli_httpd_start(const char *dir_opt, const char *listen, char *url, size_t
     int fds[2];
     if (pipe2(fds, O_CLOEXEC))
         return (pid_t)(cli_fail("pipe: %s", strerror(errno)), 0);
-    const char *httpd = find_httpd(bin, sizeof bin);
+    const char *httpd =
+        cli_find_program("ELM_HTTPD", "elm-httpd", "../httpd/elm-httpd", bin, sizeof bin);
     snprintf(path, sizeof path, "%s/elm-httpd.log", dir);
     pid_t pid = fork();
     if (pid == 0) {
