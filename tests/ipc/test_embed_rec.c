@@ -11,6 +11,7 @@
 
 #include "elm/status.h"
 #include "ipc/embed_rec.h"
+#include "ipc/ring.h"
 #include "ipc/session_shm.h"
 #include "tests/common/elm_test.h"
 
@@ -23,7 +24,8 @@ static void pair_new(struct pair *p, uint32_t cap)
 {
     size_t size;
     assert_int_equal(elm_session_shm_size(cap, cap, &size), 0);
-    p->mem = aligned_alloc(64, (size + 63) & ~(size_t)63);
+    p->mem = aligned_alloc(ELM_RING_CACHELINE,
+                           (size + ELM_RING_CACHELINE - 1) & ~(size_t)(ELM_RING_CACHELINE - 1));
     assert_non_null(p->mem);
     assert_int_equal(elm_session_shm_init(p->mem, size, cap, cap), 0);
     assert_int_equal(elm_session_shm_attach(p->mem, size, cap, cap, ELM_SESSION_DAEMON, &p->d), 0);
