@@ -65,7 +65,7 @@ static uint32_t le32(const uint8_t *p)
 /* A fresh ring of CAP bytes in an exactly sized heap block (ASan sees any step outside). */
 static struct elm_ring_hdr *new_ring(void)
 {
-    struct elm_ring_hdr *h = aligned_alloc(64, elm_ring_region_size(CAP));
+    struct elm_ring_hdr *h = aligned_alloc(ELM_RING_CACHELINE, elm_ring_region_size(CAP));
     if (h && elm_ring_init(h, CAP) < 0) {
         free(h);
         return NULL;
@@ -127,7 +127,7 @@ static void attach_region(const uint8_t *d, size_t n)
     size_t size;
     if (elm_session_shm_size(CAP, CAP, &size) < 0)
         return;
-    unsigned char *base = aligned_alloc(64, size);
+    unsigned char *base = aligned_alloc(ELM_RING_CACHELINE, size); /* the layout's alignment */
     if (!base)
         return;
     memset(base, 0, size);

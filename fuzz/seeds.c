@@ -224,7 +224,6 @@ static void write_frames(void)
 
 static void write_records(void)
 {
-    static unsigned char region[64 + 2 * 256 + 2 * 512] __attribute__((aligned(64)));
     const char *stops[1] = {"\n\n"};
     struct elm_prompt_msg pm = {.hdr = {.req_id = 1,
                                         .flags = ELM_PROMPT_F_ADD_BOS,
@@ -244,18 +243,24 @@ static void write_records(void)
     pm.stop[0] = stops[0];
     pm.stop_len[0] = 2;
     buf[0] = 0; /* mode 0: PROMPT */
-    if (elm_rec_prompt_encode(&pm, buf + 1, sizeof buf - 1, &n) < 0)
+    if (elm_rec_prompt_encode(&pm, buf + 1, sizeof buf - 1, &n) < 0) {
+        fprintf(stderr, "seeds: cannot encode a prompt\n");
         exit(1);
+    }
     put("records", "prompt", buf, n + 1);
 
     /* a session region after a client pushed a prompt and a cancel: modes 5 (its request ring,
      * with the head values the client published) and 7 (the whole region) */
     size_t size;
     struct elm_session_rings cl;
-    if (elm_session_shm_size(512, 512, &size) < 0 || size != sizeof region ||
+    unsigned char *region = NULL;
+    if (elm_session_shm_size(512, 512, &size) < 0 ||
+        !(region = aligned_alloc(ELM_RING_CACHELINE, size)) ||
         elm_session_shm_init(region, size, 512, 512) < 0 ||
-        elm_session_shm_attach(region, size, 512, 512, ELM_SESSION_CLIENT, &cl) < 0)
+        elm_session_shm_attach(region, size, 512, 512, ELM_SESSION_CLIENT, &cl) < 0) {
+        fprintf(stderr, "seeds: cannot lay out a session region\n");
         exit(1);
+    }
     uint32_t heads[4];
     elm_rec_prompt_push(&cl.req, &pm);
     heads[0] = heads[1] = cl.req.pos;
@@ -266,10 +271,14 @@ static void write_records(void)
     memcpy(ring + 1, heads, 16);
     memcpy(ring + 17, cl.req.data, 512);
     put("records", "request_ring", ring, sizeof ring);
-    unsigned char whole[1 + sizeof region];
+    unsigned char *whole = malloc(1 + size);
+    if (!whole)
+        exit(1);
     whole[0] = 7;
-    memcpy(whole + 1, region, sizeof region);
-    put("records", "region", whole, sizeof whole);
+    memcpy(whole + 1, region, size);
+    put("records", "region", whole, 1 + size);
+    free(whole);
+    free(region);
 
     /* the event ring's producer side (mode 6): lengths and tails as a consumer would publish */
     const unsigned char prod[] = {6, 4, 0, 0, 0, 0, 10, 16, 0, 0, 0, 200, 48, 0, 0, 0};

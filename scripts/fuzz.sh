@@ -45,7 +45,8 @@ for t in "${run[@]}"; do
   stored=fuzz/corpus/$t
   seeds=$build/seeds/$t
   mkdir -p "$build/work/$t" "$build/artifacts/$t"
-  dirs=("$stored")
+  dirs=()  # git keeps no empty folder: a target may have only generated seeds
+  [ -d "$stored" ] && dirs+=("$stored")
   [ -d "$seeds" ] && dirs+=("$seeds")
   echo "=== fuzz $t: replay $(ls "${dirs[@]}" | grep -vc ':$\|^$') stored and generated inputs" >&2
   "$bin" "${opts[@]}" -runs=0 "${dirs[@]}" >"$build/$t.replay.log" 2>&1 || {
