@@ -78,6 +78,30 @@ int elm_test_vsh(char *out, size_t cap, const char *errpath, const char *fmt, va
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
+static int sh(char *out, size_t cap, const char *errpath, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = elm_test_vsh(out, cap, errpath, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+int elm_test_curl(char *out, size_t cap, const char *errpath, const char *fmt, ...)
+{
+    char args[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    sh(out, cap, errpath, "curl -sS --max-time 60 -w '\\nHTTP %%{http_code}' %s", args);
+    char *last = strrchr(out, '\n');
+    int status = last && !strncmp(last, "\nHTTP ", 6) ? atoi(last + 6) : -1;
+    if (last)
+        *last = 0;
+    return status;
+}
+
 const char *elm_test_file_text(const char *path)
 {
     static char buf[8192];

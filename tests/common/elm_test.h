@@ -38,6 +38,11 @@ const char *elm_test_build_dir(void);
  * when it did not exit. Asserts that the shell could be started. */
 int elm_test_vsh(char *out, size_t cap, const char *errpath, const char *fmt, va_list ap);
 
+/* curl (silent, 60 s at most) with the arguments fmt makes: the reply's body in out, curl's
+ * stderr in errpath. Returns the HTTP status (-1 when curl gave none). */
+int elm_test_curl(char *out, size_t cap, const char *errpath, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
 /* The start (up to 8 KiB) of a text file, "" when it cannot be read. Static buffer. */
 const char *elm_test_file_text(const char *path);
 

@@ -47,22 +47,6 @@ static int run(char *out, size_t cap, const char *fmt, ...)
     return rc;
 }
 
-/* curl with the HTTP status appended as a last line "HTTP NNN". Returns the status. */
-static int curl(char *out, size_t cap, const char *fmt, ...)
-{
-    char args[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    run(out, cap, "curl -sS --max-time 60 -w '\\nHTTP %%{http_code}' %s", args);
-    char *last = strrchr(out, '\n');
-    int status = last && !strncmp(last, "\nHTTP ", 6) ? atoi(last + 6) : -1;
-    if (last)
-        *last = 0;
-    return status;
-}
-
 static bool have_curl(void)
 {
     static char out[256];
@@ -238,17 +222,17 @@ static void test_greedy_openai(void **state)
     static char out[65536], text[8192];
     const char *req = "-d '{\"model\":\"stories260K\",\"prompt\":\"" PROMPT "\",\"max_tokens\":32,"
                       "\"temperature\":0%s}' %s/v1/completions";
-    assert_int_equal(curl(out, sizeof out, req, "", url), 200);
+    assert_int_equal(elm_test_curl(out, sizeof out, errfile, req, "", url), 200);
     check_completion(out, local);
     char args[1024];
     snprintf(args, sizeof args, req, ",\"stream\":true,\"stream_options\":{\"include_usage\":true}",
              url);
-    assert_int_equal(curl(out, sizeof out, "-N %s", args), 200);
+    assert_int_equal(elm_test_curl(out, sizeof out, errfile, "-N %s", args), 200);
     assert_true(parse_sse(out, text, sizeof text, true) >= 2);
     assert_string_equal(text, local);
     /* without include_usage: no usage chunk */
     snprintf(args, sizeof args, req, ",\"stream\":true", url);
-    assert_int_equal(curl(out, sizeof out, "-N %s", args), 200);
+    assert_int_equal(elm_test_curl(out, sizeof out, errfile, "-N %s", args), 200);
     parse_sse(out, text, sizeof text, false);
     assert_string_equal(text, local);
 }
@@ -260,7 +244,7 @@ static void test_greedy_ollama(void **state)
     static char out[65536], text[8192];
     const char *req = "-d '{\"model\":\"stories260K\",\"prompt\":\"" PROMPT "\",\"stream\":%s,"
                       "\"options\":{\"num_predict\":32,\"temperature\":0}}' %s/api/generate";
-    assert_int_equal(curl(out, sizeof out, req, "false", url), 200);
+    assert_int_equal(elm_test_curl(out, sizeof out, errfile, req, "false", url), 200);
     json_t *j = elm_test_json(out);
     assert_non_null(j);
     assert_string_equal(elm_test_jstr(j, "response"), local);
@@ -269,7 +253,7 @@ static void test_greedy_ollama(void **state)
     assert_true(elm_test_jnum(j, "eval_count") == N_GEN);
     json_decref(j);
     /* streamed: one JSON document per line, the last one done */
-    assert_int_equal(curl(out, sizeof out, req, "true", url), 200);
+    assert_int_equal(elm_test_curl(out, sizeof out, errfile, req, "true", url), 200);
     json_t *lines = elm_test_json_lines(out);
     assert_non_null(lines);
     size_t n = json_array_size(lines), len = 0;
@@ -293,24 +277,25 @@ static void test_listings(void **state)
     (void)state;
     require_gateway();
     static char out[16384];
-    assert_int_equal(curl(out, sizeof out, "%s/health", url), 200);
-    assert_int_equal(curl(out, sizeof out, "%s/v1/models", url), 200);
+    assert_int_equal(elm_test_curl(out, sizeof out, errfile, "%s/health", url), 200);
+    assert_int_equal(elm_test_curl(out, sizeof out, errfile, "%s/v1/models", url), 200);
     json_t *j = elm_test_json(out);
     assert_string_equal(elm_test_jstr(json_array_get(json_object_get(j, "data"), 0), "id"),
                         "stories260K");
     json_decref(j);
-    assert_int_equal(curl(out, sizeof out, "%s/api/tags", url), 200);
+    assert_int_equal(elm_test_curl(out, sizeof out, errfile, "%s/api/tags", url), 200);
     j = elm_test_json(out);
     assert_string_equal(elm_test_jstr(json_array_get(json_object_get(j, "models"), 0), "name"),
                         "stories260K:latest");
     json_decref(j);
-    assert_int_equal(curl(out, sizeof out, "%s/api/ps", url), 200);
-    assert_int_equal(curl(out, sizeof out, "-d '{\"model\":\"stories260K\"}' %s/api/show", url),
+    assert_int_equal(elm_test_curl(out, sizeof out, errfile, "%s/api/ps", url), 200);
+    assert_int_equal(elm_test_curl(out, sizeof out, errfile,
+                                   "-d '{\"model\":\"stories260K\"}' %s/api/show", url),
                      200);
     j = elm_test_json(out);
     assert_string_equal(elm_test_jstr(json_object_get(j, "details"), "family"), "llama");
     json_decref(j);
-    assert_int_equal(curl(out, sizeof out, "%s/api/version", url), 200);
+    assert_int_equal(elm_test_curl(out, sizeof out, errfile, "%s/api/version", url), 200);
     assert_non_null(strstr(out, "\"version\""));
 }
 
@@ -330,7 +315,7 @@ static void test_metrics(void **state)
     (void)state;
     require_gateway();
     static char out[65536];
-    assert_int_equal(curl(out, sizeof out, "%s/metrics", url), 200);
+    assert_int_equal(elm_test_curl(out, sizeof out, errfile, "%s/metrics", url), 200);
     assert_true(
         metric(out, "elm_http_requests_total{endpoint=\"/v1/completions\",status=\"200\"}") == 3);
     assert_true(metric(out, "elm_http_requests_total{endpoint=\"/api/generate\",status=\"200\"}") ==
@@ -425,36 +410,37 @@ static void test_bad_requests(void **state)
         {"{\"prompt\":\"x\",\"model\":7}", 400, "model"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
-        int st = curl(out, sizeof out, "-d '%s' %s/v1/completions", cases[i].body, url);
+        int st = elm_test_curl(out, sizeof out, errfile, "-d '%s' %s/v1/completions", cases[i].body,
+                               url);
         if (st != cases[i].status)
             fail_msg("%s: HTTP %d, expected %d: %s", cases[i].body, st, cases[i].status, out);
         openai_error(out, cases[i].param);
     }
     /* Ollama's errors are {"error":S} */
-    assert_int_equal(
-        curl(out, sizeof out, "-d '{\"model\":\"nope\",\"prompt\":\"x\"}' %s/api/generate", url),
-        404);
+    assert_int_equal(elm_test_curl(out, sizeof out, errfile,
+                                   "-d '{\"model\":\"nope\",\"prompt\":\"x\"}' %s/api/generate",
+                                   url),
+                     404);
     assert_non_null(strstr(out, "{\"error\":\"model 'nope' not found\"}"));
-    assert_int_equal(curl(out, sizeof out,
-                          "-d '{\"model\":\"stories260K\",\"prompt\":\"x\",\"options\":"
-                          "{\"temperature\":\"x\"}}' %s/api/generate",
-                          url),
+    assert_int_equal(elm_test_curl(out, sizeof out, errfile,
+                                   "-d '{\"model\":\"stories260K\",\"prompt\":\"x\",\"options\":"
+                                   "{\"temperature\":\"x\"}}' %s/api/generate",
+                                   url),
                      400);
-    assert_int_equal(curl(out, sizeof out, "-d '{\"prompt\":\"x\"}' %s/api/generate", url), 400);
+    assert_int_equal(
+        elm_test_curl(out, sizeof out, errfile, "-d '{\"prompt\":\"x\"}' %s/api/generate", url),
+        400);
     /* wrong methods */
-    assert_int_equal(curl(out, sizeof out, "-X POST %s/v1/models", url), 405);
-    assert_int_equal(curl(out, sizeof out, "%s/v1/completions", url), 405);
-    assert_int_equal(curl(out, sizeof out, "-X DELETE %s/api/tags", url), 405);
+    assert_int_equal(elm_test_curl(out, sizeof out, errfile, "-X POST %s/v1/models", url), 405);
+    assert_int_equal(elm_test_curl(out, sizeof out, errfile, "%s/v1/completions", url), 405);
+    assert_int_equal(elm_test_curl(out, sizeof out, errfile, "-X DELETE %s/api/tags", url), 405);
     /* nothing maps a URL onto files ("/" is the chat page, built in: test_httpd_chat) */
-    const char *paths[] = {"/index.html",
-                           "/chat.html",
-                           "/../../../etc/passwd",
-                           "/%2e%2e/%2e%2e/etc/passwd",
-                           "/v1/../../etc/passwd",
-                           "/api/..%2f..%2fetc%2fpasswd",
+    const char *paths[] = {"/index.html",          "/chat.html",
+                           "/../../../etc/passwd", "/%2e%2e/%2e%2e/etc/passwd",
+                           "/v1/../../etc/passwd", "/api/..%2f..%2fetc%2fpasswd",
                            "//etc/passwd"};
     for (size_t i = 0; i < sizeof paths / sizeof *paths; i++) {
-        int st = curl(out, sizeof out, "--path-as-is '%s%s'", url, paths[i]);
+        int st = elm_test_curl(out, sizeof out, errfile, "--path-as-is '%s%s'", url, paths[i]);
         if (st != 404)
             fail_msg("%s: HTTP %d: %s", paths[i], st, out);
         assert_null(strstr(out, "root:"));
@@ -469,13 +455,15 @@ static void test_bad_requests(void **state)
         fputs("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", f);
     fputs("\"}", f);
     fclose(f);
-    assert_int_equal(curl(out, sizeof out, "--data-binary @%s %s/v1/completions", big, url), 413);
+    assert_int_equal(
+        elm_test_curl(out, sizeof out, errfile, "--data-binary @%s %s/v1/completions", big, url),
+        413);
     openai_error(out, NULL);
     /* ... and chunked, without a length: the connection is closed (no 2xx) */
-    int st = curl(out, sizeof out,
-                  "-H 'Transfer-Encoding: chunked' --data-binary @%s "
-                  "%s/v1/completions",
-                  big, url);
+    int st = elm_test_curl(out, sizeof out, errfile,
+                           "-H 'Transfer-Encoding: chunked' --data-binary @%s "
+                           "%s/v1/completions",
+                           big, url);
     assert_true(st != 200 && (st == 0 || st == 100 || (st >= 400 && st < 500)));
     /* a header past the connection's memory: 431 */
     char hdr[256];
@@ -487,13 +475,14 @@ static void test_bad_requests(void **state)
         fputc('x', f);
     fputc('\n', f);
     fclose(f);
-    assert_int_equal(curl(out, sizeof out, "-H @%s %s/health", hdr, url), 431);
+    assert_int_equal(elm_test_curl(out, sizeof out, errfile, "-H @%s %s/health", hdr, url), 431);
 
     /* the daemon and the gateway still serve the same greedy text */
-    assert_int_equal(curl(out, sizeof out,
-                          "-d '{\"prompt\":\"" PROMPT "\",\"max_tokens\":32,\"temperature\":0}' "
-                          "%s/v1/completions",
-                          url),
+    assert_int_equal(elm_test_curl(out, sizeof out, errfile,
+                                   "-d '{\"prompt\":\"" PROMPT
+                                   "\",\"max_tokens\":32,\"temperature\":0}' "
+                                   "%s/v1/completions",
+                                   url),
                      200);
     check_completion(out, local);
     static char status[16384];
@@ -583,22 +572,25 @@ static void test_daemon_restart(void **state)
     int64_t end = now_ms() + 30000;
     while (kill((pid_t)pid, 0) == 0 && now_ms() < end)
         usleep(20 * 1000);
-    assert_int_equal(curl(out, sizeof out, "%s/health", url), 503);
-    assert_int_equal(curl(out, sizeof out, "-d '{\"prompt\":\"x\"}' %s/v1/completions", url), 503);
+    assert_int_equal(elm_test_curl(out, sizeof out, errfile, "%s/health", url), 503);
+    assert_int_equal(
+        elm_test_curl(out, sizeof out, errfile, "-d '{\"prompt\":\"x\"}' %s/v1/completions", url),
+        503);
     openai_error(out, NULL);
-    assert_int_equal(curl(out, sizeof out,
-                          "-d '{\"model\":\"stories260K\",\"prompt\":\"x\"}' "
-                          "%s/api/generate",
-                          url),
+    assert_int_equal(elm_test_curl(out, sizeof out, errfile,
+                                   "-d '{\"model\":\"stories260K\",\"prompt\":\"x\"}' "
+                                   "%s/api/generate",
+                                   url),
                      503);
     /* elmd back (the gateway is kept): served again, same text */
     assert_int_equal(
         run(out, sizeof out, "%s --runtime-dir %s start --model '%s'", elmctl, rundir, model), 0);
-    assert_int_equal(curl(out, sizeof out, "%s/health", url), 200);
-    assert_int_equal(curl(out, sizeof out,
-                          "-d '{\"prompt\":\"" PROMPT "\",\"max_tokens\":32,\"temperature\":0}' "
-                          "%s/v1/completions",
-                          url),
+    assert_int_equal(elm_test_curl(out, sizeof out, errfile, "%s/health", url), 200);
+    assert_int_equal(elm_test_curl(out, sizeof out, errfile,
+                                   "-d '{\"prompt\":\"" PROMPT
+                                   "\",\"max_tokens\":32,\"temperature\":0}' "
+                                   "%s/v1/completions",
+                                   url),
                      200);
     check_completion(out, local);
 }
@@ -640,13 +632,17 @@ static void test_key_and_cors(void **state)
     static char out[8192];
     char u[128], key[128], extra[512];
     /* by default: no CORS header, no preflight */
-    assert_int_equal(curl(out, sizeof out, "-i -H 'Origin: http://evil.example' %s/v1/models", url),
+    assert_int_equal(elm_test_curl(out, sizeof out, errfile,
+                                   "-i -H 'Origin: http://evil.example' %s/v1/models", url),
                      200);
     assert_null(strcasestr(out, "Access-Control-Allow-Origin"));
-    assert_int_equal(curl(out, sizeof out, "-X OPTIONS %s/v1/models", url), 405);
+    assert_int_equal(elm_test_curl(out, sizeof out, errfile, "-X OPTIONS %s/v1/models", url), 405);
     /* a page whose DNS name was rebound to 127.0.0.1 keeps its own Host: refused */
-    assert_int_equal(curl(out, sizeof out, "-H 'Host: evil.example' %s/v1/models", url), 403);
-    assert_int_equal(curl(out, sizeof out, "-H 'Host: localhost:1234' %s/v1/models", url), 200);
+    assert_int_equal(
+        elm_test_curl(out, sizeof out, errfile, "-H 'Host: evil.example' %s/v1/models", url), 403);
+    assert_int_equal(
+        elm_test_curl(out, sizeof out, errfile, "-H 'Host: localhost:1234' %s/v1/models", url),
+        200);
 
     snprintf(key, sizeof key, "%s/key", rundir);
     FILE *f = fopen(key, "w");
@@ -655,19 +651,23 @@ static void test_key_and_cors(void **state)
     fclose(f);
     snprintf(extra, sizeof extra, "--api-key-file %s --cors http://app.example", key);
     long pid = start_gateway(extra, u, sizeof u);
-    assert_int_equal(curl(out, sizeof out, "%s/v1/models", u), 401);
+    assert_int_equal(elm_test_curl(out, sizeof out, errfile, "%s/v1/models", u), 401);
     openai_error(out, NULL);
-    assert_int_equal(curl(out, sizeof out, "-H 'Authorization: Bearer s3cret-kez' %s/v1/models", u),
+    assert_int_equal(elm_test_curl(out, sizeof out, errfile,
+                                   "-H 'Authorization: Bearer s3cret-kez' %s/v1/models", u),
                      401);
-    assert_int_equal(
-        curl(out, sizeof out, "-H 'Authorization: Bearer s3cret-key2' %s/v1/models", u), 401);
-    assert_int_equal(curl(out, sizeof out, "-H 'Authorization: Bearer s3cret-key' %s/v1/models", u),
+    assert_int_equal(elm_test_curl(out, sizeof out, errfile,
+                                   "-H 'Authorization: Bearer s3cret-key2' %s/v1/models", u),
+                     401);
+    assert_int_equal(elm_test_curl(out, sizeof out, errfile,
+                                   "-H 'Authorization: Bearer s3cret-key' %s/v1/models", u),
                      200);
-    assert_int_equal(curl(out, sizeof out, "%s/health", u), 200); /* no key needed */
-    assert_int_equal(curl(out, sizeof out,
-                          "-i -X OPTIONS -H 'Origin: http://app.example' "
-                          "%s/v1/completions",
-                          u),
+    assert_int_equal(elm_test_curl(out, sizeof out, errfile, "%s/health", u),
+                     200); /* no key needed */
+    assert_int_equal(elm_test_curl(out, sizeof out, errfile,
+                                   "-i -X OPTIONS -H 'Origin: http://app.example' "
+                                   "%s/v1/completions",
+                                   u),
                      204);
     assert_non_null(strcasestr(out, "Access-Control-Allow-Origin: http://app.example"));
     assert_non_null(strcasestr(out, "Access-Control-Allow-Headers: Authorization"));
@@ -679,9 +679,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_greedy_openai),  cmocka_unit_test(test_greedy_ollama),
         cmocka_unit_test(test_metrics),        cmocka_unit_test(test_listings),
-        cmocka_unit_test(test_npm_clients),
-        cmocka_unit_test(test_bad_requests),   cmocka_unit_test(test_hangup_cancels),
-        cmocka_unit_test(test_daemon_restart), cmocka_unit_test(test_key_and_cors),
+        cmocka_unit_test(test_npm_clients),    cmocka_unit_test(test_bad_requests),
+        cmocka_unit_test(test_hangup_cancels), cmocka_unit_test(test_daemon_restart),
+        cmocka_unit_test(test_key_and_cors),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

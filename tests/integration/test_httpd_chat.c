@@ -48,22 +48,6 @@ static int run(char *out, size_t cap, const char *fmt, ...)
     return rc;
 }
 
-/* curl; the reply's body in out; returns the HTTP status. */
-static int curl(char *out, size_t cap, const char *fmt, ...)
-{
-    char args[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    run(out, cap, "curl -sS --max-time 60 -w '\\nHTTP %%{http_code}' %s", args);
-    char *last = strrchr(out, '\n');
-    int status = last && !strncmp(last, "\nHTTP ", 6) ? atoi(last + 6) : -1;
-    if (last)
-        *last = 0;
-    return status;
-}
-
 /* Writes j (stolen) to rundir/name; the path in path. */
 static void write_json(char *path, size_t cap, const char *name, json_t *j)
 {
@@ -272,7 +256,9 @@ static void test_chat(void **state)
 
         /* OpenAI, one document */
         chat_request(req, sizeof req, c, false, false);
-        assert_int_equal(curl(out, sizeof out, "-d @%s %s/v1/chat/completions", req, url), 200);
+        assert_int_equal(
+            elm_test_curl(out, sizeof out, errfile, "-d @%s %s/v1/chat/completions", req, url),
+            200);
         json_t *j = elm_test_json(out);
         assert_non_null(j);
         assert_string_equal(elm_test_jstr(j, "object"), "chat.completion");
@@ -288,13 +274,16 @@ static void test_chat(void **state)
 
         /* OpenAI, streamed */
         chat_request(req, sizeof req, c, false, true);
-        assert_int_equal(curl(out, sizeof out, "-N -d @%s %s/v1/chat/completions", req, url), 200);
+        assert_int_equal(
+            elm_test_curl(out, sizeof out, errfile, "-N -d @%s %s/v1/chat/completions", req, url),
+            200);
         chat_sse(out, text, sizeof text, finish, want_u);
         assert_string_equal(text, want);
 
         /* Ollama, one document and JSON lines */
         chat_request(req, sizeof req, c, true, false);
-        assert_int_equal(curl(out, sizeof out, "-d @%s %s/api/chat", req, url), 200);
+        assert_int_equal(elm_test_curl(out, sizeof out, errfile, "-d @%s %s/api/chat", req, url),
+                         200);
         j = elm_test_json(out);
         assert_non_null(j);
         assert_string_equal(elm_test_jstr(json_object_get(j, "message"), "content"), want);
@@ -303,7 +292,8 @@ static void test_chat(void **state)
         assert_true(elm_test_jnum(j, "eval_count") == n_gen);
         json_decref(j);
         chat_request(req, sizeof req, c, true, true);
-        assert_int_equal(curl(out, sizeof out, "-d @%s %s/api/chat", req, url), 200);
+        assert_int_equal(elm_test_curl(out, sizeof out, errfile, "-d @%s %s/api/chat", req, url),
+                         200);
         json_t *lines = elm_test_json_lines(out);
         assert_non_null(lines);
         size_t len = 0, nl = json_array_size(lines);
@@ -347,19 +337,24 @@ static void test_chat_bad_requests(void **state)
         {"/v1/embeddings", "{\"input\":\"x\",\"encoding_format\":\"hex\"}", "encoding_format"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
-        assert_int_equal(curl(out, sizeof out, "-d '%s' %s%s", bad[i].body, url, bad[i].path), 400);
+        assert_int_equal(
+            elm_test_curl(out, sizeof out, errfile, "-d '%s' %s%s", bad[i].body, url, bad[i].path),
+            400);
         json_t *j = elm_test_json(out);
         assert_string_equal(elm_test_jstr(json_object_get(j, "error"), "param"), bad[i].param);
         json_decref(j);
     }
-    assert_int_equal(curl(out, sizeof out, "-d '{\"input\":\"x\"}' %s/v1/embeddings", url), 400);
-    assert_int_equal(curl(out, sizeof out,
-                          "-d '{\"model\":\"zoo-qwen25\",\"messages\":[{\"role\":\"user\","
-                          "\"content\":\"x\",\"images\":[\"AA==\"]}]}' %s/api/chat",
-                          url),
-                     400);
     assert_int_equal(
-        curl(out, sizeof out, "-d '{\"model\":\"other\",\"input\":\"x\"}' %s/api/embed", url), 404);
+        elm_test_curl(out, sizeof out, errfile, "-d '{\"input\":\"x\"}' %s/v1/embeddings", url),
+        400);
+    assert_int_equal(elm_test_curl(out, sizeof out, errfile,
+                                   "-d '{\"model\":\"zoo-qwen25\",\"messages\":[{\"role\":\"user\","
+                                   "\"content\":\"x\",\"images\":[\"AA==\"]}]}' %s/api/chat",
+                                   url),
+                     400);
+    assert_int_equal(elm_test_curl(out, sizeof out, errfile,
+                                   "-d '{\"model\":\"other\",\"input\":\"x\"}' %s/api/embed", url),
+                     404);
 }
 
 /* The official npm clients' chat calls (tests/http/chat.mjs) give the reference reply. */
@@ -410,7 +405,8 @@ static void test_page(void **state)
     write_json(req, sizeof req, "request.json",
                json_pack("{sss[{ssss}]sisi}", "model", "zoo-qwen25", "messages", "role", "user",
                          "content", msg, "temperature", 0, "max_tokens", N_PREDICT));
-    assert_int_equal(curl(out, sizeof out, "-d @%s %s/v1/chat/completions", req, url), 200);
+    assert_int_equal(
+        elm_test_curl(out, sizeof out, errfile, "-d @%s %s/v1/chat/completions", req, url), 200);
     json_t *j = elm_test_json(out);
     const char *want = elm_test_jstr(
         json_object_get(json_array_get(json_object_get(j, "choices"), 0), "message"), "content");
@@ -469,9 +465,9 @@ static void test_embed(void **state)
 
     const char *input = "[\"hello world\",\"The quick brown fox jumps over the lazy dog.\","
                         "\"日本語のテキスト\"]";
-    assert_int_equal(curl(out, sizeof out,
-                          "-d '{\"model\":\"zoo-bert\",\"input\":%s}' %s/v1/embeddings", input,
-                          url),
+    assert_int_equal(elm_test_curl(out, sizeof out, errfile,
+                                   "-d '{\"model\":\"zoo-bert\",\"input\":%s}' %s/v1/embeddings",
+                                   input, url),
                      200);
     json_t *j = elm_test_json(out);
     assert_non_null(j);
@@ -489,8 +485,9 @@ static void test_embed(void **state)
     json_decref(vecs);
     json_decref(j);
 
-    assert_int_equal(curl(out, sizeof out,
-                          "-d '{\"model\":\"zoo-bert\",\"input\":%s}' %s/api/embed", input, url),
+    assert_int_equal(elm_test_curl(out, sizeof out, errfile,
+                                   "-d '{\"model\":\"zoo-bert\",\"input\":%s}' %s/api/embed", input,
+                                   url),
                      200);
     j = elm_test_json(out);
     same_vectors(json_object_get(j, "embeddings"), we);
@@ -499,8 +496,9 @@ static void test_embed(void **state)
 
     /* one text: a string input, and the legacy /api/embeddings */
     json_t *first = json_pack("[O]", json_array_get(we, 0));
-    assert_int_equal(
-        curl(out, sizeof out, "-d '{\"input\":\"hello world\"}' %s/v1/embeddings", url), 200);
+    assert_int_equal(elm_test_curl(out, sizeof out, errfile,
+                                   "-d '{\"input\":\"hello world\"}' %s/v1/embeddings", url),
+                     200);
     j = elm_test_json(out);
     vecs = json_pack("[O]",
                      json_object_get(json_array_get(json_object_get(j, "data"), 0), "embedding"));
@@ -508,8 +506,9 @@ static void test_embed(void **state)
     json_decref(vecs);
     json_decref(j);
     assert_int_equal(
-        curl(out, sizeof out,
-             "-d '{\"model\":\"zoo-bert\",\"prompt\":\"hello world\"}' %s/api/embeddings", url),
+        elm_test_curl(out, sizeof out, errfile,
+                      "-d '{\"model\":\"zoo-bert\",\"prompt\":\"hello world\"}' %s/api/embeddings",
+                      url),
         200);
     j = elm_test_json(out);
     vecs = json_pack("[O]", json_object_get(j, "embedding"));
@@ -535,10 +534,10 @@ static void test_embed(void **state)
     json_decref(want);
 
     /* a chat request to an embedding model: 400 with the daemon's reason */
-    assert_int_equal(curl(out, sizeof out,
-                          "-d '{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}' "
-                          "%s/v1/chat/completions",
-                          url),
+    assert_int_equal(elm_test_curl(out, sizeof out, errfile,
+                                   "-d '{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}' "
+                                   "%s/v1/chat/completions",
+                                   url),
                      400);
     assert_non_null(strstr(out, "embedding model"));
 }
