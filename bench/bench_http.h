@@ -17,8 +17,14 @@ struct bench_gateway {
 /* Starts elm-httpd (beside elm-bench in the build tree, or in its bin directory) on a free
  * loopback port for the daemon in runtime_dir and waits until it listens. 0 or -errno. */
 int bench_gateway_start(const char *runtime_dir, int max_conns, struct bench_gateway *g);
-/* SIGTERM, then waits for it. */
+/* SIGTERM, then waits for it. Also stops a server bench_llama_server_start() started. */
 void bench_gateway_stop(struct bench_gateway *g);
+
+/* Starts llama-server (exe) on model on a free loopback port with threads threads and
+ * n_parallel slots of ctx positions each, and waits until its /health answers 200
+ * (bench_llama.c). g->out_fd is -1. 0 or -errno. */
+int bench_llama_server_start(const char *exe, const char *model, int threads, int n_parallel,
+                             int ctx, struct bench_gateway *g);
 
 /* A TCP connection to url's host:port ("http://HOST:PORT", IPv4). The socket or -errno. */
 int bench_http_connect(const char *url);

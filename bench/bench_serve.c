@@ -20,8 +20,10 @@
  * --http also starts elm-httpd on that daemon, and each round of N clients runs twice in a row:
  * through libelmclient, then through HTTP (each client its own connection, a streamed
  * /v1/completions, bench_http.c), so the two share the machine's mood and their ratio is the
- * gateway's overhead. --vs-llama-server URL adds a third round against that server's
- * /v1/completions (its own model: load the same file there).
+ * gateway's overhead. --vs-llama-server adds a third round against llama-server's
+ * /v1/completions: a running one at a URL (its own model: load the same file there), or the
+ * program at a path, which elm-bench starts on each model file with elmd's settings
+ * (bench_llama.c).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -66,6 +68,7 @@ struct serve_cfg {
     int n_conf;
     bool http;             /* also through elm-httpd */
     const char *llama_url; /* also through this llama-server, or NULL */
+    const char *llama_exe; /* also through a llama-server started from this program, or NULL */
 };
 
 /* The ways a round's clients reach the model. */
@@ -476,8 +479,15 @@ static int run_model(const struct bench_opts *o, const struct serve_cfg *c, cons
         urls[n_via] = gw.url;
         vias[n_via++] = VIA_HTTP;
     }
-    if (c->llama_url) {
-        urls[n_via] = c->llama_url;
+    struct bench_gateway llama = {.out_fd = -1};
+    if (c->llama_exe && (rc = bench_llama_server_start(c->llama_exe, path, o->threads, max_n,
+                                                        c->ctx, &llama))) {
+        bench_gateway_stop(&gw);
+        daemon_stop(&d);
+        return rc;
+    }
+    if (c->llama_url || c->llama_exe) {
+        urls[n_via] = c->llama_exe ? llama.url : c->llama_url;
         vias[n_via++] = VIA_LLAMA;
     }
     uint8_t *area = mmap(NULL, slot_size(c) * (size_t)max_n, PROT_READ | PROT_WRITE,
@@ -584,6 +594,7 @@ out:
     free(v);
     if (area != MAP_FAILED)
         munmap(area, slot_size(c) * (size_t)max_n);
+    bench_gateway_stop(&llama);
     bench_gateway_stop(&gw);
     daemon_stop(&d);
     return rc;
@@ -637,7 +648,7 @@ static void usage(void)
         "[--n-predict G]\n"
         "                       [--ctx N] [--prompt TEXT] [--elmd-conf KEY=VALUE]... "
         "[--runtime-dir DIR]\n"
-        "                       [--plot FILE.svg] [--http] [--vs-llama-server URL]\n"
+        "                       [--plot FILE.svg] [--http] [--vs-llama-server URL|PATH]\n"
         "N client processes (default 1,2,4,8,16; --quick 1,2) released together through "
         "elmd, each a greedy\nrequest of G tokens (default 64; --quick 8): aggregate decode "
         "tokens/s, time to first token and\ninter-token latency p50/p99, ratios to the first "
@@ -648,7 +659,8 @@ static void usage(void)
         "--http: also start elm-httpd and run every round a second time through it (streamed\n"
         "/v1/completions, a connection per client): columns agg/libelmclient and TTFT p50 -\n"
         "libelmclient are the gateway's cost. --vs-llama-server http://HOST:PORT: a third round\n"
-        "against that server (serving the same model file).\n");
+        "against that server (serving the same model file); --vs-llama-server PATH: elm-bench\n"
+        "starts that llama-server on each model (same threads, -np largest N, ctx per slot).\n");
 }
 
 static int parse_int(const char *opt, const char *s, int lo, int hi, int *out)
@@ -754,14 +766,17 @@ int bench_serve(const struct bench_opts *go, int argc, char **argv)
             c.http = true;
             break;
         case 'L':
-            if (strncmp(optarg, "http://", 7)) {
+            if (!strncmp(optarg, "http://", 7)) {
+                c.llama_url = optarg;
+            } else if (access(optarg, X_OK) == 0) {
+                c.llama_exe = optarg;
+            } else {
                 fprintf(stderr,
-                        "elm-bench serve: --vs-llama-server expects http://HOST:PORT, "
-                        "got '%s'\n",
+                        "elm-bench serve: --vs-llama-server expects http://HOST:PORT or the "
+                        "path of a llama-server program, got '%s'\n",
                         optarg);
                 return 2;
             }
-            c.llama_url = optarg;
             break;
         case 'h':
             usage();
@@ -777,6 +792,11 @@ int bench_serve(const struct bench_opts *go, int argc, char **argv)
     if (!c.n_models && !c.runtime_dir) {
         fprintf(stderr, "elm-bench serve: give --model FILE, --synth SHAPE:TYPE or "
                         "--runtime-dir DIR (a running elmd)\n");
+        return 2;
+    }
+    if (c.llama_exe && !c.n_models) {
+        fprintf(stderr, "elm-bench serve: --vs-llama-server PATH needs --model or --synth: it "
+                        "starts that server on the same file\n");
         return 2;
     }
     if (c.runtime_dir && c.n_conf) {

@@ -6,7 +6,8 @@
 #   scripts/bench-docs.sh [-b BUILD_DIR] [SECTION...]
 #
 # BUILD_DIR defaults to build/release (scripts/build.sh); SECTIONs are model kernels ipc load
-# serve profile (default: all). ELM_BENCH_ARGS adds global elm-bench options (e.g. "--reps 7").
+# serve http profile (default: all). ELM_BENCH_ARGS adds global elm-bench options (e.g. "--reps 7").
+# ELM_LLAMA_SERVER, the path of a llama-server program, adds its round to the http table.
 # Before each command the script waits (up to ELM_BENCH_IDLE_WAIT seconds, default 600) until
 # the CPUs are at least 90% idle, because other work on the machine skews everything;
 # ELM_BENCH_IDLE_WAIT=0 skips the wait. A section whose command fails keeps its old table.
@@ -22,7 +23,7 @@ fi
 bench=$build/bench/elm-bench
 doc=docs/benchmarks.md
 [ -x "$bench" ] || { echo "bench-docs.sh: $bench not built (scripts/build.sh)" >&2; exit 1; }
-[ $# -gt 0 ] || set -- model kernels ipc load serve profile
+[ $# -gt 0 ] || set -- model kernels ipc load serve http profile
 
 # The command behind each table (elm-bench's global options first, then the subcommand).
 command_for() {
@@ -32,6 +33,7 @@ command_for() {
     ipc)     echo "ipc" ;;
     load)    echo "load --synth tinyllama-1.1b:q4_0" ;;
     serve)   echo "--plot docs/benchmarks-serve.svg serve --synth small-110m:q4_0 --synth tinyllama-1.1b:q4_0" ;;
+    http)    echo "serve --synth small-110m:q4_0 --synth tinyllama-1.1b:q4_0 --clients 1,4,8 --http${ELM_LLAMA_SERVER:+ --vs-llama-server $ELM_LLAMA_SERVER}" ;;
     profile) echo "profile --synth tinyllama-1.1b:q4_0" ;;
     *)       return 1 ;;
     esac
