@@ -376,12 +376,12 @@ struct simple {
 };
 
 static const struct simple simple_formats[ELM_CHAT_N_RENDERED] = {
-    [ELM_CHAT_CHATML] = {"<|im_start|>", "\n", "<|im_end|>\n", "<|im_start|>assistant\n"},
-    [ELM_CHAT_PHI3] = {"<|", "|>\n", "<|end|>\n", "<|assistant|>\n"},
+    [ELM_CHAT_CHATML] = {"<|im_start|>", "\n", "<|im_end|>\n", "<|im_start|>assistant\n", false},
+    [ELM_CHAT_PHI3] = {"<|", "|>\n", "<|end|>\n", "<|assistant|>\n", false},
     [ELM_CHAT_PHI4] = {"<|im_start|>", "<|im_sep|>", "<|im_end|>",
-                       "<|im_start|>assistant<|im_sep|>"},
-    [ELM_CHAT_FALCON3] = {"<|", "|>\n", "\n", "<|assistant|>\n"},
-    [ELM_CHAT_ZEPHYR] = {"<|", "|>\n", "<|endoftext|>\n", "<|assistant|>\n"},
+                       "<|im_start|>assistant<|im_sep|>", false},
+    [ELM_CHAT_FALCON3] = {"<|", "|>\n", "\n", "<|assistant|>\n", false},
+    [ELM_CHAT_ZEPHYR] = {"<|", "|>\n", "<|endoftext|>\n", "<|assistant|>\n", false},
     [ELM_CHAT_LLAMA3] = {"<|start_header_id|>", "<|end_header_id|>\n\n", "<|eot_id|>",
                          "<|start_header_id|>assistant<|end_header_id|>\n\n", true},
 };
