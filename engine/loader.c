@@ -64,19 +64,38 @@ static uint64_t round_up(uint64_t v, uint64_t a)
     return (v + a - 1) & ~(a - 1);
 }
 
-/* Logs a fallback and appends it to the notes that `status` reports. */
+/* Logs a load's note (a fallback as a warning, a choice as information) and appends it to the
+ * notes that `status` reports. */
+static void vnote(struct elm_residency *r, bool warn, const char *fmt, va_list ap)
+{
+    char msg[192];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    if (warn)
+        elm_warn("load: %s", msg);
+    else
+        elm_info("load: %s", msg);
+    size_t n = strlen(r->notes);
+    snprintf(r->notes + n, sizeof r->notes - n, "%s%s", n ? "; " : "", msg);
+}
+
 static void note(struct elm_residency *r, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 static void note(struct elm_residency *r, const char *fmt, ...)
 {
-    char msg[192];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    vnote(r, true, fmt, ap);
     va_end(ap);
-    elm_warn("load: %s", msg);
-    size_t n = strlen(r->notes);
-    snprintf(r->notes + n, sizeof r->notes - n, "%s%s", n ? "; " : "", msg);
+}
+
+static void note_choice(struct elm_residency *r, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void note_choice(struct elm_residency *r, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vnote(r, false, fmt, ap);
+    va_end(ap);
 }
 
 /* ---- memory ------------------------------------------------------------------------------- */
@@ -288,7 +307,7 @@ static int read_all(const char *path, struct rd *rd, uint64_t total,
 {
     bool direct = p->direct_io && r->cached < CACHED_ENOUGH;
     if (p->direct_io && !direct)
-        note(r, "%.0f%% of the file cached: read through the page cache, not O_DIRECT",
+        note_choice(r, "%.0f%% of the file cached: read through the page cache, not O_DIRECT",
              100.0 * r->cached);
     if (direct && set_direct(rd->fd, true) < 0) {
         note(r, "O_DIRECT is not supported here: buffered reads");
@@ -450,7 +469,7 @@ static int make_resident(const char *path, int fd, const struct elm_gguf *g, con
         goto out;
     }
     if (pl.n_unused)
-        note(r, "%zu tensors (%.1f MiB) the model does not use: not read", pl.n_unused,
+        note_choice(r, "%zu tensors (%.1f MiB) the model does not use: not read", pl.n_unused,
              (double)pl.unused / (1 << 20));
     r->cached = cached_share(g, &pl);
     if ((rc = alloc_resident(pl.span ? pl.span : DIO_ALIGN, p, r, err, errlen)))
