@@ -100,7 +100,7 @@ int bench_model(const struct bench_opts *o, int argc, char **argv);
 int bench_kernels(const struct bench_opts *o, int argc, char **argv);
 int bench_ipc(const struct bench_opts *o, int argc, char **argv);
 int bench_load(const struct bench_opts *o, int argc, char **argv);
-/* bench_load.c: drops path's pages from the page cache (posix_fadvise DONTNEED, no root). */
+/* bench_first.c: drops path's pages from the page cache (posix_fadvise DONTNEED, no root). */
 void bench_drop_cache(const char *path);
 /* bench_first.c: the first-token tables of `elm-bench load` (cold: the --local runs start with
  * the model out of the page cache). 0 or 1 with a message on stderr. */

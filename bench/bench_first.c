@@ -126,6 +126,17 @@ static bool split(const struct marks *m, const struct stage *st, int n, int64_t 
     return true;
 }
 
+/* Drops path's pages from the page cache (posix_fadvise DONTNEED: no root needed). */
+void bench_drop_cache(const char *path)
+{
+    int fd = open(path, O_RDONLY);
+    if (fd >= 0) {
+        fdatasync(fd);
+        posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+        close(fd);
+    }
+}
+
 /* ---- running clients ----------------------------------------------------------------------- */
 
 /* Spawns argv with stdout on a pipe; returns ns from fork to its first output byte (*t0: the

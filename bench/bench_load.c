@@ -20,16 +20,6 @@
 #include "bench/bench.h"
 #include "engine/loader.h"
 
-void bench_drop_cache(const char *path)
-{
-    int fd = open(path, O_RDONLY);
-    if (fd >= 0) {
-        fdatasync(fd);
-        posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
-        close(fd);
-    }
-}
-
 static double time_cat(const char *path)
 {
     double t0 = bench_now();
