@@ -100,6 +100,11 @@ int bench_model(const struct bench_opts *o, int argc, char **argv);
 int bench_kernels(const struct bench_opts *o, int argc, char **argv);
 int bench_ipc(const struct bench_opts *o, int argc, char **argv);
 int bench_load(const struct bench_opts *o, int argc, char **argv);
+/* bench_first.c: drops path's pages from the page cache (posix_fadvise DONTNEED, no root). */
+void bench_drop_cache(const char *path);
+/* bench_first.c: the first-token tables of `elm-bench load` (cold: the --local runs start with
+ * the model out of the page cache). 0 or 1 with a message on stderr. */
+int bench_first_token(const struct bench_opts *o, const char *path, bool cold);
 int bench_serve(const struct bench_opts *o, int argc, char **argv);
 int bench_profile(const struct bench_opts *o, int argc, char **argv);
 

@@ -19,6 +19,7 @@
 #include "cli/cli_client.h"
 #include "cli/cli_json.h"
 #include "cli/cli_util.h"
+#include "common/trace.h"
 #include "common/utf8.h"
 #include "elm/status.h"
 #include "engine/seq.h"
@@ -233,8 +234,10 @@ static void json_token(struct stream *st, int32_t token, const char *text, size_
 static int on_token(void *user, const struct elm_seq_out *out)
 {
     struct stream *st = user;
-    if (!st->t_first)
+    if (!st->t_first) {
         st->t_first = now_s();
+        elm_trace("out_first");
+    }
     if (cli_json) {
         json_token(st, out->token, out->text, out->text_len, false);
     } else if (st->ids && out->token >= 0) {
@@ -279,6 +282,7 @@ static int run_local(const struct gen_opts *o, const char *prompt)
         return cli_fail_file(o->model, rc, err);
     }
     double t_load = now_s() - t0;
+    elm_trace("l_loaded");
     int32_t n_ctx = elm_model_ctx_default(m, (int32_t)o->ctx);
     if ((rc = elm_prompt_tokenize(m, prompt, strlen(prompt), o->special, &ids, &n_ids))) {
         cli_fail("cannot tokenize the prompt: %s", elm_strerror(rc));
@@ -305,6 +309,7 @@ static int run_local(const struct gen_opts *o, const char *prompt)
     }
     struct stream st = {.ids = o->ids};
     double t1 = now_s();
+    elm_trace("l_started");
     rc = elm_seq_run(s, w, on_token, &st);
     double t_gen = now_s() - t1;
     if (rc) {
@@ -387,6 +392,7 @@ static int run_remote(const struct gen_opts *o, const char *prompt)
                 o->local_only);
     if ((exit_code = cli_connect(o->runtime_dir, &c)))
         return exit_code;
+    elm_trace("c_connected");
     struct elm_session_params sp = {.n_ctx = (uint32_t)o->ctx};
     size_t plen = strlen(prompt);
     if (plen > (1u << 20))
@@ -408,6 +414,7 @@ static int run_remote(const struct gen_opts *o, const char *prompt)
     bool cancelled = false;
     int n_tokens = 0;
     rc = elm_session_submit(s, &req);
+    elm_trace("c_submitted");
     while (rc == 0) {
         /* A bounded wait, so a signal that lands outside the futex sleep is seen too. */
         rc = elm_session_next(s, &ev, 200);
@@ -419,6 +426,8 @@ static int run_remote(const struct gen_opts *o, const char *prompt)
             }
             continue;
         }
+        if (rc == 0 && ev.type == ELM_EVENT_TOKEN && n_tokens == 0)
+            elm_trace("c_first");
         if (rc == 0 && ev.type == ELM_EVENT_TOKEN)
             print_token(&st, &ev), n_tokens++;
         else if (rc == 0)

@@ -7,6 +7,7 @@
 #include "cli/cli.h"
 #include "cli/cli_json.h"
 #include "cli/cli_util.h"
+#include "common/trace.h"
 #include "elm/version.h"
 
 struct cmd {
@@ -78,6 +79,7 @@ static int global_options(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+    elm_trace("c_main");
     opterr = 0; /* the commands report bad options themselves (cli_bad_option), in JSON too */
     int skip = global_options(argc, argv);
     if (skip < 0)

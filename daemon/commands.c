@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/trace.h"
 #include "daemon/commands.h"
 #include "daemon/lifecycle.h"
 #include "elm/status.h"
@@ -381,6 +382,7 @@ static int cmd_open_session(struct elmd *d, const struct elmd_peer *p,
         ring_size(r.evt_ring_size, ELM_SESSION_DEFAULT_EVT_CAPACITY, MIN_EVT_RING, &evt_cap) < 0)
         return simple_reply(d, p, m, -EINVAL, "ring sizes must be powers of two up to 64 MiB");
     uint64_t ctx = r.n_ctx;
+    elm_trace("d_open_rx");
 
     /* Only control starts swaps, so the model cannot change while this handler runs. */
     pthread_mutex_lock(&d->lock);
@@ -409,6 +411,7 @@ static int cmd_open_session(struct elmd *d, const struct elmd_peer *p,
                                  r.client_name, &s, err, sizeof err);
     if (rc)
         return simple_reply(d, p, m, rc, err);
+    elm_trace("d_open_shm");
     s->id = ++d->next_session_id;
     struct elm_proto_buf b;
     elm_proto_buf_init(&b);

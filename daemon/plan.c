@@ -5,7 +5,9 @@ int elmd_prefill_allowance(const struct elmd_plan_limits *lim, int decoding)
 {
     /* Many-token passes are compute-bound, so their cost grows with the tokens. */
     int left = lim->batch - decoding;
-    if (lim->step_ms <= 0 || lim->ns_per_tok <= 0)
+    /* The budget keeps decoding streams flowing; with none, a long step delays nobody's tokens
+     * (and cutting a lone prompt into passes of one token cost a whole pass each). */
+    if (lim->step_ms <= 0 || lim->ns_per_tok <= 0 || decoding == 0)
         return left;
     double fit = (double)lim->step_ms * 1e6 / lim->ns_per_tok - decoding;
     return fit < 1 ? 1 : fit < left ? (int)fit : left;
@@ -33,10 +35,16 @@ int elmd_plan(const struct elmd_plan_slot *slots, int n, const struct elmd_plan_
         }
     }
     const int limit = used + elmd_prefill_allowance(lim, used);
+    /* prefill_chunk shares steps between prompts; a prompt alone, with nothing decoding, has
+     * nobody to share with: it takes what the pass holds (first token in one pass). */
+    int prompts = 0;
+    for (int k = 0; k < n; k++)
+        prompts += slots[k].ready && slots[k].to_eval > 0;
+    const int chunk = prompts == 1 && used == 0 ? limit : lim->prefill_chunk;
     for (int j = 0; j < n && used < limit; j++) {
         int k = (*rr + j) % n;
         if (slots[k].ready && slots[k].to_eval > 0) {
-            int max = limit - used < lim->prefill_chunk ? limit - used : lim->prefill_chunk;
+            int max = limit - used < chunk ? limit - used : chunk;
             take[k] = slots[k].to_eval < max ? slots[k].to_eval : max;
             order[(*m)++] = k;
             used += take[k];

@@ -5,8 +5,10 @@
  * waits for it); then prompts get chunks of at most prefill_chunk tokens, round-robin from the
  * session after last step's first, so a long prompt delays the others by one chunk per step,
  * never by its whole length. The prompt tokens of one step are capped twice: by the pass's
- * batch, and by what fits step_ms at the measured cost of a token (ns_per_tok), at least one so
- * prompts always progress.
+ * batch, and, while some session decodes, by what fits step_ms at the measured cost of a token
+ * (ns_per_tok), at least one so prompts always progress. A prompt alone (nothing decoding, no
+ * other prompt) is capped by the batch only: its first token costs one pass, not one pass per
+ * chunk or per token.
  */
 #ifndef ELMD_PLAN_H
 #define ELMD_PLAN_H

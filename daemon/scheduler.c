@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "common/trace.h"
 #include "daemon/admission.h"
 #include "daemon/elmd.h"
 #include "daemon/embed.h"
@@ -212,6 +213,7 @@ void elmd_read_requests(struct elmd_session *s)
              (rec.type == ELM_REC_EMBED && (rc = elmd_embed_decode(p, buf, rec.len)) == 0))) {
             p->buf = buf;
             p->t_recv_ns = elmd_now_ns();
+            elm_trace("d_req_read");
             struct elmd_prompt **tail = &s->queue;
             while (*tail)
                 tail = &(*tail)->next;
@@ -295,6 +297,7 @@ static int prepare(struct eng *e, struct elmd_session *s, struct elmd_prompt *p,
     int rc = tokenize(e->m->m, &p->msg, bos, &ids, &n, msg, cap);
     if (rc)
         return rc;
+    elm_trace("d_tokenized");
     int32_t base = keep ? s->n_history : 0;
     struct elmd_wait *w = NULL;
     if ((int64_t)base + n > s->n_ctx) {

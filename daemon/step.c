@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/trace.h"
 #include "daemon/admission.h"
 #include "daemon/elmd.h"
 #include "daemon/embed.h"
@@ -427,7 +428,9 @@ void *elmd_engine_main(void *arg)
             n = plan(&e);
         if (n > 0) {
             const uint64_t t0 = elmd_now_ns();
+            elm_trace("d_fwd_start");
             rc = elm_model_forward(e.m->m, e.w, e.items, n);
+            elm_trace("d_fwd_end");
             elmd_learn_cost(&e.ns_per_tok, n, elmd_now_ns() - t0);
             if (rc)
                 elm_err("engine: forward pass over %d tokens failed: %s", n, elm_strerror(rc));
@@ -442,8 +445,10 @@ void *elmd_engine_main(void *arg)
         }
         /* Pages freed in this step (a session closed) may let a waiting request in: no sleep. */
         bool freed = e.m && elmd_n_waiting(&e) && elm_kv_pool_free_pages(e.m->kv_pool) > free_seen;
-        if (n == 0 && !freed)
+        if (n == 0 && !freed) {
             idle_wait(&e, wait_ms);
+            elm_trace("d_woke");
+        }
     }
     /* Control asked us to stop after closing every session; hand back any stragglers. */
     for (int k = 0; k < e.n_act; k++)

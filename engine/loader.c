@@ -1,13 +1,23 @@
 /* loader.c — reading a model's tensor data into pinned huge-page memory with io_uring
  * (see loader.h for why).
  *
+ * What is read. Only the tensors the model uses (elm_model_used_tensors, on the header alone):
+ * a file may carry tensors elm does not use, and one that declares gigabytes of them in a
+ * sparse file must not become gigabytes of pinned memory. Used tensors close together in the
+ * file form a run (RUN_GAP); the runs are packed one after another in the copy and the model is
+ * given each tensor's offset in it (elm_model_params.tensor_offsets).
+ *
  * Layout. O_DIRECT needs the file offset, the length and the buffer address aligned to the
- * device's logical block size (4096 covers every device we meet). The data section starts at
- * an offset that is only 32-byte aligned, so we read the aligned superset [A0, A1) of the
- * section into the mapping at offset 0: file offset F lands at map + (F - A0), aligned whenever
- * F is, and the section itself starts at map + (data_offset - A0), still 32-byte aligned as
- * GGUF promises. The last read may ask past the end of the file; the kernel returns a short
- * read there, which ends that chunk.
+ * device's logical block size (4096 covers every device we meet). Tensors are only 32-byte
+ * aligned, so each run is the aligned superset [A0, A1) of its tensors and starts at an aligned
+ * place in the copy: a tensor keeps its offset modulo 4096, so GGUF's alignment holds. The last
+ * read may ask past the end of the file; the kernel returns a short read there, which ends
+ * that chunk.
+ *
+ * Page cache or O_DIRECT. mincore on the file's mapping says how much of what is to be read is
+ * already cached. Mostly cached (CACHED_ENOUGH): buffered reads, a copy at memory speed (O_DIRECT
+ * would go to the device again). Otherwise O_DIRECT, which reads at the device's rate without
+ * leaving a second copy in the page cache. Both through io_uring with many reads in flight.
  *
  * One open file serves everything: its mapping for the header and the model's validation, and
  * reads for the weights (O_DIRECT is switched on and off with fcntl, as the fallbacks need).
@@ -25,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -35,6 +46,11 @@
 #include "engine/loader.h"
 
 #define DIO_ALIGN ((uint64_t)4096)
+
+/* Reads go through the page cache when at least this share of the file's pages to read are
+ * already in it (a copy at memory speed); below it O_DIRECT avoids a second copy in the page
+ * cache and reads at the device's rate. */
+#define CACHED_ENOUGH 0.9
 
 static uint64_t now_ns(void)
 {
@@ -48,19 +64,38 @@ static uint64_t round_up(uint64_t v, uint64_t a)
     return (v + a - 1) & ~(a - 1);
 }
 
-/* Logs a fallback and appends it to the notes that `status` reports. */
+/* Logs a load's note (a fallback as a warning, a choice as information) and appends it to the
+ * notes that `status` reports. */
+static void vnote(struct elm_residency *r, bool warn, const char *fmt, va_list ap)
+{
+    char msg[192];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    if (warn)
+        elm_warn("load: %s", msg);
+    else
+        elm_info("load: %s", msg);
+    size_t n = strlen(r->notes);
+    snprintf(r->notes + n, sizeof r->notes - n, "%s%s", n ? "; " : "", msg);
+}
+
 static void note(struct elm_residency *r, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 static void note(struct elm_residency *r, const char *fmt, ...)
 {
-    char msg[192];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    vnote(r, true, fmt, ap);
     va_end(ap);
-    elm_warn("load: %s", msg);
-    size_t n = strlen(r->notes);
-    snprintf(r->notes + n, sizeof r->notes - n, "%s%s", n ? "; " : "", msg);
+}
+
+static void note_choice(struct elm_residency *r, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void note_choice(struct elm_residency *r, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vnote(r, false, fmt, ap);
+    va_end(ap);
 }
 
 /* ---- memory ------------------------------------------------------------------------------- */
@@ -97,27 +132,27 @@ static void pin(const struct elm_load_params *p, struct elm_residency *r)
 
 /* ---- reading ------------------------------------------------------------------------------ */
 
-struct rd {
-    int fd;
-    unsigned char *dst; /* file offset off lands at dst + (off - from) */
-    uint64_t from;      /* first offset to read (aligned) */
-    uint64_t req_end;   /* requests may ask up to here (aligned; the mapping has room) */
-    uint64_t file_end;  /* reading stops here: the file's size */
-    size_t chunk;
-    int depth;
-    struct elm_load_progress *pr;
+/* One read request's worth of a run: file bytes [off, off + len) land at dst. */
+struct slot {
+    uint64_t off; /* in the file */
+    uint64_t at;  /* in the copy */
+    uint32_t len, done;
 };
 
-struct slot {
-    uint64_t off;
-    uint32_t len, done;
+struct rd {
+    int fd;
+    unsigned char *base;       /* the copy */
+    const struct slot *chunks; /* every read to make, in file order (aligned offsets/lengths) */
+    size_t n_chunks;
+    uint64_t file_end; /* a chunk ends early here: the file's size (its tail is not aligned) */
+    int depth;
+    struct elm_load_progress *pr;
 };
 
 static void queue_read(struct io_uring *ring, const struct rd *rd, struct slot *s, int i)
 {
     struct io_uring_sqe *sqe = io_uring_get_sqe(ring); /* the SQ is empty after each submit */
-    io_uring_prep_read(sqe, rd->fd, rd->dst + (s->off + s->done - rd->from), s->len - s->done,
-                       s->off + s->done);
+    io_uring_prep_read(sqe, rd->fd, rd->base + s->at + s->done, s->len - s->done, s->off + s->done);
     io_uring_sqe_set_data(sqe, (void *)(uintptr_t)i);
 }
 
@@ -145,8 +180,8 @@ static int complete(struct io_uring *ring, const struct rd *rd, struct slot *s, 
     return 0;
 }
 
-/* Reads [from, file_end) with up to depth reads in flight. Always waits for every read it
- * issued before returning, even on error: they write into memory the caller may unmap. */
+/* Makes every read of rd with up to depth in flight. Always waits for every read it issued
+ * before returning, even on error: they write into memory the caller may unmap. */
 static int read_uring(const struct rd *rd, bool *first_einval, bool *no_ring)
 {
     struct io_uring ring;
@@ -164,18 +199,16 @@ static int read_uring(const struct rd *rd, bool *first_einval, bool *no_ring)
     }
     for (int i = 0; i < rd->depth; i++)
         free_ix[i] = i;
-    uint64_t next = rd->from;
+    size_t next = 0;
     bool any_ok = false;
     int err = 0;
-    while ((!err && next < rd->file_end) || inflight) {
+    while ((!err && next < rd->n_chunks) || inflight) {
         if (atomic_load_explicit(&rd->pr->abort, memory_order_relaxed) && !err)
             err = -ECANCELED;
-        while (!err && nfree && next < rd->file_end) {
+        while (!err && nfree && next < rd->n_chunks) {
             int i = free_ix[--nfree];
-            uint64_t len = rd->req_end - next < rd->chunk ? rd->req_end - next : rd->chunk;
-            slots[i] = (struct slot){.off = next, .len = (uint32_t)len};
+            slots[i] = rd->chunks[next++];
             queue_read(&ring, rd, &slots[i], i);
-            next += len;
             inflight++;
         }
         int n = io_uring_submit_and_wait(&ring, 1);
@@ -212,25 +245,26 @@ out:
 
 static int read_pread(const struct rd *rd, bool *first_einval)
 {
-    uint64_t off = rd->from;
     bool any_ok = false;
-    while (off < rd->file_end) {
-        if (atomic_load_explicit(&rd->pr->abort, memory_order_relaxed))
-            return -ECANCELED;
-        uint64_t len = rd->req_end - off < rd->chunk ? rd->req_end - off : rd->chunk;
-        ssize_t n = pread(rd->fd, rd->dst + (off - rd->from), (size_t)len, (off_t)off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            if (errno == EINVAL && !any_ok)
-                *first_einval = true;
-            return -errno;
+    for (size_t c = 0; c < rd->n_chunks; c++) {
+        struct slot s = rd->chunks[c];
+        while (s.done < s.len && s.off + s.done < rd->file_end) {
+            if (atomic_load_explicit(&rd->pr->abort, memory_order_relaxed))
+                return -ECANCELED;
+            ssize_t n = pread(rd->fd, rd->base + s.at + s.done, s.len - s.done, (off_t)(s.off + s.done));
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n < 0) {
+                if (errno == EINVAL && !any_ok)
+                    *first_einval = true;
+                return -errno;
+            }
+            if (n == 0)
+                return -EIO;
+            any_ok = true;
+            s.done += (uint32_t)n;
+            atomic_fetch_add_explicit(&rd->pr->done, (uint64_t)n, memory_order_relaxed);
         }
-        if (n == 0)
-            return -EIO;
-        any_ok = true;
-        off += (uint64_t)n;
-        atomic_fetch_add_explicit(&rd->pr->done, (uint64_t)n, memory_order_relaxed);
     }
     return 0;
 }
@@ -245,13 +279,13 @@ static int set_direct(int fd, bool on)
     return fcntl(fd, F_SETFL, fl) < 0 ? -errno : 0;
 }
 
-/* Reads the span once, with io_uring or else pread; *einval when the first read was refused
+/* Makes the reads once, with io_uring or else pread; *einval when the first read was refused
  * with EINVAL (O_DIRECT not supported after all). */
-static int read_once(struct rd *rd, const struct elm_load_params *p, struct elm_residency *r,
-                     bool *einval)
+static int read_once(struct rd *rd, uint64_t total, const struct elm_load_params *p,
+                     struct elm_residency *r, bool *einval)
 {
     atomic_store(&rd->pr->done, 0);
-    atomic_store(&rd->pr->total, rd->file_end - rd->from);
+    atomic_store(&rd->pr->total, total);
     bool no_ring = p->no_uring;
     uint64_t t0 = now_ns();
     int rc = no_ring ? 0 : read_uring(rd, einval, &no_ring);
@@ -265,62 +299,202 @@ static int read_once(struct rd *rd, const struct elm_load_params *p, struct elm_
     return rc;
 }
 
-/* Reads the span, with O_DIRECT first when allowed; records what was used. */
-static int read_span(const char *path, struct rd *rd, const struct elm_load_params *p,
-                     struct elm_residency *r, char *err, size_t errlen)
+/* Makes the reads, with O_DIRECT when asked and the file is not already cached (see
+ * CACHED_ENOUGH); records what was used. */
+static int read_all(const char *path, struct rd *rd, uint64_t total,
+                    const struct elm_load_params *p, struct elm_residency *r, char *err,
+                    size_t errlen)
 {
-    bool direct = p->direct_io;
+    bool direct = p->direct_io && r->cached < CACHED_ENOUGH;
+    if (p->direct_io && !direct)
+        note_choice(r, "%.0f%% of the file cached: read through the page cache, not O_DIRECT",
+             100.0 * r->cached);
     if (direct && set_direct(rd->fd, true) < 0) {
         note(r, "O_DIRECT is not supported here: buffered reads");
         direct = false;
     }
     bool einval = false;
-    int rc = read_once(rd, p, r, &einval);
+    int rc = read_once(rd, total, p, r, &einval);
     if (rc == -EINVAL && einval && direct) {
         note(r, "O_DIRECT read refused (EINVAL): buffered reads");
         direct = false;
         rc = set_direct(rd->fd, false);
         if (rc == 0)
-            rc = read_once(rd, p, r, &einval);
+            rc = read_once(rd, total, p, r, &einval);
     }
     if (rc)
         return elm_errf(err, errlen, rc, "reading %s: %s", path,
                         rc == -ECANCELED ? "cancelled" : strerror(-rc));
     r->direct = direct;
-    r->read_bytes = rd->file_end - rd->from;
+    r->read_bytes = total;
     return 0;
+}
+
+/* ---- what to read ------------------------------------------------------------------------- */
+
+/* Two used tensors closer than this in the file are read as one run, the bytes between them
+ * included: a read costs more than a megabyte of copying, and GGUF pads tensors to 32 bytes. */
+#define RUN_GAP ((uint64_t)1 << 20)
+
+struct plan {
+    struct slot *chunks; /* the reads, in file order */
+    size_t n_chunks;
+    uint64_t *offsets;   /* [n_tensors]: where a used tensor starts in the copy */
+    uint64_t span;       /* bytes of the copy: the runs, each aligned, packed */
+    uint64_t total;      /* bytes the reads return (the runs, clipped to the file's end) */
+    uint64_t unused;     /* bytes of tensors the model does not use (not read) */
+    size_t n_unused;
+};
+
+struct span {
+    uint64_t from, to; /* file offsets */
+    size_t ix;         /* tensor index */
+};
+
+static int by_start(const void *a, const void *b)
+{
+    const struct span *x = a, *y = b;
+    return x->from < y->from ? -1 : x->from > y->from;
+}
+
+static int add_chunks(struct plan *pl, size_t *cap, uint64_t from, uint64_t to, uint64_t at,
+                      size_t chunk)
+{
+    for (uint64_t off = from; off < to; off += chunk) {
+        if (pl->n_chunks == *cap) {
+            size_t ncap = *cap ? 2 * *cap : 256;
+            struct slot *c = realloc(pl->chunks, ncap * sizeof *c);
+            if (!c)
+                return -ENOMEM;
+            pl->chunks = c;
+            *cap = ncap;
+        }
+        uint64_t len = to - off < chunk ? to - off : chunk;
+        pl->chunks[pl->n_chunks++] = (struct slot){.off = off, .at = at + (off - from),
+                                                   .len = (uint32_t)len};
+    }
+    return 0;
+}
+
+/* Lays out the copy: only the tensors in used[], grouped into runs of the file whose ends are
+ * aligned for O_DIRECT (a tensor keeps its offset modulo 4096, so GGUF's alignment holds in
+ * the copy), packed one after another, and cut into reads of chunk bytes. */
+static int plan_reads(const struct elm_gguf *g, const bool *used, size_t chunk, struct plan *pl)
+{
+    size_t n = 0, cap = 0;
+    struct span *sp = malloc((size_t)g->n_tensors * sizeof *sp + 1);
+    pl->offsets = calloc((size_t)g->n_tensors + 1, sizeof *pl->offsets);
+    if (!sp || !pl->offsets) {
+        free(sp);
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < g->n_tensors; i++) {
+        const struct elm_gguf_tensor *t = &g->tensors[i];
+        if (!used[i]) {
+            pl->n_unused++;
+            pl->unused += t->n_bytes;
+            continue;
+        }
+        uint64_t from = g->data_offset + t->offset; /* gguf.c checked these fit the file */
+        sp[n++] = (struct span){.from = from, .to = from + t->n_bytes, .ix = i};
+    }
+    qsort(sp, n, sizeof *sp, by_start);
+    uint64_t run_from = 0, run_to = 0, run_at = 0;
+    int rc = 0;
+    for (size_t k = 0; k <= n && rc == 0; k++) {
+        uint64_t a = k < n ? sp[k].from & ~(DIO_ALIGN - 1) : 0;
+        bool ends = k == n || (k > 0 && a > run_to + RUN_GAP);
+        if (ends && k > 0) { /* the run so far: its reads */
+            rc = add_chunks(pl, &cap, run_from, run_to, run_at, chunk);
+            run_at += run_to - run_from;
+            pl->total += (g->size < run_to ? g->size : run_to) - run_from;
+        }
+        if (k == n)
+            break;
+        if (k == 0 || ends) {
+            run_from = a;
+            run_to = 0;
+        }
+        uint64_t e = round_up(sp[k].to, DIO_ALIGN);
+        if (e > run_to)
+            run_to = e;
+        pl->offsets[sp[k].ix] = run_at + (sp[k].from - run_from);
+    }
+    pl->span = run_at;
+    free(sp);
+    return rc;
+}
+
+/* Share of the pages the plan reads that are in the page cache, from mincore on the file's
+ * mapping (which the header parse made; reading it would fault them in, mincore does not). */
+static double cached_share(const struct elm_gguf *g, const struct plan *pl)
+{
+    long ps = sysconf(_SC_PAGESIZE);
+    if (ps <= 0 || !g->map)
+        return 0;
+    unsigned char vec[1024];
+    uint64_t pages = 0, in = 0;
+    for (size_t c = 0; c < pl->n_chunks; c++) {
+        uint64_t from = pl->chunks[c].off & ~((uint64_t)ps - 1);
+        uint64_t to = pl->chunks[c].off + pl->chunks[c].len;
+        if (to > g->size)
+            to = g->size;
+        while (from < to) {
+            uint64_t np = (to - from + (uint64_t)ps - 1) / (uint64_t)ps;
+            if (np > sizeof vec)
+                np = sizeof vec;
+            if (mincore((void *)(g->base + from), np * (uint64_t)ps, vec) != 0)
+                return 0; /* unknown: treat as cold */
+            for (uint64_t i = 0; i < np; i++)
+                in += vec[i] & 1;
+            pages += np;
+            from += np * (uint64_t)ps;
+        }
+    }
+    return pages ? (double)in / (double)pages : 0;
 }
 
 /* ---- the whole load ----------------------------------------------------------------------- */
 
-/* Reads g's data section into r's memory. */
-static int make_resident(const char *path, int fd, const struct elm_gguf *g,
+/* Reads the tensors the model uses into r's memory; offsets[i] is where tensor i landed. */
+static int make_resident(const char *path, int fd, const struct elm_gguf *g, const bool *used,
                          const struct elm_load_params *p, struct elm_load_progress *pr,
-                         struct elm_residency *r, char *err, size_t errlen)
+                         struct elm_residency *r, uint64_t **offsets, char *err, size_t errlen)
 {
-    uint64_t from = g->data_offset & ~(DIO_ALIGN - 1);
-    uint64_t req_end = round_up(g->data_offset + g->data_size, DIO_ALIGN);
-    int rc = alloc_resident(req_end - from, p, r, err, errlen);
-    if (rc)
-        return rc;
+    struct plan pl = {0};
+    size_t chunk = p->io_chunk ? p->io_chunk : ELM_HUGE_PAGE;
+    int rc = plan_reads(g, used, chunk, &pl);
+    if (rc) {
+        rc = elm_errf(err, errlen, rc, "out of memory");
+        goto out;
+    }
+    if (pl.n_unused)
+        note_choice(r, "%zu tensors (%.1f MiB) the model does not use: not read", pl.n_unused,
+             (double)pl.unused / (1 << 20));
+    r->cached = cached_share(g, &pl);
+    if ((rc = alloc_resident(pl.span ? pl.span : DIO_ALIGN, p, r, err, errlen)))
+        goto out;
     struct rd rd = {.fd = fd,
-                    .dst = r->mem.base,
-                    .from = from,
-                    .req_end = req_end,
-                    .file_end = g->size < req_end ? g->size : req_end,
-                    .chunk = p->io_chunk ? p->io_chunk : ELM_HUGE_PAGE,
+                    .base = r->mem.base,
+                    .chunks = pl.chunks,
+                    .n_chunks = pl.n_chunks,
+                    .file_end = g->size,
                     .depth = p->io_depth > 0 ? p->io_depth : 32,
                     .pr = pr};
-    if ((rc = read_span(path, &rd, p, r, err, errlen)))
-        return rc;
+    if ((rc = read_all(path, &rd, pl.total, p, r, err, errlen)))
+        goto out;
     pin(p, r);
-    r->data = (unsigned char *)r->mem.base + (g->data_offset - from);
-    r->data_size = g->data_size;
+    r->data = r->mem.base;
+    r->data_size = pl.span;
     r->gbps = r->read_ns ? (double)r->read_bytes / (double)r->read_ns : 0;
     elm_region_usage(&r->mem, &r->huge_bytes, &r->locked_bytes);
-    return 0;
+    *offsets = pl.offsets;
+    pl.offsets = NULL;
+out:
+    free(pl.chunks);
+    free(pl.offsets);
+    return rc;
 }
-
 int elm_loader_load(const char *path, const struct elm_load_params *p, struct elm_load_progress *pr,
                     struct elm_model **out, struct elm_residency *r, char *err, size_t errlen)
 {
@@ -335,18 +509,27 @@ int elm_loader_load(const char *path, const struct elm_load_params *p, struct el
     if (fd < 0)
         return fd;
     int rc = elm_gguf_open_fd(fd, path, &g, err, errlen);
-    /* An architecture elm cannot run is refused before a byte of weights is read; the tensors'
-     * names, shapes and types are checked when the model is built on the resident copy (and a
-     * file that fails there has cost one read). Built once, on the copy: no pointer into the
-     * file's mapping survives the load. */
+    /* A file elm cannot run is refused before a byte of weights is read: the architecture and
+     * every tensor's presence, type and shape are checked on the header alone, which also says
+     * which tensors the model reads (only those are read and pinned: a file may carry others,
+     * e.g. a huge sparse one, and pay nothing for them). The tokenizer is checked when the model
+     * is built on the resident copy. Built once, on the copy: no pointer into the file's mapping
+     * survives the load. */
+    bool *used = NULL;
+    uint64_t *offsets = NULL;
+    if (rc == 0 && !(used = malloc((size_t)g->n_tensors * sizeof *used + 1)))
+        rc = elm_errf(err, errlen, -ENOMEM, "out of memory");
     if (rc == 0)
-        rc = elm_model_check(g, err, errlen);
+        rc = elm_model_used_tensors(g, used, err, errlen);
     uint64_t t1 = now_ns();
     if (rc == 0)
-        rc = make_resident(path, fd, g, p, pr ? pr : &own, &res, err, errlen);
+        rc = make_resident(path, fd, g, used, p, pr ? pr : &own, &res, &offsets, err, errlen);
     close(fd);
+    free(used);
+    mp.tensor_offsets = offsets;
     if (rc == 0 && (rc = elm_model_create(g, res.data, &mp, &m, err, errlen)) == 0)
         g = NULL; /* the model's now */
+    free(offsets); /* read while the model was built; the model keeps pointers, not offsets */
     if (rc) {
         elm_gguf_destroy(&g);
         elm_loader_unload(&m, &res);
@@ -355,9 +538,11 @@ int elm_loader_load(const char *path, const struct elm_load_params *p, struct el
     res.total_ns = now_ns() - t0;
     elm_debug("load: parse %.3f s, allocate + read + lock + build %.3f s", (double)(t1 - t0) / 1e9,
               (double)(now_ns() - t1) / 1e9);
-    elm_info("loaded %s: %.1f MiB in %.3f s (%.2f GB/s, %s%s, %s, %.0f%% on huge pages%s)", path,
-             (double)res.read_bytes / (1 << 20), (double)res.read_ns / 1e9, res.gbps,
+    elm_info("loaded %s: %.1f MiB in %.3f s (%.2f GB/s, %s%s, %.0f%% was cached, %s, %.0f%% on "
+             "huge pages%s)",
+             path, (double)res.read_bytes / (1 << 20), (double)res.read_ns / 1e9, res.gbps,
              res.uring ? "io_uring" : "pread", res.direct ? " O_DIRECT" : " buffered",
+             100.0 * res.cached,
              elm_backing_name(res.mem.backing),
              res.mem.len ? 100.0 * (double)res.huge_bytes / (double)res.mem.len : 0.0,
              res.mem.locked ? ", locked" : ", NOT locked");

@@ -26,13 +26,14 @@
 /* How the weights ended up in memory; the daemon reports it in `status`. */
 struct elm_residency {
     struct elm_region mem; /* the mapping (backing, locked) */
-    const void *data;      /* the data section inside the mapping */
-    uint64_t data_size;    /* bytes of the data section */
-    bool direct;           /* read with O_DIRECT */
+    const void *data;      /* the used tensors' runs, packed (the model has their offsets) */
+    uint64_t data_size;    /* bytes of the copy from data on */
+    double cached;         /* share of the file's pages to read that were in the page cache */
+    bool direct;           /* read with O_DIRECT (asked for, and the file was not cached) */
     bool uring;            /* read with io_uring; false: the pread fallback ran */
     uint64_t huge_bytes;   /* bytes of the mapping on huge pages (from /proc/self/smaps) */
     uint64_t locked_bytes; /* bytes of the mapping locked (smaps "Locked"; all for hugetlb) */
-    uint64_t read_bytes;   /* bytes read from the file (aligned superset of the section) */
+    uint64_t read_bytes;   /* bytes read from the file (the used tensors, aligned runs) */
     uint64_t read_ns;      /* time spent reading */
     uint64_t total_ns;     /* validation + allocation + read + model build */
     double gbps;           /* read_bytes / read_ns */

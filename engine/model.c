@@ -209,7 +209,9 @@ static int read_hparams(const struct elm_gguf *g, struct elm_hparams *hp, char *
 struct loader {
     struct elm_model *m;
     const struct elm_gguf *g;
-    const uint8_t *data; /* start of the data section */
+    const uint8_t *data;      /* start of the data section */
+    const uint64_t *offsets;  /* NULL: tensor i at data + its file offset; else data + offsets[i] */
+    bool *used;               /* dry run (elm_model_used_tensors): mark, read no weight byte */
     char *err;
     size_t errlen;
 };
@@ -220,7 +222,15 @@ static const struct elm_gguf_tensor *find(struct loader *L, const char *name, bo
     const struct elm_gguf_tensor *t = elm_gguf_find_tensor(L->g, name);
     if (!t && required)
         *rc = elm_errf(L->err, L->errlen, ELM_EMODEL, "missing tensor '%s'", name);
+    if (t && L->used)
+        L->used[t - L->g->tensors] = true;
     return t;
+}
+
+/* Where tensor t's bytes are: the file's layout, or the loader's packed copy. */
+static const uint8_t *tensor_bytes(const struct loader *L, const struct elm_gguf_tensor *t)
+{
+    return L->data + (L->offsets ? L->offsets[t - L->g->tensors] : t->offset);
 }
 
 /* A 2-D weight [rows][cols] of any type elm can multiply. */
@@ -243,7 +253,7 @@ static int get_matrix(struct loader *L, const char *name, int64_t cols, int64_t 
     out->type = (enum elm_type)t->type;
     out->ne0 = cols;
     out->ne1 = rows;
-    out->data = L->data + t->offset;
+    out->data = tensor_bytes(L, t);
     L->m->weight_bytes += t->n_bytes;
     return 0;
 }
@@ -259,16 +269,16 @@ static int get_vector(struct loader *L, const char *name, int64_t n, bool requir
     if (t->n_elements != (uint64_t)n || t->ne[0] != n)
         return elm_errf(L->err, L->errlen, ELM_EMODEL, "tensor '%s' has %llu elements, expected %lld",
                     name, (unsigned long long)t->n_elements, (long long)n);
-    const void *src = L->data + t->offset;
+    const void *src = tensor_bytes(L, t);
     L->m->weight_bytes += t->n_bytes;
-    if (t->type == ELM_TYPE_F32) {
+    const struct elm_type_info *ti = elm_type_get(t->type);
+    if (t->type != ELM_TYPE_F32 && (!ti || !ti->is_weight || n % ti->block))
+        return elm_errf(L->err, L->errlen, ELM_EUNSUPPORTED, "tensor '%s' has unsupported type %u",
+                    name, t->type);
+    if (t->type == ELM_TYPE_F32 || L->used) { /* a dry run converts nothing */
         *out = src;
         return 0;
     }
-    const struct elm_type_info *ti = elm_type_get(t->type);
-    if (!ti || !ti->is_weight || n % ti->block)
-        return elm_errf(L->err, L->errlen, ELM_EUNSUPPORTED, "tensor '%s' has unsupported type %u",
-                    name, t->type);
     float *f = malloc((size_t)n * sizeof *f);
     void **owned = realloc(L->m->owned, (size_t)(L->m->n_owned + 1) * sizeof *owned);
     if (!f || !owned) {
@@ -511,6 +521,7 @@ int elm_model_create(struct elm_gguf *g, const void *data, const struct elm_mode
     struct loader L = {.m = m,
                        .g = g,
                        .data = data ? data : g->base + g->data_offset,
+                       .offsets = data && p ? p->tensor_offsets : NULL,
                        .err = err,
                        .errlen = errlen};
     if ((rc = load_tensors(&L)))
@@ -557,6 +568,35 @@ int elm_model_check(const struct elm_gguf *g, char *err, size_t errlen)
     if (errlen)
         err[0] = 0;
     return read_hparams(g, &hp, err, errlen);
+}
+
+int elm_model_used_tensors(const struct elm_gguf *g, bool *used, char *err, size_t errlen)
+{
+    if (errlen)
+        err[0] = 0;
+    struct elm_model *m = calloc(1, sizeof *m);
+    if (!m)
+        return elm_errf(err, errlen, -ENOMEM, "out of memory");
+    int rc = read_hparams(g, &m->hp, err, errlen);
+    /* The tokenizer is built later, on the copy; its size is checked against token_embd then.
+     * Here the embedding's own row count stands in for it. */
+    const struct elm_gguf_tensor *te = elm_gguf_find_tensor(g, "token_embd.weight");
+    if (rc == 0 && (!te || te->ne[1] <= 0 || te->ne[1] > MAX_DIM))
+        rc = elm_errf(err, errlen, ELM_EMODEL, "missing or malformed tensor 'token_embd.weight'");
+    if (rc == 0) {
+        m->hp.n_vocab = (int32_t)te->ne[1];
+        memset(used, 0, (size_t)g->n_tensors * sizeof *used);
+        struct loader L = {.m = m,
+                           .g = g,
+                           .data = g->base + g->data_offset,
+                           .used = used,
+                           .err = err,
+                           .errlen = errlen};
+        rc = load_tensors(&L);
+    }
+    free(m->layers);
+    free(m);
+    return rc;
 }
 
 void elm_model_destroy(struct elm_model **pm)

@@ -105,6 +105,9 @@ struct elm_model_params {
      * then NULL and callers feed token ids): for checking a forward pass against reference ids
      * before elm can tokenize that vocabulary. Nothing that tokenizes may use such a model. */
     bool vocab_optional;
+    /* With elm_model_create's data: tensor i starts at data + tensor_offsets[i] (the loader's
+     * copy holds only the tensors the model uses, packed); NULL: at its file offset. */
+    const uint64_t *tensor_offsets;
 };
 
 /* Maps PATH and builds the model with its vocabulary. Caller owns *out. Errors: ELM_EFORMAT,
@@ -122,6 +125,11 @@ int elm_model_create(struct elm_gguf *g, const void *data, const struct elm_mode
  * anything: a loader refuses a file it cannot run before it reads the weights. 0 or the error
  * elm_model_create would return, with its message in err. */
 int elm_model_check(const struct elm_gguf *g, char *err, size_t errlen);
+
+/* Marks in used[g->n_tensors] every tensor elm_model_create would read, after the checks that
+ * need no weight byte (architecture, hyperparameters, each tensor's presence, type and shape):
+ * the loader reads only those. 0 or the error elm_model_create would return, message in err. */
+int elm_model_used_tensors(const struct elm_gguf *g, bool *used, char *err, size_t errlen);
 
 void elm_model_destroy(struct elm_model **m); /* NULL-safe, nulls *m */
 

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "common/sampling.h"
+#include "common/trace.h"
 #include "ipc/fields.h"
 #include "ipc/session_shm.h"
 #include "ipc/shm.h"
@@ -182,6 +183,7 @@ int elm_session_open_params(elm_client *c, const struct elm_session_params *p, e
         goto fail;
     elm_fields_put(b, &elm_fields_open_req, &req, 0);
     rc = ctl_call(c, &rep, ELM_CLIENT_CALL_TIMEOUT_MS);
+    elm_trace("c_open_reply");
     /* From here the daemon holds a session for us: any failure must tell it to free it. */
     bool opened = rc == 0;
     a.id = 0;
@@ -201,6 +203,7 @@ int elm_session_open_params(elm_client *c, const struct elm_session_params *p, e
     rc = map_region(s, &a, c->daemon_uid);
     if (rc < 0)
         goto fail_close;
+    elm_trace("c_session");
     s->id = a.id;
     s->n_ctx = a.n_ctx;
     client_ref(c);

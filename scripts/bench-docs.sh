@@ -6,8 +6,9 @@
 #   scripts/bench-docs.sh [-b BUILD_DIR] [SECTION...]
 #
 # BUILD_DIR defaults to build/release (scripts/build.sh); SECTIONs are model kernels ipc load
-# serve http profile (default: all). ELM_BENCH_ARGS adds global elm-bench options (e.g. "--reps 7").
-# ELM_LLAMA_SERVER, the path of a llama-server program, adds its round to the http table.
+# first-token serve http profile (default: all). ELM_BENCH_ARGS adds global elm-bench options
+# (e.g. "--reps 7"). ELM_LLAMA_SERVER, the path of a llama-server program, adds its round to
+# the http table.
 # Before each command the script waits (up to ELM_BENCH_IDLE_WAIT seconds, default 600) until
 # the CPUs are at least 90% idle, because other work on the machine skews everything;
 # ELM_BENCH_IDLE_WAIT=0 skips the wait. A section whose command fails keeps its old table.
@@ -23,15 +24,20 @@ fi
 bench=$build/bench/elm-bench
 doc=docs/benchmarks.md
 [ -x "$bench" ] || { echo "bench-docs.sh: $bench not built (scripts/build.sh)" >&2; exit 1; }
-[ $# -gt 0 ] || set -- model kernels ipc load serve http profile
+[ $# -gt 0 ] || set -- model kernels ipc load first-token serve http profile
 
-# The command behind each table (elm-bench's global options first, then the subcommand).
+# The command behind each table (elm-bench's global options first, then the subcommand); a
+# section of several commands separates them with ';' and shows their tables one after another.
 command_for() {
     case $1 in
     model)   echo "model --synth small-110m:q4_0 --synth tinyllama-1.1b:q4_0" ;;
     kernels) echo "--plot docs/benchmarks-kernels.svg kernels --types q4_0,q4_k,q6_k,q8_0" ;;
     ipc)     echo "ipc" ;;
     load)    echo "load --synth tinyllama-1.1b:q4_0" ;;
+    first-token)
+        for shape in tinyllama-1.1b small-110m; do
+            printf '%s' "--reps 20 load --synth $shape:q4_0;--reps 20 load --synth $shape:q4_0 --cold;"
+        done ;;
     serve)   echo "--plot docs/benchmarks-serve.svg serve --synth small-110m:q4_0 --synth tinyllama-1.1b:q4_0" ;;
     http)    echo "serve --synth small-110m:q4_0 --synth tinyllama-1.1b:q4_0 --clients 1,4,8 --http${ELM_LLAMA_SERVER:+ --vs-llama-server $ELM_LLAMA_SERVER}" ;;
     profile) echo "profile --synth tinyllama-1.1b:q4_0" ;;
@@ -70,10 +76,21 @@ for section in "$@"; do
     cmd=$(command_for "$section") || { echo "bench-docs.sh: unknown section '$section'" >&2; exit 2; }
     grep -q "^<!-- bench:$section begin -->\$" "$doc" ||
         { echo "bench-docs.sh: $doc has no marker for '$section'" >&2; exit 1; }
-    wait_idle
-    echo "bench-docs.sh: $bench ${ELM_BENCH_ARGS:-} $cmd" >&2
-    # shellcheck disable=SC2086  # the commands are word lists on purpose
-    if ! OMP_WAIT_POLICY=passive "$bench" ${ELM_BENCH_ARGS:-} $cmd >"$tmp/out"; then
+    : >"$tmp/out"
+    failed=0
+    while [ -n "$cmd" ]; do
+        one=${cmd%%;*}
+        case $cmd in *\;*) cmd=${cmd#*;} ;; *) cmd= ;; esac
+        [ -n "$one" ] || continue
+        wait_idle
+        echo "bench-docs.sh: $bench ${ELM_BENCH_ARGS:-} $one" >&2
+        # shellcheck disable=SC2086  # the commands are word lists on purpose
+        if ! OMP_WAIT_POLICY=passive "$bench" ${ELM_BENCH_ARGS:-} $one >>"$tmp/out"; then
+            failed=1
+            break
+        fi
+    done
+    if [ "$failed" = 1 ]; then
         echo "bench-docs.sh: '$section' failed; its table is unchanged" >&2
         fails=$((fails + 1))
         continue

@@ -137,6 +137,19 @@ static void test_step_budget(void **state)
     rr = 0;
     assert_int_equal(elmd_plan(s, 4, &lim, &rr, take, order, &m), 3);
     assert_int_equal(take[2], 1);
+
+    /* Nothing decoding: no stream to keep flowing, no budget. Two prompts share the pass in
+     * chunks; a prompt alone takes the whole pass (its first token in one pass). */
+    assert_int_equal(elmd_prefill_allowance(&lim, 0), 200);
+    struct elmd_plan_slot two[] = {PRE(500), PRE(500)}, one[] = {PRE(500), OFF(0)};
+    rr = 0;
+    assert_int_equal(elmd_plan(two, 2, &lim, &rr, take, order, &m), 64 + 64);
+    rr = 0;
+    assert_int_equal(elmd_plan(one, 2, &lim, &rr, take, order, &m), 200);
+    assert_int_equal(take[0], 200);
+    struct elmd_plan_slot short_one[] = {PRE(9)};
+    rr = 0;
+    assert_int_equal(elmd_plan(short_one, 1, &lim, &rr, take, order, &m), 9);
 }
 
 static void test_learn_cost(void **state)
