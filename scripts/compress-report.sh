@@ -15,7 +15,8 @@
 # BUILD_DIR defaults to build/release; ELM_MODELS_DIR to ../shared/models; SECTIONs default to
 # all three. ELM_BENCH_ARGS adds global elm-bench options (e.g. "--reps 7"). The KLD columns
 # are exact on any machine; the speed columns are only as quiet as the machine: run it idle.
-# A section whose command fails keeps its old table.
+# elmctl runs with one thread (any count gives the same bits; one does not fight other work
+# for the cores). A section whose command fails keeps its old table.
 set -eu
 
 cd "$(dirname "$0")/.."
@@ -62,18 +63,18 @@ imatrix() {
     tail -n +11 "$text" >"$tmp/eval.txt"
     run() { echo "$*" >>"$tmp/cmds"; "$@" || { echo "compress-report.sh: failed: $*" >&2; exit 1; }; }
     : >"$tmp/cmds"
-    run "$elmctl" imatrix "$st" "$tmp/calib.txt" --ctx 128 -o "$tmp/st.imatrix" --json >/dev/null
-    run "$elmctl" perplexity "$st" "$tmp/eval.txt" --ctx 128 --save-logits "$tmp/base.kld" \
+    run "$elmctl" imatrix "$st" "$tmp/calib.txt" --ctx 128 --threads 1 -o "$tmp/st.imatrix" --json >/dev/null
+    run "$elmctl" perplexity "$st" "$tmp/eval.txt" --ctx 128 --threads 1 --save-logits "$tmp/base.kld" \
         --json >"$tmp/base.json"
     for t in q4_0 q4_1 q5_0 iq4_nl; do
         for m in no imat; do
             q=$tmp/st-$t-$m.gguf
             if [ $m = imat ]; then
-                run "$elmctl" quantize --imatrix "$tmp/st.imatrix" --json "$st" "$q" $t >"$q.q"
+                run "$elmctl" quantize --threads 1 --imatrix "$tmp/st.imatrix" --json "$st" "$q" $t >"$q.q"
             else
-                run "$elmctl" quantize --json "$st" "$q" $t >"$q.q"
+                run "$elmctl" quantize --threads 1 --json "$st" "$q" $t >"$q.q"
             fi
-            run "$elmctl" perplexity "$q" --kl-divergence "$tmp/base.kld" --ctx 128 \
+            run "$elmctl" perplexity "$q" --kl-divergence "$tmp/base.kld" --ctx 128 --threads 1 \
                 --json >"$q.kld"
         done
     done
