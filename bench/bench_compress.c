@@ -335,9 +335,14 @@ static int report(const struct bench_opts *o, const struct job *j, struct result
     sc = (struct svg_scatter){.title = title, .xlabel = "file size (MB)",
                               .ylabel = "mean KLD from the base (log scale)", .note = note};
     for (int i = 0; i < n && sc.n < SVG_MAX_CATS; i++) {
-        snprintf(labels[sc.n], sizeof labels[0], "%s %.0f t/s", r[i].name, r[i].tg);
-        sc.pts[sc.n] = (struct svg_point){labels[sc.n], r[i].mb, r[i].kld, r[i].front};
-        sc.n++;
+        int k = 0; /* the same file under two names (a type that fell back): one point */
+        while (k < sc.n && !(sc.pts[k].x == r[i].mb && sc.pts[k].y == r[i].kld))
+            k++;
+        const size_t len = k < sc.n ? strlen(labels[k]) : 0;
+        snprintf(labels[k] + len, sizeof labels[0] - len, "%s%s %.0f t/s", len ? ", " : "",
+                 r[i].name, r[i].tg);
+        if (k == sc.n)
+            sc.pts[sc.n++] = (struct svg_point){labels[k], r[i].mb, r[i].kld, r[i].front};
     }
     char err[512];
     if (svg_write_scatter(o->plot, &sc, err, sizeof err)) {

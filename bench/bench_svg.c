@@ -301,7 +301,9 @@ int svg_write_scatter(const char *path, const struct svg_scatter *s, char *err, 
         fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"4.5\" fill=\"%s\" stroke=\"%s\"/>\n",
                 XPOS(p->x), YPOS(p->y), p->front ? colours[0] : "#fff",
                 p->front ? colours[0] : "#777");
-        text(f, XPOS(p->x) + 7, YPOS(p->y) - 6, "start", NULL, p->label);
+        /* labels alternate sides, so neighbours' labels overlap less */
+        text(f, XPOS(p->x) + (i % 2 ? -7 : 7), YPOS(p->y) - 6, i % 2 ? "end" : "start", NULL,
+             p->label);
     }
 #undef XPOS
 #undef YPOS

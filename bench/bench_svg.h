@@ -40,8 +40,8 @@ int svg_write(const char *path, const struct svg_chart *charts, int n_charts, ch
 
 /* A scatter plot (elm-bench compress): labelled points on a linear x axis from 0 and a log10 y
  * axis over whole decades. Points marked `front` are filled and joined in x order (a Pareto
- * front); the others are hollow. A point whose x or y cannot be placed (y <= 0, NaN) is left
- * out of the plot. */
+ * front); the others are hollow; labels alternate right and left. A point whose x or y cannot
+ * be placed (y <= 0, NaN) is left out of the plot. */
 struct svg_point {
     const char *label;
     double x, y;
