@@ -95,6 +95,17 @@ double bench_int8_peak(int threads, double *hz);
 int bench_synth(const char *spec, char *path, size_t pathlen, char *err, size_t errlen);
 const char *bench_synth_shapes(void);
 
+/* bench_model's measurement of one model file: loaded with `threads`, pp random prompt tokens
+ * in batches of `batch`, then tg decoded one at a time (F16 cache), o->reps times after a
+ * warm-up. Returns 0, or 1 after a message on stderr. */
+struct bench_model_result {
+    struct bench_stat pp, tg; /* tokens/s (tg all 0 for an embedding model) */
+    double weight_bytes;      /* the model's weights in memory */
+    double matmul_weights;    /* weights one token multiplies (layer matrices and the output) */
+};
+int bench_model_measure(const struct bench_opts *o, const char *path, int threads, int pp,
+                        int tg, int batch, struct bench_model_result *res);
+
 /* Subcommands: argc/argv start after the subcommand name; return the exit code. */
 int bench_model(const struct bench_opts *o, int argc, char **argv);
 int bench_kernels(const struct bench_opts *o, int argc, char **argv);
@@ -107,5 +118,6 @@ void bench_drop_cache(const char *path);
 int bench_first_token(const struct bench_opts *o, const char *path, bool cold);
 int bench_serve(const struct bench_opts *o, int argc, char **argv);
 int bench_profile(const struct bench_opts *o, int argc, char **argv);
+int bench_compress(const struct bench_opts *o, int argc, char **argv);
 
 #endif

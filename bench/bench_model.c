@@ -113,8 +113,8 @@ static double matmul_weights(const struct elm_model *m)
     return n;
 }
 
-static int bench_one(const struct bench_opts *o, const char *path, int threads,
-                     const struct run *r, double peak)
+int bench_model_measure(const struct bench_opts *o, const char *path, int threads, int pp,
+                        int tg, int batch, struct bench_model_result *res)
 {
     char err[512];
     struct elm_model_params mp = {.n_threads = threads};
@@ -124,14 +124,13 @@ static int bench_one(const struct bench_opts *o, const char *path, int threads,
         fprintf(stderr, "elm-bench: %s: %s\n", path, err);
         return 1;
     }
+    struct run rr = {.pp = pp, .tg = tg, .batch = batch}, *r = &rr;
     int n_ctx = r->pp + r->tg + 1;
     struct elm_work *w = NULL;
     struct elm_kv *kv = NULL;
     const bool embed = elm_model_is_embedding(m);
-    struct run er = *r;
     if (embed) {
-        er.tg = 0;
-        r = &er;
+        rr.tg = 0;
     } else if ((rc = elm_work_create(m, r->batch, n_ctx, &w)) ||
                (rc = elm_kv_create(m, n_ctx, ELM_TYPE_F16, &kv))) {
         fprintf(stderr, "elm-bench: %s\n", elm_strerror(rc));
@@ -139,38 +138,23 @@ static int bench_one(const struct bench_opts *o, const char *path, int threads,
         elm_model_destroy(&m);
         return 1;
     }
-    double pp[1000], tg[1000];
+    double pps[1000], tgs[1000];
     for (int i = -1; i < o->reps && !rc; i++) { /* i = -1: warm-up */
         bench_progress("model %s, %d threads: run %d/%d", path, threads, i + 1, o->reps);
         double a = 0, b = 0;
         rc = embed ? measure_embed(m, r, (uint64_t)(i + 2), &a)
                    : measure(m, w, kv, r, (uint64_t)(i + 2), &a, &b);
         if (i >= 0) {
-            pp[i] = r->pp / a;
-            tg[i] = embed ? 0 : r->tg / b;
+            pps[i] = r->pp / a;
+            tgs[i] = embed ? 0 : r->tg / b;
         }
     }
     bench_progress(NULL);
     if (!rc) {
-        struct bench_stat sp = bench_stats(pp, o->reps), st = bench_stats(tg, o->reps);
-        const char *name = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
-        const double gflops = 2.0 * matmul_weights(m) * sp.median / 1e9;
-        struct bench_cell cells[] = {
-            {"model", name, 0, 0},
-            {"weights MB", NULL, (double)m->weight_bytes / 1e6, 2},
-            {"threads", NULL, threads, 0},
-            {"pp tokens", NULL, r->pp, 0},
-            {"pp t/s", NULL, sp.median, 1},
-            {"pp min", NULL, sp.min, 1},
-            {"pp max", NULL, sp.max, 1},
-            {"pp GFLOP/s", NULL, gflops, 1},
-            {"% of int8 peak", NULL, 100.0 * gflops / (peak * threads / o->threads), 1},
-            {"tg tokens", NULL, r->tg, 0},
-            {"tg t/s", NULL, st.median, 1},
-            {"tg min", NULL, st.min, 1},
-            {"tg max", NULL, st.max, 1},
-        };
-        bench_row(o, "model", cells, (int)(sizeof cells / sizeof *cells));
+        *res = (struct bench_model_result){.pp = bench_stats(pps, o->reps),
+                                           .tg = bench_stats(tgs, o->reps),
+                                           .weight_bytes = (double)m->weight_bytes,
+                                           .matmul_weights = matmul_weights(m)};
     } else {
         fprintf(stderr, "elm-bench: %s: %s\n", path, elm_strerror(rc));
     }
@@ -178,6 +162,34 @@ static int bench_one(const struct bench_opts *o, const char *path, int threads,
     elm_work_destroy(&w);
     elm_model_destroy(&m);
     return rc ? 1 : 0;
+}
+
+static int bench_one(const struct bench_opts *o, const char *path, int threads,
+                     const struct run *r, double peak)
+{
+    struct bench_model_result res;
+    if (bench_model_measure(o, path, threads, r->pp, r->tg, r->batch, &res))
+        return 1;
+    const struct bench_stat sp = res.pp, st = res.tg;
+    const char *name = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+    const double gflops = 2.0 * res.matmul_weights * sp.median / 1e9;
+    struct bench_cell cells[] = {
+        {"model", name, 0, 0},
+        {"weights MB", NULL, res.weight_bytes / 1e6, 2},
+        {"threads", NULL, threads, 0},
+        {"pp tokens", NULL, r->pp, 0},
+        {"pp t/s", NULL, sp.median, 1},
+        {"pp min", NULL, sp.min, 1},
+        {"pp max", NULL, sp.max, 1},
+        {"pp GFLOP/s", NULL, gflops, 1},
+        {"% of int8 peak", NULL, 100.0 * gflops / (peak * threads / o->threads), 1},
+        {"tg tokens", NULL, st.median > 0 ? r->tg : 0, 0},
+        {"tg t/s", NULL, st.median, 1},
+        {"tg min", NULL, st.min, 1},
+        {"tg max", NULL, st.max, 1},
+    };
+    bench_row(o, "model", cells, (int)(sizeof cells / sizeof *cells));
+    return 0;
 }
 
 int bench_model(const struct bench_opts *o, int argc, char **argv)

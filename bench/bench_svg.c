@@ -1,5 +1,5 @@
 /* bench_svg.c — the --plot chart writer (see bench_svg.h): panels of line or grouped-bar charts
- * in one SVG.
+ * in one SVG, and one scatter panel.
  *
  * Geometry is fixed (an 820 x 360 panel, the plot area inset for axis labels on the left and the
  * legend on the right), which is enough for a handful of series over a few dozen categories and
@@ -170,6 +170,36 @@ static void panel(FILE *f, const struct svg_chart *c, double oy)
 #undef YPOS
 }
 
+/* The file's opening (a white page of n panels); NULL with err set when it cannot be made. */
+static FILE *svg_open(const char *path, int n_panels, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        int e = errno;
+        snprintf(err, errlen, "cannot write %s: %s", path, strerror(e));
+        return NULL;
+    }
+    const double h = PANEL_H * n_panels;
+    fprintf(f,
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
+            "viewBox=\"0 0 %.0f %.0f\" font-family=\"sans-serif\" font-size=\"12\">\n"
+            "<rect width=\"100%%\" height=\"100%%\" fill=\"#fff\"/>\n",
+            PANEL_W, h, PANEL_W, h);
+    return f;
+}
+
+static int svg_close(FILE *f, const char *path, char *err, size_t errlen)
+{
+    fputs("</svg>\n", f);
+    int rc = ferror(f) ? -EIO : 0;
+    if (fclose(f) && !rc)
+        rc = -errno;
+    if (rc)
+        snprintf(err, errlen, "cannot write %s: %s", path, strerror(-rc));
+    return rc;
+}
+
 int svg_write(const char *path, const struct svg_chart *charts, int n_charts, char *err,
               size_t errlen)
 {
@@ -183,26 +213,99 @@ int svg_write(const char *path, const struct svg_chart *charts, int n_charts, ch
             snprintf(err, errlen, "%s: chart %d has too many categories or series", path, i);
             return -EINVAL;
         }
-    FILE *f = fopen(path, "w");
-    if (!f) {
-        int e = errno;
-        snprintf(err, errlen, "cannot write %s: %s", path, strerror(e));
-        return -e;
-    }
-    const double h = PANEL_H * n_charts;
-    fprintf(f,
-            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
-            "viewBox=\"0 0 %.0f %.0f\" font-family=\"sans-serif\" font-size=\"12\">\n"
-            "<rect width=\"100%%\" height=\"100%%\" fill=\"#fff\"/>\n",
-            PANEL_W, h, PANEL_W, h);
+    FILE *f = svg_open(path, n_charts, err, errlen);
+    if (!f)
+        return -EIO;
     for (int i = 0; i < n_charts; i++)
         panel(f, &charts[i], PANEL_H * i);
-    fputs("</svg>\n", f);
-    int rc = ferror(f) ? -EIO : 0;
-    if (fclose(f) && !rc)
-        rc = -errno;
-    if (rc)
-        snprintf(err, errlen, "cannot write %s: %s", path, strerror(-rc));
-    return rc;
+    return svg_close(f, path, err, errlen);
+}
+
+static bool placeable(const struct svg_point *p)
+{
+    return isfinite(p->x) && p->x >= 0 && isfinite(p->y) && p->y > 0;
+}
+
+int svg_write_scatter(const char *path, const struct svg_scatter *s, char *err, size_t errlen)
+{
+    if (s->n < 1 || s->n > SVG_MAX_CATS) {
+        snprintf(err, errlen, "%s: %d points (1..%d)", path, s->n, SVG_MAX_CATS);
+        return -EINVAL;
+    }
+    double xmax = 0, lo = INFINITY, hi = -INFINITY;
+    for (int i = 0; i < s->n; i++)
+        if (placeable(&s->pts[i])) {
+            xmax = fmax(xmax, s->pts[i].x);
+            lo = fmin(lo, floor(log10(s->pts[i].y)));
+            hi = fmax(hi, ceil(log10(s->pts[i].y)));
+        }
+    if (!isfinite(lo)) {
+        snprintf(err, errlen, "%s: no point with a positive y to plot", path);
+        return -EINVAL;
+    }
+    if (hi <= lo)
+        hi = lo + 1;
+    const double xstep = svg_nice_step(xmax * 1.15, 6);
+    const int nx = (int)ceil(xmax * 1.15 / xstep - 1e-9) > 0 ? (int)ceil(xmax * 1.15 / xstep - 1e-9)
+                                                             : 1;
+    FILE *f = svg_open(path, 1, err, errlen);
+    if (!f)
+        return -EIO;
+    /* the legend area on the right is not needed: labels sit beside their points */
+    const double x0 = LEFT, x1 = PANEL_W - 40, y0 = PANEL_H - BOTTOM, y1 = TOP;
+#define XPOS(v) (x0 + (v) / (xstep * nx) * (x1 - x0))
+#define YPOS(v) (y0 - (log10(v) - lo) / (hi - lo) * (y0 - y1))
+    text(f, (x0 + x1) / 2, 24, "middle", " font-size=\"16\" font-weight=\"bold\"", s->title);
+    for (double d = lo; d <= hi + 1e-9; d++) {
+        char lab[32];
+        snprintf(lab, sizeof lab, "%g", pow(10, d));
+        fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#ddd\"/>\n", x0,
+                YPOS(pow(10, d)), x1, YPOS(pow(10, d)));
+        text(f, x0 - 6, YPOS(pow(10, d)) + 4, "end", NULL, lab);
+    }
+    for (int t = 0; t <= nx; t++) {
+        char lab[32];
+        snprintf(lab, sizeof lab, "%g", xstep * t);
+        text(f, XPOS(xstep * t), y0 + 18, "middle", NULL, lab);
+    }
+    fprintf(f, "<path d=\"M%.1f %.1fV%.1fH%.1f\" stroke=\"#000\" fill=\"none\"/>\n", x0, y1, y0,
+            x1);
+    char rot[96];
+    snprintf(rot, sizeof rot, " transform=\"rotate(-90 %.1f %.1f)\"", 18.0, (y0 + y1) / 2);
+    text(f, 18, (y0 + y1) / 2, "middle", rot, s->ylabel);
+    text(f, (x0 + x1) / 2, y0 + 38, "middle", NULL, s->xlabel);
+    if (s->note)
+        text(f, (x0 + x1) / 2, y0 + 54, "middle", " fill=\"#555\"", s->note);
+    /* the front: its points in x order, joined */
+    int order[SVG_MAX_CATS], nf = 0;
+    for (int i = 0; i < s->n; i++)
+        if (s->pts[i].front && placeable(&s->pts[i])) {
+            int k = nf++;
+            while (k > 0 && s->pts[order[k - 1]].x > s->pts[i].x) {
+                order[k] = order[k - 1];
+                k--;
+            }
+            order[k] = i;
+        }
+    if (nf > 1) {
+        fprintf(f, "<path d=\"");
+        for (int k = 0; k < nf; k++)
+            fprintf(f, "%s%.1f %.1f", k ? "L" : "M", XPOS(s->pts[order[k]].x),
+                    YPOS(s->pts[order[k]].y));
+        fprintf(f, "\" stroke=\"%s\" stroke-width=\"1.5\" fill=\"none\"/>\n", colours[0]);
+    }
+    for (int i = 0; i < s->n; i++) {
+        const struct svg_point *p = &s->pts[i];
+        if (!placeable(p))
+            continue;
+        fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"4.5\" fill=\"%s\" stroke=\"%s\"/>\n",
+                XPOS(p->x), YPOS(p->y), p->front ? colours[0] : "#fff",
+                p->front ? colours[0] : "#777");
+        /* labels alternate sides, so neighbours' labels overlap less */
+        text(f, XPOS(p->x) + (i % 2 ? -7 : 7), YPOS(p->y) - 6, i % 2 ? "end" : "start", NULL,
+             p->label);
+    }
+#undef XPOS
+#undef YPOS
+    return svg_close(f, path, err, errlen);
 }

@@ -38,6 +38,23 @@ struct svg_chart {
 int svg_write(const char *path, const struct svg_chart *charts, int n_charts, char *err,
               size_t errlen);
 
+/* A scatter plot (elm-bench compress): labelled points on a linear x axis from 0 and a log10 y
+ * axis over whole decades. Points marked `front` are filled and joined in x order (a Pareto
+ * front); the others are hollow; labels alternate right and left. A point whose x or y cannot
+ * be placed (y <= 0, NaN) is left out of the plot. */
+struct svg_point {
+    const char *label;
+    double x, y;
+    bool front;
+};
+struct svg_scatter {
+    const char *title, *xlabel, *ylabel, *note; /* note: a line under the x axis title, or NULL */
+    int n;
+    struct svg_point pts[SVG_MAX_CATS];
+};
+/* Writes one scatter panel to path; errors as svg_write. */
+int svg_write_scatter(const char *path, const struct svg_scatter *s, char *err, size_t errlen);
+
 /* The smallest 1, 2 or 5 x 10^k step that divides [0, max] into at most `ticks` intervals
  * (exported for the tests of the axis). max <= 0 gives 1. */
 double svg_nice_step(double max, int ticks);

@@ -22,6 +22,7 @@ static const struct sub subs[] = {
     {"load", bench_load, "io_uring hugepage load vs cat, and first-token time via elmd"},
     {"serve", bench_serve, "N concurrent client processes through elmd: tokens/s, TTFT, ITL"},
     {"profile", bench_profile, "time per op and per layer of a decode step and a prefill chunk"},
+    {"compress", bench_compress, "size, KL-divergence and speed of quantized and pruned variants"},
 };
 
 static void usage(FILE *f)

@@ -19,37 +19,25 @@
 #include "elm/status.h"
 #include "engine/prune.h"
 
-struct influence {
-    float *prev; /* [n_ctx][n_embd] the stream entering the current block */
-    double *sum; /* [n_layer] */
-    int64_t tokens;
-};
-
-static void on_hidden(void *ctx, int layer, const float *x, int64_t n_embd, int n)
-{
-    struct influence *in = ctx;
-    if (layer > 0)
-        elm_prune_influence_add(&in->sum[layer - 1], in->prev, x, n_embd, n);
-    else
-        in->tokens += n;
-    memcpy(in->prev, x, (size_t)n * (size_t)n_embd * sizeof *x);
-}
-
-/* Perplexity of m over n_chunk chunks of ids (with an observer, NULL for none). */
+/* Perplexity of m over n_chunk chunks of ids; with influence, each block's influence too. */
 static int ppl_of(const struct elm_model *m, const struct eval_opts *o, const int32_t *ids,
-                  int32_t n_chunk, const struct elm_matmul_observer *obs, struct elm_ppl *ppl)
+                  int32_t n_chunk, double *influence, struct elm_ppl *ppl)
 {
     struct elm_eval *e = NULL;
     const int32_t n_ctx = (int32_t)o->ctx, V = m->hp.n_vocab, first = elm_eval_first(n_ctx);
     int ec = eval_runner(m, o, n_ctx, &e);
     if (ec)
         return ec;
+    if (influence) {
+        int rc = elm_prune_measure(e, m, ids, n_chunk, influence, ppl);
+        elm_eval_destroy(&e);
+        return rc ? cli_fail("measuring the blocks: %s", elm_strerror(rc)) : 0;
+    }
     float *logits = malloc((size_t)(n_ctx - first) * (size_t)V * sizeof *logits);
     if (!logits) {
         elm_eval_destroy(&e);
         return cli_fail("out of memory");
     }
-    elm_eval_set_observer(e, obs);
     *ppl = (struct elm_ppl){0};
     for (int32_t i = 0; i < n_chunk && !ec; i++) {
         const int32_t *tk = ids + (size_t)i * (size_t)n_ctx;
@@ -143,15 +131,15 @@ int cli_cmd_prune(int argc, char **argv)
     struct elm_model *m = NULL, *pm = NULL;
     int32_t *ids = NULL, n_tok = 0, n_chunk = 0;
     bool *drop = NULL;
-    struct influence in = {0};
+    double *influence = NULL;
     struct elm_ppl before = {0}, after = {0};
     int ec = eval_load(argv[optind], &o, &m);
     if (ec)
         return ec;
     const int32_t L = m->hp.n_layer;
     drop = calloc((size_t)L, sizeof *drop);
-    in.sum = calloc((size_t)L, sizeof *in.sum);
-    if (!drop || !in.sum) {
+    influence = calloc((size_t)L, sizeof *influence);
+    if (!drop || !influence) {
         ec = cli_fail("out of memory");
         goto out;
     }
@@ -164,22 +152,11 @@ int cli_cmd_prune(int argc, char **argv)
     if (text) {
         if ((ec = eval_tokens(m, text, &ids, &n_tok)) || (ec = eval_chunks(&o, n_tok, &n_chunk)))
             goto out;
-        if (!(in.prev = malloc((size_t)o.ctx * (size_t)m->hp.n_embd * sizeof *in.prev))) {
-            ec = cli_fail("out of memory");
+        if ((ec = ppl_of(m, &o, ids, n_chunk, influence, &before)))
             goto out;
-        }
-        const struct elm_matmul_observer obs = {.hidden = on_hidden, .ctx = &in};
-        if ((ec = ppl_of(m, &o, ids, n_chunk, &obs, &before)))
-            goto out;
-        for (long k = 0; k < n_drop; k++) { /* the lowest influence not yet chosen */
-            int32_t best = -1;
-            for (int32_t l = 0; l < L; l++)
-                if (!drop[l] && (best < 0 || in.sum[l] < in.sum[best]))
-                    best = l;
-            drop[best] = true;
-        }
+        elm_prune_pick(influence, L, (int32_t)n_drop, drop);
         for (int32_t l = 0; l < L; l++)
-            fprintf(stderr, "block %2d: influence %.6f%s\n", l, in.sum[l] / (double)in.tokens,
+            fprintf(stderr, "block %2d: influence %.6f%s\n", l, influence[l],
                     drop[l] ? "  (dropped)" : "");
     }
     struct elm_prune_stats st;
@@ -206,7 +183,7 @@ int cli_cmd_prune(int argc, char **argv)
         if (text) {
             json_t *infl = json_array();
             for (int32_t l = 0; l < L; l++)
-                json_array_append_new(infl, cli_json_real(in.sum[l] / (double)in.tokens));
+                json_array_append_new(infl, cli_json_real(influence[l]));
             json_object_set_new(j, "influence", infl);
             json_object_set_new(j, "ppl_before", cli_json_real(elm_ppl_value(&before)));
             json_object_set_new(j, "ppl_after", cli_json_real(elm_ppl_value(&after)));
@@ -220,8 +197,7 @@ int cli_cmd_prune(int argc, char **argv)
             printf("perplexity %.4f -> %.4f\n", elm_ppl_value(&before), elm_ppl_value(&after));
     }
 out:
-    free(in.prev);
-    free(in.sum);
+    free(influence);
     free(drop);
     free(ids);
     elm_model_destroy(&pm);

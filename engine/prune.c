@@ -7,8 +7,10 @@
 
 #include "common/errmsg.h"
 #include "elm/status.h"
+#include "engine/eval.h"
 #include "engine/gguf.h"
 #include "engine/gguf_writer.h"
+#include "engine/model.h"
 #include "engine/prune.h"
 
 void elm_prune_influence_add(double *sum, const float *a, const float *b, int64_t n_embd, int n)
@@ -22,6 +24,63 @@ void elm_prune_influence_add(double *sum, const float *a, const float *b, int64_
             yy += (double)y[i] * y[i];
         }
         *sum += xx > 0 && yy > 0 ? 1.0 - xy / sqrt(xx * yy) : 0.0;
+    }
+}
+
+struct influence {
+    float *prev; /* [n_ctx][n_embd] the stream entering the current block */
+    double *sum; /* [n_layer] */
+    int64_t tokens;
+};
+
+static void on_hidden(void *ctx, int layer, const float *x, int64_t n_embd, int n)
+{
+    struct influence *in = ctx;
+    if (layer > 0)
+        elm_prune_influence_add(&in->sum[layer - 1], in->prev, x, n_embd, n);
+    else
+        in->tokens += n;
+    memcpy(in->prev, x, (size_t)n * (size_t)n_embd * sizeof *x);
+}
+
+int elm_prune_measure(struct elm_eval *e, const struct elm_model *m, const int32_t *tokens,
+                      int32_t n_chunk, double *influence, struct elm_ppl *ppl)
+{
+    const int32_t n_ctx = elm_eval_n_ctx(e), V = m->hp.n_vocab, L = m->hp.n_layer;
+    const int32_t first = elm_eval_first(n_ctx);
+    struct influence in = {.prev = malloc((size_t)n_ctx * (size_t)m->hp.n_embd * sizeof(float)),
+                           .sum = influence};
+    float *logits = malloc((size_t)(n_ctx - first) * (size_t)V * sizeof *logits);
+    int rc = in.prev && logits ? 0 : -ENOMEM;
+    for (int32_t l = 0; l < L; l++)
+        influence[l] = 0;
+    if (ppl)
+        *ppl = (struct elm_ppl){0};
+    const struct elm_matmul_observer obs = {.hidden = on_hidden, .ctx = &in};
+    elm_eval_set_observer(e, &obs);
+    for (int32_t i = 0; i < n_chunk && !rc; i++) {
+        const int32_t *tk = tokens + (size_t)i * (size_t)n_ctx;
+        rc = elm_eval_chunk(e, tk, first, logits);
+        for (int32_t j = 0; ppl && !rc && j < elm_eval_n_scored(n_ctx); j++)
+            elm_ppl_add(ppl, elm_eval_nll(logits + (size_t)j * V, V, tk[first + j + 1]));
+    }
+    elm_eval_set_observer(e, NULL);
+    for (int32_t l = 0; l < L && in.tokens > 0; l++)
+        influence[l] /= (double)in.tokens;
+    free(in.prev);
+    free(logits);
+    return rc;
+}
+
+void elm_prune_pick(const double *influence, int32_t n_layer, int32_t n, bool *drop)
+{
+    for (int32_t k = 0; k < n; k++) {
+        int32_t best = -1;
+        for (int32_t l = 0; l < n_layer; l++)
+            if (!drop[l] && (best < 0 || influence[l] < influence[best]))
+                best = l;
+        if (best >= 0)
+            drop[best] = true;
     }
 }
 

@@ -30,4 +30,18 @@ int elm_prune_layers(const char *in, const char *out, const bool *drop, int32_t 
  * floats, sum += 1 - cos(a_t, b_t) per token, in double. */
 void elm_prune_influence_add(double *sum, const float *a, const float *b, int64_t n_embd, int n);
 
+struct elm_eval;
+struct elm_model;
+struct elm_ppl;
+/* Measures the influence of each of m's blocks over n_chunk chunks of tokens evaluated with e
+ * (a runner for m, elm_eval_create; its observer is taken for the call and detached after):
+ * influence[l] (n_layer entries) = block l's mean 1 - cos(input, output) over every token. The
+ * same passes give the chunks' perplexity in *ppl (NULL: not wanted), as `elmctl perplexity`
+ * scores it. Returns 0, -ENOMEM or the forward pass's error. */
+int elm_prune_measure(struct elm_eval *e, const struct elm_model *m, const int32_t *tokens,
+                      int32_t n_chunk, double *influence, struct elm_ppl *ppl);
+/* Marks in drop (n_layer entries) n more blocks, each the lowest influence not yet marked (ties
+ * to the lower number). n must leave at least one block unmarked. */
+void elm_prune_pick(const double *influence, int32_t n_layer, int32_t n, bool *drop);
+
 #endif

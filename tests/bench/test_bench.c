@@ -1,7 +1,7 @@
 /* test_bench.c — elm-bench as a script uses it: every subcommand in --quick --json mode on
  * stories260K, each line parsed, the expected fields present, the figures positive, min <=
  * median <= max, and every ratio equal to the quotient of its parts from the same run; the SVG
- * of --plot; and argument errors (exit code 2, a message naming the option).
+ * of --plot; compress's variants; and argument errors (exit code 2, a message naming the option).
  *
  * Nothing here asserts a speed: the machine is shared. Runs the real binary from the build tree
  * (ELM_BUILD_DIR/bench/elm-bench); each test runs under an alarm.
@@ -227,9 +227,14 @@ static void test_argument_errors(void **state)
     expect_usage_error("kernels --types q9_9", "'q9_9' is not a weight type");
     expect_usage_error("ipc --count 5", "--count expects 10..10000000, got '5'");
     expect_usage_error("load", "give --model FILE");
+    expect_usage_error("compress", "usage: elm-bench compress");
+    snprintf(a, sizeof a, "compress '%s' x.txt --variants q8_0,bogus", model);
+    expect_usage_error(a, "unknown variant 'bogus'");
+    snprintf(a, sizeof a, "compress '%s' x.txt --ctx 1", model);
+    expect_usage_error(a, "--ctx expects 2..65536, got '1'");
 
     static char out[16384];
-    const char *subs[] = {"model", "kernels", "ipc", "load", "serve", "profile"};
+    const char *subs[] = {"model", "kernels", "ipc", "load", "serve", "profile", "compress"};
     for (size_t i = 0; i < sizeof subs / sizeof *subs; i++) {
         assert_int_equal(run(out, sizeof out, "%s --help", subs[i]), 0);
         assert_non_null(strstr(out, "usage: elm-bench"));
@@ -571,6 +576,55 @@ static void test_profile(void **state)
     lines_free(&l);
 }
 
+/* compress: the variants' files are made and scored; sizes are exact bytes, the KLD ordering
+ * and the Pareto marks follow from them. */
+static void test_compress(void **state)
+{
+    (void)state;
+    require_bench();
+    ELM_REQUIRE_MODEL(model, "stories260K.gguf");
+    ELM_REQUIRE_MODEL(text, "corpus/tinystories-sample-30k.txt");
+    static char out[65536];
+    char svg[128];
+    struct lines l;
+    snprintf(svg, sizeof svg, "%s/c.svg", tmpdir);
+    assert_int_equal(run(out, sizeof out,
+                         "--quick --json --threads 1 --reps 1 --plot %s compress '%s' '%s' "
+                         "--ctx 64 --chunks 3 --variants q8_0,q4_0,prune1 --dir %s",
+                         svg, model, text, tmpdir),
+                     0);
+    parse_lines(out, "compress", &l);
+    const json_t *r[8];
+    assert_int_equal(rows(&l, "compress", r, 8), 4);
+    const char *names[] = {"base", "q8_0", "q4_0", "prune1"};
+    for (int i = 0; i < 4; i++) {
+        assert_string_equal(str(r[i], "variant"), names[i]);
+        assert_true(num(r[i], "PPL") > 1);
+        assert_true(num(r[i], "tg t/s") > 0);
+    }
+    assert_close(num(r[0], "file MB"), 1.185376, "the base file");
+    assert_close(num(r[3], "file MB"), 1.003072, "stories260K without one block");
+    assert_true(num(r[2], "file MB") < num(r[1], "file MB"));
+    assert_true(num(r[0], "KLD") == 0 && num(r[0], "same top %") == 100);
+    assert_true(num(r[1], "KLD") > 0 && num(r[1], "KLD") < num(r[2], "KLD"));
+    assert_true(num(r[2], "KLD") < num(r[3], "KLD"));
+    /* prune1 is bigger and further than q8_0: the only one off the front */
+    assert_string_equal(str(r[0], "Pareto"), "yes");
+    assert_string_equal(str(r[1], "Pareto"), "yes");
+    assert_string_equal(str(r[2], "Pareto"), "yes");
+    assert_string_equal(str(r[3], "Pareto"), "");
+    const char *s = elm_test_file_text(svg);
+    int circles = 0;
+    for (const char *p = s; (p = strstr(p, "<circle")); p++)
+        circles++;
+    assert_int_equal(circles, 3); /* the base (KLD 0) has no place on a log axis */
+    assert_non_null(strstr(s, "prune1 "));
+    /* the variants' files are gone; the plot stays */
+    assert_int_equal(sh(out, sizeof out, "ls %s | grep -c gguf || true", tmpdir), 0);
+    assert_int_equal(atoi(out), 0);
+    lines_free(&l);
+}
+
 int main(void)
 {
     setenv("OMP_WAIT_POLICY", "passive", 0);
@@ -584,6 +638,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_serve, setup, teardown),
         cmocka_unit_test_setup_teardown(test_serve_http, setup, teardown),
         cmocka_unit_test_setup_teardown(test_profile, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_compress, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

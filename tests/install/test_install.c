@@ -189,7 +189,7 @@ static void test_man_programs(void **state)
 {
     assert_int_equal(check_program("man8/elmd.8", "elmd"), 0);
     assert_int_equal(check_program("man1/elmctl.1", "elmctl"), 18);
-    assert_int_equal(check_program("man1/elm-bench.1", "elm-bench"), 6);
+    assert_int_equal(check_program("man1/elm-bench.1", "elm-bench"), 7);
     assert_int_equal(check_program("man1/elm-httpd.1", "elm-httpd"), 0);
 }
 
