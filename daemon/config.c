@@ -278,7 +278,7 @@ void elmd_config_usage(FILE *f)
             "      --queue-timeout-ms N  how long they may wait (default 30000; 0: refuse)\n"
             "      --prefill-chunk N   prompt tokens per session per step (default 64)\n"
             "      --step-ms N         prompt tokens per step fit N ms (default 100; 0: no limit)\n"
-            "      --endpoint URL      also listen on tcp://127.0.0.1:PORT\n"
+            "      --endpoint URL      also listen on tcp://127.0.0.1:PORT (read-only)\n"
             "  -h, --help              this text\n"
             "  -V, --version           print the version\n",
             ELMD_MAX_SESSIONS_LIMIT);
