@@ -14,6 +14,7 @@
  *   unload or shut down, and the TCP endpoint serves only what reads.
  */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <grp.h>
 #include <netinet/in.h>
@@ -104,6 +105,20 @@ static bool wait_path(const char *dir, const char *name, bool want)
     return false;
 }
 
+/* Open descriptors of pid (/proc). */
+static int n_fds(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/fd", (int)pid);
+    DIR *d = opendir(path);
+    int n = 0;
+    for (struct dirent *e; d && (e = readdir(d));)
+        n += e->d_name[0] != '.';
+    if (d)
+        closedir(d);
+    return n;
+}
+
 /* ---- item 1 --------------------------------------------------------------------------------- */
 
 /* A daemon started as systemd starts it: soft open-file limit 1024 (the hard one is ours). */
@@ -153,10 +168,24 @@ static void test_connection_storm(void **state)
     assert_true(wait_path(f->t.dir, ELM_CONTROL_SOCKET ELM_CONTROL_FULL_SUFFIX, true));
     elm_client *c = NULL;
     int rc = elm_client_connect(f->t.dir, &c);
-    print_message("%d connections: a new client's connect returned %d (%s); elmd %s\n", STORM, rc,
-                  elm_strerror(rc), td_wait(f->t.pid, 0) == -1 ? "alive" : "exited");
+    print_message("%d connections: a new client's connect returned %d (%s); elmd %s, %d "
+                  "descriptors\n",
+                  STORM, rc, elm_strerror(rc), td_wait(f->t.pid, 0) == -1 ? "alive" : "exited",
+                  n_fds(f->t.pid));
     /* ... so a client is told the daemon is full, not that it is gone */
     assert_int_equal(rc, ELM_EBUSY);
+    /* and elmctl says so in words */
+    char cmd[512], out[512] = "";
+    snprintf(cmd, sizeof cmd, "%s/cli/elmctl --runtime-dir %s status 2>&1", elm_test_build_dir(),
+             f->t.dir);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t got = fread(out, 1, sizeof out - 1, p);
+    out[got] = 0;
+    int st = pclose(p);
+    print_message("elmctl status meanwhile: %s", out);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) != 0);
+    assert_non_null(strstr(out, "as many connections open as it accepts (max_connections)"));
     assert_int_equal(td_wait(f->t.pid, 0), -1);
     assert_int_equal(tc_simple(&f->c, ELM_CMD_STATUS), 0); /* an open connection goes on */
     bystander_check(f, &good, &want);
