@@ -40,6 +40,10 @@ int cli_connect_fail(const char *runtime_dir, int rc)
     switch (rc) {
     case ELM_EDAEMON:
         return cli_fail("elmd is not running (start it with 'elmctl start --model FILE')");
+    case ELM_EBUSY:
+        return cli_fail("the elmd in %s has as many connections open as it accepts "
+                        "(max_connections); try again once some close",
+                        dir);
     case -EACCES:
         return cli_fail("permission denied: the elmd in %s belongs to another user", dir);
     case ELM_EPROTO:

@@ -109,6 +109,34 @@ static bool is_owner(const struct elmd_session *s, const struct elmd_peer *p)
     return p->has_cred && p->pid == s->pid;
 }
 
+/* The one rule of the daemon's rights (issue 17 item 7): only its owner, a local process of the
+ * daemon's uid (or root, who could do anything to it anyway), may load, unload or shut it down.
+ * LOAD opens a path with the daemon's rights, which are the owner's alone: a group member could
+ * otherwise load the owner's private files, and learn from the error whether a private path
+ * exists. The TCP endpoint has no credentials, so it serves only what reads (hello, status,
+ * stats, sessions): OPEN_SESSION needs an opener too, CANCEL and CLOSE a session's opener. Group
+ * members use the model the owner loaded. */
+static bool is_daemon_owner(const struct elmd_peer *p)
+{
+    return p->has_cred && (p->uid == (long)geteuid() || p->uid == 0);
+}
+
+/* Answers the requests only the daemon's owner may make, from anyone else: true when refused. */
+static bool refuse_non_owner(struct elmd *d, const struct elmd_peer *p,
+                             const struct elm_proto_msg *m)
+{
+    bool admin = m->hdr.cmd == ELM_CMD_LOAD || m->hdr.cmd == ELM_CMD_UNLOAD ||
+                 m->hdr.cmd == ELM_CMD_SHUTDOWN;
+    if (!admin || is_daemon_owner(p))
+        return false;
+    char msg[192];
+    snprintf(msg, sizeof msg, "%s: only the daemon's owner may load, unload or shut it down%s",
+             elm_proto_cmd_name(m->hdr.cmd),
+             p->has_cred ? "" : "; the TCP endpoint serves only hello, status, stats and sessions");
+    simple_reply(d, p, m, -EPERM, msg);
+    return true;
+}
+
 /* Answers a CANCEL or CLOSE_SESSION that cannot act on s: 0 when it can. */
 static int refuse_session(struct elmd *d, const struct elmd_peer *p, const struct elm_proto_msg *m,
                           const struct elmd_session *s)
@@ -529,6 +557,8 @@ void elmd_handle_frame(struct elmd *d, const struct elmd_peer *p, const void *fr
     }
     elm_debug("control: %s", elm_proto_cmd_name(m.hdr.cmd));
     cmd_fn fn = m.hdr.cmd < ELM_CMD_LIMIT ? handlers[m.hdr.cmd] : NULL;
+    if (fn && refuse_non_owner(d, p, &m))
+        return;
     if (fn)
         fn(d, p, &m);
     else /* decodable but not a request we serve (the decoder knows every command) */

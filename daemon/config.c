@@ -190,6 +190,12 @@ int elmd_config_set(struct elmd_config *c, const char *key, const char *v, char 
         bad = parse_int(v, 0, 3600000, &x) || (c->drain_ms = (int)x, 0);
     } else if (!strcmp(key, "max_connections")) {
         bad = parse_int(v, 4, 1000000, &x) || (c->max_connections = (int)x, 0);
+    } else if (!strcmp(key, "max_threads")) {
+        bad = parse_int(v, 0, 4096, &x) || (c->max_threads = (int)x, 0);
+    } else if (!strcmp(key, "max_ctx")) {
+        bad = parse_int(v, 0, 1 << 20, &x) || (c->max_ctx = (int32_t)x, 0);
+    } else if (!strcmp(key, "max_kv_mib")) {
+        bad = parse_int(v, 0, 1L << 30, &x) || (c->max_kv_mib = x, 0);
     } else if (!strcmp(key, "unlink_ms")) {
         bad = parse_int(v, 100, 600000, &x) || (c->unlink_ms = (int)x, 0);
     } else {
@@ -272,7 +278,7 @@ void elmd_config_usage(FILE *f)
             "      --queue-timeout-ms N  how long they may wait (default 30000; 0: refuse)\n"
             "      --prefill-chunk N   prompt tokens per session per step (default 64)\n"
             "      --step-ms N         prompt tokens per step fit N ms (default 100; 0: no limit)\n"
-            "      --endpoint URL      also listen on tcp://127.0.0.1:PORT\n"
+            "      --endpoint URL      also listen on tcp://127.0.0.1:PORT (read-only)\n"
             "  -h, --help              this text\n"
             "  -V, --version           print the version\n",
             ELMD_MAX_SESSIONS_LIMIT);

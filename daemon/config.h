@@ -47,6 +47,11 @@ struct elmd_config {
     /* control connections before new ones are refused (docs/daemon.md) */
     int max_connections;
     int unlink_ms;    /* shm names are unlinked after this even without a confirm */
+    /* What a client's LOAD may ask for (issue 17 item 5); the owner's own settings above are
+     * not bound by them, except the KV memory, which bounds every pool. */
+    int max_threads;    /* n_threads at most this; 0 = the online CPUs */
+    int32_t max_ctx;    /* n_ctx at most this; 0 = the model's trained context */
+    int64_t max_kv_mib; /* a KV pool at most this, MiB; 0 = half the physical memory */
 };
 
 /* The KV pool's size when kv_pool_tokens is 0, for sessions of ctx tokens: a quarter of every

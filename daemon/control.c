@@ -30,6 +30,7 @@
 #include "daemon/lifecycle.h"
 #include "daemon/reply.h"
 #include "elm/status.h"
+#include "ipc/endpoint.h"
 #include "ipc/session_shm.h"
 
 /* ---- signals: the handlers only count and poke the eventfd ------------------------------- */
@@ -101,7 +102,7 @@ static int open_router(struct elmd *d, const char *endpoint, void **out, char *e
 
 static void conn_full_path(const struct elmd *d, char *buf, size_t cap)
 {
-    snprintf(buf, cap, "%s.full", d->rd.sock_path);
+    snprintf(buf, cap, "%s" ELM_CONTROL_FULL_SUFFIX, d->rd.sock_path);
 }
 
 static int conn_limit(const struct elmd *d)

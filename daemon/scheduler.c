@@ -241,11 +241,36 @@ void elmd_read_requests(struct elmd_session *s)
     }
 }
 
+/* Tokenizes len bytes of text into *ids, unless they cannot fit whatever they say (the session's
+ * context holds n_ctx tokens, base of them kept from the conversation):
+ * a 60 MB prompt took the engine thread, and so every session, 36 s to tokenize only to be
+ * refused (issue 17 item 3). No token stands for more than the vocabulary's longest piece, so
+ * more bytes than room times that piece can only make more than room tokens. The exact check
+ * (prepare) follows the tokenizing of everything that passes. */
+static int tokenize_text(const struct elm_model *m, const char *text, size_t len, bool bos,
+                         bool special, int32_t n_ctx, int32_t base, int32_t **ids, int32_t *n,
+                         char *msg, size_t cap)
+{
+    size_t per = elm_vocab_max_bytes_per_token(m->vocab, special);
+    int64_t room = (int64_t)n_ctx - base; /* below 0 once a full conversation's reply is kept */
+    if (per && (room < 0 || len / per > (uint64_t)room)) {
+        char kept[64] = "";
+        if (base)
+            snprintf(kept, sizeof kept, ", %d of them kept from the conversation", base);
+        snprintf(msg, cap,
+                 "the prompt has %zu bytes, so at least %zu tokens but the session's context "
+                 "holds %d%s (no token of the model is longer than %zu bytes)",
+                 len, len / per, n_ctx, kept, per);
+        return ELM_ECONTEXT;
+    }
+    return elm_tokenize_alloc(m->vocab, text, len, bos, special, ids, n);
+}
+
 /* A conversation (ELM_PROMPT_F_MESSAGES) rendered with the model's chat template and tokenized
  * as llama-server does a chat request: BOS per the vocabulary, the template's control tokens
  * parsed. The message names an unrecognised template. */
-static int tokenize_chat(const struct elm_model *m, const struct elm_prompt_msg *p, int32_t **ids,
-                         int32_t *n, char *msg, size_t cap)
+static int tokenize_chat(const struct elm_model *m, const struct elm_prompt_msg *p, int32_t n_ctx,
+                         int32_t base, int32_t **ids, int32_t *n, char *msg, size_t cap)
 {
     uint32_t k;
     enum elm_chat_tmpl t;
@@ -265,21 +290,23 @@ static int tokenize_chat(const struct elm_model *m, const struct elm_prompt_msg 
     if (!rc)
         rc = elm_chat_render_alloc(t, cm, (int)k, true, &text, &len);
     if (!rc)
-        rc = elm_tokenize_alloc(m->vocab, text, len, true, true, ids, n);
+        rc = tokenize_text(m, text, len, true, true, n_ctx, base, ids, n, msg, cap);
     free(text);
     free(cm);
     free(rm);
     return rc;
 }
 
-/* Tokens of the prompt text, BOS per the vocabulary when asked. *ids is malloc'ed. */
+/* Tokens of the prompt text, BOS per the vocabulary when asked, for a context of n_ctx with
+ * base tokens kept. *ids is malloc'ed. */
 static int tokenize(const struct elm_model *m, const struct elm_prompt_msg *p, bool bos,
-                    int32_t **ids, int32_t *n, char *msg, size_t cap)
+                    int32_t n_ctx, int32_t base, int32_t **ids, int32_t *n, char *msg, size_t cap)
 {
     if (p->hdr.flags & ELM_PROMPT_F_MESSAGES)
-        return tokenize_chat(m, p, ids, n, msg, cap);
+        return tokenize_chat(m, p, n_ctx, base, ids, n, msg, cap);
     bool special = p->hdr.flags & ELM_PROMPT_F_PARSE_SPECIAL;
-    return elm_tokenize_alloc(m->vocab, p->text, p->hdr.prompt_len, bos, special, ids, n);
+    return tokenize_text(m, p->text, p->hdr.prompt_len, bos, special, n_ctx, base, ids, n, msg,
+                         cap);
 }
 
 /* The sequence prompt p asks for on s (its kept history, when KEEP_CONTEXT, then the prompt's
@@ -294,11 +321,11 @@ static int prepare(struct eng *e, struct elmd_session *s, struct elmd_prompt *p,
     /* A continued conversation never gets a BOS in its middle. */
     bool bos = (h->flags & ELM_PROMPT_F_ADD_BOS) && !keep;
     int32_t *ids = NULL, n = 0;
-    int rc = tokenize(e->m->m, &p->msg, bos, &ids, &n, msg, cap);
+    int32_t base = keep ? s->n_history : 0;
+    int rc = tokenize(e->m->m, &p->msg, bos, s->n_ctx, base, &ids, &n, msg, cap);
     if (rc)
         return rc;
     elm_trace("d_tokenized");
-    int32_t base = keep ? s->n_history : 0;
     struct elmd_wait *w = NULL;
     if ((int64_t)base + n > s->n_ctx) {
         rc = ELM_ECONTEXT;

@@ -74,7 +74,7 @@ int elm_kv_pool_create(const struct elm_model *m, enum elm_type type, int64_t n_
     p->head_bytes = elm_row_bytes(type, hp->head_dim);
     p->row_bytes = elm_row_bytes(type, p->kv_dim);
     p->layer_bytes = 2 * (size_t)ELM_KV_PAGE * p->row_bytes;
-    p->page_bytes = round_up((size_t)p->n_layer * p->layer_bytes, CACHE_LINE);
+    p->page_bytes = elm_kv_page_bytes(m, type);
     p->n_pages = n_pages;
     p->n_free = n_pages;
     size_t bytes;
@@ -123,6 +123,12 @@ int64_t elm_kv_pool_pages(const struct elm_kv_pool *p)
 int64_t elm_kv_pool_free_pages(const struct elm_kv_pool *p)
 {
     return p->n_free;
+}
+
+size_t elm_kv_page_bytes(const struct elm_model *m, enum elm_type type)
+{
+    size_t row = elm_row_bytes(type, m->hp.n_head_kv * m->hp.head_dim);
+    return round_up((size_t)m->hp.n_layer * 2 * ELM_KV_PAGE * row, CACHE_LINE);
 }
 
 size_t elm_kv_pool_page_bytes(const struct elm_kv_pool *p)

@@ -51,6 +51,9 @@ enum elm_type elm_kv_pool_type(const struct elm_kv_pool *p);
 int64_t elm_kv_pool_pages(const struct elm_kv_pool *p);      /* total pages */
 int64_t elm_kv_pool_free_pages(const struct elm_kv_pool *p); /* pages no sequence holds */
 size_t elm_kv_pool_page_bytes(const struct elm_kv_pool *p);  /* bytes of one page */
+/* The bytes of one page of a pool for m in type: what elm_kv_pool_create would make, known
+ * before making it (elmd bounds a pool's memory with it). */
+size_t elm_kv_page_bytes(const struct elm_model *m, enum elm_type type);
 const char *elm_kv_pool_backing(const struct elm_kv_pool *p); /* "hugetlb", "thp", "plain" */
 bool elm_kv_pool_locked(const struct elm_kv_pool *p);
 

@@ -596,6 +596,19 @@ int32_t elm_vocab_size(const struct elm_vocab *v)
     return v->n_tokens;
 }
 
+size_t elm_vocab_max_bytes_per_token(const struct elm_vocab *v, bool parse_special)
+{
+    if (v->kind == ELM_VOCAB_WPM || (v->kind == ELM_VOCAB_BPE && !elm_bpe_covers_bytes(v)))
+        return 0;
+    for (int b = 0; v->kind == ELM_VOCAB_SPM && b < 256; b++)
+        if (v->spm_byte[b] < 0 && v->unk < 0)
+            return 0;
+    for (int32_t i = 0; v->strip && i < v->n_tokens; i++)
+        if (v->strip[i] && (parse_special || elm_vocab_type(v, i) == ELM_TOKEN_USER_DEFINED))
+            return 0; /* user-defined tokens are matched without parse_special too */
+    return v->max_token_len ? v->max_token_len : 1;
+}
+
 enum elm_vocab_kind elm_vocab_kind(const struct elm_vocab *v)
 {
     return v->kind;

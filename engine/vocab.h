@@ -49,6 +49,16 @@ const char *elm_vocab_text(const struct elm_vocab *v, int32_t id, size_t *len);
  * -1 when there is none. */
 int32_t elm_vocab_find(const struct elm_vocab *v, const char *text, size_t len);
 
+/* The most input bytes one token can stand for, so that a text of len bytes has at least
+ * len / this tokens: a bound on a prompt's tokens that costs nothing (elmd refuses a prompt
+ * that cannot fit the context before tokenizing it). Every token consumes at most its own
+ * text's bytes of input (SPM's "▁" and GPT-2's byte map only lengthen the text), provided no
+ * input vanishes: 0 (no bound) for WordPiece (a whole unknown word is one token, control
+ * characters vanish), for a vocabulary with a byte that has no token (it is dropped), and
+ * when a token that can match (user-defined ones; with parse_special, control ones too)
+ * swallows the white space around it. */
+size_t elm_vocab_max_bytes_per_token(const struct elm_vocab *v, bool parse_special);
+
 /* Tokenizes len bytes of text. add_special adds BOS/EOS as the vocab asks; parse_special lets
  * CONTROL/USER_DEFINED token text in the input become those tokens. Writes at most cap ids to
  * out and returns the total number of tokens (which may exceed cap: call again with a bigger

@@ -212,6 +212,17 @@ static int map_word(struct bpe_state *st, const uint32_t *cp, size_t n, size_t *
     return 0;
 }
 
+bool elm_bpe_covers_bytes(const struct elm_vocab *v)
+{
+    for (int b = 0; b < 256; b++) {
+        char u8[4];
+        size_t k = elm_utf8_encode(byte_to_cp((uint8_t)b), u8);
+        if (elm_vocab_lookup(v, u8, k) < 0)
+            return false;
+    }
+    return true;
+}
+
 static int merge_word(struct bpe_state *st, size_t n, struct elm_ids *out)
 {
     const char *w = st->word;

@@ -20,4 +20,7 @@ int elm_bpe_tokenize(const struct elm_vocab *v, const char *text, size_t len, st
  * outside the map are copied through as UTF-8. */
 size_t elm_bpe_unmap(const char *text, size_t len, char *out);
 
+/* Whether each of the 256 bytes, mapped, is a token: then no input byte is ever dropped. */
+bool elm_bpe_covers_bytes(const struct elm_vocab *v);
+
 #endif

@@ -9,6 +9,9 @@
 #include <stddef.h>
 
 #define ELM_CONTROL_SOCKET "control" /* the control socket, in the runtime directory */
+/* The control socket's name while elmd refuses new connections (max_connections): connecting
+ * finds no socket, and a client that finds this name says why (elm_client_connect). */
+#define ELM_CONTROL_FULL_SUFFIX ".full"
 
 /* The default runtime directory: $XDG_RUNTIME_DIR/elm (when it is an absolute path), else
  * /run/user/<euid>/elm when /run/user/<euid> exists, else /tmp/elm-<euid>. Writes it into buf

@@ -340,8 +340,14 @@ int elm_client_connect(const char *runtime_dir, elm_client **out)
     snprintf(path, sizeof path, "%s/" ELM_CONTROL_SOCKET, dir);
     if (strlen(path) >= sizeof(((struct sockaddr_un *)0)->sun_path))
         return -ENAMETOOLONG;
-    if ((rc = probe_socket(path)) < 0)
-        return rc;
+    if ((rc = probe_socket(path)) < 0) {
+        /* elmd renamed its socket away at max_connections: it is there, but full */
+        struct stat fst;
+        char full[sizeof path + sizeof ELM_CONTROL_FULL_SUFFIX];
+        snprintf(full, sizeof full, "%s" ELM_CONTROL_FULL_SUFFIX, path);
+        bool full_now = rc == ELM_EDAEMON && lstat(full, &fst) == 0 && S_ISSOCK(fst.st_mode);
+        return full_now ? ELM_EBUSY : rc;
+    }
     /* The daemon may be another user's that shares its socket with our group: its regions
      * then belong to it, and to nobody else. */
     struct stat sst;

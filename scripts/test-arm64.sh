@@ -16,7 +16,7 @@
 #  - left out, for a limit of the emulator: test_ops (its override case re-executes
 #    /proc/self/exe, a foreign binary to the host kernel: no binfmt_misc here),
 #    test_client_daemon, test_client_cli, test_elmctl_local, test_elmd_batching, test_eval,
-#    test_elmd_embed, test_httpd, test_httpd_abuse, test_httpd_chat (they exec elmd, elmctl, elm-httpd or curl
+#    test_elmd_embed, test_elmd_limits, test_httpd, test_httpd_abuse, test_httpd_chat (they exec elmd, elmctl, elm-httpd or curl
 #    directly or through a shell, not through ELM_TEST_EMULATOR; the embeddings, chat rendering
 #    and evaluation code run under every ARM variant in test_zoo2, test_chat and test_imatrix),
 #    test_chat_daemon and test_elmd_owner (not yet tried under the emulator), test_elmd_residency
@@ -53,7 +53,7 @@ cmake -S . -B build/arm64 -DCMAKE_BUILD_TYPE=Release \
 cmake --build build/arm64 -j"$(nproc)"
 built=$(date +%s)
 out="ops|client_daemon|client_cli|elmctl_local|elmd_batching|elmd_residency|elmd_kvpool|bench"
-out+="|eval|elmd_embed|httpd|httpd_abuse|httpd_chat|chat_daemon|elmd_owner"
+out+="|eval|elmd_embed|elmd_limits|httpd|httpd_abuse|httpd_chat|chat_daemon|elmd_owner"
 read -r -a sel <<<"${ELM_ARM64_TESTS:--E ^test_($out)$}"
 status=0
 (cd build/arm64 && ctest --output-on-failure -j2 "${sel[@]}" "$@") || status=1

@@ -59,7 +59,9 @@ int elm_client_default_runtime_dir(char *buf, size_t cap);
 /* Connects to the daemon listening in runtime_dir (NULL: the default above; borrowed for the
  * call) and negotiates the protocol version. Fails fast, without waiting for a daemon to appear:
  * ELM_EDAEMON when no daemon is there or it does not answer within a few seconds, -EACCES when
- * the socket belongs to another user, ELM_EPROTO when no common protocol version exists.
+ * the socket belongs to another user, ELM_EPROTO when no common protocol version exists,
+ * ELM_EBUSY when the daemon has as many connections open as it accepts (its max_connections:
+ * it accepts new ones again once some close).
  * Caller owns *out and releases it with elm_client_close(). */
 int elm_client_connect(const char *runtime_dir, elm_client **out);
 

@@ -123,6 +123,8 @@ static void check_spec(const struct vec_spec *sp)
     assert_non_null(exp);
 
     int n_cases = 0, n_ok = 0, n_round = 0;
+    /* elmd refuses a prompt from its length with this bound: it must hold for every case */
+    size_t per = elm_vocab_max_bytes_per_token(v, sp->parse_special);
     char *cur = inp, *line = exp;
     for (;;) {
         char *sep = strstr(cur, SEP); /* inputs hold no NUL byte */
@@ -139,6 +141,7 @@ static void check_spec(const struct vec_spec *sp)
         int n;
         int32_t *ids = tokenize(v, cur, len, false, sp->parse_special, &n);
         bool ok = n == n_want && memcmp(ids, want, (size_t)n * sizeof *ids) == 0;
+        assert_true(per == 0 || (size_t)n >= len / per);
         if (ok) {
             n_ok++;
         } else {
@@ -679,6 +682,60 @@ static void expect_fail(struct gb *b, int rc_want, const char *key)
     free(b->p);
 }
 
+/* The bound elmd refuses long prompts with (elm_vocab_max_bytes_per_token): a text of len bytes
+ * never makes fewer than len / bound tokens, also for the inputs that make the fewest tokens
+ * per byte (long runs of one character, of white space, the longest token repeated); and there
+ * is no bound where input can vanish. */
+static void check_bound(const char *file, bool parse_special, bool want_bound)
+{
+    ELM_REQUIRE_MODEL(path, file);
+    struct elm_gguf *g = NULL;
+    struct elm_vocab *v = load_vocab(path, &g);
+    size_t per = elm_vocab_max_bytes_per_token(v, parse_special);
+    print_message("  %s%s: at most %zu bytes per token\n", file, parse_special ? " (special)" : "",
+                  per);
+    assert_true(want_bound ? per > 0 : per == 0);
+    int32_t longest = 0;
+    size_t best = 0;
+    for (int32_t id = 0; id < elm_vocab_size(v); id++) {
+        size_t l;
+        elm_vocab_text(v, id, &l);
+        if (l > best)
+            best = l, longest = id;
+    }
+    size_t tl;
+    const char *tt = elm_vocab_text(v, longest, &tl);
+    static char text[1 << 16];
+    const char *fills[] = {" ", "\n", "a", "\xe2\x96\x81", tt};
+    size_t fill_len[] = {1, 1, 1, 3, tl};
+    for (int k = 0; per && k < 5; k++) {
+        size_t len = 0;
+        while (len + fill_len[k] <= sizeof text) {
+            memcpy(text + len, fills[k], fill_len[k]);
+            len += fill_len[k];
+        }
+        int n;
+        int32_t *ids = tokenize(v, text, len, false, parse_special, &n);
+        assert_true((size_t)n >= len / per);
+        free(ids);
+    }
+    elm_vocab_destroy(&v);
+    elm_gguf_destroy(&g);
+}
+
+static void test_bytes_per_token_bound(void **state)
+{
+    (void)state;
+    check_bound("stories260K.gguf", false, true);
+    check_bound("vocab/ggml-vocab-llama-spm.gguf", false, true);
+    check_bound("vocab/ggml-vocab-gpt-2.gguf", false, true);
+    check_bound("vocab/ggml-vocab-deepseek-coder.gguf", false, true);
+    check_bound("vocab/ggml-vocab-bert-bge.gguf", false, false); /* WordPiece */
+    /* its chat tokens, user-defined (so matched even without parse_special), swallow the white
+     * space after them */
+    check_bound("vocab/ggml-vocab-phi-3.gguf", false, false);
+}
+
 static void test_validation(void **state)
 {
     struct gb b;
@@ -791,6 +848,7 @@ int main(void)
         cmocka_unit_test(test_invalid_utf8),             /* malformed input */
         cmocka_unit_test(test_long_input),               /* no quadratic paths */
         cmocka_unit_test(test_synthetic_spm),            /* merge order, byte fallback */
+        cmocka_unit_test(test_bytes_per_token_bound),    /* elmd's early length check */
         cmocka_unit_test(test_validation),               /* errors name the key */
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
