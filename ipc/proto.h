@@ -170,6 +170,14 @@ enum elm_proto_opt_tag {
     ELM_TAG_N_SESSIONS_OPENED, /* u64: sessions opened since the daemon started */
     ELM_TAG_N_PREEMPTIONS,   /* u64: running requests preempted for KV memory */
     ELM_TAG_N_RECOMPUTED,    /* u64: tokens the preempted requests evaluated again */
+    /* several resident models */
+    ELM_TAG_KEEP_ALIVE,         /* str (LOAD, OPEN_SESSION): "5m", "0", "-1" */
+    ELM_TAG_N_MODELS,           /* u64 (STATUS, STATS): models resident */
+    ELM_TAG_MODELS,             /* str (STATUS): each resident model, its state and size */
+    ELM_TAG_RESIDENT_BYTES,     /* u64 (STATUS): weights + KV pools of the resident models */
+    ELM_TAG_MAX_RESIDENT_BYTES, /* u64 (STATUS): the budget */
+    ELM_TAG_LOAD_WAIT,          /* str (STATUS): what a load waiting for room waits for */
+    ELM_TAG_N_UNLOADS,          /* u64 (STATS): models unloaded (asked, keep_alive, budget) */
     ELM_TAG_OPT_END,         /* known optional tags are < this */
 };
 

@@ -110,7 +110,7 @@ static const struct cmd_def cmd_defs[ELM_CMD_LIMIT] = {
                               R(ELM_TAG_PID, 0))},
     [ELM_CMD_STATUS] = {"status", true, NO_FIELDS, &elm_fields_status},
     [ELM_CMD_LOAD] = {"load", true, &elm_fields_load_req, &elm_fields_load},
-    [ELM_CMD_UNLOAD] = {"unload", true, NO_FIELDS, NO_FIELDS},
+    [ELM_CMD_UNLOAD] = {"unload", true, &elm_fields_unload_req, NO_FIELDS},
     [ELM_CMD_OPEN_SESSION] = {"open_session", true, &elm_fields_open_req,
                               SCHEMA(R(ELM_TAG_SESSION_ID, RQ), R(ELM_TAG_SHM_NAME, RQ),
                                      R(ELM_TAG_SHM_SIZE, RQ), R(ELM_TAG_REQ_RING_SIZE, RQ),
