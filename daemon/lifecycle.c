@@ -198,6 +198,7 @@ int elmd_start_load(struct elmd *d, const struct elmd_load_args *a, char *err, s
     int rc = make_room(d, L->need_bytes, NULL, err, errlen);
     if (rc == -EAGAIN) {
         L->waiting_room = true;
+        snprintf(L->err, sizeof L->err, "%s", err); /* status shows it (load_wait) */
         elm_info("load of %s as %s: %s", path, name, err);
         return 0;
     }
@@ -228,8 +229,10 @@ int elmd_load_retry(struct elmd *d)
     }
     char msg[256];
     int rc = make_room(d, L->need_bytes, NULL, msg, sizeof msg);
-    if (rc == -EAGAIN)
+    if (rc == -EAGAIN) {
+        snprintf(L->err, sizeof L->err, "%s", msg);
         return 0;
+    }
     L->waiting_room = false;
     if (rc == 0)
         rc = spawn_loader(d, msg, sizeof msg);
