@@ -104,7 +104,8 @@ enum elm_proto_tag {
     ELM_TAG_RSS_BYTES = 31,        /* u64 */
     ELM_TAG_LOAD_NS = 32,          /* u64 */
     ELM_TAG_AGE_NS = 33,           /* u64: time since the session was opened */
-    ELM_TAG_LIMIT = 34,            /* known (non-optional) tags are < this */
+    ELM_TAG_KEEP_ALIVE = 34,       /* str (LOAD, OPEN_SESSION): "5m", "0", "-1" */
+    ELM_TAG_LIMIT = 35,            /* known (non-optional) tags are < this */
 };
 
 /* Optional fields: elmd's diagnostics in STATUS, STATS and SESSIONS replies. They carry
@@ -171,7 +172,6 @@ enum elm_proto_opt_tag {
     ELM_TAG_N_PREEMPTIONS,   /* u64: running requests preempted for KV memory */
     ELM_TAG_N_RECOMPUTED,    /* u64: tokens the preempted requests evaluated again */
     /* several resident models */
-    ELM_TAG_KEEP_ALIVE,         /* str (LOAD, OPEN_SESSION): "5m", "0", "-1" */
     ELM_TAG_N_MODELS,           /* u64 (STATUS, STATS): models resident */
     ELM_TAG_MODELS,             /* str (STATUS): each resident model, its state and size */
     ELM_TAG_RESIDENT_BYTES,     /* u64 (STATUS): weights + KV pools of the resident models */

@@ -63,6 +63,7 @@ static const struct tag_def tag_defs[ELM_TAG_LIMIT] = {
     [ELM_TAG_RSS_BYTES] = {"rss_bytes", ELM_PT_U64},
     [ELM_TAG_LOAD_NS] = {"load_ns", ELM_PT_U64},
     [ELM_TAG_AGE_NS] = {"age_ns", ELM_PT_U64},
+    [ELM_TAG_KEEP_ALIVE] = {"keep_alive", ELM_PT_STR},
 };
 
 /* The known tag's name and value type: base tags from tag_defs, optional ones from the field
