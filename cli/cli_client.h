@@ -27,9 +27,8 @@ bool cli_daemon_opt(int c);
 int cli_client_fail(const elm_client *c, int rc, const char *what);
 
 /* The options that choose the daemon's model for a session (generate, chat, embed): --model
- * NAME and --keep-alive D, as long options 'M' and 'A' handled by cli_model_opt. */
-#define CLI_OPTS_MODEL                                                                             \
-    {"model", required_argument, 0, 'M'}, { "keep-alive", required_argument, 0, 'A' }
+ * NAME and --keep-alive D, long options {"model", .., 'M'} and {"keep-alive", .., 'A'} that
+ * cli_model_opt takes. */
 #define CLI_MODEL_USAGE                                                                            \
     "  --model NAME          the resident model to use (default: elmd's first loaded)\n"           \
     "  --keep-alive D        keep that model this long once idle (5m, 0, -1 = forever)\n"

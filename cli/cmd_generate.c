@@ -92,7 +92,8 @@ static int parse_generate(int argc, char **argv, struct gen_opts *o, char **prom
         {"batch", required_argument, 0, 'b'},   {"kv-type", required_argument, 0, 'K'},
         {"special", no_argument, 0, 'x'},       {"ids", no_argument, 0, 'i'},
         {"kernel", required_argument, 0, 'G'},  {"verbose", no_argument, 0, 'v'},
-        {"runtime-dir", required_argument, 0, 'D'}, CLI_OPTS_MODEL,
+        {"runtime-dir", required_argument, 0, 'D'},
+        {"model", required_argument, 0, 'M'},   {"keep-alive", required_argument, 0, 'A'},
         {"file", required_argument, 0, 'f'},    CLI_OPT_JSON,
         {"help", no_argument, 0, 'h'},          {0, 0, 0, 0},
     };

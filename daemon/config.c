@@ -125,8 +125,12 @@ static int parse_bytes(const char *v, uint64_t *out)
     unsigned long long x = strtoull(v, &end, 10);
     if (end == v || errno)
         return -EINVAL;
-    int shift = !*end ? 0 : strchr("kK", *end) ? 10 : strchr("mM", *end) ? 20
-                        : strchr("gG", *end) ? 30 : strchr("tT", *end) ? 40 : -1;
+    int shift = !*end                ? 0
+                : strchr("kK", *end) ? 10
+                : strchr("mM", *end) ? 20
+                : strchr("gG", *end) ? 30
+                : strchr("tT", *end) ? 40
+                                     : -1;
     if (shift < 0 || (*end && end[1] && strcmp(end + 1, "iB") && strcmp(end + 1, "B")))
         return -EINVAL;
     if (x > (UINT64_MAX >> shift))
@@ -346,7 +350,7 @@ void elmd_config_usage(FILE *f)
             "      --prefill-chunk N   prompt tokens per session per step (default 64)\n"
             "      --step-ms N         prompt tokens per step fit N ms (default 100; 0: no limit)\n"
             "      --endpoint URL      also listen on tcp://127.0.0.1:PORT\n"
-            "      --keep-alive D      unload an idle model after D (5m, 30s, 0; default -1: never)\n"
+            "      --keep-alive D      unload a model idle for D (5m, 30s, 0; default -1: never)\n"
             "      --max-resident-bytes N  memory for all models' weights and KV (8G; default:\n"
             "                          3/4 of the machine's memory)\n"
             "  -h, --help              this text\n"

@@ -10,7 +10,7 @@ void elmd_model_destroy(struct elmd_model **pm)
     if (!pm || !*pm)
         return;
     struct elmd_model *dm = *pm;
-    elm_work_destroy(&dm->w); /* the engine's: it is done with the model when this runs */
+    elm_work_destroy(&dm->w);          /* the engine's: it is done with the model when this runs */
     elm_kv_pool_destroy(&dm->kv_pool); /* its sequences are gone: the engine destroyed them */
     elm_loader_unload(&dm->m, &dm->res);
     free(dm);

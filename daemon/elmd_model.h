@@ -30,12 +30,12 @@ struct elmd_model {
     int32_t ctx;                    /* default context of sessions on it */
     uint64_t bytes;                 /* weights' mapping + KV pool: what the budget counts */
     /* control only */
-    int n_sessions;          /* sessions open on it: while > 0 it is never unloaded */
-    uint64_t idle_since_ns;  /* when its last session closed (or it was loaded) */
-    int64_t keep_alive_ms;   /* the latest LOAD's or session's, else the daemon's; -1 forever */
+    int n_sessions;         /* sessions open on it: while > 0 it is never unloaded */
+    uint64_t idle_since_ns; /* when its last session closed (or it was loaded) */
+    int64_t keep_alive_ms;  /* the latest LOAD's or session's, else the daemon's; -1 forever */
     /* [L] */
     int64_t kv_free_pages; /* the pool's free pages, as of the engine's last step */
-    bool retiring; /* control asked the engine to drop it; no new session may open on it */
+    bool retiring;         /* control asked the engine to drop it; no new session may open on it */
     /* engine only: its scratch buffers and its cost estimate (step.c) */
     struct elm_work *w;
     int32_t w_batch, w_ctx;

@@ -334,7 +334,8 @@ int elmd_finish_load(struct elmd *d)
     L->result = NULL;
     snprintf(dm->name, sizeof dm->name, "%s", L->name);
     dm->ctx = ctx;
-    dm->bytes = dm->res.mem.len + elm_kv_pool_pages(dm->kv_pool) * elm_kv_pool_page_bytes(dm->kv_pool);
+    dm->bytes =
+        dm->res.mem.len + elm_kv_pool_pages(dm->kv_pool) * elm_kv_pool_page_bytes(dm->kv_pool);
     dm->keep_alive_ms = L->keep_alive_ms;
     dm->idle_since_ns = elmd_now_ns();
     dm->kv_free_pages = elm_kv_pool_free_pages(dm->kv_pool);

@@ -19,10 +19,10 @@ struct elmd;
 /* What a LOAD asks for (borrowed for the call). */
 struct elmd_load_args {
     const char *path;
-    const char *name;     /* NULL or "": the file's stem */
-    int32_t ctx;          /* 0: the configuration's */
-    int threads;          /* 0: the configuration's */
-    bool has_keep_alive;  /* else the configuration's keep_alive */
+    const char *name;    /* NULL or "": the file's stem */
+    int32_t ctx;         /* 0: the configuration's */
+    int threads;         /* 0: the configuration's */
+    bool has_keep_alive; /* else the configuration's keep_alive */
     int64_t keep_alive_ms;
 };
 

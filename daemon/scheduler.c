@@ -371,9 +371,10 @@ static void commit(struct elmd_session *s, struct elmd_prompt *p, struct elmd_wa
 int elmd_n_waiting(const struct eng *e, const struct elm_kv_pool *pool)
 {
     int n = 0;
-    for (int k = 0; k < e->n_act; k++)
-        n += (e->act[k]->wait != NULL || e->act[k]->preempted) &&
-             (!pool || e->act[k]->pool == pool);
+    for (int k = 0; k < e->n_act; k++) {
+        const struct elmd_session *s = e->act[k];
+        n += (s->wait != NULL || s->preempted) && (!pool || s->pool == pool);
+    }
     return n;
 }
 

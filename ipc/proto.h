@@ -165,12 +165,12 @@ enum elm_proto_opt_tag {
     ELM_TAG_KV_LOCKED,      /* u64: 1 when the pool is locked in memory */
     ELM_TAG_N_QUEUED,       /* u64: requests waiting for KV memory */
     /* STATS: admission and prefix reuse */
-    ELM_TAG_N_BUSY,          /* u64: requests refused ELM_EBUSY: no KV memory in time */
-    ELM_TAG_N_PROMPT_REUSED, /* u64: prompt tokens whose KV was kept from the history */
-    ELM_TAG_N_KV_RECLAIMED,  /* u64: idle sessions whose pages were taken back */
+    ELM_TAG_N_BUSY,            /* u64: requests refused ELM_EBUSY: no KV memory in time */
+    ELM_TAG_N_PROMPT_REUSED,   /* u64: prompt tokens whose KV was kept from the history */
+    ELM_TAG_N_KV_RECLAIMED,    /* u64: idle sessions whose pages were taken back */
     ELM_TAG_N_SESSIONS_OPENED, /* u64: sessions opened since the daemon started */
-    ELM_TAG_N_PREEMPTIONS,   /* u64: running requests preempted for KV memory */
-    ELM_TAG_N_RECOMPUTED,    /* u64: tokens the preempted requests evaluated again */
+    ELM_TAG_N_PREEMPTIONS,     /* u64: running requests preempted for KV memory */
+    ELM_TAG_N_RECOMPUTED,      /* u64: tokens the preempted requests evaluated again */
     /* several resident models */
     ELM_TAG_N_MODELS,           /* u64 (STATUS, STATS): models resident */
     ELM_TAG_MODELS,             /* str (STATUS): each resident model, its state and size */
@@ -178,7 +178,7 @@ enum elm_proto_opt_tag {
     ELM_TAG_MAX_RESIDENT_BYTES, /* u64 (STATUS): the budget */
     ELM_TAG_LOAD_WAIT,          /* str (STATUS): what a load waiting for room waits for */
     ELM_TAG_N_UNLOADS,          /* u64 (STATS): models unloaded (asked, keep_alive, budget) */
-    ELM_TAG_OPT_END,         /* known optional tags are < this */
+    ELM_TAG_OPT_END,            /* known optional tags are < this */
 };
 
 enum elm_proto_session_state {

@@ -251,10 +251,10 @@ struct elm_session_params {
     uint32_t n_ctx;            /* context tokens; 0 = the model's default */
     uint32_t max_prompt_bytes; /* largest prompt accepted; 0 = 1 MiB. elmd takes up to about
                                   32 MiB (its rings are at most 64 MiB) */
-    const char *model;      /* the resident model's name; NULL or "" = the default (first
-                               loaded). ELM_ENOMODEL when none has that name */
-    const char *keep_alive; /* how long the model stays once idle after this session (as
-                               elm_client_load_as); NULL = unchanged */
+    const char *model;         /* the resident model's name; NULL or "" = the default (first
+                                  loaded). ELM_ENOMODEL when none has that name */
+    const char *keep_alive;    /* how long the model stays once idle after this session (as
+                                  elm_client_load_as); NULL = unchanged */
 };
 
 /* Opens a session with default parameters. The session holds a reference to c, so c may be
