@@ -455,9 +455,8 @@ static int start_prompt(struct eng *e, struct elmd_session *s, struct elmd_promp
 }
 
 /* Each step, before new prompts: starts the waiting requests that fit now, oldest first (one
- * queue per model's pool), and
- * stops at the first that does not (strict FIFO: a large request is not overtaken for ever by
- * small ones); refuses the ones that waited too long. Returns the milliseconds until the next
+ * queue per model's pool), and stops at the first that does not (strict FIFO: a large request is
+ * not overtaken for ever by small ones); refuses the ones that waited too long. Returns the milliseconds until the next
  * of those deadlines (-1: none). */
 int elmd_admit_waiting(struct eng *e)
 {
