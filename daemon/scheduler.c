@@ -8,8 +8,8 @@
  *
  * KV memory: a request starts once its prompt's pages of the model's pool are taken
  * (admission.c; idle sessions' pages are taken back first); it grows page by page (step.c), and
- * a preempted one (plan.h) waits to be resumed. A request that cannot start waits in one FIFO
- * for every session, beside the preempted ones, retried each step oldest first (a preempted
+ * a preempted one (plan.h) waits to be resumed. A request that cannot start waits in its
+ * model's FIFO (one per KV pool), beside the preempted ones, retried each step oldest first (a preempted
  * request by its first admission, a new one by its arrival), until queue_timeout_ms (then ERROR
  * ELM_EBUSY; a preempted request never times out: it has started); max_queued bounds the new
  * ones. A request that could need more than the whole pool is refused at once (ELM_ECONTEXT).
