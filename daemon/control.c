@@ -253,7 +253,7 @@ static void handle_wake(struct elmd *d, int *initial_rc)
 {
     pthread_mutex_lock(&d->lock);
     struct elmd_session *reaped = d->reaped;
-    struct elmd_model *retired[ELMD_MAX_MODELS];
+    struct elmd_model *retired[ELMD_MODEL_SLOTS];
     int n_retired = d->n_retired;
     memcpy(retired, d->retired, sizeof retired);
     d->reaped = NULL;

@@ -164,9 +164,9 @@ struct elmd {
     /* [L] the resident models in load order, models[0] the default; control adds them, the
      * engine removes a retiring one once no session of it is left (step.c) and puts it in
      * retired, for control to free */
-    struct elmd_model *models[ELMD_MAX_MODELS];
+    struct elmd_model *models[ELMD_MODEL_SLOTS];
     int n_models;
-    struct elmd_model *retired[ELMD_MAX_MODELS]; /* [L] */
+    struct elmd_model *retired[ELMD_MODEL_SLOTS]; /* [L] */
     int n_retired;                               /* [L] */
     struct elmd_session *adopt;  /* [L] */
     struct elmd_session *reaped; /* [L] */

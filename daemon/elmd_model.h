@@ -17,6 +17,8 @@
 #include "engine/model.h"
 
 #define ELMD_MAX_MODELS     8  /* models resident at once */
+/* Slots for them: one more for a replaced model still unloading beside its successor. */
+#define ELMD_MODEL_SLOTS    (ELMD_MAX_MODELS + 1)
 #define ELMD_MODEL_NAME_MAX 64 /* bytes of a model's name, with its NUL */
 
 /* A model as the daemon serves it: resident weights and the KV pool its sessions share. Control

@@ -21,7 +21,7 @@ struct eng {
     int n_act;
     /* The resident models as of this step (d->models), and the one this step's pass is for:
      * passes take turns among the models with work (step.c pick_model). */
-    struct elmd_model *models[ELMD_MAX_MODELS];
+    struct elmd_model *models[ELMD_MODEL_SLOTS];
     int n_models;
     int model_rr;         /* the model after the last one that had a pass */
     struct elmd_model *m; /* this step's: its sessions alone are planned */

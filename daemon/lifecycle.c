@@ -314,6 +314,18 @@ int elmd_finish_load(struct elmd *d)
         snprintf(L->err, sizeof L->err, "the load was cancelled");
     }
     int32_t ctx = 0;
+    /* Room in d->models: ELMD_MAX_MODELS serving, and one more slot for a replaced model
+     * that is still unloading beside its successor. */
+    bool replacing = elmd_find_model(d, L->name) != NULL;
+    pthread_mutex_lock(&d->lock);
+    bool full = d->n_models - replacing >= ELMD_MAX_MODELS || d->n_models >= ELMD_MODEL_SLOTS;
+    pthread_mutex_unlock(&d->lock);
+    if (L->rc == 0 && full) {
+        elmd_model_destroy(&L->result);
+        L->rc = ELM_EBUSY;
+        snprintf(L->err, sizeof L->err, "%d models are resident (one may be unloading): try again",
+                 ELMD_MAX_MODELS);
+    }
     if (L->rc == 0) {
         ctx = elm_model_ctx_default(L->result->m, L->ctx ? L->ctx : d->cfg.ctx);
         L->rc = make_kv_pool(d, L->result, &ctx, L->err, sizeof L->err);
@@ -362,7 +374,7 @@ int elmd_unload(struct elmd *d, const char *name)
 {
     if (!name || !name[0])
         elmd_load_cancel(d); /* its LOAD waiters get ECANCELED when it returns */
-    struct elmd_model *todo[ELMD_MAX_MODELS];
+    struct elmd_model *todo[ELMD_MODEL_SLOTS];
     int n = 0;
     pthread_mutex_lock(&d->lock);
     for (int i = 0; i < d->n_models; i++)
@@ -397,7 +409,7 @@ bool elmd_swap_finished(struct elmd *d)
 int elmd_keep_alive_step(struct elmd *d, uint64_t now)
 {
     int64_t next_ms = -1;
-    struct elmd_model *expired[ELMD_MAX_MODELS];
+    struct elmd_model *expired[ELMD_MODEL_SLOTS];
     int n = 0;
     pthread_mutex_lock(&d->lock);
     for (int i = 0; i < d->n_models; i++) {

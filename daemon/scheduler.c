@@ -475,9 +475,9 @@ int elmd_admit_waiting(struct eng *e)
     uint64_t next = UINT64_MAX;
     char msg[256];
     /* One FIFO per pool (per model): a request waits only behind those of its own pool. */
-    const struct elm_kv_pool *pools[ELMD_MAX_MODELS];
-    bool blocked_of[ELMD_MAX_MODELS] = {0};
-    int ahead_of[ELMD_MAX_MODELS] = {0}; /* the requests before the one at hand still waiting */
+    const struct elm_kv_pool *pools[ELMD_MODEL_SLOTS];
+    bool blocked_of[ELMD_MODEL_SLOTS] = {0};
+    int ahead_of[ELMD_MODEL_SLOTS] = {0}; /* the requests before the one at hand still waiting */
     int n_pools = 0;
     for (int i = 0; i < n; i++) {
         struct elmd_session *s = q[i];
@@ -486,7 +486,7 @@ int elmd_admit_waiting(struct eng *e)
         while (pi < n_pools && pools[pi] != s->pool)
             pi++;
         if (pi == n_pools) {
-            if (n_pools == ELMD_MAX_MODELS)
+            if (n_pools == ELMD_MODEL_SLOTS)
                 continue; /* cannot happen: one pool per resident model */
             pools[n_pools++] = s->pool;
         }

@@ -301,7 +301,7 @@ static bool retire_models(struct eng *e)
     bool any = false;
     for (int i = 0; i < d->n_models;) {
         struct elmd_model *m = d->models[i];
-        if (!m->retiring || model_in_use(e, m) || d->n_retired == ELMD_MAX_MODELS) {
+        if (!m->retiring || model_in_use(e, m) || d->n_retired == ELMD_MODEL_SLOTS) {
             i++;
             continue;
         }
