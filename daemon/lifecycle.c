@@ -122,16 +122,23 @@ static int make_room(struct elmd *d, uint64_t need, const struct elmd_model *kee
     }
     if (used + need <= budget)
         return 0;
-    for (int i = 0; i < d->n_models; i++) {
-        const struct elmd_model *m = d->models[i];
+    /* The list as of now (the engine removes retired models from it under the lock; control,
+     * the only thread that frees them, is this one, so the pointers stay valid). */
+    struct elmd_model *ms[ELMD_MODEL_SLOTS];
+    pthread_mutex_lock(&d->lock);
+    int n = d->n_models;
+    memcpy(ms, d->models, sizeof ms);
+    pthread_mutex_unlock(&d->lock);
+    for (int i = 0; i < n; i++) {
+        const struct elmd_model *m = ms[i];
         if (!m->retiring)
             *(m->n_sessions || m == keep ? &busy : &idle) += m->bytes;
     }
     uint64_t freeing = used - idle - busy; /* of models retiring already */
     while (used - freeing + need > budget) {
         struct elmd_model *lru = NULL;
-        for (int i = 0; i < d->n_models; i++) {
-            struct elmd_model *m = d->models[i];
+        for (int i = 0; i < n; i++) {
+            struct elmd_model *m = ms[i];
             if (m != keep && !m->retiring && !m->n_sessions &&
                 (!lru || m->idle_since_ns < lru->idle_since_ns))
                 lru = m;
@@ -356,7 +363,7 @@ int elmd_finish_load(struct elmd *d)
     if (old)
         elmd_retire(d, old, "replaced");
     pthread_mutex_lock(&d->lock);
-    d->models[d->n_models++] = dm; /* room: checked when the load started */
+    d->models[d->n_models++] = dm; /* room: checked above */
     pthread_mutex_unlock(&d->lock);
     L->added = dm;
     uint64_t used = elmd_resident_bytes(d), budget = elmd_budget(d);
