@@ -17,6 +17,12 @@ void elmd_model_destroy(struct elmd_model **pm)
     *pm = NULL;
 }
 
+static bool name_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c && strchr("._-:/+", c));
+}
+
 void elmd_model_default_name(const char *path, char *name, size_t cap)
 {
     const char *base = strrchr(path, '/');
@@ -25,4 +31,18 @@ void elmd_model_default_name(const char *path, char *name, size_t cap)
     if (n > 5 && !strcmp(base + n - 5, ".gguf"))
         n -= 5;
     snprintf(name, cap, "%.*s", (int)n, base);
+    for (char *p = name; *p; p++)
+        if (!name_char(*p))
+            *p = '_';
+}
+
+bool elmd_model_name_is_valid(const char *name)
+{
+    size_t n = strlen(name);
+    if (n == 0 || n >= ELMD_MODEL_NAME_MAX)
+        return false;
+    for (const char *p = name; *p; p++)
+        if (!name_char(*p))
+            return false;
+    return true;
 }

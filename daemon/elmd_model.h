@@ -44,8 +44,12 @@ struct elmd_model {
     double ns_per_tok;
 };
 
-/* The name a model file gets when LOAD gives none: its file name without ".gguf". */
+/* The name a model file gets when LOAD gives none: its file name without ".gguf", each
+ * character a name may not hold replaced by '_'. */
 void elmd_model_default_name(const char *path, char *name, size_t cap);
+/* Whether name may name a model: 1..63 of A-Z a-z 0-9 . _ - : / + (as ollama's names), so
+ * status's list of them ("NAME (state), ...") reads back unambiguously. */
+bool elmd_model_name_is_valid(const char *name);
 
 /* NULL-safe; frees the pool, the model and its weights; nulls *pm. */
 void elmd_model_destroy(struct elmd_model **pm);

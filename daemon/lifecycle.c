@@ -174,6 +174,11 @@ int elmd_start_load(struct elmd *d, const struct elmd_load_args *a, char *err, s
     if (stat(path, &st) < 0)
         return snprintf(err, errlen, "%s: %s", path, strerror(errno)), -errno;
     char name[ELMD_MODEL_NAME_MAX];
+    if (a->name && a->name[0] && !elmd_model_name_is_valid(a->name))
+        return snprintf(err, errlen,
+                        "a model name is 1 to %d of A-Z a-z 0-9 . _ - : / + (not '%.64s')",
+                        ELMD_MODEL_NAME_MAX - 1, a->name),
+               -EINVAL;
     if (a->name && a->name[0])
         snprintf(name, sizeof name, "%s", a->name);
     else
