@@ -4,8 +4,8 @@
  *
  * Mapping: options.num_predict, temperature, top_k, top_p, min_p, seed, stop, repeat_penalty,
  * repeat_last_n go to the request, options.num_ctx to the session's context; other options are
- * ignored, as ollama ignores options it does not know. keep_alive is accepted and has no effect:
- * elmd keeps its one model resident for every client. /api/generate is always raw (elm applies
+ * ignored, as ollama ignores options it does not know. keep_alive is accepted and not passed on
+ * (a model's keep_alive is elmd's setting or its LOAD's). /api/generate is always raw (elm applies
  * no prompt template there), so "system", "template", "context", "images", "format" and a
  * "suffix" are refused with a 400 rather than silently dropped. /api/chat's messages are
  * rendered by elmd with the model's chat template (elm_session_submit_chat()).
