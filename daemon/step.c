@@ -310,7 +310,11 @@ static bool retire_models(struct eng *e)
         d->retired[d->n_retired++] = m;
         any = true;
     }
-    e->m = NULL; /* the snapshot is refreshed at the next step's start */
+    /* Control may free a retired model as soon as the lock is released: no pointer to one may
+     * stay in this step's snapshot (the loop still reads the pools after end_step). */
+    e->m = NULL;
+    e->n_models = d->n_models;
+    memcpy(e->models, d->models, sizeof e->models);
     return any;
 }
 
