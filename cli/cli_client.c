@@ -24,6 +24,23 @@ int cli_client_fail(const elm_client *c, int rc, const char *what)
     return cli_fail("%s: %s", what, msg[0] ? msg : elm_strerror(rc));
 }
 
+bool cli_model_opt(int c, struct elm_session_params *p)
+{
+    if (c == 'M')
+        p->model = optarg;
+    else if (c == 'A')
+        p->keep_alive = optarg;
+    return c == 'M' || c == 'A';
+}
+
+int cli_session_open(elm_client *c, const struct elm_session_params *p, elm_session **out)
+{
+    int rc = elm_session_open_params(c, p, out);
+    if (rc == ELM_ENOMODEL && !(p->model && p->model[0]))
+        return cli_fail("elmd has no model loaded (load one with 'elmctl load MODEL')");
+    return rc ? cli_client_fail(c, rc, "cannot open a session") : 0;
+}
+
 int cli_connect(const char *runtime_dir, elm_client **out)
 {
     int rc = elm_client_connect(runtime_dir, out);

@@ -26,6 +26,19 @@ bool cli_daemon_opt(int c);
  * NULL. */
 int cli_client_fail(const elm_client *c, int rc, const char *what);
 
+/* The options that choose the daemon's model for a session (generate, chat, embed): --model
+ * NAME and --keep-alive D, long options {"model", .., 'M'} and {"keep-alive", .., 'A'} that
+ * cli_model_opt takes. */
+#define CLI_MODEL_USAGE                                                                            \
+    "  --model NAME          the resident model to use (default: elmd's first loaded)\n"           \
+    "  --keep-alive D        keep that model this long once idle (5m, 0, -1 = forever)\n"
+/* Takes option c into p (its model or keep_alive); true when c was one of them. */
+bool cli_model_opt(int c, struct elm_session_params *p);
+
+/* Opens a session with p; returns 0, or prints why not (naming the missing model or saying
+ * none is loaded) and returns the exit code. */
+int cli_session_open(elm_client *c, const struct elm_session_params *p, elm_session **out);
+
 /* What elmd reports, as text or (cli_json) JSON on stdout (cli_print.c). */
 void cli_print_status(const elm_client *c, const struct elm_daemon_status *st);
 void cli_print_load(const char *path, const struct elm_load_result *r);

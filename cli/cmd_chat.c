@@ -35,6 +35,7 @@ struct chat_opts {
     long threads, ctx;
     enum elm_type kv_type;
     bool verbose;
+    struct elm_session_params sp; /* --model, --keep-alive (the daemon's) */
 };
 
 /* Where replies come from: the engine in this process, or elmd. */
@@ -183,11 +184,9 @@ static int remote_open(const struct chat_opts *o, struct backend *b)
     int exit_code = cli_connect(o->runtime_dir, &b->c);
     if (exit_code)
         return exit_code;
-    struct elm_session_params sp = {.n_ctx = (uint32_t)o->ctx};
-    int rc = elm_session_open_params(b->c, &sp, &b->sess);
-    if (rc == ELM_ENOMODEL)
-        return cli_fail("elmd has no model loaded (load one with 'elmctl load MODEL')");
-    return rc ? cli_client_fail(b->c, rc, "cannot open a session") : 0;
+    struct elm_session_params sp = o->sp;
+    sp.n_ctx = (uint32_t)o->ctx;
+    return cli_session_open(b->c, &sp, &b->sess);
 }
 
 static int remote_reply(const struct chat_opts *o, struct backend *b, const struct cli_msg *msgs,
@@ -389,7 +388,7 @@ static const char chat_usage[] =
     "  --chat-template NAME  render with NAME instead of the file's template  [--local]\n"
     "                        (chatml, llama2, llama2-sys, mistral-v1, mistral-v3,\n"
     "                        mistral-v3-tekken, mistral-v7, phi3, zephyr, gemma, llama3...)\n"
-    "  --runtime-dir DIR     the daemon's directory\n"
+    "  --runtime-dir DIR     the daemon's directory\n" CLI_MODEL_USAGE
     "  -n, --n-predict N     at most N tokens per reply (default: until the model ends it)\n"
     "  --temp T              temperature, 0 = greedy (default 0.8)\n"
     "  --seed S              random seed (default: clock)\n"
@@ -419,6 +418,8 @@ static int parse_chat(int argc, char **argv, struct chat_opts *o)
         {"kv-type", required_argument, 0, 'K'},
         {"kernel", required_argument, 0, 'G'},
         {"runtime-dir", required_argument, 0, 'D'},
+        {"model", required_argument, 0, 'M'},
+        {"keep-alive", required_argument, 0, 'A'},
         {"verbose", no_argument, 0, 'v'},
         CLI_OPT_JSON,
         {"help", no_argument, 0, 'h'},
@@ -429,6 +430,8 @@ static int parse_chat(int argc, char **argv, struct chat_opts *o)
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "n:vh", lo, NULL)) != -1) {
+        if (cli_model_opt(c, &o->sp))
+            continue;
         switch (c) {
         case 'L':
             o->model = optarg;

@@ -126,16 +126,25 @@ int cli_cmd_load(int argc, char **argv)
     static const struct option lo[] = {
         {"ctx", required_argument, 0, 'c'},
         {"threads", required_argument, 0, 'T'},
+        {"as", required_argument, 0, 'a'},
+        {"keep-alive", required_argument, 0, 'A'},
         CLI_OPTS_DAEMON,
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
     static const char usage[] =
-        "usage: elmctl load [--ctx N] [--threads N] [--runtime-dir DIR] [--json] MODEL\n"
-        "Loads MODEL (a GGUF file) into elmd, replacing its model once the new one is ready.\n"
+        "usage: elmctl load [--as NAME] [--keep-alive D] [--ctx N] [--threads N]\n"
+        "                   [--runtime-dir DIR] [--json] MODEL\n"
+        "Loads MODEL (a GGUF file) into elmd beside the resident models; requests choose one\n"
+        "with --model NAME. A resident model of the same name is replaced once the new one is\n"
+        "ready. When max_resident_bytes is full, idle models are unloaded first (least\n"
+        "recently used); if models in use fill it, the load waits for them.\n"
+        "  --as NAME          what requests call it (default: the file name without .gguf)\n"
+        "  --keep-alive D     unload it after D idle (5m, 30s, 0; -1 = never; default elmd's)\n"
         "  --ctx N            context tokens per session (default: elmd's setting)\n"
         "  --threads N        compute threads (default: elmd's setting)\n" COMMON_OPTS;
     long ctx = 0, threads = 0;
+    const char *name = NULL, *keep_alive = NULL;
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
@@ -149,6 +158,12 @@ int cli_cmd_load(int argc, char **argv)
         case 'T':
             if (!cli_int("--threads", optarg, 1, load_max(ELM_TAG_N_THREADS), &threads))
                 return CLI_USAGE;
+            break;
+        case 'a':
+            name = optarg;
+            break;
+        case 'A':
+            keep_alive = optarg;
             break;
         case 'h':
             fputs(usage, stdout);
@@ -168,7 +183,7 @@ int cli_cmd_load(int argc, char **argv)
     pthread_t th;
     bool drawing = isatty(2) && pthread_create(&th, NULL, progress_thread, &pr) == 0;
     struct elm_load_result r;
-    rc = elm_client_load(cl, path, (uint32_t)ctx, (uint32_t)threads, &r);
+    rc = elm_client_load_as(cl, path, name, keep_alive, (uint32_t)ctx, (uint32_t)threads, &r);
     if (drawing) {
         atomic_store(&pr.done, true);
         pthread_join(th, NULL);
@@ -191,20 +206,47 @@ int cli_cmd_load(int argc, char **argv)
  * unload
  */
 
-static int do_unload(elm_client *c)
-{
-    int rc = elm_client_unload(c);
-    if (rc == 0)
-        cli_json ? cli_json_print(json_pack("{sb}", "unloaded", 1)) : (void)puts("model unloaded");
-    return rc;
-}
-
 int cli_cmd_unload(int argc, char **argv)
 {
-    return query(argc, argv,
-                 "usage: elmctl unload [--runtime-dir DIR] [--json]\n"
-                 "Drops elmd's model; its sessions are closed.\n" COMMON_OPTS,
-                 "unload", do_unload);
+    static const struct option lo[] = {
+        {"model", required_argument, 0, 'M'},
+        CLI_OPTS_DAEMON,
+        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
+    };
+    static const char usage[] = "usage: elmctl unload [--model NAME] [--runtime-dir DIR] [--json]\n"
+                                "Drops every resident model, or the one called NAME; their "
+                                "sessions are closed.\n"
+                                "  --model NAME       only this model\n" COMMON_OPTS;
+    const char *name = NULL;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+        if (cli_daemon_opt(c))
+            continue;
+        if (c == 'M') {
+            name = optarg;
+        } else if (c == 'h') {
+            fputs(usage, stdout);
+            return 0;
+        } else {
+            return cli_bad_option(argv);
+        }
+    }
+    if (optind != argc)
+        return cli_usage("unload takes no argument: name a model with --model (see --help)");
+    elm_client *cl;
+    int rc = cli_connect(cli_runtime_dir, &cl);
+    if (rc)
+        return rc;
+    rc = name ? elm_client_unload_model(cl, name) : elm_client_unload(cl);
+    int exit_code = rc ? cli_client_fail(cl, rc, "unload") : 0;
+    if (rc == 0 && cli_json)
+        cli_json_print(json_pack("{sb}", "unloaded", 1));
+    else if (rc == 0)
+        printf("%s unloaded\n", name ? name : "model");
+    elm_client_close(&cl);
+    return exit_code;
 }
 
 /* ---------------------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ struct embed_opts {
     const char *kernel;
     long threads;
     bool special;
+    struct elm_session_params sp; /* --model, --keep-alive (the daemon's) */
 };
 
 /* Where the vectors go: printed as they come, batch by batch. */
@@ -47,7 +48,7 @@ static void embed_usage(FILE *f)
             "one text.\n\n"
             "  --local MODEL       run MODEL (a GGUF embedding model, e.g. bert) here\n"
             "  --runtime-dir DIR   the daemon's directory (default $ELM_RUNTIME_DIR, else\n"
-            "                      $XDG_RUNTIME_DIR/elm)\n"
+            "                      $XDG_RUNTIME_DIR/elm)\n" CLI_MODEL_USAGE
             "  --special           let control-token text in TEXT become control tokens\n"
             "  --threads N         compute threads (default: CPU count)          [--local]\n"
             "  --kernel NAME       force a kernel variant (ref, avx2, ...)         [--local]\n"
@@ -151,18 +152,12 @@ static int embed_remote(const struct embed_opts *o, char **texts, size_t n, size
     if (exit_code)
         return exit_code;
     /* the request ring must hold the largest batch: all the texts at most */
-    struct elm_session_params sp = {0};
+    struct elm_session_params sp = o->sp;
     if (bytes > (1u << 20))
         sp.max_prompt_bytes = bytes > UINT32_MAX / 2 ? UINT32_MAX / 2 : (uint32_t)bytes;
-    int rc = elm_session_open_params(c, &sp, &s);
-    if (rc == ELM_ENOMODEL) {
-        exit_code = cli_fail("elmd has no model loaded (load one with 'elmctl load MODEL')");
+    int rc;
+    if ((exit_code = cli_session_open(c, &sp, &s)))
         goto out;
-    }
-    if (rc) {
-        exit_code = cli_client_fail(c, rc, "cannot open a session");
-        goto out;
-    }
     /* Up to ELM_EMBED_MAX_TEXTS texts per request; a request with more tokens than elmd takes
      * in one (ELM_ECONTEXT for several texts) is split in halves until it fits. */
     size_t k = ELM_EMBED_MAX_TEXTS;
@@ -228,6 +223,8 @@ int cli_cmd_embed(int argc, char **argv)
         {"threads", required_argument, 0, 'T'},
         {"kernel", required_argument, 0, 'G'},
         {"runtime-dir", required_argument, 0, 'D'},
+        {"model", required_argument, 0, 'M'},
+        {"keep-alive", required_argument, 0, 'A'},
         CLI_OPT_JSON,
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
@@ -236,6 +233,8 @@ int cli_cmd_embed(int argc, char **argv)
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+        if (cli_model_opt(c, &o.sp))
+            continue;
         switch (c) {
         case 'L':
             o.model = optarg;

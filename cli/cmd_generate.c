@@ -37,6 +37,7 @@ struct gen_opts {
     bool verbose;
     enum elm_type kv_type;
     const char *runtime_dir; /* the daemon's, when not --local */
+    struct elm_session_params sp; /* --model, --keep-alive (the daemon's) */
     const char *local_only;  /* the last option given that only --local uses */
 };
 
@@ -50,7 +51,7 @@ static void generate_usage(FILE *f)
             "  --local MODEL         run MODEL (a GGUF file) in this process\n"
             "  -f, --file FILE       read the prompt from FILE ('-': stdin)\n"
             "  --runtime-dir DIR     the daemon's directory (default $ELM_RUNTIME_DIR, else\n"
-            "                        $XDG_RUNTIME_DIR/elm)\n"
+            "                        $XDG_RUNTIME_DIR/elm)\n" CLI_MODEL_USAGE
             "  -n, --n-predict N     generate at most N tokens (default: until EOS/context)\n"
             "  --temp T              temperature, 0 = greedy (default 0.8)\n"
             "  --top-k K             keep the K most likely tokens (default 40, 0 = off)\n"
@@ -93,6 +94,7 @@ static int parse_generate(int argc, char **argv, struct gen_opts *o, char **prom
         {"special", no_argument, 0, 'x'},       {"ids", no_argument, 0, 'i'},
         {"kernel", required_argument, 0, 'G'},  {"verbose", no_argument, 0, 'v'},
         {"runtime-dir", required_argument, 0, 'D'},
+        {"model", required_argument, 0, 'M'},   {"keep-alive", required_argument, 0, 'A'},
         {"file", required_argument, 0, 'f'},    CLI_OPT_JSON,
         {"help", no_argument, 0, 'h'},          {0, 0, 0, 0},
     };
@@ -102,6 +104,8 @@ static int parse_generate(int argc, char **argv, struct gen_opts *o, char **prom
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "n:f:vh", lo, NULL)) != -1) {
+        if (cli_model_opt(c, &o->sp))
+            continue;
         switch (c) {
         case 'L': o->model = optarg; break;
         case 'n':
@@ -393,19 +397,14 @@ static int run_remote(const struct gen_opts *o, const char *prompt)
     if ((exit_code = cli_connect(o->runtime_dir, &c)))
         return exit_code;
     elm_trace("c_connected");
-    struct elm_session_params sp = {.n_ctx = (uint32_t)o->ctx};
+    struct elm_session_params sp = o->sp;
+    sp.n_ctx = (uint32_t)o->ctx;
     size_t plen = strlen(prompt);
     if (plen > (1u << 20))
         sp.max_prompt_bytes = plen > UINT32_MAX / 2 ? UINT32_MAX / 2 : (uint32_t)plen;
-    int rc = elm_session_open_params(c, &sp, &s);
-    if (rc == ELM_ENOMODEL) {
-        exit_code = cli_fail("elmd has no model loaded (load one with 'elmctl load MODEL')");
+    int rc;
+    if ((exit_code = cli_session_open(c, &sp, &s)))
         goto out;
-    }
-    if (rc) {
-        exit_code = cli_client_fail(c, rc, "cannot open a session");
-        goto out;
-    }
     /* Ctrl-C cancels the request (the daemon ends it at once) instead of killing us mid-line. */
     struct sigaction sa = {.sa_handler = on_sigint}, old;
     sigaction(SIGINT, &sa, &old);

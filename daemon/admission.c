@@ -33,11 +33,11 @@ int64_t elmd_request_pages(const struct elmd_session *s, const struct elmd_wait 
     return elm_kv_pages_for(target);
 }
 
-/* A session whose pages may be taken: it runs nothing (a waiting request has not started
- * either; a preempted one holds nothing), and it holds some. */
+/* A session whose pages may be taken: of the same model's pool, it runs nothing (a waiting request
+ * has not started either; a preempted one holds nothing), and it holds some. */
 static bool reclaimable(const struct elmd_session *v, const struct elmd_session *s)
 {
-    return v != s && v->seq && !v->cur.active && elm_seq_pages(v->seq) > 0;
+    return v != s && v->pool == s->pool && v->seq && !v->cur.active && elm_seq_pages(v->seq) > 0;
 }
 
 /* Frees pages of idle sessions, least recently used first, until need pages are free; takes

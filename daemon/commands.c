@@ -179,10 +179,10 @@ static int cmd_hello(struct elmd *d, const struct elmd_peer *p, const struct elm
     return 0;
 }
 
-/* The model's fields of STATUS (section ELM_STATUS_MODEL); d->lock held. */
-static void fill_model(struct elm_daemon_status *st, const struct elmd *d)
+/* The default model's fields of STATUS (section ELM_STATUS_MODEL); d->lock held. */
+static void fill_model(struct elm_daemon_status *st, const struct elmd *d,
+                       const struct elmd_model *dm)
 {
-    const struct elmd_model *dm = d->model;
     const struct elm_model *m = dm->m;
     const struct elm_residency *r = &dm->res;
     const struct elm_kv_pool *pool = dm->kv_pool;
@@ -192,7 +192,7 @@ static void fill_model(struct elm_daemon_status *st, const struct elmd *d)
     set_str(st->model_path, sizeof st->model_path, dm->path);
     if (elm_gguf_get_str(m->gguf, "general.name", &name) == 0)
         set_strn(st->model_name, sizeof st->model_name, name.ptr, name.len);
-    st->n_ctx = (uint32_t)d->model_ctx;
+    st->n_ctx = (uint32_t)dm->ctx;
     st->n_vocab = (uint32_t)m->hp.n_vocab;
     st->n_threads = (uint32_t)m->n_threads;
     st->load_ns = r->total_ns;
@@ -220,12 +220,36 @@ static void fill_model(struct elm_daemon_status *st, const struct elmd *d)
     st->kv_page_tokens = ELM_KV_PAGE;
     st->kv_bytes = st->kv_pages * st->kv_page_bytes;
     st->kv_capacity = st->kv_pages * ELM_KV_PAGE;
-    st->kv_pages_free = (uint64_t)d->kv_free_pages;
+    st->kv_pages_free = (uint64_t)dm->kv_free_pages;
     for (const struct elmd_session *s = d->sessions; s; s = s->next)
-        st->kv_tokens += (uint64_t)s->kv_used;
+        st->kv_tokens += s->dm == dm ? (uint64_t)s->kv_used : 0;
     set_str(st->kv_backing, sizeof st->kv_backing, elm_kv_pool_backing(pool));
     st->kv_locked = elm_kv_pool_locked(pool);
     st->n_queued = (uint32_t)d->n_kv_waiting;
+}
+
+/* STATUS's list of every resident model: "NAME (N sessions|idle, BYTES MiB)", in load order;
+ * d->lock held. */
+static void list_models(struct elm_daemon_status *st, const struct elmd *d)
+{
+    size_t at = 0;
+    for (int i = 0; i < d->n_models; i++) {
+        const struct elmd_model *dm = d->models[i];
+        char state[48];
+        if (dm->retiring)
+            snprintf(state, sizeof state, "unloading");
+        else if (dm->n_sessions)
+            snprintf(state, sizeof state, "%d session%s", dm->n_sessions,
+                     dm->n_sessions > 1 ? "s" : "");
+        else
+            snprintf(state, sizeof state, "idle");
+        int n = snprintf(st->models + at, sizeof st->models - at, "%s%s (%s, %.1f MiB)",
+                         i ? ", " : "", dm->name, state, (double)dm->bytes / (1 << 20));
+        if (n < 0 || (size_t)n >= sizeof st->models - at)
+            break; /* cut: n_models still counts them all */
+        at += (size_t)n;
+    }
+    st->n_models = (uint32_t)d->n_models;
 }
 
 static int cmd_status(struct elmd *d, const struct elmd_peer *p, const struct elm_proto_msg *m)
@@ -239,13 +263,19 @@ static int cmd_status(struct elmd *d, const struct elmd_peer *p, const struct el
     st->max_sessions = (uint32_t)d->cfg.max_sessions;
     st->pid = (long)getpid();
     set_str(st->daemon_version, sizeof st->daemon_version, ELMD_VERSION);
+    struct elmd_model *def = elmd_find_model(d, NULL);
     pthread_mutex_lock(&d->lock);
-    if (d->model) {
-        fill_model(st, d);
+    if (def) {
+        fill_model(st, d, def);
         sections |= ELM_STATUS_MODEL;
     }
+    list_models(st, d);
     pthread_mutex_unlock(&d->lock);
-    if (d->load.active) {
+    st->resident_bytes = elmd_resident_bytes(d);
+    st->max_resident_bytes = elmd_budget(d);
+    if (d->load.waiting_room)
+        set_str(st->load_wait, sizeof st->load_wait, d->load.err);
+    if (d->load.active || d->load.waiting_room) {
         set_str(st->loading_path, sizeof st->loading_path, d->load.path);
         st->load_done = atomic_load(&d->load.progress.done);
         st->load_total = atomic_load(&d->load.progress.total);
@@ -269,6 +299,9 @@ static int cmd_stats(struct elmd *d, const struct elmd_peer *p, const struct elm
     st.rss_bytes = rss_bytes();
     st.n_sessions = (uint32_t)d->n_sessions;
     st.n_sessions_opened = d->next_session_id; /* ids count from 1 */
+    pthread_mutex_lock(&d->lock);
+    st.n_models = (uint32_t)d->n_models;
+    pthread_mutex_unlock(&d->lock);
     reply_fields(d, p, m, &elm_fields_stats, &st, 0);
     return 0;
 }
@@ -292,6 +325,7 @@ static int cmd_sessions(struct elmd *d, const struct elmd_peer *p, const struct 
             .n_requests = s->n_requests,
         };
         set_str(si.client_name, sizeof si.client_name, s->client_name);
+        set_str(si.model, sizeof si.model, s->dm->name);
         elmd_lat_pct(&s->ttft, si.ttft_ns);
         elmd_lat_pct(&s->itl, si.itl_ns);
         elm_proto_group_begin(&b, ELM_TAG_SESSION);
@@ -330,19 +364,16 @@ void elmd_answer_pending(struct elmd *d, uint16_t cmd, int rc, const char *msg)
         struct elm_proto_buf b;
         elm_proto_buf_init(&b);
         elm_proto_begin_reply(&b, &w->req, rc, rc ? msg : NULL);
-        pthread_mutex_lock(&d->lock);
-        if (rc == 0 && w->req.hdr.cmd == ELM_CMD_LOAD && d->model) {
+        const struct elmd_model *dm = d->load.added; /* control's: no lock needed */
+        if (rc == 0 && w->req.hdr.cmd == ELM_CMD_LOAD && dm) {
             struct elm_load_result r = {
-                .n_ctx = (uint32_t)d->model_ctx,
-                .n_vocab = (uint32_t)d->model->m->hp.n_vocab,
-                .load_ns = d->model->res.total_ns,
+                .n_ctx = (uint32_t)dm->ctx,
+                .n_vocab = (uint32_t)dm->m->hp.n_vocab,
+                .load_ns = dm->res.total_ns,
             };
-            struct elm_gguf_str name;
-            if (elm_gguf_get_str(d->model->m->gguf, "general.name", &name) == 0)
-                set_strn(r.model_name, sizeof r.model_name, name.ptr, name.len);
+            set_str(r.model_name, sizeof r.model_name, dm->name);
             elm_fields_put(&b, &elm_fields_load, &r, 0);
         }
-        pthread_mutex_unlock(&d->lock);
         elmd_reply(d, &w->peer, &b);
         elm_proto_buf_fini(&b);
         free(w);
@@ -359,7 +390,14 @@ static int cmd_load(struct elmd *d, const struct elmd_peer *p, const struct elm_
         return simple_reply(d, p, m, -EINVAL, "PATH must be an absolute path");
     if (d->draining)
         return simple_reply(d, p, m, ELM_ESHUTDOWN, "the daemon is shutting down");
-    int rc = elmd_start_load(d, r.path, (int32_t)r.n_ctx, (int)r.n_threads, err, sizeof err);
+    struct elmd_load_args la = {.path = r.path,
+                                .name = r.name,
+                                .ctx = (int32_t)r.n_ctx,
+                                .threads = (int)r.n_threads,
+                                .has_keep_alive = r.keep_alive[0] != 0};
+    if (la.has_keep_alive && elmd_parse_keep_alive(r.keep_alive, &la.keep_alive_ms))
+        return simple_reply(d, p, m, -EINVAL, "KEEP_ALIVE must be a duration: 5m, 30s, 0, -1");
+    int rc = elmd_start_load(d, &la, err, sizeof err);
     if (rc == 0)
         rc = add_pending(d, p, m);
     if (rc)
@@ -369,10 +407,19 @@ static int cmd_load(struct elmd *d, const struct elmd_peer *p, const struct elm_
 
 static int cmd_unload(struct elmd *d, const struct elmd_peer *p, const struct elm_proto_msg *m)
 {
-    if (!elmd_unload(d))
+    struct elm_unload_req r = {0};
+    if (read_request(d, p, m, &elm_fields_unload_req, &r))
+        return 0;
+    int rc = elmd_unload(d, r.name);
+    if (rc < 0) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "no model named '%s' is resident", r.name);
+        return simple_reply(d, p, m, ELM_ENOMODEL, msg);
+    }
+    if (rc == 0)
         return simple_reply(d, p, m, 0, NULL);
-    elmd_answer_pending(d, ELM_CMD_LOAD, ELM_ECANCELED, "superseded by an unload");
-    elmd_close_all_sessions(d, ELM_ENOMODEL, "the model was unloaded");
+    if (!r.name[0])
+        elmd_answer_pending(d, ELM_CMD_LOAD, ELM_ECANCELED, "superseded by an unload");
     if (add_pending(d, p, m) < 0)
         simple_reply(d, p, m, -ENOMEM, "out of memory");
     return 0;
@@ -398,7 +445,7 @@ static int cmd_open_session(struct elmd *d, const struct elmd_peer *p,
 {
     struct elm_open_req r = {0};
     uint32_t req_cap, evt_cap;
-    char err[256], msg[128];
+    char err[256], msg[256];
     if (d->draining)
         return simple_reply(d, p, m, ELM_ESHUTDOWN, "the daemon is shutting down");
     if (read_request(d, p, m, &elm_fields_open_req, &r))
@@ -412,16 +459,19 @@ static int cmd_open_session(struct elmd *d, const struct elmd_peer *p,
     uint64_t ctx = r.n_ctx;
     elm_trace("d_open_rx");
 
-    /* Only control starts swaps, so the model cannot change while this handler runs. */
-    pthread_mutex_lock(&d->lock);
-    const struct elmd_model *model = d->swap_pending ? NULL : d->model;
-    bool swapping = d->swap_pending;
-    int32_t def_ctx = d->model_ctx;
-    pthread_mutex_unlock(&d->lock);
-    if (!model)
-        return simple_reply(d, p, m, swapping ? ELM_EBUSY : ELM_ENOMODEL,
-                            swapping ? "the model is being replaced; try again"
-                                     : "no model is loaded");
+    /* Only control adds and retires models, so this one stays while the handler runs. */
+    struct elmd_model *model = elmd_find_model(d, r.model);
+    if (!model) {
+        if (!r.model[0])
+            return simple_reply(d, p, m, ELM_ENOMODEL, "no model is loaded");
+        snprintf(msg, sizeof msg, "no model named '%s' is resident (elmctl load FILE --as %s)",
+                 r.model, r.model);
+        return simple_reply(d, p, m, ELM_ENOMODEL, msg);
+    }
+    int64_t keep_alive = 0;
+    if (r.keep_alive[0] && elmd_parse_keep_alive(r.keep_alive, &keep_alive))
+        return simple_reply(d, p, m, -EINVAL, "KEEP_ALIVE must be a duration: 5m, 30s, 0, -1");
+    int32_t def_ctx = model->ctx;
     if (d->n_sessions >= d->cfg.max_sessions) {
         snprintf(msg, sizeof msg, "all %d sessions are in use", d->cfg.max_sessions);
         return simple_reply(d, p, m, ELM_EBUSY, msg);
@@ -441,6 +491,9 @@ static int cmd_open_session(struct elmd *d, const struct elmd_peer *p,
         return simple_reply(d, p, m, rc, err);
     elm_trace("d_open_shm");
     s->id = ++d->next_session_id;
+    model->n_sessions++; /* never unloaded while this session is open */
+    if (r.keep_alive[0]) /* as ollama: the latest request's keep_alive is the model's */
+        model->keep_alive_ms = keep_alive;
     struct elm_proto_buf b;
     elm_proto_buf_init(&b);
     elm_proto_begin_reply(&b, m, 0, NULL);

@@ -51,6 +51,7 @@ void elmd_config_defaults(struct elmd_config *c)
     c->drain_ms = 3000;
     c->unlink_ms = 5000;
     c->max_connections = 512;
+    c->keep_alive_ms = -1; /* unlike ollama (5m): a model someone loaded stays until unloaded */
 }
 
 int64_t elmd_kv_pool_default(int max_sessions, int32_t ctx)
@@ -65,6 +66,78 @@ const char *elmd_kv_type_name(enum elm_type t)
 }
 
 /* ---- values ------------------------------------------------------------------------------ */
+
+int elmd_parse_keep_alive(const char *v, int64_t *ms)
+{
+    char *end;
+    errno = 0;
+    double x = strtod(v, &end);
+    if (end == v || errno)
+        return -EINVAL;
+    if (x < 0 && !*end) {
+        *ms = -1;
+        return 0;
+    }
+    double total = 0;
+    for (;;) {
+        if (x < 0)
+            return -EINVAL;
+        double unit = 1000; /* a bare number is seconds, as ollama reads it */
+        if (!strncmp(end, "ms", 2))
+            unit = 1, end += 2;
+        else if (*end == 's')
+            end++;
+        else if (*end == 'm')
+            unit = 60000, end++;
+        else if (*end == 'h')
+            unit = 3600000, end++;
+        else if (*end)
+            return -EINVAL;
+        total += x * unit;
+        if (!*end)
+            break;
+        const char *start = end;
+        x = strtod(start, &end);
+        if (end == start || errno)
+            return -EINVAL;
+    }
+    if (total > 365.0 * 24 * 3600000)
+        return -EINVAL; /* a year: longer is "forever", say -1 */
+    *ms = (int64_t)total;
+    return 0;
+}
+
+uint64_t elmd_resident_default(void)
+{
+    long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
+    if (pages <= 0 || size <= 0)
+        return UINT64_MAX; /* unknown: no budget */
+    return (uint64_t)pages * (uint64_t)size / 4 * 3;
+}
+
+/* A byte count with an optional binary suffix: "8G", "512M", "1073741824". */
+static int parse_bytes(const char *v, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    if (*v == '-')
+        return -EINVAL;
+    unsigned long long x = strtoull(v, &end, 10);
+    if (end == v || errno)
+        return -EINVAL;
+    int shift = !*end                ? 0
+                : strchr("kK", *end) ? 10
+                : strchr("mM", *end) ? 20
+                : strchr("gG", *end) ? 30
+                : strchr("tT", *end) ? 40
+                                     : -1;
+    if (shift < 0 || (*end && end[1] && strcmp(end + 1, "iB") && strcmp(end + 1, "B")))
+        return -EINVAL;
+    if (x > (UINT64_MAX >> shift))
+        return -EINVAL;
+    *out = (uint64_t)x << shift;
+    return 0;
+}
 
 static int parse_int(const char *v, long lo, long hi, long *out)
 {
@@ -198,6 +271,10 @@ int elmd_config_set(struct elmd_config *c, const char *key, const char *v, char 
         bad = parse_int(v, 0, 1L << 30, &x) || (c->max_kv_mib = x, 0);
     } else if (!strcmp(key, "unlink_ms")) {
         bad = parse_int(v, 100, 600000, &x) || (c->unlink_ms = (int)x, 0);
+    } else if (!strcmp(key, "keep_alive")) {
+        bad = elmd_parse_keep_alive(v, &c->keep_alive_ms) != 0;
+    } else if (!strcmp(key, "max_resident_bytes")) {
+        bad = parse_bytes(v, &c->max_resident_bytes) != 0;
     } else {
         return fail(err, errlen, "unknown key '%s'", key);
     }
@@ -279,6 +356,9 @@ void elmd_config_usage(FILE *f)
             "      --prefill-chunk N   prompt tokens per session per step (default 64)\n"
             "      --step-ms N         prompt tokens per step fit N ms (default 100; 0: no limit)\n"
             "      --endpoint URL      also listen on tcp://127.0.0.1:PORT (read-only)\n"
+            "      --keep-alive D      unload a model idle for D (5m, 30s, 0; default -1: never)\n"
+            "      --max-resident-bytes N  memory for all models' weights and KV (8G; default:\n"
+            "                          3/4 of the machine's memory)\n"
             "  -h, --help              this text\n"
             "  -V, --version           print the version\n",
             ELMD_MAX_SESSIONS_LIMIT);
@@ -317,6 +397,8 @@ int elmd_config_from_args(struct elmd_config *c, int argc, char **argv, char *er
         {"max-queued", required_argument, 0, 11},
         {"queue-timeout-ms", required_argument, 0, 12},
         {"step-ms", required_argument, 0, 13},
+        {"keep-alive", required_argument, 0, 14},
+        {"max-resident-bytes", required_argument, 0, 15},
         {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, 'V'},
         {0, 0, 0, 0},
@@ -334,7 +416,9 @@ int elmd_config_from_args(struct elmd_config *c, int argc, char **argv, char *er
                                  "kv_pool_tokens",
                                  "max_queued",
                                  "queue_timeout_ms",
-                                 "step_ms"};
+                                 "step_ms",
+                                 "keep_alive",
+                                 "max_resident_bytes"};
     elmd_config_defaults(c);
 
     /* First pass: only --config, --help and --version, so the file is applied before the

@@ -52,7 +52,19 @@ struct elmd_config {
     int max_threads;    /* n_threads at most this; 0 = the online CPUs */
     int32_t max_ctx;    /* n_ctx at most this; 0 = the model's trained context */
     int64_t max_kv_mib; /* a KV pool at most this, MiB; 0 = half the physical memory */
+    /* several resident models (lifecycle.c) */
+    int64_t keep_alive_ms;       /* an idle model is unloaded after this; -1 = never */
+    uint64_t max_resident_bytes; /* weights + KV pools of all models; 0 = elmd_resident_default */
 };
+
+/* Parses a keep_alive duration as ollama takes it: "-1" (or any negative number) = forever,
+ * "0" = unload as soon as the model is idle, a number of seconds ("300"), or numbers with units
+ * ms, s, m, h ("5m", "1h30m", "1.5s"). Returns 0 with *ms set, or -EINVAL. */
+int elmd_parse_keep_alive(const char *v, int64_t *ms);
+
+/* The memory budget when max_resident_bytes is 0: three quarters of the machine's physical
+ * memory, leaving the rest to the system, the page cache and the clients. */
+uint64_t elmd_resident_default(void);
 
 /* The KV pool's size when kv_pool_tokens is 0, for sessions of ctx tokens: a quarter of every
  * session at its full context, but at least 4 full contexts. Why: most requests are short chats

@@ -254,9 +254,11 @@ static void handle_wake(struct elmd *d, int *initial_rc)
 {
     pthread_mutex_lock(&d->lock);
     struct elmd_session *reaped = d->reaped;
-    struct elmd_model *retired = d->retired;
+    struct elmd_model *retired[ELMD_MODEL_SLOTS];
+    int n_retired = d->n_retired;
+    memcpy(retired, d->retired, sizeof retired);
     d->reaped = NULL;
-    d->retired = NULL;
+    d->n_retired = 0;
     pthread_mutex_unlock(&d->lock);
     while (reaped) {
         struct elmd_session *s = reaped;
@@ -267,17 +269,30 @@ static void handle_wake(struct elmd *d, int *initial_rc)
                 break;
             }
         d->n_sessions--;
+        if (s->dm && --s->dm->n_sessions == 0) /* idle from now: keep_alive counts from here */
+            s->dm->idle_since_ns = elmd_now_ns();
         elm_info("session %llu closed%s%s", (unsigned long long)s->id, s->reap_code ? ": " : "",
                  s->reap_code ? elm_strerror(s->reap_code) : "");
         elmd_session_destroy(&s);
     }
-    elmd_model_destroy(&retired);
+    pthread_mutex_lock(&d->lock);
+    d->st.c.n_unloads += (uint64_t)n_retired;
+    pthread_mutex_unlock(&d->lock);
+    for (int i = 0; i < n_retired; i++) {
+        elm_info("model %s unloaded", retired[i]->name);
+        elmd_model_destroy(&retired[i]); /* its memory goes back here */
+    }
+    /* A load waiting for room may start now (sessions closed, models freed). */
+    int rc = elmd_load_retry(d);
+    if (rc) {
+        elmd_answer_pending(d, ELM_CMD_LOAD, rc, d->load.err);
+        *initial_rc = rc;
+    }
     if (elmd_load_is_finished(d)) {
-        int rc = elmd_finish_load(d);
-        if (rc) {
-            elmd_answer_pending(d, ELM_CMD_LOAD, rc, d->load.err);
-            *initial_rc = rc;
-        }
+        rc = elmd_finish_load(d);
+        elmd_answer_pending(d, ELM_CMD_LOAD, rc, d->load.err);
+        d->load.added = NULL;
+        *initial_rc = rc ? rc : 1;
     }
 }
 
@@ -336,6 +351,9 @@ static int run_timers(struct elmd *d)
     }
     if (d->draining && !d->stopping && d->drain_deadline_ns < next)
         next = d->drain_deadline_ns > now ? d->drain_deadline_ns : now;
+    int ka = d->draining ? -1 : elmd_keep_alive_step(d, now);
+    if (ka >= 0 && now + (uint64_t)ka * 1000000u < next)
+        next = now + (uint64_t)ka * 1000000u;
     return (int)((next - now + 999999) / 1000000);
 }
 
@@ -379,7 +397,8 @@ void elmd_reload_config(struct elmd *d)
     elmd_engine_wake(d);
     elm_info("SIGHUP: configuration reloaded%s%s", d->cfg.config_path[0] ? " from " : "",
              d->cfg.config_path);
-    if (new_model && !d->draining && elmd_start_load(d, d->cfg.model, 0, 0, err, sizeof err) < 0)
+    struct elmd_load_args la = {.path = d->cfg.model};
+    if (new_model && !d->draining && elmd_start_load(d, &la, err, sizeof err) < 0)
         elm_err("SIGHUP: cannot load %s: %s", d->cfg.model, err);
 }
 
@@ -388,7 +407,7 @@ void elmd_reload_config(struct elmd *d)
 
 int elmd_control_run(struct elmd *d, void (*ready)(struct elmd *d, int rc, const char *msg))
 {
-    bool waiting_initial = d->load.active;
+    bool waiting_initial = d->load.active || d->load.waiting_room;
     if (!waiting_initial)
         ready(d, 0, NULL);
     for (;;) {
@@ -426,16 +445,14 @@ int elmd_control_run(struct elmd *d, void (*ready)(struct elmd *d, int rc, const
             g_hup = 0;
             elmd_reload_config(d);
         }
-        int initial_rc = 0;
+        int initial_rc = 0; /* 1: a load finished well, else its error */
         handle_wake(d, &initial_rc);
-        if (elmd_swap_finished(d)) {
-            elmd_answer_pending(d, 0, 0, NULL);
-            if (waiting_initial) {
-                waiting_initial = false;
-                ready(d, 0, NULL);
-            }
-        }
-        if (waiting_initial && initial_rc) {
+        if (elmd_swap_finished(d))
+            elmd_answer_pending(d, ELM_CMD_UNLOAD, 0, NULL);
+        if (waiting_initial && initial_rc == 1) {
+            waiting_initial = false;
+            ready(d, 0, NULL);
+        } else if (waiting_initial && initial_rc) {
             ready(d, initial_rc, d->load.last_error);
             d->exit_code = 1;
             waiting_initial = false;

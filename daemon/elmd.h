@@ -70,7 +70,8 @@ struct elmd_session {
     uint64_t unlink_at_ns; /* the name is removed then, mapped or not */
     uint32_t req_cap, evt_cap;
     int32_t n_ctx;
-    const struct elm_model *model; /* the model seq was built for */
+    struct elmd_model *dm;         /* the served model it was opened on (d->models) */
+    const struct elm_model *model; /* dm->m: the model seq was built for */
     struct elm_kv_pool *pool;      /* that model's KV pool (elmd_model.kv_pool) */
     /* Built and destroyed by the engine (at adoption, and before it lets the session go), so
      * that only the engine thread ever takes or gives back pages of the pool. */
@@ -148,7 +149,7 @@ struct elmd {
     bool draining;
     uint64_t drain_deadline_ns;
     bool stopping; /* all requests ended; closing sessions, then exit */
-    bool swapping; /* a model swap control asked for is not done yet */
+    bool swapping; /* an unload control asked for is not done yet (a model is retiring) */
     int exit_code;
     struct elmd_pending *load_waiters; /* LOAD requests to answer when the load ends */
 
@@ -160,19 +161,19 @@ struct elmd {
     _Atomic uint32_t eng_seq; /* futex word: bumped to wake the engine */
 
     pthread_mutex_t lock;
-    struct elmd_model *model;    /* [L] the model served; swapped by the engine */
-    int32_t model_ctx;           /* [L] default context of sessions on it */
-    struct elmd_model *swap_to;  /* [L] */
-    int32_t swap_ctx;            /* [L] */
-    bool swap_pending;           /* [L] */
-    struct elmd_model *retired;  /* [L] for control to free */
+    /* [L] the resident models in load order, models[0] the default; control adds them, the
+     * engine removes a retiring one once no session of it is left (step.c) and puts it in
+     * retired, for control to free */
+    struct elmd_model *models[ELMD_MODEL_SLOTS];
+    int n_models;
+    struct elmd_model *retired[ELMD_MODEL_SLOTS]; /* [L] */
+    int n_retired;                               /* [L] */
     struct elmd_session *adopt;  /* [L] */
     struct elmd_session *reaped; /* [L] */
     bool eng_draining;           /* [L] refuse new prompts */
     bool eng_cancel_all;         /* [L] end running requests with ESHUTDOWN */
     bool eng_stop;               /* [L] leave the loop */
     struct elmd_knobs knobs;     /* [L] the engine's settings, from cfg (elmd_publish_knobs) */
-    int64_t kv_free_pages;       /* [L] the pool's free pages, as of the engine's last step */
     int n_kv_waiting;            /* [L] requests waiting for KV pages */
     int n_running;               /* [L] requests running or queued */
     bool eng_drain_seen;         /* [L] n_running counts every ring read since draining began */
@@ -186,7 +187,7 @@ void elmd_engine_wake(struct elmd *d);
 void elmd_publish_knobs(struct elmd *d);
 
 /* session.c */
-int elmd_session_create(struct elmd *d, const struct elmd_model *m, int32_t n_ctx, uint32_t req_cap,
+int elmd_session_create(struct elmd *d, struct elmd_model *m, int32_t n_ctx, uint32_t req_cap,
                         uint32_t evt_cap, long pid, const char *name, struct elmd_session **out,
                         char *err, size_t errlen);
 void elmd_session_destroy(struct elmd_session **ps);

@@ -233,9 +233,11 @@ static void stop_engine(struct elmd *d)
         d->sessions = s->next;
         elmd_session_destroy(&s);
     }
-    elmd_model_destroy(&d->model);
-    elmd_model_destroy(&d->swap_to);
-    elmd_model_destroy(&d->retired);
+    for (int i = 0; i < d->n_models; i++)
+        elmd_model_destroy(&d->models[i]);
+    for (int i = 0; i < d->n_retired; i++)
+        elmd_model_destroy(&d->retired[i]);
+    d->n_models = d->n_retired = 0;
 }
 
 /* Every client connection costs a descriptor, and libzmq aborts the whole daemon when accepting
@@ -318,7 +320,8 @@ int main(int argc, char **argv)
     if ((rc = pthread_create(&d.engine, NULL, elmd_engine_main, &d)))
         fatal("cannot start the engine thread: %s", strerror(rc));
     d.engine_started = true;
-    if (d.cfg.model[0] && (rc = elmd_start_load(&d, d.cfg.model, 0, 0, err, sizeof err)))
+    struct elmd_load_args la = {.path = d.cfg.model};
+    if (d.cfg.model[0] && (rc = elmd_start_load(&d, &la, err, sizeof err)))
         fatal("%s", err);
 
     int code = elmd_control_run(&d, on_ready);

@@ -32,7 +32,7 @@ int32_t elmd_ctx_cap(const struct elmd_model *m, int32_t default_ctx)
     return train > default_ctx ? train : default_ctx;
 }
 
-int elmd_session_create(struct elmd *d, const struct elmd_model *m, int32_t n_ctx, uint32_t req_cap,
+int elmd_session_create(struct elmd *d, struct elmd_model *m, int32_t n_ctx, uint32_t req_cap,
                         uint32_t evt_cap, long pid, const char *name, struct elmd_session **out,
                         char *err, size_t errlen)
 {
@@ -53,6 +53,7 @@ int elmd_session_create(struct elmd *d, const struct elmd_model *m, int32_t n_ct
     s->req_cap = req_cap;
     s->evt_cap = evt_cap;
     s->n_ctx = n_ctx;
+    s->dm = m;
     s->model = m->m;
     s->state = ELM_SESSION_STATE_IDLE;
     s->opened_ns = elmd_now_ns();

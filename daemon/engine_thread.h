@@ -19,13 +19,16 @@ struct eng {
     int counts[ELMD_MAX_SESSIONS_LIMIT + 1]; /* items planned per session this step */
     int order[ELMD_MAX_SESSIONS_LIMIT + 1];  /* sessions in the order they went into the pass */
     int n_act;
-    const struct elmd_model *m;
-    struct elm_work *w;
-    int32_t w_batch, w_ctx;
+    /* The resident models as of this step (d->models), and the one this step's pass is for:
+     * passes take turns among the models with work (step.c pick_model). */
+    struct elmd_model *models[ELMD_MODEL_SLOTS];
+    int n_models;
+    int model_rr;         /* the model after the last one that had a pass */
+    struct elmd_model *m; /* this step's: its sessions alone are planned */
     struct elm_batch_item *items;
+    int32_t items_cap;
     int rr;
     struct elmd_knobs k; /* d->knobs as of this step */
-    double ns_per_tok;   /* running estimate of a token's cost in a batch of several (0: none) */
     bool draining, cancel_all, stop;
     uint32_t wake_seen;
     bool no_waitv;
@@ -49,8 +52,8 @@ void elmd_push_error(struct elmd_session *s, uint32_t req_id, int code, const ch
 void elmd_cancel_request(struct elmd_session *s, int code, const char *msg);
 /* Copies out every record of the request ring (up to MAX_QUEUED prompts), validating each. */
 void elmd_read_requests(struct elmd_session *s);
-/* Requests waiting for KV pages. */
-int elmd_n_waiting(const struct eng *e);
+/* Requests waiting for pages of pool (NULL: of any pool). */
+int elmd_n_waiting(const struct eng *e, const struct elm_kv_pool *pool);
 /* Starts the waiting requests that fit now, oldest first; refuses those that waited too long.
  * Returns the milliseconds until the next such deadline (-1: none). */
 int elmd_admit_waiting(struct eng *e);

@@ -8,8 +8,8 @@
  *
  * KV memory: a request starts once its prompt's pages of the model's pool are taken
  * (admission.c; idle sessions' pages are taken back first); it grows page by page (step.c), and
- * a preempted one (plan.h) waits to be resumed. A request that cannot start waits in one FIFO
- * for every session, beside the preempted ones, retried each step oldest first (a preempted
+ * a preempted one (plan.h) waits to be resumed. A request that cannot start waits in its
+ * model's FIFO (one per KV pool), beside the preempted ones, retried each step oldest first (a preempted
  * request by its first admission, a new one by its arrival), until queue_timeout_ms (then ERROR
  * ELM_EBUSY; a preempted request never times out: it has started); max_queued bounds the new
  * ones. A request that could need more than the whole pool is refused at once (ELM_ECONTEXT).
@@ -322,7 +322,7 @@ static int prepare(struct eng *e, struct elmd_session *s, struct elmd_prompt *p,
     bool bos = (h->flags & ELM_PROMPT_F_ADD_BOS) && !keep;
     int32_t *ids = NULL, n = 0;
     int32_t base = keep ? s->n_history : 0;
-    int rc = tokenize(e->m->m, &p->msg, bos, s->n_ctx, base, &ids, &n, msg, cap);
+    int rc = tokenize(s->model, &p->msg, bos, s->n_ctx, base, &ids, &n, msg, cap);
     if (rc)
         return rc;
     elm_trace("d_tokenized");
@@ -398,15 +398,17 @@ static void commit(struct elmd_session *s, struct elmd_prompt *p, struct elmd_wa
               s->cur.req_id, w->n, elm_seq_n_reused(s->seq));
 }
 
-int elmd_n_waiting(const struct eng *e)
+int elmd_n_waiting(const struct eng *e, const struct elm_kv_pool *pool)
 {
     int n = 0;
-    for (int k = 0; k < e->n_act; k++)
-        n += e->act[k]->wait != NULL || e->act[k]->preempted;
+    for (int k = 0; k < e->n_act; k++) {
+        const struct elmd_session *s = e->act[k];
+        n += (s->wait != NULL || s->preempted) && (!pool || s->pool == pool);
+    }
     return n;
 }
 
-/* New requests waiting for their first pages: what max_queued bounds. */
+/* New requests waiting for their first pages (of any model): what max_queued bounds. */
 static int n_new_waiting(const struct eng *e)
 {
     int n = 0;
@@ -450,8 +452,9 @@ static int start_prompt(struct eng *e, struct elmd_session *s, struct elmd_promp
         elmd_wait_free(w);
         return ELM_ECONTEXT;
     }
-    /* The requests already waiting came first: with any, this one queues behind them. */
-    int waiting = elmd_n_waiting(e), reclaimed = 0;
+    /* The requests already waiting for this pool came first: with any, this one queues behind
+     * them (another model's pool is no obstacle). */
+    int waiting = elmd_n_waiting(e, s->pool), reclaimed = 0;
     rc = waiting ? -ENOSPC : elmd_admit(e->act, e->n_act, s, w, &reclaimed);
     s->step.reclaimed += (uint32_t)reclaimed;
     if (rc == 0)
@@ -481,9 +484,9 @@ static int start_prompt(struct eng *e, struct elmd_session *s, struct elmd_promp
     return 1;
 }
 
-/* Each step, before new prompts: starts the waiting requests that fit now, oldest first, and
- * stops at the first that does not (strict FIFO: a large request is not overtaken for ever by
- * small ones); refuses the ones that waited too long. Returns the milliseconds until the next
+/* Each step, before new prompts: starts the waiting requests that fit now, oldest first (one
+ * queue per model's pool), and stops at the first that does not (strict FIFO: a large request is
+ * not overtaken for ever by small ones); refuses the ones that waited too long. Returns the milliseconds until the next
  * of those deadlines (-1: none). */
 int elmd_admit_waiting(struct eng *e)
 {
@@ -500,30 +503,41 @@ int elmd_admit_waiting(struct eng *e)
     }
     uint64_t now = elmd_now_ns(), timeout = (uint64_t)e->k.queue_timeout_ms * 1000000u;
     uint64_t next = UINT64_MAX;
-    bool blocked = false;
-    int ahead = 0; /* of the one at hand: the requests before it that still wait */
     char msg[256];
+    /* One FIFO per pool (per model): a request waits only behind those of its own pool. */
+    const struct elm_kv_pool *pools[ELMD_MODEL_SLOTS];
+    bool blocked_of[ELMD_MODEL_SLOTS] = {0};
+    int ahead_of[ELMD_MODEL_SLOTS] = {0}; /* the requests before the one at hand still waiting */
+    int n_pools = 0;
     for (int i = 0; i < n; i++) {
         struct elmd_session *s = q[i];
         struct elmd_wait *w = s->wait;
+        int pi = 0;
+        while (pi < n_pools && pools[pi] != s->pool)
+            pi++;
+        if (pi == n_pools) {
+            if (n_pools == ELMD_MODEL_SLOTS)
+                continue; /* cannot happen: one pool per resident model */
+            pools[n_pools++] = s->pool;
+        }
         if (s->preempted) { /* a running request: it never times out, a drain lets it finish */
             int reclaimed = 0;
-            if (!blocked && elmd_resume(e->act, e->n_act, s, &reclaimed) == 0) {
+            if (!blocked_of[pi] && elmd_resume(e->act, e->n_act, s, &reclaimed) == 0) {
                 s->preempted = false;
                 s->cur.to_eval = elm_seq_n_pending(s->seq);
                 elm_debug("session %llu: request %u resumes: %d tokens to evaluate again",
                           (unsigned long long)s->id, s->cur.req_id, s->cur.to_eval);
             }
             s->step.reclaimed += (uint32_t)reclaimed;
-            blocked = blocked || s->preempted;
-            ahead += s->preempted;
+            blocked_of[pi] = blocked_of[pi] || s->preempted;
+            ahead_of[pi] += s->preempted;
             continue;
         }
         if (e->draining) {
             end_wait(s, ELM_ESHUTDOWN, "the daemon is shutting down");
             continue;
         }
-        if (!blocked) {
+        if (!blocked_of[pi]) {
             int reclaimed = 0;
             int rc = elmd_admit(e->act, e->n_act, s, w, &reclaimed);
             s->step.reclaimed += (uint32_t)reclaimed;
@@ -541,13 +555,13 @@ int elmd_admit_waiting(struct eng *e)
                 end_wait(s, rc, elm_strerror(rc));
                 continue;
             }
-            blocked = true;
+            blocked_of[pi] = true;
         }
-        if (ahead > 0) { /* not tried, behind an older one: the numbers as of now */
+        if (ahead_of[pi] > 0) { /* not tried, behind an older one: the numbers as of now */
             w->need_pages = elmd_wait_need(s, w);
             w->free_pages = elm_kv_pool_free_pages(s->pool);
         }
-        w->ahead = ahead++;
+        w->ahead = ahead_of[pi]++;
         if (now - w->since_ns >= timeout) {
             busy_message(w, msg, sizeof msg);
             end_wait(s, ELM_EBUSY, msg);

@@ -1,4 +1,11 @@
-/* step.c — the engine thread: one batched forward pass per step over every active session.
+/* step.c — the engine thread: one batched forward pass per step over the active sessions of
+ * one resident model.
+ *
+ * Several models: each step's pass is for one model (a pass runs one model's weights); the
+ * models with work take turns, one pass each, in the order they were loaded (pick_model). So
+ * with two busy models each gets every other pass on the same cores: fair in passes, and a
+ * model's tokens still come out as they would alone (each pass is batch-invariant). Requests of
+ * every model are read, admitted and started every step.
  *
  * A step: (1) take control's hand-overs (new sessions, close/cancel flags, a model swap);
  * (2) read each session's request ring and start what can start (scheduler.c); (3) plan
@@ -87,10 +94,10 @@ static bool has_room(struct elmd_session *s)
 
 static struct elmd_plan_limits limits(const struct eng *e)
 {
-    return (struct elmd_plan_limits){.batch = e->w_batch,
+    return (struct elmd_plan_limits){.batch = e->m->w_batch,
                                      .prefill_chunk = e->k.prefill_chunk,
                                      .step_ms = e->k.step_ms,
-                                     .ns_per_tok = e->ns_per_tok};
+                                     .ns_per_tok = e->m->ns_per_tok};
 }
 
 /* Takes back every page of s's running request, which waits to be recomputed. */
@@ -113,8 +120,9 @@ static void take_pages(struct eng *e)
     int64_t want = 0, free_pages = elm_kv_pool_free_pages(e->m->kv_pool);
     for (int k = 0; k < e->n_act; k++) {
         const struct elmd_session *s = e->act[k];
-        bool running = !s->dead && s->cur.active && !s->preempted;
-        bool idle = !s->dead && !s->cur.active;
+        bool mine = s->dm == e->m; /* other models' sessions hold pages of other pools */
+        bool running = mine && !s->dead && s->cur.active && !s->preempted;
+        bool idle = mine && !s->dead && !s->cur.active;
         sl[k] = (struct elmd_mem_slot){
             .running = running,
             .order = running ? s->cur.t_admit : s->last_used_ns,
@@ -151,8 +159,8 @@ static int plan(struct eng *e)
     struct elmd_plan_slot slots[ELMD_MAX_SESSIONS_LIMIT + 1];
     for (int k = 0; k < e->n_act; k++) {
         struct elmd_session *s = e->act[k];
-        slots[k] =
-            (struct elmd_plan_slot){.ready = runnable(s) && has_room(s), .to_eval = s->cur.to_eval};
+        slots[k] = (struct elmd_plan_slot){.ready = s->dm == e->m && runnable(s) && has_room(s),
+                                           .to_eval = s->cur.to_eval};
     }
     const struct elmd_plan_limits lim = limits(e);
     int m, used = 0;
@@ -170,24 +178,49 @@ static int plan(struct eng *e)
     return used;
 }
 
-/* Recreates the scratch buffers when the model or the batch size changed. */
+/* Recreates the model's scratch buffers (and the shared item array) when the batch size
+ * changed; each model keeps its own, so alternating passes allocate nothing. */
 static int ensure_work(struct eng *e)
 {
+    struct elmd_model *m = e->m;
     int32_t batch =
         (e->k.max_sessions > e->n_act ? e->k.max_sessions : e->n_act) + e->k.prefill_chunk;
-    if (e->w && e->w_batch == batch)
+    if (e->items_cap < batch) {
+        free(e->items);
+        e->items_cap = 0;
+        if (!(e->items = malloc((size_t)batch * sizeof *e->items)))
+            return -ENOMEM;
+        e->items_cap = batch;
+    }
+    if (m->w && m->w_batch == batch)
         return 0;
-    elm_work_destroy(&e->w);
-    free(e->items);
-    e->items = malloc((size_t)batch * sizeof *e->items);
-    int rc = e->items ? elm_work_create(e->m->m, batch, e->w_ctx, &e->w) : -ENOMEM;
+    elm_work_destroy(&m->w);
+    m->w_ctx = elmd_ctx_cap(m, m->ctx);
+    int rc = elm_work_create(m->m, batch, m->w_ctx, &m->w);
     if (rc) {
         elm_err("engine: cannot allocate scratch for %d tokens: %s", batch, elm_strerror(rc));
-        e->w_batch = 0;
+        m->w_batch = 0;
         return rc;
     }
-    e->w_batch = batch;
+    m->w_batch = batch;
     return 0;
+}
+
+/* The model this step's pass is for: the next one, in load order after the last that had a
+ * pass, with a session that can be planned. NULL: no model has work. */
+static struct elmd_model *pick_model(struct eng *e)
+{
+    for (int i = 0; i < e->n_models; i++) {
+        int j = (e->model_rr + i) % e->n_models;
+        for (int k = 0; k < e->n_act; k++) {
+            struct elmd_session *s = e->act[k];
+            if (s->dm == e->models[j] && runnable(s) && has_room(s)) {
+                e->model_rr = (j + 1) % e->n_models;
+                return e->models[j];
+            }
+        }
+    }
+    return NULL;
 }
 
 /* ---- hand-overs and bookkeeping ------------------------------------------------------------ */
@@ -217,6 +250,8 @@ static void take_commands(struct eng *e)
             todo[n_todo++] = (struct todo){s, 0, NULL, false};
         s->cancel_req = false;
     }
+    e->n_models = d->n_models;
+    memcpy(e->models, d->models, sizeof e->models);
     e->draining = d->eng_draining;
     e->cancel_all = d->eng_cancel_all;
     e->stop = d->eng_stop;
@@ -245,6 +280,43 @@ static void take_commands(struct eng *e)
     if (e->cancel_all)
         for (int k = 0; k < e->n_act; k++)
             elmd_cancel_request(e->act[k], ELM_ESHUTDOWN, "the daemon is shutting down");
+}
+
+/* Whether a session (running here, or still waiting in adopt) was opened on m. */
+static bool model_in_use(const struct eng *e, const struct elmd_model *m)
+{
+    for (int k = 0; k < e->n_act; k++)
+        if (e->act[k]->dm == m)
+            return true;
+    for (const struct elmd_session *s = e->d->adopt; s; s = s->qnext)
+        if (s->dm == m)
+            return true;
+    return false;
+}
+
+/* Lets go of every retiring model no session uses any more: control frees it (d->lock held).
+ * Returns true when one went. */
+static bool retire_models(struct eng *e)
+{
+    struct elmd *d = e->d;
+    bool any = false;
+    for (int i = 0; i < d->n_models;) {
+        struct elmd_model *m = d->models[i];
+        if (!m->retiring || model_in_use(e, m) || d->n_retired == ELMD_MODEL_SLOTS) {
+            i++;
+            continue;
+        }
+        memmove(d->models + i, d->models + i + 1, (size_t)(d->n_models - i - 1) * sizeof m);
+        d->models[--d->n_models] = NULL;
+        d->retired[d->n_retired++] = m;
+        any = true;
+    }
+    /* Control may free a retired model as soon as the lock is released: no pointer to one may
+     * stay in this step's snapshot (the loop still reads the pools after end_step). */
+    e->m = NULL;
+    e->n_models = d->n_models;
+    memcpy(e->models, d->models, sizeof e->models);
+    return any;
 }
 
 /* Adds the step's counters to the shared ones, publishes states, hands dead sessions back. */
@@ -291,8 +363,9 @@ static void end_step(struct eng *e, bool stepped)
         reaped = true;
     }
     d->n_kv_waiting = waiting;
-    if (e->m)
-        d->kv_free_pages = elm_kv_pool_free_pages(e->m->kv_pool);
+    for (int i = 0; i < d->n_models; i++)
+        d->models[i]->kv_free_pages = elm_kv_pool_free_pages(d->models[i]->kv_pool);
+    reaped |= retire_models(e);
     /* While draining, control waits for the last request to end: tell it when that happens. */
     bool tell = e->draining && (!d->eng_drain_seen || (d->n_running && !running));
     d->n_running = running;
@@ -301,33 +374,6 @@ static void end_step(struct eng *e, bool stepped)
     d->eng_drain_seen = e->draining;
     pthread_mutex_unlock(&d->lock);
     if (reaped || tell)
-        notify_control(d);
-}
-
-/* After every session of the old model was let go: installs the new model (or none). */
-static void swap_model(struct eng *e)
-{
-    struct elmd *d = e->d;
-    elm_work_destroy(&e->w);
-    e->w_batch = 0;
-    e->ns_per_tok = 0; /* another model, another cost */
-    pthread_mutex_lock(&d->lock);
-    /* A session control opened for the old model may still wait in adopt: it must be adopted
-     * (and closed by the swap) before the old model can go. */
-    bool pending = d->swap_pending && e->n_act == 0 && !d->adopt;
-    if (pending) {
-        d->retired = d->model;
-        d->model = d->swap_to;
-        d->model_ctx = d->swap_ctx;
-        d->swap_to = NULL;
-        d->swap_pending = false;
-    }
-    e->m = d->model;
-    if (e->m)
-        e->w_ctx = elmd_ctx_cap(e->m, d->model_ctx);
-    d->kv_free_pages = e->m ? elm_kv_pool_free_pages(e->m->kv_pool) : 0;
-    pthread_mutex_unlock(&d->lock);
-    if (pending)
         notify_control(d);
 }
 
@@ -399,39 +445,43 @@ static void idle_wait(struct eng *e, int timeout_ms)
 
 /* ---- the loop ------------------------------------------------------------------------------ */
 
+/* Free pages of every resident model's pool (as of this step's snapshot). */
+static int64_t pools_free_pages(const struct eng *e)
+{
+    int64_t n = 0;
+    for (int i = 0; i < e->n_models; i++)
+        n += elm_kv_pool_free_pages(e->models[i]->kv_pool);
+    return n;
+}
+
 void *elmd_engine_main(void *arg)
 {
     struct eng e = {.d = arg};
     sigset_t all;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, NULL); /* signals are the control thread's business */
-    swap_model(&e);
     for (;;) {
         e.wake_seen = atomic_load_explicit(&e.d->eng_seq, memory_order_acquire);
         take_commands(&e);
         if (e.stop)
             break;
-        bool swap;
-        pthread_mutex_lock(&e.d->lock);
-        swap = e.d->swap_pending || e.m != e.d->model;
-        pthread_mutex_unlock(&e.d->lock);
         for (int k = 0; k < e.n_act; k++)
             elmd_read_requests(e.act[k]);
         int wait_ms = elmd_admit_waiting(&e);
         for (int k = 0; k < e.n_act; k++)
             elmd_start_next(&e, e.act[k]);
-        int64_t free_seen = e.m ? elm_kv_pool_free_pages(e.m->kv_pool) : 0;
-        if (wait_ms < 0 && elmd_n_waiting(&e))
+        int64_t free_seen = pools_free_pages(&e);
+        if (wait_ms < 0 && elmd_n_waiting(&e, NULL))
             wait_ms = e.k.queue_timeout_ms; /* a request that began to wait in this step */
         int n = 0, rc = 0;
-        if (e.m && e.n_act && ensure_work(&e) == 0)
+        if ((e.m = pick_model(&e)) && ensure_work(&e) == 0)
             n = plan(&e);
         if (n > 0) {
             const uint64_t t0 = elmd_now_ns();
             elm_trace("d_fwd_start");
-            rc = elm_model_forward(e.m->m, e.w, e.items, n);
+            rc = elm_model_forward(e.m->m, e.m->w, e.items, n);
             elm_trace("d_fwd_end");
-            elmd_learn_cost(&e.ns_per_tok, n, elmd_now_ns() - t0);
+            elmd_learn_cost(&e.m->ns_per_tok, n, elmd_now_ns() - t0);
             if (rc)
                 elm_err("engine: forward pass over %d tokens failed: %s", n, elm_strerror(rc));
             for (int k = 0; k < e.n_act; k++)
@@ -439,12 +489,8 @@ void *elmd_engine_main(void *arg)
                     elmd_advance(e.act[k], e.counts[k], rc);
         }
         end_step(&e, n > 0);
-        if (swap) {
-            swap_model(&e);
-            continue;
-        }
         /* Pages freed in this step (a session closed) may let a waiting request in: no sleep. */
-        bool freed = e.m && elmd_n_waiting(&e) && elm_kv_pool_free_pages(e.m->kv_pool) > free_seen;
+        bool freed = elmd_n_waiting(&e, NULL) && pools_free_pages(&e) > free_seen;
         if (n == 0 && !freed) {
             idle_wait(&e, wait_ms);
             elm_trace("d_woke");
@@ -454,7 +500,6 @@ void *elmd_engine_main(void *arg)
     for (int k = 0; k < e.n_act; k++)
         e.act[k]->dead = true;
     end_step(&e, false);
-    elm_work_destroy(&e.w);
     free(e.items);
     return NULL;
 }

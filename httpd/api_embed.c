@@ -111,15 +111,18 @@ static int embed(struct hreq *r, const char *model, const char *const *texts, si
         return -1;
     }
     gw_model_id(st, em->model, sizeof em->model);
-    bool known = !model || gw_model_matches(st, model);
+    char dname[GW_NAME_MAX] = ""; /* the resident model's daemon name, "" for the default */
+    bool known = !model || gw_model_resolve(st, model, dname, sizeof dname);
     free(st);
     if (!known) {
-        *res = reply_error(r, 404, "model", "model '%s' not found (elmd serves one model)", model);
+        *res = reply_error(r, 404, "model", "model '%s' is not resident in elmd", model);
         return -1;
     }
+    if (dname[0])
+        snprintf(em->model, sizeof em->model, "%s", dname);
     struct gw_gen gen;
     const char *msg;
-    rc = gw_embed(&r->h->gw, &gen, texts, n, &em->vecs, &em->n_embd, em->n_tokens, &msg);
+    rc = gw_embed(&r->h->gw, &gen, dname, texts, n, &em->vecs, &em->n_embd, em->n_tokens, &msg);
     if (rc) {
         *res = reply_elm_error(r, rc, msg);
         return -1;

@@ -4,8 +4,8 @@
  *
  * Mapping: options.num_predict, temperature, top_k, top_p, min_p, seed, stop, repeat_penalty,
  * repeat_last_n go to the request, options.num_ctx to the session's context; other options are
- * ignored, as ollama ignores options it does not know. keep_alive is accepted and has no effect:
- * elmd keeps its one model resident for every client. /api/generate is always raw (elm applies
+ * ignored, as ollama ignores options it does not know. keep_alive is accepted and not passed on
+ * (a model's keep_alive is elmd's setting or its LOAD's). /api/generate is always raw (elm applies
  * no prompt template there), so "system", "template", "context", "images", "format" and a
  * "suffix" are refused with a 400 rather than silently dropped. /api/chat's messages are
  * rendered by elmd with the model's chat template (elm_session_submit_chat()).
@@ -92,18 +92,40 @@ static json_t *model_entry(const struct elm_daemon_status *st)
                      (json_int_t)st->weight_bytes, "details", details(st));
 }
 
+/* The entry of resident model name other than the default (status describes the default
+ * alone): its name, and what is known without asking for it. */
+static json_t *other_entry(const char *name)
+{
+    char tagged[GW_NAME_MAX + 8];
+    snprintf(tagged, sizeof tagged, "%s:latest", name);
+    return json_pack("{sssssssssIs{sssssss[]ssss}}", "name", tagged, "model", tagged, "digest", "",
+                     "modified_at", "", "size", (json_int_t)0, "details", "parent_model", "",
+                     "format", "gguf", "family", "", "families", "parameter_size", "",
+                     "quantization_level", "");
+}
+
+/* Every resident model's entry, the default's in full, for /api/tags and /api/ps. */
+static json_t *model_entries(const struct elm_daemon_status *st)
+{
+    json_t *models = json_array();
+    char names[GW_MAX_MODELS][GW_NAME_MAX];
+    int n = gw_model_names(st, names);
+    if (st->model_loaded)
+        json_array_append_new(models, model_entry(st));
+    for (int i = 1; i < n; i++)
+        json_array_append_new(models, other_entry(names[i]));
+    return models;
+}
+
 enum MHD_Result ollama_tags(struct hreq *r)
 {
     enum MHD_Result res;
     struct elm_daemon_status *st = status(r, false, &res);
     if (!st)
         return res;
-    json_t *models = json_array();
-    if (st->model_loaded) {
-        json_t *m = model_entry(st);
-        json_object_set_new(m, "modified_at", now_json());
-        json_array_append_new(models, m);
-    }
+    json_t *models = model_entries(st), *m;
+    size_t i;
+    json_array_foreach(models, i, m) json_object_set_new(m, "modified_at", now_json());
     free(st);
     return reply_json(r, 200, json_pack("{so}", "models", models));
 }
@@ -114,15 +136,18 @@ enum MHD_Result ollama_ps(struct hreq *r)
     struct elm_daemon_status *st = status(r, false, &res);
     if (!st)
         return res;
-    json_t *models = json_array();
-    if (st->model_loaded) {
-        json_t *m = model_entry(st);
+    json_t *models = model_entries(st), *m;
+    size_t i;
+    json_array_foreach(models, i, m)
+    {
         json_object_del(m, "modified_at");
-        json_object_set_new(m, "size", json_integer((json_int_t)(st->weight_bytes + st->kv_bytes)));
+        if (i == 0 && st->model_loaded)
+            json_object_set_new(m, "size",
+                                json_integer((json_int_t)(st->weight_bytes + st->kv_bytes)));
         json_object_set_new(m, "size_vram", json_integer(0));
-        /* resident until unloaded: the far future, as ollama shows keep_alive -1 */
+        /* elmd does not report when a model's keep_alive ends: the far future, as ollama
+         * shows keep_alive -1 */
         json_object_set_new(m, "expires_at", json_string("2318-01-01T00:00:00Z"));
-        json_array_append_new(models, m);
     }
     free(st);
     return reply_json(r, 200, json_pack("{so}", "models", models));
@@ -337,7 +362,8 @@ static enum MHD_Result generate(struct hreq *r, bool chat)
     }
     if (!(st = status(r, true, &res)))
         goto out;
-    if (!gw_model_matches(st, model)) {
+    char dname[GW_NAME_MAX]; /* the resident model's daemon name, "" for the default */
+    if (!gw_model_resolve(st, model, dname, sizeof dname)) {
         res = reply_error(r, 404, "model", "model '%s' not found", model);
         goto out;
     }
@@ -362,8 +388,9 @@ static enum MHD_Result generate(struct hreq *r, bool chat)
     }
     const char *msg;
     int rc =
-        chat ? gw_chat_start(&r->h->gw, &s->gen, &q, msgs, n_msgs, (uint32_t)num_ctx, r->fd, &msg)
-             : gw_gen_start(&r->h->gw, &s->gen, &q, (uint32_t)num_ctx, r->fd, &msg);
+        chat ? gw_chat_start(&r->h->gw, &s->gen, dname, &q, msgs, n_msgs, (uint32_t)num_ctx, r->fd,
+                             &msg)
+             : gw_gen_start(&r->h->gw, &s->gen, dname, &q, (uint32_t)num_ctx, r->fd, &msg);
     if (rc) {
         free(g);
         free(s);

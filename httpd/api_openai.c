@@ -52,10 +52,15 @@ enum MHD_Result openai_models(struct hreq *r)
         return reply_elm_error(r, rc, NULL);
     }
     json_t *data = json_array();
-    if (st->model_loaded) {
-        char id[256];
-        gw_model_id(st, id, sizeof id);
-        json_int_t created = (json_int_t)time(NULL) - (json_int_t)(st->uptime_ns / 1000000000u);
+    char names[GW_MAX_MODELS][GW_NAME_MAX];
+    int n = gw_model_names(st, names);
+    json_int_t created = (json_int_t)time(NULL) - (json_int_t)(st->uptime_ns / 1000000000u);
+    for (int i = 0; i < n || (i == 0 && st->model_loaded); i++) {
+        char id[256]; /* the default model (first) by its file name, as before */
+        if (i == 0)
+            gw_model_id(st, id, sizeof id);
+        else
+            snprintf(id, sizeof id, "%s", names[i]);
         json_array_append_new(data,
                               json_pack("{sosssssI}", "id", json_text(id, strlen(id)), "object",
                                         "model", "owned_by", "elm", "created", created));
@@ -263,9 +268,9 @@ static enum MHD_Result completions(struct hreq *r, bool chat)
     }
     if (!(st = loaded(r, &res)))
         goto out;
-    if (model && !gw_model_matches(st, model)) {
-        res = reply_error(r, 404, "model", "the model '%s' does not exist (elmd serves one model)",
-                          model);
+    char dname[GW_NAME_MAX] = ""; /* the resident model's daemon name, "" for the default */
+    if (model && !gw_model_resolve(st, model, dname, sizeof dname)) {
+        res = reply_error(r, 404, "model", "the model '%s' is not resident in elmd", model);
         goto out;
     }
     struct hstream *s = calloc(1, sizeof *s);
@@ -277,10 +282,12 @@ static enum MHD_Result completions(struct hreq *r, bool chat)
         goto out;
     }
     completion_init(c, st, chat, stream);
+    if (dname[0])
+        snprintf(c->model, sizeof c->model, "%s", dname);
     c->include_usage = include_usage;
     const char *msg;
-    int rc = chat ? gw_chat_start(&r->h->gw, &s->gen, &q, msgs, n_msgs, 0, r->fd, &msg)
-                  : gw_gen_start(&r->h->gw, &s->gen, &q, 0, r->fd, &msg);
+    int rc = chat ? gw_chat_start(&r->h->gw, &s->gen, dname, &q, msgs, n_msgs, 0, r->fd, &msg)
+                  : gw_gen_start(&r->h->gw, &s->gen, dname, &q, 0, r->fd, &msg);
     if (rc) {
         free(s);
         free(c);

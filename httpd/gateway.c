@@ -93,6 +93,39 @@ bool gw_model_matches(const struct elm_daemon_status *st, const char *name)
     return st->model_loaded && (same_name(name, id) || same_name(name, st->model_name));
 }
 
+int gw_model_names(const struct elm_daemon_status *st, char names[][GW_NAME_MAX])
+{
+    /* "NAME (state, size), NAME (...)": elmd's names hold no space, comma or parenthesis */
+    int n = 0;
+    for (const char *p = st->models; *p && n < GW_MAX_MODELS;) {
+        size_t len = strcspn(p, " (,");
+        if (len && len < GW_NAME_MAX)
+            snprintf(names[n++], GW_NAME_MAX, "%.*s", (int)len, p);
+        const char *next = strstr(p, "), ");
+        if (!next)
+            break;
+        p = next + 3;
+    }
+    return n;
+}
+
+bool gw_model_resolve(const struct elm_daemon_status *st, const char *name, char *buf,
+                      size_t cap)
+{
+    char names[GW_MAX_MODELS][GW_NAME_MAX];
+    int n = gw_model_names(st, names);
+    if (gw_model_matches(st, name)) {
+        snprintf(buf, cap, "%s", "");
+        return true;
+    }
+    for (int i = 0; i < n; i++)
+        if (same_name(name, names[i])) {
+            snprintf(buf, cap, "%s", i ? names[i] : "");
+            return true;
+        }
+    return false;
+}
+
 /* Whether the peer of fd has closed its end (or the socket failed). Data it sent early (a
  * pipelined request) is left for the HTTP server. */
 static bool client_gone(int fd)
@@ -129,10 +162,11 @@ static int open_session(struct gw *g, const struct elm_session_params *p, elm_se
 }
 
 /* A session for gen, waiting while every one of elmd's slots is taken. */
-static int gen_open(struct gw *g, struct gw_gen *gen, uint32_t n_ctx, int client_fd,
-                    const char **msg)
+static int gen_open(struct gw *g, struct gw_gen *gen, const char *model, uint32_t n_ctx,
+                    int client_fd, const char **msg)
 {
-    struct elm_session_params p = {.n_ctx = n_ctx, .max_prompt_bytes = g->max_prompt_bytes};
+    struct elm_session_params p = {
+        .n_ctx = n_ctx, .max_prompt_bytes = g->max_prompt_bytes, .model = model};
     memset(gen, 0, sizeof *gen);
     gen->client_fd = client_fd;
     *msg = gen->err;
@@ -147,11 +181,11 @@ static int gen_open(struct gw *g, struct gw_gen *gen, uint32_t n_ctx, int client
 }
 
 /* Submits r (with msgs: a chat request) on a fresh session. */
-static int gen_start(struct gw *g, struct gw_gen *gen, const struct elm_request *r,
-                     const struct elm_chat_message *msgs, int n_msgs, uint32_t n_ctx, int client_fd,
-                     const char **msg)
+static int gen_start(struct gw *g, struct gw_gen *gen, const char *model,
+                     const struct elm_request *r, const struct elm_chat_message *msgs, int n_msgs,
+                     uint32_t n_ctx, int client_fd, const char **msg)
 {
-    int rc = gen_open(g, gen, n_ctx, client_fd, msg);
+    int rc = gen_open(g, gen, model, n_ctx, client_fd, msg);
     if (rc)
         return rc;
     rc = msgs ? elm_session_submit_chat(gen->s, r, msgs, n_msgs) : elm_session_submit(gen->s, r);
@@ -164,23 +198,23 @@ static int gen_start(struct gw *g, struct gw_gen *gen, const struct elm_request 
     return 0;
 }
 
-int gw_gen_start(struct gw *g, struct gw_gen *gen, const struct elm_request *r, uint32_t n_ctx,
-                 int client_fd, const char **msg)
+int gw_gen_start(struct gw *g, struct gw_gen *gen, const char *model, const struct elm_request *r,
+                 uint32_t n_ctx, int client_fd, const char **msg)
 {
-    return gen_start(g, gen, r, NULL, 0, n_ctx, client_fd, msg);
+    return gen_start(g, gen, model, r, NULL, 0, n_ctx, client_fd, msg);
 }
 
-int gw_chat_start(struct gw *g, struct gw_gen *gen, const struct elm_request *r,
+int gw_chat_start(struct gw *g, struct gw_gen *gen, const char *model, const struct elm_request *r,
                   const struct elm_chat_message *msgs, int n_msgs, uint32_t n_ctx, int client_fd,
                   const char **msg)
 {
-    return gen_start(g, gen, r, msgs, n_msgs, n_ctx, client_fd, msg);
+    return gen_start(g, gen, model, r, msgs, n_msgs, n_ctx, client_fd, msg);
 }
 
-int gw_embed(struct gw *g, struct gw_gen *gen, const char *const *texts, size_t n, float **vecs,
-             uint32_t *n_embd, uint32_t *n_tokens, const char **msg)
+int gw_embed(struct gw *g, struct gw_gen *gen, const char *model, const char *const *texts,
+             size_t n, float **vecs, uint32_t *n_embd, uint32_t *n_tokens, const char **msg)
 {
-    int rc = gen_open(g, gen, 0, -1, msg);
+    int rc = gen_open(g, gen, model, 0, -1, msg);
     if (rc)
         return rc;
     rc = elm_session_embed(gen->s, texts, n, 0, vecs, n_embd, n_tokens);

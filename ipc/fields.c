@@ -52,6 +52,13 @@ static const struct elm_field status_lines[] = {
       .unit = ELM_UNIT_DURATION),
     S(ELM_TAG_N_SESSIONS, U32, n_sessions, .flags = RQ, .row = "sessions", .text = "%s open"),
     S(ELM_TAG_MAX_SESSIONS, U32, max_sessions, .flags = NZ, .row = "sessions", .text = " of %s"),
+    /* every resident model */
+    S(ELM_TAG_N_MODELS, U32, n_models, .row = "models", .text = "%s resident"),
+    S(ELM_TAG_MODELS, STR, models, .flags = NZ, .row = "models", .text = ": %s"),
+    S(ELM_TAG_RESIDENT_BYTES, U64, resident_bytes, .row = "memory", .text = "%s",
+      .unit = ELM_UNIT_BYTES),
+    S(ELM_TAG_MAX_RESIDENT_BYTES, U64, max_resident_bytes, .flags = NZ, .row = "memory",
+      .text = " of %s (max_resident_bytes) hold models", .unit = ELM_UNIT_BYTES),
     /* the model */
     S(ELM_TAG_MODEL_NAME, STR, model_name, MODEL, .flags = NZ, .row = "model", .text = "%s  "),
     S(ELM_TAG_PATH, STR, model_path, MODEL, .name = "path", .row = "model", .text = "%s"),
@@ -108,6 +115,8 @@ static const struct elm_field status_lines[] = {
       .row = "loading", .text = " (%s", .unit = ELM_UNIT_BYTES),
     S(ELM_TAG_LOAD_TOTAL, U64, load_total, .section = ELM_STATUS_LOADING,
       .row = "loading", .text = " of %s)", .unit = ELM_UNIT_BYTES),
+    S(ELM_TAG_LOAD_WAIT, STR, load_wait, .section = ELM_STATUS_LOADING, .flags = NZ,
+      .row = "loading", .text = ": %s"),
     S(ELM_TAG_LOAD_ERROR, STR, load_error, .flags = NZ, .row = "last load failed", .text = "%s"),
 };
 // clang-format on
@@ -170,6 +179,8 @@ static const struct elm_field stats_lines[] = {
     T(ELM_TAG_N_DROPPED, U64, n_dropped, .row = "control messages",
       .text = ", %s replies dropped)"),
     T(ELM_TAG_N_SESSIONS_OPENED, U64, n_sessions_opened, .row = "sessions opened", .text = "%s"),
+    T(ELM_TAG_N_MODELS, U32, n_models, .row = "models", .text = "%s resident"),
+    T(ELM_TAG_N_UNLOADS, U64, n_unloads, .row = "models", .text = ", %s unloaded"),
 };
 // clang-format on
 #undef MS
@@ -193,6 +204,8 @@ static const struct elm_field session_lines[] = {
       .names = state_names),
     G(ELM_TAG_PID, LONG, pid, .flags = NZ, .max = INT_MAX, .row = "PID", .width = 8),
     G(ELM_TAG_CLIENT_NAME, STR, client_name, .flags = NZ, .row = "CLIENT", .width = -16),
+    G(ELM_TAG_MODEL_NAME, STR, model, .name = "model_name", .flags = NZ, .row = "MODEL",
+      .width = -16),
     G(ELM_TAG_N_CTX, U32, n_ctx, .row = "CTX", .width = 6),
     G(ELM_TAG_N_PROMPT_TOKENS, U64, n_prompt_tokens, .row = "PROMPT", .width = 8),
     G(ELM_TAG_N_GEN_TOKENS, U64, n_gen_tokens, .row = "GEN", .width = 8),
@@ -245,6 +258,8 @@ static const struct elm_field load_req_lines[] = {
     D(ELM_TAG_PATH, STR, path, .flags = RQ | WH),
     D(ELM_TAG_N_CTX, U32, n_ctx, .flags = NZ, .max = ELM_REQ_MAX_CTX),
     D(ELM_TAG_N_THREADS, U32, n_threads, .flags = NZ, .max = ELM_REQ_MAX_THREADS),
+    D(ELM_TAG_MODEL_NAME, STR, name, .name = "model_name", .flags = NZ | WH),
+    D(ELM_TAG_KEEP_ALIVE, STR, keep_alive, .flags = NZ | WH),
 };
 static const struct elm_field open_req_lines[] = {
     O(ELM_TAG_N_CTX, U64, n_ctx, .flags = NZ),
@@ -252,6 +267,11 @@ static const struct elm_field open_req_lines[] = {
     O(ELM_TAG_EVT_RING_SIZE, U32, evt_ring_size, .flags = NZ, .max = ELM_REQ_MAX_RING),
     O(ELM_TAG_CLIENT_NAME, STR, client_name),
     O(ELM_TAG_PID, LONG, pid, .max = INT32_MAX),
+    O(ELM_TAG_MODEL_NAME, STR, model, .name = "model_name", .flags = NZ | WH),
+    O(ELM_TAG_KEEP_ALIVE, STR, keep_alive, .flags = NZ | WH),
+};
+static const struct elm_field unload_req_lines[] = {
+    LINE(elm_unload_req, ELM_TAG_MODEL_NAME, STR, name, .name = "model_name", .flags = NZ | WH),
 };
 static const struct elm_field session_req_lines[] = {
     LINE(elm_session_req, ELM_TAG_SESSION_ID, U64, session_id, .flags = RQ),
@@ -266,12 +286,14 @@ const struct elm_fields elm_fields_load_req = TABLE("load", elm_load_req, load_r
 const struct elm_fields elm_fields_open_req = TABLE("open_session", elm_open_req, open_req_lines);
 const struct elm_fields elm_fields_session_req =
     TABLE("session", elm_session_req, session_req_lines);
+const struct elm_fields elm_fields_unload_req = TABLE("unload", elm_unload_req, unload_req_lines);
 
 const struct elm_fields *const elm_fields_requests[] = {
     &elm_fields_hello_req,
     &elm_fields_load_req,
     &elm_fields_open_req,
     &elm_fields_session_req,
+    &elm_fields_unload_req,
     NULL,
 };
 

@@ -112,6 +112,8 @@ struct elm_load_req {
     char path[ELM_PROTO_MAX_STR + 1]; /* absolute, resolved by the client */
     uint32_t n_ctx;                   /* context tokens per session; 0: elmd's */
     uint32_t n_threads;               /* compute threads; 0: elmd's */
+    char name[64];                    /* what requests call it; "": the file's stem */
+    char keep_alive[32];              /* "5m", "0", "-1"; "": elmd's keep_alive */
 };
 
 struct elm_open_req {
@@ -120,6 +122,12 @@ struct elm_open_req {
     uint32_t evt_ring_size; /* bytes; 0: the default */
     char client_name[64];   /* the same size as elm_session_info's; cut */
     long pid;               /* the client's, watched by elmd to free the session if it dies */
+    char model[64];         /* the resident model's name; "": the default (first loaded) */
+    char keep_alive[32];    /* the model's keep_alive from now on; "": unchanged */
+};
+
+struct elm_unload_req {
+    char name[64]; /* the model; "": every model */
 };
 
 struct elm_session_req {
@@ -135,6 +143,7 @@ extern const struct elm_fields elm_fields_hello_req;   /* HELLO: struct elm_hell
 extern const struct elm_fields elm_fields_load_req;    /* LOAD: struct elm_load_req */
 extern const struct elm_fields elm_fields_open_req;    /* OPEN_SESSION: struct elm_open_req */
 extern const struct elm_fields elm_fields_session_req; /* CLOSE_SESSION, CANCEL */
+extern const struct elm_fields elm_fields_unload_req;  /* UNLOAD: struct elm_unload_req */
 /* All of them, NULL-terminated. Kept apart from elm_fields_all: a base tag (N_CTX, PID) may
  * carry other bounds in a request than in a reply, and elm_fields_find looks up replies. */
 extern const struct elm_fields *const elm_fields_requests[];

@@ -104,7 +104,8 @@ enum elm_proto_tag {
     ELM_TAG_RSS_BYTES = 31,        /* u64 */
     ELM_TAG_LOAD_NS = 32,          /* u64 */
     ELM_TAG_AGE_NS = 33,           /* u64: time since the session was opened */
-    ELM_TAG_LIMIT = 34,            /* known (non-optional) tags are < this */
+    ELM_TAG_KEEP_ALIVE = 34,       /* str (LOAD, OPEN_SESSION): "5m", "0", "-1" */
+    ELM_TAG_LIMIT = 35,            /* known (non-optional) tags are < this */
 };
 
 /* Optional fields: elmd's diagnostics in STATUS, STATS and SESSIONS replies. They carry
@@ -164,13 +165,20 @@ enum elm_proto_opt_tag {
     ELM_TAG_KV_LOCKED,      /* u64: 1 when the pool is locked in memory */
     ELM_TAG_N_QUEUED,       /* u64: requests waiting for KV memory */
     /* STATS: admission and prefix reuse */
-    ELM_TAG_N_BUSY,          /* u64: requests refused ELM_EBUSY: no KV memory in time */
-    ELM_TAG_N_PROMPT_REUSED, /* u64: prompt tokens whose KV was kept from the history */
-    ELM_TAG_N_KV_RECLAIMED,  /* u64: idle sessions whose pages were taken back */
+    ELM_TAG_N_BUSY,            /* u64: requests refused ELM_EBUSY: no KV memory in time */
+    ELM_TAG_N_PROMPT_REUSED,   /* u64: prompt tokens whose KV was kept from the history */
+    ELM_TAG_N_KV_RECLAIMED,    /* u64: idle sessions whose pages were taken back */
     ELM_TAG_N_SESSIONS_OPENED, /* u64: sessions opened since the daemon started */
-    ELM_TAG_N_PREEMPTIONS,   /* u64: running requests preempted for KV memory */
-    ELM_TAG_N_RECOMPUTED,    /* u64: tokens the preempted requests evaluated again */
-    ELM_TAG_OPT_END,         /* known optional tags are < this */
+    ELM_TAG_N_PREEMPTIONS,     /* u64: running requests preempted for KV memory */
+    ELM_TAG_N_RECOMPUTED,      /* u64: tokens the preempted requests evaluated again */
+    /* several resident models */
+    ELM_TAG_N_MODELS,           /* u64 (STATUS, STATS): models resident */
+    ELM_TAG_MODELS,             /* str (STATUS): each resident model, its state and size */
+    ELM_TAG_RESIDENT_BYTES,     /* u64 (STATUS): weights + KV pools of the resident models */
+    ELM_TAG_MAX_RESIDENT_BYTES, /* u64 (STATUS): the budget */
+    ELM_TAG_LOAD_WAIT,          /* str (STATUS): what a load waiting for room waits for */
+    ELM_TAG_N_UNLOADS,          /* u64 (STATS): models unloaded (asked, keep_alive, budget) */
+    ELM_TAG_OPT_END,            /* known optional tags are < this */
 };
 
 enum elm_proto_session_state {

@@ -63,6 +63,7 @@ static const struct tag_def tag_defs[ELM_TAG_LIMIT] = {
     [ELM_TAG_RSS_BYTES] = {"rss_bytes", ELM_PT_U64},
     [ELM_TAG_LOAD_NS] = {"load_ns", ELM_PT_U64},
     [ELM_TAG_AGE_NS] = {"age_ns", ELM_PT_U64},
+    [ELM_TAG_KEEP_ALIVE] = {"keep_alive", ELM_PT_STR},
 };
 
 /* The known tag's name and value type: base tags from tag_defs, optional ones from the field
@@ -110,7 +111,7 @@ static const struct cmd_def cmd_defs[ELM_CMD_LIMIT] = {
                               R(ELM_TAG_PID, 0))},
     [ELM_CMD_STATUS] = {"status", true, NO_FIELDS, &elm_fields_status},
     [ELM_CMD_LOAD] = {"load", true, &elm_fields_load_req, &elm_fields_load},
-    [ELM_CMD_UNLOAD] = {"unload", true, NO_FIELDS, NO_FIELDS},
+    [ELM_CMD_UNLOAD] = {"unload", true, &elm_fields_unload_req, NO_FIELDS},
     [ELM_CMD_OPEN_SESSION] = {"open_session", true, &elm_fields_open_req,
                               SCHEMA(R(ELM_TAG_SESSION_ID, RQ), R(ELM_TAG_SHM_NAME, RQ),
                                      R(ELM_TAG_SHM_SIZE, RQ), R(ELM_TAG_REQ_RING_SIZE, RQ),

@@ -421,8 +421,24 @@ int elm_client_status(elm_client *c, struct elm_daemon_status *out)
     return 0;
 }
 
+/* Copies an optional string into a request's buffer whole, or fails: a cut name would name
+ * another model. */
+static int copy_whole(char *dst, size_t cap, const char *src)
+{
+    if (src && strlen(src) >= cap)
+        return -ENAMETOOLONG;
+    snprintf(dst, cap, "%s", src ? src : "");
+    return 0;
+}
+
 int elm_client_load(elm_client *c, const char *path, uint32_t n_ctx, uint32_t n_threads,
                     struct elm_load_result *out)
+{
+    return elm_client_load_as(c, path, NULL, NULL, n_ctx, n_threads, out);
+}
+
+int elm_client_load_as(elm_client *c, const char *path, const char *name, const char *keep_alive,
+                       uint32_t n_ctx, uint32_t n_threads, struct elm_load_result *out)
 {
     char abs[PATH_MAX];
     int rc;
@@ -442,6 +458,11 @@ int elm_client_load(elm_client *c, const char *path, uint32_t n_ctx, uint32_t n_
     strcpy(req->path, abs);
     req->n_ctx = n_ctx;
     req->n_threads = n_threads;
+    if ((rc = copy_whole(req->name, sizeof req->name, name)) ||
+        (rc = copy_whole(req->keep_alive, sizeof req->keep_alive, keep_alive))) {
+        free(req);
+        return rc;
+    }
     struct elm_proto_buf *b = ctl_begin(c, ELM_CMD_LOAD, &rc);
     if (b)
         elm_fields_put(b, &elm_fields_load_req, req, 0);
@@ -461,6 +482,24 @@ int elm_client_load(elm_client *c, const char *path, uint32_t n_ctx, uint32_t n_
 int elm_client_unload(elm_client *c)
 {
     return simple_call(c, ELM_CMD_UNLOAD);
+}
+
+int elm_client_unload_model(elm_client *c, const char *name)
+{
+    struct elm_unload_req req = {0};
+    struct elm_proto_msg rep;
+    int rc;
+    if (!c || !name || !name[0])
+        return -EINVAL;
+    if ((rc = copy_whole(req.name, sizeof req.name, name)))
+        return rc;
+    struct elm_proto_buf *b = ctl_begin(c, ELM_CMD_UNLOAD, &rc);
+    if (!b)
+        return rc;
+    elm_fields_put(b, &elm_fields_unload_req, &req, 0);
+    rc = ctl_call(c, &rep, ELM_CLIENT_CALL_TIMEOUT_MS);
+    ctl_end(c);
+    return rc;
 }
 
 int elm_client_sessions(elm_client *c, struct elm_session_info **out, size_t *n)

@@ -178,6 +178,13 @@ int elm_session_open_params(elm_client *c, const struct elm_session_params *p, e
     struct elm_proto_msg rep;
     struct elm_open_req req = {.n_ctx = p->n_ctx, .req_ring_size = req_cap, .pid = (long)getpid()};
     snprintf(req.client_name, sizeof req.client_name, "%s", program_invocation_short_name);
+    if ((p->model && strlen(p->model) >= sizeof req.model) ||
+        (p->keep_alive && strlen(p->keep_alive) >= sizeof req.keep_alive)) {
+        rc = -ENAMETOOLONG; /* a cut name would name another model */
+        goto fail;
+    }
+    snprintf(req.model, sizeof req.model, "%s", p->model ? p->model : "");
+    snprintf(req.keep_alive, sizeof req.keep_alive, "%s", p->keep_alive ? p->keep_alive : "");
     struct elm_proto_buf *b = ctl_begin(c, ELM_CMD_OPEN_SESSION, &rc);
     if (!b)
         goto fail;

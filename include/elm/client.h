@@ -97,6 +97,12 @@ struct elm_daemon_status {
     uint32_t n_sessions;   /* open sessions */
     uint32_t max_sessions; /* 0: not reported */
     bool model_loaded;
+    /* The default model (the first loaded) is described below; every resident model is in
+     * `models`, "NAME (N sessions|idle, BYTES), ..." */
+    uint32_t n_models;           /* models resident */
+    char models[1024];           /* "" when none */
+    uint64_t resident_bytes;     /* their weights and KV pools */
+    uint64_t max_resident_bytes; /* the budget (max_resident_bytes) */
     char model_path[4096]; /* "" when no model is loaded */
     char model_name[256];
     uint32_t n_ctx; /* default context per session; 0 when no model */
@@ -137,6 +143,7 @@ struct elm_daemon_status {
     uint64_t load_done;   /* bytes of weights read so far */
     uint64_t load_total;  /* bytes to read; 0 until known */
     char load_error[512]; /* why the last load failed; "" if it did not */
+    char load_wait[256];  /* what a load waits for (room in the budget); "" when it runs */
 };
 
 /* The daemon's state. *out is the caller's struct, written on success. */
@@ -160,8 +167,20 @@ struct elm_load_result {
 int elm_client_load(elm_client *c, const char *path, uint32_t n_ctx, uint32_t n_threads,
                     struct elm_load_result *out);
 
-/* Drops the loaded model. Open sessions are closed as for a load (see above). */
+/* Drops every resident model. Open sessions are closed as for a load (see above). */
 int elm_client_unload(elm_client *c);
+
+/* Several models: loads path beside the resident ones, called name (NULL or "": the file name
+ * without ".gguf"); a resident model of that name is replaced as above. keep_alive (NULL: the
+ * daemon's) is how long the model stays once idle: "5m", "30s", "0" (unload when its last
+ * session closes), "-1" (forever). When the daemon's memory budget (max_resident_bytes) is
+ * full, idle models are unloaded, least recently used first; if models with open sessions fill
+ * it, the call waits until they close. Otherwise as elm_client_load. */
+int elm_client_load_as(elm_client *c, const char *path, const char *name, const char *keep_alive,
+                       uint32_t n_ctx, uint32_t n_threads, struct elm_load_result *out);
+
+/* Drops the resident model called name: ELM_ENOMODEL (with a message) when there is none. */
+int elm_client_unload_model(elm_client *c, const char *name);
 
 enum elm_session_state {
     ELM_SESSION_IDLE = 1,    /* no request running */
@@ -174,6 +193,7 @@ struct elm_session_info {
     int state;            /* enum elm_session_state */
     long pid;             /* the client process, 0 if unknown */
     char client_name[64]; /* "" if unknown */
+    char model[64];       /* the name of the model it runs on */
     uint32_t n_ctx;
     uint64_t n_prompt_tokens;
     uint64_t n_gen_tokens;
@@ -213,6 +233,8 @@ struct elm_daemon_stats {
     uint64_t n_sessions_opened; /* sessions opened since the daemon started */
     uint64_t n_preemptions;     /* running requests whose KV memory was taken for an older one */
     uint64_t n_recomputed;      /* tokens those requests had evaluated and evaluated again */
+    uint32_t n_models;          /* models resident now */
+    uint64_t n_unloads;         /* models unloaded: asked, keep_alive passed, or for room */
 };
 
 /* The daemon's counters. *out is the caller's struct, written on success. */
@@ -231,6 +253,10 @@ struct elm_session_params {
     uint32_t n_ctx;            /* context tokens; 0 = the model's default */
     uint32_t max_prompt_bytes; /* largest prompt accepted; 0 = 1 MiB. elmd takes up to about
                                   32 MiB (its rings are at most 64 MiB) */
+    const char *model;         /* the resident model's name; NULL or "" = the default (first
+                                  loaded). ELM_ENOMODEL when none has that name */
+    const char *keep_alive;    /* how long the model stays once idle after this session (as
+                                  elm_client_load_as); NULL = unchanged */
 };
 
 /* Opens a session with default parameters. The session holds a reference to c, so c may be

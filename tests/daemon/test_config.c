@@ -95,6 +95,27 @@ static void test_set(void **state)
     assert_int_equal(elmd_config_set(&c, "endpoint", "tcp://127.0.0.1:5555", err, sizeof err), 0);
     assert_int_equal(elmd_config_set(&c, "colour", "blue", err, sizeof err), ELM_EFORMAT);
     assert_string_equal(err, "unknown key 'colour'");
+    /* several models: keep_alive as ollama reads it, max_resident_bytes with a suffix */
+    assert_int_equal(c.keep_alive_ms, -1); /* the default: never */
+    const struct {
+        const char *v;
+        int64_t ms;
+    } ka[] = {{"5m", 300000}, {"1h30m", 5400000}, {"1.5s", 1500}, {"300", 300000},
+              {"250ms", 250}, {"0", 0},           {"-1", -1},     {"-5m", -2}};
+    for (size_t i = 0; i < sizeof ka / sizeof ka[0]; i++) {
+        int rc = elmd_config_set(&c, "keep_alive", ka[i].v, err, sizeof err);
+        assert_int_equal(rc, ka[i].ms == -2 ? ELM_EFORMAT : 0);
+        if (!rc)
+            assert_int_equal(c.keep_alive_ms, ka[i].ms);
+    }
+    assert_int_equal(elmd_config_set(&c, "keep_alive", "5 minutes", err, sizeof err), ELM_EFORMAT);
+    assert_int_equal(elmd_config_set(&c, "max_resident_bytes", "8G", err, sizeof err), 0);
+    assert_int_equal(c.max_resident_bytes, 8ull << 30);
+    assert_int_equal(elmd_config_set(&c, "max_resident_bytes", "512MiB", err, sizeof err), 0);
+    assert_int_equal(c.max_resident_bytes, 512ull << 20);
+    assert_int_equal(elmd_config_set(&c, "max_resident_bytes", "-1", err, sizeof err), ELM_EFORMAT);
+    assert_int_equal(elmd_config_set(&c, "max_resident_bytes", "3X", err, sizeof err), ELM_EFORMAT);
+    assert_true(elmd_resident_default() > 0);
 }
 
 static void test_file(void **state)

@@ -310,7 +310,10 @@ static void test_direct_io_and_fallback(void **state)
     snprintf(copy, sizeof copy, "%s/elmd-test-%d.gguf", dir, (int)getpid());
     snprintf(cmd, sizeof cmd, "cp '%s' '%s'", model, copy);
     assert_int_equal(system(cmd), 0);
-    elm_proto_put_str(tc_begin(&c, ELM_CMD_LOAD), ELM_TAG_PATH, copy);
+    /* under the served model's name: it replaces that one, so STATUS describes the copy */
+    struct elm_proto_buf *b = tc_begin(&c, ELM_CMD_LOAD);
+    elm_proto_put_str(b, ELM_TAG_PATH, copy);
+    elm_proto_put_str(b, ELM_TAG_MODEL_NAME, "stories260K");
     int rc = tc_call(&c, 30000);
     assert_int_equal(tc_simple(&c, ELM_CMD_STATUS), 0);
     print_message("%s: O_DIRECT %llu, notes '%s'\n", copy,
@@ -390,8 +393,12 @@ static void test_load_unload(void **state)
                       100 * tc_f64(&c, ELM_TAG_HUGE_SHARE));
     }
 
-    /* Replace it with stories260K; then a bad file leaves that one serving. */
-    elm_proto_put_str(tc_begin(&c, ELM_CMD_LOAD), ELM_TAG_PATH, model);
+    /* Replace it with stories260K (a LOAD under its name; the racing LOAD above may have added
+     * stories260K beside it, which is then the default); then a bad file leaves that one
+     * serving. */
+    struct elm_proto_buf *b = tc_begin(&c, ELM_CMD_LOAD);
+    elm_proto_put_str(b, ELM_TAG_PATH, model);
+    elm_proto_put_str(b, ELM_TAG_MODEL_NAME, "synth");
     assert_int_equal(tc_call(&c, 60000), 0);
     elm_proto_put_str(tc_begin(&c, ELM_CMD_LOAD), ELM_TAG_PATH, "/etc/hostname");
     assert_int_equal(tc_call(&c, 60000), ELM_EFORMAT);

@@ -3,6 +3,7 @@
  *
  *   - Greedy text through /v1/completions (one document and server-sent events) and Ollama's
  *     /api/generate (one document and JSON lines) equals `elmctl generate --local`'s.
+ *   - A second resident model is listed, chosen by a request's "model", and unloaded.
  *   - The official openai and ollama npm clients (tests/http/clients.mjs) get the same text.
  *   - The SSE framing: every event "data: JSON\n\n", chunks of one id, finish_reason on the
  *     last, the usage chunk when asked, then "data: [DONE]".
@@ -297,6 +298,65 @@ static void test_listings(void **state)
     json_decref(j);
     assert_int_equal(elm_test_curl(out, sizeof out, errfile, "%s/api/version", url), 200);
     assert_non_null(strstr(out, "\"version\""));
+}
+
+/* A second resident model (the same file under another name, so its greedy text is the same):
+ * the listings name both, a request's "model" picks it (with or without ":latest"), and the
+ * reply names it; after it is unloaded it is gone from the listings and a 404. */
+static void test_second_model(void **state)
+{
+    (void)state;
+    require_gateway();
+    static char out[65536];
+    assert_int_equal(run(out, sizeof out, "%s --runtime-dir %s load --as second '%s'", elmctl,
+                         rundir, model),
+                     0);
+    assert_int_equal(elm_test_curl(out, sizeof out, errfile, "%s/v1/models", url), 200);
+    json_t *j = elm_test_json(out);
+    const json_t *data = json_object_get(j, "data");
+    assert_int_equal(json_array_size(data), 2);
+    assert_string_equal(elm_test_jstr(json_array_get(data, 0), "id"), "stories260K");
+    assert_string_equal(elm_test_jstr(json_array_get(data, 1), "id"), "second");
+    json_decref(j);
+    assert_int_equal(elm_test_curl(out, sizeof out, errfile, "%s/api/ps", url), 200);
+    j = elm_test_json(out);
+    assert_string_equal(elm_test_jstr(json_array_get(json_object_get(j, "models"), 1), "name"),
+                        "second:latest");
+    json_decref(j);
+    const char *names[] = {"second", "second:latest"};
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(elm_test_curl(out, sizeof out, errfile,
+                                       "-d '{\"model\":\"%s\",\"prompt\":\"" PROMPT
+                                       "\",\"stream\":false,\"options\":{\"num_predict\":32,"
+                                       "\"temperature\":0}}' %s/api/generate",
+                                       names[i], url),
+                         200);
+        j = elm_test_json(out);
+        assert_string_equal(elm_test_jstr(j, "response"), local);
+        json_decref(j);
+    }
+    assert_int_equal(elm_test_curl(out, sizeof out, errfile,
+                                   "-d '{\"model\":\"second\",\"prompt\":\"" PROMPT
+                                   "\",\"max_tokens\":32,\"temperature\":0}' %s/v1/completions",
+                                   url),
+                     200);
+    j = elm_test_json(out);
+    assert_string_equal(elm_test_jstr(j, "model"), "second");
+    assert_string_equal(elm_test_jstr(json_array_get(json_object_get(j, "choices"), 0), "text"),
+                        local);
+    json_decref(j);
+    assert_int_equal(run(out, sizeof out, "%s --runtime-dir %s unload --model second", elmctl,
+                         rundir),
+                     0);
+    assert_int_equal(elm_test_curl(out, sizeof out, errfile, "%s/v1/models", url), 200);
+    j = elm_test_json(out);
+    assert_int_equal(json_array_size(json_object_get(j, "data")), 1);
+    json_decref(j);
+    assert_int_equal(elm_test_curl(out, sizeof out, errfile,
+                                   "-d '{\"model\":\"second\",\"prompt\":\"hi\"}' "
+                                   "%s/api/generate",
+                                   url),
+                     404);
 }
 
 /* The number after "name " on a line of a Prometheus exposition, -1 when absent. */
@@ -679,6 +739,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_greedy_openai),  cmocka_unit_test(test_greedy_ollama),
         cmocka_unit_test(test_metrics),        cmocka_unit_test(test_listings),
+        cmocka_unit_test(test_second_model),
         cmocka_unit_test(test_npm_clients),    cmocka_unit_test(test_bad_requests),
         cmocka_unit_test(test_hangup_cancels), cmocka_unit_test(test_daemon_restart),
         cmocka_unit_test(test_key_and_cors),

@@ -462,6 +462,13 @@ static void test_embed(void **state)
     assert_int_equal(json_array_size(we), 3);
     assert_int_equal(
         run(out, sizeof out, "%s --runtime-dir %s load '%s'", elmctl, rundir, embed_model), 0);
+    /* the chat model goes, so the embedding model is the default (the first loaded) */
+    char chat_name[128];
+    const char *base = strrchr(chat_model, '/');
+    snprintf(chat_name, sizeof chat_name, "%.*s", (int)strlen(base + 1) - 5, base + 1);
+    assert_int_equal(run(out, sizeof out, "%s --runtime-dir %s unload --model '%s'", elmctl, rundir,
+                         chat_name),
+                     0);
 
     const char *input = "[\"hello world\",\"The quick brown fox jumps over the lazy dog.\","
                         "\"日本語のテキスト\"]";

@@ -41,6 +41,7 @@ static const struct {
     {&elm_fields_load_req, ELM_CMD_LOAD},
     {&elm_fields_open_req, ELM_CMD_OPEN_SESSION},
     {&elm_fields_session_req, ELM_CMD_CLOSE_SESSION},
+    {&elm_fields_unload_req, ELM_CMD_UNLOAD},
 };
 
 static uint16_t table_cmd(const struct elm_fields *t)
@@ -487,7 +488,7 @@ static void test_request_lines(void **state)
             assert_null(f->row); /* nothing prints a request */
         }
     }
-    assert_int_equal(n_tables, 4);
+    assert_int_equal(n_tables, 5);
     /* the limits elmctl and elmd share */
     uint64_t min, max;
     assert_int_equal(elm_field_bounds(&elm_fields_load_req, ELM_TAG_N_CTX, &min, &max), 0);
