@@ -149,16 +149,14 @@ static void print_result(const struct elm_prune_stats *st, const struct elm_mode
             if (drop[l])
                 json_array_append_new(dropped, json_integer(l));
         for (int32_t l = 0; pm && l < pm->hp.n_layer; l++)
-            json_array_append_new(widths,
-                                  json_pack("{sisisi}", "n_ff", (int)pm->layers[l].n_ff, "n_head",
-                                            (int)pm->layers[l].n_head, "n_head_kv",
-                                            (int)pm->layers[l].n_head_kv));
+            json_array_append_new(widths, json_pack("{sisisi}", "n_ff", (int)pm->layers[l].n_ff,
+                                                    "n_head", (int)pm->layers[l].n_head,
+                                                    "n_head_kv", (int)pm->layers[l].n_head_kv));
         json_t *j =
             json_pack("{sisisIsIsIsIsoso}", "n_layer_in", (int)st->n_layer_in, "n_layer_out",
                       (int)st->n_layer_out, "params_in", (json_int_t)st->params_in, "params_out",
-                      (json_int_t)st->params_out, "bytes_in", (json_int_t)st->bytes_in,
-                      "bytes_out", (json_int_t)st->bytes_out, "dropped", dropped, "layers",
-                      widths);
+                      (json_int_t)st->params_out, "bytes_in", (json_int_t)st->bytes_in, "bytes_out",
+                      (json_int_t)st->bytes_out, "dropped", dropped, "layers", widths);
         if (in && in->tokens > 0) {
             json_t *infl = json_array();
             for (int32_t l = 0; l < L; l++)
@@ -181,14 +179,12 @@ static void print_result(const struct elm_prune_stats *st, const struct elm_mode
     if (pm) {
         printf("per layer (n_ff/n_head/n_head_kv):");
         for (int32_t l = 0; l < pm->hp.n_layer; l++)
-            printf(" %d/%d/%d", pm->layers[l].n_ff, pm->layers[l].n_head,
-                   pm->layers[l].n_head_kv);
+            printf(" %d/%d/%d", pm->layers[l].n_ff, pm->layers[l].n_head, pm->layers[l].n_head_kv);
         printf("\n");
     }
     if (text)
-        printf("perplexity %.4f -> %.4f, KLD %.6f ± %.6f, same top %.2f%%\n",
-               elm_ppl_value(before), elm_ppl_value(after), ks.kld.val, ks.kld.err,
-               100 * ks.same_top.val);
+        printf("perplexity %.4f -> %.4f, KLD %.6f ± %.6f, same top %.2f%%\n", elm_ppl_value(before),
+               elm_ppl_value(after), ks.kld.val, ks.kld.err, 100 * ks.same_top.val);
 }
 
 int cli_cmd_prune(int argc, char **argv)

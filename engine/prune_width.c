@@ -297,8 +297,8 @@ static int write_pruned(const struct elm_model *m, const char *out, bool *const 
         long size = f && !fseek(f, 0, SEEK_END) ? ftell(f) : 0;
         if (f)
             fclose(f);
-        *st = (struct elm_prune_stats){m->hp.n_layer, m->hp.n_layer, params_in, p.params_out,
-                                       g->size,       size > 0 ? (uint64_t)size : 0};
+        *st = (struct elm_prune_stats){m->hp.n_layer, m->hp.n_layer, params_in,
+                                       p.params_out,  g->size,       size > 0 ? (uint64_t)size : 0};
     }
     for (int i = 0; i < p.n_bufs; i++)
         free(p.bufs[i]);

@@ -20,8 +20,8 @@
 #include "engine/prune.h"
 #include "tests/common/elm_test.h"
 
-#define N_CTX    64
-#define N_CALIB  3    /* calibration chunks */
+#define N_CTX     64
+#define N_CALIB   3     /* calibration chunks */
 #define LOGIT_TOL 1e-3f /* F32 sums with and without the zeroed terms differ in order only */
 
 static char dir[] = "/tmp/elm-prune-XXXXXX";
@@ -168,14 +168,15 @@ static void write_mixed(const char *orig_path, const char *pruned_path, int32_t 
     char err[256], name[96];
     for (uint64_t i = 0; i < g->n_kv; i++)
         assert_int_equal(elm_gguf_writer_copy_kv(w, &g->kv[i]), 0);
-    assert_int_equal(elm_gguf_writer_set_arr(w, "llama.feed_forward_length", ELM_GGUF_I32,
-                                             (uint64_t)L, ff), 0);
-    assert_int_equal(elm_gguf_writer_set_arr(w, "llama.attention.head_count", ELM_GGUF_I32,
-                                             (uint64_t)L, nh), 0);
-    assert_int_equal(elm_gguf_writer_set_arr(w, "llama.attention.head_count_kv", ELM_GGUF_I32,
-                                             (uint64_t)L, nkv), 0);
-    assert_int_equal(elm_gguf_writer_set_u32(w, "llama.attention.key_length",
-                                             (uint32_t)m->hp.head_dim), 0);
+    assert_int_equal(
+        elm_gguf_writer_set_arr(w, "llama.feed_forward_length", ELM_GGUF_I32, (uint64_t)L, ff), 0);
+    assert_int_equal(
+        elm_gguf_writer_set_arr(w, "llama.attention.head_count", ELM_GGUF_I32, (uint64_t)L, nh), 0);
+    assert_int_equal(
+        elm_gguf_writer_set_arr(w, "llama.attention.head_count_kv", ELM_GGUF_I32, (uint64_t)L, nkv),
+        0);
+    assert_int_equal(
+        elm_gguf_writer_set_u32(w, "llama.attention.key_length", (uint32_t)m->hp.head_dim), 0);
     for (uint64_t i = 0; i < g->n_tensors; i++) {
         const struct elm_gguf_tensor *t = &g->tensors[i];
         snprintf(name, sizeof name, "%.*s", (int)t->name.len, t->name.ptr);
