@@ -65,26 +65,28 @@ static unsigned char *kv_row(const struct elm_kv *kv, int layer, int32_t pos)
            (size_t)(pos % ELM_KV_PAGE) * p->row_bytes;
 }
 
+/* Stores the layer's n K and V values (its n_head_kv heads; a pruned layer may fill only the
+ * front of the pool's kv_dim-wide rows, which its attention alone reads). */
 static void kv_store(const struct elm_kernels *k, struct elm_kv *kv, int layer, int32_t pos,
-                     const float *kr, const float *vr)
+                     const float *kr, const float *vr, int n)
 {
     const struct elm_kv_pool *p = kv->pool;
     unsigned char *kd = kv_row(kv, layer, pos), *vd = kd + (size_t)ELM_KV_PAGE * p->row_bytes;
     switch (p->type) {
     case ELM_TYPE_F32:
-        memcpy(kd, kr, (size_t)p->kv_dim * sizeof(float));
-        memcpy(vd, vr, (size_t)p->kv_dim * sizeof(float));
+        memcpy(kd, kr, (size_t)n * sizeof(float));
+        memcpy(vd, vr, (size_t)n * sizeof(float));
         break;
     case ELM_TYPE_F16:
-        for (int i = 0; i < p->kv_dim; i++) {
+        for (int i = 0; i < n; i++) {
             ((uint16_t *)kd)[i] = elm_f32_to_fp16(kr[i]);
             ((uint16_t *)vd)[i] = elm_f32_to_fp16(vr[i]);
         }
         break;
     default: /* Q8_0: as llama.cpp copies into a q8_0 cache, with the activation quantizer;
               * head_dim is a multiple of 32, so the blocks of a row are the blocks of its heads */
-        k->from_float[p->type](kr, kd, p->kv_dim);
-        k->from_float[p->type](vr, vd, p->kv_dim);
+        k->from_float[p->type](kr, kd, n);
+        k->from_float[p->type](vr, vd, n);
         break;
     }
 }
@@ -342,12 +344,13 @@ static void attention(const struct elm_model *m, struct elm_work *w, int layer,
                       const struct elm_batch_item *items, int n)
 {
     const struct elm_hparams *hp = &m->hp;
-    int hd = hp->head_dim, group = hp->n_head / hp->n_head_kv;
-    size_t qdim = (size_t)hp->n_head * hd;
-    int jobs = n * hp->n_head;
+    const struct elm_layer *l = &m->layers[layer];
+    int hd = hp->head_dim, nh = l->n_head, group = nh / l->n_head_kv;
+    size_t qdim = (size_t)nh * hd;
+    int jobs = n * nh;
 #pragma omp parallel for num_threads(w->n_threads) schedule(static)
     for (int j = 0; j < jobs; j++) {
-        int t = j / hp->n_head, h = j % hp->n_head, th = omp_get_thread_num();
+        int t = j / nh, h = j % nh, th = omp_get_thread_num();
         attend_head(m->k, hp, items[t].kv, layer, items[t].pos, h / group,
                     w->q + (size_t)t * qdim + (size_t)h * hd,
                     w->att + (size_t)th * (size_t)w->n_ctx_max,
@@ -412,8 +415,8 @@ static void layer_forward(const struct elm_model *m, struct elm_work *w, int li,
     const struct elm_hparams *hp = &m->hp;
     const struct elm_layer *l = &m->layers[li];
     const struct elm_kernels *k = m->k;
-    int E = hp->n_embd, hd = hp->head_dim, ff = hp->n_ff;
-    int qdim = hp->n_head * hd, kvdim = hp->n_head_kv * hd;
+    int E = hp->n_embd, hd = hp->head_dim, ff = l->n_ff;
+    int qdim = l->n_head * hd, kvdim = l->n_head_kv * hd;
     const bool neox = hp->rope_mode == ELM_ROPE_NEOX;
 
     for (int t = 0; t < n; t++)
@@ -433,12 +436,12 @@ static void layer_forward(const struct elm_model *m, struct elm_work *w, int li,
             rope_table_ff(w->rope, hp, items[t].pos, m->rope_freqs);
         else
             k->rope_table(w->rope, hp->n_rot, items[t].pos, hp->rope_base, hp->rope_scale);
-        for (int h = 0; h < hp->n_head; h++)
+        for (int h = 0; h < l->n_head; h++)
             k->rope(w->q + (size_t)t * qdim + (size_t)h * hd, hp->n_rot, w->rope, neox);
-        for (int h = 0; h < hp->n_head_kv; h++)
+        for (int h = 0; h < l->n_head_kv; h++)
             k->rope(w->k + (size_t)t * kvdim + (size_t)h * hd, hp->n_rot, w->rope, neox);
         kv_store(k, items[t].kv, li, items[t].pos, w->k + (size_t)t * kvdim,
-                 w->v + (size_t)t * kvdim);
+                 w->v + (size_t)t * kvdim, kvdim);
     }
     mark(w, ELM_PROF_ROPE, li);
     /* All of the batch's K/V are stored before anyone attends, so a token sees the earlier

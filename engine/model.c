@@ -40,6 +40,38 @@ static int arch_u32(const struct elm_gguf *g, const char *arch, const char *suff
     return 0;
 }
 
+/* A per-layer width "<arch>.<suffix>": one integer for every layer, or an INT32/UINT32 array of
+ * n_layer entries (llama.cpp's get_key_or_arr; pruned files, engine/prune.h). *out is layer
+ * il's value, or with il < 0 the largest; absent → def (or error when def < 0). Every entry is
+ * checked against MAX_DIM; 0 entries are left to the caller to refuse. */
+static int arch_dim(const struct elm_gguf *g, const char *arch, const char *suffix,
+                    int32_t n_layer, int32_t il, int64_t def, int32_t *out, char *err,
+                    size_t errlen)
+{
+    char key[128];
+    snprintf(key, sizeof key, "%s.%s", arch, suffix);
+    const struct elm_gguf_kv *kv = elm_gguf_find(g, key);
+    if (!kv || kv->type != ELM_GGUF_ARRAY)
+        return arch_u32(g, arch, suffix, def, out, err, errlen);
+    if ((kv->arr_type != ELM_GGUF_I32 && kv->arr_type != ELM_GGUF_U32) ||
+        kv->arr_n != (uint64_t)n_layer || n_layer <= 0)
+        return elm_errf(err, errlen, ELM_EMODEL,
+                        "'%s' is not an int32 array of block_count (%d) entries", key, n_layer);
+    int64_t best = -1;
+    for (int32_t i = 0; i < n_layer; i++) {
+        uint32_t u;
+        memcpy(&u, kv->raw + 4 * (size_t)i, 4); /* GGUF is little-endian, as elm's hosts are */
+        const int64_t v = kv->arr_type == ELM_GGUF_I32 ? (int64_t)(int32_t)u : (int64_t)u;
+        if (v < 0 || v > MAX_DIM)
+            return elm_errf(err, errlen, ELM_EMODEL, "'%s'[%d] = %lld is invalid", key, i,
+                            (long long)v);
+        if (i == il || (il < 0 && v > best))
+            best = v;
+    }
+    *out = (int32_t)best;
+    return 0;
+}
+
 static int arch_f32(const struct elm_gguf *g, const char *arch, const char *suffix, float def,
                     float *out, char *err, size_t errlen)
 {
@@ -158,22 +190,40 @@ static int read_hparams(const struct elm_gguf *g, struct elm_hparams *hp, char *
 
     if ((rc = arch_u32(g, arch, "embedding_length", -1, &hp->n_embd, err, errlen)) ||
         (rc = arch_u32(g, arch, "block_count", -1, &hp->n_layer, err, errlen)) ||
-        (rc = arch_u32(g, arch, "feed_forward_length", -1, &hp->n_ff, err, errlen)) ||
-        (rc = arch_u32(g, arch, "attention.head_count", -1, &hp->n_head, err, errlen)) ||
         (rc = arch_u32(g, arch, "context_length", 2048, &hp->n_ctx_train, err, errlen)))
         return rc;
-    if ((rc = arch_u32(g, arch, "attention.head_count_kv", hp->n_head, &hp->n_head_kv, err,
-                       errlen)))
-        return rc;
-    if (hp->n_embd <= 0 || hp->n_head <= 0 || hp->n_head_kv <= 0 || hp->n_layer <= 0 ||
-        hp->n_ff <= 0 || hp->n_layer > MAX_LAYER || hp->n_head % hp->n_head_kv != 0)
+    if (hp->n_layer <= 0 || hp->n_layer > MAX_LAYER)
+        return elm_errf(err, errlen, ELM_EMODEL, "block_count %d is not supported", hp->n_layer);
+    /* per-layer widths (pruned files): hp holds the widest layer's, each layer its own */
+    int32_t n_head0 = 0;
+    for (int32_t il = -1; il < hp->n_layer; il++) {
+        int32_t ff, nh, nkv;
+        if ((rc = arch_dim(g, arch, "feed_forward_length", hp->n_layer, il, -1, &ff, err,
+                           errlen)) ||
+            (rc = arch_dim(g, arch, "attention.head_count", hp->n_layer, il, -1, &nh, err,
+                           errlen)) ||
+            (rc = arch_dim(g, arch, "attention.head_count_kv", hp->n_layer, il, nh, &nkv, err,
+                           errlen)))
+            return rc;
+        if (il < 0) {
+            hp->n_ff = ff, hp->n_head = nh, hp->n_head_kv = nkv;
+        } else if (ff <= 0 || nh <= 0 || nkv <= 0 || nh % nkv != 0) {
+            return elm_errf(err, errlen, ELM_EMODEL,
+                            "layer %d: n_head %d, n_head_kv %d, n_ff %d are inconsistent", il,
+                            nh, nkv, ff);
+        }
+        if (il == 0)
+            n_head0 = nh;
+    }
+    if (hp->n_embd <= 0 || n_head0 <= 0)
         return elm_errf(err, errlen, ELM_EMODEL,
                     "inconsistent hyperparameters: n_embd %d, n_head %d, n_head_kv %d, "
                     "n_layer %d, n_ff %d",
                     hp->n_embd, hp->n_head, hp->n_head_kv, hp->n_layer, hp->n_ff);
-    /* Q/K heads may be wider than n_embd / n_head (gemma2 says so in key_length) */
+    /* Q/K heads may be wider than n_embd / n_head (gemma2 says so in key_length); with
+     * per-layer head counts the default is from layer 0, as llama.cpp takes it */
     int32_t vlen;
-    if ((rc = arch_u32(g, arch, "attention.key_length", hp->n_embd / hp->n_head, &hp->head_dim, err,
+    if ((rc = arch_u32(g, arch, "attention.key_length", hp->n_embd / n_head0, &hp->head_dim, err,
                        errlen)) ||
         (rc = arch_u32(g, arch, "attention.value_length", hp->head_dim, &vlen, err, errlen)))
         return rc;
@@ -308,8 +358,8 @@ static struct elm_tensor rows_of(const struct elm_tensor *t, int64_t row0, int64
 static int load_attn(struct loader *L, int i, struct elm_layer *l)
 {
     const struct elm_hparams *hp = &L->m->hp;
-    int64_t E = hp->n_embd, qdim = (int64_t)hp->n_head * hp->head_dim;
-    int64_t kvdim = (int64_t)hp->n_head_kv * hp->head_dim;
+    int64_t E = hp->n_embd, qdim = (int64_t)l->n_head * hp->head_dim;
+    int64_t kvdim = (int64_t)l->n_head_kv * hp->head_dim;
     bool bias = hp->arch == ELM_ARCH_QWEN2;
     char n[96];
     int rc;
@@ -339,7 +389,7 @@ static int load_attn(struct loader *L, int i, struct elm_layer *l)
 static int load_ffn(struct loader *L, int i, struct elm_layer *l)
 {
     const struct elm_hparams *hp = &L->m->hp;
-    int64_t E = hp->n_embd, ff = hp->n_ff;
+    int64_t E = hp->n_embd, ff = l->n_ff;
     char n[96];
     int rc;
 #define NAME(s) (snprintf(n, sizeof n, "blk.%d.%s", i, s), n)
@@ -451,7 +501,19 @@ static int load_tensors(struct loader *L)
     m->layers = calloc((size_t)hp->n_layer, sizeof *m->layers);
     if (!m->layers)
         return elm_errf(L->err, L->errlen, -ENOMEM, "out of memory");
+    const char *arch = elm_arch_name(hp->arch);
     for (int i = 0; i < hp->n_layer; i++) {
+        struct elm_layer *l = &m->layers[i];
+        /* read_hparams checked every layer's widths; the tensors must match them */
+        if ((rc = arch_dim(L->g, arch, "feed_forward_length", hp->n_layer, i, -1, &l->n_ff,
+                           L->err, L->errlen)) ||
+            (rc = arch_dim(L->g, arch, "attention.head_count", hp->n_layer, i, -1, &l->n_head,
+                           L->err, L->errlen)) ||
+            (rc = arch_dim(L->g, arch, "attention.head_count_kv", hp->n_layer, i, l->n_head,
+                           &l->n_head_kv, L->err, L->errlen)))
+            return rc;
+        if (bert) /* read_bert: no grouped heads */
+            l->n_head_kv = l->n_head;
         rc = bert ? load_bert_layer(L, i, &m->layers[i]) : load_decoder_layer(L, i, &m->layers[i]);
         if (rc)
             return rc;

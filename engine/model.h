@@ -38,6 +38,8 @@ struct elm_hparams {
     int32_t n_ctx_train;
     int32_t n_embd;
     int32_t n_layer;
+    /* The widest layer's: files may give these per layer (struct elm_layer), as pruned ones do;
+     * scratch and the KV cache are sized by these */
     int32_t n_head;
     int32_t n_head_kv;
     int32_t n_ff;
@@ -67,6 +69,7 @@ struct elm_tensor {
  * (wq/wk/wv, w_gate/w_up point into the same data), which gives the bits of the fused product:
  * every output element is one vec_dot of its own row either way. */
 struct elm_layer {
+    int32_t n_ff, n_head, n_head_kv;            /* this layer's widths (pruned files differ) */
     const float *attn_norm;                     /* [n_embd]; bert: NULL (post-norm) */
     struct elm_tensor wq, wk, wv, wo;           /* [n_embd -> n_head*hd], [-> n_head_kv*hd] ... */
     const float *bq, *bk, *bv, *bo;             /* qwen2/bert biases, NULL when absent */

@@ -1,4 +1,5 @@
-/* prune.h — layer pruning: a copy of a GGUF model without some of its blocks (elmctl prune).
+/* prune.h — pruning (elmctl prune): a copy of a GGUF model without some of its blocks, or with
+ * narrower FFNs or fewer attention heads per block (prune_width.c).
  *
  * The kept blocks are renumbered in order (blk.0 ... blk.n-1), <arch>.block_count is set to
  * what is left, and every other key and tensor is copied byte for byte, so the file is a valid
@@ -12,6 +13,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "engine/model.h"
 
 struct elm_prune_stats {
     int32_t n_layer_in, n_layer_out;
@@ -43,5 +46,37 @@ int elm_prune_measure(struct elm_eval *e, const struct elm_model *m, const int32
 /* Marks in drop (n_layer entries) n more blocks, each the lowest influence not yet marked (ties
  * to the lower number). n must leave at least one block unmarked. */
 void elm_prune_pick(const double *influence, int32_t n_layer, int32_t n, bool *drop);
+/* ---- width pruning (prune_width.c) ---------------------------------------------------------- */
+
+/* Calibration statistics: per layer, the sum of squares of every input column of ffn_down
+ * ([n_ff] per layer) and of attn_output ([n_head * head_dim]), over `tokens` tokens. */
+struct elm_prune_acts {
+    int32_t n_layer;
+    double **ffn, **attn;
+    int64_t tokens;
+};
+
+/* Zeroed statistics shaped for m. Caller owns *out (elm_prune_acts_destroy). 0 or -ENOMEM. */
+int elm_prune_acts_create(const struct elm_model *m, struct elm_prune_acts **out);
+void elm_prune_acts_destroy(struct elm_prune_acts **a); /* NULL-safe, nulls *a */
+/* The pass observer that accumulates into a (elm_work_set_observer / elm_eval_set_observer). */
+struct elm_matmul_observer elm_prune_acts_observer(struct elm_prune_acts *a);
+
+/* Writes m's file (m from elm_model_load: its gguf holds the weights) to out with, in every
+ * layer, round(fraction x n_ff) of the FFN channels removed (at least one stays): those of
+ * lowest sum_i |W_down[i][j]| x ||x_j||, x the ffn_down input measured in a. The kept rows of
+ * ffn_gate/ffn_up and columns of ffn_down stay in order; <arch>.feed_forward_length becomes the
+ * new width (an INT32 array when layers differ). Only llama, qwen2 and gemma2 files with
+ * F32/F16/BF16 FFN tensors: others are refused with ELM_EUNSUPPORTED (quantize after pruning).
+ * Returns 0, -EINVAL, -ENOMEM, -errno, ELM_E* with a message in err; st filled on success. */
+int elm_prune_ffn(const struct elm_model *m, const struct elm_prune_acts *a, double fraction,
+                  const char *out, struct elm_prune_stats *st, char *err, size_t errlen);
+
+/* As elm_prune_ffn for attention: in every layer the n_drop KV groups (a K/V head and the query
+ * heads that share it under GQA) of lowest summed attn_output column score are removed, rows of
+ * attn_q/k/v (and biases) and columns of attn_output; head_count, head_count_kv and the head
+ * size (key_length, value_length) are written. n_drop must leave every layer one group. */
+int elm_prune_heads(const struct elm_model *m, const struct elm_prune_acts *a, int32_t n_drop,
+                    const char *out, struct elm_prune_stats *st, char *err, size_t errlen);
 
 #endif

@@ -279,6 +279,42 @@ static void test_distill_data(void **state)
 
 /* ---- layer pruning ------------------------------------------------------------------------- */
 
+/* `prune --ffn` and `--heads` on stories260K: the widths the JSON reports are the pruned
+ * file's, and the KLD from the original is reported (positive: the model changed). */
+static void test_prune_width(void **state)
+{
+    (void)state;
+    ELM_REQUIRE_MODEL(m, "stories260K.gguf");
+    ELM_REQUIRE_MODEL(text, "corpus/tinystories-sample-30k.txt");
+    char dir[] = "/tmp/elm-prunew-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    static const struct {
+        const char *opt;
+        int n_ff, n_head, n_head_kv;
+    } cases[] = {{"--ffn 0.25", 129, 8, 4}, {"--heads 1", 172, 6, 3}};
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        assert_int_equal(run("%s prune '%s' '%s' --ctx 128 --chunks 4 %s -o %s/w.gguf --json "
+                             "2>/dev/null",
+                             elmctl, m, text, cases[c].opt, dir),
+                         0);
+        json_t *j = elm_test_json(out);
+        assert_non_null(j);
+        const json_t *ls = json_object_get(j, "layers");
+        assert_int_equal(json_array_size(ls), 5);
+        for (size_t l = 0; l < 5; l++) {
+            assert_int_equal((int)num(json_array_get(ls, l), "n_ff"), cases[c].n_ff);
+            assert_int_equal((int)num(json_array_get(ls, l), "n_head"), cases[c].n_head);
+            assert_int_equal((int)num(json_array_get(ls, l), "n_head_kv"), cases[c].n_head_kv);
+        }
+        assert_true(num(j, "params_out") < num(j, "params_in"));
+        assert_true(num(j, "kld_mean") > 0 && num(j, "same_top") < 1);
+        print_message("%s: PPL %.4f -> %.4f, KLD %.6f\n", cases[c].opt, num(j, "ppl_before"),
+                      num(j, "ppl_after"), num(j, "kld_mean"));
+        json_decref(j);
+    }
+    run("rm -r %s", dir);
+}
+
 /* stories260K (the one trained model): dropping the block of least measured influence costs
  * less perplexity than dropping the most influential one, and the pruned file loads as a
  * 4-block model under elm's strict validation. */
@@ -350,6 +386,7 @@ int main(void)
         cmocka_unit_test(test_imatrix),
         cmocka_unit_test(test_distill_data),
         cmocka_unit_test(test_prune_layers),
+        cmocka_unit_test(test_prune_width),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
