@@ -318,16 +318,16 @@ static void test_matmul(void **state)
     }
     print_message("%s: elm_matmul bit-identical to ref vec_dot, 1..9 tokens, 1 and 2 threads\n",
                   k->name);
-    /* Q4_0 prefill: several token tiles per panel (the avx512 tile keeps unpacked panels between
-     * them), token chunks of a few tokens (rows of 1024 blocks), rows longer than its buffer,
-     * panels of 16 rows and a partial one, weights rewritten in place between products. Only a
+    /* Q4_0 prefill: several token tiles per panel (the avx2 and avx512 tiles keep unpacked panels
+     * between them), token chunks of a few tokens (rows of 1024 blocks), rows as long as the
+     * avx2 or avx512 buffer and one block longer, panels of 8 or 16 rows and a partial one, weights rewritten in place between products. Only a
      * variant with a Q4_0 tile has that machinery; without one elm_matmul is its vec_dot per
      * element, checked above (and these shapes cost minutes under emulation). */
     if (elm_tile_find(ELM_TYPE_Q4_0, k->vec_dot[ELM_TYPE_Q4_0]) == NULL) {
         print_message("%s: no Q4_0 tile, the prefill shapes are not repeated\n", k->name);
         return;
     }
-    static const int64_t q40[][3] = {{37, 16, 20}, {37, 1024, 20}, {21, 1025, 13}};
+    static const int64_t q40[][3] = {{37, 16, 20}, {29, 512, 12}, {23, 513, 9}, {37, 1024, 20}, {21, 1025, 13}};
     for (size_t s = 0; s < sizeof q40 / sizeof *q40; s++)
         check_matmul(k, ELM_TYPE_Q4_0, q40[s][1] * 32, q40[s][0], q40[s][2], 91 + s, 2);
     print_message("%s: Q4_0 elm_matmul bit-identical to ref vec_dot, up to 20 tokens\n", k->name);
