@@ -90,6 +90,7 @@ round() {
     echo "vs-llama-bench.sh: $(basename "$f") t=$t elm pp $epp tg $etg, llama.cpp pp $lpp tg $ltg" >&2
 }
 
+load=$(cut -d' ' -f1 /proc/loadavg) # in the header: a table from a busy machine says so
 files=""
 for spec in "$@"; do
     files="$files $(file_for "$spec")"
@@ -109,7 +110,8 @@ commit=$(csv_col build_commit "$tmp/l.csv" | head -n1)
 cpu=$(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')
 {
     echo "vs llama.cpp $commit ($llama), $cpu, elm kernels ${ELM_KERNEL:-auto}; median of $reps" \
-        "alternating rounds; ratio = elm / llama.cpp (median of the rounds' ratios)"
+        "alternating rounds; ratio = elm / llama.cpp (median of the rounds' ratios);" \
+        "load average $load at the start"
     echo "command: \`scripts/vs-llama-bench.sh -r $reps -p $pp -n $tg -t $threads $*\`"
     echo
     echo "| file | threads | elm pp$pp t/s | llama.cpp pp$pp t/s | pp ratio | elm tg$tg t/s | llama.cpp tg$tg t/s | tg ratio |"

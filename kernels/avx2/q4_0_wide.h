@@ -30,7 +30,7 @@
 #define Q40V_T          4    /* tokens per tile: 8 weight registers + 4 accumulators */
 #define Q40V_MIN_T      2    /* fewer tokens: the shared tile */
 #define Q40V_MAX_BLOCKS 512  /* 16384 columns; longer rows take the shared tile */
-#define Q40V_ABLOCKS    8192 /* kept token tiles: this many blocks in all (256 KiB) */
+#define Q40V_ABLOCKS    4096 /* kept token tiles: this many blocks in all (128 KiB) */
 #define Q40V_SLOTS      64   /* at most this many token tiles kept */
 
 /* One block of an 8-row panel: lane l of each vector is row l. */
