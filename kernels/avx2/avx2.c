@@ -6,8 +6,18 @@
 #include "kernels/avx2/float.h"
 #include "kernels/avx2/iq4.h"
 #include "kernels/avx2/ops.h"
+#include "kernels/avx2/q4_0_wide.h"
 #include "kernels/avx2/q_k.h"
 #include "kernels/avx2/q_legacy.h"
+
+/* Q4_0 prefill: the one-output-per-lane tile (q4_0_wide.h) replaces the shared tile in this
+ * variant's table, with its own panel shape; it falls back to the shared tile itself (one
+ * token, a matmul's first token tile, rows too long). */
+#undef Q40_R
+#undef Q40_T
+#define Q40_R     Q40V_R
+#define Q40_T     Q40V_T
+#define q4_0_tile q4_0_tile_wide
 
 #define ELM_VARIANT_NAME  "avx2"
 #define ELM_VARIANT_TABLE elm_kernels_avx2

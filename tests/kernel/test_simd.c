@@ -11,8 +11,9 @@
  *  - from_float (activation and weight quantizers the variant provides): the bytes;
  *  - to_float of every type: the floats;
  *  - vec_dot of every weight type: the float;
- *  - elm_matmul through the variant (its tiles) for 1..9 tokens, 1 and 2 threads: every element
- *    equal to the reference vec_dot of its row and token;
+ *  - elm_matmul through the variant (its tiles) for 1..64 tokens (every count to 9, the tile
+ *    edges beyond), 1 and 2 threads: every element equal to the reference vec_dot of its row
+ *    and token;
  *  - the operations (rmsnorm, rope, softmax, silu_mul; kv_dot, kv_mix and kv_fold for F32,
  *    F16 and Q8_0 caches, kv_mix also over runs of positions with its lanes carried, as the
  *    paged cache calls it).
@@ -250,6 +251,20 @@ static void test_vec_dot(void **state)
 
 /* ---- matmul ---------------------------------------------------------------------------------- */
 
+/* The token counts check_matmul tries: every one up to 20; beyond (up to 64), every one up to 9
+ * and then the edges of the tiles' token groups (4, 8) and of two and four groups of 16, so a
+ * 64-token product costs a few of its size rather than 64. */
+static int64_t next_ntok(int64_t ntok, int64_t maxtok)
+{
+    static const int64_t wide[] = {12, 16, 17, 31, 32, 33, 48, 63, 64};
+    if (maxtok <= 20 || ntok < 9)
+        return ntok + 1;
+    for (size_t i = 0; i < sizeof wide / sizeof *wide; i++)
+        if (wide[i] > ntok)
+            return wide[i] <= maxtok ? wide[i] : maxtok + 1;
+    return maxtok + 1;
+}
+
 /* passes > 1: weights and activations are quantized again, from other data, into the same
  * buffers and the product checked again (a tile that keeps unpacked weights or prepared
  * activations between calls must not reuse them in another product). */
@@ -281,7 +296,7 @@ static void check_matmul(const struct elm_kernels *k, enum elm_type t, int64_t n
                                            xq + (size_t)tk * xrow);
         for (int threads = 1; threads <= 2; threads++) {
             omp_set_num_threads(threads);
-            for (int64_t ntok = 1; ntok <= maxtok; ntok++) {
+            for (int64_t ntok = 1; ntok <= maxtok; ntok = next_ntok(ntok, maxtok)) {
                 memset(got, 0xff, (size_t)(nrows * ntok) * sizeof *got);
                 elm_matmul(k, t, wq, ncols, nrows, xq, xrow, ntok, got, nrows);
                 char what[128];
@@ -315,19 +330,24 @@ static void test_matmul(void **state)
         const bool tiled = elm_tile_find(t, k->vec_dot[t]) != NULL;
         for (size_t s = tiled ? 0 : 1; s < (tiled ? sizeof shapes / sizeof *shapes : 3); s++)
             check_matmul(k, t, shapes[s][1] * blk, shapes[s][0], 9, 77 + s, 1);
+        /* batches up to 64 (prefill chunks, full token tiles and ragged ones) on one shape */
+        if (tiled)
+            check_matmul(k, t, 3 * blk, 37, 64, 177, 1);
     }
-    print_message("%s: elm_matmul bit-identical to ref vec_dot, 1..9 tokens, 1 and 2 threads\n",
+    print_message("%s: elm_matmul bit-identical to ref vec_dot, 1..64 tokens, 1 and 2 threads\n",
                   k->name);
-    /* Q4_0 prefill: several token tiles per panel (the avx512 tile keeps unpacked panels between
-     * them), token chunks of a few tokens (rows of 1024 blocks), rows longer than its buffer,
-     * panels of 16 rows and a partial one, weights rewritten in place between products. Only a
-     * variant with a Q4_0 tile has that machinery; without one elm_matmul is its vec_dot per
-     * element, checked above (and these shapes cost minutes under emulation). */
+    /* Q4_0 prefill: several token tiles per panel (the avx2 and avx512 tiles keep unpacked panels
+     * between them), token chunks of a few tokens (rows of 1024 blocks), rows as long as the
+     * avx2 or avx512 buffer and one block longer, panels of 8 or 16 rows and a partial one,
+     * weights rewritten in place between products. Only a variant with a Q4_0 tile has that
+     * machinery; without one elm_matmul is its vec_dot per element, checked above (and these
+     * shapes cost minutes under emulation). */
     if (elm_tile_find(ELM_TYPE_Q4_0, k->vec_dot[ELM_TYPE_Q4_0]) == NULL) {
         print_message("%s: no Q4_0 tile, the prefill shapes are not repeated\n", k->name);
         return;
     }
-    static const int64_t q40[][3] = {{37, 16, 20}, {37, 1024, 20}, {21, 1025, 13}};
+    static const int64_t q40[][3] = {
+        {37, 16, 20}, {29, 512, 12}, {23, 513, 9}, {37, 1024, 20}, {21, 1025, 13}};
     for (size_t s = 0; s < sizeof q40 / sizeof *q40; s++)
         check_matmul(k, ELM_TYPE_Q4_0, q40[s][1] * 32, q40[s][0], q40[s][2], 91 + s, 2);
     print_message("%s: Q4_0 elm_matmul bit-identical to ref vec_dot, up to 20 tokens\n", k->name);

@@ -1,0 +1,248 @@
+/* q4_0_wide.h — the avx2 variant's Q4_0 prefill tile: one output per 32-bit lane, the AVX2
+ * counterpart of kernels/avx512/q4_0_tile.h (read that first: same layout, same reuse rules).
+ *
+ * A ymm accumulator holds 8 rows of one token. For group g (elements 4g..4g+3) of a block the
+ * weight register holds the 8 rows' 4 weight bytes (0..15) and the activation operand is the
+ * token's 4 bytes broadcast to every lane. AVX2 has no vpdpbusd, so each group is one
+ * vpmaddubsw (two int16 pair sums per lane) and the eight groups' int16 results are added as
+ * int16 before a single vpmaddwd folds each lane's pair into its int32 block sum: a lane's 32
+ * products are at most 15 * 128 in size each, 16 of them per int16 at most 30720 < 32767, so
+ * nothing saturates and the block sum is exact. A block thus costs 8 vpmaddubsw, 7 vpaddw, one
+ * vpmaddwd, the -8 offset correction (one vpaddd) and one cvt, mul, fma per 8 outputs, against
+ * the shared tile's per-pair reductions and lane permutes (q_legacy.h).
+ *
+ * The float chain is the reference's (elm_ref_q4_0_vec_dot), block after block:
+ * sum = fma((float)isum, d_w * d_a, sum). The unpacked panel ([block][group][8 rows x 4 bytes]
+ * plus 8 float scales, 288 bytes a block, 144 KiB for the longest row) lives in a per-thread
+ * buffer; so do the prepared token tiles (the -8 * sum(a) corrections and scales). Both are
+ * reused under exactly the avx512 tile's rules: keyed by pointers, dropped by every `stream`
+ * call (tiles.h), so nothing survives from one matmul into the next. Included only by
+ * kernels/avx2/avx2.c, after q_legacy.h.
+ */
+#ifndef ELM_AVX2_Q4_0_WIDE_H
+#define ELM_AVX2_Q4_0_WIDE_H
+
+#include <stddef.h>
+
+#include "kernels/avx2/q_legacy.h"
+
+#define Q40V_R          8    /* rows per panel: one ymm of outputs per token */
+#define Q40V_T          4    /* tokens per tile: 8 weight registers + 4 accumulators */
+#define Q40V_MIN_T      2    /* fewer tokens: the shared tile */
+#define Q40V_MAX_BLOCKS 512  /* 16384 columns; longer rows take the shared tile */
+#define Q40V_ABLOCKS    4096 /* kept token tiles: this many blocks in all (128 KiB) */
+#define Q40V_SLOTS      64   /* at most this many token tiles kept */
+
+/* One block of an 8-row panel: lane l of each vector is row l. */
+struct q40v_wblock {
+    __m256i w[8]; /* group g: the 4 weight bytes (0..15) of elements 4g..4g+3 */
+    __m256 dw;    /* the rows' scales */
+};
+
+/* One block of a token tile: half a cache line. */
+struct q40v_ablock {
+    int32_t corr[Q40V_T]; /* -8 * sum of the token's 32 activation bytes */
+    float da[Q40V_T];     /* the token's scale */
+};
+
+/* What a kept token tile was made from; gen: q40v_scratch.gen when it was made. */
+struct q40v_atag {
+    const void *a;
+    size_t as;
+    int64_t nb;
+    int nt;
+    uint64_t gen;
+};
+
+static _Thread_local struct q40v_scratch {
+    struct q40v_wblock wb[Q40V_MAX_BLOCKS];
+    struct q40v_ablock ab[Q40V_ABLOCKS];
+    struct q40v_atag atag[Q40V_SLOTS];
+    uint64_t gen; /* advanced by every stream call: kept token tiles older than it are stale */
+    /* the panel wb holds (w NULL: none) */
+    const void *w;
+    size_t ws;
+    int64_t nb;
+    int nr;
+} q40v_scratch __attribute__((aligned(64)));
+
+/* Unpacks rows [0, nr) of the panel; lanes of rows nr..7 get zero weights and scales.
+ * pf: when not NULL, the next panel's rows, prefetched a block's share at a time as the shared
+ * tile does for a first token tile (the weights come from memory). */
+static void q40v_unpack(struct q40v_scratch *s, const uint8_t *w, size_t ws, int nr, int64_t nb,
+                        const uint8_t *pf)
+{
+    static const struct elm_block_q4_0 zero;
+    const uint8_t *base[Q40V_R];
+    size_t step[Q40V_R];
+    for (int r = 0; r < Q40V_R; r++) {
+        base[r] = r < nr ? w + (size_t)r * ws : (const uint8_t *)&zero;
+        step[r] = r < nr ? sizeof(struct elm_block_q4_0) : 0;
+    }
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    for (int64_t b = 0; b < nb; b++) {
+        if (pf)
+            prefetch_span(pf + b * Q40V_R * sizeof(struct elm_block_q4_0),
+                          Q40V_R * sizeof(struct elm_block_q4_0));
+        const struct elm_block_q4_0 *x[Q40V_R];
+        UNROLL for (int r = 0; r < Q40V_R; r++) x[r] =
+            (const struct elm_block_q4_0 *)(base[r] + (size_t)b * step[r]);
+        /* z[k]: row k's 16 qs bytes in the low half, row k + 4's in the high half */
+        __m256i z[4];
+        UNROLL for (int k = 0; k < 4; k++) z[k] = _mm256_inserti128_si256(
+            _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)x[k]->qs)),
+            _mm_loadu_si128((const __m128i *)x[k + 4]->qs), 1);
+        /* a 4x4 dword transpose per half: raw[d] lane l = dword d of row l (rows in order) */
+        const __m256i t0 = _mm256_unpacklo_epi32(z[0], z[1]),
+                      t1 = _mm256_unpackhi_epi32(z[0], z[1]);
+        const __m256i t2 = _mm256_unpacklo_epi32(z[2], z[3]),
+                      t3 = _mm256_unpackhi_epi32(z[2], z[3]);
+        const __m256i raw[4] = {_mm256_unpacklo_epi64(t0, t2), _mm256_unpackhi_epi64(t0, t2),
+                                _mm256_unpacklo_epi64(t1, t3), _mm256_unpackhi_epi64(t1, t3)};
+        struct q40v_wblock *o = &s->wb[b];
+        /* byte j holds element j (low nibble) and element j + 16 (high nibble) */
+        UNROLL for (int g = 0; g < 4; g++)
+        {
+            _mm256_store_si256(&o->w[g], _mm256_and_si256(raw[g], m4));
+            _mm256_store_si256(&o->w[g + 4], _mm256_and_si256(_mm256_srli_epi16(raw[g], 4), m4));
+        }
+        uint16_t d[Q40V_R];
+        UNROLL for (int r = 0; r < Q40V_R; r++) d[r] = load_u16(&x[r]->d);
+        _mm256_store_ps((float *)&o->dw, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)d)));
+    }
+}
+
+/* The per-block corrections and scales of tokens [0, nt), into ab[0..nb). */
+static void q40v_prep(struct q40v_ablock *ab, const uint8_t *a, size_t as, int nt, int64_t nb)
+{
+    for (int t = 0; t < nt; t++) {
+        const struct elm_block_q8_0 *v = (const struct elm_block_q8_0 *)(a + (size_t)t * as);
+        int64_t b = 0;
+        for (; b + 8 <= nb; b += 8) {
+            __m256i p[8];
+            UNROLL for (int j = 0; j < 8; j++) p[j] = neg_sum4(loadu256(v[b + j].qs), 8);
+            int32_t c[8];
+            _mm256_storeu_si256((__m256i *)c,
+                                hsum8x8_epi32(p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7]));
+            UNROLL for (int j = 0; j < 8; j++)
+            {
+                ab[b + j].corr[t] = c[j];
+                ab[b + j].da[t] = h2f(v[b + j].d);
+            }
+        }
+        for (; b < nb; b++) {
+            ab[b].corr[t] = hsum_epi32(neg_sum4(loadu256(v[b].qs), 8));
+            ab[b].da[t] = h2f(v[b].d);
+        }
+    }
+}
+
+/* NT tokens against the unpacked panel; rows [0, nr) of each token's outputs are stored. */
+ALWAYS_INLINE void q40v_run(const struct q40v_scratch *s, const struct q40v_ablock *abs, int64_t nb,
+                            const uint8_t *a, size_t as, float *y, int64_t ys, int nr, const int NT)
+{
+    __m256 acc[Q40V_T];
+    UNROLL for (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps();
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int64_t b = 0; b < nb; b++) {
+        const struct q40v_wblock *wb = &s->wb[b];
+        const struct q40v_ablock *ab = &abs[b];
+        __m256i wg[8];
+        UNROLL for (int g = 0; g < 8; g++) wg[g] = _mm256_load_si256(&wb->w[g]);
+        const __m256 dw = _mm256_load_ps((const float *)&wb->dw);
+        UNROLL for (int t = 0; t < NT; t++)
+        {
+            const uint8_t *q = a + (size_t)t * as + (size_t)b * sizeof(struct elm_block_q8_0) +
+                               offsetof(struct elm_block_q8_0, qs);
+            /* the 16 products of each lane summed in int16 (at most 30720, see the top) */
+            __m256i p[8];
+            UNROLL for (int g = 0; g < 8; g++) p[g] =
+                _mm256_maddubs_epi16(wg[g], _mm256_set1_epi32((int32_t)load_u32(q + 4 * g)));
+            const __m256i s16 = _mm256_add_epi16(
+                _mm256_add_epi16(_mm256_add_epi16(p[0], p[1]), _mm256_add_epi16(p[2], p[3])),
+                _mm256_add_epi16(_mm256_add_epi16(p[4], p[5]), _mm256_add_epi16(p[6], p[7])));
+            const __m256i isum =
+                _mm256_add_epi32(_mm256_madd_epi16(s16, ones), _mm256_set1_epi32(ab->corr[t]));
+            /* sum = fmaf((float)isum, d_w * d_a, sum), 8 outputs at once */
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum),
+                                     _mm256_mul_ps(dw, _mm256_set1_ps(ab->da[t])), acc[t]);
+        }
+    }
+    UNROLL for (int t = 0; t < NT; t++)
+    {
+        if (nr == Q40V_R) {
+            _mm256_storeu_ps(y + t * ys, acc[t]);
+        } else {
+            float out[Q40V_R];
+            _mm256_storeu_ps(out, acc[t]);
+            for (int r = 0; r < nr; r++)
+                y[t * ys + r] = out[r];
+        }
+    }
+}
+
+/* The prepared token tile at a: a kept one if this thread made it since the last stream call,
+ * else made now (the rules of q40w_acts in kernels/avx512/q4_0_tile.h). */
+static const struct q40v_ablock *q40v_acts(struct q40v_scratch *s, const uint8_t *a, size_t as,
+                                           int nt, int64_t nb)
+{
+    int64_t nslot = Q40V_ABLOCKS / nb;
+    if (nslot > Q40V_SLOTS)
+        nslot = Q40V_SLOTS;
+    const size_t span = Q40V_T * (as ? as : 1);
+    const int64_t slot = (int64_t)(((uintptr_t)a / span) % (uint64_t)nslot);
+    struct q40v_atag *tag = &s->atag[slot];
+    struct q40v_ablock *ab = &s->ab[slot * nb];
+    if (tag->a != a || tag->as != as || tag->nb != nb || tag->nt != nt || tag->gen != s->gen) {
+        q40v_prep(ab, a, as, nt, nb);
+        *tag = (struct q40v_atag){.a = a, .as = as, .nb = nb, .nt = nt, .gen = s->gen};
+    }
+    return ab;
+}
+
+/* The elm_tile_fn of the avx2 Q4_0 entry: nt <= Q40V_T; nr <= Q40V_R with several tokens
+ * (one token: a whole row chunk, for the shared tile). */
+static void q4_0_tile_wide(int64_t n, const void *w, size_t ws, int nr, const void *a, size_t as,
+                           int nt, float *y, int64_t ys, int stream)
+{
+    struct q40v_scratch *s = &q40v_scratch;
+    const int64_t nb = n / ELM_QK;
+    if (stream) { /* a new matmul: data behind kept pointers may have changed */
+        s->w = NULL;
+        s->gen++;
+    }
+    if (nt < Q40V_MIN_T || nr > Q40V_R || nb < 1 || nb > Q40V_MAX_BLOCKS) {
+        if (nt == 1) { /* decode: the shared tile's own row groups and prefetch */
+            q4_0_tile(n, w, ws, nr, a, as, 1, y, ys, stream);
+            return;
+        }
+        /* in the shared tile's own panels, so that each stays in L1 for all its tokens */
+        for (int r = 0; r < nr; r += Q40_R)
+            for (int t = 0; t < nt; t += Q40_T)
+                q4_0_tile(n, (const uint8_t *)w + (size_t)r * ws, ws,
+                          nr - r < Q40_R ? nr - r : Q40_R, (const uint8_t *)a + (size_t)t * as, as,
+                          nt - t < Q40_T ? nt - t : Q40_T, y + t * ys + r, ys, stream && t == 0);
+        return;
+    }
+    if (s->w != w || s->ws != ws || s->nb != nb || s->nr != nr) {
+        q40v_unpack(s, w, ws, nr, nb, stream ? (const uint8_t *)w + Q40V_R * ws : NULL);
+        s->w = w;
+        s->ws = ws;
+        s->nb = nb;
+        s->nr = nr;
+    }
+    const struct q40v_ablock *abs = q40v_acts(s, a, as, nt, nb);
+    switch (nt) {
+    case 2:
+        q40v_run(s, abs, nb, a, as, y, ys, nr, 2);
+        break;
+    case 3:
+        q40v_run(s, abs, nb, a, as, y, ys, nr, 3);
+        break;
+    default:
+        q40v_run(s, abs, nb, a, as, y, ys, nr, 4);
+        break;
+    }
+}
+
+#endif
