@@ -41,11 +41,11 @@
  */
 #include <errno.h>
 #include <math.h>
-#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "common/pool.h"
 #include "elm/status.h"
 #include "engine/kv.h"
 #include "engine/kv_impl.h"
@@ -338,23 +338,40 @@ static void attend_head(const struct elm_kernels *k, const struct elm_hparams *h
     k->kv_fold(hd, lanes, out);
 }
 
-static void attention(const struct elm_model *m, struct elm_work *w, int layer,
-                      const struct elm_batch_item *items, int n)
+/* One layer's attention, as the pool's threads see it. */
+struct attn {
+    const struct elm_model *m;
+    struct elm_work *w;
+    const struct elm_batch_item *items;
+    int layer, jobs;
+};
+
+/* Thread th of nth computes heads [jobs*th/nth, jobs*(th+1)/nth) with its own scratch (th <
+ * w->n_threads); a head's result does not depend on which thread computes it. */
+static void attn_part(void *ctx, int th, int nth)
 {
-    const struct elm_hparams *hp = &m->hp;
-    int hd = hp->head_dim, group = hp->n_head / hp->n_head_kv;
-    size_t qdim = (size_t)hp->n_head * hd;
-    int jobs = n * hp->n_head;
-#pragma omp parallel for num_threads(w->n_threads) schedule(static)
-    for (int j = 0; j < jobs; j++) {
-        int t = j / hp->n_head, h = j % hp->n_head, th = omp_get_thread_num();
-        attend_head(m->k, hp, items[t].kv, layer, items[t].pos, h / group,
+    const struct attn *a = ctx;
+    const struct elm_hparams *hp = &a->m->hp;
+    struct elm_work *w = a->w;
+    const int hd = hp->head_dim, group = hp->n_head / hp->n_head_kv;
+    const size_t qdim = (size_t)hp->n_head * hd;
+    const int j0 = (int)((int64_t)a->jobs * th / nth), j1 = (int)((int64_t)a->jobs * (th + 1) / nth);
+    for (int j = j0; j < j1; j++) {
+        int t = j / hp->n_head, h = j % hp->n_head;
+        attend_head(a->m->k, hp, a->items[t].kv, a->layer, a->items[t].pos, h / group,
                     w->q + (size_t)t * qdim + (size_t)h * hd,
                     w->att + (size_t)th * (size_t)w->n_ctx_max,
                     (char *)w->qc + (size_t)th * w->qc_row,
                     w->lanes + (size_t)th * MIX_LANES * (size_t)hd,
                     w->xb + (size_t)t * qdim + (size_t)h * hd);
     }
+}
+
+static void attention(const struct elm_model *m, struct elm_work *w, int layer,
+                      const struct elm_batch_item *items, int n)
+{
+    struct attn a = {.m = m, .w = w, .items = items, .layer = layer, .jobs = n * m->hp.n_head};
+    elm_pool_run(a.jobs < w->n_threads ? a.jobs : w->n_threads, attn_part, &a);
 }
 
 /* ---- the pass ------------------------------------------------------------------------------ */
