@@ -358,6 +358,9 @@ void elm_pool_stats(struct elm_pool_stats *st)
     pthread_once(&once, init);
     pthread_mutex_lock(&pool.lock);
     st->n_workers = pool.n_workers;
+    st->n_asleep = 0;
+    for (int i = 0; i < pool.n_workers; i++)
+        st->n_asleep += atomic_load(&pool.w[i].asleep);
     pthread_mutex_unlock(&pool.lock);
     st->n_runs = atomic_load(&pool.n_runs);
     st->n_sleeps = atomic_load(&pool.n_sleeps);

@@ -55,6 +55,7 @@ const char *elm_pool_wait_name(enum elm_wait w);
 /* What the pool did so far (for tests and `elm-bench`): counters only grow. */
 struct elm_pool_stats {
     int n_workers;       /* worker threads alive now */
+    int n_asleep;        /* of which asleep in futex_wait now */
     uint64_t n_runs;     /* parallel calls with more than one thread */
     uint64_t n_sleeps;   /* times a thread went to sleep (a futex wait) */
     uint64_t n_busy;     /* auto: samples of the machine that found it busy */
