@@ -71,7 +71,7 @@ for section in "$@"; do
     wait_idle
     echo "bench-docs.sh: $bench ${ELM_BENCH_ARGS:-} $cmd" >&2
     # shellcheck disable=SC2086  # the commands are word lists on purpose
-    if ! OMP_WAIT_POLICY=passive "$bench" ${ELM_BENCH_ARGS:-} $cmd >"$tmp/out"; then
+    if ! ELM_WAIT=passive "$bench" ${ELM_BENCH_ARGS:-} $cmd >"$tmp/out"; then
         echo "bench-docs.sh: '$section' failed; its table is unchanged" >&2
         fails=$((fails + 1))
         continue
