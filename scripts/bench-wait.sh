@@ -45,20 +45,31 @@ trap 'exit 1' INT TERM
 # Results go to $tmp/r as lines "shape load bench policy t/s".
 : >"$tmp/r"
 measure() { # $1 shape, $2 load, $3 policy
-    if ! ELM_WAIT=$3 "$bench" --csv --reps "$reps" model --synth "$1:q4_0" --pp 16 --tg "$tg" \
-        >"$tmp/out" 2>"$tmp/err"; then
-        echo "bench-wait.sh: elm-bench model failed:" >&2; cat "$tmp/err" >&2; exit 1
-    fi
     # the model table: tg t/s is the 12th column
-    awk -F, -v s="$1" -v l="$2" -v p="$3" '$1 == "model" { print s, l, "model", p, $12 }' \
-        "$tmp/out" >>"$tmp/r"
-    if ! ELM_WAIT=$3 "$bench" --csv --reps "$reps" serve --synth "$1:q4_0" --clients 1,8 \
-        --n-predict "$predict" >"$tmp/out" 2>"$tmp/err"; then
-        echo "bench-wait.sh: elm-bench serve failed:" >&2; cat "$tmp/err" >&2; exit 1
+    if ELM_WAIT=$3 "$bench" --csv --reps "$reps" model --synth "$1:q4_0" --pp 16 --tg "$tg" \
+        >"$tmp/out" 2>"$tmp/err"; then
+        awk -F, -v s="$1" -v l="$2" -v p="$3" '$1 == "model" { print s, l, "model", p, $12 }' \
+            "$tmp/out" >>"$tmp/r"
+    else
+        failed "$1 $2 model $3"
     fi
-    # the serve table: clients in the 3rd column, aggregate t/s in the 6th
-    awk -F, -v s="$1" -v l="$2" -v p="$3" '$1 == "serve" { print s, l, "serve-" $3, p, $6 }' \
-        "$tmp/out" >>"$tmp/r"
+    # the serve table: clients in the 3rd column, aggregate t/s in the 6th. A run can fail
+    # (spinning threads on a busy machine can starve a client past its stall timeout): the
+    # table then shows "failed" for it.
+    if ELM_WAIT=$3 "$bench" --csv --reps "$reps" serve --synth "$1:q4_0" --clients 1,8 \
+        --n-predict "$predict" >"$tmp/out" 2>"$tmp/err"; then
+        awk -F, -v s="$1" -v l="$2" -v p="$3" '$1 == "serve" { print s, l, "serve-" $3, p, $6 }' \
+            "$tmp/out" >>"$tmp/r"
+    else
+        failed "$1 $2 serve-1 $3"
+        failed "$1 $2 serve-8 $3"
+    fi
+}
+
+failed() { # $1 "shape load bench policy"
+    echo "bench-wait.sh: $1 failed:" >&2
+    cat "$tmp/err" >&2
+    echo "$1 failed" >>"$tmp/r"
 }
 
 load_before=$(cut -d' ' -f1-4 /proc/loadavg)
@@ -81,6 +92,7 @@ done
 
 # One row per shape, load and bench: the three policies, then auto against its target.
 awk '
+    function f(x) { return x == "failed" || x == "" ? "failed" : sprintf("%.1f", x) }
     { v[$1 " " $2 " " $3 " " $4] = $5; if (!(($1 " " $2 " " $3) in seen)) { seen[$1 " " $2 " " $3] = 1; order[n++] = $1 " " $2 " " $3 } }
     END {
         print "| shape | load | bench | passive t/s | active t/s | auto t/s | auto / target | target |"
@@ -89,9 +101,11 @@ awk '
             split(order[i], k, " ")
             pa = v[order[i] " passive"]; ac = v[order[i] " active"]; au = v[order[i] " auto"]
             if (k[2] == "idle") { ref = ac; want = 0.95; name = "active" } else { ref = pa; want = 0.90; name = "passive" }
-            r = ref > 0 ? au / ref : 0
+            if (ref == "failed" || ref + 0 <= 0) rs = "(no " name " figure)"
+            else if (au == "failed") rs = "missed (auto failed)"
+            else { r = au / ref; rs = sprintf("%.2f %s", r, r >= want ? "met" : "missed") }
             b = k[3]; sub(/^serve-/, "serve, ", b); if (b != "model") b = b " clients"; else b = "model (tg)"
-            printf "| %s | %s | %s | %.1f | %.1f | %.1f | %.2f %s | >= %.2f of %s |\n", k[1], k[2], b, pa, ac, au, r, (r >= want ? "met" : "missed"), want, name
+            printf "| %s | %s | %s | %s | %s | %s | %s | >= %.2f of %s |\n", k[1], k[2], b, f(pa), f(ac), f(au), rs, want, name
         }
     }' "$tmp/r" >"$tmp/table"
 {
