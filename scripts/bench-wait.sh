@@ -12,8 +12,10 @@
 # policy. passive and active are the pool forced to one behaviour (what OMP_WAIT_POLICY=passive
 # and =active did with OpenMP); auto is the default. The targets (issue 15): idle, auto within
 # 5 % of active (the best spinning figure); busy, auto within 10 % of passive.
-# WAIT_REPS (default 3) repetitions after elm-bench's warm-up; the median is shown. Run it on a
-# quiet machine: the "idle" rows assume nothing else runs (the script prints /proc/loadavg).
+# WAIT_REPS (default 3) repetitions after elm-bench's warm-up; the median is shown;
+# WAIT_SHAPES narrows the shapes (a first look: WAIT_SHAPES=small-110m). Run it on a quiet
+# machine: the "idle" rows assume nothing else runs (the note under the table gives
+# /proc/loadavg). On a loaded machine `active` is very slow and its serve runs may fail.
 set -eu
 
 cd "$(dirname "$0")/.."
@@ -29,7 +31,7 @@ grep -q '^<!-- bench:wait begin -->$' "$doc" || { echo "bench-wait.sh: no marker
 reps=${WAIT_REPS:-3}
 tg=${WAIT_TG:-64}
 predict=${WAIT_PREDICT:-32}
-shapes="small-110m tinyllama-1.1b"
+shapes=${WAIT_SHAPES:-small-110m tinyllama-1.1b}
 policies="passive active auto"
 
 tmp=$(mktemp -d)
