@@ -106,7 +106,7 @@ awk '
             if (ref == "failed" || ref + 0 <= 0) rs = "(no " name " figure)"
             else if (au == "failed") rs = "missed (auto failed)"
             else { r = au / ref; rs = sprintf("%.2f %s", r, r >= want ? "met" : "missed") }
-            b = k[3]; sub(/^serve-/, "serve, ", b); if (b != "model") b = b " clients"; else b = "model (tg)"
+            b = k[3]; sub(/^serve-/, "serve, ", b); if (b == "model") b = "model (tg)"; else b = b (b == "serve, 1" ? " client" : " clients")
             printf "| %s | %s | %s | %s | %s | %s | %s | >= %.2f of %s |\n", k[1], k[2], b, f(pa), f(ac), f(au), rs, want, name
         }
     }' "$tmp/r" >"$tmp/table"
@@ -115,6 +115,10 @@ awk '
     echo
     echo "Measured $(date -u +%Y-%m-%d) by \`scripts/bench-wait.sh\` (WAIT_REPS=$reps, model tg $tg," \
         "serve $predict tokens per client), /proc/loadavg before: $load_before."
+    # a load average above the CPUs means other work ran: say so, the figures are not idle ones
+    echo "$load_before" | awk -v n="$(nproc)" '$1 > n {
+        print "The machine was loaded (load average above its " n " CPUs): these figures are not"
+        print "idle ones; rerun on a quiet machine." }'
 } >"$tmp/out"
 awk -v table="$tmp/out" '
     $0 == "<!-- bench:wait begin -->" { print; print ""; while ((getline line < table) > 0) print line; skip = 1; next }
