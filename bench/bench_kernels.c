@@ -21,13 +21,14 @@
  * per cycle), not read from /proc, because a VM's nominal MHz says little about turbo.
  */
 #include <getopt.h>
-#include <omp.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "bench/bench.h"
 #include "bench/bench_svg.h"
+#include "common/pool.h"
 #include "elm/status.h"
 #include "engine/kv.h"
 #include "engine/model.h"
@@ -48,23 +49,35 @@ struct kopts {
 
 /* ---- the machine ----------------------------------------------------------------------------- */
 
+/* One stream probe, as the pool's threads see it. */
+struct stream {
+    const uint64_t *buf;
+    size_t words;
+    _Atomic uint64_t total;
+};
+
+static void stream_part(void *ctx, int ith, int nth)
+{
+    struct stream *st = ctx;
+    const size_t lo = st->words * (size_t)ith / (size_t)nth & ~(size_t)7,
+                 hi = st->words * (size_t)(ith + 1) / (size_t)nth & ~(size_t)7;
+    uint64_t s[8] = {0}, total = 0;
+    for (size_t i = lo; i < hi; i += 8)
+        for (int j = 0; j < 8; j++)
+            s[j] += st->buf[i + j];
+    for (int j = 0; j < 8; j++)
+        total += s[j];
+    atomic_fetch_add(&st->total, total);
+}
+
 /* Sum of the buffer by `threads` threads, each its own contiguous slice; returns GB/s. Eight
  * independent accumulators keep the loads, not the adds, the limit. */
 static double stream_once(const uint64_t *buf, size_t words, int threads, uint64_t *sink)
 {
-    uint64_t total = 0;
+    struct stream st = {.buf = buf, .words = words};
     double t0 = bench_now();
-#pragma omp parallel num_threads(threads) reduction(+ : total)
-    {
-        const size_t nth = (size_t)omp_get_num_threads(), ith = (size_t)omp_get_thread_num();
-        const size_t lo = words * ith / nth & ~(size_t)7, hi = words * (ith + 1) / nth & ~(size_t)7;
-        uint64_t s[8] = {0};
-        for (size_t i = lo; i < hi; i += 8)
-            for (int j = 0; j < 8; j++)
-                s[j] += buf[i + j];
-        for (int j = 0; j < 8; j++)
-            total += s[j];
-    }
+    elm_pool_run(threads, stream_part, &st);
+    const uint64_t total = atomic_load(&st.total);
     double dt = bench_now() - t0;
     *sink += total;
     return (double)(words * sizeof *buf) / dt / 1e9;
@@ -521,7 +534,7 @@ int bench_kernels(const struct bench_opts *go, int argc, char **argv)
     print_stream(o, &ko, buf, words, &sink);
     const double peak = print_peak(o);
 
-    omp_set_num_threads(o->threads);
+    elm_pool_set_threads(o->threads);
     if (ko.n_models > 0) {
         if (o->plot)
             fprintf(stderr, "elm-bench kernels: --plot draws the per-type sweep, not --model\n");

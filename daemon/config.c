@@ -44,6 +44,7 @@ void elmd_config_defaults(struct elmd_config *c)
     c->prefill_chunk = 64;
     c->step_ms = 100;
     c->hugepages = ELM_HUGE_AUTO;
+    c->wait = elm_pool_wait(); /* ELM_WAIT, else auto */
     c->mlock = true;
     c->direct_io = true;
     c->io_depth = 32;
@@ -250,6 +251,8 @@ int elmd_config_set(struct elmd_config *c, const char *key, const char *v, char 
         for (int i = 0; i < 4; i++)
             if (!strcasecmp(v, names[i]))
                 c->hugepages = (enum elm_huge)i, bad = 0;
+    } else if (!strcmp(key, "wait")) {
+        bad = elm_pool_wait_parse(v, &c->wait) != 0;
     } else if (!strcmp(key, "mlock")) {
         bad = parse_bool(v, &c->mlock);
     } else if (!strcmp(key, "direct_io")) {

@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "common/pool.h"
 #include "common/residency.h"
 #include "kernels/kernels.h"
 
@@ -39,6 +40,7 @@ struct elmd_config {
     int prefill_chunk;      /* prompt tokens a session may evaluate per step */
     int step_ms;            /* prompt tokens per step are cut to fit this; 0 = no limit */
     enum elm_huge hugepages; /* for the weights and the KV pool (common/residency.h) */
+    enum elm_wait wait;      /* how the compute threads wait (common/pool.h) */
     bool mlock;       /* pin the weights (failure is a warning) */
     bool direct_io;   /* try O_DIRECT when reading weights */
     int io_depth;     /* reads in flight */

@@ -142,25 +142,6 @@ static void daemonize(void)
         close(fd);
 }
 
-/* ---- OpenMP's wait policy
- * ------------------------------------------------------------------------- */
-
-/* libgomp spins about 300,000 times at every barrier before it sleeps, and reads its settings
- * only once, when the program is loaded. On a machine shared with other work (the normal case
- * for a daemon) the spinning thread burns the time slice its partner needs to reach the
- * barrier: measured here with 7 runnable processes on 2 cores, a 400-token request took 40 s
- * instead of 4. So unless the user chose a policy (OMP_WAIT_POLICY or GOMP_SPINCOUNT; set
- * OMP_WAIT_POLICY=active on a dedicated machine), elmd re-executes itself once with
- * OMP_WAIT_POLICY=passive. */
-static void omp_passive(char **argv)
-{
-    if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT"))
-        return;
-    if (setenv("OMP_WAIT_POLICY", "passive", 1) == 0)
-        execv("/proc/self/exe", argv);
-    /* exec failed (no /proc?): carry on with libgomp's default */
-}
-
 /* ---- -t -----------------------------------------------------------------------------------------
  */
 
@@ -290,7 +271,6 @@ int main(int argc, char **argv)
     }
     if (d.cfg.test_only)
         return test_config(&d.cfg);
-    omp_passive(argv);
 
     bool use_syslog = d.cfg.use_syslog || !d.cfg.foreground;
     elm_log_setup((enum elm_log_level)d.cfg.log_level, use_syslog, "elmd");

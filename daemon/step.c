@@ -39,6 +39,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/pool.h"
 #include "common/trace.h"
 #include "daemon/admission.h"
 #include "daemon/elmd.h"
@@ -60,6 +61,7 @@ void elmd_publish_knobs(struct elmd *d)
                                    .max_queued = c->max_queued,
                                    .queue_timeout_ms = c->queue_timeout_ms};
     pthread_mutex_unlock(&d->lock);
+    elm_pool_set_wait(c->wait); /* the pool reads it at its next parallel call */
 }
 
 void elmd_engine_wake(struct elmd *d)

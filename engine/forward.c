@@ -41,11 +41,11 @@
  */
 #include <errno.h>
 #include <math.h>
-#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "common/pool.h"
 #include "elm/status.h"
 #include "engine/kv.h"
 #include "engine/kv_impl.h"
@@ -160,8 +160,8 @@ int elm_work_create(const struct elm_model *m, int32_t n_batch, int32_t n_ctx_ma
      * per 32, Q8_1 36 per 32; F32 activations are used in place and need no copy. */
     w->aq_row = (wide / 32 + 1) * 36 + 292;
     w->aq = malloc(nb * w->aq_row);
-    if (!w->x || !w->xb || !w->q || !w->k || !w->v || !w->hb || !w->hb2 || !w->att ||
-        !w->lanes || !w->qc || !w->rope || !w->logits || !w->aq) {
+    if (!w->x || !w->xb || !w->q || !w->k || !w->v || !w->hb || !w->hb2 || !w->att || !w->lanes ||
+        !w->qc || !w->rope || !w->logits || !w->aq) {
         elm_work_destroy(&w);
         return -ENOMEM;
     }
@@ -340,24 +340,42 @@ static void attend_head(const struct elm_kernels *k, const struct elm_hparams *h
     k->kv_fold(hd, lanes, out);
 }
 
+/* One layer's attention, as the pool's threads see it. */
+struct attn {
+    const struct elm_model *m;
+    struct elm_work *w;
+    const struct elm_batch_item *items;
+    int layer, jobs;
+};
+
+/* Thread th of nth computes heads [jobs*th/nth, jobs*(th+1)/nth) with its own scratch (th <
+ * w->n_threads); a head's result does not depend on which thread computes it. */
+static void attn_part(void *ctx, int th, int nth)
+{
+    const struct attn *a = ctx;
+    const struct elm_hparams *hp = &a->m->hp;
+    const struct elm_layer *l = &a->m->layers[a->layer];
+    struct elm_work *w = a->w;
+    const int hd = hp->head_dim, nh = l->n_head, group = nh / l->n_head_kv;
+    const size_t qdim = (size_t)nh * hd;
+    const int j0 = (int)((int64_t)a->jobs * th / nth),
+              j1 = (int)((int64_t)a->jobs * (th + 1) / nth);
+    for (int j = j0; j < j1; j++) {
+        int t = j / nh, h = j % nh;
+        attend_head(
+            a->m->k, hp, a->items[t].kv, a->layer, a->items[t].pos, h / group,
+            w->q + (size_t)t * qdim + (size_t)h * hd, w->att + (size_t)th * (size_t)w->n_ctx_max,
+            (char *)w->qc + (size_t)th * w->qc_row, w->lanes + (size_t)th * MIX_LANES * (size_t)hd,
+            w->xb + (size_t)t * qdim + (size_t)h * hd);
+    }
+}
+
 static void attention(const struct elm_model *m, struct elm_work *w, int layer,
                       const struct elm_batch_item *items, int n)
 {
-    const struct elm_hparams *hp = &m->hp;
-    const struct elm_layer *l = &m->layers[layer];
-    int hd = hp->head_dim, nh = l->n_head, group = nh / l->n_head_kv;
-    size_t qdim = (size_t)nh * hd;
-    int jobs = n * nh;
-#pragma omp parallel for num_threads(w->n_threads) schedule(static)
-    for (int j = 0; j < jobs; j++) {
-        int t = j / nh, h = j % nh, th = omp_get_thread_num();
-        attend_head(m->k, hp, items[t].kv, layer, items[t].pos, h / group,
-                    w->q + (size_t)t * qdim + (size_t)h * hd,
-                    w->att + (size_t)th * (size_t)w->n_ctx_max,
-                    (char *)w->qc + (size_t)th * w->qc_row,
-                    w->lanes + (size_t)th * MIX_LANES * (size_t)hd,
-                    w->xb + (size_t)t * qdim + (size_t)h * hd);
-    }
+    struct attn a = {
+        .m = m, .w = w, .items = items, .layer = layer, .jobs = n * m->layers[layer].n_head};
+    elm_pool_run(a.jobs < w->n_threads ? a.jobs : w->n_threads, attn_part, &a);
 }
 
 /* ---- the pass ------------------------------------------------------------------------------ */

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,7 @@
 #include <unistd.h>
 
 #include "common/errmsg.h"
+#include "common/pool.h"
 #include "elm/status.h"
 #include "engine/gguf.h"
 #include "engine/gguf_writer.h"
@@ -186,35 +188,43 @@ struct job {
     float *imatrix;         /* owned: [ne0 * slices] importance weights, or NULL */
     int n_threads;
     int rc;
+    void *dst;          /* fill(): the tensor's output bytes */
+    atomic_bool failed; /* fill(): a thread had no memory */
 };
+
+/* Thread me of nth converts rows [rows*me/nth, rows*(me+1)/nth); a row's bytes do not depend on
+ * the thread. */
+static void fill_part(void *ctx, int me, int nth)
+{
+    struct job *j = ctx;
+    size_t in_row = elm_row_bytes(j->in, j->ne0), out_row = elm_row_bytes(j->out, j->ne0);
+    float *tmp = malloc((size_t)j->ne0 * sizeof *tmp);
+    if (!tmp) {
+        atomic_store(&j->failed, true);
+        return;
+    }
+    for (int64_t r = j->rows * me / nth; r < j->rows * (me + 1) / nth; r++) {
+        j->k->to_float[j->in]((const char *)j->src + (size_t)r * in_row, tmp, j->ne0);
+        const float *qw =
+            j->imatrix ? j->imatrix + (size_t)(r / j->rows_per_slice) * (size_t)j->ne0 : NULL;
+        elm_quantize_row_imatrix(j->out, tmp, (char *)j->dst + (size_t)r * out_row, j->ne0, qw);
+    }
+    free(tmp);
+}
 
 static void fill(void *ctx, void *dst, uint64_t n_bytes)
 {
     struct job *j = ctx;
-    size_t in_row = elm_row_bytes(j->in, j->ne0), out_row = elm_row_bytes(j->out, j->ne0);
+    size_t in_row = elm_row_bytes(j->in, j->ne0);
     (void)n_bytes;
     if (j->in == j->out) {
         memcpy(dst, j->src, in_row * (size_t)j->rows);
         return;
     }
-    int failed = 0;
-#pragma omp parallel num_threads(j->n_threads) reduction(| : failed)
-    {
-        float *tmp = malloc((size_t)j->ne0 * sizeof *tmp);
-        if (!tmp)
-            failed = 1;
-#pragma omp for schedule(static)
-        for (int64_t r = 0; r < j->rows; r++) {
-            if (!tmp)
-                continue;
-            j->k->to_float[j->in]((const char *)j->src + (size_t)r * in_row, tmp, j->ne0);
-            const float *qw =
-                j->imatrix ? j->imatrix + (size_t)(r / j->rows_per_slice) * (size_t)j->ne0 : NULL;
-            elm_quantize_row_imatrix(j->out, tmp, (char *)dst + (size_t)r * out_row, j->ne0, qw);
-        }
-        free(tmp);
-    }
-    if (failed)
+    j->dst = dst;
+    atomic_init(&j->failed, false);
+    elm_pool_run(j->n_threads, fill_part, j);
+    if (atomic_load(&j->failed))
         j->rc = -ENOMEM;
 }
 

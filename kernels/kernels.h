@@ -137,7 +137,7 @@ const char *elm_kernels_variant(size_t i);
  * xq holds ntok activation rows already in dot_type(type), xq_stride bytes apart.
  * Each output element is computed by the same vec_dot call whatever ntok or the thread count,
  * so results are bit-identical between batched and token-by-token evaluation.
- * Parallelised with OpenMP over rows (and token tiles) inside; call from serial code. */
+ * Parallelised over rows by the pool (common/pool.h) inside; from a pool thread it runs alone. */
 void elm_matmul(const struct elm_kernels *k, enum elm_type type, const void *w, int64_t ncols,
                 int64_t nrows, const void *xq, size_t xq_stride, int64_t ntok, float *y,
                 int64_t y_stride);

@@ -7,9 +7,9 @@
  * bit-identical, and results independent of the thread count.
  *
  * How the work is laid out:
- *  - One OpenMP parallel region per call (libgomp keeps its team alive between regions, so a
- *    region costs a wake-up, not a thread creation). Small products run on the calling thread
- *    alone: waking the team would cost more than it saves.
+ *  - One parallel call of the pool (common/pool.h) per product: its threads live between
+ *    calls, so a call costs a wake-up at most, not a thread creation. Small products run on
+ *    the calling thread alone: waking the team would cost more than it saves.
  *  - Rows are split statically: thread i owns the i-th contiguous share (in whole runs of 16
  *    rows, a 64-byte line of float outputs, so no two threads write one line) and walks it in
  *    chunks from the front. A thread that finishes early then takes chunks from the front of
@@ -25,10 +25,10 @@
  *    per tile of tokens and each activation block loaded once per panel of rows.
  * Nothing here allocates.
  */
-#include <omp.h>
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "common/pool.h"
 #include "kernels/kernels.h"
 #include "kernels/tiles.h"
 
@@ -109,6 +109,40 @@ struct share {
     char pad[64 - sizeof(_Atomic int64_t) - sizeof(int64_t)];
 };
 
+/* One product, as the pool's threads see it. */
+struct product {
+    void (*dot)(int64_t, float *, const void *, const void *);
+    const struct elm_tile_kernel *tk;
+    const uint8_t *wb, *xb;
+    size_t rb, xq_stride;
+    int64_t ncols, ntok, chunk, y_stride, units;
+    float *y;
+    int nth; /* shares laid out */
+    struct share shares[MAX_SHARES];
+};
+
+/* Thread me of nth: its own share first, then what is left of the others'. A team smaller than
+ * the shares laid out (the pool gave fewer threads) is fine: its shares are taken by the rest. */
+static void product_part(void *ctx, int me, int nth)
+{
+    struct product *p = ctx;
+    (void)nth;
+    for (int s = 0; s < p->nth; s++) {
+        struct share *sh = &p->shares[(me + s) % p->nth];
+        int64_t r;
+        while ((r = atomic_fetch_add_explicit(&sh->next, p->chunk, memory_order_relaxed)) <
+               sh->end) {
+            const int64_t re = min64(sh->end, r + p->chunk);
+            if (p->tk != NULL)
+                tiled_rows(p->tk, p->wb, p->rb, p->ncols, r, re, p->xb, p->xq_stride, p->ntok,
+                           p->y, p->y_stride);
+            else
+                plain_rows(p->dot, p->wb, p->rb, p->ncols, r, re, p->xb, p->xq_stride, p->ntok,
+                           p->y, p->y_stride);
+        }
+    }
+}
+
 void elm_matmul(const struct elm_kernels *k, enum elm_type type, const void *w, int64_t ncols,
                 int64_t nrows, const void *xq, size_t xq_stride, int64_t ntok, float *y,
                 int64_t y_stride)
@@ -117,37 +151,27 @@ void elm_matmul(const struct elm_kernels *k, enum elm_type type, const void *w, 
     void (*dot)(int64_t, float *, const void *, const void *) = k->vec_dot[type];
     if (dot == NULL)
         dot = elm_kernels_ref.vec_dot[type];
-    const struct elm_tile_kernel *tk = elm_tile_find(type, dot);
-    const size_t rb = elm_row_bytes(type, ncols);
-    const uint8_t *wb = w, *xb = xq;
-    const int64_t units = (nrows + ROW_UNIT - 1) / ROW_UNIT;
-    int nth = omp_get_max_threads();
+    struct product p = {.dot = dot,
+                        .tk = elm_tile_find(type, dot),
+                        .wb = w,
+                        .xb = xq,
+                        .rb = elm_row_bytes(type, ncols),
+                        .xq_stride = xq_stride,
+                        .ncols = ncols,
+                        .ntok = ntok,
+                        .chunk = ntok == 1 ? CHUNK_GEMV : CHUNK_GEMM,
+                        .y_stride = y_stride,
+                        .units = (nrows + ROW_UNIT - 1) / ROW_UNIT,
+                        .y = y};
+    int nth = elm_pool_threads();
     if (nth > MAX_SHARES)
         nth = MAX_SHARES;
-    if (nrows * ncols * ntok < PARALLEL_MACS || units < 2)
+    if (nrows * ncols * ntok < PARALLEL_MACS || p.units < 2)
         nth = 1;
-    const int64_t chunk = ntok == 1 ? CHUNK_GEMV : CHUNK_GEMM;
-    struct share shares[MAX_SHARES];
+    p.nth = nth;
     for (int i = 0; i < nth; i++) {
-        atomic_init(&shares[i].next, min64(nrows, units * i / nth * ROW_UNIT));
-        shares[i].end = min64(nrows, units * (i + 1) / nth * ROW_UNIT);
+        atomic_init(&p.shares[i].next, min64(nrows, p.units * i / nth * ROW_UNIT));
+        p.shares[i].end = min64(nrows, p.units * (i + 1) / nth * ROW_UNIT);
     }
-
-    /* a team smaller than asked for is fine: its shares are taken by the others */
-#pragma omp parallel num_threads(nth) if (nth > 1)
-    {
-        const int me = omp_get_thread_num();
-        for (int s = 0; s < nth; s++) {
-            struct share *sh = &shares[(me + s) % nth];
-            int64_t r;
-            while ((r = atomic_fetch_add_explicit(&sh->next, chunk, memory_order_relaxed)) <
-                   sh->end) {
-                const int64_t re = min64(sh->end, r + chunk);
-                if (tk != NULL)
-                    tiled_rows(tk, wb, rb, ncols, r, re, xb, xq_stride, ntok, y, y_stride);
-                else
-                    plain_rows(dot, wb, rb, ncols, r, re, xb, xq_stride, ntok, y, y_stride);
-            }
-        }
-    }
+    elm_pool_run(nth, product_part, &p);
 }

@@ -85,7 +85,7 @@ for section in "$@"; do
         wait_idle
         echo "bench-docs.sh: $bench ${ELM_BENCH_ARGS:-} $one" >&2
         # shellcheck disable=SC2086  # the commands are word lists on purpose
-        if ! OMP_WAIT_POLICY=passive "$bench" ${ELM_BENCH_ARGS:-} $one >>"$tmp/out"; then
+        if ! ELM_WAIT=passive "$bench" ${ELM_BENCH_ARGS:-} $one >>"$tmp/out"; then
             failed=1
             break
         fi

@@ -121,7 +121,7 @@ for section in "$@"; do
     echo "compress-report.sh: $section" >&2
     if [ -n "$cmd" ]; then
         # shellcheck disable=SC2086  # the commands are word lists on purpose
-        OMP_WAIT_POLICY=passive "$bench" ${ELM_BENCH_ARGS:-} $cmd >"$tmp/section" || {
+        ELM_WAIT=passive "$bench" ${ELM_BENCH_ARGS:-} $cmd >"$tmp/section" || {
             echo "compress-report.sh: '$section' failed; its table is unchanged" >&2
             fails=$((fails + 1))
             continue

@@ -4,7 +4,7 @@
 # libraries elm links. Safe to run again: it installs nothing when everything is there.
 set -euo pipefail
 pkgs=(gcc-aarch64-linux-gnu qemu-user-static libc6:arm64 libzmq3-dev:arm64 liburing-dev:arm64
-      libcmocka-dev:arm64 libgomp1:arm64 libedit-dev:arm64 libjansson-dev:arm64
+      libcmocka-dev:arm64 libedit-dev:arm64 libjansson-dev:arm64
       libmicrohttpd-dev:arm64 scdoc)
 sudo=""
 [ "$(id -u)" -ne 0 ] && sudo="sudo"

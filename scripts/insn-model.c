@@ -4,10 +4,10 @@
  * quantization) that the count of one run would include.
  * usage: insn-model TYPE ROWS COLS REPS   (the variant: ELM_KERNEL; one thread) */
 #include <math.h>
-#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "common/pool.h"
 #include "kernels/kernels.h"
 
 int main(int argc, char **argv)
@@ -33,7 +33,7 @@ int main(int argc, char **argv)
         elm_quantize_row(type, x, w + (size_t)r * wb, cols);
     }
     k->from_float[ti->dot_type](x, a, cols);
-    omp_set_num_threads(1);
+    elm_pool_set_threads(1);
     for (int i = 0; i < reps; i++)
         elm_matmul(k, type, w, cols, rows, a, ab, 1, y, rows);
     fprintf(stderr, "%s %s %lldx%lld: y[0] %g\n", k->name, argv[1], (long long)rows,

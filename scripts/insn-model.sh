@@ -17,7 +17,7 @@ rows=${2:-64}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 harness() { # $1 = compiler, $2 = build dir, $3 = output
-  "$1" -O2 -fopenmp -I. scripts/insn-model.c "$2/kernels/libelm_kernels.a" \
+  "$1" -O2 -pthread -I. scripts/insn-model.c "$2/kernels/libelm_kernels.a" \
     "$2/common/libelm_common.a" -lm -o "$3"
 }
 harness gcc build/release "$tmp/x86"

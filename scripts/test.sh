@@ -21,10 +21,10 @@ fi
 # test_httpd and test_httpd_chat drive, as pinned by tests/http/package-lock.json (those cases
 # skip, saying so, when they are missing).
 scripts/npm-clients.sh || echo "test.sh: WARNING: npm could not install tests/http's clients" >&2
-# Tests run two at a time on small machines: OpenMP threads sleep instead of spinning at
-# barriers (tests/CMakeLists.txt sets OMP_WAIT_POLICY=passive), so they do not starve each other.
-# ASan: leaks are errors; UBSan: print stacks. OpenMP's runtime keeps its thread pool alive at
-# exit by design, which LeakSanitizer does not report as a leak.
+# Tests run two at a time on small machines: compute threads sleep instead of spinning between
+# parallel calls (tests/CMakeLists.txt sets ELM_WAIT=passive), so they do not starve each other.
+# ASan: leaks are errors; UBSan: print stacks. The compute pool keeps its threads alive at exit
+# by design, which LeakSanitizer does not report as a leak.
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 status=0

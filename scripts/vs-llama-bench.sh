@@ -82,7 +82,7 @@ round() {
     csv_col avg_ts "$tmp/l.csv" >"$tmp/ts"
     lpp=$(paste -d' ' "$tmp/np" "$tmp/ts" | awk '$1 > 0 { print $2; exit }')
     ltg=$(paste -d' ' "$tmp/np" "$tmp/ts" | awk '$1 == 0 { print $2; exit }')
-    OMP_WAIT_POLICY=passive "$bench" --csv --reps 1 model --model "$f" --pp "$pp" --tg "$tg" \
+    "$bench" --csv --reps 1 model --model "$f" --pp "$pp" --tg "$tg" \
         --threads "$t" >"$tmp/e.csv" 2>"$tmp/e.err" || { cat "$tmp/e.err" >&2; return 1; }
     epp=$(csv_col 'pp t/s' "$tmp/e.csv" | head -n1)
     etg=$(csv_col 'tg t/s' "$tmp/e.csv" | head -n1)

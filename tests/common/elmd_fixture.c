@@ -45,14 +45,6 @@ void td_alarm(unsigned seconds)
     alarm(seconds * (unsigned)td_time_scale());
 }
 
-void td_omp_passive(char **argv)
-{
-    if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT"))
-        return;
-    if (setenv("OMP_WAIT_POLICY", "passive", 1) == 0)
-        execv("/proc/self/exe", argv);
-}
-
 /* ---- the daemon process --------------------------------------------------------------------- */
 
 const char *td_elmd_path(void)

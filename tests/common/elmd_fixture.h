@@ -38,11 +38,6 @@ int64_t td_deadline(int timeout_ms);
 /* alarm(seconds, scaled). */
 void td_alarm(unsigned seconds);
 
-/* The test's own engine (local_greedy) uses OpenMP too: on a loaded machine libgomp's default
- * spin-waiting makes it crawl (see daemon/elmd_main.c). Re-executes the test once with
- * OMP_WAIT_POLICY=passive unless a policy is set; call first thing in main(). */
-void td_omp_passive(char **argv);
-
 /* ---- the daemon process --------------------------------------------------------------------- */
 
 struct td {

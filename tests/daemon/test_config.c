@@ -85,6 +85,10 @@ static void test_set(void **state)
     assert_int_equal(c.kv_type, ELM_TYPE_Q8_0);
     assert_int_equal(elmd_config_set(&c, "hugepages", "thp", err, sizeof err), 0);
     assert_int_equal(c.hugepages, ELM_HUGE_THP);
+    assert_int_equal(elmd_config_set(&c, "wait", "active", err, sizeof err), 0);
+    assert_int_equal(c.wait, ELM_WAIT_ACTIVE);
+    assert_int_equal(elmd_config_set(&c, "wait", "spin", err, sizeof err), ELM_EFORMAT);
+    assert_int_equal(c.wait, ELM_WAIT_ACTIVE);
     assert_int_equal(elmd_config_set(&c, "mlock", "off", err, sizeof err), 0);
     assert_false(c.mlock);
     /* O_DIRECT reads stay aligned: KiB counts that are not multiples of 4 are refused */

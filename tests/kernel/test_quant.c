@@ -18,11 +18,11 @@
  */
 #include <errno.h>
 #include <math.h>
-#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/pool.h"
 #include "kernels/blocks.h"
 #include "kernels/fp16.h"
 #include "kernels/kernels.h"
@@ -786,7 +786,7 @@ static void test_matmul_determinism(void **state)
     assert_non_null(k);
     elm_test_fill_normal(w, ncols * nrows, 7);
     elm_test_fill_normal(x, ncols * ntok, 8);
-    const int saved_threads = omp_get_max_threads();
+    const int saved_threads = elm_pool_threads();
     for (size_t i = 0; i < ELM_TEST_N_WEIGHT_TYPES; i++) {
         enum elm_type t = elm_test_weight_types[i], dt = elm_type_get(t)->dot_type;
         const size_t wrow = elm_row_bytes(t, ncols), xrow = elm_row_bytes(dt, ncols);
@@ -796,14 +796,14 @@ static void test_matmul_determinism(void **state)
         for (int64_t tk = 0; tk < ntok; tk++)
             k->from_float[dt](x + tk * ncols, (uint8_t *)xq + tk * xrow, ncols);
 
-        omp_set_num_threads(1);
+        elm_pool_set_threads(1);
         elm_matmul(k, t, wq, ncols, nrows, xq, xrow, ntok, y7, nrows);
         for (int64_t tk = 0; tk < ntok; tk++)
             elm_matmul(k, t, wq, ncols, nrows, (uint8_t *)xq + tk * xrow, xrow, 1, y1 + tk * nrows,
                        nrows);
-        omp_set_num_threads(2);
+        elm_pool_set_threads(2);
         elm_matmul(k, t, wq, ncols, nrows, xq, xrow, ntok, y2t, nrows);
-        omp_set_num_threads(saved_threads);
+        elm_pool_set_threads(saved_threads);
 
         assert_memory_equal(y7, y1, nrows * ntok * sizeof *y7);
         assert_memory_equal(y7, y2t, nrows * ntok * sizeof *y7);

@@ -21,11 +21,11 @@
  * i8mm on x86-64) is reported as skipped, never as passed.
  */
 #include <math.h>
-#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/pool.h"
 #include "kernels/blocks.h"
 #include "kernels/fp16.h"
 #include "kernels/kernels.h"
@@ -278,7 +278,7 @@ static void check_matmul(const struct elm_kernels *k, enum elm_type t, int64_t n
     uint8_t *wq = xmalloc(wrow * (size_t)nrows), *xq = xmalloc(xrow * (size_t)maxtok);
     float *want = xmalloc((size_t)(nrows * maxtok) * sizeof *want);
     float *got = xmalloc((size_t)(nrows * maxtok) * sizeof *got);
-    const int saved = omp_get_max_threads();
+    const int saved = elm_pool_threads();
     for (int pass = 0; pass < passes; pass++) {
         for (int64_t tk = 0; tk < maxtok; tk++) {
             fill(scratch, ncols, seed + 10000 * (uint64_t)pass + 5000 + (uint64_t)tk,
@@ -295,7 +295,7 @@ static void check_matmul(const struct elm_kernels *k, enum elm_type t, int64_t n
                 elm_kernels_ref.vec_dot[t](ncols, &want[tk * nrows + r], wq + (size_t)r * wrow,
                                            xq + (size_t)tk * xrow);
         for (int threads = 1; threads <= 2; threads++) {
-            omp_set_num_threads(threads);
+            elm_pool_set_threads(threads);
             for (int64_t ntok = 1; ntok <= maxtok; ntok = next_ntok(ntok, maxtok)) {
                 memset(got, 0xff, (size_t)(nrows * ntok) * sizeof *got);
                 elm_matmul(k, t, wq, ncols, nrows, xq, xrow, ntok, got, nrows);
@@ -307,7 +307,7 @@ static void check_matmul(const struct elm_kernels *k, enum elm_type t, int64_t n
             }
         }
     }
-    omp_set_num_threads(saved);
+    elm_pool_set_threads(saved);
     free(scratch);
     free(wq);
     free(xq);

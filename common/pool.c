@@ -1,0 +1,386 @@
+/* pool.c — the compute threads and how they wait (pool.h says why this is not OpenMP).
+ *
+ * Mechanism: each worker has its own futex word `go`, which the caller bumps to hand it a job;
+ * the caller runs share 0 itself, then waits until `pending` (workers still working) is 0. A
+ * waiting thread first spins on its word for a budget of time, then sleeps in futex_wait; the
+ * other side calls futex_wake only when the waiter said it sleeps. The two sides order "I changed
+ * the word" and "I sleep" with sequentially consistent atomics (store, then load the other's
+ * flag), so one of them always sees the other: a wake-up is never lost, and an awake thread
+ * costs no system call.
+ *
+ * Policy (ELM_WAIT_AUTO): spinning pays only when the spinning thread has a core of its own.
+ * Once other programs want the cores, a spinning worker burns the time slice that the thread it
+ * waits for needs (two cores, two busy loops: 3x slower than sleeping at once). So at most every
+ * SAMPLE_NS the caller reads how many threads of the whole machine are runnable now
+ * (/proc/loadavg's fourth field), subtracts itself and its spinning workers, and asks whether
+ * the others plus a full team would exceed the CPUs this process may use. A smoothed score of
+ * those samples (with hysteresis, so one sample neither starts nor stops spinning) makes the
+ * machine "busy": threads then sleep at once, as with OMP_WAIT_POLICY=passive; otherwise they
+ * spin for ELM_POOL_SPIN_NS, long enough to cover the gaps between the products of a pass and
+ * between the passes of a running sequence, short enough that an idle daemon sleeps within a
+ * millisecond of its last pass. The count includes threads of other programs that do not burn
+ * CPU time while waiting, which is why it is a runnable count and not the load average; steal
+ * time (/proc/stat) would only see another virtual machine, never a busy loop beside us.
+ */
+#include "common/pool.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#define ELM_POOL_SPIN_NS        1000000LL   /* auto, machine not busy: 1 ms */
+#define ELM_POOL_SPIN_ACTIVE_NS 200000000LL /* active: 0.2 s, then sleep after all */
+#define SAMPLE_NS               10000000LL  /* auto: look at the machine every 10 ms at most */
+#define SCORE_ONE               256         /* the busy score is a fraction of this */
+#define SCORE_ENTER             160         /* busy from this score up ... */
+#define SCORE_LEAVE             96          /* ... until it falls below this */
+
+#if defined(__x86_64__) || defined(__i386__)
+static inline void cpu_relax(void)
+{
+    __builtin_ia32_pause();
+}
+#elif defined(__aarch64__)
+static inline void cpu_relax(void)
+{
+    __asm__ volatile("yield" ::: "memory");
+}
+#else
+static inline void cpu_relax(void)
+{
+}
+#endif
+
+/* One worker; its line is written by the caller (the job) and by the worker (asleep). */
+struct worker {
+    _Alignas(64) _Atomic uint32_t go; /* futex word: bumped once per job for this worker */
+    atomic_bool asleep;               /* in futex_wait on go (or about to be) */
+    elm_pool_fn fn;                   /* the job, written before go is bumped */
+    void *ctx;
+    int me, nth;
+    uint32_t seen; /* go's value when the worker was started */
+    pthread_t tid;
+};
+
+static struct {
+    pthread_mutex_t lock; /* one parallel call at a time; taken with trylock */
+    int n_workers;        /* [lock] */
+    struct worker w[ELM_POOL_MAX - 1];
+    _Alignas(64) atomic_int pending; /* futex word: workers of this call not done yet */
+    atomic_bool joiner_asleep;       /* the caller sleeps on pending */
+    atomic_bool stop;                /* shutdown: workers return */
+    _Alignas(64) atomic_int threads; /* elm_pool_set_threads; 0: default */
+    atomic_int wait;                 /* enum elm_wait */
+    atomic_llong spin_ns;            /* what waiting threads spin before they sleep */
+    int n_cpu, env_threads;          /* set once */
+    int64_t last_sample;             /* [lock] */
+    int score;                       /* [lock] 0..SCORE_ONE */
+    atomic_bool busy;
+    _Atomic uint64_t n_runs, n_sleeps, n_busy, n_samples;
+} pool = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+static _Thread_local bool in_pool; /* a pool thread, or a caller inside elm_pool_run */
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static void futex_wait(void *word, uint32_t val)
+{
+    syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, val, NULL, NULL, 0);
+}
+
+static void futex_wake(void *word)
+{
+    syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+/* ---- policy ------------------------------------------------------------------------------- */
+
+static int64_t spin_for(enum elm_wait w, bool busy)
+{
+    if (w == ELM_WAIT_ACTIVE)
+        return ELM_POOL_SPIN_ACTIVE_NS;
+    if (w == ELM_WAIT_PASSIVE || busy)
+        return 0;
+    return ELM_POOL_SPIN_NS;
+}
+
+/* Runnable threads of the whole machine now, or -1. */
+static int runnable_now(void)
+{
+    int fd = open("/proc/loadavg", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    char buf[128];
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return -1;
+    buf[n] = 0;
+    int running = -1;
+    /* "0.50 0.40 0.30 3/148 8302": the fourth field's numerator */
+    if (sscanf(buf, "%*s %*s %*s %d/", &running) != 1)
+        return -1;
+    return running;
+}
+
+/* Auto: is the machine busy for a team of nth? Called by the caller, under the lock. */
+static void sample_machine(int nth)
+{
+    int64_t t = now_ns();
+    if (t - pool.last_sample < SAMPLE_NS)
+        return;
+    pool.last_sample = t;
+    int running = runnable_now();
+    if (running < 0)
+        return;
+    int awake = 0;
+    for (int i = 0; i < pool.n_workers; i++)
+        awake += !atomic_load_explicit(&pool.w[i].asleep, memory_order_relaxed);
+    const int others = running - 1 - awake;
+    const bool over = others + nth > pool.n_cpu;
+    pool.score += ((over ? SCORE_ONE : 0) - pool.score) / 4;
+    bool busy = atomic_load_explicit(&pool.busy, memory_order_relaxed);
+    busy = busy ? pool.score >= SCORE_LEAVE : pool.score >= SCORE_ENTER;
+    atomic_store_explicit(&pool.busy, busy, memory_order_relaxed);
+    atomic_fetch_add_explicit(&pool.n_samples, 1, memory_order_relaxed);
+    if (over)
+        atomic_fetch_add_explicit(&pool.n_busy, 1, memory_order_relaxed);
+}
+
+/* Waits until *word differs from old: spins for the budget, then sleeps. Returns the new value. */
+static uint32_t wait_change(_Atomic uint32_t *word, uint32_t old, atomic_bool *asleep)
+{
+    const int64_t budget = atomic_load_explicit(&pool.spin_ns, memory_order_relaxed);
+    uint32_t v;
+    if (budget > 0) {
+        const int64_t end = now_ns() + budget;
+        for (unsigned i = 1;; i++) {
+            if ((v = atomic_load_explicit(word, memory_order_acquire)) != old)
+                return v;
+            if (i % 64 == 0 && now_ns() >= end)
+                break;
+            cpu_relax();
+        }
+    }
+    atomic_fetch_add_explicit(&pool.n_sleeps, 1, memory_order_relaxed);
+    atomic_store(asleep, true);
+    while ((v = atomic_load(word)) == old)
+        futex_wait(word, old);
+    atomic_store_explicit(asleep, false, memory_order_relaxed);
+    return v;
+}
+
+/* ---- threads ------------------------------------------------------------------------------ */
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    uint32_t seen = w->seen;
+    in_pool = true;
+    for (;;) {
+        seen = wait_change(&w->go, seen, &w->asleep);
+        if (atomic_load_explicit(&pool.stop, memory_order_acquire))
+            return NULL;
+        w->fn(w->ctx, w->me, w->nth);
+        if (atomic_fetch_sub(&pool.pending, 1) == 1 && atomic_load(&pool.joiner_asleep))
+            futex_wake(&pool.pending);
+    }
+}
+
+/* Starts workers until there are n (fewer if the system refuses). Under the lock. Workers block
+ * every signal, so a program's signals go to its own threads. */
+static void grow(int n)
+{
+    sigset_t all, saved;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &saved);
+    while (pool.n_workers < n) {
+        struct worker *w = &pool.w[pool.n_workers];
+        w->seen = atomic_load(&w->go);
+        atomic_store(&w->asleep, false);
+        if (pthread_create(&w->tid, NULL, worker_main, w) != 0)
+            break;
+        pool.n_workers++;
+    }
+    pthread_sigmask(SIG_SETMASK, &saved, NULL);
+}
+
+/* A child of fork() has only the thread that forked: it starts with no workers. */
+static void after_fork_child(void)
+{
+    pthread_mutex_init(&pool.lock, NULL);
+    pool.n_workers = 0;
+    for (int i = 0; i < ELM_POOL_MAX - 1; i++)
+        atomic_store(&pool.w[i].asleep, false);
+    atomic_store(&pool.pending, 0);
+    atomic_store(&pool.joiner_asleep, false);
+}
+
+static void init(void)
+{
+    cpu_set_t set;
+    pool.n_cpu = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 0;
+    if (pool.n_cpu < 1)
+        pool.n_cpu = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (pool.n_cpu < 1)
+        pool.n_cpu = 1;
+    const char *s = getenv("ELM_THREADS");
+    char *end;
+    long n = s ? strtol(s, &end, 10) : 0;
+    pool.env_threads = s && *s && !*end && n > 0 && n <= ELM_POOL_MAX ? (int)n : 0;
+    enum elm_wait w = ELM_WAIT_AUTO;
+    s = getenv("ELM_WAIT");
+    if (s && elm_pool_wait_parse(s, &w) != 0)
+        fprintf(stderr, "elm: ELM_WAIT=%s is not auto, passive or active; using auto\n", s);
+    atomic_store(&pool.wait, (int)w);
+    atomic_store(&pool.spin_ns, spin_for(w, false));
+    pthread_atfork(NULL, NULL, after_fork_child);
+}
+
+/* ---- the interface ------------------------------------------------------------------------ */
+
+void elm_pool_run(int want, elm_pool_fn fn, void *ctx)
+{
+    pthread_once(&once, init);
+    int nth = want < 1 ? 1 : want > ELM_POOL_MAX ? ELM_POOL_MAX : want;
+    if (nth == 1 || in_pool || pthread_mutex_trylock(&pool.lock) != 0) {
+        fn(ctx, 0, 1);
+        return;
+    }
+    in_pool = true;
+    if (pool.n_workers < nth - 1)
+        grow(nth - 1);
+    if (nth > pool.n_workers + 1)
+        nth = pool.n_workers + 1;
+    const enum elm_wait wp = (enum elm_wait)atomic_load_explicit(&pool.wait, memory_order_relaxed);
+    if (wp == ELM_WAIT_AUTO)
+        sample_machine(nth);
+    atomic_store_explicit(&pool.spin_ns, spin_for(wp, atomic_load(&pool.busy)),
+                          memory_order_relaxed);
+    atomic_fetch_add_explicit(&pool.n_runs, 1, memory_order_relaxed);
+
+    atomic_store(&pool.pending, nth - 1);
+    for (int i = 0; i < nth - 1; i++) {
+        struct worker *w = &pool.w[i];
+        w->fn = fn;
+        w->ctx = ctx;
+        w->me = i + 1;
+        w->nth = nth;
+        atomic_fetch_add(&w->go, 1);
+        if (atomic_load(&w->asleep))
+            futex_wake(&w->go);
+    }
+    fn(ctx, 0, nth);
+
+    /* wait for the workers: the same budget, then sleep on pending */
+    const int64_t budget = atomic_load_explicit(&pool.spin_ns, memory_order_relaxed);
+    const int64_t end = budget > 0 ? now_ns() + budget : 0;
+    int p;
+    for (unsigned i = 1; (p = atomic_load(&pool.pending)) != 0; i++) {
+        if (budget == 0 || (i % 64 == 0 && now_ns() >= end)) {
+            atomic_fetch_add_explicit(&pool.n_sleeps, 1, memory_order_relaxed);
+            atomic_store(&pool.joiner_asleep, true);
+            while ((p = atomic_load(&pool.pending)) != 0)
+                futex_wait(&pool.pending, (uint32_t)p);
+            atomic_store(&pool.joiner_asleep, false);
+            break;
+        }
+        cpu_relax();
+    }
+    in_pool = false;
+    pthread_mutex_unlock(&pool.lock);
+}
+
+int elm_pool_threads(void)
+{
+    pthread_once(&once, init);
+    int n = atomic_load_explicit(&pool.threads, memory_order_relaxed);
+    if (n <= 0)
+        n = pool.env_threads > 0 ? pool.env_threads : pool.n_cpu;
+    return n > ELM_POOL_MAX ? ELM_POOL_MAX : n;
+}
+
+void elm_pool_set_threads(int n)
+{
+    pthread_once(&once, init);
+    atomic_store(&pool.threads, n > 0 ? n : 0);
+}
+
+enum elm_wait elm_pool_wait(void)
+{
+    pthread_once(&once, init);
+    return (enum elm_wait)atomic_load(&pool.wait);
+}
+
+void elm_pool_set_wait(enum elm_wait w)
+{
+    pthread_once(&once, init);
+    atomic_store(&pool.wait, (int)w);
+    atomic_store(&pool.spin_ns, spin_for(w, atomic_load(&pool.busy)));
+}
+
+static const char *const wait_names[] = {
+    [ELM_WAIT_AUTO] = "auto", [ELM_WAIT_PASSIVE] = "passive", [ELM_WAIT_ACTIVE] = "active"};
+
+int elm_pool_wait_parse(const char *s, enum elm_wait *out)
+{
+    for (int i = 0; i < (int)(sizeof wait_names / sizeof *wait_names); i++)
+        if (strcmp(s, wait_names[i]) == 0) {
+            *out = (enum elm_wait)i;
+            return 0;
+        }
+    return -EINVAL;
+}
+
+const char *elm_pool_wait_name(enum elm_wait w)
+{
+    return (unsigned)w < sizeof wait_names / sizeof *wait_names ? wait_names[w] : "?";
+}
+
+void elm_pool_stats(struct elm_pool_stats *st)
+{
+    pthread_once(&once, init);
+    pthread_mutex_lock(&pool.lock);
+    st->n_workers = pool.n_workers;
+    st->n_asleep = 0;
+    for (int i = 0; i < pool.n_workers; i++)
+        st->n_asleep += atomic_load(&pool.w[i].asleep);
+    pthread_mutex_unlock(&pool.lock);
+    st->n_runs = atomic_load(&pool.n_runs);
+    st->n_sleeps = atomic_load(&pool.n_sleeps);
+    st->n_busy = atomic_load(&pool.n_busy);
+    st->n_samples = atomic_load(&pool.n_samples);
+    st->busy = atomic_load(&pool.busy);
+}
+
+void elm_pool_shutdown(void)
+{
+    pthread_once(&once, init);
+    pthread_mutex_lock(&pool.lock);
+    atomic_store(&pool.stop, true);
+    for (int i = 0; i < pool.n_workers; i++) {
+        atomic_fetch_add(&pool.w[i].go, 1);
+        futex_wake(&pool.w[i].go);
+    }
+    for (int i = 0; i < pool.n_workers; i++)
+        pthread_join(pool.w[i].tid, NULL);
+    pool.n_workers = 0;
+    atomic_store(&pool.stop, false);
+    pthread_mutex_unlock(&pool.lock);
+}

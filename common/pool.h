@@ -1,0 +1,71 @@
+/* pool.h — the process's compute threads: one small pool of worker threads that runs the
+ * parallel parts of a pass (matmul rows, attention heads, quantized rows), and decides how its
+ * threads wait. Every program (elmd, `elmctl --local`, elm-bench, the tests) computes through it,
+ * so they all wait the same way.
+ *
+ * Why our own pool rather than OpenMP: libgomp reads its wait policy (OMP_WAIT_POLICY,
+ * GOMP_SPINCOUNT) once, when the program is loaded, and never again; elmd had to re-execute
+ * itself to choose. A daemon needs the choice at run time: spinning at every barrier is up to 3x
+ * faster on an idle machine, and 3x slower when other programs want the cores. So waiting here
+ * is a policy (enum elm_wait) that can change at any moment.
+ *
+ * Results do not depend on the pool: elm_pool_run() says how many threads took part, and each
+ * caller splits its work so that every output element is computed by one thread in a fixed
+ * order (kernels/matmul.c), whatever that number is.
+ */
+#ifndef ELM_COMMON_POOL_H
+#define ELM_COMMON_POOL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define ELM_POOL_MAX 64 /* threads of one parallel call, the caller included */
+
+/* How idle threads (workers between calls, the caller waiting for the workers) wait. */
+enum elm_wait {
+    ELM_WAIT_AUTO,    /* spin briefly (ELM_POOL_SPIN_NS) while the machine has cores to spare,
+                       * sleep at once while other programs want them (see pool.c) */
+    ELM_WAIT_PASSIVE, /* sleep at once (a futex), like OMP_WAIT_POLICY=passive */
+    ELM_WAIT_ACTIVE,  /* spin for long (ELM_POOL_SPIN_ACTIVE_NS), like OMP_WAIT_POLICY=active */
+};
+
+/* The body of a parallel call: thread `me` of `nth` (0 is the caller). */
+typedef void (*elm_pool_fn)(void *ctx, int me, int nth);
+
+/* Runs fn(ctx, me, nth) on nth threads, me = 0 on the calling thread, and returns when all
+ * have returned. nth is at most `want` (clamped to 1..ELM_POOL_MAX); fewer when threads cannot
+ * be created, and 1 (fn runs on the caller alone) when another thread is inside a parallel call
+ * or the caller is itself a pool thread. */
+void elm_pool_run(int want, elm_pool_fn fn, void *ctx);
+
+/* Threads a parallel product uses (like omp_get_max_threads): set by elm_pool_set_threads,
+ * else the environment's ELM_THREADS, else the CPUs this process may run on. */
+int elm_pool_threads(void);
+/* n <= 0: back to the default. */
+void elm_pool_set_threads(int n);
+
+/* The wait policy: set by elm_pool_set_wait, else the environment's ELM_WAIT (auto, passive or
+ * active), else auto. */
+enum elm_wait elm_pool_wait(void);
+void elm_pool_set_wait(enum elm_wait w);
+/* "auto", "passive", "active" to the policy; -EINVAL for anything else. */
+int elm_pool_wait_parse(const char *s, enum elm_wait *out);
+const char *elm_pool_wait_name(enum elm_wait w);
+
+/* What the pool did so far (for tests and `elm-bench`): counters only grow. */
+struct elm_pool_stats {
+    int n_workers;       /* worker threads alive now */
+    int n_asleep;        /* of which asleep in futex_wait now */
+    uint64_t n_runs;     /* parallel calls with more than one thread */
+    uint64_t n_sleeps;   /* times a thread went to sleep (a futex wait) */
+    uint64_t n_busy;     /* auto: samples of the machine that found it busy */
+    uint64_t n_samples;  /* auto: samples of the machine taken */
+    bool busy;           /* auto: the machine is busy now (threads sleep at once) */
+};
+void elm_pool_stats(struct elm_pool_stats *st);
+
+/* Stops and joins every worker (the next parallel call starts them again). For tests and for
+ * tools that want no thread left; never call it from inside a parallel call. */
+void elm_pool_shutdown(void);
+
+#endif

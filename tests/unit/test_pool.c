@@ -1,0 +1,247 @@
+/* test_pool.c — the compute pool (common/pool.h):
+ *  - every share of a call runs exactly once, on as many threads as the call says, whatever the
+ *    policy (passive, active, auto);
+ *  - a product is bit-identical on 1, 2 and 3 threads (Q4_0 and Q8_0 weights, one token and a
+ *    batch of tokens);
+ *  - sleep and wake: with the passive policy workers go to sleep after each call and the next
+ *    call wakes them; a call from inside a call, or while another thread holds the pool, runs on
+ *    its caller alone and still completes;
+ *  - shutdown joins every worker (the process is left with its own thread) and the next call
+ *    starts them again;
+ *  - the policy names.
+ * No assertion depends on time: waits poll the pool's counters, under the ctest timeout.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/pool.h"
+#include "kernels/kernels.h"
+#include "tests/common/elm_test.h"
+
+#define MAX_TH 4 /* more threads than this machine's 2 cores, few enough for active spinning */
+
+/* Each thread marks its share; the call records the team size it saw. */
+struct marks {
+    _Atomic int hits[ELM_POOL_MAX];
+    _Atomic int nth_seen;
+};
+
+static void mark(void *ctx, int me, int nth)
+{
+    struct marks *m = ctx;
+    atomic_fetch_add(&m->hits[me], 1);
+    atomic_store(&m->nth_seen, nth);
+}
+
+static void nested(void *ctx, int me, int nth)
+{
+    (void)me;
+    (void)nth;
+    struct marks *inner = ctx;
+    elm_pool_run(4, mark, inner);
+}
+
+/* One call of want threads: every share once, shares beyond the team never. Returns nth. */
+static int run_once(int want)
+{
+    struct marks m;
+    memset(&m, 0, sizeof m);
+    elm_pool_run(want, mark, &m);
+    const int nth = atomic_load(&m.nth_seen);
+    assert_true(nth >= 1 && nth <= want);
+    for (int i = 0; i < ELM_POOL_MAX; i++)
+        assert_int_equal(atomic_load(&m.hits[i]), i < nth ? 1 : 0);
+    return nth;
+}
+
+static int threads_now(void)
+{
+    DIR *d = opendir("/proc/self/task");
+    assert_non_null(d);
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+static void test_shares(void **state)
+{
+    (void)state;
+    const enum elm_wait policies[] = {ELM_WAIT_PASSIVE, ELM_WAIT_ACTIVE, ELM_WAIT_AUTO};
+    for (size_t p = 0; p < sizeof policies / sizeof *policies; p++) {
+        elm_pool_set_wait(policies[p]);
+        for (int rep = 0; rep < 20; rep++)
+            for (int want = 1; want <= MAX_TH; want++)
+                assert_int_equal(run_once(want), want); /* threads can be created here */
+    }
+    elm_pool_set_wait(ELM_WAIT_PASSIVE);
+    elm_pool_shutdown();
+}
+
+/* A product of rows x cols weights of type t with ntok tokens, on `threads` threads. */
+static void product(enum elm_type t, int64_t rows, int64_t cols, int64_t ntok, int threads,
+                    float *y)
+{
+    const struct elm_kernels *k = elm_kernels_active();
+    const enum elm_type dt = elm_type_get(t)->dot_type;
+    const size_t wrow = elm_row_bytes(t, cols), xrow = elm_row_bytes(dt, cols);
+    float *f = malloc((size_t)cols * sizeof *f);
+    unsigned char *w = malloc(wrow * (size_t)rows), *x = malloc(xrow * (size_t)ntok);
+    assert_true(f && w && x);
+    unsigned s = 12345;
+    for (int64_t r = 0; r < rows + ntok; r++) {
+        for (int64_t i = 0; i < cols; i++) {
+            s = s * 1103515245u + 12345u;
+            f[i] = (float)(s >> 8) / (float)(1u << 24) - 0.5f;
+        }
+        if (r < rows)
+            assert_int_equal(elm_quantize_row(t, f, w + (size_t)r * wrow, cols), 0);
+        else
+            k->from_float[dt](f, x + (size_t)(r - rows) * xrow, cols);
+    }
+    elm_pool_set_threads(threads);
+    elm_matmul(k, t, w, cols, rows, x, xrow, ntok, y, rows);
+    elm_pool_set_threads(0);
+    free(f);
+    free(w);
+    free(x);
+}
+
+static void test_bit_identical(void **state)
+{
+    (void)state;
+    const enum elm_type types[] = {ELM_TYPE_Q4_0, ELM_TYPE_Q8_0};
+    const int64_t rows = 1000, cols = 1024; /* 1000: the last share is not whole units */
+    float *y1 = malloc((size_t)rows * 7 * sizeof *y1), *yn = malloc((size_t)rows * 7 * sizeof *yn);
+    assert_true(y1 && yn);
+    elm_pool_set_wait(ELM_WAIT_AUTO);
+    for (size_t i = 0; i < sizeof types / sizeof *types; i++)
+        for (int64_t ntok = 1; ntok <= 7; ntok += 6) {
+            product(types[i], rows, cols, ntok, 1, y1);
+            for (int th = 2; th <= 3; th++) {
+                memset(yn, 0xff, (size_t)(rows * ntok) * sizeof *yn);
+                product(types[i], rows, cols, ntok, th, yn);
+                assert_memory_equal(y1, yn, (size_t)(rows * ntok) * sizeof *y1);
+            }
+        }
+    elm_pool_set_wait(ELM_WAIT_PASSIVE);
+    free(y1);
+    free(yn);
+}
+
+/* Polls (no timing) until every worker sleeps in futex_wait; ctest's timeout catches a worker
+ * that never does. */
+static void until_asleep(void)
+{
+    struct elm_pool_stats st;
+    for (;;) {
+        elm_pool_stats(&st);
+        if (st.n_workers > 0 && st.n_asleep == st.n_workers)
+            return;
+        nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL);
+    }
+}
+
+static void test_sleep_wake(void **state)
+{
+    (void)state;
+    elm_pool_set_wait(ELM_WAIT_PASSIVE);
+    assert_int_equal(run_once(3), 3);
+    for (int rep = 0; rep < 50; rep++) {
+        until_asleep(); /* both workers asleep: the call must wake them */
+        assert_int_equal(run_once(3), 3);
+    }
+    /* active: the workers spin; a call still finds them, and a switch to passive lets them sleep */
+    elm_pool_set_wait(ELM_WAIT_ACTIVE);
+    for (int rep = 0; rep < 50; rep++)
+        assert_int_equal(run_once(3), 3);
+    elm_pool_set_wait(ELM_WAIT_PASSIVE);
+    assert_int_equal(run_once(3), 3);
+    until_asleep();
+
+    /* a call from inside a call runs on its caller alone */
+    struct marks inner;
+    memset(&inner, 0, sizeof inner);
+    elm_pool_run(2, nested, &inner);
+    assert_int_equal(atomic_load(&inner.nth_seen), 1);
+    assert_int_equal(atomic_load(&inner.hits[0]), 2); /* once per outer share */
+    elm_pool_shutdown();
+}
+
+/* Two threads calling at once: each call completes, whoever gets the pool. */
+static void *caller(void *arg)
+{
+    for (int rep = 0; rep < 300; rep++)
+        run_once(3);
+    (void)arg;
+    return NULL;
+}
+
+static void test_two_callers(void **state)
+{
+    (void)state;
+    elm_pool_set_wait(ELM_WAIT_AUTO);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, caller, NULL), 0);
+    caller(NULL);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    elm_pool_set_wait(ELM_WAIT_PASSIVE);
+    elm_pool_shutdown();
+}
+
+static void test_shutdown(void **state)
+{
+    (void)state;
+    elm_pool_shutdown();
+    const int alone = threads_now();
+    struct elm_pool_stats st;
+    const enum elm_wait policies[] = {ELM_WAIT_PASSIVE, ELM_WAIT_ACTIVE};
+    for (size_t p = 0; p < 2; p++) {
+        elm_pool_set_wait(policies[p]);
+        assert_int_equal(run_once(MAX_TH), MAX_TH);
+        elm_pool_stats(&st);
+        assert_int_equal(st.n_workers, MAX_TH - 1);
+        assert_int_equal(threads_now(), alone + MAX_TH - 1);
+        elm_pool_shutdown(); /* passive: workers asleep; active: spinning */
+        elm_pool_stats(&st);
+        assert_int_equal(st.n_workers, 0);
+        assert_int_equal(threads_now(), alone);
+    }
+    elm_pool_set_wait(ELM_WAIT_PASSIVE);
+    assert_int_equal(run_once(2), 2); /* starts again */
+    elm_pool_shutdown();
+    assert_int_equal(threads_now(), alone);
+}
+
+static void test_names(void **state)
+{
+    (void)state;
+    enum elm_wait w;
+    const char *names[] = {"auto", "passive", "active"};
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(elm_pool_wait_parse(names[i], &w), 0);
+        assert_string_equal(elm_pool_wait_name(w), names[i]);
+    }
+    assert_int_equal(elm_pool_wait_parse("spin", &w), -EINVAL);
+    assert_int_equal(elm_pool_wait_parse("", &w), -EINVAL);
+    elm_pool_set_threads(5);
+    assert_int_equal(elm_pool_threads(), 5);
+    elm_pool_set_threads(0);
+    assert_true(elm_pool_threads() >= 1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_names),        cmocka_unit_test(test_shares),
+        cmocka_unit_test(test_bit_identical), cmocka_unit_test(test_sleep_wake),
+        cmocka_unit_test(test_two_callers),  cmocka_unit_test(test_shutdown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
