@@ -49,7 +49,7 @@ void elmd_config_defaults(struct elmd_config *c)
     c->io_depth = 32;
     c->io_chunk_kib = 2048;
     c->drain_ms = 3000;
-    c->unlink_ms = 5000;
+    c->handover_ms = 5000;
     c->max_connections = 512;
 }
 
@@ -190,8 +190,8 @@ int elmd_config_set(struct elmd_config *c, const char *key, const char *v, char 
         bad = parse_int(v, 0, 3600000, &x) || (c->drain_ms = (int)x, 0);
     } else if (!strcmp(key, "max_connections")) {
         bad = parse_int(v, 4, 1000000, &x) || (c->max_connections = (int)x, 0);
-    } else if (!strcmp(key, "unlink_ms")) {
-        bad = parse_int(v, 100, 600000, &x) || (c->unlink_ms = (int)x, 0);
+    } else if (!strcmp(key, "handover_ms")) {
+        bad = parse_int(v, 100, 600000, &x) || (c->handover_ms = (int)x, 0);
     } else {
         return fail(err, errlen, "unknown key '%s'", key);
     }

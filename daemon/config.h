@@ -46,7 +46,7 @@ struct elmd_config {
     int drain_ms;     /* on SIGTERM, how long running requests may finish */
     /* control connections before new ones are refused (docs/daemon.md) */
     int max_connections;
-    int unlink_ms;    /* shm names are unlinked after this even without a confirm */
+    int handover_ms;  /* a session's region descriptor is dropped after this if not fetched */
 };
 
 /* The KV pool's size when kv_pool_tokens is 0, for sessions of ctx tokens: a quarter of every
