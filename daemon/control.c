@@ -382,6 +382,8 @@ int elmd_control_run(struct elmd *d, void (*ready)(struct elmd *d, int rc, const
     for (;;) {
         zmq_pollitem_t it[6 + ELMD_REGION_CONNS + ELMD_MAX_SESSIONS_LIMIT];
         struct elmd_session *owner[6 + ELMD_REGION_CONNS + ELMD_MAX_SESSIONS_LIMIT] = {0};
+        /* First: it may close region connections, which must not be polled after. */
+        int timeout = run_timers(d);
         int n = 0;
         it[n++] = (zmq_pollitem_t){.socket = d->router, .events = ZMQ_POLLIN};
         if (d->router_tcp)
@@ -398,7 +400,6 @@ int elmd_control_run(struct elmd *d, void (*ready)(struct elmd *d, int rc, const
                 owner[n] = s;
                 it[n++] = (zmq_pollitem_t){.fd = s->pidfd, .events = ZMQ_POLLIN};
             }
-        int timeout = run_timers(d);
         if (zmq_poll(it, n, timeout) < 0 && zmq_errno() != EINTR) {
             elm_err("control: zmq_poll: %s", zmq_strerror(zmq_errno()));
             usleep(10000);

@@ -153,6 +153,7 @@ struct elmd {
         uint64_t deadline_ns;
     } region_conns[ELMD_REGION_CONNS]; /* accepted, request not yet read */
     int n_region_conns;
+    uint64_t region_pause_ns; /* accept failed (EMFILE...): the listener is not polled before */
     struct elmd_session *sessions;
     int n_sessions;
     uint64_t next_session_id;

@@ -33,7 +33,7 @@ void elmd_regions_close(struct elmd *d)
 int elmd_regions_poll_items(struct elmd *d, zmq_pollitem_t *it, int cap)
 {
     int n = 0;
-    if (d->region_fd >= 0 && n < cap)
+    if (d->region_fd >= 0 && n < cap && elmd_now_ns() >= d->region_pause_ns)
         it[n++] = (zmq_pollitem_t){.fd = d->region_fd, .events = ZMQ_POLLIN};
     for (int i = 0; i < d->n_region_conns && n < cap; i++)
         it[n++] = (zmq_pollitem_t){.fd = d->region_conns[i].fd, .events = ZMQ_POLLIN};
@@ -78,10 +78,26 @@ static void drop_conn(struct elmd *d, int i)
     d->region_conns[i] = d->region_conns[--d->n_region_conns];
 }
 
-static void accept_all(struct elmd *d, uint64_t now_ns)
+/* A listener whose accept fails stays readable: it rests a while instead of spinning the
+ * control thread (out of descriptors, a client retries its fetch within its timeout). */
+#define PAUSE_NS 100000000u
+
+static void accept_all(struct elmd *d, uint64_t now_ns, uint64_t *next_ns)
 {
-    int fd;
-    while (d->region_fd >= 0 && elm_region_accept(d->region_fd, &fd) == 0) {
+    int fd, rc;
+    if (now_ns < d->region_pause_ns) {
+        if (d->region_pause_ns < *next_ns)
+            *next_ns = d->region_pause_ns;
+        return;
+    }
+    while (d->region_fd >= 0 && (rc = elm_region_accept(d->region_fd, &fd)) != -EAGAIN) {
+        if (rc < 0) {
+            elm_warn("region socket: accept: %s", strerror(-rc));
+            d->region_pause_ns = now_ns + PAUSE_NS;
+            if (d->region_pause_ns < *next_ns)
+                *next_ns = d->region_pause_ns;
+            return;
+        }
         if (d->n_region_conns == ELMD_REGION_CONNS) {
             int oldest = 0;
             for (int i = 1; i < d->n_region_conns; i++)
@@ -96,7 +112,7 @@ static void accept_all(struct elmd *d, uint64_t now_ns)
 
 void elmd_regions_serve(struct elmd *d, uint64_t now_ns, uint64_t *next_ns)
 {
-    accept_all(d, now_ns);
+    accept_all(d, now_ns, next_ns);
     for (int i = 0; i < d->n_region_conns;) {
         struct elmd_region_conn *c = &d->region_conns[i];
         uint64_t id;
