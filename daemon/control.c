@@ -1,6 +1,6 @@
 /* control.c — the control thread's event loop: the ZeroMQ ROUTER socket(s), signals, client
- * deaths, the region socket (regions.c) and SIGHUP. Requests go to commands.c, the model's load, swap and
- * drain to lifecycle.c, replies through reply.c.
+ * deaths, the region socket (regions.c) and SIGHUP. Requests go to commands.c, the model's load,
+ * swap and drain to lifecycle.c, replies through reply.c.
  *
  * One zmq_poll() waits on everything: the sockets, an eventfd the signal handlers write, an
  * eventfd the engine and loader write, and one pidfd per session (readable when that client

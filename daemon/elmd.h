@@ -71,9 +71,9 @@ struct elmd_session {
     int pidfd; /* polled by control: readable when the client exits; -1 */
     char client_name[64];
     uint64_t opened_ns;
-    struct elm_shm shm;       /* shm.fd: until handed to the client (regions.c), else -1 */
+    struct elm_shm shm;                  /* .fd: until handed to the client (regions.c), else -1 */
     uint8_t token[ELM_REGION_TOKEN_LEN]; /* the client shows it to fetch the region */
-    uint64_t handover_by_ns;  /* the descriptor is dropped then, fetched or not */
+    uint64_t handover_by_ns;             /* the descriptor is dropped then, fetched or not */
     uint32_t req_cap, evt_cap;
     int32_t n_ctx;
     const struct elm_model *model; /* the model seq was built for */

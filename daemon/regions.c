@@ -66,8 +66,8 @@ static int answer(struct elmd *d, int conn, uint64_t id, const uint8_t *token, p
         elm_shm_drop_fd(&s->shm);
         elm_debug("session %llu: region handed to pid %ld", (unsigned long long)id, (long)pid);
     } else if (rc < 0) {
-        elm_info("region of session %llu refused to pid %ld: %s", (unsigned long long)id,
-                 (long)pid, elm_strerror(rc));
+        elm_info("region of session %llu refused to pid %ld: %s", (unsigned long long)id, (long)pid,
+                 elm_strerror(rc));
     }
     return rc;
 }

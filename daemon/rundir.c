@@ -87,7 +87,8 @@ int elmd_rundir_open(struct elmd_rundir *r, const char *dir, const char *group, 
         dl--;
     /* sun_path holds 108 bytes: "<dir>/control" must fit for ZeroMQ's ipc:// bind, and
      * "<dir>/regions" for ours. */
-    if (dl == 0 || dl + sizeof "/" ELM_CONTROL_SOCKET > 108 || dl + sizeof "/" ELM_REGION_SOCKET > 108)
+    if (dl == 0 || dl + sizeof "/" ELM_CONTROL_SOCKET > 108 ||
+        dl + sizeof "/" ELM_REGION_SOCKET > 108)
         return elm_errf(err, errlen, -ENAMETOOLONG, "runtime dir '%s' is too long for a socket path",
                     dir);
     snprintf(r->dir, sizeof r->dir, "%.*s", (int)dl, dir);

@@ -73,8 +73,8 @@ int elm_region_accept(int lfd, int *out)
     return 0;
 }
 
-int elm_region_read_request(int conn, uint64_t *id, uint8_t token[ELM_REGION_TOKEN_LEN],
-                            pid_t *pid, uid_t *uid)
+int elm_region_read_request(int conn, uint64_t *id, uint8_t token[ELM_REGION_TOKEN_LEN], pid_t *pid,
+                            uid_t *uid)
 {
     unsigned char buf[ELM_REGION_REQ_LEN + 1];
     /* No descriptors are accepted from clients: a control message would only be truncated
@@ -163,8 +163,8 @@ static int recv_reply(int s, int timeout_ms, int *fd)
         char b[CMSG_SPACE(4 * sizeof(int))];
     } ctl;
     struct iovec iov = {buf, sizeof buf};
-    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.b,
-                        .msg_controllen = sizeof ctl.b};
+    struct msghdr mh = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.b, .msg_controllen = sizeof ctl.b};
     ssize_t n = recvmsg(s, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
     if (n < 0)
         return -errno;

@@ -42,8 +42,8 @@ int elm_region_accept(int lfd, int *out);
 /* Daemon: reads the request of connection conn without blocking, and the peer's credentials.
  * Returns 0; -EAGAIN when it has not arrived yet; ELM_EPROTO for a packet of another size;
  * -ECONNRESET when the peer closed; or -errno. */
-int elm_region_read_request(int conn, uint64_t *id, uint8_t token[ELM_REGION_TOKEN_LEN],
-                            pid_t *pid, uid_t *uid);
+int elm_region_read_request(int conn, uint64_t *id, uint8_t token[ELM_REGION_TOKEN_LEN], pid_t *pid,
+                            uid_t *uid);
 
 /* Daemon: sends the reply, with fd when status is 0. Returns 0 or -errno. */
 int elm_region_reply(int conn, int status, int fd);

@@ -3,12 +3,13 @@
  *
  * The daemon is trusted less than fully. The region is fetched from the daemon's region socket
  * (whose peer must run as the control socket's owner) and checked when it is mapped (a sealed
- * memory file of the announced size, its layout: ipc/region.h, ipc/shm.h, ipc/session_shm.h); every event is popped into a private buffer and
- * decoded there, and must fit the conversation (events only while a request runs, DONE/ERROR
- * carrying that request's id). Anything else makes the session unusable (a sticky error), never
- * a read out of bounds. While it waits for events the client sleeps on the ring's futex in
- * short slices and checks between them that the daemon process still exists, so a daemon that
- * dies mid-stream is reported (ELM_EDAEMON) instead of waited for forever.
+ * memory file of the announced size, and its layout: ipc/region.h, shm.h, session_shm.h);
+ * every event is popped into a private buffer and decoded there, and must fit the conversation
+ * (events only while a request runs, DONE/ERROR carrying that request's id). Anything else
+ * makes the session unusable (a sticky error), never a read out of bounds. While it waits for
+ * events the client sleeps on the ring's futex in short slices and checks between them that the
+ * daemon process still exists, so a daemon that dies mid-stream is reported (ELM_EDAEMON)
+ * instead of waited for forever.
  */
 #include <errno.h>
 #include <stdatomic.h>

@@ -67,8 +67,8 @@ static void open_raw(struct tc *c, struct raw *r)
     assert_int_equal(elm_proto_get_bytes(&c->rep.body, ELM_TAG_REGION_TOKEN, &tok, &len), 0);
     assert_int_equal(len, ELM_REGION_TOKEN_LEN);
     memcpy(r->token, tok, len);
-    assert_int_equal(elm_proto_copy_str(&c->rep.body, ELM_TAG_REGION_SOCKET, r->path, sizeof r->path),
-                     0);
+    assert_int_equal(
+        elm_proto_copy_str(&c->rep.body, ELM_TAG_REGION_SOCKET, r->path, sizeof r->path), 0);
     r->id = tc_u64(c, ELM_TAG_SESSION_ID);
     r->size = tc_u64(c, ELM_TAG_SHM_SIZE);
     r->req_cap = (uint32_t)tc_u64(c, ELM_TAG_REQ_RING_SIZE);
@@ -162,7 +162,8 @@ static void test_truncate_while_streaming(void **state)
     elm_proto_put_u64(tc_begin(&f->c, ELM_CMD_CLOSE_SESSION), ELM_TAG_SESSION_ID, r.id);
     int rc = tc_call(&f->c, 10000);
     print_message("after the hole punch: the attacker's CLOSE_SESSION %d (0, or the session "
-                  "already ended)\n", rc);
+                  "already ended)\n",
+                  rc);
     assert_true(rc == 0 || rc == ELM_ESESSION);
     elm_shm_close(&bad.shm);
     close(fd);

@@ -3,8 +3,8 @@
  * In one process: push/pop, full and empty, close, timeouts, and a long seeded run of random
  * sizes with wrap-around (including the u32 counters wrapping) checked against a model FIFO.
  * Across two processes: one million records streamed through a ring in a real sealed region
- * that the child maps from its descriptor at its own address, with pauses on each side so both the consumer
- * (waiting for data) and the producer (waiting for space) must sleep on the futex.
+ * that the child maps from its descriptor at its own address, with pauses on each side so both
+ * the consumer (waiting for data) and the producer (waiting for space) must sleep on the futex.
  * Against a hostile peer: a seeded loop scribbles on counters, flags and record headers of a
  * ring in exactly-sized heap memory (so ASan sees any out-of-bounds access), and a forked
  * process scribbles on a live shared ring; every call must return data or an error, promptly.
@@ -326,7 +326,8 @@ static uint32_t stream_build(uint64_t seq, unsigned char *p)
     return 8 + k + 4;
 }
 
-/* Child: maps the region from its inherited descriptor (its own address), produces into the request ring. */
+/* Child: maps the region from its inherited descriptor (its own address), produces into the
+ * request ring. */
 static int stream_producer(int fd, size_t size)
 {
     alarm(120);

@@ -131,9 +131,9 @@ enum serve_mode { SERVE_FD, SERVE_REFUSE, SERVE_NO_FD };
 struct server {
     int lfd;
     enum serve_mode mode;
-    int fd;         /* handed over in SERVE_FD */
-    int read_rc;    /* what elm_region_read_request said */
-    uint64_t id;    /* what it read */
+    int fd;      /* handed over in SERVE_FD */
+    int read_rc; /* what elm_region_read_request said */
+    uint64_t id; /* what it read */
     uint8_t token[ELM_REGION_TOKEN_LEN];
     pid_t pid;
     uid_t uid;
@@ -145,8 +145,8 @@ static void *serve_one(void *arg)
     int conn;
     while (elm_region_accept(sv->lfd, &conn) == -EAGAIN)
         usleep(1000);
-    while ((sv->read_rc = elm_region_read_request(conn, &sv->id, sv->token, &sv->pid,
-                                                  &sv->uid)) == -EAGAIN)
+    while ((sv->read_rc = elm_region_read_request(conn, &sv->id, sv->token, &sv->pid, &sv->uid)) ==
+           -EAGAIN)
         usleep(1000);
     if (sv->read_rc == 0) {
         if (sv->mode == SERVE_FD)
