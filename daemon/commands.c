@@ -498,7 +498,8 @@ static int cmd_open_session(struct elmd *d, const struct elmd_peer *p,
     elm_proto_buf_init(&b);
     elm_proto_begin_reply(&b, m, 0, NULL);
     elm_proto_put_u64(&b, ELM_TAG_SESSION_ID, s->id);
-    elm_proto_put_str(&b, ELM_TAG_SHM_NAME, s->shm.name);
+    elm_proto_put_str(&b, ELM_TAG_REGION_SOCKET, d->rd.region_path);
+    elm_proto_put_bytes(&b, ELM_TAG_REGION_TOKEN, s->token, sizeof s->token);
     elm_proto_put_u64(&b, ELM_TAG_SHM_SIZE, s->shm.size);
     elm_proto_put_u64(&b, ELM_TAG_REQ_RING_SIZE, req_cap);
     elm_proto_put_u64(&b, ELM_TAG_EVT_RING_SIZE, evt_cap);
@@ -515,9 +516,9 @@ static int cmd_open_session(struct elmd *d, const struct elmd_peer *p,
     *tail = s;
     pthread_mutex_unlock(&d->lock);
     elmd_engine_wake(d);
-    elm_info("session %llu opened: pid %ld (%s), %d-token context, rings %u/%u, %s",
+    elm_info("session %llu opened: pid %ld (%s), %d-token context, rings %u/%u",
              (unsigned long long)s->id, s->pid, s->client_name[0] ? s->client_name : "?", s->n_ctx,
-             req_cap, evt_cap, s->shm.name);
+             req_cap, evt_cap);
     elmd_reply(d, p, &b);
     elm_proto_buf_fini(&b);
     return 0;

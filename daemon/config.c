@@ -50,7 +50,7 @@ void elmd_config_defaults(struct elmd_config *c)
     c->io_depth = 32;
     c->io_chunk_kib = 2048;
     c->drain_ms = 3000;
-    c->unlink_ms = 5000;
+    c->handover_ms = 5000;
     c->max_connections = 512;
     c->keep_alive_ms = -1; /* unlike ollama (5m): a model someone loaded stays until unloaded */
 }
@@ -272,8 +272,8 @@ int elmd_config_set(struct elmd_config *c, const char *key, const char *v, char 
         bad = parse_int(v, 0, 1 << 20, &x) || (c->max_ctx = (int32_t)x, 0);
     } else if (!strcmp(key, "max_kv_mib")) {
         bad = parse_int(v, 0, 1L << 30, &x) || (c->max_kv_mib = x, 0);
-    } else if (!strcmp(key, "unlink_ms")) {
-        bad = parse_int(v, 100, 600000, &x) || (c->unlink_ms = (int)x, 0);
+    } else if (!strcmp(key, "handover_ms")) {
+        bad = parse_int(v, 100, 600000, &x) || (c->handover_ms = (int)x, 0);
     } else if (!strcmp(key, "keep_alive")) {
         bad = elmd_parse_keep_alive(v, &c->keep_alive_ms) != 0;
     } else if (!strcmp(key, "max_resident_bytes")) {

@@ -48,7 +48,7 @@ struct elmd_config {
     int drain_ms;     /* on SIGTERM, how long running requests may finish */
     /* control connections before new ones are refused (docs/daemon.md) */
     int max_connections;
-    int unlink_ms;    /* shm names are unlinked after this even without a confirm */
+    int handover_ms;  /* a session's region descriptor is dropped after this if not fetched */
     /* What a client's LOAD may ask for (issue 17 item 5); the owner's own settings above are
      * not bound by them, except the KV memory, which bounds every pool. */
     int max_threads;    /* n_threads at most this; 0 = the online CPUs */

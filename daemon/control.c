@@ -1,6 +1,6 @@
 /* control.c — the control thread's event loop: the ZeroMQ ROUTER socket(s), signals, client
- * deaths, shm-name timeouts and SIGHUP. Requests go to commands.c, the model's load, swap and
- * drain to lifecycle.c, replies through reply.c.
+ * deaths, the region socket (regions.c) and SIGHUP. Requests go to commands.c, the model's load,
+ * swap and drain to lifecycle.c, replies through reply.c.
  *
  * One zmq_poll() waits on everything: the sockets, an eventfd the signal handlers write, an
  * eventfd the engine and loader write, and one pidfd per session (readable when that client
@@ -28,6 +28,7 @@
 #include "daemon/commands.h"
 #include "daemon/control.h"
 #include "daemon/lifecycle.h"
+#include "daemon/regions.h"
 #include "daemon/reply.h"
 #include "elm/status.h"
 #include "ipc/endpoint.h"
@@ -188,10 +189,11 @@ int elmd_control_open(struct elmd *d, char *err, size_t errlen)
     snprintf(ep, sizeof ep, "ipc://%s", d->rd.sock_path);
     /* The umask (077, set at start-up) makes the socket 0600 from its creation; chmod then
      * states it explicitly (0660 with a group). */
-    if ((rc = open_router(d, ep, &d->router, err, errlen)))
+    if ((rc = open_router(d, ep, &d->router, err, errlen)) ||
+        (rc = elmd_regions_open(d, err, errlen)))
         return rc;
     if ((rc = elmd_rundir_secure_socket(&d->rd)))
-        return snprintf(err, errlen, "chmod %s: %s", d->rd.sock_path, strerror(-rc)), rc;
+        return snprintf(err, errlen, "chmod %s: %s", d->rd.dir, strerror(-rc)), rc;
     if ((rc = open_conn_monitor(d, err, errlen)))
         return rc;
     if (d->cfg.endpoint[0] && (rc = open_router(d, d->cfg.endpoint, &d->router_tcp, err, errlen)))
@@ -203,6 +205,7 @@ int elmd_control_open(struct elmd *d, char *err, size_t errlen)
 void elmd_control_close(struct elmd *d)
 {
     conn_accept_again(d);
+    elmd_regions_close(d);
     if (d->conn_mon) {
         /* Stop the events, then read those in flight: libzmq leaks event messages (their
          * endpoint strings) still queued when the socket is closed. */
@@ -330,25 +333,14 @@ static void beat(struct elmd *d, uint64_t now, uint64_t *next)
         *next = last + BEAT_NS;
 }
 
-/* Removes shm names whose client did not map them in time; beats; returns ms to the next
- * deadline. */
+/* Serves the region socket, drops region descriptors nobody fetched in time, beats; returns
+ * ms to the next deadline. */
 static int run_timers(struct elmd *d)
 {
     uint64_t now = elmd_now_ns(), next = now + 1000000000u;
     beat(d, now, &next);
-    for (struct elmd_session *s = d->sessions; s; s = s->next) {
-        if (s->shm_unlinked)
-            continue;
-        if (now >= s->unlink_at_ns) {
-            /* -ENOENT: the client mapped it and removed the name itself, as it should. */
-            if (elm_shm_unlink(s->shm.name) == 0)
-                elm_debug("session %llu: unlinked %s after the timeout", (unsigned long long)s->id,
-                          s->shm.name);
-            s->shm_unlinked = true;
-        } else if (s->unlink_at_ns < next) {
-            next = s->unlink_at_ns;
-        }
-    }
+    elmd_regions_serve(d, now, &next);
+    elmd_regions_expire(d, now, &next);
     if (d->draining && !d->stopping && d->drain_deadline_ns < next)
         next = d->drain_deadline_ns > now ? d->drain_deadline_ns : now;
     int ka = d->draining ? -1 : elmd_keep_alive_step(d, now);
@@ -361,9 +353,6 @@ static int run_timers(struct elmd *d)
 static void exit_now(struct elmd *d)
 {
     elm_warn("second signal: exiting at once");
-    for (struct elmd_session *s = d->sessions; s; s = s->next)
-        if (!s->shm_unlinked)
-            elm_shm_unlink(s->shm.name);
     conn_accept_again(d);
     elmd_rundir_close(&d->rd);
     _exit(1);
@@ -411,13 +400,17 @@ int elmd_control_run(struct elmd *d, void (*ready)(struct elmd *d, int rc, const
     if (!waiting_initial)
         ready(d, 0, NULL);
     for (;;) {
-        zmq_pollitem_t it[5 + ELMD_MAX_SESSIONS_LIMIT];
-        struct elmd_session *owner[5 + ELMD_MAX_SESSIONS_LIMIT] = {0};
+        zmq_pollitem_t it[6 + ELMD_REGION_CONNS + ELMD_MAX_SESSIONS_LIMIT];
+        struct elmd_session *owner[6 + ELMD_REGION_CONNS + ELMD_MAX_SESSIONS_LIMIT] = {0};
+        /* First: it may close region connections, which must not be polled after. */
+        int timeout = run_timers(d);
         int n = 0;
         it[n++] = (zmq_pollitem_t){.socket = d->router, .events = ZMQ_POLLIN};
         if (d->router_tcp)
             it[n++] = (zmq_pollitem_t){.socket = d->router_tcp, .events = ZMQ_POLLIN};
         it[n++] = (zmq_pollitem_t){.socket = d->conn_mon, .events = ZMQ_POLLIN};
+        /* (served in run_timers, at the top of the next round) */
+        n += elmd_regions_poll_items(d, it + n, 1 + ELMD_REGION_CONNS);
         int sig_i = n;
         it[n++] = (zmq_pollitem_t){.fd = d->sig_fd, .events = ZMQ_POLLIN};
         it[n++] = (zmq_pollitem_t){.fd = d->wake_fd, .events = ZMQ_POLLIN};
@@ -427,7 +420,6 @@ int elmd_control_run(struct elmd *d, void (*ready)(struct elmd *d, int rc, const
                 owner[n] = s;
                 it[n++] = (zmq_pollitem_t){.fd = s->pidfd, .events = ZMQ_POLLIN};
             }
-        int timeout = run_timers(d);
         if (zmq_poll(it, n, timeout) < 0 && zmq_errno() != EINTR) {
             elm_err("control: zmq_poll: %s", zmq_strerror(zmq_errno()));
             usleep(10000);

@@ -31,10 +31,16 @@
 #include "elm/version.h"
 #include "engine/seq.h"
 #include "ipc/proto.h"
+#include "ipc/region.h"
 #include "ipc/session_shm.h"
 #include "ipc/shm.h"
 
 #define ELMD_VERSION ELM_VERSION_STRING /* elm/version.h, generated from the project version */
+
+/* Region socket connections waiting for their request, and how long each may wait
+ * (daemon/regions.h). */
+#define ELMD_REGION_CONNS   16
+#define ELMD_REGION_CONN_MS 1000
 
 /* Worst case of the events one step can push for a session: a TOKEN with the longest piece and
  * a DONE or ERROR. A session is planned only when this much fits, so pushes never fail with
@@ -65,9 +71,9 @@ struct elmd_session {
     int pidfd; /* polled by control: readable when the client exits; -1 */
     char client_name[64];
     uint64_t opened_ns;
-    struct elm_shm shm;
-    bool shm_unlinked;
-    uint64_t unlink_at_ns; /* the name is removed then, mapped or not */
+    struct elm_shm shm;                  /* .fd: until handed to the client (regions.c), else -1 */
+    uint8_t token[ELM_REGION_TOKEN_LEN]; /* the client shows it to fetch the region */
+    uint64_t handover_by_ns;             /* the descriptor is dropped then, fetched or not */
     uint32_t req_cap, evt_cap;
     int32_t n_ctx;
     struct elmd_model *dm;         /* the served model it was opened on (d->models) */
@@ -134,7 +140,6 @@ struct elmd {
     char **argv;
     uint64_t start_ns;
     struct elmd_rundir rd;
-    uint64_t shm_tag; /* names the session objects of this runtime dir (ipc/shm.h) */
 
     /* control thread */
     void *zctx, *router, *router_tcp;
@@ -143,6 +148,13 @@ struct elmd {
     bool refusing;  /* the socket is renamed away: no new connection can reach it */
     int sig_fd;     /* eventfd: the signal handlers write it */
     int wake_fd;    /* eventfd: engine and loader tell control something happened */
+    int region_fd; /* the region socket's listener (regions.c); -1 */
+    struct elmd_region_conn {
+        int fd;
+        uint64_t deadline_ns;
+    } region_conns[ELMD_REGION_CONNS]; /* accepted, request not yet read */
+    int n_region_conns;
+    uint64_t region_pause_ns; /* accept failed (EMFILE...): the listener is not polled before */
     struct elmd_session *sessions;
     int n_sessions;
     uint64_t next_session_id;

@@ -239,28 +239,13 @@ static void raise_nofile(void)
                   (unsigned long long)rl.rlim_max);
 }
 
-/* Tags this daemon's session objects with its runtime directory and removes those a previous
- * daemon of the directory left (killed before it could unlink them): holding the directory's
- * lock, we know that daemon is gone; other users' and other directories' objects carry another
- * uid or tag (ipc/shm.h). */
-static void sweep_shm(struct elmd *d)
-{
-    char real[PATH_MAX];
-    d->shm_tag = elm_shm_tag(realpath(d->rd.dir, real) ? real : d->rd.dir);
-    int n = elm_shm_sweep(d->shm_tag);
-    if (n < 0)
-        elm_warn("cannot look for stale session objects: %s", strerror(-n));
-    else if (n > 0)
-        elm_info("removed %d session object(s) a previous elmd of %s left", n, d->rd.dir);
-}
-
 int main(int argc, char **argv)
 {
     static struct elmd d; /* large (paths); static keeps it off the stack */
     char err[640];
     d.argc = argc;
     d.argv = argv;
-    d.sig_fd = d.wake_fd = -1;
+    d.sig_fd = d.wake_fd = d.region_fd = -1;
     d.rd.lock_fd = -1;
     int rc = elmd_config_from_args(&d.cfg, argc, argv, err, sizeof err);
     if (rc == 1)
@@ -291,7 +276,6 @@ int main(int argc, char **argv)
         fatal("%s", err);
     if ((rc = elmd_rundir_write_pid(&d.rd)))
         fatal("cannot write the pid file: %s", strerror(-rc));
-    sweep_shm(&d);
     if (elmd_stats_init(&d.st) || pthread_mutex_init(&d.lock, NULL))
         fatal("out of memory");
     elmd_publish_knobs(&d);

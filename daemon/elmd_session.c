@@ -1,4 +1,4 @@
-/* elmd_session.c — creating and freeing a session: its shared region (ipc/shm + session_shm) and
+/* elmd_session.c — creating and freeing a session: its sealed region (ipc/shm + session_shm) and
  * the pidfd that tells control when its client exits. (Its sequence, with its pages of the KV
  * pool, is the engine's to build and destroy: see elmd.h.)
  *
@@ -57,7 +57,8 @@ int elmd_session_create(struct elmd *d, struct elmd_model *m, int32_t n_ctx, uin
     s->model = m->m;
     s->state = ELM_SESSION_STATE_IDLE;
     s->opened_ns = elmd_now_ns();
-    s->unlink_at_ns = s->opened_ns + (uint64_t)d->cfg.unlink_ms * 1000000u;
+    s->shm.fd = -1;
+    s->handover_by_ns = s->opened_ns + (uint64_t)d->cfg.handover_ms * 1000000u;
     snprintf(s->client_name, sizeof s->client_name, "%s", name ? name : "");
     if ((rc = elmd_lat_init(&s->ttft, 256)) || (rc = elmd_lat_init(&s->itl, 1024))) {
         snprintf(err, errlen, "out of memory");
@@ -73,12 +74,9 @@ int elmd_session_create(struct elmd *d, struct elmd_model *m, int32_t n_ctx, uin
             goto fail;
         }
     }
-    if ((rc = elm_shm_create_tagged(&s->shm, size, d->shm_tag))) {
+    /* Sealed memory of our making: its size is fixed whatever the client does with it. */
+    if ((rc = elm_shm_create(&s->shm, size)) || (rc = elm_region_token_new(s->token))) {
         snprintf(err, errlen, "cannot create the session region: %s", elm_strerror(rc));
-        goto fail;
-    }
-    if (d->rd.have_group && (rc = elm_shm_share(&s->shm, d->rd.gid))) {
-        snprintf(err, errlen, "cannot give the session region to the group: %s", elm_strerror(rc));
         goto fail;
     }
     if ((rc = elm_session_shm_init(s->shm.base, s->shm.size, req_cap, evt_cap)) ||
@@ -117,8 +115,6 @@ void elmd_session_destroy(struct elmd_session **ps)
         /* Tell a client that still has it mapped that nobody serves it any more. */
         elm_ring_close(&s->rings.evt);
         elm_ring_close(&s->rings.req);
-        if (!s->shm_unlinked && elm_shm_unlink(s->shm.name) < 0)
-            elm_debug("session %llu: %s already unlinked", (unsigned long long)s->id, s->shm.name);
         elm_shm_close(&s->shm);
     }
     if (s->pidfd >= 0)

@@ -17,6 +17,7 @@
 #include "daemon/rundir.h"
 #include "elm/status.h"
 #include "ipc/endpoint.h"
+#include "ipc/region.h"
 
 #define LOCK_NAME "elmd.lock"
 
@@ -84,13 +85,16 @@ int elmd_rundir_open(struct elmd_rundir *r, const char *dir, const char *group, 
     size_t dl = strlen(dir);
     while (dl > 1 && dir[dl - 1] == '/')
         dl--;
-    /* sun_path holds 108 bytes: "<dir>/control" must fit for ZeroMQ's ipc:// bind. */
-    if (dl == 0 || dl + sizeof "/" ELM_CONTROL_SOCKET > 108)
+    /* sun_path holds 108 bytes: "<dir>/control" must fit for ZeroMQ's ipc:// bind, and
+     * "<dir>/regions" for ours. */
+    if (dl == 0 || dl + sizeof "/" ELM_CONTROL_SOCKET > 108 ||
+        dl + sizeof "/" ELM_REGION_SOCKET > 108)
         return elm_errf(err, errlen, -ENAMETOOLONG, "runtime dir '%s' is too long for a socket path",
                     dir);
     snprintf(r->dir, sizeof r->dir, "%.*s", (int)dl, dir);
     snprintf(r->sock_path, sizeof r->sock_path, "%s/" ELM_CONTROL_SOCKET, r->dir);
     snprintf(r->pid_path, sizeof r->pid_path, "%s/elmd.pid", r->dir);
+    snprintf(r->region_path, sizeof r->region_path, "%s/" ELM_REGION_SOCKET, r->dir);
     if (group && *group) {
         struct group *g = getgrnam(group);
         if (!g)
@@ -122,6 +126,7 @@ int elmd_rundir_open(struct elmd_rundir *r, const char *dir, const char *group, 
     r->lock_fd = fd;
     /* We hold the lock: anything left at these paths is from a daemon that died. */
     unlink(r->sock_path);
+    unlink(r->region_path);
     unlink(r->pid_path);
     return 0;
 }
@@ -142,11 +147,17 @@ int elmd_rundir_write_pid(struct elmd_rundir *r)
     return rc;
 }
 
+static int secure(const struct elmd_rundir *r, const char *path)
+{
+    if (r->have_group && chown(path, (uid_t)-1, r->gid) < 0)
+        return -errno;
+    return chmod(path, r->have_group ? 0660 : 0600) < 0 ? -errno : 0;
+}
+
 int elmd_rundir_secure_socket(const struct elmd_rundir *r)
 {
-    if (r->have_group && chown(r->sock_path, (uid_t)-1, r->gid) < 0)
-        return -errno;
-    return chmod(r->sock_path, r->have_group ? 0660 : 0600) < 0 ? -errno : 0;
+    int rc = secure(r, r->sock_path);
+    return rc ? rc : secure(r, r->region_path);
 }
 
 void elmd_rundir_close(struct elmd_rundir *r)
@@ -154,6 +165,7 @@ void elmd_rundir_close(struct elmd_rundir *r)
     if (!r || r->lock_fd < 0)
         return;
     unlink(r->sock_path);
+    unlink(r->region_path);
     unlink(r->pid_path);
     if (ftruncate(r->lock_fd, 0) < 0)
         elm_debug("cannot clear the lock file: %s", strerror(errno));

@@ -16,6 +16,7 @@
 #include "fuzz/fuzz_util.h"
 #include "ipc/fields.h"
 #include "ipc/proto.h"
+#include "ipc/region.h"
 #include "ipc/ring.h"
 #include "ipc/schema.h"
 #include "ipc/session_shm.h"
@@ -185,7 +186,8 @@ static void write_frames(void)
     elm_proto_begin(&b, v, ELM_CMD_OPEN_SESSION, ELM_PROTO_F_REPLY, 3);
     elm_proto_put_i64(&b, ELM_TAG_STATUS, 0);
     elm_proto_put_u64(&b, ELM_TAG_SESSION_ID, 1);
-    elm_proto_put_str(&b, ELM_TAG_SHM_NAME, "/elm-1000-00000001");
+    elm_proto_put_str(&b, ELM_TAG_REGION_SOCKET, "/run/user/1000/elm/regions");
+    elm_proto_put_bytes(&b, ELM_TAG_REGION_TOKEN, "0123456789abcdef", ELM_REGION_TOKEN_LEN);
     elm_proto_put_u64(&b, ELM_TAG_SHM_SIZE, 64 + 2 * 256 + (1 << 20) + (1 << 16));
     elm_proto_put_u64(&b, ELM_TAG_REQ_RING_SIZE, 1 << 20);
     elm_proto_put_u64(&b, ELM_TAG_EVT_RING_SIZE, 1 << 16);

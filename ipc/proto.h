@@ -31,8 +31,11 @@
 
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the codec assumes a little-endian host");
 
-#define ELM_PROTO_VERSION_MIN 1 /* oldest version this build speaks */
-#define ELM_PROTO_VERSION_MAX 1 /* newest version this build speaks */
+/* 2: a session's region is a sealed memfd fetched over the region socket (ipc/region.h), no
+ * longer a named object: OPEN_SESSION's reply has REGION_SOCKET and REGION_TOKEN, not SHM_NAME.
+ * A version-1 client could not map its session, so 1 is not spoken any more. */
+#define ELM_PROTO_VERSION_MIN 2 /* oldest version this build speaks */
+#define ELM_PROTO_VERSION_MAX 2 /* newest version this build speaks */
 #define ELM_PROTO_HDR_SIZE    12
 #define ELM_PROTO_FIELD_HDR   8
 #define ELM_PROTO_MAX_FRAME   65536 /* bytes; larger frames are rejected unread */
@@ -85,7 +88,7 @@ enum elm_proto_tag {
     ELM_TAG_N_THREADS = 12,        /* u64 */
     ELM_TAG_N_VOCAB = 13,          /* u64 */
     ELM_TAG_SESSION_ID = 14,       /* u64 */
-    ELM_TAG_SHM_NAME = 15,         /* str: "/elm-<uid>-<hex>" (ipc/shm.h) */
+    ELM_TAG_REGION_SOCKET = 15,    /* str: path of the region socket (ipc/region.h) */
     ELM_TAG_SHM_SIZE = 16,         /* u64: bytes of the session region */
     ELM_TAG_REQ_RING_SIZE = 17,    /* u64: request ring capacity */
     ELM_TAG_EVT_RING_SIZE = 18,    /* u64: event ring capacity */
@@ -105,7 +108,8 @@ enum elm_proto_tag {
     ELM_TAG_LOAD_NS = 32,          /* u64 */
     ELM_TAG_AGE_NS = 33,           /* u64: time since the session was opened */
     ELM_TAG_KEEP_ALIVE = 34,       /* str (LOAD, OPEN_SESSION): "5m", "0", "-1" */
-    ELM_TAG_LIMIT = 35,            /* known (non-optional) tags are < this */
+    ELM_TAG_REGION_TOKEN = 35,     /* bytes: ELM_REGION_TOKEN_LEN, shown to the region socket */
+    ELM_TAG_LIMIT = 36,            /* known (non-optional) tags are < this */
 };
 
 /* Optional fields: elmd's diagnostics in STATUS, STATS and SESSIONS replies. They carry

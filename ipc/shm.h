@@ -1,88 +1,49 @@
-/* shm.h — named POSIX shared-memory objects for session regions.
+/* shm.h — the sealed memory of a session region, and handing it from the daemon to its client.
  *
- * The daemon creates one object per session (elm_shm_create), initialises the layout in it
- * (ipc/session_shm.h) and sends its name to the client over the control socket; the client maps
- * it with elm_shm_open. The name is the only capability: it is "/elm-<uid>-<32 hex digits>",
- * with 128 bits from getrandom() (64 when the daemon puts its tag in the first half:
- * elm_shm_create_tagged), so no other process can guess it, and the object is created
- * with O_EXCL and mode 0600, so nobody can plant an object under that name in advance or open
- * it as another user (a daemon configured with a group gives it to that group, 0660:
- * elm_shm_share). The client still checks what it opened: a regular object, of exactly the size
- * announced, owned by the expected user, with no permission bits for others.
+ * The daemon creates each session's memory with memfd_create (elm_shm_create): an anonymous
+ * file with no name anywhere, sized once and then sealed against shrinking and growing
+ * (F_SEAL_SHRINK | F_SEAL_GROW, and F_SEAL_SEAL so nobody can take that back). Whatever a
+ * client does with the descriptor it receives, ftruncate() fails with EPERM, so the daemon's
+ * mapping can never lose pages under it: no SIGBUS by design (issue 17, item 2). Writes stay
+ * allowed, which is the point of the region; every byte the daemon reads from it is validated.
  *
- * Lifetime: the name should be unlinked (elm_shm_unlink) as soon as the client has mapped it or
- * the session is closed; the mappings stay valid until elm_shm_close. An object left by a
- * crashed daemon stays in /dev/shm until the next daemon of the same runtime directory starts
- * (elm_shm_sweep).
+ * No name means nothing in /dev/shm: nobody can open a session by guessing or racing for its
+ * name (item 11), and a daemon killed with SIGKILL leaves nothing behind (item 9): the kernel
+ * frees the memory with the last descriptor and mapping.
  *
- * KNOWN LIMIT (SIGBUS): a process that can open the object read-write can also ftruncate() it;
- * the other process then gets SIGBUS when it touches the mapping beyond the new end. POSIX shm
- * objects cannot be sealed against that (memfd seals could, but need fd passing, which the
- * ZeroMQ control channel cannot do). With the same-user model (owner = daemon user, mode 0600)
- * only processes that could already signal or ptrace the daemon can do it; with a group, any
- * member can while the name exists (until its client maps it, at most unlink_ms): the daemon
- * trusts its group not to crash it.
+ * The descriptor reaches the client over a unix socket in the runtime directory (ipc/region.h)
+ * with SCM_RIGHTS, because the ZeroMQ control channel cannot carry descriptors. The client
+ * checks what it received (elm_shm_adopt): a sealed memory file of exactly the announced size.
  */
 #ifndef ELM_IPC_SHM_H
 #define ELM_IPC_SHM_H
 
-#include <stdbool.h>
 #include <stddef.h>
-#include <stdint.h>
-#include <sys/types.h>
 
-#define ELM_SHM_NAME_MAX 64                /* bytes including the NUL; names use 49 at most */
 #define ELM_SHM_MAX_SIZE ((size_t)1 << 32) /* sanity bound: two 1 GiB rings fit easily */
 
-/* A mapped object. Embedded by the caller; filled by create/open, released by elm_shm_close. */
+/* A mapped region. Embedded by the caller; filled by create/adopt, released by elm_shm_close. */
 struct elm_shm {
-    char name[ELM_SHM_NAME_MAX]; /* NUL-terminated */
-    void *base;                  /* page-aligned mapping, read-write, MAP_SHARED */
-    size_t size;                 /* bytes mapped == the object's size */
+    int fd;     /* the memfd while it is still to be handed over (daemon), else -1 */
+    void *base; /* page-aligned mapping, read-write, MAP_SHARED */
+    size_t size;
 };
 
-/* Creates a new object of size bytes (zero-filled) with a fresh random name, mode 0600, owned
- * by the effective user, and maps it. Returns 0, -EINVAL (size 0 or > ELM_SHM_MAX_SIZE) or
- * another -errno from shm_open/ftruncate/mmap/getrandom. *out is written only on success; on
- * failure no object is left behind. The caller unlinks the name when the peer has mapped it. */
+/* Creates sealed memory of size bytes (zero-filled), maps it and keeps its descriptor in
+ * out->fd (close-on-exec) for the handover. Returns 0, -EINVAL (size 0 or > ELM_SHM_MAX_SIZE)
+ * or -errno from memfd_create/ftruncate/fcntl/mmap. *out is written only on success. */
 int elm_shm_create(struct elm_shm *out, size_t size);
 
-/* The same, with a name whose first 16 hex digits are tag (the other 16 stay random: 64 bits
- * nobody can guess): the daemon tags its objects with its runtime directory (elm_shm_tag), so a
- * later daemon that holds that directory's lock can find and remove what a killed one left
- * (elm_shm_sweep). */
-int elm_shm_create_tagged(struct elm_shm *out, size_t size, uint64_t tag);
+/* Client: takes ownership of fd (always: it is closed on failure and after mapping) and maps
+ * it. Rejects it unless it is a regular file of exactly size bytes (-EINVAL) sealed against
+ * shrinking and growing (-EACCES). *out is written only on success, with out->fd = -1. */
+int elm_shm_adopt(struct elm_shm *out, int fd, size_t size);
 
-/* A tag for elm_shm_create_tagged: a 64-bit hash of key (the runtime directory's path). */
-uint64_t elm_shm_tag(const char *key);
+/* Closes the descriptor (the mapping stays). NULL-safe and idempotent; a zeroed struct (base
+ * NULL) owns no descriptor. */
+void elm_shm_drop_fd(struct elm_shm *s);
 
-/* Unlinks every object in /dev/shm whose name is valid, carries the effective uid and tag, and
- * that is a regular object owned by the effective user. Only for a caller that knows no live
- * process uses those names (the daemon holding its runtime directory's lock). Returns how many
- * were removed, or -errno when /dev/shm cannot be read. */
-int elm_shm_sweep(uint64_t tag);
-
-/* Gives the object to group gid, mode 0660: a daemon configured with a group lets its members'
- * processes map their sessions (the client then checks the daemon's uid, not its own). The
- * object's name lives only until the client has mapped it (elm_shm_unlink). Returns 0 or
- * -errno. */
-int elm_shm_share(const struct elm_shm *s, gid_t gid);
-
-/* Opens and maps an existing object created by elm_shm_create. Rejects it unless its name is
- * well-formed (-EINVAL), it exists (-ENOENT), its name carries owner's uid and it is a regular
- * object owned by owner with no permission bits for others, no execute or set-id bits (group
- * read/write are allowed: elm_shm_share) (-EACCES), and its size is exactly size (-EINVAL).
- * owner is the uid the caller expects the daemon to run as: the owner of the daemon's socket.
- * *out is written only on success. */
-int elm_shm_open(struct elm_shm *out, const char *name, size_t size, uid_t owner);
-
-/* Unmaps the object (the name is not unlinked) and resets *s. NULL-safe and idempotent. */
+/* Unmaps the region, closes the descriptor and resets *s. NULL-safe and idempotent. */
 void elm_shm_close(struct elm_shm *s);
-
-/* Removes the name. Returns 0, -EINVAL for a malformed name, or -errno (e.g. -ENOENT). */
-int elm_shm_unlink(const char *name);
-
-/* True when name has the exact form "/elm-<decimal uid>-<32 lowercase hex digits>". */
-bool elm_shm_name_is_valid(const char *name);
 
 #endif

@@ -1,13 +1,15 @@
 /* client_session.c — the data plane of libelmclient: a session's shared region, the PROMPT and
  * CANCEL records the client produces, and the TOKEN/DONE/ERROR records it consumes.
  *
- * The daemon is trusted less than fully. The region is checked when it is mapped (owner, mode,
- * size, layout: ipc/shm.h, ipc/session_shm.h); every event is popped into a private buffer and
- * decoded there, and must fit the conversation (events only while a request runs, DONE/ERROR
- * carrying that request's id). Anything else makes the session unusable (a sticky error), never
- * a read out of bounds. While it waits for events the client sleeps on the ring's futex in
- * short slices and checks between them that the daemon process still exists, so a daemon that
- * dies mid-stream is reported (ELM_EDAEMON) instead of waited for forever.
+ * The daemon is trusted less than fully. The region is fetched from the daemon's region socket
+ * (whose peer must run as the control socket's owner) and checked when it is mapped (a sealed
+ * memory file of the announced size, and its layout: ipc/region.h, shm.h, session_shm.h);
+ * every event is popped into a private buffer and decoded there, and must fit the conversation
+ * (events only while a request runs, DONE/ERROR carrying that request's id). Anything else
+ * makes the session unusable (a sticky error), never a read out of bounds. While it waits for
+ * events the client sleeps on the ring's futex in short slices and checks between them that the
+ * daemon process still exists, so a daemon that dies mid-stream is reported (ELM_EDAEMON)
+ * instead of waited for forever.
  */
 #include <errno.h>
 #include <stdatomic.h>
@@ -19,6 +21,7 @@
 #include "common/sampling.h"
 #include "common/trace.h"
 #include "ipc/fields.h"
+#include "ipc/region.h"
 #include "ipc/session_shm.h"
 #include "ipc/shm.h"
 #include "libclient/internal.h"
@@ -99,7 +102,8 @@ static int get_u32(const struct elm_proto_view *v, uint16_t tag, uint32_t *out)
 /* What OPEN_SESSION's reply announces. */
 struct announce {
     uint64_t id;
-    char shm_name[ELM_SHM_NAME_MAX];
+    char region_socket[ELM_PROTO_MAX_STR + 1];
+    uint8_t token[ELM_REGION_TOKEN_LEN];
     uint64_t shm_size;
     uint32_t req_cap, evt_cap, n_ctx;
 };
@@ -109,8 +113,13 @@ struct announce {
 static int read_announce(const struct elm_proto_view *b, struct announce *a)
 {
     size_t want;
+    const void *token;
+    uint32_t token_len;
     if (elm_proto_get_u64(b, ELM_TAG_SESSION_ID, &a->id) ||
-        elm_proto_copy_str(b, ELM_TAG_SHM_NAME, a->shm_name, sizeof a->shm_name) ||
+        elm_proto_copy_str(b, ELM_TAG_REGION_SOCKET, a->region_socket, sizeof a->region_socket) <
+            0 ||
+        elm_proto_get_bytes(b, ELM_TAG_REGION_TOKEN, &token, &token_len) ||
+        token_len != ELM_REGION_TOKEN_LEN ||
         elm_proto_get_u64(b, ELM_TAG_SHM_SIZE, &a->shm_size) ||
         get_u32(b, ELM_TAG_REQ_RING_SIZE, &a->req_cap) ||
         get_u32(b, ELM_TAG_EVT_RING_SIZE, &a->evt_cap))
@@ -118,8 +127,9 @@ static int read_announce(const struct elm_proto_view *b, struct announce *a)
     a->n_ctx = 0;
     if (get_u32(b, ELM_TAG_N_CTX, &a->n_ctx) == ELM_EPROTO)
         return ELM_EPROTO;
-    if (!elm_shm_name_is_valid(a->shm_name) ||
-        elm_session_shm_size(a->req_cap, a->evt_cap, &want) < 0 || want != a->shm_size)
+    memcpy(a->token, token, ELM_REGION_TOKEN_LEN);
+    if (a->region_socket[0] != '/' || elm_session_shm_size(a->req_cap, a->evt_cap, &want) < 0 ||
+        want != a->shm_size)
         return ELM_EPROTO;
     return 0;
 }
@@ -139,11 +149,15 @@ static void send_close(struct elm_client *c, uint64_t id)
     ctl_end(c);
 }
 
-/* Maps and attaches the region the daemon announced, then removes its name: once both sides
- * have it mapped nobody else needs to open it, and a crash can no longer leave it behind. */
+/* Fetches the region the daemon announced (its descriptor, over the region socket), maps and
+ * attaches it. */
 static int map_region(struct elm_session *s, const struct announce *a, uid_t owner)
 {
-    int rc = elm_shm_open(&s->shm, a->shm_name, (size_t)a->shm_size, owner);
+    int fd;
+    int rc = elm_region_fetch(a->region_socket, owner, a->id, a->token,
+                              ELM_CLIENT_CALL_TIMEOUT_MS, &fd);
+    if (rc == 0)
+        rc = elm_shm_adopt(&s->shm, fd, (size_t)a->shm_size);
     if (rc < 0)
         return rc == -EINVAL ? ELM_EPROTO : rc;
     rc = elm_session_shm_attach(s->shm.base, s->shm.size, a->req_cap, a->evt_cap,
@@ -153,8 +167,6 @@ static int map_region(struct elm_session *s, const struct announce *a, uid_t own
         return rc == -EINVAL ? ELM_ERING : rc;
     }
     s->beat = (struct session_beat){elm_session_shm_heartbeat(s->shm.base), client_now_ms()};
-    /* The daemon may have unlinked it already (it does so when the client is slow to map). */
-    elm_shm_unlink(a->shm_name);
     return 0;
 }
 

@@ -4,7 +4,8 @@
 # cancel (SIGINT) or are killed (SIGKILL) mid-stream. Every greedy reply must equal the same
 # generation run in-process (`elmctl generate --local`). Every 1,000 requests (N/3 for a short
 # run), once the clients are gone and elmd holds no session, it prints elmd's RSS, descriptor
-# count, threads and shared-memory objects (names of this daemon in /dev/shm, and mappings),
+# count, threads and session memory (region descriptors elmd still holds, and its mappings of
+# session memory or of anything in /dev/shm, where nothing of elm's should ever be),
 # and fails if any of them grew from the first sample (RSS: by more than 10% or 8 MiB), if elmd
 # died, or if a request failed. Environment: ELM_SOAK_CLIENTS (4), ELM_SOAK_EVERY (1000),
 # ELM_BUILD_DIR (build/release; elmd and elmctl are built if missing), ELM_MODELS_DIR.
@@ -34,12 +35,8 @@ trap cleanup EXIT
 ELMD=$build/daemon/elmd "$ctl" start --runtime-dir "$rd" --model "$model" >/dev/null
 pid=$(cat "$rd/elmd.pid")
 export ELM_RUNTIME_DIR=$rd
-# this daemon's shared-memory names: /dev/shm/elm-<uid>-<FNV-1a of the directory's real path>...
-tag=$(python3 -c 'import os,sys
-h=0xcbf29ce484222325
-for b in os.fsencode(os.path.realpath(sys.argv[1])): h=((h^b)*0x100000001b3)&(2**64-1)
-print("%016x"%h)' "$rd")
-shm_prefix=/dev/shm/elm-$(id -u)-$tag
+# session memory is a sealed memfd (docs/daemon.md): "memfd:elm-session" in maps and fd links
+session_mem='memfd:elm-session|/dev/shm/'
 
 story="Once upon a time, there was a little girl named Lily. She loved to play outside."
 prompts=("Once upon a time" "$story" "$story $story" "$story $story $story $story" "")
@@ -77,15 +74,15 @@ declare -A base
 sample() { # waits until no session is left (killed clients are noticed late), then prints
   local k rss fds thr shm maps
   for k in $(seq 100); do
-    maps=$(grep -c "/dev/shm/elm-" "/proc/$pid/maps" || true)
+    maps=$(grep -cE "$session_mem" "/proc/$pid/maps" || true)
     [ "$maps" = 0 ] && break
     sleep 0.2
   done
   rss=$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status")
   thr=$(awk '/^Threads/ {print $2}' "/proc/$pid/status")
   fds=$(ls "/proc/$pid/fd" | wc -l)
-  shm=$(ls -d "$shm_prefix"* 2>/dev/null | wc -l)
-  printf 'soak: %6d requests  rss %6d kB  fds %3d  threads %2d  shm objects %d  shm maps %d\n' \
+  shm=$(find "/proc/$pid/fd" -lname '*memfd:elm-session*' 2>/dev/null | wc -l)
+  printf 'soak: %6d requests  rss %6d kB  fds %3d  threads %2d  region fds %d  region maps %d\n' \
     "$1" "$rss" "$fds" "$thr" "$shm" "$maps" >&2
   if [ -z "${base[rss]:-}" ]; then
     base=([rss]=$rss [fds]=$fds [thr]=$thr [shm]=$shm [maps]=$maps)
@@ -95,7 +92,7 @@ sample() { # waits until no session is left (killed clients are noticed late), t
   [ "$rss" -le $((base[rss] + slack)) ] || { echo "soak: RSS grew from ${base[rss]} kB" >&2; bad=1; }
   [ "$fds" -le "${base[fds]}" ] || { echo "soak: descriptors grew from ${base[fds]}" >&2; bad=1; }
   [ "$thr" -le "${base[thr]}" ] || { echo "soak: threads grew from ${base[thr]}" >&2; bad=1; }
-  [ "$shm" -le "${base[shm]}" ] || { echo "soak: /dev/shm objects left behind" >&2; bad=1; }
+  [ "$shm" -le "${base[shm]}" ] || { echo "soak: session memory descriptors left behind" >&2; bad=1; }
   [ "$maps" -le "${base[maps]}" ] || { echo "soak: shared-memory mappings left behind" >&2; bad=1; }
   return $bad
 }

@@ -19,7 +19,9 @@
 #    test_elmd_embed, test_elmd_limits, test_httpd, test_httpd_abuse, test_httpd_chat (they exec elmd, elmctl, elm-httpd or curl
 #    directly or through a shell, not through ELM_TEST_EMULATOR; the embeddings, chat rendering
 #    and evaluation code run under every ARM variant in test_zoo2, test_chat and test_imatrix),
-#    test_chat_daemon and test_elmd_owner (not yet tried under the emulator), test_elmd_residency
+#    test_chat_daemon, test_elmd_owner and test_elmd_regions (not yet tried under the emulator;
+#    the session handover they rely on, a sealed memfd over SCM_RIGHTS with SO_PEERCRED, was
+#    checked under qemu-aarch64 7.2 by hand and runs in test_elmd_basic), test_elmd_residency
 #    (qemu-user refuses MAP_HUGETLB, EINVAL, and has no io_uring: its hugetlb and O_DIRECT +
 #    io_uring cases expect both), bench (timings under emulation mean nothing, and it runs
 #    elm-bench through a shell); and for time: test_elmd_kvpool (its exhaustion case computes
@@ -53,7 +55,7 @@ cmake -S . -B build/arm64 -DCMAKE_BUILD_TYPE=Release \
 cmake --build build/arm64 -j"$(nproc)"
 built=$(date +%s)
 out="ops|client_daemon|client_cli|elmctl_local|elmd_batching|elmd_residency|elmd_kvpool|bench"
-out+="|eval|elmd_embed|elmd_limits|httpd|httpd_abuse|httpd_chat|chat_daemon|elmd_owner"
+out+="|eval|elmd_embed|elmd_limits|httpd|httpd_abuse|httpd_chat|chat_daemon|elmd_owner|elmd_regions"
 read -r -a sel <<<"${ELM_ARM64_TESTS:--E ^test_($out)$}"
 status=0
 (cd build/arm64 && ctest --output-on-failure -j2 "${sel[@]}" "$@") || status=1

@@ -12,6 +12,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "ipc/region.h"
 #include "ipc/schema.h"
 #include "tests/common/elmd_fixture.h"
 
@@ -297,6 +298,18 @@ int td_stop(struct td *t, int sig, int timeout_ms)
 
 /* ---- sessions through shared memory --------------------------------------------------------- */
 
+int tc_fetch_region(struct tc *c, int *fd)
+{
+    char path[ELM_PROTO_MAX_STR + 1];
+    const void *token;
+    uint32_t len;
+    if (elm_proto_copy_str(&c->rep.body, ELM_TAG_REGION_SOCKET, path, sizeof path) ||
+        elm_proto_get_bytes(&c->rep.body, ELM_TAG_REGION_TOKEN, &token, &len) ||
+        len != ELM_REGION_TOKEN_LEN)
+        return ELM_EPROTO;
+    return elm_region_fetch(path, geteuid(), tc_u64(c, ELM_TAG_SESSION_ID), token, 10000, fd);
+}
+
 int ts_open_evt(struct tc *c, struct ts *s, long pid, uint32_t n_ctx, uint32_t evt_ring)
 {
     memset(s, 0, sizeof *s);
@@ -311,17 +324,15 @@ int ts_open_evt(struct tc *c, struct ts *s, long pid, uint32_t n_ctx, uint32_t e
     int rc = tc_call(c, 10000);
     if (rc)
         return rc;
-    char name[ELM_SHM_NAME_MAX];
+    int fd;
     s->id = tc_u64(c, ELM_TAG_SESSION_ID);
     s->n_ctx = (uint32_t)tc_u64(c, ELM_TAG_N_CTX);
     uint32_t rq = (uint32_t)tc_u64(c, ELM_TAG_REQ_RING_SIZE),
              ev = (uint32_t)tc_u64(c, ELM_TAG_EVT_RING_SIZE);
-    elm_proto_copy_str(&c->rep.body, ELM_TAG_SHM_NAME, name, sizeof name);
-    if ((rc = elm_shm_open(&s->shm, name, (size_t)tc_u64(c, ELM_TAG_SHM_SIZE), geteuid())))
+    if ((rc = tc_fetch_region(c, &fd)) ||
+        (rc = elm_shm_adopt(&s->shm, fd, (size_t)tc_u64(c, ELM_TAG_SHM_SIZE))))
         return rc;
-    rc = elm_session_shm_attach(s->shm.base, s->shm.size, rq, ev, ELM_SESSION_CLIENT, &s->r);
-    elm_shm_unlink(name);
-    return rc;
+    return elm_session_shm_attach(s->shm.base, s->shm.size, rq, ev, ELM_SESSION_CLIENT, &s->r);
 }
 
 int ts_open(struct tc *c, struct ts *s, long pid, uint32_t n_ctx)
@@ -513,6 +524,32 @@ int fx_start(void **state, const char *const *extra)
     }
     int rc = td_start(&f->t, model, extra);
     if (rc) {
+        td_dump_log(&f->t);
+        return -1;
+    }
+    tc_open_path(&f->c, f->t.dir);
+    return 0;
+}
+
+int fx_start_conf(void **state, const char *conf_text)
+{
+    struct fx *f = calloc(1, sizeof *f);
+    *state = f;
+    const char *model = elm_test_model_path(TD_MODEL);
+    if (!model) {
+        print_message("SKIP: model %s/%s not found (set ELM_MODELS_DIR)\n", elm_test_models_dir(),
+                      TD_MODEL);
+        return 0;
+    }
+    char conf[200];
+    if (td_mkbase(&f->t))
+        return -1;
+    snprintf(conf, sizeof conf, "%s/elmd.conf", f->t.base);
+    FILE *fp = fopen(conf, "w");
+    if (!fp || fputs(conf_text, fp) < 0 || fclose(fp))
+        return -1;
+    const char *extra[] = {"--config", conf, NULL};
+    if (td_start(&f->t, model, extra)) {
         td_dump_log(&f->t);
         return -1;
     }

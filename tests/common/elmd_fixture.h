@@ -124,7 +124,12 @@ struct ts {
     struct elm_session_rings r;
 };
 
-/* Opens a session; evt_ring: the event ring size to ask for (0: the default). */
+/* Fetches the region descriptor OPEN_SESSION's reply (the last one c received) announced, as
+ * this process (ipc/region.h). Returns 0 with *fd, or the daemon's refusal / -errno. */
+int tc_fetch_region(struct tc *c, int *fd);
+
+/* Opens a session and maps its region; evt_ring: the event ring size to ask for (0: the
+ * default). */
 int ts_open_evt(struct tc *c, struct ts *s, long pid, uint32_t n_ctx, uint32_t evt_ring);
 
 int ts_open(struct tc *c, struct ts *s, long pid, uint32_t n_ctx);
@@ -184,6 +189,9 @@ struct fx {
 /* cmocka setup body: *state gets a fixture; without the model its daemon is not started (the
  * tests then skip with REQUIRE_DAEMON). extra: elmd options, NULL-terminated. */
 int fx_start(void **state, const char *const *extra);
+
+/* The same with a configuration file holding conf_text (elmd --config). */
+int fx_start_conf(void **state, const char *conf_text);
 
 /* cmocka teardown body: stops the daemon (see td_cleanup) and frees the fixture. */
 int fx_teardown(void **state);

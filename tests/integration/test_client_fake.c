@@ -26,6 +26,7 @@
 #include "ipc/endpoint.h"
 #include "ipc/proto.h"
 #include "ipc/schema.h"
+#include "ipc/region.h"
 #include "ipc/session_shm.h"
 #include "ipc/shm.h"
 #include "tests/common/elm_test.h"
@@ -49,7 +50,9 @@ struct fake {
      * written once by the fake's thread and then used only by the test's: the test learns of a
      * session through libzmq, an ordering ThreadSanitizer cannot see, so the views are published
      * by n_open instead (release there, acquire in cur()). */
-    struct elm_shm shm;
+    struct elm_shm shm; /* shm.fd is handed to whoever asks the region socket */
+    int region_fd;      /* the region socket's listener */
+    char region_path[96];
     struct elm_session_rings rings[16];
     atomic_int n_open, n_close;
 };
@@ -81,7 +84,9 @@ static void open_session(struct fake *f, const struct elm_proto_msg *req, struct
     atomic_fetch_add(&f->n_open, 1);
     elm_proto_begin_reply(b, req, 0, NULL);
     elm_proto_put_u64(b, ELM_TAG_SESSION_ID, (uint64_t)atomic_load(&f->n_open));
-    elm_proto_put_str(b, ELM_TAG_SHM_NAME, f->shm.name);
+    elm_proto_put_str(b, ELM_TAG_REGION_SOCKET, f->region_path);
+    static const uint8_t token[ELM_REGION_TOKEN_LEN] = {1, 2, 3};
+    elm_proto_put_bytes(b, ELM_TAG_REGION_TOKEN, token, sizeof token);
     elm_proto_put_u64(b, ELM_TAG_SHM_SIZE, f->open == OPEN_BAD_SIZE ? size + 4096 : size);
     elm_proto_put_u64(b, ELM_TAG_REQ_RING_SIZE, req_cap);
     elm_proto_put_u64(b, ELM_TAG_EVT_RING_SIZE, evt_cap);
@@ -99,7 +104,8 @@ static void answer(struct fake *f, zmq_msg_t *id, const struct elm_proto_msg *re
             break;
         }
         elm_proto_begin_reply(&b, req, 0, NULL);
-        elm_proto_put_u64(&b, ELM_TAG_VERSION, f->hello == HELLO_BAD_VERSION ? 9 : 1);
+        elm_proto_put_u64(&b, ELM_TAG_VERSION,
+                          f->hello == HELLO_BAD_VERSION ? 9 : ELM_PROTO_VERSION_MAX);
         elm_proto_put_u64(&b, ELM_TAG_PID, (uint64_t)f->pid);
         elm_proto_put_str(&b, ELM_TAG_DAEMON_VERSION, "0.1.0-fake");
         break;
@@ -107,9 +113,6 @@ static void answer(struct fake *f, zmq_msg_t *id, const struct elm_proto_msg *re
         open_session(f, req, &b);
         break;
     case ELM_CMD_CLOSE_SESSION:
-        /* As elmd: the name goes at close if the client did not remove it (it could not map a
-         * region it rejected). */
-        elm_shm_unlink(f->shm.name);
         atomic_fetch_add(&f->n_close, 1);
         elm_proto_begin_reply(&b, req, 0, NULL);
         break;
@@ -143,13 +146,37 @@ static void answer(struct fake *f, zmq_msg_t *id, const struct elm_proto_msg *re
     elm_proto_buf_fini(&b);
 }
 
+/* Hands the current region to whoever asks (elmd checks the asker; the fake only serves). */
+static void serve_region(struct fake *f)
+{
+    int conn, rc;
+    uint64_t id;
+    uint8_t token[ELM_REGION_TOKEN_LEN];
+    pid_t pid;
+    uid_t uid;
+    if (elm_region_accept(f->region_fd, &conn) < 0)
+        return;
+    for (int i = 0; i < 1000 && (rc = elm_region_read_request(conn, &id, token, &pid, &uid)) ==
+                                    -EAGAIN;
+         i++)
+        usleep(1000);
+    if (rc == 0)
+        elm_region_reply(conn, 0, f->shm.fd);
+    close(conn);
+}
+
 static void *fake_main(void *arg)
 {
     struct fake *f = arg;
     static unsigned char frame[ELM_PROTO_MAX_FRAME];
     while (!atomic_load(&f->stop)) {
-        zmq_pollitem_t it = {.socket = f->router, .events = ZMQ_POLLIN};
-        if (zmq_poll(&it, 1, 20) <= 0)
+        zmq_pollitem_t it[2] = {{.socket = f->router, .events = ZMQ_POLLIN},
+                                {.fd = f->region_fd, .events = ZMQ_POLLIN}};
+        if (zmq_poll(it, 2, 20) <= 0)
+            continue;
+        if (it[1].revents & ZMQ_POLLIN)
+            serve_region(f);
+        if (!(it[0].revents & ZMQ_POLLIN))
             continue;
         zmq_msg_t id;
         zmq_msg_init(&id);
@@ -179,6 +206,8 @@ static struct fake *fake_start(enum hello_mode hm, enum open_mode om)
     char ep[128];
     snprintf(ep, sizeof ep, "ipc://%s/control", f->dir);
     assert_int_equal(zmq_bind(f->router, ep), 0);
+    snprintf(f->region_path, sizeof f->region_path, "%s/" ELM_REGION_SOCKET, f->dir);
+    assert_int_equal(elm_region_listen(f->region_path, &f->region_fd), 0);
     assert_int_equal(pthread_create(&f->th, NULL, fake_main, f), 0);
     return f;
 }
@@ -189,6 +218,7 @@ static void fake_stop(struct fake *f)
     pthread_join(f->th, NULL);
     zmq_close(f->router);
     zmq_ctx_term(f->zctx);
+    close(f->region_fd);
     elm_shm_close(&f->shm);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", f->dir);
@@ -240,7 +270,7 @@ static void test_version_negotiation(void **state)
     fake_stop(f);
     f = fake_start(HELLO_OK, OPEN_OK);
     assert_int_equal(elm_client_connect(f->dir, &c), 0);
-    assert_int_equal(elm_client_protocol_version(c), 1);
+    assert_int_equal(elm_client_protocol_version(c), ELM_PROTO_VERSION_MAX);
     assert_int_equal(elm_client_daemon_pid(c), getpid());
     elm_client_close(&c);
     assert_null(c);

@@ -4,7 +4,6 @@
  *
  * - a LOAD of a FIFO (open() waited for a writer forever: later loads were refused and SIGTERM
  *   never completed);
- * - shared-memory objects a killed elmd left in /dev/shm (a new elmd did not remove them);
  * - connections beyond elmd's soft open-file limit (libzmq aborted it on EMFILE).
  */
 #include <errno.h>
@@ -32,44 +31,11 @@ static int setup(void **state)
     return fx_start(state, NULL);
 }
 
-/* A daemon with a config file holding conf_text. */
-static int setup_conf(void **state, const char *conf_text)
-{
-    struct fx *f = calloc(1, sizeof *f);
-    *state = f;
-    const char *model = elm_test_model_path(TD_MODEL);
-    if (!model) {
-        print_message("SKIP: model %s/%s not found (set ELM_MODELS_DIR)\n", elm_test_models_dir(),
-                      TD_MODEL);
-        return 0;
-    }
-    char conf[200];
-    if (td_mkbase(&f->t))
-        return -1;
-    snprintf(conf, sizeof conf, "%s/elmd.conf", f->t.base);
-    FILE *fp = fopen(conf, "w");
-    if (!fp || fputs(conf_text, fp) < 0 || fclose(fp))
-        return -1;
-    const char *extra[] = {"--config", conf, NULL};
-    if (td_start(&f->t, model, extra)) {
-        td_dump_log(&f->t);
-        return -1;
-    }
-    tc_open_path(&f->c, f->t.dir);
-    return 0;
-}
-
-/* A daemon whose session names are never unlinked by timeout, so a kill -9 leaves them. */
-static int setup_no_unlink(void **state)
-{
-    return setup_conf(state, "unlink_ms = 600000\n");
-}
-
 static int setup_max_conns(void **state)
 {
     char text[64];
     snprintf(text, sizeof text, "max_connections = %d\n", MAX_CONNS);
-    return setup_conf(state, text);
+    return fx_start_conf(state, text);
 }
 
 /* LOAD path; its reply's status (the message, if any, in msg). */
@@ -120,65 +86,6 @@ static void test_fifo_load_is_refused(void **state)
     assert_true(WIFEXITED(st));
     assert_int_equal(WEXITSTATUS(st), 0);
     unlink(fifo);
-}
-
-/* Opens a session without mapping it (its name stays in /dev/shm): the name into name. */
-static void open_unmapped(struct tc *c, char name[ELM_SHM_NAME_MAX])
-{
-    struct elm_proto_buf *b = tc_begin(c, ELM_CMD_OPEN_SESSION);
-    elm_proto_put_u64(b, ELM_TAG_PID, (uint64_t)getpid());
-    assert_int_equal(tc_call(c, 10000), 0);
-    assert_true(elm_proto_copy_str(&c->rep.body, ELM_TAG_SHM_NAME, name, ELM_SHM_NAME_MAX) >= 0);
-    assert_true(elm_shm_name_is_valid(name));
-}
-
-static bool shm_exists(const char *name)
-{
-    char path[160];
-    snprintf(path, sizeof path, "/dev/shm%s", name);
-    return access(path, F_OK) == 0;
-}
-
-/* Issue 17 item 9. */
-static void test_stale_shm_removed_on_restart(void **state)
-{
-    struct fx *f = *state;
-    REQUIRE_DAEMON(f);
-    const char *model = elm_test_model_path(TD_MODEL);
-    static struct ts_result want, got;
-    char stale[2][ELM_SHM_NAME_MAX];
-    local_greedy(model, PROMPT, 200, &want);
-    open_unmapped(&f->c, stale[0]);
-    open_unmapped(&f->c, stale[1]);
-
-    assert_true(WIFSIGNALED(td_stop(&f->t, SIGKILL, 10000)));
-    tc_close(&f->c);
-    for (int i = 0; i < 2; i++)
-        assert_true(shm_exists(stale[i])); /* what the attack left */
-    /* Objects that are not that daemon's: an untagged one, one of another runtime directory. */
-    struct elm_shm untagged, other;
-    assert_int_equal(elm_shm_create(&untagged, 4096), 0);
-    assert_int_equal(elm_shm_create_tagged(&other, 4096, elm_shm_tag("/nonexistent/elsewhere")), 0);
-
-    assert_int_equal(td_start(&f->t, model, NULL), 0);
-    tc_open_path(&f->c, f->t.dir);
-    /* Unlinked by the test itself before asserting, so a failure leaves nothing behind. */
-    bool left[2], kept[2] = {elm_shm_unlink(untagged.name) == 0, elm_shm_unlink(other.name) == 0};
-    for (int i = 0; i < 2; i++)
-        left[i] = elm_shm_unlink(stale[i]) == 0;
-    elm_shm_close(&untagged);
-    elm_shm_close(&other);
-    assert_false(left[0]);
-    assert_false(left[1]);
-    assert_true(kept[0]);
-    assert_true(kept[1]);
-
-    struct ts s;
-    assert_int_equal(ts_open(&f->c, &s, getpid(), 0), 0);
-    assert_int_equal(ts_prompt(&s, 1, PROMPT, 200, 0, 1), 0);
-    assert_int_equal(ts_collect(&s, &got, 30000), 0);
-    assert_same(&got, &want);
-    assert_int_equal(ts_close(&f->c, &s), 0);
 }
 
 /* A daemon started with a small soft open-file limit (its hard limit is the test's). */
@@ -343,8 +250,6 @@ int main(int argc, char **argv)
     alarm(300); /* a hang fails the test instead of stalling the suite */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_fifo_load_is_refused, setup, fx_teardown),
-        cmocka_unit_test_setup_teardown(test_stale_shm_removed_on_restart, setup_no_unlink,
-                                        fx_teardown),
         cmocka_unit_test_setup_teardown(test_connections_beyond_soft_limit, setup_low_nofile,
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_connection_limit, setup_max_conns, fx_teardown),

@@ -78,22 +78,23 @@ static void test_permissions(void **state)
     assert_int_equal(atol(pid), t->pid);
     free(pid);
 
-    /* The session's shm object, looked at before anyone maps or unlinks it. */
+    snprintf(p, sizeof p, "%s/regions", t->dir);
+    assert_int_equal(stat(p, &st), 0);
+    assert_true(S_ISSOCK(st.st_mode));
+    assert_int_equal(st.st_mode & 07777, 0600);
+
+    /* The session's region: announced as that socket and a token, and fetched from it. */
     struct tc c;
     tc_open_path(&c, t->dir);
     elm_proto_put_u64(tc_begin(&c, ELM_CMD_OPEN_SESSION), ELM_TAG_PID, (uint64_t)getpid());
     assert_int_equal(tc_call(&c, 10000), 0);
-    const char *name = tc_str(&c, ELM_TAG_SHM_NAME);
-    assert_true(elm_shm_name_is_valid(name));
-    snprintf(p, sizeof p, "/dev/shm%s", name);
-    assert_int_equal(stat(p, &st), 0);
-    assert_int_equal(st.st_mode & 07777, 0600);
-    assert_int_equal(st.st_uid, geteuid());
-    /* Nobody maps it: the daemon removes the name after unlink_ms (default 5 s). */
-    int64_t end = td_now_ms() + 8000;
-    while (access(p, F_OK) == 0 && td_now_ms() < end)
-        td_sleep_ms(50);
-    assert_int_not_equal(access(p, F_OK), 0);
+    assert_string_equal(tc_str(&c, ELM_TAG_REGION_SOCKET), p);
+    int fd;
+    assert_int_equal(tc_fetch_region(&c, &fd), 0);
+    assert_int_equal(fstat(fd, &st), 0);
+    assert_true(S_ISREG(st.st_mode));
+    assert_int_equal((uint64_t)st.st_size, tc_u64(&c, ELM_TAG_SHM_SIZE));
+    close(fd);
     tc_close(&c);
 }
 
@@ -229,10 +230,10 @@ static void test_sigterm_drains(void **state)
     elm_proto_put_u64(b, ELM_TAG_PID, (uint64_t)getpid());
     elm_proto_put_u64(b, ELM_TAG_EVT_RING_SIZE, 16384);
     assert_int_equal(tc_call(&c, 10000), 0);
-    char name[ELM_SHM_NAME_MAX];
-    elm_proto_copy_str(&c.rep.body, ELM_TAG_SHM_NAME, name, sizeof name);
+    int fd;
     memset(&s, 0, sizeof s);
-    assert_int_equal(elm_shm_open(&s.shm, name, tc_u64(&c, ELM_TAG_SHM_SIZE), geteuid()), 0);
+    assert_int_equal(tc_fetch_region(&c, &fd), 0);
+    assert_int_equal(elm_shm_adopt(&s.shm, fd, tc_u64(&c, ELM_TAG_SHM_SIZE)), 0);
     assert_int_equal(elm_session_shm_attach(s.shm.base, s.shm.size,
                                             (uint32_t)tc_u64(&c, ELM_TAG_REQ_RING_SIZE), 16384,
                                             ELM_SESSION_CLIENT, &s.r),

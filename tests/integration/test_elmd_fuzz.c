@@ -48,21 +48,21 @@ static size_t valid_frame(unsigned char *out, size_t cap)
     elm_proto_buf_init(&b);
     switch (rnd() % 4) {
     case 0:
-        elm_proto_begin(&b, 1, ELM_CMD_HELLO, 0, (uint32_t)rnd());
-        elm_proto_put_u64(&b, ELM_TAG_VERSION_MIN, 1);
-        elm_proto_put_u64(&b, ELM_TAG_VERSION_MAX, 1 + rnd() % 3);
+        elm_proto_begin(&b, ELM_PROTO_VERSION_MAX, ELM_CMD_HELLO, 0, (uint32_t)rnd());
+        elm_proto_put_u64(&b, ELM_TAG_VERSION_MIN, ELM_PROTO_VERSION_MIN);
+        elm_proto_put_u64(&b, ELM_TAG_VERSION_MAX, ELM_PROTO_VERSION_MIN + rnd() % 3);
         elm_proto_put_str(&b, ELM_TAG_CLIENT_NAME, "fuzzer");
         elm_proto_put_u64(&b, ELM_TAG_PID, rnd() % 100000);
         break;
     case 1:
-        elm_proto_begin(&b, 1, ELM_CMD_STATUS, 0, (uint32_t)rnd());
+        elm_proto_begin(&b, ELM_PROTO_VERSION_MAX, ELM_CMD_STATUS, 0, (uint32_t)rnd());
         break;
     case 2:
-        elm_proto_begin(&b, 1, ELM_CMD_STATS, 0, (uint32_t)rnd());
+        elm_proto_begin(&b, ELM_PROTO_VERSION_MAX, ELM_CMD_STATS, 0, (uint32_t)rnd());
         break;
     default:
         /* a valid-looking LOAD: only ever sent truncated or mutated */
-        elm_proto_begin(&b, 1, ELM_CMD_LOAD, 0, (uint32_t)rnd());
+        elm_proto_begin(&b, ELM_PROTO_VERSION_MAX, ELM_CMD_LOAD, 0, (uint32_t)rnd());
         elm_proto_put_str(&b, ELM_TAG_PATH, "/nonexistent/model.gguf");
         elm_proto_put_u64(&b, ELM_TAG_N_CTX, 128);
         break;
@@ -92,7 +92,7 @@ static size_t fuzz_frame(unsigned char *p, size_t cap)
         n = 12 + rnd() % 200;
         fill(p, n);
         memcpy(p, "ELM", 3);
-        p[3] = 1;
+        p[3] = ELM_PROTO_VERSION_MAX;
         p[4] = (unsigned char)(1 + rnd() % 10);
         p[5] = 0;
         p[6] = p[7] = 0;
@@ -111,7 +111,7 @@ static size_t fuzz_frame(unsigned char *p, size_t cap)
             p[5] = (unsigned char)(rnd() % 2);
             break;
         case 1:
-            p[3] = (unsigned char)(rnd() % 2 ? 0 : 2 + rnd() % 250);
+            p[3] = (unsigned char)(rnd() % 2 ? 0 : ELM_PROTO_VERSION_MAX + 1 + rnd() % 200);
             break;
         default:
             p[6] = (unsigned char)(rnd() | 2);
@@ -199,10 +199,10 @@ static void test_fuzz_control(void **state)
 
     /* Still serving, and it counted exactly what our decoder rejects. */
     tc_begin(&c, ELM_CMD_HELLO);
-    elm_proto_put_u64(&c.out, ELM_TAG_VERSION_MIN, 1);
-    elm_proto_put_u64(&c.out, ELM_TAG_VERSION_MAX, 1);
+    elm_proto_put_u64(&c.out, ELM_TAG_VERSION_MIN, ELM_PROTO_VERSION_MIN);
+    elm_proto_put_u64(&c.out, ELM_TAG_VERSION_MAX, ELM_PROTO_VERSION_MAX);
     assert_int_equal(tc_call(&c, 5000), 0);
-    assert_int_equal(tc_u64(&c, ELM_TAG_VERSION), 1);
+    assert_int_equal(tc_u64(&c, ELM_TAG_VERSION), ELM_PROTO_VERSION_MAX);
     assert_int_equal(tc_simple(&c, ELM_CMD_STATUS), 0);
     assert_string_equal(tc_str(&c, ELM_TAG_PATH), elm_test_model_path(TD_MODEL));
     assert_int_equal(tc_simple(&c, ELM_CMD_STATS), 0);

@@ -158,11 +158,11 @@ static void test_slow_reader_pauses_only_itself(void **state)
     elm_proto_put_u64(b, ELM_TAG_PID, (uint64_t)getpid());
     elm_proto_put_u64(b, ELM_TAG_EVT_RING_SIZE, 16384);
     assert_int_equal(tc_call(&f->c, 10000), 0);
-    char name[ELM_SHM_NAME_MAX];
-    elm_proto_copy_str(&f->c.rep.body, ELM_TAG_SHM_NAME, name, sizeof name);
+    int fd;
     memset(&slow, 0, sizeof slow);
     slow.id = tc_u64(&f->c, ELM_TAG_SESSION_ID);
-    assert_int_equal(elm_shm_open(&slow.shm, name, tc_u64(&f->c, ELM_TAG_SHM_SIZE), geteuid()), 0);
+    assert_int_equal(tc_fetch_region(&f->c, &fd), 0);
+    assert_int_equal(elm_shm_adopt(&slow.shm, fd, tc_u64(&f->c, ELM_TAG_SHM_SIZE)), 0);
     assert_int_equal(elm_session_shm_attach(slow.shm.base, slow.shm.size,
                                             (uint32_t)tc_u64(&f->c, ELM_TAG_REQ_RING_SIZE), 16384,
                                             ELM_SESSION_CLIENT, &slow.r),

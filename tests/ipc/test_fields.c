@@ -126,7 +126,7 @@ static void test_lines(void **state)
     for (uint16_t t = ELM_TAG_ARCH; t < ELM_TAG_OPT_END; t++)
         assert_non_null(elm_fields_find(t));
     assert_null(elm_fields_find(0xffff));
-    assert_null(elm_fields_find(ELM_TAG_SHM_NAME)); /* OPEN_SESSION has no public struct */
+    assert_null(elm_fields_find(ELM_TAG_REGION_SOCKET)); /* OPEN_SESSION has no public struct */
 }
 
 /* ---------------------------------------------------------------------------------------------

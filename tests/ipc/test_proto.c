@@ -81,7 +81,8 @@ static void build(struct elm_proto_buf *b, uint16_t cmd, bool reply)
         break;
     case ELM_CMD_OPEN_SESSION * 2 + 1:
         elm_proto_put_u64(b, ELM_TAG_SESSION_ID, 77);
-        elm_proto_put_str(b, ELM_TAG_SHM_NAME, "/elm-0-0123456789abcdef0123456789abcdef");
+        elm_proto_put_str(b, ELM_TAG_REGION_SOCKET, "/run/user/0/elm/regions");
+        elm_proto_put_bytes(b, ELM_TAG_REGION_TOKEN, "0123456789abcdef", 16);
         elm_proto_put_u64(b, ELM_TAG_SHM_SIZE, 64 + 512 + (1 << 20) + (1 << 16));
         elm_proto_put_u64(b, ELM_TAG_REQ_RING_SIZE, 1 << 20);
         elm_proto_put_u64(b, ELM_TAG_EVT_RING_SIZE, 1 << 16);
@@ -146,13 +147,13 @@ static void test_roundtrip_all(void **state)
     char name[64];
     assert_int_equal(elm_proto_get_u64(&m.body, ELM_TAG_SESSION_ID, &u), 0);
     assert_int_equal(u, 77);
-    assert_int_equal(elm_proto_copy_str(&m.body, ELM_TAG_SHM_NAME, name, sizeof name), 0);
-    assert_string_equal(name, "/elm-0-0123456789abcdef0123456789abcdef");
-    assert_int_equal(elm_proto_copy_str(&m.body, ELM_TAG_SHM_NAME, name, 10), -ENOSPC);
+    assert_int_equal(elm_proto_copy_str(&m.body, ELM_TAG_REGION_SOCKET, name, sizeof name), 0);
+    assert_string_equal(name, "/run/user/0/elm/regions");
+    assert_int_equal(elm_proto_copy_str(&m.body, ELM_TAG_REGION_SOCKET, name, 10), -ENOSPC);
     assert_int_equal(elm_proto_copy_str(&m.body, ELM_TAG_MESSAGE, name, sizeof name), 0);
     assert_string_equal(name, "ok");
     assert_int_equal(elm_proto_get_u64(&m.body, ELM_TAG_N_CTX, &u), -ENOENT);
-    assert_int_equal(elm_proto_get_u64(&m.body, ELM_TAG_SHM_NAME, &u), ELM_EPROTO);
+    assert_int_equal(elm_proto_get_u64(&m.body, ELM_TAG_REGION_SOCKET, &u), ELM_EPROTO);
     int64_t st;
     assert_int_equal(elm_proto_get_i64(&m.body, ELM_TAG_STATUS, &st), 0);
     assert_int_equal(st, 0);
@@ -235,6 +236,8 @@ struct raw {
     size_t n;
 };
 
+#define V ELM_PROTO_VERSION_MAX /* the version of the frames below */
+
 static void raw_begin(struct raw *r, uint8_t version, uint16_t cmd, uint16_t flags)
 {
     memcpy(r->b, "ELM", 3);
@@ -281,7 +284,7 @@ static void test_malformed(void **state)
     struct elm_proto_msg m;
     int64_t zero = 0, pos = 1, big = (int64_t)INT32_MIN - 1;
 
-    raw_begin(&r, 1, ELM_CMD_CANCEL, 0);
+    raw_begin(&r, V, ELM_CMD_CANCEL, 0);
     raw_u64(&r, ELM_TAG_SESSION_ID, 1);
     assert_int_equal(raw_decode(&r, &m), 0); /* the baseline is valid */
     for (size_t cut = 0; cut < r.n; cut++) { /* every truncation */
@@ -303,67 +306,68 @@ static void test_malformed(void **state)
         assert_int_equal(raw_decode(&r, &m), 0);                                                   \
     } while (0)
 
-    EXPECT_BAD(raw_begin(&r, 1, 0, 0));                  /* command 0 */
-    EXPECT_BAD(raw_begin(&r, 1, 11, 0));                 /* unknown command */
-    EXPECT_BAD(raw_begin(&r, 1, 0xffff, 0));             /* unknown command */
-    EXPECT_BAD(raw_begin(&r, 1, ELM_CMD_SHUTDOWN, 0x2)); /* unknown flag */
-    EXPECT_BAD(raw_begin(&r, 2, ELM_CMD_SHUTDOWN, 0));   /* unsupported version */
+    EXPECT_BAD(raw_begin(&r, V, 0, 0));                  /* command 0 */
+    EXPECT_BAD(raw_begin(&r, V, 11, 0));                 /* unknown command */
+    EXPECT_BAD(raw_begin(&r, V, 0xffff, 0));             /* unknown command */
+    EXPECT_BAD(raw_begin(&r, V, ELM_CMD_SHUTDOWN, 0x2)); /* unknown flag */
+    EXPECT_BAD(raw_begin(&r, ELM_PROTO_VERSION_MAX + 1, ELM_CMD_SHUTDOWN, 0)); /* unsupported */
+    EXPECT_BAD(raw_begin(&r, 1, ELM_CMD_SHUTDOWN, 0)); /* 1: before sealed regions, not spoken */
     EXPECT_BAD(raw_begin(&r, 0, ELM_CMD_SHUTDOWN, 0));   /* version 0 */
-    EXPECT_OK(raw_begin(&r, 1, ELM_CMD_SHUTDOWN, 0));
-    EXPECT_BAD(raw_begin(&r, 1, ELM_CMD_CANCEL, 0)); /* session_id missing */
+    EXPECT_OK(raw_begin(&r, V, ELM_CMD_SHUTDOWN, 0));
+    EXPECT_BAD(raw_begin(&r, V, ELM_CMD_CANCEL, 0)); /* session_id missing */
     EXPECT_BAD(raw_u64(&r, ELM_TAG_SESSION_ID, 1); raw_u64(&r, ELM_TAG_SESSION_ID, 2)); /* dup */
-    EXPECT_BAD(raw_begin(&r, 1, ELM_CMD_CANCEL, 0); raw_u64(&r, ELM_TAG_SESSION_ID, 1);
+    EXPECT_BAD(raw_begin(&r, V, ELM_CMD_CANCEL, 0); raw_u64(&r, ELM_TAG_SESSION_ID, 1);
                raw_u64(&r, ELM_TAG_PATH, 1)); /* wrong type for tag */
-    EXPECT_BAD(raw_begin(&r, 1, ELM_CMD_CANCEL, 0); raw_u64(&r, ELM_TAG_SESSION_ID, 1);
+    EXPECT_BAD(raw_begin(&r, V, ELM_CMD_CANCEL, 0); raw_u64(&r, ELM_TAG_SESSION_ID, 1);
                raw_u64(&r, ELM_TAG_N_CTX, 1)); /* not allowed here */
-    EXPECT_BAD(raw_begin(&r, 1, ELM_CMD_CANCEL, 0); raw_u64(&r, ELM_TAG_SESSION_ID, 1);
+    EXPECT_BAD(raw_begin(&r, V, ELM_CMD_CANCEL, 0); raw_u64(&r, ELM_TAG_SESSION_ID, 1);
                raw_u64(&r, 500, 1)); /* unknown critical tag */
-    EXPECT_OK(raw_begin(&r, 1, ELM_CMD_CANCEL, 0); raw_u64(&r, ELM_TAG_SESSION_ID, 1);
+    EXPECT_OK(raw_begin(&r, V, ELM_CMD_CANCEL, 0); raw_u64(&r, ELM_TAG_SESSION_ID, 1);
               raw_field(&r, 0x8fff, 99, 3, "abc")); /* unknown optional: skipped */
-    EXPECT_BAD(raw_begin(&r, 1, ELM_CMD_CANCEL, 0); raw_u64(&r, ELM_TAG_SESSION_ID, 1);
+    EXPECT_BAD(raw_begin(&r, V, ELM_CMD_CANCEL, 0); raw_u64(&r, ELM_TAG_SESSION_ID, 1);
                raw_field(&r, 0x8fff, 99, 300, NULL)); /* ... but must fit */
     /* A known optional tag is typed: its type and value are checked, its place is not. */
-    EXPECT_OK(raw_begin(&r, 1, ELM_CMD_CANCEL, 0); raw_u64(&r, ELM_TAG_SESSION_ID, 1);
+    EXPECT_OK(raw_begin(&r, V, ELM_CMD_CANCEL, 0); raw_u64(&r, ELM_TAG_SESSION_ID, 1);
               raw_u64(&r, ELM_TAG_KV_PAGES, 7); raw_u64(&r, ELM_TAG_KV_PAGES, 8));
-    EXPECT_BAD(raw_begin(&r, 1, ELM_CMD_CANCEL, 0); raw_u64(&r, ELM_TAG_SESSION_ID, 1);
+    EXPECT_BAD(raw_begin(&r, V, ELM_CMD_CANCEL, 0); raw_u64(&r, ELM_TAG_SESSION_ID, 1);
                raw_field(&r, ELM_TAG_KV_BACKING, ELM_PT_U64, 8, "12345678")); /* wrong type */
-    EXPECT_BAD(raw_begin(&r, 1, ELM_CMD_CANCEL, 0); raw_u64(&r, ELM_TAG_SESSION_ID, 1);
+    EXPECT_BAD(raw_begin(&r, V, ELM_CMD_CANCEL, 0); raw_u64(&r, ELM_TAG_SESSION_ID, 1);
                raw_field(&r, ELM_TAG_KV_PAGES, ELM_PT_U64, 4, "1234")); /* short integer */
-    EXPECT_BAD(raw_begin(&r, 1, ELM_CMD_CANCEL, 0); raw_u64(&r, ELM_TAG_SESSION_ID, 1);
+    EXPECT_BAD(raw_begin(&r, V, ELM_CMD_CANCEL, 0); raw_u64(&r, ELM_TAG_SESSION_ID, 1);
                raw_field(&r, ELM_TAG_KV_BACKING, ELM_PT_STR, 3, "a\0b")); /* NUL in string */
-    EXPECT_BAD(raw_begin(&r, 1, ELM_CMD_CANCEL, 0);
+    EXPECT_BAD(raw_begin(&r, V, ELM_CMD_CANCEL, 0);
                raw_field(&r, ELM_TAG_SESSION_ID, ELM_PT_U64, 4, "abcd")); /* short integer */
-    EXPECT_BAD(raw_begin(&r, 1, ELM_CMD_CANCEL, 0);
+    EXPECT_BAD(raw_begin(&r, V, ELM_CMD_CANCEL, 0);
                raw_field(&r, ELM_TAG_SESSION_ID, ELM_PT_U64, 0xffffffffu, NULL)); /* huge len */
-    EXPECT_BAD(raw_begin(&r, 1, ELM_CMD_LOAD, 0);
+    EXPECT_BAD(raw_begin(&r, V, ELM_CMD_LOAD, 0);
                raw_field(&r, ELM_TAG_PATH, ELM_PT_STR, 5, "a\0b/c")); /* NUL in string */
-    EXPECT_OK(raw_begin(&r, 1, ELM_CMD_LOAD, 0); raw_field(&r, ELM_TAG_PATH, ELM_PT_STR, 0, ""));
+    EXPECT_OK(raw_begin(&r, V, ELM_CMD_LOAD, 0); raw_field(&r, ELM_TAG_PATH, ELM_PT_STR, 0, ""));
     {
         static char longs[ELM_PROTO_MAX_STR + 1];
         memset(longs, 'a', sizeof longs);
-        EXPECT_BAD(raw_begin(&r, 1, ELM_CMD_LOAD, 0);
+        EXPECT_BAD(raw_begin(&r, V, ELM_CMD_LOAD, 0);
                    raw_field(&r, ELM_TAG_PATH, ELM_PT_STR, sizeof longs, longs));
-        EXPECT_OK(raw_begin(&r, 1, ELM_CMD_LOAD, 0);
+        EXPECT_OK(raw_begin(&r, V, ELM_CMD_LOAD, 0);
                   raw_field(&r, ELM_TAG_PATH, ELM_PT_STR, sizeof longs - 1, longs));
     }
     /* Requests carry no status; replies must, in range. */
-    EXPECT_BAD(raw_begin(&r, 1, ELM_CMD_SHUTDOWN, 0);
+    EXPECT_BAD(raw_begin(&r, V, ELM_CMD_SHUTDOWN, 0);
                raw_field(&r, ELM_TAG_STATUS, ELM_PT_I64, 8, &zero));
-    EXPECT_OK(raw_begin(&r, 1, ELM_CMD_SHUTDOWN, ELM_PROTO_F_REPLY);
+    EXPECT_OK(raw_begin(&r, V, ELM_CMD_SHUTDOWN, ELM_PROTO_F_REPLY);
               raw_field(&r, ELM_TAG_STATUS, ELM_PT_I64, 8, &zero));
-    EXPECT_BAD(raw_begin(&r, 1, ELM_CMD_SHUTDOWN, ELM_PROTO_F_REPLY));
-    EXPECT_BAD(raw_begin(&r, 1, ELM_CMD_SHUTDOWN, ELM_PROTO_F_REPLY);
+    EXPECT_BAD(raw_begin(&r, V, ELM_CMD_SHUTDOWN, ELM_PROTO_F_REPLY));
+    EXPECT_BAD(raw_begin(&r, V, ELM_CMD_SHUTDOWN, ELM_PROTO_F_REPLY);
                raw_field(&r, ELM_TAG_STATUS, ELM_PT_I64, 8, &pos));
-    EXPECT_BAD(raw_begin(&r, 1, ELM_CMD_SHUTDOWN, ELM_PROTO_F_REPLY);
+    EXPECT_BAD(raw_begin(&r, V, ELM_CMD_SHUTDOWN, ELM_PROTO_F_REPLY);
                raw_field(&r, ELM_TAG_STATUS, ELM_PT_I64, 8, &big));
-    EXPECT_BAD(raw_begin(&r, 1, ELM_CMD_SHUTDOWN, ELM_PROTO_F_REPLY);
+    EXPECT_BAD(raw_begin(&r, V, ELM_CMD_SHUTDOWN, ELM_PROTO_F_REPLY);
                raw_field(&r, ELM_TAG_STATUS, ELM_PT_I64, 8, &zero);
                raw_field(&r, ELM_TAG_STATUS, ELM_PT_I64, 8, &zero));
-    EXPECT_BAD(raw_begin(&r, 1, ELM_CMD_SHUTDOWN, ELM_PROTO_F_REPLY);
+    EXPECT_BAD(raw_begin(&r, V, ELM_CMD_SHUTDOWN, ELM_PROTO_F_REPLY);
                raw_field(&r, ELM_TAG_STATUS, ELM_PT_U64, 8, &zero)); /* status is i64 */
     /* f64 must be finite. */
     double nan = NAN, fine = 1.0;
-    raw_begin(&r, 1, ELM_CMD_STATS, ELM_PROTO_F_REPLY);
+    raw_begin(&r, V, ELM_CMD_STATS, ELM_PROTO_F_REPLY);
     raw_field(&r, ELM_TAG_STATUS, ELM_PT_I64, 8, &zero);
     raw_u64(&r, ELM_TAG_UPTIME_NS, 1);
     raw_u64(&r, ELM_TAG_N_REQUESTS, 1);
@@ -376,12 +380,12 @@ static void test_malformed(void **state)
     /* Groups: required fields inside, no nesting, only where the schema allows. */
     unsigned char grp[64];
     struct raw in;
-    raw_begin(&in, 1, 1, 0);
+    raw_begin(&in, V, 1, 0);
     raw_u64(&in, ELM_TAG_SESSION_ID, 1);
     raw_u64(&in, ELM_TAG_STATE, 1);
     memcpy(grp, in.b + 12, in.n - 12);
     uint32_t glen = (uint32_t)(in.n - 12);
-    raw_begin(&r, 1, ELM_CMD_SESSIONS, ELM_PROTO_F_REPLY);
+    raw_begin(&r, V, ELM_CMD_SESSIONS, ELM_PROTO_F_REPLY);
     raw_field(&r, ELM_TAG_STATUS, ELM_PT_I64, 8, &zero);
     base = r;
     EXPECT_OK(raw_field(&r, ELM_TAG_SESSION, ELM_PT_GROUP, glen, grp);
@@ -394,7 +398,7 @@ static void test_malformed(void **state)
     {
         unsigned char nested[128];
         struct raw g2;
-        raw_begin(&g2, 1, 1, 0);
+        raw_begin(&g2, V, 1, 0);
         raw_u64(&g2, ELM_TAG_SESSION_ID, 1);
         raw_u64(&g2, ELM_TAG_STATE, 1);
         raw_field(&g2, ELM_TAG_SESSION, ELM_PT_GROUP, glen, grp);
@@ -403,7 +407,7 @@ static void test_malformed(void **state)
         EXPECT_BAD(raw_field(&r, ELM_TAG_SESSION, ELM_PT_GROUP, (uint32_t)(g2.n - 12), nested));
     }
     /* Frame size bounds. */
-    raw_begin(&r, 1, ELM_CMD_LOAD, 0);
+    raw_begin(&r, V, ELM_CMD_LOAD, 0);
     r.n = ELM_PROTO_MAX_FRAME + 1;
     assert_int_equal(elm_proto_decode(r.b, r.n, &m, NULL), ELM_EPROTO);
     struct elm_proto_hdr h;
@@ -527,7 +531,8 @@ static void test_versions(void **state)
 
     assert_string_equal(elm_proto_cmd_name(ELM_CMD_OPEN_SESSION), "open_session");
     assert_string_equal(elm_proto_cmd_name(999), "unknown");
-    assert_string_equal(elm_proto_tag_name(ELM_TAG_SHM_NAME), "shm_name");
+    assert_string_equal(elm_proto_tag_name(ELM_TAG_REGION_SOCKET), "region_socket");
+    assert_string_equal(elm_proto_tag_name(ELM_TAG_REGION_TOKEN), "region_token");
     assert_string_equal(elm_proto_tag_name(0x8001), "unknown");
     assert_string_equal(elm_proto_tag_name(ELM_TAG_ARCH), "arch");
     assert_string_equal(elm_proto_tag_name(ELM_TAG_N_KV_RECLAIMED), "n_kv_reclaimed");

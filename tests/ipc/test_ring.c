@@ -2,9 +2,9 @@
  *
  * In one process: push/pop, full and empty, close, timeouts, and a long seeded run of random
  * sizes with wrap-around (including the u32 counters wrapping) checked against a model FIFO.
- * Across two processes: one million records streamed through a ring in a real shm object that
- * the child maps by name at its own address, with pauses on each side so both the consumer
- * (waiting for data) and the producer (waiting for space) must sleep on the futex.
+ * Across two processes: one million records streamed through a ring in a real sealed region
+ * that the child maps from its descriptor at its own address, with pauses on each side so both
+ * the consumer (waiting for data) and the producer (waiting for space) must sleep on the futex.
  * Against a hostile peer: a seeded loop scribbles on counters, flags and record headers of a
  * ring in exactly-sized heap memory (so ASan sees any out-of-bounds access), and a forked
  * process scribbles on a live shared ring; every call must return data or an error, promptly.
@@ -326,13 +326,14 @@ static uint32_t stream_build(uint64_t seq, unsigned char *p)
     return 8 + k + 4;
 }
 
-/* Child: maps the region by name (its own address), produces into the request ring. */
-static int stream_producer(const char *name, size_t size)
+/* Child: maps the region from its inherited descriptor (its own address), produces into the
+ * request ring. */
+static int stream_producer(int fd, size_t size)
 {
     alarm(120);
     struct elm_shm shm;
     struct elm_session_rings rings;
-    if (elm_shm_open(&shm, name, size, geteuid()) != 0)
+    if (elm_shm_adopt(&shm, dup(fd), size) != 0)
         return 10;
     if (elm_session_shm_attach(shm.base, shm.size, STREAM_CAP, STREAM_CAP, ELM_SESSION_CLIENT,
                                &rings) != 0)
@@ -374,7 +375,7 @@ static void test_two_process_stream(void **state)
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0)
-        _exit(stream_producer(shm.name, size));
+        _exit(stream_producer(shm.fd, size));
 
     unsigned char rec[64], want[64];
     struct elm_ring_rec h;
@@ -408,7 +409,6 @@ static void test_two_process_stream(void **state)
     print_message("stream: %d records; consumer slept %llu times, woke the producer %llu times\n",
                   STREAM_N, (unsigned long long)rings.req.n_sleeps,
                   (unsigned long long)rings.req.n_wakes);
-    assert_int_equal(elm_shm_unlink(shm.name), 0);
     elm_shm_close(&shm);
 }
 
@@ -509,7 +509,6 @@ static void test_multi_ring_wait(void **state)
      * could not sleep, and the producer would wait for space that never comes. */
     if (syscall(SYS_futex_waitv, NULL, 0u, 0, NULL, CLOCK_MONOTONIC) < 0 && errno == ENOSYS) {
         print_message("SKIP part: futex_waitv unavailable (ENOSYS), two-process part not run\n");
-        assert_int_equal(elm_shm_unlink(shm.name), 0);
         elm_shm_close(&shm);
         return;
     }
@@ -534,7 +533,6 @@ static void test_multi_ring_wait(void **state)
     assert_int_equal(WEXITSTATUS(st), 0);
     print_message("multi-ring: %d records over 2 rings; producer woke the consumer %llu times\n",
                   MULTI_N, (unsigned long long)(p[0].n_wakes + p[1].n_wakes));
-    assert_int_equal(elm_shm_unlink(shm.name), 0);
     elm_shm_close(&shm);
 }
 
@@ -736,7 +734,6 @@ static void test_corruption_concurrent(void **state)
     print_message("concurrent scribbler: %ld operations, %ld records, %ld ERING\n", ops, records,
                   errs);
     assert_true(ops > 1000 && errs > 10);
-    elm_shm_unlink(shm.name);
     elm_shm_close(&shm);
 }
 

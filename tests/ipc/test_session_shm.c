@@ -429,12 +429,12 @@ static void test_decode_fuzz(void **state)
 
 #define N_PROMPTS 200
 
-static int fake_daemon(const char *name, size_t size)
+static int fake_daemon(int fd, size_t size)
 {
     alarm(60);
     struct elm_shm shm;
     struct elm_session_rings r;
-    if (elm_shm_open(&shm, name, size, geteuid()) ||
+    if (elm_shm_adopt(&shm, dup(fd), size) ||
         elm_session_shm_attach(shm.base, shm.size, 4096, 1024, ELM_SESSION_DAEMON, &r))
         return 10;
     unsigned char buf[4096];
@@ -481,7 +481,7 @@ static void test_conversation(void **state)
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0)
-        _exit(fake_daemon(shm.name, size));
+        _exit(fake_daemon(shm.fd, size));
     struct elm_session_rings r;
     assert_int_equal(elm_session_shm_attach(shm.base, size, 4096, 1024, ELM_SESSION_CLIENT, &r), 0);
     uint64_t s = 99;
@@ -525,7 +525,6 @@ static void test_conversation(void **state)
     assert_int_equal(WEXITSTATUS(st), 0);
     struct elm_ring_rec rec;
     assert_int_equal(elm_ring_pop(&r.evt, &rec, buf, sizeof buf), -EPIPE); /* daemon closed */
-    assert_int_equal(elm_shm_unlink(shm.name), 0);
     elm_shm_close(&shm);
 }
 
