@@ -45,33 +45,6 @@ static int setup(void **state)
     return fx_start(state, NULL);
 }
 
-/* A daemon with a config file holding conf_text (no model without one: REQUIRE_DAEMON). */
-static int setup_conf(void **state, const char *conf_text)
-{
-    struct fx *f = calloc(1, sizeof *f);
-    *state = f;
-    const char *model = elm_test_model_path(TD_MODEL);
-    if (!model) {
-        print_message("SKIP: model %s/%s not found (set ELM_MODELS_DIR)\n", elm_test_models_dir(),
-                      TD_MODEL);
-        return 0;
-    }
-    char conf[200];
-    if (td_mkbase(&f->t))
-        return -1;
-    snprintf(conf, sizeof conf, "%s/elmd.conf", f->t.base);
-    FILE *fp = fopen(conf, "w");
-    if (!fp || fputs(conf_text, fp) < 0 || fclose(fp))
-        return -1;
-    const char *extra[] = {"--config", conf, NULL};
-    if (td_start(&f->t, model, extra)) {
-        td_dump_log(&f->t);
-        return -1;
-    }
-    tc_open_path(&f->c, f->t.dir);
-    return 0;
-}
-
 /* The bystander: a greedy stream of N_TOKENS that must stay exact whatever the attack does. */
 static void bystander_start(struct fx *f, struct ts *s, struct ts_result *want)
 {
@@ -311,7 +284,7 @@ static void test_load_limits(void **state)
  * KV than max_kv_mib. */
 static int setup_kv_budget(void **state)
 {
-    return setup_conf(state, "max_ctx = 65536\nmax_kv_mib = 8\n");
+    return fx_start_conf(state, "max_ctx = 65536\nmax_kv_mib = 8\n");
 }
 
 static void test_kv_budget(void **state)
@@ -352,7 +325,7 @@ static int setup_group_tcp(void **state)
     char text[160];
     snprintf(g_tcp, sizeof g_tcp, "tcp://127.0.0.1:%d", free_port());
     snprintf(text, sizeof text, "group = users\nendpoint = %s\n", g_tcp);
-    return setup_conf(state, text);
+    return fx_start_conf(state, text);
 }
 
 /* What a group member gets, written to fd as "rc message" lines: LOAD of model, of a private
