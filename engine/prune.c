@@ -84,8 +84,7 @@ void elm_prune_pick(const double *influence, int32_t n_layer, int32_t n, bool *d
     }
 }
 
-/* The block number of a "blk.N.rest" name and where rest starts, or -1. */
-static long block_of(const struct elm_gguf_str *name, size_t *rest)
+long elm_prune_block_of(const struct elm_gguf_str *name, size_t *rest)
 {
     if (name->len < 6 || memcmp(name->ptr, "blk.", 4))
         return -1;
@@ -151,7 +150,7 @@ int elm_prune_layers(const char *in, const char *out, const bool *drop, int32_t 
         const struct elm_gguf_tensor *t = &g->tensors[i];
         char name[512];
         size_t rest = 0;
-        const long b = block_of(&t->name, &rest);
+        const long b = elm_prune_block_of(&t->name, &rest);
         params_in += t->n_elements;
         if (b >= n_layer) {
             rc = elm_errf(err, errlen, ELM_EMODEL, "%s: tensor '%.*s' past block_count", in,

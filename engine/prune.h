@@ -33,6 +33,11 @@ int elm_prune_layers(const char *in, const char *out, const bool *drop, int32_t 
  * floats, sum += 1 - cos(a_t, b_t) per token, in double. */
 void elm_prune_influence_add(double *sum, const float *a, const float *b, int64_t n_embd, int n);
 
+struct elm_gguf_str;
+/* The block number N of a tensor named "blk.N.rest" and in *rest the offset of the '.' before
+ * rest; -1 for any other name. Both pruners use it to find a tensor's layer. */
+long elm_prune_block_of(const struct elm_gguf_str *name, size_t *rest);
+
 struct elm_eval;
 struct elm_model;
 struct elm_ppl;

@@ -206,21 +206,6 @@ static int set_dims(struct pruner *p, const char *suffix, const int32_t *v)
     return rc ? elm_errf(p->err, p->errlen, rc, "%s", elm_gguf_writer_error(p->w)) : 0;
 }
 
-/* The block of a "blk.N.rest" tensor and its rest, or -1. */
-static long block_rest(const struct elm_gguf_str *name, const char **rest)
-{
-    if (name->len < 6 || memcmp(name->ptr, "blk.", 4))
-        return -1;
-    long v = 0;
-    size_t i = 4;
-    while (i < name->len && name->ptr[i] >= '0' && name->ptr[i] <= '9' && v < 1000000)
-        v = v * 10 + (name->ptr[i++] - '0');
-    if (i == 4 || i >= name->len || name->ptr[i] != '.')
-        return -1;
-    *rest = name->ptr + i + 1;
-    return v;
-}
-
 static bool rest_is(const char *rest, size_t len, const char *s)
 {
     return strlen(s) == len && !memcmp(rest, s, len);
@@ -259,8 +244,9 @@ static int write_pruned(const struct elm_model *m, const char *out, bool *const 
     for (uint64_t i = 0; i < g->n_tensors && !rc; i++) {
         const struct elm_gguf_tensor *t = &g->tensors[i];
         char name[256];
-        const char *rest = NULL;
-        const long b = block_rest(&t->name, &rest);
+        size_t dot = 0;
+        const long b = elm_prune_block_of(&t->name, &dot);
+        const char *rest = t->name.ptr + dot + 1; /* used only when b >= 0 */
         params_in += t->n_elements;
         if (t->name.len >= sizeof name) {
             rc = elm_errf(err, errlen, ELM_EFORMAT, "tensor name too long");
