@@ -512,18 +512,10 @@ void assert_same(const struct ts_result *got, const struct ts_result *want)
 
 /* ---- the daemon tests' fixture: a daemon on TD_MODEL and a control connection -------------- */
 
-int fx_start(void **state, const char *const *extra)
+/* Starts the daemon of f on TD_MODEL with extra arguments and connects to it. */
+static int fx_launch(struct fx *f, const char *const *extra)
 {
-    struct fx *f = calloc(1, sizeof *f);
-    *state = f;
-    const char *model = elm_test_model_path(TD_MODEL);
-    if (!model) {
-        print_message("SKIP: model %s/%s not found (set ELM_MODELS_DIR)\n", elm_test_models_dir(),
-                      TD_MODEL);
-        return 0;
-    }
-    int rc = td_start(&f->t, model, extra);
-    if (rc) {
+    if (td_start(&f->t, elm_test_model_path(TD_MODEL), extra)) {
         td_dump_log(&f->t);
         return -1;
     }
@@ -531,30 +523,33 @@ int fx_start(void **state, const char *const *extra)
     return 0;
 }
 
-int fx_start_conf(void **state, const char *conf_text)
+int fx_start(void **state, const char *const *extra)
 {
     struct fx *f = calloc(1, sizeof *f);
     *state = f;
-    const char *model = elm_test_model_path(TD_MODEL);
-    if (!model) {
+    if (!elm_test_model_path(TD_MODEL)) {
         print_message("SKIP: model %s/%s not found (set ELM_MODELS_DIR)\n", elm_test_models_dir(),
                       TD_MODEL);
         return 0;
     }
+    return fx_launch(f, extra);
+}
+
+int fx_start_conf(void **state, const char *conf_text)
+{
+    if (!elm_test_model_path(TD_MODEL))
+        return fx_start(state, NULL); /* its skip */
+    struct fx *f = calloc(1, sizeof *f);
+    *state = f;
     char conf[200];
-    if (td_mkbase(&f->t))
+    if (td_mkbase(&f->t)) /* the directory td_start uses, made first to hold the file */
         return -1;
     snprintf(conf, sizeof conf, "%s/elmd.conf", f->t.base);
     FILE *fp = fopen(conf, "w");
     if (!fp || fputs(conf_text, fp) < 0 || fclose(fp))
         return -1;
     const char *extra[] = {"--config", conf, NULL};
-    if (td_start(&f->t, model, extra)) {
-        td_dump_log(&f->t);
-        return -1;
-    }
-    tc_open_path(&f->c, f->t.dir);
-    return 0;
+    return fx_launch(f, extra);
 }
 
 int fx_teardown(void **state)
