@@ -24,8 +24,7 @@ enum { EV_CTX = 0x100, EV_CHUNKS, EV_THREADS, EV_KERNEL, EV_KV_TYPE, EV_ORDER };
 #define EVAL_LONG_OPTS                                                                             \
     {"ctx", required_argument, 0, EV_CTX}, {"chunks", required_argument, 0, EV_CHUNKS},            \
         {"threads", required_argument, 0, EV_THREADS},                                             \
-        {"kernel", required_argument, 0, EV_KERNEL},                                               \
-        {"order", required_argument, 0, EV_ORDER},                                                 \
+        {"kernel", required_argument, 0, EV_KERNEL}, {"order", required_argument, 0, EV_ORDER},    \
     {                                                                                              \
         "kv-type", required_argument, 0, EV_KV_TYPE                                                \
     }
@@ -34,8 +33,8 @@ enum { EV_CTX = 0x100, EV_CHUNKS, EV_THREADS, EV_KERNEL, EV_KV_TYPE, EV_ORDER };
     "  --chunks N            evaluate at most N chunks (default: every complete one)\n"            \
     "  --threads N           compute threads (default: CPU count)\n"                               \
     "  --kv-type f16|f32|q8_0  KV cache precision (default f16, as llama.cpp's)\n"                 \
-    "  --kernel NAME         force a kernel variant (ref, avx2, avx512, neon, ...)\n"            \
-    "  --order avx512|avx2   sum softmax, SiLU and attention as llama.cpp built for that ISA\n"  \
+    "  --kernel NAME         force a kernel variant (ref, avx2, avx512, neon, ...)\n"              \
+    "  --order avx512|avx2   sum softmax, SiLU and attention as llama.cpp built for that ISA\n"    \
     "                        does (default avx512; same bits on every machine)\n"
 
 void eval_opts_default(struct eval_opts *o, long ctx);
