@@ -27,6 +27,14 @@ int eval_opt(struct eval_opts *o, int c, const char *arg)
     case EV_KERNEL:
         o->kernel = arg;
         return 1;
+    case EV_ORDER:
+        if (!strcmp(arg, "avx512"))
+            o->order = ELM_ORDER_AVX512;
+        else if (!strcmp(arg, "avx2"))
+            o->order = ELM_ORDER_AVX2;
+        else
+            return cli_usage("--order expects avx512 or avx2, got '%s'", arg), -1;
+        return 1;
     case EV_KV_TYPE:
         if (!strcmp(arg, "f16"))
             o->kv_type = ELM_TYPE_F16;
@@ -44,7 +52,8 @@ int eval_opt(struct eval_opts *o, int c, const char *arg)
 
 int eval_load(const char *path, const struct eval_opts *o, struct elm_model **m)
 {
-    struct elm_model_params mp = {.n_threads = (int)o->threads, .kernel = o->kernel};
+    struct elm_model_params mp = {
+        .n_threads = (int)o->threads, .kernel = o->kernel, .order = o->order};
     char err[512] = "";
     int rc = elm_model_load(path, &mp, m, err, sizeof err);
     if (rc)

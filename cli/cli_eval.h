@@ -16,14 +16,15 @@ struct eval_opts {
     long threads;
     const char *kernel;
     enum elm_type kv_type;
+    enum elm_order order; /* --order: llama.cpp's AVX-512 (default) or AVX2 summation order */
 };
 
 /* The getopt_long lines of the shared options and their short codes (>= 0x100). */
-enum { EV_CTX = 0x100, EV_CHUNKS, EV_THREADS, EV_KERNEL, EV_KV_TYPE };
+enum { EV_CTX = 0x100, EV_CHUNKS, EV_THREADS, EV_KERNEL, EV_KV_TYPE, EV_ORDER };
 #define EVAL_LONG_OPTS                                                                             \
     {"ctx", required_argument, 0, EV_CTX}, {"chunks", required_argument, 0, EV_CHUNKS},            \
         {"threads", required_argument, 0, EV_THREADS},                                             \
-        {"kernel", required_argument, 0, EV_KERNEL},                                               \
+        {"kernel", required_argument, 0, EV_KERNEL}, {"order", required_argument, 0, EV_ORDER},    \
     {                                                                                              \
         "kv-type", required_argument, 0, EV_KV_TYPE                                                \
     }
@@ -32,7 +33,9 @@ enum { EV_CTX = 0x100, EV_CHUNKS, EV_THREADS, EV_KERNEL, EV_KV_TYPE };
     "  --chunks N            evaluate at most N chunks (default: every complete one)\n"            \
     "  --threads N           compute threads (default: CPU count)\n"                               \
     "  --kv-type f16|f32|q8_0  KV cache precision (default f16, as llama.cpp's)\n"                 \
-    "  --kernel NAME         force a kernel variant (ref, avx2, avx512, neon, ...)\n"
+    "  --kernel NAME         force a kernel variant (ref, avx2, avx512, neon, ...)\n"              \
+    "  --order avx512|avx2   sum softmax, SiLU and attention as llama.cpp built for that ISA\n"    \
+    "                        does (default avx512; same bits on every machine)\n"
 
 void eval_opts_default(struct eval_opts *o, long ctx);
 /* Handles one of the shared options: 1 when c was one (and valid), 0 when not, -1 after a usage

@@ -571,6 +571,14 @@ int elm_model_create(struct elm_gguf *g, const void *data, const struct elm_mode
             goto fail_model;
         }
     }
+    if (p && p->order != ELM_ORDER_AVX512) {
+        if (p->order != ELM_ORDER_AVX2) {
+            rc = elm_errf(err, errlen, -EINVAL, "unknown summation order %d", (int)p->order);
+            goto fail_model;
+        }
+        elm_kernels_with_order(&m->k_order, m->k, p->order);
+        m->k = &m->k_order;
+    }
     m->n_threads = p && p->n_threads > 0 ? p->n_threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
     if (m->n_threads < 1)
         m->n_threads = 1;

@@ -86,7 +86,8 @@ struct elm_model {
     struct elm_hparams hp;
     struct elm_gguf *gguf;   /* owned: the header (and, for elm_model_load, the mapping) */
     struct elm_vocab *vocab; /* owned */
-    const struct elm_kernels *k;
+    const struct elm_kernels *k;  /* the variant, or &k_order when an order was asked for */
+    struct elm_kernels k_order;   /* the variant with another summation order (kernels.h) */
     struct elm_tensor tok_embd;   /* [n_vocab rows][n_embd] */
     const float *output_norm;     /* [n_embd] */
     struct elm_tensor output;     /* [n_vocab rows][n_embd]; == tok_embd when tied */
@@ -104,6 +105,10 @@ struct elm_model {
 struct elm_model_params {
     int n_threads;             /* <= 0: number of online CPUs */
     const char *kernel;        /* NULL: elm_kernels_active() */
+    /* llama.cpp's summation order to reproduce where it depends on the vector width (softmax,
+     * SiLU, attention): the default AVX-512 one, or AVX2 to compare with a run of llama.cpp
+     * built for AVX2 only (docs/compression.md). */
+    enum elm_order order;
     /* Build the model without a tokenizer when the file's tokenizer is not supported (vocab is
      * then NULL and callers feed token ids): for checking a forward pass against reference ids
      * before elm can tokenize that vocabulary. Nothing that tokenizes may use such a model. */

@@ -111,6 +111,8 @@ struct elm_kernels {
      *   them to the cache type); a Q8_0 cache takes them as they are and its values
      *   dequantized (d * q, exact in float). hd is a multiple of 32 for Q8_0.
      * kv_fold: out[d] = the 16 lanes of output d folded as a 512-bit register (elm_hsum16).
+     * (Tables made by elm_kernels_with_order(ELM_ORDER_AVX2) use 8 lanes and elm_hsum8; the
+     * caller's lanes buffer holds 16 * hd either way.)
      * The order of the sums over p is the one llama.cpp uses for a batch of several tokens.
      * For a token decoded alone it uses another order (whose last bits may differ); elm keeps
      * one order for every batch, and measured that the zoo references still hold. */
@@ -119,6 +121,17 @@ struct elm_kernels {
                                    const void *v, int64_t v_stride);
     void (*kv_fold)(int64_t hd, const float *lanes, float *out);
 };
+
+/* The summation order of the operations whose last bits depend on llama.cpp's vector width
+ * (softmax, SiLU, attention over the cache): the one its x86 build computes with AVX-512 (the
+ * default, the order the zoo references came from) or with AVX2 only (the order evalref's
+ * perplexities were computed in; docs/compression.md). ELM_ORDER_AVX2 keeps 8 lanes in kv_mix
+ * and kv_fold instead of 16, and runs scalar reference code on every machine. */
+enum elm_order { ELM_ORDER_AVX512 = 0, ELM_ORDER_AVX2 = 1 };
+
+/* *dst = base, with the order-dependent operations replaced by those of `order`. */
+void elm_kernels_with_order(struct elm_kernels *dst, const struct elm_kernels *base,
+                            enum elm_order order);
 
 /* The variant chosen for this process: ELM_KERNEL if set (falls back to the probe, with a
  * warning on stderr, when the CPU lacks it), else the best the CPU supports. Thread-safe. */

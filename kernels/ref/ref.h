@@ -170,6 +170,18 @@ void elm_ref_kv_mix_f16(int64_t n, int64_t hd, float *lanes, const float *w, con
 void elm_ref_kv_mix_q8_0(int64_t n, int64_t hd, float *lanes, const float *w, const void *v,
                          int64_t v_stride);
 void elm_ref_kv_fold(int64_t hd, const float *lanes, float *out);
+/* the same operations in llama.cpp's AVX2 order (ref/order8.c, ELM_ORDER_AVX2) */
+void elm_ref8_softmax(float *x, int64_t n);
+void elm_ref8_silu_mul(float *g, const float *u, int64_t n);
+void elm_ref8_kv_dot_f32(int64_t n, float *s, const void *k, const void *q);
+void elm_ref8_kv_dot_f16(int64_t n, float *s, const void *k, const void *q);
+void elm_ref8_kv_mix_f32(int64_t n, int64_t hd, float *lanes, const float *w, const void *v,
+                         int64_t v_stride);
+void elm_ref8_kv_mix_f16(int64_t n, int64_t hd, float *lanes, const float *w, const void *v,
+                         int64_t v_stride);
+void elm_ref8_kv_mix_q8_0(int64_t n, int64_t hd, float *lanes, const float *w, const void *v,
+                          int64_t v_stride);
+void elm_ref8_kv_fold(int64_t hd, const float *lanes, float *out);
 
 /* Unpacks the 12-byte 6-bit scale/min field of Q4_K and Q5_K: sub-block j (0..7). */
 static inline void elm_k4_scale_min(const uint8_t *packed, int j, uint8_t *scale, uint8_t *min)

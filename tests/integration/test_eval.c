@@ -5,9 +5,10 @@
  *
  * Bounds come from the issue's acceptance and evalref's README: perplexity within 0.1 %
  * relative (per chunk and final), imatrix within 1e-4 relative per entry, KLD within 1e-4
- * absolute. The quantized zoo files are not in the perplexity table: elm's forward pass is held
- * to tolerances on them (tests/kernel/test_zoo.c), and evalref's README notes that a rounding
- * flip moves their ln(PPL) by 2-5e-3 in llama.cpp itself, so 0.1 % is out of reach there. */
+ * absolute. evalref was made by llama.cpp built for AVX2 only; the quantized zoo files amplify
+ * the last bits of the attention sums that depend on that (docs/compression.md), so their runs
+ * use --order avx2, which reproduces them to ~1e-13 (elm's default order is the AVX-512 one the
+ * zoo references need). The F32 files agree to ~1e-5 in either order and keep the default. */
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -56,19 +57,35 @@ struct ppl_case {
     const char *ref, *model, *text;
     int ctx, chunks; /* chunks 0: all */
     const char *kv;
+    const char *order; /* --order for elmctl */
 };
 
 static const struct ppl_case ppl_cases[] = {
     {"stories260K-tinystories-c128", "stories260K.gguf", "tinystories-sample-30k.txt", 128, 0,
-     "f16"},
+     "f16", "avx512"},
     {"stories260K-tinystories-c128-kvf32", "stories260K.gguf", "tinystories-sample-30k.txt", 128, 0,
-     "f32"},
-    {"stories260K-wiki-c128-k40", "stories260K.gguf", "wiki.test.raw", 128, 40, "f16"},
-    {"stories260K-wiki-c128-k40-kvf32", "stories260K.gguf", "wiki.test.raw", 128, 40, "f32"},
-    {"zoo-llama-wiki-c256-k20", "zoo/zoo-llama.gguf", "wiki.test.raw", 256, 20, "f16"},
-    {"zoo-llama-wiki-c256-k20-kvf32", "zoo/zoo-llama.gguf", "wiki.test.raw", 256, 20, "f32"},
-    {"zoo-qwen2-wiki-c256-k20", "zoo/zoo-qwen2.gguf", "wiki.test.raw", 256, 20, "f16"},
-    {"zoo-qwen2-wiki-c256-k20-kvf32", "zoo/zoo-qwen2.gguf", "wiki.test.raw", 256, 20, "f32"},
+     "f32", "avx512"},
+    {"stories260K-wiki-c128-k40", "stories260K.gguf", "wiki.test.raw", 128, 40, "f16", "avx512"},
+    {"stories260K-wiki-c128-k40-kvf32", "stories260K.gguf", "wiki.test.raw", 128, 40, "f32",
+     "avx512"},
+    {"zoo-llama-wiki-c256-k20", "zoo/zoo-llama.gguf", "wiki.test.raw", 256, 20, "f16", "avx512"},
+    {"zoo-llama-wiki-c256-k20-kvf32", "zoo/zoo-llama.gguf", "wiki.test.raw", 256, 20, "f32",
+     "avx512"},
+    {"zoo-qwen2-wiki-c256-k20", "zoo/zoo-qwen2.gguf", "wiki.test.raw", 256, 20, "f16", "avx512"},
+    {"zoo-qwen2-wiki-c256-k20-kvf32", "zoo/zoo-qwen2.gguf", "wiki.test.raw", 256, 20, "f32",
+     "avx512"},
+    {"zoo-llama-q8_0-wiki-c256-k20", "zoo/zoo-llama-q8_0.gguf", "wiki.test.raw", 256, 20, "f16",
+     "avx2"},
+    {"zoo-llama-q8_0-wiki-c256-k20-kvf32", "zoo/zoo-llama-q8_0.gguf", "wiki.test.raw", 256, 20,
+     "f32", "avx2"},
+    {"zoo-llama-q4_k_m-wiki-c256-k20", "zoo/zoo-llama-q4_k_m.gguf", "wiki.test.raw", 256, 20, "f16",
+     "avx2"},
+    {"zoo-llama-q4_k_m-wiki-c256-k20-kvf32", "zoo/zoo-llama-q4_k_m.gguf", "wiki.test.raw", 256, 20,
+     "f32", "avx2"},
+    {"zoo-qwen2-q4_k_m-wiki-c256-k20", "zoo/zoo-qwen2-q4_k_m.gguf", "wiki.test.raw", 256, 20, "f16",
+     "avx2"},
+    {"zoo-qwen2-q4_k_m-wiki-c256-k20-kvf32", "zoo/zoo-qwen2-q4_k_m.gguf", "wiki.test.raw", 256, 20,
+     "f32", "avx2"},
 };
 
 /* Relative difference of two perplexities, through their logs (evalref README: compare ln). */
@@ -96,24 +113,28 @@ static void test_perplexity(void **state)
         char chunks[32] = "";
         if (c->chunks)
             snprintf(chunks, sizeof chunks, "--chunks %d", c->chunks);
-        assert_int_equal(run("%s perplexity '%s' '%s' --ctx %d %s --kv-type %s --json 2>/dev/null",
-                             elmctl, model, tp, c->ctx, chunks, c->kv),
+        assert_int_equal(run("%s perplexity '%s' '%s' --ctx %d %s --kv-type %s --order %s --json "
+                             "2>/dev/null",
+                             elmctl, model, tp, c->ctx, chunks, c->kv, c->order),
                          0);
         json_t *d = elm_test_json(out);
         assert_non_null(d);
         assert_int_equal((int)num(d, "n_tokens"), (int)num(r, "n_tokens"));
         assert_int_equal((int)num(d, "n_chunk"), (int)num(r, "n_chunks"));
+        /* the AVX2-order runs reproduce llama.cpp's arithmetic: hold them to far less than
+         * 0.1 % (measured <= 1e-13; llama.cpp's own run-to-run noise is ~4e-15) */
+        const double tol = strcmp(c->order, "avx2") ? 1e-3 : 1e-9;
         const json_t *run_d = json_object_get(d, "running_ppl"),
                      *run_r = json_object_get(r, "running_ppl");
         assert_int_equal(json_array_size(run_d), json_array_size(run_r));
         for (size_t k = 0; k < json_array_size(run_r); k++)
             if (rel(json_number_value(json_array_get(run_d, k)),
-                    json_number_value(json_array_get(run_r, k))) > 1e-3)
+                    json_number_value(json_array_get(run_r, k))) > tol)
                 fail_msg("%s chunk %zu: %.4f, llama.cpp %.4f", c->ref, k + 1,
                          json_number_value(json_array_get(run_d, k)),
                          json_number_value(json_array_get(run_r, k)));
-        assert_true(rel(num(d, "ppl"), num(r, "final_ppl")) <= 1e-3);
-        assert_true(rel(num(d, "ppl_err"), num(r, "final_ppl_err")) <= 1e-3);
+        assert_true(rel(num(d, "ppl"), num(r, "final_ppl")) <= tol);
+        assert_true(rel(num(d, "ppl_err"), num(r, "final_ppl_err")) <= tol);
         json_decref(d);
         json_decref(r);
         n++;
@@ -142,6 +163,51 @@ static void test_kld_against_llama_base(void **state)
     assert_true(num(s, "kld_min") > -1e-4);
     assert_true(num(s, "same_top_p_pct") >= 99.9);
     json_decref(d);
+}
+
+/* The quantized zoo files against llama.cpp's own KL-divergence runs on the same base file
+ * (evalref/kld), in the AVX2 order evalref was made in: every KLD statistic within 1e-4
+ * absolute (llama.cpp prints 6 decimals), the percentages within 1e-3 (it prints 3). */
+static void test_kld_quantized(void **state)
+{
+    static const char *const quants[] = {"q8_0", "q4_k_m", "q4_0", "q2_k"};
+    static const char *const kld_keys[] = {"kld_mean",  "kld_max",    "kld_p99_9",
+                                           "kld_p99_0", "kld_median", "kld_p10_0",
+                                           "kld_p5_0",  "kld_p1_0",   "kld_min"};
+    static const char *const pct_keys[] = {"same_top_p_pct", "dp_rms_pct", "dp_max_pct",
+                                           "dp_min_pct"};
+    ELM_REQUIRE_MODEL(base_path, "evalref/kld/zoo-llama-wiki-c256-k20.kld-base");
+    char base[4096]; /* elm_test_model_path's buffers are reused by the calls below */
+    snprintf(base, sizeof base, "%s", base_path);
+    for (size_t i = 0; i < sizeof quants / sizeof *quants; i++) {
+        char mrel[128], rrel[128];
+        snprintf(mrel, sizeof mrel, "zoo/zoo-llama-%s.gguf", quants[i]);
+        snprintf(rrel, sizeof rrel, "evalref/kld/zoo-llama-%s.json", quants[i]);
+        const char *m = elm_test_model_path(mrel);
+        json_t *r = load_json(rrel);
+        if (!m || !r) {
+            print_message("SKIP %s: a file is missing under %s\n", mrel, elm_test_models_dir());
+            json_decref(r);
+            continue;
+        }
+        assert_int_equal(run("%s perplexity '%s' --kl-divergence '%s' --order avx2 --json "
+                             "2>/dev/null",
+                             elmctl, m, base),
+                         0);
+        json_t *d = elm_test_json(out);
+        assert_non_null(d);
+        const json_t *s = json_object_get(d, "stats"), *rs = json_object_get(r, "stats");
+        for (size_t k = 0; k < sizeof kld_keys / sizeof *kld_keys; k++)
+            if (fabs(num(s, kld_keys[k]) - num(rs, kld_keys[k])) > 1e-4)
+                fail_msg("%s %s: %.6f, llama.cpp %.6f", quants[i], kld_keys[k], num(s, kld_keys[k]),
+                         num(rs, kld_keys[k]));
+        for (size_t k = 0; k < sizeof pct_keys / sizeof *pct_keys; k++)
+            if (fabs(num(s, pct_keys[k]) - num(rs, pct_keys[k])) > 1e-3)
+                fail_msg("%s %s: %.3f, llama.cpp %.3f", quants[i], pct_keys[k], num(s, pct_keys[k]),
+                         num(rs, pct_keys[k]));
+        json_decref(d);
+        json_decref(r);
+    }
 }
 
 /* kld --teacher A --student B gives the numbers of the two-step way, to the last bit. */
@@ -380,11 +446,9 @@ static int setup(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_perplexity),
-        cmocka_unit_test(test_kld_against_llama_base),
-        cmocka_unit_test(test_kld_one_run_equals_two),
-        cmocka_unit_test(test_imatrix),
-        cmocka_unit_test(test_distill_data),
+        cmocka_unit_test(test_perplexity),    cmocka_unit_test(test_kld_against_llama_base),
+        cmocka_unit_test(test_kld_quantized), cmocka_unit_test(test_kld_one_run_equals_two),
+        cmocka_unit_test(test_imatrix),       cmocka_unit_test(test_distill_data),
         cmocka_unit_test(test_prune_layers),
         cmocka_unit_test(test_prune_width),
     };

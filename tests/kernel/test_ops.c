@@ -489,6 +489,70 @@ static void test_kernel_override(void **state)
     print_message("probe picks %s", probe);
 }
 
+/* ELM_ORDER_AVX2 (kernels/ref/order8.c): the avx512 order is the table unchanged; the avx2
+ * table's softmax, SiLU and attention are the math (its bits are held to llama.cpp's in
+ * test_eval), including exp's over/underflow path (|n| > 126); its kv_mix over runs of 32
+ * positions gives the bits of one call, as the paged cache needs. */
+static void test_order_avx2(void **state)
+{
+    (void)state;
+    const struct elm_kernels *ref = elm_kernels_get("ref");
+    struct elm_kernels same, t;
+    elm_kernels_with_order(&same, ref, ELM_ORDER_AVX512);
+    assert_memory_equal(&same, ref, sizeof same);
+    elm_kernels_with_order(&t, ref, ELM_ORDER_AVX2);
+    assert_true(t.softmax != ref->softmax && t.kv_fold != ref->kv_fold);
+    assert_true(t.vec_dot[ELM_TYPE_Q8_0] == ref->vec_dot[ELM_TYPE_Q8_0]);
+
+    enum { N = 77, HD = 64 };
+    float x[N], w[N], v[N * HD], lanes1[16 * HD] = {0}, lanes2[16 * HD] = {0}, o1[HD], o2[HD];
+    fill_uniform(x, N, 700);
+    for (int i = 0; i < N; i++)
+        x[i] *= i % 5 == 0 ? 120.0f : 20.0f; /* exp(x - max) down to e^-240: 0 and subnormals */
+    double mx = -INFINITY, sum = 0.0;
+    for (int i = 0; i < N; i++)
+        mx = fmax(mx, x[i]);
+    for (int i = 0; i < N; i++)
+        sum += exp((double)x[i] - mx);
+    memcpy(w, x, sizeof w);
+    t.softmax(w, N);
+    for (int i = 0; i < N; i++)
+        assert_true(fabs(w[i] - exp((double)x[i] - mx) / sum) <=
+                    1e-6 * exp((double)x[i] - mx) / sum + 1e-40);
+
+    float g[N], u[N];
+    fill_uniform(g, N, 701);
+    fill_uniform(u, N, 702);
+    for (int i = 0; i < N; i++)
+        g[i] *= 8.0f;
+    float gs[N];
+    memcpy(gs, g, sizeof gs);
+    t.silu_mul(gs, u, N);
+    for (int i = 0; i < N; i++)
+        assert_true(fabs(gs[i] - g[i] / (1.0 + exp(-(double)g[i])) * u[i]) <= 1e-5);
+
+    fill_uniform(v, N * HD, 703);
+    float s;
+    t.kv_dot[ELM_TYPE_F32](HD, &s, v, v + HD);
+    double dot = 0.0;
+    for (int d = 0; d < HD; d++)
+        dot += (double)v[d] * v[HD + d];
+    assert_true(fabs(s - dot) <= 1e-5);
+
+    t.kv_mix[ELM_TYPE_F32](N, HD, lanes1, w, v, HD * (int64_t)sizeof(float));
+    t.kv_mix[ELM_TYPE_F32](32, HD, lanes2, w, v, HD * (int64_t)sizeof(float));
+    t.kv_mix[ELM_TYPE_F32](N - 32, HD, lanes2, w + 32, v + 32 * HD, HD * (int64_t)sizeof(float));
+    t.kv_fold(HD, lanes1, o1);
+    t.kv_fold(HD, lanes2, o2);
+    assert_memory_equal(o1, o2, sizeof o1);
+    for (int d = 0; d < HD; d++) {
+        double e = 0.0;
+        for (int p = 0; p < N; p++)
+            e += (double)w[p] * v[p * HD + d];
+        assert_true(fabs(o1[d] - e) <= 1e-5);
+    }
+}
+
 int main(void)
 {
     if (getenv("ELM_TEST_PRINT_KERNEL")) {
@@ -500,6 +564,7 @@ int main(void)
         cmocka_unit_test(test_ops_exact),
         cmocka_unit_test(test_dispatch),
         cmocka_unit_test(test_kernel_override),
+        cmocka_unit_test(test_order_avx2),
     };
     struct CMUnitTest tests[64];
     size_t n = sizeof fixed / sizeof *fixed;
