@@ -251,8 +251,11 @@ int bench_http_completion(int fd, const char *url, const char *prompt, int n_pre
     static struct rd r; /* one request per client process */
     static struct sse s;
     int rc = parse_url(url, &sa, hp, sizeof hp) ? -EINVAL : 0;
-    json_t *b = json_pack("{sssisisbs{sb}}", "prompt", prompt, "max_tokens", n_predict,
-                          "temperature", 0, "stream", 1, "stream_options", "include_usage", 1);
+    /* cache_prompt false: llama-server would otherwise reuse the previous round's identical
+     * prompt from its slot and skip the prefill every other server does (elm-httpd ignores it) */
+    json_t *b = json_pack("{sssisisbs{sb}sb}", "prompt", prompt, "max_tokens", n_predict,
+                          "temperature", 0, "stream", 1, "stream_options", "include_usage", 1,
+                          "cache_prompt", 0);
     char *body = b ? json_dumps(b, JSON_COMPACT) : NULL;
     json_decref(b);
     /* the request in one send(): a second small segment could wait on the first's ACK */
