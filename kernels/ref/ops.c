@@ -171,12 +171,12 @@ void elm_ref_kv_dot_f16(int64_t n, float *s, const void *k, const void *q)
  * positions past n that llama.cpp's padded cache window adds have weight 0 and change no lane,
  * so they are not visited (their cache rows may hold anything). The lanes live in the caller's
  * buffer so that a paged cache can walk its pages one run at a time (kernels.h). */
-void elm_ref_kv_mix_f32(int64_t n, int64_t hd, float *lanes, const float *w, const void *v,
-                        int64_t v_stride)
+void elm_ref_kv_mix_f32_lanes(int n_lanes, int64_t n, int64_t hd, float *lanes, const float *w,
+                              const void *v, int64_t v_stride)
 {
     for (int64_t p = 0; p < n; p++) {
         const float *row = (const float *)((const char *)v + p * v_stride);
-        float *lane = lanes + (p % LANES) * hd;
+        float *lane = lanes + (p % n_lanes) * hd;
         for (int64_t d = 0; d < hd; d++)
             lane[d] = fmaf(row[d], w[p], lane[d]);
     }
@@ -184,13 +184,13 @@ void elm_ref_kv_mix_f32(int64_t n, int64_t hd, float *lanes, const float *w, con
 
 /* The same over a half cache; the weights are rounded to half first, as llama.cpp converts
  * them to the cache type before the product. */
-void elm_ref_kv_mix_f16(int64_t n, int64_t hd, float *lanes, const float *w, const void *v,
-                        int64_t v_stride)
+void elm_ref_kv_mix_f16_lanes(int n_lanes, int64_t n, int64_t hd, float *lanes, const float *w,
+                              const void *v, int64_t v_stride)
 {
     for (int64_t p = 0; p < n; p++) {
         const uint16_t *row = (const uint16_t *)((const char *)v + p * v_stride);
         const float wp = elm_fp16_to_f32(elm_f32_to_fp16(w[p]));
-        float *lane = lanes + (p % LANES) * hd;
+        float *lane = lanes + (p % n_lanes) * hd;
         for (int64_t d = 0; d < hd; d++)
             lane[d] = fmaf(elm_fp16_to_f32(row[d]), wp, lane[d]);
     }
@@ -200,18 +200,36 @@ void elm_ref_kv_mix_f16(int64_t n, int64_t hd, float *lanes, const float *w, con
  * any order of dequantizing gives these bits) times the float weight. The weights are not
  * rounded to Q8_0 or F16: V is already the lossy part, and the weights' exponent range matters
  * (one block scale for 32 weights would flush the small ones to 0). */
-void elm_ref_kv_mix_q8_0(int64_t n, int64_t hd, float *lanes, const float *w, const void *v,
-                         int64_t v_stride)
+void elm_ref_kv_mix_q8_0_lanes(int n_lanes, int64_t n, int64_t hd, float *lanes, const float *w,
+                               const void *v, int64_t v_stride)
 {
     for (int64_t p = 0; p < n; p++) {
         const struct elm_block_q8_0 *b =
             (const struct elm_block_q8_0 *)((const char *)v + p * v_stride);
-        float *lane = lanes + (p % LANES) * hd;
+        float *lane = lanes + (p % n_lanes) * hd;
         for (int64_t d = 0; d < hd; d++) {
             const float x = elm_fp16_to_f32(b[d / 32].d) * (float)b[d / 32].qs[d % 32];
             lane[d] = fmaf(x, w[p], lane[d]);
         }
     }
+}
+
+void elm_ref_kv_mix_f32(int64_t n, int64_t hd, float *lanes, const float *w, const void *v,
+                        int64_t v_stride)
+{
+    elm_ref_kv_mix_f32_lanes(LANES, n, hd, lanes, w, v, v_stride);
+}
+
+void elm_ref_kv_mix_f16(int64_t n, int64_t hd, float *lanes, const float *w, const void *v,
+                        int64_t v_stride)
+{
+    elm_ref_kv_mix_f16_lanes(LANES, n, hd, lanes, w, v, v_stride);
+}
+
+void elm_ref_kv_mix_q8_0(int64_t n, int64_t hd, float *lanes, const float *w, const void *v,
+                         int64_t v_stride)
+{
+    elm_ref_kv_mix_q8_0_lanes(LANES, n, hd, lanes, w, v, v_stride);
 }
 
 void elm_ref_kv_fold(int64_t hd, const float *lanes, float *out)

@@ -19,7 +19,6 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "kernels/blocks.h"
 #include "kernels/fp16.h"
 #include "kernels/kernels.h"
 #include "kernels/ref/ref.h"
@@ -133,42 +132,23 @@ void elm_ref8_kv_dot_f16(int64_t n, float *s, const void *k, const void *q)
     *s = elm_hsum8(lane);
 }
 
-/* kv_mix with 8 lanes: lanes[l * hd + d] for l < 8, position p into lane p % 8 */
+/* kv_mix with 8 lanes: lanes[l * hd + d] for l < 8, position p into lane p % 8 (ops.c) */
 void elm_ref8_kv_mix_f32(int64_t n, int64_t hd, float *lanes, const float *w, const void *v,
                          int64_t v_stride)
 {
-    for (int64_t p = 0; p < n; p++) {
-        const float *row = (const float *)((const char *)v + p * v_stride);
-        float *lane = lanes + (p % LANES) * hd;
-        for (int64_t d = 0; d < hd; d++)
-            lane[d] = fmaf(row[d], w[p], lane[d]);
-    }
+    elm_ref_kv_mix_f32_lanes(LANES, n, hd, lanes, w, v, v_stride);
 }
 
 void elm_ref8_kv_mix_f16(int64_t n, int64_t hd, float *lanes, const float *w, const void *v,
                          int64_t v_stride)
 {
-    for (int64_t p = 0; p < n; p++) {
-        const uint16_t *row = (const uint16_t *)((const char *)v + p * v_stride);
-        const float wp = elm_fp16_to_f32(elm_f32_to_fp16(w[p]));
-        float *lane = lanes + (p % LANES) * hd;
-        for (int64_t d = 0; d < hd; d++)
-            lane[d] = fmaf(elm_fp16_to_f32(row[d]), wp, lane[d]);
-    }
+    elm_ref_kv_mix_f16_lanes(LANES, n, hd, lanes, w, v, v_stride);
 }
 
 void elm_ref8_kv_mix_q8_0(int64_t n, int64_t hd, float *lanes, const float *w, const void *v,
                           int64_t v_stride)
 {
-    for (int64_t p = 0; p < n; p++) {
-        const struct elm_block_q8_0 *b =
-            (const struct elm_block_q8_0 *)((const char *)v + p * v_stride);
-        float *lane = lanes + (p % LANES) * hd;
-        for (int64_t d = 0; d < hd; d++) {
-            const float x = elm_fp16_to_f32(b[d / 32].d) * (float)b[d / 32].qs[d % 32];
-            lane[d] = fmaf(x, w[p], lane[d]);
-        }
-    }
+    elm_ref_kv_mix_q8_0_lanes(LANES, n, hd, lanes, w, v, v_stride);
 }
 
 void elm_ref8_kv_fold(int64_t hd, const float *lanes, float *out)

@@ -170,6 +170,13 @@ void elm_ref_kv_mix_f16(int64_t n, int64_t hd, float *lanes, const float *w, con
 void elm_ref_kv_mix_q8_0(int64_t n, int64_t hd, float *lanes, const float *w, const void *v,
                          int64_t v_stride);
 void elm_ref_kv_fold(int64_t hd, const float *lanes, float *out);
+/* kv_mix over n_lanes lanes (16: the default order; 8: llama.cpp's AVX2 order, order8.c) */
+void elm_ref_kv_mix_f32_lanes(int n_lanes, int64_t n, int64_t hd, float *lanes, const float *w,
+                              const void *v, int64_t v_stride);
+void elm_ref_kv_mix_f16_lanes(int n_lanes, int64_t n, int64_t hd, float *lanes, const float *w,
+                              const void *v, int64_t v_stride);
+void elm_ref_kv_mix_q8_0_lanes(int n_lanes, int64_t n, int64_t hd, float *lanes, const float *w,
+                               const void *v, int64_t v_stride);
 /* the same operations in llama.cpp's AVX2 order (ref/order8.c, ELM_ORDER_AVX2) */
 void elm_ref8_softmax(float *x, int64_t n);
 void elm_ref8_silu_mul(float *g, const float *u, int64_t n);
