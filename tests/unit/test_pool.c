@@ -195,19 +195,29 @@ static void test_two_callers(void **state)
     elm_pool_shutdown();
 }
 
-/* Waits until the process has n threads: a joined thread can still be listed in
- * /proc/self/task for a moment while the kernel finishes its exit. */
+/* The process's threads before any test ran: the main thread, plus qemu-user's own RCU thread
+ * under the emulator. Counting from here, not from a count taken after a join, matters there:
+ * qemu lets the guest's pthread_join return before the host thread has left /proc/self/task,
+ * sometimes for seconds, so a count taken then included a thread that later went away (the
+ * arm64 CI run hung in test_shutdown on exactly that). */
+static int base_threads;
+
+/* Waits until the process has n threads (a joined thread can still be listed for a moment while
+ * the kernel, or qemu, finishes its exit), then asserts it: a minute bounds the wait so a
+ * worker that never exits fails here instead of hanging until the ctest timeout. */
 static void until_threads(int n)
 {
-    while (threads_now() != n)
+    for (int ms = 0; ms < 60000 && threads_now() != n; ms++)
         nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL);
+    assert_int_equal(threads_now(), n);
 }
 
 static void test_shutdown(void **state)
 {
     (void)state;
     elm_pool_shutdown();
-    const int alone = threads_now();
+    const int alone = base_threads;
+    until_threads(alone);
     struct elm_pool_stats st;
     const enum elm_wait policies[] = {ELM_WAIT_PASSIVE, ELM_WAIT_ACTIVE};
     for (size_t p = 0; p < 2; p++) {
@@ -246,6 +256,7 @@ static void test_names(void **state)
 
 int main(void)
 {
+    base_threads = threads_now();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_names),        cmocka_unit_test(test_shares),
         cmocka_unit_test(test_bit_identical), cmocka_unit_test(test_sleep_wake),
