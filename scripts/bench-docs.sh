@@ -95,16 +95,6 @@ for section in "$@"; do
         fails=$((fails + 1))
         continue
     fi
-    # the table goes between the markers; everything else stays as it is
-    awk -v name="$section" -v table="$tmp/out" '
-        $0 == "<!-- bench:" name " begin -->" {
-            print; print ""
-            while ((getline line < table) > 0) print line
-            skip = 1; next
-        }
-        $0 == "<!-- bench:" name " end -->" { skip = 0 }
-        !skip { print }
-    ' "$doc" >"$tmp/doc"
-    cp "$tmp/doc" "$doc"
+    scripts/doc-section.sh "$doc" "bench:$section" "$tmp/out"
 done
 exit $((fails > 0))

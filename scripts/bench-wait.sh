@@ -120,10 +120,5 @@ awk '
         print "The machine was loaded (load average above its " n " CPUs): these figures are not"
         print "idle ones; rerun on a quiet machine." }'
 } >"$tmp/out"
-awk -v table="$tmp/out" '
-    $0 == "<!-- bench:wait begin -->" { print; print ""; while ((getline line < table) > 0) print line; skip = 1; next }
-    $0 == "<!-- bench:wait end -->" { skip = 0 }
-    !skip { print }
-' "$doc" >"$tmp/doc"
-cp "$tmp/doc" "$doc"
+scripts/doc-section.sh "$doc" bench:wait "$tmp/out"
 cat "$tmp/out"

@@ -40,18 +40,7 @@ trap 'rm -rf "$tmp"' EXIT
 
 # Puts file $2 between section $1's markers; everything else stays as it is.
 insert() {
-    grep -q "^<!-- compress:$1 begin -->\$" "$doc" ||
-        { echo "compress-report.sh: $doc has no marker for '$1'" >&2; exit 1; }
-    awk -v name="$1" -v table="$2" '
-        $0 == "<!-- compress:" name " begin -->" {
-            print; print ""
-            while ((getline line < table) > 0) print line
-            skip = 1; next
-        }
-        $0 == "<!-- compress:" name " end -->" { skip = 0 }
-        !skip { print }
-    ' "$doc" >"$tmp/doc"
-    cp "$tmp/doc" "$doc"
+    scripts/doc-section.sh "$doc" "compress:$1" "$2"
 }
 
 # imatrix: every command is echoed into the section, then the table from their JSON. Run in a

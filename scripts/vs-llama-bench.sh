@@ -137,13 +137,6 @@ cat "$tmp/table"
 
 if [ "$write" = 1 ]; then
     doc=docs/benchmarks.md
-    grep -q '^<!-- bench:vs-llama begin -->$' "$doc" ||
-        { echo "vs-llama-bench.sh: $doc has no vs-llama marker" >&2; exit 1; }
-    awk -v table="$tmp/table" '
-        $0 == "<!-- bench:vs-llama begin -->" { print; while ((getline l < table) > 0) print l;
-                                                skip = 1; next }
-        $0 == "<!-- bench:vs-llama end -->" { skip = 0 }
-        !skip { print }' "$doc" >"$tmp/doc"
-    cat "$tmp/doc" >"$doc"
+    scripts/doc-section.sh "$doc" bench:vs-llama "$tmp/table"
     echo "vs-llama-bench.sh: wrote the table into $doc" >&2
 fi
