@@ -287,6 +287,30 @@ static int cmd_status(struct elmd *d, const struct elmd_peer *p, const struct el
     return 0;
 }
 
+/* STATS's line per resident model, in load order; d->lock held. */
+static void list_model_counts(struct elm_daemon_stats *st, const struct elmd *d)
+{
+    size_t at = 0;
+    for (int i = 0; i < d->n_models; i++) {
+        const struct elmd_model *dm = d->models[i];
+        const double tps = dm->counts.gen_ns
+                               ? (double)dm->counts.n_gen_tokens * 1e9 / (double)dm->counts.gen_ns
+                               : 0.0;
+        int n = snprintf(st->models + at, sizeof st->models - at,
+                         "%s%s: %llu requests, %llu prompt + %llu generated tokens (%.1f tokens/s), "
+                         "%llu preempted",
+                         i ? "; " : "", dm->name, (unsigned long long)dm->counts.n_requests,
+                         (unsigned long long)dm->counts.n_prompt_tokens,
+                         (unsigned long long)dm->counts.n_gen_tokens, tps,
+                         (unsigned long long)dm->counts.n_preemptions);
+        if (n < 0 || (size_t)n >= sizeof st->models - at) {
+            st->models[at] = 0; /* cut at a whole model: n_models still counts them all */
+            break;
+        }
+        at += (size_t)n;
+    }
+}
+
 static int cmd_stats(struct elmd *d, const struct elmd_peer *p, const struct elm_proto_msg *m)
 {
     pthread_mutex_lock(&d->lock);
@@ -301,6 +325,7 @@ static int cmd_stats(struct elmd *d, const struct elmd_peer *p, const struct elm
     st.n_sessions_opened = d->next_session_id; /* ids count from 1 */
     pthread_mutex_lock(&d->lock);
     st.n_models = (uint32_t)d->n_models;
+    list_model_counts(&st, d);
     pthread_mutex_unlock(&d->lock);
     reply_fields(d, p, m, &elm_fields_stats, &st, 0);
     return 0;

@@ -38,6 +38,9 @@ struct elmd_model {
     /* [L] */
     int64_t kv_free_pages; /* the pool's free pages, as of the engine's last step */
     bool retiring;         /* control asked the engine to drop it; no new session may open on it */
+    struct {               /* STATS's line for it: what its sessions did since it was loaded */
+        uint64_t n_requests, n_prompt_tokens, n_gen_tokens, gen_ns, n_preemptions;
+    } counts;
     /* engine only: its scratch buffers and its cost estimate (step.c) */
     struct elm_work *w;
     int32_t w_batch, w_ctx;

@@ -26,6 +26,13 @@ void elmd_flush_stats(struct elmd *d, struct elmd_session *s)
     d->st.c.n_kv_reclaimed += s->step.reclaimed;
     d->st.c.n_preemptions += s->step.preempted;
     d->st.c.n_recomputed += s->step.recomputed;
+    if (s->dm) {
+        s->dm->counts.n_requests += s->step.req;
+        s->dm->counts.n_prompt_tokens += s->step.prompt_tok;
+        s->dm->counts.n_gen_tokens += s->step.tok;
+        s->dm->counts.gen_ns += s->step.gen_ns;
+        s->dm->counts.n_preemptions += s->step.preempted;
+    }
     if (s->step.has_ttft) {
         elmd_lat_add(&s->ttft, s->step.ttft_ns);
         elmd_lat_add(&d->st.ttft, s->step.ttft_ns);

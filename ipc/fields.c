@@ -181,6 +181,7 @@ static const struct elm_field stats_lines[] = {
     T(ELM_TAG_N_SESSIONS_OPENED, U64, n_sessions_opened, .row = "sessions opened", .text = "%s"),
     T(ELM_TAG_N_MODELS, U32, n_models, .row = "models", .text = "%s resident"),
     T(ELM_TAG_N_UNLOADS, U64, n_unloads, .row = "models", .text = ", %s unloaded"),
+    T(ELM_TAG_MODELS, STR, models, .flags = NZ, .row = "per model", .text = "%s"),
 };
 // clang-format on
 #undef MS

@@ -177,7 +177,8 @@ enum elm_proto_opt_tag {
     ELM_TAG_N_RECOMPUTED,      /* u64: tokens the preempted requests evaluated again */
     /* several resident models */
     ELM_TAG_N_MODELS,           /* u64 (STATUS, STATS): models resident */
-    ELM_TAG_MODELS,             /* str (STATUS): each resident model, its state and size */
+    ELM_TAG_MODELS,             /* str: each resident model; STATUS: its state and size; STATS:
+                                   its requests and tokens */
     ELM_TAG_RESIDENT_BYTES,     /* u64 (STATUS): weights + KV pools of the resident models */
     ELM_TAG_MAX_RESIDENT_BYTES, /* u64 (STATUS): the budget */
     ELM_TAG_LOAD_WAIT,          /* str (STATUS): what a load waiting for room waits for */

@@ -235,6 +235,9 @@ struct elm_daemon_stats {
     uint64_t n_recomputed;      /* tokens those requests had evaluated and evaluated again */
     uint32_t n_models;          /* models resident now */
     uint64_t n_unloads;         /* models unloaded: asked, keep_alive passed, or for room */
+    /* each resident model since its load, in load order: "NAME: R requests, P prompt + G
+     * generated tokens (T tokens/s), K preempted; ..."; "" when none */
+    char models[1024];
 };
 
 /* The daemon's counters. *out is the caller's struct, written on success. */

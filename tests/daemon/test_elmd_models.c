@@ -216,6 +216,30 @@ static void test_two_models(void **state)
     assert_int_equal(elm_client_stats(c, &sx), 0);
     assert_int_equal(sx.n_models, 2);
     assert_int_equal(sx.n_errors, 0);
+    /* stats' line per model: stories260K ran alone[0][*], def and the clients' four requests on
+     * it; zoo alone[1][*] and the other four. */
+    long want_req[2] = {3, 2}, want_gen[2] = {def.n, 0};
+    for (int m = 0; m < 2; m++)
+        for (int p = 0; p < 2; p++)
+            want_gen[m] += alone[m][p].n;
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 2; j++) {
+            want_req[(i + j) % 2]++;
+            want_gen[(i + j) % 2] += cl[i].got[j].n;
+        }
+    for (int m = 0; m < 2; m++) {
+        char key[80];
+        snprintf(key, sizeof key, "%s: ", names[m]);
+        const char *line = strstr(sx.models, key);
+        assert_non_null(line);
+        unsigned long long req, prompt, gen;
+        assert_int_equal(sscanf(line + strlen(key), "%llu requests, %llu prompt + %llu generated",
+                                &req, &prompt, &gen),
+                         3);
+        assert_int_equal(req, want_req[m]);
+        assert_int_equal(gen, want_gen[m]);
+        assert_true(prompt > 0);
+    }
 
     /* A name nobody loaded: ENOMODEL with the name in the message. */
     struct elm_session_params p = {.model = "nope"};
