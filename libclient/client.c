@@ -24,6 +24,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "common/trace.h"
 #include "ipc/endpoint.h"
 #include "ipc/fields.h"
 #include "ipc/schema.h"
@@ -270,6 +271,7 @@ int elm_client_connect(const char *runtime_dir, elm_client **out)
     char dir[PATH_MAX], path[PATH_MAX + sizeof "/" ELM_CONTROL_SOCKET];
     if (!out)
         return -EINVAL;
+    elm_trace("c_connect");
     int rc = 0;
     if (runtime_dir)
         rc = snprintf(dir, sizeof dir, "%s", runtime_dir) >= (int)sizeof dir ? -ENAMETOOLONG : 0;

@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/trace.h"
 #include "elm/status.h"
 #include "libclient/zmtp.h"
 
@@ -236,6 +237,7 @@ int elm_zmtp_send(struct elm_zmtp *z, const void *frame, size_t len, int timeout
         int rc = r < 0 ? r : read_greeting(z, deadline);
         if (rc < 0)
             return rc;
+        elm_trace("c_greeted");
     }
     unsigned char h[9];
     size_t hl;
