@@ -25,11 +25,11 @@
 #include "elm/status.h"
 #include "libclient/zmtp.h"
 
-#define GREETING_LEN 64
-#define F_MORE       0x01
-#define F_LONG       0x02
-#define F_COMMAND    0x04
-#define MAX_COMMAND  1024 /* the peer's READY: a socket type and a few properties */
+#define GREETING_LEN  64
+#define F_MORE        0x01
+#define F_LONG        0x02
+#define F_COMMAND     0x04
+#define MAX_COMMAND   1024 /* the peer's READY: a socket type and a few properties */
 #define SEND_SETUP_MS 1000 /* greeting + READY into an empty socket buffer */
 
 static int64_t now_ms(void)
@@ -210,12 +210,13 @@ int elm_zmtp_connect(struct elm_zmtp *z, const char *path)
         return rc == -EPERM ? -EACCES : rc;
     }
     z->fd = fd;
-    static const unsigned char ready[] = {F_COMMAND, 28, 5, 'R', 'E', 'A', 'D', 'Y', 11, 'S', 'o',
-                                          'c', 'k', 'e', 't', '-', 'T', 'y', 'p', 'e', 0, 0, 0, 6,
-                                          'D', 'E', 'A', 'L', 'E', 'R'};
-    _Static_assert(sizeof ready == 30, "READY is 2 bytes of header and 28 of body");
-    unsigned char g[GREETING_LEN] = {0xFF, [9] = 0x7F, [10] = 3, [11] = 0, [12] = 'N', 'U', 'L', 'L'};
-    struct iovec iov[] = {{g, sizeof g}, {(void *)ready, sizeof ready}};
+    /* the body: 5 "READY", then the property "Socket-Type" = "DEALER" (6 bytes) */
+    static const char ready[] = "\4\34\5READY\13Socket-Type\0\0\0\6"
+                                "DEALER";
+    _Static_assert(sizeof ready - 1 == 30, "READY is 2 bytes of header and 28 of body");
+    unsigned char g[GREETING_LEN] = {
+        0xFF, [9] = 0x7F, [10] = 3, [11] = 0, [12] = 'N', 'U', 'L', 'L'};
+    struct iovec iov[] = {{g, sizeof g}, {(void *)ready, sizeof ready - 1}};
     int rc = send_all(z, iov, 2, now_ms() + SEND_SETUP_MS);
     if (rc < 0)
         elm_zmtp_close(z);

@@ -21,10 +21,10 @@
 #include <stddef.h>
 
 struct elm_zmtp {
-    int fd;            /* the connected unix socket, -1 when closed */
-    bool greeted;      /* the peer's greeting and READY have been read */
-    int broken;        /* sticky: ELM_EPROTO after a framing error, ELM_EDAEMON after EOF */
-    size_t off, len;   /* unread bytes of buf are [off, len) */
+    int fd;          /* the connected unix socket, -1 when closed */
+    bool greeted;    /* the peer's greeting and READY have been read */
+    int broken;      /* sticky: ELM_EPROTO after a framing error, ELM_EDAEMON after EOF */
+    size_t off, len; /* unread bytes of buf are [off, len) */
     unsigned char buf[4096];
 };
 

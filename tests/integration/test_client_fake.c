@@ -3,8 +3,9 @@
  * rings, which the test drives by hand. This reaches what a real daemon never does on purpose:
  * a socket nobody listens on, a peer that breaks ZMTP's framing, a version the client does not
  * speak, a region of the wrong size, records that lie about their lengths or belong to another
- * request, a ring whose counters are garbage, a daemon process that dies mid-stream. Each must end in the documented error code,
- * quickly, without reading out of bounds (the ASan build checks that part).
+ * request, a ring whose counters are garbage, a daemon process that dies mid-stream. Each must end
+ * in the documented error code, quickly, without reading out of bounds (the ASan build checks that
+ * part).
  */
 #include <errno.h>
 #include <limits.h>
@@ -641,8 +642,8 @@ static int raw_connect(const unsigned char *script, size_t len, bool hangup)
     char dir[] = "/tmp/elm-raw-XXXXXX", path[100];
     assert_non_null(mkdtemp(dir));
     snprintf(path, sizeof path, "%s/control", dir);
-    struct raw_peer p = {.lfd = socket(AF_UNIX, SOCK_STREAM, 0), .script = script, .len = len,
-                         .hangup = hangup};
+    struct raw_peer p = {
+        .lfd = socket(AF_UNIX, SOCK_STREAM, 0), .script = script, .len = len, .hangup = hangup};
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
     assert_int_equal(bind(p.lfd, (struct sockaddr *)&sa, sizeof sa), 0);
@@ -686,8 +687,8 @@ static void test_hostile_wire(void **state)
     /* First the script done right, so each case below fails for its own reason: HELLO's reply
      * (the client's first request has id 1) in one short frame. */
     struct elm_proto_buf b;
-    struct elm_proto_msg req = {.hdr = {.version = ELM_PROTO_VERSION_MAX, .cmd = ELM_CMD_HELLO,
-                                        .req_id = 1}};
+    struct elm_proto_msg req = {
+        .hdr = {.version = ELM_PROTO_VERSION_MAX, .cmd = ELM_CMD_HELLO, .req_id = 1}};
     const void *frame;
     size_t flen;
     unsigned char ok[2 + 255];
@@ -714,8 +715,7 @@ static void test_hostile_wire(void **state)
     static const unsigned char flags[] = {0x80, 2, 'a', 'b'};
     assert_int_equal(raw_connect(s, greeting(s, "ROUTER", more, sizeof more), false), ELM_EPROTO);
     assert_int_equal(raw_connect(s, greeting(s, "ROUTER", huge, sizeof huge), false), ELM_EPROTO);
-    assert_int_equal(raw_connect(s, greeting(s, "ROUTER", flags, sizeof flags), false),
-                     ELM_EPROTO);
+    assert_int_equal(raw_connect(s, greeting(s, "ROUTER", flags, sizeof flags), false), ELM_EPROTO);
     /* a well-framed reply that is not one: the codec's turn (ipc/proto.c) */
     static const unsigned char bad[] = {0x00, 4, 'E', 'L', 'M', 9};
     assert_int_equal(raw_connect(s, greeting(s, "ROUTER", bad, sizeof bad), false), ELM_EPROTO);
