@@ -504,21 +504,25 @@ int elm_client_stats(elm_client *c, struct elm_daemon_stats *out)
 int elm_client_shutdown(elm_client *c, int timeout_ms)
 {
     int rc = simple_call(c, ELM_CMD_SHUTDOWN);
-    /* A daemon with nothing to drain may exit before its reply leaves the socket: gone is
-     * what we asked for. */
+    /* A daemon with nothing to drain may close the connection and exit before its reply leaves
+     * the socket: gone is what we asked for. The connection can end while the process is still
+     * exiting, so a live daemon is waited for below; it is an error only if it stays. */
     if (rc == ELM_EDAEMON && !client_daemon_alive(c))
         return 0;
-    if (rc < 0)
+    if (rc < 0 && !(rc == ELM_EDAEMON && c->daemon_pid > 0))
         return rc;
     pthread_mutex_lock(&c->lock);
     c->gone = true; /* whatever happens next, this daemon takes no more calls */
     pthread_mutex_unlock(&c->lock);
     if (c->daemon_pid <= 0)
         return 0; /* it did not say who it is: nothing to wait for */
+    /* Without a reply, the request may not have arrived: no waiting forever then. */
+    if (rc == ELM_EDAEMON && (timeout_ms < 0 || timeout_ms > ELM_CLIENT_CALL_TIMEOUT_MS))
+        timeout_ms = ELM_CLIENT_CALL_TIMEOUT_MS;
     int64_t deadline = timeout_ms < 0 ? INT64_MAX : client_now_ms() + timeout_ms;
     while (client_daemon_alive(c)) {
         if (client_now_ms() >= deadline)
-            return -ETIMEDOUT;
+            return rc == ELM_EDAEMON ? rc : -ETIMEDOUT;
         if (c->pidfd >= 0) {
             struct pollfd p = {.fd = c->pidfd, .events = POLLIN};
             poll(&p, 1, ELM_CLIENT_LIVENESS_MS);
