@@ -80,7 +80,9 @@ struct stage {
  * wake-up is folded into "request read". */
 static const struct stage g_via[] = {
     {"process start, libraries", {"c_main"}},
-    {"connect + hello", {"c_connected"}},
+    {"elmctl's set-up", {"c_connect"}},
+    {"connect + daemon's greeting", {"c_greeted"}},
+    {"hello", {"c_connected"}},
     {"open: request to daemon", {"d_open_rx"}},
     {"open: session region (daemon)", {"d_open_shm"}},
     {"open: reply + client maps it", {"c_session"}},

@@ -36,10 +36,9 @@ set(CPACK_DEBIAN_LIB_DESCRIPTION "client library of elmd, the elm inference daem
 
 set(CPACK_DEBIAN_DEV_PACKAGE_NAME libelmclient-dev)
 set(CPACK_DEBIAN_DEV_PACKAGE_SECTION libdevel)
-# the library itself, exactly this version (CPACK_COMPONENT_DEV_DEPENDS), and libzmq's .pc and
-# static library: elmclient.pc names libzmq in Requires.private
+# the library itself, exactly this version (CPACK_COMPONENT_DEV_DEPENDS); nothing else: the
+# library speaks ZeroMQ's wire itself (libclient/zmtp.c)
 set(CPACK_COMPONENT_DEV_DEPENDS lib)
-set(CPACK_DEBIAN_DEV_PACKAGE_DEPENDS "libzmq3-dev")
 set(CPACK_DEBIAN_DEV_DESCRIPTION "client library of elmd: development files
  Headers, the static library and the pkg-config file (elmclient) for programs using elmd.")
 

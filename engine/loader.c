@@ -27,10 +27,17 @@
  * EINVAL (tmpfs, some FUSE and network file systems) → buffered reads; io_uring unavailable
  * (io_uring_queue_init fails: old kernel, kernel.io_uring_disabled, seccomp, -ENOSYS under
  * qemu-user) → a pread loop into the same memory (residency.uring says which ran).
+ *
+ * Faulting in. Fresh memory costs a fault per page (zeroing it) before a read can fill it, and
+ * the reads fault their pages in the thread that submits them (a cached read completes inline,
+ * copying there). A helper thread prefaults the copy from its end backwards
+ * (MADV_POPULATE_WRITE, which leaves pages already present untouched) while the reads fill it
+ * from the start, so zeroing and copying run on two cores and meet in the middle.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <liburing.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -128,6 +135,46 @@ static void pin(const struct elm_load_params *p, struct elm_residency *r)
              "mlock failed (%s): weights are not pinned (raise RLIMIT_MEMLOCK: ulimit -l, "
              "or the user's memlock limit in limits.conf)",
              strerror(-rc));
+}
+
+/* ---- faulting in ahead of the reads ------------------------------------------------------- */
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23 /* Linux 5.14; older kernels refuse it (EINVAL): no prefault */
+#endif
+#define PREFAULT_STEP ((uint64_t)32 << 20) /* per madvise call */
+
+struct prefault {
+    unsigned char *base;
+    uint64_t len;
+    pthread_t th;
+    bool started;
+};
+
+static void *prefault_main(void *arg)
+{
+    struct prefault *pf = arg;
+    for (uint64_t end = pf->len; end > 0;) {
+        uint64_t step = end < PREFAULT_STEP ? end : PREFAULT_STEP;
+        if (madvise(pf->base + end - step, (size_t)step, MADV_POPULATE_WRITE))
+            break; /* unsupported, or out of memory: the reads fault what is left */
+        end -= step;
+    }
+    return NULL;
+}
+
+static void prefault_start(struct prefault *pf, unsigned char *base, uint64_t len)
+{
+    *pf = (struct prefault){.base = base, .len = len};
+    pf->started =
+        len >= 2 * PREFAULT_STEP && pthread_create(&pf->th, NULL, prefault_main, pf) == 0;
+}
+
+static void prefault_join(struct prefault *pf)
+{
+    if (pf->started)
+        pthread_join(pf->th, NULL);
+    pf->started = false;
 }
 
 /* ---- reading ------------------------------------------------------------------------------ */
@@ -481,7 +528,11 @@ static int make_resident(const char *path, int fd, const struct elm_gguf *g, con
                     .file_end = g->size,
                     .depth = p->io_depth > 0 ? p->io_depth : 32,
                     .pr = pr};
-    if ((rc = read_all(path, &rd, pl.total, p, r, err, errlen)))
+    struct prefault pf;
+    prefault_start(&pf, r->mem.base, pl.span);
+    rc = read_all(path, &rd, pl.total, p, r, err, errlen);
+    prefault_join(&pf); /* before the memory can be unmapped or locked */
+    if (rc)
         goto out;
     pin(p, r);
     r->data = r->mem.base;

@@ -1,16 +1,15 @@
 /* client.c — the control half of libelmclient: finding and connecting to the daemon's socket,
  * version negotiation, and the control calls (status, load, unload, sessions, stats, shutdown).
  *
- * The control channel is one ZeroMQ DEALER socket per client, speaking the codec of
+ * The control channel is one connection to the daemon's ZeroMQ socket per client, spoken as a
+ * DEALER by libclient/zmtp.c (no libzmq: see zmtp.h for why), carrying the codec of
  * ipc/proto.h: one frame per message, each request carrying an id that its reply echoes, so a
  * reply that arrives after its call timed out is recognised and dropped rather than taken for
- * the answer to the next call. Connecting fails fast when no daemon is there: a plain connect()
- * probes the socket first (ZeroMQ's connect would otherwise succeed and retry in the background
- * forever), the ZeroMQ socket has ZMQ_IMMEDIATE (a send waits only for a real connection, up to
- * a timeout) and ZMQ_LINGER 0 (closing never waits for undelivered messages), and HELLO's
- * reply is awaited for a few seconds at most. Replies are waited
- * for in short slices, checking between them that the daemon process still exists (a pidfd),
- * so a dead daemon is reported as ELM_EDAEMON within a fraction of a second.
+ * the answer to the next call. Connecting fails fast when no daemon is there (connect() is
+ * refused, or HELLO's reply does not come within a few seconds). Replies are waited for in
+ * short slices, checking between them that the daemon process still exists (a pidfd), so a
+ * dead daemon is reported as ELM_EDAEMON within a fraction of a second; a closed connection
+ * says so at once.
  */
 #include <errno.h>
 #include <limits.h>
@@ -24,8 +23,8 @@
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
-#include <zmq.h>
 
+#include "common/trace.h"
 #include "ipc/endpoint.h"
 #include "ipc/fields.h"
 #include "ipc/schema.h"
@@ -55,25 +54,6 @@ int elm_client_default_runtime_dir(char *buf, size_t cap)
     return n < 0 || (size_t)n >= cap ? -ENAMETOOLONG : 0;
 }
 
-/* Checks that a daemon listens on path, with one plain connect() that is closed at once.
- * ZeroMQ's connect would accept any path and retry in the background forever, so this is where
- * "no daemon" (no socket, or one left by a daemon that died: refused at once) and "not yours"
- * (the directory or the 0600 socket is another user's) are told apart without waiting. The
- * daemon sees a connection that ends before the ZeroMQ greeting, which it ignores. */
-static int probe_socket(const char *path)
-{
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -errno;
-    int rc = connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0 ? -errno : 0;
-    close(fd);
-    if (rc == -ENOENT || rc == -ENOTDIR || rc == -ECONNREFUSED)
-        return ELM_EDAEMON;
-    return rc == -EPERM ? -EACCES : rc;
-}
-
 /* ---------------------------------------------------------------------------------------------
  * Liveness and references
  */
@@ -91,10 +71,7 @@ bool client_daemon_alive(struct elm_client *c)
 
 static void client_destroy(struct elm_client *c)
 {
-    if (c->sock)
-        zmq_close(c->sock);
-    if (c->zctx)
-        zmq_ctx_term(c->zctx);
+    elm_zmtp_close(&c->z);
     if (c->pidfd >= 0)
         close(c->pidfd);
     elm_proto_buf_fini(&c->out);
@@ -181,28 +158,14 @@ void ctl_end(struct elm_client *c)
 }
 
 /* Receives one frame into c->in. Returns its length, -EAGAIN when nothing came within
- * wait_ms, -EINTR, or ELM_EPROTO for a frame of several parts or over the size limit. */
+ * wait_ms, -EINTR, ELM_EDAEMON when the daemon closed the connection, or ELM_EPROTO (for good:
+ * the stream cannot be resynchronised) for a frame of several parts or over the size limit. */
 static int recv_frame(struct elm_client *c, int wait_ms)
 {
-    zmq_pollitem_t it = {.socket = c->sock, .events = ZMQ_POLLIN};
-    int n = zmq_poll(&it, 1, wait_ms);
-    if (n < 0)
-        return -zmq_errno();
-    if (n == 0)
-        return -EAGAIN;
-    int len = zmq_recv(c->sock, c->in, ELM_PROTO_MAX_FRAME, ZMQ_DONTWAIT);
-    if (len < 0)
-        return -zmq_errno();
-    int more = 0;
-    size_t sz = sizeof more;
-    zmq_getsockopt(c->sock, ZMQ_RCVMORE, &more, &sz);
-    bool bad = more || len > ELM_PROTO_MAX_FRAME;
-    while (more) { /* drop the rest of a multi-part message */
-        if (zmq_recv(c->sock, NULL, 0, ZMQ_DONTWAIT) < 0)
-            break;
-        zmq_getsockopt(c->sock, ZMQ_RCVMORE, &more, &sz);
-    }
-    return bad ? ELM_EPROTO : len;
+    int len = elm_zmtp_recv(&c->z, c->in, ELM_PROTO_MAX_FRAME, wait_ms, ELM_CLIENT_CALL_TIMEOUT_MS);
+    if (len == ELM_EDAEMON)
+        c->gone = true;
+    return len;
 }
 
 int ctl_call(struct elm_client *c, struct elm_proto_msg *rep, int timeout_ms)
@@ -214,17 +177,15 @@ int ctl_call(struct elm_client *c, struct elm_proto_msg *rep, int timeout_ms)
     if (rc < 0)
         return rc;
     elm_proto_decode_header(frame, flen, &sent);
-    /* With ZMQ_IMMEDIATE and a send timeout, this fails (EAGAIN) when nobody accepts on the
-     * socket instead of queueing the request for a daemon that may never come. */
-    while (zmq_send(c->sock, frame, flen, 0) < 0) {
-        if (zmq_errno() == EINTR)
-            continue;
-        if (zmq_errno() != EAGAIN)
-            return -zmq_errno();
-        if (!client_daemon_alive(c))
+    /* A daemon that takes nothing for seconds is as good as none. */
+    rc = elm_zmtp_send(&c->z, frame, flen, ELM_CLIENT_CONNECT_TIMEOUT_MS);
+    if (rc == -ETIMEDOUT || rc == ELM_EDAEMON) {
+        if (rc == ELM_EDAEMON || !client_daemon_alive(c))
             c->gone = true;
         return ELM_EDAEMON;
     }
+    if (rc < 0)
+        return rc;
     int64_t deadline = timeout_ms < 0 ? INT64_MAX : client_now_ms() + timeout_ms;
     for (;;) {
         int64_t left = deadline == INT64_MAX ? ELM_CLIENT_LIVENESS_MS : deadline - client_now_ms();
@@ -274,26 +235,6 @@ static int simple_call(struct elm_client *c, uint16_t cmd)
  * Connecting
  */
 
-static int open_socket(struct elm_client *c, const char *sock_path)
-{
-    char ep[sizeof "ipc://" + PATH_MAX];
-    int zero = 0, one = 1, tmo = ELM_CLIENT_CONNECT_TIMEOUT_MS;
-    snprintf(ep, sizeof ep, "ipc://%s", sock_path);
-    c->zctx = zmq_ctx_new();
-    if (!c->zctx)
-        return -zmq_errno();
-    /* Not blocky: terminating the context never waits for a peer. */
-    zmq_ctx_set(c->zctx, ZMQ_BLOCKY, 0);
-    c->sock = zmq_socket(c->zctx, ZMQ_DEALER);
-    if (!c->sock)
-        return -zmq_errno();
-    if (zmq_setsockopt(c->sock, ZMQ_LINGER, &zero, sizeof zero) < 0 ||
-        zmq_setsockopt(c->sock, ZMQ_IMMEDIATE, &one, sizeof one) < 0 ||
-        zmq_setsockopt(c->sock, ZMQ_SNDTIMEO, &tmo, sizeof tmo) < 0 || zmq_connect(c->sock, ep) < 0)
-        return -zmq_errno();
-    return 0;
-}
-
 /* HELLO: offers our version range and learns the daemon's choice and pid. */
 static int hello(struct elm_client *c)
 {
@@ -330,6 +271,7 @@ int elm_client_connect(const char *runtime_dir, elm_client **out)
     char dir[PATH_MAX], path[PATH_MAX + sizeof "/" ELM_CONTROL_SOCKET];
     if (!out)
         return -EINVAL;
+    elm_trace("c_connect");
     int rc = 0;
     if (runtime_dir)
         rc = snprintf(dir, sizeof dir, "%s", runtime_dir) >= (int)sizeof dir ? -ENAMETOOLONG : 0;
@@ -340,7 +282,12 @@ int elm_client_connect(const char *runtime_dir, elm_client **out)
     snprintf(path, sizeof path, "%s/" ELM_CONTROL_SOCKET, dir);
     if (strlen(path) >= sizeof(((struct sockaddr_un *)0)->sun_path))
         return -ENAMETOOLONG;
-    if ((rc = probe_socket(path)) < 0) {
+    struct elm_client *c = calloc(1, sizeof *c);
+    if (!c)
+        return -ENOMEM;
+    /* Our greeting leaves with the connection; the daemon's is read with HELLO's reply. */
+    if ((rc = elm_zmtp_connect(&c->z, path)) < 0) {
+        free(c);
         /* elmd renamed its socket away at max_connections: it is there, but full */
         struct stat fst;
         char full[sizeof path + sizeof ELM_CONTROL_FULL_SUFFIX];
@@ -351,12 +298,12 @@ int elm_client_connect(const char *runtime_dir, elm_client **out)
     /* The daemon may be another user's that shares its socket with our group: its regions
      * then belong to it, and to nobody else. */
     struct stat sst;
-    if (stat(path, &sst) < 0)
-        return -errno;
-
-    struct elm_client *c = calloc(1, sizeof *c);
-    if (!c)
-        return -ENOMEM;
+    if (stat(path, &sst) < 0) {
+        rc = -errno;
+        elm_zmtp_close(&c->z);
+        free(c);
+        return rc;
+    }
     pthread_mutex_init(&c->lock, NULL);
     c->refs = 1;
     c->pidfd = -1;
@@ -378,7 +325,7 @@ int elm_client_connect(const char *runtime_dir, elm_client **out)
         rc = -ENOMEM;
         goto fail;
     }
-    if ((rc = open_socket(c, path)) < 0 || (rc = hello(c)) < 0)
+    if ((rc = hello(c)) < 0)
         goto fail;
     if (c->daemon_pid > 0) {
         long fd = syscall(SYS_pidfd_open, (pid_t)c->daemon_pid, 0);
@@ -557,21 +504,25 @@ int elm_client_stats(elm_client *c, struct elm_daemon_stats *out)
 int elm_client_shutdown(elm_client *c, int timeout_ms)
 {
     int rc = simple_call(c, ELM_CMD_SHUTDOWN);
-    /* A daemon with nothing to drain may exit before its reply leaves the socket: gone is
-     * what we asked for. */
+    /* A daemon with nothing to drain may close the connection and exit before its reply leaves
+     * the socket: gone is what we asked for. The connection can end while the process is still
+     * exiting, so a live daemon is waited for below; it is an error only if it stays. */
     if (rc == ELM_EDAEMON && !client_daemon_alive(c))
         return 0;
-    if (rc < 0)
+    if (rc < 0 && !(rc == ELM_EDAEMON && c->daemon_pid > 0))
         return rc;
     pthread_mutex_lock(&c->lock);
     c->gone = true; /* whatever happens next, this daemon takes no more calls */
     pthread_mutex_unlock(&c->lock);
     if (c->daemon_pid <= 0)
         return 0; /* it did not say who it is: nothing to wait for */
+    /* Without a reply, the request may not have arrived: no waiting forever then. */
+    if (rc == ELM_EDAEMON && (timeout_ms < 0 || timeout_ms > ELM_CLIENT_CALL_TIMEOUT_MS))
+        timeout_ms = ELM_CLIENT_CALL_TIMEOUT_MS;
     int64_t deadline = timeout_ms < 0 ? INT64_MAX : client_now_ms() + timeout_ms;
     while (client_daemon_alive(c)) {
         if (client_now_ms() >= deadline)
-            return -ETIMEDOUT;
+            return rc == ELM_EDAEMON ? rc : -ETIMEDOUT;
         if (c->pidfd >= 0) {
             struct pollfd p = {.fd = c->pidfd, .events = POLLIN};
             poll(&p, 1, ELM_CLIENT_LIVENESS_MS);

@@ -15,12 +15,13 @@
 #include "ipc/proto.h"
 #include "ipc/session_shm.h"
 #include "ipc/shm.h"
+#include "libclient/zmtp.h"
 
 /* How long a control call waits for its reply (except LOAD, which waits while the daemon
  * lives): the daemon answers control messages between forward passes, so seconds mean it is
- * stuck. HELLO has its own bound: a socket that accepts (checked first) but whose owner does
- * not answer within it counts as no daemon; generous, because a loaded machine can delay a
- * healthy daemon by a second or more. */
+ * stuck. HELLO has its own bound: a socket that accepts but whose owner does not answer within
+ * it counts as no daemon; generous, because a loaded machine can delay a healthy daemon by a
+ * second or more. The connect timeout also bounds a send waiting for room. */
 #define ELM_CLIENT_CALL_TIMEOUT_MS    10000
 #define ELM_CLIENT_CONNECT_TIMEOUT_MS 5000
 /* Longest sleep between two checks that the daemon process is still alive. */
@@ -32,8 +33,7 @@
 struct elm_client {
     pthread_mutex_t lock; /* serialises control calls; guards refs */
     int refs;             /* the caller's reference + one per open session */
-    void *zctx;           /* ZeroMQ context and the control socket (DEALER) */
-    void *sock;
+    struct elm_zmtp z;    /* the control connection (a DEALER to elmd's ROUTER) */
     uint8_t version;          /* negotiated protocol version */
     uint32_t next_req_id;     /* of control requests, to pair replies with requests */
     long daemon_pid;          /* from HELLO; 0 if unknown */

@@ -1,10 +1,11 @@
 /* test_client_fake.c — libelmclient against a scripted daemon that lives in a thread of this
  * process: a ZeroMQ ROUTER socket speaking ipc/proto.h, and the daemon's ends of each session's
  * rings, which the test drives by hand. This reaches what a real daemon never does on purpose:
- * a socket nobody listens on, a version the client does not speak, a region of the wrong size,
- * records that lie about their lengths or belong to another request, a ring whose counters are
- * garbage, a daemon process that dies mid-stream. Each must end in the documented error code,
- * quickly, without reading out of bounds (the ASan build checks that part).
+ * a socket nobody listens on, a peer that breaks ZMTP's framing, a version the client does not
+ * speak, a region of the wrong size, records that lie about their lengths or belong to another
+ * request, a ring whose counters are garbage, a daemon process that dies mid-stream. Each must end
+ * in the documented error code, quickly, without reading out of bounds (the ASan build checks that
+ * part).
  */
 #include <errno.h>
 #include <limits.h>
@@ -609,6 +610,118 @@ static void test_other_user_refused(void **state)
 }
 
 /* ---------------------------------------------------------------------------------------------
+ * The wire under the codec (libclient/zmtp.c): a peer that speaks ZMTP badly
+ */
+
+/* A raw listener that answers the first connection with script (len bytes), then holds it open
+ * until the client closes it; with hangup, closes it right after accepting. */
+struct raw_peer {
+    int lfd;
+    const unsigned char *script;
+    size_t len;
+    bool hangup;
+};
+
+static void *raw_main(void *arg)
+{
+    struct raw_peer *p = arg;
+    int c = accept(p->lfd, NULL, NULL);
+    if (c < 0)
+        return NULL;
+    unsigned char buf[512];
+    if (!p->hangup && write(c, p->script, p->len) == (ssize_t)p->len)
+        while (read(c, buf, sizeof buf) > 0)
+            ;
+    close(c);
+    return NULL;
+}
+
+/* elm_client_connect's result against such a peer. */
+static int raw_connect(const unsigned char *script, size_t len, bool hangup)
+{
+    char dir[] = "/tmp/elm-raw-XXXXXX", path[100];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/control", dir);
+    struct raw_peer p = {
+        .lfd = socket(AF_UNIX, SOCK_STREAM, 0), .script = script, .len = len, .hangup = hangup};
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+    assert_int_equal(bind(p.lfd, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(listen(p.lfd, 4), 0);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, raw_main, &p), 0);
+    elm_client *c = NULL;
+    int rc = elm_client_connect(dir, &c);
+    if (rc == 0)
+        elm_client_close(&c);
+    pthread_join(th, NULL);
+    close(p.lfd);
+    unlink(path);
+    rmdir(dir);
+    return rc;
+}
+
+/* ZMTP 3 greeting (NULL mechanism) + READY from a ROUTER, then what follows. */
+static size_t greeting(unsigned char *out, const char *type, const unsigned char *tail, size_t n)
+{
+    unsigned char g[64] = {0xFF, [9] = 0x7F, [10] = 3, [11] = 1, [12] = 'N', 'U', 'L', 'L'};
+    size_t tl = strlen(type), k = 0;
+    memcpy(out, g, sizeof g);
+    k = sizeof g;
+    out[k++] = 0x04;
+    out[k++] = (unsigned char)(1 + 5 + 1 + 11 + 4 + tl);
+    memcpy(out + k, "\5READY\13Socket-Type\0\0\0", 21);
+    k += 21;
+    out[k++] = (unsigned char)tl;
+    memcpy(out + k, type, tl);
+    k += tl;
+    memcpy(out + k, tail, n);
+    return k + n;
+}
+
+/* Every violation ends the connection with the documented code, never a hang or a read past
+ * what the peer sent (ASan). */
+static void test_hostile_wire(void **state)
+{
+    unsigned char s[512], junk[64];
+    /* First the script done right, so each case below fails for its own reason: HELLO's reply
+     * (the client's first request has id 1) in one short frame. */
+    struct elm_proto_buf b;
+    struct elm_proto_msg req = {
+        .hdr = {.version = ELM_PROTO_VERSION_MAX, .cmd = ELM_CMD_HELLO, .req_id = 1}};
+    const void *frame;
+    size_t flen;
+    unsigned char ok[2 + 255];
+    elm_proto_buf_init(&b);
+    elm_proto_begin_reply(&b, &req, 0, NULL);
+    elm_proto_put_u64(&b, ELM_TAG_VERSION, ELM_PROTO_VERSION_MAX);
+    assert_int_equal(elm_proto_finish(&b, &frame, &flen), 0);
+    assert_true(flen <= 255);
+    ok[0] = 0;
+    ok[1] = (unsigned char)flen;
+    memcpy(ok + 2, frame, flen);
+    elm_proto_buf_fini(&b);
+    assert_int_equal(raw_connect(s, greeting(s, "ROUTER", ok, 2 + flen), false), 0);
+
+    memset(junk, 'x', sizeof junk); /* e.g. an HTTP server on the path: not a ZMTP greeting */
+    assert_int_equal(raw_connect(junk, sizeof junk, false), ELM_EPROTO);
+    assert_int_equal(raw_connect(NULL, 0, true), ELM_EDAEMON); /* accepts, then hangs up */
+    /* a socket type a DEALER cannot talk to */
+    assert_int_equal(raw_connect(s, greeting(s, "PUB", NULL, 0), false), ELM_EPROTO);
+    /* HELLO's reply: in two parts; longer than any frame (2^40 bytes announced); reserved
+     * flag bits set */
+    static const unsigned char more[] = {0x01, 2, 'a', 'b', 0x00, 0};
+    static const unsigned char huge[] = {0x02, 0, 0, 1, 0, 0, 0, 0, 0};
+    static const unsigned char flags[] = {0x80, 2, 'a', 'b'};
+    assert_int_equal(raw_connect(s, greeting(s, "ROUTER", more, sizeof more), false), ELM_EPROTO);
+    assert_int_equal(raw_connect(s, greeting(s, "ROUTER", huge, sizeof huge), false), ELM_EPROTO);
+    assert_int_equal(raw_connect(s, greeting(s, "ROUTER", flags, sizeof flags), false), ELM_EPROTO);
+    /* a well-framed reply that is not one: the codec's turn (ipc/proto.c) */
+    static const unsigned char bad[] = {0x00, 4, 'E', 'L', 'M', 9};
+    assert_int_equal(raw_connect(s, greeting(s, "ROUTER", bad, sizeof bad), false), ELM_EPROTO);
+}
+
+/* ---------------------------------------------------------------------------------------------
  * The shared library's surface
  */
 
@@ -741,6 +854,7 @@ int main(void)
         cmocka_unit_test(test_hostile_events),
         cmocka_unit_test(test_daemon_death_mid_stream),
         cmocka_unit_test(test_other_user_refused),
+        cmocka_unit_test(test_hostile_wire),
         cmocka_unit_test(test_exports),
         cmocka_unit_test(test_default_runtime_dir),
     };
