@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "common/trace.h"
 #include "httpd/gateway.h"
 #include "httpd/metrics.h"
 
@@ -66,6 +67,7 @@ int gw_status(struct gw *g, struct elm_daemon_status *out)
             after(g, rc = elm_client_status(g->c, out));
     }
     pthread_mutex_unlock(&g->lock);
+    elm_trace("h_status");
     return rc;
 }
 
@@ -188,6 +190,7 @@ static int gen_start(struct gw *g, struct gw_gen *gen, const char *model,
     int rc = gen_open(g, gen, model, n_ctx, client_fd, msg);
     if (rc)
         return rc;
+    elm_trace("h_open");
     rc = msgs ? elm_session_submit_chat(gen->s, r, msgs, n_msgs) : elm_session_submit(gen->s, r);
     if (rc) {
         elm_session_close(&gen->s);
@@ -195,6 +198,7 @@ static int gen_start(struct gw *g, struct gw_gen *gen, const char *model,
     }
     gen->submitted = true;
     gen->t_submit = now_ns();
+    elm_trace("h_submit");
     return 0;
 }
 
@@ -245,8 +249,10 @@ int gw_gen_next(struct gw_gen *gen, struct elm_event *ev)
             uint64_t t = now_ns();
             if (gen->had_token)
                 metrics_next_token(t - gen->t_last);
-            else
+            else {
+                elm_trace("h_first");
                 metrics_first_token(t - gen->t_submit);
+            }
             gen->had_token = true;
             gen->t_last = t;
         } else {
