@@ -86,8 +86,8 @@ struct embedding {
     float *vecs;
     uint32_t n_embd;
     uint32_t n_tokens[ELM_EMBED_MAX_TEXTS];
-    uint32_t n_prompt; /* the texts' tokens */
-    char model[256];   /* the loaded model's id */
+    uint32_t n_prompt;   /* the texts' tokens */
+    char model[256];     /* the loaded model's id */
     char keep_alive[32]; /* Ollama's, for the session; "": none */
     struct timespec t0;
 };
@@ -211,8 +211,7 @@ static enum MHD_Result ollama_embed_any(struct hreq *r, bool legacy)
     const json_t *in = json_object_get(b, key);
     if (p_str(b, "model", &model, &e) ||
         p_keep_alive(b, "keep_alive", em->keep_alive, sizeof em->keep_alive, &e) ||
-        (legacy && !json_is_string(in) && in) ||
-        (in && parse_input(in, key, tx, &n, &e))) {
+        (legacy && !json_is_string(in) && in) || (in && parse_input(in, key, tx, &n, &e))) {
         res = reply_error(r, 400, e.param[0] ? e.param : key, "%s",
                           e.msg[0] ? e.msg : "prompt must be a string");
         goto out;

@@ -5,8 +5,8 @@
  * Mapping: options.num_predict, temperature, top_k, top_p, min_p, seed, stop, repeat_penalty,
  * repeat_last_n go to the request, options.num_ctx to the session's context; other options are
  * ignored, as ollama ignores options it does not know. keep_alive goes to the session (elmd
- * then keeps the model that long once idle, as ollama does). /api/generate is always raw (elm applies
- * no prompt template there), so "system", "template", "context", "images", "format" and a
+ * then keeps the model that long once idle, as ollama does). /api/generate is always raw (elm
+ * applies no prompt template there), so "system", "template", "context", "images", "format" and a
  * "suffix" are refused with a 400 rather than silently dropped. /api/chat's messages are
  * rendered by elmd with the model's chat template (elm_session_submit_chat()).
  */
@@ -305,11 +305,11 @@ static int parse(const json_t *b, struct elm_request *q, long long *num_ctx, cha
     }
     long long n_predict = -1, top_k = q->top_k, last_n = q->repeat_last_n, seed = -1;
     bool raw = true;
-    if (p_keep_alive(b, "keep_alive", keep_alive, ka_cap, e) || p_bool(b, "raw", &raw, e) || p_unsupported(b, "system", e) ||
-        p_unsupported(b, "template", e) || p_unsupported(b, "context", e) ||
-        p_unsupported(b, "images", e) || p_unsupported(b, "format", e) ||
-        p_unsupported(b, "suffix", e) || p_unsupported(b, "think", e) ||
-        p_int(o, "num_predict", -2, INT32_MAX, &n_predict, e) ||
+    if (p_keep_alive(b, "keep_alive", keep_alive, ka_cap, e) || p_bool(b, "raw", &raw, e) ||
+        p_unsupported(b, "system", e) || p_unsupported(b, "template", e) ||
+        p_unsupported(b, "context", e) || p_unsupported(b, "images", e) ||
+        p_unsupported(b, "format", e) || p_unsupported(b, "suffix", e) ||
+        p_unsupported(b, "think", e) || p_int(o, "num_predict", -2, INT32_MAX, &n_predict, e) ||
         p_int(o, "num_ctx", 0, UINT32_MAX, num_ctx, e) || p_float(o, "temperature", &q->temp, e) ||
         p_int(o, "top_k", INT32_MIN, INT32_MAX, &top_k, e) || p_float(o, "top_p", &q->top_p, e) ||
         p_float(o, "min_p", &q->min_p, e) || p_float(o, "repeat_penalty", &q->repeat_penalty, e) ||

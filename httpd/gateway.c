@@ -35,12 +35,12 @@ void gw_init(struct gw *g, const char *runtime_dir, uint32_t max_prompt_bytes)
     g->runtime_dir = runtime_dir;
     g->max_prompt_bytes = max_prompt_bytes;
     pthread_mutex_init(&g->lock, NULL);
-    gw_pool_start(g);
+    gw_pool_start(&g->pool, runtime_dir, max_prompt_bytes);
 }
 
 void gw_fini(struct gw *g)
 {
-    gw_pool_stop(g);
+    gw_pool_stop(&g->pool);
     elm_client_close(&g->c);
     pthread_mutex_destroy(&g->lock);
 }
@@ -71,9 +71,9 @@ int gw_status(struct gw *g, struct elm_daemon_status *out)
     pthread_mutex_unlock(&g->lock);
     elm_trace("h_status");
     if (rc == 0)
-        gw_cache_put(g, out);
+        gw_cache_put(&g->pool, out);
     else if (rc == ELM_EDAEMON || rc == ELM_ESHUTDOWN)
-        gw_cache_drop(g);
+        gw_cache_drop(&g->pool);
     return rc;
 }
 
@@ -81,7 +81,7 @@ int gw_status_cached(struct gw *g, struct elm_daemon_status *out, const char *mo
 {
     char dname[GW_NAME_MAX];
     /* only good news is taken from the cache: "no model", "no such model" are asked afresh */
-    if (gw_cache_get(g, out) && out->model_loaded &&
+    if (gw_cache_get(&g->pool, out) && out->model_loaded &&
         (!model || gw_model_resolve(out, model, dname, sizeof dname))) {
         elm_trace("h_status");
         return 0;
@@ -113,24 +113,7 @@ bool gw_model_matches(const struct elm_daemon_status *st, const char *name)
     return st->model_loaded && (same_name(name, id) || same_name(name, st->model_name));
 }
 
-int gw_model_names(const struct elm_daemon_status *st, char names[][GW_NAME_MAX])
-{
-    /* "NAME (state, size), NAME (...)": elmd's names hold no space, comma or parenthesis */
-    int n = 0;
-    for (const char *p = st->models; *p && n < GW_MAX_MODELS;) {
-        size_t len = strcspn(p, " (,");
-        if (len && len < GW_NAME_MAX)
-            snprintf(names[n++], GW_NAME_MAX, "%.*s", (int)len, p);
-        const char *next = strstr(p, "), ");
-        if (!next)
-            break;
-        p = next + 3;
-    }
-    return n;
-}
-
-bool gw_model_resolve(const struct elm_daemon_status *st, const char *name, char *buf,
-                      size_t cap)
+bool gw_model_resolve(const struct elm_daemon_status *st, const char *name, char *buf, size_t cap)
 {
     char names[GW_MAX_MODELS][GW_NAME_MAX];
     int n = gw_model_names(st, names);
@@ -193,7 +176,7 @@ static int gen_open(struct gw *g, struct gw_gen *gen, const struct gw_target *t,
     snprintf(gen->model, sizeof gen->model, "%s", model);
     gen->held = t->keep_alive != NULL;
     *msg = gen->err;
-    gen->s = gw_pool_begin(g, model, take && !t->n_ctx && !t->keep_alive, gen->held);
+    gen->s = gw_pool_begin(&g->pool, model, take && !t->n_ctx && !t->keep_alive, gen->held);
     if (gen->s) {
         gen->pooled = true;
         elm_trace("h_open");
@@ -210,10 +193,10 @@ static int gen_open(struct gw *g, struct gw_gen *gen, const struct gw_target *t,
     int rc;
     while ((rc = open_session(g, &p, &gen->s, gen->err, sizeof gen->err)) == ELM_EBUSY &&
            now_ns() < give_up && !client_gone(client_fd))
-        if (!gw_pool_evict(g))
+        if (!gw_pool_evict(&g->pool))
             nanosleep(&(struct timespec){0, 20 * 1000000}, NULL);
     if (rc) {
-        gw_pool_end(g, gen->model, NULL, gen->held);
+        gw_pool_end(&g->pool, gen->model, NULL, gen->held);
         gen->g = NULL; /* nothing for gw_gen_end */
     } else
         elm_trace("h_open");
@@ -265,9 +248,8 @@ int gw_chat_start(struct gw *g, struct gw_gen *gen, const struct gw_target *t,
     return gen_start(g, gen, t, r, msgs, n_msgs, client_fd, msg);
 }
 
-int gw_embed(struct gw *g, struct gw_gen *gen, const struct gw_target *t,
-             const char *const *texts, size_t n, float **vecs, uint32_t *n_embd,
-             uint32_t *n_tokens, const char **msg)
+int gw_embed(struct gw *g, struct gw_gen *gen, const struct gw_target *t, const char *const *texts,
+             size_t n, float **vecs, uint32_t *n_embd, uint32_t *n_tokens, const char **msg)
 {
     int rc = gen_open(g, gen, t, true, -1, msg);
     if (rc)
@@ -345,7 +327,7 @@ void gw_gen_end(struct gw_gen *gen)
      * request on this HTTP connection does not wait for the control call */
     if (gen->s && gen->submitted)
         elm_session_cancel(gen->s);
-    gw_pool_end(gen->g, gen->model, gen->s, gen->held);
+    gw_pool_end(&gen->g->pool, gen->model, gen->s, gen->held);
     gen->s = NULL;
     gen->g = NULL;
     gen->submitted = false;

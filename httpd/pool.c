@@ -20,7 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "httpd/gateway.h"
+#include "httpd/pool.h"
 
 #define REFRESH_MS   250   /* how old the cached status may get */
 #define GW_LINGER_MS 30000 /* idle sessions are closed this long after the last request */
@@ -33,11 +33,11 @@ static uint64_t now_ns(void)
 }
 
 /* With pool_lock held: the slot of model, made when new (NULL when all are taken). */
-static struct gw_slot *slot_of(struct gw *g, const char *model, bool make)
+static struct gw_slot *slot_of(struct gw_pool *p, const char *model, bool make)
 {
     struct gw_slot *free_slot = NULL;
     for (int i = 0; i < GW_MAX_MODELS; i++) {
-        struct gw_slot *s = &g->slots[i];
+        struct gw_slot *s = &p->slots[i];
         if (s->used && !strcmp(s->model, model))
             return s;
         if (!s->used && !free_slot)
@@ -53,72 +53,72 @@ static struct gw_slot *slot_of(struct gw *g, const char *model, bool make)
 
 /* With pool_lock held: hands s to the thread to close; false when its list is full (the
  * caller closes it, without the lock). */
-static bool park(struct gw *g, elm_session *s)
+static bool park(struct gw_pool *p, elm_session *s)
 {
-    if (g->n_closing == GW_CLOSE_MAX || !g->running)
+    if (p->n_closing == GW_CLOSE_MAX || !p->running)
         return false;
-    g->closing[g->n_closing++] = s;
-    pthread_cond_signal(&g->wake);
+    p->closing[p->n_closing++] = s;
+    pthread_cond_signal(&p->wake);
     return true;
 }
 
 /* With pool_lock held: every idle session of slot s to be closed. Returns those that did not
  * fit the closing list in out (the caller closes them without the lock). */
-static int flush_slot(struct gw *g, struct gw_slot *s, elm_session **out)
+static int flush_slot(struct gw_pool *p, struct gw_slot *s, elm_session **out)
 {
     int n = 0;
     while (s->n_idle) {
         elm_session *x = s->idle[--s->n_idle];
-        if (!park(g, x))
+        if (!park(p, x))
             out[n++] = x;
     }
     return n;
 }
 
-static void flush_all(struct gw *g, bool forget_peaks)
+static void flush_all(struct gw_pool *p, bool forget_peaks)
 {
     elm_session *rest[GW_POOL_MAX];
     for (int i = 0; i < GW_MAX_MODELS; i++) {
-        struct gw_slot *s = &g->slots[i];
-        int n = flush_slot(g, s, rest);
+        struct gw_slot *s = &p->slots[i];
+        int n = flush_slot(p, s, rest);
         for (int j = 0; j < n; j++) { /* rare: the thread is gone or far behind */
-            pthread_mutex_unlock(&g->pool_lock);
+            pthread_mutex_unlock(&p->lock);
             elm_session_close(&rest[j]);
-            pthread_mutex_lock(&g->pool_lock);
+            pthread_mutex_lock(&p->lock);
         }
         if (forget_peaks)
             s->peak = 0;
     }
 }
 
-elm_session *gw_pool_begin(struct gw *g, const char *model, bool take, bool hold)
+elm_session *gw_pool_begin(struct gw_pool *p, const char *model, bool take, bool hold)
 {
     elm_session *got = NULL, *rest[GW_POOL_MAX];
     int n_rest = 0;
-    pthread_mutex_lock(&g->pool_lock);
-    g->last_use = now_ns();
-    struct gw_slot *s = slot_of(g, model, true);
+    pthread_mutex_lock(&p->lock);
+    p->last_use = now_ns();
+    struct gw_slot *s = slot_of(p, model, true);
     if (s) {
         s->inflight++;
         s->peak = s->inflight > s->peak ? s->inflight : s->peak;
         s->stuck = false;
         if (hold) { /* its own keep_alive: nothing of ours may keep the model after it */
             s->hold++;
-            n_rest = flush_slot(g, s, rest);
+            n_rest = flush_slot(p, s, rest);
         } else if (take && s->n_idle)
             got = s->idle[--s->n_idle];
-        pthread_cond_signal(&g->wake); /* a refill, maybe */
+        pthread_cond_signal(&p->wake); /* a refill, maybe */
     }
-    pthread_mutex_unlock(&g->pool_lock);
+    pthread_mutex_unlock(&p->lock);
     for (int i = 0; i < n_rest; i++)
         elm_session_close(&rest[i]);
     return got;
 }
 
-void gw_pool_end(struct gw *g, const char *model, elm_session *ses, bool held)
+void gw_pool_end(struct gw_pool *p, const char *model, elm_session *ses, bool held)
 {
-    pthread_mutex_lock(&g->pool_lock);
-    struct gw_slot *s = slot_of(g, model, false);
+    pthread_mutex_lock(&p->lock);
+    struct gw_slot *s = slot_of(p, model, false);
     if (s) {
         s->inflight -= s->inflight > 0;
         if (held) {
@@ -126,111 +126,131 @@ void gw_pool_end(struct gw *g, const char *model, elm_session *ses, bool held)
             s->peak = 0; /* no refill until a request without keep_alive comes */
         }
     }
-    bool parked = ses && park(g, ses);
-    pthread_mutex_unlock(&g->pool_lock);
+    bool parked = ses && park(p, ses);
+    pthread_mutex_unlock(&p->lock);
     if (ses && !parked)
         elm_session_close(&ses);
 }
 
-int gw_pool_ready(struct gw *g)
+int gw_pool_ready(struct gw_pool *p)
 {
-    pthread_mutex_lock(&g->pool_lock);
-    int n = g->n_closing + g->n_opening;
+    pthread_mutex_lock(&p->lock);
+    int n = p->n_closing + p->n_busy;
     for (int i = 0; i < GW_MAX_MODELS; i++)
-        n += g->slots[i].n_idle;
-    pthread_mutex_unlock(&g->pool_lock);
+        n += p->slots[i].n_idle;
+    pthread_mutex_unlock(&p->lock);
     return n;
 }
 
-bool gw_pool_evict(struct gw *g)
+bool gw_pool_evict(struct gw_pool *p)
 {
     elm_session *x = NULL;
-    pthread_mutex_lock(&g->pool_lock);
+    pthread_mutex_lock(&p->lock);
     for (int i = 0; i < GW_MAX_MODELS && !x; i++)
-        if (g->slots[i].n_idle)
-            x = g->slots[i].idle[--g->slots[i].n_idle];
-    pthread_mutex_unlock(&g->pool_lock);
+        if (p->slots[i].n_idle)
+            x = p->slots[i].idle[--p->slots[i].n_idle];
+    pthread_mutex_unlock(&p->lock);
     elm_session_close(&x);
     return x != NULL;
 }
 
 /* ---- the cached status ------------------------------------------------------------------- */
 
-/* The resident models as one string: when it changes, sessions of the default ("") may be on
- * another model, so every idle session goes. */
+int gw_model_names(const struct elm_daemon_status *st, char names[][GW_NAME_MAX])
+{
+    /* "NAME (state, size), NAME (...)": elmd's names hold no space, comma or parenthesis */
+    int n = 0;
+    for (const char *p = st->models; *p && n < GW_MAX_MODELS;) {
+        size_t len = strcspn(p, " (,");
+        if (len && len < GW_NAME_MAX)
+            snprintf(names[n++], GW_NAME_MAX, "%.*s", (int)len, p);
+        const char *next = strstr(p, "), ");
+        if (!next)
+            break;
+        p = next + 3;
+    }
+    return n;
+}
+
+/* The daemon and its resident models as one string: when it changes, a session of the default
+ * ("") may be on another model, or of a model since unloaded, so every idle session goes. */
 static void signature(const struct elm_daemon_status *st, char *buf, size_t cap)
 {
-    snprintf(buf, cap, "%ld|%.2000s|%.1000s", st->pid, st->model_path, st->models);
+    char names[GW_MAX_MODELS][GW_NAME_MAX];
+    int n = gw_model_names(st, names);
+    size_t at = (size_t)snprintf(buf, cap, "%ld|%.4096s", st->pid, st->model_path);
+    for (int i = 0; i < n && at < cap; i++)
+        at += (size_t)snprintf(buf + at, cap - at, "|%s", names[i]);
 }
 
 /* With pool_lock held. */
-static void cache_put(struct gw *g, const struct elm_daemon_status *st)
+static void cache_put(struct gw_pool *p, const struct elm_daemon_status *st)
 {
-    char sig[sizeof g->st_sig];
+    char sig[sizeof p->st_sig];
     signature(st, sig, sizeof sig);
-    if (strcmp(sig, g->st_sig)) {
-        flush_all(g, false);
-        snprintf(g->st_sig, sizeof g->st_sig, "%s", sig);
+    if (strcmp(sig, p->st_sig)) {
+        flush_all(p, false);
+        snprintf(p->st_sig, sizeof p->st_sig, "%s", sig);
     }
-    if (st->pid != g->pid) { /* a new daemon: watch its exit */
-        if (g->pidfd >= 0)
-            close(g->pidfd);
-        g->pidfd = (int)syscall(SYS_pidfd_open, (pid_t)st->pid, 0);
-        g->pid = st->pid;
+    if (st->pid != p->pid) { /* a new daemon: watch its exit */
+        if (p->pidfd >= 0)
+            close(p->pidfd);
+        p->pidfd = (int)syscall(SYS_pidfd_open, (pid_t)st->pid, 0);
+        p->pid = st->pid;
     }
-    g->st = *st;
-    g->st_ok = true;
-    g->st_at = now_ns();
+    p->st = *st;
+    p->st_ok = true;
+    p->st_at = now_ns();
 }
 
 /* With pool_lock held. */
-static void cache_drop(struct gw *g)
+static void cache_drop(struct gw_pool *p)
 {
-    g->st_ok = false;
-    g->st_sig[0] = 0;
-    flush_all(g, false);
+    p->st_ok = false;
+    p->st_sig[0] = 0;
+    flush_all(p, false);
 }
 
-void gw_cache_put(struct gw *g, const struct elm_daemon_status *st)
+void gw_cache_put(struct gw_pool *p, const struct elm_daemon_status *st)
 {
-    pthread_mutex_lock(&g->pool_lock);
-    cache_put(g, st);
-    pthread_mutex_unlock(&g->pool_lock);
+    pthread_mutex_lock(&p->lock);
+    cache_put(p, st);
+    pthread_mutex_unlock(&p->lock);
 }
 
-void gw_cache_drop(struct gw *g)
+void gw_cache_drop(struct gw_pool *p)
 {
-    pthread_mutex_lock(&g->pool_lock);
-    cache_drop(g);
-    pthread_mutex_unlock(&g->pool_lock);
+    pthread_mutex_lock(&p->lock);
+    cache_drop(p);
+    pthread_mutex_unlock(&p->lock);
 }
 
-bool gw_cache_get(struct gw *g, struct elm_daemon_status *out)
+bool gw_cache_get(struct gw_pool *p, struct elm_daemon_status *out)
 {
-    pthread_mutex_lock(&g->pool_lock);
-    bool ok = g->st_ok && now_ns() - g->st_at < 4ull * REFRESH_MS * 1000000u;
-    if (ok && g->pidfd >= 0) { /* readable once the daemon has exited */
-        struct pollfd p = {.fd = g->pidfd, .events = POLLIN};
-        if (poll(&p, 1, 0) != 0) {
-            cache_drop(g);
+    pthread_mutex_lock(&p->lock);
+    bool ok = p->st_ok && now_ns() - p->st_at < 4ull * REFRESH_MS * 1000000u;
+    if (ok && p->pidfd >= 0) { /* readable once the daemon has exited */
+        struct pollfd pf = {.fd = p->pidfd, .events = POLLIN};
+        if (poll(&pf, 1, 0) != 0) {
+            cache_drop(p);
             ok = false;
         }
     }
     if (ok)
-        *out = g->st;
-    pthread_mutex_unlock(&g->pool_lock);
+        *out = p->st;
+    pthread_mutex_unlock(&p->lock);
     return ok;
 }
 
 /* ---- the thread ---------------------------------------------------------------------------- */
 
 /* With pool_lock held: a slot short of sessions. */
-static struct gw_slot *wanting(struct gw *g)
+static struct gw_slot *wanting(struct gw_pool *p)
 {
-    if (!g->st_ok)
+    if (!p->st_ok)
         return NULL;
     for (int i = 0; i < GW_MAX_MODELS; i++) {
-        struct gw_slot *s = &g->slots[i];
+        struct gw_slot *s = &p->slots[i];
         if (s->used && !s->hold && !s->stuck && s->n_idle < GW_POOL_MAX &&
             s->n_idle + s->inflight < s->peak)
             return s;
@@ -239,64 +259,64 @@ static struct gw_slot *wanting(struct gw *g)
 }
 
 /* Without the lock: the status through the thread's own connection. */
-static int refresh(struct gw *g, struct elm_daemon_status *st)
+static int refresh(struct gw_pool *p, struct elm_daemon_status *st)
 {
-    int rc = g->pc ? 0 : elm_client_connect(g->runtime_dir, &g->pc);
-    if (rc == 0 && (rc = elm_client_status(g->pc, st)) != 0)
-        elm_client_close(&g->pc); /* made again next time: the daemon may have restarted */
+    int rc = p->pc ? 0 : elm_client_connect(p->runtime_dir, &p->pc);
+    if (rc == 0 && (rc = elm_client_status(p->pc, st)) != 0)
+        elm_client_close(&p->pc); /* made again next time: the daemon may have restarted */
     return rc;
 }
 
 static void *pool_main(void *arg)
 {
-    struct gw *g = arg;
+    struct gw_pool *p = arg;
     struct elm_daemon_status *st = malloc(sizeof *st);
     uint64_t refreshed = 0;
-    pthread_mutex_lock(&g->pool_lock);
-    while (!g->stop && st) {
+    pthread_mutex_lock(&p->lock);
+    while (!p->stop && st) {
         uint64_t now = now_ns();
         struct gw_slot *s;
-        if (g->n_closing) {
-            elm_session *x = g->closing[--g->n_closing];
-            g->n_opening++; /* still open in elmd while it closes */
-            pthread_mutex_unlock(&g->pool_lock);
+        if (p->n_closing) {
+            elm_session *x = p->closing[--p->n_closing];
+            p->n_busy++; /* still open in elmd while it closes */
+            pthread_mutex_unlock(&p->lock);
             elm_session_close(&x);
-            pthread_mutex_lock(&g->pool_lock);
-            g->n_opening--;
+            pthread_mutex_lock(&p->lock);
+            p->n_busy--;
         } else if (now - refreshed >= REFRESH_MS * 1000000ull) {
-            pthread_mutex_unlock(&g->pool_lock);
-            int rc = refresh(g, st);
-            pthread_mutex_lock(&g->pool_lock);
+            pthread_mutex_unlock(&p->lock);
+            int rc = refresh(p, st);
+            pthread_mutex_lock(&p->lock);
             refreshed = now_ns();
             if (rc == 0)
-                cache_put(g, st);
+                cache_put(p, st);
             else
-                cache_drop(g);
-        } else if (g->last_use && now - g->last_use > GW_LINGER_MS * 1000000ull) {
-            flush_all(g, true);
-            g->last_use = 0;
-        } else if ((s = wanting(g)) != NULL) {
+                cache_drop(p);
+        } else if (p->last_use && now - p->last_use > GW_LINGER_MS * 1000000ull) {
+            flush_all(p, true);
+            p->last_use = 0;
+        } else if ((s = wanting(p)) != NULL) {
             char model[GW_NAME_MAX];
             snprintf(model, sizeof model, "%s", s->model);
-            struct elm_session_params p = {.max_prompt_bytes = g->max_prompt_bytes,
-                                           .model = model};
+            struct elm_session_params sp = {.max_prompt_bytes = p->max_prompt_bytes,
+                                            .model = model};
             elm_session *x = NULL;
-            g->n_opening++; /* open in elmd before the call returns */
-            pthread_mutex_unlock(&g->pool_lock);
-            int rc = g->pc ? elm_session_open_params(g->pc, &p, &x) : ELM_EDAEMON;
+            p->n_busy++; /* open in elmd before the call returns */
+            pthread_mutex_unlock(&p->lock);
+            int rc = p->pc ? elm_session_open_params(p->pc, &sp, &x) : ELM_EDAEMON;
             if (rc == ELM_EDAEMON || rc == ELM_ESHUTDOWN || rc == ELM_EPROTO)
-                elm_client_close(&g->pc);
-            pthread_mutex_lock(&g->pool_lock);
-            g->n_opening--;
-            s = slot_of(g, model, false);
+                elm_client_close(&p->pc);
+            pthread_mutex_lock(&p->lock);
+            p->n_busy--;
+            s = slot_of(p, model, false);
             if (rc)
                 s = s ? (s->stuck = true, NULL) : NULL;
             if (x && s && !s->hold && s->n_idle < GW_POOL_MAX && s->n_idle + s->inflight < s->peak)
                 s->idle[s->n_idle++] = x;
-            else if (x && !park(g, x)) {
-                pthread_mutex_unlock(&g->pool_lock);
+            else if (x && !park(p, x)) {
+                pthread_mutex_unlock(&p->lock);
                 elm_session_close(&x);
-                pthread_mutex_lock(&g->pool_lock);
+                pthread_mutex_lock(&p->lock);
             }
         } else {
             struct timespec ts;
@@ -304,46 +324,49 @@ static void *pool_main(void *arg)
             ts.tv_nsec += REFRESH_MS * 1000000L;
             ts.tv_sec += ts.tv_nsec / 1000000000L;
             ts.tv_nsec %= 1000000000L;
-            pthread_cond_timedwait(&g->wake, &g->pool_lock, &ts);
+            pthread_cond_timedwait(&p->wake, &p->lock, &ts);
         }
     }
     /* stopping: every session of ours goes */
-    g->running = false;
-    flush_all(g, true);
-    while (g->n_closing) {
-        elm_session *x = g->closing[--g->n_closing];
-        pthread_mutex_unlock(&g->pool_lock);
+    p->running = false;
+    flush_all(p, true);
+    while (p->n_closing) {
+        elm_session *x = p->closing[--p->n_closing];
+        pthread_mutex_unlock(&p->lock);
         elm_session_close(&x);
-        pthread_mutex_lock(&g->pool_lock);
+        pthread_mutex_lock(&p->lock);
     }
-    pthread_mutex_unlock(&g->pool_lock);
+    pthread_mutex_unlock(&p->lock);
     free(st);
     return NULL;
 }
 
-void gw_pool_start(struct gw *g)
+void gw_pool_start(struct gw_pool *p, const char *runtime_dir, uint32_t max_prompt_bytes)
 {
-    g->pidfd = -1;
-    pthread_mutex_init(&g->pool_lock, NULL);
-    pthread_cond_init(&g->wake, NULL);
+    memset(p, 0, sizeof *p);
+    p->runtime_dir = runtime_dir;
+    p->max_prompt_bytes = max_prompt_bytes;
+    p->pidfd = -1;
+    pthread_mutex_init(&p->lock, NULL);
+    pthread_cond_init(&p->wake, NULL);
     /* without the thread, requests open their own sessions and ask the status each time */
-    g->running = true;
-    if (pthread_create(&g->thread, NULL, pool_main, g))
-        g->running = false;
+    p->running = true;
+    if (pthread_create(&p->thread, NULL, pool_main, p))
+        p->running = false;
 }
 
-void gw_pool_stop(struct gw *g)
+void gw_pool_stop(struct gw_pool *p)
 {
-    pthread_mutex_lock(&g->pool_lock);
-    g->stop = true;
-    bool joined = g->running;
-    pthread_cond_signal(&g->wake);
-    pthread_mutex_unlock(&g->pool_lock);
+    pthread_mutex_lock(&p->lock);
+    p->stop = true;
+    bool joined = p->running;
+    pthread_cond_signal(&p->wake);
+    pthread_mutex_unlock(&p->lock);
     if (joined)
-        pthread_join(g->thread, NULL);
-    elm_client_close(&g->pc);
-    if (g->pidfd >= 0)
-        close(g->pidfd);
-    pthread_cond_destroy(&g->wake);
-    pthread_mutex_destroy(&g->pool_lock);
+        pthread_join(p->thread, NULL);
+    elm_client_close(&p->pc);
+    if (p->pidfd >= 0)
+        close(p->pidfd);
+    pthread_cond_destroy(&p->wake);
+    pthread_mutex_destroy(&p->lock);
 }

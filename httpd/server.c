@@ -103,7 +103,7 @@ static enum MHD_Result metrics(struct hreq *r)
     bool up = gw_status(&r->h->gw, st) == 0;
     if (up)
         gw_model_id(st, id, sizeof id);
-    char *text = metrics_render(up ? st : NULL, id, gw_pool_ready(&r->h->gw));
+    char *text = metrics_render(up ? st : NULL, id, gw_pool_ready(&r->h->gw.pool));
     free(st);
     if (!text)
         return MHD_NO;

@@ -406,9 +406,9 @@ static void test_keep_alive(void **state)
         assert_int_equal(ps_count(), 2);
         assert_int_equal(elm_test_curl(out, sizeof out, errfile, bodies[i], url), 200);
         json_t *j = elm_test_json(out);
-        const char *text = i ? elm_test_jstr(json_array_get(json_object_get(j, "choices"), 0),
-                                             "text")
-                             : elm_test_jstr(j, "response");
+        const char *text =
+            i ? elm_test_jstr(json_array_get(json_object_get(j, "choices"), 0), "text")
+              : elm_test_jstr(j, "response");
         assert_string_equal(text, local);
         json_decref(j);
         int64_t end = now_ms() + 30000; /* a hang catcher: elmd unloads at its next step */
