@@ -13,6 +13,7 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -229,9 +230,11 @@ bool gw_cache_get(struct gw_pool *p, struct elm_daemon_status *out)
 {
     pthread_mutex_lock(&p->lock);
     bool ok = p->st_ok && now_ns() - p->st_at < 4ull * REFRESH_MS * 1000000u;
-    if (ok && p->pidfd >= 0) { /* readable once the daemon has exited */
+    if (ok) { /* the pidfd is readable once the daemon has exited; without one, ask kill */
         struct pollfd pf = {.fd = p->pidfd, .events = POLLIN};
-        if (poll(&pf, 1, 0) != 0) {
+        bool gone = p->pidfd >= 0 ? poll(&pf, 1, 0) != 0
+                                  : p->pid > 0 && kill((pid_t)p->pid, 0) && errno == ESRCH;
+        if (gone) {
             cache_drop(p);
             ok = false;
         }
@@ -283,7 +286,9 @@ static void *pool_main(void *arg)
             elm_session_close(&x);
             pthread_mutex_lock(&p->lock);
             p->n_busy--;
-        } else if (now - refreshed >= REFRESH_MS * 1000000ull) {
+        } else if (p->last_use && now - refreshed >= REFRESH_MS * 1000000ull) {
+            /* only while requests come: an idle gateway leaves elmd alone (the first request
+             * after a pause then asks the status itself) */
             pthread_mutex_unlock(&p->lock);
             int rc = refresh(p, st);
             pthread_mutex_lock(&p->lock);
@@ -321,7 +326,7 @@ static void *pool_main(void *arg)
         } else {
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_nsec += REFRESH_MS * 1000000L;
+            ts.tv_nsec += (p->last_use ? REFRESH_MS : 4 * REFRESH_MS) * 1000000L;
             ts.tv_sec += ts.tv_nsec / 1000000000L;
             ts.tv_nsec %= 1000000000L;
             pthread_cond_timedwait(&p->wake, &p->lock, &ts);
