@@ -293,9 +293,9 @@ static enum MHD_Result completions(struct hreq *r, bool chat)
     int rc = chat ? gw_chat_start(&r->h->gw, &s->gen, &t, &q, msgs, n_msgs, r->fd, &msg)
                   : gw_gen_start(&r->h->gw, &s->gen, &t, &q, r->fd, &msg);
     if (rc) {
+        res = reply_elm_error(r, rc, msg); /* msg lives in s */
         free(s);
         free(c);
-        res = reply_elm_error(r, rc, msg);
         goto out;
     }
     if (stream) {
