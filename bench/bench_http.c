@@ -50,9 +50,18 @@ int bench_gateway_start(const char *runtime_dir, int max_conns, struct bench_gat
     int p[2];
     if (pipe(p))
         return -errno;
-    char *argv[] = {
-        exe,   "--listen", "127.0.0.1:0", "--runtime-dir", (char *)runtime_dir, "--max-connections",
-        conns, NULL};
+    /* --idle-timeout: the gateway closes a connection silent that long, and on a loaded machine
+     * a big model's first token can take longer (the connection is then cut mid-reply) */
+    char *argv[] = {exe,
+                    "--listen",
+                    "127.0.0.1:0",
+                    "--runtime-dir",
+                    (char *)runtime_dir,
+                    "--max-connections",
+                    conns,
+                    "--idle-timeout",
+                    "600",
+                    NULL};
     fflush(NULL);
     pid_t pid = fork();
     if (pid < 0) {

@@ -86,8 +86,9 @@ struct embedding {
     float *vecs;
     uint32_t n_embd;
     uint32_t n_tokens[ELM_EMBED_MAX_TEXTS];
-    uint32_t n_prompt; /* the texts' tokens */
-    char model[256];   /* the loaded model's id */
+    uint32_t n_prompt;   /* the texts' tokens */
+    char model[256];     /* the loaded model's id */
+    char keep_alive[32]; /* Ollama's, for the session; "": none */
     struct timespec t0;
 };
 
@@ -102,7 +103,7 @@ static int embed(struct hreq *r, const char *model, const char *const *texts, si
         return -1;
     }
     clock_gettime(CLOCK_MONOTONIC, &em->t0);
-    int rc = gw_status(&r->h->gw, st);
+    int rc = gw_status_cached(&r->h->gw, st, model);
     if (!rc && !st->model_loaded)
         rc = ELM_ENOMODEL;
     if (rc) {
@@ -122,7 +123,8 @@ static int embed(struct hreq *r, const char *model, const char *const *texts, si
         snprintf(em->model, sizeof em->model, "%s", dname);
     struct gw_gen gen;
     const char *msg;
-    rc = gw_embed(&r->h->gw, &gen, dname, texts, n, &em->vecs, &em->n_embd, em->n_tokens, &msg);
+    struct gw_target t = {dname, 0, em->keep_alive[0] ? em->keep_alive : NULL};
+    rc = gw_embed(&r->h->gw, &gen, &t, texts, n, &em->vecs, &em->n_embd, em->n_tokens, &msg);
     if (rc) {
         *res = reply_elm_error(r, rc, msg);
         return -1;
@@ -187,8 +189,9 @@ static int64_t since_ns(const struct timespec *t0)
 }
 
 /* /api/embed ({"input": S or [S...]} → "embeddings") and, legacy, /api/embeddings
- * ({"prompt": S} → "embedding"). Ollama's "model" is required; "truncate", "options" and
- * "keep_alive" are accepted and have no effect (a text longer than the context is a 400). */
+ * ({"prompt": S} → "embedding"). Ollama's "model" is required; "keep_alive" goes to the session;
+ * "truncate" and "options" are accepted and have no effect (a text longer than the context is a
+ * 400). */
 static enum MHD_Result ollama_embed_any(struct hreq *r, bool legacy)
 {
     enum MHD_Result res;
@@ -206,8 +209,9 @@ static enum MHD_Result ollama_embed_any(struct hreq *r, bool legacy)
     }
     const char *key = legacy ? "prompt" : "input";
     const json_t *in = json_object_get(b, key);
-    if (p_str(b, "model", &model, &e) || (legacy && !json_is_string(in) && in) ||
-        (in && parse_input(in, key, tx, &n, &e))) {
+    if (p_str(b, "model", &model, &e) ||
+        p_keep_alive(b, "keep_alive", em->keep_alive, sizeof em->keep_alive, &e) ||
+        (legacy && !json_is_string(in) && in) || (in && parse_input(in, key, tx, &n, &e))) {
         res = reply_error(r, 400, e.param[0] ? e.param : key, "%s",
                           e.msg[0] ? e.msg : "prompt must be a string");
         goto out;

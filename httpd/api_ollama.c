@@ -4,9 +4,9 @@
  *
  * Mapping: options.num_predict, temperature, top_k, top_p, min_p, seed, stop, repeat_penalty,
  * repeat_last_n go to the request, options.num_ctx to the session's context; other options are
- * ignored, as ollama ignores options it does not know. keep_alive is accepted and not passed on
- * (a model's keep_alive is elmd's setting or its LOAD's). /api/generate is always raw (elm applies
- * no prompt template there), so "system", "template", "context", "images", "format" and a
+ * ignored, as ollama ignores options it does not know. keep_alive goes to the session (elmd
+ * then keeps the model that long once idle, as ollama does). /api/generate is always raw (elm
+ * applies no prompt template there), so "system", "template", "context", "images", "format" and a
  * "suffix" are refused with a 400 rather than silently dropped. /api/chat's messages are
  * rendered by elmd with the model's chat template (elm_session_submit_chat()).
  */
@@ -62,15 +62,17 @@ static json_t *details(const struct elm_daemon_status *st)
                      "families", st->arch, "parameter_size", ps, "quantization_level", "");
 }
 
-/* The status (NULL after replying on failure); need_model: 503 without a loaded model. */
-static struct elm_daemon_status *status(struct hreq *r, bool need_model, enum MHD_Result *res)
+/* The status (NULL after replying on failure); need_model: 503 without a loaded model; for a
+ * model (non-NULL) it may be the gateway's cached copy (gw_status_cached). */
+static struct elm_daemon_status *status(struct hreq *r, bool need_model, const char *model,
+                                        enum MHD_Result *res)
 {
     struct elm_daemon_status *st = malloc(sizeof *st);
     if (!st) {
         *res = MHD_NO;
         return NULL;
     }
-    int rc = gw_status(&r->h->gw, st);
+    int rc = model ? gw_status_cached(&r->h->gw, st, model) : gw_status(&r->h->gw, st);
     if (!rc && need_model && !st->model_loaded)
         rc = ELM_ENOMODEL;
     if (rc) {
@@ -120,7 +122,7 @@ static json_t *model_entries(const struct elm_daemon_status *st)
 enum MHD_Result ollama_tags(struct hreq *r)
 {
     enum MHD_Result res;
-    struct elm_daemon_status *st = status(r, false, &res);
+    struct elm_daemon_status *st = status(r, false, NULL, &res);
     if (!st)
         return res;
     json_t *models = model_entries(st), *m;
@@ -133,7 +135,7 @@ enum MHD_Result ollama_tags(struct hreq *r)
 enum MHD_Result ollama_ps(struct hreq *r)
 {
     enum MHD_Result res;
-    struct elm_daemon_status *st = status(r, false, &res);
+    struct elm_daemon_status *st = status(r, false, NULL, &res);
     if (!st)
         return res;
     json_t *models = model_entries(st), *m;
@@ -180,7 +182,7 @@ enum MHD_Result ollama_show(struct hreq *r)
         return res;
     struct elm_daemon_status *st = NULL;
     const char *model = model_field(r, b, &res);
-    if (!model || !(st = status(r, true, &res)))
+    if (!model || !(st = status(r, true, NULL, &res)))
         goto out;
     if (!gw_model_matches(st, model)) {
         res = reply_error(r, 404, "model", "model '%s' not found", model);
@@ -292,7 +294,8 @@ static enum MHD_Result generate_whole(struct hreq *r, struct gw_gen *gen,
 }
 
 /* options and the top-level fields into q; 0 or -1 with e filled. */
-static int parse(const json_t *b, struct elm_request *q, long long *num_ctx, struct perr *e)
+static int parse(const json_t *b, struct elm_request *q, long long *num_ctx, char *keep_alive,
+                 size_t ka_cap, struct perr *e)
 {
     const json_t *o = json_object_get(b, "options");
     if (o && !json_is_null(o) && !json_is_object(o)) {
@@ -301,18 +304,12 @@ static int parse(const json_t *b, struct elm_request *q, long long *num_ctx, str
         return -1;
     }
     long long n_predict = -1, top_k = q->top_k, last_n = q->repeat_last_n, seed = -1;
-    const json_t *ka = json_object_get(b, "keep_alive");
-    if (ka && !json_is_null(ka) && !json_is_number(ka) && !json_is_string(ka)) {
-        snprintf(e->param, sizeof e->param, "keep_alive");
-        snprintf(e->msg, sizeof e->msg, "keep_alive must be a duration or a number");
-        return -1;
-    }
     bool raw = true;
-    if (p_bool(b, "raw", &raw, e) || p_unsupported(b, "system", e) ||
-        p_unsupported(b, "template", e) || p_unsupported(b, "context", e) ||
-        p_unsupported(b, "images", e) || p_unsupported(b, "format", e) ||
-        p_unsupported(b, "suffix", e) || p_unsupported(b, "think", e) ||
-        p_int(o, "num_predict", -2, INT32_MAX, &n_predict, e) ||
+    if (p_keep_alive(b, "keep_alive", keep_alive, ka_cap, e) || p_bool(b, "raw", &raw, e) ||
+        p_unsupported(b, "system", e) || p_unsupported(b, "template", e) ||
+        p_unsupported(b, "context", e) || p_unsupported(b, "images", e) ||
+        p_unsupported(b, "format", e) || p_unsupported(b, "suffix", e) ||
+        p_unsupported(b, "think", e) || p_int(o, "num_predict", -2, INT32_MAX, &n_predict, e) ||
         p_int(o, "num_ctx", 0, UINT32_MAX, num_ctx, e) || p_float(o, "temperature", &q->temp, e) ||
         p_int(o, "top_k", INT32_MIN, INT32_MAX, &top_k, e) || p_float(o, "top_p", &q->top_p, e) ||
         p_float(o, "min_p", &q->min_p, e) || p_float(o, "repeat_penalty", &q->repeat_penalty, e) ||
@@ -349,6 +346,7 @@ static enum MHD_Result generate(struct hreq *r, bool chat)
     struct perr e = {0};
     bool stream = true;
     long long num_ctx = 0;
+    char keep_alive[32] = ""; /* elmd's field */
     struct elm_chat_message *msgs = NULL;
     int n_msgs = 0;
     const char *model = model_field(r, b, &res);
@@ -356,11 +354,12 @@ static enum MHD_Result generate(struct hreq *r, bool chat)
         goto out;
     if ((chat ? p_unsupported(b, "tools", &e) || p_messages(b, &msgs, &n_msgs, &e)
               : p_str(b, "prompt", &q.prompt, &e)) ||
-        p_bool(b, "stream", &stream, &e) || parse(b, &q, &num_ctx, &e)) {
+        p_bool(b, "stream", &stream, &e) ||
+        parse(b, &q, &num_ctx, keep_alive, sizeof keep_alive, &e)) {
         res = reply_error(r, 400, e.param, "%s", e.msg);
         goto out;
     }
-    if (!(st = status(r, true, &res)))
+    if (!(st = status(r, true, model, &res)))
         goto out;
     char dname[GW_NAME_MAX]; /* the resident model's daemon name, "" for the default */
     if (!gw_model_resolve(st, model, dname, sizeof dname)) {
@@ -387,14 +386,13 @@ static enum MHD_Result generate(struct hreq *r, bool chat)
         goto out;
     }
     const char *msg;
-    int rc =
-        chat ? gw_chat_start(&r->h->gw, &s->gen, dname, &q, msgs, n_msgs, (uint32_t)num_ctx, r->fd,
-                             &msg)
-             : gw_gen_start(&r->h->gw, &s->gen, dname, &q, (uint32_t)num_ctx, r->fd, &msg);
+    struct gw_target t = {dname, (uint32_t)num_ctx, keep_alive[0] ? keep_alive : NULL};
+    int rc = chat ? gw_chat_start(&r->h->gw, &s->gen, &t, &q, msgs, n_msgs, r->fd, &msg)
+                  : gw_gen_start(&r->h->gw, &s->gen, &t, &q, r->fd, &msg);
     if (rc) {
+        res = reply_elm_error(r, rc, msg); /* msg lives in s */
         free(g);
         free(s);
-        res = reply_elm_error(r, rc, msg);
         goto out;
     }
     if (stream) {

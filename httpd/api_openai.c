@@ -22,15 +22,16 @@
 static const char *const sampling_names[6] = {"temperature", "top_k",          "top_p",
                                               "min_p",       "repeat_penalty", "repeat_last_n"};
 
-/* The loaded model's status, or NULL after replying (503 when there is none). Caller frees. */
-static struct elm_daemon_status *loaded(struct hreq *r, enum MHD_Result *res)
+/* The loaded model's status (maybe the gateway's cached copy: gw_status_cached), or NULL after
+ * replying (503 when there is none). Caller frees. */
+static struct elm_daemon_status *loaded(struct hreq *r, const char *model, enum MHD_Result *res)
 {
     struct elm_daemon_status *st = malloc(sizeof *st);
     if (!st) {
         *res = MHD_NO;
         return NULL;
     }
-    int rc = gw_status(&r->h->gw, st);
+    int rc = gw_status_cached(&r->h->gw, st, model);
     if (!rc && !st->model_loaded)
         rc = ELM_ENOMODEL;
     if (rc) {
@@ -257,16 +258,18 @@ static enum MHD_Result completions(struct hreq *r, bool chat)
     struct perr e = {0};
     bool stream = false, include_usage = false;
     const char *model = NULL;
+    char keep_alive[32] = ""; /* elmd's field */
     struct elm_daemon_status *st = NULL;
     struct elm_chat_message *msgs = NULL;
     int n_msgs = 0;
     if (p_str(b, "model", &model, &e) ||
+        p_keep_alive(b, "keep_alive", keep_alive, sizeof keep_alive, &e) ||
         (chat ? p_messages(b, &msgs, &n_msgs, &e) : parse_prompt(b, &q.prompt, &e)) ||
         parse(b, &q, &stream, &include_usage, &e)) {
         res = reply_error(r, 400, e.param, "%s", e.msg);
         goto out;
     }
-    if (!(st = loaded(r, &res)))
+    if (!(st = loaded(r, model, &res)))
         goto out;
     char dname[GW_NAME_MAX] = ""; /* the resident model's daemon name, "" for the default */
     if (model && !gw_model_resolve(st, model, dname, sizeof dname)) {
@@ -286,12 +289,13 @@ static enum MHD_Result completions(struct hreq *r, bool chat)
         snprintf(c->model, sizeof c->model, "%s", dname);
     c->include_usage = include_usage;
     const char *msg;
-    int rc = chat ? gw_chat_start(&r->h->gw, &s->gen, dname, &q, msgs, n_msgs, 0, r->fd, &msg)
-                  : gw_gen_start(&r->h->gw, &s->gen, dname, &q, 0, r->fd, &msg);
+    struct gw_target t = {dname, 0, keep_alive[0] ? keep_alive : NULL};
+    int rc = chat ? gw_chat_start(&r->h->gw, &s->gen, &t, &q, msgs, n_msgs, r->fd, &msg)
+                  : gw_gen_start(&r->h->gw, &s->gen, &t, &q, r->fd, &msg);
     if (rc) {
+        res = reply_elm_error(r, rc, msg); /* msg lives in s */
         free(s);
         free(c);
-        res = reply_elm_error(r, rc, msg);
         goto out;
     }
     if (stream) {

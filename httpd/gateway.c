@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "common/trace.h"
 #include "httpd/gateway.h"
 #include "httpd/metrics.h"
 
@@ -34,10 +35,12 @@ void gw_init(struct gw *g, const char *runtime_dir, uint32_t max_prompt_bytes)
     g->runtime_dir = runtime_dir;
     g->max_prompt_bytes = max_prompt_bytes;
     pthread_mutex_init(&g->lock, NULL);
+    gw_pool_start(&g->pool, runtime_dir, max_prompt_bytes);
 }
 
 void gw_fini(struct gw *g)
 {
+    gw_pool_stop(&g->pool);
     elm_client_close(&g->c);
     pthread_mutex_destroy(&g->lock);
 }
@@ -66,7 +69,24 @@ int gw_status(struct gw *g, struct elm_daemon_status *out)
             after(g, rc = elm_client_status(g->c, out));
     }
     pthread_mutex_unlock(&g->lock);
+    elm_trace("h_status");
+    if (rc == 0)
+        gw_cache_put(&g->pool, out);
+    else if (rc == ELM_EDAEMON || rc == ELM_ESHUTDOWN)
+        gw_cache_drop(&g->pool);
     return rc;
+}
+
+int gw_status_cached(struct gw *g, struct elm_daemon_status *out, const char *model)
+{
+    char dname[GW_NAME_MAX];
+    /* only good news is taken from the cache: "no model", "no such model" are asked afresh */
+    if (gw_cache_get(&g->pool, out) && out->model_loaded &&
+        (!model || gw_model_resolve(out, model, dname, sizeof dname))) {
+        elm_trace("h_status");
+        return 0;
+    }
+    return gw_status(g, out);
 }
 
 void gw_model_id(const struct elm_daemon_status *st, char *buf, size_t cap)
@@ -93,24 +113,7 @@ bool gw_model_matches(const struct elm_daemon_status *st, const char *name)
     return st->model_loaded && (same_name(name, id) || same_name(name, st->model_name));
 }
 
-int gw_model_names(const struct elm_daemon_status *st, char names[][GW_NAME_MAX])
-{
-    /* "NAME (state, size), NAME (...)": elmd's names hold no space, comma or parenthesis */
-    int n = 0;
-    for (const char *p = st->models; *p && n < GW_MAX_MODELS;) {
-        size_t len = strcspn(p, " (,");
-        if (len && len < GW_NAME_MAX)
-            snprintf(names[n++], GW_NAME_MAX, "%.*s", (int)len, p);
-        const char *next = strstr(p, "), ");
-        if (!next)
-            break;
-        p = next + 3;
-    }
-    return n;
-}
-
-bool gw_model_resolve(const struct elm_daemon_status *st, const char *name, char *buf,
-                      size_t cap)
+bool gw_model_resolve(const struct elm_daemon_status *st, const char *name, char *buf, size_t cap)
 {
     char names[GW_MAX_MODELS][GW_NAME_MAX];
     int n = gw_model_names(st, names);
@@ -161,72 +164,111 @@ static int open_session(struct gw *g, const struct elm_session_params *p, elm_se
     return rc;
 }
 
-/* A session for gen, waiting while every one of elmd's slots is taken. */
-static int gen_open(struct gw *g, struct gw_gen *gen, const char *model, uint32_t n_ctx,
+/* A session for gen: a pooled one, or one opened now, waiting while every one of elmd's slots
+ * is taken. */
+static int gen_open(struct gw *g, struct gw_gen *gen, const struct gw_target *t, bool take,
                     int client_fd, const char **msg)
 {
-    struct elm_session_params p = {
-        .n_ctx = n_ctx, .max_prompt_bytes = g->max_prompt_bytes, .model = model};
+    const char *model = t->model ? t->model : "";
     memset(gen, 0, sizeof *gen);
+    gen->g = g;
     gen->client_fd = client_fd;
+    snprintf(gen->model, sizeof gen->model, "%s", model);
+    gen->held = t->keep_alive != NULL;
     *msg = gen->err;
-    /* Every session slot of elmd taken (its max_sessions): wait a little for one to free up, as
-     * long as the client waits too, rather than refuse a burst at once. */
+    gen->s = gw_pool_begin(&g->pool, model, take && !t->n_ctx && !t->keep_alive, gen->held);
+    if (gen->s) {
+        gen->pooled = true;
+        elm_trace("h_open");
+        return 0;
+    }
+    struct elm_session_params p = {.n_ctx = t->n_ctx,
+                                   .max_prompt_bytes = g->max_prompt_bytes,
+                                   .model = model,
+                                   .keep_alive = t->keep_alive};
+    /* Every session slot of elmd taken (its max_sessions): give back an idle one of ours, else
+     * wait a little for one to free up, as long as the client waits too, rather than refuse a
+     * burst at once. */
     uint64_t give_up = now_ns() + BUSY_WAIT_MS * 1000000ull;
     int rc;
     while ((rc = open_session(g, &p, &gen->s, gen->err, sizeof gen->err)) == ELM_EBUSY &&
            now_ns() < give_up && !client_gone(client_fd))
-        nanosleep(&(struct timespec){0, 20 * 1000000}, NULL);
+        if (!gw_pool_evict(&g->pool))
+            nanosleep(&(struct timespec){0, 20 * 1000000}, NULL);
+    if (rc) {
+        gw_pool_end(&g->pool, gen->model, NULL, gen->held);
+        gen->g = NULL; /* nothing for gw_gen_end */
+    } else
+        elm_trace("h_open");
     return rc;
 }
 
-/* Submits r (with msgs: a chat request) on a fresh session. */
-static int gen_start(struct gw *g, struct gw_gen *gen, const char *model,
-                     const struct elm_request *r, const struct elm_chat_message *msgs, int n_msgs,
-                     uint32_t n_ctx, int client_fd, const char **msg)
+static int submit(struct gw_gen *gen, const struct elm_request *r,
+                  const struct elm_chat_message *msgs, int n_msgs)
 {
-    int rc = gen_open(g, gen, model, n_ctx, client_fd, msg);
+    return msgs ? elm_session_submit_chat(gen->s, r, msgs, n_msgs) : elm_session_submit(gen->s, r);
+}
+
+/* Submits r (with msgs: a chat request) on a session of its own. */
+static int gen_start(struct gw *g, struct gw_gen *gen, const struct gw_target *t,
+                     const struct elm_request *r, const struct elm_chat_message *msgs, int n_msgs,
+                     int client_fd, const char **msg)
+{
+    int rc = gen_open(g, gen, t, true, client_fd, msg);
     if (rc)
         return rc;
-    rc = msgs ? elm_session_submit_chat(gen->s, r, msgs, n_msgs) : elm_session_submit(gen->s, r);
+    rc = submit(gen, r, msgs, n_msgs);
+    if (rc && gen->pooled) {
+        /* a pooled session elmd has let go meanwhile (its model unloaded, the daemon
+         * restarted): once more on a session opened now */
+        gw_gen_end(gen);
+        if ((rc = gen_open(g, gen, t, false, client_fd, msg)) == 0)
+            rc = submit(gen, r, msgs, n_msgs);
+    }
     if (rc) {
-        elm_session_close(&gen->s);
+        gw_gen_end(gen);
         return rc;
     }
     gen->submitted = true;
     gen->t_submit = now_ns();
+    elm_trace("h_submit");
     return 0;
 }
 
-int gw_gen_start(struct gw *g, struct gw_gen *gen, const char *model, const struct elm_request *r,
-                 uint32_t n_ctx, int client_fd, const char **msg)
+int gw_gen_start(struct gw *g, struct gw_gen *gen, const struct gw_target *t,
+                 const struct elm_request *r, int client_fd, const char **msg)
 {
-    return gen_start(g, gen, model, r, NULL, 0, n_ctx, client_fd, msg);
+    return gen_start(g, gen, t, r, NULL, 0, client_fd, msg);
 }
 
-int gw_chat_start(struct gw *g, struct gw_gen *gen, const char *model, const struct elm_request *r,
-                  const struct elm_chat_message *msgs, int n_msgs, uint32_t n_ctx, int client_fd,
-                  const char **msg)
+int gw_chat_start(struct gw *g, struct gw_gen *gen, const struct gw_target *t,
+                  const struct elm_request *r, const struct elm_chat_message *msgs, int n_msgs,
+                  int client_fd, const char **msg)
 {
-    return gen_start(g, gen, model, r, msgs, n_msgs, n_ctx, client_fd, msg);
+    return gen_start(g, gen, t, r, msgs, n_msgs, client_fd, msg);
 }
 
-int gw_embed(struct gw *g, struct gw_gen *gen, const char *model, const char *const *texts,
+int gw_embed(struct gw *g, struct gw_gen *gen, const struct gw_target *t, const char *const *texts,
              size_t n, float **vecs, uint32_t *n_embd, uint32_t *n_tokens, const char **msg)
 {
-    int rc = gen_open(g, gen, model, 0, -1, msg);
+    int rc = gen_open(g, gen, t, true, -1, msg);
     if (rc)
         return rc;
     rc = elm_session_embed(gen->s, texts, n, 0, vecs, n_embd, n_tokens);
-    if (rc)
+    if (rc && gen->pooled) { /* a pooled session let go meanwhile: see gen_start */
+        gw_gen_end(gen);
+        if ((rc = gen_open(g, gen, t, false, -1, msg)) == 0)
+            rc = elm_session_embed(gen->s, texts, n, 0, vecs, n_embd, n_tokens);
+    }
+    if (rc && gen->s)
         snprintf(gen->err, sizeof gen->err, "%s", elm_session_last_message(gen->s));
-    else {
+    else if (!rc) {
         uint32_t sum = 0;
         for (size_t i = 0; i < n; i++)
             sum += n_tokens[i];
         metrics_done(sum, 0); /* the texts' tokens count as prompt tokens */
     }
-    elm_session_close(&gen->s);
+    gw_gen_end(gen);
     return rc;
 }
 
@@ -245,8 +287,10 @@ int gw_gen_next(struct gw_gen *gen, struct elm_event *ev)
             uint64_t t = now_ns();
             if (gen->had_token)
                 metrics_next_token(t - gen->t_last);
-            else
+            else {
+                elm_trace("h_first");
                 metrics_first_token(t - gen->t_submit);
+            }
             gen->had_token = true;
             gen->t_last = t;
         } else {
@@ -277,6 +321,14 @@ int gw_gen_collect(struct gw_gen *gen, char **text, size_t *len, struct elm_even
 
 void gw_gen_end(struct gw_gen *gen)
 {
-    elm_session_close(&gen->s); /* cancels a running request */
+    if (!gen->g)
+        return; /* zeroed: never started */
+    /* cancelled here, so the daemon stops at once; closed by the pool thread, so the next
+     * request on this HTTP connection does not wait for the control call */
+    if (gen->s && gen->submitted)
+        elm_session_cancel(gen->s);
+    gw_pool_end(&gen->g->pool, gen->model, gen->s, gen->held);
+    gen->s = NULL;
+    gen->g = NULL;
     gen->submitted = false;
 }

@@ -139,7 +139,7 @@ static void label(char *out, size_t cap, const char *s)
     out[o] = 0;
 }
 
-char *metrics_render(const struct elm_daemon_status *st, const char *model_id)
+char *metrics_render(const struct elm_daemon_status *st, const char *model_id, int ready)
 {
     struct buf b = {.p = malloc(4096), .cap = 4096};
     if (!b.p)
@@ -168,6 +168,11 @@ char *metrics_render(const struct elm_daemon_status *st, const char *model_id)
              model);
     put(&b, "# HELP elm_up Whether elmd answers the gateway.\n# TYPE elm_up gauge\nelm_up %d\n",
         st != NULL);
+    put(&b,
+        "# HELP elm_http_ready_sessions Sessions the gateway holds open in elmd without a request "
+        "(idle, ready for the next ones, or being closed).\n"
+        "# TYPE elm_http_ready_sessions gauge\nelm_http_ready_sessions %d\n",
+        ready);
     if (st) {
         put(&b,
             "# HELP elm_queue_depth Requests waiting for KV memory.\n# TYPE elm_queue_depth gauge\n"

@@ -19,8 +19,9 @@ void metrics_first_token(uint64_t ns);
 void metrics_next_token(uint64_t ns);
 void metrics_done(uint32_t n_prompt, uint32_t n_gen);
 
-/* The whole exposition: the counters, then the daemon's gauges from st (NULL: elmd is not
- * answering; elm_up 0). malloc'ed, NUL-terminated; caller frees. NULL on OOM. */
-char *metrics_render(const struct elm_daemon_status *st, const char *model);
+/* The whole exposition: the counters, the gateway's ready sessions (gw_pool_ready), then the
+ * daemon's gauges from st (NULL: elmd is not answering; elm_up 0). malloc'ed, NUL-terminated;
+ * caller frees. NULL on OOM. */
+char *metrics_render(const struct elm_daemon_status *st, const char *model, int ready);
 
 #endif

@@ -75,6 +75,22 @@ int p_str(const json_t *o, const char *key, const char **out, struct perr *e)
     return 0;
 }
 
+int p_keep_alive(const json_t *o, const char *key, char *buf, size_t cap, struct perr *e)
+{
+    const json_t *v = json_object_get(o, key);
+    int n = 0;
+    buf[0] = 0;
+    if (json_is_string(v))
+        n = snprintf(buf, cap, "%s", json_string_value(v));
+    else if (json_is_number(v))
+        n = snprintf(buf, cap, "%.17g", json_number_value(v));
+    else if (v && !json_is_null(v))
+        return fail(e, key, "%s must be a duration or a number", key);
+    if (n < 0 || (size_t)n >= cap)
+        return fail(e, key, "%s is too long", key);
+    return 0;
+}
+
 static int add_stop(const json_t *s, const char *key, struct elm_request *r, struct perr *e)
 {
     if (!json_is_string(s))

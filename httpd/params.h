@@ -23,6 +23,9 @@ int p_int(const json_t *o, const char *key, long long lo, long long hi, long lon
 int p_float(const json_t *o, const char *key, float *out, struct perr *e);
 /* A string (borrowed from o). */
 int p_str(const json_t *o, const char *key, const char **out, struct perr *e);
+/* Ollama's keep_alive at key: a duration string ("5m", "0", "-1") or a number of seconds, into
+ * buf as elmd reads it (buf[0] 0 when absent or null; elmd checks the grammar). */
+int p_keep_alive(const json_t *o, const char *key, char *buf, size_t cap, struct perr *e);
 /* "stop": a string or an array of strings (OpenAI), each 1..ELM_REQUEST_MAX_STOP_LEN bytes, at
  * most ELM_REQUEST_MAX_STOP; borrowed from o into r. */
 int p_stop(const json_t *o, const char *key, struct elm_request *r, struct perr *e);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/trace.h"
 #include "common/utf8.h"
 #include "httpd/metrics.h"
 #include "httpd/reply.h"
@@ -218,6 +219,9 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
         if (s->oom)
             return MHD_CONTENT_READER_END_WITH_ERROR;
     }
+    if (!s->wrote) /* the first bytes of the reply go to the client */
+        elm_trace("h_write");
+    s->wrote = true;
     size_t n = s->len - s->off < max ? s->len - s->off : max;
     memcpy(buf, s->out + s->off, n);
     s->off += n;

@@ -35,6 +35,7 @@ struct hstream {
     size_t len, off, cap;
     bool finished;
     bool oom;
+    bool wrote; /* bytes went out already (ELM_TRACE's h_write marks the first) */
     /* Text of tokens not yet written: a cut multi-byte character waits for its other bytes. */
     char carry[4];
     size_t n_carry;

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/trace.h"
 #include "httpd/api.h"
 #include "httpd/metrics.h"
 #include "httpd/reply.h"
@@ -102,7 +103,7 @@ static enum MHD_Result metrics(struct hreq *r)
     bool up = gw_status(&r->h->gw, st) == 0;
     if (up)
         gw_model_id(st, id, sizeof id);
-    char *text = metrics_render(up ? st : NULL, id);
+    char *text = metrics_render(up ? st : NULL, id, gw_pool_ready(&r->h->gw.pool));
     free(st);
     if (!text)
         return MHD_NO;
@@ -224,6 +225,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     struct hreq r = {.h = h, .conn = conn, .api = API_PLAIN, .fd = -1};
     struct conn_state *cs = *con_cls;
     if (!cs) {
+        elm_trace("h_headers");
         cs = calloc(1, sizeof *cs);
         if (!cs)
             return MHD_NO;
@@ -255,6 +257,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *upload_data_size = 0;
         return MHD_YES;
     }
+    elm_trace("h_body");
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
     r.fd = ci ? ci->connect_fd : -1;
