@@ -237,6 +237,7 @@ static void *worker_main(void *arg)
     uint32_t seen = w->seen;
     in_pool = true;
     atomic_store_explicit(&w->ktid, gettid_cached(), memory_order_relaxed);
+    pthread_setname_np(pthread_self(), "elm-pool"); /* top, perf and tests tell workers apart */
     for (;;) {
         seen = wait_change(&w->go, seen, &w->asleep);
         if (atomic_load_explicit(&pool.stop, memory_order_acquire))

@@ -34,6 +34,13 @@ struct eng {
     bool no_waitv;
 };
 
+/* ---- step.c ------------------------------------------------------------------------------ */
+
+/* Before computing anything for model m: its thread count (elmd.conf `threads`, elmctl start
+ * --threads, a load's threads) governs the whole pass, the products' pool team as well as the
+ * attention, so a daemon told 1 thread computes on 1. */
+void elmd_compute_threads(const struct elm_model *m);
+
 /* ---- events.c: what every request kind pushes and counts ------------------------------- */
 
 /* Adds a session's counters of this step to the shared ones; d->lock held. */

@@ -70,6 +70,12 @@ void elmd_engine_wake(struct elmd *d)
     syscall(SYS_futex, &d->eng_seq, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 }
 
+void elmd_compute_threads(const struct elm_model *m)
+{
+    /* the pool's count is the process's; in elmd the engine thread alone computes */
+    elm_pool_set_threads(m->n_threads);
+}
+
 static void notify_control(struct elmd *d)
 {
     uint64_t one = 1;
@@ -481,6 +487,7 @@ void *elmd_engine_main(void *arg)
         if (n > 0) {
             const uint64_t t0 = elmd_now_ns();
             elm_trace("d_fwd_start");
+            elmd_compute_threads(e.m->m);
             rc = elm_model_forward(e.m->m, e.m->w, e.items, n);
             elm_trace("d_fwd_end");
             elmd_learn_cost(&e.m->ns_per_tok, n, elmd_now_ns() - t0);
