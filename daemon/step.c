@@ -70,12 +70,6 @@ void elmd_engine_wake(struct elmd *d)
     syscall(SYS_futex, &d->eng_seq, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 }
 
-void elmd_compute_threads(const struct elm_model *m)
-{
-    /* the pool's count is the process's; in elmd the engine thread alone computes */
-    elm_pool_set_threads(m->n_threads);
-}
-
 static void notify_control(struct elmd *d)
 {
     uint64_t one = 1;
