@@ -24,11 +24,12 @@
  * machine counts as busy: without knowing, sleeping is the safe side.
  *
  * Why not count runnable threads (/proc/loadavg's fourth field, the first version of this
- * rule): it counts whoever is runnable at that instant, and in elmd that is most often our own
+ * rule): it counts whoever is runnable at that instant, and in elmd that is often our own
  * clients, woken by the token the pass just pushed and still reading it when the next pass
- * starts. One client made an idle machine look busy a large part of the time (auto 0.77 of
- * active, docs/benchmarks.md), eight clients more so; a run delay grows only when a thread of
- * ours actually lacks a core, which a client's few microseconds per token hardly cause. Steal
+ * starts; on 2 cores one such thread beside a team of 2 made a sample "busy". That is how auto
+ * fell to 0.77 of active with one client on an idle machine, 0.88 with eight
+ * (docs/benchmarks.md); a run delay grows only when a thread of ours actually lacks a core,
+ * which a client's few microseconds per token hardly cause. Steal
  * time (/proc/stat) would only see another virtual machine, never a busy loop beside us.
  */
 #include "common/pool.h"
