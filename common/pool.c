@@ -11,15 +11,25 @@
  * Policy (ELM_WAIT_AUTO): spinning pays only when the spinning thread has a core of its own.
  * Once other programs want the cores, a spinning worker burns the time slice that the thread it
  * waits for needs (two cores, two busy loops: 3x slower than sleeping at once). So at most every
- * SAMPLE_NS the caller reads how many threads of the whole machine are runnable now
- * (/proc/loadavg's fourth field), subtracts itself and its spinning workers, and asks whether
- * the others plus a full team would exceed the CPUs this process may use. A smoothed score of
- * those samples (with hysteresis, so one sample neither starts nor stops spinning) makes the
- * machine "busy": threads then sleep at once, as with OMP_WAIT_POLICY=passive; otherwise they
- * spin for ELM_POOL_SPIN_NS, long enough to cover the gaps between the products of a pass and
- * between the passes of a running sequence, short enough that an idle daemon sleeps within a
- * millisecond of its last pass. The count includes threads of other programs that do not burn
- * CPU time while waiting, which is why it is a runnable count and not the load average; steal
+ * SAMPLE_NS the caller asks the kernel how long the team's threads (itself and the workers of
+ * this call) waited on a run queue since the last look: runnable, but no core free for them
+ * (schedstat's run delay). Waiting more than 1/DELAY_SHARE of the time means other work
+ * competes for our cores. A smoothed score of those samples (with hysteresis, so one sample
+ * neither starts nor stops spinning) makes the machine "busy": threads then sleep at once, as
+ * with OMP_WAIT_POLICY=passive; otherwise they spin for ELM_POOL_SPIN_NS, long enough to cover
+ * the gaps between the products of a pass and between the passes of a running sequence, short
+ * enough that an idle daemon sleeps within a millisecond of its last pass. Sleeping threads
+ * still see the competition (a woken thread waits for its core), so a busy machine stays busy
+ * and a freed one returns to spinning. Where the kernel does not tell (no schedstat) the
+ * machine counts as busy: without knowing, sleeping is the safe side.
+ *
+ * Why not count runnable threads (/proc/loadavg's fourth field, the first version of this
+ * rule): it counts whoever is runnable at that instant, and in elmd that is often our own
+ * clients, woken by the token the pass just pushed and still reading it when the next pass
+ * starts; on 2 cores one such thread beside a team of 2 made a sample "busy". That is how auto
+ * fell to 0.77 of active with one client on an idle machine, 0.88 with eight
+ * (docs/benchmarks.md); a run delay grows only when a thread of ours actually lacks a core,
+ * which a client's few microseconds per token hardly cause. Steal
  * time (/proc/stat) would only see another virtual machine, never a busy loop beside us.
  */
 #include "common/pool.h"
@@ -41,6 +51,8 @@
 #define ELM_POOL_SPIN_NS        1000000LL   /* auto, machine not busy: 1 ms */
 #define ELM_POOL_SPIN_ACTIVE_NS 200000000LL /* active: 0.2 s, then sleep after all */
 #define SAMPLE_NS               10000000LL  /* auto: look at the machine every 10 ms at most */
+#define SAMPLE_STALE_NS         200000000LL /* a longer interval was mostly asleep: no verdict */
+#define DELAY_SHARE             10          /* busy: waited for a core > 1/10 of the time */
 #define SCORE_ONE               256         /* the busy score is a fraction of this */
 #define SCORE_ENTER             160         /* busy from this score up ... */
 #define SCORE_LEAVE             96          /* ... until it falls below this */
@@ -68,7 +80,8 @@ struct worker {
     elm_pool_fn fn;                   /* the job, written before go is bumped */
     void *ctx;
     int me, nth;
-    uint32_t seen; /* go's value when the worker was started */
+    uint32_t seen;   /* go's value when the worker was started */
+    atomic_int ktid; /* its kernel thread id (for its schedstat), 0 until it runs */
     pthread_t tid;
 };
 
@@ -84,6 +97,8 @@ static struct {
     atomic_llong spin_ns;            /* what waiting threads spin before they sleep */
     int n_cpu, env_threads;          /* set once */
     int64_t last_sample;             /* [lock] */
+    int64_t last_delay;              /* [lock] the team's run delay then, or -1: no verdict */
+    int last_tid, last_nth;          /* [lock] whose team it was */
     int score;                       /* [lock] 0..SCORE_ONE */
     atomic_bool busy;
     _Atomic uint64_t n_runs, n_sleeps, n_busy, n_samples;
@@ -91,6 +106,7 @@ static struct {
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static _Thread_local bool in_pool; /* a pool thread, or a caller inside elm_pool_run */
+static _Thread_local int my_tid;   /* gettid(), cached */
 
 static int64_t now_ns(void)
 {
@@ -120,40 +136,68 @@ static int64_t spin_for(enum elm_wait w, bool busy)
     return ELM_POOL_SPIN_NS;
 }
 
-/* Runnable threads of the whole machine now, or -1. */
-static int runnable_now(void)
+static int gettid_cached(void)
 {
-    int fd = open("/proc/loadavg", O_RDONLY | O_CLOEXEC);
+    if (!my_tid)
+        my_tid = (int)syscall(SYS_gettid);
+    return my_tid;
+}
+
+/* Nanoseconds thread tid of this process spent runnable but not running, or -1 (unknown). */
+static int64_t run_delay(int tid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/task/%d/schedstat", tid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return -1;
-    char buf[128];
+    char buf[96];
     ssize_t n = read(fd, buf, sizeof buf - 1);
     close(fd);
     if (n <= 0)
         return -1;
     buf[n] = 0;
-    int running = -1;
-    /* "0.50 0.40 0.30 3/148 8302": the fourth field's numerator */
-    if (sscanf(buf, "%*s %*s %*s %d/", &running) != 1)
-        return -1;
-    return running;
+    long long on_cpu, delay;
+    /* "on-cpu-ns run-delay-ns timeslices" */
+    return sscanf(buf, "%lld %lld", &on_cpu, &delay) == 2 && delay >= 0 ? delay : -1;
 }
 
-/* Auto: is the machine busy for a team of nth? Called by the caller, under the lock. */
+/* The run delay of the team of a call of nth (the caller and workers 0..nth-2); -1 when the
+ * kernel does not tell, -2 when a worker has not started yet. */
+static int64_t team_delay(int nth)
+{
+    int64_t sum = run_delay(gettid_cached());
+    for (int i = 0; i < nth - 1 && sum >= 0; i++) {
+        int tid = atomic_load_explicit(&pool.w[i].ktid, memory_order_relaxed);
+        int64_t d = tid ? run_delay(tid) : -2;
+        sum = d < 0 ? d : sum + d;
+    }
+    return sum;
+}
+
+/* Auto: is the machine busy for a team of nth? Called by the caller, under the lock. A sample
+ * compares the team's run delay with the previous sample's, taken by the same caller for the
+ * same team not too long ago; otherwise it only sets the baseline. */
 static void sample_machine(int nth)
 {
-    int64_t t = now_ns();
+    const int64_t t = now_ns();
     if (t - pool.last_sample < SAMPLE_NS)
         return;
-    pool.last_sample = t;
-    int running = runnable_now();
-    if (running < 0)
+    const int64_t delay = team_delay(nth);
+    if (delay == -2)
         return;
-    int awake = 0;
-    for (int i = 0; i < pool.n_workers; i++)
-        awake += !atomic_load_explicit(&pool.w[i].asleep, memory_order_relaxed);
-    const int others = running - 1 - awake;
-    const bool over = others + nth > pool.n_cpu;
+    const int me = gettid_cached();
+    const bool comparable = pool.last_sample && pool.last_tid == me && pool.last_nth == nth &&
+                            t - pool.last_sample <= SAMPLE_STALE_NS && pool.last_delay >= 0;
+    const int64_t waited = delay - pool.last_delay, span = (t - pool.last_sample) * nth;
+    pool.last_sample = t;
+    pool.last_delay = delay;
+    pool.last_tid = me;
+    pool.last_nth = nth;
+    if (delay >= 0 && !comparable)
+        return;
+    /* no schedstat: counted as busy (the top says why) */
+    const bool over = delay < 0 || waited * DELAY_SHARE > span;
     pool.score += ((over ? SCORE_ONE : 0) - pool.score) / 4;
     bool busy = atomic_load_explicit(&pool.busy, memory_order_relaxed);
     busy = busy ? pool.score >= SCORE_LEAVE : pool.score >= SCORE_ENTER;
@@ -193,6 +237,8 @@ static void *worker_main(void *arg)
     struct worker *w = arg;
     uint32_t seen = w->seen;
     in_pool = true;
+    atomic_store_explicit(&w->ktid, gettid_cached(), memory_order_relaxed);
+    pthread_setname_np(pthread_self(), "elm-pool"); /* top, perf and tests tell workers apart */
     for (;;) {
         seen = wait_change(&w->go, seen, &w->asleep);
         if (atomic_load_explicit(&pool.stop, memory_order_acquire))
@@ -214,6 +260,7 @@ static void grow(int n)
         struct worker *w = &pool.w[pool.n_workers];
         w->seen = atomic_load(&w->go);
         atomic_store(&w->asleep, false);
+        atomic_store(&w->ktid, 0);
         if (pthread_create(&w->tid, NULL, worker_main, w) != 0)
             break;
         pool.n_workers++;
@@ -226,6 +273,8 @@ static void after_fork_child(void)
 {
     pthread_mutex_init(&pool.lock, NULL);
     pool.n_workers = 0;
+    my_tid = 0; /* the forking thread's id was cached; this one has its own */
+    pool.last_sample = 0;
     for (int i = 0; i < ELM_POOL_MAX - 1; i++)
         atomic_store(&pool.w[i].asleep, false);
     atomic_store(&pool.pending, 0);

@@ -29,6 +29,8 @@ enum elm_wait {
     ELM_WAIT_ACTIVE,  /* spin for long (ELM_POOL_SPIN_ACTIVE_NS), like OMP_WAIT_POLICY=active */
 };
 
+/* Worker threads are named "elm-pool" (/proc/PID/task/TID/comm). */
+
 /* The body of a parallel call: thread `me` of `nth` (0 is the caller). */
 typedef void (*elm_pool_fn)(void *ctx, int me, int nth);
 

@@ -122,6 +122,8 @@ int elmd_embed_start(struct elmd_session *s, const struct elmd_prompt *p, char *
         rc = -ENOMEM;
     if (rc == 0)
         rc = tokenize_all(m, em, ids, n_ids, msg, cap);
+    if (rc == 0)
+        elmd_compute_threads(m);
     if (rc == 0 && (rc = elm_model_embed(m, (const int32_t *const *)ids, n_ids, (int)n, o->vec)))
         snprintf(msg, cap, "the encoder failed: %s", elm_strerror(rc));
     for (uint32_t i = 0; i < n; i++)

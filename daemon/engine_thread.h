@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "common/pool.h"
 #include "daemon/elmd.h"
 
 #define MAX_QUEUED 4 /* prompts read ahead per session; the rest wait in the ring */
@@ -33,6 +34,18 @@ struct eng {
     uint32_t wake_seen;
     bool no_waitv;
 };
+
+/* ---- computing ---------------------------------------------------------------------------- */
+
+/* Before computing anything for model m (a pass in step.c, an embedding in embed.c): its thread
+ * count (elmd.conf `threads`, elmctl start --threads, a load's threads) governs the whole pass,
+ * the products' pool team as well as the attention, so a daemon told 1 thread computes on 1.
+ * The pool's count is the process's; in elmd the engine thread alone computes. Inline: both
+ * callers use it, and scheduler.c, between them, must not make a call cycle. */
+static inline void elmd_compute_threads(const struct elm_model *m)
+{
+    elm_pool_set_threads(m->n_threads);
+}
 
 /* ---- events.c: what every request kind pushes and counts ------------------------------- */
 

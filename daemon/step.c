@@ -481,6 +481,7 @@ void *elmd_engine_main(void *arg)
         if (n > 0) {
             const uint64_t t0 = elmd_now_ns();
             elm_trace("d_fwd_start");
+            elmd_compute_threads(e.m->m);
             rc = elm_model_forward(e.m->m, e.m->w, e.items, n);
             elm_trace("d_fwd_end");
             elmd_learn_cost(&e.m->ns_per_tok, n, elmd_now_ns() - t0);

@@ -8,11 +8,14 @@
 #
 # For each model shape (small-110m and tinyllama-1.1b, Q4_0, synthesised by elm-bench) and each
 # load: decode tokens/s in-process (`elm-bench model`, WAIT_TG tokens) and aggregate tokens/s
-# through elmd with 1 and 8 clients (`elm-bench serve`, WAIT_PREDICT tokens each), once per
+# through elmd with 1 and 8 clients (`elm-bench serve`, WAIT_PREDICT tokens each) under each
 # policy. passive and active are the pool forced to one behaviour (what OMP_WAIT_POLICY=passive
 # and =active did with OpenMP); auto is the default. The targets (issue 15): idle, auto within
 # 5 % of active (the best spinning figure); busy, auto within 10 % of passive.
-# WAIT_REPS (default 3) repetitions after elm-bench's warm-up; the median is shown;
+# The policies alternate: WAIT_REPS (default 3) rounds, each running every policy once (one
+# repetition after elm-bench's warm-up, the order rotating from round to round), so a
+# neighbour's load hits all three alike. A cell is the median over the rounds; auto / target is
+# the median of the rounds' own ratios (docs/benchmarks.md's rule for comparisons).
 # WAIT_SHAPES narrows the shapes (a first look: WAIT_SHAPES=small-110m). Run it on a quiet
 # machine: the "idle" rows assume nothing else runs (the note under the table gives
 # /proc/loadavg). On a loaded machine `active` is very slow and its serve runs may fail.
@@ -44,31 +47,31 @@ stop_busy() {
 trap 'stop_busy; rm -rf "$tmp"' EXIT
 trap 'exit 1' INT TERM
 
-# Results go to $tmp/r as lines "shape load bench policy t/s".
+# Results go to $tmp/r as lines "shape load bench policy round t/s".
 : >"$tmp/r"
-measure() { # $1 shape, $2 load, $3 policy
+measure() { # $1 shape, $2 load, $3 policy, $4 round
     # the model table: tg t/s is the 12th column
-    if ELM_WAIT=$3 "$bench" --csv --reps "$reps" model --synth "$1:q4_0" --pp 16 --tg "$tg" \
+    if ELM_WAIT=$3 "$bench" --csv --reps 1 model --synth "$1:q4_0" --pp 16 --tg "$tg" \
         >"$tmp/out" 2>"$tmp/err"; then
-        awk -F, -v s="$1" -v l="$2" -v p="$3" '$1 == "model" { print s, l, "model", p, $12 }' \
+        awk -F, -v s="$1" -v l="$2" -v p="$3" -v r="$4" '$1 == "model" { print s, l, "model", p, r, $12 }' \
             "$tmp/out" >>"$tmp/r"
     else
-        failed "$1 $2 model $3"
+        failed "$1 $2 model $3 $4"
     fi
     # the serve table: clients in the 3rd column, aggregate t/s in the 6th. A run can fail
     # (spinning threads on a busy machine can starve a client past its stall timeout): the
     # table then shows "failed" for it.
-    if ELM_WAIT=$3 "$bench" --csv --reps "$reps" serve --synth "$1:q4_0" --clients 1,8 \
+    if ELM_WAIT=$3 "$bench" --csv --reps 1 serve --synth "$1:q4_0" --clients 1,8 \
         --n-predict "$predict" >"$tmp/out" 2>"$tmp/err"; then
-        awk -F, -v s="$1" -v l="$2" -v p="$3" '$1 == "serve" { print s, l, "serve-" $3, p, $6 }' \
+        awk -F, -v s="$1" -v l="$2" -v p="$3" -v r="$4" '$1 == "serve" { print s, l, "serve-" $3, p, r, $6 }' \
             "$tmp/out" >>"$tmp/r"
     else
-        failed "$1 $2 serve-1 $3"
-        failed "$1 $2 serve-8 $3"
+        failed "$1 $2 serve-1 $3 $4"
+        failed "$1 $2 serve-8 $3 $4"
     fi
 }
 
-failed() { # $1 "shape load bench policy"
+failed() { # $1 "shape load bench policy round"
     echo "bench-wait.sh: $1 failed:" >&2
     cat "$tmp/err" >&2
     echo "$1 failed" >>"$tmp/r"
@@ -84,37 +87,61 @@ for load in idle busy; do
         done
     fi
     for shape in $shapes; do
-        for policy in $policies; do
-            echo "bench-wait.sh: $shape, $load, $policy" >&2
-            measure "$shape" "$load" "$policy"
+        order=$policies
+        round=1
+        while [ "$round" -le "$reps" ]; do
+            for policy in $order; do
+                echo "bench-wait.sh: $shape, $load, round $round, $policy" >&2
+                measure "$shape" "$load" "$policy" "$round"
+            done
+            # the next round starts with the policy after this round's first
+            order="$(echo "$order" | cut -d' ' -f2-) $(echo "$order" | cut -d' ' -f1)"
+            round=$((round + 1))
         done
     done
     stop_busy
 done
 
-# One row per shape, load and bench: the three policies, then auto against its target.
+# One row per shape, load and bench: the three policies' medians, then the median of the
+# rounds' ratios of auto to its target ("failed" when no round has both figures).
 awk '
-    function f(x) { return x == "failed" || x == "" ? "failed" : sprintf("%.1f", x) }
-    { v[$1 " " $2 " " $3 " " $4] = $5; if (!(($1 " " $2 " " $3) in seen)) { seen[$1 " " $2 " " $3] = 1; order[n++] = $1 " " $2 " " $3 } }
+    function f(x) { return x == "" ? "failed" : sprintf("%.1f", x) }
+    function median(list,    a, n, i, j, t) {
+        n = split(list, a, " ")
+        if (n == 0) return ""
+        for (i = 2; i <= n; i++) { t = a[i] + 0; for (j = i - 1; j >= 1 && a[j] + 0 > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
+        return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+    }
+    {
+        key = $1 " " $2 " " $3
+        if (!(key in seen)) { seen[key] = 1; order[n++] = key }
+        if ($6 != "failed") { vals[key " " $4] = vals[key " " $4] " " $6; v[key " " $4 " " $5] = $6 }
+        if ($5 + 0 > rounds) rounds = $5 + 0
+    }
     END {
         print "| shape | load | bench | passive t/s | active t/s | auto t/s | auto / target | target |"
         print "|---|---|---|---:|---:|---:|---:|---|"
         for (i = 0; i < n; i++) {
             split(order[i], k, " ")
-            pa = v[order[i] " passive"]; ac = v[order[i] " active"]; au = v[order[i] " auto"]
-            if (k[2] == "idle") { ref = ac; want = 0.95; name = "active" } else { ref = pa; want = 0.90; name = "passive" }
-            if (ref == "failed" || ref + 0 <= 0) rs = "(no " name " figure)"
-            else if (au == "failed") rs = "missed (auto failed)"
-            else { r = au / ref; rs = sprintf("%.2f %s", r, r >= want ? "met" : "missed") }
+            if (k[2] == "idle") { ref = "active"; want = 0.95 } else { ref = "passive"; want = 0.90 }
+            ratios = ""
+            for (r = 1; r <= rounds; r++) {
+                a = v[order[i] " auto " r]; t = v[order[i] " " ref " " r]
+                if (a != "" && t + 0 > 0) ratios = ratios " " a / t
+            }
+            rm = median(ratios)
+            rs = rm == "" ? "failed" : sprintf("%.2f %s", rm, rm >= want ? "met" : "missed")
             b = k[3]; sub(/^serve-/, "serve, ", b); if (b == "model") b = "model (tg)"; else b = b (b == "serve, 1" ? " client" : " clients")
-            printf "| %s | %s | %s | %s | %s | %s | %s | >= %.2f of %s |\n", k[1], k[2], b, f(pa), f(ac), f(au), rs, want, name
+            printf "| %s | %s | %s | %s | %s | %s | %s | >= %.2f of %s |\n", k[1], k[2], b,
+                f(median(vals[order[i] " passive"])), f(median(vals[order[i] " active"])),
+                f(median(vals[order[i] " auto"])), rs, want, ref
         }
     }' "$tmp/r" >"$tmp/table"
 {
     cat "$tmp/table"
     echo
-    echo "Measured $(date -u +%Y-%m-%d) by \`scripts/bench-wait.sh\` (WAIT_REPS=$reps, model tg $tg," \
-        "serve $predict tokens per client), /proc/loadavg before: $load_before."
+    echo "Measured $(date -u +%Y-%m-%d) by \`scripts/bench-wait.sh\` (WAIT_REPS=$reps rounds, model tg $tg," \
+        "serve $predict tokens per client), /proc/loadavg before: $load_before, after: $(cut -d' ' -f1-4 /proc/loadavg)."
     # a load average above the CPUs means other work ran: say so, the figures are not idle ones
     echo "$load_before" | awk -v n="$(nproc)" '$1 > n {
         print "The machine was loaded (load average above its " n " CPUs): these figures are not"

@@ -8,8 +8,12 @@
  *   - loading over max_resident_bytes unloads the least recently used idle model, never one
  *     with a session; when only models with sessions are left, the load waits (status says so)
  *     and goes on once one of them closes.
+ *   - `threads` governs the whole pass: a daemon started with --threads 1 runs a long prompt's
+ *     products (large enough to be split) without a single compute-pool worker, and a model
+ *     loaded with 2 threads gets a team of 2 (one worker beside the engine thread).
  * Models: stories260K and zoo-llama-q8_0 (small: the whole test takes seconds).
  */
+#include <dirent.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -344,6 +348,64 @@ static void test_budget(void **state)
     elm_client_close(&c);
 }
 
+/* ---- threads ------------------------------------------------------------------------------- */
+
+/* elmd's compute-pool workers: its threads named "elm-pool" (common/pool.h). */
+static int pool_workers(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%ld/task", (long)pid);
+    DIR *d = opendir(path);
+    assert_non_null(d);
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        if (e->d_name[0] == '.')
+            continue;
+        char comm[512], name[32] = "";
+        snprintf(comm, sizeof comm, "%s/%s/comm", path, e->d_name);
+        FILE *f = fopen(comm, "r");
+        if (f && !fgets(name, sizeof name, f))
+            name[0] = 0;
+        if (f)
+            fclose(f);
+        n += strncmp(name, "elm-pool", 8) == 0;
+    }
+    closedir(d);
+    return n;
+}
+
+static void test_threads(void **state)
+{
+    (void)state;
+    const char *extra[] = {"--threads", "1", NULL};
+    const char *zoo = start_two(extra);
+    if (!zoo)
+        skip();
+    elm_client *c;
+    assert_int_equal(elm_client_connect(g_td.dir, &c), 0);
+    /* about 100 prompt tokens: stories260K's 64x64 products over them pass the size from which
+     * kernels/matmul.c splits a product across the pool's team */
+    char prompt[1024] = "";
+    for (int i = 0; i < 10; i++)
+        strcat(prompt, "Once upon a time there was a little dog. ");
+    struct run r;
+    generate_on(c, NULL, NULL, prompt, &r);
+    assert_true(r.n > 0);
+    assert_int_equal(pool_workers(g_td.pid), 0);
+
+    struct elm_load_result lr;
+    int rc = elm_client_load_as(c, zoo, "zoo", NULL, 0, 2, &lr);
+    if (rc) { /* a machine of one CPU allows no second thread */
+        print_message("SKIP part: 2 threads refused: %s\n", elm_client_last_message(c));
+        elm_client_close(&c);
+        return;
+    }
+    generate_on(c, "zoo", NULL, prompt, &r);
+    assert_true(r.n > 0);
+    assert_int_equal(pool_workers(g_td.pid), 1);
+    elm_client_close(&c);
+}
+
 int main(int argc, char **argv)
 {
     (void)argc;
@@ -351,6 +413,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_two_models, teardown),
         cmocka_unit_test_teardown(test_budget, teardown),
+        cmocka_unit_test_teardown(test_threads, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -8,10 +8,13 @@
  *    its caller alone and still completes;
  *  - shutdown joins every worker (the process is left with its own thread) and the next call
  *    starts them again;
+ *  - auto: with a busy loop beside every CPU the pool's threads wait for their cores, and auto
+ *    finds the machine busy (its threads then sleep at once);
  *  - the policy names.
  * No assertion depends on time: waits poll the pool's counters, under the ctest timeout.
  */
 #include <dirent.h>
+#include <sched.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -226,7 +229,7 @@ static void test_shutdown(void **state)
         elm_pool_stats(&st);
         assert_int_equal(st.n_workers, MAX_TH - 1);
         until_threads(alone + MAX_TH - 1); /* a worker still starting shows soon */
-        elm_pool_shutdown(); /* passive: workers asleep; active: spinning */
+        elm_pool_shutdown();               /* passive: workers asleep; active: spinning */
         elm_pool_stats(&st);
         assert_int_equal(st.n_workers, 0);
         until_threads(alone);
@@ -235,6 +238,65 @@ static void test_shutdown(void **state)
     assert_int_equal(run_once(2), 2); /* starts again */
     elm_pool_shutdown();
     until_threads(alone);
+}
+
+/* auto under contention: the calling thread, and so the workers it starts and a busy loop it
+ * starts, confined to one CPU, so a team of 2 shares that CPU with the loop on any machine,
+ * however many CPUs it has. The pool must see its threads wait for the core: busy after a few
+ * samples (it may be busy already: other tests ran), with samples over the line. Bounded by
+ * samples, not by time; only this direction is asserted, since whether a shared CI machine is
+ * idle is not ours to know. */
+static atomic_bool spin_stop;
+
+static void *busy_loop(void *arg)
+{
+    (void)arg;
+    while (!atomic_load_explicit(&spin_stop, memory_order_relaxed))
+        ;
+    return NULL;
+}
+
+static void work(void *ctx, int me, int nth)
+{
+    (void)me;
+    (void)nth;
+    volatile uint64_t *sink = ctx, x = 0;
+    for (int i = 0; i < 20000; i++)
+        x += (uint64_t)i * i;
+    *sink += x;
+}
+
+static void test_auto_busy(void **state)
+{
+    (void)state;
+    cpu_set_t all, one;
+    assert_int_equal(sched_getaffinity(0, sizeof all, &all), 0);
+    CPU_ZERO(&one);
+    for (int c = 0; c < CPU_SETSIZE; c++)
+        if (CPU_ISSET(c, &all)) {
+            CPU_SET(c, &one);
+            break;
+        }
+    elm_pool_shutdown(); /* workers start again from the confined caller */
+    assert_int_equal(sched_setaffinity(0, sizeof one, &one), 0);
+    pthread_t loop;
+    atomic_store(&spin_stop, false);
+    assert_int_equal(pthread_create(&loop, NULL, busy_loop, NULL), 0);
+    elm_pool_set_wait(ELM_WAIT_AUTO);
+    struct elm_pool_stats st0, st;
+    elm_pool_stats(&st0);
+    volatile uint64_t sink = 0;
+    do {
+        elm_pool_run(2, work, (void *)&sink);
+        elm_pool_stats(&st);
+    } while ((!st.busy || st.n_samples - st0.n_samples < 8) && st.n_samples - st0.n_samples < 200);
+    atomic_store(&spin_stop, true);
+    assert_int_equal(pthread_join(loop, NULL), 0);
+    elm_pool_set_wait(ELM_WAIT_PASSIVE);
+    elm_pool_shutdown();
+    assert_int_equal(sched_setaffinity(0, sizeof all, &all), 0);
+    assert_true(st.busy);
+    assert_true(st.n_busy > st0.n_busy);
 }
 
 static void test_names(void **state)
@@ -258,9 +320,10 @@ int main(void)
 {
     base_threads = threads_now();
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_names),        cmocka_unit_test(test_shares),
+        cmocka_unit_test(test_names),         cmocka_unit_test(test_shares),
         cmocka_unit_test(test_bit_identical), cmocka_unit_test(test_sleep_wake),
-        cmocka_unit_test(test_two_callers),  cmocka_unit_test(test_shutdown),
+        cmocka_unit_test(test_two_callers),   cmocka_unit_test(test_shutdown),
+        cmocka_unit_test(test_auto_busy),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
