@@ -322,10 +322,14 @@ static void attend_head(const struct elm_kernels *k, const struct elm_hparams *h
     for (int32_t pg = pg0; pg < n_pages; pg++) {
         const unsigned char *kb = elm_kv_page(pl, kv->table[pg]) + koff;
         const int32_t p0 = pg * ELM_KV_PAGE, run = n - p0 < ELM_KV_PAGE ? n - p0 : ELM_KV_PAGE;
-        for (int32_t i = p0 < lo ? lo - p0 : 0; i < run; i++) {
-            k->kv_dot[type](hd, &att[p0 + i], kb + (size_t)i * row, qv);
+        const int32_t i0 = p0 < lo ? lo - p0 : 0;
+        if (k->kv_dots[type])
+            k->kv_dots[type](hd, run - i0, &att[p0 + i0], kb + (size_t)i0 * row, (int64_t)row, qv);
+        else
+            for (int32_t i = i0; i < run; i++)
+                k->kv_dot[type](hd, &att[p0 + i], kb + (size_t)i * row, qv);
+        for (int32_t i = i0; i < run; i++)
             att[p0 + i] *= scale;
-        }
     }
     if (hp->attn_softcap > 0)
         elm_softcap(att + lo, n - lo, hp->attn_softcap);
