@@ -525,9 +525,9 @@ ALWAYS_INLINE int64_t mix_wide(int64_t m, int64_t hd, float *lanes, const float 
             UNROLL for (int l = 0; l < 16; l++) B[l] =
                 _mm512_fmadd_ps(mix_load16(vb + (i + l) * v_stride, d, kind),
                                 _mm512_set1_ps(wr[i + l]), B[l]);
-        for (int l = 0; i + l < m; l++)
-            B[l] = _mm512_fmadd_ps(mix_load16(vb + (i + l) * v_stride, d, kind),
-                                   _mm512_set1_ps(wr[i + l]), B[l]);
+        UNROLL for (int l = 0; l < 16; l++) if (i + l < m) B[l] =
+            _mm512_fmadd_ps(mix_load16(vb + (i + l) * v_stride, d, kind),
+                            _mm512_set1_ps(wr[i + l]), B[l]);
         UNROLL for (int l = 0; l < 16; l++) _mm512_storeu_ps(lanes + l * hd + d, B[l]);
     }
     return d;
@@ -571,9 +571,10 @@ ALWAYS_INLINE void kv_mix_impl(int64_t n, int64_t hd, float *lanes, const float 
                     UNROLL for (int l = 0; l < MIX_LANES; l++) B[l] =
                         _mm256_fmadd_ps(mix_load(vb + (i + l) * v_stride, d, kind),
                                         _mm256_set1_ps(wr[i + l]), B[l]);
-                for (int l = 0; l < MIX_LANES && i + l < m; l++)
-                    B[l] = _mm256_fmadd_ps(mix_load(vb + (i + l) * v_stride, d, kind),
-                                           _mm256_set1_ps(wr[i + l]), B[l]);
+                /* a constant index keeps B in registers (a variable one spilled it) */
+                UNROLL for (int l = 0; l < MIX_LANES; l++) if (i + l < m) B[l] =
+                    _mm256_fmadd_ps(mix_load(vb + (i + l) * v_stride, d, kind),
+                                    _mm256_set1_ps(wr[i + l]), B[l]);
                 UNROLL for (int l = 0; l < MIX_LANES; l++) _mm256_storeu_ps(lp + l * hd, B[l]);
             }
         }
