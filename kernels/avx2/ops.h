@@ -377,10 +377,10 @@ static void kv_dots_group(int64_t n, float *s, const char *k, int64_t k_stride, 
     UNROLL for (int j = 0; j < 16; j++) A[j] = _mm512_setzero_ps();
     for (int64_t i = 0; i < n; i += 16) {
         const __m512 q = _mm512_loadu_ps(qf + i);
-        UNROLL for (int j = 0; j < 16; j++) A[j] = _mm512_fmadd_ps(
-            _mm512_cvtph_ps(_mm256_loadu_si256(
-                (const __m256i *)(k + kvd_pos(j) * k_stride + 2 * i))),
-            q, A[j]);
+        UNROLL for (int j = 0; j < 16; j++) A[j] =
+            _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256(
+                                (const __m256i *)(k + kvd_pos(j) * k_stride + 2 * i))),
+                            q, A[j]);
     }
     __m512 X[8], Y[4], Z[2];
     UNROLL for (int j = 0; j < 8; j++) /* lane l + lane l+8: [h(2j) | h(2j+1)] */
@@ -392,8 +392,8 @@ static void kv_dots_group(int64_t n, float *s, const char *k, int64_t k_stride, 
     UNROLL for (int j = 0; j < 2; j++) /* l + l+2 */
         Z[j] = _mm512_add_ps(_mm512_shuffle_ps(Y[2 * j], Y[2 * j + 1], 0x44),
                              _mm512_shuffle_ps(Y[2 * j], Y[2 * j + 1], 0xEE));
-    _mm512_storeu_ps(s, _mm512_add_ps(_mm512_shuffle_ps(Z[0], Z[1], 0x88),
-                                      _mm512_shuffle_ps(Z[0], Z[1], 0xDD)));
+    _mm512_storeu_ps(
+        s, _mm512_add_ps(_mm512_shuffle_ps(Z[0], Z[1], 0x88), _mm512_shuffle_ps(Z[0], Z[1], 0xDD)));
 }
 #else
 #define KVD_GROUP 8
@@ -428,8 +428,8 @@ static void kv_dots_group(int64_t n, float *s, const char *k, int64_t k_stride, 
     UNROLL for (int j = 0; j < 2; j++) /* l + l+2 */
         Z[j] = _mm256_add_ps(_mm256_shuffle_ps(Y[2 * j], Y[2 * j + 1], 0x44),
                              _mm256_shuffle_ps(Y[2 * j], Y[2 * j + 1], 0xEE));
-    _mm256_storeu_ps(s, _mm256_add_ps(_mm256_shuffle_ps(Z[0], Z[1], 0x88),
-                                      _mm256_shuffle_ps(Z[0], Z[1], 0xDD)));
+    _mm256_storeu_ps(
+        s, _mm256_add_ps(_mm256_shuffle_ps(Z[0], Z[1], 0x88), _mm256_shuffle_ps(Z[0], Z[1], 0xDD)));
 }
 #endif
 
@@ -441,8 +441,8 @@ static void simd_kv_dots_f16(int64_t n, int64_t np, float *s, const void *k, int
     if (n % 16 == 0 && n <= KVD_MAX && np >= KVD_GROUP) {
         float qf[KVD_MAX];
         for (int64_t e = 0; e < n; e += 8)
-            _mm256_storeu_ps(qf + e, _mm256_cvtph_ps(
-                                         _mm_loadu_si128((const __m128i *)((const uint16_t *)q + e))));
+            _mm256_storeu_ps(qf + e, _mm256_cvtph_ps(_mm_loadu_si128(
+                                         (const __m128i *)((const uint16_t *)q + e))));
         for (; i + KVD_GROUP <= np; i += KVD_GROUP)
             kv_dots_group(n, s + i, kb + i * k_stride, k_stride, qf);
     }
@@ -513,8 +513,8 @@ ALWAYS_INLINE __m512 mix_load16(const char *row, int64_t d, const enum mix_kind 
     return _mm512_loadu_ps((const float *)row + d);
 }
 
-ALWAYS_INLINE int64_t mix_wide(int64_t m, int64_t hd, float *lanes, const float *wr,
-                               const char *vb, int64_t v_stride, const enum mix_kind kind)
+ALWAYS_INLINE int64_t mix_wide(int64_t m, int64_t hd, float *lanes, const float *wr, const char *vb,
+                               int64_t v_stride, const enum mix_kind kind)
 {
     int64_t d = 0;
     for (; d + 16 <= hd; d += 16) {
@@ -522,19 +522,17 @@ ALWAYS_INLINE int64_t mix_wide(int64_t m, int64_t hd, float *lanes, const float 
         UNROLL for (int l = 0; l < 16; l++) B[l] = _mm512_loadu_ps(lanes + l * hd + d);
         int64_t i = 0;
         for (; i + 16 <= m; i += 16)
-            UNROLL for (int l = 0; l < 16; l++) B[l] =
-                _mm512_fmadd_ps(mix_load16(vb + (i + l) * v_stride, d, kind),
-                                _mm512_set1_ps(wr[i + l]), B[l]);
-        UNROLL for (int l = 0; l < 16; l++) if (i + l < m) B[l] =
-            _mm512_fmadd_ps(mix_load16(vb + (i + l) * v_stride, d, kind),
-                            _mm512_set1_ps(wr[i + l]), B[l]);
+            UNROLL for (int l = 0; l < 16; l++) B[l] = _mm512_fmadd_ps(
+                mix_load16(vb + (i + l) * v_stride, d, kind), _mm512_set1_ps(wr[i + l]), B[l]);
+        UNROLL for (int l = 0; l < 16; l++) if (i + l < m) B[l] = _mm512_fmadd_ps(
+            mix_load16(vb + (i + l) * v_stride, d, kind), _mm512_set1_ps(wr[i + l]), B[l]);
         UNROLL for (int l = 0; l < 16; l++) _mm512_storeu_ps(lanes + l * hd + d, B[l]);
     }
     return d;
 }
 #else
-ALWAYS_INLINE int64_t mix_wide(int64_t m, int64_t hd, float *lanes, const float *wr,
-                               const char *vb, int64_t v_stride, const enum mix_kind kind)
+ALWAYS_INLINE int64_t mix_wide(int64_t m, int64_t hd, float *lanes, const float *wr, const char *vb,
+                               int64_t v_stride, const enum mix_kind kind)
 {
     (void)m, (void)hd, (void)lanes, (void)wr, (void)vb, (void)v_stride, (void)kind;
     return 0;
@@ -572,9 +570,8 @@ ALWAYS_INLINE void kv_mix_impl(int64_t n, int64_t hd, float *lanes, const float 
                         _mm256_fmadd_ps(mix_load(vb + (i + l) * v_stride, d, kind),
                                         _mm256_set1_ps(wr[i + l]), B[l]);
                 /* a constant index keeps B in registers (a variable one spilled it) */
-                UNROLL for (int l = 0; l < MIX_LANES; l++) if (i + l < m) B[l] =
-                    _mm256_fmadd_ps(mix_load(vb + (i + l) * v_stride, d, kind),
-                                    _mm256_set1_ps(wr[i + l]), B[l]);
+                UNROLL for (int l = 0; l < MIX_LANES; l++) if (i + l < m) B[l] = _mm256_fmadd_ps(
+                    mix_load(vb + (i + l) * v_stride, d, kind), _mm256_set1_ps(wr[i + l]), B[l]);
                 UNROLL for (int l = 0; l < MIX_LANES; l++) _mm256_storeu_ps(lp + l * hd, B[l]);
             }
         }
