@@ -41,6 +41,7 @@
  */
 #include <errno.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -321,10 +322,14 @@ static void attend_head(const struct elm_kernels *k, const struct elm_hparams *h
     for (int32_t pg = pg0; pg < n_pages; pg++) {
         const unsigned char *kb = elm_kv_page(pl, kv->table[pg]) + koff;
         const int32_t p0 = pg * ELM_KV_PAGE, run = n - p0 < ELM_KV_PAGE ? n - p0 : ELM_KV_PAGE;
-        for (int32_t i = p0 < lo ? lo - p0 : 0; i < run; i++) {
-            k->kv_dot[type](hd, &att[p0 + i], kb + (size_t)i * row, qv);
+        const int32_t i0 = p0 < lo ? lo - p0 : 0;
+        if (k->kv_dots[type])
+            k->kv_dots[type](hd, run - i0, &att[p0 + i0], kb + (size_t)i0 * row, (int64_t)row, qv);
+        else
+            for (int32_t i = i0; i < run; i++)
+                k->kv_dot[type](hd, &att[p0 + i], kb + (size_t)i * row, qv);
+        for (int32_t i = i0; i < run; i++)
             att[p0 + i] *= scale;
-        }
     }
     if (hp->attn_softcap > 0)
         elm_softcap(att + lo, n - lo, hp->attn_softcap);
@@ -346,22 +351,27 @@ struct attn {
     struct elm_work *w;
     const struct elm_batch_item *items;
     int layer, jobs;
+    atomic_int next; /* the next job not yet taken */
 };
 
-/* Thread th of nth computes heads [jobs*th/nth, jobs*(th+1)/nth) with its own scratch (th <
- * w->n_threads); a head's result does not depend on which thread computes it. */
+/* Each thread takes jobs (one head of one token) one at a time until none are left, with its
+ * own scratch (th < w->n_threads); a head's result does not depend on which thread computes it.
+ * A job costs in proportion to its token's position, so a static split of a prefill chunk gave
+ * the thread with the late tokens three times the work of the other (and a thread descheduled
+ * by another program held up the whole region); taking jobs last token first also leaves the
+ * cheap ones to even out the end. */
 static void attn_part(void *ctx, int th, int nth)
 {
-    const struct attn *a = ctx;
+    (void)nth;
+    struct attn *a = ctx;
     const struct elm_hparams *hp = &a->m->hp;
     const struct elm_layer *l = &a->m->layers[a->layer];
     struct elm_work *w = a->w;
     const int hd = hp->head_dim, nh = l->n_head, group = nh / l->n_head_kv;
+    const int n = a->jobs / nh;
     const size_t qdim = (size_t)nh * hd;
-    const int j0 = (int)((int64_t)a->jobs * th / nth),
-              j1 = (int)((int64_t)a->jobs * (th + 1) / nth);
-    for (int j = j0; j < j1; j++) {
-        int t = j / nh, h = j % nh;
+    for (int j; (j = atomic_fetch_add_explicit(&a->next, 1, memory_order_relaxed)) < a->jobs;) {
+        const int t = n - 1 - j / nh, h = j % nh;
         attend_head(
             a->m->k, hp, a->items[t].kv, a->layer, a->items[t].pos, h / group,
             w->q + (size_t)t * qdim + (size_t)h * hd, w->att + (size_t)th * (size_t)w->n_ctx_max,
@@ -375,6 +385,7 @@ static void attention(const struct elm_model *m, struct elm_work *w, int layer,
 {
     struct attn a = {
         .m = m, .w = w, .items = items, .layer = layer, .jobs = n * m->layers[layer].n_head};
+    atomic_init(&a.next, 0);
     elm_pool_run(a.jobs < w->n_threads ? a.jobs : w->n_threads, attn_part, &a);
 }
 

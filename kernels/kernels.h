@@ -117,6 +117,12 @@ struct elm_kernels {
      * For a token decoded alone it uses another order (whose last bits may differ); elm keeps
      * one order for every batch, and measured that the zoo references still hold. */
     void (*kv_dot[ELM_TYPE_COUNT])(int64_t n, float *s, const void *k, const void *q);
+    /* kv_dots: s[i] = what kv_dot gives for the row k + i * k_stride (bytes), i < np: the
+     *   scores of a page's positions in one call, bit for bit those of kv_dot of the same
+     *   table. Optional (NULL: call kv_dot per row); a table that replaces kv_dot[t] must
+     *   clear kv_dots[t] (elm_kernels_with_order does). */
+    void (*kv_dots[ELM_TYPE_COUNT])(int64_t n, int64_t np, float *s, const void *k,
+                                    int64_t k_stride, const void *q);
     void (*kv_mix[ELM_TYPE_COUNT])(int64_t n, int64_t hd, float *lanes, const float *w,
                                    const void *v, int64_t v_stride);
     void (*kv_fold)(int64_t hd, const float *lanes, float *out);

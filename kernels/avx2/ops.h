@@ -352,6 +352,104 @@ static void simd_kv_dot_f16(int64_t n, float *s, const void *k, const void *q)
     *s = hsum16_ps(lo, hi);
 }
 
+/* ---- attention: scores of several positions ------------------------------------------------ */
+
+/* kv_dots for an F16 cache (kernels.h): the scores of whole groups of positions at once, with
+ * the query converted once and one accumulator per position. elm_hsum16 is a halving tree
+ * (lane l + l+8, then l + l+4, then l + l+2, then the last pair); the fold below runs that tree
+ * for every position of a group together, each add pairing the same two lanes of one position
+ * as kv_dot does, so a score keeps kv_dot's bits. The tree leaves slot c + G/4 * r in lane
+ * 4c + r, so slot j accumulates position kvd_pos(j) and the result lands in position order.
+ * Positions past the last whole group, and rows whose length is not a multiple of 16 (kv_dot
+ * then has a partial block) or above KVD_MAX, take kv_dot one by one. */
+#define KVD_MAX 512 /* longest head converted on the stack */
+
+#ifdef ELM_SIMD_VNNI
+#define KVD_GROUP 16
+static inline int kvd_pos(int j)
+{
+    return 4 * (j % 4) + j / 4;
+}
+
+static void kv_dots_group(int64_t n, float *s, const char *k, int64_t k_stride, const float *qf)
+{
+    __m512 A[16];
+    UNROLL for (int j = 0; j < 16; j++) A[j] = _mm512_setzero_ps();
+    for (int64_t i = 0; i < n; i += 16) {
+        const __m512 q = _mm512_loadu_ps(qf + i);
+        UNROLL for (int j = 0; j < 16; j++) A[j] =
+            _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256(
+                                (const __m256i *)(k + kvd_pos(j) * k_stride + 2 * i))),
+                            q, A[j]);
+    }
+    __m512 X[8], Y[4], Z[2];
+    UNROLL for (int j = 0; j < 8; j++) /* lane l + lane l+8: [h(2j) | h(2j+1)] */
+        X[j] = _mm512_add_ps(_mm512_shuffle_f32x4(A[2 * j], A[2 * j + 1], 0x44),
+                             _mm512_shuffle_f32x4(A[2 * j], A[2 * j + 1], 0xEE));
+    UNROLL for (int j = 0; j < 4; j++) /* l + l+4: four positions' 4 lanes */
+        Y[j] = _mm512_add_ps(_mm512_shuffle_f32x4(X[2 * j], X[2 * j + 1], 0x88),
+                             _mm512_shuffle_f32x4(X[2 * j], X[2 * j + 1], 0xDD));
+    UNROLL for (int j = 0; j < 2; j++) /* l + l+2 */
+        Z[j] = _mm512_add_ps(_mm512_shuffle_ps(Y[2 * j], Y[2 * j + 1], 0x44),
+                             _mm512_shuffle_ps(Y[2 * j], Y[2 * j + 1], 0xEE));
+    _mm512_storeu_ps(
+        s, _mm512_add_ps(_mm512_shuffle_ps(Z[0], Z[1], 0x88), _mm512_shuffle_ps(Z[0], Z[1], 0xDD)));
+}
+#else
+#define KVD_GROUP 8
+static inline int kvd_pos(int j)
+{
+    return 4 * (j % 2) + j / 2;
+}
+
+/* With 16 registers the low and high 8 lanes of the positions' accumulators are summed in two
+ * walks over the row (the first add of elm_hsum16 is lo + hi). */
+static void kv_dots_group(int64_t n, float *s, const char *k, int64_t k_stride, const float *qf)
+{
+    __m256 L[8], H[8];
+    UNROLL for (int j = 0; j < 8; j++) L[j] = H[j] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n; i += 16) {
+        const __m256 q = _mm256_loadu_ps(qf + i);
+        UNROLL for (int j = 0; j < 8; j++) L[j] = _mm256_fmadd_ps(
+            _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k + kvd_pos(j) * k_stride + 2 * i))),
+            q, L[j]);
+    }
+    for (int64_t i = 8; i < n; i += 16) {
+        const __m256 q = _mm256_loadu_ps(qf + i);
+        UNROLL for (int j = 0; j < 8; j++) H[j] = _mm256_fmadd_ps(
+            _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k + kvd_pos(j) * k_stride + 2 * i))),
+            q, H[j]);
+    }
+    __m256 Y[4], Z[2];
+    UNROLL for (int j = 0; j < 8; j++) L[j] = _mm256_add_ps(L[j], H[j]);
+    UNROLL for (int j = 0; j < 4; j++) /* l + l+4: [r(2j) | r(2j+1)] */
+        Y[j] = _mm256_add_ps(_mm256_permute2f128_ps(L[2 * j], L[2 * j + 1], 0x20),
+                             _mm256_permute2f128_ps(L[2 * j], L[2 * j + 1], 0x31));
+    UNROLL for (int j = 0; j < 2; j++) /* l + l+2 */
+        Z[j] = _mm256_add_ps(_mm256_shuffle_ps(Y[2 * j], Y[2 * j + 1], 0x44),
+                             _mm256_shuffle_ps(Y[2 * j], Y[2 * j + 1], 0xEE));
+    _mm256_storeu_ps(
+        s, _mm256_add_ps(_mm256_shuffle_ps(Z[0], Z[1], 0x88), _mm256_shuffle_ps(Z[0], Z[1], 0xDD)));
+}
+#endif
+
+static void simd_kv_dots_f16(int64_t n, int64_t np, float *s, const void *k, int64_t k_stride,
+                             const void *q)
+{
+    const char *kb = k;
+    int64_t i = 0;
+    if (n % 16 == 0 && n <= KVD_MAX && np >= KVD_GROUP) {
+        float qf[KVD_MAX];
+        for (int64_t e = 0; e < n; e += 8)
+            _mm256_storeu_ps(qf + e, _mm256_cvtph_ps(_mm_loadu_si128(
+                                         (const __m128i *)((const uint16_t *)q + e))));
+        for (; i + KVD_GROUP <= np; i += KVD_GROUP)
+            kv_dots_group(n, s + i, kb + i * k_stride, k_stride, qf);
+    }
+    for (; i < np; i++)
+        simd_kv_dot_f16(n, s + i, kb + i * k_stride, q);
+}
+
 /* ---- attention: weighted sum of value rows --------------------------------------------------- */
 
 /* The reference keeps, for each output d, 16 lanes over the positions (lane p % 16 a fused
@@ -397,6 +495,50 @@ ALWAYS_INLINE float mix_scalar(const char *row, int64_t d, const enum mix_kind k
     return x;
 }
 
+/* With AVX-512 the outputs are taken 16 at a time first: one 512-bit vector per lane spans
+ * outputs d..d+15, so a position costs one conversion, one broadcast and one fma per 16 outputs
+ * instead of per 8 (each output's lanes are the same fused chains). Returns the first output
+ * left to the 8-wide loop. */
+#ifdef ELM_SIMD_VNNI
+ALWAYS_INLINE __m512 mix_load16(const char *row, int64_t d, const enum mix_kind kind)
+{
+    if (kind == MIX_F16)
+        return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)row + d)));
+    if (kind == MIX_Q8_0) { /* d % 16 == 0: the 16 values lie in one block */
+        const char *b = row + (d / 32) * 34;
+        const __m128i q = _mm_loadu_si128((const __m128i *)(b + 2 + d % 32));
+        return _mm512_mul_ps(_mm512_set1_ps(h2f(load_u16(b))),
+                             _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q)));
+    }
+    return _mm512_loadu_ps((const float *)row + d);
+}
+
+ALWAYS_INLINE int64_t mix_wide(int64_t m, int64_t hd, float *lanes, const float *wr, const char *vb,
+                               int64_t v_stride, const enum mix_kind kind)
+{
+    int64_t d = 0;
+    for (; d + 16 <= hd; d += 16) {
+        __m512 B[16];
+        UNROLL for (int l = 0; l < 16; l++) B[l] = _mm512_loadu_ps(lanes + l * hd + d);
+        int64_t i = 0;
+        for (; i + 16 <= m; i += 16)
+            UNROLL for (int l = 0; l < 16; l++) B[l] = _mm512_fmadd_ps(
+                mix_load16(vb + (i + l) * v_stride, d, kind), _mm512_set1_ps(wr[i + l]), B[l]);
+        UNROLL for (int l = 0; l < 16; l++) if (i + l < m) B[l] = _mm512_fmadd_ps(
+            mix_load16(vb + (i + l) * v_stride, d, kind), _mm512_set1_ps(wr[i + l]), B[l]);
+        UNROLL for (int l = 0; l < 16; l++) _mm512_storeu_ps(lanes + l * hd + d, B[l]);
+    }
+    return d;
+}
+#else
+ALWAYS_INLINE int64_t mix_wide(int64_t m, int64_t hd, float *lanes, const float *wr, const char *vb,
+                               int64_t v_stride, const enum mix_kind kind)
+{
+    (void)m, (void)hd, (void)lanes, (void)wr, (void)vb, (void)v_stride, (void)kind;
+    return 0;
+}
+#endif
+
 ALWAYS_INLINE void kv_mix_impl(int64_t n, int64_t hd, float *lanes, const float *w, const void *v,
                                int64_t v_stride, const enum mix_kind kind)
 {
@@ -416,7 +558,7 @@ ALWAYS_INLINE void kv_mix_impl(int64_t n, int64_t hd, float *lanes, const float 
             memcpy(wr, w + p0, (size_t)m * sizeof *wr);
         }
         const char *vb = (const char *)v + p0 * v_stride;
-        int64_t d = 0;
+        int64_t d = mix_wide(m, hd, lanes, wr, vb, v_stride, kind);
         for (; d + 8 <= hd; d += 8) {
             for (int pass = 0; pass < 16 / MIX_LANES; pass++) {
                 float *lp = lanes + (int64_t)pass * MIX_LANES * hd + d;
@@ -427,9 +569,9 @@ ALWAYS_INLINE void kv_mix_impl(int64_t n, int64_t hd, float *lanes, const float 
                     UNROLL for (int l = 0; l < MIX_LANES; l++) B[l] =
                         _mm256_fmadd_ps(mix_load(vb + (i + l) * v_stride, d, kind),
                                         _mm256_set1_ps(wr[i + l]), B[l]);
-                for (int l = 0; l < MIX_LANES && i + l < m; l++)
-                    B[l] = _mm256_fmadd_ps(mix_load(vb + (i + l) * v_stride, d, kind),
-                                           _mm256_set1_ps(wr[i + l]), B[l]);
+                /* a constant index keeps B in registers (a variable one spilled it) */
+                UNROLL for (int l = 0; l < MIX_LANES; l++) if (i + l < m) B[l] = _mm256_fmadd_ps(
+                    mix_load(vb + (i + l) * v_stride, d, kind), _mm256_set1_ps(wr[i + l]), B[l]);
                 UNROLL for (int l = 0; l < MIX_LANES; l++) _mm256_storeu_ps(lp + l * hd, B[l]);
             }
         }

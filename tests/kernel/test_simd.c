@@ -436,6 +436,23 @@ static void test_ops(void **state)
         k->kv_dot[ELM_TYPE_F16](n, &s2, vh + 3, qh);
         expect_floats("kv_dot", what, &s2, &s1, 1);
     }
+    /* kv_dots: every score of a run of rows as kv_dot gives it, for runs that fill no group,
+     * whole groups and groups plus a tail, and rows with a partial block (kv_dot per row) */
+    static const int64_t nps[] = {1, 7, 8, 16, 17, 31, 32};
+    static const int64_t kdims[] = {16, 40, 64, 128};
+    for (size_t i = 0; i < sizeof kdims / sizeof *kdims; i++) {
+        for (size_t j = 0; j < sizeof nps / sizeof *nps; j++) {
+            const int64_t n = kdims[i], np = nps[j];
+            if (!k->kv_dots[ELM_TYPE_F16])
+                continue;
+            float s1[32], s2[32];
+            for (int64_t p = 0; p < np; p++)
+                ref->kv_dot[ELM_TYPE_F16](n, &s1[p], vh + 3 + p * STRIDE, qh);
+            k->kv_dots[ELM_TYPE_F16](n, np, s2, vh + 3, STRIDE * 2, qh);
+            snprintf(what, sizeof what, "kv_dots f16 n=%lld np=%lld", (long long)n, (long long)np);
+            expect_floats("kv_dot", what, s2, s1, np);
+        }
+    }
     /* Q8_0 cache rows: 256 values (8 blocks) per position, quantized as the cache stores them */
     enum { QROW = 8 * 34 };
     uint8_t *vq = xmalloc(NPOS * QROW), *qq = xmalloc(HD / 32 * 34);
