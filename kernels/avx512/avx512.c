@@ -11,6 +11,7 @@
 #include "kernels/avx2/q_k.h"
 #include "kernels/avx2/q_legacy.h"
 #include "kernels/avx512/q4_0_tile.h"
+#include "kernels/avx512/q8_0_tile.h"
 
 /* Q4_0 prefill: the one-output-per-lane tile (q4_0_tile.h) replaces the shared tile in this
  * variant's table, with its own panel shape; it falls back to the shared tile itself. */
@@ -19,6 +20,9 @@
 #define Q40_R     Q40W_R
 #define Q40_T     Q40W_T
 #define q4_0_tile q4_0_tile_wide
+
+/* Q8_0 prefill: one output per lane too (q8_0_tile.h, lanes.h), in its panel shape. */
+#define TILE_Q8_0 TILE(q8_0_tile_lanes, q8_0_vec_dot, LN_R, LN_T, LEG_R_GEMV)
 
 #define ELM_VARIANT_NAME  "avx512"
 #define ELM_VARIANT_TABLE elm_kernels_avx512
