@@ -35,34 +35,87 @@ struct kql_block {
 /* The bias of the stored weights: D's chain starts at -bias * (sum of 4 activations). */
 #define KQL_BIAS(KIND) ((KIND) == 6 ? 32 : (KIND) == 3 ? 4 : 0)
 
-/* Scales and minimum pairs of one row's super-block, as the dwords of the panel. */
-ALWAYS_INLINE void kql_row_scales(const uint8_t *x, const int KIND, uint32_t sc[16], uint32_t mn[8])
+/* Byte i of every dword of v, as dwords. */
+ALWAYS_INLINE __m512i kql_byte(__m512i v, int i)
 {
+    return _mm512_and_si512(_mm512_srli_epi32(v, 8 * i), _mm512_set1_epi32(0xff));
+}
+
+/* (lo, hi) as the int16 pair of a dword; both in 0..255. */
+ALWAYS_INLINE __m512i kql_pair(__m512i lo, __m512i hi)
+{
+    return _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16));
+}
+
+/* The scales and minimum pairs of 16 rows' super-block b, in lane order, into p (sub-panel
+ * sp): the packed fields are gathered as dwords and unpacked by the same word arithmetic as
+ * k4_scales / k3_scales, lane by lane. */
+ALWAYS_INLINE void kql_scales(struct kql_block *p, int sp, const uint8_t *const base[16],
+                              const size_t step[16], int64_t b, const int KIND)
+{
+    __m512i v[4];
+    const __m512i zero = _mm512_setzero_si512();
     if (KIND == 4 || KIND == 5) {
-        uint8_t u[16];
-        k4_scales(x + 4, u); /* scales 0..7, mins 8..15 */
-        for (int g = 0; g < 16; g++)
-            sc[g] = u[g / 2];
+        ln_gather4(base, step, b, offsetof(struct elm_block_q4_k, scales), v);
+        const __m512i m1 = _mm512_set1_epi32(0x3f3f3f3f), m2 = _mm512_set1_epi32(0x0f0f0f0f),
+                      m3 = _mm512_set1_epi32(0x03030303);
+        /* u[0], u[1]: the 8 scales; u[2], u[3]: the 8 mins (k4_scales) */
+        __m512i u[4];
+        u[3] =
+            _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(v[2], 4), m2),
+                            _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(v[1], 6), m3), 4));
+        u[2] = _mm512_and_si512(v[1], m1);
+        u[1] =
+            _mm512_or_si512(_mm512_and_si512(v[2], m2),
+                            _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(v[0], 6), m3), 4));
+        u[0] = _mm512_and_si512(v[0], m1);
+        for (int r = 0; r < 8; r++) {
+            const __m512i sc = kql_byte(u[r / 4], r % 4);
+            _mm512_store_si512(&p->sc[sp][2 * r], sc);
+            _mm512_store_si512(&p->sc[sp][2 * r + 1], sc);
+        }
         for (int k = 0; k < 4; k++)
-            mn[k] = (uint32_t)u[8 + 2 * k] | (uint32_t)u[8 + 2 * k + 1] << 16;
+            _mm512_store_si512(&p->mn[sp][k], kql_pair(kql_byte(u[2 + k / 2], 2 * (k % 2)),
+                                                       kql_byte(u[2 + k / 2], 2 * (k % 2) + 1)));
         for (int k = 4; k < 8; k++)
-            mn[k] = 0;
+            _mm512_store_si512(&p->mn[sp][k], zero);
     } else if (KIND == 2) {
-        const struct elm_block_q2_k *b = (const struct elm_block_q2_k *)x;
+        ln_gather4(base, step, b, offsetof(struct elm_block_q2_k, scales), v);
+        const __m512i m4 = _mm512_set1_epi32(0x0f);
         for (int g = 0; g < 16; g++)
-            sc[g] = b->scales[g] & 0x0f;
+            _mm512_store_si512(&p->sc[sp][g], _mm512_and_si512(kql_byte(v[g / 4], g % 4), m4));
         for (int k = 0; k < 8; k++)
-            mn[k] = (uint32_t)(b->scales[2 * k] >> 4) | (uint32_t)(b->scales[2 * k + 1] >> 4) << 16;
+            _mm512_store_si512(&p->mn[sp][k],
+                               kql_pair(_mm512_srli_epi32(kql_byte(v[k / 2], 2 * (k % 2)), 4),
+                                        _mm512_srli_epi32(kql_byte(v[k / 2], 2 * (k % 2) + 1), 4)));
     } else {
-        int8_t s8[16];
-        if (KIND == 6)
-            memcpy(s8, ((const struct elm_block_q6_k *)x)->scales, 16);
-        else
-            _mm_storeu_si128((__m128i *)s8, k3_scales(((const struct elm_block_q3_k *)x)->scales));
-        for (int g = 0; g < 16; g++)
-            sc[g] = (uint16_t)(int16_t)s8[g];
+        const __m512i m16 = _mm512_set1_epi32(0xffff);
+        if (KIND == 6) {
+            ln_gather4(base, step, b, offsetof(struct elm_block_q6_k, scales), v);
+            /* group g: byte g % 4 of dword g / 4, sign-extended, as (sc, 0) */
+            for (int g = 0; g < 16; g++)
+                _mm512_store_si512(
+                    &p->sc[sp][g],
+                    _mm512_and_si512(
+                        _mm512_srai_epi32(_mm512_slli_epi32(v[g / 4], 24 - 8 * (g % 4)), 24), m16));
+        } else {
+            ln_gather4(base, step, b, offsetof(struct elm_block_q3_k, scales), v);
+            /* elm_k3_scales: low nibble from byte j % 8 (high nibble for j >= 8), top two bits
+             * from byte 8 + j % 4, pair j / 4; minus 32 */
+            const __m512i m4 = _mm512_set1_epi32(0x0f), m3 = _mm512_set1_epi32(3),
+                          b32 = _mm512_set1_epi32(32);
+            for (int j = 0; j < 16; j++) {
+                const __m512i lo = _mm512_and_si512(
+                    _mm512_srli_epi32(kql_byte(v[(j % 8) / 4], j % 4), 4 * (j / 8)), m4);
+                const __m512i hi =
+                    _mm512_and_si512(_mm512_srli_epi32(kql_byte(v[2], j % 4), 2 * (j / 4)), m3);
+                const __m512i sc =
+                    _mm512_sub_epi32(_mm512_or_si512(lo, _mm512_slli_epi32(hi, 4)), b32);
+                _mm512_store_si512(&p->sc[sp][j], _mm512_and_si512(sc, m16));
+            }
+        }
         for (int k = 0; k < 8; k++)
-            mn[k] = 0;
+            _mm512_store_si512(&p->mn[sp][k], zero);
     }
 }
 
@@ -153,20 +206,7 @@ ALWAYS_INLINE void kql_unpack(uint8_t *panel, const uint8_t *w, size_t ws, int n
                     p->dmin[sp] =
                         ln_gather_f16(base, step, b, offsetof(struct elm_block_q2_k, dmin));
             }
-            uint32_t sc[16][16], mn[8][16];
-            for (int l = 0; l < 16; l++) {
-                const int r = ln_row(l);
-                uint32_t s1[16], m1v[8];
-                kql_row_scales(base[r] + (size_t)b * step[r], KIND, s1, m1v);
-                for (int g = 0; g < 16; g++)
-                    sc[g][l] = s1[g];
-                for (int k = 0; k < 8; k++)
-                    mn[k][l] = m1v[k];
-            }
-            for (int g = 0; g < 16; g++)
-                _mm512_store_si512(&p->sc[sp][g], _mm512_loadu_si512(sc[g]));
-            for (int k = 0; k < 8; k++)
-                _mm512_store_si512(&p->mn[sp][k], _mm512_loadu_si512(mn[k]));
+            kql_scales(p, sp, base, step, b, KIND);
         }
     }
 }
