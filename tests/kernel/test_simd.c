@@ -351,14 +351,15 @@ static void test_matmul(void **state)
     for (size_t s = 0; s < sizeof q40 / sizeof *q40; s++)
         check_matmul(k, ELM_TYPE_Q4_0, q40[s][1] * 32, q40[s][0], q40[s][2], 91 + s, 2);
     print_message("%s: Q4_0 elm_matmul bit-identical to ref vec_dot, up to 20 tokens\n", k->name);
-    /* The other tiles that keep an unpacked panel (avx512's Q8_0 and K-quant tiles, 32-row
+    /* The other tiles that keep an unpacked panel (avx512's legacy and K-quant tiles, 32-row
      * panels in a 384 KiB buffer): several token tiles per panel, a partial panel, rows as long
      * as the buffer holds and one block longer, weights rewritten in place between products. */
     static const struct {
         enum elm_type t;
         int64_t rows, blocks, toks;
     } kept[] = {
-        {ELM_TYPE_Q8_0, 37, 341, 20}, {ELM_TYPE_Q8_0, 21, 342, 11}, {ELM_TYPE_Q2_K, 37, 34, 20},
+        {ELM_TYPE_Q8_0, 37, 307, 20}, {ELM_TYPE_Q8_0, 21, 308, 11}, {ELM_TYPE_Q5_0, 37, 307, 20},
+        {ELM_TYPE_Q4_1, 37, 307, 20}, {ELM_TYPE_Q5_1, 21, 308, 11}, {ELM_TYPE_Q2_K, 37, 34, 20},
         {ELM_TYPE_Q3_K, 37, 34, 20},  {ELM_TYPE_Q4_K, 37, 34, 20},  {ELM_TYPE_Q4_K, 21, 35, 11},
         {ELM_TYPE_Q5_K, 37, 34, 20},  {ELM_TYPE_Q6_K, 37, 34, 20},  {ELM_TYPE_Q6_K, 21, 35, 11}};
     int nkept = 0;
