@@ -99,16 +99,20 @@ ALWAYS_INLINE void kql_scales(struct kql_block *p, int sp, const uint8_t *const 
                     _mm512_and_si512(
                         _mm512_srai_epi32(_mm512_slli_epi32(v[g / 4], 24 - 8 * (g % 4)), 24), m16));
         } else {
-            ln_gather4(base, step, b, offsetof(struct elm_block_q3_k, scales), v);
+            /* the 16 bytes ending with the block's last scale byte (from the scales' offset
+             * they would run 2 bytes past the block, past the tensor on its last row): scale
+             * byte i is byte i + 2 of them */
+            ln_gather4(base, step, b, offsetof(struct elm_block_q3_k, scales) - 2, v);
             /* elm_k3_scales: low nibble from byte j % 8 (high nibble for j >= 8), top two bits
              * from byte 8 + j % 4, pair j / 4; minus 32 */
             const __m512i m4 = _mm512_set1_epi32(0x0f), m3 = _mm512_set1_epi32(3),
                           b32 = _mm512_set1_epi32(32);
             for (int j = 0; j < 16; j++) {
+                const int il = j % 8 + 2, ih = 8 + j % 4 + 2;
                 const __m512i lo = _mm512_and_si512(
-                    _mm512_srli_epi32(kql_byte(v[(j % 8) / 4], j % 4), 4 * (j / 8)), m4);
-                const __m512i hi =
-                    _mm512_and_si512(_mm512_srli_epi32(kql_byte(v[2], j % 4), 2 * (j / 4)), m3);
+                    _mm512_srli_epi32(kql_byte(v[il / 4], il % 4), 4 * (j / 8)), m4);
+                const __m512i hi = _mm512_and_si512(
+                    _mm512_srli_epi32(kql_byte(v[ih / 4], ih % 4), 2 * (j / 4)), m3);
                 const __m512i sc =
                     _mm512_sub_epi32(_mm512_or_si512(lo, _mm512_slli_epi32(hi, 4)), b32);
                 _mm512_store_si512(&p->sc[sp][j], _mm512_and_si512(sc, m16));
