@@ -1,5 +1,5 @@
 /* lanes.h — what the avx512 variant's one-output-per-lane tiles of Q8_0 and the K-quants share
- * (q8_0_tile.h, q_k_tile.h): the per-thread buffer of the unpacked panel, the rule for reusing
+ * (q_legacy_tile.h, q_k_tile.h): the per-thread buffer of the unpacked panel, the rule for reusing
  * it, the transposition that unpacks 16 rows at once, and the store of the outputs.
  *
  * A panel is LN_R rows (two zmm of outputs per token, LN_S sub-panels of 16). Unpacked, its
