@@ -65,6 +65,36 @@ const struct elm_kernels ELM_VARIANT_TABLE = {
         .vec_dot = dot, .tile = fn, .rows = r, .toks = t, .rows_gemv = rg                          \
     }
 
+/* A variant may give a type a tile of its own, with its own panel shape, by defining TILE_<TYPE>
+ * before including this file (kernels/avx512/avx512.c). */
+#ifndef TILE_Q4_1
+#define TILE_Q4_1 TILE(q4_1_tile, q4_1_vec_dot, LEG_R, LEG_T, LEG_R_GEMV)
+#endif
+#ifndef TILE_Q5_0
+#define TILE_Q5_0 TILE(q5_0_tile, q5_0_vec_dot, LEG_R, LEG_T, LEG_R_GEMV)
+#endif
+#ifndef TILE_Q5_1
+#define TILE_Q5_1 TILE(q5_1_tile, q5_1_vec_dot, LEG_R, LEG_T, LEG_R_GEMV)
+#endif
+#ifndef TILE_Q8_0
+#define TILE_Q8_0 TILE(q8_0_tile, q8_0_vec_dot, LEG_R, LEG_T, LEG_R_GEMV)
+#endif
+#ifndef TILE_Q2_K
+#define TILE_Q2_K TILE(q2_k_tile, q2_k_vec_dot, KQ_R, KQ_T, KQ_R_GEMV)
+#endif
+#ifndef TILE_Q3_K
+#define TILE_Q3_K TILE(q3_k_tile, q3_k_vec_dot, KQ_R, KQ_T, KQ_R_GEMV)
+#endif
+#ifndef TILE_Q4_K
+#define TILE_Q4_K TILE(q4_k_tile, q4_k_vec_dot, KQ_R, KQ_T, KQ_R_GEMV)
+#endif
+#ifndef TILE_Q5_K
+#define TILE_Q5_K TILE(q5_k_tile, q5_k_vec_dot, KQ_R, KQ_T, KQ_R_GEMV)
+#endif
+#ifndef TILE_Q6_K
+#define TILE_Q6_K TILE(q6_k_tile, q6_k_vec_dot, KQ_R, KQ_T, KQ_R_GEMV)
+#endif
+
 const struct elm_tiles ELM_VARIANT_TILES = {
     .name = ELM_VARIANT_NAME,
     .k =
@@ -73,14 +103,14 @@ const struct elm_tiles ELM_VARIANT_TILES = {
             [ELM_TYPE_F16] = TILE(f16_tile, f16_vec_dot, FLT_R, FLT_T, FLT_R_GEMV),
             [ELM_TYPE_BF16] = TILE(bf16_tile, bf16_vec_dot, FLT_R, FLT_T, FLT_R_GEMV),
             [ELM_TYPE_Q4_0] = TILE(q4_0_tile, q4_0_vec_dot, Q40_R, Q40_T, Q40_R_GEMV),
-            [ELM_TYPE_Q4_1] = TILE(q4_1_tile, q4_1_vec_dot, LEG_R, LEG_T, LEG_R_GEMV),
-            [ELM_TYPE_Q5_0] = TILE(q5_0_tile, q5_0_vec_dot, LEG_R, LEG_T, LEG_R_GEMV),
-            [ELM_TYPE_Q5_1] = TILE(q5_1_tile, q5_1_vec_dot, LEG_R, LEG_T, LEG_R_GEMV),
-            [ELM_TYPE_Q8_0] = TILE(q8_0_tile, q8_0_vec_dot, LEG_R, LEG_T, LEG_R_GEMV),
-            [ELM_TYPE_Q2_K] = TILE(q2_k_tile, q2_k_vec_dot, KQ_R, KQ_T, KQ_R_GEMV),
-            [ELM_TYPE_Q3_K] = TILE(q3_k_tile, q3_k_vec_dot, KQ_R, KQ_T, KQ_R_GEMV),
-            [ELM_TYPE_Q4_K] = TILE(q4_k_tile, q4_k_vec_dot, KQ_R, KQ_T, KQ_R_GEMV),
-            [ELM_TYPE_Q5_K] = TILE(q5_k_tile, q5_k_vec_dot, KQ_R, KQ_T, KQ_R_GEMV),
-            [ELM_TYPE_Q6_K] = TILE(q6_k_tile, q6_k_vec_dot, KQ_R, KQ_T, KQ_R_GEMV),
+            [ELM_TYPE_Q4_1] = TILE_Q4_1,
+            [ELM_TYPE_Q5_0] = TILE_Q5_0,
+            [ELM_TYPE_Q5_1] = TILE_Q5_1,
+            [ELM_TYPE_Q8_0] = TILE_Q8_0,
+            [ELM_TYPE_Q2_K] = TILE_Q2_K,
+            [ELM_TYPE_Q3_K] = TILE_Q3_K,
+            [ELM_TYPE_Q4_K] = TILE_Q4_K,
+            [ELM_TYPE_Q5_K] = TILE_Q5_K,
+            [ELM_TYPE_Q6_K] = TILE_Q6_K,
         },
 };

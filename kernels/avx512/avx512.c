@@ -11,6 +11,8 @@
 #include "kernels/avx2/q_k.h"
 #include "kernels/avx2/q_legacy.h"
 #include "kernels/avx512/q4_0_tile.h"
+#include "kernels/avx512/q_k_tile.h"
+#include "kernels/avx512/q_legacy_tile.h"
 
 /* Q4_0 prefill: the one-output-per-lane tile (q4_0_tile.h) replaces the shared tile in this
  * variant's table, with its own panel shape; it falls back to the shared tile itself. */
@@ -19,6 +21,19 @@
 #define Q40_R     Q40W_R
 #define Q40_T     Q40W_T
 #define q4_0_tile q4_0_tile_wide
+
+/* Q8_0, Q5_0, Q4_1, Q5_1 prefill: one output per lane too (q_legacy_tile.h, lanes.h), in their
+ * panel shape */
+#define TILE_Q8_0 TILE(q8_0_tile_lanes, q8_0_vec_dot, LN_R, LN_T, LEG_R_GEMV)
+#define TILE_Q5_0 TILE(q5_0_tile_lanes, q5_0_vec_dot, LN_R, LN_T, LEG_R_GEMV)
+#define TILE_Q4_1 TILE(q4_1_tile_lanes, q4_1_vec_dot, LN_R, LN_T, LEG_R_GEMV)
+#define TILE_Q5_1 TILE(q5_1_tile_lanes, q5_1_vec_dot, LN_R, LN_T, LEG_R_GEMV)
+/* and the K-quants (q_k_tile.h) */
+#define TILE_Q2_K TILE(q2_k_tile_lanes, q2_k_vec_dot, LN_R, LN_T, KQ_R_GEMV)
+#define TILE_Q3_K TILE(q3_k_tile_lanes, q3_k_vec_dot, LN_R, LN_T, KQ_R_GEMV)
+#define TILE_Q4_K TILE(q4_k_tile_lanes, q4_k_vec_dot, LN_R, LN_T, KQ_R_GEMV)
+#define TILE_Q5_K TILE(q5_k_tile_lanes, q5_k_vec_dot, LN_R, LN_T, KQ_R_GEMV)
+#define TILE_Q6_K TILE(q6_k_tile_lanes, q6_k_vec_dot, LN_R, LN_T, KQ_R_GEMV)
 
 #define ELM_VARIANT_NAME  "avx512"
 #define ELM_VARIANT_TABLE elm_kernels_avx512

@@ -34,8 +34,8 @@
 #include "tests/common/variants.h"
 
 static const enum elm_type weight_types[] = {
-    ELM_TYPE_F32,  ELM_TYPE_F16,  ELM_TYPE_BF16, ELM_TYPE_Q4_0, ELM_TYPE_Q4_1,
-    ELM_TYPE_Q5_0, ELM_TYPE_Q5_1, ELM_TYPE_Q8_0, ELM_TYPE_Q2_K, ELM_TYPE_Q3_K,
+    ELM_TYPE_F32,  ELM_TYPE_F16,  ELM_TYPE_BF16, ELM_TYPE_Q4_0,   ELM_TYPE_Q4_1,
+    ELM_TYPE_Q5_0, ELM_TYPE_Q5_1, ELM_TYPE_Q8_0, ELM_TYPE_Q2_K,   ELM_TYPE_Q3_K,
     ELM_TYPE_Q4_K, ELM_TYPE_Q5_K, ELM_TYPE_Q6_K, ELM_TYPE_IQ4_NL, ELM_TYPE_IQ4_XS,
 };
 #define N_WEIGHT_TYPES (sizeof weight_types / sizeof weight_types[0])
@@ -351,6 +351,28 @@ static void test_matmul(void **state)
     for (size_t s = 0; s < sizeof q40 / sizeof *q40; s++)
         check_matmul(k, ELM_TYPE_Q4_0, q40[s][1] * 32, q40[s][0], q40[s][2], 91 + s, 2);
     print_message("%s: Q4_0 elm_matmul bit-identical to ref vec_dot, up to 20 tokens\n", k->name);
+    /* The other tiles that keep an unpacked panel (avx512's legacy and K-quant tiles, 32-row
+     * panels in a 384 KiB buffer): several token tiles per panel, a partial panel, rows as long
+     * as the buffer holds and one block longer, weights rewritten in place between products. */
+    static const struct {
+        enum elm_type t;
+        int64_t rows, blocks, toks;
+    } kept[] = {
+        {ELM_TYPE_Q8_0, 37, 307, 20}, {ELM_TYPE_Q8_0, 21, 308, 11}, {ELM_TYPE_Q5_0, 37, 307, 20},
+        {ELM_TYPE_Q4_1, 37, 307, 20}, {ELM_TYPE_Q5_1, 21, 308, 11}, {ELM_TYPE_Q2_K, 37, 34, 20},
+        {ELM_TYPE_Q3_K, 37, 34, 20},  {ELM_TYPE_Q4_K, 37, 34, 20},  {ELM_TYPE_Q4_K, 21, 35, 11},
+        {ELM_TYPE_Q5_K, 37, 34, 20},  {ELM_TYPE_Q6_K, 37, 34, 20},  {ELM_TYPE_Q6_K, 21, 35, 11}};
+    int nkept = 0;
+    for (size_t s = 0; s < sizeof kept / sizeof *kept; s++) {
+        const struct elm_tile_kernel *tk = elm_tile_find(kept[s].t, k->vec_dot[kept[s].t]);
+        if (tk == NULL || tk->rows < 32)
+            continue;
+        check_matmul(k, kept[s].t, kept[s].blocks * elm_type_get(kept[s].t)->block, kept[s].rows,
+                     kept[s].toks, 191 + s, 2);
+        nkept++;
+    }
+    print_message("%s: %d prefill shapes of the 32-row panel tiles bit-identical\n", k->name,
+                  nkept);
 }
 
 /* ---- operations ------------------------------------------------------------------------------ */

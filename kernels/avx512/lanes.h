@@ -1,0 +1,162 @@
+/* lanes.h — what the avx512 variant's one-output-per-lane tiles of Q8_0 and the K-quants share
+ * (q_legacy_tile.h, q_k_tile.h): the per-thread buffer of the unpacked panel, the rule for reusing
+ * it, the transposition that unpacks 16 rows at once, and the store of the outputs.
+ *
+ * A panel is LN_R rows (two zmm of outputs per token, LN_S sub-panels of 16). Unpacked, its
+ * weights are laid out so that lane l of a vector belongs to row ln_row(l) of its sub-panel:
+ * one vpdpbusd then advances the same partial sum of 16 outputs (q4_0_tile.h does the same
+ * with 16-row panels). Unpacking costs about as much as a few tokens' arithmetic over the
+ * panel, so matmul.c's calls for the token tiles of one panel reuse it: the buffer is keyed by
+ * (weights, row stride, blocks, rows, type), which identifies the panel only within one matmul;
+ * every matmul's first call on a panel has tiles.h's `stream` set (tiled_rows passes it for
+ * the first token tile of every panel), and a stream call always unpacks again. Activations
+ * are prepared per call (a few instructions per block and token, no buffer).
+ *
+ * Calls with fewer than LN_MIN_T tokens (decode, pairs) take the shared tile of the type
+ * (kernels/avx2/), which streams the rows with prefetches: unpacking a panel for one or two
+ * tokens costs more than it saves. Included only by kernels/avx512/avx512.c.
+ */
+#ifndef ELM_AVX512_LANES_H
+#define ELM_AVX512_LANES_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kernels/avx2/simd.h"
+#include "kernels/kernels.h"
+#include "kernels/tiles.h"
+
+#define LN_S           2           /* sub-panels of 16 rows per panel */
+#define LN_R           (16 * LN_S) /* rows per panel */
+#define LN_T           8           /* tokens per call at most */
+#define LN_MIN_T       3           /* fewer tokens: the shared tile */
+#define LN_PANEL_BYTES (384 << 10) /* the unpacked panel; longer rows take the shared tile */
+
+static _Thread_local struct ln_scratch {
+    uint8_t panel[LN_PANEL_BYTES];
+    /* the panel the buffer holds (w NULL: none) */
+    const void *w;
+    size_t ws;
+    int64_t nb;
+    int nr;
+    int type;
+} ln_scratch __attribute__((aligned(64)));
+
+/* The 4x4 dword transposes put row 4 * (l % 4) + l / 4 of a sub-panel in lane l (an
+ * involution: the same index vector puts the lanes back in row order). */
+ALWAYS_INLINE int ln_row(int l)
+{
+    return 4 * (l % 4) + l / 4;
+}
+
+/* The unpacked panel of the call, or NULL when the rows are too long for the buffer. The
+ * unpack function fills `blocks` blocks of `bytes` each from nr rows. */
+ALWAYS_INLINE const uint8_t *
+ln_panel(int type, const void *w, size_t ws, int nr, int64_t nb, size_t bytes, int stream,
+         void (*unpack)(uint8_t *, const uint8_t *, size_t, int, int64_t))
+{
+    struct ln_scratch *s = &ln_scratch;
+    if ((uint64_t)nb * bytes > sizeof s->panel)
+        return NULL;
+    if (stream || s->w != w || s->ws != ws || s->nb != nb || s->nr != nr || s->type != type) {
+        s->w = NULL; /* a failed unpack never happens, but keep the key honest while filling */
+        unpack(s->panel, (const uint8_t *)w, ws, nr, nb);
+        s->w = w;
+        s->ws = ws;
+        s->nb = nb;
+        s->nr = nr;
+        s->type = type;
+    }
+    return s->panel;
+}
+
+/* Base pointer and block step of the 16 rows of sub-panel sp: rows past nr read zeros (from
+ * `zero`, at least one block long, step 0). */
+ALWAYS_INLINE void ln_rows(const uint8_t *w, size_t ws, int nr, int sp, size_t block_bytes,
+                           const void *zero, const uint8_t *base[16], size_t step[16])
+{
+    for (int r = 0; r < 16; r++) {
+        const int row = 16 * sp + r;
+        base[r] = row < nr ? w + (size_t)row * ws : (const uint8_t *)zero;
+        step[r] = row < nr ? block_bytes : 0;
+    }
+}
+
+/* out[d], d < 4: dword d of the 16 bytes at byte offset off of block b of the 16 rows, lane l
+ * from row ln_row(l). */
+ALWAYS_INLINE void ln_gather4(const uint8_t *const base[16], const size_t step[16], int64_t b,
+                              size_t off, __m512i out[4])
+{
+    __m512i z[4];
+    UNROLL for (int k = 0; k < 4; k++)
+    {
+        const uint8_t *p[4];
+        UNROLL for (int q = 0; q < 4; q++) p[q] =
+            base[4 * k + q] + (size_t)b * step[4 * k + q] + off;
+        __m512i v = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)p[0]));
+        v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)p[1]), 1);
+        v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)p[2]), 2);
+        z[k] = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)p[3]), 3);
+    }
+    /* per 128-bit lane q: [z0.d z1.d z2.d z3.d], so lane 4q + k holds row 4k + q */
+    const __m512i t0 = _mm512_unpacklo_epi32(z[0], z[1]), t1 = _mm512_unpackhi_epi32(z[0], z[1]);
+    const __m512i t2 = _mm512_unpacklo_epi32(z[2], z[3]), t3 = _mm512_unpackhi_epi32(z[2], z[3]);
+    out[0] = _mm512_unpacklo_epi64(t0, t2);
+    out[1] = _mm512_unpackhi_epi64(t0, t2);
+    out[2] = _mm512_unpacklo_epi64(t1, t3);
+    out[3] = _mm512_unpackhi_epi64(t1, t3);
+}
+
+/* The 16 rows' fp16 scale at byte offset off of block b, as floats in lane order. */
+ALWAYS_INLINE __m512 ln_gather_f16(const uint8_t *const base[16], const size_t step[16], int64_t b,
+                                   size_t off)
+{
+    uint16_t d[16];
+    UNROLL for (int l = 0; l < 16; l++)
+    {
+        const int r = ln_row(l);
+        d[l] = load_u16(base[r] + (size_t)b * step[r] + off);
+    }
+    return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)d));
+}
+
+/* elm_hsum8 of eight accumulators, lane by lane: ((a0+a4) + (a2+a6)) + ((a1+a5) + (a3+a7)). */
+ALWAYS_INLINE __m512 ln_hsum8(const __m512 a[8])
+{
+    const __m512 r0 = _mm512_add_ps(a[0], a[4]), r1 = _mm512_add_ps(a[1], a[5]);
+    const __m512 r2 = _mm512_add_ps(a[2], a[6]), r3 = _mm512_add_ps(a[3], a[7]);
+    return _mm512_add_ps(_mm512_add_ps(r0, r2), _mm512_add_ps(r1, r3));
+}
+
+/* Stores the outputs of sub-panel sp (lane order) of one token: rows [16 sp, nr) of y. */
+ALWAYS_INLINE void ln_store(float *y, int nr, int sp, __m512 v)
+{
+    const __m512i back =
+        _mm512_setr_epi32(ln_row(0), ln_row(1), ln_row(2), ln_row(3), ln_row(4), ln_row(5),
+                          ln_row(6), ln_row(7), ln_row(8), ln_row(9), ln_row(10), ln_row(11),
+                          ln_row(12), ln_row(13), ln_row(14), ln_row(15));
+    const int n = nr - 16 * sp;
+    if (n <= 0)
+        return;
+    const __mmask16 m = n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1);
+    _mm512_mask_storeu_ps(y + 16 * sp, m, _mm512_permutexvar_ps(back, v));
+}
+
+/* The shared tile over a call of up to LN_R rows and LN_T tokens, in its own panel shape (so
+ * that each of its panels stays in L1 for all its tokens); one token: the whole row chunk. */
+ALWAYS_INLINE void ln_fallback(elm_tile_fn tile, int R, int T, int64_t n, const void *w, size_t ws,
+                               int nr, const void *a, size_t as, int nt, float *y, int64_t ys,
+                               int stream)
+{
+    if (nt == 1) {
+        tile(n, w, ws, nr, a, as, nt, y, ys, stream);
+        return;
+    }
+    for (int r = 0; r < nr; r += R)
+        for (int t = 0; t < nt; t += T)
+            tile(n, (const uint8_t *)w + (size_t)r * ws, ws, nr - r < R ? nr - r : R,
+                 (const uint8_t *)a + (size_t)t * as, as, nt - t < T ? nt - t : T, y + t * ys + r,
+                 ys, stream && t == 0);
+}
+
+#endif

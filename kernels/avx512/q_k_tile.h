@@ -1,0 +1,381 @@
+/* q_k_tile.h — the avx512 variant's K-quant prefill tiles (Q2_K ... Q6_K): one output per
+ * 32-bit lane (lanes.h), 32 rows x up to 8 tokens per call.
+ *
+ * The reference (kernels/ref/q_k.c) keeps eight float lanes per output; lane k advances once
+ * per super-block by fma(d_a * d_w, L_k, lane) with the exact integer
+ *   L_k = sum over the 8 runs r of 32 elements of sc(r, k) * D(r, k),
+ *   D(r, k) = the integer products of elements 32r + 4k .. 32r + 4k + 3,
+ * sc(r, k) the scale of their 16-element group. Here lane k of an output is one lane of a
+ * zmm: vpdpbusd gives D(r, k) for 16 rows at once (the rows' 4 weight bytes against the
+ * token's 4 activation bytes, broadcast), and vpdpwssd multiplies it by the rows' scale and
+ * adds it to L_k: every |D| < 2^15, so the scale vector holds (sc, 0) per lane and the high
+ * half of D (its sign) meets the zero. Weights with an offset (Q6_K's -32, Q3_K's -4) are
+ * stored biased (unsigned) and D's chain starts at -offset * (the sum of the 4 activation
+ * bytes), made per super-block and token: D is the exact signed sum either way.
+ * The minimum terms are vpdpwssd of the rows' (m, m') pairs against the token's bsums pairs:
+ * Q2_K into the same lanes first, Q4_K into four lanes of their own folded as the reference
+ * folds them, Q5_K one fused chain. Per super-block and 16 outputs: 128 integer
+ * instructions, 8 conversions and 8 fma.
+ * Included only by kernels/avx512/avx512.c, after q_k.h and lanes.h.
+ */
+#ifndef ELM_AVX512_Q_K_TILE_H
+#define ELM_AVX512_Q_K_TILE_H
+
+#include "kernels/avx2/q_k.h"
+#include "kernels/avx512/lanes.h"
+
+/* One super-block of a panel: sub-panel s, lane l = row 16 s + ln_row(l). */
+struct kql_block {
+    __m512i q[LN_S][8][8]; /* [s][run r][k]: the weights of elements 32r + 4k.., one per byte */
+    __m512i sc[LN_S][16];  /* [s][group of 16]: (scale, 0) as int16 per lane */
+    __m512i mn[LN_S][8];   /* [s][k]: the minimum pairs (m, m') as int16 per lane */
+    __m512 d[LN_S], dmin[LN_S];
+};
+
+/* The bias of the stored weights: D's chain starts at -bias * (sum of 4 activations). */
+#define KQL_BIAS(KIND) ((KIND) == 6 ? 32 : (KIND) == 3 ? 4 : 0)
+
+/* Byte i of every dword of v, as dwords. */
+ALWAYS_INLINE __m512i kql_byte(__m512i v, int i)
+{
+    return _mm512_and_si512(_mm512_srli_epi32(v, 8 * i), _mm512_set1_epi32(0xff));
+}
+
+/* (lo, hi) as the int16 pair of a dword; both in 0..255. */
+ALWAYS_INLINE __m512i kql_pair(__m512i lo, __m512i hi)
+{
+    return _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16));
+}
+
+/* The scales and minimum pairs of 16 rows' super-block b, in lane order, into p (sub-panel
+ * sp): the packed fields are gathered as dwords and unpacked by the same word arithmetic as
+ * k4_scales / k3_scales, lane by lane. */
+ALWAYS_INLINE void kql_scales(struct kql_block *p, int sp, const uint8_t *const base[16],
+                              const size_t step[16], int64_t b, const int KIND)
+{
+    __m512i v[4];
+    const __m512i zero = _mm512_setzero_si512();
+    if (KIND == 4 || KIND == 5) {
+        ln_gather4(base, step, b, offsetof(struct elm_block_q4_k, scales), v);
+        const __m512i m1 = _mm512_set1_epi32(0x3f3f3f3f), m2 = _mm512_set1_epi32(0x0f0f0f0f),
+                      m3 = _mm512_set1_epi32(0x03030303);
+        /* u[0], u[1]: the 8 scales; u[2], u[3]: the 8 mins (k4_scales) */
+        __m512i u[4];
+        u[3] =
+            _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(v[2], 4), m2),
+                            _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(v[1], 6), m3), 4));
+        u[2] = _mm512_and_si512(v[1], m1);
+        u[1] =
+            _mm512_or_si512(_mm512_and_si512(v[2], m2),
+                            _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(v[0], 6), m3), 4));
+        u[0] = _mm512_and_si512(v[0], m1);
+        for (int r = 0; r < 8; r++) {
+            const __m512i sc = kql_byte(u[r / 4], r % 4);
+            _mm512_store_si512(&p->sc[sp][2 * r], sc);
+            _mm512_store_si512(&p->sc[sp][2 * r + 1], sc);
+        }
+        for (int k = 0; k < 4; k++)
+            _mm512_store_si512(&p->mn[sp][k], kql_pair(kql_byte(u[2 + k / 2], 2 * (k % 2)),
+                                                       kql_byte(u[2 + k / 2], 2 * (k % 2) + 1)));
+        for (int k = 4; k < 8; k++)
+            _mm512_store_si512(&p->mn[sp][k], zero);
+    } else if (KIND == 2) {
+        ln_gather4(base, step, b, offsetof(struct elm_block_q2_k, scales), v);
+        const __m512i m4 = _mm512_set1_epi32(0x0f);
+        for (int g = 0; g < 16; g++)
+            _mm512_store_si512(&p->sc[sp][g], _mm512_and_si512(kql_byte(v[g / 4], g % 4), m4));
+        for (int k = 0; k < 8; k++)
+            _mm512_store_si512(&p->mn[sp][k],
+                               kql_pair(_mm512_srli_epi32(kql_byte(v[k / 2], 2 * (k % 2)), 4),
+                                        _mm512_srli_epi32(kql_byte(v[k / 2], 2 * (k % 2) + 1), 4)));
+    } else {
+        const __m512i m16 = _mm512_set1_epi32(0xffff);
+        if (KIND == 6) {
+            ln_gather4(base, step, b, offsetof(struct elm_block_q6_k, scales), v);
+            /* group g: byte g % 4 of dword g / 4, sign-extended, as (sc, 0) */
+            for (int g = 0; g < 16; g++)
+                _mm512_store_si512(
+                    &p->sc[sp][g],
+                    _mm512_and_si512(
+                        _mm512_srai_epi32(_mm512_slli_epi32(v[g / 4], 24 - 8 * (g % 4)), 24), m16));
+        } else {
+            /* the 16 bytes ending with the block's last scale byte (from the scales' offset
+             * they would run 2 bytes past the block, past the tensor on its last row): scale
+             * byte i is byte i + 2 of them */
+            ln_gather4(base, step, b, offsetof(struct elm_block_q3_k, scales) - 2, v);
+            /* elm_k3_scales: low nibble from byte j % 8 (high nibble for j >= 8), top two bits
+             * from byte 8 + j % 4, pair j / 4; minus 32 */
+            const __m512i m4 = _mm512_set1_epi32(0x0f), m3 = _mm512_set1_epi32(3),
+                          b32 = _mm512_set1_epi32(32);
+            for (int j = 0; j < 16; j++) {
+                const int il = j % 8 + 2, ih = 8 + j % 4 + 2;
+                const __m512i lo = _mm512_and_si512(
+                    _mm512_srli_epi32(kql_byte(v[il / 4], il % 4), 4 * (j / 8)), m4);
+                const __m512i hi = _mm512_and_si512(
+                    _mm512_srli_epi32(kql_byte(v[ih / 4], ih % 4), 2 * (j / 4)), m3);
+                const __m512i sc =
+                    _mm512_sub_epi32(_mm512_or_si512(lo, _mm512_slli_epi32(hi, 4)), b32);
+                _mm512_store_si512(&p->sc[sp][j], _mm512_and_si512(sc, m16));
+            }
+        }
+        for (int k = 0; k < 8; k++)
+            _mm512_store_si512(&p->mn[sp][k], zero);
+    }
+}
+
+ALWAYS_INLINE size_t kql_bytes(const int KIND)
+{
+    return KIND == 2   ? sizeof(struct elm_block_q2_k)
+           : KIND == 3 ? sizeof(struct elm_block_q3_k)
+           : KIND == 4 ? sizeof(struct elm_block_q4_k)
+           : KIND == 5 ? sizeof(struct elm_block_q5_k)
+                       : sizeof(struct elm_block_q6_k);
+}
+
+/* Sixteen rows' bytes [off, off + 16 * nc) of block b as dwords in lane order: out[i]. */
+ALWAYS_INLINE void kql_dwords(const uint8_t *const base[16], const size_t step[16], int64_t b,
+                              size_t off, int nc, __m512i *out)
+{
+    for (int c = 0; c < nc; c++)
+        ln_gather4(base, step, b, off + 16 * (size_t)c, out + 4 * c);
+}
+
+ALWAYS_INLINE void kql_unpack(uint8_t *panel, const uint8_t *w, size_t ws, int nr, int64_t nb,
+                              const int KIND)
+{
+    static const uint8_t zero[256] __attribute__((aligned(64)));
+    struct kql_block *o = (struct kql_block *)panel;
+    const size_t bb = kql_bytes(KIND);
+    const __m512i m1 = _mm512_set1_epi8(1), m3 = _mm512_set1_epi8(3), m4 = _mm512_set1_epi8(0x0f);
+    for (int sp = 0; sp < LN_S; sp++) {
+        const uint8_t *base[16];
+        size_t step[16];
+        ln_rows(w, ws, nr, sp, bb, zero, base, step);
+        for (int64_t b = 0; b < nb; b++) {
+            struct kql_block *p = &o[b];
+            __m512i lo[32], hi[16];
+            if (KIND == 4 || KIND == 5) {
+                const size_t qs = KIND == 4 ? offsetof(struct elm_block_q4_k, qs)
+                                            : offsetof(struct elm_block_q5_k, qs);
+                kql_dwords(base, step, b, qs, 8, lo); /* dword 8 (r / 2) + k */
+                if (KIND == 5)
+                    kql_dwords(base, step, b, offsetof(struct elm_block_q5_k, qh), 2, hi);
+                for (int r = 0; r < 8; r++)
+                    for (int k = 0; k < 8; k++) {
+                        const __m512i v = lo[8 * (r / 2) + k];
+                        __m512i q = _mm512_and_si512(r % 2 ? _mm512_srli_epi32(v, 4) : v, m4);
+                        if (KIND == 5) /* bit r of qh byte 4k.. */
+                            q = _mm512_or_si512(
+                                q, _mm512_slli_epi32(
+                                       _mm512_and_si512(_mm512_srli_epi32(hi[k], r), m1), 4));
+                        _mm512_store_si512(&p->q[sp][r][k], q);
+                    }
+                p->d[sp] = ln_gather_f16(base, step, b, 0);
+                p->dmin[sp] = ln_gather_f16(base, step, b, 2);
+            } else if (KIND == 6) {
+                kql_dwords(base, step, b, offsetof(struct elm_block_q6_k, ql), 8, lo);
+                kql_dwords(base, step, b, offsetof(struct elm_block_q6_k, qh), 4, hi);
+                for (int r = 0; r < 8; r++) {
+                    const int h = r / 4, qd = r % 4;
+                    for (int k = 0; k < 8; k++) {
+                        const __m512i l = _mm512_and_si512(
+                            _mm512_srli_epi32(lo[16 * h + 8 * (qd % 2) + k], 4 * (qd / 2)), m4);
+                        const __m512i t =
+                            _mm512_and_si512(_mm512_srli_epi32(hi[8 * h + k], 2 * qd), m3);
+                        _mm512_store_si512(&p->q[sp][r][k],
+                                           _mm512_or_si512(l, _mm512_slli_epi32(t, 4)));
+                    }
+                }
+                p->d[sp] = ln_gather_f16(base, step, b, offsetof(struct elm_block_q6_k, d));
+            } else { /* Q2_K, Q3_K: 2-bit fields, Q3_K's high bit from hmask */
+                const size_t qs = KIND == 2 ? offsetof(struct elm_block_q2_k, qs)
+                                            : offsetof(struct elm_block_q3_k, qs);
+                kql_dwords(base, step, b, qs, 4, lo); /* dword 8 (r / 4) + k */
+                if (KIND == 3)
+                    kql_dwords(base, step, b, offsetof(struct elm_block_q3_k, hmask), 2, hi);
+                for (int r = 0; r < 8; r++)
+                    for (int k = 0; k < 8; k++) {
+                        __m512i q = _mm512_and_si512(
+                            _mm512_srli_epi32(lo[8 * (r / 4) + k], 2 * (r % 4)), m3);
+                        if (KIND == 3) /* bit r of hmask byte 4k..: q - 4 + 4 * hbit */
+                            q = _mm512_or_si512(
+                                q, _mm512_slli_epi32(
+                                       _mm512_and_si512(_mm512_srli_epi32(hi[k], r), m1), 2));
+                        _mm512_store_si512(&p->q[sp][r][k], q);
+                    }
+                const size_t d = KIND == 2 ? offsetof(struct elm_block_q2_k, d)
+                                           : offsetof(struct elm_block_q3_k, d);
+                p->d[sp] = ln_gather_f16(base, step, b, d);
+                if (KIND == 2)
+                    p->dmin[sp] =
+                        ln_gather_f16(base, step, b, offsetof(struct elm_block_q2_k, dmin));
+            }
+            kql_scales(p, sp, base, step, b, KIND);
+        }
+    }
+}
+
+/* NT tokens against the unpacked panel. */
+ALWAYS_INLINE void kql_run(const struct kql_block *p, int64_t nb, const uint8_t *a, size_t as,
+                           float *y, int64_t ys, int nr, const int NT, const int KIND)
+{
+    const int bias = KQL_BIAS(KIND);
+    __m512 acc[LN_T][LN_S][8], accm[LN_T][LN_S][4];
+    UNROLL for (int t = 0; t < NT; t++) UNROLL for (int s = 0; s < LN_S; s++)
+    {
+        UNROLL for (int k = 0; k < 8; k++) acc[t][s][k] = _mm512_setzero_ps();
+        UNROLL for (int k = 0; k < 4; k++) accm[t][s][k] = _mm512_setzero_ps();
+    }
+    for (int64_t b = 0; b < nb; b++) {
+        const struct kql_block *pb = &p[b];
+        const struct elm_block_q8_k *v[LN_T];
+        __m512 d[LN_T][LN_S], dm[LN_T][LN_S];
+        int32_t corr[LN_T][64] __attribute__((aligned(64)));
+        int32_t bsp[LN_T][4]; /* Q4_K/Q5_K: pairs of the 32-element activation sums */
+        UNROLL for (int t = 0; t < NT; t++)
+        {
+            v[t] = (const struct elm_block_q8_k *)(a + (size_t)t * as) + b;
+            const __m512 da = _mm512_set1_ps(v[t]->d);
+            UNROLL for (int s = 0; s < LN_S; s++)
+            {
+                d[t][s] = _mm512_mul_ps(da, pb->d[s]);
+                /* dmin = -(d_a * d_min), negated exactly */
+                dm[t][s] = _mm512_castsi512_ps(
+                    _mm512_xor_si512(_mm512_castps_si512(_mm512_mul_ps(da, pb->dmin[s])),
+                                     _mm512_set1_epi32(INT32_MIN)));
+            }
+            if (bias) {
+                /* -bias * (sum of each 4 activations), 64 per super-block */
+                UNROLL for (int c = 0; c < 4; c++) _mm512_store_si512(
+                    &corr[t][16 * c],
+                    _mm512_sub_epi32(_mm512_setzero_si512(),
+                                     _mm512_dpbusd_epi32(_mm512_setzero_si512(),
+                                                         _mm512_set1_epi8((char)bias),
+                                                         _mm512_loadu_si512(v[t]->qs + 64 * c))));
+            }
+            if (KIND == 4 || KIND == 5)
+                for (int k = 0; k < 4; k++)
+                    bsp[t][k] =
+                        (int32_t)(uint16_t)(int16_t)(v[t]->bsums[4 * k] + v[t]->bsums[4 * k + 1]) |
+                        (int32_t)((uint32_t)(uint16_t)(int16_t)(v[t]->bsums[4 * k + 2] +
+                                                                v[t]->bsums[4 * k + 3])
+                                  << 16);
+        }
+        /* the minimum terms */
+        if (KIND == 2) {
+            UNROLL for (int k = 0; k < 8; k++) UNROLL for (int t = 0; t < NT; t++)
+            {
+                const __m512i bs = _mm512_set1_epi32((int32_t)load_u32(&v[t]->bsums[2 * k]));
+                UNROLL for (int s = 0; s < LN_S; s++) acc[t][s][k] =
+                    _mm512_fmadd_ps(dm[t][s],
+                                    _mm512_cvtepi32_ps(_mm512_dpwssd_epi32(_mm512_setzero_si512(),
+                                                                           pb->mn[s][k], bs)),
+                                    acc[t][s][k]);
+            }
+        } else if (KIND == 4 || KIND == 5) {
+            UNROLL for (int t = 0; t < NT; t++) UNROLL for (int s = 0; s < LN_S; s++)
+            {
+                if (KIND == 4) {
+                    UNROLL for (int k = 0; k < 4; k++) accm[t][s][k] = _mm512_fmadd_ps(
+                        dm[t][s],
+                        _mm512_cvtepi32_ps(_mm512_dpwssd_epi32(_mm512_setzero_si512(), pb->mn[s][k],
+                                                               _mm512_set1_epi32(bsp[t][k]))),
+                        accm[t][s][k]);
+                } else {
+                    /* one integer, (m0 + m1) + (m2 + m3): exact in any order */
+                    __m512i m = _mm512_setzero_si512();
+                    UNROLL for (int k = 0; k < 4; k++) m =
+                        _mm512_dpwssd_epi32(m, pb->mn[s][k], _mm512_set1_epi32(bsp[t][k]));
+                    accm[t][s][0] = _mm512_fmadd_ps(dm[t][s], _mm512_cvtepi32_ps(m), accm[t][s][0]);
+                }
+            }
+        }
+        UNROLL for (int k = 0; k < 8; k++)
+        {
+            __m512i L[LN_T][LN_S];
+            UNROLL for (int t = 0; t < NT; t++) UNROLL for (int s = 0; s < LN_S; s++) L[t][s] =
+                _mm512_setzero_si512();
+            for (int r = 0; r < 8; r++) {
+                __m512i wq[LN_S];
+                UNROLL for (int s = 0; s < LN_S; s++) wq[s] = _mm512_load_si512(&pb->q[s][r][k]);
+                const int g = 2 * r + (k >= 4);
+                UNROLL for (int t = 0; t < NT; t++)
+                {
+                    const __m512i av =
+                        _mm512_set1_epi32((int32_t)load_u32(v[t]->qs + 32 * r + 4 * k));
+                    const __m512i c0 =
+                        bias ? _mm512_set1_epi32(corr[t][8 * r + k]) : _mm512_setzero_si512();
+                    UNROLL for (int s = 0; s < LN_S; s++) L[t][s] = _mm512_dpwssd_epi32(
+                        L[t][s], _mm512_dpbusd_epi32(c0, wq[s], av), pb->sc[s][g]);
+                }
+            }
+            UNROLL for (int t = 0; t < NT; t++) UNROLL for (int s = 0; s < LN_S; s++) acc[t][s][k] =
+                _mm512_fmadd_ps(d[t][s], _mm512_cvtepi32_ps(L[t][s]), acc[t][s][k]);
+        }
+    }
+    UNROLL for (int t = 0; t < NT; t++) UNROLL for (int s = 0; s < LN_S; s++)
+    {
+        __m512 r = ln_hsum8(acc[t][s]);
+        if (KIND == 4) /* the four minimum lanes fold as a 128-bit register */
+            r = _mm512_add_ps(r, _mm512_add_ps(_mm512_add_ps(accm[t][s][0], accm[t][s][2]),
+                                               _mm512_add_ps(accm[t][s][1], accm[t][s][3])));
+        else if (KIND == 5)
+            r = _mm512_add_ps(r, accm[t][s][0]);
+        ln_store(y + t * ys, nr, s, r);
+    }
+}
+
+ALWAYS_INLINE void kql_tile(int64_t n, const void *w, size_t ws, int nr, const void *a, size_t as,
+                            int nt, float *y, int64_t ys, int stream, const int KIND,
+                            elm_tile_fn shared,
+                            void (*unpack)(uint8_t *, const uint8_t *, size_t, int, int64_t))
+{
+    const int64_t nb = n / ELM_QK_K;
+    const uint8_t *p = NULL;
+    if (nt >= LN_MIN_T && nr <= LN_R)
+        p = ln_panel(100 + KIND, w, ws, nr, nb, sizeof(struct kql_block), stream, unpack);
+    if (p == NULL) {
+        ln_fallback(shared, KQ_R, KQ_T, n, w, ws, nr, a, as, nt, y, ys, stream);
+        return;
+    }
+    const struct kql_block *pb = (const struct kql_block *)p;
+    switch (nt) {
+    case 3:
+        kql_run(pb, nb, a, as, y, ys, nr, 3, KIND);
+        break;
+    case 4:
+        kql_run(pb, nb, a, as, y, ys, nr, 4, KIND);
+        break;
+    case 5:
+        kql_run(pb, nb, a, as, y, ys, nr, 5, KIND);
+        break;
+    case 6:
+        kql_run(pb, nb, a, as, y, ys, nr, 6, KIND);
+        break;
+    case 7:
+        kql_run(pb, nb, a, as, y, ys, nr, 7, KIND);
+        break;
+    default:
+        kql_run(pb, nb, a, as, y, ys, nr, 8, KIND);
+        break;
+    }
+}
+
+#define DEFINE_KQL(K, shared)                                                                      \
+    static void kql_unpack_##K(uint8_t *panel, const uint8_t *w, size_t ws, int nr, int64_t nb)    \
+    {                                                                                              \
+        kql_unpack(panel, w, ws, nr, nb, K);                                                       \
+    }                                                                                              \
+    static void q##K##_k_tile_lanes(int64_t n, const void *w, size_t ws, int nr, const void *a,    \
+                                    size_t as, int nt, float *y, int64_t ys, int stream)           \
+    {                                                                                              \
+        kql_tile(n, w, ws, nr, a, as, nt, y, ys, stream, K, shared, kql_unpack_##K);               \
+    }
+
+DEFINE_KQL(2, q2_k_tile)
+DEFINE_KQL(3, q3_k_tile)
+DEFINE_KQL(4, q4_k_tile)
+DEFINE_KQL(5, q5_k_tile)
+DEFINE_KQL(6, q6_k_tile)
+
+#endif
