@@ -81,5 +81,7 @@ const struct elm_tiles ELM_VARIANT_TILES = {
             [ELM_TYPE_Q4_K] = TILE(q4_k_tile, q4_k_vec_dot, KQ_R, KQ_T, KQ_R_GEMV),
             [ELM_TYPE_Q5_K] = TILE(q5_k_tile, q5_k_vec_dot, KQ_R, KQ_T, KQ_R_GEMV),
             [ELM_TYPE_Q6_K] = TILE(q6_k_tile, q6_k_vec_dot, KQ_R, KQ_T, KQ_R_GEMV),
+            [ELM_TYPE_IQ4_NL] = TILE(iq4_nl_tile, iq4_nl_vec_dot, LEG_R, LEG_T, LEG_R_GEMV),
+            [ELM_TYPE_IQ4_XS] = TILE(iq4_xs_tile, iq4_xs_vec_dot, LEG_R, LEG_T, LEG_R_GEMV),
         },
 };
