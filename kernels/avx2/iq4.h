@@ -11,6 +11,7 @@
 #ifndef ELM_AVX2_IQ4_H
 #define ELM_AVX2_IQ4_H
 
+#include "kernels/avx2/q_legacy.h"
 #include "kernels/avx2/simd.h"
 #include "kernels/blocks.h"
 
@@ -41,35 +42,115 @@ ALWAYS_INLINE int iq4_xs_ls(const struct elm_block_iq4_xs *x, int b)
     return (lo | (((x->scales_h >> (2 * b)) & 3) << 4)) - 32;
 }
 
+/* The tiles: NR rows x NT tokens, each output the vec_dot's chain (the shapes and plumbing of
+ * q_legacy.h). A row's |w| and sign source are made once per block (IQ4_XS: per run) for all
+ * tokens; the accumulators are the vec_dot's, so the bits are its bits. */
+ALWAYS_INLINE void iq4_nl_impl(TILE_ARGS, const int NR, const int NT)
+{
+    enum { MR = LEG_R_GEMV > LEG_R ? LEG_R_GEMV : LEG_R };
+    __m256 acc[MR][LEG_T];
+    UNROLL for (int r = 0; r < NR; r++)
+    {
+        UNROLL for (int t = 0; t < NT; t++) acc[r][t] = _mm256_setzero_ps();
+    }
+    for (int64_t b = 0; b < n / ELM_QK; b++) {
+        if (pf)
+            prefetch_span(pf + b * NR * sizeof(struct elm_block_iq4_nl),
+                          NR * sizeof(struct elm_block_iq4_nl));
+        __m256i wv[MR], wa[MR];
+        float dw[MR];
+        UNROLL for (int r = 0; r < NR; r++)
+        {
+            const struct elm_block_iq4_nl *x = BLK(elm_block_iq4_nl, w, ws, r, b);
+            dw[r] = h2f(x->d);
+            wv[r] = iq4_values32(x->qs);
+            wa[r] = _mm256_sign_epi8(wv[r], wv[r]);
+        }
+        UNROLL for (int t = 0; t < NT; t++)
+        {
+            const struct elm_block_q8_0 *v = BLK(elm_block_q8_0, a, as, t, b);
+            const float da = h2f(v->d);
+            const __m256i av = loadu256(v->qs);
+            UNROLL for (int r = 0; r < NR; r++)
+            {
+                const __m256i lanes =
+                    dot4(_mm256_setzero_si256(), wa[r], _mm256_sign_epi8(av, wv[r]));
+                acc[r][t] =
+                    _mm256_fmadd_ps(_mm256_set1_ps(dw[r] * da), _mm256_cvtepi32_ps(lanes), acc[r][t]);
+            }
+        }
+    }
+    UNROLL for (int r = 0; r < NR; r++)
+    {
+        UNROLL for (int t = 0; t < NT; t++) y[t * ys + r] = hsum8_ps(acc[r][t]);
+    }
+}
+
+ALWAYS_INLINE void iq4_xs_impl(TILE_ARGS, const int NR, const int NT)
+{
+    enum { MR = LEG_R_GEMV > LEG_R ? LEG_R_GEMV : LEG_R };
+    __m256 acc[MR][LEG_T];
+    UNROLL for (int r = 0; r < NR; r++)
+    {
+        UNROLL for (int t = 0; t < NT; t++) acc[r][t] = _mm256_setzero_ps();
+    }
+    for (int64_t i = 0; i < n / ELM_QK_K; i++) {
+        if (pf)
+            prefetch_span(pf + i * NR * sizeof(struct elm_block_iq4_xs),
+                          NR * sizeof(struct elm_block_iq4_xs));
+        __m256i sum[MR][LEG_T];
+        UNROLL for (int r = 0; r < NR; r++)
+        {
+            UNROLL for (int t = 0; t < NT; t++) sum[r][t] = _mm256_setzero_si256();
+        }
+        for (int b = 0; b < 8; b++) {
+            __m256i wv[MR], wa[MR], ls[MR];
+            UNROLL for (int r = 0; r < NR; r++)
+            {
+                const struct elm_block_iq4_xs *x = BLK(elm_block_iq4_xs, w, ws, r, i);
+                ls[r] = _mm256_set1_epi32(iq4_xs_ls(x, b));
+                wv[r] = iq4_values32(x->qs + 16 * b);
+                wa[r] = _mm256_sign_epi8(wv[r], wv[r]);
+            }
+            UNROLL for (int t = 0; t < NT; t++)
+            {
+                const __m256i av = loadu256(BLK(elm_block_q8_k, a, as, t, i)->qs + 32 * b);
+                UNROLL for (int r = 0; r < NR; r++)
+                {
+                    const __m256i lanes =
+                        dot4(_mm256_setzero_si256(), wa[r], _mm256_sign_epi8(av, wv[r]));
+                    sum[r][t] = _mm256_add_epi32(sum[r][t], _mm256_mullo_epi32(lanes, ls[r]));
+                    KEEP_CHAIN(sum[r][t]);
+                }
+            }
+        }
+        UNROLL for (int r = 0; r < NR; r++)
+        {
+            const float dw = h2f(BLK(elm_block_iq4_xs, w, ws, r, i)->d);
+            UNROLL for (int t = 0; t < NT; t++)
+            {
+                const __m256 d = _mm256_set1_ps(dw * BLK(elm_block_q8_k, a, as, t, i)->d);
+                acc[r][t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sum[r][t]), acc[r][t]);
+            }
+        }
+    }
+    UNROLL for (int r = 0; r < NR; r++)
+    {
+        UNROLL for (int t = 0; t < NT; t++) y[t * ys + r] = hsum8_ps(acc[r][t]);
+    }
+}
+
+DEFINE_TILE(iq4_nl_tile, iq4_nl_impl, LEG_R, LEG_T, LEG_R_GEMV)
+DEFINE_TILE(iq4_xs_tile, iq4_xs_impl, LEG_R, LEG_T, LEG_R_GEMV)
+
 static void iq4_nl_vec_dot(int64_t n, float *s, const void *w, const void *a)
 {
-    const struct elm_block_iq4_nl *x = w;
-    const struct elm_block_q8_0 *y = a;
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n / ELM_QK; i++) {
-        const __m256i lanes = iq4_lanes(iq4_values32(x[i].qs), y[i].qs);
-        const __m256 d = _mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d));
-        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(lanes), acc);
-    }
-    *s = hsum8_ps(acc);
+    iq4_nl_impl(n, w, 0, a, 0, s, 0, NULL, 1, 1);
 }
 
 static void iq4_xs_vec_dot(int64_t n, float *s, const void *w, const void *a)
 {
-    const struct elm_block_iq4_xs *x = w;
-    const struct elm_block_q8_k *y = a;
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n / ELM_QK_K; i++) {
-        __m256i sum = _mm256_setzero_si256();
-        for (int b = 0; b < 8; b++) {
-            const int ls = iq4_xs_ls(&x[i], b);
-            const __m256i lanes = iq4_lanes(iq4_values32(x[i].qs + 16 * b), y[i].qs + 32 * b);
-            sum = _mm256_add_epi32(sum, _mm256_mullo_epi32(lanes, _mm256_set1_epi32(ls)));
-        }
-        const __m256 d = _mm256_set1_ps(h2f(x[i].d) * y[i].d);
-        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sum), acc);
-    }
-    *s = hsum8_ps(acc);
+    iq4_xs_impl(n, w, 0, a, 0, s, 0, NULL, 1, 1);
 }
 
 /* y = d * value: one exact product per element, as the reference. */

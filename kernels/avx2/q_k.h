@@ -161,6 +161,7 @@ ALWAYS_INLINE void q45_k_impl(TILE_ARGS, const int NR, const int NT, const bool 
                                         _mm256_shuffle_epi8(scv[r], pick0));
                     li[r][t] = madd_acc(li[r][t], _mm256_maddubs_epi16(q1[r], y1),
                                         _mm256_shuffle_epi8(scv[r], pick1));
+                    KEEP_CHAIN(li[r][t]);
                 }
             }
         }
@@ -299,6 +300,7 @@ ALWAYS_INLINE void q16_impl(TILE_ARGS, const int NR, const int NT, const int KIN
                     else if (KIND == 3)
                         p = _mm256_sub_epi16(p, _mm256_maddubs_epi16(c[r], ya));
                     li[r][t] = madd_acc(li[r][t], p, _mm256_shuffle_epi8(scv[r][h], pick));
+                    KEEP_CHAIN(li[r][t]);
                 }
             }
         }

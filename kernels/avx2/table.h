@@ -112,5 +112,7 @@ const struct elm_tiles ELM_VARIANT_TILES = {
             [ELM_TYPE_Q4_K] = TILE_Q4_K,
             [ELM_TYPE_Q5_K] = TILE_Q5_K,
             [ELM_TYPE_Q6_K] = TILE_Q6_K,
+            [ELM_TYPE_IQ4_NL] = TILE(iq4_nl_tile, iq4_nl_vec_dot, LEG_R, LEG_T, LEG_R_GEMV),
+            [ELM_TYPE_IQ4_XS] = TILE(iq4_xs_tile, iq4_xs_vec_dot, LEG_R, LEG_T, LEG_R_GEMV),
         },
 };
