@@ -675,7 +675,8 @@ static size_t greeting(unsigned char *out, const char *type, const unsigned char
     out[k++] = (unsigned char)tl;
     memcpy(out + k, type, tl);
     k += tl;
-    memcpy(out + k, tail, n);
+    if (n) /* tail may be NULL when there is none: memcpy's arguments must not be */
+        memcpy(out + k, tail, n);
     return k + n;
 }
 
