@@ -339,26 +339,9 @@ ALWAYS_INLINE void kql_tile(int64_t n, const void *w, size_t ws, int nr, const v
         return;
     }
     const struct kql_block *pb = (const struct kql_block *)p;
-    switch (nt) {
-    case 3:
-        kql_run(pb, nb, a, as, y, ys, nr, 3, KIND);
-        break;
-    case 4:
-        kql_run(pb, nb, a, as, y, ys, nr, 4, KIND);
-        break;
-    case 5:
-        kql_run(pb, nb, a, as, y, ys, nr, 5, KIND);
-        break;
-    case 6:
-        kql_run(pb, nb, a, as, y, ys, nr, 6, KIND);
-        break;
-    case 7:
-        kql_run(pb, nb, a, as, y, ys, nr, 7, KIND);
-        break;
-    default:
-        kql_run(pb, nb, a, as, y, ys, nr, 8, KIND);
-        break;
-    }
+#define RUN(T) kql_run(pb, nb, a, as, y, ys, nr, T, KIND)
+    LN_FOR_T(nt, RUN);
+#undef RUN
 }
 
 #define DEFINE_KQL(K, shared)                                                                      \

@@ -174,26 +174,9 @@ ALWAYS_INLINE void q80l_tile(int64_t n, const void *w, size_t ws, int nr, const 
         return;
     }
     const struct q80l_block *pb = (const struct q80l_block *)p;
-    switch (nt) {
-    case 3:
-        q80l_run(pb, nb, a, as, y, ys, nr, 3, KIND);
-        break;
-    case 4:
-        q80l_run(pb, nb, a, as, y, ys, nr, 4, KIND);
-        break;
-    case 5:
-        q80l_run(pb, nb, a, as, y, ys, nr, 5, KIND);
-        break;
-    case 6:
-        q80l_run(pb, nb, a, as, y, ys, nr, 6, KIND);
-        break;
-    case 7:
-        q80l_run(pb, nb, a, as, y, ys, nr, 7, KIND);
-        break;
-    default:
-        q80l_run(pb, nb, a, as, y, ys, nr, 8, KIND);
-        break;
-    }
+#define RUN(T) q80l_run(pb, nb, a, as, y, ys, nr, T, KIND)
+    LN_FOR_T(nt, RUN);
+#undef RUN
 }
 
 /* The elm_tile_fn of each type: nr <= LN_R and nt <= LN_T with several tokens (one token: a
