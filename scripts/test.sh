@@ -27,16 +27,23 @@ scripts/npm-clients.sh || echo "test.sh: WARNING: npm could not install tests/ht
 # by design, which LeakSanitizer does not report as a leak.
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
-status=0
+# CI shows only the end of the output, so every failed step is named again at the very end.
+failed=()
+fail() { failed+=("$1"); }
+ctest_failed() { # the tests ctest recorded as failed in build/$1
+  local log="build/$1/Testing/Temporary/LastTestsFailed.log"
+  [ -f "$log" ] && tr '\n' ' ' <"$log"
+}
 for flavour in release asan; do
   echo "=== $flavour build" >&2
   scripts/build.sh "$flavour"
   if [ "$flavour" = release ]; then
     echo "=== layering (docs/architecture.md)" >&2
-    scripts/check-layers.sh build/release || status=1
+    scripts/check-layers.sh build/release || fail "layering"
   fi
   echo "=== $flavour tests" >&2
-  (cd "build/$flavour" && ctest --output-on-failure -j2 "$@") || status=1
+  (cd "build/$flavour" && ctest --output-on-failure -j2 "$@") ||
+    fail "$flavour tests: $(ctest_failed "$flavour")"
 done
 # A full run (no ctest arguments) also fuzzes and soaks the daemon: each fuzz target for
 # ELM_FUZZ_SECONDS (default 25; its stored corpus and every past crash replayed first), then 300
@@ -44,16 +51,20 @@ done
 # it runs before each release, docs/fuzzing.md.)
 if [ $# -eq 0 ]; then
   echo "=== fuzz (scripts/fuzz.sh, ${ELM_FUZZ_SECONDS:-25} s per target)" >&2
-  scripts/fuzz.sh all "${ELM_FUZZ_SECONDS:-25}" || status=1
+  scripts/fuzz.sh all "${ELM_FUZZ_SECONDS:-25}" || fail "fuzz"
   echo "=== soak (scripts/soak.sh 300)" >&2
-  scripts/soak.sh 300 || status=1
+  scripts/soak.sh 300 || fail "soak"
 fi
 # The ARM64 pass: cross-built, run under qemu (scripts/test-arm64.sh installs its toolchain and
 # says what it leaves out, and why).
 echo "=== arm64 build and tests (qemu)" >&2
-scripts/test-arm64.sh || status=1
+scripts/test-arm64.sh || fail "arm64 tests: $(ctest_failed arm64)"
 # What a green run did not check: every skipped case, with its reason, per flavour.
 for flavour in release asan; do
   scripts/skips.sh "build/$flavour/Testing/Temporary/LastTest.log" "$flavour" || true
 done
-exit $status
+if [ ${#failed[@]} -gt 0 ]; then
+  printf '=== FAILED: %s\n' "${failed[@]}"
+  exit 1
+fi
+echo "=== all passed"
