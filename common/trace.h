@@ -7,7 +7,12 @@
 #ifndef ELM_TRACE_H
 #define ELM_TRACE_H
 
+#include <stdbool.h>
+
 /* Appends "<pid> <name> <ns>" when tracing is on. Thread-safe. name: no spaces. */
 void elm_trace(const char *name);
+
+/* Whether marks are written: lets a caller skip formatting a mark's name. Thread-safe. */
+bool elm_trace_is_on(void);
 
 #endif

@@ -180,6 +180,20 @@ static int plan(struct eng *e)
     return used;
 }
 
+/* Marks what a pass carried, "d_pass:DECODE_ROWS:PROMPT_TOKENS" (scripts/serve-trace.sh reads
+ * it beside d_fwd_start/d_fwd_end). The name is formatted only when tracing is on. */
+static void trace_pass(const struct eng *e, int n)
+{
+    if (!elm_trace_is_on())
+        return;
+    int dec = 0;
+    for (int k = 0; k < e->n_act; k++)
+        dec += e->counts[k] && e->act[k]->cur.to_eval == 0;
+    char name[48];
+    snprintf(name, sizeof name, "d_pass:%d:%d", dec, n - dec);
+    elm_trace(name);
+}
+
 /* Recreates the model's scratch buffers (and the shared item array) when the batch size
  * changed; each model keeps its own, so alternating passes allocate nothing. */
 static int ensure_work(struct eng *e)
@@ -484,6 +498,7 @@ void *elmd_engine_main(void *arg)
             elmd_compute_threads(e.m->m);
             rc = elm_model_forward(e.m->m, e.m->w, e.items, n);
             elm_trace("d_fwd_end");
+            trace_pass(&e, n);
             elmd_learn_cost(&e.m->ns_per_tok, n, elmd_now_ns() - t0);
             if (rc)
                 elm_err("engine: forward pass over %d tokens failed: %s", n, elm_strerror(rc));
