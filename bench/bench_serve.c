@@ -627,9 +627,10 @@ static void print_scaling(const struct bench_opts *o, const struct serve_cfg *c,
         for (int ni = 0; ni < c->n_ns; ni++) {
             char target[128] = "-";
             if (c->ns[0] == 1 && c->ns[ni] == 8)
-                snprintf(target, sizeof target, "agg >= %.0fx (%s kernels): %s; ITL p99 <= %.1fx: %s",
-                         agg_target, mach.kernel, sw[m].ragg[ni] >= agg_target ? "met" : "missed",
-                         TARGET_ITL99, sw[m].ri99[ni] <= TARGET_ITL99 ? "met" : "missed");
+                snprintf(target, sizeof target,
+                         "agg >= %.0fx (%s kernels): %s; ITL p99 <= %.1fx: %s", agg_target,
+                         mach.kernel, sw[m].ragg[ni] >= agg_target ? "met" : "missed", TARGET_ITL99,
+                         sw[m].ri99[ni] <= TARGET_ITL99 ? "met" : "missed");
             struct bench_cell cells[] = {
                 {"model", sw[m].name, 0, 0},
                 {"clients", NULL, c->ns[ni], 0},
