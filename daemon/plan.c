@@ -72,6 +72,39 @@ static int share_prompts(const struct elmd_plan_slot *slots, int n, int rr, int 
     return given;
 }
 
+/* With nothing decoding: gives the prompts up to `limit` tokens so that none finishes before
+ * the others, each at most `chunk`: the level L is the smallest whose excess over it fits, each
+ * prompt takes what it has above L (L 0: all finish in this pass). The few tokens the level
+ * leaves unused stay so: spread, they would finish some prompts alone. Returns the tokens. */
+static int finish_together(const struct elmd_plan_slot *slots, int n, int limit, int chunk,
+                           int *take)
+{
+    int lo = 0, hi = 0, given = 0;
+    for (int k = 0; k < n; k++)
+        if (slots[k].ready && slots[k].to_eval > hi)
+            hi = slots[k].to_eval;
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2;
+        long need = 0;
+        for (int k = 0; k < n; k++)
+            if (slots[k].ready && slots[k].to_eval > mid) {
+                int over = slots[k].to_eval - mid;
+                need += over < chunk ? over : chunk;
+            }
+        if (need <= limit)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    for (int k = 0; k < n; k++)
+        if (slots[k].ready && slots[k].to_eval > lo) {
+            int over = slots[k].to_eval - lo;
+            take[k] = over < chunk ? over : chunk;
+            given += take[k];
+        }
+    return given;
+}
+
 int elmd_plan(const struct elmd_plan_slot *slots, int n, const struct elmd_plan_limits *lim,
               int *rr, int *take, int *order, int *m)
 {
@@ -92,8 +125,15 @@ int elmd_plan(const struct elmd_plan_slot *slots, int n, const struct elmd_plan_
     for (int k = 0; k < n; k++)
         prompts += slots[k].ready && slots[k].to_eval > 0;
     const int chunk = prompts == 1 && used == 0 ? limit : lim->prefill_chunk;
-    if (prompts && limit > 0)
-        used += share_prompts(slots, n, *rr, limit, chunk, take);
+    long left = 0;
+    for (int k = 0; k < n; k++)
+        left += slots[k].ready && slots[k].to_eval > 0 ? slots[k].to_eval : 0;
+    int given = 0;
+    if (prompts > 1 && used == 0 && left <= (long)ELMD_TOGETHER_PASSES * limit)
+        given = finish_together(slots, n, limit, chunk, take);
+    if (!given && prompts && limit > 0) /* (a batch smaller than the prompts: still progress) */
+        given = share_prompts(slots, n, *rr, limit, chunk, take);
+    used += given;
     for (int j = 0; j < n; j++) {
         int k = (*rr + j) % n;
         if (slots[k].to_eval > 0 && take[k] > 0)

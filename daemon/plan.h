@@ -6,12 +6,16 @@
  * (at most prefill_chunk, at most what it has left), the shares a short prompt leaves go to the
  * others, and the last few tokens that do not divide go round-robin from the session after
  * last step's first. So a long prompt delays the others by one chunk per step, never by its
- * whole length, and prompts that arrive together with nothing decoding finish in the same pass:
- * their streams start together instead of the first ones stalling while the others' prompts
- * are evaluated. The prompt tokens of one step are capped twice: by the pass's batch, and,
- * while some session decodes, by what keeps the pass within step_ms at the measured cost of a
- * pass (a fixed part, mostly streaming the weights once, plus a part per token), at least one
- * so prompts always progress. A prompt alone (nothing decoding, no other prompt) is capped by
+ * whole length. With nothing decoding, prompts that all fit in ELMD_TOGETHER_PASSES passes
+ * instead finish in the same pass (the ones with most left go first): their streams then
+ * start together and are batched from the first token, instead of the first ones decoding
+ * alone while the others' prompts are cut to the step budget (and, when a request arrives a
+ * step late, it still catches up with the others' prompts). The first token of the shortest
+ * waits at most that many passes longer; longer prompts are shared max-min as above, so a long
+ * one does not hold a short one back for its whole length. The prompt tokens of one step are
+ * capped twice: by the pass's batch, and, while some session decodes, by what keeps the pass
+ * within step_ms at the measured cost of a pass (a fixed part, mostly streaming the weights
+ * once, plus a part per token), at least one so prompts always progress. A prompt alone (nothing decoding, no other prompt) is capped by
  * the batch only: its first token costs one pass, not one pass per chunk.
  */
 #ifndef ELMD_PLAN_H
@@ -37,6 +41,9 @@ struct elmd_pass_cost {
 };
 
 #define ELMD_COST_DECAY 0.95
+
+/* With nothing decoding, prompts that fit in this many passes finish together (see above). */
+#define ELMD_TOGETHER_PASSES 4
 
 /* Adds a pass of n tokens that took ns and refits. */
 void elmd_cost_learn(struct elmd_pass_cost *c, int n, uint64_t ns);

@@ -87,8 +87,8 @@ static void test_round_robin_rotates(void **state)
     }
 }
 
-/* Prompts that arrive together with nothing decoding finish in the same pass, whatever their
- * lengths within a chunk's reach: a short one takes what it has, the others share the rest. */
+/* Prompts that arrive together with nothing decoding finish in the same pass: the ones with
+ * most left go first. */
 static void test_prompts_finish_together(void **state)
 {
     (void)state;
@@ -107,12 +107,35 @@ static void test_prompts_finish_together(void **state)
         }
     }
     assert_int_equal(passes, 3); /* 208 tokens in passes of 72 */
+
+    /* four requests a step late: they catch up with the first four's prompts */
+    for (int k = 0; k < 8; k++)
+        s[k].to_eval = k < 4 ? 8 : 26;
+    assert_int_equal(elmd_plan(s, 8, &lim, &rr, take, order, &m), 72);
+    for (int k = 0; k < 8; k++)
+        assert_int_equal(take[k], k < 4 ? 0 : 18);
+    assert_int_equal(m, 4);
+
+    /* the chunk still caps each: 100 gives 64, 30 the 8 left, 5 waits */
     struct elmd_plan_slot mixed[] = {PRE(5), PRE(100), PRE(30)};
     int t3[3], o3[3];
     assert_int_equal(elmd_plan(mixed, 3, &lim, &rr, t3, o3, &m), 72);
-    assert_int_equal(t3[0], 5); /* the short one takes all it has, the others share the rest */
+    assert_int_equal(t3[0], 0);
+    assert_int_equal(t3[1], 64);
+    assert_int_equal(t3[2], 8);
+
+    /* more than ELMD_TOGETHER_PASSES passes of prompts: max-min, the short ones go first */
+    mixed[1].to_eval = ELMD_TOGETHER_PASSES * 72;
+    assert_int_equal(elmd_plan(mixed, 3, &lim, &rr, t3, o3, &m), 72);
+    assert_int_equal(t3[0], 5);
     assert_int_equal(t3[1], 37);
     assert_int_equal(t3[2], 30);
+
+    /* a batch smaller than the prompts: nothing finishes together, but they progress */
+    struct elmd_plan_limits tiny = {.batch = 2, .prefill_chunk = 64};
+    for (int k = 0; k < 8; k++)
+        s[k].to_eval = 26;
+    assert_int_equal(elmd_plan(s, 8, &tiny, &rr, take, order, &m), 2);
 }
 
 static void test_sessions_not_ready_take_nothing(void **state)
