@@ -15,8 +15,9 @@
  * one does not hold a short one back for its whole length. The prompt tokens of one step are
  * capped twice: by the pass's batch, and, while some session decodes, by what keeps the pass
  * within step_ms at the measured cost of a pass (a fixed part, mostly streaming the weights
- * once, plus a part per token), at least one so prompts always progress. A prompt alone (nothing decoding, no other prompt) is capped by
- * the batch only: its first token costs one pass, not one pass per chunk.
+ * once, plus a part per token), at least one so prompts always progress. A prompt alone (nothing
+ * decoding, no other prompt) is capped by the batch only: its first token costs one pass, not one
+ * pass per chunk.
  */
 #ifndef ELMD_PLAN_H
 #define ELMD_PLAN_H
