@@ -100,7 +100,7 @@ END {
     flush()
     t1 = median(one, n1)
     for (i = 1; i <= rnd; i++)
-        if (t1 > 0)
+        if (t1 > 0 && rt[i] > 0)
             printf "(kernel) round %d: %d-row pass %.1f ms = %.2fx the median 1-row pass (%.1f ms): %d clients can reach at most %.2fx one client\n", \
                 i, rN[i], rt[i] / 1e6, rt[i] / t1, t1 / 1e6, rN[i], rN[i] * t1 / rt[i]
 }'
