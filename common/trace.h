@@ -1,5 +1,5 @@
 /* trace.h — timestamps of a request's way through elm, for `elm-bench load`'s first-token
- * breakdown. Off unless the environment names a file: ELM_TRACE=FILE makes every process that
+ * breakdown and scripts/serve-trace.sh's pass-by-pass one. Off unless the environment names a file: ELM_TRACE=FILE makes every process that
  * reads it (elmd, elmctl, libelmclient's users) append one line per mark,
  * "<pid> <name> <CLOCK_MONOTONIC ns>", with a single write(2) (O_APPEND keeps lines whole).
  * Off, a mark costs a load and a branch after the first call.
