@@ -12,6 +12,9 @@
  * A repetition runs one round of every N in turn, so a noisy neighbour hits every N alike, and
  * the ratios (aggregate at N / at the first N, ITL p99 at N / at the first N) are taken within
  * each repetition; each cell is the median over repetitions, after one warm-up repetition.
+ * A second table, serve-scaling, repeats per client count the aggregate, ITL p99 and both
+ * ratios, and for 8 clients over 1 says whether they meet issue 18's batching targets
+ * (aggregate >= 4x with AVX-512 kernels, >= 3x otherwise; ITL p99 <= 2.5x).
  *
  * elm-bench starts its own elmd from the build tree (private runtime directory, a config file
  * of its own so the user's elmd.conf does not leak in) with max_sessions = the largest N, or
@@ -445,6 +448,7 @@ static int daemon_use(const char *dir, const char *path, char *name, size_t cap)
 struct sweep {
     char name[256];
     struct bench_stat agg[MAX_NS], itl99[MAX_NS];
+    double ragg[MAX_NS], ri99[MAX_NS]; /* median ratios to the first N (libelmclient) */
 };
 
 static int run_model(const struct bench_opts *o, const struct serve_cfg *c, const char *path,
@@ -557,6 +561,8 @@ static int run_model(const struct bench_opts *o, const struct serve_cfg *c, cons
             if (t == 0) {
                 sw->agg[ni] = s[AGG];
                 sw->itl99[ni] = s[I99];
+                sw->ragg[ni] = s[RAGG].median;
+                sw->ri99[ni] = s[RI99].median;
             }
             struct bench_cell cells[] = {
                 {"model", sw->name, 0, 0},
@@ -598,6 +604,44 @@ out:
     bench_gateway_stop(&gw);
     daemon_stop(&d);
     return rc;
+}
+
+/* Issue 18's batching targets, for 8 clients over 1: aggregate decode >= 4x with AVX-512
+ * kernels (>= 3x otherwise), ITL p99 <= 2.5x. */
+#define TARGET_AGG_AVX512 4.0
+#define TARGET_AGG_OTHER  3.0
+#define TARGET_ITL99      2.5
+
+/* The scaling table: per model and client count, ITL p99 and the two ratios to the first client
+ * count (libelmclient), and at 8 clients over 1 whether they meet issue 18's targets. */
+static void print_scaling(const struct bench_opts *o, const struct serve_cfg *c,
+                          const struct sweep *sw, int n)
+{
+    struct bench_machine mach;
+    bench_machine(&mach);
+    const double agg_target = !strcmp(mach.kernel, "avx512") ? TARGET_AGG_AVX512 : TARGET_AGG_OTHER;
+    char ragg[32], ri99[40];
+    snprintf(ragg, sizeof ragg, "agg/agg(%d)", c->ns[0]);
+    snprintf(ri99, sizeof ri99, "ITL p99/ITL p99(%d)", c->ns[0]);
+    for (int m = 0; m < n; m++)
+        for (int ni = 0; ni < c->n_ns; ni++) {
+            char target[128] = "-";
+            if (c->ns[0] == 1 && c->ns[ni] == 8)
+                snprintf(target, sizeof target,
+                         "agg >= %.0fx (%s kernels): %s; ITL p99 <= %.1fx: %s", agg_target,
+                         mach.kernel, sw[m].ragg[ni] >= agg_target ? "met" : "missed", TARGET_ITL99,
+                         sw[m].ri99[ni] <= TARGET_ITL99 ? "met" : "missed");
+            struct bench_cell cells[] = {
+                {"model", sw[m].name, 0, 0},
+                {"clients", NULL, c->ns[ni], 0},
+                {"agg t/s", NULL, sw[m].agg[ni].median, 1},
+                {"ITL p99 ms", NULL, sw[m].itl99[ni].median, 2},
+                {ragg, NULL, sw[m].ragg[ni], 2},
+                {ri99, NULL, sw[m].ri99[ni], 2},
+                {"issue 18 target (8 over 1)", target, 0, 0},
+            };
+            bench_row(o, "serve-scaling", cells, (int)(sizeof cells / sizeof *cells));
+        }
 }
 
 static int plot(const struct bench_opts *o, const struct serve_cfg *c, const struct sweep *sw,
@@ -819,6 +863,10 @@ int bench_serve(const struct bench_opts *go, int argc, char **argv)
             done++;
     }
     bench_end_table(o);
+    if (done) {
+        print_scaling(o, &c, sw, done);
+        bench_end_table(o);
+    }
     if (o->plot && done)
         fails += plot(o, &c, sw, done);
     return fails ? 1 : 0;

@@ -19,6 +19,12 @@ static void open_trace(void)
         g_fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
 }
 
+bool elm_trace_is_on(void)
+{
+    pthread_once(&g_once, open_trace);
+    return g_fd >= 0;
+}
+
 void elm_trace(const char *name)
 {
     pthread_once(&g_once, open_trace);

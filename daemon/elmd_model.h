@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "daemon/plan.h"
 #include "engine/kv.h"
 #include "engine/loader.h"
 #include "engine/model.h"
@@ -44,7 +45,7 @@ struct elmd_model {
     /* engine only: its scratch buffers and its cost estimate (step.c) */
     struct elm_work *w;
     int32_t w_batch, w_ctx;
-    double ns_per_tok;
+    struct elmd_pass_cost cost;
 };
 
 /* The name a model file gets when LOAD gives none: its file name without ".gguf", each

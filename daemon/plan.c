@@ -3,22 +3,106 @@
 
 int elmd_prefill_allowance(const struct elmd_plan_limits *lim, int decoding)
 {
-    /* Many-token passes are compute-bound, so their cost grows with the tokens. */
     int left = lim->batch - decoding;
+    if (left <= 0)
+        return 0;
     /* The budget keeps decoding streams flowing; with none, a long step delays nobody's tokens
      * (and cutting a lone prompt into passes of one token cost a whole pass each). */
-    if (lim->step_ms <= 0 || lim->ns_per_tok <= 0 || decoding == 0)
+    if (lim->step_ms <= 0 || lim->tok_ns <= 0 || decoding == 0)
         return left;
-    double fit = (double)lim->step_ms * 1e6 / lim->ns_per_tok - decoding;
+    double fit = ((double)lim->step_ms * 1e6 - lim->fixed_ns) / lim->tok_ns - decoding;
     return fit < 1 ? 1 : fit < left ? (int)fit : left;
 }
 
-void elmd_learn_cost(double *ns_per_tok, int n, uint64_t ns)
+void elmd_cost_learn(struct elmd_pass_cost *c, int n, uint64_t ns)
 {
-    if (n < 8)
-        return;
-    double per = (double)ns / n;
-    *ns_per_tok = *ns_per_tok > 0 ? 0.75 * *ns_per_tok + 0.25 * per : per;
+    const double d = ELMD_COST_DECAY, t = (double)ns;
+    c->w = d * c->w + 1;
+    c->sn = d * c->sn + n;
+    c->snn = d * c->snn + (double)n * n;
+    c->st = d * c->st + t;
+    c->snt = d * c->snt + n * t;
+    const double mn = c->sn / c->w, mt = c->st / c->w;
+    const double var = c->snn / c->w - mn * mn, cov = c->snt / c->w - mn * mt;
+    /* A spread of n under half a token: the passes are alike, the slope is noise (plan.h). */
+    double slope = var > 0.25 ? cov / var : c->tok_ns;
+    if (slope <= 0)
+        slope = mt / mn; /* nothing learned (or noise said "free tokens"): all of it per token */
+    double fixed = mt - slope * mn;
+    if (fixed < 0) { /* a negative fixed part is noise too: the cost is all per token */
+        fixed = 0;
+        slope = mt / mn;
+    }
+    c->fixed_ns = fixed;
+    c->tok_ns = slope;
+}
+
+/* Gives the prompts among slots[0..n) (ready, tokens to evaluate) up to `limit` tokens in all,
+ * max-min fairly (plan.h), each at most `chunk`; take[] is 0 for the others on entry. Returns
+ * the tokens given. */
+static int share_prompts(const struct elmd_plan_slot *slots, int n, int rr, int limit, int chunk,
+                         int *take)
+{
+    /* The level L: each prompt gets min(left, chunk, L); the largest L whose total fits. */
+    int lo = 0, hi = chunk, given = 0;
+    while (lo < hi) {
+        int mid = lo + (hi - lo + 1) / 2;
+        long need = 0;
+        for (int k = 0; k < n; k++)
+            if (slots[k].ready && slots[k].to_eval > 0)
+                need += slots[k].to_eval < mid ? slots[k].to_eval : mid;
+        if (need <= limit)
+            lo = mid;
+        else
+            hi = mid - 1;
+    }
+    for (int k = 0; k < n; k++)
+        if (slots[k].ready && slots[k].to_eval > 0) {
+            take[k] = slots[k].to_eval < lo ? slots[k].to_eval : lo;
+            given += take[k];
+        }
+    /* What does not divide: one more token each, round-robin, to prompts the level cut. */
+    for (int j = 0; j < n && given < limit; j++) {
+        int k = (rr + j) % n;
+        if (slots[k].ready && take[k] < slots[k].to_eval && take[k] < chunk) {
+            take[k]++;
+            given++;
+        }
+    }
+    return given;
+}
+
+/* With nothing decoding: gives the prompts up to `limit` tokens so that none finishes before
+ * the others, each at most `chunk`: the level L is the smallest whose excess over it fits, each
+ * prompt takes what it has above L (L 0: all finish in this pass). The few tokens the level
+ * leaves unused stay so: spread, they would finish some prompts alone. Returns the tokens. */
+static int finish_together(const struct elmd_plan_slot *slots, int n, int limit, int chunk,
+                           int *take)
+{
+    int lo = 0, hi = 0, given = 0;
+    for (int k = 0; k < n; k++)
+        if (slots[k].ready && slots[k].to_eval > hi)
+            hi = slots[k].to_eval;
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2;
+        long need = 0;
+        for (int k = 0; k < n; k++)
+            if (slots[k].ready && slots[k].to_eval > mid) {
+                int over = slots[k].to_eval - mid;
+                need += over < chunk ? over : chunk;
+            }
+        if (need <= limit)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    for (int k = 0; k < n; k++)
+        if (slots[k].ready && slots[k].to_eval > lo) {
+            int over = slots[k].to_eval - lo;
+            take[k] = over < chunk ? over : chunk;
+            given += take[k];
+        }
+    return given;
 }
 
 int elmd_plan(const struct elmd_plan_slot *slots, int n, const struct elmd_plan_limits *lim,
@@ -34,21 +118,26 @@ int elmd_plan(const struct elmd_plan_slot *slots, int n, const struct elmd_plan_
             used++;
         }
     }
-    const int limit = used + elmd_prefill_allowance(lim, used);
+    const int limit = elmd_prefill_allowance(lim, used);
     /* prefill_chunk shares steps between prompts; a prompt alone, with nothing decoding, has
      * nobody to share with: it takes what the pass holds (first token in one pass). */
     int prompts = 0;
     for (int k = 0; k < n; k++)
         prompts += slots[k].ready && slots[k].to_eval > 0;
     const int chunk = prompts == 1 && used == 0 ? limit : lim->prefill_chunk;
-    for (int j = 0; j < n && used < limit; j++) {
+    long left = 0;
+    for (int k = 0; k < n; k++)
+        left += slots[k].ready && slots[k].to_eval > 0 ? slots[k].to_eval : 0;
+    int given = 0;
+    if (prompts > 1 && used == 0 && left <= (long)ELMD_TOGETHER_PASSES * limit)
+        given = finish_together(slots, n, limit, chunk, take);
+    if (!given && prompts && limit > 0) /* (a batch smaller than the prompts: still progress) */
+        given = share_prompts(slots, n, *rr, limit, chunk, take);
+    used += given;
+    for (int j = 0; j < n; j++) {
         int k = (*rr + j) % n;
-        if (slots[k].ready && slots[k].to_eval > 0) {
-            int max = limit - used < chunk ? limit - used : chunk;
-            take[k] = slots[k].to_eval < max ? slots[k].to_eval : max;
+        if (slots[k].to_eval > 0 && take[k] > 0)
             order[(*m)++] = k;
-            used += take[k];
-        }
     }
     *rr = n ? (*rr + 1) % n : 0;
     return used;

@@ -2,13 +2,22 @@
  * decision alone, over plain numbers, so a test can call it without threads, rings or a model.
  *
  * The rule: every decoding session gets its one token first (a decode step is cheap and each
- * waits for it); then prompts get chunks of at most prefill_chunk tokens, round-robin from the
- * session after last step's first, so a long prompt delays the others by one chunk per step,
- * never by its whole length. The prompt tokens of one step are capped twice: by the pass's
- * batch, and, while some session decodes, by what fits step_ms at the measured cost of a token
- * (ns_per_tok), at least one so prompts always progress. A prompt alone (nothing decoding, no
- * other prompt) is capped by the batch only: its first token costs one pass, not one pass per
- * chunk or per token.
+ * waits for it); then the prompts share what is left max-min fairly: each gets an equal share
+ * (at most prefill_chunk, at most what it has left), the shares a short prompt leaves go to the
+ * others, and the last few tokens that do not divide go round-robin from the session after
+ * last step's first. So a long prompt delays the others by one chunk per step, never by its
+ * whole length. With nothing decoding, prompts that all fit in ELMD_TOGETHER_PASSES passes
+ * instead finish in the same pass (the ones with most left go first): their streams then
+ * start together and are batched from the first token, instead of the first ones decoding
+ * alone while the others' prompts are cut to the step budget (and, when a request arrives a
+ * step late, it still catches up with the others' prompts). The first token of the shortest
+ * waits at most that many passes longer; longer prompts are shared max-min as above, so a long
+ * one does not hold a short one back for its whole length. The prompt tokens of one step are
+ * capped twice: by the pass's batch, and, while some session decodes, by what keeps the pass
+ * within step_ms at the measured cost of a pass (a fixed part, mostly streaming the weights
+ * once, plus a part per token), at least one so prompts always progress. A prompt alone (nothing
+ * decoding, no other prompt) is capped by the batch only: its first token costs one pass, not one
+ * pass per chunk.
  */
 #ifndef ELMD_PLAN_H
 #define ELMD_PLAN_H
@@ -22,11 +31,30 @@ struct elmd_plan_slot {
     int32_t to_eval; /* prompt tokens not yet evaluated; 0: decoding (one token a step) */
 };
 
+/* What a forward pass of n tokens costs, fixed_ns + n * tok_ns, fitted online (elmd_cost_learn)
+ * by least squares over the passes so far, each older pass weighted ELMD_COST_DECAY less than
+ * the next (about the last 20 passes count), so it follows the machine's load. While the
+ * passes' token counts barely vary (all decode steps of the same sessions) the slope cannot be
+ * told from the noise: the last slope is kept and the fixed part follows the mean. */
+struct elmd_pass_cost {
+    double w, sn, snn, st, snt; /* decayed sums: weight, n, n^2, ns, n*ns */
+    double fixed_ns, tok_ns;    /* the fit; tok_ns 0: nothing measured yet */
+};
+
+#define ELMD_COST_DECAY 0.95
+
+/* With nothing decoding, prompts that fit in this many passes finish together (see above). */
+#define ELMD_TOGETHER_PASSES 4
+
+/* Adds a pass of n tokens that took ns and refits. */
+void elmd_cost_learn(struct elmd_pass_cost *c, int n, uint64_t ns);
+
 struct elmd_plan_limits {
     int batch;         /* tokens one pass holds */
     int prefill_chunk; /* prompt tokens a session may evaluate per step */
     int step_ms;       /* prompt tokens per step fit this budget (0: no budget) */
-    double ns_per_tok; /* measured cost of a token in a pass of several (0: unknown) */
+    double fixed_ns;   /* measured cost of a pass: fixed part ... */
+    double tok_ns;     /* ... and per token (0: unknown, no budget) */
 };
 
 /* Plans one step over slots[0..n): take[k] tokens of session k (0: none), and order[0..m) the
@@ -37,11 +65,6 @@ int elmd_plan(const struct elmd_plan_slot *slots, int n, const struct elmd_plan_
 
 /* Prompt tokens a step may take besides `decoding` decode tokens (see above). */
 int elmd_prefill_allowance(const struct elmd_plan_limits *lim, int decoding);
-
-/* Updates *ns_per_tok from a pass of n tokens that took ns. Passes of fewer than 8 tokens are
- * ignored: they read all the weights for little work, so their cost per token says nothing
- * about larger batches. */
-void elmd_learn_cost(double *ns_per_tok, int n, uint64_t ns);
 
 /* ---- KV memory ------------------------------------------------------------------------------
  * Pages are taken as sequences grow. When a step's sequences lack more pages than are free,

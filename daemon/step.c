@@ -9,7 +9,7 @@
  *
  * A step: (1) take control's hand-overs (new sessions, close/cancel flags, a model swap);
  * (2) read each session's request ring and start what can start (scheduler.c); (3) plan
- * (plan.c): every decoding session gets its one token, then prompts get chunks, round-robin,
+ * (plan.c): every decoding session gets its one token, then prompts share the rest fairly,
  * within the batch and the step's time budget; then the KV pages those tokens reach are taken,
  * preempting the most recently admitted requests when the pool is short (plan.h's
  * elmd_plan_memory; the preempted ones are resumed by scheduler.c when pages are free again,
@@ -99,7 +99,8 @@ static struct elmd_plan_limits limits(const struct eng *e)
     return (struct elmd_plan_limits){.batch = e->m->w_batch,
                                      .prefill_chunk = e->k.prefill_chunk,
                                      .step_ms = e->k.step_ms,
-                                     .ns_per_tok = e->m->ns_per_tok};
+                                     .fixed_ns = e->m->cost.fixed_ns,
+                                     .tok_ns = e->m->cost.tok_ns};
 }
 
 /* Takes back every page of s's running request, which waits to be recomputed. */
@@ -178,6 +179,20 @@ static int plan(struct eng *e)
         used += e->counts[k];
     }
     return used;
+}
+
+/* Marks what a pass carried, "d_pass:DECODE_ROWS:PROMPT_TOKENS" (scripts/serve-trace.sh reads
+ * it beside d_fwd_start/d_fwd_end). The name is formatted only when tracing is on. */
+static void trace_pass(const struct eng *e, int n)
+{
+    if (!elm_trace_is_on())
+        return;
+    int dec = 0;
+    for (int k = 0; k < e->n_act; k++)
+        dec += e->counts[k] && e->act[k]->cur.to_eval == 0;
+    char name[48];
+    snprintf(name, sizeof name, "d_pass:%d:%d", dec, n - dec);
+    elm_trace(name);
 }
 
 /* Recreates the model's scratch buffers (and the shared item array) when the batch size
@@ -484,7 +499,8 @@ void *elmd_engine_main(void *arg)
             elmd_compute_threads(e.m->m);
             rc = elm_model_forward(e.m->m, e.m->w, e.items, n);
             elm_trace("d_fwd_end");
-            elmd_learn_cost(&e.m->ns_per_tok, n, elmd_now_ns() - t0);
+            trace_pass(&e, n);
+            elmd_cost_learn(&e.m->cost, n, elmd_now_ns() - t0);
             if (rc)
                 elm_err("engine: forward pass over %d tokens failed: %s", n, elm_strerror(rc));
             for (int k = 0; k < e.n_act; k++)

@@ -6,7 +6,7 @@
 #   scripts/bench-docs.sh [-b BUILD_DIR] [SECTION...]
 #
 # BUILD_DIR defaults to build/release (scripts/build.sh); SECTIONs are model kernels ipc load
-# first-token serve http profile (default: all). ELM_BENCH_ARGS adds global elm-bench options
+# first-token serve serve-isa http profile (default: all). ELM_BENCH_ARGS adds global elm-bench options
 # (e.g. "--reps 7"). ELM_LLAMA_SERVER, the path of a llama-server program, adds its round to
 # the http table.
 # Before each command the script waits (up to ELM_BENCH_IDLE_WAIT seconds, default 600) until
@@ -24,10 +24,11 @@ fi
 bench=$build/bench/elm-bench
 doc=docs/benchmarks.md
 [ -x "$bench" ] || { echo "bench-docs.sh: $bench not built (scripts/build.sh)" >&2; exit 1; }
-[ $# -gt 0 ] || set -- model kernels ipc load first-token serve http profile
+[ $# -gt 0 ] || set -- model kernels ipc load first-token serve serve-isa http profile
 
 # The command behind each table (elm-bench's global options first, then the subcommand); a
-# section of several commands separates them with ';' and shows their tables one after another.
+# section of several commands separates them with ';' and shows their tables one after another;
+# a command may start with ELM_KERNEL=NAME, run with that kernel variant.
 command_for() {
     case $1 in
     model)   echo "model --synth small-110m:q4_0 --synth tinyllama-1.1b:q4_0" ;;
@@ -39,6 +40,10 @@ command_for() {
             printf '%s' "--reps 20 load --synth $shape:q4_0;--reps 20 load --synth $shape:q4_0 --cold;"
         done ;;
     serve)   echo "--plot docs/benchmarks-serve.svg serve --synth small-110m:q4_0 --synth tinyllama-1.1b:q4_0" ;;
+    serve-isa)
+        for k in avx512 avx2; do
+            printf '%s' "ELM_KERNEL=$k serve --synth tinyllama-1.1b:q4_0 --clients 1,8;"
+        done ;;
     http)    echo "serve --synth small-110m:q4_0 --synth tinyllama-1.1b:q4_0 --clients 1,4,8 --http${ELM_LLAMA_SERVER:+ --vs-llama-server $ELM_LLAMA_SERVER}" ;;
     profile) echo "profile --synth tinyllama-1.1b:q4_0" ;;
     *)       return 1 ;;
@@ -82,10 +87,15 @@ for section in "$@"; do
         one=${cmd%%;*}
         case $cmd in *\;*) cmd=${cmd#*;} ;; *) cmd= ;; esac
         [ -n "$one" ] || continue
+        kernel=
+        case $one in ELM_KERNEL=*)
+            kernel=${one%% *}
+            one=${one#* } ;;
+        esac
         wait_idle
-        echo "bench-docs.sh: $bench ${ELM_BENCH_ARGS:-} $one" >&2
+        echo "bench-docs.sh: $kernel $bench ${ELM_BENCH_ARGS:-} $one" >&2
         # shellcheck disable=SC2086  # the commands are word lists on purpose
-        if ! ELM_WAIT=passive "$bench" ${ELM_BENCH_ARGS:-} $one >>"$tmp/out"; then
+        if ! env $kernel ELM_WAIT=passive "$bench" ${ELM_BENCH_ARGS:-} $one >>"$tmp/out"; then
             failed=1
             break
         fi

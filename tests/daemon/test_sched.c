@@ -2,12 +2,14 @@
  * pass, called in-process on plain session states (no threads, rings or model).
  *
  * The rule under test (plan.h): decoding sessions first, one token each, in session order;
- * then prompt chunks of at most prefill_chunk, round-robin from *rr, within the batch and the
- * step_ms budget (at least one prompt token per step); sessions not ready take nothing.
+ * then the prompts share the rest max-min fairly, at most prefill_chunk each, the remainder
+ * round-robin from *rr, within the batch and the step_ms budget at the fitted cost of a pass
+ * (at least one prompt token per step); sessions not ready take nothing.
  * And the KV memory decision (elmd_plan_memory): wants served oldest request first; when the
  * pool is short, idle sessions' pages go first (least recently used first), then the most
  * recently admitted running request is preempted, possibly the one asking.
  */
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -55,17 +57,18 @@ static void test_batch_caps_prompt_tokens(void **state)
     struct elmd_plan_slot s[] = {PRE(100), PRE(100), DEC};
     int take[3], order[3], m, rr = 0;
     int n = elmd_plan(s, 3, &lim, &rr, take, order, &m);
-    /* 1 decode token, then 19 prompt tokens: a full chunk of 16 for session 0, 3 for 1 */
+    /* 1 decode token, then 19 prompt tokens: 9 each, the odd one to session 0 (rr) */
     assert_int_equal(n, 20);
     assert_int_equal(take[2], 1);
-    assert_int_equal(take[0], 16);
-    assert_int_equal(take[1], 3);
+    assert_int_equal(take[0], 10);
+    assert_int_equal(take[1], 9);
     int want[] = {2, 0, 1};
     assert_int_equal(m, 3);
     assert_memory_equal(order, want, sizeof want);
 }
 
-/* The round-robin start moves every step, so the same long prompt does not always go first. */
+/* The round-robin start moves every step, so the same prompt does not always get the tokens
+ * that do not divide. */
 static void test_round_robin_rotates(void **state)
 {
     (void)state;
@@ -75,11 +78,64 @@ static void test_round_robin_rotates(void **state)
     for (int step = 0; step < 4; step++) {
         int n = elmd_plan(s, 3, &lim, &rr, take, order, &m);
         assert_int_equal(n, 8);
-        assert_int_equal(m, 1);
-        assert_int_equal(order[0], step % 3); /* the whole batch goes to the session in turn */
-        assert_int_equal(take[step % 3], 8);
+        assert_int_equal(m, 3);
+        assert_int_equal(order[0], step % 3);
+        assert_int_equal(take[step % 3], 3);       /* 2 each, and one of the 2 left over */
+        assert_int_equal(take[(step + 1) % 3], 3); /* to the first two in turn */
+        assert_int_equal(take[(step + 2) % 3], 2);
         assert_int_equal(rr, (step + 1) % 3);
     }
+}
+
+/* Prompts that arrive together with nothing decoding finish in the same pass: the ones with
+ * most left go first. */
+static void test_prompts_finish_together(void **state)
+{
+    (void)state;
+    struct elmd_plan_limits lim = {.batch = 72, .prefill_chunk = 64};
+    struct elmd_plan_slot s[8];
+    for (int k = 0; k < 8; k++)
+        s[k] = (struct elmd_plan_slot){.ready = true, .to_eval = 26};
+    int take[8], order[8], m, rr = 0, passes = 0;
+    for (bool left = true; left; passes++) {
+        assert_int_equal(elmd_plan(s, 8, &lim, &rr, take, order, &m), passes < 2 ? 72 : 64);
+        left = false;
+        for (int k = 0; k < 8; k++) {
+            s[k].to_eval -= take[k];
+            left |= s[k].to_eval > 0;
+            assert_true(s[k].to_eval > 0 || passes == 2); /* none decodes before the others */
+        }
+    }
+    assert_int_equal(passes, 3); /* 208 tokens in passes of 72 */
+
+    /* four requests a step late: they catch up with the first four's prompts */
+    for (int k = 0; k < 8; k++)
+        s[k].to_eval = k < 4 ? 8 : 26;
+    assert_int_equal(elmd_plan(s, 8, &lim, &rr, take, order, &m), 72);
+    for (int k = 0; k < 8; k++)
+        assert_int_equal(take[k], k < 4 ? 0 : 18);
+    assert_int_equal(m, 4);
+
+    /* the chunk still caps each: 100 gives 64, 30 the 8 left, 5 waits */
+    struct elmd_plan_slot mixed[] = {PRE(5), PRE(100), PRE(30)};
+    int t3[3], o3[3];
+    assert_int_equal(elmd_plan(mixed, 3, &lim, &rr, t3, o3, &m), 72);
+    assert_int_equal(t3[0], 0);
+    assert_int_equal(t3[1], 64);
+    assert_int_equal(t3[2], 8);
+
+    /* more than ELMD_TOGETHER_PASSES passes of prompts: max-min, the short ones go first */
+    mixed[1].to_eval = ELMD_TOGETHER_PASSES * 72;
+    assert_int_equal(elmd_plan(mixed, 3, &lim, &rr, t3, o3, &m), 72);
+    assert_int_equal(t3[0], 5);
+    assert_int_equal(t3[1], 37);
+    assert_int_equal(t3[2], 30);
+
+    /* a batch smaller than the prompts: nothing finishes together, but they progress */
+    struct elmd_plan_limits tiny = {.batch = 2, .prefill_chunk = 64};
+    for (int k = 0; k < 8; k++)
+        s[k].to_eval = 26;
+    assert_int_equal(elmd_plan(s, 8, &tiny, &rr, take, order, &m), 2);
 }
 
 static void test_sessions_not_ready_take_nothing(void **state)
@@ -112,7 +168,7 @@ static void test_nothing_to_do(void **state)
     assert_int_equal(rr, 0);
 }
 
-/* step_ms: the prompt tokens of a step fit the budget at the measured cost of a token; at least
+/* step_ms: the prompt tokens of a step fit the budget at the fitted cost of a pass; at least
  * one, so prompts always progress; no cost measured yet means no cut. */
 static void test_step_budget(void **state)
 {
@@ -121,22 +177,28 @@ static void test_step_budget(void **state)
     struct elmd_plan_slot s[] = {DEC, DEC, PRE(500), PRE(500)};
     int take[4], order[4], m, rr = 0;
 
-    lim.ns_per_tok = 0; /* unknown: only the batch caps */
+    lim.tok_ns = 0; /* unknown: only the batch caps */
     assert_int_equal(elmd_prefill_allowance(&lim, 2), 198);
     assert_int_equal(elmd_plan(s, 4, &lim, &rr, take, order, &m), 2 + 64 + 64);
 
-    lim.ns_per_tok = 1e6; /* 1 ms a token: 10 tokens a step, 2 of them decoding */
-    assert_int_equal(elmd_prefill_allowance(&lim, 2), 8);
+    /* 4 ms a pass plus 0.5 ms a token: 12 tokens fit 10 ms, 2 of them decoding */
+    lim.fixed_ns = 4e6;
+    lim.tok_ns = 5e5;
+    assert_int_equal(elmd_prefill_allowance(&lim, 2), 10);
     rr = 0;
-    assert_int_equal(elmd_plan(s, 4, &lim, &rr, take, order, &m), 10);
-    assert_int_equal(take[2], 8);
-    assert_int_equal(take[3], 0);
+    assert_int_equal(elmd_plan(s, 4, &lim, &rr, take, order, &m), 12);
+    assert_int_equal(take[2], 5);
+    assert_int_equal(take[3], 5);
 
-    lim.ns_per_tok = 1e8; /* 100 ms a token: the budget holds none, prompts still get one */
+    lim.fixed_ns = 0;
+    lim.tok_ns = 1e8; /* 100 ms a token: the budget holds none, prompts still get one */
     assert_int_equal(elmd_prefill_allowance(&lim, 2), 1);
     rr = 0;
     assert_int_equal(elmd_plan(s, 4, &lim, &rr, take, order, &m), 3);
     assert_int_equal(take[2], 1);
+    lim.fixed_ns = 2e7; /* the fixed part alone exceeds the budget: still one */
+    lim.tok_ns = 1e5;
+    assert_int_equal(elmd_prefill_allowance(&lim, 2), 1);
 
     /* Nothing decoding: no stream to keep flowing, no budget. Two prompts share the pass in
      * chunks; a prompt alone takes the whole pass (its first token in one pass). */
@@ -152,16 +214,30 @@ static void test_step_budget(void **state)
     assert_int_equal(elmd_plan(short_one, 1, &lim, &rr, take, order, &m), 9);
 }
 
-static void test_learn_cost(void **state)
+/* The fit: exact on passes that lie on a line; while every pass has the same size the slope
+ * is kept and the fixed part follows the passes' mean time (load). */
+static void test_cost_learn(void **state)
 {
     (void)state;
-    double c = 0;
-    elmd_learn_cost(&c, 4, 4000000); /* a small pass says nothing about batches */
-    assert_true(c == 0);
-    elmd_learn_cost(&c, 10, 10000000); /* first measure: taken as is */
-    assert_true(c == 1000000.0);
-    elmd_learn_cost(&c, 10, 50000000); /* then a running average, 1/4 weight to the new one */
-    assert_true(c == 0.75 * 1000000.0 + 0.25 * 5000000.0);
+    struct elmd_pass_cost c = {0};
+    elmd_cost_learn(&c, 1, 30000000); /* one pass: all of it per token, nothing fixed */
+    assert_true(c.fixed_ns == 0 && c.tok_ns == 30000000.0);
+    elmd_cost_learn(&c, 8, 65000000); /* 25 ms + 5 ms a token */
+    assert_true(fabs(c.fixed_ns - 25e6) < 1 && fabs(c.tok_ns - 5e6) < 1e-3);
+    elmd_cost_learn(&c, 72, 385000000); /* on the same line: the same fit */
+    assert_true(fabs(c.fixed_ns - 25e6) < 1 && fabs(c.tok_ns - 5e6) < 1e-3);
+    /* the machine gets slower: many 8-token passes at 85 ms. Once older passes have faded the
+     * sizes stop varying; the slope stays and the fixed part takes the change. */
+    for (int i = 0; i < 400; i++)
+        elmd_cost_learn(&c, 8, 85000000);
+    assert_true(fabs(c.tok_ns * 8 + c.fixed_ns - 85e6) < 1e3);
+    assert_true(c.tok_ns > 0 && c.fixed_ns > 0);
+    /* noise that says tokens are free (bigger pass, less time) falls back to cost per token */
+    struct elmd_pass_cost z = {0};
+    elmd_cost_learn(&z, 1, 50000000);
+    elmd_cost_learn(&z, 8, 40000000);
+    const double d = ELMD_COST_DECAY; /* the mean time over the mean size, the first decayed */
+    assert_true(z.fixed_ns == 0 && fabs(z.tok_ns - (d * 50e6 + 40e6) / (d * 1 + 8)) < 1e-3);
 }
 
 /* ---- KV memory ----------------------------------------------------------------------------- */
@@ -247,10 +323,11 @@ int main(void)
         cmocka_unit_test(test_decoders_first_then_prompt_chunks),
         cmocka_unit_test(test_batch_caps_prompt_tokens),
         cmocka_unit_test(test_round_robin_rotates),
+        cmocka_unit_test(test_prompts_finish_together),
         cmocka_unit_test(test_sessions_not_ready_take_nothing),
         cmocka_unit_test(test_nothing_to_do),
         cmocka_unit_test(test_step_budget),
-        cmocka_unit_test(test_learn_cost),
+        cmocka_unit_test(test_cost_learn),
         cmocka_unit_test(test_memory_fits),
         cmocka_unit_test(test_memory_idle_first_least_recently_used),
         cmocka_unit_test(test_memory_preempts_most_recently_admitted),
