@@ -101,7 +101,9 @@ static struct {
     int last_tid, last_nth;          /* [lock] whose team it was */
     int score;                       /* [lock] 0..SCORE_ONE */
     atomic_bool busy;
-    _Atomic uint64_t n_runs, n_sleeps, n_busy, n_samples;
+    int64_t last_end;                /* [lock] when the last parallel call ended */
+    _Atomic uint64_t n_runs, n_sleeps, n_spin_sleeps, n_busy, n_samples;
+    _Atomic uint64_t delay_hist[ELM_POOL_HIST], gap_hist[ELM_POOL_HIST]; /* pool.h */
 } pool = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
@@ -126,6 +128,17 @@ static void futex_wake(void *word)
 }
 
 /* ---- policy ------------------------------------------------------------------------------- */
+
+/* The bucket of a histogram with these three upper bounds. */
+static int bucket(int64_t v, int64_t b0, int64_t b1, int64_t b2)
+{
+    return v < b0 ? 0 : v < b1 ? 1 : v < b2 ? 2 : 3;
+}
+
+static void count(_Atomic uint64_t *c)
+{
+    atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
+}
 
 static int64_t spin_for(enum elm_wait w, bool busy)
 {
@@ -202,9 +215,11 @@ static void sample_machine(int nth)
     bool busy = atomic_load_explicit(&pool.busy, memory_order_relaxed);
     busy = busy ? pool.score >= SCORE_LEAVE : pool.score >= SCORE_ENTER;
     atomic_store_explicit(&pool.busy, busy, memory_order_relaxed);
-    atomic_fetch_add_explicit(&pool.n_samples, 1, memory_order_relaxed);
+    count(&pool.n_samples);
     if (over)
-        atomic_fetch_add_explicit(&pool.n_busy, 1, memory_order_relaxed);
+        count(&pool.n_busy);
+    if (delay >= 0)
+        count(&pool.delay_hist[bucket(waited * 100, span, span * 100 / DELAY_SHARE, span * 50)]);
 }
 
 /* Waits until *word differs from old: spins for the budget, then sleeps. Returns the new value. */
@@ -221,8 +236,9 @@ static uint32_t wait_change(_Atomic uint32_t *word, uint32_t old, atomic_bool *a
                 break;
             cpu_relax();
         }
+        count(&pool.n_spin_sleeps);
     }
-    atomic_fetch_add_explicit(&pool.n_sleeps, 1, memory_order_relaxed);
+    count(&pool.n_sleeps);
     atomic_store(asleep, true);
     while ((v = atomic_load(word)) == old)
         futex_wait(word, old);
@@ -275,6 +291,7 @@ static void after_fork_child(void)
     pool.n_workers = 0;
     my_tid = 0; /* the forking thread's id was cached; this one has its own */
     pool.last_sample = 0;
+    pool.last_end = 0;
     for (int i = 0; i < ELM_POOL_MAX - 1; i++)
         atomic_store(&pool.w[i].asleep, false);
     atomic_store(&pool.pending, 0);
@@ -317,6 +334,8 @@ void elm_pool_run(int want, elm_pool_fn fn, void *ctx)
         grow(nth - 1);
     if (nth > pool.n_workers + 1)
         nth = pool.n_workers + 1;
+    if (pool.last_end)
+        count(&pool.gap_hist[bucket(now_ns() - pool.last_end, 100000, 1000000, 10000000)]);
     const enum elm_wait wp = (enum elm_wait)atomic_load_explicit(&pool.wait, memory_order_relaxed);
     if (wp == ELM_WAIT_AUTO)
         sample_machine(nth);
@@ -343,7 +362,9 @@ void elm_pool_run(int want, elm_pool_fn fn, void *ctx)
     int p;
     for (unsigned i = 1; (p = atomic_load(&pool.pending)) != 0; i++) {
         if (budget == 0 || (i % 64 == 0 && now_ns() >= end)) {
-            atomic_fetch_add_explicit(&pool.n_sleeps, 1, memory_order_relaxed);
+            if (budget > 0)
+                count(&pool.n_spin_sleeps);
+            count(&pool.n_sleeps);
             atomic_store(&pool.joiner_asleep, true);
             while ((p = atomic_load(&pool.pending)) != 0)
                 futex_wait(&pool.pending, (uint32_t)p);
@@ -352,6 +373,7 @@ void elm_pool_run(int want, elm_pool_fn fn, void *ctx)
         }
         cpu_relax();
     }
+    pool.last_end = now_ns();
     in_pool = false;
     pthread_mutex_unlock(&pool.lock);
 }
@@ -413,9 +435,44 @@ void elm_pool_stats(struct elm_pool_stats *st)
     pthread_mutex_unlock(&pool.lock);
     st->n_runs = atomic_load(&pool.n_runs);
     st->n_sleeps = atomic_load(&pool.n_sleeps);
+    st->n_spin_sleeps = atomic_load(&pool.n_spin_sleeps);
+    for (int i = 0; i < ELM_POOL_HIST; i++) {
+        st->delay_hist[i] = atomic_load(&pool.delay_hist[i]);
+        st->gap_hist[i] = atomic_load(&pool.gap_hist[i]);
+    }
     st->n_busy = atomic_load(&pool.n_busy);
     st->n_samples = atomic_load(&pool.n_samples);
     st->busy = atomic_load(&pool.busy);
+}
+
+void elm_pool_stats_add(struct elm_pool_stats *acc, const struct elm_pool_stats *from,
+                        const struct elm_pool_stats *to)
+{
+    acc->n_workers = to->n_workers;
+    acc->n_asleep = to->n_asleep;
+    acc->busy = to->busy;
+    acc->n_runs += to->n_runs - from->n_runs;
+    acc->n_sleeps += to->n_sleeps - from->n_sleeps;
+    acc->n_spin_sleeps += to->n_spin_sleeps - from->n_spin_sleeps;
+    acc->n_busy += to->n_busy - from->n_busy;
+    acc->n_samples += to->n_samples - from->n_samples;
+    for (int i = 0; i < ELM_POOL_HIST; i++) {
+        acc->delay_hist[i] += to->delay_hist[i] - from->delay_hist[i];
+        acc->gap_hist[i] += to->gap_hist[i] - from->gap_hist[i];
+    }
+}
+
+int elm_pool_stats_describe(const struct elm_pool_stats *st, char *buf, size_t size)
+{
+    const uint64_t *d = st->delay_hist, *g = st->gap_hist;
+    return snprintf(buf, size,
+                    "busy %llu/%llu samples; delay share <1/<10/<50/more %% %llu/%llu/%llu/%llu; "
+                    "gaps <0.1/<1/<10/more ms %llu/%llu/%llu/%llu; %llu sleeps (%llu after a spin)",
+                    (unsigned long long)st->n_busy, (unsigned long long)st->n_samples,
+                    (unsigned long long)d[0], (unsigned long long)d[1], (unsigned long long)d[2],
+                    (unsigned long long)d[3], (unsigned long long)g[0], (unsigned long long)g[1],
+                    (unsigned long long)g[2], (unsigned long long)g[3],
+                    (unsigned long long)st->n_sleeps, (unsigned long long)st->n_spin_sleeps);
 }
 
 void elm_pool_shutdown(void)

@@ -17,6 +17,7 @@
 #define ELM_COMMON_POOL_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define ELM_POOL_MAX 64 /* threads of one parallel call, the caller included */
@@ -54,17 +55,34 @@ void elm_pool_set_wait(enum elm_wait w);
 int elm_pool_wait_parse(const char *s, enum elm_wait *out);
 const char *elm_pool_wait_name(enum elm_wait w);
 
-/* What the pool did so far (for tests and `elm-bench`): counters only grow. */
+/* What the pool did so far (for tests, `elm-bench` and elmd's stats): counters only grow, so
+ * the difference of two snapshots is what happened between them. */
+#define ELM_POOL_HIST 4
 struct elm_pool_stats {
     int n_workers;       /* worker threads alive now */
     int n_asleep;        /* of which asleep in futex_wait now */
     uint64_t n_runs;     /* parallel calls with more than one thread */
     uint64_t n_sleeps;   /* times a thread went to sleep (a futex wait) */
+    uint64_t n_spin_sleeps; /* of which after spinning for a whole budget in vain */
     uint64_t n_busy;     /* auto: samples of the machine that found it busy */
     uint64_t n_samples;  /* auto: samples of the machine taken */
     bool busy;           /* auto: the machine is busy now (threads sleep at once) */
+    /* auto: samples by the share of the team's time spent waiting for a core: under 1 %,
+     * under 1/10 (the busy threshold), under 1/2, more */
+    uint64_t delay_hist[ELM_POOL_HIST];
+    /* gaps from the end of one parallel call to the start of the next: under 0.1 ms, under
+     * 1 ms (auto's spin), under 10 ms, more */
+    uint64_t gap_hist[ELM_POOL_HIST];
 };
 void elm_pool_stats(struct elm_pool_stats *st);
+/* acc's counters += to's - from's (the gauges n_workers, n_asleep and busy become to's): what
+ * the pool did between two snapshots, summed over measurements. */
+void elm_pool_stats_add(struct elm_pool_stats *acc, const struct elm_pool_stats *from,
+                        const struct elm_pool_stats *to);
+/* The counters in one line (no commas, so it fits a CSV cell): "busy B/S samples, delay share
+ * <1/<10/<50/more % a/b/c/d, gaps <0.1/<1/<10/more ms a/b/c/d, Z sleeps (P after a spin)"
+ * — with the commas of this comment as ';'. Returns snprintf's count. */
+int elm_pool_stats_describe(const struct elm_pool_stats *st, char *buf, size_t size);
 
 /* Stops and joins every worker (the next parallel call starts them again). For tests and for
  * tools that want no thread left; never call it from inside a parallel call. */
