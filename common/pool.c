@@ -56,13 +56,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#define ELM_POOL_SPIN_NS        1000000LL   /* auto, machine not busy: 1 ms */
-#define ELM_POOL_SPIN_ACTIVE_NS 200000000LL /* active: 0.2 s, then sleep after all */
-#define SAMPLE_NS               10000000LL  /* auto: look at the machine every 10 ms at most */
-#define SAMPLE_STALE_NS         200000000LL /* a longer interval was mostly asleep: no verdict */
-#define DELAY_SHARE             10          /* busy: waited for a core > 1/10 of the time */
-#define SCORE_ONE               256         /* the busy score is a fraction of this */
-#define SCORE_ENTER             160         /* busy from this score up (4 samples over in a row) */
+#define ELM_POOL_SPIN_NS        1000000LL    /* auto, machine not busy: 1 ms */
+#define ELM_POOL_SPIN_ACTIVE_NS 200000000LL  /* active: 0.2 s, then sleep after all */
+#define SAMPLE_NS               10000000LL   /* auto: look at the machine every 10 ms at most */
+#define SAMPLE_STALE_NS         200000000LL  /* a longer interval was mostly asleep: no verdict */
+#define DELAY_SHARE             10           /* busy: waited for a core > 1/10 of the time */
+#define SCORE_ONE               256          /* the busy score is a fraction of this */
+#define SCORE_ENTER             160          /* busy from this score up (4 samples over in a row) */
 #define PROBE_NS                1000000000LL /* busy: spin through one sample a second */
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -196,10 +196,16 @@ static int64_t team_delay(int nth)
     return sum;
 }
 
+/* The line: did the team wait for a core over 1/DELAY_SHARE of its span? No schedstat
+ * (waited < 0): counted as over (the top says why). */
+static bool is_over(int64_t waited, int64_t span)
+{
+    return waited < 0 || waited * DELAY_SHARE > span;
+}
+
 bool elm_wait_judge_sample(struct elm_wait_judge *j, int64_t now, int64_t waited, int64_t span)
 {
-    /* no schedstat: counted as over (the top says why) */
-    const bool over = waited < 0 || waited * DELAY_SHARE > span;
+    const bool over = is_over(waited, span);
     if (!j->busy) {
         /* spinning: the share is other work's alone */
         j->score += ((over ? SCORE_ONE : 0) - j->score) / 4;
@@ -245,13 +251,12 @@ static void sample_machine(int nth, bool decide)
     pool.last_nth = nth;
     if (delay >= 0 && !comparable)
         return;
-    const bool over = delay < 0 || waited * DELAY_SHARE > span;
+    const int64_t w = delay < 0 ? -1 : waited;
     if (decide)
-        atomic_store_explicit(&pool.spin,
-                              elm_wait_judge_sample(&pool.judge, t, delay < 0 ? -1 : waited, span),
+        atomic_store_explicit(&pool.spin, elm_wait_judge_sample(&pool.judge, t, w, span),
                               memory_order_relaxed);
     count(&pool.n_samples);
-    if (over)
+    if (is_over(w, span))
         count(&pool.n_busy);
     if (delay >= 0)
         count(&pool.delay_hist[bucket(waited * 100, span, span * 100 / DELAY_SHARE, span * 50)]);

@@ -59,15 +59,15 @@ const char *elm_pool_wait_name(enum elm_wait w);
  * the difference of two snapshots is what happened between them. */
 #define ELM_POOL_HIST 4
 struct elm_pool_stats {
-    int n_workers;       /* worker threads alive now */
-    int n_asleep;        /* of which asleep in futex_wait now */
-    uint64_t n_runs;     /* parallel calls with more than one thread */
-    uint64_t n_sleeps;   /* times a thread went to sleep (a futex wait) */
+    int n_workers;          /* worker threads alive now */
+    int n_asleep;           /* of which asleep in futex_wait now */
+    uint64_t n_runs;        /* parallel calls with more than one thread */
+    uint64_t n_sleeps;      /* times a thread went to sleep (a futex wait) */
     uint64_t n_spin_sleeps; /* of which after spinning for a whole budget in vain */
     /* every policy samples the machine; only auto acts on the samples (pool.c) */
-    uint64_t n_busy;     /* samples whose team waited for a core over 1/10 of the time */
-    uint64_t n_samples;  /* samples of the machine taken */
-    bool busy;           /* auto: the machine is busy now (threads sleep at once) */
+    uint64_t n_busy;    /* samples whose team waited for a core over 1/10 of the time */
+    uint64_t n_samples; /* samples of the machine taken */
+    bool busy;          /* auto: the machine is busy now (threads sleep at once) */
     /* samples by the share of the team's time spent waiting for a core: under 1 %,
      * under 1/10 (the busy threshold), under 1/2, more */
     uint64_t delay_hist[ELM_POOL_HIST];

@@ -312,10 +312,10 @@ static void test_auto_busy(void **state)
  * a second later spins through one interval, and spinning resumes when that interval waited
  * under the tenth; a sleeping sample under the tenth probes at once. No schedstat: busy, and
  * every probe fails. */
-#define MS       1000000LL
-#define SPAN     (20 * MS)
-#define OVER     (5 * MS) /* a quarter of the time */
-#define UNDER    (MS / 2) /* 2.5 % */
+#define MS    1000000LL
+#define SPAN  (20 * MS)
+#define OVER  (5 * MS) /* a quarter of the time */
+#define UNDER (MS / 2) /* 2.5 % */
 
 static void test_judge(void **state)
 {
