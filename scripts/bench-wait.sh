@@ -49,8 +49,9 @@ trap 'exit 1' INT TERM
 
 # Results go to $tmp/r as lines "shape load bench policy round t/s over samples": over and
 # samples are the pool's samples of the machine in that run and those over the busy line
-# (elm-bench's "threads' waiting" column, common/pool.h), so the table can say how often auto
-# found the machine busy.
+# (elm-bench's "threads' waiting" column, common/pool.h; every policy samples), so the table can
+# say how often auto found the machine busy, and how often passive's sleeping threads waited
+# over the line all the same (their own wake-ups: why auto does not trust sleeping samples).
 : >"$tmp/r"
 # prints the row's t/s (column $1) and the over and samples counts of its waiting column ($2)
 row() {
@@ -123,12 +124,12 @@ awk '
         key = $1 " " $2 " " $3
         if (!(key in seen)) { seen[key] = 1; order[n++] = key }
         if ($6 != "failed") { vals[key " " $4] = vals[key " " $4] " " $6; v[key " " $4 " " $5] = $6 }
-        if ($4 == "auto" && $8 != "") { over[key] += $7; samples[key] += $8 }
+        if ($8 != "") { over[key " " $4] += $7; samples[key " " $4] += $8 }
         if ($5 + 0 > rounds) rounds = $5 + 0
     }
     END {
-        print "| shape | load | bench | passive t/s | active t/s | auto t/s | auto / target | target | auto: samples over |"
-        print "|---|---|---|---:|---:|---:|---:|---|---:|"
+        print "| shape | load | bench | passive t/s | active t/s | auto t/s | auto / target | target | samples over: passive | auto |"
+        print "|---|---|---|---:|---:|---:|---:|---|---:|---:|"
         for (i = 0; i < n; i++) {
             split(order[i], k, " ")
             if (k[2] == "idle") { ref = "active"; want = 0.95 } else { ref = "passive"; want = 0.90 }
@@ -140,9 +141,10 @@ awk '
             rm = median(ratios)
             rs = rm == "" ? "failed" : sprintf("%.2f %s", rm, rm >= want ? "met" : "missed")
             b = k[3]; sub(/^serve-/, "serve, ", b); if (b == "model") b = "model (tg)"; else b = b (b == "serve, 1" ? " client" : " clients")
-            printf "| %s | %s | %s | %s | %s | %s | %s | >= %.2f of %s | %d of %d |\n", k[1], k[2], b,
+            printf "| %s | %s | %s | %s | %s | %s | %s | >= %.2f of %s | %d of %d | %d of %d |\n", k[1], k[2], b,
                 f(median(vals[order[i] " passive"])), f(median(vals[order[i] " active"])),
-                f(median(vals[order[i] " auto"])), rs, want, ref, over[order[i]], samples[order[i]]
+                f(median(vals[order[i] " auto"])), rs, want, ref, over[order[i] " passive"],
+                samples[order[i] " passive"], over[order[i] " auto"], samples[order[i] " auto"]
         }
     }' "$tmp/r" >"$tmp/table"
 {
