@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/pool.h"
+
 enum bench_format { BENCH_MD, BENCH_JSON, BENCH_CSV };
 
 struct bench_opts {
@@ -99,9 +101,10 @@ const char *bench_synth_shapes(void);
  * in batches of `batch`, then tg decoded one at a time (F16 cache), o->reps times after a
  * warm-up. Returns 0, or 1 after a message on stderr. */
 struct bench_model_result {
-    struct bench_stat pp, tg; /* tokens/s (tg all 0 for an embedding model) */
-    double weight_bytes;      /* the model's weights in memory */
-    double matmul_weights;    /* weights one token multiplies (layer matrices and the output) */
+    struct bench_stat pp, tg;   /* tokens/s (tg all 0 for an embedding model) */
+    double weight_bytes;        /* the model's weights in memory */
+    double matmul_weights;      /* weights one token multiplies (layer matrices and the output) */
+    struct elm_pool_stats pool; /* what the compute threads did in the measured tg runs */
 };
 int bench_model_measure(const struct bench_opts *o, const char *path, int threads, int pp,
                         int tg, int batch, struct bench_model_result *res);

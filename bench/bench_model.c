@@ -59,9 +59,12 @@ static int measure_embed(const struct elm_model *m, const struct run *r, uint64_
     return rc;
 }
 
-/* Times one pp and one tg pass; returns 0 or an error. */
+/* Times one pp and one tg pass, adding what the compute threads did during tg to *pool (the
+ * waiting policy shows there: a decode step is many short parallel calls); returns 0 or an
+ * error. */
 static int measure(const struct elm_model *m, struct elm_work *w, struct elm_kv *kv,
-                   const struct run *r, uint64_t seed, double *t_pp, double *t_tg)
+                   const struct run *r, uint64_t seed, double *t_pp, double *t_tg,
+                   struct elm_pool_stats *pool)
 {
     int V = m->hp.n_vocab;
     float *logits = malloc((size_t)V * sizeof *logits);
@@ -87,6 +90,8 @@ static int measure(const struct elm_model *m, struct elm_work *w, struct elm_kv 
     }
     double t1 = bench_now();
     int32_t tok = rc ? 0 : elm_argmax(logits, V);
+    struct elm_pool_stats p0, p1;
+    elm_pool_stats(&p0);
     for (int i = 0; i < r->tg && !rc; i++) {
         struct elm_batch_item it = {.token = tok, .pos = pos++, .kv = kv, .logits = logits};
         rc = elm_model_forward(m, w, &it, 1);
@@ -94,6 +99,8 @@ static int measure(const struct elm_model *m, struct elm_work *w, struct elm_kv 
     }
     *t_pp = t1 - t0;
     *t_tg = bench_now() - t1;
+    elm_pool_stats(&p1);
+    elm_pool_stats_add(pool, &p0, &p1);
     free(logits);
     free(items);
     return rc;
@@ -139,11 +146,12 @@ int bench_model_measure(const struct bench_opts *o, const char *path, int thread
         return 1;
     }
     double pps[1000], tgs[1000];
+    struct elm_pool_stats warm = {0}, pool = {0};
     for (int i = -1; i < o->reps && !rc; i++) { /* i = -1: warm-up */
         bench_progress("model %s, %d threads: run %d/%d", path, threads, i + 1, o->reps);
         double a = 0, b = 0;
         rc = embed ? measure_embed(m, r, (uint64_t)(i + 2), &a)
-                   : measure(m, w, kv, r, (uint64_t)(i + 2), &a, &b);
+                   : measure(m, w, kv, r, (uint64_t)(i + 2), &a, &b, i < 0 ? &warm : &pool);
         if (i >= 0) {
             pps[i] = r->pp / a;
             tgs[i] = embed ? 0 : r->tg / b;
@@ -154,7 +162,8 @@ int bench_model_measure(const struct bench_opts *o, const char *path, int thread
         *res = (struct bench_model_result){.pp = bench_stats(pps, o->reps),
                                            .tg = bench_stats(tgs, o->reps),
                                            .weight_bytes = (double)m->weight_bytes,
-                                           .matmul_weights = matmul_weights(m)};
+                                           .matmul_weights = matmul_weights(m),
+                                           .pool = pool};
     } else {
         fprintf(stderr, "elm-bench: %s: %s\n", path, elm_strerror(rc));
     }
@@ -173,6 +182,8 @@ static int bench_one(const struct bench_opts *o, const char *path, int threads,
     const struct bench_stat sp = res.pp, st = res.tg;
     const char *name = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
     const double gflops = 2.0 * res.matmul_weights * sp.median / 1e9;
+    char pool[256];
+    elm_pool_stats_describe(&res.pool, pool, sizeof pool);
     struct bench_cell cells[] = {
         {"model", name, 0, 0},
         {"weights MB", NULL, res.weight_bytes / 1e6, 2},
@@ -187,6 +198,7 @@ static int bench_one(const struct bench_opts *o, const char *path, int threads,
         {"tg t/s", NULL, st.median, 1},
         {"tg min", NULL, st.min, 1},
         {"tg max", NULL, st.max, 1},
+        {"threads' waiting in tg", pool, 0, 0},
     };
     bench_row(o, "model", cells, (int)(sizeof cells / sizeof *cells));
     return 0;

@@ -444,6 +444,25 @@ static int daemon_use(const char *dir, const char *path, char *name, size_t cap)
 
 /* ---- the sweep ------------------------------------------------------------------------------- */
 
+/* elmd's compute-thread counters now (all zero when it cannot tell): the rows show what the
+ * wait policy did during their rounds. A connection of its own each time, so that no client
+ * is open in elm-bench while it forks the round's clients. */
+static void pool_snapshot(const char *dir, struct elm_pool_stats *ps)
+{
+    memset(ps, 0, sizeof *ps);
+    elm_client *cl = NULL;
+    struct elm_daemon_stats st = {0};
+    if (elm_client_connect(dir, &cl) == 0 && elm_client_stats(cl, &st) == 0) {
+        ps->n_busy = st.n_pool_busy;
+        ps->n_samples = st.n_pool_samples;
+        ps->n_sleeps = st.n_pool_sleeps;
+        ps->n_spin_sleeps = st.n_pool_spin_sleeps;
+        memcpy(ps->delay_hist, st.pool_delay, sizeof ps->delay_hist);
+        memcpy(ps->gap_hist, st.pool_gaps, sizeof ps->gap_hist);
+    }
+    elm_client_close(&cl);
+}
+
 /* Per model: medians over repetitions for each client count, kept for the plot. */
 struct sweep {
     char name[256];
@@ -506,6 +525,8 @@ static int run_model(const struct bench_opts *o, const struct serve_cfg *c, cons
     }
 #define V(k, t, ni, r)                                                                             \
     v[(((size_t)(k)*N_VIA + (size_t)(t)) * MAX_NS + (size_t)(ni)) * (size_t)R + (size_t)(r)]
+    /* per client count: what elmd's compute threads did in the measured libelmclient rounds */
+    struct elm_pool_stats pool[MAX_NS] = {0};
     for (int r = -1; r < R && !rc; r++) { /* r = -1: warm-up */
         struct round base[N_VIA] = {0};
         for (int ni = 0; ni < c->n_ns && !rc; ni++) {
@@ -514,8 +535,15 @@ static int run_model(const struct bench_opts *o, const struct serve_cfg *c, cons
                 bench_progress("serve %s: rep %d/%d, %d client%s via %s", sw->name, r + 1, R,
                                c->ns[ni], c->ns[ni] > 1 ? "s" : "", via_name[vias[t]]);
                 struct round rd = {0};
+                struct elm_pool_stats p0, p1;
+                if (t == 0)
+                    pool_snapshot(d.dir, &p0);
                 if ((rc = run_round(c, d.dir, urls[t], area, c->ns[ni], &rd)))
                     break;
+                if (t == 0 && r >= 0) {
+                    pool_snapshot(d.dir, &p1);
+                    elm_pool_stats_add(&pool[ni], &p0, &p1);
+                }
                 if (ni == 0)
                     base[t] = rd;
                 if (t == 0)
@@ -564,6 +592,8 @@ static int run_model(const struct bench_opts *o, const struct serve_cfg *c, cons
                 sw->ragg[ni] = s[RAGG].median;
                 sw->ri99[ni] = s[RI99].median;
             }
+            char waits[256];
+            elm_pool_stats_describe(&pool[ni], waits, sizeof waits);
             struct bench_cell cells[] = {
                 {"model", sw->name, 0, 0},
                 {"via", via_name[vias[t]], 0, 0},
@@ -580,6 +610,7 @@ static int run_model(const struct bench_opts *o, const struct serve_cfg *c, cons
                 {"ITL p99 ms", NULL, s[I99].median, 2},
                 {"ITL p99 min", NULL, s[I99].min, 2},
                 {"ITL p99 max", NULL, s[I99].max, 2},
+                {"elmd threads' waiting (libelmclient rounds)", waits, 0, 0},
                 {ragg, NULL, s[RAGG].median, 2},
                 {ri99, NULL, s[RI99].median, 2},
                 {"agg/libelmclient", NULL, s[VAGG].median, 3},

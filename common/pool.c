@@ -8,20 +8,28 @@
  * flag), so one of them always sees the other: a wake-up is never lost, and an awake thread
  * costs no system call.
  *
- * Policy (ELM_WAIT_AUTO): spinning pays only when the spinning thread has a core of its own.
+ * Policy (ELM_WAIT_AUTO): spinning pays only when each spinning thread has a core of its own.
  * Once other programs want the cores, a spinning worker burns the time slice that the thread it
  * waits for needs (two cores, two busy loops: 3x slower than sleeping at once). So at most every
  * SAMPLE_NS the caller asks the kernel how long the team's threads (itself and the workers of
  * this call) waited on a run queue since the last look: runnable, but no core free for them
- * (schedstat's run delay). Waiting more than 1/DELAY_SHARE of the time means other work
- * competes for our cores. A smoothed score of those samples (with hysteresis, so one sample
- * neither starts nor stops spinning) makes the machine "busy": threads then sleep at once, as
- * with OMP_WAIT_POLICY=passive; otherwise they spin for ELM_POOL_SPIN_NS, long enough to cover
- * the gaps between the products of a pass and between the passes of a running sequence, short
- * enough that an idle daemon sleeps within a millisecond of its last pass. Sleeping threads
- * still see the competition (a woken thread waits for its core), so a busy machine stays busy
- * and a freed one returns to spinning. Where the kernel does not tell (no schedstat) the
- * machine counts as busy: without knowing, sleeping is the safe side.
+ * (schedstat's run delay). Waiting more than 1/DELAY_SHARE of the time makes a sample "over".
+ * The judge (elm_wait_judge_sample) reads the samples knowing how the threads waited:
+ *   - spinning, a sample's run delay is other work's doing alone: a smoothed score of them
+ *     (one sample does not stop spinning; four over in a row do) makes the machine busy, and
+ *     threads sleep at once, as with OMP_WAIT_POLICY=passive;
+ *   - sleeping, the run delay also holds our own wake-ups (each sleeping thread is runnable a
+ *     while before it runs again, on a virtual machine the more), and with ~100 parallel calls
+ *     per token those alone can pass the tenth on an idle machine: such a sample proves
+ *     nothing, and a busy machine that scored on them alone would never leave the busy state.
+ *     So while busy the threads spin through one sample interval a second (a probe, at once
+ *     when a sleeping sample was under anyway); a probe that waits under the tenth means a free
+ *     core for each team thread, and spinning resumes at once.
+ * Spinning lasts ELM_POOL_SPIN_NS, long enough to cover the gaps between the products of a pass
+ * and between the passes of a running sequence, short enough that an idle daemon sleeps within
+ * a millisecond of its last pass. A probe costs a busy machine one spun interval a second
+ * (~1 %). Where the kernel does not tell (no schedstat) every sample is over: without knowing,
+ * sleeping is the safe side.
  *
  * Why not count runnable threads (/proc/loadavg's fourth field, the first version of this
  * rule): it counts whoever is runnable at that instant, and in elmd that is often our own
@@ -48,14 +56,14 @@
 #include <time.h>
 #include <unistd.h>
 
-#define ELM_POOL_SPIN_NS        1000000LL   /* auto, machine not busy: 1 ms */
-#define ELM_POOL_SPIN_ACTIVE_NS 200000000LL /* active: 0.2 s, then sleep after all */
-#define SAMPLE_NS               10000000LL  /* auto: look at the machine every 10 ms at most */
-#define SAMPLE_STALE_NS         200000000LL /* a longer interval was mostly asleep: no verdict */
-#define DELAY_SHARE             10          /* busy: waited for a core > 1/10 of the time */
-#define SCORE_ONE               256         /* the busy score is a fraction of this */
-#define SCORE_ENTER             160         /* busy from this score up ... */
-#define SCORE_LEAVE             96          /* ... until it falls below this */
+#define ELM_POOL_SPIN_NS        1000000LL    /* auto, machine not busy: 1 ms */
+#define ELM_POOL_SPIN_ACTIVE_NS 200000000LL  /* active: 0.2 s, then sleep after all */
+#define SAMPLE_NS               10000000LL   /* auto: look at the machine every 10 ms at most */
+#define SAMPLE_STALE_NS         200000000LL  /* a longer interval was mostly asleep: no verdict */
+#define DELAY_SHARE             10           /* busy: waited for a core > 1/10 of the time */
+#define SCORE_ONE               256          /* the busy score is a fraction of this */
+#define SCORE_ENTER             160          /* busy from this score up (4 samples over in a row) */
+#define PROBE_NS                1000000000LL /* busy: spin through one sample a second */
 
 #if defined(__x86_64__) || defined(__i386__)
 static inline void cpu_relax(void)
@@ -99,9 +107,11 @@ static struct {
     int64_t last_sample;             /* [lock] */
     int64_t last_delay;              /* [lock] the team's run delay then, or -1: no verdict */
     int last_tid, last_nth;          /* [lock] whose team it was */
-    int score;                       /* [lock] 0..SCORE_ONE */
-    atomic_bool busy;
-    _Atomic uint64_t n_runs, n_sleeps, n_busy, n_samples;
+    struct elm_wait_judge judge;     /* [lock] auto's decision */
+    atomic_bool spin;                /* auto: what the judge said last (spin, or sleep at once) */
+    int64_t last_end;                /* [lock] when the last parallel call ended */
+    _Atomic uint64_t n_runs, n_sleeps, n_spin_sleeps, n_busy, n_samples;
+    _Atomic uint64_t delay_hist[ELM_POOL_HIST], gap_hist[ELM_POOL_HIST]; /* pool.h */
 } pool = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
@@ -127,11 +137,22 @@ static void futex_wake(void *word)
 
 /* ---- policy ------------------------------------------------------------------------------- */
 
-static int64_t spin_for(enum elm_wait w, bool busy)
+/* The bucket of a histogram with these three upper bounds. */
+static int bucket(int64_t v, int64_t b0, int64_t b1, int64_t b2)
+{
+    return v < b0 ? 0 : v < b1 ? 1 : v < b2 ? 2 : 3;
+}
+
+static void count(_Atomic uint64_t *c)
+{
+    atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
+}
+
+static int64_t spin_for(enum elm_wait w, bool spin)
 {
     if (w == ELM_WAIT_ACTIVE)
         return ELM_POOL_SPIN_ACTIVE_NS;
-    if (w == ELM_WAIT_PASSIVE || busy)
+    if (w == ELM_WAIT_PASSIVE || !spin)
         return 0;
     return ELM_POOL_SPIN_NS;
 }
@@ -175,10 +196,44 @@ static int64_t team_delay(int nth)
     return sum;
 }
 
-/* Auto: is the machine busy for a team of nth? Called by the caller, under the lock. A sample
- * compares the team's run delay with the previous sample's, taken by the same caller for the
- * same team not too long ago; otherwise it only sets the baseline. */
-static void sample_machine(int nth)
+/* The line: did the team wait for a core over 1/DELAY_SHARE of its span? No schedstat
+ * (waited < 0): counted as over (the top says why). */
+static bool is_over(int64_t waited, int64_t span)
+{
+    return waited < 0 || waited * DELAY_SHARE > span;
+}
+
+bool elm_wait_judge_sample(struct elm_wait_judge *j, int64_t now, int64_t waited, int64_t span)
+{
+    const bool over = is_over(waited, span);
+    if (!j->busy) {
+        /* spinning: the share is other work's alone */
+        j->score += ((over ? SCORE_ONE : 0) - j->score) / 4;
+        if (j->score >= SCORE_ENTER) {
+            j->busy = true;
+            j->next_probe = now + PROBE_NS;
+        }
+    } else if (j->probing) {
+        /* spun through this interval: free cores for the team leave the busy state at once */
+        j->probing = false;
+        if (over)
+            j->next_probe = now + PROBE_NS;
+        else
+            *j = (struct elm_wait_judge){0};
+    } else if (!over || now >= j->next_probe) {
+        /* asleep: the share counts our own wake-ups too, so "over" proves nothing; spin through
+         * the next interval to see (at once when even this share was under) */
+        j->probing = true;
+    }
+    return !j->busy || j->probing;
+}
+
+/* Samples the machine for a team of nth, and with decide (auto) lets the judge choose whether
+ * the threads spin. Called by the caller, under the lock. A sample compares the team's run
+ * delay with the previous sample's, taken by the same caller for the same team not too long
+ * ago; otherwise it only sets the baseline. Every policy samples, so the counters (pool.h)
+ * compare the policies' machines alike. */
+static void sample_machine(int nth, bool decide)
 {
     const int64_t t = now_ns();
     if (t - pool.last_sample < SAMPLE_NS)
@@ -196,15 +251,15 @@ static void sample_machine(int nth)
     pool.last_nth = nth;
     if (delay >= 0 && !comparable)
         return;
-    /* no schedstat: counted as busy (the top says why) */
-    const bool over = delay < 0 || waited * DELAY_SHARE > span;
-    pool.score += ((over ? SCORE_ONE : 0) - pool.score) / 4;
-    bool busy = atomic_load_explicit(&pool.busy, memory_order_relaxed);
-    busy = busy ? pool.score >= SCORE_LEAVE : pool.score >= SCORE_ENTER;
-    atomic_store_explicit(&pool.busy, busy, memory_order_relaxed);
-    atomic_fetch_add_explicit(&pool.n_samples, 1, memory_order_relaxed);
-    if (over)
-        atomic_fetch_add_explicit(&pool.n_busy, 1, memory_order_relaxed);
+    const int64_t w = delay < 0 ? -1 : waited;
+    if (decide)
+        atomic_store_explicit(&pool.spin, elm_wait_judge_sample(&pool.judge, t, w, span),
+                              memory_order_relaxed);
+    count(&pool.n_samples);
+    if (is_over(w, span))
+        count(&pool.n_busy);
+    if (delay >= 0)
+        count(&pool.delay_hist[bucket(waited * 100, span, span * 100 / DELAY_SHARE, span * 50)]);
 }
 
 /* Waits until *word differs from old: spins for the budget, then sleeps. Returns the new value. */
@@ -221,8 +276,9 @@ static uint32_t wait_change(_Atomic uint32_t *word, uint32_t old, atomic_bool *a
                 break;
             cpu_relax();
         }
+        count(&pool.n_spin_sleeps);
     }
-    atomic_fetch_add_explicit(&pool.n_sleeps, 1, memory_order_relaxed);
+    count(&pool.n_sleeps);
     atomic_store(asleep, true);
     while ((v = atomic_load(word)) == old)
         futex_wait(word, old);
@@ -275,6 +331,7 @@ static void after_fork_child(void)
     pool.n_workers = 0;
     my_tid = 0; /* the forking thread's id was cached; this one has its own */
     pool.last_sample = 0;
+    pool.last_end = 0;
     for (int i = 0; i < ELM_POOL_MAX - 1; i++)
         atomic_store(&pool.w[i].asleep, false);
     atomic_store(&pool.pending, 0);
@@ -298,7 +355,8 @@ static void init(void)
     if (s && elm_pool_wait_parse(s, &w) != 0)
         fprintf(stderr, "elm: ELM_WAIT=%s is not auto, passive or active; using auto\n", s);
     atomic_store(&pool.wait, (int)w);
-    atomic_store(&pool.spin_ns, spin_for(w, false));
+    atomic_store(&pool.spin, true);
+    atomic_store(&pool.spin_ns, spin_for(w, true));
     pthread_atfork(NULL, NULL, after_fork_child);
 }
 
@@ -317,10 +375,11 @@ void elm_pool_run(int want, elm_pool_fn fn, void *ctx)
         grow(nth - 1);
     if (nth > pool.n_workers + 1)
         nth = pool.n_workers + 1;
+    if (pool.last_end)
+        count(&pool.gap_hist[bucket(now_ns() - pool.last_end, 100000, 1000000, 10000000)]);
     const enum elm_wait wp = (enum elm_wait)atomic_load_explicit(&pool.wait, memory_order_relaxed);
-    if (wp == ELM_WAIT_AUTO)
-        sample_machine(nth);
-    atomic_store_explicit(&pool.spin_ns, spin_for(wp, atomic_load(&pool.busy)),
+    sample_machine(nth, wp == ELM_WAIT_AUTO);
+    atomic_store_explicit(&pool.spin_ns, spin_for(wp, atomic_load(&pool.spin)),
                           memory_order_relaxed);
     atomic_fetch_add_explicit(&pool.n_runs, 1, memory_order_relaxed);
 
@@ -343,7 +402,9 @@ void elm_pool_run(int want, elm_pool_fn fn, void *ctx)
     int p;
     for (unsigned i = 1; (p = atomic_load(&pool.pending)) != 0; i++) {
         if (budget == 0 || (i % 64 == 0 && now_ns() >= end)) {
-            atomic_fetch_add_explicit(&pool.n_sleeps, 1, memory_order_relaxed);
+            if (budget > 0)
+                count(&pool.n_spin_sleeps);
+            count(&pool.n_sleeps);
             atomic_store(&pool.joiner_asleep, true);
             while ((p = atomic_load(&pool.pending)) != 0)
                 futex_wait(&pool.pending, (uint32_t)p);
@@ -352,6 +413,7 @@ void elm_pool_run(int want, elm_pool_fn fn, void *ctx)
         }
         cpu_relax();
     }
+    pool.last_end = now_ns();
     in_pool = false;
     pthread_mutex_unlock(&pool.lock);
 }
@@ -381,7 +443,7 @@ void elm_pool_set_wait(enum elm_wait w)
 {
     pthread_once(&once, init);
     atomic_store(&pool.wait, (int)w);
-    atomic_store(&pool.spin_ns, spin_for(w, atomic_load(&pool.busy)));
+    atomic_store(&pool.spin_ns, spin_for(w, atomic_load(&pool.spin)));
 }
 
 static const char *const wait_names[] = {
@@ -413,9 +475,44 @@ void elm_pool_stats(struct elm_pool_stats *st)
     pthread_mutex_unlock(&pool.lock);
     st->n_runs = atomic_load(&pool.n_runs);
     st->n_sleeps = atomic_load(&pool.n_sleeps);
+    st->n_spin_sleeps = atomic_load(&pool.n_spin_sleeps);
+    for (int i = 0; i < ELM_POOL_HIST; i++) {
+        st->delay_hist[i] = atomic_load(&pool.delay_hist[i]);
+        st->gap_hist[i] = atomic_load(&pool.gap_hist[i]);
+    }
     st->n_busy = atomic_load(&pool.n_busy);
     st->n_samples = atomic_load(&pool.n_samples);
-    st->busy = atomic_load(&pool.busy);
+    st->busy = !atomic_load(&pool.spin);
+}
+
+void elm_pool_stats_add(struct elm_pool_stats *acc, const struct elm_pool_stats *from,
+                        const struct elm_pool_stats *to)
+{
+    acc->n_workers = to->n_workers;
+    acc->n_asleep = to->n_asleep;
+    acc->busy = to->busy;
+    acc->n_runs += to->n_runs - from->n_runs;
+    acc->n_sleeps += to->n_sleeps - from->n_sleeps;
+    acc->n_spin_sleeps += to->n_spin_sleeps - from->n_spin_sleeps;
+    acc->n_busy += to->n_busy - from->n_busy;
+    acc->n_samples += to->n_samples - from->n_samples;
+    for (int i = 0; i < ELM_POOL_HIST; i++) {
+        acc->delay_hist[i] += to->delay_hist[i] - from->delay_hist[i];
+        acc->gap_hist[i] += to->gap_hist[i] - from->gap_hist[i];
+    }
+}
+
+int elm_pool_stats_describe(const struct elm_pool_stats *st, char *buf, size_t size)
+{
+    const uint64_t *d = st->delay_hist, *g = st->gap_hist;
+    return snprintf(buf, size,
+                    "busy %llu/%llu samples; delay share <1/<10/<50/more %% %llu/%llu/%llu/%llu; "
+                    "gaps <0.1/<1/<10/more ms %llu/%llu/%llu/%llu; %llu sleeps (%llu after a spin)",
+                    (unsigned long long)st->n_busy, (unsigned long long)st->n_samples,
+                    (unsigned long long)d[0], (unsigned long long)d[1], (unsigned long long)d[2],
+                    (unsigned long long)d[3], (unsigned long long)g[0], (unsigned long long)g[1],
+                    (unsigned long long)g[2], (unsigned long long)g[3],
+                    (unsigned long long)st->n_sleeps, (unsigned long long)st->n_spin_sleeps);
 }
 
 void elm_pool_shutdown(void)

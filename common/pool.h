@@ -17,14 +17,15 @@
 #define ELM_COMMON_POOL_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define ELM_POOL_MAX 64 /* threads of one parallel call, the caller included */
 
 /* How idle threads (workers between calls, the caller waiting for the workers) wait. */
 enum elm_wait {
-    ELM_WAIT_AUTO,    /* spin briefly (ELM_POOL_SPIN_NS) while the machine has cores to spare,
-                       * sleep at once while other programs want them (see pool.c) */
+    ELM_WAIT_AUTO,    /* spin briefly (ELM_POOL_SPIN_NS) while the machine has a free core for
+                       * each thread, sleep at once while other programs want them (pool.c) */
     ELM_WAIT_PASSIVE, /* sleep at once (a futex), like OMP_WAIT_POLICY=passive */
     ELM_WAIT_ACTIVE,  /* spin for long (ELM_POOL_SPIN_ACTIVE_NS), like OMP_WAIT_POLICY=active */
 };
@@ -54,17 +55,51 @@ void elm_pool_set_wait(enum elm_wait w);
 int elm_pool_wait_parse(const char *s, enum elm_wait *out);
 const char *elm_pool_wait_name(enum elm_wait w);
 
-/* What the pool did so far (for tests and `elm-bench`): counters only grow. */
+/* What the pool did so far (for tests, `elm-bench` and elmd's stats): counters only grow, so
+ * the difference of two snapshots is what happened between them. */
+#define ELM_POOL_HIST 4
 struct elm_pool_stats {
-    int n_workers;       /* worker threads alive now */
-    int n_asleep;        /* of which asleep in futex_wait now */
-    uint64_t n_runs;     /* parallel calls with more than one thread */
-    uint64_t n_sleeps;   /* times a thread went to sleep (a futex wait) */
-    uint64_t n_busy;     /* auto: samples of the machine that found it busy */
-    uint64_t n_samples;  /* auto: samples of the machine taken */
-    bool busy;           /* auto: the machine is busy now (threads sleep at once) */
+    int n_workers;          /* worker threads alive now */
+    int n_asleep;           /* of which asleep in futex_wait now */
+    uint64_t n_runs;        /* parallel calls with more than one thread */
+    uint64_t n_sleeps;      /* times a thread went to sleep (a futex wait) */
+    uint64_t n_spin_sleeps; /* of which after spinning for a whole budget in vain */
+    /* every policy samples the machine; only auto acts on the samples (pool.c) */
+    uint64_t n_busy;    /* samples whose team waited for a core over 1/10 of the time */
+    uint64_t n_samples; /* samples of the machine taken */
+    bool busy;          /* auto: the machine is busy now (threads sleep at once) */
+    /* samples by the share of the team's time spent waiting for a core: under 1 %,
+     * under 1/10 (the busy threshold), under 1/2, more */
+    uint64_t delay_hist[ELM_POOL_HIST];
+    /* gaps from the end of one parallel call to the start of the next: under 0.1 ms, under
+     * 1 ms (auto's spin), under 10 ms, more */
+    uint64_t gap_hist[ELM_POOL_HIST];
 };
 void elm_pool_stats(struct elm_pool_stats *st);
+/* acc's counters += to's - from's (the gauges n_workers, n_asleep and busy become to's): what
+ * the pool did between two snapshots, summed over measurements. */
+void elm_pool_stats_add(struct elm_pool_stats *acc, const struct elm_pool_stats *from,
+                        const struct elm_pool_stats *to);
+/* The counters in one line (no commas, so it fits a CSV cell): "busy B/S samples, delay share
+ * <1/<10/<50/more % a/b/c/d, gaps <0.1/<1/<10/more ms a/b/c/d, Z sleeps (P after a spin)"
+ * — with the commas of this comment as ';'. Returns snprintf's count. */
+int elm_pool_stats_describe(const struct elm_pool_stats *st, char *buf, size_t size);
+
+/* ---- auto's decision, apart from the threads so that tests can feed it samples ---------- */
+
+/* The state of the decision (pool.c, at its top, says why it decides so). Zeroed: not busy. */
+struct elm_wait_judge {
+    int score;          /* 0..256: the smoothed share of recent samples that were over */
+    bool busy;          /* threads sleep at once ... */
+    bool probing;       /* ... except while this says they spin until the next sample */
+    int64_t next_probe; /* busy: when to probe (the caller's monotonic clock, ns) */
+};
+/* One sample: over span_ns of thread time (the team's threads times the interval since the
+ * last sample) the team waited waited_ns for a core (< 0: the kernel does not tell), spinning
+ * or sleeping as the previous call said. now_ns: a monotonic clock. Returns true when the
+ * threads should spin until the next sample. */
+bool elm_wait_judge_sample(struct elm_wait_judge *j, int64_t now_ns, int64_t waited_ns,
+                           int64_t span_ns);
 
 /* Stops and joins every worker (the next parallel call starts them again). For tests and for
  * tools that want no thread left; never call it from inside a parallel call. */

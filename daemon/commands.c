@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/pool.h"
 #include "common/trace.h"
 #include "daemon/commands.h"
 #include "daemon/lifecycle.h"
@@ -323,6 +324,16 @@ static int cmd_stats(struct elmd *d, const struct elmd_peer *p, const struct elm
     st.rss_bytes = rss_bytes();
     st.n_sessions = (uint32_t)d->n_sessions;
     st.n_sessions_opened = d->next_session_id; /* ids count from 1 */
+    struct elm_pool_stats ps;
+    elm_pool_stats(&ps); /* the engine's compute threads: elmd's only pool user */
+    st.n_pool_busy = ps.n_busy;
+    st.n_pool_samples = ps.n_samples;
+    st.n_pool_sleeps = ps.n_sleeps;
+    st.n_pool_spin_sleeps = ps.n_spin_sleeps;
+    _Static_assert(sizeof st.pool_delay == sizeof ps.delay_hist, "one histogram");
+    _Static_assert(sizeof st.pool_gaps == sizeof ps.gap_hist, "one histogram");
+    memcpy(st.pool_delay, ps.delay_hist, sizeof st.pool_delay);
+    memcpy(st.pool_gaps, ps.gap_hist, sizeof st.pool_gaps);
     pthread_mutex_lock(&d->lock);
     st.n_models = (uint32_t)d->n_models;
     list_model_counts(&st, d);

@@ -183,6 +183,19 @@ enum elm_proto_opt_tag {
     ELM_TAG_MAX_RESIDENT_BYTES, /* u64 (STATUS): the budget */
     ELM_TAG_LOAD_WAIT,          /* str (STATUS): what a load waiting for room waits for */
     ELM_TAG_N_UNLOADS,          /* u64 (STATS): models unloaded (asked, keep_alive, budget) */
+    /* STATS: how the compute threads waited (common/pool.h's elm_pool_stats) */
+    ELM_TAG_N_POOL_BUSY,        /* u64: samples that found the machine busy */
+    ELM_TAG_N_POOL_SAMPLES,     /* u64: samples of the machine */
+    ELM_TAG_N_POOL_SLEEPS,      /* u64: times a compute thread slept */
+    ELM_TAG_N_POOL_SPIN_SLEEPS, /* u64: of which after spinning in vain */
+    ELM_TAG_POOL_DELAY_1,       /* u64: samples by run-delay share: < 1 % ... */
+    ELM_TAG_POOL_DELAY_10,      /* < 10 % */
+    ELM_TAG_POOL_DELAY_50,      /* < 50 % */
+    ELM_TAG_POOL_DELAY_MORE,    /* more */
+    ELM_TAG_POOL_GAP_01,        /* u64: gaps between parallel calls: < 0.1 ms ... */
+    ELM_TAG_POOL_GAP_1,         /* < 1 ms */
+    ELM_TAG_POOL_GAP_10,        /* < 10 ms */
+    ELM_TAG_POOL_GAP_MORE,      /* more */
     ELM_TAG_OPT_END,            /* known optional tags are < this */
 };
 

@@ -47,24 +47,32 @@ stop_busy() {
 trap 'stop_busy; rm -rf "$tmp"' EXIT
 trap 'exit 1' INT TERM
 
-# Results go to $tmp/r as lines "shape load bench policy round t/s".
+# Results go to $tmp/r as lines "shape load bench policy round t/s over samples": over and
+# samples are the pool's samples of the machine in that run and those over the busy line
+# (elm-bench's "threads' waiting" column, common/pool.h; every policy samples), so the table can
+# say how often auto found the machine busy, and how often passive's sleeping threads waited
+# over the line all the same (their own wake-ups: why auto does not trust sleeping samples).
 : >"$tmp/r"
+# prints the row's t/s (column $1) and the over and samples counts of its waiting column ($2)
+row() {
+    awk -F, -v c="$1" -v w="$2" -v pre="$3" '$1 == t {
+        split($w, a, /[ \/]/); print pre ($1 == "serve" ? " serve-" $3 : " model"), $c, a[2], a[3] }' t="$4"
+}
 measure() { # $1 shape, $2 load, $3 policy, $4 round
-    # the model table: tg t/s is the 12th column
+    # the model table: tg t/s is the 12th column, the threads' waiting the 15th
     if ELM_WAIT=$3 "$bench" --csv --reps 1 model --synth "$1:q4_0" --pp 16 --tg "$tg" \
         >"$tmp/out" 2>"$tmp/err"; then
-        awk -F, -v s="$1" -v l="$2" -v p="$3" -v r="$4" '$1 == "model" { print s, l, "model", p, r, $12 }' \
-            "$tmp/out" >>"$tmp/r"
+        row 12 15 "$1 $2" model <"$tmp/out" | awk -v p="$3" -v r="$4" '{ print $1, $2, $3, p, r, $4, $5, $6 }' >>"$tmp/r"
     else
         failed "$1 $2 model $3 $4"
     fi
-    # the serve table: clients in the 3rd column, aggregate t/s in the 6th. A run can fail
+    # the serve table: clients in the 3rd column, aggregate t/s in the 6th, elmd's threads'
+    # waiting in the 16th. A run can fail
     # (spinning threads on a busy machine can starve a client past its stall timeout): the
     # table then shows "failed" for it.
     if ELM_WAIT=$3 "$bench" --csv --reps 1 serve --synth "$1:q4_0" --clients 1,8 \
         --n-predict "$predict" >"$tmp/out" 2>"$tmp/err"; then
-        awk -F, -v s="$1" -v l="$2" -v p="$3" -v r="$4" '$1 == "serve" { print s, l, "serve-" $3, p, r, $6 }' \
-            "$tmp/out" >>"$tmp/r"
+        row 6 16 "$1 $2" serve <"$tmp/out" | awk -v p="$3" -v r="$4" '{ print $1, $2, $3, p, r, $4, $5, $6 }' >>"$tmp/r"
     else
         failed "$1 $2 serve-1 $3 $4"
         failed "$1 $2 serve-8 $3 $4"
@@ -116,11 +124,12 @@ awk '
         key = $1 " " $2 " " $3
         if (!(key in seen)) { seen[key] = 1; order[n++] = key }
         if ($6 != "failed") { vals[key " " $4] = vals[key " " $4] " " $6; v[key " " $4 " " $5] = $6 }
+        if ($8 != "") { over[key " " $4] += $7; samples[key " " $4] += $8 }
         if ($5 + 0 > rounds) rounds = $5 + 0
     }
     END {
-        print "| shape | load | bench | passive t/s | active t/s | auto t/s | auto / target | target |"
-        print "|---|---|---|---:|---:|---:|---:|---|"
+        print "| shape | load | bench | passive t/s | active t/s | auto t/s | auto / target | target | samples over: passive | auto |"
+        print "|---|---|---|---:|---:|---:|---:|---|---:|---:|"
         for (i = 0; i < n; i++) {
             split(order[i], k, " ")
             if (k[2] == "idle") { ref = "active"; want = 0.95 } else { ref = "passive"; want = 0.90 }
@@ -132,9 +141,10 @@ awk '
             rm = median(ratios)
             rs = rm == "" ? "failed" : sprintf("%.2f %s", rm, rm >= want ? "met" : "missed")
             b = k[3]; sub(/^serve-/, "serve, ", b); if (b == "model") b = "model (tg)"; else b = b (b == "serve, 1" ? " client" : " clients")
-            printf "| %s | %s | %s | %s | %s | %s | %s | >= %.2f of %s |\n", k[1], k[2], b,
+            printf "| %s | %s | %s | %s | %s | %s | %s | >= %.2f of %s | %d of %d | %d of %d |\n", k[1], k[2], b,
                 f(median(vals[order[i] " passive"])), f(median(vals[order[i] " active"])),
-                f(median(vals[order[i] " auto"])), rs, want, ref
+                f(median(vals[order[i] " auto"])), rs, want, ref, over[order[i] " passive"],
+                samples[order[i] " passive"], over[order[i] " auto"], samples[order[i] " auto"]
         }
     }' "$tmp/r" >"$tmp/table"
 {

@@ -235,6 +235,15 @@ struct elm_daemon_stats {
     uint64_t n_recomputed;      /* tokens those requests had evaluated and evaluated again */
     uint32_t n_models;          /* models resident now */
     uint64_t n_unloads;         /* models unloaded: asked, keep_alive passed, or for room */
+    /* how the compute threads waited between parallel calls (wait policy auto: it samples the
+     * machine and calls it busy when the threads wait for a core over 1/10 of the time) */
+    uint64_t n_pool_busy;        /* samples that found the machine busy */
+    uint64_t n_pool_samples;     /* samples taken */
+    uint64_t n_pool_sleeps;      /* times a thread slept (a futex wait) */
+    uint64_t n_pool_spin_sleeps; /* of which after spinning for its whole budget */
+    uint64_t pool_delay[4];      /* samples by the share of time the threads waited for a core:
+                                    < 1 %, < 10 %, < 50 %, more */
+    uint64_t pool_gaps[4];       /* gaps between parallel calls: < 0.1 ms, < 1 ms, < 10 ms, more */
     /* each resident model since its load, in load order: "NAME: R requests, P prompt + G
      * generated tokens (T tokens/s), K preempted; ..."; "" when none */
     char models[1024];

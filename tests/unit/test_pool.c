@@ -297,6 +297,70 @@ static void test_auto_busy(void **state)
     assert_int_equal(sched_setaffinity(0, sizeof all, &all), 0);
     assert_true(st.busy);
     assert_true(st.n_busy > st0.n_busy);
+    /* every sample with a run delay is in one bucket of the share (schedstat is there: the
+     * busy state came from it), and sleeps after a spin are sleeps */
+    uint64_t in_hist = 0;
+    for (int i = 0; i < ELM_POOL_HIST; i++)
+        in_hist += st.delay_hist[i] - st0.delay_hist[i];
+    assert_int_equal(in_hist, st.n_samples - st0.n_samples);
+    assert_true(st.n_spin_sleeps <= st.n_sleeps);
+}
+
+/* auto's judge, fed synthetic samples (10 ms apart, a team of 2: 20 ms of thread time each):
+ * spinning, four samples over the tenth in a row make it busy, a single one does not; busy,
+ * its sleeping samples do not bring spinning back (they hold our own wake-ups), but a probe
+ * a second later spins through one interval, and spinning resumes when that interval waited
+ * under the tenth; a sleeping sample under the tenth probes at once. No schedstat: busy, and
+ * every probe fails. */
+#define MS    1000000LL
+#define SPAN  (20 * MS)
+#define OVER  (5 * MS) /* a quarter of the time */
+#define UNDER (MS / 2) /* 2.5 % */
+
+static void test_judge(void **state)
+{
+    (void)state;
+    struct elm_wait_judge j = {0};
+    int64_t t = 0;
+    for (int i = 0; i < 50; i++)
+        assert_true(elm_wait_judge_sample(&j, t += 10 * MS, UNDER, SPAN));
+    /* one over among unders changes nothing */
+    assert_true(elm_wait_judge_sample(&j, t += 10 * MS, OVER, SPAN));
+    for (int i = 0; i < 20; i++) /* and is forgotten */
+        assert_true(elm_wait_judge_sample(&j, t += 10 * MS, UNDER, SPAN));
+    /* four in a row do */
+    for (int i = 0; i < 3; i++)
+        assert_true(elm_wait_judge_sample(&j, t += 10 * MS, OVER, SPAN));
+    assert_false(elm_wait_judge_sample(&j, t += 10 * MS, OVER, SPAN));
+    assert_true(j.busy);
+    /* asleep and over: no spinning until the probe, a second after entering */
+    const int64_t entered = t;
+    while (t + 10 * MS < entered + 1000 * MS)
+        assert_false(elm_wait_judge_sample(&j, t += 10 * MS, OVER, SPAN));
+    assert_true(elm_wait_judge_sample(&j, t += 10 * MS, OVER, SPAN)); /* the probe spins */
+    /* the probe's interval was over: busy again, the next probe a second later */
+    assert_false(elm_wait_judge_sample(&j, t += 10 * MS, OVER, SPAN));
+    assert_false(elm_wait_judge_sample(&j, t += 10 * MS, OVER, SPAN));
+    assert_true(j.busy);
+    /* a sleeping sample under the tenth probes at once; the probe under: spinning again, and
+     * it takes four overs again to leave it */
+    assert_true(elm_wait_judge_sample(&j, t += 10 * MS, UNDER, SPAN));
+    assert_true(elm_wait_judge_sample(&j, t += 10 * MS, UNDER, SPAN));
+    assert_false(j.busy);
+    for (int i = 0; i < 3; i++)
+        assert_true(elm_wait_judge_sample(&j, t += 10 * MS, OVER, SPAN));
+    assert_false(elm_wait_judge_sample(&j, t += 10 * MS, OVER, SPAN));
+    /* the tenth itself is not over: exactly SPAN / 10 waited is a free core */
+    struct elm_wait_judge k = {0};
+    for (int i = 0; i < 20; i++)
+        assert_true(elm_wait_judge_sample(&k, t += 10 * MS, SPAN / 10, SPAN));
+    /* no schedstat (-1): over every time, so busy after four and no probe ever succeeds */
+    struct elm_wait_judge u = {0};
+    int spun = 0;
+    for (int i = 0; i < 400; i++)
+        spun += elm_wait_judge_sample(&u, t += 10 * MS, -1, SPAN);
+    assert_true(u.busy);
+    assert_true(spun <= 3 + 4); /* the first three, then one probe per second */
 }
 
 static void test_names(void **state)
@@ -323,7 +387,7 @@ int main(void)
         cmocka_unit_test(test_names),         cmocka_unit_test(test_shares),
         cmocka_unit_test(test_bit_identical), cmocka_unit_test(test_sleep_wake),
         cmocka_unit_test(test_two_callers),   cmocka_unit_test(test_shutdown),
-        cmocka_unit_test(test_auto_busy),
+        cmocka_unit_test(test_auto_busy),     cmocka_unit_test(test_judge),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
