@@ -7,6 +7,7 @@
 #include "kernels/avx2/iq4.h"
 #include "kernels/avx2/ops.h"
 #include "kernels/avx2/q4_0_wide.h"
+#include "kernels/avx2/q8_0_wide.h"
 #include "kernels/avx2/q_k.h"
 #include "kernels/avx2/q_legacy.h"
 
@@ -18,6 +19,9 @@
 #define Q40_R     Q40V_R
 #define Q40_T     Q40V_T
 #define q4_0_tile q4_0_tile_wide
+
+/* Q8_0 prefill: one output per lane too (q8_0_wide.h), in its own panel shape */
+#define TILE_Q8_0 TILE(q8_0_tile_wide, q8_0_vec_dot, Q80V_R, Q80V_T, LEG_R_GEMV)
 
 #define ELM_VARIANT_NAME  "avx2"
 #define ELM_VARIANT_TABLE elm_kernels_avx2

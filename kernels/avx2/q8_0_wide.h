@@ -1,0 +1,174 @@
+/* q8_0_wide.h — the avx2 variant's Q8_0 prefill tile: one output per 32-bit lane, the AVX2
+ * counterpart of the avx512 Q8_0 lane tile (kernels/avx512/q_legacy_tile.h; the panel reuse
+ * rules are q4_0_wide.h's).
+ *
+ * The reference (elm_ref_q8_0_vec_dot) keeps eight float lanes per output: lane k advances by
+ * fma(d_w * d_a, (float)(the integer products of elements 4k..4k+3), lane) once per block and
+ * the eight fold as elm_hsum8 at the end. The shared tile (q_legacy.h) holds one output's eight
+ * lanes in a ymm, so every (row, token, block) pays its own scale product, broadcast and fold
+ * bookkeeping, and a 4 x 2 tile's accumulators, weights and scales do not fit 16 registers (the
+ * compiler spilled five accumulators). Here accumulator k holds lane k of 8 rows of one token:
+ * vector k of a block holds the 8 rows' weight bytes 4k..4k+3, the token's 4 activation bytes
+ * are broadcast, and llama.cpp's sign trick makes the signed products unsigned x signed:
+ * vpmaddubsw(|w|, a * sign(w)) (at most 2 x 128 x 127 per int16 pair: no saturation), then
+ * vpmaddwd by ones gives lane k's exact integer for all 8 rows. A block costs per token and 8
+ * outputs 8 x (vpsignb, vpmaddubsw, vpmaddwd, convert, fma) and one multiply of the rows'
+ * scales by the token's, against about 11 instructions per output of the shared tile. The fold
+ * of the eight lanes is the reference's hsum8, done elementwise on the 8 rows at once.
+ *
+ * The unpacked panel ([block]: |w| and w per group as 8 rows x 4 bytes, the 8 scales as floats;
+ * 544 bytes a block, 187 KiB for the longest row taken) lives in a per-thread buffer, unpacked
+ * in a matmul's first call on the panel (`stream`, which also prefetches the next panel) and
+ * reused by the panel's later token tiles, under q4_0_wide.h's rules. Included only by
+ * kernels/avx2/avx2.c, after q_legacy.h.
+ */
+#ifndef ELM_AVX2_Q8_0_WIDE_H
+#define ELM_AVX2_Q8_0_WIDE_H
+
+#include <stddef.h>
+
+#include "kernels/avx2/q_legacy.h"
+
+#define Q80V_R          8   /* rows per panel: one ymm per lane of outputs */
+#define Q80V_T          8   /* tokens per call (each is its own pass over the panel) */
+#define Q80V_MIN_T      2   /* fewer tokens: the shared tile */
+#define Q80V_MAX_BLOCKS 352 /* 11264 columns; longer rows take the shared tile */
+
+/* One block of an 8-row panel: lane l of each vector is row l. */
+struct q80v_block {
+    __m256i u[8]; /* group k: |w| of elements 4k..4k+3 (unsigned 0..128) */
+    __m256i w[8]; /* group k: the weights themselves, the sign source */
+    __m256 d;     /* the rows' scales */
+};
+
+static _Thread_local struct q80v_scratch {
+    struct q80v_block wb[Q80V_MAX_BLOCKS];
+    /* the panel wb holds (w NULL: none) */
+    const void *w;
+    size_t ws;
+    int64_t nb;
+    int nr;
+} q80v_scratch __attribute__((aligned(64)));
+
+/* Unpacks rows [0, nr) of the panel; rows nr..7 get zero weights and scales. pf: when not
+ * NULL, the next panel's rows, prefetched a block's share at a time (the weights come from
+ * memory). */
+static void q80v_unpack(struct q80v_scratch *s, const uint8_t *w, size_t ws, int nr, int64_t nb,
+                        const uint8_t *pf)
+{
+    static const struct elm_block_q8_0 zero;
+    const uint8_t *base[Q80V_R];
+    size_t step[Q80V_R];
+    for (int r = 0; r < Q80V_R; r++) {
+        base[r] = r < nr ? w + (size_t)r * ws : (const uint8_t *)&zero;
+        step[r] = r < nr ? sizeof(struct elm_block_q8_0) : 0;
+    }
+    for (int64_t b = 0; b < nb; b++) {
+        if (pf)
+            prefetch_span(pf + b * Q80V_R * sizeof(struct elm_block_q8_0),
+                          Q80V_R * sizeof(struct elm_block_q8_0));
+        const struct elm_block_q8_0 *x[Q80V_R];
+        UNROLL for (int r = 0; r < Q80V_R; r++) x[r] =
+            (const struct elm_block_q8_0 *)(base[r] + (size_t)b * step[r]);
+        /* an 8x8 dword transpose: g[k] lane l = dword k of row l */
+        __m256i q[8], t[8], h[8];
+        UNROLL for (int r = 0; r < 8; r++) q[r] = loadu256(x[r]->qs);
+        UNROLL for (int i = 0; i < 4; i++)
+        {
+            t[2 * i] = _mm256_unpacklo_epi32(q[2 * i], q[2 * i + 1]);
+            t[2 * i + 1] = _mm256_unpackhi_epi32(q[2 * i], q[2 * i + 1]);
+        }
+        /* h[4j + i]: rows 4j..4j+3 of dwords i (low half) and i + 4 (high half) */
+        UNROLL for (int j = 0; j < 2; j++)
+        {
+            h[4 * j + 0] = _mm256_unpacklo_epi64(t[4 * j], t[4 * j + 2]);
+            h[4 * j + 1] = _mm256_unpackhi_epi64(t[4 * j], t[4 * j + 2]);
+            h[4 * j + 2] = _mm256_unpacklo_epi64(t[4 * j + 1], t[4 * j + 3]);
+            h[4 * j + 3] = _mm256_unpackhi_epi64(t[4 * j + 1], t[4 * j + 3]);
+        }
+        struct q80v_block *o = &s->wb[b];
+        UNROLL for (int i = 0; i < 4; i++)
+        {
+            const __m256i lo = _mm256_permute2x128_si256(h[i], h[4 + i], 0x20);
+            const __m256i hi = _mm256_permute2x128_si256(h[i], h[4 + i], 0x31);
+            _mm256_store_si256(&o->w[i], lo);
+            _mm256_store_si256(&o->w[i + 4], hi);
+            _mm256_store_si256(&o->u[i], _mm256_abs_epi8(lo));
+            _mm256_store_si256(&o->u[i + 4], _mm256_abs_epi8(hi));
+        }
+        uint16_t d[Q80V_R];
+        UNROLL for (int r = 0; r < Q80V_R; r++) d[r] = load_u16(&x[r]->d);
+        _mm256_store_ps((float *)&o->d, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)d)));
+    }
+}
+
+/* One token (its Q8_0 row at a) against the unpacked panel; rows [0, nr) of its outputs are
+ * stored at y. */
+static void q80v_run(const struct q80v_scratch *s, int64_t nb, const uint8_t *a, float *y, int nr)
+{
+    __m256 acc[8];
+    UNROLL for (int k = 0; k < 8; k++) acc[k] = _mm256_setzero_ps();
+    const __m256i ones = _mm256_set1_epi16(1);
+    const struct elm_block_q8_0 *v = (const struct elm_block_q8_0 *)a;
+    for (int64_t b = 0; b < nb; b++) {
+        const struct q80v_block *p = &s->wb[b];
+        /* d_w * d_a for the 8 rows, the reference's rounded product */
+        const __m256 dd = _mm256_mul_ps(_mm256_load_ps((const float *)&p->d),
+                                        _mm256_set1_ps(h2f(v[b].d)));
+        UNROLL for (int k = 0; k < 8; k++)
+        {
+            const __m256i ak = _mm256_set1_epi32((int32_t)load_u32(v[b].qs + 4 * k));
+            const __m256i sa = _mm256_sign_epi8(ak, _mm256_load_si256(&p->w[k]));
+            const __m256i pr = _mm256_maddubs_epi16(_mm256_load_si256(&p->u[k]), sa);
+            const __m256 lane = _mm256_cvtepi32_ps(_mm256_madd_epi16(pr, ones));
+            acc[k] = _mm256_fmadd_ps(dd, lane, acc[k]);
+        }
+    }
+    /* elm_hsum8 of each row's lanes: ((a0 + a4) + (a2 + a6)) + ((a1 + a5) + (a3 + a7)) */
+    const __m256 out =
+        _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(acc[0], acc[4]), _mm256_add_ps(acc[2], acc[6])),
+                      _mm256_add_ps(_mm256_add_ps(acc[1], acc[5]), _mm256_add_ps(acc[3], acc[7])));
+    if (nr == Q80V_R) {
+        _mm256_storeu_ps(y, out);
+    } else {
+        float o[Q80V_R];
+        _mm256_storeu_ps(o, out);
+        for (int r = 0; r < nr; r++)
+            y[r] = o[r];
+    }
+}
+
+/* The elm_tile_fn of the avx2 Q8_0 entry: nt <= Q80V_T; nr <= Q80V_R with several tokens
+ * (one token: a whole row chunk, for the shared tile). */
+static void q8_0_tile_wide(int64_t n, const void *w, size_t ws, int nr, const void *a, size_t as,
+                           int nt, float *y, int64_t ys, int stream)
+{
+    struct q80v_scratch *s = &q80v_scratch;
+    const int64_t nb = n / ELM_QK;
+    if (stream) /* a new matmul: data behind the kept pointer may have changed */
+        s->w = NULL;
+    if (nt < Q80V_MIN_T || nr > Q80V_R || nb < 1 || nb > Q80V_MAX_BLOCKS) {
+        if (nt == 1) { /* decode: the shared tile's own row groups and prefetch */
+            q8_0_tile(n, w, ws, nr, a, as, 1, y, ys, stream);
+            return;
+        }
+        /* in the shared tile's own panels, so that each stays in L1 for all its tokens */
+        for (int r = 0; r < nr; r += LEG_R)
+            for (int t = 0; t < nt; t += LEG_T)
+                q8_0_tile(n, (const uint8_t *)w + (size_t)r * ws, ws,
+                          nr - r < LEG_R ? nr - r : LEG_R, (const uint8_t *)a + (size_t)t * as, as,
+                          nt - t < LEG_T ? nt - t : LEG_T, y + t * ys + r, ys, stream && t == 0);
+        return;
+    }
+    if (s->w != w || s->ws != ws || s->nb != nb || s->nr != nr) {
+        q80v_unpack(s, w, ws, nr, nb, stream ? (const uint8_t *)w + Q80V_R * ws : NULL);
+        s->w = w;
+        s->ws = ws;
+        s->nb = nb;
+        s->nr = nr;
+    }
+    for (int t = 0; t < nt; t++)
+        q80v_run(s, nb, (const uint8_t *)a + (size_t)t * as, y + t * ys, nr);
+}
+
+#endif
