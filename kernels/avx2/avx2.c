@@ -7,6 +7,7 @@
 #include "kernels/avx2/iq4.h"
 #include "kernels/avx2/ops.h"
 #include "kernels/avx2/q4_0_wide.h"
+#include "kernels/avx2/q6_k_wide.h"
 #include "kernels/avx2/q8_0_wide.h"
 #include "kernels/avx2/q_k.h"
 #include "kernels/avx2/q_legacy.h"
@@ -22,6 +23,8 @@
 
 /* Q8_0 prefill: one output per lane too (q8_0_wide.h), in its own panel shape */
 #define TILE_Q8_0 TILE(q8_0_tile_wide, q8_0_vec_dot, Q80V_R, Q80V_T, LEG_R_GEMV)
+/* Q6_K prefill: the shared arithmetic over a panel unpacked once per matmul (q6_k_wide.h) */
+#define TILE_Q6_K TILE(q6_k_tile_wide, q6_k_vec_dot, Q6V_R, Q6V_T, KQ_R_GEMV)
 
 #define ELM_VARIANT_NAME  "avx2"
 #define ELM_VARIANT_TABLE elm_kernels_avx2
