@@ -1,4 +1,4 @@
-/* q8_0_wide.h — the avx2 variant's Q8_0 prefill tile: one output per 32-bit lane, the AVX2
+/* q8_0_wide.h — the avx2 variant's Q8_0 and Q5_0 prefill tile: one output per 32-bit lane, the AVX2
  * counterpart of the avx512 Q8_0 lane tile (kernels/avx512/q_legacy_tile.h; the panel reuse
  * rules are q4_0_wide.h's).
  *
@@ -16,10 +16,14 @@
  * scales by the token's, against about 11 instructions per output of the shared tile. The fold
  * of the eight lanes is the reference's hsum8, done elementwise on the 8 rows at once.
  *
+ * Q5_0 has the same float structure (elm_ref_q5_0_vec_dot: lane k the exact integer of
+ * (q - 16) x a over elements 4k..4k+3, one fma per block, Q8_0 activations), so its panel holds
+ * q - 16 (-16..15) as signed weights and the same run serves it exactly.
+ *
  * The unpacked panel ([block]: |w| and w per group as 8 rows x 4 bytes, the 8 scales as floats;
  * 544 bytes a block, 187 KiB for the longest row taken) lives in a per-thread buffer, unpacked
  * in a matmul's first call on the panel (`stream`, which also prefetches the next panel) and
- * reused by the panel's later token tiles, under q4_0_wide.h's rules. Included only by
+ * reused by the panel's later token tiles, under q4_0_wide.h's rules (the key includes the type). Included only by
  * kernels/avx2/avx2.c, after q_legacy.h.
  */
 #ifndef ELM_AVX2_Q8_0_WIDE_H
@@ -28,6 +32,7 @@
 #include <stddef.h>
 
 #include "kernels/avx2/q_legacy.h"
+#include "kernels/tiles.h"
 
 #define Q80V_R          8   /* rows per panel: one ymm per lane of outputs */
 #define Q80V_T          8   /* tokens per call (each is its own pass over the panel) */
@@ -48,31 +53,41 @@ static _Thread_local struct q80v_scratch {
     size_t ws;
     int64_t nb;
     int nr;
+    int kind;
 } q80v_scratch __attribute__((aligned(64)));
 
-/* Unpacks rows [0, nr) of the panel; rows nr..7 get zero weights and scales. pf: when not
- * NULL, the next panel's rows, prefetched a block's share at a time (the weights come from
- * memory). */
-static void q80v_unpack(struct q80v_scratch *s, const uint8_t *w, size_t ws, int nr, int64_t nb,
-                        const uint8_t *pf)
+/* Unpacks rows [0, nr) of the panel of KIND 8 (Q8_0) or 50 (Q5_0, stored as q - 16); rows
+ * nr..7 get zero scales. pf: when not NULL, the next panel's rows, prefetched a block's share
+ * at a time (the weights come from memory). */
+ALWAYS_INLINE void q80v_unpack_kind(struct q80v_scratch *s, const uint8_t *w, size_t ws, int nr,
+                                    int64_t nb, const uint8_t *pf, const int KIND)
 {
-    static const struct elm_block_q8_0 zero;
+    static const struct elm_block_q8_0 zero8;
+    const size_t bb = KIND == 8 ? sizeof(struct elm_block_q8_0) : sizeof(struct elm_block_q5_0);
     const uint8_t *base[Q80V_R];
     size_t step[Q80V_R];
     for (int r = 0; r < Q80V_R; r++) {
-        base[r] = r < nr ? w + (size_t)r * ws : (const uint8_t *)&zero;
-        step[r] = r < nr ? sizeof(struct elm_block_q8_0) : 0;
+        /* a missing row: an all-zero block (zero scale; its Q5_0 weights are -16, which the
+         * zero scale makes harmless, and its outputs are never stored) */
+        base[r] = r < nr ? w + (size_t)r * ws : (const uint8_t *)&zero8;
+        step[r] = r < nr ? bb : 0;
     }
     for (int64_t b = 0; b < nb; b++) {
         if (pf)
-            prefetch_span(pf + b * Q80V_R * sizeof(struct elm_block_q8_0),
-                          Q80V_R * sizeof(struct elm_block_q8_0));
-        const struct elm_block_q8_0 *x[Q80V_R];
-        UNROLL for (int r = 0; r < Q80V_R; r++) x[r] =
-            (const struct elm_block_q8_0 *)(base[r] + (size_t)b * step[r]);
+            prefetch_span(pf + b * Q80V_R * bb, Q80V_R * bb);
+        const uint8_t *x[Q80V_R];
+        UNROLL for (int r = 0; r < Q80V_R; r++) x[r] = base[r] + (size_t)b * step[r];
         /* an 8x8 dword transpose: g[k] lane l = dword k of row l */
         __m256i q[8], t[8], h[8];
-        UNROLL for (int r = 0; r < 8; r++) q[r] = loadu256(x[r]->qs);
+        UNROLL for (int r = 0; r < 8; r++)
+        {
+            if (KIND == 8) {
+                q[r] = loadu256(((const struct elm_block_q8_0 *)x[r])->qs);
+            } else {
+                const struct elm_block_q5_0 *x5 = (const struct elm_block_q5_0 *)x[r];
+                q[r] = _mm256_sub_epi8(q5_quants(x5->qs, x5->qh), _mm256_set1_epi8(16));
+            }
+        }
         UNROLL for (int i = 0; i < 4; i++)
         {
             t[2 * i] = _mm256_unpacklo_epi32(q[2 * i], q[2 * i + 1]);
@@ -96,8 +111,8 @@ static void q80v_unpack(struct q80v_scratch *s, const uint8_t *w, size_t ws, int
             _mm256_store_si256(&o->u[i], _mm256_abs_epi8(lo));
             _mm256_store_si256(&o->u[i + 4], _mm256_abs_epi8(hi));
         }
-        uint16_t d[Q80V_R];
-        UNROLL for (int r = 0; r < Q80V_R; r++) d[r] = load_u16(&x[r]->d);
+        uint16_t d[Q80V_R]; /* the scale opens both block types */
+        UNROLL for (int r = 0; r < Q80V_R; r++) d[r] = load_u16(x[r]);
         _mm256_store_ps((float *)&o->d, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)d)));
     }
 }
@@ -138,37 +153,52 @@ static void q80v_run(const struct q80v_scratch *s, int64_t nb, const uint8_t *a,
     }
 }
 
-/* The elm_tile_fn of the avx2 Q8_0 entry: nt <= Q80V_T; nr <= Q80V_R with several tokens
- * (one token: a whole row chunk, for the shared tile). */
-static void q8_0_tile_wide(int64_t n, const void *w, size_t ws, int nr, const void *a, size_t as,
-                           int nt, float *y, int64_t ys, int stream)
+/* The elm_tile_fn of the avx2 Q8_0 (KIND 8) and Q5_0 (50) entries: nt <= Q80V_T; nr <= Q80V_R
+ * with several tokens (one token: a whole row chunk, for the shared tile). */
+ALWAYS_INLINE void q80v_tile(int64_t n, const void *w, size_t ws, int nr, const void *a, size_t as,
+                             int nt, float *y, int64_t ys, int stream, const int KIND)
 {
+    const elm_tile_fn shared = KIND == 8 ? q8_0_tile : q5_0_tile;
     struct q80v_scratch *s = &q80v_scratch;
     const int64_t nb = n / ELM_QK;
     if (stream) /* a new matmul: data behind the kept pointer may have changed */
         s->w = NULL;
     if (nt < Q80V_MIN_T || nr > Q80V_R || nb < 1 || nb > Q80V_MAX_BLOCKS) {
         if (nt == 1) { /* decode: the shared tile's own row groups and prefetch */
-            q8_0_tile(n, w, ws, nr, a, as, 1, y, ys, stream);
+            shared(n, w, ws, nr, a, as, 1, y, ys, stream);
             return;
         }
         /* in the shared tile's own panels, so that each stays in L1 for all its tokens */
         for (int r = 0; r < nr; r += LEG_R)
             for (int t = 0; t < nt; t += LEG_T)
-                q8_0_tile(n, (const uint8_t *)w + (size_t)r * ws, ws,
+                shared(n, (const uint8_t *)w + (size_t)r * ws, ws,
                           nr - r < LEG_R ? nr - r : LEG_R, (const uint8_t *)a + (size_t)t * as, as,
                           nt - t < LEG_T ? nt - t : LEG_T, y + t * ys + r, ys, stream && t == 0);
         return;
     }
-    if (s->w != w || s->ws != ws || s->nb != nb || s->nr != nr) {
-        q80v_unpack(s, w, ws, nr, nb, stream ? (const uint8_t *)w + Q80V_R * ws : NULL);
+    if (s->w != w || s->ws != ws || s->nb != nb || s->nr != nr || s->kind != KIND) {
+        q80v_unpack_kind(s, w, ws, nr, nb, stream ? (const uint8_t *)w + Q80V_R * ws : NULL,
+                         KIND);
         s->w = w;
         s->ws = ws;
         s->nb = nb;
         s->nr = nr;
+        s->kind = KIND;
     }
     for (int t = 0; t < nt; t++)
         q80v_run(s, nb, (const uint8_t *)a + (size_t)t * as, y + t * ys, nr);
+}
+
+static void q8_0_tile_wide(int64_t n, const void *w, size_t ws, int nr, const void *a, size_t as,
+                           int nt, float *y, int64_t ys, int stream)
+{
+    q80v_tile(n, w, ws, nr, a, as, nt, y, ys, stream, 8);
+}
+
+static void q5_0_tile_wide(int64_t n, const void *w, size_t ws, int nr, const void *a, size_t as,
+                           int nt, float *y, int64_t ys, int stream)
+{
+    q80v_tile(n, w, ws, nr, a, as, nt, y, ys, stream, 50);
 }
 
 #endif
