@@ -17,8 +17,8 @@
  * longer rows take the shared tile), reused by the panel's token tiles under q4_0_wide.h's rules
  * (keyed by pointers, dropped by every `stream` call). Fewer than Q6V_MIN_T tokens take the
  * shared tile unless the panel is already unpacked: unpacking costs about as much as 4-5
- * tokens' products (callgrind, 256 x 2048: 4 tokens 8% more instructions, 8 tokens 12% fewer). Included only by
- * kernels/avx2/avx2.c, after q_k.h.
+ * tokens' products (callgrind, 256 x 2048: 4 tokens 8% more instructions, 8 tokens 12% fewer).
+ * Included only by kernels/avx2/avx2.c, after q_k.h.
  */
 #ifndef ELM_AVX2_Q6_K_WIDE_H
 #define ELM_AVX2_Q6_K_WIDE_H
@@ -85,10 +85,9 @@ static void q6v_unpack(struct q6v_scratch *s, const uint8_t *w, size_t ws, int n
                 const __m256i ql = loadu256(x->ql + 64 * h + 32 * (sh & 1));
                 const __m256i lo = _mm256_and_si256(sh < 2 ? ql : _mm256_srli_epi16(ql, 4),
                                                     _mm256_set1_epi8(0x0f));
-                const __m256i hi =
-                    _mm256_and_si256(_mm256_srl_epi16(loadu256(x->qh + 32 * h),
-                                                      _mm_cvtsi32_si128(2 * sh)),
-                                     _mm256_set1_epi8(3));
+                const __m256i hi = _mm256_and_si256(
+                    _mm256_srl_epi16(loadu256(x->qh + 32 * h), _mm_cvtsi32_si128(2 * sh)),
+                    _mm256_set1_epi8(3));
                 _mm256_store_si256(&o->q[R][r], _mm256_or_si256(lo, _mm256_slli_epi16(hi, 4)));
                 _mm256_store_si256(&o->sc[R][r], _mm256_shuffle_epi8(scv[h], pick));
             }
@@ -164,9 +163,9 @@ static void q6_k_tile_wide(int64_t n, const void *w, size_t ws, int nr, const vo
         /* in the shared tile's own panels, so that each stays in L1 for all its tokens */
         for (int r = 0; r < nr; r += KQ_R)
             for (int t = 0; t < nt; t += KQ_T)
-                q6_k_tile(n, (const uint8_t *)w + (size_t)r * ws, ws,
-                          nr - r < KQ_R ? nr - r : KQ_R, (const uint8_t *)a + (size_t)t * as, as,
-                          nt - t < KQ_T ? nt - t : KQ_T, y + t * ys + r, ys, stream && t == 0);
+                q6_k_tile(n, (const uint8_t *)w + (size_t)r * ws, ws, nr - r < KQ_R ? nr - r : KQ_R,
+                          (const uint8_t *)a + (size_t)t * as, as, nt - t < KQ_T ? nt - t : KQ_T,
+                          y + t * ys + r, ys, stream && t == 0);
         return;
     }
     if (!kept) {
