@@ -7,6 +7,8 @@
 #include "kernels/avx2/iq4.h"
 #include "kernels/avx2/ops.h"
 #include "kernels/avx2/q4_0_wide.h"
+#include "kernels/avx2/q6_k_wide.h"
+#include "kernels/avx2/q8_0_wide.h"
 #include "kernels/avx2/q_k.h"
 #include "kernels/avx2/q_legacy.h"
 
@@ -18,6 +20,13 @@
 #define Q40_R     Q40V_R
 #define Q40_T     Q40V_T
 #define q4_0_tile q4_0_tile_wide
+
+/* Q8_0, Q5_0 and Q4_1 prefill: one output per lane too (q8_0_wide.h), in their own panel */
+#define TILE_Q8_0 TILE(q8_0_tile_wide, q8_0_vec_dot, Q80V_R, Q80V_T, LEG_R_GEMV)
+#define TILE_Q5_0 TILE(q5_0_tile_wide, q5_0_vec_dot, Q80V_R, Q80V_T, LEG_R_GEMV)
+#define TILE_Q4_1 TILE(q4_1_tile_wide, q4_1_vec_dot, Q80V_R, Q80V_T, LEG_R_GEMV)
+/* Q6_K prefill: the shared arithmetic over a panel unpacked once per matmul (q6_k_wide.h) */
+#define TILE_Q6_K TILE(q6_k_tile_wide, q6_k_vec_dot, Q6V_R, Q6V_T, KQ_R_GEMV)
 
 #define ELM_VARIANT_NAME  "avx2"
 #define ELM_VARIANT_TABLE elm_kernels_avx2
