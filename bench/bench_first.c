@@ -128,17 +128,6 @@ static bool split(const struct marks *m, const struct stage *st, int n, int64_t 
     return true;
 }
 
-/* Drops path's pages from the page cache (posix_fadvise DONTNEED: no root needed). */
-void bench_drop_cache(const char *path)
-{
-    int fd = open(path, O_RDONLY);
-    if (fd >= 0) {
-        fdatasync(fd);
-        posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
-        close(fd);
-    }
-}
-
 /* ---- running clients ----------------------------------------------------------------------- */
 
 /* Spawns argv with stdout on a pipe; returns ns from fork to its first output byte (*t0: the
@@ -217,8 +206,9 @@ static void breakdown_table(const struct bench_opts *o, const char *name, const 
     bench_end_table(o);
 }
 
-int bench_first_token(const struct bench_opts *o, const char *path, bool cold)
+int bench_first_token(const struct bench_opts *o, const char *path, const char *cold_dir)
 {
+    bool cold = cold_dir != NULL;
     char elmd[PATH_MAX], elmctl[PATH_MAX], dir[] = "/tmp/elm-bench-ft-XXXXXX", trace[64];
     sibling(elmd, sizeof elmd, "../daemon/elmd", "elmd");
     sibling(elmctl, sizeof elmctl, "../cli/elmctl", "elmctl");
@@ -247,6 +237,7 @@ int bench_first_token(const struct bench_opts *o, const char *path, bool cold)
         return 1;
     }
     char *via[] = {elmctl, "generate", "--temp", "0", "-n", "1", "Once", NULL};
+    static char copy[4096];
     char *local[] = {elmctl, "generate", "--local", (char *)path, "--threads", threads,
                      "--temp", "0", "-n", "1", "Once", NULL};
     static double a[MAX_RUNS], b[MAX_RUNS], va[MAX_RUNS][16], lo[MAX_RUNS][16];
@@ -260,11 +251,20 @@ int bench_first_token(const struct bench_opts *o, const char *path, bool cold)
         read_marks(trace, &mk);
         if (x >= 0 && i >= 0 && split(&mk, g_via, N_VIA, t0, t0 + x, va[nva]))
             nva++;
-        if (cold)
-            bench_drop_cache(path);
+        char err[4400];
+        double resident;
+        if (cold && bench_cold_copy(path, *cold_dir ? cold_dir : NULL, copy, sizeof copy,
+                                    &resident, err, sizeof err)) {
+            fprintf(stderr, "elm-bench load: %s\n", err);
+            rc = 1;
+            break;
+        }
+        local[3] = cold ? copy : (char *)path;
         truncate(trace, 0);
         int64_t y = time_first_byte(local, NULL, &t1);
         read_marks(trace, &mk);
+        if (cold)
+            unlink(copy);
         if (y >= 0 && i >= 0 && split(&mk, g_local, N_LOCAL, t1, t1 + y, lo[nlo]))
             nlo++;
         if (x < 0 || y < 0)
