@@ -4,13 +4,12 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "common/scratch.h"
 
 #define ALIGN 64 /* a cache line, and what the tiles' vector loads want */
 
-/* Sits in front of each block, in the block's first ALIGN bytes. */
+/* Sits at the start of each allocation, in front of the aligned block. */
 struct head {
     struct head *next;
 };
@@ -37,15 +36,16 @@ void *elm_scratch_thread(size_t bytes)
     pthread_once(&key_once, make_key);
     if (key_rc != 0 || bytes > SIZE_MAX - 2 * ALIGN)
         return NULL;
-    size_t total = (bytes + 2 * ALIGN - 1) & ~(size_t)(ALIGN - 1);
-    struct head *h = aligned_alloc(ALIGN, total);
+    /* calloc, not aligned_alloc + memset: a large block comes zeroed from fresh pages, so a
+     * page is faulted in only when the tile first uses it */
+    struct head *h = calloc(1, bytes + 2 * ALIGN);
     if (!h)
         return NULL;
-    memset(h, 0, total);
     h->next = pthread_getspecific(key);
     if (pthread_setspecific(key, h) != 0) {
         free(h);
         return NULL;
     }
-    return (unsigned char *)h + ALIGN;
+    uintptr_t at = ((uintptr_t)(h + 1) + ALIGN - 1) & ~(uintptr_t)(ALIGN - 1);
+    return (void *)at;
 }
