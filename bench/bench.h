@@ -111,6 +111,8 @@ int bench_model(const struct bench_opts *o, int argc, char **argv);
 int bench_kernels(const struct bench_opts *o, int argc, char **argv);
 int bench_ipc(const struct bench_opts *o, int argc, char **argv);
 int bench_load(const struct bench_opts *o, int argc, char **argv);
+/* The largest share of a "cold" file's pages allowed in the page cache when its run starts. */
+#define BENCH_COLD_MAX 0.01
 /* bench_cold.c: the share of path's pages in the page cache (mincore on a mapping), or -1 when
  * it cannot be told. */
 double bench_resident_share(const char *path);

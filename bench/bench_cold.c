@@ -5,7 +5,7 @@
  * whole cache (/proc/sys/vm/drop_caches) needs a writable /proc/sys, which a container does not
  * give even to root. A copy written with O_DIRECT never enters the guest's page cache, so a
  * fresh copy per timed run is cold by construction; mincore() on a mapping of it checks that
- * before anything is timed, and a run whose copy is more than COLD_MAX resident is refused
+ * before anything is timed, and a run whose copy is more than BENCH_COLD_MAX resident is refused
  * rather than reported as cold. (The host may still cache the disk image below the guest:
  * that is the device's rate as this VM sees it, which is what the O_DIRECT baseline measures
  * too.)
@@ -21,9 +21,8 @@
 
 #include "bench/bench.h"
 
-#define COLD_MAX 0.01                  /* share of a "cold" file's pages allowed in the cache */
-#define COPY_BUF ((size_t)8 << 20)     /* per O_DIRECT read/write */
-#define DIO_ALIGN ((size_t)4096)       /* O_DIRECT offsets, lengths, addresses */
+#define COPY_BUF  ((size_t)8 << 20) /* per O_DIRECT read/write */
+#define DIO_ALIGN ((size_t)4096)    /* O_DIRECT offsets, lengths, addresses */
 
 double bench_resident_share(const char *path)
 {
@@ -111,8 +110,10 @@ int bench_cold_copy(const char *src, const char *dir, char *out, size_t cap, dou
     snprintf(path, sizeof path, "%s/.elm-bench-cold-XXXXXX", dir);
     int fd = mkstemp(path);
     if (fd < 0) {
-        snprintf(err, errlen, "cannot create a cold copy in %s: %s (give --cold-dir DIR on the "
-                 "file system to measure)", dir, strerror(errno));
+        snprintf(err, errlen,
+                 "cannot create a cold copy in %s: %s (give --cold-dir DIR on the "
+                 "file system to measure)",
+                 dir, strerror(errno));
         close(in);
         return -1;
     }
@@ -124,20 +125,25 @@ int bench_cold_copy(const char *src, const char *dir, char *out, size_t cap, dou
     close(fd);
     close(in);
     if (rc) {
-        snprintf(err, errlen, "writing a cold copy with O_DIRECT in %s: %s (the file system "
-                 "must support O_DIRECT; give --cold-dir DIR)", dir, strerror(-rc));
+        snprintf(err, errlen,
+                 "writing a cold copy with O_DIRECT in %s: %s (the file system "
+                 "must support O_DIRECT; give --cold-dir DIR)",
+                 dir, strerror(-rc));
         unlink(path);
         return -1;
     }
     double r = bench_resident_share(path);
-    if (r < 0 || r > COLD_MAX) {
+    if (r < 0 || r > BENCH_COLD_MAX) {
         if (r < 0)
-            snprintf(err, errlen, "cannot verify that %s is out of the page cache (mincore "
-                     "failed): refusing to report cold rows", path);
+            snprintf(err, errlen,
+                     "cannot verify that %s is out of the page cache (mincore "
+                     "failed): refusing to report cold rows",
+                     path);
         else
-            snprintf(err, errlen, "the fresh O_DIRECT copy %s is %.1f%% in the page cache "
-                     "(more than %.0f%%): refusing to report cold rows", path, 100 * r,
-                     100 * COLD_MAX);
+            snprintf(err, errlen,
+                     "the fresh O_DIRECT copy %s is %.1f%% in the page cache "
+                     "(more than %.0f%%): refusing to report cold rows",
+                     path, 100 * r, 100 * BENCH_COLD_MAX);
         unlink(path);
         return -1;
     }

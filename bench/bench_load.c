@@ -112,10 +112,10 @@ static double time_first_touch(size_t bytes, enum elm_huge policy, enum elm_back
  * load after idle pays), and every run times it again at once after elm's load freed its copy
  * (elm's load itself runs right after a touch freed its memory: the same state). */
 #define SETTLE_S 3
-#define FRESH_REPS 3 /* runs that rest and time the fresh touch (none with --quick): a slow
-                      * machine property (7 s for 700 MB on the test VM), a median of 3 says
-                      * enough */
-#define COLD_MAX 0.01 /* share of a cold copy allowed in the page cache (bench_cold.c's too) */
+#define FRESH_REPS                                                                                 \
+    3 /* runs that rest and time the fresh touch (none with --quick): a slow                       \
+       * machine property (7 s for 700 MB on the test VM), a median of 3 says                      \
+       * enough */
 
 /* The warm and cold targets (issue 19): elm's rate over the baseline's. */
 #define WARM_TARGET 0.80 /* of cat's */
@@ -167,7 +167,8 @@ static int load_table(const struct bench_opts *o, const char *path, const char *
         /* Cold: one fresh copy for elm's load (a), one for O_DIRECT and then cat (b) */
         char copy_b[4096];
         const char *f = cold ? cold_copy(path, cold_dir, copy, sizeof copy, &resident) : path;
-        const char *fb = !f || !cold ? f : cold_copy(path, cold_dir, copy_b, sizeof copy_b, &resident);
+        const char *fb =
+            !f || !cold ? f : cold_copy(path, cold_dir, copy_b, sizeof copy_b, &resident);
         if (!f || !fb) {
             if (cold && f)
                 unlink(f);
@@ -190,12 +191,14 @@ static int load_table(const struct bench_opts *o, const char *path, const char *
         struct elm_load_progress pr = {0};
         struct elm_model *m = NULL;
         struct elm_residency res;
-        int rc = r < 0 || r > COLD_MAX ? -1 : elm_loader_load(f, &lp, &pr, &m, &res, err, sizeof err);
+        int rc = r < 0 || r > BENCH_COLD_MAX
+                     ? -1
+                     : elm_loader_load(f, &lp, &pr, &m, &res, err, sizeof err);
         double t = bench_now() - t0;
         if (cold)
             unlink(f);
         if (rc) {
-            if (r < 0 || r > COLD_MAX)
+            if (r < 0 || r > BENCH_COLD_MAX)
                 snprintf(err, sizeof err, "%s became %.1f%% cached before its load", f, 100 * r);
             fprintf(stderr, "elm-bench load: %s\n", err);
             if (cold)
@@ -218,12 +221,12 @@ static int load_table(const struct bench_opts *o, const char *path, const char *
         r = cold ? bench_resident_share(fb) : 0;
         if (r > resident)
             resident = r;
-        double c = r < 0 || r > COLD_MAX ? -1 : time_cat(fb);
+        double c = r < 0 || r > BENCH_COLD_MAX ? -1 : time_cat(fb);
         if (cold)
             unlink(fb);
         if (c < 0) {
-            fprintf(stderr, "elm-bench load: cat failed, or %s was %.1f%% cached before it\n",
-                    fb, 100 * r);
+            fprintf(stderr, "elm-bench load: cat failed, or %s was %.1f%% cached before it\n", fb,
+                    100 * r);
             return 1;
         }
         if (i >= 0)
@@ -249,7 +252,7 @@ static int load_table(const struct bench_opts *o, const char *path, const char *
     char target[160], touch_note[32], res_note[32];
     snprintf(target, sizeof target, "%s %.2f of %s: %s", cold ? "cold" : "warm", want,
              cold ? "O_DIRECT" : "cat", got >= want ? "met" : "missed");
-    const char *limit = ceil_s <= base_s     ? (cold ? "O_DIRECT" : "cat")
+    const char *limit = ceil_s <= base_s      ? (cold ? "O_DIRECT" : "cat")
                         : sf.median >= ceil_s ? "first touch"
                                               : "copy into memory";
     snprintf(touch_note, sizeof touch_note, "%s", elm_backing_name(touch_mem));
@@ -273,7 +276,8 @@ static int load_table(const struct bench_opts *o, const char *path, const char *
         {"first-touch memory", touch_note, 0, 0},
         {"copy into it s", cold ? "-" : NULL, scp.median, 3},
         {"fresh first-touch s", n_fresh ? NULL : "-", sfr.median, 3},
-        {"fresh first-touch GB/s", n_fresh ? NULL : "-", sfr.median > 0 ? touch_gb / sfr.median : 0, 2},
+        {"fresh first-touch GB/s", n_fresh ? NULL : "-", sfr.median > 0 ? touch_gb / sfr.median : 0,
+         2},
         {"elm/cat rate", NULL, vs_cat, 2},
         {"elm/O_DIRECT rate", NULL, vs_dio, 2},
         {"ceiling", limit, 0, 0},
@@ -288,10 +292,13 @@ static int load_table(const struct bench_opts *o, const char *path, const char *
 int bench_load(const struct bench_opts *o, int argc, char **argv)
 {
     static const struct option lo[] = {
-        {"model", required_argument, 0, 'm'}, {"synth", required_argument, 0, 's'},
-        {"cold", no_argument, 0, 'c'},        {"no-first-token", no_argument, 0, 'F'},
+        {"model", required_argument, 0, 'm'},
+        {"synth", required_argument, 0, 's'},
+        {"cold", no_argument, 0, 'c'},
+        {"no-first-token", no_argument, 0, 'F'},
         {"cold-dir", required_argument, 0, 'D'},
-        {"help", no_argument, 0, 'h'},        {0, 0, 0, 0},
+        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
     };
     static char synth[512];
     const char *path = NULL;
@@ -302,7 +309,9 @@ int bench_load(const struct bench_opts *o, int argc, char **argv)
     while ((c = getopt_long(argc, argv, "m:s:h", lo, NULL)) != -1) {
         char err[512];
         switch (c) {
-        case 'm': path = optarg; break;
+        case 'm':
+            path = optarg;
+            break;
         case 's':
             if (bench_synth(optarg, synth, sizeof synth, err, sizeof err)) {
                 fprintf(stderr, "elm-bench load: %s\n", err);
@@ -310,17 +319,26 @@ int bench_load(const struct bench_opts *o, int argc, char **argv)
             }
             path = synth;
             break;
-        case 'c': cold_dir = cold_dir ? cold_dir : ""; break;
-        case 'D': cold_dir = optarg; break;
-        case 'F': first = false; break;
+        case 'c':
+            cold_dir = cold_dir ? cold_dir : "";
+            break;
+        case 'D':
+            cold_dir = optarg;
+            break;
+        case 'F':
+            first = false;
+            break;
         case 'h':
             printf("usage: elm-bench load (--model FILE | --synth SHAPE:TYPE) [--cold] "
                    "[--cold-dir DIR] [--no-first-token]\n"
                    "  --cold          each timed read gets a fresh copy of the model written with\n"
-                   "                  O_DIRECT, checked out of the page cache (mincore), deleted after\n"
-                   "  --cold-dir DIR  --cold, with the copies in DIR (default: the model's directory)\n");
+                   "                  O_DIRECT, checked out of the page cache (mincore), deleted "
+                   "after\n"
+                   "  --cold-dir DIR  --cold, with the copies in DIR (default: the model's "
+                   "directory)\n");
             return 0;
-        default: return 2;
+        default:
+            return 2;
         }
     }
     if (!path) {
