@@ -114,11 +114,20 @@ int bench_model(const struct bench_opts *o, int argc, char **argv);
 int bench_kernels(const struct bench_opts *o, int argc, char **argv);
 int bench_ipc(const struct bench_opts *o, int argc, char **argv);
 int bench_load(const struct bench_opts *o, int argc, char **argv);
-/* bench_first.c: drops path's pages from the page cache (posix_fadvise DONTNEED, no root). */
-void bench_drop_cache(const char *path);
-/* bench_first.c: the first-token tables of `elm-bench load` (cold: the --local runs start with
- * the model out of the page cache). 0 or 1 with a message on stderr. */
-int bench_first_token(const struct bench_opts *o, const char *path, bool cold);
+/* The largest share of a "cold" file's pages allowed in the page cache when its run starts. */
+#define BENCH_COLD_MAX 0.01
+/* bench_cold.c: the share of path's pages in the page cache (mincore on a mapping), or -1 when
+ * it cannot be told. */
+double bench_resident_share(const char *path);
+/* bench_cold.c: a fresh copy of src written with O_DIRECT (never through the page cache) in dir
+ * (NULL: src's directory), checked with mincore to be at most 1 % cached: its path in out and
+ * the share measured in *resident. The caller unlinks it. 0, or -1 with a message in err. */
+int bench_cold_copy(const char *src, const char *dir, char *out, size_t cap, double *resident,
+                    char *err, size_t errlen);
+/* bench_first.c: the first-token tables of `elm-bench load` (cold_dir not NULL: cold, the
+ * --local runs load a fresh O_DIRECT copy of the model made there; "" for the model's own
+ * directory). 0 or 1 with a message on stderr. */
+int bench_first_token(const struct bench_opts *o, const char *path, const char *cold_dir);
 int bench_serve(const struct bench_opts *o, int argc, char **argv);
 int bench_profile(const struct bench_opts *o, int argc, char **argv);
 int bench_compress(const struct bench_opts *o, int argc, char **argv);

@@ -20,6 +20,7 @@
 
 #define MAX_RUNS 1000
 #define MAX_MARKS 256
+#define MAX_STAGES 24 /* of a breakdown (g_via, g_local) */
 
 static int64_t now_ns(void)
 {
@@ -85,7 +86,9 @@ static const struct stage g_via[] = {
     {"hello", {"c_connected"}},
     {"open: request to daemon", {"d_open_rx"}},
     {"open: session region (daemon)", {"d_open_shm"}},
-    {"open: reply + client maps it", {"c_session"}},
+    {"open: reply to the client", {"c_open_reply"}},
+    {"open: region fetch (region socket)", {"c_region"}},
+    {"open: client maps and checks it", {"c_session"}},
     {"request hand-off (client push)", {"c_submitted"}},
     {"engine wake-up", {"d_woke", "d_req_read"}},
     {"request read", {"d_req_read"}},
@@ -106,6 +109,7 @@ static const struct stage g_local[] = {
 
 #define N_VIA ((int)(sizeof g_via / sizeof *g_via))
 #define N_LOCAL ((int)(sizeof g_local / sizeof *g_local))
+_Static_assert(N_VIA <= MAX_STAGES && N_LOCAL <= MAX_STAGES, "MAX_STAGES holds every stage");
 
 /* Fills ms[s] with each stage's milliseconds of one run from t0 (fork) to t_end (first byte);
  * false when a mark is missing (the run is left out of the breakdown). */
@@ -126,17 +130,6 @@ static bool split(const struct marks *m, const struct stage *st, int n, int64_t 
         prev = t;
     }
     return true;
-}
-
-/* Drops path's pages from the page cache (posix_fadvise DONTNEED: no root needed). */
-void bench_drop_cache(const char *path)
-{
-    int fd = open(path, O_RDONLY);
-    if (fd >= 0) {
-        fdatasync(fd);
-        posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
-        close(fd);
-    }
 }
 
 /* ---- running clients ----------------------------------------------------------------------- */
@@ -189,7 +182,7 @@ static void sibling(char *out, size_t cap, const char *rel_build, const char *na
 /* ---- tables -------------------------------------------------------------------------------- */
 
 static void breakdown_table(const struct bench_opts *o, const char *name, const char *how,
-                            bool cold, const struct stage *st, int n, double (*ms)[16], int runs)
+                            bool cold, const struct stage *st, int n, double (*ms)[MAX_STAGES], int runs)
 {
     if (runs == 0) {
         fprintf(stderr, "elm-bench load: no run had every trace mark (%s)\n", how);
@@ -217,8 +210,9 @@ static void breakdown_table(const struct bench_opts *o, const char *name, const 
     bench_end_table(o);
 }
 
-int bench_first_token(const struct bench_opts *o, const char *path, bool cold)
+int bench_first_token(const struct bench_opts *o, const char *path, const char *cold_dir)
 {
+    bool cold = cold_dir != NULL;
     char elmd[PATH_MAX], elmctl[PATH_MAX], dir[] = "/tmp/elm-bench-ft-XXXXXX", trace[64];
     sibling(elmd, sizeof elmd, "../daemon/elmd", "elmd");
     sibling(elmctl, sizeof elmctl, "../cli/elmctl", "elmctl");
@@ -247,9 +241,10 @@ int bench_first_token(const struct bench_opts *o, const char *path, bool cold)
         return 1;
     }
     char *via[] = {elmctl, "generate", "--temp", "0", "-n", "1", "Once", NULL};
+    static char copy[4096];
     char *local[] = {elmctl, "generate", "--local", (char *)path, "--threads", threads,
                      "--temp", "0", "-n", "1", "Once", NULL};
-    static double a[MAX_RUNS], b[MAX_RUNS], va[MAX_RUNS][16], lo[MAX_RUNS][16];
+    static double a[MAX_RUNS], b[MAX_RUNS], va[MAX_RUNS][MAX_STAGES], lo[MAX_RUNS][MAX_STAGES];
     static struct marks mk;
     int rc = 0, nva = 0, nlo = 0, reps = o->reps < MAX_RUNS ? o->reps : MAX_RUNS;
     for (int i = -1; i < reps && !rc; i++) {
@@ -260,11 +255,20 @@ int bench_first_token(const struct bench_opts *o, const char *path, bool cold)
         read_marks(trace, &mk);
         if (x >= 0 && i >= 0 && split(&mk, g_via, N_VIA, t0, t0 + x, va[nva]))
             nva++;
-        if (cold)
-            bench_drop_cache(path);
+        char err[4400];
+        double resident;
+        if (cold && bench_cold_copy(path, *cold_dir ? cold_dir : NULL, copy, sizeof copy,
+                                    &resident, err, sizeof err)) {
+            fprintf(stderr, "elm-bench load: %s\n", err);
+            rc = 1;
+            break;
+        }
+        local[3] = cold ? copy : (char *)path;
         truncate(trace, 0);
         int64_t y = time_first_byte(local, NULL, &t1);
         read_marks(trace, &mk);
+        if (cold)
+            unlink(copy);
         if (y >= 0 && i >= 0 && split(&mk, g_local, N_LOCAL, t1, t1 + y, lo[nlo]))
             nlo++;
         if (x < 0 || y < 0)

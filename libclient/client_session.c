@@ -156,6 +156,7 @@ static int map_region(struct elm_session *s, const struct announce *a, uid_t own
     int fd;
     int rc = elm_region_fetch(a->region_socket, owner, a->id, a->token,
                               ELM_CLIENT_CALL_TIMEOUT_MS, &fd);
+    elm_trace("c_region");
     if (rc == 0)
         rc = elm_shm_adopt(&s->shm, fd, (size_t)a->shm_size);
     if (rc < 0)

@@ -24,6 +24,7 @@
 
 #include <stddef.h>
 
+#include "common/scratch.h"
 #include "kernels/avx2/q_legacy.h"
 
 #define Q40V_R          8    /* rows per panel: one ymm of outputs per token */
@@ -54,7 +55,7 @@ struct q40v_atag {
     uint64_t gen;
 };
 
-static _Thread_local struct q40v_scratch {
+struct q40v_scratch {
     struct q40v_wblock wb[Q40V_MAX_BLOCKS];
     struct q40v_ablock ab[Q40V_ABLOCKS];
     struct q40v_atag atag[Q40V_SLOTS];
@@ -64,7 +65,18 @@ static _Thread_local struct q40v_scratch {
     size_t ws;
     int64_t nb;
     int nr;
-} q40v_scratch __attribute__((aligned(64)));
+};
+
+/* This thread's scratch, made on its first call (common/scratch.h: not static TLS, which every
+ * thread of every program linking the engine would zero at start); NULL when memory is short. */
+static _Thread_local struct q40v_scratch *q40v_scratch_p;
+
+static inline struct q40v_scratch *q40v_scratch_get(void)
+{
+    if (!q40v_scratch_p)
+        q40v_scratch_p = elm_scratch_thread(sizeof(struct q40v_scratch));
+    return q40v_scratch_p;
+}
 
 /* Unpacks rows [0, nr) of the panel; lanes of rows nr..7 get zero weights and scales.
  * pf: when not NULL, the next panel's rows, prefetched a block's share at a time as the shared
@@ -205,13 +217,13 @@ static const struct q40v_ablock *q40v_acts(struct q40v_scratch *s, const uint8_t
 static void q4_0_tile_wide(int64_t n, const void *w, size_t ws, int nr, const void *a, size_t as,
                            int nt, float *y, int64_t ys, int stream)
 {
-    struct q40v_scratch *s = &q40v_scratch;
+    struct q40v_scratch *s = q40v_scratch_get();
     const int64_t nb = n / ELM_QK;
-    if (stream) { /* a new matmul: data behind kept pointers may have changed */
+    if (stream && s) { /* a new matmul: data behind kept pointers may have changed */
         s->w = NULL;
         s->gen++;
     }
-    if (nt < Q40V_MIN_T || nr > Q40V_R || nb < 1 || nb > Q40V_MAX_BLOCKS) {
+    if (!s || nt < Q40V_MIN_T || nr > Q40V_R || nb < 1 || nb > Q40V_MAX_BLOCKS) {
         if (nt == 1) { /* decode: the shared tile's own row groups and prefetch */
             q4_0_tile(n, w, ws, nr, a, as, 1, y, ys, stream);
             return;

@@ -22,6 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/scratch.h"
 #include "kernels/avx2/simd.h"
 #include "kernels/kernels.h"
 #include "kernels/tiles.h"
@@ -59,7 +60,7 @@
     } while (0)
 _Static_assert(LN_MIN_T == 3 && LN_T == 8, "LN_FOR_T lists the token counts 3..8");
 
-static _Thread_local struct ln_scratch {
+struct ln_scratch {
     uint8_t panel[LN_PANEL_BYTES];
     /* the panel the buffer holds (w NULL: none) */
     const void *w;
@@ -67,7 +68,18 @@ static _Thread_local struct ln_scratch {
     int64_t nb;
     int nr;
     int type;
-} ln_scratch __attribute__((aligned(64)));
+};
+
+/* This thread's scratch, made on its first call (common/scratch.h: not static TLS, which every
+ * thread of every program linking the engine would zero at start); NULL when memory is short. */
+static _Thread_local struct ln_scratch *ln_scratch_p;
+
+static inline struct ln_scratch *ln_scratch_get(void)
+{
+    if (!ln_scratch_p)
+        ln_scratch_p = elm_scratch_thread(sizeof(struct ln_scratch));
+    return ln_scratch_p;
+}
 
 /* The 4x4 dword transposes put row 4 * (l % 4) + l / 4 of a sub-panel in lane l (an
  * involution: the same index vector puts the lanes back in row order). */
@@ -82,8 +94,10 @@ ALWAYS_INLINE const uint8_t *
 ln_panel(int type, const void *w, size_t ws, int nr, int64_t nb, size_t bytes, int stream,
          void (*unpack)(uint8_t *, const uint8_t *, size_t, int, int64_t))
 {
-    struct ln_scratch *s = &ln_scratch;
-    if ((uint64_t)nb * bytes > sizeof s->panel)
+    if ((uint64_t)nb * bytes > sizeof ((struct ln_scratch *)0)->panel)
+        return NULL;
+    struct ln_scratch *s = ln_scratch_get();
+    if (!s)
         return NULL;
     if (stream || s->w != w || s->ws != ws || s->nb != nb || s->nr != nr || s->type != type) {
         s->w = NULL; /* a failed unpack never happens, but keep the key honest while filling */

@@ -31,6 +31,7 @@
 
 #include <stddef.h>
 
+#include "common/scratch.h"
 #include "kernels/avx2/q_legacy.h"
 
 #define Q40W_R          16   /* rows per panel: one zmm of outputs per token */
@@ -61,7 +62,7 @@ struct q40w_atag {
     uint64_t gen;
 };
 
-static _Thread_local struct q40w_scratch {
+struct q40w_scratch {
     struct q40w_wblock wb[Q40W_MAX_BLOCKS];
     struct q40w_ablock ab[Q40W_ABLOCKS];
     struct q40w_atag atag[Q40W_SLOTS];
@@ -71,7 +72,18 @@ static _Thread_local struct q40w_scratch {
     size_t ws;
     int64_t nb;
     int nr;
-} q40w_scratch __attribute__((aligned(64)));
+};
+
+/* This thread's scratch, made on its first call (common/scratch.h: not static TLS, which every
+ * thread of every program linking the engine would zero at start); NULL when memory is short. */
+static _Thread_local struct q40w_scratch *q40w_scratch_p;
+
+static inline struct q40w_scratch *q40w_scratch_get(void)
+{
+    if (!q40w_scratch_p)
+        q40w_scratch_p = elm_scratch_thread(sizeof(struct q40w_scratch));
+    return q40w_scratch_p;
+}
 
 /* The 4x4 dword transpose of the unpack puts row 4 * (l % 4) + l / 4 in lane l (an involution,
  * so the same index vector puts the lanes back in row order). */
@@ -213,10 +225,10 @@ static const struct q40w_ablock *q40w_acts(struct q40w_scratch *s, const uint8_t
 static void q4_0_tile_wide(int64_t n, const void *w, size_t ws, int nr, const void *a, size_t as,
                            int nt, float *y, int64_t ys, int stream)
 {
-    struct q40w_scratch *s = &q40w_scratch;
+    struct q40w_scratch *s = q40w_scratch_get();
     const int64_t nb = n / ELM_QK;
-    if (stream || nt < Q40W_MIN_T || nr > Q40W_R || nb < 1 || nb > Q40W_MAX_BLOCKS) {
-        if (stream) { /* a new matmul: data behind kept pointers may have changed */
+    if (!s || stream || nt < Q40W_MIN_T || nr > Q40W_R || nb < 1 || nb > Q40W_MAX_BLOCKS) {
+        if (stream && s) { /* a new matmul: data behind kept pointers may have changed */
             s->w = NULL;
             s->gen++;
         }

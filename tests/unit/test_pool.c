@@ -10,7 +10,10 @@
  *    starts them again;
  *  - auto: with a busy loop beside every CPU the pool's threads wait for their cores, and auto
  *    finds the machine busy (its threads then sleep at once);
- *  - the policy names.
+ *  - the policy names;
+ *  - per-thread scratch (common/scratch.h): each block zeroed and 64-byte aligned, a thread's
+ *    blocks distinct from another thread's, and freed when the thread exits (the ASan pass's
+ *    leak check would name one that is not).
  * No assertion depends on time: waits poll the pool's counters, under the ctest timeout.
  */
 #include <dirent.h>
@@ -23,6 +26,7 @@
 #include <time.h>
 
 #include "common/pool.h"
+#include "common/scratch.h"
 #include "kernels/kernels.h"
 #include "tests/common/elm_test.h"
 
@@ -380,6 +384,37 @@ static void test_names(void **state)
     assert_true(elm_pool_threads() >= 1);
 }
 
+/* A thread's two scratch blocks: checked, then written over (a later block must not overlap). */
+static void *scratch_thread(void *arg)
+{
+    unsigned char **out = arg;
+    for (int k = 0; k < 2; k++) {
+        unsigned char *p = elm_scratch_thread(100000);
+        assert_non_null(p);
+        assert_int_equal((uintptr_t)p % 64, 0);
+        for (size_t i = 0; i < 100000; i++)
+            assert_int_equal(p[i], 0);
+        memset(p, 0xa5, 100000);
+        out[k] = p;
+    }
+    return NULL;
+}
+
+static void test_scratch(void **state)
+{
+    (void)state;
+    unsigned char *a[2], *b[2];
+    pthread_t ta, tb;
+    assert_int_equal(pthread_create(&ta, NULL, scratch_thread, a), 0);
+    assert_int_equal(pthread_join(ta, NULL), 0); /* a's blocks are freed by now */
+    assert_int_equal(pthread_create(&tb, NULL, scratch_thread, b), 0);
+    assert_int_equal(pthread_join(tb, NULL), 0);
+    assert_true(a[0] != a[1] && b[0] != b[1]);
+    assert_null(elm_scratch_thread(SIZE_MAX)); /* too large: NULL, no overflow */
+    /* the main thread's block lives until exit, still reachable through the key */
+    assert_non_null(elm_scratch_thread(64));
+}
+
 int main(void)
 {
     base_threads = threads_now();
@@ -388,6 +423,7 @@ int main(void)
         cmocka_unit_test(test_bit_identical), cmocka_unit_test(test_sleep_wake),
         cmocka_unit_test(test_two_callers),   cmocka_unit_test(test_shutdown),
         cmocka_unit_test(test_auto_busy),     cmocka_unit_test(test_judge),
+        cmocka_unit_test(test_scratch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
