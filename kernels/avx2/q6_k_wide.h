@@ -25,6 +25,7 @@
 
 #include <stddef.h>
 
+#include "common/scratch.h"
 #include "kernels/avx2/q_k.h"
 
 #define Q6V_R          4  /* rows per panel */
@@ -40,14 +41,18 @@ struct q6v_block {
     float pad[8 - Q6V_R];
 };
 
-static _Thread_local struct q6v_scratch {
+struct q6v_scratch {
     struct q6v_block wb[Q6V_MAX_BLOCKS];
     /* the panel wb holds (w NULL: none) */
     const void *w;
     size_t ws;
     int64_t nb;
     int nr;
-} q6v_scratch __attribute__((aligned(64)));
+};
+
+/* This thread's scratch, made on its first call (common/scratch.h: not static TLS); NULL when
+ * memory is short, and then the shared tile does the work. */
+static _Thread_local struct q6v_scratch *q6v_scratch_p;
 
 /* Unpacks rows [0, nr) of the panel (rows nr..3: zero quants, scales and d). pf: when not
  * NULL, the next panel's rows, prefetched a block's share at a time. */
@@ -150,12 +155,13 @@ ALWAYS_INLINE void q6v_run(const struct q6v_scratch *s, int64_t nb, const uint8_
 static void q6_k_tile_wide(int64_t n, const void *w, size_t ws, int nr, const void *a, size_t as,
                            int nt, float *y, int64_t ys, int stream)
 {
-    struct q6v_scratch *s = &q6v_scratch;
+    struct q6v_scratch *s =
+        q6v_scratch_p ? q6v_scratch_p : (q6v_scratch_p = elm_scratch_thread(sizeof *s));
     const int64_t nb = n / ELM_QK_K;
-    if (stream) /* a new matmul: data behind the kept pointer may have changed */
+    if (s && stream) /* a new matmul: data behind the kept pointer may have changed */
         s->w = NULL;
-    const bool kept = s->w == w && s->ws == ws && s->nb == nb && s->nr == nr;
-    if ((nt < Q6V_MIN_T && !kept) || nr > Q6V_R || nb < 1 || nb > Q6V_MAX_BLOCKS) {
+    const bool kept = s && s->w == w && s->ws == ws && s->nb == nb && s->nr == nr;
+    if (!s || (nt < Q6V_MIN_T && !kept) || nr > Q6V_R || nb < 1 || nb > Q6V_MAX_BLOCKS) {
         if (nt == 1) { /* decode: the shared tile's own row groups and prefetch */
             q6_k_tile(n, w, ws, nr, a, as, 1, y, ys, stream);
             return;

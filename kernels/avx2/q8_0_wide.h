@@ -34,6 +34,7 @@
 
 #include <stddef.h>
 
+#include "common/scratch.h"
 #include "kernels/avx2/q_legacy.h"
 #include "kernels/tiles.h"
 
@@ -50,7 +51,7 @@ struct q80v_block {
     __m256 m;     /* Q4_1: the rows' offsets */
 };
 
-static _Thread_local struct q80v_scratch {
+struct q80v_scratch {
     struct q80v_block wb[Q80V_MAX_BLOCKS];
     /* the panel wb holds (w NULL: none) */
     const void *w;
@@ -58,7 +59,11 @@ static _Thread_local struct q80v_scratch {
     int64_t nb;
     int nr;
     int kind;
-} q80v_scratch __attribute__((aligned(64)));
+};
+
+/* This thread's scratch, made on its first call (common/scratch.h: not static TLS); NULL when
+ * memory is short, and then the shared tile does the work. */
+static _Thread_local struct q80v_scratch *q80v_scratch_p;
 
 /* Unpacks rows [0, nr) of the panel of KIND 8 (Q8_0), 50 (Q5_0, stored as q - 16) or 41
  * (Q4_1); rows nr..7 get zero scales. pf: when not NULL, the next panel's rows, prefetched a
@@ -180,11 +185,12 @@ ALWAYS_INLINE void q80v_tile(int64_t n, const void *w, size_t ws, int nr, const 
                              int nt, float *y, int64_t ys, int stream, const int KIND)
 {
     const elm_tile_fn shared = KIND == 8 ? q8_0_tile : KIND == 50 ? q5_0_tile : q4_1_tile;
-    struct q80v_scratch *s = &q80v_scratch;
+    struct q80v_scratch *s =
+        q80v_scratch_p ? q80v_scratch_p : (q80v_scratch_p = elm_scratch_thread(sizeof *s));
     const int64_t nb = n / ELM_QK;
-    if (stream) /* a new matmul: data behind the kept pointer may have changed */
+    if (s && stream) /* a new matmul: data behind the kept pointer may have changed */
         s->w = NULL;
-    if (nt < Q80V_MIN_T || nr > Q80V_R || nb < 1 || nb > Q80V_MAX_BLOCKS) {
+    if (!s || nt < Q80V_MIN_T || nr > Q80V_R || nb < 1 || nb > Q80V_MAX_BLOCKS) {
         if (nt == 1) { /* decode: the shared tile's own row groups and prefetch */
             shared(n, w, ws, nr, a, as, 1, y, ys, stream);
             return;

@@ -12,6 +12,7 @@
  * The type table, round trips, real files, vec_dot and matmul determinism ((a)-(e)) are in
  * test_quant.c.
  */
+#include <link.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -553,6 +554,27 @@ static void test_order_avx2(void **state)
     }
 }
 
+static int add_tls(struct dl_phdr_info *info, size_t size, void *total)
+{
+    (void)size;
+    for (int i = 0; i < info->dlpi_phnum; i++)
+        if (info->dlpi_phdr[i].p_type == PT_TLS)
+            *(size_t *)total += info->dlpi_phdr[i].p_memsz;
+    return 0;
+}
+
+/* Static TLS is zeroed for every thread of every program that links the engine, before main()
+ * (common/scratch.h): the kernels' panels must live in per-thread scratch, not _Thread_local
+ * arrays. This program links every kernel variant, so a panel declared as TLS shows here. */
+static void test_static_tls(void **state)
+{
+    (void)state;
+    size_t total = 0;
+    dl_iterate_phdr(add_tls, &total);
+    printf("static TLS of this program and its libraries: %zu bytes\n", total);
+    assert_in_range(total, 0, 16384);
+}
+
 int main(void)
 {
     if (getenv("ELM_TEST_PRINT_KERNEL")) {
@@ -565,6 +587,7 @@ int main(void)
         cmocka_unit_test(test_dispatch),
         cmocka_unit_test(test_kernel_override),
         cmocka_unit_test(test_order_avx2),
+        cmocka_unit_test(test_static_tls),
     };
     struct CMUnitTest tests[64];
     size_t n = sizeof fixed / sizeof *fixed;
