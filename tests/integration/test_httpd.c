@@ -14,6 +14,7 @@
  *   - /metrics counts the requests, tokens and latencies of the tests before it.
  *   - elmd gone: 503; elmd back: the gateway serves again without a restart.
  *   - --api-key-file (401 without the key) and --cors (off by default; preflight when on).
+ *   - elmd stopped for longer than --idle-timeout before a first token: the reply is whole.
  * No assertion is about time: the waits have deadlines only to turn a hang into a failure.
  */
 #include <signal.h>
@@ -308,9 +309,9 @@ static void test_second_model(void **state)
     (void)state;
     require_gateway();
     static char out[65536];
-    assert_int_equal(run(out, sizeof out, "%s --runtime-dir %s load --as second '%s'", elmctl,
-                         rundir, model),
-                     0);
+    assert_int_equal(
+        run(out, sizeof out, "%s --runtime-dir %s load --as second '%s'", elmctl, rundir, model),
+        0);
     assert_int_equal(elm_test_curl(out, sizeof out, errfile, "%s/v1/models", url), 200);
     json_t *j = elm_test_json(out);
     const json_t *data = json_object_get(j, "data");
@@ -345,9 +346,8 @@ static void test_second_model(void **state)
     assert_string_equal(elm_test_jstr(json_array_get(json_object_get(j, "choices"), 0), "text"),
                         local);
     json_decref(j);
-    assert_int_equal(run(out, sizeof out, "%s --runtime-dir %s unload --model second", elmctl,
-                         rundir),
-                     0);
+    assert_int_equal(
+        run(out, sizeof out, "%s --runtime-dir %s unload --model second", elmctl, rundir), 0);
     assert_int_equal(elm_test_curl(out, sizeof out, errfile, "%s/v1/models", url), 200);
     j = elm_test_json(out);
     assert_int_equal(json_array_size(json_object_get(j, "data")), 1);
@@ -769,6 +769,79 @@ static void stop_gateway(long pid)
     }
 }
 
+/* The gateway's ready sessions, from its /metrics (u: its URL). */
+static int ready_sessions(const char *u)
+{
+    static char out[65536];
+    assert_int_equal(elm_test_curl(out, sizeof out, errfile, "%s/metrics", u), 200);
+    return (int)metric(out, "elm_http_ready_sessions");
+}
+
+/* One request (curl ARGS) sent while elmd is stopped (SIGSTOP) for twice the gateway's idle
+ * timeout, then continued: curl's exit code is 0 (a cut reply is its 18) and its output comes
+ * back in out. */
+static void while_stopped(char *out, size_t cap, const char *args)
+{
+    char pidpath[128], path[128];
+    snprintf(pidpath, sizeof pidpath, "%s/elmd.pid", rundir);
+    snprintf(path, sizeof path, "%s/stopped", rundir);
+    long pid = atol(elm_test_file_text(pidpath));
+    assert_int_equal(elm_test_signal_if_ours(pid, rundir, SIGSTOP), 0);
+    assert_int_equal(run(out, cap,
+                         "(curl -sS -o %s.out %s; echo $? >%s.rc) >/dev/null 2>&1 & "
+                         "echo $! >%s.pid",
+                         path, args, path, path),
+                     0);
+    usleep(2000 * 1000); /* > --idle-timeout 1: what used to cut the reply */
+    assert_int_equal(elm_test_signal_if_ours(pid, rundir, SIGCONT), 0);
+    char f[160];
+    snprintf(f, sizeof f, "%s.pid", path);
+    long sh = atol(elm_test_file_text(f));
+    int64_t end = now_ms() + 60000; /* a hang catcher */
+    while (kill((pid_t)sh, 0) == 0 && now_ms() < end)
+        usleep(20 * 1000);
+    snprintf(f, sizeof f, "%s.rc", path);
+    assert_string_equal(elm_test_file_text(f), "0\n");
+    snprintf(f, sizeof f, "%s.out", path);
+    snprintf(out, cap, "%s", elm_test_file_text(f));
+}
+
+/* --idle-timeout is the client's: elmd stopped (SIGSTOP) for longer than it, before the first
+ * token of a reply not streamed (the gateway waits in the handler) and of a streamed one on a
+ * ready session (it waits inside the stream), does not cut either: once elmd continues both
+ * replies are whole and equal the greedy reference. */
+static void test_slow_daemon(void **state)
+{
+    (void)state;
+    require_gateway();
+    static char out[65536];
+    char u[128], args[1024];
+    long gw = start_gateway("--idle-timeout 1", u, sizeof u);
+    snprintf(args, sizeof args,
+             "-d '{\"model\":\"stories260K\",\"prompt\":\"" PROMPT "\",\"stream\":false,"
+             "\"options\":{\"num_predict\":%d,\"temperature\":0}}' %s/api/generate",
+             N_GEN, u);
+    while_stopped(out, sizeof out, args);
+    json_t *j = elm_test_json(out);
+    assert_string_equal(elm_test_jstr(j, "response"), local);
+    assert_string_equal(elm_test_jstr(j, "done_reason"), "length");
+    json_decref(j);
+    /* that request made the gateway keep one session ready (and its status fresh): the next
+     * one's wait for elmd is inside the stream */
+    int64_t end = now_ms() + 30000;
+    while (ready_sessions(u) != 1 && now_ms() < end)
+        usleep(20 * 1000);
+    snprintf(args, sizeof args,
+             "-N -d '{\"prompt\":\"" PROMPT "\",\"max_tokens\":%d,\"temperature\":0,"
+             "\"stream\":true}' %s/v1/completions",
+             N_GEN, u);
+    while_stopped(out, sizeof out, args);
+    static char text[8192];
+    parse_sse(out, text, sizeof text, false);
+    assert_string_equal(text, local);
+    stop_gateway(gw);
+}
+
 static void test_key_and_cors(void **state)
 {
     (void)state;
@@ -826,7 +899,7 @@ int main(void)
         cmocka_unit_test(test_second_model),   cmocka_unit_test(test_keep_alive),
         cmocka_unit_test(test_npm_clients),    cmocka_unit_test(test_bad_requests),
         cmocka_unit_test(test_hangup_cancels), cmocka_unit_test(test_daemon_restart),
-        cmocka_unit_test(test_key_and_cors),
+        cmocka_unit_test(test_key_and_cors),   cmocka_unit_test(test_slow_daemon),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
