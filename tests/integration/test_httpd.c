@@ -3,7 +3,8 @@
  *
  *   - Greedy text through /v1/completions (one document and server-sent events) and Ollama's
  *     /api/generate (one document and JSON lines) equals `elmctl generate --local`'s.
- *   - A second resident model is listed, chosen by a request's "model", and unloaded.
+ *   - A second resident model is listed, chosen by a request's "model", and unloaded; Ollama's
+ *     requests without a prompt load (it stays) or, with keep_alive 0, unload it.
  *   - The official openai and ollama npm clients (tests/http/clients.mjs) get the same text.
  *   - The SSE framing: every event "data: JSON\n\n", chunks of one id, finish_reason on the
  *     last, the usage chunk when asked, then "data: [DONE]".
@@ -428,6 +429,47 @@ static void test_keep_alive(void **state)
                                    url),
                      400);
     openai_error(out, "keep_alive");
+}
+
+/* Ollama's load and unload requests: /api/generate without a prompt and /api/chat without
+ * messages answer done_reason "load" (the model stays, /api/ps lists it); with keep_alive 0
+ * "unload", and the model leaves /api/ps. */
+static void test_ollama_load_unload(void **state)
+{
+    (void)state;
+    require_gateway();
+    static char out[65536];
+    const char *unload[] = {"{\"model\":\"second\",\"prompt\":\"\",\"keep_alive\":0}",
+                            "{\"model\":\"second:latest\",\"messages\":[],\"keep_alive\":\"0s\"}"};
+    for (int i = 0; i < 2; i++) {
+        const char *ep = i ? "chat" : "generate";
+        assert_int_equal(run(out, sizeof out, "%s --runtime-dir %s load --as second '%s'", elmctl,
+                             rundir, model),
+                         0);
+        const char *load[] = {"{\"model\":\"second\"}", "{\"model\":\"second\",\"messages\":[]}"};
+        assert_int_equal(
+            elm_test_curl(out, sizeof out, errfile, "-d '%s' %s/api/%s", load[i], url, ep), 200);
+        json_t *j = elm_test_json(out);
+        assert_string_equal(elm_test_jstr(j, "done_reason"), "load");
+        assert_true(json_is_true(json_object_get(j, "done")));
+        if (i) /* chat: an empty assistant message, as ollama's */
+            assert_string_equal(elm_test_jstr(json_object_get(j, "message"), "content"), "");
+        json_decref(j);
+        assert_int_equal(ps_count(), 2);
+        assert_int_equal(
+            elm_test_curl(out, sizeof out, errfile, "-d '%s' %s/api/%s", unload[i], url, ep), 200);
+        j = elm_test_json(out);
+        assert_string_equal(elm_test_jstr(j, "done_reason"), "unload");
+        json_decref(j);
+        int64_t end = now_ms() + 30000; /* a hang catcher: elmd unloads at its next step */
+        while (ps_count() != 1 && now_ms() < end)
+            usleep(20 * 1000);
+        assert_int_equal(ps_count(), 1); /* only the default model is left */
+    }
+    /* a model that is not resident is not "loaded" */
+    assert_int_equal(
+        elm_test_curl(out, sizeof out, errfile, "-d '{\"model\":\"second\"}' %s/api/generate", url),
+        404);
 }
 
 /* The number after "name " on a line of a Prometheus exposition, -1 when absent. */
@@ -894,12 +936,19 @@ static void test_key_and_cors(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_greedy_openai),  cmocka_unit_test(test_greedy_ollama),
-        cmocka_unit_test(test_metrics),        cmocka_unit_test(test_listings),
-        cmocka_unit_test(test_second_model),   cmocka_unit_test(test_keep_alive),
-        cmocka_unit_test(test_npm_clients),    cmocka_unit_test(test_bad_requests),
-        cmocka_unit_test(test_hangup_cancels), cmocka_unit_test(test_daemon_restart),
-        cmocka_unit_test(test_key_and_cors),   cmocka_unit_test(test_slow_daemon),
+        cmocka_unit_test(test_greedy_openai),
+        cmocka_unit_test(test_greedy_ollama),
+        cmocka_unit_test(test_metrics),
+        cmocka_unit_test(test_listings),
+        cmocka_unit_test(test_second_model),
+        cmocka_unit_test(test_keep_alive),
+        cmocka_unit_test(test_ollama_load_unload),
+        cmocka_unit_test(test_npm_clients),
+        cmocka_unit_test(test_bad_requests),
+        cmocka_unit_test(test_hangup_cancels),
+        cmocka_unit_test(test_daemon_restart),
+        cmocka_unit_test(test_key_and_cors),
+        cmocka_unit_test(test_slow_daemon),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
