@@ -11,8 +11,8 @@
  * 4 covers the bursts measured (docs/benchmarks.md) at a cost of one shared-memory region each,
  * and a larger burst grows the pool by peak from then on. A used session is never
  * reused (its pages and counters would change the next reply's usage), it is closed here and
- * replaced. GW_LINGER_MS after the gateway's last request (or its start) every idle session is
- * closed and peaks and warm-ups forgotten, so a model's keep_alive (which counts from its last
+ * replaced. GW_LINGER_MS after the gateway's last request ended (or its start) every idle session
+ * is closed and peaks and warm-ups forgotten, so a model's keep_alive (which counts from its last
  * session's close) starts then. Never holding slots others need: no refill while elmd's status
  * says every session slot is taken, and then every idle session is closed (elmd's other clients
  * get the room); a refill refused (max_sessions, no such model) stops until a request takes a
@@ -129,6 +129,7 @@ elm_session *gw_pool_begin(struct gw_pool *p, const char *model, bool take, bool
 void gw_pool_end(struct gw_pool *p, const char *model, elm_session *ses, bool held)
 {
     pthread_mutex_lock(&p->lock);
+    p->last_use = now_ns(); /* the linger counts from a request's end too: one may run long */
     struct gw_slot *s = slot_of(p, model, false);
     if (s) {
         s->inflight -= s->inflight > 0;
@@ -259,6 +260,15 @@ bool gw_cache_get(struct gw_pool *p, struct elm_daemon_status *out)
 
 /* ---- the thread ---------------------------------------------------------------------------- */
 
+/* With pool_lock held: whether a request runs on any model (no lingering out under it). */
+static bool running(const struct gw_pool *p)
+{
+    for (int i = 0; i < GW_MAX_MODELS; i++)
+        if (p->slots[i].inflight)
+            return true;
+    return false;
+}
+
 /* The sessions slot s keeps open, idle + running. */
 static int target(const struct gw_slot *s)
 {
@@ -354,7 +364,7 @@ static void *pool_main(void *arg)
                 give_room(p);
             } else
                 cache_drop(p);
-        } else if (p->last_use && now - p->last_use > GW_LINGER_MS * 1000000ull) {
+        } else if (p->last_use && now - p->last_use > GW_LINGER_MS * 1000000ull && !running(p)) {
             flush_all(p, true);
             p->last_use = 0;
         } else if ((s = wanting(p)) != NULL) {

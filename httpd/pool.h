@@ -50,7 +50,8 @@ struct gw_pool {
     int n_closing;
     int n_busy;        /* sessions the thread is opening or closing right now */
     int warm;          /* a new slot's warm: min(max_sessions / 2, GW_WARM_MAX) from the status */
-    uint64_t last_use; /* CLOCK_MONOTONIC ns of the last request; 0: none since it emptied */
+    uint64_t last_use; /* CLOCK_MONOTONIC ns of the last request's start or end; 0: none since
+                        * the pool emptied */
     struct elm_daemon_status st; /* the last status, taken at st_at; valid while st_ok */
     bool st_ok;
     uint64_t st_at;
