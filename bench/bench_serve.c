@@ -18,11 +18,12 @@
  * uses a running daemon with --runtime-dir DIR.
  *
  * --http also starts elm-httpd on that daemon, and each round of N clients runs twice in a row:
- * through libelmclient, then through HTTP (each client its own connection, a streamed
- * /v1/completions, bench_http.c), so the two share the machine's mood and their ratio is the
- * gateway's overhead. --vs-llama-server adds a third round against llama-server's
- * /v1/completions: a running one at a URL (its own model: load the same file there), or the
- * program at a path, which elm-bench starts on each model file with elmd's settings
+ * through libelmclient and through HTTP (each client its own connection, a streamed
+ * /v1/completions, bench_http.c), taking turns at going first, so the two share the machine's
+ * mood and their ratio within a repetition is the gateway's overhead; a closing table gives the
+ * median of those pairs with their range (overhead_table). --vs-llama-server adds a third round
+ * against llama-server's /v1/completions: a running one at a URL (its own model: load the same file
+ * there), or the program at a path, which elm-bench starts on each model file with elmd's settings
  * (bench_llama.c).
  */
 #include <errno.h>
@@ -342,10 +343,12 @@ static int daemon_start(const struct bench_opts *o, const struct serve_cfg *c, c
     FILE *f = fopen(conf, "w");
     if (!f)
         return -errno;
-    /* through HTTP a round's sessions are opened by the gateway just after the previous
-     * round's closed: room for both, so no request waits for a slot being freed */
+    /* through HTTP the gateway keeps a round's worth of sessions ready (its pool) while the
+     * libelmclient round opens its own: room for both and one more, so elmd never reads full
+     * (the gateway then gives its ready sessions up, docs/httpd.md) and no request waits for a
+     * slot being freed */
     if (c->http)
-        max_n = 2 * max_n < MAX_CLIENTS ? 2 * max_n : MAX_CLIENTS;
+        max_n = 2 * max_n + 1 < MAX_CLIENTS ? 2 * max_n + 1 : MAX_CLIENTS;
     fprintf(f, "# written by elm-bench serve\nmax_sessions = %d\nctx = %d\nthreads = %d\n", max_n,
             c->ctx, o->threads);
     for (int i = 0; i < c->n_conf; i++) {
@@ -441,10 +444,14 @@ static int daemon_use(const char *dir, const char *path, char *name, size_t cap)
 
 /* ---- the sweep ------------------------------------------------------------------------------- */
 
-/* Per model: medians over repetitions for each client count, kept for the plot. */
+/* Per model: medians over repetitions for each client count, kept for the plot, and each other
+ * way's pairs against libelmclient's round of the same repetition, for the overhead table. */
 struct sweep {
     char name[256];
     struct bench_stat agg[MAX_NS], itl99[MAX_NS];
+    int n_via;
+    enum via vias[N_VIA];
+    struct bench_stat vagg[N_VIA][MAX_NS], vt50[N_VIA][MAX_NS];
 };
 
 static int run_model(const struct bench_opts *o, const struct serve_cfg *c, const char *path,
@@ -480,8 +487,8 @@ static int run_model(const struct bench_opts *o, const struct serve_cfg *c, cons
         vias[n_via++] = VIA_HTTP;
     }
     struct bench_gateway llama = {.out_fd = -1};
-    if (c->llama_exe && (rc = bench_llama_server_start(c->llama_exe, path, o->threads, max_n,
-                                                        c->ctx, &llama))) {
+    if (c->llama_exe &&
+        (rc = bench_llama_server_start(c->llama_exe, path, o->threads, max_n, c->ctx, &llama))) {
         bench_gateway_stop(&gw);
         daemon_stop(&d);
         return rc;
@@ -502,22 +509,23 @@ static int run_model(const struct bench_opts *o, const struct serve_cfg *c, cons
     }
 #define V(k, t, ni, r)                                                                             \
     v[(((size_t)(k)*N_VIA + (size_t)(t)) * MAX_NS + (size_t)(ni)) * (size_t)R + (size_t)(r)]
-    for (int r = -1; r < R && !rc; r++) { /* r = -1: warm-up */
+    for (int r = -1; r < R && !rc; r++) { /* r = -1: warm-up (the gateway's pool fills too) */
         struct round base[N_VIA] = {0};
         for (int ni = 0; ni < c->n_ns && !rc; ni++) {
-            struct round elm = {0};
-            for (int t = 0; t < n_via && !rc; t++) {
+            struct round rds[N_VIA] = {0};
+            /* the ways take turns at going first, repetition by repetition: the one after
+             * another inherits its closing sessions and warm caches, and over the pairs that
+             * favour falls to each alike */
+            for (int k = 0; k < n_via && !rc; k++) {
+                int t = (k + (r > 0 ? r : 0)) % n_via;
                 bench_progress("serve %s: rep %d/%d, %d client%s via %s", sw->name, r + 1, R,
                                c->ns[ni], c->ns[ni] > 1 ? "s" : "", via_name[vias[t]]);
-                struct round rd = {0};
-                if ((rc = run_round(c, d.dir, urls[t], area, c->ns[ni], &rd)))
-                    break;
+                rc = run_round(c, d.dir, urls[t], area, c->ns[ni], &rds[t]);
+            }
+            for (int t = 0; t < n_via && !rc && r >= 0; t++) {
+                const struct round rd = rds[t], elm = rds[0];
                 if (ni == 0)
                     base[t] = rd;
-                if (t == 0)
-                    elm = rd;
-                if (r < 0)
-                    continue;
                 V(AGG, t, ni, r) = rd.agg;
                 V(TOK, t, ni, r) = rd.tokens;
                 V(PRM, t, ni, r) = rd.prompt;
@@ -537,6 +545,8 @@ static int run_model(const struct bench_opts *o, const struct serve_cfg *c, cons
         fprintf(stderr, "elm-bench serve: %s: %s\n", sw->name, elm_strerror(rc));
         goto out;
     }
+    sw->n_via = n_via;
+    memcpy(sw->vias, vias, sizeof vias);
     char ragg[32], ri99[40];
     snprintf(ragg, sizeof ragg, "agg/agg(%d)", c->ns[0]);
     snprintf(ri99, sizeof ri99, "ITL p99/ITL p99(%d)", c->ns[0]);
@@ -558,6 +568,8 @@ static int run_model(const struct bench_opts *o, const struct serve_cfg *c, cons
                 sw->agg[ni] = s[AGG];
                 sw->itl99[ni] = s[I99];
             }
+            sw->vagg[t][ni] = s[VAGG];
+            sw->vt50[t][ni] = s[VT50];
             struct bench_cell cells[] = {
                 {"model", sw->name, 0, 0},
                 {"via", via_name[vias[t]], 0, 0},
@@ -598,6 +610,39 @@ out:
     bench_gateway_stop(&gw);
     daemon_stop(&d);
     return rc;
+}
+
+/* The closing table of --http / --vs-llama-server: per model and client count, each way's
+ * aggregate over libelmclient's and what it adds to TTFT p50, as the median of the repetitions'
+ * own pairs (each pair ran back to back, so the machine's mood cancels) with their range, and
+ * whether elm-httpd meets issue 12's goals: within 3 % of the aggregate, under 1 ms of TTFT. */
+static void overhead_table(const struct bench_opts *o, const struct serve_cfg *c,
+                           const struct sweep *sw, int n)
+{
+    for (int m = 0; m < n; m++)
+        for (int t = 1; t < sw[m].n_via; t++)
+            for (int ni = 0; ni < c->n_ns; ni++) {
+                const struct bench_stat *a = &sw[m].vagg[t][ni], *f = &sw[m].vt50[t][ni];
+                bool http = sw[m].vias[t] == VIA_HTTP;
+                const char *goal = !http                                  ? "-"
+                                   : a->median >= 0.97 && f->median < 1.0 ? "met"
+                                                                          : "not met";
+                struct bench_cell cells[] = {
+                    {"model", sw[m].name, 0, 0},
+                    {"via", via_name[sw[m].vias[t]], 0, 0},
+                    {"clients", NULL, c->ns[ni], 0},
+                    {"reps", NULL, o->reps, 0},
+                    {"agg/libelmclient", NULL, a->median, 3},
+                    {"min", NULL, a->min, 3},
+                    {"max", NULL, a->max, 3},
+                    {"TTFT p50 - libelmclient ms", NULL, f->median, 2},
+                    {"min ms", NULL, f->min, 2},
+                    {"max ms", NULL, f->max, 2},
+                    {"goal (>= 0.97, < 1 ms)", goal, 0, 0},
+                };
+                bench_row(o, "serve-overhead", cells, (int)(sizeof cells / sizeof *cells));
+            }
+    bench_end_table(o);
 }
 
 static int plot(const struct bench_opts *o, const struct serve_cfg *c, const struct sweep *sw,
@@ -819,6 +864,8 @@ int bench_serve(const struct bench_opts *go, int argc, char **argv)
             done++;
     }
     bench_end_table(o);
+    if (done && sw[0].n_via > 1)
+        overhead_table(o, &c, sw, done);
     if (o->plot && done)
         fails += plot(o, &c, sw, done);
     return fails ? 1 : 0;
