@@ -132,8 +132,10 @@ static int client_main(const struct serve_cfg *c, const char *dir, int ready_fd,
     elm_session *se = NULL;
     int rc = elm_client_connect(dir, &cl);
     s->stage = 1;
-    /* a session may still be closing from the previous round: EBUSY is worth a few retries */
-    for (int tries = 0; !rc && tries < 500; tries++) {
+    /* a session may still be closing from the previous round (the gateway's, when it went
+     * first: its thread closes them one by one, slowly on a loaded machine): EBUSY is worth
+     * retries, for up to 30 s, before the barrier so outside every timing */
+    for (int tries = 0; !rc && tries < 1500; tries++) {
         s->stage = 2;
         rc = elm_session_open(cl, &se);
         if (rc != ELM_EBUSY)
