@@ -50,18 +50,11 @@ int bench_gateway_start(const char *runtime_dir, int max_conns, struct bench_gat
     int p[2];
     if (pipe(p))
         return -errno;
-    /* --idle-timeout: the gateway closes a connection silent that long, and on a loaded machine
-     * a big model's first token can take longer (the connection is then cut mid-reply) */
-    char *argv[] = {exe,
-                    "--listen",
-                    "127.0.0.1:0",
-                    "--runtime-dir",
-                    (char *)runtime_dir,
-                    "--max-connections",
-                    conns,
-                    "--idle-timeout",
-                    "600",
-                    NULL};
+    /* its default --idle-timeout: that counts only the client's time, never a slow first token
+     * (docs/httpd.md) */
+    char *argv[] = {
+        exe,   "--listen", "127.0.0.1:0", "--runtime-dir", (char *)runtime_dir, "--max-connections",
+        conns, NULL};
     fflush(NULL);
     pid_t pid = fork();
     if (pid < 0) {
@@ -262,9 +255,9 @@ int bench_http_completion(int fd, const char *url, const char *prompt, int n_pre
     int rc = parse_url(url, &sa, hp, sizeof hp) ? -EINVAL : 0;
     /* cache_prompt false: llama-server would otherwise reuse the previous round's identical
      * prompt from its slot and skip the prefill every other server does (elm-httpd ignores it) */
-    json_t *b = json_pack("{sssisisbs{sb}sb}", "prompt", prompt, "max_tokens", n_predict,
-                          "temperature", 0, "stream", 1, "stream_options", "include_usage", 1,
-                          "cache_prompt", 0);
+    json_t *b =
+        json_pack("{sssisisbs{sb}sb}", "prompt", prompt, "max_tokens", n_predict, "temperature", 0,
+                  "stream", 1, "stream_options", "include_usage", 1, "cache_prompt", 0);
     char *body = b ? json_dumps(b, JSON_COMPACT) : NULL;
     json_decref(b);
     /* the request in one send(): a second small segment could wait on the first's ACK */

@@ -21,11 +21,12 @@
  * uses a running daemon with --runtime-dir DIR.
  *
  * --http also starts elm-httpd on that daemon, and each round of N clients runs twice in a row:
- * through libelmclient, then through HTTP (each client its own connection, a streamed
- * /v1/completions, bench_http.c), so the two share the machine's mood and their ratio is the
- * gateway's overhead. --vs-llama-server adds a third round against llama-server's
- * /v1/completions: a running one at a URL (its own model: load the same file there), or the
- * program at a path, which elm-bench starts on each model file with elmd's settings
+ * through libelmclient and through HTTP (each client its own connection, a streamed
+ * /v1/completions, bench_http.c), taking turns at going first, so the two share the machine's
+ * mood and their ratio within a repetition is the gateway's overhead; a closing table gives the
+ * median of those pairs with their range (overhead_table). --vs-llama-server adds a third round
+ * against llama-server's /v1/completions: a running one at a URL (its own model: load the same file
+ * there), or the program at a path, which elm-bench starts on each model file with elmd's settings
  * (bench_llama.c).
  */
 #include <errno.h>
@@ -134,8 +135,10 @@ static int client_main(const struct serve_cfg *c, const char *dir, int ready_fd,
     elm_session *se = NULL;
     int rc = elm_client_connect(dir, &cl);
     s->stage = 1;
-    /* a session may still be closing from the previous round: EBUSY is worth a few retries */
-    for (int tries = 0; !rc && tries < 500; tries++) {
+    /* a session may still be closing from the previous round (the gateway's, when it went
+     * first: its thread closes them one by one, slowly on a loaded machine): EBUSY is worth
+     * retries, for up to 30 s, before the barrier so outside every timing */
+    for (int tries = 0; !rc && tries < 1500; tries++) {
         s->stage = 2;
         rc = elm_session_open(cl, &se);
         if (rc != ELM_EBUSY)
@@ -345,10 +348,12 @@ static int daemon_start(const struct bench_opts *o, const struct serve_cfg *c, c
     FILE *f = fopen(conf, "w");
     if (!f)
         return -errno;
-    /* through HTTP a round's sessions are opened by the gateway just after the previous
-     * round's closed: room for both, so no request waits for a slot being freed */
+    /* through HTTP the gateway keeps a round's worth of sessions ready (its pool) while the
+     * libelmclient round opens its own: room for both and one more, so elmd never reads full
+     * (the gateway then gives its ready sessions up, docs/httpd.md) and no request waits for a
+     * slot being freed */
     if (c->http)
-        max_n = 2 * max_n < MAX_CLIENTS ? 2 * max_n : MAX_CLIENTS;
+        max_n = 2 * max_n + 1 < MAX_CLIENTS ? 2 * max_n + 1 : MAX_CLIENTS;
     fprintf(f, "# written by elm-bench serve\nmax_sessions = %d\nctx = %d\nthreads = %d\n", max_n,
             c->ctx, o->threads);
     for (int i = 0; i < c->n_conf; i++) {
@@ -463,11 +468,15 @@ static void pool_snapshot(const char *dir, struct elm_pool_stats *ps)
     elm_client_close(&cl);
 }
 
-/* Per model: medians over repetitions for each client count, kept for the plot. */
+/* Per model: medians over repetitions for each client count, kept for the plot, and each other
+ * way's pairs against libelmclient's round of the same repetition, for the overhead table. */
 struct sweep {
     char name[256];
     struct bench_stat agg[MAX_NS], itl99[MAX_NS];
     double ragg[MAX_NS], ri99[MAX_NS]; /* median ratios to the first N (libelmclient) */
+    int n_via;
+    enum via vias[N_VIA];
+    struct bench_stat vagg[N_VIA][MAX_NS], vt50[N_VIA][MAX_NS];
 };
 
 static int run_model(const struct bench_opts *o, const struct serve_cfg *c, const char *path,
@@ -503,8 +512,8 @@ static int run_model(const struct bench_opts *o, const struct serve_cfg *c, cons
         vias[n_via++] = VIA_HTTP;
     }
     struct bench_gateway llama = {.out_fd = -1};
-    if (c->llama_exe && (rc = bench_llama_server_start(c->llama_exe, path, o->threads, max_n,
-                                                        c->ctx, &llama))) {
+    if (c->llama_exe &&
+        (rc = bench_llama_server_start(c->llama_exe, path, o->threads, max_n, c->ctx, &llama))) {
         bench_gateway_stop(&gw);
         daemon_stop(&d);
         return rc;
@@ -527,29 +536,30 @@ static int run_model(const struct bench_opts *o, const struct serve_cfg *c, cons
     v[(((size_t)(k)*N_VIA + (size_t)(t)) * MAX_NS + (size_t)(ni)) * (size_t)R + (size_t)(r)]
     /* per client count: what elmd's compute threads did in the measured libelmclient rounds */
     struct elm_pool_stats pool[MAX_NS] = {0};
-    for (int r = -1; r < R && !rc; r++) { /* r = -1: warm-up */
+    for (int r = -1; r < R && !rc; r++) { /* r = -1: warm-up (the gateway's pool fills too) */
         struct round base[N_VIA] = {0};
         for (int ni = 0; ni < c->n_ns && !rc; ni++) {
-            struct round elm = {0};
-            for (int t = 0; t < n_via && !rc; t++) {
+            struct round rds[N_VIA] = {0};
+            /* the ways take turns at going first, repetition by repetition: the one after
+             * another inherits its closing sessions and warm caches, and over the pairs that
+             * favour falls to each alike */
+            for (int k = 0; k < n_via && !rc; k++) {
+                int t = (k + (r > 0 ? r : 0)) % n_via;
                 bench_progress("serve %s: rep %d/%d, %d client%s via %s", sw->name, r + 1, R,
                                c->ns[ni], c->ns[ni] > 1 ? "s" : "", via_name[vias[t]]);
-                struct round rd = {0};
                 struct elm_pool_stats p0, p1;
                 if (t == 0)
                     pool_snapshot(d.dir, &p0);
-                if ((rc = run_round(c, d.dir, urls[t], area, c->ns[ni], &rd)))
-                    break;
-                if (t == 0 && r >= 0) {
+                rc = run_round(c, d.dir, urls[t], area, c->ns[ni], &rds[t]);
+                if (!rc && t == 0 && r >= 0) {
                     pool_snapshot(d.dir, &p1);
                     elm_pool_stats_add(&pool[ni], &p0, &p1);
                 }
+            }
+            for (int t = 0; t < n_via && !rc && r >= 0; t++) {
+                const struct round rd = rds[t], elm = rds[0];
                 if (ni == 0)
                     base[t] = rd;
-                if (t == 0)
-                    elm = rd;
-                if (r < 0)
-                    continue;
                 V(AGG, t, ni, r) = rd.agg;
                 V(TOK, t, ni, r) = rd.tokens;
                 V(PRM, t, ni, r) = rd.prompt;
@@ -569,6 +579,8 @@ static int run_model(const struct bench_opts *o, const struct serve_cfg *c, cons
         fprintf(stderr, "elm-bench serve: %s: %s\n", sw->name, elm_strerror(rc));
         goto out;
     }
+    sw->n_via = n_via;
+    memcpy(sw->vias, vias, sizeof vias);
     char ragg[32], ri99[40];
     snprintf(ragg, sizeof ragg, "agg/agg(%d)", c->ns[0]);
     snprintf(ri99, sizeof ri99, "ITL p99/ITL p99(%d)", c->ns[0]);
@@ -594,6 +606,8 @@ static int run_model(const struct bench_opts *o, const struct serve_cfg *c, cons
             }
             char waits[256];
             elm_pool_stats_describe(&pool[ni], waits, sizeof waits);
+            sw->vagg[t][ni] = s[VAGG];
+            sw->vt50[t][ni] = s[VT50];
             struct bench_cell cells[] = {
                 {"model", sw->name, 0, 0},
                 {"via", via_name[vias[t]], 0, 0},
@@ -675,6 +689,39 @@ static void print_scaling(const struct bench_opts *o, const struct serve_cfg *c,
         }
 }
 
+/* The closing table of --http / --vs-llama-server: per model and client count, each way's
+ * aggregate over libelmclient's and what it adds to TTFT p50, as the median of the repetitions'
+ * own pairs (each pair ran back to back, so the machine's mood cancels) with their range, and
+ * whether elm-httpd meets issue 12's goals: within 3 % of the aggregate, under 1 ms of TTFT. */
+static void overhead_table(const struct bench_opts *o, const struct serve_cfg *c,
+                           const struct sweep *sw, int n)
+{
+    for (int m = 0; m < n; m++)
+        for (int t = 1; t < sw[m].n_via; t++)
+            for (int ni = 0; ni < c->n_ns; ni++) {
+                const struct bench_stat *a = &sw[m].vagg[t][ni], *f = &sw[m].vt50[t][ni];
+                bool http = sw[m].vias[t] == VIA_HTTP;
+                const char *goal = !http                                  ? "-"
+                                   : a->median >= 0.97 && f->median < 1.0 ? "met"
+                                                                          : "not met";
+                struct bench_cell cells[] = {
+                    {"model", sw[m].name, 0, 0},
+                    {"via", via_name[sw[m].vias[t]], 0, 0},
+                    {"clients", NULL, c->ns[ni], 0},
+                    {"reps", NULL, o->reps, 0},
+                    {"agg/libelmclient", NULL, a->median, 3},
+                    {"min", NULL, a->min, 3},
+                    {"max", NULL, a->max, 3},
+                    {"TTFT p50 - libelmclient ms", NULL, f->median, 2},
+                    {"min ms", NULL, f->min, 2},
+                    {"max ms", NULL, f->max, 2},
+                    {"goal (>= 0.97, < 1 ms)", goal, 0, 0},
+                };
+                bench_row(o, "serve-overhead", cells, (int)(sizeof cells / sizeof *cells));
+            }
+    bench_end_table(o);
+}
+
 static int plot(const struct bench_opts *o, const struct serve_cfg *c, const struct sweep *sw,
                 int n)
 {
@@ -714,28 +761,30 @@ static int plot(const struct bench_opts *o, const struct serve_cfg *c, const str
     return 0;
 }
 
-/* ---- the command ----------------------------------------------------------------------------- */
+/* ---- the command
+ * ----------------------------------------------------------------------------- */
 
 static void usage(void)
 {
-    printf(
-        "usage: elm-bench serve [--model FILE | --synth SHAPE:TYPE]... [--clients N,...] "
-        "[--n-predict G]\n"
-        "                       [--ctx N] [--prompt TEXT] [--elmd-conf KEY=VALUE]... "
-        "[--runtime-dir DIR]\n"
-        "                       [--plot FILE.svg] [--http] [--vs-llama-server URL|PATH]\n"
-        "N client processes (default 1,2,4,8,16; --quick 1,2) released together through "
-        "elmd, each a greedy\nrequest of G tokens (default 64; --quick 8): aggregate decode "
-        "tokens/s, time to first token and\ninter-token latency p50/p99, ratios to the first "
-        "client count of the same repetition.\nelm-bench starts elmd from the build tree "
-        "(max_sessions = largest N, --ctx per session, default\n256; --elmd-conf adds config "
-        "lines) unless --runtime-dir names a running one (which then\nserves its loaded "
-        "model, or loads each --model). --plot FILE.svg draws both sweeps.\n"
-        "--http: also start elm-httpd and run every round a second time through it (streamed\n"
-        "/v1/completions, a connection per client): columns agg/libelmclient and TTFT p50 -\n"
-        "libelmclient are the gateway's cost. --vs-llama-server http://HOST:PORT: a third round\n"
-        "against that server (serving the same model file); --vs-llama-server PATH: elm-bench\n"
-        "starts that llama-server on each model (same threads, -np largest N, ctx per slot).\n");
+    printf("usage: elm-bench serve [--model FILE | --synth SHAPE:TYPE]... [--clients N,...] "
+           "[--n-predict G]\n"
+           "                       [--ctx N] [--prompt TEXT] [--elmd-conf KEY=VALUE]... "
+           "[--runtime-dir DIR]\n"
+           "                       [--plot FILE.svg] [--http] [--vs-llama-server URL|PATH]\n"
+           "N client processes (default 1,2,4,8,16; --quick 1,2) released together through "
+           "elmd, each a greedy\nrequest of G tokens (default 64; --quick 8): aggregate decode "
+           "tokens/s, time to first token and\ninter-token latency p50/p99, ratios to the first "
+           "client count of the same repetition.\nelm-bench starts elmd from the build tree "
+           "(max_sessions = largest N, --ctx per session, default\n256; --elmd-conf adds config "
+           "lines) unless --runtime-dir names a running one (which then\nserves its loaded "
+           "model, or loads each --model). --plot FILE.svg draws both sweeps.\n"
+           "--http: also start elm-httpd and run every round a second time through it (streamed\n"
+           "/v1/completions, a connection per client): columns agg/libelmclient and TTFT p50 -\n"
+           "libelmclient are the gateway's cost. --vs-llama-server http://HOST:PORT: a third "
+           "round\n"
+           "against that server (serving the same model file); --vs-llama-server PATH: elm-bench\n"
+           "starts that llama-server on each model (same threads, -np largest N, ctx per "
+           "slot).\n");
 }
 
 static int parse_int(const char *opt, const char *s, int lo, int hi, int *out)
@@ -898,6 +947,8 @@ int bench_serve(const struct bench_opts *go, int argc, char **argv)
         print_scaling(o, &c, sw, done);
         bench_end_table(o);
     }
+    if (done && sw[0].n_via > 1)
+        overhead_table(o, &c, sw, done);
     if (o->plot && done)
         fails += plot(o, &c, sw, done);
     return fails ? 1 : 0;

@@ -8,7 +8,8 @@
  * then keeps the model that long once idle, as ollama does). /api/generate is always raw (elm
  * applies no prompt template there), so "system", "template", "context", "images", "format" and a
  * "suffix" are refused with a 400 rather than silently dropped. /api/chat's messages are
- * rendered by elmd with the model's chat template (elm_session_submit_chat()).
+ * rendered by elmd with the model's chat template (elm_session_submit_chat()). A request
+ * without prompt or messages loads or unloads the model, as ollama's (load_or_unload).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -332,6 +333,30 @@ static int parse(const json_t *b, struct elm_request *q, long long *num_ctx, cha
     return p_check_sampling(q, sampling_names, e);
 }
 
+/* A keep_alive that elmd read as zero: its numbers are all zeros ("0", "0s", "0m0s", 0.0). */
+static bool zero_duration(const char *ka)
+{
+    return !strpbrk(ka, "123456789");
+}
+
+/* A request without prompt or messages, as ollama's clients send to load a model (or with
+ * keep_alive 0, to unload it): the model is resident already (a request names only resident
+ * models), so it is answered at once with done_reason "load", after its keep_alive, when given,
+ * is passed to elmd; a zero keep_alive unloads the model once its last session closes (other
+ * clients' requests finish first, as in ollama): "unload". */
+static enum MHD_Result load_or_unload(struct hreq *r, const struct generation *g,
+                                      struct gw_gen *gen, const struct gw_target *t)
+{
+    const char *msg;
+    int rc = t->keep_alive ? gw_keep_alive(&r->h->gw, gen, t, &msg) : 0;
+    if (rc)
+        return reply_elm_error(r, rc, msg);
+    json_t *j = line(g, NULL, true);
+    bool unload = t->keep_alive && zero_duration(t->keep_alive);
+    json_object_set_new(j, "done_reason", json_string(unload ? "unload" : "load"));
+    return reply_json(r, 200, j);
+}
+
 /* /api/generate (chat false) and /api/chat. */
 static enum MHD_Result generate(struct hreq *r, bool chat)
 {
@@ -352,7 +377,10 @@ static enum MHD_Result generate(struct hreq *r, bool chat)
     const char *model = model_field(r, b, &res);
     if (!model)
         goto out;
-    if ((chat ? p_unsupported(b, "tools", &e) || p_messages(b, &msgs, &n_msgs, &e)
+    /* no prompt, no messages: ollama's request to load (or with keep_alive 0 unload) a model */
+    const json_t *m = json_object_get(b, "messages");
+    bool load = chat ? !m || json_is_null(m) || (json_is_array(m) && !json_array_size(m)) : false;
+    if ((chat ? p_unsupported(b, "tools", &e) || (!load && p_messages(b, &msgs, &n_msgs, &e))
               : p_str(b, "prompt", &q.prompt, &e)) ||
         p_bool(b, "stream", &stream, &e) ||
         parse(b, &q, &num_ctx, keep_alive, sizeof keep_alive, &e)) {
@@ -377,16 +405,14 @@ static enum MHD_Result generate(struct hreq *r, bool chat)
     clock_gettime(CLOCK_MONOTONIC, &g->t0);
     g->chat = chat;
     snprintf(g->model, sizeof g->model, "%s", model);
-    if (!chat && !*q.prompt) { /* ollama's way to load a model: it is loaded already */
-        json_t *j = line(g, NULL, true);
-        json_object_set_new(j, "done_reason", json_string("load"));
-        free(g);
-        free(s);
-        res = reply_json(r, 200, j);
-        goto out;
-    }
     const char *msg;
     struct gw_target t = {dname, (uint32_t)num_ctx, keep_alive[0] ? keep_alive : NULL};
+    if (load || (!chat && !*q.prompt)) {
+        res = load_or_unload(r, g, &s->gen, &t);
+        free(g);
+        free(s);
+        goto out;
+    }
     int rc = chat ? gw_chat_start(&r->h->gw, &s->gen, &t, &q, msgs, n_msgs, r->fd, &msg)
                   : gw_gen_start(&r->h->gw, &s->gen, &t, &q, r->fd, &msg);
     if (rc) {

@@ -272,6 +272,18 @@ int gw_embed(struct gw *g, struct gw_gen *gen, const struct gw_target *t, const 
     return rc;
 }
 
+int gw_keep_alive(struct gw *g, struct gw_gen *gen, const struct gw_target *t, const char **msg)
+{
+    int rc = gen_open(g, gen, t, false, -1, msg);
+    if (rc)
+        return rc;
+    /* closed here rather than by the pool thread: elmd has the model's new keep_alive (and
+     * its unload under way) when the reply goes */
+    elm_session_close(&gen->s);
+    gw_gen_end(gen);
+    return 0;
+}
+
 int gw_gen_next(struct gw_gen *gen, struct elm_event *ev)
 {
     for (;;) {

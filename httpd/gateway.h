@@ -81,6 +81,11 @@ int gw_chat_start(struct gw *g, struct gw_gen *gen, const struct gw_target *t,
  * gives the daemon's message. */
 int gw_embed(struct gw *g, struct gw_gen *gen, const struct gw_target *t, const char *const *texts,
              size_t n, float **vecs, uint32_t *n_embd, uint32_t *n_tokens, const char **msg);
+/* Sets t->model's keep_alive (t->keep_alive, not NULL) without running anything: a session is
+ * opened with it and closed in this thread, as ollama's requests without a prompt do; "0"
+ * unloads the model once its last session closes (the pool's idle ones go too). On failure *msg
+ * (in gen) gives the daemon's message (a keep_alive it cannot read...). */
+int gw_keep_alive(struct gw *g, struct gw_gen *gen, const struct gw_target *t, const char **msg);
 /* The next event of the request. -ECONNRESET when the HTTP client hung up (the caller ends
  * the generation, which cancels it in the daemon). */
 int gw_gen_next(struct gw_gen *gen, struct elm_event *ev);

@@ -4,12 +4,20 @@
  * connection they queued behind each other.
  *
  * Sizing: a model's pool keeps as many sessions open (idle + running) as the most requests it
- * had at once (peak), so a burst like the last one finds a session each; a used session is never
+ * had at once (peak), so a burst like the last one finds a session each, and from the moment the
+ * gateway first sees the model (the default one at start, when elmd is up) at least its warm-up,
+ * min(max_sessions / 2, GW_WARM_MAX), so the first burst does not open sessions on its way to
+ * the first token either. Half of max_sessions leaves the other half to elmd's other clients;
+ * 4 covers the bursts measured (docs/benchmarks.md) at a cost of one shared-memory region each,
+ * and a larger burst grows the pool by peak from then on. A used session is never
  * reused (its pages and counters would change the next reply's usage), it is closed here and
- * replaced. GW_LINGER_MS after the gateway's last request every idle session is closed, so a
- * model's keep_alive (which counts from its last session's close) starts then. A refill refused
- * (elmd's max_sessions, no such model) stops until a request takes a session again; a request
- * that finds every slot taken closes an idle one first (gw_pool_evict).
+ * replaced. GW_LINGER_MS after the gateway's last request ended (or its start) every idle session
+ * is closed and peaks and warm-ups forgotten, so a model's keep_alive (which counts from its last
+ * session's close) starts then. Never holding slots others need: no refill while elmd's status
+ * says every session slot is taken, and then every idle session is closed (elmd's other clients
+ * get the room); a refill refused (max_sessions, no such model) stops until a request takes a
+ * session again; a request that finds every slot taken closes an idle one first
+ * (gw_pool_evict).
  */
 #include <errno.h>
 #include <poll.h>
@@ -88,7 +96,7 @@ static void flush_all(struct gw_pool *p, bool forget_peaks)
             pthread_mutex_lock(&p->lock);
         }
         if (forget_peaks)
-            s->peak = 0;
+            s->peak = s->warm = 0;
     }
 }
 
@@ -100,6 +108,8 @@ elm_session *gw_pool_begin(struct gw_pool *p, const char *model, bool take, bool
     p->last_use = now_ns();
     struct gw_slot *s = slot_of(p, model, true);
     if (s) {
+        if (!s->peak) /* first seen since the pool emptied: its warm-up */
+            s->warm = p->warm;
         s->inflight++;
         s->peak = s->inflight > s->peak ? s->inflight : s->peak;
         s->stuck = false;
@@ -119,12 +129,13 @@ elm_session *gw_pool_begin(struct gw_pool *p, const char *model, bool take, bool
 void gw_pool_end(struct gw_pool *p, const char *model, elm_session *ses, bool held)
 {
     pthread_mutex_lock(&p->lock);
+    p->last_use = now_ns(); /* the linger counts from a request's end too: one may run long */
     struct gw_slot *s = slot_of(p, model, false);
     if (s) {
         s->inflight -= s->inflight > 0;
         if (held) {
             s->hold -= s->hold > 0;
-            s->peak = 0; /* no refill until a request without keep_alive comes */
+            s->peak = s->warm = 0; /* no refill until a request without keep_alive comes */
         }
     }
     bool parked = ses && park(p, ses);
@@ -199,6 +210,8 @@ static void cache_put(struct gw_pool *p, const struct elm_daemon_status *st)
         p->pidfd = (int)syscall(SYS_pidfd_open, (pid_t)st->pid, 0);
         p->pid = st->pid;
     }
+    int half = (int)(st->max_sessions / 2);
+    p->warm = half < GW_WARM_MAX ? half : GW_WARM_MAX;
     p->st = *st;
     p->st_ok = true;
     p->st_at = now_ns();
@@ -247,18 +260,51 @@ bool gw_cache_get(struct gw_pool *p, struct elm_daemon_status *out)
 
 /* ---- the thread ---------------------------------------------------------------------------- */
 
+/* With pool_lock held: whether a request runs on any model (no lingering out under it). */
+static bool running(const struct gw_pool *p)
+{
+    for (int i = 0; i < GW_MAX_MODELS; i++)
+        if (p->slots[i].inflight)
+            return true;
+    return false;
+}
+
+/* The sessions slot s keeps open, idle + running. */
+static int target(const struct gw_slot *s)
+{
+    return s->peak > s->warm ? s->peak : s->warm;
+}
+
+/* With pool_lock held: whether elmd's last status says every session slot is taken. */
+static bool daemon_full(const struct gw_pool *p)
+{
+    return p->st_ok && p->st.max_sessions && p->st.n_sessions >= p->st.max_sessions;
+}
+
 /* With pool_lock held: a slot short of sessions. */
 static struct gw_slot *wanting(struct gw_pool *p)
 {
-    if (!p->st_ok)
+    if (!p->st_ok || daemon_full(p))
         return NULL;
     for (int i = 0; i < GW_MAX_MODELS; i++) {
         struct gw_slot *s = &p->slots[i];
         if (s->used && !s->hold && !s->stuck && s->n_idle < GW_POOL_MAX &&
-            s->n_idle + s->inflight < s->peak)
+            s->n_idle + s->inflight < target(s))
             return s;
     }
     return NULL;
+}
+
+/* With pool_lock held, after a fresh status: elmd full, so every idle session goes, and none is
+ * opened again until a request takes one (stuck), whoever filled it. */
+static void give_room(struct gw_pool *p)
+{
+    if (!daemon_full(p))
+        return;
+    for (int i = 0; i < GW_MAX_MODELS; i++)
+        if (p->slots[i].n_idle)
+            p->slots[i].stuck = true;
+    flush_all(p, false);
 }
 
 /* Without the lock: the status through the thread's own connection. */
@@ -270,12 +316,32 @@ static int refresh(struct gw_pool *p, struct elm_daemon_status *st)
     return rc;
 }
 
+/* With pool_lock held, at start: elmd up with a model, its default model's warm-up begins as
+ * if a request had just come (so it lingers as after one). */
+static void warm_start(struct gw_pool *p, struct elm_daemon_status *st)
+{
+    if (!st)
+        return;
+    pthread_mutex_unlock(&p->lock);
+    int rc = refresh(p, st);
+    pthread_mutex_lock(&p->lock);
+    if (rc || !st->model_loaded)
+        return;
+    cache_put(p, st);
+    struct gw_slot *s = slot_of(p, "", true);
+    if (s && !s->peak) {
+        s->warm = p->warm;
+        p->last_use = now_ns();
+    }
+}
+
 static void *pool_main(void *arg)
 {
     struct gw_pool *p = arg;
     struct elm_daemon_status *st = malloc(sizeof *st);
     uint64_t refreshed = 0;
     pthread_mutex_lock(&p->lock);
+    warm_start(p, st);
     while (!p->stop && st) {
         uint64_t now = now_ns();
         struct gw_slot *s;
@@ -293,11 +359,12 @@ static void *pool_main(void *arg)
             int rc = refresh(p, st);
             pthread_mutex_lock(&p->lock);
             refreshed = now_ns();
-            if (rc == 0)
+            if (rc == 0) {
                 cache_put(p, st);
-            else
+                give_room(p);
+            } else
                 cache_drop(p);
-        } else if (p->last_use && now - p->last_use > GW_LINGER_MS * 1000000ull) {
+        } else if (p->last_use && now - p->last_use > GW_LINGER_MS * 1000000ull && !running(p)) {
             flush_all(p, true);
             p->last_use = 0;
         } else if ((s = wanting(p)) != NULL) {
@@ -316,7 +383,8 @@ static void *pool_main(void *arg)
             s = slot_of(p, model, false);
             if (rc)
                 s = s ? (s->stuck = true, NULL) : NULL;
-            if (x && s && !s->hold && s->n_idle < GW_POOL_MAX && s->n_idle + s->inflight < s->peak)
+            if (x && s && !s->hold && s->n_idle < GW_POOL_MAX &&
+                s->n_idle + s->inflight < target(s))
                 s->idle[s->n_idle++] = x;
             else if (x && !park(p, x)) {
                 pthread_mutex_unlock(&p->lock);

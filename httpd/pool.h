@@ -18,7 +18,10 @@
 /* The resident models' daemon names; returns their number (at most GW_MAX_MODELS). */
 int gw_model_names(const struct elm_daemon_status *st, char names[][GW_NAME_MAX]);
 
-#define GW_POOL_MAX  32  /* idle sessions kept for one model */
+#define GW_POOL_MAX 32 /* idle sessions kept for one model */
+/* Warm-up: a model the gateway sees first (the default one at start) gets this many sessions
+ * ready before any burst, at most half of elmd's max_sessions (pool.c says why 4). */
+#define GW_WARM_MAX  4
 #define GW_CLOSE_MAX 256 /* sessions waiting for the pool thread to close them */
 
 /* One model's idle sessions. */
@@ -27,6 +30,7 @@ struct gw_slot {
     char model[GW_NAME_MAX]; /* its daemon name; "" the default model */
     int inflight;            /* requests running on it */
     int peak;                /* the most at once since the pool last emptied */
+    int warm;                /* sessions kept ready from its first sight (warm-up) */
     int hold;                /* requests with their own keep_alive running: no refill */
     bool stuck;              /* a refill failed: none until a request takes a session */
     int n_idle;
@@ -45,7 +49,9 @@ struct gw_pool {
     elm_session *closing[GW_CLOSE_MAX];
     int n_closing;
     int n_busy;        /* sessions the thread is opening or closing right now */
-    uint64_t last_use; /* CLOCK_MONOTONIC ns of the last request; 0: none since it emptied */
+    int warm;          /* a new slot's warm: min(max_sessions / 2, GW_WARM_MAX) from the status */
+    uint64_t last_use; /* CLOCK_MONOTONIC ns of the last request's start or end; 0: none since
+                        * the pool emptied */
     struct elm_daemon_status st; /* the last status, taken at st_at; valid while st_ok */
     bool st_ok;
     uint64_t st_at;

@@ -199,11 +199,24 @@ json_t *hs_text(struct hstream *s, const char *text, size_t len, bool last)
     return v;
 }
 
+void conn_wait_begin(struct MHD_Connection *conn)
+{
+    MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT, 0u);
+}
+
+void conn_wait_end(struct MHD_Connection *conn, unsigned idle_s)
+{
+    MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT, idle_s);
+}
+
 /* libmicrohttpd asks for the next bytes (in the connection's thread, so waiting is fine). */
 static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 {
     struct hstream *s = cls;
     (void)pos;
+    bool waits = s->off == s->len && !s->finished;
+    if (waits)
+        conn_wait_begin(s->conn);
     while (s->off == s->len) {
         s->off = s->len = 0;
         if (s->finished)
@@ -219,6 +232,8 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
         if (s->oom)
             return MHD_CONTENT_READER_END_WITH_ERROR;
     }
+    if (waits) /* bytes are ready: the client's clock again, from now */
+        conn_wait_end(s->conn, s->idle_s);
     if (!s->wrote) /* the first bytes of the reply go to the client */
         elm_trace("h_write");
     s->wrote = true;
@@ -247,6 +262,8 @@ enum MHD_Result reply_stream(struct hreq *r, struct hstream *s, const char *cont
         stream_free(s);
         return MHD_NO;
     }
+    s->conn = r->conn;
+    s->idle_s = r->h->o.idle_s;
     MHD_add_response_header(resp, "Content-Type", content_type);
     MHD_add_response_header(resp, "Cache-Control", "no-cache");
     MHD_add_response_header(resp, "X-Accel-Buffering", "no");

@@ -25,12 +25,22 @@ unsigned http_status_of(int rc);
 /* reply_error() for a failed gateway call: status from the code, message from the daemon. */
 enum MHD_Result reply_elm_error(struct hreq *r, int rc, const char *daemon_msg);
 
+/* The idle timeout (--idle-timeout) is for the client: while the gateway itself waits on elmd
+ * (a handler's call, a stream's next token), it is lifted for the connection, so a slow first
+ * token or a long gap between tokens never cuts a reply; wait_end puts it back, which restarts
+ * its clock (libmicrohttpd restarts it when a timeout goes from none to some), so what it then
+ * measures is only the client not reading what is ready (or not sending its next request). */
+void conn_wait_begin(struct MHD_Connection *conn);
+void conn_wait_end(struct MHD_Connection *conn, unsigned idle_s);
+
 /* A response fed by a generation: on_event turns each event into bytes (hs_put) and returns
  * true once the stream is complete (the final record and terminator written). */
 struct hstream {
     struct gw_gen gen;
     bool (*on_event)(struct hstream *s, const struct elm_event *ev);
-    void *api; /* the endpoint's state, freed with free() */
+    void *api;                   /* the endpoint's state, freed with free() */
+    struct MHD_Connection *conn; /* the stream's connection and its idle timeout (conn_wait_*) */
+    unsigned idle_s;
     char *out; /* bytes not yet taken by the server */
     size_t len, off, cap;
     bool finished;

@@ -5,7 +5,8 @@
  * gateway needs as options: a per-connection memory pool that bounds the request line and
  * headers, a connection cap, an idle timeout. Its thread-per-connection mode fits libelmclient,
  * whose calls block: a generation waits on its session in the connection's own thread, and a
- * slow or silent client holds only its own thread, for at most the idle timeout.
+ * slow or silent client holds only its own thread, for at most the idle timeout, which counts
+ * only the client's time: it is lifted while the gateway waits on elmd (conn_wait_begin).
  *
  * A request goes through, in order: the route table (404), a Host that is not this machine's
  * when listening on loopback (403), the method (405), CORS preflight, the API key (401), the
@@ -267,7 +268,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         cs->body[cs->len] = 0;
     const struct route *rt = cs->rt;
     cs->rt = NULL;
-    return rt->fn(&r);
+    conn_wait_begin(conn); /* the handler may wait on elmd (a reply not streamed) */
+    enum MHD_Result res = rt->fn(&r);
+    conn_wait_end(conn, h->o.idle_s);
+    return res;
 }
 
 /* The request is over (replied, or the connection dropped): its collected body goes. */

@@ -424,7 +424,8 @@ static void check_serve_row(const json_t *r, int clients, int n_predict)
     assert_ordered_from(-1e-9, r, "ITL p99 min", "ITL p99 ms", "ITL p99 max");
 }
 
-/* serve --http: every round a second time through elm-httpd, the same greedy tokens. */
+/* serve --http: every round a second time through elm-httpd, the same greedy tokens, and the
+ * closing table of the pairs. */
 static void test_serve_http(void **state)
 {
     (void)state;
@@ -457,6 +458,22 @@ static void test_serve_http(void **state)
                          "HTTP vs libelmclient");
         if (!(i & 1))
             assert_true(num(r[i], "TTFT p50 - libelmclient ms") == 0);
+    }
+    /* the closing table: elm-httpd's pairs per client count; one repetition, one pair, so its
+     * median and range are that pair's figures */
+    const json_t *ov[4];
+    assert_int_equal(rows(&l, "serve-overhead", ov, 4), 2);
+    for (int i = 0; i < 2; i++) {
+        const json_t *h = r[2 * i + 1];
+        assert_string_equal(str(ov[i], "via"), "elm-httpd");
+        assert_true(num(ov[i], "clients") == i + 1 && num(ov[i], "reps") == 1);
+        assert_true(num(ov[i], "TTFT p50 - libelmclient ms") ==
+                    num(h, "TTFT p50 - libelmclient ms"));
+        assert_true(num(ov[i], "min ms") == num(ov[i], "max ms"));
+        if (num(h, "agg t/s") > 0 && num(r[2 * i], "agg t/s") > 0)
+            assert_true(num(ov[i], "agg/libelmclient") == num(h, "agg/libelmclient"));
+        const char *goal = str(ov[i], "goal (>= 0.97, < 1 ms)");
+        assert_true(!strcmp(goal, "met") || !strcmp(goal, "not met"));
     }
     lines_free(&l);
 }

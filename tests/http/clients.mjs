@@ -70,6 +70,10 @@ for await (const part of await ollama.generate({ model, prompt, options, stream:
 }
 check('ollama generate stream', text, expected);
 
+// no prompt, no messages: ollama's request to load the model (it is resident: it stays)
+check('ollama generate load', (await ollama.generate({ model, prompt: '' })).done_reason, 'load');
+check('ollama chat load', (await ollama.chat({ model, messages: [] })).done_reason, 'load');
+
 const shown = await ollama.show({ model });
 check('ollama show family', shown.details.family, 'llama');
 check('ollama version', typeof (await ollama.version()).version, 'string');

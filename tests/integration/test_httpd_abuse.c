@@ -9,7 +9,9 @@
  * the engine's own greedy text, token for token; the gateway's resident memory after the flood
  * is within 4 MiB of what it was after the first 1,000 requests (not under ASan, whose
  * quarantine keeps freed memory resident by design); and the gateway and elmd still serve.
- * Deadlines only catch hangs; nothing asserts a duration.
+ * Before the flood, on the same daemon (max_sessions 4): the sessions the gateway keeps ready
+ * make room when another client fills elmd. Deadlines only catch hangs; nothing asserts a
+ * duration.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -25,6 +27,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "elm/client.h"
 #include "tests/common/elmd_fixture.h"
 #include "tests/common/json.h"
 
@@ -314,10 +317,59 @@ static void test_flood(void **state)
     assert_int_equal(exchange(ok, strlen(ok)), 200);
 }
 
+/* elmd's session count, from its status. */
+static uint32_t daemon_sessions(elm_client *c)
+{
+    struct elm_daemon_status *st = malloc(sizeof *st);
+    assert_non_null(st);
+    assert_int_equal(elm_client_status(c, st), 0);
+    uint32_t n = st->n_sessions;
+    free(st);
+    return n;
+}
+
+/* The gateway's ready sessions never take room elmd's other clients need: it keeps
+ * min(max_sessions / 2, 4) = 2 of this daemon's 4 ready, and once another client has taken the
+ * other 2 (elmd full) it closes them, so that client opens all 4. The gateway still serves
+ * after they close. */
+static void test_room_for_others(void **state)
+{
+    (void)state;
+    if (!elm_test_model_path(TD_MODEL)) {
+        print_message("SKIP: model file %s/%s not found\n", elm_test_models_dir(), TD_MODEL);
+        skip();
+    }
+    elm_client *c = NULL;
+    assert_int_equal(elm_client_connect(t.dir, &c), 0);
+    int64_t end = td_now_ms() + 30000; /* hang catchers, all of them */
+    while (daemon_sessions(c) != 2 && td_now_ms() < end)
+        td_sleep_ms(20);
+    assert_int_equal(daemon_sessions(c), 2); /* the gateway's warm-up, nothing else */
+    elm_session *ses[4] = {0};
+    for (int i = 0; i < 4; i++) {
+        int rc;
+        while ((rc = elm_session_open(c, &ses[i])) == ELM_EBUSY && td_now_ms() < end)
+            td_sleep_ms(20);
+        assert_int_equal(rc, 0);
+    }
+    for (int i = 0; i < 4; i++)
+        elm_session_close(&ses[i]);
+    elm_client_close(&c);
+    static char out[8192];
+    char err[192];
+    snprintf(err, sizeof err, "%s/curl.err", t.base);
+    assert_int_equal(elm_test_curl(out, sizeof out, err,
+                                   "-d '{\"prompt\":\"Once\",\"max_tokens\":4}' "
+                                   "http://127.0.0.1:%u/v1/completions",
+                                   port),
+                     200);
+}
+
 int main(int argc, char **argv)
 {
     (void)argc;
     (void)argv;
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_flood)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_room_for_others),
+                                       cmocka_unit_test(test_flood)};
     return cmocka_run_group_tests(tests, setup, teardown);
 }
