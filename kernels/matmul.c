@@ -67,13 +67,15 @@ static int64_t min64(int64_t a, int64_t b)
     return a < b ? a : b;
 }
 
-/* Rows [r0, r1) of the product, by tiles. */
+/* Rows [r0, r1) of the product, by tiles. fresh: ELM_TILE_FRESH when this is the thread's
+ * first chunk in this matmul (its first tile call carries it), else 0. */
 static void tiled_rows(const struct elm_tile_kernel *tk, const uint8_t *w, size_t rb, int64_t ncols,
                        int64_t r0, int64_t r1, const uint8_t *x, size_t xs, int64_t ntok, float *y,
-                       int64_t ys)
+                       int64_t ys, int fresh)
 {
     if (ntok == 1) {
-        tk->tile(ncols, w + (size_t)r0 * rb, rb, (int)(r1 - r0), x, xs, 1, y + r0, ys, 1);
+        tk->tile(ncols, w + (size_t)r0 * rb, rb, (int)(r1 - r0), x, xs, 1, y + r0, ys,
+                 ELM_TILE_STREAM | fresh);
         return;
     }
     const int R = tk->rows, T = tk->toks;
@@ -84,9 +86,12 @@ static void tiled_rows(const struct elm_tile_kernel *tk, const uint8_t *w, size_
         for (int64_t r = r0; r < r1; r += R) {
             const int nr = (int)min64(R, r1 - r);
             /* the first token tile of the first token chunk brings the panel from memory */
-            for (int64_t t = tc; t < te; t += T)
+            for (int64_t t = tc; t < te; t += T) {
                 tk->tile(ncols, w + (size_t)r * rb, rb, nr, x + (size_t)t * xs, xs,
-                         (int)min64(T, te - t), y + t * ys + r, ys, t == 0);
+                         (int)min64(T, te - t), y + t * ys + r, ys,
+                         t == 0 ? ELM_TILE_STREAM | fresh : 0);
+                fresh = 0;
+            }
         }
     }
 }
@@ -127,6 +132,7 @@ static void product_part(void *ctx, int me, int nth)
 {
     struct product *p = ctx;
     (void)nth;
+    int fresh = ELM_TILE_FRESH;
     for (int s = 0; s < p->nth; s++) {
         struct share *sh = &p->shares[(me + s) % p->nth];
         int64_t r;
@@ -134,11 +140,12 @@ static void product_part(void *ctx, int me, int nth)
                sh->end) {
             const int64_t re = min64(sh->end, r + p->chunk);
             if (p->tk != NULL)
-                tiled_rows(p->tk, p->wb, p->rb, p->ncols, r, re, p->xb, p->xq_stride, p->ntok,
-                           p->y, p->y_stride);
+                tiled_rows(p->tk, p->wb, p->rb, p->ncols, r, re, p->xb, p->xq_stride, p->ntok, p->y,
+                           p->y_stride, fresh);
             else
                 plain_rows(p->dot, p->wb, p->rb, p->ncols, r, re, p->xb, p->xq_stride, p->ntok,
                            p->y, p->y_stride);
+            fresh = 0;
         }
     }
 }

@@ -25,12 +25,21 @@
 #include "kernels/kernels.h"
 
 /* nr in 1..rows, nt in 1..toks; w rows are w_stride bytes apart, activation rows a_stride;
- * n is the row length in elements (a multiple of the type's block). stream: the weights come
- * from memory, not from a cache (their first use in this matmul): several tokens then prefetch
- * the rows after their group as one token always does, because a few tokens' arithmetic is too
- * little to hide the misses. */
+ * n is the row length in elements (a multiple of the type's block). stream: a set of the flags
+ * below, 0 for neither; ELM_TILE_FRESH comes only with ELM_TILE_STREAM, so a tile that only
+ * prefetches may test it as a truth value. */
 typedef void (*elm_tile_fn)(int64_t n, const void *w, size_t w_stride, int nr, const void *a,
                             size_t a_stride, int nt, float *y, int64_t y_stride, int stream);
+
+/* The weights come from memory, not from a cache (their first use in this matmul): several
+ * tokens then prefetch the rows after their group as one token always does, because a few
+ * tokens' arithmetic is too little to hide the misses. */
+#define ELM_TILE_STREAM 1
+/* The calling thread's first call in this matmul: what a tile keeps between calls (unpacked
+ * panels, prepared token tiles), keyed by pointers, is stale, since the data behind the same
+ * pointers may have changed since the last matmul. Within one matmul neither the weights nor
+ * the activations change, so a tile may reuse what it made since its last FRESH call. */
+#define ELM_TILE_FRESH 2
 
 struct elm_tile_kernel {
     /* the vec_dot whose results this tile reproduces bit for bit */

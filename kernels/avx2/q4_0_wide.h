@@ -15,9 +15,9 @@
  * sum = fma((float)isum, d_w * d_a, sum). The unpacked panel ([block][group][8 rows x 4 bytes]
  * plus 8 float scales, 288 bytes a block, 144 KiB for the longest row) lives in a per-thread
  * buffer; so do the prepared token tiles (the -8 * sum(a) corrections and scales). Both are
- * reused under exactly the avx512 tile's rules: keyed by pointers, dropped by every `stream`
- * call (tiles.h), so nothing survives from one matmul into the next. Included only by
- * kernels/avx2/avx2.c, after q_legacy.h.
+ * reused under exactly the avx512 tile's rules: keyed by pointers, dropped by every
+ * ELM_TILE_FRESH call (tiles.h), so nothing survives from one matmul into the next. Included only
+ * by kernels/avx2/avx2.c, after q_legacy.h.
  */
 #ifndef ELM_AVX2_Q4_0_WIDE_H
 #define ELM_AVX2_Q4_0_WIDE_H
@@ -26,6 +26,7 @@
 
 #include "common/scratch.h"
 #include "kernels/avx2/q_legacy.h"
+#include "kernels/tiles.h"
 
 #define Q40V_R          8    /* rows per panel: one ymm of outputs per token */
 #define Q40V_T          4    /* tokens per tile: 8 weight registers + 4 accumulators */
@@ -59,7 +60,7 @@ struct q40v_scratch {
     struct q40v_wblock wb[Q40V_MAX_BLOCKS];
     struct q40v_ablock ab[Q40V_ABLOCKS];
     struct q40v_atag atag[Q40V_SLOTS];
-    uint64_t gen; /* advanced by every stream call: kept token tiles older than it are stale */
+    uint64_t gen; /* advanced by every FRESH call: kept token tiles older than it are stale */
     /* the panel wb holds (w NULL: none) */
     const void *w;
     size_t ws;
@@ -193,7 +194,7 @@ ALWAYS_INLINE void q40v_run(const struct q40v_scratch *s, const struct q40v_ablo
     }
 }
 
-/* The prepared token tile at a: a kept one if this thread made it since the last stream call,
+/* The prepared token tile at a: a kept one if this thread made it since the last FRESH call,
  * else made now (the rules of q40w_acts in kernels/avx512/q4_0_tile.h). */
 static const struct q40v_ablock *q40v_acts(struct q40v_scratch *s, const uint8_t *a, size_t as,
                                            int nt, int64_t nb)
@@ -219,7 +220,8 @@ static void q4_0_tile_wide(int64_t n, const void *w, size_t ws, int nr, const vo
 {
     struct q40v_scratch *s = q40v_scratch_get();
     const int64_t nb = n / ELM_QK;
-    if (stream && s) { /* a new matmul: data behind kept pointers may have changed */
+    /* a new matmul: data behind kept pointers may have changed */
+    if (s && (stream & ELM_TILE_FRESH)) {
         s->w = NULL;
         s->gen++;
     }

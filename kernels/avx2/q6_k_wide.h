@@ -158,7 +158,7 @@ static void q6_k_tile_wide(int64_t n, const void *w, size_t ws, int nr, const vo
     struct q6v_scratch *s =
         q6v_scratch_p ? q6v_scratch_p : (q6v_scratch_p = elm_scratch_thread(sizeof *s));
     const int64_t nb = n / ELM_QK_K;
-    if (s && stream) /* a new matmul: data behind the kept pointer may have changed */
+    if (s && (stream & ELM_TILE_FRESH)) /* a new matmul: what the pointer kept may have changed */
         s->w = NULL;
     const bool kept = s && s->w == w && s->ws == ws && s->nb == nb && s->nr == nr;
     if (!s || (nt < Q6V_MIN_T && !kept) || nr > Q6V_R || nb < 1 || nb > Q6V_MAX_BLOCKS) {

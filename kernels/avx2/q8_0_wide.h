@@ -188,7 +188,7 @@ ALWAYS_INLINE void q80v_tile(int64_t n, const void *w, size_t ws, int nr, const 
     struct q80v_scratch *s =
         q80v_scratch_p ? q80v_scratch_p : (q80v_scratch_p = elm_scratch_thread(sizeof *s));
     const int64_t nb = n / ELM_QK;
-    if (s && stream) /* a new matmul: data behind the kept pointer may have changed */
+    if (s && (stream & ELM_TILE_FRESH)) /* a new matmul: what the pointer kept may have changed */
         s->w = NULL;
     if (!s || nt < Q80V_MIN_T || nr > Q80V_R || nb < 1 || nb > Q80V_MAX_BLOCKS) {
         if (nt == 1) { /* decode: the shared tile's own row groups and prefetch */

@@ -51,21 +51,35 @@
     int64_t n, const uint8_t *w, size_t ws, const uint8_t *a, size_t as, float *y, int64_t ys,     \
         const uint8_t *pf
 
-/* Calls impl with a compile-time NT in 1..T (T <= 4; nt <= T is the caller's promise) and the
- * prefetch pointer pf in scope. */
+/* Calls impl with a compile-time NT in 1..T (T <= 8; nt <= T is the caller's promise) and the
+ * prefetch pointer pf in scope. The cases past 4 exist only for T > 4 (the branch on the
+ * constant T drops them otherwise), so tiles of at most 4 tokens keep their code size. */
 #define NT_AT_MOST(k, T) ((k) < (T) ? (k) : (T))
+#define NT_CASE(impl, NR, T, k)                                                                    \
+    case k:                                                                                        \
+        impl(n, wb, ws, ab, as, yb, ys, pf, NR, NT_AT_MOST(k, T));                                 \
+        break
 #define SWITCH_NT(impl, NR, T, nt)                                                                 \
     do {                                                                                           \
+        if ((T) > 4) {                                                                             \
+            switch (nt) {                                                                          \
+                NT_CASE(impl, NR, T, 1);                                                           \
+                NT_CASE(impl, NR, T, 2);                                                           \
+                NT_CASE(impl, NR, T, 3);                                                           \
+                NT_CASE(impl, NR, T, 4);                                                           \
+                NT_CASE(impl, NR, T, 5);                                                           \
+                NT_CASE(impl, NR, T, 6);                                                           \
+                NT_CASE(impl, NR, T, 7);                                                           \
+            default:                                                                               \
+                impl(n, wb, ws, ab, as, yb, ys, pf, NR, NT_AT_MOST(8, T));                         \
+                break;                                                                             \
+            }                                                                                      \
+            break;                                                                                 \
+        }                                                                                          \
         switch (nt) {                                                                              \
-        case 1:                                                                                    \
-            impl(n, wb, ws, ab, as, yb, ys, pf, NR, 1);                                            \
-            break;                                                                                 \
-        case 2:                                                                                    \
-            impl(n, wb, ws, ab, as, yb, ys, pf, NR, NT_AT_MOST(2, T));                             \
-            break;                                                                                 \
-        case 3:                                                                                    \
-            impl(n, wb, ws, ab, as, yb, ys, pf, NR, NT_AT_MOST(3, T));                             \
-            break;                                                                                 \
+            NT_CASE(impl, NR, T, 1);                                                               \
+            NT_CASE(impl, NR, T, 2);                                                               \
+            NT_CASE(impl, NR, T, 3);                                                               \
         default:                                                                                   \
             impl(n, wb, ws, ab, as, yb, ys, pf, NR, NT_AT_MOST(4, T));                             \
             break;                                                                                 \

@@ -8,8 +8,8 @@
  * with 16-row panels). Unpacking costs about as much as a few tokens' arithmetic over the
  * panel, so matmul.c's calls for the token tiles of one panel reuse it: the buffer is keyed by
  * (weights, row stride, blocks, rows, type), which identifies the panel only within one matmul;
- * every matmul's first call on a panel has tiles.h's `stream` set (tiled_rows passes it for
- * the first token tile of every panel), and a stream call always unpacks again. Activations
+ * every thread's first call in a matmul has tiles.h's ELM_TILE_FRESH set, and such a call
+ * always unpacks again. Activations
  * are prepared per call (a few instructions per block and token, no buffer).
  *
  * Calls with fewer than LN_MIN_T tokens (decode, pairs) take the shared tile of the type
@@ -99,7 +99,8 @@ ln_panel(int type, const void *w, size_t ws, int nr, int64_t nb, size_t bytes, i
     struct ln_scratch *s = ln_scratch_get();
     if (!s)
         return NULL;
-    if (stream || s->w != w || s->ws != ws || s->nb != nb || s->nr != nr || s->type != type) {
+    if ((stream & ELM_TILE_FRESH) || s->w != w || s->ws != ws || s->nb != nb || s->nr != nr ||
+        s->type != type) {
         s->w = NULL; /* a failed unpack never happens, but keep the key honest while filling */
         unpack(s->panel, (const uint8_t *)w, ws, nr, nb);
         s->w = w;

@@ -19,11 +19,12 @@
  * chunk, so the unpacked panel is kept in a per-thread buffer while the calls are for the same
  * panel, and the prepared token tiles (corrections, scales) are kept for the other panels of
  * the row chunk. Reuse is keyed by pointers, which is safe only within one matmul: it relies on
- * the `stream` flag of tiles.h (set on the first call on a panel in a matmul; matmul.c sets it
- * at the start of every row chunk a thread takes, so every matmul's first call on a thread has
- * it). A stream call drops everything kept and takes the shared tile, which prefetches the
- * next rows as batched decode needs; so do calls with fewer than 4 tokens and rows too long for
- * the buffer. tests/kernel/test_simd.c rewrites weights and activations in place between
+ * the ELM_TILE_FRESH flag of tiles.h (set on every thread's first call in a matmul), which drops
+ * everything kept. A stream call (the first on a panel: its weights come from memory, as in
+ * batched decode) unpacks while it prefetches the next panel, so an 8-token pass takes this
+ * tile too (it used to take the shared tile; measured in docs/kernels-perf.md). Calls with
+ * fewer than 4 tokens and rows too long for the buffer take the shared tile.
+ * tests/kernel/test_simd.c rewrites weights and activations in place between
  * products to catch a stale reuse. Included only by kernels/avx512/avx512.c, after q_legacy.h.
  */
 #ifndef ELM_AVX512_Q4_0_TILE_H
@@ -33,6 +34,7 @@
 
 #include "common/scratch.h"
 #include "kernels/avx2/q_legacy.h"
+#include "kernels/tiles.h"
 
 #define Q40W_R          16   /* rows per panel: one zmm of outputs per token */
 #define Q40W_T          8    /* tokens per tile (8 accumulators + 8 weight registers) */
@@ -92,8 +94,11 @@ ALWAYS_INLINE int q40w_row(int l)
     return 4 * (l % 4) + l / 4;
 }
 
-/* Unpacks rows [0, nr) of the panel; lanes of rows nr..15 get zero weights and scales. */
-static void q40w_unpack(struct q40w_scratch *s, const uint8_t *w, size_t ws, int nr, int64_t nb)
+/* Unpacks rows [0, nr) of the panel; lanes of rows nr..15 get zero weights and scales.
+ * pf: when not NULL, the next panel's rows, prefetched a block's share at a time (the weights
+ * come from memory: batched decode), as kernels/avx2/q4_0_wide.h does. */
+static void q40w_unpack(struct q40w_scratch *s, const uint8_t *w, size_t ws, int nr, int64_t nb,
+                        const uint8_t *pf)
 {
     static const struct elm_block_q4_0 zero;
     const uint8_t *base[Q40W_R];
@@ -104,6 +109,9 @@ static void q40w_unpack(struct q40w_scratch *s, const uint8_t *w, size_t ws, int
     }
     const __m512i m4 = _mm512_set1_epi8(0x0f);
     for (int64_t b = 0; b < nb; b++) {
+        if (pf)
+            prefetch_span(pf + b * Q40W_R * sizeof(struct elm_block_q4_0),
+                          Q40W_R * sizeof(struct elm_block_q4_0));
         /* z[k]: rows 4k..4k+3, one 16-byte qs per 128-bit lane (dword d = bytes 4d..4d+3) */
         __m512i z[4];
         uint16_t d[Q40W_R];
@@ -227,11 +235,12 @@ static void q4_0_tile_wide(int64_t n, const void *w, size_t ws, int nr, const vo
 {
     struct q40w_scratch *s = q40w_scratch_get();
     const int64_t nb = n / ELM_QK;
-    if (!s || stream || nt < Q40W_MIN_T || nr > Q40W_R || nb < 1 || nb > Q40W_MAX_BLOCKS) {
-        if (stream && s) { /* a new matmul: data behind kept pointers may have changed */
-            s->w = NULL;
-            s->gen++;
-        }
+    /* a new matmul: data behind kept pointers may have changed */
+    if (s && (stream & ELM_TILE_FRESH)) {
+        s->w = NULL;
+        s->gen++;
+    }
+    if (!s || nt < Q40W_MIN_T || nr > Q40W_R || nb < 1 || nb > Q40W_MAX_BLOCKS) {
         /* in the shared tile's own panels, so that each stays in L1 for all its tokens */
         for (int r = 0; r < nr; r += Q40_R)
             for (int t = 0; t < nt; t += Q40_T)
@@ -241,7 +250,7 @@ static void q4_0_tile_wide(int64_t n, const void *w, size_t ws, int nr, const vo
         return;
     }
     if (s->w != w || s->ws != ws || s->nb != nb || s->nr != nr) {
-        q40w_unpack(s, w, ws, nr, nb);
+        q40w_unpack(s, w, ws, nr, nb, stream ? (const uint8_t *)w + Q40W_R * ws : NULL);
         s->w = w;
         s->ws = ws;
         s->nb = nb;
