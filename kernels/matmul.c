@@ -89,7 +89,7 @@ static void tiled_rows(const struct elm_tile_kernel *tk, const uint8_t *w, size_
             for (int64_t t = tc; t < te; t += T) {
                 tk->tile(ncols, w + (size_t)r * rb, rb, nr, x + (size_t)t * xs, xs,
                          (int)min64(T, te - t), y + t * ys + r, ys,
-                         t == 0 ? ELM_TILE_STREAM | fresh : 0);
+                         (t == 0 ? ELM_TILE_STREAM | fresh : 0) | (t + T < te ? ELM_TILE_MORE : 0));
                 fresh = 0;
             }
         }

@@ -26,8 +26,8 @@
 
 /* nr in 1..rows, nt in 1..toks; w rows are w_stride bytes apart, activation rows a_stride;
  * n is the row length in elements (a multiple of the type's block). stream: a set of the flags
- * below, 0 for neither; ELM_TILE_FRESH comes only with ELM_TILE_STREAM, so a tile that only
- * prefetches may test it as a truth value. */
+ * below, 0 for none; ELM_TILE_FRESH comes only with ELM_TILE_STREAM, so a tile that only
+ * prefetches may test `stream & ELM_TILE_STREAM`. */
 typedef void (*elm_tile_fn)(int64_t n, const void *w, size_t w_stride, int nr, const void *a,
                             size_t a_stride, int nt, float *y, int64_t y_stride, int stream);
 
@@ -40,6 +40,28 @@ typedef void (*elm_tile_fn)(int64_t n, const void *w, size_t w_stride, int nr, c
  * pointers may have changed since the last matmul. Within one matmul neither the weights nor
  * the activations change, so a tile may reuse what it made since its last FRESH call. */
 #define ELM_TILE_FRESH 2
+/* More token tiles of this call's token chunk follow on the same panel (the next calls, with no
+ * other panel between): a tile that can unpack its panel once for several calls knows that it
+ * will be reused before it is replaced. */
+#define ELM_TILE_MORE 4
+
+/* tile over a call of nr rows and nt tokens in its own R x T panels, so that each of its panels
+ * stays in L1 for all its tokens (one token: the whole row chunk, for the tile's own row groups
+ * and prefetch). What a wide tile does with a call it does not take. */
+static inline void elm_tile_in_panels(elm_tile_fn tile, int R, int T, int64_t n, const void *w,
+                                      size_t ws, int nr, const void *a, size_t as, int nt, float *y,
+                                      int64_t ys, int stream)
+{
+    if (nt == 1) {
+        tile(n, w, ws, nr, a, as, nt, y, ys, stream);
+        return;
+    }
+    for (int r = 0; r < nr; r += R)
+        for (int t = 0; t < nt; t += T)
+            tile(n, (const uint8_t *)w + (size_t)r * ws, ws, nr - r < R ? nr - r : R,
+                 (const uint8_t *)a + (size_t)t * as, as, nt - t < T ? nt - t : T, y + t * ys + r,
+                 ys, t == 0 ? stream & ELM_TILE_STREAM : 0);
+}
 
 struct elm_tile_kernel {
     /* the vec_dot whose results this tile reproduces bit for bit */

@@ -15,9 +15,11 @@
  *
  * Buffer: 2064 bytes a block for 4 rows, 129 KiB for rows of up to 64 blocks (16384 columns;
  * longer rows take the shared tile), reused by the panel's token tiles under q4_0_wide.h's rules
- * (keyed by pointers, dropped by every `stream` call). Fewer than Q6V_MIN_T tokens take the
- * shared tile unless the panel is already unpacked: unpacking costs about as much as 4-5
- * tokens' products (callgrind, 256 x 2048: 4 tokens 8% more instructions, 8 tokens 12% fewer).
+ * (keyed by pointers, dropped by an ELM_TILE_FRESH call). A panel is unpacked only when more
+ * calls will use it (ELM_TILE_MORE, tiles.h); a lone call takes the shared tile: unpacking costs
+ * about as much as 8 tokens' products (callgrind, elm_matmul, 256 x 2048, instructions, this
+ * tile against the shared 1 x 8 one: 6 tokens 884K vs 787K, 8 tokens 1.09M vs 0.98M, 12 tokens
+ * (two calls) 1.51M vs 1.56M, 64 tokens 6.94M vs 7.72M).
  * Included only by kernels/avx2/avx2.c, after q_k.h.
  */
 #ifndef ELM_AVX2_Q6_K_WIDE_H
@@ -27,10 +29,10 @@
 
 #include "common/scratch.h"
 #include "kernels/avx2/q_k.h"
+#include "kernels/tiles.h"
 
 #define Q6V_R          4  /* rows per panel */
 #define Q6V_T          8  /* tokens per call, taken two at a time */
-#define Q6V_MIN_T      6  /* fewer tokens: the shared tile, unless the panel is kept */
 #define Q6V_MAX_BLOCKS 64 /* 16384 columns; longer rows take the shared tile */
 
 /* One block of a 4-row panel. */
@@ -161,21 +163,13 @@ static void q6_k_tile_wide(int64_t n, const void *w, size_t ws, int nr, const vo
     if (s && (stream & ELM_TILE_FRESH)) /* a new matmul: what the pointer kept may have changed */
         s->w = NULL;
     const bool kept = s && s->w == w && s->ws == ws && s->nb == nb && s->nr == nr;
-    if (!s || (nt < Q6V_MIN_T && !kept) || nr > Q6V_R || nb < 1 || nb > Q6V_MAX_BLOCKS) {
-        if (nt == 1) { /* decode: the shared tile's own row groups and prefetch */
-            q6_k_tile(n, w, ws, nr, a, as, 1, y, ys, stream);
-            return;
-        }
-        /* in the shared tile's own panels, so that each stays in L1 for all its tokens */
-        for (int r = 0; r < nr; r += KQ_R)
-            for (int t = 0; t < nt; t += KQ_T)
-                q6_k_tile(n, (const uint8_t *)w + (size_t)r * ws, ws, nr - r < KQ_R ? nr - r : KQ_R,
-                          (const uint8_t *)a + (size_t)t * as, as, nt - t < KQ_T ? nt - t : KQ_T,
-                          y + t * ys + r, ys, stream && t == 0);
+    if (!s || (!kept && !(stream & ELM_TILE_MORE)) || nr > Q6V_R || nb < 1 || nb > Q6V_MAX_BLOCKS) {
+        elm_tile_in_panels(q6_k_tile, KQ_R, KQ_T, n, w, ws, nr, a, as, nt, y, ys, stream);
         return;
     }
     if (!kept) {
-        q6v_unpack(s, w, ws, nr, nb, stream ? (const uint8_t *)w + Q6V_R * ws : NULL);
+        q6v_unpack(s, w, ws, nr, nb,
+                   stream & ELM_TILE_STREAM ? (const uint8_t *)w + Q6V_R * ws : NULL);
         s->w = w;
         s->ws = ws;
         s->nb = nb;

@@ -191,20 +191,12 @@ ALWAYS_INLINE void q80v_tile(int64_t n, const void *w, size_t ws, int nr, const 
     if (s && (stream & ELM_TILE_FRESH)) /* a new matmul: what the pointer kept may have changed */
         s->w = NULL;
     if (!s || nt < Q80V_MIN_T || nr > Q80V_R || nb < 1 || nb > Q80V_MAX_BLOCKS) {
-        if (nt == 1) { /* decode: the shared tile's own row groups and prefetch */
-            shared(n, w, ws, nr, a, as, 1, y, ys, stream);
-            return;
-        }
-        /* in the shared tile's own panels, so that each stays in L1 for all its tokens */
-        for (int r = 0; r < nr; r += LEG_R)
-            for (int t = 0; t < nt; t += LEG_T)
-                shared(n, (const uint8_t *)w + (size_t)r * ws, ws, nr - r < LEG_R ? nr - r : LEG_R,
-                       (const uint8_t *)a + (size_t)t * as, as, nt - t < LEG_T ? nt - t : LEG_T,
-                       y + t * ys + r, ys, stream && t == 0);
+        elm_tile_in_panels(shared, LEG_R, LEG_T, n, w, ws, nr, a, as, nt, y, ys, stream);
         return;
     }
     if (s->w != w || s->ws != ws || s->nb != nb || s->nr != nr || s->kind != KIND) {
-        q80v_unpack_kind(s, w, ws, nr, nb, stream ? (const uint8_t *)w + Q80V_R * ws : NULL, KIND);
+        q80v_unpack_kind(s, w, ws, nr, nb,
+                         stream & ELM_TILE_STREAM ? (const uint8_t *)w + Q80V_R * ws : NULL, KIND);
         s->w = w;
         s->ws = ws;
         s->nb = nb;

@@ -25,6 +25,7 @@
 
 #include "kernels/avx2/simd.h"
 #include "kernels/blocks.h"
+#include "kernels/tiles.h"
 
 /* Largest tiles: 16 registers hold a 4 x 2 tile of 8-lane accumulators, 32 registers 4 x 4. */
 #ifdef ELM_SIMD_VNNI
@@ -102,7 +103,7 @@
             }                                                                                      \
         for (; r + (R) <= nr; r += (R)) {                                                          \
             const uint8_t *wb = (const uint8_t *)w + (size_t)r * ws;                               \
-            const uint8_t *pf = stream ? wb + (R)*ws : NULL;                                       \
+            const uint8_t *pf = stream & ELM_TILE_STREAM ? wb + (R)*ws : NULL;                     \
             float *yb = y + r;                                                                     \
             SWITCH_NT(impl, R, T, nt);                                                             \
         }                                                                                          \

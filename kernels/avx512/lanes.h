@@ -94,7 +94,7 @@ ALWAYS_INLINE const uint8_t *
 ln_panel(int type, const void *w, size_t ws, int nr, int64_t nb, size_t bytes, int stream,
          void (*unpack)(uint8_t *, const uint8_t *, size_t, int, int64_t))
 {
-    if ((uint64_t)nb * bytes > sizeof ((struct ln_scratch *)0)->panel)
+    if ((uint64_t)nb * bytes > sizeof((struct ln_scratch *)0)->panel)
         return NULL;
     struct ln_scratch *s = ln_scratch_get();
     if (!s)
@@ -182,23 +182,6 @@ ALWAYS_INLINE void ln_store(float *y, int nr, int sp, __m512 v)
         return;
     const __mmask16 m = n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1);
     _mm512_mask_storeu_ps(y + 16 * sp, m, _mm512_permutexvar_ps(back, v));
-}
-
-/* The shared tile over a call of up to LN_R rows and LN_T tokens, in its own panel shape (so
- * that each of its panels stays in L1 for all its tokens); one token: the whole row chunk. */
-ALWAYS_INLINE void ln_fallback(elm_tile_fn tile, int R, int T, int64_t n, const void *w, size_t ws,
-                               int nr, const void *a, size_t as, int nt, float *y, int64_t ys,
-                               int stream)
-{
-    if (nt == 1) {
-        tile(n, w, ws, nr, a, as, nt, y, ys, stream);
-        return;
-    }
-    for (int r = 0; r < nr; r += R)
-        for (int t = 0; t < nt; t += T)
-            tile(n, (const uint8_t *)w + (size_t)r * ws, ws, nr - r < R ? nr - r : R,
-                 (const uint8_t *)a + (size_t)t * as, as, nt - t < T ? nt - t : T, y + t * ys + r,
-                 ys, stream && t == 0);
 }
 
 #endif

@@ -241,16 +241,12 @@ static void q4_0_tile_wide(int64_t n, const void *w, size_t ws, int nr, const vo
         s->gen++;
     }
     if (!s || nt < Q40W_MIN_T || nr > Q40W_R || nb < 1 || nb > Q40W_MAX_BLOCKS) {
-        /* in the shared tile's own panels, so that each stays in L1 for all its tokens */
-        for (int r = 0; r < nr; r += Q40_R)
-            for (int t = 0; t < nt; t += Q40_T)
-                q4_0_tile(n, (const uint8_t *)w + (size_t)r * ws, ws,
-                          nr - r < Q40_R ? nr - r : Q40_R, (const uint8_t *)a + (size_t)t * as, as,
-                          nt - t < Q40_T ? nt - t : Q40_T, y + t * ys + r, ys, stream && t == 0);
+        elm_tile_in_panels(q4_0_tile, Q40_R, Q40_T, n, w, ws, nr, a, as, nt, y, ys, stream);
         return;
     }
     if (s->w != w || s->ws != ws || s->nb != nb || s->nr != nr) {
-        q40w_unpack(s, w, ws, nr, nb, stream ? (const uint8_t *)w + Q40W_R * ws : NULL);
+        q40w_unpack(s, w, ws, nr, nb,
+                    stream & ELM_TILE_STREAM ? (const uint8_t *)w + Q40W_R * ws : NULL);
         s->w = w;
         s->ws = ws;
         s->nb = nb;

@@ -335,7 +335,7 @@ ALWAYS_INLINE void kql_tile(int64_t n, const void *w, size_t ws, int nr, const v
     if (nt >= LN_MIN_T && nr <= LN_R)
         p = ln_panel(100 + KIND, w, ws, nr, nb, sizeof(struct kql_block), stream, unpack);
     if (p == NULL) {
-        ln_fallback(shared, KQ_R, KQ_T, n, w, ws, nr, a, as, nt, y, ys, stream);
+        elm_tile_in_panels(shared, KQ_R, KQ_T, n, w, ws, nr, a, as, nt, y, ys, stream);
         return;
     }
     const struct kql_block *pb = (const struct kql_block *)p;

@@ -170,7 +170,7 @@ ALWAYS_INLINE void q80l_tile(int64_t n, const void *w, size_t ws, int nr, const 
     if (nt >= LN_MIN_T && nr <= LN_R)
         p = ln_panel(200 + KIND, w, ws, nr, nb, sizeof(struct q80l_block), stream, unpack);
     if (p == NULL) {
-        ln_fallback(shared, LEG_R, LEG_T, n, w, ws, nr, a, as, nt, y, ys, stream);
+        elm_tile_in_panels(shared, LEG_R, LEG_T, n, w, ws, nr, a, as, nt, y, ys, stream);
         return;
     }
     const struct q80l_block *pb = (const struct q80l_block *)p;
