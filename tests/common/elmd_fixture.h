@@ -28,10 +28,11 @@ int64_t td_now_ms(void);
 
 void td_sleep_ms(int ms);
 
-/* Hang bounds under an emulator: ELM_TEST_TIME_SCALE (an integer >= 1, default 1; the arm64
- * pass sets it, scripts/test-arm64.sh) multiplies every wait bound of this fixture and the
- * tests' alarms, because qemu-user runs the daemon and the test's own reference engine several
- * times slower than the bounds were chosen for. Bounds only: no test asserts a duration. */
+/* Hang bounds under an emulator or a sanitizer: ELM_TEST_TIME_SCALE (an integer >= 1, default
+ * 1; the arm64 pass sets it, scripts/test-arm64.sh, and a sanitized build's ctest, tests/
+ * CMakeLists.txt) multiplies every wait bound of this fixture and the tests' alarms, because
+ * qemu-user or ASan runs the daemon and the test's own reference engine several times slower
+ * than the bounds were chosen for. Bounds only: no test asserts a duration. */
 int td_time_scale(void);
 /* td_now_ms() + timeout_ms, scaled. */
 int64_t td_deadline(int timeout_ms);
