@@ -345,7 +345,8 @@ static int read_once(const struct rd *all, uint64_t total, const struct elm_load
     uint64_t bytes = 0;
     for (int k = 0; k < n; k++) { /* reader k: the chunks up to (k + 1) / n of the bytes */
         size_t to = from;
-        while (to < all->n_chunks && (k == n - 1 || bytes < total / (uint64_t)n * (uint64_t)(k + 1)))
+        while (to < all->n_chunks &&
+               (k == n - 1 || bytes < total / (uint64_t)n * (uint64_t)(k + 1)))
             bytes += all->chunks[to++].len;
         rd[k] = *all;
         rd[k].chunks = all->chunks + from;
