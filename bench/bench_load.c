@@ -208,8 +208,8 @@ static int load_table(const struct bench_opts *o, const char *path, const char *
         if (i >= 0) {
             elm_s[i] = t;
             elm_gbps[i] = res.gbps;
-            snprintf(notes, sizeof notes, "%s%s%s", elm_backing_name(res.mem.backing),
-                     res.direct ? "+direct" : "", res.mem.locked ? "+mlock" : "");
+            snprintf(notes, sizeof notes, "%s%s%s, %d readers", elm_backing_name(res.mem.backing),
+                     res.direct ? "+direct" : "", res.mem.locked ? "+mlock" : "", res.readers);
         }
         span = res.mem.len;
         elm_loader_unload(&m, &res);

@@ -28,11 +28,14 @@
  * (io_uring_queue_init fails: old kernel, kernel.io_uring_disabled, seccomp, -ENOSYS under
  * qemu-user) → a pread loop into the same memory (residency.uring says which ran).
  *
- * Faulting in. Fresh memory costs a fault per page (zeroing it) before a read can fill it, and
- * the reads fault their pages in the thread that submits them (a cached read completes inline,
- * copying there). A helper thread prefaults the copy from its end backwards
- * (MADV_POPULATE_WRITE, which leaves pages already present untouched) while the reads fill it
- * from the start, so zeroing and copying run on two cores and meet in the middle.
+ * Readers. Fresh memory costs a fault per page (zeroing it) before a read can fill it, and a
+ * read faults its destination in the thread that submits it: O_DIRECT pins the pages before
+ * the device writes them, and a cached read completes inline, copying there. So the copy is
+ * split into contiguous parts, one per CPU (up to READERS_MAX), each read by its own thread
+ * with its own ring and its share of the reads in flight, faulting in and filling its part:
+ * warm, fault + copy run on every core instead of one thread copying everything (an earlier
+ * helper that only prefaulted from the end left the whole copy to one thread); cold, the device
+ * sees the same depth, and no submitter stalls on the others' faults.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -137,46 +140,6 @@ static void pin(const struct elm_load_params *p, struct elm_residency *r)
              strerror(-rc));
 }
 
-/* ---- faulting in ahead of the reads ------------------------------------------------------- */
-
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23 /* Linux 5.14; older kernels refuse it (EINVAL): no prefault */
-#endif
-#define PREFAULT_STEP ((uint64_t)32 << 20) /* per madvise call */
-
-struct prefault {
-    unsigned char *base;
-    uint64_t len;
-    pthread_t th;
-    bool started;
-};
-
-static void *prefault_main(void *arg)
-{
-    struct prefault *pf = arg;
-    for (uint64_t end = pf->len; end > 0;) {
-        uint64_t step = end < PREFAULT_STEP ? end : PREFAULT_STEP;
-        if (madvise(pf->base + end - step, (size_t)step, MADV_POPULATE_WRITE))
-            break; /* unsupported, or out of memory: the reads fault what is left */
-        end -= step;
-    }
-    return NULL;
-}
-
-static void prefault_start(struct prefault *pf, unsigned char *base, uint64_t len)
-{
-    *pf = (struct prefault){.base = base, .len = len};
-    pf->started =
-        len >= 2 * PREFAULT_STEP && pthread_create(&pf->th, NULL, prefault_main, pf) == 0;
-}
-
-static void prefault_join(struct prefault *pf)
-{
-    if (pf->started)
-        pthread_join(pf->th, NULL);
-    pf->started = false;
-}
-
 /* ---- reading ------------------------------------------------------------------------------ */
 
 /* One read request's worth of a run: file bytes [off, off + len) land at dst. */
@@ -186,15 +149,27 @@ struct slot {
     uint32_t len, done;
 };
 
+/* One reader's share of the reads, and how it went. */
 struct rd {
     int fd;
     unsigned char *base;       /* the copy */
-    const struct slot *chunks; /* every read to make, in file order (aligned offsets/lengths) */
+    const struct slot *chunks; /* this reader's reads, in file order (aligned offsets/lengths) */
     size_t n_chunks;
     uint64_t file_end; /* a chunk ends early here: the file's size (its tail is not aligned) */
     int depth;
     struct elm_load_progress *pr;
+    _Atomic bool *stop; /* set by a reader that failed: the others stop too */
+    bool no_ring;       /* in: read with pread; out: also set when io_uring was unavailable */
+    bool einval;        /* out: the first read was refused with EINVAL */
+    int ring_rc;        /* out: why io_uring was unavailable */
+    int rc;             /* out: 0 or -errno */
 };
+
+static bool should_stop(const struct rd *rd)
+{
+    return atomic_load_explicit(&rd->pr->abort, memory_order_relaxed) ||
+           atomic_load_explicit(rd->stop, memory_order_relaxed);
+}
 
 static void queue_read(struct io_uring *ring, const struct rd *rd, struct slot *s, int i)
 {
@@ -250,7 +225,7 @@ static int read_uring(const struct rd *rd, bool *first_einval, bool *no_ring)
     bool any_ok = false;
     int err = 0;
     while ((!err && next < rd->n_chunks) || inflight) {
-        if (atomic_load_explicit(&rd->pr->abort, memory_order_relaxed) && !err)
+        if (!err && should_stop(rd))
             err = -ECANCELED;
         while (!err && nfree && next < rd->n_chunks) {
             int i = free_ix[--nfree];
@@ -296,7 +271,7 @@ static int read_pread(const struct rd *rd, bool *first_einval)
     for (size_t c = 0; c < rd->n_chunks; c++) {
         struct slot s = rd->chunks[c];
         while (s.done < s.len && s.off + s.done < rd->file_end) {
-            if (atomic_load_explicit(&rd->pr->abort, memory_order_relaxed))
+            if (should_stop(rd))
                 return -ECANCELED;
             ssize_t n = pread(rd->fd, rd->base + s.at + s.done, s.len - s.done, (off_t)(s.off + s.done));
             if (n < 0 && errno == EINTR)
@@ -326,23 +301,87 @@ static int set_direct(int fd, bool on)
     return fcntl(fd, F_SETFL, fl) < 0 ? -errno : 0;
 }
 
-/* Makes the reads once, with io_uring or else pread; *einval when the first read was refused
- * with EINVAL (O_DIRECT not supported after all). */
-static int read_once(struct rd *rd, uint64_t total, const struct elm_load_params *p,
+/* One reader: io_uring, or pread when asked or when io_uring is unavailable. */
+static void *reader_main(void *arg)
+{
+    struct rd *rd = arg;
+    rd->rc = rd->no_ring ? 0 : read_uring(rd, &rd->einval, &rd->no_ring);
+    if (rd->no_ring) {
+        rd->ring_rc = rd->rc;
+        rd->rc = read_pread(rd, &rd->einval);
+    }
+    if (rd->rc)
+        atomic_store(rd->stop, true);
+    return NULL;
+}
+
+#define READERS_MAX 4 /* see "Readers" above; more than a memory bus fills, on any machine */
+
+/* How many threads read: asked for, else one per CPU (up to READERS_MAX), at most one per read. */
+static int reader_count(const struct elm_load_params *p, size_t n_chunks)
+{
+    long n = p->readers > 0 ? p->readers : sysconf(_SC_NPROCESSORS_ONLN);
+    if (n > READERS_MAX)
+        n = READERS_MAX;
+    if ((size_t)n > n_chunks)
+        n = (long)n_chunks;
+    return n > 1 ? (int)n : 1;
+}
+
+/* Makes the reads once, split between reader threads at chunk boundaries (the calling thread is
+ * one of them); *einval when the first read was refused with EINVAL (O_DIRECT not
+ * supported after all). */
+static int read_once(const struct rd *all, uint64_t total, const struct elm_load_params *p,
                      struct elm_residency *r, bool *einval)
 {
-    atomic_store(&rd->pr->done, 0);
-    atomic_store(&rd->pr->total, total);
-    bool no_ring = p->no_uring;
+    atomic_store(&all->pr->done, 0);
+    atomic_store(&all->pr->total, total);
+    _Atomic bool stop = false;
+    int n = reader_count(p, all->n_chunks); /* a thread costs ~50 us: worth it from 2 reads */
+    struct rd rd[READERS_MAX];
+    pthread_t th[READERS_MAX];
+    bool started[READERS_MAX] = {false};
+    size_t from = 0;
+    uint64_t bytes = 0;
+    for (int k = 0; k < n; k++) { /* reader k: the chunks up to (k + 1) / n of the bytes */
+        size_t to = from;
+        while (to < all->n_chunks &&
+               (k == n - 1 || bytes < total / (uint64_t)n * (uint64_t)(k + 1)))
+            bytes += all->chunks[to++].len;
+        rd[k] = *all;
+        rd[k].chunks = all->chunks + from;
+        rd[k].n_chunks = to - from;
+        rd[k].depth = all->depth / n > 0 ? all->depth / n : 1;
+        rd[k].stop = &stop;
+        rd[k].no_ring = p->no_uring;
+        from = to;
+    }
     uint64_t t0 = now_ns();
-    int rc = no_ring ? 0 : read_uring(rd, einval, &no_ring);
-    r->uring = !no_ring;
-    if (no_ring) {
-        if (!p->no_uring)
-            note(r, "io_uring unavailable (%s): pread loop", strerror(-rc));
-        rc = read_pread(rd, einval);
+    for (int k = 1; k < n; k++)
+        started[k] = pthread_create(&th[k], NULL, reader_main, &rd[k]) == 0;
+    reader_main(&rd[0]);
+    for (int k = 1; k < n; k++) {
+        if (started[k])
+            pthread_join(th[k], NULL);
+        else /* no thread: this one reads that part too, after its own */
+            reader_main(&rd[k]);
     }
     r->read_ns = now_ns() - t0;
+    /* The first real error: the other readers then stopped with -ECANCELED. */
+    int rc = 0;
+    bool no_ring = false;
+    for (int k = 0; k < n; k++) {
+        if (rd[k].rc && (!rc || rc == -ECANCELED))
+            rc = rd[k].rc;
+        *einval |= rd[k].rc == -EINVAL && rd[k].einval;
+        if (rd[k].no_ring && !no_ring) {
+            no_ring = true;
+            if (!p->no_uring)
+                note(r, "io_uring unavailable (%s): pread loop", strerror(-rd[k].ring_rc));
+        }
+    }
+    r->uring = !no_ring;
+    r->readers = n;
     return rc;
 }
 
@@ -528,10 +567,7 @@ static int make_resident(const char *path, int fd, const struct elm_gguf *g, con
                     .file_end = g->size,
                     .depth = p->io_depth > 0 ? p->io_depth : 32,
                     .pr = pr};
-    struct prefault pf;
-    prefault_start(&pf, r->mem.base, pl.span);
     rc = read_all(path, &rd, pl.total, p, r, err, errlen);
-    prefault_join(&pf); /* before the memory can be unmapped or locked */
     if (rc)
         goto out;
     pin(p, r);

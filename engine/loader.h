@@ -31,6 +31,7 @@ struct elm_residency {
     double cached;         /* share of the file's pages to read that were in the page cache */
     bool direct;           /* read with O_DIRECT (asked for, and the file was not cached) */
     bool uring;            /* read with io_uring; false: the pread fallback ran */
+    int readers;           /* threads that read (the copy split between them) */
     uint64_t huge_bytes;   /* bytes of the mapping on huge pages (from /proc/self/smaps) */
     uint64_t locked_bytes; /* bytes of the mapping locked (smaps "Locked"; all for hugetlb) */
     uint64_t read_bytes;   /* bytes read from the file (the used tensors, aligned runs) */
@@ -49,6 +50,7 @@ struct elm_load_params {
     bool no_uring;   /* read with pread even when io_uring works (tests of the fallback) */
     int io_depth;    /* reads in flight (<= 0: 32) */
     size_t io_chunk; /* bytes per read, a multiple of 4096 (0: 2 MiB) */
+    int readers;     /* threads that read, each a contiguous part (<= 0: one per CPU, up to 4) */
 };
 
 /* Shared with the thread that reports progress; abort may be set to stop a load early. */

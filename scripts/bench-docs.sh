@@ -34,7 +34,7 @@ command_for() {
     model)   echo "model --synth small-110m:q4_0 --synth tinyllama-1.1b:q4_0" ;;
     kernels) echo "--plot docs/benchmarks-kernels.svg kernels --types q4_0,q4_k,q6_k,q8_0" ;;
     ipc)     echo "ipc" ;;
-    load)    echo "load --synth tinyllama-1.1b:q4_0" ;;
+    load)    echo "load --synth tinyllama-1.1b:q4_0 --no-first-token;load --synth tinyllama-1.1b:q4_0 --cold --no-first-token" ;;
     first-token)
         for shape in tinyllama-1.1b small-110m; do
             printf '%s' "--reps 20 load --synth $shape:q4_0;--reps 20 load --synth $shape:q4_0 --cold;"

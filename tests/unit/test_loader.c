@@ -39,7 +39,9 @@ static float *logits_of(const struct elm_model *m)
     return out;
 }
 
-static void check_load(const char *path, bool no_uring)
+/* chunk: bytes per read (0: the default, one read for this small file; smaller: several reads,
+ * split between the loader's two reader threads). */
+static void check_load(const char *path, bool no_uring, size_t chunk)
 {
     char err[512];
     struct elm_model_params mp = {.n_threads = 1};
@@ -50,16 +52,19 @@ static void check_load(const char *path, bool no_uring)
                                  .hugepages = ELM_HUGE_AUTO,
                                  .mlock = false,
                                  .direct_io = true,
-                                 .no_uring = no_uring};
+                                 .no_uring = no_uring,
+                                 .io_chunk = chunk,
+                                 .readers = 2};
     struct elm_load_progress pr = {0};
     struct elm_model *m = NULL;
     struct elm_residency r;
     int rc = elm_loader_load(path, &lp, &pr, &m, &r, err, sizeof err);
     if (rc)
         fail_msg("%s: %s", path, err);
-    print_message("%s: %s, %s, %s, notes '%s'\n", no_uring ? "pread" : "default",
+    print_message("%s: %s, %s, %s, %d readers, notes '%s'\n", no_uring ? "pread" : "default",
                   r.uring ? "io_uring" : "pread", r.direct ? "O_DIRECT" : "buffered",
-                  elm_backing_name(r.mem.backing), r.notes);
+                  elm_backing_name(r.mem.backing), r.readers, r.notes);
+    assert_int_equal(r.readers, chunk ? 2 : 1);
     if (no_uring)
         assert_false(r.uring);
     else if (!r.uring) /* io_uring refused here: the fallback ran and said why */
@@ -96,14 +101,28 @@ static void test_uring(void **state)
 {
     (void)state;
     ELM_REQUIRE_MODEL(path, "stories260K.gguf");
-    check_load(path, false);
+    check_load(path, false, 0);
+}
+
+static void test_uring_two_readers(void **state)
+{
+    (void)state;
+    ELM_REQUIRE_MODEL(path, "stories260K.gguf");
+    check_load(path, false, 64 << 10);
 }
 
 static void test_pread_fallback(void **state)
 {
     (void)state;
     ELM_REQUIRE_MODEL(path, "stories260K.gguf");
-    check_load(path, true);
+    check_load(path, true, 0);
+}
+
+static void test_pread_two_readers(void **state)
+{
+    (void)state;
+    ELM_REQUIRE_MODEL(path, "stories260K.gguf");
+    check_load(path, true, 64 << 10);
 }
 
 /* A tensor that does not fit its type is found from the header: nothing is read, nothing is
@@ -170,6 +189,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_uring),
+        cmocka_unit_test(test_uring_two_readers),
+        cmocka_unit_test(test_pread_two_readers),
         cmocka_unit_test(test_pread_fallback),
         cmocka_unit_test(test_bad_file_reads_nothing),
         cmocka_unit_test(test_unused_tensor_not_read),
