@@ -157,8 +157,7 @@ ALWAYS_INLINE void q80l_run(const struct q80l_block *p, int64_t nb, const uint8_
                 acc[k][t][s];
             for (int j = 0; j < cb; j++) {
                 __m512i wk[LN_S];
-                UNROLL for (int s = 0; s < LN_S; s++) wk[s] =
-                    _mm512_load_si512(&p[b0 + j].w[s][k]);
+                UNROLL for (int s = 0; s < LN_S; s++) wk[s] = _mm512_load_si512(&p[b0 + j].w[s][k]);
                 const uint8_t *q = a + (size_t)(b0 + j) * ab + aq + 4 * (size_t)k;
                 UNROLL for (int t = 0; t < NT; t++)
                 {
@@ -173,8 +172,8 @@ ALWAYS_INLINE void q80l_run(const struct q80l_block *p, int64_t nb, const uint8_
                     }
                 }
             }
-            UNROLL for (int t = 0; t < NT; t++) UNROLL for (int s = 0; s < LN_S; s++)
-                acc[k][t][s] = r[t][s];
+            UNROLL for (int t = 0; t < NT; t++) UNROLL for (int s = 0; s < LN_S; s++) acc[k][t][s] =
+                r[t][s];
         }
     }
     UNROLL for (int t = 0; t < NT; t++) UNROLL for (int s = 0; s < LN_S; s++)
