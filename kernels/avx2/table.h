@@ -94,6 +94,12 @@ const struct elm_kernels ELM_VARIANT_TABLE = {
 #ifndef TILE_Q6_K
 #define TILE_Q6_K TILE(q6_k_tile, q6_k_vec_dot, KQ_R, KQ_T, KQ_R_GEMV)
 #endif
+#ifndef TILE_IQ4_NL
+#define TILE_IQ4_NL TILE(iq4_nl_tile, iq4_nl_vec_dot, LEG_R, LEG_T, LEG_R_GEMV)
+#endif
+#ifndef TILE_IQ4_XS
+#define TILE_IQ4_XS TILE(iq4_xs_tile, iq4_xs_vec_dot, LEG_R, LEG_T, LEG_R_GEMV)
+#endif
 
 const struct elm_tiles ELM_VARIANT_TILES = {
     .name = ELM_VARIANT_NAME,
@@ -112,7 +118,7 @@ const struct elm_tiles ELM_VARIANT_TILES = {
             [ELM_TYPE_Q4_K] = TILE_Q4_K,
             [ELM_TYPE_Q5_K] = TILE_Q5_K,
             [ELM_TYPE_Q6_K] = TILE_Q6_K,
-            [ELM_TYPE_IQ4_NL] = TILE(iq4_nl_tile, iq4_nl_vec_dot, LEG_R, LEG_T, LEG_R_GEMV),
-            [ELM_TYPE_IQ4_XS] = TILE(iq4_xs_tile, iq4_xs_vec_dot, LEG_R, LEG_T, LEG_R_GEMV),
+            [ELM_TYPE_IQ4_NL] = TILE_IQ4_NL,
+            [ELM_TYPE_IQ4_XS] = TILE_IQ4_XS,
         },
 };

@@ -10,6 +10,7 @@
 #include "kernels/avx2/ops.h"
 #include "kernels/avx2/q_k.h"
 #include "kernels/avx2/q_legacy.h"
+#include "kernels/avx512/iq4_tile.h"
 #include "kernels/avx512/q4_0_tile.h"
 #include "kernels/avx512/q_k_tile.h"
 #include "kernels/avx512/q_legacy_tile.h"
@@ -28,6 +29,9 @@
 #define TILE_Q5_0 TILE(q5_0_tile_lanes, q5_0_vec_dot, LN_R, LN_T, LEG_R_GEMV)
 #define TILE_Q4_1 TILE(q4_1_tile_lanes, q4_1_vec_dot, LN_R, LN_T, LEG_R_GEMV)
 #define TILE_Q5_1 TILE(q5_1_tile_lanes, q5_1_vec_dot, LN_R, LN_T, LEG_R_GEMV)
+/* IQ4_NL and IQ4_XS prefill: one output per lane too (iq4_tile.h) */
+#define TILE_IQ4_NL TILE(iq4_nl_tile_lanes, iq4_nl_vec_dot, LN_R, LN_T, LEG_R_GEMV)
+#define TILE_IQ4_XS TILE(iq4_xs_tile_lanes, iq4_xs_vec_dot, LN_R, LN_T, LEG_R_GEMV)
 /* and the K-quants (q_k_tile.h) */
 #define TILE_Q2_K TILE(q2_k_tile_lanes, q2_k_vec_dot, LN_R, LN_T, KQ_R_GEMV)
 #define TILE_Q3_K TILE(q3_k_tile_lanes, q3_k_vec_dot, LN_R, LN_T, KQ_R_GEMV)

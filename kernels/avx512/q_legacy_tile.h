@@ -98,14 +98,26 @@ ALWAYS_INLINE void q80l_unpack(uint8_t *panel, const uint8_t *w, size_t ws, int 
     }
 }
 
-/* NT tokens against the unpacked panel. */
+/* Blocks per chunk of q80l_run: the chunk's weights (Q80L_CB * 1.25 KiB), scales and
+ * corrections stay in L1 while the eight lanes pass over it. */
+#define Q80L_CB 8
+
+/* NT tokens against the unpacked panel. An output has eight float lanes, so NT * LN_S * 8
+ * accumulators would not fit the 32 registers (the compiler spilled them: a load and a store
+ * around every fma). Instead the lanes take turns: for a chunk of blocks, lane k's NT * LN_S
+ * accumulators are loaded into registers, advanced block after block (the reference's order
+ * for that lane) and stored back, then lane k + 1's. The per-block products d_w * d_a and the
+ * chain starts are made once per chunk into small arrays the inner loop reads as memory
+ * operands. */
 ALWAYS_INLINE void q80l_run(const struct q80l_block *p, int64_t nb, const uint8_t *a, size_t as,
                             float *y, int64_t ys, int nr, const int NT, const int KIND)
 {
-    __m512 acc[LN_T][LN_S][8], summs[LN_T][LN_S];
+    __m512 acc[8][LN_T][LN_S], summs[LN_T][LN_S];
+    __m512 d[Q80L_CB][LN_T][LN_S];
+    int32_t corr[Q80L_CB][LN_T][8];
     UNROLL for (int t = 0; t < NT; t++) UNROLL for (int s = 0; s < LN_S; s++)
     {
-        UNROLL for (int k = 0; k < 8; k++) acc[t][s][k] = _mm512_setzero_ps();
+        UNROLL for (int k = 0; k < 8; k++) acc[k][t][s] = _mm512_setzero_ps();
         summs[t][s] = _mm512_setzero_ps();
     }
     const int bias = Q80L_BIAS(KIND);
@@ -115,49 +127,62 @@ ALWAYS_INLINE void q80l_run(const struct q80l_block *p, int64_t nb, const uint8_
     const size_t aq =
         Q80L_MIN(KIND) ? offsetof(struct elm_block_q8_1, qs) : offsetof(struct elm_block_q8_0, qs);
     const __m256i mb = _mm256_set1_epi8((char)bias);
-    for (int64_t b = 0; b < nb; b++) {
-        int32_t corr[LN_T][8];
-        __m512 d[LN_T][LN_S];
-        const int8_t *q[LN_T];
-        UNROLL for (int t = 0; t < NT; t++)
-        {
-            const uint8_t *v = a + (size_t)t * as + (size_t)b * ab;
-            q[t] = (const int8_t *)(v + aq);
-            if (bias) {
-                /* -bias * sum of each 4 bytes: bias as the unsigned operand, negated */
-                const __m256i s = _mm256_dpbusd_epi32(_mm256_setzero_si256(), mb, loadu256(q[t]));
-                _mm256_storeu_si256((__m256i *)corr[t],
-                                    _mm256_sub_epi32(_mm256_setzero_si256(), s));
-            }
-            const __m512 da = _mm512_set1_ps(h2f(load_u16(v)));
-            UNROLL for (int s2 = 0; s2 < LN_S; s2++) d[t][s2] = _mm512_mul_ps(p[b].d[s2], da);
-            if (Q80L_MIN(KIND)) {
-                /* summs = fmaf(m_w, s_a, summs), as the reference */
-                const __m512 sa = _mm512_set1_ps(h2f(load_u16(v + 2)));
-                UNROLL for (int s2 = 0; s2 < LN_S; s2++) summs[t][s2] =
-                    _mm512_fmadd_ps(p[b].m[s2], sa, summs[t][s2]);
-            }
-        }
-        UNROLL for (int k = 0; k < 8; k++)
-        {
-            __m512i wk[LN_S];
-            UNROLL for (int s = 0; s < LN_S; s++) wk[s] = _mm512_load_si512(&p[b].w[s][k]);
+    for (int64_t b0 = 0; b0 < nb; b0 += Q80L_CB) {
+        const int cb = nb - b0 < Q80L_CB ? (int)(nb - b0) : Q80L_CB;
+        for (int j = 0; j < cb; j++) {
+            const struct q80l_block *pw = &p[b0 + j];
             UNROLL for (int t = 0; t < NT; t++)
             {
-                const __m512i c = bias ? _mm512_set1_epi32(corr[t][k]) : _mm512_setzero_si512();
-                const __m512i av = _mm512_set1_epi32((int32_t)load_u32(q[t] + 4 * k));
-                UNROLL for (int s = 0; s < LN_S; s++)
-                {
-                    const __m512i i = _mm512_dpbusd_epi32(c, wk[s], av);
-                    /* lane = fmaf(d_w * d_a, (float)isum, lane), as the reference */
-                    acc[t][s][k] = _mm512_fmadd_ps(d[t][s], _mm512_cvtepi32_ps(i), acc[t][s][k]);
+                const uint8_t *v = a + (size_t)t * as + (size_t)(b0 + j) * ab;
+                if (bias) {
+                    /* -bias * sum of each 4 bytes: bias as the unsigned operand, negated */
+                    const __m256i s =
+                        _mm256_dpbusd_epi32(_mm256_setzero_si256(), mb, loadu256(v + aq));
+                    _mm256_storeu_si256((__m256i *)corr[j][t],
+                                        _mm256_sub_epi32(_mm256_setzero_si256(), s));
+                }
+                const __m512 da = _mm512_set1_ps(h2f(load_u16(v)));
+                UNROLL for (int s2 = 0; s2 < LN_S; s2++) d[j][t][s2] = _mm512_mul_ps(pw->d[s2], da);
+                if (Q80L_MIN(KIND)) {
+                    /* summs = fmaf(m_w, s_a, summs), as the reference */
+                    const __m512 sa = _mm512_set1_ps(h2f(load_u16(v + 2)));
+                    UNROLL for (int s2 = 0; s2 < LN_S; s2++) summs[t][s2] =
+                        _mm512_fmadd_ps(pw->m[s2], sa, summs[t][s2]);
                 }
             }
         }
+        for (int k = 0; k < 8; k++) {
+            __m512 r[LN_T][LN_S];
+            UNROLL for (int t = 0; t < NT; t++) UNROLL for (int s = 0; s < LN_S; s++) r[t][s] =
+                acc[k][t][s];
+            for (int j = 0; j < cb; j++) {
+                __m512i wk[LN_S];
+                UNROLL for (int s = 0; s < LN_S; s++) wk[s] = _mm512_load_si512(&p[b0 + j].w[s][k]);
+                const uint8_t *q = a + (size_t)(b0 + j) * ab + aq + 4 * (size_t)k;
+                UNROLL for (int t = 0; t < NT; t++)
+                {
+                    const __m512i c =
+                        bias ? _mm512_set1_epi32(corr[j][t][k]) : _mm512_setzero_si512();
+                    const __m512i av = _mm512_set1_epi32((int32_t)load_u32(q + (size_t)t * as));
+                    UNROLL for (int s = 0; s < LN_S; s++)
+                    {
+                        const __m512i i = _mm512_dpbusd_epi32(c, wk[s], av);
+                        /* lane = fmaf(d_w * d_a, (float)isum, lane), as the reference */
+                        r[t][s] = _mm512_fmadd_ps(d[j][t][s], _mm512_cvtepi32_ps(i), r[t][s]);
+                    }
+                }
+            }
+            UNROLL for (int t = 0; t < NT; t++) UNROLL for (int s = 0; s < LN_S; s++) acc[k][t][s] =
+                r[t][s];
+        }
     }
-    UNROLL for (int t = 0; t < NT; t++) UNROLL for (int s = 0; s < LN_S; s++) ln_store(
-        y + t * ys, nr, s,
-        Q80L_MIN(KIND) ? _mm512_add_ps(ln_hsum8(acc[t][s]), summs[t][s]) : ln_hsum8(acc[t][s]));
+    UNROLL for (int t = 0; t < NT; t++) UNROLL for (int s = 0; s < LN_S; s++)
+    {
+        __m512 lanes[8];
+        UNROLL for (int k = 0; k < 8; k++) lanes[k] = acc[k][t][s];
+        ln_store(y + t * ys, nr, s,
+                 Q80L_MIN(KIND) ? _mm512_add_ps(ln_hsum8(lanes), summs[t][s]) : ln_hsum8(lanes));
+    }
 }
 
 ALWAYS_INLINE void q80l_tile(int64_t n, const void *w, size_t ws, int nr, const void *a, size_t as,

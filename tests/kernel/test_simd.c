@@ -357,11 +357,14 @@ static void test_matmul(void **state)
     static const struct {
         enum elm_type t;
         int64_t rows, blocks, toks;
-    } kept[] = {
-        {ELM_TYPE_Q8_0, 37, 307, 20}, {ELM_TYPE_Q8_0, 21, 308, 11}, {ELM_TYPE_Q5_0, 37, 307, 20},
-        {ELM_TYPE_Q4_1, 37, 307, 20}, {ELM_TYPE_Q5_1, 21, 308, 11}, {ELM_TYPE_Q2_K, 37, 34, 20},
-        {ELM_TYPE_Q3_K, 37, 34, 20},  {ELM_TYPE_Q4_K, 37, 34, 20},  {ELM_TYPE_Q4_K, 21, 35, 11},
-        {ELM_TYPE_Q5_K, 37, 34, 20},  {ELM_TYPE_Q6_K, 37, 34, 20},  {ELM_TYPE_Q6_K, 21, 35, 11}};
+    } kept[] = {{ELM_TYPE_Q8_0, 37, 307, 20},   {ELM_TYPE_Q8_0, 21, 308, 11},
+                {ELM_TYPE_Q5_0, 37, 307, 20},   {ELM_TYPE_Q4_1, 37, 307, 20},
+                {ELM_TYPE_Q5_1, 21, 308, 11},   {ELM_TYPE_Q2_K, 37, 34, 20},
+                {ELM_TYPE_Q3_K, 37, 34, 20},    {ELM_TYPE_Q4_K, 37, 34, 20},
+                {ELM_TYPE_Q4_K, 21, 35, 11},    {ELM_TYPE_Q5_K, 37, 34, 20},
+                {ELM_TYPE_Q6_K, 37, 34, 20},    {ELM_TYPE_Q6_K, 21, 35, 11},
+                {ELM_TYPE_IQ4_NL, 37, 307, 20}, {ELM_TYPE_IQ4_NL, 21, 308, 11},
+                {ELM_TYPE_IQ4_XS, 37, 23, 20},  {ELM_TYPE_IQ4_XS, 21, 24, 11}};
     int nkept = 0;
     for (size_t s = 0; s < sizeof kept / sizeof *kept; s++) {
         const struct elm_tile_kernel *tk = elm_tile_find(kept[s].t, k->vec_dot[kept[s].t]);
