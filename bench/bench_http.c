@@ -347,8 +347,8 @@ int bench_http_gateway_usage(const char *url, struct bench_usage *u)
     if (fd < 0)
         return fd;
     char req[256];
-    int hn = snprintf(req, sizeof req, "GET /metrics HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n",
-                      hp);
+    int hn = snprintf(req, sizeof req,
+                      "GET /metrics HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", hp);
     static struct rd r; /* 64 KiB: off the stack */
     r = (struct rd){.fd = fd};
     int rc = send(fd, req, (size_t)hn, MSG_NOSIGNAL) == hn ? 0 : -EPIPE;
@@ -359,8 +359,7 @@ int bench_http_gateway_usage(const char *url, struct bench_usage *u)
         return rc ? rc : -EPROTO;
     r.buf[r.len < sizeof r.buf ? r.len : sizeof r.buf - 1] = 0;
     double cpu, vol, invol;
-    if (strncmp(r.buf, "HTTP/1.1 200", 12) ||
-        !metric(r.buf, "process_cpu_seconds_total", &cpu) ||
+    if (strncmp(r.buf, "HTTP/1.1 200", 12) || !metric(r.buf, "process_cpu_seconds_total", &cpu) ||
         !metric(r.buf, "elm_http_context_switches_total{kind=\"voluntary\"}", &vol) ||
         !metric(r.buf, "elm_http_context_switches_total{kind=\"involuntary\"}", &invol))
         return -EPROTO;

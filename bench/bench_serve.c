@@ -299,10 +299,9 @@ static void usage_now(const struct meter *m, struct bench_usage u[N_PARTY])
         u[P_GATEWAY] = (struct bench_usage){NAN, NAN};
     struct rusage ru;
     if (getrusage(RUSAGE_CHILDREN, &ru) == 0)
-        u[P_CLIENTS] = (struct bench_usage){
-            (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
-                (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e-6,
-            (double)(ru.ru_nvcsw + ru.ru_nivcsw)};
+        u[P_CLIENTS] = (struct bench_usage){(double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+                                                (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e-6,
+                                            (double)(ru.ru_nvcsw + ru.ru_nivcsw)};
     if (m->elmd > 0 && proc_usage(m->elmd, &u[P_ELMD]))
         u[P_ELMD] = (struct bench_usage){NAN, NAN};
 }
@@ -628,8 +627,10 @@ static int run_model(const struct bench_opts *o, const struct serve_cfg *c, cons
     /* [via][n][rep] series: agg, tokens, ttft p50/p99, itl p50/p99, ratios agg and itl p99 to
      * the first N's, agg and TTFT p50 against libelmclient's at the same N; then per party
      * CPU us and switches per token, and both against libelmclient's */
+    /* clang-format off */
     enum { AGG, TOK, PRM, T50, T99, I50, I99, RAGG, RI99, VAGG, VT50, CPU,
            SW = CPU + N_PARTY, DCPU = SW + N_PARTY, DSW = DCPU + N_PARTY, NV = DSW + N_PARTY };
+    /* clang-format on */
     double *v = malloc(sizeof(double) * NV * N_VIA * MAX_NS * (size_t)R);
     if (area == MAP_FAILED || !v) {
         rc = -ENOMEM;
