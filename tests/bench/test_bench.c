@@ -530,9 +530,8 @@ static void test_serve(void **state)
      * the extreme quotients; the plot has a point per client count in each panel */
     char svg[128];
     snprintf(svg, sizeof svg, "%s/serve.svg", tmpdir);
-    assert_int_equal(
-        run(out, sizeof out, "--quick --json --reps 3 --plot %s serve --model '%s'", svg, model),
-        0);
+    if (run(out, sizeof out, "--quick --json --reps 3 --plot %s serve --model '%s'", svg, model))
+        fail_msg("elm-bench serve --reps 3 --plot failed: %s", err_text());
     parse_lines(out, "serve", &l);
     assert_int_equal(rows(&l, "serve", r, 8), 2); /* --quick: 1 and 2 clients */
     check_serve_row(r[0], 1, 8);
