@@ -321,3 +321,48 @@ int bench_http_completion(int fd, const char *url, const char *prompt, int n_pre
     *n_prompt = s.n_prompt;
     return rc ? rc : s.done ? 0 : -EPROTO;
 }
+
+/* ---- the gateway's own cost -------------------------------------------------------------- */
+
+/* The value of the exposition line that starts with name (a whole series, labels included). */
+static bool metric(const char *text, const char *name, double *out)
+{
+    size_t n = strlen(name);
+    for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+        if (!strncmp(p, name, n) && p[n] == ' ') {
+            char *end;
+            *out = strtod(p + n + 1, &end);
+            return end != p + n + 1;
+        }
+    return false;
+}
+
+int bench_http_gateway_usage(const char *url, struct bench_usage *u)
+{
+    struct sockaddr_in sa;
+    char hp[96];
+    if (parse_url(url, &sa, hp, sizeof hp))
+        return -EINVAL;
+    int fd = bench_http_connect(url);
+    if (fd < 0)
+        return fd;
+    char req[256];
+    int hn = snprintf(req, sizeof req,
+                      "GET /metrics HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", hp);
+    static struct rd r; /* 64 KiB: off the stack */
+    r = (struct rd){.fd = fd};
+    int rc = send(fd, req, (size_t)hn, MSG_NOSIGNAL) == hn ? 0 : -EPIPE;
+    while (!rc && (rc = fill(&r)) == 0)
+        ;
+    close(fd);
+    if (rc != -ECONNRESET) /* the reply runs to the end of the connection */
+        return rc ? rc : -EPROTO;
+    r.buf[r.len < sizeof r.buf ? r.len : sizeof r.buf - 1] = 0;
+    double cpu, vol, invol;
+    if (strncmp(r.buf, "HTTP/1.1 200", 12) || !metric(r.buf, "process_cpu_seconds_total", &cpu) ||
+        !metric(r.buf, "elm_http_context_switches_total{kind=\"voluntary\"}", &vol) ||
+        !metric(r.buf, "elm_http_context_switches_total{kind=\"involuntary\"}", &invol))
+        return -EPROTO;
+    *u = (struct bench_usage){.cpu_s = cpu, .switches = vol + invol};
+    return 0;
+}

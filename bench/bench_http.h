@@ -36,4 +36,13 @@ int bench_http_connect(const char *url);
 int bench_http_completion(int fd, const char *url, const char *prompt, int n_predict,
                           double *t_submit, double *t, int cap, int *n, int *n_prompt);
 
+/* CPU time and context switches (voluntary + involuntary) a process has spent so far. */
+struct bench_usage {
+    double cpu_s;
+    double switches;
+};
+/* The gateway's own (its /metrics: getrusage, so connection threads that ended count too); the
+ * scrape itself costs it one short request. 0 or -errno (-EPROTO: not elm-httpd). */
+int bench_http_gateway_usage(const char *url, struct bench_usage *u);
+
 #endif

@@ -24,11 +24,18 @@
  * through libelmclient and through HTTP (each client its own connection, a streamed
  * /v1/completions, bench_http.c), taking turns at going first, so the two share the machine's
  * mood and their ratio within a repetition is the gateway's overhead; a closing table gives the
- * median of those pairs with their range (overhead_table). --vs-llama-server adds a third round
+ * median of those pairs with their range (overhead_table). As throughput pairs differ by a few
+ * per cent from noise alone, every round also reads what it cost per token received, in CPU
+ * time and context switches: the gateway's (its /metrics: getrusage), the client processes'
+ * (RUSAGE_CHILDREN) and elmd's (its CPU clock, its threads' /proc status); the overhead table
+ * gives the HTTP round's minus the libelmclient round's, and serve-cost each round's own. On a
+ * machine whose cores elmd's compute threads fill, each such microsecond is taken from them.
+ * --vs-llama-server adds a third round
  * against llama-server's /v1/completions: a running one at a URL (its own model: load the same file
  * there), or the program at a path, which elm-bench starts on each model file with elmd's settings
  * (bench_llama.c).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -40,6 +47,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -90,6 +98,16 @@ struct slot {
     double t[];      /* [n_predict] token arrival times */
 };
 
+/* Who pays for a round: the HTTP gateway, the bench's client processes, the daemon. */
+enum party { P_GATEWAY, P_CLIENTS, P_ELMD, N_PARTY };
+
+/* Where a round's costs are read: the gateway's /metrics (NULL: none runs), elmd's pid (0:
+ * unknown). */
+struct meter {
+    const char *gw_url;
+    pid_t elmd;
+};
+
 /* Statistics of one round of N clients. */
 struct round {
     double agg;     /* aggregate decode tokens/s */
@@ -97,6 +115,9 @@ struct round {
     double prompt;  /* prompt tokens of one client (the largest) */
     double ttft[2]; /* p50, p99 ms */
     double itl[2];  /* p50, p99 ms */
+    /* What the round cost each party per token received: CPU microseconds and context
+     * switches of the gateway (while one runs), of the round's client processes, of elmd. */
+    double cpu[N_PARTY], sw[N_PARTY];
 };
 
 static size_t slot_size(const struct serve_cfg *c)
@@ -233,6 +254,58 @@ static int summarise(const struct serve_cfg *c, uint8_t *area, int n, struct rou
     return 0;
 }
 
+/* ---- what a round costs ---------------------------------------------------------------------- */
+
+/* A process's CPU time (its CPU clock: exact, threads that ended included) and its live threads'
+ * context switches (/proc/PID/task/N/status: elmd's threads live as long as it does). */
+static int proc_usage(pid_t pid, struct bench_usage *u)
+{
+    clockid_t clk;
+    struct timespec ts;
+    if (clock_getcpuclockid(pid, &clk) || clock_gettime(clk, &ts))
+        return -ESRCH;
+    *u = (struct bench_usage){.cpu_s = (double)ts.tv_sec + ts.tv_nsec * 1e-9};
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%ld/task", (long)pid);
+    DIR *d = opendir(path);
+    if (!d)
+        return -errno;
+    for (struct dirent *e; (e = readdir(d));) {
+        if (e->d_name[0] == '.' || strlen(e->d_name) > 16)
+            continue;
+        char p[96], l[128];
+        snprintf(p, sizeof p, "%s/%s/status", path, e->d_name);
+        FILE *f = fopen(p, "r");
+        long v;
+        while (f && fgets(l, sizeof l, f))
+            if (sscanf(l, "voluntary_ctxt_switches: %ld", &v) == 1 ||
+                sscanf(l, "nonvoluntary_ctxt_switches: %ld", &v) == 1)
+                u->switches += (double)v;
+        if (f)
+            fclose(f);
+    }
+    closedir(d);
+    return 0;
+}
+
+/* The three parties' usage now (a party that cannot be read: NAN). The children's is of the
+ * client processes waited for so far (the daemons elm-bench starts are waited for only when
+ * they stop, and elmd's starter before any round). */
+static void usage_now(const struct meter *m, struct bench_usage u[N_PARTY])
+{
+    for (int p = 0; p < N_PARTY; p++)
+        u[p] = (struct bench_usage){NAN, NAN};
+    if (m->gw_url && bench_http_gateway_usage(m->gw_url, &u[P_GATEWAY]))
+        u[P_GATEWAY] = (struct bench_usage){NAN, NAN};
+    struct rusage ru;
+    if (getrusage(RUSAGE_CHILDREN, &ru) == 0)
+        u[P_CLIENTS] = (struct bench_usage){(double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+                                                (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e-6,
+                                            (double)(ru.ru_nvcsw + ru.ru_nivcsw)};
+    if (m->elmd > 0 && proc_usage(m->elmd, &u[P_ELMD]))
+        u[P_ELMD] = (struct bench_usage){NAN, NAN};
+}
+
 static const char *stage_name(int stage)
 {
     static const char *const names[] = {"?", "connect", "open a session", "submit", "read events"};
@@ -240,10 +313,12 @@ static const char *stage_name(int stage)
 }
 
 /* url: the round goes through HTTP there; NULL: through libelmclient to the daemon in dir. */
-static int run_round(const struct serve_cfg *c, const char *dir, const char *url, uint8_t *area,
-                     int n, struct round *out)
+static int run_round(const struct serve_cfg *c, const char *dir, const char *url,
+                     const struct meter *m, uint8_t *area, int n, struct round *out)
 {
     const size_t ss = slot_size(c);
+    struct bench_usage u0[N_PARTY], u1[N_PARTY];
+    usage_now(m, u0);
     memset(area, 0, ss * (size_t)n);
     int ready[2], go[2];
     if (pipe(ready))
@@ -305,7 +380,14 @@ static int run_round(const struct serve_cfg *c, const char *dir, const char *url
                     i + 1, s->n);
         }
     }
-    return rc ? rc : summarise(c, area, n, out);
+    usage_now(m, u1);
+    if (rc || (rc = summarise(c, area, n, out)))
+        return rc;
+    for (int p = 0; p < N_PARTY; p++) {
+        out->cpu[p] = (u1[p].cpu_s - u0[p].cpu_s) * 1e6 / out->tokens;
+        out->sw[p] = (u1[p].switches - u0[p].switches) / out->tokens;
+    }
+    return 0;
 }
 
 /* ---- the daemon ------------------------------------------------------------------------------ */
@@ -477,7 +559,24 @@ struct sweep {
     int n_via;
     enum via vias[N_VIA];
     struct bench_stat vagg[N_VIA][MAX_NS], vt50[N_VIA][MAX_NS];
+    /* each way's cost per token minus libelmclient's in the same repetition, per party */
+    struct bench_stat vcpu[N_VIA][MAX_NS][N_PARTY], vsw[N_VIA][MAX_NS][N_PARTY];
+    struct bench_stat cpu[N_VIA][MAX_NS][N_PARTY], sw[N_VIA][MAX_NS][N_PARTY]; /* as measured */
 };
+
+/* The pid in DIR/elmd.pid, or 0. */
+static pid_t elmd_pid(const char *dir)
+{
+    char path[160];
+    snprintf(path, sizeof path, "%s/elmd.pid", dir);
+    FILE *f = fopen(path, "r");
+    long pid = 0;
+    if (f && fscanf(f, "%ld", &pid) != 1)
+        pid = 0;
+    if (f)
+        fclose(f);
+    return pid > 1 ? (pid_t)pid : 0;
+}
 
 static int run_model(const struct bench_opts *o, const struct serve_cfg *c, const char *path,
                      struct sweep *sw)
@@ -511,6 +610,7 @@ static int run_model(const struct bench_opts *o, const struct serve_cfg *c, cons
         urls[n_via] = gw.url;
         vias[n_via++] = VIA_HTTP;
     }
+    struct meter meter = {c->http ? gw.url : NULL, elmd_pid(d.dir)};
     struct bench_gateway llama = {.out_fd = -1};
     if (c->llama_exe &&
         (rc = bench_llama_server_start(c->llama_exe, path, o->threads, max_n, c->ctx, &llama))) {
@@ -525,8 +625,12 @@ static int run_model(const struct bench_opts *o, const struct serve_cfg *c, cons
     uint8_t *area = mmap(NULL, slot_size(c) * (size_t)max_n, PROT_READ | PROT_WRITE,
                          MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     /* [via][n][rep] series: agg, tokens, ttft p50/p99, itl p50/p99, ratios agg and itl p99 to
-     * the first N's, agg and TTFT p50 against libelmclient's at the same N */
-    enum { AGG, TOK, PRM, T50, T99, I50, I99, RAGG, RI99, VAGG, VT50, NV };
+     * the first N's, agg and TTFT p50 against libelmclient's at the same N; then per party
+     * CPU us and switches per token, and both against libelmclient's */
+    /* clang-format off */
+    enum { AGG, TOK, PRM, T50, T99, I50, I99, RAGG, RI99, VAGG, VT50, CPU,
+           SW = CPU + N_PARTY, DCPU = SW + N_PARTY, DSW = DCPU + N_PARTY, NV = DSW + N_PARTY };
+    /* clang-format on */
     double *v = malloc(sizeof(double) * NV * N_VIA * MAX_NS * (size_t)R);
     if (area == MAP_FAILED || !v) {
         rc = -ENOMEM;
@@ -550,7 +654,7 @@ static int run_model(const struct bench_opts *o, const struct serve_cfg *c, cons
                 struct elm_pool_stats p0, p1;
                 if (t == 0)
                     pool_snapshot(d.dir, &p0);
-                rc = run_round(c, d.dir, urls[t], area, c->ns[ni], &rds[t]);
+                rc = run_round(c, d.dir, urls[t], &meter, area, c->ns[ni], &rds[t]);
                 if (!rc && t == 0 && r >= 0) {
                     pool_snapshot(d.dir, &p1);
                     elm_pool_stats_add(&pool[ni], &p0, &p1);
@@ -571,6 +675,12 @@ static int run_model(const struct bench_opts *o, const struct serve_cfg *c, cons
                 V(RI99, t, ni, r) = base[t].itl[1] > 0 ? rd.itl[1] / base[t].itl[1] : 0;
                 V(VAGG, t, ni, r) = elm.agg > 0 ? rd.agg / elm.agg : NAN;
                 V(VT50, t, ni, r) = rd.ttft[0] - elm.ttft[0];
+                for (int p = 0; p < N_PARTY; p++) {
+                    V(CPU + p, t, ni, r) = rd.cpu[p];
+                    V(SW + p, t, ni, r) = rd.sw[p];
+                    V(DCPU + p, t, ni, r) = rd.cpu[p] - elm.cpu[p];
+                    V(DSW + p, t, ni, r) = rd.sw[p] - elm.sw[p];
+                }
             }
         }
     }
@@ -588,11 +698,16 @@ static int run_model(const struct bench_opts *o, const struct serve_cfg *c, cons
         for (int t = 0; t < n_via; t++) {
             struct bench_stat s[NV];
             int kept = R, kept_ratio = R; /* the ratios lose the same repetitions */
-            for (int k = 0; k < NV; k++)
+            for (int k = 0; k < NV; k++) {
+                int kept_cost; /* NAN: a party that could not be read (no gateway) */
                 s[k] = k == AGG ? bench_stats_finite(&V(k, t, ni, 0), R, &kept)
                        : k == RAGG || k == VAGG
                            ? bench_stats_finite(&V(k, t, ni, 0), R, &kept_ratio)
-                           : bench_stats(&V(k, t, ni, 0), R);
+                       : k >= CPU ? bench_stats_finite(&V(k, t, ni, 0), R, &kept_cost)
+                                  : bench_stats(&V(k, t, ni, 0), R);
+                if (k >= CPU && !kept_cost)
+                    s[k] = (struct bench_stat){NAN, NAN, NAN};
+            }
             char check[96] = "ok";
             if (kept < R)
                 snprintf(check, sizeof check, "aggregate of %d of %d reps excluded (below timer)",
@@ -608,6 +723,12 @@ static int run_model(const struct bench_opts *o, const struct serve_cfg *c, cons
             elm_pool_stats_describe(&pool[ni], waits, sizeof waits);
             sw->vagg[t][ni] = s[VAGG];
             sw->vt50[t][ni] = s[VT50];
+            for (int p = 0; p < N_PARTY; p++) {
+                sw->cpu[t][ni][p] = s[CPU + p];
+                sw->sw[t][ni][p] = s[SW + p];
+                sw->vcpu[t][ni][p] = s[DCPU + p];
+                sw->vsw[t][ni][p] = s[DSW + p];
+            }
             struct bench_cell cells[] = {
                 {"model", sw->name, 0, 0},
                 {"via", via_name[vias[t]], 0, 0},
@@ -700,7 +821,14 @@ static void overhead_table(const struct bench_opts *o, const struct serve_cfg *c
         for (int t = 1; t < sw[m].n_via; t++)
             for (int ni = 0; ni < c->n_ns; ni++) {
                 const struct bench_stat *a = &sw[m].vagg[t][ni], *f = &sw[m].vt50[t][ni];
+                const struct bench_stat *dc = sw[m].vcpu[t][ni], *ds = sw[m].vsw[t][ni];
                 bool http = sw[m].vias[t] == VIA_HTTP;
+                /* what the HTTP path costs on top of libelmclient: the gateway's cost over its
+                 * idle one, and what its clients spent beyond libelmclient's (medians of the
+                 * repetitions' pairs, each party's apart). elmd's difference is shown but not
+                 * added: its compute threads' own CPU time moves with the machine's load by far
+                 * more than a gateway could make it. */
+                double path_cpu = dc[P_GATEWAY].median + dc[P_CLIENTS].median;
                 const char *goal = !http                                  ? "-"
                                    : a->median >= 0.97 && f->median < 1.0 ? "met"
                                                                           : "not met";
@@ -716,8 +844,41 @@ static void overhead_table(const struct bench_opts *o, const struct serve_cfg *c
                     {"min ms", NULL, f->min, 2},
                     {"max ms", NULL, f->max, 2},
                     {"goal (>= 0.97, < 1 ms)", goal, 0, 0},
+                    {"gateway CPU us/token", NULL, dc[P_GATEWAY].median, 1},
+                    {"gateway switches/token", NULL, ds[P_GATEWAY].median, 2},
+                    {"clients CPU us/token +", NULL, dc[P_CLIENTS].median, 1},
+                    {"clients switches/token +", NULL, ds[P_CLIENTS].median, 2},
+                    {"elmd CPU us/token +", NULL, dc[P_ELMD].median, 1},
+                    {"elmd switches/token +", NULL, ds[P_ELMD].median, 2},
+                    {"path CPU us/token", NULL, path_cpu, 1},
                 };
                 bench_row(o, "serve-overhead", cells, (int)(sizeof cells / sizeof *cells));
+            }
+    bench_end_table(o);
+}
+
+/* Beside the overhead table: each round's own cost per token received, per party (medians over
+ * the repetitions), so the libelmclient round's figures the differences start from are shown. */
+static void cost_table(const struct bench_opts *o, const struct serve_cfg *c,
+                       const struct sweep *sw, int n)
+{
+    for (int m = 0; m < n; m++)
+        for (int ni = 0; ni < c->n_ns; ni++)
+            for (int t = 0; t < sw[m].n_via; t++) {
+                const struct bench_stat *cp = sw[m].cpu[t][ni], *sp = sw[m].sw[t][ni];
+                /* the gateway's in the other ways' rounds: what it spends idle */
+                struct bench_cell cells[] = {
+                    {"model", sw[m].name, 0, 0},
+                    {"via", via_name[sw[m].vias[t]], 0, 0},
+                    {"clients", NULL, c->ns[ni], 0},
+                    {"gateway CPU us/token", NULL, cp[P_GATEWAY].median, 1},
+                    {"gateway switches/token", NULL, sp[P_GATEWAY].median, 2},
+                    {"clients CPU us/token", NULL, cp[P_CLIENTS].median, 1},
+                    {"clients switches/token", NULL, sp[P_CLIENTS].median, 2},
+                    {"elmd CPU us/token", NULL, cp[P_ELMD].median, 1},
+                    {"elmd switches/token", NULL, sp[P_ELMD].median, 2},
+                };
+                bench_row(o, "serve-cost", cells, (int)(sizeof cells / sizeof *cells));
             }
     bench_end_table(o);
 }
@@ -947,8 +1108,10 @@ int bench_serve(const struct bench_opts *go, int argc, char **argv)
         print_scaling(o, &c, sw, done);
         bench_end_table(o);
     }
-    if (done && sw[0].n_via > 1)
+    if (done && sw[0].n_via > 1) {
         overhead_table(o, &c, sw, done);
+        cost_table(o, &c, sw, done);
+    }
     if (o->plot && done)
         fails += plot(o, &c, sw, done);
     return fails ? 1 : 0;

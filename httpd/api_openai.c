@@ -80,6 +80,11 @@ struct completion {
     bool chat; /* a chat completion: choices carry a message (a delta when streamed) */
     bool stream;
     const char *obj; /* the documents' "object" */
+    /* A streamed token's chunk as jansson writes it, cut around its text: every token's chunk is
+     * the same document but for the text, so only the text is encoded per token (tmpl_len 0:
+     * each chunk is built whole). */
+    char tmpl[1024];
+    size_t tmpl_len, text_at, text_end;
 };
 
 static void completion_init(struct completion *c, const struct elm_daemon_status *st, bool chat,
@@ -129,6 +134,43 @@ static json_t *choice(const struct completion *c, json_t *text, const char *fini
                      "finish_reason", f);
 }
 
+/* Writes c's token chunk once with a marker for its text, and finds the marker (the last one:
+ * the id and model come before the choices, and a marker in them is escaped the same way). */
+static void template_init(struct completion *c)
+{
+    static const char mark[] = "\"\\u0001\""; /* the string "\x01", as jansson writes it */
+    json_t *j = chunk(c, json_pack("[o]", choice(c, json_string("\x01"), NULL)));
+    size_t n = j ? json_dumpb(j, c->tmpl, sizeof c->tmpl, JSON_COMPACT) : 0;
+    json_decref(j);
+    c->tmpl_len = 0;
+    if (n == 0 || n > sizeof c->tmpl)
+        return;
+    for (size_t i = n - (sizeof mark - 1) + 1; i-- > 0;)
+        if (!memcmp(c->tmpl + i, mark, sizeof mark - 1)) {
+            c->text_at = i;
+            c->text_end = i + sizeof mark - 1;
+            c->tmpl_len = n;
+            return;
+        }
+}
+
+/* "data: " and a token's chunk with the text t (stolen), as chunk(choice(t)) would be written;
+ * false when the template cannot (none, or a text too long for the buffer here). */
+static bool put_token_chunk(struct hstream *s, const struct completion *c, json_t *t)
+{
+    char enc[512];
+    size_t n = c->tmpl_len ? json_dumpb(t, enc, sizeof enc, JSON_COMPACT | JSON_ENCODE_ANY) : 0;
+    if (n == 0 || n > sizeof enc)
+        return false;
+    json_decref(t);
+    hs_put(s, "data: ", 6);
+    hs_put(s, c->tmpl, c->text_at);
+    hs_put(s, enc, n);
+    hs_put(s, c->tmpl + c->text_end, c->tmpl_len - c->text_end);
+    hs_put(s, "\n\n", 2);
+    return true;
+}
+
 static json_t *usage(const struct elm_event *ev)
 {
     return json_pack("{sIsIsI}", "prompt_tokens", (json_int_t)ev->n_prompt, "completion_tokens",
@@ -149,10 +191,10 @@ static bool sse_event(struct hstream *s, const struct elm_event *ev)
     const struct completion *c = s->api;
     if (ev->type == ELM_EVENT_TOKEN) {
         json_t *t = hs_text(s, ev->text, ev->text_len, false);
-        if (json_string_length(t))
-            hs_put_json(s, chunk(c, json_pack("[o]", choice(c, t, NULL))), true);
-        else
+        if (!json_string_length(t))
             json_decref(t); /* nothing whole yet: wait for the rest of the character */
+        else if (!put_token_chunk(s, c, t))
+            hs_put_json(s, chunk(c, json_pack("[o]", choice(c, t, NULL))), true);
         return false;
     }
     if (ev->type == ELM_EVENT_DONE) {
@@ -305,6 +347,7 @@ static enum MHD_Result completions(struct hreq *r, bool chat)
                 chunk(c, json_pack("[{sis{ssss}snsn}]", "index", 0, "delta", "role", "assistant",
                                    "content", "", "logprobs", "finish_reason")),
                 true);
+        template_init(c);
         s->api = c;
         s->on_event = sse_event;
         res = reply_stream(r, s, "text/event-stream");

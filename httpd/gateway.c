@@ -230,7 +230,7 @@ static int gen_start(struct gw *g, struct gw_gen *gen, const struct gw_target *t
         return rc;
     }
     gen->submitted = true;
-    gen->t_submit = now_ns();
+    gen->t_submit = gen->t_checked = now_ns();
     elm_trace("h_submit");
     return 0;
 }
@@ -284,34 +284,52 @@ int gw_keep_alive(struct gw *g, struct gw_gen *gen, const struct gw_target *t, c
     return 0;
 }
 
+/* What gw_gen_next() and gw_gen_ready() do with the event elm_session_next() gave (rc 0) or
+ * its error: the metrics, and whether the HTTP client is still there. */
+static int took(struct gw_gen *gen, int rc, struct elm_event *ev)
+{
+    if (rc == 0 && ev->type == ELM_EVENT_TOKEN) {
+        uint64_t t = now_ns();
+        /* Looked at while tokens flow too, so a client that hangs up then (a non-streamed reply
+         * writes nothing until the end) is noticed; as often as while waiting, not at every
+         * token: a poll() per token is a system call per token for every stream. */
+        if (t - gen->t_checked >= POLL_MS * 1000000ull) {
+            gen->t_checked = t;
+            if (client_gone(gen->client_fd))
+                return -ECONNRESET;
+        }
+        if (gen->had_token)
+            metrics_next_token(t - gen->t_last);
+        else {
+            elm_trace("h_first");
+            metrics_first_token(t - gen->t_submit);
+        }
+        gen->had_token = true;
+        gen->t_last = t;
+    } else {
+        if (rc == 0 && ev->type == ELM_EVENT_DONE)
+            metrics_done(ev->n_prompt, ev->n_gen);
+        gen->submitted = false; /* the request is over */
+    }
+    return rc;
+}
+
 int gw_gen_next(struct gw_gen *gen, struct elm_event *ev)
 {
     for (;;) {
         int rc = elm_session_next(gen->s, ev, POLL_MS);
-        /* Looked at while waiting and at every token, so a client that hangs up while tokens
-         * flow (a non-streamed reply writes nothing until the end) is noticed too. */
-        if ((rc == 0 && ev->type == ELM_EVENT_TOKEN) || rc == -ETIMEDOUT || rc == -EINTR)
-            if (client_gone(gen->client_fd))
-                return -ECONNRESET;
-        if (rc == -ETIMEDOUT || rc == -EINTR)
-            continue;
-        if (rc == 0 && ev->type == ELM_EVENT_TOKEN) {
-            uint64_t t = now_ns();
-            if (gen->had_token)
-                metrics_next_token(t - gen->t_last);
-            else {
-                elm_trace("h_first");
-                metrics_first_token(t - gen->t_submit);
-            }
-            gen->had_token = true;
-            gen->t_last = t;
-        } else {
-            if (rc == 0 && ev->type == ELM_EVENT_DONE)
-                metrics_done(ev->n_prompt, ev->n_gen);
-            gen->submitted = false; /* the request is over */
-        }
-        return rc;
+        if (rc != -ETIMEDOUT && rc != -EINTR)
+            return took(gen, rc, ev);
+        gen->t_checked = now_ns();
+        if (client_gone(gen->client_fd))
+            return -ECONNRESET;
     }
+}
+
+int gw_gen_ready(struct gw_gen *gen, struct elm_event *ev)
+{
+    int rc = elm_session_next(gen->s, ev, 0);
+    return rc == -ETIMEDOUT || rc == -EINTR ? -EAGAIN : took(gen, rc, ev);
 }
 
 int gw_gen_collect(struct gw_gen *gen, char **text, size_t *len, struct elm_event *ev)

@@ -62,6 +62,7 @@ struct gw_gen {
     int client_fd;             /* the HTTP client's socket, watched for a hang-up while waiting */
     bool submitted;            /* a request is running: close cancels it */
     uint64_t t_submit, t_last; /* CLOCK_MONOTONIC ns: for the latency metrics */
+    uint64_t t_checked;        /* when the HTTP client's socket was last looked at */
     bool had_token;
     char err[256]; /* the daemon's message when the start failed */
 };
@@ -87,8 +88,12 @@ int gw_embed(struct gw *g, struct gw_gen *gen, const struct gw_target *t, const 
  * (in gen) gives the daemon's message (a keep_alive it cannot read...). */
 int gw_keep_alive(struct gw *g, struct gw_gen *gen, const struct gw_target *t, const char **msg);
 /* The next event of the request. -ECONNRESET when the HTTP client hung up (the caller ends
- * the generation, which cancels it in the daemon). */
+ * the generation, which cancels it in the daemon): its socket is looked at every 100 ms, while
+ * waiting and while tokens flow. */
 int gw_gen_next(struct gw_gen *gen, struct elm_event *ev);
+/* gw_gen_next() without waiting: -EAGAIN when elmd has sent nothing more yet. A stream takes
+ * what is already there into the same write. */
+int gw_gen_ready(struct gw_gen *gen, struct elm_event *ev);
 /* Reads the request to its end: the tokens' texts concatenated into *text (malloc'ed,
  * NUL-terminated, *len bytes; caller frees, also on failure), the final DONE or ERROR in *ev.
  * Returns 0, or an error of gw_gen_next() (-ECONNRESET...) or -ENOMEM. */

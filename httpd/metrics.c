@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "httpd/metrics.h"
 
@@ -173,6 +174,22 @@ char *metrics_render(const struct elm_daemon_status *st, const char *model_id, i
         "(idle, ready for the next ones, or being closed).\n"
         "# TYPE elm_http_ready_sessions gauge\nelm_http_ready_sessions %d\n",
         ready);
+    /* the gateway's own cost: every CPU second it spends is taken from the engine on a small
+     * machine (elm-bench serve --http reads these around its rounds); getrusage counts the
+     * connection threads that have ended too */
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) == 0)
+        put(&b,
+            "# HELP process_cpu_seconds_total User and system CPU time of elm-httpd.\n"
+            "# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total %.6f\n"
+            "# HELP elm_http_context_switches_total Context switches of elm-httpd's threads "
+            "(voluntary: a thread went to sleep and was woken).\n"
+            "# TYPE elm_http_context_switches_total counter\n"
+            "elm_http_context_switches_total{kind=\"voluntary\"} %ld\n"
+            "elm_http_context_switches_total{kind=\"involuntary\"} %ld\n",
+            (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+                (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e-6,
+            ru.ru_nvcsw, ru.ru_nivcsw);
     if (st) {
         put(&b,
             "# HELP elm_queue_depth Requests waiting for KV memory.\n# TYPE elm_queue_depth gauge\n"

@@ -209,6 +209,23 @@ void conn_wait_end(struct MHD_Connection *conn, unsigned idle_s)
     MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT, idle_s);
 }
 
+/* One event of s's generation into its bytes (waiting for it, or only if one is there already:
+ * wait false). 0, -EAGAIN (nothing there yet), or -1: end the reply with an error (the client
+ * left, or out of memory). */
+static int take(struct hstream *s, bool wait)
+{
+    struct elm_event ev;
+    int rc = wait ? gw_gen_next(&s->gen, &ev) : gw_gen_ready(&s->gen, &ev);
+    if (rc == -EAGAIN)
+        return rc;
+    if (rc == -ECONNRESET)
+        return -1; /* the client left: close, cancel */
+    if (rc)
+        ev = (struct elm_event){.type = ELM_EVENT_ERROR, .error = rc, .message = ""};
+    s->finished = s->on_event(s, &ev);
+    return s->oom ? -1 : 0;
+}
+
 /* libmicrohttpd asks for the next bytes (in the connection's thread, so waiting is fine). */
 static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 {
@@ -221,17 +238,16 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
         s->off = s->len = 0;
         if (s->finished)
             return MHD_CONTENT_READER_END_OF_STREAM;
-        struct elm_event ev;
-        int rc = gw_gen_next(&s->gen, &ev);
-        if (rc == -ECONNRESET)
-            return MHD_CONTENT_READER_END_WITH_ERROR; /* the client left: close, cancel */
-        if (rc) {
-            ev = (struct elm_event){.type = ELM_EVENT_ERROR, .error = rc, .message = ""};
-        }
-        s->finished = s->on_event(s, &ev);
-        if (s->oom)
+        if (take(s, true) < 0)
             return MHD_CONTENT_READER_END_WITH_ERROR;
     }
+    /* Tokens that came meanwhile (elmd ran ahead of this thread, or of the client) go out in
+     * the same write: one send() and one wake-up of the client for all of them. */
+    int rc = 0;
+    while (!s->finished && s->len - s->off < max && (rc = take(s, false)) == 0)
+        ;
+    if (rc == -1)
+        return MHD_CONTENT_READER_END_WITH_ERROR;
     if (waits) /* bytes are ready: the client's clock again, from now */
         conn_wait_end(s->conn, s->idle_s);
     if (!s->wrote) /* the first bytes of the reply go to the client */

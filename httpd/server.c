@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "common/trace.h"
 #include "httpd/api.h"
@@ -290,6 +291,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
  * Start and stop
  */
 
+#define SEND_BUFFER (64 << 10) /* a connection's SO_SNDBUF (the kernel doubles it) */
+
 /* "ADDR:PORT" or "[ADDR6]:PORT" into *ss. */
 static int parse_listen(const char *s, struct sockaddr_storage *ss, bool *v6, bool *loopback)
 {
@@ -357,6 +360,15 @@ int httpd_start(struct httpd *h)
     }
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(h->mhd, MHD_DAEMON_INFO_BIND_PORT);
     h->port = di ? di->port : 0;
+    /* A bounded send buffer for every connection (accepted sockets inherit the listener's):
+     * left to the kernel's autotuning it grows to megabytes, which hold a whole stream, so a
+     * client that never reads would keep its request generating to the end of the context
+     * instead of stalling the writes, which the idle timeout then ends (and with it the
+     * request). A stream's events are small: this is many of them. */
+    const union MHD_DaemonInfo *li = MHD_get_daemon_info(h->mhd, MHD_DAEMON_INFO_LISTEN_FD);
+    int sndbuf = SEND_BUFFER;
+    if (li)
+        setsockopt(li->listen_fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
     return 0;
 }
 

@@ -474,6 +474,19 @@ static void test_serve_http(void **state)
             assert_true(num(ov[i], "agg/libelmclient") == num(h, "agg/libelmclient"));
         const char *goal = str(ov[i], "goal (>= 0.97, < 1 ms)");
         assert_true(!strcmp(goal, "met") || !strcmp(goal, "not met"));
+        assert_non_null(json_object_get(ov[i], "path CPU us/token"));
+    }
+    /* what each round cost per token: the gateway's round used its CPU and woke it, every
+     * round's clients and elmd used theirs */
+    const json_t *co[4];
+    assert_int_equal(rows(&l, "serve-cost", co, 4), 4);
+    for (int i = 0; i < 4; i++) {
+        assert_string_equal(str(co[i], "via"), i & 1 ? "elm-httpd" : "libelmclient");
+        if (i & 1)
+            assert_true(num(co[i], "gateway CPU us/token") > 0 &&
+                        num(co[i], "gateway switches/token") > 0);
+        assert_true(num(co[i], "clients CPU us/token") > 0);
+        assert_true(num(co[i], "elmd CPU us/token") > 0);
     }
     lines_free(&l);
 }
@@ -517,9 +530,8 @@ static void test_serve(void **state)
      * the extreme quotients; the plot has a point per client count in each panel */
     char svg[128];
     snprintf(svg, sizeof svg, "%s/serve.svg", tmpdir);
-    assert_int_equal(
-        run(out, sizeof out, "--quick --json --reps 3 --plot %s serve --model '%s'", svg, model),
-        0);
+    if (run(out, sizeof out, "--quick --json --reps 3 --plot %s serve --model '%s'", svg, model))
+        fail_msg("elm-bench serve --reps 3 --plot failed: %s", err_text());
     parse_lines(out, "serve", &l);
     assert_int_equal(rows(&l, "serve", r, 8), 2); /* --quick: 1 and 2 clients */
     check_serve_row(r[0], 1, 8);

@@ -16,13 +16,20 @@
  *   - elmd gone: 503; elmd back: the gateway serves again without a restart.
  *   - --api-key-file (401 without the key) and --cors (off by default; preflight when on).
  *   - elmd stopped for longer than --idle-timeout before a first token: the reply is whole.
+ *   - A client that never reads its stream is dropped after --idle-timeout, its session freed,
+ *     while another stream through the same gateway completes with the greedy text.
  * No assertion is about time: the waits have deadlines only to turn a hang into a failure.
  */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -894,6 +901,65 @@ static void test_slow_daemon(void **state)
     stop_gateway(gw);
 }
 
+/* A client that asks for a stream and never reads it holds neither a thread nor a session for
+ * long: with its receive buffer small, the gateway's writes stall once the two sockets' buffers
+ * are full, its idle timeout (--idle-timeout 1) drops the connection, which cancels the request
+ * and frees the session (elmctl sessions); meanwhile a well-formed stream through the same
+ * gateway completes with the greedy text. */
+static void test_stalled_reader(void **state)
+{
+    (void)state;
+    require_gateway();
+    char u[128];
+    long gw = start_gateway("--idle-timeout 1", u, sizeof u);
+    assert_int_equal(n_sessions(), 0);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    int small = 1024; /* before connect: the window it advertises stays small */
+    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small), 0);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)atoi(strrchr(u, ':') + 1))};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    /* no max_tokens: it would run to the end of the context (2048 tokens, ~300 KB of events) */
+    const char *body = "{\"prompt\":\"Once\",\"stream\":true,\"temperature\":1,\"seed\":7}";
+    char req[512];
+    int n = snprintf(req, sizeof req,
+                     "POST /v1/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: "
+                     "application/json\r\nContent-Length: %zu\r\n\r\n%s",
+                     strlen(body), body);
+    assert_int_equal(send(fd, req, (size_t)n, MSG_NOSIGNAL), n);
+    wait_sessions(1); /* its request runs */
+
+    static char out[65536], text[8192];
+    assert_int_equal(elm_test_curl(out, sizeof out, errfile,
+                                   "-N -d '{\"prompt\":\"" PROMPT "\",\"max_tokens\":%d,"
+                                   "\"temperature\":0,\"stream\":true}' %s/v1/completions",
+                                   N_GEN, u),
+                     200);
+    parse_sse(out, text, sizeof text, false);
+    assert_string_equal(text, local);
+
+    wait_sessions(0); /* the silent client's request cancelled, its session closed */
+    /* dropped, not finished: what reached its socket ends without the stream's [DONE] (a
+     * 30 s receive deadline catches a gateway that never closes) */
+    struct timeval tv = {.tv_sec = 30};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    static char got[1 << 20];
+    size_t len = 0;
+    ssize_t k;
+    while (len < sizeof got - 1 && (k = recv(fd, got + len, sizeof got - 1 - len, 0)) > 0)
+        len += (size_t)k;
+    got[len] = 0;
+    if (k < 0 && errno != ECONNRESET)
+        fail_msg("the gateway did not close the connection: %s", strerror(errno));
+    assert_true(len < sizeof got - 1);
+    assert_memory_equal(got, "HTTP/1.1 200", 12);
+    assert_null(strstr(got, "data: [DONE]"));
+    close(fd);
+    stop_gateway(gw);
+}
+
 static void test_key_and_cors(void **state)
 {
     (void)state;
@@ -959,6 +1025,7 @@ int main(void)
         cmocka_unit_test(test_daemon_restart),
         cmocka_unit_test(test_key_and_cors),
         cmocka_unit_test(test_slow_daemon),
+        cmocka_unit_test(test_stalled_reader),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
