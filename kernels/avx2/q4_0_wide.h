@@ -29,7 +29,7 @@
 #include "kernels/tiles.h"
 
 #define Q40V_R          8    /* rows per panel: one ymm of outputs per token */
-#define Q40V_T          4    /* tokens per tile: 8 weight registers + 4 accumulators */
+#define Q40V_T          4    /* tokens per tile: 4 int16 sums + 4 accumulators + a weight */
 #define Q40V_MIN_T      2    /* fewer tokens: the shared tile */
 #define Q40V_MAX_BLOCKS 512  /* 16384 columns; longer rows take the shared tile */
 #define Q40V_ABLOCKS    4096 /* kept token tiles: this many blocks in all (128 KiB) */
@@ -181,22 +181,28 @@ ALWAYS_INLINE void q40v_run(const struct q40v_scratch *s, const struct q40v_ablo
     for (int64_t b = 0; b < nb; b++) {
         const struct q40v_wblock *wb = &s->wb[b];
         const struct q40v_ablock *ab = &abs[b];
-        __m256i wg[8];
-        UNROLL for (int g = 0; g < 8; g++) wg[g] = _mm256_load_si256(&wb->w[g]);
+        /* group by group, each weight register serving all NT tokens at once: NT int16 sums,
+         * one weight and one broadcast live instead of all eight weights (which, with the NT
+         * accumulators, spilled). The int16 sums are exact in any order (see the top). */
+        const uint8_t *q = a + (size_t)b * sizeof(struct elm_block_q8_0) +
+                           offsetof(struct elm_block_q8_0, qs);
+        __m256i s16[Q40V_T];
+        UNROLL for (int g = 0; g < 8; g++)
+        {
+            const __m256i wg = _mm256_load_si256(&wb->w[g]);
+            UNROLL for (int t = 0; t < NT; t++)
+            {
+                const __m256i p = _mm256_maddubs_epi16(
+                    wg, _mm256_set1_epi32((int32_t)load_u32(q + (size_t)t * as + 4 * g)));
+                s16[t] = g == 0 ? p : _mm256_add_epi16(s16[t], p);
+                KEEP_CHAIN(s16[t]); /* else GCC makes trees and spills them (simd.h) */
+            }
+        }
         const __m256 dw = _mm256_load_ps((const float *)&wb->dw);
         UNROLL for (int t = 0; t < NT; t++)
         {
-            const uint8_t *q = a + (size_t)t * as + (size_t)b * sizeof(struct elm_block_q8_0) +
-                               offsetof(struct elm_block_q8_0, qs);
-            /* the 16 products of each lane summed in int16 (at most 30720, see the top) */
-            __m256i p[8];
-            UNROLL for (int g = 0; g < 8; g++) p[g] =
-                _mm256_maddubs_epi16(wg[g], _mm256_set1_epi32((int32_t)load_u32(q + 4 * g)));
-            const __m256i s16 = _mm256_add_epi16(
-                _mm256_add_epi16(_mm256_add_epi16(p[0], p[1]), _mm256_add_epi16(p[2], p[3])),
-                _mm256_add_epi16(_mm256_add_epi16(p[4], p[5]), _mm256_add_epi16(p[6], p[7])));
             const __m256i isum =
-                _mm256_add_epi32(_mm256_madd_epi16(s16, ones), _mm256_set1_epi32(ab->corr[t]));
+                _mm256_add_epi32(_mm256_madd_epi16(s16[t], ones), _mm256_set1_epi32(ab->corr[t]));
             /* sum = fmaf((float)isum, d_w * d_a, sum), 8 outputs at once */
             acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum),
                                      _mm256_mul_ps(dw, _mm256_set1_ps(ab->da[t])), acc[t]);
