@@ -102,8 +102,10 @@ ALWAYS_INLINE void q40v_unpack_rows(struct q40v_scratch *s, const uint8_t *w, si
             prefetch_span(pf + b * Q40V_R * sizeof(struct elm_block_q4_0),
                           Q40V_R * sizeof(struct elm_block_q4_0));
         const struct elm_block_q4_0 *x[Q40V_R];
-        UNROLL for (int r = 0; r < Q40V_R; r++) x[r] = (const struct elm_block_q4_0 *)(
-            base[r] + (size_t)b * (FULL ? sizeof(struct elm_block_q4_0) : step[r]));
+        UNROLL for (int r = 0; r < Q40V_R; r++) x[r] =
+            (const struct elm_block_q4_0 *)(base[r] +
+                                            (size_t)b *
+                                                (FULL ? sizeof(struct elm_block_q4_0) : step[r]));
         /* z[k]: row k's 16 qs bytes in the low half, row k + 4's in the high half */
         __m256i z[4];
         UNROLL for (int k = 0; k < 4; k++) z[k] = _mm256_inserti128_si256(
@@ -145,7 +147,6 @@ static void q40v_unpack(struct q40v_scratch *s, const uint8_t *w, size_t ws, int
         q40v_unpack_rows(s, w, ws, nr, nb, pf, false);
 }
 
-
 /* The per-block corrections and scales of tokens [0, nt), into ab[0..nb). */
 static void q40v_prep(struct q40v_ablock *ab, const uint8_t *a, size_t as, int nt, int64_t nb)
 {
@@ -184,8 +185,8 @@ ALWAYS_INLINE void q40v_run(const struct q40v_scratch *s, const struct q40v_ablo
         /* group by group, each weight register serving all NT tokens at once: NT int16 sums,
          * one weight and one broadcast live instead of all eight weights (which, with the NT
          * accumulators, spilled). The int16 sums are exact in any order (see the top). */
-        const uint8_t *q = a + (size_t)b * sizeof(struct elm_block_q8_0) +
-                           offsetof(struct elm_block_q8_0, qs);
+        const uint8_t *q =
+            a + (size_t)b * sizeof(struct elm_block_q8_0) + offsetof(struct elm_block_q8_0, qs);
         __m256i s16[Q40V_T];
         UNROLL for (int g = 0; g < 8; g++)
         {
