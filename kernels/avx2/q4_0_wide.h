@@ -29,7 +29,7 @@
 #include "kernels/tiles.h"
 
 #define Q40V_R          8    /* rows per panel: one ymm of outputs per token */
-#define Q40V_T          4    /* tokens per tile: 8 weight registers + 4 accumulators */
+#define Q40V_T          4    /* tokens per tile: 4 int16 sums + 4 accumulators + a weight */
 #define Q40V_MIN_T      2    /* fewer tokens: the shared tile */
 #define Q40V_MAX_BLOCKS 512  /* 16384 columns; longer rows take the shared tile */
 #define Q40V_ABLOCKS    4096 /* kept token tiles: this many blocks in all (128 KiB) */
@@ -81,16 +81,20 @@ static inline struct q40v_scratch *q40v_scratch_get(void)
 
 /* Unpacks rows [0, nr) of the panel; lanes of rows nr..7 get zero weights and scales.
  * pf: when not NULL, the next panel's rows, prefetched a block's share at a time as the shared
- * tile does for a first token tile (the weights come from memory). */
-static void q40v_unpack(struct q40v_scratch *s, const uint8_t *w, size_t ws, int nr, int64_t nb,
-                        const uint8_t *pf)
+ * tile does for a first token tile (the weights come from memory). FULL: nr is 8, so every row
+ * advances by one block and its address is the first row's plus r * ws: the compiler then
+ * keeps eight row pointers in registers, where the general case's per-row steps (0 for a
+ * missing row) spilled them and their steps to the stack (callgrind: 80 instructions a block,
+ * a third of them that bookkeeping, against about 8 tokens x 35 of arithmetic). */
+ALWAYS_INLINE void q40v_unpack_rows(struct q40v_scratch *s, const uint8_t *w, size_t ws, int nr,
+                                    int64_t nb, const uint8_t *pf, const bool FULL)
 {
     static const struct elm_block_q4_0 zero;
     const uint8_t *base[Q40V_R];
     size_t step[Q40V_R];
     for (int r = 0; r < Q40V_R; r++) {
-        base[r] = r < nr ? w + (size_t)r * ws : (const uint8_t *)&zero;
-        step[r] = r < nr ? sizeof(struct elm_block_q4_0) : 0;
+        base[r] = FULL || r < nr ? w + (size_t)r * ws : (const uint8_t *)&zero;
+        step[r] = FULL || r < nr ? sizeof(struct elm_block_q4_0) : 0;
     }
     const __m256i m4 = _mm256_set1_epi8(0x0f);
     for (int64_t b = 0; b < nb; b++) {
@@ -99,7 +103,9 @@ static void q40v_unpack(struct q40v_scratch *s, const uint8_t *w, size_t ws, int
                           Q40V_R * sizeof(struct elm_block_q4_0));
         const struct elm_block_q4_0 *x[Q40V_R];
         UNROLL for (int r = 0; r < Q40V_R; r++) x[r] =
-            (const struct elm_block_q4_0 *)(base[r] + (size_t)b * step[r]);
+            (const struct elm_block_q4_0 *)(base[r] +
+                                            (size_t)b *
+                                                (FULL ? sizeof(struct elm_block_q4_0) : step[r]));
         /* z[k]: row k's 16 qs bytes in the low half, row k + 4's in the high half */
         __m256i z[4];
         UNROLL for (int k = 0; k < 4; k++) z[k] = _mm256_inserti128_si256(
@@ -119,10 +125,26 @@ static void q40v_unpack(struct q40v_scratch *s, const uint8_t *w, size_t ws, int
             _mm256_store_si256(&o->w[g], _mm256_and_si256(raw[g], m4));
             _mm256_store_si256(&o->w[g + 4], _mm256_and_si256(_mm256_srli_epi16(raw[g], 4), m4));
         }
-        uint16_t d[Q40V_R];
-        UNROLL for (int r = 0; r < Q40V_R; r++) d[r] = load_u16(&x[r]->d);
-        _mm256_store_ps((float *)&o->dw, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)d)));
+        /* the scales inserted straight from memory (vpinsrw): one instruction a row */
+        __m128i d = _mm_cvtsi32_si128(load_u16(&x[0]->d));
+        d = _mm_insert_epi16(d, load_u16(&x[1]->d), 1);
+        d = _mm_insert_epi16(d, load_u16(&x[2]->d), 2);
+        d = _mm_insert_epi16(d, load_u16(&x[3]->d), 3);
+        d = _mm_insert_epi16(d, load_u16(&x[4]->d), 4);
+        d = _mm_insert_epi16(d, load_u16(&x[5]->d), 5);
+        d = _mm_insert_epi16(d, load_u16(&x[6]->d), 6);
+        d = _mm_insert_epi16(d, load_u16(&x[7]->d), 7);
+        _mm256_store_ps((float *)&o->dw, _mm256_cvtph_ps(d));
     }
+}
+
+static void q40v_unpack(struct q40v_scratch *s, const uint8_t *w, size_t ws, int nr, int64_t nb,
+                        const uint8_t *pf)
+{
+    if (nr == Q40V_R)
+        q40v_unpack_rows(s, w, ws, nr, nb, pf, true);
+    else
+        q40v_unpack_rows(s, w, ws, nr, nb, pf, false);
 }
 
 /* The per-block corrections and scales of tokens [0, nt), into ab[0..nb). */
@@ -160,22 +182,28 @@ ALWAYS_INLINE void q40v_run(const struct q40v_scratch *s, const struct q40v_ablo
     for (int64_t b = 0; b < nb; b++) {
         const struct q40v_wblock *wb = &s->wb[b];
         const struct q40v_ablock *ab = &abs[b];
-        __m256i wg[8];
-        UNROLL for (int g = 0; g < 8; g++) wg[g] = _mm256_load_si256(&wb->w[g]);
+        /* group by group, each weight register serving all NT tokens at once: NT int16 sums,
+         * one weight and one broadcast live instead of all eight weights (which, with the NT
+         * accumulators, spilled). The int16 sums are exact in any order (see the top). */
+        const uint8_t *q =
+            a + (size_t)b * sizeof(struct elm_block_q8_0) + offsetof(struct elm_block_q8_0, qs);
+        __m256i s16[Q40V_T];
+        UNROLL for (int g = 0; g < 8; g++)
+        {
+            const __m256i wg = _mm256_load_si256(&wb->w[g]);
+            UNROLL for (int t = 0; t < NT; t++)
+            {
+                const __m256i p = _mm256_maddubs_epi16(
+                    wg, _mm256_set1_epi32((int32_t)load_u32(q + (size_t)t * as + 4 * g)));
+                s16[t] = g == 0 ? p : _mm256_add_epi16(s16[t], p);
+                KEEP_CHAIN(s16[t]); /* else GCC makes trees and spills them (simd.h) */
+            }
+        }
         const __m256 dw = _mm256_load_ps((const float *)&wb->dw);
         UNROLL for (int t = 0; t < NT; t++)
         {
-            const uint8_t *q = a + (size_t)t * as + (size_t)b * sizeof(struct elm_block_q8_0) +
-                               offsetof(struct elm_block_q8_0, qs);
-            /* the 16 products of each lane summed in int16 (at most 30720, see the top) */
-            __m256i p[8];
-            UNROLL for (int g = 0; g < 8; g++) p[g] =
-                _mm256_maddubs_epi16(wg[g], _mm256_set1_epi32((int32_t)load_u32(q + 4 * g)));
-            const __m256i s16 = _mm256_add_epi16(
-                _mm256_add_epi16(_mm256_add_epi16(p[0], p[1]), _mm256_add_epi16(p[2], p[3])),
-                _mm256_add_epi16(_mm256_add_epi16(p[4], p[5]), _mm256_add_epi16(p[6], p[7])));
             const __m256i isum =
-                _mm256_add_epi32(_mm256_madd_epi16(s16, ones), _mm256_set1_epi32(ab->corr[t]));
+                _mm256_add_epi32(_mm256_madd_epi16(s16[t], ones), _mm256_set1_epi32(ab->corr[t]));
             /* sum = fmaf((float)isum, d_w * d_a, sum), 8 outputs at once */
             acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum),
                                      _mm256_mul_ps(dw, _mm256_set1_ps(ab->da[t])), acc[t]);
