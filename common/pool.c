@@ -17,7 +17,11 @@
  * The judge (elm_wait_judge_sample) reads the samples knowing how the threads waited:
  *   - spinning, a sample's run delay is other work's doing alone: a smoothed score of them
  *     (one sample does not stop spinning; four over in a row do) makes the machine busy, and
- *     threads sleep at once, as with OMP_WAIT_POLICY=passive;
+ *     threads sleep at once, as with OMP_WAIT_POLICY=passive. A new process, and spinning
+ *     after a probe, start on probation: the score just under the line, so the first sample
+ *     over makes the machine busy (a program started beside busy loops would otherwise spin
+ *     through four samples, and a short request pays that: a spun call there can last a time
+ *     slice), while samples under soon make it as patient as above;
  *   - sleeping, the run delay also holds our own wake-ups (each sleeping thread is runnable a
  *     while before it runs again, on a virtual machine the more), and with ~100 parallel calls
  *     per token those alone can pass the tenth on an idle machine: such a sample proves
@@ -218,6 +222,11 @@ static bool is_over(int64_t waited, int64_t span)
     return waited < 0 || waited * DELAY_SHARE > span;
 }
 
+void elm_wait_judge_start(struct elm_wait_judge *j)
+{
+    *j = (struct elm_wait_judge){.score = SCORE_ENTER - 1};
+}
+
 bool elm_wait_judge_sample(struct elm_wait_judge *j, int64_t now, int64_t waited, int64_t span)
 {
     const bool over = is_over(waited, span);
@@ -243,7 +252,7 @@ bool elm_wait_judge_sample(struct elm_wait_judge *j, int64_t now, int64_t waited
         } else if (j->probe < 2 + PROBE_SHORT) {
             j->probe++;
         } else {
-            *j = (struct elm_wait_judge){.score = SCORE_ENTER - 1};
+            elm_wait_judge_start(j);
         }
     } else if (!over || now >= j->next_probe) {
         /* asleep: the share counts our own wake-ups too, so "over" proves nothing; probe when
@@ -400,6 +409,7 @@ static void init(void)
     if (s && elm_pool_wait_parse(s, &w) != 0)
         fprintf(stderr, "elm: ELM_WAIT=%s is not auto, passive or active; using auto\n", s);
     atomic_store(&pool.wait, (int)w);
+    elm_wait_judge_start(&pool.judge);
     atomic_store(&pool.spin, true);
     atomic_store(&pool.spin_ns, spin_for(w, true));
     pthread_atfork(NULL, NULL, after_fork_child);

@@ -98,6 +98,8 @@ struct elm_wait_judge {
     int64_t next_probe; /* busy: when to probe (the caller's monotonic clock, ns) */
     int64_t backoff;    /* busy: the wait between probes, doubling while they fail */
 };
+/* A judge as the pool starts one: spinning, on probation (the first sample over: busy). */
+void elm_wait_judge_start(struct elm_wait_judge *j);
 /* One sample: over span_ns of thread time (the team's threads times the interval since the
  * last sample) the team waited waited_ns for a core (< 0: the kernel does not tell), spinning
  * or sleeping as the previous call said. now_ns: a monotonic clock. Returns true when the

@@ -60,19 +60,22 @@ trap 'exit 1' INT TERM
 # samples are the pool's samples of the machine in that run and those over the busy line
 # (elm-bench's "threads' waiting" column, common/pool.h; every policy samples), so the table can
 # say how often auto found the machine busy, and how often passive's sleeping threads waited
-# over the line all the same (their own wake-ups: why auto does not trust sleeping samples).
+# over the line all the same (their own wake-ups: why auto does not trust sleeping samples), and
+# for `model` how many probes auto ran and how many found free cores (elmd's stats do not carry
+# the probe counters yet: "-" on serve rows).
 : >"$tmp/r"
 # prints the row's t/s (column $1) and the over and samples counts of its waiting column ($2)
 row() {
     awk -F, -v c="$1" -v w="$2" -v pre="$3" '$1 == t {
-        split($w, a, /[ \/]/); print pre ($1 == "serve" ? " serve-" $3 : " model"), $c, a[2], a[3] }' t="$4"
+        split($w, a, /[ \/]/); pr = $w; sub(/.*probes /, "", pr); split(pr, b, /[ (]+/)
+        print pre ($1 == "serve" ? " serve-" $3 : " model"), $c, a[2], a[3], b[1] + 0, b[2] + 0 }' t="$4"
 }
 measure() { # $1 shape, $2 load, $3 policy, $4 round
     # the model table: tg t/s is the 12th column, the threads' waiting the 15th
     case " $benches " in *" model "*) ;; *) measure_serve "$@"; return ;; esac
     if ELM_WAIT=$3 "$bench" --csv --reps 1 model --synth "$1:q4_0" --pp 16 --tg "$tg" \
         >"$tmp/out" 2>"$tmp/err"; then
-        row 12 15 "$1 $2" model <"$tmp/out" | awk -v p="$3" -v r="$4" '{ print $1, $2, $3, p, r, $4, $5, $6 }' >>"$tmp/r"
+        row 12 15 "$1 $2" model <"$tmp/out" | awk -v p="$3" -v r="$4" '{ print $1, $2, $3, p, r, $4, $5, $6, $7, $8 }' >>"$tmp/r"
     else
         failed "$1 $2 model $3 $4"
     fi
@@ -86,7 +89,7 @@ measure_serve() { # as measure
     # table then shows "failed" for it.
     if ELM_WAIT=$3 "$bench" --csv --reps 1 serve --synth "$1:q4_0" --clients 1,8 \
         --n-predict "$predict" >"$tmp/out" 2>"$tmp/err"; then
-        row 6 16 "$1 $2" serve <"$tmp/out" | awk -v p="$3" -v r="$4" '{ print $1, $2, $3, p, r, $4, $5, $6 }' >>"$tmp/r"
+        row 6 16 "$1 $2" serve <"$tmp/out" | awk -v p="$3" -v r="$4" '{ print $1, $2, $3, p, r, $4, $5, $6, $7, $8 }' >>"$tmp/r"
     else
         failed "$1 $2 serve-1 $3 $4"
         failed "$1 $2 serve-8 $3 $4"
@@ -139,12 +142,12 @@ awk '
         if (!(key in seen)) { seen[key] = 1; order[n++] = key }
         tried[key " " $4] = 1
         if ($6 != "failed") { vals[key " " $4] = vals[key " " $4] " " $6; v[key " " $4 " " $5] = $6 }
-        if ($8 != "") { over[key " " $4] += $7; samples[key " " $4] += $8 }
+        if ($8 != "") { over[key " " $4] += $7; samples[key " " $4] += $8; probes[key " " $4] += $9; free[key " " $4] += $10 }
         if ($5 + 0 > rounds) rounds = $5 + 0
     }
     END {
-        print "| shape | load | bench | passive t/s | active t/s | auto t/s | auto / target | target | samples over: passive | auto |"
-        print "|---|---|---|---:|---:|---:|---:|---|---:|---:|"
+        print "| shape | load | bench | passive t/s | active t/s | auto t/s | auto / target | target | samples over: passive | auto | auto probes (free) |"
+        print "|---|---|---|---:|---:|---:|---:|---|---:|---:|---:|"
         for (i = 0; i < n; i++) {
             split(order[i], k, " ")
             if (k[2] == "idle") { ref = "active"; want = 0.95 } else { ref = "passive"; want = 0.90 }
@@ -157,11 +160,12 @@ awk '
             rs = rm != "" ? sprintf("%.2f %s", rm, rm >= want ? "met" : "missed") : \
                 (order[i] " auto") in tried && (order[i] " " ref) in tried ? "failed" : "-"
             b = k[3]; sub(/^serve-/, "serve, ", b); if (b == "model") b = "model (tg)"; else b = b (b == "serve, 1" ? " client" : " clients")
-            printf "| %s | %s | %s | %s | %s | %s | %s | >= %.2f of %s | %d of %d | %d of %d |\n", k[1], k[2], b,
+            printf "| %s | %s | %s | %s | %s | %s | %s | >= %.2f of %s | %d of %d | %d of %d | %s |\n", k[1], k[2], b,
                 f(median(vals[order[i] " passive"]), order[i] " passive"),
                 f(median(vals[order[i] " active"]), order[i] " active"),
                 f(median(vals[order[i] " auto"]), order[i] " auto"), rs, want, ref, over[order[i] " passive"],
-                samples[order[i] " passive"], over[order[i] " auto"], samples[order[i] " auto"]
+                samples[order[i] " passive"], over[order[i] " auto"], samples[order[i] " auto"],
+                k[3] == "model" ? sprintf("%d (%d)", probes[order[i] " auto"], free[order[i] " auto"]) : "-"
         }
     }' "$tmp/r" >"$tmp/table"
 {

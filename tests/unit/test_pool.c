@@ -316,7 +316,8 @@ static void test_auto_busy(void **state)
  * does: a second after, the threads spin through the waking call (no verdict), two one-call
  * intervals and one of at least 5 ms; the first interval over ends it and the next probe
  * backs off (2 s, 4 s, ... 16 s), all under resume spinning on probation (one over returns to
- * sleeping) and reset the backoff; a sleeping sample under the tenth probes at once. Worst
+ * sleeping) and reset the backoff, as a new judge starts; a sleeping sample under the tenth
+ * probes at once. Worst
  * case, a machine gone idle whose sleeping samples stay over is found within 16 s plus a
  * sample and a probe. No schedstat: busy, and every probe fails at its first interval. */
 #define MS    1000000LL
@@ -402,6 +403,16 @@ static void test_judge(void **state)
     assert_true(elm_wait_judge_sample(&j, t += 10 * MS, UNDER, SPAN));
     assert_true(elm_wait_judge_sample(&j, t += 10 * MS, OVER, SPAN));
     assert_false(j.busy);
+    /* a started judge is on probation: one over makes it busy; after an under, two do */
+    struct elm_wait_judge n;
+    elm_wait_judge_start(&n);
+    assert_false(n.busy);
+    assert_false(elm_wait_judge_sample(&n, t += 10 * MS, OVER, SPAN));
+    assert_true(n.busy);
+    elm_wait_judge_start(&n);
+    assert_true(elm_wait_judge_sample(&n, t += 10 * MS, UNDER, SPAN));
+    assert_true(elm_wait_judge_sample(&n, t += 10 * MS, OVER, SPAN));
+    assert_false(elm_wait_judge_sample(&n, t += 10 * MS, OVER, SPAN));
     /* the tenth itself is not over: exactly SPAN / 10 waited is a free core */
     struct elm_wait_judge k = {0};
     for (int i = 0; i < 20; i++)
