@@ -316,10 +316,10 @@ static void test_auto_busy(void **state)
  * does: a second after, the threads spin through the waking call (no verdict), two one-call
  * intervals and one of at least 5 ms; the first interval over ends it and the next probe
  * backs off (2 s, 4 s, ... 16 s), all under resume spinning on probation (one over returns to
- * sleeping) and reset the backoff, as a new judge starts; a sleeping sample under the tenth
- * probes at once. Worst
- * case, a machine gone idle whose sleeping samples stay over is found within 16 s plus a
- * sample and a probe. No schedstat: busy, and every probe fails at its first interval. */
+ * sleeping, as a new judge starts) and reset the backoff; a sleeping sample under the tenth
+ * probes at once. Worst case, a machine gone idle whose sleeping samples stay over is found
+ * within 16 s plus a sample and a probe. No schedstat: busy, and every probe fails at its
+ * first interval. */
 #define MS    1000000LL
 #define SPAN  (20 * MS)
 #define OVER  (5 * MS) /* a quarter of the time */
