@@ -17,19 +17,34 @@
  * The judge (elm_wait_judge_sample) reads the samples knowing how the threads waited:
  *   - spinning, a sample's run delay is other work's doing alone: a smoothed score of them
  *     (one sample does not stop spinning; four over in a row do) makes the machine busy, and
- *     threads sleep at once, as with OMP_WAIT_POLICY=passive;
+ *     threads sleep at once, as with OMP_WAIT_POLICY=passive. A new process, and spinning
+ *     after a probe, start on probation: the score just under the line, so the first sample
+ *     over makes the machine busy (a program started beside busy loops would otherwise spin
+ *     through four samples, and a short request pays that: a spun call there can last a time
+ *     slice), while samples under soon make it as patient as above;
  *   - sleeping, the run delay also holds our own wake-ups (each sleeping thread is runnable a
  *     while before it runs again, on a virtual machine the more), and with ~100 parallel calls
  *     per token those alone can pass the tenth on an idle machine: such a sample proves
  *     nothing, and a busy machine that scored on them alone would never leave the busy state.
- *     So while busy the threads spin through one sample interval a second (a probe, at once
- *     when a sleeping sample was under anyway); a probe that waits under the tenth means a free
- *     core for each team thread, and spinning resumes at once.
+ *     So while busy the threads probe: they spin through a few parallel calls, sampling at
+ *     each: the call that wakes them (no verdict: it holds the wake-ups), one call, another,
+ *     then PROBE_SPAN_NS (a time slice or two: a neighbour on the core preempts a spinning
+ *     thread within that). The first interval over ends the probe, so on a busy machine a
+ *     probe costs about two spun calls; all under means a free core for each team thread, and
+ *     spinning resumes at once, on probation (the next sample over returns to sleeping).
+ *     Probes come PROBE_FIRST_NS after the machine turned busy, then twice as far apart after
+ *     each failed one, up to PROBE_MAX_NS; a sleeping sample under the tenth probes at once.
+ *     So a machine gone idle is found within PROBE_MAX_NS (plus a sample and a probe) at
+ *     worst, and in practice at the next sleeping sample under the tenth.
  * Spinning lasts ELM_POOL_SPIN_NS, long enough to cover the gaps between the products of a pass
  * and between the passes of a running sequence, short enough that an idle daemon sleeps within
- * a millisecond of its last pass. A probe costs a busy machine one spun interval a second
- * (~1 %). Where the kernel does not tell (no schedstat) every sample is over: without knowing,
- * sleeping is the safe side.
+ * a millisecond of its last pass. Where the kernel does not tell (no schedstat) every sample is
+ * over: without knowing, sleeping is the safe side.
+ *
+ * Why the probe is short: the first probe spun through a whole sample (10 ms or more) each
+ * second, and beside two busy loops a spun call can last a whole time slice (the thread it
+ * waits for is preempted); with it auto served 0.59 of passive's tokens with 8 clients of a
+ * small model (docs/benchmarks.md, "Waiting").
  *
  * Why not count runnable threads (/proc/loadavg's fourth field, the first version of this
  * rule): it counts whoever is runnable at that instant, and in elmd that is often our own
@@ -63,7 +78,10 @@
 #define DELAY_SHARE             10           /* busy: waited for a core > 1/10 of the time */
 #define SCORE_ONE               256          /* the busy score is a fraction of this */
 #define SCORE_ENTER             160          /* busy from this score up (4 samples over in a row) */
-#define PROBE_NS                1000000000LL /* busy: spin through one sample a second */
+#define PROBE_FIRST_NS          1000000000LL /* busy: the first probe a second after */
+#define PROBE_MAX_NS            16000000000LL /* failing probes back off up to 16 s apart */
+#define PROBE_SHORT             2             /* a probe's first intervals: one call each ... */
+#define PROBE_SPAN_NS           5000000LL     /* ... its last one this long at least */
 
 #if defined(__x86_64__) || defined(__i386__)
 static inline void cpu_relax(void)
@@ -107,10 +125,11 @@ static struct {
     int64_t last_sample;             /* [lock] */
     int64_t last_delay;              /* [lock] the team's run delay then, or -1: no verdict */
     int last_tid, last_nth;          /* [lock] whose team it was */
+    int last_calls;                  /* [lock] parallel calls since */
     struct elm_wait_judge judge;     /* [lock] auto's decision */
     atomic_bool spin;                /* auto: what the judge said last (spin, or sleep at once) */
     int64_t last_end;                /* [lock] when the last parallel call ended */
-    _Atomic uint64_t n_runs, n_sleeps, n_spin_sleeps, n_busy, n_samples;
+    _Atomic uint64_t n_runs, n_sleeps, n_spin_sleeps, n_busy, n_samples, n_probes, n_probes_free;
     _Atomic uint64_t delay_hist[ELM_POOL_HIST], gap_hist[ELM_POOL_HIST]; /* pool.h */
 } pool = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
@@ -203,6 +222,11 @@ static bool is_over(int64_t waited, int64_t span)
     return waited < 0 || waited * DELAY_SHARE > span;
 }
 
+void elm_wait_judge_start(struct elm_wait_judge *j)
+{
+    *j = (struct elm_wait_judge){.score = SCORE_ENTER - 1};
+}
+
 bool elm_wait_judge_sample(struct elm_wait_judge *j, int64_t now, int64_t waited, int64_t span)
 {
     const bool over = is_over(waited, span);
@@ -211,21 +235,40 @@ bool elm_wait_judge_sample(struct elm_wait_judge *j, int64_t now, int64_t waited
         j->score += ((over ? SCORE_ONE : 0) - j->score) / 4;
         if (j->score >= SCORE_ENTER) {
             j->busy = true;
-            j->next_probe = now + PROBE_NS;
+            j->backoff = PROBE_FIRST_NS;
+            j->next_probe = now + j->backoff;
         }
-    } else if (j->probing) {
-        /* spun through this interval: free cores for the team leave the busy state at once */
-        j->probing = false;
-        if (over)
-            j->next_probe = now + PROBE_NS;
-        else
-            *j = (struct elm_wait_judge){0};
+    } else if (j->probe == 1) {
+        /* the call that woke the threads: its interval holds their wake-ups, no verdict */
+        j->probe = 2;
+    } else if (j->probe >= 2) {
+        /* spinning through the probe's intervals: the first one over ends it (busy cores back
+         * the next probe off); all under, free cores for the team leave the busy state at
+         * once, on probation (one sample over returns to it) */
+        if (over) {
+            j->probe = 0;
+            j->backoff = j->backoff * 2 > PROBE_MAX_NS ? PROBE_MAX_NS : j->backoff * 2;
+            j->next_probe = now + j->backoff;
+        } else if (j->probe < 2 + PROBE_SHORT) {
+            j->probe++;
+        } else {
+            elm_wait_judge_start(j);
+        }
     } else if (!over || now >= j->next_probe) {
-        /* asleep: the share counts our own wake-ups too, so "over" proves nothing; spin through
-         * the next interval to see (at once when even this share was under) */
-        j->probing = true;
+        /* asleep: the share counts our own wake-ups too, so "over" proves nothing; probe when
+         * due (at once when even this share was under) */
+        j->probe = 1;
     }
-    return !j->busy || j->probing;
+    return !j->busy || j->probe;
+}
+
+bool elm_wait_judge_due(const struct elm_wait_judge *j, int calls, int64_t elapsed)
+{
+    if (j->probe == 0)
+        return elapsed >= SAMPLE_NS;
+    if (j->probe < 2 + PROBE_SHORT)
+        return calls >= 1;
+    return elapsed >= PROBE_SPAN_NS;
 }
 
 /* Samples the machine for a team of nth, and with decide (auto) lets the judge choose whether
@@ -235,8 +278,10 @@ bool elm_wait_judge_sample(struct elm_wait_judge *j, int64_t now, int64_t waited
  * compare the policies' machines alike. */
 static void sample_machine(int nth, bool decide)
 {
+    static const struct elm_wait_judge unjudged; /* the others sample every SAMPLE_NS */
     const int64_t t = now_ns();
-    if (t - pool.last_sample < SAMPLE_NS)
+    if (!elm_wait_judge_due(decide ? &pool.judge : &unjudged, pool.last_calls,
+                            t - pool.last_sample))
         return;
     const int64_t delay = team_delay(nth);
     if (delay == -2)
@@ -249,12 +294,20 @@ static void sample_machine(int nth, bool decide)
     pool.last_delay = delay;
     pool.last_tid = me;
     pool.last_nth = nth;
+    pool.last_calls = 0;
     if (delay >= 0 && !comparable)
         return;
     const int64_t w = delay < 0 ? -1 : waited;
-    if (decide)
+    if (decide) {
+        const bool measured = pool.judge.probe >= 2;
         atomic_store_explicit(&pool.spin, elm_wait_judge_sample(&pool.judge, t, w, span),
                               memory_order_relaxed);
+        if (measured && (pool.judge.probe == 0 || !pool.judge.busy)) {
+            count(&pool.n_probes);
+            if (!pool.judge.busy)
+                count(&pool.n_probes_free);
+        }
+    }
     count(&pool.n_samples);
     if (is_over(w, span))
         count(&pool.n_busy);
@@ -331,6 +384,7 @@ static void after_fork_child(void)
     pool.n_workers = 0;
     my_tid = 0; /* the forking thread's id was cached; this one has its own */
     pool.last_sample = 0;
+    pool.last_calls = 0;
     pool.last_end = 0;
     for (int i = 0; i < ELM_POOL_MAX - 1; i++)
         atomic_store(&pool.w[i].asleep, false);
@@ -355,6 +409,7 @@ static void init(void)
     if (s && elm_pool_wait_parse(s, &w) != 0)
         fprintf(stderr, "elm: ELM_WAIT=%s is not auto, passive or active; using auto\n", s);
     atomic_store(&pool.wait, (int)w);
+    elm_wait_judge_start(&pool.judge);
     atomic_store(&pool.spin, true);
     atomic_store(&pool.spin_ns, spin_for(w, true));
     pthread_atfork(NULL, NULL, after_fork_child);
@@ -382,6 +437,7 @@ void elm_pool_run(int want, elm_pool_fn fn, void *ctx)
     atomic_store_explicit(&pool.spin_ns, spin_for(wp, atomic_load(&pool.spin)),
                           memory_order_relaxed);
     atomic_fetch_add_explicit(&pool.n_runs, 1, memory_order_relaxed);
+    pool.last_calls++;
 
     atomic_store(&pool.pending, nth - 1);
     for (int i = 0; i < nth - 1; i++) {
@@ -482,6 +538,8 @@ void elm_pool_stats(struct elm_pool_stats *st)
     }
     st->n_busy = atomic_load(&pool.n_busy);
     st->n_samples = atomic_load(&pool.n_samples);
+    st->n_probes = atomic_load(&pool.n_probes);
+    st->n_probes_free = atomic_load(&pool.n_probes_free);
     st->busy = !atomic_load(&pool.spin);
 }
 
@@ -496,6 +554,8 @@ void elm_pool_stats_add(struct elm_pool_stats *acc, const struct elm_pool_stats 
     acc->n_spin_sleeps += to->n_spin_sleeps - from->n_spin_sleeps;
     acc->n_busy += to->n_busy - from->n_busy;
     acc->n_samples += to->n_samples - from->n_samples;
+    acc->n_probes += to->n_probes - from->n_probes;
+    acc->n_probes_free += to->n_probes_free - from->n_probes_free;
     for (int i = 0; i < ELM_POOL_HIST; i++) {
         acc->delay_hist[i] += to->delay_hist[i] - from->delay_hist[i];
         acc->gap_hist[i] += to->gap_hist[i] - from->gap_hist[i];
@@ -505,14 +565,17 @@ void elm_pool_stats_add(struct elm_pool_stats *acc, const struct elm_pool_stats 
 int elm_pool_stats_describe(const struct elm_pool_stats *st, char *buf, size_t size)
 {
     const uint64_t *d = st->delay_hist, *g = st->gap_hist;
-    return snprintf(buf, size,
-                    "busy %llu/%llu samples; delay share <1/<10/<50/more %% %llu/%llu/%llu/%llu; "
-                    "gaps <0.1/<1/<10/more ms %llu/%llu/%llu/%llu; %llu sleeps (%llu after a spin)",
-                    (unsigned long long)st->n_busy, (unsigned long long)st->n_samples,
-                    (unsigned long long)d[0], (unsigned long long)d[1], (unsigned long long)d[2],
-                    (unsigned long long)d[3], (unsigned long long)g[0], (unsigned long long)g[1],
-                    (unsigned long long)g[2], (unsigned long long)g[3],
-                    (unsigned long long)st->n_sleeps, (unsigned long long)st->n_spin_sleeps);
+    return snprintf(
+        buf, size,
+        "busy %llu/%llu samples; delay share <1/<10/<50/more %% %llu/%llu/%llu/%llu; "
+        "gaps <0.1/<1/<10/more ms %llu/%llu/%llu/%llu; %llu sleeps (%llu after a spin); "
+        "probes %llu (%llu free)",
+        (unsigned long long)st->n_busy, (unsigned long long)st->n_samples, (unsigned long long)d[0],
+        (unsigned long long)d[1], (unsigned long long)d[2], (unsigned long long)d[3],
+        (unsigned long long)g[0], (unsigned long long)g[1], (unsigned long long)g[2],
+        (unsigned long long)g[3], (unsigned long long)st->n_sleeps,
+        (unsigned long long)st->n_spin_sleeps, (unsigned long long)st->n_probes,
+        (unsigned long long)st->n_probes_free);
 }
 
 void elm_pool_shutdown(void)

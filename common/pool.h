@@ -67,7 +67,9 @@ struct elm_pool_stats {
     /* every policy samples the machine; only auto acts on the samples (pool.c) */
     uint64_t n_busy;    /* samples whose team waited for a core over 1/10 of the time */
     uint64_t n_samples; /* samples of the machine taken */
-    bool busy;          /* auto: the machine is busy now (threads sleep at once) */
+    uint64_t n_probes;  /* auto, busy: probes (a few calls spun to see whether cores are free) */
+    uint64_t n_probes_free; /* of which found a free core for each thread (spinning resumed) */
+    bool busy;              /* auto: the machine is busy now (threads sleep at once) */
     /* samples by the share of the team's time spent waiting for a core: under 1 %,
      * under 1/10 (the busy threshold), under 1/2, more */
     uint64_t delay_hist[ELM_POOL_HIST];
@@ -81,7 +83,8 @@ void elm_pool_stats(struct elm_pool_stats *st);
 void elm_pool_stats_add(struct elm_pool_stats *acc, const struct elm_pool_stats *from,
                         const struct elm_pool_stats *to);
 /* The counters in one line (no commas, so it fits a CSV cell): "busy B/S samples, delay share
- * <1/<10/<50/more % a/b/c/d, gaps <0.1/<1/<10/more ms a/b/c/d, Z sleeps (P after a spin)"
+ * <1/<10/<50/more % a/b/c/d, gaps <0.1/<1/<10/more ms a/b/c/d, Z sleeps (P after a spin),
+ * probes R (F free)"
  * — with the commas of this comment as ';'. Returns snprintf's count. */
 int elm_pool_stats_describe(const struct elm_pool_stats *st, char *buf, size_t size);
 
@@ -91,15 +94,21 @@ int elm_pool_stats_describe(const struct elm_pool_stats *st, char *buf, size_t s
 struct elm_wait_judge {
     int score;          /* 0..256: the smoothed share of recent samples that were over */
     bool busy;          /* threads sleep at once ... */
-    bool probing;       /* ... except while this says they spin until the next sample */
+    int probe;          /* ... except during a probe: 0 none, 1 waking the threads, 2 measuring */
     int64_t next_probe; /* busy: when to probe (the caller's monotonic clock, ns) */
+    int64_t backoff;    /* busy: the wait between probes, doubling while they fail */
 };
+/* A judge as the pool starts one: spinning, on probation (the first sample over: busy). */
+void elm_wait_judge_start(struct elm_wait_judge *j);
 /* One sample: over span_ns of thread time (the team's threads times the interval since the
  * last sample) the team waited waited_ns for a core (< 0: the kernel does not tell), spinning
  * or sleeping as the previous call said. now_ns: a monotonic clock. Returns true when the
  * threads should spin until the next sample. */
 bool elm_wait_judge_sample(struct elm_wait_judge *j, int64_t now_ns, int64_t waited_ns,
                            int64_t span_ns);
+/* Is the next sample due, `calls` parallel calls and elapsed_ns after the last one? Every
+ * SAMPLE_NS normally; during a probe after its few calls (pool.c). */
+bool elm_wait_judge_due(const struct elm_wait_judge *j, int calls, int64_t elapsed_ns);
 
 /* Stops and joins every worker (the next parallel call starts them again). For tests and for
  * tools that want no thread left; never call it from inside a parallel call. */

@@ -16,7 +16,10 @@
 # repetition after elm-bench's warm-up, the order rotating from round to round), so a
 # neighbour's load hits all three alike. A cell is the median over the rounds; auto / target is
 # the median of the rounds' own ratios (docs/benchmarks.md's rule for comparisons).
-# WAIT_SHAPES narrows the shapes (a first look: WAIT_SHAPES=small-110m). Run it on a quiet
+# WAIT_SHAPES, WAIT_LOADS (idle busy), WAIT_BENCHES (model serve) and WAIT_POLICIES (passive
+# active auto) narrow what is measured (a first look: WAIT_SHAPES=small-110m; the busy serve
+# cells alone: WAIT_LOADS=busy WAIT_BENCHES=serve WAIT_POLICIES="passive auto"); a narrowed run
+# prints its table and leaves docs/benchmarks.md as it was. Run it on a quiet
 # machine: the "idle" rows assume nothing else runs (the note under the table gives
 # /proc/loadavg). On a loaded machine `active` is very slow and its serve runs may fail.
 set -eu
@@ -34,8 +37,14 @@ grep -q '^<!-- bench:wait begin -->$' "$doc" || { echo "bench-wait.sh: no marker
 reps=${WAIT_REPS:-3}
 tg=${WAIT_TG:-64}
 predict=${WAIT_PREDICT:-32}
-shapes=${WAIT_SHAPES:-small-110m tinyllama-1.1b}
-policies="passive active auto"
+all_shapes="small-110m tinyllama-1.1b" all_loads="idle busy" all_benches="model serve"
+all_policies="passive active auto"
+shapes=${WAIT_SHAPES:-$all_shapes}
+loads=${WAIT_LOADS:-$all_loads}
+benches=${WAIT_BENCHES:-$all_benches}
+policies=${WAIT_POLICIES:-$all_policies}
+whole=no
+[ "$shapes $loads $benches $policies" = "$all_shapes $all_loads $all_benches $all_policies" ] && whole=yes
 
 tmp=$(mktemp -d)
 busy_pids=""
@@ -51,28 +60,36 @@ trap 'exit 1' INT TERM
 # samples are the pool's samples of the machine in that run and those over the busy line
 # (elm-bench's "threads' waiting" column, common/pool.h; every policy samples), so the table can
 # say how often auto found the machine busy, and how often passive's sleeping threads waited
-# over the line all the same (their own wake-ups: why auto does not trust sleeping samples).
+# over the line all the same (their own wake-ups: why auto does not trust sleeping samples), and
+# for `model` how many probes auto ran and how many found free cores (elmd's stats do not carry
+# the probe counters yet: "-" on serve rows).
 : >"$tmp/r"
 # prints the row's t/s (column $1) and the over and samples counts of its waiting column ($2)
 row() {
     awk -F, -v c="$1" -v w="$2" -v pre="$3" '$1 == t {
-        split($w, a, /[ \/]/); print pre ($1 == "serve" ? " serve-" $3 : " model"), $c, a[2], a[3] }' t="$4"
+        split($w, a, /[ \/]/); pr = $w; sub(/.*probes /, "", pr); split(pr, b, /[ (]+/)
+        print pre ($1 == "serve" ? " serve-" $3 : " model"), $c, a[2], a[3], b[1] + 0, b[2] + 0 }' t="$4"
 }
 measure() { # $1 shape, $2 load, $3 policy, $4 round
     # the model table: tg t/s is the 12th column, the threads' waiting the 15th
+    case " $benches " in *" model "*) ;; *) measure_serve "$@"; return ;; esac
     if ELM_WAIT=$3 "$bench" --csv --reps 1 model --synth "$1:q4_0" --pp 16 --tg "$tg" \
         >"$tmp/out" 2>"$tmp/err"; then
-        row 12 15 "$1 $2" model <"$tmp/out" | awk -v p="$3" -v r="$4" '{ print $1, $2, $3, p, r, $4, $5, $6 }' >>"$tmp/r"
+        row 12 15 "$1 $2" model <"$tmp/out" | awk -v p="$3" -v r="$4" '{ print $1, $2, $3, p, r, $4, $5, $6, $7, $8 }' >>"$tmp/r"
     else
         failed "$1 $2 model $3 $4"
     fi
+    measure_serve "$@"
+}
+measure_serve() { # as measure
+    case " $benches " in *" serve "*) ;; *) return ;; esac
     # the serve table: clients in the 3rd column, aggregate t/s in the 6th, elmd's threads'
     # waiting in the 16th. A run can fail
     # (spinning threads on a busy machine can starve a client past its stall timeout): the
     # table then shows "failed" for it.
     if ELM_WAIT=$3 "$bench" --csv --reps 1 serve --synth "$1:q4_0" --clients 1,8 \
         --n-predict "$predict" >"$tmp/out" 2>"$tmp/err"; then
-        row 6 16 "$1 $2" serve <"$tmp/out" | awk -v p="$3" -v r="$4" '{ print $1, $2, $3, p, r, $4, $5, $6 }' >>"$tmp/r"
+        row 6 16 "$1 $2" serve <"$tmp/out" | awk -v p="$3" -v r="$4" '{ print $1, $2, $3, p, r, $4, $5, $6, $7, $8 }' >>"$tmp/r"
     else
         failed "$1 $2 serve-1 $3 $4"
         failed "$1 $2 serve-8 $3 $4"
@@ -86,7 +103,7 @@ failed() { # $1 "shape load bench policy round"
 }
 
 load_before=$(cut -d' ' -f1-4 /proc/loadavg)
-for load in idle busy; do
+for load in $loads; do
     if [ "$load" = busy ]; then
         # two busy loops, one per core of the 2-core machine this targets
         for _ in 1 2; do
@@ -113,7 +130,7 @@ done
 # One row per shape, load and bench: the three policies' medians, then the median of the
 # rounds' ratios of auto to its target ("failed" when no round has both figures).
 awk '
-    function f(x) { return x == "" ? "failed" : sprintf("%.1f", x) }
+    function f(x, key) { return x != "" ? sprintf("%.1f", x) : key in tried ? "failed" : "-" }
     function median(list,    a, n, i, j, t) {
         n = split(list, a, " ")
         if (n == 0) return ""
@@ -123,13 +140,14 @@ awk '
     {
         key = $1 " " $2 " " $3
         if (!(key in seen)) { seen[key] = 1; order[n++] = key }
+        tried[key " " $4] = 1
         if ($6 != "failed") { vals[key " " $4] = vals[key " " $4] " " $6; v[key " " $4 " " $5] = $6 }
-        if ($8 != "") { over[key " " $4] += $7; samples[key " " $4] += $8 }
+        if ($8 != "") { over[key " " $4] += $7; samples[key " " $4] += $8; probes[key " " $4] += $9; free[key " " $4] += $10 }
         if ($5 + 0 > rounds) rounds = $5 + 0
     }
     END {
-        print "| shape | load | bench | passive t/s | active t/s | auto t/s | auto / target | target | samples over: passive | auto |"
-        print "|---|---|---|---:|---:|---:|---:|---|---:|---:|"
+        print "| shape | load | bench | passive t/s | active t/s | auto t/s | auto / target | target | samples over: passive | auto | auto probes (free) |"
+        print "|---|---|---|---:|---:|---:|---:|---|---:|---:|---:|"
         for (i = 0; i < n; i++) {
             split(order[i], k, " ")
             if (k[2] == "idle") { ref = "active"; want = 0.95 } else { ref = "passive"; want = 0.90 }
@@ -139,12 +157,15 @@ awk '
                 if (a != "" && t + 0 > 0) ratios = ratios " " a / t
             }
             rm = median(ratios)
-            rs = rm == "" ? "failed" : sprintf("%.2f %s", rm, rm >= want ? "met" : "missed")
+            rs = rm != "" ? sprintf("%.2f %s", rm, rm >= want ? "met" : "missed") : \
+                (order[i] " auto") in tried && (order[i] " " ref) in tried ? "failed" : "-"
             b = k[3]; sub(/^serve-/, "serve, ", b); if (b == "model") b = "model (tg)"; else b = b (b == "serve, 1" ? " client" : " clients")
-            printf "| %s | %s | %s | %s | %s | %s | %s | >= %.2f of %s | %d of %d | %d of %d |\n", k[1], k[2], b,
-                f(median(vals[order[i] " passive"])), f(median(vals[order[i] " active"])),
-                f(median(vals[order[i] " auto"])), rs, want, ref, over[order[i] " passive"],
-                samples[order[i] " passive"], over[order[i] " auto"], samples[order[i] " auto"]
+            printf "| %s | %s | %s | %s | %s | %s | %s | >= %.2f of %s | %d of %d | %d of %d | %s |\n", k[1], k[2], b,
+                f(median(vals[order[i] " passive"]), order[i] " passive"),
+                f(median(vals[order[i] " active"]), order[i] " active"),
+                f(median(vals[order[i] " auto"]), order[i] " auto"), rs, want, ref, over[order[i] " passive"],
+                samples[order[i] " passive"], over[order[i] " auto"], samples[order[i] " auto"],
+                k[3] == "model" ? sprintf("%d (%d)", probes[order[i] " auto"], free[order[i] " auto"]) : "-"
         }
     }' "$tmp/r" >"$tmp/table"
 {
@@ -157,5 +178,10 @@ awk '
         print "The machine was loaded (load average above its " n " CPUs): these figures are not"
         print "idle ones; rerun on a quiet machine." }'
 } >"$tmp/out"
-scripts/doc-section.sh "$doc" bench:wait "$tmp/out"
+if [ "$whole" = yes ]; then
+    scripts/doc-section.sh "$doc" bench:wait "$tmp/out"
+else
+    echo "bench-wait.sh: a narrowed run (shapes $shapes; loads $loads; benches $benches;" \
+        "policies $policies): $doc left as it was" >&2
+fi
 cat "$tmp/out"

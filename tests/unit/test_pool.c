@@ -313,19 +313,54 @@ static void test_auto_busy(void **state)
 /* auto's judge, fed synthetic samples (10 ms apart, a team of 2: 20 ms of thread time each):
  * spinning, four samples over the tenth in a row make it busy, a single one does not; busy,
  * its sleeping samples do not bring spinning back (they hold our own wake-ups), but a probe
- * a second later spins through one interval, and spinning resumes when that interval waited
- * under the tenth; a sleeping sample under the tenth probes at once. No schedstat: busy, and
- * every probe fails. */
+ * does: a second after, the threads spin through the waking call (no verdict), two one-call
+ * intervals and one of at least 5 ms; the first interval over ends it and the next probe
+ * backs off (2 s, 4 s, ... 16 s), all under resume spinning on probation (one over returns to
+ * sleeping, as a new judge starts) and reset the backoff; a sleeping sample under the tenth
+ * probes at once. Worst case, a machine gone idle whose sleeping samples stay over is found
+ * within 16 s plus a sample and a probe. No schedstat: busy, and every probe fails at its
+ * first interval. */
 #define MS    1000000LL
 #define SPAN  (20 * MS)
 #define OVER  (5 * MS) /* a quarter of the time */
 #define UNDER (MS / 2) /* 2.5 % */
+
+/* Busy and asleep: feeds over samples every 10 ms until a probe starts; returns its time. */
+static int64_t until_probe(struct elm_wait_judge *j, int64_t *t)
+{
+    while (!elm_wait_judge_sample(j, *t += 10 * MS, OVER, SPAN))
+        assert_true(elm_wait_judge_due(j, 0, 10 * MS));
+    return *t;
+}
+
+/* A probe's intervals after the waking call: one call, one call, PROBE_SPAN_NS (5 ms); `ok`
+ * of them under, then one over (ok == 3: all under). Returns what the last sample said. */
+static bool probe(struct elm_wait_judge *j, int64_t *t, int ok)
+{
+    assert_false(elm_wait_judge_due(j, 0, 100 * MS)); /* the waking call first */
+    assert_true(elm_wait_judge_due(j, 1, 0));
+    assert_true(elm_wait_judge_sample(j, *t += MS / 10, OVER, SPAN / 100)); /* no verdict */
+    bool spin = true;
+    for (int i = 0; i < 3 && spin; i++) {
+        const int64_t dt = i < 2 ? MS / 10 : 5 * MS;
+        if (i < 2) {
+            assert_true(elm_wait_judge_due(j, 1, 0));
+        } else { /* the last interval is long enough for a neighbour to preempt us */
+            assert_false(elm_wait_judge_due(j, 1000, 5 * MS - 1));
+            assert_true(elm_wait_judge_due(j, 1, 5 * MS));
+        }
+        spin = elm_wait_judge_sample(j, *t += dt, i < ok ? dt / 50 : dt, 2 * dt);
+    }
+    return spin;
+}
 
 static void test_judge(void **state)
 {
     (void)state;
     struct elm_wait_judge j = {0};
     int64_t t = 0;
+    assert_false(elm_wait_judge_due(&j, 1000, 10 * MS - 1)); /* spinning: every 10 ms */
+    assert_true(elm_wait_judge_due(&j, 1, 10 * MS));
     for (int i = 0; i < 50; i++)
         assert_true(elm_wait_judge_sample(&j, t += 10 * MS, UNDER, SPAN));
     /* one over among unders changes nothing */
@@ -337,34 +372,59 @@ static void test_judge(void **state)
         assert_true(elm_wait_judge_sample(&j, t += 10 * MS, OVER, SPAN));
     assert_false(elm_wait_judge_sample(&j, t += 10 * MS, OVER, SPAN));
     assert_true(j.busy);
-    /* asleep and over: no spinning until the probe, a second after entering */
-    const int64_t entered = t;
-    while (t + 10 * MS < entered + 1000 * MS)
-        assert_false(elm_wait_judge_sample(&j, t += 10 * MS, OVER, SPAN));
-    assert_true(elm_wait_judge_sample(&j, t += 10 * MS, OVER, SPAN)); /* the probe spins */
-    /* the probe's interval was over: busy again, the next probe a second later */
-    assert_false(elm_wait_judge_sample(&j, t += 10 * MS, OVER, SPAN));
-    assert_false(elm_wait_judge_sample(&j, t += 10 * MS, OVER, SPAN));
-    assert_true(j.busy);
-    /* a sleeping sample under the tenth probes at once; the probe under: spinning again, and
-     * it takes four overs again to leave it */
-    assert_true(elm_wait_judge_sample(&j, t += 10 * MS, UNDER, SPAN));
-    assert_true(elm_wait_judge_sample(&j, t += 10 * MS, UNDER, SPAN));
+    /* asleep and over: no spinning until the probe, a second after entering; failing probes
+     * back off 2, 4, 8, 16, 16 s, each failing at its first interval */
+    int64_t last = t;
+    const int64_t gaps[] = {1000 * MS, 2000 * MS, 4000 * MS, 8000 * MS, 16000 * MS, 16000 * MS};
+    for (int k = 0; k < 6; k++) {
+        const int64_t start = until_probe(&j, &t);
+        assert_true(start - last >= gaps[k] && start - last < gaps[k] + 10 * MS);
+        assert_false(probe(&j, &t, 0));
+        assert_true(j.busy);
+        last = t;
+    }
+    /* the worst case of a machine gone idle: its sleeping samples still over, the probe comes
+     * within 16 s, and all its intervals under resume spinning; 16 s + 10 ms + 5.3 ms in all */
+    const int64_t idle = t;
+    until_probe(&j, &t);
+    assert_true(probe(&j, &t, 3));
     assert_false(j.busy);
-    for (int i = 0; i < 3; i++)
-        assert_true(elm_wait_judge_sample(&j, t += 10 * MS, OVER, SPAN));
+    assert_true(t - idle <= 16000 * MS + 10 * MS + 5 * MS + 3 * MS / 10);
+    /* on probation: one sample over returns to sleeping, and the backoff starts again at 1 s */
     assert_false(elm_wait_judge_sample(&j, t += 10 * MS, OVER, SPAN));
+    last = t;
+    assert_true(until_probe(&j, &t) - last < 1000 * MS + 10 * MS);
+    /* a probe over at its last (long) interval fails too */
+    assert_false(probe(&j, &t, 2));
+    /* a sleeping sample under the tenth probes at once; this one succeeds, and spinning then
+     * outlasts a sample under and a single over (the probation ended with the under) */
+    assert_true(elm_wait_judge_sample(&j, t += 10 * MS, UNDER, SPAN));
+    assert_true(probe(&j, &t, 3));
+    assert_true(elm_wait_judge_sample(&j, t += 10 * MS, UNDER, SPAN));
+    assert_true(elm_wait_judge_sample(&j, t += 10 * MS, OVER, SPAN));
+    assert_false(j.busy);
+    /* a started judge is on probation: one over makes it busy; after an under, two do */
+    struct elm_wait_judge n;
+    elm_wait_judge_start(&n);
+    assert_false(n.busy);
+    assert_false(elm_wait_judge_sample(&n, t += 10 * MS, OVER, SPAN));
+    assert_true(n.busy);
+    elm_wait_judge_start(&n);
+    assert_true(elm_wait_judge_sample(&n, t += 10 * MS, UNDER, SPAN));
+    assert_true(elm_wait_judge_sample(&n, t += 10 * MS, OVER, SPAN));
+    assert_false(elm_wait_judge_sample(&n, t += 10 * MS, OVER, SPAN));
     /* the tenth itself is not over: exactly SPAN / 10 waited is a free core */
     struct elm_wait_judge k = {0};
     for (int i = 0; i < 20; i++)
         assert_true(elm_wait_judge_sample(&k, t += 10 * MS, SPAN / 10, SPAN));
-    /* no schedstat (-1): over every time, so busy after four and no probe ever succeeds */
+    /* no schedstat (-1): over every time, so busy after four, and in 40 s five probes (1, 3,
+     * 7, 15, 31 s) spin two samples each (the start and the waking call) and fail */
     struct elm_wait_judge u = {0};
     int spun = 0;
-    for (int i = 0; i < 400; i++)
+    for (int i = 0; i < 4000; i++)
         spun += elm_wait_judge_sample(&u, t += 10 * MS, -1, SPAN);
     assert_true(u.busy);
-    assert_true(spun <= 3 + 4); /* the first three, then one probe per second */
+    assert_int_equal(spun, 3 + 5 * 2);
 }
 
 static void test_names(void **state)
