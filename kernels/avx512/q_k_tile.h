@@ -217,7 +217,8 @@ ALWAYS_INLINE void kql_unpack(uint8_t *panel, const uint8_t *w, size_t ws, int n
 
 /* NT tokens against the unpacked panel. */
 ALWAYS_INLINE void kql_run(const struct kql_block *p, int64_t nb, const uint8_t *a, size_t as,
-                           float *y, int64_t ys, int nr, const int NT, const int KIND)
+                           float *y, int64_t ys, int nr, const uint8_t *pf, const int NT,
+                           const int KIND)
 {
     const int bias = KQL_BIAS(KIND);
     __m512 acc[LN_T][LN_S][8], accm[LN_T][LN_S][4];
@@ -228,6 +229,8 @@ ALWAYS_INLINE void kql_run(const struct kql_block *p, int64_t nb, const uint8_t 
     }
     for (int64_t b = 0; b < nb; b++) {
         const struct kql_block *pb = &p[b];
+        if (pf)
+            prefetch_span(pf + (size_t)b * LN_R * kql_bytes(KIND), LN_R * kql_bytes(KIND));
         const struct elm_block_q8_k *v[LN_T];
         __m512 d[LN_T][LN_S], dm[LN_T][LN_S];
         int32_t corr[LN_T][64] __attribute__((aligned(64)));
@@ -339,7 +342,13 @@ ALWAYS_INLINE void kql_tile(int64_t n, const void *w, size_t ws, int nr, const v
         return;
     }
     const struct kql_block *pb = (const struct kql_block *)p;
-#define RUN(T) kql_run(pb, nb, a, as, y, ys, nr, T, KIND)
+    /* Q4_K/Q5_K: the next panel's rows, a super-block's share per super-block, so that its
+     * weights come from memory (batched decode) while this panel's arithmetic runs. Q6_K's
+     * larger blocks measured slower with it (docs/kernels-perf.md). */
+    const uint8_t *pf =
+        (KIND == 4 || KIND == 5) && (stream & ELM_TILE_STREAM) ? (const uint8_t *)w + LN_R * ws
+                                                                 : NULL;
+#define RUN(T) kql_run(pb, nb, a, as, y, ys, nr, pf, T, KIND)
     LN_FOR_T(nt, RUN);
 #undef RUN
 }
