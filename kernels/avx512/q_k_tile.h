@@ -229,8 +229,6 @@ ALWAYS_INLINE void kql_run(const struct kql_block *p, int64_t nb, const uint8_t 
     }
     for (int64_t b = 0; b < nb; b++) {
         const struct kql_block *pb = &p[b];
-        if (pf)
-            prefetch_span(pf + (size_t)b * LN_R * kql_bytes(KIND), LN_R * kql_bytes(KIND));
         const struct elm_block_q8_k *v[LN_T];
         __m512 d[LN_T][LN_S], dm[LN_T][LN_S];
         int32_t corr[LN_T][64] __attribute__((aligned(64)));
@@ -295,6 +293,11 @@ ALWAYS_INLINE void kql_run(const struct kql_block *p, int64_t nb, const uint8_t 
         }
         UNROLL for (int k = 0; k < 8; k++)
         {
+            /* an eighth of the next panel's share of this super-block, so that the prefetches
+             * spread over the arithmetic instead of queueing behind each other */
+            if (pf)
+                prefetch_span(pf + ((size_t)b * 8 + k) * (LN_R * kql_bytes(KIND) / 8),
+                              LN_R * kql_bytes(KIND) / 8);
             __m512i L[LN_T][LN_S];
             UNROLL for (int t = 0; t < NT; t++) UNROLL for (int s = 0; s < LN_S; s++) L[t][s] =
                 _mm512_setzero_si512();
@@ -343,8 +346,8 @@ ALWAYS_INLINE void kql_tile(int64_t n, const void *w, size_t ws, int nr, const v
     }
     const struct kql_block *pb = (const struct kql_block *)p;
     /* Q4_K/Q5_K: the next panel's rows, a super-block's share per super-block, so that its
-     * weights come from memory (batched decode) while this panel's arithmetic runs. Q6_K's
-     * larger blocks measured slower with it (docs/kernels-perf.md). */
+     * weights come from memory (batched decode) while this panel's arithmetic runs. Q6_K
+     * measured no faster with it, within the noise of a loaded machine (docs/kernels-perf.md). */
     const uint8_t *pf =
         (KIND == 4 || KIND == 5) && (stream & ELM_TILE_STREAM) ? (const uint8_t *)w + LN_R * ws
                                                                  : NULL;
