@@ -296,7 +296,7 @@ ALWAYS_INLINE void kql_run(const struct kql_block *p, int64_t nb, const uint8_t 
             /* an eighth of the next panel's share of this super-block, so that the prefetches
              * spread over the arithmetic instead of queueing behind each other */
             if (pf)
-                prefetch_span(pf + ((size_t)b * 8 + k) * (LN_R * kql_bytes(KIND) / 8),
+                ln_prefetch_l2(pf + ((size_t)b * 8 + k) * (LN_R * kql_bytes(KIND) / 8),
                               LN_R * kql_bytes(KIND) / 8);
             __m512i L[LN_T][LN_S];
             UNROLL for (int t = 0; t < NT; t++) UNROLL for (int s = 0; s < LN_S; s++) L[t][s] =
@@ -345,12 +345,10 @@ ALWAYS_INLINE void kql_tile(int64_t n, const void *w, size_t ws, int nr, const v
         return;
     }
     const struct kql_block *pb = (const struct kql_block *)p;
-    /* Q4_K/Q5_K: the next panel's rows, a super-block's share per super-block, so that its
-     * weights come from memory (batched decode) while this panel's arithmetic runs. Q6_K
-     * measured no faster with it, within the noise of a loaded machine (docs/kernels-perf.md). */
-    const uint8_t *pf =
-        (KIND == 4 || KIND == 5) && (stream & ELM_TILE_STREAM) ? (const uint8_t *)w + LN_R * ws
-                                                                 : NULL;
+    /* the next panel's rows, a super-block's share per super-block, into L2, so that its
+     * weights come from memory (batched decode) while this panel's arithmetic runs and its
+     * unpack finds them near (docs/kernels-perf.md) */
+    const uint8_t *pf = stream & ELM_TILE_STREAM ? (const uint8_t *)w + LN_R * ws : NULL;
 #define RUN(T) kql_run(pb, nb, a, as, y, ys, nr, pf, T, KIND)
     LN_FOR_T(nt, RUN);
 #undef RUN
