@@ -297,7 +297,7 @@ ALWAYS_INLINE void kql_run(const struct kql_block *p, int64_t nb, const uint8_t 
              * spread over the arithmetic instead of queueing behind each other */
             if (pf)
                 ln_prefetch_l2(pf + ((size_t)b * 8 + k) * (LN_R * kql_bytes(KIND) / 8),
-                              LN_R * kql_bytes(KIND) / 8);
+                               LN_R * kql_bytes(KIND) / 8);
             __m512i L[LN_T][LN_S];
             UNROLL for (int t = 0; t < NT; t++) UNROLL for (int s = 0; s < LN_S; s++) L[t][s] =
                 _mm512_setzero_si512();
