@@ -21,8 +21,10 @@
  * the row chunk. Reuse is keyed by pointers, which is safe only within one matmul: it relies on
  * the ELM_TILE_FRESH flag of tiles.h (set on every thread's first call in a matmul), which drops
  * everything kept. A stream call (the first on a panel: its weights come from memory, as in
- * batched decode) unpacks while it prefetches the next panel, so an 8-token pass takes this
- * tile too (it used to take the shared tile; measured in docs/kernels-perf.md). Calls with
+ * batched decode) prefetches the next panel a block's share per block of its arithmetic, so
+ * that memory and the multiply-adds overlap (prefetched all during the unpack, the prefetches
+ * queued behind each other and the arithmetic found memory idle; measured in
+ * docs/kernels-perf.md); an 8-token pass takes this tile too. Calls with
  * fewer than 4 tokens and rows too long for the buffer take the shared tile.
  * tests/kernel/test_simd.c rewrites weights and activations in place between
  * products to catch a stale reuse. Included only by kernels/avx512/avx512.c, after q_legacy.h.
@@ -94,11 +96,8 @@ ALWAYS_INLINE int q40w_row(int l)
     return 4 * (l % 4) + l / 4;
 }
 
-/* Unpacks rows [0, nr) of the panel; lanes of rows nr..15 get zero weights and scales.
- * pf: when not NULL, the next panel's rows, prefetched a block's share at a time (the weights
- * come from memory: batched decode), as kernels/avx2/q4_0_wide.h does. */
-static void q40w_unpack(struct q40w_scratch *s, const uint8_t *w, size_t ws, int nr, int64_t nb,
-                        const uint8_t *pf)
+/* Unpacks rows [0, nr) of the panel; lanes of rows nr..15 get zero weights and scales. */
+static void q40w_unpack(struct q40w_scratch *s, const uint8_t *w, size_t ws, int nr, int64_t nb)
 {
     static const struct elm_block_q4_0 zero;
     const uint8_t *base[Q40W_R];
@@ -109,9 +108,6 @@ static void q40w_unpack(struct q40w_scratch *s, const uint8_t *w, size_t ws, int
     }
     const __m512i m4 = _mm512_set1_epi8(0x0f);
     for (int64_t b = 0; b < nb; b++) {
-        if (pf)
-            prefetch_span(pf + b * Q40W_R * sizeof(struct elm_block_q4_0),
-                          Q40W_R * sizeof(struct elm_block_q4_0));
         /* z[k]: rows 4k..4k+3, one 16-byte qs per 128-bit lane (dword d = bytes 4d..4d+3) */
         __m512i z[4];
         uint16_t d[Q40W_R];
@@ -176,13 +172,17 @@ static void q40w_prep(struct q40w_ablock *ab, const uint8_t *a, size_t as, int n
 
 /* NT tokens against the unpacked panel; rows [0, nr) of each token's outputs are stored. */
 ALWAYS_INLINE void q40w_run(const struct q40w_scratch *s, const struct q40w_ablock *abs, int64_t nb,
-                            const uint8_t *a, size_t as, float *y, int64_t ys, int nr, const int NT)
+                            const uint8_t *a, size_t as, float *y, int64_t ys, int nr,
+                            const uint8_t *pf, const int NT)
 {
     __m512 acc[Q40W_T];
     UNROLL for (int t = 0; t < NT; t++) acc[t] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const struct q40w_wblock *wb = &s->wb[b];
         const struct q40w_ablock *ab = &abs[b];
+        if (pf) /* the next panel, spread over this one's arithmetic */
+            prefetch_span(pf + b * Q40W_R * sizeof(struct elm_block_q4_0),
+                          Q40W_R * sizeof(struct elm_block_q4_0));
         __m512i wg[8];
         UNROLL for (int g = 0; g < 8; g++) wg[g] = _mm512_load_si512(&wb->w[g]);
         const __m512 dw = _mm512_load_ps(&wb->dw);
@@ -245,29 +245,29 @@ static void q4_0_tile_wide(int64_t n, const void *w, size_t ws, int nr, const vo
         return;
     }
     if (s->w != w || s->ws != ws || s->nb != nb || s->nr != nr) {
-        q40w_unpack(s, w, ws, nr, nb,
-                    stream & ELM_TILE_STREAM ? (const uint8_t *)w + Q40W_R * ws : NULL);
+        q40w_unpack(s, w, ws, nr, nb);
         s->w = w;
         s->ws = ws;
         s->nb = nb;
         s->nr = nr;
     }
     const struct q40w_ablock *abs = q40w_acts(s, a, as, nt, nb);
+    const uint8_t *pf = stream & ELM_TILE_STREAM ? (const uint8_t *)w + Q40W_R * ws : NULL;
     switch (nt) {
     case 4:
-        q40w_run(s, abs, nb, a, as, y, ys, nr, 4);
+        q40w_run(s, abs, nb, a, as, y, ys, nr, pf, 4);
         break;
     case 5:
-        q40w_run(s, abs, nb, a, as, y, ys, nr, 5);
+        q40w_run(s, abs, nb, a, as, y, ys, nr, pf, 5);
         break;
     case 6:
-        q40w_run(s, abs, nb, a, as, y, ys, nr, 6);
+        q40w_run(s, abs, nb, a, as, y, ys, nr, pf, 6);
         break;
     case 7:
-        q40w_run(s, abs, nb, a, as, y, ys, nr, 7);
+        q40w_run(s, abs, nb, a, as, y, ys, nr, pf, 7);
         break;
     default:
-        q40w_run(s, abs, nb, a, as, y, ys, nr, 8);
+        q40w_run(s, abs, nb, a, as, y, ys, nr, pf, 8);
         break;
     }
 }

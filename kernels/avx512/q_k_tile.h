@@ -217,7 +217,8 @@ ALWAYS_INLINE void kql_unpack(uint8_t *panel, const uint8_t *w, size_t ws, int n
 
 /* NT tokens against the unpacked panel. */
 ALWAYS_INLINE void kql_run(const struct kql_block *p, int64_t nb, const uint8_t *a, size_t as,
-                           float *y, int64_t ys, int nr, const int NT, const int KIND)
+                           float *y, int64_t ys, int nr, const uint8_t *pf, const int NT,
+                           const int KIND)
 {
     const int bias = KQL_BIAS(KIND);
     __m512 acc[LN_T][LN_S][8], accm[LN_T][LN_S][4];
@@ -292,6 +293,11 @@ ALWAYS_INLINE void kql_run(const struct kql_block *p, int64_t nb, const uint8_t 
         }
         UNROLL for (int k = 0; k < 8; k++)
         {
+            /* an eighth of the next panel's share of this super-block, so that the prefetches
+             * spread over the arithmetic instead of queueing behind each other */
+            if (pf)
+                ln_prefetch_l2(pf + ((size_t)b * 8 + k) * (LN_R * kql_bytes(KIND) / 8),
+                               LN_R * kql_bytes(KIND) / 8);
             __m512i L[LN_T][LN_S];
             UNROLL for (int t = 0; t < NT; t++) UNROLL for (int s = 0; s < LN_S; s++) L[t][s] =
                 _mm512_setzero_si512();
@@ -339,7 +345,11 @@ ALWAYS_INLINE void kql_tile(int64_t n, const void *w, size_t ws, int nr, const v
         return;
     }
     const struct kql_block *pb = (const struct kql_block *)p;
-#define RUN(T) kql_run(pb, nb, a, as, y, ys, nr, T, KIND)
+    /* the next panel's rows, a super-block's share per super-block, into L2, so that its
+     * weights come from memory (batched decode) while this panel's arithmetic runs and its
+     * unpack finds them near (docs/kernels-perf.md) */
+    const uint8_t *pf = stream & ELM_TILE_STREAM ? (const uint8_t *)w + LN_R * ws : NULL;
+#define RUN(T) kql_run(pb, nb, a, as, y, ys, nr, pf, T, KIND)
     LN_FOR_T(nt, RUN);
 #undef RUN
 }
