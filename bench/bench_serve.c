@@ -466,6 +466,20 @@ static int daemon_start(const struct bench_opts *o, const struct serve_cfg *c, c
     return 0;
 }
 
+/* The pid in DIR/elmd.pid, or 0. */
+static pid_t elmd_pid(const char *dir)
+{
+    char path[160];
+    snprintf(path, sizeof path, "%s/elmd.pid", dir);
+    FILE *f = fopen(path, "r");
+    long pid = 0;
+    if (f && fscanf(f, "%ld", &pid) != 1)
+        pid = 0;
+    if (f)
+        fclose(f);
+    return pid > 1 ? (pid_t)pid : 0;
+}
+
 /* Asks our elmd to stop; if it does not answer (it died, or hangs), its pid file in our private
  * directory names the process to terminate. Then removes the directory and what elmd left. */
 static void daemon_stop(struct daemon *d)
@@ -479,16 +493,13 @@ static void daemon_stop(struct daemon *d)
         elm_client_close(&c);
     }
     char path[160];
-    snprintf(path, sizeof path, "%s/elmd.pid", d->dir);
-    FILE *f = stopped ? NULL : fopen(path, "r");
-    long pid = 0;
-    if (f && fscanf(f, "%ld", &pid) == 1 && pid > 1 && kill((pid_t)pid, SIGTERM) == 0) {
-        fprintf(stderr, "elm-bench serve: elmd (pid %ld) did not answer; sent it SIGTERM\n", pid);
-        for (int i = 0; i < 100 && kill((pid_t)pid, 0) == 0; i++)
+    pid_t pid = stopped ? 0 : elmd_pid(d->dir);
+    if (pid && kill(pid, SIGTERM) == 0) {
+        fprintf(stderr, "elm-bench serve: elmd (pid %ld) did not answer; sent it SIGTERM\n",
+                (long)pid);
+        for (int i = 0; i < 100 && kill(pid, 0) == 0; i++)
             nanosleep(&(struct timespec){0, 50 * 1000000}, NULL);
     }
-    if (f)
-        fclose(f);
     static const char *const left[] = {"elmd.pid", "elmd.lock", "control"};
     for (size_t i = 0; i < sizeof left / sizeof *left; i++) {
         snprintf(path, sizeof path, "%s/%s", d->dir, left[i]);
@@ -563,20 +574,6 @@ struct sweep {
     struct bench_stat vcpu[N_VIA][MAX_NS][N_PARTY], vsw[N_VIA][MAX_NS][N_PARTY];
     struct bench_stat cpu[N_VIA][MAX_NS][N_PARTY], sw[N_VIA][MAX_NS][N_PARTY]; /* as measured */
 };
-
-/* The pid in DIR/elmd.pid, or 0. */
-static pid_t elmd_pid(const char *dir)
-{
-    char path[160];
-    snprintf(path, sizeof path, "%s/elmd.pid", dir);
-    FILE *f = fopen(path, "r");
-    long pid = 0;
-    if (f && fscanf(f, "%ld", &pid) != 1)
-        pid = 0;
-    if (f)
-        fclose(f);
-    return pid > 1 ? (pid_t)pid : 0;
-}
 
 static int run_model(const struct bench_opts *o, const struct serve_cfg *c, const char *path,
                      struct sweep *sw)

@@ -94,7 +94,7 @@ int elm_pool_stats_describe(const struct elm_pool_stats *st, char *buf, size_t s
 struct elm_wait_judge {
     int score;          /* 0..256: the smoothed share of recent samples that were over */
     bool busy;          /* threads sleep at once ... */
-    int probe;          /* ... except during a probe: 0 none, 1 waking the threads, 2 measuring */
+    int probe;          /* ... except in a probe: 0 none, 1 waking the threads, 2+ measuring */
     int64_t next_probe; /* busy: when to probe (the caller's monotonic clock, ns) */
     int64_t backoff;    /* busy: the wait between probes, doubling while they fail */
 };
