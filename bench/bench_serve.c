@@ -555,6 +555,8 @@ static void pool_snapshot(const char *dir, struct elm_pool_stats *ps)
         ps->n_samples = st.n_pool_samples;
         ps->n_sleeps = st.n_pool_sleeps;
         ps->n_spin_sleeps = st.n_pool_spin_sleeps;
+        ps->n_probes = st.n_pool_probes;
+        ps->n_probes_free = st.n_pool_probes_free;
         memcpy(ps->delay_hist, st.pool_delay, sizeof ps->delay_hist);
         memcpy(ps->gap_hist, st.pool_gaps, sizeof ps->gap_hist);
     }

@@ -330,6 +330,8 @@ static int cmd_stats(struct elmd *d, const struct elmd_peer *p, const struct elm
     st.n_pool_samples = ps.n_samples;
     st.n_pool_sleeps = ps.n_sleeps;
     st.n_pool_spin_sleeps = ps.n_spin_sleeps;
+    st.n_pool_probes = ps.n_probes;
+    st.n_pool_probes_free = ps.n_probes_free;
     _Static_assert(sizeof st.pool_delay == sizeof ps.delay_hist, "one histogram");
     _Static_assert(sizeof st.pool_gaps == sizeof ps.gap_hist, "one histogram");
     memcpy(st.pool_delay, ps.delay_hist, sizeof st.pool_delay);

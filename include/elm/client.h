@@ -241,6 +241,9 @@ struct elm_daemon_stats {
     uint64_t n_pool_samples;     /* samples taken */
     uint64_t n_pool_sleeps;      /* times a thread slept (a futex wait) */
     uint64_t n_pool_spin_sleeps; /* of which after spinning for its whole budget */
+    uint64_t n_pool_probes;      /* while busy: probes (a few parallel calls spun to see
+                                    whether cores are free again) */
+    uint64_t n_pool_probes_free; /* of which found a free core for each thread */
     uint64_t pool_delay[4];      /* samples by the share of time the threads waited for a core:
                                     < 1 %, < 10 %, < 50 %, more */
     uint64_t pool_gaps[4];       /* gaps between parallel calls: < 0.1 ms, < 1 ms, < 10 ms, more */
