@@ -7,15 +7,25 @@
 #   scripts/bench-wait.sh [-b BUILD_DIR]
 #
 # For each model shape (small-110m and tinyllama-1.1b, Q4_0, synthesised by elm-bench) and each
-# load: decode tokens/s in-process (`elm-bench model`, WAIT_TG tokens) and aggregate tokens/s
-# through elmd with 1 and 8 clients (`elm-bench serve`, WAIT_PREDICT tokens each) under each
-# policy. passive and active are the pool forced to one behaviour (what OMP_WAIT_POLICY=passive
-# and =active did with OpenMP); auto is the default. The targets (issue 15): idle, auto within
-# 5 % of active (the best spinning figure); busy, auto within 10 % of passive.
+# load: decode tokens/s in-process (`elm-bench model`, tg tokens) and aggregate tokens/s through
+# elmd with 1 and 8 clients (`elm-bench serve`, predict tokens each) under each policy. passive
+# and active are the pool forced to one behaviour (what OMP_WAIT_POLICY=passive and =active did
+# with OpenMP); auto is the default. The targets (issue 15): idle, auto within 5 % of active (the
+# best spinning figure); busy, auto within 10 % of passive.
+# Lengths are per shape, so that a cell lasts seconds: auto turns busy on a sample over the line
+# and stays so for a second or more until a probe, and in a run shorter than that one such sample
+# decides the cell (small-110m's 8 x 32 served tokens took 0.4 s). small-110m: tg 512, 256 tokens
+# per client (idle: 2.2 s of tg, 1 client 1 s, 8 clients 3.5 s; busy about 3x that);
+# tinyllama-1.1b: tg 64, 32 tokens per client (2.6 s, 1.1 s, 4.3 s idle). WAIT_TG and
+# WAIT_PREDICT set one length for every shape.
 # The policies alternate: WAIT_REPS (default 3) rounds, each running every policy once (one
 # repetition after elm-bench's warm-up, the order rotating from round to round), so a
 # neighbour's load hits all three alike. A cell is the median over the rounds; auto / target is
 # the median of the rounds' own ratios (docs/benchmarks.md's rule for comparisons).
+# Busy rounds skip active by default (WAIT_BUSY_ACTIVE=1 runs it): no target compares with it,
+# it is the 3x-slower case auto exists to avoid, and it alone would take most of the time
+# (8 clients of small-110m at 62 t/s). A whole run takes about 5 min a round on a quiet
+# machine (25 min at WAIT_REPS=5).
 # WAIT_SHAPES, WAIT_LOADS (idle busy), WAIT_BENCHES (model serve) and WAIT_POLICIES (passive
 # active auto) narrow what is measured (a first look: WAIT_SHAPES=small-110m; the busy serve
 # cells alone: WAIT_LOADS=busy WAIT_BENCHES=serve WAIT_POLICIES="passive auto"); a narrowed run
@@ -35,8 +45,7 @@ doc=docs/benchmarks.md
 [ -x "$bench" ] || { echo "bench-wait.sh: $bench not built (scripts/build.sh)" >&2; exit 1; }
 grep -q '^<!-- bench:wait begin -->$' "$doc" || { echo "bench-wait.sh: no marker in $doc" >&2; exit 1; }
 reps=${WAIT_REPS:-3}
-tg=${WAIT_TG:-64}
-predict=${WAIT_PREDICT:-32}
+busy_active=${WAIT_BUSY_ACTIVE:-0}
 all_shapes="small-110m tinyllama-1.1b" all_loads="idle busy" all_benches="model serve"
 all_policies="passive active auto"
 shapes=${WAIT_SHAPES:-$all_shapes}
@@ -70,6 +79,15 @@ row() {
         split($w, a, /[ \/]/); pr = $w; sub(/.*probes /, "", pr); split(pr, b, /[ (]+/)
         print pre ($1 == "serve" ? " serve-" $3 : " model"), $c, a[2], a[3], b[1] + 0, b[2] + 0 }' t="$4"
 }
+lengths() { # $1 shape: sets tg, predict and ctx (a session's context: the prompt and predict)
+    case "$1" in
+    small-110m) tg=512 predict=256 ;;
+    *) tg=64 predict=32 ;;
+    esac
+    tg=${WAIT_TG:-$tg}
+    predict=${WAIT_PREDICT:-$predict}
+    ctx=$((predict + 64 > 256 ? predict + 64 : 256))
+}
 measure() { # $1 shape, $2 load, $3 policy, $4 round
     # the model table: tg t/s is the 12th column, the threads' waiting the 15th
     case " $benches " in *" model "*) ;; *) measure_serve "$@"; return ;; esac
@@ -88,7 +106,7 @@ measure_serve() { # as measure
     # (spinning threads on a busy machine can starve a client past its stall timeout): the
     # table then shows "failed" for it.
     if ELM_WAIT=$3 "$bench" --csv --reps 1 serve --synth "$1:q4_0" --clients 1,8 \
-        --n-predict "$predict" >"$tmp/out" 2>"$tmp/err"; then
+        --n-predict "$predict" --ctx "$ctx" >"$tmp/out" 2>"$tmp/err"; then
         row 6 16 "$1 $2" serve <"$tmp/out" | awk -v p="$3" -v r="$4" '{ print $1, $2, $3, p, r, $4, $5, $6, $7, $8 }' >>"$tmp/r"
     else
         failed "$1 $2 serve-1 $3 $4"
@@ -112,7 +130,11 @@ for load in $loads; do
         done
     fi
     for shape in $shapes; do
+        lengths "$shape"
         order=$policies
+        if [ "$load" = busy ] && [ "$busy_active" = 0 ]; then
+            order=$(echo " $order " | sed 's/ active / /; s/^ *//; s/ *$//')
+        fi
         round=1
         while [ "$round" -le "$reps" ]; do
             for policy in $order; do
@@ -165,14 +187,16 @@ awk '
                 f(median(vals[order[i] " active"]), order[i] " active"),
                 f(median(vals[order[i] " auto"]), order[i] " auto"), rs, want, ref, over[order[i] " passive"],
                 samples[order[i] " passive"], over[order[i] " auto"], samples[order[i] " auto"],
-                k[3] == "model" ? sprintf("%d (%d)", probes[order[i] " auto"], free[order[i] " auto"]) : "-"
+                sprintf("%d (%d)", probes[order[i] " auto"], free[order[i] " auto"])
         }
     }' "$tmp/r" >"$tmp/table"
 {
     cat "$tmp/table"
     echo
-    echo "Measured $(date -u +%Y-%m-%d) by \`scripts/bench-wait.sh\` (WAIT_REPS=$reps rounds, model tg $tg," \
-        "serve $predict tokens per client), /proc/loadavg before: $load_before, after: $(cut -d' ' -f1-4 /proc/loadavg)."
+    echo "Measured $(date -u +%Y-%m-%d) by \`scripts/bench-wait.sh\` (WAIT_REPS=$reps rounds; model tg and" \
+        "serve tokens per client: small-110m ${WAIT_TG:-512} and ${WAIT_PREDICT:-256}, tinyllama-1.1b" \
+        "${WAIT_TG:-64} and ${WAIT_PREDICT:-32}; busy rounds without active unless WAIT_BUSY_ACTIVE=1)," \
+        "/proc/loadavg before: $load_before, after: $(cut -d' ' -f1-4 /proc/loadavg)."
     # a load average above the CPUs means other work ran: say so, the figures are not idle ones
     echo "$load_before" | awk -v n="$(nproc)" '$1 > n {
         print "The machine was loaded (load average above its " n " CPUs): these figures are not"
