@@ -70,8 +70,7 @@ trap 'exit 1' INT TERM
 # (elm-bench's "threads' waiting" column, common/pool.h; every policy samples), so the table can
 # say how often auto found the machine busy, and how often passive's sleeping threads waited
 # over the line all the same (their own wake-ups: why auto does not trust sleeping samples), and
-# for `model` how many probes auto ran and how many found free cores (elmd's stats do not carry
-# the probe counters yet: "-" on serve rows).
+# how many probes auto ran and how many found free cores (elmd's STATS carries them for serve).
 : >"$tmp/r"
 # prints the row's t/s (column $1) and the over and samples counts of its waiting column ($2)
 row() {
