@@ -17,11 +17,12 @@
  * The judge (elm_wait_judge_sample) reads the samples knowing how the threads waited:
  *   - spinning, a sample's run delay is other work's doing alone: a smoothed score of them
  *     (one sample does not stop spinning; four over in a row do) makes the machine busy, and
- *     threads sleep at once, as with OMP_WAIT_POLICY=passive. A new process, and spinning
- *     after a probe, start on probation: the score just under the line, so the first sample
- *     over makes the machine busy (a program started beside busy loops would otherwise spin
- *     through four samples, and a short request pays that: a spun call there can last a time
- *     slice), while samples under soon make it as patient as above;
+ *     threads sleep at once, as with OMP_WAIT_POLICY=passive. A new process starts on
+ *     probation: the score just under the line, so the first sample over makes the machine
+ *     busy (a program started beside busy loops would otherwise spin through four samples,
+ *     and a short request pays that: a spun call there can last a time slice), while samples
+ *     under soon make it as patient as above; spinning after a probe that found free cores
+ *     needs two samples over in a row (judge_free says why);
  *   - sleeping, the run delay also holds our own wake-ups (each sleeping thread is runnable a
  *     while before it runs again, on a virtual machine the more), and with ~100 parallel calls
  *     per token those alone can pass the tenth on an idle machine: such a sample proves
@@ -31,7 +32,7 @@
  *     then PROBE_SPAN_NS (a time slice or two: a neighbour on the core preempts a spinning
  *     thread within that). The first interval over ends the probe, so on a busy machine a
  *     probe costs about two spun calls; all under means a free core for each team thread, and
- *     spinning resumes at once, on probation (the next sample over returns to sleeping).
+ *     spinning resumes at once (two samples over in a row return to sleeping).
  *     Probes come PROBE_FIRST_NS after the machine turned busy, then twice as far apart after
  *     each failed one, up to PROBE_MAX_NS; a sleeping sample under the tenth probes at once.
  *     So a machine gone idle is found within PROBE_MAX_NS (plus a sample and a probe) at
@@ -78,6 +79,7 @@
 #define DELAY_SHARE             10           /* busy: waited for a core > 1/10 of the time */
 #define SCORE_ONE               256          /* the busy score is a fraction of this */
 #define SCORE_ENTER             160          /* busy from this score up (4 samples over in a row) */
+#define SCORE_PROBED            120          /* after a free probe: 2 samples over in a row */
 #define PROBE_FIRST_NS          1000000000LL /* busy: the first probe a second after */
 #define PROBE_MAX_NS            16000000000LL /* failing probes back off up to 16 s apart */
 #define PROBE_SHORT             2             /* a probe's first intervals: one call each ... */
@@ -227,6 +229,18 @@ void elm_wait_judge_start(struct elm_wait_judge *j)
     *j = (struct elm_wait_judge){.score = SCORE_ENTER - 1};
 }
 
+/* The probe found free cores: spinning, and two samples over in a row (not one) sleep again.
+ * The probe's three intervals under are better evidence than a new process has, and on a busy
+ * machine the samples are over in long runs (the busy rows of docs/benchmarks.md: every probe
+ * failed, nearly every sample over), so a lucky probe costs one sample more of spinning; on an
+ * idle one an isolated sample over (our own clients, woken by each token, are runnable beside
+ * the team too) no longer sends the threads to sleep until a sleeping sample under and another
+ * probe. */
+static void judge_free(struct elm_wait_judge *j)
+{
+    *j = (struct elm_wait_judge){.score = SCORE_PROBED};
+}
+
 bool elm_wait_judge_sample(struct elm_wait_judge *j, int64_t now, int64_t waited, int64_t span)
 {
     const bool over = is_over(waited, span);
@@ -244,7 +258,7 @@ bool elm_wait_judge_sample(struct elm_wait_judge *j, int64_t now, int64_t waited
     } else if (j->probe >= 2) {
         /* spinning through the probe's intervals: the first one over ends it (busy cores back
          * the next probe off); all under, free cores for the team leave the busy state at
-         * once, on probation (one sample over returns to it) */
+         * once (judge_free) */
         if (over) {
             j->probe = 0;
             j->backoff = j->backoff * 2 > PROBE_MAX_NS ? PROBE_MAX_NS : j->backoff * 2;
@@ -252,7 +266,7 @@ bool elm_wait_judge_sample(struct elm_wait_judge *j, int64_t now, int64_t waited
         } else if (j->probe < 2 + PROBE_SHORT) {
             j->probe++;
         } else {
-            elm_wait_judge_start(j);
+            judge_free(j);
         }
     } else if (!over || now >= j->next_probe) {
         /* asleep: the share counts our own wake-ups too, so "over" proves nothing; probe when

@@ -315,9 +315,9 @@ static void test_auto_busy(void **state)
  * its sleeping samples do not bring spinning back (they hold our own wake-ups), but a probe
  * does: a second after, the threads spin through the waking call (no verdict), two one-call
  * intervals and one of at least 5 ms; the first interval over ends it and the next probe
- * backs off (2 s, 4 s, ... 16 s), all under resume spinning on probation (one over returns to
- * sleeping, as a new judge starts) and reset the backoff; a sleeping sample under the tenth
- * probes at once. Worst case, a machine gone idle whose sleeping samples stay over is found
+ * backs off (2 s, 4 s, ... 16 s), all under resume spinning (two over in a row return to
+ * sleeping, where a new judge's first over does) and reset the backoff; a sleeping sample
+ * under the tenth probes at once. Worst case, a machine gone idle whose sleeping samples stay over is found
  * within 16 s plus a sample and a probe. No schedstat: busy, and every probe fails at its
  * first interval. */
 #define MS    1000000LL
@@ -390,18 +390,24 @@ static void test_judge(void **state)
     assert_true(probe(&j, &t, 3));
     assert_false(j.busy);
     assert_true(t - idle <= 16000 * MS + 10 * MS + 5 * MS + 3 * MS / 10);
-    /* on probation: one sample over returns to sleeping, and the backoff starts again at 1 s */
+    /* after a free probe one sample over keeps spinning, a second in a row returns to
+     * sleeping, and the backoff starts again at 1 s */
+    assert_true(elm_wait_judge_sample(&j, t += 10 * MS, OVER, SPAN));
+    assert_false(j.busy);
     assert_false(elm_wait_judge_sample(&j, t += 10 * MS, OVER, SPAN));
+    assert_true(j.busy);
     last = t;
     assert_true(until_probe(&j, &t) - last < 1000 * MS + 10 * MS);
     /* a probe over at its last (long) interval fails too */
     assert_false(probe(&j, &t, 2));
     /* a sleeping sample under the tenth probes at once; this one succeeds, and spinning then
-     * outlasts a sample under and a single over (the probation ended with the under) */
+     * outlasts overs scattered among unders (the score falls with each under) */
     assert_true(elm_wait_judge_sample(&j, t += 10 * MS, UNDER, SPAN));
     assert_true(probe(&j, &t, 3));
-    assert_true(elm_wait_judge_sample(&j, t += 10 * MS, UNDER, SPAN));
-    assert_true(elm_wait_judge_sample(&j, t += 10 * MS, OVER, SPAN));
+    for (int i = 0; i < 10; i++) {
+        assert_true(elm_wait_judge_sample(&j, t += 10 * MS, OVER, SPAN));
+        assert_true(elm_wait_judge_sample(&j, t += 10 * MS, UNDER, SPAN));
+    }
     assert_false(j.busy);
     /* a started judge is on probation: one over makes it busy; after an under, two do */
     struct elm_wait_judge n;
