@@ -15,7 +15,10 @@
  * one does not hold a short one back for its whole length. The prompt tokens of one step are
  * capped twice: by the pass's batch, and, while some session decodes, by what keeps the pass
  * within step_ms at the measured cost of a pass (a fixed part, mostly streaming the weights
- * once, plus a part per token), at least one so prompts always progress. A prompt alone (nothing
+ * once, plus a part per token) — but never below what costs as much as the step's decoding
+ * part (when that alone takes more than half of step_ms, a step with prompts at most doubles:
+ * otherwise a client arriving while others decode would get a token or two a pass) and never
+ * below one token, so prompts always progress. A prompt alone (nothing
  * decoding, no other prompt) is capped by the batch only: its first token costs one pass, not one
  * pass per chunk.
  */

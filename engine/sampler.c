@@ -88,13 +88,34 @@ void elm_sampler_destroy(struct elm_sampler **ps)
     *ps = NULL;
 }
 
+#define ARGMAX_LANES 16
+
+/* The first index of the largest value (NaNs are never larger; a NaN at 0 is the answer, as a
+ * scan keeping the first strictly greater value gives). In two passes: the largest value in
+ * independent lanes without a branch, which the compiler vectorizes, then the first index that
+ * holds it. The one-pass scan carried the index through every compare: a batched decode of 8
+ * tinyllama clients spent 0.4 % of elmd's CPU in it, on the engine thread alone (perf);
+ * 32000 logits cost 67k instructions instead of 224k (callgrind), 16 us instead of 149 (loaded). */
 int32_t elm_argmax(const float *x, int32_t n)
 {
-    int32_t best = 0;
-    for (int32_t i = 1; i < n; i++)
-        if (x[i] > x[best])
-            best = i;
-    return best;
+    if (n <= 1 || isnan(x[0]))
+        return 0;
+    float lane[ARGMAX_LANES];
+    for (int j = 0; j < ARGMAX_LANES; j++)
+        lane[j] = x[0];
+    int32_t i = 1;
+    for (; i + ARGMAX_LANES <= n; i += ARGMAX_LANES)
+        for (int j = 0; j < ARGMAX_LANES; j++)
+            lane[j] = x[i + j] > lane[j] ? x[i + j] : lane[j];
+    for (; i < n; i++)
+        lane[0] = x[i] > lane[0] ? x[i] : lane[0];
+    float m = lane[0];
+    for (int j = 1; j < ARGMAX_LANES; j++)
+        m = lane[j] > m ? lane[j] : m;
+    /* m is x[0] or a value of x: found. -0.0 == 0.0, as the strict scan treated them. */
+    for (i = 0; x[i] != m; i++)
+        ;
+    return i;
 }
 
 /* llama.cpp's repetition penalty: a logit of a recently seen token is divided by the penalty

@@ -168,8 +168,9 @@ static void test_nothing_to_do(void **state)
     assert_int_equal(rr, 0);
 }
 
-/* step_ms: the prompt tokens of a step fit the budget at the fitted cost of a pass; at least
- * one, so prompts always progress; no cost measured yet means no cut. */
+/* step_ms: the prompt tokens of a step fit the budget at the fitted cost of a pass; when the
+ * decoding tokens alone take more than half of it, the prompts may still cost as much as they
+ * do (a step at most doubles), at least one token; no cost measured yet means no cut. */
 static void test_step_budget(void **state)
 {
     (void)state;
@@ -190,15 +191,30 @@ static void test_step_budget(void **state)
     assert_int_equal(take[2], 5);
     assert_int_equal(take[3], 5);
 
-    lim.fixed_ns = 0;
-    lim.tok_ns = 1e8; /* 100 ms a token: the budget holds none, prompts still get one */
-    assert_int_equal(elmd_prefill_allowance(&lim, 2), 1);
+    /* 8 ms a pass: the 2 decoding tokens take 9 of the 10 ms, the budget holds 2 prompt
+     * tokens; they may cost the decoding part's 9 ms instead: 18 */
+    lim.fixed_ns = 8e6;
+    assert_int_equal(elmd_prefill_allowance(&lim, 2), 18);
+    assert_int_equal(elmd_prefill_allowance(&lim, 0), 200); /* (nothing decoding: no cut) */
     rr = 0;
-    assert_int_equal(elmd_plan(s, 4, &lim, &rr, take, order, &m), 3);
+    assert_int_equal(elmd_plan(s, 4, &lim, &rr, take, order, &m), 2 + 18);
+    assert_int_equal(take[2], 9);
+    assert_int_equal(take[3], 9);
+
+    lim.fixed_ns = 0;
+    lim.tok_ns = 1e8; /* 100 ms a token: the budget holds none, the decoding part 2 tokens */
+    assert_int_equal(elmd_prefill_allowance(&lim, 2), 2);
+    assert_int_equal(elmd_prefill_allowance(&lim, 1), 1); /* and at least one */
+    rr = 0;
+    assert_int_equal(elmd_plan(s, 4, &lim, &rr, take, order, &m), 4);
     assert_int_equal(take[2], 1);
-    lim.fixed_ns = 2e7; /* the fixed part alone exceeds the budget: still one */
+    assert_int_equal(take[3], 1);
+    lim.fixed_ns = 2e7; /* the fixed part alone exceeds the budget: the step may double */
     lim.tok_ns = 1e5;
-    assert_int_equal(elmd_prefill_allowance(&lim, 2), 1);
+    assert_int_equal(elmd_prefill_allowance(&lim, 2), 198); /* (202: capped by the batch) */
+    lim.batch = 400;
+    assert_int_equal(elmd_prefill_allowance(&lim, 2), 202);
+    lim.batch = 200;
 
     /* Nothing decoding: no stream to keep flowing, no budget. Two prompts share the pass in
      * chunks; a prompt alone takes the whole pass (its first token in one pass). */

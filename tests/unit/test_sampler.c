@@ -22,6 +22,31 @@ static void test_greedy_and_ties(void **state)
     assert_null(s);
 }
 
+/* elm_argmax against the rule it keeps, the one-pass scan that keeps the first strictly greater
+ * value, on lengths around its lane count with NaNs (at 0 too), signed zeros, infinities, ties. */
+static void test_argmax_matches_scan(void **state)
+{
+    static const float vals[] = {NAN, 0.0f, -0.0f, INFINITY, -INFINITY, -3, -1, 1, 2};
+    float x[300];
+    srand(7);
+    for (int trial = 0; trial < 20000; trial++) {
+        int n = 1 + rand() % (trial % 2 ? 40 : 300);
+        for (int i = 0; i < n; i++)
+            x[i] = vals[rand() % (int)(sizeof vals / sizeof *vals)];
+        int32_t want = 0;
+        for (int32_t i = 1; i < n; i++)
+            if (x[i] > x[want])
+                want = i;
+        assert_int_equal(elm_argmax(x, n), want);
+    }
+    x[0] = -0.0f;
+    x[1] = 0.0f;
+    assert_int_equal(elm_argmax(x, 2), 0);
+    x[0] = NAN;
+    x[1] = 5;
+    assert_int_equal(elm_argmax(x, 2), 0);
+}
+
 static void test_top_k_one_is_greedy(void **state)
 {
     float base[100];
@@ -228,9 +253,13 @@ static void test_generation(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_greedy_and_ties), cmocka_unit_test(test_top_k_one_is_greedy),
-        cmocka_unit_test(test_min_p_and_top_p), cmocka_unit_test(test_repeat_penalty),
-        cmocka_unit_test(test_bad_params),      cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_greedy_and_ties),
+        cmocka_unit_test(test_argmax_matches_scan),
+        cmocka_unit_test(test_top_k_one_is_greedy),
+        cmocka_unit_test(test_min_p_and_top_p),
+        cmocka_unit_test(test_repeat_penalty),
+        cmocka_unit_test(test_bad_params),
+        cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_generation),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
