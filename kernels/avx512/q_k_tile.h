@@ -27,13 +27,24 @@
 /* One super-block of a panel: sub-panel s, lane l = row 16 s + ln_row(l). */
 struct kql_block {
     __m512i q[LN_S][8][8]; /* [s][run r][k]: the weights of elements 32r + 4k.., one per byte */
-    __m512i sc[LN_S][16];  /* [s][group of 16]: (scale, 0) as int16 per lane */
+    __m512i sc[LN_S][16];  /* [s][group of 16]: kql_scale_vec, as int16 pairs per lane */
     __m512i mn[LN_S][8];   /* [s][k]: the minimum pairs (m, m') as int16 per lane */
     __m512 d[LN_S], dmin[LN_S];
 };
 
 /* The bias of the stored weights: D's chain starts at -bias * (sum of 4 activations). */
 #define KQL_BIAS(KIND) ((KIND) == 6 ? 32 : (KIND) == 3 ? 4 : 0)
+
+/* The scale vector of a group from its scale as a dword per lane (0 <= sc < 2^16; Q3_K/Q6_K
+ * pass their signed scale already as (sc & 0xffff)). Kinds with a bias take D from vpdpbusd,
+ * a dword whose high half is its sign: (sc, 0). The others take D as vpmaddubsw's two int16
+ * halves (w0 a0 + w1 a1, w2 a2 + w3 a3; |half| <= 31 * 128 * 2, no saturation), so (sc, sc)
+ * gives sc * D: the same exact integer, without zeroing a vpdpbusd accumulator per product
+ * (a register copy per vpdpbusd in the 8-token run, docs/kernels-perf.md). */
+ALWAYS_INLINE __m512i kql_scale_vec(__m512i sc, const int KIND)
+{
+    return KQL_BIAS(KIND) ? sc : _mm512_or_si512(sc, _mm512_slli_epi32(sc, 16));
+}
 
 /* Byte i of every dword of v, as dwords. */
 ALWAYS_INLINE __m512i kql_byte(__m512i v, int i)
@@ -70,7 +81,7 @@ ALWAYS_INLINE void kql_scales(struct kql_block *p, int sp, const uint8_t *const 
                             _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(v[0], 6), m3), 4));
         u[0] = _mm512_and_si512(v[0], m1);
         for (int r = 0; r < 8; r++) {
-            const __m512i sc = kql_byte(u[r / 4], r % 4);
+            const __m512i sc = kql_scale_vec(kql_byte(u[r / 4], r % 4), KIND);
             _mm512_store_si512(&p->sc[sp][2 * r], sc);
             _mm512_store_si512(&p->sc[sp][2 * r + 1], sc);
         }
@@ -83,7 +94,8 @@ ALWAYS_INLINE void kql_scales(struct kql_block *p, int sp, const uint8_t *const 
         ln_gather4(base, step, b, offsetof(struct elm_block_q2_k, scales), v);
         const __m512i m4 = _mm512_set1_epi32(0x0f);
         for (int g = 0; g < 16; g++)
-            _mm512_store_si512(&p->sc[sp][g], _mm512_and_si512(kql_byte(v[g / 4], g % 4), m4));
+            _mm512_store_si512(&p->sc[sp][g],
+                               kql_scale_vec(_mm512_and_si512(kql_byte(v[g / 4], g % 4), m4), KIND));
         for (int k = 0; k < 8; k++)
             _mm512_store_si512(&p->mn[sp][k],
                                kql_pair(_mm512_srli_epi32(kql_byte(v[k / 2], 2 * (k % 2)), 4),
@@ -309,10 +321,14 @@ ALWAYS_INLINE void kql_run(const struct kql_block *p, int64_t nb, const uint8_t 
                 {
                     const __m512i av =
                         _mm512_set1_epi32((int32_t)load_u32(v[t]->qs + 32 * r + 4 * k));
-                    const __m512i c0 =
-                        bias ? _mm512_set1_epi32(corr[t][8 * r + k]) : _mm512_setzero_si512();
-                    UNROLL for (int s = 0; s < LN_S; s++) L[t][s] = _mm512_dpwssd_epi32(
-                        L[t][s], _mm512_dpbusd_epi32(c0, wq[s], av), pb->sc[s][g]);
+                    if (bias) {
+                        const __m512i c0 = _mm512_set1_epi32(corr[t][8 * r + k]);
+                        UNROLL for (int s = 0; s < LN_S; s++) L[t][s] = _mm512_dpwssd_epi32(
+                            L[t][s], _mm512_dpbusd_epi32(c0, wq[s], av), pb->sc[s][g]);
+                    } else {
+                        UNROLL for (int s = 0; s < LN_S; s++) L[t][s] = _mm512_dpwssd_epi32(
+                            L[t][s], _mm512_maddubs_epi16(wq[s], av), pb->sc[s][g]);
+                    }
                 }
             }
             UNROLL for (int t = 0; t < NT; t++) UNROLL for (int s = 0; s < LN_S; s++) acc[t][s][k] =
