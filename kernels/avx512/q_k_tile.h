@@ -303,7 +303,10 @@ ALWAYS_INLINE void kql_run(const struct kql_block *p, int64_t nb, const uint8_t 
                 }
             }
         }
-        UNROLL for (int k = 0; k < 8; k++)
+        /* k rolled and r unrolled: unrolled k with a rolled r loop made GCC rotate the 16
+         * L[t][s] through fresh registers, a copy per product (docs/kernels-perf.md); the
+         * accumulators live in memory either way (8 tokens x 2 x 8 lanes) */
+        _Pragma("GCC unroll 1") for (int k = 0; k < 8; k++)
         {
             /* an eighth of the next panel's share of this super-block, so that the prefetches
              * spread over the arithmetic instead of queueing behind each other */
@@ -313,7 +316,8 @@ ALWAYS_INLINE void kql_run(const struct kql_block *p, int64_t nb, const uint8_t 
             __m512i L[LN_T][LN_S];
             UNROLL for (int t = 0; t < NT; t++) UNROLL for (int s = 0; s < LN_S; s++) L[t][s] =
                 _mm512_setzero_si512();
-            for (int r = 0; r < 8; r++) {
+            UNROLL for (int r = 0; r < 8; r++)
+            {
                 __m512i wq[LN_S];
                 UNROLL for (int s = 0; s < LN_S; s++) wq[s] = _mm512_load_si512(&pb->q[s][r][k]);
                 const int g = 2 * r + (k >= 4);
