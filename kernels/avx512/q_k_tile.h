@@ -60,14 +60,29 @@ ALWAYS_INLINE __m512i kql_pair(__m512i lo, __m512i hi)
 
 /* The scales and minimum pairs of 16 rows' super-block b, in lane order, into p (sub-panel
  * sp): the packed fields are gathered as dwords and unpacked by the same word arithmetic as
- * k4_scales / k3_scales, lane by lane. */
+ * k4_scales / k3_scales, lane by lane. Q3_K, Q4_K and Q5_K take d (and dmin) from the same
+ * gather, which the layouts below place in it. */
+_Static_assert(offsetof(struct elm_block_q4_k, dmin) == 2 &&
+                   offsetof(struct elm_block_q4_k, scales) == 4 &&
+                   offsetof(struct elm_block_q5_k, dmin) == 2 &&
+                   offsetof(struct elm_block_q5_k, scales) == 4 &&
+                   offsetof(struct elm_block_q3_k, d) ==
+                       offsetof(struct elm_block_q3_k, scales) - 2 + 14,
+               "kql_scales: d and dmin within the scales' gather");
 ALWAYS_INLINE void kql_scales(struct kql_block *p, int sp, const uint8_t *const base[16],
                               const size_t step[16], int64_t b, const int KIND)
 {
     __m512i v[4];
     const __m512i zero = _mm512_setzero_si512();
     if (KIND == 4 || KIND == 5) {
-        ln_gather4(base, step, b, offsetof(struct elm_block_q4_k, scales), v);
+        /* from the block's start: dword 0 is (d, dmin), dwords 1..3 the 12 scale bytes */
+        __m512i g[4];
+        ln_gather4(base, step, b, 0, g);
+        p->d[sp] = ln_f16_lo(g[0]);
+        p->dmin[sp] = ln_f16_lo(_mm512_srli_epi32(g[0], 16));
+        v[0] = g[1];
+        v[1] = g[2];
+        v[2] = g[3];
         const __m512i m1 = _mm512_set1_epi32(0x3f3f3f3f), m2 = _mm512_set1_epi32(0x0f0f0f0f),
                       m3 = _mm512_set1_epi32(0x03030303);
         /* u[0], u[1]: the 8 scales; u[2], u[3]: the 8 mins (k4_scales) */
@@ -94,8 +109,9 @@ ALWAYS_INLINE void kql_scales(struct kql_block *p, int sp, const uint8_t *const 
         ln_gather4(base, step, b, offsetof(struct elm_block_q2_k, scales), v);
         const __m512i m4 = _mm512_set1_epi32(0x0f);
         for (int g = 0; g < 16; g++)
-            _mm512_store_si512(&p->sc[sp][g],
-                               kql_scale_vec(_mm512_and_si512(kql_byte(v[g / 4], g % 4), m4), KIND));
+            _mm512_store_si512(
+                &p->sc[sp][g],
+                kql_scale_vec(_mm512_and_si512(kql_byte(v[g / 4], g % 4), m4), KIND));
         for (int k = 0; k < 8; k++)
             _mm512_store_si512(&p->mn[sp][k],
                                kql_pair(_mm512_srli_epi32(kql_byte(v[k / 2], 2 * (k % 2)), 4),
@@ -115,6 +131,8 @@ ALWAYS_INLINE void kql_scales(struct kql_block *p, int sp, const uint8_t *const 
              * they would run 2 bytes past the block, past the tensor on its last row): scale
              * byte i is byte i + 2 of them */
             ln_gather4(base, step, b, offsetof(struct elm_block_q3_k, scales) - 2, v);
+            /* and d, the block's last 2 bytes: the high half of dword 3 */
+            p->d[sp] = ln_f16_lo(_mm512_srli_epi32(v[3], 16));
             /* elm_k3_scales: low nibble from byte j % 8 (high nibble for j >= 8), top two bits
              * from byte 8 + j % 4, pair j / 4; minus 32 */
             const __m512i m4 = _mm512_set1_epi32(0x0f), m3 = _mm512_set1_epi32(3),
@@ -182,8 +200,6 @@ ALWAYS_INLINE void kql_unpack(uint8_t *panel, const uint8_t *w, size_t ws, int n
                                        _mm512_and_si512(_mm512_srli_epi32(hi[k], r), m1), 4));
                         _mm512_store_si512(&p->q[sp][r][k], q);
                     }
-                p->d[sp] = ln_gather_f16(base, step, b, 0);
-                p->dmin[sp] = ln_gather_f16(base, step, b, 2);
             } else if (KIND == 6) {
                 kql_dwords(base, step, b, offsetof(struct elm_block_q6_k, ql), 8, lo);
                 kql_dwords(base, step, b, offsetof(struct elm_block_q6_k, qh), 4, hi);
@@ -215,12 +231,11 @@ ALWAYS_INLINE void kql_unpack(uint8_t *panel, const uint8_t *w, size_t ws, int n
                                        _mm512_and_si512(_mm512_srli_epi32(hi[k], r), m1), 2));
                         _mm512_store_si512(&p->q[sp][r][k], q);
                     }
-                const size_t d = KIND == 2 ? offsetof(struct elm_block_q2_k, d)
-                                           : offsetof(struct elm_block_q3_k, d);
-                p->d[sp] = ln_gather_f16(base, step, b, d);
-                if (KIND == 2)
+                if (KIND == 2) { /* Q3_K's d comes with its scales (kql_scales) */
+                    p->d[sp] = ln_gather_f16(base, step, b, offsetof(struct elm_block_q2_k, d));
                     p->dmin[sp] =
                         ln_gather_f16(base, step, b, offsetof(struct elm_block_q2_k, dmin));
+                }
             }
             kql_scales(p, sp, base, step, b, KIND);
         }
