@@ -11,7 +11,9 @@
  * adds it to L_k: every |D| < 2^15, so the scale vector holds (sc, 0) per lane and the high
  * half of D (its sign) meets the zero. Weights with an offset (Q6_K's -32, Q3_K's -4) are
  * stored biased (unsigned) and D's chain starts at -offset * (the sum of the 4 activation
- * bytes), made per super-block and token: D is the exact signed sum either way.
+ * bytes), made per super-block and token: D is the exact signed sum either way. Kinds
+ * without an offset take D from vpmaddubsw instead, as two int16 halves against (sc, sc)
+ * (kql_scale_vec): no zeroed vpdpbusd accumulator to copy per product.
  * The minimum terms are vpdpwssd of the rows' (m, m') pairs against the token's bsums pairs:
  * Q2_K into the same lanes first, Q4_K into four lanes of their own folded as the reference
  * folds them, Q5_K one fused chain. Per super-block and 16 outputs: 128 integer
