@@ -169,6 +169,13 @@ ALWAYS_INLINE __m512 ln_gather_f16(const uint8_t *const base[16], const size_t s
     return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)d));
 }
 
+/* The fp16 in the low half of every dword of v, as floats: a block's scale from a dword that
+ * ln_gather4 brought with other fields, instead of ln_gather_f16's 16 scalar loads. */
+ALWAYS_INLINE __m512 ln_f16_lo(__m512i v)
+{
+    return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(v));
+}
+
 /* elm_hsum8 of eight accumulators, lane by lane: ((a0+a4) + (a2+a6)) + ((a1+a5) + (a3+a7)). */
 ALWAYS_INLINE __m512 ln_hsum8(const __m512 a[8])
 {

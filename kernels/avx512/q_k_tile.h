@@ -11,7 +11,9 @@
  * adds it to L_k: every |D| < 2^15, so the scale vector holds (sc, 0) per lane and the high
  * half of D (its sign) meets the zero. Weights with an offset (Q6_K's -32, Q3_K's -4) are
  * stored biased (unsigned) and D's chain starts at -offset * (the sum of the 4 activation
- * bytes), made per super-block and token: D is the exact signed sum either way.
+ * bytes), made per super-block and token: D is the exact signed sum either way. Kinds
+ * without an offset take D from vpmaddubsw instead, as two int16 halves against (sc, sc)
+ * (kql_scale_vec): no zeroed vpdpbusd accumulator to copy per product.
  * The minimum terms are vpdpwssd of the rows' (m, m') pairs against the token's bsums pairs:
  * Q2_K into the same lanes first, Q4_K into four lanes of their own folded as the reference
  * folds them, Q5_K one fused chain. Per super-block and 16 outputs: 128 integer
@@ -27,13 +29,24 @@
 /* One super-block of a panel: sub-panel s, lane l = row 16 s + ln_row(l). */
 struct kql_block {
     __m512i q[LN_S][8][8]; /* [s][run r][k]: the weights of elements 32r + 4k.., one per byte */
-    __m512i sc[LN_S][16];  /* [s][group of 16]: (scale, 0) as int16 per lane */
+    __m512i sc[LN_S][16];  /* [s][group of 16]: kql_scale_vec, as int16 pairs per lane */
     __m512i mn[LN_S][8];   /* [s][k]: the minimum pairs (m, m') as int16 per lane */
     __m512 d[LN_S], dmin[LN_S];
 };
 
 /* The bias of the stored weights: D's chain starts at -bias * (sum of 4 activations). */
 #define KQL_BIAS(KIND) ((KIND) == 6 ? 32 : (KIND) == 3 ? 4 : 0)
+
+/* The scale vector of a group from its scale as a dword per lane (0 <= sc < 2^16; Q3_K/Q6_K
+ * pass their signed scale already as (sc & 0xffff)). Kinds with a bias take D from vpdpbusd,
+ * a dword whose high half is its sign: (sc, 0). The others take D as vpmaddubsw's two int16
+ * halves (w0 a0 + w1 a1, w2 a2 + w3 a3; |half| <= 31 * 128 * 2, no saturation), so (sc, sc)
+ * gives sc * D: the same exact integer, without zeroing a vpdpbusd accumulator per product
+ * (a register copy per vpdpbusd in the 8-token run, docs/kernels-perf.md). */
+ALWAYS_INLINE __m512i kql_scale_vec(__m512i sc, const int KIND)
+{
+    return KQL_BIAS(KIND) ? sc : _mm512_or_si512(sc, _mm512_slli_epi32(sc, 16));
+}
 
 /* Byte i of every dword of v, as dwords. */
 ALWAYS_INLINE __m512i kql_byte(__m512i v, int i)
@@ -49,14 +62,29 @@ ALWAYS_INLINE __m512i kql_pair(__m512i lo, __m512i hi)
 
 /* The scales and minimum pairs of 16 rows' super-block b, in lane order, into p (sub-panel
  * sp): the packed fields are gathered as dwords and unpacked by the same word arithmetic as
- * k4_scales / k3_scales, lane by lane. */
+ * k4_scales / k3_scales, lane by lane. Q3_K, Q4_K and Q5_K take d (and dmin) from the same
+ * gather, which the layouts below place in it. */
+_Static_assert(offsetof(struct elm_block_q4_k, dmin) == 2 &&
+                   offsetof(struct elm_block_q4_k, scales) == 4 &&
+                   offsetof(struct elm_block_q5_k, dmin) == 2 &&
+                   offsetof(struct elm_block_q5_k, scales) == 4 &&
+                   offsetof(struct elm_block_q3_k, d) ==
+                       offsetof(struct elm_block_q3_k, scales) - 2 + 14,
+               "kql_scales: d and dmin within the scales' gather");
 ALWAYS_INLINE void kql_scales(struct kql_block *p, int sp, const uint8_t *const base[16],
                               const size_t step[16], int64_t b, const int KIND)
 {
     __m512i v[4];
     const __m512i zero = _mm512_setzero_si512();
     if (KIND == 4 || KIND == 5) {
-        ln_gather4(base, step, b, offsetof(struct elm_block_q4_k, scales), v);
+        /* from the block's start: dword 0 is (d, dmin), dwords 1..3 the 12 scale bytes */
+        __m512i g[4];
+        ln_gather4(base, step, b, 0, g);
+        p->d[sp] = ln_f16_lo(g[0]);
+        p->dmin[sp] = ln_f16_lo(_mm512_srli_epi32(g[0], 16));
+        v[0] = g[1];
+        v[1] = g[2];
+        v[2] = g[3];
         const __m512i m1 = _mm512_set1_epi32(0x3f3f3f3f), m2 = _mm512_set1_epi32(0x0f0f0f0f),
                       m3 = _mm512_set1_epi32(0x03030303);
         /* u[0], u[1]: the 8 scales; u[2], u[3]: the 8 mins (k4_scales) */
@@ -70,7 +98,7 @@ ALWAYS_INLINE void kql_scales(struct kql_block *p, int sp, const uint8_t *const 
                             _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(v[0], 6), m3), 4));
         u[0] = _mm512_and_si512(v[0], m1);
         for (int r = 0; r < 8; r++) {
-            const __m512i sc = kql_byte(u[r / 4], r % 4);
+            const __m512i sc = kql_scale_vec(kql_byte(u[r / 4], r % 4), KIND);
             _mm512_store_si512(&p->sc[sp][2 * r], sc);
             _mm512_store_si512(&p->sc[sp][2 * r + 1], sc);
         }
@@ -83,7 +111,9 @@ ALWAYS_INLINE void kql_scales(struct kql_block *p, int sp, const uint8_t *const 
         ln_gather4(base, step, b, offsetof(struct elm_block_q2_k, scales), v);
         const __m512i m4 = _mm512_set1_epi32(0x0f);
         for (int g = 0; g < 16; g++)
-            _mm512_store_si512(&p->sc[sp][g], _mm512_and_si512(kql_byte(v[g / 4], g % 4), m4));
+            _mm512_store_si512(
+                &p->sc[sp][g],
+                kql_scale_vec(_mm512_and_si512(kql_byte(v[g / 4], g % 4), m4), KIND));
         for (int k = 0; k < 8; k++)
             _mm512_store_si512(&p->mn[sp][k],
                                kql_pair(_mm512_srli_epi32(kql_byte(v[k / 2], 2 * (k % 2)), 4),
@@ -103,6 +133,8 @@ ALWAYS_INLINE void kql_scales(struct kql_block *p, int sp, const uint8_t *const 
              * they would run 2 bytes past the block, past the tensor on its last row): scale
              * byte i is byte i + 2 of them */
             ln_gather4(base, step, b, offsetof(struct elm_block_q3_k, scales) - 2, v);
+            /* and d, the block's last 2 bytes: the high half of dword 3 */
+            p->d[sp] = ln_f16_lo(_mm512_srli_epi32(v[3], 16));
             /* elm_k3_scales: low nibble from byte j % 8 (high nibble for j >= 8), top two bits
              * from byte 8 + j % 4, pair j / 4; minus 32 */
             const __m512i m4 = _mm512_set1_epi32(0x0f), m3 = _mm512_set1_epi32(3),
@@ -170,8 +202,6 @@ ALWAYS_INLINE void kql_unpack(uint8_t *panel, const uint8_t *w, size_t ws, int n
                                        _mm512_and_si512(_mm512_srli_epi32(hi[k], r), m1), 4));
                         _mm512_store_si512(&p->q[sp][r][k], q);
                     }
-                p->d[sp] = ln_gather_f16(base, step, b, 0);
-                p->dmin[sp] = ln_gather_f16(base, step, b, 2);
             } else if (KIND == 6) {
                 kql_dwords(base, step, b, offsetof(struct elm_block_q6_k, ql), 8, lo);
                 kql_dwords(base, step, b, offsetof(struct elm_block_q6_k, qh), 4, hi);
@@ -203,12 +233,11 @@ ALWAYS_INLINE void kql_unpack(uint8_t *panel, const uint8_t *w, size_t ws, int n
                                        _mm512_and_si512(_mm512_srli_epi32(hi[k], r), m1), 2));
                         _mm512_store_si512(&p->q[sp][r][k], q);
                     }
-                const size_t d = KIND == 2 ? offsetof(struct elm_block_q2_k, d)
-                                           : offsetof(struct elm_block_q3_k, d);
-                p->d[sp] = ln_gather_f16(base, step, b, d);
-                if (KIND == 2)
+                if (KIND == 2) { /* Q3_K's d comes with its scales (kql_scales) */
+                    p->d[sp] = ln_gather_f16(base, step, b, offsetof(struct elm_block_q2_k, d));
                     p->dmin[sp] =
                         ln_gather_f16(base, step, b, offsetof(struct elm_block_q2_k, dmin));
+                }
             }
             kql_scales(p, sp, base, step, b, KIND);
         }
@@ -291,7 +320,10 @@ ALWAYS_INLINE void kql_run(const struct kql_block *p, int64_t nb, const uint8_t 
                 }
             }
         }
-        UNROLL for (int k = 0; k < 8; k++)
+        /* k rolled and r unrolled: unrolled k with a rolled r loop made GCC rotate the 16
+         * L[t][s] through fresh registers, a copy per product (docs/kernels-perf.md); the
+         * accumulators live in memory either way (8 tokens x 2 x 8 lanes) */
+        _Pragma("GCC unroll 1") for (int k = 0; k < 8; k++)
         {
             /* an eighth of the next panel's share of this super-block, so that the prefetches
              * spread over the arithmetic instead of queueing behind each other */
@@ -301,7 +333,8 @@ ALWAYS_INLINE void kql_run(const struct kql_block *p, int64_t nb, const uint8_t 
             __m512i L[LN_T][LN_S];
             UNROLL for (int t = 0; t < NT; t++) UNROLL for (int s = 0; s < LN_S; s++) L[t][s] =
                 _mm512_setzero_si512();
-            for (int r = 0; r < 8; r++) {
+            UNROLL for (int r = 0; r < 8; r++)
+            {
                 __m512i wq[LN_S];
                 UNROLL for (int s = 0; s < LN_S; s++) wq[s] = _mm512_load_si512(&pb->q[s][r][k]);
                 const int g = 2 * r + (k >= 4);
@@ -309,10 +342,14 @@ ALWAYS_INLINE void kql_run(const struct kql_block *p, int64_t nb, const uint8_t 
                 {
                     const __m512i av =
                         _mm512_set1_epi32((int32_t)load_u32(v[t]->qs + 32 * r + 4 * k));
-                    const __m512i c0 =
-                        bias ? _mm512_set1_epi32(corr[t][8 * r + k]) : _mm512_setzero_si512();
-                    UNROLL for (int s = 0; s < LN_S; s++) L[t][s] = _mm512_dpwssd_epi32(
-                        L[t][s], _mm512_dpbusd_epi32(c0, wq[s], av), pb->sc[s][g]);
+                    if (bias) {
+                        const __m512i c0 = _mm512_set1_epi32(corr[t][8 * r + k]);
+                        UNROLL for (int s = 0; s < LN_S; s++) L[t][s] = _mm512_dpwssd_epi32(
+                            L[t][s], _mm512_dpbusd_epi32(c0, wq[s], av), pb->sc[s][g]);
+                    } else {
+                        UNROLL for (int s = 0; s < LN_S; s++) L[t][s] = _mm512_dpwssd_epi32(
+                            L[t][s], _mm512_maddubs_epi16(wq[s], av), pb->sc[s][g]);
+                    }
                 }
             }
             UNROLL for (int t = 0; t < NT; t++) UNROLL for (int s = 0; s < LN_S; s++) acc[t][s][k] =
