@@ -53,8 +53,9 @@ ALWAYS_INLINE void k4_scales(const uint8_t *packed, uint8_t out[16])
     const __m128i u = _mm_loadu_si128((const __m128i *)packed);
     const __m128i x = _mm_shuffle_epi32(u, _MM_SHUFFLE(2, 1, 2, 0)); /* u0 u2 u1 u2 */
     const __m128i y = _mm_shuffle_epi32(u, _MM_SHUFFLE(1, 1, 0, 0)); /* u0 u0 u1 u1 */
-    const __m128i lo = _mm_and_si128(_mm_srlv_epi32(x, _mm_setr_epi32(0, 0, 0, 4)),
-                                     _mm_setr_epi32(0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f));
+    const __m128i lo =
+        _mm_and_si128(_mm_srlv_epi32(x, _mm_setr_epi32(0, 0, 0, 4)),
+                      _mm_setr_epi32(0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f));
     const __m128i hi =
         _mm_and_si128(_mm_srli_epi32(y, 2), _mm_setr_epi32(0, 0x30303030, 0, 0x30303030));
     _mm_storeu_si128((__m128i *)out, _mm_or_si128(lo, hi));
@@ -89,7 +90,8 @@ ALWAYS_INLINE __m256 k4_min_pair(__m256 accm, __m256i mins16, __m256 ndmw,
 {
     const __m256i l0 = _mm256_madd_epi16(mins16, loadu256(v0->bsums));
     const __m256i l1 = _mm256_madd_epi16(mins16, loadu256(v1->bsums));
-    const __m256 da = _mm256_blend_ps(_mm256_broadcast_ss(&v0->d), _mm256_broadcast_ss(&v1->d), 0xcc);
+    const __m256 da =
+        _mm256_blend_ps(_mm256_broadcast_ss(&v0->d), _mm256_broadcast_ss(&v1->d), 0xcc);
     return _mm256_fmadd_ps(_mm256_mul_ps(da, ndmw), _mm256_cvtepi32_ps(_mm256_hadd_epi32(l0, l1)),
                            accm);
 }
