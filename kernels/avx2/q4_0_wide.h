@@ -80,14 +80,13 @@ static inline struct q40v_scratch *q40v_scratch_get(void)
 }
 
 /* Unpacks rows [0, nr) of the panel; lanes of rows nr..7 get zero weights and scales.
- * pf: when not NULL, the next panel's rows, prefetched a block's share at a time as the shared
- * tile does for a first token tile (the weights come from memory). FULL: nr is 8, so every row
+ * FULL: nr is 8, so every row
  * advances by one block and its address is the first row's plus r * ws: the compiler then
  * keeps eight row pointers in registers, where the general case's per-row steps (0 for a
  * missing row) spilled them and their steps to the stack (callgrind: 80 instructions a block,
  * a third of them that bookkeeping, against about 8 tokens x 35 of arithmetic). */
 ALWAYS_INLINE void q40v_unpack_rows(struct q40v_scratch *s, const uint8_t *w, size_t ws, int nr,
-                                    int64_t nb, const uint8_t *pf, const bool FULL)
+                                    int64_t nb, const bool FULL)
 {
     static const struct elm_block_q4_0 zero;
     const uint8_t *base[Q40V_R];
@@ -98,9 +97,6 @@ ALWAYS_INLINE void q40v_unpack_rows(struct q40v_scratch *s, const uint8_t *w, si
     }
     const __m256i m4 = _mm256_set1_epi8(0x0f);
     for (int64_t b = 0; b < nb; b++) {
-        if (pf)
-            prefetch_span(pf + b * Q40V_R * sizeof(struct elm_block_q4_0),
-                          Q40V_R * sizeof(struct elm_block_q4_0));
         const struct elm_block_q4_0 *x[Q40V_R];
         UNROLL for (int r = 0; r < Q40V_R; r++) x[r] =
             (const struct elm_block_q4_0 *)(base[r] +
@@ -138,13 +134,12 @@ ALWAYS_INLINE void q40v_unpack_rows(struct q40v_scratch *s, const uint8_t *w, si
     }
 }
 
-static void q40v_unpack(struct q40v_scratch *s, const uint8_t *w, size_t ws, int nr, int64_t nb,
-                        const uint8_t *pf)
+static void q40v_unpack(struct q40v_scratch *s, const uint8_t *w, size_t ws, int nr, int64_t nb)
 {
     if (nr == Q40V_R)
-        q40v_unpack_rows(s, w, ws, nr, nb, pf, true);
+        q40v_unpack_rows(s, w, ws, nr, nb, true);
     else
-        q40v_unpack_rows(s, w, ws, nr, nb, pf, false);
+        q40v_unpack_rows(s, w, ws, nr, nb, false);
 }
 
 /* The per-block corrections and scales of tokens [0, nt), into ab[0..nb). */
@@ -172,9 +167,14 @@ static void q40v_prep(struct q40v_ablock *ab, const uint8_t *a, size_t as, int n
     }
 }
 
-/* NT tokens against the unpacked panel; rows [0, nr) of each token's outputs are stored. */
+/* NT tokens against the unpacked panel; rows [0, nr) of each token's outputs are stored.
+ * pf: when not NULL, the next panel's rows (the weights come from memory), prefetched a block's
+ * share per block of this run so that memory works while the multiply-adds do, as the avx512
+ * tile does (kern9a). During the unpack, as before, the next panel's prefetches queued behind
+ * the panel's own loads and the run that followed left memory idle. */
 ALWAYS_INLINE void q40v_run(const struct q40v_scratch *s, const struct q40v_ablock *abs, int64_t nb,
-                            const uint8_t *a, size_t as, float *y, int64_t ys, int nr, const int NT)
+                            const uint8_t *a, size_t as, float *y, int64_t ys, int nr,
+                            const uint8_t *pf, const int NT)
 {
     __m256 acc[Q40V_T];
     UNROLL for (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps();
@@ -182,6 +182,9 @@ ALWAYS_INLINE void q40v_run(const struct q40v_scratch *s, const struct q40v_ablo
     for (int64_t b = 0; b < nb; b++) {
         const struct q40v_wblock *wb = &s->wb[b];
         const struct q40v_ablock *ab = &abs[b];
+        if (pf)
+            prefetch_span(pf + b * Q40V_R * sizeof(struct elm_block_q4_0),
+                          Q40V_R * sizeof(struct elm_block_q4_0));
         /* group by group, each weight register serving all NT tokens at once: NT int16 sums,
          * one weight and one broadcast live instead of all eight weights (which, with the NT
          * accumulators, spilled). The int16 sums are exact in any order (see the top). */
@@ -258,23 +261,24 @@ static void q4_0_tile_wide(int64_t n, const void *w, size_t ws, int nr, const vo
         return;
     }
     if (s->w != w || s->ws != ws || s->nb != nb || s->nr != nr) {
-        q40v_unpack(s, w, ws, nr, nb,
-                    stream & ELM_TILE_STREAM ? (const uint8_t *)w + Q40V_R * ws : NULL);
+        q40v_unpack(s, w, ws, nr, nb);
         s->w = w;
         s->ws = ws;
         s->nb = nb;
         s->nr = nr;
     }
     const struct q40v_ablock *abs = q40v_acts(s, a, as, nt, nb);
+    /* the first token tile of a panel brings the next one (matmul.c: STREAM only when t is 0) */
+    const uint8_t *pf = stream & ELM_TILE_STREAM ? (const uint8_t *)w + Q40V_R * ws : NULL;
     switch (nt) {
     case 2:
-        q40v_run(s, abs, nb, a, as, y, ys, nr, 2);
+        q40v_run(s, abs, nb, a, as, y, ys, nr, pf, 2);
         break;
     case 3:
-        q40v_run(s, abs, nb, a, as, y, ys, nr, 3);
+        q40v_run(s, abs, nb, a, as, y, ys, nr, pf, 3);
         break;
     default:
-        q40v_run(s, abs, nb, a, as, y, ys, nr, 4);
+        q40v_run(s, abs, nb, a, as, y, ys, nr, pf, 4);
         break;
     }
 }

@@ -38,20 +38,27 @@
 #endif
 #define KQ_R_GEMV 4
 #define KQ_MR     (KQ_R_GEMV > KQ_R ? KQ_R_GEMV : KQ_R)
+#define KQ_TP     ((KQ_T + 1) / 2) /* token pairs */
 
 /* Unpacks Q4_K/Q5_K's 12-byte scale field: bytes 0..7 the scales, 8..15 the mins (the same
- * values as elm_k4_scale_min, by llama.cpp's word arithmetic). */
+ * values as elm_k4_scale_min). With the field's words u0, u1, u2 the output words are
+ * u0 & 0x3f.., (u2 & 0x0f..) | ((u0 >> 6) & 3..) << 4, u1 & 0x3f.., ((u2 >> 4) & 0x0f..) |
+ * ((u1 >> 6) & 3..) << 4 (llama.cpp's word arithmetic), done here as four lanes at once: ~9
+ * vector instructions where the scalar words took ~30 per row and super-block (a tenth of the
+ * 1-row x 8-token tile's non-product work). ((u >> 6) & 0x03..) << 4 is (u >> 2) & 0x30..: the
+ * bits shifted in from the next byte are masked off. Reads 16 bytes at packed: in a block the
+ * field is followed by qs (Q4_K) or qh (Q5_K). */
 ALWAYS_INLINE void k4_scales(const uint8_t *packed, uint8_t out[16])
 {
-    const uint32_t m1 = 0x3f3f3f3f, m2 = 0x0f0f0f0f, m3 = 0x03030303;
-    uint32_t u[4];
-    memcpy(u, packed, 12);
-    u[3] = ((u[2] >> 4) & m2) | (((u[1] >> 6) & m3) << 4);
-    const uint32_t mins_lo = u[1] & m1;
-    u[1] = (u[2] & m2) | (((u[0] >> 6) & m3) << 4);
-    u[2] = mins_lo;
-    u[0] &= m1;
-    memcpy(out, u, 16);
+    const __m128i u = _mm_loadu_si128((const __m128i *)packed);
+    const __m128i x = _mm_shuffle_epi32(u, _MM_SHUFFLE(2, 1, 2, 0)); /* u0 u2 u1 u2 */
+    const __m128i y = _mm_shuffle_epi32(u, _MM_SHUFFLE(1, 1, 0, 0)); /* u0 u0 u1 u1 */
+    const __m128i lo =
+        _mm_and_si128(_mm_srlv_epi32(x, _mm_setr_epi32(0, 0, 0, 4)),
+                      _mm_setr_epi32(0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f));
+    const __m128i hi =
+        _mm_and_si128(_mm_srli_epi32(y, 2), _mm_setr_epi32(0, 0x30303030, 0, 0x30303030));
+    _mm_storeu_si128((__m128i *)out, _mm_or_si128(lo, hi));
 }
 
 /* Q3_K's 16 six-bit scales, unbiased, as int8 (the values of elm_k3_scales): low nibbles from
@@ -70,19 +77,47 @@ ALWAYS_INLINE __m128i k3_scales(const uint8_t *packed)
 
 /* ---- Q4_K and Q5_K --------------------------------------------------------------------------- */
 
+/* Q4_K's minimum terms of tokens t0, t1 (t1 may repeat t0 for an odd last token): the
+ * reference's four lanes per token (lane k: min[2k] * sum32[2k] + min[2k+1] * sum32[2k+1],
+ * fma'd with dmin per super-block) held as [t0 k0, t0 k1, t1 k0, t1 k1 | t0 k2, t0 k3, t1 k2,
+ * t1 k3], so one convert and one fma serve two tokens. mins16: min[R] twice per run R, whose
+ * vpmaddwd with the 16 bsums gives run R's term in lane R (exact int32, in any order), and
+ * vphaddd pairs the runs. The scale -(d_a * dmin_w) is d_a * -dmin_w: negation is exact and
+ * rounding symmetric, so the bits are the reference's. Per super-block and token pair this
+ * replaces, per token, two bsums loads, vphaddw, vpmaddwd, vmulss, a broadcast, convert, fma. */
+ALWAYS_INLINE __m256 k4_min_pair(__m256 accm, __m256i mins16, __m256 ndmw,
+                                 const struct elm_block_q8_k *v0, const struct elm_block_q8_k *v1)
+{
+    const __m256i l0 = _mm256_madd_epi16(mins16, loadu256(v0->bsums));
+    const __m256i l1 = _mm256_madd_epi16(mins16, loadu256(v1->bsums));
+    const __m256 da =
+        _mm256_blend_ps(_mm256_broadcast_ss(&v0->d), _mm256_broadcast_ss(&v1->d), 0xcc);
+    return _mm256_fmadd_ps(_mm256_mul_ps(da, ndmw), _mm256_cvtepi32_ps(_mm256_hadd_epi32(l0, l1)),
+                           accm);
+}
+
+/* Token h (0 or 1) of a k4_min_pair register, folded as the reference's 128-bit register:
+ * (k0 + k2) + (k1 + k3). */
+ALWAYS_INLINE float k4_min_fold(__m256 accm, int h)
+{
+    float q[4];
+    _mm_storeu_ps(q, _mm_add_ps(_mm256_castps256_ps128(accm), _mm256_extractf128_ps(accm, 1)));
+    return q[2 * h] + q[2 * h + 1];
+}
+
 ALWAYS_INLINE void q45_k_impl(TILE_ARGS, const int NR, const int NT, const bool FIVE)
 {
     __m256 acc[KQ_MR][KQ_T];
-    __m128 accm[KQ_MR][KQ_T];
+    __m256 accm[KQ_MR][KQ_TP]; /* Q4_K's minimum lanes of a token pair (k4_min_pair) */
     float summs[KQ_MR][KQ_T];
     UNROLL for (int r = 0; r < NR; r++)
     {
         UNROLL for (int t = 0; t < NT; t++)
         {
             acc[r][t] = _mm256_setzero_ps();
-            accm[r][t] = _mm_setzero_ps();
             summs[r][t] = 0.0f;
         }
+        UNROLL for (int p = 0; p < KQ_TP; p++) accm[r][p] = _mm256_setzero_ps();
     }
     /* both types start with d, dmin, scales; Q5_K then has qh before qs */
     const size_t bb = FIVE ? sizeof(struct elm_block_q5_k) : sizeof(struct elm_block_q4_k);
@@ -106,25 +141,33 @@ ALWAYS_INLINE void q45_k_impl(TILE_ARGS, const int NR, const int NT, const bool 
                 qh[r] = loadu256(((const struct elm_block_q5_k *)xb[r])->qh);
         }
         const struct elm_block_q8_k *v[KQ_T];
-        UNROLL for (int t = 0; t < NT; t++)
-        {
-            v[t] = BLK(elm_block_q8_k, a, as, t, b);
-            /* the sums of each 32 activations: pairs of bsums */
-            const __m128i bs = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)v[t]->bsums),
-                                              _mm_loadu_si128((const __m128i *)v[t]->bsums + 1));
-            UNROLL for (int r = 0; r < NR; r++)
+        UNROLL for (int t = 0; t < NT; t++) v[t] = BLK(elm_block_q8_k, a, as, t, b);
+        if (FIVE) {
+            UNROLL for (int t = 0; t < NT; t++)
             {
-                /* lane k: min[2k] * sum32[2k] + min[2k+1] * sum32[2k+1] */
-                const __m128i mins = _mm_madd_epi16(
-                    _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)(sm[r] + 8))), bs);
-                const float dmin = -(v[t]->d * dmw[r]);
-                if (FIVE) {
+                /* the sums of each 32 activations: pairs of bsums */
+                const __m128i bs =
+                    _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)v[t]->bsums),
+                                   _mm_loadu_si128((const __m128i *)v[t]->bsums + 1));
+                UNROLL for (int r = 0; r < NR; r++)
+                {
+                    /* min[2k] * sum32[2k] + min[2k+1] * sum32[2k+1], summed over k */
+                    const __m128i mins = _mm_madd_epi16(
+                        _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)(sm[r] + 8))), bs);
+                    const float dmin = -(v[t]->d * dmw[r]);
                     const __m128i s2 = _mm_add_epi32(mins, _mm_srli_si128(mins, 8));
                     const int32_t tot = _mm_cvtsi128_si32(_mm_add_epi32(s2, _mm_srli_si128(s2, 4)));
                     summs[r][t] = fmaf(dmin, (float)tot, summs[r][t]);
-                } else {
-                    accm[r][t] = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(mins), accm[r][t]);
                 }
+            }
+        } else {
+            UNROLL for (int r = 0; r < NR; r++)
+            {
+                const __m128i m8 = _mm_loadl_epi64((const __m128i *)(sm[r] + 8));
+                const __m256i mins16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m8, m8));
+                const __m256 ndmw = _mm256_set1_ps(-dmw[r]);
+                UNROLL for (int p = 0; 2 * p < NT; p++) accm[r][p] = k4_min_pair(
+                    accm[r][p], mins16, ndmw, v[2 * p], v[2 * p + 1 < NT ? 2 * p + 1 : 2 * p]);
             }
         }
         __m256i li[KQ_MR][KQ_T];
@@ -182,7 +225,7 @@ ALWAYS_INLINE void q45_k_impl(TILE_ARGS, const int NR, const int NT, const bool 
     UNROLL for (int r = 0; r < NR; r++)
     {
         UNROLL for (int t = 0; t < NT; t++) y[t * ys + r] =
-            hsum8_ps(acc[r][t]) + (FIVE ? summs[r][t] : hsum4_ps(accm[r][t]));
+            hsum8_ps(acc[r][t]) + (FIVE ? summs[r][t] : k4_min_fold(accm[r][t / 2], t % 2));
     }
 }
 
