@@ -192,9 +192,13 @@ awk '
 {
     cat "$tmp/table"
     echo
+    lens="" # the lengths measured, as lengths() chose them
+    for shape in $shapes; do
+        lengths "$shape"
+        lens="$lens${lens:+, }$shape $tg and $predict"
+    done
     echo "Measured $(date -u +%Y-%m-%d) by \`scripts/bench-wait.sh\` (WAIT_REPS=$reps rounds; model tg and" \
-        "serve tokens per client: small-110m ${WAIT_TG:-512} and ${WAIT_PREDICT:-256}, tinyllama-1.1b" \
-        "${WAIT_TG:-64} and ${WAIT_PREDICT:-32}; busy rounds without active unless WAIT_BUSY_ACTIVE=1)," \
+        "serve tokens per client: $lens; busy rounds without active unless WAIT_BUSY_ACTIVE=1)," \
         "/proc/loadavg before: $load_before, after: $(cut -d' ' -f1-4 /proc/loadavg)."
     # a load average above the CPUs means other work ran: say so, the figures are not idle ones
     echo "$load_before" | awk -v n="$(nproc)" '$1 > n {
