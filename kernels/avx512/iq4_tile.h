@@ -47,19 +47,17 @@ ALWAYS_INLINE __m512i iq4l_index(const __m512i v[4], int k)
 
 static void iq4l_nl_unpack(uint8_t *panel, const uint8_t *w, size_t ws, int nr, int64_t nb)
 {
-    static const uint8_t zero[64] __attribute__((aligned(64)));
     struct q80l_block *o = (struct q80l_block *)panel;
     const __m512i table = iq4l_table_biased();
     for (int sp = 0; sp < LN_S; sp++) {
-        const uint8_t *base[16];
-        size_t step[16];
-        ln_rows(w, ws, nr, sp, sizeof(struct elm_block_iq4_nl), zero, base, step);
+        struct ln_rowset rs;
+        ln_rows(&rs, w, ws, nr, sp, sizeof(struct elm_block_iq4_nl));
         for (int64_t b = 0; b < nb; b++) {
             __m512i v[4];
-            ln_gather4(base, step, b, offsetof(struct elm_block_iq4_nl, qs), v);
+            ln_gather4(&rs, b, offsetof(struct elm_block_iq4_nl, qs), v);
             UNROLL for (int k = 0; k < 8; k++)
                 _mm512_store_si512(&o[b].w[sp][k], _mm512_shuffle_epi8(table, iq4l_index(v, k)));
-            _mm512_store_ps(&o[b].d[sp], ln_gather_f16(base, step, b, 0));
+            _mm512_store_ps(&o[b].d[sp], ln_gather_f16(&rs, b, 0));
         }
     }
 }
@@ -93,14 +91,12 @@ struct iq4l_xs_block {
 
 static void iq4l_xs_unpack(uint8_t *panel, const uint8_t *w, size_t ws, int nr, int64_t nb)
 {
-    static const uint8_t zero[sizeof(struct elm_block_iq4_xs)] __attribute__((aligned(64)));
     struct iq4l_xs_block *o = (struct iq4l_xs_block *)panel;
     const __m512i table = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)iq4_table));
     const __m512i lo16 = _mm512_set1_epi32(0xffff);
     for (int sp = 0; sp < LN_S; sp++) {
-        const uint8_t *base[16];
-        size_t step[16];
-        ln_rows(w, ws, nr, sp, sizeof(struct elm_block_iq4_xs), zero, base, step);
+        struct ln_rowset rs;
+        ln_rows(&rs, w, ws, nr, sp, sizeof(struct elm_block_iq4_xs));
         for (int64_t b = 0; b < nb; b++) {
             for (int j = 0; j < 8; j++) {
                 int32_t ls[16];
@@ -108,14 +104,14 @@ static void iq4l_xs_unpack(uint8_t *panel, const uint8_t *w, size_t ws, int nr, 
                 {
                     const int r = ln_row(l);
                     ls[l] = iq4_xs_ls(
-                        (const struct elm_block_iq4_xs *)(base[r] + (size_t)b * step[r]), j);
+                        (const struct elm_block_iq4_xs *)ln_block(&rs, r, b), j);
                 }
                 /* ls in both int16 halves of each lane */
                 const __m512i l32 = _mm512_loadu_si512(ls);
                 const __m512i l16 =
                     _mm512_or_si512(_mm512_and_si512(l32, lo16), _mm512_slli_epi32(l32, 16));
                 __m512i v[4];
-                ln_gather4(base, step, b, offsetof(struct elm_block_iq4_xs, qs) + 16 * (size_t)j,
+                ln_gather4(&rs, b, offsetof(struct elm_block_iq4_xs, qs) + 16 * (size_t)j,
                            v);
                 UNROLL for (int k = 0; k < 8; k++)
                 {
@@ -133,7 +129,7 @@ static void iq4l_xs_unpack(uint8_t *panel, const uint8_t *w, size_t ws, int nr, 
                     _mm512_store_si512(&o[b].w[sp][k][j][1], _mm512_mullo_epi16(h1, l16));
                 }
             }
-            _mm512_store_ps(&o[b].d[sp], ln_gather_f16(base, step, b, 0));
+            _mm512_store_ps(&o[b].d[sp], ln_gather_f16(&rs, b, 0));
         }
     }
 }

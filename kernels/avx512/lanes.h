@@ -1,6 +1,8 @@
 /* lanes.h — what the avx512 variant's one-output-per-lane tiles of Q8_0 and the K-quants share
- * (q_legacy_tile.h, q_k_tile.h): the per-thread buffer of the unpacked panel, the rule for reusing
- * it, the transposition that unpacks 16 rows at once, and the store of the outputs.
+ * (q_legacy_tile.h, q_k_tile.h, iq4_tile.h; q4_0_tile.h takes its row set and gathers): the
+ * per-thread buffer of the unpacked panel, the rule for reusing it, the rows of a sub-panel
+ * as one block pointer and fixed offsets, the transposition that unpacks 16 rows at once, and
+ * the store of the outputs.
  *
  * A panel is LN_R rows (two zmm of outputs per token, LN_S sub-panels of 16). Unpacked, its
  * weights are laid out so that lane l of a vector belongs to row ln_row(l) of its sub-panel:
@@ -119,33 +121,56 @@ ln_panel(int type, const void *w, size_t ws, int nr, int64_t nb, size_t bytes, i
     return s->panel;
 }
 
-/* Base pointer and block step of the 16 rows of sub-panel sp: rows past nr read zeros (from
- * `zero`, at least one block long, step 0). */
-ALWAYS_INLINE void ln_rows(const uint8_t *w, size_t ws, int nr, int sp, size_t block_bytes,
-                           const void *zero, const uint8_t *base[16], size_t step[16])
+/* The 16 rows of sub-panel sp: one block pointer and a fixed offset per row. Rows past nr
+ * read row nr - 1 (their lanes' outputs are never stored; ln_gather_f16 gives them scale 0).
+ * A pointer and a step per row (rows past nr reading a zero block, step 0) cost the unpacks
+ * 16 pointer updates and stack traffic per block, and 16 scalar loads per scale vector. */
+struct ln_rowset {
+    const uint8_t *w; /* row 16 sp's block 0 is at w + off[0] */
+    size_t bb;        /* bytes per block */
+    size_t off[16];   /* row 16 sp + r: w + off[r] */
+    __m512i idx;      /* lane l: off[ln_row(l)], for the scale gathers */
+    __mmask16 live;   /* lanes whose row is below nr */
+};
+
+ALWAYS_INLINE void ln_rows(struct ln_rowset *rs, const uint8_t *w, size_t ws, int nr, int sp,
+                           size_t block_bytes)
 {
+    int32_t idx[16];
+    rs->w = w;
+    rs->bb = block_bytes;
+    rs->live = 0;
     for (int r = 0; r < 16; r++) {
         const int row = 16 * sp + r;
-        base[r] = row < nr ? w + (size_t)row * ws : (const uint8_t *)zero;
-        step[r] = row < nr ? block_bytes : 0;
+        rs->off[r] = (size_t)(row < nr ? row : nr - 1) * ws;
     }
+    /* rows are short (a lane panel unpacks to at most LN_PANEL_BYTES, q4_0_tile.h's to
+     * Q40W_MAX_BLOCKS blocks), so 31 rows of offset fit the gathers' int32 index */
+    for (int l = 0; l < 16; l++) {
+        idx[l] = (int32_t)rs->off[ln_row(l)];
+        rs->live |= (__mmask16)((16 * sp + ln_row(l) < nr) << l);
+    }
+    rs->idx = _mm512_loadu_si512(idx);
+}
+
+/* Row 16 sp + r's block b. */
+ALWAYS_INLINE const uint8_t *ln_block(const struct ln_rowset *rs, int r, int64_t b)
+{
+    return rs->w + (size_t)b * rs->bb + rs->off[r];
 }
 
 /* out[d], d < 4: dword d of the 16 bytes at byte offset off of block b of the 16 rows, lane l
  * from row ln_row(l). */
-ALWAYS_INLINE void ln_gather4(const uint8_t *const base[16], const size_t step[16], int64_t b,
-                              size_t off, __m512i out[4])
+ALWAYS_INLINE void ln_gather4(const struct ln_rowset *rs, int64_t b, size_t off, __m512i out[4])
 {
+    const uint8_t *x = rs->w + (size_t)b * rs->bb + off;
     __m512i z[4];
     UNROLL for (int k = 0; k < 4; k++)
     {
-        const uint8_t *p[4];
-        UNROLL for (int q = 0; q < 4; q++) p[q] =
-            base[4 * k + q] + (size_t)b * step[4 * k + q] + off;
-        __m512i v = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)p[0]));
-        v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)p[1]), 1);
-        v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)p[2]), 2);
-        z[k] = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)p[3]), 3);
+        __m512i v = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(x + rs->off[4 * k])));
+        v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(x + rs->off[4 * k + 1])), 1);
+        v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(x + rs->off[4 * k + 2])), 2);
+        z[k] = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(x + rs->off[4 * k + 3])), 3);
     }
     /* per 128-bit lane q: [z0.d z1.d z2.d z3.d], so lane 4q + k holds row 4k + q */
     const __m512i t0 = _mm512_unpacklo_epi32(z[0], z[1]), t1 = _mm512_unpackhi_epi32(z[0], z[1]);
@@ -156,24 +181,23 @@ ALWAYS_INLINE void ln_gather4(const uint8_t *const base[16], const size_t step[1
     out[3] = _mm512_unpackhi_epi64(t1, t3);
 }
 
-/* The 16 rows' fp16 scale at byte offset off of block b, as floats in lane order. */
-ALWAYS_INLINE __m512 ln_gather_f16(const uint8_t *const base[16], const size_t step[16], int64_t b,
-                                   size_t off)
-{
-    uint16_t d[16];
-    UNROLL for (int l = 0; l < 16; l++)
-    {
-        const int r = ln_row(l);
-        d[l] = load_u16(base[r] + (size_t)b * step[r] + off);
-    }
-    return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)d));
-}
-
 /* The fp16 in the low half of every dword of v, as floats: a block's scale from a dword that
- * ln_gather4 brought with other fields, instead of ln_gather_f16's 16 scalar loads. */
+ * ln_gather4 brought with other fields, or from ln_gather_f16's gather. */
 ALWAYS_INLINE __m512 ln_f16_lo(__m512i v)
 {
     return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(v));
+}
+
+/* The 16 rows' fp16 scale at byte offset off of block b, as floats in lane order; 0 in lanes
+ * past nr. One masked gather of the dword ending with the field (from off - 2: a field at a
+ * block's end, like Q6_K's d, must not read past the tensor's last row), or starting with it
+ * at offset 0. */
+ALWAYS_INLINE __m512 ln_gather_f16(const struct ln_rowset *rs, int64_t b, size_t off)
+{
+    const size_t at = off >= 2 ? off - 2 : 0;
+    const __m512i v = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), rs->live, rs->idx,
+                                                  rs->w + (size_t)b * rs->bb + at, 1);
+    return ln_f16_lo(off >= 2 ? _mm512_srli_epi32(v, 16) : v);
 }
 
 /* elm_hsum8 of eight accumulators, lane by lane: ((a0+a4) + (a2+a6)) + ((a1+a5) + (a3+a7)). */

@@ -36,6 +36,7 @@
 
 #include "common/scratch.h"
 #include "kernels/avx2/q_legacy.h"
+#include "kernels/avx512/lanes.h"
 #include "kernels/tiles.h"
 
 #define Q40W_R          16   /* rows per panel: one zmm of outputs per token */
@@ -45,7 +46,7 @@
 #define Q40W_ABLOCKS    4096 /* kept token tiles: this many blocks in all (256 KiB) */
 #define Q40W_SLOTS      64   /* at most this many token tiles kept */
 
-/* One block of a 16-row panel: lane l of each vector is row q40w_row(l). */
+/* One block of a 16-row panel: lane l of each vector is row ln_row(l). */
 struct q40w_wblock {
     __m512i w[8]; /* group g: the 4 weight bytes (0..15) of elements 4g..4g+3 */
     __m512 dw;    /* the rows' scales */
@@ -89,47 +90,18 @@ static inline struct q40w_scratch *q40w_scratch_get(void)
     return q40w_scratch_p;
 }
 
-/* The 4x4 dword transpose of the unpack puts row 4 * (l % 4) + l / 4 in lane l (an involution,
- * so the same index vector puts the lanes back in row order). */
-ALWAYS_INLINE int q40w_row(int l)
-{
-    return 4 * (l % 4) + l / 4;
-}
-
-/* Unpacks rows [0, nr) of the panel; lanes of rows nr..15 get zero weights and scales. */
+/* Unpacks rows [0, nr) of the panel with lanes.h's row set and gathers (the same transposed
+ * lane order, ln_row); lanes of rows nr..15 get a copy of row nr - 1's weights (their outputs
+ * are never stored) and zero scales. A pointer and a step per row and 16 scalar scale loads
+ * made this ~120 instructions per block, about as much time as an 8-token run over it. */
 static void q40w_unpack(struct q40w_scratch *s, const uint8_t *w, size_t ws, int nr, int64_t nb)
 {
-    static const struct elm_block_q4_0 zero;
-    const uint8_t *base[Q40W_R];
-    size_t step[Q40W_R];
-    for (int r = 0; r < Q40W_R; r++) {
-        base[r] = r < nr ? w + (size_t)r * ws : (const uint8_t *)&zero;
-        step[r] = r < nr ? sizeof(struct elm_block_q4_0) : 0;
-    }
+    struct ln_rowset rs;
+    ln_rows(&rs, w, ws, nr, 0, sizeof(struct elm_block_q4_0));
     const __m512i m4 = _mm512_set1_epi8(0x0f);
     for (int64_t b = 0; b < nb; b++) {
-        /* z[k]: rows 4k..4k+3, one 16-byte qs per 128-bit lane (dword d = bytes 4d..4d+3) */
-        __m512i z[4];
-        uint16_t d[Q40W_R];
-        UNROLL for (int k = 0; k < 4; k++)
-        {
-            const struct elm_block_q4_0 *x[4];
-            UNROLL for (int q = 0; q < 4; q++) x[q] =
-                (const struct elm_block_q4_0 *)(base[4 * k + q] + (size_t)b * step[4 * k + q]);
-            __m512i v = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)x[0]->qs));
-            v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)x[1]->qs), 1);
-            v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)x[2]->qs), 2);
-            z[k] = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)x[3]->qs), 3);
-            /* row 4k+q goes to lane 4q+k */
-            UNROLL for (int q = 0; q < 4; q++) d[4 * q + k] = load_u16(&x[q]->d);
-        }
-        /* per 128-bit lane q: raw[d] = [z0.d z1.d z2.d z3.d], i.e. lane 4q+k = row 4k+q */
-        const __m512i t0 = _mm512_unpacklo_epi32(z[0], z[1]),
-                      t1 = _mm512_unpackhi_epi32(z[0], z[1]);
-        const __m512i t2 = _mm512_unpacklo_epi32(z[2], z[3]),
-                      t3 = _mm512_unpackhi_epi32(z[2], z[3]);
-        const __m512i raw[4] = {_mm512_unpacklo_epi64(t0, t2), _mm512_unpackhi_epi64(t0, t2),
-                                _mm512_unpacklo_epi64(t1, t3), _mm512_unpackhi_epi64(t1, t3)};
+        __m512i raw[4]; /* dword g of the 16 bytes of qs, lane l from row ln_row(l) */
+        ln_gather4(&rs, b, offsetof(struct elm_block_q4_0, qs), raw);
         struct q40w_wblock *o = &s->wb[b];
         /* byte j holds element j (low nibble) and element j + 16 (high nibble) */
         UNROLL for (int g = 0; g < 4; g++)
@@ -137,7 +109,7 @@ static void q40w_unpack(struct q40w_scratch *s, const uint8_t *w, size_t ws, int
             _mm512_store_si512(&o->w[g], _mm512_and_si512(raw[g], m4));
             _mm512_store_si512(&o->w[g + 4], _mm512_and_si512(_mm512_srli_epi16(raw[g], 4), m4));
         }
-        _mm512_store_ps(&o->dw, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)d)));
+        _mm512_store_ps(&o->dw, ln_gather_f16(&rs, b, offsetof(struct elm_block_q4_0, d)));
     }
 }
 
@@ -186,25 +158,23 @@ ALWAYS_INLINE void q40w_run(const struct q40w_scratch *s, const struct q40w_ablo
         __m512i wg[8];
         UNROLL for (int g = 0; g < 8; g++) wg[g] = _mm512_load_si512(&wb->w[g]);
         const __m512 dw = _mm512_load_ps(&wb->dw);
-        UNROLL for (int t = 0; t < NT; t++)
+        /* group-major: the NT chains of 8 dependent vpdpbusd (latency 5) come interleaved, so
+         * the scheduler sees NT independent ones in a row; token-major it held only about four
+         * tokens' chains at once and the run took ~2.5x its port-bound time */
+        const uint8_t *q = a + (size_t)b * sizeof(struct elm_block_q8_0) +
+                           offsetof(struct elm_block_q8_0, qs);
+        __m512i isum[Q40W_T];
+        UNROLL for (int t = 0; t < NT; t++) isum[t] = _mm512_set1_epi32(ab->corr[t]);
+        UNROLL for (int g = 0; g < 8; g++)
         {
-            const uint8_t *q = a + (size_t)t * as + (size_t)b * sizeof(struct elm_block_q8_0) +
-                               offsetof(struct elm_block_q8_0, qs);
-            __m512i isum = _mm512_set1_epi32(ab->corr[t]);
-            UNROLL for (int g = 0; g < 8; g++) isum =
-                _mm512_dpbusd_epi32(isum, wg[g], _mm512_set1_epi32((int32_t)load_u32(q + 4 * g)));
-            /* sum = fmaf((float)isum, d_w * d_a, sum), 16 outputs at once */
-            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum),
-                                     _mm512_mul_ps(dw, _mm512_set1_ps(ab->da[t])), acc[t]);
+            UNROLL for (int t = 0; t < NT; t++) isum[t] = _mm512_dpbusd_epi32(
+                isum[t], wg[g], _mm512_set1_epi32((int32_t)load_u32(q + (size_t)t * as + 4 * g)));
         }
+        /* sum = fmaf((float)isum, d_w * d_a, sum), 16 outputs at once */
+        UNROLL for (int t = 0; t < NT; t++) acc[t] = _mm512_fmadd_ps(
+            _mm512_cvtepi32_ps(isum[t]), _mm512_mul_ps(dw, _mm512_set1_ps(ab->da[t])), acc[t]);
     }
-    const __m512i back = _mm512_setr_epi32(q40w_row(0), q40w_row(1), q40w_row(2), q40w_row(3),
-                                           q40w_row(4), q40w_row(5), q40w_row(6), q40w_row(7),
-                                           q40w_row(8), q40w_row(9), q40w_row(10), q40w_row(11),
-                                           q40w_row(12), q40w_row(13), q40w_row(14), q40w_row(15));
-    const __mmask16 m = (__mmask16)((1u << nr) - 1);
-    UNROLL for (int t = 0; t < NT; t++)
-        _mm512_mask_storeu_ps(y + t * ys, m, _mm512_permutexvar_ps(back, acc[t]));
+    UNROLL for (int t = 0; t < NT; t++) ln_store(y + t * ys, nr, 0, acc[t]);
 }
 
 /* The prepared token tile at a: a kept one if this thread made it since the last stream call

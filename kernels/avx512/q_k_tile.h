@@ -71,15 +71,14 @@ _Static_assert(offsetof(struct elm_block_q4_k, dmin) == 2 &&
                    offsetof(struct elm_block_q3_k, d) ==
                        offsetof(struct elm_block_q3_k, scales) - 2 + 14,
                "kql_scales: d and dmin within the scales' gather");
-ALWAYS_INLINE void kql_scales(struct kql_block *p, int sp, const uint8_t *const base[16],
-                              const size_t step[16], int64_t b, const int KIND)
+ALWAYS_INLINE void kql_scales(struct kql_block *p, int sp, const struct ln_rowset *rs, int64_t b, const int KIND)
 {
     __m512i v[4];
     const __m512i zero = _mm512_setzero_si512();
     if (KIND == 4 || KIND == 5) {
         /* from the block's start: dword 0 is (d, dmin), dwords 1..3 the 12 scale bytes */
         __m512i g[4];
-        ln_gather4(base, step, b, 0, g);
+        ln_gather4(rs, b, 0, g);
         p->d[sp] = ln_f16_lo(g[0]);
         p->dmin[sp] = ln_f16_lo(_mm512_srli_epi32(g[0], 16));
         v[0] = g[1];
@@ -108,7 +107,7 @@ ALWAYS_INLINE void kql_scales(struct kql_block *p, int sp, const uint8_t *const 
         for (int k = 4; k < 8; k++)
             _mm512_store_si512(&p->mn[sp][k], zero);
     } else if (KIND == 2) {
-        ln_gather4(base, step, b, offsetof(struct elm_block_q2_k, scales), v);
+        ln_gather4(rs, b, offsetof(struct elm_block_q2_k, scales), v);
         const __m512i m4 = _mm512_set1_epi32(0x0f);
         for (int g = 0; g < 16; g++)
             _mm512_store_si512(
@@ -121,7 +120,7 @@ ALWAYS_INLINE void kql_scales(struct kql_block *p, int sp, const uint8_t *const 
     } else {
         const __m512i m16 = _mm512_set1_epi32(0xffff);
         if (KIND == 6) {
-            ln_gather4(base, step, b, offsetof(struct elm_block_q6_k, scales), v);
+            ln_gather4(rs, b, offsetof(struct elm_block_q6_k, scales), v);
             /* group g: byte g % 4 of dword g / 4, sign-extended, as (sc, 0) */
             for (int g = 0; g < 16; g++)
                 _mm512_store_si512(
@@ -132,7 +131,7 @@ ALWAYS_INLINE void kql_scales(struct kql_block *p, int sp, const uint8_t *const 
             /* the 16 bytes ending with the block's last scale byte (from the scales' offset
              * they would run 2 bytes past the block, past the tensor on its last row): scale
              * byte i is byte i + 2 of them */
-            ln_gather4(base, step, b, offsetof(struct elm_block_q3_k, scales) - 2, v);
+            ln_gather4(rs, b, offsetof(struct elm_block_q3_k, scales) - 2, v);
             /* and d, the block's last 2 bytes: the high half of dword 3 */
             p->d[sp] = ln_f16_lo(_mm512_srli_epi32(v[3], 16));
             /* elm_k3_scales: low nibble from byte j % 8 (high nibble for j >= 8), top two bits
@@ -165,33 +164,31 @@ ALWAYS_INLINE size_t kql_bytes(const int KIND)
 }
 
 /* Sixteen rows' bytes [off, off + 16 * nc) of block b as dwords in lane order: out[i]. */
-ALWAYS_INLINE void kql_dwords(const uint8_t *const base[16], const size_t step[16], int64_t b,
+ALWAYS_INLINE void kql_dwords(const struct ln_rowset *rs, int64_t b,
                               size_t off, int nc, __m512i *out)
 {
     for (int c = 0; c < nc; c++)
-        ln_gather4(base, step, b, off + 16 * (size_t)c, out + 4 * c);
+        ln_gather4(rs, b, off + 16 * (size_t)c, out + 4 * c);
 }
 
 ALWAYS_INLINE void kql_unpack(uint8_t *panel, const uint8_t *w, size_t ws, int nr, int64_t nb,
                               const int KIND)
 {
-    static const uint8_t zero[256] __attribute__((aligned(64)));
     struct kql_block *o = (struct kql_block *)panel;
     const size_t bb = kql_bytes(KIND);
     const __m512i m1 = _mm512_set1_epi8(1), m3 = _mm512_set1_epi8(3), m4 = _mm512_set1_epi8(0x0f);
     for (int sp = 0; sp < LN_S; sp++) {
-        const uint8_t *base[16];
-        size_t step[16];
-        ln_rows(w, ws, nr, sp, bb, zero, base, step);
+        struct ln_rowset rs;
+        ln_rows(&rs, w, ws, nr, sp, bb);
         for (int64_t b = 0; b < nb; b++) {
             struct kql_block *p = &o[b];
             __m512i lo[32], hi[16];
             if (KIND == 4 || KIND == 5) {
                 const size_t qs = KIND == 4 ? offsetof(struct elm_block_q4_k, qs)
                                             : offsetof(struct elm_block_q5_k, qs);
-                kql_dwords(base, step, b, qs, 8, lo); /* dword 8 (r / 2) + k */
+                kql_dwords(&rs, b, qs, 8, lo); /* dword 8 (r / 2) + k */
                 if (KIND == 5)
-                    kql_dwords(base, step, b, offsetof(struct elm_block_q5_k, qh), 2, hi);
+                    kql_dwords(&rs, b, offsetof(struct elm_block_q5_k, qh), 2, hi);
                 for (int r = 0; r < 8; r++)
                     for (int k = 0; k < 8; k++) {
                         const __m512i v = lo[8 * (r / 2) + k];
@@ -203,8 +200,8 @@ ALWAYS_INLINE void kql_unpack(uint8_t *panel, const uint8_t *w, size_t ws, int n
                         _mm512_store_si512(&p->q[sp][r][k], q);
                     }
             } else if (KIND == 6) {
-                kql_dwords(base, step, b, offsetof(struct elm_block_q6_k, ql), 8, lo);
-                kql_dwords(base, step, b, offsetof(struct elm_block_q6_k, qh), 4, hi);
+                kql_dwords(&rs, b, offsetof(struct elm_block_q6_k, ql), 8, lo);
+                kql_dwords(&rs, b, offsetof(struct elm_block_q6_k, qh), 4, hi);
                 for (int r = 0; r < 8; r++) {
                     const int h = r / 4, qd = r % 4;
                     for (int k = 0; k < 8; k++) {
@@ -216,13 +213,13 @@ ALWAYS_INLINE void kql_unpack(uint8_t *panel, const uint8_t *w, size_t ws, int n
                                            _mm512_or_si512(l, _mm512_slli_epi32(t, 4)));
                     }
                 }
-                p->d[sp] = ln_gather_f16(base, step, b, offsetof(struct elm_block_q6_k, d));
+                p->d[sp] = ln_gather_f16(&rs, b, offsetof(struct elm_block_q6_k, d));
             } else { /* Q2_K, Q3_K: 2-bit fields, Q3_K's high bit from hmask */
                 const size_t qs = KIND == 2 ? offsetof(struct elm_block_q2_k, qs)
                                             : offsetof(struct elm_block_q3_k, qs);
-                kql_dwords(base, step, b, qs, 4, lo); /* dword 8 (r / 4) + k */
+                kql_dwords(&rs, b, qs, 4, lo); /* dword 8 (r / 4) + k */
                 if (KIND == 3)
-                    kql_dwords(base, step, b, offsetof(struct elm_block_q3_k, hmask), 2, hi);
+                    kql_dwords(&rs, b, offsetof(struct elm_block_q3_k, hmask), 2, hi);
                 for (int r = 0; r < 8; r++)
                     for (int k = 0; k < 8; k++) {
                         __m512i q = _mm512_and_si512(
@@ -234,12 +231,12 @@ ALWAYS_INLINE void kql_unpack(uint8_t *panel, const uint8_t *w, size_t ws, int n
                         _mm512_store_si512(&p->q[sp][r][k], q);
                     }
                 if (KIND == 2) { /* Q3_K's d comes with its scales (kql_scales) */
-                    p->d[sp] = ln_gather_f16(base, step, b, offsetof(struct elm_block_q2_k, d));
+                    p->d[sp] = ln_gather_f16(&rs, b, offsetof(struct elm_block_q2_k, d));
                     p->dmin[sp] =
-                        ln_gather_f16(base, step, b, offsetof(struct elm_block_q2_k, dmin));
+                        ln_gather_f16(&rs, b, offsetof(struct elm_block_q2_k, dmin));
                 }
             }
-            kql_scales(p, sp, base, step, b, KIND);
+            kql_scales(p, sp, &rs, b, KIND);
         }
     }
 }

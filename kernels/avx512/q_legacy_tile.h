@@ -53,20 +53,18 @@ ALWAYS_INLINE __m512i q80l_high(__m512i qh, int k)
 ALWAYS_INLINE void q80l_unpack(uint8_t *panel, const uint8_t *w, size_t ws, int nr, int64_t nb,
                                const int KIND)
 {
-    static const uint8_t zero[64] __attribute__((aligned(64)));
     struct q80l_block *o = (struct q80l_block *)panel;
     const size_t bb = q80l_bytes(KIND);
     const __m512i bias = _mm512_set1_epi8((char)0x80), m4 = _mm512_set1_epi8(0x0f);
     for (int sp = 0; sp < LN_S; sp++) {
-        const uint8_t *base[16];
-        size_t step[16];
-        ln_rows(w, ws, nr, sp, bb, zero, base, step);
+        struct ln_rowset rs;
+        ln_rows(&rs, w, ws, nr, sp, bb);
         for (int64_t b = 0; b < nb; b++) {
             __m512i v[4];
             if (KIND == 8) {
                 UNROLL for (int h = 0; h < 2; h++)
                 {
-                    ln_gather4(base, step, b, offsetof(struct elm_block_q8_0, qs) + 16 * (size_t)h,
+                    ln_gather4(&rs, b, offsetof(struct elm_block_q8_0, qs) + 16 * (size_t)h,
                                v);
                     UNROLL for (int d = 0; d < 4; d++)
                         _mm512_store_si512(&o[b].w[sp][4 * h + d], _mm512_xor_si512(v[d], bias));
@@ -77,10 +75,10 @@ ALWAYS_INLINE void q80l_unpack(uint8_t *panel, const uint8_t *w, size_t ws, int 
                 const size_t qs = KIND == 50   ? offsetof(struct elm_block_q5_0, qs)
                                   : KIND == 41 ? offsetof(struct elm_block_q4_1, qs)
                                                : offsetof(struct elm_block_q5_1, qs);
-                ln_gather4(base, step, b, qs, v);
+                ln_gather4(&rs, b, qs, v);
                 __m512i qh[4] = {_mm512_setzero_si512()};
                 if (KIND != 41)
-                    ln_gather4(base, step, b,
+                    ln_gather4(&rs, b,
                                KIND == 50 ? offsetof(struct elm_block_q5_0, qh)
                                           : offsetof(struct elm_block_q5_1, qh),
                                qh);
@@ -91,9 +89,9 @@ ALWAYS_INLINE void q80l_unpack(uint8_t *panel, const uint8_t *w, size_t ws, int 
                     _mm512_store_si512(&o[b].w[sp][k], q);
                 }
                 if (Q80L_MIN(KIND))
-                    _mm512_store_ps(&o[b].m[sp], ln_gather_f16(base, step, b, 2));
+                    _mm512_store_ps(&o[b].m[sp], ln_gather_f16(&rs, b, 2));
             }
-            _mm512_store_ps(&o[b].d[sp], ln_gather_f16(base, step, b, 0));
+            _mm512_store_ps(&o[b].d[sp], ln_gather_f16(&rs, b, 0));
         }
     }
 }
