@@ -107,6 +107,11 @@ struct elm_model;
 size_t bench_stream_bytes(bool quick); /* the probe buffer's size (--quick: smaller) */
 uint64_t *bench_stream_buffer(size_t words);
 double bench_stream_once(const uint64_t *buf, size_t words, int threads, uint64_t *sink);
+/* Probes over and over for at least `seconds` (one probe at least) and returns the bytes over the
+ * time: one probe of 1 GiB lasts about a tenth of a second, a decode seconds, and a neighbour's
+ * burst should weigh the same in both. */
+double bench_stream_for(const uint64_t *buf, size_t words, int threads, double seconds,
+                        uint64_t *sink);
 double bench_decode_bytes(const struct elm_model *m);
 
 /* bench_model's measurement of one model file: loaded with `threads`, pp random prompt tokens

@@ -6,7 +6,8 @@
  * left out) and as a fraction of the int8 dot-product peak measured in the same run, because
  * prefill is a race against arithmetic. Decode is a race against memory: tg is also given as
  * the bytes a step streams times tg t/s, against a streaming-read probe run right after each tg
- * (bench_stream.c; the median of the per-repetition ratios, so a noisy neighbour hits both).
+ * for a quarter of its time (bench_stream.c; the median of the per-repetition ratios, so a
+ * noisy neighbour hits both).
  *
  * tg is not `elm-bench profile`'s decode: tg runs positions pp..pp+tg-1 (attention grows with
  * them: at 512 a step cost 7-10 % more than at 128, measured), follows a prefill of pp tokens
@@ -118,7 +119,9 @@ static int measure(const struct elm_model *m, struct elm_work *w, struct elm_kv 
     *t_tg = bench_now() - t1;
     elm_pool_stats(&p1);
     elm_pool_stats_add(pool, &p0, &p1);
-    pr->gbs = rc ? 0 : bench_stream_once(pr->buf, pr->words, m->n_threads, &pr->sink);
+    /* for a quarter of tg's time: one probe is a tenth of a second, tg seconds, and a
+     * neighbour's burst should average out in both alike */
+    pr->gbs = rc ? 0 : bench_stream_for(pr->buf, pr->words, m->n_threads, *t_tg / 4, &pr->sink);
     free(logits);
     free(items);
     return rc;
