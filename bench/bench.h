@@ -97,6 +97,23 @@ double bench_int8_peak(int threads, double *hz);
 int bench_synth(const char *spec, char *path, size_t pathlen, char *err, size_t errlen);
 const char *bench_synth_shapes(void);
 
+/* The decode roofline (bench_stream.c). A decode step streams every weight once, so tg is judged
+ * by the weight bytes it streams per second against the machine's streaming-read bandwidth,
+ * probed in the same repetition so that a noisy neighbour hits both. The probe buffer: `words`
+ * words, every page touched (NULL when out of memory); one probe sums it with `threads` pool
+ * threads and returns GB/s (sink keeps the sums alive); a step's bytes are every weight but the
+ * token-embedding table (of which it reads one row), unless the output projection shares it. */
+struct elm_model;
+size_t bench_stream_bytes(bool quick); /* the probe buffer's size (--quick: smaller) */
+uint64_t *bench_stream_buffer(size_t words);
+double bench_stream_once(const uint64_t *buf, size_t words, int threads, uint64_t *sink);
+/* Probes over and over for at least `seconds` (one probe at least) and returns the bytes over the
+ * time: one probe of 1 GiB lasts about a tenth of a second, a decode seconds, and a neighbour's
+ * burst should weigh the same in both. */
+double bench_stream_for(const uint64_t *buf, size_t words, int threads, double seconds,
+                        uint64_t *sink);
+double bench_decode_bytes(const struct elm_model *m);
+
 /* bench_model's measurement of one model file: loaded with `threads`, pp random prompt tokens
  * in batches of `batch`, then tg decoded one at a time (F16 cache), o->reps times after a
  * warm-up. Returns 0, or 1 after a message on stderr. */
@@ -104,6 +121,10 @@ struct bench_model_result {
     struct bench_stat pp, tg;   /* tokens/s (tg all 0 for an embedding model) */
     double weight_bytes;        /* the model's weights in memory */
     double matmul_weights;      /* weights one token multiplies (layer matrices and the output) */
+    double decode_bytes;        /* bytes one decode step streams (bench_decode_bytes) */
+    struct bench_stat tg_gbs;   /* decode_bytes x tg t/s, GB/s */
+    struct bench_stat stream;   /* the stream probe run after each tg, GB/s */
+    struct bench_stat tg_pct;   /* per repetition tg_gbs / stream, in % */
     struct elm_pool_stats pool; /* what the compute threads did in the measured tg runs */
 };
 int bench_model_measure(const struct bench_opts *o, const char *path, int threads, int pp,

@@ -10,9 +10,9 @@
  * last-level cache, so the weights really come from memory.
  *
  * The same roofline for whole models (--model FILE / --synth SPEC, repeatable): decode of 32
- * tokens, one at a time, alternating with the probe; the bytes a decode step streams are every
- * weight except the token-embedding table (of which it reads one row), unless the output
- * projection shares it.
+ * tokens, one at a time, alternating with the probe (run for a quarter of the decode's time); the
+ * bytes a decode step streams are every weight except the token-embedding table (of which it reads
+ * one row), unless the output projection shares it.
  *
  * Prefill is compute-bound: a mat×mat of T tokens (default 64) is judged in GFLOP/s (2 per
  * multiply-add) against the int8 dot-product peak: 64 int8 multiply-adds per cycle per core
@@ -21,7 +21,6 @@
  * per cycle), not read from /proc, because a VM's nominal MHz says little about turbo.
  */
 #include <getopt.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,42 +45,6 @@ struct kopts {
     const char *models[MAX_MODELS];
     int n_models;
 };
-
-/* ---- the machine ----------------------------------------------------------------------------- */
-
-/* One stream probe, as the pool's threads see it. */
-struct stream {
-    const uint64_t *buf;
-    size_t words;
-    _Atomic uint64_t total;
-};
-
-static void stream_part(void *ctx, int ith, int nth)
-{
-    struct stream *st = ctx;
-    const size_t lo = st->words * (size_t)ith / (size_t)nth & ~(size_t)7,
-                 hi = st->words * (size_t)(ith + 1) / (size_t)nth & ~(size_t)7;
-    uint64_t s[8] = {0}, total = 0;
-    for (size_t i = lo; i < hi; i += 8)
-        for (int j = 0; j < 8; j++)
-            s[j] += st->buf[i + j];
-    for (int j = 0; j < 8; j++)
-        total += s[j];
-    atomic_fetch_add(&st->total, total);
-}
-
-/* Sum of the buffer by `threads` threads, each its own contiguous slice; returns GB/s. Eight
- * independent accumulators keep the loads, not the adds, the limit. */
-static double stream_once(const uint64_t *buf, size_t words, int threads, uint64_t *sink)
-{
-    struct stream st = {.buf = buf, .words = words};
-    double t0 = bench_now();
-    elm_pool_run(threads, stream_part, &st);
-    const uint64_t total = atomic_load(&st.total);
-    double dt = bench_now() - t0;
-    *sink += total;
-    return (double)(words * sizeof *buf) / dt / 1e9;
-}
 
 /* ---- operands -------------------------------------------------------------------------------- */
 
@@ -172,7 +135,7 @@ static int bench_type(const struct bench_opts *o, const struct kopts *ko, enum e
     const char *name = elm_type_get(t)->name;
     for (int i = -1; i < o->reps; i++) { /* i = -1: warm-up */
         bench_progress("kernels %s %s: rep %d/%d", name, k->name, i + 1, o->reps);
-        const double bw = stream_once(buf, words, o->threads, &sink);
+        const double bw = bench_stream_once(buf, words, o->threads, &sink);
         if (ko->llc_bytes == 0) /* --hot: bring the matrix back after the probe */
             elm_matmul(k, t, w, ko->cols, ko->rows, xq, xs, 1, y, ko->rows);
         double t0 = bench_now();
@@ -238,16 +201,12 @@ static int bench_decode(const struct bench_opts *o, const char *path, const uint
     int rc = !logits ? -12 : elm_work_create(m, 1, DECODE_TOKENS + 1, &w);
     if (!rc)
         rc = elm_kv_create(m, DECODE_TOKENS + 1, ELM_TYPE_F16, &kv);
-    const struct elm_tensor *te = &m->tok_embd;
-    const uint64_t embd =
-        te->data == m->output.data ? 0 : elm_row_bytes(te->type, te->ne0) * (uint64_t)te->ne1;
-    const double step_bytes = (double)(m->weight_bytes - embd);
+    const double step_bytes = bench_decode_bytes(m);
     double gbs[MAX_REPS], ratio[MAX_REPS], probe[MAX_REPS], tps[MAX_REPS];
     int unresolved = 0;
     uint64_t sink = 0;
     for (int i = -1; i < o->reps && !rc; i++) {
         bench_progress("decode %s: rep %d/%d", path, i + 1, o->reps);
-        const double bw = stream_once(buf, words, o->threads, &sink);
         const double t0 = bench_now();
         for (int p = 0; p < DECODE_TOKENS && !rc; p++) {
             struct elm_batch_item it = {
@@ -255,6 +214,8 @@ static int bench_decode(const struct bench_opts *o, const char *path, const uint
             rc = elm_model_forward(m, w, &it, 1);
         }
         const double dt = bench_now() - t0;
+        /* after the decode, for a quarter of its time: the rule model's tg rows use */
+        const double bw = bench_stream_for(buf, words, o->threads, dt / 4, &sink);
         if (i < 0)
             continue;
         unresolved += !bench_span_resolved(dt, DECODE_TOKENS);
@@ -390,10 +351,13 @@ static int parse_kopts(struct bench_opts *o, int argc, char **argv, struct kopts
                        .cols = 4096,
                        .toks = 64,
                        .llc_bytes = 256 << 20,
-                       .bw_bytes = (size_t)1 << 30};
+                       .bw_bytes = bench_stream_bytes(false)};
     if (o->quick) {
-        ko = (struct kopts){
-            .rows = 512, .cols = 1024, .toks = 8, .llc_bytes = 8 << 20, .bw_bytes = 64 << 20};
+        ko = (struct kopts){.rows = 512,
+                            .cols = 1024,
+                            .toks = 8,
+                            .llc_bytes = 8 << 20,
+                            .bw_bytes = bench_stream_bytes(true)};
     }
     static char synth_paths[MAX_MODELS][512];
     int c;
@@ -471,9 +435,9 @@ static void print_stream(const struct bench_opts *o, const struct kopts *ko, uin
 {
     for (int th = 1; th <= o->threads; th++) {
         double v[MAX_REPS];
-        stream_once(buf, words, th, sink);
+        bench_stream_once(buf, words, th, sink);
         for (int i = 0; i < o->reps; i++)
-            v[i] = stream_once(buf, words, th, sink);
+            v[i] = bench_stream_once(buf, words, th, sink);
         const struct bench_stat s = bench_stats(v, o->reps);
         const struct bench_cell cells[] = {
             {"threads", NULL, th, 0},
@@ -524,13 +488,11 @@ int bench_kernels(const struct bench_opts *go, int argc, char **argv)
 
     /* streaming-read bandwidth by thread count */
     const size_t words = ko.bw_bytes / sizeof(uint64_t);
-    uint64_t *buf = aligned_alloc(64, words * sizeof *buf), sink = 0;
+    uint64_t *buf = bench_stream_buffer(words), sink = 0;
     if (!buf) {
         fprintf(stderr, "elm-bench kernels: cannot allocate the probe buffer\n");
         return 1;
     }
-    for (size_t i = 0; i < words; i++)
-        buf[i] = i; /* touch every page, so the probe measures memory, not page faults */
     print_stream(o, &ko, buf, words, &sink);
     const double peak = print_peak(o);
 

@@ -4,7 +4,16 @@
  *
  * Prefill is also given in GFLOP/s of the weight matmuls (2 per weight per token; attention is
  * left out) and as a fraction of the int8 dot-product peak measured in the same run, because
- * prefill is a race against arithmetic.
+ * prefill is a race against arithmetic. Decode is a race against memory: tg is also given as
+ * the bytes a step streams times tg t/s, against a streaming-read probe run right after each tg
+ * for a quarter of its time (bench_stream.c; the median of the per-repetition ratios, so a
+ * noisy neighbour hits both).
+ *
+ * tg is not `elm-bench profile`'s decode: tg runs positions pp..pp+tg-1 (attention grows with
+ * them: at 512 a step cost 7-10 % more than at 128, measured), follows a prefill of pp tokens
+ * under the same wait policy, and is one mean per repetition; profile's is S steps at one
+ * position. The work's batch (512 here, the chunk there) does not change a decode step's cost
+ * (docs/benchmarks.md).
  *
  * An embedding model (bert) has no decode: its pp is P random tokens cut into texts of at most
  * its context (EMBED_TEXT tokens when that is smaller), all embedded in one elm_model_embed
@@ -59,12 +68,21 @@ static int measure_embed(const struct elm_model *m, const struct run *r, uint64_
     return rc;
 }
 
+/* The stream probe of a repetition (bench_stream.c): its buffer, and the last bandwidth. */
+struct probe {
+    const uint64_t *buf;
+    size_t words;
+    uint64_t sink;
+    double gbs;
+};
+
 /* Times one pp and one tg pass, adding what the compute threads did during tg to *pool (the
- * waiting policy shows there: a decode step is many short parallel calls); returns 0 or an
- * error. */
+ * waiting policy shows there: a decode step is many short parallel calls), then probes the
+ * streaming bandwidth: after tg, not before, so a small model's weights are not evicted from
+ * the caches its tg runs from. Returns 0 or an error. */
 static int measure(const struct elm_model *m, struct elm_work *w, struct elm_kv *kv,
                    const struct run *r, uint64_t seed, double *t_pp, double *t_tg,
-                   struct elm_pool_stats *pool)
+                   struct elm_pool_stats *pool, struct probe *pr)
 {
     int V = m->hp.n_vocab;
     float *logits = malloc((size_t)V * sizeof *logits);
@@ -101,6 +119,9 @@ static int measure(const struct elm_model *m, struct elm_work *w, struct elm_kv 
     *t_tg = bench_now() - t1;
     elm_pool_stats(&p1);
     elm_pool_stats_add(pool, &p0, &p1);
+    /* for a quarter of tg's time: one probe is a tenth of a second, tg seconds, and a
+     * neighbour's burst should average out in both alike */
+    pr->gbs = rc ? 0 : bench_stream_for(pr->buf, pr->words, m->n_threads, *t_tg / 4, &pr->sink);
     free(logits);
     free(items);
     return rc;
@@ -145,24 +166,36 @@ int bench_model_measure(const struct bench_opts *o, const char *path, int thread
         elm_model_destroy(&m);
         return 1;
     }
-    double pps[1000], tgs[1000];
+    struct probe pr = {.words = bench_stream_bytes(o->quick) / sizeof(uint64_t)};
+    if (!rc && !embed && !(pr.buf = bench_stream_buffer(pr.words)))
+        rc = -12;
+    const double step_bytes = bench_decode_bytes(m);
+    double pps[1000], tgs[1000], gbs[1000], bws[1000], pct[1000];
     struct elm_pool_stats warm = {0}, pool = {0};
     for (int i = -1; i < o->reps && !rc; i++) { /* i = -1: warm-up */
         bench_progress("model %s, %d threads: run %d/%d", path, threads, i + 1, o->reps);
         double a = 0, b = 0;
         rc = embed ? measure_embed(m, r, (uint64_t)(i + 2), &a)
-                   : measure(m, w, kv, r, (uint64_t)(i + 2), &a, &b, i < 0 ? &warm : &pool);
+                   : measure(m, w, kv, r, (uint64_t)(i + 2), &a, &b, i < 0 ? &warm : &pool, &pr);
         if (i >= 0) {
             pps[i] = r->pp / a;
             tgs[i] = embed ? 0 : r->tg / b;
+            gbs[i] = step_bytes * tgs[i] / 1e9;
+            bws[i] = embed ? 0 : pr.gbs;
+            pct[i] = embed ? 0 : 100.0 * gbs[i] / pr.gbs;
         }
     }
+    free((void *)pr.buf);
     bench_progress(NULL);
     if (!rc) {
         *res = (struct bench_model_result){.pp = bench_stats(pps, o->reps),
                                            .tg = bench_stats(tgs, o->reps),
                                            .weight_bytes = (double)m->weight_bytes,
                                            .matmul_weights = matmul_weights(m),
+                                           .decode_bytes = step_bytes,
+                                           .tg_gbs = bench_stats(gbs, o->reps),
+                                           .stream = bench_stats(bws, o->reps),
+                                           .tg_pct = bench_stats(pct, o->reps),
                                            .pool = pool};
     } else {
         fprintf(stderr, "elm-bench: %s: %s\n", path, elm_strerror(rc));
@@ -199,6 +232,10 @@ static int bench_one(const struct bench_opts *o, const char *path, int threads,
         {"tg min", NULL, st.min, 1},
         {"tg max", NULL, st.max, 1},
         {"threads' waiting in tg", pool, 0, 0},
+        /* after the columns scripts read by position (scripts/bench-wait.sh) */
+        {"tg GB/s", NULL, res.tg_gbs.median, 2},
+        {"stream GB/s", NULL, res.stream.median, 2},
+        {"tg % of stream", NULL, res.tg_pct.median, 1},
     };
     bench_row(o, "model", cells, (int)(sizeof cells / sizeof *cells));
     return 0;
@@ -270,7 +307,8 @@ int bench_model(const struct bench_opts *o, int argc, char **argv)
                    "(default 512) in batches, then decode of N tokens (default 128), F16 KV "
                    "cache;\none row per model x thread count x prompt length. pp GFLOP/s counts "
                    "the weight matmuls\n(2 per weight per token) against the int8 peak of the "
-                   "threads used, measured in the same run.\nAn embedding model (bert): pp "
+                   "threads used, measured in the same run;\ntg GB/s the bytes a step streams x "
+                   "tg t/s against a stream probe run after each tg.\nAn embedding model (bert): pp "
                    "embeds the N tokens as texts of up to %d in one pass; no tg.\n"
                    "Synthetic shapes: %s; TYPE is any 'elmctl quantize' type.\n",
                    EMBED_TEXT, bench_synth_shapes());

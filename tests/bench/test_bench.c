@@ -266,6 +266,10 @@ static void test_model(void **state)
     assert_int_equal((int)num(r[0], "tg tokens"), 8);
     assert_ordered(r[0], "pp min", "pp t/s", "pp max");
     assert_ordered(r[0], "tg min", "tg t/s", "tg max");
+    /* the roofline side: a step's bytes x tg against the probe (this file fits in the caches,
+     * so its share may pass 100 %) */
+    assert_true(num(r[0], "tg GB/s") > 0 && num(r[0], "stream GB/s") > 0);
+    assert_true(num(r[0], "tg % of stream") > 0);
     lines_free(&l);
 }
 
@@ -287,6 +291,7 @@ static void test_model_embed(void **state)
     assert_true(num(r[0], "pp t/s") > 0);
     assert_ordered(r[0], "pp min", "pp t/s", "pp max");
     assert_int_equal((int)num(r[0], "tg tokens"), 0);
+    assert_true(num(r[0], "tg % of stream") == 0); /* no decode, no probe */
     lines_free(&l);
 }
 
