@@ -234,11 +234,22 @@ ALWAYS_INLINE void q45_k_impl(TILE_ARGS, const int NR, const int NT, const bool 
 
 /* ---- Q6_K, Q2_K, Q3_K: 16 scales of 16 elements ---------------------------------------------- */
 
+/* vpshufb index bytes that put int16 e of a 128-bit half into an int16 position */
+#define K16_PICK(e) (0x0101 * 2 * (e) + 0x0100)
+
 /* KIND 6, 2 or 3. Per run R (0..7) the 32 quants as unsigned bytes q, and for Q6_K/Q3_K the
- * amount subtracted from each (32, or 4 where the high bit is clear). */
-ALWAYS_INLINE void q16_impl(TILE_ARGS, const int NR, const int NT, const int KIND)
+ * amount subtracted from each (32, or 4 where the high bit is clear).
+ *
+ * KIND 7 is Q6_K with the -32 taken from c32 (q6_k_wide.h, q6c_prep) instead of a vpmaddubsw
+ * and a vpsubw per token, run and row: c32[(b * NT + t) * 4 + j] holds, as int16 pairs, -32
+ * times the activation sums of elements 4k..4k+3 of runs 2j and 2j + 1 (positions 2k and
+ * 2k + 1), so one vpmaddwd by the row's scales paired the same way gives two runs' corrections
+ * of lane k, exactly the lanes' -32 sc a: four per block and token, made after the runs. */
+ALWAYS_INLINE void q16_impl(TILE_ARGS, const int NR, const int NT, const int KIND,
+                            const __m256i *c32)
 {
-    const size_t bb = KIND == 6   ? sizeof(struct elm_block_q6_k)
+    const bool Q6 = KIND == 6 || KIND == 7;
+    const size_t bb = Q6          ? sizeof(struct elm_block_q6_k)
                       : KIND == 2 ? sizeof(struct elm_block_q2_k)
                                   : sizeof(struct elm_block_q3_k);
     __m256 acc[KQ_MR][KQ_T];
@@ -255,7 +266,7 @@ ALWAYS_INLINE void q16_impl(TILE_ARGS, const int NR, const int NT, const int KIN
         UNROLL for (int r = 0; r < NR; r++)
         {
             xb[r] = w + (size_t)r * ws + (size_t)b * bb;
-            if (KIND == 6) {
+            if (Q6) {
                 const struct elm_block_q6_k *x = (const void *)xb[r];
                 dw[r] = h2f(x->d);
                 sc[r] = _mm256_cvtepi8_epi16(_mm_loadu_si128((const void *)x->scales));
@@ -314,7 +325,7 @@ ALWAYS_INLINE void q16_impl(TILE_ARGS, const int NR, const int NT, const int KIN
             UNROLL for (int r = 0; r < NR; r++)
             {
                 const __m128i cnt = _mm_cvtsi32_si128(2 * s);
-                if (KIND == 6) {
+                if (Q6) {
                     const struct elm_block_q6_k *x = (const void *)xb[r];
                     const __m256i ql = loadu256(x->ql + 64 * h + 32 * (s & 1));
                     const __m256i lo = _mm256_and_si256(s < 2 ? ql : _mm256_srli_epi16(ql, 4),
@@ -339,7 +350,8 @@ ALWAYS_INLINE void q16_impl(TILE_ARGS, const int NR, const int NT, const int KIN
             UNROLL for (int t = 0; t < NT; t++)
             {
                 const __m256i ya = loadu256(v[t]->qs + 32 * R);
-                const __m256i m32 = _mm256_maddubs_epi16(_mm256_set1_epi8(32), ya);
+                const __m256i m32 = KIND == 6 ? _mm256_maddubs_epi16(_mm256_set1_epi8(32), ya)
+                                              : _mm256_setzero_si256();
                 UNROLL for (int r = 0; r < NR; r++)
                 {
                     __m256i p = _mm256_maddubs_epi16(q[r], ya);
@@ -349,6 +361,25 @@ ALWAYS_INLINE void q16_impl(TILE_ARGS, const int NR, const int NT, const int KIN
                         p = _mm256_sub_epi16(p, _mm256_maddubs_epi16(c[r], ya));
                     li[r][t] = madd_acc(li[r][t], p, _mm256_shuffle_epi8(scv[r][h], pick));
                     KEEP_CHAIN(li[r][t]);
+                }
+            }
+        }
+        if (KIND == 7) {
+            UNROLL for (int r = 0; r < NR; r++)
+            {
+                UNROLL for (int j = 0; j < 4; j++)
+                {
+                    /* int16 2k: run 2j's scale of lane k; 2k + 1: run 2j + 1's (scv[r][j / 2]) */
+                    const int lo = K16_PICK((4 * j) % 8) | K16_PICK((4 * j + 2) % 8) << 16;
+                    const int hi = K16_PICK((4 * j + 1) % 8) | K16_PICK((4 * j + 3) % 8) << 16;
+                    const __m256i sc2 = _mm256_shuffle_epi8(
+                        scv[r][j / 2], _mm256_set_m128i(_mm_set1_epi32(hi), _mm_set1_epi32(lo)));
+                    UNROLL for (int t = 0; t < NT; t++)
+                    {
+                        li[r][t] = madd_acc(li[r][t], sc2,
+                                            _mm256_load_si256(c32 + ((size_t)b * NT + t) * 4 + j));
+                        KEEP_CHAIN(li[r][t]);
+                    }
                 }
             }
         }
@@ -367,9 +398,9 @@ ALWAYS_INLINE void q16_impl(TILE_ARGS, const int NR, const int NT, const int KIN
     }
 }
 
-#define q6_k_impl(...) q16_impl(__VA_ARGS__, 6)
-#define q2_k_impl(...) q16_impl(__VA_ARGS__, 2)
-#define q3_k_impl(...) q16_impl(__VA_ARGS__, 3)
+#define q6_k_impl(...) q16_impl(__VA_ARGS__, 6, NULL)
+#define q2_k_impl(...) q16_impl(__VA_ARGS__, 2, NULL)
+#define q3_k_impl(...) q16_impl(__VA_ARGS__, 3, NULL)
 
 DEFINE_TILE(q4_k_tile, q4_k_impl, KQ_R, KQ_T, KQ_R_GEMV)
 DEFINE_TILE(q5_k_tile, q5_k_impl, KQ_R, KQ_T, KQ_R_GEMV)
