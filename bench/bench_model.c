@@ -182,7 +182,7 @@ int bench_model_measure(const struct bench_opts *o, const char *path, int thread
             tgs[i] = embed ? 0 : r->tg / b;
             gbs[i] = step_bytes * tgs[i] / 1e9;
             bws[i] = embed ? 0 : pr.gbs;
-            pct[i] = embed ? 0 : 100.0 * gbs[i] / pr.gbs;
+            pct[i] = embed || pr.gbs <= 0 ? 0 : 100.0 * gbs[i] / pr.gbs;
         }
     }
     free((void *)pr.buf);
