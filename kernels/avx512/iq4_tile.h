@@ -103,16 +103,14 @@ static void iq4l_xs_unpack(uint8_t *panel, const uint8_t *w, size_t ws, int nr, 
                 UNROLL for (int l = 0; l < 16; l++)
                 {
                     const int r = ln_row(l);
-                    ls[l] = iq4_xs_ls(
-                        (const struct elm_block_iq4_xs *)ln_block(&rs, r, b), j);
+                    ls[l] = iq4_xs_ls((const struct elm_block_iq4_xs *)ln_block(&rs, r, b), j);
                 }
                 /* ls in both int16 halves of each lane */
                 const __m512i l32 = _mm512_loadu_si512(ls);
                 const __m512i l16 =
                     _mm512_or_si512(_mm512_and_si512(l32, lo16), _mm512_slli_epi32(l32, 16));
                 __m512i v[4];
-                ln_gather4(&rs, b, offsetof(struct elm_block_iq4_xs, qs) + 16 * (size_t)j,
-                           v);
+                ln_gather4(&rs, b, offsetof(struct elm_block_iq4_xs, qs) + 16 * (size_t)j, v);
                 UNROLL for (int k = 0; k < 8; k++)
                 {
                     /* bytes e0..e3 of each lane: the signed values of elements 4k..4k+3 */

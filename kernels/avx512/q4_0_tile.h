@@ -161,8 +161,8 @@ ALWAYS_INLINE void q40w_run(const struct q40w_scratch *s, const struct q40w_ablo
         /* group-major: the NT chains of 8 dependent vpdpbusd (latency 5) come interleaved, so
          * the scheduler sees NT independent ones in a row; token-major it held only about four
          * tokens' chains at once and the run took ~2.5x its port-bound time */
-        const uint8_t *q = a + (size_t)b * sizeof(struct elm_block_q8_0) +
-                           offsetof(struct elm_block_q8_0, qs);
+        const uint8_t *q =
+            a + (size_t)b * sizeof(struct elm_block_q8_0) + offsetof(struct elm_block_q8_0, qs);
         __m512i isum[Q40W_T];
         UNROLL for (int t = 0; t < NT; t++) isum[t] = _mm512_set1_epi32(ab->corr[t]);
         UNROLL for (int g = 0; g < 8; g++)

@@ -71,7 +71,8 @@ _Static_assert(offsetof(struct elm_block_q4_k, dmin) == 2 &&
                    offsetof(struct elm_block_q3_k, d) ==
                        offsetof(struct elm_block_q3_k, scales) - 2 + 14,
                "kql_scales: d and dmin within the scales' gather");
-ALWAYS_INLINE void kql_scales(struct kql_block *p, int sp, const struct ln_rowset *rs, int64_t b, const int KIND)
+ALWAYS_INLINE void kql_scales(struct kql_block *p, int sp, const struct ln_rowset *rs, int64_t b,
+                              const int KIND)
 {
     __m512i v[4];
     const __m512i zero = _mm512_setzero_si512();
@@ -164,8 +165,8 @@ ALWAYS_INLINE size_t kql_bytes(const int KIND)
 }
 
 /* Sixteen rows' bytes [off, off + 16 * nc) of block b as dwords in lane order: out[i]. */
-ALWAYS_INLINE void kql_dwords(const struct ln_rowset *rs, int64_t b,
-                              size_t off, int nc, __m512i *out)
+ALWAYS_INLINE void kql_dwords(const struct ln_rowset *rs, int64_t b, size_t off, int nc,
+                              __m512i *out)
 {
     for (int c = 0; c < nc; c++)
         ln_gather4(rs, b, off + 16 * (size_t)c, out + 4 * c);
@@ -232,8 +233,7 @@ ALWAYS_INLINE void kql_unpack(uint8_t *panel, const uint8_t *w, size_t ws, int n
                     }
                 if (KIND == 2) { /* Q3_K's d comes with its scales (kql_scales) */
                     p->d[sp] = ln_gather_f16(&rs, b, offsetof(struct elm_block_q2_k, d));
-                    p->dmin[sp] =
-                        ln_gather_f16(&rs, b, offsetof(struct elm_block_q2_k, dmin));
+                    p->dmin[sp] = ln_gather_f16(&rs, b, offsetof(struct elm_block_q2_k, dmin));
                 }
             }
             kql_scales(p, sp, &rs, b, KIND);

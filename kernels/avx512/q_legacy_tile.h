@@ -64,8 +64,7 @@ ALWAYS_INLINE void q80l_unpack(uint8_t *panel, const uint8_t *w, size_t ws, int 
             if (KIND == 8) {
                 UNROLL for (int h = 0; h < 2; h++)
                 {
-                    ln_gather4(&rs, b, offsetof(struct elm_block_q8_0, qs) + 16 * (size_t)h,
-                               v);
+                    ln_gather4(&rs, b, offsetof(struct elm_block_q8_0, qs) + 16 * (size_t)h, v);
                     UNROLL for (int d = 0; d < 4; d++)
                         _mm512_store_si512(&o[b].w[sp][4 * h + d], _mm512_xor_si512(v[d], bias));
                 }
