@@ -9,7 +9,8 @@ static size_t seq_len(const unsigned char *p, size_t n)
 {
     if (p[0] < 0x80)
         return 1;
-    size_t len = p[0] >= 0xf0 && p[0] <= 0xf4 ? 4 : p[0] >= 0xe0 ? 3 : p[0] >= 0xc2 ? 2 : 0;
+    /* 0x80-0xc1 (a continuation, an overlong 2-byte lead) and 0xf5-0xff start nothing */
+    size_t len = p[0] > 0xf4 ? 0 : p[0] >= 0xf0 ? 4 : p[0] >= 0xe0 ? 3 : p[0] >= 0xc2 ? 2 : 0;
     if (len == 0 || len > n)
         return 0;
     for (size_t i = 1; i < len; i++)
