@@ -423,6 +423,11 @@ static void test_page(void **state)
         rundir, ELM_HTTP_CLIENTS_SRC, ELM_HTTP_CLIENTS_DIR, url, msg, expected,
         elm_test_build_dir());
     print_message("%s", out);
+    if (rc) { /* what the gateway saw: a failure on CI is otherwise gone with the run dir */
+        char log[128];
+        snprintf(log, sizeof log, "%s/elm-httpd.log", rundir);
+        print_message("%s:\n%s\n", log, elm_test_file_text(log));
+    }
     assert_int_equal(rc, 0);
     assert_non_null(strstr(out, "ok streamed reply equals the API's"));
 }
