@@ -39,6 +39,7 @@ static double cpu_ns(void)
                          "vmovdqa %%ymm15, %%ymm14\n\t"                                            \
                          "vcvtdq2ps %%ymm15, %%ymm13\n\t"                                          \
                          "vmovaps %%ymm13, %%ymm12\n\t"                                            \
+                         "vpxor %%ymm11, %%ymm11, %%ymm11\n\t"                                     \
                          "vxorps %%ymm0, %%ymm0, %%ymm0\n\t"                                       \
                          "vmovaps %%ymm0, %%ymm1\n\tvmovaps %%ymm0, %%ymm2\n\t"                    \
                          "vmovaps %%ymm0, %%ymm3\n\tvmovaps %%ymm0, %%ymm4\n\t"                    \
@@ -66,8 +67,12 @@ static double cpu_ns(void)
 #define AND(R)     I("vpand", "%%ymm14, %%ymm15", R)
 #define SHUFB(R)   I("vpshufb", "%%ymm14, %%ymm15", R)
 #define INSERT(R)  I("vinserti128", "$1, %%xmm14, %%ymm15", R)
-#define X7(M, R)   M(R) M(R) M(R) M(R) M(R) M(R) M(R)
-#define X8(M, R)   X7(M, R) M(R)
+#define PINSRW(R)  "vpinsrw $1, (%%rsi), %%xmm15, %%xmm" #R "\n\t"
+/* the mask is consumed by the gather, so each one is preceded by its reset */
+#define GATHER(R)                                                                                  \
+    "vpcmpeqd %%ymm10, %%ymm10, %%ymm10\n\tvpgatherdd %%ymm10, (%%rsi,%%ymm11,4), %%ymm" #R "\n\t"
+#define X7(M, R) M(R) M(R) M(R) M(R) M(R) M(R) M(R)
+#define X8(M, R) X7(M, R) M(R)
 
 #define S_MADDUBS_MADDWD(R)      MADDUBS(R) MADDWD(R)
 #define S_MADDUBS_ADDW(R)        MADDUBS(R) ADDW(R)
@@ -94,8 +99,10 @@ static double cpu_ns(void)
 #define S_Q6_K(R)                                                                                  \
     X8(MADDUBS, R)                                                                                 \
     X8(MADDWD, R)                                                                                  \
-    MADDWD(R) MADDWD(R) MADDWD(R) MADDWD(R) X8(ADDD, R) ADDD(R) ADDD(R) ADDD(R) ADDD(R) CVT(R)     \
-        FMA(R) MUL(R) X8(BCAST, R)
+    MADDWD(R)                                                                                      \
+    MADDWD(R)                                                                                      \
+    MADDWD(R) MADDWD(R) X8(ADDD, R) ADDD(R) ADDD(R) ADDD(R) ADDD(R) CVT(R) FMA(R) MUL(R)           \
+        X8(BCAST, R)
 
 LOOP(t_maddubs, MADDUBS)
 LOOP(t_maddwd, MADDWD)
@@ -110,6 +117,8 @@ LOOP(t_srlw, SRLW)
 LOOP(t_and, AND)
 LOOP(t_shufb, SHUFB)
 LOOP(t_insert, INSERT)
+LOOP(t_pinsrw, PINSRW)
+LOOP(t_gather, GATHER)
 LOOP(t_maddubs_maddwd, S_MADDUBS_MADDWD)
 LOOP(t_maddubs_addw, S_MADDUBS_ADDW)
 LOOP(t_maddubs_addw_addd, S_MADDUBS_ADDW_ADDD)
@@ -172,6 +181,8 @@ int main(int argc, char **argv)
         {"vpand", t_and, 10},
         {"vpshufb", t_shufb, 10},
         {"vinserti128", t_insert, 10},
+        {"vpinsrw (mem)", t_pinsrw, 10},
+        {"vpgatherdd (+ mask reset)", t_gather, 10},
         {"maddubsw+maddwd", t_maddubs_maddwd, 20},
         {"maddubsw+paddw", t_maddubs_addw, 20},
         {"maddubsw+paddw+paddd", t_maddubs_addw_addd, 30},
