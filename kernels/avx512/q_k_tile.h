@@ -31,7 +31,8 @@ struct kql_block {
     __m512i q[LN_S][8][8]; /* [s][run r][k]: the weights of elements 32r + 4k.., one per byte */
     __m512i sc[LN_S][16];  /* [s][group of 16]: kql_scale_vec, as int16 pairs per lane */
     __m512i mn[LN_S][8];   /* [s][k]: the minimum pairs (m, m') as int16 per lane */
-    __m512 d[LN_S], dmin[LN_S];
+    __m512 d[LN_S], ndmin[LN_S]; /* ndmin = -dmin: the run's minimum factor -(d_a * d_min) is
+                                  * then one product (negation is exact either side of it) */
 };
 
 /* The bias of the stored weights: D's chain starts at -bias * (sum of 4 activations). */
@@ -60,6 +61,13 @@ ALWAYS_INLINE __m512i kql_pair(__m512i lo, __m512i hi)
     return _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16));
 }
 
+/* -v, exactly (the sign bit flipped). */
+ALWAYS_INLINE __m512 kql_neg(__m512 v)
+{
+    return _mm512_castsi512_ps(
+        _mm512_xor_si512(_mm512_castps_si512(v), _mm512_set1_epi32(INT32_MIN)));
+}
+
 /* The scales and minimum pairs of 16 rows' super-block b, in lane order, into p (sub-panel
  * sp): the packed fields are gathered as dwords and unpacked by the same word arithmetic as
  * k4_scales / k3_scales, lane by lane. Q3_K, Q4_K and Q5_K take d (and dmin) from the same
@@ -81,7 +89,7 @@ ALWAYS_INLINE void kql_scales(struct kql_block *p, int sp, const struct ln_rowse
         __m512i g[4];
         ln_gather4(rs, b, 0, g);
         p->d[sp] = ln_f16_lo(g[0]);
-        p->dmin[sp] = ln_f16_lo(_mm512_srli_epi32(g[0], 16));
+        p->ndmin[sp] = kql_neg(ln_f16_lo(_mm512_srli_epi32(g[0], 16)));
         v[0] = g[1];
         v[1] = g[2];
         v[2] = g[3];
@@ -252,11 +260,18 @@ ALWAYS_INLINE void kql_unpack(uint8_t *panel, const uint8_t *w, size_t ws, int n
                 p->d[sp] = ln_gather_f16(&rs, b, offsetof(struct elm_block_q6_k, d));
             if (KIND == 2) { /* Q3_K's d comes with its scales (kql_scales) */
                 p->d[sp] = ln_gather_f16(&rs, b, offsetof(struct elm_block_q2_k, d));
-                p->dmin[sp] = ln_gather_f16(&rs, b, offsetof(struct elm_block_q2_k, dmin));
+                p->ndmin[sp] =
+                    kql_neg(ln_gather_f16(&rs, b, offsetof(struct elm_block_q2_k, dmin)));
             }
             kql_scales(p, sp, &rs, b, KIND);
         }
     }
+}
+
+/* L + sc * D (int16 pairs, vpdpwssd), or sc * D for run 0, whose L is not yet set. */
+ALWAYS_INLINE __m512i kql_scaled(__m512i L, __m512i D, __m512i sc, int r)
+{
+    return r ? _mm512_dpwssd_epi32(L, D, sc) : _mm512_madd_epi16(D, sc);
 }
 
 /* NT tokens against the unpacked panel. */
@@ -284,10 +299,7 @@ ALWAYS_INLINE void kql_run(const struct kql_block *p, int64_t nb, const uint8_t 
             UNROLL for (int s = 0; s < LN_S; s++)
             {
                 d[t][s] = _mm512_mul_ps(da, pb->d[s]);
-                /* dmin = -(d_a * d_min), negated exactly */
-                dm[t][s] = _mm512_castsi512_ps(
-                    _mm512_xor_si512(_mm512_castps_si512(_mm512_mul_ps(da, pb->dmin[s])),
-                                     _mm512_set1_epi32(INT32_MIN)));
+                dm[t][s] = _mm512_mul_ps(da, pb->ndmin[s]); /* -(d_a * d_min) */
             }
             if (bias) {
                 /* -bias * (sum of each 4 activations), 64 per super-block */
@@ -298,13 +310,14 @@ ALWAYS_INLINE void kql_run(const struct kql_block *p, int64_t nb, const uint8_t 
                                                          _mm512_set1_epi8((char)bias),
                                                          _mm512_loadu_si512(v[t]->qs + 64 * c))));
             }
+            /* dword k: bsums 4k + 4k+1 and 4k+2 + 4k+3 as int16 (wrapping, as the reference's
+             * int16 pairs), one horizontal add: written per k, GCC made it ~40 xmm
+             * instructions per token (docs/kernels-perf.md) */
             if (KIND == 4 || KIND == 5)
-                for (int k = 0; k < 4; k++)
-                    bsp[t][k] =
-                        (int32_t)(uint16_t)(int16_t)(v[t]->bsums[4 * k] + v[t]->bsums[4 * k + 1]) |
-                        (int32_t)((uint32_t)(uint16_t)(int16_t)(v[t]->bsums[4 * k + 2] +
-                                                                v[t]->bsums[4 * k + 3])
-                                  << 16);
+                _mm_storeu_si128(
+                    (__m128i *)bsp[t],
+                    _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)v[t]->bsums),
+                                   _mm_loadu_si128((const __m128i *)(v[t]->bsums + 8))));
         }
         /* the minimum terms */
         if (KIND == 2) {
@@ -345,9 +358,7 @@ ALWAYS_INLINE void kql_run(const struct kql_block *p, int64_t nb, const uint8_t 
             if (pf)
                 ln_prefetch_l2(pf + ((size_t)b * 8 + k) * (LN_R * kql_bytes(KIND) / 8),
                                LN_R * kql_bytes(KIND) / 8);
-            __m512i L[LN_T][LN_S];
-            UNROLL for (int t = 0; t < NT; t++) UNROLL for (int s = 0; s < LN_S; s++) L[t][s] =
-                _mm512_setzero_si512();
+            __m512i L[LN_T][LN_S]; /* run 0 starts them with vpmaddwd: no zero copied per chain */
             UNROLL for (int r = 0; r < 8; r++)
             {
                 __m512i wq[LN_S];
@@ -359,11 +370,11 @@ ALWAYS_INLINE void kql_run(const struct kql_block *p, int64_t nb, const uint8_t 
                         _mm512_set1_epi32((int32_t)load_u32(v[t]->qs + 32 * r + 4 * k));
                     if (bias) {
                         const __m512i c0 = _mm512_set1_epi32(corr[t][8 * r + k]);
-                        UNROLL for (int s = 0; s < LN_S; s++) L[t][s] = _mm512_dpwssd_epi32(
-                            L[t][s], _mm512_dpbusd_epi32(c0, wq[s], av), pb->sc[s][g]);
+                        UNROLL for (int s = 0; s < LN_S; s++) L[t][s] = kql_scaled(
+                            L[t][s], _mm512_dpbusd_epi32(c0, wq[s], av), pb->sc[s][g], r);
                     } else {
-                        UNROLL for (int s = 0; s < LN_S; s++) L[t][s] = _mm512_dpwssd_epi32(
-                            L[t][s], _mm512_maddubs_epi16(wq[s], av), pb->sc[s][g]);
+                        UNROLL for (int s = 0; s < LN_S; s++) L[t][s] =
+                            kql_scaled(L[t][s], _mm512_maddubs_epi16(wq[s], av), pb->sc[s][g], r);
                     }
                 }
             }
