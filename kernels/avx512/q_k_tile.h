@@ -408,10 +408,13 @@ ALWAYS_INLINE void kql_tile(int64_t n, const void *w, size_t ws, int nr, const v
         return;
     }
     const struct kql_block *pb = (const struct kql_block *)p;
-    /* the next panel's rows, a super-block's share per super-block, into L2, so that its
-     * weights come from memory (batched decode) while this panel's arithmetic runs and its
-     * unpack finds them near (docs/kernels-perf.md) */
-    const uint8_t *pf = stream & ELM_TILE_STREAM ? (const uint8_t *)w + LN_R * ws : NULL;
+    /* the rows of the panel after next, a super-block's share per super-block, into L2, so
+     * that its weights come from memory (batched decode) while this panel's arithmetic runs
+     * and its unpack finds them near; a whole run more between a line's prefetch and its
+     * unpack than with the next panel (measured a little faster, docs/kernels-perf.md).
+     * matmul.c's thread claims 64 rows (two panels) at a time from a contiguous share, so the
+     * panel after next is mostly its own. */
+    const uint8_t *pf = stream & ELM_TILE_STREAM ? (const uint8_t *)w + 2 * LN_R * ws : NULL;
 #define RUN(T) kql_run(pb, nb, a, as, y, ys, nr, pf, T, KIND)
     LN_FOR_T(nt, RUN);
 #undef RUN
