@@ -180,10 +180,10 @@ ALWAYS_INLINE void kql_dwords(const struct ln_rowset *rs, int64_t b, size_t off,
  * each chunk's four dwords are split into their runs' fields as soon as they are gathered, so
  * nothing but the high bits (hi) waits in registers. Loops unrolled: rolled, GCC kept the
  * gathered dwords on the stack and reloaded them per field with a branch and computed shift
- * counts (~1100 instructions per 16 rows x Q4_K super-block; docs/kernels-perf.md). Q4_K, Q5_K:
- * qs dword 8 (r / 2) + k, low nibble run r even; Q2_K, Q3_K: qs dword 8 (r / 4) + k, bits 2 (r %
- * 4); Q6_K: ql dword 16 h + 8 (qd % 2) + k, nibble qd / 2, qh dword 8 h + k, bits 2 qd (r = 4 h +
- * qd). */
+ * counts (~1250 instructions per 16 rows x Q4_K super-block, now 536; docs/kernels-perf.md). Q4_K,
+ * Q5_K: qs dword 8 (r / 2) + k, low nibble run r even; Q2_K, Q3_K: qs dword 8 (r / 4) + k, bits 2
+ * (r % 4); Q6_K: ql dword 16 h + 8 (qd % 2) + k, nibble qd / 2, qh dword 8 h + k, bits 2 qd (r = 4
+ * h + qd). */
 ALWAYS_INLINE void kql_weights(struct kql_block *p, int sp, const struct ln_rowset *rs, int64_t b,
                                const int KIND)
 {
