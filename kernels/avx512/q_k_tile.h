@@ -31,7 +31,8 @@ struct kql_block {
     __m512i q[LN_S][8][8]; /* [s][run r][k]: the weights of elements 32r + 4k.., one per byte */
     __m512i sc[LN_S][16];  /* [s][group of 16]: kql_scale_vec, as int16 pairs per lane */
     __m512i mn[LN_S][8];   /* [s][k]: the minimum pairs (m, m') as int16 per lane */
-    __m512 d[LN_S], dmin[LN_S];
+    __m512 d[LN_S], ndmin[LN_S]; /* ndmin = -dmin: the run's minimum factor -(d_a * d_min) is
+                                  * then one product (negation is exact either side of it) */
 };
 
 /* The bias of the stored weights: D's chain starts at -bias * (sum of 4 activations). */
@@ -60,6 +61,13 @@ ALWAYS_INLINE __m512i kql_pair(__m512i lo, __m512i hi)
     return _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16));
 }
 
+/* -v, exactly (the sign bit flipped). */
+ALWAYS_INLINE __m512 kql_neg(__m512 v)
+{
+    return _mm512_castsi512_ps(
+        _mm512_xor_si512(_mm512_castps_si512(v), _mm512_set1_epi32(INT32_MIN)));
+}
+
 /* The scales and minimum pairs of 16 rows' super-block b, in lane order, into p (sub-panel
  * sp): the packed fields are gathered as dwords and unpacked by the same word arithmetic as
  * k4_scales / k3_scales, lane by lane. Q3_K, Q4_K and Q5_K take d (and dmin) from the same
@@ -81,7 +89,7 @@ ALWAYS_INLINE void kql_scales(struct kql_block *p, int sp, const struct ln_rowse
         __m512i g[4];
         ln_gather4(rs, b, 0, g);
         p->d[sp] = ln_f16_lo(g[0]);
-        p->dmin[sp] = ln_f16_lo(_mm512_srli_epi32(g[0], 16));
+        p->ndmin[sp] = kql_neg(ln_f16_lo(_mm512_srli_epi32(g[0], 16)));
         v[0] = g[1];
         v[1] = g[2];
         v[2] = g[3];
@@ -97,37 +105,33 @@ ALWAYS_INLINE void kql_scales(struct kql_block *p, int sp, const struct ln_rowse
             _mm512_or_si512(_mm512_and_si512(v[2], m2),
                             _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(v[0], 6), m3), 4));
         u[0] = _mm512_and_si512(v[0], m1);
-        for (int r = 0; r < 8; r++) {
+        UNROLL for (int r = 0; r < 8; r++)
+        {
             const __m512i sc = kql_scale_vec(kql_byte(u[r / 4], r % 4), KIND);
             _mm512_store_si512(&p->sc[sp][2 * r], sc);
             _mm512_store_si512(&p->sc[sp][2 * r + 1], sc);
         }
-        for (int k = 0; k < 4; k++)
+        UNROLL for (int k = 0; k < 4; k++)
             _mm512_store_si512(&p->mn[sp][k], kql_pair(kql_byte(u[2 + k / 2], 2 * (k % 2)),
                                                        kql_byte(u[2 + k / 2], 2 * (k % 2) + 1)));
-        for (int k = 4; k < 8; k++)
-            _mm512_store_si512(&p->mn[sp][k], zero);
+        UNROLL for (int k = 4; k < 8; k++) _mm512_store_si512(&p->mn[sp][k], zero);
     } else if (KIND == 2) {
         ln_gather4(rs, b, offsetof(struct elm_block_q2_k, scales), v);
         const __m512i m4 = _mm512_set1_epi32(0x0f);
-        for (int g = 0; g < 16; g++)
-            _mm512_store_si512(
-                &p->sc[sp][g],
-                kql_scale_vec(_mm512_and_si512(kql_byte(v[g / 4], g % 4), m4), KIND));
-        for (int k = 0; k < 8; k++)
-            _mm512_store_si512(&p->mn[sp][k],
-                               kql_pair(_mm512_srli_epi32(kql_byte(v[k / 2], 2 * (k % 2)), 4),
-                                        _mm512_srli_epi32(kql_byte(v[k / 2], 2 * (k % 2) + 1), 4)));
+        UNROLL for (int g = 0; g < 16; g++) _mm512_store_si512(
+            &p->sc[sp][g], kql_scale_vec(_mm512_and_si512(kql_byte(v[g / 4], g % 4), m4), KIND));
+        UNROLL for (int k = 0; k < 8; k++) _mm512_store_si512(
+            &p->mn[sp][k], kql_pair(_mm512_srli_epi32(kql_byte(v[k / 2], 2 * (k % 2)), 4),
+                                    _mm512_srli_epi32(kql_byte(v[k / 2], 2 * (k % 2) + 1), 4)));
     } else {
         const __m512i m16 = _mm512_set1_epi32(0xffff);
         if (KIND == 6) {
             ln_gather4(rs, b, offsetof(struct elm_block_q6_k, scales), v);
             /* group g: byte g % 4 of dword g / 4, sign-extended, as (sc, 0) */
-            for (int g = 0; g < 16; g++)
-                _mm512_store_si512(
-                    &p->sc[sp][g],
-                    _mm512_and_si512(
-                        _mm512_srai_epi32(_mm512_slli_epi32(v[g / 4], 24 - 8 * (g % 4)), 24), m16));
+            UNROLL for (int g = 0; g < 16; g++) _mm512_store_si512(
+                &p->sc[sp][g],
+                _mm512_and_si512(
+                    _mm512_srai_epi32(_mm512_slli_epi32(v[g / 4], 24 - 8 * (g % 4)), 24), m16));
         } else {
             /* the 16 bytes ending with the block's last scale byte (from the scales' offset
              * they would run 2 bytes past the block, past the tensor on its last row): scale
@@ -139,7 +143,8 @@ ALWAYS_INLINE void kql_scales(struct kql_block *p, int sp, const struct ln_rowse
              * from byte 8 + j % 4, pair j / 4; minus 32 */
             const __m512i m4 = _mm512_set1_epi32(0x0f), m3 = _mm512_set1_epi32(3),
                           b32 = _mm512_set1_epi32(32);
-            for (int j = 0; j < 16; j++) {
+            UNROLL for (int j = 0; j < 16; j++)
+            {
                 const int il = j % 8 + 2, ih = 8 + j % 4 + 2;
                 const __m512i lo = _mm512_and_si512(
                     _mm512_srli_epi32(kql_byte(v[il / 4], il % 4), 4 * (j / 8)), m4);
@@ -150,8 +155,7 @@ ALWAYS_INLINE void kql_scales(struct kql_block *p, int sp, const struct ln_rowse
                 _mm512_store_si512(&p->sc[sp][j], _mm512_and_si512(sc, m16));
             }
         }
-        for (int k = 0; k < 8; k++)
-            _mm512_store_si512(&p->mn[sp][k], zero);
+        UNROLL for (int k = 0; k < 8; k++) _mm512_store_si512(&p->mn[sp][k], zero);
     }
 }
 
@@ -164,12 +168,81 @@ ALWAYS_INLINE size_t kql_bytes(const int KIND)
                        : sizeof(struct elm_block_q6_k);
 }
 
-/* Sixteen rows' bytes [off, off + 16 * nc) of block b as dwords in lane order: out[i]. */
+/* Sixteen rows' bytes [off, off + 16 * nc) of block b as dwords in lane order: out[i]. Only
+ * for the high-bit fields (8 or 16 zmm), which every run's weights take bits from. */
 ALWAYS_INLINE void kql_dwords(const struct ln_rowset *rs, int64_t b, size_t off, int nc,
                               __m512i *out)
 {
-    for (int c = 0; c < nc; c++)
-        ln_gather4(rs, b, off + 16 * (size_t)c, out + 4 * c);
+    UNROLL for (int c = 0; c < nc; c++) ln_gather4(rs, b, off + 16 * (size_t)c, out + 4 * c);
+}
+
+/* One super-block's weights of 16 rows into p->q[sp], a 16-byte chunk of the low bits at a time:
+ * each chunk's four dwords are split into their runs' fields as soon as they are gathered, so
+ * nothing but the high bits (hi) waits in registers. Loops unrolled: rolled, GCC kept the
+ * gathered dwords on the stack and reloaded them per field with a branch and computed shift
+ * counts (~1250 instructions per 16 rows x Q4_K super-block, now 536; docs/kernels-perf.md). Q4_K,
+ * Q5_K: qs dword 8 (r / 2) + k, low nibble run r even; Q2_K, Q3_K: qs dword 8 (r / 4) + k, bits 2
+ * (r % 4); Q6_K: ql dword 16 h + 8 (qd % 2) + k, nibble qd / 2, qh dword 8 h + k, bits 2 qd (r = 4
+ * h + qd). */
+ALWAYS_INLINE void kql_weights(struct kql_block *p, int sp, const struct ln_rowset *rs, int64_t b,
+                               const int KIND)
+{
+    const __m512i m1 = _mm512_set1_epi8(1), m3 = _mm512_set1_epi8(3), m4 = _mm512_set1_epi8(0x0f);
+    __m512i hi[16], v[4];
+    if (KIND == 5)
+        kql_dwords(rs, b, offsetof(struct elm_block_q5_k, qh), 2, hi);
+    if (KIND == 3)
+        kql_dwords(rs, b, offsetof(struct elm_block_q3_k, hmask), 2, hi);
+    if (KIND == 6)
+        kql_dwords(rs, b, offsetof(struct elm_block_q6_k, qh), 4, hi);
+    const size_t qs = KIND == 4   ? offsetof(struct elm_block_q4_k, qs)
+                      : KIND == 5 ? offsetof(struct elm_block_q5_k, qs)
+                      : KIND == 6 ? offsetof(struct elm_block_q6_k, ql)
+                      : KIND == 2 ? offsetof(struct elm_block_q2_k, qs)
+                                  : offsetof(struct elm_block_q3_k, qs);
+    const int chunks = KIND == 2 || KIND == 3 ? 4 : 8;
+    UNROLL for (int c = 0; c < chunks; c++)
+    {
+        ln_gather4(rs, b, qs + 16 * (size_t)c, v);
+        UNROLL for (int i = 0; i < 4; i++)
+        {
+            const int k = 4 * (c % 2) + i; /* dword 4 c + i of the field */
+            if (KIND == 4 || KIND == 5) {
+                UNROLL for (int n = 0; n < 2; n++)
+                {
+                    const int r = 2 * (c / 2) + n;
+                    __m512i q = _mm512_and_si512(n ? _mm512_srli_epi32(v[i], 4) : v[i], m4);
+                    if (KIND == 5) /* bit r of qh byte 4k.. */
+                        q = _mm512_or_si512(
+                            q, _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(hi[k], r), m1),
+                                                 4));
+                    _mm512_store_si512(&p->q[sp][r][k], q);
+                }
+            } else if (KIND == 6) {
+                const int h = c / 4;
+                UNROLL for (int n = 0; n < 2; n++)
+                {
+                    const int qd = (c / 2) % 2 + 2 * n, r = 4 * h + qd;
+                    const __m512i l = _mm512_and_si512(n ? _mm512_srli_epi32(v[i], 4) : v[i], m4);
+                    const __m512i t =
+                        _mm512_and_si512(_mm512_srli_epi32(hi[8 * h + k], 2 * qd), m3);
+                    _mm512_store_si512(&p->q[sp][r][k],
+                                       _mm512_or_si512(l, _mm512_slli_epi32(t, 4)));
+                }
+            } else {
+                UNROLL for (int n = 0; n < 4; n++)
+                {
+                    const int r = 4 * (c / 2) + n;
+                    __m512i q = _mm512_and_si512(n ? _mm512_srli_epi32(v[i], 2 * n) : v[i], m3);
+                    if (KIND == 3) /* bit r of hmask byte 4k..: q - 4 + 4 * hbit */
+                        q = _mm512_or_si512(
+                            q, _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(hi[k], r), m1),
+                                                 2));
+                    _mm512_store_si512(&p->q[sp][r][k], q);
+                }
+            }
+        }
+    }
 }
 
 ALWAYS_INLINE void kql_unpack(uint8_t *panel, const uint8_t *w, size_t ws, int nr, int64_t nb,
@@ -177,68 +250,28 @@ ALWAYS_INLINE void kql_unpack(uint8_t *panel, const uint8_t *w, size_t ws, int n
 {
     struct kql_block *o = (struct kql_block *)panel;
     const size_t bb = kql_bytes(KIND);
-    const __m512i m1 = _mm512_set1_epi8(1), m3 = _mm512_set1_epi8(3), m4 = _mm512_set1_epi8(0x0f);
     for (int sp = 0; sp < LN_S; sp++) {
         struct ln_rowset rs;
         ln_rows(&rs, w, ws, nr, sp, bb);
         for (int64_t b = 0; b < nb; b++) {
             struct kql_block *p = &o[b];
-            __m512i lo[32], hi[16];
-            if (KIND == 4 || KIND == 5) {
-                const size_t qs = KIND == 4 ? offsetof(struct elm_block_q4_k, qs)
-                                            : offsetof(struct elm_block_q5_k, qs);
-                kql_dwords(&rs, b, qs, 8, lo); /* dword 8 (r / 2) + k */
-                if (KIND == 5)
-                    kql_dwords(&rs, b, offsetof(struct elm_block_q5_k, qh), 2, hi);
-                for (int r = 0; r < 8; r++)
-                    for (int k = 0; k < 8; k++) {
-                        const __m512i v = lo[8 * (r / 2) + k];
-                        __m512i q = _mm512_and_si512(r % 2 ? _mm512_srli_epi32(v, 4) : v, m4);
-                        if (KIND == 5) /* bit r of qh byte 4k.. */
-                            q = _mm512_or_si512(
-                                q, _mm512_slli_epi32(
-                                       _mm512_and_si512(_mm512_srli_epi32(hi[k], r), m1), 4));
-                        _mm512_store_si512(&p->q[sp][r][k], q);
-                    }
-            } else if (KIND == 6) {
-                kql_dwords(&rs, b, offsetof(struct elm_block_q6_k, ql), 8, lo);
-                kql_dwords(&rs, b, offsetof(struct elm_block_q6_k, qh), 4, hi);
-                for (int r = 0; r < 8; r++) {
-                    const int h = r / 4, qd = r % 4;
-                    for (int k = 0; k < 8; k++) {
-                        const __m512i l = _mm512_and_si512(
-                            _mm512_srli_epi32(lo[16 * h + 8 * (qd % 2) + k], 4 * (qd / 2)), m4);
-                        const __m512i t =
-                            _mm512_and_si512(_mm512_srli_epi32(hi[8 * h + k], 2 * qd), m3);
-                        _mm512_store_si512(&p->q[sp][r][k],
-                                           _mm512_or_si512(l, _mm512_slli_epi32(t, 4)));
-                    }
-                }
+            kql_weights(p, sp, &rs, b, KIND);
+            if (KIND == 6)
                 p->d[sp] = ln_gather_f16(&rs, b, offsetof(struct elm_block_q6_k, d));
-            } else { /* Q2_K, Q3_K: 2-bit fields, Q3_K's high bit from hmask */
-                const size_t qs = KIND == 2 ? offsetof(struct elm_block_q2_k, qs)
-                                            : offsetof(struct elm_block_q3_k, qs);
-                kql_dwords(&rs, b, qs, 4, lo); /* dword 8 (r / 4) + k */
-                if (KIND == 3)
-                    kql_dwords(&rs, b, offsetof(struct elm_block_q3_k, hmask), 2, hi);
-                for (int r = 0; r < 8; r++)
-                    for (int k = 0; k < 8; k++) {
-                        __m512i q = _mm512_and_si512(
-                            _mm512_srli_epi32(lo[8 * (r / 4) + k], 2 * (r % 4)), m3);
-                        if (KIND == 3) /* bit r of hmask byte 4k..: q - 4 + 4 * hbit */
-                            q = _mm512_or_si512(
-                                q, _mm512_slli_epi32(
-                                       _mm512_and_si512(_mm512_srli_epi32(hi[k], r), m1), 2));
-                        _mm512_store_si512(&p->q[sp][r][k], q);
-                    }
-                if (KIND == 2) { /* Q3_K's d comes with its scales (kql_scales) */
-                    p->d[sp] = ln_gather_f16(&rs, b, offsetof(struct elm_block_q2_k, d));
-                    p->dmin[sp] = ln_gather_f16(&rs, b, offsetof(struct elm_block_q2_k, dmin));
-                }
+            if (KIND == 2) { /* Q3_K's d comes with its scales (kql_scales) */
+                p->d[sp] = ln_gather_f16(&rs, b, offsetof(struct elm_block_q2_k, d));
+                p->ndmin[sp] =
+                    kql_neg(ln_gather_f16(&rs, b, offsetof(struct elm_block_q2_k, dmin)));
             }
             kql_scales(p, sp, &rs, b, KIND);
         }
     }
+}
+
+/* L + sc * D (int16 pairs, vpdpwssd), or sc * D for run 0, whose L is not yet set. */
+ALWAYS_INLINE __m512i kql_scaled(__m512i L, __m512i D, __m512i sc, int r)
+{
+    return r ? _mm512_dpwssd_epi32(L, D, sc) : _mm512_madd_epi16(D, sc);
 }
 
 /* NT tokens against the unpacked panel. */
@@ -266,10 +299,7 @@ ALWAYS_INLINE void kql_run(const struct kql_block *p, int64_t nb, const uint8_t 
             UNROLL for (int s = 0; s < LN_S; s++)
             {
                 d[t][s] = _mm512_mul_ps(da, pb->d[s]);
-                /* dmin = -(d_a * d_min), negated exactly */
-                dm[t][s] = _mm512_castsi512_ps(
-                    _mm512_xor_si512(_mm512_castps_si512(_mm512_mul_ps(da, pb->dmin[s])),
-                                     _mm512_set1_epi32(INT32_MIN)));
+                dm[t][s] = _mm512_mul_ps(da, pb->ndmin[s]); /* -(d_a * d_min) */
             }
             if (bias) {
                 /* -bias * (sum of each 4 activations), 64 per super-block */
@@ -280,13 +310,14 @@ ALWAYS_INLINE void kql_run(const struct kql_block *p, int64_t nb, const uint8_t 
                                                          _mm512_set1_epi8((char)bias),
                                                          _mm512_loadu_si512(v[t]->qs + 64 * c))));
             }
+            /* dword k: bsums 4k + 4k+1 and 4k+2 + 4k+3 as int16 (wrapping, as the reference's
+             * int16 pairs), one horizontal add: written per k, GCC made it ~40 xmm
+             * instructions per token (docs/kernels-perf.md) */
             if (KIND == 4 || KIND == 5)
-                for (int k = 0; k < 4; k++)
-                    bsp[t][k] =
-                        (int32_t)(uint16_t)(int16_t)(v[t]->bsums[4 * k] + v[t]->bsums[4 * k + 1]) |
-                        (int32_t)((uint32_t)(uint16_t)(int16_t)(v[t]->bsums[4 * k + 2] +
-                                                                v[t]->bsums[4 * k + 3])
-                                  << 16);
+                _mm_storeu_si128(
+                    (__m128i *)bsp[t],
+                    _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)v[t]->bsums),
+                                   _mm_loadu_si128((const __m128i *)(v[t]->bsums + 8))));
         }
         /* the minimum terms */
         if (KIND == 2) {
@@ -327,9 +358,7 @@ ALWAYS_INLINE void kql_run(const struct kql_block *p, int64_t nb, const uint8_t 
             if (pf)
                 ln_prefetch_l2(pf + ((size_t)b * 8 + k) * (LN_R * kql_bytes(KIND) / 8),
                                LN_R * kql_bytes(KIND) / 8);
-            __m512i L[LN_T][LN_S];
-            UNROLL for (int t = 0; t < NT; t++) UNROLL for (int s = 0; s < LN_S; s++) L[t][s] =
-                _mm512_setzero_si512();
+            __m512i L[LN_T][LN_S]; /* run 0 starts them with vpmaddwd: no zero copied per chain */
             UNROLL for (int r = 0; r < 8; r++)
             {
                 __m512i wq[LN_S];
@@ -341,11 +370,11 @@ ALWAYS_INLINE void kql_run(const struct kql_block *p, int64_t nb, const uint8_t 
                         _mm512_set1_epi32((int32_t)load_u32(v[t]->qs + 32 * r + 4 * k));
                     if (bias) {
                         const __m512i c0 = _mm512_set1_epi32(corr[t][8 * r + k]);
-                        UNROLL for (int s = 0; s < LN_S; s++) L[t][s] = _mm512_dpwssd_epi32(
-                            L[t][s], _mm512_dpbusd_epi32(c0, wq[s], av), pb->sc[s][g]);
+                        UNROLL for (int s = 0; s < LN_S; s++) L[t][s] = kql_scaled(
+                            L[t][s], _mm512_dpbusd_epi32(c0, wq[s], av), pb->sc[s][g], r);
                     } else {
-                        UNROLL for (int s = 0; s < LN_S; s++) L[t][s] = _mm512_dpwssd_epi32(
-                            L[t][s], _mm512_maddubs_epi16(wq[s], av), pb->sc[s][g]);
+                        UNROLL for (int s = 0; s < LN_S; s++) L[t][s] =
+                            kql_scaled(L[t][s], _mm512_maddubs_epi16(wq[s], av), pb->sc[s][g], r);
                     }
                 }
             }
@@ -379,10 +408,13 @@ ALWAYS_INLINE void kql_tile(int64_t n, const void *w, size_t ws, int nr, const v
         return;
     }
     const struct kql_block *pb = (const struct kql_block *)p;
-    /* the next panel's rows, a super-block's share per super-block, into L2, so that its
-     * weights come from memory (batched decode) while this panel's arithmetic runs and its
-     * unpack finds them near (docs/kernels-perf.md) */
-    const uint8_t *pf = stream & ELM_TILE_STREAM ? (const uint8_t *)w + LN_R * ws : NULL;
+    /* the rows of the panel after next, a super-block's share per super-block, into L2, so
+     * that its weights come from memory (batched decode) while this panel's arithmetic runs
+     * and its unpack finds them near; a whole run more between a line's prefetch and its
+     * unpack than with the next panel (measured a little faster, docs/kernels-perf.md).
+     * matmul.c's thread claims 64 rows (two panels) at a time from a contiguous share, so the
+     * panel after next is mostly its own. */
+    const uint8_t *pf = stream & ELM_TILE_STREAM ? (const uint8_t *)w + 2 * LN_R * ws : NULL;
 #define RUN(T) kql_run(pb, nb, a, as, y, ys, nr, pf, T, KIND)
     LN_FOR_T(nt, RUN);
 #undef RUN
