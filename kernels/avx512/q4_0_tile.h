@@ -90,26 +90,27 @@ static inline struct q40w_scratch *q40w_scratch_get(void)
     return q40w_scratch_p;
 }
 
-/* Block b of the panel's rows into o (rs: lanes.h's row set, the same transposed lane order,
- * ln_row; lanes of rows nr..15 get a copy of row nr - 1's weights, their outputs are never
- * stored, and zero scales), its weight vectors also left in wg. A pointer and a step per row
- * and 16 scalar scale loads made this ~120 instructions per block, about as much time as an
- * 8-token run over it. */
-ALWAYS_INLINE void q40w_unpack_block(const struct ln_rowset *rs, int64_t b, struct q40w_wblock *o,
-                                     __m512i wg[8], __m512 *dw)
+/* Unpacks rows [0, nr) of the panel with lanes.h's row set and gathers (the same transposed
+ * lane order, ln_row); lanes of rows nr..15 get a copy of row nr - 1's weights (their outputs
+ * are never stored) and zero scales. A pointer and a step per row and 16 scalar scale loads
+ * made this ~120 instructions per block, about as much time as an 8-token run over it. */
+static void q40w_unpack(struct q40w_scratch *s, const uint8_t *w, size_t ws, int nr, int64_t nb)
 {
+    struct ln_rowset rs;
+    ln_rows(&rs, w, ws, nr, 0, sizeof(struct elm_block_q4_0));
     const __m512i m4 = _mm512_set1_epi8(0x0f);
-    __m512i raw[4]; /* dword g of the 16 bytes of qs, lane l from row ln_row(l) */
-    ln_gather4(rs, b, offsetof(struct elm_block_q4_0, qs), raw);
-    /* byte j holds element j (low nibble) and element j + 16 (high nibble) */
-    UNROLL for (int g = 0; g < 4; g++)
-    {
-        wg[g] = _mm512_and_si512(raw[g], m4);
-        wg[g + 4] = _mm512_and_si512(_mm512_srli_epi16(raw[g], 4), m4);
+    for (int64_t b = 0; b < nb; b++) {
+        __m512i raw[4]; /* dword g of the 16 bytes of qs, lane l from row ln_row(l) */
+        ln_gather4(&rs, b, offsetof(struct elm_block_q4_0, qs), raw);
+        struct q40w_wblock *o = &s->wb[b];
+        /* byte j holds element j (low nibble) and element j + 16 (high nibble) */
+        UNROLL for (int g = 0; g < 4; g++)
+        {
+            _mm512_store_si512(&o->w[g], _mm512_and_si512(raw[g], m4));
+            _mm512_store_si512(&o->w[g + 4], _mm512_and_si512(_mm512_srli_epi16(raw[g], 4), m4));
+        }
+        _mm512_store_ps(&o->dw, ln_gather_f16(&rs, b, offsetof(struct elm_block_q4_0, d)));
     }
-    *dw = ln_gather_f16(rs, b, offsetof(struct elm_block_q4_0, d));
-    UNROLL for (int g = 0; g < 8; g++) _mm512_store_si512(&o->w[g], wg[g]);
-    _mm512_store_ps(&o->dw, *dw);
 }
 
 /* The per-block corrections and scales of tokens [0, nt), into ab[0..nb). */
@@ -141,30 +142,22 @@ static void q40w_prep(struct q40w_ablock *ab, const uint8_t *a, size_t as, int n
     }
 }
 
-/* NT tokens against the panel; rows [0, nr) of each token's outputs are stored. rs NULL: the
- * panel is unpacked in s; else each block is unpacked into s as the run reaches it (a stream
- * call), so that the unpack's loads and shuffles and the run's multiply-adds are one loop the
- * scheduler overlaps, and the run takes the block's weights from registers. */
-ALWAYS_INLINE void q40w_run(struct q40w_scratch *s, const struct ln_rowset *rs,
-                            const struct q40w_ablock *abs, int64_t nb, const uint8_t *a, size_t as,
-                            float *y, int64_t ys, int nr, const uint8_t *pf, const int NT)
+/* NT tokens against the unpacked panel; rows [0, nr) of each token's outputs are stored. */
+ALWAYS_INLINE void q40w_run(const struct q40w_scratch *s, const struct q40w_ablock *abs, int64_t nb,
+                            const uint8_t *a, size_t as, float *y, int64_t ys, int nr,
+                            const uint8_t *pf, const int NT)
 {
     __m512 acc[Q40W_T];
     UNROLL for (int t = 0; t < NT; t++) acc[t] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
-        struct q40w_wblock *wb = &s->wb[b];
+        const struct q40w_wblock *wb = &s->wb[b];
         const struct q40w_ablock *ab = &abs[b];
         if (pf) /* the panel after next, spread over this one's arithmetic, into L2 */
             ln_prefetch_l2(pf + b * Q40W_R * sizeof(struct elm_block_q4_0),
                            Q40W_R * sizeof(struct elm_block_q4_0));
         __m512i wg[8];
-        __m512 dw;
-        if (rs) {
-            q40w_unpack_block(rs, b, wb, wg, &dw);
-        } else {
-            UNROLL for (int g = 0; g < 8; g++) wg[g] = _mm512_load_si512(&wb->w[g]);
-            dw = _mm512_load_ps(&wb->dw);
-        }
+        UNROLL for (int g = 0; g < 8; g++) wg[g] = _mm512_load_si512(&wb->w[g]);
+        const __m512 dw = _mm512_load_ps(&wb->dw);
         /* group-major: the NT chains of 8 dependent vpdpbusd (latency 5) come interleaved, so
          * the scheduler sees NT independent ones in a row; token-major it held only about four
          * tokens' chains at once and the run took ~2.5x its port-bound time */
@@ -221,14 +214,14 @@ static void q4_0_tile_wide(int64_t n, const void *w, size_t ws, int nr, const vo
         elm_tile_in_panels(q4_0_tile, Q40_R, Q40_T, n, w, ws, nr, a, as, nt, y, ys, stream);
         return;
     }
-    const struct q40w_ablock *abs = q40w_acts(s, a, as, nt, nb);
-    /* a panel not kept is unpacked by this call's run */
-    struct ln_rowset rows, *rs = NULL;
     if (s->w != w || s->ws != ws || s->nb != nb || s->nr != nr) {
-        ln_rows(&rows, w, ws, nr, 0, sizeof(struct elm_block_q4_0));
-        rs = &rows;
-        s->w = NULL; /* keep the key honest while the run fills the buffer */
+        q40w_unpack(s, w, ws, nr, nb);
+        s->w = w;
+        s->ws = ws;
+        s->nb = nb;
+        s->nr = nr;
     }
+    const struct q40w_ablock *abs = q40w_acts(s, a, as, nt, nb);
     /* the panel after next, as the K-quant lane tiles do (q_k_tile.h): a whole run more
      * between a line's prefetch and its unpack than with the next panel, and into L2, not L1,
      * which the unpacked panel the run streams through needs; measured no faster nor slower
@@ -237,26 +230,20 @@ static void q4_0_tile_wide(int64_t n, const void *w, size_t ws, int nr, const vo
     const uint8_t *pf = stream & ELM_TILE_STREAM ? (const uint8_t *)w + 2 * Q40W_R * ws : NULL;
     switch (nt) {
     case 4:
-        q40w_run(s, rs, abs, nb, a, as, y, ys, nr, pf, 4);
+        q40w_run(s, abs, nb, a, as, y, ys, nr, pf, 4);
         break;
     case 5:
-        q40w_run(s, rs, abs, nb, a, as, y, ys, nr, pf, 5);
+        q40w_run(s, abs, nb, a, as, y, ys, nr, pf, 5);
         break;
     case 6:
-        q40w_run(s, rs, abs, nb, a, as, y, ys, nr, pf, 6);
+        q40w_run(s, abs, nb, a, as, y, ys, nr, pf, 6);
         break;
     case 7:
-        q40w_run(s, rs, abs, nb, a, as, y, ys, nr, pf, 7);
+        q40w_run(s, abs, nb, a, as, y, ys, nr, pf, 7);
         break;
     default:
-        q40w_run(s, rs, abs, nb, a, as, y, ys, nr, pf, 8);
+        q40w_run(s, abs, nb, a, as, y, ys, nr, pf, 8);
         break;
-    }
-    if (rs) {
-        s->w = w;
-        s->ws = ws;
-        s->nb = nb;
-        s->nr = nr;
     }
 }
 
