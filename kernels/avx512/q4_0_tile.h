@@ -21,7 +21,7 @@
  * the row chunk. Reuse is keyed by pointers, which is safe only within one matmul: it relies on
  * the ELM_TILE_FRESH flag of tiles.h (set on every thread's first call in a matmul), which drops
  * everything kept. A stream call (the first on a panel: its weights come from memory, as in
- * batched decode) prefetches the next panel a block's share per block of its arithmetic, so
+ * batched decode) prefetches the panel after next a block's share per block of its arithmetic, so
  * that memory and the multiply-adds overlap (prefetched all during the unpack, the prefetches
  * queued behind each other and the arithmetic found memory idle; measured in
  * docs/kernels-perf.md); an 8-token pass takes this tile too. Calls with
@@ -152,9 +152,9 @@ ALWAYS_INLINE void q40w_run(const struct q40w_scratch *s, const struct q40w_ablo
     for (int64_t b = 0; b < nb; b++) {
         const struct q40w_wblock *wb = &s->wb[b];
         const struct q40w_ablock *ab = &abs[b];
-        if (pf) /* the next panel, spread over this one's arithmetic */
-            prefetch_span(pf + b * Q40W_R * sizeof(struct elm_block_q4_0),
-                          Q40W_R * sizeof(struct elm_block_q4_0));
+        if (pf) /* the panel after next, spread over this one's arithmetic, into L2 */
+            ln_prefetch_l2(pf + b * Q40W_R * sizeof(struct elm_block_q4_0),
+                           Q40W_R * sizeof(struct elm_block_q4_0));
         __m512i wg[8];
         UNROLL for (int g = 0; g < 8; g++) wg[g] = _mm512_load_si512(&wb->w[g]);
         const __m512 dw = _mm512_load_ps(&wb->dw);
@@ -222,7 +222,12 @@ static void q4_0_tile_wide(int64_t n, const void *w, size_t ws, int nr, const vo
         s->nr = nr;
     }
     const struct q40w_ablock *abs = q40w_acts(s, a, as, nt, nb);
-    const uint8_t *pf = stream & ELM_TILE_STREAM ? (const uint8_t *)w + Q40W_R * ws : NULL;
+    /* the panel after next, as the K-quant lane tiles do (q_k_tile.h): a whole run more
+     * between a line's prefetch and its unpack than with the next panel, and into L2, not L1,
+     * which the unpacked panel the run streams through needs; measured no faster nor slower
+     * than the next panel into L1 under load, while no prefetch at all is ~45 % slower
+     * (docs/kernels-perf.md) */
+    const uint8_t *pf = stream & ELM_TILE_STREAM ? (const uint8_t *)w + 2 * Q40W_R * ws : NULL;
     switch (nt) {
     case 4:
         q40w_run(s, abs, nb, a, as, y, ys, nr, pf, 4);
