@@ -101,8 +101,8 @@ static double cpu_ns(void)
     X8(MADDWD, R)                                                                                  \
     MADDWD(R)                                                                                      \
     MADDWD(R)                                                                                      \
-    MADDWD(R) MADDWD(R) X8(ADDD, R) ADDD(R) ADDD(R) ADDD(R) ADDD(R) CVT(R) FMA(R) MUL(R)           \
-        X8(BCAST, R)
+    MADDWD(R)                                                                                      \
+    MADDWD(R) X8(ADDD, R) ADDD(R) ADDD(R) ADDD(R) ADDD(R) CVT(R) FMA(R) MUL(R) X8(BCAST, R)
 
 LOOP(t_maddubs, MADDUBS)
 LOOP(t_maddwd, MADDWD)
