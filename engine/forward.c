@@ -29,6 +29,9 @@
  * Observing (elm_work_set_observer): an observer attached to the work area sees every matmul's
  * F32 input rows, which is how `elmctl imatrix` collects its statistics without the pass knowing.
  *
+ * The per-token ops (norms, residual adds, SiLU, the activations' quantization) are in rows.c,
+ * which runs a long pass's rows on the pool's threads; the rope and cache store is one here.
+ *
  * Profiling (prof.h): with a struct elm_prof set on the work area, the clock is read between
  * operations (never inside a kernel or a parallel region) and the time since the previous read
  * is charged to the operation just finished.
@@ -53,6 +56,7 @@
 #include "engine/model.h"
 #include "engine/ops.h"
 #include "engine/prof.h"
+#include "engine/rows.h"
 #include "kernels/fp16.h"
 
 /* ---- KV cache ------------------------------------------------------------------------------ */
@@ -112,7 +116,7 @@ struct elm_work {
     float *lanes;  /* [n_threads][MIX_LANES][head_dim] partial sums of the weighted V per thread */
     void *qc;      /* [n_threads][qc_row] a query head converted to the cache type (F16, Q8_0) */
     size_t qc_row; /* bytes per thread in qc: head_dim floats, more than any cache type needs */
-    float *rope;   /* [n_rot] cos/sin table of one position */
+    float *rope;   /* [n_batch][n_rot] cos/sin tables of the pass's positions */
     float *logits; /* [LOGIT_ROWS][n_vocab] */
     void *aq;      /* activations quantized to a dot type: [n_batch][row bytes of widest row] */
     size_t aq_row; /* bytes per row in aq */
@@ -155,7 +159,7 @@ int elm_work_create(const struct elm_model *m, int32_t n_batch, int32_t n_ctx_ma
     w->lanes = falloc(nt * MIX_LANES * hd);
     w->qc_row = hd * sizeof(float);
     w->qc = malloc(nt * w->qc_row);
-    w->rope = falloc((size_t)hp->n_rot);
+    w->rope = falloc(nb * (size_t)hp->n_rot);
     w->logits = falloc((size_t)LOGIT_ROWS * (size_t)hp->n_vocab);
     /* The widest activation row in any dot type: Q8_K needs 292 bytes per 256 values, Q8_0 34
      * per 32, Q8_1 36 per 32; F32 activations are used in place and need no copy. */
@@ -246,6 +250,24 @@ static struct acts acts_of(const float *src, int64_t ncols, int n)
     return (struct acts){.src = src, .ncols = ncols, .n = n, .dt = ELM_TYPE_F32};
 }
 
+/* Makes the call r end with a's rows quantized for W into w->aq, unless W takes float
+ * activations or w->aq holds them in its dot type already: the norm or SiLU before a matmul
+ * quantizes its own rows, with no call of their own. */
+static void quantize_with(struct elm_work *w, struct elm_rows *r, struct acts *a,
+                          const struct elm_tensor *W)
+{
+    const enum elm_type dt = elm_type_get(W->type)->dot_type;
+    r->dt = ELM_TYPE_F32;
+    if (dt == ELM_TYPE_F32 || a->dt == dt)
+        return;
+    r->qsrc = a->src;
+    r->qcols = a->ncols;
+    r->qdst = w->aq;
+    r->stride = elm_row_bytes(dt, a->ncols);
+    r->dt = dt;
+    a->dt = dt;
+}
+
 /* Quantized weights take activations quantized to their dot type (as ggml does: the reference
  * outputs depend on it); float weights take x itself. Returns the rows and their stride. */
 static const void *acts_for(const struct elm_model *m, struct elm_work *w, struct acts *a,
@@ -257,12 +279,10 @@ static const void *acts_for(const struct elm_model *m, struct elm_work *w, struc
         return a->src;
     }
     *stride = elm_row_bytes(dt, a->ncols);
-    if (a->dt != dt) {
-        for (int t = 0; t < a->n; t++)
-            m->k->from_float[dt](a->src + (size_t)t * a->ncols, (char *)w->aq + (size_t)t * *stride,
-                                 a->ncols);
-        a->dt = dt;
-    }
+    struct elm_rows r = {.m = m};
+    quantize_with(w, &r, a, W);
+    if (r.dt != ELM_TYPE_F32)
+        elm_rows_run(&r, a->n, w->n_threads);
     return w->aq;
 }
 
@@ -427,15 +447,43 @@ static void rope_table_ff(float *cs, const struct elm_hparams *hp, int32_t pos, 
     }
 }
 
-/* gemma2: the attention or FFN output (in w->q) RMS-normed before the residual add. */
-static void post_norm(const struct elm_model *m, struct elm_work *w, const float *g, int n, int li)
+/* The cos/sin table of each token's position, once a pass: every layer rotates by the same. */
+static void rope_tables(const struct elm_model *m, struct elm_work *w,
+                        const struct elm_batch_item *items, int n)
 {
-    if (!g)
-        return;
-    const int E = m->hp.n_embd;
-    for (int t = 0; t < n; t++)
-        m->k->rmsnorm(w->q + (size_t)t * E, w->q + (size_t)t * E, g, E, m->hp.eps);
-    mark(w, ELM_PROF_NORM, li);
+    const struct elm_hparams *hp = &m->hp;
+    for (int t = 0; t < n; t++) {
+        float *cs = w->rope + (size_t)t * (size_t)hp->n_rot;
+        if (m->rope_freqs)
+            rope_table_ff(cs, hp, items[t].pos, m->rope_freqs);
+        else
+            m->k->rope_table(cs, hp->n_rot, items[t].pos, hp->rope_base, hp->rope_scale);
+    }
+}
+
+/* A layer's rope as a per-token op (rows.h): token t's query and key heads rotated by its
+ * position's table, then its K and V stored in its cache. */
+struct rope_rows {
+    struct elm_work *w;
+    const struct elm_batch_item *items;
+    int layer;
+};
+
+static void rope_row(const struct elm_rows *r, int t)
+{
+    const struct rope_rows *c = r->ctx;
+    const struct elm_kernels *k = r->m->k;
+    const struct elm_hparams *hp = &r->m->hp;
+    const struct elm_layer *l = &r->m->layers[c->layer];
+    const int hd = hp->head_dim, qdim = l->n_head * hd, kvdim = l->n_head_kv * hd;
+    const bool neox = hp->rope_mode == ELM_ROPE_NEOX;
+    const float *cs = c->w->rope + (size_t)t * (size_t)hp->n_rot;
+    float *q = c->w->q + (size_t)t * qdim, *kr = c->w->k + (size_t)t * kvdim;
+    for (int h = 0; h < l->n_head; h++)
+        k->rope(q + (size_t)h * hd, hp->n_rot, cs, neox);
+    for (int h = 0; h < l->n_head_kv; h++)
+        k->rope(kr + (size_t)h * hd, hp->n_rot, cs, neox);
+    kv_store(k, c->items[t].kv, c->layer, c->items[t].pos, kr, c->w->v + (size_t)t * kvdim, kvdim);
 }
 
 static void layer_forward(const struct elm_model *m, struct elm_work *w, int li,
@@ -443,16 +491,18 @@ static void layer_forward(const struct elm_model *m, struct elm_work *w, int li,
 {
     const struct elm_hparams *hp = &m->hp;
     const struct elm_layer *l = &m->layers[li];
-    const struct elm_kernels *k = m->k;
     int E = hp->n_embd, hd = hp->head_dim, ff = l->n_ff;
     int qdim = l->n_head * hd, kvdim = l->n_head_kv * hd;
-    const bool neox = hp->rope_mode == ELM_ROPE_NEOX;
+    const int nt = w->n_threads;
 
-    for (int t = 0; t < n; t++)
-        k->rmsnorm(w->xb + (size_t)t * E, w->x + (size_t)t * E, l->attn_norm, E, hp->eps);
-    mark(w, ELM_PROF_NORM, li);
-    /* one quantization of the normed rows serves Q, K and V when they share a dot type */
+    /* the norm and, in the same call, one quantization of the normed rows that serves Q, K and
+     * V when they share a dot type */
     struct acts a = acts_of(w->xb, E, n);
+    struct elm_rows r = {
+        .m = m, .fn = elm_row_norm, .x = w->x, .dst = w->xb, .g = l->attn_norm, .ncols = E};
+    quantize_with(w, &r, &a, &l->wq);
+    elm_rows_run(&r, n, nt);
+    mark(w, ELM_PROF_NORM, li);
     matmul(m, w, &l->wq, &a, w->q, ELM_PROF_MAT_QKV, li, ELM_MAT_Q);
     matmul(m, w, &l->wk, &a, w->k, ELM_PROF_MAT_QKV, li, ELM_MAT_K);
     matmul(m, w, &l->wv, &a, w->v, ELM_PROF_MAT_QKV, li, ELM_MAT_V);
@@ -460,18 +510,8 @@ static void layer_forward(const struct elm_model *m, struct elm_work *w, int li,
     add_bias(w->k, l->bk, n, kvdim);
     add_bias(w->v, l->bv, n, kvdim);
     mark(w, ELM_PROF_MAT_QKV, li);
-    for (int t = 0; t < n; t++) {
-        if (m->rope_freqs)
-            rope_table_ff(w->rope, hp, items[t].pos, m->rope_freqs);
-        else
-            k->rope_table(w->rope, hp->n_rot, items[t].pos, hp->rope_base, hp->rope_scale);
-        for (int h = 0; h < l->n_head; h++)
-            k->rope(w->q + (size_t)t * qdim + (size_t)h * hd, hp->n_rot, w->rope, neox);
-        for (int h = 0; h < l->n_head_kv; h++)
-            k->rope(w->k + (size_t)t * kvdim + (size_t)h * hd, hp->n_rot, w->rope, neox);
-        kv_store(k, items[t].kv, li, items[t].pos, w->k + (size_t)t * kvdim,
-                 w->v + (size_t)t * kvdim, kvdim);
-    }
+    const struct rope_rows rc = {.w = w, .items = items, .layer = li};
+    elm_rows_run(&(struct elm_rows){.m = m, .fn = rope_row, .ctx = &rc}, n, nt);
     mark(w, ELM_PROF_ROPE, li);
     /* All of the batch's K/V are stored before anyone attends, so a token sees the earlier
      * tokens of its own sequence that arrived in the same batch. */
@@ -479,29 +519,35 @@ static void layer_forward(const struct elm_model *m, struct elm_work *w, int li,
     mark(w, ELM_PROF_ATTENTION, li);
     a = acts_of(w->xb, qdim, n);
     matmul(m, w, &l->wo, &a, w->q, ELM_PROF_MAT_O, li, ELM_MAT_O); /* q is free now: reuse it */
-    post_norm(m, w, l->attn_post_norm, n, li);
-    for (size_t i = 0; i < (size_t)n * E; i++)
-        w->x[i] += w->q[i];
-    mark(w, ELM_PROF_RESIDUAL, li);
-
-    for (int t = 0; t < n; t++)
-        k->rmsnorm(w->xb + (size_t)t * E, w->x + (size_t)t * E, l->ffn_norm, E, hp->eps);
+    /* the residual add, the FFN's norm and its quantization (one for gate and up) in one call,
+     * charged to NORM */
+    a = acts_of(w->xb, E, n);
+    r = (struct elm_rows){.m = m,
+                          .fn = elm_row_residual,
+                          .x = w->x,
+                          .y = w->q,
+                          .dst = w->xb,
+                          .g = l->ffn_norm,
+                          .g_post = l->attn_post_norm,
+                          .ncols = E};
+    quantize_with(w, &r, &a, &l->w_gate);
+    elm_rows_run(&r, n, nt);
     mark(w, ELM_PROF_NORM, li);
-    a = acts_of(w->xb, E, n); /* one quantization for gate and up */
     matmul(m, w, &l->w_gate, &a, w->hb, ELM_PROF_MAT_FFN, li, ELM_MAT_GATE);
     matmul(m, w, &l->w_up, &a, w->hb2, ELM_PROF_MAT_FFN, li, ELM_MAT_UP);
-    for (int t = 0; t < n; t++) {
-        if (hp->arch == ELM_ARCH_GEMMA2)
-            elm_gelu_mul(w->hb + (size_t)t * ff, w->hb2 + (size_t)t * ff, ff);
-        else
-            k->silu_mul(w->hb + (size_t)t * ff, w->hb2 + (size_t)t * ff, ff);
-    }
+    a = acts_of(w->hb, ff, n); /* quantized in the activation's call, charged to SILU */
+    r = (struct elm_rows){.m = m, .fn = elm_row_act, .x = w->hb, .y = w->hb2, .ncols = ff};
+    quantize_with(w, &r, &a, &l->w_down);
+    elm_rows_run(&r, n, nt);
     mark(w, ELM_PROF_SILU, li);
-    a = acts_of(w->hb, ff, n);
     matmul(m, w, &l->w_down, &a, w->q, ELM_PROF_MAT_FFN, li, ELM_MAT_DOWN);
-    post_norm(m, w, l->ffn_post_norm, n, li);
-    for (size_t i = 0; i < (size_t)n * E; i++)
-        w->x[i] += w->q[i];
+    r = (struct elm_rows){.m = m,
+                          .fn = elm_row_residual,
+                          .x = w->x,
+                          .y = w->q,
+                          .g_post = l->ffn_post_norm,
+                          .ncols = E};
+    elm_rows_run(&r, n, nt);
     mark(w, ELM_PROF_RESIDUAL, li);
 }
 
@@ -552,6 +598,8 @@ int elm_model_forward(const struct elm_model *m, struct elm_work *w,
         for (size_t i = 0; i < (size_t)n * E; i++)
             w->x[i] *= m->hp.embd_scale;
     mark(w, ELM_PROF_EMBED, -1);
+    rope_tables(m, w, items, n);
+    mark(w, ELM_PROF_ROPE, -1);
     for (int li = 0; li < m->hp.n_layer; li++) {
         if (w->obs.hidden)
             w->obs.hidden(w->obs.ctx, li, w->x, E, n);

@@ -12,15 +12,17 @@
 
 enum elm_prof_op {
     ELM_PROF_EMBED,     /* token embedding rows to float */
-    ELM_PROF_NORM,      /* RMSNorm (attention, FFN and output norms) */
-    ELM_PROF_QUANTIZE,  /* activations quantized to the weights' dot type */
+    ELM_PROF_NORM,      /* RMSNorm (attention, FFN and output norms); the attention residual
+                         * add and the Q/K/V and gate/up activations' quantization, done in
+                         * the same call (forward.c, rows.c) */
+    ELM_PROF_QUANTIZE,  /* other activations quantized to the weights' dot type (Wo, output) */
     ELM_PROF_MAT_QKV,   /* the Q, K and V projections (and their biases) */
-    ELM_PROF_ROPE,      /* RoPE of q and k, and K/V stored in the cache */
+    ELM_PROF_ROPE,      /* RoPE of q and k, and K/V stored in the cache; the cos/sin tables */
     ELM_PROF_ATTENTION, /* q·K, softmax, weights·V over the cache */
     ELM_PROF_MAT_O,     /* attention output projection */
     ELM_PROF_MAT_FFN,   /* gate, up and down projections */
-    ELM_PROF_SILU,      /* silu(gate) * up */
-    ELM_PROF_RESIDUAL,  /* residual additions */
+    ELM_PROF_SILU,      /* silu(gate) * up, and its quantization for Wdown */
+    ELM_PROF_RESIDUAL,  /* the FFN's residual addition (gemma2: its post-norm first) */
     ELM_PROF_OUTPUT,    /* output projection (logits) */
     ELM_PROF_OP_COUNT
 };

@@ -5,12 +5,14 @@
  * the property the daemon's scheduler relies on to promise reproducible results under load.
  * gemma2's sliding window is also checked in a shared, paged pool: a prompt longer than the
  * window and than a page, its pages interleaved with 3 other sessions', gives the bits it gives
- * alone. bert embeddings are the same for a text alone or embedded with others. */
+ * alone. A pass long enough to spread its per-token ops over the pool's threads gives the bits
+ * of short passes. bert embeddings are the same for a text alone or embedded with others. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "engine/kv.h"
 #include "engine/model.h"
+#include "engine/rows.h"
 #include "engine/sampler.h"
 #include "tests/common/elm_test.h"
 
@@ -236,6 +238,58 @@ static void test_gemma2_window_paged(void **state)
     elm_model_destroy(&m);
 }
 
+/* A pass long enough that its per-token ops spread over the pool's threads (engine/rows.h)
+ * against the same prompt in passes of 5 tokens, whose rows stay on the caller: the logits of
+ * the last and of a middle token bit-identical. */
+static void check_long_pass(const char *rel)
+{
+    enum { LONG = ELM_ROWS_SPREAD_MIN + 8, MID = LONG / 2 };
+    struct elm_model *m = load(rel);
+    const int V = m->hp.n_vocab;
+    float *got[2][2];
+    for (int i = 0; i < 4; i++)
+        assert_non_null(got[i / 2][i % 2] = malloc((size_t)V * sizeof(float)));
+    struct elm_work *w;
+    assert_int_equal(elm_work_create(m, LONG, LONG, &w), 0);
+    const int chunks[] = {LONG, 5};
+    for (int c = 0; c < 2; c++) {
+        struct elm_kv *kv;
+        assert_int_equal(elm_kv_create(m, LONG, ELM_TYPE_F16, &kv), 0);
+        for (int start = 0; start < LONG; start += chunks[c]) {
+            struct elm_batch_item items[LONG];
+            const int k = LONG - start < chunks[c] ? LONG - start : chunks[c];
+            for (int i = 0; i < k; i++) {
+                const int p = start + i;
+                items[i] = (struct elm_batch_item){
+                    .token = (int32_t)(((unsigned)p * 31u + 7u) % (unsigned)V),
+                    .pos = p,
+                    .kv = kv,
+                    .logits = p == MID        ? got[c][0]
+                              : p == LONG - 1 ? got[c][1]
+                                              : NULL};
+            }
+            assert_int_equal(elm_model_forward(m, w, items, k), 0);
+        }
+        elm_kv_destroy(&kv);
+    }
+    for (int i = 0; i < 2; i++)
+        if (memcmp(got[0][i], got[1][i], (size_t)V * sizeof(float)))
+            fail_msg("%s: the %s token differs in one pass of %d", rel, i ? "last" : "middle",
+                     LONG);
+    for (int i = 0; i < 4; i++)
+        free(got[i / 2][i % 2]);
+    elm_work_destroy(&w);
+    elm_model_destroy(&m);
+}
+
+static void test_long_pass(void **state)
+{
+    check_long_pass("zoo/zoo-llama.gguf");
+    check_long_pass("zoo/zoo-qwen2-q4_0.gguf");
+    check_long_pass("zoo/zoo-llama-q4_k_m.gguf");
+    check_long_pass("zoo2/zoo-gemma2-q4_k_m.gguf");
+}
+
 /* bert: each text's embedding alone equals its embedding among all of them. */
 static void test_bert(void **state)
 {
@@ -275,6 +329,7 @@ int main(void)
         cmocka_unit_test(test_gemma2),
         cmocka_unit_test(test_gemma2_q4_k_m),
         cmocka_unit_test(test_gemma2_window_paged),
+        cmocka_unit_test(test_long_pass),
         cmocka_unit_test(test_bert),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
