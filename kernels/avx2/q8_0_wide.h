@@ -7,27 +7,30 @@
  * the eight fold as elm_hsum8 at the end. The shared tile (q_legacy.h) holds one output's eight
  * lanes in a ymm, so every (row, token, block) pays its own scale product, broadcast and fold
  * bookkeeping, and a 4 x 2 tile's accumulators, weights and scales do not fit 16 registers (the
- * compiler spilled five accumulators). Here accumulator k holds lane k of 8 rows of one token:
- * vector k of a block holds the 8 rows' weight bytes 4k..4k+3, the token's 4 activation bytes
- * are broadcast, and llama.cpp's sign trick makes the signed products unsigned x signed:
- * vpmaddubsw(|w|, a * sign(w)) (at most 2 x 128 x 127 per int16 pair: no saturation), then
- * vpmaddwd by ones gives lane k's exact integer for all 8 rows. A block costs per token and 8
- * outputs 8 x (vpsignb, vpmaddubsw, vpmaddwd, convert, fma) and one multiply of the rows'
- * scales by the token's, against about 11 instructions per output of the shared tile. The fold
- * of the eight lanes is the reference's hsum8, done elementwise on the 8 rows at once.
+ * compiler spilled five accumulators). Here accumulator k holds lane k of 8 rows of one token,
+ * and lane k's exact integer comes from 16-bit products: the panel holds the 8 rows' weights
+ * 4k, 4k+1 (vector e[k]) and 4k+2, 4k+3 (o[k]) sign-extended to int16 pairs, the token's
+ * activations are int16 too, and two vpmaddwd by the broadcast activation pairs plus a vpaddd
+ * give the lane for all 8 rows. A block costs per token and 8 outputs 8 x (2 vpmaddwd, vpaddd,
+ * convert, fma) and one multiply of the rows' scales by the token's: 33 uops on the two ports
+ * that multiply, convert and fma on AVX2 cores, plus 8 vpaddd on a third (scripts/avx2-ports.c).
+ * The int8 route (llama.cpp's sign trick, vpsignb + vpmaddubsw + vpmaddwd by ones per lane)
+ * took 41 on those two ports; the int16 panel is the same 512 bytes a block as its |w| and w.
+ * The convert and fma per lane and block are the reference's float steps, so no schedule
+ * drops them. The fold of the eight lanes is the reference's hsum8, elementwise on 8 rows.
  *
  * Q5_0 has the same float structure (elm_ref_q5_0_vec_dot: lane k the exact integer of
  * (q - 16) x a over elements 4k..4k+3, one fma per block, Q8_0 activations), so its panel holds
  * q - 16 (-16..15) as signed weights and the same run serves it exactly. Q4_1's lanes are the
- * same too (weights 0..15, the sign trick then a no-op), over Q8_1 activations, plus the
- * reference's offset chain fma(m_w, s_a, summs) per block, 8 rows per vector, added after the
- * fold.
+ * same too (weights 0..15), over Q8_1 activations, plus the reference's offset chain
+ * fma(m_w, s_a, summs) per block, 8 rows per vector, added after the fold.
  *
- * The unpacked panel ([block]: |w| and w per group as 8 rows x 4 bytes, the 8 scales and
+ * The unpacked panel ([block]: e and o per group as 8 rows x 2 int16 pairs, the 8 scales and
  * offsets as floats; 576 bytes a block, 198 KiB for the longest row taken) lives in a per-thread
  * buffer, unpacked in a matmul's first call on the panel (`stream`, which also prefetches the next
  * panel) and reused by the panel's later token tiles, under q4_0_wide.h's rules (the key includes
- * the type). Included only by kernels/avx2/avx2.c, after q_legacy.h.
+ * the type). The int16 activations are kept per thread for the matmul's token chunk
+ * (struct q80v_acts). Included only by kernels/avx2/avx2.c, after q_legacy.h.
  */
 #ifndef ELM_AVX2_Q8_0_WIDE_H
 #define ELM_AVX2_Q8_0_WIDE_H
@@ -43,12 +46,35 @@
 #define Q80V_MIN_T      2   /* fewer tokens: the shared tile */
 #define Q80V_MAX_BLOCKS 352 /* 11264 columns; longer rows take the shared tile */
 
-/* One block of an 8-row panel: lane l of each vector is row l. */
+/* One block of an 8-row panel: lane l of each vector is row l, the weights as int16 pairs. */
 struct q80v_block {
-    __m256i u[8]; /* group k: |w| of elements 4k..4k+3 (unsigned 0..128) */
-    __m256i w[8]; /* group k: the weights themselves, the sign source */
+    __m256i e[8]; /* group k: elements 4k, 4k+1 of the 8 rows */
+    __m256i o[8]; /* group k: elements 4k+2, 4k+3 */
     __m256 d;     /* the rows' scales */
     __m256 m;     /* Q4_1: the rows' offsets */
+};
+
+/* One block of a token's activations as int16 (dword 2k: elements 4k, 4k+1; 2k+1: 4k+2, 4k+3,
+ * as the panel's e and o) with its scales as floats. */
+struct q80v_ablock {
+    int16_t q[ELM_QK];
+    float d;
+    float s; /* Q8_1's s (Q4_1) */
+};
+
+/* The activations of the tokens a thread has met in this matmul, converted once: a call's tokens
+ * are a token tile of the matmul's current chunk (kernels/matmul.c), and every panel of the
+ * chunk runs the same tiles, so converting per call redid the work once per panel (it was
+ * ~13 % of a 64-token call). Tokens [0, n) of slot are those at base + i * as, in the order the
+ * tiles met them; a call outside them that does not continue them (a new chunk past the
+ * capacity, a new matmul) starts over. */
+#define Q80V_ACT_BYTES (448 << 10) /* a whole chunk: 2 x its 192 KiB of Q8_0 plus the scales */
+struct q80v_acts {
+    const uint8_t *base; /* NULL: none */
+    size_t as;
+    int64_t nb, n, cap;
+    int kind;
+    struct q80v_ablock slot[]; /* [token][block] */
 };
 
 struct q80v_scratch {
@@ -64,6 +90,7 @@ struct q80v_scratch {
 /* This thread's scratch, made on its first call (common/scratch.h: not static TLS); NULL when
  * memory is short, and then the shared tile does the work. */
 static _Thread_local struct q80v_scratch *q80v_scratch_p;
+static _Thread_local struct q80v_acts *q80v_acts_p;
 
 /* Unpacks rows [0, nr) of the panel of KIND 8 (Q8_0), 50 (Q5_0, stored as q - 16) or 41
  * (Q4_1); rows nr..7 get zero scales. pf: when not NULL, the next panel's rows, prefetched a
@@ -83,6 +110,9 @@ ALWAYS_INLINE void q80v_unpack_kind(struct q80v_scratch *s, const uint8_t *w, si
         base[r] = r < nr ? w + (size_t)r * ws : (const uint8_t *)&zero8;
         step[r] = r < nr ? bb : 0;
     }
+    const __m256i me = _mm256_setr_epi8(0, 0, 0, 1, 0, 4, 0, 5, 0, 8, 0, 9, 0, 12, 0, 13, 0, 0, 0,
+                                        1, 0, 4, 0, 5, 0, 8, 0, 9, 0, 12, 0, 13);
+    const __m256i mo = _mm256_add_epi8(me, _mm256_set1_epi8(2));
     for (int64_t b = 0; b < nb; b++) {
         if (pf)
             prefetch_span(pf + b * Q80V_R * bb, Q80V_R * bb);
@@ -119,10 +149,12 @@ ALWAYS_INLINE void q80v_unpack_kind(struct q80v_scratch *s, const uint8_t *w, si
         {
             const __m256i lo = _mm256_permute2x128_si256(h[i], h[4 + i], 0x20);
             const __m256i hi = _mm256_permute2x128_si256(h[i], h[4 + i], 0x31);
-            _mm256_store_si256(&o->w[i], lo);
-            _mm256_store_si256(&o->w[i + 4], hi);
-            _mm256_store_si256(&o->u[i], _mm256_abs_epi8(lo));
-            _mm256_store_si256(&o->u[i + 4], _mm256_abs_epi8(hi));
+            /* byte b of a dword to the high byte of a word, then the arithmetic shift: the
+             * weights sign-extended, (4k, 4k+1) in e and (4k+2, 4k+3) in o */
+            _mm256_store_si256(&o->e[i], _mm256_srai_epi16(_mm256_shuffle_epi8(lo, me), 8));
+            _mm256_store_si256(&o->e[i + 4], _mm256_srai_epi16(_mm256_shuffle_epi8(hi, me), 8));
+            _mm256_store_si256(&o->o[i], _mm256_srai_epi16(_mm256_shuffle_epi8(lo, mo), 8));
+            _mm256_store_si256(&o->o[i + 4], _mm256_srai_epi16(_mm256_shuffle_epi8(hi, mo), 8));
         }
         uint16_t d[Q80V_R]; /* the scale opens both block types */
         UNROLL for (int r = 0; r < Q80V_R; r++) d[r] = load_u16(x[r]);
@@ -134,33 +166,78 @@ ALWAYS_INLINE void q80v_unpack_kind(struct q80v_scratch *s, const uint8_t *w, si
     }
 }
 
-/* One token (its Q8_0 row at a, Q8_1 for KIND 41) against the unpacked panel; rows [0, nr)
- * of its outputs are stored at y. */
-ALWAYS_INLINE void q80v_run(const struct q80v_scratch *s, int64_t nb, const uint8_t *a, float *y,
-                            int nr, const int KIND)
+/* One token's activations (its Q8_0 row at a, Q8_1 for KIND 41) as int16 blocks into o. */
+ALWAYS_INLINE void q80v_convert(struct q80v_ablock *o, int64_t nb, const uint8_t *a, const int KIND)
 {
-    __m256 acc[8], summs = _mm256_setzero_ps();
-    UNROLL for (int k = 0; k < 8; k++) acc[k] = _mm256_setzero_ps();
-    const __m256i ones = _mm256_set1_epi16(1);
     const size_t ab = KIND == 41 ? sizeof(struct elm_block_q8_1) : sizeof(struct elm_block_q8_0);
     const size_t aq =
         KIND == 41 ? offsetof(struct elm_block_q8_1, qs) : offsetof(struct elm_block_q8_0, qs);
     for (int64_t b = 0; b < nb; b++) {
-        const struct q80v_block *p = &s->wb[b];
         const uint8_t *v = a + (size_t)b * ab; /* the scale first, then (Q8_1) s */
+        _mm256_storeu_si256((__m256i *)o[b].q,
+                            _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(v + aq))));
+        _mm256_storeu_si256((__m256i *)(o[b].q + 16),
+                            _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(v + aq + 16))));
+        o[b].d = h2f(load_u16(v));
+        o[b].s = KIND == 41 ? h2f(load_u16(v + 2)) : 0.0f;
+    }
+}
+
+/* The converted activations of the call's nt tokens at a (stride as): their first slot, found or
+ * made; NULL when they do not fit the buffer at all. */
+ALWAYS_INLINE const struct q80v_ablock *
+q80v_acts_get(struct q80v_acts *c, int64_t nb, const uint8_t *a, size_t as, int nt, const int KIND)
+{
+    int64_t i = -1;
+    const uintptr_t off = (uintptr_t)a - (uintptr_t)c->base; /* huge when a is below base */
+    if (c->base && as != 0 && c->as == as && c->nb == nb && c->kind == KIND && off % as == 0 &&
+        off / as < (uintptr_t)c->n + 1)
+        i = (int64_t)(off / as);
+    if (i >= 0 && i + nt <= c->n) /* met before */
+        return &c->slot[i * nb];
+    if (i != c->n || i + nt > c->cap) { /* not the next tokens, or no room for them: start over */
+        c->base = a;
+        c->as = as;
+        c->nb = nb;
+        c->kind = KIND;
+        c->n = 0;
+        c->cap =
+            (int64_t)((Q80V_ACT_BYTES - sizeof *c) / (sizeof(struct q80v_ablock) * (size_t)nb));
+        i = 0;
+        if (nt > c->cap)
+            return NULL;
+    }
+    for (int t = 0; t < nt; t++)
+        q80v_convert(&c->slot[(i + t) * nb], nb, a + (size_t)t * as, KIND);
+    c->n = i + nt;
+    return &c->slot[i * nb];
+}
+
+/* One token, its activations converted at t, against the unpacked panel; rows [0, nr) of its
+ * outputs are stored at y. */
+ALWAYS_INLINE void q80v_run(const struct q80v_scratch *s, int64_t nb, const struct q80v_ablock *t,
+                            float *y, int nr, const int KIND)
+{
+    __m256 acc[8], summs = _mm256_setzero_ps();
+    UNROLL for (int k = 0; k < 8; k++) acc[k] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const struct q80v_block *p = &s->wb[b];
+        const uint8_t *v = (const uint8_t *)t[b].q;
         /* d_w * d_a for the 8 rows, the reference's rounded product */
         const __m256 dd =
-            _mm256_mul_ps(_mm256_load_ps((const float *)&p->d), _mm256_set1_ps(h2f(load_u16(v))));
+            _mm256_mul_ps(_mm256_load_ps((const float *)&p->d), _mm256_broadcast_ss(&t[b].d));
         if (KIND == 41) /* summs = fmaf(m_w, s_a, summs), as the reference */
             summs = _mm256_fmadd_ps(_mm256_load_ps((const float *)&p->m),
-                                    _mm256_set1_ps(h2f(load_u16(v + 2))), summs);
+                                    _mm256_broadcast_ss(&t[b].s), summs);
         UNROLL for (int k = 0; k < 8; k++)
         {
-            const __m256i ak = _mm256_set1_epi32((int32_t)load_u32(v + aq + 4 * k));
-            const __m256i sa = _mm256_sign_epi8(ak, _mm256_load_si256(&p->w[k]));
-            const __m256i pr = _mm256_maddubs_epi16(_mm256_load_si256(&p->u[k]), sa);
-            const __m256 lane = _mm256_cvtepi32_ps(_mm256_madd_epi16(pr, ones));
-            acc[k] = _mm256_fmadd_ps(dd, lane, acc[k]);
+            /* lane k's exact integer: two int16 pair products of each row, added */
+            const __m256i ae = _mm256_set1_epi32((int32_t)load_u32(v + 8 * k));
+            const __m256i ao = _mm256_set1_epi32((int32_t)load_u32(v + 8 * k + 4));
+            const __m256i sum =
+                _mm256_add_epi32(_mm256_madd_epi16(_mm256_load_si256(&p->e[k]), ae),
+                                 _mm256_madd_epi16(_mm256_load_si256(&p->o[k]), ao));
+            acc[k] = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(sum), acc[k]);
         }
     }
     /* elm_hsum8 of each row's lanes: ((a0 + a4) + (a2 + a6)) + ((a1 + a5) + (a3 + a7)) */
@@ -187,10 +264,23 @@ ALWAYS_INLINE void q80v_tile(int64_t n, const void *w, size_t ws, int nr, const 
     const elm_tile_fn shared = KIND == 8 ? q8_0_tile : KIND == 50 ? q5_0_tile : q4_1_tile;
     struct q80v_scratch *s =
         q80v_scratch_p ? q80v_scratch_p : (q80v_scratch_p = elm_scratch_thread(sizeof *s));
+    struct q80v_acts *c = q80v_acts_p;
     const int64_t nb = n / ELM_QK;
-    if (s && (stream & ELM_TILE_FRESH)) /* a new matmul: what the pointer kept may have changed */
-        s->w = NULL;
-    if (!s || nt < Q80V_MIN_T || nr > Q80V_R || nb < 1 || nb > Q80V_MAX_BLOCKS) {
+    if (stream & ELM_TILE_FRESH) { /* a new matmul: what the pointers kept may have changed */
+        if (s)
+            s->w = NULL;
+        if (c)
+            c->base = NULL;
+    }
+    const struct q80v_ablock *t0 = NULL;
+    if (s && nt >= Q80V_MIN_T && nr <= Q80V_R && nb >= 1 && nb <= Q80V_MAX_BLOCKS) {
+        /* made on the first call with several tokens: a decode-only thread never pays for it */
+        if (!c)
+            c = q80v_acts_p = elm_scratch_thread(Q80V_ACT_BYTES);
+        if (c)
+            t0 = q80v_acts_get(c, nb, (const uint8_t *)a, as, nt, KIND);
+    }
+    if (!t0) {
         elm_tile_in_panels(shared, LEG_R, LEG_T, n, w, ws, nr, a, as, nt, y, ys, stream);
         return;
     }
@@ -204,7 +294,7 @@ ALWAYS_INLINE void q80v_tile(int64_t n, const void *w, size_t ws, int nr, const 
         s->kind = KIND;
     }
     for (int t = 0; t < nt; t++)
-        q80v_run(s, nb, (const uint8_t *)a + (size_t)t * as, y + t * ys, nr, KIND);
+        q80v_run(s, nb, t0 + t * nb, y + t * ys, nr, KIND);
 }
 
 static void q8_0_tile_wide(int64_t n, const void *w, size_t ws, int nr, const void *a, size_t as,
