@@ -539,24 +539,29 @@ ALWAYS_INLINE int64_t mix_wide(int64_t m, int64_t hd, float *lanes, const float 
 }
 #endif
 
+/* wr[0..m) = the weights w as the products take them: rounded to half for an F16 cache */
+ALWAYS_INLINE void mix_weights(float *wr, const float *w, int64_t m, const enum mix_kind kind)
+{
+    int64_t i = 0;
+    if (kind == MIX_F16) {
+        for (; i + 8 <= m; i += 8)
+            _mm256_storeu_ps(wr + i, _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_loadu_ps(w + i),
+                                                                     _MM_FROUND_TO_NEAREST_INT)));
+        for (; i < m; i++)
+            wr[i] = h2f(f2h(w[i]));
+    } else {
+        memcpy(wr, w, (size_t)m * sizeof *wr);
+    }
+}
+
 ALWAYS_INLINE void kv_mix_impl(int64_t n, int64_t hd, float *lanes, const float *w, const void *v,
                                int64_t v_stride, const enum mix_kind kind)
 {
     float wr[MIX_CHUNK];
     for (int64_t p0 = 0; p0 < n; p0 += MIX_CHUNK) {
         const int64_t m = n - p0 < MIX_CHUNK ? n - p0 : MIX_CHUNK;
-        /* the weights as the products take them: rounded to half for an F16 cache */
-        int64_t i = 0;
-        if (kind == MIX_F16) {
-            for (; i + 8 <= m; i += 8)
-                _mm256_storeu_ps(wr + i,
-                                 _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_loadu_ps(w + p0 + i),
-                                                                 _MM_FROUND_TO_NEAREST_INT)));
-            for (; i < m; i++)
-                wr[i] = h2f(f2h(w[p0 + i]));
-        } else {
-            memcpy(wr, w + p0, (size_t)m * sizeof *wr);
-        }
+        mix_weights(wr, w + p0, m, kind);
+        int64_t i;
         const char *vb = (const char *)v + p0 * v_stride;
         int64_t d = mix_wide(m, hd, lanes, wr, vb, v_stride, kind);
         for (; d + 8 <= hd; d += 8) {

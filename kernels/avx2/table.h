@@ -57,6 +57,9 @@ const struct elm_kernels ELM_VARIANT_TABLE = {
     .kv_mix = {[ELM_TYPE_F32] = simd_kv_mix_f32,
                [ELM_TYPE_F16] = simd_kv_mix_f16,
                [ELM_TYPE_Q8_0] = simd_kv_mix_q8_0},
+    .kv_mix_group = {[ELM_TYPE_F32] = simd_kv_mix_group_f32,
+                     [ELM_TYPE_F16] = simd_kv_mix_group_f16,
+                     [ELM_TYPE_Q8_0] = simd_kv_mix_group_q8_0},
     .kv_fold = simd_kv_fold,
 };
 
