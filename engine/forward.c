@@ -114,7 +114,7 @@ struct elm_work {
     float *lanes; /* [n_threads][group][MIX_LANES][head_dim] partial sums of the weighted V */
     const void **vpages; /* [n_threads][n_pages] a sequence's V pages of one KV head */
     size_t n_pages;      /* elm_kv_pages_for(n_ctx_max) */
-    void *qc;      /* [n_threads][qc_row] a query head converted to the cache type (F16, Q8_0) */
+    void *qc;            /* [n_threads][group][qc_row] query heads in the cache type (F16, Q8_0) */
     size_t qc_row; /* bytes per thread in qc: head_dim floats, more than any cache type needs */
     float *rope;   /* [n_rot] cos/sin table of one position */
     float *logits; /* [LOGIT_ROWS][n_vocab] */
@@ -167,7 +167,7 @@ int elm_work_create(const struct elm_model *m, int32_t n_batch, int32_t n_ctx_ma
     w->n_pages = (size_t)elm_kv_pages_for(n_ctx_max);
     w->vpages = malloc(nt * w->n_pages * sizeof *w->vpages);
     w->qc_row = hd * sizeof(float);
-    w->qc = malloc(nt * w->qc_row);
+    w->qc = malloc(nt * group * w->qc_row);
     w->rope = falloc((size_t)hp->n_rot);
     w->logits = falloc((size_t)LOGIT_ROWS * (size_t)hp->n_vocab);
     /* The widest activation row in any dot type: Q8_K needs 292 bytes per 256 values, Q8_0 34
@@ -323,53 +323,70 @@ static struct span span_of(const struct elm_hparams *hp, int layer, int32_t pos)
     return sp;
 }
 
-/* att[base..n) = softmax(q·K[lo..n) / sqrt(hd)) for one query head, with the positions of the
- * first page before lo at -inf (weight 0). koff locates the head's K rows in a page; qc is
- * scratch for the query in the cache's type. */
-static void head_weights(const struct elm_kernels *k, const struct elm_hparams *hp,
-                         const struct elm_kv *kv, const struct span *sp, size_t koff,
-                         const float *q, void *qc, float *att)
-{
-    const struct elm_kv_pool *pl = kv->pool;
-    const enum elm_type type = pl->type;
-    const int hd = hp->head_dim;
-    const size_t row = pl->row_bytes; /* bytes from one position to the next */
-    const void *qv = q;
-    if (type != ELM_TYPE_F32) {
-        k->from_float[type](q, qc, hd);
-        qv = qc;
-    }
-    const float scale = hp->q_scale;
-    const int32_t lo = sp->lo, n = sp->n;
-    for (int32_t p = sp->base; p < lo; p++)
-        att[p] = -INFINITY;
-    for (int32_t pg = sp->pg0; pg < sp->n_pages; pg++) {
-        const unsigned char *kb = elm_kv_page(pl, kv->table[pg]) + koff;
-        const int32_t p0 = pg * ELM_KV_PAGE, run = n - p0 < ELM_KV_PAGE ? n - p0 : ELM_KV_PAGE;
-        const int32_t i0 = p0 < lo ? lo - p0 : 0;
-        if (k->kv_dots[type])
-            k->kv_dots[type](hd, run - i0, &att[p0 + i0], kb + (size_t)i0 * row, (int64_t)row, qv);
-        else
-            for (int32_t i = i0; i < run; i++)
-                k->kv_dot[type](hd, &att[p0 + i], kb + (size_t)i * row, qv);
-        for (int32_t i = i0; i < run; i++)
-            att[p0 + i] *= scale;
-    }
-    if (hp->attn_softcap > 0)
-        elm_softcap(att + lo, n - lo, hp->attn_softcap);
-    /* the softmax sums in blocks from the start of its row: a page start keeps the blocks of
-     * a row that starts at position 0 */
-    k->softmax(att + sp->base, n - sp->base);
-}
-
 /* A thread's scratch for attend_group (struct elm_work's att, lanes, qc, vpages rows). */
 struct attn_scratch {
     float *att;          /* [g][att_stride] one row of weights per query head */
     size_t att_stride;   /* n_ctx_max */
     float *lanes;        /* [g][MIX_LANES][hd] */
-    void *qc;            /* one query head in the cache's type */
+    char *qc;            /* [g][qc_stride] the query heads in the cache's type */
+    size_t qc_stride;    /* bytes */
     const void **vpages; /* the V pages the sums run over */
 };
+
+/* att_j[base..n) = softmax(q_j·K[lo..n) / sqrt(hd)) for the g query heads j of one KV head
+ * (rows s->att + j * att_stride; q holds them hd apart), with the positions of the first page
+ * before lo at -inf (weight 0). koff locates the KV head's K rows in a page. The scores of a
+ * page come from one kv_dots_group for all the heads when the table has it (each K row
+ * converted once), else from kv_dots or kv_dot per head; the bits are the same. */
+static void group_weights(const struct elm_kernels *k, const struct elm_hparams *hp,
+                          const struct elm_kv *kv, const struct span *sp, size_t koff, int g,
+                          const float *q, const struct attn_scratch *s)
+{
+    const struct elm_kv_pool *pl = kv->pool;
+    const enum elm_type type = pl->type;
+    const int hd = hp->head_dim;
+    const size_t row = pl->row_bytes; /* bytes from one position to the next */
+    const char *qv = (const char *)q;
+    size_t qs = (size_t)hd * sizeof *q;
+    if (type != ELM_TYPE_F32) {
+        for (int j = 0; j < g; j++)
+            k->from_float[type](q + (size_t)j * hd, s->qc + j * s->qc_stride, hd);
+        qv = s->qc;
+        qs = s->qc_stride;
+    }
+    const int32_t lo = sp->lo, n = sp->n;
+    for (int32_t pg = sp->pg0; pg < sp->n_pages; pg++) {
+        const unsigned char *kb = elm_kv_page(pl, kv->table[pg]) + koff;
+        const int32_t p0 = pg * ELM_KV_PAGE, run = n - p0 < ELM_KV_PAGE ? n - p0 : ELM_KV_PAGE;
+        const int32_t i0 = p0 < lo ? lo - p0 : 0;
+        kb += (size_t)i0 * row;
+        if (g > 1 && k->kv_dots_group[type]) {
+            k->kv_dots_group[type](g, hd, run - i0, s->att + p0 + i0, (int64_t)s->att_stride, kb,
+                                   (int64_t)row, qv, (int64_t)qs);
+            continue;
+        }
+        for (int j = 0; j < g; j++) {
+            float *att = s->att + j * s->att_stride + p0;
+            if (k->kv_dots[type])
+                k->kv_dots[type](hd, run - i0, att + i0, kb, (int64_t)row, qv + j * qs);
+            else
+                for (int32_t i = i0; i < run; i++)
+                    k->kv_dot[type](hd, att + i, kb + (size_t)(i - i0) * row, qv + j * qs);
+        }
+    }
+    for (int j = 0; j < g; j++) {
+        float *att = s->att + j * s->att_stride;
+        for (int32_t p = sp->base; p < lo; p++)
+            att[p] = -INFINITY;
+        for (int32_t p = lo; p < n; p++)
+            att[p] *= hp->q_scale;
+        if (hp->attn_softcap > 0)
+            elm_softcap(att + lo, n - lo, hp->attn_softcap);
+        /* the softmax sums in blocks from the start of its row: a page start keeps the blocks
+         * of a row that starts at position 0 */
+        k->softmax(att + sp->base, n - sp->base);
+    }
+}
 
 /* out_j = softmax(q_j·K[0..pos] / sqrt(hd)) · V[0..pos] for the g query heads j of KV head kvh
  * of one token (q and out hold them hd apart), over the pages of its cache. The heads share
@@ -386,8 +403,7 @@ static void attend_group(const struct elm_kernels *k, const struct elm_hparams *
     const size_t row = pl->row_bytes, hl = (size_t)MIX_LANES * (size_t)hd;
     const size_t koff = (size_t)layer * pl->layer_bytes + (size_t)kvh * pl->head_bytes;
     const size_t voff = koff + (size_t)ELM_KV_PAGE * row;
-    for (int j = 0; j < g; j++)
-        head_weights(k, hp, kv, &sp, koff, q + (size_t)j * hd, s->qc, s->att + j * s->att_stride);
+    group_weights(k, hp, kv, &sp, koff, g, q, s);
     memset(s->lanes, 0, (size_t)g * hl * sizeof *s->lanes);
     if (k->kv_mix_group[type]) {
         for (int32_t pg = sp.pg0; pg < sp.n_pages; pg++)
@@ -436,7 +452,8 @@ static void attn_part(void *ctx, int th, int nth)
         .att = w->att + tw * (size_t)w->n_ctx_max,
         .att_stride = (size_t)w->n_ctx_max,
         .lanes = w->lanes + tw * MIX_LANES * (size_t)hd,
-        .qc = (char *)w->qc + (size_t)th * w->qc_row,
+        .qc = (char *)w->qc + tw * w->qc_row,
+        .qc_stride = w->qc_row,
         .vpages = w->vpages + (size_t)th * w->n_pages,
     };
     for (int j; (j = atomic_fetch_add_explicit(&a->next, 1, memory_order_relaxed)) < a->jobs;) {

@@ -544,6 +544,29 @@ static void test_ops(void **state)
             expect_floats("kv_dot", what, s2, s1, np);
         }
     }
+    /* kv_dots_group: each head's scores as kv_dot gives them, for head counts that fill a
+     * block of queries, more than one and a single head, over the same runs and dims */
+    static const int64_t dgs[] = {1, 2, 8, 11};
+    uint16_t *qg = xmalloc(11 * HD * sizeof *qg);
+    for (int64_t j = 0; j < 11 * HD; j++)
+        qg[j] = elm_f32_to_fp16(v[(NPOS - 12) * STRIDE + j]); /* rows the scores do not read */
+    for (size_t i = 0; i < sizeof kdims / sizeof *kdims && k->kv_dots_group[ELM_TYPE_F16]; i++)
+        for (size_t j = 0; j < sizeof nps / sizeof *nps; j++)
+            for (size_t a = 0; a < sizeof dgs / sizeof *dgs; a++) {
+                const int64_t n = kdims[i], np = nps[j], g = dgs[a];
+                float s1[11 * 32], s2[11 * 32];
+                for (int64_t h = 0; h < g; h++)
+                    for (int64_t p = 0; p < np; p++)
+                        ref->kv_dot[ELM_TYPE_F16](n, &s1[h * 32 + p], vh + 3 + p * STRIDE,
+                                                  qg + h * HD);
+                k->kv_dots_group[ELM_TYPE_F16](g, n, np, s2, 32, vh + 3, STRIDE * 2, qg, HD * 2);
+                for (int64_t h = 0; h < g; h++) {
+                    snprintf(what, sizeof what, "dots_group g=%lld n=%lld np=%lld h=%lld",
+                             (long long)g, (long long)n, (long long)np, (long long)h);
+                    expect_floats("kv_dot", what, s2 + h * 32, s1 + h * 32, np);
+                }
+            }
+    free(qg);
     /* Q8_0 cache rows: 256 values (8 blocks) per position, quantized as the cache stores them */
     enum { QROW = 8 * 34 };
     uint8_t *vq = xmalloc(NPOS * QROW), *qq = xmalloc(HD / 32 * 34);

@@ -1,21 +1,61 @@
-/* mix_group.h — kv_mix_group (kernels.h): the weighted sum of value rows for the query heads of
- * a GQA group at once. Compiled once per variant after ops.h, whose kv_mix it must match bit
- * for bit; included only by kernels/avx2/avx2.c and kernels/avx512/avx512.c.
+/* kv_group.h — attention over the cache for the query heads of a GQA group at once
+ * (kernels.h kv_dots_group, kv_mix_group). Compiled once per variant after ops.h, whose
+ * kv_dots and kv_mix they must match bit for bit; included only by kernels/avx2/avx2.c and
+ * kernels/avx512/avx512.c. The heads of a group read the same K and V rows, so each row is
+ * converted from F16 (or dequantized from Q8_0) once for all of them instead of once per head;
+ * the conversion is exact, so every product and every sum is the one kv_dot or kv_mix makes.
  *
- * The heads of a group weigh the same rows, so a row's values are converted (F16) or
- * dequantized (Q8_0) once and used by every head: per position and 8 outputs (16 with
- * AVX-512) one conversion, then a broadcast and an fma per head, where kv_mix per head pays the
- * conversion once per head. Each head keeps kv_mix's chains: lane l of output d advances through
+ * Scores: KVD_GROUP rows at a time are converted to F32 and ops.h's kvd_block runs on them for
+ * each head (heads in blocks of KVDG_HEADS, whose queries are converted once).
+ *
+ * Weighted sum: per position and 8 outputs (16 with AVX-512) one conversion, then a broadcast
+ * and an fma per head. Each head keeps kv_mix's chains: lane l of output d advances through
  * positions l, l + 16, ... in order, so the loops run lane by lane with the heads' accumulators
  * of one lane and output block in registers (heads in blocks of 8, 4 and 2: the registers an
  * AVX2 build has), and one lane's rows stay in L1 while its output blocks are walked. The lanes
  * are loaded and stored once per MIX_CHUNK positions rather than once per page as kv_mix per
  * page does. A single head left over takes kv_mix page by page.
  */
-#ifndef ELM_SIMD_MIX_GROUP_H
-#define ELM_SIMD_MIX_GROUP_H
+#ifndef ELM_SIMD_KV_GROUP_H
+#define ELM_SIMD_KV_GROUP_H
 
 #include "kernels/avx2/ops.h"
+
+/* ---- scores ---------------------------------------------------------------------------------- */
+
+#define KVDG_HEADS 8 /* queries converted at once */
+
+static void simd_kv_dots_group_f16(int64_t g, int64_t n, int64_t np, float *s, int64_t s_stride,
+                                   const void *k, int64_t k_stride, const void *q, int64_t q_stride)
+{
+    const char *kb = k, *qb = q;
+    if (g < 2 || n % 16 || n > KVD_MAX || np < KVD_GROUP) { /* nothing shared: kv_dots per head */
+        for (int64_t j = 0; j < g; j++)
+            simd_kv_dots_f16(n, np, s + j * s_stride, k, k_stride, qb + j * q_stride);
+        return;
+    }
+    float qf[KVDG_HEADS * KVD_MAX], kf[KVD_GROUP * KVD_MAX];
+    const int64_t nb = np - np % KVD_GROUP; /* positions in whole groups */
+    for (int64_t h = 0; h < g; h += KVDG_HEADS) {
+        const int64_t gh = g - h < KVDG_HEADS ? g - h : KVDG_HEADS;
+        for (int64_t j = 0; j < gh; j++)
+            f16_to_float(qb + (h + j) * q_stride, qf + j * n, n);
+        for (int64_t i = 0; i < nb; i += KVD_GROUP) {
+            for (int r = 0; r < KVD_GROUP; r++)
+                f16_to_float(kb + (i + r) * k_stride, kf + r * n, n);
+            for (int64_t j = 0; j < gh; j++)
+                kvd_block(n, s + (h + j) * s_stride + i, (const char *)kf,
+                          n * (int64_t)sizeof(float), qf + j * n, true);
+        }
+        for (int64_t j = 0; j < gh; j++) /* the positions past the last whole group */
+            for (int64_t i = nb; i < np; i++)
+                simd_kv_dot_f16(n, s + (h + j) * s_stride + i, kb + i * k_stride,
+                                qb + (h + j) * q_stride);
+    }
+}
+
+/* ---- weighted sum ------------------------------------------------------------------------------
+ */
 
 #define MIXG_HEADS 8 /* most heads whose accumulators are registers at once */
 
