@@ -123,8 +123,25 @@ struct elm_kernels {
      *   clear kv_dots[t] (elm_kernels_with_order does). */
     void (*kv_dots[ELM_TYPE_COUNT])(int64_t n, int64_t np, float *s, const void *k,
                                     int64_t k_stride, const void *q);
+    /* kv_dots_group: kv_dots for the g query heads of a GQA group over the same np rows:
+     *   s[j * s_stride + i] = what kv_dot gives for the row k + i * k_stride and the query
+     *   q + j * q_stride (bytes, in the cache type), j < g. A row is converted once for every
+     *   head. Optional, cleared like kv_dots. */
+    void (*kv_dots_group[ELM_TYPE_COUNT])(int64_t g, int64_t n, int64_t np, float *s,
+                                          int64_t s_stride, const void *k, int64_t k_stride,
+                                          const void *q, int64_t q_stride);
     void (*kv_mix[ELM_TYPE_COUNT])(int64_t n, int64_t hd, float *lanes, const float *w,
                                    const void *v, int64_t v_stride);
+    /* kv_mix_group: the g query heads of a GQA group over the same n value rows, for each head
+     *   j < g the bits kv_mix of the same table gives for its weights w + j * w_stride into its
+     *   lanes + j * 16 * hd (zeroed by the caller). Position p is row p % page (rows v_stride
+     *   bytes apart) of the page v[p / page]; page is a multiple of 16. One call covers all the
+     *   positions (no carrying over runs). A row's values are converted once for every head.
+     *   Optional (NULL: kv_mix per head and page); a table that replaces kv_mix[t] must clear
+     *   kv_mix_group[t] (elm_kernels_with_order does). */
+    void (*kv_mix_group[ELM_TYPE_COUNT])(int64_t g, int64_t n, int64_t hd, float *lanes,
+                                         const float *w, int64_t w_stride, const void *const *v,
+                                         int64_t page, int64_t v_stride);
     void (*kv_fold)(int64_t hd, const float *lanes, float *out);
 };
 

@@ -5,6 +5,7 @@
  * for AVX-512. simd.h says why; every kernel gives the reference's bits. */
 #include "kernels/avx2/float.h"
 #include "kernels/avx2/iq4.h"
+#include "kernels/avx2/kv_group.h"
 #include "kernels/avx2/ops.h"
 #include "kernels/avx2/q4_0_wide.h"
 #include "kernels/avx2/q6_k_wide.h"

@@ -371,16 +371,24 @@ static inline int kvd_pos(int j)
     return 4 * (j % 4) + j / 4;
 }
 
-static void kv_dots_group(int64_t n, float *s, const char *k, int64_t k_stride, const float *qf)
+/* Sixteen elements from i of a row: F16, or F32 when the rows were converted beforehand
+ * (kv_dots_group, kv_group.h; the conversion is exact, so the products are the same). */
+ALWAYS_INLINE __m512 kvd_load16(const char *row, int64_t i, const bool f32)
+{
+    if (f32)
+        return _mm512_loadu_ps((const float *)row + i);
+    return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(row + 2 * i)));
+}
+
+ALWAYS_INLINE void kvd_block(int64_t n, float *s, const char *k, int64_t k_stride, const float *qf,
+                             const bool f32)
 {
     __m512 A[16];
     UNROLL for (int j = 0; j < 16; j++) A[j] = _mm512_setzero_ps();
     for (int64_t i = 0; i < n; i += 16) {
         const __m512 q = _mm512_loadu_ps(qf + i);
         UNROLL for (int j = 0; j < 16; j++) A[j] =
-            _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256(
-                                (const __m256i *)(k + kvd_pos(j) * k_stride + 2 * i))),
-                            q, A[j]);
+            _mm512_fmadd_ps(kvd_load16(k + kvd_pos(j) * k_stride, i, f32), q, A[j]);
     }
     __m512 X[8], Y[4], Z[2];
     UNROLL for (int j = 0; j < 8; j++) /* lane l + lane l+8: [h(2j) | h(2j+1)] */
@@ -404,21 +412,27 @@ static inline int kvd_pos(int j)
 
 /* With 16 registers the low and high 8 lanes of the positions' accumulators are summed in two
  * walks over the row (the first add of elm_hsum16 is lo + hi). */
-static void kv_dots_group(int64_t n, float *s, const char *k, int64_t k_stride, const float *qf)
+ALWAYS_INLINE __m256 kvd_load8(const char *row, int64_t i, const bool f32)
+{
+    if (f32)
+        return _mm256_loadu_ps((const float *)row + i);
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(row + 2 * i)));
+}
+
+ALWAYS_INLINE void kvd_block(int64_t n, float *s, const char *k, int64_t k_stride, const float *qf,
+                             const bool f32)
 {
     __m256 L[8], H[8];
     UNROLL for (int j = 0; j < 8; j++) L[j] = H[j] = _mm256_setzero_ps();
     for (int64_t i = 0; i < n; i += 16) {
         const __m256 q = _mm256_loadu_ps(qf + i);
-        UNROLL for (int j = 0; j < 8; j++) L[j] = _mm256_fmadd_ps(
-            _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k + kvd_pos(j) * k_stride + 2 * i))),
-            q, L[j]);
+        UNROLL for (int j = 0; j < 8; j++) L[j] =
+            _mm256_fmadd_ps(kvd_load8(k + kvd_pos(j) * k_stride, i, f32), q, L[j]);
     }
     for (int64_t i = 8; i < n; i += 16) {
         const __m256 q = _mm256_loadu_ps(qf + i);
-        UNROLL for (int j = 0; j < 8; j++) H[j] = _mm256_fmadd_ps(
-            _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k + kvd_pos(j) * k_stride + 2 * i))),
-            q, H[j]);
+        UNROLL for (int j = 0; j < 8; j++) H[j] =
+            _mm256_fmadd_ps(kvd_load8(k + kvd_pos(j) * k_stride, i, f32), q, H[j]);
     }
     __m256 Y[4], Z[2];
     UNROLL for (int j = 0; j < 8; j++) L[j] = _mm256_add_ps(L[j], H[j]);
@@ -433,6 +447,12 @@ static void kv_dots_group(int64_t n, float *s, const char *k, int64_t k_stride, 
 }
 #endif
 
+/* the scores of KVD_GROUP positions of an F16 cache */
+static void kv_dots_group(int64_t n, float *s, const char *k, int64_t k_stride, const float *qf)
+{
+    kvd_block(n, s, k, k_stride, qf, false);
+}
+
 static void simd_kv_dots_f16(int64_t n, int64_t np, float *s, const void *k, int64_t k_stride,
                              const void *q)
 {
@@ -440,9 +460,7 @@ static void simd_kv_dots_f16(int64_t n, int64_t np, float *s, const void *k, int
     int64_t i = 0;
     if (n % 16 == 0 && n <= KVD_MAX && np >= KVD_GROUP) {
         float qf[KVD_MAX];
-        for (int64_t e = 0; e < n; e += 8)
-            _mm256_storeu_ps(qf + e, _mm256_cvtph_ps(_mm_loadu_si128(
-                                         (const __m128i *)((const uint16_t *)q + e))));
+        f16_to_float(q, qf, n);
         for (; i + KVD_GROUP <= np; i += KVD_GROUP)
             kv_dots_group(n, s + i, kb + i * k_stride, k_stride, qf);
     }
@@ -539,24 +557,29 @@ ALWAYS_INLINE int64_t mix_wide(int64_t m, int64_t hd, float *lanes, const float 
 }
 #endif
 
+/* wr[0..m) = the weights w as the products take them: rounded to half for an F16 cache */
+ALWAYS_INLINE void mix_weights(float *wr, const float *w, int64_t m, const enum mix_kind kind)
+{
+    int64_t i = 0;
+    if (kind == MIX_F16) {
+        for (; i + 8 <= m; i += 8)
+            _mm256_storeu_ps(wr + i, _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_loadu_ps(w + i),
+                                                                     _MM_FROUND_TO_NEAREST_INT)));
+        for (; i < m; i++)
+            wr[i] = h2f(f2h(w[i]));
+    } else {
+        memcpy(wr, w, (size_t)m * sizeof *wr);
+    }
+}
+
 ALWAYS_INLINE void kv_mix_impl(int64_t n, int64_t hd, float *lanes, const float *w, const void *v,
                                int64_t v_stride, const enum mix_kind kind)
 {
     float wr[MIX_CHUNK];
     for (int64_t p0 = 0; p0 < n; p0 += MIX_CHUNK) {
         const int64_t m = n - p0 < MIX_CHUNK ? n - p0 : MIX_CHUNK;
-        /* the weights as the products take them: rounded to half for an F16 cache */
-        int64_t i = 0;
-        if (kind == MIX_F16) {
-            for (; i + 8 <= m; i += 8)
-                _mm256_storeu_ps(wr + i,
-                                 _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_loadu_ps(w + p0 + i),
-                                                                 _MM_FROUND_TO_NEAREST_INT)));
-            for (; i < m; i++)
-                wr[i] = h2f(f2h(w[p0 + i]));
-        } else {
-            memcpy(wr, w + p0, (size_t)m * sizeof *wr);
-        }
+        mix_weights(wr, w + p0, m, kind);
+        int64_t i;
         const char *vb = (const char *)v + p0 * v_stride;
         int64_t d = mix_wide(m, hd, lanes, wr, vb, v_stride, kind);
         for (; d + 8 <= hd; d += 8) {

@@ -54,9 +54,13 @@ const struct elm_kernels ELM_VARIANT_TABLE = {
                [ELM_TYPE_F16] = simd_kv_dot_f16,
                [ELM_TYPE_Q8_0] = q8_0_vec_dot},
     .kv_dots = {[ELM_TYPE_F16] = simd_kv_dots_f16},
+    .kv_dots_group = {[ELM_TYPE_F16] = simd_kv_dots_group_f16},
     .kv_mix = {[ELM_TYPE_F32] = simd_kv_mix_f32,
                [ELM_TYPE_F16] = simd_kv_mix_f16,
                [ELM_TYPE_Q8_0] = simd_kv_mix_q8_0},
+    .kv_mix_group = {[ELM_TYPE_F32] = simd_kv_mix_group_f32,
+                     [ELM_TYPE_F16] = simd_kv_mix_group_f16,
+                     [ELM_TYPE_Q8_0] = simd_kv_mix_group_q8_0},
     .kv_fold = simd_kv_fold,
 };
 

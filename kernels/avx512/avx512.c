@@ -7,6 +7,7 @@
  * for lane (simd.h). dispatch.c offers this variant only when the CPU and OS support all of it. */
 #include "kernels/avx2/float.h"
 #include "kernels/avx2/iq4.h"
+#include "kernels/avx2/kv_group.h"
 #include "kernels/avx2/ops.h"
 #include "kernels/avx2/q_k.h"
 #include "kernels/avx2/q_legacy.h"

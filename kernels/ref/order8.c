@@ -171,8 +171,11 @@ void elm_kernels_with_order(struct elm_kernels *dst, const struct elm_kernels *b
     dst->silu_mul = elm_ref8_silu_mul;
     dst->kv_dot[ELM_TYPE_F32] = elm_ref8_kv_dot_f32;
     dst->kv_dot[ELM_TYPE_F16] = elm_ref8_kv_dot_f16;
-    for (int t = 0; t < ELM_TYPE_COUNT; t++) /* they were the base's kv_dot's */
+    for (int t = 0; t < ELM_TYPE_COUNT; t++) { /* they were the base's kv_dot's and kv_mix's */
         dst->kv_dots[t] = NULL;
+        dst->kv_dots_group[t] = NULL;
+        dst->kv_mix_group[t] = NULL;
+    }
     dst->kv_mix[ELM_TYPE_F32] = elm_ref8_kv_mix_f32;
     dst->kv_mix[ELM_TYPE_F16] = elm_ref8_kv_mix_f16;
     dst->kv_mix[ELM_TYPE_Q8_0] = elm_ref8_kv_mix_q8_0;

@@ -396,6 +396,56 @@ static void test_matmul(void **state)
 
 /* ---- operations ------------------------------------------------------------------------------ */
 
+/* kv_mix_group against the reference kv_mix run head by head and page by page (pages of 32,
+ * as the cache holds them, given in reverse order so that a kernel reading them as one run
+ * would fail; the reversed pages of 268 positions fit the 300 rows): group sizes that take every
+ * block of heads (8, 4, 2 and a single head left), outputs past the last whole vector, a first page
+ * partly outside a sliding window (weights 0) and a partial last page. base/stride: the value rows
+ * of cache type t. */
+static void check_kv_mix_group(const struct elm_kernels *k, enum elm_type t, const char *base,
+                               int64_t stride, int64_t max_hd)
+{
+    enum { PAGE = 32, MAXG = 15, MAXN = 268, MAXHD = 128 };
+    static const int64_t gs[] = {1, 2, 3, 7, 8, 15};
+    static const int64_t npos[] = {1, 5, 16, 33, 100, 268};
+    static const int64_t hds[] = {8, 24, 32, 64, 96, 128};
+    const struct elm_kernels *ref = &elm_kernels_ref;
+    float *w = xmalloc(MAXG * MAXN * sizeof *w);
+    float *l1 = xmalloc(MAXG * 16 * MAXHD * sizeof *l1),
+          *l2 = xmalloc(MAXG * 16 * MAXHD * sizeof *l2);
+    const void *pages[(MAXN + PAGE - 1) / PAGE];
+    char what[160];
+    for (size_t a = 0; a < sizeof gs / sizeof *gs; a++)
+        for (size_t b = 0; b < sizeof npos / sizeof *npos; b++)
+            for (size_t c = 0; c < sizeof hds / sizeof *hds; c++) {
+                const int64_t g = gs[a], n = npos[b], hd = hds[c];
+                if (hd > max_hd || (t == ELM_TYPE_Q8_0 && hd % 32))
+                    continue;
+                const int64_t np = (n + PAGE - 1) / PAGE;
+                for (int64_t p = 0; p < np; p++)
+                    pages[p] = base + (np - 1 - p) * PAGE * stride;
+                for (int64_t j = 0; j < g; j++) {
+                    fill(w + j * MAXN, n, 90 + (uint64_t)(j + g * n), 0);
+                    ref->softmax(w + j * MAXN, n);
+                    for (int64_t p = 0; p < n && p < 7; p++) /* the window's masked start */
+                        w[j * MAXN + p] = 0.0f;
+                }
+                memset(l1, 0, (size_t)(g * 16 * hd) * sizeof *l1);
+                for (int64_t j = 0; j < g; j++)
+                    for (int64_t p0 = 0; p0 < n; p0 += PAGE)
+                        ref->kv_mix[t](n - p0 < PAGE ? n - p0 : PAGE, hd, l1 + j * 16 * hd,
+                                       w + j * MAXN + p0, pages[p0 / PAGE], stride);
+                memset(l2, 0, (size_t)(g * 16 * hd) * sizeof *l2);
+                k->kv_mix_group[t](g, n, hd, l2, w, MAXN, pages, PAGE, stride);
+                snprintf(what, sizeof what, "%s kv_mix_group %s g=%lld n=%lld hd=%lld", k->name,
+                         elm_type_get(t)->name, (long long)g, (long long)n, (long long)hd);
+                expect_floats("kv_mix", what, l2, l1, g * 16 * hd);
+            }
+    free(w);
+    free(l1);
+    free(l2);
+}
+
 static void test_ops(void **state)
 {
     const struct elm_kernels *k = variant_or_skip(state), *ref = &elm_kernels_ref;
@@ -494,6 +544,29 @@ static void test_ops(void **state)
             expect_floats("kv_dot", what, s2, s1, np);
         }
     }
+    /* kv_dots_group: each head's scores as kv_dot gives them, for head counts that fill a
+     * block of queries, more than one and a single head, over the same runs and dims */
+    static const int64_t dgs[] = {1, 2, 8, 11};
+    uint16_t *qg = xmalloc(11 * HD * sizeof *qg);
+    for (int64_t j = 0; j < 11 * HD; j++)
+        qg[j] = elm_f32_to_fp16(v[(NPOS - 12) * STRIDE + j]); /* rows the scores do not read */
+    for (size_t i = 0; i < sizeof kdims / sizeof *kdims && k->kv_dots_group[ELM_TYPE_F16]; i++)
+        for (size_t j = 0; j < sizeof nps / sizeof *nps; j++)
+            for (size_t a = 0; a < sizeof dgs / sizeof *dgs; a++) {
+                const int64_t n = kdims[i], np = nps[j], g = dgs[a];
+                float s1[11 * 32], s2[11 * 32];
+                for (int64_t h = 0; h < g; h++)
+                    for (int64_t p = 0; p < np; p++)
+                        ref->kv_dot[ELM_TYPE_F16](n, &s1[h * 32 + p], vh + 3 + p * STRIDE,
+                                                  qg + h * HD);
+                k->kv_dots_group[ELM_TYPE_F16](g, n, np, s2, 32, vh + 3, STRIDE * 2, qg, HD * 2);
+                for (int64_t h = 0; h < g; h++) {
+                    snprintf(what, sizeof what, "dots_group g=%lld n=%lld np=%lld h=%lld",
+                             (long long)g, (long long)n, (long long)np, (long long)h);
+                    expect_floats("kv_dot", what, s2 + h * 32, s1 + h * 32, np);
+                }
+            }
+    free(qg);
     /* Q8_0 cache rows: 256 values (8 blocks) per position, quantized as the cache stores them */
     enum { QROW = 8 * 34 };
     uint8_t *vq = xmalloc(NPOS * QROW), *qq = xmalloc(HD / 32 * 34);
@@ -553,10 +626,19 @@ static void test_ops(void **state)
         }
     }
     free(lanes);
+    /* the group kernels, where the variant has them: the value rows at the offsets kv_mix
+     * takes them from above */
+    if (k->kv_mix_group[ELM_TYPE_F32])
+        check_kv_mix_group(k, ELM_TYPE_F32, (const char *)(v + 8), STRIDE * 4, HD);
+    if (k->kv_mix_group[ELM_TYPE_F16])
+        check_kv_mix_group(k, ELM_TYPE_F16, (const char *)(vh + 8), STRIDE * 2, HD);
+    if (k->kv_mix_group[ELM_TYPE_Q8_0])
+        check_kv_mix_group(k, ELM_TYPE_Q8_0, (const char *)(vq + 34), QROW, 7 * 32);
     free(vq);
     free(qq);
-    print_message("%s: rmsnorm, softmax, silu_mul, rope, kv_dot, kv_mix bit-identical to ref\n",
-                  k->name);
+    print_message(
+        "%s: rmsnorm, softmax, silu_mul, rope, kv_dot, kv_mix(_group) bit-identical to ref\n",
+        k->name);
     free(v);
     free(w);
     free(vh);
