@@ -16,7 +16,8 @@
 # and stays so for a second or more until a probe, and in a run shorter than that one such sample
 # decides the cell (small-110m's 8 x 32 served tokens took 0.4 s). small-110m: tg 512, 256 tokens
 # per client (idle: 2.2 s of tg, 1 client 1 s, 8 clients 3.5 s; busy about 3x that);
-# tinyllama-1.1b: tg 64, 32 tokens per client (2.6 s, 1.1 s, 4.3 s idle). WAIT_TG and
+# tinyllama-1.1b: tg 64, 128 tokens per client (2.6 s of tg; 1 client ~5 s, 8 clients ~13 s idle;
+# with 32 a client the idle cells, ~1 and ~4 s, missed where 128 met). WAIT_TG and
 # WAIT_PREDICT set one length for every shape.
 # The policies alternate: WAIT_REPS (default 3) rounds, each running every policy once (one
 # repetition after elm-bench's warm-up, the order rotating from round to round), so a
@@ -82,7 +83,7 @@ row() {
 lengths() { # $1 shape: sets tg, predict and ctx (a session's context: the prompt and predict)
     case "$1" in
     small-110m) tg=512 predict=256 ;;
-    *) tg=64 predict=32 ;;
+    *) tg=64 predict=128 ;;
     esac
     tg=${WAIT_TG:-$tg}
     predict=${WAIT_PREDICT:-$predict}
