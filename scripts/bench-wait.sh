@@ -25,8 +25,8 @@
 # the median of the rounds' own ratios (docs/benchmarks.md's rule for comparisons).
 # Busy rounds skip active by default (WAIT_BUSY_ACTIVE=1 runs it): no target compares with it,
 # it is the 3x-slower case auto exists to avoid, and it alone would take most of the time
-# (8 clients of small-110m at 62 t/s). A whole run takes about 5 min a round on a quiet
-# machine (25 min at WAIT_REPS=5).
+# (8 clients of small-110m at 62 t/s). A whole run takes about 9 min a round on a quiet
+# machine (55 min at WAIT_REPS=6, 2026-12-03).
 # WAIT_SHAPES, WAIT_LOADS (idle busy), WAIT_BENCHES (model serve) and WAIT_POLICIES (passive
 # active auto) narrow what is measured (a first look: WAIT_SHAPES=small-110m; the busy serve
 # cells alone: WAIT_LOADS=busy WAIT_BENCHES=serve WAIT_POLICIES="passive auto"); a narrowed run
@@ -67,18 +67,21 @@ stop_busy() {
 trap 'stop_busy; serve_stop; rm -rf "$tmp"' EXIT
 trap 'exit 1' INT TERM
 
-# Results go to $tmp/r as lines "shape load bench policy round t/s over samples": over and
-# samples are the pool's samples of the machine in that run and those over the busy line
-# (elm-bench's "threads' waiting" column, common/pool.h; every policy samples), so the table can
-# say how often auto found the machine busy, and how often passive's sleeping threads waited
-# over the line all the same (their own wake-ups: why auto does not trust sleeping samples), and
-# how many probes auto ran and how many found free cores (elmd's STATS carries them for serve).
+# Results go to $tmp/r as lines "shape load bench policy round t/s over samples probes free
+# spinsleeps": over and samples are the pool's samples of the machine in that run and those over
+# the busy line (elm-bench's "threads' waiting" column, common/pool.h; every policy samples), so
+# the table can say how often auto found the machine busy, and how often passive's sleeping
+# threads waited over the line all the same (their own wake-ups: why auto does not trust sleeping
+# samples), how many probes auto ran and how many found free cores (elmd's STATS carries them
+# for serve), and how often a spinning thread spun its whole budget in vain and slept (where
+# auto, spinning 1 ms, and active, 0.2 s, differ on a machine auto finds free).
 : >"$tmp/r"
-# prints the row's t/s (column $1) and the over and samples counts of its waiting column ($2)
+# prints the row's t/s (column $1) and the counts of its waiting column ($2)
 row() {
     awk -F, -v c="$1" -v w="$2" -v pre="$3" '$1 == t {
         split($w, a, /[ \/]/); pr = $w; sub(/.*probes /, "", pr); split(pr, b, /[ (]+/)
-        print pre ($1 == "serve" ? " serve-" $3 : " model"), $c, a[2], a[3], b[1] + 0, b[2] + 0 }' t="$4"
+        sp = $w; sub(/.*sleeps \(/, "", sp); sub(/ after.*/, "", sp)
+        print pre ($1 == "serve" ? " serve-" $3 : " model"), $c, a[2], a[3], b[1] + 0, b[2] + 0, sp + 0 }' t="$4"
 }
 lengths() { # $1 shape: sets tg, predict and ctx (a session's context: the prompt and predict)
     case "$1" in
@@ -94,7 +97,7 @@ measure() { # $1 shape, $2 load, $3 policy, $4 round
     case " $benches " in *" model "*) ;; *) measure_serve "$@"; return ;; esac
     if ELM_WAIT=$3 "$bench" --csv --reps 1 model --synth "$1:q4_0" --pp 16 --tg "$tg" \
         >"$tmp/out" 2>"$tmp/err"; then
-        row 12 15 "$1 $2" model <"$tmp/out" | awk -v p="$3" -v r="$4" '{ print $1, $2, $3, p, r, $4, $5, $6, $7, $8 }' >>"$tmp/r"
+        row 12 15 "$1 $2" model <"$tmp/out" | awk -v p="$3" -v r="$4" '{ print $1, $2, $3, p, r, $4, $5, $6, $7, $8, $9 }' >>"$tmp/r"
     else
         failed "$1 $2 model $3 $4"
     fi
@@ -109,7 +112,7 @@ measure_serve() { # as measure
     serve_policy "$3"
     if "$bench" --csv --reps 1 serve --runtime-dir "$run" --clients 1,8 \
         --n-predict "$predict" --ctx "$ctx" >"$tmp/out" 2>"$tmp/err"; then
-        row 6 16 "$1 $2" serve <"$tmp/out" | awk -v p="$3" -v r="$4" '{ print $1, $2, $3, p, r, $4, $5, $6, $7, $8 }' >>"$tmp/r"
+        row 6 16 "$1 $2" serve <"$tmp/out" | awk -v p="$3" -v r="$4" '{ print $1, $2, $3, p, r, $4, $5, $6, $7, $8, $9 }' >>"$tmp/r"
     else
         failed "$1 $2 serve-1 $3 $4"
         failed "$1 $2 serve-8 $3 $4"
@@ -196,30 +199,31 @@ awk '
         if (!(key in seen)) { seen[key] = 1; order[n++] = key }
         tried[key " " $4] = 1
         if ($6 != "failed") { vals[key " " $4] = vals[key " " $4] " " $6; v[key " " $4 " " $5] = $6 }
-        if ($8 != "") { over[key " " $4] += $7; samples[key " " $4] += $8; probes[key " " $4] += $9; free[key " " $4] += $10 }
+        if ($8 != "") { over[key " " $4] += $7; samples[key " " $4] += $8; probes[key " " $4] += $9; free[key " " $4] += $10; spins[key " " $4] += $11 }
         if ($5 + 0 > rounds) rounds = $5 + 0
     }
     END {
-        print "| shape | load | bench | passive t/s | active t/s | auto t/s | auto / target | target | samples over: passive | auto | auto probes (free) |"
-        print "|---|---|---|---:|---:|---:|---:|---|---:|---:|---:|"
+        print "| shape | load | bench | passive t/s | active t/s | auto t/s | auto / target | target | rounds: auto / target | samples over: passive | auto | auto probes (free) | sleeps after a spin: auto (target) |"
+        print "|---|---|---|---:|---:|---:|---:|---|---|---:|---:|---:|---:|"
         for (i = 0; i < n; i++) {
             split(order[i], k, " ")
             if (k[2] == "idle") { ref = "active"; want = 0.95 } else { ref = "passive"; want = 0.90 }
-            ratios = ""
+            ratios = ""; shown = ""
             for (r = 1; r <= rounds; r++) {
                 a = v[order[i] " auto " r]; t = v[order[i] " " ref " " r]
-                if (a != "" && t + 0 > 0) ratios = ratios " " a / t
+                if (a != "" && t + 0 > 0) { ratios = ratios " " a / t; shown = shown (shown == "" ? "" : ", ") sprintf("%.2f", a / t) }
             }
             rm = median(ratios)
             rs = rm != "" ? sprintf("%.2f %s", rm, rm >= want ? "met" : "missed") : \
                 (order[i] " auto") in tried && (order[i] " " ref) in tried ? "failed" : "-"
             b = k[3]; sub(/^serve-/, "serve, ", b); if (b == "model") b = "model (tg)"; else b = b (b == "serve, 1" ? " client" : " clients")
-            printf "| %s | %s | %s | %s | %s | %s | %s | >= %.2f of %s | %d of %d | %d of %d | %s |\n", k[1], k[2], b,
+            printf "| %s | %s | %s | %s | %s | %s | %s | >= %.2f of %s | %s | %d of %d | %d of %d | %s | %d (%d) |\n", k[1], k[2], b,
                 f(median(vals[order[i] " passive"]), order[i] " passive"),
                 f(median(vals[order[i] " active"]), order[i] " active"),
-                f(median(vals[order[i] " auto"]), order[i] " auto"), rs, want, ref, over[order[i] " passive"],
+                f(median(vals[order[i] " auto"]), order[i] " auto"), rs, want, ref, shown, over[order[i] " passive"],
                 samples[order[i] " passive"], over[order[i] " auto"], samples[order[i] " auto"],
-                sprintf("%d (%d)", probes[order[i] " auto"], free[order[i] " auto"])
+                sprintf("%d (%d)", probes[order[i] " auto"], free[order[i] " auto"]),
+                spins[order[i] " auto"], spins[order[i] " " ref]
         }
     }' "$tmp/r" >"$tmp/table"
 {
