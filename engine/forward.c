@@ -1,5 +1,6 @@
 /* forward.c — the batched forward pass of the decoders (llama, qwen2, phi3, gemma2), plus the
- * scratch buffers it uses and the reads and writes of the paged KV cache (kv_impl.h).
+ * scratch buffers it uses. Attention over the paged KV cache, and the store into it, are
+ * attention.c's.
  *
  * Read it top to bottom as the math of one layer:
  *   h = rmsnorm(x)
@@ -10,22 +11,11 @@
  * GELU for gemma2; the bracketed steps are gemma2's, as are the scaled embedding, the soft-capped
  * attention scores and the sliding window on even layers (phi3 has the window on every layer).
  *
- * The sliding window is a mask, as in llama.cpp: a query at position i sees keys j with
- * i - n_swa < j <= i. Every position stays in the cache; the scores and the weighted sum start at
- * the page of the window's first position, with the positions before it in that page masked,
- * which gives the bits of a sum over the whole cache with those weights 0.
- *
  * Every operation that rounds goes through the kernel table (m->k: matmuls, norms, rotary
  * embedding, softmax, SiLU, attention over the cache), whose reference versions reproduce the
  * floats of the llama.cpp build the zoo references came from (docs/kernels.md). What is left
  * here rounds the same on every machine: the residual and bias additions, the attention scale
  * (a power of two for the usual head sizes) and the conversion to an F16 cache.
- *
- * Attention walks a sequence's cache page by page (ELM_KV_PAGE positions each): the scores
- * position by position, then the weighted sum of V over the pages into 16 lanes per output
- * that only the final fold combines (kernels.h kv_mix), so a paged cache gives the bits of a
- * contiguous one. The query heads that share a KV head (GQA) are one job, so the weighted sum
- * reads and converts each V row once for all of them (kv_mix_group).
  *
  * Observing (elm_work_set_observer): an observer attached to the work area sees every matmul's
  * F32 input rows, which is how `elmctl imatrix` collects its statistics without the pass knowing.
@@ -45,83 +35,38 @@
  */
 #include <errno.h>
 #include <math.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "common/pool.h"
 #include "elm/status.h"
+#include "engine/attention.h"
 #include "engine/kv.h"
 #include "engine/kv_impl.h"
 #include "engine/model.h"
 #include "engine/ops.h"
 #include "engine/prof.h"
 #include "engine/rows.h"
-#include "kernels/fp16.h"
-
-/* ---- KV cache ------------------------------------------------------------------------------ */
-
-/* Where layer `layer` of position pos keeps its K row (V is ELM_KV_PAGE rows further). The
- * caller has checked that pos is backed by a page. */
-static unsigned char *kv_row(const struct elm_kv *kv, int layer, int32_t pos)
-{
-    const struct elm_kv_pool *p = kv->pool;
-    return elm_kv_page(p, kv->table[pos / ELM_KV_PAGE]) + (size_t)layer * p->layer_bytes +
-           (size_t)(pos % ELM_KV_PAGE) * p->row_bytes;
-}
-
-/* Stores the layer's n K and V values (its n_head_kv heads; a pruned layer may fill only the
- * front of the pool's kv_dim-wide rows, which its attention alone reads). */
-static void kv_store(const struct elm_kernels *k, struct elm_kv *kv, int layer, int32_t pos,
-                     const float *kr, const float *vr, int n)
-{
-    const struct elm_kv_pool *p = kv->pool;
-    unsigned char *kd = kv_row(kv, layer, pos), *vd = kd + (size_t)ELM_KV_PAGE * p->row_bytes;
-    switch (p->type) {
-    case ELM_TYPE_F32:
-        memcpy(kd, kr, (size_t)n * sizeof(float));
-        memcpy(vd, vr, (size_t)n * sizeof(float));
-        break;
-    case ELM_TYPE_F16:
-        for (int i = 0; i < n; i++) {
-            ((uint16_t *)kd)[i] = elm_f32_to_fp16(kr[i]);
-            ((uint16_t *)vd)[i] = elm_f32_to_fp16(vr[i]);
-        }
-        break;
-    default: /* Q8_0: as llama.cpp copies into a q8_0 cache, with the activation quantizer;
-              * head_dim is a multiple of 32, so the blocks of a row are the blocks of its heads */
-        k->from_float[p->type](kr, kd, n);
-        k->from_float[p->type](vr, vd, n);
-        break;
-    }
-}
 
 /* ---- scratch ------------------------------------------------------------------------------- */
 
 #define LOGIT_ROWS 16 /* output rows computed per output matmul (bounds the logits scratch) */
-#define MIX_LANES  16 /* partial sums per attention output (kernels.h kv_mix) */
 
 struct elm_work {
     int32_t n_batch;
     int32_t n_ctx_max;
     int n_threads;
-    float *x;     /* [n_batch][n_embd]  residual stream */
-    float *xb;    /* [n_batch][max(n_embd, qdim)] normed input / attention output */
-    float *q;     /* [n_batch][max(qdim, n_embd)] */
-    float *k;     /* [n_batch][kvdim] */
-    float *v;     /* [n_batch][kvdim] */
-    float *hb;    /* [n_batch][n_ff] gate, then silu(gate) * up */
-    float *hb2;   /* [n_batch][n_ff] up */
-    int group;    /* the most query heads sharing a KV head in any layer */
-    float *att;   /* [n_threads][group][n_ctx_max] attention weights per thread and head */
-    float *lanes; /* [n_threads][group][MIX_LANES][head_dim] partial sums of the weighted V */
-    const void **vpages; /* [n_threads][n_pages] a sequence's V pages of one KV head */
-    size_t n_pages;      /* elm_kv_pages_for(n_ctx_max) */
-    void *qc;            /* [n_threads][group][qc_row] query heads in the cache type (F16, Q8_0) */
-    size_t qc_row; /* bytes per thread in qc: head_dim floats, more than any cache type needs */
-    float *rope;   /* [n_batch][n_rot] cos/sin tables of the pass's positions */
-    float *logits; /* [LOGIT_ROWS][n_vocab] */
+    float *x;                     /* [n_batch][n_embd]  residual stream */
+    float *xb;                    /* [n_batch][max(n_embd, qdim)] normed input / attention output */
+    float *q;                     /* [n_batch][max(qdim, n_embd)] */
+    float *k;                     /* [n_batch][kvdim] */
+    float *v;                     /* [n_batch][kvdim] */
+    float *hb;                    /* [n_batch][n_ff] gate, then silu(gate) * up */
+    float *hb2;                   /* [n_batch][n_ff] up */
+    struct elm_attn_scratch attn; /* attention.c's, per compute thread */
+    float *rope;                  /* [n_batch][n_rot] cos/sin tables of the pass's positions */
+    float *logits;                /* [LOGIT_ROWS][n_vocab] */
     void *aq;      /* activations quantized to a dot type: [n_batch][row bytes of widest row] */
     size_t aq_row; /* bytes per row in aq */
     struct elm_prof *prof;          /* borrowed; NULL: not profiling */
@@ -151,7 +96,6 @@ int elm_work_create(const struct elm_model *m, int32_t n_batch, int32_t n_ctx_ma
     w->n_batch = n_batch;
     w->n_ctx_max = n_ctx_max;
     w->n_threads = m->n_threads;
-    size_t nt = (size_t)w->n_threads;
     w->x = falloc(nb * E);
     w->xb = falloc(nb * wide);
     w->q = falloc(nb * (qdim > E ? qdim : E)); /* also the Wo and Wdown outputs */
@@ -159,27 +103,14 @@ int elm_work_create(const struct elm_model *m, int32_t n_batch, int32_t n_ctx_ma
     w->v = falloc(nb * kvdim);
     w->hb = falloc(nb * (size_t)hp->n_ff);
     w->hb2 = falloc(nb * (size_t)hp->n_ff);
-    w->group = 1;
-    for (int32_t i = 0; i < hp->n_layer; i++) {
-        const struct elm_layer *l = &m->layers[i];
-        if (l->n_head_kv > 0 && l->n_head / l->n_head_kv > w->group)
-            w->group = l->n_head / l->n_head_kv;
-    }
-    const size_t group = (size_t)w->group;
-    w->att = falloc(nt * group * (size_t)n_ctx_max);
-    w->lanes = falloc(nt * group * MIX_LANES * hd);
-    w->n_pages = (size_t)elm_kv_pages_for(n_ctx_max);
-    w->vpages = malloc(nt * w->n_pages * sizeof *w->vpages);
-    w->qc_row = hd * sizeof(float);
-    w->qc = malloc(nt * group * w->qc_row);
     w->rope = falloc(nb * (size_t)hp->n_rot);
     w->logits = falloc((size_t)LOGIT_ROWS * (size_t)hp->n_vocab);
     /* The widest activation row in any dot type: Q8_K needs 292 bytes per 256 values, Q8_0 34
      * per 32, Q8_1 36 per 32; F32 activations are used in place and need no copy. */
     w->aq_row = (wide / 32 + 1) * 36 + 292;
     w->aq = malloc(nb * w->aq_row);
-    if (!w->x || !w->xb || !w->q || !w->k || !w->v || !w->hb || !w->hb2 || !w->att || !w->lanes ||
-        !w->vpages || !w->qc || !w->rope || !w->logits || !w->aq) {
+    if (!w->x || !w->xb || !w->q || !w->k || !w->v || !w->hb || !w->hb2 || !w->rope || !w->logits ||
+        !w->aq || elm_attn_scratch_init(&w->attn, m, w->n_threads, n_ctx_max) < 0) {
         elm_work_destroy(&w);
         return -ENOMEM;
     }
@@ -199,10 +130,7 @@ void elm_work_destroy(struct elm_work **pw)
     free(w->v);
     free(w->hb);
     free(w->hb2);
-    free(w->att);
-    free(w->lanes);
-    free(w->vpages);
-    free(w->qc);
+    elm_attn_scratch_free(&w->attn);
     free(w->rope);
     free(w->logits);
     free(w->aq);
@@ -325,174 +253,6 @@ static void add_bias(float *y, const float *b, int n, int dim)
             y[(size_t)t * dim + i] += b[i];
 }
 
-/* ---- attention ----------------------------------------------------------------------------- */
-
-/* Where one token's sums run: from the page holding its first visible position lo (the sliding
- * window) to its own position n - 1. */
-struct span {
-    int32_t lo, pg0, base, n, n_pages;
-};
-
-static struct span span_of(const struct elm_hparams *hp, int layer, int32_t pos)
-{
-    const bool swa = hp->n_swa > 0 && (!hp->swa_even_only || layer % 2 == 0);
-    struct span sp = {.lo = swa && pos - hp->n_swa + 1 > 0 ? pos - hp->n_swa + 1 : 0, .n = pos + 1};
-    sp.pg0 = sp.lo / ELM_KV_PAGE;
-    sp.base = sp.pg0 * ELM_KV_PAGE;
-    sp.n_pages = (int32_t)elm_kv_pages_for(sp.n);
-    return sp;
-}
-
-/* A thread's scratch for attend_group (struct elm_work's att, lanes, qc, vpages rows). */
-struct attn_scratch {
-    float *att;          /* [g][att_stride] one row of weights per query head */
-    size_t att_stride;   /* n_ctx_max */
-    float *lanes;        /* [g][MIX_LANES][hd] */
-    char *qc;            /* [g][qc_stride] the query heads in the cache's type */
-    size_t qc_stride;    /* bytes */
-    const void **vpages; /* the V pages the sums run over */
-};
-
-/* att_j[base..n) = softmax(q_j·K[lo..n) / sqrt(hd)) for the g query heads j of one KV head
- * (rows s->att + j * att_stride; q holds them hd apart), with the positions of the first page
- * before lo at -inf (weight 0). koff locates the KV head's K rows in a page. The scores of a
- * page come from one kv_dots_group for all the heads when the table has it (each K row
- * converted once), else from kv_dots or kv_dot per head; the bits are the same. */
-static void group_weights(const struct elm_kernels *k, const struct elm_hparams *hp,
-                          const struct elm_kv *kv, const struct span *sp, size_t koff, int g,
-                          const float *q, const struct attn_scratch *s)
-{
-    const struct elm_kv_pool *pl = kv->pool;
-    const enum elm_type type = pl->type;
-    const int hd = hp->head_dim;
-    const size_t row = pl->row_bytes; /* bytes from one position to the next */
-    const char *qv = (const char *)q;
-    size_t qs = (size_t)hd * sizeof *q;
-    if (type != ELM_TYPE_F32) {
-        for (int j = 0; j < g; j++)
-            k->from_float[type](q + (size_t)j * hd, s->qc + j * s->qc_stride, hd);
-        qv = s->qc;
-        qs = s->qc_stride;
-    }
-    const int32_t lo = sp->lo, n = sp->n;
-    for (int32_t pg = sp->pg0; pg < sp->n_pages; pg++) {
-        const unsigned char *kb = elm_kv_page(pl, kv->table[pg]) + koff;
-        const int32_t p0 = pg * ELM_KV_PAGE, run = n - p0 < ELM_KV_PAGE ? n - p0 : ELM_KV_PAGE;
-        const int32_t i0 = p0 < lo ? lo - p0 : 0;
-        kb += (size_t)i0 * row;
-        if (g > 1 && k->kv_dots_group[type]) {
-            k->kv_dots_group[type](g, hd, run - i0, s->att + p0 + i0, (int64_t)s->att_stride, kb,
-                                   (int64_t)row, qv, (int64_t)qs);
-            continue;
-        }
-        for (int j = 0; j < g; j++) {
-            float *att = s->att + j * s->att_stride + p0;
-            if (k->kv_dots[type])
-                k->kv_dots[type](hd, run - i0, att + i0, kb, (int64_t)row, qv + j * qs);
-            else
-                for (int32_t i = i0; i < run; i++)
-                    k->kv_dot[type](hd, att + i, kb + (size_t)(i - i0) * row, qv + j * qs);
-        }
-    }
-    for (int j = 0; j < g; j++) {
-        float *att = s->att + j * s->att_stride;
-        for (int32_t p = sp->base; p < lo; p++)
-            att[p] = -INFINITY;
-        for (int32_t p = lo; p < n; p++)
-            att[p] *= hp->q_scale;
-        if (hp->attn_softcap > 0)
-            elm_softcap(att + lo, n - lo, hp->attn_softcap);
-        /* the softmax sums in blocks from the start of its row: a page start keeps the blocks
-         * of a row that starts at position 0 */
-        k->softmax(att + sp->base, n - sp->base);
-    }
-}
-
-/* out_j = softmax(q_j·K[0..pos] / sqrt(hd)) · V[0..pos] for the g query heads j of KV head kvh
- * of one token (q and out hold them hd apart), over the pages of its cache. The heads share
- * K and V: each head's weights first, then one kv_mix_group over the V pages for all of them
- * (which converts each V row once), else kv_mix per head and page; the bits are the same. */
-static void attend_group(const struct elm_kernels *k, const struct elm_hparams *hp,
-                         const struct elm_kv *kv, int layer, int32_t pos, int kvh, int g,
-                         const float *q, const struct attn_scratch *s, float *out)
-{
-    const struct span sp = span_of(hp, layer, pos);
-    const struct elm_kv_pool *pl = kv->pool;
-    const enum elm_type type = pl->type;
-    const int hd = hp->head_dim;
-    const size_t row = pl->row_bytes, hl = (size_t)MIX_LANES * (size_t)hd;
-    const size_t koff = (size_t)layer * pl->layer_bytes + (size_t)kvh * pl->head_bytes;
-    const size_t voff = koff + (size_t)ELM_KV_PAGE * row;
-    group_weights(k, hp, kv, &sp, koff, g, q, s);
-    memset(s->lanes, 0, (size_t)g * hl * sizeof *s->lanes);
-    if (k->kv_mix_group[type]) {
-        for (int32_t pg = sp.pg0; pg < sp.n_pages; pg++)
-            s->vpages[pg - sp.pg0] = elm_kv_page(pl, kv->table[pg]) + voff;
-        k->kv_mix_group[type](g, sp.n - sp.base, hd, s->lanes, s->att + sp.base,
-                              (int64_t)s->att_stride, s->vpages, ELM_KV_PAGE, (int64_t)row);
-    } else {
-        for (int j = 0; j < g; j++)
-            for (int32_t pg = sp.pg0; pg < sp.n_pages; pg++) {
-                const int32_t p0 = pg * ELM_KV_PAGE;
-                const int32_t run = sp.n - p0 < ELM_KV_PAGE ? sp.n - p0 : ELM_KV_PAGE;
-                k->kv_mix[type](run, hd, s->lanes + j * hl, s->att + j * s->att_stride + p0,
-                                elm_kv_page(pl, kv->table[pg]) + voff, (int64_t)row);
-            }
-    }
-    for (int j = 0; j < g; j++)
-        k->kv_fold(hd, s->lanes + j * hl, out + (size_t)j * hd);
-}
-
-/* One layer's attention, as the pool's threads see it. */
-struct attn {
-    const struct elm_model *m;
-    struct elm_work *w;
-    const struct elm_batch_item *items;
-    int layer, jobs;
-    atomic_int next; /* the next job not yet taken */
-};
-
-/* Each thread takes jobs (one KV head's group of query heads of one token) one at a time until
- * none are left, with its own scratch (th < w->n_threads); a head's result does not depend on
- * which thread computes it. A job costs in proportion to its token's position, so a static
- * split of a prefill chunk gave the thread with the late tokens three times the work of the
- * other (and a thread descheduled by another program held up the whole region); taking jobs
- * last token first also leaves the cheap ones to even out the end. */
-static void attn_part(void *ctx, int th, int nth)
-{
-    (void)nth;
-    struct attn *a = ctx;
-    const struct elm_hparams *hp = &a->m->hp;
-    const struct elm_layer *l = &a->m->layers[a->layer];
-    struct elm_work *w = a->w;
-    const int hd = hp->head_dim, nkv = l->n_head_kv, group = l->n_head / nkv;
-    const int n = a->jobs / nkv;
-    const size_t qdim = (size_t)l->n_head * hd, tw = (size_t)th * (size_t)w->group;
-    const struct attn_scratch s = {
-        .att = w->att + tw * (size_t)w->n_ctx_max,
-        .att_stride = (size_t)w->n_ctx_max,
-        .lanes = w->lanes + tw * MIX_LANES * (size_t)hd,
-        .qc = (char *)w->qc + tw * w->qc_row,
-        .qc_stride = w->qc_row,
-        .vpages = w->vpages + (size_t)th * w->n_pages,
-    };
-    for (int j; (j = atomic_fetch_add_explicit(&a->next, 1, memory_order_relaxed)) < a->jobs;) {
-        const int t = n - 1 - j / nkv, kvh = j % nkv;
-        const size_t off = (size_t)t * qdim + (size_t)kvh * group * hd;
-        attend_group(a->m->k, hp, a->items[t].kv, a->layer, a->items[t].pos, kvh, group, w->q + off,
-                     &s, w->xb + off);
-    }
-}
-
-static void attention(const struct elm_model *m, struct elm_work *w, int layer,
-                      const struct elm_batch_item *items, int n)
-{
-    struct attn a = {
-        .m = m, .w = w, .items = items, .layer = layer, .jobs = n * m->layers[layer].n_head_kv};
-    atomic_init(&a.next, 0);
-    elm_pool_run(a.jobs < w->n_threads ? a.jobs : w->n_threads, attn_part, &a);
-}
-
 /* ---- the pass ------------------------------------------------------------------------------ */
 
 static int check_batch(const struct elm_model *m, const struct elm_work *w,
@@ -567,7 +327,8 @@ static void rope_row(const struct elm_rows *r, int t)
         k->rope(q + (size_t)h * hd, hp->n_rot, cs, neox);
     for (int h = 0; h < l->n_head_kv; h++)
         k->rope(kr + (size_t)h * hd, hp->n_rot, cs, neox);
-    kv_store(k, c->items[t].kv, c->layer, c->items[t].pos, kr, c->w->v + (size_t)t * kvdim, kvdim);
+    elm_kv_store(k, c->items[t].kv, c->layer, c->items[t].pos, kr, c->w->v + (size_t)t * kvdim,
+                 kvdim);
 }
 
 static void layer_forward(const struct elm_model *m, struct elm_work *w, int li,
@@ -599,7 +360,7 @@ static void layer_forward(const struct elm_model *m, struct elm_work *w, int li,
     mark(w, ELM_PROF_ROPE, li);
     /* All of the batch's K/V are stored before anyone attends, so a token sees the earlier
      * tokens of its own sequence that arrived in the same batch. */
-    attention(m, w, li, items, n);
+    elm_attention(m, &w->attn, li, items, n, w->q, w->xb);
     mark(w, ELM_PROF_ATTENTION, li);
     a = acts_of(w->xb, qdim, n);
     matmul(m, w, &l->wo, &a, w->q, ELM_PROF_MAT_O, li, ELM_MAT_O); /* q is free now: reuse it */

@@ -1,5 +1,6 @@
 /* kv_impl.h — the layout of a KV pool and of a sequence's page table, shared by kv.c (which
- * hands pages out) and forward.c (which reads and writes them). Nothing else includes it.
+ * hands pages out), attention.c (which reads and writes them) and forward.c (which checks a
+ * batch's caches against the model). Nothing else includes it.
  *
  * A page is n_layer blocks, one per layer, each holding that layer's K rows of the page's
  * ELM_KV_PAGE positions and then its V rows:

@@ -19,7 +19,7 @@ command -v perf >/dev/null || { echo "attn-share.sh: needs perf (linux-perf)" >&
 tmp=$(mktemp -d /tmp/attn-share.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT INT TERM
 
-# the symbols of attention over the cache (forward.c's head loop and the kernels it calls)
+# the symbols of attention over the cache (attention.c's job loop and the kernels it calls)
 ATTN='attn_part|attend_|kv_dot|kv_mix|kv_fold|_softmax$|softcap'
 
 echo "| prefill tokens | kernels | attention % | of which kv_dot % | kv_mix % | softmax % | head loop % | top other symbol |"
