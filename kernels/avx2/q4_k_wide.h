@@ -69,7 +69,8 @@ struct q4v_scratch {
  * memory is short, and then the shared tile does the work. */
 static _Thread_local struct q4v_scratch *q4v_scratch_p;
 
-/* Unpacks rows [0, nr) of the panel (rows past nr are never read). */
+/* Unpacks rows [0, nr) of the panel (rows past nr are never read). The scales stay in one
+ * register: K16_PICK spreads run R's over a vector, vpermq lays out the minimum scales. */
 static void q4v_unpack(struct q4v_scratch *s, const uint8_t *w, size_t ws, int nr, int64_t nb)
 {
     const __m256i m4 = _mm256_set1_epi8(0x0f);
@@ -78,10 +79,16 @@ static void q4v_unpack(struct q4v_scratch *s, const uint8_t *w, size_t ws, int n
             const struct elm_block_q4_k *x =
                 (const void *)(w + (size_t)r * ws + (size_t)b * sizeof(struct elm_block_q4_k));
             struct q4v_block *o = &s->wb[r][b];
-            o->d = h2f(x->d);
-            o->ndmin = -h2f(x->dmin);
-            uint8_t sm[16];
-            k4_scales(x->scales, sm);
+            /* d and dmin converted together (h2f's instruction); -dmin by its sign bit */
+            const __m128 dd = _mm_cvtph_ps(_mm_cvtsi32_si128((int)load_u32(x)));
+            _mm_storel_epi64((__m128i *)&o->d, _mm_castps_si128(_mm_xor_ps(
+                                                   dd, _mm_setr_ps(0.0f, -0.0f, 0.0f, 0.0f))));
+            /* [sc0..sc7 | m0..m7] as int16 */
+            const __m256i sm = _mm256_cvtepu8_epi16(k4_scales_vec(x->scales));
+            const __m256i scv = _mm256_permute2x128_si256(sm, sm, 0x00);
+            UNROLL for (int R = 0; R < 8; R++) _mm256_store_si256(
+                &o->sc[R], _mm256_shuffle_epi8(scv, _mm256_set1_epi16((short)K16_PICK(R))));
+            _mm256_store_si256(&o->mins, _mm256_permute4x64_epi64(sm, _MM_SHUFFLE(3, 3, 2, 2)));
             UNROLL for (int j = 0; j < 4; j++)
             { /* 64 elements: runs 2j (low nibbles), 2j+1 (high), as q45_k_impl */
                 const __m256i raw = loadu256(x->qs + 32 * j);
@@ -89,11 +96,6 @@ static void q4v_unpack(struct q4v_scratch *s, const uint8_t *w, size_t ws, int n
                 _mm256_store_si256(&o->q[2 * j + 1],
                                    _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4));
             }
-            UNROLL for (int R = 0; R < 8; R++)
-                _mm256_store_si256(&o->sc[R], _mm256_set1_epi16(sm[R]));
-            const __m128i m = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)(sm + 8)));
-            _mm256_store_si256(
-                &o->mins, _mm256_set_m128i(_mm_unpackhi_epi64(m, m), _mm_unpacklo_epi64(m, m)));
         }
 }
 
