@@ -8,7 +8,7 @@
  * by a vpmaddwd per token and a vphaddd per pair, again per row. Here a 4-row panel's quants
  * (as bytes), per-run scale vectors, minimum scales (in the layout below), d and -dmin are
  * written once into a per-thread buffer and reused by every token tile of the chunk
- * (ELM_TILE_MORE), and each call sums its tokens' bsums in pairs once for the 4 rows. Per row,
+ * (ELM_TILE_MORE), and a token tile's bsums are summed in pairs once per chunk (kept.h). Per row,
  * token and super-block what is left: 8 vpmaddubsw + 8 vpmaddwd + 8 vpaddd (the K-quant floor
  * without VNNI, docs/kernels-perf.md), the d product, convert and fma, and half a vpmaddwd,
  * multiply, convert and fma for the minimum lanes (two tokens per register).
@@ -23,7 +23,8 @@
  * (|sum32| <= 32 x 127 fits int16).
  *
  * Buffer: 576 bytes a row and super-block, 144 KiB for 4 rows of up to 64 super-blocks (16384
- * columns; longer rows take the shared tile), kept under q6_k_wide.h's rules (keyed by
+ * columns; longer rows take the shared tile), and 64 KiB of prepared token tiles (256 bytes a
+ * block and 8 tokens); kept under q6_k_wide.h's rules (keyed by
  * pointers, dropped by an ELM_TILE_FRESH call). A panel is unpacked only when more calls will
  * use it (ELM_TILE_MORE); a lone call (batched decode) and one token take the shared tile.
  * Included only by kernels/avx2/avx2.c, after q_k.h.
@@ -34,12 +35,15 @@
 #include <stddef.h>
 
 #include "common/scratch.h"
+#include "kernels/avx2/kept.h"
 #include "kernels/avx2/q_k.h"
 #include "kernels/tiles.h"
 
-#define Q4V_R          4  /* rows per panel */
-#define Q4V_T          8  /* tokens per call: 8 int32 chains of one row in registers */
-#define Q4V_MAX_BLOCKS 64 /* 16384 columns; longer rows take the shared tile */
+#define Q4V_R          4   /* rows per panel */
+#define Q4V_T          8   /* tokens per call: 8 int32 chains of one row in registers */
+#define Q4V_MAX_BLOCKS 64  /* 16384 columns; longer rows take the shared tile */
+#define Q4V_PBLOCKS    256 /* kept token tiles: this many blocks in all (64 KiB) */
+#define Q4V_SLOTS      32  /* at most this many token tiles kept */
 
 /* One super-block of one panel row. */
 struct q4v_block {
@@ -51,13 +55,18 @@ struct q4v_block {
     float pad[6];
 };
 
+/* One block of a token tile's pair p: tokens 2p and 2p + 1 (2p again for an odd last). */
+struct q4v_pair {
+    __m256i s32; /* the sums of 32 activations, in the layout above */
+    __m256 da;   /* [d0, d0, d1, d1 | d0, d0, d1, d1] */
+};
+
 struct q4v_scratch {
     struct q4v_block wb[Q4V_R][Q4V_MAX_BLOCKS]; /* [row][block] */
-    /* this call's token pairs: [block][pair] */
-    struct q4v_pair {
-        __m256i s32; /* the sums of 32 activations, in the layout above */
-        __m256 da;   /* [d0, d0, d1, d1 | d0, d0, d1, d1] (d of tokens 2p, 2p + 1) */
-    } pair[Q4V_MAX_BLOCKS][Q4V_T / 2];
+    /* kept token tiles (kept.h): slot i's blocks from i * nb, each [pair] */
+    struct q4v_pair pair[Q4V_PBLOCKS][Q4V_T / 2];
+    struct kept_tag ptag[Q4V_SLOTS];
+    uint64_t gen; /* advanced by every FRESH call */
     /* the panel wb holds (w NULL: none) */
     const void *w;
     size_t ws;
@@ -99,26 +108,37 @@ static void q4v_unpack(struct q4v_scratch *s, const uint8_t *w, size_t ws, int n
         }
 }
 
-/* s->pair for the nt tokens at a: pair p is tokens 2p and 2p + 1 (2p again for an odd last).
- * vphaddw of two tokens' 16 bsums puts each 128-bit half's pair sums side by side: exactly
- * [t0 s0..s3, t1 s0..s3 | t0 s4..s7, t1 s4..s7]. */
-static void q4v_prep(struct q4v_scratch *s, const uint8_t *a, size_t as, int nt, int64_t nb)
+/* The token tile at a, prepared: kept if this thread made it since the last FRESH call (the
+ * chunk's tiles serve every panel), else made now. vphaddw of two tokens' 16 bsums puts each
+ * 128-bit half's pair sums side by side: [t0 s0..s3, t1 s0..s3 | t0 s4..s7, t1 s4..s7]. */
+static const struct q4v_pair *q4v_acts(struct q4v_scratch *s, const uint8_t *a, size_t as, int nt,
+                                       int64_t nb)
 {
-    for (int64_t b = 0; b < nb; b++)
-        for (int p = 0; 2 * p < nt; p++) {
-            const struct elm_block_q8_k *v0 = BLK(elm_block_q8_k, a, as, 2 * p, b);
-            const struct elm_block_q8_k *v1 =
-                BLK(elm_block_q8_k, a, as, 2 * p + 1 < nt ? 2 * p + 1 : 2 * p, b);
-            struct q4v_pair *o = &s->pair[b][p];
-            o->s32 = _mm256_hadd_epi16(loadu256(v0->bsums), loadu256(v1->bsums));
-            o->da = _mm256_blend_ps(_mm256_broadcast_ss(&v0->d), _mm256_broadcast_ss(&v1->d), 0xcc);
-        }
+    int64_t nslot = Q4V_PBLOCKS / nb;
+    if (nslot > Q4V_SLOTS)
+        nslot = Q4V_SLOTS;
+    bool make;
+    const int64_t slot = kept_slot(s->ptag, nslot, Q4V_T, a, as, nb, nt, s->gen, &make);
+    struct q4v_pair(*pr)[Q4V_T / 2] = &s->pair[slot * nb];
+    if (make)
+        for (int64_t b = 0; b < nb; b++)
+            for (int p = 0; 2 * p < nt; p++) {
+                const struct elm_block_q8_k *v0 = BLK(elm_block_q8_k, a, as, 2 * p, b);
+                const struct elm_block_q8_k *v1 =
+                    BLK(elm_block_q8_k, a, as, 2 * p + 1 < nt ? 2 * p + 1 : 2 * p, b);
+                pr[b][p].s32 = _mm256_hadd_epi16(loadu256(v0->bsums), loadu256(v1->bsums));
+                pr[b][p].da =
+                    _mm256_blend_ps(_mm256_broadcast_ss(&v0->d), _mm256_broadcast_ss(&v1->d), 0xcc);
+            }
+    return pr[0];
 }
 
-/* Row r of the panel against the NT tokens at a; pf: when not NULL, the next panel's row r,
- * prefetched a block's share at a time (the first token tile of a panel brings the next). */
-ALWAYS_INLINE void q4v_run(const struct q4v_scratch *s, int r, int64_t nb, const uint8_t *a,
-                           size_t as, float *y, int64_t ys, const uint8_t *pf, const int NT)
+/* Row r of the panel against the NT tokens at a (pairs: their q4v_acts); pf: when not NULL, the
+ * next panel's row r, prefetched a block's share at a time (the first token tile of a panel brings
+ * the next). */
+ALWAYS_INLINE void q4v_run(const struct q4v_scratch *s, const struct q4v_pair *pairs, int r,
+                           int64_t nb, const uint8_t *a, size_t as, float *y, int64_t ys,
+                           const uint8_t *pf, const int NT)
 {
     const int NP = (NT + 1) / 2; /* token pairs */
     __m256 acc[Q4V_T], accm[Q4V_T / 2];
@@ -134,7 +154,7 @@ ALWAYS_INLINE void q4v_run(const struct q4v_scratch *s, int r, int64_t nb, const
         const __m256i mins = _mm256_load_si256(&o->mins);
         UNROLL for (int p = 0; p < NP; p++)
         {
-            const struct q4v_pair *tp = &s->pair[b][p];
+            const struct q4v_pair *tp = &pairs[b * (Q4V_T / 2) + p];
             const __m256i l = _mm256_madd_epi16(mins, tp->s32);
             accm[p] = _mm256_fmadd_ps(_mm256_mul_ps(tp->da, ndm), _mm256_cvtepi32_ps(l), accm[p]);
         }
@@ -168,8 +188,10 @@ static void q4_k_tile_wide(int64_t n, const void *w, size_t ws, int nr, const vo
     struct q4v_scratch *s =
         q4v_scratch_p ? q4v_scratch_p : (q4v_scratch_p = elm_scratch_thread(sizeof *s));
     const int64_t nb = n / ELM_QK_K;
-    if (s && (stream & ELM_TILE_FRESH)) /* a new matmul: what pointers kept may have changed */
+    if (s && (stream & ELM_TILE_FRESH)) { /* a new matmul: what pointers kept may have changed */
         s->w = NULL;
+        s->gen++;
+    }
     const bool kept = s && s->w == w && s->ws == ws && s->nb == nb && s->nr == nr;
     if (!s || (!kept && !(stream & ELM_TILE_MORE)) || nr > Q4V_R || nb < 1 || nb > Q4V_MAX_BLOCKS) {
         elm_tile_in_panels(q4_k_tile, KQ_R, KQ_T, n, w, ws, nr, a, as, nt, y, ys, stream);
@@ -182,35 +204,35 @@ static void q4_k_tile_wide(int64_t n, const void *w, size_t ws, int nr, const vo
         s->nb = nb;
         s->nr = nr;
     }
-    q4v_prep(s, a, as, nt, nb);
+    const struct q4v_pair *pairs = q4v_acts(s, a, as, nt, nb);
     /* the first token tile of a panel (matmul.c: STREAM only when t is 0) brings the next */
     const uint8_t *pf = stream & ELM_TILE_STREAM ? (const uint8_t *)w + Q4V_R * ws : NULL;
     for (int r = 0; r < nr; r++) {
         const uint8_t *pr = pf ? pf + (size_t)r * ws : NULL;
         switch (nt) {
         case 1:
-            q4v_run(s, r, nb, a, as, y + r, ys, pr, 1);
+            q4v_run(s, pairs, r, nb, a, as, y + r, ys, pr, 1);
             break;
         case 2:
-            q4v_run(s, r, nb, a, as, y + r, ys, pr, 2);
+            q4v_run(s, pairs, r, nb, a, as, y + r, ys, pr, 2);
             break;
         case 3:
-            q4v_run(s, r, nb, a, as, y + r, ys, pr, 3);
+            q4v_run(s, pairs, r, nb, a, as, y + r, ys, pr, 3);
             break;
         case 4:
-            q4v_run(s, r, nb, a, as, y + r, ys, pr, 4);
+            q4v_run(s, pairs, r, nb, a, as, y + r, ys, pr, 4);
             break;
         case 5:
-            q4v_run(s, r, nb, a, as, y + r, ys, pr, 5);
+            q4v_run(s, pairs, r, nb, a, as, y + r, ys, pr, 5);
             break;
         case 6:
-            q4v_run(s, r, nb, a, as, y + r, ys, pr, 6);
+            q4v_run(s, pairs, r, nb, a, as, y + r, ys, pr, 6);
             break;
         case 7:
-            q4v_run(s, r, nb, a, as, y + r, ys, pr, 7);
+            q4v_run(s, pairs, r, nb, a, as, y + r, ys, pr, 7);
             break;
         default:
-            q4v_run(s, r, nb, a, as, y + r, ys, pr, 8);
+            q4v_run(s, pairs, r, nb, a, as, y + r, ys, pr, 8);
             break;
         }
     }
