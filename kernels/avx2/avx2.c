@@ -8,6 +8,7 @@
 #include "kernels/avx2/kv_group.h"
 #include "kernels/avx2/ops.h"
 #include "kernels/avx2/q4_0_wide.h"
+#include "kernels/avx2/q4_k_wide.h"
 #include "kernels/avx2/q6_k_wide.h"
 #include "kernels/avx2/q8_0_wide.h"
 #include "kernels/avx2/q_k.h"
@@ -26,7 +27,9 @@
 #define TILE_Q8_0 TILE(q8_0_tile_wide, q8_0_vec_dot, Q80V_R, Q80V_T, LEG_R_GEMV)
 #define TILE_Q5_0 TILE(q5_0_tile_wide, q5_0_vec_dot, Q80V_R, Q80V_T, LEG_R_GEMV)
 #define TILE_Q4_1 TILE(q4_1_tile_wide, q4_1_vec_dot, Q80V_R, Q80V_T, LEG_R_GEMV)
-/* Q6_K prefill: the shared arithmetic over a panel unpacked once per matmul (q6_k_wide.h) */
+/* Q4_K and Q6_K prefill: the shared arithmetic over a panel unpacked once per token chunk
+ * (q4_k_wide.h, q6_k_wide.h) */
+#define TILE_Q4_K TILE(q4_k_tile_wide, q4_k_vec_dot, Q4V_R, Q4V_T, KQ_R_GEMV)
 #define TILE_Q6_K TILE(q6_k_tile_wide, q6_k_vec_dot, Q6V_R, Q6V_T, KQ_R_GEMV)
 
 #define ELM_VARIANT_NAME  "avx2"

@@ -25,6 +25,7 @@
 #include <stddef.h>
 
 #include "common/scratch.h"
+#include "kernels/avx2/kept.h"
 #include "kernels/avx2/q_legacy.h"
 #include "kernels/tiles.h"
 
@@ -47,19 +48,10 @@ struct q40v_ablock {
     float da[Q40V_T];     /* the token's scale */
 };
 
-/* What a kept token tile was made from; gen: q40v_scratch.gen when it was made. */
-struct q40v_atag {
-    const void *a;
-    size_t as;
-    int64_t nb;
-    int nt;
-    uint64_t gen;
-};
-
 struct q40v_scratch {
     struct q40v_wblock wb[Q40V_MAX_BLOCKS];
     struct q40v_ablock ab[Q40V_ABLOCKS];
-    struct q40v_atag atag[Q40V_SLOTS];
+    struct kept_tag atag[Q40V_SLOTS];
     uint64_t gen; /* advanced by every FRESH call: kept token tiles older than it are stale */
     /* the panel wb holds (w NULL: none) */
     const void *w;
@@ -226,21 +218,18 @@ ALWAYS_INLINE void q40v_run(const struct q40v_scratch *s, const struct q40v_ablo
 }
 
 /* The prepared token tile at a: a kept one if this thread made it since the last FRESH call,
- * else made now (the rules of q40w_acts in kernels/avx512/q4_0_tile.h). */
+ * else made now (kept.h; the rules of q40w_acts in kernels/avx512/q4_0_tile.h). */
 static const struct q40v_ablock *q40v_acts(struct q40v_scratch *s, const uint8_t *a, size_t as,
                                            int nt, int64_t nb)
 {
     int64_t nslot = Q40V_ABLOCKS / nb;
     if (nslot > Q40V_SLOTS)
         nslot = Q40V_SLOTS;
-    const size_t span = Q40V_T * (as ? as : 1);
-    const int64_t slot = (int64_t)(((uintptr_t)a / span) % (uint64_t)nslot);
-    struct q40v_atag *tag = &s->atag[slot];
+    bool make;
+    const int64_t slot = kept_slot(s->atag, nslot, Q40V_T, a, as, nb, nt, s->gen, &make);
     struct q40v_ablock *ab = &s->ab[slot * nb];
-    if (tag->a != a || tag->as != as || tag->nb != nb || tag->nt != nt || tag->gen != s->gen) {
+    if (make)
         q40v_prep(ab, a, as, nt, nb);
-        *tag = (struct q40v_atag){.a = a, .as = as, .nb = nb, .nt = nt, .gen = s->gen};
-    }
     return ab;
 }
 

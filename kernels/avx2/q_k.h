@@ -48,7 +48,7 @@
  * 1-row x 8-token tile's non-product work). ((u >> 6) & 0x03..) << 4 is (u >> 2) & 0x30..: the
  * bits shifted in from the next byte are masked off. Reads 16 bytes at packed: in a block the
  * field is followed by qs (Q4_K) or qh (Q5_K). */
-ALWAYS_INLINE void k4_scales(const uint8_t *packed, uint8_t out[16])
+ALWAYS_INLINE __m128i k4_scales_vec(const uint8_t *packed)
 {
     const __m128i u = _mm_loadu_si128((const __m128i *)packed);
     const __m128i x = _mm_shuffle_epi32(u, _MM_SHUFFLE(2, 1, 2, 0)); /* u0 u2 u1 u2 */
@@ -58,7 +58,12 @@ ALWAYS_INLINE void k4_scales(const uint8_t *packed, uint8_t out[16])
                       _mm_setr_epi32(0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f));
     const __m128i hi =
         _mm_and_si128(_mm_srli_epi32(y, 2), _mm_setr_epi32(0, 0x30303030, 0, 0x30303030));
-    _mm_storeu_si128((__m128i *)out, _mm_or_si128(lo, hi));
+    return _mm_or_si128(lo, hi);
+}
+
+ALWAYS_INLINE void k4_scales(const uint8_t *packed, uint8_t out[16])
+{
+    _mm_storeu_si128((__m128i *)out, k4_scales_vec(packed));
 }
 
 /* Q3_K's 16 six-bit scales, unbiased, as int8 (the values of elm_k3_scales): low nibbles from

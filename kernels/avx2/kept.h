@@ -1,0 +1,40 @@
+/* kept.h — where the avx2 prefill tiles (q4_0_wide.h, q4_k_wide.h) keep their prepared token
+ * tiles. A tile prepares what its tokens need (activation sums, scales) once, and every panel of
+ * the token chunk reuses it: matmul.c runs the chunk's token tiles for one panel after another,
+ * so the tiles of a chunk, whose addresses are T rows apart, take consecutive slots of a
+ * per-thread cache. A tag says what a slot was made from; a generation, advanced by every
+ * ELM_TILE_FRESH call, makes what an earlier matmul left stale (tiles.h: the data behind the
+ * same pointers may have changed). Included only by kernels/avx2/avx2.c's headers.
+ */
+#ifndef ELM_AVX2_KEPT_H
+#define ELM_AVX2_KEPT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* What a kept token tile was made from; gen: the cache's generation when it was made. */
+struct kept_tag {
+    const void *a;
+    size_t as;
+    int64_t nb;
+    int nt;
+    uint64_t gen;
+};
+
+/* The slot, among nslot, of the nt tokens at a (rows as bytes apart, nb blocks, tiles of T
+ * tokens). *make: the slot does not hold them yet; its tag is then claimed, so the caller
+ * prepares the slot before it returns. */
+static inline int64_t kept_slot(struct kept_tag *tags, int64_t nslot, int T, const void *a,
+                                size_t as, int64_t nb, int nt, uint64_t gen, bool *make)
+{
+    const size_t span = (size_t)T * (as ? as : 1);
+    const int64_t slot = (int64_t)(((uintptr_t)a / span) % (uint64_t)nslot);
+    struct kept_tag *tag = &tags[slot];
+    *make = tag->a != a || tag->as != as || tag->nb != nb || tag->nt != nt || tag->gen != gen;
+    if (*make)
+        *tag = (struct kept_tag){.a = a, .as = as, .nb = nb, .nt = nt, .gen = gen};
+    return slot;
+}
+
+#endif
