@@ -35,9 +35,8 @@
 #define Q40V_ABLOCKS    4096 /* kept token tiles: this many blocks in all (128 KiB) */
 #define Q40V_SLOTS      64   /* at most this many token tiles kept */
 /* Bytes of the next panel prefetched per block of the unpack and of the run (together a block
- * of the 8 rows), as the avx512 tile's Q40W_PF_UNPACK: during the run only, memory idled
- * through the unpack (docs/kernels-perf.md). */
-#define Q40V_PF_UNPACK (Q40V_R * sizeof(struct elm_block_q4_0) * 3 / 8)
+ * of the 8 rows; the rule is tiles.h's). */
+#define Q40V_PF_UNPACK ELM_TILE_PF_UNPACK(Q40V_R * sizeof(struct elm_block_q4_0))
 #define Q40V_PF_RUN    (Q40V_R * sizeof(struct elm_block_q4_0) - Q40V_PF_UNPACK)
 
 /* One block of an 8-row panel: lane l of each vector is row l. */

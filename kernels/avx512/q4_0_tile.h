@@ -47,9 +47,8 @@
 #define Q40W_ABLOCKS    4096 /* kept token tiles: this many blocks in all (256 KiB) */
 #define Q40W_SLOTS      64   /* at most this many token tiles kept */
 /* Bytes of the panel after next prefetched per block of the unpack and of the run (together a
- * block of the 16 rows): about the unpack's share of a stream call's time at 8 tokens (perf:
- * 32 %), so that the prefetches go out at an even pace through both. */
-#define Q40W_PF_UNPACK (Q40W_R * sizeof(struct elm_block_q4_0) * 3 / 8)
+ * block of the 16 rows; the rule is tiles.h's). */
+#define Q40W_PF_UNPACK ELM_TILE_PF_UNPACK(Q40W_R * sizeof(struct elm_block_q4_0))
 #define Q40W_PF_RUN    (Q40W_R * sizeof(struct elm_block_q4_0) - Q40W_PF_UNPACK)
 
 /* One block of a 16-row panel: lane l of each vector is row ln_row(l). */
