@@ -45,6 +45,12 @@ typedef void (*elm_tile_fn)(int64_t n, const void *w, size_t w_stride, int nr, c
  * will be reused before it is replaced. */
 #define ELM_TILE_MORE 4
 
+/* Of the panel ahead that a stream call prefetches, the bytes per block of its rows that its
+ * unpack asks for (the run asks for the rest): about the unpack's share of the call's time at 8
+ * tokens, so that the prefetches go out at an even pace through both; with all of them in the
+ * run, memory idled through the unpack (docs/kernels-perf.md, pf14). */
+#define ELM_TILE_PF_UNPACK(block_bytes) ((block_bytes) * 3 / 8)
+
 /* tile over a call of nr rows and nt tokens in its own R x T panels, so that each of its panels
  * stays in L1 for all its tokens (one token: the whole row chunk, for the tile's own row groups
  * and prefetch). What a wide tile does with a call it does not take. */

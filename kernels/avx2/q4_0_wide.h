@@ -35,6 +35,10 @@
 #define Q40V_MAX_BLOCKS 512  /* 16384 columns; longer rows take the shared tile */
 #define Q40V_ABLOCKS    4096 /* kept token tiles: this many blocks in all (128 KiB) */
 #define Q40V_SLOTS      64   /* at most this many token tiles kept */
+/* Bytes of the next panel prefetched per block of the unpack and of the run (together a block
+ * of the 8 rows; the rule is tiles.h's). */
+#define Q40V_PF_UNPACK ELM_TILE_PF_UNPACK(Q40V_R * sizeof(struct elm_block_q4_0))
+#define Q40V_PF_RUN    (Q40V_R * sizeof(struct elm_block_q4_0) - Q40V_PF_UNPACK)
 
 /* One block of an 8-row panel: lane l of each vector is row l. */
 struct q40v_wblock {
@@ -78,7 +82,7 @@ static inline struct q40v_scratch *q40v_scratch_get(void)
  * missing row) spilled them and their steps to the stack (callgrind: 80 instructions a block,
  * a third of them that bookkeeping, against about 8 tokens x 35 of arithmetic). */
 ALWAYS_INLINE void q40v_unpack_rows(struct q40v_scratch *s, const uint8_t *w, size_t ws, int nr,
-                                    int64_t nb, const bool FULL)
+                                    int64_t nb, const uint8_t *pf, const bool FULL)
 {
     static const struct elm_block_q4_0 zero;
     const uint8_t *base[Q40V_R];
@@ -89,6 +93,8 @@ ALWAYS_INLINE void q40v_unpack_rows(struct q40v_scratch *s, const uint8_t *w, si
     }
     const __m256i m4 = _mm256_set1_epi8(0x0f);
     for (int64_t b = 0; b < nb; b++) {
+        if (pf)
+            prefetch_span(pf + b * Q40V_PF_UNPACK, Q40V_PF_UNPACK);
         const struct elm_block_q4_0 *x[Q40V_R];
         UNROLL for (int r = 0; r < Q40V_R; r++) x[r] =
             (const struct elm_block_q4_0 *)(base[r] +
@@ -126,12 +132,13 @@ ALWAYS_INLINE void q40v_unpack_rows(struct q40v_scratch *s, const uint8_t *w, si
     }
 }
 
-static void q40v_unpack(struct q40v_scratch *s, const uint8_t *w, size_t ws, int nr, int64_t nb)
+static void q40v_unpack(struct q40v_scratch *s, const uint8_t *w, size_t ws, int nr, int64_t nb,
+                        const uint8_t *pf)
 {
     if (nr == Q40V_R)
-        q40v_unpack_rows(s, w, ws, nr, nb, true);
+        q40v_unpack_rows(s, w, ws, nr, nb, pf, true);
     else
-        q40v_unpack_rows(s, w, ws, nr, nb, false);
+        q40v_unpack_rows(s, w, ws, nr, nb, pf, false);
 }
 
 /* The per-block corrections and scales of tokens [0, nt), into ab[0..nb). */
@@ -160,10 +167,11 @@ static void q40v_prep(struct q40v_ablock *ab, const uint8_t *a, size_t as, int n
 }
 
 /* NT tokens against the unpacked panel; rows [0, nr) of each token's outputs are stored.
- * pf: when not NULL, the next panel's rows (the weights come from memory), prefetched a block's
- * share per block of this run so that memory works while the multiply-adds do, as the avx512
- * tile does (kern9a). During the unpack, as before, the next panel's prefetches queued behind
- * the panel's own loads and the run that followed left memory idle. */
+ * pf: when not NULL, what the unpack left of the next panel's rows (the weights come from
+ * memory), prefetched Q40V_PF_RUN bytes per block of this run so that memory works while the
+ * multiply-adds do, as the avx512 tile does (kern9a). The whole panel at once during the unpack
+ * queued the prefetches behind the panel's own loads and the run that followed left memory
+ * idle. */
 ALWAYS_INLINE void q40v_run(const struct q40v_scratch *s, const struct q40v_ablock *abs, int64_t nb,
                             const uint8_t *a, size_t as, float *y, int64_t ys, int nr,
                             const uint8_t *pf, const int NT)
@@ -175,8 +183,7 @@ ALWAYS_INLINE void q40v_run(const struct q40v_scratch *s, const struct q40v_ablo
         const struct q40v_wblock *wb = &s->wb[b];
         const struct q40v_ablock *ab = &abs[b];
         if (pf)
-            prefetch_span(pf + b * Q40V_R * sizeof(struct elm_block_q4_0),
-                          Q40V_R * sizeof(struct elm_block_q4_0));
+            prefetch_span(pf + b * Q40V_PF_RUN, Q40V_PF_RUN);
         /* group by group, each weight register serving all NT tokens at once: NT int16 sums,
          * one weight and one broadcast live instead of all eight weights (which, with the NT
          * accumulators, spilled). The int16 sums are exact in any order (see the top). */
@@ -249,16 +256,19 @@ static void q4_0_tile_wide(int64_t n, const void *w, size_t ws, int nr, const vo
         elm_tile_in_panels(q4_0_tile, Q40_R, Q40_T, n, w, ws, nr, a, as, nt, y, ys, stream);
         return;
     }
+    /* the first token tile of a panel brings the next one (matmul.c: STREAM only when t is 0),
+     * a part during the unpack and the rest during the run */
+    const uint8_t *pf = stream & ELM_TILE_STREAM ? (const uint8_t *)w + Q40V_R * ws : NULL;
     if (s->w != w || s->ws != ws || s->nb != nb || s->nr != nr) {
-        q40v_unpack(s, w, ws, nr, nb);
+        q40v_unpack(s, w, ws, nr, nb, pf);
         s->w = w;
         s->ws = ws;
         s->nb = nb;
         s->nr = nr;
     }
     const struct q40v_ablock *abs = q40v_acts(s, a, as, nt, nb);
-    /* the first token tile of a panel brings the next one (matmul.c: STREAM only when t is 0) */
-    const uint8_t *pf = stream & ELM_TILE_STREAM ? (const uint8_t *)w + Q40V_R * ws : NULL;
+    if (pf) /* the unpack asked for the first Q40V_PF_UNPACK bytes a block */
+        pf += nb * Q40V_PF_UNPACK;
     switch (nt) {
     case 2:
         q40v_run(s, abs, nb, a, as, y, ys, nr, pf, 2);

@@ -45,8 +45,10 @@ ALWAYS_INLINE __m512i iq4l_index(const __m512i v[4], int k)
     return _mm512_and_si512(k < 4 ? v[k] : _mm512_srli_epi32(v[k - 4], 4), m4);
 }
 
-static void iq4l_nl_unpack(uint8_t *panel, const uint8_t *w, size_t ws, int nr, int64_t nb)
+static void iq4l_nl_unpack(uint8_t *panel, const uint8_t *w, size_t ws, int nr, int64_t nb,
+                           const uint8_t *pf)
 {
+    (void)pf; /* these tiles do not prefetch */
     struct q80l_block *o = (struct q80l_block *)panel;
     const __m512i table = iq4l_table_biased();
     for (int sp = 0; sp < LN_S; sp++) {
@@ -70,7 +72,8 @@ static void iq4_nl_tile_lanes(int64_t n, const void *w, size_t ws, int nr, const
     const int64_t nb = n / ELM_QK;
     const uint8_t *p = NULL;
     if (nt >= LN_MIN_T && nr <= LN_R)
-        p = ln_panel(IQ4L_KEY_NL, w, ws, nr, nb, sizeof(struct q80l_block), stream, iq4l_nl_unpack);
+        p = ln_panel(IQ4L_KEY_NL, w, ws, nr, nb, sizeof(struct q80l_block), stream, iq4l_nl_unpack,
+                     NULL);
     if (p == NULL) {
         elm_tile_in_panels(iq4_nl_tile, LEG_R, LEG_T, n, w, ws, nr, a, as, nt, y, ys, stream);
         return;
@@ -89,8 +92,10 @@ struct iq4l_xs_block {
     __m512 d[LN_S]; /* the rows' fp16 scales */
 };
 
-static void iq4l_xs_unpack(uint8_t *panel, const uint8_t *w, size_t ws, int nr, int64_t nb)
+static void iq4l_xs_unpack(uint8_t *panel, const uint8_t *w, size_t ws, int nr, int64_t nb,
+                           const uint8_t *pf)
 {
+    (void)pf; /* these tiles do not prefetch */
     struct iq4l_xs_block *o = (struct iq4l_xs_block *)panel;
     const __m512i table = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)iq4_table));
     const __m512i lo16 = _mm512_set1_epi32(0xffff);
@@ -194,7 +199,7 @@ static void iq4_xs_tile_lanes(int64_t n, const void *w, size_t ws, int nr, const
     const uint8_t *p = NULL;
     if (nt >= LN_MIN_T && nr <= LN_R)
         p = ln_panel(IQ4L_KEY_XS, w, ws, nr, nb, sizeof(struct iq4l_xs_block), stream,
-                     iq4l_xs_unpack);
+                     iq4l_xs_unpack, NULL);
     if (p == NULL) {
         elm_tile_in_panels(iq4_xs_tile, LEG_R, LEG_T, n, w, ws, nr, a, as, nt, y, ys, stream);
         return;

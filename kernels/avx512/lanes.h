@@ -97,11 +97,16 @@ ALWAYS_INLINE int ln_row(int l)
     return 4 * (l % 4) + l / 4;
 }
 
+/* An unpack: fills nb blocks of the panel from nr rows; pf, when not NULL, the lines a tile
+ * that prefetches asks for as it goes (tiles.h, ELM_TILE_PF_UNPACK). */
+typedef void (*ln_unpack_fn)(uint8_t *panel, const uint8_t *w, size_t ws, int nr, int64_t nb,
+                             const uint8_t *pf);
+
 /* The unpacked panel of the call, or NULL when the rows are too long for the buffer. The
  * unpack function fills `blocks` blocks of `bytes` each from nr rows. */
-ALWAYS_INLINE const uint8_t *
-ln_panel(int type, const void *w, size_t ws, int nr, int64_t nb, size_t bytes, int stream,
-         void (*unpack)(uint8_t *, const uint8_t *, size_t, int, int64_t))
+ALWAYS_INLINE const uint8_t *ln_panel(int type, const void *w, size_t ws, int nr, int64_t nb,
+                                      size_t bytes, int stream, ln_unpack_fn unpack,
+                                      const uint8_t *pf)
 {
     if ((uint64_t)nb * bytes > sizeof((struct ln_scratch *)0)->panel)
         return NULL;
@@ -111,7 +116,7 @@ ln_panel(int type, const void *w, size_t ws, int nr, int64_t nb, size_t bytes, i
     if ((stream & ELM_TILE_FRESH) || s->w != w || s->ws != ws || s->nb != nb || s->nr != nr ||
         s->type != type) {
         s->w = NULL; /* a failed unpack never happens, but keep the key honest while filling */
-        unpack(s->panel, (const uint8_t *)w, ws, nr, nb);
+        unpack(s->panel, (const uint8_t *)w, ws, nr, nb, pf);
         s->w = w;
         s->ws = ws;
         s->nb = nb;

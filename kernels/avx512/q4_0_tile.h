@@ -21,10 +21,11 @@
  * the row chunk. Reuse is keyed by pointers, which is safe only within one matmul: it relies on
  * the ELM_TILE_FRESH flag of tiles.h (set on every thread's first call in a matmul), which drops
  * everything kept. A stream call (the first on a panel: its weights come from memory, as in
- * batched decode) prefetches the panel after next a block's share per block of its arithmetic, so
- * that memory and the multiply-adds overlap (prefetched all during the unpack, the prefetches
- * queued behind each other and the arithmetic found memory idle; measured in
- * docs/kernels-perf.md); an 8-token pass takes this tile too. Calls with
+ * batched decode) prefetches the panel after next a few lines per block of its unpack and of its
+ * run, so that memory works through both (prefetched all during the unpack, the prefetches
+ * queued behind each other and the arithmetic found memory idle; during the run only, memory
+ * idled through the unpack; measured in docs/kernels-perf.md); an 8-token pass takes this tile
+ * too. Calls with
  * fewer than 4 tokens and rows too long for the buffer take the shared tile.
  * tests/kernel/test_simd.c rewrites weights and activations in place between
  * products to catch a stale reuse. Included only by kernels/avx512/avx512.c, after q_legacy.h.
@@ -45,6 +46,10 @@
 #define Q40W_MAX_BLOCKS 1024 /* 32768 columns; longer rows take the shared tile */
 #define Q40W_ABLOCKS    4096 /* kept token tiles: this many blocks in all (256 KiB) */
 #define Q40W_SLOTS      64   /* at most this many token tiles kept */
+/* Bytes of the panel after next prefetched per block of the unpack and of the run (together a
+ * block of the 16 rows; the rule is tiles.h's). */
+#define Q40W_PF_UNPACK ELM_TILE_PF_UNPACK(Q40W_R * sizeof(struct elm_block_q4_0))
+#define Q40W_PF_RUN    (Q40W_R * sizeof(struct elm_block_q4_0) - Q40W_PF_UNPACK)
 
 /* One block of a 16-row panel: lane l of each vector is row ln_row(l). */
 struct q40w_wblock {
@@ -94,12 +99,15 @@ static inline struct q40w_scratch *q40w_scratch_get(void)
  * lane order, ln_row); lanes of rows nr..15 get a copy of row nr - 1's weights (their outputs
  * are never stored) and zero scales. A pointer and a step per row and 16 scalar scale loads
  * made this ~120 instructions per block, about as much time as an 8-token run over it. */
-static void q40w_unpack(struct q40w_scratch *s, const uint8_t *w, size_t ws, int nr, int64_t nb)
+static void q40w_unpack(struct q40w_scratch *s, const uint8_t *w, size_t ws, int nr, int64_t nb,
+                        const uint8_t *pf)
 {
     struct ln_rowset rs;
     ln_rows(&rs, w, ws, nr, 0, sizeof(struct elm_block_q4_0));
     const __m512i m4 = _mm512_set1_epi8(0x0f);
     for (int64_t b = 0; b < nb; b++) {
+        if (pf)
+            ln_prefetch_l2(pf + b * Q40W_PF_UNPACK, Q40W_PF_UNPACK);
         __m512i raw[4]; /* dword g of the 16 bytes of qs, lane l from row ln_row(l) */
         ln_gather4(&rs, b, offsetof(struct elm_block_q4_0, qs), raw);
         struct q40w_wblock *o = &s->wb[b];
@@ -152,9 +160,8 @@ ALWAYS_INLINE void q40w_run(const struct q40w_scratch *s, const struct q40w_ablo
     for (int64_t b = 0; b < nb; b++) {
         const struct q40w_wblock *wb = &s->wb[b];
         const struct q40w_ablock *ab = &abs[b];
-        if (pf) /* the panel after next, spread over this one's arithmetic, into L2 */
-            ln_prefetch_l2(pf + b * Q40W_R * sizeof(struct elm_block_q4_0),
-                           Q40W_R * sizeof(struct elm_block_q4_0));
+        if (pf) /* the rest of the panel after next, spread over this one's arithmetic */
+            ln_prefetch_l2(pf + b * Q40W_PF_RUN, Q40W_PF_RUN);
         __m512i wg[8];
         UNROLL for (int g = 0; g < 8; g++) wg[g] = _mm512_load_si512(&wb->w[g]);
         const __m512 dw = _mm512_load_ps(&wb->dw);
@@ -214,20 +221,22 @@ static void q4_0_tile_wide(int64_t n, const void *w, size_t ws, int nr, const vo
         elm_tile_in_panels(q4_0_tile, Q40_R, Q40_T, n, w, ws, nr, a, as, nt, y, ys, stream);
         return;
     }
-    if (s->w != w || s->ws != ws || s->nb != nb || s->nr != nr) {
-        q40w_unpack(s, w, ws, nr, nb);
-        s->w = w;
-        s->ws = ws;
-        s->nb = nb;
-        s->nr = nr;
-    }
-    const struct q40w_ablock *abs = q40w_acts(s, a, as, nt, nb);
     /* the panel after next, as the K-quant lane tiles do (q_k_tile.h): a whole run more
      * between a line's prefetch and its unpack than with the next panel, and into L2, not L1,
      * which the unpacked panel the run streams through needs; measured no faster nor slower
      * than the next panel into L1 under load, while no prefetch at all is ~45 % slower
      * (docs/kernels-perf.md) */
     const uint8_t *pf = stream & ELM_TILE_STREAM ? (const uint8_t *)w + 2 * Q40W_R * ws : NULL;
+    if (s->w != w || s->ws != ws || s->nb != nb || s->nr != nr) {
+        q40w_unpack(s, w, ws, nr, nb, pf);
+        s->w = w;
+        s->ws = ws;
+        s->nb = nb;
+        s->nr = nr;
+    }
+    const struct q40w_ablock *abs = q40w_acts(s, a, as, nt, nb);
+    if (pf) /* the unpack asked for the first Q40W_PF_UNPACK bytes a block */
+        pf += nb * Q40W_PF_UNPACK;
     switch (nt) {
     case 4:
         q40w_run(s, abs, nb, a, as, y, ys, nr, pf, 4);

@@ -246,8 +246,10 @@ ALWAYS_INLINE void kql_weights(struct kql_block *p, int sp, const struct ln_rows
 }
 
 ALWAYS_INLINE void kql_unpack(uint8_t *panel, const uint8_t *w, size_t ws, int nr, int64_t nb,
-                              const int KIND)
+                              const uint8_t *pf, const int KIND)
 {
+    /* the unpack's part of the panel ahead (tiles.h), half of it per sub-panel pass */
+    const size_t pfs = ELM_TILE_PF_UNPACK(LN_R * kql_bytes(KIND)) / LN_S;
     struct kql_block *o = (struct kql_block *)panel;
     const size_t bb = kql_bytes(KIND);
     for (int sp = 0; sp < LN_S; sp++) {
@@ -255,6 +257,8 @@ ALWAYS_INLINE void kql_unpack(uint8_t *panel, const uint8_t *w, size_t ws, int n
         ln_rows(&rs, w, ws, nr, sp, bb);
         for (int64_t b = 0; b < nb; b++) {
             struct kql_block *p = &o[b];
+            if (pf)
+                ln_prefetch_l2(pf + ((size_t)sp * (size_t)nb + (size_t)b) * pfs, pfs);
             kql_weights(p, sp, &rs, b, KIND);
             if (KIND == 6)
                 p->d[sp] = ln_gather_f16(&rs, b, offsetof(struct elm_block_q6_k, d));
@@ -273,6 +277,11 @@ ALWAYS_INLINE __m512i kql_scaled(__m512i L, __m512i D, __m512i sc, int r)
 {
     return r ? _mm512_dpwssd_epi32(L, D, sc) : _mm512_madd_epi16(D, sc);
 }
+
+/* Bytes of the panel ahead that each lane step of the run prefetches: an eighth of what the
+ * unpack left of a super-block's share. */
+#define KQL_PF_RUN(KIND)                                                                           \
+    ((LN_R * kql_bytes(KIND) - ELM_TILE_PF_UNPACK(LN_R * kql_bytes(KIND))) / 8)
 
 /* NT tokens against the unpacked panel. */
 ALWAYS_INLINE void kql_run(const struct kql_block *p, int64_t nb, const uint8_t *a, size_t as,
@@ -353,11 +362,11 @@ ALWAYS_INLINE void kql_run(const struct kql_block *p, int64_t nb, const uint8_t 
          * accumulators live in memory either way (8 tokens x 2 x 8 lanes) */
         _Pragma("GCC unroll 1") for (int k = 0; k < 8; k++)
         {
-            /* an eighth of the next panel's share of this super-block, so that the prefetches
-             * spread over the arithmetic instead of queueing behind each other */
+            /* an eighth of the run's part of the next panel's share of this super-block, so
+             * that the prefetches spread over the arithmetic instead of queueing behind each
+             * other */
             if (pf)
-                ln_prefetch_l2(pf + ((size_t)b * 8 + k) * (LN_R * kql_bytes(KIND) / 8),
-                               LN_R * kql_bytes(KIND) / 8);
+                ln_prefetch_l2(pf + ((size_t)b * 8 + k) * KQL_PF_RUN(KIND), KQL_PF_RUN(KIND));
             __m512i L[LN_T][LN_S]; /* run 0 starts them with vpmaddwd: no zero copied per chain */
             UNROLL for (int r = 0; r < 8; r++)
             {
@@ -396,34 +405,36 @@ ALWAYS_INLINE void kql_run(const struct kql_block *p, int64_t nb, const uint8_t 
 
 ALWAYS_INLINE void kql_tile(int64_t n, const void *w, size_t ws, int nr, const void *a, size_t as,
                             int nt, float *y, int64_t ys, int stream, const int KIND,
-                            elm_tile_fn shared,
-                            void (*unpack)(uint8_t *, const uint8_t *, size_t, int, int64_t))
+                            elm_tile_fn shared, ln_unpack_fn unpack)
 {
     const int64_t nb = n / ELM_QK_K;
     const uint8_t *p = NULL;
+    /* the rows of the panel after next, into L2, so that its weights come from memory
+     * (batched decode) while this panel's unpack and arithmetic run and its own unpack finds
+     * them near; a whole run more between a line's prefetch and its unpack than with the next
+     * panel (measured a little faster, docs/kernels-perf.md). matmul.c's thread claims 64 rows
+     * (two panels) at a time from a contiguous share, so the panel after next is mostly its
+     * own. The unpack asks for its part first (ELM_TILE_PF_UNPACK), the run for the rest. */
+    const uint8_t *pf = stream & ELM_TILE_STREAM ? (const uint8_t *)w + 2 * LN_R * ws : NULL;
     if (nt >= LN_MIN_T && nr <= LN_R)
-        p = ln_panel(100 + KIND, w, ws, nr, nb, sizeof(struct kql_block), stream, unpack);
+        p = ln_panel(100 + KIND, w, ws, nr, nb, sizeof(struct kql_block), stream, unpack, pf);
     if (p == NULL) {
         elm_tile_in_panels(shared, KQ_R, KQ_T, n, w, ws, nr, a, as, nt, y, ys, stream);
         return;
     }
     const struct kql_block *pb = (const struct kql_block *)p;
-    /* the rows of the panel after next, a super-block's share per super-block, into L2, so
-     * that its weights come from memory (batched decode) while this panel's arithmetic runs
-     * and its unpack finds them near; a whole run more between a line's prefetch and its
-     * unpack than with the next panel (measured a little faster, docs/kernels-perf.md).
-     * matmul.c's thread claims 64 rows (two panels) at a time from a contiguous share, so the
-     * panel after next is mostly its own. */
-    const uint8_t *pf = stream & ELM_TILE_STREAM ? (const uint8_t *)w + 2 * LN_R * ws : NULL;
+    if (pf)
+        pf += (size_t)nb * ELM_TILE_PF_UNPACK(LN_R * kql_bytes(KIND));
 #define RUN(T) kql_run(pb, nb, a, as, y, ys, nr, pf, T, KIND)
     LN_FOR_T(nt, RUN);
 #undef RUN
 }
 
 #define DEFINE_KQL(K, shared)                                                                      \
-    static void kql_unpack_##K(uint8_t *panel, const uint8_t *w, size_t ws, int nr, int64_t nb)    \
+    static void kql_unpack_##K(uint8_t *panel, const uint8_t *w, size_t ws, int nr, int64_t nb,    \
+                               const uint8_t *pf)                                                  \
     {                                                                                              \
-        kql_unpack(panel, w, ws, nr, nb, K);                                                       \
+        kql_unpack(panel, w, ws, nr, nb, pf, K);                                                   \
     }                                                                                              \
     static void q##K##_k_tile_lanes(int64_t n, const void *w, size_t ws, int nr, const void *a,    \
                                     size_t as, int nt, float *y, int64_t ys, int stream)           \

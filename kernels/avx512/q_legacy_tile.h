@@ -184,13 +184,12 @@ ALWAYS_INLINE void q80l_run(const struct q80l_block *p, int64_t nb, const uint8_
 
 ALWAYS_INLINE void q80l_tile(int64_t n, const void *w, size_t ws, int nr, const void *a, size_t as,
                              int nt, float *y, int64_t ys, int stream, const int KIND,
-                             elm_tile_fn shared,
-                             void (*unpack)(uint8_t *, const uint8_t *, size_t, int, int64_t))
+                             elm_tile_fn shared, ln_unpack_fn unpack)
 {
     const int64_t nb = n / ELM_QK;
     const uint8_t *p = NULL;
     if (nt >= LN_MIN_T && nr <= LN_R)
-        p = ln_panel(200 + KIND, w, ws, nr, nb, sizeof(struct q80l_block), stream, unpack);
+        p = ln_panel(200 + KIND, w, ws, nr, nb, sizeof(struct q80l_block), stream, unpack, NULL);
     if (p == NULL) {
         elm_tile_in_panels(shared, LEG_R, LEG_T, n, w, ws, nr, a, as, nt, y, ys, stream);
         return;
@@ -204,8 +203,10 @@ ALWAYS_INLINE void q80l_tile(int64_t n, const void *w, size_t ws, int nr, const 
 /* The elm_tile_fn of each type: nr <= LN_R and nt <= LN_T with several tokens (one token: a
  * whole row chunk, for the shared tile). */
 #define DEFINE_Q80L(name, K, shared)                                                               \
-    static void q80l_unpack_##K(uint8_t *panel, const uint8_t *w, size_t ws, int nr, int64_t nb)   \
+    static void q80l_unpack_##K(uint8_t *panel, const uint8_t *w, size_t ws, int nr, int64_t nb,   \
+                                const uint8_t *pf)                                                 \
     {                                                                                              \
+        (void)pf; /* these tiles do not prefetch */                                                \
         q80l_unpack(panel, w, ws, nr, nb, K);                                                      \
     }                                                                                              \
     static void name(int64_t n, const void *w, size_t ws, int nr, const void *a, size_t as,        \
