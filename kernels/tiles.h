@@ -49,7 +49,7 @@ typedef void (*elm_tile_fn)(int64_t n, const void *w, size_t w_stride, int nr, c
  * unpack asks for (the run asks for the rest): about the unpack's share of the call's time at 8
  * tokens, so that the prefetches go out at an even pace through both; with all of them in the
  * run, memory idled through the unpack (docs/kernels-perf.md, pf14). */
-#define ELM_TILE_PF_UNPACK(block_bytes) ((block_bytes) * 3 / 8)
+#define ELM_TILE_PF_UNPACK(block_bytes) ((block_bytes)*3 / 8)
 
 /* tile over a call of nr rows and nt tokens in its own R x T panels, so that each of its panels
  * stays in L1 for all its tokens (one token: the whole row chunk, for the tile's own row groups

@@ -280,8 +280,7 @@ ALWAYS_INLINE __m512i kql_scaled(__m512i L, __m512i D, __m512i sc, int r)
 
 /* Bytes of the panel ahead that each lane step of the run prefetches: an eighth of what the
  * unpack left of a super-block's share. */
-#define KQL_PF_RUN(KIND)                                                                           \
-    ((LN_R * kql_bytes(KIND) - ELM_TILE_PF_UNPACK(LN_R * kql_bytes(KIND))) / 8)
+#define KQL_PF_RUN(KIND) ((LN_R * kql_bytes(KIND) - ELM_TILE_PF_UNPACK(LN_R * kql_bytes(KIND))) / 8)
 
 /* NT tokens against the unpacked panel. */
 ALWAYS_INLINE void kql_run(const struct kql_block *p, int64_t nb, const uint8_t *a, size_t as,
