@@ -125,10 +125,15 @@ struct bench_model_result {
     struct bench_stat tg_gbs;   /* decode_bytes x tg t/s, GB/s */
     struct bench_stat stream;   /* the stream probe run after each tg, GB/s */
     struct bench_stat tg_pct;   /* per repetition tg_gbs / stream, in % */
+    struct bench_stat tg_vs_first; /* per repetition tg / the first policy's tg (bench_model.c) */
+    enum elm_wait wait;            /* the policy it ran under */
     struct elm_pool_stats pool; /* what the compute threads did in the measured tg runs */
 };
-int bench_model_measure(const struct bench_opts *o, const char *path, int threads, int pp,
-                        int tg, int batch, struct bench_model_result *res);
+/* waits[0..n_wait-1]: policies that take turns repetition by repetition, res[k] for waits[k];
+ * n_wait 0: the pool's policy, res[0] alone. */
+int bench_model_measure(const struct bench_opts *o, const char *path, int threads, int pp, int tg,
+                        int batch, const enum elm_wait *waits, int n_wait,
+                        struct bench_model_result *res);
 
 /* Subcommands: argc/argv start after the subcommand name; return the exit code. */
 int bench_model(const struct bench_opts *o, int argc, char **argv);

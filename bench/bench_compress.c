@@ -360,7 +360,7 @@ static int run_all(struct job *j, const bool *use, const char *dir, int pp, int 
     struct bench_model_result sp;
     r[0] = (struct result){.name = "base", .mb = file_mb(j->base), .same_top = 100,
                            .ppl = j->base_ppl};
-    if (bench_model_measure(j->o, j->base, j->o->threads, pp, tg, 512, &sp))
+    if (bench_model_measure(j->o, j->base, j->o->threads, pp, tg, 512, NULL, 0, &sp))
         fails++;
     else
         r[0].pp = sp.pp.median, r[0].tg = sp.tg.median;
@@ -387,7 +387,7 @@ static int run_all(struct job *j, const bool *use, const char *dir, int pp, int 
             x->mb = file_mb(path);
             x->kld = s.kld.val, x->kld_err = s.kld.err;
             x->same_top = 100 * s.same_top.val, x->ppl = s.ppl_q.val;
-            if (bench_model_measure(j->o, path, j->o->threads, pp, tg, 512, &sp))
+            if (bench_model_measure(j->o, path, j->o->threads, pp, tg, 512, NULL, 0, &sp))
                 fails++;
             else
                 x->pp = sp.pp.median, x->tg = sp.tg.median;

@@ -17,7 +17,15 @@
  *
  * An embedding model (bert) has no decode: its pp is P random tokens cut into texts of at most
  * its context (EMBED_TEXT tokens when that is smaller), all embedded in one elm_model_embed
- * pass, as elmd runs one request; its tg columns are 0. */
+ * pass, as elmd runs one request; its tg columns are 0.
+ *
+ * --wait P,Q,... compares the compute threads' wait policies (common/pool.h) in one process:
+ * each repetition runs every policy in turn, the first one rotating, and each gets its row,
+ * with its tg against the first policy's as the median of the repetitions' own ratios. Runs
+ * in separate processes differed by more than the 5 % the policies are judged by
+ * (scripts/bench-wait.sh): a process draws its own placement of threads on the cores, and a
+ * neighbour's load that comes and goes falls on whichever run it meets; seconds apart in one
+ * process, a pair shares both. */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +39,7 @@
 
 #define MAX_MODELS 16
 #define MAX_LIST   8
+#define MAX_WAIT   3 /* passive, active, auto */
 
 struct run {
     int pp, tg, batch;
@@ -141,8 +150,12 @@ static double matmul_weights(const struct elm_model *m)
     return n;
 }
 
-int bench_model_measure(const struct bench_opts *o, const char *path, int threads, int pp,
-                        int tg, int batch, struct bench_model_result *res)
+/* The series of one policy over the repetitions. */
+enum { PP, TG, GBS, BW, PCT, VS_FIRST, N_SERIES };
+
+int bench_model_measure(const struct bench_opts *o, const char *path, int threads, int pp, int tg,
+                        int batch, const enum elm_wait *waits, int n_wait,
+                        struct bench_model_result *res)
 {
     char err[512];
     struct elm_model_params mp = {.n_threads = threads};
@@ -170,75 +183,124 @@ int bench_model_measure(const struct bench_opts *o, const char *path, int thread
     if (!rc && !embed && !(pr.buf = bench_stream_buffer(pr.words)))
         rc = -12;
     const double step_bytes = bench_decode_bytes(m);
-    double pps[1000], tgs[1000], gbs[1000], bws[1000], pct[1000];
-    struct elm_pool_stats warm = {0}, pool = {0};
-    for (int i = -1; i < o->reps && !rc; i++) { /* i = -1: warm-up */
-        bench_progress("model %s, %d threads: run %d/%d", path, threads, i + 1, o->reps);
-        double a = 0, b = 0;
-        rc = embed ? measure_embed(m, r, (uint64_t)(i + 2), &a)
-                   : measure(m, w, kv, r, (uint64_t)(i + 2), &a, &b, i < 0 ? &warm : &pool, &pr);
-        if (i >= 0) {
-            pps[i] = r->pp / a;
-            tgs[i] = embed ? 0 : r->tg / b;
-            gbs[i] = step_bytes * tgs[i] / 1e9;
-            bws[i] = embed ? 0 : pr.gbs;
-            pct[i] = embed || pr.gbs <= 0 ? 0 : 100.0 * gbs[i] / pr.gbs;
+    const int nw = n_wait > 0 ? n_wait : 1, R = o->reps;
+    const enum elm_wait before = elm_pool_wait();
+    double *v = malloc(sizeof(double) * N_SERIES * (size_t)nw * (size_t)R);
+#define S(k, p, i) v[((size_t)(k) * (size_t)nw + (size_t)(p)) * (size_t)R + (size_t)(i)]
+    if (!rc && !v)
+        rc = -12;
+    struct elm_pool_stats warm = {0}, pool[MAX_WAIT] = {{0}};
+    for (int i = -1; i < R && !rc; i++) { /* i = -1: warm-up, with the first policy */
+        for (int j = 0; j < (i < 0 ? 1 : nw) && !rc; j++) {
+            const int p = (j + (i > 0 ? i : 0)) % nw; /* who goes first rotates */
+            if (n_wait > 0)
+                elm_pool_set_wait(waits[p]);
+            bench_progress("model %s, %d threads: run %d/%d%s%s", path, threads, i + 1, R,
+                           n_wait > 0 ? ", wait " : "",
+                           n_wait > 0 ? elm_pool_wait_name(waits[p]) : "");
+            double a = 0, b = 0;
+            rc = embed ? measure_embed(m, r, (uint64_t)(i + 2), &a)
+                       : measure(m, w, kv, r, (uint64_t)(i + 2), &a, &b, i < 0 ? &warm : &pool[p],
+                                 &pr);
+            if (i >= 0) {
+                S(PP, p, i) = r->pp / a;
+                S(TG, p, i) = embed ? 0 : r->tg / b;
+                S(GBS, p, i) = step_bytes * S(TG, p, i) / 1e9;
+                S(BW, p, i) = embed ? 0 : pr.gbs;
+                S(PCT, p, i) = embed || pr.gbs <= 0 ? 0 : 100.0 * S(GBS, p, i) / pr.gbs;
+            }
         }
     }
+    elm_pool_set_wait(before);
     free((void *)pr.buf);
     bench_progress(NULL);
-    if (!rc) {
-        *res = (struct bench_model_result){.pp = bench_stats(pps, o->reps),
-                                           .tg = bench_stats(tgs, o->reps),
-                                           .weight_bytes = (double)m->weight_bytes,
-                                           .matmul_weights = matmul_weights(m),
-                                           .decode_bytes = step_bytes,
-                                           .tg_gbs = bench_stats(gbs, o->reps),
-                                           .stream = bench_stats(bws, o->reps),
-                                           .tg_pct = bench_stats(pct, o->reps),
-                                           .pool = pool};
-    } else {
-        fprintf(stderr, "elm-bench: %s: %s\n", path, elm_strerror(rc));
+    for (int p = 0; p < nw && !rc; p++) /* before bench_stats sorts the first policy's tg */
+        for (int i = 0; i < R; i++)
+            S(VS_FIRST, p, i) = S(TG, 0, i) > 0 ? S(TG, p, i) / S(TG, 0, i) : 0;
+    for (int p = 0; p < nw && !rc; p++) {
+        res[p] = (struct bench_model_result){.pp = bench_stats(&S(PP, p, 0), R),
+                                             .tg = bench_stats(&S(TG, p, 0), R),
+                                             .weight_bytes = (double)m->weight_bytes,
+                                             .matmul_weights = matmul_weights(m),
+                                             .decode_bytes = step_bytes,
+                                             .tg_gbs = bench_stats(&S(GBS, p, 0), R),
+                                             .stream = bench_stats(&S(BW, p, 0), R),
+                                             .tg_pct = bench_stats(&S(PCT, p, 0), R),
+                                             .tg_vs_first = bench_stats(&S(VS_FIRST, p, 0), R),
+                                             .wait = n_wait > 0 ? waits[p] : before,
+                                             .pool = pool[p]};
     }
+#undef S
+    if (rc)
+        fprintf(stderr, "elm-bench: %s: %s\n", path, elm_strerror(rc));
+    free(v);
     elm_kv_destroy(&kv);
     elm_work_destroy(&w);
     elm_model_destroy(&m);
     return rc ? 1 : 0;
 }
 
-static int bench_one(const struct bench_opts *o, const char *path, int threads,
-                     const struct run *r, double peak)
+static int bench_one(const struct bench_opts *o, const char *path, int threads, const struct run *r,
+                     const enum elm_wait *waits, int n_wait, double peak)
 {
-    struct bench_model_result res;
-    if (bench_model_measure(o, path, threads, r->pp, r->tg, r->batch, &res))
+    struct bench_model_result res[MAX_WAIT];
+    if (bench_model_measure(o, path, threads, r->pp, r->tg, r->batch, waits, n_wait, res))
         return 1;
-    const struct bench_stat sp = res.pp, st = res.tg;
-    const char *name = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
-    const double gflops = 2.0 * res.matmul_weights * sp.median / 1e9;
-    char pool[256];
-    elm_pool_stats_describe(&res.pool, pool, sizeof pool);
-    struct bench_cell cells[] = {
-        {"model", name, 0, 0},
-        {"weights MB", NULL, res.weight_bytes / 1e6, 2},
-        {"threads", NULL, threads, 0},
-        {"pp tokens", NULL, r->pp, 0},
-        {"pp t/s", NULL, sp.median, 1},
-        {"pp min", NULL, sp.min, 1},
-        {"pp max", NULL, sp.max, 1},
-        {"pp GFLOP/s", NULL, gflops, 1},
-        {"% of int8 peak", NULL, 100.0 * gflops / (peak * threads / o->threads), 1},
-        {"tg tokens", NULL, st.median > 0 ? r->tg : 0, 0},
-        {"tg t/s", NULL, st.median, 1},
-        {"tg min", NULL, st.min, 1},
-        {"tg max", NULL, st.max, 1},
-        {"threads' waiting in tg", pool, 0, 0},
-        /* after the columns scripts read by position (scripts/bench-wait.sh) */
-        {"tg GB/s", NULL, res.tg_gbs.median, 2},
-        {"stream GB/s", NULL, res.stream.median, 2},
-        {"tg % of stream", NULL, res.tg_pct.median, 1},
-    };
-    bench_row(o, "model", cells, (int)(sizeof cells / sizeof *cells));
+    for (int p = 0; p < (n_wait > 0 ? n_wait : 1); p++) {
+        const struct bench_stat sp = res[p].pp, st = res[p].tg;
+        const char *name = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+        const double gflops = 2.0 * res[p].matmul_weights * sp.median / 1e9;
+        char pool[256];
+        elm_pool_stats_describe(&res[p].pool, pool, sizeof pool);
+        struct bench_cell cells[] = {
+            {"model", name, 0, 0},
+            {"weights MB", NULL, res[p].weight_bytes / 1e6, 2},
+            {"threads", NULL, threads, 0},
+            {"pp tokens", NULL, r->pp, 0},
+            {"pp t/s", NULL, sp.median, 1},
+            {"pp min", NULL, sp.min, 1},
+            {"pp max", NULL, sp.max, 1},
+            {"pp GFLOP/s", NULL, gflops, 1},
+            {"% of int8 peak", NULL, 100.0 * gflops / (peak * threads / o->threads), 1},
+            {"tg tokens", NULL, st.median > 0 ? r->tg : 0, 0},
+            {"tg t/s", NULL, st.median, 1},
+            {"tg min", NULL, st.min, 1},
+            {"tg max", NULL, st.max, 1},
+            {"threads' waiting in tg", pool, 0, 0},
+            /* after the columns scripts read by position (scripts/bench-wait.sh) */
+            {"tg GB/s", NULL, res[p].tg_gbs.median, 2},
+            {"stream GB/s", NULL, res[p].stream.median, 2},
+            {"tg % of stream", NULL, res[p].tg_pct.median, 1},
+            {"wait", elm_pool_wait_name(res[p].wait), 0, 0},
+            {"tg / first wait's", NULL, res[p].tg_vs_first.median, 3},
+        };
+        bench_row(o, "model", cells, (int)(sizeof cells / sizeof *cells));
+    }
     return 0;
+}
+
+/* "P,Q,..." to at most MAX_WAIT distinct policies; the count, or -1. */
+static int parse_waits(const char *s, enum elm_wait *out)
+{
+    for (int n = 0;; s++) {
+        const char *end = strchr(s, ',');
+        const size_t len = end ? (size_t)(end - s) : strlen(s);
+        char name[16];
+        enum elm_wait w;
+        if (n == MAX_WAIT || !len || len >= sizeof name)
+            return -1;
+        memcpy(name, s, len);
+        name[len] = 0;
+        if (elm_pool_wait_parse(name, &w))
+            return -1;
+        for (int i = 0; i < n; i++)
+            if (out[i] == w)
+                return -1;
+        out[n++] = w;
+        if (!end)
+            return n;
+        s = end;
+    }
 }
 
 int bench_model(const struct bench_opts *o, int argc, char **argv)
@@ -247,7 +309,8 @@ int bench_model(const struct bench_opts *o, int argc, char **argv)
         {"model", required_argument, 0, 'm'}, {"synth", required_argument, 0, 's'},
         {"pp", required_argument, 0, 'p'},    {"threads", required_argument, 0, 't'},
         {"tg", required_argument, 0, 'n'},    {"batch", required_argument, 0, 'b'},
-        {"help", no_argument, 0, 'h'},        {0, 0, 0, 0},
+        {"wait", required_argument, 0, 'w'},  {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
     };
     const char *models[MAX_MODELS];
     static char synth_paths[MAX_MODELS][512];
@@ -255,9 +318,10 @@ int bench_model(const struct bench_opts *o, int argc, char **argv)
     struct run r = {.tg = o->quick ? 16 : 128, .batch = 512};
     int pps[MAX_LIST] = {o->quick ? 32 : 512}, n_pp = 1;
     int thr[MAX_LIST] = {o->threads}, n_thr = 1;
-    int c;
+    enum elm_wait waits[MAX_WAIT];
+    int n_wait = 0, c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "m:s:p:t:n:b:h", lo, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "m:s:p:t:n:b:w:h", lo, NULL)) != -1) {
         int *dst = c == 'n' ? &r.tg : &r.batch;
         switch (c) {
         case 'm':
@@ -291,6 +355,13 @@ int bench_model(const struct bench_opts *o, int argc, char **argv)
                 return 2;
             }
             break;
+        case 'w':
+            if ((n_wait = parse_waits(optarg, waits)) < 0) {
+                fprintf(stderr, "elm-bench model: --wait expects a list of passive, active and "
+                                "auto (each once), got '%s'\n", optarg);
+                return 2;
+            }
+            break;
         case 'n': case 'b': {
             char *end;
             long v = strtol(optarg, &end, 10);
@@ -303,14 +374,16 @@ int bench_model(const struct bench_opts *o, int argc, char **argv)
         }
         case 'h':
             printf("usage: elm-bench model (--model FILE | --synth SHAPE:TYPE)... [--pp N,...] "
-                   "[--threads N,...] [--tg N] [--batch N]\nPrompt processing of N random tokens "
+                   "[--threads N,...] [--tg N] [--batch N] [--wait P,...]\nPrompt processing of N random tokens "
                    "(default 512) in batches, then decode of N tokens (default 128), F16 KV "
                    "cache;\none row per model x thread count x prompt length. pp GFLOP/s counts "
                    "the weight matmuls\n(2 per weight per token) against the int8 peak of the "
                    "threads used, measured in the same run;\ntg GB/s the bytes a step streams x "
                    "tg t/s against a stream probe run after each tg.\nAn embedding model (bert): pp "
                    "embeds the N tokens as texts of up to %d in one pass; no tg.\n"
-                   "Synthetic shapes: %s; TYPE is any 'elmctl quantize' type.\n",
+                   "--wait passive,active,auto: the compute threads' wait policies take turns "
+                   "repetition by\nrepetition in this process, a row each, with tg against the "
+                   "first policy's.\nSynthetic shapes: %s; TYPE is any 'elmctl quantize' type.\n",
                    EMBED_TEXT, bench_synth_shapes());
             return 0;
         default: return 2;
@@ -329,7 +402,7 @@ int bench_model(const struct bench_opts *o, int argc, char **argv)
             for (int p = 0; p < n_pp; p++) {
                 struct run rr = r;
                 rr.pp = pps[p];
-                fails += bench_one(o, models[i], thr[t], &rr, peak);
+                fails += bench_one(o, models[i], thr[t], &rr, waits, n_wait, peak);
             }
     bench_end_table(o);
     return fails ? 1 : 0;

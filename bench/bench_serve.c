@@ -11,7 +11,9 @@
  *   - inter-token latency p50 and p99 over every gap between consecutive tokens of all clients.
  * A repetition runs one round of every N in turn, so a noisy neighbour hits every N alike, and
  * the ratios (aggregate at N / at the first N, ITL p99 at N / at the first N) are taken within
- * each repetition; each cell is the median over repetitions, after one warm-up repetition.
+ * each repetition; each cell is the median over repetitions, after one warm-up repetition
+ * (none on a running daemon, --runtime-dir, with nothing of elm-bench's own beside it: that
+ * daemon is as warm as its users keep it, and scripts/bench-wait.sh spends the time on rounds).
  * A second table, serve-scaling, repeats per client count the aggregate, ITL p99 and both
  * ratios, and for 8 clients over 1 says whether they meet issue 18's batching targets
  * (aggregate >= 4x with AVX-512 kernels, >= 3x otherwise; ITL p99 <= 2.5x).
@@ -639,7 +641,9 @@ static int run_model(const struct bench_opts *o, const struct serve_cfg *c, cons
     v[(((size_t)(k)*N_VIA + (size_t)(t)) * MAX_NS + (size_t)(ni)) * (size_t)R + (size_t)(r)]
     /* per client count: what elmd's compute threads did in the measured libelmclient rounds */
     struct elm_pool_stats pool[MAX_NS] = {0};
-    for (int r = -1; r < R && !rc; r++) { /* r = -1: warm-up (the gateway's pool fills too) */
+    /* r = -1: warm-up (the gateway's pool fills too) */
+    const int first = c->runtime_dir && n_via == 1 ? 0 : -1;
+    for (int r = first; r < R && !rc; r++) {
         struct round base[N_VIA] = {0};
         for (int ni = 0; ni < c->n_ns && !rc; ni++) {
             struct round rds[N_VIA] = {0};
@@ -937,7 +941,8 @@ static void usage(void)
            "client count of the same repetition.\nelm-bench starts elmd from the build tree "
            "(max_sessions = largest N, --ctx per session, default\n256; --elmd-conf adds config "
            "lines) unless --runtime-dir names a running one (which then\nserves its loaded "
-           "model, or loads each --model). --plot FILE.svg draws both sweeps.\n"
+           "model, or loads each --model; no warm-up round then unless --http or\n"
+           "--vs-llama-server starts something of its own). --plot FILE.svg draws both sweeps.\n"
            "--http: also start elm-httpd and run every round a second time through it (streamed\n"
            "/v1/completions, a connection per client): columns agg/libelmclient and TTFT p50 -\n"
            "libelmclient are the gateway's cost. --vs-llama-server http://HOST:PORT: a third "

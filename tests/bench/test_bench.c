@@ -198,6 +198,12 @@ static void test_argument_errors(void **state)
     expect_usage_error("--reps 0 ipc", "--reps expects 1..1000, got '0'");
     expect_usage_error("--threads x ipc", "--threads expects");
     expect_usage_error("--bogus ipc", "--bogus");
+    const char *bad_waits[] = {"bogus", "auto,auto", "auto,,passive", "passive,active,auto,auto",
+                               ""};
+    for (size_t i = 0; i < sizeof bad_waits / sizeof *bad_waits; i++) {
+        snprintf(a, sizeof a, "model --model '%s' --wait '%s'", model, bad_waits[i]);
+        expect_usage_error(a, "--wait expects a list of passive, active and auto");
+    }
     expect_usage_error("serve", "give --model FILE");
     expect_usage_error("serve --bogus", "--bogus");
     expect_usage_error("serve --model /nonexistent.gguf", "--model /nonexistent.gguf");
@@ -270,6 +276,65 @@ static void test_model(void **state)
      * so its share may pass 100 %) */
     assert_true(num(r[0], "tg GB/s") > 0 && num(r[0], "stream GB/s") > 0);
     assert_true(num(r[0], "tg % of stream") > 0);
+    lines_free(&l);
+}
+
+/* The "N sleeps (P after a spin)" of a threads' waiting cell (elm_pool_stats_describe). */
+static void sleeps_of(const char *cell, long *n, long *after)
+{
+    *n = *after = -1;
+    for (const char *p = cell; p; p = strstr(p, "; ")) {
+        if (*p == ';')
+            p += 2;
+        if (sscanf(p, "%ld sleeps (%ld after a spin)", n, after) == 2)
+            return;
+    }
+}
+
+/* --wait: the policies take turns in one process, a row each, in the order given, with tg
+ * against the first's. */
+static void test_model_wait(void **state)
+{
+    (void)state;
+    require_bench();
+    ELM_REQUIRE_MODEL(model, "stories260K.gguf");
+    static char out[65536];
+    struct lines l;
+    assert_int_equal(run(out, sizeof out,
+                         "--quick --json --reps 2 --threads 2 model --model '%s' --pp 16 --tg 8 "
+                         "--wait passive,auto,active",
+                         model),
+                     0);
+    parse_lines(out, "model", &l);
+    const json_t *r[4];
+    assert_int_equal(rows(&l, "model", r, 4), 3);
+    const char *want[] = {"passive", "auto", "active"};
+    for (int i = 0; i < 3; i++) {
+        assert_string_equal(str(r[i], "wait"), want[i]);
+        assert_int_equal((int)num(r[i], "tg tokens"), 8);
+        assert_ordered(r[i], "tg min", "tg t/s", "tg max");
+        assert_true(num(r[i], "tg / first wait's") > 0);
+    }
+    assert_true(num(r[0], "tg / first wait's") == 1.0); /* each repetition's own ratio is 1 */
+    /* each row ran under its own policy: passive's threads sleep at every wait, never after a
+     * spin; active's sleep only after spinning 0.2 s in vain */
+    long passive, passive_spun, active, active_spun;
+    sleeps_of(str(r[0], "threads' waiting in tg"), &passive, &passive_spun);
+    sleeps_of(str(r[2], "threads' waiting in tg"), &active, &active_spun);
+    assert_true(passive > 0);
+    assert_int_equal(passive_spun, 0);
+    assert_true(active >= 0 && active < passive);
+    assert_int_equal(active_spun, active);
+    lines_free(&l);
+    /* without --wait: one row, under the pool's policy (ELM_WAIT, else auto) */
+    assert_int_equal(
+        run(out, sizeof out, "--quick --json --threads 1 model --model '%s' --pp 16 --tg 8", model),
+        0);
+    parse_lines(out, "model", &l);
+    assert_int_equal(rows(&l, "model", r, 4), 1);
+    const char *env = getenv("ELM_WAIT");
+    assert_string_equal(str(r[0], "wait"), env && *env ? env : "auto");
+    assert_true(num(r[0], "tg / first wait's") == 1.0);
     lines_free(&l);
 }
 
@@ -676,6 +741,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_argument_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_model, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_model_wait, setup, teardown),
         cmocka_unit_test_setup_teardown(test_model_embed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kernels, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ipc, setup, teardown),
