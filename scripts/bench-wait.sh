@@ -19,14 +19,21 @@
 # tinyllama-1.1b: tg 64, 128 tokens per client (2.6 s of tg; 1 client ~5 s, 8 clients ~13 s idle;
 # with 32 a client the idle cells, ~1 and ~4 s, missed where 128 met). WAIT_TG and
 # WAIT_PREDICT set one length for every shape.
-# The policies alternate: WAIT_REPS (default 3) rounds, each running every policy once (one
-# repetition after elm-bench's warm-up, the order rotating from round to round), so a
+# The policies alternate: WAIT_REPS (default 3) rounds, each running every policy once, so a
 # neighbour's load hits all three alike. A cell is the median over the rounds; auto / target is
 # the median of the rounds' own ratios (docs/benchmarks.md's rule for comparisons).
+# - model: one elm-bench process a round runs the policies in turn (`model --wait`: the target
+#   first, then auto, then the other), WAIT_MODEL_REPS (default 2) repetitions each after one
+#   warm-up; the round's ratio is the median of its repetitions' own (elm-bench's "tg / first
+#   wait's"). Processes of their own differed by more than the 5 % judged: a process draws its
+#   own placement of threads on the cores.
+# - serve: one elm-bench serve run per policy (its order rotating from round to round) against
+#   the shape's resident elmd, with no warm-up of its own (a running daemon is as warm as its
+#   users keep it; serve_start warms it once), so the time goes into rounds.
 # Busy rounds skip active by default (WAIT_BUSY_ACTIVE=1 runs it): no target compares with it,
 # it is the 3x-slower case auto exists to avoid, and it alone would take most of the time
-# (8 clients of small-110m at 62 t/s). A whole run takes about 9 min a round on a quiet
-# machine (55 min at WAIT_REPS=6, 2026-12-03).
+# (8 clients of small-110m at 62 t/s). A whole run took about 9 min a round on a quiet
+# machine before the serve warm-ups went (55 min at WAIT_REPS=6, 2026-12-03).
 # WAIT_SHAPES, WAIT_LOADS (idle busy), WAIT_BENCHES (model serve) and WAIT_POLICIES (passive
 # active auto) narrow what is measured (a first look: WAIT_SHAPES=small-110m; the busy serve
 # cells alone: WAIT_LOADS=busy WAIT_BENCHES=serve WAIT_POLICIES="passive auto"); a narrowed run
@@ -68,7 +75,7 @@ trap 'stop_busy; serve_stop; rm -rf "$tmp"' EXIT
 trap 'exit 1' INT TERM
 
 # Results go to $tmp/r as lines "shape load bench policy round t/s over samples probes free
-# spinsleeps": over and samples are the pool's samples of the machine in that run and those over
+# spinsleeps [ratio]" (ratio: model rows, to the target in the same process): over and samples are the pool's samples of the machine in that run and those over
 # the busy line (elm-bench's "threads' waiting" column, common/pool.h; every policy samples), so
 # the table can say how often auto found the machine busy, and how often passive's sleeping
 # threads waited over the line all the same (their own wake-ups: why auto does not trust sleeping
@@ -92,18 +99,28 @@ lengths() { # $1 shape: sets tg, predict and ctx (a session's context: the promp
     predict=${WAIT_PREDICT:-$predict}
     ctx=$((predict + 64 > 256 ? predict + 64 : 256))
 }
-measure() { # $1 shape, $2 load, $3 policy, $4 round
-    # the model table: tg t/s is the 12th column, the threads' waiting the 15th
-    case " $benches " in *" model "*) ;; *) measure_serve "$@"; return ;; esac
-    if ELM_WAIT=$3 "$bench" --csv --reps 1 model --synth "$1:q4_0" --pp 16 --tg "$tg" \
-        >"$tmp/out" 2>"$tmp/err"; then
-        row 12 15 "$1 $2" model <"$tmp/out" | awk -v p="$3" -v r="$4" '{ print $1, $2, $3, p, r, $4, $5, $6, $7, $8, $9 }' >>"$tmp/r"
-    else
-        failed "$1 $2 model $3 $4"
-    fi
-    measure_serve "$@"
+target() { # $1 load: the policy auto is judged against
+    [ "$1" = idle ] && echo active || echo passive
 }
-measure_serve() { # as measure
+measure_model() { # $1 shape, $2 load, $3 round; the policies in $order, the target first
+    case " $benches " in *" model "*) ;; *) return ;; esac
+    waits=$(target "$2")
+    for p in auto $order; do
+        case " $order " in *" $p "*) ;; *) continue ;; esac
+        case ",$waits," in *",$p,"*) ;; *) waits="$waits,$p" ;; esac
+    done
+    # the model table: tg t/s is the 12th column, the threads' waiting the 15th, the policy
+    # the 19th and tg against the first policy's the 20th
+    if "$bench" --csv --reps "${WAIT_MODEL_REPS:-2}" model --synth "$1:q4_0" --pp 16 \
+        --tg "$tg" --wait "$waits" >"$tmp/out" 2>"$tmp/err"; then
+        awk -F, '$1 == "model" { print $19, $20 }' "$tmp/out" >"$tmp/ratio"
+        row 12 15 "$1 $2" model <"$tmp/out" | paste -d' ' - "$tmp/ratio" |
+            awk -v r="$3" '{ print $1, $2, $3, $10, r, $4, $5, $6, $7, $8, $9, $11 }' >>"$tmp/r"
+    else
+        for p in $(echo "$waits" | tr , ' '); do failed "$1 $2 model $p $3"; done
+    fi
+}
+measure_serve() { # $1 shape, $2 load, $3 policy, $4 round
     case " $benches " in *" serve "*) ;; *) return ;; esac
     # the serve table: clients in the 3rd column, aggregate t/s in the 6th, elmd's threads'
     # waiting in the 16th. The policy is switched in the running elmd (serve_start says why).
@@ -132,6 +149,9 @@ serve_start() { # $1 shape
     serve_conf passive
     "$build/daemon/elmd" --config "$tmp/elmd.conf" --model "$model" --runtime-dir "$run" \
         >/dev/null || { echo "bench-wait.sh: elmd did not start on $model" >&2; exit 1; }
+    # its warm-up (the measured runs have none): every session's pages and the batched passes
+    "$bench" --csv --reps 1 serve --runtime-dir "$run" --clients 8 --n-predict 16 \
+        --ctx "$ctx" >/dev/null 2>"$tmp/err" || { cat "$tmp/err" >&2; exit 1; }
 }
 serve_conf() { # $1 policy
     printf 'max_sessions = 8\nctx = %d\nwait = %s\n' "$ctx" "$1" >"$tmp/elmd.conf"
@@ -171,9 +191,11 @@ for load in $loads; do
         fi
         round=1
         while [ "$round" -le "$reps" ]; do
+            echo "bench-wait.sh: $shape, $load, round $round, model" >&2
+            measure_model "$shape" "$load" "$round"
             for policy in $order; do
-                echo "bench-wait.sh: $shape, $load, round $round, $policy" >&2
-                measure "$shape" "$load" "$policy" "$round"
+                echo "bench-wait.sh: $shape, $load, round $round, serve $policy" >&2
+                measure_serve "$shape" "$load" "$policy" "$round"
             done
             # the next round starts with the policy after this round's first
             order="$(echo "$order" | cut -d' ' -f2-) $(echo "$order" | cut -d' ' -f1)"
@@ -199,6 +221,7 @@ awk '
         if (!(key in seen)) { seen[key] = 1; order[n++] = key }
         tried[key " " $4] = 1
         if ($6 != "failed") { vals[key " " $4] = vals[key " " $4] " " $6; v[key " " $4 " " $5] = $6 }
+        if ($12 != "") paired[key " " $4 " " $5] = $12
         if ($8 != "") { over[key " " $4] += $7; samples[key " " $4] += $8; probes[key " " $4] += $9; free[key " " $4] += $10; spins[key " " $4] += $11 }
         if ($5 + 0 > rounds) rounds = $5 + 0
     }
@@ -211,7 +234,8 @@ awk '
             ratios = ""; shown = ""
             for (r = 1; r <= rounds; r++) {
                 a = v[order[i] " auto " r]; t = v[order[i] " " ref " " r]
-                if (a != "" && t + 0 > 0) { ratios = ratios " " a / t; shown = shown (shown == "" ? "" : ", ") sprintf("%.2f", a / t) }
+                q = (order[i] " auto " r) in paired ? paired[order[i] " auto " r] : t + 0 > 0 ? a / t : ""
+                if (a != "" && t != "" && q != "") { ratios = ratios " " q; shown = shown (shown == "" ? "" : ", ") sprintf("%.2f", q) }
             }
             rm = median(ratios)
             rs = rm != "" ? sprintf("%.2f %s", rm, rm >= want ? "met" : "missed") : \
