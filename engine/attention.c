@@ -17,7 +17,6 @@
 #include "common/pool.h"
 #include "engine/kv_impl.h"
 #include "engine/ops.h"
-#include "kernels/fp16.h"
 
 #define MIX_LANES 16 /* partial sums per attention output (kernels.h kv_mix) */
 
@@ -42,14 +41,11 @@ void elm_kv_store(const struct elm_kernels *k, struct elm_kv *kv, int layer, int
         memcpy(kd, kr, (size_t)n * sizeof(float));
         memcpy(vd, vr, (size_t)n * sizeof(float));
         break;
-    case ELM_TYPE_F16:
-        for (int i = 0; i < n; i++) {
-            ((uint16_t *)kd)[i] = elm_f32_to_fp16(kr[i]);
-            ((uint16_t *)vd)[i] = elm_f32_to_fp16(vr[i]);
-        }
-        break;
-    default: /* Q8_0: as llama.cpp copies into a q8_0 cache, with the activation quantizer;
-              * head_dim is a multiple of 32, so the blocks of a row are the blocks of its heads */
+    default: /* F16 and Q8_0: the table's conversion (F16C on x86, the bits of
+              * elm_f32_to_fp16, test_simd; the scalar loop was most of the rope op's
+              * instructions, docs/kernels-perf.md); Q8_0 as llama.cpp copies into a q8_0 cache,
+              * with the activation quantizer: head_dim is a multiple of 32, so the blocks of a
+              * row are the blocks of its heads */
         k->from_float[p->type](kr, kd, n);
         k->from_float[p->type](vr, vd, n);
         break;
