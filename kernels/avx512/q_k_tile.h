@@ -29,8 +29,10 @@
 /* One super-block of a panel: sub-panel s, lane l = row 16 s + ln_row(l). */
 struct kql_block {
     __m512i q[LN_S][8][8]; /* [s][run r][k]: the weights of elements 32r + 4k.., one per byte */
-    __m512i sc[LN_S][16];  /* [s][group of 16]: kql_scale_vec, as int16 pairs per lane */
-    __m512i mn[LN_S][8];   /* [s][k]: the minimum pairs (m, m') as int16 per lane */
+    __m512i sc[LN_S][16];  /* [s][group of 16]: kql_scale_vec, as int16 pairs per lane; Q4_K
+                            * and Q5_K (one scale per run of 32) fill only the even groups */
+    __m512i mn[LN_S][8];   /* [s][k]: the minimum pairs (m, m') as int16 per lane; Q2_K fills
+                            * all 8, Q4_K and Q5_K k < 4, Q3_K and Q6_K none (no minimum) */
     __m512 d[LN_S], ndmin[LN_S]; /* ndmin = -dmin: the run's minimum factor -(d_a * d_min) is
                                   * then one product (negation is exact either side of it) */
 };
@@ -83,7 +85,6 @@ ALWAYS_INLINE void kql_scales(struct kql_block *p, int sp, const struct ln_rowse
                               const int KIND)
 {
     __m512i v[4];
-    const __m512i zero = _mm512_setzero_si512();
     if (KIND == 4 || KIND == 5) {
         /* from the block's start: dword 0 is (d, dmin), dwords 1..3 the 12 scale bytes */
         __m512i g[4];
@@ -105,16 +106,13 @@ ALWAYS_INLINE void kql_scales(struct kql_block *p, int sp, const struct ln_rowse
             _mm512_or_si512(_mm512_and_si512(v[2], m2),
                             _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(v[0], 6), m3), 4));
         u[0] = _mm512_and_si512(v[0], m1);
+        /* a run's scale once (kql_group): its second group of 16 has the same, and a stored
+         * copy cost 8 of the unpack's ~90 zmm stores per 16 rows x super-block */
         UNROLL for (int r = 0; r < 8; r++)
-        {
-            const __m512i sc = kql_scale_vec(kql_byte(u[r / 4], r % 4), KIND);
-            _mm512_store_si512(&p->sc[sp][2 * r], sc);
-            _mm512_store_si512(&p->sc[sp][2 * r + 1], sc);
-        }
+            _mm512_store_si512(&p->sc[sp][2 * r], kql_scale_vec(kql_byte(u[r / 4], r % 4), KIND));
         UNROLL for (int k = 0; k < 4; k++)
             _mm512_store_si512(&p->mn[sp][k], kql_pair(kql_byte(u[2 + k / 2], 2 * (k % 2)),
                                                        kql_byte(u[2 + k / 2], 2 * (k % 2) + 1)));
-        UNROLL for (int k = 4; k < 8; k++) _mm512_store_si512(&p->mn[sp][k], zero);
     } else if (KIND == 2) {
         ln_gather4(rs, b, offsetof(struct elm_block_q2_k, scales), v);
         const __m512i m4 = _mm512_set1_epi32(0x0f);
@@ -155,7 +153,6 @@ ALWAYS_INLINE void kql_scales(struct kql_block *p, int sp, const struct ln_rowse
                 _mm512_store_si512(&p->sc[sp][j], _mm512_and_si512(sc, m16));
             }
         }
-        UNROLL for (int k = 0; k < 8; k++) _mm512_store_si512(&p->mn[sp][k], zero);
     }
 }
 
@@ -272,6 +269,13 @@ ALWAYS_INLINE void kql_unpack(uint8_t *panel, const uint8_t *w, size_t ws, int n
     }
 }
 
+/* The group of 16 whose scale vector (kql_block.sc) lane step k of run r takes: Q4_K and Q5_K
+ * have one scale per run, stored in its even group. */
+ALWAYS_INLINE int kql_group(int r, int k, const int KIND)
+{
+    return KIND == 4 || KIND == 5 ? 2 * r : 2 * r + (k >= 4);
+}
+
 /* L + sc * D (int16 pairs, vpdpwssd), or sc * D for run 0, whose L is not yet set. */
 ALWAYS_INLINE __m512i kql_scaled(__m512i L, __m512i D, __m512i sc, int r)
 {
@@ -371,7 +375,7 @@ ALWAYS_INLINE void kql_run(const struct kql_block *p, int64_t nb, const uint8_t 
             {
                 __m512i wq[LN_S];
                 UNROLL for (int s = 0; s < LN_S; s++) wq[s] = _mm512_load_si512(&pb->q[s][r][k]);
-                const int g = 2 * r + (k >= 4);
+                const int g = kql_group(r, k, KIND);
                 UNROLL for (int t = 0; t < NT; t++)
                 {
                     const __m512i av =
