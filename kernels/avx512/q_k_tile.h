@@ -182,7 +182,7 @@ ALWAYS_INLINE void kql_dwords(const struct ln_rowset *rs, int64_t b, size_t off,
  * (r % 4); Q6_K: ql dword 16 h + 8 (qd % 2) + k, nibble qd / 2, qh dword 8 h + k, bits 2 qd (r = 4
  * h + qd). */
 ALWAYS_INLINE void kql_weights(struct kql_block *p, int sp, const struct ln_rowset *rs, int64_t b,
-                               const int KIND)
+                               const int KIND, const int PACK)
 {
     const __m512i m1 = _mm512_set1_epi8(1), m3 = _mm512_set1_epi8(3), m4 = _mm512_set1_epi8(0x0f);
     __m512i hi[16], v[4];
@@ -204,7 +204,10 @@ ALWAYS_INLINE void kql_weights(struct kql_block *p, int sp, const struct ln_rows
         UNROLL for (int i = 0; i < 4; i++)
         {
             const int k = 4 * (c % 2) + i; /* dword 4 c + i of the field */
-            if (KIND == 4 || KIND == 5) {
+            if (KIND == 4 && PACK) {
+                /* both runs' nibbles in run 2 (c / 2)'s place (kql_run splits them) */
+                _mm512_store_si512(&p->q[sp][2 * (c / 2)][k], v[i]);
+            } else if (KIND == 4 || KIND == 5) {
                 UNROLL for (int n = 0; n < 2; n++)
                 {
                     const int r = 2 * (c / 2) + n;
@@ -243,7 +246,7 @@ ALWAYS_INLINE void kql_weights(struct kql_block *p, int sp, const struct ln_rows
 }
 
 ALWAYS_INLINE void kql_unpack(uint8_t *panel, const uint8_t *w, size_t ws, int nr, int64_t nb,
-                              const uint8_t *pf, const int KIND)
+                              const uint8_t *pf, const int KIND, const int PACK)
 {
     /* the unpack's part of the panel ahead (tiles.h), half of it per sub-panel pass */
     const size_t pfs = ELM_TILE_PF_UNPACK(LN_R * kql_bytes(KIND)) / LN_S;
@@ -256,7 +259,7 @@ ALWAYS_INLINE void kql_unpack(uint8_t *panel, const uint8_t *w, size_t ws, int n
             struct kql_block *p = &o[b];
             if (pf)
                 ln_prefetch_l2(pf + ((size_t)sp * (size_t)nb + (size_t)b) * pfs, pfs);
-            kql_weights(p, sp, &rs, b, KIND);
+            kql_weights(p, sp, &rs, b, KIND, PACK);
             if (KIND == 6)
                 p->d[sp] = ln_gather_f16(&rs, b, offsetof(struct elm_block_q6_k, d));
             if (KIND == 2) { /* Q3_K's d comes with its scales (kql_scales) */
@@ -286,10 +289,10 @@ ALWAYS_INLINE __m512i kql_scaled(__m512i L, __m512i D, __m512i sc, int r)
  * unpack left of a super-block's share. */
 #define KQL_PF_RUN(KIND) ((LN_R * kql_bytes(KIND) - ELM_TILE_PF_UNPACK(LN_R * kql_bytes(KIND))) / 8)
 
-/* NT tokens against the unpacked panel. */
+/* NT tokens against the unpacked panel (PACK: Q4_K's weights as nibble pairs, kql_tile). */
 ALWAYS_INLINE void kql_run(const struct kql_block *p, int64_t nb, const uint8_t *a, size_t as,
                            float *y, int64_t ys, int nr, const uint8_t *pf, const int NT,
-                           const int KIND)
+                           const int KIND, const int PACK)
 {
     const int bias = KQL_BIAS(KIND);
     __m512 acc[LN_T][LN_S][8], accm[LN_T][LN_S][4];
@@ -371,10 +374,21 @@ ALWAYS_INLINE void kql_run(const struct kql_block *p, int64_t nb, const uint8_t 
             if (pf)
                 ln_prefetch_l2(pf + ((size_t)b * 8 + k) * KQL_PF_RUN(KIND), KQL_PF_RUN(KIND));
             __m512i L[LN_T][LN_S]; /* run 0 starts them with vpmaddwd: no zero copied per chain */
+            __m512i raw[LN_S];     /* PACK: runs r and r + 1 (r even) as nibble pairs */
             UNROLL for (int r = 0; r < 8; r++)
             {
                 __m512i wq[LN_S];
-                UNROLL for (int s = 0; s < LN_S; s++) wq[s] = _mm512_load_si512(&pb->q[s][r][k]);
+                UNROLL for (int s = 0; s < LN_S; s++)
+                {
+                    if (PACK) {
+                        if (r % 2 == 0)
+                            raw[s] = _mm512_load_si512(&pb->q[s][r][k]);
+                        wq[s] = _mm512_and_si512(r % 2 ? _mm512_srli_epi32(raw[s], 4) : raw[s],
+                                                 _mm512_set1_epi8(0x0f));
+                    } else {
+                        wq[s] = _mm512_load_si512(&pb->q[s][r][k]);
+                    }
+                }
                 const int g = kql_group(r, k, KIND);
                 UNROLL for (int t = 0; t < NT; t++)
                 {
@@ -408,7 +422,7 @@ ALWAYS_INLINE void kql_run(const struct kql_block *p, int64_t nb, const uint8_t 
 
 ALWAYS_INLINE void kql_tile(int64_t n, const void *w, size_t ws, int nr, const void *a, size_t as,
                             int nt, float *y, int64_t ys, int stream, const int KIND,
-                            elm_tile_fn shared, ln_unpack_fn unpack)
+                            elm_tile_fn shared, ln_unpack_fn unpack, ln_unpack_fn unpack_packed)
 {
     const int64_t nb = n / ELM_QK_K;
     const uint8_t *p = NULL;
@@ -419,8 +433,15 @@ ALWAYS_INLINE void kql_tile(int64_t n, const void *w, size_t ws, int nr, const v
      * (two panels) at a time from a contiguous share, so the panel after next is mostly its
      * own. The unpack asks for its part first (ELM_TILE_PF_UNPACK), the run for the rest. */
     const uint8_t *pf = stream & ELM_TILE_STREAM ? (const uint8_t *)w + 2 * LN_R * ws : NULL;
+    /* One token tile on this panel (batched decode: it is unpacked for this call alone): Q4_K's
+     * weights stay nibble pairs, split by the run, which halves the unpack's weight stores (64
+     * of its ~78 zmm stores per 16 rows x super-block; the stores, not the gathers, bound it:
+     * docs/kernels-perf.md, k4k15) for the same and/shift work. With more token tiles each
+     * would split them again, so those keep one weight a byte. Its own key: the layouts differ. */
+    const int pack = KIND == 4 && (stream & ELM_TILE_STREAM) && !(stream & ELM_TILE_MORE);
     if (nt >= LN_MIN_T && nr <= LN_R)
-        p = ln_panel(100 + KIND, w, ws, nr, nb, sizeof(struct kql_block), stream, unpack, pf);
+        p = ln_panel(100 + 10 * pack + KIND, w, ws, nr, nb, sizeof(struct kql_block), stream,
+                     pack ? unpack_packed : unpack, pf);
     if (p == NULL) {
         elm_tile_in_panels(shared, KQ_R, KQ_T, n, w, ws, nr, a, as, nt, y, ys, stream);
         return;
@@ -428,21 +449,32 @@ ALWAYS_INLINE void kql_tile(int64_t n, const void *w, size_t ws, int nr, const v
     const struct kql_block *pb = (const struct kql_block *)p;
     if (pf)
         pf += (size_t)nb * ELM_TILE_PF_UNPACK(LN_R * kql_bytes(KIND));
-#define RUN(T) kql_run(pb, nb, a, as, y, ys, nr, pf, T, KIND)
-    LN_FOR_T(nt, RUN);
+#define RUN(T)  kql_run(pb, nb, a, as, y, ys, nr, pf, T, KIND, 0)
+#define RUNP(T) kql_run(pb, nb, a, as, y, ys, nr, pf, T, KIND, 1)
+    if (KIND == 4 && pack)
+        LN_FOR_T(nt, RUNP);
+    else
+        LN_FOR_T(nt, RUN);
 #undef RUN
+#undef RUNP
 }
 
 #define DEFINE_KQL(K, shared)                                                                      \
     static void kql_unpack_##K(uint8_t *panel, const uint8_t *w, size_t ws, int nr, int64_t nb,    \
                                const uint8_t *pf)                                                  \
     {                                                                                              \
-        kql_unpack(panel, w, ws, nr, nb, pf, K);                                                   \
+        kql_unpack(panel, w, ws, nr, nb, pf, K, 0);                                                \
+    }                                                                                              \
+    static void kql_unpack_packed_##K(uint8_t *panel, const uint8_t *w, size_t ws, int nr,         \
+                                      int64_t nb, const uint8_t *pf)                               \
+    {                                                                                              \
+        kql_unpack(panel, w, ws, nr, nb, pf, K, K == 4);                                           \
     }                                                                                              \
     static void q##K##_k_tile_lanes(int64_t n, const void *w, size_t ws, int nr, const void *a,    \
                                     size_t as, int nt, float *y, int64_t ys, int stream)           \
     {                                                                                              \
-        kql_tile(n, w, ws, nr, a, as, nt, y, ys, stream, K, shared, kql_unpack_##K);               \
+        kql_tile(n, w, ws, nr, a, as, nt, y, ys, stream, K, shared, kql_unpack_##K,                \
+                 kql_unpack_packed_##K);                                                           \
     }
 
 DEFINE_KQL(2, q2_k_tile)
