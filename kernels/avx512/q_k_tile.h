@@ -28,11 +28,13 @@
 
 /* One super-block of a panel: sub-panel s, lane l = row 16 s + ln_row(l). */
 struct kql_block {
-    __m512i q[LN_S][8][8]; /* [s][run r][k]: the weights of elements 32r + 4k.., one per byte */
-    __m512i sc[LN_S][16];  /* [s][group of 16]: kql_scale_vec, as int16 pairs per lane; Q4_K
-                            * and Q5_K (one scale per run of 32) fill only the even groups */
-    __m512i mn[LN_S][8];   /* [s][k]: the minimum pairs (m, m') as int16 per lane; Q2_K fills
-                            * all 8, Q4_K and Q5_K k < 4, Q3_K and Q6_K none (no minimum) */
+    __m512i q[LN_S][8][8];       /* [s][run r][k]: the weights of elements 32r + 4k.., one per byte
+                                  * (Q4_K with one token tile, kql_tile: runs r, r + 1 as nibbles of
+                                  * r's bytes, r even) */
+    __m512i sc[LN_S][16];        /* [s][group of 16]: kql_scale_vec, as int16 pairs per lane; Q4_K
+                                  * and Q5_K (one scale per run of 32) fill only the even groups */
+    __m512i mn[LN_S][8];         /* [s][k]: the minimum pairs (m, m') as int16 per lane; Q2_K fills
+                                  * all 8, Q4_K and Q5_K k < 4, Q3_K and Q6_K none (no minimum) */
     __m512 d[LN_S], ndmin[LN_S]; /* ndmin = -dmin: the run's minimum factor -(d_a * d_min) is
                                   * then one product (negation is exact either side of it) */
 };
