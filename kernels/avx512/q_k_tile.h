@@ -28,9 +28,13 @@
 
 /* One super-block of a panel: sub-panel s, lane l = row 16 s + ln_row(l). */
 struct kql_block {
-    __m512i q[LN_S][8][8]; /* [s][run r][k]: the weights of elements 32r + 4k.., one per byte */
-    __m512i sc[LN_S][16];  /* [s][group of 16]: kql_scale_vec, as int16 pairs per lane */
-    __m512i mn[LN_S][8];   /* [s][k]: the minimum pairs (m, m') as int16 per lane */
+    __m512i q[LN_S][8][8];       /* [s][run r][k]: the weights of elements 32r + 4k.., one per byte
+                                  * (Q4_K with one token tile, kql_tile: runs r, r + 1 as nibbles of
+                                  * r's bytes, r even) */
+    __m512i sc[LN_S][16];        /* [s][group of 16]: kql_scale_vec, as int16 pairs per lane; Q4_K
+                                  * and Q5_K (one scale per run of 32) fill only the even groups */
+    __m512i mn[LN_S][8];         /* [s][k]: the minimum pairs (m, m') as int16 per lane; Q2_K fills
+                                  * all 8, Q4_K and Q5_K k < 4, Q3_K and Q6_K none (no minimum) */
     __m512 d[LN_S], ndmin[LN_S]; /* ndmin = -dmin: the run's minimum factor -(d_a * d_min) is
                                   * then one product (negation is exact either side of it) */
 };
@@ -83,7 +87,6 @@ ALWAYS_INLINE void kql_scales(struct kql_block *p, int sp, const struct ln_rowse
                               const int KIND)
 {
     __m512i v[4];
-    const __m512i zero = _mm512_setzero_si512();
     if (KIND == 4 || KIND == 5) {
         /* from the block's start: dword 0 is (d, dmin), dwords 1..3 the 12 scale bytes */
         __m512i g[4];
@@ -105,16 +108,13 @@ ALWAYS_INLINE void kql_scales(struct kql_block *p, int sp, const struct ln_rowse
             _mm512_or_si512(_mm512_and_si512(v[2], m2),
                             _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(v[0], 6), m3), 4));
         u[0] = _mm512_and_si512(v[0], m1);
+        /* a run's scale once (kql_group): its second group of 16 has the same, and a stored
+         * copy cost 8 of the unpack's ~90 zmm stores per 16 rows x super-block */
         UNROLL for (int r = 0; r < 8; r++)
-        {
-            const __m512i sc = kql_scale_vec(kql_byte(u[r / 4], r % 4), KIND);
-            _mm512_store_si512(&p->sc[sp][2 * r], sc);
-            _mm512_store_si512(&p->sc[sp][2 * r + 1], sc);
-        }
+            _mm512_store_si512(&p->sc[sp][2 * r], kql_scale_vec(kql_byte(u[r / 4], r % 4), KIND));
         UNROLL for (int k = 0; k < 4; k++)
             _mm512_store_si512(&p->mn[sp][k], kql_pair(kql_byte(u[2 + k / 2], 2 * (k % 2)),
                                                        kql_byte(u[2 + k / 2], 2 * (k % 2) + 1)));
-        UNROLL for (int k = 4; k < 8; k++) _mm512_store_si512(&p->mn[sp][k], zero);
     } else if (KIND == 2) {
         ln_gather4(rs, b, offsetof(struct elm_block_q2_k, scales), v);
         const __m512i m4 = _mm512_set1_epi32(0x0f);
@@ -155,7 +155,6 @@ ALWAYS_INLINE void kql_scales(struct kql_block *p, int sp, const struct ln_rowse
                 _mm512_store_si512(&p->sc[sp][j], _mm512_and_si512(sc, m16));
             }
         }
-        UNROLL for (int k = 0; k < 8; k++) _mm512_store_si512(&p->mn[sp][k], zero);
     }
 }
 
@@ -185,7 +184,7 @@ ALWAYS_INLINE void kql_dwords(const struct ln_rowset *rs, int64_t b, size_t off,
  * (r % 4); Q6_K: ql dword 16 h + 8 (qd % 2) + k, nibble qd / 2, qh dword 8 h + k, bits 2 qd (r = 4
  * h + qd). */
 ALWAYS_INLINE void kql_weights(struct kql_block *p, int sp, const struct ln_rowset *rs, int64_t b,
-                               const int KIND)
+                               const int KIND, const int PACK)
 {
     const __m512i m1 = _mm512_set1_epi8(1), m3 = _mm512_set1_epi8(3), m4 = _mm512_set1_epi8(0x0f);
     __m512i hi[16], v[4];
@@ -207,7 +206,10 @@ ALWAYS_INLINE void kql_weights(struct kql_block *p, int sp, const struct ln_rows
         UNROLL for (int i = 0; i < 4; i++)
         {
             const int k = 4 * (c % 2) + i; /* dword 4 c + i of the field */
-            if (KIND == 4 || KIND == 5) {
+            if (KIND == 4 && PACK) {
+                /* both runs' nibbles in run 2 (c / 2)'s place (kql_run splits them) */
+                _mm512_store_si512(&p->q[sp][2 * (c / 2)][k], v[i]);
+            } else if (KIND == 4 || KIND == 5) {
                 UNROLL for (int n = 0; n < 2; n++)
                 {
                     const int r = 2 * (c / 2) + n;
@@ -246,7 +248,7 @@ ALWAYS_INLINE void kql_weights(struct kql_block *p, int sp, const struct ln_rows
 }
 
 ALWAYS_INLINE void kql_unpack(uint8_t *panel, const uint8_t *w, size_t ws, int nr, int64_t nb,
-                              const uint8_t *pf, const int KIND)
+                              const uint8_t *pf, const int KIND, const int PACK)
 {
     /* the unpack's part of the panel ahead (tiles.h), half of it per sub-panel pass */
     const size_t pfs = ELM_TILE_PF_UNPACK(LN_R * kql_bytes(KIND)) / LN_S;
@@ -259,7 +261,7 @@ ALWAYS_INLINE void kql_unpack(uint8_t *panel, const uint8_t *w, size_t ws, int n
             struct kql_block *p = &o[b];
             if (pf)
                 ln_prefetch_l2(pf + ((size_t)sp * (size_t)nb + (size_t)b) * pfs, pfs);
-            kql_weights(p, sp, &rs, b, KIND);
+            kql_weights(p, sp, &rs, b, KIND, PACK);
             if (KIND == 6)
                 p->d[sp] = ln_gather_f16(&rs, b, offsetof(struct elm_block_q6_k, d));
             if (KIND == 2) { /* Q3_K's d comes with its scales (kql_scales) */
@@ -272,6 +274,13 @@ ALWAYS_INLINE void kql_unpack(uint8_t *panel, const uint8_t *w, size_t ws, int n
     }
 }
 
+/* The group of 16 whose scale vector (kql_block.sc) lane step k of run r takes: Q4_K and Q5_K
+ * have one scale per run, stored in its even group. */
+ALWAYS_INLINE int kql_group(int r, int k, const int KIND)
+{
+    return KIND == 4 || KIND == 5 ? 2 * r : 2 * r + (k >= 4);
+}
+
 /* L + sc * D (int16 pairs, vpdpwssd), or sc * D for run 0, whose L is not yet set. */
 ALWAYS_INLINE __m512i kql_scaled(__m512i L, __m512i D, __m512i sc, int r)
 {
@@ -282,10 +291,10 @@ ALWAYS_INLINE __m512i kql_scaled(__m512i L, __m512i D, __m512i sc, int r)
  * unpack left of a super-block's share. */
 #define KQL_PF_RUN(KIND) ((LN_R * kql_bytes(KIND) - ELM_TILE_PF_UNPACK(LN_R * kql_bytes(KIND))) / 8)
 
-/* NT tokens against the unpacked panel. */
+/* NT tokens against the unpacked panel (PACK: Q4_K's weights as nibble pairs, kql_tile). */
 ALWAYS_INLINE void kql_run(const struct kql_block *p, int64_t nb, const uint8_t *a, size_t as,
                            float *y, int64_t ys, int nr, const uint8_t *pf, const int NT,
-                           const int KIND)
+                           const int KIND, const int PACK)
 {
     const int bias = KQL_BIAS(KIND);
     __m512 acc[LN_T][LN_S][8], accm[LN_T][LN_S][4];
@@ -367,11 +376,22 @@ ALWAYS_INLINE void kql_run(const struct kql_block *p, int64_t nb, const uint8_t 
             if (pf)
                 ln_prefetch_l2(pf + ((size_t)b * 8 + k) * KQL_PF_RUN(KIND), KQL_PF_RUN(KIND));
             __m512i L[LN_T][LN_S]; /* run 0 starts them with vpmaddwd: no zero copied per chain */
+            __m512i raw[LN_S];     /* PACK: runs r and r + 1 (r even) as nibble pairs */
             UNROLL for (int r = 0; r < 8; r++)
             {
                 __m512i wq[LN_S];
-                UNROLL for (int s = 0; s < LN_S; s++) wq[s] = _mm512_load_si512(&pb->q[s][r][k]);
-                const int g = 2 * r + (k >= 4);
+                UNROLL for (int s = 0; s < LN_S; s++)
+                {
+                    if (PACK) {
+                        if (r % 2 == 0)
+                            raw[s] = _mm512_load_si512(&pb->q[s][r][k]);
+                        wq[s] = _mm512_and_si512(r % 2 ? _mm512_srli_epi32(raw[s], 4) : raw[s],
+                                                 _mm512_set1_epi8(0x0f));
+                    } else {
+                        wq[s] = _mm512_load_si512(&pb->q[s][r][k]);
+                    }
+                }
+                const int g = kql_group(r, k, KIND);
                 UNROLL for (int t = 0; t < NT; t++)
                 {
                     const __m512i av =
@@ -404,7 +424,7 @@ ALWAYS_INLINE void kql_run(const struct kql_block *p, int64_t nb, const uint8_t 
 
 ALWAYS_INLINE void kql_tile(int64_t n, const void *w, size_t ws, int nr, const void *a, size_t as,
                             int nt, float *y, int64_t ys, int stream, const int KIND,
-                            elm_tile_fn shared, ln_unpack_fn unpack)
+                            elm_tile_fn shared, ln_unpack_fn unpack, ln_unpack_fn unpack_packed)
 {
     const int64_t nb = n / ELM_QK_K;
     const uint8_t *p = NULL;
@@ -415,8 +435,15 @@ ALWAYS_INLINE void kql_tile(int64_t n, const void *w, size_t ws, int nr, const v
      * (two panels) at a time from a contiguous share, so the panel after next is mostly its
      * own. The unpack asks for its part first (ELM_TILE_PF_UNPACK), the run for the rest. */
     const uint8_t *pf = stream & ELM_TILE_STREAM ? (const uint8_t *)w + 2 * LN_R * ws : NULL;
+    /* One token tile on this panel (batched decode: it is unpacked for this call alone): Q4_K's
+     * weights stay nibble pairs, split by the run, which halves the unpack's weight stores (64
+     * of its ~78 zmm stores per 16 rows x super-block; the stores, not the gathers, bound it:
+     * docs/kernels-perf.md, k4k15) for the same and/shift work. With more token tiles each
+     * would split them again, so those keep one weight a byte. Its own key: the layouts differ. */
+    const int pack = KIND == 4 && (stream & ELM_TILE_STREAM) && !(stream & ELM_TILE_MORE);
     if (nt >= LN_MIN_T && nr <= LN_R)
-        p = ln_panel(100 + KIND, w, ws, nr, nb, sizeof(struct kql_block), stream, unpack, pf);
+        p = ln_panel(100 + 10 * pack + KIND, w, ws, nr, nb, sizeof(struct kql_block), stream,
+                     pack ? unpack_packed : unpack, pf);
     if (p == NULL) {
         elm_tile_in_panels(shared, KQ_R, KQ_T, n, w, ws, nr, a, as, nt, y, ys, stream);
         return;
@@ -424,21 +451,32 @@ ALWAYS_INLINE void kql_tile(int64_t n, const void *w, size_t ws, int nr, const v
     const struct kql_block *pb = (const struct kql_block *)p;
     if (pf)
         pf += (size_t)nb * ELM_TILE_PF_UNPACK(LN_R * kql_bytes(KIND));
-#define RUN(T) kql_run(pb, nb, a, as, y, ys, nr, pf, T, KIND)
-    LN_FOR_T(nt, RUN);
+#define RUN(T)  kql_run(pb, nb, a, as, y, ys, nr, pf, T, KIND, 0)
+#define RUNP(T) kql_run(pb, nb, a, as, y, ys, nr, pf, T, KIND, 1)
+    if (KIND == 4 && pack)
+        LN_FOR_T(nt, RUNP);
+    else
+        LN_FOR_T(nt, RUN);
 #undef RUN
+#undef RUNP
 }
 
 #define DEFINE_KQL(K, shared)                                                                      \
     static void kql_unpack_##K(uint8_t *panel, const uint8_t *w, size_t ws, int nr, int64_t nb,    \
                                const uint8_t *pf)                                                  \
     {                                                                                              \
-        kql_unpack(panel, w, ws, nr, nb, pf, K);                                                   \
+        kql_unpack(panel, w, ws, nr, nb, pf, K, 0);                                                \
+    }                                                                                              \
+    static void kql_unpack_packed_##K(uint8_t *panel, const uint8_t *w, size_t ws, int nr,         \
+                                      int64_t nb, const uint8_t *pf)                               \
+    {                                                                                              \
+        kql_unpack(panel, w, ws, nr, nb, pf, K, K == 4);                                           \
     }                                                                                              \
     static void q##K##_k_tile_lanes(int64_t n, const void *w, size_t ws, int nr, const void *a,    \
                                     size_t as, int nt, float *y, int64_t ys, int stream)           \
     {                                                                                              \
-        kql_tile(n, w, ws, nr, a, as, nt, y, ys, stream, K, shared, kql_unpack_##K);               \
+        kql_tile(n, w, ws, nr, a, as, nt, y, ys, stream, K, shared, kql_unpack_##K,                \
+                 kql_unpack_packed_##K);                                                           \
     }
 
 DEFINE_KQL(2, q2_k_tile)
