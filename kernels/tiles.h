@@ -42,7 +42,8 @@ typedef void (*elm_tile_fn)(int64_t n, const void *w, size_t w_stride, int nr, c
 #define ELM_TILE_FRESH 2
 /* More token tiles of this call's token chunk follow on the same panel (the next calls, with no
  * other panel between): a tile that can unpack its panel once for several calls knows that it
- * will be reused before it is replaced. */
+ * will be reused before it is replaced. Without it a stream call's panel serves that call alone,
+ * and a tile may unpack it for one use (the AVX-512 Q4_K tile keeps nibble pairs then). */
 #define ELM_TILE_MORE 4
 
 /* Of the panel ahead that a stream call prefetches, the bytes per block of its rows that its
