@@ -129,8 +129,9 @@ struct bench_model_result {
     enum elm_wait wait;            /* the policy it ran under */
     struct elm_pool_stats pool; /* what the compute threads did in the measured tg runs */
 };
-/* waits[0..n_wait-1]: policies that take turns repetition by repetition, res[k] for waits[k];
- * n_wait 0: the pool's policy, res[0] alone. */
+/* waits[0..n_wait-1] (n_wait <= BENCH_MAX_WAIT): policies that take turns repetition by
+ * repetition, res[k] for waits[k]; n_wait 0: the pool's policy, res[0] alone. */
+#define BENCH_MAX_WAIT 3 /* passive, active, auto */
 int bench_model_measure(const struct bench_opts *o, const char *path, int threads, int pp, int tg,
                         int batch, const enum elm_wait *waits, int n_wait,
                         struct bench_model_result *res);

@@ -39,7 +39,6 @@
 
 #define MAX_MODELS 16
 #define MAX_LIST   8
-#define MAX_WAIT   3 /* passive, active, auto */
 
 struct run {
     int pp, tg, batch;
@@ -157,6 +156,10 @@ int bench_model_measure(const struct bench_opts *o, const char *path, int thread
                         int batch, const enum elm_wait *waits, int n_wait,
                         struct bench_model_result *res)
 {
+    if (n_wait < 0 || n_wait > BENCH_MAX_WAIT) {
+        fprintf(stderr, "elm-bench: %d wait policies, at most %d\n", n_wait, BENCH_MAX_WAIT);
+        return 1;
+    }
     char err[512];
     struct elm_model_params mp = {.n_threads = threads};
     struct elm_model *m;
@@ -189,7 +192,7 @@ int bench_model_measure(const struct bench_opts *o, const char *path, int thread
 #define S(k, p, i) v[((size_t)(k) * (size_t)nw + (size_t)(p)) * (size_t)R + (size_t)(i)]
     if (!rc && !v)
         rc = -12;
-    struct elm_pool_stats warm = {0}, pool[MAX_WAIT] = {{0}};
+    struct elm_pool_stats warm = {0}, pool[BENCH_MAX_WAIT] = {{0}};
     for (int i = -1; i < R && !rc; i++) { /* i = -1: warm-up, with the first policy */
         for (int j = 0; j < (i < 0 ? 1 : nw) && !rc; j++) {
             const int p = (j + (i > 0 ? i : 0)) % nw; /* who goes first rotates */
@@ -243,7 +246,7 @@ int bench_model_measure(const struct bench_opts *o, const char *path, int thread
 static int bench_one(const struct bench_opts *o, const char *path, int threads, const struct run *r,
                      const enum elm_wait *waits, int n_wait, double peak)
 {
-    struct bench_model_result res[MAX_WAIT];
+    struct bench_model_result res[BENCH_MAX_WAIT];
     if (bench_model_measure(o, path, threads, r->pp, r->tg, r->batch, waits, n_wait, res))
         return 1;
     for (int p = 0; p < (n_wait > 0 ? n_wait : 1); p++) {
@@ -279,7 +282,7 @@ static int bench_one(const struct bench_opts *o, const char *path, int threads, 
     return 0;
 }
 
-/* "P,Q,..." to at most MAX_WAIT distinct policies; the count, or -1. */
+/* "P,Q,..." to at most BENCH_MAX_WAIT distinct policies; the count, or -1. */
 static int parse_waits(const char *s, enum elm_wait *out)
 {
     for (int n = 0;; s++) {
@@ -287,7 +290,7 @@ static int parse_waits(const char *s, enum elm_wait *out)
         const size_t len = end ? (size_t)(end - s) : strlen(s);
         char name[16];
         enum elm_wait w;
-        if (n == MAX_WAIT || !len || len >= sizeof name)
+        if (n == BENCH_MAX_WAIT || !len || len >= sizeof name)
             return -1;
         memcpy(name, s, len);
         name[len] = 0;
@@ -318,7 +321,7 @@ int bench_model(const struct bench_opts *o, int argc, char **argv)
     struct run r = {.tg = o->quick ? 16 : 128, .batch = 512};
     int pps[MAX_LIST] = {o->quick ? 32 : 512}, n_pp = 1;
     int thr[MAX_LIST] = {o->threads}, n_thr = 1;
-    enum elm_wait waits[MAX_WAIT];
+    enum elm_wait waits[BENCH_MAX_WAIT];
     int n_wait = 0, c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "m:s:p:t:n:b:w:h", lo, NULL)) != -1) {
