@@ -33,7 +33,8 @@
 # Busy rounds skip active by default (WAIT_BUSY_ACTIVE=1 runs it): no target compares with it,
 # it is the 3x-slower case auto exists to avoid, and it alone would take most of the time
 # (8 clients of small-110m at 62 t/s). A whole run took about 9 min a round on a quiet
-# machine before the serve warm-ups went (55 min at WAIT_REPS=6, 2026-12-03).
+# machine before the serve warm-ups went (55 min at WAIT_REPS=6), about 5 min since (39 min at
+# WAIT_REPS=8, 2026-12-03).
 # WAIT_SHAPES, WAIT_LOADS (idle busy), WAIT_BENCHES (model serve) and WAIT_POLICIES (passive
 # active auto) narrow what is measured (a first look: WAIT_SHAPES=small-110m; the busy serve
 # cells alone: WAIT_LOADS=busy WAIT_BENCHES=serve WAIT_POLICIES="passive auto"); a narrowed run
@@ -75,7 +76,8 @@ trap 'stop_busy; serve_stop; rm -rf "$tmp"' EXIT
 trap 'exit 1' INT TERM
 
 # Results go to $tmp/r as lines "shape load bench policy round t/s over samples probes free
-# spinsleeps [ratio]" (ratio: model rows, to the target in the same process): over and samples are the pool's samples of the machine in that run and those over
+# spinsleeps [ratio]" (ratio: model rows, to the target in the same process): over and samples
+# are the pool's samples of the machine in that run and those over
 # the busy line (elm-bench's "threads' waiting" column, common/pool.h; every policy samples), so
 # the table can say how often auto found the machine busy, and how often passive's sleeping
 # threads waited over the line all the same (their own wake-ups: why auto does not trust sleeping
