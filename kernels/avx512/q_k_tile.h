@@ -461,22 +461,24 @@ ALWAYS_INLINE void kql_tile(int64_t n, const void *w, size_t ws, int nr, const v
 #undef RUNP
 }
 
+/* Q4_K's weights as nibble pairs (kql_tile): the one type that packs */
+static void kql_unpack_packed_4(uint8_t *panel, const uint8_t *w, size_t ws, int nr, int64_t nb,
+                                const uint8_t *pf)
+{
+    kql_unpack(panel, w, ws, nr, nb, pf, 4, 1);
+}
+
 #define DEFINE_KQL(K, shared)                                                                      \
     static void kql_unpack_##K(uint8_t *panel, const uint8_t *w, size_t ws, int nr, int64_t nb,    \
                                const uint8_t *pf)                                                  \
     {                                                                                              \
         kql_unpack(panel, w, ws, nr, nb, pf, K, 0);                                                \
     }                                                                                              \
-    static void kql_unpack_packed_##K(uint8_t *panel, const uint8_t *w, size_t ws, int nr,         \
-                                      int64_t nb, const uint8_t *pf)                               \
-    {                                                                                              \
-        kql_unpack(panel, w, ws, nr, nb, pf, K, K == 4);                                           \
-    }                                                                                              \
     static void q##K##_k_tile_lanes(int64_t n, const void *w, size_t ws, int nr, const void *a,    \
                                     size_t as, int nt, float *y, int64_t ys, int stream)           \
     {                                                                                              \
         kql_tile(n, w, ws, nr, a, as, nt, y, ys, stream, K, shared, kql_unpack_##K,                \
-                 kql_unpack_packed_##K);                                                           \
+                 K == 4 ? kql_unpack_packed_4 : kql_unpack_##K);                                   \
     }
 
 DEFINE_KQL(2, q2_k_tile)
