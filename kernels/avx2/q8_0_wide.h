@@ -283,6 +283,15 @@ q80v_acts_get(struct q80v_acts *c, int64_t nb, const uint8_t *a, size_t as, int 
     return &c->slot[i * nb];
 }
 
+/* Lane k's exact integer for 8 rows: two int16 pair products of each row, added. */
+ALWAYS_INLINE __m256i q80v_lane(const struct q80v_block *p, const uint8_t *v, int k)
+{
+    const __m256i ae = _mm256_set1_epi32((int32_t)load_u32(v + 8 * k));
+    const __m256i ao = _mm256_set1_epi32((int32_t)load_u32(v + 8 * k + 4));
+    return _mm256_add_epi32(_mm256_madd_epi16(_mm256_load_si256(&p->e[k]), ae),
+                            _mm256_madd_epi16(_mm256_load_si256(&p->o[k]), ao));
+}
+
 /* One token, its activations converted at t, against the unpacked panel; rows [0, nr) of its
  * outputs are stored at y. */
 ALWAYS_INLINE void q80v_run(const struct q80v_scratch *s, int64_t nb, const struct q80v_ablock *t,
@@ -292,31 +301,36 @@ ALWAYS_INLINE void q80v_run(const struct q80v_scratch *s, int64_t nb, const stru
     __m256 acc[8], summs = _mm256_setzero_ps();
     UNROLL for (int k = 0; k < 8; k++) acc[k] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; b += sub) {
-        /* lane k's exact integer: two int16 pair products of each row, added; IQ4_XS adds its
-         * super-block's 8 sub-blocks (their scales are in the panel's weights) */
-        __m256i sum[8];
-        for (int j = 0; j < sub; j++) {
-            const struct q80v_block *p = &s->wb[b + j];
-            const uint8_t *v = (const uint8_t *)t[b + j].q;
-            UNROLL for (int k = 0; k < 8; k++)
-            {
-                const __m256i ae = _mm256_set1_epi32((int32_t)load_u32(v + 8 * k));
-                const __m256i ao = _mm256_set1_epi32((int32_t)load_u32(v + 8 * k + 4));
-                const __m256i lane =
-                    _mm256_add_epi32(_mm256_madd_epi16(_mm256_load_si256(&p->e[k]), ae),
-                                     _mm256_madd_epi16(_mm256_load_si256(&p->o[k]), ao));
-                sum[k] = j == 0 ? lane : _mm256_add_epi32(sum[k], lane);
-            }
-        }
         /* d_w * d_a for the 8 rows, the reference's rounded product */
         const __m256 dd =
             _mm256_mul_ps(_mm256_load_ps((const float *)&s->wb[b].d), _mm256_broadcast_ss(&t[b].d));
         if (q80v_offset(KIND)) /* summs = fmaf(m_w, s_a, summs), as the reference */
             summs = _mm256_fmadd_ps(_mm256_load_ps((const float *)&s->wb[b].m),
                                     _mm256_broadcast_ss(&t[b].s), summs);
-        UNROLL for (int k = 0; k < 8; k++)
-        {
-            acc[k] = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(sum[k]), acc[k]);
+        if (sub == 1) {
+            /* each lane's convert and fma right after its integer: 8 accumulators and a few
+             * temporaries stay in the 16 registers (summing all 8 first spilled them) */
+            UNROLL for (int k = 0; k < 8; k++)
+            {
+                const __m256i lane = q80v_lane(&s->wb[b], (const uint8_t *)t[b].q, k);
+                acc[k] = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(lane), acc[k]);
+            }
+        } else {
+            /* IQ4_XS: the super-block's 8 sub-blocks added first (their scales are in the
+             * panel's weights), then one convert and fma per lane */
+            __m256i sum[8];
+            UNROLL for (int k = 0; k < 8; k++) sum[k] = _mm256_setzero_si256();
+            for (int j = 0; j < sub; j++) {
+                UNROLL for (int k = 0; k < 8; k++)
+                {
+                    sum[k] = _mm256_add_epi32(
+                        sum[k], q80v_lane(&s->wb[b + j], (const uint8_t *)t[b + j].q, k));
+                }
+            }
+            UNROLL for (int k = 0; k < 8; k++)
+            {
+                acc[k] = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(sum[k]), acc[k]);
+            }
         }
     }
     /* elm_hsum8 of each row's lanes: ((a0 + a4) + (a2 + a6)) + ((a1 + a5) + (a3 + a7)) */
