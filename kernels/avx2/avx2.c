@@ -23,10 +23,14 @@
 #define Q40_T     Q40V_T
 #define q4_0_tile q4_0_tile_wide
 
-/* Q8_0, Q5_0 and Q4_1 prefill: one output per lane too (q8_0_wide.h), in their own panel */
-#define TILE_Q8_0 TILE(q8_0_tile_wide, q8_0_vec_dot, Q80V_R, Q80V_T, LEG_R_GEMV)
-#define TILE_Q5_0 TILE(q5_0_tile_wide, q5_0_vec_dot, Q80V_R, Q80V_T, LEG_R_GEMV)
-#define TILE_Q4_1 TILE(q4_1_tile_wide, q4_1_vec_dot, Q80V_R, Q80V_T, LEG_R_GEMV)
+/* Q8_0, Q5_0, Q4_1, Q5_1, IQ4_NL and IQ4_XS prefill: one output per lane too (q8_0_wide.h), in
+ * their own panel */
+#define TILE_Q8_0   TILE(q8_0_tile_wide, q8_0_vec_dot, Q80V_R, Q80V_T, LEG_R_GEMV)
+#define TILE_Q5_0   TILE(q5_0_tile_wide, q5_0_vec_dot, Q80V_R, Q80V_T, LEG_R_GEMV)
+#define TILE_Q4_1   TILE(q4_1_tile_wide, q4_1_vec_dot, Q80V_R, Q80V_T, LEG_R_GEMV)
+#define TILE_Q5_1   TILE(q5_1_tile_wide, q5_1_vec_dot, Q80V_R, Q80V_T, LEG_R_GEMV)
+#define TILE_IQ4_NL TILE(iq4_nl_tile_wide, iq4_nl_vec_dot, Q80V_R, Q80V_T, LEG_R_GEMV)
+#define TILE_IQ4_XS TILE(iq4_xs_tile_wide, iq4_xs_vec_dot, Q80V_R, Q80V_T, LEG_R_GEMV)
 /* Q4_K and Q6_K prefill: the shared arithmetic over a panel unpacked once per token chunk
  * (q4_k_wide.h, q6_k_wide.h) */
 #define TILE_Q4_K TILE(q4_k_tile_wide, q4_k_vec_dot, Q4V_R, Q4V_T, KQ_R_GEMV)

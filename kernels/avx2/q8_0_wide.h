@@ -1,6 +1,6 @@
-/* q8_0_wide.h — the avx2 variant's Q8_0, Q5_0 and Q4_1 prefill tile: one output per 32-bit lane,
- * the AVX2 counterpart of the avx512 Q8_0 lane tile (kernels/avx512/q_legacy_tile.h; the panel
- * reuse rules are q4_0_wide.h's).
+/* q8_0_wide.h — the avx2 variant's Q8_0, Q5_0, Q4_1, Q5_1, IQ4_NL and IQ4_XS prefill tile: one
+ * output per 32-bit lane, the AVX2 counterpart of the avx512 Q8_0 lane tile
+ * (kernels/avx512/q_legacy_tile.h; the panel reuse rules are q4_0_wide.h's).
  *
  * The reference (elm_ref_q8_0_vec_dot) keeps eight float lanes per output: lane k advances by
  * fma(d_w * d_a, (float)(the integer products of elements 4k..4k+3), lane) once per block and
@@ -23,7 +23,19 @@
  * (q - 16) x a over elements 4k..4k+3, one fma per block, Q8_0 activations), so its panel holds
  * q - 16 (-16..15) as signed weights and the same run serves it exactly. Q4_1's lanes are the
  * same too (weights 0..15), over Q8_1 activations, plus the reference's offset chain
- * fma(m_w, s_a, summs) per block, 8 rows per vector, added after the fold.
+ * fma(m_w, s_a, summs) per block, 8 rows per vector, added after the fold. Q5_1 is Q4_1 with
+ * weights 0..31 (elm_ref_q5_1_vec_dot: the same lanes, Q8_1 activations, offset chain), and
+ * IQ4_NL is Q8_0 with the weights looked up in the iq4_nl table (elm_ref_iq4_nl_vec_dot: lane k
+ * the exact integer of value x a over 4k..4k+3, one fma per block by d_w * d_a, Q8_0
+ * activations); the panel holds the table values (-127..113).
+ *
+ * IQ4_XS (elm_ref_iq4_xs_vec_dot) differs in one way: its lane k is the exact integer
+ * sum over the 8 sub-blocks of a 256-element super-block of ls_b x (value x a over 4k..4k+3),
+ * and the float step (convert, fma by d_w * d_a with Q8_K's float d_a) comes once per
+ * super-block. ls_b x value is an exact integer of at most 32 x 127 = 4064, so the panel holds
+ * it as the int16 weight of sub-block b (the panel stays one 32-element block per sub-block),
+ * the run adds the 8 sub-blocks' lanes as int32 (at most 8 x 4 x 4064 x 128 in size, exact as
+ * the reference's int32) and converts and fmas once per super-block.
  *
  * The unpacked panel ([block]: e and o per group as 8 rows x 2 int16 pairs, the 8 scales and
  * offsets as floats; 576 bytes a block, 198 KiB for the longest row taken) lives in a per-thread
@@ -38,6 +50,7 @@
 #include <stddef.h>
 
 #include "common/scratch.h"
+#include "kernels/avx2/iq4.h"
 #include "kernels/avx2/q_legacy.h"
 #include "kernels/tiles.h"
 
@@ -46,12 +59,27 @@
 #define Q80V_MIN_T      2   /* fewer tokens: the shared tile */
 #define Q80V_MAX_BLOCKS 352 /* 11264 columns; longer rows take the shared tile */
 
+/* The KIND of every function below: the weight type */
+enum { Q80V_Q8_0, Q80V_Q5_0, Q80V_Q4_1, Q80V_Q5_1, Q80V_IQ4_NL, Q80V_IQ4_XS };
+
+/* The kinds with Q8_1 activations and the reference's offset chain fma(m_w, s_a, summs) */
+ALWAYS_INLINE bool q80v_offset(const int KIND)
+{
+    return KIND == Q80V_Q4_1 || KIND == Q80V_Q5_1;
+}
+
+/* 32-element blocks per float step of the reference (and per weight block in memory) */
+ALWAYS_INLINE int q80v_sub(const int KIND)
+{
+    return KIND == Q80V_IQ4_XS ? ELM_QK_K / ELM_QK : 1;
+}
+
 /* One block of an 8-row panel: lane l of each vector is row l, the weights as int16 pairs. */
 struct q80v_block {
     __m256i e[8]; /* group k: elements 4k, 4k+1 of the 8 rows */
     __m256i o[8]; /* group k: elements 4k+2, 4k+3 */
     __m256 d;     /* the rows' scales */
-    __m256 m;     /* Q4_1: the rows' offsets */
+    __m256 m;     /* Q4_1, Q5_1: the rows' offsets */
 };
 
 /* One block of a token's activations as int16 (dword 2k: elements 4k, 4k+1; 2k+1: 4k+2, 4k+3,
@@ -59,7 +87,7 @@ struct q80v_block {
 struct q80v_ablock {
     int16_t q[ELM_QK];
     float d;
-    float s; /* Q8_1's s (Q4_1) */
+    float s; /* Q8_1's s (Q4_1, Q5_1) */
 };
 
 /* The activations of the tokens a thread has met in this matmul, converted once: a call's tokens
@@ -92,94 +120,136 @@ struct q80v_scratch {
 static _Thread_local struct q80v_scratch *q80v_scratch_p;
 static _Thread_local struct q80v_acts *q80v_acts_p;
 
-/* Unpacks rows [0, nr) of the panel of KIND 8 (Q8_0), 50 (Q5_0, stored as q - 16) or 41
- * (Q4_1); rows nr..7 get zero scales. pf: when not NULL, the next panel's rows, prefetched a
- * block's share at a time (the weights come from memory). */
+/* Unpacks rows [0, nr) of the panel of KIND (Q5_0 stored as q - 16, IQ4_NL and IQ4_XS as their
+ * table values, IQ4_XS's times its sub-block scale); rows nr..7 get zero scales. pf: when not
+ * NULL, the next panel's rows, prefetched a weight block's share at a time (the weights come from
+ * memory). */
 ALWAYS_INLINE void q80v_unpack_kind(struct q80v_scratch *s, const uint8_t *w, size_t ws, int nr,
                                     int64_t nb, const uint8_t *pf, const int KIND)
 {
-    static const struct elm_block_q8_0 zero8;
-    const size_t bb = KIND == 8    ? sizeof(struct elm_block_q8_0)
-                      : KIND == 50 ? sizeof(struct elm_block_q5_0)
-                                   : sizeof(struct elm_block_q4_1);
+    static const struct elm_block_iq4_xs zero; /* the largest of the six blocks */
+    const size_t bb = KIND == Q80V_Q8_0     ? sizeof(struct elm_block_q8_0)
+                      : KIND == Q80V_Q5_0   ? sizeof(struct elm_block_q5_0)
+                      : KIND == Q80V_Q4_1   ? sizeof(struct elm_block_q4_1)
+                      : KIND == Q80V_Q5_1   ? sizeof(struct elm_block_q5_1)
+                      : KIND == Q80V_IQ4_NL ? sizeof(struct elm_block_iq4_nl)
+                                            : sizeof(struct elm_block_iq4_xs);
+    const int sub = q80v_sub(KIND);
     const uint8_t *base[Q80V_R];
     size_t step[Q80V_R];
     for (int r = 0; r < Q80V_R; r++) {
-        /* a missing row: an all-zero block (zero scale; its Q5_0 weights are -16, which the
-         * zero scale makes harmless, and its outputs are never stored) */
-        base[r] = r < nr ? w + (size_t)r * ws : (const uint8_t *)&zero8;
+        /* a missing row: an all-zero block (zero scale; its Q5_0 weights are -16, its IQ4 ones
+         * -127 (x -32), which the zero scale makes harmless, and its outputs are never stored) */
+        base[r] = r < nr ? w + (size_t)r * ws : (const uint8_t *)&zero;
         step[r] = r < nr ? bb : 0;
     }
     const __m256i me = _mm256_setr_epi8(0, 0, 0, 1, 0, 4, 0, 5, 0, 8, 0, 9, 0, 12, 0, 13, 0, 0, 0,
                                         1, 0, 4, 0, 5, 0, 8, 0, 9, 0, 12, 0, 13);
     const __m256i mo = _mm256_add_epi8(me, _mm256_set1_epi8(2));
     for (int64_t b = 0; b < nb; b++) {
-        if (pf)
-            prefetch_span(pf + b * Q80V_R * bb, Q80V_R * bb);
+        const int64_t i = b / sub;    /* the weight block */
+        const int j = (int)(b % sub); /* IQ4_XS: the sub-block */
+        if (pf && j == 0)
+            prefetch_span(pf + i * Q80V_R * bb, Q80V_R * bb);
         const uint8_t *x[Q80V_R];
-        UNROLL for (int r = 0; r < Q80V_R; r++) x[r] = base[r] + (size_t)b * step[r];
+        UNROLL for (int r = 0; r < Q80V_R; r++) x[r] = base[r] + (size_t)i * step[r];
         /* an 8x8 dword transpose: g[k] lane l = dword k of row l */
         __m256i q[8], t[8], h[8];
         UNROLL for (int r = 0; r < 8; r++)
         {
-            if (KIND == 8) {
+            if (KIND == Q80V_Q8_0) {
                 q[r] = loadu256(((const struct elm_block_q8_0 *)x[r])->qs);
-            } else if (KIND == 50) {
+            } else if (KIND == Q80V_Q5_0) {
                 const struct elm_block_q5_0 *x5 = (const struct elm_block_q5_0 *)x[r];
                 q[r] = _mm256_sub_epi8(q5_quants(x5->qs, x5->qh), _mm256_set1_epi8(16));
-            } else {
+            } else if (KIND == Q80V_Q4_1) {
                 q[r] = unpack_nibbles16(((const struct elm_block_q4_1 *)x[r])->qs);
+            } else if (KIND == Q80V_Q5_1) {
+                const struct elm_block_q5_1 *x5 = (const struct elm_block_q5_1 *)x[r];
+                q[r] = q5_quants(x5->qs, x5->qh);
+            } else if (KIND == Q80V_IQ4_NL) {
+                q[r] = iq4_values32(((const struct elm_block_iq4_nl *)x[r])->qs);
+            } else {
+                q[r] = iq4_values32(((const struct elm_block_iq4_xs *)x[r])->qs + 16 * j);
             }
         }
-        UNROLL for (int i = 0; i < 4; i++)
+        /* IQ4_XS: the rows' scales of sub-block j, in both int16 halves of lane l */
+        __m256i ls = _mm256_setzero_si256();
+        if (KIND == Q80V_IQ4_XS) {
+            int32_t l2[Q80V_R];
+            UNROLL for (int r = 0; r < Q80V_R; r++)
+            {
+                const int v = iq4_xs_ls((const struct elm_block_iq4_xs *)x[r], j);
+                l2[r] = (int32_t)((uint32_t)(uint16_t)v * 0x10001u);
+            }
+            ls = _mm256_loadu_si256((const __m256i *)l2);
+        }
+        UNROLL for (int i4 = 0; i4 < 4; i4++)
         {
-            t[2 * i] = _mm256_unpacklo_epi32(q[2 * i], q[2 * i + 1]);
-            t[2 * i + 1] = _mm256_unpackhi_epi32(q[2 * i], q[2 * i + 1]);
+            t[2 * i4] = _mm256_unpacklo_epi32(q[2 * i4], q[2 * i4 + 1]);
+            t[2 * i4 + 1] = _mm256_unpackhi_epi32(q[2 * i4], q[2 * i4 + 1]);
         }
         /* h[4j + i]: rows 4j..4j+3 of dwords i (low half) and i + 4 (high half) */
-        UNROLL for (int j = 0; j < 2; j++)
+        UNROLL for (int j2 = 0; j2 < 2; j2++)
         {
-            h[4 * j + 0] = _mm256_unpacklo_epi64(t[4 * j], t[4 * j + 2]);
-            h[4 * j + 1] = _mm256_unpackhi_epi64(t[4 * j], t[4 * j + 2]);
-            h[4 * j + 2] = _mm256_unpacklo_epi64(t[4 * j + 1], t[4 * j + 3]);
-            h[4 * j + 3] = _mm256_unpackhi_epi64(t[4 * j + 1], t[4 * j + 3]);
+            h[4 * j2 + 0] = _mm256_unpacklo_epi64(t[4 * j2], t[4 * j2 + 2]);
+            h[4 * j2 + 1] = _mm256_unpackhi_epi64(t[4 * j2], t[4 * j2 + 2]);
+            h[4 * j2 + 2] = _mm256_unpacklo_epi64(t[4 * j2 + 1], t[4 * j2 + 3]);
+            h[4 * j2 + 3] = _mm256_unpackhi_epi64(t[4 * j2 + 1], t[4 * j2 + 3]);
         }
         struct q80v_block *o = &s->wb[b];
-        UNROLL for (int i = 0; i < 4; i++)
+        UNROLL for (int i4 = 0; i4 < 4; i4++)
         {
-            const __m256i lo = _mm256_permute2x128_si256(h[i], h[4 + i], 0x20);
-            const __m256i hi = _mm256_permute2x128_si256(h[i], h[4 + i], 0x31);
+            const __m256i lo = _mm256_permute2x128_si256(h[i4], h[4 + i4], 0x20);
+            const __m256i hi = _mm256_permute2x128_si256(h[i4], h[4 + i4], 0x31);
             /* byte b of a dword to the high byte of a word, then the arithmetic shift: the
              * weights sign-extended, (4k, 4k+1) in e and (4k+2, 4k+3) in o */
-            _mm256_store_si256(&o->e[i], _mm256_srai_epi16(_mm256_shuffle_epi8(lo, me), 8));
-            _mm256_store_si256(&o->e[i + 4], _mm256_srai_epi16(_mm256_shuffle_epi8(hi, me), 8));
-            _mm256_store_si256(&o->o[i], _mm256_srai_epi16(_mm256_shuffle_epi8(lo, mo), 8));
-            _mm256_store_si256(&o->o[i + 4], _mm256_srai_epi16(_mm256_shuffle_epi8(hi, mo), 8));
+            __m256i v[4] = {_mm256_srai_epi16(_mm256_shuffle_epi8(lo, me), 8),
+                            _mm256_srai_epi16(_mm256_shuffle_epi8(hi, me), 8),
+                            _mm256_srai_epi16(_mm256_shuffle_epi8(lo, mo), 8),
+                            _mm256_srai_epi16(_mm256_shuffle_epi8(hi, mo), 8)};
+            if (KIND == Q80V_IQ4_XS) /* exact: |ls x value| <= 32 x 127 */
+                UNROLL for (int k = 0; k < 4; k++) v[k] = _mm256_mullo_epi16(v[k], ls);
+            _mm256_store_si256(&o->e[i4], v[0]);
+            _mm256_store_si256(&o->e[i4 + 4], v[1]);
+            _mm256_store_si256(&o->o[i4], v[2]);
+            _mm256_store_si256(&o->o[i4 + 4], v[3]);
         }
-        uint16_t d[Q80V_R]; /* the scale opens both block types */
+        uint16_t d[Q80V_R]; /* the scale opens every block type */
         UNROLL for (int r = 0; r < Q80V_R; r++) d[r] = load_u16(x[r]);
         _mm256_store_ps((float *)&o->d, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)d)));
-        if (KIND == 41) {
+        if (q80v_offset(KIND)) { /* and the offset follows it */
             UNROLL for (int r = 0; r < Q80V_R; r++) d[r] = load_u16(x[r] + 2);
             _mm256_store_ps((float *)&o->m, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)d)));
         }
     }
 }
 
-/* One token's activations (its Q8_0 row at a, Q8_1 for KIND 41) as int16 blocks into o. */
+/* One token's activations (its Q8_0 row at a; Q8_1 for the offset kinds, Q8_K for IQ4_XS) as
+ * int16 blocks into o (IQ4_XS: 8 per Q8_K block, each with the block's d). */
 ALWAYS_INLINE void q80v_convert(struct q80v_ablock *o, int64_t nb, const uint8_t *a, const int KIND)
 {
-    const size_t ab = KIND == 41 ? sizeof(struct elm_block_q8_1) : sizeof(struct elm_block_q8_0);
-    const size_t aq =
-        KIND == 41 ? offsetof(struct elm_block_q8_1, qs) : offsetof(struct elm_block_q8_0, qs);
+    const size_t ab =
+        q80v_offset(KIND) ? sizeof(struct elm_block_q8_1) : sizeof(struct elm_block_q8_0);
+    const size_t aq = q80v_offset(KIND) ? offsetof(struct elm_block_q8_1, qs)
+                                        : offsetof(struct elm_block_q8_0, qs);
     for (int64_t b = 0; b < nb; b++) {
-        const uint8_t *v = a + (size_t)b * ab; /* the scale first, then (Q8_1) s */
+        const uint8_t *q;
+        if (KIND == Q80V_IQ4_XS) {
+            const struct elm_block_q8_k *v = (const struct elm_block_q8_k *)a + b / q80v_sub(KIND);
+            q = (const uint8_t *)v->qs + ELM_QK * (b % q80v_sub(KIND));
+            o[b].d = v->d;
+            o[b].s = 0.0f;
+        } else {
+            const uint8_t *v = a + (size_t)b * ab; /* the scale first, then (Q8_1) s */
+            q = v + aq;
+            o[b].d = h2f(load_u16(v));
+            o[b].s = q80v_offset(KIND) ? h2f(load_u16(v + 2)) : 0.0f;
+        }
         _mm256_storeu_si256((__m256i *)o[b].q,
-                            _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(v + aq))));
+                            _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)q)));
         _mm256_storeu_si256((__m256i *)(o[b].q + 16),
-                            _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(v + aq + 16))));
-        o[b].d = h2f(load_u16(v));
-        o[b].s = KIND == 41 ? h2f(load_u16(v + 2)) : 0.0f;
+                            _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(q + 16))));
     }
 }
 
@@ -213,38 +283,62 @@ q80v_acts_get(struct q80v_acts *c, int64_t nb, const uint8_t *a, size_t as, int 
     return &c->slot[i * nb];
 }
 
+/* Lane k's exact integer for 8 rows: two int16 pair products of each row, added. */
+ALWAYS_INLINE __m256i q80v_lane(const struct q80v_block *p, const uint8_t *v, int k)
+{
+    const __m256i ae = _mm256_set1_epi32((int32_t)load_u32(v + 8 * k));
+    const __m256i ao = _mm256_set1_epi32((int32_t)load_u32(v + 8 * k + 4));
+    return _mm256_add_epi32(_mm256_madd_epi16(_mm256_load_si256(&p->e[k]), ae),
+                            _mm256_madd_epi16(_mm256_load_si256(&p->o[k]), ao));
+}
+
 /* One token, its activations converted at t, against the unpacked panel; rows [0, nr) of its
  * outputs are stored at y. */
 ALWAYS_INLINE void q80v_run(const struct q80v_scratch *s, int64_t nb, const struct q80v_ablock *t,
                             float *y, int nr, const int KIND)
 {
+    const int sub = q80v_sub(KIND);
     __m256 acc[8], summs = _mm256_setzero_ps();
     UNROLL for (int k = 0; k < 8; k++) acc[k] = _mm256_setzero_ps();
-    for (int64_t b = 0; b < nb; b++) {
-        const struct q80v_block *p = &s->wb[b];
-        const uint8_t *v = (const uint8_t *)t[b].q;
+    for (int64_t b = 0; b < nb; b += sub) {
         /* d_w * d_a for the 8 rows, the reference's rounded product */
         const __m256 dd =
-            _mm256_mul_ps(_mm256_load_ps((const float *)&p->d), _mm256_broadcast_ss(&t[b].d));
-        if (KIND == 41) /* summs = fmaf(m_w, s_a, summs), as the reference */
-            summs = _mm256_fmadd_ps(_mm256_load_ps((const float *)&p->m),
+            _mm256_mul_ps(_mm256_load_ps((const float *)&s->wb[b].d), _mm256_broadcast_ss(&t[b].d));
+        if (q80v_offset(KIND)) /* summs = fmaf(m_w, s_a, summs), as the reference */
+            summs = _mm256_fmadd_ps(_mm256_load_ps((const float *)&s->wb[b].m),
                                     _mm256_broadcast_ss(&t[b].s), summs);
-        UNROLL for (int k = 0; k < 8; k++)
-        {
-            /* lane k's exact integer: two int16 pair products of each row, added */
-            const __m256i ae = _mm256_set1_epi32((int32_t)load_u32(v + 8 * k));
-            const __m256i ao = _mm256_set1_epi32((int32_t)load_u32(v + 8 * k + 4));
-            const __m256i sum =
-                _mm256_add_epi32(_mm256_madd_epi16(_mm256_load_si256(&p->e[k]), ae),
-                                 _mm256_madd_epi16(_mm256_load_si256(&p->o[k]), ao));
-            acc[k] = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(sum), acc[k]);
+        if (sub == 1) {
+            /* each lane's convert and fma right after its integer: 8 accumulators and a few
+             * temporaries fit the 16 registers (summing all 8 first made Q8_0 pp128 ~30 %
+             * slower, likely by spills) */
+            UNROLL for (int k = 0; k < 8; k++)
+            {
+                const __m256i lane = q80v_lane(&s->wb[b], (const uint8_t *)t[b].q, k);
+                acc[k] = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(lane), acc[k]);
+            }
+        } else {
+            /* IQ4_XS: the super-block's 8 sub-blocks added first (their scales are in the
+             * panel's weights), then one convert and fma per lane */
+            __m256i sum[8];
+            UNROLL for (int k = 0; k < 8; k++) sum[k] = _mm256_setzero_si256();
+            for (int j = 0; j < sub; j++) {
+                UNROLL for (int k = 0; k < 8; k++)
+                {
+                    sum[k] = _mm256_add_epi32(
+                        sum[k], q80v_lane(&s->wb[b + j], (const uint8_t *)t[b + j].q, k));
+                }
+            }
+            UNROLL for (int k = 0; k < 8; k++)
+            {
+                acc[k] = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(sum[k]), acc[k]);
+            }
         }
     }
     /* elm_hsum8 of each row's lanes: ((a0 + a4) + (a2 + a6)) + ((a1 + a5) + (a3 + a7)) */
     __m256 out =
         _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(acc[0], acc[4]), _mm256_add_ps(acc[2], acc[6])),
                       _mm256_add_ps(_mm256_add_ps(acc[1], acc[5]), _mm256_add_ps(acc[3], acc[7])));
-    if (KIND == 41)
+    if (q80v_offset(KIND))
         out = _mm256_add_ps(out, summs);
     if (nr == Q80V_R) {
         _mm256_storeu_ps(y, out);
@@ -256,12 +350,17 @@ ALWAYS_INLINE void q80v_run(const struct q80v_scratch *s, int64_t nb, const stru
     }
 }
 
-/* The elm_tile_fn of the avx2 Q8_0 (KIND 8), Q5_0 (50) and Q4_1 (41) entries: nt <= Q80V_T; nr <=
- * Q80V_R with several tokens (one token: a whole row chunk, for the shared tile). */
+/* The elm_tile_fn of the avx2 entries of the six kinds: nt <= Q80V_T; nr <= Q80V_R with several
+ * tokens (one token: a whole row chunk, for the shared tile). */
 ALWAYS_INLINE void q80v_tile(int64_t n, const void *w, size_t ws, int nr, const void *a, size_t as,
                              int nt, float *y, int64_t ys, int stream, const int KIND)
 {
-    const elm_tile_fn shared = KIND == 8 ? q8_0_tile : KIND == 50 ? q5_0_tile : q4_1_tile;
+    const elm_tile_fn shared = KIND == Q80V_Q8_0     ? q8_0_tile
+                               : KIND == Q80V_Q5_0   ? q5_0_tile
+                               : KIND == Q80V_Q4_1   ? q4_1_tile
+                               : KIND == Q80V_Q5_1   ? q5_1_tile
+                               : KIND == Q80V_IQ4_NL ? iq4_nl_tile
+                                                     : iq4_xs_tile;
     struct q80v_scratch *s =
         q80v_scratch_p ? q80v_scratch_p : (q80v_scratch_p = elm_scratch_thread(sizeof *s));
     struct q80v_acts *c = q80v_acts_p;
@@ -297,22 +396,18 @@ ALWAYS_INLINE void q80v_tile(int64_t n, const void *w, size_t ws, int nr, const 
         q80v_run(s, nb, t0 + t * nb, y + t * ys, nr, KIND);
 }
 
-static void q8_0_tile_wide(int64_t n, const void *w, size_t ws, int nr, const void *a, size_t as,
-                           int nt, float *y, int64_t ys, int stream)
-{
-    q80v_tile(n, w, ws, nr, a, as, nt, y, ys, stream, 8);
-}
-
-static void q5_0_tile_wide(int64_t n, const void *w, size_t ws, int nr, const void *a, size_t as,
-                           int nt, float *y, int64_t ys, int stream)
-{
-    q80v_tile(n, w, ws, nr, a, as, nt, y, ys, stream, 50);
-}
-
-static void q4_1_tile_wide(int64_t n, const void *w, size_t ws, int nr, const void *a, size_t as,
-                           int nt, float *y, int64_t ys, int stream)
-{
-    q80v_tile(n, w, ws, nr, a, as, nt, y, ys, stream, 41);
-}
+/* name(): the tile of KIND */
+#define Q80V_TILE(name, KIND)                                                                      \
+    static void name(int64_t n, const void *w, size_t ws, int nr, const void *a, size_t as,        \
+                     int nt, float *y, int64_t ys, int stream)                                     \
+    {                                                                                              \
+        q80v_tile(n, w, ws, nr, a, as, nt, y, ys, stream, KIND);                                   \
+    }
+Q80V_TILE(q8_0_tile_wide, Q80V_Q8_0)
+Q80V_TILE(q5_0_tile_wide, Q80V_Q5_0)
+Q80V_TILE(q4_1_tile_wide, Q80V_Q4_1)
+Q80V_TILE(q5_1_tile_wide, Q80V_Q5_1)
+Q80V_TILE(iq4_nl_tile_wide, Q80V_IQ4_NL)
+Q80V_TILE(iq4_xs_tile_wide, Q80V_IQ4_XS)
 
 #endif
