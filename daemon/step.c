@@ -466,8 +466,8 @@ static void idle_wait(struct eng *e, int timeout_ms)
  * the first one's pass took both cores before the others ran, so their prompts were read a
  * step late and cut to the step budget beside the first ones' decoding (8 tinyllama clients
  * on a Zen 5 VM: every round read in two steps, ~100 ms gaps in the early streams, inter-token
- * p99 4-5x one client's; with this moment read in one step, 1.8x; docs/benchmarks.md). A lone
- * session never waits. */
+ * p99 up to 5x one client's; with this moment every traced round was read in one step, p99
+ * 1.5-2.7x in alternated runs; docs/benchmarks.md). A lone session never waits. */
 static void gather(const struct eng *e)
 {
     if (e->n_act < 2)
