@@ -46,6 +46,36 @@ typedef void (*elm_tile_fn)(int64_t n, const void *w, size_t w_stride, int nr, c
  * and a tile may unpack it for one use (the AVX-512 Q4_K tile keeps nibble pairs then). */
 #define ELM_TILE_MORE 4
 
+/* Runs RUN(T) with T the constant 2..8 equal to nt (8 for more), so each token count compiles to
+ * its own fully unrolled loop; the wide tiles dispatch their runs this way (a tile whose
+ * smallest count is above 2 never meets the lower cases: it checks nt first). */
+#define ELM_TILE_FOR_T(nt, RUN)                                                                    \
+    do {                                                                                           \
+        switch (nt) {                                                                              \
+        case 2:                                                                                    \
+            RUN(2);                                                                                \
+            break;                                                                                 \
+        case 3:                                                                                    \
+            RUN(3);                                                                                \
+            break;                                                                                 \
+        case 4:                                                                                    \
+            RUN(4);                                                                                \
+            break;                                                                                 \
+        case 5:                                                                                    \
+            RUN(5);                                                                                \
+            break;                                                                                 \
+        case 6:                                                                                    \
+            RUN(6);                                                                                \
+            break;                                                                                 \
+        case 7:                                                                                    \
+            RUN(7);                                                                                \
+            break;                                                                                 \
+        default:                                                                                   \
+            RUN(8);                                                                                \
+            break;                                                                                 \
+        }                                                                                          \
+    } while (0)
+
 /* Of the panel ahead that a stream call prefetches, the bytes per block of its rows that its
  * unpack asks for (the run asks for the rest): about the unpack's share of the call's time at 8
  * tokens, so that the prefetches go out at an even pace through both; with all of them in the

@@ -81,7 +81,7 @@ static void iq4_nl_tile_lanes(int64_t n, const void *w, size_t ws, int nr, const
     const struct q80l_block *pb = (const struct q80l_block *)p;
     /* the Q8_0 chain: bias 128, Q8_0 activations */
 #define RUN(T) q80l_run(pb, nb, (const uint8_t *)a, as, y, ys, nr, T, 8)
-    LN_FOR_T(nt, RUN);
+    ELM_TILE_FOR_T(nt, RUN);
 #undef RUN
 }
 
@@ -206,7 +206,7 @@ static void iq4_xs_tile_lanes(int64_t n, const void *w, size_t ws, int nr, const
     }
     const struct iq4l_xs_block *pb = (const struct iq4l_xs_block *)p;
 #define RUN(T) iq4l_xs_run(pb, nb, (const uint8_t *)a, as, y, ys, nr, T)
-    LN_FOR_T(nt, RUN);
+    ELM_TILE_FOR_T(nt, RUN);
 #undef RUN
 }
 

@@ -35,32 +35,7 @@
 #define LN_MIN_T       3           /* fewer tokens: the shared tile */
 #define LN_PANEL_BYTES (384 << 10) /* the unpacked panel; longer rows take the shared tile */
 
-/* Runs RUN(T) with T the constant LN_MIN_T..LN_T equal to nt (LN_T for more), so each token count
- * compiles to its own fully unrolled loop; every lane tile dispatches its run this way. */
-#define LN_FOR_T(nt, RUN)                                                                          \
-    do {                                                                                           \
-        switch (nt) {                                                                              \
-        case 3:                                                                                    \
-            RUN(3);                                                                                \
-            break;                                                                                 \
-        case 4:                                                                                    \
-            RUN(4);                                                                                \
-            break;                                                                                 \
-        case 5:                                                                                    \
-            RUN(5);                                                                                \
-            break;                                                                                 \
-        case 6:                                                                                    \
-            RUN(6);                                                                                \
-            break;                                                                                 \
-        case 7:                                                                                    \
-            RUN(7);                                                                                \
-            break;                                                                                 \
-        default:                                                                                   \
-            RUN(8);                                                                                \
-            break;                                                                                 \
-        }                                                                                          \
-    } while (0)
-_Static_assert(LN_MIN_T == 3 && LN_T == 8, "LN_FOR_T lists the token counts 3..8");
+_Static_assert(LN_MIN_T >= 2 && LN_T == 8, "ELM_TILE_FOR_T (tiles.h) lists the token counts 2..8");
 
 struct ln_scratch {
     uint8_t panel[LN_PANEL_BYTES];

@@ -43,6 +43,7 @@
 #define Q40W_R          16   /* rows per panel: one zmm of outputs per token */
 #define Q40W_T          8    /* tokens per tile (8 accumulators + 8 weight registers) */
 #define Q40W_MIN_T      4    /* fewer tokens: the shared tile */
+_Static_assert(Q40W_MIN_T >= 2 && Q40W_T == 8, "ELM_TILE_FOR_T (tiles.h) lists the token counts 2..8");
 #define Q40W_MAX_BLOCKS 1024 /* 32768 columns; longer rows take the shared tile */
 #define Q40W_ABLOCKS    4096 /* kept token tiles: this many blocks in all (256 KiB) */
 #define Q40W_SLOTS      64   /* at most this many token tiles kept */
@@ -237,23 +238,9 @@ static void q4_0_tile_wide(int64_t n, const void *w, size_t ws, int nr, const vo
     const struct q40w_ablock *abs = q40w_acts(s, a, as, nt, nb);
     if (pf) /* the unpack asked for the first Q40W_PF_UNPACK bytes a block */
         pf += nb * Q40W_PF_UNPACK;
-    switch (nt) {
-    case 4:
-        q40w_run(s, abs, nb, a, as, y, ys, nr, pf, 4);
-        break;
-    case 5:
-        q40w_run(s, abs, nb, a, as, y, ys, nr, pf, 5);
-        break;
-    case 6:
-        q40w_run(s, abs, nb, a, as, y, ys, nr, pf, 6);
-        break;
-    case 7:
-        q40w_run(s, abs, nb, a, as, y, ys, nr, pf, 7);
-        break;
-    default:
-        q40w_run(s, abs, nb, a, as, y, ys, nr, pf, 8);
-        break;
-    }
+#define Q40W_RUN(T) q40w_run(s, abs, nb, a, as, y, ys, nr, pf, T)
+    ELM_TILE_FOR_T(nt, Q40W_RUN);
+#undef Q40W_RUN
 }
 
 #endif

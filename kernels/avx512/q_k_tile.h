@@ -454,9 +454,9 @@ ALWAYS_INLINE void kql_tile(int64_t n, const void *w, size_t ws, int nr, const v
 #define RUN(T)  kql_run(pb, nb, a, as, y, ys, nr, pf, T, KIND, 0)
 #define RUNP(T) kql_run(pb, nb, a, as, y, ys, nr, pf, T, KIND, 1)
     if (KIND == 4 && pack)
-        LN_FOR_T(nt, RUNP);
+        ELM_TILE_FOR_T(nt, RUNP);
     else
-        LN_FOR_T(nt, RUN);
+        ELM_TILE_FOR_T(nt, RUN);
 #undef RUN
 #undef RUNP
 }

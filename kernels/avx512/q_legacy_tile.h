@@ -196,7 +196,7 @@ ALWAYS_INLINE void q80l_tile(int64_t n, const void *w, size_t ws, int nr, const 
     }
     const struct q80l_block *pb = (const struct q80l_block *)p;
 #define RUN(T) q80l_run(pb, nb, a, as, y, ys, nr, T, KIND)
-    LN_FOR_T(nt, RUN);
+    ELM_TILE_FOR_T(nt, RUN);
 #undef RUN
 }
 
