@@ -30,11 +30,13 @@
 #include "kernels/tiles.h"
 
 #define Q40V_R          8    /* rows per panel: one ymm of outputs per token */
-#define Q40V_T          4    /* tokens per tile: 4 int16 sums + 4 accumulators + a weight */
+#define Q40V_T          8    /* tokens per tile: 8 int16 sums + a weight + a broadcast */
 #define Q40V_MIN_T      2    /* fewer tokens: the shared tile */
 #define Q40V_MAX_BLOCKS 512  /* 16384 columns; longer rows take the shared tile */
-#define Q40V_ABLOCKS    4096 /* kept token tiles: this many blocks in all (128 KiB) */
+#define Q40V_ABLOCKS    4096 /* kept token tiles: this many blocks in all (256 KiB) */
 #define Q40V_SLOTS      64   /* at most this many token tiles kept */
+_Static_assert(Q40V_MIN_T >= 2 && Q40V_T == 8, "ELM_TILE_FOR_T (tiles.h) lists the token counts 2..8");
+
 /* Bytes of the next panel prefetched per block of the unpack and of the run (together a block
  * of the 8 rows; the rule is tiles.h's). */
 #define Q40V_PF_UNPACK ELM_TILE_PF_UNPACK(Q40V_R * sizeof(struct elm_block_q4_0))
@@ -46,7 +48,7 @@ struct q40v_wblock {
     __m256 dw;    /* the rows' scales */
 };
 
-/* One block of a token tile: half a cache line. */
+/* One block of a token tile: one cache line. */
 struct q40v_ablock {
     int32_t corr[Q40V_T]; /* -8 * sum of the token's 32 activation bytes */
     float da[Q40V_T];     /* the token's scale */
@@ -186,7 +188,10 @@ ALWAYS_INLINE void q40v_run(const struct q40v_scratch *s, const struct q40v_ablo
             prefetch_span(pf + b * Q40V_PF_RUN, Q40V_PF_RUN);
         /* group by group, each weight register serving all NT tokens at once: NT int16 sums,
          * one weight and one broadcast live instead of all eight weights (which, with the NT
-         * accumulators, spilled). The int16 sums are exact in any order (see the top). */
+         * accumulators, spilled). The int16 sums are exact in any order (see the top). At 8
+         * tokens three float accumulators still spill, a load and a store per block off the
+         * multiply ports; one 8-token pass over the panel is still faster than two 4-token ones
+         * (docs/kernels-perf.md, "AVX2 Q4_0, 8 tokens per call"). */
         const uint8_t *q =
             a + (size_t)b * sizeof(struct elm_block_q8_0) + offsetof(struct elm_block_q8_0, qs);
         __m256i s16[Q40V_T];
@@ -269,17 +274,9 @@ static void q4_0_tile_wide(int64_t n, const void *w, size_t ws, int nr, const vo
     const struct q40v_ablock *abs = q40v_acts(s, a, as, nt, nb);
     if (pf) /* the unpack asked for the first Q40V_PF_UNPACK bytes a block */
         pf += nb * Q40V_PF_UNPACK;
-    switch (nt) {
-    case 2:
-        q40v_run(s, abs, nb, a, as, y, ys, nr, pf, 2);
-        break;
-    case 3:
-        q40v_run(s, abs, nb, a, as, y, ys, nr, pf, 3);
-        break;
-    default:
-        q40v_run(s, abs, nb, a, as, y, ys, nr, pf, 4);
-        break;
-    }
+#define Q40V_RUN(T) q40v_run(s, abs, nb, a, as, y, ys, nr, pf, T)
+    ELM_TILE_FOR_T(nt, Q40V_RUN);
+#undef Q40V_RUN
 }
 
 #endif
