@@ -185,6 +185,50 @@ ALWAYS_INLINE void q40w_run(const struct q40w_scratch *s, const struct q40w_ablo
     UNROLL for (int t = 0; t < NT; t++) ln_store(y + t * ys, nr, 0, acc[t]);
 }
 
+/* NT tokens against rows [0, nr) of the panel straight from the weights, each block unpacked
+ * into registers as the run reaches it: for a panel that no later call reuses (a matmul's only
+ * token tile, as in batched decode), where the unpack into the buffer cost about as much as
+ * the run (its nine stores a block, and the run's reloads), and the two took turns: the
+ * unpack's loads and shuffles now overlap the multiply-adds. Same sums, same order. pf: the
+ * panel after next, a block's share per block. */
+ALWAYS_INLINE void q40w_run_direct(const uint8_t *w, size_t ws, int nr, int64_t nb,
+                                   const struct q40w_ablock *abs, const uint8_t *a, size_t as,
+                                   float *y, int64_t ys, const uint8_t *pf, const int NT)
+{
+    struct ln_rowset rs;
+    ln_rows(&rs, w, ws, nr, 0, sizeof(struct elm_block_q4_0));
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    __m512 acc[Q40W_T];
+    UNROLL for (int t = 0; t < NT; t++) acc[t] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const struct q40w_ablock *ab = &abs[b];
+        if (pf)
+            ln_prefetch_l2(pf + b * Q40W_R * sizeof(struct elm_block_q4_0),
+                           Q40W_R * sizeof(struct elm_block_q4_0));
+        __m512i raw[4]; /* as q40w_unpack's */
+        ln_gather4(&rs, b, offsetof(struct elm_block_q4_0, qs), raw);
+        const __m512 dw = ln_gather_f16(&rs, b, offsetof(struct elm_block_q4_0, d));
+        const uint8_t *q =
+            a + (size_t)b * sizeof(struct elm_block_q8_0) + offsetof(struct elm_block_q8_0, qs);
+        __m512i isum[Q40W_T];
+        UNROLL for (int t = 0; t < NT; t++) isum[t] = _mm512_set1_epi32(ab->corr[t]);
+        /* groups g (low nibbles) and g + 4 (high) of dword g, the NT chains interleaved */
+        UNROLL for (int g = 0; g < 4; g++)
+        {
+            const __m512i lo = _mm512_and_si512(raw[g], m4);
+            const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(raw[g], 4), m4);
+            UNROLL for (int t = 0; t < NT; t++) isum[t] = _mm512_dpbusd_epi32(
+                isum[t], lo, _mm512_set1_epi32((int32_t)load_u32(q + (size_t)t * as + 4 * g)));
+            UNROLL for (int t = 0; t < NT; t++) isum[t] = _mm512_dpbusd_epi32(
+                isum[t], hi,
+                _mm512_set1_epi32((int32_t)load_u32(q + (size_t)t * as + 4 * (g + 4))));
+        }
+        UNROLL for (int t = 0; t < NT; t++) acc[t] = _mm512_fmadd_ps(
+            _mm512_cvtepi32_ps(isum[t]), _mm512_mul_ps(dw, _mm512_set1_ps(ab->da[t])), acc[t]);
+    }
+    UNROLL for (int t = 0; t < NT; t++) ln_store(y + t * ys, nr, 0, acc[t]);
+}
+
 /* The prepared token tile at a: a kept one if this thread made it since the last stream call
  * (the activations of a matmul do not change during it, and every matmul's first call on a
  * thread is a stream call), else made now. The tiles of a token chunk are T * as apart, so
@@ -228,7 +272,15 @@ static void q4_0_tile_wide(int64_t n, const void *w, size_t ws, int nr, const vo
      * than the next panel into L1 under load, while no prefetch at all is ~45 % slower
      * (docs/kernels-perf.md) */
     const uint8_t *pf = stream & ELM_TILE_STREAM ? (const uint8_t *)w + 2 * Q40W_R * ws : NULL;
-    if (s->w != w || s->ws != ws || s->nb != nb || s->nr != nr) {
+    const bool kept = s->w == w && s->ws == ws && s->nb == nb && s->nr == nr;
+    if (!kept && !(stream & ELM_TILE_MORE)) {
+        const struct q40w_ablock *abs = q40w_acts(s, a, as, nt, nb);
+#define Q40W_DIRECT(T) q40w_run_direct(w, ws, nr, nb, abs, a, as, y, ys, pf, T)
+        ELM_TILE_FOR_T(nt, Q40W_DIRECT);
+#undef Q40W_DIRECT
+        return;
+    }
+    if (!kept) {
         q40w_unpack(s, w, ws, nr, nb, pf);
         s->w = w;
         s->ws = ws;
