@@ -35,12 +35,12 @@
 #define Q40V_MAX_BLOCKS 512  /* 16384 columns; longer rows take the shared tile */
 #define Q40V_ABLOCKS    4096 /* kept token tiles: this many blocks in all (256 KiB) */
 #define Q40V_SLOTS      64   /* at most this many token tiles kept */
-_Static_assert(Q40V_MIN_T >= 2 && Q40V_T == 8, "ELM_TILE_FOR_T (tiles.h) lists the token counts 2..8");
-
 /* Bytes of the next panel prefetched per block of the unpack and of the run (together a block
  * of the 8 rows; the rule is tiles.h's). */
 #define Q40V_PF_UNPACK ELM_TILE_PF_UNPACK(Q40V_R * sizeof(struct elm_block_q4_0))
 #define Q40V_PF_RUN    (Q40V_R * sizeof(struct elm_block_q4_0) - Q40V_PF_UNPACK)
+_Static_assert(Q40V_MIN_T >= 2 && Q40V_T == 8,
+               "ELM_TILE_FOR_T (tiles.h) lists the token counts 2..8");
 
 /* One block of an 8-row panel: lane l of each vector is row l. */
 struct q40v_wblock {
@@ -191,7 +191,7 @@ ALWAYS_INLINE void q40v_run(const struct q40v_scratch *s, const struct q40v_ablo
          * accumulators, spilled). The int16 sums are exact in any order (see the top). At 8
          * tokens three float accumulators still spill, a load and a store per block off the
          * multiply ports; one 8-token pass over the panel is still faster than two 4-token ones
-         * (docs/kernels-perf.md, "AVX2 Q4_0, 8 tokens per call"). */
+         * (docs/kernels-perf.md, "Zen 5, 8 tokens"). */
         const uint8_t *q =
             a + (size_t)b * sizeof(struct elm_block_q8_0) + offsetof(struct elm_block_q8_0, qs);
         __m256i s16[Q40V_T];

@@ -24,8 +24,9 @@
  * batched decode) prefetches the panel after next a few lines per block of its unpack and of its
  * run, so that memory works through both (prefetched all during the unpack, the prefetches
  * queued behind each other and the arithmetic found memory idle; during the run only, memory
- * idled through the unpack; measured in docs/kernels-perf.md); an 8-token pass takes this tile
- * too. Calls with
+ * idled through the unpack; measured in docs/kernels-perf.md). A stream call that no other
+ * token tile of its chunk follows (ELM_TILE_MORE clear: an 8-token pass, batched decode) has
+ * no use for the buffer and runs straight from the weights (q40w_run_direct). Calls with
  * fewer than 4 tokens and rows too long for the buffer take the shared tile.
  * tests/kernel/test_simd.c rewrites weights and activations in place between
  * products to catch a stale reuse. Included only by kernels/avx512/avx512.c, after q_legacy.h.
@@ -43,7 +44,6 @@
 #define Q40W_R          16   /* rows per panel: one zmm of outputs per token */
 #define Q40W_T          8    /* tokens per tile (8 accumulators + 8 weight registers) */
 #define Q40W_MIN_T      4    /* fewer tokens: the shared tile */
-_Static_assert(Q40W_MIN_T >= 2 && Q40W_T == 8, "ELM_TILE_FOR_T (tiles.h) lists the token counts 2..8");
 #define Q40W_MAX_BLOCKS 1024 /* 32768 columns; longer rows take the shared tile */
 #define Q40W_ABLOCKS    4096 /* kept token tiles: this many blocks in all (256 KiB) */
 #define Q40W_SLOTS      64   /* at most this many token tiles kept */
@@ -51,6 +51,8 @@ _Static_assert(Q40W_MIN_T >= 2 && Q40W_T == 8, "ELM_TILE_FOR_T (tiles.h) lists t
  * block of the 16 rows; the rule is tiles.h's). */
 #define Q40W_PF_UNPACK ELM_TILE_PF_UNPACK(Q40W_R * sizeof(struct elm_block_q4_0))
 #define Q40W_PF_RUN    (Q40W_R * sizeof(struct elm_block_q4_0) - Q40W_PF_UNPACK)
+_Static_assert(Q40W_MIN_T >= 2 && Q40W_T == 8,
+               "ELM_TILE_FOR_T (tiles.h) lists the token counts 2..8");
 
 /* One block of a 16-row panel: lane l of each vector is row ln_row(l). */
 struct q40w_wblock {
