@@ -98,6 +98,22 @@ static inline struct q40w_scratch *q40w_scratch_get(void)
     return q40w_scratch_p;
 }
 
+/* Block b of the 16 rows of rs in lane order (ln_row): w[g] the weight bytes (0..15) of group
+ * g, dw the rows' scales. What the unpack stores and the direct run multiplies. */
+ALWAYS_INLINE void q40w_block(const struct ln_rowset *rs, int64_t b, __m512i w[8], __m512 *dw)
+{
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    __m512i raw[4]; /* dword g of the 16 bytes of qs, lane l from row ln_row(l) */
+    ln_gather4(rs, b, offsetof(struct elm_block_q4_0, qs), raw);
+    /* byte j holds element j (low nibble) and element j + 16 (high nibble) */
+    UNROLL for (int g = 0; g < 4; g++)
+    {
+        w[g] = _mm512_and_si512(raw[g], m4);
+        w[g + 4] = _mm512_and_si512(_mm512_srli_epi16(raw[g], 4), m4);
+    }
+    *dw = ln_gather_f16(rs, b, offsetof(struct elm_block_q4_0, d));
+}
+
 /* Unpacks rows [0, nr) of the panel with lanes.h's row set and gathers (the same transposed
  * lane order, ln_row); lanes of rows nr..15 get a copy of row nr - 1's weights (their outputs
  * are never stored) and zero scales. A pointer and a step per row and 16 scalar scale loads
@@ -107,20 +123,15 @@ static void q40w_unpack(struct q40w_scratch *s, const uint8_t *w, size_t ws, int
 {
     struct ln_rowset rs;
     ln_rows(&rs, w, ws, nr, 0, sizeof(struct elm_block_q4_0));
-    const __m512i m4 = _mm512_set1_epi8(0x0f);
     for (int64_t b = 0; b < nb; b++) {
         if (pf)
             ln_prefetch_l2(pf + b * Q40W_PF_UNPACK, Q40W_PF_UNPACK);
-        __m512i raw[4]; /* dword g of the 16 bytes of qs, lane l from row ln_row(l) */
-        ln_gather4(&rs, b, offsetof(struct elm_block_q4_0, qs), raw);
         struct q40w_wblock *o = &s->wb[b];
-        /* byte j holds element j (low nibble) and element j + 16 (high nibble) */
-        UNROLL for (int g = 0; g < 4; g++)
-        {
-            _mm512_store_si512(&o->w[g], _mm512_and_si512(raw[g], m4));
-            _mm512_store_si512(&o->w[g + 4], _mm512_and_si512(_mm512_srli_epi16(raw[g], 4), m4));
-        }
-        _mm512_store_ps(&o->dw, ln_gather_f16(&rs, b, offsetof(struct elm_block_q4_0, d)));
+        __m512i wg[8];
+        __m512 dw;
+        q40w_block(&rs, b, wg, &dw);
+        UNROLL for (int g = 0; g < 8; g++) _mm512_store_si512(&o->w[g], wg[g]);
+        _mm512_store_ps(&o->dw, dw);
     }
 }
 
@@ -153,6 +164,29 @@ static void q40w_prep(struct q40w_ablock *ab, const uint8_t *a, size_t as, int n
     }
 }
 
+/* Block b of the panel (weights wg, scales dw) against NT tokens (the activations at a, as apart;
+ * ab their block b): acc[t] += the reference's float step of the block, 16 outputs at once. */
+ALWAYS_INLINE void q40w_step(__m512 acc[], const __m512i wg[8], __m512 dw,
+                             const struct q40w_ablock *ab, const uint8_t *a, size_t as, int64_t b,
+                             const int NT)
+{
+    /* group-major: the NT chains of 8 dependent vpdpbusd (latency 5) come interleaved, so
+     * the scheduler sees NT independent ones in a row; token-major it held only about four
+     * tokens' chains at once and the run took ~2.5x its port-bound time */
+    const uint8_t *q =
+        a + (size_t)b * sizeof(struct elm_block_q8_0) + offsetof(struct elm_block_q8_0, qs);
+    __m512i isum[Q40W_T];
+    UNROLL for (int t = 0; t < NT; t++) isum[t] = _mm512_set1_epi32(ab->corr[t]);
+    UNROLL for (int g = 0; g < 8; g++)
+    {
+        UNROLL for (int t = 0; t < NT; t++) isum[t] = _mm512_dpbusd_epi32(
+            isum[t], wg[g], _mm512_set1_epi32((int32_t)load_u32(q + (size_t)t * as + 4 * g)));
+    }
+    /* sum = fmaf((float)isum, d_w * d_a, sum) */
+    UNROLL for (int t = 0; t < NT; t++) acc[t] = _mm512_fmadd_ps(
+        _mm512_cvtepi32_ps(isum[t]), _mm512_mul_ps(dw, _mm512_set1_ps(ab->da[t])), acc[t]);
+}
+
 /* NT tokens against the unpacked panel; rows [0, nr) of each token's outputs are stored. */
 ALWAYS_INLINE void q40w_run(const struct q40w_scratch *s, const struct q40w_ablock *abs, int64_t nb,
                             const uint8_t *a, size_t as, float *y, int64_t ys, int nr,
@@ -162,27 +196,11 @@ ALWAYS_INLINE void q40w_run(const struct q40w_scratch *s, const struct q40w_ablo
     UNROLL for (int t = 0; t < NT; t++) acc[t] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const struct q40w_wblock *wb = &s->wb[b];
-        const struct q40w_ablock *ab = &abs[b];
         if (pf) /* the rest of the panel after next, spread over this one's arithmetic */
             ln_prefetch_l2(pf + b * Q40W_PF_RUN, Q40W_PF_RUN);
         __m512i wg[8];
         UNROLL for (int g = 0; g < 8; g++) wg[g] = _mm512_load_si512(&wb->w[g]);
-        const __m512 dw = _mm512_load_ps(&wb->dw);
-        /* group-major: the NT chains of 8 dependent vpdpbusd (latency 5) come interleaved, so
-         * the scheduler sees NT independent ones in a row; token-major it held only about four
-         * tokens' chains at once and the run took ~2.5x its port-bound time */
-        const uint8_t *q =
-            a + (size_t)b * sizeof(struct elm_block_q8_0) + offsetof(struct elm_block_q8_0, qs);
-        __m512i isum[Q40W_T];
-        UNROLL for (int t = 0; t < NT; t++) isum[t] = _mm512_set1_epi32(ab->corr[t]);
-        UNROLL for (int g = 0; g < 8; g++)
-        {
-            UNROLL for (int t = 0; t < NT; t++) isum[t] = _mm512_dpbusd_epi32(
-                isum[t], wg[g], _mm512_set1_epi32((int32_t)load_u32(q + (size_t)t * as + 4 * g)));
-        }
-        /* sum = fmaf((float)isum, d_w * d_a, sum), 16 outputs at once */
-        UNROLL for (int t = 0; t < NT; t++) acc[t] = _mm512_fmadd_ps(
-            _mm512_cvtepi32_ps(isum[t]), _mm512_mul_ps(dw, _mm512_set1_ps(ab->da[t])), acc[t]);
+        q40w_step(acc, wg, _mm512_load_ps(&wb->dw), &abs[b], a, as, b, NT);
     }
     UNROLL for (int t = 0; t < NT; t++) ln_store(y + t * ys, nr, 0, acc[t]);
 }
@@ -199,34 +217,16 @@ ALWAYS_INLINE void q40w_run_direct(const uint8_t *w, size_t ws, int nr, int64_t 
 {
     struct ln_rowset rs;
     ln_rows(&rs, w, ws, nr, 0, sizeof(struct elm_block_q4_0));
-    const __m512i m4 = _mm512_set1_epi8(0x0f);
     __m512 acc[Q40W_T];
     UNROLL for (int t = 0; t < NT; t++) acc[t] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
-        const struct q40w_ablock *ab = &abs[b];
         if (pf)
             ln_prefetch_l2(pf + b * Q40W_R * sizeof(struct elm_block_q4_0),
                            Q40W_R * sizeof(struct elm_block_q4_0));
-        __m512i raw[4]; /* as q40w_unpack's */
-        ln_gather4(&rs, b, offsetof(struct elm_block_q4_0, qs), raw);
-        const __m512 dw = ln_gather_f16(&rs, b, offsetof(struct elm_block_q4_0, d));
-        const uint8_t *q =
-            a + (size_t)b * sizeof(struct elm_block_q8_0) + offsetof(struct elm_block_q8_0, qs);
-        __m512i isum[Q40W_T];
-        UNROLL for (int t = 0; t < NT; t++) isum[t] = _mm512_set1_epi32(ab->corr[t]);
-        /* groups g (low nibbles) and g + 4 (high) of dword g, the NT chains interleaved */
-        UNROLL for (int g = 0; g < 4; g++)
-        {
-            const __m512i lo = _mm512_and_si512(raw[g], m4);
-            const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(raw[g], 4), m4);
-            UNROLL for (int t = 0; t < NT; t++) isum[t] = _mm512_dpbusd_epi32(
-                isum[t], lo, _mm512_set1_epi32((int32_t)load_u32(q + (size_t)t * as + 4 * g)));
-            UNROLL for (int t = 0; t < NT; t++) isum[t] = _mm512_dpbusd_epi32(
-                isum[t], hi,
-                _mm512_set1_epi32((int32_t)load_u32(q + (size_t)t * as + 4 * (g + 4))));
-        }
-        UNROLL for (int t = 0; t < NT; t++) acc[t] = _mm512_fmadd_ps(
-            _mm512_cvtepi32_ps(isum[t]), _mm512_mul_ps(dw, _mm512_set1_ps(ab->da[t])), acc[t]);
+        __m512i wg[8];
+        __m512 dw;
+        q40w_block(&rs, b, wg, &dw);
+        q40w_step(acc, wg, dw, &abs[b], a, as, b, NT);
     }
     UNROLL for (int t = 0; t < NT; t++) ln_store(y + t * ys, nr, 0, acc[t]);
 }
