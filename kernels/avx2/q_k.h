@@ -28,17 +28,22 @@
  * of 4. callgrind, elm_matmul, 2048 x 2048, 1 thread, 2 x 4 -> 1 x 8: Q4_K 8 tokens 8.31M ->
  * 6.77M, 64 tokens 66.0M -> 53.5M; Q6_K 8 tokens 9.83M -> 7.73M, 64 tokens 78.1M -> 61.1M;
  * 2 tokens 5% more (Q4_K 2.63M -> 2.77M), 4 tokens 2-6% fewer. (Earlier, 2 x 4 beat 2 x 2:
- * 256 x 2048, 64 tokens, Q4_K 11.1M -> 9.2M, Q6_K 12.7M -> 10.2M, Q3_K 15.0M -> 11.7M.) */
+ * 256 x 2048, 64 tokens, Q4_K 11.1M -> 9.2M, Q6_K 12.7M -> 10.2M, Q3_K 15.0M -> 11.7M.)
+ * One token (decode) takes KQ_R_GEMV rows a step: 4 in 32 registers; in 16, 2, since 4 rows'
+ * nibbles, scale picks and chains spill (scripts/tile-times.sh's harness, 256 x 2048, 1 thread,
+ * best of 40, Zen 5: avx2 4 -> 2 rows Q4_K 11.2 -> 10.2 us, Q5_K 15.4 -> 14.0, Q2_K, Q3_K and
+ * Q6_K within 2%; avx512 2 or 8 rows instead of 4: 1-12% slower). */
 #ifdef ELM_SIMD_VNNI
-#define KQ_R 4
-#define KQ_T 2
-#else
-#define KQ_R 1
-#define KQ_T 8
-#endif
+#define KQ_R      4
+#define KQ_T      2
 #define KQ_R_GEMV 4
-#define KQ_MR     (KQ_R_GEMV > KQ_R ? KQ_R_GEMV : KQ_R)
-#define KQ_TP     ((KQ_T + 1) / 2) /* token pairs */
+#else
+#define KQ_R      1
+#define KQ_T      8
+#define KQ_R_GEMV 2
+#endif
+#define KQ_MR (KQ_R_GEMV > KQ_R ? KQ_R_GEMV : KQ_R)
+#define KQ_TP ((KQ_T + 1) / 2) /* token pairs */
 
 /* Unpacks Q4_K/Q5_K's 12-byte scale field: bytes 0..7 the scales, 8..15 the mins (the same
  * values as elm_k4_scale_min). With the field's words u0, u1, u2 the output words are
@@ -82,26 +87,37 @@ ALWAYS_INLINE __m128i k3_scales(const uint8_t *packed)
 
 /* ---- Q4_K and Q5_K --------------------------------------------------------------------------- */
 
-/* Q4_K's minimum terms of tokens t0, t1 (t1 may repeat t0 for an odd last token): the
- * reference's four lanes per token (lane k: min[2k] * sum32[2k] + min[2k+1] * sum32[2k+1],
- * fma'd with dmin per super-block) held as [t0 k0, t0 k1, t1 k0, t1 k1 | t0 k2, t0 k3, t1 k2,
- * t1 k3], so one convert and one fma serve two tokens. mins16: min[R] twice per run R, whose
- * vpmaddwd with the 16 bsums gives run R's term in lane R (exact int32, in any order), and
- * vphaddd pairs the runs. The scale -(d_a * dmin_w) is d_a * -dmin_w: negation is exact and
- * rounding symmetric, so the bits are the reference's. Per super-block and token pair this
+/* Q4_K's minimum terms of two slots: tokens t0, t1 of one row (t1 may repeat t0 for an odd last
+ * token), or, with one token, rows r0, r1 (r1 may repeat r0). The reference's four lanes per slot
+ * (lane k: min[2k] * sum32[2k] + min[2k+1] * sum32[2k+1], fma'd with -(d_a * dmin_w) per
+ * super-block) are held as [s0 k0, s0 k1, s1 k0, s1 k1 | s0 k2, s0 k3, s1 k2, s1 k3], so one
+ * convert and one fma serve both slots. m0, m1: the slots' min[R] twice per run R, whose vpmaddwd
+ * with the slots' 16 bsums b0, b1 gives run R's term in lane R (exact int32, in any order), and
+ * vphaddd pairs the runs. scale: each slot's d_a * -dmin_w in its lanes (negation is exact and
+ * rounding symmetric, so the bits are the reference's). Per super-block and token pair this
  * replaces, per token, two bsums loads, vphaddw, vpmaddwd, vmulss, a broadcast, convert, fma. */
-ALWAYS_INLINE __m256 k4_min_pair(__m256 accm, __m256i mins16, __m256 ndmw,
-                                 const struct elm_block_q8_k *v0, const struct elm_block_q8_k *v1)
+ALWAYS_INLINE __m256 k4_min_pair(__m256 accm, __m256i m0, __m256i m1, const int16_t *b0,
+                                 const int16_t *b1, __m256 scale)
 {
-    const __m256i l0 = _mm256_madd_epi16(mins16, loadu256(v0->bsums));
-    const __m256i l1 = _mm256_madd_epi16(mins16, loadu256(v1->bsums));
-    const __m256 da =
-        _mm256_blend_ps(_mm256_broadcast_ss(&v0->d), _mm256_broadcast_ss(&v1->d), 0xcc);
-    return _mm256_fmadd_ps(_mm256_mul_ps(da, ndmw), _mm256_cvtepi32_ps(_mm256_hadd_epi32(l0, l1)),
-                           accm);
+    const __m256i l0 = _mm256_madd_epi16(m0, loadu256(b0));
+    const __m256i l1 = _mm256_madd_epi16(m1, loadu256(b1));
+    return _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(_mm256_hadd_epi32(l0, l1)), accm);
 }
 
-/* Token h (0 or 1) of a k4_min_pair register, folded as the reference's 128-bit register:
+/* The slots' scale of k4_min_pair: x0 in the lanes of slot 0, x1 in those of slot 1. */
+ALWAYS_INLINE __m256 k4_min_slots(__m256 x0, __m256 x1)
+{
+    return _mm256_blend_ps(x0, x1, 0xcc);
+}
+
+/* Row r's min[R] twice per run R (k4_min_pair's m), from its unpacked scales sm. */
+ALWAYS_INLINE __m256i k4_mins16(const uint8_t sm[16])
+{
+    const __m128i m8 = _mm_loadl_epi64((const __m128i *)(sm + 8));
+    return _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m8, m8));
+}
+
+/* Slot h (0 or 1) of a k4_min_pair register, folded as the reference's 128-bit register:
  * (k0 + k2) + (k1 + k3). */
 ALWAYS_INLINE float k4_min_fold(__m256 accm, int h)
 {
@@ -165,14 +181,31 @@ ALWAYS_INLINE void q45_k_impl(TILE_ARGS, const int NR, const int NT, const bool 
                     summs[r][t] = fmaf(dmin, (float)tot, summs[r][t]);
                 }
             }
+        } else if (NT == 1) { /* rows in pairs: accm[r][0] of even r holds rows r, r + 1 */
+            const __m256 da = _mm256_broadcast_ss(&v[0]->d);
+            UNROLL for (int r = 0; r < NR; r += 2)
+            {
+                const int r1 = r + 1 < NR ? r + 1 : r;
+                const __m256 scale = _mm256_mul_ps(
+                    da, k4_min_slots(_mm256_set1_ps(-dmw[r]), _mm256_set1_ps(-dmw[r1])));
+                accm[r][0] = k4_min_pair(accm[r][0], k4_mins16(sm[r]), k4_mins16(sm[r1]),
+                                         v[0]->bsums, v[0]->bsums, scale);
+            }
         } else {
             UNROLL for (int r = 0; r < NR; r++)
             {
-                const __m128i m8 = _mm_loadl_epi64((const __m128i *)(sm[r] + 8));
-                const __m256i mins16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m8, m8));
+                const __m256i mins16 = k4_mins16(sm[r]);
                 const __m256 ndmw = _mm256_set1_ps(-dmw[r]);
-                UNROLL for (int p = 0; 2 * p < NT; p++) accm[r][p] = k4_min_pair(
-                    accm[r][p], mins16, ndmw, v[2 * p], v[2 * p + 1 < NT ? 2 * p + 1 : 2 * p]);
+                UNROLL for (int p = 0; 2 * p < NT; p++)
+                {
+                    const struct elm_block_q8_k *v0 = v[2 * p],
+                                                *v1 = v[2 * p + 1 < NT ? 2 * p + 1 : 2 * p];
+                    const __m256 scale = _mm256_mul_ps(
+                        k4_min_slots(_mm256_broadcast_ss(&v0->d), _mm256_broadcast_ss(&v1->d)),
+                        ndmw);
+                    accm[r][p] =
+                        k4_min_pair(accm[r][p], mins16, mins16, v0->bsums, v1->bsums, scale);
+                }
             }
         }
         __m256i li[KQ_MR][KQ_T];
@@ -230,7 +263,9 @@ ALWAYS_INLINE void q45_k_impl(TILE_ARGS, const int NR, const int NT, const bool 
     UNROLL for (int r = 0; r < NR; r++)
     {
         UNROLL for (int t = 0; t < NT; t++) y[t * ys + r] =
-            hsum8_ps(acc[r][t]) + (FIVE ? summs[r][t] : k4_min_fold(accm[r][t / 2], t % 2));
+            hsum8_ps(acc[r][t]) + (FIVE      ? summs[r][t]
+                                   : NT == 1 ? k4_min_fold(accm[r & ~1][0], r & 1)
+                                             : k4_min_fold(accm[r][t / 2], t % 2));
     }
 }
 
