@@ -1,11 +1,11 @@
 /* q6_k_wide.h — the avx2 variant's Q6_K prefill tile: the shared tile's arithmetic (q_k.h,
  * q16_impl) over a panel unpacked once per matmul instead of once per token pair.
  *
- * The shared tile rebuilds every run's 6-bit quants from ql and qh (two loads, three shifts,
- * two masks, an or) and picks the run's scales (a vpshufb) for each row in every call, and a
- * call covers only 4 rows x 2 tokens: at pp512 each panel is unpacked 256 times, and the unpack
- * costs about as much as the products it feeds. Here the 4-row panel's quants (bytes 0..63) and
- * per-run scale vectors (int16, the run's two 16-element groups in the two halves) are written
+ * The shared tile rebuilds every run's 6-bit quants from ql and qh (two loads, up to two
+ * shifts, two masks, an or) and picks the run's scales (a vpshufb) for each row in every call,
+ * and a call covers only 4 rows x 2 tokens: at pp512 each panel is unpacked 256 times, and the
+ * unpack costs about as much as the products it feeds. Here the 4-row panel's quants (bytes 0..63)
+ * and per-run scale vectors (int16, the run's two 16-element groups in the two halves) are written
  * once into a per-thread buffer; a run then costs per row and token one vpmaddubsw, one vpsubw
  * (the -32 offset, one vpmaddubsw per token and run), one vpmaddwd by the stored scales and one
  * vpaddd. The lanes, their integers and the block's float step are exactly q16_impl's: lane k
@@ -121,19 +121,8 @@ static void q6v_unpack(struct q6v_scratch *s, const uint8_t *w, size_t ws, int n
                                     _mm256_permute2x128_si256(sc, sc, 0x11)};
             UNROLL for (int R = 0; R < 8; R++)
             {
-                const int h = R / 4, sh = R % 4;
-                const int e0 = (2 * R) % 8, e1 = (2 * R + 1) % 8; /* as q16_impl */
-                const __m256i pick =
-                    _mm256_set_m128i(_mm_set1_epi16((short)(0x0101 * 2 * e1 + 0x0100)),
-                                     _mm_set1_epi16((short)(0x0101 * 2 * e0 + 0x0100)));
-                const __m256i ql = loadu256(x->ql + 64 * h + 32 * (sh & 1));
-                const __m256i lo = _mm256_and_si256(sh < 2 ? ql : _mm256_srli_epi16(ql, 4),
-                                                    _mm256_set1_epi8(0x0f));
-                const __m256i hi = _mm256_and_si256(
-                    _mm256_srl_epi16(loadu256(x->qh + 32 * h), _mm_cvtsi32_si128(2 * sh)),
-                    _mm256_set1_epi8(3));
-                _mm256_store_si256(&o->q[R][r], _mm256_or_si256(lo, _mm256_slli_epi16(hi, 4)));
-                _mm256_store_si256(&o->sc[R][r], _mm256_shuffle_epi8(scv[h], pick));
+                _mm256_store_si256(&o->q[R][r], q6_run_quants(x, R));
+                _mm256_store_si256(&o->sc[R][r], k16_run_scales(scv, R));
             }
         }
     }

@@ -274,8 +274,33 @@ ALWAYS_INLINE void q45_k_impl(TILE_ARGS, const int NR, const int NT, const bool 
 
 /* ---- Q6_K, Q2_K, Q3_K: 16 scales of 16 elements ---------------------------------------------- */
 
+/* Run R's 32 quants of a Q6_K block as unsigned bytes 0..63: the low nibbles from ql, bits 2s,
+ * 2s + 1 (s = R % 4) of qh moved to bits 4, 5 by one shift of 4 - 2s (the bits a 16-bit shift
+ * carries across bytes fall outside the mask). */
+ALWAYS_INLINE __m256i q6_run_quants(const struct elm_block_q6_k *x, int R)
+{
+    const int h = R / 4, s = R % 4;
+    const __m256i ql = loadu256(x->ql + 64 * h + 32 * (s & 1));
+    const __m256i lo =
+        _mm256_and_si256(s < 2 ? ql : _mm256_srli_epi16(ql, 4), _mm256_set1_epi8(0x0f));
+    const __m256i qh = loadu256(x->qh + 32 * h);
+    const __m256i hi =
+        _mm256_and_si256(s < 3 ? _mm256_slli_epi16(qh, 4 - 2 * s) : _mm256_srli_epi16(qh, 2),
+                         _mm256_set1_epi8(0x30));
+    return _mm256_or_si256(lo, hi);
+}
+
 /* vpshufb index bytes that put int16 e of a 128-bit half into an int16 position */
 #define K16_PICK(e) (0x0101 * 2 * (e) + 0x0100)
+
+/* Run R's scales as int16: group 2R's in the low half, 2R + 1's in the high, picked by one
+ * vpshufb from scv, the 16 scales eight per register (0..7, 8..15) repeated in both halves. */
+ALWAYS_INLINE __m256i k16_run_scales(const __m256i scv[2], int R)
+{
+    const __m256i pick = _mm256_set_m128i(_mm_set1_epi16((short)K16_PICK((2 * R + 1) % 8)),
+                                          _mm_set1_epi16((short)K16_PICK((2 * R) % 8)));
+    return _mm256_shuffle_epi8(scv[R / 4], pick);
+}
 
 /* KIND 6, 2 or 3. Per run R (0..7) the 32 quants as unsigned bytes q, and for Q6_K/Q3_K the
  * amount subtracted from each (32, or 4 where the high bit is clear).
@@ -357,22 +382,12 @@ ALWAYS_INLINE void q16_impl(TILE_ARGS, const int NR, const int NT, const int KIN
         UNROLL for (int R = 0; R < 8; R++)
         {
             const int h = R / 4, s = R % 4;
-            const int e0 = (2 * R) % 8, e1 = (2 * R + 1) % 8; /* int16 index in the register */
-            const __m256i pick =
-                _mm256_set_m128i(_mm_set1_epi16((short)(0x0101 * 2 * e1 + 0x0100)),
-                                 _mm_set1_epi16((short)(0x0101 * 2 * e0 + 0x0100)));
             __m256i q[KQ_MR], c[KQ_MR];
             UNROLL for (int r = 0; r < NR; r++)
             {
                 const __m128i cnt = _mm_cvtsi32_si128(2 * s);
                 if (Q6) {
-                    const struct elm_block_q6_k *x = (const void *)xb[r];
-                    const __m256i ql = loadu256(x->ql + 64 * h + 32 * (s & 1));
-                    const __m256i lo = _mm256_and_si256(s < 2 ? ql : _mm256_srli_epi16(ql, 4),
-                                                        _mm256_set1_epi8(0x0f));
-                    const __m256i hi = _mm256_and_si256(
-                        _mm256_srl_epi16(loadu256(x->qh + 32 * h), cnt), _mm256_set1_epi8(3));
-                    q[r] = _mm256_or_si256(lo, _mm256_slli_epi16(hi, 4));
+                    q[r] = q6_run_quants((const void *)xb[r], R);
                 } else {
                     const uint8_t *qs = KIND == 2 ? ((const struct elm_block_q2_k *)xb[r])->qs
                                                   : ((const struct elm_block_q3_k *)xb[r])->qs;
@@ -399,7 +414,7 @@ ALWAYS_INLINE void q16_impl(TILE_ARGS, const int NR, const int NT, const int KIN
                         p = _mm256_sub_epi16(p, m32);
                     else if (KIND == 3)
                         p = _mm256_sub_epi16(p, _mm256_maddubs_epi16(c[r], ya));
-                    li[r][t] = madd_acc(li[r][t], p, _mm256_shuffle_epi8(scv[r][h], pick));
+                    li[r][t] = madd_acc(li[r][t], p, k16_run_scales(scv[r], R));
                     KEEP_CHAIN(li[r][t]);
                 }
             }
