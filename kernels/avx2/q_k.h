@@ -126,6 +126,14 @@ ALWAYS_INLINE float k4_min_fold(__m256 accm, int h)
     return q[2 * h] + q[2 * h + 1];
 }
 
+/* Bit 4 of run R's 32 Q5_K quants: bit R of each qh byte, moved to bit 4 by one shift (the bits
+ * a 16-bit shift of at most 4 carries across bytes fall outside the mask). */
+ALWAYS_INLINE __m256i k5_high(__m256i qh, int R)
+{
+    return _mm256_and_si256(R <= 4 ? _mm256_slli_epi16(qh, 4 - R) : _mm256_srli_epi16(qh, R - 4),
+                            _mm256_set1_epi8(0x10));
+}
+
 ALWAYS_INLINE void q45_k_impl(TILE_ARGS, const int NR, const int NT, const bool FIVE)
 {
     __m256 acc[KQ_MR][KQ_T];
@@ -229,12 +237,8 @@ ALWAYS_INLINE void q45_k_impl(TILE_ARGS, const int NR, const int NT, const bool 
                 q0[r] = _mm256_and_si256(raw, m4);
                 q1[r] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
                 if (FIVE) {
-                    /* bit 2j of qh[l] is bit 4 of run 2j's element l, bit 2j+1 of run 2j+1's */
-                    const __m256i one = _mm256_set1_epi8(1);
-                    const __m256i h0 = _mm256_and_si256(_mm256_srli_epi16(qh[r], 2 * j), one);
-                    const __m256i h1 = _mm256_and_si256(_mm256_srli_epi16(qh[r], 2 * j + 1), one);
-                    q0[r] = _mm256_or_si256(q0[r], _mm256_slli_epi16(h0, 4));
-                    q1[r] = _mm256_or_si256(q1[r], _mm256_slli_epi16(h1, 4));
+                    q0[r] = _mm256_or_si256(q0[r], k5_high(qh[r], 2 * j));
+                    q1[r] = _mm256_or_si256(q1[r], k5_high(qh[r], 2 * j + 1));
                 }
             }
             UNROLL for (int t = 0; t < NT; t++)
