@@ -108,7 +108,7 @@ ALWAYS_INLINE void iq4_xs_impl(TILE_ARGS, const int NR, const int NT)
             UNROLL for (int r = 0; r < NR; r++)
             {
                 const struct elm_block_iq4_xs *x = BLK(elm_block_iq4_xs, w, ws, r, i);
-                ls[r] = _mm256_set1_epi32(iq4_xs_ls(x, b));
+                ls[r] = _mm256_set1_epi16((short)iq4_xs_ls(x, b));
                 wv[r] = iq4_values32(x->qs + 16 * b);
                 wa[r] = _mm256_sign_epi8(wv[r], wv[r]);
             }
@@ -117,9 +117,11 @@ ALWAYS_INLINE void iq4_xs_impl(TILE_ARGS, const int NR, const int NT)
                 const __m256i av = loadu256(BLK(elm_block_q8_k, a, as, t, i)->qs + 32 * b);
                 UNROLL for (int r = 0; r < NR; r++)
                 {
-                    const __m256i lanes =
-                        dot4(_mm256_setzero_si256(), wa[r], _mm256_sign_epi8(av, wv[r]));
-                    sum[r][t] = _mm256_add_epi32(sum[r][t], _mm256_mullo_epi32(lanes, ls[r]));
+                    /* the pair sums times (ls, ls): ls times the lane's four products, with
+                     * no int32 multiply (vpmulld is two uops) */
+                    sum[r][t] = madd_acc(sum[r][t],
+                                         _mm256_maddubs_epi16(wa[r], _mm256_sign_epi8(av, wv[r])),
+                                         ls[r]);
                     KEEP_CHAIN(sum[r][t]);
                 }
             }
