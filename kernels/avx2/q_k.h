@@ -10,8 +10,9 @@
  * The minimum terms: Q2_K in the same lanes, first; Q4_K in four lanes of their own, folded
  * as a 128-bit register and added last; Q5_K one scalar fused chain, added last.
  *
- * Integer parts that need a correction (Q6_K's -32, Q3_K's -4 where the high bit is clear) are
- * exact int16 differences of two vpmaddubsw results, as in llama.cpp: no pair leaves int16.
+ * Weights with an offset (Q6_K's q - 32, Q3_K's q + 4 h - 4 with h its high bit) are held as the
+ * unsigned q (q + 4 h) and their pair sums corrected by the offset's, one vpmaddubsw per token
+ * and run for all rows: exact int16 differences, as in llama.cpp; no pair leaves int16.
  */
 #ifndef ELM_SIMD_Q_K_H
 #define ELM_SIMD_Q_K_H
@@ -126,14 +127,6 @@ ALWAYS_INLINE float k4_min_fold(__m256 accm, int h)
     return q[2 * h] + q[2 * h + 1];
 }
 
-/* Bit 4 of run R's 32 Q5_K quants: bit R of each qh byte, moved to bit 4 by one shift (the bits
- * a 16-bit shift of at most 4 carries across bytes fall outside the mask). */
-ALWAYS_INLINE __m256i k5_high(__m256i qh, int R)
-{
-    return _mm256_and_si256(R <= 4 ? _mm256_slli_epi16(qh, 4 - R) : _mm256_srli_epi16(qh, R - 4),
-                            _mm256_set1_epi8(0x10));
-}
-
 ALWAYS_INLINE void q45_k_impl(TILE_ARGS, const int NR, const int NT, const bool FIVE)
 {
     __m256 acc[KQ_MR][KQ_T];
@@ -237,8 +230,9 @@ ALWAYS_INLINE void q45_k_impl(TILE_ARGS, const int NR, const int NT, const bool 
                 q0[r] = _mm256_and_si256(raw, m4);
                 q1[r] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
                 if (FIVE) {
-                    q0[r] = _mm256_or_si256(q0[r], k5_high(qh[r], 2 * j));
-                    q1[r] = _mm256_or_si256(q1[r], k5_high(qh[r], 2 * j + 1));
+                    /* bit R of qh[l] is bit 4 of run R's element l */
+                    q0[r] = _mm256_or_si256(q0[r], bits_move(qh[r], 2 * j, 4, 1));
+                    q1[r] = _mm256_or_si256(q1[r], bits_move(qh[r], 2 * j + 1, 4, 1));
                 }
             }
             UNROLL for (int t = 0; t < NT; t++)
@@ -279,19 +273,14 @@ ALWAYS_INLINE void q45_k_impl(TILE_ARGS, const int NR, const int NT, const bool 
 /* ---- Q6_K, Q2_K, Q3_K: 16 scales of 16 elements ---------------------------------------------- */
 
 /* Run R's 32 quants of a Q6_K block as unsigned bytes 0..63: the low nibbles from ql, bits 2s,
- * 2s + 1 (s = R % 4) of qh moved to bits 4, 5 by one shift of 4 - 2s (the bits a 16-bit shift
- * carries across bytes fall outside the mask). */
+ * 2s + 1 (s = R % 4) of qh as bits 4, 5. */
 ALWAYS_INLINE __m256i q6_run_quants(const struct elm_block_q6_k *x, int R)
 {
     const int h = R / 4, s = R % 4;
     const __m256i ql = loadu256(x->ql + 64 * h + 32 * (s & 1));
     const __m256i lo =
         _mm256_and_si256(s < 2 ? ql : _mm256_srli_epi16(ql, 4), _mm256_set1_epi8(0x0f));
-    const __m256i qh = loadu256(x->qh + 32 * h);
-    const __m256i hi =
-        _mm256_and_si256(s < 3 ? _mm256_slli_epi16(qh, 4 - 2 * s) : _mm256_srli_epi16(qh, 2),
-                         _mm256_set1_epi8(0x30));
-    return _mm256_or_si256(lo, hi);
+    return _mm256_or_si256(lo, bits_move(loadu256(x->qh + 32 * h), 2 * s, 4, 2));
 }
 
 /* vpshufb index bytes that put int16 e of a 128-bit half into an int16 position */
@@ -306,12 +295,12 @@ ALWAYS_INLINE __m256i k16_run_scales(const __m256i scv[2], int R)
     return _mm256_shuffle_epi8(scv[R / 4], pick);
 }
 
-/* KIND 6, 2 or 3. Per run R (0..7) the 32 quants as unsigned bytes q, and for Q6_K/Q3_K the
- * amount subtracted from each (32, or 4 where the high bit is clear).
+/* KIND 6, 2 or 3. Per run R (0..7) the 32 quants as unsigned bytes q, from which Q6_K and
+ * Q3_K subtract their offset (32; 4) as pair sums.
  *
- * KIND 7 is Q6_K with the -32 taken from c32 (q6_k_wide.h, q6c_prep) instead of a vpmaddubsw
- * and a vpsubw per token, run and row: c32[(b * NT + t) * 4 + j] holds, as int16 pairs, -32
- * times the activation sums of elements 4k..4k+3 of runs 2j and 2j + 1 (positions 2k and
+ * KIND 7 is Q6_K with the -32 taken from c32 (q6_k_wide.h, q6c_prep) instead of a vpsubw per
+ * token, run and row and a vpmaddubsw per token and run: c32[(b * NT + t) * 4 + j] holds, as int16
+ * pairs, -32 times the activation sums of elements 4k..4k+3 of runs 2j and 2j + 1 (positions 2k and
  * 2k + 1), so one vpmaddwd by the row's scales paired the same way gives two runs' corrections
  * of lane k, exactly the lanes' -32 sc a: four per block and token, made after the runs. */
 ALWAYS_INLINE void q16_impl(TILE_ARGS, const int NR, const int NT, const int KIND,
@@ -386,7 +375,7 @@ ALWAYS_INLINE void q16_impl(TILE_ARGS, const int NR, const int NT, const int KIN
         UNROLL for (int R = 0; R < 8; R++)
         {
             const int h = R / 4, s = R % 4;
-            __m256i q[KQ_MR], c[KQ_MR];
+            __m256i q[KQ_MR];
             UNROLL for (int r = 0; r < NR; r++)
             {
                 const __m128i cnt = _mm_cvtsi32_si128(2 * s);
@@ -397,27 +386,25 @@ ALWAYS_INLINE void q16_impl(TILE_ARGS, const int NR, const int NT, const int KIN
                                                   : ((const struct elm_block_q3_k *)xb[r])->qs;
                     q[r] = _mm256_and_si256(_mm256_srl_epi16(loadu256(qs + 32 * h), cnt),
                                             _mm256_set1_epi8(3));
-                    if (KIND == 3) {
-                        /* 4 where bit R of hmask[l] is clear */
-                        const struct elm_block_q3_k *x = (const void *)xb[r];
-                        const __m256i hb =
-                            _mm256_srl_epi16(loadu256(x->hmask), _mm_cvtsi32_si128(R));
-                        c[r] = _mm256_slli_epi16(_mm256_andnot_si256(hb, _mm256_set1_epi8(1)), 2);
-                    }
+                    if (KIND == 3) /* q + 4 * (bit R of hmask[l]), the -4 taken below */
+                        q[r] = _mm256_or_si256(
+                            q[r], bits_move(loadu256(((const struct elm_block_q3_k *)xb[r])->hmask),
+                                            R, 2, 1));
                 }
             }
             UNROLL for (int t = 0; t < NT; t++)
             {
                 const __m256i ya = loadu256(v[t]->qs + 32 * R);
-                const __m256i m32 = KIND == 6 ? _mm256_maddubs_epi16(_mm256_set1_epi8(32), ya)
-                                              : _mm256_setzero_si256();
+                /* the offset's pair sums, once for all rows: 32 * a (Q6_K), 4 * a (Q3_K) */
+                const __m256i off =
+                    KIND == 6 || KIND == 3
+                        ? _mm256_maddubs_epi16(_mm256_set1_epi8(KIND == 6 ? 32 : 4), ya)
+                        : _mm256_setzero_si256();
                 UNROLL for (int r = 0; r < NR; r++)
                 {
                     __m256i p = _mm256_maddubs_epi16(q[r], ya);
-                    if (KIND == 6)
-                        p = _mm256_sub_epi16(p, m32);
-                    else if (KIND == 3)
-                        p = _mm256_sub_epi16(p, _mm256_maddubs_epi16(c[r], ya));
+                    if (KIND == 6 || KIND == 3)
+                        p = _mm256_sub_epi16(p, off);
                     li[r][t] = madd_acc(li[r][t], p, k16_run_scales(scv[r], R));
                     KEEP_CHAIN(li[r][t]);
                 }

@@ -175,6 +175,19 @@ ALWAYS_INLINE __m256i bytes_from_bits(uint32_t x)
 }
 #endif
 
+/* Bits [from, from + width) of every byte of v moved to bits [to, to + width), the others
+ * cleared: one 16-bit shift and a mask. Exact for every byte field: a left shift by s = to - from
+ * carries a byte's top s bits into the next byte's bits below s <= to, a right shift by s =
+ * from - to the next byte's low s bits into bits at or above 8 - s >= to + width, both outside
+ * the mask. (Q5_K's fifth bit, Q6_K's top two, Q3_K's third: one shift where a shift down, a
+ * mask and a shift back took two.) */
+ALWAYS_INLINE __m256i bits_move(__m256i v, int from, int to, int width)
+{
+    const __m256i s =
+        to >= from ? _mm256_slli_epi16(v, to - from) : _mm256_srli_epi16(v, from - to);
+    return _mm256_and_si256(s, _mm256_set1_epi8((char)(((1 << width) - 1) << to)));
+}
+
 /* 16 packed nibbles -> 32 bytes: low nibbles (elements 0..15) then high nibbles (16..31). */
 ALWAYS_INLINE __m256i unpack_nibbles16(const uint8_t *qs)
 {
