@@ -6,9 +6,9 @@
  * products of elements 4k..4k+3 of every run of 32 elements, each run's 16-element halves scaled
  * by their group's scale (an exact int32 sum over the 8 runs), then one fused multiply-add per
  * super-block. dot16 leaves lanes 0..3 for the first 16 elements of a run and 4..7 for the
- * second 16, so each run is two dot16 and two integer multiply-adds by its two scales. The
- * minimum terms go where the reference puts them: the same lanes first (Q2_K), four lanes of
- * their own (Q4_K) or a scalar chain (Q5_K).
+ * second 16, so each run is two dot16 and two integer multiply-adds by its two scales (struct
+ * k_lanes). The minimum terms go where the reference puts them: the same lanes first (Q2_K),
+ * four lanes of their own (Q4_K) or a scalar chain (Q5_K).
  */
 #ifndef ELM_ARM_Q_K_H
 #define ELM_ARM_Q_K_H
@@ -59,13 +59,66 @@ static void q8_k_from_float(const float *src, void *dst, int64_t n)
 
 /* ---- the lanes of one super-block ------------------------------------------------------------ */
 
-/* Integer lanes of one run of 32: ilo += sc0 * (lanes of elements 0..15), ihi += sc1 * (16..31). */
-ALWAYS_INLINE void run_lanes(int32x4_t *ilo, int32x4_t *ihi, int8x16_t w0, int8x16_t w1,
-                             const int8_t *qa, int sc0, int sc1)
+/* A super-block's integer lanes, lane k = sum over the 8 runs r of sc(r, k) * D(r, k) (ilo: the
+ * runs' first 16 elements, ihi: the second 16, each with its group's scale); the scales are
+ * taken by lane from vectors made once per super-block, not moved into a register per run.
+ * With SDOT each run's dot16 goes into a running total T_r = D_0 + ... + D_r instead of a
+ * zeroed register of its own, and sum_r sc_r D_r = sum_r (sc_r - sc_{r+1}) T_r with sc_8 = 0
+ * (summation by parts): exact in int32, so the lanes are the reference's. Without SDOT, dot16
+ * ends with an add that a zero accumulator drops, so there each D_r is scaled by sc_r itself. */
+#ifdef __ARM_FEATURE_DOTPROD
+#define K_BY_PARTS 1
+#else
+#define K_BY_PARTS 0
+#endif
+struct k_lanes {
+    int32x4_t ilo, ihi;       /* the lanes */
+    int32x4_t tlo, thi;       /* K_BY_PARTS: the running dot16 totals */
+    int32x4_t clo[2], chi[2]; /* per run (0..3, 4..7): sc_r - sc_{r+1}, or sc_r */
+};
+
+/* The factors of the 8 runs' scales s (runs 0..3, 4..7) for run_lanes. */
+ALWAYS_INLINE void k_factors(int32x4_t s0, int32x4_t s1, int32x4_t c[2])
+{
+    c[0] = K_BY_PARTS ? vsubq_s32(s0, vextq_s32(s0, s1, 1)) : s0;
+    c[1] = K_BY_PARTS ? vsubq_s32(s1, vextq_s32(s1, vdupq_n_s32(0), 1)) : s1;
+}
+
+/* Starts a super-block's lanes; the scales of the runs' first and second 16 elements as int32
+ * (slo, shi: runs 0..3 and 4..7 each). */
+ALWAYS_INLINE void k_lanes_init(struct k_lanes *l, const int32x4_t slo[2], const int32x4_t shi[2])
+{
+    l->ilo = l->ihi = l->tlo = l->thi = vdupq_n_s32(0);
+    k_factors(slo[0], slo[1], l->clo);
+    k_factors(shi[0], shi[1], l->chi);
+}
+
+/* Run r's 32 weights (w0: elements 0..15, w1: 16..31) against its activations qa. */
+ALWAYS_INLINE void run_lanes(struct k_lanes *l, int r, int8x16_t w0, int8x16_t w1, const int8_t *qa)
 {
     const int32x4_t z = vdupq_n_s32(0);
-    *ilo = vmlaq_n_s32(*ilo, dot16(z, w0, vld1q_s8(qa)), sc0);
-    *ihi = vmlaq_n_s32(*ihi, dot16(z, w1, vld1q_s8(qa + 16)), sc1);
+    const int32x4_t dlo = dot16(K_BY_PARTS ? l->tlo : z, w0, vld1q_s8(qa));
+    const int32x4_t dhi = dot16(K_BY_PARTS ? l->thi : z, w1, vld1q_s8(qa + 16));
+    l->tlo = dlo;
+    l->thi = dhi;
+    l->ilo = vmlaq_laneq_s32(l->ilo, dlo, l->clo[r / 4], r % 4);
+    l->ihi = vmlaq_laneq_s32(l->ihi, dhi, l->chi[r / 4], r % 4);
+}
+
+/* 8 unsigned byte scales as int32 (runs 0..3, 4..7). */
+ALWAYS_INLINE void k_scales_u8(uint8x8_t b, int32x4_t s[2])
+{
+    const uint16x8_t h = vmovl_u8(b);
+    s[0] = vreinterpretq_s32_u32(vmovl_u16(vget_low_u16(h)));
+    s[1] = vreinterpretq_s32_u32(vmovl_high_u16(h));
+}
+
+/* 8 signed byte scales as int32 (runs 0..3, 4..7). */
+ALWAYS_INLINE void k_scales_s8(int8x8_t b, int32x4_t s[2])
+{
+    const int16x8_t h = vmovl_s8(b);
+    s[0] = vmovl_s16(vget_low_s16(h));
+    s[1] = vmovl_high_s16(h);
 }
 
 /* The 2-bit field of Q2_K/Q3_K for run r (0..7): bits 2 (r % 4) of qs[32 (r / 4) + i]. */
@@ -112,16 +165,21 @@ static void q2_k_vec_dot(int64_t n, float *s, const void *w, const void *a)
                       (x[i].scales[2 * k + 1] >> 4) * y[i].bsums[2 * k + 1];
         lo = fma_lanes(lo, vld1q_s32(mins), dmin);
         hi = fma_lanes(hi, vld1q_s32(mins + 4), dmin);
-        int32x4_t ilo = vdupq_n_s32(0), ihi = ilo;
+        /* group 2r's scale for the first 16 elements of run r, 2r + 1's for the second */
+        const uint8x8x2_t g = vld2_u8(x[i].scales);
+        int32x4_t slo[2], shi[2];
+        k_scales_u8(vand_u8(g.val[0], vdup_n_u8(0x0f)), slo);
+        k_scales_u8(vand_u8(g.val[1], vdup_n_u8(0x0f)), shi);
+        struct k_lanes l;
+        k_lanes_init(&l, slo, shi);
         UNROLL for (int r = 0; r < 8; r++)
         {
             uint8x16_t q0, q1;
             q2_run(x[i].qs, r, &q0, &q1);
-            run_lanes(&ilo, &ihi, S8(q0), S8(q1), y[i].qs + 32 * r, x[i].scales[2 * r] & 0x0f,
-                      x[i].scales[2 * r + 1] & 0x0f);
+            run_lanes(&l, r, S8(q0), S8(q1), y[i].qs + 32 * r);
         }
-        lo = fma_lanes(lo, ilo, d);
-        hi = fma_lanes(hi, ihi, d);
+        lo = fma_lanes(lo, l.ilo, d);
+        hi = fma_lanes(hi, l.ihi, d);
     }
     *s = hsum8_f32(lo, hi);
 }
@@ -136,7 +194,12 @@ static void q3_k_vec_dot(int64_t n, float *s, const void *w, const void *a)
     for (int64_t i = 0; i < n / ELM_QK_K; i++) {
         int8_t sc[16];
         elm_k3_scales(x[i].scales, sc);
-        int32x4_t ilo = vdupq_n_s32(0), ihi = ilo;
+        const int8x8x2_t g = vld2_s8(sc);
+        int32x4_t slo[2], shi[2];
+        k_scales_s8(g.val[0], slo);
+        k_scales_s8(g.val[1], shi);
+        struct k_lanes l;
+        k_lanes_init(&l, slo, shi);
         UNROLL for (int r = 0; r < 8; r++)
         {
             uint8x16_t q0, q1, h0, h1;
@@ -144,13 +207,12 @@ static void q3_k_vec_dot(int64_t n, float *s, const void *w, const void *a)
             /* q - 4 where the high bit is clear: q - 4 + (4 where set) */
             bit_run(x[i].hmask, r, 4, &h0, &h1);
             const int8x16_t four = vdupq_n_s8(4);
-            run_lanes(&ilo, &ihi, vsubq_s8(S8(vorrq_u8(q0, h0)), four),
-                      vsubq_s8(S8(vorrq_u8(q1, h1)), four), y[i].qs + 32 * r, sc[2 * r],
-                      sc[2 * r + 1]);
+            run_lanes(&l, r, vsubq_s8(S8(vorrq_u8(q0, h0)), four),
+                      vsubq_s8(S8(vorrq_u8(q1, h1)), four), y[i].qs + 32 * r);
         }
         const float d = y[i].d * h2f(x[i].d);
-        lo = fma_lanes(lo, ilo, d);
-        hi = fma_lanes(hi, ihi, d);
+        lo = fma_lanes(lo, l.ilo, d);
+        hi = fma_lanes(hi, l.ihi, d);
     }
     *s = hsum8_f32(lo, hi);
 }
@@ -178,11 +240,14 @@ ALWAYS_INLINE int32x4_t k4_scales_mins(const uint8_t *packed, const int16_t *bsu
     return vpaddq_s32(p0, p1);
 }
 
-/* The integer lanes of one Q4_K (FIVE false) or Q5_K super-block. */
+/* The integer lanes of one Q4_K (FIVE false) or Q5_K super-block: one scale per run of 32. */
 ALWAYS_INLINE void k45_lanes(const uint8_t *qs, const uint8_t *qh, const int8_t *qa,
                              const uint8_t sc[8], int32x4_t *ilo, int32x4_t *ihi, const bool FIVE)
 {
-    *ilo = *ihi = vdupq_n_s32(0);
+    int32x4_t s[2];
+    k_scales_u8(vld1_u8(sc), s);
+    struct k_lanes l;
+    k_lanes_init(&l, s, s);
     UNROLL for (int r = 0; r < 8; r++)
     {
         uint8x16_t q0, q1;
@@ -193,8 +258,10 @@ ALWAYS_INLINE void k45_lanes(const uint8_t *qs, const uint8_t *qh, const int8_t 
             q0 = vorrq_u8(q0, h0);
             q1 = vorrq_u8(q1, h1);
         }
-        run_lanes(ilo, ihi, S8(q0), S8(q1), qa + 32 * r, sc[r], sc[r]);
+        run_lanes(&l, r, S8(q0), S8(q1), qa + 32 * r);
     }
+    *ilo = l.ilo;
+    *ihi = l.ihi;
 }
 
 static void q4_k_vec_dot(int64_t n, float *s, const void *w, const void *a)
@@ -245,7 +312,12 @@ static void q6_k_vec_dot(int64_t n, float *s, const void *w, const void *a)
     const int8x16_t off = vdupq_n_s8(32);
     float32x4_t lo = vdupq_n_f32(0.0f), hi = lo;
     for (int64_t i = 0; i < n / ELM_QK_K; i++) {
-        int32x4_t ilo = vdupq_n_s32(0), ihi = ilo;
+        const int8x8x2_t g = vld2_s8(x[i].scales);
+        int32x4_t slo[2], shi[2];
+        k_scales_s8(g.val[0], slo);
+        k_scales_s8(g.val[1], shi);
+        struct k_lanes l;
+        k_lanes_init(&l, slo, shi);
         /* run r = 4h + t: low nibbles of ql[64h + 32 (t % 2) ..] (high nibbles for t >= 2),
          * top bits 2t of qh[32h ..] */
         UNROLL for (int r = 0; r < 8; r++)
@@ -260,12 +332,11 @@ static void q6_k_vec_dot(int64_t n, float *s, const void *w, const void *a)
             const uint8x16_t h1 = vandq_u8(vshlq_u8(vld1q_u8(qh + 16), sh), m3);
             const int8x16_t w0 = vsubq_s8(S8(vorrq_u8(l0, vshlq_n_u8(h0, 4))), off);
             const int8x16_t w1 = vsubq_s8(S8(vorrq_u8(l1, vshlq_n_u8(h1, 4))), off);
-            run_lanes(&ilo, &ihi, w0, w1, y[i].qs + 32 * r, x[i].scales[2 * r],
-                      x[i].scales[2 * r + 1]);
+            run_lanes(&l, r, w0, w1, y[i].qs + 32 * r);
         }
         const float d = y[i].d * h2f(x[i].d);
-        lo = fma_lanes(lo, ilo, d);
-        hi = fma_lanes(hi, ihi, d);
+        lo = fma_lanes(lo, l.ilo, d);
+        hi = fma_lanes(hi, l.ihi, d);
     }
     *s = hsum8_f32(lo, hi);
 }
