@@ -192,12 +192,15 @@ static void q3_k_vec_dot(int64_t n, float *s, const void *w, const void *a)
     const struct elm_block_q8_k *y = a;
     float32x4_t lo = vdupq_n_f32(0.0f), hi = lo;
     for (int64_t i = 0; i < n / ELM_QK_K; i++) {
-        int8_t sc[16];
-        elm_k3_scales(x[i].scales, sc);
-        const int8x8x2_t g = vld2_s8(sc);
-        int32x4_t slo[2], shi[2];
-        k_scales_s8(g.val[0], slo);
-        k_scales_s8(g.val[1], shi);
+        uint32_t sw[4];
+        elm_k3_scale_words(x[i].scales, sw);
+        /* from the general registers (four stores read back as one vector would stall) */
+        const uint32x4_t su = vcombine_u32(vcreate_u32((uint64_t)sw[1] << 32 | sw[0]),
+                                           vcreate_u32((uint64_t)sw[3] << 32 | sw[2]));
+        const int8x16_t sc = vsubq_s8(vreinterpretq_s8_u32(su), vdupq_n_s8(32));
+        int32x4_t slo[2], shi[2]; /* groups 2r and 2r + 1 */
+        k_scales_s8(vget_low_s8(vuzp1q_s8(sc, sc)), slo);
+        k_scales_s8(vget_low_s8(vuzp2q_s8(sc, sc)), shi);
         struct k_lanes l;
         k_lanes_init(&l, slo, shi);
         UNROLL for (int r = 0; r < 8; r++)

@@ -20,6 +20,7 @@
 #include "kernels/avx2/q_legacy.h"
 #include "kernels/avx2/simd.h"
 #include "kernels/blocks.h"
+#include "kernels/ref/ref.h"
 
 /* K tiles hold an int32 and a float accumulator per output: 4 x 2 in 32 registers; with 16,
  * 1 x 8. The float ones are touched once per 256 elements, so spilling them is cheap; one row
@@ -72,18 +73,14 @@ ALWAYS_INLINE void k4_scales(const uint8_t *packed, uint8_t out[16])
     _mm_storeu_si128((__m128i *)out, k4_scales_vec(packed));
 }
 
-/* Q3_K's 16 six-bit scales, unbiased, as int8 (the values of elm_k3_scales): low nibbles from
- * bytes 0..7, high two bits from bytes 8..11, by llama.cpp's word arithmetic. */
+/* Q3_K's 16 six-bit scales, unbiased, as int8 (the values of elm_k3_scales). */
 ALWAYS_INLINE __m128i k3_scales(const uint8_t *packed)
 {
-    const uint32_t m1 = 0x03030303, m2 = 0x0f0f0f0f;
-    uint32_t a[3];
-    memcpy(a, packed, 12);
-    const __m128i s = _mm_set_epi32((int)(((a[1] >> 4) & m2) | (((a[2] >> 6) & m1) << 4)),
-                                    (int)(((a[0] >> 4) & m2) | (((a[2] >> 4) & m1) << 4)),
-                                    (int)((a[1] & m2) | (((a[2] >> 2) & m1) << 4)),
-                                    (int)((a[0] & m2) | ((a[2] & m1) << 4)));
-    return _mm_sub_epi8(s, _mm_set1_epi8(32));
+    uint32_t w[4];
+    elm_k3_scale_words(packed, w);
+    /* from the general registers: four stores read back as one vector stall the load */
+    return _mm_sub_epi8(_mm_set_epi32((int)w[3], (int)w[2], (int)w[1], (int)w[0]),
+                        _mm_set1_epi8(32));
 }
 
 /* ---- Q4_K and Q5_K --------------------------------------------------------------------------- */

@@ -205,6 +205,20 @@ static inline void elm_k4_scale_min(const uint8_t *packed, int j, uint8_t *scale
     }
 }
 
+/* elm_k3_scales' 16 values plus 32 (0..63), as the four little-endian words of bytes 0..3, 4..7,
+ * 8..11 and 12..15, by llama.cpp's word arithmetic: what the SIMD kernels load as one vector
+ * and subtract 32 from. */
+static inline void elm_k3_scale_words(const uint8_t *packed, uint32_t w[4])
+{
+    uint32_t a[3];
+    memcpy(a, packed, sizeof a);
+    const uint32_t m2 = 0x03030303u, m4 = 0x0f0f0f0fu;
+    w[0] = (a[0] & m4) | ((a[2] & m2) << 4);
+    w[1] = (a[1] & m4) | (((a[2] >> 2) & m2) << 4);
+    w[2] = ((a[0] >> 4) & m4) | (((a[2] >> 4) & m2) << 4);
+    w[3] = ((a[1] >> 4) & m4) | (((a[2] >> 6) & m2) << 4);
+}
+
 /* Unpacks Q3_K's 16 six-bit scales (stored biased by 32) into signed values. */
 static inline void elm_k3_scales(const uint8_t *packed, int8_t out[16])
 {
