@@ -44,7 +44,7 @@ count() { # $1 = emulator, $2 = cpu, $3 = binary, $4... = args
 
 printf '%-6s %-8s %12s\n' type variant "insn/block"
 for t in ${INSN_TYPES:-q4_0 q8_0 q4_k q6_k}; do
-  case $t in q4_k | q6_k) blk=256 ;; *) blk=32 ;; esac
+  case $t in q?_k | iq4_xs) blk=256 ;; *) blk=32 ;; esac
   blocks=$((rows * cols / blk))
   for v in ${INSN_VARIANTS:-dotprod neon avx2}; do
     case $v in
