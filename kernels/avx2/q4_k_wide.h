@@ -128,7 +128,7 @@ static const struct q4v_pair *q4v_acts(struct q4v_scratch *s, const uint8_t *a, 
                     BLK(elm_block_q8_k, a, as, 2 * p + 1 < nt ? 2 * p + 1 : 2 * p, b);
                 pr[b][p].s32 = _mm256_hadd_epi16(loadu256(v0->bsums), loadu256(v1->bsums));
                 pr[b][p].da =
-                    _mm256_blend_ps(_mm256_broadcast_ss(&v0->d), _mm256_broadcast_ss(&v1->d), 0xcc);
+                    k4_min_slots(_mm256_broadcast_ss(&v0->d), _mm256_broadcast_ss(&v1->d));
             }
     return pr[0];
 }
