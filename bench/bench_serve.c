@@ -161,12 +161,10 @@ static int client_main(const struct serve_cfg *c, const char *dir, int ready_fd,
     /* a session may still be closing from the previous round (the gateway's, when it went
      * first: its thread closes them one by one, slowly on a loaded machine): EBUSY is worth
      * retries, for up to 30 s, before the barrier so outside every timing */
-    for (int tries = 0; !rc && tries < 1500; tries++) {
+    if (!rc) {
         s->stage = 2;
-        rc = elm_session_open(cl, &se);
-        if (rc != ELM_EBUSY)
-            break;
-        nanosleep(&(struct timespec){0, 20 * 1000000}, NULL);
+        for (int tries = 1; (rc = elm_session_open(cl, &se)) == ELM_EBUSY && tries < 1500; tries++)
+            nanosleep(&(struct timespec){0, 20 * 1000000}, NULL);
     }
     char b = rc ? 'e' : 'r', g;
     if (write(ready_fd, &b, 1) != 1)

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "tests/common/elm_test.h"
+#include "tests/common/elmd_fixture.h"
 #include "tests/common/json.h"
 
 #define TEST_ALARM_S 240
@@ -626,6 +627,41 @@ static void test_serve(void **state)
     lines_free(&l);
 }
 
+/* A client that finds every session taken (the last round's may still be closing) waits for
+ * one, up to 30 s, instead of failing the round. Here this test holds a daemon's only session
+ * while elm-bench serve starts against it, and lets it go a second later: serve must succeed,
+ * its one client having waited. */
+static void test_serve_waits_for_session(void **state)
+{
+    (void)state;
+    require_bench();
+    ELM_REQUIRE_MODEL(model, TD_MODEL);
+    struct td t = {0};
+    struct tc c;
+    struct ts held;
+    assert_int_equal(td_start(&t, model, (const char *const[]){"--max-sessions", "1", NULL}), 0);
+    assert_int_equal(tc_open_path(&c, t.dir), 0);
+    assert_int_equal(ts_open(&c, &held, (long)getpid(), 0), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        static char out[16384];
+        _exit(run(out, sizeof out, "--quick --json --reps 1 serve --runtime-dir '%s' --clients 1",
+                  t.dir));
+    }
+    int st = td_wait(pid, 1000);
+    assert_int_equal(st, -1); /* still waiting for the session this test holds */
+    assert_int_equal(ts_close(&c, &held), 0);
+    st = td_wait(pid, 120000);
+    if (st == -1)
+        kill(pid, SIGKILL);
+    assert_true(st != -1 && WIFEXITED(st));
+    if (WEXITSTATUS(st))
+        fail_msg("elm-bench serve exited %d: %s", WEXITSTATUS(st), err_text());
+    tc_close(&c);
+    assert_int_equal(td_cleanup(&t), 0);
+}
+
 static void test_profile(void **state)
 {
     (void)state;
@@ -748,6 +784,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_load, setup, teardown),
         cmocka_unit_test_setup_teardown(test_serve, setup, teardown),
         cmocka_unit_test_setup_teardown(test_serve_http, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_serve_waits_for_session, setup, teardown),
         cmocka_unit_test_setup_teardown(test_profile, setup, teardown),
         cmocka_unit_test_setup_teardown(test_compress, setup, teardown),
     };
