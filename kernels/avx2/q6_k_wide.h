@@ -20,11 +20,7 @@
  * about as much as 8 tokens' products (callgrind, elm_matmul, 256 x 2048, instructions, this
  * tile against the shared 1 x 8 one: 6 tokens 884K vs 787K, 8 tokens 1.09M vs 0.98M, 12 tokens
  * (two calls) 1.51M vs 1.56M, 64 tokens 6.94M vs 7.72M). A lone call of 8 tokens (batched
- * decode) runs the shared tile's arithmetic with its -32 corrections made once per matmul and
- * thread (c32, 64 KiB more buffer; q16_impl KIND 7) instead of once per row: callgrind, same
- * harness, 8 tokens, 256 x 2048 0.97M -> 0.91M, 2048 x 2048 7.77M -> 7.25M, 2048 x 5632
- * 20.30M -> 19.36M.
- * Included only by kernels/avx2/avx2.c, after q_k.h.
+ * decode) takes k_pair.h's rows. Included only by kernels/avx2/avx2.c, after q_k.h.
  */
 #ifndef ELM_AVX2_Q6_K_WIDE_H
 #define ELM_AVX2_Q6_K_WIDE_H
@@ -32,6 +28,7 @@
 #include <stddef.h>
 
 #include "common/scratch.h"
+#include "kernels/avx2/k_pair.h"
 #include "kernels/avx2/q_k.h"
 #include "kernels/tiles.h"
 
@@ -54,40 +51,7 @@ struct q6v_scratch {
     size_t ws;
     int64_t nb;
     int nr;
-    /* a lone call's -32 corrections (q16_impl KIND 7) of Q6V_T tokens: [block][t][run pair] */
-    __m256i c32[Q6V_T * Q6V_MAX_BLOCKS * 4];
-    /* the tokens c32 holds (a NULL: none) */
-    const void *a;
-    size_t as;
-    int64_t anb;
 };
-
-/* c32 of the Q6V_T tokens at a (q16_impl KIND 7): lane k of a run's vpmaddwd of its pair sums by
- * -32 is -32 times the sum of elements 4k..4k+3 (|sum| <= 4 x 127: int16 after the product);
- * runs 2j and 2j + 1 go to the even and odd int16 of lane k. */
-static void q6c_prep(struct q6v_scratch *s, const uint8_t *a, size_t as, int64_t nb)
-{
-    for (int t = 0; t < Q6V_T; t++)
-        for (int64_t b = 0; b < nb; b++) {
-            const struct elm_block_q8_k *v = BLK(elm_block_q8_k, a, as, t, b);
-            __m256i x[8];
-            UNROLL for (int R = 0; R < 8; R++)
-            {
-                const __m256i pair =
-                    _mm256_maddubs_epi16(_mm256_set1_epi8(1), loadu256(v->qs + 32 * R));
-                x[R] = _mm256_madd_epi16(pair, _mm256_set1_epi16(-32));
-            }
-            UNROLL for (int j = 0; j < 4; j++)
-            {
-                _mm256_store_si256(
-                    &s->c32[((size_t)b * Q6V_T + t) * 4 + j],
-                    _mm256_blend_epi16(x[2 * j], _mm256_slli_epi32(x[2 * j + 1], 16), 0xAA));
-            }
-        }
-    s->a = a;
-    s->as = as;
-    s->anb = nb;
-}
 
 /* This thread's scratch, made on its first call (common/scratch.h: not static TLS); NULL when
  * memory is short, and then the shared tile does the work. */
@@ -186,24 +150,13 @@ static void q6_k_tile_wide(int64_t n, const void *w, size_t ws, int nr, const vo
     struct q6v_scratch *s =
         q6v_scratch_p ? q6v_scratch_p : (q6v_scratch_p = elm_scratch_thread(sizeof *s));
     const int64_t nb = n / ELM_QK_K;
-    if (s && (stream & ELM_TILE_FRESH)) { /* a new matmul: what pointers kept may have changed */
+    if (s && (stream & ELM_TILE_FRESH)) /* a new matmul: what pointers kept may have changed */
         s->w = NULL;
-        s->a = NULL;
-    }
     const bool kept = s && s->w == w && s->ws == ws && s->nb == nb && s->nr == nr;
-    if (s && !kept && !(stream & ELM_TILE_MORE) && nt == Q6V_T && nr <= Q6V_R && nb >= 1 &&
-        nb <= Q6V_MAX_BLOCKS) {
-        /* a lone call (batched decode): the shared 1 x 8 tile's arithmetic, each row's -32 from
-         * c32, made once per matmul and thread for the 8 tokens instead of once per row */
-        if (s->a != a || s->as != as || s->anb != nb)
-            q6c_prep(s, a, as, nb);
-        for (int r = 0; r < nr; r++) {
-            const uint8_t *wr = (const uint8_t *)w + (size_t)r * ws;
-            q16_impl(n, wr, ws, a, as, y + r, ys, stream & ELM_TILE_STREAM ? wr + ws : NULL, 1,
-                     Q6V_T, 7, s->c32);
-        }
+    /* a lone call (batched decode): k_pair.h */
+    if (!kept && !(stream & ELM_TILE_MORE) && nt == KP_T &&
+        kp_lone(n, w, ws, nr, a, as, y, ys, stream, 6))
         return;
-    }
     if (!s || (!kept && !(stream & ELM_TILE_MORE)) || nr > Q6V_R || nb < 1 || nb > Q6V_MAX_BLOCKS) {
         elm_tile_in_panels(q6_k_tile, KQ_R, KQ_T, n, w, ws, nr, a, as, nt, y, ys, stream);
         return;

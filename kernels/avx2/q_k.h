@@ -124,6 +124,22 @@ ALWAYS_INLINE float k4_min_fold(__m256 accm, int h)
     return q[2 * h] + q[2 * h + 1];
 }
 
+/* One row's minimum terms of a super-block for NT tokens, in token pairs (accm[p]: tokens 2p,
+ * 2p + 1, k4_min_pair). sm: the row's unpacked scales, dmw its dmin. */
+ALWAYS_INLINE void k4_min_tokens(__m256 *accm, const uint8_t sm[16], float dmw,
+                                 const struct elm_block_q8_k *const *v, const int NT)
+{
+    const __m256i mins16 = k4_mins16(sm);
+    const __m256 ndmw = _mm256_set1_ps(-dmw);
+    UNROLL for (int p = 0; 2 * p < NT; p++)
+    {
+        const struct elm_block_q8_k *v0 = v[2 * p], *v1 = v[2 * p + 1 < NT ? 2 * p + 1 : 2 * p];
+        const __m256 scale = _mm256_mul_ps(
+            k4_min_slots(_mm256_broadcast_ss(&v0->d), _mm256_broadcast_ss(&v1->d)), ndmw);
+        accm[p] = k4_min_pair(accm[p], mins16, mins16, v0->bsums, v1->bsums, scale);
+    }
+}
+
 ALWAYS_INLINE void q45_k_impl(TILE_ARGS, const int NR, const int NT, const bool FIVE)
 {
     __m256 acc[KQ_MR][KQ_T];
@@ -190,21 +206,7 @@ ALWAYS_INLINE void q45_k_impl(TILE_ARGS, const int NR, const int NT, const bool 
                                          v[0]->bsums, v[0]->bsums, scale);
             }
         } else {
-            UNROLL for (int r = 0; r < NR; r++)
-            {
-                const __m256i mins16 = k4_mins16(sm[r]);
-                const __m256 ndmw = _mm256_set1_ps(-dmw[r]);
-                UNROLL for (int p = 0; 2 * p < NT; p++)
-                {
-                    const struct elm_block_q8_k *v0 = v[2 * p],
-                                                *v1 = v[2 * p + 1 < NT ? 2 * p + 1 : 2 * p];
-                    const __m256 scale = _mm256_mul_ps(
-                        k4_min_slots(_mm256_broadcast_ss(&v0->d), _mm256_broadcast_ss(&v1->d)),
-                        ndmw);
-                    accm[r][p] =
-                        k4_min_pair(accm[r][p], mins16, mins16, v0->bsums, v1->bsums, scale);
-                }
-            }
+            UNROLL for (int r = 0; r < NR; r++) k4_min_tokens(accm[r], sm[r], dmw[r], v, NT);
         }
         __m256i li[KQ_MR][KQ_T];
         UNROLL for (int r = 0; r < NR; r++)
@@ -292,18 +294,36 @@ ALWAYS_INLINE __m256i k16_run_scales(const __m256i scv[2], int R)
     return _mm256_shuffle_epi8(scv[R / 4], pick);
 }
 
+/* Two runs' bytes (or int16 values) in one register: int16 2k of lane k from x's int16 2k
+ * (elements 4k, 4k + 1 of its run) and int16 2k + 1 from y's (lo); the same of int16 2k + 1,
+ * elements 4k + 2, 4k + 3 (hi). */
+ALWAYS_INLINE __m256i k16_pair_lo(__m256i x, __m256i y)
+{
+    return _mm256_blend_epi16(x, _mm256_slli_epi32(y, 16), 0xAA);
+}
+
+ALWAYS_INLINE __m256i k16_pair_hi(__m256i x, __m256i y)
+{
+    return _mm256_blend_epi16(_mm256_srli_epi32(x, 16), y, 0xAA);
+}
+
+/* Runs 2j and 2j + 1's scales paired as k16_pair_lo pairs their bytes: int16 2k of lane k is
+ * run 2j's scale of lane k (group 4j + (k >= 4)), int16 2k + 1 run 2j + 1's (scv: as
+ * k16_run_scales takes it). */
+ALWAYS_INLINE __m256i k16_pair_scales(const __m256i scv[2], int j)
+{
+    const int lo = K16_PICK((4 * j) % 8) | K16_PICK((4 * j + 2) % 8) << 16;
+    const int hi = K16_PICK((4 * j + 1) % 8) | K16_PICK((4 * j + 3) % 8) << 16;
+    return _mm256_shuffle_epi8(scv[j / 2],
+                               _mm256_set_m128i(_mm_set1_epi32(hi), _mm_set1_epi32(lo)));
+}
+
 /* KIND 6, 2 or 3. Per run R (0..7) the 32 quants as unsigned bytes q, from which Q6_K and
  * Q3_K subtract their offset (32; 4) as pair sums.
- *
- * KIND 7 is Q6_K with the -32 taken from c32 (q6_k_wide.h, q6c_prep) instead of a vpsubw per
- * token, run and row and a vpmaddubsw per token and run: c32[(b * NT + t) * 4 + j] holds, as int16
- * pairs, -32 times the activation sums of elements 4k..4k+3 of runs 2j and 2j + 1 (positions 2k and
- * 2k + 1), so one vpmaddwd by the row's scales paired the same way gives two runs' corrections
- * of lane k, exactly the lanes' -32 sc a: four per block and token, made after the runs. */
-ALWAYS_INLINE void q16_impl(TILE_ARGS, const int NR, const int NT, const int KIND,
-                            const __m256i *c32)
+ */
+ALWAYS_INLINE void q16_impl(TILE_ARGS, const int NR, const int NT, const int KIND)
 {
-    const bool Q6 = KIND == 6 || KIND == 7;
+    const bool Q6 = KIND == 6;
     const size_t bb = Q6          ? sizeof(struct elm_block_q6_k)
                       : KIND == 2 ? sizeof(struct elm_block_q2_k)
                                   : sizeof(struct elm_block_q3_k);
@@ -407,25 +427,6 @@ ALWAYS_INLINE void q16_impl(TILE_ARGS, const int NR, const int NT, const int KIN
                 }
             }
         }
-        if (KIND == 7) {
-            UNROLL for (int r = 0; r < NR; r++)
-            {
-                UNROLL for (int j = 0; j < 4; j++)
-                {
-                    /* int16 2k: run 2j's scale of lane k; 2k + 1: run 2j + 1's (scv[r][j / 2]) */
-                    const int lo = K16_PICK((4 * j) % 8) | K16_PICK((4 * j + 2) % 8) << 16;
-                    const int hi = K16_PICK((4 * j + 1) % 8) | K16_PICK((4 * j + 3) % 8) << 16;
-                    const __m256i sc2 = _mm256_shuffle_epi8(
-                        scv[r][j / 2], _mm256_set_m128i(_mm_set1_epi32(hi), _mm_set1_epi32(lo)));
-                    UNROLL for (int t = 0; t < NT; t++)
-                    {
-                        li[r][t] = madd_acc(li[r][t], sc2,
-                                            _mm256_load_si256(c32 + ((size_t)b * NT + t) * 4 + j));
-                        KEEP_CHAIN(li[r][t]);
-                    }
-                }
-            }
-        }
         UNROLL for (int r = 0; r < NR; r++)
         {
             UNROLL for (int t = 0; t < NT; t++)
@@ -441,9 +442,9 @@ ALWAYS_INLINE void q16_impl(TILE_ARGS, const int NR, const int NT, const int KIN
     }
 }
 
-#define q6_k_impl(...) q16_impl(__VA_ARGS__, 6, NULL)
-#define q2_k_impl(...) q16_impl(__VA_ARGS__, 2, NULL)
-#define q3_k_impl(...) q16_impl(__VA_ARGS__, 3, NULL)
+#define q6_k_impl(...) q16_impl(__VA_ARGS__, 6)
+#define q2_k_impl(...) q16_impl(__VA_ARGS__, 2)
+#define q3_k_impl(...) q16_impl(__VA_ARGS__, 3)
 
 DEFINE_TILE(q4_k_tile, q4_k_impl, KQ_R, KQ_T, KQ_R_GEMV)
 DEFINE_TILE(q5_k_tile, q5_k_impl, KQ_R, KQ_T, KQ_R_GEMV)

@@ -1,0 +1,199 @@
+/* k_pair.h — the avx2 variant's lone K-quant calls (batched decode: 8 tokens and one call per
+ * panel, so nothing is unpacked for later calls): Q4_K and Q6_K rows one at a time against the
+ * 8 tokens' activations, laid out once per matmul and thread so that one vpmaddwd scales two
+ * runs at once.
+ *
+ * The shared tile (q_k.h) gives each run of 32 elements a vpmaddubsw (int16 pair sums per lane
+ * k: elements 4k, 4k + 1 and 4k + 2, 4k + 3) and a vpmaddwd by the run's scale (sc, sc), which
+ * adds the pair: two multiplies per run, token and row. Here runs 2j and 2j + 1 share a
+ * register: lane k of `lo` holds elements 4k, 4k + 1 of run 2j and of run 2j + 1 (k16_pair_lo),
+ * `hi` elements 4k + 2, 4k + 3, for weights and activations alike. vpmaddubsw of each, added
+ * as int16, gives lane k the two runs' 4-element products D, D' side by side, and one
+ * vpmaddwd by (sc, sc') adds sc D + sc' D' to lane k: three multiplies per two runs. The lanes
+ * hold the shared tile's exact integers, so the block's fma(d_a * d_w, lane, acc), the minimum
+ * terms (Q4_K: k4_min_tokens) and the fold are the reference's bits.
+ *
+ * D must fit int16. Q4_K: |D| <= 4 x 15 x 128. Q6_K's weights are q - 32: with the activations
+ * biased to a + 128 (unsigned, vpmaddubsw's first operand) and the weights signed,
+ * |D'| <= 4 x 255 x 32. D' = D + 128 (the sum of the 4 weights) adds a term of the row alone:
+ * a token of zero activations (every byte 128) gives exactly its lanes, which are taken from
+ * every token's.
+ *
+ * The block's eight d_a * d_w are one vmulps of the tokens' d (kept with the pairs) instead of a
+ * scalar product and a broadcast per token.
+ *
+ * Against the shared tile's 1 x 8 arithmetic (scripts/tile-times.c, 8 tokens, 1 thread, avx2,
+ * best of 20, Zen 5, three alternated runs): Q4_K 2048 x 2048 372-396 -> 328-345 us, 32000 x
+ * 2048 5802-6122 -> 5194-5310, 2048 x 5632 998-1057 -> 962-987; Q6_K 385-407 -> 350-370,
+ * 6122-6350 -> 5473-5760, 1072-1078 -> 949-1000. Included only by kernels/avx2/avx2.c, after
+ * q_k.h.
+ */
+#ifndef ELM_AVX2_K_PAIR_H
+#define ELM_AVX2_K_PAIR_H
+
+#include <stddef.h>
+
+#include "common/scratch.h"
+#include "kernels/avx2/q_k.h"
+#include "kernels/tiles.h"
+
+#define KP_T          8  /* tokens of a lone call */
+#define KP_MAX_BLOCKS 64 /* 16384 columns; longer rows take the shared tile */
+
+/* One token's super-block, paired: run pair j's lo and hi (the file's top). */
+struct kp_act {
+    __m256i lo[4], hi[4];
+};
+
+struct kp_scratch {
+    struct kp_act pa[KP_MAX_BLOCKS * KP_T];     /* [block][token] */
+    _Alignas(32) float da[KP_MAX_BLOCKS][KP_T]; /* [block][token]: the tokens' d */
+    /* the tokens pa holds (a NULL: none), and whether biased by 128 */
+    const void *a;
+    size_t as;
+    int64_t nb;
+    bool bias;
+};
+
+/* This thread's scratch, made on its first call (common/scratch.h: not static TLS); NULL when
+ * memory is short. */
+static _Thread_local struct kp_scratch *kp_scratch_p;
+
+/* The KP_T tokens at a, paired (biased to a + 128 when bias): made by the thread's first call
+ * of a matmul (ELM_TILE_FRESH: what the pointers keyed may have changed), kept by its others.
+ * NULL when memory is short. */
+static const struct kp_scratch *kp_acts(const uint8_t *a, size_t as, int64_t nb, bool bias,
+                                        int stream)
+{
+    struct kp_scratch *s =
+        kp_scratch_p ? kp_scratch_p : (kp_scratch_p = elm_scratch_thread(sizeof *s));
+    if (!s ||
+        (!(stream & ELM_TILE_FRESH) && s->a == a && s->as == as && s->nb == nb && s->bias == bias))
+        return s;
+    const __m256i c = _mm256_set1_epi8(bias ? -128 : 0);
+    for (int t = 0; t < KP_T; t++)
+        for (int64_t b = 0; b < nb; b++) {
+            const struct elm_block_q8_k *v = BLK(elm_block_q8_k, a, as, t, b);
+            struct kp_act *o = &s->pa[b * KP_T + t];
+            s->da[b][t] = v->d;
+            UNROLL for (int j = 0; j < 4; j++)
+            {
+                const __m256i y0 = _mm256_xor_si256(loadu256(v->qs + 64 * j), c),
+                              y1 = _mm256_xor_si256(loadu256(v->qs + 64 * j + 32), c);
+                _mm256_store_si256(&o->lo[j], k16_pair_lo(y0, y1));
+                _mm256_store_si256(&o->hi[j], k16_pair_hi(y0, y1));
+            }
+        }
+    s->a = a;
+    s->as = as;
+    s->nb = nb;
+    s->bias = bias;
+    return s;
+}
+
+/* Row w (KIND 4: Q4_K, 6: Q6_K) against the KP_T tokens at a, paired in s; output t to
+ * y[t * ys]. pf: the next row, prefetched a super-block at a time. */
+ALWAYS_INLINE void kp_row(const struct kp_scratch *s, int64_t nb, const uint8_t *w,
+                          const uint8_t *a, size_t as, float *y, int64_t ys, const uint8_t *pf,
+                          const int KIND)
+{
+    const size_t bb = KIND == 6 ? sizeof(struct elm_block_q6_k) : sizeof(struct elm_block_q4_k);
+    __m256 acc[KP_T], accm[KP_T / 2];
+    UNROLL for (int t = 0; t < KP_T; t++) acc[t] = _mm256_setzero_ps();
+    UNROLL for (int p = 0; p < KP_T / 2; p++) accm[p] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *xb = w + (size_t)b * bb;
+        if (pf)
+            prefetch_span(pf + b * bb, bb);
+        const struct elm_block_q8_k *v[KP_T];
+        UNROLL for (int t = 0; t < KP_T; t++) v[t] = BLK(elm_block_q8_k, a, as, t, b);
+        float dw;
+        __m256i scv[2], z = _mm256_setzero_si256();
+        if (KIND == 6) {
+            const struct elm_block_q6_k *x = (const void *)xb;
+            dw = h2f(x->d);
+            const __m256i sc = _mm256_cvtepi8_epi16(_mm_loadu_si128((const void *)x->scales));
+            scv[0] = _mm256_permute2x128_si256(sc, sc, 0x00);
+            scv[1] = _mm256_permute2x128_si256(sc, sc, 0x11);
+        } else {
+            const struct elm_block_q4_k *x = (const void *)xb;
+            dw = h2f(x->d);
+            uint8_t sm[16];
+            k4_scales(x->scales, sm);
+            k4_min_tokens(accm, sm, h2f(x->dmin), v, KP_T);
+            /* [sc0..sc7 | sc0..sc7] as int16; runs 2j, 2j + 1's pair is int16 2j, 2j + 1 */
+            scv[0] =
+                _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_loadl_epi64((const void *)sm)));
+        }
+        const struct kp_act *p = &s->pa[b * KP_T];
+        __m256i li[KP_T];
+        UNROLL for (int j = 0; j < 4; j++)
+        {
+            __m256i wlo, whi, sc2;
+            if (KIND == 6) {
+                const struct elm_block_q6_k *x = (const void *)xb;
+                const __m256i c32 = _mm256_set1_epi8(32);
+                const __m256i q0 = _mm256_sub_epi8(q6_run_quants(x, 2 * j), c32),
+                              q1 = _mm256_sub_epi8(q6_run_quants(x, 2 * j + 1), c32);
+                wlo = k16_pair_lo(q0, q1);
+                whi = k16_pair_hi(q0, q1);
+                sc2 = k16_pair_scales(scv, j);
+                /* the zero token's lanes, taken from every token's below */
+                const __m256i c128 = _mm256_set1_epi8(-128);
+                z = madd_acc(z,
+                             _mm256_add_epi16(_mm256_maddubs_epi16(c128, wlo),
+                                              _mm256_maddubs_epi16(c128, whi)),
+                             sc2);
+            } else { /* runs 2j, 2j + 1: the low and high nibbles of the same 32 bytes */
+                const __m256i m4 = _mm256_set1_epi8(0x0f);
+                const __m256i raw = loadu256(((const struct elm_block_q4_k *)xb)->qs + 32 * j);
+                const __m256i q0 = _mm256_and_si256(raw, m4),
+                              q1 = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+                wlo = k16_pair_lo(q0, q1);
+                whi = k16_pair_hi(q0, q1);
+                sc2 = _mm256_shuffle_epi8(scv[0], _mm256_set1_epi32(0x03020100 + 0x04040404 * j));
+            }
+            UNROLL for (int t = 0; t < KP_T; t++)
+            {
+                const __m256i alo = _mm256_load_si256(&p[t].lo[j]),
+                              ahi = _mm256_load_si256(&p[t].hi[j]);
+                /* vpmaddubsw's first operand is the unsigned one */
+                const __m256i d = KIND == 6 ? _mm256_add_epi16(_mm256_maddubs_epi16(alo, wlo),
+                                                               _mm256_maddubs_epi16(ahi, whi))
+                                            : _mm256_add_epi16(_mm256_maddubs_epi16(wlo, alo),
+                                                               _mm256_maddubs_epi16(whi, ahi));
+                li[t] = j == 0 ? _mm256_madd_epi16(d, sc2) : madd_acc(li[t], d, sc2);
+                KEEP_CHAIN(li[t]);
+            }
+        }
+        if (KIND == 6)
+            UNROLL for (int t = 0; t < KP_T; t++) li[t] = _mm256_sub_epi32(li[t], z);
+        /* the 8 products d_a * d_w at once, each broadcast from memory (a load) */
+        float d[KP_T];
+        _mm256_storeu_ps(d, _mm256_mul_ps(_mm256_load_ps(s->da[b]), _mm256_set1_ps(dw)));
+        UNROLL for (int t = 0; t < KP_T; t++) acc[t] =
+            _mm256_fmadd_ps(_mm256_broadcast_ss(&d[t]), _mm256_cvtepi32_ps(li[t]), acc[t]);
+    }
+    UNROLL for (int t = 0; t < KP_T; t++) y[t * ys] =
+        KIND == 6 ? hsum8_ps(acc[t]) : hsum8_ps(acc[t]) + k4_min_fold(accm[t / 2], t % 2);
+}
+
+/* A lone call of KP_T tokens and nr rows of KIND (kp_row). Returns false, having done nothing,
+ * when it cannot take it (rows too long, memory short): the caller's shared tile then does. */
+ALWAYS_INLINE bool kp_lone(int64_t n, const void *w, size_t ws, int nr, const void *a, size_t as,
+                           float *y, int64_t ys, int stream, const int KIND)
+{
+    const int64_t nb = n / ELM_QK_K;
+    if (nb < 1 || nb > KP_MAX_BLOCKS)
+        return false;
+    const struct kp_scratch *s = kp_acts(a, as, nb, KIND == 6, stream);
+    if (!s)
+        return false;
+    for (int r = 0; r < nr; r++) {
+        const uint8_t *wr = (const uint8_t *)w + (size_t)r * ws;
+        kp_row(s, nb, wr, a, as, y + r, ys, stream & ELM_TILE_STREAM ? wr + ws : NULL, KIND);
+    }
+    return true;
+}
+
+#endif
