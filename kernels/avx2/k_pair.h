@@ -11,7 +11,7 @@
  * as int16, gives lane k the two runs' 4-element products D, D' side by side, and one
  * vpmaddwd by (sc, sc') adds sc D + sc' D' to lane k: three multiplies per two runs. The lanes
  * hold the shared tile's exact integers, so the block's fma(d_a * d_w, lane, acc), the minimum
- * terms (Q4_K: k4_min_tokens) and the fold are the reference's bits.
+ * terms (Q4_K: k4_min_tpair, as q4_k_wide.h) and the fold are the reference's bits.
  *
  * D must fit int16. Q4_K: |D| <= 4 x 15 x 128. Q6_K's weights are q - 32: with the activations
  * biased to a + 128 (unsigned, vpmaddubsw's first operand) and the weights signed,
@@ -46,8 +46,9 @@ struct kp_act {
 };
 
 struct kp_scratch {
-    struct kp_act pa[KP_MAX_BLOCKS * KP_T];     /* [block][token] */
-    _Alignas(32) float da[KP_MAX_BLOCKS][KP_T]; /* [block][token]: the tokens' d */
+    struct kp_act pa[KP_MAX_BLOCKS * KP_T];      /* [block][token] */
+    _Alignas(32) float da[KP_MAX_BLOCKS][KP_T];  /* [block][token]: the tokens' d */
+    struct k4_tpair mp[KP_MAX_BLOCKS][KP_T / 2]; /* Q4_K's minimum terms: [block][token pair] */
     /* the tokens pa holds (a NULL: none), and whether biased by 128 */
     const void *a;
     size_t as;
@@ -84,6 +85,10 @@ static const struct kp_scratch *kp_acts(const uint8_t *a, size_t as, int64_t nb,
                 _mm256_store_si256(&o->hi[j], k16_pair_hi(y0, y1));
             }
         }
+    if (!bias) /* Q4_K */
+        for (int64_t b = 0; b < nb; b++)
+            UNROLL for (int p = 0; p < KP_T / 2; p++) s->mp[b][p] = k4_tpair_make(
+                BLK(elm_block_q8_k, a, as, 2 * p, b), BLK(elm_block_q8_k, a, as, 2 * p + 1, b));
     s->a = a;
     s->as = as;
     s->nb = nb;
@@ -91,11 +96,10 @@ static const struct kp_scratch *kp_acts(const uint8_t *a, size_t as, int64_t nb,
     return s;
 }
 
-/* Row w (KIND 4: Q4_K, 6: Q6_K) against the KP_T tokens at a, paired in s; output t to
- * y[t * ys]. pf: the next row, prefetched a super-block at a time. */
-ALWAYS_INLINE void kp_row(const struct kp_scratch *s, int64_t nb, const uint8_t *w,
-                          const uint8_t *a, size_t as, float *y, int64_t ys, const uint8_t *pf,
-                          const int KIND)
+/* Row w (KIND 4: Q4_K, 6: Q6_K) against the KP_T tokens paired in s; output t to y[t * ys].
+ * pf: the next row, prefetched a super-block at a time. */
+ALWAYS_INLINE void kp_row(const struct kp_scratch *s, int64_t nb, const uint8_t *w, float *y,
+                          int64_t ys, const uint8_t *pf, const int KIND)
 {
     const size_t bb = KIND == 6 ? sizeof(struct elm_block_q6_k) : sizeof(struct elm_block_q4_k);
     __m256 acc[KP_T], accm[KP_T / 2];
@@ -105,8 +109,6 @@ ALWAYS_INLINE void kp_row(const struct kp_scratch *s, int64_t nb, const uint8_t 
         const uint8_t *xb = w + (size_t)b * bb;
         if (pf)
             prefetch_span(pf + b * bb, bb);
-        const struct elm_block_q8_k *v[KP_T];
-        UNROLL for (int t = 0; t < KP_T; t++) v[t] = BLK(elm_block_q8_k, a, as, t, b);
         float dw;
         __m256i scv[2], z = _mm256_setzero_si256();
         if (KIND == 6) {
@@ -118,12 +120,14 @@ ALWAYS_INLINE void kp_row(const struct kp_scratch *s, int64_t nb, const uint8_t 
         } else {
             const struct elm_block_q4_k *x = (const void *)xb;
             dw = h2f(x->d);
-            uint8_t sm[16];
-            k4_scales(x->scales, sm);
-            k4_min_tokens(accm, sm, h2f(x->dmin), v, KP_T);
-            /* [sc0..sc7 | sc0..sc7] as int16; runs 2j, 2j + 1's pair is int16 2j, 2j + 1 */
-            scv[0] =
-                _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_loadl_epi64((const void *)sm)));
+            /* [sc0..sc7 | m0..m7] as int16 */
+            const __m256i sm = _mm256_cvtepu8_epi16(k4_scales_vec(x->scales));
+            const __m256i mins = k4_tpair_mins(sm);
+            const __m256 ndm = _mm256_set1_ps(-h2f(x->dmin));
+            UNROLL for (int p = 0; p < KP_T / 2; p++) accm[p] =
+                k4_min_tpair(accm[p], mins, ndm, &s->mp[b][p]);
+            /* [sc0..sc7 | sc0..sc7]; runs 2j, 2j + 1's pair is int16 2j, 2j + 1 */
+            scv[0] = _mm256_permute2x128_si256(sm, sm, 0x00);
         }
         const struct kp_act *p = &s->pa[b * KP_T];
         __m256i li[KP_T];
@@ -191,7 +195,7 @@ ALWAYS_INLINE bool kp_lone(int64_t n, const void *w, size_t ws, int nr, const vo
         return false;
     for (int r = 0; r < nr; r++) {
         const uint8_t *wr = (const uint8_t *)w + (size_t)r * ws;
-        kp_row(s, nb, wr, a, as, y + r, ys, stream & ELM_TILE_STREAM ? wr + ws : NULL, KIND);
+        kp_row(s, nb, wr, y + r, ys, stream & ELM_TILE_STREAM ? wr + ws : NULL, KIND);
     }
     return true;
 }

@@ -6,21 +6,18 @@
  * unpacks the 6-bit scales (k4_scales), picks each run's scale vector (a vpshufb per run) and
  * the minimum scales for each row in every call, and its minimum lanes pair two tokens' bsums
  * by a vpmaddwd per token and a vphaddd per pair, again per row. Here a 4-row panel's quants
- * (as bytes), per-run scale vectors, minimum scales (in the layout below), d and -dmin are
+ * (as bytes), per-run scale vectors, minimum scales (k4_tpair_mins), d and -dmin are
  * written once into a per-thread buffer and reused by every token tile of the chunk
  * (ELM_TILE_MORE), and a token tile's bsums are summed in pairs once per chunk (kept.h). Per row,
- * token and super-block what is left: 8 vpmaddubsw + 8 vpmaddwd + 8 vpaddd (the K-quant floor
- * without VNNI, docs/kernels-perf.md), the d product, convert and fma, and half a vpmaddwd,
+ * token and super-block what is left: 8 vpmaddubsw + 8 vpmaddwd + 8 vpaddd (k_pair.h's lone
+ * calls pair the runs, 4 vpmaddwd), the d product, convert and fma, and half a vpmaddwd,
  * multiply, convert and fma for the minimum lanes (two tokens per register).
  *
  * The bits are q45_k_impl's: the lanes hold the same exact integers (lane k of run R: the
  * scaled sum of elements 4k..4k+3, the eight runs added in int32), then per super-block
  * fma(d_a * d_w, lane, acc); the minimum lanes are the reference's four (lane k:
  * min[2k] * sum32[2k] + min[2k+1] * sum32[2k+1], exact int32), fma'd with d_a * -dmin_w as
- * k4_min_pair does, and folded by k4_min_fold. vpmaddwd of the token pair's sums
- * [t0 s0..s3, t1 s0..s3 | t0 s4..s7, t1 s4..s7] by [m0..m3, m0..m3 | m4..m7, m4..m7] gives
- * k4_min_pair's layout [t0 k0, t0 k1, t1 k0, t1 k1 | t0 k2, t0 k3, t1 k2, t1 k3] directly
- * (|sum32| <= 32 x 127 fits int16).
+ * k4_min_pair does (through k4_tpair, q_k.h), and folded by k4_min_fold.
  *
  * Buffer: 576 bytes a row and super-block, 144 KiB for 4 rows of up to 64 super-blocks (16384
  * columns; longer rows take the shared tile), and 64 KiB of prepared token tiles (256 bytes a
@@ -57,16 +54,10 @@ struct q4v_block {
     float pad[6];
 };
 
-/* One block of a token tile's pair p: tokens 2p and 2p + 1 (2p again for an odd last). */
-struct q4v_pair {
-    __m256i s32; /* the sums of 32 activations, in the layout above */
-    __m256 da;   /* [d0, d0, d1, d1 | d0, d0, d1, d1] */
-};
-
 struct q4v_scratch {
     struct q4v_block wb[Q4V_R][Q4V_MAX_BLOCKS]; /* [row][block] */
     /* kept token tiles (kept.h): slot i's blocks from i * nb, each [pair] */
-    struct q4v_pair pair[Q4V_PBLOCKS][Q4V_T / 2];
+    struct k4_tpair pair[Q4V_PBLOCKS][Q4V_T / 2]; /* token pair p of each block */
     struct kept_tag ptag[Q4V_SLOTS];
     uint64_t gen; /* advanced by every FRESH call */
     /* the panel wb holds (w NULL: none) */
@@ -99,7 +90,7 @@ static void q4v_unpack(struct q4v_scratch *s, const uint8_t *w, size_t ws, int n
             const __m256i scv = _mm256_permute2x128_si256(sm, sm, 0x00);
             UNROLL for (int R = 0; R < 8; R++) _mm256_store_si256(
                 &o->sc[R], _mm256_shuffle_epi8(scv, _mm256_set1_epi16((short)K16_PICK(R))));
-            _mm256_store_si256(&o->mins, _mm256_permute4x64_epi64(sm, _MM_SHUFFLE(3, 3, 2, 2)));
+            _mm256_store_si256(&o->mins, k4_tpair_mins(sm));
             UNROLL for (int j = 0; j < 4; j++)
             { /* 64 elements: runs 2j (low nibbles), 2j+1 (high), as q45_k_impl */
                 const __m256i raw = loadu256(x->qs + 32 * j);
@@ -110,10 +101,9 @@ static void q4v_unpack(struct q4v_scratch *s, const uint8_t *w, size_t ws, int n
         }
 }
 
-/* The token tile at a, prepared: kept if this thread made it since the last FRESH call (the
- * chunk's tiles serve every panel), else made now. vphaddw of two tokens' 16 bsums puts each
- * 128-bit half's pair sums side by side: [t0 s0..s3, t1 s0..s3 | t0 s4..s7, t1 s4..s7]. */
-static const struct q4v_pair *q4v_acts(struct q4v_scratch *s, const uint8_t *a, size_t as, int nt,
+/* The token tile at a, prepared (k4_tpair_make): kept if this thread made it since the last
+ * FRESH call (the chunk's tiles serve every panel), else made now. */
+static const struct k4_tpair *q4v_acts(struct q4v_scratch *s, const uint8_t *a, size_t as, int nt,
                                        int64_t nb)
 {
     int64_t nslot = Q4V_PBLOCKS / nb;
@@ -121,24 +111,20 @@ static const struct q4v_pair *q4v_acts(struct q4v_scratch *s, const uint8_t *a, 
         nslot = Q4V_SLOTS;
     bool make;
     const int64_t slot = kept_slot(s->ptag, nslot, Q4V_T, a, as, nb, nt, s->gen, &make);
-    struct q4v_pair(*pr)[Q4V_T / 2] = &s->pair[slot * nb];
+    struct k4_tpair(*pr)[Q4V_T / 2] = &s->pair[slot * nb];
     if (make)
         for (int64_t b = 0; b < nb; b++)
-            for (int p = 0; 2 * p < nt; p++) {
-                const struct elm_block_q8_k *v0 = BLK(elm_block_q8_k, a, as, 2 * p, b);
-                const struct elm_block_q8_k *v1 =
-                    BLK(elm_block_q8_k, a, as, 2 * p + 1 < nt ? 2 * p + 1 : 2 * p, b);
-                pr[b][p].s32 = _mm256_hadd_epi16(loadu256(v0->bsums), loadu256(v1->bsums));
-                pr[b][p].da =
-                    k4_min_slots(_mm256_broadcast_ss(&v0->d), _mm256_broadcast_ss(&v1->d));
-            }
+            for (int p = 0; 2 * p < nt; p++)
+                pr[b][p] = k4_tpair_make(
+                    BLK(elm_block_q8_k, a, as, 2 * p, b),
+                    BLK(elm_block_q8_k, a, as, 2 * p + 1 < nt ? 2 * p + 1 : 2 * p, b));
     return pr[0];
 }
 
 /* Row r of the panel against the NT tokens at a (pairs: their q4v_acts); pf: when not NULL, the
  * next panel's row r, prefetched a block's share at a time (the first token tile of a panel brings
  * the next). */
-ALWAYS_INLINE void q4v_run(const struct q4v_scratch *s, const struct q4v_pair *pairs, int r,
+ALWAYS_INLINE void q4v_run(const struct q4v_scratch *s, const struct k4_tpair *pairs, int r,
                            int64_t nb, const uint8_t *a, size_t as, float *y, int64_t ys,
                            const uint8_t *pf, const int NT)
 {
@@ -154,12 +140,8 @@ ALWAYS_INLINE void q4v_run(const struct q4v_scratch *s, const struct q4v_pair *p
         UNROLL for (int t = 0; t < NT; t++) v[t] = BLK(elm_block_q8_k, a, as, t, b);
         const __m256 ndm = _mm256_broadcast_ss(&o->ndmin);
         const __m256i mins = _mm256_load_si256(&o->mins);
-        UNROLL for (int p = 0; p < NP; p++)
-        {
-            const struct q4v_pair *tp = &pairs[b * (Q4V_T / 2) + p];
-            const __m256i l = _mm256_madd_epi16(mins, tp->s32);
-            accm[p] = _mm256_fmadd_ps(_mm256_mul_ps(tp->da, ndm), _mm256_cvtepi32_ps(l), accm[p]);
-        }
+        UNROLL for (int p = 0; p < NP; p++) accm[p] =
+            k4_min_tpair(accm[p], mins, ndm, &pairs[b * (Q4V_T / 2) + p]);
         __m256i li[Q4V_T];
         UNROLL for (int t = 0; t < NT; t++) li[t] = _mm256_setzero_si256();
         UNROLL for (int R = 0; R < 8; R++)
@@ -210,7 +192,7 @@ static void q4_k_tile_wide(int64_t n, const void *w, size_t ws, int nr, const vo
         s->nb = nb;
         s->nr = nr;
     }
-    const struct q4v_pair *pairs = q4v_acts(s, a, as, nt, nb);
+    const struct k4_tpair *pairs = q4v_acts(s, a, as, nt, nb);
     /* the first token tile of a panel (matmul.c: STREAM only when t is 0) brings the next */
     const uint8_t *pf = stream & ELM_TILE_STREAM ? (const uint8_t *)w + Q4V_R * ws : NULL;
     for (int r = 0; r < nr; r++) {

@@ -108,6 +108,38 @@ ALWAYS_INLINE __m256 k4_min_slots(__m256 x0, __m256 x1)
     return _mm256_blend_ps(x0, x1, 0xcc);
 }
 
+/* A token pair's operands of its minimum lanes for rows that are kept (q4_k_wide.h, k_pair.h):
+ * vphaddw of the two tokens' 16 bsums puts each 128-bit half's sums of 32 side by side, [t0
+ * s0..s3, t1 s0..s3 | t0 s4..s7, t1 s4..s7] (|sum32| <= 32 x 128 fits int16), and their d in
+ * k4_min_slots. */
+struct k4_tpair {
+    __m256i s32;
+    __m256 da;
+};
+
+ALWAYS_INLINE struct k4_tpair k4_tpair_make(const struct elm_block_q8_k *v0,
+                                            const struct elm_block_q8_k *v1)
+{
+    return (struct k4_tpair){
+        _mm256_hadd_epi16(loadu256(v0->bsums), loadu256(v1->bsums)),
+        k4_min_slots(_mm256_broadcast_ss(&v0->d), _mm256_broadcast_ss(&v1->d))};
+}
+
+/* A row's [m0..m3, m0..m3 | m4..m7, m4..m7] (k4_tpair's partner) from sm, its [sc0..sc7 |
+ * m0..m7] as int16. */
+ALWAYS_INLINE __m256i k4_tpair_mins(__m256i sm)
+{
+    return _mm256_permute4x64_epi64(sm, _MM_SHUFFLE(3, 3, 2, 2));
+}
+
+/* k4_min_pair for a token pair made by k4_tpair_make: vpmaddwd of its sums by the row's mins
+ * gives k4_min_pair's layout directly. ndm: the row's -dmin, broadcast. */
+ALWAYS_INLINE __m256 k4_min_tpair(__m256 accm, __m256i mins, __m256 ndm, const struct k4_tpair *tp)
+{
+    return _mm256_fmadd_ps(_mm256_mul_ps(tp->da, ndm),
+                           _mm256_cvtepi32_ps(_mm256_madd_epi16(mins, tp->s32)), accm);
+}
+
 /* Row r's min[R] twice per run R (k4_min_pair's m), from its unpacked scales sm. */
 ALWAYS_INLINE __m256i k4_mins16(const uint8_t sm[16])
 {
@@ -122,22 +154,6 @@ ALWAYS_INLINE float k4_min_fold(__m256 accm, int h)
     float q[4];
     _mm_storeu_ps(q, _mm_add_ps(_mm256_castps256_ps128(accm), _mm256_extractf128_ps(accm, 1)));
     return q[2 * h] + q[2 * h + 1];
-}
-
-/* One row's minimum terms of a super-block for NT tokens, in token pairs (accm[p]: tokens 2p,
- * 2p + 1, k4_min_pair). sm: the row's unpacked scales, dmw its dmin. */
-ALWAYS_INLINE void k4_min_tokens(__m256 *accm, const uint8_t sm[16], float dmw,
-                                 const struct elm_block_q8_k *const *v, const int NT)
-{
-    const __m256i mins16 = k4_mins16(sm);
-    const __m256 ndmw = _mm256_set1_ps(-dmw);
-    UNROLL for (int p = 0; 2 * p < NT; p++)
-    {
-        const struct elm_block_q8_k *v0 = v[2 * p], *v1 = v[2 * p + 1 < NT ? 2 * p + 1 : 2 * p];
-        const __m256 scale = _mm256_mul_ps(
-            k4_min_slots(_mm256_broadcast_ss(&v0->d), _mm256_broadcast_ss(&v1->d)), ndmw);
-        accm[p] = k4_min_pair(accm[p], mins16, mins16, v0->bsums, v1->bsums, scale);
-    }
 }
 
 ALWAYS_INLINE void q45_k_impl(TILE_ARGS, const int NR, const int NT, const bool FIVE)
@@ -206,7 +222,21 @@ ALWAYS_INLINE void q45_k_impl(TILE_ARGS, const int NR, const int NT, const bool 
                                          v[0]->bsums, v[0]->bsums, scale);
             }
         } else {
-            UNROLL for (int r = 0; r < NR; r++) k4_min_tokens(accm[r], sm[r], dmw[r], v, NT);
+            UNROLL for (int r = 0; r < NR; r++)
+            {
+                const __m256i mins16 = k4_mins16(sm[r]);
+                const __m256 ndmw = _mm256_set1_ps(-dmw[r]);
+                UNROLL for (int p = 0; 2 * p < NT; p++)
+                {
+                    const struct elm_block_q8_k *v0 = v[2 * p],
+                                                *v1 = v[2 * p + 1 < NT ? 2 * p + 1 : 2 * p];
+                    const __m256 scale = _mm256_mul_ps(
+                        k4_min_slots(_mm256_broadcast_ss(&v0->d), _mm256_broadcast_ss(&v1->d)),
+                        ndmw);
+                    accm[r][p] =
+                        k4_min_pair(accm[r][p], mins16, mins16, v0->bsums, v1->bsums, scale);
+                }
+            }
         }
         __m256i li[KQ_MR][KQ_T];
         UNROLL for (int r = 0; r < NR; r++)
