@@ -1,6 +1,6 @@
-/* k_pair.h — the avx2 variant's lone K-quant calls (batched decode: 8 tokens and one call per
- * panel, so nothing is unpacked for later calls): Q4_K and Q6_K rows one at a time against the
- * 8 tokens' activations, laid out once per matmul and thread so that one vpmaddwd scales two
+/* k_pair.h — the avx2 variant's lone K-quant calls (batched decode: up to 8 tokens and one call
+ * per panel, so nothing is unpacked for later calls): Q4_K and Q6_K rows one at a time against
+ * the tokens' activations, laid out once per matmul and thread so that one vpmaddwd scales two
  * runs at once.
  *
  * The shared tile (q_k.h) gives each run of 32 elements a vpmaddubsw (int16 pair sums per lane
@@ -22,11 +22,12 @@
  * The block's eight d_a * d_w are one vmulps of the tokens' d (kept with the pairs) instead of a
  * scalar product and a broadcast per token.
  *
- * Against the shared tile's 1 x 8 arithmetic (scripts/tile-times.c, 8 tokens, 1 thread, avx2,
- * best of 20, Zen 5, three alternated runs): Q4_K 2048 x 2048 372-396 -> 328-345 us, 32000 x
- * 2048 5802-6122 -> 5194-5310, 2048 x 5632 998-1057 -> 962-987; Q6_K 385-407 -> 350-370,
- * 6122-6350 -> 5473-5760, 1072-1078 -> 949-1000. Included only by kernels/avx2/avx2.c, after
- * q_k.h.
+ * Against the shared tile (scripts/tile-times.c, 1 thread, avx2, best of 20, Zen 5, builds
+ * alternated), 8 tokens: Q4_K 2048 x 2048 372-396 -> 302-320 us, 32000 x 2048 5802-6122 ->
+ * 5194-5310, 2048 x 5632 998-1057 -> 834-882; Q6_K 385-407 -> 350-370, 6122-6350 -> 5473-5760,
+ * 1072-1078 -> 949-1000. 2048 x 2048 at 2 / 3 / 4 / 6 tokens: Q4_K 130-134 / 171 / 210 /
+ * 295-311 -> 114-119 / 146-153 / 175-184 / 236-247; Q6_K 3 / 4 / 6: 207-217 / 265-272 /
+ * 368-385 -> 194-204 / 223-233 / 294-306. Included only by kernels/avx2/avx2.c, after q_k.h.
  */
 #ifndef ELM_AVX2_K_PAIR_H
 #define ELM_AVX2_K_PAIR_H
@@ -37,8 +38,11 @@
 #include "kernels/avx2/q_k.h"
 #include "kernels/tiles.h"
 
-#define KP_T          8  /* tokens of a lone call */
-#define KP_MAX_BLOCKS 64 /* 16384 columns; longer rows take the shared tile */
+#define KP_T 8 /* tokens of a lone call at most */
+/* Fewer tokens take the shared tile (one token: its row chunks). Q6_K's zero token costs as much
+ * as a token: with 2, the shared tile was faster (2048 x 2048: 150 against 161-175 us). */
+#define KP_MIN_T(KIND) ((KIND) == 6 ? 3 : 2)
+#define KP_MAX_BLOCKS  64 /* 16384 columns; longer rows take the shared tile */
 
 /* One token's super-block, paired: run pair j's lo and hi (the file's top). */
 struct kp_act {
@@ -53,6 +57,7 @@ struct kp_scratch {
     const void *a;
     size_t as;
     int64_t nb;
+    int nt;
     bool bias;
 };
 
@@ -60,23 +65,26 @@ struct kp_scratch {
  * memory is short. */
 static _Thread_local struct kp_scratch *kp_scratch_p;
 
-/* The KP_T tokens at a, paired (biased to a + 128 when bias): made by the thread's first call
+/* The nt tokens at a, paired (biased to a + 128 when bias): made by the thread's first call
  * of a matmul (ELM_TILE_FRESH: what the pointers keyed may have changed), kept by its others.
  * NULL when memory is short. */
-static const struct kp_scratch *kp_acts(const uint8_t *a, size_t as, int64_t nb, bool bias,
+static const struct kp_scratch *kp_acts(const uint8_t *a, size_t as, int nt, int64_t nb, bool bias,
                                         int stream)
 {
     struct kp_scratch *s =
         kp_scratch_p ? kp_scratch_p : (kp_scratch_p = elm_scratch_thread(sizeof *s));
-    if (!s ||
-        (!(stream & ELM_TILE_FRESH) && s->a == a && s->as == as && s->nb == nb && s->bias == bias))
+    if (!s || (!(stream & ELM_TILE_FRESH) && s->a == a && s->as == as && s->nb == nb &&
+               s->nt == nt && s->bias == bias))
         return s;
     const __m256i c = _mm256_set1_epi8(bias ? -128 : 0);
-    for (int t = 0; t < KP_T; t++)
+    for (int t = 0; t < nt; t++)
         for (int64_t b = 0; b < nb; b++) {
             const struct elm_block_q8_k *v = BLK(elm_block_q8_k, a, as, t, b);
             struct kp_act *o = &s->pa[b * KP_T + t];
             s->da[b][t] = v->d;
+            if (t == nt - 1) /* the lanes of no token: a product nobody reads, made of zeros */
+                for (int u = nt; u < KP_T; u++)
+                    s->da[b][u] = 0.0f;
             UNROLL for (int j = 0; j < 4; j++)
             {
                 const __m256i y0 = _mm256_xor_si256(loadu256(v->qs + 64 * j), c),
@@ -87,24 +95,28 @@ static const struct kp_scratch *kp_acts(const uint8_t *a, size_t as, int64_t nb,
         }
     if (!bias) /* Q4_K */
         for (int64_t b = 0; b < nb; b++)
-            UNROLL for (int p = 0; p < KP_T / 2; p++) s->mp[b][p] = k4_tpair_make(
-                BLK(elm_block_q8_k, a, as, 2 * p, b), BLK(elm_block_q8_k, a, as, 2 * p + 1, b));
+            for (int p = 0; 2 * p < nt; p++)
+                s->mp[b][p] = k4_tpair_make(
+                    BLK(elm_block_q8_k, a, as, 2 * p, b),
+                    BLK(elm_block_q8_k, a, as, 2 * p + 1 < nt ? 2 * p + 1 : 2 * p, b));
     s->a = a;
     s->as = as;
     s->nb = nb;
+    s->nt = nt;
     s->bias = bias;
     return s;
 }
 
-/* Row w (KIND 4: Q4_K, 6: Q6_K) against the KP_T tokens paired in s; output t to y[t * ys].
+/* Row w (KIND 4: Q4_K, 6: Q6_K) against the NT tokens paired in s; output t to y[t * ys].
  * pf: the next row, prefetched a super-block at a time. */
 ALWAYS_INLINE void kp_row(const struct kp_scratch *s, int64_t nb, const uint8_t *w, float *y,
-                          int64_t ys, const uint8_t *pf, const int KIND)
+                          int64_t ys, const uint8_t *pf, const int NT, const int KIND)
 {
     const size_t bb = KIND == 6 ? sizeof(struct elm_block_q6_k) : sizeof(struct elm_block_q4_k);
+    const int NP = (NT + 1) / 2; /* token pairs */
     __m256 acc[KP_T], accm[KP_T / 2];
-    UNROLL for (int t = 0; t < KP_T; t++) acc[t] = _mm256_setzero_ps();
-    UNROLL for (int p = 0; p < KP_T / 2; p++) accm[p] = _mm256_setzero_ps();
+    UNROLL for (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps();
+    UNROLL for (int p = 0; p < NP; p++) accm[p] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *xb = w + (size_t)b * bb;
         if (pf)
@@ -124,7 +136,7 @@ ALWAYS_INLINE void kp_row(const struct kp_scratch *s, int64_t nb, const uint8_t 
             const __m256i sm = _mm256_cvtepu8_epi16(k4_scales_vec(x->scales));
             const __m256i mins = k4_tpair_mins(sm);
             const __m256 ndm = _mm256_set1_ps(-h2f(x->dmin));
-            UNROLL for (int p = 0; p < KP_T / 2; p++) accm[p] =
+            UNROLL for (int p = 0; p < NP; p++) accm[p] =
                 k4_min_tpair(accm[p], mins, ndm, &s->mp[b][p]);
             /* [sc0..sc7 | sc0..sc7]; runs 2j, 2j + 1's pair is int16 2j, 2j + 1 */
             scv[0] = _mm256_permute2x128_si256(sm, sm, 0x00);
@@ -157,7 +169,7 @@ ALWAYS_INLINE void kp_row(const struct kp_scratch *s, int64_t nb, const uint8_t 
                 whi = k16_pair_hi(q0, q1);
                 sc2 = _mm256_shuffle_epi8(scv[0], _mm256_set1_epi32(0x03020100 + 0x04040404 * j));
             }
-            UNROLL for (int t = 0; t < KP_T; t++)
+            UNROLL for (int t = 0; t < NT; t++)
             {
                 const __m256i alo = _mm256_load_si256(&p[t].lo[j]),
                               ahi = _mm256_load_si256(&p[t].hi[j]);
@@ -171,31 +183,35 @@ ALWAYS_INLINE void kp_row(const struct kp_scratch *s, int64_t nb, const uint8_t 
             }
         }
         if (KIND == 6)
-            UNROLL for (int t = 0; t < KP_T; t++) li[t] = _mm256_sub_epi32(li[t], z);
+            UNROLL for (int t = 0; t < NT; t++) li[t] = _mm256_sub_epi32(li[t], z);
         /* the 8 products d_a * d_w at once, each broadcast from memory (a load) */
         float d[KP_T];
         _mm256_storeu_ps(d, _mm256_mul_ps(_mm256_load_ps(s->da[b]), _mm256_set1_ps(dw)));
-        UNROLL for (int t = 0; t < KP_T; t++) acc[t] =
+        UNROLL for (int t = 0; t < NT; t++) acc[t] =
             _mm256_fmadd_ps(_mm256_broadcast_ss(&d[t]), _mm256_cvtepi32_ps(li[t]), acc[t]);
     }
-    UNROLL for (int t = 0; t < KP_T; t++) y[t * ys] =
+    UNROLL for (int t = 0; t < NT; t++) y[t * ys] =
         KIND == 6 ? hsum8_ps(acc[t]) : hsum8_ps(acc[t]) + k4_min_fold(accm[t / 2], t % 2);
 }
 
-/* A lone call of KP_T tokens and nr rows of KIND (kp_row). Returns false, having done nothing,
- * when it cannot take it (rows too long, memory short): the caller's shared tile then does. */
+/* A lone call of nt (KP_MIN_T(KIND)..KP_T) tokens and nr rows of KIND (kp_row). Returns false,
+ * having done nothing, when it cannot take it (other token counts, rows too long, memory short):
+ * the caller's shared tile then does. */
 ALWAYS_INLINE bool kp_lone(int64_t n, const void *w, size_t ws, int nr, const void *a, size_t as,
-                           float *y, int64_t ys, int stream, const int KIND)
+                           int nt, float *y, int64_t ys, int stream, const int KIND)
 {
     const int64_t nb = n / ELM_QK_K;
-    if (nb < 1 || nb > KP_MAX_BLOCKS)
+    if (nt < KP_MIN_T(KIND) || nt > KP_T || nb < 1 || nb > KP_MAX_BLOCKS)
         return false;
-    const struct kp_scratch *s = kp_acts(a, as, nb, KIND == 6, stream);
+    const struct kp_scratch *s = kp_acts(a, as, nt, nb, KIND == 6, stream);
     if (!s)
         return false;
     for (int r = 0; r < nr; r++) {
         const uint8_t *wr = (const uint8_t *)w + (size_t)r * ws;
-        kp_row(s, nb, wr, y + r, ys, stream & ELM_TILE_STREAM ? wr + ws : NULL, KIND);
+        const uint8_t *pf = stream & ELM_TILE_STREAM ? wr + ws : NULL;
+#define KP_ROW(T) kp_row(s, nb, wr, y + r, ys, pf, T, KIND)
+        ELM_TILE_FOR_T(nt, KP_ROW);
+#undef KP_ROW
     }
     return true;
 }

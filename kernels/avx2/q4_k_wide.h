@@ -23,8 +23,8 @@
  * columns; longer rows take the shared tile), and 64 KiB of prepared token tiles (256 bytes a
  * block and 8 tokens); kept under q6_k_wide.h's rules (keyed by
  * pointers, dropped by an ELM_TILE_FRESH call). A panel is unpacked only when more calls will
- * use it (ELM_TILE_MORE); a lone call of 8 tokens (batched decode) takes k_pair.h's rows, one
- * token and the other lone calls the shared tile.
+ * use it (ELM_TILE_MORE); a lone call of 2..8 tokens (batched decode) takes k_pair.h's rows,
+ * one token the shared tile.
  * Included only by kernels/avx2/avx2.c, after q_k.h.
  */
 #ifndef ELM_AVX2_Q4_K_WIDE_H
@@ -178,8 +178,7 @@ static void q4_k_tile_wide(int64_t n, const void *w, size_t ws, int nr, const vo
     }
     const bool kept = s && s->w == w && s->ws == ws && s->nb == nb && s->nr == nr;
     /* a lone call (batched decode): k_pair.h */
-    if (!kept && !(stream & ELM_TILE_MORE) && nt == KP_T &&
-        kp_lone(n, w, ws, nr, a, as, y, ys, stream, 4))
+    if (!kept && !(stream & ELM_TILE_MORE) && kp_lone(n, w, ws, nr, a, as, nt, y, ys, stream, 4))
         return;
     if (!s || (!kept && !(stream & ELM_TILE_MORE)) || nr > Q4V_R || nb < 1 || nb > Q4V_MAX_BLOCKS) {
         elm_tile_in_panels(q4_k_tile, KQ_R, KQ_T, n, w, ws, nr, a, as, nt, y, ys, stream);

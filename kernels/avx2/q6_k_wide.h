@@ -19,8 +19,8 @@
  * calls will use it (ELM_TILE_MORE, tiles.h); a lone call takes the shared tile: unpacking costs
  * about as much as 8 tokens' products (callgrind, elm_matmul, 256 x 2048, instructions, this
  * tile against the shared 1 x 8 one: 6 tokens 884K vs 787K, 8 tokens 1.09M vs 0.98M, 12 tokens
- * (two calls) 1.51M vs 1.56M, 64 tokens 6.94M vs 7.72M). A lone call of 8 tokens (batched
- * decode) takes k_pair.h's rows. Included only by kernels/avx2/avx2.c, after q_k.h.
+ * (two calls) 1.51M vs 1.56M, 64 tokens 6.94M vs 7.72M). A lone call of 3..8 tokens
+ * (batched decode) takes k_pair.h's rows. Included only by kernels/avx2/avx2.c, after q_k.h.
  */
 #ifndef ELM_AVX2_Q6_K_WIDE_H
 #define ELM_AVX2_Q6_K_WIDE_H
@@ -154,8 +154,7 @@ static void q6_k_tile_wide(int64_t n, const void *w, size_t ws, int nr, const vo
         s->w = NULL;
     const bool kept = s && s->w == w && s->ws == ws && s->nb == nb && s->nr == nr;
     /* a lone call (batched decode): k_pair.h */
-    if (!kept && !(stream & ELM_TILE_MORE) && nt == KP_T &&
-        kp_lone(n, w, ws, nr, a, as, y, ys, stream, 6))
+    if (!kept && !(stream & ELM_TILE_MORE) && kp_lone(n, w, ws, nr, a, as, nt, y, ys, stream, 6))
         return;
     if (!s || (!kept && !(stream & ELM_TILE_MORE)) || nr > Q6V_R || nb < 1 || nb > Q6V_MAX_BLOCKS) {
         elm_tile_in_panels(q6_k_tile, KQ_R, KQ_T, n, w, ws, nr, a, as, nt, y, ys, stream);
