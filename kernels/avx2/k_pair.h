@@ -82,9 +82,6 @@ static const struct kp_scratch *kp_acts(const uint8_t *a, size_t as, int nt, int
             const struct elm_block_q8_k *v = BLK(elm_block_q8_k, a, as, t, b);
             struct kp_act *o = &s->pa[b * KP_T + t];
             s->da[b][t] = v->d;
-            if (t == nt - 1) /* the lanes of no token: a product nobody reads, made of zeros */
-                for (int u = nt; u < KP_T; u++)
-                    s->da[b][u] = 0.0f;
             UNROLL for (int j = 0; j < 4; j++)
             {
                 const __m256i y0 = _mm256_xor_si256(loadu256(v->qs + 64 * j), c),
@@ -93,6 +90,9 @@ static const struct kp_scratch *kp_acts(const uint8_t *a, size_t as, int nt, int
                 _mm256_store_si256(&o->hi[j], k16_pair_hi(y0, y1));
             }
         }
+    for (int64_t b = 0; b < nb; b++) /* the lanes of no token: a product nobody reads, of zeros */
+        for (int u = nt; u < KP_T; u++)
+            s->da[b][u] = 0.0f;
     if (!bias) /* Q4_K */
         for (int64_t b = 0; b < nb; b++)
             for (int p = 0; 2 * p < nt; p++)
@@ -167,7 +167,7 @@ ALWAYS_INLINE void kp_row(const struct kp_scratch *s, int64_t nb, const uint8_t 
                               q1 = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
                 wlo = k16_pair_lo(q0, q1);
                 whi = k16_pair_hi(q0, q1);
-                sc2 = _mm256_shuffle_epi8(scv[0], _mm256_set1_epi32(0x03020100 + 0x04040404 * j));
+                sc2 = _mm256_shuffle_epi8(scv[0], _mm256_set1_epi32(K16_PICK2(2 * j, 2 * j + 1)));
             }
             UNROLL for (int t = 0; t < NT; t++)
             {
@@ -182,8 +182,9 @@ ALWAYS_INLINE void kp_row(const struct kp_scratch *s, int64_t nb, const uint8_t 
                 KEEP_CHAIN(li[t]);
             }
         }
-        if (KIND == 6)
+        if (KIND == 6) {
             UNROLL for (int t = 0; t < NT; t++) li[t] = _mm256_sub_epi32(li[t], z);
+        }
         /* the 8 products d_a * d_w at once, each broadcast from memory (a load) */
         float d[KP_T];
         _mm256_storeu_ps(d, _mm256_mul_ps(_mm256_load_ps(s->da[b]), _mm256_set1_ps(dw)));

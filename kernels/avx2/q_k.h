@@ -83,6 +83,11 @@ ALWAYS_INLINE __m128i k3_scales(const uint8_t *packed)
                         _mm_set1_epi8(32));
 }
 
+/* vpshufb index bytes that put int16 e of a 128-bit half into an int16 position */
+#define K16_PICK(e) (0x0101 * 2 * (e) + 0x0100)
+/* ... and int16 e0, e1 into the low and high int16 of a dword */
+#define K16_PICK2(e0, e1) (K16_PICK(e0) | K16_PICK(e1) << 16)
+
 /* ---- Q4_K and Q5_K --------------------------------------------------------------------------- */
 
 /* Q4_K's minimum terms of two slots: tokens t0, t1 of one row (t1 may repeat t0 for an odd last
@@ -249,8 +254,8 @@ ALWAYS_INLINE void q45_k_impl(TILE_ARGS, const int NR, const int NT, const bool 
             _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)sm[r])));
         UNROLL for (int j = 0; j < 4; j++)
         { /* 64 elements: runs 2j (low nibbles), 2j+1 (high) */
-            const __m256i pick0 = _mm256_set1_epi16((short)(0x0100 * (4 * j + 1) + 4 * j));
-            const __m256i pick1 = _mm256_set1_epi16((short)(0x0100 * (4 * j + 3) + 4 * j + 2));
+            const __m256i pick0 = _mm256_set1_epi16((short)K16_PICK(2 * j));
+            const __m256i pick1 = _mm256_set1_epi16((short)K16_PICK(2 * j + 1));
             __m256i q0[KQ_MR], q1[KQ_MR];
             UNROLL for (int r = 0; r < NR; r++)
             {
@@ -312,9 +317,6 @@ ALWAYS_INLINE __m256i q6_run_quants(const struct elm_block_q6_k *x, int R)
     return _mm256_or_si256(lo, bits_move(loadu256(x->qh + 32 * h), 2 * s, 4, 2));
 }
 
-/* vpshufb index bytes that put int16 e of a 128-bit half into an int16 position */
-#define K16_PICK(e) (0x0101 * 2 * (e) + 0x0100)
-
 /* Run R's scales as int16: group 2R's in the low half, 2R + 1's in the high, picked by one
  * vpshufb from scv, the 16 scales eight per register (0..7, 8..15) repeated in both halves. */
 ALWAYS_INLINE __m256i k16_run_scales(const __m256i scv[2], int R)
@@ -342,10 +344,9 @@ ALWAYS_INLINE __m256i k16_pair_hi(__m256i x, __m256i y)
  * k16_run_scales takes it). */
 ALWAYS_INLINE __m256i k16_pair_scales(const __m256i scv[2], int j)
 {
-    const int lo = K16_PICK((4 * j) % 8) | K16_PICK((4 * j + 2) % 8) << 16;
-    const int hi = K16_PICK((4 * j + 1) % 8) | K16_PICK((4 * j + 3) % 8) << 16;
-    return _mm256_shuffle_epi8(scv[j / 2],
-                               _mm256_set_m128i(_mm_set1_epi32(hi), _mm_set1_epi32(lo)));
+    return _mm256_shuffle_epi8(
+        scv[j / 2], _mm256_set_m128i(_mm_set1_epi32(K16_PICK2((4 * j + 1) % 8, (4 * j + 3) % 8)),
+                                     _mm_set1_epi32(K16_PICK2((4 * j) % 8, (4 * j + 2) % 8))));
 }
 
 /* KIND 6, 2 or 3. Per run R (0..7) the 32 quants as unsigned bytes q, from which Q6_K and
