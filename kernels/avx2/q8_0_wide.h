@@ -74,13 +74,20 @@ ALWAYS_INLINE int q80v_sub(const int KIND)
     return KIND == Q80V_IQ4_XS ? ELM_QK_K / ELM_QK : 1;
 }
 
-/* One block of an 8-row panel: lane l of each vector is row l, the weights as int16 pairs. */
+/* One block of an 8-row panel: lane l of each vector is row l, the weights as int16 pairs. Group
+ * k's two vectors, e (elements 4k, 4k+1 of the 8 rows) and o (4k+2, 4k+3), are eo[q80v_at(k)]
+ * and eo[q80v_at(k) + 1]: the even groups first, then the odd ones, so that each half of the
+ * two-token run (q80v_half) reads four whole cache lines of a block. */
 struct q80v_block {
-    __m256i e[8]; /* group k: elements 4k, 4k+1 of the 8 rows */
-    __m256i o[8]; /* group k: elements 4k+2, 4k+3 */
-    __m256 d;     /* the rows' scales */
-    __m256 m;     /* Q4_1, Q5_1: the rows' offsets */
+    __m256i eo[16];
+    __m256 d; /* the rows' scales */
+    __m256 m; /* Q4_1, Q5_1: the rows' offsets */
 };
+
+ALWAYS_INLINE int q80v_at(int k)
+{
+    return 8 * (k & 1) + 2 * (k >> 1);
+}
 
 /* One block of a token's activations as int16 (dword 2k: elements 4k, 4k+1; 2k+1: 4k+2, 4k+3,
  * as the panel's e and o) with its scales as floats. */
@@ -210,10 +217,10 @@ ALWAYS_INLINE void q80v_unpack_kind(struct q80v_scratch *s, const uint8_t *w, si
                             _mm256_srai_epi16(_mm256_shuffle_epi8(hi, mo), 8)};
             if (KIND == Q80V_IQ4_XS) /* exact: |ls x value| <= 32 x 127 */
                 UNROLL for (int k = 0; k < 4; k++) v[k] = _mm256_mullo_epi16(v[k], ls);
-            _mm256_store_si256(&o->e[i4], v[0]);
-            _mm256_store_si256(&o->e[i4 + 4], v[1]);
-            _mm256_store_si256(&o->o[i4], v[2]);
-            _mm256_store_si256(&o->o[i4 + 4], v[3]);
+            _mm256_store_si256(&o->eo[q80v_at(i4)], v[0]);
+            _mm256_store_si256(&o->eo[q80v_at(i4 + 4)], v[1]);
+            _mm256_store_si256(&o->eo[q80v_at(i4) + 1], v[2]);
+            _mm256_store_si256(&o->eo[q80v_at(i4 + 4) + 1], v[3]);
         }
         uint16_t d[Q80V_R]; /* the scale opens every block type */
         UNROLL for (int r = 0; r < Q80V_R; r++) d[r] = load_u16(x[r]);
@@ -283,13 +290,124 @@ q80v_acts_get(struct q80v_acts *c, int64_t nb, const uint8_t *a, size_t as, int 
     return &c->slot[i * nb];
 }
 
-/* Lane k's exact integer for 8 rows: two int16 pair products of each row, added. */
-ALWAYS_INLINE __m256i q80v_lane(const struct q80v_block *p, const uint8_t *v, int k)
+/* Lane k's exact integer for 8 rows, their weight pairs e and o of group k against a token's
+ * activations v: two int16 pair products of each row, added. */
+ALWAYS_INLINE __m256i q80v_lane_of(__m256i e, __m256i o, const uint8_t *v, int k)
 {
     const __m256i ae = _mm256_set1_epi32((int32_t)load_u32(v + 8 * k));
     const __m256i ao = _mm256_set1_epi32((int32_t)load_u32(v + 8 * k + 4));
-    return _mm256_add_epi32(_mm256_madd_epi16(_mm256_load_si256(&p->e[k]), ae),
-                            _mm256_madd_epi16(_mm256_load_si256(&p->o[k]), ao));
+    return _mm256_add_epi32(_mm256_madd_epi16(e, ae), _mm256_madd_epi16(o, ao));
+}
+
+/* The same from the panel's block p */
+ALWAYS_INLINE __m256i q80v_lane(const struct q80v_block *p, const uint8_t *v, int k)
+{
+    return q80v_lane_of(_mm256_load_si256(&p->eo[q80v_at(k)]),
+                        _mm256_load_si256(&p->eo[q80v_at(k) + 1]), v, k);
+}
+
+/* Rows [0, nr) of out, stored at y. */
+ALWAYS_INLINE void q80v_store(__m256 out, float *y, int nr)
+{
+    if (nr == Q80V_R) {
+        _mm256_storeu_ps(y, out);
+    } else {
+        float o[Q80V_R];
+        _mm256_storeu_ps(o, out);
+        for (int r = 0; r < nr; r++)
+            y[r] = o[r];
+    }
+}
+
+/* Blocks [b0, b1) of half h (0 or 1) of two tokens' lanes, k = h, h + 2, h + 4, h + 6, for
+ * kinds with one float step per block; acc[0..3] are token t0's lanes, acc[4..7] t1's. Why two
+ * tokens a half at a time: the run is bound by its loads (Zen 5 issues about two vector loads a
+ * cycle, and a broadcast is one), and one token costs 34 of them per block against 25
+ * multiply-port uops. Here each weight vector loaded serves both tokens, so a block of two
+ * tokens takes 54 loads (27 a token) against 26 multiplies a token (the d_w x d_a products are
+ * made once per half), while the 8 accumulators (4 lanes x 2 tokens) still fit the 16 registers
+ * that all 8 lanes of two tokens would not. */
+ALWAYS_INLINE void q80v_half(const struct q80v_scratch *s, int64_t b0, int64_t b1,
+                             const struct q80v_ablock *t0, const struct q80v_ablock *t1, int h,
+                             __m256 acc[8])
+{
+    __m256 a[8];
+    UNROLL for (int i = 0; i < 8; i++) a[i] = acc[i];
+    for (int64_t b = b0; b < b1; b++) {
+        const struct q80v_block *p = &s->wb[b];
+        __m256 dw = _mm256_load_ps((const float *)&p->d);
+        IN_REGISTER(dw);
+        const __m256 d0 = _mm256_mul_ps(dw, _mm256_broadcast_ss(&t0[b].d));
+        const __m256 d1 = _mm256_mul_ps(dw, _mm256_broadcast_ss(&t1[b].d));
+        const uint8_t *v0 = (const uint8_t *)t0[b].q, *v1 = (const uint8_t *)t1[b].q;
+        UNROLL for (int i = 0; i < 4; i++)
+        {
+            const int k = h + 2 * i;
+            __m256i e = _mm256_load_si256(&p->eo[q80v_at(k)]);
+            __m256i o = _mm256_load_si256(&p->eo[q80v_at(k) + 1]);
+            IN_REGISTER(e);
+            IN_REGISTER(o);
+            const __m256i l0 = q80v_lane_of(e, o, v0, k), l1 = q80v_lane_of(e, o, v1, k);
+            a[i] = _mm256_fmadd_ps(d0, _mm256_cvtepi32_ps(l0), a[i]);
+            a[4 + i] = _mm256_fmadd_ps(d1, _mm256_cvtepi32_ps(l1), a[4 + i]);
+        }
+    }
+    UNROLL for (int i = 0; i < 8; i++) acc[i] = a[i];
+}
+
+/* That half's share of the reference's hsum8, (a_h + a_h+4) + (a_h+2 + a_h+6), of the token
+ * whose lanes are a[0..3] */
+ALWAYS_INLINE __m256 q80v_half_fold(const __m256 a[4])
+{
+    return _mm256_add_ps(_mm256_add_ps(a[0], a[2]), _mm256_add_ps(a[1], a[3]));
+}
+
+/* Blocks [b0, b1) of the offset chain of the Q4_1 and Q5_1 references for two tokens:
+ * summs = fmaf(m_w, s_a, summs) per block, 8 rows per vector. */
+ALWAYS_INLINE void q80v_summs2(const struct q80v_scratch *s, int64_t b0, int64_t b1,
+                               const struct q80v_ablock *t0, const struct q80v_ablock *t1,
+                               __m256 summs[2])
+{
+    __m256 s0 = summs[0], s1 = summs[1];
+    for (int64_t b = b0; b < b1; b++) {
+        __m256 m = _mm256_load_ps((const float *)&s->wb[b].m);
+        IN_REGISTER(m);
+        s0 = _mm256_fmadd_ps(m, _mm256_broadcast_ss(&t0[b].s), s0);
+        s1 = _mm256_fmadd_ps(m, _mm256_broadcast_ss(&t1[b].s), s1);
+    }
+    summs[0] = s0;
+    summs[1] = s1;
+}
+
+/* Two tokens (one float step per block: not IQ4_XS), activations at t0 and t1, against the
+ * unpacked panel; rows [0, nr) of their outputs are stored at y0 and y1. */
+ALWAYS_INLINE void q80v_run2(const struct q80v_scratch *s, int64_t nb,
+                             const struct q80v_ablock *t0, const struct q80v_ablock *t1, float *y0,
+                             float *y1, int nr, const int KIND)
+{
+    /* both halves over a chunk of blocks at a time, so that the second finds the chunk's panel
+     * (9 KiB) in L1: over a whole panel longer than L1 each half streams it from L2 (at 5632
+     * columns that was 13 % slower than one token at a time) */
+    enum { CHUNK = 16 };
+    __m256 acc[2][8];
+    UNROLL for (int h = 0; h < 2; h++) UNROLL for (int i = 0; i < 8; i++) acc[h][i] =
+        _mm256_setzero_ps();
+    __m256 summs[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int64_t b0 = 0; b0 < nb; b0 += CHUNK) {
+        const int64_t b1 = b0 + CHUNK < nb ? b0 + CHUNK : nb;
+        q80v_half(s, b0, b1, t0, t1, 0, acc[0]);
+        q80v_half(s, b0, b1, t0, t1, 1, acc[1]);
+        if (q80v_offset(KIND)) /* a third pass: beside a half's registers the two chains spill */
+            q80v_summs2(s, b0, b1, t0, t1, summs);
+    }
+    __m256 out0 = _mm256_add_ps(q80v_half_fold(acc[0]), q80v_half_fold(acc[1]));
+    __m256 out1 = _mm256_add_ps(q80v_half_fold(acc[0] + 4), q80v_half_fold(acc[1] + 4));
+    if (q80v_offset(KIND)) {
+        out0 = _mm256_add_ps(out0, summs[0]);
+        out1 = _mm256_add_ps(out1, summs[1]);
+    }
+    q80v_store(out0, y0, nr);
+    q80v_store(out1, y1, nr);
 }
 
 /* One token, its activations converted at t, against the unpacked panel; rows [0, nr) of its
@@ -340,14 +458,7 @@ ALWAYS_INLINE void q80v_run(const struct q80v_scratch *s, int64_t nb, const stru
                       _mm256_add_ps(_mm256_add_ps(acc[1], acc[5]), _mm256_add_ps(acc[3], acc[7])));
     if (q80v_offset(KIND))
         out = _mm256_add_ps(out, summs);
-    if (nr == Q80V_R) {
-        _mm256_storeu_ps(y, out);
-    } else {
-        float o[Q80V_R];
-        _mm256_storeu_ps(o, out);
-        for (int r = 0; r < nr; r++)
-            y[r] = o[r];
-    }
+    q80v_store(out, y, nr);
 }
 
 /* The elm_tile_fn of the avx2 entries of the six kinds: nt <= Q80V_T; nr <= Q80V_R with several
@@ -392,7 +503,12 @@ ALWAYS_INLINE void q80v_tile(int64_t n, const void *w, size_t ws, int nr, const 
         s->nr = nr;
         s->kind = KIND;
     }
-    for (int t = 0; t < nt; t++)
+    int t = 0;
+    if (q80v_sub(KIND) == 1)
+        for (; t + 2 <= nt; t += 2)
+            q80v_run2(s, nb, t0 + t * nb, t0 + (t + 1) * nb, y + t * ys, y + (t + 1) * ys, nr,
+                      KIND);
+    for (; t < nt; t++)
         q80v_run(s, nb, t0 + t * nb, y + t * ys, nr, KIND);
 }
 

@@ -158,6 +158,10 @@ ALWAYS_INLINE __m256i madd_acc(__m256i acc, __m256i p, __m256i c)
 #define KEEP_CHAIN(v) __asm__("" : "+x"(v))
 #endif
 
+/* Makes the compiler hold v in a register: a vector loaded once for several uses, which gcc
+ * would otherwise fold into each use as a memory operand (a load each, where loads bind). */
+#define IN_REGISTER(v) __asm__("" : "+x"(v))
+
 /* 32 bytes, one per bit of x: 0xff where the bit is set, else 0 (byte j <- bit j). */
 #ifdef ELM_SIMD_VNNI
 ALWAYS_INLINE __m256i bytes_from_bits(uint32_t x)
