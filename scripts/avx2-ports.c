@@ -62,6 +62,8 @@ static double cpu_ns(void)
 #define MUL(R)     I("vmulps", "%%ymm12, %%ymm13", R)
 #define FMA(R)     I("vfmadd231ps", "%%ymm12, %%ymm13", R)
 #define BCAST(R)   I("vpbroadcastd", "(%%rsi)", R)
+#define LOAD(R)    I("vmovdqa", "(%%rsi)", R)
+#define MADDWDM(R) I("vpmaddwd", "(%%rsi), %%ymm14", R)
 #define SIGN(R)    I("vpsignb", "%%ymm14, %%ymm15", R)
 #define SRLW(R)    I("vpsrlw", "$4, %%ymm15", R)
 #define AND(R)     I("vpand", "%%ymm14, %%ymm15", R)
@@ -104,6 +106,20 @@ static double cpu_ns(void)
     MADDWD(R)                                                                                      \
     MADDWD(R) X8(ADDD, R) ADDD(R) ADDD(R) ADDD(R) ADDD(R) CVT(R) FMA(R) MUL(R) X8(BCAST, R)
 
+/* The Q8_0 lane tile per token, 8 rows and block (q8_0_wide.h): 8 lanes of two vpmaddwd, a
+ * vpaddd, a convert and an fma; the weights as memory operands. One token at a time (16 weight
+ * operands, 16 broadcasts, the scale load and broadcast, one d product) and two at a time, per
+ * token (each weight vector loaded once for both: 8 loads, the d products made per half). */
+#define Q8_LANE(R)    MADDWDM(R) MADDWDM(R) ADDD(R) CVT(R) FMA(R) BCAST(R) BCAST(R)
+#define S_Q8_0_ONE(R) X8(Q8_LANE, R) LOAD(R) BCAST(R) MUL(R)
+#define Q8_LANE2(R)   MADDWD(R) MADDWD(R) ADDD(R) CVT(R) FMA(R) BCAST(R) BCAST(R)
+#define S_Q8_0_TWO(R)                                                                              \
+    X8(Q8_LANE2, R)                                                                                \
+    LOAD(R) LOAD(R) LOAD(R) LOAD(R) LOAD(R) LOAD(R) LOAD(R) LOAD(R) LOAD(R) BCAST(R) BCAST(R)      \
+        MUL(R) MUL(R)
+#define S_LOAD_BCAST(R)  LOAD(R) BCAST(R)
+#define S_MADDWDM_FMA(R) MADDWDM(R) FMA(R)
+
 LOOP(t_maddubs, MADDUBS)
 LOOP(t_maddwd, MADDWD)
 LOOP(t_addw, ADDW)
@@ -112,6 +128,12 @@ LOOP(t_cvt, CVT)
 LOOP(t_mul, MUL)
 LOOP(t_fma, FMA)
 LOOP(t_bcast, BCAST)
+LOOP(t_load, LOAD)
+LOOP(t_maddwdm, MADDWDM)
+LOOP(t_load_bcast, S_LOAD_BCAST)
+LOOP(t_maddwdm_fma, S_MADDWDM_FMA)
+LOOP(t_q8_0_one, S_Q8_0_ONE)
+LOOP(t_q8_0_two, S_Q8_0_TWO)
 LOOP(t_sign, SIGN)
 LOOP(t_srlw, SRLW)
 LOOP(t_and, AND)
@@ -176,6 +198,10 @@ int main(int argc, char **argv)
         {"vmulps", t_mul, 10},
         {"vfmadd231ps", t_fma, 10},
         {"vpbroadcastd (mem)", t_bcast, 10},
+        {"vmovdqa (mem)", t_load, 10},
+        {"vpmaddwd (mem)", t_maddwdm, 10},
+        {"vmovdqa+bcast (mem)", t_load_bcast, 20},
+        {"vpmaddwd (mem)+fma", t_maddwdm_fma, 20},
         {"vpsignb", t_sign, 10},
         {"vpsrlw imm", t_srlw, 10},
         {"vpand", t_and, 10},
@@ -197,6 +223,8 @@ int main(int argc, char **argv)
         {"q4_0 token x 8 rows x block", t_q4_0, 280},
         {"q4_k row x token x sblock", t_q4_k, 410},
         {"q6_k row x token x sblock", t_q6_k, 470},
+        {"q8_0 token x 8 rows x block", t_q8_0_one, 590},
+        {"q8_0 two tokens, per token", t_q8_0_two, 690},
     };
     const int reps = argc > 1 ? atoi(argv[1]) : 20;
     if (reps < 1)
