@@ -18,6 +18,9 @@
  * took 41 on those two ports; the int16 panel is the same 512 bytes a block as its |w| and w.
  * The convert and fma per lane and block are the reference's float steps, so no schedule
  * drops them. The fold of the eight lanes is the reference's hsum8, elementwise on 8 rows.
+ * Vector loads bind as much: a core issues about two a cycle (Zen 5: loads, broadcasts and
+ * folded operands alike; scripts/avx2-ports.c), and a token costs 34 a block. So tokens go two
+ * at a time where they can (q80v_run2): each weight vector loaded serves both, 27 loads a token.
  *
  * Q5_0 has the same float structure (elm_ref_q5_0_vec_dot: lane k the exact integer of
  * (q - 16) x a over elements 4k..4k+3, one fma per block, Q8_0 activations), so its panel holds
@@ -320,13 +323,11 @@ ALWAYS_INLINE void q80v_store(__m256 out, float *y, int nr)
 }
 
 /* Blocks [b0, b1) of half h (0 or 1) of two tokens' lanes, k = h, h + 2, h + 4, h + 6, for
- * kinds with one float step per block; acc[0..3] are token t0's lanes, acc[4..7] t1's. Why two
- * tokens a half at a time: the run is bound by its loads (Zen 5 issues about two vector loads a
- * cycle, and a broadcast is one), and one token costs 34 of them per block against 25
- * multiply-port uops. Here each weight vector loaded serves both tokens, so a block of two
- * tokens takes 54 loads (27 a token) against 26 multiplies a token (the d_w x d_a products are
- * made once per half), while the 8 accumulators (4 lanes x 2 tokens) still fit the 16 registers
- * that all 8 lanes of two tokens would not. */
+ * kinds with one float step per block; acc[0..3] are token t0's lanes, acc[4..7] t1's. A half
+ * at a time because all 8 lanes of two tokens, 16 accumulators, do not fit the 16 registers;
+ * 4 lanes x 2 tokens do. Per token and block: 8 weight loads (each serves both tokens), 16
+ * activation broadcasts and 3 for the scales (the d_w x d_a products are made once per half):
+ * 27 loads against 26 multiply-port uops, where one token alone took 34 against 25. */
 ALWAYS_INLINE void q80v_half(const struct q80v_scratch *s, int64_t b0, int64_t b1,
                              const struct q80v_ablock *t0, const struct q80v_ablock *t1, int h,
                              __m256 acc[8])
