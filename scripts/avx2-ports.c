@@ -115,8 +115,9 @@ static double cpu_ns(void)
 #define Q8_LANE2(R)   MADDWD(R) MADDWD(R) ADDD(R) CVT(R) FMA(R) BCAST(R) BCAST(R)
 #define S_Q8_0_TWO(R)                                                                              \
     X8(Q8_LANE2, R)                                                                                \
-    LOAD(R) LOAD(R) LOAD(R) LOAD(R) LOAD(R) LOAD(R) LOAD(R) LOAD(R) LOAD(R) BCAST(R) BCAST(R)      \
-        MUL(R) MUL(R)
+    LOAD(R)                                                                                        \
+    LOAD(R) LOAD(R) LOAD(R) LOAD(R) LOAD(R) LOAD(R) LOAD(R) LOAD(R) BCAST(R) BCAST(R) MUL(R)       \
+        MUL(R)
 #define S_LOAD_BCAST(R)  LOAD(R) BCAST(R)
 #define S_MADDWDM_FMA(R) MADDWDM(R) FMA(R)
 

@@ -382,9 +382,9 @@ ALWAYS_INLINE void q80v_summs2(const struct q80v_scratch *s, int64_t b0, int64_t
 
 /* Two tokens (one float step per block: not IQ4_XS), activations at t0 and t1, against the
  * unpacked panel; rows [0, nr) of their outputs are stored at y0 and y1. */
-ALWAYS_INLINE void q80v_run2(const struct q80v_scratch *s, int64_t nb,
-                             const struct q80v_ablock *t0, const struct q80v_ablock *t1, float *y0,
-                             float *y1, int nr, const int KIND)
+ALWAYS_INLINE void q80v_run2(const struct q80v_scratch *s, int64_t nb, const struct q80v_ablock *t0,
+                             const struct q80v_ablock *t1, float *y0, float *y1, int nr,
+                             const int KIND)
 {
     /* both halves over a chunk of blocks at a time, so that the second finds the chunk's panel
      * (9 KiB) in L1: over a whole panel longer than L1 each half streams it from L2 (at 5632
