@@ -110,14 +110,10 @@ static double cpu_ns(void)
  * vpaddd, a convert and an fma; the weights as memory operands. One token at a time (16 weight
  * operands, 16 broadcasts, the scale load and broadcast, one d product) and two at a time, per
  * token (each weight vector loaded once for both: 8 loads, the d products made per half). */
-#define Q8_LANE(R)    MADDWDM(R) MADDWDM(R) ADDD(R) CVT(R) FMA(R) BCAST(R) BCAST(R)
-#define S_Q8_0_ONE(R) X8(Q8_LANE, R) LOAD(R) BCAST(R) MUL(R)
-#define Q8_LANE2(R)   MADDWD(R) MADDWD(R) ADDD(R) CVT(R) FMA(R) BCAST(R) BCAST(R)
-#define S_Q8_0_TWO(R)                                                                              \
-    X8(Q8_LANE2, R)                                                                                \
-    LOAD(R)                                                                                        \
-    LOAD(R) LOAD(R) LOAD(R) LOAD(R) LOAD(R) LOAD(R) LOAD(R) LOAD(R) BCAST(R) BCAST(R) MUL(R)       \
-        MUL(R)
+#define Q8_LANE(R)       MADDWDM(R) MADDWDM(R) ADDD(R) CVT(R) FMA(R) BCAST(R) BCAST(R)
+#define S_Q8_0_ONE(R)    X8(Q8_LANE, R) LOAD(R) BCAST(R) MUL(R)
+#define Q8_LANE2(R)      MADDWD(R) MADDWD(R) ADDD(R) CVT(R) FMA(R) BCAST(R) BCAST(R)
+#define S_Q8_0_TWO(R)    X8(Q8_LANE2, R) X8(LOAD, R) LOAD(R) BCAST(R) BCAST(R) MUL(R) MUL(R)
 #define S_LOAD_BCAST(R)  LOAD(R) BCAST(R)
 #define S_MADDWDM_FMA(R) MADDWDM(R) FMA(R)
 
