@@ -65,6 +65,37 @@ struct kp_scratch {
  * memory is short. */
 static _Thread_local struct kp_scratch *kp_scratch_p;
 
+/* One token's super-block v, paired into o; c: each byte's bias (-128 gives a + 128, 0 none). */
+ALWAYS_INLINE void kp_pair_block(struct kp_act *o, const struct elm_block_q8_k *v, __m256i c)
+{
+    UNROLL for (int j = 0; j < 4; j++)
+    {
+        const __m256i y0 = _mm256_xor_si256(loadu256(v->qs + 64 * j), c),
+                      y1 = _mm256_xor_si256(loadu256(v->qs + 64 * j + 32), c);
+        _mm256_store_si256(&o->lo[j], k16_pair_lo(y0, y1));
+        _mm256_store_si256(&o->hi[j], k16_pair_hi(y0, y1));
+    }
+}
+
+/* Run pair j of one row (its paired weights wlo, whi and scales sc2) against NT tokens' paired
+ * activations p[0..NT): adds sc D + sc' D' to each token's lanes li[t] (j 0 starts them). KIND 4:
+ * Q4_K (weights 0..15, signed activations); 6: Q6_K (weights q - 32, activations + 128). */
+ALWAYS_INLINE void kp_tokens(__m256i *li, __m256i wlo, __m256i whi, __m256i sc2,
+                             const struct kp_act *p, int j, const int NT, const int KIND)
+{
+    UNROLL for (int t = 0; t < NT; t++)
+    {
+        const __m256i alo = _mm256_load_si256(&p[t].lo[j]), ahi = _mm256_load_si256(&p[t].hi[j]);
+        /* vpmaddubsw's first operand is the unsigned one */
+        const __m256i d = KIND == 6 ? _mm256_add_epi16(_mm256_maddubs_epi16(alo, wlo),
+                                                       _mm256_maddubs_epi16(ahi, whi))
+                                    : _mm256_add_epi16(_mm256_maddubs_epi16(wlo, alo),
+                                                       _mm256_maddubs_epi16(whi, ahi));
+        li[t] = j == 0 ? _mm256_madd_epi16(d, sc2) : madd_acc(li[t], d, sc2);
+        KEEP_CHAIN(li[t]);
+    }
+}
+
 /* The nt tokens at a, paired (biased to a + 128 when bias): made by the thread's first call
  * of a matmul (ELM_TILE_FRESH: what the pointers keyed may have changed), kept by its others.
  * NULL when memory is short. */
@@ -80,15 +111,8 @@ static const struct kp_scratch *kp_acts(const uint8_t *a, size_t as, int nt, int
     for (int t = 0; t < nt; t++)
         for (int64_t b = 0; b < nb; b++) {
             const struct elm_block_q8_k *v = BLK(elm_block_q8_k, a, as, t, b);
-            struct kp_act *o = &s->pa[b * KP_T + t];
             s->da[b][t] = v->d;
-            UNROLL for (int j = 0; j < 4; j++)
-            {
-                const __m256i y0 = _mm256_xor_si256(loadu256(v->qs + 64 * j), c),
-                              y1 = _mm256_xor_si256(loadu256(v->qs + 64 * j + 32), c);
-                _mm256_store_si256(&o->lo[j], k16_pair_lo(y0, y1));
-                _mm256_store_si256(&o->hi[j], k16_pair_hi(y0, y1));
-            }
+            kp_pair_block(&s->pa[b * KP_T + t], v, c);
         }
     for (int64_t b = 0; b < nb; b++) /* the lanes of no token: a product nobody reads, of zeros */
         for (int u = nt; u < KP_T; u++)
@@ -169,18 +193,7 @@ ALWAYS_INLINE void kp_row(const struct kp_scratch *s, int64_t nb, const uint8_t 
                 whi = k16_pair_hi(q0, q1);
                 sc2 = _mm256_shuffle_epi8(scv[0], _mm256_set1_epi32(K16_PICK2(2 * j, 2 * j + 1)));
             }
-            UNROLL for (int t = 0; t < NT; t++)
-            {
-                const __m256i alo = _mm256_load_si256(&p[t].lo[j]),
-                              ahi = _mm256_load_si256(&p[t].hi[j]);
-                /* vpmaddubsw's first operand is the unsigned one */
-                const __m256i d = KIND == 6 ? _mm256_add_epi16(_mm256_maddubs_epi16(alo, wlo),
-                                                               _mm256_maddubs_epi16(ahi, whi))
-                                            : _mm256_add_epi16(_mm256_maddubs_epi16(wlo, alo),
-                                                               _mm256_maddubs_epi16(whi, ahi));
-                li[t] = j == 0 ? _mm256_madd_epi16(d, sc2) : madd_acc(li[t], d, sc2);
-                KEEP_CHAIN(li[t]);
-            }
+            kp_tokens(li, wlo, whi, sc2, p, j, NT, KIND);
         }
         if (KIND == 6) {
             UNROLL for (int t = 0; t < NT; t++) li[t] = _mm256_sub_epi32(li[t], z);

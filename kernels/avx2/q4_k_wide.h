@@ -6,12 +6,14 @@
  * unpacks the 6-bit scales (k4_scales), picks each run's scale vector (a vpshufb per run) and
  * the minimum scales for each row in every call, and its minimum lanes pair two tokens' bsums
  * by a vpmaddwd per token and a vphaddd per pair, again per row. Here a 4-row panel's quants
- * (as bytes), per-run scale vectors, minimum scales (k4_tpair_mins), d and -dmin are
+ * (as bytes), scale vectors, minimum scales (k4_tpair_mins), d and -dmin are
  * written once into a per-thread buffer and reused by every token tile of the chunk
- * (ELM_TILE_MORE), and a token tile's bsums are summed in pairs once per chunk (kept.h). Per row,
- * token and super-block what is left: 8 vpmaddubsw + 8 vpmaddwd + 8 vpaddd (k_pair.h's lone
- * calls pair the runs, 4 vpmaddwd), the d product, convert and fma, and half a vpmaddwd,
- * multiply, convert and fma for the minimum lanes (two tokens per register).
+ * (ELM_TILE_MORE), and a token tile's bsums are summed in pairs once per chunk (kept.h). The
+ * runs go in pairs, as in k_pair.h's lone calls: the panel holds them paired, and the token
+ * tile's activations are paired once per chunk and kept beside its bsums. Per row, token and
+ * super-block what is left: 8 vpmaddubsw, 4 vpaddw, 4 vpmaddwd and 4 vpaddd, the d product,
+ * convert and fma, and half a vpmaddwd, multiply, convert and fma for the minimum lanes (two
+ * tokens per register).
  *
  * The bits are q45_k_impl's: the lanes hold the same exact integers (lane k of run R: the
  * scaled sum of elements 4k..4k+3, the eight runs added in int32), then per super-block
@@ -19,13 +21,13 @@
  * min[2k] * sum32[2k] + min[2k+1] * sum32[2k+1], exact int32), fma'd with d_a * -dmin_w as
  * k4_min_pair does (through k4_tpair, q_k.h), and folded by k4_min_fold.
  *
- * Buffer: 576 bytes a row and super-block, 144 KiB for 4 rows of up to 64 super-blocks (16384
- * columns; longer rows take the shared tile), and 64 KiB of prepared token tiles (256 bytes a
- * block and 8 tokens); kept under q6_k_wide.h's rules (keyed by
- * pointers, dropped by an ELM_TILE_FRESH call). A panel is unpacked only when more calls will
- * use it (ELM_TILE_MORE); a lone call of 2..8 tokens (batched decode) takes k_pair.h's rows,
- * one token the shared tile.
- * Included only by kernels/avx2/avx2.c, after q_k.h.
+ * Buffer: 448 bytes a row and super-block, 112 KiB for 4 rows of up to 64 super-blocks (16384
+ * columns; longer rows take the shared tile), and 288 KiB of prepared token tiles (2.25 KiB a
+ * block and 8 tokens, 128 blocks: a token chunk of matmul.c needs at most 84); kept under
+ * q6_k_wide.h's rules (keyed by pointers, dropped by an ELM_TILE_FRESH call). A panel is
+ * unpacked only when more calls will use it (ELM_TILE_MORE); a lone call of 2..8 tokens
+ * (batched decode) takes k_pair.h's rows, one token the shared tile. Included only by
+ * kernels/avx2/avx2.c, after q_k.h.
  */
 #ifndef ELM_AVX2_Q4_K_WIDE_H
 #define ELM_AVX2_Q4_K_WIDE_H
@@ -41,23 +43,25 @@
 #define Q4V_R          4   /* rows per panel */
 #define Q4V_T          8   /* tokens per call: 8 int32 chains of one row in registers */
 #define Q4V_MAX_BLOCKS 64  /* 16384 columns; longer rows take the shared tile */
-#define Q4V_PBLOCKS    256 /* kept token tiles: this many blocks in all (64 KiB) */
+#define Q4V_PBLOCKS    128 /* kept token tiles: this many blocks in all (288 KiB) */
 #define Q4V_SLOTS      32  /* at most this many token tiles kept */
+#define Q4V_CB         8   /* blocks per chunk of q4v_run: 16 KiB of paired activations */
 
 /* One super-block of one panel row. */
 struct q4v_block {
-    __m256i q[8];  /* run R: its 32 quants, 0..15 */
-    __m256i sc[8]; /* run R: its 6-bit scale in every int16 */
-    __m256i mins;  /* [m0..m3, m0..m3 | m4..m7, m4..m7] as int16 */
-    float d;       /* the row's d */
-    float ndmin;   /* -dmin */
+    __m256i lo[4], hi[4]; /* run pair j: runs 2j, 2j + 1's quants (0..15), paired (k_pair.h) */
+    __m256i sc2[4];       /* run pair j: the runs' 6-bit scales, paired */
+    __m256i mins;         /* [m0..m3, m0..m3 | m4..m7, m4..m7] as int16 */
+    float d;              /* the row's d */
+    float ndmin;          /* -dmin */
     float pad[6];
 };
 
 struct q4v_scratch {
     struct q4v_block wb[Q4V_R][Q4V_MAX_BLOCKS]; /* [row][block] */
-    /* kept token tiles (kept.h): slot i's blocks from i * nb, each [pair] */
+    /* kept token tiles (kept.h): slot i's blocks from i * nb */
     struct k4_tpair pair[Q4V_PBLOCKS][Q4V_T / 2]; /* token pair p of each block */
+    struct kp_act pa[Q4V_PBLOCKS][Q4V_T];         /* token t's activations, paired */
     struct kept_tag ptag[Q4V_SLOTS];
     uint64_t gen; /* advanced by every FRESH call */
     /* the panel wb holds (w NULL: none) */
@@ -88,80 +92,87 @@ static void q4v_unpack(struct q4v_scratch *s, const uint8_t *w, size_t ws, int n
             /* [sc0..sc7 | m0..m7] as int16 */
             const __m256i sm = _mm256_cvtepu8_epi16(k4_scales_vec(x->scales));
             const __m256i scv = _mm256_permute2x128_si256(sm, sm, 0x00);
-            UNROLL for (int R = 0; R < 8; R++) _mm256_store_si256(
-                &o->sc[R], _mm256_shuffle_epi8(scv, _mm256_set1_epi16((short)K16_PICK(R))));
             _mm256_store_si256(&o->mins, k4_tpair_mins(sm));
             UNROLL for (int j = 0; j < 4; j++)
             { /* 64 elements: runs 2j (low nibbles), 2j+1 (high), as q45_k_impl */
                 const __m256i raw = loadu256(x->qs + 32 * j);
-                _mm256_store_si256(&o->q[2 * j], _mm256_and_si256(raw, m4));
-                _mm256_store_si256(&o->q[2 * j + 1],
-                                   _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4));
+                const __m256i q0 = _mm256_and_si256(raw, m4),
+                              q1 = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+                _mm256_store_si256(&o->lo[j], k16_pair_lo(q0, q1));
+                _mm256_store_si256(&o->hi[j], k16_pair_hi(q0, q1));
+                const __m256i pick = _mm256_set1_epi32(K16_PICK2(2 * j, 2 * j + 1));
+                _mm256_store_si256(&o->sc2[j], _mm256_shuffle_epi8(scv, pick));
             }
         }
 }
 
-/* The token tile at a, prepared (k4_tpair_make): kept if this thread made it since the last
- * FRESH call (the chunk's tiles serve every panel), else made now. */
-static const struct k4_tpair *q4v_acts(struct q4v_scratch *s, const uint8_t *a, size_t as, int nt,
-                                       int64_t nb)
+/* The token tile at a, prepared (k4_tpair_make, kp_pair_block): kept if this thread made it
+ * since the last FRESH call (the chunk's tiles serve every panel), else made now. Returns its
+ * slot: its blocks are pair[] and pa[] from slot * nb. */
+static int64_t q4v_acts(struct q4v_scratch *s, const uint8_t *a, size_t as, int nt, int64_t nb)
 {
     int64_t nslot = Q4V_PBLOCKS / nb;
     if (nslot > Q4V_SLOTS)
         nslot = Q4V_SLOTS;
     bool make;
     const int64_t slot = kept_slot(s->ptag, nslot, Q4V_T, a, as, nb, nt, s->gen, &make);
-    struct k4_tpair(*pr)[Q4V_T / 2] = &s->pair[slot * nb];
     if (make)
-        for (int64_t b = 0; b < nb; b++)
+        for (int64_t b = 0; b < nb; b++) {
             for (int p = 0; 2 * p < nt; p++)
-                pr[b][p] = k4_tpair_make(
+                s->pair[slot * nb + b][p] = k4_tpair_make(
                     BLK(elm_block_q8_k, a, as, 2 * p, b),
                     BLK(elm_block_q8_k, a, as, 2 * p + 1 < nt ? 2 * p + 1 : 2 * p, b));
-    return pr[0];
+            for (int t = 0; t < nt; t++)
+                kp_pair_block(&s->pa[slot * nb + b][t], BLK(elm_block_q8_k, a, as, t, b),
+                              _mm256_setzero_si256());
+        }
+    return slot;
 }
 
-/* Row r of the panel against the NT tokens at a (pairs: their q4v_acts); pf: when not NULL, the
- * next panel's row r, prefetched a block's share at a time (the first token tile of a panel brings
- * the next). */
-ALWAYS_INLINE void q4v_run(const struct q4v_scratch *s, const struct k4_tpair *pairs, int r,
-                           int64_t nb, const uint8_t *a, size_t as, float *y, int64_t ys,
-                           const uint8_t *pf, const int NT)
+/* A panel row's float lanes for NT tokens, kept between chunks of blocks */
+struct q4v_lanes {
+    __m256 acc[Q4V_T], accm[Q4V_T / 2];
+};
+
+/* Blocks [b0, b1) of the panel's rows [0, nr) against the NT tokens at a (kept in slot:
+ * q4v_acts), advancing L[r]. Rows go inside a chunk of blocks so that the chunk's paired
+ * activations (2 KiB a block) stay in L1 for all of them: over whole rows, 5632 columns
+ * (44 KiB of them) streamed from L2 once per row and ran 5 % slower than unpaired.
+ * pf: when not NULL, the next panel, row r's share of each block prefetched with it (the first
+ * token tile of a panel brings the next). */
+ALWAYS_INLINE void q4v_run(const struct q4v_scratch *s, int64_t slot, int nr, int64_t b0,
+                           int64_t b1, int64_t nb, const uint8_t *a, size_t as, struct q4v_lanes *L,
+                           const uint8_t *pf, size_t ws, const int NT)
 {
     const int NP = (NT + 1) / 2; /* token pairs */
-    __m256 acc[Q4V_T], accm[Q4V_T / 2];
-    UNROLL for (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps();
-    UNROLL for (int p = 0; p < NP; p++) accm[p] = _mm256_setzero_ps();
-    for (int64_t b = 0; b < nb; b++) {
-        if (pf)
-            prefetch_span(pf + b * sizeof(struct elm_block_q4_k), sizeof(struct elm_block_q4_k));
-        const struct q4v_block *o = &s->wb[r][b];
-        const struct elm_block_q8_k *v[Q4V_T];
-        UNROLL for (int t = 0; t < NT; t++) v[t] = BLK(elm_block_q8_k, a, as, t, b);
-        const __m256 ndm = _mm256_broadcast_ss(&o->ndmin);
-        const __m256i mins = _mm256_load_si256(&o->mins);
-        UNROLL for (int p = 0; p < NP; p++) accm[p] =
-            k4_min_tpair(accm[p], mins, ndm, &pairs[b * (Q4V_T / 2) + p]);
-        __m256i li[Q4V_T];
-        UNROLL for (int t = 0; t < NT; t++) li[t] = _mm256_setzero_si256();
-        UNROLL for (int R = 0; R < 8; R++)
-        {
-            const __m256i q = _mm256_load_si256(&o->q[R]), sc = _mm256_load_si256(&o->sc[R]);
+    for (int r = 0; r < nr; r++) {
+        __m256 acc[Q4V_T], accm[Q4V_T / 2];
+        UNROLL for (int t = 0; t < NT; t++) acc[t] = L[r].acc[t];
+        UNROLL for (int p = 0; p < NP; p++) accm[p] = L[r].accm[p];
+        for (int64_t b = b0; b < b1; b++) {
+            if (pf)
+                prefetch_span(pf + (size_t)r * ws + b * sizeof(struct elm_block_q4_k),
+                              sizeof(struct elm_block_q4_k));
+            const struct q4v_block *o = &s->wb[r][b];
+            const __m256 ndm = _mm256_broadcast_ss(&o->ndmin);
+            const __m256i mins = _mm256_load_si256(&o->mins);
+            UNROLL for (int p = 0; p < NP; p++) accm[p] =
+                k4_min_tpair(accm[p], mins, ndm, &s->pair[slot * nb + b][p]);
+            __m256i li[Q4V_T];
+            UNROLL for (int j = 0; j < 4; j++)
+                kp_tokens(li, _mm256_load_si256(&o->lo[j]), _mm256_load_si256(&o->hi[j]),
+                          _mm256_load_si256(&o->sc2[j]), s->pa[slot * nb + b], j, NT, 4);
+            const __m256 dw = _mm256_broadcast_ss(&o->d);
             UNROLL for (int t = 0; t < NT; t++)
             {
-                li[t] = madd_acc(li[t], _mm256_maddubs_epi16(q, loadu256(v[t]->qs + 32 * R)), sc);
-                KEEP_CHAIN(li[t]);
+                const __m256 d =
+                    _mm256_mul_ps(_mm256_broadcast_ss(&BLK(elm_block_q8_k, a, as, t, b)->d), dw);
+                acc[t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(li[t]), acc[t]);
             }
         }
-        const __m256 dw = _mm256_broadcast_ss(&o->d);
-        UNROLL for (int t = 0; t < NT; t++)
-        {
-            const __m256 d = _mm256_mul_ps(_mm256_broadcast_ss(&v[t]->d), dw);
-            acc[t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(li[t]), acc[t]);
-        }
+        UNROLL for (int t = 0; t < NT; t++) L[r].acc[t] = acc[t];
+        UNROLL for (int p = 0; p < NP; p++) L[r].accm[p] = accm[p];
     }
-    UNROLL for (int t = 0; t < NT; t++) y[t * ys] =
-        hsum8_ps(acc[t]) + k4_min_fold(accm[t / 2], t % 2);
 }
 
 /* The elm_tile_fn of the avx2 Q4_K entry: nt <= Q4V_T; nr <= Q4V_R with several tokens (one
@@ -191,38 +202,25 @@ static void q4_k_tile_wide(int64_t n, const void *w, size_t ws, int nr, const vo
         s->nb = nb;
         s->nr = nr;
     }
-    const struct k4_tpair *pairs = q4v_acts(s, a, as, nt, nb);
+    const int64_t slot = q4v_acts(s, a, as, nt, nb);
     /* the first token tile of a panel (matmul.c: STREAM only when t is 0) brings the next */
     const uint8_t *pf = stream & ELM_TILE_STREAM ? (const uint8_t *)w + Q4V_R * ws : NULL;
-    for (int r = 0; r < nr; r++) {
-        const uint8_t *pr = pf ? pf + (size_t)r * ws : NULL;
-        switch (nt) {
-        case 1:
-            q4v_run(s, pairs, r, nb, a, as, y + r, ys, pr, 1);
-            break;
-        case 2:
-            q4v_run(s, pairs, r, nb, a, as, y + r, ys, pr, 2);
-            break;
-        case 3:
-            q4v_run(s, pairs, r, nb, a, as, y + r, ys, pr, 3);
-            break;
-        case 4:
-            q4v_run(s, pairs, r, nb, a, as, y + r, ys, pr, 4);
-            break;
-        case 5:
-            q4v_run(s, pairs, r, nb, a, as, y + r, ys, pr, 5);
-            break;
-        case 6:
-            q4v_run(s, pairs, r, nb, a, as, y + r, ys, pr, 6);
-            break;
-        case 7:
-            q4v_run(s, pairs, r, nb, a, as, y + r, ys, pr, 7);
-            break;
-        default:
-            q4v_run(s, pairs, r, nb, a, as, y + r, ys, pr, 8);
-            break;
-        }
+    struct q4v_lanes L[Q4V_R];
+    for (int r = 0; r < nr; r++)
+        for (int t = 0; t < Q4V_T; t++)
+            L[r].acc[t] = L[r].accm[t / 2] = _mm256_setzero_ps();
+    for (int64_t b0 = 0; b0 < nb; b0 += Q4V_CB) {
+        const int64_t b1 = b0 + Q4V_CB < nb ? b0 + Q4V_CB : nb;
+#define Q4V_RUN(T) q4v_run(s, slot, nr, b0, b1, nb, a, as, L, pf, ws, T)
+        if (nt == 1)
+            Q4V_RUN(1);
+        else
+            ELM_TILE_FOR_T(nt, Q4V_RUN);
+#undef Q4V_RUN
     }
+    for (int r = 0; r < nr; r++)
+        for (int t = 0; t < nt; t++)
+            y[r + t * ys] = hsum8_ps(L[r].acc[t]) + k4_min_fold(L[r].accm[t / 2], t % 2);
 }
 
 #endif
