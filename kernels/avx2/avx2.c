@@ -8,8 +8,7 @@
 #include "kernels/avx2/kv_group.h"
 #include "kernels/avx2/ops.h"
 #include "kernels/avx2/q4_0_wide.h"
-#include "kernels/avx2/q4_k_wide.h"
-#include "kernels/avx2/q6_k_wide.h"
+#include "kernels/avx2/k_wide.h"
 #include "kernels/avx2/q8_0_wide.h"
 #include "kernels/avx2/q_k.h"
 #include "kernels/avx2/q_legacy.h"
@@ -31,10 +30,10 @@
 #define TILE_Q5_1   TILE(q5_1_tile_wide, q5_1_vec_dot, Q80V_R, Q80V_T, LEG_R_GEMV)
 #define TILE_IQ4_NL TILE(iq4_nl_tile_wide, iq4_nl_vec_dot, Q80V_R, Q80V_T, LEG_R_GEMV)
 #define TILE_IQ4_XS TILE(iq4_xs_tile_wide, iq4_xs_vec_dot, Q80V_R, Q80V_T, LEG_R_GEMV)
-/* Q4_K and Q6_K prefill: the shared arithmetic over a panel unpacked once per token chunk
- * (q4_k_wide.h, q6_k_wide.h) */
-#define TILE_Q4_K TILE(q4_k_tile_wide, q4_k_vec_dot, Q4V_R, Q4V_T, KQ_R_GEMV)
-#define TILE_Q6_K TILE(q6_k_tile_wide, q6_k_vec_dot, Q6V_R, Q6V_T, KQ_R_GEMV)
+/* Q4_K and Q6_K prefill: the shared arithmetic, runs paired, over a panel unpacked once per
+ * token chunk (k_wide.h) */
+#define TILE_Q4_K TILE(q4_k_tile_wide, q4_k_vec_dot, KW_R, KW_T, KQ_R_GEMV)
+#define TILE_Q6_K TILE(q6_k_tile_wide, q6_k_vec_dot, KW_R, KW_T, KQ_R_GEMV)
 
 #define ELM_VARIANT_NAME  "avx2"
 #define ELM_VARIANT_TABLE elm_kernels_avx2

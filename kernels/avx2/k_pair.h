@@ -11,7 +11,7 @@
  * as int16, gives lane k the two runs' 4-element products D, D' side by side, and one
  * vpmaddwd by (sc, sc') adds sc D + sc' D' to lane k: three multiplies per two runs. The lanes
  * hold the shared tile's exact integers, so the block's fma(d_a * d_w, lane, acc), the minimum
- * terms (Q4_K: k4_min_tpair, as q4_k_wide.h) and the fold are the reference's bits.
+ * terms (Q4_K: k4_min_tpair, as k_wide.h) and the fold are the reference's bits.
  *
  * D must fit int16. Q4_K: |D| <= 4 x 15 x 128. Q6_K's weights are q - 32: with the activations
  * biased to a + 128 (unsigned, vpmaddubsw's first operand) and the weights signed,
@@ -77,6 +77,37 @@ ALWAYS_INLINE void kp_pair_block(struct kp_act *o, const struct elm_block_q8_k *
     }
 }
 
+/* Run pair j of Q4_K block x, paired: the quants of runs 2j (low nibbles) and 2j + 1 (high) in
+ * *wlo, *whi, their scales in *sc2 (scv: [sc0..sc7 | sc0..sc7] as int16). */
+ALWAYS_INLINE void kp_q4_weights(const struct elm_block_q4_k *x, __m256i scv, int j, __m256i *wlo,
+                                 __m256i *whi, __m256i *sc2)
+{
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    const __m256i raw = loadu256(x->qs + 32 * j);
+    const __m256i q0 = _mm256_and_si256(raw, m4),
+                  q1 = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+    *wlo = k16_pair_lo(q0, q1);
+    *whi = k16_pair_hi(q0, q1);
+    *sc2 = _mm256_shuffle_epi8(scv, _mm256_set1_epi32(K16_PICK2(2 * j, 2 * j + 1)));
+}
+
+/* Run pair j of Q6_K block x, paired: the weights q - 32 of runs 2j, 2j + 1 in *wlo, *whi, their
+ * scales in *sc2 (scv: as k16_run_scales takes it), and the zero token's lanes (every
+ * activation byte 128) added to *z. */
+ALWAYS_INLINE void kp_q6_weights(const struct elm_block_q6_k *x, const __m256i scv[2], int j,
+                                 __m256i *wlo, __m256i *whi, __m256i *sc2, __m256i *z)
+{
+    const __m256i c32 = _mm256_set1_epi8(32), c128 = _mm256_set1_epi8(-128);
+    const __m256i q0 = _mm256_sub_epi8(q6_run_quants(x, 2 * j), c32),
+                  q1 = _mm256_sub_epi8(q6_run_quants(x, 2 * j + 1), c32);
+    *wlo = k16_pair_lo(q0, q1);
+    *whi = k16_pair_hi(q0, q1);
+    *sc2 = k16_pair_scales(scv, j);
+    *z = madd_acc(
+        *z, _mm256_add_epi16(_mm256_maddubs_epi16(c128, *wlo), _mm256_maddubs_epi16(c128, *whi)),
+        *sc2);
+}
+
 /* Run pair j of one row (its paired weights wlo, whi and scales sc2) against NT tokens' paired
  * activations p[0..NT): adds sc D + sc' D' to each token's lanes li[t] (j 0 starts them). KIND 4:
  * Q4_K (weights 0..15, signed activations); 6: Q6_K (weights q - 32, activations + 128). */
@@ -87,10 +118,10 @@ ALWAYS_INLINE void kp_tokens(__m256i *li, __m256i wlo, __m256i whi, __m256i sc2,
     {
         const __m256i alo = _mm256_load_si256(&p[t].lo[j]), ahi = _mm256_load_si256(&p[t].hi[j]);
         /* vpmaddubsw's first operand is the unsigned one */
-        const __m256i d = KIND == 6 ? _mm256_add_epi16(_mm256_maddubs_epi16(alo, wlo),
-                                                       _mm256_maddubs_epi16(ahi, whi))
-                                    : _mm256_add_epi16(_mm256_maddubs_epi16(wlo, alo),
-                                                       _mm256_maddubs_epi16(whi, ahi));
+        const __m256i d =
+            KIND == 6
+                ? _mm256_add_epi16(_mm256_maddubs_epi16(alo, wlo), _mm256_maddubs_epi16(ahi, whi))
+                : _mm256_add_epi16(_mm256_maddubs_epi16(wlo, alo), _mm256_maddubs_epi16(whi, ahi));
         li[t] = j == 0 ? _mm256_madd_epi16(d, sc2) : madd_acc(li[t], d, sc2);
         KEEP_CHAIN(li[t]);
     }
@@ -170,29 +201,10 @@ ALWAYS_INLINE void kp_row(const struct kp_scratch *s, int64_t nb, const uint8_t 
         UNROLL for (int j = 0; j < 4; j++)
         {
             __m256i wlo, whi, sc2;
-            if (KIND == 6) {
-                const struct elm_block_q6_k *x = (const void *)xb;
-                const __m256i c32 = _mm256_set1_epi8(32);
-                const __m256i q0 = _mm256_sub_epi8(q6_run_quants(x, 2 * j), c32),
-                              q1 = _mm256_sub_epi8(q6_run_quants(x, 2 * j + 1), c32);
-                wlo = k16_pair_lo(q0, q1);
-                whi = k16_pair_hi(q0, q1);
-                sc2 = k16_pair_scales(scv, j);
-                /* the zero token's lanes, taken from every token's below */
-                const __m256i c128 = _mm256_set1_epi8(-128);
-                z = madd_acc(z,
-                             _mm256_add_epi16(_mm256_maddubs_epi16(c128, wlo),
-                                              _mm256_maddubs_epi16(c128, whi)),
-                             sc2);
-            } else { /* runs 2j, 2j + 1: the low and high nibbles of the same 32 bytes */
-                const __m256i m4 = _mm256_set1_epi8(0x0f);
-                const __m256i raw = loadu256(((const struct elm_block_q4_k *)xb)->qs + 32 * j);
-                const __m256i q0 = _mm256_and_si256(raw, m4),
-                              q1 = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
-                wlo = k16_pair_lo(q0, q1);
-                whi = k16_pair_hi(q0, q1);
-                sc2 = _mm256_shuffle_epi8(scv[0], _mm256_set1_epi32(K16_PICK2(2 * j, 2 * j + 1)));
-            }
+            if (KIND == 6) /* the zero token's lanes too, taken from every token's below */
+                kp_q6_weights((const void *)xb, scv, j, &wlo, &whi, &sc2, &z);
+            else
+                kp_q4_weights((const void *)xb, scv[0], j, &wlo, &whi, &sc2);
             kp_tokens(li, wlo, whi, sc2, p, j, NT, KIND);
         }
         if (KIND == 6) {

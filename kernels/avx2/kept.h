@@ -1,4 +1,4 @@
-/* kept.h — where the avx2 prefill tiles (q4_0_wide.h, q4_k_wide.h) keep their prepared token
+/* kept.h — where the avx2 prefill tiles (q4_0_wide.h, k_wide.h) keep their prepared token
  * tiles. A tile prepares what its tokens need (activation sums, scales) once, and every panel of
  * the token chunk reuses it: matmul.c runs the chunk's token tiles for one panel after another,
  * so the tiles of a chunk, whose addresses are T rows apart, take consecutive slots of a

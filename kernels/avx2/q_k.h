@@ -113,7 +113,7 @@ ALWAYS_INLINE __m256 k4_min_slots(__m256 x0, __m256 x1)
     return _mm256_blend_ps(x0, x1, 0xcc);
 }
 
-/* A token pair's operands of its minimum lanes for rows that are kept (q4_k_wide.h, k_pair.h):
+/* A token pair's operands of its minimum lanes for rows that are kept (k_wide.h, k_pair.h):
  * vphaddw of the two tokens' 16 bsums puts each 128-bit half's sums of 32 side by side, [t0
  * s0..s3, t1 s0..s3 | t0 s4..s7, t1 s4..s7] (|sum32| <= 32 x 128 fits int16), and their d in
  * k4_min_slots. */

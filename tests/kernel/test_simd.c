@@ -377,10 +377,10 @@ static void test_matmul(void **state)
     print_message("%s: %d prefill shapes of the 32-row panel tiles bit-identical\n", k->name,
                   nkept);
     /* The avx2 Q8_0/Q5_0/Q4_1/Q5_1/IQ4_NL/IQ4_XS, Q4_K and Q6_K tiles (kernels/avx2/q8_0_wide.h,
-     * q4_k_wide.h, q6_k_wide.h) keep 8- and 4-row panels in 352- and 64-block buffers: several
-     * token tiles per panel, partial panels, rows as long as the buffer holds and one longer
-     * (IQ4_XS: one super-block), weights rewritten in place between products; Q4_K's 17 blocks
-     * end in a partial chunk of its run (8 blocks). */
+     * k_wide.h) keep 8- and 4-row panels in 352- and 64-block buffers: several token tiles per
+     * panel, partial panels, rows as long as the buffer holds and one longer (IQ4_XS: one
+     * super-block), weights rewritten in place between products; 17 super-blocks end in a
+     * partial chunk of k_wide.h's run (8 blocks). */
     if (strcmp(k->name, "avx2") == 0) {
         check_matmul(k, ELM_TYPE_Q8_0, 352 * 32, 37, 20, 211, 2);
         check_matmul(k, ELM_TYPE_Q8_0, 353 * 32, 21, 11, 212, 2);
@@ -398,6 +398,7 @@ static void test_matmul(void **state)
         check_matmul(k, ELM_TYPE_Q4_K, 65 * 256, 21, 13, 226, 2);
         check_matmul(k, ELM_TYPE_Q6_K, 64 * 256, 37, 20, 213, 2);
         check_matmul(k, ELM_TYPE_Q6_K, 65 * 256, 21, 13, 214, 2);
+        check_matmul(k, ELM_TYPE_Q6_K, 17 * 256, 37, 20, 227, 2);
         print_message(
             "%s: Q8_0, Q5_0, Q4_1, Q5_1, IQ4_NL, IQ4_XS, Q4_K and Q6_K prefill shapes of the panel "
             "tiles bit-identical\n",
