@@ -326,7 +326,7 @@ ALWAYS_INLINE void q80v_store(__m256 out, float *y, int nr)
  * kinds with one float step per block; acc[0..3] are token t0's lanes, acc[4..7] t1's. A half
  * at a time because all 8 lanes of two tokens, 16 accumulators, do not fit the 16 registers;
  * 4 lanes x 2 tokens do. Per token and block: 8 weight loads (each serves both tokens), 16
- * activation broadcasts and 3 for the scales (the d_w x d_a products are made once per half):
+ * activation broadcasts and 3 for the scales (each half makes its own d_w x d_a products):
  * 27 loads against 26 multiply-port uops, where one token alone took 34 against 25. */
 ALWAYS_INLINE void q80v_half(const struct q80v_scratch *s, int64_t b0, int64_t b1,
                              const struct q80v_ablock *t0, const struct q80v_ablock *t1, int h,

@@ -148,6 +148,10 @@ ALWAYS_INLINE __m256i madd_acc(__m256i acc, __m256i p, __m256i c)
 }
 #endif
 
+/* Makes the compiler hold v in a register: a vector loaded once for several uses, which gcc
+ * would otherwise fold into each use as a memory operand (a load each, where loads bind). */
+#define IN_REGISTER(v) __asm__("" : "+x"(v))
+
 /* Keeps an int32 accumulator a chain in one register. Without VNNI each step is a vpmaddwd then
  * a vpaddd, and the compiler (integer addition being associative) turns a tile's chains into
  * trees whose pending products spill to the stack: callgrind showed the avx2 K-quant tiles
@@ -155,12 +159,8 @@ ALWAYS_INLINE __m256i madd_acc(__m256i acc, __m256i p, __m256i c)
 #ifdef ELM_SIMD_VNNI
 #define KEEP_CHAIN(v) ((void)0)
 #else
-#define KEEP_CHAIN(v) __asm__("" : "+x"(v))
+#define KEEP_CHAIN(v) IN_REGISTER(v)
 #endif
-
-/* Makes the compiler hold v in a register: a vector loaded once for several uses, which gcc
- * would otherwise fold into each use as a memory operand (a load each, where loads bind). */
-#define IN_REGISTER(v) __asm__("" : "+x"(v))
 
 /* 32 bytes, one per bit of x: 0xff where the bit is set, else 0 (byte j <- bit j). */
 #ifdef ELM_SIMD_VNNI
