@@ -61,6 +61,8 @@
 #define Q80V_T          8   /* tokens per call (each is its own pass over the panel) */
 #define Q80V_MIN_T      2   /* fewer tokens: the shared tile */
 #define Q80V_MAX_BLOCKS 352 /* 11264 columns; longer rows take the shared tile */
+#define Q80V_CHUNK      16  /* blocks per chunk of q80v_run2: whole IQ4_XS super-blocks */
+_Static_assert(Q80V_CHUNK % (ELM_QK_K / ELM_QK) == 0, "q80v_run2's chunks hold super-blocks");
 
 /* The KIND of every function below: the weight type */
 enum { Q80V_Q8_0, Q80V_Q5_0, Q80V_Q4_1, Q80V_Q5_1, Q80V_IQ4_NL, Q80V_IQ4_XS };
@@ -322,35 +324,55 @@ ALWAYS_INLINE void q80v_store(__m256 out, float *y, int nr)
     }
 }
 
-/* Blocks [b0, b1) of half h (0 or 1) of two tokens' lanes, k = h, h + 2, h + 4, h + 6, for
- * kinds with one float step per block; acc[0..3] are token t0's lanes, acc[4..7] t1's. A half
- * at a time because all 8 lanes of two tokens, 16 accumulators, do not fit the 16 registers;
- * 4 lanes x 2 tokens do. Per token and block: 8 weight loads (each serves both tokens), 16
- * activation broadcasts and 3 for the scales (each half makes its own d_w x d_a products):
- * 27 loads against 26 multiply-port uops, where one token alone took 34 against 25. */
+/* Blocks [b0, b1) of half h (0 or 1) of two tokens' lanes, k = h, h + 2, h + 4, h + 6;
+ * acc[0..3] are token t0's lanes, acc[4..7] t1's. A half at a time because all 8 lanes of two
+ * tokens, 16 accumulators, do not fit the 16 registers; 4 lanes x 2 tokens do. Per token and
+ * block: 8 weight loads (each serves both tokens), 16 activation broadcasts and 3 for the
+ * scales (each half makes its own d_w x d_a products): 27 loads against 26 multiply-port uops,
+ * where one token alone took 34 against 25. IQ4_XS adds its 8 sub-blocks' lanes as int32 first
+ * (b0 and b1 are then whole super-blocks). */
 ALWAYS_INLINE void q80v_half(const struct q80v_scratch *s, int64_t b0, int64_t b1,
                              const struct q80v_ablock *t0, const struct q80v_ablock *t1, int h,
-                             __m256 acc[8])
+                             __m256 acc[8], const int KIND)
 {
+    const int sub = q80v_sub(KIND);
     __m256 a[8];
     UNROLL for (int i = 0; i < 8; i++) a[i] = acc[i];
-    for (int64_t b = b0; b < b1; b++) {
-        const struct q80v_block *p = &s->wb[b];
-        __m256 dw = _mm256_load_ps((const float *)&p->d);
+    for (int64_t b = b0; b < b1; b += sub) {
+        __m256 dw = _mm256_load_ps((const float *)&s->wb[b].d);
         IN_REGISTER(dw);
         const __m256 d0 = _mm256_mul_ps(dw, _mm256_broadcast_ss(&t0[b].d));
         const __m256 d1 = _mm256_mul_ps(dw, _mm256_broadcast_ss(&t1[b].d));
-        const uint8_t *v0 = (const uint8_t *)t0[b].q, *v1 = (const uint8_t *)t1[b].q;
-        UNROLL for (int i = 0; i < 4; i++)
+        __m256i l0[4], l1[4];
+        UNROLL for (int j = 0; j < sub; j++)
         {
-            const int k = h + 2 * i;
-            __m256i e = _mm256_load_si256(&p->eo[q80v_at(k)]);
-            __m256i o = _mm256_load_si256(&p->eo[q80v_at(k) + 1]);
-            IN_REGISTER(e);
-            IN_REGISTER(o);
-            const __m256i l0 = q80v_lane_of(e, o, v0, k), l1 = q80v_lane_of(e, o, v1, k);
-            a[i] = _mm256_fmadd_ps(d0, _mm256_cvtepi32_ps(l0), a[i]);
-            a[4 + i] = _mm256_fmadd_ps(d1, _mm256_cvtepi32_ps(l1), a[4 + i]);
+            const struct q80v_block *p = &s->wb[b + j];
+            const uint8_t *v0 = (const uint8_t *)t0[b + j].q, *v1 = (const uint8_t *)t1[b + j].q;
+            UNROLL for (int i = 0; i < 4; i++)
+            {
+                const int k = h + 2 * i;
+                __m256i e = _mm256_load_si256(&p->eo[q80v_at(k)]);
+                __m256i o = _mm256_load_si256(&p->eo[q80v_at(k) + 1]);
+                IN_REGISTER(e);
+                IN_REGISTER(o);
+                const __m256i x0 = q80v_lane_of(e, o, v0, k), x1 = q80v_lane_of(e, o, v1, k);
+                if (sub == 1) { /* converted and fma'd at once: 8 lanes more would spill */
+                    a[i] = _mm256_fmadd_ps(d0, _mm256_cvtepi32_ps(x0), a[i]);
+                    a[4 + i] = _mm256_fmadd_ps(d1, _mm256_cvtepi32_ps(x1), a[4 + i]);
+                    continue;
+                }
+                l0[i] = j == 0 ? x0 : _mm256_add_epi32(l0[i], x0);
+                l1[i] = j == 0 ? x1 : _mm256_add_epi32(l1[i], x1);
+                KEEP_CHAIN(l0[i]);
+                KEEP_CHAIN(l1[i]);
+            }
+        }
+        if (sub > 1) {
+            UNROLL for (int i = 0; i < 4; i++)
+            {
+                a[i] = _mm256_fmadd_ps(d0, _mm256_cvtepi32_ps(l0[i]), a[i]);
+                a[4 + i] = _mm256_fmadd_ps(d1, _mm256_cvtepi32_ps(l1[i]), a[4 + i]);
+            }
         }
     }
     UNROLL for (int i = 0; i < 8; i++) acc[i] = a[i];
@@ -380,8 +402,8 @@ ALWAYS_INLINE void q80v_summs2(const struct q80v_scratch *s, int64_t b0, int64_t
     summs[1] = s1;
 }
 
-/* Two tokens (one float step per block: not IQ4_XS), activations at t0 and t1, against the
- * unpacked panel; rows [0, nr) of their outputs are stored at y0 and y1. */
+/* Two tokens, activations at t0 and t1, against the unpacked panel; rows [0, nr) of their
+ * outputs are stored at y0 and y1. */
 ALWAYS_INLINE void q80v_run2(const struct q80v_scratch *s, int64_t nb, const struct q80v_ablock *t0,
                              const struct q80v_ablock *t1, float *y0, float *y1, int nr,
                              const int KIND)
@@ -389,15 +411,14 @@ ALWAYS_INLINE void q80v_run2(const struct q80v_scratch *s, int64_t nb, const str
     /* both halves over a chunk of blocks at a time, so that the second finds the chunk's panel
      * (9 KiB) in L1: over a whole panel longer than L1 each half streams it from L2 (at 5632
      * columns that was 13 % slower than one token at a time) */
-    enum { CHUNK = 16 };
     __m256 acc[2][8];
     UNROLL for (int h = 0; h < 2; h++) UNROLL for (int i = 0; i < 8; i++) acc[h][i] =
         _mm256_setzero_ps();
     __m256 summs[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
-    for (int64_t b0 = 0; b0 < nb; b0 += CHUNK) {
-        const int64_t b1 = b0 + CHUNK < nb ? b0 + CHUNK : nb;
-        q80v_half(s, b0, b1, t0, t1, 0, acc[0]);
-        q80v_half(s, b0, b1, t0, t1, 1, acc[1]);
+    for (int64_t b0 = 0; b0 < nb; b0 += Q80V_CHUNK) {
+        const int64_t b1 = b0 + Q80V_CHUNK < nb ? b0 + Q80V_CHUNK : nb;
+        q80v_half(s, b0, b1, t0, t1, 0, acc[0], KIND);
+        q80v_half(s, b0, b1, t0, t1, 1, acc[1], KIND);
         if (q80v_offset(KIND)) /* a third pass: beside a half's registers the two chains spill */
             q80v_summs2(s, b0, b1, t0, t1, summs);
     }
@@ -505,10 +526,8 @@ ALWAYS_INLINE void q80v_tile(int64_t n, const void *w, size_t ws, int nr, const 
         s->kind = KIND;
     }
     int t = 0;
-    if (q80v_sub(KIND) == 1)
-        for (; t + 2 <= nt; t += 2)
-            q80v_run2(s, nb, t0 + t * nb, t0 + (t + 1) * nb, y + t * ys, y + (t + 1) * ys, nr,
-                      KIND);
+    for (; t + 2 <= nt; t += 2)
+        q80v_run2(s, nb, t0 + t * nb, t0 + (t + 1) * nb, y + t * ys, y + (t + 1) * ys, nr, KIND);
     for (; t < nt; t++)
         q80v_run(s, nb, t0 + t * nb, y + t * ys, nr, KIND);
 }
