@@ -84,13 +84,15 @@ struct bench_machine {
 };
 void bench_machine(struct bench_machine *m);
 
-/* int8 multiply-adds per cycle per core: two 256-bit vpdpbusd (or vpmaddubsw) per cycle, the
- * instruction throughput of Zen 4 and recent Intel cores. */
+/* int8 multiply-adds per cycle per core assumed where the peak is not measured (variants other
+ * than avx512 and avx2): two 256-bit dot products a cycle. */
 #define BENCH_INT8_MACS_PER_CYCLE 64
 /* The int8 dot-product peak of `threads` cores in GFLOP/s (2 per multiply-add) at the clock
  * measured here (a chain of dependent adds runs at one per cycle; a VM's nominal MHz says
- * little about turbo). *hz gets the clock. Takes about half a second. */
-double bench_int8_peak(int threads, double *hz);
+ * little about turbo), with the multiply-adds a core issues per cycle measured for the active
+ * variant (bench_report.c). *hz gets the clock, *macs the multiply-adds per cycle (either may
+ * be NULL). Takes about half a second. */
+double bench_int8_peak(int threads, double *hz, double *macs);
 
 /* Synthetic models (synth.c): writes (or finds in the cache) the GGUF for SHAPE:TYPE, e.g.
  * "tinyllama-1.1b:q4_0", and puts its path in path. Returns 0 or an error with a message. */

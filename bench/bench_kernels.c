@@ -15,10 +15,11 @@
  * one row), unless the output projection shares it.
  *
  * Prefill is compute-bound: a mat×mat of T tokens (default 64) is judged in GFLOP/s (2 per
- * multiply-add) against the int8 dot-product peak: 64 int8 multiply-adds per cycle per core
- * (two 256-bit vpdpbusd or vpmaddubsw per cycle, the instruction throughput of Zen 4 and recent
- * Intel cores) x cores x clock. The clock is measured (a chain of dependent adds runs at one
- * per cycle), not read from /proc, because a VM's nominal MHz says little about turbo.
+ * multiply-add) against the int8 dot-product peak: the int8 multiply-adds a core issues per
+ * cycle with the active variant's dot product (measured: vpdpbusd zmm for avx512, vpmaddubsw
+ * ymm for avx2; 64 assumed for the others) x cores x clock. The clock is measured (a chain of
+ * dependent adds runs at one per cycle), not read from /proc, because a VM's nominal MHz says
+ * little about turbo.
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -454,12 +455,12 @@ static void print_stream(const struct bench_opts *o, const struct kopts *ko, uin
 /* Prints the measured clock and the int8 peak; returns the peak in GFLOP/s. */
 static double print_peak(const struct bench_opts *o)
 {
-    double hz;
-    const double peak = bench_int8_peak(o->threads, &hz);
+    double hz, macs;
+    const double peak = bench_int8_peak(o->threads, &hz, &macs);
     const struct bench_cell pc[] = {
         {"clock GHz (measured)", NULL, hz / 1e9, 2},
         {"cores", NULL, o->threads, 0},
-        {"int8 MAC/cycle/core", NULL, BENCH_INT8_MACS_PER_CYCLE, 0},
+        {"int8 MAC/cycle/core", NULL, macs, 1},
         {"int8 peak GFLOP/s", NULL, peak, 0},
     };
     bench_row(o, "peak", pc, (int)(sizeof pc / sizeof *pc));

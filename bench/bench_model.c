@@ -398,7 +398,7 @@ int bench_model(const struct bench_opts *o, int argc, char **argv)
     }
     bench_print_header(o, "model");
     /* the peak of o->threads cores; bench_one scales it to the threads of its row */
-    const double peak = bench_int8_peak(o->threads, NULL);
+    const double peak = bench_int8_peak(o->threads, NULL, NULL);
     int fails = 0;
     for (int i = 0; i < n_models; i++)
         for (int t = 0; t < n_thr; t++)
