@@ -19,6 +19,7 @@
 #ifndef ELM_KERNELS_TILES_H
 #define ELM_KERNELS_TILES_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -45,6 +46,35 @@ typedef void (*elm_tile_fn)(int64_t n, const void *w, size_t w_stride, int nr, c
  * will be reused before it is replaced. Without it a stream call's panel serves that call alone,
  * and a tile may unpack it for one use (the AVX-512 Q4_K tile keeps nibble pairs then). */
 #define ELM_TILE_MORE 4
+
+/* What a tile's unpacked panel was made from (w NULL: none): the rows at w, ws bytes apart, nb
+ * blocks long, nr of them, and the tile's kind of weights (for a tile serving several; 0
+ * otherwise). A call reuses the panel when it brings the same key; an ELM_TILE_FRESH call forgets
+ * it (elm_panel_forget), as the weights behind w may have changed. */
+struct elm_panel_key {
+    const void *w;
+    size_t ws;
+    int64_t nb;
+    int nr;
+    int kind;
+};
+
+static inline bool elm_panel_is(const struct elm_panel_key *k, const void *w, size_t ws, int64_t nb,
+                                int nr, int kind)
+{
+    return k->w == w && k->ws == ws && k->nb == nb && k->nr == nr && k->kind == kind;
+}
+
+static inline void elm_panel_set(struct elm_panel_key *k, const void *w, size_t ws, int64_t nb,
+                                 int nr, int kind)
+{
+    *k = (struct elm_panel_key){.w = w, .ws = ws, .nb = nb, .nr = nr, .kind = kind};
+}
+
+static inline void elm_panel_forget(struct elm_panel_key *k)
+{
+    k->w = NULL;
+}
 
 /* Runs RUN(T) with T the constant 2..8 equal to nt (8 for more), so each token count compiles to
  * its own fully unrolled loop; the wide tiles dispatch their runs this way (a tile whose

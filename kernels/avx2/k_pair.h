@@ -77,6 +77,24 @@ ALWAYS_INLINE void kp_pair_block(struct kp_act *o, const struct elm_block_q8_k *
     }
 }
 
+/* Q4_K block x's run scales as kp_q4_weights takes them ([sc0..sc7 | sc0..sc7] as int16; runs
+ * 2j, 2j + 1's pair is int16 2j, 2j + 1), and in *mins its minimum scales as k4_min_tpair takes
+ * them. */
+ALWAYS_INLINE __m256i kp_q4_scales(const struct elm_block_q4_k *x, __m256i *mins)
+{
+    const __m256i sm = _mm256_cvtepu8_epi16(k4_scales_vec(x->scales)); /* [sc0..sc7 | m0..m7] */
+    *mins = k4_tpair_mins(sm);
+    return _mm256_permute2x128_si256(sm, sm, 0x00);
+}
+
+/* Q6_K block x's 16 scales as int16, as kp_q6_weights (and k16_run_scales) take them. */
+ALWAYS_INLINE void kp_q6_scales(const struct elm_block_q6_k *x, __m256i scv[2])
+{
+    const __m256i sc = _mm256_cvtepi8_epi16(_mm_loadu_si128((const void *)x->scales));
+    scv[0] = _mm256_permute2x128_si256(sc, sc, 0x00);
+    scv[1] = _mm256_permute2x128_si256(sc, sc, 0x11);
+}
+
 /* Run pair j of Q4_K block x, paired: the quants of runs 2j (low nibbles) and 2j + 1 (high) in
  * *wlo, *whi, their scales in *sc2 (scv: [sc0..sc7 | sc0..sc7] as int16). */
 ALWAYS_INLINE void kp_q4_weights(const struct elm_block_q4_k *x, __m256i scv, int j, __m256i *wlo,
@@ -181,20 +199,15 @@ ALWAYS_INLINE void kp_row(const struct kp_scratch *s, int64_t nb, const uint8_t 
         if (KIND == 6) {
             const struct elm_block_q6_k *x = (const void *)xb;
             dw = h2f(x->d);
-            const __m256i sc = _mm256_cvtepi8_epi16(_mm_loadu_si128((const void *)x->scales));
-            scv[0] = _mm256_permute2x128_si256(sc, sc, 0x00);
-            scv[1] = _mm256_permute2x128_si256(sc, sc, 0x11);
+            kp_q6_scales(x, scv);
         } else {
             const struct elm_block_q4_k *x = (const void *)xb;
             dw = h2f(x->d);
-            /* [sc0..sc7 | m0..m7] as int16 */
-            const __m256i sm = _mm256_cvtepu8_epi16(k4_scales_vec(x->scales));
-            const __m256i mins = k4_tpair_mins(sm);
+            __m256i mins;
+            scv[0] = kp_q4_scales(x, &mins);
             const __m256 ndm = _mm256_set1_ps(-h2f(x->dmin));
             UNROLL for (int p = 0; p < NP; p++) accm[p] =
                 k4_min_tpair(accm[p], mins, ndm, &s->mp[b][p]);
-            /* [sc0..sc7 | sc0..sc7]; runs 2j, 2j + 1's pair is int16 2j, 2j + 1 */
-            scv[0] = _mm256_permute2x128_si256(sm, sm, 0x00);
         }
         const struct kp_act *p = &s->pa[b * KP_T];
         __m256i li[KP_T];

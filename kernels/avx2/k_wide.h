@@ -63,13 +63,8 @@ struct kw_scratch {
     struct k4_tpair pair[KW_PBLOCKS][KW_T / 2]; /* Q4_K: token pair p of each block */
     struct kp_act pa[KW_PBLOCKS][KW_T];         /* token t's activations, paired */
     struct kept_tag ptag[KW_SLOTS];
-    uint64_t gen; /* advanced by every FRESH call */
-    /* the panel wb holds (w NULL: none) */
-    const void *w;
-    size_t ws;
-    int64_t nb;
-    int nr;
-    int kind;
+    uint64_t gen;             /* advanced by every FRESH call */
+    struct elm_panel_key key; /* the panel wb holds */
 };
 
 /* This thread's scratch, made on its first call (common/scratch.h: not static TLS); NULL when
@@ -89,9 +84,8 @@ ALWAYS_INLINE void kw_unpack(struct kw_scratch *s, const uint8_t *w, size_t ws, 
                 const struct elm_block_q6_k *x = (const void *)xb;
                 o->d = h2f(x->d);
                 o->ndmin = 0.0f;
-                const __m256i sc = _mm256_cvtepi8_epi16(_mm_loadu_si128((const void *)x->scales));
-                const __m256i scv[2] = {_mm256_permute2x128_si256(sc, sc, 0x00),
-                                        _mm256_permute2x128_si256(sc, sc, 0x11)};
+                __m256i scv[2];
+                kp_q6_scales(x, scv);
                 __m256i z = _mm256_setzero_si256();
                 UNROLL for (int j = 0; j < 4; j++)
                     kp_q6_weights(x, scv, j, &o->lo[j], &o->hi[j], &o->sc2[j], &z);
@@ -102,10 +96,9 @@ ALWAYS_INLINE void kw_unpack(struct kw_scratch *s, const uint8_t *w, size_t ws, 
                 const __m128 dd = _mm_cvtph_ps(_mm_cvtsi32_si128((int)load_u32(x)));
                 _mm_storel_epi64((__m128i *)&o->d, _mm_castps_si128(_mm_xor_ps(
                                                        dd, _mm_setr_ps(0.0f, -0.0f, 0.0f, 0.0f))));
-                /* [sc0..sc7 | m0..m7] as int16 */
-                const __m256i sm = _mm256_cvtepu8_epi16(k4_scales_vec(x->scales));
-                const __m256i scv = _mm256_permute2x128_si256(sm, sm, 0x00);
-                _mm256_store_si256(&o->mz, k4_tpair_mins(sm));
+                __m256i mins;
+                const __m256i scv = kp_q4_scales(x, &mins);
+                _mm256_store_si256(&o->mz, mins);
                 UNROLL for (int j = 0; j < 4; j++)
                     kp_q4_weights(x, scv, j, &o->lo[j], &o->hi[j], &o->sc2[j]);
             }
@@ -198,11 +191,10 @@ ALWAYS_INLINE void kw_tile(int64_t n, const void *w, size_t ws, int nr, const vo
         kw_scratch_p ? kw_scratch_p : (kw_scratch_p = elm_scratch_thread(sizeof *s));
     const int64_t nb = n / ELM_QK_K;
     if (s && (stream & ELM_TILE_FRESH)) { /* a new matmul: what pointers kept may have changed */
-        s->w = NULL;
+        elm_panel_forget(&s->key);
         s->gen++;
     }
-    const bool kept =
-        s && s->w == w && s->ws == ws && s->nb == nb && s->nr == nr && s->kind == KIND;
+    const bool kept = s && elm_panel_is(&s->key, w, ws, nb, nr, KIND);
     /* a lone call (batched decode): k_pair.h */
     if (!kept && !(stream & ELM_TILE_MORE) && kp_lone(n, w, ws, nr, a, as, nt, y, ys, stream, KIND))
         return;
@@ -213,11 +205,7 @@ ALWAYS_INLINE void kw_tile(int64_t n, const void *w, size_t ws, int nr, const vo
     }
     if (!kept) {
         kw_unpack(s, w, ws, nr, nb, KIND);
-        s->w = w;
-        s->ws = ws;
-        s->nb = nb;
-        s->nr = nr;
-        s->kind = KIND;
+        elm_panel_set(&s->key, w, ws, nb, nr, KIND);
     }
     const int64_t slot = kw_acts(s, a, as, nt, nb, KIND);
     /* the first token tile of a panel (matmul.c: STREAM only when t is 0) brings the next */

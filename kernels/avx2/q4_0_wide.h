@@ -59,11 +59,7 @@ struct q40v_scratch {
     struct q40v_ablock ab[Q40V_ABLOCKS];
     struct kept_tag atag[Q40V_SLOTS];
     uint64_t gen; /* advanced by every FRESH call: kept token tiles older than it are stale */
-    /* the panel wb holds (w NULL: none) */
-    const void *w;
-    size_t ws;
-    int64_t nb;
-    int nr;
+    struct elm_panel_key key; /* the panel wb holds */
 };
 
 /* This thread's scratch, made on its first call (common/scratch.h: not static TLS, which every
@@ -254,7 +250,7 @@ static void q4_0_tile_wide(int64_t n, const void *w, size_t ws, int nr, const vo
     const int64_t nb = n / ELM_QK;
     /* a new matmul: data behind kept pointers may have changed */
     if (s && (stream & ELM_TILE_FRESH)) {
-        s->w = NULL;
+        elm_panel_forget(&s->key);
         s->gen++;
     }
     if (!s || nt < Q40V_MIN_T || nr > Q40V_R || nb < 1 || nb > Q40V_MAX_BLOCKS) {
@@ -264,12 +260,9 @@ static void q4_0_tile_wide(int64_t n, const void *w, size_t ws, int nr, const vo
     /* the first token tile of a panel brings the next one (matmul.c: STREAM only when t is 0),
      * a part during the unpack and the rest during the run */
     const uint8_t *pf = stream & ELM_TILE_STREAM ? (const uint8_t *)w + Q40V_R * ws : NULL;
-    if (s->w != w || s->ws != ws || s->nb != nb || s->nr != nr) {
+    if (!elm_panel_is(&s->key, w, ws, nb, nr, 0)) {
         q40v_unpack(s, w, ws, nr, nb, pf);
-        s->w = w;
-        s->ws = ws;
-        s->nb = nb;
-        s->nr = nr;
+        elm_panel_set(&s->key, w, ws, nb, nr, 0);
     }
     const struct q40v_ablock *abs = q40v_acts(s, a, as, nt, nb);
     if (pf) /* the unpack asked for the first Q40V_PF_UNPACK bytes a block */

@@ -119,12 +119,7 @@ struct q80v_acts {
 
 struct q80v_scratch {
     struct q80v_block wb[Q80V_MAX_BLOCKS];
-    /* the panel wb holds (w NULL: none) */
-    const void *w;
-    size_t ws;
-    int64_t nb;
-    int nr;
-    int kind;
+    struct elm_panel_key key; /* the panel wb holds */
 };
 
 /* This thread's scratch, made on its first call (common/scratch.h: not static TLS); NULL when
@@ -500,7 +495,7 @@ ALWAYS_INLINE void q80v_tile(int64_t n, const void *w, size_t ws, int nr, const 
     const int64_t nb = n / ELM_QK;
     if (stream & ELM_TILE_FRESH) { /* a new matmul: what the pointers kept may have changed */
         if (s)
-            s->w = NULL;
+            elm_panel_forget(&s->key);
         if (c)
             c->base = NULL;
     }
@@ -516,14 +511,10 @@ ALWAYS_INLINE void q80v_tile(int64_t n, const void *w, size_t ws, int nr, const 
         elm_tile_in_panels(shared, LEG_R, LEG_T, n, w, ws, nr, a, as, nt, y, ys, stream);
         return;
     }
-    if (s->w != w || s->ws != ws || s->nb != nb || s->nr != nr || s->kind != KIND) {
+    if (!elm_panel_is(&s->key, w, ws, nb, nr, KIND)) {
         q80v_unpack_kind(s, w, ws, nr, nb,
                          stream & ELM_TILE_STREAM ? (const uint8_t *)w + Q80V_R * ws : NULL, KIND);
-        s->w = w;
-        s->ws = ws;
-        s->nb = nb;
-        s->nr = nr;
-        s->kind = KIND;
+        elm_panel_set(&s->key, w, ws, nb, nr, KIND);
     }
     int t = 0;
     for (; t + 2 <= nt; t += 2)

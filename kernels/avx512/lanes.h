@@ -39,12 +39,7 @@ _Static_assert(LN_MIN_T >= 2 && LN_T == 8, "ELM_TILE_FOR_T (tiles.h) lists the t
 
 struct ln_scratch {
     uint8_t panel[LN_PANEL_BYTES];
-    /* the panel the buffer holds (w NULL: none) */
-    const void *w;
-    size_t ws;
-    int64_t nb;
-    int nr;
-    int type;
+    struct elm_panel_key key; /* the panel the buffer holds (kind: its weight type) */
 };
 
 /* This thread's scratch, made on its first call (common/scratch.h: not static TLS, which every
@@ -88,15 +83,10 @@ ALWAYS_INLINE const uint8_t *ln_panel(int type, const void *w, size_t ws, int nr
     struct ln_scratch *s = ln_scratch_get();
     if (!s)
         return NULL;
-    if ((stream & ELM_TILE_FRESH) || s->w != w || s->ws != ws || s->nb != nb || s->nr != nr ||
-        s->type != type) {
-        s->w = NULL; /* a failed unpack never happens, but keep the key honest while filling */
+    if ((stream & ELM_TILE_FRESH) || !elm_panel_is(&s->key, w, ws, nb, nr, type)) {
+        elm_panel_forget(&s->key); /* an unpack never fails, but keep the key honest meanwhile */
         unpack(s->panel, (const uint8_t *)w, ws, nr, nb, pf);
-        s->w = w;
-        s->ws = ws;
-        s->nb = nb;
-        s->nr = nr;
-        s->type = type;
+        elm_panel_set(&s->key, w, ws, nb, nr, type);
     }
     return s->panel;
 }

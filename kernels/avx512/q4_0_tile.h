@@ -80,11 +80,7 @@ struct q40w_scratch {
     struct q40w_ablock ab[Q40W_ABLOCKS];
     struct q40w_atag atag[Q40W_SLOTS];
     uint64_t gen; /* advanced by every stream call: kept token tiles older than it are stale */
-    /* the panel wb holds (w NULL: none) */
-    const void *w;
-    size_t ws;
-    int64_t nb;
-    int nr;
+    struct elm_panel_key key; /* the panel wb holds */
 };
 
 /* This thread's scratch, made on its first call (common/scratch.h: not static TLS, which every
@@ -261,7 +257,7 @@ static void q4_0_tile_wide(int64_t n, const void *w, size_t ws, int nr, const vo
     const int64_t nb = n / ELM_QK;
     /* a new matmul: data behind kept pointers may have changed */
     if (s && (stream & ELM_TILE_FRESH)) {
-        s->w = NULL;
+        elm_panel_forget(&s->key);
         s->gen++;
     }
     if (!s || nt < Q40W_MIN_T || nr > Q40W_R || nb < 1 || nb > Q40W_MAX_BLOCKS) {
@@ -274,7 +270,7 @@ static void q4_0_tile_wide(int64_t n, const void *w, size_t ws, int nr, const vo
      * than the next panel into L1 under load, while no prefetch at all is ~45 % slower
      * (docs/kernels-perf.md) */
     const uint8_t *pf = stream & ELM_TILE_STREAM ? (const uint8_t *)w + 2 * Q40W_R * ws : NULL;
-    const bool kept = s->w == w && s->ws == ws && s->nb == nb && s->nr == nr;
+    const bool kept = elm_panel_is(&s->key, w, ws, nb, nr, 0);
     if (!kept && !(stream & ELM_TILE_MORE)) {
         const struct q40w_ablock *abs = q40w_acts(s, a, as, nt, nb);
 #define Q40W_DIRECT(T) q40w_run_direct(w, ws, nr, nb, abs, a, as, y, ys, pf, T)
@@ -284,10 +280,7 @@ static void q4_0_tile_wide(int64_t n, const void *w, size_t ws, int nr, const vo
     }
     if (!kept) {
         q40w_unpack(s, w, ws, nr, nb, pf);
-        s->w = w;
-        s->ws = ws;
-        s->nb = nb;
-        s->nr = nr;
+        elm_panel_set(&s->key, w, ws, nb, nr, 0);
     }
     const struct q40w_ablock *abs = q40w_acts(s, a, as, nt, nb);
     if (pf) /* the unpack asked for the first Q40W_PF_UNPACK bytes a block */
