@@ -94,19 +94,17 @@ ALWAYS_INLINE const uint8_t *ln_panel(int type, const void *w, size_t ws, int nr
 /* The 16 rows of sub-panel sp: one block pointer and a fixed offset per row. Rows past nr
  * read row nr - 1 (their lanes' outputs are never stored; ln_gather_f16 gives them scale 0).
  * A pointer and a step per row (rows past nr reading a zero block, step 0) cost the unpacks
- * 16 pointer updates and stack traffic per block, and 16 scalar loads per scale vector. */
+ * 16 pointer updates and stack traffic per block. */
 struct ln_rowset {
     const uint8_t *w; /* row 16 sp's block 0 is at w + off[0] */
     size_t bb;        /* bytes per block */
     size_t off[16];   /* row 16 sp + r: w + off[r] */
-    __m512i idx;      /* lane l: off[ln_row(l)], for the scale gathers */
     __mmask16 live;   /* lanes whose row is below nr */
 };
 
 ALWAYS_INLINE void ln_rows(struct ln_rowset *rs, const uint8_t *w, size_t ws, int nr, int sp,
                            size_t block_bytes)
 {
-    int32_t idx[16];
     rs->w = w;
     rs->bb = block_bytes;
     rs->live = 0;
@@ -114,13 +112,8 @@ ALWAYS_INLINE void ln_rows(struct ln_rowset *rs, const uint8_t *w, size_t ws, in
         const int row = 16 * sp + r;
         rs->off[r] = (size_t)(row < nr ? row : nr - 1) * ws;
     }
-    /* rows are short (a lane panel unpacks to at most LN_PANEL_BYTES, q4_0_tile.h's to
-     * Q40W_MAX_BLOCKS blocks), so 31 rows of offset fit the gathers' int32 index */
-    for (int l = 0; l < 16; l++) {
-        idx[l] = (int32_t)rs->off[ln_row(l)];
+    for (int l = 0; l < 16; l++)
         rs->live |= (__mmask16)((16 * sp + ln_row(l) < nr) << l);
-    }
-    rs->idx = _mm512_loadu_si512(idx);
 }
 
 /* Row 16 sp + r's block b. */
@@ -152,22 +145,29 @@ ALWAYS_INLINE void ln_gather4(const struct ln_rowset *rs, int64_t b, size_t off,
 }
 
 /* The fp16 in the low half of every dword of v, as floats: a block's scale from a dword that
- * ln_gather4 brought with other fields, or from ln_gather_f16's gather. */
+ * ln_gather4 brought with other fields. */
 ALWAYS_INLINE __m512 ln_f16_lo(__m512i v)
 {
     return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(v));
 }
 
 /* The 16 rows' fp16 scale at byte offset off of block b, as floats in lane order; 0 in lanes
- * past nr. One masked gather of the dword ending with the field (from off - 2: a field at a
- * block's end, like Q6_K's d, must not read past the tensor's last row), or starting with it
- * at offset 0. */
+ * past nr. Sixteen scalar loads packed four to a general register, not a vpgatherdd: on Zen 5
+ * a 16-lane gather issues once in ~12 cycles and holds up the multiply-adds around it
+ * (docs/kernels-perf.md). Lane 4k + j is row 4j + k (ln_row). */
 ALWAYS_INLINE __m512 ln_gather_f16(const struct ln_rowset *rs, int64_t b, size_t off)
 {
-    const size_t at = off >= 2 ? off - 2 : 0;
-    const __m512i v = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), rs->live, rs->idx,
-                                                  rs->w + (size_t)b * rs->bb + at, 1);
-    return ln_f16_lo(off >= 2 ? _mm512_srli_epi32(v, 16) : v);
+    const uint8_t *x = rs->w + (size_t)b * rs->bb + off;
+    uint64_t q[4];
+    UNROLL for (int k = 0; k < 4; k++)
+    {
+        q[k] = 0;
+        UNROLL for (int j = 0; j < 4; j++) q[k] |= (uint64_t)load_u16(x + rs->off[4 * j + k])
+                                                   << (16 * j);
+    }
+    const __m256i h =
+        _mm256_set_epi64x((long long)q[3], (long long)q[2], (long long)q[1], (long long)q[0]);
+    return _mm512_maskz_mov_ps(rs->live, _mm512_cvtph_ps(h));
 }
 
 /* elm_hsum8 of eight accumulators, lane by lane: ((a0+a4) + (a2+a6)) + ((a1+a5) + (a3+a7)). */
