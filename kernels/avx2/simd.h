@@ -61,6 +61,13 @@ ALWAYS_INLINE uint32_t load_u32(const void *p)
     return v;
 }
 
+ALWAYS_INLINE uint64_t load_u64(const void *p)
+{
+    uint64_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
 /* ---- float folds, in the reference's order (ref.h) ------------------------------------------- */
 
 /* elm_hsum8: ((a0+a4) + (a2+a6)) + ((a1+a5) + (a3+a7)) */

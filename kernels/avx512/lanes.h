@@ -122,12 +122,11 @@ ALWAYS_INLINE const uint8_t *ln_block(const struct ln_rowset *rs, int r, int64_t
     return rs->w + (size_t)b * rs->bb + rs->off[r];
 }
 
-/* out[d], d < 4: dword d of the 16 bytes at byte offset off of block b of the 16 rows, lane l
- * from row ln_row(l). */
-ALWAYS_INLINE void ln_gather4(const struct ln_rowset *rs, int64_t b, size_t off, __m512i out[4])
+/* z[k], k < 4: the 16 bytes at byte offset off of block b of rows 4k .. 4k + 3, one row per
+ * 128-bit lane: what ln_transpose4 makes ln_gather4's vectors of. */
+ALWAYS_INLINE void ln_load4(const struct ln_rowset *rs, int64_t b, size_t off, __m512i z[4])
 {
     const uint8_t *x = rs->w + (size_t)b * rs->bb + off;
-    __m512i z[4];
     UNROLL for (int k = 0; k < 4; k++)
     {
         __m512i v = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(x + rs->off[4 * k])));
@@ -135,6 +134,11 @@ ALWAYS_INLINE void ln_gather4(const struct ln_rowset *rs, int64_t b, size_t off,
         v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(x + rs->off[4 * k + 2])), 2);
         z[k] = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(x + rs->off[4 * k + 3])), 3);
     }
+}
+
+/* out[d]: dword d of each row's 16 bytes in z (ln_load4), lane l from row ln_row(l). */
+ALWAYS_INLINE void ln_transpose4(const __m512i z[4], __m512i out[4])
+{
     /* per 128-bit lane q: [z0.d z1.d z2.d z3.d], so lane 4q + k holds row 4k + q */
     const __m512i t0 = _mm512_unpacklo_epi32(z[0], z[1]), t1 = _mm512_unpackhi_epi32(z[0], z[1]);
     const __m512i t2 = _mm512_unpacklo_epi32(z[2], z[3]), t3 = _mm512_unpackhi_epi32(z[2], z[3]);
@@ -142,6 +146,15 @@ ALWAYS_INLINE void ln_gather4(const struct ln_rowset *rs, int64_t b, size_t off,
     out[1] = _mm512_unpackhi_epi64(t0, t2);
     out[2] = _mm512_unpacklo_epi64(t1, t3);
     out[3] = _mm512_unpackhi_epi64(t1, t3);
+}
+
+/* out[d], d < 4: dword d of the 16 bytes at byte offset off of block b of the 16 rows, lane l
+ * from row ln_row(l). */
+ALWAYS_INLINE void ln_gather4(const struct ln_rowset *rs, int64_t b, size_t off, __m512i out[4])
+{
+    __m512i z[4];
+    ln_load4(rs, b, off, z);
+    ln_transpose4(z, out);
 }
 
 /* The fp16 in the low half of every dword of v, as floats: a block's scale from a dword that

@@ -4,9 +4,9 @@
  * partial sums and then reduces, permutes scales, converts: most of its instructions are not
  * multiply-adds. Here a zmm accumulator holds 16 rows of one token, one output per lane, and
  * vpdpbusd accumulates each lane's whole block: for group g (elements 4g..4g+3) the register
- * operand is the 16 rows' weight bytes of group g, the memory operand the token's 4 activation
- * bytes broadcast to every lane. A block costs 8 vpdpbusd, one cvt, one mul and one fma per 16
- * outputs, all on registers filled by loads.
+ * operand is the 16 rows' weight bytes of group g, the other the token's 4 activation bytes in
+ * every lane. A block costs 8 vpdpbusd, one cvt, one mul and one fma per 16 outputs, all on
+ * registers filled by loads.
  *
  * The float chain is the reference's (elm_ref_q4_0_vec_dot), block after block:
  * sum = fma((float)isum, d_w * d_a, sum), with isum the exact block sum (< 2^24, so its
@@ -94,19 +94,25 @@ static inline struct q40w_scratch *q40w_scratch_get(void)
     return q40w_scratch_p;
 }
 
-/* Block b of the 16 rows of rs in lane order (ln_row): w[g] the weight bytes (0..15) of group
- * g, dw the rows' scales. What the unpack stores and the direct run multiplies. */
-ALWAYS_INLINE void q40w_block(const struct ln_rowset *rs, int64_t b, __m512i w[8], __m512 *dw)
+/* w[g], the weight bytes (0..15) of group g, from raw[g'], dword g' of the 16 bytes of qs (lane
+ * l from row ln_row(l)): byte j holds element j (low nibble) and element j + 16 (high). */
+ALWAYS_INLINE void q40w_nibbles(const __m512i raw[4], __m512i w[8])
 {
     const __m512i m4 = _mm512_set1_epi8(0x0f);
-    __m512i raw[4]; /* dword g of the 16 bytes of qs, lane l from row ln_row(l) */
-    ln_gather4(rs, b, offsetof(struct elm_block_q4_0, qs), raw);
-    /* byte j holds element j (low nibble) and element j + 16 (high nibble) */
     UNROLL for (int g = 0; g < 4; g++)
     {
         w[g] = _mm512_and_si512(raw[g], m4);
         w[g + 4] = _mm512_and_si512(_mm512_srli_epi16(raw[g], 4), m4);
     }
+}
+
+/* Block b of the 16 rows of rs in lane order (ln_row): w[g] the weight bytes (0..15) of group
+ * g, dw the rows' scales. What the unpack stores. */
+ALWAYS_INLINE void q40w_block(const struct ln_rowset *rs, int64_t b, __m512i w[8], __m512 *dw)
+{
+    __m512i raw[4];
+    ln_gather4(rs, b, offsetof(struct elm_block_q4_0, qs), raw);
+    q40w_nibbles(raw, w);
     *dw = ln_gather_f16(rs, b, offsetof(struct elm_block_q4_0, d));
 }
 
@@ -166,21 +172,39 @@ ALWAYS_INLINE void q40w_step(__m512 acc[], const __m512i wg[8], __m512 dw,
                              const struct q40w_ablock *ab, const uint8_t *a, size_t as, int64_t b,
                              const int NT)
 {
-    /* group-major: the NT chains of 8 dependent vpdpbusd (latency 5) come interleaved, so
-     * the scheduler sees NT independent ones in a row; token-major it held only about four
-     * tokens' chains at once and the run took ~2.5x its port-bound time */
+    /* Two tokens at a time, each with two chains of 4 dependent vpdpbusd (groups 0-3 from the
+     * correction, 4-7 from zero; the integer sum is exact in any order): 4 independent chains
+     * in a row, against a latency of 4 and two a cycle. A token's group pair comes as one
+     * qword broadcast, one load, and vpshufd picks each group's dword on a pipe the
+     * multiply-adds do not use; a dword broadcast per vpdpbusd made the run bound by loads (two
+     * vector loads a cycle on Zen 5). With the scale gather gone (lanes.h), 13 % off the
+     * 8-token run (docs/kernels-perf.md). */
     const uint8_t *q =
         a + (size_t)b * sizeof(struct elm_block_q8_0) + offsetof(struct elm_block_q8_0, qs);
-    __m512i isum[Q40W_T];
-    UNROLL for (int t = 0; t < NT; t++) isum[t] = _mm512_set1_epi32(ab->corr[t]);
-    UNROLL for (int g = 0; g < 8; g++)
+    UNROLL for (int t0 = 0; t0 < NT; t0 += 2)
     {
-        UNROLL for (int t = 0; t < NT; t++) isum[t] = _mm512_dpbusd_epi32(
-            isum[t], wg[g], _mm512_set1_epi32((int32_t)load_u32(q + (size_t)t * as + 4 * g)));
+        const int nq = NT - t0 < 2 ? NT - t0 : 2;
+        __m512i lo[2], hi[2];
+        UNROLL for (int j = 0; j < nq; j++)
+        {
+            const uint8_t *qt = q + (size_t)(t0 + j) * as;
+            lo[j] = _mm512_set1_epi32(ab->corr[t0 + j]);
+            hi[j] = _mm512_setzero_si512();
+            UNROLL for (int p = 0; p < 2; p++)
+            {
+                const __m512i xl = _mm512_set1_epi64((long long)load_u64(qt + 8 * p));
+                const __m512i xh = _mm512_set1_epi64((long long)load_u64(qt + 16 + 8 * p));
+                lo[j] = _mm512_dpbusd_epi32(lo[j], wg[2 * p], _mm512_shuffle_epi32(xl, 0x00));
+                hi[j] = _mm512_dpbusd_epi32(hi[j], wg[2 * p + 4], _mm512_shuffle_epi32(xh, 0x00));
+                lo[j] = _mm512_dpbusd_epi32(lo[j], wg[2 * p + 1], _mm512_shuffle_epi32(xl, 0x55));
+                hi[j] = _mm512_dpbusd_epi32(hi[j], wg[2 * p + 5], _mm512_shuffle_epi32(xh, 0x55));
+            }
+        }
+        /* sum = fmaf((float)isum, d_w * d_a, sum) */
+        UNROLL for (int j = 0; j < nq; j++) acc[t0 + j] =
+            _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(lo[j], hi[j])),
+                            _mm512_mul_ps(dw, _mm512_set1_ps(ab->da[t0 + j])), acc[t0 + j]);
     }
-    /* sum = fmaf((float)isum, d_w * d_a, sum) */
-    UNROLL for (int t = 0; t < NT; t++) acc[t] = _mm512_fmadd_ps(
-        _mm512_cvtepi32_ps(isum[t]), _mm512_mul_ps(dw, _mm512_set1_ps(ab->da[t])), acc[t]);
 }
 
 /* NT tokens against the unpacked panel; rows [0, nr) of each token's outputs are stored. */
@@ -204,24 +228,34 @@ ALWAYS_INLINE void q40w_run(const struct q40w_scratch *s, const struct q40w_ablo
 /* NT tokens against rows [0, nr) of the panel straight from the weights, each block unpacked
  * into registers as the run reaches it: for a panel that no later call reuses (a matmul's only
  * token tile, as in batched decode), where the unpack into the buffer cost about as much as
- * the run (its nine stores a block, and the run's reloads), and the two took turns: the
- * unpack's loads and shuffles now overlap the multiply-adds. Same sums, same order. pf: the
- * panel after next, a block's share per block. */
+ * the run (its nine stores a block, and the run's reloads), and the two took turns. The loads
+ * of the next block's weights and scales are issued before this block's arithmetic (the last
+ * block loads itself again), so that their latency overlaps it: ~10 % faster than loading
+ * each block as it comes. Same sums, same order. pf: the panel after next, a block's share per
+ * block. */
 ALWAYS_INLINE void q40w_run_direct(const uint8_t *w, size_t ws, int nr, int64_t nb,
                                    const struct q40w_ablock *abs, const uint8_t *a, size_t as,
                                    float *y, int64_t ys, const uint8_t *pf, const int NT)
 {
+    const size_t qs = offsetof(struct elm_block_q4_0, qs), d = offsetof(struct elm_block_q4_0, d);
     struct ln_rowset rs;
     ln_rows(&rs, w, ws, nr, 0, sizeof(struct elm_block_q4_0));
     __m512 acc[Q40W_T];
     UNROLL for (int t = 0; t < NT; t++) acc[t] = _mm512_setzero_ps();
+    __m512i z[4]; /* the next block's rows, for ln_transpose4 */
+    ln_load4(&rs, 0, qs, z);
+    __m512 dn = ln_gather_f16(&rs, 0, d);
     for (int64_t b = 0; b < nb; b++) {
         if (pf)
             ln_prefetch_l2(pf + b * Q40W_R * sizeof(struct elm_block_q4_0),
                            Q40W_R * sizeof(struct elm_block_q4_0));
-        __m512i wg[8];
-        __m512 dw;
-        q40w_block(&rs, b, wg, &dw);
+        __m512i raw[4], wg[8];
+        ln_transpose4(z, raw);
+        const __m512 dw = dn;
+        const int64_t next = b + 1 < nb ? b + 1 : b;
+        ln_load4(&rs, next, qs, z);
+        dn = ln_gather_f16(&rs, next, d);
+        q40w_nibbles(raw, wg);
         q40w_step(acc, wg, dw, &abs[b], a, as, b, NT);
     }
     UNROLL for (int t = 0; t < NT; t++) ln_store(y + t * ys, nr, 0, acc[t]);
