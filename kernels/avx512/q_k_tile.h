@@ -13,11 +13,12 @@
  * stored biased (unsigned) and D's chain starts at -offset * (the sum of the 4 activation
  * bytes), made per super-block and token: D is the exact signed sum either way. Kinds
  * without an offset take D from vpmaddubsw instead, as two int16 halves against (sc, sc)
- * (kql_scale_vec): no zeroed vpdpbusd accumulator to copy per product.
+ * (kql_scale_vec): no zeroed vpdpbusd accumulator to copy per product; Q4_K and Q5_K, whose
+ * runs have one scale each, pair their runs so that one vpdpwssd scales two (kql_weight_pairs).
  * The minimum terms are vpdpwssd of the rows' (m, m') pairs against the token's bsums pairs:
  * Q2_K into the same lanes first, Q4_K into four lanes of their own folded as the reference
  * folds them, Q5_K one fused chain. Per super-block and 16 outputs: 128 integer
- * instructions, 8 conversions and 8 fma.
+ * multiplies (96 paired), 8 conversions and 8 fma.
  * Included only by kernels/avx512/avx512.c, after q_k.h and lanes.h.
  */
 #ifndef ELM_AVX512_Q_K_TILE_H
@@ -32,12 +33,18 @@ struct kql_block {
                                   * (Q4_K with one token tile, kql_tile: runs r, r + 1 as nibbles of
                                   * r's bytes, r even) */
     __m512i sc[LN_S][16];        /* [s][group of 16]: kql_scale_vec, as int16 pairs per lane; Q4_K
-                                  * and Q5_K (one scale per run of 32) fill only the even groups */
+                                  * and Q5_K (one scale per run of 32) fill only the odd groups,
+                                  * with run pairs' scales (KQL_PAIR_SC) */
     __m512i mn[LN_S][8];         /* [s][k]: the minimum pairs (m, m') as int16 per lane; Q2_K fills
                                   * all 8, Q4_K and Q5_K k < 4, Q3_K and Q6_K none (no minimum) */
     __m512 d[LN_S], ndmin[LN_S]; /* ndmin = -dmin: the run's minimum factor -(d_a * d_min) is
                                   * then one product (negation is exact either side of it) */
 };
+
+/* Q4_K and Q5_K pair their runs (kql_weight_pairs); the scale pair of runs 2j, 2j + 1 is kept
+ * in sc's odd groups, which their one scale per run leaves unused. */
+#define KQL_PAIRS(KIND) ((KIND) == 4 || (KIND) == 5)
+#define KQL_PAIR_SC(j)  (2 * (j) + 1)
 
 /* The bias of the stored weights: D's chain starts at -bias * (sum of 4 activations). */
 #define KQL_BIAS(KIND) ((KIND) == 6 ? 32 : (KIND) == 3 ? 4 : 0)
@@ -108,10 +115,17 @@ ALWAYS_INLINE void kql_scales(struct kql_block *p, int sp, const struct ln_rowse
             _mm512_or_si512(_mm512_and_si512(v[2], m2),
                             _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(v[0], 6), m3), 4));
         u[0] = _mm512_and_si512(v[0], m1);
-        /* a run's scale once (kql_group): its second group of 16 has the same, and a stored
-         * copy cost 8 of the unpack's ~90 zmm stores per 16 rows x super-block */
-        UNROLL for (int r = 0; r < 8; r++)
-            _mm512_store_si512(&p->sc[sp][2 * r], kql_scale_vec(kql_byte(u[r / 4], r % 4), KIND));
+        if (KQL_PAIRS(KIND)) {
+            /* runs 2j and 2j + 1's scales as one int16 pair per lane (kql_run pairs them) */
+            UNROLL for (int j = 0; j < 4; j++) _mm512_store_si512(
+                &p->sc[sp][KQL_PAIR_SC(j)],
+                kql_pair(kql_byte(u[j / 2], 2 * (j % 2)), kql_byte(u[j / 2], 2 * (j % 2) + 1)));
+        } else {
+            /* a run's scale once (kql_group): its second group of 16 has the same, and a
+             * stored copy cost 8 of the unpack's ~90 zmm stores per 16 rows x super-block */
+            UNROLL for (int r = 0; r < 8; r++) _mm512_store_si512(
+                &p->sc[sp][2 * r], kql_scale_vec(kql_byte(u[r / 4], r % 4), KIND));
+        }
         UNROLL for (int k = 0; k < 4; k++)
             _mm512_store_si512(&p->mn[sp][k], kql_pair(kql_byte(u[2 + k / 2], 2 * (k % 2)),
                                                        kql_byte(u[2 + k / 2], 2 * (k % 2) + 1)));
@@ -274,17 +288,55 @@ ALWAYS_INLINE void kql_unpack(uint8_t *panel, const uint8_t *w, size_t ws, int n
     }
 }
 
-/* The group of 16 whose scale vector (kql_block.sc) lane step k of run r takes: Q4_K and Q5_K
- * have one scale per run, stored in its even group. */
-ALWAYS_INLINE int kql_group(int r, int k, const int KIND)
+/* The group of 16 whose scale vector (kql_block.sc) lane step k of run r takes (the kinds that
+ * do not pair their runs). */
+ALWAYS_INLINE int kql_group(int r, int k)
 {
-    return KIND == 4 || KIND == 5 ? 2 * r : 2 * r + (k >= 4);
+    return 2 * r + (k >= 4);
 }
 
 /* L + sc * D (int16 pairs, vpdpwssd), or sc * D for run 0, whose L is not yet set. */
 ALWAYS_INLINE __m512i kql_scaled(__m512i L, __m512i D, __m512i sc, int r)
 {
     return r ? _mm512_dpwssd_epi32(L, D, sc) : _mm512_madd_epi16(D, sc);
+}
+
+/* Q4_K's and Q5_K's runs 2j and 2j + 1 paired, as k_pair.h pairs them for AVX2: per lane, lo
+ * holds elements 4k, 4k + 1 of run 2j then of run 2j + 1, hi elements 4k + 2, 4k + 3 of each.
+ * Then vpmaddubsw of each, added as int16, gives the two runs' 4-element products D, D' side by
+ * side (|D| <= 4 x 31 x 128), and one vpmaddwd / vpdpwssd by the scale pair (sc, sc') adds
+ * sc D + sc' D' to L_k: three multiplies per two runs instead of four, the same exact L_k. */
+ALWAYS_INLINE void kql_weight_pairs(const struct kql_block *pb, int s, int j, int k, const int PACK,
+                                    __m512i *lo, __m512i *hi)
+{
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    __m512i q0, q1; /* runs 2j, 2j + 1: the 4 weights of lane step k, a byte each */
+    if (PACK) {
+        const __m512i raw = _mm512_load_si512(&pb->q[s][2 * j][k]);
+        q0 = _mm512_and_si512(raw, m4);
+        q1 = _mm512_and_si512(_mm512_srli_epi32(raw, 4), m4);
+    } else {
+        q0 = _mm512_load_si512(&pb->q[s][2 * j][k]);
+        q1 = _mm512_load_si512(&pb->q[s][2 * j + 1][k]);
+    }
+    *lo = _mm512_mask_blend_epi16(0xaaaaaaaa, q0, _mm512_slli_epi32(q1, 16));
+    *hi = _mm512_mask_blend_epi16(0xaaaaaaaa, _mm512_srli_epi32(q0, 16), q1);
+}
+
+/* The activations' side of kql_weight_pairs, for one token's super-block: ap[j][0][k] the lo
+ * dword of runs 2j, 2j + 1 at lane step k, ap[j][1][k] the hi one. */
+ALWAYS_INLINE void kql_act_pairs(const int8_t *qs, int32_t ap[4][2][8])
+{
+    const __m256i m = _mm256_set1_epi32(0xffff);
+    UNROLL for (int j = 0; j < 4; j++)
+    {
+        const __m256i r0 = _mm256_loadu_si256((const __m256i *)(qs + 64 * j));
+        const __m256i r1 = _mm256_loadu_si256((const __m256i *)(qs + 64 * j + 32));
+        _mm256_store_si256((__m256i *)ap[j][0],
+                           _mm256_or_si256(_mm256_and_si256(r0, m), _mm256_slli_epi32(r1, 16)));
+        _mm256_store_si256((__m256i *)ap[j][1],
+                           _mm256_or_si256(_mm256_srli_epi32(r0, 16), _mm256_andnot_si256(m, r1)));
+    }
 }
 
 /* Bytes of the panel ahead that each lane step of the run prefetches: an eighth of what the
@@ -309,6 +361,8 @@ ALWAYS_INLINE void kql_run(const struct kql_block *p, int64_t nb, const uint8_t 
         __m512 d[LN_T][LN_S], dm[LN_T][LN_S];
         int32_t corr[LN_T][64] __attribute__((aligned(64)));
         int32_t bsp[LN_T][4]; /* Q4_K/Q5_K: pairs of the 32-element activation sums */
+        /* Q4_K, Q5_K: runs 2j, 2j + 1 of the activations paired (kql_act_pairs) */
+        int32_t ap[LN_T][4][2][8] __attribute__((aligned(32)));
         UNROLL for (int t = 0; t < NT; t++)
         {
             v[t] = (const struct elm_block_q8_k *)(a + (size_t)t * as) + b;
@@ -330,6 +384,8 @@ ALWAYS_INLINE void kql_run(const struct kql_block *p, int64_t nb, const uint8_t 
             /* dword k: bsums 4k + 4k+1 and 4k+2 + 4k+3 as int16 (wrapping, as the reference's
              * int16 pairs), one horizontal add: written per k, GCC made it ~40 xmm
              * instructions per token (docs/kernels-perf.md) */
+            if (KQL_PAIRS(KIND))
+                kql_act_pairs(v[t]->qs, ap[t]);
             if (KIND == 4 || KIND == 5)
                 _mm_storeu_si128(
                     (__m128i *)bsp[t],
@@ -376,33 +432,43 @@ ALWAYS_INLINE void kql_run(const struct kql_block *p, int64_t nb, const uint8_t 
             if (pf)
                 ln_prefetch_l2(pf + ((size_t)b * 8 + k) * KQL_PF_RUN(KIND), KQL_PF_RUN(KIND));
             __m512i L[LN_T][LN_S]; /* run 0 starts them with vpmaddwd: no zero copied per chain */
-            __m512i raw[LN_S];     /* PACK: runs r and r + 1 (r even) as nibble pairs */
-            UNROLL for (int r = 0; r < 8; r++)
-            {
-                __m512i wq[LN_S];
-                UNROLL for (int s = 0; s < LN_S; s++)
+            if (KQL_PAIRS(KIND)) {
+                UNROLL for (int j = 0; j < 4; j++)
                 {
-                    if (PACK) {
-                        if (r % 2 == 0)
-                            raw[s] = _mm512_load_si512(&pb->q[s][r][k]);
-                        wq[s] = _mm512_and_si512(r % 2 ? _mm512_srli_epi32(raw[s], 4) : raw[s],
-                                                 _mm512_set1_epi8(0x0f));
-                    } else {
-                        wq[s] = _mm512_load_si512(&pb->q[s][r][k]);
+                    __m512i lo[LN_S], hi[LN_S];
+                    UNROLL for (int s = 0; s < LN_S; s++)
+                        kql_weight_pairs(pb, s, j, k, PACK, &lo[s], &hi[s]);
+                    UNROLL for (int t = 0; t < NT; t++)
+                    {
+                        const __m512i alo = _mm512_set1_epi32(ap[t][j][0][k]);
+                        const __m512i ahi = _mm512_set1_epi32(ap[t][j][1][k]);
+                        UNROLL for (int s = 0; s < LN_S; s++)
+                        {
+                            const __m512i D2 = _mm512_add_epi16(_mm512_maddubs_epi16(lo[s], alo),
+                                                                _mm512_maddubs_epi16(hi[s], ahi));
+                            L[t][s] = kql_scaled(L[t][s], D2, pb->sc[s][KQL_PAIR_SC(j)], j);
+                        }
                     }
                 }
-                const int g = kql_group(r, k, KIND);
-                UNROLL for (int t = 0; t < NT; t++)
+            } else {
+                UNROLL for (int r = 0; r < 8; r++)
                 {
-                    const __m512i av =
-                        _mm512_set1_epi32((int32_t)load_u32(v[t]->qs + 32 * r + 4 * k));
-                    if (bias) {
-                        const __m512i c0 = _mm512_set1_epi32(corr[t][8 * r + k]);
-                        UNROLL for (int s = 0; s < LN_S; s++) L[t][s] = kql_scaled(
-                            L[t][s], _mm512_dpbusd_epi32(c0, wq[s], av), pb->sc[s][g], r);
-                    } else {
-                        UNROLL for (int s = 0; s < LN_S; s++) L[t][s] =
-                            kql_scaled(L[t][s], _mm512_maddubs_epi16(wq[s], av), pb->sc[s][g], r);
+                    __m512i wq[LN_S];
+                    UNROLL for (int s = 0; s < LN_S; s++) wq[s] =
+                        _mm512_load_si512(&pb->q[s][r][k]);
+                    const int g = kql_group(r, k);
+                    UNROLL for (int t = 0; t < NT; t++)
+                    {
+                        const __m512i av =
+                            _mm512_set1_epi32((int32_t)load_u32(v[t]->qs + 32 * r + 4 * k));
+                        if (bias) {
+                            const __m512i c0 = _mm512_set1_epi32(corr[t][8 * r + k]);
+                            UNROLL for (int s = 0; s < LN_S; s++) L[t][s] = kql_scaled(
+                                L[t][s], _mm512_dpbusd_epi32(c0, wq[s], av), pb->sc[s][g], r);
+                        } else {
+                            UNROLL for (int s = 0; s < LN_S; s++) L[t][s] = kql_scaled(
+                                L[t][s], _mm512_maddubs_epi16(wq[s], av), pb->sc[s][g], r);
+                        }
                     }
                 }
             }
