@@ -516,6 +516,12 @@ void elm_pool_set_wait(enum elm_wait w)
     atomic_store(&pool.spin_ns, spin_for(w, atomic_load(&pool.spin)));
 }
 
+bool elm_pool_spins(void)
+{
+    pthread_once(&once, init);
+    return atomic_load_explicit(&pool.spin_ns, memory_order_relaxed) > 0;
+}
+
 static const char *const wait_names[] = {
     [ELM_WAIT_AUTO] = "auto", [ELM_WAIT_PASSIVE] = "passive", [ELM_WAIT_ACTIVE] = "active"};
 

@@ -55,6 +55,10 @@ void elm_pool_set_wait(enum elm_wait w);
 int elm_pool_wait_parse(const char *s, enum elm_wait *out);
 const char *elm_pool_wait_name(enum elm_wait w);
 
+/* Whether idle threads spin now (active, or auto while the machine has a free core for each):
+ * a parallel call then costs ~1-2 us for a worker to join, not a wake-up from sleep. */
+bool elm_pool_spins(void);
+
 /* What the pool did so far (for tests, `elm-bench` and elmd's stats): counters only grow, so
  * the difference of two snapshots is what happened between them. */
 #define ELM_POOL_HIST 4

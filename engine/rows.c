@@ -3,13 +3,16 @@
  * When to spread: a parallel call ends when every thread has returned, so it costs at least the
  * wake-up of a worker: ~20 us when workers sleep (ELM_WAIT=passive, or auto on a busy machine),
  * ~1-2 us when they spin, and a scheduling delay of 1-3 ms when other programs hold the cores.
- * One op of one tinyllama row costs ~4-5 us (less on a narrower model). Asking the pool whether
- * its workers spin would tie this file to its wait state, so a pass spreads only when it has so
- * many rows (ELM_ROWS_SPREAD_MIN) that even a sleeping worker's wake-up is a few percent of the
- * call: 128 rows of tinyllama are ~0.6 ms of one op, of small-110m ~0.2 ms. Below that, and
- * for the 1-16 token passes of batched decode, the rows stay on the caller. On a machine whose
- * cores are taken the scheduling delay outweighs the split at every size measured (16-256 rows;
- * docs/kernels-perf.md), as it delays the matmuls' calls too.
+ * One op of one tinyllama row costs ~4-5 us (less on a narrower model). While the workers
+ * sleep, a pass spreads only when it has so many rows (ELM_ROWS_SPREAD_MIN) that even a wake-up
+ * is a few percent of the call: 128 rows of tinyllama are ~0.6 ms of one op, of small-110m
+ * ~0.2 ms; on a machine whose cores are taken the scheduling delay outweighs the split at every
+ * size measured (16-256 rows; docs/kernels-perf.md), as it delays the matmuls' calls too. While
+ * they spin (the pool's own judgement, elm_pool_spins), from ELM_ROWS_SPREAD_MIN_SPIN rows: an
+ * 8-token pass of tinyllama Q4_0 (batched decode of 8 clients) then ran faster in every one of
+ * 9 alternated rounds on a Zen 5 VM (AVX-512 by 0.4-2.8 ms of ~23, AVX2 by 0.3-2 ms of ~34),
+ * its five ops a layer no longer leaving a core idle; small-110m's did not move, and 2- and
+ * 4-token passes were not faster spread, so they stay on the caller.
  */
 #include "engine/rows.h"
 
@@ -45,7 +48,7 @@ static void part(void *ctx, int th, int nth)
 
 void elm_rows_run(const struct elm_rows *r, int n, int n_threads)
 {
-    if (n < ELM_ROWS_SPREAD_MIN || n_threads < 2) {
+    if (n < (elm_pool_spins() ? ELM_ROWS_SPREAD_MIN_SPIN : ELM_ROWS_SPREAD_MIN) || n_threads < 2) {
         for (int t = 0; t < n; t++)
             row(r, t);
         return;

@@ -12,9 +12,10 @@
 
 #include "engine/model.h"
 
-/* Rows of a pass from which its per-token ops spread over the pool (rows.c says why this many);
- * below it they run on the calling thread. */
-#define ELM_ROWS_SPREAD_MIN 128
+/* Rows of a pass from which its per-token ops spread over the pool while its threads spin, and
+ * while they sleep (rows.c says why these); below it they run on the calling thread. */
+#define ELM_ROWS_SPREAD_MIN_SPIN 8
+#define ELM_ROWS_SPREAD_MIN      128
 
 struct elm_rows;
 typedef void (*elm_row_fn)(const struct elm_rows *r, int t);

@@ -159,6 +159,7 @@ static void test_sleep_wake(void **state)
 {
     (void)state;
     elm_pool_set_wait(ELM_WAIT_PASSIVE);
+    assert_false(elm_pool_spins()); /* engine/rows.c keeps small calls on the caller then */
     assert_int_equal(run_once(3), 3);
     for (int rep = 0; rep < 50; rep++) {
         until_asleep(); /* both workers asleep: the call must wake them */
@@ -166,9 +167,11 @@ static void test_sleep_wake(void **state)
     }
     /* active: the workers spin; a call still finds them, and a switch to passive lets them sleep */
     elm_pool_set_wait(ELM_WAIT_ACTIVE);
+    assert_true(elm_pool_spins());
     for (int rep = 0; rep < 50; rep++)
         assert_int_equal(run_once(3), 3);
     elm_pool_set_wait(ELM_WAIT_PASSIVE);
+    assert_false(elm_pool_spins());
     assert_int_equal(run_once(3), 3);
     until_asleep();
 
