@@ -45,27 +45,27 @@ static double cpu_ns(void)
                          "1:\n\t" BODY "dec %0\n\tjnz 1b\n\tvzeroupper"                            \
                          : "+r"(n)                                                                 \
                          : "S"(buf)                                                                \
-                         : "rax", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7",   \
+                         : "rax", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7",  \
                            "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15",   \
                            "k1", "k2", "memory", "cc");                                            \
     }
 
 /* One instruction with destination zmmR (DP accumulates into it) */
-#define DP(R)      "vpdpbusd %%zmm14, %%zmm15, %%zmm" #R "\n\t"
-#define DPM(R)     "vpdpbusd (%%rsi)%{1to16%}, %%zmm15, %%zmm" #R "\n\t"
-#define UNPCK(R)   "vpunpckldq %%zmm14, %%zmm15, %%zmm" #R "\n\t"
-#define PSHUFD(R)  "vpshufd $0x55, %%zmm15, %%zmm" #R "\n\t"
-#define SRLW(R)    "vpsrlw $4, %%zmm15, %%zmm" #R "\n\t"
-#define PERMD(R)   "vpermd %%zmm14, %%zmm15, %%zmm" #R "\n\t"
-#define INSERT(R)  "vinserti32x4 $1, %%xmm14, %%zmm15, %%zmm" #R "\n\t"
-#define BLENDW(R)  "vpblendmw %%zmm14, %%zmm15, %%zmm" #R "%{%%k1%}\n\t"
-#define BCASTD(R)  "vpbroadcastd 4(%%rsi), %%zmm" #R "\n\t"
-#define BCASTQ(R)  "vpbroadcastq 8(%%rsi), %%zmm" #R "\n\t"
-#define BCAST4(R)  "vbroadcasti32x4 16(%%rsi), %%zmm" #R "\n\t"
-#define GATHER(R)  "kxnorw %%k0, %%k0, %%k2\n\tvpgatherdd (%%rsi,%%zmm12,1), %%zmm" #R "%{%%k2%}\n\t"
+#define DP(R)     "vpdpbusd %%zmm14, %%zmm15, %%zmm" #R "\n\t"
+#define DPM(R)    "vpdpbusd (%%rsi)%{1to16%}, %%zmm15, %%zmm" #R "\n\t"
+#define UNPCK(R)  "vpunpckldq %%zmm14, %%zmm15, %%zmm" #R "\n\t"
+#define PSHUFD(R) "vpshufd $0x55, %%zmm15, %%zmm" #R "\n\t"
+#define SRLW(R)   "vpsrlw $4, %%zmm15, %%zmm" #R "\n\t"
+#define PERMD(R)  "vpermd %%zmm14, %%zmm15, %%zmm" #R "\n\t"
+#define INSERT(R) "vinserti32x4 $1, %%xmm14, %%zmm15, %%zmm" #R "\n\t"
+#define BLENDW(R) "vpblendmw %%zmm14, %%zmm15, %%zmm" #R "%{%%k1%}\n\t"
+#define BCASTD(R) "vpbroadcastd 4(%%rsi), %%zmm" #R "\n\t"
+#define BCASTQ(R) "vpbroadcastq 8(%%rsi), %%zmm" #R "\n\t"
+#define BCAST4(R) "vbroadcasti32x4 16(%%rsi), %%zmm" #R "\n\t"
+#define GATHER(R) "kxnorw %%k0, %%k0, %%k2\n\tvpgatherdd (%%rsi,%%zmm12,1), %%zmm" #R "%{%%k2%}\n\t"
 /* The same beside a vpdpbusd into zmmR: their results go to zmm13, which nothing reads. */
-#define TO13(I)    I(13)
-#define P_UNPCK(R) DP(R) TO13(UNPCK)
+#define TO13(I)     I(13)
+#define P_UNPCK(R)  DP(R) TO13(UNPCK)
 #define P_PSHUFD(R) DP(R) TO13(PSHUFD)
 #define P_SRLW(R)   DP(R) TO13(SRLW)
 #define P_PERMD(R)  DP(R) TO13(PERMD)
@@ -75,7 +75,8 @@ static double cpu_ns(void)
 #define P_BCASTQ(R) DP(R) TO13(BCASTQ)
 #define P_BCAST4(R) DP(R) TO13(BCAST4)
 /* a qword broadcast split by two vpshufd, beside two vpdpbusd: q40w_step's pattern */
-#define P_Q2(R)     DP(R) DP(R) TO13(BCASTQ) "vpshufd $0, %%zmm13, %%zmm11\n\tvpshufd $0x55, %%zmm13, %%zmm10\n\t"
+#define P_Q2(R)                                                                                    \
+    DP(R) DP(R) TO13(BCASTQ) "vpshufd $0, %%zmm13, %%zmm11\n\tvpshufd $0x55, %%zmm13, %%zmm10\n\t"
 /* eight vpdpbusd and one 16-lane gather */
 #define P_GATHER(R) DP(R) DP(R) DP(R) DP(R) DP(R) DP(R) DP(R) DP(R) TO13(GATHER)
 
@@ -172,7 +173,6 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < sizeof tests / sizeof *tests; i++)
         printf("  %-40s %6.2f\n", tests[i].name,
                best(tests[i].f, reps) / ns_per_cycle / (ITERS * 10.0));
-    printf("  %-40s %6.2f\n", "vpdpbusd latency",
-           best(l_dp, reps) / ns_per_cycle / (ITERS * 10.0));
+    printf("  %-40s %6.2f\n", "vpdpbusd latency", best(l_dp, reps) / ns_per_cycle / (ITERS * 10.0));
     return 0;
 }
