@@ -381,11 +381,11 @@ ALWAYS_INLINE void kql_run(const struct kql_block *p, int64_t nb, const uint8_t 
                                                          _mm512_set1_epi8((char)bias),
                                                          _mm512_loadu_si512(v[t]->qs + 64 * c))));
             }
+            if (KQL_PAIRS(KIND))
+                kql_act_pairs(v[t]->qs, ap[t]);
             /* dword k: bsums 4k + 4k+1 and 4k+2 + 4k+3 as int16 (wrapping, as the reference's
              * int16 pairs), one horizontal add: written per k, GCC made it ~40 xmm
              * instructions per token (docs/kernels-perf.md) */
-            if (KQL_PAIRS(KIND))
-                kql_act_pairs(v[t]->qs, ap[t]);
             if (KIND == 4 || KIND == 5)
                 _mm_storeu_si128(
                     (__m128i *)bsp[t],
