@@ -198,7 +198,7 @@ ALWAYS_INLINE void kql_dwords(const struct ln_rowset *rs, int64_t b, size_t off,
  * (r % 4); Q6_K: ql dword 16 h + 8 (qd % 2) + k, nibble qd / 2, qh dword 8 h + k, bits 2 qd (r = 4
  * h + qd). */
 ALWAYS_INLINE void kql_weights(struct kql_block *p, int sp, const struct ln_rowset *rs, int64_t b,
-                               const int KIND, const int PACK)
+                               const int KIND)
 {
     const __m512i m1 = _mm512_set1_epi8(1), m3 = _mm512_set1_epi8(3), m4 = _mm512_set1_epi8(0x0f);
     __m512i hi[16], v[4];
@@ -220,10 +220,7 @@ ALWAYS_INLINE void kql_weights(struct kql_block *p, int sp, const struct ln_rows
         UNROLL for (int i = 0; i < 4; i++)
         {
             const int k = 4 * (c % 2) + i; /* dword 4 c + i of the field */
-            if (KIND == 4 && PACK) {
-                /* both runs' nibbles in run 2 (c / 2)'s place (kql_run splits them) */
-                _mm512_store_si512(&p->q[sp][2 * (c / 2)][k], v[i]);
-            } else if (KIND == 4 || KIND == 5) {
+            if (KIND == 4 || KIND == 5) {
                 UNROLL for (int n = 0; n < 2; n++)
                 {
                     const int r = 2 * (c / 2) + n;
@@ -262,7 +259,7 @@ ALWAYS_INLINE void kql_weights(struct kql_block *p, int sp, const struct ln_rows
 }
 
 ALWAYS_INLINE void kql_unpack(uint8_t *panel, const uint8_t *w, size_t ws, int nr, int64_t nb,
-                              const uint8_t *pf, const int KIND, const int PACK)
+                              const uint8_t *pf, const int KIND)
 {
     /* the unpack's part of the panel ahead (tiles.h), half of it per sub-panel pass */
     const size_t pfs = ELM_TILE_PF_UNPACK(LN_R * kql_bytes(KIND)) / LN_S;
@@ -275,7 +272,7 @@ ALWAYS_INLINE void kql_unpack(uint8_t *panel, const uint8_t *w, size_t ws, int n
             struct kql_block *p = &o[b];
             if (pf)
                 ln_prefetch_l2(pf + ((size_t)sp * (size_t)nb + (size_t)b) * pfs, pfs);
-            kql_weights(p, sp, &rs, b, KIND, PACK);
+            kql_weights(p, sp, &rs, b, KIND);
             if (KIND == 6)
                 p->d[sp] = ln_gather_f16(&rs, b, offsetof(struct elm_block_q6_k, d));
             if (KIND == 2) { /* Q3_K's d comes with its scales (kql_scales) */
@@ -285,6 +282,24 @@ ALWAYS_INLINE void kql_unpack(uint8_t *panel, const uint8_t *w, size_t ws, int n
             }
             kql_scales(p, sp, &rs, b, KIND);
         }
+    }
+}
+
+/* Part c (c < 8) of one super-block of Q4_K's nibble-pair panel (kql_block.q, PACK), both
+ * sub-panels: chunk c of qs as it is, dwords 4c .. 4c + 3, both runs' nibbles in run 2 (c / 2)'s
+ * place; at c == 0 the scales. A lone call (kql_tile) unpacks super-block b + 1 this way, a part
+ * per lane step of b's run, into a ring of two blocks. */
+ALWAYS_INLINE void kql_ring_part(struct kql_block *p, const struct ln_rowset rs[LN_S], int64_t b,
+                                 int c)
+{
+    UNROLL for (int s = 0; s < LN_S; s++)
+    {
+        __m512i v[4];
+        ln_gather4(&rs[s], b, offsetof(struct elm_block_q4_k, qs) + 16 * (size_t)c, v);
+        UNROLL for (int i = 0; i < 4; i++)
+            _mm512_store_si512(&p->q[s][2 * (c / 2)][4 * (c % 2) + i], v[i]);
+        if (c == 0)
+            kql_scales(p, s, &rs[s], b, 4);
     }
 }
 
@@ -346,8 +361,12 @@ ALWAYS_INLINE void kql_act_pairs(const int8_t *qs, int32_t ap[4][2][8])
 /* NT tokens against the unpacked panel (PACK: Q4_K's weights as nibble pairs, kql_tile). */
 ALWAYS_INLINE void kql_run(const struct kql_block *p, int64_t nb, const uint8_t *a, size_t as,
                            float *y, int64_t ys, int nr, const uint8_t *pf, const int NT,
-                           const int KIND, const int PACK)
+                           const int KIND, const int PACK, struct kql_block *ring,
+                           const struct ln_rowset *rrs)
 {
+    /* ring (a lone Q4_K call): p is the ring, super-block b in p[b & 1], b + 1 unpacked into the
+     * other a part per lane step, and the prefetches ask for the whole share of the panel ahead */
+    const size_t pfs = ring ? LN_R * kql_bytes(KIND) / 8 : KQL_PF_RUN(KIND);
     const int bias = KQL_BIAS(KIND);
     __m512 acc[LN_T][LN_S][8], accm[LN_T][LN_S][4];
     UNROLL for (int t = 0; t < NT; t++) UNROLL for (int s = 0; s < LN_S; s++)
@@ -356,7 +375,7 @@ ALWAYS_INLINE void kql_run(const struct kql_block *p, int64_t nb, const uint8_t 
         UNROLL for (int k = 0; k < 4; k++) accm[t][s][k] = _mm512_setzero_ps();
     }
     for (int64_t b = 0; b < nb; b++) {
-        const struct kql_block *pb = &p[b];
+        const struct kql_block *pb = ring ? &p[b & 1] : &p[b];
         const struct elm_block_q8_k *v[LN_T];
         __m512 d[LN_T][LN_S], dm[LN_T][LN_S];
         int32_t corr[LN_T][64] __attribute__((aligned(64)));
@@ -430,7 +449,9 @@ ALWAYS_INLINE void kql_run(const struct kql_block *p, int64_t nb, const uint8_t 
              * that the prefetches spread over the arithmetic instead of queueing behind each
              * other */
             if (pf)
-                ln_prefetch_l2(pf + ((size_t)b * 8 + k) * KQL_PF_RUN(KIND), KQL_PF_RUN(KIND));
+                ln_prefetch_l2(pf + ((size_t)b * 8 + k) * pfs, pfs);
+            if (ring && b + 1 < nb)
+                kql_ring_part(&ring[(b + 1) & 1], rrs, b + 1, k);
             __m512i L[LN_T][LN_S]; /* run 0 starts them with vpmaddwd: no zero copied per chain */
             if (KQL_PAIRS(KIND)) {
                 UNROLL for (int j = 0; j < 4; j++)
@@ -490,7 +511,7 @@ ALWAYS_INLINE void kql_run(const struct kql_block *p, int64_t nb, const uint8_t 
 
 ALWAYS_INLINE void kql_tile(int64_t n, const void *w, size_t ws, int nr, const void *a, size_t as,
                             int nt, float *y, int64_t ys, int stream, const int KIND,
-                            elm_tile_fn shared, ln_unpack_fn unpack, ln_unpack_fn unpack_packed)
+                            elm_tile_fn shared, ln_unpack_fn unpack)
 {
     const int64_t nb = n / ELM_QK_K;
     const uint8_t *p = NULL;
@@ -499,17 +520,35 @@ ALWAYS_INLINE void kql_tile(int64_t n, const void *w, size_t ws, int nr, const v
      * them near; a whole run more between a line's prefetch and its unpack than with the next
      * panel (measured a little faster, docs/kernels-perf.md). matmul.c's thread claims 64 rows
      * (two panels) at a time from a contiguous share, so the panel after next is mostly its
-     * own. The unpack asks for its part first (ELM_TILE_PF_UNPACK), the run for the rest. */
+     * own. The unpack asks for its part first (ELM_TILE_PF_UNPACK), the run for the rest (with
+     * the ring below, the run for all of it). */
     const uint8_t *pf = stream & ELM_TILE_STREAM ? (const uint8_t *)w + 2 * LN_R * ws : NULL;
-    /* One token tile on this panel (batched decode: it is unpacked for this call alone): Q4_K's
-     * weights stay nibble pairs, split by the run, which halves the unpack's weight stores (64
-     * of its ~78 zmm stores per 16 rows x super-block; the stores, not the gathers, bound it:
-     * docs/kernels-perf.md, k4k15) for the same and/shift work. With more token tiles each
-     * would split them again, so those keep one weight a byte. Its own key: the layouts differ. */
+    /* One token tile on this panel (batched decode: nothing reuses it): Q4_K's weights stay
+     * nibble pairs, split by the run, which halves the unpack's weight stores (64 of its ~78 zmm
+     * stores per 16 rows x super-block: docs/kernels-perf.md, k4k15), and the panel comes a
+     * super-block at a time into a ring of two, the next one a part per lane step of this one's
+     * run (kql_ring_part), so that the weights' loads overlap the arithmetic instead of taking
+     * turns with it (the 8-token pass 3-5 % faster). With more token tiles each would split the
+     * pairs again, so those unpack the panel whole, one weight a byte. */
     const int pack = KIND == 4 && (stream & ELM_TILE_STREAM) && !(stream & ELM_TILE_MORE);
-    if (nt >= LN_MIN_T && nr <= LN_R)
-        p = ln_panel(100 + 10 * pack + KIND, w, ws, nr, nb, sizeof(struct kql_block), stream,
-                     pack ? unpack_packed : unpack, pf);
+    if (nt >= LN_MIN_T && nr <= LN_R) {
+        struct ln_scratch *ls = pack ? ln_scratch_get() : NULL;
+        if (ls) {
+            /* the ring in the panel buffer, which then holds no panel */
+            elm_panel_forget(&ls->key);
+            struct kql_block *ring = (struct kql_block *)ls->panel;
+            struct ln_rowset rrs[LN_S];
+            UNROLL for (int sp = 0; sp < LN_S; sp++) ln_rows(&rrs[sp], w, ws, nr, sp, kql_bytes(4));
+            for (int c = 0; c < 8; c++)
+                kql_ring_part(&ring[0], rrs, 0, c);
+#define RUNR(T) kql_run(ring, nb, a, as, y, ys, nr, pf, T, 4, 1, ring, rrs)
+            ELM_TILE_FOR_T(nt, RUNR);
+#undef RUNR
+            return;
+        }
+        if (!pack)
+            p = ln_panel(100 + KIND, w, ws, nr, nb, sizeof(struct kql_block), stream, unpack, pf);
+    }
     if (p == NULL) {
         elm_tile_in_panels(shared, KQ_R, KQ_T, n, w, ws, nr, a, as, nt, y, ys, stream);
         return;
@@ -517,34 +556,21 @@ ALWAYS_INLINE void kql_tile(int64_t n, const void *w, size_t ws, int nr, const v
     const struct kql_block *pb = (const struct kql_block *)p;
     if (pf)
         pf += (size_t)nb * ELM_TILE_PF_UNPACK(LN_R * kql_bytes(KIND));
-#define RUN(T)  kql_run(pb, nb, a, as, y, ys, nr, pf, T, KIND, 0)
-#define RUNP(T) kql_run(pb, nb, a, as, y, ys, nr, pf, T, KIND, 1)
-    if (KIND == 4 && pack)
-        ELM_TILE_FOR_T(nt, RUNP);
-    else
-        ELM_TILE_FOR_T(nt, RUN);
+#define RUN(T) kql_run(pb, nb, a, as, y, ys, nr, pf, T, KIND, 0, NULL, NULL)
+    ELM_TILE_FOR_T(nt, RUN);
 #undef RUN
-#undef RUNP
-}
-
-/* Q4_K's weights as nibble pairs (kql_tile): the one type that packs */
-static void kql_unpack_packed_4(uint8_t *panel, const uint8_t *w, size_t ws, int nr, int64_t nb,
-                                const uint8_t *pf)
-{
-    kql_unpack(panel, w, ws, nr, nb, pf, 4, 1);
 }
 
 #define DEFINE_KQL(K, shared)                                                                      \
     static void kql_unpack_##K(uint8_t *panel, const uint8_t *w, size_t ws, int nr, int64_t nb,    \
                                const uint8_t *pf)                                                  \
     {                                                                                              \
-        kql_unpack(panel, w, ws, nr, nb, pf, K, 0);                                                \
+        kql_unpack(panel, w, ws, nr, nb, pf, K);                                                   \
     }                                                                                              \
     static void q##K##_k_tile_lanes(int64_t n, const void *w, size_t ws, int nr, const void *a,    \
                                     size_t as, int nt, float *y, int64_t ys, int stream)           \
     {                                                                                              \
-        kql_tile(n, w, ws, nr, a, as, nt, y, ys, stream, K, shared, kql_unpack_##K,                \
-                 K == 4 ? kql_unpack_packed_4 : kql_unpack_##K);                                   \
+        kql_tile(n, w, ws, nr, a, as, nt, y, ys, stream, K, shared, kql_unpack_##K);               \
     }
 
 DEFINE_KQL(2, q2_k_tile)
