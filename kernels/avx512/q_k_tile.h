@@ -528,7 +528,7 @@ ALWAYS_INLINE void kql_tile(int64_t n, const void *w, size_t ws, int nr, const v
      * stores per 16 rows x super-block: docs/kernels-perf.md, k4k15), and the panel comes a
      * super-block at a time into a ring of two, the next one a part per lane step of this one's
      * run (kql_ring_part), so that the weights' loads overlap the arithmetic instead of taking
-     * turns with it (the 8-token pass 3-5 % faster). With more token tiles each would split the
+     * turns with it (the 8-token pass 2-6 % faster). With more token tiles each would split the
      * pairs again, so those unpack the panel whole, one weight a byte. */
     const int pack = KIND == 4 && (stream & ELM_TILE_STREAM) && !(stream & ELM_TILE_MORE);
     if (nt >= LN_MIN_T && nr <= LN_R) {
