@@ -358,14 +358,15 @@ ALWAYS_INLINE void kql_act_pairs(const int8_t *qs, int32_t ap[4][2][8])
  * unpack left of a super-block's share. */
 #define KQL_PF_RUN(KIND) ((LN_R * kql_bytes(KIND) - ELM_TILE_PF_UNPACK(LN_R * kql_bytes(KIND))) / 8)
 
-/* NT tokens against the unpacked panel (PACK: Q4_K's weights as nibble pairs, kql_tile). */
+/* NT tokens against the unpacked panel p, or (ring, rrs: a lone Q4_K call, kql_tile) against
+ * the ring that it fills as it goes (PACK: Q4_K's weights as nibble pairs). */
 ALWAYS_INLINE void kql_run(const struct kql_block *p, int64_t nb, const uint8_t *a, size_t as,
                            float *y, int64_t ys, int nr, const uint8_t *pf, const int NT,
                            const int KIND, const int PACK, struct kql_block *ring,
                            const struct ln_rowset *rrs)
 {
-    /* ring (a lone Q4_K call): p is the ring, super-block b in p[b & 1], b + 1 unpacked into the
-     * other a part per lane step, and the prefetches ask for the whole share of the panel ahead */
+    /* ring: super-block b in ring[b & 1], b + 1 unpacked into the other a part per lane step,
+     * and the prefetches ask for the whole share of the panel ahead */
     const size_t pfs = ring ? LN_R * kql_bytes(KIND) / 8 : KQL_PF_RUN(KIND);
     const int bias = KQL_BIAS(KIND);
     __m512 acc[LN_T][LN_S][8], accm[LN_T][LN_S][4];
@@ -375,7 +376,7 @@ ALWAYS_INLINE void kql_run(const struct kql_block *p, int64_t nb, const uint8_t 
         UNROLL for (int k = 0; k < 4; k++) accm[t][s][k] = _mm512_setzero_ps();
     }
     for (int64_t b = 0; b < nb; b++) {
-        const struct kql_block *pb = ring ? &p[b & 1] : &p[b];
+        const struct kql_block *pb = ring ? &ring[b & 1] : &p[b];
         const struct elm_block_q8_k *v[LN_T];
         __m512 d[LN_T][LN_S], dm[LN_T][LN_S];
         int32_t corr[LN_T][64] __attribute__((aligned(64)));
@@ -541,7 +542,7 @@ ALWAYS_INLINE void kql_tile(int64_t n, const void *w, size_t ws, int nr, const v
             UNROLL for (int sp = 0; sp < LN_S; sp++) ln_rows(&rrs[sp], w, ws, nr, sp, kql_bytes(4));
             for (int c = 0; c < 8; c++)
                 kql_ring_part(&ring[0], rrs, 0, c);
-#define RUNR(T) kql_run(ring, nb, a, as, y, ys, nr, pf, T, 4, 1, ring, rrs)
+#define RUNR(T) kql_run(NULL, nb, a, as, y, ys, nr, pf, T, 4, 1, ring, rrs)
             ELM_TILE_FOR_T(nt, RUNR);
 #undef RUNR
             return;
