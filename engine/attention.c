@@ -22,33 +22,40 @@
 
 /* ---- the cache's rows ---------------------------------------------------------------------- */
 
-/* Where layer `layer` of position pos keeps its K row (V is ELM_KV_PAGE rows further). The
- * caller has checked that pos is backed by a page. */
+/* Where layer `layer` of position pos keeps KV head 0's K row (kv_impl.h: head h's is
+ * h * ELM_KV_PAGE * head_bytes further, the V rows ELM_KV_PAGE * row_bytes further). The caller
+ * has checked that pos is backed by a page. */
 static unsigned char *kv_row(const struct elm_kv *kv, int layer, int32_t pos)
 {
     const struct elm_kv_pool *p = kv->pool;
     return elm_kv_page(p, kv->table[pos / ELM_KV_PAGE]) + (size_t)layer * p->layer_bytes +
-           (size_t)(pos % ELM_KV_PAGE) * p->row_bytes;
+           (size_t)(pos % ELM_KV_PAGE) * p->head_bytes;
 }
 
 void elm_kv_store(const struct elm_kernels *k, struct elm_kv *kv, int layer, int32_t pos,
                   const float *kr, const float *vr, int n)
 {
     const struct elm_kv_pool *p = kv->pool;
+    const int hd = p->head_dim;
+    const size_t hstep = (size_t)ELM_KV_PAGE * p->head_bytes; /* one head's rows to the next's */
     unsigned char *kd = kv_row(kv, layer, pos), *vd = kd + (size_t)ELM_KV_PAGE * p->row_bytes;
-    switch (p->type) {
-    case ELM_TYPE_F32:
-        memcpy(kd, kr, (size_t)n * sizeof(float));
-        memcpy(vd, vr, (size_t)n * sizeof(float));
-        break;
-    default: /* F16 and Q8_0: the table's conversion (F16C on x86, the bits of
-              * elm_f32_to_fp16, test_simd; the scalar loop was most of the rope op's
-              * instructions, docs/kernels-perf.md); Q8_0 as llama.cpp copies into a q8_0 cache,
-              * with the activation quantizer: head_dim is a multiple of 32, so the blocks of a
-              * row are the blocks of its heads */
-        k->from_float[p->type](kr, kd, n);
-        k->from_float[p->type](vr, vd, n);
-        break;
+    for (int h = 0; h < n / hd; h++) {
+        const float *kh = kr + (size_t)h * hd, *vh = vr + (size_t)h * hd;
+        unsigned char *kc = kd + h * hstep, *vc = vd + h * hstep;
+        switch (p->type) {
+        case ELM_TYPE_F32:
+            memcpy(kc, kh, (size_t)hd * sizeof(float));
+            memcpy(vc, vh, (size_t)hd * sizeof(float));
+            break;
+        default: /* F16 and Q8_0: the table's conversion (F16C on x86, the bits of
+                  * elm_f32_to_fp16, test_simd; the scalar loop was most of the rope op's
+                  * instructions, docs/kernels-perf.md); Q8_0 as llama.cpp copies into a q8_0
+                  * cache, with the activation quantizer: head_dim is a multiple of 32, so the
+                  * blocks of a row are the blocks of its heads */
+            k->from_float[p->type](kh, kc, hd);
+            k->from_float[p->type](vh, vc, hd);
+            break;
+        }
     }
 }
 
@@ -116,6 +123,20 @@ struct job_scratch {
     const void **vpages; /* the V pages the sums run over */
 };
 
+/* Asks for the cache lines of [p, p + bytes) ahead of their use: into L1 (near) or into L2. A
+ * head's rows of a page (kv_impl.h) are one run of bytes, but the pages lie anywhere in the
+ * pool, so the hardware's prefetchers stop at every page: decode attention over a long context
+ * waited on memory at each page's first rows. */
+static void prefetch_rows(const unsigned char *p, size_t bytes, bool near)
+{
+    for (size_t o = 0; o < bytes; o += 64) {
+        if (near)
+            __builtin_prefetch(p + o, 0, 3);
+        else
+            __builtin_prefetch(p + o, 0, 2);
+    }
+}
+
 /* att_j[base..n) = softmax(q_j·K[lo..n) / sqrt(hd)) for the g query heads j of one KV head
  * (rows s->att + j * att_stride; q holds them hd apart), with the positions of the first page
  * before lo at -inf (weight 0). koff locates the KV head's K rows in a page. The scores of a
@@ -128,7 +149,7 @@ static void group_weights(const struct elm_kernels *k, const struct elm_hparams 
     const struct elm_kv_pool *pl = kv->pool;
     const enum elm_type type = pl->type;
     const int hd = hp->head_dim;
-    const size_t row = pl->row_bytes; /* bytes from one position to the next */
+    const size_t row = pl->head_bytes; /* bytes from one position to the next */
     const char *qv = (const char *)q;
     size_t qs = (size_t)hd * sizeof *q;
     if (type != ELM_TYPE_F32) {
@@ -138,8 +159,16 @@ static void group_weights(const struct elm_kernels *k, const struct elm_hparams 
         qs = s->qc_stride;
     }
     const int32_t lo = sp->lo, n = sp->n;
+    /* a head's K rows of a page, and from them to its V rows */
+    const size_t span = (size_t)ELM_KV_PAGE * row, to_v = (size_t)ELM_KV_PAGE * pl->row_bytes;
+    prefetch_rows(elm_kv_page(pl, kv->table[sp->pg0]) + koff, span, true);
     for (int32_t pg = sp->pg0; pg < sp->n_pages; pg++) {
         const unsigned char *kb = elm_kv_page(pl, kv->table[pg]) + koff;
+        /* the next page's K while this one's scores are made, and this page's V into L2 for
+         * the weighted sum after the softmax */
+        if (pg + 1 < sp->n_pages)
+            prefetch_rows(elm_kv_page(pl, kv->table[pg + 1]) + koff, span, true);
+        prefetch_rows(kb + to_v, span, false);
         const int32_t p0 = pg * ELM_KV_PAGE, run = n - p0 < ELM_KV_PAGE ? n - p0 : ELM_KV_PAGE;
         const int32_t i0 = p0 < lo ? lo - p0 : 0;
         kb += (size_t)i0 * row;
@@ -183,9 +212,9 @@ static void attend_group(const struct elm_kernels *k, const struct elm_hparams *
     const struct elm_kv_pool *pl = kv->pool;
     const enum elm_type type = pl->type;
     const int hd = hp->head_dim;
-    const size_t row = pl->row_bytes, hl = (size_t)MIX_LANES * (size_t)hd;
-    const size_t koff = (size_t)layer * pl->layer_bytes + (size_t)kvh * pl->head_bytes;
-    const size_t voff = koff + (size_t)ELM_KV_PAGE * row;
+    const size_t row = pl->head_bytes, hl = (size_t)MIX_LANES * (size_t)hd;
+    const size_t koff = (size_t)layer * pl->layer_bytes + (size_t)kvh * ELM_KV_PAGE * row;
+    const size_t voff = koff + (size_t)ELM_KV_PAGE * pl->row_bytes;
     group_weights(k, hp, kv, &sp, koff, g, q, s);
     memset(s->lanes, 0, (size_t)g * hl * sizeof *s->lanes);
     if (k->kv_mix_group[type]) {

@@ -3,11 +3,14 @@
  * batch's caches against the model). Nothing else includes it.
  *
  * A page is n_layer blocks, one per layer, each holding that layer's K rows of the page's
- * ELM_KV_PAGE positions and then its V rows:
- *     page + layer * layer_bytes + p * row_bytes                  K row of position p
- *     page + layer * layer_bytes + (ELM_KV_PAGE + p) * row_bytes  V row of position p
- * A row is kv_dim values of the pool's type: n_head_kv heads of head_bytes each (for Q8_0
- * head_dim / 32 blocks per head, so a head's row is a whole number of blocks).
+ * ELM_KV_PAGE positions and then its V rows, KV head by KV head:
+ *     page + layer * layer_bytes + (h * ELM_KV_PAGE + p) * head_bytes              K, head h, p
+ *     page + layer * layer_bytes + ELM_KV_PAGE * row_bytes + (same)               V, head h, p
+ * A head's row is head_dim values of the pool's type (for Q8_0 head_dim / 32 blocks, a whole
+ * number of blocks); row_bytes is n_head_kv of them. Head-major, so that one head's rows of a
+ * page (what one attention job reads) are one run of bytes: position-major rows left a head's
+ * rows row_bytes apart, which the hardware prefetchers did not follow and which fell into a
+ * few L1 sets (docs/kernels-perf.md, "Decode attention over a long context").
  */
 #ifndef ELM_KV_IMPL_H
 #define ELM_KV_IMPL_H
