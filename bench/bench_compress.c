@@ -208,7 +208,10 @@ static int make_variant(struct job *j, const struct variant *v, const char *dir,
             unlink(in);
         in = tmp[k % 2];
     }
-    snprintf(path, pathlen, "%s", in);
+    if (!rc && snprintf(path, pathlen, "%s", in) >= (int)pathlen) {
+        snprintf(err, errlen, "the model's path is too long");
+        rc = -ENAMETOOLONG;
+    }
     return rc;
 }
 
