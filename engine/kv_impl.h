@@ -34,7 +34,7 @@ struct elm_kv_pool {
     int64_t n_pages;
     int64_t n_free;
     int32_t *free_list; /* [n_pages] indices of free pages in free_list[0 .. n_free) */
-    int64_t n_open; /* caches taken from the pool and not destroyed */
+    int64_t n_open;     /* caches taken from the pool and not destroyed */
 };
 
 struct elm_kv {

@@ -22,7 +22,7 @@
 #define FLT_T 2
 /* one token: also two quads; four (16 rows) ran at half the speed, even with 32 registers */
 #define FLT_R_GEMV 8
-#define FLT_MR (FLT_R_GEMV > FLT_R ? FLT_R_GEMV : FLT_R)
+#define FLT_MR     (FLT_R_GEMV > FLT_R ? FLT_R_GEMV : FLT_R)
 
 /* Eight weights of row base + i as floats: KIND 0 = F32, 1 = F16, 2 = BF16. */
 ALWAYS_INLINE __m256 wload8(const uint8_t *row, int64_t i, const int KIND)

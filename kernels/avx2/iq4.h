@@ -75,8 +75,8 @@ ALWAYS_INLINE void iq4_nl_impl(TILE_ARGS, const int NR, const int NT)
             {
                 const __m256i lanes =
                     dot4(_mm256_setzero_si256(), wa[r], _mm256_sign_epi8(av, wv[r]));
-                acc[r][t] =
-                    _mm256_fmadd_ps(_mm256_set1_ps(dw[r] * da), _mm256_cvtepi32_ps(lanes), acc[r][t]);
+                acc[r][t] = _mm256_fmadd_ps(_mm256_set1_ps(dw[r] * da), _mm256_cvtepi32_ps(lanes),
+                                            acc[r][t]);
             }
         }
     }
@@ -119,9 +119,8 @@ ALWAYS_INLINE void iq4_xs_impl(TILE_ARGS, const int NR, const int NT)
                 {
                     /* the pair sums times (ls, ls): ls times the lane's four products, with
                      * no int32 multiply (vpmulld is two uops) */
-                    sum[r][t] = madd_acc(sum[r][t],
-                                         _mm256_maddubs_epi16(wa[r], _mm256_sign_epi8(av, wv[r])),
-                                         ls[r]);
+                    sum[r][t] = madd_acc(
+                        sum[r][t], _mm256_maddubs_epi16(wa[r], _mm256_sign_epi8(av, wv[r])), ls[r]);
                     KEEP_CHAIN(sum[r][t]);
                 }
             }

@@ -464,8 +464,8 @@ static void test_load(void **state)
     assert_true(strcmp(tg, "warm 0.80 of cat: met") == 0 ||
                 strcmp(tg, "warm 0.80 of cat: missed") == 0);
     if (fabs(vs_cat - 0.80) > 0.02)
-        assert_string_equal(tg, vs_cat > 0.80 ? "warm 0.80 of cat: met"
-                                              : "warm 0.80 of cat: missed");
+        assert_string_equal(tg,
+                            vs_cat > 0.80 ? "warm 0.80 of cat: met" : "warm 0.80 of cat: missed");
     assert_int_equal(rows(&l, "first-token", r, 4), 1);
     assert_ordered(r[0], "min", "via elmd ms", "max");
     assert_close(num(r[0], "in-process/elmd"),

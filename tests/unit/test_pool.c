@@ -320,8 +320,8 @@ static void test_auto_busy(void **state)
  * intervals and one of at least 5 ms; the first interval over ends it and the next probe
  * backs off (2 s, 4 s, ... 16 s), all under resume spinning (two over in a row return to
  * sleeping, where a new judge's first over does) and reset the backoff; a sleeping sample
- * under the tenth probes at once. Worst case, a machine gone idle whose sleeping samples stay over is found
- * within 16 s plus a sample and a probe. No schedstat: busy, and every probe fails at its
+ * under the tenth probes at once. Worst case, a machine gone idle whose sleeping samples stay over
+ * is found within 16 s plus a sample and a probe. No schedstat: busy, and every probe fails at its
  * first interval. */
 #define MS    1000000LL
 #define SPAN  (20 * MS)
