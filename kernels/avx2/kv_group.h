@@ -9,7 +9,8 @@
  * each head (heads in blocks of KVDG_HEADS, whose queries are converted once).
  *
  * Weighted sum: per position and 8 outputs (16 with AVX-512) one conversion, then a broadcast
- * and an fma per head. Each head keeps kv_mix's chains: lane l of output d advances through
+ * and an fma per head; AVX-512 takes two blocks of 16 outputs at once where the head has them
+ * (one broadcast for both, and twice the accumulator chains that hid the fma latency). Each head keeps kv_mix's chains: lane l of output d advances through
  * positions l, l + 16, ... in order, so the loops run lane by lane with the heads' accumulators
  * of one lane and output block in registers (heads in blocks of 8, 4 and 2: the registers an
  * AVX2 build has), and one lane's rows stay in L1 while its output blocks are walked. The lanes
@@ -41,8 +42,13 @@ static void simd_kv_dots_group_f16(int64_t g, int64_t n, int64_t np, float *s, i
         for (int64_t j = 0; j < gh; j++)
             f16_to_float(qb + (h + j) * q_stride, qf + j * n, n);
         for (int64_t i = 0; i < nb; i += KVD_GROUP) {
-            for (int r = 0; r < KVD_GROUP; r++)
-                f16_to_float(kb + (i + r) * k_stride, kf + r * n, n);
+            /* inline (n % 16 == 0): a call per row of 64 values cost as much as its converts */
+            for (int r = 0; r < KVD_GROUP; r++) {
+                const char *row = kb + (i + r) * k_stride;
+                for (int64_t e = 0; e < n; e += 8)
+                    _mm256_storeu_ps(kf + r * n + e, _mm256_cvtph_ps(_mm_loadu_si128(
+                                                         (const __m128i *)(row + 2 * e))));
+            }
             for (int64_t j = 0; j < gh; j++)
                 kvd_block(n, s + (h + j) * s_stride + i, (const char *)kf,
                           n * (int64_t)sizeof(float), qf + j * n, true);
@@ -68,6 +74,30 @@ ALWAYS_INLINE void mixg_lane(const int G, int64_t m, int l, int64_t hd, float *l
     float *lp = lanes + l * hd;
     int64_t d = 0;
 #ifdef ELM_SIMD_VNNI
+    /* two blocks of 16 outputs at once: 2 G accumulator chains in flight instead of G, and one
+     * broadcast of a head's weight for both */
+    for (; d + 32 <= hd; d += 32) {
+        __m512 B[MIXG_HEADS], C[MIXG_HEADS];
+        UNROLL for (int j = 0; j < G; j++)
+        {
+            B[j] = _mm512_loadu_ps(lp + j * hs + d);
+            C[j] = _mm512_loadu_ps(lp + j * hs + d + 16);
+        }
+        for (int64_t i = l; i < m; i += 16) {
+            const __m512 x = mix_load16(rows[i], d, kind), y = mix_load16(rows[i], d + 16, kind);
+            UNROLL for (int j = 0; j < G; j++)
+            {
+                const __m512 wv = _mm512_set1_ps(wr[j * MIX_CHUNK + i]);
+                B[j] = _mm512_fmadd_ps(x, wv, B[j]);
+                C[j] = _mm512_fmadd_ps(y, wv, C[j]);
+            }
+        }
+        UNROLL for (int j = 0; j < G; j++)
+        {
+            _mm512_storeu_ps(lp + j * hs + d, B[j]);
+            _mm512_storeu_ps(lp + j * hs + d + 16, C[j]);
+        }
+    }
     for (; d + 16 <= hd; d += 16) {
         __m512 B[MIXG_HEADS];
         UNROLL for (int j = 0; j < G; j++) B[j] = _mm512_loadu_ps(lp + j * hs + d);
