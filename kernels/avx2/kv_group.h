@@ -10,12 +10,13 @@
  *
  * Weighted sum: per position and 8 outputs (16 with AVX-512) one conversion, then a broadcast
  * and an fma per head; AVX-512 takes two blocks of 16 outputs at once where the head has them
- * (one broadcast for both, and twice the accumulator chains that hid the fma latency). Each head keeps kv_mix's chains: lane l of output d advances through
- * positions l, l + 16, ... in order, so the loops run lane by lane with the heads' accumulators
- * of one lane and output block in registers (heads in blocks of 8, 4 and 2: the registers an
- * AVX2 build has), and one lane's rows stay in L1 while its output blocks are walked. The lanes
- * are loaded and stored once per MIX_CHUNK positions rather than once per page as kv_mix per
- * page does. A single head left over takes kv_mix page by page.
+ * (one broadcast for both, and twice the accumulator chains that hid the fma latency). Each
+ * head keeps kv_mix's chains: lane l of output d advances through positions l, l + 16, ... in
+ * order, so the loops run lane by lane with the heads' accumulators of one lane and output block
+ * in registers (heads in blocks of 8, 4 and 2: the registers an AVX2 build has), and one lane's
+ * rows stay in L1 while its output blocks are walked. The lanes are loaded and stored once per
+ * MIX_CHUNK positions rather than once per page as kv_mix per page does. A single head left over
+ * takes kv_mix page by page.
  */
 #ifndef ELM_SIMD_KV_GROUP_H
 #define ELM_SIMD_KV_GROUP_H
