@@ -138,13 +138,14 @@ static int bench_type(const struct bench_opts *o, const struct kopts *ko, enum e
         bench_progress("kernels %s %s: rep %d/%d", name, k->name, i + 1, o->reps);
         const double bw = bench_stream_once(buf, words, o->threads, &sink);
         if (ko->llc_bytes == 0) /* --hot: bring the matrix back after the probe */
-            elm_matmul(k, t, w, ko->cols, ko->rows, xq, xs, 1, y, ko->rows);
+            elm_matmul(k, t, ELM_LAYOUT_ROWS, w, ko->cols, ko->rows, xq, xs, 1, y, ko->rows);
         double t0 = bench_now();
         for (int c = 0; c < copies; c++)
-            elm_matmul(k, t, w + (size_t)c * mat, ko->cols, ko->rows, xq, xs, 1, y, ko->rows);
+            elm_matmul(k, t, ELM_LAYOUT_ROWS, w + (size_t)c * mat, ko->cols, ko->rows, xq, xs, 1, y,
+                       ko->rows);
         const double tv = bench_now() - t0;
         t0 = bench_now();
-        elm_matmul(k, t, w, ko->cols, mm_rows, xq, xs, ko->toks, y, mm_rows);
+        elm_matmul(k, t, ELM_LAYOUT_ROWS, w, ko->cols, mm_rows, xq, xs, ko->toks, y, mm_rows);
         const double tm = bench_now() - t0;
         if (i < 0)
             continue;

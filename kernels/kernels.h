@@ -49,12 +49,12 @@ enum elm_type {
 };
 
 struct elm_type_info {
-    const char *name;      /* "q4_0", ... ; NULL for ids elm does not know */
-    int32_t block;         /* elements per block (1 for float types) */
-    int32_t block_bytes;   /* bytes per block */
+    const char *name;       /* "q4_0", ... ; NULL for ids elm does not know */
+    int32_t block;          /* elements per block (1 for float types) */
+    int32_t block_bytes;    /* bytes per block */
     enum elm_type dot_type; /* activation format vec_dot expects */
     bool quantized;
-    bool is_weight;        /* may appear as a tensor type in a model (Q8_1/Q8_K may not) */
+    bool is_weight; /* may appear as a tensor type in a model (Q8_1/Q8_K may not) */
 };
 
 /* NULL when the id is unknown to elm (or out of range). */
@@ -169,14 +169,36 @@ bool elm_kernels_cpu_has(const char *name);
  * go over every variant. */
 const char *elm_kernels_variant(size_t i);
 
+/* How a weight matrix lies in memory.
+ * ELM_LAYOUT_ROWS: the file's, row after row (elm_row_bytes apart).
+ * ELM_LAYOUT_X8 (Q4_0 only): each whole group of 8 rows, counted from row 0, is one panel in
+ *   the bytes of its 8 rows: first, block after block, the block's quant bytes as 4 groups of
+ *   8 x 4 bytes (group g holds bytes 4g..4g+3 of each row's block, row after row: one 256-bit
+ *   register per group), then, block after block, the 8 rows' fp16 scales. The last nrows % 8
+ *   rows stay as they were. The same bytes in another order: a row's values are unchanged, but
+ *   no longer contiguous, so only elm_matmul may read such a matrix. A variant whose matmul
+ *   reads panels (elm_matmul_layout) then needs no unpacking at run time. */
+enum elm_layout { ELM_LAYOUT_ROWS = 0, ELM_LAYOUT_X8 = 1 };
+
+/* The layout in which k's elm_matmul reads weights of this type fastest: ELM_LAYOUT_X8 where the
+ * variant has a tile for it (avx2, Q4_0), else ELM_LAYOUT_ROWS. */
+enum elm_layout elm_matmul_layout(const struct elm_kernels *k, enum elm_type type);
+
+/* Rewrites nrows rows of ncols elements of type, in the file's layout at src, into layout at dst
+ * (dst may be src: the rewrite is in place, panel by panel). Returns 0, -EINVAL when the layout
+ * does not apply to the type or ncols is not a multiple of its block, or -ENOMEM. */
+int elm_pack_weights(enum elm_layout layout, enum elm_type type, void *dst, const void *src,
+                     int64_t ncols, int64_t nrows);
+
 /* Multiply: y[t*y_stride + r] = dot(W row r, activation row t) for r < nrows, t < ntok.
+ * W is in layout, which must be ELM_LAYOUT_ROWS or what elm_matmul_layout(k, type) gives.
  * xq holds ntok activation rows already in dot_type(type), xq_stride bytes apart.
  * Each output element is computed by the same vec_dot call whatever ntok or the thread count,
  * so results are bit-identical between batched and token-by-token evaluation.
  * Parallelised over rows by the pool (common/pool.h) inside; from a pool thread it runs alone. */
-void elm_matmul(const struct elm_kernels *k, enum elm_type type, const void *w, int64_t ncols,
-                int64_t nrows, const void *xq, size_t xq_stride, int64_t ntok, float *y,
-                int64_t y_stride);
+void elm_matmul(const struct elm_kernels *k, enum elm_type type, enum elm_layout layout,
+                const void *w, int64_t ncols, int64_t nrows, const void *xq, size_t xq_stride,
+                int64_t ntok, float *y, int64_t y_stride);
 
 /* The portable scalar table: the oracle every SIMD variant is tested against. Complete: every
  * type in the type table has to_float; every weight type has vec_dot; every dot_type and every

@@ -25,6 +25,7 @@
  *    per tile of tokens and each activation block loaded once per panel of rows.
  * Nothing here allocates.
  */
+#include <assert.h>
 #include <stdatomic.h>
 #include <stdint.h>
 
@@ -38,6 +39,8 @@
 #define MAX_SHARES    64          /* threads that get a share; more would take from others */
 #define L2_ACT_BYTES  (192 << 10) /* activations of one token chunk, well inside a 512K+ L2 */
 #define PARALLEL_MACS (1 << 18)   /* below this many multiply-adds, one thread */
+_Static_assert(ROW_UNIT % 8 == 0 && CHUNK_GEMV % 8 == 0 && CHUNK_GEMM % 8 == 0,
+               "a tile_x8 call must start at a panel of ELM_LAYOUT_X8 (a multiple of 8 rows)");
 
 /* The variants that have tiles, best first (each architecture builds only its own). */
 #if defined(__x86_64__) || defined(__i386__)
@@ -69,13 +72,13 @@ static int64_t min64(int64_t a, int64_t b)
 
 /* Rows [r0, r1) of the product, by tiles. fresh: ELM_TILE_FRESH when this is the thread's
  * first chunk in this matmul (its first tile call carries it), else 0. */
-static void tiled_rows(const struct elm_tile_kernel *tk, const uint8_t *w, size_t rb, int64_t ncols,
-                       int64_t r0, int64_t r1, const uint8_t *x, size_t xs, int64_t ntok, float *y,
-                       int64_t ys, int fresh)
+static void tiled_rows(const struct elm_tile_kernel *tk, elm_tile_fn tile, const uint8_t *w,
+                       size_t rb, int64_t ncols, int64_t r0, int64_t r1, const uint8_t *x,
+                       size_t xs, int64_t ntok, float *y, int64_t ys, int fresh)
 {
     if (ntok == 1) {
-        tk->tile(ncols, w + (size_t)r0 * rb, rb, (int)(r1 - r0), x, xs, 1, y + r0, ys,
-                 ELM_TILE_STREAM | fresh);
+        tile(ncols, w + (size_t)r0 * rb, rb, (int)(r1 - r0), x, xs, 1, y + r0, ys,
+             ELM_TILE_STREAM | fresh);
         return;
     }
     const int R = tk->rows, T = tk->toks;
@@ -87,9 +90,9 @@ static void tiled_rows(const struct elm_tile_kernel *tk, const uint8_t *w, size_
             const int nr = (int)min64(R, r1 - r);
             /* the first token tile of the first token chunk brings the panel from memory */
             for (int64_t t = tc; t < te; t += T) {
-                tk->tile(ncols, w + (size_t)r * rb, rb, nr, x + (size_t)t * xs, xs,
-                         (int)min64(T, te - t), y + t * ys + r, ys,
-                         (t == 0 ? ELM_TILE_STREAM | fresh : 0) | (t + T < te ? ELM_TILE_MORE : 0));
+                tile(ncols, w + (size_t)r * rb, rb, nr, x + (size_t)t * xs, xs,
+                     (int)min64(T, te - t), y + t * ys + r, ys,
+                     (t == 0 ? ELM_TILE_STREAM | fresh : 0) | (t + T < te ? ELM_TILE_MORE : 0));
                 fresh = 0;
             }
         }
@@ -118,6 +121,7 @@ struct share {
 struct product {
     void (*dot)(int64_t, float *, const void *, const void *);
     const struct elm_tile_kernel *tk;
+    elm_tile_fn tile; /* tk's, for the weights' layout */
     const uint8_t *wb, *xb;
     size_t rb, xq_stride;
     int64_t ncols, ntok, chunk, y_stride, units;
@@ -140,8 +144,8 @@ static void product_part(void *ctx, int me, int nth)
                sh->end) {
             const int64_t re = min64(sh->end, r + p->chunk);
             if (p->tk != NULL)
-                tiled_rows(p->tk, p->wb, p->rb, p->ncols, r, re, p->xb, p->xq_stride, p->ntok, p->y,
-                           p->y_stride, fresh);
+                tiled_rows(p->tk, p->tile, p->wb, p->rb, p->ncols, r, re, p->xb, p->xq_stride,
+                           p->ntok, p->y, p->y_stride, fresh);
             else
                 plain_rows(p->dot, p->wb, p->rb, p->ncols, r, re, p->xb, p->xq_stride, p->ntok,
                            p->y, p->y_stride);
@@ -150,16 +154,36 @@ static void product_part(void *ctx, int me, int nth)
     }
 }
 
-void elm_matmul(const struct elm_kernels *k, enum elm_type type, const void *w, int64_t ncols,
-                int64_t nrows, const void *xq, size_t xq_stride, int64_t ntok, float *y,
-                int64_t y_stride)
+/* The variant's vec_dot for type: tables from elm_kernels_get() have no holes, a raw variant
+ * table might. */
+static void (*table_dot(const struct elm_kernels *k,
+                        enum elm_type type))(int64_t, float *, const void *, const void *)
 {
-    /* tables from elm_kernels_get() have no holes; a raw variant table might */
-    void (*dot)(int64_t, float *, const void *, const void *) = k->vec_dot[type];
-    if (dot == NULL)
-        dot = elm_kernels_ref.vec_dot[type];
+    return k->vec_dot[type] ? k->vec_dot[type] : elm_kernels_ref.vec_dot[type];
+}
+
+enum elm_layout elm_matmul_layout(const struct elm_kernels *k, enum elm_type type)
+{
+    if ((unsigned)type >= ELM_TYPE_COUNT)
+        return ELM_LAYOUT_ROWS;
+    const struct elm_tile_kernel *tk = elm_tile_find(type, table_dot(k, type));
+    return tk && tk->tile_x8 ? ELM_LAYOUT_X8 : ELM_LAYOUT_ROWS;
+}
+
+void elm_matmul(const struct elm_kernels *k, enum elm_type type, enum elm_layout layout,
+                const void *w, int64_t ncols, int64_t nrows, const void *xq, size_t xq_stride,
+                int64_t ntok, float *y, int64_t y_stride)
+{
+    void (*dot)(int64_t, float *, const void *, const void *) = table_dot(k, type);
+    const struct elm_tile_kernel *tk = elm_tile_find(type, dot);
+    /* packed weights have no row a vec_dot could read: only their tile computes them */
+    assert(layout == ELM_LAYOUT_ROWS || (tk && tk->tile_x8));
+    elm_tile_fn tile = NULL;
+    if (tk)
+        tile = layout == ELM_LAYOUT_X8 ? tk->tile_x8 : tk->tile;
     struct product p = {.dot = dot,
-                        .tk = elm_tile_find(type, dot),
+                        .tk = tk,
+                        .tile = tile,
                         .wb = w,
                         .xb = xq,
                         .rb = elm_row_bytes(type, ncols),

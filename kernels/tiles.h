@@ -137,6 +137,11 @@ struct elm_tile_kernel {
     int rows;      /* the largest nr for prefill (several tokens) */
     int toks;      /* the largest nt */
     int rows_gemv; /* the largest nr for a single token (decode) */
+    /* The same products, same bits and panel shape, on weights in ELM_LAYOUT_X8 (kernels.h):
+     * w is a row that starts a panel (matmul.c's calls start at multiples of 8 rows), so every
+     * whole group of 8 of the call's rows is a panel, and a last group of fewer is the matrix's
+     * unpacked tail. NULL: the variant reads rows only. */
+    elm_tile_fn tile_x8;
 };
 
 struct elm_tiles {

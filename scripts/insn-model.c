@@ -35,7 +35,7 @@ int main(int argc, char **argv)
     k->from_float[ti->dot_type](x, a, cols);
     elm_pool_set_threads(1);
     for (int i = 0; i < reps; i++)
-        elm_matmul(k, type, w, cols, rows, a, ab, 1, y, rows);
+        elm_matmul(k, type, ELM_LAYOUT_ROWS, w, cols, rows, a, ab, 1, y, rows);
     fprintf(stderr, "%s %s %lldx%lld: y[0] %g\n", k->name, argv[1], (long long)rows,
             (long long)cols, (double)y[0]);
     return 0;

@@ -80,9 +80,10 @@ int main(int argc, char **argv)
         const double t0 = cpu_ms();
         for (int l = 0; l < LAYERS; l++)
             for (int m = 0; m < 7; m++)
-                elm_matmul(k, type, w[l][m], shape[m][1], shape[m][0], a,
+                elm_matmul(k, type, ELM_LAYOUT_ROWS, w[l][m], shape[m][1], shape[m][0], a,
                            elm_row_bytes(ti->dot_type, shape[m][1]), nt, y, shape[m][0]);
-        elm_matmul(k, type, out, 2048, 32000, a, elm_row_bytes(ti->dot_type, 2048), nt, y, 32000);
+        elm_matmul(k, type, ELM_LAYOUT_ROWS, out, 2048, 32000, a, elm_row_bytes(ti->dot_type, 2048),
+                   nt, y, 32000);
         const double ms = cpu_ms() - t0;
         best = ms < best ? ms : best;
     }

@@ -36,7 +36,7 @@ int main(int argc, char **argv)
     for (int rep = 0; rep < 40; rep++) {
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);
-        elm_matmul(k, type, w, cols, rows, a, ab, nt, y, rows);
+        elm_matmul(k, type, ELM_LAYOUT_ROWS, w, cols, rows, a, ab, nt, y, rows);
         clock_gettime(CLOCK_MONOTONIC, &t1);
         double us = (t1.tv_sec - t0.tv_sec) * 1e6 + (t1.tv_nsec - t0.tv_nsec) / 1e3;
         if (us < best)

@@ -8,6 +8,7 @@
 #include "kernels/avx2/kv_group.h"
 #include "kernels/avx2/ops.h"
 #include "kernels/avx2/q4_0_wide.h"
+#include "kernels/avx2/q4_0_x8.h"
 #include "kernels/avx2/k_wide.h"
 #include "kernels/avx2/q8_0_wide.h"
 #include "kernels/avx2/q_k.h"
@@ -21,6 +22,12 @@
 #define Q40_R     Q40V_R
 #define Q40_T     Q40V_T
 #define q4_0_tile q4_0_tile_wide
+/* and weights packed at load time (ELM_LAYOUT_X8) have a tile of their own (q4_0_x8.h) */
+#define TILE_Q4_0                                                                                  \
+    {                                                                                              \
+        .vec_dot = q4_0_vec_dot, .tile = q4_0_tile_wide, .rows = Q40V_R, .toks = Q40V_T,           \
+        .rows_gemv = Q40_R_GEMV, .tile_x8 = q4_0_tile_x8                                           \
+    }
 
 /* Q8_0, Q5_0, Q4_1, Q5_1, IQ4_NL and IQ4_XS prefill: one output per lane too (q8_0_wide.h), in
  * their own panel */

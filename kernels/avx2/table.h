@@ -71,6 +71,9 @@ const struct elm_kernels ELM_VARIANT_TABLE = {
 
 /* A variant may give a type a tile of its own, with its own panel shape, by defining TILE_<TYPE>
  * before including this file (kernels/avx512/avx512.c). */
+#ifndef TILE_Q4_0
+#define TILE_Q4_0 TILE(q4_0_tile, q4_0_vec_dot, Q40_R, Q40_T, Q40_R_GEMV)
+#endif
 #ifndef TILE_Q4_1
 #define TILE_Q4_1 TILE(q4_1_tile, q4_1_vec_dot, LEG_R, LEG_T, LEG_R_GEMV)
 #endif
@@ -112,7 +115,7 @@ const struct elm_tiles ELM_VARIANT_TILES = {
             [ELM_TYPE_F32] = TILE(f32_tile, f32_vec_dot, FLT_R, FLT_T, FLT_R_GEMV),
             [ELM_TYPE_F16] = TILE(f16_tile, f16_vec_dot, FLT_R, FLT_T, FLT_R_GEMV),
             [ELM_TYPE_BF16] = TILE(bf16_tile, bf16_vec_dot, FLT_R, FLT_T, FLT_R_GEMV),
-            [ELM_TYPE_Q4_0] = TILE(q4_0_tile, q4_0_vec_dot, Q40_R, Q40_T, Q40_R_GEMV),
+            [ELM_TYPE_Q4_0] = TILE_Q4_0,
             [ELM_TYPE_Q4_1] = TILE_Q4_1,
             [ELM_TYPE_Q5_0] = TILE_Q5_0,
             [ELM_TYPE_Q5_1] = TILE_Q5_1,

@@ -797,12 +797,12 @@ static void test_matmul_determinism(void **state)
             k->from_float[dt](x + tk * ncols, (uint8_t *)xq + tk * xrow, ncols);
 
         elm_pool_set_threads(1);
-        elm_matmul(k, t, wq, ncols, nrows, xq, xrow, ntok, y7, nrows);
+        elm_matmul(k, t, ELM_LAYOUT_ROWS, wq, ncols, nrows, xq, xrow, ntok, y7, nrows);
         for (int64_t tk = 0; tk < ntok; tk++)
-            elm_matmul(k, t, wq, ncols, nrows, (uint8_t *)xq + tk * xrow, xrow, 1, y1 + tk * nrows,
-                       nrows);
+            elm_matmul(k, t, ELM_LAYOUT_ROWS, wq, ncols, nrows, (uint8_t *)xq + tk * xrow, xrow, 1,
+                       y1 + tk * nrows, nrows);
         elm_pool_set_threads(2);
-        elm_matmul(k, t, wq, ncols, nrows, xq, xrow, ntok, y2t, nrows);
+        elm_matmul(k, t, ELM_LAYOUT_ROWS, wq, ncols, nrows, xq, xrow, ntok, y2t, nrows);
         elm_pool_set_threads(saved_threads);
 
         assert_memory_equal(y7, y1, nrows * ntok * sizeof *y7);

@@ -278,6 +278,10 @@ static void check_matmul(const struct elm_kernels *k, enum elm_type t, int64_t n
     uint8_t *wq = xmalloc(wrow * (size_t)nrows), *xq = xmalloc(xrow * (size_t)maxtok);
     float *want = xmalloc((size_t)(nrows * maxtok) * sizeof *want);
     float *got = xmalloc((size_t)(nrows * maxtok) * sizeof *got);
+    /* a variant that reads its weights packed (kernels.h, enum elm_layout) gets both: the
+     * file's rows, and a copy packed in place (its last nrows % 8 rows unpacked) */
+    const enum elm_layout packed = elm_matmul_layout(k, t);
+    uint8_t *wp = packed != ELM_LAYOUT_ROWS ? xmalloc(wrow * (size_t)nrows) : NULL;
     const int saved = elm_pool_threads();
     for (int pass = 0; pass < passes; pass++) {
         for (int64_t tk = 0; tk < maxtok; tk++) {
@@ -294,19 +298,28 @@ static void check_matmul(const struct elm_kernels *k, enum elm_type t, int64_t n
             for (int64_t r = 0; r < nrows; r++)
                 elm_kernels_ref.vec_dot[t](ncols, &want[tk * nrows + r], wq + (size_t)r * wrow,
                                            xq + (size_t)tk * xrow);
+        if (wp) {
+            memcpy(wp, wq, wrow * (size_t)nrows);
+            assert_int_equal(elm_pack_weights(packed, t, wp, wp, ncols, nrows), 0);
+        }
         for (int threads = 1; threads <= 2; threads++) {
             elm_pool_set_threads(threads);
             for (int64_t ntok = 1; ntok <= maxtok; ntok = next_ntok(ntok, maxtok)) {
-                memset(got, 0xff, (size_t)(nrows * ntok) * sizeof *got);
-                elm_matmul(k, t, wq, ncols, nrows, xq, xrow, ntok, got, nrows);
-                char what[128];
-                snprintf(what, sizeof what, "%s %s %lld x %lld, %lld tokens, %d threads, pass %d",
-                         k->name, ti->name, (long long)nrows, (long long)ncols, (long long)ntok,
-                         threads, pass);
-                expect_floats("matmul", what, got, want, nrows * ntok);
+                for (int layout = 0; layout < (wp ? 2 : 1); layout++) {
+                    memset(got, 0xff, (size_t)(nrows * ntok) * sizeof *got);
+                    elm_matmul(k, t, layout ? packed : ELM_LAYOUT_ROWS, layout ? wp : wq, ncols,
+                               nrows, xq, xrow, ntok, got, nrows);
+                    char what[128];
+                    snprintf(what, sizeof what,
+                             "%s %s%s %lld x %lld, %lld tokens, %d threads, pass %d", k->name,
+                             ti->name, layout ? " packed" : "", (long long)nrows, (long long)ncols,
+                             (long long)ntok, threads, pass);
+                    expect_floats("matmul", what, got, want, nrows * ntok);
+                }
             }
         }
     }
+    free(wp);
     elm_pool_set_threads(saved);
     free(scratch);
     free(wq);
@@ -339,15 +352,16 @@ static void test_matmul(void **state)
     /* Q4_0 prefill: several token tiles per panel (the avx2 and avx512 tiles keep unpacked panels
      * between them), token chunks of a few tokens (rows of 1024 blocks), rows as long as the
      * avx2 or avx512 buffer and one block longer, panels of 8 or 16 rows and a partial one,
-     * weights rewritten in place between products. Only a variant with a Q4_0 tile has that
-     * machinery; without one elm_matmul is its vec_dot per element, checked above (and these
-     * shapes cost minutes under emulation). */
+     * weights rewritten in place between products; rows longer than the avx2 tile's kept token
+     * tiles (4096 blocks), which packed weights take a chunk at a time. Only a variant with a Q4_0
+     * tile has that machinery; without one elm_matmul is its vec_dot per element, checked above
+     * (and these shapes cost minutes under emulation). */
     if (elm_tile_find(ELM_TYPE_Q4_0, k->vec_dot[ELM_TYPE_Q4_0]) == NULL) {
         print_message("%s: no Q4_0 tile, the prefill shapes are not repeated\n", k->name);
         return;
     }
-    static const int64_t q40[][3] = {
-        {37, 16, 20}, {29, 512, 12}, {23, 513, 9}, {37, 1024, 20}, {21, 1025, 13}};
+    static const int64_t q40[][3] = {{37, 16, 20},   {29, 512, 12},  {23, 513, 9},
+                                     {37, 1024, 20}, {21, 1025, 13}, {13, 4097, 9}};
     for (size_t s = 0; s < sizeof q40 / sizeof *q40; s++)
         check_matmul(k, ELM_TYPE_Q4_0, q40[s][1] * 32, q40[s][0], q40[s][2], 91 + s, 2);
     print_message("%s: Q4_0 elm_matmul bit-identical to ref vec_dot, up to 20 tokens\n", k->name);

@@ -113,7 +113,7 @@ static void product(enum elm_type t, int64_t rows, int64_t cols, int64_t ntok, i
             k->from_float[dt](f, x + (size_t)(r - rows) * xrow, cols);
     }
     elm_pool_set_threads(threads);
-    elm_matmul(k, t, w, cols, rows, x, xrow, ntok, y, rows);
+    elm_matmul(k, t, ELM_LAYOUT_ROWS, w, cols, rows, x, xrow, ntok, y, rows);
     elm_pool_set_threads(0);
     free(f);
     free(w);
