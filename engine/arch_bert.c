@@ -52,7 +52,7 @@ static void bmatmul(const struct elm_model *m, struct bert_buf *b, const struct 
                                  W->ne0);
         xq = b->aq;
     }
-    elm_matmul(m->k, W->type, ELM_LAYOUT_ROWS, W->data, W->ne0, W->ne1, xq, stride, n, y, W->ne1);
+    elm_matmul(m->k, W->type, W->layout, W->data, W->ne0, W->ne1, xq, stride, n, y, W->ne1);
     if (bias)
         for (int t = 0; t < n; t++)
             for (int64_t i = 0; i < W->ne1; i++)

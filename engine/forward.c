@@ -238,7 +238,7 @@ static void matmul(const struct elm_model *m, struct elm_work *w, const struct e
     size_t stride;
     const void *xq = acts_for(m, w, a, W, &stride);
     mark(w, ELM_PROF_QUANTIZE, layer);
-    elm_matmul(m->k, W->type, ELM_LAYOUT_ROWS, W->data, W->ne0, W->ne1, xq, stride, a->n, y, W->ne1);
+    elm_matmul(m->k, W->type, W->layout, W->data, W->ne0, W->ne1, xq, stride, a->n, y, W->ne1);
     if (w->prof)
         w->prof->matmul_bytes += (uint64_t)elm_row_bytes(W->type, W->ne0) * (uint64_t)W->ne1;
     mark(w, op, layer);

@@ -26,7 +26,7 @@
 /* How the weights ended up in memory; the daemon reports it in `status`. */
 struct elm_residency {
     struct elm_region mem; /* the mapping (backing, locked) */
-    const void *data;      /* the used tensors' runs, packed (the model has their offsets) */
+    void *data;            /* the used tensors' runs, adjacent (the model has their offsets) */
     uint64_t data_size;    /* bytes of the copy from data on */
     double cached;         /* share of the file's pages to read that were in the page cache */
     bool direct;           /* read with O_DIRECT (asked for, and the file was not cached) */

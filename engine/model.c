@@ -308,6 +308,19 @@ static int get_matrix(struct loader *L, const char *name, int64_t cols, int64_t 
     return 0;
 }
 
+/* Adds p to what the model frees; false (and p freed) when out of memory. */
+static bool own(struct elm_model *m, void *p)
+{
+    void **owned = realloc(m->owned, (size_t)(m->n_owned + 1) * sizeof *owned);
+    if (!owned) {
+        free(p);
+        return false;
+    }
+    m->owned = owned;
+    owned[m->n_owned++] = p;
+    return true;
+}
+
 /* A 1-D vector used as F32 (norm weights, biases); other float types are converted once. */
 static int get_vector(struct loader *L, const char *name, int64_t n, bool required,
                       const float **out)
@@ -330,15 +343,8 @@ static int get_vector(struct loader *L, const char *name, int64_t n, bool requir
         return 0;
     }
     float *f = malloc((size_t)n * sizeof *f);
-    void **owned = realloc(L->m->owned, (size_t)(L->m->n_owned + 1) * sizeof *owned);
-    if (!f || !owned) {
-        free(f);
-        if (owned)
-            L->m->owned = owned;
+    if (!f || !own(L->m, f))
         return elm_errf(L->err, L->errlen, -ENOMEM, "out of memory");
-    }
-    L->m->owned = owned;
-    owned[L->m->n_owned++] = f;
     L->m->k->to_float[t->type](src, f, n);
     *out = f;
     return 0;
@@ -553,7 +559,55 @@ static int load_vocab(struct elm_model *m, const struct elm_gguf *g,
     return 0;
 }
 
-int elm_model_create(struct elm_gguf *g, const void *data, const struct elm_model_params *p,
+/* T in the layout m's kernels multiply fastest: packed in place when in_place (the loader's
+ * copy), else into a copy of m's own (the file's mapping is read-only, and its bytes are what
+ * the pruner and the quantizer copy). done[0..*n_done): the data already packed, since a tensor
+ * packed twice would be scrambled. */
+static int pack_operand(struct elm_model *m, struct elm_tensor *T, bool in_place, const void **done,
+                        int *n_done)
+{
+    const enum elm_layout layout = elm_matmul_layout(m->k, T->type);
+    if (!T->data || layout == ELM_LAYOUT_ROWS)
+        return 0;
+    for (int i = 0; i < *n_done; i++)
+        if (done[i] == T->data)
+            return 0;
+    const size_t bytes = elm_row_bytes(T->type, T->ne0) * (size_t)T->ne1;
+    void *dst = in_place ? (void *)T->data : aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+    if (!dst || (!in_place && !own(m, dst)))
+        return -ENOMEM;
+    int rc = elm_pack_weights(layout, T->type, dst, T->data, T->ne0, T->ne1);
+    if (rc)
+        return rc;
+    done[(*n_done)++] = T->data = dst;
+    T->layout = layout;
+    return 0;
+}
+
+/* Every matmul operand of m packed (pack_operand); not the embeddings, which are read by row,
+ * nor the output when it is the embedding. */
+static int pack_operands(struct elm_model *m, bool in_place, char *err, size_t errlen)
+{
+    enum { PER_LAYER = 7 };
+    const void **done = malloc(((size_t)m->hp.n_layer * PER_LAYER + 1) * sizeof *done);
+    if (!done)
+        return elm_errf(err, errlen, -ENOMEM, "out of memory");
+    int n_done = 0, rc = 0;
+    if (m->output.data != m->tok_embd.data)
+        rc = pack_operand(m, &m->output, in_place, done, &n_done);
+    for (int32_t l = 0; l < m->hp.n_layer && !rc; l++) {
+        struct elm_layer *ly = &m->layers[l];
+        struct elm_tensor *ops[] = {&ly->wq,     &ly->wk,   &ly->wv,    &ly->wo,
+                                    &ly->w_gate, &ly->w_up, &ly->w_down};
+        _Static_assert(sizeof ops / sizeof *ops == PER_LAYER, "PER_LAYER counts them");
+        for (int i = 0; i < PER_LAYER && !rc; i++)
+            rc = pack_operand(m, ops[i], in_place, done, &n_done);
+    }
+    free(done);
+    return rc ? elm_errf(err, errlen, rc, "packing the weights: %s", strerror(-rc)) : 0;
+}
+
+int elm_model_create(struct elm_gguf *g, void *data, const struct elm_model_params *p,
                      struct elm_model **out, char *err, size_t errlen)
 {
     if (errlen)
@@ -594,7 +648,7 @@ int elm_model_create(struct elm_gguf *g, const void *data, const struct elm_mode
                        .offsets = data && p ? p->tensor_offsets : NULL,
                        .err = err,
                        .errlen = errlen};
-    if ((rc = load_tensors(&L)))
+    if ((rc = load_tensors(&L)) || (rc = pack_operands(m, data != NULL, err, errlen)))
         goto fail_tensors;
     m->gguf = g;
     *out = m;

@@ -63,6 +63,9 @@ struct elm_tensor {
     enum elm_type type;
     int64_t ne0, ne1;
     const void *data; /* NULL when absent (optional tensors) */
+    /* ROWS, or what the model's kernels multiply fastest (elm_matmul_layout): then only
+     * elm_matmul may read data. The embeddings and a tied output, read by row, stay ROWS. */
+    enum elm_layout layout;
 };
 
 /* One block. phi3's fused attn_qkv and gate|up tensors are split into views of their rows
@@ -97,7 +100,7 @@ struct elm_model {
     const float *tok_norm, *tok_norm_b; /* bert: LayerNorm of the summed embeddings */
     struct elm_layer *layers;     /* [n_layer], owned */
     int n_threads;
-    void **owned;                 /* F32 copies of non-F32 norms/biases, freed with the model */
+    void **owned;                 /* F32 copies of norms/biases, packed weights: freed with it */
     int n_owned;
     uint64_t weight_bytes;        /* bytes of tensor data used */
 };
@@ -125,8 +128,10 @@ int elm_model_load(const char *path, const struct elm_model_params *p, struct el
 
 /* Builds a model from an already parsed file. Takes ownership of g on success only. data, when
  * not NULL, is a copy of the file's data section (g->data_size bytes) that must outlive the model
- * (the daemon's pinned copy); when NULL the weights are read from g's buffer. */
-int elm_model_create(struct elm_gguf *g, const void *data, const struct elm_model_params *p,
+ * (the daemon's pinned copy): the matrices the model's kernels multiply packed (elm_tensor.layout)
+ * are rewritten there, in place. When NULL the weights are read from g's buffer, and those to
+ * pack are copied, packed, into memory the model owns. */
+int elm_model_create(struct elm_gguf *g, void *data, const struct elm_model_params *p,
                      struct elm_model **out, char *err, size_t errlen);
 
 /* Checks what elm_model_create checks first (architecture and hyperparameters), without building

@@ -85,14 +85,23 @@ struct elm_matmul_observer elm_prune_acts_observer(struct elm_prune_acts *a)
 
 /* ---- scores -------------------------------------------------------------------------------- */
 
-/* score[j] = sum over rows i of |W[i][j]| x sqrt(sq[j]) for W's ne0 columns. */
+static bool is_float(uint32_t type)
+{
+    return type == ELM_TYPE_F32 || type == ELM_TYPE_F16 || type == ELM_TYPE_BF16;
+}
+
+/* score[j] = sum over rows i of |W[i][j]| x sqrt(sq[j]) for W's ne0 columns. Only float files
+ * are pruned (add_cut refuses the rest when it writes): a quantized W scores 0 unread, since the
+ * model may hold it packed (elm_tensor.layout), with no rows to read. */
 static int column_scores(const struct elm_model *m, const struct elm_tensor *W, const double *sq,
                          double *score)
 {
+    memset(score, 0, (size_t)W->ne0 * sizeof *score);
+    if (!is_float(W->type))
+        return 0;
     float *row = malloc((size_t)W->ne0 * sizeof *row);
     if (!row)
         return -ENOMEM;
-    memset(score, 0, (size_t)W->ne0 * sizeof *score);
     const size_t rb = elm_row_bytes(W->type, W->ne0);
     for (int64_t i = 0; i < W->ne1; i++) {
         m->k->to_float[W->type]((const char *)W->data + (size_t)i * rb, row, W->ne0);
@@ -136,11 +145,6 @@ struct pruner {
     char *err;
     size_t errlen;
 };
-
-static bool is_float(uint32_t type)
-{
-    return type == ELM_TYPE_F32 || type == ELM_TYPE_F16 || type == ELM_TYPE_BF16;
-}
 
 /* Adds t with the rows (ne1) where rows[r] and the columns (ne0) where cols[c] (NULL: all). */
 static int add_cut(struct pruner *p, const struct elm_gguf_tensor *t, const char *name,

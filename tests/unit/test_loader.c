@@ -125,6 +125,55 @@ static void test_pread_two_readers(void **state)
     check_load(path, true, 64 << 10);
 }
 
+/* Every variant that multiplies Q4_0 packed (kernels.h, ELM_LAYOUT_X8) packs the loader's copy
+ * in place: the matrices stay where the copy holds them, and the logits are those of the same
+ * variant's model over the file's mapping (which packs a copy of its own) and of ref's (rows). */
+static void test_packed_in_place(void **state)
+{
+    (void)state;
+    ELM_REQUIRE_MODEL(path, "zoo/zoo-llama-q4_0.gguf");
+    char err[512];
+    struct elm_model_params rp = {.n_threads = 1, .kernel = "ref"};
+    struct elm_model *ref;
+    assert_int_equal(elm_model_load(path, &rp, &ref, err, sizeof err), 0);
+    float *want = logits_of(ref);
+    int packing = 0;
+    const char *v;
+    for (size_t i = 0; (v = elm_kernels_variant(i)) != NULL; i++) {
+        const struct elm_kernels *k = elm_kernels_get(v);
+        if (!k || elm_matmul_layout(k, ELM_TYPE_Q4_0) == ELM_LAYOUT_ROWS)
+            continue;
+        struct elm_model_params mp = {.n_threads = 1, .kernel = v};
+        struct elm_model *mapped;
+        assert_int_equal(elm_model_load(path, &mp, &mapped, err, sizeof err), 0);
+        struct elm_load_params lp = {.threads = 1, .kernel = v, .hugepages = ELM_HUGE_AUTO};
+        struct elm_model *m = NULL;
+        struct elm_residency r;
+        if (elm_loader_load(path, &lp, NULL, &m, &r, err, sizeof err))
+            fail_msg("%s: %s", path, err);
+        const unsigned char *lo = r.data, *hi = lo + r.data_size;
+        const struct elm_tensor *wq = &m->layers[0].wq;
+        assert_int_equal(wq->layout, elm_matmul_layout(k, ELM_TYPE_Q4_0));
+        assert_true((const unsigned char *)wq->data >= lo && (const unsigned char *)wq->data < hi);
+        assert_int_equal(mapped->layers[0].wq.layout, wq->layout);
+        float *a = logits_of(mapped), *b = logits_of(m);
+        assert_memory_equal(want, a, (size_t)ref->hp.n_vocab * sizeof *a);
+        assert_memory_equal(want, b, (size_t)ref->hp.n_vocab * sizeof *b);
+        free(a);
+        free(b);
+        elm_loader_unload(&m, &r);
+        elm_model_destroy(&mapped);
+        packing++;
+    }
+    free(want);
+    elm_model_destroy(&ref);
+    if (!packing) {
+        print_message("SKIP: no kernel variant of this machine packs Q4_0\n");
+        skip();
+    }
+    print_message("%d variant(s) here pack Q4_0; their logits are ref's\n", packing);
+}
+
 /* A tensor that does not fit its type is found from the header: nothing is read, nothing is
  * returned. */
 static void test_bad_file_reads_nothing(void **state)
@@ -170,8 +219,8 @@ static void test_unused_tensor_not_read(void **state)
     unlink(sparse);
     if (rc)
         fail_msg("%s", err);
-    print_message("read %llu bytes, copy %zu bytes, notes '%s'\n",
-                  (unsigned long long)r.read_bytes, r.mem.len, r.notes);
+    print_message("read %llu bytes, copy %zu bytes, notes '%s'\n", (unsigned long long)r.read_bytes,
+                  r.mem.len, r.notes);
     uint64_t section = ref->gguf->data_size + 2 * 4096; /* the used tensors, aligned */
     assert_true(r.read_bytes <= section);
     assert_true(atomic_load(&pr.total) <= section);
@@ -192,6 +241,7 @@ int main(void)
         cmocka_unit_test(test_uring_two_readers),
         cmocka_unit_test(test_pread_two_readers),
         cmocka_unit_test(test_pread_fallback),
+        cmocka_unit_test(test_packed_in_place),
         cmocka_unit_test(test_bad_file_reads_nothing),
         cmocka_unit_test(test_unused_tensor_not_read),
     };

@@ -330,6 +330,82 @@ static void test_batch_split_invariance(void **state)
     elm_model_destroy(&m);
 }
 
+/* Logits of zoo file name under kernel variant: a 24-token batch (prefill: several token tiles
+ * per panel), an 8-token batch (a single tile) and 8 tokens one at a time (decode), all 40
+ * positions' logits into out. *packed: whether the model's first Q4_0 matrix was packed. */
+static void zoo_logits(const char *name, const char *variant, float *out, int n_vocab, bool *packed)
+{
+    char path[512], err[512];
+    snprintf(path, sizeof path, "%s/zoo/%s.gguf", elm_test_models_dir(), name);
+    struct elm_model_params mp = {.n_threads = 2, .kernel = variant};
+    struct elm_model *m;
+    if (elm_model_load(path, &mp, &m, err, sizeof err))
+        fail_msg("load %s: %s", path, err);
+    assert_int_equal(m->hp.n_vocab, n_vocab);
+    assert_int_equal(m->layers[0].wq.type, ELM_TYPE_Q4_0);
+    *packed = m->layers[0].wq.layout != ELM_LAYOUT_ROWS;
+    struct elm_work *w;
+    struct elm_kv *kv;
+    assert_int_equal(elm_work_create(m, 24, 40, &w), 0);
+    assert_int_equal(elm_kv_create(m, 40, ELM_TYPE_F32, &kv), 0);
+    static const int batches[] = {24, 8, 1, 1, 1, 1, 1, 1, 1, 1};
+    int pos = 0;
+    for (size_t b = 0; b < sizeof batches / sizeof *batches; b++) {
+        struct elm_batch_item items[24];
+        for (int i = 0; i < batches[b]; i++, pos++)
+            items[i] = (struct elm_batch_item){.token = (pos * 7919 + 11) % n_vocab,
+                                               .pos = pos,
+                                               .kv = kv,
+                                               .logits = out + (size_t)pos * n_vocab};
+        assert_int_equal(elm_model_forward(m, w, items, batches[b]), 0);
+    }
+    assert_int_equal(pos, 40);
+    elm_kv_destroy(&kv);
+    elm_work_destroy(&w);
+    elm_model_destroy(&m);
+}
+
+/* Every variant gives ref's logits, bit for bit, on the Q4_0 zoo files (llama: separate output;
+ * qwen2: tied, so its output stays rows). A variant that multiplies Q4_0 packed (avx2,
+ * kernels.h ELM_LAYOUT_X8) rewrites the matrices at load: this holds the packed model to the
+ * file's rows through prefill, a single token tile and decode. */
+static void test_packed_weights(void **state)
+{
+    const char *variant = elm_test_variant_name(state);
+    static const char *const files[] = {"zoo-llama-q4_0", "zoo-qwen2-q4_0"};
+    for (size_t f = 0; f < sizeof files / sizeof *files; f++) {
+        char path[512];
+        snprintf(path, sizeof path, "%s/zoo/%s.gguf", elm_test_models_dir(), files[f]);
+        if (access(path, R_OK)) {
+            print_message("SKIP: %s not found\n", path);
+            skip();
+        }
+        struct elm_gguf *g;
+        char err[512];
+        if (elm_gguf_open(path, &g, err, sizeof err))
+            fail_msg("%s: %s", path, err);
+        const struct elm_gguf_tensor *te = elm_gguf_find_tensor(g, "token_embd.weight");
+        assert_non_null(te);
+        const int V = (int)te->ne[1];
+        elm_gguf_destroy(&g);
+        float *want = malloc((size_t)40 * V * sizeof *want);
+        float *got = malloc((size_t)40 * V * sizeof *got);
+        assert_non_null(want);
+        assert_non_null(got);
+        bool ref_packed, packed;
+        zoo_logits(files[f], "ref", want, V, &ref_packed);
+        zoo_logits(files[f], variant, got, V, &packed);
+        assert_false(ref_packed);
+        assert_int_equal(packed, elm_matmul_layout(elm_kernels_get(variant), ELM_TYPE_Q4_0) !=
+                                     ELM_LAYOUT_ROWS);
+        assert_memory_equal(want, got, (size_t)40 * V * sizeof *want);
+        print_message("%s %s: 40 positions' logits equal to ref's%s\n", variant, files[f],
+                      packed ? " (Q4_0 packed)" : "");
+        free(want);
+        free(got);
+    }
+}
+
 static int setup(void **state)
 {
     strcpy(tmpdir, "/tmp/elm-test-XXXXXX");
@@ -359,9 +435,10 @@ static void test_ctx_default(void **state)
 
 int main(void)
 {
-    struct CMUnitTest tests[32];
+    struct CMUnitTest tests[40];
     size_t n = 0;
     elm_test_add_variant_cases(tests, &n, 16, "test_stories_golden", test_stories_golden, true);
+    elm_test_add_variant_cases(tests, &n, 24, "test_packed_weights", test_packed_weights, false);
     const struct CMUnitTest rest[] = {
         cmocka_unit_test(test_stories_quantized),
         cmocka_unit_test(test_quantize_like_llama),
