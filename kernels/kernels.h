@@ -181,7 +181,7 @@ const char *elm_kernels_variant(size_t i);
 enum elm_layout { ELM_LAYOUT_ROWS = 0, ELM_LAYOUT_X8 = 1 };
 
 /* The layout in which k's elm_matmul reads weights of this type fastest: ELM_LAYOUT_X8 where the
- * variant has a tile for it (avx2, Q4_0), else ELM_LAYOUT_ROWS. */
+ * variant has a tile for it (avx2 and avx512, Q4_0), else ELM_LAYOUT_ROWS. */
 enum elm_layout elm_matmul_layout(const struct elm_kernels *k, enum elm_type type);
 
 /* Rewrites nrows rows of ncols elements of type, in the file's layout at src, into layout at dst

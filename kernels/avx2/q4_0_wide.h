@@ -73,6 +73,18 @@ static inline struct q40v_scratch *q40v_scratch_get(void)
     return q40v_scratch_p;
 }
 
+/* The scratch for a call with these stream flags: on a new matmul (ELM_TILE_FRESH) what it kept
+ * is dropped, since the data behind kept pointers may have changed. */
+static inline struct q40v_scratch *q40v_begin(int stream)
+{
+    struct q40v_scratch *s = q40v_scratch_get();
+    if (s && (stream & ELM_TILE_FRESH)) {
+        elm_panel_forget(&s->key);
+        s->gen++;
+    }
+    return s;
+}
+
 /* Unpacks rows [0, nr) of the panel; lanes of rows nr..7 get zero weights and scales.
  * FULL: nr is 8, so every row
  * advances by one block and its address is the first row's plus r * ws: the compiler then
@@ -246,13 +258,8 @@ static const struct q40v_ablock *q40v_acts(struct q40v_scratch *s, const uint8_t
 static void q4_0_tile_wide(int64_t n, const void *w, size_t ws, int nr, const void *a, size_t as,
                            int nt, float *y, int64_t ys, int stream)
 {
-    struct q40v_scratch *s = q40v_scratch_get();
+    struct q40v_scratch *s = q40v_begin(stream);
     const int64_t nb = n / ELM_QK;
-    /* a new matmul: data behind kept pointers may have changed */
-    if (s && (stream & ELM_TILE_FRESH)) {
-        elm_panel_forget(&s->key);
-        s->gen++;
-    }
     if (!s || nt < Q40V_MIN_T || nr > Q40V_R || nb < 1 || nb > Q40V_MAX_BLOCKS) {
         elm_tile_in_panels(q4_0_tile, Q40_R, Q40_T, n, w, ws, nr, a, as, nt, y, ys, stream);
         return;

@@ -126,13 +126,9 @@ ALWAYS_INLINE void q40x_panel(const uint8_t *p, int64_t nb, const struct q40v_ab
 static void q4_0_tile_x8(int64_t n, const void *w, size_t ws, int nr, const void *a, size_t as,
                          int nt, float *y, int64_t ys, int stream)
 {
-    struct q40v_scratch *s = q40v_scratch_get();
+    struct q40v_scratch *s = q40v_begin(stream);
     const int64_t nb = n / ELM_QK;
     const int full = nr - nr % Q40V_R;
-    if (s && (stream & ELM_TILE_FRESH)) { /* what q4_0_tile_wide does on a new matmul */
-        elm_panel_forget(&s->key);
-        s->gen++;
-    }
     const struct q40v_ablock *abs =
         s && full && nb <= Q40V_ABLOCKS ? q40v_acts(s, a, as, nt, nb) : NULL;
     for (int r = 0; r < full; r += Q40V_R) {

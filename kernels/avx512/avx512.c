@@ -13,6 +13,7 @@
 #include "kernels/avx2/q_legacy.h"
 #include "kernels/avx512/iq4_tile.h"
 #include "kernels/avx512/q4_0_tile.h"
+#include "kernels/avx512/q4_0_x8.h"
 #include "kernels/avx512/q_k_tile.h"
 #include "kernels/avx512/q_legacy_tile.h"
 
@@ -22,7 +23,13 @@
 #undef Q40_T
 #define Q40_R     Q40W_R
 #define Q40_T     Q40W_T
-#define q4_0_tile q4_0_tile_wide
+#define q4_0_tile q40w_tile
+/* and weights packed at load time (ELM_LAYOUT_X8) have a tile of their own (q4_0_x8.h) */
+#define TILE_Q4_0                                                                                  \
+    {                                                                                              \
+        .vec_dot = q4_0_vec_dot, .tile = q40w_tile, .rows = Q40W_R, .toks = Q40W_T,                \
+        .rows_gemv = Q40_R_GEMV, .tile_x8 = q40w_tile_x8                                           \
+    }
 
 /* Q8_0, Q5_0, Q4_1, Q5_1 prefill: one output per lane too (q_legacy_tile.h, lanes.h), in their
  * panel shape */

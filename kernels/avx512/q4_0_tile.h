@@ -94,6 +94,18 @@ static inline struct q40w_scratch *q40w_scratch_get(void)
     return q40w_scratch_p;
 }
 
+/* The scratch for a call with these stream flags: on a new matmul (ELM_TILE_FRESH) what it kept
+ * is dropped, since the data behind kept pointers may have changed. */
+static inline struct q40w_scratch *q40w_begin(int stream)
+{
+    struct q40w_scratch *s = q40w_scratch_get();
+    if (s && (stream & ELM_TILE_FRESH)) {
+        elm_panel_forget(&s->key);
+        s->gen++;
+    }
+    return s;
+}
+
 /* w[g], the weight bytes (0..15) of group g, from raw[g'], dword g' of the 16 bytes of qs (lane
  * l from row ln_row(l)): byte j holds element j (low nibble) and element j + 16 (high). */
 ALWAYS_INLINE void q40w_nibbles(const __m512i raw[4], __m512i w[8])
@@ -284,16 +296,11 @@ static const struct q40w_ablock *q40w_acts(struct q40w_scratch *s, const uint8_t
 
 /* The elm_tile_fn of the avx512 Q4_0 entry: nt <= Q40W_T; nr <= Q40W_R with several tokens
  * (one token: a whole row chunk, for the shared tile). */
-static void q4_0_tile_wide(int64_t n, const void *w, size_t ws, int nr, const void *a, size_t as,
-                           int nt, float *y, int64_t ys, int stream)
+static void q40w_tile(int64_t n, const void *w, size_t ws, int nr, const void *a, size_t as, int nt,
+                      float *y, int64_t ys, int stream)
 {
-    struct q40w_scratch *s = q40w_scratch_get();
+    struct q40w_scratch *s = q40w_begin(stream);
     const int64_t nb = n / ELM_QK;
-    /* a new matmul: data behind kept pointers may have changed */
-    if (s && (stream & ELM_TILE_FRESH)) {
-        elm_panel_forget(&s->key);
-        s->gen++;
-    }
     if (!s || nt < Q40W_MIN_T || nr > Q40W_R || nb < 1 || nb > Q40W_MAX_BLOCKS) {
         elm_tile_in_panels(q4_0_tile, Q40_R, Q40_T, n, w, ws, nr, a, as, nt, y, ys, stream);
         return;
