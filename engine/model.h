@@ -4,6 +4,8 @@
  *
  * One struct elm_model is immutable after load and shared by every sequence: weights live in
  * the GGUF mapping (or, in the daemon, in a pinned hugepage copy of the data section). The
+ * matrices its kernels read packed (elm_tensor.layout) are packed in that copy, or, over a
+ * read-only mapping, in a copy of the model's own. The
  * forward pass takes a batch of tokens that may belong to different sequences, each with its
  * own KV cache and position. Every per-token computation (norms, matmul rows through
  * elm_matmul, attention over its own sequence) is done in the same order whatever the batch
