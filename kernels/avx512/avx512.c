@@ -13,7 +13,6 @@
 #include "kernels/avx2/q_legacy.h"
 #include "kernels/avx512/iq4_tile.h"
 #include "kernels/avx512/q4_0_tile.h"
-#include "kernels/avx512/q4_0_x8.h"
 #include "kernels/avx512/q_k_tile.h"
 #include "kernels/avx512/q_legacy_tile.h"
 
@@ -24,7 +23,7 @@
 #define Q40_R     Q40W_R
 #define Q40_T     Q40W_T
 #define q4_0_tile q40w_tile
-/* and weights packed at load time (ELM_LAYOUT_X8) have a tile of their own (q4_0_x8.h) */
+/* and weights packed at load time (ELM_LAYOUT_X8) a tile of their own (q40w_tile_x8) */
 #define TILE_Q4_0                                                                                  \
     {                                                                                              \
         .vec_dot = q4_0_vec_dot, .tile = q40w_tile, .rows = Q40W_R, .toks = Q40W_T,                \

@@ -28,6 +28,10 @@
  * token tile of its chunk follows (ELM_TILE_MORE clear: an 8-token pass, batched decode) has
  * no use for the buffer and runs straight from the weights (q40w_run_direct). Calls with
  * fewer than 4 tokens and rows too long for the buffer take the shared tile.
+ * Weights packed at load (ELM_LAYOUT_X8, kernels/pack.c) have their own entry, q40w_tile_x8:
+ * the same calls, the 16-row panel being two packed panels, made into the tile's lane order by
+ * one insert and one lane permute per register where rows take 16 loads and a transpose; one
+ * token and the rest take the avx2 packed tile (kernels/avx2/q4_0_x8.h), compiled here.
  * tests/kernel/test_simd.c rewrites weights and activations in place between
  * products to catch a stale reuse. Included only by kernels/avx512/avx512.c, after q_legacy.h.
  */
@@ -37,6 +41,7 @@
 #include <stddef.h>
 
 #include "common/scratch.h"
+#include "kernels/avx2/q4_0_x8.h"
 #include "kernels/avx2/q_legacy.h"
 #include "kernels/avx512/lanes.h"
 #include "kernels/tiles.h"
@@ -128,22 +133,53 @@ ALWAYS_INLINE void q40w_block(const struct ln_rowset *rs, int64_t b, __m512i w[8
     *dw = ln_gather_f16(rs, b, offsetof(struct elm_block_q4_0, d));
 }
 
+/* ln_row's lane order as a permute index (an involution: also its inverse). */
+ALWAYS_INLINE __m512i q40w_order(void)
+{
+    return _mm512_setr_epi32(ln_row(0), ln_row(1), ln_row(2), ln_row(3), ln_row(4), ln_row(5),
+                             ln_row(6), ln_row(7), ln_row(8), ln_row(9), ln_row(10), ln_row(11),
+                             ln_row(12), ln_row(13), ln_row(14), ln_row(15));
+}
+
+/* Block b of the 16 rows of the packed panels p and q (the next), lane l holding row ln_row(l)
+ * as q40w_block leaves it: wg the weight bytes of each group, dw the scales. */
+ALWAYS_INLINE void q40w_block_x8(const uint8_t *p, const uint8_t *q, int64_t nb, int64_t b,
+                                 __m512i order, __m512i wg[8], __m512 *dw)
+{
+    __m512i raw[4];
+    UNROLL for (int g = 0; g < 4; g++) raw[g] = _mm512_permutexvar_epi32(
+        order, _mm512_inserti64x4(_mm512_castsi256_si512(loadu256(q40x_qs(p, b) + 32 * g)),
+                                  loadu256(q40x_qs(q, b) + 32 * g), 1));
+    q40w_nibbles(raw, wg);
+    const size_t d = (size_t)nb * Q40X_QS + (size_t)b * 16;
+    const __m256i h =
+        _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(p + d))),
+                                _mm_loadu_si128((const __m128i *)(q + d)), 1);
+    *dw = _mm512_permutexvar_ps(order, _mm512_cvtph_ps(h));
+}
+
 /* Unpacks rows [0, nr) of the panel with lanes.h's row set and gathers (the same transposed
  * lane order, ln_row); lanes of rows nr..15 get a copy of row nr - 1's weights (their outputs
  * are never stored) and zero scales. A pointer and a step per row and 16 scalar scale loads
- * made this ~120 instructions per block, about as much time as an 8-token run over it. */
-static void q40w_unpack(struct q40w_scratch *s, const uint8_t *w, size_t ws, int nr, int64_t nb,
-                        const uint8_t *pf)
+ * made this ~120 instructions per block, about as much time as an 8-token run over it.
+ * X8: the panel is two packed panels at w (nr is 16), made into the same lanes. */
+ALWAYS_INLINE void q40w_unpack(struct q40w_scratch *s, const uint8_t *w, size_t ws, int nr,
+                               int64_t nb, const uint8_t *pf, const bool X8)
 {
     struct ln_rowset rs;
-    ln_rows(&rs, w, ws, nr, 0, sizeof(struct elm_block_q4_0));
+    if (!X8)
+        ln_rows(&rs, w, ws, nr, 0, sizeof(struct elm_block_q4_0));
+    const __m512i order = q40w_order();
     for (int64_t b = 0; b < nb; b++) {
         if (pf)
             ln_prefetch_l2(pf + b * Q40W_PF_UNPACK, Q40W_PF_UNPACK);
         struct q40w_wblock *o = &s->wb[b];
         __m512i wg[8];
         __m512 dw;
-        q40w_block(&rs, b, wg, &dw);
+        if (X8)
+            q40w_block_x8(w, w + Q40V_R * ws, nb, b, order, wg, &dw);
+        else
+            q40w_block(&rs, b, wg, &dw);
         UNROLL for (int g = 0; g < 8; g++) _mm512_store_si512(&o->w[g], wg[g]);
         _mm512_store_ps(&o->dw, dw);
     }
@@ -294,6 +330,63 @@ static const struct q40w_ablock *q40w_acts(struct q40w_scratch *s, const uint8_t
     return ab;
 }
 
+/* NT tokens against the 16 rows of the packed panels at p, straight from them: for a call that
+ * no later one reuses (batched decode), as q40w_run_direct does for rows. pf: its. */
+ALWAYS_INLINE void q40w_run_direct_x8(const uint8_t *p, size_t ws, int64_t nb,
+                                      const struct q40w_ablock *abs, const uint8_t *a, size_t as,
+                                      float *y, int64_t ys, const uint8_t *pf, const int NT)
+{
+    const __m512i order = q40w_order();
+    __m512 acc[Q40W_T];
+    UNROLL for (int t = 0; t < NT; t++) acc[t] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        if (pf)
+            ln_prefetch_l2(pf + b * Q40W_R * sizeof(struct elm_block_q4_0),
+                           Q40W_R * sizeof(struct elm_block_q4_0));
+        __m512i wg[8];
+        __m512 dw;
+        q40w_block_x8(p, p + Q40V_R * ws, nb, b, order, wg, &dw);
+        q40w_step(acc, wg, dw, &abs[b], a, as, b, NT);
+    }
+    UNROLL for (int t = 0; t < NT; t++) ln_store(y + t * ys, Q40W_R, 0, acc[t]);
+}
+
+/* A call of Q40W_MIN_T..Q40W_T tokens over a panel of the 16 rows at w (nr of them, nb blocks
+ * each), in the file's layout or packed (X8). A stream call that no other token tile of its
+ * chunk follows runs straight from the weights; the others unpack the panel into the buffer
+ * once, for every token tile of the chunk. */
+ALWAYS_INLINE void q40w_call(struct q40w_scratch *s, const uint8_t *w, size_t ws, int nr,
+                             int64_t nb, const void *a, size_t as, int nt, float *y, int64_t ys,
+                             int stream, const bool X8)
+{
+    /* the panel after next, as the K-quant lane tiles do (q_k_tile.h): a whole run more
+     * between a line's prefetch and its unpack than with the next panel, and into L2, not L1,
+     * which the unpacked panel the run streams through needs; measured no faster nor slower
+     * than the next panel into L1 under load, while no prefetch at all is ~45 % slower
+     * (docs/kernels-perf.md) */
+    const uint8_t *pf = stream & ELM_TILE_STREAM ? w + 2 * Q40W_R * ws : NULL;
+    const bool kept = elm_panel_is(&s->key, w, ws, nb, nr, X8);
+    if (!kept && !(stream & ELM_TILE_MORE)) {
+        const struct q40w_ablock *abs = q40w_acts(s, a, as, nt, nb);
+#define Q40W_DIRECT(T)                                                                             \
+    X8 ? q40w_run_direct_x8(w, ws, nb, abs, a, as, y, ys, pf, T)                                   \
+       : q40w_run_direct(w, ws, nr, nb, abs, a, as, y, ys, pf, T)
+        ELM_TILE_FOR_T(nt, Q40W_DIRECT);
+#undef Q40W_DIRECT
+        return;
+    }
+    if (!kept) {
+        q40w_unpack(s, w, ws, nr, nb, pf, X8);
+        elm_panel_set(&s->key, w, ws, nb, nr, X8);
+    }
+    const struct q40w_ablock *abs = q40w_acts(s, a, as, nt, nb);
+    if (pf) /* the unpack asked for the first Q40W_PF_UNPACK bytes a block */
+        pf += nb * Q40W_PF_UNPACK;
+#define Q40W_RUN(T) q40w_run(s, abs, nb, a, as, y, ys, nr, pf, T)
+    ELM_TILE_FOR_T(nt, Q40W_RUN);
+#undef Q40W_RUN
+}
+
 /* The elm_tile_fn of the avx512 Q4_0 entry: nt <= Q40W_T; nr <= Q40W_R with several tokens
  * (one token: a whole row chunk, for the shared tile). */
 static void q40w_tile(int64_t n, const void *w, size_t ws, int nr, const void *a, size_t as, int nt,
@@ -305,30 +398,26 @@ static void q40w_tile(int64_t n, const void *w, size_t ws, int nr, const void *a
         elm_tile_in_panels(q4_0_tile, Q40_R, Q40_T, n, w, ws, nr, a, as, nt, y, ys, stream);
         return;
     }
-    /* the panel after next, as the K-quant lane tiles do (q_k_tile.h): a whole run more
-     * between a line's prefetch and its unpack than with the next panel, and into L2, not L1,
-     * which the unpacked panel the run streams through needs; measured no faster nor slower
-     * than the next panel into L1 under load, while no prefetch at all is ~45 % slower
-     * (docs/kernels-perf.md) */
-    const uint8_t *pf = stream & ELM_TILE_STREAM ? (const uint8_t *)w + 2 * Q40W_R * ws : NULL;
-    const bool kept = elm_panel_is(&s->key, w, ws, nb, nr, 0);
-    if (!kept && !(stream & ELM_TILE_MORE)) {
-        const struct q40w_ablock *abs = q40w_acts(s, a, as, nt, nb);
-#define Q40W_DIRECT(T) q40w_run_direct(w, ws, nr, nb, abs, a, as, y, ys, pf, T)
-        ELM_TILE_FOR_T(nt, Q40W_DIRECT);
-#undef Q40W_DIRECT
+    q40w_call(s, w, ws, nr, nb, a, as, nt, y, ys, stream, false);
+}
+
+/* The tile_x8 of the avx512 Q4_0 entry (tiles.h), for weights packed at load (ELM_LAYOUT_X8):
+ * nt <= Q40W_T; any nr for one token, nr <= Q40W_R for several. 4..8 tokens over 16 rows keep
+ * the zmm tile (its panel two packed panels, q40w_block_x8); the rest, one token above all,
+ * takes the avx2 packed tile (kernels/avx2/q4_0_x8.h, compiled here with this variant's flags),
+ * which reads the panels in place. */
+static void q40w_tile_x8(int64_t n, const void *w, size_t ws, int nr, const void *a, size_t as,
+                         int nt, float *y, int64_t ys, int stream)
+{
+    /* both tiles' buffers start the matmul afresh, whichever of them this call takes */
+    struct q40w_scratch *s = q40w_begin(stream);
+    const int64_t nb = n / ELM_QK;
+    if (!s || nt < Q40W_MIN_T || nr != Q40W_R || nb < 1 || nb > Q40W_MAX_BLOCKS) {
+        q4_0_tile_x8(n, w, ws, nr, a, as, nt, y, ys, stream);
         return;
     }
-    if (!kept) {
-        q40w_unpack(s, w, ws, nr, nb, pf);
-        elm_panel_set(&s->key, w, ws, nb, nr, 0);
-    }
-    const struct q40w_ablock *abs = q40w_acts(s, a, as, nt, nb);
-    if (pf) /* the unpack asked for the first Q40W_PF_UNPACK bytes a block */
-        pf += nb * Q40W_PF_UNPACK;
-#define Q40W_RUN(T) q40w_run(s, abs, nb, a, as, y, ys, nr, pf, T)
-    ELM_TILE_FOR_T(nt, Q40W_RUN);
-#undef Q40W_RUN
+    (void)q40v_begin(stream);
+    q40w_call(s, w, ws, nr, nb, a, as, nt, y, ys, stream, true);
 }
 
 #endif
