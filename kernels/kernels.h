@@ -49,12 +49,12 @@ enum elm_type {
 };
 
 struct elm_type_info {
-    const char *name;       /* "q4_0", ... ; NULL for ids elm does not know */
-    int32_t block;          /* elements per block (1 for float types) */
-    int32_t block_bytes;    /* bytes per block */
+    const char *name;      /* "q4_0", ... ; NULL for ids elm does not know */
+    int32_t block;         /* elements per block (1 for float types) */
+    int32_t block_bytes;   /* bytes per block */
     enum elm_type dot_type; /* activation format vec_dot expects */
     bool quantized;
-    bool is_weight; /* may appear as a tensor type in a model (Q8_1/Q8_K may not) */
+    bool is_weight;        /* may appear as a tensor type in a model (Q8_1/Q8_K may not) */
 };
 
 /* NULL when the id is unknown to elm (or out of range). */

@@ -1,8 +1,9 @@
 /* pack.c — weights rewritten at load time into the layout a variant's matmul reads fastest
  * (kernels.h, enum elm_layout): the one definition of ELM_LAYOUT_X8's bytes.
  *
- * Why a load-time layout: the avx2 Q4_0 tile wants, per block of 8 rows, four registers each
- * holding 4 quant bytes of every row (kernels/avx2/q4_0_x8.h). Made from the file's rows at run
+ * Why a load-time layout: the avx2 and avx512 Q4_0 tiles want, per block of 8 rows, four
+ * registers each holding 4 quant bytes of every row (kernels/avx2/q4_0_x8.h; the avx512 tile
+ * joins two panels into one zmm, kernels/avx512/q4_0_tile.h). Made from the file's rows at run
  * time, that is a transpose per panel and per call (a sixth of an 8-token product, the whole
  * unpack of a decode step); made once here, the kernels only mask and shift. The panel takes
  * exactly the bytes of its rows, so memory and the bytes a decode step streams do not change,

@@ -10,8 +10,9 @@
  *  - prefill (more token tiles of the same panel follow, ELM_TILE_MORE): the panel is unpacked
  *    once into q4_0_wide.h's scratch and its run serves every token tile, as for file rows.
  * The arithmetic and its order are q4_0_wide.h's (read its top): the same int16 sums, the same
- * per-block float chain, so the bits are the reference's. Included only by kernels/avx2/avx2.c,
- * after q4_0_wide.h.
+ * per-block float chain, so the bits are the reference's. Included by kernels/avx2/avx2.c and,
+ * for its one-token calls and the calls its zmm tile does not take, by the avx512 variant
+ * (kernels/avx512/q4_0_tile.h).
  */
 #ifndef ELM_AVX2_Q4_0_X8_H
 #define ELM_AVX2_Q4_0_X8_H

@@ -331,7 +331,7 @@ static const struct q40w_ablock *q40w_acts(struct q40w_scratch *s, const uint8_t
 }
 
 /* NT tokens against the 16 rows of the packed panels at p, straight from them: for a call that
- * no later one reuses (batched decode), as q40w_run_direct does for rows. pf: its. */
+ * no later one reuses (batched decode), as q40w_run_direct does for rows, with its pf. */
 ALWAYS_INLINE void q40w_run_direct_x8(const uint8_t *p, size_t ws, int64_t nb,
                                       const struct q40w_ablock *abs, const uint8_t *a, size_t as,
                                       float *y, int64_t ys, const uint8_t *pf, const int NT)

@@ -219,8 +219,8 @@ static void test_unused_tensor_not_read(void **state)
     unlink(sparse);
     if (rc)
         fail_msg("%s", err);
-    print_message("read %llu bytes, copy %zu bytes, notes '%s'\n", (unsigned long long)r.read_bytes,
-                  r.mem.len, r.notes);
+    print_message("read %llu bytes, copy %zu bytes, notes '%s'\n",
+                  (unsigned long long)r.read_bytes, r.mem.len, r.notes);
     uint64_t section = ref->gguf->data_size + 2 * 4096; /* the used tensors, aligned */
     assert_true(r.read_bytes <= section);
     assert_true(atomic_load(&pr.total) <= section);

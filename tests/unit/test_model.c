@@ -365,10 +365,10 @@ static void zoo_logits(const char *name, const char *variant, float *out, int n_
     elm_model_destroy(&m);
 }
 
-/* Every variant gives ref's logits, bit for bit, on the Q4_0 zoo files (llama: separate output;
- * qwen2: tied, so its output stays rows). A variant that multiplies Q4_0 packed (avx2,
- * kernels.h ELM_LAYOUT_X8) rewrites the matrices at load: this holds the packed model to the
- * file's rows through prefill, a single token tile and decode. */
+/* Every variant gives ref's logits, bit for bit, on the Q4_0 zoo files (their outputs are
+ * Q6_K: llama's its own, qwen2's tied to the embedding). A variant that multiplies Q4_0 packed
+ * (avx2, avx512: kernels.h, ELM_LAYOUT_X8) rewrites the layers' matrices at load: this holds
+ * the packed model to the file's rows through prefill, a single token tile and decode. */
 static void test_packed_weights(void **state)
 {
     const char *variant = elm_test_variant_name(state);
