@@ -94,9 +94,11 @@ static void copy_out(const struct elm_ring *r, uint32_t pos, void *dst, uint32_t
     memcpy((unsigned char *)dst + first, r->data, n - first);
 }
 
+/* Acquire: pairs with elm_ring_close's release, so a consumer that sees the close also sees
+ * every record pushed before it. */
 static bool is_closed(const struct elm_ring *r)
 {
-    return atomic_load_explicit(&r->hdr->closed, memory_order_relaxed) != 0;
+    return atomic_load_explicit(&r->hdr->closed, memory_order_acquire) != 0;
 }
 
 static int broken(struct elm_ring *r)
@@ -293,11 +295,13 @@ static int next_rec(struct elm_ring *r, struct elm_ring_rec *rec)
     if (r->role != ELM_RING_CONSUMER)
         return -EINVAL;
     if (r->peer == r->pos) {
+        /* closed before head: what was pushed before the close is then in the head we read */
+        const bool closed = is_closed(r);
         int rc = refresh_head(r);
         if (rc < 0)
             return rc;
         if (r->peer == r->pos)
-            return is_closed(r) ? -EPIPE : -EAGAIN;
+            return closed ? -EPIPE : -EAGAIN;
     }
     uint32_t avail = r->peer - r->pos; /* validated: 8 <= avail <= cap, multiple of 8 */
     uint64_t w = load_rec_hdr(r, r->pos);
@@ -435,8 +439,8 @@ static int wait_for(struct elm_ring *r, uint32_t need, int timeout_ms)
     for (int i = 0; i < SPIN_ITERATIONS; i++) {
         if (ready_for(r, need))
             return 0;
-        if (is_closed(r))
-            return -EPIPE;
+        if (is_closed(r)) /* closed: still ready if records were pushed before the close */
+            return ready_for(r, need) ? 0 : -EPIPE;
         if (timeout_ms == 0)
             return -ETIMEDOUT;
         cpu_relax();
@@ -451,7 +455,7 @@ static int wait_for(struct elm_ring *r, uint32_t need, int timeout_ms)
             break;
         }
         if (is_closed(r)) {
-            rc = -EPIPE;
+            rc = ready_for(r, need) ? 0 : -EPIPE;
             break;
         }
         struct timespec rel, *relp = NULL;
@@ -512,7 +516,7 @@ void elm_ring_close(struct elm_ring *r)
 {
     if (!r || !r->hdr)
         return;
-    atomic_store_explicit(&r->hdr->closed, 1, memory_order_relaxed);
+    atomic_store_explicit(&r->hdr->closed, 1, memory_order_release);
     /* A waiter reads its seq, sets its flag, fences, then checks closed: either it sees closed,
      * or our bump (after this fence) changes the seq it is about to sleep on. Wake both sides
      * unconditionally: closing is rare and must not depend on the flags. */
