@@ -436,11 +436,14 @@ void elm_ring_disarm(struct elm_ring *r)
 /* Spins, then sleeps on the event counter until ready, closed, a signal or the deadline. */
 static int wait_for(struct elm_ring *r, uint32_t need, int timeout_ms)
 {
+    /* closed is read before readiness (as in next_rec): records pushed before a close it sees
+     * are then ready */
     for (int i = 0; i < SPIN_ITERATIONS; i++) {
+        const bool closed = is_closed(r);
         if (ready_for(r, need))
             return 0;
-        if (is_closed(r)) /* closed: still ready if records were pushed before the close */
-            return ready_for(r, need) ? 0 : -EPIPE;
+        if (closed)
+            return -EPIPE;
         if (timeout_ms == 0)
             return -ETIMEDOUT;
         cpu_relax();
@@ -450,12 +453,13 @@ static int wait_for(struct elm_ring *r, uint32_t need, int timeout_ms)
     for (;;) {
         struct elm_ring_futex f;
         arm(r, need, &f);
+        const bool closed = is_closed(r);
         if (ready_for(r, need)) {
             rc = 0;
             break;
         }
-        if (is_closed(r)) {
-            rc = ready_for(r, need) ? 0 : -EPIPE;
+        if (closed) {
+            rc = -EPIPE;
             break;
         }
         struct timespec rel, *relp = NULL;

@@ -83,9 +83,8 @@
  *   counter it does not own (and may be called from another thread of the waiter's process);
  *   it sets closed, fences and bumps both event counters, which the same argument covers.
  *   A closed ring may still hold records pushed before the close: closed is a store-release
- *   read with acquire, and a consumer reads it before head, so it reports -EPIPE only when no
- *   record was pushed before the close it saw (a wait that sees the close checks for data
- *   again).
+ *   read with acquire, and a consumer (popping or waiting) reads it before head, so it reports
+ *   -EPIPE only when no record was pushed before the close it saw.
  *   The futexes are shared (no FUTEX_PRIVATE_FLAG): the kernel keys them by the shared page, not
  *   by the address in one process. Every wait takes a timeout: a peer that dies, or scribbles
  *   on the flags and event counters, can delay us until then but not block us forever.

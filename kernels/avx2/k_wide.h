@@ -190,10 +190,8 @@ ALWAYS_INLINE void kw_tile(int64_t n, const void *w, size_t ws, int nr, const vo
     struct kw_scratch *s =
         kw_scratch_p ? kw_scratch_p : (kw_scratch_p = elm_scratch_thread(sizeof *s));
     const int64_t nb = n / ELM_QK_K;
-    if (s && (stream & ELM_TILE_FRESH)) { /* a new matmul: what pointers kept may have changed */
-        elm_panel_forget(&s->key);
-        s->gen++;
-    }
+    if (s)
+        kept_begin(&s->key, &s->gen, stream);
     const bool kept = s && elm_panel_is(&s->key, w, ws, nb, nr, KIND);
     /* a lone call (batched decode): k_pair.h */
     if (!kept && !(stream & ELM_TILE_MORE) && kp_lone(n, w, ws, nr, a, as, nt, y, ys, stream, KIND))

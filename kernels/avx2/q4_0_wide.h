@@ -73,15 +73,12 @@ static inline struct q40v_scratch *q40v_scratch_get(void)
     return q40v_scratch_p;
 }
 
-/* The scratch for a call with these stream flags: on a new matmul (ELM_TILE_FRESH) what it kept
- * is dropped, since the data behind kept pointers may have changed. */
+/* The scratch for a call with these stream flags (kept_begin). */
 static inline struct q40v_scratch *q40v_begin(int stream)
 {
     struct q40v_scratch *s = q40v_scratch_get();
-    if (s && (stream & ELM_TILE_FRESH)) {
-        elm_panel_forget(&s->key);
-        s->gen++;
-    }
+    if (s)
+        kept_begin(&s->key, &s->gen, stream);
     return s;
 }
 

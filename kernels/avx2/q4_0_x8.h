@@ -136,12 +136,11 @@ static void q4_0_tile_x8(int64_t n, const void *w, size_t ws, int nr, const void
         const uint8_t *p = (const uint8_t *)w + (size_t)r * ws;
         /* the weights come from memory: bring the next panel (or rows) while this one runs */
         const uint8_t *pf = stream & ELM_TILE_STREAM ? p + Q40V_R * ws : NULL;
+        const bool kept = abs && elm_panel_is(&s->key, p, ws, nb, Q40V_R, Q40X_KIND);
         if (nt == 1) {
             q40x_panel(p, nb, abs, a, as, y + r, ys, pf, 1);
-        } else if (abs && nb <= Q40V_MAX_BLOCKS &&
-                   ((stream & ELM_TILE_MORE) ||
-                    elm_panel_is(&s->key, p, ws, nb, Q40V_R, Q40X_KIND))) {
-            if (!elm_panel_is(&s->key, p, ws, nb, Q40V_R, Q40X_KIND)) {
+        } else if (kept || (abs && nb <= Q40V_MAX_BLOCKS && (stream & ELM_TILE_MORE))) {
+            if (!kept) {
                 q40x_unpack(s, p, nb, pf);
                 elm_panel_set(&s->key, p, ws, nb, Q40V_R, Q40X_KIND);
             }

@@ -41,6 +41,7 @@
 #include <stddef.h>
 
 #include "common/scratch.h"
+#include "kernels/avx2/kept.h"
 #include "kernels/avx2/q4_0_x8.h"
 #include "kernels/avx2/q_legacy.h"
 #include "kernels/avx512/lanes.h"
@@ -99,15 +100,12 @@ static inline struct q40w_scratch *q40w_scratch_get(void)
     return q40w_scratch_p;
 }
 
-/* The scratch for a call with these stream flags: on a new matmul (ELM_TILE_FRESH) what it kept
- * is dropped, since the data behind kept pointers may have changed. */
+/* The scratch for a call with these stream flags (kept_begin). */
 static inline struct q40w_scratch *q40w_begin(int stream)
 {
     struct q40w_scratch *s = q40w_scratch_get();
-    if (s && (stream & ELM_TILE_FRESH)) {
-        elm_panel_forget(&s->key);
-        s->gen++;
-    }
+    if (s)
+        kept_begin(&s->key, &s->gen, stream);
     return s;
 }
 
