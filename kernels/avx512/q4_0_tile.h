@@ -29,9 +29,11 @@
  * no use for the buffer and runs straight from the weights (q40w_run_direct). Calls with
  * fewer than 4 tokens and rows too long for the buffer take the shared tile.
  * Weights packed at load (ELM_LAYOUT_X8, kernels/pack.c) have their own entry, q40w_tile_x8:
- * the same calls, the 16-row panel being two packed panels, made into the tile's lane order by
- * one insert and one lane permute per register where rows take 16 loads and a transpose; one
- * token and the rest take the avx2 packed tile (kernels/avx2/q4_0_x8.h), compiled here.
+ * the same calls, the 16-row panel being two packed panels, one insert per register where
+ * rows take 16 loads and a transpose. Its lanes stay in the panels' row order (the unpacked
+ * buffer too, so a run stores by the kind of the panel it holds): a lane permute per register
+ * and the scales' back to ln_row's order cost 6 % of the 8-token run. One token and the rest
+ * take the avx2 packed tile (kernels/avx2/q4_0_x8.h), compiled here.
  * tests/kernel/test_simd.c rewrites weights and activations in place between
  * products to catch a stale reuse. Included only by kernels/avx512/avx512.c, after q_legacy.h.
  */
@@ -131,29 +133,31 @@ ALWAYS_INLINE void q40w_block(const struct ln_rowset *rs, int64_t b, __m512i w[8
     *dw = ln_gather_f16(rs, b, offsetof(struct elm_block_q4_0, d));
 }
 
-/* ln_row's lane order as a permute index (an involution: also its inverse). */
-ALWAYS_INLINE __m512i q40w_order(void)
-{
-    return _mm512_setr_epi32(ln_row(0), ln_row(1), ln_row(2), ln_row(3), ln_row(4), ln_row(5),
-                             ln_row(6), ln_row(7), ln_row(8), ln_row(9), ln_row(10), ln_row(11),
-                             ln_row(12), ln_row(13), ln_row(14), ln_row(15));
-}
-
-/* Block b of the 16 rows of the packed panels p and q (the next), lane l holding row ln_row(l)
- * as q40w_block leaves it: wg the weight bytes of each group, dw the scales. */
+/* Block b of the 16 rows of the packed panels p and q (the next), lane l holding row l (their
+ * natural order, which one insert a register gives; rows come in ln_row's): wg the weight bytes
+ * of each group, dw the scales. */
 ALWAYS_INLINE void q40w_block_x8(const uint8_t *p, const uint8_t *q, int64_t nb, int64_t b,
-                                 __m512i order, __m512i wg[8], __m512 *dw)
+                                 __m512i wg[8], __m512 *dw)
 {
     __m512i raw[4];
-    UNROLL for (int g = 0; g < 4; g++) raw[g] = _mm512_permutexvar_epi32(
-        order, _mm512_inserti64x4(_mm512_castsi256_si512(loadu256(q40x_qs(p, b) + 32 * g)),
-                                  loadu256(q40x_qs(q, b) + 32 * g), 1));
+    UNROLL for (int g = 0; g < 4; g++) raw[g] =
+        _mm512_inserti64x4(_mm512_castsi256_si512(loadu256(q40x_qs(p, b) + 32 * g)),
+                           loadu256(q40x_qs(q, b) + 32 * g), 1);
     q40w_nibbles(raw, wg);
     const size_t d = (size_t)nb * Q40X_QS + (size_t)b * 16;
-    const __m256i h =
+    *dw = _mm512_cvtph_ps(
         _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(p + d))),
-                                _mm_loadu_si128((const __m128i *)(q + d)), 1);
-    *dw = _mm512_permutexvar_ps(order, _mm512_cvtph_ps(h));
+                                _mm_loadu_si128((const __m128i *)(q + d)), 1));
+}
+
+/* Stores a run's outputs of one token: rows [0, nr) in ln_row's lane order, or all 16 in
+ * natural order (X8). */
+ALWAYS_INLINE void q40w_store(float *y, int nr, __m512 v, const bool X8)
+{
+    if (X8)
+        _mm512_storeu_ps(y, v);
+    else
+        ln_store(y, nr, 0, v);
 }
 
 /* Unpacks rows [0, nr) of the panel with lanes.h's row set and gathers (the same transposed
@@ -167,7 +171,6 @@ ALWAYS_INLINE void q40w_unpack(struct q40w_scratch *s, const uint8_t *w, size_t 
     struct ln_rowset rs;
     if (!X8)
         ln_rows(&rs, w, ws, nr, 0, sizeof(struct elm_block_q4_0));
-    const __m512i order = q40w_order();
     for (int64_t b = 0; b < nb; b++) {
         if (pf)
             ln_prefetch_l2(pf + b * Q40W_PF_UNPACK, Q40W_PF_UNPACK);
@@ -175,7 +178,7 @@ ALWAYS_INLINE void q40w_unpack(struct q40w_scratch *s, const uint8_t *w, size_t 
         __m512i wg[8];
         __m512 dw;
         if (X8)
-            q40w_block_x8(w, w + Q40V_R * ws, nb, b, order, wg, &dw);
+            q40w_block_x8(w, w + Q40V_R * ws, nb, b, wg, &dw);
         else
             q40w_block(&rs, b, wg, &dw);
         UNROLL for (int g = 0; g < 8; g++) _mm512_store_si512(&o->w[g], wg[g]);
@@ -213,18 +216,21 @@ static void q40w_prep(struct q40w_ablock *ab, const uint8_t *a, size_t as, int n
 }
 
 /* Block b of the panel (weights wg, scales dw) against NT tokens (the activations at a, as apart;
- * ab their block b): acc[t] += the reference's float step of the block, 16 outputs at once. */
+ * ab their block b): acc[t] += the reference's float step of the block, 16 outputs at once.
+ * SPLIT: groups 4-7 come as dword broadcasts (below); for runs whose weights take no loads of
+ * their own (the buffer, packed panels). */
 ALWAYS_INLINE void q40w_step(__m512 acc[], const __m512i wg[8], __m512 dw,
                              const struct q40w_ablock *ab, const uint8_t *a, size_t as, int64_t b,
-                             const int NT)
+                             const int NT, const bool SPLIT)
 {
     /* Two tokens at a time, each with two chains of 4 dependent vpdpbusd (groups 0-3 from the
      * correction, 4-7 from zero; the integer sum is exact in any order): 4 independent chains
-     * in a row, against a latency of 4 and two a cycle. A token's group pair comes as one
-     * qword broadcast, one load, and vpshufd picks each group's dword on a pipe the
-     * multiply-adds do not use; a dword broadcast per vpdpbusd made the run bound by loads (two
-     * vector loads a cycle on Zen 5). With the scale gather gone (lanes.h), 13 % off the
-     * 8-token run (docs/kernels-perf.md). */
+     * in a row, against a latency of 4 and two a cycle. Each vpdpbusd needs its token's group
+     * dword in every lane, by a load (a dword broadcast) or an instruction (vpshufd of a qword
+     * broadcast, on a pipe the multiply-adds do not use). All loads made the run bound by loads
+     * (two vector loads a cycle on Zen 5), all vpshufd by the vector pipes; SPLIT shares them,
+     * 8 % off the 8-token run in cache and 10-20 % from memory, but not where the rows' own 16
+     * loads a block (q40w_run_direct) already fill the load ports (docs/kernels-perf.md). */
     const uint8_t *q =
         a + (size_t)b * sizeof(struct elm_block_q8_0) + offsetof(struct elm_block_q8_0, qs);
     UNROLL for (int t0 = 0; t0 < NT; t0 += 2)
@@ -238,12 +244,17 @@ ALWAYS_INLINE void q40w_step(__m512 acc[], const __m512i wg[8], __m512 dw,
             hi[j] = _mm512_setzero_si512();
             UNROLL for (int p = 0; p < 2; p++)
             {
+                const uint8_t *qh = qt + 16 + 8 * p;
                 const __m512i xl = _mm512_set1_epi64((long long)load_u64(qt + 8 * p));
-                const __m512i xh = _mm512_set1_epi64((long long)load_u64(qt + 16 + 8 * p));
+                const __m512i xh = _mm512_set1_epi64((long long)load_u64(qh));
                 lo[j] = _mm512_dpbusd_epi32(lo[j], wg[2 * p], _mm512_shuffle_epi32(xl, 0x00));
-                hi[j] = _mm512_dpbusd_epi32(hi[j], wg[2 * p + 4], _mm512_shuffle_epi32(xh, 0x00));
+                hi[j] = _mm512_dpbusd_epi32(hi[j], wg[2 * p + 4],
+                                            SPLIT ? _mm512_set1_epi32((int)load_u32(qh))
+                                                  : _mm512_shuffle_epi32(xh, 0x00));
                 lo[j] = _mm512_dpbusd_epi32(lo[j], wg[2 * p + 1], _mm512_shuffle_epi32(xl, 0x55));
-                hi[j] = _mm512_dpbusd_epi32(hi[j], wg[2 * p + 5], _mm512_shuffle_epi32(xh, 0x55));
+                hi[j] = _mm512_dpbusd_epi32(hi[j], wg[2 * p + 5],
+                                            SPLIT ? _mm512_set1_epi32((int)load_u32(qh + 4))
+                                                  : _mm512_shuffle_epi32(xh, 0x55));
             }
         }
         /* sum = fmaf((float)isum, d_w * d_a, sum) */
@@ -253,10 +264,11 @@ ALWAYS_INLINE void q40w_step(__m512 acc[], const __m512i wg[8], __m512 dw,
     }
 }
 
-/* NT tokens against the unpacked panel; rows [0, nr) of each token's outputs are stored. */
+/* NT tokens against the unpacked panel (of packed panels: X8); rows [0, nr) of each token's
+ * outputs are stored. */
 ALWAYS_INLINE void q40w_run(const struct q40w_scratch *s, const struct q40w_ablock *abs, int64_t nb,
                             const uint8_t *a, size_t as, float *y, int64_t ys, int nr,
-                            const uint8_t *pf, const int NT)
+                            const uint8_t *pf, const int NT, const bool X8)
 {
     __m512 acc[Q40W_T];
     UNROLL for (int t = 0; t < NT; t++) acc[t] = _mm512_setzero_ps();
@@ -266,9 +278,9 @@ ALWAYS_INLINE void q40w_run(const struct q40w_scratch *s, const struct q40w_ablo
             ln_prefetch_l2(pf + b * Q40W_PF_RUN, Q40W_PF_RUN);
         __m512i wg[8];
         UNROLL for (int g = 0; g < 8; g++) wg[g] = _mm512_load_si512(&wb->w[g]);
-        q40w_step(acc, wg, _mm512_load_ps(&wb->dw), &abs[b], a, as, b, NT);
+        q40w_step(acc, wg, _mm512_load_ps(&wb->dw), &abs[b], a, as, b, NT, true);
     }
-    UNROLL for (int t = 0; t < NT; t++) ln_store(y + t * ys, nr, 0, acc[t]);
+    UNROLL for (int t = 0; t < NT; t++) q40w_store(y + t * ys, nr, acc[t], X8);
 }
 
 /* NT tokens against rows [0, nr) of the panel straight from the weights, each block unpacked
@@ -302,7 +314,7 @@ ALWAYS_INLINE void q40w_run_direct(const uint8_t *w, size_t ws, int nr, int64_t 
         ln_load4(&rs, next, qs, z);
         dn = ln_gather_f16(&rs, next, d);
         q40w_nibbles(raw, wg);
-        q40w_step(acc, wg, dw, &abs[b], a, as, b, NT);
+        q40w_step(acc, wg, dw, &abs[b], a, as, b, NT, false);
     }
     UNROLL for (int t = 0; t < NT; t++) ln_store(y + t * ys, nr, 0, acc[t]);
 }
@@ -334,7 +346,6 @@ ALWAYS_INLINE void q40w_run_direct_x8(const uint8_t *p, size_t ws, int64_t nb,
                                       const struct q40w_ablock *abs, const uint8_t *a, size_t as,
                                       float *y, int64_t ys, const uint8_t *pf, const int NT)
 {
-    const __m512i order = q40w_order();
     __m512 acc[Q40W_T];
     UNROLL for (int t = 0; t < NT; t++) acc[t] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
@@ -343,10 +354,10 @@ ALWAYS_INLINE void q40w_run_direct_x8(const uint8_t *p, size_t ws, int64_t nb,
                            Q40W_R * sizeof(struct elm_block_q4_0));
         __m512i wg[8];
         __m512 dw;
-        q40w_block_x8(p, p + Q40V_R * ws, nb, b, order, wg, &dw);
-        q40w_step(acc, wg, dw, &abs[b], a, as, b, NT);
+        q40w_block_x8(p, p + Q40V_R * ws, nb, b, wg, &dw);
+        q40w_step(acc, wg, dw, &abs[b], a, as, b, NT, true);
     }
-    UNROLL for (int t = 0; t < NT; t++) ln_store(y + t * ys, Q40W_R, 0, acc[t]);
+    UNROLL for (int t = 0; t < NT; t++) q40w_store(y + t * ys, Q40W_R, acc[t], true);
 }
 
 /* A call of Q40W_MIN_T..Q40W_T tokens over a panel of the 16 rows at w (nr of them, nb blocks
@@ -380,7 +391,7 @@ ALWAYS_INLINE void q40w_call(struct q40w_scratch *s, const uint8_t *w, size_t ws
     const struct q40w_ablock *abs = q40w_acts(s, a, as, nt, nb);
     if (pf) /* the unpack asked for the first Q40W_PF_UNPACK bytes a block */
         pf += nb * Q40W_PF_UNPACK;
-#define Q40W_RUN(T) q40w_run(s, abs, nb, a, as, y, ys, nr, pf, T)
+#define Q40W_RUN(T) q40w_run(s, abs, nb, a, as, y, ys, nr, pf, T, X8)
     ELM_TILE_FOR_T(nt, Q40W_RUN);
 #undef Q40W_RUN
 }
