@@ -62,7 +62,7 @@
 _Static_assert(Q40W_MIN_T >= 2 && Q40W_T == 8,
                "ELM_TILE_FOR_T (tiles.h) lists the token counts 2..8");
 
-/* One block of a 16-row panel: lane l of each vector is row ln_row(l). */
+/* One block of a 16-row panel: lane l of each vector is row ln_row(l) (of packed panels, row l). */
 struct q40w_wblock {
     __m512i w[8]; /* group g: the 4 weight bytes (0..15) of elements 4g..4g+3 */
     __m512 dw;    /* the rows' scales */
@@ -164,7 +164,7 @@ ALWAYS_INLINE void q40w_store(float *y, int nr, __m512 v, const bool X8)
  * lane order, ln_row); lanes of rows nr..15 get a copy of row nr - 1's weights (their outputs
  * are never stored) and zero scales. A pointer and a step per row and 16 scalar scale loads
  * made this ~120 instructions per block, about as much time as an 8-token run over it.
- * X8: the panel is two packed panels at w (nr is 16), made into the same lanes. */
+ * X8: the panel is two packed panels at w (nr is 16), their lanes in row order. */
 ALWAYS_INLINE void q40w_unpack(struct q40w_scratch *s, const uint8_t *w, size_t ws, int nr,
                                int64_t nb, const uint8_t *pf, const bool X8)
 {
@@ -229,7 +229,7 @@ ALWAYS_INLINE void q40w_step(__m512 acc[], const __m512i wg[8], __m512 dw,
      * dword in every lane, by a load (a dword broadcast) or an instruction (vpshufd of a qword
      * broadcast, on a pipe the multiply-adds do not use). All loads made the run bound by loads
      * (two vector loads a cycle on Zen 5), all vpshufd by the vector pipes; SPLIT shares them,
-     * 8 % off the 8-token run in cache and 10-20 % from memory, but not where the rows' own 16
+     * 8 % off the 8-token run in cache and 10-30 % from memory, but not where the rows' own 16
      * loads a block (q40w_run_direct) already fill the load ports (docs/kernels-perf.md). */
     const uint8_t *q =
         a + (size_t)b * sizeof(struct elm_block_q8_0) + offsetof(struct elm_block_q8_0, qs);
