@@ -1,6 +1,7 @@
 /* residency.h — anonymous memory that stays in RAM: explicit 2 MiB huge pages, transparent huge
- * pages or plain pages, optionally pinned. One policy for the two big users, the model's weights
- * (engine/loader.c) and the KV pool (engine/kv.c), so they back themselves the same way.
+ * pages or plain pages, optionally pinned. One policy for the big users, the model's weights
+ * (engine/loader.c; a model's packed copy over a file mapping, engine/model.c) and the KV pool
+ * (engine/kv.c), so they back themselves the same way.
  *
  * Why huge pages: 4 KiB pages over gigabytes of weights or cache cost a TLB miss on almost every
  * row a matmul or an attention pass touches. Why pinning: the kernel may otherwise page anonymous

@@ -5,7 +5,7 @@
  * One struct elm_model is immutable after load and shared by every sequence: weights live in
  * the GGUF mapping (or, in the daemon, in a pinned hugepage copy of the data section). The
  * matrices its kernels read packed (elm_tensor.layout) are packed in that copy, or, over a
- * read-only mapping, in a copy of the model's own. The
+ * read-only mapping, in a region of the model's own (elm_model.packed). The
  * forward pass takes a batch of tokens that may belong to different sequences, each with its
  * own KV cache and position. Every per-token computation (norms, matmul rows through
  * elm_matmul, attention over its own sequence) is done in the same order whatever the batch
@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/residency.h"
 #include "engine/gguf.h"
 #include "engine/vocab.h"
 #include "kernels/kernels.h"
@@ -102,8 +103,9 @@ struct elm_model {
     const float *tok_norm, *tok_norm_b; /* bert: LayerNorm of the summed embeddings */
     struct elm_layer *layers;     /* [n_layer], owned */
     int n_threads;
-    void **owned;                 /* F32 copies of norms/biases, packed weights: freed with it */
+    void **owned;                 /* F32 copies of norms/biases: freed with it */
     int n_owned;
+    struct elm_region packed;     /* owned: the packed operands when not packed in place */
     uint64_t weight_bytes;        /* bytes of tensor data used */
 };
 

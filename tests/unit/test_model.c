@@ -2,6 +2,8 @@
  * quantizer's output, the zoo F32 references, F16 weights, rejected files, and the invariance
  * of logits to how a prompt is split into batches. */
 #include <math.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -406,6 +408,98 @@ static void test_packed_weights(void **state)
     }
 }
 
+/* Whether the page holding p is mapped in this process (/proc/self/pagemap bit 63; its flags
+ * are readable without privilege). */
+static bool page_present(const void *p)
+{
+    const long page = sysconf(_SC_PAGESIZE);
+    FILE *f = fopen("/proc/self/pagemap", "rb");
+    assert_non_null(f);
+    uint64_t e = 0;
+    assert_int_equal(fseek(f, (long)((uintptr_t)p / (uintptr_t)page * 8), SEEK_SET), 0);
+    assert_int_equal(fread(&e, sizeof e, 1, f), 1);
+    fclose(f);
+    return e >> 63;
+}
+
+/* A model that packs over a file's read-only mapping (elm_model_load) puts the packed matrices
+ * in one region of its own and hands the file's pages it packed from back to the page cache
+ * (model.c, drop_source): the process holds the weights about once, not twice. Over a buffer of the
+ * caller's (elm_gguf_parse) nothing is handed back: the buffer keeps its bytes. Both models give
+ * the same logits (test_packed_weights holds them to ref's). */
+static void test_packed_copy(void **state)
+{
+    (void)state;
+    ELM_REQUIRE_MODEL(path, "zoo/zoo-llama-q4_0.gguf");
+    char err[512];
+    /* the active variant: avx2 and avx512 pack Q4_0, the ref and arm64 ones read rows */
+    const bool packs = elm_matmul_layout(elm_kernels_active(), ELM_TYPE_Q4_0) != ELM_LAYOUT_ROWS;
+    struct elm_model_params mp = {.n_threads = 1};
+    struct elm_model *m;
+    if (elm_model_load(path, &mp, &m, err, sizeof err))
+        fail_msg("load %s: %s", path, err);
+    const long page = sysconf(_SC_PAGESIZE);
+    const uint8_t *lo = m->packed.base, *hi = lo + m->packed.len;
+    int pages = 0, dropped = 0;
+    for (int32_t l = 0; l < m->hp.n_layer && !packs; l++)
+        assert_int_equal(m->layers[l].w_up.layout, ELM_LAYOUT_ROWS);
+    assert_true(packs == (lo != NULL));
+    for (int32_t l = 0; l < m->hp.n_layer && packs; l++) {
+        const struct elm_tensor *T = &m->layers[l].w_up;
+        assert_int_equal(T->layout, ELM_LAYOUT_X8);
+        assert_true((const uint8_t *)T->data >= lo && (const uint8_t *)T->data < hi);
+        /* where the file's rows were: every whole page of them unmapped */
+        const struct elm_gguf_tensor *t = NULL;
+        char name[64];
+        snprintf(name, sizeof name, "blk.%d.ffn_up.weight", (int)l);
+        assert_non_null(t = elm_gguf_find_tensor(m->gguf, name));
+        const uint8_t *src = m->gguf->base + m->gguf->data_offset + t->offset;
+        for (const uint8_t *q = (const uint8_t *)(((uintptr_t)src + (uintptr_t)page - 1) &
+                                                  ~((uintptr_t)page - 1));
+             q + page <= src + t->n_bytes; q += page, pages++)
+            dropped += !page_present(q);
+    }
+    /* most, not all: packing the next tensor faults in its first pages, and the kernel maps
+     * cached neighbours with them (fault-around, large folios), which may be this one's last */
+    assert_true(packs == (pages > 0));
+    assert_true(dropped * 2 >= pages);
+    float *want = malloc((size_t)m->hp.n_vocab * sizeof *want);
+    float *got = malloc((size_t)m->hp.n_vocab * sizeof *got);
+    assert_non_null(want);
+    assert_non_null(got);
+    struct elm_model *models[2] = {m, NULL};
+
+    /* the same file in a heap buffer */
+    size_t size;
+    uint8_t *buf = (uint8_t *)elm_test_read_file(path, &size), *copy = malloc(size);
+    assert_non_null(buf);
+    assert_non_null(copy);
+    memcpy(copy, buf, size);
+    struct elm_gguf *g;
+    assert_int_equal(elm_gguf_parse(buf, size, &g, err, sizeof err), 0);
+    assert_int_equal(elm_model_create(g, NULL, &mp, &models[1], err, sizeof err), 0);
+    assert_memory_equal(buf, copy, size);
+    for (int i = 0; i < 2; i++) {
+        struct elm_work *w;
+        struct elm_kv *kv;
+        assert_int_equal(elm_work_create(models[i], 1, 4, &w), 0);
+        assert_int_equal(elm_kv_create(models[i], 4, ELM_TYPE_F32, &kv), 0);
+        struct elm_batch_item it = {.token = 42, .pos = 0, .kv = kv, .logits = i ? got : want};
+        assert_int_equal(elm_model_forward(models[i], w, &it, 1), 0);
+        elm_kv_destroy(&kv);
+        elm_work_destroy(&w);
+    }
+    assert_memory_equal(want, got, (size_t)m->hp.n_vocab * sizeof *want);
+    print_message("%s: %d of %d pages of ffn_up handed back, logits equal over a buffer\n",
+                  elm_kernels_active()->name, dropped, pages);
+    elm_model_destroy(&models[1]);
+    elm_model_destroy(&m);
+    free(buf);
+    free(copy);
+    free(want);
+    free(got);
+}
+
 static int setup(void **state)
 {
     strcpy(tmpdir, "/tmp/elm-test-XXXXXX");
@@ -448,6 +542,7 @@ int main(void)
         cmocka_unit_test(test_rejected_files),
         cmocka_unit_test(test_batch_split_invariance),
         cmocka_unit_test(test_ctx_default),
+        cmocka_unit_test(test_packed_copy),
     };
     memcpy(tests + n, rest, sizeof rest);
     n += sizeof rest / sizeof *rest;
