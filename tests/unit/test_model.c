@@ -424,9 +424,9 @@ static bool page_present(const void *p)
 
 /* A model that packs over a file's read-only mapping (elm_model_load) puts the packed matrices
  * in one region of its own and hands the file's pages it packed from back to the page cache
- * (model.c, drop_source): the process holds the weights about once, not twice. Over a buffer of the
- * caller's (elm_gguf_parse) nothing is handed back: the buffer keeps its bytes. Both models give
- * the same logits (test_packed_weights holds them to ref's). */
+ * (model.c, drop_source): the process holds the weights about once, not twice. Over a buffer
+ * of the caller's (elm_gguf_parse) nothing is handed back: the buffer keeps its bytes. Both
+ * models give the same logits (test_packed_weights holds them to ref's). */
 static void test_packed_copy(void **state)
 {
     (void)state;
@@ -439,16 +439,16 @@ static void test_packed_copy(void **state)
     if (elm_model_load(path, &mp, &m, err, sizeof err))
         fail_msg("load %s: %s", path, err);
     const long page = sysconf(_SC_PAGESIZE);
-    const uint8_t *lo = m->packed.base, *hi = lo + m->packed.len;
+    const uintptr_t lo = (uintptr_t)m->packed.base, hi = lo + m->packed.len;
     int pages = 0, dropped = 0;
     for (int32_t l = 0; l < m->hp.n_layer && !packs; l++)
         assert_int_equal(m->layers[l].w_up.layout, ELM_LAYOUT_ROWS);
-    assert_true(packs == (lo != NULL));
+    assert_true(packs == (lo != 0));
     for (int32_t l = 0; l < m->hp.n_layer && packs; l++) {
         const struct elm_tensor *T = &m->layers[l].w_up;
         assert_int_equal(T->layout, ELM_LAYOUT_X8);
-        assert_true((const uint8_t *)T->data >= lo && (const uint8_t *)T->data < hi);
-        /* where the file's rows were: every whole page of them unmapped */
+        assert_true((uintptr_t)T->data >= lo && (uintptr_t)T->data < hi);
+        /* where the file's rows were: their whole pages, unmapped */
         const struct elm_gguf_tensor *t = NULL;
         char name[64];
         snprintf(name, sizeof name, "blk.%d.ffn_up.weight", (int)l);
