@@ -560,20 +560,6 @@ static int load_vocab(struct elm_model *m, const struct elm_gguf *g,
     return 0;
 }
 
-/* Bytes of T packed into m's layout for its type, or 0 when T stays as it is: no data, a layout
- * of rows, or data already packed through another view of it (done[0..n_done)), which a second
- * pass would scramble. */
-static size_t pack_size(const struct elm_model *m, const struct elm_tensor *T, const void **done,
-                        int n_done)
-{
-    if (!T->data || elm_matmul_layout(m->k, T->type) == ELM_LAYOUT_ROWS)
-        return 0;
-    for (int i = 0; i < n_done; i++)
-        if (done[i] == T->data)
-            return 0;
-    return elm_row_bytes(T->type, T->ne0) * (size_t)T->ne1;
-}
-
 /* Gives the pages wholly inside [p, p + n) of g's file mapping back to the page cache: after a
  * copy packed from them they are read again only by the pruner and the quantizer, which fault
  * them in again, the same bytes (the mapping is private and read-only). Without it the process
@@ -600,8 +586,8 @@ static int pack_operands(struct elm_model *m, struct elm_gguf *g, bool in_place,
     enum { PER_LAYER = 7 };
     const size_t cap = (size_t)m->hp.n_layer * PER_LAYER + 1;
     struct elm_tensor **ops = malloc(cap * sizeof *ops);
-    const void **done = malloc(cap * sizeof *done);
-    int rc = ops && done ? 0 : -ENOMEM, n = 0, n_done = 0;
+    size_t *bytes = malloc(cap * sizeof *bytes);
+    int rc = ops && bytes ? 0 : -ENOMEM, n = 0;
     if (!rc && m->output.data != m->tok_embd.data)
         ops[n++] = &m->output;
     for (int32_t l = 0; l < m->hp.n_layer && !rc; l++) {
@@ -612,21 +598,26 @@ static int pack_operands(struct elm_model *m, struct elm_gguf *g, bool in_place,
         for (int i = 0; i < PER_LAYER; i++)
             ops[n++] = lops[i];
     }
-    size_t total = 0; /* the copy: each tensor on a cache line, as the kernels' loads assume */
-    for (int i = 0; i < n && !rc && !in_place; i++) {
-        const size_t b = pack_size(m, ops[i], done, n_done);
-        if (b)
-            done[n_done++] = ops[i]->data;
-        total += (b + 63) & ~(size_t)63;
+    /* bytes[i]: ops[i] packed, 0 when it stays as it is (no data, a layout of rows, or data a
+     * view before it packs: a second pass would scramble it); the copy puts each on a cache
+     * line, as the kernels' loads assume */
+    size_t total = 0;
+    for (int i = 0; i < n; i++) {
+        const struct elm_tensor *T = ops[i];
+        bytes[i] = T->data && elm_matmul_layout(m->k, T->type) != ELM_LAYOUT_ROWS
+                       ? elm_row_bytes(T->type, T->ne0) * (size_t)T->ne1
+                       : 0;
+        for (int k = 0; k < i && bytes[i]; k++)
+            if (bytes[k] && ops[k]->data == T->data)
+                bytes[i] = 0;
+        total += (bytes[i] + 63) & ~(size_t)63;
     }
-    if (!rc && total)
+    if (!rc && total && !in_place)
         rc = elm_region_map(&m->packed, total, ELM_HUGE_THP, NULL, 0);
     uint8_t *next = m->packed.base;
-    n_done = 0;
     for (int i = 0; i < n && !rc; i++) {
         struct elm_tensor *T = ops[i];
-        const size_t b = pack_size(m, T, done, n_done);
-        if (!b)
+        if (!bytes[i])
             continue;
         const void *src = T->data;
         void *dst = in_place ? (void *)src : next;
@@ -634,13 +625,13 @@ static int pack_operands(struct elm_model *m, struct elm_gguf *g, bool in_place,
         if ((rc = elm_pack_weights(layout, T->type, dst, src, T->ne0, T->ne1)))
             break;
         if (!in_place)
-            drop_source(g, src, b);
-        next += (b + 63) & ~(size_t)63;
-        done[n_done++] = T->data = dst;
+            drop_source(g, src, bytes[i]);
+        next += (bytes[i] + 63) & ~(size_t)63;
+        T->data = dst;
         T->layout = layout;
     }
     free(ops);
-    free(done);
+    free(bytes);
     return rc ? elm_errf(err, errlen, rc, "packing the weights: %s", strerror(-rc)) : 0;
 }
 
