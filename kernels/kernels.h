@@ -169,6 +169,16 @@ bool elm_kernels_cpu_has(const char *name);
  * go over every variant. */
 const char *elm_kernels_variant(size_t i);
 
+/* How the avx512 Q4_0 tile gives its multiply-adds each token's activation dwords
+ * (kernels/avx512/q4_0_tile.h, q40w_step): half by loads and half by shuffles where the shuffles
+ * have pipes of their own (ELM_FEED_SPLIT: AMD's Zen 5), all by loads where the shuffles and
+ * the multiply-adds share a port (ELM_FEED_LOADS: Intel's port 5). The same bits either way,
+ * only the speed differs. Chosen once per process from the CPU's vendor (AMD: split, any other:
+ * loads); elm_kernels_set_feed() overrides it, for tests, between matmuls. */
+enum elm_feed { ELM_FEED_SPLIT = 0, ELM_FEED_LOADS = 1 };
+enum elm_feed elm_kernels_feed(void);
+void elm_kernels_set_feed(enum elm_feed feed);
+
 /* How a weight matrix lies in memory.
  * ELM_LAYOUT_ROWS: the file's, row after row (elm_row_bytes apart).
  * ELM_LAYOUT_X8 (Q4_0 only): each whole group of 8 rows, counted from row 0, is one panel in

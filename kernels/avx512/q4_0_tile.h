@@ -215,22 +215,35 @@ static void q40w_prep(struct q40w_ablock *ab, const uint8_t *a, size_t as, int n
     }
 }
 
+/* Dword g of the token's 32 activation bytes at qt in every lane: a broadcast load when g is
+ * among the last LOADS of the 8, else a vpshufd of the broadcast qword holding it (the compiler
+ * loads each qword once per step). */
+ALWAYS_INLINE __m512i q40w_dword(const uint8_t *qt, int g, const int LOADS)
+{
+    if (g >= 8 - LOADS)
+        return _mm512_set1_epi32((int)load_u32(qt + 4 * g));
+    const __m512i x = _mm512_set1_epi64((long long)load_u64(qt + 8 * (g / 2)));
+    return g % 2 ? _mm512_shuffle_epi32(x, 0x55) : _mm512_shuffle_epi32(x, 0x00);
+}
+
 /* Block b of the panel (weights wg, scales dw) against NT tokens (the activations at a, as apart;
  * ab their block b): acc[t] += the reference's float step of the block, 16 outputs at once.
- * SPLIT: groups 4-7 come as dword broadcasts (below); for runs whose weights take no loads of
- * their own (the buffer, packed panels). */
+ * LOADS: how many of a token's 8 group dwords come by dword broadcast loads, the last ones (0, 4
+ * or 8); the others by vpshufd of a qword broadcast. */
 ALWAYS_INLINE void q40w_step(__m512 acc[], const __m512i wg[8], __m512 dw,
                              const struct q40w_ablock *ab, const uint8_t *a, size_t as, int64_t b,
-                             const int NT, const bool SPLIT)
+                             const int NT, const int LOADS)
 {
     /* Two tokens at a time, each with two chains of 4 dependent vpdpbusd (groups 0-3 from the
      * correction, 4-7 from zero; the integer sum is exact in any order): 4 independent chains
      * in a row, against a latency of 4 and two a cycle. Each vpdpbusd needs its token's group
-     * dword in every lane, by a load (a dword broadcast) or an instruction (vpshufd of a qword
-     * broadcast, on a pipe the multiply-adds do not use). All loads made the run bound by loads
-     * (two vector loads a cycle on Zen 5), all vpshufd by the vector pipes; SPLIT shares them,
-     * 8 % off the 8-token run in cache and 10-30 % from memory, but not where the rows' own 16
-     * loads a block (q40w_run_direct) already fill the load ports (docs/kernels-perf.md). */
+     * dword in every lane, by a load (a dword broadcast, on the load ports only) or by a vpshufd.
+     * Where the shuffles have pipes of their own (Zen 5), all loads made the run bound by loads
+     * (two vector loads a cycle) and all shuffles by the vector pipes: half of each is 8 % off
+     * the 8-token run in cache and 10-30 % from memory, but none by load where the rows' own 16
+     * loads a block (q40w_run_direct) already fill the load ports. Where the shuffles share a
+     * port with the multiply-adds (Intel's port 5), every shuffle delays one: all by loads is
+     * 13-20 % off. q40w_call takes the counts of the process's elm_kernels_feed(). */
     const uint8_t *q =
         a + (size_t)b * sizeof(struct elm_block_q8_0) + offsetof(struct elm_block_q8_0, qs);
     UNROLL for (int t0 = 0; t0 < NT; t0 += 2)
@@ -244,17 +257,10 @@ ALWAYS_INLINE void q40w_step(__m512 acc[], const __m512i wg[8], __m512 dw,
             hi[j] = _mm512_setzero_si512();
             UNROLL for (int p = 0; p < 2; p++)
             {
-                const uint8_t *qh = qt + 16 + 8 * p;
-                const __m512i xl = _mm512_set1_epi64((long long)load_u64(qt + 8 * p));
-                const __m512i xh = _mm512_set1_epi64((long long)load_u64(qh));
-                lo[j] = _mm512_dpbusd_epi32(lo[j], wg[2 * p], _mm512_shuffle_epi32(xl, 0x00));
-                hi[j] = _mm512_dpbusd_epi32(hi[j], wg[2 * p + 4],
-                                            SPLIT ? _mm512_set1_epi32((int)load_u32(qh))
-                                                  : _mm512_shuffle_epi32(xh, 0x00));
-                lo[j] = _mm512_dpbusd_epi32(lo[j], wg[2 * p + 1], _mm512_shuffle_epi32(xl, 0x55));
-                hi[j] = _mm512_dpbusd_epi32(hi[j], wg[2 * p + 5],
-                                            SPLIT ? _mm512_set1_epi32((int)load_u32(qh + 4))
-                                                  : _mm512_shuffle_epi32(xh, 0x55));
+                lo[j] = _mm512_dpbusd_epi32(lo[j], wg[2 * p], q40w_dword(qt, 2 * p, LOADS));
+                hi[j] = _mm512_dpbusd_epi32(hi[j], wg[2 * p + 4], q40w_dword(qt, 2 * p + 4, LOADS));
+                lo[j] = _mm512_dpbusd_epi32(lo[j], wg[2 * p + 1], q40w_dword(qt, 2 * p + 1, LOADS));
+                hi[j] = _mm512_dpbusd_epi32(hi[j], wg[2 * p + 5], q40w_dword(qt, 2 * p + 5, LOADS));
             }
         }
         /* sum = fmaf((float)isum, d_w * d_a, sum) */
@@ -268,7 +274,7 @@ ALWAYS_INLINE void q40w_step(__m512 acc[], const __m512i wg[8], __m512 dw,
  * outputs are stored. */
 ALWAYS_INLINE void q40w_run(const struct q40w_scratch *s, const struct q40w_ablock *abs, int64_t nb,
                             const uint8_t *a, size_t as, float *y, int64_t ys, int nr,
-                            const uint8_t *pf, const int NT, const bool X8)
+                            const uint8_t *pf, const int NT, const bool X8, const int LOADS)
 {
     __m512 acc[Q40W_T];
     UNROLL for (int t = 0; t < NT; t++) acc[t] = _mm512_setzero_ps();
@@ -278,7 +284,7 @@ ALWAYS_INLINE void q40w_run(const struct q40w_scratch *s, const struct q40w_ablo
             ln_prefetch_l2(pf + b * Q40W_PF_RUN, Q40W_PF_RUN);
         __m512i wg[8];
         UNROLL for (int g = 0; g < 8; g++) wg[g] = _mm512_load_si512(&wb->w[g]);
-        q40w_step(acc, wg, _mm512_load_ps(&wb->dw), &abs[b], a, as, b, NT, true);
+        q40w_step(acc, wg, _mm512_load_ps(&wb->dw), &abs[b], a, as, b, NT, LOADS);
     }
     UNROLL for (int t = 0; t < NT; t++) q40w_store(y + t * ys, nr, acc[t], X8);
 }
@@ -293,7 +299,8 @@ ALWAYS_INLINE void q40w_run(const struct q40w_scratch *s, const struct q40w_ablo
  * block. */
 ALWAYS_INLINE void q40w_run_direct(const uint8_t *w, size_t ws, int nr, int64_t nb,
                                    const struct q40w_ablock *abs, const uint8_t *a, size_t as,
-                                   float *y, int64_t ys, const uint8_t *pf, const int NT)
+                                   float *y, int64_t ys, const uint8_t *pf, const int NT,
+                                   const int LOADS)
 {
     const size_t qs = offsetof(struct elm_block_q4_0, qs), d = offsetof(struct elm_block_q4_0, d);
     struct ln_rowset rs;
@@ -314,7 +321,7 @@ ALWAYS_INLINE void q40w_run_direct(const uint8_t *w, size_t ws, int nr, int64_t 
         ln_load4(&rs, next, qs, z);
         dn = ln_gather_f16(&rs, next, d);
         q40w_nibbles(raw, wg);
-        q40w_step(acc, wg, dw, &abs[b], a, as, b, NT, false);
+        q40w_step(acc, wg, dw, &abs[b], a, as, b, NT, LOADS);
     }
     UNROLL for (int t = 0; t < NT; t++) ln_store(y + t * ys, nr, 0, acc[t]);
 }
@@ -344,7 +351,8 @@ static const struct q40w_ablock *q40w_acts(struct q40w_scratch *s, const uint8_t
  * no later one reuses (batched decode), as q40w_run_direct does for rows, with its pf. */
 ALWAYS_INLINE void q40w_run_direct_x8(const uint8_t *p, size_t ws, int64_t nb,
                                       const struct q40w_ablock *abs, const uint8_t *a, size_t as,
-                                      float *y, int64_t ys, const uint8_t *pf, const int NT)
+                                      float *y, int64_t ys, const uint8_t *pf, const int NT,
+                                      const int LOADS)
 {
     __m512 acc[Q40W_T];
     UNROLL for (int t = 0; t < NT; t++) acc[t] = _mm512_setzero_ps();
@@ -355,7 +363,7 @@ ALWAYS_INLINE void q40w_run_direct_x8(const uint8_t *p, size_t ws, int64_t nb,
         __m512i wg[8];
         __m512 dw;
         q40w_block_x8(p, p + Q40V_R * ws, nb, b, wg, &dw);
-        q40w_step(acc, wg, dw, &abs[b], a, as, b, NT, true);
+        q40w_step(acc, wg, dw, &abs[b], a, as, b, NT, LOADS);
     }
     UNROLL for (int t = 0; t < NT; t++) q40w_store(y + t * ys, Q40W_R, acc[t], true);
 }
@@ -375,12 +383,22 @@ ALWAYS_INLINE void q40w_call(struct q40w_scratch *s, const uint8_t *w, size_t ws
      * (docs/kernels-perf.md) */
     const uint8_t *pf = stream & ELM_TILE_STREAM ? w + 2 * Q40W_R * ws : NULL;
     const bool kept = elm_panel_is(&s->key, w, ws, nb, nr, X8);
+    /* the dwords by loads (q40w_step): all, or where the shuffles have pipes of their own, half
+     * (none for the rows' direct run, whose loads are many) */
+    const bool loads = elm_kernels_feed() == ELM_FEED_LOADS;
     if (!kept && !(stream & ELM_TILE_MORE)) {
         const struct q40w_ablock *abs = q40w_acts(s, a, as, nt, nb);
-#define Q40W_DIRECT(T)                                                                             \
-    X8 ? q40w_run_direct_x8(w, ws, nb, abs, a, as, y, ys, pf, T)                                   \
-       : q40w_run_direct(w, ws, nr, nb, abs, a, as, y, ys, pf, T)
-        ELM_TILE_FOR_T(nt, Q40W_DIRECT);
+#define Q40W_DIRECT(T, L)                                                                          \
+    X8 ? q40w_run_direct_x8(w, ws, nb, abs, a, as, y, ys, pf, T, L ? 8 : 4)                        \
+       : q40w_run_direct(w, ws, nr, nb, abs, a, as, y, ys, pf, T, L ? 8 : 0)
+#define Q40W_DIRECT_LOADS(T) Q40W_DIRECT(T, true)
+#define Q40W_DIRECT_SPLIT(T) Q40W_DIRECT(T, false)
+        if (loads)
+            ELM_TILE_FOR_T(nt, Q40W_DIRECT_LOADS);
+        else
+            ELM_TILE_FOR_T(nt, Q40W_DIRECT_SPLIT);
+#undef Q40W_DIRECT_SPLIT
+#undef Q40W_DIRECT_LOADS
 #undef Q40W_DIRECT
         return;
     }
@@ -391,9 +409,14 @@ ALWAYS_INLINE void q40w_call(struct q40w_scratch *s, const uint8_t *w, size_t ws
     const struct q40w_ablock *abs = q40w_acts(s, a, as, nt, nb);
     if (pf) /* the unpack asked for the first Q40W_PF_UNPACK bytes a block */
         pf += nb * Q40W_PF_UNPACK;
-#define Q40W_RUN(T) q40w_run(s, abs, nb, a, as, y, ys, nr, pf, T, X8)
-    ELM_TILE_FOR_T(nt, Q40W_RUN);
-#undef Q40W_RUN
+#define Q40W_RUN_LOADS(T) q40w_run(s, abs, nb, a, as, y, ys, nr, pf, T, X8, 8)
+#define Q40W_RUN_SPLIT(T) q40w_run(s, abs, nb, a, as, y, ys, nr, pf, T, X8, 4)
+    if (loads)
+        ELM_TILE_FOR_T(nt, Q40W_RUN_LOADS);
+    else
+        ELM_TILE_FOR_T(nt, Q40W_RUN_SPLIT);
+#undef Q40W_RUN_SPLIT
+#undef Q40W_RUN_LOADS
 }
 
 /* The elm_tile_fn of the avx512 Q4_0 entry: nt <= Q40W_T; nr <= Q40W_R with several tokens
