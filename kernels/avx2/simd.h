@@ -207,11 +207,14 @@ ALWAYS_INLINE __m256i unpack_nibbles16(const uint8_t *qs)
     return _mm256_and_si256(v, _mm256_set1_epi8(0x0f));
 }
 
-/* Asks for bytes [p, p + len) to be brought into the caches (len a compile-time constant in
- * every caller, so the loop unrolls). */
+/* Asks for bytes [p, p + len) to be brought into L2 (len a compile-time constant in every
+ * caller, so the loop unrolls). Not into L1: on Intel a prefetch into L1 holds one of its few
+ * line-fill buffers until the line comes, so streaming weights prefetched that way reached
+ * 78 % of a plain read at one token, against 90-93 % into L2 (docs/kernels-perf.md, s25); the
+ * zmm tiles' panels are more than L1 holds beside what their runs read anyway. */
 ALWAYS_INLINE void prefetch_span(const uint8_t *p, size_t len)
 {
-    UNROLL for (size_t o = 0; o < len; o += 64) _mm_prefetch((const char *)p + o, _MM_HINT_T0);
+    UNROLL for (size_t o = 0; o < len; o += 64) _mm_prefetch((const char *)p + o, _MM_HINT_T1);
 }
 
 ALWAYS_INLINE __m256i loadu256(const void *p)

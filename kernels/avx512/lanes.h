@@ -53,13 +53,6 @@ static inline struct ln_scratch *ln_scratch_get(void)
     return ln_scratch_p;
 }
 
-/* Prefetches [p, p + len) into L2, not L1: a panel's worth of the next panel's rows is more
- * than L1 holds beside the unpacked panel the run streams through. */
-ALWAYS_INLINE void ln_prefetch_l2(const uint8_t *p, size_t len)
-{
-    UNROLL for (size_t o = 0; o < len; o += 64) _mm_prefetch((const char *)p + o, _MM_HINT_T1);
-}
-
 /* The 4x4 dword transposes put row 4 * (l % 4) + l / 4 of a sub-panel in lane l (an
  * involution: the same index vector puts the lanes back in row order). */
 ALWAYS_INLINE int ln_row(int l)

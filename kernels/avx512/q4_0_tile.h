@@ -173,7 +173,7 @@ ALWAYS_INLINE void q40w_unpack(struct q40w_scratch *s, const uint8_t *w, size_t 
         ln_rows(&rs, w, ws, nr, 0, sizeof(struct elm_block_q4_0));
     for (int64_t b = 0; b < nb; b++) {
         if (pf)
-            ln_prefetch_l2(pf + b * Q40W_PF_UNPACK, Q40W_PF_UNPACK);
+            prefetch_span(pf + b * Q40W_PF_UNPACK, Q40W_PF_UNPACK);
         struct q40w_wblock *o = &s->wb[b];
         __m512i wg[8];
         __m512 dw;
@@ -281,7 +281,7 @@ ALWAYS_INLINE void q40w_run(const struct q40w_scratch *s, const struct q40w_ablo
     for (int64_t b = 0; b < nb; b++) {
         const struct q40w_wblock *wb = &s->wb[b];
         if (pf) /* the rest of the panel after next, spread over this one's arithmetic */
-            ln_prefetch_l2(pf + b * Q40W_PF_RUN, Q40W_PF_RUN);
+            prefetch_span(pf + b * Q40W_PF_RUN, Q40W_PF_RUN);
         __m512i wg[8];
         UNROLL for (int g = 0; g < 8; g++) wg[g] = _mm512_load_si512(&wb->w[g]);
         q40w_step(acc, wg, _mm512_load_ps(&wb->dw), &abs[b], a, as, b, NT, LOADS);
@@ -312,7 +312,7 @@ ALWAYS_INLINE void q40w_run_direct(const uint8_t *w, size_t ws, int nr, int64_t 
     __m512 dn = ln_gather_f16(&rs, 0, d);
     for (int64_t b = 0; b < nb; b++) {
         if (pf)
-            ln_prefetch_l2(pf + b * Q40W_R * sizeof(struct elm_block_q4_0),
+            prefetch_span(pf + b * Q40W_R * sizeof(struct elm_block_q4_0),
                            Q40W_R * sizeof(struct elm_block_q4_0));
         __m512i raw[4], wg[8];
         ln_transpose4(z, raw);
@@ -358,7 +358,7 @@ ALWAYS_INLINE void q40w_run_direct_x8(const uint8_t *p, size_t ws, int64_t nb,
     UNROLL for (int t = 0; t < NT; t++) acc[t] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         if (pf)
-            ln_prefetch_l2(pf + b * Q40W_R * sizeof(struct elm_block_q4_0),
+            prefetch_span(pf + b * Q40W_R * sizeof(struct elm_block_q4_0),
                            Q40W_R * sizeof(struct elm_block_q4_0));
         __m512i wg[8];
         __m512 dw;

@@ -271,7 +271,7 @@ ALWAYS_INLINE void kql_unpack(uint8_t *panel, const uint8_t *w, size_t ws, int n
         for (int64_t b = 0; b < nb; b++) {
             struct kql_block *p = &o[b];
             if (pf)
-                ln_prefetch_l2(pf + ((size_t)sp * (size_t)nb + (size_t)b) * pfs, pfs);
+                prefetch_span(pf + ((size_t)sp * (size_t)nb + (size_t)b) * pfs, pfs);
             kql_weights(p, sp, &rs, b, KIND);
             if (KIND == 6)
                 p->d[sp] = ln_gather_f16(&rs, b, offsetof(struct elm_block_q6_k, d));
@@ -450,7 +450,7 @@ ALWAYS_INLINE void kql_run(const struct kql_block *p, int64_t nb, const uint8_t 
              * that the prefetches spread over the arithmetic instead of queueing behind each
              * other */
             if (pf)
-                ln_prefetch_l2(pf + ((size_t)b * 8 + k) * pfs, pfs);
+                prefetch_span(pf + ((size_t)b * 8 + k) * pfs, pfs);
             if (ring && b + 1 < nb)
                 kql_ring_part(&ring[(b + 1) & 1], rrs, b + 1, k);
             __m512i L[LN_T][LN_S]; /* run 0 starts them with vpmaddwd: no zero copied per chain */
