@@ -313,7 +313,7 @@ ALWAYS_INLINE void q40w_run_direct(const uint8_t *w, size_t ws, int nr, int64_t 
     for (int64_t b = 0; b < nb; b++) {
         if (pf)
             prefetch_span(pf + b * Q40W_R * sizeof(struct elm_block_q4_0),
-                           Q40W_R * sizeof(struct elm_block_q4_0));
+                          Q40W_R * sizeof(struct elm_block_q4_0));
         __m512i raw[4], wg[8];
         ln_transpose4(z, raw);
         const __m512 dw = dn;
@@ -359,7 +359,7 @@ ALWAYS_INLINE void q40w_run_direct_x8(const uint8_t *p, size_t ws, int64_t nb,
     for (int64_t b = 0; b < nb; b++) {
         if (pf)
             prefetch_span(pf + b * Q40W_R * sizeof(struct elm_block_q4_0),
-                           Q40W_R * sizeof(struct elm_block_q4_0));
+                          Q40W_R * sizeof(struct elm_block_q4_0));
         __m512i wg[8];
         __m512 dw;
         q40w_block_x8(p, p + Q40V_R * ws, nb, b, wg, &dw);
