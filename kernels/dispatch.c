@@ -14,7 +14,6 @@
  */
 #include <errno.h>
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -281,25 +280,12 @@ static bool probe_isa(enum isa isa)
 }
 #endif
 
-/* kernels.h, enum elm_feed: only AMD's cores shuffle beside their multiply-adds */
-static enum elm_feed probe_feed(void)
-{
-#if ELM_X86
-    unsigned a, b, c, d;
-    /* the vendor string in ebx, edx, ecx: "Auth" "enti" "cAMD" */
-    if (__get_cpuid(0, &a, &b, &c, &d) && b == 0x68747541 && d == 0x69746e65 && c == 0x444d4163)
-        return ELM_FEED_SPLIT;
-#endif
-    return ELM_FEED_LOADS;
-}
-
 /* ---- one-time initialisation ------------------------------------------------------------- */
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 static struct elm_kernels filled[N_VARIANTS]; /* variants with holes filled from ref */
 static bool usable[N_VARIANTS];               /* built in and runnable on this CPU */
 static const struct elm_kernels *active;
-static _Atomic int feed; /* an enum elm_feed; read by the tiles of every pool thread */
 
 static void fill_holes(struct elm_kernels *k)
 {
@@ -353,7 +339,6 @@ static void init(void)
         }
     }
     active = &filled[best];
-    atomic_store_explicit(&feed, probe_feed(), memory_order_relaxed);
 
     const char *want = getenv("ELM_KERNEL");
     if (want != NULL && *want != '\0') {
@@ -388,18 +373,6 @@ bool elm_kernels_cpu_has(const char *name)
         return false;
     int i = find_variant(name);
     return i >= 0 && probe_isa(variants[i].isa);
-}
-
-enum elm_feed elm_kernels_feed(void)
-{
-    /* no pthread_once: a tile runs only after its table was got, which ran init */
-    return (enum elm_feed)atomic_load_explicit(&feed, memory_order_relaxed);
-}
-
-void elm_kernels_set_feed(enum elm_feed f)
-{
-    pthread_once(&init_once, init); /* else a later init would undo it */
-    atomic_store_explicit(&feed, f, memory_order_relaxed);
 }
 
 const char *elm_kernels_variant(size_t i)
