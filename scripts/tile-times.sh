@@ -9,7 +9,7 @@ types=("$@")
 [ ${#types[@]} -gt 0 ] || types=(q8_0 q4_k q6_k q5_0 q4_1 q5_k q3_k q2_k q5_1)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-gcc -O2 -pthread -I. scripts/tile-times.c build/release/kernels/libelm_kernels.a \
+gcc -O2 -fopenmp -pthread -I. scripts/tile-times.c build/release/kernels/libelm_kernels.a \
   build/release/common/libelm_common.a -lm -o "$tmp/tt"
 echo "| type | rows x cols | 1 token | 8 tokens | 64 tokens |"
 echo "|---|---|--:|--:|--:|"
