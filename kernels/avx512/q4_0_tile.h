@@ -384,8 +384,15 @@ ALWAYS_INLINE void q40w_call(struct q40w_scratch *s, const uint8_t *w, size_t ws
     const uint8_t *pf = stream & ELM_TILE_STREAM ? w + 2 * Q40W_R * ws : NULL;
     const bool kept = elm_panel_is(&s->key, w, ws, nb, nr, X8);
     /* the dwords by loads (q40w_step): all, or where the shuffles have pipes of their own, half
-     * (none for the rows' direct run, whose loads are many) */
+     * (none for the rows' direct run, whose loads are many); RUN_LOADS(T) or RUN_SPLIT(T) */
     const bool loads = elm_kernels_feed() == ELM_FEED_LOADS;
+#define Q40W_BY_FEED(RUN)                                                                          \
+    do {                                                                                           \
+        if (loads)                                                                                 \
+            ELM_TILE_FOR_T(nt, RUN##_LOADS);                                                       \
+        else                                                                                       \
+            ELM_TILE_FOR_T(nt, RUN##_SPLIT);                                                       \
+    } while (0)
     if (!kept && !(stream & ELM_TILE_MORE)) {
         const struct q40w_ablock *abs = q40w_acts(s, a, as, nt, nb);
 #define Q40W_DIRECT(T, L)                                                                          \
@@ -393,10 +400,7 @@ ALWAYS_INLINE void q40w_call(struct q40w_scratch *s, const uint8_t *w, size_t ws
        : q40w_run_direct(w, ws, nr, nb, abs, a, as, y, ys, pf, T, L ? 8 : 0)
 #define Q40W_DIRECT_LOADS(T) Q40W_DIRECT(T, true)
 #define Q40W_DIRECT_SPLIT(T) Q40W_DIRECT(T, false)
-        if (loads)
-            ELM_TILE_FOR_T(nt, Q40W_DIRECT_LOADS);
-        else
-            ELM_TILE_FOR_T(nt, Q40W_DIRECT_SPLIT);
+        Q40W_BY_FEED(Q40W_DIRECT);
 #undef Q40W_DIRECT_SPLIT
 #undef Q40W_DIRECT_LOADS
 #undef Q40W_DIRECT
@@ -411,12 +415,10 @@ ALWAYS_INLINE void q40w_call(struct q40w_scratch *s, const uint8_t *w, size_t ws
         pf += nb * Q40W_PF_UNPACK;
 #define Q40W_RUN_LOADS(T) q40w_run(s, abs, nb, a, as, y, ys, nr, pf, T, X8, 8)
 #define Q40W_RUN_SPLIT(T) q40w_run(s, abs, nb, a, as, y, ys, nr, pf, T, X8, 4)
-    if (loads)
-        ELM_TILE_FOR_T(nt, Q40W_RUN_LOADS);
-    else
-        ELM_TILE_FOR_T(nt, Q40W_RUN_SPLIT);
+    Q40W_BY_FEED(Q40W_RUN);
 #undef Q40W_RUN_SPLIT
 #undef Q40W_RUN_LOADS
+#undef Q40W_BY_FEED
 }
 
 /* The elm_tile_fn of the avx512 Q4_0 entry: nt <= Q40W_T; nr <= Q40W_R with several tokens
