@@ -210,7 +210,7 @@ ALWAYS_INLINE __m256i unpack_nibbles16(const uint8_t *qs)
 /* Asks for bytes [p, p + len) to be brought into L2 (len a compile-time constant in every
  * caller, so the loop unrolls). Not into L1: on Intel a prefetch into L1 holds one of its few
  * line-fill buffers until the line comes, so streaming weights prefetched that way reached
- * 78 % of a plain read at one token, against 90-93 % into L2 (docs/kernels-perf.md, s25); the
+ * 78-84 % of a plain read at one token, against 90-93 % into L2 (docs/kernels-perf.md, s25); the
  * zmm tiles' panels are more than L1 holds beside what their runs read anyway. */
 ALWAYS_INLINE void prefetch_span(const uint8_t *p, size_t len)
 {
