@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # run.sh — the README's main command: installs what is missing, builds, starts elmd on the
-# default model (ELM_MODEL overrides it), streams a completion through the daemon with
-# `elmctl generate`, shows `elmctl status`, and stops the daemon. Extra arguments are the prompt.
+# default model (stories260K.gguf in ELM_MODELS_DIR, default ../shared/models; ELM_MODEL
+# overrides it), streams a completion through the daemon with `elmctl generate`, shows `elmctl
+# status`, and stops the daemon. Extra arguments are the prompt.
 #
 # The daemon runs in a private runtime directory so the demo never meets another elmd of yours.
 # Each step says what it does on stderr; the build shows its progress (one updating line on a
@@ -25,7 +26,7 @@ scripts/build.sh release 2>&1 | awk -v tty=$tty '
   { print > "/dev/stderr" }
   END { if (tty) printf "\rrun: build done%-75s\n", "" > "/dev/stderr" }'
 B=build/release
-model=${ELM_MODEL:-$(cd .. && pwd)/shared/models/stories260K.gguf}
+model=${ELM_MODEL:-${ELM_MODELS_DIR:-$(cd .. && pwd)/shared/models}/stories260K.gguf}
 prompt=${*:-Once upon a time}
 export ELM_RUNTIME_DIR
 ELM_RUNTIME_DIR=$(mktemp -d /tmp/elm-run-XXXXXX)
