@@ -4,7 +4,9 @@
  * The same kernel source as the avx2 variant (the headers of kernels/avx2/), compiled with this
  * file's flags: the integer dot products become VNNI instructions (vpdpbusd, vpdpwssd), the 32
  * vector registers allow larger matmul tiles, and the float arithmetic stays the reference's, lane
- * for lane (simd.h). dispatch.c offers this variant only when the CPU and OS support all of it. */
+ * for lane (simd.h). dispatch.c offers this variant only when the CPU and OS support all of it.
+ * AMX (-mamx-tile -mamx-int8) is compiled in too, but runs only where kernels/feed.c finds it
+ * usable: one Q4_0 tile, q4_0_amx.h. */
 #include "kernels/avx2/float.h"
 #include "kernels/avx2/iq4.h"
 #include "kernels/avx2/kv_group.h"
@@ -12,22 +14,19 @@
 #include "kernels/avx2/q_k.h"
 #include "kernels/avx2/q_legacy.h"
 #include "kernels/avx512/iq4_tile.h"
-#include "kernels/avx512/q4_0_tile.h"
+#include "kernels/avx512/q4_0_amx.h"
 #include "kernels/avx512/q_k_tile.h"
 #include "kernels/avx512/q_legacy_tile.h"
 
 /* Q4_0 prefill: the one-output-per-lane tile (q4_0_tile.h) replaces the shared tile in this
- * variant's table, with its own panel shape; it falls back to the shared tile itself. */
-#undef Q40_R
-#undef Q40_T
-#define Q40_R     Q40W_R
-#define Q40_T     Q40W_T
-#define q4_0_tile q40w_tile
-/* and weights packed at load time (ELM_LAYOUT_X8) a tile of their own (q40w_tile_x8) */
+ * variant's table, with its own panel shape (it falls back to the shared tile itself), and
+ * weights packed at load time (ELM_LAYOUT_X8) a tile of their own (q40w_tile_x8); tiles of 16
+ * tokens go to AMX where the process may use it, else to two of the vector tile's 8
+ * (q4_0_amx.h) */
 #define TILE_Q4_0                                                                                  \
     {                                                                                              \
-        .vec_dot = q4_0_vec_dot, .tile = q40w_tile, .rows = Q40W_R, .toks = Q40W_T,                \
-        .rows_gemv = Q40_R_GEMV, .tile_x8 = q40w_tile_x8                                           \
+        .vec_dot = q4_0_vec_dot, .tile = q40a_tile, .rows = Q40W_R, .toks = Q40A_T,                \
+        .rows_gemv = Q40_R_GEMV, .tile_x8 = q40a_tile_x8                                           \
     }
 
 /* Q8_0, Q5_0, Q4_1, Q5_1 prefill: one output per lane too (q_legacy_tile.h, lanes.h), in their

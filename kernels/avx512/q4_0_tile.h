@@ -164,9 +164,10 @@ ALWAYS_INLINE void q40w_store(float *y, int nr, __m512 v, const bool X8)
  * lane order, ln_row); lanes of rows nr..15 get a copy of row nr - 1's weights (their outputs
  * are never stored) and zero scales. A pointer and a step per row and 16 scalar scale loads
  * made this ~120 instructions per block, about as much time as an 8-token run over it.
- * X8: the panel is two packed panels at w (nr is 16), their lanes in row order. */
+ * X8: the panel is two packed panels at w (nr is 16), their lanes in row order. SIGNED: the
+ * weights as q - 8 (-8..7), for AMX's signed products (q4_0_amx.h). */
 ALWAYS_INLINE void q40w_unpack(struct q40w_scratch *s, const uint8_t *w, size_t ws, int nr,
-                               int64_t nb, const uint8_t *pf, const bool X8)
+                               int64_t nb, const uint8_t *pf, const bool X8, const bool SIGNED)
 {
     struct ln_rowset rs;
     if (!X8)
@@ -181,7 +182,8 @@ ALWAYS_INLINE void q40w_unpack(struct q40w_scratch *s, const uint8_t *w, size_t 
             q40w_block_x8(w, w + Q40V_R * ws, nb, b, wg, &dw);
         else
             q40w_block(&rs, b, wg, &dw);
-        UNROLL for (int g = 0; g < 8; g++) _mm512_store_si512(&o->w[g], wg[g]);
+        UNROLL for (int g = 0; g < 8; g++) _mm512_store_si512(
+            &o->w[g], SIGNED ? _mm512_sub_epi8(wg[g], _mm512_set1_epi8(8)) : wg[g]);
         _mm512_store_ps(&o->dw, dw);
     }
 }
@@ -385,7 +387,7 @@ ALWAYS_INLINE void q40w_call(struct q40w_scratch *s, const uint8_t *w, size_t ws
     const bool kept = elm_panel_is(&s->key, w, ws, nb, nr, X8);
     /* the dwords by loads (q40w_step): all, or where the shuffles have pipes of their own, half
      * (none for the rows' direct run, whose loads are many); RUN_LOADS(T) or RUN_SPLIT(T) */
-    const bool loads = elm_kernels_feed() == ELM_FEED_LOADS;
+    const bool loads = elm_kernels_feed() != ELM_FEED_SPLIT;
 #define Q40W_BY_FEED(RUN)                                                                          \
     do {                                                                                           \
         if (loads)                                                                                 \
@@ -407,7 +409,7 @@ ALWAYS_INLINE void q40w_call(struct q40w_scratch *s, const uint8_t *w, size_t ws
         return;
     }
     if (!kept) {
-        q40w_unpack(s, w, ws, nr, nb, pf, X8);
+        q40w_unpack(s, w, ws, nr, nb, pf, X8, false);
         elm_panel_set(&s->key, w, ws, nb, nr, X8);
     }
     const struct q40w_ablock *abs = q40w_acts(s, a, as, nt, nb);
