@@ -174,13 +174,15 @@ static bool q40a_call(int64_t n, const uint8_t *w, size_t ws, int nr, const uint
         q40a_configure(x);
     const uint8_t *pf = stream & ELM_TILE_STREAM ? w + 2 * Q40W_R * ws : NULL;
     const int kind = X8 | Q40A_KIND;
-    if (!elm_panel_is(&s->key, w, ws, nb, nr, kind)) {
-        q40w_unpack(s, w, ws, nr, nb, pf, X8, true);
-        elm_panel_set(&s->key, w, ws, nb, nr, kind);
+    struct q40w_wblock *wb;
+    struct elm_panel_key *key = q40w_slot(s, w, ws, nb, &wb);
+    if (!elm_panel_is(key, w, ws, nb, nr, kind)) {
+        q40w_unpack(wb, w, ws, nr, nb, pf, X8, true);
+        elm_panel_set(key, w, ws, nb, nr, kind);
     }
     if (pf) /* the unpack asked for the first Q40W_PF_UNPACK bytes a block */
         pf += nb * Q40W_PF_UNPACK;
-    q40a_run(x, s->wb, a, as, q40a_acts(x, s->gen, a, as, nb), nb, y, ys, nr, pf, X8);
+    q40a_run(x, wb, a, as, q40a_acts(x, s->gen, a, as, nb), nb, y, ys, nr, pf, X8);
     return true;
 }
 

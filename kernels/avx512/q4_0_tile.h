@@ -55,6 +55,7 @@
 #define Q40W_MAX_BLOCKS 1024 /* 32768 columns; longer rows take the shared tile */
 #define Q40W_ABLOCKS    4096 /* kept token tiles: this many blocks in all (256 KiB) */
 #define Q40W_SLOTS      64   /* at most this many token tiles kept */
+#define Q40W_PANELS     4    /* unpacked panels kept: a row chunk's (matmul.c's CHUNK_GEMM rows) */
 /* Bytes of the panel after next prefetched per block of the unpack and of the run (together a
  * block of the 16 rows; the rule is tiles.h's). */
 #define Q40W_PF_UNPACK ELM_TILE_PF_UNPACK(Q40W_R * sizeof(struct elm_block_q4_0))
@@ -87,8 +88,8 @@ struct q40w_scratch {
     struct q40w_wblock wb[Q40W_MAX_BLOCKS];
     struct q40w_ablock ab[Q40W_ABLOCKS];
     struct q40w_atag atag[Q40W_SLOTS];
-    uint64_t gen; /* advanced by every stream call: kept token tiles older than it are stale */
-    struct elm_panel_key key; /* the panel wb holds */
+    uint64_t gen; /* advanced by every FRESH call: kept token tiles older than it are stale */
+    struct elm_panel_key key[Q40W_PANELS]; /* the panels wb holds (q40w_slot) */
 };
 
 /* This thread's scratch, made on its first call (common/scratch.h: not static TLS, which every
@@ -102,13 +103,43 @@ static inline struct q40w_scratch *q40w_scratch_get(void)
     return q40w_scratch_p;
 }
 
-/* The scratch for a call with these stream flags (kept_begin). */
+/* The scratch for a call with these stream flags (kept_begin, for every panel kept). */
 static inline struct q40w_scratch *q40w_begin(int stream)
 {
     struct q40w_scratch *s = q40w_scratch_get();
-    if (s)
-        kept_begin(&s->key, &s->gen, stream);
+    if (!s)
+        return NULL;
+    kept_begin(&s->key[0], &s->gen, stream);
+    if (stream & ELM_TILE_FRESH)
+        for (int i = 1; i < Q40W_PANELS; i++)
+            elm_panel_forget(&s->key[i]);
     return s;
+}
+
+/* Where the panel at w (rows ws bytes apart, nb blocks) is unpacked: the key of its slot, and
+ * the slot's blocks in *wb. matmul.c multiplies the panels of a row chunk with one token chunk
+ * after another, so rows short enough for a quarter of the buffer take one of Q40W_PANELS
+ * slots (the chunk's panels, 16 rows apart, consecutive ones) and each token chunk after the
+ * first finds them unpacked; one slot made it unpack every panel once per token chunk, 16 % of
+ * a 512-token AMX product (docs/kernels-perf.md, s26). Longer rows take the whole buffer. A
+ * slot's rows and the whole buffer's forget each other: matmul never mixes them (a matmul's
+ * rows have one length, and its first call forgets every panel), but a stale panel would be
+ * wrong bits, so the rule does not rest on that. */
+static inline struct elm_panel_key *q40w_slot(struct q40w_scratch *s, const uint8_t *w, size_t ws,
+                                              int64_t nb, struct q40w_wblock **wb)
+{
+    const int64_t share = Q40W_MAX_BLOCKS / Q40W_PANELS;
+    if (nb > share) {
+        for (int i = 1; i < Q40W_PANELS; i++)
+            elm_panel_forget(&s->key[i]);
+        *wb = s->wb;
+        return &s->key[0];
+    }
+    if (s->key[0].nb > share)
+        elm_panel_forget(&s->key[0]);
+    const int64_t i = (int64_t)(((uintptr_t)w / (Q40W_R * ws)) % Q40W_PANELS);
+    *wb = s->wb + i * share;
+    return &s->key[i];
 }
 
 /* w[g], the weight bytes (0..15) of group g, from raw[g'], dword g' of the 16 bytes of qs (lane
@@ -166,7 +197,7 @@ ALWAYS_INLINE void q40w_store(float *y, int nr, __m512 v, const bool X8)
  * made this ~120 instructions per block, about as much time as an 8-token run over it.
  * X8: the panel is two packed panels at w (nr is 16), their lanes in row order. SIGNED: the
  * weights as q - 8 (-8..7), for AMX's signed products (q4_0_amx.h). */
-ALWAYS_INLINE void q40w_unpack(struct q40w_scratch *s, const uint8_t *w, size_t ws, int nr,
+ALWAYS_INLINE void q40w_unpack(struct q40w_wblock *wb, const uint8_t *w, size_t ws, int nr,
                                int64_t nb, const uint8_t *pf, const bool X8, const bool SIGNED)
 {
     struct ln_rowset rs;
@@ -175,7 +206,7 @@ ALWAYS_INLINE void q40w_unpack(struct q40w_scratch *s, const uint8_t *w, size_t 
     for (int64_t b = 0; b < nb; b++) {
         if (pf)
             prefetch_span(pf + b * Q40W_PF_UNPACK, Q40W_PF_UNPACK);
-        struct q40w_wblock *o = &s->wb[b];
+        struct q40w_wblock *o = &wb[b];
         __m512i wg[8];
         __m512 dw;
         if (X8)
@@ -274,14 +305,14 @@ ALWAYS_INLINE void q40w_step(__m512 acc[], const __m512i wg[8], __m512 dw,
 
 /* NT tokens against the unpacked panel (of packed panels: X8); rows [0, nr) of each token's
  * outputs are stored. */
-ALWAYS_INLINE void q40w_run(const struct q40w_scratch *s, const struct q40w_ablock *abs, int64_t nb,
-                            const uint8_t *a, size_t as, float *y, int64_t ys, int nr,
+ALWAYS_INLINE void q40w_run(const struct q40w_wblock *panel, const struct q40w_ablock *abs,
+                            int64_t nb, const uint8_t *a, size_t as, float *y, int64_t ys, int nr,
                             const uint8_t *pf, const int NT, const bool X8, const int LOADS)
 {
     __m512 acc[Q40W_T];
     UNROLL for (int t = 0; t < NT; t++) acc[t] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
-        const struct q40w_wblock *wb = &s->wb[b];
+        const struct q40w_wblock *wb = &panel[b];
         if (pf) /* the rest of the panel after next, spread over this one's arithmetic */
             prefetch_span(pf + b * Q40W_PF_RUN, Q40W_PF_RUN);
         __m512i wg[8];
@@ -384,7 +415,9 @@ ALWAYS_INLINE void q40w_call(struct q40w_scratch *s, const uint8_t *w, size_t ws
      * than the next panel into L1 under load, while no prefetch at all is ~45 % slower
      * (docs/kernels-perf.md) */
     const uint8_t *pf = stream & ELM_TILE_STREAM ? w + 2 * Q40W_R * ws : NULL;
-    const bool kept = elm_panel_is(&s->key, w, ws, nb, nr, X8);
+    struct q40w_wblock *wb;
+    struct elm_panel_key *key = q40w_slot(s, w, ws, nb, &wb);
+    const bool kept = elm_panel_is(key, w, ws, nb, nr, X8);
     /* the dwords by loads (q40w_step): all, or where the shuffles have pipes of their own, half
      * (none for the rows' direct run, whose loads are many); RUN_LOADS(T) or RUN_SPLIT(T) */
     const bool loads = elm_kernels_feed() != ELM_FEED_SPLIT;
@@ -409,14 +442,14 @@ ALWAYS_INLINE void q40w_call(struct q40w_scratch *s, const uint8_t *w, size_t ws
         return;
     }
     if (!kept) {
-        q40w_unpack(s, w, ws, nr, nb, pf, X8, false);
-        elm_panel_set(&s->key, w, ws, nb, nr, X8);
+        q40w_unpack(wb, w, ws, nr, nb, pf, X8, false);
+        elm_panel_set(key, w, ws, nb, nr, X8);
     }
     const struct q40w_ablock *abs = q40w_acts(s, a, as, nt, nb);
     if (pf) /* the unpack asked for the first Q40W_PF_UNPACK bytes a block */
         pf += nb * Q40W_PF_UNPACK;
-#define Q40W_RUN_LOADS(T) q40w_run(s, abs, nb, a, as, y, ys, nr, pf, T, X8, 8)
-#define Q40W_RUN_SPLIT(T) q40w_run(s, abs, nb, a, as, y, ys, nr, pf, T, X8, 4)
+#define Q40W_RUN_LOADS(T) q40w_run(wb, abs, nb, a, as, y, ys, nr, pf, T, X8, 8)
+#define Q40W_RUN_SPLIT(T) q40w_run(wb, abs, nb, a, as, y, ys, nr, pf, T, X8, 4)
     Q40W_BY_FEED(Q40W_RUN);
 #undef Q40W_RUN_SPLIT
 #undef Q40W_RUN_LOADS

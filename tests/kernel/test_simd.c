@@ -350,18 +350,19 @@ static void test_matmul(void **state)
     print_message("%s: elm_matmul bit-identical to ref vec_dot, 1..64 tokens, 1 and 2 threads\n",
                   k->name);
     /* Q4_0 prefill: several token tiles per panel (the avx2 and avx512 tiles keep unpacked panels
-     * between them), token chunks of a few tokens (rows of 1024 blocks), rows as long as the
-     * avx2 or avx512 buffer and one block longer, panels of 8 or 16 rows and a partial one,
-     * weights rewritten in place between products; rows longer than the avx2 tile's kept token
-     * tiles (4096 blocks), which packed weights take a chunk at a time. Only a variant with a Q4_0
-     * tile has that machinery; without one elm_matmul is its vec_dot per element, checked above
-     * (and these shapes cost minutes under emulation). */
+     * between them), token chunks of a few tokens (rows of 256 blocks, which the avx512 tile
+     * keeps four panels of, and one block more, which take its whole buffer; rows of 1024
+     * blocks), rows as long as the avx2 or avx512 buffer and one block longer, panels of 8 or 16
+     * rows and a partial one, weights rewritten in place between products; rows longer than the
+     * avx2 tile's kept token tiles (4096 blocks), which packed weights take a chunk at a time. Only
+     * a variant with a Q4_0 tile has that machinery; without one elm_matmul is its vec_dot per
+     * element, checked above (and these shapes cost minutes under emulation). */
     if (elm_tile_find(ELM_TYPE_Q4_0, k->vec_dot[ELM_TYPE_Q4_0]) == NULL) {
         print_message("%s: no Q4_0 tile, the prefill shapes are not repeated\n", k->name);
         return;
     }
-    static const int64_t q40[][3] = {{37, 16, 20},   {29, 512, 12},  {23, 513, 9},
-                                     {37, 1024, 20}, {21, 1025, 13}, {13, 4097, 9}};
+    static const int64_t q40[][3] = {{37, 16, 20}, {37, 256, 20},  {21, 257, 20},  {29, 512, 12},
+                                     {23, 513, 9}, {37, 1024, 20}, {21, 1025, 13}, {13, 4097, 9}};
     /* The avx512 tile feeds its multiply-adds in one of three ways (kernels.h, enum elm_feed):
      * every one this CPU runs, the first loop's Q4_0 shapes again for those it did not choose
      * (tiles of 9-16 tokens go to AMX under ELM_FEED_AMX: the counts to 20 and 64 take them,
