@@ -186,12 +186,20 @@ static void group_weights(const struct elm_kernels *k, const struct elm_hparams 
                     k->kv_dot[type](hd, att + i, kb + (size_t)(i - i0) * row, qv + j * qs);
         }
     }
+    /* The scale in a local, and runs of 8 that gcc -O2 turns into vector multiplies (the same
+     * products): a loop reading hp->q_scale for every score (att might alias it) stayed scalar,
+     * half of attn_part's own time in a 2048-token prefill. */
+    const float q_scale = hp->q_scale;
     for (int j = 0; j < g; j++) {
         float *att = s->att + j * s->att_stride;
         for (int32_t p = sp->base; p < lo; p++)
             att[p] = -INFINITY;
-        for (int32_t p = lo; p < n; p++)
-            att[p] *= hp->q_scale;
+        int32_t p = lo;
+        for (; p + 8 <= n; p += 8)
+            for (int i = 0; i < 8; i++)
+                att[p + i] *= q_scale;
+        for (; p < n; p++)
+            att[p] *= q_scale;
         if (hp->attn_softcap > 0)
             elm_softcap(att + lo, n - lo, hp->attn_softcap);
         /* the softmax sums in blocks from the start of its row: a page start keeps the blocks
