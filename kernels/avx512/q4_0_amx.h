@@ -48,7 +48,7 @@ struct q40a_ablock {
 struct q40a_scratch {
     struct q40a_ablock ab[Q40A_ABLOCKS];
     struct kept_tag tag[Q40A_SLOTS];
-    int32_t c[8][Q40A_T][16]; /* two groups of four blocks' sums, for the float step */
+    _Alignas(64) int32_t c[8][Q40A_T][16]; /* two groups of four blocks' sums (aligned loads) */
     bool configured;          /* this thread has loaded the tile configuration */
 };
 
