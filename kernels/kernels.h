@@ -173,7 +173,7 @@ const char *elm_kernels_variant(size_t i);
  * (kernels/avx512/q4_0_tile.h, q40w_step): half by loads and half by shuffles where the shuffles
  * have pipes of their own (ELM_FEED_SPLIT: AMD's Zen 5), all by loads where the shuffles and
  * the multiply-adds share a port (ELM_FEED_LOADS: Intel's port 5). ELM_FEED_AMX: as LOADS, but
- * tiles of 9-16 tokens go to the AMX tile unit (kernels/avx512/q4_0_amx.h), where the CPU has
+ * whole tiles of 16 tokens go to the AMX tile unit (kernels/avx512/q4_0_amx.h), where the CPU has
  * AMX-INT8 and the kernel lets this process use it. The same bits every way, only the speed
  * differs. Chosen once per process (AMX where usable, else AMD: split, any other: loads);
  * elm_kernels_set_feed() overrides it, for tests, between matmuls, and refuses AMX (-ENOTSUP)

@@ -365,8 +365,8 @@ static void test_matmul(void **state)
                                      {23, 513, 9}, {37, 1024, 20}, {21, 1025, 13}, {13, 4097, 9}};
     /* The avx512 tile feeds its multiply-adds in one of three ways (kernels.h, enum elm_feed):
      * every one this CPU runs, the first loop's Q4_0 shapes again for those it did not choose
-     * (tiles of 9-16 tokens go to AMX under ELM_FEED_AMX: the counts to 20 and 64 take them,
-     * whole and ragged). */
+     * (whole tiles of 16 tokens go to AMX under ELM_FEED_AMX: the counts 16-20 and those to 64
+     * take them, beside ragged tiles that take the vector tile). */
     static const char *const feed_name[] = {"split", "by loads", "AMX"};
     const enum elm_feed cpu = elm_kernels_feed();
     const bool feeds = strcmp(k->name, "avx512") == 0;
