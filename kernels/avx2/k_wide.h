@@ -111,11 +111,9 @@ ALWAYS_INLINE void kw_unpack(struct kw_scratch *s, const uint8_t *w, size_t ws, 
 ALWAYS_INLINE int64_t kw_acts(struct kw_scratch *s, const uint8_t *a, size_t as, int nt, int64_t nb,
                               const int KIND)
 {
-    int64_t nslot = KW_PBLOCKS / nb;
-    if (nslot > KW_SLOTS)
-        nslot = KW_SLOTS;
     bool make;
-    const int64_t slot = kept_slot(s->ptag, nslot, KW_T, a, as, nb, nt, s->gen, &make);
+    const int64_t slot =
+        kept_slot(s->ptag, KW_PBLOCKS, KW_SLOTS, KW_T, a, as, nb, nt, s->gen, &make);
     if (make)
         for (int64_t b = 0; b < nb; b++) {
             if (KIND == 4)

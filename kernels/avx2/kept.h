@@ -36,12 +36,15 @@ static inline void kept_begin(struct elm_panel_key *key, uint64_t *gen, int stre
     }
 }
 
-/* The slot, among nslot, of the nt tokens at a (rows as bytes apart, nb blocks, tiles of T
- * tokens). *make: the slot does not hold them yet; its tag is then claimed, so the caller
- * prepares the slot before it returns. */
-static inline int64_t kept_slot(struct kept_tag *tags, int64_t nslot, int T, const void *a,
-                                size_t as, int64_t nb, int nt, uint64_t gen, bool *make)
+/* The slot of the nt tokens at a (rows as bytes apart, nb blocks, tiles of T tokens) in a cache
+ * of `blocks` blocks of prepared tiles and at most max_slots tags: blocks / nb slots of nb
+ * blocks each, or max_slots. *make: the slot does not hold them yet; its tag is then claimed,
+ * so the caller prepares the slot (its blocks from slot * nb) before it returns. */
+static inline int64_t kept_slot(struct kept_tag *tags, int64_t blocks, int64_t max_slots, int T,
+                                const void *a, size_t as, int64_t nb, int nt, uint64_t gen,
+                                bool *make)
 {
+    const int64_t nslot = blocks / nb < max_slots ? blocks / nb : max_slots;
     const size_t span = (size_t)T * (as ? as : 1);
     const int64_t slot = (int64_t)(((uintptr_t)a / span) % (uint64_t)nslot);
     struct kept_tag *tag = &tags[slot];

@@ -239,11 +239,9 @@ ALWAYS_INLINE void q40v_run(const struct q40v_scratch *s, const struct q40v_ablo
 static const struct q40v_ablock *q40v_acts(struct q40v_scratch *s, const uint8_t *a, size_t as,
                                            int nt, int64_t nb)
 {
-    int64_t nslot = Q40V_ABLOCKS / nb;
-    if (nslot > Q40V_SLOTS)
-        nslot = Q40V_SLOTS;
     bool make;
-    const int64_t slot = kept_slot(s->atag, nslot, Q40V_T, a, as, nb, nt, s->gen, &make);
+    const int64_t slot =
+        kept_slot(s->atag, Q40V_ABLOCKS, Q40V_SLOTS, Q40V_T, a, as, nb, nt, s->gen, &make);
     struct q40v_ablock *ab = &s->ab[slot * nb];
     if (make)
         q40v_prep(ab, a, as, nt, nb);

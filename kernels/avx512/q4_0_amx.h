@@ -79,11 +79,9 @@ static void q40a_configure(struct q40a_scratch *x)
 static const struct q40a_ablock *q40a_acts(struct q40a_scratch *x, uint64_t gen, const uint8_t *a,
                                            size_t as, int64_t nb)
 {
-    int64_t nslot = Q40A_ABLOCKS / nb;
-    if (nslot > Q40A_SLOTS)
-        nslot = Q40A_SLOTS;
     bool make;
-    const int64_t slot = kept_slot(x->tag, nslot, Q40A_T, a, as, nb, Q40A_T, gen, &make);
+    const int64_t slot =
+        kept_slot(x->tag, Q40A_ABLOCKS, Q40A_SLOTS, Q40A_T, a, as, nb, Q40A_T, gen, &make);
     struct q40a_ablock *ab = &x->ab[slot * nb];
     if (make)
         for (int t = 0; t < Q40A_T; t++) {

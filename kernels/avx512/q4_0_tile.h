@@ -75,19 +75,10 @@ struct q40w_ablock {
     float da[Q40W_T];     /* the token's scale */
 };
 
-/* What a kept token tile was made from; gen: q40w_scratch.gen when it was made. */
-struct q40w_atag {
-    const void *a;
-    size_t as;
-    int64_t nb;
-    int nt;
-    uint64_t gen;
-};
-
 struct q40w_scratch {
     struct q40w_wblock wb[Q40W_MAX_BLOCKS];
     struct q40w_ablock ab[Q40W_ABLOCKS];
-    struct q40w_atag atag[Q40W_SLOTS];
+    struct kept_tag atag[Q40W_SLOTS];
     uint64_t gen; /* advanced by every FRESH call: kept token tiles older than it are stale */
     struct elm_panel_key key[Q40W_PANELS]; /* the panels wb holds (q40w_slot) */
 };
@@ -359,24 +350,19 @@ ALWAYS_INLINE void q40w_run_direct(const uint8_t *w, size_t ws, int nr, int64_t 
     UNROLL for (int t = 0; t < NT; t++) ln_store(y + t * ys, nr, 0, acc[t]);
 }
 
-/* The prepared token tile at a: a kept one if this thread made it since the last stream call
- * (the activations of a matmul do not change during it, and every matmul's first call on a
- * thread is a stream call), else made now. The tiles of a token chunk are T * as apart, so
- * they fall in consecutive slots; the same tile is used by every row panel of a row chunk. */
+/* The prepared token tile at a: a kept one if this thread made it since the last FRESH call
+ * (the activations of a matmul do not change during it), else made now (kept.h). The tiles of
+ * a token chunk are T * as apart, so they fall in consecutive slots; the same tile is used by
+ * every row panel of a row chunk. */
 static const struct q40w_ablock *q40w_acts(struct q40w_scratch *s, const uint8_t *a, size_t as,
                                            int nt, int64_t nb)
 {
-    int64_t nslot = Q40W_ABLOCKS / nb;
-    if (nslot > Q40W_SLOTS)
-        nslot = Q40W_SLOTS;
-    const size_t span = Q40W_T * (as ? as : 1);
-    const int64_t slot = (int64_t)(((uintptr_t)a / span) % (uint64_t)nslot);
-    struct q40w_atag *tag = &s->atag[slot];
+    bool make;
+    const int64_t slot =
+        kept_slot(s->atag, Q40W_ABLOCKS, Q40W_SLOTS, Q40W_T, a, as, nb, nt, s->gen, &make);
     struct q40w_ablock *ab = &s->ab[slot * nb];
-    if (tag->a != a || tag->as != as || tag->nb != nb || tag->nt != nt || tag->gen != s->gen) {
+    if (make)
         q40w_prep(ab, a, as, nt, nb);
-        *tag = (struct q40w_atag){.a = a, .as = as, .nb = nb, .nt = nt, .gen = s->gen};
-    }
     return ab;
 }
 
