@@ -78,7 +78,7 @@ struct bench_machine {
     char cpu[128];
     int cores;           /* online CPUs */
     const char *kernel;  /* active kernel variant */
-    bool amx;            /* its Q4_0 prefill tiles run on AMX (kernels.h, ELM_FEED_AMX) */
+    const char *unit;    /* "AMX" when its Q4_0 prefill runs there, else "" (kernels.h) */
     long hugepages_free; /* explicit 2 MiB pages free */
     char thp[32];        /* transparent hugepage mode */
     char emulated[96];   /* why timings mean nothing here (an emulator), or "" */

@@ -140,7 +140,7 @@ void bench_machine(struct bench_machine *m)
     m->cores = (int)sysconf(_SC_NPROCESSORS_ONLN);
     detect_emulation(m->emulated, sizeof m->emulated);
     m->kernel = elm_kernels_active()->name;
-    m->amx = strcmp(m->kernel, "avx512") == 0 && elm_kernels_feed() == ELM_FEED_AMX;
+    m->unit = elm_kernels_matrix_unit(elm_kernels_active());
     m->hugepages_free = -1;
     f = fopen("/proc/meminfo", "r");
     while (f && fgets(line, sizeof line, f))
@@ -175,17 +175,17 @@ void bench_print_header(const struct bench_opts *o, const char *sub)
     struct bench_machine m;
     bench_machine(&m);
     if (o->format == BENCH_JSON) {
-        json_line(json_pack("{sssssssssisssisIsssissss}", "type", "machine", "version",
+        json_line(json_pack("{sssssssssisssssisIsssissss}", "type", "machine", "version",
                             ELM_VERSION_STRING, "subcommand", sub, "cpu", m.cpu, "cores", m.cores,
-                            "kernel", m.kernel, "threads", o->threads, "hugepages_free",
-                            (json_int_t)m.hugepages_free, "thp", m.thp, "reps", o->reps, "command",
-                            o->cmdline, "emulated", m.emulated));
+                            "kernel", m.kernel, "matrix_unit", m.unit, "threads", o->threads,
+                            "hugepages_free", (json_int_t)m.hugepages_free, "thp", m.thp, "reps",
+                            o->reps, "command", o->cmdline, "emulated", m.emulated));
     } else if (o->format == BENCH_MD) {
         printf("elm-bench %s %s — %s, %d cores, kernels %s%s, %d threads, hugepages free %ld, "
                "THP %s; median of %d runs (min–max)\ncommand: `%s`\n\n",
                ELM_VERSION_STRING, sub, m.cpu, m.cores, m.kernel,
-               m.amx ? " (Q4_0 prefill on AMX)" : "", o->threads, m.hugepages_free, m.thp, o->reps,
-               o->cmdline);
+               m.unit[0] ? " (Q4_0 prefill on AMX)" : "", o->threads, m.hugepages_free, m.thp,
+               o->reps, o->cmdline);
         if (m.emulated[0])
             printf("**Emulated** (%s): the timings below measure the emulator, not the kernels; "
                    "only the results and the variant names mean anything.\n\n",

@@ -199,6 +199,7 @@ static void fill_model(struct elm_daemon_status *st, const struct elmd *d,
     st->load_ns = r->total_ns;
     set_str(st->arch, sizeof st->arch, elm_arch_name(m->hp.arch));
     set_str(st->kernel, sizeof st->kernel, m->k->name);
+    set_str(st->matrix_unit, sizeof st->matrix_unit, elm_kernels_matrix_unit(m->k));
     st->n_layer = (uint32_t)m->hp.n_layer;
     st->n_embd = (uint32_t)m->hp.n_embd;
     st->n_ctx_train = (uint32_t)m->hp.n_ctx_train;

@@ -70,6 +70,8 @@ static const struct elm_field status_lines[] = {
     S(ELM_TAG_N_CTX_TRAIN, U32, n_ctx_train, MODEL,
       .row = "architecture", .text = ", trained on %s tokens of context"),
     S(ELM_TAG_KERNEL, STR, kernel, MODEL, .row = "compute", .text = "%s kernels"),
+    S(ELM_TAG_MATRIX_UNIT, STR, matrix_unit, MODEL, .flags = NZ, .row = "compute",
+      .text = ", Q4_0 prefill on %s"),
     S(ELM_TAG_N_THREADS, U32, n_threads, MODEL, .row = "compute", .text = ", %s threads"),
     S(ELM_TAG_N_CTX, U32, n_ctx, MODEL, .row = "context", .text = "%s tokens per session"),
     S(ELM_TAG_KV_TYPE, STR, kv_type, MODEL, .flags = NZ, .row = "context",

@@ -198,6 +198,7 @@ enum elm_proto_opt_tag {
     ELM_TAG_POOL_GAP_MORE,      /* more */
     ELM_TAG_N_POOL_PROBES,      /* u64: auto, busy: probes (a few calls spun) */
     ELM_TAG_N_POOL_PROBES_FREE, /* u64: of which found a free core for each thread */
+    ELM_TAG_MATRIX_UNIT,        /* str (STATUS): "AMX" where the kernels hand it tiles */
     ELM_TAG_OPT_END,            /* known optional tags are < this */
 };
 

@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <string.h>
 
 #include "kernels/kernels.h"
 
@@ -70,4 +71,9 @@ int elm_kernels_set_feed(enum elm_feed f)
         return -ENOTSUP;
     atomic_store_explicit(&feed, f, memory_order_relaxed);
     return 0;
+}
+
+const char *elm_kernels_matrix_unit(const struct elm_kernels *k)
+{
+    return k && !strcmp(k->name, "avx512") && elm_kernels_feed() == ELM_FEED_AMX ? "AMX" : "";
 }

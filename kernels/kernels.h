@@ -181,6 +181,9 @@ const char *elm_kernels_variant(size_t i);
 enum elm_feed { ELM_FEED_SPLIT = 0, ELM_FEED_LOADS = 1, ELM_FEED_AMX = 2 };
 enum elm_feed elm_kernels_feed(void);
 int elm_kernels_set_feed(enum elm_feed feed);
+/* The matrix unit k's tiles hand work to: "AMX" when k is the avx512 variant and the feed is
+ * ELM_FEED_AMX (its Q4_0 prefill), else "". For reports (elmctl status, elm-bench). */
+const char *elm_kernels_matrix_unit(const struct elm_kernels *k);
 
 /* How a weight matrix lies in memory.
  * ELM_LAYOUT_ROWS: the file's, row after row (elm_row_bytes apart).

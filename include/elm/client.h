@@ -110,6 +110,7 @@ struct elm_daemon_status {
     /* The model and where its weights live (0 or "" when not reported). */
     char arch[16];         /* "llama", "qwen2" */
     char kernel[16];       /* the kernel variant computing: "avx2"... */
+    char matrix_unit[8];   /* "AMX" where its Q4_0 prefill runs there, else "" */
     char kv_type[8];       /* KV cache precision: "f16", "f32", "q8_0" */
     uint64_t n_params;     /* parameters (tensor elements) */
     uint32_t n_layer;      /* transformer blocks */

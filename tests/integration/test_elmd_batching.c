@@ -20,6 +20,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "kernels/kernels.h"
 #include "tests/common/elmd_fixture.h"
 #include "tests/common/json.h"
 
@@ -272,6 +273,13 @@ static void test_status_json_kv(void **state)
     assert_true(elm_test_jnum(j, "kv_tokens") >= 44 && elm_test_jnum(j, "kv_tokens") <= 64);
     assert_int_equal(elm_test_jnum(j, "n_queued"), 0);
     assert_string_equal(elm_test_jstr(j, "kv_type"), "f16");
+    /* the matrix unit, where the daemon's kernels hand it tiles (this process probes the same
+     * CPU and kernel): "AMX" on an AMX machine, else no field */
+    const char *unit = elm_kernels_matrix_unit(elm_kernels_get(elm_test_jstr(j, "kernel")));
+    if (unit[0])
+        assert_string_equal(elm_test_jstr(j, "matrix_unit"), unit);
+    else
+        assert_null(elm_test_jstr(j, "matrix_unit"));
     const char *backing = elm_test_jstr(j, "kv_backing");
     assert_true(backing && (!strcmp(backing, "hugetlb") || !strcmp(backing, "thp") ||
                             !strcmp(backing, "plain")));
@@ -283,6 +291,8 @@ static void test_status_json_kv(void **state)
     assert_non_null(txt);
     assert_non_null(strstr(txt, "kv pool"));
     assert_non_null(strstr(txt, "254 of 256 pages free"));
+    if (unit[0])
+        assert_non_null(strstr(txt, ", Q4_0 prefill on AMX, "));
     free(txt);
     assert_int_equal(ts_close(&f->c, &s), 0);
 }
