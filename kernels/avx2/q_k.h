@@ -53,19 +53,28 @@
  * ((u1 >> 6) & 3..) << 4 (llama.cpp's word arithmetic), done here as four lanes at once: ~9
  * vector instructions where the scalar words took ~30 per row and super-block (a tenth of the
  * 1-row x 8-token tile's non-product work). ((u >> 6) & 0x03..) << 4 is (u >> 2) & 0x30..: the
- * bits shifted in from the next byte are masked off. Reads 16 bytes at packed: in a block the
- * field is followed by qs (Q4_K) or qh (Q5_K). */
+ * bits shifted in from the next byte are masked off. k4_scales_vec2 unpacks two rows, the 16
+ * bytes from each one's field in a 128-bit lane; k4_scales_vec reads 16 bytes at packed: in a
+ * block the field is followed by qs (Q4_K) or qh (Q5_K). */
+ALWAYS_INLINE __m256i k4_scales_vec2(__m256i u)
+{
+    const __m256i x = _mm256_shuffle_epi32(u, _MM_SHUFFLE(2, 1, 2, 0)); /* u0 u2 u1 u2 */
+    const __m256i y = _mm256_shuffle_epi32(u, _MM_SHUFFLE(1, 1, 0, 0)); /* u0 u0 u1 u1 */
+    const __m256i lo =
+        _mm256_and_si256(_mm256_srlv_epi32(x, _mm256_setr_epi32(0, 0, 0, 4, 0, 0, 0, 4)),
+                         _mm256_setr_epi32(0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f,
+                                           0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f));
+    const __m256i hi =
+        _mm256_and_si256(_mm256_srli_epi32(y, 2), _mm256_setr_epi32(0, 0x30303030, 0, 0x30303030, 0,
+                                                                    0x30303030, 0, 0x30303030));
+    return _mm256_or_si256(lo, hi);
+}
+
+/* One row's: the same instructions on a 128-bit lane (the other is never read). */
 ALWAYS_INLINE __m128i k4_scales_vec(const uint8_t *packed)
 {
     const __m128i u = _mm_loadu_si128((const __m128i *)packed);
-    const __m128i x = _mm_shuffle_epi32(u, _MM_SHUFFLE(2, 1, 2, 0)); /* u0 u2 u1 u2 */
-    const __m128i y = _mm_shuffle_epi32(u, _MM_SHUFFLE(1, 1, 0, 0)); /* u0 u0 u1 u1 */
-    const __m128i lo =
-        _mm_and_si128(_mm_srlv_epi32(x, _mm_setr_epi32(0, 0, 0, 4)),
-                      _mm_setr_epi32(0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f));
-    const __m128i hi =
-        _mm_and_si128(_mm_srli_epi32(y, 2), _mm_setr_epi32(0, 0x30303030, 0, 0x30303030));
-    return _mm_or_si128(lo, hi);
+    return _mm256_castsi256_si128(k4_scales_vec2(_mm256_castsi128_si256(u)));
 }
 
 ALWAYS_INLINE void k4_scales(const uint8_t *packed, uint8_t out[16])
@@ -145,11 +154,16 @@ ALWAYS_INLINE __m256 k4_min_tpair(__m256 accm, __m256i mins, __m256 ndm, const s
                            _mm256_cvtepi32_ps(_mm256_madd_epi16(mins, tp->s32)), accm);
 }
 
-/* Row r's min[R] twice per run R (k4_min_pair's m), from its unpacked scales sm. */
+/* Row r's min[R] twice per run R (k4_min_pair's m), from its unpacked scales sm (k4_scales_vec:
+ * the mins are bytes 8..15). */
+ALWAYS_INLINE __m256i k4_mins16_v(__m128i sm)
+{
+    return _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(sm, sm));
+}
+
 ALWAYS_INLINE __m256i k4_mins16(const uint8_t sm[16])
 {
-    const __m128i m8 = _mm_loadl_epi64((const __m128i *)(sm + 8));
-    return _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m8, m8));
+    return k4_mins16_v(_mm_loadu_si128((const __m128i *)sm));
 }
 
 /* Slot h (0 or 1) of a k4_min_pair register, folded as the reference's 128-bit register:
@@ -161,8 +175,137 @@ ALWAYS_INLINE float k4_min_fold(__m256 accm, int h)
     return q[2 * h] + q[2 * h + 1];
 }
 
+/* Q5_K's minimum term, one fused chain per output (the reference's): the sums of each 32
+ * activations as int16, pairs of bsums ... */
+ALWAYS_INLINE __m128i k5_sum32(const struct elm_block_q8_k *v)
+{
+    return _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)v->bsums),
+                          _mm_loadu_si128((const __m128i *)v->bsums + 1));
+}
+
+/* ... and sum over k of min[2k] * sum32[2k] + min[2k+1] * sum32[2k+1] (m8: the 8 mins, bytes
+ * 0..7), an exact int32. */
+ALWAYS_INLINE int32_t k5_min_sum(__m128i m8, __m128i sum32)
+{
+    const __m128i mins = _mm_madd_epi16(_mm_cvtepu8_epi16(m8), sum32);
+    const __m128i s2 = _mm_add_epi32(mins, _mm_srli_si128(mins, 8));
+    return _mm_cvtsi128_si32(_mm_add_epi32(s2, _mm_srli_si128(s2, 4)));
+}
+
+/* One token, NR (KQ_R_GEMV) rows: decode. The products and float steps of q45_k_impl, with
+ * less around them per row and super-block, since decode streams the weights no faster than
+ * its arithmetic lets it (docs/kernels-perf.md, "Q4_K decode"): the rows' d and dmin come
+ * converted and multiplied by the token's d as one vector; the scale fields are unpacked two
+ * rows a register; and each run's scale reaches vpmaddwd / vpdpwssd as a broadcast load from a
+ * small table (a load port, not the shuffle port of a vpshufb per run and row). */
+ALWAYS_INLINE void q45_k_gemv(int64_t n, const uint8_t *w, size_t ws, const uint8_t *a, float *y,
+                              const uint8_t *pf, const int NR, const bool FIVE)
+{
+    _Static_assert(KQ_R_GEMV % 2 == 0 && KQ_R_GEMV <= 4, "rows in pairs, d and dmin in 8 lanes");
+    _Static_assert(offsetof(struct elm_block_q4_k, dmin) == 2 &&
+                       offsetof(struct elm_block_q5_k, dmin) == 2 &&
+                       offsetof(struct elm_block_q4_k, scales) == 4 &&
+                       offsetof(struct elm_block_q5_k, scales) == 4,
+                   "q45_k_gemv: d, dmin as a block's first dword, then the scales");
+    __m256 acc[KQ_R_GEMV], accm[KQ_R_GEMV / 2];
+    float summs[KQ_R_GEMV];
+    UNROLL for (int r = 0; r < NR; r++)
+    {
+        acc[r] = _mm256_setzero_ps();
+        summs[r] = 0.0f;
+        if (r % 2 == 0)
+            accm[r / 2] = _mm256_setzero_ps();
+    }
+    const size_t bb = FIVE ? sizeof(struct elm_block_q5_k) : sizeof(struct elm_block_q4_k);
+    const size_t qs_off =
+        FIVE ? offsetof(struct elm_block_q5_k, qs) : offsetof(struct elm_block_q4_k, qs);
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    for (int64_t b = 0; b < n / ELM_QK_K; b++) {
+        if (pf)
+            prefetch_span(pf + b * NR * bb, NR * bb);
+        const struct elm_block_q8_k *v = (const struct elm_block_q8_k *)a + b;
+        const uint8_t *xb[KQ_R_GEMV];
+        __m128i hd = _mm_setzero_si128(); /* row r's (d, dmin) in dword r */
+        UNROLL for (int r = 0; r < NR; r++)
+        {
+            xb[r] = w + (size_t)r * ws + (size_t)b * bb;
+            hd = _mm_insert_epi32(hd, (int)load_u32(xb[r]), r);
+        }
+        /* d_a * d_w and d_a * dmin_w of row r in lanes 2r, 2r + 1: the reference's products */
+        float dv[8] __attribute__((aligned(32)));
+        _mm256_store_ps(dv, _mm256_mul_ps(_mm256_broadcast_ss(&v->d), _mm256_cvtph_ps(hd)));
+        /* run R's scale of row r, twice per dword (vpmaddwd's pair) */
+        int32_t sct[KQ_R_GEMV][8] __attribute__((aligned(32)));
+        __m128i sm[KQ_R_GEMV];
+        UNROLL for (int r = 0; r < NR; r += 2)
+        {
+            const __m256i s2 = k4_scales_vec2(_mm256_inserti128_si256(
+                _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(xb[r] + 4))),
+                _mm_loadu_si128((const __m128i *)(xb[r + 1] + 4)), 1));
+            sm[r] = _mm256_castsi256_si128(s2);
+            sm[r + 1] = _mm256_extracti128_si256(s2, 1);
+        }
+        UNROLL for (int r = 0; r < NR; r++)
+        {
+            const __m256i s32 = _mm256_cvtepu8_epi32(sm[r]);
+            _mm256_store_si256((__m256i *)sct[r], _mm256_or_si256(s32, _mm256_slli_epi32(s32, 16)));
+        }
+        const int32_t(*sc)[8] = sct;
+        const float *dq = dv;
+        IN_MEMORY(sc);
+        IN_MEMORY(dq);
+        if (FIVE) {
+            const __m128i bs = k5_sum32(v);
+            UNROLL for (int r = 0; r < NR; r++) summs[r] = fmaf(
+                -dq[2 * r + 1], (float)k5_min_sum(_mm_unpackhi_epi64(sm[r], sm[r]), bs), summs[r]);
+        } else {
+            UNROLL for (int r = 0; r < NR; r += 2)
+            {
+                /* -(d_a * dmin_w): negation is exact, rounding symmetric (q45_k_impl) */
+                const __m256 scale = _mm256_xor_ps(
+                    _mm256_set1_ps(-0.0f), k4_min_slots(_mm256_broadcast_ss(&dq[2 * r + 1]),
+                                                        _mm256_broadcast_ss(&dq[2 * r + 3])));
+                accm[r / 2] = k4_min_pair(accm[r / 2], k4_mins16_v(sm[r]), k4_mins16_v(sm[r + 1]),
+                                          v->bsums, v->bsums, scale);
+            }
+        }
+        __m256i qh[KQ_R_GEMV], li[KQ_R_GEMV];
+        if (FIVE)
+            UNROLL for (int r = 0; r < NR; r++) qh[r] =
+                loadu256(((const struct elm_block_q5_k *)xb[r])->qh);
+        UNROLL for (int j = 0; j < 4; j++)
+        { /* 64 elements: runs 2j (low nibbles), 2j+1 (high) */
+            const __m256i y0 = loadu256(v->qs + 64 * j);
+            const __m256i y1 = loadu256(v->qs + 64 * j + 32);
+            UNROLL for (int r = 0; r < NR; r++)
+            {
+                const __m256i raw = loadu256(xb[r] + qs_off + 32 * j);
+                __m256i q0 = _mm256_and_si256(raw, m4);
+                __m256i q1 = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+                if (FIVE) {
+                    q0 = _mm256_or_si256(q0, bits_move(qh[r], 2 * j, 4, 1));
+                    q1 = _mm256_or_si256(q1, bits_move(qh[r], 2 * j + 1, 4, 1));
+                }
+                const __m256i p0 = _mm256_maddubs_epi16(q0, y0);
+                const __m256i sc0 = _mm256_set1_epi32(sc[r][2 * j]);
+                li[r] = j ? madd_acc(li[r], p0, sc0) : _mm256_madd_epi16(p0, sc0);
+                li[r] = madd_acc(li[r], _mm256_maddubs_epi16(q1, y1),
+                                 _mm256_set1_epi32(sc[r][2 * j + 1]));
+            }
+        }
+        UNROLL for (int r = 0; r < NR; r++) acc[r] =
+            _mm256_fmadd_ps(_mm256_broadcast_ss(&dq[2 * r]), _mm256_cvtepi32_ps(li[r]), acc[r]);
+    }
+    UNROLL for (int r = 0; r < NR; r++) y[r] =
+        hsum8_ps(acc[r]) + (FIVE ? summs[r] : k4_min_fold(accm[r / 2], r & 1));
+}
+
 ALWAYS_INLINE void q45_k_impl(TILE_ARGS, const int NR, const int NT, const bool FIVE)
 {
+    if (NT == 1 && NR == KQ_R_GEMV) {
+        q45_k_gemv(n, w, ws, a, y, pf, NR, FIVE);
+        return;
+    }
     __m256 acc[KQ_MR][KQ_T];
     __m256 accm[KQ_MR][KQ_TP]; /* Q4_K's minimum lanes of a token pair (k4_min_pair) */
     float summs[KQ_MR][KQ_T];
@@ -201,19 +344,12 @@ ALWAYS_INLINE void q45_k_impl(TILE_ARGS, const int NR, const int NT, const bool 
         if (FIVE) {
             UNROLL for (int t = 0; t < NT; t++)
             {
-                /* the sums of each 32 activations: pairs of bsums */
-                const __m128i bs =
-                    _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)v[t]->bsums),
-                                   _mm_loadu_si128((const __m128i *)v[t]->bsums + 1));
+                const __m128i bs = k5_sum32(v[t]);
                 UNROLL for (int r = 0; r < NR; r++)
                 {
-                    /* min[2k] * sum32[2k] + min[2k+1] * sum32[2k+1], summed over k */
-                    const __m128i mins = _mm_madd_epi16(
-                        _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)(sm[r] + 8))), bs);
-                    const float dmin = -(v[t]->d * dmw[r]);
-                    const __m128i s2 = _mm_add_epi32(mins, _mm_srli_si128(mins, 8));
-                    const int32_t tot = _mm_cvtsi128_si32(_mm_add_epi32(s2, _mm_srli_si128(s2, 4)));
-                    summs[r][t] = fmaf(dmin, (float)tot, summs[r][t]);
+                    const int32_t tot =
+                        k5_min_sum(_mm_loadl_epi64((const __m128i *)(sm[r] + 8)), bs);
+                    summs[r][t] = fmaf(-(v[t]->d * dmw[r]), (float)tot, summs[r][t]);
                 }
             }
         } else if (NT == 1) { /* rows in pairs: accm[r][0] of even r holds rows r, r + 1 */

@@ -159,6 +159,12 @@ ALWAYS_INLINE __m256i madd_acc(__m256i acc, __m256i p, __m256i c)
  * would otherwise fold into each use as a memory operand (a load each, where loads bind). */
 #define IN_REGISTER(v) __asm__("" : "+x"(v))
 
+/* The opposite, for a small table just stored: its elements are then read as broadcast loads
+ * (a load port each). Seeing the store, gcc would otherwise keep the table in registers and
+ * extract each element with shuffles (the port the loads were to spare). p is laundered: a
+ * pointer the compiler cannot relate to the table, which it must therefore write first. */
+#define IN_MEMORY(p) __asm__("" : "+r"(p) : : "memory")
+
 /* Keeps an int32 accumulator a chain in one register. Without VNNI each step is a vpmaddwd then
  * a vpaddd, and the compiler (integer addition being associative) turns a tile's chains into
  * trees whose pending products spill to the stack: callgrind showed the avx2 K-quant tiles
