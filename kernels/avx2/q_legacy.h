@@ -157,8 +157,62 @@ ALWAYS_INLINE __m256i q8_dot(__m256i u, __m256i c, __m256i ya)
 }
 #endif
 
+/* One token, NR (LEG_R_GEMV) rows: decode, which streams the weights only as fast as this
+ * arithmetic lets it. q8_0_impl's products and float steps, with what the rows share done once
+ * per block: their scales converted as one vector and multiplied by the token's (the
+ * reference's products, d_w * d_a), and, with VNNI, the +128 of vpdpbusd's unsigned operand on
+ * the weights' side, so that its correction is the token's (q8_prep_w and q8_prep_a with their
+ * roles swapped: x + 128 is exact for every int8, as y + 128 is). Without VNNI the weights keep
+ * the abs/sign roles: a weight of -128 (possible in a file) would not survive vpsignb. */
+ALWAYS_INLINE void q8_0_gemv(int64_t n, const uint8_t *w, size_t ws, const uint8_t *a, float *y,
+                             const uint8_t *pf, const int NR)
+{
+    _Static_assert(LEG_R_GEMV <= 8, "the rows' scales in one vector");
+    __m256 acc[LEG_R_GEMV];
+    UNROLL for (int r = 0; r < NR; r++) acc[r] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < n / ELM_QK; b++) {
+        if (pf)
+            prefetch_span(pf + b * NR * sizeof(struct elm_block_q8_0),
+                          NR * sizeof(struct elm_block_q8_0));
+        const struct elm_block_q8_0 *v = (const struct elm_block_q8_0 *)a + b;
+        const struct elm_block_q8_0 *x[LEG_R_GEMV];
+        __m128i hd = _mm_setzero_si128();
+        UNROLL for (int r = 0; r < NR; r++)
+        {
+            x[r] = BLK(elm_block_q8_0, w, ws, r, b);
+            hd = _mm_insert_epi16(hd, (short)x[r]->d, r);
+        }
+        float dv[8] __attribute__((aligned(32)));
+        _mm256_store_ps(dv, _mm256_mul_ps(_mm256_cvtph_ps(hd), _mm256_set1_ps(h2f(v->d))));
+        const float *dq = dv;
+        IN_MEMORY(dq); /* each row's a broadcast load, not a shuffle */
+#ifdef ELM_SIMD_VNNI
+        __m256i yu, yc;
+        q8_prep_w(loadu256(v->qs), &yu, &yc);
+#else
+        const __m256i ya = q8_prep_a(loadu256(v->qs));
+#endif
+        UNROLL for (int r = 0; r < NR; r++)
+        {
+#ifdef ELM_SIMD_VNNI
+            const __m256i dot = q8_dot(yu, yc, q8_prep_a(loadu256(x[r]->qs)));
+#else
+            __m256i wu, wc;
+            q8_prep_w(loadu256(x[r]->qs), &wu, &wc);
+            const __m256i dot = q8_dot(wu, wc, ya);
+#endif
+            acc[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(&dq[r]), _mm256_cvtepi32_ps(dot), acc[r]);
+        }
+    }
+    UNROLL for (int r = 0; r < NR; r++) y[r] = hsum8_ps(acc[r]);
+}
+
 ALWAYS_INLINE void q8_0_impl(TILE_ARGS, const int NR, const int NT)
 {
+    if (NT == 1 && NR == LEG_R_GEMV) {
+        q8_0_gemv(n, w, ws, a, y, pf, NR);
+        return;
+    }
     enum { MR = LEG_R_GEMV > LEG_R ? LEG_R_GEMV : LEG_R };
     __m256 acc[MR][LEG_T];
     UNROLL for (int r = 0; r < NR; r++)
