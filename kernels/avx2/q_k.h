@@ -194,10 +194,10 @@ ALWAYS_INLINE int32_t k5_min_sum(__m128i m8, __m128i sum32)
 
 /* One token, NR (KQ_R_GEMV) rows: decode. The products and float steps of q45_k_impl, with
  * less around them per row and super-block, since decode streams the weights no faster than
- * its arithmetic lets it (docs/kernels-perf.md, "Q4_K decode"): the rows' d and dmin come
- * converted and multiplied by the token's d as one vector; the scale fields are unpacked two
- * rows a register; and each run's scale reaches vpmaddwd / vpdpwssd as a broadcast load from a
- * small table (a load port, not the shuffle port of a vpshufb per run and row). */
+ * its arithmetic lets it (docs/kernels-perf.md, "Decode: less around the products"): the rows' d
+ * and dmin come converted and multiplied by the token's d as one vector; the scale fields are
+ * unpacked two rows a register; and each run's scale reaches vpmaddwd / vpdpwssd as a broadcast
+ * load from a small table (a load port, not the shuffle port of a vpshufb per run and row). */
 ALWAYS_INLINE void q45_k_gemv(int64_t n, const uint8_t *w, size_t ws, const uint8_t *a, float *y,
                               const uint8_t *pf, const int NR, const bool FIVE)
 {
