@@ -485,11 +485,75 @@ ALWAYS_INLINE __m256i k16_pair_scales(const __m256i scv[2], int j)
                                      _mm_set1_epi32(K16_PICK2((4 * j) % 8, (4 * j + 2) % 8))));
 }
 
+#ifdef ELM_SIMD_VNNI
+/* One token, NR (KQ_R_GEMV) rows of Q6_K, with VNNI: decode (docs/kernels-perf.md, "Decode: less
+ * around the products"). q16_impl's integers and float steps, with less around the products:
+ * run R's offset-corrected 4-element sums D come from one vpdpbusd started at the token's
+ * -32 * (sum of each 4 activations) instead of a vpmaddubsw and a vpsubw per row (|D| <= 4 x
+ * 32 x 128 < 2^15, so D is exact and its high half is its sign), and vpdpwssd scales them by
+ * (sc, 0) dwords, picked as k16_run_scales picks; the rows' d come converted and multiplied by
+ * the token's as one vector. */
+ALWAYS_INLINE void q6_k_gemv(int64_t n, const uint8_t *w, size_t ws, const uint8_t *a, float *y,
+                             const uint8_t *pf, const int NR)
+{
+    _Static_assert(KQ_R_GEMV <= 8, "the rows' d in one vector");
+    const size_t bb = sizeof(struct elm_block_q6_k);
+    __m256 acc[KQ_R_GEMV];
+    UNROLL for (int r = 0; r < NR; r++) acc[r] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < n / ELM_QK_K; b++) {
+        if (pf)
+            prefetch_span(pf + b * NR * bb, NR * bb);
+        const struct elm_block_q8_k *v = (const struct elm_block_q8_k *)a + b;
+        const struct elm_block_q6_k *x[KQ_R_GEMV];
+        __m128i hd = _mm_setzero_si128();
+        __m256i scv[KQ_R_GEMV][2], li[KQ_R_GEMV];
+        UNROLL for (int r = 0; r < NR; r++)
+        {
+            x[r] = (const void *)(w + (size_t)r * ws + (size_t)b * bb);
+            hd = _mm_insert_epi16(hd, (short)x[r]->d, r);
+            const __m256i sc = _mm256_cvtepi8_epi16(_mm_loadu_si128((const void *)x[r]->scales));
+            scv[r][0] = _mm256_permute2x128_si256(sc, sc, 0x00);
+            scv[r][1] = _mm256_permute2x128_si256(sc, sc, 0x11);
+        }
+        float dv[8] __attribute__((aligned(32)));
+        _mm256_store_ps(dv, _mm256_mul_ps(_mm256_broadcast_ss(&v->d), _mm256_cvtph_ps(hd)));
+        const float *dq = dv;
+        IN_MEMORY(dq); /* each row's a broadcast load, not a shuffle */
+        UNROLL for (int R = 0; R < 8; R++)
+        {
+            const __m256i ya = loadu256(v->qs + 32 * R);
+            const __m256i corr = _mm256_sub_epi32(
+                _mm256_setzero_si256(),
+                _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(32), ya));
+            /* (sc, 0) per dword: group 2R's in the low half, 2R + 1's in the high */
+            const __m256i pick =
+                _mm256_set_m128i(_mm_set1_epi32(K16_PICK((2 * R + 1) % 8) | (int)0x80800000),
+                                 _mm_set1_epi32(K16_PICK((2 * R) % 8) | (int)0x80800000));
+            UNROLL for (int r = 0; r < NR; r++)
+            {
+                const __m256i D = _mm256_dpbusd_epi32(corr, q6_run_quants(x[r], R), ya);
+                const __m256i scz = _mm256_shuffle_epi8(scv[r][R / 4], pick);
+                li[r] = R ? _mm256_dpwssd_epi32(li[r], D, scz) : _mm256_madd_epi16(D, scz);
+            }
+        }
+        UNROLL for (int r = 0; r < NR; r++) acc[r] =
+            _mm256_fmadd_ps(_mm256_broadcast_ss(&dq[r]), _mm256_cvtepi32_ps(li[r]), acc[r]);
+    }
+    UNROLL for (int r = 0; r < NR; r++) y[r] = hsum8_ps(acc[r]);
+}
+#endif
+
 /* KIND 6, 2 or 3. Per run R (0..7) the 32 quants as unsigned bytes q, from which Q6_K and
  * Q3_K subtract their offset (32; 4) as pair sums.
  */
 ALWAYS_INLINE void q16_impl(TILE_ARGS, const int NR, const int NT, const int KIND)
 {
+#ifdef ELM_SIMD_VNNI
+    if (KIND == 6 && NT == 1 && NR == KQ_R_GEMV) {
+        q6_k_gemv(n, w, ws, a, y, pf, NR);
+        return;
+    }
+#endif
     const bool Q6 = KIND == 6;
     const size_t bb = Q6          ? sizeof(struct elm_block_q6_k)
                       : KIND == 2 ? sizeof(struct elm_block_q2_k)
