@@ -485,33 +485,56 @@ ALWAYS_INLINE __m256i k16_pair_scales(const __m256i scv[2], int j)
                                      _mm_set1_epi32(K16_PICK2((4 * j) % 8, (4 * j + 2) % 8))));
 }
 
+/* Run R's 32 quants of a Q6_K, Q2_K or Q3_K block at xb as unsigned bytes (KIND 6, 2, 3): Q6_K's
+ * q6_run_quants; Q2_K's 2 bits; Q3_K's 2 bits plus 4 * (bit R of hmask[l]), its -4 taken by the
+ * caller as Q6_K's -32. */
+ALWAYS_INLINE __m256i k16_run_quants(const uint8_t *xb, int R, const int KIND)
+{
+    if (KIND == 6)
+        return q6_run_quants((const void *)xb, R);
+    const int h = R / 4, s = R % 4;
+    const uint8_t *qs = KIND == 2 ? ((const struct elm_block_q2_k *)xb)->qs
+                                  : ((const struct elm_block_q3_k *)xb)->qs;
+    const __m256i q = _mm256_and_si256(
+        _mm256_srl_epi16(loadu256(qs + 32 * h), _mm_cvtsi32_si128(2 * s)), _mm256_set1_epi8(3));
+    if (KIND == 2)
+        return q;
+    return _mm256_or_si256(
+        q, bits_move(loadu256(((const struct elm_block_q3_k *)xb)->hmask), R, 2, 1));
+}
+
 #ifdef ELM_SIMD_VNNI
-/* One token, NR (KQ_R_GEMV) rows of Q6_K, with VNNI: decode (docs/kernels-perf.md, "Decode: less
- * around the products"). q16_impl's integers and float steps, with less around the products:
- * run R's offset-corrected 4-element sums D come from one vpdpbusd started at the token's
- * -32 * (sum of each 4 activations) instead of a vpmaddubsw and a vpsubw per row (|D| <= 4 x
- * 32 x 128 < 2^15, so D is exact and its high half is its sign), and vpdpwssd scales them by
- * (sc, 0) dwords, picked as k16_run_scales picks; the rows' d come converted and multiplied by
- * the token's as one vector. */
-ALWAYS_INLINE void q6_k_gemv(int64_t n, const uint8_t *w, size_t ws, const uint8_t *a, float *y,
-                             const uint8_t *pf, const int NR)
+/* One token, NR (KQ_R_GEMV) rows of Q6_K or Q3_K (KIND 6, 3), with VNNI: decode
+ * (docs/kernels-perf.md, "Decode: less around the products"). q16_impl's integers and float
+ * steps, with less around the products: run R's offset-corrected 4-element sums D come from one
+ * vpdpbusd started at the token's -offset * (sum of each 4 activations) instead of a vpmaddubsw
+ * and a vpsubw per row (|D| <= 4 x 32 x 128 < 2^15, so D is exact and its high half is its
+ * sign), and vpdpwssd scales them by (sc, 0) dwords, picked as k16_run_scales picks; the rows' d
+ * come converted and multiplied by the token's as one vector. */
+ALWAYS_INLINE void q16_gemv(int64_t n, const uint8_t *w, size_t ws, const uint8_t *a, float *y,
+                            const uint8_t *pf, const int NR, const int KIND)
 {
     _Static_assert(KQ_R_GEMV <= 8, "the rows' d in one vector");
-    const size_t bb = sizeof(struct elm_block_q6_k);
+    const size_t bb = KIND == 6 ? sizeof(struct elm_block_q6_k) : sizeof(struct elm_block_q3_k);
+    const size_t d_off =
+        KIND == 6 ? offsetof(struct elm_block_q6_k, d) : offsetof(struct elm_block_q3_k, d);
     __m256 acc[KQ_R_GEMV];
     UNROLL for (int r = 0; r < NR; r++) acc[r] = _mm256_setzero_ps();
     for (int64_t b = 0; b < n / ELM_QK_K; b++) {
         if (pf)
             prefetch_span(pf + b * NR * bb, NR * bb);
         const struct elm_block_q8_k *v = (const struct elm_block_q8_k *)a + b;
-        const struct elm_block_q6_k *x[KQ_R_GEMV];
+        const uint8_t *xb[KQ_R_GEMV];
         __m128i hd = _mm_setzero_si128();
         __m256i scv[KQ_R_GEMV][2], li[KQ_R_GEMV];
         UNROLL for (int r = 0; r < NR; r++)
         {
-            x[r] = (const void *)(w + (size_t)r * ws + (size_t)b * bb);
-            hd = _mm_insert_epi16(hd, (short)x[r]->d, r);
-            const __m256i sc = _mm256_cvtepi8_epi16(_mm_loadu_si128((const void *)x[r]->scales));
+            xb[r] = w + (size_t)r * ws + (size_t)b * bb;
+            hd = _mm_insert_epi16(hd, (short)load_u16(xb[r] + d_off), r);
+            const __m256i sc = _mm256_cvtepi8_epi16(
+                KIND == 6
+                    ? _mm_loadu_si128((const void *)((const struct elm_block_q6_k *)xb[r])->scales)
+                    : k3_scales(((const struct elm_block_q3_k *)xb[r])->scales));
             scv[r][0] = _mm256_permute2x128_si256(sc, sc, 0x00);
             scv[r][1] = _mm256_permute2x128_si256(sc, sc, 0x11);
         }
@@ -522,16 +545,17 @@ ALWAYS_INLINE void q6_k_gemv(int64_t n, const uint8_t *w, size_t ws, const uint8
         UNROLL for (int R = 0; R < 8; R++)
         {
             const __m256i ya = loadu256(v->qs + 32 * R);
-            const __m256i corr = _mm256_sub_epi32(
-                _mm256_setzero_si256(),
-                _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(32), ya));
+            const __m256i corr =
+                _mm256_sub_epi32(_mm256_setzero_si256(),
+                                 _mm256_dpbusd_epi32(_mm256_setzero_si256(),
+                                                     _mm256_set1_epi8(KIND == 6 ? 32 : 4), ya));
             /* (sc, 0) per dword: group 2R's in the low half, 2R + 1's in the high */
             const __m256i pick =
                 _mm256_set_m128i(_mm_set1_epi32(K16_PICK((2 * R + 1) % 8) | (int)0x80800000),
                                  _mm_set1_epi32(K16_PICK((2 * R) % 8) | (int)0x80800000));
             UNROLL for (int r = 0; r < NR; r++)
             {
-                const __m256i D = _mm256_dpbusd_epi32(corr, q6_run_quants(x[r], R), ya);
+                const __m256i D = _mm256_dpbusd_epi32(corr, k16_run_quants(xb[r], R, KIND), ya);
                 const __m256i scz = _mm256_shuffle_epi8(scv[r][R / 4], pick);
                 li[r] = R ? _mm256_dpwssd_epi32(li[r], D, scz) : _mm256_madd_epi16(D, scz);
             }
@@ -549,8 +573,8 @@ ALWAYS_INLINE void q6_k_gemv(int64_t n, const uint8_t *w, size_t ws, const uint8
 ALWAYS_INLINE void q16_impl(TILE_ARGS, const int NR, const int NT, const int KIND)
 {
 #ifdef ELM_SIMD_VNNI
-    if (KIND == 6 && NT == 1 && NR == KQ_R_GEMV) {
-        q6_k_gemv(n, w, ws, a, y, pf, NR);
+    if (KIND != 2 && NT == 1 && NR == KQ_R_GEMV) {
+        q16_gemv(n, w, ws, a, y, pf, NR, KIND);
         return;
     }
 #endif
@@ -622,24 +646,8 @@ ALWAYS_INLINE void q16_impl(TILE_ARGS, const int NR, const int NT, const int KIN
         }
         UNROLL for (int R = 0; R < 8; R++)
         {
-            const int h = R / 4, s = R % 4;
             __m256i q[KQ_MR];
-            UNROLL for (int r = 0; r < NR; r++)
-            {
-                const __m128i cnt = _mm_cvtsi32_si128(2 * s);
-                if (Q6) {
-                    q[r] = q6_run_quants((const void *)xb[r], R);
-                } else {
-                    const uint8_t *qs = KIND == 2 ? ((const struct elm_block_q2_k *)xb[r])->qs
-                                                  : ((const struct elm_block_q3_k *)xb[r])->qs;
-                    q[r] = _mm256_and_si256(_mm256_srl_epi16(loadu256(qs + 32 * h), cnt),
-                                            _mm256_set1_epi8(3));
-                    if (KIND == 3) /* q + 4 * (bit R of hmask[l]), the -4 taken below */
-                        q[r] = _mm256_or_si256(
-                            q[r], bits_move(loadu256(((const struct elm_block_q3_k *)xb[r])->hmask),
-                                            R, 2, 1));
-                }
-            }
+            UNROLL for (int r = 0; r < NR; r++) q[r] = k16_run_quants(xb[r], R, KIND);
             UNROLL for (int t = 0; t < NT; t++)
             {
                 const __m256i ya = loadu256(v[t]->qs + 32 * R);
