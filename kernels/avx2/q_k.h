@@ -225,12 +225,14 @@ ALWAYS_INLINE void q45_k_gemv(int64_t n, const uint8_t *w, size_t ws, const uint
             prefetch_span(pf + b * NR * bb, NR * bb);
         const struct elm_block_q8_k *v = (const struct elm_block_q8_k *)a + b;
         const uint8_t *xb[KQ_R_GEMV];
-        __m128i hd = _mm_setzero_si128(); /* row r's (d, dmin) in dword r */
+        int32_t dd[4] = {0, 0, 0, 0}; /* row r's (d, dmin) in dword r (a lane index must be a
+                                       * constant before unrolling for clang: no vpinsrd loop) */
         UNROLL for (int r = 0; r < NR; r++)
         {
             xb[r] = w + (size_t)r * ws + (size_t)b * bb;
-            hd = _mm_insert_epi32(hd, (int)load_u32(xb[r]), r);
+            dd[r] = (int32_t)load_u32(xb[r]);
         }
+        const __m128i hd = _mm_setr_epi32(dd[0], dd[1], dd[2], dd[3]);
         /* d_a * d_w and d_a * dmin_w of row r in lanes 2r, 2r + 1: the reference's products */
         float dv[8] __attribute__((aligned(32)));
         _mm256_store_ps(dv, _mm256_mul_ps(_mm256_broadcast_ss(&v->d), _mm256_cvtph_ps(hd)));
@@ -525,12 +527,12 @@ ALWAYS_INLINE void q16_gemv(int64_t n, const uint8_t *w, size_t ws, const uint8_
             prefetch_span(pf + b * NR * bb, NR * bb);
         const struct elm_block_q8_k *v = (const struct elm_block_q8_k *)a + b;
         const uint8_t *xb[KQ_R_GEMV];
-        __m128i hd = _mm_setzero_si128();
+        int16_t dh[8] = {0, 0, 0, 0, 0, 0, 0, 0}; /* row r's d in int16 r (as q45_k_gemv's) */
         __m256i scv[KQ_R_GEMV][2], li[KQ_R_GEMV];
         UNROLL for (int r = 0; r < NR; r++)
         {
             xb[r] = w + (size_t)r * ws + (size_t)b * bb;
-            hd = _mm_insert_epi16(hd, (short)load_u16(xb[r] + d_off), r);
+            dh[r] = (int16_t)load_u16(xb[r] + d_off);
             const __m256i sc = _mm256_cvtepi8_epi16(
                 KIND == 6
                     ? _mm_loadu_si128((const void *)((const struct elm_block_q6_k *)xb[r])->scales)
@@ -538,6 +540,7 @@ ALWAYS_INLINE void q16_gemv(int64_t n, const uint8_t *w, size_t ws, const uint8_
             scv[r][0] = _mm256_permute2x128_si256(sc, sc, 0x00);
             scv[r][1] = _mm256_permute2x128_si256(sc, sc, 0x11);
         }
+        const __m128i hd = _mm_setr_epi16(dh[0], dh[1], dh[2], dh[3], dh[4], dh[5], dh[6], dh[7]);
         float dv[8] __attribute__((aligned(32)));
         _mm256_store_ps(dv, _mm256_mul_ps(_mm256_broadcast_ss(&v->d), _mm256_cvtph_ps(hd)));
         const float *dq = dv;

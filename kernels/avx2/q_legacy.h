@@ -176,12 +176,15 @@ ALWAYS_INLINE void q8_0_gemv(int64_t n, const uint8_t *w, size_t ws, const uint8
                           NR * sizeof(struct elm_block_q8_0));
         const struct elm_block_q8_0 *v = (const struct elm_block_q8_0 *)a + b;
         const struct elm_block_q8_0 *x[LEG_R_GEMV];
-        __m128i hd = _mm_setzero_si128();
+        int16_t dh[8] = {0, 0, 0, 0, 0,
+                         0, 0, 0}; /* row r's d in int16 r (a lane index must be
+                                    * a constant before unrolling for clang) */
         UNROLL for (int r = 0; r < NR; r++)
         {
             x[r] = BLK(elm_block_q8_0, w, ws, r, b);
-            hd = _mm_insert_epi16(hd, (short)x[r]->d, r);
+            dh[r] = (int16_t)x[r]->d;
         }
+        const __m128i hd = _mm_setr_epi16(dh[0], dh[1], dh[2], dh[3], dh[4], dh[5], dh[6], dh[7]);
         float dv[8] __attribute__((aligned(32)));
         _mm256_store_ps(dv, _mm256_mul_ps(_mm256_cvtph_ps(hd), _mm256_set1_ps(h2f(v->d))));
         const float *dq = dv;
