@@ -225,17 +225,16 @@ ALWAYS_INLINE void q45_k_gemv(int64_t n, const uint8_t *w, size_t ws, const uint
             prefetch_span(pf + b * NR * bb, NR * bb);
         const struct elm_block_q8_k *v = (const struct elm_block_q8_k *)a + b;
         const uint8_t *xb[KQ_R_GEMV];
-        int32_t dd[4] = {0, 0, 0, 0}; /* row r's (d, dmin) in dword r (a lane index must be a
-                                       * constant before unrolling for clang: no vpinsrd loop) */
+        int32_t dd[4] = {0, 0, 0, 0}; /* row r's (d, dmin) in dword r, as f16_rows builds */
         UNROLL for (int r = 0; r < NR; r++)
         {
             xb[r] = w + (size_t)r * ws + (size_t)b * bb;
             dd[r] = (int32_t)load_u32(xb[r]);
         }
         const __m128i hd = _mm_setr_epi32(dd[0], dd[1], dd[2], dd[3]);
-        /* d_a * d_w and d_a * dmin_w of row r in lanes 2r, 2r + 1: the reference's products */
+        /* d_a * d_w and d_a * dmin_w of row r in lanes 2r, 2r + 1 */
         float dv[8] __attribute__((aligned(32)));
-        _mm256_store_ps(dv, _mm256_mul_ps(_mm256_broadcast_ss(&v->d), _mm256_cvtph_ps(hd)));
+        const float *dq = f16_times(hd, v->d, dv);
         /* run R's scale of row r, twice per dword (vpmaddwd's pair) */
         int32_t sct[KQ_R_GEMV][8] __attribute__((aligned(32)));
         __m128i sm[KQ_R_GEMV];
@@ -253,9 +252,7 @@ ALWAYS_INLINE void q45_k_gemv(int64_t n, const uint8_t *w, size_t ws, const uint
             _mm256_store_si256((__m256i *)sct[r], _mm256_or_si256(s32, _mm256_slli_epi32(s32, 16)));
         }
         const int32_t(*sc)[8] = sct;
-        const float *dq = dv;
         IN_MEMORY(sc);
-        IN_MEMORY(dq);
         if (FIVE) {
             const __m128i bs = k5_sum32(v);
             UNROLL for (int r = 0; r < NR; r++) summs[r] = fmaf(
@@ -527,12 +524,10 @@ ALWAYS_INLINE void q16_gemv(int64_t n, const uint8_t *w, size_t ws, const uint8_
             prefetch_span(pf + b * NR * bb, NR * bb);
         const struct elm_block_q8_k *v = (const struct elm_block_q8_k *)a + b;
         const uint8_t *xb[KQ_R_GEMV];
-        int16_t dh[8] = {0, 0, 0, 0, 0, 0, 0, 0}; /* row r's d in int16 r (as q45_k_gemv's) */
         __m256i scv[KQ_R_GEMV][2], li[KQ_R_GEMV];
         UNROLL for (int r = 0; r < NR; r++)
         {
             xb[r] = w + (size_t)r * ws + (size_t)b * bb;
-            dh[r] = (int16_t)load_u16(xb[r] + d_off);
             const __m256i sc = _mm256_cvtepi8_epi16(
                 KIND == 6
                     ? _mm_loadu_si128((const void *)((const struct elm_block_q6_k *)xb[r])->scales)
@@ -540,11 +535,8 @@ ALWAYS_INLINE void q16_gemv(int64_t n, const uint8_t *w, size_t ws, const uint8_
             scv[r][0] = _mm256_permute2x128_si256(sc, sc, 0x00);
             scv[r][1] = _mm256_permute2x128_si256(sc, sc, 0x11);
         }
-        const __m128i hd = _mm_setr_epi16(dh[0], dh[1], dh[2], dh[3], dh[4], dh[5], dh[6], dh[7]);
         float dv[8] __attribute__((aligned(32)));
-        _mm256_store_ps(dv, _mm256_mul_ps(_mm256_broadcast_ss(&v->d), _mm256_cvtph_ps(hd)));
-        const float *dq = dv;
-        IN_MEMORY(dq); /* each row's a broadcast load, not a shuffle */
+        const float *dq = f16_times(f16_rows(xb, d_off, NR), v->d, dv);
         UNROLL for (int R = 0; R < 8; R++)
         {
             const __m256i ya = loadu256(v->qs + 32 * R);

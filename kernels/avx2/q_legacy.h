@@ -175,20 +175,12 @@ ALWAYS_INLINE void q8_0_gemv(int64_t n, const uint8_t *w, size_t ws, const uint8
             prefetch_span(pf + b * NR * sizeof(struct elm_block_q8_0),
                           NR * sizeof(struct elm_block_q8_0));
         const struct elm_block_q8_0 *v = (const struct elm_block_q8_0 *)a + b;
-        const struct elm_block_q8_0 *x[LEG_R_GEMV];
-        int16_t dh[8] = {0, 0, 0, 0, 0,
-                         0, 0, 0}; /* row r's d in int16 r (a lane index must be
-                                    * a constant before unrolling for clang) */
-        UNROLL for (int r = 0; r < NR; r++)
-        {
-            x[r] = BLK(elm_block_q8_0, w, ws, r, b);
-            dh[r] = (int16_t)x[r]->d;
-        }
-        const __m128i hd = _mm_setr_epi16(dh[0], dh[1], dh[2], dh[3], dh[4], dh[5], dh[6], dh[7]);
+        const uint8_t *xb[LEG_R_GEMV];
+        UNROLL for (int r = 0; r < NR; r++) xb[r] =
+            (const uint8_t *)BLK(elm_block_q8_0, w, ws, r, b);
         float dv[8] __attribute__((aligned(32)));
-        _mm256_store_ps(dv, _mm256_mul_ps(_mm256_cvtph_ps(hd), _mm256_set1_ps(h2f(v->d))));
-        const float *dq = dv;
-        IN_MEMORY(dq); /* each row's a broadcast load, not a shuffle */
+        const float *dq =
+            f16_times(f16_rows(xb, offsetof(struct elm_block_q8_0, d), NR), h2f(v->d), dv);
 #ifdef ELM_SIMD_VNNI
         __m256i yu, yc;
         q8_prep_w(loadu256(v->qs), &yu, &yc);
@@ -198,10 +190,11 @@ ALWAYS_INLINE void q8_0_gemv(int64_t n, const uint8_t *w, size_t ws, const uint8
         UNROLL for (int r = 0; r < NR; r++)
         {
 #ifdef ELM_SIMD_VNNI
-            const __m256i dot = q8_dot(yu, yc, q8_prep_a(loadu256(x[r]->qs)));
+            const __m256i dot =
+                q8_dot(yu, yc, q8_prep_a(loadu256(((const struct elm_block_q8_0 *)xb[r])->qs)));
 #else
             __m256i wu, wc;
-            q8_prep_w(loadu256(x[r]->qs), &wu, &wc);
+            q8_prep_w(loadu256(((const struct elm_block_q8_0 *)xb[r])->qs), &wu, &wc);
             const __m256i dot = q8_dot(wu, wc, ya);
 #endif
             acc[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(&dq[r]), _mm256_cvtepi32_ps(dot), acc[r]);

@@ -165,6 +165,28 @@ ALWAYS_INLINE __m256i madd_acc(__m256i acc, __m256i p, __m256i c)
  * pointer the compiler cannot relate to the table, which it must therefore write first. */
 #define IN_MEMORY(p) __asm__("" : "+r"(p) : : "memory")
 
+/* The one-token kernels' scales of their rows (q_k.h, q_legacy.h): the fp16 at p[r] + off of
+ * rows r < nr (nr <= 8) as int16 r of a vector, the others 0. From an array, because clang
+ * wants the lane index of _mm_insert_epi16 constant before it unrolls a loop (gcc makes the
+ * same vpinsrw of either). */
+ALWAYS_INLINE __m128i f16_rows(const uint8_t *const p[], size_t off, int nr)
+{
+    int16_t h[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    UNROLL for (int r = 0; r < nr; r++) h[r] = (int16_t)load_u16(p[r] + off);
+    return _mm_setr_epi16(h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]);
+}
+
+/* ... times the token's scale da: the products, float by float as the reference makes them,
+ * go to dv, and the pointer returned reads lane i back as a broadcast load (IN_MEMORY), not a
+ * shuffle. */
+ALWAYS_INLINE const float *f16_times(__m128i h, float da, float dv[8])
+{
+    _mm256_store_ps(dv, _mm256_mul_ps(_mm256_set1_ps(da), _mm256_cvtph_ps(h)));
+    const float *dq = dv;
+    IN_MEMORY(dq);
+    return dq;
+}
+
 /* Keeps an int32 accumulator a chain in one register. Without VNNI each step is a vpmaddwd then
  * a vpaddd, and the compiler (integer addition being associative) turns a tile's chains into
  * trees whose pending products spill to the stack: callgrind showed the avx2 K-quant tiles
