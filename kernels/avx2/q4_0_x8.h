@@ -67,7 +67,7 @@ ALWAYS_INLINE void q40x_run(const uint8_t *p, int64_t nb, int64_t b0, int64_t b1
                             const struct q40v_ablock *ab, const uint8_t *a, size_t as, __m256 *acc,
                             const uint8_t *pf, const int NT)
 {
-    const __m256i m4 = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
     for (int64_t b = b0; b < b1; b++) {
         if (pf)
             prefetch_span(pf + (size_t)b * Q40X_BLOCK, Q40X_BLOCK);
@@ -76,7 +76,11 @@ ALWAYS_INLINE void q40x_run(const uint8_t *p, int64_t nb, int64_t b0, int64_t b1
         const struct q40v_ablock *x = &ab[b - b0];
         /* VNNI: the block sum as one vpdpbusd chain per half, from the correction: 8 multiply-
          * adds and one add where the int16 sums take 17 instructions (the same exact integer) */
-        __m256i s16[Q40V_T], s32[Q40V_T][2];
+#ifdef ELM_SIMD_VNNI
+        __m256i s32[Q40V_T][2];
+#else
+        __m256i s16[Q40V_T];
+#endif
         UNROLL for (int g = 0; g < 4; g++)
         {
             const __m256i raw = loadu256(q40x_qs(p, b) + 32 * g);
@@ -103,12 +107,9 @@ ALWAYS_INLINE void q40x_run(const uint8_t *p, int64_t nb, int64_t b0, int64_t b1
         {
 #ifdef ELM_SIMD_VNNI
             const __m256i isum = _mm256_add_epi32(s32[t][0], s32[t][1]);
-            (void)s16;
-            (void)ones;
 #else
-            const __m256i isum =
-                _mm256_add_epi32(_mm256_madd_epi16(s16[t], ones), _mm256_set1_epi32(x->corr[t]));
-            (void)s32;
+            const __m256i isum = _mm256_add_epi32(_mm256_madd_epi16(s16[t], _mm256_set1_epi16(1)),
+                                                  _mm256_set1_epi32(x->corr[t]));
 #endif
             acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum),
                                      _mm256_mul_ps(dw, _mm256_set1_ps(x->da[t])), acc[t]);
